@@ -1,0 +1,160 @@
+//! The one API error type: an HTTP status plus a stable machine-readable code.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::registry::DecideError;
+use crate::session::SessionError;
+
+/// Every error the operator API returns, as `{"error":{"code":..,"message":..}}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the JSON body is malformed or invalid.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// 400: a query parameter is invalid.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// 404: no such session.
+    #[error("unknown session {0}")]
+    UnknownSession(String),
+    /// 404: no such prompt in that session.
+    #[error("no prompt {request_id} in session {session_id}")]
+    UnknownPrompt {
+        /// Session id.
+        session_id: String,
+        /// Prompt id.
+        request_id: String,
+    },
+    /// 404: no such route.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// 405: route exists, method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: the prompt was already answered.
+    #[error("prompt {0} was already answered")]
+    AlreadyAnswered(String),
+    /// 409: the prompt was cancelled by the session.
+    #[error("prompt {0} was cancelled by the session")]
+    PromptCancelled(String),
+    /// 409: the session is viewer-only.
+    #[error("session {0} is viewer-only: it never interrupts or sends messages")]
+    ViewerOnly(String),
+    /// 409: the session has no live connection right now.
+    #[error("session {0} is not connected")]
+    NotConnected(String),
+    /// 502: the session answered with an error.
+    #[error("session answered with an error: {0}")]
+    SessionRejected(String),
+    /// 502: the CCR endpoint failed.
+    #[error("{0}")]
+    Upstream(String),
+    /// 504: the session or endpoint did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// 503: an internal actor is not available (shutting down).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The stable code in the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::UnknownSession(_) => "unknown_session",
+            ApiError::UnknownPrompt { .. } => "unknown_prompt",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::AlreadyAnswered(_) => "already_answered",
+            ApiError::PromptCancelled(_) => "prompt_cancelled",
+            ApiError::ViewerOnly(_) => "viewer_only",
+            ApiError::NotConnected(_) => "session_not_connected",
+            ApiError::SessionRejected(_) => "session_error",
+            ApiError::Upstream(_) => "upstream_error",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// Map a session actor's error, naming the session.
+    pub fn from_session(session_id: &str, e: SessionError) -> Self {
+        match e {
+            SessionError::ViewerOnly => ApiError::ViewerOnly(session_id.into()),
+            SessionError::NotConnected | SessionError::ConnectionLost => {
+                ApiError::NotConnected(session_id.into())
+            }
+            SessionError::Timeout(_) => ApiError::Timeout(e.to_string()),
+            SessionError::Rejected(m) => ApiError::SessionRejected(m),
+            SessionError::Token(_) | SessionError::Upstream { .. } | SessionError::Request(_) => {
+                ApiError::Upstream(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<DecideError> for ApiError {
+    fn from(e: DecideError) -> Self {
+        match e {
+            DecideError::UnknownPrompt {
+                session_id,
+                request_id,
+            } => ApiError::UnknownPrompt {
+                session_id,
+                request_id,
+            },
+            DecideError::AlreadyAnswered(id) => ApiError::AlreadyAnswered(id),
+            DecideError::Cancelled(id) => ApiError::PromptCancelled(id),
+            DecideError::InvalidBody(b) => ApiError::InvalidBody(b.to_string()),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(e: actix::MailboxError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidBody(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownSession(_)
+            | ApiError::UnknownPrompt { .. }
+            | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::AlreadyAnswered(_)
+            | ApiError::PromptCancelled(_)
+            | ApiError::ViewerOnly(_)
+            | ApiError::NotConnected(_) => StatusCode::CONFLICT,
+            ApiError::SessionRejected(_) | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    #[actix_rt::test]
+    async fn body_shape_is_stable() {
+        let e = ApiError::AlreadyAnswered("r1".into());
+        assert_eq!(e.status_code(), StatusCode::CONFLICT);
+        let body = to_bytes(e.error_response().into_body()).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "already_answered");
+        assert!(v["error"]["message"].as_str().unwrap().contains("r1"));
+    }
+}

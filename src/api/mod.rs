@@ -1,0 +1,55 @@
+//! Operator HTTP API (actix-web, JSON): sessions, pending prompts, answers, interrupt, send.
+//!
+//! Every route is registered in [`configure`], which `main` and the tests share.
+//! Authentication, the live event stream and metrics slot in here later as
+//! extractors and extra routes.
+
+mod error;
+mod routes;
+
+use actix::Addr;
+use actix_web::{web, HttpRequest};
+
+pub use error::ApiError;
+
+use crate::events::EventBus;
+use crate::registry::PermissionRegistry;
+use crate::supervisor::Supervisor;
+
+/// Handles the API needs; cloned into every worker.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The supervisor (session set).
+    pub supervisor: Addr<Supervisor>,
+    /// The permission registry.
+    pub registry: Addr<PermissionRegistry>,
+    /// The event bus.
+    pub bus: EventBus,
+}
+
+/// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.
+pub fn configure(state: ApiState) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        let json_cfg = web::JsonConfig::default()
+            .limit(1 << 20)
+            .error_handler(|err, _| ApiError::InvalidBody(err.to_string()).into());
+        let query_cfg = web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::InvalidQuery(err.to_string()).into());
+        let path_cfg = web::PathConfig::default()
+            .error_handler(|err, _| ApiError::InvalidQuery(err.to_string()).into());
+        cfg.app_data(web::Data::new(state.clone()))
+            .app_data(json_cfg)
+            .app_data(query_cfg)
+            .app_data(path_cfg)
+            .configure(routes::register)
+            .default_service(web::to(not_found));
+    }
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "{} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,193 @@
+//! Route handlers: thin adapters from HTTP to actor messages.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{ApiError, ApiState};
+use crate::protocol::api::{DecisionBody, SendMessageBody};
+use crate::registry::{CountPending, Decide, ListPending, SessionTally};
+use crate::session::{InterruptSession, SendUserMessage};
+use crate::supervisor::{ListSessions, LookupSession, SessionRef, SessionView};
+
+/// Who answered, until operator authentication names the token (next issue).
+const ANONYMOUS_OPERATOR: &str = "operator";
+
+/// Mount the v1 routes.
+pub fn register(cfg: &mut web::ServiceConfig) {
+    let method_not_allowed =
+        || web::route().to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) });
+    cfg.service(
+        web::resource("/v1/sessions")
+            .route(web::get().to(list_sessions))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/sessions/{id}")
+            .route(web::get().to(get_session))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/permissions")
+            .route(web::get().to(list_permissions))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/sessions/{id}/permissions/{request_id}")
+            .route(web::post().to(decide))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/sessions/{id}/interrupt")
+            .route(web::post().to(interrupt))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/sessions/{id}/messages")
+            .route(web::post().to(send_message))
+            .default_service(method_not_allowed()),
+    );
+}
+
+/// A session with the registry's tallies merged in.
+#[derive(Serialize)]
+struct SessionBody {
+    #[serde(flatten)]
+    view: SessionView,
+    pending: usize,
+    queued_decisions: usize,
+}
+
+fn merge(mut view: SessionView, tally: Option<&SessionTally>) -> SessionBody {
+    let t = tally.copied().unwrap_or_default();
+    view.status.counters.prompts = t.prompts;
+    view.status.counters.decisions = t.decisions;
+    SessionBody {
+        view,
+        pending: t.pending,
+        queued_decisions: t.queued,
+    }
+}
+
+async fn sessions(state: &ApiState, only: Option<String>) -> Result<Vec<SessionBody>, ApiError> {
+    let views = state.supervisor.send(ListSessions { only }).await?;
+    let tallies = state.registry.send(CountPending).await?;
+    Ok(views
+        .into_iter()
+        .map(|v| {
+            let t = tallies.get(&v.id);
+            merge(v, t)
+        })
+        .collect())
+}
+
+async fn list_sessions(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let list = sessions(&state, None).await?;
+    Ok(HttpResponse::Ok().json(json!({ "sessions": list })))
+}
+
+async fn get_session(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let mut list = sessions(&state, Some(id.clone())).await?;
+    match list.pop() {
+        Some(s) => Ok(HttpResponse::Ok().json(s)),
+        None => Err(ApiError::UnknownSession(id)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermissionsQuery {
+    session_id: Option<String>,
+}
+
+async fn list_permissions(
+    state: web::Data<ApiState>,
+    query: web::Query<PermissionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let session_id = query.into_inner().session_id;
+    if let Some(id) = &session_id {
+        lookup(&state, id).await?;
+    }
+    let pending = state.registry.send(ListPending { session_id }).await?;
+    Ok(HttpResponse::Ok().json(json!({ "permissions": pending })))
+}
+
+async fn lookup(state: &ApiState, id: &str) -> Result<SessionRef, ApiError> {
+    state
+        .supervisor
+        .send(LookupSession(id.to_owned()))
+        .await?
+        .ok_or_else(|| ApiError::UnknownSession(id.to_owned()))
+}
+
+async fn decide(
+    state: web::Data<ApiState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<DecisionBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (session_id, request_id) = path.into_inner();
+    let body = body.into_inner();
+    body.validate()
+        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    lookup(&state, &session_id).await?;
+    let receipt = state
+        .registry
+        .send(Decide {
+            session_id: Arc::from(session_id.as_str()),
+            request_id,
+            body,
+            decided_by: ANONYMOUS_OPERATOR.to_owned(),
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+async fn interrupt(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let session = lookup(&state, &id).await?;
+    if session.viewer_only {
+        return Err(ApiError::ViewerOnly(id));
+    }
+    let addr = session
+        .addr
+        .ok_or_else(|| ApiError::NotConnected(id.clone()))?;
+    let answer = addr
+        .send(InterruptSession)
+        .await?
+        .map_err(|e| ApiError::from_session(&id, e))?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+async fn send_message(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+    body: web::Json<SendMessageBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let body = body.into_inner();
+    body.validate()
+        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    let session = lookup(&state, &id).await?;
+    if session.viewer_only {
+        return Err(ApiError::ViewerOnly(id));
+    }
+    let addr = session
+        .addr
+        .ok_or_else(|| ApiError::NotConnected(id.clone()))?;
+    let sent = addr
+        .send(SendUserMessage {
+            content: body.content,
+        })
+        .await?
+        .map_err(|e| ApiError::from_session(&id, e))?;
+    Ok(HttpResponse::Ok().json(sent))
+}

@@ -1,0 +1,159 @@
+//! The app factory: wires registry, supervisor, arbiters, the API server and
+//! (in demo mode) the embedded simulator. `main` and the tests both use [`start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer};
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::registry::PermissionRegistry;
+use crate::session::client::install_crypto_provider;
+use crate::session::SessionShared;
+use crate::sim::{Script, SimBuilder, SimHandle};
+use crate::supervisor::{ShutdownSessions, Supervisor};
+
+/// A running service.
+pub struct Running {
+    /// The supervisor actor.
+    pub supervisor: Addr<Supervisor>,
+    /// The permission registry actor.
+    pub registry: Addr<PermissionRegistry>,
+    /// The event bus.
+    pub bus: EventBus,
+    /// Where the operator API listens.
+    pub api_addr: SocketAddr,
+    /// The embedded simulator, in demo mode.
+    pub sim: Option<SimHandle>,
+    server: ServerHandle,
+    arbiters: Vec<Arbiter>,
+}
+
+impl Running {
+    /// `http://host:port` of the operator API.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// Close every session with 1000, stop the API and the arbiters, within `deadline`.
+    pub async fn shutdown(self, deadline: Duration) {
+        info!("shutting down");
+        let closed = tokio::time::timeout(deadline, self.supervisor.send(ShutdownSessions)).await;
+        if closed.is_err() {
+            warn!(?deadline, "sessions did not all close in time");
+        }
+        self.server.stop(true).await;
+        if let Some(sim) = &self.sim {
+            sim.stop().await;
+        }
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        info!("stopped");
+    }
+}
+
+/// Number of session arbiters for a `[supervisor] arbiters` value (0 = one per core).
+pub fn arbiter_count(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+async fn start_embedded_sim(config: &Config) -> anyhow::Result<SimHandle> {
+    let mut builder = SimBuilder::new().bind(config.sim.bind);
+    for spec in &config.sessions {
+        // The simulator plays the server side: it expects whatever token the session will send.
+        let token = spec
+            .token
+            .fetch(config.ccr.token_command_timeout)
+            .await
+            .with_context(|| format!("embedded simulator: token of session {}", spec.id))?;
+        builder = builder.session(
+            &spec.id,
+            token.expose(),
+            Script::demo(config.sim.turn_pause),
+        );
+    }
+    let sim = builder
+        .start()
+        .await
+        .with_context(|| format!("cannot start embedded simulator on {}", config.sim.bind))?;
+    info!(base_url = %sim.base_url(), "embedded CCR simulator running");
+    Ok(sim)
+}
+
+/// Start everything described by `config`. Must run inside an actix `System`.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    install_crypto_provider();
+    let sim = if config.sim.embedded {
+        Some(start_embedded_sim(&config).await?)
+    } else {
+        None
+    };
+    let base_url = match &sim {
+        Some(sim) => sim.base_url(),
+        None => config.ccr.base_url.clone(),
+    };
+    let bus = EventBus::new(config.api.event_buffer);
+    let registry = PermissionRegistry::new(bus.clone()).start();
+    let arbiters: Vec<Arbiter> = (0..arbiter_count(config.supervisor.arbiters))
+        .map(|_| Arbiter::new())
+        .collect();
+    let handles = arbiters.iter().map(Arbiter::handle).collect();
+    let shared_bus = bus.clone();
+    let shared_registry = registry.clone();
+    let ccr = config.ccr.clone();
+    let reconnect = config.reconnect.clone();
+    let supervisor = Supervisor::start_with(
+        config.supervisor.clone(),
+        config.sessions.iter().map(Arc::clone).collect(),
+        handles,
+        move |reports| SessionShared {
+            ccr,
+            base_url,
+            reconnect,
+            registry: shared_registry,
+            reports,
+            bus: shared_bus,
+        },
+    );
+    let state = ApiState {
+        supervisor: supervisor.clone(),
+        registry: registry.clone(),
+        bus: bus.clone(),
+    };
+    let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .bind(config.api.bind)
+        .with_context(|| format!("cannot bind the operator API on {}", config.api.bind))?;
+    let api_addr = server
+        .addrs()
+        .first()
+        .copied()
+        .context("operator API bound no address")?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    info!(%api_addr, sessions = config.sessions.len(), "operator API listening");
+    Ok(Running {
+        supervisor,
+        registry,
+        bus,
+        api_addr,
+        sim,
+        server: handle,
+        arbiters,
+    })
+}

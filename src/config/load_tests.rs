@@ -1,0 +1,458 @@
+//! Unit tests of the loader (`load.rs`), kept in their own file for length.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+use crate::session::token::{Secret, TokenSource};
+
+/// Minimal valid non-demo `[ccr]` section.
+const CCR: &str = "[ccr]\nbase_url = \"https://api.example.com/\"\norganization_uuid = \"org-1\"\n";
+
+fn ok(toml: &str) -> Config {
+    load_from_str(toml, HashMap::new()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn with_env(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    load_from_str(toml, env)
+}
+
+/// The key errors of an invalid config, as `path: message` lines.
+fn problems(toml: &str) -> Vec<String> {
+    problems_env(toml, &[])
+}
+
+fn problems_env(toml: &str, env: &[(&str, &str)]) -> Vec<String> {
+    match with_env(toml, env) {
+        Err(ConfigError::Invalid(list)) => list.iter().map(ToString::to_string).collect(),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+fn has(problems: &[String], needle: &str) -> bool {
+    problems.iter().any(|p| p.contains(needle))
+}
+
+#[test]
+fn empty_config_in_demo_mode_is_all_defaults() {
+    let c = ok("[sim]\nembedded = true\n");
+    assert_eq!(c.api.bind, "127.0.0.1:8700".parse().unwrap());
+    assert_eq!(c.api.event_buffer, 4096);
+    assert_eq!(c.ccr.base_url, "");
+    assert_eq!(c.ccr.organization_uuid, "");
+    assert_eq!(c.ccr.anthropic_version, "2023-06-01");
+    assert_eq!(c.ccr.anthropic_beta, "ccr-byoc-2025-07-29");
+    assert_eq!(c.ccr.max_frame_bytes, 1 << 20);
+    assert_eq!(c.ccr.ping_interval, Duration::from_secs(30));
+    assert_eq!(c.ccr.pong_timeout, Duration::from_secs(10));
+    assert_eq!(c.ccr.connect_timeout, Duration::from_secs(10));
+    assert_eq!(c.ccr.interrupt_timeout, Duration::from_secs(10));
+    assert_eq!(c.ccr.send_timeout, Duration::from_secs(30));
+    assert_eq!(c.ccr.token_command_timeout, Duration::from_secs(10));
+    assert_eq!(c.reconnect, ReconnectConfig::default());
+    let s = &c.supervisor;
+    assert_eq!((s.arbiters, s.max_restarts), (0, 5));
+    assert_eq!(s.restart_period, Duration::from_secs(60));
+    assert_eq!(s.restart_backoff_initial, Duration::from_millis(500));
+    assert_eq!(s.restart_backoff_max, Duration::from_secs(30));
+    assert_eq!(
+        c.log,
+        LogConfig {
+            format: LogFormat::Pretty,
+            level: "info".into()
+        }
+    );
+    assert!(c.sim.embedded);
+    assert_eq!(c.sim.bind, "127.0.0.1:0".parse().unwrap());
+    assert_eq!(c.sim.turn_pause, Duration::from_secs(5));
+    assert!(c.sessions.is_empty());
+}
+
+#[test]
+fn empty_config_without_sim_needs_base_url_and_org() {
+    let p = problems("");
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(has(&p, "ccr.base_url: required"));
+    assert!(has(&p, "ccr.organization_uuid: required"));
+}
+
+#[test]
+fn every_key_is_parsed() {
+    let c = ok(r#"
+        [api]
+        bind = "0.0.0.0:9000"
+        event_buffer = 16
+        [ccr]
+        base_url = "http://localhost:8080//"
+        organization_uuid = "00000000-0000-4000-8000-000000000000"
+        anthropic_version = "2024-01-01"
+        anthropic_beta = "beta-x"
+        max_frame_bytes = 2048
+        ping_interval = "1m 30s"
+        pong_timeout = "500ms"
+        connect_timeout = "3s"
+        interrupt_timeout = "4s"
+        send_timeout = "5s"
+        token_command_timeout = "6s"
+        [reconnect]
+        transient_delay = "0s"
+        transient_attempts = 9
+        not_found_delay = "3s"
+        not_found_attempts = 1
+        backoff_initial = "100ms"
+        backoff_max = "2m"
+        jitter = 0
+        [supervisor]
+        arbiters = 4
+        max_restarts = 0
+        restart_period = "10s"
+        restart_backoff_initial = "1s"
+        restart_backoff_max = "1s"
+        [log]
+        format = "json"
+        level = "ccr_supervisor=debug,info"
+        [sim]
+        embedded = false
+        bind = "[::1]:7000"
+        turn_pause = "0s"
+    "#);
+    assert_eq!(c.api.bind, "0.0.0.0:9000".parse().unwrap());
+    assert_eq!(c.api.event_buffer, 16);
+    assert_eq!(c.ccr.base_url, "http://localhost:8080");
+    assert_eq!(c.ccr.anthropic_version, "2024-01-01");
+    assert_eq!(c.ccr.anthropic_beta, "beta-x");
+    assert_eq!(c.ccr.max_frame_bytes, 2048);
+    assert_eq!(c.ccr.ping_interval, Duration::from_secs(90));
+    assert_eq!(c.ccr.pong_timeout, Duration::from_millis(500));
+    assert_eq!(c.ccr.connect_timeout, Duration::from_secs(3));
+    assert_eq!(c.ccr.interrupt_timeout, Duration::from_secs(4));
+    assert_eq!(c.ccr.send_timeout, Duration::from_secs(5));
+    assert_eq!(c.ccr.token_command_timeout, Duration::from_secs(6));
+    let r = &c.reconnect;
+    assert_eq!(
+        (r.transient_delay, r.transient_attempts),
+        (Duration::ZERO, 9)
+    );
+    assert_eq!(
+        (r.not_found_delay, r.not_found_attempts),
+        (Duration::from_secs(3), 1)
+    );
+    assert_eq!(
+        (r.backoff_initial, r.backoff_max),
+        (Duration::from_millis(100), Duration::from_secs(120))
+    );
+    assert_eq!(r.jitter, 0.0);
+    let s = &c.supervisor;
+    assert_eq!(
+        (s.arbiters, s.max_restarts, s.restart_period),
+        (4, 0, Duration::from_secs(10))
+    );
+    assert_eq!(
+        (s.restart_backoff_initial, s.restart_backoff_max),
+        (Duration::from_secs(1), Duration::from_secs(1))
+    );
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.log.level, "ccr_supervisor=debug,info");
+    assert!(!c.sim.embedded);
+    assert_eq!(c.sim.bind, "[::1]:7000".parse().unwrap());
+    assert_eq!(c.sim.turn_pause, Duration::ZERO);
+}
+
+#[test]
+fn env_overrides_nested_keys_as_strings() {
+    let c = with_env(
+        CCR,
+        &[
+            ("CCR_SUPERVISOR__CCR__PING_INTERVAL", "5s"),
+            ("CCR_SUPERVISOR__API__BIND", "127.0.0.1:9100"),
+            ("CCR_SUPERVISOR__RECONNECT__TRANSIENT_ATTEMPTS", "7"),
+            ("CCR_SUPERVISOR__RECONNECT__JITTER", "0.25"),
+            ("CCR_SUPERVISOR__SIM__EMBEDDED", "TRUE"),
+            ("CCR_SUPERVISOR_CONFIG", "not ours: single separator"),
+            ("PATH", "/usr/bin"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.ccr.ping_interval, Duration::from_secs(5));
+    assert_eq!(c.api.bind, "127.0.0.1:9100".parse().unwrap());
+    assert_eq!(c.reconnect.transient_attempts, 7);
+    assert_eq!(c.reconnect.jitter, 0.25);
+    assert!(c.sim.embedded);
+    // The file's value is kept where env says nothing.
+    assert_eq!(c.ccr.base_url, "https://api.example.com");
+}
+
+#[test]
+fn env_values_are_never_reparsed_and_errors_name_the_variable() {
+    let toml = format!("{CCR}[[sessions]]\nid = \"s\"\ntoken = \"x\"\n");
+    // `try_parsing` would have turned this into 7.
+    let c = with_env(&toml, &[("CCR_SUPERVISOR__CCR__ORGANIZATION_UUID", "007")]).unwrap();
+    assert_eq!(c.ccr.organization_uuid, "007");
+    let p = problems_env(CCR, &[("CCR_SUPERVISOR__CCR__PING_INTERVAL", "soon")]);
+    assert_eq!(
+        p,
+        [
+            "ccr.ping_interval: expected a duration like \"30s\", got \"soon\" \
+          (set by environment variable CCR_SUPERVISOR__CCR__PING_INTERVAL)"
+        ]
+    );
+    let p = problems_env(CCR, &[("CCR_SUPERVISOR__CCR__PING_INTREVAL", "5s")]);
+    assert!(has(&p, "ccr.ping_intreval: unknown key"), "{p:?}");
+}
+
+#[test]
+fn several_bad_keys_are_all_reported_with_paths() {
+    let toml = r#"
+        [api]
+        bind = "localhost:80"
+        event_buffer = 0
+        [ccr]
+        base_url = "ftp://x"
+        ping_interval = "soon"
+        max_frame_bytes = 10
+        [reconnect]
+        backoff_initial = "10s"
+        backoff_max = "1s"
+        jitter = 1.5
+        transient_attempts = -1
+        [supervisor]
+        arbiters = 1000
+        [log]
+        format = "xml"
+        level = ""
+        [sim]
+        embedded = "maybe"
+        [[sessions]]
+        id = "a"
+        token_env = "A"
+        [[sessions]]
+        id = "bad id"
+        [[sessions]]
+        id = "c"
+        token_env = ""
+    "#;
+    let err = load_from_str(toml, HashMap::new()).unwrap_err();
+    let text = err.to_string();
+    let expected = [
+        "api.bind: expected a socket address like \"127.0.0.1:8700\", got \"localhost:80\"",
+        "api.event_buffer: must be at least 1, got 0",
+        "ccr.base_url: must start with http:// or https://",
+        "ccr.max_frame_bytes: must be between 1024 and 67108864, got 10",
+        "ccr.ping_interval: expected a duration like \"30s\", got \"soon\"",
+        "reconnect.transient_attempts: expected a non-negative integer, got -1",
+        "reconnect.jitter: must be between 0 and 1, got 1.5",
+        "reconnect.backoff_max: must be >= reconnect.backoff_initial",
+        "supervisor.arbiters: must be between 0 and 256, got 1000",
+        "log.format: expected \"pretty\" or \"json\", got \"xml\"",
+        "log.level: must not be empty",
+        "sim.embedded: expected true or false, got \"maybe\"",
+        "sessions[1].id: may contain only letters, digits",
+        "sessions[1]: set exactly one of token, token_env, token_file, token_command (found: none)",
+        "sessions[2].token_env: must not be empty",
+        "ccr.organization_uuid: required unless [sim] embedded = true",
+    ];
+    for e in expected {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(e)),
+            "missing {e:?} in:\n{text}"
+        );
+    }
+    // One header line, then exactly one line per problem.
+    assert_eq!(text.lines().count(), expected.len() + 1, "{text}");
+    assert!(text.starts_with(&format!(
+        "invalid configuration ({} problem(s)):",
+        expected.len()
+    )));
+}
+
+#[test]
+fn unknown_keys_are_rejected_everywhere() {
+    let toml = format!(
+        "unknown_top = 1\n[API]\nbind = \"1.2.3.4:5\"\n[api]\nbnd = \"x\"\n{CCR}pingInterval = \"1s\"\n\
+         [[sessions]]\nid = \"s\"\ntoken_env = \"T\"\ntokn = \"sekret-typo\"\n"
+    );
+    let p = problems(&toml);
+    for key in [
+        "unknown_top",
+        "API",
+        "api.bnd",
+        "ccr.pingInterval",
+        "sessions[0].tokn",
+    ] {
+        assert!(
+            has(&p, &format!("{key}: unknown key (expected one of: ")),
+            "{key} in {p:?}"
+        );
+    }
+    assert_eq!(p.len(), 5, "{p:?}");
+    assert!(!p.concat().contains("sekret-typo"));
+}
+
+#[test]
+fn wrongly_shaped_sections_are_errors() {
+    let p = problems(&format!("api = 3\nsessions = \"x\"\n{CCR}"));
+    assert!(has(&p, "api: expected a table ([api]), got 3"), "{p:?}");
+    assert!(
+        has(
+            &p,
+            "sessions: expected an array of tables ([[sessions]]), got \"x\""
+        ),
+        "{p:?}"
+    );
+    let p = problems(&format!("sessions = [1]\n{CCR}"));
+    assert!(has(&p, "sessions[0]: expected a table, got 1"), "{p:?}");
+}
+
+#[test]
+fn each_token_source_maps_to_its_kind() {
+    let toml = format!(
+        "{CCR}[[sessions]]\nid = \"lit\"\ntoken = \"007\"\nlabels = [\"a\", \"b\"]\nviewer_only = true\n\
+         [[sessions]]\nid = \"env\"\ntoken_env = \"MY_TOKEN\"\n\
+         [[sessions]]\nid = \"file\"\ntoken_file = \"/run/secrets/tok\"\n\
+         [[sessions]]\nid = \"cmd:1.x_y-z\"\ntoken_command = \"pass show ccr\"\n"
+    );
+    let c = ok(&toml);
+    let tokens: Vec<&TokenSource> = c.sessions.iter().map(|s| &s.token).collect();
+    assert_eq!(
+        tokens,
+        [
+            &TokenSource::Literal(Secret::new("007")),
+            &TokenSource::Env("MY_TOKEN".into()),
+            &TokenSource::File("/run/secrets/tok".into()),
+            &TokenSource::Command("pass show ccr".into()),
+        ]
+    );
+    assert_eq!(&*c.sessions[0].id, "lit");
+    assert_eq!(c.sessions[0].labels, ["a", "b"]);
+    assert!(c.sessions[0].viewer_only);
+    assert!(c.sessions[1].labels.is_empty() && !c.sessions[1].viewer_only);
+    assert_eq!(&*c.sessions[3].id, "cmd:1.x_y-z");
+}
+
+#[test]
+fn token_source_must_be_exactly_one() {
+    let toml = format!(
+        "{CCR}[[sessions]]\nid = \"none\"\n\
+         [[sessions]]\nid = \"two\"\ntoken = \"sekret-two\"\ntoken_env = \"T\"\n\
+         [[sessions]]\nid = \"all\"\ntoken = \"sekret-all\"\ntoken_env = \"T\"\ntoken_file = \"f\"\ntoken_command = \"c\"\n"
+    );
+    let p = problems(&format!("{toml}[[sessions]]\nid = \"typed\"\ntoken = 5\n"));
+    assert_eq!(
+        p,
+        [
+            "sessions[0]: set exactly one of token, token_env, token_file, token_command (found: none)",
+            "sessions[1]: set exactly one of token, token_env, token_file, token_command (found: token, token_env)",
+            "sessions[2]: set exactly one of token, token_env, token_file, token_command \
+             (found: token, token_env, token_file, token_command)",
+            "sessions[3].token: expected a string (value not shown: secret)",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_ids_name_both_indices() {
+    let entry = |id: &str| format!("[[sessions]]\nid = \"{id}\"\ntoken_env = \"T\"\n");
+    let toml = format!("{CCR}{}{}{}", entry("a"), entry("b"), entry("a"));
+    let p = problems(&toml);
+    assert_eq!(
+        p,
+        ["sessions[2].id: duplicate id \"a\", already used by sessions[0]"]
+    );
+    let long = "x".repeat(129);
+    let p = problems(&format!("{CCR}{}{}", entry(""), entry(&long)));
+    assert!(has(&p, "sessions[0].id: required"), "{p:?}");
+    assert!(
+        has(
+            &p,
+            "sessions[1].id: must be at most 128 characters, got 129"
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn literal_token_never_leaks() {
+    const SECRET: &str = "sk-ant-sekret-4242";
+    let bad = [
+        // Valid token, other keys wrong: the token must not be echoed anywhere.
+        format!("[[sessions]]\nid = \"s\"\ntoken = \"{SECRET}\"\ntoken_env = \"T\"\nviewer_only = 3\n"),
+        format!("[[sessions]]\nid = \"s\"\ntoken = [\"{SECRET}\"]\n"),
+        format!("[[sessions]]\nid = \"s\"\ntoken_command = 1\ntoken_env = \"X\"\nsecret_typo = \"{SECRET}\"\n"),
+        // Broken TOML on the token's own line.
+        format!("[[sessions]]\nid = \"s\"\ntoken = \"{SECRET}\n"),
+        format!("[[sessions]]\nid = \"s\"\ntoken = \"{SECRET}\"\ntoken = \"{SECRET}\"\n"),
+    ];
+    for toml in &bad {
+        let err = load_from_str(toml, HashMap::new()).unwrap_err();
+        assert!(!err.to_string().contains(SECRET), "{err}");
+        assert!(!format!("{err:?}").contains(SECRET), "{err:?}");
+    }
+    let env = [("CCR_SUPERVISOR__SIM__EMBEDDED", SECRET)];
+    let err = with_env(
+        &format!("[[sessions]]\nid = \"s\"\ntoken = \"{SECRET}\"\n"),
+        &env,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("sim.embedded"), "{err}");
+    let c = ok(&format!(
+        "[sim]\nembedded = true\n[[sessions]]\nid = \"s\"\ntoken = \"{SECRET}\"\n"
+    ));
+    assert!(!format!("{c:?}").contains(SECRET));
+    assert!(!format!("{c:#?}").contains(SECRET));
+}
+
+#[test]
+fn toml_syntax_error_is_parse() {
+    let err = load_from_str("[api\nbind = 1", HashMap::new()).unwrap_err();
+    assert!(matches!(err, ConfigError::Parse(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("line 1, column 5") && !text.contains('|'),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_file_error_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.toml");
+    let err = load(&path).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+    assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+}
+
+#[test]
+fn file_on_disk_loads_and_parse_errors_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[sim]\nembedded = true\n").unwrap();
+    assert!(load(&path).unwrap().sim.embedded);
+    std::fs::write(&path, "[sim\n").unwrap();
+    let err = load(&path).unwrap_err();
+    assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+}
+
+#[test]
+fn shipped_config_toml_loads_cleanly() {
+    let c = ok(include_str!("../../config.toml"));
+    assert!(c.sim.embedded);
+    assert_eq!(c.api.bind, "127.0.0.1:8700".parse().unwrap());
+    assert_eq!(
+        c.ccr.organization_uuid,
+        "00000000-0000-4000-8000-000000000000"
+    );
+    let ids: Vec<&str> = c.sessions.iter().map(|s| &*s.id).collect();
+    assert_eq!(ids, ["demo-1", "demo-2", "demo-3", "demo-4"]);
+    assert_eq!(c.sessions.iter().filter(|s| s.viewer_only).count(), 1);
+    assert!(c
+        .sessions
+        .iter()
+        .all(|s| matches!(s.token, TokenSource::Literal(_))));
+    assert!(c.sessions.iter().any(|s| !s.labels.is_empty()));
+    // Every documented default matches the loader's defaults.
+    assert_eq!(c.reconnect, ReconnectConfig::default());
+}

@@ -1,0 +1,165 @@
+//! Configuration: `config.toml` + `CCR_SUPERVISOR__SECTION__KEY` env overrides,
+//! parsed raw with the `config` crate and then validated into a typed [`Config`].
+//!
+//! Validation reports every bad key at once, each with its dotted path.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use load::{load, load_from_str, ConfigError, KeyError};
+
+use crate::session::token::TokenSource;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[api]`: the operator HTTP API.
+    pub api: ApiConfig,
+    /// `[ccr]`: how to reach the CCR endpoint.
+    pub ccr: CcrConfig,
+    /// `[reconnect]`: reconnect policy.
+    pub reconnect: ReconnectConfig,
+    /// `[supervisor]`: arbiters and restart budget.
+    pub supervisor: SupervisorConfig,
+    /// `[log]`: log format and filter.
+    pub log: LogConfig,
+    /// `[sim]`: the embedded simulator (demo mode).
+    pub sim: SimConfig,
+    /// `[[sessions]]`: the sessions to join.
+    pub sessions: Vec<Arc<SessionSpec>>,
+}
+
+/// `[api]` section.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Address the operator API listens on (`bind`, default `127.0.0.1:8700`).
+    pub bind: SocketAddr,
+    /// Capacity of the internal event bus (`event_buffer`, default 4096).
+    pub event_buffer: usize,
+}
+
+/// `[ccr]` section: the CCR endpoint and per-connection settings.
+#[derive(Debug, Clone)]
+pub struct CcrConfig {
+    /// API base, `http(s)://host[:port]` (`base_url`). Ignored when `[sim] embedded = true`.
+    pub base_url: String,
+    /// `organization_uuid` query parameter / `x-organization-uuid` header.
+    pub organization_uuid: String,
+    /// `anthropic_version` header value (default `2023-06-01`).
+    pub anthropic_version: String,
+    /// `anthropic_beta` header for the events POST (default `ccr-byoc-2025-07-29`).
+    pub anthropic_beta: String,
+    /// Frames larger than this are logged and skipped (`max_frame_bytes`, default 1 MiB).
+    pub max_frame_bytes: usize,
+    /// WebSocket ping interval (`ping_interval`, default 30 s).
+    pub ping_interval: Duration,
+    /// How long a pong may be late before the connection counts as dropped (`pong_timeout`, default 10 s).
+    pub pong_timeout: Duration,
+    /// Handshake timeout (`connect_timeout`, default 10 s).
+    pub connect_timeout: Duration,
+    /// How long an interrupt waits for the session's answer (`interrupt_timeout`, default 10 s).
+    pub interrupt_timeout: Duration,
+    /// Timeout of the events POST (`send_timeout`, default 30 s).
+    pub send_timeout: Duration,
+    /// Timeout for `token_command` (`token_command_timeout`, default 10 s).
+    pub token_command_timeout: Duration,
+}
+
+/// `[reconnect]` section; defaults are the reference client's values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconnectConfig {
+    /// Delay before reconnecting after a transient drop (`transient_delay`, 2 s).
+    pub transient_delay: Duration,
+    /// Attempts at `transient_delay` before switching to backoff (`transient_attempts`, 5).
+    pub transient_attempts: u32,
+    /// Base delay after close 4001, multiplied by the attempt number (`not_found_delay`, 2 s).
+    pub not_found_delay: Duration,
+    /// Close-4001 retries before giving up (`not_found_attempts`, 3).
+    pub not_found_attempts: u32,
+    /// First backoff delay for attempts that never opened (`backoff_initial`, 1 s).
+    pub backoff_initial: Duration,
+    /// Backoff cap (`backoff_max`, 60 s).
+    pub backoff_max: Duration,
+    /// Jitter fraction applied to every delay, 0..=1 (`jitter`, 0.5 → ±50 %).
+    pub jitter: f64,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            transient_delay: Duration::from_secs(2),
+            transient_attempts: 5,
+            not_found_delay: Duration::from_secs(2),
+            not_found_attempts: 3,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            jitter: 0.5,
+        }
+    }
+}
+
+/// `[supervisor]` section: arbiters and the OTP-style restart budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisorConfig {
+    /// Session arbiters (threads); `0` means one per core (`arbiters`, default 0).
+    pub arbiters: usize,
+    /// At most this many restarts ... (`max_restarts`, default 5)
+    pub max_restarts: u32,
+    /// ... within this period per session (`restart_period`, default 60 s).
+    pub restart_period: Duration,
+    /// First delay before a restart (`restart_backoff_initial`, default 500 ms).
+    pub restart_backoff_initial: Duration,
+    /// Restart delay cap (`restart_backoff_max`, default 30 s).
+    pub restart_backoff_max: Duration,
+}
+
+/// `[log]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// `pretty` or `json` (`format`).
+    pub format: LogFormat,
+    /// An `EnvFilter` directive (`level`, default `info`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[sim]` section: run the CCR simulator inside the process (the demo default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Start the embedded simulator and point `[ccr] base_url` at it (`embedded`, default false).
+    pub embedded: bool,
+    /// Where the embedded simulator listens (`bind`, default `127.0.0.1:0`).
+    pub bind: SocketAddr,
+    /// Pause between demo turns (`turn_pause`, default 5 s).
+    pub turn_pause: Duration,
+}
+
+/// One `[[sessions]]` entry.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    /// The CCR session id (`id`), unique.
+    pub id: Arc<str>,
+    /// Free-form labels (`labels`), for selecting sessions later.
+    pub labels: Vec<String>,
+    /// Where the access token comes from (exactly one of `token`, `token_env`, `token_file`, `token_command`).
+    pub token: TokenSource,
+    /// Watch only: never answer interrupts or send messages (`viewer_only`).
+    pub viewer_only: bool,
+}
+
+/// Default path of the config file.
+pub fn default_path() -> PathBuf {
+    PathBuf::from("config.toml")
+}

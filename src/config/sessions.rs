@@ -1,0 +1,137 @@
+//! `[[sessions]]` entries -> [`SessionSpec`]s: id rules, labels, and exactly one token source.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::fields::{describe, Errors, Table};
+use crate::config::SessionSpec;
+use crate::session::token::{Secret, TokenSource};
+
+/// The four mutually exclusive token keys of a session entry.
+const TOKEN_KEYS: [&str; 4] = ["token", "token_env", "token_file", "token_command"];
+
+/// Validate the `sessions` array; entries with problems are reported and left out.
+pub(super) fn sessions(value: Option<&Value>, errs: &mut Errors) -> Vec<Arc<SessionSpec>> {
+    let items = match value {
+        None => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            let got = describe(other);
+            errs.push(
+                "sessions",
+                format!("expected an array of tables ([[sessions]]), got {got}"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut first_index: HashMap<String, usize> = HashMap::new();
+    let mut specs = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("sessions[{i}]");
+        let Value::Object(map) = item else {
+            errs.push(path, format!("expected a table, got {}", describe(item)));
+            continue;
+        };
+        let before = errs.len();
+        let mut t = Table::new(&path, Some(map));
+        let id = t.string(errs, "id").unwrap_or_default();
+        if let Err(e) = check_id(&id) {
+            errs.push(t.key_path("id"), e);
+        } else if let Some(first) = first_index.get(&id) {
+            errs.push(
+                t.key_path("id"),
+                format!("duplicate id {id:?}, already used by sessions[{first}]"),
+            );
+        } else {
+            first_index.insert(id.clone(), i);
+        }
+        let labels = t.strings(errs, "labels");
+        for (j, label) in labels.iter().enumerate() {
+            if label.trim().is_empty() {
+                errs.push(format!("{path}.labels[{j}]"), "must not be empty");
+            }
+        }
+        let token = token_source(&mut t, errs);
+        let viewer_only = t.bool(errs, "viewer_only", false);
+        t.finish(errs);
+        if let (Some(token), true) = (token, errs.len() == before) {
+            specs.push(Arc::new(SessionSpec {
+                id: id.into(),
+                labels,
+                token,
+                viewer_only,
+            }));
+        }
+    }
+    specs
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("required (a non-empty session id)".into());
+    }
+    if id.len() > 128 {
+        return Err(format!("must be at most 128 characters, got {}", id.len()));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+    {
+        return Err(format!(
+            "may contain only letters, digits and _ . : -, got {id:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Exactly one of `token`, `token_env`, `token_file`, `token_command`.
+fn token_source(t: &mut Table, errs: &mut Errors) -> Option<TokenSource> {
+    let literal = t.secret(errs, "token");
+    let env = t.string(errs, "token_env");
+    let file = t.string(errs, "token_file");
+    let command = t.secret(errs, "token_command");
+    // Presence, not validity, counts: a mistyped value is reported once, by its reader.
+    let set: Vec<&str> = TOKEN_KEYS.into_iter().filter(|k| t.has(k)).collect();
+    if set.len() != 1 {
+        let found = if set.is_empty() {
+            "none".to_owned()
+        } else {
+            set.join(", ")
+        };
+        let keys = TOKEN_KEYS.join(", ");
+        errs.push(
+            t.path(),
+            format!("set exactly one of {keys} (found: {found})"),
+        );
+        return None;
+    }
+    let key = set[0];
+    if [&literal, &env, &file, &command]
+        .iter()
+        .all(|v| v.is_none())
+    {
+        return None; // The one key set has the wrong type: already reported.
+    }
+    let empty = [&literal, &env, &file, &command]
+        .into_iter()
+        .flatten()
+        .any(|v| v.trim().is_empty());
+    if empty {
+        errs.push(t.key_path(key), "must not be empty");
+        return None;
+    }
+    if env.as_ref().is_some_and(|v| v.contains(['=', '\0'])) {
+        errs.push(t.key_path(key), "is not a valid environment variable name");
+        return None;
+    }
+    match (literal, env, file, command) {
+        (Some(s), ..) => Some(TokenSource::Literal(Secret::new(s))),
+        (_, Some(var), ..) => Some(TokenSource::Env(var)),
+        (_, _, Some(path), _) => Some(TokenSource::File(PathBuf::from(path))),
+        (.., Some(cmd)) => Some(TokenSource::Command(cmd)),
+        _ => None,
+    }
+}

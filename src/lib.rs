@@ -1,0 +1,32 @@
+//! ccr-supervisor: joins many remote Claude Code (CCR) sessions, keeps their
+//! WebSockets alive, shows operators what each one is doing, and answers their
+//! permission prompts so that none is lost, answered twice, or answered by
+//! someone who should not.
+//!
+//! Module map (where things live):
+//!
+//! - [`protocol`]: serde wire types only — inbound frame classification
+//!   (`frame`), the exact answers we send (`outbound`), operator API bodies (`api`).
+//! - [`session`]: one session — reconnect policy and frame reassembly (pure),
+//!   token sources, and the `SessionActor` that owns the awc WebSocket.
+//! - [`registry`]: where a `can_use_tool` prompt is stored — the pure `store`
+//!   and the `PermissionRegistry` actor that delivers answers, also after reconnects.
+//! - [`supervisor`]: the restart budget (pure) and the `Supervisor` actor that
+//!   spawns sessions over arbiters and restarts crashed ones.
+//! - [`api`]: actix-web routes and the one `ApiError`.
+//! - [`events`]: the bounded internal event bus.
+//! - [`config`]: raw `config` crate input → validated [`config::Config`].
+//! - [`sim`]: the CCR simulator used by tests, the demo run and benchmarks.
+//! - [`app`]: the factory that wires it all, shared by `main` and the tests.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod events;
+pub mod protocol;
+pub mod registry;
+pub mod session;
+pub mod sim;
+pub mod supervisor;
+pub mod telemetry;
+pub mod util;

@@ -1,0 +1,129 @@
+//! `ccr-supervisor` binary: run the service (default), or the standalone simulator.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use ccr_supervisor::{app, config, sim, telemetry};
+
+/// Supervise many remote Claude Code sessions and answer their permission prompts.
+#[derive(Parser, Debug)]
+#[command(name = "ccr-supervisor", version, about)]
+struct Cli {
+    /// Config file (TOML); env `CCR_SUPERVISOR__SECTION__KEY` overrides keys.
+    #[arg(long, global = true, default_value = "config.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the supervisor (the default).
+    Run,
+    /// Validate the config file and print a summary, without starting anything.
+    CheckConfig,
+    /// Run a standalone CCR simulator with demo sessions `sim-1..sim-N`.
+    Sim {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8701")]
+        bind: SocketAddr,
+        /// Number of demo sessions.
+        #[arg(long, default_value_t = 4)]
+        sessions: usize,
+        /// Bearer token every session expects.
+        #[arg(long, env = "CCR_SIM_TOKEN", default_value = "sim-token")]
+        token: String,
+        /// Pause between demo turns.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        turn_pause: Duration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Sim {
+            bind,
+            sessions,
+            token,
+            turn_pause,
+        } => {
+            telemetry::init(&config::LogConfig {
+                format: config::LogFormat::Pretty,
+                level: "info".into(),
+            });
+            let result = actix_rt::System::new()
+                .block_on(sim::run_standalone(bind, sessions, token, turn_pause));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ccr-supervisor sim: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig => match config::load(&cli.config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} sessions, API on {})",
+                    cli.config.display(),
+                    cfg.sessions.len(),
+                    cfg.api.bind
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", cli.config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Run => run(&cli.config),
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!(
+                "ccr-supervisor: invalid configuration in {}:\n{e}",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&cfg.log);
+    let result: anyhow::Result<()> = actix_rt::System::new().block_on(async move {
+        let running = app::start(cfg).await?;
+        println!("ccr-supervisor: operator API on {}", running.api_url());
+        wait_for_signal().await;
+        running.shutdown(Duration::from_secs(10)).await;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ccr-supervisor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = actix_rt::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = actix_rt::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Inbound frame classification: the four buckets of PROTOCOL §2 plus keep-alive.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One inbound text frame, routed to its bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// `control_request` / `can_use_tool`: a permission prompt.
+    PermissionPrompt(PermissionPrompt),
+    /// A `control_request` we do not handle; must be answered with `error` at once.
+    UnsupportedRequest {
+        /// Id to echo in the error response.
+        request_id: String,
+        /// The exact error text to send back.
+        error: String,
+    },
+    /// `control_cancel_request`: the session withdrew one of its prompts.
+    Cancel {
+        /// Id of the withdrawn request.
+        request_id: String,
+    },
+    /// `control_response`: an answer to a request this client sent.
+    ControlResponse(ControlResponse),
+    /// `keep_alive`: ignored.
+    KeepAlive,
+    /// Everything else: the ordinary session stream, forwarded unchanged.
+    Sdk(SdkMessage),
+}
+
+/// A `can_use_tool` permission prompt, with the raw request kept verbatim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionPrompt {
+    /// The session's id for this prompt (echoed in the answer).
+    pub request_id: String,
+    /// Tool the agent wants to run (`Bash`, `Edit`, `mcp__x__y`, ...).
+    pub tool_name: String,
+    /// The tool-use block id, reported with cancellations.
+    pub tool_use_id: Option<String>,
+    /// Tool input; sent back as `updatedInput` when the operator does not edit it.
+    pub input: Value,
+    /// The whole `request` object as received, unknown fields included.
+    pub request: Value,
+}
+
+impl PermissionPrompt {
+    /// True when the prompt says a person must answer (`requires_user_interaction`).
+    pub fn requires_user_interaction(&self) -> bool {
+        self.request
+            .get("requires_user_interaction")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+/// An answer to a control request this client sent (e.g. an interrupt).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlResponse {
+    /// Id of the request being answered.
+    pub request_id: String,
+    /// `Ok(response body)` for `success`, `Err(message)` for `error`.
+    pub outcome: Result<Value, String>,
+}
+
+/// An SDK stream message, kept as the exact text received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdkMessage {
+    /// Its `type` (`assistant`, `system`, `result`, or anything newer).
+    pub msg_type: String,
+    /// The frame exactly as received, for forwarding unchanged.
+    pub raw: Arc<str>,
+}
+
+/// Why a frame was skipped. Frames with these errors are logged, never fatal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The text is not JSON at all.
+    #[error("frame is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// Valid JSON, but not an object with a string `type`.
+    #[error("frame has no string `type` field")]
+    MissingType,
+    /// A control frame whose shape is wrong and that cannot be answered.
+    #[error("malformed {kind} frame: {detail}")]
+    Malformed {
+        /// Which frame type.
+        kind: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ControlRequestFrame {
+    request_id: Option<Value>,
+    request: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct CancelFrame {
+    request_id: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ControlResponseFrame {
+    response: Option<ControlResponseBody>,
+}
+
+#[derive(Deserialize)]
+struct ControlResponseBody {
+    subtype: Option<String>,
+    request_id: Option<Value>,
+    response: Option<Value>,
+    error: Option<Value>,
+}
+
+/// Classify one inbound text frame into its bucket.
+///
+/// The common case (an SDK message) costs a single parse that only
+/// materialises the `type` string; control frames are parsed a second time
+/// into their typed shape.
+pub fn classify(text: &str) -> Result<Inbound, FrameError> {
+    let head: Head<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => FrameError::MissingType,
+        _ => FrameError::InvalidJson(e.to_string()),
+    })?;
+    match head.kind.as_ref() {
+        "control_request" => classify_control_request(text),
+        "control_cancel_request" => {
+            let frame: CancelFrame = parse(text, "control_cancel_request")?;
+            let request_id = string_id(frame.request_id, "control_cancel_request")?;
+            Ok(Inbound::Cancel { request_id })
+        }
+        "control_response" => classify_control_response(text),
+        "keep_alive" => Ok(Inbound::KeepAlive),
+        other => Ok(Inbound::Sdk(SdkMessage {
+            msg_type: other.to_owned(),
+            raw: Arc::from(text),
+        })),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(text: &'a str, kind: &'static str) -> Result<T, FrameError> {
+    serde_json::from_str(text).map_err(|e| FrameError::Malformed {
+        kind,
+        detail: e.to_string(),
+    })
+}
+
+fn string_id(id: Option<Value>, kind: &'static str) -> Result<String, FrameError> {
+    match id {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        _ => Err(FrameError::Malformed {
+            kind,
+            detail: "missing or non-string request_id".into(),
+        }),
+    }
+}
+
+fn classify_control_request(text: &str) -> Result<Inbound, FrameError> {
+    const KIND: &str = "control_request";
+    let frame: ControlRequestFrame = parse(text, KIND)?;
+    let request_id = string_id(frame.request_id, KIND)?;
+    let request = match frame.request {
+        Some(Value::Object(map)) => Value::Object(map),
+        _ => {
+            return Ok(Inbound::UnsupportedRequest {
+                request_id,
+                error: "Invalid control request: missing request object".into(),
+            })
+        }
+    };
+    let subtype = request.get("subtype").and_then(Value::as_str).unwrap_or("");
+    if subtype != "can_use_tool" {
+        return Ok(Inbound::UnsupportedRequest {
+            request_id,
+            error: format!("Unsupported control request subtype: {subtype}"),
+        });
+    }
+    let Some(tool_name) = request.get("tool_name").and_then(Value::as_str) else {
+        return Ok(Inbound::UnsupportedRequest {
+            request_id,
+            error: "Invalid can_use_tool request: missing tool_name".into(),
+        });
+    };
+    let tool_name = tool_name.to_owned();
+    let tool_use_id = request
+        .get("tool_use_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let input = request
+        .get("input")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    Ok(Inbound::PermissionPrompt(PermissionPrompt {
+        request_id,
+        tool_name,
+        tool_use_id,
+        input,
+        request,
+    }))
+}
+
+fn classify_control_response(text: &str) -> Result<Inbound, FrameError> {
+    const KIND: &str = "control_response";
+    let frame: ControlResponseFrame = parse(text, KIND)?;
+    let body = frame.response.ok_or_else(|| FrameError::Malformed {
+        kind: KIND,
+        detail: "missing response object".into(),
+    })?;
+    let request_id = string_id(body.request_id, KIND)?;
+    let outcome = match body.subtype.as_deref() {
+        Some("success") => Ok(body.response.unwrap_or(Value::Null)),
+        Some("error") => Err(match body.error {
+            Some(Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => "error without message".into(),
+        }),
+        other => {
+            return Err(FrameError::Malformed {
+                kind: KIND,
+                detail: format!("unknown response subtype {other:?}"),
+            })
+        }
+    };
+    Ok(Inbound::ControlResponse(ControlResponse {
+        request_id,
+        outcome,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn can_use_tool_keeps_raw_request_and_unknown_fields() {
+        let text = r#"{"type":"control_request","request_id":"req_1","request":{"subtype":"can_use_tool","tool_name":"Bash","input":{"command":"npm test"},"tool_use_id":"toolu_1","future_field":[1,2]}}"#;
+        let Inbound::PermissionPrompt(p) = classify(text).unwrap() else {
+            panic!("not a prompt")
+        };
+        assert_eq!(p.request_id, "req_1");
+        assert_eq!(p.tool_name, "Bash");
+        assert_eq!(p.tool_use_id.as_deref(), Some("toolu_1"));
+        assert_eq!(p.input, json!({"command":"npm test"}));
+        assert_eq!(p.request["future_field"], json!([1, 2]));
+        assert!(!p.requires_user_interaction());
+    }
+
+    #[test]
+    fn unsupported_subtype_gets_exact_error_text() {
+        let text =
+            r#"{"type":"control_request","request_id":"req_9","request":{"subtype":"frobnicate"}}"#;
+        assert_eq!(
+            classify(text).unwrap(),
+            Inbound::UnsupportedRequest {
+                request_id: "req_9".into(),
+                error: "Unsupported control request subtype: frobnicate".into()
+            }
+        );
+    }
+
+    #[test]
+    fn prompt_without_tool_name_is_answered_not_dropped() {
+        let text =
+            r#"{"type":"control_request","request_id":"r","request":{"subtype":"can_use_tool"}}"#;
+        assert!(matches!(
+            classify(text).unwrap(),
+            Inbound::UnsupportedRequest { .. }
+        ));
+    }
+
+    #[test]
+    fn cancel_response_keepalive_and_sdk() {
+        assert_eq!(
+            classify(r#"{"type":"control_cancel_request","request_id":"req_1"}"#).unwrap(),
+            Inbound::Cancel {
+                request_id: "req_1".into()
+            }
+        );
+        assert_eq!(
+            classify(r#"{"type":"keep_alive"}"#).unwrap(),
+            Inbound::KeepAlive
+        );
+        let ok = classify(r#"{"type":"control_response","response":{"subtype":"success","request_id":"i1","response":{"still_queued":[]}}}"#).unwrap();
+        assert_eq!(
+            ok,
+            Inbound::ControlResponse(ControlResponse {
+                request_id: "i1".into(),
+                outcome: Ok(json!({"still_queued":[]}))
+            })
+        );
+        let err = classify(r#"{"type":"control_response","response":{"subtype":"error","request_id":"i2","error":"nope"}}"#).unwrap();
+        assert_eq!(
+            err,
+            Inbound::ControlResponse(ControlResponse {
+                request_id: "i2".into(),
+                outcome: Err("nope".into())
+            })
+        );
+        let text = r#"{"type":"brand_new_type","x":{"y":1}}"#;
+        let Inbound::Sdk(m) = classify(text).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.msg_type, "brand_new_type");
+        assert_eq!(&*m.raw, text, "forwarded byte for byte");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for (text, want_json_err) in [
+            ("not json", true),
+            ("{\"type\":", true),
+            ("{}", false),
+            ("[1,2]", false),
+            ("{\"type\":5}", false),
+            ("\"type\"", false),
+        ] {
+            let err = classify(text).unwrap_err();
+            assert_eq!(
+                matches!(err, FrameError::InvalidJson(_)),
+                want_json_err,
+                "{text}: {err}"
+            );
+        }
+        assert!(matches!(
+            classify(r#"{"type":"control_cancel_request"}"#),
+            Err(FrameError::Malformed { .. })
+        ));
+        assert!(matches!(
+            classify(r#"{"type":"control_request","request":{}}"#),
+            Err(FrameError::Malformed { .. })
+        ));
+    }
+}

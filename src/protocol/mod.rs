@@ -1,0 +1,13 @@
+//! Serde wire types only: CCR frames in both directions and operator API bodies.
+//!
+//! Nothing here knows about actors or sockets; everything is a plain function or
+//! type so that it can be unit-tested and reused by the simulator.
+
+pub mod api;
+pub mod frame;
+pub mod outbound;
+
+pub use frame::{classify, ControlResponse, FrameError, Inbound, PermissionPrompt, SdkMessage};
+pub use outbound::{
+    error_response, interrupt_request, permission_response, user_message_events, PermissionResult,
+};

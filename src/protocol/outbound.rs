@@ -1,0 +1,231 @@
+//! Frames and bodies this client sends: permission answers, errors, interrupts, user messages.
+//!
+//! Every frame is serialized from a typed value: the real worker dies on a
+//! single malformed line (PROTOCOL §5).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The `PermissionResult` sent inside a `success` control response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "behavior", rename_all = "lowercase")]
+pub enum PermissionResult {
+    /// Run the tool with `updated_input` (always present: older CLIs reject an allow without it).
+    Allow {
+        /// The (possibly edited) tool input.
+        #[serde(rename = "updatedInput")]
+        updated_input: Value,
+        /// Permission rule updates, passed through from the operator.
+        #[serde(
+            rename = "updatedPermissions",
+            skip_serializing_if = "Option::is_none",
+            default
+        )]
+        updated_permissions: Option<Vec<Value>>,
+    },
+    /// Refuse; `message` becomes the tool result the model reads.
+    Deny {
+        /// Text shown to the model word for word.
+        message: String,
+        /// Stop the whole turn as well.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        interrupt: bool,
+    },
+}
+
+impl PermissionResult {
+    /// `"allow"` or `"deny"`, for logs and events.
+    pub fn behavior(&self) -> &'static str {
+        match self {
+            PermissionResult::Allow { .. } => "allow",
+            PermissionResult::Deny { .. } => "deny",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ControlResponseFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    response: ResponseBody<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "subtype", rename_all = "lowercase")]
+enum ResponseBody<'a> {
+    Success {
+        request_id: &'a str,
+        response: &'a PermissionResult,
+    },
+    Error {
+        request_id: &'a str,
+        error: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+struct ControlRequestFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    request_id: &'a str,
+    request: InterruptBody,
+}
+
+#[derive(Serialize)]
+struct InterruptBody {
+    subtype: &'static str,
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // Serializing these plain structs cannot fail: no maps with non-string keys.
+    serde_json::to_string(value).expect("outbound frame serializes")
+}
+
+/// The answer to a permission prompt.
+pub fn permission_response(request_id: &str, result: &PermissionResult) -> String {
+    to_json(&ControlResponseFrame {
+        kind: "control_response",
+        response: ResponseBody::Success {
+            request_id,
+            response: result,
+        },
+    })
+}
+
+/// The error answer to a control request this client does not handle.
+pub fn error_response(request_id: &str, error: &str) -> String {
+    to_json(&ControlResponseFrame {
+        kind: "control_response",
+        response: ResponseBody::Error { request_id, error },
+    })
+}
+
+/// An interrupt request for the running turn.
+pub fn interrupt_request(request_id: &str) -> String {
+    to_json(&ControlRequestFrame {
+        kind: "control_request",
+        request_id,
+        request: InterruptBody {
+            subtype: "interrupt",
+        },
+    })
+}
+
+#[derive(Serialize)]
+struct EventsBody<'a> {
+    events: [UserEvent<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct UserEvent<'a> {
+    uuid: &'a str,
+    session_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    parent_tool_use_id: Option<()>,
+    message: UserMessage<'a>,
+}
+
+#[derive(Serialize)]
+struct UserMessage<'a> {
+    role: &'static str,
+    content: &'a Value,
+}
+
+/// The body of `POST /v1/sessions/{id}/events` carrying one user message.
+pub fn user_message_events(uuid: &str, session_id: &str, content: &Value) -> String {
+    to_json(&EventsBody {
+        events: [UserEvent {
+            uuid,
+            session_id,
+            kind: "user",
+            parent_tool_use_id: None,
+            message: UserMessage {
+                role: "user",
+                content,
+            },
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parsed(s: String) -> Value {
+        serde_json::from_str(&s).unwrap()
+    }
+
+    #[test]
+    fn allow_matches_protocol_exactly() {
+        let r = PermissionResult::Allow {
+            updated_input: json!({"command":"npm test"}),
+            updated_permissions: None,
+        };
+        assert_eq!(
+            parsed(permission_response("req_1", &r)),
+            json!({"type":"control_response","response":{"subtype":"success","request_id":"req_1",
+                "response":{"behavior":"allow","updatedInput":{"command":"npm test"}}}})
+        );
+    }
+
+    #[test]
+    fn allow_passes_updated_permissions() {
+        let rule = json!({"type":"addRules","rules":[{"toolName":"Bash","ruleContent":"npm test:*"}],"behavior":"allow","destination":"session"});
+        let r = PermissionResult::Allow {
+            updated_input: json!({}),
+            updated_permissions: Some(vec![rule.clone()]),
+        };
+        assert_eq!(
+            parsed(permission_response("r", &r))["response"]["response"]["updatedPermissions"],
+            json!([rule])
+        );
+    }
+
+    #[test]
+    fn deny_with_and_without_interrupt() {
+        let r = PermissionResult::Deny {
+            message: "not on a Friday".into(),
+            interrupt: false,
+        };
+        assert_eq!(
+            parsed(permission_response("req_1", &r)),
+            json!({"type":"control_response","response":{"subtype":"success","request_id":"req_1",
+                "response":{"behavior":"deny","message":"not on a Friday"}}})
+        );
+        let r = PermissionResult::Deny {
+            message: "stop".into(),
+            interrupt: true,
+        };
+        assert_eq!(
+            parsed(permission_response("x", &r))["response"]["response"],
+            json!({"behavior":"deny","message":"stop","interrupt":true})
+        );
+    }
+
+    #[test]
+    fn error_and_interrupt_frames() {
+        assert_eq!(
+            parsed(error_response(
+                "req_9",
+                "Unsupported control request subtype: frobnicate"
+            )),
+            json!({"type":"control_response","response":{"subtype":"error","request_id":"req_9",
+                "error":"Unsupported control request subtype: frobnicate"}})
+        );
+        assert_eq!(
+            parsed(interrupt_request("u1")),
+            json!({"type":"control_request","request_id":"u1","request":{"subtype":"interrupt"}})
+        );
+    }
+
+    #[test]
+    fn user_message_body() {
+        assert_eq!(
+            parsed(user_message_events("u", "s", &json!("run the tests"))),
+            json!({"events":[{"uuid":"u","session_id":"s","type":"user","parent_tool_use_id":null,
+                "message":{"role":"user","content":"run the tests"}}]})
+        );
+    }
+}

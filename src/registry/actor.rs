@@ -1,0 +1,408 @@
+//! The `PermissionRegistry` actor and its message protocol.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{debug, info, info_span, warn};
+
+use super::store::{ConnId, DecideError, PromptOutcome, SessionTally, Store};
+use crate::events::{Event, EventBus};
+use crate::protocol::api::{DecisionBody, Delivery};
+use crate::protocol::PermissionPrompt;
+
+/// Holds every pending prompt and routes answers to the right session connection.
+pub struct PermissionRegistry {
+    store: Store,
+    writers: HashMap<Arc<str>, (ConnId, Recipient<Deliver>)>,
+    bus: EventBus,
+}
+
+impl PermissionRegistry {
+    /// A registry publishing to `bus`.
+    pub fn new(bus: EventBus) -> Self {
+        Self {
+            store: Store::new(),
+            writers: HashMap::new(),
+            bus,
+        }
+    }
+
+    /// Hand `frame` to the session actor owning `conn`; resolves to whether it was written.
+    fn dispatch(
+        &self,
+        session: Arc<str>,
+        request_id: String,
+        conn: ConnId,
+        frame: Arc<str>,
+    ) -> ResponseActFuture<Self, bool> {
+        let writer = self
+            .writers
+            .get(&session)
+            .filter(|(c, _)| *c == conn)
+            .map(|(_, w)| w.clone());
+        let msg = Deliver {
+            conn,
+            request_id: request_id.clone(),
+            frame,
+        };
+        let send = async move {
+            match writer {
+                Some(w) => w.send(msg).await.unwrap_or(false),
+                None => false,
+            }
+        };
+        Box::pin(send.into_actor(self).map(move |written, act, ctx| {
+            let _span =
+                info_span!("permission", session_id = %session, request_id = %request_id).entered();
+            if written {
+                if act.store.on_written(&session, &request_id, conn) {
+                    debug!(conn, "answer written");
+                    act.bus.publish(Event::PermissionDelivered {
+                        session_id: session.clone(),
+                        request_id: request_id.clone(),
+                    });
+                }
+            } else if let Some((next, frame)) =
+                act.store.on_write_failed(&session, &request_id, conn)
+            {
+                debug!(conn, next, "write failed; retrying on the newer connection");
+                ctx.spawn(
+                    act.dispatch(session, request_id, next, frame)
+                        .map(|_, _, _| ()),
+                );
+            } else {
+                info!(conn, "session not connected; answer queued for reconnect");
+            }
+            written
+        }))
+    }
+}
+
+impl Actor for PermissionRegistry {
+    type Context = Context<Self>;
+}
+
+/// A session received a `can_use_tool` prompt on connection `conn`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PromptReceived {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Connection it arrived on.
+    pub conn: ConnId,
+    /// The prompt.
+    pub prompt: PermissionPrompt,
+}
+
+impl Handler<PromptReceived> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: PromptReceived, ctx: &mut Context<Self>) {
+        let PromptReceived {
+            session_id,
+            conn,
+            prompt,
+        } = msg;
+        let request_id = prompt.request_id.clone();
+        let _span =
+            info_span!("permission", session_id = %session_id, request_id = %request_id).entered();
+        let event = Event::PermissionRequested {
+            session_id: session_id.clone(),
+            request_id: request_id.clone(),
+            tool_name: prompt.tool_name.clone(),
+            tool_use_id: prompt.tool_use_id.clone(),
+            request: prompt.request.clone(),
+        };
+        match self
+            .store
+            .on_prompt(&session_id, conn, prompt, SystemTime::now())
+        {
+            PromptOutcome::New => {
+                info!(tool = %event_tool(&event), "permission requested");
+                self.bus.publish(event);
+            }
+            PromptOutcome::Duplicate => debug!("replayed prompt ignored"),
+            PromptOutcome::Resend { conn, frame } => {
+                info!(
+                    conn,
+                    "session replayed an answered prompt on a new connection; resending"
+                );
+                ctx.spawn(
+                    self.dispatch(session_id, request_id, conn, frame)
+                        .map(|_, _, _| ()),
+                );
+            }
+        }
+    }
+}
+
+fn event_tool(e: &Event) -> &str {
+    match e {
+        Event::PermissionRequested { tool_name, .. } => tool_name,
+        _ => "",
+    }
+}
+
+/// The session withdrew one of its prompts.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PromptCancelled {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Prompt id.
+    pub request_id: String,
+}
+
+impl Handler<PromptCancelled> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: PromptCancelled, _: &mut Context<Self>) {
+        let _span =
+            info_span!("permission", session_id = %msg.session_id, request_id = %msg.request_id)
+                .entered();
+        match self.store.on_cancel(&msg.session_id, &msg.request_id) {
+            Some(w) => {
+                info!(
+                    was_pending = w.was_pending,
+                    "permission cancelled by the session"
+                );
+                self.bus.publish(Event::PermissionCancelled {
+                    session_id: msg.session_id,
+                    request_id: msg.request_id,
+                    tool_use_id: w.tool_use_id,
+                });
+            }
+            None => debug!("cancel for an unknown or resolved prompt ignored"),
+        }
+    }
+}
+
+/// A session connection opened; `writer` accepts answers for it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionConnected {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// The new connection.
+    pub conn: ConnId,
+    /// Where to send answers.
+    pub writer: Recipient<Deliver>,
+}
+
+impl Handler<SessionConnected> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionConnected, ctx: &mut Context<Self>) {
+        self.writers
+            .insert(msg.session_id.clone(), (msg.conn, msg.writer));
+        let flush = self.store.on_connected(&msg.session_id, msg.conn);
+        if !flush.is_empty() {
+            info!(session_id = %msg.session_id, count = flush.len(), "delivering answers queued while disconnected");
+        }
+        for (request_id, frame) in flush {
+            ctx.spawn(
+                self.dispatch(msg.session_id.clone(), request_id, msg.conn, frame)
+                    .map(|_, _, _| ()),
+            );
+        }
+    }
+}
+
+/// A session connection closed (`conn: None` when the actor died).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionDisconnected {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// The connection that closed, if known.
+    pub conn: Option<ConnId>,
+}
+
+impl Handler<SessionDisconnected> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionDisconnected, _: &mut Context<Self>) {
+        self.store.on_disconnected(&msg.session_id, msg.conn);
+        if let Some((c, _)) = self.writers.get(&msg.session_id) {
+            if msg.conn.is_none() || msg.conn == Some(*c) {
+                self.writers.remove(&msg.session_id);
+            }
+        }
+    }
+}
+
+/// Sent to a session actor: write this answer if `conn` is still your live connection.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Deliver {
+    /// Connection the answer is meant for.
+    pub conn: ConnId,
+    /// Prompt id (for logs).
+    pub request_id: String,
+    /// The `control_response` frame.
+    pub frame: Arc<str>,
+}
+
+/// An operator's (or policy's) answer to a prompt.
+#[derive(Message)]
+#[rtype(result = "Result<DecisionReceipt, DecideError>")]
+pub struct Decide {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Prompt id.
+    pub request_id: String,
+    /// The answer as given.
+    pub body: DecisionBody,
+    /// Who decided (operator token name, `rule:<id>`, ...).
+    pub decided_by: String,
+}
+
+/// The registry's acknowledgement of a decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionReceipt {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Prompt id.
+    pub request_id: String,
+    /// `allowed` or `denied`.
+    pub status: &'static str,
+    /// Written now, or queued until the session reconnects.
+    pub delivery: Delivery,
+    /// Who decided.
+    pub decided_by: String,
+}
+
+impl Handler<Decide> for PermissionRegistry {
+    type Result = ResponseActFuture<Self, Result<DecisionReceipt, DecideError>>;
+
+    fn handle(&mut self, msg: Decide, _: &mut Context<Self>) -> Self::Result {
+        let Decide {
+            session_id,
+            request_id,
+            body,
+            decided_by,
+        } = msg;
+        let _span =
+            info_span!("permission", session_id = %session_id, request_id = %request_id).entered();
+        let decided = match self.store.decide(
+            &session_id,
+            &request_id,
+            body,
+            &decided_by,
+            SystemTime::now(),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "decision refused; nothing sent");
+                return Box::pin(actix::fut::ready(Err(e)));
+            }
+        };
+        let behavior = decided.result.behavior();
+        info!(behavior, decided_by = %decided_by, "permission answered");
+        let written: ResponseActFuture<Self, bool> = match decided.dispatch {
+            Some((conn, frame)) => {
+                self.dispatch(session_id.clone(), request_id.clone(), conn, frame)
+            }
+            None => Box::pin(actix::fut::ready(false)),
+        };
+        Box::pin(written.map(move |written, act, _| {
+            let delivery = if written {
+                Delivery::Sent
+            } else {
+                Delivery::Queued
+            };
+            act.bus.publish(Event::PermissionAnswered {
+                session_id: session_id.clone(),
+                request_id: request_id.clone(),
+                behavior,
+                decided_by: decided_by.clone(),
+                delivery,
+            });
+            Ok(DecisionReceipt {
+                session_id,
+                request_id,
+                status: if behavior == "allow" {
+                    "allowed"
+                } else {
+                    "denied"
+                },
+                delivery,
+                decided_by,
+            })
+        }))
+    }
+}
+
+/// List pending prompts, oldest first.
+#[derive(Message)]
+#[rtype(result = "Vec<PendingPrompt>")]
+pub struct ListPending {
+    /// Only this session, if given.
+    pub session_id: Option<String>,
+}
+
+/// A pending prompt as shown to operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingPrompt {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Prompt id.
+    pub request_id: String,
+    /// Tool name.
+    pub tool_name: String,
+    /// Tool-use id.
+    pub tool_use_id: Option<String>,
+    /// Tool input.
+    pub input: Value,
+    /// The raw request object, unknown fields included.
+    pub request: Value,
+    /// When it arrived.
+    #[serde(with = "crate::util::as_rfc3339")]
+    pub received_at: SystemTime,
+    /// Age in milliseconds.
+    pub age_ms: u64,
+}
+
+impl Handler<ListPending> for PermissionRegistry {
+    type Result = MessageResult<ListPending>;
+
+    fn handle(&mut self, msg: ListPending, _: &mut Context<Self>) -> Self::Result {
+        let now = SystemTime::now();
+        MessageResult(
+            self.store
+                .pending(msg.session_id.as_deref())
+                .into_iter()
+                .map(|(session_id, e)| PendingPrompt {
+                    session_id,
+                    request_id: e.prompt.request_id.clone(),
+                    tool_name: e.prompt.tool_name.clone(),
+                    tool_use_id: e.prompt.tool_use_id.clone(),
+                    input: e.prompt.input.clone(),
+                    request: e.prompt.request.clone(),
+                    received_at: e.received_at,
+                    age_ms: now
+                        .duration_since(e.received_at)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Per-session tallies (pending, queued, prompts, decisions).
+#[derive(Message)]
+#[rtype(result = "HashMap<Arc<str>, SessionTally>")]
+pub struct CountPending;
+
+impl Handler<CountPending> for PermissionRegistry {
+    type Result = MessageResult<CountPending>;
+
+    fn handle(&mut self, _: CountPending, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.store.tallies())
+    }
+}

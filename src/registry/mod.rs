@@ -1,0 +1,14 @@
+//! Pending permission requests of every session: pure store + the `PermissionRegistry` actor.
+//!
+//! The registry lives on the main arbiter, apart from the session arbiters, so
+//! it outlives any session actor's crash; decisions made while a session is
+//! away are kept here and flushed when it reconnects.
+
+mod actor;
+pub mod store;
+
+pub use actor::{
+    CountPending, Decide, DecisionReceipt, Deliver, ListPending, PendingPrompt, PermissionRegistry,
+    PromptCancelled, PromptReceived, SessionConnected, SessionDisconnected,
+};
+pub use store::{ConnId, DecideError, SessionTally};

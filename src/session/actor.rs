@@ -1,0 +1,565 @@
+//! The `SessionActor`: owns one session's awc WebSocket and routes its frames.
+//!
+//! Pure decisions live elsewhere (`frame::classify`, `ReconnectPolicy`,
+//! `Reassembler`); this file performs their effects: connect, write, report.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use actix::io::{SinkWrite, WriteHandler};
+use actix::prelude::*;
+use actix_codec::Framed;
+use actix_http::ws::Item;
+use awc::error::WsProtocolError;
+use awc::ws::{self, CloseCode, CloseReason, Frame, Message as WsMessage};
+use awc::BoxedSocket;
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::stream::{SplitSink, StreamExt};
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tracing::{debug, info, info_span, warn};
+
+use super::assembly::{codec_limit, Assembled, Reassembler};
+use super::client::{events_url, redact, subscribe_url};
+use super::messages::*;
+use super::reconnect::{Ended, GiveUp, Next, ReconnectPolicy};
+use super::state::{SessionState, SessionStatus};
+use crate::config::{CcrConfig, ReconnectConfig, SessionSpec};
+use crate::events::{Event, EventBus};
+use crate::protocol::{self, Inbound};
+use crate::registry::{
+    ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, SessionConnected,
+    SessionDisconnected,
+};
+use crate::supervisor::SessionReport;
+
+type WsSink = SplitSink<Framed<BoxedSocket, ws::Codec>, WsMessage>;
+
+/// Settings and peers shared by every session actor.
+pub struct SessionShared {
+    /// `[ccr]` settings.
+    pub ccr: CcrConfig,
+    /// The CCR API base actually used (the embedded simulator's, in demo mode).
+    pub base_url: String,
+    /// `[reconnect]` settings.
+    pub reconnect: ReconnectConfig,
+    /// The permission registry.
+    pub registry: Addr<PermissionRegistry>,
+    /// Where state reports go (the supervisor).
+    pub reports: Recipient<SessionReport>,
+    /// The event bus.
+    pub bus: EventBus,
+}
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// A process-unique id for a new connection.
+fn next_conn_id() -> ConnId {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+struct Live {
+    id: ConnId,
+    sink: SinkWrite<WsMessage, WsSink>,
+    stream: SpawnHandle,
+    last_pong: Instant,
+    got_frame: bool,
+    close_code: Option<u16>,
+}
+
+/// One supervised CCR session and its WebSocket.
+pub struct SessionActor {
+    spec: Arc<SessionSpec>,
+    shared: Arc<SessionShared>,
+    client: awc::Client,
+    incarnation: u64,
+    policy: ReconnectPolicy,
+    status: SessionStatus,
+    conn: Option<Live>,
+    connecting: bool,
+    closing: bool,
+    reassembler: Reassembler,
+    interrupts: HashMap<String, oneshot::Sender<Result<Value, String>>>,
+}
+
+impl SessionActor {
+    /// A session actor; it connects as soon as it starts.
+    pub fn new(
+        spec: Arc<SessionSpec>,
+        shared: Arc<SessionShared>,
+        client: awc::Client,
+        incarnation: u64,
+    ) -> Self {
+        Self {
+            policy: ReconnectPolicy::new(shared.reconnect.clone()),
+            reassembler: Reassembler::new(shared.ccr.max_frame_bytes),
+            spec,
+            shared,
+            client,
+            incarnation,
+            status: SessionStatus::initial(),
+            conn: None,
+            connecting: false,
+            closing: false,
+            interrupts: HashMap::new(),
+        }
+    }
+
+    fn set_state(&mut self, state: SessionState) {
+        info!(state = state.name(), "session state");
+        self.status.state = state.clone();
+        self.report();
+        self.shared.bus.publish(Event::SessionState {
+            session_id: self.spec.id.clone(),
+            state,
+            last_error: self.status.last_error.clone(),
+        });
+    }
+
+    fn report(&self) {
+        self.shared.reports.do_send(SessionReport {
+            session_id: self.spec.id.clone(),
+            incarnation: self.incarnation,
+            status: self.status.clone(),
+        });
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.conn.is_some() || self.connecting || self.closing {
+            return;
+        }
+        self.connecting = true;
+        let ccr = &self.shared.ccr;
+        let url = subscribe_url(&self.shared.base_url, &self.spec.id, &ccr.organization_uuid);
+        let token_source = self.spec.token.clone();
+        let token_timeout = ccr.token_command_timeout;
+        let version = ccr.anthropic_version.clone();
+        let codec_max = codec_limit(ccr.max_frame_bytes);
+        let client = self.client.clone();
+        debug!(%url, "connecting");
+        let attempt = async move {
+            // Fetched afresh at every attempt: tokens rotate.
+            let token = token_source
+                .fetch(token_timeout)
+                .await
+                .map_err(|e| format!("cannot read access token: {e}"))?;
+            client
+                .ws(url)
+                .bearer_auth(token.expose())
+                .header("anthropic-version", version)
+                .max_frame_size(codec_max)
+                .connect()
+                .await
+                .map(|(_, framed)| framed)
+                .map_err(|e| redact(format!("connect failed: {e}"), token.expose()))
+        };
+        ctx.spawn(attempt.into_actor(self).map(|res, act, ctx| {
+            act.connecting = false;
+            match res {
+                Ok(framed) if act.closing => drop(framed),
+                Ok(framed) => act.on_open(framed, ctx),
+                Err(error) => act.on_ended(Ended::NeverOpened, Some(error), ctx),
+            }
+        }));
+    }
+
+    fn on_open(&mut self, framed: Framed<BoxedSocket, ws::Codec>, ctx: &mut Context<Self>) {
+        let (sink, stream) = framed.split();
+        let stream = ctx.add_stream(stream);
+        let id = next_conn_id();
+        self.conn = Some(Live {
+            id,
+            sink: SinkWrite::new(sink, ctx),
+            stream,
+            last_pong: Instant::now(),
+            got_frame: false,
+            close_code: None,
+        });
+        self.reassembler.reset();
+        self.policy.on_open();
+        self.status.connected_since = Some(SystemTime::now());
+        // Tell the registry before any frame of this connection is routed.
+        self.shared.registry.do_send(SessionConnected {
+            session_id: self.spec.id.clone(),
+            conn: id,
+            writer: ctx.address().recipient(),
+        });
+        self.set_state(SessionState::Connected);
+    }
+
+    /// The current connection (or attempt) ended: schedule what the policy says.
+    fn on_ended(&mut self, ended: Ended, error: Option<String>, ctx: &mut Context<Self>) {
+        if let Some(live) = self.conn.take() {
+            ctx.cancel_future(live.stream);
+            self.shared.registry.do_send(SessionDisconnected {
+                session_id: self.spec.id.clone(),
+                conn: Some(live.id),
+            });
+        }
+        // Dropping the senders tells waiting interrupts the connection is gone.
+        self.interrupts.clear();
+        self.status.connected_since = None;
+        if let Some(error) = error {
+            warn!(%error, "connection ended");
+            self.shared.bus.publish(Event::Error {
+                session_id: self.spec.id.clone(),
+                message: error.clone(),
+            });
+            self.status.last_error = Some(error);
+        }
+        if self.closing {
+            self.set_state(SessionState::Disconnected);
+            ctx.stop();
+            return;
+        }
+        let unit: f64 = rand::thread_rng().gen();
+        match self.policy.on_end(ended, unit) {
+            Next::Retry { delay, attempt } => {
+                self.status.counters.reconnects += 1;
+                self.set_state(SessionState::Reconnecting {
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                });
+                ctx.run_later(delay, |act, ctx| act.connect(ctx));
+            }
+            Next::GiveUp(reason) => {
+                let code = match reason {
+                    GiveUp::Unauthorized => "unauthorized",
+                    GiveUp::SessionNotFound => "session_not_found",
+                };
+                self.set_state(SessionState::Failed {
+                    reason: code.into(),
+                    detail: reason.describe().into(),
+                });
+                ctx.stop();
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let Some(live) = self.conn.as_mut() else {
+            return;
+        };
+        let sent = Instant::now();
+        let conn = live.id;
+        if live.sink.write(WsMessage::Ping(Bytes::new())).is_err() {
+            return;
+        }
+        let timeout = self.shared.ccr.pong_timeout;
+        ctx.run_later(timeout, move |act, ctx| {
+            let missing = matches!(&act.conn, Some(l) if l.id == conn && l.last_pong < sent);
+            if missing {
+                let error = format!("no pong within {timeout:?}: connection presumed dead");
+                act.on_ended(Ended::Closed { code: None }, Some(error), ctx);
+            }
+        });
+    }
+
+    fn write(&mut self, text: String) -> bool {
+        match self.conn.as_mut() {
+            Some(live) => live
+                .sink
+                .write(WsMessage::Text(ByteString::from(text)))
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    fn skip(&mut self, reason: &str, len: usize) {
+        self.status.counters.frames_in.invalid += 1;
+        warn!(reason, len, "skipping inbound frame");
+    }
+
+    fn on_text(&mut self, data: Bytes) {
+        let Ok(text) = std::str::from_utf8(&data) else {
+            return self.skip("text frame is not UTF-8", data.len());
+        };
+        if let Some(live) = self.conn.as_mut() {
+            if !live.got_frame {
+                live.got_frame = true;
+                self.policy.on_first_frame();
+            }
+        }
+        let counters = &mut self.status.counters.frames_in;
+        match protocol::classify(text) {
+            Err(error) => {
+                counters.invalid += 1;
+                warn!(%error, len = text.len(), "skipping inbound frame");
+            }
+            Ok(Inbound::Sdk(msg)) => {
+                counters.sdk += 1;
+                self.shared.bus.publish(Event::SdkMessage {
+                    session_id: self.spec.id.clone(),
+                    msg_type: msg.msg_type,
+                    message: msg.raw,
+                });
+            }
+            Ok(Inbound::PermissionPrompt(prompt)) => {
+                counters.control_request += 1;
+                let conn = self.conn.as_ref().map_or(0, |l| l.id);
+                self.shared.registry.do_send(PromptReceived {
+                    session_id: self.spec.id.clone(),
+                    conn,
+                    prompt,
+                });
+            }
+            Ok(Inbound::UnsupportedRequest { request_id, error }) => {
+                counters.control_request += 1;
+                info!(%request_id, %error, "answering unsupported control request with an error");
+                self.write(protocol::error_response(&request_id, &error));
+            }
+            Ok(Inbound::Cancel { request_id }) => {
+                counters.control_cancel_request += 1;
+                self.shared.registry.do_send(PromptCancelled {
+                    session_id: self.spec.id.clone(),
+                    request_id,
+                });
+            }
+            Ok(Inbound::ControlResponse(resp)) => {
+                counters.control_response += 1;
+                match self.interrupts.remove(&resp.request_id) {
+                    Some(waiter) => {
+                        let _ = waiter.send(resp.outcome);
+                    }
+                    None => {
+                        debug!(request_id = %resp.request_id, "control_response for nothing we wait for")
+                    }
+                }
+            }
+            Ok(Inbound::KeepAlive) => counters.keep_alive += 1,
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.set_state(SessionState::Connecting);
+        ctx.run_interval(self.shared.ccr.ping_interval, |act, ctx| act.heartbeat(ctx));
+        self.connect(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.registry.do_send(SessionDisconnected {
+            session_id: self.spec.id.clone(),
+            conn: None,
+        });
+    }
+}
+
+impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
+    fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
+        let frame = match item {
+            Ok(frame) => frame,
+            Err(e) => {
+                let error = format!("websocket protocol error: {e}");
+                return self.on_ended(Ended::Closed { code: None }, Some(error), ctx);
+            }
+        };
+        match frame {
+            Frame::Text(data) => match self.reassembler.whole_text(data) {
+                Assembled::Text(data) => self.on_text(data),
+                Assembled::Skip(reason) => self.skip(reason, 0),
+                Assembled::Partial => {}
+            },
+            Frame::Binary(data) => self.skip("binary frame", data.len()),
+            Frame::Continuation(item) => {
+                let out = match item {
+                    Item::FirstText(d) => self.reassembler.first(&d, false),
+                    Item::FirstBinary(d) => self.reassembler.first(&d, true),
+                    Item::Continue(d) => self.reassembler.next(&d, false),
+                    Item::Last(d) => self.reassembler.next(&d, true),
+                };
+                match out {
+                    Assembled::Text(data) => self.on_text(data),
+                    Assembled::Skip(reason) => self.skip(reason, 0),
+                    Assembled::Partial => {}
+                }
+            }
+            Frame::Ping(payload) => {
+                if let Some(live) = self.conn.as_mut() {
+                    let _ = live.sink.write(WsMessage::Pong(payload));
+                }
+            }
+            Frame::Pong(_) => {
+                if let Some(live) = self.conn.as_mut() {
+                    live.last_pong = Instant::now();
+                }
+            }
+            Frame::Close(reason) => {
+                let code = reason.as_ref().map(|r| u16::from(r.code));
+                info!(?code, "server closed the connection");
+                if let Some(live) = self.conn.as_mut() {
+                    live.close_code = code;
+                    let _ = live.sink.write(WsMessage::Close(reason));
+                }
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // Never stop the actor here (the default): the reconnect policy decides.
+        let code = self.conn.as_ref().and_then(|l| l.close_code);
+        let error = match code {
+            Some(1000) | None if self.closing => None,
+            Some(code) => Some(format!("connection closed by server with code {code}")),
+            None => Some("connection dropped without a close frame".to_owned()),
+        };
+        self.on_ended(Ended::Closed { code }, error, ctx);
+    }
+}
+
+impl WriteHandler<WsProtocolError> for SessionActor {
+    fn error(&mut self, err: WsProtocolError, _: &mut Context<Self>) -> Running {
+        warn!(error = %err, "websocket write failed");
+        // The read side will end too and drive the reconnect.
+        Running::Continue
+    }
+}
+
+impl Handler<Deliver> for SessionActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> bool {
+        let _span = info_span!("deliver", request_id = %msg.request_id).entered();
+        match self.conn.as_mut() {
+            Some(live) if live.id == msg.conn => {
+                let ok = live
+                    .sink
+                    .write(WsMessage::Text(ByteString::from(&*msg.frame)))
+                    .is_ok();
+                debug!(ok, "permission answer written");
+                ok
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Handler<GetStatus> for SessionActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status.clone())
+    }
+}
+
+impl Handler<CloseSession> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseSession, ctx: &mut Context<Self>) {
+        self.closing = true;
+        match self.conn.as_mut() {
+            Some(live) => {
+                info!("closing connection (1000)");
+                let _ = live.sink.write(WsMessage::Close(Some(CloseReason {
+                    code: CloseCode::Normal,
+                    description: None,
+                })));
+                // Wait for the server's close to finish the stream, but not forever.
+                let grace = self.shared.ccr.pong_timeout;
+                ctx.run_later(grace, |act, ctx| {
+                    if act.conn.is_some() {
+                        act.on_ended(Ended::Closed { code: Some(1000) }, None, ctx);
+                    }
+                });
+            }
+            None => {
+                self.set_state(SessionState::Disconnected);
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<InterruptSession> for SessionActor {
+    type Result = ResponseActFuture<Self, Result<InterruptAnswer, SessionError>>;
+
+    fn handle(&mut self, _: InterruptSession, _: &mut Context<Self>) -> Self::Result {
+        if self.spec.viewer_only {
+            return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
+        }
+        let request_id = uuid::Uuid::new_v4().to_string();
+        if !self.write(protocol::interrupt_request(&request_id)) {
+            return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
+        }
+        info!(%request_id, "interrupt sent");
+        let (tx, rx) = oneshot::channel();
+        self.interrupts.insert(request_id.clone(), tx);
+        let timeout = self.shared.ccr.interrupt_timeout;
+        Box::pin(
+            tokio::time::timeout(timeout, rx)
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    act.interrupts.remove(&request_id);
+                    match res {
+                        Err(_) => Err(SessionError::Timeout(timeout)),
+                        Ok(Err(_)) => Err(SessionError::ConnectionLost),
+                        Ok(Ok(Err(message))) => Err(SessionError::Rejected(message)),
+                        Ok(Ok(Ok(response))) => Ok(InterruptAnswer {
+                            request_id,
+                            response,
+                        }),
+                    }
+                }),
+        )
+    }
+}
+
+impl Handler<SendUserMessage> for SessionActor {
+    type Result = ResponseFuture<Result<SentMessage, SessionError>>;
+
+    fn handle(&mut self, msg: SendUserMessage, _: &mut Context<Self>) -> Self::Result {
+        if self.spec.viewer_only {
+            return Box::pin(async { Err(SessionError::ViewerOnly) });
+        }
+        let ccr = self.shared.ccr.clone();
+        let url = events_url(&self.shared.base_url, &self.spec.id);
+        let token_source = self.spec.token.clone();
+        let session_id = self.spec.id.clone();
+        let client = self.client.clone();
+        Box::pin(async move {
+            let token = token_source.fetch(ccr.token_command_timeout).await?;
+            let uuid = uuid::Uuid::new_v4().to_string();
+            let body = protocol::user_message_events(&uuid, &session_id, &msg.content);
+            let mut resp = client
+                .post(url)
+                .bearer_auth(token.expose())
+                .insert_header(("anthropic-version", ccr.anthropic_version.as_str()))
+                .insert_header(("anthropic-beta", ccr.anthropic_beta.as_str()))
+                .insert_header(("x-organization-uuid", ccr.organization_uuid.as_str()))
+                .content_type("application/json")
+                .timeout(ccr.send_timeout)
+                .send_body(body)
+                .await
+                .map_err(|e| match e {
+                    awc::error::SendRequestError::Timeout => {
+                        SessionError::Timeout(ccr.send_timeout)
+                    }
+                    other => SessionError::Request(redact(other.to_string(), token.expose())),
+                })?;
+            let status = resp.status().as_u16();
+            if status == 200 || status == 201 {
+                info!(%uuid, "user message sent");
+                return Ok(SentMessage { uuid, status });
+            }
+            let body = resp.body().limit(4096).await.unwrap_or_default();
+            let body = redact(String::from_utf8_lossy(&body).into_owned(), token.expose());
+            Err(SessionError::Upstream { status, body })
+        })
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl Handler<InjectPanic> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) {
+        panic!("injected panic (test-hooks feature)");
+    }
+}

@@ -1,0 +1,91 @@
+//! The `SessionActor`'s message protocol: what other actors and the API may ask of a session.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::state::SessionStatus;
+use super::token::TokenError;
+
+/// Why a session could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The session is configured `viewer_only`.
+    #[error("session is viewer-only: it never interrupts or sends messages")]
+    ViewerOnly,
+    /// No live connection.
+    #[error("session is not connected")]
+    NotConnected,
+    /// The session did not answer in time.
+    #[error("no answer from the session within {0:?}")]
+    Timeout(Duration),
+    /// The session answered with `error`.
+    #[error("session answered with an error: {0}")]
+    Rejected(String),
+    /// The connection closed while waiting.
+    #[error("connection closed before the session answered")]
+    ConnectionLost,
+    /// The access token could not be read.
+    #[error("cannot read access token: {0}")]
+    Token(#[from] TokenError),
+    /// The events endpoint refused the message.
+    #[error("events endpoint answered HTTP {status}: {body}")]
+    Upstream {
+        /// HTTP status.
+        status: u16,
+        /// First bytes of the body.
+        body: String,
+    },
+    /// The events request failed before an answer.
+    #[error("events request failed: {0}")]
+    Request(String),
+}
+
+/// Interrupt the running turn and wait for the session's answer.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<InterruptAnswer, SessionError>")]
+pub struct InterruptSession;
+
+/// The session's answer to an interrupt.
+#[derive(Debug, Clone, Serialize)]
+pub struct InterruptAnswer {
+    /// Id of the interrupt request we sent.
+    pub request_id: String,
+    /// The `response` body of its `success` answer.
+    pub response: Value,
+}
+
+/// Send a user message through the events endpoint.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<SentMessage, SessionError>")]
+pub struct SendUserMessage {
+    /// A string or an array of content blocks.
+    pub content: Value,
+}
+
+/// Receipt of a user message.
+#[derive(Debug, Clone, Serialize)]
+pub struct SentMessage {
+    /// The event uuid we generated.
+    pub uuid: String,
+    /// HTTP status of the events endpoint (200 or 201).
+    pub status: u16,
+}
+
+/// Current status with fresh counters.
+#[derive(Message, Debug)]
+#[rtype(result = "SessionStatus")]
+pub struct GetStatus;
+
+/// Close the socket with 1000 and stop for good (shutdown or removal).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct CloseSession;
+
+/// Test-only: panic inside a handler, to exercise restarts.
+#[cfg(feature = "test-hooks")]
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct InjectPanic;

@@ -1,0 +1,19 @@
+//! One CCR session: reconnect policy and frame reassembly (pure), token sources,
+//! and the `SessionActor` that owns the awc WebSocket.
+
+mod actor;
+pub mod assembly;
+pub mod client;
+mod messages;
+pub mod reconnect;
+pub mod state;
+pub mod token;
+
+pub use actor::{SessionActor, SessionShared};
+#[cfg(feature = "test-hooks")]
+pub use messages::InjectPanic;
+pub use messages::{
+    CloseSession, GetStatus, InterruptAnswer, InterruptSession, SendUserMessage, SentMessage,
+    SessionError,
+};
+pub use state::{Counters, FrameCounters, SessionState, SessionStatus};

@@ -1,0 +1,418 @@
+//! The `Supervisor` actor: owns the session set, spawns each session actor on an
+//! arbiter with panic isolation, and applies the restart budget.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::dev::channel;
+use actix::prelude::*;
+use futures_util::future::{join_all, FutureExt};
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tracing::{error, info, info_span, warn, Instrument};
+
+use super::budget::{RestartBudget, Verdict};
+use crate::config::{SessionSpec, SupervisorConfig};
+use crate::events::{Event, EventBus};
+use crate::registry::{PermissionRegistry, SessionDisconnected};
+use crate::session::client::thread_client;
+use crate::session::{
+    CloseSession, Counters, GetStatus, SessionActor, SessionShared, SessionState, SessionStatus,
+};
+
+/// Session actor mailbox capacity (callers using `send` wait when it is full).
+const MAILBOX: usize = 256;
+/// How long a status query waits for a busy session before using the last report.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct Slot {
+    spec: Arc<SessionSpec>,
+    addr: Option<Addr<SessionActor>>,
+    incarnation: u64,
+    status: SessionStatus,
+    carried: Counters,
+    restarts: u64,
+    budget: RestartBudget,
+    arbiter: usize,
+}
+
+/// Starts, watches and restarts session actors.
+pub struct Supervisor {
+    cfg: SupervisorConfig,
+    shared: Arc<SessionShared>,
+    arbiters: Vec<ArbiterHandle>,
+    slots: BTreeMap<Arc<str>, Slot>,
+    bus: EventBus,
+    registry: Addr<PermissionRegistry>,
+    drained: Vec<oneshot::Sender<()>>,
+    shutting_down: bool,
+}
+
+impl Supervisor {
+    /// Build the supervisor and its shared session context; sessions start when it starts.
+    pub fn start_with(
+        cfg: SupervisorConfig,
+        sessions: Vec<Arc<SessionSpec>>,
+        arbiters: Vec<ArbiterHandle>,
+        make_shared: impl FnOnce(Recipient<SessionReport>) -> SessionShared,
+    ) -> Addr<Self> {
+        assert!(!arbiters.is_empty(), "at least one session arbiter");
+        <Supervisor as Actor>::create(move |ctx: &mut Context<Self>| {
+            let shared = Arc::new(make_shared(ctx.address().recipient()));
+            let slots = sessions
+                .into_iter()
+                .enumerate()
+                .map(|(i, spec)| {
+                    let slot = Slot {
+                        budget: RestartBudget::new(&cfg),
+                        spec: spec.clone(),
+                        addr: None,
+                        incarnation: 0,
+                        status: SessionStatus::initial(),
+                        carried: Counters::default(),
+                        restarts: 0,
+                        arbiter: i % arbiters.len(),
+                    };
+                    (spec.id.clone(), slot)
+                })
+                .collect();
+            Supervisor {
+                bus: shared.bus.clone(),
+                registry: shared.registry.clone(),
+                cfg,
+                shared,
+                arbiters,
+                slots,
+                drained: vec![],
+                shutting_down: false,
+            }
+        })
+    }
+
+    /// Spawn a new incarnation of `id` on its arbiter, catching panics.
+    fn spawn_session(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        slot.incarnation += 1;
+        let incarnation = slot.incarnation;
+        let (tx, rx) = channel::channel::<SessionActor>(MAILBOX);
+        slot.addr = Some(Addr::new(tx));
+        let spec = slot.spec.clone();
+        let shared = self.shared.clone();
+        let me = ctx.address();
+        let arbiter = &self.arbiters[slot.arbiter];
+        let spawned = arbiter.spawn_fn(move || {
+            let span = info_span!("session", session_id = %spec.id);
+            let session_id = spec.id.clone();
+            let client = thread_client(shared.ccr.connect_timeout);
+            let actor = SessionActor::new(spec, shared, client, incarnation);
+            let fut = Context::with_receiver(rx).into_future(actor);
+            actix_rt::spawn(async move {
+                let outcome = AssertUnwindSafe(fut.instrument(span)).catch_unwind().await;
+                me.do_send(SessionExited {
+                    session_id,
+                    incarnation,
+                    panic: outcome.err().map(|p| panic_message(&*p)),
+                });
+            });
+        });
+        if !spawned {
+            error!(session_id = %id, "session arbiter is gone; cannot start session");
+        }
+    }
+
+    fn view(&self, id: &Arc<str>, fresh: Option<SessionStatus>) -> Option<SessionView> {
+        let slot = self.slots.get(id)?;
+        let mut status = fresh.unwrap_or_else(|| slot.status.clone());
+        // A final state decided by the supervisor (restart budget) wins over the last report.
+        if slot.addr.is_none() {
+            status.state = slot.status.state.clone();
+        }
+        status.counters = slot.carried.add(&status.counters);
+        status.counters.restarts = slot.restarts;
+        Some(SessionView {
+            id: id.clone(),
+            labels: slot.spec.labels.clone(),
+            viewer_only: slot.spec.viewer_only,
+            incarnation: slot.incarnation,
+            status,
+        })
+    }
+
+    fn publish_state(&self, id: &Arc<str>) {
+        if let Some(slot) = self.slots.get(id) {
+            self.bus.publish(Event::SessionState {
+                session_id: id.clone(),
+                state: slot.status.state.clone(),
+                last_error: slot.status.last_error.clone(),
+            });
+        }
+    }
+
+    fn check_drained(&mut self) {
+        if self.shutting_down && self.slots.values().all(|s| s.addr.is_none()) {
+            for tx in self.drained.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let ids: Vec<Arc<str>> = self.slots.keys().cloned().collect();
+        info!(
+            sessions = ids.len(),
+            arbiters = self.arbiters.len(),
+            "starting sessions"
+        );
+        for id in ids {
+            self.spawn_session(&id, ctx);
+        }
+    }
+}
+
+/// A session actor's state report.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SessionReport {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Which incarnation reports (stale ones are ignored).
+    pub incarnation: u64,
+    /// Its status.
+    pub status: SessionStatus,
+}
+
+impl Handler<SessionReport> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionReport, _: &mut Context<Self>) {
+        if let Some(slot) = self.slots.get_mut(&msg.session_id) {
+            if slot.incarnation == msg.incarnation {
+                slot.status = msg.status;
+            }
+        }
+    }
+}
+
+/// A session actor's task ended, normally or by panic.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SessionExited {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Which incarnation ended.
+    pub incarnation: u64,
+    /// The panic message, if it panicked.
+    pub panic: Option<String>,
+}
+
+impl Handler<SessionExited> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionExited, ctx: &mut Context<Self>) {
+        let _span = info_span!("session", session_id = %msg.session_id).entered();
+        let shutting_down = self.shutting_down;
+        let Some(slot) = self.slots.get_mut(&msg.session_id) else {
+            return;
+        };
+        if slot.incarnation != msg.incarnation {
+            return;
+        }
+        slot.addr = None;
+        slot.carried = slot.carried.add(&slot.status.counters);
+        slot.status.counters = Counters::default();
+        // The actor may have died without saying so: its connection is gone.
+        self.registry.do_send(SessionDisconnected {
+            session_id: msg.session_id.clone(),
+            conn: None,
+        });
+        if shutting_down {
+            slot.status.state = SessionState::Disconnected;
+            self.check_drained();
+            return;
+        }
+        let cause = match msg.panic {
+            None if slot.status.state.is_final() => {
+                info!(
+                    state = slot.status.state.name(),
+                    "session ended; not restarting"
+                );
+                return;
+            }
+            None => "session actor stopped unexpectedly".to_owned(),
+            Some(p) => format!("session actor panicked: {p}"),
+        };
+        error!(%cause, "session crashed");
+        slot.status.last_error = Some(cause.clone());
+        match slot.budget.on_crash(Instant::now()) {
+            Verdict::Restart { delay, .. } => {
+                slot.restarts += 1;
+                slot.status.connected_since = None;
+                slot.status.state = SessionState::Restarting {
+                    restart: slot.restarts as u32,
+                    delay_ms: delay.as_millis() as u64,
+                };
+                let id = msg.session_id.clone();
+                ctx.run_later(delay, move |act, ctx| act.spawn_session(&id, ctx));
+            }
+            Verdict::Exhausted => {
+                slot.status.connected_since = None;
+                slot.status.state = SessionState::Failed {
+                    reason: "restart_budget_exhausted".into(),
+                    detail: format!(
+                        "more than {} restarts within {:?}; last: {cause}",
+                        self.cfg.max_restarts, self.cfg.restart_period
+                    ),
+                };
+                warn!("restart budget exhausted; session failed");
+            }
+        }
+        self.publish_state(&msg.session_id);
+    }
+}
+
+/// One session as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    /// Session id.
+    pub id: Arc<str>,
+    /// Labels from config.
+    pub labels: Vec<String>,
+    /// Watch-only session.
+    pub viewer_only: bool,
+    /// Actor incarnation (1 + restarts).
+    pub incarnation: u64,
+    /// State, last error, connected-since, counters.
+    #[serde(flatten)]
+    pub status: SessionStatus,
+}
+
+/// List every session (or one), with fresh counters.
+#[derive(Message, Debug, Default)]
+#[rtype(result = "Vec<SessionView>")]
+pub struct ListSessions {
+    /// Only this session, if given.
+    pub only: Option<String>,
+}
+
+impl Handler<ListSessions> for Supervisor {
+    type Result = ResponseActFuture<Self, Vec<SessionView>>;
+
+    fn handle(&mut self, msg: ListSessions, _: &mut Context<Self>) -> Self::Result {
+        let ids: Vec<Arc<str>> = self
+            .slots
+            .keys()
+            .filter(|id| msg.only.as_deref().is_none_or(|o| o == &***id))
+            .cloned()
+            .collect();
+        let queries = ids.iter().map(|id| {
+            let addr = self.slots.get(id).and_then(|s| s.addr.clone());
+            async move {
+                match addr {
+                    Some(a) => tokio::time::timeout(STATUS_TIMEOUT, a.send(GetStatus))
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                    None => None,
+                }
+            }
+        });
+        let all = join_all(queries);
+        Box::pin(all.into_actor(self).map(move |fresh, act, _| {
+            ids.iter()
+                .zip(fresh)
+                .filter_map(|(id, f)| act.view(id, f))
+                .collect()
+        }))
+    }
+}
+
+/// What the API needs to talk to one session directly.
+#[derive(Debug, Clone)]
+pub struct SessionRef {
+    /// The live actor, if running.
+    pub addr: Option<Addr<SessionActor>>,
+    /// Watch-only session.
+    pub viewer_only: bool,
+}
+
+/// Find a session by id.
+#[derive(Message, Debug)]
+#[rtype(result = "Option<SessionRef>")]
+pub struct LookupSession(pub String);
+
+impl Handler<LookupSession> for Supervisor {
+    type Result = Option<SessionRef>;
+
+    fn handle(&mut self, msg: LookupSession, _: &mut Context<Self>) -> Self::Result {
+        self.slots.get(msg.0.as_str()).map(|s| SessionRef {
+            addr: s.addr.clone(),
+            viewer_only: s.spec.viewer_only,
+        })
+    }
+}
+
+/// Close every session with 1000 and resolve when all actors have ended.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ShutdownSessions;
+
+impl Handler<ShutdownSessions> for Supervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: ShutdownSessions, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let (tx, rx) = oneshot::channel();
+        self.drained.push(tx);
+        for slot in self.slots.values() {
+            if let Some(addr) = &slot.addr {
+                addr.do_send(CloseSession);
+            }
+        }
+        self.check_drained();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// Test-only: make a session actor panic in a handler.
+#[cfg(feature = "test-hooks")]
+#[derive(Message, Debug)]
+#[rtype(result = "bool")]
+pub struct PanicSession(pub String);
+
+#[cfg(feature = "test-hooks")]
+impl Handler<PanicSession> for Supervisor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: PanicSession, _: &mut Context<Self>) -> bool {
+        match self.slots.get(msg.0.as_str()).and_then(|s| s.addr.as_ref()) {
+            Some(addr) => {
+                addr.do_send(crate::session::InjectPanic);
+                true
+            }
+            None => false,
+        }
+    }
+}

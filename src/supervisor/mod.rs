@@ -1,0 +1,12 @@
+//! Starts session actors from config, spreads them over arbiters, and restarts
+//! crashed ones within an OTP-style budget (pure `budget` + the `Supervisor` actor).
+
+mod actor;
+pub mod budget;
+
+#[cfg(feature = "test-hooks")]
+pub use actor::PanicSession;
+pub use actor::{
+    ListSessions, LookupSession, SessionExited, SessionRef, SessionReport, SessionView,
+    ShutdownSessions, Supervisor,
+};
