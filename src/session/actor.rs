@@ -193,8 +193,11 @@ impl SessionActor {
 
     /// The current connection (or attempt) ended: schedule what the policy says.
     fn on_ended(&mut self, ended: Ended, error: Option<String>, ctx: &mut Context<Self>) {
-        if let Some(live) = self.conn.take() {
+        if let Some(mut live) = self.conn.take() {
             ctx.cancel_future(live.stream);
+            // SinkWrite's flush task owns the socket: close it, or an abandoned
+            // connection (missing pong, protocol error) would stay open.
+            live.sink.close();
             self.shared.registry.do_send(SessionDisconnected {
                 session_id: self.spec.id.clone(),
                 conn: Some(live.id),
@@ -398,12 +401,25 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
                     live.close_code = code;
                     let _ = live.sink.write(WsMessage::Close(reason));
                 }
+                // The close handshake is complete once we echoed it: do not wait
+                // for the server to drop TCP (some servers are slow to).
+                self.connection_over(ctx);
             }
         }
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         // Never stop the actor here (the default): the reconnect policy decides.
+        self.connection_over(ctx);
+    }
+}
+
+impl SessionActor {
+    /// The read side is over (EOF or a close frame): hand the outcome to the policy.
+    fn connection_over(&mut self, ctx: &mut Context<Self>) {
+        if self.conn.is_none() {
+            return;
+        }
         let code = self.conn.as_ref().and_then(|l| l.close_code);
         let error = match code {
             Some(1000) | None if self.closing => None,
@@ -419,6 +435,11 @@ impl WriteHandler<WsProtocolError> for SessionActor {
         warn!(error = %err, "websocket write failed");
         // The read side will end too and drive the reconnect.
         Running::Continue
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The default stops the actor. A sink ends with its connection; the
+        // reconnect policy, not the sink, decides what happens next.
     }
 }
 

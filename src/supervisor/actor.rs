@@ -34,6 +34,8 @@ struct Slot {
     status: SessionStatus,
     carried: Counters,
     restarts: u64,
+    /// Why the last incarnation crashed; shown until a newer error replaces it.
+    last_crash: Option<String>,
     budget: RestartBudget,
     arbiter: usize,
 }
@@ -73,6 +75,7 @@ impl Supervisor {
                         status: SessionStatus::initial(),
                         carried: Counters::default(),
                         restarts: 0,
+                        last_crash: None,
                         arbiter: i % arbiters.len(),
                     };
                     (spec.id.clone(), slot)
@@ -133,6 +136,9 @@ impl Supervisor {
         // A final state decided by the supervisor (restart budget) wins over the last report.
         if slot.addr.is_none() {
             status.state = slot.status.state.clone();
+        }
+        if status.last_error.is_none() {
+            status.last_error = slot.last_crash.clone();
         }
         status.counters = slot.carried.add(&status.counters);
         status.counters.restarts = slot.restarts;
@@ -264,6 +270,7 @@ impl Handler<SessionExited> for Supervisor {
         };
         error!(%cause, "session crashed");
         slot.status.last_error = Some(cause.clone());
+        slot.last_crash = Some(cause.clone());
         match slot.budget.on_crash(Instant::now()) {
             Verdict::Restart { delay, .. } => {
                 slot.restarts += 1;

@@ -1,0 +1,256 @@
+//! How the simulated worker reacts: client frames, prompts, cancels and POSTed user messages.
+
+use actix::Addr;
+use serde_json::Value;
+
+use super::conn::WsConn;
+use super::frames;
+use super::state::{Entry, Outcome, Outstanding, Shared};
+use super::{InterruptMode, SimEvent};
+
+/// Why a POST to `/events` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PostError {
+    /// No such session.
+    #[error("session not found")]
+    NotFound,
+    /// Missing or wrong bearer token.
+    #[error("invalid bearer token")]
+    Unauthorized,
+    /// The body is not `{"events":[...]}` with well-formed user messages.
+    #[error("malformed body: {0}")]
+    Malformed(String),
+}
+
+impl Entry {
+    /// Record a prompt for replay (replacing an older frame with the same id).
+    pub(crate) fn track(&mut self, request_id: &str, frame: String) {
+        self.outstanding.retain(|o| o.request_id != request_id);
+        self.outstanding.push(Outstanding {
+            request_id: request_id.to_owned(),
+            frame,
+        });
+    }
+
+    /// Stop tracking `request_id`; the script's current prompt gets `outcome`. True if it was outstanding.
+    pub(crate) fn settle(&mut self, request_id: &str, outcome: Outcome) -> bool {
+        let before = self.outstanding.len();
+        self.outstanding.retain(|o| o.request_id != request_id);
+        let was = self.outstanding.len() != before;
+        if let Some(cur) = &mut self.run.current {
+            if cur.request_id == request_id && cur.outcome.is_none() {
+                cur.outcome = Some(outcome);
+                self.bump();
+            }
+        }
+        was
+    }
+}
+
+impl Shared {
+    /// Record a client text/binary frame and compute the frames to send back at once.
+    pub(crate) fn on_client_frame(&self, id: &str, frame: Value) -> Vec<Value> {
+        let mut st = self.lock();
+        let e = st.entry(id);
+        e.received.push(frame.clone());
+        self.emit(SimEvent::Received {
+            session: id.to_owned(),
+            frame: frame.clone(),
+        });
+        match frame.get("type").and_then(Value::as_str) {
+            Some("control_response") => {
+                self.on_answer(id, e, &frame);
+                Vec::new()
+            }
+            Some("control_request") => on_request(id, e, &frame),
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_answer(&self, id: &str, e: &mut Entry, frame: &Value) {
+        let Some(body) = frame.get("response") else {
+            return;
+        };
+        let Some(request_id) = body.get("request_id").and_then(Value::as_str) else {
+            return;
+        };
+        if !e.outstanding.iter().any(|o| o.request_id == request_id) {
+            tracing::debug!(
+                session = id,
+                request_id,
+                "answer for unknown prompt ignored"
+            );
+            return;
+        }
+        let (outcome, response) = match body.get("subtype").and_then(Value::as_str) {
+            Some("error") => {
+                let msg = match body.get("error") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                (Outcome::Failed(msg), body.clone())
+            }
+            _ => {
+                let inner = body.get("response").cloned().unwrap_or(Value::Null);
+                (Outcome::Answered(inner.clone()), inner)
+            }
+        };
+        e.settle(request_id, outcome);
+        self.emit(SimEvent::Answered {
+            session: id.to_owned(),
+            request_id: request_id.to_owned(),
+            response,
+        });
+    }
+
+    /// Send (if live) and track a prompt; returns the frame and the live connection.
+    pub(crate) fn prompt(
+        &self,
+        id: &str,
+        request_id: &str,
+        request: Value,
+    ) -> (String, Option<Addr<WsConn>>) {
+        let frame = frames::control_request(request_id, request).to_string();
+        self.with_entry(id, |e| {
+            e.track(request_id, frame.clone());
+            (frame, e.live.as_ref().map(|l| l.addr.clone()))
+        })
+    }
+
+    /// Stop tracking a prompt; returns the cancel frame and the live connection.
+    pub(crate) fn cancel(&self, id: &str, request_id: &str) -> (String, Option<Addr<WsConn>>) {
+        self.with_entry(id, |e| {
+            e.settle(request_id, Outcome::Cancelled);
+            (
+                frames::cancel_request(request_id).to_string(),
+                e.live.as_ref().map(|l| l.addr.clone()),
+            )
+        })
+    }
+
+    /// Validate and record a POSTed events body.
+    pub(crate) fn post_events(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), PostError> {
+        let mut st = self.lock();
+        let e = st
+            .sessions
+            .get_mut(id)
+            .filter(|e| e.token.is_some())
+            .ok_or(PostError::NotFound)?;
+        if bearer != e.token.as_deref() {
+            return Err(PostError::Unauthorized);
+        }
+        let body: Value =
+            serde_json::from_slice(body).map_err(|err| PostError::Malformed(err.to_string()))?;
+        let users = count_user_messages(&body).map_err(PostError::Malformed)?;
+        e.posted.push(body.clone());
+        e.run.user_msgs += users;
+        e.bump();
+        self.emit(SimEvent::Posted {
+            session: id.to_owned(),
+            body,
+        });
+        Ok(())
+    }
+}
+
+/// Handle a client `control_request`: interrupts per mode, everything else is unsupported.
+fn on_request(id: &str, e: &mut Entry, frame: &Value) -> Vec<Value> {
+    let Some(request_id) = frame.get("request_id").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let subtype = frame
+        .pointer("/request/subtype")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if subtype != "interrupt" {
+        let msg = format!("Unsupported control request subtype: {subtype}");
+        return vec![frames::control_error(request_id, &msg)];
+    }
+    match e.mode.clone() {
+        InterruptMode::Ignore => Vec::new(),
+        InterruptMode::Error(msg) => vec![frames::control_error(request_id, &msg)],
+        InterruptMode::Answer => {
+            let mut out: Vec<Value> = e
+                .outstanding
+                .drain(..)
+                .map(|o| frames::cancel_request(&o.request_id))
+                .collect();
+            if let Some(cur) = &mut e.run.current {
+                if cur.outcome.is_none() {
+                    cur.outcome = Some(Outcome::Interrupted);
+                }
+            }
+            e.bump();
+            out.push(frames::control_success(
+                request_id,
+                serde_json::json!({"still_queued":[]}),
+            ));
+            out.push(frames::fill_sdk(
+                frames::result("error_during_execution", true),
+                id,
+            ));
+            out
+        }
+    }
+}
+
+/// Number of user messages in an events body, or why the body is malformed.
+pub(crate) fn count_user_messages(body: &Value) -> Result<u64, String> {
+    let events = body
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or("`events` must be an array")?;
+    if events.is_empty() {
+        return Err("`events` is empty".into());
+    }
+    let mut users = 0;
+    for (i, ev) in events.iter().enumerate() {
+        match ev.get("type").and_then(Value::as_str) {
+            None => return Err(format!("events[{i}] has no string `type`")),
+            Some("user") => {
+                let msg = ev.get("message").filter(|m| m.is_object());
+                let role = msg.and_then(|m| m.get("role")).and_then(Value::as_str);
+                let has_content = msg.is_some_and(|m| m.get("content").is_some());
+                if role != Some("user") || !has_content {
+                    return Err(format!(
+                        "events[{i}] needs message.role \"user\" and message.content"
+                    ));
+                }
+                users += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_body_validation() {
+        let user = json!({"type":"user","message":{"role":"user","content":"hi"}});
+        assert_eq!(
+            count_user_messages(&json!({"events":[user, {"type":"other"}]})),
+            Ok(1)
+        );
+        for bad in [
+            json!({}),
+            json!({"events":[]}),
+            json!({"events":{}}),
+            json!({"events":[{"no":"type"}]}),
+            json!({"events":[{"type":"user","message":{"role":"user"}}]}),
+            json!({"events":[{"type":"user","message":"hi"}]}),
+        ] {
+            assert!(count_user_messages(&bad).is_err(), "{bad}");
+        }
+    }
+}

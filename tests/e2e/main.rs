@@ -1,0 +1,16 @@
+//! End-to-end tests: the real app against the project's CCR simulator, over
+//! real sockets on 127.0.0.1 with port 0. Every wait is on an event.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod api_errors;
+mod connect;
+mod demo;
+mod operator;
+mod permissions;
+mod reconnect;
+mod routing;
+// Needs the panic-injection hook: run with `cargo test --features test-hooks`.
+#[cfg(feature = "test-hooks")]
+mod supervision;
