@@ -11,9 +11,9 @@ use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use tracing::{info, warn};
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, Authenticator};
 use crate::config::Config;
-use crate::events::EventBus;
+use crate::events::{BusLimits, EventBus, HistoryLimits};
 use crate::registry::PermissionRegistry;
 use crate::session::client::install_crypto_provider;
 use crate::session::SessionShared;
@@ -34,6 +34,8 @@ pub struct Running {
     pub sim: Option<SimHandle>,
     server: ServerHandle,
     arbiters: Vec<Arbiter>,
+    /// `[api] shutdown_timeout`.
+    pub shutdown_timeout: Duration,
 }
 
 impl Running {
@@ -42,14 +44,23 @@ impl Running {
         format!("http://{}", self.api_addr)
     }
 
-    /// Close every session with 1000, stop the API and the arbiters, within `deadline`.
+    /// Stop accepting API requests, end event streams, close every session
+    /// with 1000, and stop the arbiters, within `deadline`.
     pub async fn shutdown(self, deadline: Duration) {
         info!("shutting down");
+        let started = std::time::Instant::now();
+        // Stop accepting first; the graceful stop finishes once the streams end.
+        let server = self.server.clone();
+        let stopping = actix_rt::spawn(async move { server.stop(true).await });
+        self.bus.close();
         let closed = tokio::time::timeout(deadline, self.supervisor.send(ShutdownSessions)).await;
         if closed.is_err() {
             warn!(?deadline, "sessions did not all close in time");
         }
-        self.server.stop(true).await;
+        let left = deadline.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, stopping).await.is_err() {
+            warn!("operator API did not stop in time");
+        }
         if let Some(sim) = &self.sim {
             sim.stop().await;
         }
@@ -104,7 +115,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(sim) => sim.base_url(),
         None => config.ccr.base_url.clone(),
     };
-    let bus = EventBus::new(config.api.event_buffer);
+    let auth = Arc::new(
+        Authenticator::from_config(&config.api).context("cannot load the operator API tokens")?,
+    );
+    if !auth.enabled() {
+        warn!("!!! operator API authentication is DISABLED ([api] auth = \"disabled\"): anyone who can reach {} can answer prompts. Local development only. !!!", config.api.bind);
+    }
+    let bus = EventBus::new(BusLimits {
+        subscriber_buffer: config.api.event_buffer,
+        history: HistoryLimits {
+            events: config.api.history_events,
+            bytes: config.api.history_bytes,
+        },
+    });
     let registry = PermissionRegistry::new(bus.clone()).start();
     let arbiters: Vec<Arbiter> = (0..arbiter_count(config.supervisor.arbiters))
         .map(|_| Arbiter::new())
@@ -131,11 +154,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         supervisor: supervisor.clone(),
         registry: registry.clone(),
         bus: bus.clone(),
+        auth,
+        stream_heartbeat: config.api.stream_heartbeat,
     };
     let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(2)
+        .shutdown_timeout(config.api.shutdown_timeout.as_secs().max(1))
         .bind(config.api.bind)
         .with_context(|| format!("cannot bind the operator API on {}", config.api.bind))?;
     let api_addr = server
@@ -155,5 +180,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         sim,
         server: handle,
         arbiters,
+        shutdown_timeout: config.api.shutdown_timeout,
     })
 }

@@ -101,7 +101,8 @@ fn run(path: &std::path::Path) -> ExitCode {
         let running = app::start(cfg).await?;
         println!("ccr-supervisor: operator API on {}", running.api_url());
         wait_for_signal().await;
-        running.shutdown(Duration::from_secs(10)).await;
+        let deadline = running.shutdown_timeout;
+        running.shutdown(deadline).await;
         Ok(())
     });
     match result {

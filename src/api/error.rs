@@ -54,6 +54,20 @@ pub enum ApiError {
     /// 504: the session or endpoint did not answer in time.
     #[error("{0}")]
     Timeout(String),
+    /// 401: missing or invalid bearer token.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403: the token's role is not enough.
+    #[error("token {name:?} lacks the {required:?} role")]
+    Forbidden {
+        /// The role the route needs.
+        required: crate::config::Role,
+        /// The caller's token name.
+        name: String,
+    },
+    /// 406: the event stream needs a WebSocket upgrade or `Accept: text/event-stream`.
+    #[error("{0}")]
+    NotAcceptable(&'static str),
     /// 503: an internal actor is not available (shutting down).
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -77,6 +91,9 @@ impl ApiError {
             ApiError::Upstream(_) => "upstream_error",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::NotAcceptable(_) => "not_acceptable",
         }
     }
 
@@ -134,12 +151,18 @@ impl ResponseError for ApiError {
             ApiError::SessionRejected(_) | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        let mut resp = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized(_)) {
+            resp.insert_header(("www-authenticate", "Bearer"));
+        }
+        resp.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
     }
 }
 

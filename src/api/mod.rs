@@ -4,12 +4,18 @@
 //! Authentication, the live event stream and metrics slot in here later as
 //! extractors and extra routes.
 
+pub mod auth;
 mod error;
 mod routes;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::{web, HttpRequest};
 
+pub use auth::{Admin, Approver, Authenticator, Principal, Viewer};
 pub use error::ApiError;
 
 use crate::events::EventBus;
@@ -25,6 +31,10 @@ pub struct ApiState {
     pub registry: Addr<PermissionRegistry>,
     /// The event bus.
     pub bus: EventBus,
+    /// Operator token checks.
+    pub auth: Arc<Authenticator>,
+    /// Heartbeat of event streams.
+    pub stream_heartbeat: Duration,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

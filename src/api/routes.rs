@@ -6,14 +6,12 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{ApiError, ApiState};
+use super::auth::{Approver, Viewer};
+use super::{stream, ApiError, ApiState};
 use crate::protocol::api::{DecisionBody, SendMessageBody};
 use crate::registry::{CountPending, Decide, ListPending, SessionTally};
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{ListSessions, LookupSession, SessionRef, SessionView};
-
-/// Who answered, until operator authentication names the token (next issue).
-const ANONYMOUS_OPERATOR: &str = "operator";
 
 /// Mount the v1 routes.
 pub fn register(cfg: &mut web::ServiceConfig) {
@@ -46,7 +44,13 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/v1/sessions/{id}/messages")
+            .route(web::get().to(stream::transcript))
             .route(web::post().to(send_message))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/events")
+            .route(web::get().to(stream::events))
             .default_service(method_not_allowed()),
     );
 }
@@ -83,12 +87,13 @@ async fn sessions(state: &ApiState, only: Option<String>) -> Result<Vec<SessionB
         .collect())
 }
 
-async fn list_sessions(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+async fn list_sessions(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let list = sessions(&state, None).await?;
     Ok(HttpResponse::Ok().json(json!({ "sessions": list })))
 }
 
 async fn get_session(
+    _who: Viewer,
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -107,6 +112,7 @@ struct PermissionsQuery {
 }
 
 async fn list_permissions(
+    _who: Viewer,
     state: web::Data<ApiState>,
     query: web::Query<PermissionsQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -118,7 +124,8 @@ async fn list_permissions(
     Ok(HttpResponse::Ok().json(json!({ "permissions": pending })))
 }
 
-async fn lookup(state: &ApiState, id: &str) -> Result<SessionRef, ApiError> {
+/// The session `id`, or 404 `unknown_session`.
+pub(super) async fn lookup(state: &ApiState, id: &str) -> Result<SessionRef, ApiError> {
     state
         .supervisor
         .send(LookupSession(id.to_owned()))
@@ -127,6 +134,7 @@ async fn lookup(state: &ApiState, id: &str) -> Result<SessionRef, ApiError> {
 }
 
 async fn decide(
+    Approver(who): Approver,
     state: web::Data<ApiState>,
     path: web::Path<(String, String)>,
     body: web::Json<DecisionBody>,
@@ -142,13 +150,14 @@ async fn decide(
             session_id: Arc::from(session_id.as_str()),
             request_id,
             body,
-            decided_by: ANONYMOUS_OPERATOR.to_owned(),
+            decided_by: who.name.to_string(),
         })
         .await??;
     Ok(HttpResponse::Ok().json(receipt))
 }
 
 async fn interrupt(
+    _who: Approver,
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -168,6 +177,7 @@ async fn interrupt(
 }
 
 async fn send_message(
+    _who: Approver,
     state: web::Data<ApiState>,
     id: web::Path<String>,
     body: web::Json<SendMessageBody>,

@@ -49,6 +49,11 @@ impl Errors {
         self.list.len()
     }
 
+    /// Paths of the problems so far.
+    pub(super) fn paths(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|e| e.path.as_str())
+    }
+
     /// The problems, in the order found.
     pub(super) fn into_vec(self) -> Vec<KeyError> {
         self.list

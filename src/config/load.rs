@@ -5,6 +5,8 @@
 //! into `7`. Values stay strings and the typed readers in `fields.rs` accept
 //! numeric / boolean strings where a number / bool is expected.
 
+#[path = "api_tokens.rs"]
+mod api_tokens;
 #[path = "fields.rs"]
 mod fields;
 #[path = "sessions.rs"]
@@ -194,12 +196,49 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
 
 fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
     let default_bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 8700));
+    let auth_enabled = match t.string(errs, "auth").as_deref() {
+        None | Some("enabled") => true,
+        Some("disabled") => false,
+        Some(other) => {
+            errs.push(
+                t.key_path("auth"),
+                format!("expected \"enabled\" or \"disabled\", got {other:?}"),
+            );
+            true
+        }
+    };
+    let tokens = api_tokens::api_tokens(t.raw("tokens"), errs);
     let api = ApiConfig {
         bind: t.socket_addr(errs, "bind", default_bind),
         event_buffer: t.usize(errs, "event_buffer", 4096, 1..=usize::MAX),
+        history_events: t.usize(errs, "history_events", 1000, 1..=1_000_000),
+        history_bytes: t.usize(errs, "history_bytes", 1 << 20, 1024..=1 << 30),
+        stream_heartbeat: t.positive_duration(errs, "stream_heartbeat", Duration::from_secs(15)),
+        shutdown_timeout: t.positive_duration(errs, "shutdown_timeout", Duration::from_secs(10)),
+        auth_enabled,
+        tokens,
     };
+    if api.auth_enabled
+        && api.tokens.is_empty()
+        && !errs_has(errs, "api.tokens")
+        && !errs_has(errs, "api:")
+    {
+        errs.push(
+            "api.tokens",
+            "auth is enabled but no [[api.tokens]] are configured \
+             (set [api] auth = \"disabled\" only for local development)",
+        );
+    }
     t.finish(errs);
     api
+}
+
+/// True when an error at `path` (or under it; `"api:"` means exactly `api`) was already reported.
+fn errs_has(errs: &Errors, path: &str) -> bool {
+    match path.strip_suffix(':') {
+        Some(exact) => errs.paths().any(|p| p == exact),
+        None => errs.paths().any(|p| p.starts_with(path)),
+    }
 }
 
 fn ccr(mut t: Table, errs: &mut Errors) -> CcrConfig {

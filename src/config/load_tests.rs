@@ -10,15 +10,55 @@ use crate::session::token::{Secret, TokenSource};
 const CCR: &str = "[ccr]\nbase_url = \"https://api.example.com/\"\norganization_uuid = \"org-1\"\n";
 
 fn ok(toml: &str) -> Config {
-    load_from_str(toml, HashMap::new()).unwrap_or_else(|e| panic!("{e}"))
+    with_env(toml, &[]).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Operator auth is on by default and needs tokens; these tests are about
+/// other sections, so they switch it off unless a test sets it itself.
 fn with_env(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env = env
+    let mut env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    if !toml.contains("auth =") && !toml.contains("api = ") {
+        env.entry("CCR_SUPERVISOR__API__AUTH".into())
+            .or_insert_with(|| "disabled".into());
+    }
     load_from_str(toml, env)
+}
+
+#[test]
+fn operator_tokens_roles_and_sources() {
+    let digest = "10a4c7c9fc5206d6f36dc6944a81bb6f4a3cb0e25014ae3b12e6c3e52712292a";
+    let cfg = ok(&format!(
+        "{CCR}[api]\nauth = \"enabled\"\n[[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"{digest}\"\n\
+         [[api.tokens]]\nname = \"ci\"\nrole = \"viewer\"\ntoken_env = \"CI_TOKEN\"\n"
+    ));
+    assert!(cfg.api.auth_enabled);
+    assert_eq!(cfg.api.tokens.len(), 2);
+    assert_eq!(cfg.api.tokens[0].role, crate::config::Role::Admin);
+    assert!(
+        !format!("{:?}", cfg.api).contains(digest),
+        "digest redacted in Debug"
+    );
+    let bad = problems(&format!(
+        "{CCR}[api]\nauth = \"enabled\"\n[[api.tokens]]\nname = \"x\"\nrole = \"root\"\ntoken = \"hunter2-secret\"\n\
+         [[api.tokens]]\nname = \"x\"\nrole = \"viewer\"\nsha256 = \"zz\"\n"
+    ));
+    let text = bad.join("\n");
+    for want in [
+        "api.tokens[0].role",
+        "api.tokens[0].token",
+        "api.tokens[1].name",
+        "api.tokens[1].sha256",
+    ] {
+        assert!(text.contains(want), "missing {want} in {text}");
+    }
+    assert!(!text.contains("hunter2"), "plaintext token echoed: {text}");
+    let none = problems(&format!("{CCR}[api]\nauth = \"enabled\"\n"));
+    assert!(none.iter().any(|p| p.starts_with("api.tokens")), "{none:?}");
+    let off = ok(&format!("{CCR}[api]\nauth = \"disabled\"\n"));
+    assert!(!off.api.auth_enabled);
 }
 
 /// The key errors of an invalid config, as `path: message` lines.
@@ -254,6 +294,7 @@ fn several_bad_keys_are_all_reported_with_paths() {
         "sessions[1]: set exactly one of token, token_env, token_file, token_command (found: none)",
         "sessions[2].token_env: must not be empty",
         "ccr.organization_uuid: required unless [sim] embedded = true",
+        "api.tokens: auth is enabled but no [[api.tokens]] are configured",
     ];
     for e in expected {
         assert!(
@@ -429,7 +470,11 @@ fn missing_file_error_names_the_path() {
 fn file_on_disk_loads_and_parse_errors_name_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    std::fs::write(&path, "[sim]\nembedded = true\n").unwrap();
+    std::fs::write(
+        &path,
+        "[sim]\nembedded = true\n[api]\nauth = \"disabled\"\n",
+    )
+    .unwrap();
     assert!(load(&path).unwrap().sim.embedded);
     std::fs::write(&path, "[sim\n").unwrap();
     let err = load(&path).unwrap_err();

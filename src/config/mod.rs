@@ -38,8 +38,64 @@ pub struct Config {
 pub struct ApiConfig {
     /// Address the operator API listens on (`bind`, default `127.0.0.1:8700`).
     pub bind: SocketAddr,
-    /// Capacity of the internal event bus (`event_buffer`, default 4096).
+    /// How far a live event-stream subscriber may lag before it is dropped (`event_buffer`, default 4096).
     pub event_buffer: usize,
+    /// Per-session event history, in events (`history_events`, default 1000).
+    pub history_events: usize,
+    /// Per-session event history, in bytes of JSON (`history_bytes`, default 1 MiB).
+    pub history_bytes: usize,
+    /// Heartbeat of event streams (`stream_heartbeat`, default 15 s).
+    pub stream_heartbeat: Duration,
+    /// Graceful shutdown deadline (`shutdown_timeout`, default 10 s).
+    pub shutdown_timeout: Duration,
+    /// `auth = "enabled"` (default) or `"disabled"` (local development only).
+    pub auth_enabled: bool,
+    /// `[[api.tokens]]`: operator tokens and their roles.
+    pub tokens: Vec<ApiTokenSpec>,
+}
+
+/// Operator role; each includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read everything.
+    Viewer,
+    /// Also answer prompts, interrupt, send messages.
+    Approver,
+    /// Also add and remove sessions.
+    Admin,
+}
+
+/// One `[[api.tokens]]` entry.
+#[derive(Debug, Clone)]
+pub struct ApiTokenSpec {
+    /// Who this is; recorded as the decider of prompts.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Where the secret comes from.
+    pub source: ApiTokenSource,
+}
+
+/// Where an operator token's secret comes from; never a plaintext token in config.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ApiTokenSource {
+    /// `sha256 = "<hex>"`: the digest of the token.
+    Sha256([u8; 32]),
+    /// `token_env = "VAR"`: read at start.
+    Env(String),
+    /// `token_file = "path"`: read at start (trimmed).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for ApiTokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiTokenSource::Sha256(_) => f.write_str("Sha256(<redacted>)"),
+            ApiTokenSource::Env(v) => write!(f, "Env({v:?})"),
+            ApiTokenSource::File(p) => write!(f, "File({p:?})"),
+        }
+    }
 }
 
 /// `[ccr]` section: the CCR endpoint and per-connection settings.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod logs;
+pub mod sse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,13 +11,45 @@ use std::time::Duration;
 
 use ccr_supervisor::app::{self, Running};
 use ccr_supervisor::config;
-use ccr_supervisor::events::{Event, Stamped};
+use ccr_supervisor::events::{Envelope, Event};
 use ccr_supervisor::sim::{InterruptMode, Script, SimBuilder, SimEvent, SimHandle};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 /// Upper bound for any single wait; a test that needs longer is broken.
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Operator tokens of the test config, one per role.
+pub const VIEWER_TOKEN: &str = "viewer-token";
+/// Approver role.
+pub const APPROVER_TOKEN: &str = "approver-token";
+/// Admin role (the harness's default client).
+pub const ADMIN_TOKEN: &str = "admin-token";
+
+/// `[[api.tokens]]` for the tokens above (sha256 digests).
+const TOKENS_TOML: &str = r#"
+[[api.tokens]]
+name = "viewer"
+role = "viewer"
+sha256 = "d036bd6d01a1cae081d39a2f8dab751dc042de814fd60df31fcb553170950f29"
+[[api.tokens]]
+name = "approver"
+role = "approver"
+sha256 = "697e4faac709ff91018bf81268f62b015913da0d39c2e58eb4ee5dbffc4da325"
+[[api.tokens]]
+name = "admin"
+role = "admin"
+sha256 = "10a4c7c9fc5206d6f36dc6944a81bb6f4a3cb0e25014ae3b12e6c3e52712292a"
+"#;
+
+/// An HTTP client that sends `token` (if any) as a bearer token.
+pub fn client_with(token: Option<&str>) -> awc::Client {
+    let mut b = awc::Client::builder().timeout(WAIT);
+    if let Some(t) = token {
+        b = b.add_default_header(("authorization", format!("Bearer {t}")));
+    }
+    b.finish()
+}
 
 /// One session of a test setup.
 pub struct Sess {
@@ -114,7 +147,7 @@ impl Harness {
         let sim = builder.start().await.expect("simulator starts");
         let sim_events = sim.subscribe();
         let mut toml = format!(
-            "[api]\nbind = \"127.0.0.1:0\"\n[ccr]\nbase_url = \"{}\"\norganization_uuid = \"org-test-1\"\n",
+            "[api]\nbind = \"127.0.0.1:0\"\n{TOKENS_TOML}[ccr]\nbase_url = \"{}\"\norganization_uuid = \"org-test-1\"\n",
             sim.base_url()
         );
         for s in &sessions {
@@ -133,7 +166,7 @@ impl Harness {
         Harness {
             sim,
             app: Some(app),
-            http: awc::Client::builder().timeout(WAIT).finish(),
+            http: client_with(Some(ADMIN_TOKEN)),
             sim_events,
             api,
         }
@@ -144,7 +177,7 @@ impl Harness {
     }
 
     /// A fresh subscription to the supervisor's event bus.
-    pub fn bus(&self) -> broadcast::Receiver<Arc<Stamped>> {
+    pub fn bus(&self) -> broadcast::Receiver<Arc<Envelope>> {
         self.app().bus.subscribe()
     }
 
@@ -269,7 +302,7 @@ impl Harness {
 
 /// Wait for a bus event matching `pred`.
 pub async fn wait_bus(
-    rx: &mut broadcast::Receiver<Arc<Stamped>>,
+    rx: &mut broadcast::Receiver<Arc<Envelope>>,
     mut pred: impl FnMut(&Event) -> bool,
 ) -> Event {
     let fut = async {

@@ -42,6 +42,7 @@ async fn shipped_config_runs_demo_sessions_that_produce_prompts() {
         .timeout(WAIT)
         .finish()
         .post(url)
+        .insert_header(("authorization", "Bearer demo-approver-token"))
         .send_json(&serde_json::json!({"behavior":"allow"}))
         .await
         .unwrap();

@@ -5,12 +5,14 @@
 mod common;
 
 mod api_errors;
+mod auth;
 mod connect;
 mod demo;
 mod operator;
 mod permissions;
 mod reconnect;
 mod routing;
+mod stream;
 // Needs the panic-injection hook: run with `cargo test --features test-hooks`.
 #[cfg(feature = "test-hooks")]
 mod supervision;

@@ -1,0 +1,243 @@
+//! Operator authentication and roles: bearer tokens checked against SHA-256
+//! digests in constant time, and extractors that make each handler's required
+//! role part of its signature (`Viewer`, `Approver`, `Admin`).
+
+use std::future::{ready, Ready};
+use std::sync::Arc;
+
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, ApiState};
+use crate::config::{ApiConfig, ApiTokenSource, Role};
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's configured name (recorded as who decided).
+    pub name: Arc<str>,
+    /// What it may do.
+    pub role: Role,
+}
+
+struct Known {
+    digest: [u8; 32],
+    principal: Principal,
+}
+
+/// Checks bearer tokens. Holds digests only, never a token.
+pub struct Authenticator {
+    enabled: bool,
+    tokens: Vec<Known>,
+}
+
+/// Why the configured tokens could not be loaded at start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// `token_env` names an unset variable.
+    #[error("api token {name:?}: environment variable {var} is not set")]
+    EnvMissing {
+        /// Token name.
+        name: String,
+        /// Variable.
+        var: String,
+    },
+    /// `token_file` is unreadable.
+    #[error("api token {name:?}: cannot read {path}: {reason}")]
+    File {
+        /// Token name.
+        name: String,
+        /// File.
+        path: String,
+        /// OS error.
+        reason: String,
+    },
+    /// The secret is empty.
+    #[error("api token {0:?}: the token is empty")]
+    Empty(String),
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Authenticator {
+    /// Resolve every configured token (reading `token_env` / `token_file` now).
+    pub fn from_config(cfg: &ApiConfig) -> Result<Self, AuthSetupError> {
+        let mut tokens = Vec::with_capacity(cfg.tokens.len());
+        for spec in &cfg.tokens {
+            let digest = match &spec.source {
+                ApiTokenSource::Sha256(d) => *d,
+                ApiTokenSource::Env(var) => {
+                    let v = std::env::var(var).map_err(|_| AuthSetupError::EnvMissing {
+                        name: spec.name.clone(),
+                        var: var.clone(),
+                    })?;
+                    secret_digest(&spec.name, &v)?
+                }
+                ApiTokenSource::File(path) => {
+                    let v = std::fs::read_to_string(path).map_err(|e| AuthSetupError::File {
+                        name: spec.name.clone(),
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                    secret_digest(&spec.name, &v)?
+                }
+            };
+            tokens.push(Known {
+                digest,
+                principal: Principal {
+                    name: Arc::from(spec.name.as_str()),
+                    role: spec.role,
+                },
+            });
+        }
+        Ok(Self {
+            enabled: cfg.auth_enabled,
+            tokens,
+        })
+    }
+
+    /// True unless `[api] auth = "disabled"`.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Authenticate a request's `Authorization` header (401 on failure).
+    pub fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+        if !self.enabled {
+            return Ok(Principal {
+                name: Arc::from("anonymous"),
+                role: Role::Admin,
+            });
+        }
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized("missing bearer token"))?;
+        let digest = sha256(presented);
+        // Compare against every digest without stopping early.
+        let mut found: Option<&Principal> = None;
+        for known in &self.tokens {
+            if bool::from(known.digest.ct_eq(&digest)) {
+                found = Some(&known.principal);
+            }
+        }
+        found
+            .cloned()
+            .ok_or(ApiError::Unauthorized("invalid bearer token"))
+    }
+}
+
+fn secret_digest(name: &str, raw: &str) -> Result<[u8; 32], AuthSetupError> {
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err(AuthSetupError::Empty(name.to_owned()));
+    }
+    Ok(sha256(token))
+}
+
+fn require(req: &HttpRequest, role: Role) -> Result<Principal, ApiError> {
+    let state = req
+        .app_data::<web::Data<ApiState>>()
+        .ok_or(ApiError::Unavailable("api state missing".into()))?;
+    let principal = state.auth.authenticate(req)?;
+    if principal.role < role {
+        return Err(ApiError::Forbidden {
+            required: role,
+            name: principal.name.to_string(),
+        });
+    }
+    Ok(principal)
+}
+
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = Ready<Result<Self, ApiError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready(require(req, $role).map($name))
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// A caller with at least the `viewer` role.
+    Viewer,
+    Role::Viewer
+);
+role_extractor!(
+    /// A caller with at least the `approver` role.
+    Approver,
+    Role::Approver
+);
+role_extractor!(
+    /// A caller with the `admin` role.
+    Admin,
+    Role::Admin
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiTokenSpec;
+    use actix_web::test::TestRequest;
+
+    fn auth() -> Authenticator {
+        let cfg = ApiConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            event_buffer: 1,
+            history_events: 1,
+            history_bytes: 1024,
+            stream_heartbeat: std::time::Duration::from_secs(1),
+            shutdown_timeout: std::time::Duration::from_secs(1),
+            auth_enabled: true,
+            tokens: vec![ApiTokenSpec {
+                name: "alice".into(),
+                role: Role::Approver,
+                source: ApiTokenSource::Sha256(sha256("s3cret")),
+            }],
+        };
+        Authenticator::from_config(&cfg).unwrap()
+    }
+
+    #[test]
+    fn bearer_tokens_are_checked_by_digest() {
+        let a = auth();
+        let ok = TestRequest::default()
+            .insert_header(("authorization", "Bearer s3cret"))
+            .to_http_request();
+        let p = a.authenticate(&ok).unwrap();
+        assert_eq!((&*p.name, p.role), ("alice", Role::Approver));
+        for bad in ["Bearer nope", "s3cret", "Bearer ", "Basic s3cret"] {
+            let req = TestRequest::default()
+                .insert_header(("authorization", bad))
+                .to_http_request();
+            assert!(
+                matches!(a.authenticate(&req), Err(ApiError::Unauthorized(_))),
+                "{bad}"
+            );
+        }
+        let none = TestRequest::default().to_http_request();
+        assert!(matches!(
+            a.authenticate(&none),
+            Err(ApiError::Unauthorized(_))
+        ));
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Viewer < Role::Approver && Role::Approver < Role::Admin);
+    }
+}

@@ -1,0 +1,325 @@
+//! The live operator event stream: `GET /v1/events` as Server-Sent Events or a
+//! WebSocket, resumable with `?after=SEQ` (SSE: `Last-Event-ID`), plus the
+//! transcript pages of `GET /v1/sessions/{id}/messages`.
+//!
+//! Both transports read the same item stream: history after the resume point,
+//! then live events, heartbeats, and a final `lagged` notice when a slow
+//! reader overflows its bounded queue (the reader is then dropped, so it can
+//! never slow a session down).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use bytes::Bytes;
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::auth::Viewer;
+use super::{ApiError, ApiState};
+use crate::events::{Envelope, EventBus};
+
+/// What a stream reader receives next.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// An event (sequence number, type, JSON).
+    Event(Arc<Envelope>),
+    /// The reader missed events: this JSON explains, and says where to resume.
+    Lagged(String),
+    /// Nothing happened for a while.
+    Heartbeat,
+}
+
+struct ReaderState {
+    backlog: VecDeque<Arc<Envelope>>,
+    pending_lag: Option<String>,
+    live: broadcast::Receiver<Arc<Envelope>>,
+    filter: Option<Arc<str>>,
+    heartbeat: tokio::time::Interval,
+    closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    last_seq: u64,
+    done: bool,
+}
+
+/// The item stream of one reader; ends on shutdown or after a live `lagged`.
+pub fn items(
+    bus: &EventBus,
+    filter: Option<Arc<str>>,
+    after: Option<u64>,
+    heartbeat: Duration,
+) -> impl Stream<Item = Item> {
+    let sub = bus.subscribe_from(filter.as_deref(), after);
+    let pending_lag = sub.lagged_from.map(|from| {
+        json!({"type": "lagged", "reason": "history_evicted", "resume_from": from}).to_string()
+    });
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = ReaderState {
+        backlog: sub.backlog.into(),
+        pending_lag,
+        live: sub.live,
+        filter,
+        heartbeat: tick,
+        closed: Box::pin(bus.closed()),
+        last_seq: after.unwrap_or(0),
+        done: false,
+    };
+    stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        if let Some(lag) = st.pending_lag.take() {
+            return Some((Item::Lagged(lag), st));
+        }
+        if let Some(env) = st.backlog.pop_front() {
+            st.last_seq = env.seq;
+            return Some((Item::Event(env), st));
+        }
+        loop {
+            tokio::select! {
+                _ = &mut st.closed => return None,
+                _ = st.heartbeat.tick() => return Some((Item::Heartbeat, st)),
+                got = st.live.recv() => match got {
+                    Ok(env) => {
+                        if env.seq <= st.last_seq {
+                            continue; // already sent from the backlog
+                        }
+                        if st.filter.as_deref().is_some_and(|f| f != env.event.session_id()) {
+                            continue;
+                        }
+                        st.last_seq = env.seq;
+                        return Some((Item::Event(env), st));
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        st.done = true;
+                        let lag = json!({"type": "lagged", "reason": "slow_reader", "missed": missed,
+                            "resume_after": st.last_seq});
+                        return Some((Item::Lagged(lag.to_string()), st));
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+            }
+        }
+    })
+}
+
+/// SSE framing of one item (multi-line JSON becomes several `data:` lines).
+pub fn sse_frame(item: &Item) -> Bytes {
+    fn data(out: &mut String, json: &str) {
+        for line in json.split('\n') {
+            out.push_str("data: ");
+            out.push_str(line.trim_end_matches('\r'));
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let mut out = String::new();
+    match item {
+        Item::Event(env) => {
+            out.push_str(&format!("id: {}\nevent: {}\n", env.seq, env.event.kind()));
+            data(&mut out, &env.json);
+        }
+        Item::Lagged(json) => {
+            out.push_str("event: lagged\n");
+            data(&mut out, json);
+        }
+        Item::Heartbeat => out.push_str(": keep-alive\n\n"),
+    }
+    Bytes::from(out)
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    session_id: Option<String>,
+    after: Option<u64>,
+}
+
+/// `GET /v1/events`: WebSocket when upgraded, otherwise Server-Sent Events.
+pub async fn events(
+    _who: Viewer,
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    query: web::Query<EventsQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let EventsQuery { session_id, after } = query.into_inner();
+    if let Some(id) = &session_id {
+        super::routes::lookup(&state, id).await?;
+    }
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let after = after.or(last_event_id);
+    let filter = session_id.map(|s| Arc::from(s.as_str()));
+    let heartbeat = state.stream_heartbeat;
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        let reader = EventSocket {
+            heartbeat,
+            last_pong: Instant::now(),
+        };
+        let mut resp =
+            ws::handshake(&req).map_err(|_| ApiError::NotAcceptable("bad websocket handshake"))?;
+        let items = items(&state.bus, filter, after, heartbeat);
+        let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
+            ctx.add_stream(items);
+            reader
+        });
+        return Ok(resp.streaming(body));
+    }
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
+        return Err(ApiError::NotAcceptable(
+            "use a WebSocket upgrade or Accept: text/event-stream",
+        ));
+    }
+    let body = stream::StreamExt::map(items(&state.bus, filter, after, heartbeat), |item| {
+        Ok::<_, std::convert::Infallible>(sse_frame(&item))
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+/// WebSocket reader of the event stream, with its own ping/pong heartbeat
+/// (actix-web-actors has no IO timeout of its own).
+struct EventSocket {
+    heartbeat: Duration,
+    last_pong: Instant,
+}
+
+impl Actor for EventSocket {
+    type Context = ws::WebsocketContext<Self>;
+}
+
+impl StreamHandler<Item> for EventSocket {
+    fn handle(&mut self, item: Item, ctx: &mut Self::Context) {
+        match item {
+            Item::Event(env) => ctx.text(&*env.json),
+            Item::Lagged(json) => ctx.text(json),
+            Item::Heartbeat => {
+                if self.last_pong.elapsed() > self.heartbeat * 2 {
+                    ctx.stop();
+                    return;
+                }
+                ctx.ping(b"");
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // Shutdown, or dropped after `lagged`: close cleanly.
+        ctx.close(Some(ws::CloseCode::Away.into()));
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EventSocket {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        match msg {
+            Ok(ws::Message::Ping(p)) => {
+                self.last_pong = Instant::now();
+                ctx.pong(&p);
+            }
+            Ok(ws::Message::Pong(_)) => self.last_pong = Instant::now(),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(_) => {} // readers do not send anything meaningful
+            Err(_) => ctx.stop(),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Query of the transcript route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/sessions/{id}/messages?after=&limit=`: a page of the session's event history.
+pub async fn transcript(
+    _who: Viewer,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    super::routes::lookup(&state, &id).await?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::InvalidQuery("limit must be 1..=1000".into()));
+    }
+    let after = query.after.unwrap_or(0);
+    let page = state.bus.page(&id, after, limit);
+    let next_after = page.events.last().map_or(after, |e| e.seq);
+    // Events are already JSON: splice them in instead of re-serializing.
+    let mut body = String::from("{\"session_id\":");
+    body.push_str(&serde_json::to_string(&id).unwrap_or_default());
+    body.push_str(",\"messages\":[");
+    for (i, e) in page.events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&e.json);
+    }
+    body.push_str(&format!(
+        "],\"next_after\":{next_after},\"lagged_from\":{}}}",
+        page.lagged_from
+            .map_or("null".to_owned(), |s| s.to_string())
+    ));
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{BusLimits, Event};
+
+    #[test]
+    fn sse_framing_splits_multiline_data() {
+        let bus = EventBus::new(BusLimits::default());
+        let mut rx = bus.subscribe();
+        bus.publish(Event::SdkMessage {
+            session_id: "s".into(),
+            msg_type: "assistant".into(),
+            message: "{\"type\":\"assistant\",\n\"x\":1}".into(),
+        });
+        let env = rx.try_recv().unwrap();
+        let frame = String::from_utf8(sse_frame(&Item::Event(env)).to_vec()).unwrap();
+        assert!(
+            frame.starts_with("id: 1\nevent: sdk_message\ndata: {"),
+            "{frame}"
+        );
+        assert!(frame.contains("\ndata: \"x\":1}}\n\n"), "{frame}");
+        assert_eq!(&sse_frame(&Item::Heartbeat)[..], b": keep-alive\n\n");
+    }
+}

@@ -1,0 +1,222 @@
+//! Sequencing and bounded per-session history of events (pure data structure).
+//!
+//! Every event gets a process-wide, strictly increasing sequence number and is
+//! serialized once. Each session keeps its recent events, bounded by count
+//! AND bytes, so a client can resume with `after=SEQ` or page a transcript;
+//! what was evicted is remembered as a high-water mark so a resume that falls
+//! into the gap is answered with an explicit `lagged`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::Event;
+
+/// One published event: sequence number, time, the event and its JSON.
+#[derive(Debug)]
+pub struct Envelope {
+    /// Strictly increasing across the process.
+    pub seq: u64,
+    /// Publication time.
+    pub at: SystemTime,
+    /// The event.
+    pub event: Event,
+    /// `{"seq":..,"at":..,"type":..,...}`, serialized once for every reader.
+    pub json: Arc<str>,
+}
+
+/// History bounds per session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// At most this many events per session.
+    pub events: usize,
+    /// At most this many bytes of event JSON per session.
+    pub bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct SessionHistory {
+    events: VecDeque<Arc<Envelope>>,
+    bytes: usize,
+    /// Highest sequence number evicted so far (0 = nothing evicted).
+    evicted_up_to: u64,
+}
+
+/// What a resuming reader gets from history.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Retained events after the requested point, oldest first.
+    pub events: Vec<Arc<Envelope>>,
+    /// Set when events after the requested point were already evicted:
+    /// the first sequence number still available (resume from there).
+    pub lagged_from: Option<u64>,
+}
+
+/// Sequence counter plus the per-session histories.
+#[derive(Debug)]
+pub struct History {
+    limits: HistoryLimits,
+    next_seq: u64,
+    sessions: HashMap<Arc<str>, SessionHistory>,
+}
+
+impl History {
+    /// Empty history with these bounds.
+    pub fn new(limits: HistoryLimits) -> Self {
+        Self {
+            limits,
+            next_seq: 1,
+            sessions: HashMap::new(),
+        }
+    }
+
+    /// The sequence number the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Stamp, serialize and retain `event`.
+    pub fn push(&mut self, event: Event, at: SystemTime) -> Arc<Envelope> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let env = Arc::new(Envelope {
+            seq,
+            at,
+            json: envelope_json(seq, at, &event).into(),
+            event,
+        });
+        let h = self
+            .sessions
+            .entry(Arc::from(env.event.session_id()))
+            .or_default();
+        h.bytes += env.json.len();
+        h.events.push_back(env.clone());
+        while h.events.len() > self.limits.events
+            || (h.bytes > self.limits.bytes && h.events.len() > 1)
+        {
+            let Some(old) = h.events.pop_front() else {
+                break;
+            };
+            h.bytes -= old.json.len();
+            h.evicted_up_to = old.seq;
+        }
+        env
+    }
+
+    /// Events after `after` (of one session, or of all, merged in order).
+    pub fn backlog(&self, session: Option<&str>, after: u64) -> Backlog {
+        let mut out = Backlog::default();
+        let lag = |h: &SessionHistory, out: &mut Backlog| {
+            if h.evicted_up_to > after {
+                let first = h.events.front().map_or(self.next_seq, |e| e.seq);
+                out.lagged_from = Some(out.lagged_from.map_or(first, |f: u64| f.min(first)));
+            }
+            out.events
+                .extend(h.events.iter().filter(|e| e.seq > after).cloned());
+        };
+        match session {
+            Some(id) => {
+                if let Some(h) = self.sessions.get(id) {
+                    lag(h, &mut out);
+                }
+            }
+            None => {
+                for h in self.sessions.values() {
+                    lag(h, &mut out);
+                }
+                out.events.sort_by_key(|e| e.seq);
+            }
+        }
+        out
+    }
+
+    /// Forget a session's history (it was removed).
+    pub fn forget(&mut self, session: &str) {
+        self.sessions.remove(session);
+    }
+}
+
+/// `{"seq":N,"at":"..",<the event's own fields>}`.
+fn envelope_json(seq: u64, at: SystemTime, event: &Event) -> String {
+    // Serializing an `Event` cannot fail: string keys only, raw JSON validated on entry.
+    let body = serde_json::to_string(event).unwrap_or_else(|e| {
+        serde_json::json!({"type": "error", "message": format!("unserializable event: {e}")})
+            .to_string()
+    });
+    let rest = body.strip_prefix('{').unwrap_or("}");
+    let sep = if rest.starts_with('}') { "" } else { "," };
+    format!(
+        "{{\"seq\":{seq},\"at\":\"{}\"{sep}{rest}",
+        crate::util::rfc3339(at)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(session: &str, n: usize) -> Event {
+        Event::Error {
+            session_id: Arc::from(session),
+            message: "x".repeat(n),
+        }
+    }
+
+    fn limits(events: usize, bytes: usize) -> HistoryLimits {
+        HistoryLimits { events, bytes }
+    }
+
+    #[test]
+    fn sequence_is_global_and_json_carries_it() {
+        let mut h = History::new(limits(10, 1 << 20));
+        let a = h.push(ev("a", 1), SystemTime::UNIX_EPOCH);
+        let b = h.push(ev("b", 1), SystemTime::UNIX_EPOCH);
+        assert_eq!((a.seq, b.seq), (1, 2));
+        let v: serde_json::Value = serde_json::from_str(&b.json).unwrap();
+        assert_eq!(v["seq"], 2);
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["session_id"], "b");
+        assert_eq!(v["at"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn backlog_filters_and_merges_in_order() {
+        let mut h = History::new(limits(10, 1 << 20));
+        for s in ["a", "b", "a", "b"] {
+            h.push(ev(s, 1), SystemTime::UNIX_EPOCH);
+        }
+        let all: Vec<u64> = h.backlog(None, 1).events.iter().map(|e| e.seq).collect();
+        assert_eq!(all, [2, 3, 4]);
+        let a: Vec<u64> = h
+            .backlog(Some("a"), 0)
+            .events
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(a, [1, 3]);
+        assert!(h.backlog(Some("zzz"), 0).events.is_empty());
+    }
+
+    #[test]
+    fn bounded_by_count_and_bytes_with_lagged_mark() {
+        let mut h = History::new(limits(3, 1 << 20));
+        for _ in 0..5 {
+            h.push(ev("a", 1), SystemTime::UNIX_EPOCH);
+        }
+        let b = h.backlog(Some("a"), 0);
+        assert_eq!(b.events.len(), 3);
+        assert_eq!(b.lagged_from, Some(3), "1 and 2 were evicted");
+        assert_eq!(
+            h.backlog(Some("a"), 2).lagged_from,
+            None,
+            "nothing missed after 2"
+        );
+        let mut h = History::new(limits(100, 300));
+        for _ in 0..5 {
+            h.push(ev("a", 100), SystemTime::UNIX_EPOCH);
+        }
+        let kept = h.backlog(Some("a"), 0).events;
+        assert!(kept.iter().map(|e| e.json.len()).sum::<usize>() <= 300);
+        assert!(!kept.is_empty());
+    }
+}

@@ -1,0 +1,322 @@
+//! The internal event bus: typed events from sessions and the registry.
+//!
+//! Publishers never wait; a subscriber that falls behind its bounded queue
+//! gets `Lagged` (and the operator stream drops it with a `lagged` notice)
+//! instead of slowing anyone down. The operator event stream (WebSocket/SSE),
+//! the transcript API and the tests read from here.
+
+mod hub;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+pub use hub::{Backlog, Envelope, History, HistoryLimits};
+
+use crate::protocol::api::Delivery;
+use crate::session::SessionState;
+
+/// One notable thing that happened.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A session changed state.
+    SessionState {
+        /// Session id.
+        session_id: Arc<str>,
+        /// New state.
+        #[serde(flatten)]
+        state: SessionState,
+        /// Last error, if any.
+        last_error: Option<String>,
+    },
+    /// An SDK message arrived (raw JSON text, forwarded unchanged).
+    SdkMessage {
+        /// Session id.
+        session_id: Arc<str>,
+        /// Its `type`.
+        msg_type: String,
+        /// The frame as received.
+        #[serde(serialize_with = "raw_json")]
+        message: Arc<str>,
+    },
+    /// A new permission prompt is pending.
+    PermissionRequested {
+        /// Session id.
+        session_id: Arc<str>,
+        /// Prompt id.
+        request_id: String,
+        /// Tool name.
+        tool_name: String,
+        /// Tool-use id.
+        tool_use_id: Option<String>,
+        /// The raw request object.
+        request: Value,
+    },
+    /// A prompt was answered.
+    PermissionAnswered {
+        /// Session id.
+        session_id: Arc<str>,
+        /// Prompt id.
+        request_id: String,
+        /// `allow` or `deny`.
+        behavior: &'static str,
+        /// Who decided.
+        decided_by: String,
+        /// Sent now or queued for reconnect.
+        delivery: Delivery,
+    },
+    /// A queued answer was written after the session reconnected.
+    PermissionDelivered {
+        /// Session id.
+        session_id: Arc<str>,
+        /// Prompt id.
+        request_id: String,
+    },
+    /// The session withdrew a prompt.
+    PermissionCancelled {
+        /// Session id.
+        session_id: Arc<str>,
+        /// Prompt id.
+        request_id: String,
+        /// Tool-use id, if known.
+        tool_use_id: Option<String>,
+    },
+    /// Something went wrong that an operator should see.
+    Error {
+        /// Session id.
+        session_id: Arc<str>,
+        /// What happened.
+        message: String,
+    },
+}
+
+fn raw_json<S: serde::Serializer>(raw: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let raw =
+        serde_json::value::RawValue::from_string(raw.to_string()).map_err(S::Error::custom)?;
+    raw.serialize(s)
+}
+
+impl Event {
+    /// The `type` tag of this event (`session_state`, `permission_requested`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::SessionState { .. } => "session_state",
+            Event::SdkMessage { .. } => "sdk_message",
+            Event::PermissionRequested { .. } => "permission_requested",
+            Event::PermissionAnswered { .. } => "permission_answered",
+            Event::PermissionDelivered { .. } => "permission_delivered",
+            Event::PermissionCancelled { .. } => "permission_cancelled",
+            Event::Error { .. } => "error",
+        }
+    }
+
+    /// The session this event belongs to.
+    pub fn session_id(&self) -> &str {
+        match self {
+            Event::SessionState { session_id, .. }
+            | Event::SdkMessage { session_id, .. }
+            | Event::PermissionRequested { session_id, .. }
+            | Event::PermissionAnswered { session_id, .. }
+            | Event::PermissionDelivered { session_id, .. }
+            | Event::PermissionCancelled { session_id, .. }
+            | Event::Error { session_id, .. } => session_id,
+        }
+    }
+}
+
+/// Bounds of the bus: subscriber queue and per-session history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusLimits {
+    /// How far a live subscriber may fall behind before it is dropped as lagged.
+    pub subscriber_buffer: usize,
+    /// Per-session history bounds (for resume and transcripts).
+    pub history: HistoryLimits,
+}
+
+impl Default for BusLimits {
+    fn default() -> Self {
+        Self {
+            subscriber_buffer: 4096,
+            history: HistoryLimits {
+                events: 1000,
+                bytes: 1 << 20,
+            },
+        }
+    }
+}
+
+struct Hub {
+    history: Mutex<History>,
+    tx: broadcast::Sender<Arc<Envelope>>,
+    closed: watch::Sender<bool>,
+}
+
+/// Cloneable handle to the event hub: publish, subscribe (live or resuming), page history.
+///
+/// Publishing stamps the event with the next sequence number, keeps it in the
+/// session's bounded history and fans it out on a bounded broadcast channel,
+/// all under one short lock so that every reader sees one total order.
+#[derive(Clone)]
+pub struct EventBus {
+    hub: Arc<Hub>,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("subscribers", &self.hub.tx.receiver_count())
+            .finish()
+    }
+}
+
+/// A resuming subscription: history first, then live events.
+pub struct Subscription {
+    /// Retained events after the requested point, oldest first.
+    pub backlog: Vec<Arc<Envelope>>,
+    /// Set when part of the requested range was evicted: resume point available.
+    pub lagged_from: Option<u64>,
+    /// Live events published after the backlog was taken.
+    pub live: broadcast::Receiver<Arc<Envelope>>,
+}
+
+impl EventBus {
+    /// A bus with these bounds.
+    pub fn new(limits: BusLimits) -> Self {
+        let (tx, _) = broadcast::channel(limits.subscriber_buffer.max(1));
+        Self {
+            hub: Arc::new(Hub {
+                history: Mutex::new(History::new(limits.history)),
+                tx,
+                closed: watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// Publish; never blocks on readers.
+    pub fn publish(&self, event: Event) {
+        let mut history = self.hub.history.lock();
+        let env = history.push(event, SystemTime::now());
+        // Err only means nobody is listening live.
+        let _ = self.hub.tx.send(env);
+    }
+
+    /// Live events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
+        self.hub.tx.subscribe()
+    }
+
+    /// History after `after` (of one session or all), then live events, with no gap.
+    pub fn subscribe_from(&self, session: Option<&str>, after: Option<u64>) -> Subscription {
+        let history = self.hub.history.lock();
+        let live = self.hub.tx.subscribe();
+        match after {
+            Some(after) => {
+                let b = history.backlog(session, after);
+                Subscription {
+                    backlog: b.events,
+                    lagged_from: b.lagged_from,
+                    live,
+                }
+            }
+            None => Subscription {
+                backlog: vec![],
+                lagged_from: None,
+                live,
+            },
+        }
+    }
+
+    /// Up to `limit` events of `session` after `after`, oldest first.
+    pub fn page(&self, session: &str, after: u64, limit: usize) -> Backlog {
+        let mut b = self.hub.history.lock().backlog(Some(session), after);
+        b.events.truncate(limit);
+        b
+    }
+
+    /// The sequence number the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.hub.history.lock().next_seq()
+    }
+
+    /// Drop a removed session's history.
+    pub fn forget(&self, session: &str) {
+        self.hub.history.lock().forget(session);
+    }
+
+    /// Number of live subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.hub.tx.receiver_count()
+    }
+
+    /// Tell every stream to end (shutdown).
+    pub fn close(&self) {
+        self.hub.closed.send_replace(true);
+    }
+
+    /// Resolves once [`EventBus::close`] was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.hub.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_message_is_embedded_as_json_not_a_string() {
+        let e = Event::SdkMessage {
+            session_id: "s".into(),
+            msg_type: "assistant".into(),
+            message: r#"{"type":"assistant","x":1}"#.into(),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["message"]["x"], 1);
+        assert_eq!(v["type"], "sdk_message");
+    }
+
+    #[test]
+    fn slow_subscriber_lags_instead_of_blocking() {
+        let bus = EventBus::new(BusLimits {
+            subscriber_buffer: 2,
+            ..BusLimits::default()
+        });
+        let mut rx = bus.subscribe();
+        for _ in 0..5 {
+            bus.publish(Event::Error {
+                session_id: "s".into(),
+                message: "m".into(),
+            });
+        }
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(3))
+        ));
+    }
+
+    #[test]
+    fn resume_has_no_gap_between_history_and_live() {
+        let bus = EventBus::new(BusLimits::default());
+        let err = |m: &str| Event::Error {
+            session_id: "s".into(),
+            message: m.into(),
+        };
+        bus.publish(err("one"));
+        bus.publish(err("two"));
+        let mut sub = bus.subscribe_from(Some("s"), Some(1));
+        bus.publish(err("three"));
+        let seqs: Vec<u64> = sub.backlog.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [2]);
+        assert_eq!(sub.live.try_recv().unwrap().seq, 3);
+        assert_eq!(bus.page("s", 0, 2).events.len(), 2);
+    }
+}

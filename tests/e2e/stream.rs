@@ -1,0 +1,182 @@
+//! The live event stream (SSE and WebSocket): framing, order, resume, lagged, transcript.
+
+use std::time::Duration;
+
+use crate::common::sse::SseReader;
+use crate::common::{Harness, Sess, ADMIN_TOKEN};
+use futures_util::StreamExt;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(10);
+
+#[actix_rt::test]
+async fn sse_streams_events_in_order_and_resumes_with_after() {
+    let mut h = Harness::start(vec![Sess::new("s1"), Sess::new("s2")], &[]).await;
+    h.wait_sim_connected("s1").await;
+    h.wait_sim_connected("s2").await;
+    let resp = h
+        .http
+        .get(format!("{}/v1/events?session_id=s1", h.api))
+        .insert_header(("accept", "text/event-stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let mut sse = SseReader::new(resp);
+    for i in 0..5 {
+        h.sim.push("s2", json!({"type":"assistant","other":i}));
+        h.sim.push("s1", json!({"type":"assistant","n":i}));
+    }
+    let mut seqs = vec![];
+    for i in 0..5 {
+        let e = sse.next(T).await.unwrap();
+        assert_eq!(e.event, "sdk_message");
+        assert_eq!(e.data["session_id"], "s1", "filtered to s1");
+        assert_eq!(e.data["message"]["n"], i, "in order");
+        assert_eq!(e.id, e.data["seq"].as_u64());
+        seqs.push(e.id.unwrap());
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // Reconnect with after = the second one: exactly the rest, from history.
+    let resp = h
+        .http
+        .get(format!(
+            "{}/v1/events?session_id=s1&after={}",
+            h.api, seqs[1]
+        ))
+        .send()
+        .await
+        .unwrap();
+    let mut again = SseReader::new(resp);
+    for want in &seqs[2..] {
+        assert_eq!(again.next(T).await.unwrap().id, Some(*want));
+    }
+    // Last-Event-ID does the same.
+    let resp = h
+        .http
+        .get(format!("{}/v1/events?session_id=s1", h.api))
+        .insert_header(("last-event-id", seqs[3].to_string()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        SseReader::new(resp).next(T).await.unwrap().id,
+        Some(seqs[4])
+    );
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn evicted_history_gives_an_explicit_lagged() {
+    let env = [("CCR_SUPERVISOR__API__HISTORY_EVENTS", "3")];
+    let h = Harness::start(vec![Sess::new("s1")], &env).await;
+    h.wait_state("s1", "connected").await;
+    let mut bus = h.bus();
+    for i in 0..10 {
+        h.sim.push("s1", json!({"type":"assistant","n":i}));
+    }
+    crate::common::wait_bus(&mut bus, |e| matches!(e, ccr_supervisor::events::Event::SdkMessage { message, .. } if message.contains("\"n\":9"))).await;
+    let resp = h
+        .http
+        .get(format!("{}/v1/events?session_id=s1&after=1", h.api))
+        .send()
+        .await
+        .unwrap();
+    let mut sse = SseReader::new(resp);
+    let lag = sse.next(T).await.unwrap();
+    assert_eq!(lag.event, "lagged");
+    assert_eq!(lag.data["reason"], "history_evicted");
+    let first = sse.next(T).await.unwrap();
+    assert_eq!(first.id, lag.data["resume_from"].as_u64());
+    let page = h.get("/v1/sessions/s1/messages?after=0&limit=2").await.1;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2, "{page}");
+    assert!(page["lagged_from"].is_u64(), "{page}");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn slow_subscriber_is_dropped_with_lagged_while_sessions_keep_flowing() {
+    let env = [
+        ("CCR_SUPERVISOR__API__EVENT_BUFFER", "16"),
+        ("CCR_SUPERVISOR__CCR__MAX_FRAME_BYTES", "65536"),
+    ];
+    let h = Harness::start(vec![Sess::new("s1")], &env).await;
+    h.wait_state("s1", "connected").await;
+    // Subscribe and then do not read: the socket fills, the server stops pulling.
+    let resp = h
+        .http
+        .get(format!("{}/v1/events", h.api))
+        .send()
+        .await
+        .unwrap();
+    let pad = "x".repeat(16_000);
+    let frames = 1500u64;
+    let mut bus = h.bus();
+    for i in 0..frames {
+        h.sim
+            .push("s1", json!({"type":"stream_event","i":i,"pad":pad}));
+    }
+    h.sim.push("s1", json!({"type":"result","marker":true}));
+    // The session routed every frame although the subscriber is stuck. (This
+    // watcher shares the tiny buffer, so it skips what it missed.)
+    tokio::time::timeout(T, async {
+        loop {
+            match bus.recv().await {
+                Ok(e) if e.json.contains("\"marker\":true") => break,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .expect("marker routed");
+    assert_eq!(
+        h.session("s1").await["counters"]["frames_in"]["sdk"],
+        frames + 1
+    );
+    // Now read: some events, then a `lagged` notice, then the end of the stream.
+    let mut sse = SseReader::new(resp);
+    let mut last = None;
+    while let Some(e) = sse.next(T).await {
+        last = Some(e);
+    }
+    let last = last.expect("some events");
+    assert_eq!(last.event, "lagged", "{last:?}");
+    assert_eq!(last.data["reason"], "slow_reader");
+    assert!(last.data["missed"].as_u64().unwrap() > 0);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn websocket_stream_carries_the_same_events() {
+    let mut h = Harness::start(vec![Sess::new("s1")], &[]).await;
+    h.wait_sim_connected("s1").await;
+    let (_, mut ws) = awc::Client::new()
+        .ws(format!("{}/v1/events?session_id=s1", h.api))
+        .bearer_auth(ADMIN_TOKEN)
+        .connect()
+        .await
+        .unwrap();
+    h.prompt("s1", "ws1", "Bash", json!({"command":"ls"})).await;
+    let frame = tokio::time::timeout(T, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(awc::ws::Frame::Text(t))) => {
+                    return serde_json::from_slice::<serde_json::Value>(&t).unwrap()
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("stream ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(frame["type"], "permission_requested");
+    assert_eq!(frame["request_id"], "ws1");
+    assert!(frame["seq"].is_u64());
+    h.shutdown().await;
+}
