@@ -7,6 +7,8 @@
 
 #[path = "fields.rs"]
 mod fields;
+#[path = "policy.rs"]
+pub(super) mod policy;
 #[path = "sessions.rs"]
 mod sessions;
 
@@ -171,6 +173,7 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
     let log = log(root.table(errs, "log"), errs);
     let sim = sim(root.table(errs, "sim"), errs);
     let sessions = sessions::sessions(root.raw("sessions"), errs);
+    let policy = policy::policy(root.table(errs, "policy"), errs);
     root.finish(errs);
     if !sim.embedded && ccr.base_url.is_empty() {
         errs.push("ccr.base_url", "required unless [sim] embedded = true");
@@ -189,6 +192,7 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
         log,
         sim,
         sessions,
+        policy,
     }
 }
 
