@@ -226,3 +226,27 @@ fn env_overrides_reach_the_policy_section() {
     let c = load_from_str(BASE, env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.policy.ask_timeout, Duration::from_secs(120));
 }
+
+#[test]
+fn shipped_example_section_is_valid_once_uncommented() {
+    let shipped = include_str!("../../config.toml");
+    let (head, example) = shipped
+        .split_once("\n# [policy]\n")
+        .expect("config.toml has a commented [policy] example");
+    let uncommented: String = example
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(code) if code.starts_with('[') || code.contains(" = ") => code,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let text = format!("{head}\n[policy]\n{uncommented}");
+    let c = load_from_str(&text, HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = c.policy.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["no-rm-rf", "tests", "read-src", "docs"]);
+    assert_eq!(c.policy.ask_timeout, Duration::from_secs(600));
+    // As shipped, the section is commented out: no rules.
+    let c = load_from_str(shipped, HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.policy.rules.is_empty());
+}
