@@ -13,6 +13,7 @@
 //!   and the `PermissionRegistry` actor that delivers answers, also after reconnects.
 //! - [`supervisor`]: the restart budget (pure) and the `Supervisor` actor that
 //!   spawns sessions over arbiters and restarts crashed ones.
+//! - [`policy`]: rules that answer prompts without a human (pure matching, no async).
 //! - [`api`]: actix-web routes and the one `ApiError`.
 //! - [`events`]: the bounded internal event bus.
 //! - [`config`]: raw `config` crate input → validated [`config::Config`].
@@ -23,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod events;
+pub mod policy;
 pub mod protocol;
 pub mod registry;
 pub mod session;

@@ -9,6 +9,8 @@
 mod api_tokens;
 #[path = "fields.rs"]
 mod fields;
+#[path = "policy.rs"]
+pub(super) mod policy;
 #[path = "sessions.rs"]
 mod sessions;
 
@@ -173,6 +175,7 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
     let log = log(root.table(errs, "log"), errs);
     let sim = sim(root.table(errs, "sim"), errs);
     let sessions = sessions::sessions(root.raw("sessions"), errs);
+    let policy = policy::policy(root.table(errs, "policy"), errs);
     root.finish(errs);
     if !sim.embedded && ccr.base_url.is_empty() {
         errs.push("ccr.base_url", "required unless [sim] embedded = true");
@@ -191,6 +194,7 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
         log,
         sim,
         sessions,
+        policy,
     }
 }
 

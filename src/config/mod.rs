@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use load::policy::PolicyConfig;
 pub use load::{load, load_from_str, ConfigError, KeyError};
 
 use crate::session::token::TokenSource;
@@ -31,6 +32,8 @@ pub struct Config {
     pub sim: SimConfig,
     /// `[[sessions]]`: the sessions to join.
     pub sessions: Vec<Arc<SessionSpec>>,
+    /// `[policy]`: rules that answer prompts without a human (default: none).
+    pub policy: PolicyConfig,
 }
 
 /// `[api]` section.

@@ -1,0 +1,195 @@
+//! `[policy]` section and its `[[policy.rules]]` -> [`PolicyConfig`]: deadlines,
+//! then each rule's action, tool pattern, session selector and options.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::fields::{describe, Errors, Table};
+use crate::policy::{Action, Rule, ToolPattern};
+
+/// Default deny message when an ask deadline expires.
+const DEFAULT_TIMEOUT_MESSAGE: &str = "No operator answered within the deadline";
+
+/// `[policy]` section: rules that answer prompts without a human, and deadlines.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Deadline for unanswered prompts (`ask_timeout`); zero (the default) = none.
+    pub ask_timeout: Duration,
+    /// Deny message used when a deadline expires (`ask_timeout_message`).
+    pub ask_timeout_message: String,
+    /// Emit a `permission.overdue` reminder after this long (`remind_after`); zero = never.
+    pub remind_after: Duration,
+    /// `[[policy.rules]]`, in order; the first match wins, no match = ask.
+    pub rules: Vec<Rule>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            ask_timeout: Duration::ZERO,
+            ask_timeout_message: DEFAULT_TIMEOUT_MESSAGE.to_owned(),
+            remind_after: Duration::ZERO,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Validate the `[policy]` table; rules with problems are reported and left out.
+pub(super) fn policy(mut t: Table, errs: &mut Errors) -> PolicyConfig {
+    let d = PolicyConfig::default();
+    let ask_timeout = t.duration(errs, "ask_timeout", d.ask_timeout);
+    let ask_timeout_message = match t.string(errs, "ask_timeout_message") {
+        Some(m) if m.trim().is_empty() => {
+            errs.push(t.key_path("ask_timeout_message"), "must not be empty");
+            d.ask_timeout_message
+        }
+        Some(m) => m,
+        None => d.ask_timeout_message,
+    };
+    let remind_after = t.duration(errs, "remind_after", d.remind_after);
+    let rules_path = t.key_path("rules");
+    let rules = rules(t.raw("rules"), &rules_path, errs);
+    t.finish(errs);
+    PolicyConfig {
+        ask_timeout,
+        ask_timeout_message,
+        remind_after,
+        rules,
+    }
+}
+
+fn rules(value: Option<&Value>, path: &str, errs: &mut Errors) -> Vec<Rule> {
+    let items = match value {
+        None => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            let got = describe(other);
+            errs.push(
+                path,
+                format!("expected an array of tables ([[policy.rules]]), got {got}"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut first_index: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{path}[{i}]");
+        let Value::Object(map) = item else {
+            errs.push(path, format!("expected a table, got {}", describe(item)));
+            continue;
+        };
+        let before = errs.len();
+        let mut t = Table::new(&path, Some(map));
+        let id = match t.string(errs, "id") {
+            Some(id) => {
+                if let Err(e) = check_id(&id) {
+                    errs.push(t.key_path("id"), e);
+                }
+                id
+            }
+            None => format!("rule-{}", i + 1),
+        };
+        if let Some(first) = first_index.get(&id) {
+            errs.push(
+                t.key_path("id"),
+                format!("duplicate id {id:?}, already used by policy.rules[{first}]"),
+            );
+        } else {
+            first_index.insert(id.clone(), i);
+        }
+        let rule = rule(&mut t, errs, id);
+        t.finish(errs);
+        if let (Some(rule), true) = (rule, errs.len() == before) {
+            out.push(rule);
+        }
+    }
+    out
+}
+
+/// The keys of one rule after `id`; `None` when a required one is missing or bad.
+fn rule(t: &mut Table, errs: &mut Errors, id: String) -> Option<Rule> {
+    let action = match t.string(errs, "action").as_deref() {
+        Some("allow") => Some(Action::Allow),
+        Some("deny") => Some(Action::Deny),
+        Some("ask") => Some(Action::Ask),
+        Some(other) => {
+            let message = format!("expected \"allow\", \"deny\" or \"ask\", got {other:?}");
+            errs.push(t.key_path("action"), message);
+            None
+        }
+        None if !t.has("action") => {
+            errs.push(
+                t.key_path("action"),
+                "required (\"allow\", \"deny\" or \"ask\")",
+            );
+            None
+        }
+        None => None, // Wrong type: already reported.
+    };
+    let tool = match t.string(errs, "tool") {
+        Some(text) => ToolPattern::parse(&text)
+            .map_err(|e| errs.push(t.key_path("tool"), e.to_string()))
+            .ok(),
+        None if !t.has("tool") => {
+            errs.push(t.key_path("tool"), "required (e.g. \"Bash(npm test:*)\")");
+            None
+        }
+        None => None,
+    };
+    let selected = t.strings(errs, "sessions");
+    let sessions = t.has("sessions").then_some(selected);
+    if let Some(Value::Array(items)) = t.raw("sessions") {
+        if items.is_empty() {
+            let message = "must not be empty (leave it out to select every session)";
+            errs.push(t.key_path("sessions"), message);
+        }
+        for (j, item) in items.iter().enumerate() {
+            if item.as_str().is_some_and(|s| s.trim().is_empty()) {
+                let path = format!("{}[{j}]", t.key_path("sessions"));
+                errs.push(path, "must not be empty");
+            }
+        }
+    }
+    let message = t.string(errs, "message");
+    if let Some(m) = &message {
+        if action.is_some_and(|a| a != Action::Deny) {
+            errs.push(t.key_path("message"), "only allowed with action = \"deny\"");
+        } else if m.trim().is_empty() {
+            errs.push(t.key_path("message"), "must not be empty");
+        }
+    }
+    let dry_run = t.bool(errs, "dry_run", false);
+    let has_timeout = t.has("ask_timeout");
+    let ask_timeout = t.duration(errs, "ask_timeout", Duration::ZERO);
+    Some(Rule {
+        id,
+        action: action?,
+        tool: tool?,
+        sessions,
+        message,
+        dry_run,
+        ask_timeout: has_timeout.then_some(ask_timeout),
+    })
+}
+
+/// Rule ids appear in logs, metrics and URLs: keep them plain.
+fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty (leave it out for rule-<n>)".into());
+    }
+    if id.len() > 64 {
+        return Err(format!("must be at most 64 characters, got {}", id.len()));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+    {
+        return Err(format!(
+            "may contain only letters, digits and _ . : -, got {id:?}"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! Unit tests of [`Policy::evaluate`]: ordering, selectors, dry runs, safety, deadlines.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+fn rule(id: &str, action: Action, tool: &str) -> Rule {
+    Rule {
+        id: id.into(),
+        action,
+        tool: ToolPattern::parse(tool).expect("valid pattern"),
+        sessions: None,
+        message: None,
+        dry_run: false,
+        ask_timeout: None,
+    }
+}
+
+fn policy(rules: Vec<Rule>) -> Policy {
+    Policy::new(&PolicyConfig {
+        rules,
+        ..PolicyConfig::default()
+    })
+}
+
+/// Evaluate a Bash prompt from session `s1` (label `team-a`) with extra request keys.
+fn bash(p: &Policy, command: &str, extra: Value) -> Evaluation {
+    let input = json!({ "command": command });
+    let mut request = json!({ "subtype": "can_use_tool", "tool_name": "Bash", "input": input });
+    if let (Some(req), Value::Object(extra)) = (request.as_object_mut(), extra) {
+        req.extend(extra);
+    }
+    let labels = vec!["team-a".to_owned()];
+    p.evaluate(&PromptContext {
+        session_id: "s1",
+        labels: &labels,
+        tool_name: "Bash",
+        input: &input,
+        request: &request,
+    })
+}
+
+fn deny(message: &str) -> Outcome {
+    Outcome::Deny {
+        message: message.into(),
+    }
+}
+
+#[test]
+fn no_rules_or_no_match_asks() {
+    let ev = bash(&policy(vec![]), "ls", json!({}));
+    assert_eq!(
+        (ev.outcome, ev.rule_id, ev.dry_run),
+        (Outcome::Ask, None, None)
+    );
+    assert_eq!(ev.reason, "no rule matched; asking a human");
+    let ev = bash(
+        &policy(vec![rule("r", Action::Allow, "Read")]),
+        "ls",
+        json!({}),
+    );
+    assert_eq!(ev.outcome, Outcome::Ask);
+}
+
+#[test]
+fn first_match_wins() {
+    let deny_first = policy(vec![
+        rule("no-rm", Action::Deny, "Bash(rm:*)"),
+        rule("any", Action::Allow, "Bash"),
+    ]);
+    let ev = bash(&deny_first, "rm -rf x", json!({}));
+    assert_eq!(ev.outcome, deny("Denied by policy rule no-rm"));
+    assert_eq!(ev.rule_id.as_deref(), Some("no-rm"));
+    assert_eq!(bash(&deny_first, "ls", json!({})).outcome, Outcome::Allow);
+
+    let allow_first = policy(vec![
+        rule("any", Action::Allow, "Bash"),
+        rule("no-rm", Action::Deny, "Bash(rm:*)"),
+    ]);
+    let ev = bash(&allow_first, "rm -rf x", json!({}));
+    assert_eq!(
+        (ev.outcome, ev.rule_id.as_deref()),
+        (Outcome::Allow, Some("any"))
+    );
+
+    let ask_first = policy(vec![
+        rule("hold", Action::Ask, "Bash(git push:*)"),
+        rule("any", Action::Allow, "Bash"),
+    ]);
+    let ev = bash(&ask_first, "git status && git push", json!({}));
+    assert_eq!(
+        (ev.outcome, ev.rule_id.as_deref()),
+        (Outcome::Ask, Some("hold"))
+    );
+}
+
+#[test]
+fn deny_message_is_configurable() {
+    let mut r = rule("r", Action::Deny, "Bash");
+    r.message = Some("no shell today".into());
+    let ev = bash(&policy(vec![r]), "ls", json!({}));
+    assert_eq!(ev.outcome, deny("no shell today"));
+}
+
+#[test]
+fn session_selector_by_id_and_label() {
+    let cases = [
+        (vec!["s1"], true),
+        (vec!["team-a"], true),
+        (vec!["s2", "team-a"], true),
+        (vec!["s2"], false),
+        (vec!["team-b"], false),
+        (vec!["S1"], false),
+    ];
+    for (sel, selected) in cases {
+        let mut r = rule("r", Action::Allow, "Bash");
+        r.sessions = Some(sel.iter().map(|s| s.to_string()).collect());
+        let want = if selected {
+            Outcome::Allow
+        } else {
+            Outcome::Ask
+        };
+        assert_eq!(
+            bash(&policy(vec![r]), "ls", json!({})).outcome,
+            want,
+            "{sel:?}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_asks_and_records_what_it_would_do() {
+    for action in [Action::Allow, Action::Deny, Action::Ask] {
+        let mut r = rule("try", action, "Bash(npm test:*)");
+        r.dry_run = true;
+        let ev = bash(&policy(vec![r]), "npm test", json!({}));
+        assert_eq!(ev.outcome, Outcome::Ask);
+        assert_eq!(ev.rule_id.as_deref(), Some("try"));
+        assert_eq!(ev.dry_run, Some(action));
+        assert!(
+            ev.reason.starts_with("dry run: rule try would"),
+            "{}",
+            ev.reason
+        );
+    }
+}
+
+#[test]
+fn prompts_needing_a_person_are_never_auto_allowed() {
+    let holds = [
+        (
+            json!({ "requires_user_interaction": true }),
+            "requires user interaction",
+        ),
+        (
+            json!({ "requires_user_interaction": "true" }),
+            "requires user interaction",
+        ),
+        (
+            json!({ "decision_reason": { "requires_user_interaction": true } }),
+            "requires user interaction",
+        ),
+        (
+            json!({ "decision_reason_type": "safetyCheck", "classifier_approvable": false }),
+            "safety check",
+        ),
+        (
+            json!({ "decision_reason": { "type": "safetyCheck", "classifier_approvable": false } }),
+            "safety check",
+        ),
+        (
+            json!({ "decision_reason_type": "safetyCheck",
+                    "decision_reason": { "classifier_approvable": false } }),
+            "safety check",
+        ),
+        (json!({ "blocked_path": "/etc/passwd" }), "blocked path"),
+    ];
+    let mut dry = rule("dry", Action::Allow, "Bash");
+    dry.dry_run = true;
+    for (extra, why) in holds {
+        for rules in [
+            vec![rule("any", Action::Allow, "Bash")],
+            vec![dry.clone()],
+            vec![rule("ls", Action::Allow, "Bash(ls:*)")],
+        ] {
+            let ev = bash(&policy(rules), "ls", extra.clone());
+            assert_eq!(
+                (&ev.outcome, &ev.rule_id, ev.dry_run),
+                (&Outcome::Ask, &None, None)
+            );
+            assert!(ev.reason.contains(why), "{extra}: {}", ev.reason);
+            assert!(ev.reason.contains("would allow"), "{extra}: {}", ev.reason);
+        }
+        // Deny rules still deny, also after an allow rule that matched first.
+        let p = policy(vec![
+            rule("any", Action::Allow, "Bash"),
+            rule("no-ls", Action::Deny, "Bash(ls)"),
+        ]);
+        let ev = bash(&p, "ls", extra.clone());
+        assert_eq!(ev.outcome, deny("Denied by policy rule no-ls"), "{extra}");
+        // With no rule at all the reason still says why.
+        let ev = bash(&policy(vec![]), "ls", extra.clone());
+        assert!(ev.reason.contains(why), "{}", ev.reason);
+    }
+}
+
+#[test]
+fn near_miss_safety_flags_do_not_hold() {
+    let allow = policy(vec![rule("any", Action::Allow, "Bash")]);
+    for extra in [
+        json!({ "requires_user_interaction": false }),
+        json!({ "decision_reason_type": "safetyCheck", "classifier_approvable": true }),
+        json!({ "decision_reason_type": "safetyCheck" }),
+        json!({ "decision_reason_type": "rule", "classifier_approvable": false }),
+        json!({ "blocked_path": null }),
+        json!({ "decision_reason": "safetyCheck" }),
+    ] {
+        assert_eq!(
+            bash(&allow, "ls", extra.clone()).outcome,
+            Outcome::Allow,
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn ask_deadlines_and_reminders() {
+    let secs = Duration::from_secs;
+    let mut slow = rule("slow", Action::Ask, "Bash(make:*)");
+    slow.ask_timeout = Some(secs(30));
+    let mut never = rule("never", Action::Ask, "Bash(sleep:*)");
+    never.ask_timeout = Some(Duration::ZERO);
+    let cfg = PolicyConfig {
+        ask_timeout: secs(10),
+        remind_after: secs(5),
+        rules: vec![slow, never, rule("ok", Action::Allow, "Bash(ls)")],
+        ..PolicyConfig::default()
+    };
+    let p = Policy::new(&cfg);
+    let deadline = |cmd| p.ask_timeout_for(&bash(&p, cmd, json!({})));
+    assert_eq!(deadline("make all"), Some(secs(30)));
+    assert_eq!(deadline("sleep 1"), None);
+    assert_eq!(deadline("cargo build"), Some(secs(10)));
+    assert_eq!(
+        deadline("ls"),
+        None,
+        "only prompts left to a human have a deadline"
+    );
+    assert_eq!(p.remind_after(), Some(secs(5)));
+    assert_eq!(
+        p.ask_timeout_message(),
+        "No operator answered within the deadline"
+    );
+
+    let off = Policy::default();
+    assert_eq!(off.ask_timeout_for(&bash(&off, "ls", json!({}))), None);
+    assert_eq!(off.remind_after(), None);
+}
+
+#[test]
+fn evaluation_and_views_serialize_for_the_api() {
+    let mut r = rule("no-rm", Action::Deny, "Bash(rm:*)");
+    r.sessions = Some(vec!["team-a".into()]);
+    r.ask_timeout = Some(Duration::from_secs(90));
+    let p = policy(vec![r, rule("rule-2", Action::Allow, "Read(src/**)")]);
+    let ev = bash(&p, "rm x", json!({}));
+    assert_eq!(
+        serde_json::to_value(&ev).unwrap(),
+        json!({ "decision": "deny", "message": "Denied by policy rule no-rm",
+                "rule_id": "no-rm", "dry_run": null, "reason": "rule no-rm denies Bash" })
+    );
+    let view = serde_json::to_value(p.view()).unwrap();
+    assert_eq!(
+        view,
+        json!({
+            "ask_timeout": null,
+            "ask_timeout_message": "No operator answered within the deadline",
+            "remind_after": null,
+            "rules": [
+                { "id": "no-rm", "action": "deny", "tool": "Bash(rm:*)", "sessions": ["team-a"],
+                  "message": "Denied by policy rule no-rm", "dry_run": false, "ask_timeout": "1m 30s" },
+                { "id": "rule-2", "action": "allow", "tool": "Read(src/**)", "sessions": null,
+                  "message": null, "dry_run": false, "ask_timeout": null },
+            ]
+        })
+    );
+}
+
+#[test]
+fn context_from_a_parsed_prompt() {
+    let prompt = crate::protocol::frame::PermissionPrompt {
+        request_id: "req_1".into(),
+        tool_name: "Read".into(),
+        tool_use_id: None,
+        input: json!({ "file_path": "src/main.rs" }),
+        request: json!({ "subtype": "can_use_tool" }),
+    };
+    let labels = vec![];
+    let p = policy(vec![rule("src", Action::Allow, "Read(src/**)")]);
+    let ev = p.evaluate(&PromptContext::new("s1", &labels, &prompt));
+    assert_eq!(ev.outcome, Outcome::Allow);
+    assert_eq!(p.rules().len(), 1);
+    assert!(p.rule("src").is_some());
+}
