@@ -5,6 +5,7 @@
 //! a bold yellow `PERMISSION` line plus the exact command that answers them.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::sync::mpsc;
 
 use anstyle::{AnsiColor, Style};
 use serde_json::Value;
@@ -252,17 +253,30 @@ fn use_color() -> bool {
 }
 
 /// On Ctrl-C, let the line being written finish, then exit 0.
+///
+/// Returns once the handler is registered, so a Ctrl-C right after the first
+/// printed line can never hit the default (killing) disposition.
 fn exit_on_ctrl_c() {
-    std::thread::spawn(|| {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::spawn(move || {
         let Ok(rt) = actix_rt::Runtime::new() else {
+            let _ = ready_tx.send(());
             return;
         };
-        if rt.block_on(actix_rt::signal::ctrl_c()).is_ok() {
-            let mut out = std::io::stdout().lock();
-            let _ = out.flush();
-            std::process::exit(0);
-        }
+        rt.block_on(async move {
+            let sig = signal(SignalKind::interrupt());
+            let _ = ready_tx.send(());
+            if let Ok(mut sig) = sig {
+                if sig.recv().await.is_some() {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.flush();
+                    std::process::exit(0);
+                }
+            }
+        });
     });
+    let _ = ready_rx.recv();
 }
 
 /// Follow the stream until the server closes it (Ok) or it breaks (Err).
@@ -273,8 +287,8 @@ pub fn run(
     json: bool,
     hint: &AnswerHint,
 ) -> Result<(), CtlError> {
-    let mut reader = client.events(session, after)?;
     exit_on_ctrl_c();
+    let mut reader = client.events(session, after)?;
     if std::io::stderr().is_terminal() {
         eprintln!("watching events (Ctrl-C to stop)");
     }

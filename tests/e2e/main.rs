@@ -6,6 +6,7 @@ mod common;
 
 mod api_errors;
 mod connect;
+mod ctl;
 mod demo;
 mod operator;
 mod permissions;
