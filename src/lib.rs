@@ -19,10 +19,13 @@
 //! - [`config`]: raw `config` crate input → validated [`config::Config`].
 //! - [`sim`]: the CCR simulator used by tests, the demo run and benchmarks.
 //! - [`app`]: the factory that wires it all, shared by `main` and the tests.
+//! - [`ctl`]: the operator CLI client (`ccr-supervisor ctl`): blocking HTTP,
+//!   tables, and a readable view of the live event stream.
 
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod ctl;
 pub mod events;
 pub mod policy;
 pub mod protocol;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use ccr_supervisor::{app, config, sim, telemetry};
+use ccr_supervisor::{app, config, ctl, sim, telemetry};
 
 /// Supervise many remote Claude Code sessions and answer their permission prompts.
 #[derive(Parser, Debug)]
@@ -41,6 +41,8 @@ enum Command {
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         turn_pause: Duration,
     },
+    /// Operator client: list sessions and prompts, answer them, watch events.
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => run(&cli.config),
+        Command::Ctl(args) => ctl::run(args),
     }
 }
 

@@ -7,6 +7,7 @@ mod common;
 mod api_errors;
 mod auth;
 mod connect;
+mod ctl;
 mod demo;
 mod operator;
 mod permissions;

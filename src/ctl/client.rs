@@ -1,0 +1,241 @@
+//! Blocking HTTP access to the operator API, and the CLI's error type.
+
+use std::io::{BufRead, BufReader, Read};
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+use ureq::Agent;
+
+use super::Token;
+
+/// Characters left as they are in a path segment (RFC 3986 unreserved).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Connect timeout for every request.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Whole-request timeout for ordinary calls; longer than the server's own
+/// interrupt and send timeouts so those arrive as API errors, not as ours.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Percent-encode one path segment (session and request ids are free-form).
+pub fn segment(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Why a `ctl` command failed; [`CtlError::exit_code`] maps it to the process status.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// Bad arguments that clap cannot check (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The API answered with a non-2xx status (exit 1).
+    #[error("{code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The stable code from the error body (`http_<status>` when there is none).
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The API could not be reached or the connection broke (exit 1).
+    #[error("cannot reach {url}: {detail}")]
+    Connect {
+        /// The URL asked for (never contains the token).
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The API answered something the client cannot read (exit 1).
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl CtlError {
+    /// 2 for usage errors, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Read a non-2xx answer: the server's `{"error":{"code","message"}}`, or the raw text.
+    pub fn from_response(status: u16, body: &str) -> Self {
+        let parsed: Option<Value> = serde_json::from_str(body).ok();
+        let field = |name: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v["error"][name].as_str())
+                .map(str::to_owned)
+        };
+        match (field("code"), field("message")) {
+            (Some(code), message) => CtlError::Api {
+                status,
+                code,
+                message: message.unwrap_or_default(),
+            },
+            _ => {
+                let text = body.trim();
+                CtlError::Api {
+                    status,
+                    code: format!("http_{status}"),
+                    message: if text.is_empty() {
+                        "no error body".into()
+                    } else {
+                        super::render::truncate(text, 200)
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// A client for one API base URL, with the optional bearer token.
+pub struct Client {
+    base: String,
+    token: Option<Token>,
+    agent: Agent,
+}
+
+impl Client {
+    /// A client for `base` (trailing `/` ignored).
+    pub fn new(base: &str, token: Option<Token>) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            agent: agent(Some(REQUEST_TIMEOUT)),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn connect_error(&self, url: &str, e: ureq::Error) -> CtlError {
+        CtlError::Connect {
+            url: url.to_owned(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// `GET path?query`, returning the body of a 2xx answer.
+    pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<String, CtlError> {
+        let url = self.url(path);
+        let mut req = self.agent.get(&url);
+        for (k, v) in query {
+            req = req.query(*k, *v);
+        }
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {}", t.expose()));
+        }
+        let resp = req.call().map_err(|e| self.connect_error(&url, e))?;
+        read_body(&url, resp)
+    }
+
+    /// `POST path` with a JSON body (or none), returning the body of a 2xx answer.
+    pub fn post(&self, path: &str, body: Option<&Value>) -> Result<String, CtlError> {
+        let url = self.url(path);
+        let mut req = self.agent.post(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {}", t.expose()));
+        }
+        let resp = match body {
+            Some(b) => req.content_type("application/json").send(b.to_string()),
+            None => req.send_empty(),
+        }
+        .map_err(|e| self.connect_error(&url, e))?;
+        read_body(&url, resp)
+    }
+
+    /// Open `GET /v1/events` as a Server-Sent Events stream, read line by line.
+    ///
+    /// No overall timeout here: the stream is meant to stay open for hours.
+    pub fn events(
+        &self,
+        session: Option<&str>,
+        after: Option<u64>,
+    ) -> Result<Box<dyn BufRead>, CtlError> {
+        let url = self.url("/v1/events");
+        let mut req = agent(None).get(&url).header("Accept", "text/event-stream");
+        if let Some(s) = session {
+            req = req.query("session_id", s);
+        }
+        if let Some(a) = after {
+            req = req.query("after", a.to_string());
+        }
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {}", t.expose()));
+        }
+        let resp = req.call().map_err(|e| self.connect_error(&url, e))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = read_body(&url, resp).err();
+            return Err(body.unwrap_or_else(|| CtlError::from_response(status, "")));
+        }
+        let reader: Box<dyn Read> = Box::new(resp.into_body().into_reader());
+        Ok(Box::new(BufReader::new(reader)))
+    }
+}
+
+/// An agent that reports HTTP error statuses as responses (we read their bodies).
+fn agent(timeout: Option<Duration>) -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(timeout)
+        .user_agent(concat!("ccr-supervisor-ctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+fn read_body(url: &str, mut resp: ureq::http::Response<ureq::Body>) -> Result<String, CtlError> {
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| CtlError::Connect {
+            url: url.to_owned(),
+            detail: format!("reading the answer: {e}"),
+        })?;
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        Err(CtlError::from_response(status, &body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(segment("demo-1"), "demo-1");
+        assert_eq!(segment("a/b c?"), "a%2Fb%20c%3F");
+    }
+
+    #[test]
+    fn error_bodies() {
+        let e = CtlError::from_response(
+            409,
+            r#"{"error":{"code":"already_answered","message":"prompt r1 was already answered"}}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "already_answered: prompt r1 was already answered"
+        );
+        assert_eq!(e.exit_code(), 1);
+        let e = CtlError::from_response(502, "Bad Gateway");
+        assert_eq!(e.to_string(), "http_502: Bad Gateway");
+        assert_eq!(
+            CtlError::from_response(500, "").to_string(),
+            "http_500: no error body"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! `ccr-supervisor ctl`: the operator's command-line client of the HTTP API.
+//!
+//! A blocking client (ureq) on purpose: a CLI does one request at a time, and
+//! keeping it free of actix means it never depends on the server's actors.
+//! Layout: [`client`] does the HTTP, [`render`] turns API bodies into tables
+//! and one-line summaries (pure), [`sse`] parses the event stream (pure) and
+//! [`watch`] renders events and runs the stream loop.
+//!
+//! Exit codes: 0 ok, 1 API error or connection failure, 2 usage error.
+
+pub mod client;
+pub mod render;
+pub mod sse;
+pub mod watch;
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use client::{Client, CtlError};
+
+/// Where `--url` points when neither the flag nor `CCR_SUPERVISOR_URL` is given.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8700";
+
+/// Global options of `ccr-supervisor ctl` and the command to run.
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// Base URL of the supervisor's operator API.
+    #[arg(long, global = true, env = "CCR_SUPERVISOR_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+    /// Bearer token for the API (or env CCR_SUPERVISOR_TOKEN); never printed.
+    #[arg(
+        long,
+        global = true,
+        env = "CCR_SUPERVISOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<Token>,
+    /// Print the API's JSON body verbatim instead of a table (`watch`: one event per line).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// The operator commands.
+#[derive(Subcommand, Debug)]
+pub enum CtlCommand {
+    /// List every session: state, pending prompts, connection, last error.
+    Sessions,
+    /// List pending permission prompts, oldest first (all sessions, or one).
+    Pending {
+        /// Only this session.
+        session: Option<String>,
+    },
+    /// Allow a pending prompt (the original input is sent unless --input is given).
+    Allow {
+        /// Session id.
+        session: String,
+        /// Prompt (request) id.
+        request: String,
+        /// Replacement tool input, a JSON object.
+        #[arg(long, value_name = "JSON")]
+        input: Option<String>,
+        /// Permission rule updates, a JSON array of objects (or one object).
+        #[arg(long, value_name = "JSON")]
+        permissions: Option<String>,
+    },
+    /// Deny a pending prompt.
+    Deny {
+        /// Session id.
+        session: String,
+        /// Prompt (request) id.
+        request: String,
+        /// What the model reads as the tool result (default "Denied by operator").
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
+        /// Also stop the whole turn.
+        #[arg(long)]
+        interrupt: bool,
+    },
+    /// Interrupt the session's running turn.
+    Interrupt {
+        /// Session id.
+        session: String,
+    },
+    /// Send a user message to a session.
+    Send {
+        /// Session id.
+        session: String,
+        /// The message text.
+        text: String,
+    },
+    /// Follow the live event stream (all sessions, or one) until Ctrl-C or the server closes it.
+    Watch {
+        /// Only this session.
+        session: Option<String>,
+        /// Resume after this event sequence number.
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+    },
+}
+
+/// An API bearer token. Its `Debug` is redacted so it never reaches a log or panic message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The secret itself, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl FromStr for Token {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Token(s.to_owned()))
+    }
+}
+
+/// Run one `ctl` command; prints `error: ...` on stderr and maps failures to exit codes.
+pub fn run(args: CtlArgs) -> ExitCode {
+    match execute(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn execute(args: &CtlArgs) -> Result<(), CtlError> {
+    let client = Client::new(&args.url, args.token.clone());
+    let json = args.json;
+    match &args.command {
+        CtlCommand::Sessions => {
+            let body = client.get("/v1/sessions", &[])?;
+            print_body(json, &body, render::sessions_table)
+        }
+        CtlCommand::Pending { session } => {
+            let query: Vec<(&str, &str)> =
+                session.iter().map(|s| ("session_id", s.as_str())).collect();
+            let body = client.get("/v1/permissions", &query)?;
+            print_body(json, &body, render::pending_table)
+        }
+        CtlCommand::Allow {
+            session,
+            request,
+            input,
+            permissions,
+        } => {
+            let body = allow_body(input.as_deref(), permissions.as_deref())?;
+            decide(&client, json, session, request, &body)
+        }
+        CtlCommand::Deny {
+            session,
+            request,
+            message,
+            interrupt,
+        } => {
+            let mut body = json!({"behavior": "deny", "interrupt": interrupt});
+            if let Some(m) = message {
+                body["message"] = json!(m);
+            }
+            decide(&client, json, session, request, &body)
+        }
+        CtlCommand::Interrupt { session } => {
+            let path = format!("/v1/sessions/{}/interrupt", client::segment(session));
+            let body = client.post(&path, None)?;
+            print_body(json, &body, |v| render::interrupted(session, v))
+        }
+        CtlCommand::Send { session, text } => {
+            let path = format!("/v1/sessions/{}/messages", client::segment(session));
+            let body = client.post(&path, Some(&json!({ "content": text })))?;
+            print_body(json, &body, |v| render::sent(session, v))
+        }
+        CtlCommand::Watch { session, after } => {
+            let answer = watch::AnswerHint::new(&args.url, DEFAULT_URL);
+            watch::run(&client, session.as_deref(), *after, json, &answer)
+        }
+    }
+}
+
+/// Build the allow body, rejecting bad `--input` / `--permissions` JSON as a usage error.
+pub fn allow_body(input: Option<&str>, permissions: Option<&str>) -> Result<Value, CtlError> {
+    let mut body = json!({"behavior": "allow"});
+    if let Some(raw) = input {
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|e| CtlError::Usage(format!("--input is not valid JSON: {e}")))?;
+        if !v.is_object() {
+            return Err(CtlError::Usage("--input must be a JSON object".into()));
+        }
+        body["updated_input"] = v;
+    }
+    if let Some(raw) = permissions {
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|e| CtlError::Usage(format!("--permissions is not valid JSON: {e}")))?;
+        let list = match v {
+            Value::Array(items) if items.iter().all(Value::is_object) => items,
+            obj @ Value::Object(_) => vec![obj],
+            _ => {
+                return Err(CtlError::Usage(
+                    "--permissions must be a JSON array of objects (or one object)".into(),
+                ))
+            }
+        };
+        body["updated_permissions"] = Value::Array(list);
+    }
+    Ok(body)
+}
+
+fn decide(
+    client: &Client,
+    json: bool,
+    session: &str,
+    request: &str,
+    body: &Value,
+) -> Result<(), CtlError> {
+    let path = format!(
+        "/v1/sessions/{}/permissions/{}",
+        client::segment(session),
+        client::segment(request)
+    );
+    let answer = client.post(&path, Some(body))?;
+    print_body(json, &answer, |v| render::decision(request, v))
+}
+
+/// Print the body verbatim (`--json`) or through `human` (which gets the parsed JSON).
+fn print_body(
+    json: bool,
+    body: &str,
+    human: impl FnOnce(&Value) -> String,
+) -> Result<(), CtlError> {
+    let text = if json {
+        body.trim_end().to_owned()
+    } else {
+        let v: Value = serde_json::from_str(body)
+            .map_err(|e| CtlError::Protocol(format!("the API answered with invalid JSON: {e}")))?;
+        human(&v).trim_end().to_owned()
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = writeln!(out, "{text}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_body_shapes() {
+        assert_eq!(allow_body(None, None).unwrap(), json!({"behavior":"allow"}));
+        let b = allow_body(Some(r#"{"command":"ls"}"#), Some(r#"{"type":"addRules"}"#)).unwrap();
+        assert_eq!(b["updated_input"], json!({"command":"ls"}));
+        assert_eq!(b["updated_permissions"], json!([{"type":"addRules"}]));
+        for (input, perms) in [
+            (Some("{bad"), None),
+            (Some("[1]"), None),
+            (None, Some("nope")),
+            (None, Some("[1,2]")),
+        ] {
+            let e = allow_body(input, perms).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+        }
+    }
+
+    #[test]
+    fn token_debug_is_redacted() {
+        let t: Token = "s3cret".parse().unwrap();
+        assert!(!format!("{t:?}").contains("s3cret"));
+        assert_eq!(t.expose(), "s3cret");
+    }
+}

@@ -1,0 +1,125 @@
+//! A Server-Sent Events parser fed one line at a time (pure, no I/O).
+//!
+//! Follows the WHATWG event-stream rules the CLI needs: `field: value` lines
+//! (one optional space after the colon is dropped), several `data` lines joined
+//! by `\n`, a blank line dispatching the event, `:` comment lines (heartbeats)
+//! ignored, and unknown fields ignored.
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    /// The `id:` field, if any.
+    pub id: Option<String>,
+    /// The `event:` field (`message` when absent, per the spec).
+    pub event: String,
+    /// The `data:` lines joined by `\n`.
+    pub data: String,
+}
+
+/// Accumulates fields until a blank line completes an event.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    id: Option<String>,
+    event: Option<String>,
+    data: Option<String>,
+}
+
+impl SseParser {
+    /// A parser with nothing buffered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed one line (with or without its `\n` / `\r\n`); returns an event when the line completes one.
+    pub fn feed(&mut self, line: &str) -> Option<SseEvent> {
+        let line = line
+            .strip_suffix('\n')
+            .unwrap_or(line)
+            .trim_end_matches('\r');
+        if line.is_empty() {
+            return self.dispatch();
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "id" => self.id = Some(value.to_owned()),
+            "event" => self.event = Some(value.to_owned()),
+            "data" => match &mut self.data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => self.data = Some(value.to_owned()),
+            },
+            _ => {}
+        }
+        None
+    }
+
+    /// Dispatch what is buffered when the stream ends without a final blank line.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        self.dispatch()
+    }
+
+    fn dispatch(&mut self) -> Option<SseEvent> {
+        let id = self.id.take();
+        let event = self.event.take();
+        // Per the spec an event without data is not dispatched.
+        let data = self.data.take()?;
+        Some(SseEvent {
+            id,
+            event: event.unwrap_or_else(|| "message".into()),
+            data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Vec<SseEvent> {
+        let mut p = SseParser::new();
+        let mut out: Vec<SseEvent> = text
+            .split_inclusive('\n')
+            .filter_map(|l| p.feed(l))
+            .collect();
+        out.extend(p.finish());
+        out
+    }
+
+    #[test]
+    fn events_comments_and_multiline_data() {
+        let text = ": heartbeat\n\nid: 42\nevent: permission_requested\ndata: {\"seq\":42}\n\n\
+                    data:a\r\ndata: b\r\nretry: 10\r\n\r\n: bye\n";
+        let events = parse(text);
+        assert_eq!(
+            events,
+            vec![
+                SseEvent {
+                    id: Some("42".into()),
+                    event: "permission_requested".into(),
+                    data: "{\"seq\":42}".into()
+                },
+                SseEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: "a\nb".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn trailing_event_without_blank_line_and_empty_events() {
+        assert_eq!(parse("event: x\n\n"), vec![]);
+        let events = parse("data: last");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "last");
+    }
+}

@@ -1,0 +1,124 @@
+//! Unit tests of the watch rendering: every event type, with and without colour.
+
+use super::*;
+use serde_json::json;
+
+fn hint() -> AnswerHint {
+    AnswerHint::new("http://127.0.0.1:8700", "http://127.0.0.1:8700")
+}
+
+fn plain(ev: Value) -> String {
+    render_event(&ev, false, &hint())
+}
+
+const AT: &str = "2026-11-24T01:02:03.456Z";
+
+#[test]
+fn permission_prompt_is_prominent_with_the_answer_command() {
+    let ev = json!({"seq":42,"at":AT,"type":"permission_requested","session_id":"demo-1",
+        "request_id":"req-1","tool_name":"Bash","tool_use_id":"toolu_1",
+        "request":{"subtype":"can_use_tool","tool_name":"Bash","input":{"command":"npm test"}}});
+    let out = plain(ev.clone());
+    assert_eq!(
+        out,
+        "01:02:03.456 PERMISSION demo-1 req-1 Bash: npm test\n    answer: \
+         ccr-supervisor ctl allow demo-1 req-1   (or: ccr-supervisor ctl deny demo-1 req-1)"
+    );
+    let coloured = render_event(&ev, true, &hint());
+    assert!(
+        coloured.contains("\u{1b}[1m\u{1b}[33mPERMISSION") || coloured.contains("\u{1b}[1;33m")
+    );
+    assert!(coloured.contains("\u{1b}[0m"));
+    assert!(!out.contains('\u{1b}'));
+}
+
+#[test]
+fn answer_hint_names_a_non_default_url_and_quotes() {
+    let h = AnswerHint::new("http://10.0.0.5:9000/", "http://127.0.0.1:8700");
+    assert_eq!(
+        h.command("allow", "s 1", "it's"),
+        r"ccr-supervisor ctl --url http://10.0.0.5:9000/ allow 's 1' 'it'\''s'"
+    );
+    assert_eq!(shell_quote(""), "''");
+}
+
+#[test]
+fn state_answer_and_lifecycle_lines() {
+    let s = plain(
+        json!({"at":AT,"type":"session_state","session_id":"s1","state":"reconnecting",
+        "attempt":2,"delay_ms":1500,"last_error":"socket closed"}),
+    );
+    assert_eq!(
+        s,
+        "01:02:03.456 s1 state reconnecting (attempt 2, in 1s) (last error: socket closed)"
+    );
+    let s = plain(
+        json!({"at":AT,"type":"session_state","session_id":"s1","state":"failed",
+        "reason":"unauthorized","detail":"close 4003","last_error":null}),
+    );
+    assert_eq!(s, "01:02:03.456 s1 state failed (unauthorized): close 4003");
+    let s = plain(
+        json!({"at":AT,"type":"permission_answered","session_id":"s1","request_id":"r1",
+        "behavior":"deny","decided_by":"alice","delivery":"queued"}),
+    );
+    assert_eq!(
+        s,
+        "01:02:03.456 s1 denied r1 by alice (queued for reconnect)"
+    );
+    for (t, word) in [
+        ("permission_delivered", "delivered r1"),
+        ("permission_cancelled", "cancelled r1"),
+        ("permission_overdue", "overdue r1"),
+        ("permission_expired", "expired r1"),
+    ] {
+        let s = plain(json!({"at":AT,"type":t,"session_id":"s1","request_id":"r1"}));
+        assert!(s.starts_with(&format!("01:02:03.456 s1 {word}")), "{s}");
+    }
+}
+
+#[test]
+fn sdk_error_lagged_and_unknown_events() {
+    let msg = json!({"type":"assistant","message":{"role":"assistant","content":[
+        {"type":"text","text":"Running\nthe tests"},{"type":"tool_use","name":"Bash","input":{}}]}});
+    let s = plain(
+        json!({"at":AT,"type":"sdk_message","session_id":"s1","msg_type":"assistant","message":msg}),
+    );
+    assert_eq!(
+        s,
+        "01:02:03.456 s1 sdk assistant: Running⏎ the tests [tool_use Bash]"
+    );
+    let result = json!({"type":"result","subtype":"success","result":"done"});
+    assert_eq!(sdk_summary(&result), "success: done");
+    let s = plain(json!({"at":AT,"type":"error","session_id":"s1","message":"boom"}));
+    assert_eq!(s, "01:02:03.456 s1 error boom");
+    let s = plain(json!({"seq":9,"at":AT,"type":"lagged","missed":17}));
+    assert_eq!(s, "01:02:03.456 - lagged missed 17 events; continuing");
+    let s = plain(json!({"type":"lagged","resume_from":100}));
+    assert!(
+        s.ends_with("lagged events before 100 are gone; continuing"),
+        "{s}"
+    );
+    let s = plain(json!({"seq":1,"at":AT,"type":"brand_new","session_id":"s1","x":[1,2]}));
+    assert_eq!(s, r#"01:02:03.456 s1 brand_new {"x":[1,2]}"#);
+    // Nothing is required: an empty object still renders.
+    assert!(plain(json!({})).contains('?'));
+}
+
+#[test]
+fn sse_events_that_are_not_json_and_json_lines() {
+    let ev = SseEvent {
+        id: None,
+        event: "message".into(),
+        data: "not json".into(),
+    };
+    assert_eq!(
+        render_sse(&ev, false, &hint()),
+        "unreadable message event: not json"
+    );
+    let ev = SseEvent {
+        id: Some("1".into()),
+        event: "x".into(),
+        data: "{\"a\":\n1}".into(),
+    };
+    assert_eq!(json_line(&ev), r#"{"a":1}"#);
+}

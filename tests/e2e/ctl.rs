@@ -1,0 +1,295 @@
+//! `ccr-supervisor ctl` end to end: the real binary against the real app and
+//! simulator, asserting stdout, stderr and exit codes as operators' scripts see them.
+
+mod watch;
+
+use std::process::{Command, Stdio};
+
+use crate::common::{wait_received, Harness, Sess};
+use ccr_supervisor::sim::SimEvent;
+use serde_json::{json, Value};
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A `ctl` command line with `--url`, free of any ambient URL/token environment.
+pub fn ctl_command(url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ccr-supervisor"));
+    cmd.arg("ctl")
+        .arg("--url")
+        .arg(url)
+        .args(args)
+        .env_remove("CCR_SUPERVISOR_URL")
+        .env_remove("CCR_SUPERVISOR_TOKEN")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Run `ccr-supervisor ctl --url URL ARGS..` off the runtime, so the app keeps serving meanwhile.
+pub async fn ctl(url: &str, args: &[&str]) -> Out {
+    let mut cmd = ctl_command(url, args);
+    let out = actix_rt::task::spawn_blocking(move || cmd.output().expect("run ccr-supervisor"))
+        .await
+        .expect("join");
+    Out {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
+    }
+}
+
+async fn started() -> Harness {
+    let mut h = Harness::start(vec![Sess::new("s1")], &[]).await;
+    h.wait_sim_connected("s1").await;
+    h.wait_state("s1", "connected").await;
+    h
+}
+
+#[actix_rt::test]
+async fn sessions_and_pending_tables_and_json() {
+    let h = started().await;
+    h.prompt(
+        "s1",
+        "req-tab",
+        "Bash",
+        json!({"command":"cargo test --all"}),
+    )
+    .await;
+
+    let out = ctl(&h.api, &["sessions"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATE"),
+        "{out:?}"
+    );
+    assert!(lines[0].contains("PENDING") && lines[0].contains("CONNECTED SINCE"));
+    let row = lines.iter().find(|l| l.starts_with("s1 ")).expect("s1 row");
+    assert!(row.contains("connected"), "{row}");
+    assert_eq!(
+        row.split_whitespace().nth(2),
+        Some("1"),
+        "one pending: {row}"
+    );
+
+    let out = ctl(&h.api, &["--json", "sessions"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).expect("--json is one JSON document");
+    assert_eq!(v["sessions"][0]["id"], "s1");
+    assert_eq!(v["sessions"][0]["state"], "connected");
+
+    for args in [&["pending"][..], &["pending", "s1"]] {
+        let out = ctl(&h.api, args).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.starts_with("SESSION"), "{out:?}");
+        let row = out.stdout.lines().nth(1).expect("one prompt row");
+        for part in ["s1", "req-tab", "Bash", "cargo test --all"] {
+            assert!(row.contains(part), "{part} in {row}");
+        }
+    }
+    // Global flags also work after the subcommand.
+    let out = ctl(&h.api, &["pending", "--json"]).await;
+    let v: Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["permissions"][0]["request_id"], "req-tab");
+    assert_eq!(v["permissions"][0]["input"]["command"], "cargo test --all");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn allow_answers_exactly_once_then_reports_already_answered() {
+    let mut h = started().await;
+    h.prompt("s1", "req-a", "Bash", json!({"command":"ls"}))
+        .await;
+    let out = ctl(&h.api, &["allow", "s1", "req-a"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "allowed req-a (sent)\n");
+    let frame = wait_received(&mut h.sim_events, "s1", |f| {
+        f["type"] == "control_response" && f["response"]["request_id"] == "req-a"
+    })
+    .await;
+    assert_eq!(
+        frame,
+        crate::common::allow_frame("req-a", json!({"command":"ls"}))
+    );
+
+    let again = ctl(&h.api, &["allow", "s1", "req-a"]).await;
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stdout.is_empty(), "{again:?}");
+    assert!(
+        again.stderr.starts_with("error: already_answered: "),
+        "{again:?}"
+    );
+    assert_eq!(h.answers("s1", "req-a").len(), 1);
+    assert_eq!(h.get("/v1/permissions").await.1["permissions"], json!([]));
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn allow_with_edited_input_and_rules() {
+    let mut h = started().await;
+    h.prompt("s1", "req-e", "Bash", json!({"command":"npm test"}))
+        .await;
+    let rules = r#"[{"type":"addRules","rules":[{"toolName":"Bash","ruleContent":"npm test:*"}],"behavior":"allow","destination":"session"}]"#;
+    let out = ctl(
+        &h.api,
+        &[
+            "--json",
+            "allow",
+            "s1",
+            "req-e",
+            "--input",
+            r#"{"command":"npm test -- --ci"}"#,
+            "--permissions",
+            rules,
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let receipt: Value = serde_json::from_str(&out.stdout).expect("json receipt");
+    assert_eq!(
+        (receipt["status"].as_str(), receipt["delivery"].as_str()),
+        (Some("allowed"), Some("sent"))
+    );
+    let frame = wait_received(&mut h.sim_events, "s1", |f| {
+        f["response"]["request_id"] == "req-e"
+    })
+    .await;
+    let answer = &frame["response"]["response"];
+    assert_eq!(
+        answer["updatedInput"],
+        json!({"command":"npm test -- --ci"})
+    );
+    assert_eq!(
+        answer["updatedPermissions"],
+        serde_json::from_str::<Value>(rules).unwrap()
+    );
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn deny_delivers_the_message_word_for_word() {
+    let mut h = started().await;
+    h.prompt("s1", "req-d", "Write", json!({"file_path":"/etc/passwd"}))
+        .await;
+    let message = "Not on a Friday — ask \"ops\" first; $HOME stays 'as is'.";
+    let out = ctl(
+        &h.api,
+        &["deny", "s1", "req-d", "--message", message, "--interrupt"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "denied req-d (sent)\n");
+    let frame = wait_received(&mut h.sim_events, "s1", |f| {
+        f["response"]["request_id"] == "req-d"
+    })
+    .await;
+    assert_eq!(
+        frame["response"]["response"],
+        json!({"behavior":"deny","message":message,"interrupt":true})
+    );
+    assert_eq!(h.answers("s1", "req-d").len(), 1);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn usage_errors_exit_2_and_send_nothing() {
+    let h = started().await;
+    h.prompt("s1", "req-u", "Bash", json!({"command":"ls"}))
+        .await;
+    let out = ctl(&h.api, &["allow", "s1", "req-u", "--input", "{bad"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.starts_with("error: --input is not valid JSON"),
+        "{out:?}"
+    );
+    let out = ctl(&h.api, &["allow", "s1", "req-u", "--input", "[1]"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    // clap's own usage errors: missing argument, unknown command.
+    assert_eq!(ctl(&h.api, &["allow", "s1"]).await.code, 2);
+    assert_eq!(ctl(&h.api, &["approve"]).await.code, 2);
+    assert!(h.answers("s1", "req-u").is_empty());
+    let (_, pending) = h.get("/v1/permissions").await;
+    assert_eq!(pending["permissions"][0]["request_id"], "req-u");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn api_errors_exit_1_with_code_and_message() {
+    let h = started().await;
+    for args in [
+        &["allow", "nope", "r1"][..],
+        &["pending", "nope"],
+        &["interrupt", "nope"],
+        &["send", "nope", "hi"],
+    ] {
+        let out = ctl(&h.api, args).await;
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert_eq!(
+            out.stderr, "error: unknown_session: unknown session nope\n",
+            "{args:?}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let out = ctl(&h.api, &["deny", "s1", "no-such-prompt"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.starts_with("error: unknown_prompt: "), "{out:?}");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn interrupt_and_send() {
+    let mut h = started().await;
+    let out = ctl(&h.api, &["interrupt", "s1"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.starts_with("interrupted s1 (request "),
+        "{out:?}"
+    );
+    let sent = wait_received(&mut h.sim_events, "s1", |f| f["type"] == "control_request").await;
+    assert_eq!(sent["request"], json!({"subtype":"interrupt"}));
+    assert!(out.stdout.contains(sent["request_id"].as_str().unwrap()));
+
+    let out = ctl(&h.api, &["send", "s1", "run the tests, then lint"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("sent to s1 (message "), "{out:?}");
+    let posted = match h.wait_sim(|e| matches!(e, SimEvent::Posted { .. })).await {
+        SimEvent::Posted { body, .. } => body,
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        posted["events"][0]["message"],
+        json!({"role":"user","content":"run the tests, then lint"})
+    );
+    assert!(out
+        .stdout
+        .contains(posted["events"][0]["uuid"].as_str().unwrap()));
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn unreachable_url_exits_1_without_leaking_the_token() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = ctl(&url, &["--token", "s3cret-tok", "sessions"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with(&format!("error: cannot reach {url}/v1/sessions")),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("s3cret-tok"));
+    let out = ctl(&url, &["watch"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.starts_with("error: cannot reach"), "{out:?}");
+}
