@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::{Action, Policy};
 use crate::config::{load_from_str, Config, ConfigError};
 
-const BASE: &str = "[sim]\nembedded = true\n";
+/// Demo mode without operator auth: these tests are about `[policy]` only.
+const BASE: &str = "[sim]\nembedded = true\n[api]\nauth = \"disabled\"\n";
 
 fn load(policy: &str) -> Result<Config, ConfigError> {
     load_from_str(&format!("{policy}\n{BASE}"), HashMap::new())

@@ -17,7 +17,8 @@ pub struct Out {
     pub stderr: String,
 }
 
-/// A `ctl` command line with `--url`, free of any ambient URL/token environment.
+/// A `ctl` command line with `--url` and the harness's admin token in
+/// `CCR_SUPERVISOR_TOKEN`, free of any ambient URL environment.
 pub fn ctl_command(url: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ccr-supervisor"));
     cmd.arg("ctl")
@@ -25,7 +26,7 @@ pub fn ctl_command(url: &str, args: &[&str]) -> Command {
         .arg(url)
         .args(args)
         .env_remove("CCR_SUPERVISOR_URL")
-        .env_remove("CCR_SUPERVISOR_TOKEN")
+        .env("CCR_SUPERVISOR_TOKEN", crate::common::ADMIN_TOKEN)
         .env_remove("NO_COLOR")
         .stdin(Stdio::null());
     cmd
@@ -42,6 +43,31 @@ pub async fn ctl(url: &str, args: &[&str]) -> Out {
         stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
         stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
     }
+}
+
+#[actix_rt::test]
+async fn missing_or_weak_token_exits_1_with_the_api_code() {
+    let h = started().await;
+    let mut cmd = ctl_command(&h.api, &["sessions"]);
+    cmd.env_remove("CCR_SUPERVISOR_TOKEN");
+    let out = actix_rt::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: unauthorized: "));
+    h.prompt("s1", "rq", "Bash", json!({"command":"ls"})).await;
+    let out = ctl(
+        &h.api,
+        &["--token", crate::common::VIEWER_TOKEN, "allow", "s1", "rq"],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.starts_with("error: forbidden: "), "{out:?}");
+    assert!(
+        !out.stderr.contains(crate::common::VIEWER_TOKEN),
+        "token never printed"
+    );
+    h.shutdown().await;
 }
 
 async fn started() -> Harness {
