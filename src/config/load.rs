@@ -7,6 +7,8 @@
 
 #[path = "fields.rs"]
 mod fields;
+#[path = "ledger.rs"]
+mod ledger;
 #[path = "sessions.rs"]
 mod sessions;
 
@@ -19,6 +21,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use self::fields::{Errors, Table};
+pub use self::ledger::LedgerConfig;
 use super::{
     ApiConfig, CcrConfig, Config, LogConfig, LogFormat, ReconnectConfig, SimConfig,
     SupervisorConfig,
@@ -170,6 +173,7 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
     let supervisor = supervisor(root.table(errs, "supervisor"), errs);
     let log = log(root.table(errs, "log"), errs);
     let sim = sim(root.table(errs, "sim"), errs);
+    let ledger = ledger::ledger(root.table(errs, "ledger"), errs);
     let sessions = sessions::sessions(root.raw("sessions"), errs);
     root.finish(errs);
     if !sim.embedded && ccr.base_url.is_empty() {
@@ -188,6 +192,7 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
         supervisor,
         log,
         sim,
+        ledger,
         sessions,
     }
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use load::LedgerConfig;
 pub use load::{load, load_from_str, ConfigError, KeyError};
 
 use crate::session::token::TokenSource;
@@ -29,6 +30,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[sim]`: the embedded simulator (demo mode).
     pub sim: SimConfig,
+    /// `[ledger]`: the durable decision ledger.
+    pub ledger: LedgerConfig,
     /// `[[sessions]]`: the sessions to join.
     pub sessions: Vec<Arc<SessionSpec>>,
 }
