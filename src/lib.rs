@@ -13,6 +13,7 @@
 //!   and the `PermissionRegistry` actor that delivers answers, also after reconnects.
 //! - [`supervisor`]: the restart budget (pure) and the `Supervisor` actor that
 //!   spawns sessions over arbiters and restarts crashed ones.
+//! - [`audit`]: the durable decision ledger (SQLite) — every prompt and answer, restored after a restart.
 //! - [`api`]: actix-web routes and the one `ApiError`.
 //! - [`events`]: the bounded internal event bus.
 //! - [`config`]: raw `config` crate input → validated [`config::Config`].
@@ -21,6 +22,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod events;
 pub mod protocol;
