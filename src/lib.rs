@@ -14,6 +14,7 @@
 //! - [`supervisor`]: the restart budget (pure) and the `Supervisor` actor that
 //!   spawns sessions over arbiters and restarts crashed ones.
 //! - [`policy`]: rules that answer prompts without a human (pure matching, no async).
+//! - [`audit`]: the durable decision ledger (SQLite) — every prompt and answer, restored after a restart.
 //! - [`api`]: actix-web routes and the one `ApiError`.
 //! - [`events`]: the bounded internal event bus.
 //! - [`config`]: raw `config` crate input → validated [`config::Config`].
@@ -24,6 +25,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod ctl;
 pub mod events;

@@ -9,6 +9,8 @@
 mod api_tokens;
 #[path = "fields.rs"]
 mod fields;
+#[path = "ledger.rs"]
+mod ledger;
 #[path = "policy.rs"]
 pub(super) mod policy;
 #[path = "sessions.rs"]
@@ -23,6 +25,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use self::fields::{Errors, Table};
+pub use self::ledger::LedgerConfig;
 use super::{
     ApiConfig, CcrConfig, Config, LogConfig, LogFormat, ReconnectConfig, SimConfig,
     SupervisorConfig,
@@ -174,6 +177,7 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
     let supervisor = supervisor(root.table(errs, "supervisor"), errs);
     let log = log(root.table(errs, "log"), errs);
     let sim = sim(root.table(errs, "sim"), errs);
+    let ledger = ledger::ledger(root.table(errs, "ledger"), errs);
     let sessions = sessions::sessions(root.raw("sessions"), errs);
     let policy = policy::policy(root.table(errs, "policy"), errs);
     root.finish(errs);
@@ -193,6 +197,7 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
         supervisor,
         log,
         sim,
+        ledger,
         sessions,
         policy,
     }

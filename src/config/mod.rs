@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use load::policy::PolicyConfig;
+pub use load::LedgerConfig;
 pub use load::{load, load_from_str, ConfigError, KeyError};
 
 use crate::session::token::TokenSource;
@@ -30,6 +31,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[sim]`: the embedded simulator (demo mode).
     pub sim: SimConfig,
+    /// `[ledger]`: the durable decision ledger.
+    pub ledger: LedgerConfig,
     /// `[[sessions]]`: the sessions to join.
     pub sessions: Vec<Arc<SessionSpec>>,
     /// `[policy]`: rules that answer prompts without a human (default: none).

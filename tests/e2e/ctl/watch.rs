@@ -149,7 +149,10 @@ async fn watch_json_prints_one_event_per_line_verbatim() {
     }
     let seen = seen.lock().unwrap().clone();
     let bearer = format!("Bearer {}", crate::common::ADMIN_TOKEN);
-    assert_eq!((seen[0].0.as_str(), seen[0].2.as_deref()), ("", Some(bearer.as_str())));
+    assert_eq!(
+        (seen[0].0.as_str(), seen[0].2.as_deref()),
+        ("", Some(bearer.as_str()))
+    );
     server.stop(true).await;
 }
 

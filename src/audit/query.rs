@@ -1,0 +1,339 @@
+//! Audit queries: filters, keyset paging newest first, and the rows they return.
+//!
+//! The cursor is the `(received_at, session_id, request_id)` of the last row
+//! returned, hex-encoded so clients treat it as opaque. Paging resumes strictly
+//! after that key, so rows inserted meanwhile (newer) never shift a page:
+//! no duplicates and no gaps.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{params_from_iter, Connection, Row};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::record::{from_ms, to_ms, AuditRow, LedgerError, Outcome, PromptRecord};
+use super::record::{DecisionRecord, Unfinished};
+use super::schema::UNFINISHED;
+
+/// Rows per page when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The `outcome` filter: a decided outcome, or `pending` for undecided prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeFilter {
+    /// No decision yet.
+    Pending,
+    /// This outcome.
+    Is(Outcome),
+}
+
+/// A typed audit query; every filter set is AND-ed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    /// Only this session.
+    pub session_id: Option<String>,
+    /// Only this tool name.
+    pub tool: Option<String>,
+    /// Only this outcome (or pending).
+    pub outcome: Option<OutcomeFilter>,
+    /// Only decisions by this operator / `rule:<id>` / `timeout`.
+    pub decided_by: Option<String>,
+    /// Received at or after this instant.
+    pub since: Option<SystemTime>,
+    /// Received before this instant.
+    pub until: Option<SystemTime>,
+    /// Page size, 1..=1000 (default 100); ignored by exports.
+    pub limit: Option<usize>,
+    /// Resume after this cursor (from [`AuditPage::next_cursor`]).
+    pub cursor: Option<String>,
+}
+
+/// The raw query string of `GET /v1/audit`, before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuditParams {
+    /// `session_id=`
+    pub session_id: Option<String>,
+    /// `tool=`
+    pub tool: Option<String>,
+    /// `outcome=allowed|denied|cancelled|expired|pending`
+    pub outcome: Option<String>,
+    /// `decided_by=`
+    pub decided_by: Option<String>,
+    /// `since=` RFC 3339, inclusive.
+    pub since: Option<String>,
+    /// `until=` RFC 3339, exclusive.
+    pub until: Option<String>,
+    /// `limit=` 1..=1000.
+    pub limit: Option<String>,
+    /// `cursor=` from a previous page.
+    pub cursor: Option<String>,
+}
+
+impl TryFrom<AuditParams> for AuditQuery {
+    type Error = LedgerError;
+
+    fn try_from(p: AuditParams) -> Result<Self, LedgerError> {
+        let bad = |param, message: String| LedgerError::BadQuery { param, message };
+        let time = |param, v: Option<String>| {
+            v.map(|s| {
+                humantime::parse_rfc3339_weak(s.trim())
+                    .map_err(|e| bad(param, format!("expected an RFC 3339 time, got {s:?}: {e}")))
+            })
+            .transpose()
+        };
+        let outcome = match p.outcome.as_deref() {
+            None => None,
+            Some("pending") => Some(OutcomeFilter::Pending),
+            Some(o) => {
+                Some(OutcomeFilter::Is(o.parse().map_err(|e: String| {
+                    bad("outcome", format!("{e} or \"pending\""))
+                })?))
+            }
+        };
+        let limit = match p.limit {
+            None => None,
+            Some(s) => match s.trim().parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Some(n),
+                _ => return Err(bad("limit", format!("expected 1..={MAX_LIMIT}, got {s:?}"))),
+            },
+        };
+        if let Some(c) = &p.cursor {
+            decode_cursor(c)?;
+        }
+        Ok(AuditQuery {
+            session_id: p.session_id,
+            tool: p.tool,
+            outcome,
+            decided_by: p.decided_by,
+            since: time("since", p.since)?,
+            until: time("until", p.until)?,
+            limit,
+            cursor: p.cursor,
+        })
+    }
+}
+
+/// One page of rows, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditPage {
+    /// The rows.
+    pub rows: Vec<AuditRow>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The columns every row query selects, in [`row`]'s order.
+const COLUMNS: &str = "session_id, request_id, tool_use_id, tool_name, input, request, \
+    received_at, outcome, decided_by, decided_at, delivered_at, updated_input, answer";
+
+/// The paging key of a row.
+type Key = (i64, String, String);
+
+fn encode_cursor((ms, session, request): &Key) -> String {
+    let json = serde_json::json!([ms, session, request]).to_string();
+    json.bytes()
+        .fold(String::with_capacity(json.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+fn decode_cursor(cursor: &str) -> Result<Key, LedgerError> {
+    let bad = || LedgerError::BadQuery {
+        param: "cursor",
+        message: "not a cursor returned by this API".into(),
+    };
+    if cursor.len() % 2 != 0 || !cursor.is_ascii() {
+        return Err(bad());
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| bad())?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
+}
+
+/// `WHERE ...` and its parameters for the filters and `after` (exclusive, descending order).
+fn filter_sql(q: &AuditQuery, after: Option<&Key>) -> (String, Vec<Sql>) {
+    let mut terms: Vec<&str> = vec![];
+    let mut args: Vec<Sql> = vec![];
+    let mut text = |terms: &mut Vec<&str>, sql, v: &Option<String>| {
+        if let Some(v) = v {
+            terms.push(sql);
+            args.push(Sql::Text(v.clone()));
+        }
+    };
+    text(&mut terms, "session_id = ?", &q.session_id);
+    text(&mut terms, "tool_name = ?", &q.tool);
+    text(&mut terms, "decided_by = ?", &q.decided_by);
+    match q.outcome {
+        None => {}
+        Some(OutcomeFilter::Pending) => terms.push("outcome IS NULL"),
+        Some(OutcomeFilter::Is(o)) => {
+            terms.push("outcome = ?");
+            args.push(Sql::Text(o.as_str().into()));
+        }
+    }
+    if let Some(t) = q.since {
+        terms.push("received_at >= ?");
+        args.push(Sql::Integer(to_ms(t)));
+    }
+    if let Some(t) = q.until {
+        terms.push("received_at < ?");
+        args.push(Sql::Integer(to_ms(t)));
+    }
+    if let Some((ms, session, request)) = after {
+        terms.push("(received_at, session_id, request_id) < (?, ?, ?)");
+        args.extend([
+            Sql::Integer(*ms),
+            Sql::Text(session.clone()),
+            Sql::Text(request.clone()),
+        ]);
+    }
+    let clause = if terms.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", terms.join(" AND "))
+    };
+    (clause, args)
+}
+
+/// Up to `limit` rows matching `q` after `after`, newest first, and whether more follow.
+fn fetch(
+    conn: &Connection,
+    q: &AuditQuery,
+    after: Option<&Key>,
+    limit: usize,
+) -> Result<(Vec<AuditRow>, bool), LedgerError> {
+    let (clause, mut args) = filter_sql(q, after);
+    args.push(Sql::Integer(limit as i64 + 1));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM prompts {clause} \
+         ORDER BY received_at DESC, session_id DESC, request_id DESC LIMIT ?"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt
+        .query_map(params_from_iter(args), row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows, more))
+}
+
+fn key_of(r: &AuditRow) -> Key {
+    (
+        to_ms(r.received_at),
+        r.session_id.clone(),
+        r.request_id.clone(),
+    )
+}
+
+/// One page of `q`.
+pub(crate) fn page(conn: &Connection, q: &AuditQuery) -> Result<AuditPage, LedgerError> {
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let (rows, more) = fetch(conn, q, after.as_ref(), limit)?;
+    let next_cursor = rows
+        .last()
+        .filter(|_| more)
+        .map(|r| encode_cursor(&key_of(r)));
+    Ok(AuditPage { rows, next_cursor })
+}
+
+/// Every row of `q` (limit ignored), newest first, in short read transactions of `chunk` rows.
+pub(crate) fn export(
+    conn: &Connection,
+    q: &AuditQuery,
+    chunk: usize,
+    mut out: impl FnMut(AuditRow) -> std::io::Result<()>,
+) -> Result<u64, LedgerError> {
+    let mut after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut count = 0;
+    loop {
+        let (rows, more) = fetch(conn, q, after.as_ref(), chunk)?;
+        after = rows.last().map(key_of);
+        for r in rows {
+            out(r).map_err(LedgerError::Export)?;
+            count += 1;
+        }
+        if !more {
+            return Ok(count);
+        }
+    }
+}
+
+/// Pending prompts and undelivered answers, oldest first.
+pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>, LedgerError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM prompts WHERE {UNFINISHED} \
+         ORDER BY received_at, session_id, request_id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let r = r?;
+        let decision = r.outcome.map(|outcome| DecisionRecord {
+            session_id: r.session_id.clone(),
+            request_id: r.request_id.clone(),
+            outcome,
+            decided_by: r.decided_by.clone().unwrap_or_default(),
+            decided_at: r.decided_at.unwrap_or(r.received_at),
+            updated_input: r.updated_input.clone(),
+            answer: r.answer.clone(),
+        });
+        let prompt = PromptRecord {
+            session_id: r.session_id,
+            request_id: r.request_id,
+            tool_use_id: r.tool_use_id,
+            tool_name: r.tool_name,
+            input: r.input,
+            request: r.request,
+            received_at: r.received_at,
+        };
+        out.push(Unfinished { prompt, decision });
+    }
+    Ok(out)
+}
+
+/// Decode one row selected with [`COLUMNS`].
+fn row(r: &Row) -> rusqlite::Result<AuditRow> {
+    let json = |i: usize| -> rusqlite::Result<Option<Value>> {
+        let text: Option<String> = r.get(i)?;
+        text.map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+            })
+    };
+    let time = |i: usize| -> rusqlite::Result<Option<SystemTime>> {
+        Ok(r.get::<_, Option<i64>>(i)?.map(from_ms))
+    };
+    let outcome: Option<String> = r.get(7)?;
+    let outcome = outcome
+        .map(|o| o.parse::<Outcome>())
+        .transpose()
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
+        })?;
+    Ok(AuditRow {
+        session_id: r.get(0)?,
+        request_id: r.get(1)?,
+        tool_use_id: r.get(2)?,
+        tool_name: r.get(3)?,
+        input: json(4)?.unwrap_or(Value::Null),
+        request: json(5)?.unwrap_or(Value::Null),
+        received_at: from_ms(r.get(6)?),
+        outcome,
+        decided_by: r.get(8)?,
+        decided_at: time(9)?,
+        delivered_at: time(10)?,
+        updated_input: json(11)?,
+        answer: json(12)?,
+    })
+}

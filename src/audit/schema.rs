@@ -1,0 +1,123 @@
+//! The SQLite schema and how connections are opened and checked.
+//!
+//! One table, `prompts`, keyed by `(session_id, request_id)`: a row is inserted
+//! when a prompt arrives and updated by its decision and its delivery. Times are
+//! Unix milliseconds; JSON columns hold serialized text.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::record::LedgerError;
+
+/// Schema version stored in `PRAGMA user_version`.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another one's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS prompts (
+    session_id    TEXT    NOT NULL,
+    request_id    TEXT    NOT NULL,
+    tool_use_id   TEXT,
+    tool_name     TEXT    NOT NULL,
+    input         TEXT    NOT NULL,
+    request       TEXT    NOT NULL,
+    received_at   INTEGER NOT NULL,
+    outcome       TEXT CHECK (outcome IN ('allowed', 'denied', 'cancelled', 'expired')),
+    decided_by    TEXT,
+    decided_at    INTEGER,
+    updated_input TEXT,
+    answer        TEXT,
+    delivered_at  INTEGER,
+    PRIMARY KEY (session_id, request_id)
+) STRICT;
+-- Paging newest first, and retention (oldest first).
+CREATE INDEX IF NOT EXISTS prompts_by_time ON prompts (received_at, session_id, request_id);
+-- Paging one session's rows.
+CREATE INDEX IF NOT EXISTS prompts_by_session ON prompts (session_id, received_at, request_id);
+-- Startup restore: only the few unfinished rows are in this index.
+CREATE INDEX IF NOT EXISTS prompts_unfinished ON prompts (received_at, session_id, request_id)
+    WHERE outcome IS NULL OR (outcome IN ('allowed', 'denied') AND delivered_at IS NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+";
+
+/// The `WHERE` clause of unfinished rows; must match the `prompts_unfinished` index.
+pub(crate) const UNFINISHED: &str =
+    "outcome IS NULL OR (outcome IN ('allowed', 'denied') AND delivered_at IS NULL)";
+
+/// The `WHERE` clause of rows retention may delete (finished; older-than is added by the caller).
+pub(crate) const FINISHED: &str =
+    "outcome IS NOT NULL AND (delivered_at IS NOT NULL OR outcome IN ('cancelled', 'expired'))";
+
+/// Open (creating if needed) the database for writing, apply the schema and prove it is writable.
+///
+/// Every failure is reported as [`LedgerError::Open`] naming the path, so the service refuses to start.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
+    let fail = |reason: String| LedgerError::Open {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| fail(format!("cannot create directory {}: {e}", parent.display())))?;
+    }
+    if path.is_dir() {
+        return Err(fail("is a directory".into()));
+    }
+    let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+    init(&conn).map_err(|e| fail(e.to_string()))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| fail(e.to_string()))?;
+    if version > SCHEMA_VERSION {
+        return Err(fail(format!(
+            "schema version {version} is newer than this build supports ({SCHEMA_VERSION})"
+        )));
+    }
+    let check: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(|e| fail(format!("integrity check failed: {e}")))?;
+    if check != "ok" {
+        return Err(fail(format!("database is corrupt: {check}")));
+    }
+    conn.execute_batch(SCHEMA)
+        .map_err(|e| fail(format!("cannot create schema: {e}")))?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|e| fail(e.to_string()))?;
+    // A real committed write: catches read-only files and full disks now, not at the first prompt.
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?1)",
+        [crate::util::rfc3339(std::time::SystemTime::now())],
+    )
+    .map_err(|e| fail(format!("not writable: {e}")))?;
+    Ok(conn)
+}
+
+/// Pragmas of the writer: WAL so readers never block it, `synchronous=NORMAL` (durable at checkpoint,
+/// never corrupt; a power cut may lose the last commits, a process crash loses none).
+fn init(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "cannot switch to WAL mode (journal_mode is {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// A read-only connection for queries, exports and the startup restore.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| LedgerError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
