@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn frames_have_the_requested_size_and_carry_the_sequence() {
-        for bytes in [300, 800, 4096] {
+        for bytes in [400, 800, 4096] {
             let t = SdkTemplates::new("b-17", bytes);
             for seq in 0..10 {
                 let text = t.render(seq);
