@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 use ccr_supervisor::{app, config, ctl, sim, telemetry};
 
+mod bench;
+
 /// Supervise many remote Claude Code sessions and answer their permission prompts.
 #[derive(Parser, Debug)]
 #[command(name = "ccr-supervisor", version, about)]
@@ -40,9 +42,27 @@ enum Command {
         /// Pause between demo turns.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         turn_pause: Duration,
+        /// Load mode for benchmarks instead of the demo: `idle`, `flood` or `roundtrip`
+        /// (sessions `<id-prefix>1..N`, control API under `/load/`).
+        #[arg(long)]
+        load: Option<sim::load::LoadMode>,
+        /// Load mode: total SDK frames (flood) or prompts (roundtrip) per second; 0 = unlimited (flood).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Load mode: bytes per flood SDK frame.
+        #[arg(long, default_value_t = 800)]
+        frame_bytes: usize,
+        /// Load mode: session id prefix.
+        #[arg(long, default_value = "sim-")]
+        id_prefix: String,
+        /// Load mode: server worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
     },
     /// Operator client: list sessions and prompts, answer them, watch events.
     Ctl(ctl::CtlArgs),
+    /// Benchmark the supervisor against a load-mode simulator (both spawned as processes).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,13 +73,33 @@ fn main() -> ExitCode {
             sessions,
             token,
             turn_pause,
+            load,
+            rate,
+            frame_bytes,
+            id_prefix,
+            workers,
         } => {
             telemetry::init(&config::LogConfig {
                 format: config::LogFormat::Pretty,
-                level: "info".into(),
+                level: if load.is_some() { "warn" } else { "info" }.into(),
             });
-            let result = actix_rt::System::new()
-                .block_on(sim::run_standalone(bind, sessions, token, turn_pause));
+            let result = actix_rt::System::new().block_on(async move {
+                match load {
+                    Some(mode) => {
+                        let opts = sim::load::LoadOptions {
+                            mode,
+                            sessions,
+                            id_prefix,
+                            token,
+                            rate,
+                            frame_bytes,
+                            workers,
+                        };
+                        sim::load::run_load(bind, opts).await
+                    }
+                    None => sim::run_standalone(bind, sessions, token, turn_pause).await,
+                }
+            });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -85,6 +125,7 @@ fn main() -> ExitCode {
         },
         Command::Run => run(&cli.config),
         Command::Ctl(args) => ctl::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -11,7 +11,9 @@
 //! - `script` / `runner`: scenario steps and the per-connection task that plays them;
 //! - `frames`: constructors for the JSON frames the simulator sends;
 //! - `conn` / `http`: the WebSocket actor and the actix-web routes;
-//! - `handle`: [`SimHandle`], the typed control surface used by tests.
+//! - `handle`: [`SimHandle`], the typed control surface used by tests;
+//! - `load` / `load_conn` / `load_frames`: the load mode for benchmarks
+//!   (thousands of sessions, pre-rendered frames, a control API).
 //!
 //! Every state change is also broadcast as a [`SimEvent`], so tests wait on
 //! events (subscribe before acting) instead of sleeping.
@@ -21,6 +23,9 @@ mod control;
 mod frames;
 mod handle;
 mod http;
+pub mod load;
+mod load_conn;
+pub mod load_frames;
 mod runner;
 mod script;
 mod state;

@@ -1,0 +1,273 @@
+//! Starting the simulator and the supervisor as processes, and waiting on them.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use serde_json::Value;
+
+use super::http::{self, get_json, post_json};
+use super::procs::{self, Proc, Ready};
+use super::stats::SessionsView;
+use super::BenchArgs;
+use ccr_supervisor::sim::load::LoadMode;
+
+/// Bearer token of every bench session.
+pub const TOKEN: &str = "bench-token";
+/// Session ids are `b-1..b-N`.
+pub const PREFIX: &str = "b-";
+/// Open files a process needs besides its sockets.
+const FD_HEADROOM: u64 = 512;
+
+/// The supervisor's generated config: N sessions on the simulator, API on `api`.
+pub fn supervisor_config(api: SocketAddr, sim_url: &str, sessions: usize, policy: bool) -> String {
+    let mut s = format!(
+        "[api]\nbind = \"{api}\"\n# Loopback benchmark: no operator tokens needed.\nauth = \"disabled\"\n\n[ccr]\nbase_url = \"{sim_url}\"\n\
+         organization_uuid = \"00000000-0000-4000-8000-000000000000\"\n\n\
+         [reconnect]\n\n[supervisor]\narbiters = 0\n\n[log]\nlevel = \"warn\"\n\n\
+         [sim]\nembedded = false\n\n"
+    );
+    if policy {
+        s.push_str("[[policy.rules]]\naction = \"allow\"\ntool = \"Bash\"\n\n");
+    }
+    for n in 1..=sessions {
+        let _ = write!(
+            s,
+            "[[sessions]]\nid = \"{PREFIX}{n}\"\ntoken = \"{TOKEN}\"\n\n"
+        );
+    }
+    s
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
+    Ok(l.local_addr()?)
+}
+
+/// How starting the supervisor went.
+pub enum Started {
+    /// It listens; time from spawn until it printed its API address.
+    Ready(Duration),
+    /// It exited at start; its stderr.
+    Exited(String),
+}
+
+/// Both processes and the harness's HTTP client.
+pub struct Harness {
+    /// Client for every call.
+    pub client: awc::Client,
+    sim: Proc,
+    /// The simulator's base URL.
+    pub sim_url: String,
+    sup: Option<Proc>,
+    /// The supervisor's API base URL.
+    pub api: String,
+    /// When the supervisor was spawned.
+    pub spawned_at: Instant,
+    /// Remarks for the summary.
+    pub notes: Vec<String>,
+    config_path: PathBuf,
+    exe: PathBuf,
+}
+
+impl Harness {
+    /// Start the simulator in `mode` for the bench's sessions.
+    pub async fn start(args: &BenchArgs, mode: LoadMode, rate: f64) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find this executable")?;
+        let mut notes = Vec::new();
+        let (_, hard) = procs::nofile_limit();
+        let need = args.sessions as u64 + FD_HEADROOM;
+        if hard < need {
+            notes.push(format!(
+                "open-files hard limit {hard} is below the {need} each child needs for {} sessions",
+                args.sessions
+            ));
+        }
+        let sim_args: Vec<String> = [
+            "sim",
+            "--bind",
+            "127.0.0.1:0",
+            "--load",
+            mode.name(),
+            "--sessions",
+            &args.sessions.to_string(),
+            "--id-prefix",
+            PREFIX,
+            "--token",
+            TOKEN,
+            "--rate",
+            &rate.to_string(),
+            "--frame-bytes",
+            &args.frame_bytes.to_string(),
+            "--workers",
+            &args.sim_workers.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut sim = procs::spawn("simulator", &exe, &sim_args)?;
+        let sim_url = match sim.wait_line("http://", Duration::from_secs(20)).await? {
+            Ready::Line(l) => l.trim().to_owned(),
+            Ready::Exited(err) => bail!("simulator exited at start:\n{err}"),
+        };
+        let config_path = std::env::temp_dir().join(format!(
+            "ccr-bench-{}-{}.toml",
+            std::process::id(),
+            args.scenario.name()
+        ));
+        Ok(Harness {
+            client: http::client(),
+            sim,
+            sim_url,
+            sup: None,
+            api: String::new(),
+            spawned_at: Instant::now(),
+            notes,
+            config_path,
+            exe,
+        })
+    }
+
+    /// Start the supervisor with `sessions` sessions (and the allow rule when `policy`).
+    pub async fn start_supervisor(
+        &mut self,
+        sessions: usize,
+        policy: bool,
+    ) -> anyhow::Result<Started> {
+        let addr = free_port()?;
+        let toml = supervisor_config(addr, &self.sim_url, sessions, policy);
+        std::fs::write(&self.config_path, toml)
+            .with_context(|| format!("cannot write {}", self.config_path.display()))?;
+        let args = vec![
+            "--config".to_owned(),
+            self.config_path.display().to_string(),
+        ];
+        self.spawned_at = Instant::now();
+        let mut sup = procs::spawn("supervisor", &self.exe, &args)?;
+        let ready = sup
+            .wait_line("operator API on", Duration::from_secs(60))
+            .await?;
+        match ready {
+            Ready::Line(_) => {
+                let took = self.spawned_at.elapsed();
+                self.api = format!("http://{addr}");
+                self.sup = Some(sup);
+                Ok(Started::Ready(took))
+            }
+            Ready::Exited(err) => Ok(Started::Exited(err)),
+        }
+    }
+
+    /// The running supervisor.
+    pub fn sup(&self) -> anyhow::Result<&Proc> {
+        self.sup
+            .as_ref()
+            .ok_or_else(|| anyhow!("supervisor not running"))
+    }
+
+    /// Stop the supervisor (to start another one).
+    pub async fn stop_supervisor(&mut self) {
+        if let Some(sup) = self.sup.take() {
+            sup.stop(Duration::from_secs(15)).await;
+        }
+    }
+
+    /// `GET /load/stats` of the simulator.
+    pub async fn sim_stats(&self) -> anyhow::Result<Value> {
+        get_json(&self.client, &format!("{}/load/stats", self.sim_url)).await
+    }
+
+    /// `GET /load/<what>` of the simulator.
+    pub async fn sim_get(&self, what: &str) -> anyhow::Result<Value> {
+        get_json(&self.client, &format!("{}/load/{what}", self.sim_url)).await
+    }
+
+    /// `POST /load/<what>` to the simulator.
+    pub async fn sim_post(&self, what: &str) -> anyhow::Result<Value> {
+        let (status, body) =
+            post_json(&self.client, &format!("{}/load/{what}", self.sim_url), None).await?;
+        if status != 200 {
+            bail!("simulator answered {status} to POST /load/{what}");
+        }
+        Ok(body)
+    }
+
+    /// Sample the simulator's stats every `every` until `done` holds; each sample
+    /// is passed to `sample` with its time. Returns the time `done` first held.
+    pub async fn wait_sim(
+        &self,
+        from: Instant,
+        timeout: Duration,
+        every: Duration,
+        mut sample: impl FnMut(Duration, &Value),
+        done: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Duration> {
+        loop {
+            let stats = self.sim_stats().await?;
+            let at = from.elapsed();
+            sample(at, &stats);
+            if done(&stats) {
+                return Ok(at);
+            }
+            if at > timeout {
+                bail!("timed out after {timeout:?}; simulator stats: {stats}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Poll `GET /v1/sessions` until `n` sessions are connected.
+    pub async fn wait_api_connected(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<SessionsView> {
+        let start = Instant::now();
+        loop {
+            let view = http::sessions(&self.client, &self.api).await?;
+            if view.connected >= n {
+                return Ok(view);
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "only {} of {n} sessions connected after {timeout:?}",
+                    view.connected
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stop both processes and remove the generated config.
+    pub async fn shutdown(mut self) {
+        self.stop_supervisor().await;
+        self.sim.stop(Duration::from_secs(5)).await;
+        let _ = std::fs::remove_file(&self.config_path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn generated_config_is_valid() {
+        let addr: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let toml = supervisor_config(addr, "http://127.0.0.1:1234", 3, false);
+        let cfg = ccr_supervisor::config::load_from_str(&toml, HashMap::new()).unwrap();
+        assert_eq!(cfg.sessions.len(), 3);
+        assert_eq!(&*cfg.sessions[2].id, "b-3");
+        assert_eq!(cfg.api.bind, addr);
+        assert!(!cfg.sim.embedded);
+    }
+
+    #[test]
+    fn policy_rule_is_emitted() {
+        let addr: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let toml = supervisor_config(addr, "http://x", 1, true);
+        assert!(toml.contains("[[policy.rules]]\naction = \"allow\"\ntool = \"Bash\""));
+    }
+}

@@ -1,0 +1,312 @@
+//! HTTP as the harness uses it: JSON calls, the SSE event-stream parser and
+//! subscriber, and the API answerers used when no policy rule can answer.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::stats::{sessions_view, SeqCheck, SessionsView};
+use ccr_supervisor::sim::load_frames::seq_from_uuid;
+
+/// An awc client without a pool limit, for loopback calls.
+pub fn client() -> awc::Client {
+    let connector = awc::Connector::new().limit(0);
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(Duration::from_secs(60))
+        .finish()
+}
+
+/// `GET url` → JSON.
+pub async fn get_json(c: &awc::Client, url: &str) -> anyhow::Result<Value> {
+    let mut resp = c
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| anyhow!("GET {url}: {e}"))?;
+    let body = resp
+        .body()
+        .limit(1 << 30)
+        .await
+        .map_err(|e| anyhow!("GET {url}: {e}"))?;
+    serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))
+}
+
+/// `POST url` with an optional JSON body → (status, JSON or null).
+pub async fn post_json(
+    c: &awc::Client,
+    url: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let req = c.post(url);
+    let sent = match body {
+        Some(b) => req.send_json(b).await,
+        None => req.send().await,
+    };
+    let mut resp = sent.map_err(|e| anyhow!("POST {url}: {e}"))?;
+    let bytes = resp.body().await.map_err(|e| anyhow!("POST {url}: {e}"))?;
+    Ok((
+        resp.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+/// The supervisor's session list.
+pub async fn sessions(c: &awc::Client, api: &str) -> anyhow::Result<SessionsView> {
+    Ok(sessions_view(
+        &get_json(c, &format!("{api}/v1/sessions")).await?,
+    ))
+}
+
+/// One server-sent event.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SseEvent {
+    /// `id:`
+    pub id: Option<String>,
+    /// `event:` (default `message`).
+    pub event: String,
+    /// `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+/// Incremental `text/event-stream` parser.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buf: String,
+    cur: SseEvent,
+    has_data: bool,
+}
+
+impl SseParser {
+    /// Feed bytes; returns the events they complete.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        self.buf.push_str(&String::from_utf8_lossy(chunk));
+        let mut out = Vec::new();
+        while let Some(nl) = self.buf.find('\n') {
+            let line: String = self.buf.drain(..=nl).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                let ev = std::mem::take(&mut self.cur);
+                if std::mem::take(&mut self.has_data) {
+                    out.push(SseEvent {
+                        event: if ev.event.is_empty() {
+                            "message".into()
+                        } else {
+                            ev.event
+                        },
+                        ..ev
+                    });
+                }
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => self.cur.id = Some(value.to_owned()),
+                "event" => self.cur.event = value.to_owned(),
+                "data" => {
+                    if self.has_data {
+                        self.cur.data.push('\n');
+                    }
+                    self.cur.data.push_str(value);
+                    self.has_data = true;
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// `(session, seq)` of a load-mode SDK frame carried by an event, wherever the frame sits in it.
+pub fn sdk_seq(ev: &SseEvent) -> Option<(String, u64)> {
+    let data: Value = serde_json::from_str(&ev.data).ok()?;
+    let msg = data
+        .get("message")
+        .filter(|m| m.is_object())
+        .unwrap_or(&data);
+    let uuid = msg.get("uuid")?.as_str()?;
+    let session = msg
+        .get("session_id")
+        .or_else(|| data.get("session_id"))?
+        .as_str()?;
+    Some((session.to_owned(), seq_from_uuid(uuid)?))
+}
+
+/// The body of an open event stream.
+pub type EventStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>>>,
+>;
+
+/// Open `GET {api}/v1/events`; `None` when it does not answer 200.
+pub async fn open_events(c: &awc::Client, api: &str) -> anyhow::Result<Option<EventStream>> {
+    let resp = c
+        .get(format!("{api}/v1/events"))
+        .insert_header(("accept", "text/event-stream"))
+        .timeout(Duration::from_secs(24 * 3600))
+        .send()
+        .await
+        .map_err(|e| anyhow!("GET /v1/events: {e}"))?;
+    if resp.status().as_u16() != 200 {
+        return Ok(None);
+    }
+    Ok(Some(Box::pin(resp)))
+}
+
+/// Read the event stream on this thread, checking SDK frame order per session.
+pub fn spawn_seq_checker(mut resp: EventStream) -> Rc<RefCell<SeqCheck>> {
+    let check = Rc::new(RefCell::new(SeqCheck::default()));
+    let out = check.clone();
+    actix_rt::spawn(async move {
+        let mut parser = SseParser::default();
+        while let Some(Ok(chunk)) = resp.next().await {
+            for ev in parser.push(&chunk) {
+                if let Some((session, seq)) = sdk_seq(&ev) {
+                    check.borrow_mut().observe(&session, seq);
+                }
+            }
+        }
+    });
+    out
+}
+
+/// What an API answerer did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct AnswererStats {
+    /// Answers POSTed.
+    pub posted: u64,
+    /// 200 replies.
+    pub ok: u64,
+    /// 409 replies (already answered / cancelled).
+    pub conflicts: u64,
+    /// Other failures.
+    pub errors: u64,
+}
+
+fn answer(
+    c: awc::Client,
+    api: String,
+    session: String,
+    request: String,
+    stats: Rc<RefCell<AnswererStats>>,
+) {
+    stats.borrow_mut().posted += 1;
+    actix_rt::spawn(async move {
+        let url = format!("{api}/v1/sessions/{session}/permissions/{request}");
+        let body = json!({"behavior":"allow"});
+        let r = post_json(&c, &url, Some(&body)).await;
+        let mut s = stats.borrow_mut();
+        match r {
+            Ok((200, _)) => s.ok += 1,
+            Ok((409, _)) => s.conflicts += 1,
+            _ => s.errors += 1,
+        }
+    });
+}
+
+/// Answer every `permission_requested` event of the stream with allow.
+pub fn spawn_sse_answerer(
+    c: awc::Client,
+    api: String,
+    mut resp: EventStream,
+) -> Rc<RefCell<AnswererStats>> {
+    let stats = Rc::new(RefCell::new(AnswererStats::default()));
+    let out = stats.clone();
+    actix_rt::spawn(async move {
+        let mut parser = SseParser::default();
+        while let Some(Ok(chunk)) = resp.next().await {
+            for ev in parser.push(&chunk) {
+                let Ok(data) = serde_json::from_str::<Value>(&ev.data) else {
+                    continue;
+                };
+                let kind = data["type"].as_str().unwrap_or(&ev.event);
+                if kind != "permission_requested" {
+                    continue;
+                }
+                if let (Some(s), Some(r)) =
+                    (data["session_id"].as_str(), data["request_id"].as_str())
+                {
+                    answer(
+                        c.clone(),
+                        api.clone(),
+                        s.to_owned(),
+                        r.to_owned(),
+                        stats.clone(),
+                    );
+                }
+            }
+        }
+    });
+    out
+}
+
+/// Poll `GET /v1/permissions` back to back and allow each new prompt once.
+pub fn spawn_poll_answerer(c: awc::Client, api: String) -> Rc<RefCell<AnswererStats>> {
+    let stats = Rc::new(RefCell::new(AnswererStats::default()));
+    let out = stats.clone();
+    actix_rt::spawn(async move {
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let url = format!("{api}/v1/permissions");
+        loop {
+            let Ok(body) = get_json(&c, &url).await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            for p in body["permissions"].as_array().into_iter().flatten() {
+                let (Some(s), Some(r)) = (p["session_id"].as_str(), p["request_id"].as_str())
+                else {
+                    continue;
+                };
+                if seen.insert((s.to_owned(), r.to_owned())) {
+                    answer(
+                        c.clone(),
+                        api.clone(),
+                        s.to_owned(),
+                        r.to_owned(),
+                        stats.clone(),
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_parsing_across_chunks() {
+        let mut p = SseParser::default();
+        assert!(p.push(b"id: 1\nevent: sdk_message\nda").is_empty());
+        let evs = p.push(b"ta: {\"a\":1}\n\n: comment\n\ndata: x\r\ndata: y\n\n");
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].id.as_deref(), Some("1"));
+        assert_eq!(evs[0].event, "sdk_message");
+        assert_eq!(evs[0].data, "{\"a\":1}");
+        assert_eq!(evs[1].event, "message");
+        assert_eq!(evs[1].data, "x\ny");
+    }
+
+    #[test]
+    fn sequence_from_event_data() {
+        let ev = |data: Value| SseEvent {
+            data: data.to_string(),
+            ..Default::default()
+        };
+        let uuid = "00000000-0000-4000-8000-000000000009";
+        let nested = json!({"type":"sdk_message","session_id":"b-1","message":{"uuid":uuid}});
+        assert_eq!(sdk_seq(&ev(nested)), Some(("b-1".into(), 9)));
+        let flat = json!({"type":"assistant","session_id":"b-2","uuid":uuid});
+        assert_eq!(sdk_seq(&ev(flat)), Some(("b-2".into(), 9)));
+        assert_eq!(sdk_seq(&ev(json!({"type":"session_state"}))), None);
+    }
+}

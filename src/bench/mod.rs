@@ -1,0 +1,114 @@
+//! `ccr-supervisor bench <scenario>`: start the load-mode simulator and the
+//! supervisor as separate processes (this same binary), drive them over
+//! loopback and measure the supervisor from outside through `/proc`.
+//!
+//! - `stats`: pure figures (percentiles, windows, `/proc` parsing, checks);
+//! - `procs`: child processes and their limits;
+//! - `http`: JSON calls, the SSE parser, subscriber and answerers;
+//! - `harness`: starting both processes and waiting on them;
+//! - `scenarios`: `connect`, `flood`, `roundtrip`, `storm`;
+//! - `report`: the JSON summary, markdown table and SVG chart.
+
+mod harness;
+mod http;
+mod procs;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::ValueEnum;
+
+/// A benchmark scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Open N sessions, then hold them idle: time to connect, RSS per session.
+    Connect,
+    /// N sessions stream SDK frames as fast as possible: frames/s, CPU per frame, loss.
+    Flood,
+    /// N sessions send prompts at --rate in total: answer latency percentiles.
+    Roundtrip,
+    /// N sessions dropped at once: time to reconnect, peak attempts per 100 ms.
+    Storm,
+}
+
+impl Scenario {
+    /// The name used on the command line and in the summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Connect => "connect",
+            Scenario::Flood => "flood",
+            Scenario::Roundtrip => "roundtrip",
+            Scenario::Storm => "storm",
+        }
+    }
+}
+
+/// `ccr-supervisor bench` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Which scenario to run.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// Number of sessions.
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: usize,
+    /// Seconds of the measured phase: idle hold (connect), flood, prompting
+    /// (roundtrip), hold before the drop (storm). Default 2, 10, 10, 1.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Also write `<scenario>.json`, `<scenario>.md` and `<scenario>.svg` here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// roundtrip: prompts/s over all sessions (default 2 per session);
+    /// flood: SDK frames/s over all sessions (default 0 = as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// flood: bytes per SDK frame.
+    #[arg(long, default_value_t = 800)]
+    pub frame_bytes: usize,
+    /// Simulator worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub sim_workers: usize,
+}
+
+impl BenchArgs {
+    fn duration(&self) -> std::time::Duration {
+        let default = match self.scenario {
+            Scenario::Connect => 2.0,
+            Scenario::Flood | Scenario::Roundtrip => 10.0,
+            Scenario::Storm => 1.0,
+        };
+        std::time::Duration::from_secs_f64(self.duration.unwrap_or(default).max(0.0))
+    }
+}
+
+/// Run one scenario; prints one JSON summary line on stdout.
+pub fn run(args: BenchArgs) -> ExitCode {
+    if args.sessions == 0 {
+        eprintln!("ccr-supervisor bench: --sessions must be at least 1");
+        return ExitCode::from(2);
+    }
+    let result = actix_rt::System::new().block_on(scenarios::run(args.clone()));
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            if let Some(dir) = &args.out {
+                if let Err(e) = report::write_all(dir, &summary) {
+                    eprintln!(
+                        "ccr-supervisor bench: cannot write reports to {}: {e:#}",
+                        dir.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ccr-supervisor bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Child processes (the simulator and the supervisor), their open-files limit,
+//! and what `/proc` says about them.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::Stdio;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::stats::{parse_cpu_ticks, parse_vmrss_kib};
+
+/// Lines of a child's stderr kept for error reports.
+const STDERR_TAIL: usize = 40;
+
+/// A running child process.
+pub struct Proc {
+    name: &'static str,
+    child: Child,
+    /// Its process id.
+    pub pid: u32,
+    lines: mpsc::UnboundedReceiver<String>,
+    stderr: Rc<RefCell<VecDeque<String>>>,
+}
+
+/// The (soft, hard) open-files limit of this process.
+pub fn nofile_limit() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return (0, 0);
+    }
+    (lim.rlim_cur, lim.rlim_max)
+}
+
+/// Start `exe args..`, with its open-files soft limit raised to the hard limit.
+pub fn spawn(name: &'static str, exe: &Path, args: &[String]) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: the closure only calls async-signal-safe libc functions.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let pid = child.id().ok_or_else(|| anyhow!("{name} has no pid"))?;
+    let (tx, lines) = mpsc::unbounded_channel();
+    let stdout = child.stdout.take().expect("piped");
+    actix_rt::spawn(async move {
+        let mut r = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = r.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    let stderr_tail = Rc::new(RefCell::new(VecDeque::new()));
+    let tail = stderr_tail.clone();
+    let stderr = child.stderr.take().expect("piped");
+    actix_rt::spawn(async move {
+        let mut r = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = r.next_line().await {
+            let mut t = tail.borrow_mut();
+            if t.len() == STDERR_TAIL {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    });
+    Ok(Proc {
+        name,
+        child,
+        pid,
+        lines,
+        stderr: stderr_tail,
+    })
+}
+
+/// How waiting for a readiness line ended.
+pub enum Ready {
+    /// The line that matched.
+    Line(String),
+    /// The process exited first; its stderr tail.
+    Exited(String),
+}
+
+impl Proc {
+    /// Wait (at most `timeout`) for a stdout line containing `needle`.
+    pub async fn wait_line(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<Ready> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            tokio::select! {
+                line = self.lines.recv() => match line {
+                    Some(line) if line.contains(needle) => return Ok(Ready::Line(line)),
+                    Some(_) => {}
+                    None => {
+                        let _ = self.child.wait().await;
+                        // Let the stderr reader drain.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return Ok(Ready::Exited(self.stderr_tail()));
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    bail!("{} printed no {needle:?} within {timeout:?}; stderr:\n{}", self.name, self.stderr_tail())
+                }
+            }
+        }
+    }
+
+    /// The last lines of its stderr.
+    pub fn stderr_tail(&self) -> String {
+        self.stderr
+            .borrow()
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        parse_vmrss_kib(&status).ok_or_else(|| anyhow!("no VmRSS in /proc/{}/status", self.pid))
+    }
+
+    /// User + system CPU time used so far.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        let ticks = parse_cpu_ticks(&stat).ok_or_else(|| anyhow!("bad /proc/{}/stat", self.pid))?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok(Duration::from_micros(ticks * 1_000_000 / hz))
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        // SAFETY: kill with a pid we spawned and still own (not yet reaped).
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
+        }
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+    }
+}
+
+/// `nproc` and the CPU model name of this machine.
+pub fn machine() -> (usize, String) {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    (cpus, model)
+}

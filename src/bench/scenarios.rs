@@ -1,0 +1,386 @@
+//! The four scenarios. Each returns the JSON summary (see `report`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use super::harness::{Harness, Started, PREFIX};
+use super::http::{self, open_events, spawn_poll_answerer, spawn_seq_checker, spawn_sse_answerer};
+use super::stats::{bin_counts, compare_counts, peak_in_window, percentiles};
+use super::{procs, BenchArgs, Scenario};
+use ccr_supervisor::sim::load::LoadMode;
+
+/// Generous bound on any wait.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `{measured, target, ratio, met}` for a "lower is better" figure.
+pub fn target(measured: f64, limit: f64) -> Value {
+    json!({
+        "measured": measured,
+        "target": limit,
+        "ratio": if limit > 0.0 { measured / limit } else { 0.0 },
+        "met": measured <= limit,
+    })
+}
+
+/// Keep at most `max` evenly spaced points.
+pub fn downsample(points: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
+    if points.len() <= max || max < 2 {
+        return points.to_vec();
+    }
+    let step = (points.len() - 1) as f64 / (max - 1) as f64;
+    (0..max)
+        .map(|i| points[(i as f64 * step).round() as usize])
+        .collect()
+}
+
+fn u(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Run `args.scenario` and build its summary.
+pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
+    let (cpus, model) = procs::machine();
+    let mode = match args.scenario {
+        Scenario::Connect | Scenario::Storm => LoadMode::Idle,
+        Scenario::Flood => LoadMode::Flood,
+        Scenario::Roundtrip => LoadMode::Roundtrip,
+    };
+    let rate = match args.scenario {
+        Scenario::Roundtrip => args.rate.unwrap_or(2.0 * args.sessions as f64),
+        _ => args.rate.unwrap_or(0.0),
+    };
+    let mut h = Harness::start(&args, mode, rate).await?;
+    let result = match args.scenario {
+        Scenario::Connect => connect(&mut h, &args).await,
+        Scenario::Flood => flood(&mut h, &args).await,
+        Scenario::Roundtrip => roundtrip(&mut h, &args, rate).await,
+        Scenario::Storm => storm(&mut h, &args).await,
+    };
+    let notes = std::mem::take(&mut h.notes);
+    h.shutdown().await;
+    let mut summary = json!({
+        "scenario": args.scenario.name(),
+        "sessions": args.sessions,
+        "duration_s": args.duration().as_secs_f64(),
+        "machine": {"nproc": cpus, "cpu": model},
+    });
+    let (figures, chart) = result?;
+    let obj = summary.as_object_mut().expect("object");
+    for (k, v) in figures.as_object().into_iter().flatten() {
+        obj.insert(k.clone(), v.clone());
+    }
+    obj.insert("notes".into(), json!(notes));
+    obj.insert("chart".into(), chart);
+    Ok(summary)
+}
+
+async fn ready(h: &mut Harness, sessions: usize, policy: bool) -> anyhow::Result<Started> {
+    let started = h.start_supervisor(sessions, policy).await?;
+    if let Started::Exited(err) = &started {
+        if !policy {
+            bail!("supervisor exited at start:\n{err}");
+        }
+    }
+    Ok(started)
+}
+
+/// Wait until the simulator holds all `n` sessions and the API lists them connected.
+async fn all_connected(h: &Harness, n: usize) -> anyhow::Result<Duration> {
+    let took = h
+        .wait_sim(
+            h.spawned_at,
+            WAIT,
+            Duration::from_millis(10),
+            |_, _| {},
+            |s| u(s, "accepted_since_mark") >= n as u64 && u(s, "live") >= n as u64,
+        )
+        .await?;
+    h.wait_api_connected(n, WAIT).await?;
+    Ok(took)
+}
+
+async fn connect(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Value)> {
+    let n = args.sessions;
+    // Baseline: the same process with no sessions.
+    ready(h, 0, false).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base_rss = h.sup()?.rss_kib()?;
+    h.stop_supervisor().await;
+
+    let Started::Ready(api_ready) = ready(h, n, false).await? else {
+        unreachable!("ready() fails on exit without policy")
+    };
+    let mut series = Vec::new();
+    let took = h
+        .wait_sim(
+            h.spawned_at,
+            WAIT,
+            Duration::from_millis(10),
+            |t, s| series.push([t.as_secs_f64(), u(s, "live") as f64]),
+            |s| u(s, "accepted_since_mark") >= n as u64 && u(s, "live") >= n as u64,
+        )
+        .await?;
+    let cpu0 = h.sup()?.cpu_time()?;
+    tokio::time::sleep(args.duration()).await;
+    let rss = h.sup()?.rss_kib()?;
+    let idle_cpu = h.sup()?.cpu_time()? - cpu0;
+    // Checked after the RSS reading: the big JSON answer would inflate it.
+    let view = h.wait_api_connected(n, WAIT).await?;
+    let per_session = (rss as f64 - base_rss as f64) / n as f64;
+    let figures = json!({
+        "all_connected_ms": ms(took),
+        "api_ready_ms": ms(api_ready),
+        "api_connected": view.connected,
+        "rss_baseline_kib": base_rss,
+        "rss_kib": rss,
+        "rss_per_session_kib": (per_session * 100.0).round() / 100.0,
+        "idle_cpu_ms": ms(idle_cpu),
+        "targets": {
+            "all_connected_ms": target(ms(took), 2000.0),
+            "rss_per_session_kib": target(per_session, 12.0),
+        },
+    });
+    let chart = json!({"kind": "series", "title": "connected sessions over time (since supervisor start)",
+        "x": "seconds", "y": "connected", "points": downsample(&series, 400)});
+    Ok((figures, chart))
+}
+
+async fn flood(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Value)> {
+    let n = args.sessions;
+    ready(h, n, false).await?;
+    all_connected(h, n).await?;
+    let checker = match open_events(&h.client, &h.api).await? {
+        Some(resp) => Some(spawn_seq_checker(resp)),
+        None => {
+            h.notes.push("no subscriber (endpoint missing): GET /v1/events did not answer 200; loss checked with counters only".into());
+            None
+        }
+    };
+    let cpu0 = h.sup()?.cpu_time()?;
+    let t0 = Instant::now();
+    h.sim_post("start").await?;
+    tokio::time::sleep(args.duration()).await;
+    h.sim_post("stop").await?;
+    let flood_time = t0.elapsed();
+    h.wait_sim(
+        t0,
+        WAIT,
+        Duration::from_millis(10),
+        |_, _| {},
+        |s| u(s, "sdk_enqueued") == u(s, "sdk_delivered"),
+    )
+    .await?;
+    let delivered: Vec<u64> = serde_json::from_value(h.sim_get("sent").await?["delivered"].take())
+        .context("bad /load/sent")?;
+    let total: u64 = delivered.iter().sum();
+    // Wait for the supervisor to have routed every frame the simulator wrote.
+    let mut view;
+    loop {
+        view = http::sessions(&h.client, &h.api).await?;
+        let routed: u64 = view.sdk.values().sum();
+        if routed >= total || t0.elapsed() > flood_time + WAIT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = t0.elapsed();
+    let cpu = h.sup()?.cpu_time()? - cpu0;
+    let routed: u64 = view.sdk.values().sum();
+    let (missing, sessions_off) = compare_counts(&delivered, PREFIX, &view);
+    let cpu_per_frame = if total > 0 {
+        cpu.as_secs_f64() * 1e6 / total as f64
+    } else {
+        0.0
+    };
+    let mut figures = json!({
+        "frame_bytes": args.frame_bytes,
+        "frames_sent": total,
+        "frames_routed": routed,
+        "frames_per_s": (total as f64 / elapsed.as_secs_f64()).round(),
+        "flood_s": flood_time.as_secs_f64(),
+        "cpu_ms": ms(cpu),
+        "cpu_us_per_frame": (cpu_per_frame * 1000.0).round() / 1000.0,
+        "frames_missing": missing,
+        "sessions_with_count_mismatch": sessions_off,
+        "subscriber": if checker.is_some() { "attached" } else { "no subscriber (endpoint missing)" },
+        "targets": {
+            "cpu_us_per_frame": target(cpu_per_frame, 2.5),
+            "frames_lost_or_reordered": target(missing.unsigned_abs() as f64, 0.0),
+        },
+    });
+    if let Some(check) = checker {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while check.borrow().frames < total && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let c = check.borrow();
+        let missing_end = c.missing_at_end(&delivered, PREFIX);
+        let bad = c.reordered + c.skipped + missing_end + missing.unsigned_abs();
+        figures["event_stream"] = json!({
+            "frames": c.frames, "reordered": c.reordered, "skipped": c.skipped,
+            "missing_at_end": missing_end,
+        });
+        figures["targets"]["frames_lost_or_reordered"] = target(bad as f64, 0.0);
+    }
+    Ok((figures, Value::Null))
+}
+
+async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Result<(Value, Value)> {
+    let n = args.sessions;
+    let mut answerer = "policy rule (allow Bash)";
+    if let Started::Exited(err) = ready(h, n, true).await? {
+        if !err.to_lowercase().contains("policy") {
+            bail!("supervisor exited at start:\n{err}");
+        }
+        h.notes
+            .push("config has no [policy] section yet: answered through the API".into());
+        ready(h, n, false).await?;
+        answerer = "";
+    }
+    all_connected(h, n).await?;
+    let mut api_stats = None;
+    if answerer.is_empty() {
+        api_stats = Some(match open_events(&h.client, &h.api).await? {
+            Some(resp) => {
+                answerer = "API client (GET /v1/events + POST allow)";
+                spawn_sse_answerer(h.client.clone(), h.api.clone(), resp)
+            }
+            None => {
+                answerer = "API client (polls GET /v1/permissions + POST allow)";
+                spawn_poll_answerer(h.client.clone(), h.api.clone())
+            }
+        });
+    }
+    let cpu0 = h.sup()?.cpu_time()?;
+    let t0 = Instant::now();
+    h.sim_post("start").await?;
+    tokio::time::sleep(args.duration()).await;
+    h.sim_post("stop").await?;
+    let prompt_time = t0.elapsed();
+    let settled = h
+        .wait_sim(
+            t0,
+            prompt_time + Duration::from_secs(10),
+            Duration::from_millis(20),
+            |_, _| {},
+            |s| s["outstanding"].as_i64() == Some(0),
+        )
+        .await
+        .is_ok();
+    let cpu = h.sup()?.cpu_time()? - cpu0;
+    let s = h.sim_stats().await?;
+    let values: Vec<[u64; 2]> =
+        serde_json::from_value(h.sim_get("latency").await?["values"].take())
+            .context("bad /load/latency")?;
+    let p = percentiles(&values);
+    let sent = u(&s, "prompts_sent");
+    let wrong =
+        u(&s, "duplicates") + u(&s, "unknown_answers") + sent.saturating_sub(u(&s, "answered"));
+    if !settled {
+        h.notes.push(format!(
+            "{} prompts still unanswered 10 s after the last one",
+            s["outstanding"]
+        ));
+    }
+    let upper = (p.p999_us.max(1) as f64 * 1.5) as u64;
+    let bins = 60;
+    let figures = json!({
+        "answerer": answerer,
+        "rate_per_s": rate,
+        "prompts_sent": sent,
+        "answered": u(&s, "answered"),
+        "duplicates": u(&s, "duplicates"),
+        "unknown_answers": u(&s, "unknown_answers"),
+        "unanswered": s["outstanding"],
+        "latency_us": p,
+        "cpu_ms": ms(cpu),
+        "cpu_us_per_prompt": if sent > 0 { (cpu.as_secs_f64() * 1e6 / sent as f64).round() } else { 0.0 },
+        "api_answerer": api_stats.map(|a| serde_json::to_value(&*a.borrow()).unwrap_or_default()),
+        "targets": {
+            "p99_us": target(p.p99_us as f64, 1000.0),
+            "p999_us": target(p.p999_us as f64, 3000.0),
+            "prompts_not_answered_exactly_once": target(wrong as f64, 0.0),
+        },
+    });
+    let chart = json!({"kind": "histogram", "title": "prompt round-trip latency (sim writes request -> sim reads answer)",
+        "x": "microseconds", "y": "prompts", "bin_width": (upper / bins).max(1),
+        "counts": bin_counts(&values, upper, bins as usize)});
+    Ok((figures, chart))
+}
+
+async fn storm(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Value)> {
+    let n = args.sessions;
+    ready(h, n, false).await?;
+    all_connected(h, n).await?;
+    tokio::time::sleep(args.duration()).await;
+    let cpu0 = h.sup()?.cpu_time()?;
+    let t0 = Instant::now();
+    let mut series = vec![[0.0, n as f64]];
+    h.sim_post("drop?code=1001").await?;
+    let took = h
+        .wait_sim(
+            t0,
+            WAIT,
+            Duration::from_millis(20),
+            |t, s| series.push([t.as_secs_f64(), u(s, "live") as f64]),
+            |s| u(s, "accepted_since_mark") >= n as u64 && u(s, "live") >= n as u64,
+        )
+        .await?;
+    let cpu = h.sup()?.cpu_time()? - cpu0;
+    h.wait_api_connected(n, WAIT).await?;
+    let times: Vec<u32> =
+        serde_json::from_value(h.sim_get("attempts").await?["since_mark_ms"].take())
+            .context("bad /load/attempts")?;
+    let peak = peak_in_window(&times, 100);
+    let frac = if times.is_empty() {
+        0.0
+    } else {
+        peak as f64 / times.len() as f64
+    };
+    let figures = json!({
+        "reconnected_ms": ms(took),
+        "attempts": times.len(),
+        "peak_attempts_100ms": peak,
+        "peak_fraction_100ms": (frac * 1e4).round() / 1e4,
+        "first_attempt_ms": times.iter().min(),
+        "last_attempt_ms": times.iter().max(),
+        "cpu_ms": ms(cpu),
+        "targets": {
+            "reconnected_ms": target(ms(took), 6000.0),
+            "peak_fraction_100ms": target(frac, 0.10),
+        },
+    });
+    let chart = json!({"kind": "series", "title": "live sessions after the mass drop",
+        "x": "seconds since drop", "y": "connected", "points": downsample(&series, 400)});
+    Ok((figures, chart))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_ratios() {
+        let t = target(1.5, 3.0);
+        assert_eq!(t["ratio"], 0.5);
+        assert_eq!(t["met"], true);
+        assert_eq!(target(4.0, 3.0)["met"], false);
+        assert_eq!(target(0.0, 0.0)["met"], true);
+    }
+
+    #[test]
+    fn downsampling_keeps_the_ends() {
+        let pts: Vec<[f64; 2]> = (0..1000).map(|i| [i as f64, 0.0]).collect();
+        let d = downsample(&pts, 10);
+        assert_eq!(d.len(), 10);
+        assert_eq!(d[0][0], 0.0);
+        assert_eq!(d[9][0], 999.0);
+        assert_eq!(downsample(&pts[..5], 10).len(), 5);
+    }
+}

@@ -1,0 +1,325 @@
+//! One load-mode connection: a reader task, a writer task, and the response
+//! body stream that hands their frames to actix-http.
+//!
+//! Frames go through a small bounded channel that the body stream drains only
+//! when actix-http has room to write, so a slow peer slows the writer down
+//! instead of growing a buffer. Both tasks run on the worker thread that
+//! accepted the connection and share its prompt book through an `Rc`.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_codec::{Decoder, Encoder};
+use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use futures_util::{Stream, StreamExt};
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::load::{LoadMode, LoadShared};
+use super::load_frames::{prompt_frames, prompt_id, SdkTemplates};
+
+/// Frames queued per connection before the writer waits for the socket.
+const QUEUE: usize = 16;
+
+/// What the tasks hand to the body stream.
+enum Out {
+    /// An SDK frame of session `index` (counted as delivered when written).
+    Sdk(Bytes),
+    /// Any other frame.
+    Other(Bytes),
+    /// End the connection (after flushing what is queued).
+    End,
+}
+
+fn encode(msg: Message) -> Bytes {
+    let mut buf = BytesMut::new();
+    // Encoding a well-formed server message cannot fail.
+    let _ = Codec::new().encode(msg, &mut buf);
+    buf.freeze()
+}
+
+fn text(s: String) -> Bytes {
+    encode(Message::Text(ByteString::from(s)))
+}
+
+fn close_frame(code: u16) -> Bytes {
+    encode(Message::Close(Some(CloseReason {
+        code: CloseCode::from(code),
+        description: None,
+    })))
+}
+
+/// Decrements the live count when the connection's body is dropped.
+struct LiveGuard(web::Data<LoadShared>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The response body: frames from the channel, then a hang-up.
+struct Body {
+    rx: mpsc::Receiver<Out>,
+    shared: web::Data<LoadShared>,
+    index: usize,
+    ending: bool,
+    done: bool,
+    _live: LiveGuard,
+}
+
+impl Stream for Body {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.ending {
+            // An error (not a clean end) makes actix-http drop the TCP connection,
+            // as a real server does after its close frame.
+            self.done = true;
+            let err = actix_web::error::ErrorInternalServerError("sim: hang up");
+            return Poll::Ready(Some(Err(err)));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Out::Sdk(b))) => {
+                self.shared.delivered[self.index].fetch_add(1, Ordering::Relaxed);
+                self.shared.sdk_delivered.fetch_add(1, Ordering::Relaxed);
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(Some(Out::Other(b))) => Poll::Ready(Some(Ok(b))),
+            Poll::Ready(Some(Out::End)) | Poll::Ready(None) => {
+                // Let the dispatcher flush the close frame before the hang-up.
+                self.ending = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Prompts of one connection that wait for an answer.
+#[derive(Default)]
+struct Book {
+    waiting: HashMap<String, Instant>,
+    answered: HashSet<String>,
+}
+
+/// `GET /v1/sessions/ws/{id}/subscribe` in load mode.
+pub(crate) async fn subscribe(
+    req: HttpRequest,
+    payload: web::Payload,
+    path: web::Path<String>,
+    shared: web::Data<LoadShared>,
+) -> Result<HttpResponse, actix_web::Error> {
+    shared.record_attempt();
+    let session = path.into_inner();
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let mut response = actix_web_actors::ws::handshake(&req)?;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let index = shared.index(&session);
+    let reject = match (index, bearer == Some(shared.opts.token.as_str())) {
+        (None, _) => Some(4001),
+        (Some(_), false) => Some(4003),
+        _ => None,
+    };
+    shared.live.fetch_add(1, Ordering::SeqCst);
+    let body = Body {
+        rx,
+        shared: shared.clone(),
+        index: index.unwrap_or(0),
+        ending: false,
+        done: false,
+        _live: LiveGuard(shared.clone()),
+    };
+    if let Some(code) = reject {
+        shared.rejected.fetch_add(1, Ordering::Relaxed);
+        // The body counts as live until it ends; it ends at once.
+        let _ = tx.try_send(Out::Other(close_frame(code)));
+        let _ = tx.try_send(Out::End);
+        return Ok(response.streaming(body));
+    }
+    let index = index.expect("accepted sessions have an index");
+    shared.accepted.fetch_add(1, Ordering::Relaxed);
+    shared.accepted_since_mark.fetch_add(1, Ordering::SeqCst);
+    let book = Rc::new(RefCell::new(Book::default()));
+    actix_rt::spawn(read(
+        payload,
+        tx.clone(),
+        shared.clone().into_inner(),
+        book.clone(),
+    ));
+    actix_rt::spawn(write(tx, shared.into_inner(), session, index, book));
+    Ok(response.streaming(body))
+}
+
+/// Decode client frames: pongs, close echo, and answers to our prompts.
+async fn read(
+    mut payload: web::Payload,
+    tx: mpsc::Sender<Out>,
+    shared: std::sync::Arc<LoadShared>,
+    book: Rc<RefCell<Book>>,
+) {
+    let mut codec = Codec::new().max_size(16 << 20);
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else { break };
+        buf.extend_from_slice(&chunk);
+        loop {
+            let frame = match codec.decode(&mut buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => {
+                    let _ = tx.send(Out::End).await;
+                    return;
+                }
+            };
+            match frame {
+                Frame::Ping(p) => {
+                    let _ = tx.send(Out::Other(encode(Message::Pong(p)))).await;
+                }
+                Frame::Close(reason) => {
+                    let _ = tx.send(Out::Other(encode(Message::Close(reason)))).await;
+                    let _ = tx.send(Out::End).await;
+                    return;
+                }
+                Frame::Text(t) => on_answer(&t, &shared, &book),
+                _ => {}
+            }
+        }
+    }
+    let _ = tx.send(Out::End).await;
+}
+
+fn on_answer(text: &[u8], shared: &LoadShared, book: &RefCell<Book>) {
+    let Ok(v) = serde_json::from_slice::<Value>(text) else {
+        return;
+    };
+    if v.get("type").and_then(Value::as_str) != Some("control_response") {
+        return;
+    }
+    let Some(id) = v.pointer("/response/request_id").and_then(Value::as_str) else {
+        return;
+    };
+    let mut book = book.borrow_mut();
+    match book.waiting.remove(id) {
+        Some(sent) => {
+            shared.record_latency(sent.elapsed());
+            shared.answered.fetch_add(1, Ordering::Relaxed);
+            shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+            book.answered.insert(id.to_owned());
+        }
+        None if book.answered.contains(id) => {
+            shared.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        None => {
+            shared.unknown_answers.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Generate this session's traffic while running; close on a drop signal.
+async fn write(
+    tx: mpsc::Sender<Out>,
+    shared: std::sync::Arc<LoadShared>,
+    session: String,
+    index: usize,
+    book: Rc<RefCell<Book>>,
+) {
+    let mut drop_rx = shared.drop_signal.subscribe();
+    drop_rx.borrow_and_update();
+    let mut running = shared.running.subscribe();
+    let templates = match shared.opts.mode {
+        LoadMode::Flood => Some(SdkTemplates::new(&session, shared.opts.frame_bytes)),
+        _ => None,
+    };
+    let n = shared.opts.sessions as f64;
+    let period = (shared.opts.rate > 0.0).then(|| Duration::from_secs_f64(n / shared.opts.rate));
+    loop {
+        // Idle until traffic is switched on (always, in idle mode).
+        while !*running.borrow_and_update() || shared.opts.mode == LoadMode::Idle {
+            tokio::select! {
+                _ = drop_rx.changed() => return hang_up(&tx, drop_rx.borrow().1).await,
+                _ = tx.closed() => return,
+                r = running.changed() => if r.is_err() { return },
+            }
+        }
+        let mut ticker = period.map(|p| {
+            let phase = p.mul_f64(rand::thread_rng().gen::<f64>());
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, p);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        while shared.running_flag.load(Ordering::Relaxed) {
+            if let Some(t) = ticker.as_mut() {
+                tokio::select! {
+                    _ = drop_rx.changed() => return hang_up(&tx, drop_rx.borrow().1).await,
+                    _ = running.changed() => continue,
+                    _ = t.tick() => {}
+                }
+            }
+            let (first, prompt) = match &templates {
+                Some(t) => {
+                    let seq = shared.next_seq[index].fetch_add(1, Ordering::Relaxed);
+                    shared.sdk_enqueued.fetch_add(1, Ordering::Relaxed);
+                    (Out::Sdk(text(t.render(seq))), None)
+                }
+                None => {
+                    let n = shared.next_seq[index].fetch_add(1, Ordering::Relaxed);
+                    let id = prompt_id(&session, n);
+                    let (assistant, prompt) = prompt_frames(&session, &id, n);
+                    (Out::Other(text(assistant)), Some((id, text(prompt))))
+                }
+            };
+            if !send(&tx, &mut drop_rx, first).await {
+                return;
+            }
+            if let Some((id, frame)) = prompt {
+                // The clock starts when the prompt is handed to the socket's queue.
+                book.borrow_mut().waiting.insert(id, Instant::now());
+                shared.prompts_sent.fetch_add(1, Ordering::Relaxed);
+                shared.outstanding.fetch_add(1, Ordering::Relaxed);
+                if !send(&tx, &mut drop_rx, Out::Other(frame)).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Queue `out`, or hang up on a drop signal; false when the connection is over.
+async fn send(
+    tx: &mpsc::Sender<Out>,
+    drop_rx: &mut tokio::sync::watch::Receiver<(u64, u16)>,
+    out: Out,
+) -> bool {
+    tokio::select! {
+        biased;
+        _ = drop_rx.changed() => {
+            let code = drop_rx.borrow().1;
+            hang_up(tx, code).await;
+            false
+        }
+        r = tx.send(out) => r.is_ok(),
+    }
+}
+
+async fn hang_up(tx: &mpsc::Sender<Out>, code: u16) {
+    let _ = tx.send(Out::Other(close_frame(code))).await;
+    let _ = tx.send(Out::End).await;
+}

@@ -1,0 +1,71 @@
+//! Smoke run of every `ccr-supervisor bench` scenario with a handful of
+//! sessions: the real binary spawns the simulator and the supervisor as
+//! processes; we only check that the one JSON summary line is sane.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench(scenario: &str, extra: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ccr-supervisor"))
+        .args(["bench", scenario, "--sessions", "5", "--duration", "1"])
+        .args(extra)
+        .output()
+        .expect("run the binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{scenario}: {}\n{stderr}", out.status);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{scenario}: one summary line expected: {stdout}"
+    );
+    let summary: Value = serde_json::from_str(lines[0]).expect("summary is JSON");
+    assert_eq!(summary["scenario"], scenario);
+    assert_eq!(summary["sessions"], 5);
+    assert!(summary["machine"]["nproc"].as_u64().unwrap() >= 1);
+    assert!(summary["targets"].is_object(), "{summary}");
+    summary
+}
+
+#[test]
+fn connect_reports_time_and_memory() {
+    let s = bench("connect", &[]);
+    assert_eq!(s["api_connected"], 5);
+    let t = s["all_connected_ms"].as_f64().unwrap();
+    assert!(t > 0.0 && t < 30_000.0, "{s}");
+    assert!(s["rss_kib"].as_u64().unwrap() > 1000, "{s}");
+}
+
+#[test]
+fn flood_loses_nothing() {
+    let s = bench("flood", &["--frame-bytes", "600"]);
+    let sent = s["frames_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{s}");
+    assert_eq!(s["frames_routed"].as_u64(), Some(sent), "{s}");
+    assert_eq!(s["frames_missing"], 0, "{s}");
+    assert!(s["cpu_us_per_frame"].as_f64().unwrap() > 0.0, "{s}");
+}
+
+#[test]
+fn roundtrip_answers_every_prompt_once() {
+    let s = bench("roundtrip", &["--rate", "20"]);
+    let sent = s["prompts_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{s}");
+    assert_eq!(s["answered"].as_u64(), Some(sent), "{s}");
+    assert_eq!(s["duplicates"], 0, "{s}");
+    assert_eq!(s["latency_us"]["count"].as_u64(), Some(sent), "{s}");
+    assert!(s["latency_us"]["p50_us"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["answerer"].is_string(), "{s}");
+}
+
+#[test]
+fn storm_reconnects_everyone() {
+    let s = bench("storm", &[]);
+    assert!(s["attempts"].as_u64().unwrap() >= 5, "{s}");
+    let t = s["reconnected_ms"].as_f64().unwrap();
+    assert!(t > 0.0 && t < 30_000.0, "{s}");
+    let peak = s["peak_attempts_100ms"].as_u64().unwrap();
+    assert!(peak >= 1 && peak <= s["attempts"].as_u64().unwrap(), "{s}");
+}
