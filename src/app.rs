@@ -12,8 +12,10 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState, Authenticator};
+use crate::audit::Ledger;
 use crate::config::Config;
 use crate::events::{BusLimits, EventBus, HistoryLimits};
+use crate::policy::Policy;
 use crate::registry::PermissionRegistry;
 use crate::session::client::install_crypto_provider;
 use crate::session::SessionShared;
@@ -103,6 +105,22 @@ async fn start_embedded_sim(config: &Config) -> anyhow::Result<SimHandle> {
     Ok(sim)
 }
 
+/// Open the ledger when `[ledger] enabled`; an unusable file is a start-up error.
+fn open_ledger(config: &Config) -> anyhow::Result<Option<Ledger>> {
+    if !config.ledger.enabled {
+        warn!("decision ledger disabled ([ledger] enabled = false): decisions are not recorded durably");
+        return Ok(None);
+    }
+    let ledger = Ledger::open(&config.ledger).with_context(|| {
+        format!(
+            "cannot open the decision ledger at {}",
+            config.ledger.path.display()
+        )
+    })?;
+    info!(path = %ledger.path().display(), "decision ledger open");
+    Ok(Some(ledger))
+}
+
 /// Start everything described by `config`. Must run inside an actix `System`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     install_crypto_provider();
@@ -128,7 +146,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             bytes: config.api.history_bytes,
         },
     });
-    let registry = PermissionRegistry::new(bus.clone()).start();
+    let ledger = open_ledger(&config)?;
+    let policy = Arc::new(Policy::new(&config.policy));
+    let mut registry = PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone());
+    if let Some(ledger) = &ledger {
+        let unfinished = ledger
+            .load_unfinished()
+            .context("cannot read unfinished prompts from the ledger")?;
+        let restored = registry.restore(unfinished);
+        if restored > 0 {
+            info!(
+                restored,
+                "restored unanswered prompts and undelivered answers from the ledger"
+            );
+        }
+    }
+    let registry = registry.start();
     let arbiters: Vec<Arbiter> = (0..arbiter_count(config.supervisor.arbiters))
         .map(|_| Arbiter::new())
         .collect();
@@ -156,6 +189,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         bus: bus.clone(),
         auth,
         stream_heartbeat: config.api.stream_heartbeat,
+        policy,
+        ledger,
     };
     let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
         .workers(1)

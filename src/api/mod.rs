@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod error;
+mod policy_audit;
 mod routes;
 pub mod stream;
 
@@ -35,6 +36,10 @@ pub struct ApiState {
     pub auth: Arc<Authenticator>,
     /// Heartbeat of event streams.
     pub stream_heartbeat: Duration,
+    /// The policy (for side-effect-free evaluation).
+    pub policy: Arc<crate::policy::Policy>,
+    /// The decision ledger, when enabled.
+    pub ledger: Option<crate::audit::Ledger>,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::{Approver, Viewer};
-use super::{stream, ApiError, ApiState};
+use super::{policy_audit, stream, ApiError, ApiState};
 use crate::protocol::api::{DecisionBody, SendMessageBody};
 use crate::registry::{CountPending, Decide, ListPending, SessionTally};
 use crate::session::{InterruptSession, SendUserMessage};
@@ -46,6 +46,21 @@ pub fn register(cfg: &mut web::ServiceConfig) {
         web::resource("/v1/sessions/{id}/messages")
             .route(web::get().to(stream::transcript))
             .route(web::post().to(send_message))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/policy")
+            .route(web::get().to(policy_audit::policy))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/policy/evaluate")
+            .route(web::post().to(policy_audit::evaluate))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/audit")
+            .route(web::get().to(policy_audit::audit))
             .default_service(method_not_allowed()),
     )
     .service(

@@ -130,6 +130,11 @@ impl Harness {
         })
     }
 
+    /// Where this run's supervisor keeps its ledger.
+    fn ledger_path(&self) -> std::path::PathBuf {
+        self.config_path.with_extension("ledger.db")
+    }
+
     /// Start the supervisor with `sessions` sessions (and the allow rule when `policy`).
     pub async fn start_supervisor(
         &mut self,
@@ -137,7 +142,14 @@ impl Harness {
         policy: bool,
     ) -> anyhow::Result<Started> {
         let addr = free_port()?;
-        let toml = supervisor_config(addr, &self.sim_url, sessions, policy);
+        let mut toml = supervisor_config(addr, &self.sim_url, sessions, policy);
+        // The ledger stays on (it is part of what is measured), in a fresh file per run.
+        let ledger = self.ledger_path();
+        remove_ledger(&ledger);
+        toml.push_str(&format!(
+            "\n[ledger]\npath = {:?}\n",
+            ledger.display().to_string()
+        ));
         std::fs::write(&self.config_path, toml)
             .with_context(|| format!("cannot write {}", self.config_path.display()))?;
         let args = vec![
@@ -245,6 +257,14 @@ impl Harness {
         self.stop_supervisor().await;
         self.sim.stop(Duration::from_secs(5)).await;
         let _ = std::fs::remove_file(&self.config_path);
+        remove_ledger(&self.config_path.with_extension("ledger.db"));
+    }
+}
+
+/// Delete a ledger file and its WAL companions.
+fn remove_ledger(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
 

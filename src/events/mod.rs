@@ -69,6 +69,25 @@ pub enum Event {
         decided_by: String,
         /// Sent now or queued for reconnect.
         delivery: Delivery,
+        /// Why, when a rule or a deadline decided.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A prompt has waited longer than `[policy] remind_after`.
+    PermissionOverdue {
+        /// Session id.
+        session_id: Arc<str>,
+        /// Prompt id.
+        request_id: String,
+        /// How long it has waited.
+        waiting_ms: u64,
+    },
+    /// A prompt reached its ask deadline and is being denied (`decided_by = "timeout"`).
+    PermissionExpired {
+        /// Session id.
+        session_id: Arc<str>,
+        /// Prompt id.
+        request_id: String,
     },
     /// A queued answer was written after the session reconnected.
     PermissionDelivered {
@@ -112,6 +131,8 @@ impl Event {
             Event::PermissionAnswered { .. } => "permission_answered",
             Event::PermissionDelivered { .. } => "permission_delivered",
             Event::PermissionCancelled { .. } => "permission_cancelled",
+            Event::PermissionOverdue { .. } => "permission_overdue",
+            Event::PermissionExpired { .. } => "permission_expired",
             Event::Error { .. } => "error",
         }
     }
@@ -125,6 +146,8 @@ impl Event {
             | Event::PermissionAnswered { session_id, .. }
             | Event::PermissionDelivered { session_id, .. }
             | Event::PermissionCancelled { session_id, .. }
+            | Event::PermissionOverdue { session_id, .. }
+            | Event::PermissionExpired { session_id, .. }
             | Event::Error { session_id, .. } => session_id,
         }
     }

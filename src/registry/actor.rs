@@ -7,32 +7,57 @@ use std::time::SystemTime;
 use actix::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info, info_span};
 
-use super::store::{ConnId, DecideError, PromptOutcome, SessionTally, Store};
+use super::store::{ConnId, PromptOutcome, SessionTally, Store};
+use crate::audit::{Ledger, Outcome as LedgerOutcome, PromptRecord, Unfinished};
 use crate::events::{Event, EventBus};
-use crate::protocol::api::{DecisionBody, Delivery};
-use crate::protocol::PermissionPrompt;
+use crate::policy::Policy;
+use crate::protocol::{PermissionPrompt, PermissionResult};
 
 /// Holds every pending prompt and routes answers to the right session connection.
 pub struct PermissionRegistry {
-    store: Store,
+    pub(super) store: Store,
     writers: HashMap<Arc<str>, (ConnId, Recipient<Deliver>)>,
-    bus: EventBus,
+    pub(super) bus: EventBus,
+    pub(super) policy: Arc<Policy>,
+    /// Evaluations per rule id (including dry runs).
+    pub(super) hits: HashMap<String, u64>,
+    pub(super) ledger: Option<Ledger>,
 }
 
 impl PermissionRegistry {
-    /// A registry publishing to `bus`.
-    pub fn new(bus: EventBus) -> Self {
+    /// A registry publishing to `bus`, answering by `policy`, recording in `ledger`.
+    pub fn new(bus: EventBus, policy: Arc<Policy>, ledger: Option<Ledger>) -> Self {
         Self {
             store: Store::new(),
             writers: HashMap::new(),
             bus,
+            policy,
+            hits: HashMap::new(),
+            ledger,
         }
     }
 
+    /// Put back what the ledger says was unfinished when the process stopped.
+    pub fn restore(&mut self, unfinished: Vec<Unfinished>) -> usize {
+        let n = unfinished.len();
+        for u in unfinished {
+            let session: Arc<str> = Arc::from(u.prompt.session_id.as_str());
+            let prompt = u.prompt.to_prompt();
+            let answer = u.decision.and_then(|d| {
+                let frame = d.answer.as_ref()?.to_string();
+                let result = restored_result(d.answer.as_ref()?)?;
+                Some((result, d.decided_by, d.decided_at, Arc::from(frame)))
+            });
+            self.store
+                .restore(&session, prompt, u.prompt.received_at, answer);
+        }
+        n
+    }
+
     /// Hand `frame` to the session actor owning `conn`; resolves to whether it was written.
-    fn dispatch(
+    pub(super) fn dispatch(
         &self,
         session: Arc<str>,
         request_id: String,
@@ -61,6 +86,7 @@ impl PermissionRegistry {
             if written {
                 if act.store.on_written(&session, &request_id, conn) {
                     debug!(conn, "answer written");
+                    act.ledger_delivered(&session, &request_id);
                     act.bus.publish(Event::PermissionDelivered {
                         session_id: session.clone(),
                         request_id: request_id.clone(),
@@ -96,6 +122,8 @@ pub struct PromptReceived {
     pub conn: ConnId,
     /// The prompt.
     pub prompt: PermissionPrompt,
+    /// The session's labels (for policy selectors).
+    pub labels: Arc<[String]>,
 }
 
 impl Handler<PromptReceived> for PermissionRegistry {
@@ -106,24 +134,31 @@ impl Handler<PromptReceived> for PermissionRegistry {
             session_id,
             conn,
             prompt,
+            labels,
         } = msg;
         let request_id = prompt.request_id.clone();
         let _span =
             info_span!("permission", session_id = %session_id, request_id = %request_id).entered();
-        let event = Event::PermissionRequested {
-            session_id: session_id.clone(),
-            request_id: request_id.clone(),
-            tool_name: prompt.tool_name.clone(),
-            tool_use_id: prompt.tool_use_id.clone(),
-            request: prompt.request.clone(),
-        };
-        match self
-            .store
-            .on_prompt(&session_id, conn, prompt, SystemTime::now())
-        {
+        let received_at = SystemTime::now();
+        let record = self
+            .ledger
+            .as_ref()
+            .map(|l| l.record_prompt(PromptRecord::from_prompt(&session_id, &prompt, received_at)));
+        match self.store.on_prompt(&session_id, conn, prompt, received_at) {
             PromptOutcome::New => {
-                info!(tool = %event_tool(&event), "permission requested");
-                self.bus.publish(event);
+                // Recorded before anyone sees it; shown even if the ledger failed (loudly).
+                let recorded = async move {
+                    match record {
+                        Some(fut) => fut.await,
+                        None => Ok(()),
+                    }
+                };
+                ctx.spawn(recorded.into_actor(self).map(move |res, act, ctx| {
+                    if let Err(e) = res {
+                        act.ledger_failed("record prompt", &session_id, &e);
+                    }
+                    act.on_recorded(session_id, request_id, labels, ctx);
+                }));
             }
             PromptOutcome::Duplicate => debug!("replayed prompt ignored"),
             PromptOutcome::Resend { conn, frame } => {
@@ -137,13 +172,6 @@ impl Handler<PromptReceived> for PermissionRegistry {
                 );
             }
         }
-    }
-}
-
-fn event_tool(e: &Event) -> &str {
-    match e {
-        Event::PermissionRequested { tool_name, .. } => tool_name,
-        _ => "",
     }
 }
 
@@ -169,6 +197,12 @@ impl Handler<PromptCancelled> for PermissionRegistry {
                 info!(
                     was_pending = w.was_pending,
                     "permission cancelled by the session"
+                );
+                self.ledger_outcome(
+                    &msg.session_id,
+                    &msg.request_id,
+                    LedgerOutcome::Cancelled,
+                    "session",
                 );
                 self.bus.publish(Event::PermissionCancelled {
                     session_id: msg.session_id,
@@ -247,96 +281,6 @@ pub struct Deliver {
     pub frame: Arc<str>,
 }
 
-/// An operator's (or policy's) answer to a prompt.
-#[derive(Message)]
-#[rtype(result = "Result<DecisionReceipt, DecideError>")]
-pub struct Decide {
-    /// Session id.
-    pub session_id: Arc<str>,
-    /// Prompt id.
-    pub request_id: String,
-    /// The answer as given.
-    pub body: DecisionBody,
-    /// Who decided (operator token name, `rule:<id>`, ...).
-    pub decided_by: String,
-}
-
-/// The registry's acknowledgement of a decision.
-#[derive(Debug, Clone, Serialize)]
-pub struct DecisionReceipt {
-    /// Session id.
-    pub session_id: Arc<str>,
-    /// Prompt id.
-    pub request_id: String,
-    /// `allowed` or `denied`.
-    pub status: &'static str,
-    /// Written now, or queued until the session reconnects.
-    pub delivery: Delivery,
-    /// Who decided.
-    pub decided_by: String,
-}
-
-impl Handler<Decide> for PermissionRegistry {
-    type Result = ResponseActFuture<Self, Result<DecisionReceipt, DecideError>>;
-
-    fn handle(&mut self, msg: Decide, _: &mut Context<Self>) -> Self::Result {
-        let Decide {
-            session_id,
-            request_id,
-            body,
-            decided_by,
-        } = msg;
-        let _span =
-            info_span!("permission", session_id = %session_id, request_id = %request_id).entered();
-        let decided = match self.store.decide(
-            &session_id,
-            &request_id,
-            body,
-            &decided_by,
-            SystemTime::now(),
-        ) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "decision refused; nothing sent");
-                return Box::pin(actix::fut::ready(Err(e)));
-            }
-        };
-        let behavior = decided.result.behavior();
-        info!(behavior, decided_by = %decided_by, "permission answered");
-        let written: ResponseActFuture<Self, bool> = match decided.dispatch {
-            Some((conn, frame)) => {
-                self.dispatch(session_id.clone(), request_id.clone(), conn, frame)
-            }
-            None => Box::pin(actix::fut::ready(false)),
-        };
-        Box::pin(written.map(move |written, act, _| {
-            let delivery = if written {
-                Delivery::Sent
-            } else {
-                Delivery::Queued
-            };
-            act.bus.publish(Event::PermissionAnswered {
-                session_id: session_id.clone(),
-                request_id: request_id.clone(),
-                behavior,
-                decided_by: decided_by.clone(),
-                delivery,
-            });
-            Ok(DecisionReceipt {
-                session_id,
-                request_id,
-                status: if behavior == "allow" {
-                    "allowed"
-                } else {
-                    "denied"
-                },
-                delivery,
-                decided_by,
-            })
-        }))
-    }
-}
-
 /// List pending prompts, oldest first.
 #[derive(Message)]
 #[rtype(result = "Vec<PendingPrompt>")]
@@ -405,4 +349,9 @@ impl Handler<CountPending> for PermissionRegistry {
     fn handle(&mut self, _: CountPending, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.store.tallies())
     }
+}
+
+/// The answer inside a stored `control_response` frame.
+fn restored_result(frame: &Value) -> Option<PermissionResult> {
+    serde_json::from_value(frame.get("response")?.get("response")?.clone()).ok()
 }

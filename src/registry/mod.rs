@@ -5,10 +5,12 @@
 //! away are kept here and flushed when it reconnects.
 
 mod actor;
+mod decide;
 pub mod store;
 
 pub use actor::{
-    CountPending, Decide, DecisionReceipt, Deliver, ListPending, PendingPrompt, PermissionRegistry,
-    PromptCancelled, PromptReceived, SessionConnected, SessionDisconnected,
+    CountPending, Deliver, ListPending, PendingPrompt, PermissionRegistry, PromptCancelled,
+    PromptReceived, SessionConnected, SessionDisconnected,
 };
+pub use decide::{Decide, DecisionReceipt, PolicyInfo, PolicyReport};
 pub use store::{ConnId, DecideError, SessionTally};

@@ -30,6 +30,8 @@ pub const RESOLVED_MEMORY: usize = 1024;
 /// Where a decision is on its way to the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
+    /// Being recorded in the ledger; nothing may be written before that.
+    Recording,
     /// Waiting for the session to (re)connect.
     Queued,
     /// Handed to the session actor for this connection.
@@ -71,6 +73,8 @@ pub struct Entry {
     pub seq: u64,
     /// Lifecycle state.
     pub status: Status,
+    /// Shown to operators: false until the ledger has recorded the prompt.
+    pub visible: bool,
 }
 
 /// What to do with an inbound prompt.
@@ -111,13 +115,15 @@ pub enum DecideError {
     InvalidBody(#[from] DecisionBodyError),
 }
 
-/// A decision accepted by the store.
+/// A decision accepted by the store (in `Recording` until [`Store::recorded`]).
 #[derive(Debug, Clone)]
 pub struct Decided {
-    /// Write this frame on this connection now, if the session is connected.
-    pub dispatch: Option<(ConnId, Arc<str>)>,
     /// The answer.
     pub result: PermissionResult,
+    /// The serialized `control_response`.
+    pub frame: Arc<str>,
+    /// The operator's edited input, when it differs from the original.
+    pub edited_input: Option<Value>,
 }
 
 /// A prompt withdrawn by the session.
@@ -224,10 +230,61 @@ impl Store {
                 received_at: now,
                 seq,
                 status: Status::Pending,
+                visible: false,
             },
         );
         self.next_seq += 1;
         PromptOutcome::New
+    }
+
+    /// Show a recorded prompt to operators. False if it is gone or no longer pending.
+    pub fn reveal(&mut self, session: &str, request_id: &str) -> bool {
+        match self
+            .sessions
+            .get_mut(session)
+            .and_then(|s| s.by_id.get_mut(request_id))
+        {
+            Some(e) => {
+                e.visible = true;
+                e.status == Status::Pending
+            }
+            None => false,
+        }
+    }
+
+    /// Put back a prompt from the ledger after a restart: pending, or answered
+    /// with `frame` still to be delivered.
+    pub fn restore(
+        &mut self,
+        session: &Arc<str>,
+        prompt: PermissionPrompt,
+        received_at: SystemTime,
+        answer: Option<(PermissionResult, String, SystemTime, Arc<str>)>,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let status = match answer {
+            None => Status::Pending,
+            Some((result, decided_by, decided_at, frame)) => Status::Decided {
+                result,
+                decided_by,
+                decided_at,
+                frame,
+                delivery: DeliveryState::Queued,
+            },
+        };
+        let s = self.session(session);
+        s.prompts += 1;
+        s.by_id.insert(
+            prompt.request_id.clone(),
+            Entry {
+                prompt: Arc::new(prompt),
+                received_at,
+                seq,
+                status,
+                visible: true,
+            },
+        );
     }
 
     /// Record an operator's (or policy's) answer.
@@ -244,8 +301,11 @@ impl Store {
             request_id: request_id.to_owned(),
         };
         let s = self.sessions.get_mut(session).ok_or_else(unknown)?;
-        let conn = s.conn;
-        let entry = s.by_id.get_mut(request_id).ok_or_else(unknown)?;
+        let entry = s
+            .by_id
+            .get_mut(request_id)
+            .filter(|e| e.visible)
+            .ok_or_else(unknown)?;
         match entry.status {
             Status::Pending => {}
             Status::Decided { .. } => return Err(DecideError::AlreadyAnswered(request_id.into())),
@@ -253,21 +313,52 @@ impl Store {
         }
         let result = body.into_result(&entry.prompt.input)?;
         let frame: Arc<str> = permission_response(request_id, &result).into();
-        let delivery = match conn {
-            Some(c) => DeliveryState::InFlight(c),
-            None => DeliveryState::Queued,
+        let edited_input = match &result {
+            PermissionResult::Allow { updated_input, .. }
+                if *updated_input != entry.prompt.input =>
+            {
+                Some(updated_input.clone())
+            }
+            _ => None,
         };
         entry.status = Status::Decided {
             result: result.clone(),
             decided_by: decided_by.to_owned(),
             decided_at: now,
             frame: frame.clone(),
-            delivery,
+            delivery: DeliveryState::Recording,
         };
         Ok(Decided {
-            dispatch: conn.map(|c| (c, frame)),
             result,
+            frame,
+            edited_input,
         })
+    }
+
+    /// The ledger has the decision: where to write it now (`None`: queued for reconnect).
+    pub fn recorded(&mut self, session: &str, request_id: &str) -> Option<(ConnId, Arc<str>)> {
+        let s = self.sessions.get_mut(session)?;
+        let conn = s.conn;
+        let entry = s.by_id.get_mut(request_id)?;
+        let Status::Decided {
+            delivery, frame, ..
+        } = &mut entry.status
+        else {
+            return None;
+        };
+        if *delivery != DeliveryState::Recording {
+            return None;
+        }
+        match conn {
+            Some(c) => {
+                *delivery = DeliveryState::InFlight(c);
+                Some((c, frame.clone()))
+            }
+            None => {
+                *delivery = DeliveryState::Queued;
+                None
+            }
+        }
     }
 
     /// The session withdrew a prompt. `None` when it was unknown or already resolved.
@@ -278,7 +369,8 @@ impl Store {
             Status::Pending => true,
             // An answer still waiting for delivery is void: the session no longer wants it.
             Status::Decided {
-                delivery: DeliveryState::Queued | DeliveryState::InFlight(_),
+                delivery:
+                    DeliveryState::Recording | DeliveryState::Queued | DeliveryState::InFlight(_),
                 ..
             } => false,
             _ => return None,
@@ -381,7 +473,7 @@ impl Store {
             .flat_map(|(id, s)| {
                 s.by_id
                     .values()
-                    .filter(|e| e.status == Status::Pending)
+                    .filter(|e| e.visible && e.status == Status::Pending)
                     .map(move |e| (id.clone(), e.clone()))
             })
             .collect();
@@ -406,9 +498,12 @@ impl Store {
                 };
                 for e in s.by_id.values() {
                     match &e.status {
-                        Status::Pending => t.pending += 1,
+                        Status::Pending if e.visible => t.pending += 1,
                         Status::Decided {
-                            delivery: DeliveryState::Queued | DeliveryState::InFlight(_),
+                            delivery:
+                                DeliveryState::Recording
+                                | DeliveryState::Queued
+                                | DeliveryState::InFlight(_),
                             ..
                         } => t.queued += 1,
                         _ => {}

@@ -84,6 +84,8 @@ pub struct SessionActor {
     closing: bool,
     reassembler: Reassembler,
     interrupts: HashMap<String, oneshot::Sender<Result<Value, String>>>,
+    /// The spec's labels, shared with every prompt (for policy selectors).
+    labels: Arc<[String]>,
 }
 
 impl SessionActor {
@@ -97,6 +99,7 @@ impl SessionActor {
         Self {
             policy: ReconnectPolicy::new(shared.reconnect.clone()),
             reassembler: Reassembler::new(shared.ccr.max_frame_bytes),
+            labels: spec.labels.clone().into(),
             spec,
             shared,
             client,
@@ -308,6 +311,7 @@ impl SessionActor {
                     session_id: self.spec.id.clone(),
                     conn,
                     prompt,
+                    labels: self.labels.clone(),
                 });
             }
             Ok(Inbound::UnsupportedRequest { request_id, error }) => {

@@ -361,6 +361,8 @@ pub struct SessionRef {
     pub addr: Option<Addr<SessionActor>>,
     /// Watch-only session.
     pub viewer_only: bool,
+    /// Labels from config.
+    pub labels: Vec<String>,
 }
 
 /// Find a session by id.
@@ -375,6 +377,7 @@ impl Handler<LookupSession> for Supervisor {
         self.slots.get(msg.0.as_str()).map(|s| SessionRef {
             addr: s.addr.clone(),
             viewer_only: s.spec.viewer_only,
+            labels: s.spec.labels.clone(),
         })
     }
 }

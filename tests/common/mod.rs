@@ -109,6 +109,8 @@ pub struct Harness {
     pub http: awc::Client,
     pub sim_events: broadcast::Receiver<SimEvent>,
     pub api: String,
+    /// Holds this test's ledger file.
+    pub data: tempfile::TempDir,
 }
 
 /// Env overrides that make every delay short (tests wait on events, never on time).
@@ -156,7 +158,12 @@ impl Harness {
                 s.id, s.token_toml, s.viewer_only
             ));
         }
+        let data = tempfile::tempdir().expect("temp dir");
         let mut env_map = fast_env();
+        env_map.insert(
+            "CCR_SUPERVISOR__LEDGER__PATH".into(),
+            data.path().join("ledger.db").display().to_string(),
+        );
         for (k, v) in env {
             env_map.insert((*k).to_owned(), (*v).to_owned());
         }
@@ -169,6 +176,7 @@ impl Harness {
             http: client_with(Some(ADMIN_TOKEN)),
             sim_events,
             api,
+            data,
         }
     }
 

@@ -13,9 +13,12 @@ async fn shipped_config_runs_demo_sessions_that_produce_prompts() {
     logs::install();
     let toml = include_str!("../../config.toml");
     // Same file, but on a free port and with short pauses between demo turns.
+    let data = tempfile::tempdir().unwrap();
+    let ledger = data.path().join("ledger.db").display().to_string();
     let env: HashMap<String, String> = [
         ("CCR_SUPERVISOR__API__BIND", "127.0.0.1:0"),
         ("CCR_SUPERVISOR__SIM__TURN_PAUSE", "10ms"),
+        ("CCR_SUPERVISOR__LEDGER__PATH", ledger.as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -28,16 +28,55 @@ fn now() -> SystemTime {
     SystemTime::UNIX_EPOCH
 }
 
+/// Record a prompt and show it, as the registry does once the ledger has it.
+trait Shown {
+    fn shown(&mut self, session: &Arc<str>, conn: ConnId, p: PermissionPrompt) -> PromptOutcome;
+}
+
+/// Decide and let the (absent) ledger acknowledge at once: where to write, if anywhere.
+trait DecideNow {
+    fn decide_now(
+        &mut self,
+        session: &Arc<str>,
+        request_id: &str,
+        body: DecisionBody,
+        by: &str,
+        at: SystemTime,
+    ) -> Result<Option<(ConnId, Arc<str>)>, DecideError>;
+}
+
+impl DecideNow for Store {
+    fn decide_now(
+        &mut self,
+        session: &Arc<str>,
+        request_id: &str,
+        body: DecisionBody,
+        by: &str,
+        at: SystemTime,
+    ) -> Result<Option<(ConnId, Arc<str>)>, DecideError> {
+        self.decide(session, request_id, body, by, at)?;
+        Ok(self.recorded(session, request_id))
+    }
+}
+
+impl Shown for Store {
+    fn shown(&mut self, session: &Arc<str>, conn: ConnId, p: PermissionPrompt) -> PromptOutcome {
+        let id = p.request_id.clone();
+        let out = self.on_prompt(session, conn, p, now());
+        self.reveal(session, &id);
+        out
+    }
+}
+
 #[test]
 fn decision_while_connected_is_dispatched_once() {
     let mut st = Store::new();
     st.on_connected(&sid(), 7);
-    assert_eq!(
-        st.on_prompt(&sid(), 7, prompt("r1"), now()),
-        PromptOutcome::New
-    );
-    let d = st.decide(&sid(), "r1", allow(), "alice", now()).unwrap();
-    let (conn, frame) = d.dispatch.unwrap();
+    assert_eq!(st.shown(&sid(), 7, prompt("r1")), PromptOutcome::New);
+    let d = st
+        .decide_now(&sid(), "r1", allow(), "alice", now())
+        .unwrap();
+    let (conn, frame) = d.unwrap();
     assert_eq!(conn, 7);
     let v: Value = serde_json::from_str(&frame).unwrap();
     assert_eq!(
@@ -50,7 +89,8 @@ fn decision_while_connected_is_dispatched_once() {
         "second write ack is ignored"
     );
     assert_eq!(
-        st.decide(&sid(), "r1", allow(), "bob", now()).unwrap_err(),
+        st.decide_now(&sid(), "r1", allow(), "bob", now())
+            .unwrap_err(),
         DecideError::AlreadyAnswered("r1".into())
     );
     assert_eq!(st.tallies()[&sid()].decisions, 1);
@@ -60,16 +100,10 @@ fn decision_while_connected_is_dispatched_once() {
 fn replay_is_recorded_once() {
     let mut st = Store::new();
     st.on_connected(&sid(), 1);
-    assert_eq!(
-        st.on_prompt(&sid(), 1, prompt("r1"), now()),
-        PromptOutcome::New
-    );
+    assert_eq!(st.shown(&sid(), 1, prompt("r1")), PromptOutcome::New);
     st.on_disconnected(&sid(), Some(1));
     st.on_connected(&sid(), 2);
-    assert_eq!(
-        st.on_prompt(&sid(), 2, prompt("r1"), now()),
-        PromptOutcome::Duplicate
-    );
+    assert_eq!(st.shown(&sid(), 2, prompt("r1")), PromptOutcome::Duplicate);
     assert_eq!(st.pending(None).len(), 1);
     assert_eq!(st.tallies()[&sid()].prompts, 1);
 }
@@ -78,23 +112,19 @@ fn replay_is_recorded_once() {
 fn decision_while_disconnected_is_flushed_once_on_reconnect() {
     let mut st = Store::new();
     st.on_connected(&sid(), 1);
-    st.on_prompt(&sid(), 1, prompt("r1"), now());
+    st.shown(&sid(), 1, prompt("r1"));
     st.on_disconnected(&sid(), Some(1));
-    let d = st.decide(&sid(), "r1", allow(), "alice", now()).unwrap();
-    assert!(d.dispatch.is_none(), "queued");
+    let d = st
+        .decide_now(&sid(), "r1", allow(), "alice", now())
+        .unwrap();
+    assert!(d.is_none(), "queued");
     assert_eq!(st.tallies()[&sid()].queued, 1);
     let flush = st.on_connected(&sid(), 2);
     assert_eq!(flush.len(), 1);
     // The session replays the prompt on the new connection before reading our answer:
-    assert_eq!(
-        st.on_prompt(&sid(), 2, prompt("r1"), now()),
-        PromptOutcome::Duplicate
-    );
+    assert_eq!(st.shown(&sid(), 2, prompt("r1")), PromptOutcome::Duplicate);
     assert!(st.on_written(&sid(), "r1", 2));
-    assert_eq!(
-        st.on_prompt(&sid(), 2, prompt("r1"), now()),
-        PromptOutcome::Duplicate
-    );
+    assert_eq!(st.shown(&sid(), 2, prompt("r1")), PromptOutcome::Duplicate);
     // A second reconnect flushes nothing more.
     st.on_disconnected(&sid(), Some(2));
     assert!(st.on_connected(&sid(), 3).is_empty());
@@ -104,12 +134,12 @@ fn decision_while_disconnected_is_flushed_once_on_reconnect() {
 fn answer_lost_with_its_connection_is_resent_when_the_session_replays() {
     let mut st = Store::new();
     st.on_connected(&sid(), 1);
-    st.on_prompt(&sid(), 1, prompt("r1"), now());
-    st.decide(&sid(), "r1", allow(), "a", now()).unwrap();
+    st.shown(&sid(), 1, prompt("r1"));
+    st.decide_now(&sid(), "r1", allow(), "a", now()).unwrap();
     assert!(st.on_written(&sid(), "r1", 1));
     st.on_disconnected(&sid(), Some(1));
     st.on_connected(&sid(), 2);
-    let PromptOutcome::Resend { conn, .. } = st.on_prompt(&sid(), 2, prompt("r1"), now()) else {
+    let PromptOutcome::Resend { conn, .. } = st.shown(&sid(), 2, prompt("r1")) else {
         panic!("expected resend")
     };
     assert_eq!(conn, 2);
@@ -120,10 +150,10 @@ fn answer_lost_with_its_connection_is_resent_when_the_session_replays() {
 fn failed_write_is_requeued_or_moved_to_the_newer_connection() {
     let mut st = Store::new();
     st.on_connected(&sid(), 1);
-    st.on_prompt(&sid(), 1, prompt("r1"), now());
-    st.on_prompt(&sid(), 1, prompt("r2"), now());
-    st.decide(&sid(), "r1", allow(), "a", now()).unwrap();
-    st.decide(&sid(), "r2", allow(), "a", now()).unwrap();
+    st.shown(&sid(), 1, prompt("r1"));
+    st.shown(&sid(), 1, prompt("r2"));
+    st.decide_now(&sid(), "r1", allow(), "a", now()).unwrap();
+    st.decide_now(&sid(), "r2", allow(), "a", now()).unwrap();
     // The actor had already lost connection 1 and nobody told us yet: queue.
     assert_eq!(st.on_write_failed(&sid(), "r1", 1), None);
     assert_eq!(st.tallies()[&sid()].queued, 2);
@@ -140,16 +170,17 @@ fn failed_write_is_requeued_or_moved_to_the_newer_connection() {
 #[test]
 fn cancel_removes_prompt_and_voids_a_queued_answer() {
     let mut st = Store::new();
-    st.on_prompt(&sid(), 1, prompt("r1"), now());
-    st.on_prompt(&sid(), 1, prompt("r2"), now());
+    st.shown(&sid(), 1, prompt("r1"));
+    st.shown(&sid(), 1, prompt("r2"));
     let w = st.on_cancel(&sid(), "r1").unwrap();
     assert_eq!(w.tool_use_id.as_deref(), Some("toolu_r1"));
     assert!(w.was_pending);
     assert_eq!(
-        st.decide(&sid(), "r1", allow(), "a", now()).unwrap_err(),
+        st.decide_now(&sid(), "r1", allow(), "a", now())
+            .unwrap_err(),
         DecideError::Cancelled("r1".into())
     );
-    st.decide(&sid(), "r2", allow(), "a", now()).unwrap();
+    st.decide_now(&sid(), "r2", allow(), "a", now()).unwrap();
     let w = st.on_cancel(&sid(), "r2").unwrap();
     assert!(!w.was_pending);
     assert!(
@@ -169,16 +200,16 @@ fn unknown_prompt_and_bad_body_send_nothing() {
     let mut st = Store::new();
     st.on_connected(&sid(), 1);
     assert!(matches!(
-        st.decide(&sid(), "zzz", allow(), "a", now()),
+        st.decide_now(&sid(), "zzz", allow(), "a", now()),
         Err(DecideError::UnknownPrompt { .. })
     ));
-    st.on_prompt(&sid(), 1, prompt("r1"), now());
+    st.shown(&sid(), 1, prompt("r1"));
     let bad = DecisionBody::Allow {
         updated_input: Some(json!("rm -rf /")),
         updated_permissions: None,
     };
     assert!(matches!(
-        st.decide(&sid(), "r1", bad, "a", now()),
+        st.decide_now(&sid(), "r1", bad, "a", now()),
         Err(DecideError::InvalidBody(_))
     ));
     assert_eq!(st.pending(None).len(), 1, "still pending after a bad body");
@@ -188,9 +219,9 @@ fn unknown_prompt_and_bad_body_send_nothing() {
 fn pending_lists_oldest_first_and_filters() {
     let mut st = Store::new();
     let other: Arc<str> = Arc::from("s2");
-    st.on_prompt(&sid(), 1, prompt("a"), now());
-    st.on_prompt(&other, 2, prompt("b"), now());
-    st.on_prompt(&sid(), 1, prompt("c"), now());
+    st.shown(&sid(), 1, prompt("a"));
+    st.shown(&other, 2, prompt("b"));
+    st.shown(&sid(), 1, prompt("c"));
     let ids: Vec<_> = st
         .pending(None)
         .into_iter()
@@ -208,10 +239,66 @@ fn resolved_memory_is_bounded() {
     st.on_connected(&sid(), 1);
     for i in 0..(RESOLVED_MEMORY + 10) {
         let id = format!("r{i}");
-        st.on_prompt(&sid(), 1, prompt(&id), now());
-        st.decide(&sid(), &id, allow(), "a", now()).unwrap();
+        st.shown(&sid(), 1, prompt(&id));
+        st.decide_now(&sid(), &id, allow(), "a", now()).unwrap();
         assert!(st.on_written(&sid(), &id, 1));
     }
     assert!(st.get("s1", "r0").is_none(), "oldest resolved forgotten");
     assert!(st.get("s1", &format!("r{}", RESOLVED_MEMORY + 9)).is_some());
+}
+
+#[test]
+fn unrecorded_prompt_is_neither_listed_nor_answerable() {
+    let mut st = Store::new();
+    st.on_connected(&sid(), 1);
+    assert_eq!(
+        st.on_prompt(&sid(), 1, prompt("r1"), now()),
+        PromptOutcome::New
+    );
+    assert!(st.pending(None).is_empty());
+    assert!(matches!(
+        st.decide_now(&sid(), "r1", allow(), "a", now()),
+        Err(DecideError::UnknownPrompt { .. })
+    ));
+    assert!(st.reveal(&sid(), "r1"));
+    assert_eq!(st.pending(None).len(), 1);
+}
+
+#[test]
+fn restored_answers_are_flushed_on_connect() {
+    let mut st = Store::new();
+    let result = PermissionResult::Allow {
+        updated_input: json!({}),
+        updated_permissions: None,
+    };
+    let frame: Arc<str> = crate::protocol::permission_response("r1", &result).into();
+    st.restore(
+        &sid(),
+        prompt("r1"),
+        now(),
+        Some((result, "a".into(), now(), frame)),
+    );
+    st.restore(&sid(), prompt("r2"), now(), None);
+    assert_eq!(st.pending(None).len(), 1);
+    assert_eq!(st.on_connected(&sid(), 5).len(), 1);
+    assert_eq!(
+        st.on_prompt(&sid(), 5, prompt("r2"), now()),
+        PromptOutcome::Duplicate,
+        "re-sent prompt matched"
+    );
+}
+
+#[test]
+fn nothing_is_flushed_while_the_ledger_records() {
+    let mut st = Store::new();
+    st.shown(&sid(), 1, prompt("r1"));
+    st.on_disconnected(&sid(), Some(1));
+    st.decide(&sid(), "r1", allow(), "a", now()).unwrap();
+    assert!(
+        st.on_connected(&sid(), 2).is_empty(),
+        "not recorded yet: not written"
+    );
+    let (conn, _) = st.recorded(&sid(), "r1").expect("now it goes out");
+    assert_eq!(conn, 2);
+    assert!(st.recorded(&sid(), "r1").is_none(), "only once");
 }

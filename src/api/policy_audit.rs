@@ -1,0 +1,97 @@
+//! Policy and audit routes: `GET /v1/policy`, `POST /v1/policy/evaluate`, `GET /v1/audit`.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::auth::Viewer;
+use super::{ApiError, ApiState};
+use crate::audit::{AuditParams, AuditQuery, LedgerError};
+use crate::policy::PromptContext;
+use crate::protocol::PermissionPrompt;
+use crate::registry::PolicyInfo;
+
+/// `GET /v1/policy`: the rules in order, deadlines, and each rule's hit count.
+pub async fn policy(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let report = state.registry.send(PolicyInfo).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Body of `POST /v1/policy/evaluate`: a prompt as a session would send it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateBody {
+    /// Evaluate as if from this session (its labels count for selectors).
+    session_id: Option<String>,
+    /// Extra labels (instead of, or besides, the session's).
+    #[serde(default)]
+    labels: Vec<String>,
+    /// The tool.
+    tool_name: String,
+    /// Its input.
+    #[serde(default)]
+    input: Value,
+    /// Other `can_use_tool` fields (`requires_user_interaction`, `blocked_path`, ...).
+    #[serde(default)]
+    request: Option<Value>,
+}
+
+/// `POST /v1/policy/evaluate`: what the policy would do with a prompt. No side effects.
+pub async fn evaluate(
+    _who: Viewer,
+    state: web::Data<ApiState>,
+    body: web::Json<EvaluateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if body.tool_name.trim().is_empty() {
+        return Err(ApiError::InvalidBody("tool_name must not be empty".into()));
+    }
+    let mut labels = body.labels;
+    let session_id = body.session_id.unwrap_or_default();
+    if !session_id.is_empty() {
+        let session = super::routes::lookup(&state, &session_id).await?;
+        labels.extend(session.labels);
+    }
+    let mut request = match body.request {
+        Some(Value::Object(map)) => Value::Object(map),
+        Some(_) => return Err(ApiError::InvalidBody("request must be an object".into())),
+        None => Value::Object(Default::default()),
+    };
+    request["subtype"] = "can_use_tool".into();
+    request["tool_name"] = body.tool_name.clone().into();
+    request["input"] = body.input.clone();
+    let prompt = PermissionPrompt {
+        request_id: "evaluate".into(),
+        tool_name: body.tool_name,
+        tool_use_id: None,
+        input: body.input,
+        request,
+    };
+    let eval = state
+        .policy
+        .evaluate(&PromptContext::new(&session_id, &labels, &prompt));
+    Ok(HttpResponse::Ok().json(eval))
+}
+
+/// `GET /v1/audit?session_id=&tool=&outcome=&decided_by=&since=&until=&limit=&cursor=`.
+pub async fn audit(
+    _who: Viewer,
+    state: web::Data<ApiState>,
+    params: web::Query<AuditParams>,
+) -> Result<HttpResponse, ApiError> {
+    let ledger = state
+        .ledger
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("the decision ledger is disabled".into()))?;
+    let query = AuditQuery::try_from(params.into_inner()).map_err(|e| match e {
+        LedgerError::BadQuery { param, message } => {
+            ApiError::InvalidQuery(format!("{param}: {message}"))
+        }
+        other => ApiError::Unavailable(other.to_string()),
+    })?;
+    let page = ledger
+        .query(query)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("ledger: {e}")))?;
+    Ok(HttpResponse::Ok().json(page))
+}

@@ -1,0 +1,365 @@
+//! The decision pipeline of the `PermissionRegistry`: every answer (operator,
+//! policy rule or deadline) is recorded in the ledger BEFORE it is written to
+//! the session; policy auto-answers; ask deadlines and overdue reminders.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{error, info, info_span, warn};
+
+use super::actor::PermissionRegistry;
+use super::store::{DecideError, Status};
+use crate::audit::{DecisionRecord, LedgerError, Outcome as LedgerOutcome};
+use crate::events::Event;
+use crate::policy::{Outcome as PolicyOutcome, PolicyView, PromptContext};
+use crate::protocol::api::{DecisionBody, Delivery};
+
+/// An operator's (or policy's) answer to a prompt.
+#[derive(Message)]
+#[rtype(result = "Result<DecisionReceipt, DecideError>")]
+pub struct Decide {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Prompt id.
+    pub request_id: String,
+    /// The answer as given.
+    pub body: DecisionBody,
+    /// Who decided (operator token name, `rule:<id>`, `timeout`).
+    pub decided_by: String,
+}
+
+/// The registry's acknowledgement of a decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionReceipt {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Prompt id.
+    pub request_id: String,
+    /// `allowed`, `denied` or `expired`.
+    pub status: &'static str,
+    /// Written now, or queued until the session reconnects.
+    pub delivery: Delivery,
+    /// Who decided.
+    pub decided_by: String,
+}
+
+/// How a decision came about (decides the ledger outcome and the event's reason).
+#[derive(Debug, Clone)]
+pub(super) enum Source {
+    /// An operator through the API.
+    Operator,
+    /// A policy rule; the reason says why.
+    Rule(String),
+    /// The ask deadline passed.
+    Deadline,
+}
+
+impl Handler<Decide> for PermissionRegistry {
+    type Result = ResponseActFuture<Self, Result<DecisionReceipt, DecideError>>;
+
+    fn handle(&mut self, msg: Decide, _: &mut Context<Self>) -> Self::Result {
+        self.commit(
+            msg.session_id,
+            msg.request_id,
+            msg.body,
+            msg.decided_by,
+            Source::Operator,
+        )
+    }
+}
+
+impl PermissionRegistry {
+    /// Decide, record in the ledger, then write (or queue); publishes the answer.
+    pub(super) fn commit(
+        &mut self,
+        session: Arc<str>,
+        request_id: String,
+        body: DecisionBody,
+        decided_by: String,
+        source: Source,
+    ) -> ResponseActFuture<Self, Result<DecisionReceipt, DecideError>> {
+        let _span =
+            info_span!("permission", session_id = %session, request_id = %request_id).entered();
+        let now = SystemTime::now();
+        let decided = match self
+            .store
+            .decide(&session, &request_id, body, &decided_by, now)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "decision refused; nothing sent");
+                return Box::pin(actix::fut::ready(Err(e)));
+            }
+        };
+        let behavior = decided.result.behavior();
+        let outcome = match (&source, behavior) {
+            (Source::Deadline, _) => LedgerOutcome::Expired,
+            (_, "allow") => LedgerOutcome::Allowed,
+            _ => LedgerOutcome::Denied,
+        };
+        let reason = match &source {
+            Source::Rule(reason) => Some(reason.clone()),
+            Source::Deadline => Some("no answer before the ask deadline".to_owned()),
+            Source::Operator => None,
+        };
+        info!(behavior, decided_by = %decided_by, reason = reason.as_deref().unwrap_or(""), "permission answered");
+        let record = self.ledger.as_ref().map(|l| {
+            l.record_decision(DecisionRecord {
+                session_id: session.to_string(),
+                request_id: request_id.clone(),
+                outcome,
+                decided_by: decided_by.clone(),
+                decided_at: now,
+                updated_input: decided.edited_input.clone(),
+                answer: serde_json::from_str::<Value>(&decided.frame).ok(),
+            })
+        });
+        let recorded = async move {
+            match record {
+                Some(fut) => fut.await,
+                None => Ok(()),
+            }
+        };
+        Box::pin(recorded.into_actor(self).then(move |res, act, _| {
+            if let Err(e) = res {
+                act.ledger_failed("record decision", &session, &e);
+            }
+            let written: ResponseActFuture<Self, bool> =
+                match act.store.recorded(&session, &request_id) {
+                    Some((conn, frame)) => {
+                        act.dispatch(session.clone(), request_id.clone(), conn, frame)
+                    }
+                    None => Box::pin(actix::fut::ready(false)),
+                };
+            written.map(move |written, act, _| {
+                let delivery = if written {
+                    Delivery::Sent
+                } else {
+                    Delivery::Queued
+                };
+                act.bus.publish(Event::PermissionAnswered {
+                    session_id: session.clone(),
+                    request_id: request_id.clone(),
+                    behavior,
+                    decided_by: decided_by.clone(),
+                    delivery,
+                    reason,
+                });
+                Ok(DecisionReceipt {
+                    session_id: session,
+                    request_id,
+                    status: outcome.as_str(),
+                    delivery,
+                    decided_by,
+                })
+            })
+        }))
+    }
+
+    /// A new prompt is in the ledger: show it, then let the policy answer it
+    /// or start its deadline and reminder.
+    pub(super) fn on_recorded(
+        &mut self,
+        session: Arc<str>,
+        request_id: String,
+        labels: Arc<[String]>,
+        ctx: &mut Context<Self>,
+    ) {
+        if !self.store.reveal(&session, &request_id) {
+            return; // withdrawn while being recorded
+        }
+        let Some(prompt) = self
+            .store
+            .get(&session, &request_id)
+            .map(|e| e.prompt.clone())
+        else {
+            return;
+        };
+        let _span =
+            info_span!("permission", session_id = %session, request_id = %request_id).entered();
+        info!(tool = %prompt.tool_name, "permission requested");
+        self.bus.publish(Event::PermissionRequested {
+            session_id: session.clone(),
+            request_id: request_id.clone(),
+            tool_name: prompt.tool_name.clone(),
+            tool_use_id: prompt.tool_use_id.clone(),
+            request: prompt.request.clone(),
+        });
+        let eval = self
+            .policy
+            .evaluate(&PromptContext::new(&session, &labels, &prompt));
+        if let Some(rule) = &eval.rule_id {
+            *self.hits.entry(rule.clone()).or_default() += 1;
+        }
+        let (body, rule) = match (&eval.outcome, &eval.rule_id) {
+            (PolicyOutcome::Allow, Some(rule)) => (
+                DecisionBody::Allow {
+                    updated_input: None,
+                    updated_permissions: None,
+                },
+                rule,
+            ),
+            (PolicyOutcome::Deny { message }, Some(rule)) => (
+                DecisionBody::Deny {
+                    message: Some(message.clone()),
+                    interrupt: None,
+                },
+                rule,
+            ),
+            _ => {
+                if let (Some(would), Some(rule)) = (eval.dry_run, &eval.rule_id) {
+                    info!(rule = %rule, would = would.as_str(), reason = %eval.reason, "dry-run rule matched; asking a human");
+                }
+                self.start_deadlines(&eval, session, request_id, ctx);
+                return;
+            }
+        };
+        let decided_by = format!("rule:{rule}");
+        ctx.spawn(
+            self.commit(
+                session,
+                request_id,
+                body,
+                decided_by,
+                Source::Rule(eval.reason),
+            )
+            .map(|res, _, _| {
+                if let Err(e) = res {
+                    warn!(error = %e, "policy answer refused");
+                }
+            }),
+        );
+    }
+
+    fn start_deadlines(
+        &self,
+        eval: &crate::policy::Evaluation,
+        session: Arc<str>,
+        request_id: String,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(after) = self.policy.remind_after() {
+            let (s, r) = (session.clone(), request_id.clone());
+            ctx.run_later(after, move |act, _| {
+                if act.is_pending(&s, &r) {
+                    warn!(session_id = %s, request_id = %r, ?after, "permission overdue");
+                    act.bus.publish(Event::PermissionOverdue {
+                        session_id: s,
+                        request_id: r,
+                        waiting_ms: after.as_millis() as u64,
+                    });
+                }
+            });
+        }
+        if let Some(timeout) = self.policy.ask_timeout_for(eval) {
+            ctx.run_later(timeout, move |act, ctx| {
+                if !act.is_pending(&session, &request_id) {
+                    return;
+                }
+                act.bus.publish(Event::PermissionExpired {
+                    session_id: session.clone(),
+                    request_id: request_id.clone(),
+                });
+                let body = DecisionBody::Deny {
+                    message: Some(act.policy.ask_timeout_message().to_owned()),
+                    interrupt: None,
+                };
+                ctx.spawn(
+                    act.commit(
+                        session,
+                        request_id,
+                        body,
+                        "timeout".into(),
+                        Source::Deadline,
+                    )
+                    .map(|_, _, _| ()),
+                );
+            });
+        }
+    }
+
+    fn is_pending(&self, session: &str, request_id: &str) -> bool {
+        self.store
+            .get(session, request_id)
+            .is_some_and(|e| e.status == Status::Pending)
+    }
+
+    /// Loud, counted (by the ledger), and visible to operators — never silent.
+    pub(super) fn ledger_failed(&self, what: &str, session: &Arc<str>, e: &LedgerError) {
+        error!(session_id = %session, error = %e, "LEDGER WRITE FAILED: cannot {what}; continuing without a durable record");
+        self.bus.publish(Event::Error {
+            session_id: session.clone(),
+            message: format!("ledger: cannot {what}: {e}"),
+        });
+    }
+
+    /// Record that an answer reached the socket (no one waits for it).
+    pub(super) fn ledger_delivered(&self, session: &Arc<str>, request_id: &str) {
+        if let Some(ledger) = &self.ledger {
+            let fut = ledger.mark_delivered(session, request_id, SystemTime::now());
+            let (s, r) = (session.clone(), request_id.to_owned());
+            actix::spawn(async move {
+                if let Err(e) = fut.await {
+                    error!(session_id = %s, request_id = %r, error = %e, "LEDGER WRITE FAILED: delivery time");
+                }
+            });
+        }
+    }
+
+    /// Record an outcome that needs no answer frame (a cancel).
+    pub(super) fn ledger_outcome(
+        &self,
+        session: &Arc<str>,
+        request_id: &str,
+        outcome: LedgerOutcome,
+        decided_by: &str,
+    ) {
+        if let Some(ledger) = &self.ledger {
+            let fut = ledger.record_decision(DecisionRecord {
+                session_id: session.to_string(),
+                request_id: request_id.to_owned(),
+                outcome,
+                decided_by: decided_by.to_owned(),
+                decided_at: SystemTime::now(),
+                updated_input: None,
+                answer: None,
+            });
+            let (s, r) = (session.clone(), request_id.to_owned());
+            actix::spawn(async move {
+                if let Err(e) = fut.await {
+                    error!(session_id = %s, request_id = %r, error = %e, "LEDGER WRITE FAILED: {outcome}");
+                }
+            });
+        }
+    }
+}
+
+/// The policy as `GET /v1/policy` shows it, with hit counts.
+#[derive(Message)]
+#[rtype(result = "PolicyReport")]
+pub struct PolicyInfo;
+
+/// Rules, deadlines and how often each rule matched.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    /// The compiled policy.
+    #[serde(flatten)]
+    pub policy: PolicyView,
+    /// Evaluations that matched each rule id (dry runs included).
+    pub hits: HashMap<String, u64>,
+}
+
+impl Handler<PolicyInfo> for PermissionRegistry {
+    type Result = MessageResult<PolicyInfo>;
+
+    fn handle(&mut self, _: PolicyInfo, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(PolicyReport {
+            policy: self.policy.view(),
+            hits: self.hits.clone(),
+        })
+    }
+}
