@@ -137,6 +137,11 @@ impl Harness {
     /// Start a simulator with `sessions`, then the app configured for them.
     /// `env` overrides keys like `CCR_SUPERVISOR__CCR__PING_INTERVAL`.
     pub async fn start(sessions: Vec<Sess>, env: &[(&str, &str)]) -> Self {
+        Self::start_with(sessions, env, "").await
+    }
+
+    /// Like [`Harness::start`], with extra TOML appended (e.g. `[policy]` and its rules).
+    pub async fn start_with(sessions: Vec<Sess>, env: &[(&str, &str)], extra_toml: &str) -> Self {
         logs::install();
         let mut builder = SimBuilder::new();
         for s in &sessions {
@@ -159,6 +164,7 @@ impl Harness {
             ));
         }
         let data = tempfile::tempdir().expect("temp dir");
+        toml.push_str(extra_toml);
         let mut env_map = fast_env();
         env_map.insert(
             "CCR_SUPERVISOR__LEDGER__PATH".into(),

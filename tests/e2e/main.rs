@@ -11,6 +11,7 @@ mod ctl;
 mod demo;
 mod operator;
 mod permissions;
+mod policy;
 mod reconnect;
 mod routing;
 mod stream;
