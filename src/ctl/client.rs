@@ -54,6 +54,9 @@ pub enum CtlError {
     /// The API answered something the client cannot read (exit 1).
     #[error("{0}")]
     Protocol(String),
+    /// Writing the output failed for another reason than a closed pipe (exit 1).
+    #[error("cannot write the output: {0}")]
+    Output(String),
 }
 
 impl CtlError {

@@ -4,10 +4,12 @@
 //! keeping it free of actix means it never depends on the server's actors.
 //! Layout: [`client`] does the HTTP, [`render`] turns API bodies into tables
 //! and one-line summaries (pure), [`sse`] parses the event stream (pure) and
-//! [`watch`] renders events and runs the stream loop.
+//! [`watch`] renders events and runs the stream loop; [`audit`] pages through
+//! the decision ledger (table, or a JSON-lines export that follows the cursor).
 //!
 //! Exit codes: 0 ok, 1 API error or connection failure, 2 usage error.
 
+pub mod audit;
 pub mod client;
 pub mod render;
 pub mod sse;
@@ -104,6 +106,8 @@ pub enum CtlCommand {
         #[arg(long, value_name = "SEQ")]
         after: Option<u64>,
     },
+    /// Search the decision ledger: one page as a table (newest first), or `--export jsonl` of every row.
+    Audit(audit::AuditArgs),
 }
 
 /// An API bearer token. Its `Debug` is redacted so it never reaches a log or panic message.
@@ -189,6 +193,10 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
         CtlCommand::Watch { session, after } => {
             let answer = watch::AnswerHint::new(&args.url, DEFAULT_URL);
             watch::run(&client, session.as_deref(), *after, json, &answer)
+        }
+        CtlCommand::Audit(audit) => {
+            let hint = watch::AnswerHint::new(&args.url, DEFAULT_URL);
+            audit::run(&client, audit, json, hint.prefix())
         }
     }
 }

@@ -78,7 +78,8 @@ pub fn state_label(v: &Value) -> String {
     }
 }
 
-fn text_or_dash(v: &Value) -> String {
+/// A JSON value as a cell: strings bare, null and "" as `-`, anything else as JSON.
+pub(super) fn text_or_dash(v: &Value) -> String {
     match v {
         Value::String(s) if !s.is_empty() => s.clone(),
         Value::Null => "-".into(),
@@ -87,7 +88,8 @@ fn text_or_dash(v: &Value) -> String {
     }
 }
 
-fn table(header: &[&str]) -> Table {
+/// An unframed table with `header`, two spaces between columns, never wrapped.
+pub(super) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
@@ -98,7 +100,8 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn rendered(t: Table) -> String {
+/// The table's lines without trailing spaces.
+pub(super) fn rendered(t: Table) -> String {
     t.lines()
         .map(|l| l.trim_end().to_owned())
         .collect::<Vec<_>>()

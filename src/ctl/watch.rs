@@ -40,6 +40,11 @@ impl AnswerHint {
         Self { prefix }
     }
 
+    /// `ccr-supervisor ctl` (plus `--url ...` when not the default), for other hints.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn command(&self, verb: &str, session: &str, request: &str) -> String {
         format!(
             "{} {verb} {} {}",

@@ -1,6 +1,7 @@
 //! `ccr-supervisor ctl` end to end: the real binary against the real app and
 //! simulator, asserting stdout, stderr and exit codes as operators' scripts see them.
 
+mod audit;
 mod watch;
 
 use std::process::{Command, Stdio};
@@ -318,4 +319,76 @@ async fn unreachable_url_exits_1_without_leaking_the_token() {
     let out = ctl(&url, &["watch"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.starts_with("error: cannot reach"), "{out:?}");
+}
+
+#[actix_rt::test]
+#[ignore = "needs GET /v1/audit"]
+async fn audit_lists_an_allowed_prompt_and_exports_it() {
+    // A ledger of its own: every test here uses session s1.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ledger = dir.path().join("ledger.db");
+    let ledger = ledger.to_str().expect("utf-8 path");
+    let mut h = Harness::start(
+        vec![Sess::new("s1")],
+        &[("CCR_SUPERVISOR__LEDGER__PATH", ledger)],
+    )
+    .await;
+    h.wait_sim_connected("s1").await;
+    h.wait_state("s1", "connected").await;
+    h.prompt("s1", "req-audit", "Bash", json!({"command":"make deploy"}))
+        .await;
+    let (status, _) = h
+        .decide("s1", "req-audit", json!({"behavior":"allow"}))
+        .await;
+    assert_eq!(status, 200);
+    wait_received(&mut h.sim_events, "s1", |f| {
+        f["response"]["request_id"] == "req-audit"
+    })
+    .await;
+
+    let out = ctl(&h.api, &["audit", "--session", "s1"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("RECEIVED"), "{out:?}");
+    let row = lines
+        .iter()
+        .find(|l| l.contains("req-audit"))
+        .expect("the prompt is listed");
+    for part in ["s1", "Bash", "make deploy", "allowed", "admin"] {
+        assert!(row.contains(part), "{part} in {row}");
+    }
+
+    let out = ctl(&h.api, &["--json", "audit", "--session", "s1"]).await;
+    let page: Value = serde_json::from_str(&out.stdout).expect("json page");
+    let listed = page["rows"].as_array().expect("rows").len();
+    assert!(listed >= 1, "{page}");
+
+    let out = ctl(&h.api, &["audit", "--session", "s1", "--export", "jsonl"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let rows: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one parseable JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), listed, "{out:?}");
+    let r = rows
+        .iter()
+        .find(|r| r["request_id"] == "req-audit")
+        .expect("exported");
+    assert_eq!(
+        (
+            &r["session_id"],
+            &r["tool_name"],
+            &r["outcome"],
+            &r["decided_by"]
+        ),
+        (
+            &json!("s1"),
+            &json!("Bash"),
+            &json!("allowed"),
+            &json!("admin")
+        )
+    );
+    assert_eq!(r["input"], json!({"command":"make deploy"}));
+    h.shutdown().await;
 }
