@@ -322,7 +322,6 @@ async fn unreachable_url_exits_1_without_leaking_the_token() {
 }
 
 #[actix_rt::test]
-#[ignore = "needs GET /v1/audit"]
 async fn audit_lists_an_allowed_prompt_and_exports_it() {
     // A ledger of its own: every test here uses session s1.
     let dir = tempfile::tempdir().expect("temp dir");
