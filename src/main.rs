@@ -143,6 +143,7 @@ fn run(path: &std::path::Path) -> ExitCode {
     telemetry::init(&cfg.log);
     let result: anyhow::Result<()> = actix_rt::System::new().block_on(async move {
         let running = app::start(cfg).await?;
+        reload_on_sighup(path.to_owned(), running.supervisor.clone());
         println!("ccr-supervisor: operator API on {}", running.api_url());
         wait_for_signal().await;
         let deadline = running.shutdown_timeout;
@@ -156,6 +157,41 @@ fn run(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `SIGHUP`: reload `[[sessions]]` from the config file and apply the difference;
+/// an invalid file is rejected with a log line and the running set is kept.
+fn reload_on_sighup(
+    path: std::path::PathBuf,
+    supervisor: actix::Addr<ccr_supervisor::supervisor::Supervisor>,
+) {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload disabled");
+            return;
+        }
+    };
+    actix_rt::spawn(async move {
+        while hup.recv().await.is_some() {
+            match config::load(&path) {
+                Ok(cfg) => {
+                    let msg = ccr_supervisor::supervisor::ReplaceSessions(cfg.sessions);
+                    match supervisor.send(msg).await {
+                        Ok(c) => {
+                            tracing::info!(added = ?c.added, removed = ?c.removed, changed = ?c.changed, "SIGHUP: sessions reloaded")
+                        }
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: supervisor unavailable"),
+                    }
+                }
+                Err(e) => tracing::error!(
+                    path = %path.display(),
+                    "SIGHUP: reload rejected, keeping the running sessions: {e}"
+                ),
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() {

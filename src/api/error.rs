@@ -39,6 +39,9 @@ pub enum ApiError {
     /// 409: the prompt was cancelled by the session.
     #[error("prompt {0} was cancelled by the session")]
     PromptCancelled(String),
+    /// 409: a session with this id already exists.
+    #[error("session {0} already exists")]
+    SessionExists(String),
     /// 409: the session is viewer-only.
     #[error("session {0} is viewer-only: it never interrupts or sends messages")]
     ViewerOnly(String),
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::AlreadyAnswered(_) => "already_answered",
             ApiError::PromptCancelled(_) => "prompt_cancelled",
             ApiError::ViewerOnly(_) => "viewer_only",
+            ApiError::SessionExists(_) => "session_exists",
             ApiError::NotConnected(_) => "session_not_connected",
             ApiError::SessionRejected(_) => "session_error",
             ApiError::Upstream(_) => "upstream_error",
@@ -147,6 +151,7 @@ impl ResponseError for ApiError {
             ApiError::AlreadyAnswered(_)
             | ApiError::PromptCancelled(_)
             | ApiError::ViewerOnly(_)
+            | ApiError::SessionExists(_)
             | ApiError::NotConnected(_) => StatusCode::CONFLICT,
             ApiError::SessionRejected(_) | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,

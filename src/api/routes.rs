@@ -6,12 +6,15 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::auth::{Approver, Viewer};
+use super::auth::{Admin, Approver, Viewer};
 use super::{policy_audit, stream, ApiError, ApiState};
 use crate::protocol::api::{DecisionBody, SendMessageBody};
 use crate::registry::{CountPending, Decide, ListPending, SessionTally};
 use crate::session::{InterruptSession, SendUserMessage};
-use crate::supervisor::{ListSessions, LookupSession, SessionRef, SessionView};
+use crate::supervisor::{
+    AddSession, ListSessions, LookupSession, RemoveSession, SessionRef, SessionSetError,
+    SessionView,
+};
 
 /// Mount the v1 routes.
 pub fn register(cfg: &mut web::ServiceConfig) {
@@ -20,11 +23,13 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/v1/sessions")
             .route(web::get().to(list_sessions))
+            .route(web::post().to(add_session))
             .default_service(method_not_allowed()),
     )
     .service(
         web::resource("/v1/sessions/{id}")
             .route(web::get().to(get_session))
+            .route(web::delete().to(remove_session))
             .default_service(method_not_allowed()),
     )
     .service(
@@ -215,4 +220,56 @@ async fn send_message(
         .await?
         .map_err(|e| ApiError::from_session(&id, e))?;
     Ok(HttpResponse::Ok().json(sent))
+}
+
+fn set_error(e: SessionSetError) -> ApiError {
+    match e {
+        SessionSetError::Exists(id) => ApiError::SessionExists(id),
+        SessionSetError::Unknown(id) => ApiError::UnknownSession(id),
+        SessionSetError::ShuttingDown => ApiError::Unavailable("shutting down".into()),
+    }
+}
+
+/// `POST /v1/sessions` (admin): add and start a session. Same fields as
+/// `[[sessions]]`; the token only as `token_env`, `token_file` or `token_command`.
+async fn add_session(
+    _who: Admin,
+    state: web::Data<ApiState>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let spec = crate::config::session_from_json(&body).map_err(|errors| {
+        ApiError::InvalidBody(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let id = spec.id.to_string();
+    state
+        .supervisor
+        .send(AddSession(spec))
+        .await?
+        .map_err(set_error)?;
+    let mut list = sessions(&state, Some(id.clone())).await?;
+    match list.pop() {
+        Some(s) => Ok(HttpResponse::Created().json(s)),
+        None => Err(ApiError::UnknownSession(id)),
+    }
+}
+
+/// `DELETE /v1/sessions/{id}` (admin): close with 1000, cancel its pending prompts, forget it.
+async fn remove_session(
+    _who: Admin,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    state
+        .supervisor
+        .send(RemoveSession(id.clone()))
+        .await?
+        .map_err(set_error)?;
+    Ok(HttpResponse::Ok().json(json!({ "removed": id })))
 }

@@ -79,6 +79,42 @@ impl fmt::Display for KeyErrors<'_> {
     }
 }
 
+/// Validate one session given at run time (`POST /v1/sessions`): the keys of a
+/// `[[sessions]]` entry, except that a literal `token` is refused.
+pub fn session_from_json(
+    value: &Value,
+) -> Result<std::sync::Arc<crate::config::SessionSpec>, Vec<KeyError>> {
+    let mut errs = Errors::new(HashMap::new());
+    if value.get("token").is_some() {
+        errs.push(
+            "token",
+            "literal tokens are not accepted over the API: give token_env, token_file or token_command",
+        );
+    }
+    let mut specs = sessions::sessions(Some(&Value::Array(vec![value.clone()])), &mut errs);
+    if errs.len() > 0 {
+        return Err(errs
+            .into_vec()
+            .into_iter()
+            .map(|e| KeyError {
+                path: e
+                    .path
+                    .strip_prefix("sessions[0].")
+                    .or_else(|| e.path.strip_prefix("sessions[0]"))
+                    .unwrap_or(&e.path)
+                    .to_owned(),
+                message: e.message,
+            })
+            .collect());
+    }
+    specs.pop().ok_or_else(|| {
+        vec![KeyError {
+            path: String::new(),
+            message: "invalid session".into(),
+        }]
+    })
+}
+
 /// Load `path` (TOML) + env overrides `CCR_SUPERVISOR__SECTION__KEY` from the real process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use load::policy::PolicyConfig;
 pub use load::LedgerConfig;
-pub use load::{load, load_from_str, ConfigError, KeyError};
+pub use load::{load, load_from_str, session_from_json, ConfigError, KeyError};
 
 use crate::session::token::TokenSource;
 
@@ -209,7 +209,7 @@ pub struct SimConfig {
 }
 
 /// One `[[sessions]]` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionSpec {
     /// The CCR session id (`id`), unique.
     pub id: Arc<str>,

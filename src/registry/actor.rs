@@ -355,3 +355,31 @@ impl Handler<CountPending> for PermissionRegistry {
 fn restored_result(frame: &Value) -> Option<PermissionResult> {
     serde_json::from_value(frame.get("response")?.get("response")?.clone()).ok()
 }
+
+/// A session was removed: drop its prompts (pending ones are reported cancelled) and history.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForgetSession(pub Arc<str>);
+
+impl Handler<ForgetSession> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForgetSession, _: &mut Context<Self>) {
+        let session = msg.0;
+        self.writers.remove(&session);
+        for prompt in self.store.forget_session(&session) {
+            self.ledger_outcome(
+                &session,
+                &prompt.request_id,
+                LedgerOutcome::Cancelled,
+                "session_removed",
+            );
+            self.bus.publish(Event::PermissionCancelled {
+                session_id: session.clone(),
+                request_id: prompt.request_id.clone(),
+                tool_use_id: prompt.tool_use_id.clone(),
+            });
+        }
+        self.bus.forget(&session);
+    }
+}

@@ -9,8 +9,8 @@ mod decide;
 pub mod store;
 
 pub use actor::{
-    CountPending, Deliver, ListPending, PendingPrompt, PermissionRegistry, PromptCancelled,
-    PromptReceived, SessionConnected, SessionDisconnected,
+    CountPending, Deliver, ForgetSession, ListPending, PendingPrompt, PermissionRegistry,
+    PromptCancelled, PromptReceived, SessionConnected, SessionDisconnected,
 };
 pub use decide::{Decide, DecisionReceipt, PolicyInfo, PolicyReport};
 pub use store::{ConnId, DecideError, SessionTally};

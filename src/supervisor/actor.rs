@@ -27,11 +27,13 @@ const MAILBOX: usize = 256;
 /// How long a status query waits for a busy session before using the last report.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
-struct Slot {
-    spec: Arc<SessionSpec>,
-    addr: Option<Addr<SessionActor>>,
+pub(super) struct Slot {
+    pub(super) spec: Arc<SessionSpec>,
+    /// What to do when the current incarnation ends.
+    pub(super) plan: ExitPlan,
+    pub(super) addr: Option<Addr<SessionActor>>,
     incarnation: u64,
-    status: SessionStatus,
+    pub(super) status: SessionStatus,
     carried: Counters,
     restarts: u64,
     /// Why the last incarnation crashed; shown until a newer error replaces it.
@@ -40,14 +42,45 @@ struct Slot {
     arbiter: usize,
 }
 
+/// What the supervisor does when a session actor ends.
+#[derive(Default)]
+pub(super) enum ExitPlan {
+    /// Restart after a crash (within budget); leave final states alone.
+    #[default]
+    Supervise,
+    /// The operator removed it: forget the session, then tell these waiters.
+    Remove(Vec<oneshot::Sender<()>>),
+    /// Its spec changed: start the new spec at once (not a crash).
+    Respawn,
+}
+
+impl Slot {
+    pub(super) fn new(spec: Arc<SessionSpec>, cfg: &SupervisorConfig, arbiter: usize) -> Self {
+        Slot {
+            budget: RestartBudget::new(cfg),
+            spec,
+            plan: ExitPlan::Supervise,
+            addr: None,
+            incarnation: 0,
+            status: SessionStatus::initial(),
+            carried: Counters::default(),
+            restarts: 0,
+            last_crash: None,
+            arbiter,
+        }
+    }
+}
+
 /// Starts, watches and restarts session actors.
 pub struct Supervisor {
-    cfg: SupervisorConfig,
+    pub(super) cfg: SupervisorConfig,
     shared: Arc<SessionShared>,
-    arbiters: Vec<ArbiterHandle>,
-    slots: BTreeMap<Arc<str>, Slot>,
-    bus: EventBus,
-    registry: Addr<PermissionRegistry>,
+    pub(super) arbiters: Vec<ArbiterHandle>,
+    pub(super) slots: BTreeMap<Arc<str>, Slot>,
+    pub(super) bus: EventBus,
+    pub(super) registry: Addr<PermissionRegistry>,
+    /// Round-robin position for sessions added at run time.
+    pub(super) next_arbiter: usize,
     drained: Vec<oneshot::Sender<()>>,
     shutting_down: bool,
 }
@@ -67,17 +100,7 @@ impl Supervisor {
                 .into_iter()
                 .enumerate()
                 .map(|(i, spec)| {
-                    let slot = Slot {
-                        budget: RestartBudget::new(&cfg),
-                        spec: spec.clone(),
-                        addr: None,
-                        incarnation: 0,
-                        status: SessionStatus::initial(),
-                        carried: Counters::default(),
-                        restarts: 0,
-                        last_crash: None,
-                        arbiter: i % arbiters.len(),
-                    };
+                    let slot = Slot::new(spec.clone(), &cfg, i % arbiters.len());
                     (spec.id.clone(), slot)
                 })
                 .collect();
@@ -90,12 +113,13 @@ impl Supervisor {
                 slots,
                 drained: vec![],
                 shutting_down: false,
+                next_arbiter: 0,
             }
         })
     }
 
     /// Spawn a new incarnation of `id` on its arbiter, catching panics.
-    fn spawn_session(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) {
+    pub(super) fn spawn_session(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) {
         if self.shutting_down {
             return;
         }
@@ -161,7 +185,11 @@ impl Supervisor {
         }
     }
 
-    fn check_drained(&mut self) {
+    pub(super) fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    pub(super) fn check_drained(&mut self) {
         if self.shutting_down && self.slots.values().all(|s| s.addr.is_none()) {
             for tx in self.drained.drain(..) {
                 let _ = tx.send(());
@@ -252,6 +280,23 @@ impl Handler<SessionExited> for Supervisor {
             session_id: msg.session_id.clone(),
             conn: None,
         });
+        match std::mem::take(&mut slot.plan) {
+            ExitPlan::Remove(waiters) => {
+                self.forget(&msg.session_id);
+                for w in waiters {
+                    let _ = w.send(());
+                }
+                self.check_drained();
+                return;
+            }
+            ExitPlan::Respawn if !shutting_down => {
+                info!("session spec changed; starting it again");
+                let id = msg.session_id.clone();
+                self.spawn_session(&id, ctx);
+                return;
+            }
+            _ => {}
+        }
         if shutting_down {
             slot.status.state = SessionState::Disconnected;
             self.check_drained();

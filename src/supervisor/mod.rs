@@ -3,6 +3,7 @@
 
 mod actor;
 pub mod budget;
+mod runtime;
 
 #[cfg(feature = "test-hooks")]
 pub use actor::PanicSession;
@@ -10,3 +11,4 @@ pub use actor::{
     ListSessions, LookupSession, SessionExited, SessionRef, SessionReport, SessionView,
     ShutdownSessions, Supervisor,
 };
+pub use runtime::{AddSession, RemoveSession, ReplaceSessions, SessionSetError, SetChanges};

@@ -1,0 +1,194 @@
+//! Changing the session set while running: add (`POST /v1/sessions`), remove
+//! (`DELETE /v1/sessions/{id}`), and replace the whole set (`SIGHUP` reload).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::info;
+
+use super::actor::{ExitPlan, Slot, Supervisor};
+use crate::config::SessionSpec;
+use crate::registry::ForgetSession;
+use crate::session::CloseSession;
+
+/// How long a removal waits for the session to close before answering anyway.
+const REMOVE_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a change to the session set was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionSetError {
+    /// `POST` of an id that already exists.
+    #[error("session {0} already exists")]
+    Exists(String),
+    /// `DELETE` of an unknown id.
+    #[error("unknown session {0}")]
+    Unknown(String),
+    /// The service is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// Add and start a session.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), SessionSetError>")]
+pub struct AddSession(pub Arc<SessionSpec>);
+
+/// Stop a session cleanly (close 1000), cancel its pending prompts, forget it.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), SessionSetError>")]
+pub struct RemoveSession(pub String);
+
+/// Make the running set equal to `specs`: start new ones, stop missing ones,
+/// restart changed ones.
+#[derive(Message, Debug)]
+#[rtype(result = "SetChanges")]
+pub struct ReplaceSessions(pub Vec<Arc<SessionSpec>>);
+
+/// What a [`ReplaceSessions`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SetChanges {
+    /// Started.
+    pub added: Vec<String>,
+    /// Stopped and forgotten.
+    pub removed: Vec<String>,
+    /// Restarted with a new spec.
+    pub changed: Vec<String>,
+}
+
+impl Supervisor {
+    fn add(
+        &mut self,
+        spec: Arc<SessionSpec>,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), SessionSetError> {
+        if self.slots.contains_key(&spec.id) {
+            return Err(SessionSetError::Exists(spec.id.to_string()));
+        }
+        let arbiter = self.next_arbiter % self.arbiters.len();
+        self.next_arbiter += 1;
+        let id = spec.id.clone();
+        self.slots
+            .insert(id.clone(), Slot::new(spec, &self.cfg, arbiter));
+        info!(session_id = %id, "session added");
+        self.spawn_session(&id, ctx);
+        Ok(())
+    }
+
+    /// Begin removing `id`; `waiter` fires once it is gone.
+    fn remove(
+        &mut self,
+        id: &str,
+        waiter: Option<oneshot::Sender<()>>,
+    ) -> Result<(), SessionSetError> {
+        let slot = self
+            .slots
+            .get_mut(id)
+            .ok_or_else(|| SessionSetError::Unknown(id.to_owned()))?;
+        info!(session_id = %id, "removing session");
+        match &slot.addr {
+            Some(addr) => {
+                addr.do_send(CloseSession);
+                match &mut slot.plan {
+                    ExitPlan::Remove(waiters) => waiters.extend(waiter),
+                    plan => *plan = ExitPlan::Remove(waiter.into_iter().collect()),
+                }
+            }
+            None => {
+                // Not running (failed, or between restarts): forget it now.
+                let id: Arc<str> = Arc::from(id);
+                self.forget(&id);
+                if let Some(w) = waiter {
+                    let _ = w.send(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop every trace of a removed session; its pending prompts are reported cancelled.
+    pub(super) fn forget(&mut self, id: &Arc<str>) {
+        self.slots.remove(id);
+        self.registry.do_send(ForgetSession(id.clone()));
+        info!(session_id = %id, "session removed");
+    }
+}
+
+impl Handler<AddSession> for Supervisor {
+    type Result = Result<(), SessionSetError>;
+
+    fn handle(&mut self, msg: AddSession, ctx: &mut Context<Self>) -> Self::Result {
+        if self.is_shutting_down() {
+            return Err(SessionSetError::ShuttingDown);
+        }
+        self.add(msg.0, ctx)
+    }
+}
+
+impl Handler<RemoveSession> for Supervisor {
+    type Result = ResponseFuture<Result<(), SessionSetError>>;
+
+    fn handle(&mut self, msg: RemoveSession, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let started = self.remove(&msg.0, Some(tx));
+        Box::pin(async move {
+            started?;
+            // Answer once it is gone; a session slow to close is still being removed.
+            let _ = tokio::time::timeout(REMOVE_WAIT, rx).await;
+            Ok(())
+        })
+    }
+}
+
+impl Handler<ReplaceSessions> for Supervisor {
+    type Result = MessageResult<ReplaceSessions>;
+
+    fn handle(&mut self, msg: ReplaceSessions, ctx: &mut Context<Self>) -> Self::Result {
+        let mut changes = SetChanges::default();
+        if self.is_shutting_down() {
+            return MessageResult(changes);
+        }
+        let wanted: std::collections::HashMap<Arc<str>, Arc<SessionSpec>> =
+            msg.0.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let current: Vec<Arc<str>> = self.slots.keys().cloned().collect();
+        for id in current {
+            match wanted.get(&id) {
+                None => {
+                    if self.remove(&id, None).is_ok() {
+                        changes.removed.push(id.to_string());
+                    }
+                }
+                Some(spec) => {
+                    let Some(slot) = self.slots.get_mut(&id) else {
+                        continue;
+                    };
+                    if *slot.spec == **spec {
+                        continue;
+                    }
+                    slot.spec = spec.clone();
+                    changes.changed.push(id.to_string());
+                    match &slot.addr {
+                        Some(addr) => {
+                            slot.plan = ExitPlan::Respawn;
+                            addr.do_send(CloseSession);
+                        }
+                        None => self.spawn_session(&id, ctx),
+                    }
+                }
+            }
+        }
+        let mut added: Vec<&Arc<SessionSpec>> = wanted
+            .values()
+            .filter(|s| !self.slots.contains_key(&s.id))
+            .collect();
+        added.sort_by(|a, b| a.id.cmp(&b.id));
+        for spec in added {
+            if self.add(spec.clone(), ctx).is_ok() {
+                changes.added.push(spec.id.to_string());
+            }
+        }
+        info!(added = ?changes.added, removed = ?changes.removed, changed = ?changes.changed, "session set replaced");
+        MessageResult(changes)
+    }
+}
