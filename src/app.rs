@@ -15,6 +15,7 @@ use crate::api::{self, ApiState, Authenticator};
 use crate::audit::Ledger;
 use crate::config::Config;
 use crate::events::{BusLimits, EventBus, HistoryLimits};
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::registry::PermissionRegistry;
 use crate::session::client::install_crypto_provider;
@@ -146,9 +147,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             bytes: config.api.history_bytes,
         },
     });
+    let metrics = Metrics::new();
     let ledger = open_ledger(&config)?;
     let policy = Arc::new(Policy::new(&config.policy));
-    let mut registry = PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone());
+    let mut registry =
+        PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone(), metrics.clone());
     if let Some(ledger) = &ledger {
         let unfinished = ledger
             .load_unfinished()
@@ -170,6 +173,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let shared_registry = registry.clone();
     let ccr = config.ccr.clone();
     let reconnect = config.reconnect.clone();
+    let session_metrics = metrics.clone();
     let supervisor = Supervisor::start_with(
         config.supervisor.clone(),
         config.sessions.iter().map(Arc::clone).collect(),
@@ -181,6 +185,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             registry: shared_registry,
             reports,
             bus: shared_bus,
+            metrics: session_metrics,
         },
     );
     let state = ApiState {
@@ -191,6 +196,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stream_heartbeat: config.api.stream_heartbeat,
         policy,
         ledger,
+        metrics,
     };
     let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
         .workers(1)

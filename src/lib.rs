@@ -29,6 +29,7 @@ pub mod audit;
 pub mod config;
 pub mod ctl;
 pub mod events;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod registry;

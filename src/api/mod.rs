@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod error;
+mod health;
 mod policy_audit;
 mod routes;
 pub mod stream;
@@ -40,6 +41,8 @@ pub struct ApiState {
     pub policy: Arc<crate::policy::Policy>,
     /// The decision ledger, when enabled.
     pub ledger: Option<crate::audit::Ledger>,
+    /// Process metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.
@@ -57,6 +60,7 @@ pub fn configure(state: ApiState) -> impl Fn(&mut web::ServiceConfig) + Clone {
             .app_data(query_cfg)
             .app_data(path_cfg)
             .configure(routes::register)
+            .configure(health::register)
             .default_service(web::to(not_found));
     }
 }

@@ -40,6 +40,7 @@ struct ReaderState {
     pending_lag: Option<String>,
     live: broadcast::Receiver<Arc<Envelope>>,
     filter: Option<Arc<str>>,
+    drops: prometheus_client::metrics::counter::Counter,
     heartbeat: tokio::time::Interval,
     closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     last_seq: u64,
@@ -52,6 +53,7 @@ pub fn items(
     filter: Option<Arc<str>>,
     after: Option<u64>,
     heartbeat: Duration,
+    drops: prometheus_client::metrics::counter::Counter,
 ) -> impl Stream<Item = Item> {
     let sub = bus.subscribe_from(filter.as_deref(), after);
     let pending_lag = sub.lagged_from.map(|from| {
@@ -64,6 +66,7 @@ pub fn items(
         pending_lag,
         live: sub.live,
         filter,
+        drops,
         heartbeat: tick,
         closed: Box::pin(bus.closed()),
         last_seq: after.unwrap_or(0),
@@ -97,6 +100,7 @@ pub fn items(
                     }
                     Err(RecvError::Lagged(missed)) => {
                         st.done = true;
+                        st.drops.inc();
                         let lag = json!({"type": "lagged", "reason": "slow_reader", "missed": missed,
                             "resume_after": st.last_seq});
                         return Some((Item::Lagged(lag.to_string()), st));
@@ -173,7 +177,13 @@ pub async fn events(
         };
         let mut resp =
             ws::handshake(&req).map_err(|_| ApiError::NotAcceptable("bad websocket handshake"))?;
-        let items = items(&state.bus, filter, after, heartbeat);
+        let items = items(
+            &state.bus,
+            filter,
+            after,
+            heartbeat,
+            state.metrics.stream_drops.clone(),
+        );
         let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
             ctx.add_stream(items);
             reader
@@ -190,7 +200,8 @@ pub async fn events(
             "use a WebSocket upgrade or Accept: text/event-stream",
         ));
     }
-    let body = stream::StreamExt::map(items(&state.bus, filter, after, heartbeat), |item| {
+    let drops = state.metrics.stream_drops.clone();
+    let body = stream::StreamExt::map(items(&state.bus, filter, after, heartbeat, drops), |item| {
         Ok::<_, std::convert::Infallible>(sse_frame(&item))
     });
     Ok(HttpResponse::Ok()

@@ -12,6 +12,7 @@ use tracing::{debug, info, info_span};
 use super::store::{ConnId, PromptOutcome, SessionTally, Store};
 use crate::audit::{Ledger, Outcome as LedgerOutcome, PromptRecord, Unfinished};
 use crate::events::{Event, EventBus};
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::protocol::{PermissionPrompt, PermissionResult};
 
@@ -24,11 +25,17 @@ pub struct PermissionRegistry {
     /// Evaluations per rule id (including dry runs).
     pub(super) hits: HashMap<String, u64>,
     pub(super) ledger: Option<Ledger>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl PermissionRegistry {
     /// A registry publishing to `bus`, answering by `policy`, recording in `ledger`.
-    pub fn new(bus: EventBus, policy: Arc<Policy>, ledger: Option<Ledger>) -> Self {
+    pub fn new(
+        bus: EventBus,
+        policy: Arc<Policy>,
+        ledger: Option<Ledger>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             store: Store::new(),
             writers: HashMap::new(),
@@ -36,6 +43,7 @@ impl PermissionRegistry {
             policy,
             hits: HashMap::new(),
             ledger,
+            metrics,
         }
     }
 
@@ -84,7 +92,11 @@ impl PermissionRegistry {
             let _span =
                 info_span!("permission", session_id = %session, request_id = %request_id).entered();
             if written {
+                let received = act.store.get(&session, &request_id).map(|e| e.received_at);
                 if act.store.on_written(&session, &request_id, conn) {
+                    if let Some(age) = received.and_then(|t| t.elapsed().ok()) {
+                        act.metrics.decision_latency.observe(age.as_secs_f64());
+                    }
                     debug!(conn, "answer written");
                     act.ledger_delivered(&session, &request_id);
                     act.bus.publish(Event::PermissionDelivered {
@@ -204,6 +216,7 @@ impl Handler<PromptCancelled> for PermissionRegistry {
                     LedgerOutcome::Cancelled,
                     "session",
                 );
+                self.metrics.decision("cancelled", "session");
                 self.bus.publish(Event::PermissionCancelled {
                     session_id: msg.session_id,
                     request_id: msg.request_id,

@@ -107,6 +107,12 @@ impl PermissionRegistry {
             Source::Operator => None,
         };
         info!(behavior, decided_by = %decided_by, reason = reason.as_deref().unwrap_or(""), "permission answered");
+        let source_name = match &source {
+            Source::Operator => "operator",
+            Source::Rule(_) => "rule",
+            Source::Deadline => "timeout",
+        };
+        self.metrics.decision(outcome.as_str(), source_name);
         let record = self.ledger.as_ref().map(|l| {
             l.record_decision(DecisionRecord {
                 session_id: session.to_string(),

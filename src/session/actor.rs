@@ -53,6 +53,8 @@ pub struct SessionShared {
     pub reports: Recipient<SessionReport>,
     /// The event bus.
     pub bus: EventBus,
+    /// Process metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -226,6 +228,7 @@ impl SessionActor {
         match self.policy.on_end(ended, unit) {
             Next::Retry { delay, attempt } => {
                 self.status.counters.reconnects += 1;
+                self.shared.metrics.reconnects.inc();
                 self.set_state(SessionState::Reconnecting {
                     attempt,
                     delay_ms: delay.as_millis() as u64,
@@ -277,6 +280,7 @@ impl SessionActor {
 
     fn skip(&mut self, reason: &str, len: usize) {
         self.status.counters.frames_in.invalid += 1;
+        self.shared.metrics.frames.invalid.inc();
         warn!(reason, len, "skipping inbound frame");
     }
 
@@ -291,13 +295,16 @@ impl SessionActor {
             }
         }
         let counters = &mut self.status.counters.frames_in;
+        let m = &self.shared.metrics.frames;
         match protocol::classify(text) {
             Err(error) => {
                 counters.invalid += 1;
+                m.invalid.inc();
                 warn!(%error, len = text.len(), "skipping inbound frame");
             }
             Ok(Inbound::Sdk(msg)) => {
                 counters.sdk += 1;
+                m.sdk.inc();
                 self.shared.bus.publish(Event::SdkMessage {
                     session_id: self.spec.id.clone(),
                     msg_type: msg.msg_type,
@@ -306,6 +313,7 @@ impl SessionActor {
             }
             Ok(Inbound::PermissionPrompt(prompt)) => {
                 counters.control_request += 1;
+                m.control_request.inc();
                 let conn = self.conn.as_ref().map_or(0, |l| l.id);
                 self.shared.registry.do_send(PromptReceived {
                     session_id: self.spec.id.clone(),
@@ -316,11 +324,13 @@ impl SessionActor {
             }
             Ok(Inbound::UnsupportedRequest { request_id, error }) => {
                 counters.control_request += 1;
+                m.control_request.inc();
                 info!(%request_id, %error, "answering unsupported control request with an error");
                 self.write(protocol::error_response(&request_id, &error));
             }
             Ok(Inbound::Cancel { request_id }) => {
                 counters.control_cancel_request += 1;
+                m.control_cancel_request.inc();
                 self.shared.registry.do_send(PromptCancelled {
                     session_id: self.spec.id.clone(),
                     request_id,
@@ -328,6 +338,7 @@ impl SessionActor {
             }
             Ok(Inbound::ControlResponse(resp)) => {
                 counters.control_response += 1;
+                m.control_response.inc();
                 match self.interrupts.remove(&resp.request_id) {
                     Some(waiter) => {
                         let _ = waiter.send(resp.outcome);
@@ -337,7 +348,10 @@ impl SessionActor {
                     }
                 }
             }
-            Ok(Inbound::KeepAlive) => counters.keep_alive += 1,
+            Ok(Inbound::KeepAlive) => {
+                counters.keep_alive += 1;
+                m.keep_alive.inc();
+            }
         }
     }
 }

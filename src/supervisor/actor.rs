@@ -319,6 +319,7 @@ impl Handler<SessionExited> for Supervisor {
         match slot.budget.on_crash(Instant::now()) {
             Verdict::Restart { delay, .. } => {
                 slot.restarts += 1;
+                self.shared.metrics.restarts.inc();
                 slot.status.connected_since = None;
                 slot.status.state = SessionState::Restarting {
                     restart: slot.restarts as u32,

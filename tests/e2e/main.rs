@@ -10,6 +10,7 @@ mod auth;
 mod connect;
 mod ctl;
 mod demo;
+mod health;
 mod operator;
 mod permissions;
 mod policy;

@@ -1,0 +1,259 @@
+//! Prometheus / OpenMetrics metrics (prometheus-client). Counters are updated
+//! where things happen (cheap atomic increments on pre-created handles);
+//! gauges that describe current state are filled in at scrape time.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label set with one `kind` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
+
+/// Label set of the session-state gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct State {
+    state: String,
+}
+
+/// Label set of decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    outcome: String,
+    source: String,
+}
+
+/// Inbound frame counters by bucket, created once so the hot path never allocates.
+#[derive(Clone, Debug)]
+pub struct FrameMetrics {
+    /// `control_request`.
+    pub control_request: Counter,
+    /// `control_cancel_request`.
+    pub control_cancel_request: Counter,
+    /// `control_response`.
+    pub control_response: Counter,
+    /// SDK messages.
+    pub sdk: Counter,
+    /// `keep_alive`.
+    pub keep_alive: Counter,
+    /// Skipped frames.
+    pub invalid: Counter,
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Frames in by kind.
+    pub frames: FrameMetrics,
+    /// Reconnect attempts scheduled.
+    pub reconnects: Counter,
+    /// Session actor restarts after a crash.
+    pub restarts: Counter,
+    decisions: Family<DecisionLabels, Counter>,
+    /// Seconds from a prompt's arrival to its answer being written.
+    pub decision_latency: Histogram,
+    /// Event-stream readers dropped for being too slow.
+    pub stream_drops: Counter,
+    sessions: Family<State, Gauge>,
+    prompts_pending: Gauge,
+    oldest_prompt_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    stream_subscribers: Gauge,
+    ledger_write_errors: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Session states, all exported every scrape (0 when none).
+pub const STATES: [&str; 6] = [
+    "connecting",
+    "connected",
+    "reconnecting",
+    "restarting",
+    "disconnected",
+    "failed",
+];
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new() -> Arc<Self> {
+        let mut r = Registry::with_prefix("ccr_supervisor");
+        let frames_family = Family::<Kind, Counter>::default();
+        r.register("frames_in", "Inbound frames by kind", frames_family.clone());
+        let kind = |k: &str| {
+            frames_family
+                .get_or_create(&Kind { kind: k.to_owned() })
+                .clone()
+        };
+        let frames = FrameMetrics {
+            control_request: kind("control_request"),
+            control_cancel_request: kind("control_cancel_request"),
+            control_response: kind("control_response"),
+            sdk: kind("sdk"),
+            keep_alive: kind("keep_alive"),
+            invalid: kind("invalid"),
+        };
+        let m = Metrics {
+            frames,
+            reconnects: Counter::default(),
+            restarts: Counter::default(),
+            decisions: Family::default(),
+            decision_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 24)),
+            stream_drops: Counter::default(),
+            sessions: Family::default(),
+            prompts_pending: Gauge::default(),
+            oldest_prompt_age: Gauge::default(),
+            stream_subscribers: Gauge::default(),
+            ledger_write_errors: Gauge::default(),
+            registry: Mutex::new(Registry::default()),
+        };
+        r.register("reconnects", "Reconnect attempts", m.reconnects.clone());
+        r.register(
+            "restarts",
+            "Session actor restarts after a crash",
+            m.restarts.clone(),
+        );
+        r.register(
+            "decisions",
+            "Answers by outcome and source (operator, rule, timeout, session)",
+            m.decisions.clone(),
+        );
+        r.register(
+            "decision_latency_seconds",
+            "From prompt received to answer written",
+            m.decision_latency.clone(),
+        );
+        r.register(
+            "event_stream_drops",
+            "Event-stream readers dropped as lagged",
+            m.stream_drops.clone(),
+        );
+        r.register("sessions", "Sessions by state", m.sessions.clone());
+        r.register(
+            "prompts_pending",
+            "Prompts waiting for an answer",
+            m.prompts_pending.clone(),
+        );
+        r.register(
+            "prompt_oldest_age_seconds",
+            "Age of the oldest pending prompt",
+            m.oldest_prompt_age.clone(),
+        );
+        r.register(
+            "event_stream_subscribers",
+            "Live event-stream readers",
+            m.stream_subscribers.clone(),
+        );
+        r.register(
+            "ledger_write_errors",
+            "Failed ledger writes since start",
+            m.ledger_write_errors.clone(),
+        );
+        *m.registry.lock() = r;
+        Arc::new(m)
+    }
+
+    /// Count one answer.
+    pub fn decision(&self, outcome: &str, source: &str) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                outcome: outcome.to_owned(),
+                source: source.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Fill the state gauges and render the OpenMetrics text.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        for state in STATES {
+            let n = snapshot
+                .sessions_by_state
+                .iter()
+                .filter(|s| s.as_str() == state)
+                .count();
+            self.sessions
+                .get_or_create(&State {
+                    state: state.to_owned(),
+                })
+                .set(n as i64);
+        }
+        self.prompts_pending.set(snapshot.prompts_pending as i64);
+        self.oldest_prompt_age.set(snapshot.oldest_prompt_age_secs);
+        self.stream_subscribers
+            .set(snapshot.stream_subscribers as i64);
+        self.ledger_write_errors
+            .set(snapshot.ledger_write_errors as i64);
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
+        out
+    }
+}
+
+/// Current-state figures gathered by the `/metrics` handler.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// One state name per session.
+    pub sessions_by_state: Vec<String>,
+    /// Pending prompts.
+    pub prompts_pending: usize,
+    /// Age of the oldest pending prompt, seconds.
+    pub oldest_prompt_age_secs: f64,
+    /// Live event-stream readers.
+    pub stream_subscribers: usize,
+    /// Failed ledger writes.
+    pub ledger_write_errors: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_openmetrics_with_values() {
+        let m = Metrics::new();
+        m.frames.sdk.inc_by(3);
+        m.decision("allowed", "rule");
+        m.decision_latency.observe(0.002);
+        let text = m.render(&Snapshot {
+            sessions_by_state: vec!["connected".into(), "connected".into(), "failed".into()],
+            prompts_pending: 2,
+            oldest_prompt_age_secs: 1.5,
+            stream_subscribers: 1,
+            ledger_write_errors: 0,
+        });
+        assert!(
+            text.contains("ccr_supervisor_frames_in_total{kind=\"sdk\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ccr_supervisor_sessions{state=\"connected\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ccr_supervisor_sessions{state=\"reconnecting\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ccr_supervisor_decisions_total{outcome=\"allowed\",source=\"rule\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("ccr_supervisor_prompts_pending 2"), "{text}");
+        assert!(
+            text.contains("ccr_supervisor_decision_latency_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
