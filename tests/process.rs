@@ -1,0 +1,14 @@
+//! Real-process tests: the `ccr-supervisor` binary run as a child process with
+//! a generated config, against the CCR simulator embedded in this test process
+//! (127.0.0.1 only). Signals, `kill -9` + restart on the same ledger, and
+//! start-up failures. Waits are on simulator events, the child's stdout and the
+//! operator event stream; the only polling loop is bounded (ledger delivery mark).
+
+#[path = "process/restart.rs"]
+mod restart;
+#[path = "process/shutdown.rs"]
+mod shutdown;
+#[path = "process/startup.rs"]
+mod startup;
+#[path = "process/support.rs"]
+mod support;

@@ -1,0 +1,429 @@
+//! Harness of the real-process tests: a generated config, the real
+//! `ccr-supervisor` binary as a child process (always killed on drop), its
+//! stdout/stderr, an HTTP client, an SSE reader that tells a clean end of the
+//! stream from a broken one, and waits on simulator events.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ccr_supervisor::sim::{Script, SimBuilder, SimEvent, SimHandle};
+use futures_util::{Stream, StreamExt};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Upper bound for any single wait; a test that needs longer is broken.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ccr-supervisor");
+
+/// Admin operator token of the generated config; recorded as `decided_by = "admin"`.
+pub const ADMIN_TOKEN: &str = "admin-token";
+
+/// What the child prints on stdout once the API is listening.
+const READY: &str = "ccr-supervisor: operator API on ";
+
+/// `[[api.tokens]]` (sha256 of `admin-token`, as in `tests/common`).
+const TOKENS_TOML: &str = r#"
+[[api.tokens]]
+name = "admin"
+role = "admin"
+sha256 = "10a4c7c9fc5206d6f36dc6944a81bb6f4a3cb0e25014ae3b12e6c3e52712292a"
+"#;
+
+/// The literal token session `id` sends and the simulator expects.
+pub fn session_token(id: &str) -> String {
+    format!("tok-{id}")
+}
+
+/// A simulator (in this test process) with `ids`, each expecting [`session_token`].
+pub async fn start_sim(ids: &[&str]) -> SimHandle {
+    let mut builder = SimBuilder::new();
+    for id in ids {
+        builder = builder.session(id, &session_token(id), Script::empty());
+    }
+    builder.start().await.expect("simulator starts")
+}
+
+/// A complete supervisor config: API on 127.0.0.1:0 with the admin token,
+/// `[ccr]` pointing at `base_url`, fast reconnects, the ledger at `ledger`,
+/// info logs, and one `[[sessions]]` per id. `api_extra` goes under `[api]`.
+pub fn config_toml(base_url: &str, ids: &[&str], ledger: &Path, api_extra: &str) -> String {
+    let mut toml = format!(
+        "[api]\nbind = \"127.0.0.1:0\"\n{api_extra}\n{TOKENS_TOML}\n\
+         [ccr]\nbase_url = \"{base_url}\"\norganization_uuid = \"org-proc-1\"\n\n\
+         [reconnect]\ntransient_delay = \"30ms\"\nnot_found_delay = \"20ms\"\n\
+         backoff_initial = \"20ms\"\nbackoff_max = \"200ms\"\n\n\
+         [supervisor]\narbiters = 2\n\n\
+         [ledger]\npath = \"{}\"\n\n[log]\nlevel = \"info\"\n",
+        ledger.display()
+    );
+    for id in ids {
+        toml.push_str(&format!(
+            "\n[[sessions]]\nid = \"{id}\"\ntoken = \"{}\"\n",
+            session_token(id)
+        ));
+    }
+    toml
+}
+
+/// Write `text` to `dir/name` and return the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path
+}
+
+/// The binary with a clean environment for the config: no `CCR_SUPERVISOR__*`
+/// overrides and no `RUST_LOG` leak in from the test's own environment.
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(|k| k.to_ascii_uppercase().starts_with("CCR_SUPERVISOR"))
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Run the binary to completion (killed if it takes longer than `limit`).
+pub async fn run_to_exit(args: &[&str], limit: Duration) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let out = tokio::time::timeout(limit, command(args).output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "`ccr-supervisor {}` still running after {limit:?}",
+                args.join(" ")
+            )
+        })
+        .expect("run ccr-supervisor");
+    (out, started.elapsed())
+}
+
+/// A running `ccr-supervisor` child. Dropping it kills the process (SIGKILL),
+/// so a failing test never leaves one behind; on a panic its stderr is printed.
+pub struct Supervisor {
+    child: Child,
+    /// Process id.
+    pub pid: i32,
+    /// `http://127.0.0.1:PORT` of its operator API.
+    pub api: String,
+    stderr: Arc<Mutex<String>>,
+    stderr_done: Option<oneshot::Receiver<()>>,
+}
+
+impl Supervisor {
+    /// Start `ccr-supervisor --config config` and wait until it prints its API URL.
+    pub async fn spawn(config: &Path) -> Self {
+        let config = config.to_str().expect("utf-8 path");
+        let mut child = command(&["--config", config])
+            .spawn()
+            .expect("spawn ccr-supervisor");
+        let pid = child.id().expect("child pid") as i32;
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (done_tx, stderr_done) = oneshot::channel();
+        let err_pipe = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        actix_rt::spawn(async move {
+            let mut lines = BufReader::new(err_pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut s = sink.lock();
+                s.push_str(&line);
+                s.push('\n');
+            }
+            let _ = done_tx.send(());
+        });
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let out_pipe = child.stdout.take().expect("piped stdout");
+        actix_rt::spawn(async move {
+            let mut lines = BufReader::new(out_pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        let mut me = Supervisor {
+            child,
+            pid,
+            api: String::new(),
+            stderr,
+            stderr_done: Some(stderr_done),
+        };
+        let ready = async {
+            while let Some(line) = rx.recv().await {
+                if let Some(url) = line.strip_prefix(READY) {
+                    return Some(url.trim().to_owned());
+                }
+            }
+            None // stdout closed: the process exited
+        };
+        match tokio::time::timeout(WAIT, ready).await {
+            Ok(Some(url)) => me.api = url,
+            Ok(None) => panic!(
+                "supervisor exited before its API was up; stderr:\n{}",
+                me.stderr_now()
+            ),
+            Err(_) => panic!(
+                "supervisor API not up within {WAIT:?}; stderr:\n{}",
+                me.stderr_now()
+            ),
+        }
+        me
+    }
+
+    /// Send `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid; the child is not reaped before
+        // `wait_exit`, so the pid cannot have been reused.
+        let rc = unsafe { libc::kill(self.pid, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid);
+    }
+
+    /// Wait for the process to exit, at most `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => status.expect("wait for child"),
+            Err(_) => panic!(
+                "supervisor still running after {limit:?}; stderr:\n{}",
+                self.stderr_now()
+            ),
+        }
+    }
+
+    /// Stderr so far.
+    pub fn stderr_now(&self) -> String {
+        self.stderr.lock().clone()
+    }
+
+    /// All of stderr, once the pipe reached EOF (after the process exited).
+    pub async fn stderr_all(&mut self) -> String {
+        if let Some(done) = self.stderr_done.take() {
+            tokio::time::timeout(WAIT, done)
+                .await
+                .expect("stderr closes after exit")
+                .ok();
+        }
+        self.stderr_now()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- stderr of ccr-supervisor pid {} ---\n{}",
+                self.pid,
+                self.stderr_now()
+            );
+        }
+        // kill_on_drop sends SIGKILL if the child is still running.
+    }
+}
+
+/// An HTTP client sending the admin token.
+pub fn http() -> awc::Client {
+    awc::Client::builder()
+        .timeout(WAIT)
+        .add_default_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .finish()
+}
+
+/// `GET url` → (status, JSON body or Null).
+pub async fn get(http: &awc::Client, url: &str) -> (u16, Value) {
+    let mut resp = http.get(url).send().await.expect("GET");
+    let body = resp.body().await.expect("body");
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+/// `POST url` with a JSON body → (status, JSON body or Null).
+pub async fn post(http: &awc::Client, url: &str, body: Value) -> (u16, Value) {
+    let mut resp = http
+        .post(url)
+        .content_type("application/json")
+        .send_body(body.to_string())
+        .await
+        .expect("POST");
+    let bytes = resp.body().await.expect("body");
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// One parsed SSE event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// `event:` line.
+    pub event: String,
+    /// `data:` as JSON.
+    pub data: Value,
+}
+
+/// What the stream gave next.
+#[derive(Debug)]
+#[allow(dead_code)] // the payloads are read through `Debug` in failure messages
+pub enum SseNext {
+    /// An event (comments and heartbeats are skipped).
+    Event(SseEvent),
+    /// The server ended the body properly (chunked terminator).
+    End,
+    /// The body broke (connection reset, incomplete chunk, ...).
+    Broken(String),
+    /// Nothing at all arrived within the wait (bytes of an unfinished event, if any).
+    Silent(String),
+}
+
+/// Reads `GET /v1/events` as Server-Sent Events.
+pub struct Sse<S> {
+    body: S,
+    buf: BytesMut,
+}
+
+/// Open the operator event stream (`?after=0`: history since start, then live).
+pub async fn open_sse(
+    http: &awc::Client,
+    api: &str,
+) -> Sse<impl Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin> {
+    let resp = http
+        .get(format!("{api}/v1/events?after=0"))
+        .insert_header(("accept", "text/event-stream"))
+        .send()
+        .await
+        .expect("open SSE");
+    assert_eq!(resp.status().as_u16(), 200, "GET /v1/events");
+    Sse {
+        body: resp,
+        buf: BytesMut::new(),
+    }
+}
+
+impl<S> Sse<S>
+where
+    S: Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    /// The next event, the end, a break, or silence for `wait`.
+    pub async fn next(&mut self, wait: Duration) -> SseNext {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block = self.buf.split_to(pos + 2);
+                let text = String::from_utf8_lossy(&block).into_owned();
+                let (mut event, mut data) = (String::from("message"), Vec::new());
+                for line in text.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push(v.to_owned());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // heartbeat comment
+                }
+                let data = serde_json::from_str(&data.join("\n")).expect("SSE data is JSON");
+                return SseNext::Event(SseEvent { event, data });
+            }
+            match tokio::time::timeout(wait, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
+                Ok(Some(Err(e))) => return SseNext::Broken(e.to_string()),
+                Ok(None) => return SseNext::End,
+                Err(_) => return SseNext::Silent(String::from_utf8_lossy(&self.buf).into_owned()),
+            }
+        }
+    }
+
+    /// Read events until one matches `pred` (within [`WAIT`] in total); every
+    /// event read on the way is appended to `seen`.
+    pub async fn wait_for(
+        &mut self,
+        seen: &mut Vec<SseEvent>,
+        mut pred: impl FnMut(&SseEvent) -> bool,
+    ) -> SseEvent {
+        let start = seen.len();
+        self.wait_until(seen, |all| all[start..].iter().any(&mut pred))
+            .await;
+        seen.last().cloned().expect("an event matched")
+    }
+
+    /// Read events (appending them to `seen`) until `done(seen)` holds, within [`WAIT`].
+    pub async fn wait_until(
+        &mut self,
+        seen: &mut Vec<SseEvent>,
+        mut done: impl FnMut(&[SseEvent]) -> bool,
+    ) {
+        let deadline = Instant::now() + WAIT;
+        while !done(seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left.max(Duration::from_millis(1))).await {
+                SseNext::Event(e) => seen.push(e),
+                other => {
+                    panic!("SSE stream gave {other:?} while waiting; events so far: {seen:#?}")
+                }
+            }
+        }
+    }
+
+    /// Wait until every one of `ids` has been reported `connected` (in any order).
+    pub async fn wait_connected(&mut self, seen: &mut Vec<SseEvent>, ids: &[&str]) {
+        let start = seen.len();
+        self.wait_until(seen, |all| {
+            ids.iter()
+                .all(|id| all[start..].iter().any(|e| is_state(e, id, "connected")))
+        })
+        .await;
+    }
+}
+
+/// Is `e` a `session_state` event of `id` entering `state`?
+pub fn is_state(e: &SseEvent, id: &str, state: &str) -> bool {
+    e.event == "session_state" && e.data["session_id"] == id && e.data["state"] == state
+}
+
+/// Is `e` the `permission_requested` event of `request_id`?
+pub fn is_requested(e: &SseEvent, request_id: &str) -> bool {
+    e.event == "permission_requested" && e.data["request_id"] == request_id
+}
+
+/// Wait for a simulator event matching `pred`.
+pub async fn wait_sim(
+    rx: &mut broadcast::Receiver<SimEvent>,
+    mut pred: impl FnMut(&SimEvent) -> bool,
+) -> SimEvent {
+    let fut = async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => panic!("sim events lagged by {n}"),
+                Err(broadcast::error::RecvError::Closed) => panic!("sim closed"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("timed out waiting for a simulator event")
+}
+
+/// Frames the simulator received for `session` that answer `request_id`.
+pub fn answers(sim: &SimHandle, session: &str, request_id: &str) -> Vec<Value> {
+    sim.received(session)
+        .into_iter()
+        .filter(|f| f["type"] == "control_response" && f["response"]["request_id"] == request_id)
+        .collect()
+}
