@@ -63,6 +63,7 @@ fn decision(session: &str, id: &str) -> DecisionRecord {
             json!({"type": "control_response", "response": {"subtype": "success",
             "request_id": id, "response": {"behavior": "allow", "updatedInput": {"command": "cargo test"}}}}),
         ),
+        reason: None,
     }
 }
 

@@ -170,6 +170,7 @@ impl Ledger {
             decided_at: record::to_ms(r.decided_at),
             updated_input: r.updated_input.map(|v| v.to_string()),
             answer: r.answer.map(|v| v.to_string()),
+            reason: r.reason,
             session_id: r.session_id,
             request_id: r.request_id,
             decided_by: r.decided_by,

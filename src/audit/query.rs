@@ -128,7 +128,7 @@ pub struct AuditPage {
 
 /// The columns every row query selects, in [`row`]'s order.
 const COLUMNS: &str = "session_id, request_id, tool_use_id, tool_name, input, request, \
-    received_at, outcome, decided_by, decided_at, delivered_at, updated_input, answer";
+    received_at, outcome, decided_by, decided_at, delivered_at, updated_input, answer, reason";
 
 /// The paging key of a row.
 type Key = (i64, String, String);
@@ -286,6 +286,7 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>, LedgerErr
             decided_at: r.decided_at.unwrap_or(r.received_at),
             updated_input: r.updated_input.clone(),
             answer: r.answer.clone(),
+            reason: r.reason.clone(),
         });
         let prompt = PromptRecord {
             session_id: r.session_id,
@@ -335,5 +336,6 @@ fn row(r: &Row) -> rusqlite::Result<AuditRow> {
         delivered_at: time(10)?,
         updated_input: json(11)?,
         answer: json(12)?,
+        reason: r.get(13)?,
     })
 }

@@ -131,6 +131,8 @@ pub struct DecisionRecord {
     pub updated_input: Option<Value>,
     /// The exact frame written to the socket (`control_response`), so it can be re-sent after a restart.
     pub answer: Option<Value>,
+    /// Why, when a policy rule or a deadline decided.
+    pub reason: Option<String>,
 }
 
 /// A prompt the registry must restore at startup: still pending, or answered but not delivered.
@@ -175,6 +177,8 @@ pub struct AuditRow {
     pub updated_input: Option<Value>,
     /// The frame sent.
     pub answer: Option<Value>,
+    /// Why, when a policy rule or a deadline decided.
+    pub reason: Option<String>,
 }
 
 fn outcome_or_pending<S: Serializer>(o: &Option<Outcome>, s: S) -> Result<S::Ok, S::Error> {

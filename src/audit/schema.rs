@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS prompts (
     decided_at    INTEGER,
     updated_input TEXT,
     answer        TEXT,
+    reason        TEXT,
     delivered_at  INTEGER,
     PRIMARY KEY (session_id, request_id)
 ) STRICT;

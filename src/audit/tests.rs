@@ -71,6 +71,7 @@ pub(super) fn decision(session: &str, request: &str, outcome: Outcome, by: &str)
         decided_at: at(2_000_000_000),
         updated_input: None,
         answer: Some(json!({"type": "control_response", "request_id": request})),
+        reason: None,
     }
 }
 

@@ -39,6 +39,7 @@ pub(crate) struct DecisionRow {
     pub decided_at: i64,
     pub updated_input: Option<String>,
     pub answer: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// One write.
@@ -287,7 +288,8 @@ fn decide(tx: &Transaction, d: &DecisionRow) -> rusqlite::Result<Result<u64, Led
     let n = tx
         .prepare_cached(
             "UPDATE prompts SET outcome = ?3, decided_by = ?4, decided_at = ?5, \
-             updated_input = COALESCE(?6, updated_input), answer = COALESCE(?7, answer) \
+             updated_input = COALESCE(?6, updated_input), answer = COALESCE(?7, answer), \
+             reason = COALESCE(?8, reason) \
              WHERE session_id = ?1 AND request_id = ?2 AND (outcome IS NULL OR \
              (?3 = 'cancelled' AND outcome IN ('allowed', 'denied') AND delivered_at IS NULL))",
         )?
@@ -298,7 +300,8 @@ fn decide(tx: &Transaction, d: &DecisionRow) -> rusqlite::Result<Result<u64, Led
             d.decided_by,
             d.decided_at,
             d.updated_input,
-            d.answer
+            d.answer,
+            d.reason
         ])?;
     if n > 0 {
         return Ok(Ok(n as u64));

@@ -122,6 +122,7 @@ impl PermissionRegistry {
                 decided_at: now,
                 updated_input: decided.edited_input.clone(),
                 answer: serde_json::from_str::<Value>(&decided.frame).ok(),
+                reason: reason.clone(),
             })
         });
         let recorded = async move {
@@ -333,6 +334,7 @@ impl PermissionRegistry {
                 decided_at: SystemTime::now(),
                 updated_input: None,
                 answer: None,
+                reason: None,
             });
             let (s, r) = (session.clone(), request_id.to_owned());
             actix::spawn(async move {

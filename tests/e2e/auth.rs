@@ -1,6 +1,6 @@
 //! Authentication and roles on every route: 401 / 403 / 2xx table, and who decided.
 
-use crate::common::{client_with, Harness, Sess, ADMIN_TOKEN, APPROVER_TOKEN, VIEWER_TOKEN};
+use crate::common::{client_with, logs, Harness, Sess, ADMIN_TOKEN, APPROVER_TOKEN, VIEWER_TOKEN};
 use serde_json::json;
 
 #[actix_rt::test]
@@ -65,9 +65,16 @@ async fn each_role_on_each_route() {
                 403 => assert_eq!(v["error"]["code"], "forbidden"),
                 _ => {}
             }
+            for t in tokens.iter().flatten() {
+                assert!(!v.to_string().contains(t), "token echoed in an API error");
+            }
         }
     }
     h.shutdown().await;
+    let logs = logs::all();
+    for t in tokens.iter().flatten() {
+        assert!(!logs.contains(t), "operator token {t:?} reached the logs");
+    }
 }
 
 #[actix_rt::test]

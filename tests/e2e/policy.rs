@@ -81,6 +81,12 @@ async fn allow_and_deny_rules_answer_once_and_say_which_rule() {
         .1;
     assert_eq!(audit["rows"][0]["request_id"], "a1", "{audit}");
     assert_eq!(audit["rows"][0]["outcome"], "allowed");
+    assert!(
+        audit["rows"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("tests")),
+        "the ledger records why: {audit}"
+    );
     h.shutdown().await;
 }
 
