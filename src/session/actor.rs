@@ -17,7 +17,7 @@ use awc::ws::{self, CloseCode, CloseReason, Frame, Message as WsMessage};
 use awc::BoxedSocket;
 use bytes::Bytes;
 use bytestring::ByteString;
-use futures_util::stream::{SplitSink, StreamExt};
+
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -27,6 +27,7 @@ use super::assembly::{codec_limit, Assembled, Reassembler};
 use super::client::{events_url, redact, subscribe_url};
 use super::messages::*;
 use super::reconnect::{Ended, GiveUp, Next, ReconnectPolicy};
+use super::socket::{rebuffer, WsSink};
 use super::state::{SessionState, SessionStatus};
 use crate::config::{CcrConfig, ReconnectConfig, SessionSpec};
 use crate::events::{Event, EventBus};
@@ -37,7 +38,6 @@ use crate::registry::{
 };
 use crate::supervisor::SessionReport;
 
-type WsSink = SplitSink<Framed<BoxedSocket, ws::Codec>, WsMessage>;
 
 /// Settings and peers shared by every session actor.
 pub struct SessionShared {
@@ -173,7 +173,7 @@ impl SessionActor {
     }
 
     fn on_open(&mut self, framed: Framed<BoxedSocket, ws::Codec>, ctx: &mut Context<Self>) {
-        let (sink, stream) = framed.split();
+        let (sink, stream) = rebuffer(framed);
         let stream = ctx.add_stream(stream);
         let id = next_conn_id();
         self.conn = Some(Live {

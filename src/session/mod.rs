@@ -6,6 +6,7 @@ pub mod assembly;
 pub mod client;
 mod messages;
 pub mod reconnect;
+pub mod socket;
 pub mod state;
 pub mod token;
 
