@@ -61,7 +61,7 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),
     /// 403: the token's role is not enough.
-    #[error("token {name:?} lacks the {required:?} role")]
+    #[error("token {name:?} lacks the {required} role")]
     Forbidden {
         /// The role the route needs.
         required: crate::config::Role,

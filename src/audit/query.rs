@@ -54,6 +54,7 @@ pub struct AuditQuery {
 
 /// The raw query string of `GET /v1/audit`, before validation.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// `session_id=`
     pub session_id: Option<String>,

@@ -37,9 +37,10 @@ impl Outcome {
         }
     }
 
-    /// True when an answer must still reach the session (`allowed` / `denied`).
+    /// True when an answer must still reach the session (`allowed`, `denied`,
+    /// and `expired`, which is a deny sent on the operator's behalf).
     pub fn needs_delivery(self) -> bool {
-        matches!(self, Outcome::Allowed | Outcome::Denied)
+        matches!(self, Outcome::Allowed | Outcome::Denied | Outcome::Expired)
     }
 }
 

@@ -41,17 +41,17 @@ CREATE INDEX IF NOT EXISTS prompts_by_time ON prompts (received_at, session_id, 
 CREATE INDEX IF NOT EXISTS prompts_by_session ON prompts (session_id, received_at, request_id);
 -- Startup restore: only the few unfinished rows are in this index.
 CREATE INDEX IF NOT EXISTS prompts_unfinished ON prompts (received_at, session_id, request_id)
-    WHERE outcome IS NULL OR (outcome IN ('allowed', 'denied') AND delivered_at IS NULL);
+    WHERE outcome IS NULL OR (outcome IN ('allowed', 'denied', 'expired') AND delivered_at IS NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 ";
 
 /// The `WHERE` clause of unfinished rows; must match the `prompts_unfinished` index.
 pub(crate) const UNFINISHED: &str =
-    "outcome IS NULL OR (outcome IN ('allowed', 'denied') AND delivered_at IS NULL)";
+    "outcome IS NULL OR (outcome IN ('allowed', 'denied', 'expired') AND delivered_at IS NULL)";
 
 /// The `WHERE` clause of rows retention may delete (finished; older-than is added by the caller).
 pub(crate) const FINISHED: &str =
-    "outcome IS NOT NULL AND (delivered_at IS NOT NULL OR outcome IN ('cancelled', 'expired'))";
+    "outcome IS NOT NULL AND (delivered_at IS NOT NULL OR outcome = 'cancelled')";
 
 /// Open (creating if needed) the database for writing, apply the schema and prove it is writable.
 ///

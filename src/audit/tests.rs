@@ -141,20 +141,30 @@ fn reopen_restores_exactly_pending_prompts_and_undelivered_answers() {
     let reopened = Ledger::open(&cfg).unwrap();
     let got = reopened.load_unfinished().unwrap();
     let ids: Vec<&str> = got.iter().map(|u| u.prompt.request_id.as_str()).collect();
-    // Oldest first (the later steps were received earlier).
+    // Oldest first (the later steps were received earlier). An expired prompt
+    // carries a deny that must still reach the session.
     assert_eq!(
         ids,
-        ["denied-undelivered", "allowed-undelivered", "pending"]
+        [
+            "denied-undelivered",
+            "expired",
+            "allowed-undelivered",
+            "pending"
+        ]
     );
-    assert_eq!(got[2].decision, None);
-    assert_eq!(got[2].prompt, prompt("s", "pending", "Bash", at(100)));
+    assert_eq!(got[3].decision, None);
+    assert_eq!(got[3].prompt, prompt("s", "pending", "Bash", at(100)));
     assert_eq!(
         got[0].decision,
         Some(decision("s", "denied-undelivered", Outcome::Denied, "op"))
     );
     assert_eq!(
-        got[1].prompt.to_prompt().tool_use_id.as_deref(),
+        got[2].prompt.to_prompt().tool_use_id.as_deref(),
         Some("toolu_allowed-undelivered")
+    );
+    assert_eq!(
+        got[1].decision.as_ref().map(|d| d.outcome),
+        Some(Outcome::Expired)
     );
 }
 
@@ -242,13 +252,22 @@ fn pruning_deletes_only_old_finished_rows() {
         }
     }
     let cutoff = now - Duration::from_secs(30 * 86_400);
-    assert_eq!(block_on(ledger.prune(cutoff)).unwrap(), 3);
+    // An expired prompt's deny still has to reach the session: not finished yet.
+    assert_eq!(block_on(ledger.prune(cutoff)).unwrap(), 2);
     let mut left: Vec<String> = all_rows(&ledger)
         .into_iter()
         .map(|r| r.request_id)
         .collect();
     left.sort();
-    assert_eq!(left, ["new-delivered", "old-pending", "old-undelivered"]);
+    assert_eq!(
+        left,
+        [
+            "new-delivered",
+            "old-expired",
+            "old-pending",
+            "old-undelivered"
+        ]
+    );
     assert_eq!(block_on(ledger.prune(cutoff)).unwrap(), 0);
 }
 
@@ -259,7 +278,7 @@ fn background_pruning_runs_at_startup_in_chunks() {
     for i in 0..25 {
         let id = format!("r{i}");
         drop(ledger.record_prompt(prompt("s", &id, "Bash", old)));
-        drop(ledger.record_decision(decision("s", &id, Outcome::Expired, "timeout")));
+        drop(ledger.record_decision(decision("s", &id, Outcome::Cancelled, "session")));
     }
     drop(ledger.record_prompt(prompt("s", "keep", "Bash", old)));
     block_on(ledger.flush()).unwrap();

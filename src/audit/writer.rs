@@ -291,7 +291,7 @@ fn decide(tx: &Transaction, d: &DecisionRow) -> rusqlite::Result<Result<u64, Led
              updated_input = COALESCE(?6, updated_input), answer = COALESCE(?7, answer), \
              reason = COALESCE(?8, reason) \
              WHERE session_id = ?1 AND request_id = ?2 AND (outcome IS NULL OR \
-             (?3 = 'cancelled' AND outcome IN ('allowed', 'denied') AND delivered_at IS NULL))",
+             (?3 = 'cancelled' AND outcome IN ('allowed', 'denied', 'expired') AND delivered_at IS NULL))",
         )?
         .execute(params![
             d.session_id,

@@ -72,6 +72,16 @@ pub enum Role {
     Admin,
 }
 
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        })
+    }
+}
+
 /// One `[[api.tokens]]` entry.
 #[derive(Debug, Clone)]
 pub struct ApiTokenSpec {

@@ -122,6 +122,13 @@ impl PermissionRegistry {
 
 impl Actor for PermissionRegistry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Prompts restored from the ledger: the policy and deadlines apply again.
+        for (session, request_id) in self.store.pending_ids() {
+            self.apply_policy(session, request_id, Arc::from(Vec::new()), ctx);
+        }
+    }
 }
 
 /// A session received a `can_use_tool` prompt on connection `conn`.
@@ -380,7 +387,10 @@ impl Handler<ForgetSession> for PermissionRegistry {
     fn handle(&mut self, msg: ForgetSession, _: &mut Context<Self>) {
         let session = msg.0;
         self.writers.remove(&session);
+        // Forget the history first, so the cancellations below stay resumable.
+        self.bus.forget(&session);
         for prompt in self.store.forget_session(&session) {
+            self.metrics.decision("cancelled", "session_removed");
             self.ledger_outcome(
                 &session,
                 &prompt.request_id,
@@ -393,6 +403,5 @@ impl Handler<ForgetSession> for PermissionRegistry {
                 tool_use_id: prompt.tool_use_id.clone(),
             });
         }
-        self.bus.forget(&session);
     }
 }

@@ -196,6 +196,25 @@ impl PermissionRegistry {
             tool_use_id: prompt.tool_use_id.clone(),
             request: prompt.request.clone(),
         });
+        drop(_span);
+        self.apply_policy(session, request_id, labels, ctx);
+    }
+
+    /// Let the policy answer a pending prompt, or start its deadline and reminder.
+    pub(super) fn apply_policy(
+        &mut self,
+        session: Arc<str>,
+        request_id: String,
+        labels: Arc<[String]>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(prompt) = self
+            .store
+            .get(&session, &request_id)
+            .map(|e| e.prompt.clone())
+        else {
+            return;
+        };
         let eval = self
             .policy
             .evaluate(&PromptContext::new(&session, &labels, &prompt));

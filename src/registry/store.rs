@@ -514,18 +514,33 @@ impl Store {
             .collect()
     }
 
-    /// Drop a session entirely; returns its prompts that were still pending.
+    /// Drop a session entirely; returns its prompts that were still pending
+    /// and those whose answer never reached it (both are now void).
     pub fn forget_session(&mut self, session: &str) -> Vec<Arc<PermissionPrompt>> {
         self.sessions
             .remove(session)
             .map(|s| {
                 s.by_id
                     .into_values()
-                    .filter(|e| e.status == Status::Pending)
+                    .filter(|e| match &e.status {
+                        Status::Pending => true,
+                        Status::Decided { delivery, .. } => {
+                            !matches!(delivery, DeliveryState::Written(_))
+                        }
+                        Status::Cancelled => false,
+                    })
                     .map(|e| e.prompt)
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Pending prompts (restored from the ledger), for re-arming policy and deadlines.
+    pub fn pending_ids(&self) -> Vec<(Arc<str>, String)> {
+        self.pending(None)
+            .into_iter()
+            .map(|(s, e)| (s, e.prompt.request_id.clone()))
+            .collect()
     }
 }
 

@@ -38,7 +38,6 @@ use crate::registry::{
 };
 use crate::supervisor::SessionReport;
 
-
 /// Settings and peers shared by every session actor.
 pub struct SessionShared {
     /// `[ccr]` settings.

@@ -270,3 +270,36 @@ async fn audit_filters_and_pages() {
     );
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn prompts_restored_from_the_ledger_get_their_deadline_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("shared.db").display().to_string();
+    let env = [("CCR_SUPERVISOR__LEDGER__PATH", ledger.as_str())];
+    let h = Harness::start(vec![Sess::new("s1")], &env).await;
+    h.wait_state("s1", "connected").await;
+    h.prompt("s1", "old", "Bash", json!({"command":"make"}))
+        .await;
+    h.shutdown().await;
+    // A new process on the same ledger, now with a deadline.
+    let extra =
+        "[policy]\nask_timeout = \"200ms\"\nask_timeout_message = \"expired after restart\"\n";
+    let mut h = Harness::start_with(vec![Sess::new("s1")], &env, extra).await;
+    // This simulator never sent `old`, so it records the answer without an `Answered` event.
+    crate::common::wait_received(&mut h.sim_events, "s1", |f| {
+        f["response"]["request_id"] == "old"
+    })
+    .await;
+    assert_eq!(
+        h.answers("s1", "old")[0]["response"]["response"],
+        json!({"behavior":"deny","message":"expired after restart"})
+    );
+    let audit = h.get("/v1/audit?session_id=s1").await.1;
+    assert_eq!(audit["rows"][0]["outcome"], "expired", "{audit}");
+    let (status, err) = h.get("/v1/audit?bogus=1").await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    h.shutdown().await;
+}

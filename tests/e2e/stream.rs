@@ -11,9 +11,10 @@ const T: Duration = Duration::from_secs(10);
 
 #[actix_rt::test]
 async fn sse_streams_events_in_order_and_resumes_with_after() {
-    let mut h = Harness::start(vec![Sess::new("s1"), Sess::new("s2")], &[]).await;
-    h.wait_sim_connected("s1").await;
-    h.wait_sim_connected("s2").await;
+    let h = Harness::start(vec![Sess::new("s1"), Sess::new("s2")], &[]).await;
+    // Settle both sessions first: their state changes would be events too.
+    h.wait_state("s1", "connected").await;
+    h.wait_state("s2", "connected").await;
     let resp = h
         .http
         .get(format!("{}/v1/events?session_id=s1", h.api))
@@ -166,7 +167,11 @@ async fn websocket_stream_carries_the_same_events() {
         loop {
             match ws.next().await {
                 Some(Ok(awc::ws::Frame::Text(t))) => {
-                    return serde_json::from_slice::<serde_json::Value>(&t).unwrap()
+                    let v = serde_json::from_slice::<serde_json::Value>(&t).unwrap();
+                    // The session's own state changes may come first.
+                    if v["type"] == "permission_requested" {
+                        return v;
+                    }
                 }
                 Some(Ok(_)) => continue,
                 other => panic!("stream ended: {other:?}"),
