@@ -23,6 +23,8 @@
 //! - [`ctl`]: the operator CLI client (`ccr-supervisor ctl`): blocking HTTP,
 //!   tables, and a readable view of the live event stream.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod app;
 pub mod audit;

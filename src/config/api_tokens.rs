@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::fields::{describe, Errors, Table};
+use super::fields::{array_of_tables, Errors, Table};
 use crate::config::{ApiTokenSource, ApiTokenSpec, Role};
 
 /// The mutually exclusive secret keys of a token entry (never a plaintext token).
@@ -13,26 +13,9 @@ const SECRET_KEYS: [&str; 3] = ["sha256", "token_env", "token_file"];
 
 /// Validate the `api.tokens` array; entries with problems are reported and left out.
 pub(super) fn api_tokens(value: Option<&Value>, errs: &mut Errors) -> Vec<ApiTokenSpec> {
-    let items = match value {
-        None => return Vec::new(),
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            let got = describe(other);
-            errs.push(
-                "api.tokens",
-                format!("expected an array of tables ([[api.tokens]]), got {got}"),
-            );
-            return Vec::new();
-        }
-    };
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut specs = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("api.tokens[{i}]");
-        let Value::Object(map) = item else {
-            errs.push(path, format!("expected a table, got {}", describe(item)));
-            continue;
-        };
+    for (i, path, map) in array_of_tables(value, "api.tokens", errs) {
         let before = errs.len();
         let mut t = Table::new(&path, Some(map));
         let name = t.string(errs, "name").unwrap_or_default();

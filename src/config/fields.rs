@@ -364,6 +364,44 @@ impl<'a> Table<'a> {
 }
 
 /// A short, non-secret rendering of a value for "got ..." in messages.
+/// The entries of an array of tables (`[[name]]`) at `path`, each with its
+/// indexed path (`name[2]`); a wrong shape is reported and skipped.
+pub(super) fn array_of_tables<'a>(
+    value: Option<&'a Value>,
+    path: &str,
+    errs: &mut Errors,
+) -> Vec<(usize, String, &'a Map<String, Value>)> {
+    let items = match value {
+        None => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            let got = describe(other);
+            errs.push(
+                path,
+                format!("expected an array of tables ([[{path}]]), got {got}"),
+            );
+            return Vec::new();
+        }
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let item_path = format!("{path}[{i}]");
+            match item {
+                Value::Object(map) => Some((i, item_path, map)),
+                other => {
+                    errs.push(
+                        item_path,
+                        format!("expected a table, got {}", describe(other)),
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 pub(super) fn describe(value: &Value) -> String {
     match value {
         Value::Null => "nothing".into(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::fields::{describe, Errors, Table};
+use super::fields::{array_of_tables, Errors, Table};
 use crate::policy::{Action, Rule, ToolPattern};
 
 /// Default deny message when an ask deadline expires.
@@ -61,26 +61,9 @@ pub(super) fn policy(mut t: Table, errs: &mut Errors) -> PolicyConfig {
 }
 
 fn rules(value: Option<&Value>, path: &str, errs: &mut Errors) -> Vec<Rule> {
-    let items = match value {
-        None => return Vec::new(),
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            let got = describe(other);
-            errs.push(
-                path,
-                format!("expected an array of tables ([[policy.rules]]), got {got}"),
-            );
-            return Vec::new();
-        }
-    };
     let mut first_index: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("{path}[{i}]");
-        let Value::Object(map) = item else {
-            errs.push(path, format!("expected a table, got {}", describe(item)));
-            continue;
-        };
+    for (i, path, map) in array_of_tables(value, path, errs) {
         let before = errs.len();
         let mut t = Table::new(&path, Some(map));
         let id = match t.string(errs, "id") {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::fields::{describe, Errors, Table};
+use super::fields::{array_of_tables, Errors, Table};
 use crate::config::SessionSpec;
 use crate::session::token::{Secret, TokenSource};
 
@@ -15,26 +15,9 @@ const TOKEN_KEYS: [&str; 4] = ["token", "token_env", "token_file", "token_comman
 
 /// Validate the `sessions` array; entries with problems are reported and left out.
 pub(super) fn sessions(value: Option<&Value>, errs: &mut Errors) -> Vec<Arc<SessionSpec>> {
-    let items = match value {
-        None => return Vec::new(),
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            let got = describe(other);
-            errs.push(
-                "sessions",
-                format!("expected an array of tables ([[sessions]]), got {got}"),
-            );
-            return Vec::new();
-        }
-    };
     let mut first_index: HashMap<String, usize> = HashMap::new();
     let mut specs = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("sessions[{i}]");
-        let Value::Object(map) = item else {
-            errs.push(path, format!("expected a table, got {}", describe(item)));
-            continue;
-        };
+    for (i, path, map) in array_of_tables(value, "sessions", errs) {
         let before = errs.len();
         let mut t = Table::new(&path, Some(map));
         let id = t.string(errs, "id").unwrap_or_default();
