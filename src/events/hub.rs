@@ -138,6 +138,26 @@ impl History {
 
 /// `{"seq":N,"at":"..",<the event's own fields>}`.
 fn envelope_json(seq: u64, at: SystemTime, event: &Event) -> String {
+    if let Event::SdkMessage {
+        session_id,
+        msg_type,
+        message,
+    } = event
+    {
+        // The hot path: the frame was fully parsed (validated) when it was
+        // classified, so it is spliced in as is instead of being parsed again.
+        let quote = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+        let mut out = String::with_capacity(message.len() + 160);
+        out.push_str(&format!(
+            "{{\"seq\":{seq},\"at\":\"{}\",\"type\":\"sdk_message\",\"session_id\":{},\"msg_type\":{},\"message\":",
+            crate::util::rfc3339(at),
+            quote(session_id),
+            quote(msg_type),
+        ));
+        out.push_str(message);
+        out.push('}');
+        return out;
+    }
     // Serializing an `Event` cannot fail: string keys only, raw JSON validated on entry.
     let body = serde_json::to_string(event).unwrap_or_else(|e| {
         serde_json::json!({"type": "error", "message": format!("unserializable event: {e}")})
@@ -164,6 +184,26 @@ mod tests {
 
     fn limits(events: usize, bytes: usize) -> HistoryLimits {
         HistoryLimits { events, bytes }
+    }
+
+    #[test]
+    fn sdk_message_envelope_is_spliced_and_equals_the_serde_form() {
+        let mut h = History::new(limits(10, 1 << 20));
+        let raw =
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"hi \"there\""}]}}"#;
+        let event = Event::SdkMessage {
+            session_id: Arc::from("s\"1"),
+            msg_type: "assistant".into(),
+            message: Arc::from(raw),
+        };
+        let via_serde: serde_json::Value = serde_json::to_value(&event).unwrap();
+        let env = h.push(event, SystemTime::UNIX_EPOCH);
+        let v: serde_json::Value = serde_json::from_str(&env.json).unwrap();
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["type"], via_serde["type"]);
+        assert_eq!(v["session_id"], via_serde["session_id"]);
+        assert_eq!(v["msg_type"], via_serde["msg_type"]);
+        assert_eq!(v["message"], via_serde["message"]);
     }
 
     #[test]
