@@ -19,7 +19,7 @@ pub struct PolicyConfig {
     pub ask_timeout: Duration,
     /// Deny message used when a deadline expires (`ask_timeout_message`).
     pub ask_timeout_message: String,
-    /// Emit a `permission_overdue` reminder after this long (`remind_after`); zero = never.
+    /// Emit a `permission.overdue` reminder after this long (`remind_after`); zero = never.
     pub remind_after: Duration,
     /// `[[policy.rules]]`, in order; the first match wins, no match = ask.
     pub rules: Vec<Rule>,

@@ -195,7 +195,7 @@ pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
             "cancelled",
             format!("{request} (withdrawn by the session)"),
         ),
-        "permission_overdue" => line(
+        "permission.overdue" => line(
             WARN,
             "overdue",
             format!("{request} still waiting for an answer"),

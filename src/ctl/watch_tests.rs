@@ -68,7 +68,7 @@ fn state_answer_and_lifecycle_lines() {
     for (t, word) in [
         ("permission_delivered", "delivered r1"),
         ("permission_cancelled", "cancelled r1"),
-        ("permission_overdue", "overdue r1"),
+        ("permission.overdue", "overdue r1"),
         ("permission_expired", "expired r1"),
     ] {
         let s = plain(json!({"at":AT,"type":t,"session_id":"s1","request_id":"r1"}));

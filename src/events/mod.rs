@@ -73,7 +73,9 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// A prompt has waited longer than `[policy] remind_after`.
+    /// A prompt has waited longer than `[policy] remind_after`. Its type is
+    /// spelled `permission.overdue`, as the policy contract names it.
+    #[serde(rename = "permission.overdue")]
     PermissionOverdue {
         /// Session id.
         session_id: Arc<str>,
@@ -131,7 +133,7 @@ impl Event {
             Event::PermissionAnswered { .. } => "permission_answered",
             Event::PermissionDelivered { .. } => "permission_delivered",
             Event::PermissionCancelled { .. } => "permission_cancelled",
-            Event::PermissionOverdue { .. } => "permission_overdue",
+            Event::PermissionOverdue { .. } => "permission.overdue",
             Event::PermissionExpired { .. } => "permission_expired",
             Event::Error { .. } => "error",
         }
@@ -305,6 +307,20 @@ mod tests {
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["message"]["x"], 1);
         assert_eq!(v["type"], "sdk_message");
+    }
+
+    #[test]
+    fn overdue_event_type_is_spelled_as_the_contract_says() {
+        let e = Event::PermissionOverdue {
+            session_id: "s".into(),
+            request_id: "r".into(),
+            waiting_ms: 5,
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap()["type"],
+            "permission.overdue"
+        );
+        assert_eq!(e.kind(), "permission.overdue");
     }
 
     #[test]

@@ -235,7 +235,7 @@ impl Policy {
         &self.ask_timeout_message
     }
 
-    /// When to emit a `permission_overdue` reminder; `None` = never.
+    /// When to emit a `permission.overdue` reminder; `None` = never.
     pub fn remind_after(&self) -> Option<Duration> {
         Some(self.remind_after).filter(|d| !d.is_zero())
     }
