@@ -402,6 +402,29 @@ pub(super) fn array_of_tables<'a>(
         .collect()
 }
 
+/// An identifier that shows up in logs, URLs and metrics: non-empty (else
+/// `empty_hint`), at most `max` characters, only letters, digits and `_ . : -`.
+pub(super) fn plain_id(id: &str, max: usize, empty_hint: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err(empty_hint.to_owned());
+    }
+    if id.len() > max {
+        return Err(format!(
+            "must be at most {max} characters, got {}",
+            id.len()
+        ));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+    {
+        return Err(format!(
+            "may contain only letters, digits and _ . : -, got {id:?}"
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn describe(value: &Value) -> String {
     match value {
         Value::Null => "nothing".into(),

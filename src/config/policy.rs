@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::fields::{array_of_tables, Errors, Table};
+use super::fields::{array_of_tables, plain_id, Errors, Table};
 use crate::policy::{Action, Rule, ToolPattern};
 
 /// Default deny message when an ask deadline expires.
@@ -160,19 +160,5 @@ fn rule(t: &mut Table, errs: &mut Errors, id: String) -> Option<Rule> {
 
 /// Rule ids appear in logs, metrics and URLs: keep them plain.
 fn check_id(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err("must not be empty (leave it out for rule-<n>)".into());
-    }
-    if id.len() > 64 {
-        return Err(format!("must be at most 64 characters, got {}", id.len()));
-    }
-    if !id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
-    {
-        return Err(format!(
-            "may contain only letters, digits and _ . : -, got {id:?}"
-        ));
-    }
-    Ok(())
+    plain_id(id, 64, "must not be empty (leave it out for rule-<n>)")
 }

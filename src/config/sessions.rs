@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::fields::{array_of_tables, Errors, Table};
+use super::fields::{array_of_tables, plain_id, Errors, Table};
 use crate::config::SessionSpec;
 use crate::session::token::{Secret, TokenSource};
 
@@ -53,21 +53,7 @@ pub(super) fn sessions(value: Option<&Value>, errs: &mut Errors) -> Vec<Arc<Sess
 }
 
 fn check_id(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err("required (a non-empty session id)".into());
-    }
-    if id.len() > 128 {
-        return Err(format!("must be at most 128 characters, got {}", id.len()));
-    }
-    if !id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
-    {
-        return Err(format!(
-            "may contain only letters, digits and _ . : -, got {id:?}"
-        ));
-    }
-    Ok(())
+    plain_id(id, 128, "required (a non-empty session id)")
 }
 
 /// Exactly one of `token`, `token_env`, `token_file`, `token_command`.

@@ -159,13 +159,16 @@ impl Handler<PromptReceived> for PermissionRegistry {
         let _span =
             info_span!("permission", session_id = %session_id, request_id = %request_id).entered();
         let received_at = SystemTime::now();
-        let record = self
-            .ledger
-            .as_ref()
-            .map(|l| l.record_prompt(PromptRecord::from_prompt(&session_id, &prompt, received_at)));
         match self.store.on_prompt(&session_id, conn, prompt, received_at) {
             PromptOutcome::New => {
-                // Recorded before anyone sees it; shown even if the ledger failed (loudly).
+                // Recorded before anyone sees it (replays are never written
+                // again); shown even if the ledger failed (loudly).
+                let record = match (&self.ledger, self.store.get(&session_id, &request_id)) {
+                    (Some(ledger), Some(entry)) => Some(ledger.record_prompt(
+                        PromptRecord::from_prompt(&session_id, &entry.prompt, received_at),
+                    )),
+                    _ => None,
+                };
                 let recorded = async move {
                     match record {
                         Some(fut) => fut.await,
