@@ -125,6 +125,16 @@ impl SimHandle {
             .with_entry(id, |e| e.reject = Some((code, times)));
     }
 
+    /// The `control_response` frames the client sent for `id` that answer `request_id`.
+    pub fn answers(&self, id: &str, request_id: &str) -> Vec<Value> {
+        self.received(id)
+            .into_iter()
+            .filter(|f| {
+                f["type"] == "control_response" && f["response"]["request_id"] == request_id
+            })
+            .collect()
+    }
+
     /// Fault: answer the next `times` upgrade attempts of `id` with HTTP `status`
     /// instead of upgrading (the client never opens); `times = 0` stops refusing.
     pub fn refuse_upgrade(&self, id: &str, status: u16, times: u32) {

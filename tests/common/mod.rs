@@ -27,7 +27,7 @@ pub const APPROVER_TOKEN: &str = "approver-token";
 pub const ADMIN_TOKEN: &str = "admin-token";
 
 /// `[[api.tokens]]` for the tokens above (sha256 digests).
-const TOKENS_TOML: &str = r#"
+pub const TOKENS_TOML: &str = r#"
 [[api.tokens]]
 name = "viewer"
 role = "viewer"
@@ -297,13 +297,7 @@ impl Harness {
 
     /// Frames the simulator received for `id` that answer `request_id`.
     pub fn answers(&self, id: &str, request_id: &str) -> Vec<Value> {
-        self.sim
-            .received(id)
-            .into_iter()
-            .filter(|f| {
-                f["type"] == "control_response" && f["response"]["request_id"] == request_id
-            })
-            .collect()
+        self.sim.answers(id, request_id)
     }
 
     pub async fn shutdown(mut self) {
@@ -337,6 +331,15 @@ pub async fn wait_bus(
 /// Wait for a simulator event matching `pred`.
 pub async fn wait_sim(
     rx: &mut broadcast::Receiver<SimEvent>,
+    pred: impl FnMut(&SimEvent) -> bool,
+) -> SimEvent {
+    wait_sim_within(rx, WAIT, pred).await
+}
+
+/// Wait at most `limit` for a simulator event matching `pred`.
+pub async fn wait_sim_within(
+    rx: &mut broadcast::Receiver<SimEvent>,
+    limit: Duration,
     mut pred: impl FnMut(&SimEvent) -> bool,
 ) -> SimEvent {
     let fut = async {
@@ -349,7 +352,7 @@ pub async fn wait_sim(
             }
         }
     };
-    tokio::time::timeout(WAIT, fut)
+    tokio::time::timeout(limit, fut)
         .await
         .expect("timed out waiting for a simulator event")
 }

@@ -24,18 +24,11 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub const BIN: &str = env!("CARGO_BIN_EXE_ccr-supervisor");
 
 /// Admin operator token of the generated config; recorded as `decided_by = "admin"`.
-pub const ADMIN_TOKEN: &str = "admin-token";
+pub use crate::common::ADMIN_TOKEN;
+use crate::common::TOKENS_TOML;
 
 /// What the child prints on stdout once the API is listening.
 const READY: &str = "ccr-supervisor: operator API on ";
-
-/// `[[api.tokens]]` (sha256 of `admin-token`, as in `tests/common`).
-const TOKENS_TOML: &str = r#"
-[[api.tokens]]
-name = "admin"
-role = "admin"
-sha256 = "10a4c7c9fc5206d6f36dc6944a81bb6f4a3cb0e25014ae3b12e6c3e52712292a"
-"#;
 
 /// The literal token session `id` sends and the simulator expects.
 pub fn session_token(id: &str) -> String {
@@ -400,30 +393,15 @@ pub fn is_requested(e: &SseEvent, request_id: &str) -> bool {
     e.event == "permission_requested" && e.data["request_id"] == request_id
 }
 
-/// Wait for a simulator event matching `pred`.
+/// Wait for a simulator event matching `pred` (at most [`WAIT`]).
 pub async fn wait_sim(
     rx: &mut broadcast::Receiver<SimEvent>,
-    mut pred: impl FnMut(&SimEvent) -> bool,
+    pred: impl FnMut(&SimEvent) -> bool,
 ) -> SimEvent {
-    let fut = async {
-        loop {
-            match rx.recv().await {
-                Ok(e) if pred(&e) => return e,
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => panic!("sim events lagged by {n}"),
-                Err(broadcast::error::RecvError::Closed) => panic!("sim closed"),
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .expect("timed out waiting for a simulator event")
+    crate::common::wait_sim_within(rx, WAIT, pred).await
 }
 
 /// Frames the simulator received for `session` that answer `request_id`.
 pub fn answers(sim: &SimHandle, session: &str, request_id: &str) -> Vec<Value> {
-    sim.received(session)
-        .into_iter()
-        .filter(|f| f["type"] == "control_response" && f["response"]["request_id"] == request_id)
-        .collect()
+    sim.answers(session, request_id)
 }
