@@ -1,6 +1,7 @@
 //! HTTP as the harness uses it: JSON calls, the SSE event-stream parser and
 //! subscriber, and the API answerers used when no policy rule can answer.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -8,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::stats::{sessions_view, SeqCheck, SessionsView};
+use ccr_supervisor::ctl::sse::{SseEvent, SseParser};
 use ccr_supervisor::sim::load_frames::seq_from_uuid;
 
 /// An awc client without a pool limit, for loopback calls.
@@ -64,79 +66,31 @@ pub async fn sessions(c: &awc::Client, api: &str) -> anyhow::Result<SessionsView
     ))
 }
 
-/// One server-sent event.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct SseEvent {
-    /// `id:`
-    pub id: Option<String>,
-    /// `event:` (default `message`).
-    pub event: String,
-    /// `data:` lines joined with `\n`.
-    pub data: String,
-}
-
-/// Incremental `text/event-stream` parser.
-#[derive(Debug, Default)]
-pub struct SseParser {
-    buf: String,
-    cur: SseEvent,
-    has_data: bool,
-}
-
-impl SseParser {
-    /// Feed bytes; returns the events they complete.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
-        self.buf.push_str(&String::from_utf8_lossy(chunk));
-        let mut out = Vec::new();
-        while let Some(nl) = self.buf.find('\n') {
-            let line: String = self.buf.drain(..=nl).collect();
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                let ev = std::mem::take(&mut self.cur);
-                if std::mem::take(&mut self.has_data) {
-                    out.push(SseEvent {
-                        event: if ev.event.is_empty() {
-                            "message".into()
-                        } else {
-                            ev.event
-                        },
-                        ..ev
-                    });
-                }
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "id" => self.cur.id = Some(value.to_owned()),
-                "event" => self.cur.event = value.to_owned(),
-                "data" => {
-                    if self.has_data {
-                        self.cur.data.push('\n');
-                    }
-                    self.cur.data.push_str(value);
-                    self.has_data = true;
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-}
-
 /// `(session, seq)` of a load-mode SDK frame carried by an event, wherever the frame sits in it.
 pub fn sdk_seq(ev: &SseEvent) -> Option<(String, u64)> {
-    let data: Value = serde_json::from_str(&ev.data).ok()?;
-    let msg = data
-        .get("message")
-        .filter(|m| m.is_object())
-        .unwrap_or(&data);
-    let uuid = msg.get("uuid")?.as_str()?;
-    let session = msg
-        .get("session_id")
-        .or_else(|| data.get("session_id"))?
-        .as_str()?;
-    Some((session.to_owned(), seq_from_uuid(uuid)?))
+    // Only the few fields needed are borrowed; the rest of the frame is skipped unparsed.
+    #[derive(Deserialize)]
+    struct Frame<'a> {
+        #[serde(borrow)]
+        uuid: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        session_id: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        message: Option<Inner<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Inner<'a> {
+        #[serde(borrow)]
+        uuid: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        session_id: Option<Cow<'a, str>>,
+    }
+    let data: Frame = serde_json::from_str(&ev.data).ok()?;
+    let (uuid, session) = match data.message {
+        Some(m) => (m.uuid?, m.session_id.or(data.session_id)?),
+        None => (data.uuid?, data.session_id?),
+    };
+    Some((session.into_owned(), seq_from_uuid(&uuid)?))
 }
 
 /// The body of an open event stream.
@@ -164,7 +118,7 @@ pub fn spawn_seq_checker(mut resp: EventStream) -> Rc<RefCell<SeqCheck>> {
     let check = Rc::new(RefCell::new(SeqCheck::default()));
     let out = check.clone();
     actix_rt::spawn(async move {
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new();
         while let Some(Ok(chunk)) = resp.next().await {
             for ev in parser.push(&chunk) {
                 if let Some((session, seq)) = sdk_seq(&ev) {
@@ -219,7 +173,7 @@ pub fn spawn_sse_answerer(
     let stats = Rc::new(RefCell::new(AnswererStats::default()));
     let out = stats.clone();
     actix_rt::spawn(async move {
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new();
         while let Some(Ok(chunk)) = resp.next().await {
             for ev in parser.push(&chunk) {
                 let Ok(data) = serde_json::from_str::<Value>(&ev.data) else {
@@ -282,19 +236,6 @@ pub fn spawn_poll_answerer(c: awc::Client, api: String) -> Rc<RefCell<AnswererSt
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sse_parsing_across_chunks() {
-        let mut p = SseParser::default();
-        assert!(p.push(b"id: 1\nevent: sdk_message\nda").is_empty());
-        let evs = p.push(b"ta: {\"a\":1}\n\n: comment\n\ndata: x\r\ndata: y\n\n");
-        assert_eq!(evs.len(), 2);
-        assert_eq!(evs[0].id.as_deref(), Some("1"));
-        assert_eq!(evs[0].event, "sdk_message");
-        assert_eq!(evs[0].data, "{\"a\":1}");
-        assert_eq!(evs[1].event, "message");
-        assert_eq!(evs[1].data, "x\ny");
-    }
 
     #[test]
     fn sequence_from_event_data() {

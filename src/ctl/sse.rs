@@ -1,4 +1,4 @@
-//! A Server-Sent Events parser fed one line at a time (pure, no I/O).
+//! A Server-Sent Events parser fed one line or one network chunk at a time (pure, no I/O).
 //!
 //! Follows the WHATWG event-stream rules the CLI needs: `field: value` lines
 //! (one optional space after the colon is dropped), several `data` lines joined
@@ -22,6 +22,8 @@ pub struct SseParser {
     id: Option<String>,
     event: Option<String>,
     data: Option<String>,
+    /// Bytes of an unfinished line carried between [`SseParser::push`] calls.
+    partial: Vec<u8>,
 }
 
 impl SseParser {
@@ -59,6 +61,29 @@ impl SseParser {
             _ => {}
         }
         None
+    }
+
+    /// Feed a chunk of the byte stream (lines may span chunks); returns the events it completes.
+    ///
+    /// Linear in the chunk: complete lines are parsed in place, only a trailing
+    /// partial line is copied.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        let mut rest = chunk;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let (line, tail) = rest.split_at(nl + 1);
+            rest = tail;
+            let ev = if self.partial.is_empty() {
+                self.feed(&String::from_utf8_lossy(line))
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.feed(&String::from_utf8_lossy(&whole))
+            };
+            out.extend(ev);
+        }
+        self.partial.extend_from_slice(rest);
+        out
     }
 
     /// Dispatch what is buffered when the stream ends without a final blank line.
@@ -113,6 +138,22 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn chunks_split_anywhere_give_the_same_events() {
+        let text =
+            "id: 1\nevent: sdk_message\ndata: {\"a\":\"é\"}\n\n: comment\n\ndata: x\r\ndata: y\n\n";
+        let whole = parse(text);
+        assert_eq!(whole.len(), 2);
+        // Every split point, including inside the two-byte 'é'.
+        for cut in 0..=text.len() {
+            let (a, b) = text.as_bytes().split_at(cut);
+            let mut p = SseParser::new();
+            let mut got = p.push(a);
+            got.extend(p.push(b));
+            assert_eq!(got, whole, "split at byte {cut}");
+        }
     }
 
     #[test]
