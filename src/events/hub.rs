@@ -77,18 +77,31 @@ impl History {
 
     /// Stamp, serialize and retain `event`.
     pub fn push(&mut self, event: Event, at: SystemTime) -> Arc<Envelope> {
+        self.stamp(Prepared::new(event, at), &mut Vec::new())
+    }
+
+    /// Give a prepared event the next sequence number and retain it. Evicted
+    /// envelopes are moved to `evicted`, so the caller can free them after
+    /// releasing its lock. Cheap: the JSON body was built by [`Prepared::new`].
+    pub fn stamp(&mut self, p: Prepared, evicted: &mut Vec<Arc<Envelope>>) -> Arc<Envelope> {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let mut json = String::with_capacity(p.rest.len() + 28);
+        json.push_str("{\"seq\":");
+        json.push_str(itoa::Buffer::new().format(seq));
+        json.push(',');
+        json.push_str(&p.rest);
         let env = Arc::new(Envelope {
             seq,
-            at,
-            json: envelope_json(seq, at, &event).into(),
-            event,
+            at: p.at,
+            json: json.into(),
+            event: p.event,
         });
-        let h = self
-            .sessions
-            .entry(Arc::from(env.event.session_id()))
-            .or_default();
+        let session = env.event.session_id();
+        let h = match self.sessions.get_mut(session) {
+            Some(h) => h,
+            None => self.sessions.entry(Arc::from(session)).or_default(),
+        };
         h.bytes += env.json.len();
         h.events.push_back(env.clone());
         while h.events.len() > self.limits.events
@@ -99,6 +112,7 @@ impl History {
             };
             h.bytes -= old.json.len();
             h.evicted_up_to = old.seq;
+            evicted.push(old);
         }
         env
     }
@@ -136,8 +150,26 @@ impl History {
     }
 }
 
-/// `{"seq":N,"at":"..",<the event's own fields>}`.
-fn envelope_json(seq: u64, at: SystemTime, event: &Event) -> String {
+/// An event serialized up to its sequence number, built outside the hub lock.
+#[derive(Debug)]
+pub struct Prepared {
+    event: Event,
+    at: SystemTime,
+    /// The envelope JSON after `{"seq":N,`: `"at":"..",<the event's own fields>}`.
+    rest: String,
+}
+
+impl Prepared {
+    /// Serialize `event` (published at `at`) except for its sequence number.
+    pub fn new(event: Event, at: SystemTime) -> Self {
+        let rest = envelope_rest(at, &event);
+        Self { event, at, rest }
+    }
+}
+
+/// `"at":"..",<the event's own fields>}`: the envelope JSON after `{"seq":N,`.
+fn envelope_rest(at: SystemTime, event: &Event) -> String {
+    let at = humantime::format_rfc3339_millis(at);
     if let Event::SdkMessage {
         session_id,
         msg_type,
@@ -146,14 +178,16 @@ fn envelope_json(seq: u64, at: SystemTime, event: &Event) -> String {
     {
         // The hot path: the frame was fully parsed (validated) when it was
         // classified, so it is spliced in as is instead of being parsed again.
-        let quote = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+        use std::fmt::Write as _;
         let mut out = String::with_capacity(message.len() + 160);
-        out.push_str(&format!(
-            "{{\"seq\":{seq},\"at\":\"{}\",\"type\":\"sdk_message\",\"session_id\":{},\"msg_type\":{},\"message\":",
-            crate::util::rfc3339(at),
-            quote(session_id),
-            quote(msg_type),
-        ));
+        let _ = write!(
+            out,
+            "\"at\":\"{at}\",\"type\":\"sdk_message\",\"session_id\":"
+        );
+        push_json_str(&mut out, session_id);
+        out.push_str(",\"msg_type\":");
+        push_json_str(&mut out, msg_type);
+        out.push_str(",\"message\":");
         out.push_str(message);
         out.push('}');
         return out;
@@ -165,10 +199,15 @@ fn envelope_json(seq: u64, at: SystemTime, event: &Event) -> String {
     });
     let rest = body.strip_prefix('{').unwrap_or("}");
     let sep = if rest.starts_with('}') { "" } else { "," };
-    format!(
-        "{{\"seq\":{seq},\"at\":\"{}\"{sep}{rest}",
-        crate::util::rfc3339(at)
-    )
+    format!("\"at\":\"{at}\"{sep}{rest}")
+}
+
+/// Append `v` as a JSON string literal.
+fn push_json_str(out: &mut String, v: &str) {
+    // Writing to a String cannot fail; serde_json escapes exactly as its serializer does.
+    let mut buf = std::mem::take(out).into_bytes();
+    let _ = serde_json::to_writer(&mut buf, v);
+    *out = String::from_utf8(buf).expect("serde_json writes UTF-8");
 }
 
 #[cfg(test)]

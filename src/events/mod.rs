@@ -225,10 +225,16 @@ impl EventBus {
 
     /// Publish; never blocks on readers.
     pub fn publish(&self, event: Event) {
-        let mut history = self.hub.history.lock();
-        let env = history.push(event, SystemTime::now());
-        // Err only means nobody is listening live.
-        let _ = self.hub.tx.send(env);
+        // Serialize before taking the lock; inside it only the sequence number is stamped.
+        let prepared = hub::Prepared::new(event, SystemTime::now());
+        let mut evicted = Vec::new();
+        {
+            let mut history = self.hub.history.lock();
+            let env = history.stamp(prepared, &mut evicted);
+            // Err only means nobody is listening live.
+            let _ = self.hub.tx.send(env);
+        }
+        drop(evicted); // freed outside the lock
     }
 
     /// Live events from now on.
