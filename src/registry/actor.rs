@@ -7,8 +7,9 @@ use std::time::SystemTime;
 use actix::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{debug, info, info_span};
+use tracing::{debug, info, info_span, warn};
 
+use super::decide::{RecordFut, Source, Verdict};
 use super::store::{ConnId, PromptOutcome, SessionTally, Store};
 use crate::audit::{Ledger, Outcome as LedgerOutcome, PromptRecord, Unfinished};
 use crate::events::{Event, EventBus};
@@ -162,12 +163,38 @@ impl Handler<PromptReceived> for PermissionRegistry {
         match self.store.on_prompt(&session_id, conn, prompt, received_at) {
             PromptOutcome::New => {
                 // Recorded before anyone sees it (replays are never written
-                // again); shown even if the ledger failed (loudly).
-                let record = match (&self.ledger, self.store.get(&session_id, &request_id)) {
-                    (Some(ledger), Some(entry)) => Some(ledger.record_prompt(
-                        PromptRecord::from_prompt(&session_id, &entry.prompt, received_at),
-                    )),
-                    _ => None,
+                // again); shown even if the ledger failed (loudly). A rule's
+                // answer is queued right behind the prompt, so both usually
+                // commit in one ledger batch and the answer waits for one write.
+                let record: Option<RecordFut> =
+                    match (&self.ledger, self.store.get(&session_id, &request_id)) {
+                        (Some(ledger), Some(entry)) => Some(Box::pin(ledger.record_prompt(
+                            PromptRecord::from_prompt(&session_id, &entry.prompt, received_at),
+                        ))),
+                        _ => None,
+                    };
+                let (answer, eval) = match self.verdict(&session_id, &request_id, &labels) {
+                    Some(Verdict::Answer {
+                        body,
+                        decided_by,
+                        reason,
+                    }) => {
+                        let rec = self.decide_and_record(
+                            session_id.clone(),
+                            request_id.clone(),
+                            body,
+                            decided_by,
+                            Source::Rule(reason),
+                            true,
+                        );
+                        (
+                            rec.inspect_err(|e| warn!(error = %e, "policy answer refused"))
+                                .ok(),
+                            None,
+                        )
+                    }
+                    Some(Verdict::Ask(eval)) => (None, Some(eval)),
+                    None => (None, None),
                 };
                 let recorded = async move {
                     match record {
@@ -175,11 +202,15 @@ impl Handler<PromptReceived> for PermissionRegistry {
                         None => Ok(()),
                     }
                 };
-                ctx.spawn(recorded.into_actor(self).map(move |res, act, ctx| {
+                ctx.spawn(recorded.into_actor(self).then(move |res, act, ctx| {
                     if let Err(e) = res {
                         act.ledger_failed("record prompt", &session_id, &e);
                     }
-                    act.on_recorded(session_id, request_id, labels, ctx);
+                    act.on_recorded(session_id, request_id, eval, ctx);
+                    match answer {
+                        Some(rec) => act.deliver_recorded(rec).map(|_, _, _| ()).boxed_local(),
+                        None => actix::fut::ready(()).boxed_local(),
+                    }
                 }));
             }
             PromptOutcome::Duplicate => debug!("replayed prompt ignored"),

@@ -3,6 +3,8 @@
 //! the session; policy auto-answers; ask deadlines and overdue reminders.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -72,6 +74,33 @@ impl Handler<Decide> for PermissionRegistry {
     }
 }
 
+/// A queued ledger write.
+pub(super) type RecordFut = Pin<Box<dyn Future<Output = Result<(), LedgerError>> + Send>>;
+
+/// A decision accepted by the store whose ledger record is queued.
+pub(super) struct Recording {
+    session: Arc<str>,
+    request_id: String,
+    decided_by: String,
+    behavior: &'static str,
+    outcome: LedgerOutcome,
+    reason: Option<String>,
+    /// Completes when the ledger has committed the decision (`None`: no ledger).
+    record: Option<RecordFut>,
+}
+
+/// What the policy does with a prompt on arrival.
+pub(super) enum Verdict {
+    /// A rule answers it.
+    Answer {
+        body: DecisionBody,
+        decided_by: String,
+        reason: String,
+    },
+    /// A human answers it (possibly under a deadline).
+    Ask(crate::policy::Evaluation),
+}
+
 impl PermissionRegistry {
     /// Decide, record in the ledger, then write (or queue); publishes the answer.
     pub(super) fn commit(
@@ -82,19 +111,30 @@ impl PermissionRegistry {
         decided_by: String,
         source: Source,
     ) -> ResponseActFuture<Self, Result<DecisionReceipt, DecideError>> {
+        match self.decide_and_record(session, request_id, body, decided_by, source, false) {
+            Ok(rec) => self.deliver_recorded(rec),
+            Err(e) => Box::pin(actix::fut::ready(Err(e))),
+        }
+    }
+
+    /// Accept a decision in the store and queue its ledger record. `unshown`
+    /// lets the policy decide a prompt whose own record is still being written.
+    pub(super) fn decide_and_record(
+        &mut self,
+        session: Arc<str>,
+        request_id: String,
+        body: DecisionBody,
+        decided_by: String,
+        source: Source,
+        unshown: bool,
+    ) -> Result<Recording, DecideError> {
         let _span =
             info_span!("permission", session_id = %session, request_id = %request_id).entered();
         let now = SystemTime::now();
-        let decided = match self
+        let decided = self
             .store
-            .decide(&session, &request_id, body, &decided_by, now)
-        {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "decision refused; nothing sent");
-                return Box::pin(actix::fut::ready(Err(e)));
-            }
-        };
+            .decide(&session, &request_id, body, &decided_by, now, unshown)
+            .inspect_err(|e| warn!(error = %e, "decision refused; nothing sent"))?;
         let behavior = decided.result.behavior();
         let outcome = match (&source, behavior) {
             (Source::Deadline, _) => LedgerOutcome::Expired,
@@ -113,8 +153,8 @@ impl PermissionRegistry {
             Source::Deadline => "timeout",
         };
         self.metrics.decision(outcome.as_str(), source_name);
-        let record = self.ledger.as_ref().map(|l| {
-            l.record_decision(DecisionRecord {
+        let record = self.ledger.as_ref().map(|l| -> RecordFut {
+            Box::pin(l.record_decision(DecisionRecord {
                 session_id: session.to_string(),
                 request_id: request_id.clone(),
                 outcome,
@@ -123,8 +163,33 @@ impl PermissionRegistry {
                 updated_input: decided.edited_input.clone(),
                 answer: serde_json::from_str::<Value>(&decided.frame).ok(),
                 reason: reason.clone(),
-            })
+            }))
         });
+        Ok(Recording {
+            session,
+            request_id,
+            decided_by,
+            behavior,
+            outcome,
+            reason,
+            record,
+        })
+    }
+
+    /// Once the decision is in the ledger: write it (or queue it) and publish it.
+    pub(super) fn deliver_recorded(
+        &mut self,
+        rec: Recording,
+    ) -> ResponseActFuture<Self, Result<DecisionReceipt, DecideError>> {
+        let Recording {
+            session,
+            request_id,
+            decided_by,
+            behavior,
+            outcome,
+            reason,
+            record,
+        } = rec;
         let recorded = async move {
             match record {
                 Some(fut) => fut.await,
@@ -167,25 +232,23 @@ impl PermissionRegistry {
         }))
     }
 
-    /// A new prompt is in the ledger: show it, then let the policy answer it
-    /// or start its deadline and reminder.
+    /// A new prompt is in the ledger: show it, then start its deadline and
+    /// reminder unless it was answered meanwhile.
     pub(super) fn on_recorded(
         &mut self,
         session: Arc<str>,
         request_id: String,
-        labels: Arc<[String]>,
+        eval: Option<crate::policy::Evaluation>,
         ctx: &mut Context<Self>,
     ) {
-        if !self.store.reveal(&session, &request_id) {
-            return; // withdrawn while being recorded
-        }
-        let Some(prompt) = self
-            .store
-            .get(&session, &request_id)
-            .map(|e| e.prompt.clone())
-        else {
+        let pending = self.store.reveal(&session, &request_id);
+        let Some(entry) = self.store.get(&session, &request_id) else {
             return;
         };
+        if entry.status == Status::Cancelled {
+            return; // withdrawn while being recorded
+        }
+        let prompt = entry.prompt.clone();
         let _span =
             info_span!("permission", session_id = %session, request_id = %request_id).entered();
         info!(tool = %prompt.tool_name, "permission requested");
@@ -197,10 +260,50 @@ impl PermissionRegistry {
             request: prompt.request.clone(),
         });
         drop(_span);
-        self.apply_policy(session, request_id, labels, ctx);
+        if let (true, Some(eval)) = (pending, eval) {
+            self.start_deadlines(&eval, session, request_id, ctx);
+        }
     }
 
-    /// Let the policy answer a pending prompt, or start its deadline and reminder.
+    /// What the policy does with this prompt (counts the hit; logs dry runs).
+    pub(super) fn verdict(
+        &mut self,
+        session: &Arc<str>,
+        request_id: &str,
+        labels: &[String],
+    ) -> Option<Verdict> {
+        let prompt = self.store.get(session, request_id)?.prompt.clone();
+        let eval = self
+            .policy
+            .evaluate(&PromptContext::new(session, labels, &prompt));
+        if let Some(rule) = &eval.rule_id {
+            *self.hits.entry(rule.clone()).or_default() += 1;
+        }
+        let body = match (&eval.outcome, &eval.rule_id) {
+            (PolicyOutcome::Allow, Some(_)) => DecisionBody::Allow {
+                updated_input: None,
+                updated_permissions: None,
+            },
+            (PolicyOutcome::Deny { message }, Some(_)) => DecisionBody::Deny {
+                message: Some(message.clone()),
+                interrupt: None,
+            },
+            _ => {
+                if let (Some(would), Some(rule)) = (eval.dry_run, &eval.rule_id) {
+                    info!(session_id = %session, request_id, rule = %rule, would = would.as_str(), reason = %eval.reason, "dry-run rule matched; asking a human");
+                }
+                return Some(Verdict::Ask(eval));
+            }
+        };
+        let rule = eval.rule_id.as_deref().unwrap_or_default();
+        Some(Verdict::Answer {
+            body,
+            decided_by: format!("rule:{rule}"),
+            reason: eval.reason,
+        })
+    }
+
+    /// Let the policy answer a pending, shown prompt (a restored one), or start its deadline and reminder.
     pub(super) fn apply_policy(
         &mut self,
         session: Arc<str>,
@@ -208,57 +311,24 @@ impl PermissionRegistry {
         labels: Arc<[String]>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(prompt) = self
-            .store
-            .get(&session, &request_id)
-            .map(|e| e.prompt.clone())
-        else {
-            return;
-        };
-        let eval = self
-            .policy
-            .evaluate(&PromptContext::new(&session, &labels, &prompt));
-        if let Some(rule) = &eval.rule_id {
-            *self.hits.entry(rule.clone()).or_default() += 1;
-        }
-        let (body, rule) = match (&eval.outcome, &eval.rule_id) {
-            (PolicyOutcome::Allow, Some(rule)) => (
-                DecisionBody::Allow {
-                    updated_input: None,
-                    updated_permissions: None,
-                },
-                rule,
-            ),
-            (PolicyOutcome::Deny { message }, Some(rule)) => (
-                DecisionBody::Deny {
-                    message: Some(message.clone()),
-                    interrupt: None,
-                },
-                rule,
-            ),
-            _ => {
-                if let (Some(would), Some(rule)) = (eval.dry_run, &eval.rule_id) {
-                    info!(rule = %rule, would = would.as_str(), reason = %eval.reason, "dry-run rule matched; asking a human");
-                }
-                self.start_deadlines(&eval, session, request_id, ctx);
-                return;
-            }
-        };
-        let decided_by = format!("rule:{rule}");
-        ctx.spawn(
-            self.commit(
-                session,
-                request_id,
+        match self.verdict(&session, &request_id, &labels) {
+            None => {}
+            Some(Verdict::Ask(eval)) => self.start_deadlines(&eval, session, request_id, ctx),
+            Some(Verdict::Answer {
                 body,
                 decided_by,
-                Source::Rule(eval.reason),
-            )
-            .map(|res, _, _| {
-                if let Err(e) = res {
-                    warn!(error = %e, "policy answer refused");
-                }
-            }),
-        );
+                reason,
+            }) => {
+                ctx.spawn(
+                    self.commit(session, request_id, body, decided_by, Source::Rule(reason))
+                        .map(|res, _, _| {
+                            if let Err(e) = res {
+                                warn!(error = %e, "policy answer refused");
+                            }
+                        }),
+                );
+            }
+        }
     }
 
     fn start_deadlines(

@@ -287,7 +287,8 @@ impl Store {
         );
     }
 
-    /// Record an operator's (or policy's) answer.
+    /// Record an operator's (or policy's) answer. Operators only see shown
+    /// prompts; `unshown` lets the policy answer one whose record is still being written.
     pub fn decide(
         &mut self,
         session: &Arc<str>,
@@ -295,6 +296,7 @@ impl Store {
         body: DecisionBody,
         decided_by: &str,
         now: SystemTime,
+        unshown: bool,
     ) -> Result<Decided, DecideError> {
         let unknown = || DecideError::UnknownPrompt {
             session_id: session.to_string(),
@@ -304,7 +306,7 @@ impl Store {
         let entry = s
             .by_id
             .get_mut(request_id)
-            .filter(|e| e.visible)
+            .filter(|e| e.visible || unshown)
             .ok_or_else(unknown)?;
         match entry.status {
             Status::Pending => {}

@@ -54,7 +54,7 @@ impl DecideNow for Store {
         by: &str,
         at: SystemTime,
     ) -> Result<Option<(ConnId, Arc<str>)>, DecideError> {
-        self.decide(session, request_id, body, by, at)?;
+        self.decide(session, request_id, body, by, at, false)?;
         Ok(self.recorded(session, request_id))
     }
 }
@@ -265,6 +265,29 @@ fn unrecorded_prompt_is_neither_listed_nor_answerable() {
 }
 
 #[test]
+fn the_policy_may_answer_a_prompt_before_it_is_shown() {
+    let mut st = Store::new();
+    st.on_prompt(&sid(), 1, prompt("r1"), now());
+    st.on_connected(&sid(), 1);
+    st.decide(&sid(), "r1", allow(), "rule:r", now(), true)
+        .expect("the policy path may decide an unshown prompt");
+    assert!(
+        !st.reveal(&sid(), "r1"),
+        "shown once recorded, already answered"
+    );
+    assert!(st.pending(None).is_empty());
+    assert_eq!(
+        st.recorded(&sid(), "r1").map(|(conn, _)| conn),
+        Some(1),
+        "written once the ledger has both"
+    );
+    assert!(matches!(
+        st.decide_now(&sid(), "r1", allow(), "op", now()),
+        Err(DecideError::AlreadyAnswered(_))
+    ));
+}
+
+#[test]
 fn restored_answers_are_flushed_on_connect() {
     let mut st = Store::new();
     let result = PermissionResult::Allow {
@@ -293,7 +316,7 @@ fn nothing_is_flushed_while_the_ledger_records() {
     let mut st = Store::new();
     st.shown(&sid(), 1, prompt("r1"));
     st.on_disconnected(&sid(), Some(1));
-    st.decide(&sid(), "r1", allow(), "a", now()).unwrap();
+    st.decide(&sid(), "r1", allow(), "a", now(), false).unwrap();
     assert!(
         st.on_connected(&sid(), 2).is_empty(),
         "not recorded yet: not written"
