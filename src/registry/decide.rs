@@ -146,7 +146,6 @@ impl PermissionRegistry {
             Source::Deadline => Some("no answer before the ask deadline".to_owned()),
             Source::Operator => None,
         };
-        info!(behavior, decided_by = %decided_by, reason = reason.as_deref().unwrap_or(""), "permission answered");
         let source_name = match &source {
             Source::Operator => "operator",
             Source::Rule(_) => "rule",
@@ -197,6 +196,9 @@ impl PermissionRegistry {
             }
         };
         Box::pin(recorded.into_actor(self).then(move |res, act, _| {
+            // Logged here, after the prompt's own "permission requested" line.
+            info!(session_id = %session, request_id = %request_id, behavior, decided_by = %decided_by,
+                reason = reason.as_deref().unwrap_or(""), "permission answered");
             if let Err(e) = res {
                 act.ledger_failed("record decision", &session, &e);
             }
