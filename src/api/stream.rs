@@ -146,13 +146,6 @@ pub fn items(
     })
 }
 
-/// SSE framing of one item (multi-line JSON becomes several `data:` lines).
-pub fn sse_frame(item: &Item) -> Bytes {
-    let mut out = String::new();
-    push_sse(&mut out, item);
-    Bytes::from(out)
-}
-
 /// Most items framed into one body chunk: fewer chunk headers and writes while events flow.
 const SSE_BATCH: usize = 256;
 
@@ -161,7 +154,7 @@ const SSE_BATCH: usize = 256;
 /// under load this bounds writes to about one per millisecond per reader.
 const SSE_LINGER: Duration = Duration::from_millis(1);
 
-/// Append the SSE framing of `item` to `out`.
+/// Append the SSE framing of `item` to `out` (multi-line JSON becomes several `data:` lines).
 fn push_sse(out: &mut String, item: &Item) {
     use std::fmt::Write as _;
     fn data(out: &mut String, json: &str) {
@@ -392,12 +385,12 @@ mod tests {
             message: "{\"type\":\"assistant\",\n\"x\":1}".into(),
         });
         let env = rx.try_recv().unwrap();
-        let frame = String::from_utf8(sse_frame(&Item::Event(env)).to_vec()).unwrap();
+        let frame = String::from_utf8(sse_chunk(vec![Item::Event(env)]).to_vec()).unwrap();
         assert!(
             frame.starts_with("id: 1\nevent: sdk_message\ndata: {"),
             "{frame}"
         );
         assert!(frame.contains("\ndata: \"x\":1}}\n\n"), "{frame}");
-        assert_eq!(&sse_frame(&Item::Heartbeat)[..], b": keep-alive\n\n");
+        assert_eq!(&sse_chunk(vec![Item::Heartbeat])[..], b": keep-alive\n\n");
     }
 }
