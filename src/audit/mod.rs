@@ -11,6 +11,7 @@
 //!
 //! Whether the ledger is used at all is `[ledger] enabled`: callers skip [`Ledger::open`] when off.
 
+mod checkpoint;
 mod query;
 mod record;
 mod schema;
@@ -46,6 +47,11 @@ pub struct Tuning {
     pub prune_every: Duration,
     /// Rows deleted per pruning transaction, so writes are never stalled for long (default 5,000).
     pub prune_chunk: usize,
+    /// How often the checkpointer thread copies new WAL frames into the database (default 100 ms).
+    pub checkpoint_every: Duration,
+    /// WAL size, in 4 KiB frames, at which the writer finishes a checkpoint so the WAL
+    /// starts over (default 4,096; see `checkpoint`).
+    pub checkpoint_frames: u32,
 }
 
 impl Default for Tuning {
@@ -56,6 +62,8 @@ impl Default for Tuning {
             readers: 2,
             prune_every: Duration::from_secs(3600),
             prune_chunk: 5000,
+            checkpoint_every: Duration::from_millis(100),
+            checkpoint_frames: 4096,
         }
     }
 }
@@ -105,8 +113,21 @@ impl Ledger {
             gate: gate.clone(),
         };
         let wcounters = counters.clone();
+        let handoff = Arc::new(checkpoint::Handoff::default());
+        let (stop_checkpoints, stopped) = mpsc::channel();
+        let ckpt_conn = schema::open_checkpointer(&cfg.path)?;
+        let policy = checkpoint::Policy {
+            every: tuning.checkpoint_every,
+            restart_at: tuning.checkpoint_frames.max(1),
+        };
+        let ckpt_handoff = handoff.clone();
+        let db = cfg.path.clone();
+        spawn("ledger-checkpoint", cfg, move || {
+            checkpoint::run(ckpt_conn, &db, policy, ckpt_handoff, stopped)
+        })?;
         spawn("ledger-writer", cfg, move || {
-            writer::run(conn, rx, wcfg, wcounters)
+            let _stop_checkpoints = stop_checkpoints; // dropped when the writer stops
+            writer::run(conn, rx, wcfg, wcounters, &handoff)
         })?;
         let (reads, jobs) = mpsc::sync_channel::<ReadJob>(READ_QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));

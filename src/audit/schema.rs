@@ -109,7 +109,29 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The checkpointer thread does this work; the writer steps in only if the WAL runs away.
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        super::checkpoint::WRITER_FALLBACK_FRAMES,
+    )?;
     Ok(())
+}
+
+/// The checkpointer thread's connection (`checkpoint`): read-write, syncing at checkpoints
+/// like the writer, and never checkpointing on its own commits (it makes none).
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, LedgerError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let open = || -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(conn)
+    };
+    open().map_err(|e| LedgerError::Open {
+        path: path.to_path_buf(),
+        reason: format!("checkpointer: {e}"),
+    })
 }
 
 /// A read-only connection for queries, exports and the startup restore.

@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use super::checkpoint::Handoff;
 use super::record::{to_ms, LedgerError, Outcome};
 use super::schema::FINISHED;
 
@@ -104,6 +105,7 @@ pub(crate) fn run(
     rx: Receiver<Cmd>,
     cfg: WriterConfig,
     counters: Arc<Counters>,
+    checkpoints: &Handoff,
 ) {
     let mut batch: Vec<Cmd> = Vec::with_capacity(cfg.max_batch);
     let mut next_prune = Instant::now();
@@ -139,17 +141,24 @@ pub(crate) fn run(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         batch.push(first);
-        while batch.len() < cfg.max_batch {
-            match rx.try_recv() {
-                Ok(cmd) => batch.push(cmd),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
+        drain(&rx, &mut batch, cfg.max_batch);
         #[cfg(test)]
         drop(cfg.gate.lock());
         apply_batch(&mut conn, &mut batch, &cfg, &counters);
+        // After the replies, so the batch just committed never waits for it.
+        checkpoints.finish_if_asked(&conn);
     }
     debug!("decision ledger writer stopped");
+}
+
+/// Move queued commands into `batch` while it has room, without waiting.
+fn drain(rx: &Receiver<Cmd>, batch: &mut Vec<Cmd>, max_batch: usize) {
+    while batch.len() < max_batch {
+        match rx.try_recv() {
+            Ok(cmd) => batch.push(cmd),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+        }
+    }
 }
 
 /// Commit `batch` (emptied), answering each caller after the commit.
