@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod audit;

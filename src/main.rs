@@ -11,6 +11,10 @@ use ccr_supervisor::{app, config, ctl, sim, telemetry};
 
 mod bench;
 
+/// The process allocator, tuned by `alloc::tune` first thing in `main`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Supervise many remote Claude Code sessions and answer their permission prompts.
 #[derive(Parser, Debug)]
 #[command(name = "ccr-supervisor", version, about)]
@@ -66,6 +70,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ccr_supervisor::alloc::tune();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Sim {
