@@ -6,6 +6,8 @@
 //! - Writes go through a bounded queue to one dedicated writer thread ([`writer`]) that
 //!   commits up to `max_batch` commands per transaction. A full queue is an immediate
 //!   [`LedgerError::QueueFull`], never a blocked actor or a silent drop.
+//! - WAL checkpoints run on a background thread ([`checkpoint`]), so their fsyncs stay
+//!   off the writer's path.
 //! - Reads ([`Ledger::query`]) run on a small pool of reader threads with read-only
 //!   connections; WAL mode keeps them from blocking the writer.
 //!
