@@ -64,8 +64,8 @@ pub(crate) fn passive(conn: &Connection) -> rusqlite::Result<Progress> {
 }
 
 /// One background round: copy new frames; once the WAL has reached `restart_at`, catch up
-/// as far as a few passes get, flush both files, and return true, meaning "writer, finish
-/// this cycle".
+/// as far as a few passes get and, if frames are still left, flush both files and return
+/// true, meaning "writer, finish this cycle".
 ///
 /// SQLite syncs the database only when a pass copies the very last frame, which under load
 /// is the writer's pass; `files` are synced here first so that fsync finds little to write.
@@ -83,6 +83,11 @@ pub(crate) fn background_round(
             break;
         }
         p = passive(conn)?;
+    }
+    if p.left() == 0 {
+        // All copied, and SQLite synced the database itself: the next write restarts the
+        // WAL with no help (this is also every round while the writer is idle).
+        return Ok(false);
     }
     for path in files {
         // fsync through any descriptor flushes the file; a missing WAL has nothing to flush.
@@ -194,6 +199,7 @@ mod tests {
         insert(&writer, 100, 20);
         assert!(background_round(&background, policy, std::slice::from_ref(&path)).unwrap());
         reader.execute_batch("COMMIT").unwrap();
+        // (Had the reader not held those frames back, there would be nothing to hand over.)
 
         // Frames left uncopied keep the WAL growing...
         let wal = dir.path().join("l.db-wal");
@@ -220,6 +226,29 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 132);
+    }
+
+    #[test]
+    fn a_round_that_copies_everything_hands_nothing_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let writer = open(&path);
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (v TEXT NOT NULL)")
+            .unwrap();
+        insert(&writer, 0, 100);
+        let background = open(&path);
+        let policy = Policy {
+            every: Duration::from_millis(1),
+            restart_at: 50,
+        };
+        assert!(!background_round(&background, policy, std::slice::from_ref(&path)).unwrap());
+        let p = passive(&background).unwrap();
+        assert!(
+            p.log >= 50 && p.left() == 0,
+            "past restart_at, all copied: {p:?}"
+        );
     }
 
     #[test]
