@@ -150,12 +150,19 @@ mod tests {
     use super::*;
     use rusqlite::params;
 
-    fn open(path: &std::path::Path) -> Connection {
-        let conn = Connection::open(path).unwrap();
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+    use crate::audit::schema;
+
+    /// The ledger's own writer connection, with a scratch table and no auto-checkpoint.
+    fn writer(path: &std::path::Path) -> Connection {
+        let conn = schema::open_writer(path).unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        conn.execute_batch("CREATE TABLE t (v TEXT NOT NULL)")
             .unwrap();
-        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
         conn
+    }
+
+    fn background(path: &std::path::Path) -> Connection {
+        schema::open_checkpointer(path).unwrap()
     }
 
     fn insert(conn: &Connection, from: i64, n: i64) {
@@ -172,12 +179,8 @@ mod tests {
     fn the_writer_only_finishes_a_cycle_and_the_wal_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.db");
-        let writer = open(&path);
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        writer
-            .execute_batch("CREATE TABLE t (v TEXT NOT NULL)")
-            .unwrap();
-        let background = open(&path);
+        let writer = writer(&path);
+        let background = background(&path);
         let policy = Policy {
             every: Duration::from_millis(1),
             restart_at: 50,
@@ -191,7 +194,7 @@ mod tests {
         // A reader's snapshot stands in for the writer committing during the background
         // pass: the frames after it cannot be copied yet.
         insert(&writer, 20, 80);
-        let reader = open(&path);
+        let reader = schema::open_reader(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let _: i64 = reader
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -232,13 +235,9 @@ mod tests {
     fn a_round_that_copies_everything_hands_nothing_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.db");
-        let writer = open(&path);
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        writer
-            .execute_batch("CREATE TABLE t (v TEXT NOT NULL)")
-            .unwrap();
+        let writer = writer(&path);
         insert(&writer, 0, 100);
-        let background = open(&path);
+        let background = background(&path);
         let policy = Policy {
             every: Duration::from_millis(1),
             restart_at: 50,
@@ -255,7 +254,8 @@ mod tests {
     fn the_thread_stops_with_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.db");
-        let conn = open(&path);
+        let _writer = writer(&path);
+        let conn = background(&path);
         let (tx, rx) = std::sync::mpsc::channel();
         let policy = Policy {
             every: Duration::from_secs(3600),

@@ -141,7 +141,12 @@ pub(crate) fn run(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         batch.push(first);
-        drain(&rx, &mut batch, cfg.max_batch);
+        while batch.len() < cfg.max_batch {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
         #[cfg(test)]
         drop(cfg.gate.lock());
         apply_batch(&mut conn, &mut batch, &cfg, &counters);
@@ -149,16 +154,6 @@ pub(crate) fn run(
         checkpoints.finish_if_asked(&conn);
     }
     debug!("decision ledger writer stopped");
-}
-
-/// Move queued commands into `batch` while it has room, without waiting.
-fn drain(rx: &Receiver<Cmd>, batch: &mut Vec<Cmd>, max_batch: usize) {
-    while batch.len() < max_batch {
-        match rx.try_recv() {
-            Ok(cmd) => batch.push(cmd),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-        }
-    }
 }
 
 /// Commit `batch` (emptied), answering each caller after the commit.
