@@ -157,22 +157,29 @@ const SSE_LINGER: Duration = Duration::from_millis(1);
 /// Append the SSE framing of `item` to `out` (multi-line JSON becomes several `data:` lines).
 fn push_sse(out: &mut String, item: &Item) {
     use std::fmt::Write as _;
-    fn data(out: &mut String, json: &str) {
-        for line in json.split('\n') {
-            out.push_str("data: ");
-            out.push_str(line.trim_end_matches('\r'));
-            out.push('\n');
+    // The pieces are JSON, where a line break can only be whitespace between
+    // tokens: each one (CR or LF) starts a new `data:` line, which readers join
+    // back with LF.
+    fn data(out: &mut String, parts: &[&str]) {
+        out.push_str("data: ");
+        for part in parts {
+            let mut lines = part.split(['\r', '\n']);
+            out.push_str(lines.next().unwrap_or_default());
+            for line in lines {
+                out.push_str("\ndata: ");
+                out.push_str(line);
+            }
         }
-        out.push('\n');
+        out.push_str("\n\n");
     }
     match item {
         Item::Event(env) => {
             let _ = write!(out, "id: {}\nevent: {}\n", env.seq, env.event.kind());
-            data(out, &env.json);
+            data(out, &env.json_parts());
         }
         Item::Lagged(json) => {
             out.push_str("event: lagged\n");
-            data(out, json);
+            data(out, &[json]);
         }
         Item::Heartbeat => out.push_str(": keep-alive\n\n"),
     }
@@ -183,7 +190,7 @@ fn sse_chunk(items: Vec<Item>) -> Bytes {
     let size = items
         .iter()
         .map(|i| match i {
-            Item::Event(env) => env.json.len() + 48,
+            Item::Event(env) => env.json_len() + 48,
             Item::Lagged(json) => json.len() + 24,
             Item::Heartbeat => 16,
         })
@@ -285,7 +292,7 @@ impl Actor for EventSocket {
 impl StreamHandler<Item> for EventSocket {
     fn handle(&mut self, item: Item, ctx: &mut Self::Context) {
         match item {
-            Item::Event(env) => ctx.text(&*env.json),
+            Item::Event(env) => ctx.text(env.json().into_owned()),
             Item::Lagged(json) => ctx.text(json),
             Item::Heartbeat => {
                 if self.last_pong.elapsed() > self.heartbeat * 2 {
@@ -358,7 +365,7 @@ pub async fn transcript(
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&e.json);
+        body.extend(e.json_parts());
     }
     body.push_str(&format!(
         "],\"next_after\":{next_after},\"lagged_from\":{}}}",
@@ -392,5 +399,33 @@ mod tests {
         );
         assert!(frame.contains("\ndata: \"x\":1}}\n\n"), "{frame}");
         assert_eq!(&sse_chunk(vec![Item::Heartbeat])[..], b": keep-alive\n\n");
+    }
+
+    #[test]
+    fn sse_framing_breaks_lines_at_cr_too_and_rejoins_to_the_same_json() {
+        let bus = EventBus::new(BusLimits::default());
+        let mut rx = bus.subscribe();
+        let raw = "{\"type\":\"assistant\",\r\n\"a\":1,\r\"b\":\"x\"}";
+        bus.publish(Event::SdkMessage {
+            session_id: "s".into(),
+            msg_type: "assistant".into(),
+            message: raw.into(),
+        });
+        let env = rx.try_recv().unwrap();
+        let frame = String::from_utf8(sse_chunk(vec![Item::Event(env.clone())]).to_vec()).unwrap();
+        assert!(
+            !frame.contains('\r'),
+            "a bare CR would end an SSE line: {frame:?}"
+        );
+        let data: Vec<&str> = frame
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        assert_eq!(data.len(), 4, "{frame:?}");
+        let rejoined: serde_json::Value = serde_json::from_str(&data.join("\n")).unwrap();
+        let whole: serde_json::Value = serde_json::from_str(&env.json()).unwrap();
+        assert_eq!(rejoined, whole);
+        assert_eq!(whole["message"]["b"], "x");
+        assert_eq!(env.json_len(), env.json().len());
     }
 }

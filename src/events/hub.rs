@@ -6,6 +6,7 @@
 //! what was evicted is remembered as a high-water mark so a resume that falls
 //! into the gap is answered with an explicit `lagged`.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -21,8 +22,36 @@ pub struct Envelope {
     pub at: SystemTime,
     /// The event.
     pub event: Event,
-    /// `{"seq":..,"at":..,"type":..,...}`, serialized once for every reader.
-    pub json: Arc<str>,
+    /// `{"seq":..,"at":..,"type":..,...`, serialized once for every reader, after
+    /// `start` bytes of unused room (see [`Prepared`]). For an SDK message it
+    /// stops at `"message":` and the frame itself is shared with the event.
+    head: String,
+    start: usize,
+}
+
+impl Envelope {
+    /// The JSON in pieces, to be written one after the other: for an SDK message
+    /// the head, the frame exactly as received (shared, not copied) and `}`.
+    pub fn json_parts(&self) -> [&str; 3] {
+        let head = &self.head[self.start..];
+        match &self.event {
+            Event::SdkMessage { message, .. } => [head, message, "}"],
+            _ => [head, "", ""],
+        }
+    }
+
+    /// Length of the JSON in bytes.
+    pub fn json_len(&self) -> usize {
+        self.json_parts().iter().map(|p| p.len()).sum()
+    }
+
+    /// `{"seq":..,"at":..,"type":..,...}` in one piece (copies an SDK message's frame).
+    pub fn json(&self) -> Cow<'_, str> {
+        match self.json_parts() {
+            [head, "", ""] => Cow::Borrowed(head),
+            parts => Cow::Owned(parts.concat()),
+        }
+    }
 }
 
 /// History bounds per session.
@@ -34,9 +63,18 @@ pub struct HistoryLimits {
     pub bytes: usize,
 }
 
+/// A retained envelope with what eviction needs, so evicting never reads the
+/// (long cold) envelope itself under the hub lock.
+#[derive(Debug)]
+struct Kept {
+    seq: u64,
+    len: usize,
+    env: Arc<Envelope>,
+}
+
 #[derive(Debug, Default)]
 struct SessionHistory {
-    events: VecDeque<Arc<Envelope>>,
+    events: VecDeque<Kept>,
     bytes: usize,
     /// Highest sequence number evicted so far (0 = nothing evicted).
     evicted_up_to: u64,
@@ -82,37 +120,50 @@ impl History {
 
     /// Give a prepared event the next sequence number and retain it. Evicted
     /// envelopes are moved to `evicted`, so the caller can free them after
-    /// releasing its lock. Cheap: the JSON body was built by [`Prepared::new`].
+    /// releasing its lock. Cheap: the JSON was built by [`Prepared::new`] with
+    /// room for `{"seq":N,` in front, which is written into that room here.
     pub fn stamp(&mut self, p: Prepared, evicted: &mut Vec<Arc<Envelope>>) -> Arc<Envelope> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut json = String::with_capacity(p.rest.len() + 28);
-        json.push_str("{\"seq\":");
-        json.push_str(itoa::Buffer::new().format(seq));
-        json.push(',');
-        json.push_str(&p.rest);
+        let Prepared {
+            event,
+            at,
+            mut head,
+        } = p;
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(seq);
+        let start = SEQ_ROOM - (SEQ_KEY.len() + digits.len() + 1);
+        head.replace_range(start..start + SEQ_KEY.len(), SEQ_KEY);
+        head.replace_range(start + SEQ_KEY.len()..SEQ_ROOM - 1, digits);
+        head.replace_range(SEQ_ROOM - 1..SEQ_ROOM, ",");
         let env = Arc::new(Envelope {
             seq,
-            at: p.at,
-            json: json.into(),
-            event: p.event,
+            at,
+            event,
+            head,
+            start,
         });
+        let len = env.json_len();
         let session = env.event.session_id();
         let h = match self.sessions.get_mut(session) {
             Some(h) => h,
             None => self.sessions.entry(Arc::from(session)).or_default(),
         };
-        h.bytes += env.json.len();
-        h.events.push_back(env.clone());
+        h.bytes += len;
+        h.events.push_back(Kept {
+            seq,
+            len,
+            env: env.clone(),
+        });
         while h.events.len() > self.limits.events
             || (h.bytes > self.limits.bytes && h.events.len() > 1)
         {
             let Some(old) = h.events.pop_front() else {
                 break;
             };
-            h.bytes -= old.json.len();
+            h.bytes -= old.len;
             h.evicted_up_to = old.seq;
-            evicted.push(old);
+            evicted.push(old.env);
         }
         env
     }
@@ -122,11 +173,15 @@ impl History {
         let mut out = Backlog::default();
         let lag = |h: &SessionHistory, out: &mut Backlog| {
             if h.evicted_up_to > after {
-                let first = h.events.front().map_or(self.next_seq, |e| e.seq);
+                let first = h.events.front().map_or(self.next_seq, |k| k.seq);
                 out.lagged_from = Some(out.lagged_from.map_or(first, |f: u64| f.min(first)));
             }
-            out.events
-                .extend(h.events.iter().filter(|e| e.seq > after).cloned());
+            out.events.extend(
+                h.events
+                    .iter()
+                    .filter(|k| k.seq > after)
+                    .map(|k| k.env.clone()),
+            );
         };
         match session {
             Some(id) => {
@@ -150,36 +205,43 @@ impl History {
     }
 }
 
+/// `{"seq":` and the most digits a `u64` has, and a comma: the room in front of a prepared head.
+const SEQ_KEY: &str = "{\"seq\":";
+const SEQ_ROOM: usize = SEQ_KEY.len() + 20 + 1;
+
 /// An event serialized up to its sequence number, built outside the hub lock.
 #[derive(Debug)]
 pub struct Prepared {
     event: Event,
     at: SystemTime,
-    /// The envelope JSON after `{"seq":N,`: `"at":"..",<the event's own fields>}`.
-    rest: String,
+    /// [`SEQ_ROOM`] spaces, then `"at":"..",<the event's own fields>}`; for an
+    /// SDK message it stops at `"message":`, the frame is not copied.
+    head: String,
 }
 
 impl Prepared {
     /// Serialize `event` (published at `at`) except for its sequence number.
     pub fn new(event: Event, at: SystemTime) -> Self {
-        let rest = envelope_rest(at, &event);
-        Self { event, at, rest }
+        let head = envelope_head(at, &event);
+        Self { event, at, head }
     }
 }
 
-/// `"at":"..",<the event's own fields>}`: the envelope JSON after `{"seq":N,`.
-fn envelope_rest(at: SystemTime, event: &Event) -> String {
+/// [`SEQ_ROOM`] spaces, then the envelope JSON after `{"seq":N,`: `"at":"..",<the event's own fields>}`,
+/// stopping at `"message":` for an SDK message.
+fn envelope_head(at: SystemTime, event: &Event) -> String {
+    use std::fmt::Write as _;
     let at = humantime::format_rfc3339_millis(at);
+    let mut out = String::with_capacity(SEQ_ROOM + 160);
+    out.extend(std::iter::repeat_n(' ', SEQ_ROOM));
     if let Event::SdkMessage {
         session_id,
         msg_type,
-        message,
+        ..
     } = event
     {
         // The hot path: the frame was fully parsed (validated) when it was
         // classified, so it is spliced in as is instead of being parsed again.
-        use std::fmt::Write as _;
-        let mut out = String::with_capacity(message.len() + 160);
         let _ = write!(
             out,
             "\"at\":\"{at}\",\"type\":\"sdk_message\",\"session_id\":"
@@ -188,8 +250,6 @@ fn envelope_rest(at: SystemTime, event: &Event) -> String {
         out.push_str(",\"msg_type\":");
         push_json_str(&mut out, msg_type);
         out.push_str(",\"message\":");
-        out.push_str(message);
-        out.push('}');
         return out;
     }
     // Serializing an `Event` cannot fail: string keys only, raw JSON validated on entry.
@@ -199,7 +259,8 @@ fn envelope_rest(at: SystemTime, event: &Event) -> String {
     });
     let rest = body.strip_prefix('{').unwrap_or("}");
     let sep = if rest.starts_with('}') { "" } else { "," };
-    format!("\"at\":\"{at}\"{sep}{rest}")
+    let _ = write!(out, "\"at\":\"{at}\"{sep}{rest}");
+    out
 }
 
 /// Append `v` as a JSON string literal.
@@ -237,7 +298,7 @@ mod tests {
         };
         let via_serde: serde_json::Value = serde_json::to_value(&event).unwrap();
         let env = h.push(event, SystemTime::UNIX_EPOCH);
-        let v: serde_json::Value = serde_json::from_str(&env.json).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&env.json()).unwrap();
         assert_eq!(v["seq"], 1);
         assert_eq!(v["type"], via_serde["type"]);
         assert_eq!(v["session_id"], via_serde["session_id"]);
@@ -251,11 +312,27 @@ mod tests {
         let a = h.push(ev("a", 1), SystemTime::UNIX_EPOCH);
         let b = h.push(ev("b", 1), SystemTime::UNIX_EPOCH);
         assert_eq!((a.seq, b.seq), (1, 2));
-        let v: serde_json::Value = serde_json::from_str(&b.json).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&b.json()).unwrap();
         assert_eq!(v["seq"], 2);
         assert_eq!(v["type"], "error");
         assert_eq!(v["session_id"], "b");
         assert_eq!(v["at"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_room_in_front_fits_every_sequence_number() {
+        let mut h = History::new(limits(10, 1 << 20));
+        for seq in [9, 10, 99_999, u64::MAX - 1] {
+            h.next_seq = seq;
+            let env = h.push(ev("a", 3), SystemTime::UNIX_EPOCH);
+            let json = env.json();
+            assert!(
+                json.starts_with(&format!("{{\"seq\":{seq},\"at\":")),
+                "{json}"
+            );
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(v["seq"], seq);
+        }
     }
 
     #[test]
@@ -295,7 +372,7 @@ mod tests {
             h.push(ev("a", 100), SystemTime::UNIX_EPOCH);
         }
         let kept = h.backlog(Some("a"), 0).events;
-        assert!(kept.iter().map(|e| e.json.len()).sum::<usize>() <= 300);
+        assert!(kept.iter().map(|e| e.json_len()).sum::<usize>() <= 300);
         assert!(!kept.is_empty());
     }
 }

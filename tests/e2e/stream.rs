@@ -127,7 +127,7 @@ async fn slow_subscriber_is_dropped_with_lagged_while_sessions_keep_flowing() {
     tokio::time::timeout(T, async {
         loop {
             match bus.recv().await {
-                Ok(e) if e.json.contains("\"marker\":true") => break,
+                Ok(e) if e.json().contains("\"marker\":true") => break,
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(e) => panic!("{e}"),
             }
