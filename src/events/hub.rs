@@ -132,10 +132,16 @@ impl History {
         } = p;
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(seq);
+        let mut prefix = [0u8; SEQ_ROOM];
         let start = SEQ_ROOM - (SEQ_KEY.len() + digits.len() + 1);
-        head.replace_range(start..start + SEQ_KEY.len(), SEQ_KEY);
-        head.replace_range(start + SEQ_KEY.len()..SEQ_ROOM - 1, digits);
-        head.replace_range(SEQ_ROOM - 1..SEQ_ROOM, ",");
+        for (dst, src) in prefix[start..]
+            .iter_mut()
+            .zip(SEQ_KEY.bytes().chain(digits.bytes()).chain([b',']))
+        {
+            *dst = src;
+        }
+        let prefix = std::str::from_utf8(&prefix[start..]).expect("ASCII");
+        head.replace_range(start..SEQ_ROOM, prefix);
         let env = Arc::new(Envelope {
             seq,
             at,
@@ -208,6 +214,8 @@ impl History {
 /// `{"seq":` and the most digits a `u64` has, and a comma: the room in front of a prepared head.
 const SEQ_KEY: &str = "{\"seq\":";
 const SEQ_ROOM: usize = SEQ_KEY.len() + 20 + 1;
+const SEQ_SPACES: &str = "                            ";
+const _: () = assert!(SEQ_SPACES.len() == SEQ_ROOM);
 
 /// An event serialized up to its sequence number, built outside the hub lock.
 #[derive(Debug)]
@@ -230,10 +238,11 @@ impl Prepared {
 /// [`SEQ_ROOM`] spaces, then the envelope JSON after `{"seq":N,`: `"at":"..",<the event's own fields>}`,
 /// stopping at `"message":` for an SDK message.
 fn envelope_head(at: SystemTime, event: &Event) -> String {
-    use std::fmt::Write as _;
-    let at = humantime::format_rfc3339_millis(at);
     let mut out = String::with_capacity(SEQ_ROOM + 160);
-    out.extend(std::iter::repeat_n(' ', SEQ_ROOM));
+    out.push_str(SEQ_SPACES);
+    out.push_str("\"at\":\"");
+    push_rfc3339_millis(&mut out, at);
+    out.push('"');
     if let Event::SdkMessage {
         session_id,
         msg_type,
@@ -242,10 +251,7 @@ fn envelope_head(at: SystemTime, event: &Event) -> String {
     {
         // The hot path: the frame was fully parsed (validated) when it was
         // classified, so it is spliced in as is instead of being parsed again.
-        let _ = write!(
-            out,
-            "\"at\":\"{at}\",\"type\":\"sdk_message\",\"session_id\":"
-        );
+        out.push_str(",\"type\":\"sdk_message\",\"session_id\":");
         push_json_str(&mut out, session_id);
         out.push_str(",\"msg_type\":");
         push_json_str(&mut out, msg_type);
@@ -259,8 +265,31 @@ fn envelope_head(at: SystemTime, event: &Event) -> String {
     });
     let rest = body.strip_prefix('{').unwrap_or("}");
     let sep = if rest.starts_with('}') { "" } else { "," };
-    let _ = write!(out, "\"at\":\"{at}\"{sep}{rest}");
+    out.push_str(sep);
+    out.push_str(rest);
     out
+}
+
+/// Append `at` in RFC 3339 with milliseconds; formatted once per millisecond
+/// per thread, since a busy session publishes many events in the same one.
+fn push_rfc3339_millis(out: &mut String, at: SystemTime) {
+    use std::cell::RefCell;
+    use std::fmt::Write as _;
+    thread_local! {
+        static LAST: RefCell<(Option<u128>, String)> = const { RefCell::new((None, String::new())) };
+    }
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis());
+    LAST.with_borrow_mut(|(last_ms, text)| {
+        if ms.is_none() || *last_ms != ms {
+            text.clear();
+            let _ = write!(text, "{}", humantime::format_rfc3339_millis(at));
+            *last_ms = ms;
+        }
+        out.push_str(text);
+    });
 }
 
 /// Append `v` as a JSON string literal.
@@ -333,6 +362,21 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(&json).unwrap();
             assert_eq!(v["seq"], seq);
         }
+    }
+
+    #[test]
+    fn each_event_gets_its_own_millisecond() {
+        let mut h = History::new(limits(10, 1 << 20));
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        let t1 = t0 + std::time::Duration::from_millis(1);
+        let at = |env: Arc<Envelope>| {
+            let v: serde_json::Value = serde_json::from_str(&env.json()).unwrap();
+            v["at"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(at(h.push(ev("a", 1), t0)), "2023-11-14T22:13:20.123Z");
+        assert_eq!(at(h.push(ev("a", 1), t0)), "2023-11-14T22:13:20.123Z");
+        assert_eq!(at(h.push(ev("a", 1), t1)), "2023-11-14T22:13:20.124Z");
+        assert_eq!(at(h.push(ev("a", 1), t0)), "2023-11-14T22:13:20.123Z");
     }
 
     #[test]

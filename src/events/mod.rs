@@ -39,7 +39,7 @@ pub enum Event {
         /// Session id.
         session_id: Arc<str>,
         /// Its `type`.
-        msg_type: String,
+        msg_type: std::borrow::Cow<'static, str>,
         /// The frame as received.
         #[serde(serialize_with = "raw_json")]
         message: Arc<str>,

@@ -68,8 +68,9 @@ pub struct ControlResponse {
 /// An SDK stream message, kept as the exact text received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SdkMessage {
-    /// Its `type` (`assistant`, `system`, `result`, or anything newer).
-    pub msg_type: String,
+    /// Its `type` (`assistant`, `system`, `result`, or anything newer); the
+    /// common ones are not allocated per frame.
+    pub msg_type: Cow<'static, str>,
     /// The frame exactly as received, for forwarding unchanged.
     pub raw: Arc<str>,
 }
@@ -143,9 +144,18 @@ pub fn classify(text: &str) -> Result<Inbound, FrameError> {
         "control_response" => classify_control_response(text),
         "keep_alive" => Ok(Inbound::KeepAlive),
         other => Ok(Inbound::Sdk(SdkMessage {
-            msg_type: other.to_owned(),
+            msg_type: known_type(other),
             raw: Arc::from(text),
         })),
+    }
+}
+
+/// `kind` as a static string when it is one of the SDK's usual message types.
+fn known_type(kind: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 5] = ["assistant", "stream_event", "user", "result", "system"];
+    match KNOWN.iter().find(|k| **k == kind) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(kind.to_owned()),
     }
 }
 
@@ -314,6 +324,13 @@ mod tests {
         };
         assert_eq!(m.msg_type, "brand_new_type");
         assert_eq!(&*m.raw, text, "forwarded byte for byte");
+        let Inbound::Sdk(m) = classify(r#"{"type":"stream_event"}"#).unwrap() else {
+            panic!()
+        };
+        assert!(
+            matches!(m.msg_type, Cow::Borrowed("stream_event")),
+            "usual types are not allocated per frame"
+        );
     }
 
     #[test]

@@ -284,7 +284,7 @@ impl SessionActor {
     }
 
     fn on_text(&mut self, data: Bytes) {
-        let Ok(text) = std::str::from_utf8(&data) else {
+        let Ok(text) = simdutf8::basic::from_utf8(&data) else {
             return self.skip("text frame is not UTF-8", data.len());
         };
         if let Some(live) = self.conn.as_mut() {
