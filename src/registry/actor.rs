@@ -104,6 +104,11 @@ impl PermissionRegistry {
                         session_id: session.clone(),
                         request_id: request_id.clone(),
                     });
+                } else {
+                    debug!(
+                        conn,
+                        "answer written again (already delivered once) or no longer tracked"
+                    );
                 }
             } else if let Some((next, frame)) =
                 act.store.on_write_failed(&session, &request_id, conn)

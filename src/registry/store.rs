@@ -57,6 +57,8 @@ pub enum Status {
         frame: Arc<str>,
         /// Delivery progress.
         delivery: DeliveryState,
+        /// Written at least once (a resend after a replay is not a new delivery).
+        delivered: bool,
     },
     /// Withdrawn by the session.
     Cancelled,
@@ -271,6 +273,7 @@ impl Store {
                 decided_at,
                 frame,
                 delivery: DeliveryState::Queued,
+                delivered: false,
             },
         };
         let s = self.session(session);
@@ -329,6 +332,7 @@ impl Store {
             decided_at: now,
             frame: frame.clone(),
             delivery: DeliveryState::Recording,
+            delivered: false,
         };
         Ok(Decided {
             result,
@@ -415,7 +419,8 @@ impl Store {
         }
     }
 
-    /// The session actor wrote an answer on `conn`. True if this was its first write.
+    /// The session actor wrote an answer on `conn`. True if this was its first
+    /// write (false for the same answer re-sent after the session replayed its prompt).
     pub fn on_written(&mut self, session: &Arc<str>, request_id: &str, conn: ConnId) -> bool {
         let Some(s) = self.sessions.get_mut(session) else {
             return false;
@@ -423,12 +428,19 @@ impl Store {
         let Some(entry) = s.by_id.get_mut(request_id) else {
             return false;
         };
-        if let Status::Decided { delivery, .. } = &mut entry.status {
+        if let Status::Decided {
+            delivery,
+            delivered,
+            ..
+        } = &mut entry.status
+        {
             if *delivery == DeliveryState::InFlight(conn) {
                 *delivery = DeliveryState::Written(conn);
-                s.decisions += 1;
-                s.remember_resolved(request_id);
-                return true;
+                if !std::mem::replace(delivered, true) {
+                    s.decisions += 1;
+                    s.remember_resolved(request_id);
+                    return true;
+                }
             }
         }
         false

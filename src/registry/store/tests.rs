@@ -143,7 +143,12 @@ fn answer_lost_with_its_connection_is_resent_when_the_session_replays() {
         panic!("expected resend")
     };
     assert_eq!(conn, 2);
-    assert!(st.on_written(&sid(), "r1", 2));
+    assert!(
+        !st.on_written(&sid(), "r1", 2),
+        "written again, but delivered (and counted) once"
+    );
+    assert_eq!(st.tallies()[&sid()].decisions, 1);
+    assert_eq!(st.tallies()[&sid()].queued, 0);
 }
 
 #[test]
