@@ -163,12 +163,14 @@ fn push_sse(out: &mut String, item: &Item) {
     fn data(out: &mut String, parts: &[&str]) {
         out.push_str("data: ");
         for part in parts {
-            let mut lines = part.split(['\r', '\n']);
-            out.push_str(lines.next().unwrap_or_default());
-            for line in lines {
+            let mut from = 0;
+            // Usually none: the whole part is copied at once.
+            for at in memchr::memchr2_iter(b'\r', b'\n', part.as_bytes()) {
+                out.push_str(&part[from..at]);
                 out.push_str("\ndata: ");
-                out.push_str(line);
+                from = at + 1;
             }
+            out.push_str(&part[from..]);
         }
         out.push_str("\n\n");
     }

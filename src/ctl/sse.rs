@@ -70,15 +70,15 @@ impl SseParser {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();
         let mut rest = chunk;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
             let (line, tail) = rest.split_at(nl + 1);
             rest = tail;
             let ev = if self.partial.is_empty() {
-                self.feed(&String::from_utf8_lossy(line))
+                self.feed(&text(line))
             } else {
                 let mut whole = std::mem::take(&mut self.partial);
                 whole.extend_from_slice(line);
-                self.feed(&String::from_utf8_lossy(&whole))
+                self.feed(&text(&whole))
             };
             out.extend(ev);
         }
@@ -101,6 +101,14 @@ impl SseParser {
             event: event.unwrap_or_else(|| "message".into()),
             data,
         })
+    }
+}
+
+/// A line as text: borrowed when it is valid UTF-8 (checked with SIMD), else lossily replaced.
+fn text(line: &[u8]) -> std::borrow::Cow<'_, str> {
+    match simdutf8::basic::from_utf8(line) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(line),
     }
 }
 
@@ -154,6 +162,15 @@ mod tests {
             got.extend(p.push(b));
             assert_eq!(got, whole, "split at byte {cut}");
         }
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_dropped() {
+        let mut p = SseParser::new();
+        let got = p.push(b"id: 7\ndata: a\xffb\n\n");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data, "a\u{FFFD}b");
+        assert_eq!(got[0].id.as_deref(), Some("7"));
     }
 
     #[test]
