@@ -343,28 +343,7 @@ impl Store {
 
     /// The ledger has the decision: where to write it now (`None`: queued for reconnect).
     pub fn recorded(&mut self, session: &str, request_id: &str) -> Option<(ConnId, Arc<str>)> {
-        let s = self.sessions.get_mut(session)?;
-        let conn = s.conn;
-        let entry = s.by_id.get_mut(request_id)?;
-        let Status::Decided {
-            delivery, frame, ..
-        } = &mut entry.status
-        else {
-            return None;
-        };
-        if *delivery != DeliveryState::Recording {
-            return None;
-        }
-        match conn {
-            Some(c) => {
-                *delivery = DeliveryState::InFlight(c);
-                Some((c, frame.clone()))
-            }
-            None => {
-                *delivery = DeliveryState::Queued;
-                None
-            }
-        }
+        self.hand_on(session, request_id, DeliveryState::Recording, |_| true)
     }
 
     /// The session withdrew a prompt. `None` when it was unknown or already resolved.
@@ -454,6 +433,21 @@ impl Store {
         request_id: &str,
         conn: ConnId,
     ) -> Option<(ConnId, Arc<str>)> {
+        self.hand_on(session, request_id, DeliveryState::InFlight(conn), |c| {
+            c != conn
+        })
+    }
+
+    /// Move an answer that is `from` to the session's current connection when `usable`
+    /// accepts it (returning where and what to write), otherwise queue it for reconnect.
+    /// `None` also when the answer is not in state `from`.
+    fn hand_on(
+        &mut self,
+        session: &str,
+        request_id: &str,
+        from: DeliveryState,
+        usable: impl Fn(ConnId) -> bool,
+    ) -> Option<(ConnId, Arc<str>)> {
         let s = self.sessions.get_mut(session)?;
         let current = s.conn;
         let entry = s.by_id.get_mut(request_id)?;
@@ -463,15 +457,15 @@ impl Store {
         else {
             return None;
         };
-        if *delivery != DeliveryState::InFlight(conn) {
+        if *delivery != from {
             return None;
         }
-        match current {
-            Some(c) if c != conn => {
+        match current.filter(|c| usable(*c)) {
+            Some(c) => {
                 *delivery = DeliveryState::InFlight(c);
                 Some((c, frame.clone()))
             }
-            _ => {
+            None => {
                 *delivery = DeliveryState::Queued;
                 None
             }
