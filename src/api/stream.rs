@@ -187,21 +187,45 @@ fn push_sse(out: &mut String, item: &Item) {
     }
 }
 
-/// SSE framing of the items that were ready together, as one chunk.
-fn sse_chunk(items: Vec<Item>) -> Bytes {
-    let size = items
-        .iter()
-        .map(|i| match i {
-            Item::Event(env) => env.json_len() + 48,
-            Item::Lagged(json) => json.len() + 24,
-            Item::Heartbeat => 16,
-        })
-        .sum();
-    let mut out = String::with_capacity(size);
-    for item in &items {
-        push_sse(&mut out, item);
+/// Largest SSE body chunk, unless one event alone is bigger. actix-http keeps
+/// polling a streaming body until 32 KiB is buffered, and after a flush it
+/// replaces a write buffer that grew past 128 KiB with a fresh 8 KiB one. Chunks
+/// of at most this size keep that buffer under the limit, so a busy stream reuses
+/// one allocation instead of regrowing (and page-faulting in) a new one per chunk.
+const SSE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// About how many bytes `push_sse` writes for `item` (exact unless the JSON has line breaks).
+fn framed_len(item: &Item) -> usize {
+    match item {
+        Item::Event(env) => env.json_len() + 48,
+        Item::Lagged(json) => json.len() + 24,
+        Item::Heartbeat => 16,
     }
-    Bytes::from(out)
+}
+
+/// SSE framing of the items that were ready together, in order, as chunks of
+/// at most [`SSE_CHUNK_BYTES`] (an item is never split across chunks).
+fn sse_chunks(items: &[Item]) -> Vec<Bytes> {
+    let mut chunks = Vec::with_capacity(1);
+    let mut rest = items;
+    while !rest.is_empty() {
+        let mut size = framed_len(&rest[0]);
+        let mut take = 1;
+        while let Some(next) = rest.get(take).map(framed_len) {
+            if size + next > SSE_CHUNK_BYTES {
+                break;
+            }
+            size += next;
+            take += 1;
+        }
+        let mut out = String::with_capacity(size);
+        for item in &rest[..take] {
+            push_sse(&mut out, item);
+        }
+        chunks.push(Bytes::from(out));
+        rest = &rest[take..];
+    }
+    chunks
 }
 
 /// Query of `GET /v1/events`.
@@ -270,8 +294,12 @@ pub async fn events(
     let drops = state.metrics.stream_drops.clone();
     let items = items(&state.bus, filter, after, heartbeat, drops);
     let chunks = tokio_stream::StreamExt::chunks_timeout(items, SSE_BATCH, SSE_LINGER);
-    let body = stream::StreamExt::map(chunks, |batch| {
-        Ok::<_, std::convert::Infallible>(sse_chunk(batch))
+    let body = stream::StreamExt::flat_map(chunks, |batch| {
+        stream::iter(
+            sse_chunks(&batch)
+                .into_iter()
+                .map(Ok::<_, std::convert::Infallible>),
+        )
     });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
@@ -384,6 +412,60 @@ mod tests {
     use super::*;
     use crate::events::{BusLimits, Event};
 
+    /// All chunks of `items`, joined.
+    fn framed(items: &[Item]) -> String {
+        let bytes: Vec<u8> = sse_chunks(items).concat();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn sse_chunks_stay_under_the_cap_keep_order_and_never_split_an_event() {
+        let bus = EventBus::new(BusLimits::default());
+        let mut rx = bus.subscribe();
+        let frame = |n: usize, len: usize| {
+            format!(
+                "{{\"type\":\"assistant\",\"n\":{n},\"pad\":\"{}\"}}",
+                "x".repeat(len)
+            )
+        };
+        // 200 events of about 1 KiB, one of 100 KiB in the middle, then a heartbeat.
+        for n in 0..200 {
+            let len = if n == 120 { 100 * 1024 } else { 1000 };
+            bus.publish(Event::SdkMessage {
+                session_id: "s".into(),
+                msg_type: "assistant".into(),
+                message: frame(n, len).into(),
+            });
+        }
+        let mut items: Vec<Item> = (0..200)
+            .map(|_| Item::Event(rx.try_recv().unwrap()))
+            .collect();
+        items.push(Item::Heartbeat);
+
+        let chunks = sse_chunks(&items);
+        let one_by_one: String = items
+            .iter()
+            .map(|i| framed(std::slice::from_ref(i)))
+            .collect();
+        assert_eq!(framed(&items), one_by_one, "same bytes, same order");
+        assert!(chunks.len() >= 4, "{} chunks", chunks.len());
+        for chunk in &chunks {
+            let text = std::str::from_utf8(chunk).unwrap();
+            assert!(text.ends_with("\n\n"), "a chunk ends on an event boundary");
+            let big = text.contains(&"x".repeat(100 * 1024));
+            if big {
+                assert_eq!(
+                    text.matches("\nid: ").count() + 1,
+                    1,
+                    "the big event is alone"
+                );
+            } else {
+                assert!(chunk.len() <= SSE_CHUNK_BYTES, "{} bytes", chunk.len());
+            }
+        }
+        assert!(sse_chunks(&[]).is_empty());
+    }
+
     #[test]
     fn sse_framing_splits_multiline_data() {
         let bus = EventBus::new(BusLimits::default());
@@ -394,13 +476,13 @@ mod tests {
             message: "{\"type\":\"assistant\",\n\"x\":1}".into(),
         });
         let env = rx.try_recv().unwrap();
-        let frame = String::from_utf8(sse_chunk(vec![Item::Event(env)]).to_vec()).unwrap();
+        let frame = framed(&[Item::Event(env)]);
         assert!(
             frame.starts_with("id: 1\nevent: sdk_message\ndata: {"),
             "{frame}"
         );
         assert!(frame.contains("\ndata: \"x\":1}}\n\n"), "{frame}");
-        assert_eq!(&sse_chunk(vec![Item::Heartbeat])[..], b": keep-alive\n\n");
+        assert_eq!(framed(&[Item::Heartbeat]), ": keep-alive\n\n");
     }
 
     #[test]
@@ -414,7 +496,7 @@ mod tests {
             message: raw.into(),
         });
         let env = rx.try_recv().unwrap();
-        let frame = String::from_utf8(sse_chunk(vec![Item::Event(env.clone())]).to_vec()).unwrap();
+        let frame = framed(&[Item::Event(env.clone())]);
         assert!(
             !frame.contains('\r'),
             "a bare CR would end an SSE line: {frame:?}"
