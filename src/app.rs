@@ -149,6 +149,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let metrics = Metrics::new();
     let ledger = open_ledger(&config)?;
+    if let Some(ledger) = &ledger {
+        metrics.register_ledger(ledger.latency_histograms());
+    }
     let policy = Arc::new(Policy::new(&config.policy));
     let mut registry =
         PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone(), metrics.clone());

@@ -164,6 +164,21 @@ impl Metrics {
         Arc::new(m)
     }
 
+    /// Register the decision ledger's latency histograms (only when the ledger is on).
+    pub fn register_ledger(&self, h: crate::audit::LedgerHistograms) {
+        let mut r = self.registry.lock();
+        r.register(
+            "ledger_queue_wait_seconds",
+            "Time the oldest write of each ledger batch waited for the writer",
+            h.queue_wait,
+        );
+        r.register(
+            "ledger_commit_seconds",
+            "Time the ledger writer spent committing each batch",
+            h.commit,
+        );
+    }
+
     /// Count one answer.
     pub fn decision(&self, outcome: &str, source: &str) {
         self.decisions

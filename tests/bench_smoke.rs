@@ -58,6 +58,11 @@ fn roundtrip_answers_every_prompt_once() {
     assert_eq!(s["latency_us"]["count"].as_u64(), Some(sent), "{s}");
     assert!(s["latency_us"]["p50_us"].as_u64().unwrap() > 0, "{s}");
     assert!(s["answerer"].is_string(), "{s}");
+    // The ledger is on in the bench; its writer timed every batch it committed (at most
+    // three per prompt: the prompt, its decision and its delivery, often sharing one).
+    let batches = s["ledger"]["batches"].as_u64().unwrap();
+    assert!(batches >= 1 && batches <= 3 * sent, "{s}");
+    assert!(s["ledger"]["commit_mean_us"].as_f64().unwrap() > 0.0, "{s}");
 }
 
 #[test]

@@ -76,6 +76,15 @@ const READ_QUEUE: usize = 1024;
 /// A read job run on a reader thread with its connection.
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
+/// The ledger writer's latency histograms (shared handles; observing is the writer's job).
+#[derive(Debug, Clone)]
+pub struct LedgerHistograms {
+    /// Seconds the oldest write of each batch waited in the queue.
+    pub queue_wait: prometheus_client::metrics::histogram::Histogram,
+    /// Seconds the writer spent committing each batch and answering its callers.
+    pub commit: prometheus_client::metrics::histogram::Histogram,
+}
+
 /// Cloneable, `Send + Sync` handle to the ledger; the threads stop when the last handle is dropped.
 #[derive(Clone)]
 pub struct Ledger {
@@ -271,10 +280,23 @@ impl Ledger {
         self.shared.counters.write_errors.load(Ordering::Relaxed)
     }
 
+    /// Histograms of the writer, for `/metrics`: how long each batch waited in the
+    /// queue (its oldest write) and how long its commit took.
+    pub fn latency_histograms(&self) -> LedgerHistograms {
+        LedgerHistograms {
+            queue_wait: self.shared.counters.queue_wait.clone(),
+            commit: self.shared.counters.commit.clone(),
+        }
+    }
+
     /// Queue `op`; a full queue or a stopped writer fails now, counted.
     fn submit(&self, op: Op) -> Result<oneshot::Receiver<Result<u64, LedgerError>>, LedgerError> {
         let (reply, rx) = oneshot::channel();
-        match self.writes.try_send(Cmd { op, reply }) {
+        match self.writes.try_send(Cmd {
+            op,
+            reply,
+            queued_at: std::time::Instant::now(),
+        }) {
             Ok(()) => Ok(rx),
             Err(e) => {
                 let (err, cmd) = match e {

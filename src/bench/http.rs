@@ -40,6 +40,18 @@ pub async fn get_json(c: &awc::Client, url: &str) -> anyhow::Result<Value> {
     serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))
 }
 
+/// The supervisor's `/metrics` text.
+pub async fn metrics_text(c: &awc::Client, api: &str) -> anyhow::Result<String> {
+    let url = format!("{api}/metrics");
+    let mut resp = c
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow!("GET {url}: {e}"))?;
+    let body = resp.body().await.map_err(|e| anyhow!("GET {url}: {e}"))?;
+    String::from_utf8(body.to_vec()).with_context(|| format!("GET {url}: not UTF-8"))
+}
+
 /// `POST url` with an optional JSON body → (status, JSON or null).
 pub async fn post_json(
     c: &awc::Client,

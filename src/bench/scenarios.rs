@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::harness::{Harness, Started, PREFIX};
 use super::http::{self, open_events, spawn_poll_answerer, spawn_seq_checker, spawn_sse_answerer};
-use super::stats::{bin_counts, compare_counts, peak_in_window, percentiles};
+use super::stats::{bin_counts, compare_counts, histogram_delta, peak_in_window, percentiles};
 use super::{procs, BenchArgs, Scenario};
 use ccr_supervisor::sim::load::LoadMode;
 
@@ -257,6 +257,7 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
             }
         });
     }
+    let metrics0 = http::metrics_text(&h.client, &h.api).await?;
     let cpu0 = h.sup()?.cpu_time()?;
     let t0 = Instant::now();
     h.sim_post("start").await?;
@@ -274,6 +275,7 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         .await
         .is_ok();
     let cpu = h.sup()?.cpu_time()? - cpu0;
+    let metrics1 = http::metrics_text(&h.client, &h.api).await?;
     let s = h.sim_stats().await?;
     let values: Vec<[u64; 2]> =
         serde_json::from_value(h.sim_get("latency").await?["values"].take())
@@ -301,6 +303,7 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         "latency_us": p,
         "cpu_ms": ms(cpu),
         "cpu_us_per_prompt": if sent > 0 { (cpu.as_secs_f64() * 1e6 / sent as f64).round() } else { 0.0 },
+        "ledger": ledger_figures(&metrics0, &metrics1),
         "api_answerer": api_stats.map(|a| serde_json::to_value(&*a.borrow()).unwrap_or_default()),
         "targets": {
             "p99_us": target(p.p99_us as f64, 1000.0),
@@ -312,6 +315,20 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         "x": "microseconds", "y": "prompts", "bin_width": (upper / bins).max(1),
         "counts": bin_counts(&values, upper, bins as usize)});
     Ok((figures, chart))
+}
+
+/// The ledger writer's batches during the run, from its `/metrics` histograms (null when off).
+fn ledger_figures(before: &str, after: &str) -> Value {
+    let wait = histogram_delta(before, after, "ccr_supervisor_ledger_queue_wait_seconds");
+    let commit = histogram_delta(before, after, "ccr_supervisor_ledger_commit_seconds");
+    match (wait, commit) {
+        (Some((_, wait_us)), Some((batches, commit_us))) => json!({
+            "batches": batches,
+            "queue_wait_mean_us": wait_us,
+            "commit_mean_us": commit_us,
+        }),
+        _ => Value::Null,
+    }
 }
 
 async fn storm(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Value)> {

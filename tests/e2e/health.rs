@@ -113,5 +113,13 @@ async fn health_ready_and_metrics_follow_a_scenario() {
         1.0
     );
     assert_eq!(value(&after, "ccr_supervisor_restarts_total"), 0.0);
+    // The answer was committed to the ledger before it was written: at least one
+    // batch was timed, and each batch's queue wait is observed before its commit.
+    let commits = value(&after, "ccr_supervisor_ledger_commit_seconds_count");
+    assert!(commits >= 1.0, "{after}");
+    assert!(
+        value(&after, "ccr_supervisor_ledger_queue_wait_seconds_count") >= commits,
+        "{after}"
+    );
     h.shutdown().await;
 }
