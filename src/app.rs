@@ -145,6 +145,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         history: HistoryLimits {
             events: config.api.history_events,
             bytes: config.api.history_bytes,
+            total_bytes: config.api.history_total_bytes,
         },
     });
     let metrics = Metrics::new();

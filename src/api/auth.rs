@@ -200,6 +200,7 @@ mod tests {
             event_buffer: 1,
             history_events: 1,
             history_bytes: 1024,
+            history_total_bytes: 1 << 20,
             stream_heartbeat: std::time::Duration::from_secs(1),
             shutdown_timeout: std::time::Duration::from_secs(1),
             auth_enabled: true,

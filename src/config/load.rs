@@ -258,6 +258,7 @@ fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
         event_buffer: t.usize(errs, "event_buffer", 4096, 1..=usize::MAX),
         history_events: t.usize(errs, "history_events", 1000, 1..=1_000_000),
         history_bytes: t.usize(errs, "history_bytes", 1 << 20, 1024..=1 << 30),
+        history_total_bytes: t.usize(errs, "history_total_bytes", 256 << 20, 1024..=1 << 40),
         stream_heartbeat: t.positive_duration(errs, "stream_heartbeat", Duration::from_secs(15)),
         shutdown_timeout: t.positive_duration(errs, "shutdown_timeout", Duration::from_secs(10)),
         auth_enabled,

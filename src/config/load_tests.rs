@@ -82,6 +82,7 @@ fn empty_config_in_demo_mode_is_all_defaults() {
     let c = ok("[sim]\nembedded = true\n");
     assert_eq!(c.api.bind, "127.0.0.1:8700".parse().unwrap());
     assert_eq!(c.api.event_buffer, 4096);
+    assert_eq!(c.api.history_total_bytes, 256 << 20);
     assert_eq!(c.ccr.base_url, "");
     assert_eq!(c.ccr.organization_uuid, "");
     assert_eq!(c.ccr.anthropic_version, "2023-06-01");
@@ -126,6 +127,7 @@ fn every_key_is_parsed() {
         [api]
         bind = "0.0.0.0:9000"
         event_buffer = 16
+        history_total_bytes = 4096
         [ccr]
         base_url = "http://localhost:8080//"
         organization_uuid = "00000000-0000-4000-8000-000000000000"
@@ -162,6 +164,7 @@ fn every_key_is_parsed() {
     "#);
     assert_eq!(c.api.bind, "0.0.0.0:9000".parse().unwrap());
     assert_eq!(c.api.event_buffer, 16);
+    assert_eq!(c.api.history_total_bytes, 4096);
     assert_eq!(c.ccr.base_url, "http://localhost:8080");
     assert_eq!(c.ccr.anthropic_version, "2024-01-01");
     assert_eq!(c.ccr.anthropic_beta, "beta-x");
@@ -250,6 +253,7 @@ fn several_bad_keys_are_all_reported_with_paths() {
         [api]
         bind = "localhost:80"
         event_buffer = 0
+        history_total_bytes = 10
         [ccr]
         base_url = "ftp://x"
         ping_interval = "soon"
@@ -280,6 +284,7 @@ fn several_bad_keys_are_all_reported_with_paths() {
     let expected = [
         "api.bind: expected a socket address like \"127.0.0.1:8700\", got \"localhost:80\"",
         "api.event_buffer: must be at least 1, got 0",
+        "api.history_total_bytes: must be at least 1024, got 10",
         "ccr.base_url: must start with http:// or https://",
         "ccr.max_frame_bytes: must be between 1024 and 67108864, got 10",
         "ccr.ping_interval: expected a duration like \"30s\", got \"soon\"",

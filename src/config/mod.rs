@@ -50,6 +50,8 @@ pub struct ApiConfig {
     pub history_events: usize,
     /// Per-session event history, in bytes of JSON (`history_bytes`, default 1 MiB).
     pub history_bytes: usize,
+    /// All sessions' event history together, in bytes of JSON (`history_total_bytes`, default 256 MiB).
+    pub history_total_bytes: usize,
     /// Heartbeat of event streams (`stream_heartbeat`, default 15 s).
     pub stream_heartbeat: Duration,
     /// Graceful shutdown deadline (`shutdown_timeout`, default 10 s).

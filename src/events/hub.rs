@@ -2,12 +2,14 @@
 //!
 //! Every event gets a process-wide, strictly increasing sequence number and is
 //! serialized once. Each session keeps its recent events, bounded by count
-//! AND bytes, so a client can resume with `after=SEQ` or page a transcript;
-//! what was evicted is remembered as a high-water mark so a resume that falls
-//! into the gap is answered with an explicit `lagged`.
+//! AND bytes, and all sessions together by a total byte budget (the globally
+//! oldest event goes first), so a client can resume with `after=SEQ` or page a
+//! transcript; what was evicted is remembered as a high-water mark so a resume
+//! that falls into the gap is answered with an explicit `lagged`.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -54,13 +56,15 @@ impl Envelope {
     }
 }
 
-/// History bounds per session.
+/// History bounds: per session, and for all sessions together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryLimits {
     /// At most this many events per session.
     pub events: usize,
     /// At most this many bytes of event JSON per session.
     pub bytes: usize,
+    /// At most this many bytes of event JSON in all histories together.
+    pub total_bytes: usize,
 }
 
 /// A retained envelope with what eviction needs, so evicting never reads the
@@ -96,6 +100,12 @@ pub struct History {
     limits: HistoryLimits,
     next_seq: u64,
     sessions: HashMap<Arc<str>, SessionHistory>,
+    /// Bytes of event JSON retained in all sessions.
+    total_bytes: usize,
+    /// One entry per session with events: its oldest retained `seq` when the
+    /// entry was (re)inserted. Entries go stale (too small) when a session
+    /// evicts on its own limits; they are corrected when they reach the top.
+    oldest: BinaryHeap<Reverse<(u64, Arc<str>)>>,
 }
 
 impl History {
@@ -105,7 +115,14 @@ impl History {
             limits,
             next_seq: 1,
             sessions: HashMap::new(),
+            total_bytes: 0,
+            oldest: BinaryHeap::new(),
         }
+    }
+
+    /// Bytes of event JSON retained in all sessions.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes
     }
 
     /// The sequence number the next event will get.
@@ -155,7 +172,12 @@ impl History {
             Some(h) => h,
             None => self.sessions.entry(Arc::from(session)).or_default(),
         };
+        if h.events.is_empty() {
+            // New, or emptied by the total budget: it has no entry in `oldest`.
+            self.oldest.push(Reverse((seq, Arc::from(session))));
+        }
         h.bytes += len;
+        self.total_bytes += len;
         h.events.push_back(Kept {
             seq,
             len,
@@ -164,14 +186,40 @@ impl History {
         while h.events.len() > self.limits.events
             || (h.bytes > self.limits.bytes && h.events.len() > 1)
         {
-            let Some(old) = h.events.pop_front() else {
-                break;
-            };
-            h.bytes -= old.len;
-            h.evicted_up_to = old.seq;
-            evicted.push(old.env);
+            self.total_bytes -= evict_front(h, evicted);
         }
+        self.evict_oldest(seq, evicted);
         env
+    }
+
+    /// Evict the globally oldest events until the total fits, never the one
+    /// just stamped (`newest`), so a single huge event is still retained alone.
+    fn evict_oldest(&mut self, newest: u64, evicted: &mut Vec<Arc<Envelope>>) {
+        while self.total_bytes > self.limits.total_bytes {
+            let Some(Reverse((seq, key))) = self.oldest.pop() else {
+                return;
+            };
+            // A forgotten session's entry is dropped; an emptied one gets a new entry on its next event.
+            let Some(h) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let Some(front) = h.events.front().map(|k| k.seq) else {
+                continue; // emptied: its next event gives it a new entry
+            };
+            if front != seq {
+                self.oldest.push(Reverse((front, key))); // stale: correct it and look again
+                continue;
+            }
+            if seq == newest {
+                self.oldest.push(Reverse((seq, key)));
+                return;
+            }
+            self.total_bytes -= evict_front(h, evicted);
+            // Emptied, it keeps its high-water mark (for `lagged`) and gets an entry on its next event.
+            if let Some(next) = h.events.front().map(|k| k.seq) {
+                self.oldest.push(Reverse((next, key)));
+            }
+        }
     }
 
     /// Events after `after` (of one session, or of all, merged in order).
@@ -207,8 +255,22 @@ impl History {
 
     /// Forget a session's history (it was removed).
     pub fn forget(&mut self, session: &str) {
-        self.sessions.remove(session);
+        if let Some(h) = self.sessions.remove(session) {
+            self.total_bytes -= h.bytes;
+            self.oldest.retain(|Reverse((_, key))| &**key != session);
+        }
     }
+}
+
+/// Move a session's oldest event to `evicted`; returns its bytes.
+fn evict_front(h: &mut SessionHistory, evicted: &mut Vec<Arc<Envelope>>) -> usize {
+    let Some(old) = h.events.pop_front() else {
+        return 0;
+    };
+    h.bytes -= old.len;
+    h.evicted_up_to = old.seq;
+    evicted.push(old.env);
+    old.len
 }
 
 /// `{"seq":` and the most digits a `u64` has, and a comma: the room in front of a prepared head.
@@ -312,7 +374,11 @@ mod tests {
     }
 
     fn limits(events: usize, bytes: usize) -> HistoryLimits {
-        HistoryLimits { events, bytes }
+        HistoryLimits {
+            events,
+            bytes,
+            total_bytes: usize::MAX,
+        }
     }
 
     #[test]
@@ -418,5 +484,69 @@ mod tests {
         let kept = h.backlog(Some("a"), 0).events;
         assert!(kept.iter().map(|e| e.json_len()).sum::<usize>() <= 300);
         assert!(!kept.is_empty());
+    }
+
+    #[test]
+    fn the_total_budget_evicts_the_globally_oldest_first() {
+        let total = |h: &History| -> usize {
+            h.sessions
+                .values()
+                .flat_map(|s| s.events.iter().map(|k| k.len))
+                .sum()
+        };
+        let one = History::new(limits(100, 1 << 20)).push(ev("a", 100), SystemTime::UNIX_EPOCH);
+        // Events grow by a byte with each digit of their seq: leave a little slack.
+        let size = one.json_len();
+        let mut h = History::new(HistoryLimits {
+            events: 100,
+            bytes: 1 << 20,
+            total_bytes: 4 * size + 16,
+        });
+        // a:1 b:2 a:3 b:4 fill the budget; c:5 and a:6 push out 1 and then 2.
+        for s in ["a", "b", "a", "b", "c", "a"] {
+            h.push(ev(s, 100), SystemTime::UNIX_EPOCH);
+            assert!(h.total_bytes() <= 4 * size + 16);
+            assert_eq!(h.total_bytes(), total(&h));
+        }
+        let seqs =
+            |s: &str| -> Vec<u64> { h.backlog(Some(s), 0).events.iter().map(|e| e.seq).collect() };
+        assert_eq!(seqs("a"), [3, 6]);
+        assert_eq!(seqs("b"), [4]);
+        assert_eq!(seqs("c"), [5]);
+        assert_eq!(h.backlog(Some("a"), 0).lagged_from, Some(3));
+        assert_eq!(h.backlog(Some("b"), 0).lagged_from, Some(4));
+        assert_eq!(h.backlog(Some("c"), 0).lagged_from, None);
+
+        // Per-session eviction leaves stale heap entries; the budget still holds and
+        // still takes the oldest: b's 4 goes before c's 5.
+        let mut h2 = History::new(HistoryLimits {
+            events: 1,
+            bytes: 1 << 20,
+            total_bytes: 2 * size + 16,
+        });
+        for s in ["b", "c", "b", "b", "d"] {
+            h2.push(ev(s, 100), SystemTime::UNIX_EPOCH);
+            assert_eq!(h2.total_bytes(), total(&h2));
+        }
+        let all =
+            |h: &History| -> Vec<u64> { h.backlog(None, 0).events.iter().map(|e| e.seq).collect() };
+        assert_eq!(all(&h2), [4, 5]);
+        // c was emptied by the budget: a resume of c is told it lagged.
+        assert_eq!(h2.backlog(Some("c"), 0).lagged_from, Some(6));
+        // An emptied session counts again with its next event.
+        h2.push(ev("c", 100), SystemTime::UNIX_EPOCH);
+        assert_eq!(all(&h2), [5, 6]);
+        assert_eq!(h2.total_bytes(), total(&h2));
+
+        // One event bigger than the whole budget is kept alone; forgetting frees it.
+        h2.push(ev("e", 10 * size), SystemTime::UNIX_EPOCH);
+        assert_eq!(all(&h2), [7]);
+        h2.forget("e");
+        assert_eq!(h2.total_bytes(), 0);
+        h2.push(ev("f", 100), SystemTime::UNIX_EPOCH);
+        h2.push(ev("e", 100), SystemTime::UNIX_EPOCH);
+        h2.push(ev("g", 100), SystemTime::UNIX_EPOCH);
+        assert_eq!(all(&h2), [9, 10]);
+        assert_eq!(h2.total_bytes(), total(&h2));
     }
 }

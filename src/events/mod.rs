@@ -160,7 +160,7 @@ impl Event {
 pub struct BusLimits {
     /// How far a live subscriber may fall behind before it is dropped as lagged.
     pub subscriber_buffer: usize,
-    /// Per-session history bounds (for resume and transcripts).
+    /// History bounds, per session and in total (for resume and transcripts).
     pub history: HistoryLimits,
 }
 
@@ -171,6 +171,7 @@ impl Default for BusLimits {
             history: HistoryLimits {
                 events: 1000,
                 bytes: 1 << 20,
+                total_bytes: 256 << 20,
             },
         }
     }
