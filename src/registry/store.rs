@@ -352,10 +352,13 @@ impl Store {
         let entry = s.by_id.get_mut(request_id)?;
         let was_pending = match &entry.status {
             Status::Pending => true,
-            // An answer still waiting for delivery is void: the session no longer wants it.
+            // An answer still waiting for its first delivery is void: the session no
+            // longer wants it. One already written once (and now being re-sent after a
+            // replay) stays answered: the session had it.
             Status::Decided {
                 delivery:
                     DeliveryState::Recording | DeliveryState::Queued | DeliveryState::InFlight(_),
+                delivered: false,
                 ..
             } => false,
             _ => return None,

@@ -152,6 +152,30 @@ fn answer_lost_with_its_connection_is_resent_when_the_session_replays() {
 }
 
 #[test]
+fn a_cancel_does_not_void_an_answer_that_was_already_written_once() {
+    let mut st = Store::new();
+    st.on_connected(&sid(), 1);
+    st.shown(&sid(), 1, prompt("r1"));
+    st.decide_now(&sid(), "r1", allow(), "a", now()).unwrap();
+    assert!(st.on_written(&sid(), "r1", 1));
+    // Replayed on connection 2: the re-send is in flight, then fails and is queued.
+    st.on_connected(&sid(), 2);
+    assert!(matches!(
+        st.shown(&sid(), 2, prompt("r1")),
+        PromptOutcome::Resend { conn: 2, .. }
+    ));
+    assert_eq!(st.on_cancel(&sid(), "r1"), None, "in flight again");
+    st.on_disconnected(&sid(), Some(2));
+    assert_eq!(st.on_write_failed(&sid(), "r1", 2), None);
+    assert_eq!(st.on_cancel(&sid(), "r1"), None, "queued again");
+    // Still answered: the next connection gets it once more.
+    let flush = st.on_connected(&sid(), 3);
+    assert_eq!(flush.len(), 1);
+    assert!(!st.on_written(&sid(), "r1", 3));
+    assert_eq!(st.tallies()[&sid()].decisions, 1);
+}
+
+#[test]
 fn failed_write_is_requeued_or_moved_to_the_newer_connection() {
     let mut st = Store::new();
     st.on_connected(&sid(), 1);
