@@ -25,30 +25,29 @@ pub fn client() -> awc::Client {
         .finish()
 }
 
-/// `GET url` → JSON.
-pub async fn get_json(c: &awc::Client, url: &str) -> anyhow::Result<Value> {
+/// `GET url` → body (up to 1 GiB).
+async fn get_body(c: &awc::Client, url: &str) -> anyhow::Result<bytes::Bytes> {
     let mut resp = c
         .get(url)
         .send()
         .await
         .map_err(|e| anyhow!("GET {url}: {e}"))?;
-    let body = resp
-        .body()
+    resp.body()
         .limit(1 << 30)
         .await
-        .map_err(|e| anyhow!("GET {url}: {e}"))?;
+        .map_err(|e| anyhow!("GET {url}: {e}"))
+}
+
+/// `GET url` → JSON.
+pub async fn get_json(c: &awc::Client, url: &str) -> anyhow::Result<Value> {
+    let body = get_body(c, url).await?;
     serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))
 }
 
 /// The supervisor's `/metrics` text.
 pub async fn metrics_text(c: &awc::Client, api: &str) -> anyhow::Result<String> {
     let url = format!("{api}/metrics");
-    let mut resp = c
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| anyhow!("GET {url}: {e}"))?;
-    let body = resp.body().await.map_err(|e| anyhow!("GET {url}: {e}"))?;
+    let body = get_body(c, &url).await?;
     String::from_utf8(body.to_vec()).with_context(|| format!("GET {url}: not UTF-8"))
 }
 
