@@ -37,6 +37,8 @@ async fn health_ready_and_metrics_follow_a_scenario() {
     let bad = Sess::new("bad").token_toml("token = \"nope\"", "right");
     let mut h = Harness::start(vec![Sess::new("s1"), bad], &[]).await;
     h.wait_sim_connected("s1").await;
+    // The simulator sees the socket before the supervisor marks it connected.
+    h.wait_state("s1", "connected").await;
     h.wait_state("bad", "failed").await;
     let mut anon = client_with(None)
         .get(format!("{}/healthz", h.api))
