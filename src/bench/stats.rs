@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use ccr_supervisor::metrics::sample;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
@@ -87,16 +88,9 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// The value of an unlabelled series (`name value`) in OpenMetrics text.
-pub fn metric_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
 /// Count and mean (µs) of a histogram between two `/metrics` scrapes; `None` if it is absent.
 pub fn histogram_delta(before: &str, after: &str, name: &str) -> Option<(u64, f64)> {
-    let get = |text: &str, part: &str| metric_value(text, &format!("{name}_{part}"));
+    let get = |text: &str, part: &str| sample(text, &format!("{name}_{part}"));
     let count = get(after, "count")? - get(before, "count").unwrap_or(0.0);
     let sum = get(after, "sum")? - get(before, "sum").unwrap_or(0.0);
     let mean_us = if count > 0.0 { sum / count * 1e6 } else { 0.0 };
@@ -207,8 +201,6 @@ mod tests {
         let before = "# TYPE x_seconds histogram\nx_seconds_sum 0.5\nx_seconds_count 10\n\
                       x_seconds_bucket{le=\"0.1\"} 10\nx_seconds_other 7\n# EOF\n";
         let after = "x_seconds_sum 0.8\nx_seconds_count 13\n# EOF\n";
-        assert_eq!(metric_value(before, "x_seconds_count"), Some(10.0));
-        assert_eq!(metric_value(before, "x_seconds"), None);
         assert_eq!(
             histogram_delta(before, after, "x_seconds"),
             Some((3, 100_000.0))

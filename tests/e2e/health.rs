@@ -2,6 +2,7 @@
 
 use crate::common::{client_with, wait_bus, Harness, Sess};
 use ccr_supervisor::events::Event;
+use ccr_supervisor::metrics::sample;
 use serde_json::json;
 
 async fn metrics(h: &Harness) -> String {
@@ -24,12 +25,7 @@ async fn metrics(h: &Harness) -> String {
 }
 
 fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+    sample(text, series).unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
 #[actix_rt::test]
