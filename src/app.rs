@@ -37,6 +37,7 @@ pub struct Running {
     pub sim: Option<SimHandle>,
     server: ServerHandle,
     arbiters: Vec<Arbiter>,
+    ledger: Option<Ledger>,
     /// `[api] shutdown_timeout`.
     pub shutdown_timeout: Duration,
 }
@@ -63,6 +64,15 @@ impl Running {
         let left = deadline.saturating_sub(started.elapsed());
         if tokio::time::timeout(left, stopping).await.is_err() {
             warn!("operator API did not stop in time");
+        }
+        if let Some(ledger) = &self.ledger {
+            // Copy the journal's last writes into SQLite, so the file is current offline.
+            let left = deadline.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, ledger.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "decision ledger flush at shutdown failed; the next start replays its journal"),
+                Err(_) => warn!("decision ledger flush did not finish in time; the next start replays its journal"),
+            }
         }
         if let Some(sim) = &self.sim {
             sim.stop().await;
@@ -199,7 +209,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         auth,
         stream_heartbeat: config.api.stream_heartbeat,
         policy,
-        ledger,
+        ledger: ledger.clone(),
         metrics,
     };
     let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
@@ -225,6 +235,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         sim,
         server: handle,
         arbiters,
+        ledger,
         shutdown_timeout: config.api.shutdown_timeout,
     })
 }

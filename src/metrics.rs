@@ -169,13 +169,18 @@ impl Metrics {
         let mut r = self.registry.lock();
         r.register(
             "ledger_queue_wait_seconds",
-            "Time the oldest write of each ledger batch waited for the writer",
+            "Time the oldest job of each ledger applier batch waited for it",
             h.queue_wait,
         );
         r.register(
             "ledger_commit_seconds",
-            "Time the ledger writer spent committing each batch",
+            "Time each ledger write took to become durable (its journal append)",
             h.commit,
+        );
+        r.register(
+            "ledger_apply_seconds",
+            "Time the ledger applier spent on each SQLite transaction",
+            h.apply,
         );
     }
 

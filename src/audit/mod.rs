@@ -3,28 +3,35 @@
 //! - A prompt is recorded when it arrives, before anyone sees it; an answer before it is
 //!   written to the socket; `delivered_at` once written.
 //! - At startup [`Ledger::load_unfinished`] returns what the registry must restore.
-//! - Writes go through a bounded queue to one dedicated writer thread ([`writer`]) that
-//!   commits up to `max_batch` commands per transaction. A full queue is an immediate
+//! - A write is appended to an append-only [`journal`] by its caller (one `write`
+//!   syscall) and is then acknowledged: a process crash loses no acknowledged write, as
+//!   with a `synchronous=NORMAL` commit, and no caller waits for SQLite or another
+//!   thread. The applier thread ([`writer`]) commits the writes to SQLite behind, in
+//!   large transactions; a restart replays what it had not. When the applier is
+//!   `queue_capacity` jobs behind, a write fails at once with
 //!   [`LedgerError::QueueFull`], never a blocked actor or a silent drop.
 //! - WAL checkpoints run on a background thread ([`checkpoint`]), so their fsyncs stay
-//!   off the writer's path.
+//!   off the applier's path.
 //! - Reads ([`Ledger::query`]) run on a small pool of reader threads with read-only
-//!   connections; WAL mode keeps them from blocking the writer.
+//!   connections; WAL mode keeps them from blocking the applier.
 //!
 //! Whether the ledger is used at all is `[ledger] enabled`: callers skip [`Ledger::open`] when off.
 
 mod checkpoint;
+mod journal;
 mod query;
 mod record;
 mod schema;
+mod sql;
 mod writer;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -34,15 +41,22 @@ pub use query::{AuditPage, AuditParams, AuditQuery, OutcomeFilter, DEFAULT_LIMIT
 pub use record::{AuditRow, DecisionRecord, LedgerError, Outcome, PromptRecord, Unfinished};
 
 use crate::config::LedgerConfig;
-use writer::{Cmd, Counters, DecisionRow, Op, PromptRow, WriterConfig};
+use writer::{ApplyConfig, ApplyState, Counters, DecisionRow, Job, PromptRow, Write};
 
 /// Throughput knobs; [`Tuning::default`] suits the service.
 #[derive(Debug, Clone)]
 pub struct Tuning {
-    /// Commands the write queue holds before callers get `QueueFull` (default 65,536).
+    /// Jobs the applier may be behind before writes get `QueueFull` (default 65,536).
     pub queue_capacity: usize,
-    /// Most commands committed in one transaction (default 1,024).
-    pub max_batch: usize,
+    /// Most writes the applier commits to SQLite in one transaction (default 4,096).
+    pub apply_batch: usize,
+    /// How long the applier gathers writes before a transaction (default 20 ms): larger
+    /// transactions cost less CPU per write; nobody waits for them but `flush` and audit
+    /// reads, which cut the wait short.
+    pub apply_delay: Duration,
+    /// Journal segment size at which the next write starts a new file, so applied ones can be
+    /// deleted (default 16 MiB).
+    pub journal_segment_bytes: u64,
     /// Reader threads serving [`Ledger::query`] (default 2).
     pub readers: usize,
     /// How often retention pruning runs (default 1 h; also once at startup).
@@ -60,7 +74,9 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             queue_capacity: 65_536,
-            max_batch: 1024,
+            apply_batch: 4096,
+            apply_delay: Duration::from_millis(20),
+            journal_segment_bytes: 16 << 20,
             readers: 2,
             prune_every: Duration::from_secs(3600),
             prune_chunk: 5000,
@@ -81,14 +97,15 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 pub struct LedgerHistograms {
     /// Seconds the oldest write of each batch waited in the queue.
     pub queue_wait: prometheus_client::metrics::histogram::Histogram,
-    /// Seconds the writer spent committing each batch and answering its callers.
+    /// Seconds the writer spent making each batch durable (journal append) and answering it.
     pub commit: prometheus_client::metrics::histogram::Histogram,
+    /// Seconds the applier spent on each SQLite transaction.
+    pub apply: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// Cloneable, `Send + Sync` handle to the ledger; the threads stop when the last handle is dropped.
 #[derive(Clone)]
 pub struct Ledger {
-    writes: SyncSender<Cmd>,
     reads: SyncSender<ReadJob>,
     shared: Arc<Shared>,
 }
@@ -97,8 +114,43 @@ struct Shared {
     path: PathBuf,
     capacity: usize,
     counters: Arc<Counters>,
+    /// The journal and the applier's queue, locked together so that the applier gets
+    /// the writes in journal order. `None` once closing.
+    tail: Mutex<Option<Tail>>,
+    apply: Arc<ApplyState>,
+    /// Joined when the last handle goes, so a reopen finds every write committed.
+    applier: Mutex<Option<JoinHandle<()>>>,
     #[cfg(test)]
     gate: Arc<Mutex<()>>,
+}
+
+/// The write side: where the next record goes and who applies it.
+struct Tail {
+    journal: journal::Journal,
+    next_seq: u64,
+    jobs: mpsc::Sender<(Job, Instant)>,
+    /// Reused encoding buffer.
+    buf: Vec<u8>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing the queue lets the applier finish what it has and stop.
+        let Some(tail) = self.tail.lock().take() else {
+            return;
+        };
+        drop(tail.jobs);
+        if let Some(applier) = self.applier.lock().take() {
+            if applier.join().is_err() {
+                tracing::error!(
+                    "decision ledger applier panicked; the next start replays its journal"
+                );
+                return;
+            }
+        }
+        tail.journal
+            .close(self.apply.applied.load(Ordering::Acquire));
+    }
 }
 
 impl Ledger {
@@ -109,21 +161,27 @@ impl Ledger {
 
     /// [`Ledger::open`] with explicit [`Tuning`] (benchmarks, tests).
     pub fn open_with(cfg: &LedgerConfig, tuning: Tuning) -> Result<Ledger, LedgerError> {
-        let conn = schema::open_writer(&cfg.path)?;
+        let mut conn = schema::open_writer(&cfg.path)?;
         let counters = Arc::new(Counters::default());
-        let capacity = tuning.queue_capacity.max(1);
-        let (writes, rx) = mpsc::sync_channel(capacity);
+        let open_err = |what: &str, e: &dyn std::fmt::Display| LedgerError::Open {
+            path: cfg.path.clone(),
+            reason: format!("{what}: {e}"),
+        };
+        let next_seq = journal::replay(&mut conn, &cfg.path, &counters)
+            .map_err(|e| open_err("cannot replay the journal", &e))?;
+        let journal = journal::Journal::create(&cfg.path, next_seq, tuning.journal_segment_bytes)
+            .map_err(|e| open_err("cannot create the journal", &e))?;
         #[cfg(test)]
         let gate = Arc::new(Mutex::new(()));
-        let wcfg = WriterConfig {
-            max_batch: tuning.max_batch.max(1),
+        let acfg = ApplyConfig {
+            max_batch: tuning.apply_batch.max(1),
+            delay: tuning.apply_delay,
             retain: cfg.retention(),
             prune_every: tuning.prune_every,
             prune_chunk: tuning.prune_chunk.max(1),
             #[cfg(test)]
             gate: gate.clone(),
         };
-        let wcounters = counters.clone();
         let handoff = Arc::new(checkpoint::Handoff::default());
         let (stop_checkpoints, stopped) = mpsc::channel();
         let ckpt_conn = schema::open_checkpointer(&cfg.path)?;
@@ -135,31 +193,46 @@ impl Ledger {
         let db = cfg.path.clone();
         spawn("ledger-checkpoint", cfg, move || {
             checkpoint::run(ckpt_conn, &db, policy, ckpt_handoff, stopped)
+        })
+        .map(drop)?;
+        let apply = Arc::new(ApplyState {
+            applied: AtomicU64::new(next_seq - 1),
+            queued: AtomicUsize::new(0),
+        });
+        let (jobs, job_rx) = mpsc::channel();
+        let (acounters, astate) = (counters.clone(), apply.clone());
+        let applier = spawn("ledger-applier", cfg, move || {
+            let _stop_checkpoints = stop_checkpoints; // dropped when the applier stops
+            writer::apply_loop(conn, job_rx, acfg, acounters, &handoff, &astate)
         })?;
-        spawn("ledger-writer", cfg, move || {
-            let _stop_checkpoints = stop_checkpoints; // dropped when the writer stops
-            writer::run(conn, rx, wcfg, wcounters, &handoff)
-        })?;
-        let (reads, jobs) = mpsc::sync_channel::<ReadJob>(READ_QUEUE);
-        let jobs = Arc::new(Mutex::new(jobs));
+        let (reads, read_jobs) = mpsc::sync_channel::<ReadJob>(READ_QUEUE);
+        let read_jobs = Arc::new(Mutex::new(read_jobs));
         for i in 0..tuning.readers.max(1) {
             let conn = schema::open_reader(&cfg.path)?;
-            let jobs = jobs.clone();
+            let read_jobs = read_jobs.clone();
             spawn(&format!("ledger-reader-{i}"), cfg, move || loop {
-                let job = jobs.lock().recv();
+                let job = read_jobs.lock().recv();
                 match job {
                     Ok(job) => job(&conn),
                     Err(_) => break,
                 }
-            })?;
+            })
+            .map(drop)?;
         }
         Ok(Ledger {
-            writes,
             reads,
             shared: Arc::new(Shared {
                 path: cfg.path.clone(),
-                capacity,
+                capacity: tuning.queue_capacity.max(1),
                 counters,
+                tail: Mutex::new(Some(Tail {
+                    journal,
+                    next_seq,
+                    jobs,
+                    buf: Vec::new(),
+                })),
+                apply,
+                applier: Mutex::new(Some(applier)),
                 #[cfg(test)]
                 gate,
             }),
@@ -171,43 +244,28 @@ impl Ledger {
         &self.shared.path
     }
 
-    /// Record a prompt on arrival (idempotent by `(session_id, request_id)`); resolves after commit.
+    /// Record a prompt on arrival (idempotent by `(session_id, request_id)`); resolves once
+    /// durable (journaled), before SQLite has it.
     ///
     /// The command is queued when this is called, not when the future is first polled.
+    /// Errors are the write's own: a full queue, a closed ledger, a failed journal append.
     pub fn record_prompt(
         &self,
         r: PromptRecord,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        let row = PromptRow {
-            input: r.input.to_string(),
-            request: r.request.to_string(),
-            received_at: record::to_ms(r.received_at),
-            session_id: r.session_id,
-            request_id: r.request_id,
-            tool_use_id: r.tool_use_id,
-            tool_name: r.tool_name,
-        };
-        unit(self.submit(Op::Prompt(row)))
+        std::future::ready(self.write(Write::Prompt(r.into())))
     }
 
-    /// Record an answer before it is written; resolves after commit.
+    /// Record an answer before it is written; resolves once durable (journaled).
     ///
-    /// Fails with `UnknownPrompt` / `AlreadyDecided`; repeating the stored decision succeeds.
+    /// The ledger's rules are checked when the write is applied: a decision for an unknown
+    /// prompt or one already decided otherwise changes nothing and is logged and counted
+    /// ([`Ledger::write_errors`]); repeating the stored decision is a no-op.
     pub fn record_decision(
         &self,
         r: DecisionRecord,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        let row = DecisionRow {
-            outcome: r.outcome,
-            decided_at: record::to_ms(r.decided_at),
-            updated_input: r.updated_input.map(|v| v.to_string()),
-            answer: r.answer.map(|v| v.to_string()),
-            reason: r.reason,
-            session_id: r.session_id,
-            request_id: r.request_id,
-            decided_by: r.decided_by,
-        };
-        unit(self.submit(Op::Decision(row)))
+        std::future::ready(self.write(Write::Decision(r.into())))
     }
 
     /// Record that the answer was written to the socket (the first time counts).
@@ -217,16 +275,16 @@ impl Ledger {
         request_id: &str,
         at: SystemTime,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        unit(self.submit(Op::Delivered {
+        std::future::ready(self.write(Write::Delivered {
             session_id: session_id.to_owned(),
             request_id: request_id.to_owned(),
             at: record::to_ms(at),
         }))
     }
 
-    /// Resolves once every write queued before it is committed (shutdown, tests).
+    /// Resolves once every write queued before it is committed to SQLite (audit reads, tests).
     pub fn flush(&self) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        unit(self.submit(Op::Flush))
+        unit(self.barrier("flush", Job::Flush))
     }
 
     /// Delete finished rows received before `before` now (background pruning does this by itself).
@@ -234,7 +292,7 @@ impl Ledger {
         &self,
         before: SystemTime,
     ) -> impl Future<Output = Result<u64, LedgerError>> + Send + 'static {
-        let rx = self.submit(Op::Prune(before));
+        let rx = self.barrier("prune", |reply| Job::Prune(before, reply));
         async move { rx?.await.map_err(|_| LedgerError::Closed)? }
     }
 
@@ -243,16 +301,21 @@ impl Ledger {
         query::unfinished(&schema::open_reader(&self.shared.path)?)
     }
 
-    /// One page of the audit log, on a reader thread.
+    /// One page of the audit log, on a reader thread; it includes every write queued before
+    /// the call.
     pub fn query(
         &self,
         q: AuditQuery,
     ) -> impl Future<Output = Result<AuditPage, LedgerError>> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.reads.try_send(Box::new(move |conn: &Connection| {
-            let _ = tx.send(query::page(conn, &q));
-        }));
+        let flushed = self.flush();
+        let reads = self.reads.clone();
         async move {
+            // A failed flush (full queue) still leaves what is committed worth reading.
+            let _ = flushed.await;
+            let (tx, rx) = oneshot::channel();
+            let sent = reads.try_send(Box::new(move |conn: &Connection| {
+                let _ = tx.send(query::page(conn, &q));
+            }));
             match sent {
                 Ok(()) => rx.await.map_err(|_| LedgerError::Closed)?,
                 Err(TrySendError::Full(_)) => Err(LedgerError::QueueFull {
@@ -264,6 +327,7 @@ impl Ledger {
     }
 
     /// Stream every row matching `q` (newest first, `limit` ignored) into `out`; returns the count.
+    /// It sees what is committed: await [`Ledger::flush`] first to include every write queued.
     ///
     /// Blocking, on the caller's thread with its own connection; reads in chunks so a long
     /// export never holds one read transaction open.
@@ -286,40 +350,124 @@ impl Ledger {
         LedgerHistograms {
             queue_wait: self.shared.counters.queue_wait.clone(),
             commit: self.shared.counters.commit.clone(),
+            apply: self.shared.counters.apply.clone(),
         }
     }
 
-    /// Queue `op`; a full queue or a stopped writer fails now, counted.
-    fn submit(&self, op: Op) -> Result<oneshot::Receiver<Result<u64, LedgerError>>, LedgerError> {
+    /// Make `write` durable in the journal and hand it to the applier. Counted on failure.
+    fn write(&self, write: Write) -> Result<(), LedgerError> {
+        let started = Instant::now();
+        let name = write.name();
+        let result = self.append(write);
+        match &result {
+            Ok(()) => self
+                .shared
+                .counters
+                .commit
+                .observe(started.elapsed().as_secs_f64()),
+            Err(e) => self.shared.counters.write_failed(name, e),
+        }
+        result
+    }
+
+    fn append(&self, write: Write) -> Result<(), LedgerError> {
+        let shared = &*self.shared;
+        let mut guard = shared.tail.lock();
+        let tail = guard.as_mut().ok_or(LedgerError::Closed)?;
+        if shared.apply.queued.load(Ordering::Acquire) >= shared.capacity {
+            return Err(LedgerError::QueueFull {
+                capacity: shared.capacity,
+            });
+        }
+        let seq = tail.next_seq;
+        tail.buf.clear();
+        journal::encode(seq, &write, &mut tail.buf)?;
+        tail.journal
+            .append(&tail.buf, seq, seq)
+            .map_err(|e| LedgerError::Storage(format!("journal: {e}")))?;
+        tail.next_seq += 1;
+        // Durable from here on: if the applier is gone, the next start replays it.
+        shared.apply.queued.fetch_add(1, Ordering::AcqRel);
+        if tail
+            .jobs
+            .send((Job::Write(seq, write), Instant::now()))
+            .is_err()
+        {
+            tracing::error!(seq, "decision ledger applier stopped: the write stays in the journal until the next start");
+        }
+        tail.journal
+            .release(shared.apply.applied.load(Ordering::Acquire));
+        Ok(())
+    }
+
+    /// Queue a barrier behind every write so far and wake the applier for it.
+    fn barrier(
+        &self,
+        what: &str,
+        job: impl FnOnce(writer::Reply) -> Job,
+    ) -> Result<oneshot::Receiver<Result<u64, LedgerError>>, LedgerError> {
         let (reply, rx) = oneshot::channel();
-        match self.writes.try_send(Cmd {
-            op,
-            reply,
-            queued_at: std::time::Instant::now(),
-        }) {
-            Ok(()) => Ok(rx),
-            Err(e) => {
-                let (err, cmd) = match e {
-                    TrySendError::Full(cmd) => (
-                        LedgerError::QueueFull {
-                            capacity: self.shared.capacity,
-                        },
-                        cmd,
-                    ),
-                    TrySendError::Disconnected(cmd) => (LedgerError::Closed, cmd),
-                };
-                let what = writer::op_name(&cmd.op);
-                self.shared.counters.write_failed(what, &err);
-                Err(err)
+        let shared = &*self.shared;
+        // Accepted even when writes are refused for a full queue (it carries no data, and
+        // its callers are few: audit reads, shutdown), so a reader can wait for the applier.
+        let sent = match shared.tail.lock().as_ref() {
+            None => Err(LedgerError::Closed),
+            Some(tail) => {
+                shared.apply.queued.fetch_add(1, Ordering::AcqRel);
+                tail.jobs
+                    .send((job(reply), Instant::now()))
+                    .map_err(|_| LedgerError::Closed)
             }
+        };
+        if let Err(e) = &sent {
+            shared.counters.write_failed(what, e);
         }
+        if let Some(applier) = shared.applier.lock().as_ref() {
+            applier.thread().unpark();
+        }
+        sent.map(|()| rx)
     }
 
-    /// Hold the writer before its next batch while the guard lives (tests of back-pressure).
+    /// Hold the applier before its next batch while the guard lives (tests of back-pressure).
     #[cfg(test)]
-    fn hold_writer(&self) -> parking_lot::MutexGuard<'_, ()> {
+    fn hold_applier(&self) -> parking_lot::MutexGuard<'_, ()> {
         self.shared.gate.lock()
     }
+}
+
+impl From<PromptRecord> for PromptRow {
+    fn from(r: PromptRecord) -> Self {
+        PromptRow {
+            input: r.input.to_string(),
+            request: r.request.to_string(),
+            received_at: record::to_ms(r.received_at),
+            session_id: r.session_id,
+            request_id: r.request_id,
+            tool_use_id: r.tool_use_id,
+            tool_name: r.tool_name,
+        }
+    }
+}
+
+impl From<DecisionRecord> for DecisionRow {
+    fn from(r: DecisionRecord) -> Self {
+        DecisionRow {
+            outcome: r.outcome,
+            decided_at: record::to_ms(r.decided_at),
+            updated_input: r.updated_input.map(|v| v.to_string()),
+            answer: r.answer.map(|v| v.to_string()),
+            reason: r.reason,
+            session_id: r.session_id,
+            request_id: r.request_id,
+            decided_by: r.decided_by,
+        }
+    }
+}
+
+/// The journal segment files next to the ledger database `db` (normally none once the
+/// service has stopped cleanly; after a crash, the writes the next start replays).
+pub fn journal_files(db: &Path) -> std::io::Result<Vec<PathBuf>> {
+    Ok(journal::segments(db)?.into_iter().map(|(_, p)| p).collect())
 }
 
 /// Await a writer reply, dropping the row count.
@@ -334,11 +482,10 @@ fn spawn(
     name: &str,
     cfg: &LedgerConfig,
     body: impl FnOnce() + Send + 'static,
-) -> Result<(), LedgerError> {
+) -> Result<JoinHandle<()>, LedgerError> {
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(body)
-        .map(drop)
         .map_err(|e| LedgerError::Open {
             path: cfg.path.clone(),
             reason: format!("cannot start thread {name}: {e}"),

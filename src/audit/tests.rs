@@ -75,7 +75,9 @@ pub(super) fn decision(session: &str, request: &str, outcome: Outcome, by: &str)
     }
 }
 
+/// Every row, once every write queued so far is applied.
 fn all_rows(ledger: &Ledger) -> Vec<AuditRow> {
+    block_on(ledger.flush()).unwrap();
     let mut rows = vec![];
     ledger
         .export(&AuditQuery::default(), |r| {
@@ -183,24 +185,93 @@ fn recording_the_same_prompt_twice_is_idempotent() {
     assert_eq!(ledger.write_errors(), 0);
 }
 
+/// Await `write` (acknowledged once journaled), then the applier; the error count after.
+fn applied(ledger: &Ledger, write: impl Future<Output = Result<(), LedgerError>>) -> u64 {
+    block_on(write).unwrap();
+    block_on(ledger.flush()).unwrap();
+    ledger.write_errors()
+}
+
 #[test]
 fn decisions_follow_the_lifecycle_and_refusals_are_counted() {
     let (_dir, _cfg, ledger) = temp_ledger(Tuning::default());
-    let unknown = block_on(ledger.record_decision(decision("s", "nope", Outcome::Allowed, "a")));
+    // Writes are acknowledged once durable; the rules are applied behind them, and a
+    // refused write changes nothing but the error count.
+    let unknown = ledger.record_decision(decision("s", "nope", Outcome::Allowed, "a"));
+    assert_eq!(applied(&ledger, unknown), 1);
+    assert!(all_rows(&ledger).is_empty());
+    assert_eq!(
+        applied(
+            &ledger,
+            ledger.record_prompt(prompt("s", "r", "Bash", at(1)))
+        ),
+        1
+    );
+    assert_eq!(applied(&ledger, ledger.mark_delivered("s", "r", at(2))), 2);
+    assert_eq!(all_rows(&ledger)[0].delivered_at, None);
+    let allow = || decision("s", "r", Outcome::Allowed, "a");
+    assert_eq!(applied(&ledger, ledger.record_decision(allow())), 2);
+    // Same decision again (e.g. a retry) is fine; a different one is refused.
+    assert_eq!(applied(&ledger, ledger.record_decision(allow())), 2);
+    let deny = decision("s", "r", Outcome::Denied, "b");
+    assert_eq!(applied(&ledger, ledger.record_decision(deny)), 3);
+    let row = &all_rows(&ledger)[0];
+    assert_eq!(row.outcome, Some(Outcome::Allowed));
+    assert_eq!(row.decided_by.as_deref(), Some("a"));
+    // A cancel voids the undelivered answer but keeps it for the audit trail.
+    let mut cancel = decision("s", "r", Outcome::Cancelled, "session");
+    cancel.answer = None;
+    assert_eq!(applied(&ledger, ledger.record_decision(cancel.clone())), 3);
+    let row = &all_rows(&ledger)[0];
+    assert_eq!(row.outcome, Some(Outcome::Cancelled));
+    assert_eq!(row.answer.as_ref().unwrap()["type"], "control_response");
+    assert!(ledger.load_unfinished().unwrap().is_empty());
+    // Once delivered, an answer can no longer be cancelled.
+    block_on(ledger.record_prompt(prompt("s", "r2", "Bash", at(1)))).unwrap();
+    block_on(ledger.record_decision(decision("s", "r2", Outcome::Denied, "a"))).unwrap();
+    block_on(ledger.mark_delivered("s", "r2", at(3))).unwrap();
+    cancel.request_id = "r2".into();
+    assert_eq!(applied(&ledger, ledger.record_decision(cancel)), 4);
+    let r2 = all_rows(&ledger)
+        .into_iter()
+        .find(|r| r.request_id == "r2")
+        .unwrap();
+    assert_eq!(r2.outcome, Some(Outcome::Denied));
+}
+
+#[test]
+fn the_rules_refuse_with_the_matching_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = schema::open_writer(&dir.path().join("ledger.db")).unwrap();
+    let mut apply = |w: Write| sql::commit(&mut conn, &[(1, &w)]).unwrap().pop().unwrap();
+    let unknown = apply(Write::Decision(
+        decision("s", "nope", Outcome::Allowed, "a").into(),
+    ));
     assert!(
         matches!(unknown, Err(LedgerError::UnknownPrompt { .. })),
         "{unknown:?}"
     );
-    block_on(ledger.record_prompt(prompt("s", "r", "Bash", at(1)))).unwrap();
-    let early = block_on(ledger.mark_delivered("s", "r", at(2)));
+    apply(Write::Prompt(prompt("s", "r", "Bash", at(1)).into())).unwrap();
+    let early = apply(Write::Delivered {
+        session_id: "s".into(),
+        request_id: "r".into(),
+        at: 2,
+    });
     assert!(
         matches!(early, Err(LedgerError::NotDecided { .. })),
         "{early:?}"
     );
-    block_on(ledger.record_decision(decision("s", "r", Outcome::Allowed, "a"))).unwrap();
-    // Same decision again (e.g. a retry) is fine; a different one is refused.
-    block_on(ledger.record_decision(decision("s", "r", Outcome::Allowed, "a"))).unwrap();
-    let second = block_on(ledger.record_decision(decision("s", "r", Outcome::Denied, "b")));
+    apply(Write::Decision(
+        decision("s", "r", Outcome::Allowed, "a").into(),
+    ))
+    .unwrap();
+    let again = apply(Write::Decision(
+        decision("s", "r", Outcome::Allowed, "a").into(),
+    ));
+    assert!(matches!(again, Ok(0)), "{again:?}");
+    let second = apply(Write::Decision(
+        decision("s", "r", Outcome::Denied, "b").into(),
+    ));
     assert!(
         matches!(
             second,
@@ -211,21 +282,98 @@ fn decisions_follow_the_lifecycle_and_refusals_are_counted() {
         ),
         "{second:?}"
     );
-    // A cancel voids the undelivered answer but keeps it for the audit trail.
-    let mut cancel = decision("s", "r", Outcome::Cancelled, "session");
-    cancel.answer = None;
-    block_on(ledger.record_decision(cancel.clone())).unwrap();
-    let row = &all_rows(&ledger)[0];
-    assert_eq!(row.outcome, Some(Outcome::Cancelled));
-    assert_eq!(row.answer.as_ref().unwrap()["type"], "control_response");
-    assert!(ledger.load_unfinished().unwrap().is_empty());
-    // Once delivered, an answer can no longer be cancelled.
-    block_on(ledger.record_prompt(prompt("s", "r2", "Bash", at(1)))).unwrap();
-    block_on(ledger.record_decision(decision("s", "r2", Outcome::Denied, "a"))).unwrap();
-    block_on(ledger.mark_delivered("s", "r2", at(3))).unwrap();
-    cancel.request_id = "r2".into();
-    assert!(block_on(ledger.record_decision(cancel)).is_err());
-    assert_eq!(ledger.write_errors(), 4);
+}
+
+/// Write journal records for `writes` (numbered from `first`) as a crashed run would leave them.
+fn leave_journal(db: &std::path::Path, first: u64, writes: &[Write]) {
+    let mut buf = Vec::new();
+    for (i, w) in writes.iter().enumerate() {
+        journal::encode(first + i as u64, w, &mut buf).unwrap();
+    }
+    let mut journal = journal::Journal::create(db, first, 1 << 20).unwrap();
+    journal
+        .append(&buf, first, first + writes.len() as u64 - 1)
+        .unwrap();
+    // Dropped, not closed: the segment stays, as after `kill -9`.
+}
+
+#[test]
+fn open_replays_what_a_crash_left_in_the_journal_once() {
+    let (_dir, cfg, ledger) = temp_ledger(Tuning::default());
+    block_on(ledger.record_prompt(prompt("s", "old", "Bash", at(1)))).unwrap();
+    drop(ledger);
+    assert!(
+        journal::segments(&cfg.path).unwrap().is_empty(),
+        "a clean stop leaves no journal"
+    );
+    let applied = sql::applied_seq(&schema::open_reader(&cfg.path).unwrap()).unwrap();
+    assert_eq!(applied, 1);
+    // Records 1 (already applied: skipped) to 3 (new), and a torn tail.
+    leave_journal(
+        &cfg.path,
+        1,
+        &[
+            Write::Decision(decision("s", "old", Outcome::Denied, "x").into()),
+            Write::Prompt(prompt("s", "new", "Bash", at(2)).into()),
+            Write::Decision(decision("s", "new", Outcome::Allowed, "op").into()),
+        ],
+    );
+    let (_, seg) = journal::segments(&cfg.path).unwrap().pop().unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &[9, 0, 0]))
+        .unwrap();
+
+    let ledger = Ledger::open(&cfg).unwrap();
+    let segments = journal::segments(&cfg.path).unwrap();
+    assert_eq!(
+        segments.len(),
+        1,
+        "only the new run's segment: {segments:?}"
+    );
+    assert_eq!(segments[0].0, 4, "numbered after the replayed records");
+    let rows = all_rows(&ledger);
+    let outcome = |id: &str| rows.iter().find(|r| r.request_id == id).map(|r| r.outcome);
+    assert_eq!(
+        outcome("old"),
+        Some(None),
+        "record 1 was applied before: not replayed"
+    );
+    assert_eq!(outcome("new"), Some(Some(Outcome::Allowed)));
+    let restored = ledger.load_unfinished().unwrap();
+    assert_eq!(
+        restored.len(),
+        2,
+        "old pending, new undelivered: {restored:?}"
+    );
+    assert_eq!(ledger.write_errors(), 0);
+    block_on(ledger.mark_delivered("s", "new", at(3))).unwrap();
+    drop(ledger);
+    let applied = sql::applied_seq(&schema::open_reader(&cfg.path).unwrap()).unwrap();
+    assert_eq!(applied, 4);
+}
+
+#[test]
+fn applied_journal_segments_are_deleted_while_running() {
+    let tuning = Tuning {
+        journal_segment_bytes: 512,
+        ..Tuning::default()
+    };
+    let (_dir, cfg, ledger) = temp_ledger(tuning);
+    for i in 0..50 {
+        block_on(ledger.record_prompt(prompt("s", &format!("r{i}"), "Bash", at(i)))).unwrap();
+    }
+    let written = journal::segments(&cfg.path).unwrap().len();
+    block_on(ledger.flush()).unwrap();
+    // The writer deletes applied segments after its next batch.
+    block_on(ledger.record_prompt(prompt("s", "last", "Bash", at(99)))).unwrap();
+    let left = journal::segments(&cfg.path).unwrap().len();
+    assert!(
+        written > 10 && left <= 2,
+        "{written} segments written, {left} left"
+    );
+    assert_eq!(all_rows(&ledger).len(), 51);
 }
 
 #[test]
@@ -356,31 +504,25 @@ fn full_queue_fails_at_once_and_is_counted() {
         ..Tuning::default()
     };
     let (_dir, _cfg, ledger) = temp_ledger(tuning);
-    let guard = ledger.hold_writer();
-    let mut waiting = vec![];
-    let full = (0..20).find_map(|i| {
-        let fut = ledger.record_prompt(prompt("s", &format!("r{i}"), "Bash", at(i)));
-        // A refused command resolves at once; a queued one stays pending while the writer is held.
-        let mut fut = Box::pin(fut);
-        let waker = std::task::Waker::noop();
-        match fut.as_mut().poll(&mut Context::from_waker(waker)) {
-            Poll::Ready(r) => Some(r),
-            Poll::Pending => {
-                waiting.push(fut);
-                None
-            }
-        }
-    });
-    assert!(
-        matches!(full, Some(Err(LedgerError::QueueFull { capacity: 4 }))),
-        "{full:?}"
-    );
-    assert_eq!(ledger.write_errors(), 1);
-    drop(guard);
-    for fut in waiting {
-        block_on(fut).unwrap();
+    let guard = ledger.hold_applier();
+    // Durable (and acknowledged) at once while the applier falls behind, up to the bound.
+    let results: Vec<_> = (0..6)
+        .map(|i| block_on(ledger.record_prompt(prompt("s", &format!("r{i}"), "Bash", at(i)))))
+        .collect();
+    assert!(results[..4].iter().all(Result::is_ok), "{results:?}");
+    for full in &results[4..] {
+        assert!(
+            matches!(full, Err(LedgerError::QueueFull { capacity: 4 })),
+            "{full:?}"
+        );
     }
-    assert_eq!(ledger.write_errors(), 1);
+    assert_eq!(ledger.write_errors(), 2);
+    // A flush is still accepted, and returns once the applier has caught up.
+    drop(guard);
+    block_on(ledger.flush()).unwrap();
+    block_on(ledger.record_prompt(prompt("s", "later", "Bash", at(10)))).unwrap();
+    assert_eq!(all_rows(&ledger).len(), 5);
+    assert_eq!(ledger.write_errors(), 2);
 }
 
 #[test]
@@ -393,19 +535,25 @@ fn a_failing_command_does_not_fail_its_batch_neighbours() {
              BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
         )
         .unwrap();
-    let guard = ledger.hold_writer();
+    let guard = ledger.hold_applier();
     let futs = ["ok1", "bad", "ok2"].map(|id| {
         let tool = if id == "bad" { "boom" } else { "Bash" };
         ledger.record_prompt(prompt("s", id, tool, at(1)))
     });
     drop(guard);
-    let [ok1, bad, ok2] = futs.map(block_on);
-    assert!(ok1.is_ok() && ok2.is_ok(), "{ok1:?} {ok2:?}");
-    let err = bad.unwrap_err().to_string();
+    // All three are durable in the journal; SQLite refuses one when they are applied
+    // (in one transaction: the applier was held until all three were queued).
+    for result in futs.map(block_on) {
+        result.unwrap();
+    }
+    block_on(ledger.flush()).unwrap();
+    let ids: Vec<String> = all_rows(&ledger)
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
     assert!(
-        err.contains("storage error") && err.contains("disk on fire"),
-        "{err}"
+        ids.len() == 2 && !ids.contains(&"bad".to_owned()),
+        "{ids:?}"
     );
-    assert_eq!(all_rows(&ledger).len(), 2);
     assert_eq!(ledger.write_errors(), 1);
 }

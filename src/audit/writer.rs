@@ -1,27 +1,40 @@
-//! The dedicated writer thread: drains queued commands, commits each batch in one
-//! transaction, then completes every caller's oneshot; prunes old rows in between.
+//! The ledger's applier thread, behind the journal.
 //!
-//! A storage error rolls back the whole batch; its commands are then retried one
-//! transaction each, so one bad command cannot fail its neighbours.
+//! Callers append each write to the [`journal`] themselves (one `write`, under a
+//! mutex) and are answered at once: a write is acknowledged once it is durable, without
+//! a thread hop and without waiting for SQLite. The journal hands each write on to this
+//! thread, which sleeps up to `apply_delay` after the first so that one SQLite
+//! transaction takes many, records how far it got, and runs pruning and the checkpoint
+//! hand-off. A `Flush` or `Prune` wakes it and completes only once every earlier write
+//! is committed.
+//!
+//! A write the database refuses (unknown prompt, already decided) or cannot store is
+//! logged and counted when it is applied. A storage error rolls back the whole batch;
+//! its writes are then retried one transaction each, so one bad write cannot fail its
+//! neighbours.
+//!
+//! [`journal`]: super::journal
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
 use super::checkpoint::Handoff;
 use super::record::{to_ms, LedgerError, Outcome};
-use super::schema::FINISHED;
+use super::sql;
 
 /// Completes a caller's future with the number of rows affected.
 pub(crate) type Reply = oneshot::Sender<Result<u64, LedgerError>>;
 
 /// A prompt with its JSON already serialized (on the caller's thread, not the writer's).
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct PromptRow {
     pub session_id: String,
     pub request_id: String,
@@ -33,6 +46,7 @@ pub(crate) struct PromptRow {
 }
 
 /// A decision with its JSON already serialized.
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct DecisionRow {
     pub session_id: String,
     pub request_id: String,
@@ -44,8 +58,9 @@ pub(crate) struct DecisionRow {
     pub reason: Option<String>,
 }
 
-/// One write.
-pub(crate) enum Op {
+/// One durable change: journaled, then applied to the `prompts` table.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Write {
     /// Insert a prompt unless its key is known.
     Prompt(PromptRow),
     /// Decide a recorded prompt.
@@ -56,39 +71,51 @@ pub(crate) enum Op {
         request_id: String,
         at: i64,
     },
-    /// Delete finished rows received before this instant (runs alone, in chunks).
-    Prune(SystemTime),
-    /// Nothing: completes once every earlier command is committed.
-    Flush,
 }
 
-/// A queued command and whom to tell.
-pub(crate) struct Cmd {
-    pub op: Op,
-    pub reply: Reply,
-    /// When it was queued (for the queue-wait histogram).
-    pub queued_at: Instant,
+impl Write {
+    /// The API call that queued it, for logs.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Write::Prompt(_) => "record_prompt",
+            Write::Decision(_) => "record_decision",
+            Write::Delivered { .. } => "mark_delivered",
+        }
+    }
 }
 
-/// Counters shared by the handle and the writer.
+/// What the journal hands the applier, in journal order.
+pub(crate) enum Job {
+    /// A journaled write and its sequence number.
+    Write(u64, Write),
+    /// A prune, answered once done.
+    Prune(SystemTime, Reply),
+    /// A barrier, answered once every earlier write is committed.
+    Flush(Reply),
+}
+
+/// Counters shared by the handle and the applier.
 #[derive(Debug)]
 pub(crate) struct Counters {
-    /// Writes that returned an error to their caller.
+    /// Writes that failed: refused by the ledger's rules, not storable, or not queued.
     pub write_errors: AtomicU64,
-    /// Seconds the oldest command of each batch waited in the queue.
+    /// Seconds the oldest job of each applier batch waited for it.
     pub queue_wait: Histogram,
-    /// Seconds the writer spent on each batch: the transaction and its replies.
+    /// Seconds each write took to become durable (its journal append).
     pub commit: Histogram,
+    /// Seconds the applier spent on each SQLite transaction.
+    pub apply: Histogram,
 }
 
 impl Default for Counters {
     fn default() -> Self {
-        // 25 µs doubling to about 0.8 s: a commit here takes tens of microseconds.
+        // 25 µs doubling to about 0.8 s: a journal append takes microseconds to tens.
         let buckets = || exponential_buckets(0.000_025, 2.0, 16);
         Self {
             write_errors: AtomicU64::new(0),
             queue_wait: Histogram::new(buckets()),
             commit: Histogram::new(buckets()),
+            apply: Histogram::new(buckets()),
         }
     }
 }
@@ -108,9 +135,16 @@ impl Counters {
     }
 }
 
-/// Writer settings.
-pub(crate) struct WriterConfig {
+/// The applier's `nice`: on a saturated machine it gets a small share of a core, enough
+/// to keep up with thousands of writes a second in large transactions.
+const APPLIER_NICE: i32 = 19;
+
+/// The applier's settings.
+pub(crate) struct ApplyConfig {
+    /// Most writes per transaction.
     pub max_batch: usize,
+    /// How long the applier gathers writes after the first before committing them.
+    pub delay: Duration,
     pub retain: Option<Duration>,
     pub prune_every: Duration,
     pub prune_chunk: usize,
@@ -118,15 +152,28 @@ pub(crate) struct WriterConfig {
     pub gate: Arc<parking_lot::Mutex<()>>,
 }
 
-/// The writer thread's body; returns when every sender is gone.
-pub(crate) fn run(
+/// What the applier shares with the journal side.
+pub(crate) struct ApplyState {
+    /// Last sequence number committed to SQLite.
+    pub applied: AtomicU64,
+    /// Jobs handed over and not yet done (the queue's bound is checked against it).
+    pub queued: AtomicUsize,
+}
+
+/// The applier thread's body; returns once the queue's sender is gone and every job is done.
+pub(crate) fn apply_loop(
     mut conn: Connection,
-    rx: Receiver<Cmd>,
-    cfg: WriterConfig,
+    rx: Receiver<(Job, Instant)>,
+    cfg: ApplyConfig,
     counters: Arc<Counters>,
     checkpoints: &Handoff,
+    state: &ApplyState,
 ) {
-    let mut batch: Vec<Cmd> = Vec::with_capacity(cfg.max_batch);
+    // Nobody waits for this thread but audit reads: the answer path goes first.
+    if !crate::util::lower_thread_priority(APPLIER_NICE) {
+        debug!("cannot lower the ledger applier's priority");
+    }
+    let mut batch: Vec<Job> = Vec::with_capacity(cfg.max_batch);
     let mut next_prune = Instant::now();
     let mut pruning: Option<i64> = None; // cutoff of a background prune in progress
     loop {
@@ -136,17 +183,17 @@ pub(crate) fn run(
                 next_prune = Instant::now() + cfg.prune_every;
             }
         }
-        // While pruning, only peek at the queue: writes go first, a chunk runs when idle.
-        let wait = if pruning.is_some() {
-            Duration::ZERO
-        } else {
-            next_prune.saturating_duration_since(Instant::now())
-        };
-        let first = match rx.recv_timeout(wait) {
-            Ok(cmd) => cmd,
+        let wait = idle_wait(
+            pruning.is_some(),
+            cfg.retain.is_some(),
+            next_prune,
+            Instant::now(),
+        );
+        let (first, queued_at) = match rx.recv_timeout(wait) {
+            Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(cutoff) = pruning {
-                    match prune_chunk(&mut conn, cutoff, cfg.prune_chunk) {
+                    match sql::prune_chunk(&mut conn, cutoff, cfg.prune_chunk) {
                         Ok(n) if n < cfg.prune_chunk as u64 => pruning = None,
                         Ok(_) => {}
                         Err(e) => {
@@ -159,235 +206,131 @@ pub(crate) fn run(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        let barrier = matches!(first, Job::Prune(..) | Job::Flush(_));
         batch.push(first);
-        while batch.len() < cfg.max_batch {
-            match rx.try_recv() {
-                Ok(cmd) => batch.push(cmd),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        if !barrier && !cfg.delay.is_zero() {
+            // Asleep, not waiting on the queue: senders need not wake this thread per
+            // write. A barrier unparks it.
+            std::thread::park_timeout(cfg.delay);
         }
         #[cfg(test)]
         drop(cfg.gate.lock());
+        while batch.len() < cfg.max_batch {
+            match rx.try_recv() {
+                Ok((job, _)) => batch.push(job),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
         let started = Instant::now();
         counters
             .queue_wait
-            .observe((started - batch[0].queued_at).as_secs_f64());
-        apply_batch(&mut conn, &mut batch, &cfg, &counters);
-        counters.commit.observe(started.elapsed().as_secs_f64());
-        // After the replies, so the batch just committed never waits for it.
+            .observe((started - queued_at).as_secs_f64());
+        let jobs = batch.len();
+        apply_batch(&mut conn, &mut batch, &cfg, &counters, &state.applied);
+        state.queued.fetch_sub(jobs, Ordering::AcqRel);
+        counters.apply.observe(started.elapsed().as_secs_f64());
+        // After the commit, so the batch just applied never waits for it.
         checkpoints.finish_if_asked(&conn);
     }
-    debug!("decision ledger writer stopped");
+    debug!("decision ledger applier stopped");
 }
 
-/// Commit `batch` (emptied), answering each caller after the commit.
+/// How long the applier may wait for a job before it has something else to do.
+///
+/// While pruning it only peeks (writes go first, a chunk runs when idle); with retention
+/// on it wakes for the next prune; with retention off nothing is due.
+fn idle_wait(pruning: bool, retention: bool, next_prune: Instant, now: Instant) -> Duration {
+    match (pruning, retention) {
+        (true, _) => Duration::ZERO,
+        (false, true) => next_prune.saturating_duration_since(now),
+        (false, false) => Duration::from_secs(3600),
+    }
+}
+
+/// Commit `batch` (emptied) and answer its barriers after the commit.
 fn apply_batch(
     conn: &mut Connection,
-    batch: &mut Vec<Cmd>,
-    cfg: &WriterConfig,
+    batch: &mut Vec<Job>,
+    cfg: &ApplyConfig,
     counters: &Counters,
+    applied: &AtomicU64,
 ) {
     // A prune runs alone (it commits in chunks), in queue order with the writes around it.
-    while let Some(at) = batch.iter().position(|c| matches!(c.op, Op::Prune(_))) {
+    while let Some(at) = batch.iter().position(|j| matches!(j, Job::Prune(..))) {
         let rest = batch.split_off(at + 1);
-        let prune = batch.pop().expect("position is in range");
-        commit_each_or_all(conn, batch, counters);
-        let Op::Prune(before) = prune.op else {
-            unreachable!()
+        let Some(Job::Prune(before, reply)) = batch.pop() else {
+            unreachable!("position found a prune")
         };
-        let result = prune_all(conn, to_ms(before), cfg.prune_chunk).map_err(LedgerError::from);
-        let _ = prune.reply.send(result);
+        commit_each_or_all(conn, batch, counters, applied);
+        let result =
+            sql::prune_all(conn, to_ms(before), cfg.prune_chunk).map_err(LedgerError::from);
+        let _ = reply.send(result);
         *batch = rest;
     }
-    commit_each_or_all(conn, batch, counters);
+    commit_each_or_all(conn, batch, counters, applied);
 }
 
-fn commit_each_or_all(conn: &mut Connection, batch: &mut Vec<Cmd>, counters: &Counters) {
-    if batch.is_empty() {
-        return;
-    }
-    match commit(conn, batch.iter().map(|c| &c.op)) {
-        Ok(results) => {
-            for (cmd, result) in batch.drain(..).zip(results) {
-                finish(cmd, result, counters);
-            }
-        }
-        Err(e) if batch.len() == 1 => finish(batch.remove(0), Err(e.into()), counters),
-        Err(e) => {
-            warn!(error = %e, size = batch.len(), "decision ledger batch failed; retrying one by one");
-            for cmd in batch.drain(..) {
-                let result = commit(conn, std::iter::once(&cmd.op))
-                    .map_err(LedgerError::from)
-                    .and_then(|mut r| r.pop().expect("one result per op"));
-                finish(cmd, result, counters);
-            }
-        }
-    }
-}
-
-fn finish(cmd: Cmd, result: Result<u64, LedgerError>, counters: &Counters) {
-    if let Err(e) = &result {
-        counters.write_failed(op_name(&cmd.op), e);
-    }
-    let _ = cmd.reply.send(result); // The caller may have stopped waiting: the row is committed anyway.
-}
-
-/// The API call that queued `op`, for logs.
-pub(crate) fn op_name(op: &Op) -> &'static str {
-    match op {
-        Op::Prompt(_) => "record_prompt",
-        Op::Decision(_) => "record_decision",
-        Op::Delivered { .. } => "mark_delivered",
-        Op::Prune(_) => "prune",
-        Op::Flush => "flush",
-    }
-}
-
-/// Apply `ops` in one transaction. The outer error is a storage failure (nothing committed);
-/// the inner results are each op's own refusal, which changes nothing.
-fn commit<'a>(
+fn commit_each_or_all(
     conn: &mut Connection,
-    ops: impl Iterator<Item = &'a Op>,
-) -> rusqlite::Result<Vec<Result<u64, LedgerError>>> {
-    let tx = conn.transaction()?;
-    let results = ops
-        .map(|op| apply(&tx, op))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    tx.commit()?;
-    Ok(results)
-}
-
-fn apply(tx: &Transaction, op: &Op) -> rusqlite::Result<Result<u64, LedgerError>> {
-    match op {
-        Op::Prompt(p) => {
-            let n = tx
-                .prepare_cached(
-                    "INSERT INTO prompts (session_id, request_id, tool_use_id, tool_name, input, \
-                     request, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                     ON CONFLICT (session_id, request_id) DO NOTHING",
-                )?
-                .execute(params![
-                    p.session_id,
-                    p.request_id,
-                    p.tool_use_id,
-                    p.tool_name,
-                    p.input,
-                    p.request,
-                    p.received_at
-                ])?;
-            Ok(Ok(n as u64))
-        }
-        Op::Decision(d) => decide(tx, d),
-        Op::Delivered {
-            session_id,
-            request_id,
-            at,
-        } => {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE prompts SET delivered_at = COALESCE(delivered_at, ?3) \
-                     WHERE session_id = ?1 AND request_id = ?2 AND outcome IS NOT NULL",
-                )?
-                .execute(params![session_id, request_id, at])?;
-            if n > 0 {
-                return Ok(Ok(n as u64));
+    batch: &mut Vec<Job>,
+    counters: &Counters,
+    applied: &AtomicU64,
+) {
+    let writes: Vec<(u64, &Write)> = batch
+        .iter()
+        .filter_map(|j| match j {
+            Job::Write(seq, w) => Some((*seq, w)),
+            _ => None,
+        })
+        .collect();
+    if !writes.is_empty() {
+        let failed = |w: &Write, e: LedgerError| counters.write_failed(w.name(), &e);
+        match sql::commit(conn, &writes) {
+            Ok(results) => {
+                for ((_, w), result) in writes.iter().zip(results) {
+                    if let Err(e) = result {
+                        failed(w, e);
+                    }
+                }
             }
-            let known = stored_decision(tx, session_id, request_id)?.is_some();
-            let (session_id, request_id) = (session_id.clone(), request_id.clone());
-            Ok(Err(if known {
-                LedgerError::NotDecided {
-                    session_id,
-                    request_id,
+            Err(e) if writes.len() == 1 => failed(writes[0].1, e.into()),
+            Err(e) => {
+                warn!(error = %e, size = writes.len(), "decision ledger batch failed; retrying one by one");
+                for one in &writes {
+                    let result = sql::commit(conn, std::slice::from_ref(one))
+                        .map_err(LedgerError::from)
+                        .and_then(|mut r| r.pop().expect("one result per write"));
+                    if let Err(e) = result {
+                        failed(one.1, e);
+                    }
                 }
-            } else {
-                LedgerError::UnknownPrompt {
-                    session_id,
-                    request_id,
-                }
-            }))
+            }
         }
-        Op::Prune(_) | Op::Flush => Ok(Ok(0)),
+        let last = writes.last().map_or(0, |(seq, _)| *seq);
+        applied.store(last, Ordering::Release);
     }
-}
-
-/// First decision wins; a cancel may still void an undelivered answer (keeping that answer
-/// for the audit trail); repeating the stored decision is a no-op.
-fn decide(tx: &Transaction, d: &DecisionRow) -> rusqlite::Result<Result<u64, LedgerError>> {
-    let n = tx
-        .prepare_cached(
-            "UPDATE prompts SET outcome = ?3, decided_by = ?4, decided_at = ?5, \
-             updated_input = COALESCE(?6, updated_input), answer = COALESCE(?7, answer), \
-             reason = COALESCE(?8, reason) \
-             WHERE session_id = ?1 AND request_id = ?2 AND (outcome IS NULL OR \
-             (?3 = 'cancelled' AND outcome IN ('allowed', 'denied', 'expired') AND delivered_at IS NULL))",
-        )?
-        .execute(params![
-            d.session_id,
-            d.request_id,
-            d.outcome.as_str(),
-            d.decided_by,
-            d.decided_at,
-            d.updated_input,
-            d.answer,
-            d.reason
-        ])?;
-    if n > 0 {
-        return Ok(Ok(n as u64));
-    }
-    let (session_id, request_id) = (d.session_id.clone(), d.request_id.clone());
-    Ok(match stored_decision(tx, &d.session_id, &d.request_id)? {
-        None => Err(LedgerError::UnknownPrompt {
-            session_id,
-            request_id,
-        }),
-        Some(Some((outcome, by))) if outcome == d.outcome.as_str() && by == d.decided_by => Ok(0),
-        Some(stored) => Err(LedgerError::AlreadyDecided {
-            session_id,
-            request_id,
-            outcome: stored
-                .and_then(|(o, _)| o.parse().ok())
-                .unwrap_or(Outcome::Cancelled),
-        }),
-    })
-}
-
-/// `None`: no such prompt; `Some(None)`: pending; `Some(Some((outcome, decided_by)))`.
-fn stored_decision(
-    tx: &Transaction,
-    session_id: &str,
-    request_id: &str,
-) -> rusqlite::Result<Option<Option<(String, String)>>> {
-    tx.prepare_cached(
-        "SELECT outcome, COALESCE(decided_by, '') FROM prompts \
-         WHERE session_id = ?1 AND request_id = ?2",
-    )?
-    .query_row(params![session_id, request_id], |r| {
-        let outcome: Option<String> = r.get(0)?;
-        Ok(outcome.map(|o| (o, r.get(1).unwrap_or_default())))
-    })
-    .optional()
-}
-
-/// Delete up to `limit` finished rows received before `cutoff_ms`, in one transaction.
-fn prune_chunk(conn: &mut Connection, cutoff_ms: i64, limit: usize) -> rusqlite::Result<u64> {
-    let sql = format!(
-        "DELETE FROM prompts WHERE rowid IN (SELECT rowid FROM prompts \
-         WHERE received_at < ?1 AND {FINISHED} ORDER BY received_at LIMIT ?2)"
-    );
-    let n = conn.execute(&sql, params![cutoff_ms, limit as i64])? as u64;
-    if n > 0 {
-        info!(rows = n, "decision ledger pruned rows past retention");
-    }
-    Ok(n)
-}
-
-fn prune_all(conn: &mut Connection, cutoff_ms: i64, chunk: usize) -> rusqlite::Result<u64> {
-    let mut total = 0;
-    loop {
-        let n = prune_chunk(conn, cutoff_ms, chunk)?;
-        total += n;
-        if n < chunk as u64 {
-            return Ok(total);
+    for job in batch.drain(..) {
+        if let Job::Flush(reply) = job {
+            let _ = reply.send(Ok(0));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_applier_waits_for_work_unless_something_is_due() {
+        let now = Instant::now();
+        let soon = now + Duration::from_secs(5);
+        assert_eq!(idle_wait(true, true, soon, now), Duration::ZERO);
+        assert_eq!(idle_wait(false, true, soon, now), Duration::from_secs(5));
+        assert_eq!(idle_wait(false, true, now, soon), Duration::ZERO);
+        // Retention off (`retain_days = 0`): no prune is ever due, so no busy polling.
+        assert_eq!(
+            idle_wait(false, false, now, soon),
+            Duration::from_secs(3600)
+        );
     }
 }

@@ -261,10 +261,13 @@ impl Harness {
     }
 }
 
-/// Delete a ledger file and its WAL companions.
+/// Delete a ledger file, its WAL companions and its journal.
 fn remove_ledger(path: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    for segment in ccr_supervisor::audit::journal_files(path).unwrap_or_default() {
+        let _ = std::fs::remove_file(segment);
     }
 }
 

@@ -317,15 +317,23 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
     Ok((figures, chart))
 }
 
-/// The ledger writer's batches during the run, from its `/metrics` histograms (null when off).
+/// The ledger during the run, from its `/metrics` histograms (null when off): the
+/// writes journaled on the answer path and the applier's SQLite transactions behind it.
 fn ledger_figures(before: &str, after: &str) -> Value {
-    let wait = histogram_delta(before, after, "ccr_supervisor_ledger_queue_wait_seconds");
-    let commit = histogram_delta(before, after, "ccr_supervisor_ledger_commit_seconds");
-    match (wait, commit) {
-        (Some((_, wait_us)), Some((batches, commit_us))) => json!({
-            "batches": batches,
-            "queue_wait_mean_us": wait_us,
+    let delta = |name| {
+        histogram_delta(
+            before,
+            after,
+            &format!("ccr_supervisor_ledger_{name}_seconds"),
+        )
+    };
+    match (delta("queue_wait"), delta("commit"), delta("apply")) {
+        (Some((_, wait_us)), Some((writes, commit_us)), Some((applies, apply_us))) => json!({
+            "writes": writes,
             "commit_mean_us": commit_us,
+            "apply_transactions": applies,
+            "apply_mean_us": apply_us,
+            "queue_wait_mean_us": wait_us,
         }),
         _ => Value::Null,
     }

@@ -111,13 +111,21 @@ async fn health_ready_and_metrics_follow_a_scenario() {
         1.0
     );
     assert_eq!(value(&after, "ccr_supervisor_restarts_total"), 0.0);
-    // The answer was committed to the ledger before it was written: at least one
-    // batch was timed, and each batch's queue wait is observed before its commit.
-    let commits = value(&after, "ccr_supervisor_ledger_commit_seconds_count");
-    assert!(commits >= 1.0, "{after}");
+    // The prompt and its answer were journaled before the answer was written: two
+    // appends were timed.
     assert!(
-        value(&after, "ccr_supervisor_ledger_queue_wait_seconds_count") >= commits,
+        value(&after, "ccr_supervisor_ledger_commit_seconds_count") >= 2.0,
         "{after}"
     );
+    // An audit read waits for the applier, so the answer is in SQLite afterwards and
+    // its transactions (and their queue waits) were timed.
+    let (status, audit) = h.get("/v1/audit?session_id=s1").await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["rows"][0]["outcome"], "allowed", "{audit}");
+    let applied = metrics(&h).await;
+    for name in ["apply", "queue_wait"] {
+        let count = format!("ccr_supervisor_ledger_{name}_seconds_count");
+        assert!(value(&applied, &count) >= 1.0, "{count}: {applied}");
+    }
     h.shutdown().await;
 }

@@ -1,0 +1,370 @@
+//! The append-only journal ahead of SQLite. A write is durable once its record is in the
+//! journal: it survives a process crash (the kernel holds it), exactly as a
+//! `synchronous=NORMAL` commit does, so callers never wait for a SQLite transaction. The
+//! applier thread copies records into the database behind them, noting the last one
+//! applied in the same transaction; [`replay`] finishes that copy at the next start.
+//!
+//! Segment files sit next to the database, `<db>.journal.<first seq, 20 digits>`, each a
+//! run of records: `len: u32 LE | crc32(seq ‖ payload): u32 LE | seq: u64 LE | payload`,
+//! the payload being the JSON of one [`Write`]. A crash in the middle of an append
+//! leaves a torn last record, which replay reports and drops (it was never acknowledged).
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use tracing::{error, info, warn};
+
+use super::record::LedgerError;
+use super::sql;
+use super::writer::{Counters, Write};
+
+/// Bytes before a record's payload: length, checksum, sequence number.
+const HEADER: usize = 16;
+
+/// Largest payload accepted when reading (a prompt is capped far below this upstream).
+const MAX_PAYLOAD: usize = 64 << 20;
+
+/// Records applied per transaction during replay.
+const REPLAY_BATCH: usize = 1024;
+
+/// Append one record for `write` to `out`.
+pub(crate) fn encode(seq: u64, write: &Write, out: &mut Vec<u8>) -> Result<(), LedgerError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    if let Err(e) = serde_json::to_writer(&mut *out, write) {
+        out.truncate(start);
+        return Err(LedgerError::Storage(format!(
+            "cannot encode journal record: {e}"
+        )));
+    }
+    let Ok(len) = u32::try_from(out.len() - start - HEADER) else {
+        out.truncate(start);
+        return Err(LedgerError::Storage("journal record over 4 GiB".into()));
+    };
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// What [`decode`] could not read at the end of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadTail {
+    /// Offset of the first unreadable byte.
+    pub offset: usize,
+    /// Bytes from there to the end.
+    pub bytes: usize,
+    /// Why: a torn record (cut short), a checksum mismatch or an undecodable payload.
+    pub reason: &'static str,
+}
+
+/// The records of one segment, in order, up to the first that cannot be read.
+pub(crate) fn decode(buf: &[u8]) -> (Vec<(u64, Write)>, Option<BadTail>) {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let bad = |reason| BadTail {
+            offset: at,
+            bytes: buf.len() - at,
+            reason,
+        };
+        let Some(header) = buf.get(at..at + HEADER) else {
+            return (records, Some(bad("torn record")));
+        };
+        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        if len > MAX_PAYLOAD {
+            return (records, Some(bad("impossible record length")));
+        }
+        let Some(payload) = buf.get(at + HEADER..at + HEADER + len) else {
+            return (records, Some(bad("torn record")));
+        };
+        if crc32fast::hash(&buf[at + 8..at + HEADER + len]) != crc {
+            return (records, Some(bad("checksum mismatch")));
+        }
+        match serde_json::from_slice(payload) {
+            Ok(write) => records.push((seq, write)),
+            Err(_) => return (records, Some(bad("undecodable record"))),
+        }
+        at += HEADER + len;
+    }
+    (records, None)
+}
+
+/// The segment file of `db` whose first record is `first_seq`.
+fn segment_path(db: &Path, first_seq: u64) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".journal.{first_seq:020}"));
+    db.with_file_name(name)
+}
+
+/// Every segment of `db`, oldest first.
+pub(crate) fn segments(db: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let dir = match db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => dir.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let prefix = format!(
+        "{}.journal.",
+        db.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(first) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        found.push((first, entry.path()));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Apply every journal record of `db` that the database does not have yet, then delete
+/// the segments. Returns the next sequence number to use. Blocking; runs before the
+/// writer threads start.
+pub(crate) fn replay(
+    conn: &mut Connection,
+    db: &Path,
+    counters: &Counters,
+) -> Result<u64, LedgerError> {
+    let storage = |what: &str, e: &dyn std::fmt::Display| {
+        LedgerError::Storage(format!("journal replay: {what}: {e}"))
+    };
+    let applied = sql::applied_seq(conn).map_err(|e| storage("reading the applied mark", &e))?;
+    let mut last = applied;
+    let mut replayed = 0usize;
+    let segments = segments(db).map_err(|e| storage("listing segments", &e))?;
+    for (_, path) in &segments {
+        let buf = std::fs::read(path).map_err(|e| storage(&path.display().to_string(), &e))?;
+        let (records, bad) = decode(&buf);
+        if let Some(bad) = bad {
+            warn!(
+                segment = %path.display(), offset = bad.offset, bytes = bad.bytes, reason = bad.reason,
+                "decision ledger journal: dropped an unreadable tail (a write cut short by a crash was never acknowledged)"
+            );
+        }
+        let fresh: Vec<(u64, &Write)> = records
+            .iter()
+            .filter(|(seq, _)| *seq > applied)
+            .map(|(seq, w)| (*seq, w))
+            .collect();
+        for chunk in fresh.chunks(REPLAY_BATCH) {
+            let results = sql::commit(conn, chunk).map_err(|e| storage("applying", &e))?;
+            for ((_, w), result) in chunk.iter().zip(results) {
+                if let Err(e) = result {
+                    counters.write_failed(w.name(), &e);
+                }
+            }
+        }
+        replayed += fresh.len();
+        last = records.iter().map(|(s, _)| *s).fold(last, u64::max);
+    }
+    for (_, path) in &segments {
+        std::fs::remove_file(path).map_err(|e| storage(&path.display().to_string(), &e))?;
+    }
+    if replayed > 0 {
+        info!(
+            records = replayed,
+            "decision ledger: applied journal records left by the last run"
+        );
+    }
+    Ok(last + 1)
+}
+
+/// The open journal: the segment being appended to and the full ones not yet applied.
+pub(crate) struct Journal {
+    db: PathBuf,
+    file: File,
+    path: PathBuf,
+    /// Bytes in the current segment.
+    len: u64,
+    /// Last sequence number appended to the current segment (0: none yet).
+    last: u64,
+    /// Full segments and their last sequence numbers, oldest first.
+    closed: VecDeque<(PathBuf, u64)>,
+    /// Size at which the next append starts a new segment.
+    segment_bytes: u64,
+}
+
+impl Journal {
+    /// Start a fresh segment for records from `next_seq` on.
+    pub(crate) fn create(db: &Path, next_seq: u64, segment_bytes: u64) -> io::Result<Journal> {
+        let path = segment_path(db, next_seq);
+        Ok(Journal {
+            db: db.to_path_buf(),
+            file: open_segment(&path)?,
+            path,
+            len: 0,
+            last: 0,
+            closed: VecDeque::new(),
+            segment_bytes: segment_bytes.max(1),
+        })
+    }
+
+    /// Append `records` (encoded, sequence numbers `first..=last`) in one write. On error the
+    /// segment is cut back to where it was, so a failed append leaves no record behind.
+    pub(crate) fn append(&mut self, records: &[u8], first: u64, last: u64) -> io::Result<()> {
+        if self.len >= self.segment_bytes {
+            self.rotate(first)?;
+        }
+        if let Err(e) = self.file.write_all(records) {
+            if self.file.set_len(self.len).is_err() {
+                // Cannot cut the torn bytes off: leave them as this segment's (reported) tail.
+                let _ = self.rotate(first);
+            }
+            return Err(e);
+        }
+        self.len += records.len() as u64;
+        self.last = last;
+        Ok(())
+    }
+
+    /// Delete the full segments whose records are all in the database.
+    pub(crate) fn release(&mut self, applied: u64) {
+        while let Some((path, _)) = self.closed.front().filter(|(_, last)| *last <= applied) {
+            if let Err(e) = std::fs::remove_file(path) {
+                error!(segment = %path.display(), error = %e, "cannot delete an applied journal segment");
+            }
+            self.closed.pop_front();
+        }
+    }
+
+    /// At shutdown, once everything appended is applied: delete every segment.
+    pub(crate) fn close(mut self, applied: u64) {
+        self.release(applied);
+        if self.closed.is_empty() && self.last <= applied {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                warn!(segment = %self.path.display(), error = %e, "cannot delete the last journal segment");
+            }
+        }
+    }
+
+    /// Close the current segment and open a new one starting at `next_seq`.
+    fn rotate(&mut self, next_seq: u64) -> io::Result<()> {
+        let path = segment_path(&self.db, next_seq);
+        let file = open_segment(&path)?;
+        let old = std::mem::replace(&mut self.path, path);
+        self.file = file;
+        if self.len > 0 {
+            self.closed.push_back((old, self.last));
+        } else if let Err(e) = std::fs::remove_file(&old) {
+            warn!(segment = %old.display(), error = %e, "cannot delete an empty journal segment");
+        }
+        self.len = 0;
+        Ok(())
+    }
+}
+
+fn open_segment(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::writer::PromptRow;
+
+    fn prompt(request_id: &str) -> Write {
+        Write::Prompt(PromptRow {
+            session_id: "s".into(),
+            request_id: request_id.into(),
+            tool_use_id: None,
+            tool_name: "Bash".into(),
+            input: "{}".into(),
+            request: "{}".into(),
+            received_at: 1,
+        })
+    }
+
+    fn ids(records: &[(u64, Write)]) -> Vec<(u64, String)> {
+        records
+            .iter()
+            .map(|(seq, w)| match w {
+                Write::Prompt(p) => (*seq, p.request_id.clone()),
+                _ => (*seq, String::new()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_round_trip_in_order() {
+        let mut buf = Vec::new();
+        for (seq, id) in [(7, "a"), (8, "b"), (9, "c")] {
+            encode(seq, &prompt(id), &mut buf).unwrap();
+        }
+        let (records, bad) = decode(&buf);
+        assert_eq!(bad, None);
+        assert_eq!(
+            ids(&records),
+            [(7, "a".into()), (8, "b".into()), (9, "c".into())]
+        );
+    }
+
+    #[test]
+    fn a_torn_last_record_is_reported_and_the_rest_kept() {
+        let mut buf = Vec::new();
+        encode(1, &prompt("a"), &mut buf).unwrap();
+        let whole = buf.len();
+        encode(2, &prompt("b"), &mut buf).unwrap();
+        for cut in [whole + 3, whole + HEADER, buf.len() - 1] {
+            let (records, bad) = decode(&buf[..cut]);
+            assert_eq!(ids(&records), [(1, "a".into())], "cut at {cut}");
+            let bad = bad.expect("a tail");
+            assert_eq!((bad.offset, bad.bytes), (whole, cut - whole));
+            assert_eq!(bad.reason, "torn record");
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_checksum() {
+        let mut buf = Vec::new();
+        encode(1, &prompt("a"), &mut buf).unwrap();
+        let whole = buf.len();
+        encode(2, &prompt("b"), &mut buf).unwrap();
+        let last = buf.len() - 2;
+        buf[last] ^= 0x20;
+        let (records, bad) = decode(&buf);
+        assert_eq!(records.len(), 1);
+        assert_eq!(bad.unwrap().reason, "checksum mismatch");
+        // A flipped sequence number is caught too.
+        buf[whole + 8] ^= 1;
+        assert_eq!(decode(&buf).1.unwrap().offset, whole);
+    }
+
+    #[test]
+    fn segments_rotate_and_are_released_once_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        let mut journal = Journal::create(&db, 1, 100).unwrap();
+        for seq in 1..=4 {
+            let mut buf = Vec::new();
+            encode(seq, &prompt(&seq.to_string()), &mut buf).unwrap();
+            assert!(buf.len() > 100, "each record fills a segment");
+            journal.append(&buf, seq, seq).unwrap();
+        }
+        let firsts =
+            |db: &Path| -> Vec<u64> { segments(db).unwrap().into_iter().map(|(f, _)| f).collect() };
+        assert_eq!(firsts(&db), [1, 2, 3, 4]);
+        journal.release(2);
+        assert_eq!(firsts(&db), [3, 4]);
+        // Not all applied: the current segment stays for replay.
+        journal.release(3);
+        assert_eq!(firsts(&db), [4]);
+        journal.close(3);
+        assert_eq!(firsts(&db), [4]);
+        let journal = Journal::create(&db, 5, 100).unwrap();
+        journal.close(5);
+        assert_eq!(firsts(&db), [4], "an empty segment is removed at close");
+    }
+}
