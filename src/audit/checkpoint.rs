@@ -1,6 +1,7 @@
 //! WAL checkpoints off the answer path: a background thread copies the WAL into the
 //! database (with its two fsyncs) while the writer keeps committing; the writer only
 //! finishes each cycle with the few frames committed since, so the WAL can restart.
+//! (The writer is the ledger's applier thread, SQLite's only writing connection.)
 //!
 //! Why two threads: SQLite restarts the WAL only when a write transaction begins with
 //! every frame already copied. A checkpoint on another connection never gets there

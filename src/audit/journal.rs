@@ -132,7 +132,7 @@ pub(crate) fn segments(db: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 
 /// Apply every journal record of `db` that the database does not have yet, then delete
 /// the segments. Returns the next sequence number to use. Blocking; runs before the
-/// writer threads start.
+/// applier starts.
 pub(crate) fn replay(
     conn: &mut Connection,
     db: &Path,

@@ -92,12 +92,12 @@ const READ_QUEUE: usize = 1024;
 /// A read job run on a reader thread with its connection.
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
-/// The ledger writer's latency histograms (shared handles; observing is the writer's job).
+/// The ledger's latency histograms (shared handles; the ledger observes them).
 #[derive(Debug, Clone)]
 pub struct LedgerHistograms {
-    /// Seconds the oldest write of each batch waited in the queue.
+    /// Seconds the oldest job of each applier batch waited for it.
     pub queue_wait: prometheus_client::metrics::histogram::Histogram,
-    /// Seconds the writer spent making each batch durable (journal append) and answering it.
+    /// Seconds each write took to become durable (its journal append).
     pub commit: prometheus_client::metrics::histogram::Histogram,
     /// Seconds the applier spent on each SQLite transaction.
     pub apply: prometheus_client::metrics::histogram::Histogram,
@@ -344,8 +344,8 @@ impl Ledger {
         self.shared.counters.write_errors.load(Ordering::Relaxed)
     }
 
-    /// Histograms of the writer, for `/metrics`: how long each batch waited in the
-    /// queue (its oldest write) and how long its commit took.
+    /// Histograms for `/metrics`: each write's journal append, and the applier's
+    /// transactions and how long their oldest job waited.
     pub fn latency_histograms(&self) -> LedgerHistograms {
         LedgerHistograms {
             queue_wait: self.shared.counters.queue_wait.clone(),

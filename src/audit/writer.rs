@@ -225,9 +225,7 @@ pub(crate) fn apply_loop(
         counters
             .queue_wait
             .observe((started - queued_at).as_secs_f64());
-        let jobs = batch.len();
-        apply_batch(&mut conn, &mut batch, &cfg, &counters, &state.applied);
-        state.queued.fetch_sub(jobs, Ordering::AcqRel);
+        apply_batch(&mut conn, &mut batch, &cfg, &counters, state);
         counters.apply.observe(started.elapsed().as_secs_f64());
         // After the commit, so the batch just applied never waits for it.
         checkpoints.finish_if_asked(&conn);
@@ -253,7 +251,7 @@ fn apply_batch(
     batch: &mut Vec<Job>,
     cfg: &ApplyConfig,
     counters: &Counters,
-    applied: &AtomicU64,
+    state: &ApplyState,
 ) {
     // A prune runs alone (it commits in chunks), in queue order with the writes around it.
     while let Some(at) = batch.iter().position(|j| matches!(j, Job::Prune(..))) {
@@ -261,20 +259,20 @@ fn apply_batch(
         let Some(Job::Prune(before, reply)) = batch.pop() else {
             unreachable!("position found a prune")
         };
-        commit_each_or_all(conn, batch, counters, applied);
+        commit_each_or_all(conn, batch, counters, state);
         let result =
             sql::prune_all(conn, to_ms(before), cfg.prune_chunk).map_err(LedgerError::from);
         let _ = reply.send(result);
         *batch = rest;
     }
-    commit_each_or_all(conn, batch, counters, applied);
+    commit_each_or_all(conn, batch, counters, state);
 }
 
 fn commit_each_or_all(
     conn: &mut Connection,
     batch: &mut Vec<Job>,
     counters: &Counters,
-    applied: &AtomicU64,
+    state: &ApplyState,
 ) {
     let writes: Vec<(u64, &Write)> = batch
         .iter()
@@ -307,8 +305,10 @@ fn commit_each_or_all(
             }
         }
         let last = writes.last().map_or(0, |(seq, _)| *seq);
-        applied.store(last, Ordering::Release);
+        state.applied.store(last, Ordering::Release);
     }
+    // Done before any barrier is answered, so its caller sees the queue's room.
+    state.queued.fetch_sub(batch.len(), Ordering::AcqRel);
     for job in batch.drain(..) {
         if let Job::Flush(reply) = job {
             let _ = reply.send(Ok(0));
