@@ -212,21 +212,21 @@ impl Journal {
         })
     }
 
-    /// Append `records` (encoded, sequence numbers `first..=last`) in one write. On error the
-    /// segment is cut back to where it was, so a failed append leaves no record behind.
-    pub(crate) fn append(&mut self, records: &[u8], first: u64, last: u64) -> io::Result<()> {
+    /// Append `record` (encoded, sequence number `seq`) in one write. On error the segment
+    /// is cut back to where it was, so a failed append leaves no record behind.
+    pub(crate) fn append(&mut self, record: &[u8], seq: u64) -> io::Result<()> {
         if self.len >= self.segment_bytes {
-            self.rotate(first)?;
+            self.rotate(seq)?;
         }
-        if let Err(e) = self.file.write_all(records) {
+        if let Err(e) = self.file.write_all(record) {
             if self.file.set_len(self.len).is_err() {
                 // Cannot cut the torn bytes off: leave them as this segment's (reported) tail.
-                let _ = self.rotate(first);
+                let _ = self.rotate(seq);
             }
             return Err(e);
         }
-        self.len += records.len() as u64;
-        self.last = last;
+        self.len += record.len() as u64;
+        self.last = seq;
         Ok(())
     }
 
@@ -351,7 +351,7 @@ mod tests {
             let mut buf = Vec::new();
             encode(seq, &prompt(&seq.to_string()), &mut buf).unwrap();
             assert!(buf.len() > 100, "each record fills a segment");
-            journal.append(&buf, seq, seq).unwrap();
+            journal.append(&buf, seq).unwrap();
         }
         let firsts =
             |db: &Path| -> Vec<u64> { segments(db).unwrap().into_iter().map(|(f, _)| f).collect() };

@@ -383,7 +383,7 @@ impl Ledger {
         tail.buf.clear();
         journal::encode(seq, &write, &mut tail.buf)?;
         tail.journal
-            .append(&tail.buf, seq, seq)
+            .append(&tail.buf, seq)
             .map_err(|e| LedgerError::Storage(format!("journal: {e}")))?;
         tail.next_seq += 1;
         // Durable from here on: if the applier is gone, the next start replays it.

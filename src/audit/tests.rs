@@ -286,14 +286,12 @@ fn the_rules_refuse_with_the_matching_error() {
 
 /// Write journal records for `writes` (numbered from `first`) as a crashed run would leave them.
 fn leave_journal(db: &std::path::Path, first: u64, writes: &[Write]) {
-    let mut buf = Vec::new();
-    for (i, w) in writes.iter().enumerate() {
-        journal::encode(first + i as u64, w, &mut buf).unwrap();
-    }
     let mut journal = journal::Journal::create(db, first, 1 << 20).unwrap();
-    journal
-        .append(&buf, first, first + writes.len() as u64 - 1)
-        .unwrap();
+    for (seq, w) in (first..).zip(writes) {
+        let mut buf = Vec::new();
+        journal::encode(seq, w, &mut buf).unwrap();
+        journal.append(&buf, seq).unwrap();
+    }
     // Dropped, not closed: the segment stays, as after `kill -9`.
 }
 
