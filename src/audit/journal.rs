@@ -311,12 +311,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_torn_last_record_is_reported_and_the_rest_kept() {
+    /// Records 1 ("a") and 2 ("b"), and where the second one starts.
+    fn two_records() -> (Vec<u8>, usize) {
         let mut buf = Vec::new();
         encode(1, &prompt("a"), &mut buf).unwrap();
         let whole = buf.len();
         encode(2, &prompt("b"), &mut buf).unwrap();
+        (buf, whole)
+    }
+
+    #[test]
+    fn a_torn_last_record_is_reported_and_the_rest_kept() {
+        let (buf, whole) = two_records();
         for cut in [whole + 3, whole + HEADER, buf.len() - 1] {
             let (records, bad) = decode(&buf[..cut]);
             assert_eq!(ids(&records), [(1, "a".into())], "cut at {cut}");
@@ -328,10 +334,7 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_fails_the_checksum() {
-        let mut buf = Vec::new();
-        encode(1, &prompt("a"), &mut buf).unwrap();
-        let whole = buf.len();
-        encode(2, &prompt("b"), &mut buf).unwrap();
+        let (mut buf, whole) = two_records();
         let last = buf.len() - 2;
         buf[last] ^= 0x20;
         let (records, bad) = decode(&buf);
