@@ -221,12 +221,10 @@ pub(crate) fn apply_loop(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let started = Instant::now();
         counters
             .queue_wait
-            .observe((started - queued_at).as_secs_f64());
+            .observe(queued_at.elapsed().as_secs_f64());
         apply_batch(&mut conn, &mut batch, &cfg, &counters, state);
-        counters.apply.observe(started.elapsed().as_secs_f64());
         // After the commit, so the batch just applied never waits for it.
         checkpoints.finish_if_asked(&conn);
     }
@@ -282,6 +280,7 @@ fn commit_each_or_all(
         })
         .collect();
     if !writes.is_empty() {
+        let started = Instant::now();
         let failed = |w: &Write, e: LedgerError| counters.write_failed(w.name(), &e);
         match sql::commit(conn, &writes) {
             Ok(results) => {
@@ -306,6 +305,7 @@ fn commit_each_or_all(
         }
         let last = writes.last().map_or(0, |(seq, _)| *seq);
         state.applied.store(last, Ordering::Release);
+        counters.apply.observe(started.elapsed().as_secs_f64());
     }
     // Done before any barrier is answered, so its caller sees the queue's room.
     state.queued.fetch_sub(batch.len(), Ordering::AcqRel);
