@@ -14,21 +14,28 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Give the calling thread the scheduling weight of `nice` (Linux keeps one per thread),
-/// so background work yields the CPU to the answer path on a busy machine. Best effort:
-/// false where it is not supported or not allowed.
-pub fn lower_thread_priority(nice: i32) -> bool {
+/// Nice value a background thread falls back to where `SCHED_IDLE` is refused.
+const BACKGROUND_NICE: i32 = 19;
+
+/// Make the calling thread a background one (Linux schedules each thread on its own):
+/// `SCHED_IDLE`, so the scheduler lets any ordinary thread that wakes preempt it at once,
+/// or else nice 19. With nice alone a background thread keeps the CPU for the rest of its
+/// time slice, which delays a waking answer path by up to a millisecond on a busy box.
+/// Best effort: false where neither is supported or allowed.
+pub fn background_thread_priority() -> bool {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+        // SAFETY: plain syscalls on the calling thread's own id, with a parameter struct
+        // that lives across the call; no memory is shared.
         unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, nice) == 0
+            let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) == 0
+                || libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE) == 0
         }
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = nice;
         false
     }
 }
@@ -75,21 +82,19 @@ mod tests {
 mod priority_tests {
     use super::*;
 
-    fn own_nice() -> i32 {
-        // SAFETY: as above; getpriority may return -1 legitimately, errno is not needed here.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::getpriority(libc::PRIO_PROCESS, tid)
-        }
+    fn own_policy() -> i32 {
+        // SAFETY: as above.
+        unsafe { libc::sched_getscheduler(libc::syscall(libc::SYS_gettid) as libc::pid_t) }
     }
 
     #[test]
-    fn lowering_priority_affects_only_the_calling_thread() {
-        let before = own_nice();
-        let other = std::thread::spawn(|| (lower_thread_priority(19), own_nice()))
+    fn a_background_thread_is_sched_idle_and_others_are_untouched() {
+        let before = own_policy();
+        let other = std::thread::spawn(|| (background_thread_priority(), own_policy()))
             .join()
             .unwrap();
-        assert_eq!(other, (true, 19));
-        assert_eq!(own_nice(), before);
+        assert_eq!(other, (true, libc::SCHED_IDLE));
+        assert_eq!(own_policy(), before);
+        assert_ne!(before, libc::SCHED_IDLE);
     }
 }

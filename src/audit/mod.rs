@@ -192,6 +192,10 @@ impl Ledger {
         let ckpt_handoff = handoff.clone();
         let db = cfg.path.clone();
         spawn("ledger-checkpoint", cfg, move || {
+            // Its checkpoints copy pages and sync; nothing waits for them.
+            if !crate::util::background_thread_priority() {
+                tracing::debug!("cannot lower the ledger checkpointer's priority");
+            }
             checkpoint::run(ckpt_conn, &db, policy, ckpt_handoff, stopped)
         })
         .map(drop)?;

@@ -135,10 +135,6 @@ impl Counters {
     }
 }
 
-/// The applier's `nice`: on a saturated machine it gets a small share of a core, enough
-/// to keep up with thousands of writes a second in large transactions.
-const APPLIER_NICE: i32 = 19;
-
 /// The applier's settings.
 pub(crate) struct ApplyConfig {
     /// Most writes per transaction.
@@ -170,7 +166,7 @@ pub(crate) fn apply_loop(
     state: &ApplyState,
 ) {
     // Nobody waits for this thread but audit reads: the answer path goes first.
-    if !crate::util::lower_thread_priority(APPLIER_NICE) {
+    if !crate::util::background_thread_priority() {
         debug!("cannot lower the ledger applier's priority");
     }
     let mut batch: Vec<Job> = Vec::with_capacity(cfg.max_batch);
