@@ -18,6 +18,7 @@
 //! Whether the ledger is used at all is `[ledger] enabled`: callers skip [`Ledger::open`] when off.
 
 mod checkpoint;
+mod fold;
 mod journal;
 mod query;
 mod record;

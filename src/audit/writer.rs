@@ -74,6 +74,19 @@ pub(crate) enum Write {
 }
 
 impl Write {
+    /// The prompt it changes: `(session_id, request_id)`.
+    pub(crate) fn key(&self) -> (&str, &str) {
+        match self {
+            Write::Prompt(p) => (&p.session_id, &p.request_id),
+            Write::Decision(d) => (&d.session_id, &d.request_id),
+            Write::Delivered {
+                session_id,
+                request_id,
+                ..
+            } => (session_id, request_id),
+        }
+    }
+
     /// The API call that queued it, for logs.
     pub(crate) fn name(&self) -> &'static str {
         match self {
