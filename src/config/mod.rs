@@ -179,7 +179,7 @@ impl Default for ReconnectConfig {
 /// `[supervisor]` section: arbiters and the OTP-style restart budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorConfig {
-    /// Session arbiters (threads); `0` means one per core (`arbiters`, default 0).
+    /// Session arbiters (threads); `0` means half the cores, at least one (`arbiters`, default 0).
     pub arbiters: usize,
     /// At most this many restarts ... (`max_restarts`, default 5)
     pub max_restarts: u32,
