@@ -80,6 +80,21 @@ impl Running {
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
+        // The registry lives on the first arbiter and holds the ledger: wait for the threads
+        // to end so the ledger is closed (journal and WAL folded into the file) before exit.
+        let arbiters = self.arbiters;
+        let joined = tokio::task::spawn_blocking(move || {
+            for arbiter in arbiters {
+                let _ = arbiter.join();
+            }
+        });
+        let left = deadline.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left.max(Duration::from_secs(1)), joined)
+            .await
+            .is_err()
+        {
+            warn!("session arbiters did not stop in time");
+        }
         info!("stopped");
     }
 }

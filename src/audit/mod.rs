@@ -93,6 +93,9 @@ const READ_QUEUE: usize = 1024;
 /// A read job run on a reader thread with its connection.
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
+/// What a reader thread takes from its queue: a job, or `None` to stop.
+type ReadQueue = SyncSender<Option<ReadJob>>;
+
 /// The ledger's latency histograms (shared handles; the ledger observes them).
 #[derive(Debug, Clone)]
 pub struct LedgerHistograms {
@@ -107,7 +110,7 @@ pub struct LedgerHistograms {
 /// Cloneable, `Send + Sync` handle to the ledger; the threads stop when the last handle is dropped.
 #[derive(Clone)]
 pub struct Ledger {
-    reads: SyncSender<ReadJob>,
+    reads: ReadQueue,
     shared: Arc<Shared>,
 }
 
@@ -121,6 +124,12 @@ struct Shared {
     apply: Arc<ApplyState>,
     /// Joined when the last handle goes, so a reopen finds every write committed.
     applier: Mutex<Option<JoinHandle<()>>>,
+    /// The checkpointer and the readers, joined after the applier: the last of their
+    /// connections to close removes the WAL, so a clean stop leaves only the database.
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<JoinHandle<()>>>,
+    /// Tells the readers to stop (a query future may still hold a sender).
+    stop_reads: ReadQueue,
     #[cfg(test)]
     gate: Arc<Mutex<()>>,
 }
@@ -151,6 +160,17 @@ impl Drop for Shared {
         }
         tail.journal
             .close(self.apply.applied.load(Ordering::Acquire));
+        // The applier's exit stopped the checkpointer; each reader takes one stop.
+        let readers = std::mem::take(&mut *self.readers.lock());
+        for _ in &readers {
+            let _ = self.stop_reads.send(None);
+        }
+        let checkpointer = self.checkpointer.lock().take();
+        for thread in readers.into_iter().chain(checkpointer) {
+            if thread.join().is_err() {
+                tracing::error!("a decision ledger thread panicked");
+            }
+        }
     }
 }
 
@@ -192,14 +212,13 @@ impl Ledger {
         };
         let ckpt_handoff = handoff.clone();
         let db = cfg.path.clone();
-        spawn("ledger-checkpoint", cfg, move || {
+        let checkpointer = spawn("ledger-checkpoint", cfg, move || {
             // Its checkpoints copy pages and sync; nothing waits for them.
             if !crate::util::background_thread_priority() {
                 tracing::debug!("cannot lower the ledger checkpointer's priority");
             }
             checkpoint::run(ckpt_conn, &db, policy, ckpt_handoff, stopped)
-        })
-        .map(drop)?;
+        })?;
         let apply = Arc::new(ApplyState {
             applied: AtomicU64::new(next_seq - 1),
             queued: AtomicUsize::new(0),
@@ -210,22 +229,22 @@ impl Ledger {
             let _stop_checkpoints = stop_checkpoints; // dropped when the applier stops
             writer::apply_loop(conn, job_rx, acfg, acounters, &handoff, &astate)
         })?;
-        let (reads, read_jobs) = mpsc::sync_channel::<ReadJob>(READ_QUEUE);
+        let (reads, read_jobs) = mpsc::sync_channel::<Option<ReadJob>>(READ_QUEUE);
+        let mut readers = Vec::with_capacity(tuning.readers.max(1));
         let read_jobs = Arc::new(Mutex::new(read_jobs));
         for i in 0..tuning.readers.max(1) {
             let conn = schema::open_reader(&cfg.path)?;
             let read_jobs = read_jobs.clone();
-            spawn(&format!("ledger-reader-{i}"), cfg, move || loop {
+            readers.push(spawn(&format!("ledger-reader-{i}"), cfg, move || loop {
                 let job = read_jobs.lock().recv();
                 match job {
-                    Ok(job) => job(&conn),
-                    Err(_) => break,
+                    Ok(Some(job)) => job(&conn),
+                    Ok(None) | Err(_) => break,
                 }
-            })
-            .map(drop)?;
+            })?);
         }
         Ok(Ledger {
-            reads,
+            reads: reads.clone(),
             shared: Arc::new(Shared {
                 path: cfg.path.clone(),
                 capacity: tuning.queue_capacity.max(1),
@@ -238,6 +257,9 @@ impl Ledger {
                 })),
                 apply,
                 applier: Mutex::new(Some(applier)),
+                checkpointer: Mutex::new(Some(checkpointer)),
+                readers: Mutex::new(readers),
+                stop_reads: reads,
                 #[cfg(test)]
                 gate,
             }),
@@ -318,9 +340,9 @@ impl Ledger {
             // A failed flush (full queue) still leaves what is committed worth reading.
             let _ = flushed.await;
             let (tx, rx) = oneshot::channel();
-            let sent = reads.try_send(Box::new(move |conn: &Connection| {
+            let sent = reads.try_send(Some(Box::new(move |conn: &Connection| {
                 let _ = tx.send(query::page(conn, &q));
-            }));
+            })));
             match sent {
                 Ok(()) => rx.await.map_err(|_| LedgerError::Closed)?,
                 Err(TrySendError::Full(_)) => Err(LedgerError::QueueFull {

@@ -128,6 +128,18 @@ async fn graceful(signal: i32, name: &str) {
         !stderr.contains("did not all close in time") && !stderr.contains("did not stop in time"),
         "{name}: shutdown hit its deadline:\n{stderr}"
     );
+    // The ledger was closed, not just flushed: no journal, WAL or shared-memory file left.
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("read the temp dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files, ["config.toml", "ledger.db"], "{name}: files left");
     sim.stop().await;
 }
 
