@@ -144,7 +144,15 @@ struct Tail {
 }
 
 impl Drop for Shared {
+    /// Stops the threads in an order that leaves only the database file: the readers'
+    /// read-only connections close first (they cannot remove the WAL), then the applier's,
+    /// then the checkpointer's, whose close as the last connection folds the WAL in.
     fn drop(&mut self) {
+        let readers = std::mem::take(&mut *self.readers.lock());
+        for _ in &readers {
+            let _ = self.stop_reads.send(None);
+        }
+        join_all(readers);
         // Closing the queue lets the applier finish what it has and stop.
         let Some(tail) = self.tail.lock().take() else {
             return;
@@ -160,16 +168,15 @@ impl Drop for Shared {
         }
         tail.journal
             .close(self.apply.applied.load(Ordering::Acquire));
-        // The applier's exit stopped the checkpointer; each reader takes one stop.
-        let readers = std::mem::take(&mut *self.readers.lock());
-        for _ in &readers {
-            let _ = self.stop_reads.send(None);
-        }
-        let checkpointer = self.checkpointer.lock().take();
-        for thread in readers.into_iter().chain(checkpointer) {
-            if thread.join().is_err() {
-                tracing::error!("a decision ledger thread panicked");
-            }
+        // The applier's exit stopped the checkpointer.
+        join_all(self.checkpointer.lock().take());
+    }
+}
+
+fn join_all(threads: impl IntoIterator<Item = JoinHandle<()>>) {
+    for thread in threads {
+        if thread.join().is_err() {
+            tracing::error!("a decision ledger thread panicked");
         }
     }
 }

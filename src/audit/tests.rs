@@ -555,3 +555,21 @@ fn a_failing_command_does_not_fail_its_batch_neighbours() {
     );
     assert_eq!(ledger.write_errors(), 1);
 }
+
+#[test]
+fn dropping_the_last_handle_leaves_only_the_database_file() {
+    for _ in 0..5 {
+        let (_dir, cfg, ledger) = temp_ledger(Tuning::default());
+        block_on(ledger.record_prompt(prompt("s", "r", "Bash", at(1)))).unwrap();
+        // A query puts the readers' read-only connections to use.
+        let page = block_on(ledger.query(AuditQuery::default())).unwrap();
+        assert_eq!(page.rows.len(), 1);
+        drop(ledger);
+        let dir = cfg.path.parent().unwrap();
+        let files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, ["ledger.db"]);
+    }
+}
