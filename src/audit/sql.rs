@@ -127,24 +127,8 @@ fn insert_folded(tx: &Transaction, row: &Folded) -> rusqlite::Result<bool> {
 
 fn apply(tx: &Transaction, w: &Write) -> rusqlite::Result<Result<u64, LedgerError>> {
     match w {
-        Write::Prompt(p) => {
-            let n = tx
-                .prepare_cached(
-                    "INSERT INTO prompts (session_id, request_id, tool_use_id, tool_name, input, \
-                     request, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                     ON CONFLICT (session_id, request_id) DO NOTHING",
-                )?
-                .execute(params![
-                    p.session_id,
-                    p.request_id,
-                    p.tool_use_id,
-                    p.tool_name,
-                    p.input,
-                    p.request,
-                    p.received_at
-                ])?;
-            Ok(Ok(n as u64))
-        }
+        // A new prompt is its pending row; a known key is left as it is.
+        Write::Prompt(p) => Ok(Ok(u64::from(insert_folded(tx, &Folded::new(p))?))),
         Write::Decision(d) => decide(tx, d),
         Write::Delivered {
             session_id,
