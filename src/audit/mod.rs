@@ -110,7 +110,6 @@ pub struct LedgerHistograms {
 /// Cloneable, `Send + Sync` handle to the ledger; the threads stop when the last handle is dropped.
 #[derive(Clone)]
 pub struct Ledger {
-    reads: ReadQueue,
     shared: Arc<Shared>,
 }
 
@@ -128,8 +127,9 @@ struct Shared {
     /// connections to close removes the WAL, so a clean stop leaves only the database.
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<JoinHandle<()>>>,
-    /// Tells the readers to stop (a query future may still hold a sender).
-    stop_reads: ReadQueue,
+    /// The readers' queue; `None` tells one reader to stop (a query future may still hold
+    /// a sender, so the queue's closing cannot be the signal).
+    reads: ReadQueue,
     #[cfg(test)]
     gate: Arc<Mutex<()>>,
 }
@@ -150,7 +150,7 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let readers = std::mem::take(&mut *self.readers.lock());
         for _ in &readers {
-            let _ = self.stop_reads.send(None);
+            let _ = self.reads.send(None);
         }
         join_all(readers);
         // Closing the queue lets the applier finish what it has and stop.
@@ -251,7 +251,6 @@ impl Ledger {
             })?);
         }
         Ok(Ledger {
-            reads: reads.clone(),
             shared: Arc::new(Shared {
                 path: cfg.path.clone(),
                 capacity: tuning.queue_capacity.max(1),
@@ -266,7 +265,7 @@ impl Ledger {
                 applier: Mutex::new(Some(applier)),
                 checkpointer: Mutex::new(Some(checkpointer)),
                 readers: Mutex::new(readers),
-                stop_reads: reads,
+                reads,
                 #[cfg(test)]
                 gate,
             }),
@@ -342,7 +341,7 @@ impl Ledger {
         q: AuditQuery,
     ) -> impl Future<Output = Result<AuditPage, LedgerError>> + Send + 'static {
         let flushed = self.flush();
-        let reads = self.reads.clone();
+        let reads = self.shared.reads.clone();
         async move {
             // A failed flush (full queue) still leaves what is committed worth reading.
             let _ = flushed.await;
