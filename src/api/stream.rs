@@ -74,101 +74,136 @@ impl ReaderState {
     }
 }
 
-/// The item stream of one reader; ends on shutdown or after a live `lagged`.
-pub fn items(
+/// Most items in one batch: one SSE write (in chunks of at most
+/// [`SSE_CHUNK_BYTES`]) or one run of WebSocket frames.
+const BATCH: usize = 256;
+
+/// How long a batch that is not yet full waits for more events after its
+/// first one. The reader sleeps instead of being woken by every event (a
+/// cross-thread wake-up per event cost the publishing session more than the
+/// event itself), so under load a reader wakes about once per millisecond.
+const LINGER: Duration = Duration::from_millis(1);
+
+impl ReaderState {
+    /// Move ready live events into `batch` until it is full or none is ready.
+    /// A lag ends the batch with the final `lagged` notice.
+    fn drain(&mut self, batch: &mut Vec<Item>) {
+        while batch.len() < BATCH {
+            match self.live.try_recv() {
+                Ok(env) => batch.extend(self.accept(env)),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    batch.push(self.lagged(missed));
+                    return;
+                }
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    self.done = true;
+                    return;
+                }
+                Err(broadcast::error::TryRecvError::Empty) => return,
+            }
+        }
+    }
+
+    /// The next batch: the resume notice and backlog first, then live events
+    /// (waiting for the first one, then lingering for more), or a heartbeat.
+    /// `None` once the stream is over (shutdown, or after a live `lagged`).
+    async fn next_batch(&mut self) -> Option<Vec<Item>> {
+        if self.done {
+            return None;
+        }
+        let mut batch = Vec::new();
+        batch.extend(self.pending_lag.take().map(Item::Lagged));
+        while batch.len() < BATCH {
+            let Some(env) = self.backlog.pop_front() else {
+                break;
+            };
+            self.last_seq = env.seq;
+            batch.push(Item::Event(env));
+        }
+        if !batch.is_empty() {
+            return Some(batch);
+        }
+        self.drain(&mut batch);
+        while batch.is_empty() && !self.done {
+            tokio::select! {
+                _ = &mut self.closed => self.done = true,
+                _ = self.heartbeat.tick() => return Some(vec![Item::Heartbeat]),
+                got = self.live.recv() => match got {
+                    Ok(env) => batch.extend(self.accept(env)),
+                    Err(RecvError::Lagged(missed)) => batch.push(self.lagged(missed)),
+                    Err(RecvError::Closed) => self.done = true,
+                },
+            }
+        }
+        if batch.len() < BATCH && !self.done {
+            tokio::time::sleep(LINGER).await;
+            self.drain(&mut batch);
+        }
+        (!batch.is_empty()).then_some(batch)
+    }
+}
+
+impl ReaderState {
+    /// A reader of `bus` (one session's events or all), resuming after `after`.
+    fn new(
+        bus: &EventBus,
+        filter: Option<Arc<str>>,
+        after: Option<u64>,
+        heartbeat: Duration,
+        drops: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        let sub = bus.subscribe_from(filter.as_deref(), after);
+        let pending_lag = sub.lagged_from.map(|from| {
+            json!({"type": "lagged", "reason": "history_evicted", "resume_from": from}).to_string()
+        });
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ReaderState {
+            backlog: sub.backlog.into(),
+            pending_lag,
+            live: sub.live,
+            filter,
+            drops,
+            heartbeat: tick,
+            closed: Box::pin(bus.closed()),
+            last_seq: after.unwrap_or(0),
+            done: false,
+        }
+    }
+}
+
+/// The item stream of one reader, in batches of the items that were ready
+/// together; ends on shutdown or after a live `lagged`.
+pub fn batches(
     bus: &EventBus,
     filter: Option<Arc<str>>,
     after: Option<u64>,
     heartbeat: Duration,
     drops: prometheus_client::metrics::counter::Counter,
-) -> impl Stream<Item = Item> {
-    let sub = bus.subscribe_from(filter.as_deref(), after);
-    let pending_lag = sub.lagged_from.map(|from| {
-        json!({"type": "lagged", "reason": "history_evicted", "resume_from": from}).to_string()
-    });
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = ReaderState {
-        backlog: sub.backlog.into(),
-        pending_lag,
-        live: sub.live,
-        filter,
-        drops,
-        heartbeat: tick,
-        closed: Box::pin(bus.closed()),
-        last_seq: after.unwrap_or(0),
-        done: false,
-    };
+) -> impl Stream<Item = Vec<Item>> {
+    let state = ReaderState::new(bus, filter, after, heartbeat, drops);
     stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        if let Some(lag) = st.pending_lag.take() {
-            return Some((Item::Lagged(lag), st));
-        }
-        if let Some(env) = st.backlog.pop_front() {
-            st.last_seq = env.seq;
-            return Some((Item::Event(env), st));
-        }
-        loop {
-            // Fast path while events flow: no timer or shutdown polling per event.
-            match st.live.try_recv() {
-                Ok(env) => {
-                    if let Some(item) = st.accept(env) {
-                        return Some((item, st));
-                    }
-                    continue;
-                }
-                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                    let lag = st.lagged(missed);
-                    return Some((lag, st));
-                }
-                Err(broadcast::error::TryRecvError::Closed) => return None,
-                Err(broadcast::error::TryRecvError::Empty) => {}
-            }
-            tokio::select! {
-                _ = &mut st.closed => return None,
-                _ = st.heartbeat.tick() => return Some((Item::Heartbeat, st)),
-                got = st.live.recv() => match got {
-                    Ok(env) => {
-                        if let Some(item) = st.accept(env) {
-                            return Some((item, st));
-                        }
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        let lag = st.lagged(missed);
-                        return Some((lag, st));
-                    }
-                    Err(RecvError::Closed) => return None,
-                },
-            }
-        }
+        let batch = st.next_batch().await?;
+        Some((batch, st))
     })
 }
-
-/// Most items framed into one body chunk: fewer chunk headers and writes while events flow.
-const SSE_BATCH: usize = 256;
-
-/// How long an SSE chunk may wait for more events after its first one. Each
-/// chunk is a socket write (and, on loopback, the reader's TCP work too), so
-/// under load this bounds writes to about one per millisecond per reader.
-const SSE_LINGER: Duration = Duration::from_millis(1);
 
 /// Append the SSE framing of `item` to `out` (multi-line JSON becomes several `data:` lines).
 fn push_sse(out: &mut String, item: &Item) {
     use std::fmt::Write as _;
     // The pieces are JSON, where a line break can only be whitespace between
     // tokens: each one (CR or LF) starts a new `data:` line, which readers join
-    // back with LF.
-    fn data(out: &mut String, parts: &[&str]) {
+    // back with LF. Most JSON has none, and the envelope knows whether it has.
+    fn data(out: &mut String, parts: &[&str], line_breaks: bool) {
         out.push_str("data: ");
         for part in parts {
             let mut from = 0;
-            // Usually none: the whole part is copied at once.
-            for at in memchr::memchr2_iter(b'\r', b'\n', part.as_bytes()) {
-                out.push_str(&part[from..at]);
-                out.push_str("\ndata: ");
-                from = at + 1;
+            if line_breaks {
+                for at in memchr::memchr2_iter(b'\r', b'\n', part.as_bytes()) {
+                    out.push_str(&part[from..at]);
+                    out.push_str("\ndata: ");
+                    from = at + 1;
+                }
             }
             out.push_str(&part[from..]);
         }
@@ -177,11 +212,12 @@ fn push_sse(out: &mut String, item: &Item) {
     match item {
         Item::Event(env) => {
             let _ = write!(out, "id: {}\nevent: {}\n", env.seq, env.event.kind());
-            data(out, &env.json_parts());
+            data(out, &env.json_parts(), env.has_line_breaks());
         }
         Item::Lagged(json) => {
             out.push_str("event: lagged\n");
-            data(out, &[json]);
+            // Built by serde_json's compact writer: no raw line breaks.
+            data(out, &[json], false);
         }
         Item::Heartbeat => out.push_str(": keep-alive\n\n"),
     }
@@ -268,13 +304,14 @@ pub async fn events(
         };
         let mut resp =
             ws::handshake(&req).map_err(|_| ApiError::NotAcceptable("bad websocket handshake"))?;
-        let items = items(
+        let batches = batches(
             &state.bus,
             filter,
             after,
             heartbeat,
             state.metrics.stream_drops.clone(),
         );
+        let items = stream::StreamExt::flat_map(batches, stream::iter);
         let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
             ctx.add_stream(items);
             reader
@@ -292,9 +329,8 @@ pub async fn events(
         ));
     }
     let drops = state.metrics.stream_drops.clone();
-    let items = items(&state.bus, filter, after, heartbeat, drops);
-    let chunks = tokio_stream::StreamExt::chunks_timeout(items, SSE_BATCH, SSE_LINGER);
-    let body = stream::StreamExt::flat_map(chunks, |batch| {
+    let batches = batches(&state.bus, filter, after, heartbeat, drops);
+    let body = stream::StreamExt::flat_map(batches, |batch| {
         stream::iter(
             sse_chunks(&batch)
                 .into_iter()
@@ -416,6 +452,93 @@ mod tests {
     fn framed(items: &[Item]) -> String {
         let bytes: Vec<u8> = sse_chunks(items).concat();
         String::from_utf8(bytes).unwrap()
+    }
+
+    fn error(bus: &EventBus, session: &str) {
+        bus.publish(Event::Error {
+            session_id: session.into(),
+            message: "m".into(),
+        });
+    }
+
+    fn seqs(batch: &[Item]) -> Vec<u64> {
+        batch
+            .iter()
+            .map(|i| match i {
+                Item::Event(env) => env.seq,
+                other => panic!("not an event: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn reader(bus: &EventBus, filter: Option<&str>, after: Option<u64>) -> ReaderState {
+        let hour = Duration::from_secs(3600);
+        ReaderState::new(bus, filter.map(Arc::from), after, hour, Default::default())
+    }
+
+    #[tokio::test]
+    async fn a_reader_takes_what_is_ready_in_capped_batches_in_order() {
+        let bus = EventBus::new(BusLimits::default());
+        error(&bus, "a");
+        let mut st = reader(&bus, None, Some(0));
+        for n in 0..BATCH + 43 {
+            error(&bus, if n % 2 == 0 { "a" } else { "b" });
+        }
+        let backlog = st.next_batch().await.unwrap();
+        assert_eq!(seqs(&backlog), [1], "the backlog goes out first, alone");
+        let first = st.next_batch().await.unwrap();
+        let second = st.next_batch().await.unwrap();
+        assert_eq!(first.len(), BATCH);
+        let all: Vec<u64> = seqs(&first).into_iter().chain(seqs(&second)).collect();
+        assert_eq!(all, (2..=BATCH as u64 + 44).collect::<Vec<_>>());
+
+        // A filtered reader skips other sessions' events.
+        let mut only_b = reader(&bus, Some("b"), Some(0));
+        let b = only_b.next_batch().await.unwrap();
+        assert!(b.len() > 100);
+        assert!(b
+            .iter()
+            .all(|i| matches!(i, Item::Event(e) if e.event.session_id() == "b")));
+    }
+
+    #[tokio::test]
+    async fn after_the_first_live_event_a_reader_lingers_for_more() {
+        let bus = EventBus::new(BusLimits::default());
+        let mut st = reader(&bus, None, None);
+        let next = st.next_batch();
+        tokio::pin!(next);
+        assert!(
+            futures_util::FutureExt::now_or_never(next.as_mut()).is_none(),
+            "nothing yet"
+        );
+        error(&bus, "a");
+        assert!(
+            futures_util::FutureExt::now_or_never(next.as_mut()).is_none(),
+            "has one, lingers"
+        );
+        error(&bus, "a");
+        error(&bus, "b");
+        assert_eq!(seqs(&next.await.unwrap()), [1, 2, 3], "one batch");
+    }
+
+    #[tokio::test]
+    async fn a_lagging_reader_gets_a_final_lagged_notice() {
+        let bus = EventBus::new(BusLimits {
+            subscriber_buffer: 4,
+            ..BusLimits::default()
+        });
+        let mut st = reader(&bus, None, None);
+        for _ in 0..10 {
+            error(&bus, "a");
+        }
+        let batch = st.next_batch().await.unwrap();
+        let [Item::Lagged(json)] = &batch[..] else {
+            panic!("{batch:?}");
+        };
+        let lag: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(lag["reason"], "slow_reader");
+        assert_eq!(lag["missed"], 6);
+        assert!(st.next_batch().await.is_none(), "the stream ends");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Envelope {
     /// stops at `"message":` and the frame itself is shared with the event.
     head: String,
     start: usize,
+    /// The JSON has a raw CR or LF (only an SDK frame can: everything else is compact serde output).
+    line_breaks: bool,
 }
 
 impl Envelope {
@@ -40,6 +42,12 @@ impl Envelope {
             Event::SdkMessage { message, .. } => [head, message, "}"],
             _ => [head, "", ""],
         }
+    }
+
+    /// Whether the JSON has a raw CR or LF (whitespace between tokens of an SDK
+    /// frame), which a line-based framing such as SSE must split on.
+    pub fn has_line_breaks(&self) -> bool {
+        self.line_breaks
     }
 
     /// Length of the JSON in bytes.
@@ -146,6 +154,7 @@ impl History {
             event,
             at,
             mut head,
+            line_breaks,
         } = p;
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(seq);
@@ -165,6 +174,7 @@ impl History {
             event,
             head,
             start,
+            line_breaks,
         });
         let len = env.json_len();
         let session = env.event.session_id();
@@ -287,13 +297,26 @@ pub struct Prepared {
     /// [`SEQ_ROOM`] spaces, then `"at":"..",<the event's own fields>}`; for an
     /// SDK message it stops at `"message":`, the frame is not copied.
     head: String,
+    line_breaks: bool,
 }
 
 impl Prepared {
     /// Serialize `event` (published at `at`) except for its sequence number.
     pub fn new(event: Event, at: SystemTime) -> Self {
         let head = envelope_head(at, &event);
-        Self { event, at, head }
+        // Checked here, once, while the frame is still in this thread's cache.
+        let line_breaks = match &event {
+            Event::SdkMessage { message, .. } => {
+                memchr::memchr2(b'\r', b'\n', message.as_bytes()).is_some()
+            }
+            _ => false,
+        };
+        Self {
+            event,
+            at,
+            head,
+            line_breaks,
+        }
     }
 }
 
