@@ -190,7 +190,6 @@ pub fn batches(
 
 /// Append the SSE framing of `item` to `out` (multi-line JSON becomes several `data:` lines).
 fn push_sse(out: &mut String, item: &Item) {
-    use std::fmt::Write as _;
     // The pieces are JSON, where a line break can only be whitespace between
     // tokens: each one (CR or LF) starts a new `data:` line, which readers join
     // back with LF. Most JSON has none, and the envelope knows whether it has.
@@ -211,7 +210,11 @@ fn push_sse(out: &mut String, item: &Item) {
     }
     match item {
         Item::Event(env) => {
-            let _ = write!(out, "id: {}\nevent: {}\n", env.seq, env.event.kind());
+            out.push_str("id: ");
+            out.push_str(itoa::Buffer::new().format(env.seq));
+            out.push_str("\nevent: ");
+            out.push_str(env.event.kind());
+            out.push('\n');
             data(out, &env.json_parts(), env.has_line_breaks());
         }
         Item::Lagged(json) => {

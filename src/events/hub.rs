@@ -377,12 +377,18 @@ fn push_rfc3339_millis(out: &mut String, at: SystemTime) {
     });
 }
 
-/// Append `v` as a JSON string literal.
+/// Append `v` as a JSON string literal, escaped exactly as serde_json escapes it.
 fn push_json_str(out: &mut String, v: &str) {
-    // Writing to a String cannot fail; serde_json escapes exactly as its serializer does.
-    let mut buf = std::mem::take(out).into_bytes();
-    let _ = serde_json::to_writer(&mut buf, v);
-    *out = String::from_utf8(buf).expect("serde_json writes UTF-8");
+    // Session ids and message types almost never need escaping: copy those as
+    // they are (this runs for every frame of every session).
+    if !v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push('"');
+        out.push_str(v);
+        out.push('"');
+        return;
+    }
+    // Serializing a str cannot fail.
+    out.push_str(&serde_json::to_string(v).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -422,6 +428,25 @@ mod tests {
         assert_eq!(v["session_id"], via_serde["session_id"]);
         assert_eq!(v["msg_type"], via_serde["msg_type"]);
         assert_eq!(v["message"], via_serde["message"]);
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for v in [
+            "b-1",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "nl\n",
+            "\u{1}",
+            "é✓",
+            "\u{7f}",
+        ] {
+            let mut out = String::from("x");
+            push_json_str(&mut out, v);
+            assert_eq!(out[1..], serde_json::to_string(v).unwrap(), "{v:?}");
+        }
     }
 
     #[test]
