@@ -18,11 +18,10 @@ use bytes::Bytes;
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::auth::Viewer;
 use super::{ApiError, ApiState};
-use crate::events::{Envelope, EventBus};
+use crate::events::{Envelope, EventBus, Read, ReaderGuard};
 
 /// What a stream reader receives next.
 #[derive(Debug, Clone)]
@@ -35,45 +34,6 @@ pub enum Item {
     Heartbeat,
 }
 
-struct ReaderState {
-    backlog: VecDeque<Arc<Envelope>>,
-    pending_lag: Option<String>,
-    live: broadcast::Receiver<Arc<Envelope>>,
-    filter: Option<Arc<str>>,
-    drops: prometheus_client::metrics::counter::Counter,
-    heartbeat: tokio::time::Interval,
-    closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    last_seq: u64,
-    done: bool,
-}
-
-impl ReaderState {
-    /// A live event for this reader, unless the backlog sent it or the filter excludes it.
-    fn accept(&mut self, env: Arc<Envelope>) -> Option<Item> {
-        if env.seq <= self.last_seq {
-            return None; // already sent from the backlog
-        }
-        if self
-            .filter
-            .as_deref()
-            .is_some_and(|f| f != env.event.session_id())
-        {
-            return None;
-        }
-        self.last_seq = env.seq;
-        Some(Item::Event(env))
-    }
-
-    /// The reader overflowed its queue: the final `lagged` notice (the stream then ends).
-    fn lagged(&mut self, missed: u64) -> Item {
-        self.done = true;
-        self.drops.inc();
-        let lag = json!({"type": "lagged", "reason": "slow_reader", "missed": missed,
-            "resume_after": self.last_seq});
-        Item::Lagged(lag.to_string())
-    }
-}
-
 /// Most items in one batch: one SSE write (in chunks of at most
 /// [`SSE_CHUNK_BYTES`]) or one run of WebSocket frames.
 const BATCH: usize = 256;
@@ -84,22 +44,83 @@ const BATCH: usize = 256;
 /// event itself), so under load a reader wakes about once per millisecond.
 const LINGER: Duration = Duration::from_millis(1);
 
+/// One event-stream reader: its resume backlog, its cursor into the bus's
+/// window of recent events, and its heartbeat.
+struct ReaderState {
+    bus: EventBus,
+    backlog: VecDeque<Arc<Envelope>>,
+    pending_lag: Option<String>,
+    /// The last sequence number looked at in the live window.
+    cursor: u64,
+    filter: Option<Arc<str>>,
+    drops: prometheus_client::metrics::counter::Counter,
+    heartbeat: tokio::time::Interval,
+    closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// The last sequence number delivered.
+    last_seq: u64,
+    done: bool,
+    _reader: ReaderGuard,
+}
+
 impl ReaderState {
+    /// A reader of `bus` (one session's events or all), resuming after `after`.
+    fn new(
+        bus: &EventBus,
+        filter: Option<Arc<str>>,
+        after: Option<u64>,
+        heartbeat: Duration,
+        drops: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        let sub = bus.subscribe_from(filter.as_deref(), after);
+        let pending_lag = sub.lagged_from.map(|from| {
+            json!({"type": "lagged", "reason": "history_evicted", "resume_from": from}).to_string()
+        });
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ReaderState {
+            bus: bus.clone(),
+            backlog: sub.backlog.into(),
+            pending_lag,
+            cursor: sub.cursor,
+            filter,
+            drops,
+            heartbeat: tick,
+            closed: Box::pin(bus.closed()),
+            last_seq: after.unwrap_or(0),
+            done: false,
+            _reader: sub.reader,
+        }
+    }
+
+    /// The reader fell out of the window: the final `lagged` notice (the stream then ends).
+    fn lagged(&mut self, missed: u64) -> Item {
+        self.done = true;
+        self.drops.inc();
+        let lag = json!({"type": "lagged", "reason": "slow_reader", "missed": missed,
+            "resume_after": self.last_seq});
+        Item::Lagged(lag.to_string())
+    }
+
     /// Move ready live events into `batch` until it is full or none is ready.
     /// A lag ends the batch with the final `lagged` notice.
     fn drain(&mut self, batch: &mut Vec<Item>) {
-        while batch.len() < BATCH {
-            match self.live.try_recv() {
-                Ok(env) => batch.extend(self.accept(env)),
-                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                    batch.push(self.lagged(missed));
-                    return;
+        while batch.len() < BATCH && !self.done {
+            match self
+                .bus
+                .read(self.cursor, self.filter.as_deref(), BATCH - batch.len())
+            {
+                Read::Events(events, cursor) => {
+                    let caught_up = cursor == self.cursor;
+                    self.cursor = cursor;
+                    if let Some(last) = events.last() {
+                        self.last_seq = last.seq;
+                    }
+                    batch.extend(events.into_iter().map(Item::Event));
+                    if caught_up {
+                        return;
+                    }
                 }
-                Err(broadcast::error::TryRecvError::Closed) => {
-                    self.done = true;
-                    return;
-                }
-                Err(broadcast::error::TryRecvError::Empty) => return,
+                Read::Lagged(missed) => batch.push(self.lagged(missed)),
             }
         }
     }
@@ -123,16 +144,17 @@ impl ReaderState {
         if !batch.is_empty() {
             return Some(batch);
         }
-        self.drain(&mut batch);
         while batch.is_empty() && !self.done {
+            // Registered before looking, so a publish in between still wakes it.
+            let published = self.bus.published();
+            self.drain(&mut batch);
+            if !batch.is_empty() || self.done {
+                break;
+            }
             tokio::select! {
                 _ = &mut self.closed => self.done = true,
                 _ = self.heartbeat.tick() => return Some(vec![Item::Heartbeat]),
-                got = self.live.recv() => match got {
-                    Ok(env) => batch.extend(self.accept(env)),
-                    Err(RecvError::Lagged(missed)) => batch.push(self.lagged(missed)),
-                    Err(RecvError::Closed) => self.done = true,
-                },
+                _ = published => {}
             }
         }
         if batch.len() < BATCH && !self.done {
@@ -140,35 +162,6 @@ impl ReaderState {
             self.drain(&mut batch);
         }
         (!batch.is_empty()).then_some(batch)
-    }
-}
-
-impl ReaderState {
-    /// A reader of `bus` (one session's events or all), resuming after `after`.
-    fn new(
-        bus: &EventBus,
-        filter: Option<Arc<str>>,
-        after: Option<u64>,
-        heartbeat: Duration,
-        drops: prometheus_client::metrics::counter::Counter,
-    ) -> Self {
-        let sub = bus.subscribe_from(filter.as_deref(), after);
-        let pending_lag = sub.lagged_from.map(|from| {
-            json!({"type": "lagged", "reason": "history_evicted", "resume_from": from}).to_string()
-        });
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ReaderState {
-            backlog: sub.backlog.into(),
-            pending_lag,
-            live: sub.live,
-            filter,
-            drops,
-            heartbeat: tick,
-            closed: Box::pin(bus.closed()),
-            last_seq: after.unwrap_or(0),
-            done: false,
-        }
     }
 }
 

@@ -272,6 +272,87 @@ impl History {
     }
 }
 
+/// The most recent events in publication order, for live readers that each keep
+/// their own cursor (the last sequence number they have seen). Bounded by count
+/// and by bytes of JSON; the newest event is always kept. A reader whose next
+/// event was already dropped here has lagged.
+#[derive(Debug)]
+pub struct Recent {
+    events: VecDeque<Kept>,
+    bytes: usize,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+/// What a live reader gets from [`Recent::read`].
+#[derive(Debug)]
+pub enum Read {
+    /// Events after the cursor (possibly none), and the new cursor: the last
+    /// sequence number looked at, delivered or filtered out.
+    Events(Vec<Arc<Envelope>>, u64),
+    /// The reader's next events were already dropped: this many it can never get.
+    Lagged(u64),
+}
+
+impl Recent {
+    /// Empty, holding at most `max_events` events and `max_bytes` bytes of JSON.
+    pub fn new(max_events: usize, max_bytes: usize) -> Self {
+        Self {
+            events: VecDeque::new(),
+            bytes: 0,
+            max_events: max_events.max(1),
+            max_bytes,
+        }
+    }
+
+    /// Keep `env` (stamped after every event kept so far); what no longer fits
+    /// is moved to `evicted`, to be freed after the caller's lock.
+    pub fn push(&mut self, env: &Arc<Envelope>, evicted: &mut Vec<Arc<Envelope>>) {
+        let len = env.json_len();
+        self.bytes += len;
+        self.events.push_back(Kept {
+            seq: env.seq,
+            len,
+            env: env.clone(),
+        });
+        while self.events.len() > self.max_events
+            || (self.bytes > self.max_bytes && self.events.len() > 1)
+        {
+            let Some(old) = self.events.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len;
+            evicted.push(old.env);
+        }
+    }
+
+    /// Up to `max` events after `cursor` (of one session, or all), looking at
+    /// no more than `4 * max` events so that a filtered reader never holds the
+    /// lock for long.
+    pub fn read(&self, cursor: u64, session: Option<&str>, max: usize) -> Read {
+        let Some(front) = self.events.front().map(|k| k.seq) else {
+            return Read::Events(Vec::new(), cursor);
+        };
+        if cursor.saturating_add(1) < front {
+            return Read::Lagged(front - cursor - 1);
+        }
+        // Sequence numbers here are consecutive: the cursor's successor is at this index.
+        let start = usize::try_from(cursor + 1 - front).unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        let mut last = cursor;
+        for k in self.events.iter().skip(start).take(max.saturating_mul(4)) {
+            if out.len() == max {
+                break;
+            }
+            last = k.seq;
+            if session.is_none_or(|id| id == k.env.event.session_id()) {
+                out.push(k.env.clone());
+            }
+        }
+        Read::Events(out, last)
+    }
+}
+
 /// Move a session's oldest event to `evicted`; returns its bytes.
 fn evict_front(h: &mut SessionHistory, evicted: &mut Vec<Arc<Envelope>>) -> usize {
     let Some(old) = h.events.pop_front() else {
@@ -447,6 +528,52 @@ mod tests {
             push_json_str(&mut out, v);
             assert_eq!(out[1..], serde_json::to_string(v).unwrap(), "{v:?}");
         }
+    }
+
+    #[test]
+    fn recent_reads_after_a_cursor_filters_and_reports_a_lag() {
+        let mut h = History::new(limits(100, 1 << 20));
+        let size = h.push(ev("a", 100), SystemTime::UNIX_EPOCH).json_len();
+        let mut r = Recent::new(4, usize::MAX);
+        let mut evicted = Vec::new();
+        let seqs = |read: Read| match read {
+            Read::Events(events, cursor) => {
+                (events.iter().map(|e| e.seq).collect::<Vec<_>>(), cursor)
+            }
+            Read::Lagged(n) => panic!("lagged {n}"),
+        };
+        assert_eq!(seqs(r.read(0, None, 10)), (vec![], 0));
+        for s in ["a", "b", "a", "b", "a", "b"] {
+            r.push(&h.push(ev(s, 100), SystemTime::UNIX_EPOCH), &mut evicted);
+        }
+        // Seqs 2..=7 were pushed; 4 are kept.
+        assert_eq!(evicted.len(), 2);
+        assert_eq!(seqs(r.read(3, None, 10)), (vec![4, 5, 6, 7], 7));
+        assert_eq!(seqs(r.read(5, None, 1)), (vec![6], 6));
+        assert_eq!(seqs(r.read(3, Some("a"), 10)), (vec![4, 6], 7));
+        assert_eq!(seqs(r.read(7, None, 10)), (vec![], 7));
+        assert!(matches!(r.read(1, None, 10), Read::Lagged(2)));
+        // A filtered reader looks at no more than 4 * max events per read.
+        assert_eq!(seqs(r.read(3, Some("zzz"), 1)), (vec![], 7));
+
+        // The byte bound, which always keeps the newest event.
+        let mut r = Recent::new(100, 2 * size + 8);
+        let three: Vec<u64> = (0..3)
+            .map(|_| {
+                let env = h.push(ev("a", 100), SystemTime::UNIX_EPOCH);
+                r.push(&env, &mut evicted);
+                env.seq
+            })
+            .collect();
+        assert_eq!(seqs(r.read(three[0], None, 10)).0, three[1..]);
+        assert!(matches!(r.read(three[0] - 1, None, 10), Read::Lagged(1)));
+        let big = h.push(ev("a", 10 * size), SystemTime::UNIX_EPOCH);
+        r.push(&big, &mut evicted);
+        assert_eq!(
+            seqs(r.read(big.seq - 1, None, 10)),
+            (vec![big.seq], big.seq)
+        );
+        assert!(matches!(r.read(0, None, 10), Read::Lagged(_)));
     }
 
     #[test]

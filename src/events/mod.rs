@@ -1,21 +1,24 @@
 //! The internal event bus: typed events from sessions and the registry.
 //!
-//! Publishers never wait; a subscriber that falls behind its bounded queue
-//! gets `Lagged` (and the operator stream drops it with a `lagged` notice)
-//! instead of slowing anyone down. The operator event stream (WebSocket/SSE),
-//! the transcript API and the tests read from here.
+//! Publishers never wait. The operator event stream (WebSocket/SSE) reads the
+//! most recent events with a cursor of its own ([`EventBus::read`]); a reader
+//! whose next event was already dropped from that bounded window has lagged
+//! (and the stream ends with a `lagged` notice) instead of slowing anyone
+//! down. The transcript API pages the per-session history; tests and other
+//! in-process observers can also take a broadcast receiver.
 
 mod hub;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
 
-pub use hub::{Backlog, Envelope, History, HistoryLimits};
+pub use hub::{Backlog, Envelope, History, HistoryLimits, Read, Recent};
 
 use crate::protocol::api::Delivery;
 use crate::session::SessionState;
@@ -155,10 +158,11 @@ impl Event {
     }
 }
 
-/// Bounds of the bus: subscriber queue and per-session history.
+/// Bounds of the bus: how far live readers may fall behind, and the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BusLimits {
-    /// How far a live subscriber may fall behind before it is dropped as lagged.
+    /// How many events a live reader may fall behind before it is dropped as
+    /// lagged (it may also fall behind by at most `history.total_bytes` of JSON).
     pub subscriber_buffer: usize,
     /// History bounds, per session and in total (for resume and transcripts).
     pub history: HistoryLimits,
@@ -177,17 +181,32 @@ impl Default for BusLimits {
     }
 }
 
+/// Most events a broadcast receiver may fall behind.
+const OBSERVER_BUFFER: usize = 4096;
+
+/// What the hub lock guards: the histories and the live readers' window.
+struct Log {
+    history: History,
+    recent: Recent,
+}
+
 struct Hub {
-    history: Mutex<History>,
+    log: Mutex<Log>,
     tx: broadcast::Sender<Arc<Envelope>>,
     closed: watch::Sender<bool>,
+    /// Wakes readers that found nothing new; notified only while `waiting > 0`.
+    wake: Arc<Notify>,
+    waiting: AtomicUsize,
+    /// Live cursor readers (for `/healthz`).
+    readers: AtomicUsize,
 }
 
 /// Cloneable handle to the event hub: publish, subscribe (live or resuming), page history.
 ///
 /// Publishing stamps the event with the next sequence number, keeps it in the
-/// session's bounded history and fans it out on a bounded broadcast channel,
-/// all under one short lock so that every reader sees one total order.
+/// session's bounded history and in the readers' bounded window (and sends it
+/// to any broadcast receivers), all under one short lock so that every reader
+/// sees one total order.
 #[derive(Clone)]
 pub struct EventBus {
     hub: Arc<Hub>,
@@ -196,30 +215,67 @@ pub struct EventBus {
 impl std::fmt::Debug for EventBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventBus")
-            .field("subscribers", &self.hub.tx.receiver_count())
+            .field("subscribers", &self.subscribers())
             .finish()
     }
 }
 
-/// A resuming subscription: history first, then live events.
+/// A resuming subscription: history first, then live events read with [`EventBus::read`].
+#[derive(Debug)]
 pub struct Subscription {
     /// Retained events after the requested point, oldest first.
     pub backlog: Vec<Arc<Envelope>>,
     /// Set when part of the requested range was evicted: resume point available.
     pub lagged_from: Option<u64>,
-    /// Live events published after the backlog was taken.
-    pub live: broadcast::Receiver<Arc<Envelope>>,
+    /// The cursor for live events: everything after it was published after the backlog was taken.
+    pub cursor: u64,
+    /// Counts this reader in [`EventBus::subscribers`] while it lives.
+    pub reader: ReaderGuard,
+}
+
+/// Counts one live cursor reader; dropped with the reader.
+#[derive(Debug)]
+pub struct ReaderGuard(Arc<Hub>);
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.readers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+/// Keeps a reader counted in `waiting` until its wait ends.
+struct Waiting(Arc<Hub>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl EventBus {
     /// A bus with these bounds.
     pub fn new(limits: BusLimits) -> Self {
-        let (tx, _) = broadcast::channel(limits.subscriber_buffer.max(1));
+        // In-process observers only (the event stream reads `recent`): the channel's
+        // slots are allocated up front, so a large `event_buffer` is not copied here.
+        let (tx, _) = broadcast::channel(limits.subscriber_buffer.clamp(1, OBSERVER_BUFFER));
+        let recent = Recent::new(limits.subscriber_buffer, limits.history.total_bytes);
         Self {
             hub: Arc::new(Hub {
-                history: Mutex::new(History::new(limits.history)),
+                log: Mutex::new(Log {
+                    history: History::new(limits.history),
+                    recent,
+                }),
                 tx,
                 closed: watch::channel(false).0,
+                wake: Arc::new(Notify::new()),
+                waiting: AtomicUsize::new(0),
+                readers: AtomicUsize::new(0),
             }),
         }
     }
@@ -230,60 +286,81 @@ impl EventBus {
         let prepared = hub::Prepared::new(event, SystemTime::now());
         let mut evicted = Vec::new();
         {
-            let mut history = self.hub.history.lock();
-            let env = history.stamp(prepared, &mut evicted);
-            // Err only means nobody is listening live.
+            let mut log = self.hub.log.lock();
+            let env = log.history.stamp(prepared, &mut evicted);
+            log.recent.push(&env, &mut evicted);
+            // Err only means no broadcast receiver exists.
             let _ = self.hub.tx.send(env);
         }
         drop(evicted); // freed outside the lock
+                       // Readers that found nothing are woken; busy ones are not (they read on their own).
+        if self.hub.waiting.load(Ordering::SeqCst) > 0 {
+            self.hub.wake.notify_waiters();
+        }
     }
 
-    /// Live events from now on.
+    /// A broadcast receiver of live events from now on (for in-process observers and
+    /// tests), lagging after `min(event_buffer, 4096)` events.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
         self.hub.tx.subscribe()
     }
 
-    /// History after `after` (of one session or all), then live events, with no gap.
+    /// History after `after` (of one session or all), then a cursor for live
+    /// events with [`EventBus::read`], with no gap.
     pub fn subscribe_from(&self, session: Option<&str>, after: Option<u64>) -> Subscription {
-        let history = self.hub.history.lock();
-        let live = self.hub.tx.subscribe();
-        match after {
-            Some(after) => {
-                let b = history.backlog(session, after);
-                Subscription {
-                    backlog: b.events,
-                    lagged_from: b.lagged_from,
-                    live,
-                }
-            }
-            None => Subscription {
-                backlog: vec![],
-                lagged_from: None,
-                live,
-            },
+        self.hub.readers.fetch_add(1, Ordering::Relaxed);
+        let reader = ReaderGuard(self.hub.clone());
+        let log = self.hub.log.lock();
+        let cursor = log.history.next_seq() - 1;
+        let b = after.map(|after| log.history.backlog(session, after));
+        let b = b.unwrap_or_default();
+        Subscription {
+            backlog: b.events,
+            lagged_from: b.lagged_from,
+            cursor,
+            reader,
+        }
+    }
+
+    /// Up to `max` live events after `cursor` (of one session, or all), or how
+    /// many the reader missed because they already left the bounded window.
+    pub fn read(&self, cursor: u64, session: Option<&str>, max: usize) -> Read {
+        self.hub.log.lock().recent.read(cursor, session, max)
+    }
+
+    /// Resolves after the next publish. Create it, then look for events with
+    /// [`EventBus::read`], then await it: an event published in between still
+    /// wakes it.
+    pub fn published(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.hub.waiting.fetch_add(1, Ordering::SeqCst);
+        let waiting = Waiting(self.hub.clone());
+        let notified = self.hub.wake.clone().notified_owned();
+        async move {
+            notified.await;
+            drop(waiting);
         }
     }
 
     /// Up to `limit` events of `session` after `after`, oldest first.
     pub fn page(&self, session: &str, after: u64, limit: usize) -> Backlog {
-        let mut b = self.hub.history.lock().backlog(Some(session), after);
+        let mut b = self.hub.log.lock().history.backlog(Some(session), after);
         b.events.truncate(limit);
         b
     }
 
     /// The sequence number the next event will get.
     pub fn next_seq(&self) -> u64 {
-        self.hub.history.lock().next_seq()
+        self.hub.log.lock().history.next_seq()
     }
 
     /// Drop a removed session's history.
     pub fn forget(&self, session: &str) {
-        self.hub.history.lock().forget(session);
+        self.hub.log.lock().history.forget(session);
     }
 
-    /// Number of live subscribers.
+    /// Number of live subscribers: event-stream readers and broadcast receivers.
     pub fn subscribers(&self) -> usize {
-        self.hub.tx.receiver_count()
+        self.hub.readers.load(Ordering::Relaxed) + self.hub.tx.receiver_count()
     }
 
     /// Tell every stream to end (shutdown).
@@ -337,6 +414,8 @@ mod tests {
             ..BusLimits::default()
         });
         let mut rx = bus.subscribe();
+        let sub = bus.subscribe_from(None, None);
+        assert_eq!(bus.subscribers(), 2);
         for _ in 0..5 {
             bus.publish(Event::Error {
                 session_id: "s".into(),
@@ -347,6 +426,26 @@ mod tests {
             rx.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(3))
         ));
+        assert!(matches!(bus.read(sub.cursor, None, 10), Read::Lagged(3)));
+        assert!(matches!(bus.read(3, None, 10), Read::Events(e, 5) if e.len() == 2));
+        drop(sub);
+        assert_eq!(bus.subscribers(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_is_woken_by_a_publish_even_one_before_it_waits() {
+        let bus = EventBus::new(BusLimits::default());
+        let published = bus.published();
+        // Published after the waiter was made but before it is awaited: not lost.
+        bus.publish(Event::Error {
+            session_id: "s".into(),
+            message: "m".into(),
+        });
+        published.await;
+        assert_eq!(bus.hub.waiting.load(Ordering::SeqCst), 0);
+        // A waiter that is dropped unresolved stops counting too.
+        drop(bus.published());
+        assert_eq!(bus.hub.waiting.load(Ordering::SeqCst), 0);
     }
 
     #[test]
@@ -358,11 +457,12 @@ mod tests {
         };
         bus.publish(err("one"));
         bus.publish(err("two"));
-        let mut sub = bus.subscribe_from(Some("s"), Some(1));
+        let sub = bus.subscribe_from(Some("s"), Some(1));
         bus.publish(err("three"));
         let seqs: Vec<u64> = sub.backlog.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [2]);
-        assert_eq!(sub.live.try_recv().unwrap().seq, 3);
+        assert!(matches!(bus.read(sub.cursor, Some("s"), 10),
+            Read::Events(e, 3) if e.len() == 1 && e[0].seq == 3));
         assert_eq!(bus.page("s", 0, 2).events.len(), 2);
     }
 }

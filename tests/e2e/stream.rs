@@ -101,10 +101,22 @@ async fn evicted_history_gives_an_explicit_lagged() {
 
 #[actix_rt::test]
 async fn slow_subscriber_is_dropped_with_lagged_while_sessions_keep_flowing() {
-    let env = [
-        ("CCR_SUPERVISOR__API__EVENT_BUFFER", "16"),
-        ("CCR_SUPERVISOR__CCR__MAX_FRAME_BYTES", "65536"),
-    ];
+    slow_subscriber_is_dropped(&[("CCR_SUPERVISOR__API__EVENT_BUFFER", "16")]).await;
+}
+
+#[actix_rt::test]
+async fn a_reader_may_not_fall_behind_by_more_than_the_history_budget() {
+    // A count the flood never reaches: the byte bound (here 4 frames) drops it.
+    slow_subscriber_is_dropped(&[
+        ("CCR_SUPERVISOR__API__EVENT_BUFFER", "1000000"),
+        ("CCR_SUPERVISOR__API__HISTORY_TOTAL_BYTES", "65536"),
+    ])
+    .await;
+}
+
+async fn slow_subscriber_is_dropped(bounds: &[(&str, &str)]) {
+    let mut env = vec![("CCR_SUPERVISOR__CCR__MAX_FRAME_BYTES", "65536")];
+    env.extend_from_slice(bounds);
     let h = Harness::start(vec![Sess::new("s1")], &env).await;
     h.wait_state("s1", "connected").await;
     // Subscribe and then do not read: the socket fills, the server stops pulling.
