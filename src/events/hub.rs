@@ -306,8 +306,12 @@ impl Recent {
     }
 
     /// Keep `env` (stamped after every event kept so far); what no longer fits
-    /// is moved to `evicted`, to be freed after the caller's lock.
+    /// is moved to `evicted`, to be freed after the caller's lock. After a gap
+    /// (events not pushed while nobody read) the window starts over at `env`.
     pub fn push(&mut self, env: &Arc<Envelope>, evicted: &mut Vec<Arc<Envelope>>) {
+        if self.events.back().is_some_and(|k| k.seq + 1 != env.seq) {
+            self.clear(evicted);
+        }
         let len = env.json_len();
         self.bytes += len;
         self.events.push_back(Kept {
@@ -324,6 +328,12 @@ impl Recent {
             self.bytes -= old.len;
             evicted.push(old.env);
         }
+    }
+
+    /// Drop every event (moved to `evicted`): nobody reads the window.
+    pub fn clear(&mut self, evicted: &mut Vec<Arc<Envelope>>) {
+        evicted.extend(self.events.drain(..).map(|k| k.env));
+        self.bytes = 0;
     }
 
     /// Up to `max` events after `cursor` (of one session, or all), looking at
@@ -574,6 +584,18 @@ mod tests {
             (vec![big.seq], big.seq)
         );
         assert!(matches!(r.read(0, None, 10), Read::Lagged(_)));
+
+        // After a gap the window starts over; a cursor from before the gap has lagged.
+        let skipped = h.push(ev("a", 1), SystemTime::UNIX_EPOCH);
+        let after = h.push(ev("a", 1), SystemTime::UNIX_EPOCH);
+        r.push(&after, &mut evicted);
+        assert_eq!(
+            seqs(r.read(skipped.seq, None, 10)),
+            (vec![after.seq], after.seq)
+        );
+        assert!(matches!(r.read(big.seq, None, 10), Read::Lagged(1)));
+        r.clear(&mut evicted);
+        assert_eq!(seqs(r.read(after.seq, None, 10)), (vec![], after.seq));
     }
 
     #[test]

@@ -288,12 +288,18 @@ impl EventBus {
         {
             let mut log = self.hub.log.lock();
             let env = log.history.stamp(prepared, &mut evicted);
-            log.recent.push(&env, &mut evicted);
+            // A reader counts itself before it takes this lock to get its cursor.
+            if self.hub.readers.load(Ordering::Relaxed) > 0 {
+                log.recent.push(&env, &mut evicted);
+            } else {
+                log.recent.clear(&mut evicted);
+            }
             // Err only means no broadcast receiver exists.
             let _ = self.hub.tx.send(env);
         }
-        drop(evicted); // freed outside the lock
-                       // Readers that found nothing are woken; busy ones are not (they read on their own).
+        // Freed outside the lock.
+        drop(evicted);
+        // Readers that found nothing are woken; busy ones are not (they read on their own).
         if self.hub.waiting.load(Ordering::SeqCst) > 0 {
             self.hub.wake.notify_waiters();
         }
@@ -430,6 +436,12 @@ mod tests {
         assert!(matches!(bus.read(3, None, 10), Read::Events(e, 5) if e.len() == 2));
         drop(sub);
         assert_eq!(bus.subscribers(), 1);
+        // With no reader the window holds nothing.
+        bus.publish(Event::Error {
+            session_id: "s".into(),
+            message: "m".into(),
+        });
+        assert!(matches!(bus.read(0, None, 10), Read::Events(e, 0) if e.is_empty()));
     }
 
     #[tokio::test]
