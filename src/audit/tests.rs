@@ -524,6 +524,22 @@ fn full_queue_fails_at_once_and_is_counted() {
 }
 
 #[test]
+fn a_prune_gives_its_place_in_the_queue_back() {
+    let tuning = Tuning {
+        queue_capacity: 2,
+        ..Tuning::default()
+    };
+    let (_dir, _cfg, ledger) = temp_ledger(tuning);
+    for _ in 0..3 {
+        block_on(ledger.prune(SystemTime::UNIX_EPOCH)).unwrap();
+    }
+    for i in 0..2 {
+        block_on(ledger.record_prompt(prompt("s", &format!("r{i}"), "Bash", at(i)))).unwrap();
+    }
+    assert_eq!(ledger.write_errors(), 0);
+}
+
+#[test]
 fn a_failing_command_does_not_fail_its_batch_neighbours() {
     let (_dir, cfg, ledger) = temp_ledger(Tuning::default());
     let outside = rusqlite::Connection::open(&cfg.path).unwrap();

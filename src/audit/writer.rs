@@ -269,6 +269,8 @@ fn apply_batch(
         commit_each_or_all(conn, batch, counters, state);
         let result =
             sql::prune_all(conn, to_ms(before), cfg.prune_chunk).map_err(LedgerError::from);
+        // The prune was counted when queued, like every job; done before it is answered.
+        state.queued.fetch_sub(1, Ordering::AcqRel);
         let _ = reply.send(result);
         *batch = rest;
     }
