@@ -61,7 +61,8 @@ fn decision(session: &str, id: &str) -> DecisionRecord {
         updated_input: None,
         answer: Some(
             json!({"type": "control_response", "response": {"subtype": "success",
-            "request_id": id, "response": {"behavior": "allow", "updatedInput": {"command": "cargo test"}}}}),
+            "request_id": id, "response": {"behavior": "allow", "updatedInput": {"command": "cargo test"}}}})
+            .to_string(),
         ),
         reason: None,
     }

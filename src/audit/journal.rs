@@ -6,8 +6,10 @@
 //!
 //! Segment files sit next to the database, `<db>.journal.<first seq, 20 digits>`, each a
 //! run of records: `len: u32 LE | crc32(seq ‖ payload): u32 LE | seq: u64 LE | payload`,
-//! the payload being the JSON of one [`Write`]. A crash in the middle of an append
-//! leaves a torn last record, which replay reports and drops (it was never acknowledged).
+//! the payload being one [`Write`]: the byte [`POSTCARD`] then its postcard encoding (the
+//! JSON it carries is copied, not escaped again). Payloads written by older builds are the
+//! JSON of the write, and still read. A crash in the middle of an append leaves a torn
+//! last record, which replay reports and drops (it was never acknowledged).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -30,12 +32,20 @@ const MAX_PAYLOAD: usize = 64 << 20;
 /// Records applied per transaction during replay.
 const REPLAY_BATCH: usize = 1024;
 
+/// First payload byte of a postcard-encoded write. Postcard is not self-describing: the
+/// fields and variants of [`Write`] may only ever be added at the end.
+const POSTCARD: u8 = 1;
+
+/// First payload byte of a write journaled as JSON (before postcard).
+const LEGACY_JSON: u8 = b'{';
+
 /// Append one record for `write` to `out`.
 pub(crate) fn encode(seq: u64, write: &Write, out: &mut Vec<u8>) -> Result<(), LedgerError> {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&seq.to_le_bytes());
-    if let Err(e) = serde_json::to_writer(&mut *out, write) {
+    out.push(POSTCARD);
+    if let Err(e) = postcard::to_io(write, &mut *out) {
         out.truncate(start);
         return Err(LedgerError::Storage(format!(
             "cannot encode journal record: {e}"
@@ -87,13 +97,25 @@ pub(crate) fn decode(buf: &[u8]) -> (Vec<(u64, Write)>, Option<BadTail>) {
         if crc32fast::hash(&buf[at + 8..at + HEADER + len]) != crc {
             return (records, Some(bad("checksum mismatch")));
         }
-        match serde_json::from_slice(payload) {
-            Ok(write) => records.push((seq, write)),
-            Err(_) => return (records, Some(bad("undecodable record"))),
+        match payload_write(payload) {
+            Some(write) => records.push((seq, write)),
+            None => return (records, Some(bad("undecodable record"))),
         }
         at += HEADER + len;
     }
     (records, None)
+}
+
+/// The write a record's payload holds, in either encoding; `None` when it holds none.
+fn payload_write(payload: &[u8]) -> Option<Write> {
+    match payload.split_first() {
+        Some((&POSTCARD, rest)) => match postcard::take_from_bytes(rest) {
+            Ok((write, [])) => Some(write),
+            _ => None,
+        },
+        Some((&LEGACY_JSON, _)) => serde_json::from_slice(payload).ok(),
+        _ => None,
+    }
 }
 
 /// The segment file of `db` whose first record is `first_seq`.
@@ -311,6 +333,88 @@ mod tests {
         );
     }
 
+    fn decision() -> Write {
+        Write::Decision(crate::audit::writer::DecisionRow {
+            session_id: "s".into(),
+            request_id: "r\"1".into(),
+            outcome: crate::audit::Outcome::Allowed,
+            decided_by: "rule:allow-bash".into(),
+            decided_at: -3,
+            updated_input: None,
+            answer: Some(r#"{"type":"control_response","note":"a \"quoted\" line\n"}"#.into()),
+            reason: Some("matched".into()),
+        })
+    }
+
+    /// A record as builds before postcard wrote it: the write's JSON.
+    fn legacy_record(seq: u64, write: &Write) -> Vec<u8> {
+        let payload = serde_json::to_vec(write).unwrap();
+        let mut rec = (payload.len() as u32).to_le_bytes().to_vec();
+        rec.extend_from_slice(&[0; 4]);
+        rec.extend_from_slice(&seq.to_le_bytes());
+        rec.extend_from_slice(&payload);
+        let crc = crc32fast::hash(&rec[8..]);
+        rec[4..8].copy_from_slice(&crc.to_le_bytes());
+        rec
+    }
+
+    #[test]
+    fn every_field_survives_and_older_json_records_still_read() {
+        let mut buf = legacy_record(1, &decision());
+        encode(2, &decision(), &mut buf).unwrap();
+        encode(
+            3,
+            &Write::Delivered {
+                session_id: "s".into(),
+                request_id: "r".into(),
+                at: 9,
+            },
+            &mut buf,
+        )
+        .unwrap();
+        let (records, bad) = decode(&buf);
+        assert_eq!(bad, None);
+        let shown: Vec<String> = records.iter().map(|r| format!("{r:?}")).collect();
+        assert_eq!(shown[0], format!("{:?}", (1, decision())));
+        assert_eq!(shown[1], format!("{:?}", (2, decision())));
+        assert!(
+            shown[2].contains("Delivered") && shown[2].contains("at: 9"),
+            "{}",
+            shown[2]
+        );
+        // The JSON it carries is copied as it is, not escaped again.
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.contains(r#""note":"a \"quoted\" line\n""#), "{text}");
+    }
+
+    #[test]
+    fn a_payload_in_no_known_encoding_is_an_undecodable_tail() {
+        let (mut buf, whole) = two_records();
+        for first in [0u8, 2, b'['] {
+            let mut rec = legacy_record(3, &prompt("c"));
+            rec[HEADER] = first;
+            let crc = crc32fast::hash(&rec[8..]);
+            rec[4..8].copy_from_slice(&crc.to_le_bytes());
+            let mut all = buf.clone();
+            all.extend_from_slice(&rec);
+            let (records, bad) = decode(&all);
+            assert_eq!(records.len(), 2);
+            assert_eq!(
+                bad.unwrap().reason,
+                "undecodable record",
+                "first byte {first}"
+            );
+        }
+        // Trailing bytes after a postcard write are not a write either.
+        buf.truncate(whole);
+        let len = u32::from_le_bytes(buf[0..4].try_into().unwrap()) + 1;
+        buf[0..4].copy_from_slice(&len.to_le_bytes());
+        buf.push(0);
+        let crc = crc32fast::hash(&buf[8..]);
+        buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&buf).1.unwrap().reason, "undecodable record");
+    }
+
     /// Records 1 ("a") and 2 ("b"), and where the second one starts.
     fn two_records() -> (Vec<u8>, usize) {
         let mut buf = Vec::new();
@@ -349,11 +453,11 @@ mod tests {
     fn segments_rotate_and_are_released_once_applied() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("ledger.db");
-        let mut journal = Journal::create(&db, 1, 100).unwrap();
+        let mut journal = Journal::create(&db, 1, 20).unwrap();
         for seq in 1..=4 {
             let mut buf = Vec::new();
             encode(seq, &prompt(&seq.to_string()), &mut buf).unwrap();
-            assert!(buf.len() > 100, "each record fills a segment");
+            assert!(buf.len() > 20, "each record fills a segment");
             journal.append(&buf, seq).unwrap();
         }
         let firsts =
@@ -366,7 +470,7 @@ mod tests {
         assert_eq!(firsts(&db), [4]);
         journal.close(3);
         assert_eq!(firsts(&db), [4]);
-        let journal = Journal::create(&db, 5, 100).unwrap();
+        let journal = Journal::create(&db, 5, 20).unwrap();
         journal.close(5);
         assert_eq!(firsts(&db), [4], "an empty segment is removed at close");
     }

@@ -42,6 +42,7 @@ pub use query::{AuditPage, AuditParams, AuditQuery, OutcomeFilter, DEFAULT_LIMIT
 pub use record::{AuditRow, DecisionRecord, LedgerError, Outcome, PromptRecord, Unfinished};
 
 use crate::config::LedgerConfig;
+use crate::protocol::PermissionPrompt;
 use writer::{ApplyConfig, ApplyState, Counters, DecisionRow, Job, PromptRow, Write};
 
 /// Throughput knobs; [`Tuning::default`] suits the service.
@@ -289,6 +290,21 @@ impl Ledger {
         std::future::ready(self.write(Write::Prompt(r.into())))
     }
 
+    /// [`Ledger::record_prompt`] for a prompt as the registry holds it: its JSON is
+    /// serialized straight from it, without copying it into a [`PromptRecord`] first.
+    pub fn record_received(
+        &self,
+        session_id: &str,
+        prompt: &PermissionPrompt,
+        received_at: SystemTime,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
+        std::future::ready(self.write(Write::Prompt(PromptRow::received(
+            session_id,
+            prompt,
+            received_at,
+        ))))
+    }
+
     /// Record an answer before it is written; resolves once durable (journaled).
     ///
     /// The ledger's rules are checked when the write is applied: a decision for an unknown
@@ -468,6 +484,21 @@ impl Ledger {
     }
 }
 
+impl PromptRow {
+    /// The row of `prompt`, received on `session_id` at `received_at`.
+    fn received(session_id: &str, prompt: &PermissionPrompt, received_at: SystemTime) -> Self {
+        PromptRow {
+            session_id: session_id.to_owned(),
+            request_id: prompt.request_id.clone(),
+            tool_use_id: prompt.tool_use_id.clone(),
+            tool_name: prompt.tool_name.clone(),
+            input: prompt.input.to_string(),
+            request: prompt.request.to_string(),
+            received_at: record::to_ms(received_at),
+        }
+    }
+}
+
 impl From<PromptRecord> for PromptRow {
     fn from(r: PromptRecord) -> Self {
         PromptRow {
@@ -488,7 +519,7 @@ impl From<DecisionRecord> for DecisionRow {
             outcome: r.outcome,
             decided_at: record::to_ms(r.decided_at),
             updated_input: r.updated_input.map(|v| v.to_string()),
-            answer: r.answer.map(|v| v.to_string()),
+            answer: r.answer,
             reason: r.reason,
             session_id: r.session_id,
             request_id: r.request_id,

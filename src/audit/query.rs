@@ -286,7 +286,7 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>, LedgerErr
             decided_by: r.decided_by.clone().unwrap_or_default(),
             decided_at: r.decided_at.unwrap_or(r.received_at),
             updated_input: r.updated_input.clone(),
-            answer: r.answer.clone(),
+            answer: r.answer.as_ref().map(Value::to_string),
             reason: r.reason.clone(),
         });
         let prompt = PromptRecord {

@@ -86,23 +86,6 @@ pub struct PromptRecord {
 }
 
 impl PromptRecord {
-    /// The record of `prompt`, received on `session_id` at `received_at`.
-    pub fn from_prompt(
-        session_id: &str,
-        prompt: &PermissionPrompt,
-        received_at: SystemTime,
-    ) -> Self {
-        Self {
-            session_id: session_id.to_owned(),
-            request_id: prompt.request_id.clone(),
-            tool_use_id: prompt.tool_use_id.clone(),
-            tool_name: prompt.tool_name.clone(),
-            input: prompt.input.clone(),
-            request: prompt.request.clone(),
-            received_at,
-        }
-    }
-
     /// The prompt again, for restoring the registry after a restart.
     pub fn to_prompt(&self) -> PermissionPrompt {
         PermissionPrompt {
@@ -130,8 +113,9 @@ pub struct DecisionRecord {
     pub decided_at: SystemTime,
     /// The edited tool input, only when the operator changed it.
     pub updated_input: Option<Value>,
-    /// The exact frame written to the socket (`control_response`), so it can be re-sent after a restart.
-    pub answer: Option<Value>,
+    /// The exact frame written to the socket (`control_response`, JSON text), so it can be
+    /// re-sent after a restart.
+    pub answer: Option<String>,
     /// Why, when a policy rule or a deadline decided.
     pub reason: Option<String>,
 }

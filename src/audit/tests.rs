@@ -70,7 +70,7 @@ pub(super) fn decision(session: &str, request: &str, outcome: Outcome, by: &str)
         decided_by: by.into(),
         decided_at: at(2_000_000_000),
         updated_input: None,
-        answer: Some(json!({"type": "control_response", "request_id": request})),
+        answer: Some(json!({"type": "control_response", "request_id": request}).to_string()),
         reason: None,
     }
 }
@@ -355,7 +355,7 @@ fn open_replays_what_a_crash_left_in_the_journal_once() {
 #[test]
 fn applied_journal_segments_are_deleted_while_running() {
     let tuning = Tuning {
-        journal_segment_bytes: 512,
+        journal_segment_bytes: 128,
         ..Tuning::default()
     };
     let (_dir, cfg, ledger) = temp_ledger(tuning);

@@ -11,7 +11,7 @@ use tracing::{debug, info, info_span, warn};
 
 use super::decide::{RecordFut, Source, Verdict};
 use super::store::{ConnId, PromptOutcome, SessionTally, Store};
-use crate::audit::{Ledger, Outcome as LedgerOutcome, PromptRecord, Unfinished};
+use crate::audit::{Ledger, Outcome as LedgerOutcome, Unfinished};
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -55,8 +55,8 @@ impl PermissionRegistry {
             let session: Arc<str> = Arc::from(u.prompt.session_id.as_str());
             let prompt = u.prompt.to_prompt();
             let answer = u.decision.and_then(|d| {
-                let frame = d.answer.as_ref()?.to_string();
-                let result = restored_result(d.answer.as_ref()?)?;
+                let frame = d.answer?;
+                let result = restored_result(&frame)?;
                 Some((result, d.decided_by, d.decided_at, Arc::from(frame)))
             });
             self.store
@@ -173,8 +173,10 @@ impl Handler<PromptReceived> for PermissionRegistry {
                 // commit in one ledger batch and the answer waits for one write.
                 let record: Option<RecordFut> =
                     match (&self.ledger, self.store.get(&session_id, &request_id)) {
-                        (Some(ledger), Some(entry)) => Some(Box::pin(ledger.record_prompt(
-                            PromptRecord::from_prompt(&session_id, &entry.prompt, received_at),
+                        (Some(ledger), Some(entry)) => Some(Box::pin(ledger.record_received(
+                            &session_id,
+                            &entry.prompt,
+                            received_at,
                         ))),
                         _ => None,
                     };
@@ -411,7 +413,8 @@ impl Handler<CountPending> for PermissionRegistry {
 }
 
 /// The answer inside a stored `control_response` frame.
-fn restored_result(frame: &Value) -> Option<PermissionResult> {
+fn restored_result(frame: &str) -> Option<PermissionResult> {
+    let frame: Value = serde_json::from_str(frame).ok()?;
     serde_json::from_value(frame.get("response")?.get("response")?.clone()).ok()
 }
 

@@ -10,7 +10,6 @@ use std::time::SystemTime;
 
 use actix::prelude::*;
 use serde::Serialize;
-use serde_json::Value;
 use tracing::{error, info, info_span, warn};
 
 use super::actor::PermissionRegistry;
@@ -160,7 +159,7 @@ impl PermissionRegistry {
                 decided_by: decided_by.clone(),
                 decided_at: now,
                 updated_input: decided.edited_input.clone(),
-                answer: serde_json::from_str::<Value>(&decided.frame).ok(),
+                answer: Some(decided.frame.to_string()),
                 reason: reason.clone(),
             }))
         });
