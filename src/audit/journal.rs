@@ -32,8 +32,9 @@ const MAX_PAYLOAD: usize = 64 << 20;
 /// Records applied per transaction during replay.
 const REPLAY_BATCH: usize = 1024;
 
-/// First payload byte of a postcard-encoded write. Postcard is not self-describing: the
-/// fields and variants of [`Write`] may only ever be added at the end.
+/// First payload byte of a postcard-encoded write. Postcard is not self-describing: any
+/// change to the shape of [`Write`] or of the types in it, other than a new variant at the
+/// end of an enum, needs a new format byte, with records under this one still decoded.
 const POSTCARD: u8 = 1;
 
 /// First payload byte of a write journaled as JSON (before postcard).
