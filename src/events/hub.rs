@@ -84,10 +84,44 @@ struct Kept {
     env: Arc<Envelope>,
 }
 
+/// Retained envelopes, oldest first, and their bytes of JSON: the queue behind a
+/// session's history and behind the readers' window.
 #[derive(Debug, Default)]
-struct SessionHistory {
+struct Retained {
     events: VecDeque<Kept>,
     bytes: usize,
+}
+
+impl Retained {
+    /// Keep `env` as the newest; returns its bytes of JSON.
+    fn push_back(&mut self, env: &Arc<Envelope>) -> usize {
+        let len = env.json_len();
+        self.bytes += len;
+        self.events.push_back(Kept {
+            seq: env.seq,
+            len,
+            env: env.clone(),
+        });
+        len
+    }
+
+    /// Give up the oldest.
+    fn pop_front(&mut self) -> Option<Kept> {
+        let old = self.events.pop_front()?;
+        self.bytes -= old.len;
+        Some(old)
+    }
+
+    /// Over `max_events`, or over `max_bytes` while holding more than the newest
+    /// (a single event larger than the bound is still kept).
+    fn over(&self, max_events: usize, max_bytes: usize) -> bool {
+        self.events.len() > max_events || (self.bytes > max_bytes && self.events.len() > 1)
+    }
+}
+
+#[derive(Debug, Default)]
+struct SessionHistory {
+    kept: Retained,
     /// Highest sequence number evicted so far (0 = nothing evicted).
     evicted_up_to: u64,
 }
@@ -176,26 +210,17 @@ impl History {
             start,
             line_breaks,
         });
-        let len = env.json_len();
         let session = env.event.session_id();
         let h = match self.sessions.get_mut(session) {
             Some(h) => h,
             None => self.sessions.entry(Arc::from(session)).or_default(),
         };
-        if h.events.is_empty() {
+        if h.kept.events.is_empty() {
             // New, or emptied by the total budget: it has no entry in `oldest`.
             self.oldest.push(Reverse((seq, Arc::from(session))));
         }
-        h.bytes += len;
-        self.total_bytes += len;
-        h.events.push_back(Kept {
-            seq,
-            len,
-            env: env.clone(),
-        });
-        while h.events.len() > self.limits.events
-            || (h.bytes > self.limits.bytes && h.events.len() > 1)
-        {
+        self.total_bytes += h.kept.push_back(&env);
+        while h.kept.over(self.limits.events, self.limits.bytes) {
             self.total_bytes -= evict_front(h, evicted);
         }
         self.evict_oldest(seq, evicted);
@@ -213,7 +238,7 @@ impl History {
             let Some(h) = self.sessions.get_mut(&key) else {
                 continue;
             };
-            let Some(front) = h.events.front().map(|k| k.seq) else {
+            let Some(front) = h.kept.events.front().map(|k| k.seq) else {
                 continue; // emptied: its next event gives it a new entry
             };
             if front != seq {
@@ -226,7 +251,7 @@ impl History {
             }
             self.total_bytes -= evict_front(h, evicted);
             // Emptied, it keeps its high-water mark (for `lagged`) and gets an entry on its next event.
-            if let Some(next) = h.events.front().map(|k| k.seq) {
+            if let Some(next) = h.kept.events.front().map(|k| k.seq) {
                 self.oldest.push(Reverse((next, key)));
             }
         }
@@ -237,11 +262,12 @@ impl History {
         let mut out = Backlog::default();
         let lag = |h: &SessionHistory, out: &mut Backlog| {
             if h.evicted_up_to > after {
-                let first = h.events.front().map_or(self.next_seq, |k| k.seq);
+                let first = h.kept.events.front().map_or(self.next_seq, |k| k.seq);
                 out.lagged_from = Some(out.lagged_from.map_or(first, |f: u64| f.min(first)));
             }
             out.events.extend(
-                h.events
+                h.kept
+                    .events
                     .iter()
                     .filter(|k| k.seq > after)
                     .map(|k| k.env.clone()),
@@ -266,7 +292,7 @@ impl History {
     /// Forget a session's history (it was removed).
     pub fn forget(&mut self, session: &str) {
         if let Some(h) = self.sessions.remove(session) {
-            self.total_bytes -= h.bytes;
+            self.total_bytes -= h.kept.bytes;
             self.oldest.retain(|Reverse((_, key))| &**key != session);
         }
     }
@@ -278,8 +304,7 @@ impl History {
 /// event was already dropped here has lagged.
 #[derive(Debug)]
 pub struct Recent {
-    events: VecDeque<Kept>,
-    bytes: usize,
+    kept: Retained,
     max_events: usize,
     max_bytes: usize,
 }
@@ -298,8 +323,7 @@ impl Recent {
     /// Empty, holding at most `max_events` events and `max_bytes` bytes of JSON.
     pub fn new(max_events: usize, max_bytes: usize) -> Self {
         Self {
-            events: VecDeque::new(),
-            bytes: 0,
+            kept: Retained::default(),
             max_events: max_events.max(1),
             max_bytes,
         }
@@ -309,38 +333,34 @@ impl Recent {
     /// is moved to `evicted`, to be freed after the caller's lock. After a gap
     /// (events not pushed while nobody read) the window starts over at `env`.
     pub fn push(&mut self, env: &Arc<Envelope>, evicted: &mut Vec<Arc<Envelope>>) {
-        if self.events.back().is_some_and(|k| k.seq + 1 != env.seq) {
+        if self
+            .kept
+            .events
+            .back()
+            .is_some_and(|k| k.seq + 1 != env.seq)
+        {
             self.clear(evicted);
         }
-        let len = env.json_len();
-        self.bytes += len;
-        self.events.push_back(Kept {
-            seq: env.seq,
-            len,
-            env: env.clone(),
-        });
-        while self.events.len() > self.max_events
-            || (self.bytes > self.max_bytes && self.events.len() > 1)
-        {
-            let Some(old) = self.events.pop_front() else {
+        self.kept.push_back(env);
+        while self.kept.over(self.max_events, self.max_bytes) {
+            let Some(old) = self.kept.pop_front() else {
                 break;
             };
-            self.bytes -= old.len;
             evicted.push(old.env);
         }
     }
 
     /// Drop every event (moved to `evicted`): nobody reads the window.
     pub fn clear(&mut self, evicted: &mut Vec<Arc<Envelope>>) {
-        evicted.extend(self.events.drain(..).map(|k| k.env));
-        self.bytes = 0;
+        let kept = std::mem::take(&mut self.kept);
+        evicted.extend(kept.events.into_iter().map(|k| k.env));
     }
 
     /// Up to `max` events after `cursor` (of one session, or all), looking at
     /// no more than `4 * max` events so that a filtered reader never holds the
     /// lock for long.
     pub fn read(&self, cursor: u64, session: Option<&str>, max: usize) -> Read {
-        let Some(front) = self.events.front().map(|k| k.seq) else {
+        let Some(front) = self.kept.events.front().map(|k| k.seq) else {
             return Read::Events(Vec::new(), cursor);
         };
         if cursor.saturating_add(1) < front {
@@ -350,7 +370,13 @@ impl Recent {
         let start = usize::try_from(cursor + 1 - front).unwrap_or(usize::MAX);
         let mut out = Vec::new();
         let mut last = cursor;
-        for k in self.events.iter().skip(start).take(max.saturating_mul(4)) {
+        for k in self
+            .kept
+            .events
+            .iter()
+            .skip(start)
+            .take(max.saturating_mul(4))
+        {
             if out.len() == max {
                 break;
             }
@@ -365,10 +391,9 @@ impl Recent {
 
 /// Move a session's oldest event to `evicted`; returns its bytes.
 fn evict_front(h: &mut SessionHistory, evicted: &mut Vec<Arc<Envelope>>) -> usize {
-    let Some(old) = h.events.pop_front() else {
+    let Some(old) = h.kept.pop_front() else {
         return 0;
     };
-    h.bytes -= old.len;
     h.evicted_up_to = old.seq;
     evicted.push(old.env);
     old.len
@@ -688,7 +713,7 @@ mod tests {
         let total = |h: &History| -> usize {
             h.sessions
                 .values()
-                .flat_map(|s| s.events.iter().map(|k| k.len))
+                .flat_map(|s| s.kept.events.iter().map(|k| k.len))
                 .sum()
         };
         let one = History::new(limits(100, 1 << 20)).push(ev("a", 100), SystemTime::UNIX_EPOCH);
