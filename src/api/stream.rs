@@ -59,7 +59,7 @@ struct ReaderState {
     /// The last sequence number delivered.
     last_seq: u64,
     done: bool,
-    _reader: ReaderGuard,
+    reader: ReaderGuard,
 }
 
 impl ReaderState {
@@ -88,7 +88,7 @@ impl ReaderState {
             closed: Box::pin(bus.closed()),
             last_seq: after.unwrap_or(0),
             done: false,
-            _reader: sub.reader,
+            reader: sub.reader,
         }
     }
 
@@ -105,9 +105,10 @@ impl ReaderState {
     /// A lag ends the batch with the final `lagged` notice.
     fn drain(&mut self, batch: &mut Vec<Item>) {
         while batch.len() < BATCH && !self.done {
+            let max = BATCH - batch.len();
             match self
                 .bus
-                .read(self.cursor, self.filter.as_deref(), BATCH - batch.len())
+                .read(&self.reader, self.cursor, self.filter.as_deref(), max)
             {
                 Read::Events(events, cursor) => {
                     let caught_up = cursor == self.cursor;

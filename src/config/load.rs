@@ -255,7 +255,7 @@ fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
     let tokens = api_tokens::api_tokens(t.raw("tokens"), errs);
     let api = ApiConfig {
         bind: t.socket_addr(errs, "bind", default_bind),
-        event_buffer: t.usize(errs, "event_buffer", 4096, 1..=usize::MAX),
+        event_buffer: t.usize(errs, "event_buffer", 262_144, 1..=usize::MAX),
         history_events: t.usize(errs, "history_events", 1000, 1..=1_000_000),
         history_bytes: t.usize(errs, "history_bytes", 1 << 20, 1024..=1 << 30),
         history_total_bytes: t.usize(errs, "history_total_bytes", 256 << 20, 1024..=1 << 40),

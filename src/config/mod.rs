@@ -44,7 +44,7 @@ pub struct Config {
 pub struct ApiConfig {
     /// Address the operator API listens on (`bind`, default `127.0.0.1:8700`).
     pub bind: SocketAddr,
-    /// How many events a live event-stream reader may lag before it is dropped (`event_buffer`, default 4096; also bounded by `history_total_bytes`).
+    /// How many events a live event-stream reader may lag before it is dropped (`event_buffer`, default 262144; also bounded by `history_total_bytes`).
     pub event_buffer: usize,
     /// Per-session event history, in events (`history_events`, default 1000).
     pub history_events: usize,

@@ -299,14 +299,18 @@ impl History {
 }
 
 /// The most recent events in publication order, for live readers that each keep
-/// their own cursor (the last sequence number they have seen). Bounded by count
-/// and by bytes of JSON; the newest event is always kept. A reader whose next
-/// event was already dropped here has lagged.
+/// their own cursor (the last sequence number they have looked at). It holds
+/// only what some reader has yet to look at, bounded by count and by bytes of
+/// JSON (the newest event is always kept), so its size follows the slowest
+/// reader's lag. A reader whose next event was already dropped here has lagged.
 #[derive(Debug)]
 pub struct Recent {
     kept: Retained,
     max_events: usize,
     max_bytes: usize,
+    /// Each joined reader's id and cursor, as last reported (few: one per stream).
+    readers: Vec<(u64, u64)>,
+    next_reader: u64,
 }
 
 /// What a live reader gets from [`Recent::read`].
@@ -326,13 +330,65 @@ impl Recent {
             kept: Retained::default(),
             max_events: max_events.max(1),
             max_bytes,
+            readers: Vec::new(),
+            next_reader: 0,
         }
     }
 
-    /// Keep `env` (stamped after every event kept so far); what no longer fits
-    /// is moved to `evicted`, to be freed after the caller's lock. After a gap
-    /// (events not pushed while nobody read) the window starts over at `env`.
+    /// A new reader whose cursor is `cursor`; returns its id. The window keeps
+    /// what it has yet to look at from now on.
+    pub fn join(&mut self, cursor: u64) -> u64 {
+        let id = self.next_reader;
+        self.next_reader += 1;
+        self.readers.push((id, cursor));
+        id
+    }
+
+    /// Reader `id` has looked at everything up to `cursor`: events that no
+    /// reader needs any more are moved to `evicted`.
+    pub fn advance(&mut self, id: u64, cursor: u64, evicted: &mut Vec<Arc<Envelope>>) {
+        if let Some(r) = self.readers.iter_mut().find(|r| r.0 == id) {
+            r.1 = cursor;
+        }
+        self.trim(evicted);
+    }
+
+    /// Reader `id` is gone; with no reader left the window empties.
+    pub fn leave(&mut self, id: u64, evicted: &mut Vec<Arc<Envelope>>) {
+        self.readers.retain(|r| r.0 != id);
+        self.trim(evicted);
+    }
+
+    /// How many events the window holds now.
+    pub fn len(&self) -> usize {
+        self.kept.events.len()
+    }
+
+    /// Whether the window holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.kept.events.is_empty()
+    }
+
+    /// Drop the events every reader has looked at (all of them when nobody reads).
+    fn trim(&mut self, evicted: &mut Vec<Arc<Envelope>>) {
+        let Some(slowest) = self.readers.iter().map(|r| r.1).min() else {
+            return self.clear(evicted);
+        };
+        while self.kept.events.front().is_some_and(|k| k.seq <= slowest) {
+            if let Some(old) = self.kept.pop_front() {
+                evicted.push(old.env);
+            }
+        }
+    }
+
+    /// Keep `env` (stamped after every event kept so far) if some reader will
+    /// look at it; what no longer fits is moved to `evicted`, to be freed after
+    /// the caller's lock. After a gap (events not pushed while nobody read) the
+    /// window starts over at `env`.
     pub fn push(&mut self, env: &Arc<Envelope>, evicted: &mut Vec<Arc<Envelope>>) {
+        if self.readers.is_empty() {
+            return;
+        }
         if self
             .kept
             .events
@@ -350,8 +406,8 @@ impl Recent {
         }
     }
 
-    /// Drop every event (moved to `evicted`): nobody reads the window.
-    pub fn clear(&mut self, evicted: &mut Vec<Arc<Envelope>>) {
+    /// Drop every event (moved to `evicted`).
+    fn clear(&mut self, evicted: &mut Vec<Arc<Envelope>>) {
         let kept = std::mem::take(&mut self.kept);
         evicted.extend(kept.events.into_iter().map(|k| k.env));
     }
@@ -570,6 +626,8 @@ mod tests {
         let mut h = History::new(limits(100, 1 << 20));
         let size = h.push(ev("a", 100), SystemTime::UNIX_EPOCH).json_len();
         let mut r = Recent::new(4, usize::MAX);
+        // A reader that has looked at nothing after seq 1 (and never reports progress).
+        r.join(1);
         let mut evicted = Vec::new();
         let seqs = |read: Read| match read {
             Read::Events(events, cursor) => {
@@ -593,6 +651,7 @@ mod tests {
 
         // The byte bound, which always keeps the newest event.
         let mut r = Recent::new(100, 2 * size + 8);
+        r.join(0);
         let three: Vec<u64> = (0..3)
             .map(|_| {
                 let env = h.push(ev("a", 100), SystemTime::UNIX_EPOCH);
@@ -621,6 +680,48 @@ mod tests {
         assert!(matches!(r.read(big.seq, None, 10), Read::Lagged(1)));
         r.clear(&mut evicted);
         assert_eq!(seqs(r.read(after.seq, None, 10)), (vec![], after.seq));
+    }
+
+    #[test]
+    fn the_window_keeps_only_what_some_reader_has_yet_to_look_at() {
+        let mut h = History::new(limits(100, 1 << 20));
+        let mut r = Recent::new(100, usize::MAX);
+        let mut evicted = Vec::new();
+        let mut publish = |r: &mut Recent, evicted: &mut Vec<Arc<Envelope>>| {
+            let env = h.push(ev("a", 10), SystemTime::UNIX_EPOCH);
+            r.push(&env, evicted);
+            env.seq
+        };
+        let kept = |r: &Recent| r.kept.events.iter().map(|k| k.seq).collect::<Vec<_>>();
+
+        // Nobody reads: nothing is kept.
+        publish(&mut r, &mut evicted);
+        assert!(kept(&r).is_empty());
+
+        let fast = r.join(1);
+        let slow = r.join(1);
+        for _ in 0..5 {
+            publish(&mut r, &mut evicted);
+        }
+        assert_eq!(kept(&r), [2, 3, 4, 5, 6]);
+        r.advance(fast, 6, &mut evicted);
+        assert_eq!(
+            kept(&r),
+            [2, 3, 4, 5, 6],
+            "the slow reader still needs them"
+        );
+        r.advance(slow, 3, &mut evicted);
+        assert_eq!(kept(&r), [4, 5, 6]);
+        assert_eq!(evicted.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+        // The slow one leaves: the fast one has seen everything.
+        r.leave(slow, &mut evicted);
+        assert!(kept(&r).is_empty());
+        let next = publish(&mut r, &mut evicted);
+        assert_eq!(kept(&r), [next]);
+        r.leave(fast, &mut evicted);
+        assert!(kept(&r).is_empty());
+        publish(&mut r, &mut evicted);
+        assert!(kept(&r).is_empty());
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub struct BusLimits {
 impl Default for BusLimits {
     fn default() -> Self {
         Self {
-            subscriber_buffer: 4096,
+            subscriber_buffer: 262_144,
             history: HistoryLimits {
                 events: 1000,
                 bytes: 1 << 20,
@@ -233,13 +233,19 @@ pub struct Subscription {
     pub reader: ReaderGuard,
 }
 
-/// Counts one live cursor reader; dropped with the reader.
+/// One live cursor reader, counted and known to the window of recent events
+/// until it is dropped.
 #[derive(Debug)]
-pub struct ReaderGuard(Arc<Hub>);
+pub struct ReaderGuard {
+    hub: Arc<Hub>,
+    id: u64,
+}
 
 impl Drop for ReaderGuard {
     fn drop(&mut self) {
-        self.0.readers.fetch_sub(1, Ordering::Relaxed);
+        let mut evicted = Vec::new();
+        self.hub.log.lock().recent.leave(self.id, &mut evicted);
+        self.hub.readers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -288,12 +294,7 @@ impl EventBus {
         {
             let mut log = self.hub.log.lock();
             let env = log.history.stamp(prepared, &mut evicted);
-            // A reader counts itself before it takes this lock to get its cursor.
-            if self.hub.readers.load(Ordering::Relaxed) > 0 {
-                log.recent.push(&env, &mut evicted);
-            } else {
-                log.recent.clear(&mut evicted);
-            }
+            log.recent.push(&env, &mut evicted);
             // Err only means no broadcast receiver exists.
             let _ = self.hub.tx.send(env);
         }
@@ -314,10 +315,13 @@ impl EventBus {
     /// History after `after` (of one session or all), then a cursor for live
     /// events with [`EventBus::read`], with no gap.
     pub fn subscribe_from(&self, session: Option<&str>, after: Option<u64>) -> Subscription {
-        self.hub.readers.fetch_add(1, Ordering::Relaxed);
-        let reader = ReaderGuard(self.hub.clone());
-        let log = self.hub.log.lock();
+        let mut log = self.hub.log.lock();
         let cursor = log.history.next_seq() - 1;
+        let reader = ReaderGuard {
+            hub: self.hub.clone(),
+            id: log.recent.join(cursor),
+        };
+        self.hub.readers.fetch_add(1, Ordering::Relaxed);
         let b = after.map(|after| log.history.backlog(session, after));
         let b = b.unwrap_or_default();
         Subscription {
@@ -328,10 +332,25 @@ impl EventBus {
         }
     }
 
-    /// Up to `max` live events after `cursor` (of one session, or all), or how
-    /// many the reader missed because they already left the bounded window.
-    pub fn read(&self, cursor: u64, session: Option<&str>, max: usize) -> Read {
-        self.hub.log.lock().recent.read(cursor, session, max)
+    /// Up to `max` live events after `cursor` (of one session, or all) for
+    /// `reader`, or how many it missed because they already left the bounded
+    /// window. What no reader needs any more leaves the window (and is freed
+    /// here, on the reader's thread, rather than by a publishing session).
+    pub fn read(
+        &self,
+        reader: &ReaderGuard,
+        cursor: u64,
+        session: Option<&str>,
+        max: usize,
+    ) -> Read {
+        let mut evicted = Vec::new();
+        let mut log = self.hub.log.lock();
+        let read = log.recent.read(cursor, session, max);
+        if let Read::Events(_, passed) = &read {
+            log.recent.advance(reader.id, *passed, &mut evicted);
+        }
+        drop(log);
+        read
     }
 
     /// Resolves after the next publish. Create it, then look for events with
@@ -432,16 +451,26 @@ mod tests {
             rx.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(3))
         ));
-        assert!(matches!(bus.read(sub.cursor, None, 10), Read::Lagged(3)));
-        assert!(matches!(bus.read(3, None, 10), Read::Events(e, 5) if e.len() == 2));
-        drop(sub);
-        assert_eq!(bus.subscribers(), 1);
-        // With no reader the window holds nothing.
+        let read = |cursor| bus.read(&sub.reader, cursor, None, 10);
+        assert!(matches!(read(sub.cursor), Read::Lagged(3)));
+        assert!(matches!(read(3), Read::Events(e, 5) if e.len() == 2));
+        // Read up to the newest event: the window no longer holds any.
+        let window = |bus: &EventBus| bus.hub.log.lock().recent.len();
+        assert_eq!(window(&bus), 0);
         bus.publish(Event::Error {
             session_id: "s".into(),
             message: "m".into(),
         });
-        assert!(matches!(bus.read(0, None, 10), Read::Events(e, 0) if e.is_empty()));
+        assert_eq!(window(&bus), 1);
+        drop(sub);
+        assert_eq!(bus.subscribers(), 1);
+        // With no reader the window holds nothing.
+        assert_eq!(window(&bus), 0);
+        bus.publish(Event::Error {
+            session_id: "s".into(),
+            message: "m".into(),
+        });
+        assert_eq!(window(&bus), 0);
     }
 
     #[tokio::test]
@@ -473,7 +502,7 @@ mod tests {
         bus.publish(err("three"));
         let seqs: Vec<u64> = sub.backlog.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [2]);
-        assert!(matches!(bus.read(sub.cursor, Some("s"), 10),
+        assert!(matches!(bus.read(&sub.reader, sub.cursor, Some("s"), 10),
             Read::Events(e, 3) if e.len() == 1 && e[0].seq == 3));
         assert_eq!(bus.page("s", 0, 2).events.len(), 2);
     }
