@@ -1,7 +1,6 @@
 //! HTTP as the harness uses it: JSON calls, the SSE event-stream parser and
 //! subscriber, and the API answerers used when no policy rule can answer.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -9,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::stats::{sessions_view, SeqCheck, SessionsView};
-use ccr_supervisor::ctl::sse::{SseEvent, SseParser};
+use ccr_supervisor::ctl::sse::SseParser;
 use ccr_supervisor::sim::load_frames::seq_from_uuid;
 
 /// An awc client without a pool limit, for loopback calls.
@@ -77,31 +76,64 @@ pub async fn sessions(c: &awc::Client, api: &str) -> anyhow::Result<SessionsView
     ))
 }
 
-/// `(session, seq)` of a load-mode SDK frame carried by an event, wherever the frame sits in it.
-pub fn sdk_seq(ev: &SseEvent) -> Option<(String, u64)> {
-    // Only the few fields needed are borrowed; the rest of the frame is skipped unparsed.
-    #[derive(Deserialize)]
-    struct Frame<'a> {
-        #[serde(borrow)]
-        uuid: Option<Cow<'a, str>>,
-        #[serde(borrow)]
-        session_id: Option<Cow<'a, str>>,
-        #[serde(borrow)]
-        message: Option<Inner<'a>>,
+/// Finds the `(session, seq)` of every load-mode SDK frame in an SSE byte
+/// stream by the markers the load mode puts in each frame (`"session_id":"`
+/// and a `uuid` ending in the sequence number) instead of parsing each event:
+/// the harness reads the flood on the same two cores as the supervisor, so its
+/// own cost per event has to stay small. Only `data:` lines are looked at; the
+/// first `session_id` in one is the event's own.
+pub struct SeqScanner {
+    /// The start of a line that continues in the next chunk.
+    partial: Vec<u8>,
+    session_key: memchr::memmem::Finder<'static>,
+    uuid_key: memchr::memmem::Finder<'static>,
+}
+
+impl Default for SeqScanner {
+    fn default() -> Self {
+        Self {
+            partial: Vec::new(),
+            session_key: memchr::memmem::Finder::new(b"\"session_id\":\"").into_owned(),
+            uuid_key: memchr::memmem::Finder::new(b"\"uuid\":\"").into_owned(),
+        }
     }
-    #[derive(Deserialize)]
-    struct Inner<'a> {
-        #[serde(borrow)]
-        uuid: Option<Cow<'a, str>>,
-        #[serde(borrow)]
-        session_id: Option<Cow<'a, str>>,
+}
+
+impl SeqScanner {
+    /// Feed the next chunk of the stream; `on` gets each complete frame's `(session, seq)`.
+    pub fn push(&mut self, chunk: &[u8], mut on: impl FnMut(&str, u64)) {
+        let mut rest = chunk;
+        if !self.partial.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
+                self.partial.extend_from_slice(rest);
+                return;
+            };
+            self.partial.extend_from_slice(&rest[..nl]);
+            if let Some((session, seq)) = self.line_seq(&self.partial) {
+                on(session, seq);
+            }
+            self.partial.clear();
+            rest = &rest[nl + 1..];
+        }
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            if let Some((session, seq)) = self.line_seq(&rest[..nl]) {
+                on(session, seq);
+            }
+            rest = &rest[nl + 1..];
+        }
+        self.partial.extend_from_slice(rest);
     }
-    let data: Frame = serde_json::from_str(&ev.data).ok()?;
-    let (uuid, session) = match data.message {
-        Some(m) => (m.uuid?, m.session_id.or(data.session_id)?),
-        None => (data.uuid?, data.session_id?),
-    };
-    Some((session.into_owned(), seq_from_uuid(&uuid)?))
+
+    fn line_seq<'l>(&self, line: &'l [u8]) -> Option<(&'l str, u64)> {
+        let data = line.strip_prefix(b"data: ")?;
+        let string_at = |key: &memchr::memmem::Finder<'_>| {
+            let from = key.find(data)? + key.needle().len();
+            let len = memchr::memchr(b'"', &data[from..])?;
+            std::str::from_utf8(&data[from..from + len]).ok()
+        };
+        let seq = seq_from_uuid(string_at(&self.uuid_key)?)?;
+        Some((string_at(&self.session_key)?, seq))
+    }
 }
 
 /// The body of an open event stream.
@@ -129,13 +161,10 @@ pub fn spawn_seq_checker(mut resp: EventStream) -> Rc<RefCell<SeqCheck>> {
     let check = Rc::new(RefCell::new(SeqCheck::default()));
     let out = check.clone();
     actix_rt::spawn(async move {
-        let mut parser = SseParser::new();
+        let mut scanner = SeqScanner::default();
         while let Some(Ok(chunk)) = resp.next().await {
-            for ev in parser.push(&chunk) {
-                if let Some((session, seq)) = sdk_seq(&ev) {
-                    check.borrow_mut().observe(&session, seq);
-                }
-            }
+            let mut check = check.borrow_mut();
+            scanner.push(&chunk, |session, seq| check.observe(session, seq));
         }
     });
     out
@@ -249,16 +278,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sequence_from_event_data() {
-        let ev = |data: Value| SseEvent {
-            data: data.to_string(),
-            ..Default::default()
-        };
-        let uuid = "00000000-0000-4000-8000-000000000009";
-        let nested = json!({"type":"sdk_message","session_id":"b-1","message":{"uuid":uuid}});
-        assert_eq!(sdk_seq(&ev(nested)), Some(("b-1".into(), 9)));
-        let flat = json!({"type":"assistant","session_id":"b-2","uuid":uuid});
-        assert_eq!(sdk_seq(&ev(flat)), Some(("b-2".into(), 9)));
-        assert_eq!(sdk_seq(&ev(json!({"type":"session_state"}))), None);
+    fn sequence_numbers_are_found_in_events_split_anywhere() {
+        let uuid = |n: u64| format!("00000000-0000-4000-8000-{n:012}");
+        let events = [
+            json!({"seq":1,"type":"sdk_message","session_id":"b-1","msg_type":"assistant",
+                "message":{"type":"assistant","session_id":"b-1","uuid":uuid(9)}}),
+            json!({"seq":2,"type":"session_state","session_id":"b-2","state":"connected"}),
+            json!({"seq":3,"type":"sdk_message","session_id":"b-2","msg_type":"result",
+                "message":{"type":"result","uuid":uuid(10),"session_id":"b-2"}}),
+            json!({"seq":4,"type":"sdk_message","session_id":"b-3","msg_type":"user",
+                "message":{"type":"user","uuid":"not-a-load-frame"}}),
+        ];
+        let stream: String = events
+            .iter()
+            .map(|e| format!("id: {}\nevent: x\ndata: {e}\n\n", e["seq"]))
+            .chain([": keep-alive\n\n".to_owned()])
+            .collect();
+        let want = vec![("b-1".to_owned(), 9), ("b-2".to_owned(), 10)];
+        for size in [1, 7, 64, stream.len()] {
+            let mut scanner = SeqScanner::default();
+            let mut got = Vec::new();
+            for chunk in stream.as_bytes().chunks(size) {
+                scanner.push(chunk, |s, n| got.push((s.to_owned(), n)));
+            }
+            assert_eq!(got, want, "chunks of {size} bytes");
+        }
     }
 }
