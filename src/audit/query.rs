@@ -130,6 +130,8 @@ pub struct AuditPage {
 /// The columns every row query selects, in [`row`]'s order.
 const COLUMNS: &str = "session_id, request_id, tool_use_id, tool_name, input, request, \
     received_at, outcome, decided_by, decided_at, delivered_at, updated_input, answer, reason";
+/// Index of `answer` in [`COLUMNS`].
+const ANSWER: usize = 12;
 
 /// The paging key of a row.
 type Key = (i64, String, String);
@@ -275,10 +277,11 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>, LedgerErr
          ORDER BY received_at, session_id, request_id"
     );
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], row)?;
+    // The answer is also taken as stored, to be re-sent as the exact text that was written.
+    let rows = stmt.query_map([], |r| Ok((row(r)?, r.get::<_, Option<String>>(ANSWER)?)))?;
     let mut out = Vec::new();
     for r in rows {
-        let r = r?;
+        let (r, answer) = r?;
         let decision = r.outcome.map(|outcome| DecisionRecord {
             session_id: r.session_id.clone(),
             request_id: r.request_id.clone(),
@@ -286,7 +289,7 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>, LedgerErr
             decided_by: r.decided_by.clone().unwrap_or_default(),
             decided_at: r.decided_at.unwrap_or(r.received_at),
             updated_input: r.updated_input.clone(),
-            answer: r.answer.as_ref().map(Value::to_string),
+            answer,
             reason: r.reason.clone(),
         });
         let prompt = PromptRecord {
@@ -336,7 +339,7 @@ fn row(r: &Row) -> rusqlite::Result<AuditRow> {
         decided_at: time(9)?,
         delivered_at: time(10)?,
         updated_input: json(11)?,
-        answer: json(12)?,
+        answer: json(ANSWER)?,
         reason: r.get(13)?,
     })
 }

@@ -70,7 +70,11 @@ pub(super) fn decision(session: &str, request: &str, outcome: Outcome, by: &str)
         decided_by: by.into(),
         decided_at: at(2_000_000_000),
         updated_input: None,
-        answer: Some(json!({"type": "control_response", "request_id": request}).to_string()),
+        // Keys not in sorted order, as a real frame has them: a restore must give this text back as is.
+        answer: Some(format!(
+            r#"{{"type":"control_response","request_id":{}}}"#,
+            json!(request)
+        )),
         reason: None,
     }
 }
