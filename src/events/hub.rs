@@ -141,7 +141,7 @@ pub struct Backlog {
 pub struct History {
     limits: HistoryLimits,
     next_seq: u64,
-    sessions: HashMap<Arc<str>, SessionHistory>,
+    sessions: HashMap<Arc<str>, SessionHistory, foldhash::fast::RandomState>,
     /// Bytes of event JSON retained in all sessions.
     total_bytes: usize,
     /// One entry per session with events: its oldest retained `seq` when the
@@ -156,7 +156,7 @@ impl History {
         Self {
             limits,
             next_seq: 1,
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             total_bytes: 0,
             oldest: BinaryHeap::new(),
         }
