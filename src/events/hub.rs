@@ -3,13 +3,13 @@
 //! Every event gets a process-wide, strictly increasing sequence number and is
 //! serialized once. Each session keeps its recent events, bounded by count
 //! AND bytes, and all sessions together by a total byte budget (the globally
-//! oldest event goes first), so a client can resume with `after=SEQ` or page a
+//! oldest event goes first, found in O(1) from a queue of every retained
+//! event in publication order), so a client can resume with `after=SEQ` or page a
 //! transcript; what was evicted is remembered as a high-water mark so a resume
 //! that falls into the gap is answered with an explicit `lagged`.
 
 use std::borrow::Cow;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -141,13 +141,21 @@ pub struct Backlog {
 pub struct History {
     limits: HistoryLimits,
     next_seq: u64,
-    sessions: HashMap<Arc<str>, SessionHistory, foldhash::fast::RandomState>,
+    /// Session id → its slot in `slots`.
+    index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
+    /// Per-session histories; `None` is a free slot (its session was forgotten).
+    slots: Vec<Option<SessionHistory>>,
+    free: Vec<usize>,
     /// Bytes of event JSON retained in all sessions.
     total_bytes: usize,
-    /// One entry per session with events: its oldest retained `seq` when the
-    /// entry was (re)inserted. Entries go stale (too small) when a session
-    /// evicts on its own limits; they are corrected when they reach the top.
-    oldest: BinaryHeap<Reverse<(u64, Arc<str>)>>,
+    /// Events retained in all sessions.
+    retained: usize,
+    /// `(seq, slot)` of every event retained when it was published, oldest
+    /// first. An entry goes stale when its session drops the event on its own
+    /// limits or is forgotten: it is then older than its slot's oldest event
+    /// (a reused slot only holds newer ones). Stale entries are skipped when
+    /// they reach the front, and swept out when they outnumber live ones.
+    order: VecDeque<(u64, usize)>,
 }
 
 impl History {
@@ -156,9 +164,12 @@ impl History {
         Self {
             limits,
             next_seq: 1,
-            sessions: HashMap::default(),
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
             total_bytes: 0,
-            oldest: BinaryHeap::new(),
+            retained: 0,
+            order: VecDeque::new(),
         }
     }
 
@@ -210,49 +221,72 @@ impl History {
             start,
             line_breaks,
         });
-        let session = env.event.session_id();
-        let h = match self.sessions.get_mut(session) {
-            Some(h) => h,
-            None => self.sessions.entry(Arc::from(session)).or_default(),
-        };
-        if h.kept.events.is_empty() {
-            // New, or emptied by the total budget: it has no entry in `oldest`.
-            self.oldest.push(Reverse((seq, Arc::from(session))));
-        }
+        let slot = self.slot_of(env.event.session_id());
+        let h = self.slots[slot].get_or_insert_with(SessionHistory::default);
         self.total_bytes += h.kept.push_back(&env);
+        self.retained += 1;
+        self.order.push_back((seq, slot));
         while h.kept.over(self.limits.events, self.limits.bytes) {
             self.total_bytes -= evict_front(h, evicted);
+            self.retained -= 1;
         }
         self.evict_oldest(seq, evicted);
+        if self.order.len() > 2 * self.retained + 1024 {
+            self.sweep();
+        }
         env
+    }
+
+    /// The slot of `session`'s history, taken (a free one first) and filled if it has none.
+    fn slot_of(&mut self, session: &str) -> usize {
+        if let Some(&slot) = self.index.get(session) {
+            return slot;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        self.slots[slot] = Some(SessionHistory::default());
+        self.index.insert(Arc::from(session), slot);
+        slot
+    }
+
+    /// Whether `(seq, slot)` of `order` is still retained.
+    fn live(slots: &[Option<SessionHistory>], seq: u64, slot: usize) -> bool {
+        slots[slot]
+            .as_ref()
+            .and_then(|h| h.kept.events.front())
+            .is_some_and(|oldest| oldest.seq <= seq)
+    }
+
+    /// Drop the stale entries of `order`.
+    fn sweep(&mut self) {
+        let slots = &self.slots;
+        self.order
+            .retain(|&(seq, slot)| Self::live(slots, seq, slot));
     }
 
     /// Evict the globally oldest events until the total fits, never the one
     /// just stamped (`newest`), so a single huge event is still retained alone.
     fn evict_oldest(&mut self, newest: u64, evicted: &mut Vec<Arc<Envelope>>) {
         while self.total_bytes > self.limits.total_bytes {
-            let Some(Reverse((seq, key))) = self.oldest.pop() else {
+            let Some(&(seq, slot)) = self.order.front() else {
                 return;
             };
-            // A forgotten session's entry is dropped; an emptied one gets a new entry on its next event.
-            let Some(h) = self.sessions.get_mut(&key) else {
-                continue;
-            };
-            let Some(front) = h.kept.events.front().map(|k| k.seq) else {
-                continue; // emptied: its next event gives it a new entry
-            };
-            if front != seq {
-                self.oldest.push(Reverse((front, key))); // stale: correct it and look again
-                continue;
-            }
             if seq == newest {
-                self.oldest.push(Reverse((seq, key)));
                 return;
             }
-            self.total_bytes -= evict_front(h, evicted);
-            // Emptied, it keeps its high-water mark (for `lagged`) and gets an entry on its next event.
-            if let Some(next) = h.kept.events.front().map(|k| k.seq) {
-                self.oldest.push(Reverse((next, key)));
+            self.order.pop_front();
+            // Live, the globally oldest event is also its session's oldest.
+            // Emptied, a session keeps its high-water mark (for `lagged`).
+            if let Some(h) = self.slots[slot].as_mut() {
+                if h.kept.events.front().is_some_and(|k| k.seq == seq) {
+                    self.total_bytes -= evict_front(h, evicted);
+                    self.retained -= 1;
+                }
             }
         }
     }
@@ -275,12 +309,16 @@ impl History {
         };
         match session {
             Some(id) => {
-                if let Some(h) = self.sessions.get(id) {
+                if let Some(h) = self
+                    .index
+                    .get(id)
+                    .and_then(|&slot| self.slots[slot].as_ref())
+                {
                     lag(h, &mut out);
                 }
             }
             None => {
-                for h in self.sessions.values() {
+                for h in self.slots.iter().flatten() {
                     lag(h, &mut out);
                 }
                 out.events.sort_by_key(|e| e.seq);
@@ -291,10 +329,14 @@ impl History {
 
     /// Forget a session's history (it was removed).
     pub fn forget(&mut self, session: &str) {
-        if let Some(h) = self.sessions.remove(session) {
+        let Some(slot) = self.index.remove(session) else {
+            return;
+        };
+        if let Some(h) = self.slots[slot].take() {
             self.total_bytes -= h.kept.bytes;
-            self.oldest.retain(|Reverse((_, key))| &**key != session);
+            self.retained -= h.kept.events.len();
         }
+        self.free.push(slot);
     }
 }
 
@@ -812,8 +854,9 @@ mod tests {
     #[test]
     fn the_total_budget_evicts_the_globally_oldest_first() {
         let total = |h: &History| -> usize {
-            h.sessions
-                .values()
+            h.slots
+                .iter()
+                .flatten()
                 .flat_map(|s| s.kept.events.iter().map(|k| k.len))
                 .sum()
         };
@@ -840,7 +883,7 @@ mod tests {
         assert_eq!(h.backlog(Some("b"), 0).lagged_from, Some(4));
         assert_eq!(h.backlog(Some("c"), 0).lagged_from, None);
 
-        // Per-session eviction leaves stale heap entries; the budget still holds and
+        // Per-session eviction leaves stale queue entries; the budget still holds and
         // still takes the oldest: b's 4 goes before c's 5.
         let mut h2 = History::new(HistoryLimits {
             events: 1,
@@ -871,5 +914,42 @@ mod tests {
         h2.push(ev("g", 100), SystemTime::UNIX_EPOCH);
         assert_eq!(all(&h2), [9, 10]);
         assert_eq!(h2.total_bytes(), total(&h2));
+    }
+
+    #[test]
+    fn the_queue_of_retained_events_stays_bounded_and_in_step() {
+        // Per-session limits drop events without the total budget: their queue
+        // entries go stale and are swept, so the queue never grows without bound.
+        let mut h = History::new(limits(2, 1 << 20));
+        for n in 0..10_000 {
+            h.push(
+                ev(if n % 3 == 0 { "a" } else { "b" }, 10),
+                SystemTime::UNIX_EPOCH,
+            );
+            assert!(
+                h.order.len() <= 2 * h.retained + 1024 + 1,
+                "{}",
+                h.order.len()
+            );
+        }
+        assert_eq!(h.retained, 4);
+        let live = h
+            .order
+            .iter()
+            .filter(|&&(seq, slot)| History::live(&h.slots, seq, slot))
+            .count();
+        assert_eq!(live, 4, "every retained event has its live entry");
+        // A forgotten session's slot is reused; its old entries never evict the new owner's events.
+        h.forget("a");
+        assert_eq!(h.retained, 2);
+        h.push(ev("c", 10), SystemTime::UNIX_EPOCH);
+        assert_eq!(h.slots.iter().flatten().count(), 2, "c took a's slot");
+        let c: Vec<u64> = h
+            .backlog(Some("c"), 0)
+            .events
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(c, [10_001]);
     }
 }
