@@ -13,6 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use arrayvec::ArrayString;
+
 use super::Event;
 
 /// One published event: sequence number, time, the event and its JSON.
@@ -24,23 +26,25 @@ pub struct Envelope {
     pub at: SystemTime,
     /// The event.
     pub event: Event,
-    /// `{"seq":..,"at":..,"type":..,...`, serialized once for every reader, after
-    /// `start` bytes of unused room (see [`Prepared`]). For an SDK message it
-    /// stops at `"message":` and the frame itself is shared with the event.
-    head: String,
-    start: usize,
+    /// `{"seq":N,`
+    seq_key: ArrayString<SEQ_ROOM>,
+    /// `"at":..,"type":..,...`, serialized once for every reader (see [`Prepared`]).
+    /// For an SDK message it stops at `"message":` and the frame itself is shared
+    /// with the event.
+    head: Head,
     /// The JSON has a raw CR or LF (only an SDK frame can: everything else is compact serde output).
     line_breaks: bool,
 }
 
 impl Envelope {
-    /// The JSON in pieces, to be written one after the other: for an SDK message
-    /// the head, the frame exactly as received (shared, not copied) and `}`.
-    pub fn json_parts(&self) -> [&str; 3] {
-        let head = &self.head[self.start..];
+    /// The JSON in pieces, to be written one after the other: `{"seq":N,`, the
+    /// head, and for an SDK message the frame exactly as received (shared, not
+    /// copied) and `}`.
+    pub fn json_parts(&self) -> [&str; 4] {
+        let head = self.head.as_str();
         match &self.event {
-            Event::SdkMessage { message, .. } => [head, message, "}"],
-            _ => [head, "", ""],
+            Event::SdkMessage { message, .. } => [&self.seq_key, head, message, "}"],
+            _ => [&self.seq_key, head, "", ""],
         }
     }
 
@@ -55,11 +59,45 @@ impl Envelope {
         self.json_parts().iter().map(|p| p.len()).sum()
     }
 
-    /// `{"seq":..,"at":..,"type":..,...}` in one piece (copies an SDK message's frame).
+    /// `{"seq":..,"at":..,"type":..,...}` in one piece (a copy).
     pub fn json(&self) -> Cow<'_, str> {
-        match self.json_parts() {
-            [head, "", ""] => Cow::Borrowed(head),
-            parts => Cow::Owned(parts.concat()),
+        Cow::Owned(self.json_parts().concat())
+    }
+}
+
+/// Bytes of JSON head kept inside the envelope's own allocation: an SDK
+/// message's (time, type, session id, message type) fits unless its ids are
+/// unusually long. Retained envelopes are freed long after they were made,
+/// when their memory has gone cold; one allocation per event instead of two
+/// halves those cache misses.
+const HEAD_INLINE: usize = 192;
+
+/// An envelope's JSON head: inline when it fits, else on the heap.
+#[derive(Debug)]
+enum Head {
+    Inline(ArrayString<HEAD_INLINE>),
+    Heap(String),
+}
+
+impl Head {
+    fn as_str(&self) -> &str {
+        match self {
+            Head::Inline(s) => s,
+            Head::Heap(s) => s,
+        }
+    }
+
+    fn push_str(&mut self, v: &str) {
+        match self {
+            Head::Inline(s) => {
+                if s.try_push_str(v).is_err() {
+                    let mut heap = String::with_capacity(s.len() + v.len() + 64);
+                    heap.push_str(s);
+                    heap.push_str(v);
+                    *self = Head::Heap(heap);
+                }
+            }
+            Head::Heap(s) => s.push_str(v),
         }
     }
 }
@@ -190,35 +228,28 @@ impl History {
 
     /// Give a prepared event the next sequence number and retain it. Evicted
     /// envelopes are moved to `evicted`, so the caller can free them after
-    /// releasing its lock. Cheap: the JSON was built by [`Prepared::new`] with
-    /// room for `{"seq":N,` in front, which is written into that room here.
+    /// releasing its lock. Cheap: the JSON was built by [`Prepared::new`] up to
+    /// `{"seq":N,`, which is all that is formatted here.
     pub fn stamp(&mut self, p: Prepared, evicted: &mut Vec<Arc<Envelope>>) -> Arc<Envelope> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let Prepared {
             event,
             at,
-            mut head,
+            head,
             line_breaks,
         } = p;
-        let mut digits = itoa::Buffer::new();
-        let digits = digits.format(seq);
-        let mut prefix = [0u8; SEQ_ROOM];
-        let start = SEQ_ROOM - (SEQ_KEY.len() + digits.len() + 1);
-        for (dst, src) in prefix[start..]
-            .iter_mut()
-            .zip(SEQ_KEY.bytes().chain(digits.bytes()).chain([b',']))
-        {
-            *dst = src;
+        let mut seq_key = ArrayString::new();
+        // `{"seq":` and at most 20 digits and a comma always fit.
+        for piece in [SEQ_KEY, itoa::Buffer::new().format(seq), ","] {
+            let _ = seq_key.try_push_str(piece);
         }
-        let prefix = std::str::from_utf8(&prefix[start..]).expect("ASCII");
-        head.replace_range(start..SEQ_ROOM, prefix);
         let env = Arc::new(Envelope {
             seq,
             at,
             event,
+            seq_key,
             head,
-            start,
             line_breaks,
         });
         let slot = self.slot_of(env.event.session_id());
@@ -497,20 +528,18 @@ fn evict_front(h: &mut SessionHistory, evicted: &mut Vec<Arc<Envelope>>) -> usiz
     old.len
 }
 
-/// `{"seq":` and the most digits a `u64` has, and a comma: the room in front of a prepared head.
+/// `{"seq":`, and the most bytes `{"seq":N,` takes (the most digits a `u64` has).
 const SEQ_KEY: &str = "{\"seq\":";
 const SEQ_ROOM: usize = SEQ_KEY.len() + 20 + 1;
-const SEQ_SPACES: &str = "                            ";
-const _: () = assert!(SEQ_SPACES.len() == SEQ_ROOM);
 
 /// An event serialized up to its sequence number, built outside the hub lock.
 #[derive(Debug)]
 pub struct Prepared {
     event: Event,
     at: SystemTime,
-    /// [`SEQ_ROOM`] spaces, then `"at":"..",<the event's own fields>}`; for an
-    /// SDK message it stops at `"message":`, the frame is not copied.
-    head: String,
+    /// `"at":"..",<the event's own fields>}`; for an SDK message it stops at
+    /// `"message":`, the frame is not copied.
+    head: Head,
     line_breaks: bool,
 }
 
@@ -534,14 +563,13 @@ impl Prepared {
     }
 }
 
-/// [`SEQ_ROOM`] spaces, then the envelope JSON after `{"seq":N,`: `"at":"..",<the event's own fields>}`,
+/// The envelope JSON after `{"seq":N,`: `"at":"..",<the event's own fields>}`,
 /// stopping at `"message":` for an SDK message.
-fn envelope_head(at: SystemTime, event: &Event) -> String {
-    let mut out = String::with_capacity(SEQ_ROOM + 160);
-    out.push_str(SEQ_SPACES);
+fn envelope_head(at: SystemTime, event: &Event) -> Head {
+    let mut out = Head::Inline(ArrayString::new());
     out.push_str("\"at\":\"");
     push_rfc3339_millis(&mut out, at);
-    out.push('"');
+    out.push_str("\"");
     if let Event::SdkMessage {
         session_id,
         msg_type,
@@ -571,7 +599,7 @@ fn envelope_head(at: SystemTime, event: &Event) -> String {
 
 /// Append `at` in RFC 3339 with milliseconds; formatted once per millisecond
 /// per thread, since a busy session publishes many events in the same one.
-fn push_rfc3339_millis(out: &mut String, at: SystemTime) {
+fn push_rfc3339_millis(out: &mut Head, at: SystemTime) {
     use std::cell::RefCell;
     use std::fmt::Write as _;
     thread_local! {
@@ -592,13 +620,13 @@ fn push_rfc3339_millis(out: &mut String, at: SystemTime) {
 }
 
 /// Append `v` as a JSON string literal, escaped exactly as serde_json escapes it.
-fn push_json_str(out: &mut String, v: &str) {
+fn push_json_str(out: &mut Head, v: &str) {
     // Session ids and message types almost never need escaping: copy those as
     // they are (this runs for every frame of every session).
     if !v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push('"');
+        out.push_str("\"");
         out.push_str(v);
-        out.push('"');
+        out.push_str("\"");
         return;
     }
     // Serializing a str cannot fail.
@@ -645,6 +673,27 @@ mod tests {
     }
 
     #[test]
+    fn a_head_too_long_to_keep_inline_moves_to_the_heap_intact() {
+        let mut h = History::new(limits(10, 1 << 20));
+        for id in ["s".repeat(40), "\"".repeat(HEAD_INLINE)] {
+            let env = h.push(
+                Event::SdkMessage {
+                    session_id: Arc::from(id.as_str()),
+                    msg_type: "assistant".into(),
+                    message: Arc::from(r#"{"type":"assistant"}"#),
+                },
+                SystemTime::UNIX_EPOCH,
+            );
+            let inline = matches!(env.head, Head::Inline(_));
+            assert_eq!(inline, id.len() == 40, "{} bytes of id", id.len());
+            let v: serde_json::Value = serde_json::from_str(&env.json()).unwrap();
+            assert_eq!(v["session_id"], id.as_str());
+            assert_eq!(v["at"], "1970-01-01T00:00:00.000Z");
+            assert_eq!(env.json_len(), env.json().len());
+        }
+    }
+
+    #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
         for v in [
             "b-1",
@@ -657,9 +706,14 @@ mod tests {
             "é✓",
             "\u{7f}",
         ] {
-            let mut out = String::from("x");
+            let mut out = Head::Inline(ArrayString::new());
+            out.push_str("x");
             push_json_str(&mut out, v);
-            assert_eq!(out[1..], serde_json::to_string(v).unwrap(), "{v:?}");
+            assert_eq!(
+                out.as_str()[1..],
+                serde_json::to_string(v).unwrap(),
+                "{v:?}"
+            );
         }
     }
 
