@@ -99,6 +99,12 @@ impl Running {
     }
 }
 
+/// Bytes an HTTP/1 response buffers before the API worker writes them out
+/// (actix-web's default is 32 KiB). A busy event stream makes one send call,
+/// and wakes its reader once, per this much; below 128 KiB actix-http keeps
+/// reusing one buffer per connection instead of replacing it after each flush.
+const API_WRITE_BUFFER: usize = 96 * 1024;
+
 /// Number of session arbiters for a `[supervisor] arbiters` value (0 = automatic: half the
 /// cores, at least one, leaving the rest to the kernel's network stack, the API worker and
 /// the ledger's threads).
@@ -234,6 +240,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
         .workers(1)
+        .h1_write_buffer_size(API_WRITE_BUFFER)
         .disable_signals()
         .shutdown_timeout(config.api.shutdown_timeout.as_secs().max(1))
         .bind(config.api.bind)
