@@ -242,13 +242,13 @@ fn framed_len(item: &Item) -> usize {
 /// at most [`SSE_CHUNK_BYTES`] (an item is never split across chunks), each
 /// framed when it is asked for.
 struct SseChunks {
-    items: std::iter::Peekable<std::vec::IntoIter<Item>>,
+    items: std::vec::IntoIter<Item>,
 }
 
 impl SseChunks {
     fn new(items: Vec<Item>) -> Self {
         Self {
-            items: items.into_iter().peekable(),
+            items: items.into_iter(),
         }
     }
 }
@@ -258,12 +258,21 @@ impl Iterator for SseChunks {
 
     fn next(&mut self) -> Option<Bytes> {
         let first = self.items.next()?;
-        let mut out = String::with_capacity(framed_len(&first).max(SSE_CHUNK_BYTES));
-        push_sse(&mut out, &first);
-        while let Some(item) = self
+        let mut size = framed_len(&first);
+        let more = self
             .items
-            .next_if(|next| out.len() + framed_len(next) <= SSE_CHUNK_BYTES)
-        {
+            .as_slice()
+            .iter()
+            .map(framed_len)
+            .take_while(|&len| {
+                let fits = size + len <= SSE_CHUNK_BYTES;
+                size += if fits { len } else { 0 };
+                fits
+            })
+            .count();
+        let mut out = String::with_capacity(size);
+        push_sse(&mut out, &first);
+        for item in self.items.by_ref().take(more) {
             push_sse(&mut out, &item);
         }
         Some(Bytes::from(out))

@@ -193,6 +193,8 @@ pub struct History {
     /// limits or is forgotten: it is then older than its slot's oldest event
     /// (a reused slot only holds newer ones). Stale entries are skipped when
     /// they reach the front, and swept out when they outnumber live ones.
+    /// 16 bytes per retained event, not counted in `total_bytes` (like the
+    /// per-session queues' own entries).
     order: VecDeque<(u64, usize)>,
 }
 
@@ -993,17 +995,30 @@ mod tests {
             .filter(|&&(seq, slot)| History::live(&h.slots, seq, slot))
             .count();
         assert_eq!(live, 4, "every retained event has its live entry");
-        // A forgotten session's slot is reused; its old entries never evict the new owner's events.
+        // A forgotten session's slot is reused, and the stale entries it left
+        // in front never evict the new owner's events out of turn.
+        let size = History::new(limits(10, 1 << 20))
+            .push(ev("a", 10), SystemTime::UNIX_EPOCH)
+            .json_len();
+        let mut h = History::new(HistoryLimits {
+            events: 100,
+            bytes: 1 << 20,
+            total_bytes: 2 * size + 16,
+        });
+        let all =
+            |h: &History| -> Vec<u64> { h.backlog(None, 0).events.iter().map(|e| e.seq).collect() };
+        h.push(ev("a", 10), SystemTime::UNIX_EPOCH);
+        h.push(ev("a", 10), SystemTime::UNIX_EPOCH);
+        h.push(ev("d", 10), SystemTime::UNIX_EPOCH);
+        assert_eq!(all(&h), [2, 3]);
         h.forget("a");
-        assert_eq!(h.retained, 2);
         h.push(ev("c", 10), SystemTime::UNIX_EPOCH);
-        assert_eq!(h.slots.iter().flatten().count(), 2, "c took a's slot");
-        let c: Vec<u64> = h
-            .backlog(Some("c"), 0)
-            .events
-            .iter()
-            .map(|e| e.seq)
-            .collect();
-        assert_eq!(c, [10_001]);
+        assert_eq!(h.slots.len(), 2, "c took a's slot");
+        assert_eq!(all(&h), [3, 4]);
+        // Over budget: a's stale entry for 2 is skipped, d's 3 is the oldest, not c's 4.
+        h.push(ev("e", 10), SystemTime::UNIX_EPOCH);
+        assert_eq!(all(&h), [4, 5]);
+        assert_eq!(h.backlog(Some("d"), 0).lagged_from, Some(6));
+        assert_eq!(h.retained, 2);
     }
 }
