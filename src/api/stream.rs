@@ -369,7 +369,7 @@ impl Actor for EventSocket {
 impl StreamHandler<Item> for EventSocket {
     fn handle(&mut self, item: Item, ctx: &mut Self::Context) {
         match item {
-            Item::Event(env) => ctx.text(env.json().into_owned()),
+            Item::Event(env) => ctx.text(env.json()),
             Item::Lagged(json) => ctx.text(json),
             Item::Heartbeat => {
                 if self.last_pong.elapsed() > self.heartbeat * 2 {

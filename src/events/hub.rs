@@ -8,7 +8,6 @@
 //! transcript; what was evicted is remembered as a high-water mark so a resume
 //! that falls into the gap is answered with an explicit `lagged`.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -60,16 +59,16 @@ impl Envelope {
     }
 
     /// `{"seq":..,"at":..,"type":..,...}` in one piece (a copy).
-    pub fn json(&self) -> Cow<'_, str> {
-        Cow::Owned(self.json_parts().concat())
+    pub fn json(&self) -> String {
+        self.json_parts().concat()
     }
 }
 
 /// Bytes of JSON head kept inside the envelope's own allocation: an SDK
 /// message's (time, type, session id, message type) fits unless its ids are
 /// unusually long. Retained envelopes are freed long after they were made,
-/// when their memory has gone cold; one allocation per event instead of two
-/// halves those cache misses.
+/// when their memory has gone cold: with the head inside, an SDK event is two
+/// allocations (the envelope and the shared frame) instead of three.
 const HEAD_INLINE: usize = 192;
 
 /// An envelope's JSON head: inline when it fits, else on the heap.
@@ -270,7 +269,8 @@ impl History {
         env
     }
 
-    /// The slot of `session`'s history, taken (a free one first) and filled if it has none.
+    /// The slot of `session`'s history, taken (a free one first, left for the
+    /// caller to fill) if it has none.
     fn slot_of(&mut self, session: &str) -> usize {
         if let Some(&slot) = self.index.get(session) {
             return slot;
@@ -282,7 +282,6 @@ impl History {
                 self.slots.len() - 1
             }
         };
-        self.slots[slot] = Some(SessionHistory::default());
         self.index.insert(Arc::from(session), slot);
         slot
     }
