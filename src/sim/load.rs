@@ -5,7 +5,8 @@
 //! session, every frame recorded), load mode keeps per-session state to a few
 //! atomics and writes pre-rendered frames through a bounded channel, so it
 //! sustains far more traffic than the supervisor under test and only ever
-//! writes as fast as the peer reads (no unbounded buffering).
+//! writes as fast as the peer reads (no unbounded buffering, in the process or
+//! in the kernel: see [`LOAD_SEND_BUFFER`]).
 //!
 //! Control API (same listener, loopback use only):
 //! - `GET  /load/stats`: counters (live, attempts, frames, prompts, answers);
@@ -266,6 +267,26 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .route("/load/latency", web::get().to(latency));
 }
 
+/// Kernel send buffer of each load connection. Left to autotuning, a flooding
+/// connection's buffer grows to `tcp_wmem`'s maximum (4 MiB by default): 1,000
+/// sessions queued ~1.2 GiB in the kernel, which put the whole host under TCP
+/// memory pressure, so the kernel dropped packets and shrank windows on every
+/// connection, the supervisor's event stream included. A remote session's send
+/// buffer does not count against the supervisor host's memory, so the
+/// simulator must not either. 256 KiB (the kernel doubles it for bookkeeping)
+/// still keeps many frames in flight on loopback.
+const LOAD_SEND_BUFFER: usize = 256 * 1024;
+
+/// Bound an accepted connection's kernel send buffer (see [`LOAD_SEND_BUFFER`]).
+fn bound_send_buffer(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+        return;
+    };
+    if let Err(err) = socket2::SockRef::from(stream).set_send_buffer_size(LOAD_SEND_BUFFER) {
+        tracing::warn!(%err, "simulator: could not bound a connection's send buffer");
+    }
+}
+
 /// Run a load-mode simulator until SIGINT/SIGTERM; prints its base URL on stdout first.
 pub async fn run_load(bind: SocketAddr, opts: LoadOptions) -> std::io::Result<()> {
     let workers = opts.workers.max(1);
@@ -275,6 +296,7 @@ pub async fn run_load(bind: SocketAddr, opts: LoadOptions) -> std::io::Result<()
         .backlog(8192)
         .max_connections(1 << 20)
         .max_connection_rate(4096)
+        .on_connect(bound_send_buffer)
         .disable_signals()
         .shutdown_timeout(0)
         .bind(bind)?;
@@ -309,6 +331,27 @@ mod tests {
         assert_eq!(session_index("b-", 10, "b-0"), None);
         assert_eq!(session_index("b-", 10, "x-1"), None);
         assert_eq!(session_index("b-", 10, "b-x"), None);
+    }
+
+    #[actix_rt::test]
+    async fn accepted_connections_get_a_bounded_send_buffer() {
+        let listener = actix_web::rt::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = actix_web::rt::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let size = || {
+            socket2::SockRef::from(&accepted)
+                .send_buffer_size()
+                .unwrap()
+        };
+        let before = size();
+        bound_send_buffer(&accepted, &mut actix_web::dev::Extensions::new());
+        // Linux doubles the requested size for its own bookkeeping.
+        assert_eq!(size(), 2 * LOAD_SEND_BUFFER, "was {before}");
+        // Anything but a plain TCP stream is left alone.
+        bound_send_buffer(&"not a socket", &mut actix_web::dev::Extensions::new());
     }
 
     #[test]
