@@ -3,14 +3,14 @@
 //! - A prompt is recorded when it arrives, before anyone sees it; an answer before it is
 //!   written to the socket; `delivered_at` once written.
 //! - At startup [`Ledger::load_unfinished`] returns what the registry must restore.
-//! - A write is appended to an append-only [`journal`] by its caller (one `write`
+//! - A write is appended to an append-only `journal` by its caller (one `write`
 //!   syscall) and is then acknowledged: a process crash loses no acknowledged write, as
 //!   with a `synchronous=NORMAL` commit, and no caller waits for SQLite or another
-//!   thread. The applier thread ([`writer`]) commits the writes to SQLite behind, in
+//!   thread. The applier thread (`writer`) commits the writes to SQLite behind, in
 //!   large transactions; a restart replays what it had not. When the applier is
 //!   `queue_capacity` jobs behind, a write fails at once with
 //!   [`LedgerError::QueueFull`], never a blocked actor or a silent drop.
-//! - WAL checkpoints run on a background thread ([`checkpoint`]), so their fsyncs stay
+//! - WAL checkpoints run on a background thread (`checkpoint`), so their fsyncs stay
 //!   off the applier's path.
 //! - Reads ([`Ledger::query`]) run on a small pool of reader threads with read-only
 //!   connections; WAL mode keeps them from blocking the applier.

@@ -229,7 +229,7 @@ impl History {
 
     /// Give a prepared event the next sequence number and retain it. Evicted
     /// envelopes are moved to `evicted`, so the caller can free them after
-    /// releasing its lock. Cheap: the JSON was built by [`Prepared::new`] up to
+    /// releasing its lock. Cheap: the JSON was built by `Prepared::new` up to
     /// `{"seq":N,`, which is all that is formatted here.
     pub fn stamp(&mut self, p: Prepared, evicted: &mut Vec<Arc<Envelope>>) -> Arc<Envelope> {
         let seq = self.next_seq;

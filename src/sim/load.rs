@@ -6,7 +6,7 @@
 //! atomics and writes pre-rendered frames through a bounded channel, so it
 //! sustains far more traffic than the supervisor under test and only ever
 //! writes as fast as the peer reads (no unbounded buffering, in the process or
-//! in the kernel: see [`LOAD_SEND_BUFFER`]).
+//! in the kernel: see `LOAD_SEND_BUFFER`).
 //!
 //! Control API (same listener, loopback use only):
 //! - `GET  /load/stats`: counters (live, attempts, frames, prompts, answers);
