@@ -102,7 +102,7 @@ impl Harness {
             "--frame-bytes",
             &args.frame_bytes.to_string(),
             "--workers",
-            &args.sim_workers.to_string(),
+            &args.sim_workers().to_string(),
         ]
         .iter()
         .map(|s| s.to_string())

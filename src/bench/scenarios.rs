@@ -7,8 +7,11 @@ use serde_json::{json, Value};
 
 use super::harness::{Harness, Started, PREFIX};
 use super::http::{self, open_events, spawn_poll_answerer, spawn_seq_checker, spawn_sse_answerer};
-use super::stats::{bin_counts, compare_counts, histogram_delta, peak_in_window, percentiles};
+use super::stats::{
+    bin_counts, compare_counts, histogram_above, histogram_delta, peak_in_window, percentiles,
+};
 use super::{procs, BenchArgs, Scenario};
+use ccr_supervisor::metrics::sample;
 use ccr_supervisor::sim::load::LoadMode;
 
 /// Generous bound on any wait.
@@ -68,6 +71,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
         "scenario": args.scenario.name(),
         "sessions": args.sessions,
         "duration_s": args.duration().as_secs_f64(),
+        "sim_workers": args.sim_workers(),
         "machine": {"nproc": cpus, "cpu": model},
     });
     let (figures, chart) = result?;
@@ -304,6 +308,7 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         "cpu_ms": ms(cpu),
         "cpu_us_per_prompt": if sent > 0 { (cpu.as_secs_f64() * 1e6 / sent as f64).round() } else { 0.0 },
         "ledger": ledger_figures(&metrics0, &metrics1),
+        "supervisor_decisions": decision_tail(&metrics0, &metrics1),
         "api_answerer": api_stats.map(|a| serde_json::to_value(&*a.borrow()).unwrap_or_default()),
         "targets": {
             "p99_us": target(p.p99_us as f64, 1000.0),
@@ -315,6 +320,27 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         "x": "microseconds", "y": "prompts", "bin_width": (upper / bins).max(1),
         "counts": bin_counts(&values, upper, bins as usize)});
     Ok((figures, chart))
+}
+
+/// Where the round trip's tail lives: of the answers the supervisor wrote
+/// during the run, how many took longer than 0.1 / 0.2 / ... / 3.2 ms from the
+/// prompt's arrival to the written answer, by its own `/metrics` histogram
+/// (the rest of the round trip is the kernel and the simulator).
+fn decision_tail(before: &str, after: &str) -> Value {
+    let name = "ccr_supervisor_decision_latency_seconds";
+    let Some(above) = histogram_above(before, after, name) else {
+        return Value::Null;
+    };
+    let count = sample(after, &format!("{name}_count")).unwrap_or(0.0)
+        - sample(before, &format!("{name}_count")).unwrap_or(0.0);
+    let mut over = serde_json::Map::new();
+    for ms in [0.1, 0.2, 0.4, 0.8, 1.6, 3.2] {
+        // Bucket bounds are powers of two times 0.1 ms, rendered with rounding noise.
+        if let Some((_, n)) = above.iter().find(|(b, _)| (b * 1e3 - ms).abs() < 1e-6) {
+            over.insert(format!("{ms}"), json!(n));
+        }
+    }
+    json!({"answers": count as u64, "slower_than_ms": over})
 }
 
 /// The ledger during the run, from its `/metrics` histograms (null when off): the

@@ -97,6 +97,27 @@ pub fn histogram_delta(before: &str, after: &str, name: &str) -> Option<(u64, f6
     Some((count as u64, (mean_us * 10.0).round() / 10.0))
 }
 
+/// For each bucket bound of a histogram, how many of its observations between
+/// two `/metrics` scrapes were above it: `(bound, count above)`, by bound;
+/// `None` if the histogram is absent.
+pub fn histogram_above(before: &str, after: &str, name: &str) -> Option<Vec<(f64, u64)>> {
+    let delta =
+        |series: &str| sample(after, series).map(|a| a - sample(before, series).unwrap_or(0.0));
+    let count = delta(&format!("{name}_count"))?;
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut above: Vec<(f64, u64)> = after
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix)?.split_once('"'))
+        .filter_map(|(le, _)| {
+            let bound = le.parse::<f64>().ok().filter(|b| b.is_finite())?;
+            let within = delta(&format!("{prefix}{le}\"}}"))?;
+            Some((bound, (count - within).max(0.0) as u64))
+        })
+        .collect();
+    above.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some(above)
+}
+
 /// What the bench needs from the supervisor's `GET /v1/sessions`.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct SessionsView {
@@ -210,6 +231,20 @@ mod tests {
             Some((13, 61_538.5))
         );
         assert_eq!(histogram_delta(before, "# EOF\n", "x_seconds"), None);
+    }
+
+    #[test]
+    fn observations_above_each_bucket_between_scrapes() {
+        let before = "x_seconds_count 4\nx_seconds_bucket{le=\"0.001\"} 3\n\
+                      x_seconds_bucket{le=\"0.002\"} 4\nx_seconds_bucket{le=\"+Inf\"} 4\n";
+        let after = "x_seconds_count 14\nx_seconds_bucket{le=\"0.002\"} 12\n\
+                     x_seconds_bucket{le=\"0.001\"} 10\nx_seconds_bucket{le=\"+Inf\"} 14\n";
+        // 10 new: 7 within 1 ms, 8 within 2 ms.
+        assert_eq!(
+            histogram_above(before, after, "x_seconds"),
+            Some(vec![(0.001, 3), (0.002, 2)])
+        );
+        assert_eq!(histogram_above(before, "", "x_seconds"), None);
     }
 
     #[test]
