@@ -66,6 +66,20 @@ fn roundtrip_answers_every_prompt_once() {
     assert!(s["ledger"]["commit_mean_us"].as_f64().unwrap() > 0.0, "{s}");
     let applies = s["ledger"]["apply_transactions"].as_u64().unwrap();
     assert!(applies >= 1, "{s}");
+    // The simulator times the round trip on two threads by default, and the
+    // supervisor's own histogram counted every answer it wrote, each slower-than
+    // count no larger than the one for a shorter bound.
+    assert_eq!(s["sim_workers"], 2, "{s}");
+    let own = &s["supervisor_decisions"];
+    assert_eq!(own["answers"].as_u64(), Some(sent), "{s}");
+    let over: Vec<u64> = ["0.1", "0.2", "0.4", "0.8", "1.6", "3.2"]
+        .iter()
+        .map(|ms| own["slower_than_ms"][ms].as_u64().unwrap())
+        .collect();
+    assert!(
+        over.windows(2).all(|w| w[0] >= w[1]) && over[0] <= sent,
+        "{s}"
+    );
 }
 
 #[test]

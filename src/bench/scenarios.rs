@@ -11,7 +11,6 @@ use super::stats::{
     bin_counts, compare_counts, histogram_above, histogram_delta, peak_in_window, percentiles,
 };
 use super::{procs, BenchArgs, Scenario};
-use ccr_supervisor::metrics::sample;
 use ccr_supervisor::sim::load::LoadMode;
 
 /// Generous bound on any wait.
@@ -328,11 +327,9 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
 /// (the rest of the round trip is the kernel and the simulator).
 fn decision_tail(before: &str, after: &str) -> Value {
     let name = "ccr_supervisor_decision_latency_seconds";
-    let Some(above) = histogram_above(before, after, name) else {
+    let Some((count, above)) = histogram_above(before, after, name) else {
         return Value::Null;
     };
-    let count = sample(after, &format!("{name}_count")).unwrap_or(0.0)
-        - sample(before, &format!("{name}_count")).unwrap_or(0.0);
     let mut over = serde_json::Map::new();
     for ms in [0.1, 0.2, 0.4, 0.8, 1.6, 3.2] {
         // Bucket bounds are powers of two times 0.1 ms, rendered with rounding noise.
@@ -340,7 +337,7 @@ fn decision_tail(before: &str, after: &str) -> Value {
             over.insert(format!("{ms}"), json!(n));
         }
     }
-    json!({"answers": count as u64, "slower_than_ms": over})
+    json!({"answers": count, "slower_than_ms": over})
 }
 
 /// The ledger during the run, from its `/metrics` histograms (null when off): the

@@ -97,10 +97,10 @@ pub fn histogram_delta(before: &str, after: &str, name: &str) -> Option<(u64, f6
     Some((count as u64, (mean_us * 10.0).round() / 10.0))
 }
 
-/// For each bucket bound of a histogram, how many of its observations between
-/// two `/metrics` scrapes were above it: `(bound, count above)`, by bound;
-/// `None` if the histogram is absent.
-pub fn histogram_above(before: &str, after: &str, name: &str) -> Option<Vec<(f64, u64)>> {
+/// A histogram's observations between two `/metrics` scrapes, and for each of
+/// its bucket bounds how many of them were above it: `(bound, count above)`,
+/// by bound; `None` if the histogram is absent.
+pub fn histogram_above(before: &str, after: &str, name: &str) -> Option<(u64, Vec<(f64, u64)>)> {
     let delta =
         |series: &str| sample(after, series).map(|a| a - sample(before, series).unwrap_or(0.0));
     let count = delta(&format!("{name}_count"))?;
@@ -115,7 +115,7 @@ pub fn histogram_above(before: &str, after: &str, name: &str) -> Option<Vec<(f64
         })
         .collect();
     above.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Some(above)
+    Some((count.max(0.0) as u64, above))
 }
 
 /// What the bench needs from the supervisor's `GET /v1/sessions`.
@@ -242,7 +242,7 @@ mod tests {
         // 10 new: 7 within 1 ms, 8 within 2 ms.
         assert_eq!(
             histogram_above(before, after, "x_seconds"),
-            Some(vec![(0.001, 3), (0.002, 2)])
+            Some((10, vec![(0.001, 3), (0.002, 2)]))
         );
         assert_eq!(histogram_above(before, "", "x_seconds"), None);
     }
