@@ -88,11 +88,16 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// How much `series` grew between two `/metrics` scrapes (absent before counts
+/// as 0); `None` if it is absent after.
+fn growth(before: &str, after: &str, series: &str) -> Option<f64> {
+    Some(sample(after, series)? - sample(before, series).unwrap_or(0.0))
+}
+
 /// Count and mean (µs) of a histogram between two `/metrics` scrapes; `None` if it is absent.
 pub fn histogram_delta(before: &str, after: &str, name: &str) -> Option<(u64, f64)> {
-    let get = |text: &str, part: &str| sample(text, &format!("{name}_{part}"));
-    let count = get(after, "count")? - get(before, "count").unwrap_or(0.0);
-    let sum = get(after, "sum")? - get(before, "sum").unwrap_or(0.0);
+    let count = growth(before, after, &format!("{name}_count"))?;
+    let sum = growth(before, after, &format!("{name}_sum"))?;
     let mean_us = if count > 0.0 { sum / count * 1e6 } else { 0.0 };
     Some((count as u64, (mean_us * 10.0).round() / 10.0))
 }
@@ -101,16 +106,14 @@ pub fn histogram_delta(before: &str, after: &str, name: &str) -> Option<(u64, f6
 /// its bucket bounds how many of them were above it: `(bound, count above)`,
 /// by bound; `None` if the histogram is absent.
 pub fn histogram_above(before: &str, after: &str, name: &str) -> Option<(u64, Vec<(f64, u64)>)> {
-    let delta =
-        |series: &str| sample(after, series).map(|a| a - sample(before, series).unwrap_or(0.0));
-    let count = delta(&format!("{name}_count"))?;
+    let count = growth(before, after, &format!("{name}_count"))?;
     let prefix = format!("{name}_bucket{{le=\"");
     let mut above: Vec<(f64, u64)> = after
         .lines()
         .filter_map(|l| l.strip_prefix(&prefix)?.split_once('"'))
         .filter_map(|(le, _)| {
             let bound = le.parse::<f64>().ok().filter(|b| b.is_finite())?;
-            let within = delta(&format!("{prefix}{le}\"}}"))?;
+            let within = growth(before, after, &format!("{prefix}{le}\"}}"))?;
             Some((bound, (count - within).max(0.0) as u64))
         })
         .collect();
