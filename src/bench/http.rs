@@ -103,22 +103,18 @@ impl SeqScanner {
     /// Feed the next chunk of the stream; `on` gets each complete frame's `(session, seq)`.
     pub fn push(&mut self, chunk: &[u8], mut on: impl FnMut(&str, u64)) {
         let mut rest = chunk;
-        if !self.partial.is_empty() {
-            let Some(nl) = memchr::memchr(b'\n', rest) else {
-                self.partial.extend_from_slice(rest);
-                return;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            // A line that began in an earlier chunk is completed in `partial`.
+            let line = if self.partial.is_empty() {
+                &rest[..nl]
+            } else {
+                self.partial.extend_from_slice(&rest[..nl]);
+                &self.partial
             };
-            self.partial.extend_from_slice(&rest[..nl]);
-            if let Some((session, seq)) = self.line_seq(&self.partial) {
+            if let Some((session, seq)) = self.line_seq(line) {
                 on(session, seq);
             }
             self.partial.clear();
-            rest = &rest[nl + 1..];
-        }
-        while let Some(nl) = memchr::memchr(b'\n', rest) {
-            if let Some((session, seq)) = self.line_seq(&rest[..nl]) {
-                on(session, seq);
-            }
             rest = &rest[nl + 1..];
         }
         self.partial.extend_from_slice(rest);
@@ -280,18 +276,25 @@ mod tests {
     #[test]
     fn sequence_numbers_are_found_in_events_split_anywhere() {
         let uuid = |n: u64| format!("00000000-0000-4000-8000-{n:012}");
+        // Written out rather than built with `json!` (which sorts keys), so
+        // that each frame's `uuid` is near the end of its line, as a real
+        // frame may have it: a line split anywhere must still be read whole.
         let events = [
-            json!({"seq":1,"type":"sdk_message","session_id":"b-1","msg_type":"assistant",
-                "message":{"type":"assistant","session_id":"b-1","uuid":uuid(9)}}),
-            json!({"seq":2,"type":"session_state","session_id":"b-2","state":"connected"}),
-            json!({"seq":3,"type":"sdk_message","session_id":"b-2","msg_type":"result",
-                "message":{"type":"result","uuid":uuid(10),"session_id":"b-2"}}),
-            json!({"seq":4,"type":"sdk_message","session_id":"b-3","msg_type":"user",
-                "message":{"type":"user","uuid":"not-a-load-frame"}}),
+            format!(
+                r#"{{"seq":1,"type":"sdk_message","session_id":"b-1","msg_type":"assistant","message":{{"type":"assistant","session_id":"b-1","uuid":"{}"}}}}"#,
+                uuid(9)
+            ),
+            r#"{"seq":2,"type":"session_state","session_id":"b-2","state":"connected"}"#.to_owned(),
+            format!(
+                r#"{{"seq":3,"type":"sdk_message","session_id":"b-2","msg_type":"result","message":{{"type":"result","session_id":"b-2","uuid":"{}"}}}}"#,
+                uuid(10)
+            ),
+            r#"{"seq":4,"type":"sdk_message","session_id":"b-3","msg_type":"user","message":{"type":"user","uuid":"not-a-load-frame"}}"#.to_owned(),
         ];
         let stream: String = events
             .iter()
-            .map(|e| format!("id: {}\nevent: x\ndata: {e}\n\n", e["seq"]))
+            .enumerate()
+            .map(|(i, e)| format!("id: {}\nevent: x\ndata: {e}\n\n", i + 1))
             .chain([": keep-alive\n\n".to_owned()])
             .collect();
         let want = vec![("b-1".to_owned(), 9), ("b-2".to_owned(), 10)];
