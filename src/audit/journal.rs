@@ -11,13 +11,12 @@
 //! JSON of the write, and still read. A crash in the middle of an append leaves a torn
 //! last record, which replay reports and drops (it was never acknowledged).
 
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::record::LedgerError;
 use super::sql;
@@ -214,8 +213,8 @@ pub(crate) struct Journal {
     len: u64,
     /// Last sequence number appended to the current segment (0: none yet).
     last: u64,
-    /// Full segments and their last sequence numbers, oldest first.
-    closed: VecDeque<(PathBuf, u64)>,
+    /// Full segments not yet handed on by [`Journal::take_full`], oldest first.
+    full: Vec<PathBuf>,
     /// Size at which the next append starts a new segment.
     segment_bytes: u64,
 }
@@ -230,7 +229,7 @@ impl Journal {
             path,
             len: 0,
             last: 0,
-            closed: VecDeque::new(),
+            full: Vec::new(),
             segment_bytes: segment_bytes.max(1),
         })
     }
@@ -253,20 +252,18 @@ impl Journal {
         Ok(())
     }
 
-    /// Delete the full segments whose records are all in the database.
-    pub(crate) fn release(&mut self, applied: u64) {
-        while let Some((path, _)) = self.closed.front().filter(|(_, last)| *last <= applied) {
-            if let Err(e) = std::fs::remove_file(path) {
-                error!(segment = %path.display(), error = %e, "cannot delete an applied journal segment");
-            }
-            self.closed.pop_front();
-        }
+    /// The segments filled since the last call, oldest first. Each may be deleted once
+    /// every record appended before it was taken is in the database; the applier does
+    /// that, because unlinking a large file takes milliseconds (its cached pages are
+    /// dropped), too long for the thread that answers prompts.
+    pub(crate) fn take_full(&mut self) -> std::vec::Drain<'_, PathBuf> {
+        self.full.drain(..)
     }
 
-    /// At shutdown, once everything appended is applied: delete every segment.
-    pub(crate) fn close(mut self, applied: u64) {
-        self.release(applied);
-        if self.closed.is_empty() && self.last <= applied {
+    /// At shutdown, once everything appended is applied: delete the current segment.
+    /// Left for replay if full segments were never handed on, or records are unapplied.
+    pub(crate) fn close(self, applied: u64) {
+        if self.full.is_empty() && self.last <= applied {
             if let Err(e) = std::fs::remove_file(&self.path) {
                 warn!(segment = %self.path.display(), error = %e, "cannot delete the last journal segment");
             }
@@ -280,7 +277,7 @@ impl Journal {
         let old = std::mem::replace(&mut self.path, path);
         self.file = file;
         if self.len > 0 {
-            self.closed.push_back((old, self.last));
+            self.full.push(old);
         } else if let Err(e) = std::fs::remove_file(&old) {
             warn!(segment = %old.display(), error = %e, "cannot delete an empty journal segment");
         }
@@ -451,28 +448,48 @@ mod tests {
     }
 
     #[test]
-    fn segments_rotate_and_are_released_once_applied() {
+    fn full_segments_are_handed_on_and_the_last_is_removed_at_close() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("ledger.db");
         let mut journal = Journal::create(&db, 1, 20).unwrap();
+        let mut full = Vec::new();
         for seq in 1..=4 {
             let mut buf = Vec::new();
             encode(seq, &prompt(&seq.to_string()), &mut buf).unwrap();
             assert!(buf.len() > 20, "each record fills a segment");
             journal.append(&buf, seq).unwrap();
+            full.extend(journal.take_full());
         }
         let firsts =
             |db: &Path| -> Vec<u64> { segments(db).unwrap().into_iter().map(|(f, _)| f).collect() };
+        // The journal deletes no full segment itself: they are handed on, oldest first.
         assert_eq!(firsts(&db), [1, 2, 3, 4]);
-        journal.release(2);
-        assert_eq!(firsts(&db), [3, 4]);
+        assert_eq!(full, [1, 2, 3].map(|first| segment_path(&db, first)));
         // Not all applied: the current segment stays for replay.
-        journal.release(3);
-        assert_eq!(firsts(&db), [4]);
         journal.close(3);
-        assert_eq!(firsts(&db), [4]);
-        let journal = Journal::create(&db, 5, 20).unwrap();
-        journal.close(5);
-        assert_eq!(firsts(&db), [4], "an empty segment is removed at close");
+        assert_eq!(firsts(&db), [1, 2, 3, 4]);
+        let mut journal = Journal::create(&db, 5, 20).unwrap();
+        let mut buf = Vec::new();
+        encode(5, &prompt("5"), &mut buf).unwrap();
+        journal.append(&buf, 5).unwrap();
+        journal.append(&buf, 6).unwrap();
+        // A full segment never handed on keeps the current one for replay too.
+        journal.close(6);
+        assert_eq!(firsts(&db), [1, 2, 3, 4, 5, 6]);
+        let journal = Journal::create(&db, 7, 20).unwrap();
+        journal.close(7);
+        assert_eq!(
+            firsts(&db),
+            [1, 2, 3, 4, 5, 6],
+            "an empty segment is removed at close"
+        );
+        let mut journal = Journal::create(&db, 7, 20).unwrap();
+        journal.append(&buf, 7).unwrap();
+        journal.close(7);
+        assert_eq!(
+            firsts(&db),
+            [1, 2, 3, 4, 5, 6],
+            "the applied current segment is removed at close"
+        );
     }
 }

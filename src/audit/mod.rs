@@ -431,9 +431,19 @@ impl Ledger {
         let seq = tail.next_seq;
         tail.buf.clear();
         journal::encode(seq, &write, &mut tail.buf)?;
-        tail.journal
-            .append(&tail.buf, seq)
-            .map_err(|e| LedgerError::Storage(format!("journal: {e}")))?;
+        let appended = tail.journal.append(&tail.buf, seq);
+        // Behind every write they hold, so the applier deletes them once those are in.
+        for segment in tail.journal.take_full() {
+            shared.apply.queued.fetch_add(1, Ordering::AcqRel);
+            if tail
+                .jobs
+                .send((Job::Retire(segment), Instant::now()))
+                .is_err()
+            {
+                tracing::warn!("decision ledger applier stopped: a full journal segment stays until the next start");
+            }
+        }
+        appended.map_err(|e| LedgerError::Storage(format!("journal: {e}")))?;
         tail.next_seq += 1;
         // Durable from here on: if the applier is gone, the next start replays it.
         shared.apply.queued.fetch_add(1, Ordering::AcqRel);
@@ -444,8 +454,6 @@ impl Ledger {
         {
             tracing::error!(seq, "decision ledger applier stopped: the write stays in the journal until the next start");
         }
-        tail.journal
-            .release(shared.apply.applied.load(Ordering::Acquire));
         Ok(())
     }
 

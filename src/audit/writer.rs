@@ -6,7 +6,8 @@
 //! thread, which sleeps up to `apply_delay` after the first so that one SQLite
 //! transaction takes many, records how far it got, and runs pruning and the checkpoint
 //! hand-off. A `Flush` or `Prune` wakes it and completes only once every earlier write
-//! is committed.
+//! is committed. It also deletes the journal's full segments once their records are
+//! committed: an unlink takes milliseconds, too long for the callers' threads.
 //!
 //! A write the database refuses (unknown prompt, already decided) or cannot store is
 //! logged and counted when it is applied. A storage error rolls back the whole batch;
@@ -15,6 +16,7 @@
 //!
 //! [`journal`]: super::journal
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
@@ -105,6 +107,8 @@ pub(crate) enum Job {
     Prune(SystemTime, Reply),
     /// A barrier, answered once every earlier write is committed.
     Flush(Reply),
+    /// A full journal segment, deleted once every earlier write is committed.
+    Retire(PathBuf),
 }
 
 /// Counters shared by the handle and the applier.
@@ -321,8 +325,17 @@ fn commit_each_or_all(
     // Done before any barrier is answered, so its caller sees the queue's room.
     state.queued.fetch_sub(batch.len(), Ordering::AcqRel);
     for job in batch.drain(..) {
-        if let Job::Flush(reply) = job {
-            let _ = reply.send(Ok(0));
+        match job {
+            Job::Flush(reply) => {
+                let _ = reply.send(Ok(0));
+            }
+            Job::Retire(segment) => {
+                if let Err(e) = std::fs::remove_file(&segment) {
+                    // It stays; the next start replays it (its records are already in).
+                    error!(segment = %segment.display(), error = %e, "cannot delete an applied journal segment");
+                }
+            }
+            Job::Write(..) | Job::Prune(..) => {}
         }
     }
 }
