@@ -433,14 +433,10 @@ impl Recent {
         self.trim(evicted);
     }
 
-    /// How many events the window holds now.
-    pub fn len(&self) -> usize {
+    /// How many events the window holds now (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.kept.events.len()
-    }
-
-    /// Whether the window holds no event.
-    pub fn is_empty(&self) -> bool {
-        self.kept.events.is_empty()
     }
 
     /// Drop the events every reader has looked at (all of them when nobody reads).
