@@ -80,6 +80,20 @@ fn roundtrip_answers_every_prompt_once() {
         over.windows(2).all(|w| w[0] >= w[1]) && over[0] <= sent,
         "{s}"
     );
+    // A harness thread slept 1 ms at a time through the one-second run and
+    // counted its late wake-ups, each count no larger than the one before.
+    let woke = &s["wakeup_lateness"];
+    assert_eq!(woke["sleep_ms"], 1.0, "{s}");
+    let sleeps = woke["sleeps"].as_u64().unwrap();
+    assert!((50..=2_000).contains(&sleeps), "{s}");
+    let late: Vec<u64> = ["late_over_1ms", "late_over_2ms", "late_over_3ms"]
+        .iter()
+        .map(|k| woke[k].as_u64().unwrap())
+        .collect();
+    assert!(
+        late.windows(2).all(|w| w[0] >= w[1]) && late[0] <= sleeps,
+        "{s}"
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! - `http`: JSON calls, the SSE parser, subscriber and answerers;
 //! - `harness`: starting both processes and waiting on them;
 //! - `scenarios`: `connect`, `flood`, `roundtrip`, `storm`;
-//! - `report`: the JSON summary, markdown table and SVG chart.
+//! - `report`: the JSON summary, markdown table and SVG chart;
+//! - `wakeups`: how late a sleeping thread wakes during a run (the machine's noise).
 
 mod harness;
 mod http;
@@ -15,6 +16,7 @@ mod procs;
 mod report;
 mod scenarios;
 mod stats;
+mod wakeups;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

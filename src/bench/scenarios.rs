@@ -10,6 +10,7 @@ use super::http::{self, open_events, spawn_poll_answerer, spawn_seq_checker, spa
 use super::stats::{
     bin_counts, compare_counts, histogram_above, histogram_delta, peak_in_window, percentiles,
 };
+use super::wakeups::WakeupProbe;
 use super::{procs, BenchArgs, Scenario};
 use ccr_supervisor::sim::load::LoadMode;
 
@@ -262,11 +263,13 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
     }
     let metrics0 = http::metrics_text(&h.client, &h.api).await?;
     let cpu0 = h.sup()?.cpu_time()?;
+    let probe = WakeupProbe::start(Duration::from_millis(1)).context("start the wake-up probe")?;
     let t0 = Instant::now();
     h.sim_post("start").await?;
     tokio::time::sleep(args.duration()).await;
     h.sim_post("stop").await?;
     let prompt_time = t0.elapsed();
+    let wakeups = probe.finish();
     let settled = h
         .wait_sim(
             t0,
@@ -308,6 +311,7 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         "cpu_us_per_prompt": if sent > 0 { (cpu.as_secs_f64() * 1e6 / sent as f64).round() } else { 0.0 },
         "ledger": ledger_figures(&metrics0, &metrics1),
         "supervisor_decisions": decision_tail(&metrics0, &metrics1),
+        "wakeup_lateness": wakeups,
         "api_answerer": api_stats.map(|a| serde_json::to_value(&*a.borrow()).unwrap_or_default()),
         "targets": {
             "p99_us": target(p.p99_us as f64, 1000.0),
