@@ -144,6 +144,13 @@ struct Tail {
     buf: Vec<u8>,
 }
 
+/// Hand `job` to the applier through `jobs`, counted in `queued` and timed from
+/// now; false if the applier is gone.
+fn enqueue(jobs: &mpsc::Sender<(Job, Instant)>, queued: &AtomicUsize, job: Job) -> bool {
+    queued.fetch_add(1, Ordering::AcqRel);
+    jobs.send((job, Instant::now())).is_ok()
+}
+
 impl Drop for Shared {
     /// Stops the threads in an order that leaves only the database file: the readers'
     /// read-only connections close first (they cannot remove the WAL), then the applier's,
@@ -434,24 +441,14 @@ impl Ledger {
         let appended = tail.journal.append(&tail.buf, seq);
         // Behind every write they hold, so the applier deletes them once those are in.
         for segment in tail.journal.take_full() {
-            shared.apply.queued.fetch_add(1, Ordering::AcqRel);
-            if tail
-                .jobs
-                .send((Job::Retire(segment), Instant::now()))
-                .is_err()
-            {
+            if !enqueue(&tail.jobs, &shared.apply.queued, Job::Retire(segment)) {
                 tracing::warn!("decision ledger applier stopped: a full journal segment stays until the next start");
             }
         }
         appended.map_err(|e| LedgerError::Storage(format!("journal: {e}")))?;
         tail.next_seq += 1;
         // Durable from here on: if the applier is gone, the next start replays it.
-        shared.apply.queued.fetch_add(1, Ordering::AcqRel);
-        if tail
-            .jobs
-            .send((Job::Write(seq, write), Instant::now()))
-            .is_err()
-        {
+        if !enqueue(&tail.jobs, &shared.apply.queued, Job::Write(seq, write)) {
             tracing::error!(seq, "decision ledger applier stopped: the write stays in the journal until the next start");
         }
         Ok(())
@@ -469,12 +466,9 @@ impl Ledger {
         // its callers are few: audit reads, shutdown), so a reader can wait for the applier.
         let sent = match shared.tail.lock().as_ref() {
             None => Err(LedgerError::Closed),
-            Some(tail) => {
-                shared.apply.queued.fetch_add(1, Ordering::AcqRel);
-                tail.jobs
-                    .send((job(reply), Instant::now()))
-                    .map_err(|_| LedgerError::Closed)
-            }
+            Some(tail) => enqueue(&tail.jobs, &shared.apply.queued, job(reply))
+                .then_some(())
+                .ok_or(LedgerError::Closed),
         };
         if let Err(e) = &sent {
             shared.counters.write_failed(what, e);
