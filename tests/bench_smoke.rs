@@ -1,6 +1,7 @@
 //! Smoke run of every `ccr-supervisor bench` scenario with a handful of
 //! sessions: the real binary spawns the simulator and the supervisor as
-//! processes; we only check that the one JSON summary line is sane.
+//! processes; we check that the one JSON summary line is sane, and for two
+//! scenarios the files `--out` writes.
 
 use std::process::Command;
 
@@ -29,18 +30,43 @@ fn bench(scenario: &str, extra: &[&str]) -> Value {
     summary
 }
 
+/// The files `--out` wrote for `scenario` into `dir`: the JSON is the summary
+/// printed on stdout, the markdown its table, and the SVG chart there exactly
+/// when `chart` is expected.
+fn check_out_files(dir: &std::path::Path, scenario: &str, summary: &Value, chart: bool) {
+    let read = |ext: &str| std::fs::read_to_string(dir.join(format!("{scenario}.{ext}")));
+    let json: Value = serde_json::from_str(&read("json").expect("json written")).unwrap();
+    assert_eq!(&json, summary);
+    let md = read("md").expect("markdown written");
+    assert!(md.contains(&format!("# bench `{scenario}`")), "{md}");
+    assert!(md.contains("| figure | value |"), "{md}");
+    match read("svg") {
+        Ok(svg) => {
+            assert!(chart, "{scenario} has no chart, yet wrote one");
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        }
+        Err(e) => assert!(!chart, "{scenario}.svg: {e}"),
+    }
+}
+
 #[test]
 fn connect_reports_time_and_memory() {
-    let s = bench("connect", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let s = bench("connect", &["--out", out]);
     assert_eq!(s["api_connected"], 5);
     let t = s["all_connected_ms"].as_f64().unwrap();
     assert!(t > 0.0 && t < 30_000.0, "{s}");
     assert!(s["rss_kib"].as_u64().unwrap() > 1000, "{s}");
+    check_out_files(dir.path(), "connect", &s, true);
 }
 
 #[test]
 fn flood_loses_nothing() {
-    let s = bench("flood", &["--frame-bytes", "600"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let s = bench("flood", &["--frame-bytes", "600", "--out", out]);
+    check_out_files(dir.path(), "flood", &s, false);
     let sent = s["frames_sent"].as_u64().unwrap();
     assert!(sent > 0, "{s}");
     assert_eq!(s["frames_routed"].as_u64(), Some(sent), "{s}");
