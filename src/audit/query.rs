@@ -129,7 +129,8 @@ pub struct AuditPage {
 
 /// The columns every row query selects, in [`row`]'s order.
 const COLUMNS: &str = "session_id, request_id, tool_use_id, tool_name, input, request, \
-    received_at, outcome, decided_by, decided_at, delivered_at, updated_input, answer, reason";
+    received_at, outcome, decided_by, decided_at, delivered_at, updated_input, answer, reason, \
+    kind, classification";
 /// Index of `answer` in [`COLUMNS`].
 const ANSWER: usize = 12;
 
@@ -341,5 +342,7 @@ fn row(r: &Row) -> rusqlite::Result<AuditRow> {
         updated_input: json(11)?,
         answer: json(ANSWER)?,
         reason: r.get(13)?,
+        kind: r.get(14)?,
+        classification: r.get(15)?,
     })
 }

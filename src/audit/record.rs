@@ -164,6 +164,12 @@ pub struct AuditRow {
     pub answer: Option<Value>,
     /// Why, when a policy rule or a deadline decided.
     pub reason: Option<String>,
+    /// What was asked: `can_use_tool`, `elicitation` or `request_user_dialog` (the request's
+    /// `subtype`).
+    pub kind: String,
+    /// The answer's `decisionClassification` (`user_temporary`, `user_permanent`,
+    /// `user_reject`); `null` when no person decided or nothing was sent.
+    pub classification: Option<String>,
 }
 
 fn outcome_or_pending<S: Serializer>(o: &Option<Outcome>, s: S) -> Result<S::Ok, S::Error> {

@@ -11,8 +11,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::record::LedgerError;
 
-/// Schema version stored in `PRAGMA user_version`.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// Schema version stored in `PRAGMA user_version` (2 added the `kind` and `classification`
+/// columns, computed from `request` and `answer`, so version-1 files gain them in place).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another one's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,6 +45,43 @@ CREATE INDEX IF NOT EXISTS prompts_unfinished ON prompts (received_at, session_i
     WHERE outcome IS NULL OR (outcome IN ('allowed', 'denied', 'expired') AND delivered_at IS NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 ";
+
+/// Columns added after version 1, each computed from what every row already stores (so an
+/// older file needs no rewrite): what was asked (`can_use_tool`, `elicitation`,
+/// `request_user_dialog`), and the `decisionClassification` of the answer sent, if any.
+const COMPUTED: [(&str, &str); 2] = [
+    (
+        "kind",
+        "TEXT GENERATED ALWAYS AS (CASE WHEN json_valid(request) \
+         THEN CAST(coalesce(json_extract(request, '$.subtype'), 'can_use_tool') AS TEXT) \
+         ELSE 'can_use_tool' END) VIRTUAL",
+    ),
+    (
+        "classification",
+        "TEXT GENERATED ALWAYS AS (CASE WHEN json_valid(answer) \
+         THEN CAST(json_extract(answer, '$.response.response.decisionClassification') AS TEXT) \
+         END) VIRTUAL",
+    ),
+];
+
+/// Add the [`COMPUTED`] columns a file made by an older build lacks.
+fn add_computed_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut have = Vec::new();
+    {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_xinfo('prompts')")?;
+        for name in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            have.push(name?);
+        }
+    }
+    for (name, definition) in COMPUTED {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE prompts ADD COLUMN {name} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// The `WHERE` clause of unfinished rows; must match the `prompts_unfinished` index.
 pub(crate) const UNFINISHED: &str =
@@ -86,6 +124,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
     }
     conn.execute_batch(SCHEMA)
         .map_err(|e| fail(format!("cannot create schema: {e}")))?;
+    add_computed_columns(&conn).map_err(|e| fail(format!("cannot upgrade schema: {e}")))?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| fail(e.to_string()))?;
     // A real committed write: catches read-only files and full disks now, not at the first prompt.

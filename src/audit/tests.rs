@@ -591,3 +591,61 @@ fn dropping_the_last_handle_leaves_only_the_database_file() {
         assert_eq!(files, ["ledger.db"]);
     }
 }
+
+#[test]
+fn kind_and_classification_are_read_from_what_was_stored_also_in_a_version_1_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        // A version-1 file: the table without the computed columns.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE prompts (session_id TEXT NOT NULL, request_id TEXT NOT NULL,
+               tool_use_id TEXT, tool_name TEXT NOT NULL, input TEXT NOT NULL, request TEXT NOT NULL,
+               received_at INTEGER NOT NULL,
+               outcome TEXT CHECK (outcome IN ('allowed', 'denied', 'cancelled', 'expired')),
+               decided_by TEXT, decided_at INTEGER, updated_input TEXT, answer TEXT, reason TEXT,
+               delivered_at INTEGER, PRIMARY KEY (session_id, request_id)) STRICT;
+             INSERT INTO prompts VALUES ('s', 'old', NULL, 'Bash', '{}', '{\"subtype\":\"can_use_tool\"}',
+               1000, 'denied', 'op', 2000, NULL, '{\"type\":\"control_response\"}', NULL, 3000);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let cfg = LedgerConfig {
+        path,
+        retain_days: 0,
+        ..LedgerConfig::default()
+    };
+    let ledger = Ledger::open_with(&cfg, Tuning::default()).unwrap();
+    let mut q = prompt("s", "q1", "mcp-server", at(5));
+    q.request = json!({"subtype": "elicitation", "mcp_server_name": "mcp-server"});
+    block_on(ledger.record_prompt(q)).unwrap();
+    block_on(ledger.record_prompt(prompt("s", "p1", "Bash", at(6)))).unwrap();
+    let mut d = decision("s", "p1", Outcome::Allowed, "op");
+    d.answer = Some(
+        r#"{"type":"control_response","response":{"subtype":"success","request_id":"p1","response":{"behavior":"allow","updatedInput":{},"decisionClassification":"user_permanent"}}}"#
+            .into(),
+    );
+    block_on(ledger.record_decision(d)).unwrap();
+    let page = block_on(ledger.query(AuditQuery::default())).unwrap();
+    let got: Vec<(&str, &str, Option<&str>)> = page
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.request_id.as_str(),
+                r.kind.as_str(),
+                r.classification.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("p1", "can_use_tool", Some("user_permanent")),
+            ("q1", "elicitation", None),
+            ("old", "can_use_tool", None),
+        ]
+    );
+}

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The `PermissionResult` sent inside a `success` control response.
+///
+/// Field order and spelling follow the SDK's `PermissionResult` type: `toolUseID` echoes the
+/// prompt's `tool_use_id`; `decisionClassification` says how a person decided (absent when a
+/// rule, a deadline or a limit answered).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "behavior", rename_all = "lowercase")]
 pub enum PermissionResult {
@@ -22,6 +26,16 @@ pub enum PermissionResult {
             default
         )]
         updated_permissions: Option<Vec<Value>>,
+        /// The prompt's `tool_use_id`.
+        #[serde(rename = "toolUseID", skip_serializing_if = "Option::is_none", default)]
+        tool_use_id: Option<String>,
+        /// How a person decided (`user_temporary` / `user_permanent`).
+        #[serde(
+            rename = "decisionClassification",
+            skip_serializing_if = "Option::is_none",
+            default
+        )]
+        decision_classification: Option<DecisionClassification>,
     },
     /// Refuse; `message` becomes the tool result the model reads.
     Deny {
@@ -30,7 +44,40 @@ pub enum PermissionResult {
         /// Stop the whole turn as well.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         interrupt: bool,
+        /// The prompt's `tool_use_id`.
+        #[serde(rename = "toolUseID", skip_serializing_if = "Option::is_none", default)]
+        tool_use_id: Option<String>,
+        /// `user_reject` when a person denied.
+        #[serde(
+            rename = "decisionClassification",
+            skip_serializing_if = "Option::is_none",
+            default
+        )]
+        decision_classification: Option<DecisionClassification>,
     },
+}
+
+/// The SDK's `PermissionDecisionClassification`: how a person decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionClassification {
+    /// Allowed this once.
+    UserTemporary,
+    /// Allowed and added permission rules (`updatedPermissions`).
+    UserPermanent,
+    /// Denied.
+    UserReject,
+}
+
+impl DecisionClassification {
+    /// The wire name (`user_temporary`, `user_permanent`, `user_reject`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionClassification::UserTemporary => "user_temporary",
+            DecisionClassification::UserPermanent => "user_permanent",
+            DecisionClassification::UserReject => "user_reject",
+        }
+    }
 }
 
 impl PermissionResult {
@@ -162,11 +209,24 @@ mod tests {
         let r = PermissionResult::Allow {
             updated_input: json!({"command":"npm test"}),
             updated_permissions: None,
+            tool_use_id: None,
+            decision_classification: None,
         };
         assert_eq!(
             parsed(permission_response("req_1", &r)),
             json!({"type":"control_response","response":{"subtype":"success","request_id":"req_1",
                 "response":{"behavior":"allow","updatedInput":{"command":"npm test"}}}})
+        );
+        let r = PermissionResult::Allow {
+            updated_input: json!({"command":"npm test"}),
+            updated_permissions: None,
+            tool_use_id: Some("toolu_1".into()),
+            decision_classification: Some(DecisionClassification::UserTemporary),
+        };
+        assert_eq!(
+            permission_response("req_1", &r),
+            r#"{"type":"control_response","response":{"subtype":"success","request_id":"req_1","response":{"behavior":"allow","updatedInput":{"command":"npm test"},"toolUseID":"toolu_1","decisionClassification":"user_temporary"}}}"#,
+            "the SDK's spelling, byte for byte"
         );
     }
 
@@ -176,11 +236,12 @@ mod tests {
         let r = PermissionResult::Allow {
             updated_input: json!({}),
             updated_permissions: Some(vec![rule.clone()]),
+            tool_use_id: None,
+            decision_classification: Some(DecisionClassification::UserPermanent),
         };
-        assert_eq!(
-            parsed(permission_response("r", &r))["response"]["response"]["updatedPermissions"],
-            json!([rule])
-        );
+        let inner = &parsed(permission_response("r", &r))["response"]["response"];
+        assert_eq!(inner["updatedPermissions"], json!([rule]));
+        assert_eq!(inner["decisionClassification"], "user_permanent");
     }
 
     #[test]
@@ -188,6 +249,8 @@ mod tests {
         let r = PermissionResult::Deny {
             message: "not on a Friday".into(),
             interrupt: false,
+            tool_use_id: None,
+            decision_classification: None,
         };
         assert_eq!(
             parsed(permission_response("req_1", &r)),
@@ -197,10 +260,13 @@ mod tests {
         let r = PermissionResult::Deny {
             message: "stop".into(),
             interrupt: true,
+            tool_use_id: Some("toolu_9".into()),
+            decision_classification: Some(DecisionClassification::UserReject),
         };
         assert_eq!(
             parsed(permission_response("x", &r))["response"]["response"],
-            json!({"behavior":"deny","message":"stop","interrupt":true})
+            json!({"behavior":"deny","message":"stop","interrupt":true,"toolUseID":"toolu_9",
+                "decisionClassification":"user_reject"})
         );
     }
 

@@ -17,7 +17,7 @@ use super::store::{DecideError, Status};
 use crate::audit::{DecisionRecord, LedgerError, Outcome as LedgerOutcome};
 use crate::events::Event;
 use crate::policy::{Outcome as PolicyOutcome, PolicyView, PromptContext};
-use crate::protocol::api::{DecisionBody, Delivery};
+use crate::protocol::api::{Decider, DecisionBody, Delivery};
 
 /// An operator's (or policy's) answer to a prompt.
 #[derive(Message)]
@@ -130,9 +130,20 @@ impl PermissionRegistry {
         let _span =
             info_span!("permission", session_id = %session, request_id = %request_id).entered();
         let now = SystemTime::now();
+        let decider = match source {
+            Source::Operator => Decider::Operator,
+            Source::Rule(_) | Source::Deadline => Decider::Automatic,
+        };
         let decided = self
             .store
-            .decide(&session, &request_id, body, &decided_by, now, unshown)
+            .decide(
+                &session,
+                &request_id,
+                body,
+                (&decided_by, decider),
+                now,
+                unshown,
+            )
             .inspect_err(|e| warn!(error = %e, "decision refused; nothing sent"))?;
         let behavior = decided.result.behavior();
         let outcome = match (&source, behavior) {

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::protocol::api::{DecisionBody, DecisionBodyError};
+use crate::protocol::api::{Decider, DecisionBody, DecisionBodyError};
 use crate::protocol::{permission_response, PermissionPrompt, PermissionResult};
 
 /// Identifies one open socket of a session (unique within the process).
@@ -297,7 +297,7 @@ impl Store {
         session: &Arc<str>,
         request_id: &str,
         body: DecisionBody,
-        decided_by: &str,
+        (decided_by, decider): (&str, Decider),
         now: SystemTime,
         unshown: bool,
     ) -> Result<Decided, DecideError> {
@@ -316,7 +316,8 @@ impl Store {
             Status::Decided { .. } => return Err(DecideError::AlreadyAnswered(request_id.into())),
             Status::Cancelled => return Err(DecideError::Cancelled(request_id.into())),
         }
-        let result = body.into_result(&entry.prompt.input)?;
+        let prompt = &entry.prompt;
+        let result = body.into_result(&prompt.input, prompt.tool_use_id.as_deref(), decider)?;
         let frame: Arc<str> = permission_response(request_id, &result).into();
         let edited_input = match &result {
             PermissionResult::Allow { updated_input, .. }

@@ -57,8 +57,8 @@ impl WsConn {
         }
     }
 
-    fn on_frame(&mut self, frame: Value, ctx: &mut ws::WebsocketContext<Self>) {
-        for reply in self.shared.on_client_frame(&self.session, frame) {
+    fn on_frame(&mut self, raw: String, frame: Value, ctx: &mut ws::WebsocketContext<Self>) {
+        for reply in self.shared.on_client_frame(&self.session, raw, frame) {
             ctx.text(reply.to_string());
         }
     }
@@ -167,10 +167,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
             ws::Message::Text(text) => {
                 let frame =
                     serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.to_string()));
-                self.on_frame(frame, ctx);
+                self.on_frame(text.to_string(), frame, ctx);
             }
             ws::Message::Binary(b) => {
-                self.on_frame(Value::String(format!("<binary {} bytes>", b.len())), ctx);
+                let placeholder = format!("<binary {} bytes>", b.len());
+                self.on_frame(placeholder.clone(), Value::String(placeholder), ctx);
             }
             ws::Message::Ping(payload) => {
                 let paused = self

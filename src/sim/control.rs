@@ -49,10 +49,11 @@ impl Entry {
 
 impl Shared {
     /// Record a client text/binary frame and compute the frames to send back at once.
-    pub(crate) fn on_client_frame(&self, id: &str, frame: Value) -> Vec<Value> {
+    pub(crate) fn on_client_frame(&self, id: &str, raw: String, frame: Value) -> Vec<Value> {
         let mut st = self.lock();
         let e = st.entry(id);
         e.received.push(frame.clone());
+        e.received_raw.push(raw);
         self.emit(SimEvent::Received {
             session: id.to_owned(),
             frame: frame.clone(),

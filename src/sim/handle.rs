@@ -64,6 +64,13 @@ impl SimHandle {
             .unwrap_or_default()
     }
 
+    /// Every frame the client sent for `session`, as the exact text received.
+    pub fn received_raw(&self, session: &str) -> Vec<String> {
+        self.shared
+            .read(session, |e| e.received_raw.clone())
+            .unwrap_or_default()
+    }
+
     /// Every body POSTed to `/events` of `session`.
     pub fn posted(&self, session: &str) -> Vec<Value> {
         self.shared

@@ -41,6 +41,8 @@ pub(crate) struct Entry {
     pub(crate) outstanding: Vec<Outstanding>,
     pub(crate) mode: InterruptMode,
     pub(crate) received: Vec<Value>,
+    /// The same frames as received, text exactly as sent (binary frames as a placeholder).
+    pub(crate) received_raw: Vec<String>,
     pub(crate) posted: Vec<Value>,
     pub(crate) connections: u32,
     pub(crate) attempts: u32,
@@ -138,6 +140,7 @@ impl Entry {
             outstanding: Vec::new(),
             mode: InterruptMode::Answer,
             received: Vec::new(),
+            received_raw: Vec::new(),
             posted: Vec::new(),
             connections: 0,
             attempts: 0,

@@ -140,6 +140,8 @@ pub(super) fn allow(request_id: &str, input: Value) -> String {
     let r = PermissionResult::Allow {
         updated_input: input,
         updated_permissions: None,
+        tool_use_id: None,
+        decision_classification: None,
     };
     permission_response(request_id, &r)
 }
@@ -148,6 +150,8 @@ pub(super) fn deny(request_id: &str, message: &str, interrupt: bool) -> String {
     let r = PermissionResult::Deny {
         message: message.into(),
         interrupt,
+        tool_use_id: None,
+        decision_classification: None,
     };
     permission_response(request_id, &r)
 }

@@ -374,8 +374,17 @@ pub async fn wait_received(
     }
 }
 
-/// The exact allow frame of PROTOCOL §3.
+/// The exact allow frame of PROTOCOL §3 and §6 that an operator's plain allow sends for a
+/// simulator prompt (whose `tool_use_id` is `toolu_<request_id>`).
 pub fn allow_frame(request_id: &str, input: Value) -> Value {
     json!({"type":"control_response","response":{"subtype":"success","request_id":request_id,
-        "response":{"behavior":"allow","updatedInput":input}}})
+        "response":{"behavior":"allow","updatedInput":input,
+            "toolUseID":format!("toolu_{request_id}"),"decisionClassification":"user_temporary"}}})
+}
+
+/// The allow frame a policy rule sends: no `decisionClassification` (no person decided).
+pub fn rule_allow_frame(request_id: &str, input: Value) -> Value {
+    json!({"type":"control_response","response":{"subtype":"success","request_id":request_id,
+        "response":{"behavior":"allow","updatedInput":input,
+            "toolUseID":format!("toolu_{request_id}")}}})
 }

@@ -218,7 +218,8 @@ async fn deny_delivers_the_message_word_for_word() {
     .await;
     assert_eq!(
         frame["response"]["response"],
-        json!({"behavior":"deny","message":message,"interrupt":true})
+        json!({"behavior":"deny","message":message,"interrupt":true,"toolUseID":"toolu_req-d",
+            "decisionClassification":"user_reject"})
     );
     assert_eq!(h.answers("s1", "req-d").len(), 1);
     h.shutdown().await;

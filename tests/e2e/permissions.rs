@@ -75,7 +75,8 @@ async fn allow_with_edited_input_and_permission_updates() {
         vec![
             json!({"type":"control_response","response":{"subtype":"success","request_id":"req_2",
             "response":{"behavior":"allow","updatedInput":{"command":"npm test -- --ci"},
-            "updatedPermissions": rules}}})
+            "updatedPermissions": rules,"toolUseID":"toolu_req_2",
+            "decisionClassification":"user_permanent"}}})
         ]
     );
     h.shutdown().await;
@@ -111,14 +112,16 @@ async fn deny_and_deny_with_interrupt() {
         h.answers("s1", "d1"),
         vec![
             json!({"type":"control_response","response":{"subtype":"success","request_id":"d1",
-            "response":{"behavior":"deny","message":"not on a Friday"}}})
+            "response":{"behavior":"deny","message":"not on a Friday","toolUseID":"toolu_d1",
+            "decisionClassification":"user_reject"}}})
         ]
     );
     assert_eq!(
         h.answers("s1", "d2"),
         vec![
             json!({"type":"control_response","response":{"subtype":"success","request_id":"d2",
-            "response":{"behavior":"deny","message":"stop","interrupt":true}}})
+            "response":{"behavior":"deny","message":"stop","interrupt":true,"toolUseID":"toolu_d2",
+            "decisionClassification":"user_reject"}}})
         ]
     );
     h.shutdown().await;
@@ -248,5 +251,76 @@ async fn many_prompts_at_once_are_all_listed_oldest_first() {
     assert_eq!(ids, vec![json!("p1"), json!("p2"), json!("p3")]);
     let only_a = h.get("/v1/permissions?session_id=a").await.1;
     assert_eq!(only_a["permissions"].as_array().unwrap().len(), 2);
+    h.shutdown().await;
+}
+
+/// Issue 23.1: the protocol's camelCase `updatedInput` is the edit that runs, byte for byte;
+/// a misspelled field is a 400 naming it, and nothing is sent.
+#[actix_rt::test]
+async fn camel_case_edited_allow_sends_the_edit_and_unknown_fields_are_refused() {
+    let mut h = Harness::start(vec![Sess::new("s1")], &[]).await;
+    h.wait_sim_connected("s1").await;
+    h.prompt("s1", "e1", "Bash", json!({"command":"rm -rf /tmp/x"}))
+        .await;
+    let (status, err) = h
+        .decide("s1", "e1", json!({"behavior":"deny","mesage":"typo"}))
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("unknown field `mesage`"), "{msg}");
+    let (status, err) = h
+        .decide(
+            "s1",
+            "e1",
+            json!({"behavior":"allow","updatedInput":{"command":"echo a"},"updated_input":{"command":"echo b"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("duplicate field `updated_input`"));
+    let (status, err) = h
+        .decide(
+            "s1",
+            "e1",
+            json!({"behavior":"allow","updatedInput":{"command":"echo safe"},"message":"x"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        h.answers("s1", "e1").is_empty(),
+        "no refused body sent anything"
+    );
+    let (status, receipt) = h
+        .decide(
+            "s1",
+            "e1",
+            json!({"behavior":"allow","updatedInput":{"command":"echo safe"}}),
+        )
+        .await;
+    assert_eq!((status, receipt["status"].as_str()), (200, Some("allowed")));
+    h.wait_sim(answered("e1")).await;
+    let raw: Vec<String> = h
+        .sim
+        .received_raw("s1")
+        .into_iter()
+        .filter(|t| t.contains(r#""request_id":"e1""#))
+        .collect();
+    assert_eq!(
+        raw,
+        [
+            r#"{"type":"control_response","response":{"subtype":"success","request_id":"e1","response":{"behavior":"allow","updatedInput":{"command":"echo safe"},"toolUseID":"toolu_e1","decisionClassification":"user_temporary"}}}"#
+        ],
+        "the edited command, exactly"
+    );
+    let audit = h.get("/v1/audit?session_id=s1").await.1;
+    assert_eq!(
+        audit["rows"][0]["updated_input"],
+        json!({"command":"echo safe"})
+    );
     h.shutdown().await;
 }

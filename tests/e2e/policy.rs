@@ -1,6 +1,6 @@
 //! Policy end to end: auto-allow, auto-deny, ask, dry run, safety cases, deadlines, audit.
 
-use crate::common::{allow_frame, wait_bus, Harness, Sess};
+use crate::common::{rule_allow_frame, wait_bus, Harness, Sess};
 use ccr_supervisor::events::Event;
 use ccr_supervisor::sim::SimEvent;
 use serde_json::json;
@@ -48,7 +48,10 @@ async fn allow_and_deny_rules_answer_once_and_say_which_rule() {
     h.wait_sim(answered("a1")).await;
     assert_eq!(
         h.answers("s1", "a1"),
-        vec![allow_frame("a1", json!({"command":"npm test -- --ci"}))]
+        vec![rule_allow_frame(
+            "a1",
+            json!({"command":"npm test -- --ci"})
+        )]
     );
     let ev = wait_bus(
         &mut bus,
@@ -68,7 +71,7 @@ async fn allow_and_deny_rules_answer_once_and_say_which_rule() {
     h.wait_sim(answered("d1")).await;
     assert_eq!(
         h.answers("s1", "d1")[0]["response"]["response"],
-        json!({"behavior":"deny","message":"rm is not allowed here"})
+        json!({"behavior":"deny","message":"rm is not allowed here","toolUseID":"toolu_d1"})
     );
     assert_eq!(h.get("/v1/permissions").await.1["permissions"], json!([]));
     let policy = h.get("/v1/policy").await.1;
@@ -209,7 +212,7 @@ remind_after = "100ms"
     h.wait_sim(answered("slow")).await;
     assert_eq!(
         h.answers("s1", "slow")[0]["response"]["response"],
-        json!({"behavior":"deny","message":"nobody answered in time"})
+        json!({"behavior":"deny","message":"nobody answered in time","toolUseID":"toolu_slow"})
     );
     let (status, err) = h.decide("s1", "slow", json!({"behavior":"allow"})).await;
     assert_eq!(
@@ -292,7 +295,7 @@ async fn prompts_restored_from_the_ledger_get_their_deadline_again() {
     .await;
     assert_eq!(
         h.answers("s1", "old")[0]["response"]["response"],
-        json!({"behavior":"deny","message":"expired after restart"})
+        json!({"behavior":"deny","message":"expired after restart","toolUseID":"toolu_old"})
     );
     let audit = h.get("/v1/audit?session_id=s1").await.1;
     assert_eq!(audit["rows"][0]["outcome"], "expired", "{audit}");

@@ -54,7 +54,14 @@ impl DecideNow for Store {
         by: &str,
         at: SystemTime,
     ) -> Result<Option<(ConnId, Arc<str>)>, DecideError> {
-        self.decide(session, request_id, body, by, at, false)?;
+        self.decide(
+            session,
+            request_id,
+            body,
+            (by, Decider::Operator),
+            at,
+            false,
+        )?;
         Ok(self.recorded(session, request_id))
     }
 }
@@ -298,8 +305,15 @@ fn the_policy_may_answer_a_prompt_before_it_is_shown() {
     let mut st = Store::new();
     st.on_prompt(&sid(), 1, prompt("r1"), now());
     st.on_connected(&sid(), 1);
-    st.decide(&sid(), "r1", allow(), "rule:r", now(), true)
-        .expect("the policy path may decide an unshown prompt");
+    st.decide(
+        &sid(),
+        "r1",
+        allow(),
+        ("rule:r", Decider::Automatic),
+        now(),
+        true,
+    )
+    .expect("the policy path may decide an unshown prompt");
     assert!(
         !st.reveal(&sid(), "r1"),
         "shown once recorded, already answered"
@@ -322,6 +336,8 @@ fn restored_answers_are_flushed_on_connect() {
     let result = PermissionResult::Allow {
         updated_input: json!({}),
         updated_permissions: None,
+        tool_use_id: None,
+        decision_classification: None,
     };
     let frame: Arc<str> = crate::protocol::permission_response("r1", &result).into();
     st.restore(
@@ -345,7 +361,15 @@ fn nothing_is_flushed_while_the_ledger_records() {
     let mut st = Store::new();
     st.shown(&sid(), 1, prompt("r1"));
     st.on_disconnected(&sid(), Some(1));
-    st.decide(&sid(), "r1", allow(), "a", now(), false).unwrap();
+    st.decide(
+        &sid(),
+        "r1",
+        allow(),
+        ("a", Decider::Operator),
+        now(),
+        false,
+    )
+    .unwrap();
     assert!(
         st.on_connected(&sid(), 2).is_empty(),
         "not recorded yet: not written"
