@@ -237,6 +237,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policy,
         ledger: ledger.clone(),
         metrics,
+        // An edited input may be as large as the prompt it edits, plus the body around it.
+        max_body_bytes: config.ccr.max_frame_bytes.max(1 << 20) + (64 << 10),
     };
     let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
         .workers(1)

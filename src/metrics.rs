@@ -91,6 +91,12 @@ pub struct FrameMetrics {
     pub keep_alive: FrameCounter,
     /// Skipped frames.
     pub invalid: FrameCounter,
+    /// Frames over `[ccr] max_frame_bytes` (prompts among them answered with the limit deny).
+    pub oversized: FrameCounter,
+    /// Frames nested too deep to parse or to re-emit (prompts among them answered with a deny).
+    pub too_deep: FrameCounter,
+    /// Repeats of a user message already forwarded (same `uuid`), dropped.
+    pub duplicate: FrameCounter,
 }
 
 /// Every metric of the process.
@@ -148,6 +154,9 @@ impl Metrics {
             sdk: kind("sdk"),
             keep_alive: kind("keep_alive"),
             invalid: kind("invalid"),
+            oversized: kind("oversized"),
+            too_deep: kind("too_deep"),
+            duplicate: kind("duplicate"),
         };
         let m = Metrics {
             frames,

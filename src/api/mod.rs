@@ -43,13 +43,15 @@ pub struct ApiState {
     pub ledger: Option<crate::audit::Ledger>,
     /// Process metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Largest JSON body accepted: room for an edited input as large as a prompt may be.
+    pub max_body_bytes: usize,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.
 pub fn configure(state: ApiState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
         let json_cfg = web::JsonConfig::default()
-            .limit(1 << 20)
+            .limit(state.max_body_bytes)
             .error_handler(|err, _| ApiError::InvalidBody(err.to_string()).into());
         let query_cfg = web::QueryConfig::default()
             .error_handler(|err, _| ApiError::InvalidQuery(err.to_string()).into());

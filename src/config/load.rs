@@ -323,7 +323,12 @@ fn ccr(mut t: Table, errs: &mut Errors) -> CcrConfig {
         organization_uuid,
         anthropic_version,
         anthropic_beta,
-        max_frame_bytes: t.usize(errs, "max_frame_bytes", 1 << 20, 1 << 10..=64 << 20),
+        max_frame_bytes: t.usize(
+            errs,
+            "max_frame_bytes",
+            super::DEFAULT_MAX_FRAME_BYTES,
+            1 << 10..=64 << 20,
+        ),
         ping_interval: t.positive_duration(errs, "ping_interval", secs(30)),
         pong_timeout: t.positive_duration(errs, "pong_timeout", secs(10)),
         connect_timeout: t.positive_duration(errs, "connect_timeout", secs(10)),

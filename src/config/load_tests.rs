@@ -87,7 +87,7 @@ fn empty_config_in_demo_mode_is_all_defaults() {
     assert_eq!(c.ccr.organization_uuid, "");
     assert_eq!(c.ccr.anthropic_version, "2023-06-01");
     assert_eq!(c.ccr.anthropic_beta, "ccr-byoc-2025-07-29");
-    assert_eq!(c.ccr.max_frame_bytes, 1 << 20);
+    assert_eq!(c.ccr.max_frame_bytes, 16 << 20);
     assert_eq!(c.ccr.ping_interval, Duration::from_secs(30));
     assert_eq!(c.ccr.pong_timeout, Duration::from_secs(10));
     assert_eq!(c.ccr.connect_timeout, Duration::from_secs(10));

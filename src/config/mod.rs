@@ -16,6 +16,11 @@ pub use load::{load, load_from_str, session_from_json, ConfigError, KeyError};
 
 use crate::session::token::TokenSource;
 
+/// Default `[ccr] max_frame_bytes`: 16 MiB. Real `Write`/`Edit` prompts carry whole
+/// files (1 MB and larger occur; a model's longest output, JSON-escaped, stays within a few
+/// MB), and the memory is held only while such a frame is being received.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -127,7 +132,8 @@ pub struct CcrConfig {
     pub anthropic_version: String,
     /// `anthropic_beta` header for the events POST (default `ccr-byoc-2025-07-29`).
     pub anthropic_beta: String,
-    /// Frames larger than this are logged and skipped (`max_frame_bytes`, default 1 MiB).
+    /// Larger frames are not parsed; a prompt in one is answered with the limit deny
+    /// (`max_frame_bytes`, default [`DEFAULT_MAX_FRAME_BYTES`]).
     pub max_frame_bytes: usize,
     /// WebSocket ping interval (`ping_interval`, default 30 s).
     pub ping_interval: Duration,

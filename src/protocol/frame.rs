@@ -75,6 +75,75 @@ pub struct SdkMessage {
     pub raw: Arc<str>,
 }
 
+/// What to do with a `control_request` that cannot be parsed (too large, too deep or
+/// malformed), from what [`HeadScanner`](super::scan::HeadScanner) found in it: a prompt
+/// nobody answers is a session that hangs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unreadable {
+    /// Not a `control_request` with a string `request_id`: nothing can be answered.
+    Skip,
+    /// A `can_use_tool` prompt (or one whose subtype could not be found): denied with
+    /// `message`. The prompt keeps what was found; `request` says why it was refused.
+    Prompt {
+        /// The prompt as far as it could be read (`input` is `{}`).
+        prompt: PermissionPrompt,
+        /// The deny message (what the model reads).
+        message: String,
+    },
+    /// Another subtype: answered at once with this error.
+    Error {
+        /// Id to echo.
+        request_id: String,
+        /// The error text.
+        error: String,
+    },
+    /// A `request_user_dialog`: a host must never answer a dialog it cannot render (PROTOCOL §6).
+    Unanswered {
+        /// Its id.
+        request_id: String,
+    },
+}
+
+/// Decide what to answer for an unreadable frame whose head is `head`; `why` says in a few
+/// words what was wrong (it becomes part of the deny message and of the stored `request`).
+pub fn unreadable(head: &super::scan::ScannedHead, why: &str) -> Unreadable {
+    let (Some("control_request"), Some(request_id)) =
+        (head.msg_type.as_deref(), head.request_id.clone())
+    else {
+        return Unreadable::Skip;
+    };
+    match head.subtype.as_deref() {
+        None | Some("can_use_tool") => {
+            let tool_name = head.tool_name.clone().unwrap_or_else(|| "unknown".into());
+            let message = format!(
+                "The permission request for {tool_name} was not shown to anyone: {why}. \
+                 It is denied; retry with a smaller or simpler input."
+            );
+            let request = serde_json::json!({
+                "subtype": head.subtype.as_deref().unwrap_or("can_use_tool"),
+                "tool_name": tool_name,
+                "tool_use_id": head.tool_use_id,
+                "unreadable": {"reason": why, "bytes": head.bytes},
+            });
+            Unreadable::Prompt {
+                prompt: PermissionPrompt {
+                    request_id,
+                    tool_name,
+                    tool_use_id: head.tool_use_id.clone(),
+                    input: Value::Object(Default::default()),
+                    request,
+                },
+                message,
+            }
+        }
+        Some("request_user_dialog") => Unreadable::Unanswered { request_id },
+        Some(subtype) => Unreadable::Error {
+            request_id,
+            error: format!("Unreadable control request ({subtype}): {why}"),
+        },
+    }
+}
+
 /// Why a frame was skipped. Frames with these errors are logged, never fatal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -330,6 +399,55 @@ mod tests {
         assert!(
             matches!(m.msg_type, Cow::Borrowed("stream_event")),
             "usual types are not allocated per frame"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_prompt_is_denied_and_other_requests_answered_by_kind() {
+        use crate::protocol::scan::HeadScanner;
+        let text = br#"{"type":"control_request","request_id":"r1","request":{"subtype":"can_use_tool","tool_name":"Write","tool_use_id":"t1","input":{}}}"#;
+        let Unreadable::Prompt { prompt, message } = unreadable(
+            &HeadScanner::scan(text),
+            "3000000 bytes, over the limit of 1024",
+        ) else {
+            panic!("not a prompt")
+        };
+        assert_eq!(
+            (
+                prompt.request_id.as_str(),
+                prompt.tool_name.as_str(),
+                prompt.tool_use_id.as_deref()
+            ),
+            ("r1", "Write", Some("t1"))
+        );
+        assert_eq!(prompt.request["unreadable"]["bytes"], json!(text.len()));
+        assert!(message.contains("over the limit of 1024"), "{message}");
+        let head = |subtype: &str| {
+            HeadScanner::scan(
+                format!(r#"{{"type":"control_request","request_id":"x","request":{{"subtype":"{subtype}"}}}}"#)
+                    .as_bytes(),
+            )
+        };
+        assert_eq!(
+            unreadable(&head("request_user_dialog"), "w"),
+            Unreadable::Unanswered {
+                request_id: "x".into()
+            }
+        );
+        assert!(matches!(
+            unreadable(&head("mcp_message"), "w"),
+            Unreadable::Error { .. }
+        ));
+        assert_eq!(
+            unreadable(&HeadScanner::scan(br#"{"type":"assistant"}"#), "w"),
+            Unreadable::Skip
+        );
+        assert_eq!(
+            unreadable(
+                &HeadScanner::scan(br#"{"type":"control_request","request_id":5}"#),
+                "w"
+            ),
+            Unreadable::Skip
         );
     }
 

@@ -6,8 +6,12 @@
 pub mod api;
 pub mod frame;
 pub mod outbound;
+pub mod scan;
 
-pub use frame::{classify, ControlResponse, FrameError, Inbound, PermissionPrompt, SdkMessage};
+pub use frame::{
+    classify, unreadable, ControlResponse, FrameError, Inbound, PermissionPrompt, SdkMessage,
+    Unreadable,
+};
 pub use outbound::{
     error_response, interrupt_request, permission_response, user_message_events, PermissionResult,
 };

@@ -15,6 +15,7 @@ use crate::audit::{Ledger, Outcome as LedgerOutcome, Unfinished};
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::protocol::api::DecisionBody;
 use crate::protocol::{PermissionPrompt, PermissionResult};
 
 /// Holds every pending prompt and routes answers to the right session connection.
@@ -149,7 +150,28 @@ pub struct PromptReceived {
     pub prompt: PermissionPrompt,
     /// The session's labels (for policy selectors).
     pub labels: Arc<[String]>,
+    /// Set when the supervisor could not read the prompt: it is recorded and answered
+    /// with this deny instead of going to the policy or an operator.
+    pub refusal: Option<Refusal>,
 }
+
+/// A fixed deny for a prompt the supervisor could not read (too large, too deep).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Recorded as who decided, e.g. [`LIMIT_FRAME_BYTES`].
+    pub decided_by: &'static str,
+    /// What the model reads.
+    pub message: String,
+    /// Why, for the ledger and the event.
+    pub reason: String,
+}
+
+/// `decided_by` of a prompt denied for exceeding `[ccr] max_frame_bytes`.
+pub const LIMIT_FRAME_BYTES: &str = "limit:max_frame_bytes";
+/// `decided_by` of a prompt denied because it nests deeper than JSON parsers accept.
+pub const LIMIT_JSON_DEPTH: &str = "limit:max_json_depth";
+/// `decided_by` of a prompt denied because it is not valid JSON.
+pub const LIMIT_UNPARSEABLE: &str = "limit:unparseable";
 
 impl Handler<PromptReceived> for PermissionRegistry {
     type Result = ();
@@ -160,6 +182,7 @@ impl Handler<PromptReceived> for PermissionRegistry {
             conn,
             prompt,
             labels,
+            refusal,
         } = msg;
         let request_id = prompt.request_id.clone();
         let _span =
@@ -180,18 +203,29 @@ impl Handler<PromptReceived> for PermissionRegistry {
                         ))),
                         _ => None,
                     };
-                let (answer, eval) = match self.verdict(&session_id, &request_id, &labels) {
+                let verdict = match refusal {
+                    Some(r) => Some(Verdict::Answer {
+                        body: DecisionBody::Deny {
+                            message: Some(r.message),
+                            interrupt: None,
+                        },
+                        decided_by: r.decided_by.to_owned(),
+                        source: Source::Limit(r.reason),
+                    }),
+                    None => self.verdict(&session_id, &request_id, &labels),
+                };
+                let (answer, eval) = match verdict {
                     Some(Verdict::Answer {
                         body,
                         decided_by,
-                        reason,
+                        source,
                     }) => {
                         let rec = self.decide_and_record(
                             session_id.clone(),
                             request_id.clone(),
                             body,
                             decided_by,
-                            Source::Rule(reason),
+                            source,
                             true,
                         );
                         (

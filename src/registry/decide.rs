@@ -57,6 +57,8 @@ pub(super) enum Source {
     Rule(String),
     /// The ask deadline passed.
     Deadline,
+    /// The supervisor could not read the prompt (too large, too deep); the reason says why.
+    Limit(String),
 }
 
 impl Handler<Decide> for PermissionRegistry {
@@ -90,11 +92,11 @@ pub(super) struct Recording {
 
 /// What the policy does with a prompt on arrival.
 pub(super) enum Verdict {
-    /// A rule answers it.
+    /// A rule (or a limit) answers it.
     Answer {
         body: DecisionBody,
         decided_by: String,
-        reason: String,
+        source: Source,
     },
     /// A human answers it (possibly under a deadline).
     Ask(crate::policy::Evaluation),
@@ -132,7 +134,7 @@ impl PermissionRegistry {
         let now = SystemTime::now();
         let decider = match source {
             Source::Operator => Decider::Operator,
-            Source::Rule(_) | Source::Deadline => Decider::Automatic,
+            Source::Rule(_) | Source::Deadline | Source::Limit(_) => Decider::Automatic,
         };
         let decided = self
             .store
@@ -152,7 +154,7 @@ impl PermissionRegistry {
             _ => LedgerOutcome::Denied,
         };
         let reason = match &source {
-            Source::Rule(reason) => Some(reason.clone()),
+            Source::Rule(reason) | Source::Limit(reason) => Some(reason.clone()),
             Source::Deadline => Some("no answer before the ask deadline".to_owned()),
             Source::Operator => None,
         };
@@ -160,6 +162,7 @@ impl PermissionRegistry {
             Source::Operator => "operator",
             Source::Rule(_) => "rule",
             Source::Deadline => "timeout",
+            Source::Limit(_) => "limit",
         };
         self.metrics.decision(outcome.as_str(), source_name);
         let record = self.ledger.as_ref().map(|l| -> RecordFut {
@@ -311,7 +314,7 @@ impl PermissionRegistry {
         Some(Verdict::Answer {
             body,
             decided_by: format!("rule:{rule}"),
-            reason: eval.reason,
+            source: Source::Rule(eval.reason),
         })
     }
 
@@ -329,10 +332,10 @@ impl PermissionRegistry {
             Some(Verdict::Answer {
                 body,
                 decided_by,
-                reason,
+                source,
             }) => {
                 ctx.spawn(
-                    self.commit(session, request_id, body, decided_by, Source::Rule(reason))
+                    self.commit(session, request_id, body, decided_by, source)
                         .map(|res, _, _| {
                             if let Err(e) = res {
                                 warn!(error = %e, "policy answer refused");

@@ -31,11 +31,33 @@ use super::socket::{rebuffer, WsSink};
 use super::state::{SessionState, SessionStatus};
 use crate::config::{CcrConfig, ReconnectConfig, SessionSpec};
 use crate::events::{Event, EventBus};
-use crate::protocol::{self, Inbound};
+use crate::protocol::scan::{depth_exceeds, HeadScanner, ScannedHead};
+use crate::protocol::{self, FrameError, Inbound, Unreadable};
 use crate::registry::{
-    ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, SessionConnected,
-    SessionDisconnected,
+    ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, Refusal,
+    SessionConnected, SessionDisconnected, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE,
 };
+
+/// Deepest nesting re-emitted to operators, and parsed in a prompt: serde_json's own
+/// recursion limit, so every event stays readable by the strictest common client (`ctl`
+/// included). A deeper SDK message is replaced by [`too_deep_notice`]; a deeper prompt is denied.
+pub const MAX_JSON_DEPTH: usize = 127;
+
+/// What operators get instead of an SDK message nested deeper than [`MAX_JSON_DEPTH`].
+pub fn too_deep_notice(msg_type: &str, depth: usize, bytes: usize) -> Arc<str> {
+    serde_json::json!({
+        "type": msg_type,
+        "supervisor_notice": {
+            "reason": "too_deep",
+            "depth": depth,
+            "depth_limit": MAX_JSON_DEPTH,
+            "bytes": bytes,
+            "detail": "the session sent this message nested deeper than the supervisor re-emits; it was not forwarded",
+        }
+    })
+    .to_string()
+    .into()
+}
 use crate::supervisor::SessionReport;
 
 /// Settings and peers shared by every session actor.
@@ -283,6 +305,102 @@ impl SessionActor {
         warn!(reason, len, "skipping inbound frame");
     }
 
+    /// A message over `[ccr] max_frame_bytes`: counted, logged with its real length,
+    /// published as an error, and a prompt in it answered with the limit deny.
+    fn on_oversized(&mut self, head: ScannedHead) {
+        self.status.counters.frames_in.oversized += 1;
+        self.shared.metrics.frames.oversized.inc();
+        let limit = self.shared.ccr.max_frame_bytes;
+        let why = format!(
+            "the request is {} bytes, over the supervisor's limit of {limit} bytes (max_frame_bytes)",
+            head.bytes
+        );
+        self.answer_unreadable(head, &why, LIMIT_FRAME_BYTES);
+    }
+
+    /// A frame that `classify` could not read: a `control_request` in it is still
+    /// answered (too deep for the JSON parser, or malformed), anything else is skipped.
+    fn on_unparseable(&mut self, text: &str, error: FrameError) {
+        let maybe_request = memchr::memmem::find(text.as_bytes(), b"control_request").is_some();
+        let head = maybe_request.then(|| HeadScanner::scan(text.as_bytes()));
+        match head {
+            Some(head) if head.max_depth > MAX_JSON_DEPTH => {
+                self.status.counters.frames_in.too_deep += 1;
+                self.shared.metrics.frames.too_deep.inc();
+                let why = format!(
+                    "the request nests {} levels deep, over the supervisor's JSON depth limit of {MAX_JSON_DEPTH}",
+                    head.max_depth
+                );
+                self.answer_unreadable(head, &why, LIMIT_JSON_DEPTH);
+            }
+            Some(head) if head.request_id.is_some() => {
+                self.status.counters.frames_in.invalid += 1;
+                self.shared.metrics.frames.invalid.inc();
+                let why = format!("the request could not be parsed ({error})");
+                self.answer_unreadable(head, &why, LIMIT_UNPARSEABLE);
+            }
+            _ => self.skip_error(&error, text.len()),
+        }
+    }
+
+    fn skip_error(&mut self, error: &FrameError, len: usize) {
+        self.status.counters.frames_in.invalid += 1;
+        self.shared.metrics.frames.invalid.inc();
+        warn!(%error, len, "skipping inbound frame");
+    }
+
+    /// Answer what can be answered of an unreadable frame (never silently: logged and
+    /// published as an error for the session either way).
+    fn answer_unreadable(&mut self, head: ScannedHead, why: &str, decided_by: &'static str) {
+        let len = head.bytes;
+        let answer = protocol::unreadable(&head, why);
+        let request_id = head.request_id.as_deref().unwrap_or("");
+        let what = match &answer {
+            Unreadable::Skip => "skipped",
+            Unreadable::Prompt { .. } => "prompt denied",
+            Unreadable::Error { .. } => "answered with an error",
+            Unreadable::Unanswered { .. } => "left for a client that can render it",
+        };
+        warn!(
+            len,
+            request_id,
+            msg_type = head.msg_type.as_deref().unwrap_or(""),
+            "unreadable inbound frame ({what}): {why}"
+        );
+        self.shared.bus.publish(Event::Error {
+            session_id: self.spec.id.clone(),
+            message: format!(
+                "unreadable {} frame{} ({what}): {why}",
+                head.msg_type.as_deref().unwrap_or("untyped"),
+                if request_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {request_id}")
+                }
+            ),
+        });
+        match answer {
+            Unreadable::Skip | Unreadable::Unanswered { .. } => {}
+            Unreadable::Error { request_id, error } => {
+                self.write(protocol::error_response(&request_id, &error));
+            }
+            Unreadable::Prompt { prompt, message } => {
+                let conn = self.conn.as_ref().map_or(0, |l| l.id);
+                self.shared.registry.do_send(PromptReceived {
+                    session_id: self.spec.id.clone(),
+                    conn,
+                    prompt,
+                    labels: self.labels.clone(),
+                    refusal: Some(Refusal {
+                        decided_by,
+                        message,
+                        reason: why.to_owned(),
+                    }),
+                });
+            }
+        }
+    }
+
     fn on_text(&mut self, data: Bytes) {
         let Ok(text) = simdutf8::basic::from_utf8(&data) else {
             return self.skip("text frame is not UTF-8", data.len());
@@ -296,18 +414,23 @@ impl SessionActor {
         let counters = &mut self.status.counters.frames_in;
         let m = &self.shared.metrics.frames;
         match protocol::classify(text) {
-            Err(error) => {
-                counters.invalid += 1;
-                m.invalid.inc();
-                warn!(%error, len = text.len(), "skipping inbound frame");
-            }
+            Err(error) => self.on_unparseable(text, error),
             Ok(Inbound::Sdk(msg)) => {
                 counters.sdk += 1;
                 m.sdk.inc();
+                let message = match depth_exceeds(text.as_bytes(), MAX_JSON_DEPTH) {
+                    None => msg.raw,
+                    Some(depth) => {
+                        counters.too_deep += 1;
+                        m.too_deep.inc();
+                        warn!(depth, len = text.len(), msg_type = %msg.msg_type, "SDK message too deep to re-emit; forwarding a notice instead");
+                        too_deep_notice(&msg.msg_type, depth, text.len())
+                    }
+                };
                 self.shared.bus.publish(Event::SdkMessage {
                     session_id: self.spec.id.clone(),
                     msg_type: msg.msg_type,
-                    message: msg.raw,
+                    message,
                 });
             }
             Ok(Inbound::PermissionPrompt(prompt)) => {
@@ -319,6 +442,7 @@ impl SessionActor {
                     conn,
                     prompt,
                     labels: self.labels.clone(),
+                    refusal: None,
                 });
             }
             Ok(Inbound::UnsupportedRequest { request_id, error }) => {
@@ -382,11 +506,15 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
             }
         };
         match frame {
-            Frame::Text(data) => match self.reassembler.whole_text(data) {
-                Assembled::Text(data) => self.on_text(data),
-                Assembled::Skip(reason) => self.skip(reason, 0),
-                Assembled::Partial => {}
-            },
+            Frame::Text(data) => {
+                let len = data.len();
+                match self.reassembler.whole_text(data) {
+                    Assembled::Text(data) => self.on_text(data),
+                    Assembled::Oversized(head) => self.on_oversized(head),
+                    Assembled::Skip(reason) => self.skip(reason, len),
+                    Assembled::Partial => {}
+                }
+            }
             Frame::Binary(data) => self.skip("binary frame", data.len()),
             Frame::Continuation(item) => {
                 let out = match item {
@@ -397,6 +525,7 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
                 };
                 match out {
                     Assembled::Text(data) => self.on_text(data),
+                    Assembled::Oversized(head) => self.on_oversized(head),
                     Assembled::Skip(reason) => self.skip(reason, 0),
                     Assembled::Partial => {}
                 }

@@ -1,9 +1,13 @@
 //! Reassembly of fragmented WebSocket text messages, with the frame-size limit (pure).
 //!
-//! Oversized messages are skipped, not fatal: the codec's own limit is set far
-//! higher (a codec overflow would break the stream), and this limit decides.
+//! Oversized messages are not fatal: the codec's own limit is set far higher (a
+//! codec overflow would break the stream), and this limit decides. An oversized
+//! message is never kept whole: it is scanned as it arrives ([`HeadScanner`]) so
+//! that a prompt in it can still be answered.
 
 use bytes::{Bytes, BytesMut};
+
+use crate::protocol::scan::{HeadScanner, ScannedHead};
 
 /// Outcome of feeding one (possibly partial) frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -12,6 +16,8 @@ pub enum Assembled {
     Text(Bytes),
     /// A complete message that must be skipped, with the reason.
     Skip(&'static str),
+    /// A complete text message over the limit: what a constant-memory scan found in it.
+    Oversized(ScannedHead),
     /// More fragments are needed.
     Partial,
 }
@@ -22,12 +28,14 @@ pub struct Reassembler {
     limit: usize,
     buf: Option<BytesMut>,
     binary: bool,
-    oversized: bool,
+    /// Set once the message in progress is over the limit: it is scanned, not kept.
+    oversized: Option<HeadScanner>,
 }
 
-/// The codec's hard cap: far above the skip limit so that oversized frames are skipped, not fatal.
+/// The codec's hard cap: far above the limit so that oversized frames are answered, not fatal
+/// (a frame over this cap is a protocol error that ends the connection).
 pub fn codec_limit(limit: usize) -> usize {
-    limit.saturating_mul(16).max(64 << 20)
+    limit.saturating_mul(4).max(64 << 20)
 }
 
 impl Reassembler {
@@ -37,7 +45,7 @@ impl Reassembler {
             limit,
             buf: None,
             binary: false,
-            oversized: false,
+            oversized: None,
         }
     }
 
@@ -45,7 +53,7 @@ impl Reassembler {
     pub fn reset(&mut self) {
         self.buf = None;
         self.binary = false;
-        self.oversized = false;
+        self.oversized = None;
     }
 
     /// A whole, unfragmented text frame.
@@ -55,7 +63,7 @@ impl Reassembler {
             return Assembled::Skip("text frame interrupted a fragmented message");
         }
         if data.len() > self.limit {
-            return Assembled::Skip("oversized frame");
+            return Assembled::Oversized(HeadScanner::scan(&data));
         }
         Assembled::Text(data)
     }
@@ -64,9 +72,10 @@ impl Reassembler {
     pub fn first(&mut self, data: &[u8], binary: bool) -> Assembled {
         self.reset();
         self.binary = binary;
-        self.oversized = data.len() > self.limit;
         let mut buf = BytesMut::new();
-        if !self.oversized {
+        if data.len() > self.limit {
+            self.oversize(data);
+        } else {
             buf.extend_from_slice(data);
         }
         self.buf = Some(buf);
@@ -78,27 +87,33 @@ impl Reassembler {
         let Some(buf) = self.buf.as_mut() else {
             return Assembled::Skip("continuation without a first fragment");
         };
-        if !self.oversized {
-            if buf.len() + data.len() > self.limit {
-                self.oversized = true;
-                *buf = BytesMut::new();
-            } else {
-                buf.extend_from_slice(data);
-            }
+        if self.oversized.is_none() && buf.len() + data.len() > self.limit {
+            let kept = std::mem::take(buf);
+            self.oversize(&kept);
+        }
+        match (self.oversized.as_mut(), self.buf.as_mut()) {
+            (Some(scanner), _) => scanner.feed(data),
+            (None, Some(buf)) => buf.extend_from_slice(data),
+            (None, None) => {}
         }
         if !last {
             return Assembled::Partial;
         }
         let buf = self.buf.take().unwrap_or_default();
-        let (binary, oversized) = (self.binary, self.oversized);
+        let (binary, oversized) = (self.binary, self.oversized.take());
         self.reset();
-        if oversized {
-            Assembled::Skip("oversized frame")
-        } else if binary {
-            Assembled::Skip("binary frame")
-        } else {
-            Assembled::Text(buf.freeze())
+        match oversized {
+            _ if binary => Assembled::Skip("binary frame"),
+            Some(scanner) => Assembled::Oversized(scanner.finish()),
+            None => Assembled::Text(buf.freeze()),
         }
+    }
+
+    /// The message went over the limit: scan what was kept, keep nothing from now on.
+    fn oversize(&mut self, kept: &[u8]) {
+        let mut scanner = HeadScanner::new();
+        scanner.feed(kept);
+        self.oversized = Some(scanner);
     }
 }
 
@@ -113,10 +128,10 @@ mod tests {
             r.whole_text(Bytes::from_static(b"abcd")),
             Assembled::Text(Bytes::from_static(b"abcd"))
         );
-        assert_eq!(
-            r.whole_text(Bytes::from_static(b"abcde")),
-            Assembled::Skip("oversized frame")
-        );
+        let Assembled::Oversized(head) = r.whole_text(Bytes::from_static(b"abcde")) else {
+            panic!("not oversized")
+        };
+        assert_eq!(head.bytes, 5);
     }
 
     #[test]
@@ -129,7 +144,10 @@ mod tests {
             Assembled::Text(Bytes::from_static(b"abcdef"))
         );
         r.first(b"abcd", false);
-        assert_eq!(r.next(b"efg", true), Assembled::Skip("oversized frame"));
+        let Assembled::Oversized(head) = r.next(b"efg", true) else {
+            panic!("not oversized")
+        };
+        assert_eq!(head.bytes, 7, "every byte scanned, none kept");
         // and the next message is fine again
         r.first(b"x", false);
         assert_eq!(
@@ -145,8 +163,37 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_prompt_in_fragments_keeps_its_ids() {
+        let text = br#"{"type":"control_request","request_id":"big","request":{"subtype":"can_use_tool","tool_name":"Write","input":{"content":"0123456789"}}}"#;
+        let mut r = Reassembler::new(40);
+        let mut chunks = text.chunks(7);
+        assert_eq!(r.first(chunks.next().unwrap(), false), Assembled::Partial);
+        let mut out = Assembled::Partial;
+        let rest: Vec<_> = chunks.collect();
+        for (i, c) in rest.iter().enumerate() {
+            out = r.next(c, i + 1 == rest.len());
+        }
+        let Assembled::Oversized(head) = out else {
+            panic!("not oversized: {out:?}")
+        };
+        assert_eq!(head.request_id.as_deref(), Some("big"));
+        assert_eq!(head.tool_name.as_deref(), Some("Write"));
+        assert_eq!(head.bytes, text.len());
+        let mut r = Reassembler::new(40);
+        r.first(&text[..50], false);
+        let Assembled::Oversized(head) = r.next(&text[50..], true) else {
+            panic!()
+        };
+        assert_eq!(
+            head.request_id.as_deref(),
+            Some("big"),
+            "first fragment alone over the limit"
+        );
+    }
+
+    #[test]
     fn codec_limit_is_far_above() {
         assert_eq!(codec_limit(1 << 20), 64 << 20);
-        assert_eq!(codec_limit(8 << 20), 128 << 20);
+        assert_eq!(codec_limit(32 << 20), 128 << 20);
     }
 }

@@ -72,8 +72,15 @@ pub struct FrameCounters {
     pub sdk: u64,
     /// `keep_alive` frames.
     pub keep_alive: u64,
-    /// Frames skipped: invalid JSON, no type, binary, oversized.
+    /// Frames skipped: invalid JSON, no type, binary.
     pub invalid: u64,
+    /// Frames over `[ccr] max_frame_bytes`; a prompt among them is answered with the limit deny.
+    pub oversized: u64,
+    /// Frames nested too deep to parse (a prompt among them is denied) or to re-emit (an SDK
+    /// message is replaced by a notice).
+    pub too_deep: u64,
+    /// Repeats of a user message already forwarded (same `uuid`), dropped.
+    pub duplicate: u64,
 }
 
 /// Per-session counters.
@@ -103,6 +110,9 @@ impl Counters {
                 sdk: a.sdk + b.sdk,
                 keep_alive: a.keep_alive + b.keep_alive,
                 invalid: a.invalid + b.invalid,
+                oversized: a.oversized + b.oversized,
+                too_deep: a.too_deep + b.too_deep,
+                duplicate: a.duplicate + b.duplicate,
             },
             prompts: self.prompts + other.prompts,
             decisions: self.decisions + other.decisions,

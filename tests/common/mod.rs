@@ -202,7 +202,7 @@ impl Harness {
             .send()
             .await
             .expect("GET");
-        let body = resp.body().await.expect("body");
+        let body = resp.body().limit(64 << 20).await.expect("body");
         (
             resp.status().as_u16(),
             serde_json::from_slice(&body).unwrap_or(Value::Null),

@@ -11,6 +11,7 @@ mod connect;
 mod ctl;
 mod demo;
 mod health;
+mod limits;
 mod operator;
 mod permissions;
 mod policy;

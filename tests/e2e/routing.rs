@@ -29,7 +29,8 @@ async fn junk_frames_are_skipped_and_the_connection_survives() {
     assert_eq!(&*message, after, "forwarded byte for byte");
     let s = h.session("s1").await;
     assert_eq!(s["state"], "connected");
-    assert_eq!(s["counters"]["frames_in"]["invalid"], 5, "{s}");
+    assert_eq!(s["counters"]["frames_in"]["invalid"], 4, "{s}");
+    assert_eq!(s["counters"]["frames_in"]["oversized"], 1, "{s}");
     assert_eq!(s["counters"]["frames_in"]["sdk"], 1, "{s}");
     assert_eq!(h.sim.connections("s1"), 1, "never reconnected");
     h.shutdown().await;
