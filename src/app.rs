@@ -187,17 +187,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics.register_ledger(ledger.latency_histograms());
     }
     let policy = Arc::new(Policy::new(&config.policy));
+    let sup = &config.supervisor;
     let mut registry =
-        PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone(), metrics.clone());
+        PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone(), metrics.clone())
+            .remembering(sup.resolved_prompts, sup.resolved_prompts_bytes);
     if let Some(ledger) = &ledger {
         let unfinished = ledger
             .load_unfinished()
             .context("cannot read unfinished prompts from the ledger")?;
         let restored = registry.restore(unfinished);
-        if restored > 0 {
+        // Finished prompts too (bounded): a replay of one after the restart is matched to
+        // its record and gets the recorded answer again, never shown as new.
+        let resolved = ledger
+            .load_resolved(sup.resolved_prompts, sup.resolved_prompts_bytes)
+            .context("cannot read finished prompts from the ledger")?;
+        let incomplete = resolved.incomplete.len();
+        let remembered = registry.restore_resolved(resolved);
+        if restored + remembered > 0 {
             info!(
                 restored,
-                "restored unanswered prompts and undelivered answers from the ledger"
+                remembered,
+                incomplete_sessions = incomplete,
+                "restored unanswered prompts and undelivered answers from the ledger, and remembered finished ones"
             );
         }
     }

@@ -118,6 +118,8 @@ pub struct Metrics {
     oldest_prompt_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     stream_subscribers: Gauge,
     ledger_write_errors: Gauge,
+    resolved_prompts: Gauge,
+    resolved_prompts_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -170,6 +172,8 @@ impl Metrics {
             oldest_prompt_age: Gauge::default(),
             stream_subscribers: Gauge::default(),
             ledger_write_errors: Gauge::default(),
+            resolved_prompts: Gauge::default(),
+            resolved_prompts_bytes: Gauge::default(),
             registry: Mutex::new(Registry::default()),
         };
         r.register("reconnects", "Reconnect attempts", m.reconnects.clone());
@@ -214,8 +218,24 @@ impl Metrics {
             "Failed ledger writes since start",
             m.ledger_write_errors.clone(),
         );
+        r.register(
+            "resolved_prompts",
+            "Finished prompts remembered to match replays (bounded by [supervisor] resolved_prompts)",
+            m.resolved_prompts.clone(),
+        );
+        r.register(
+            "resolved_prompts_bytes",
+            "Bytes charged for remembered finished prompts (bounded by [supervisor] resolved_prompts_bytes)",
+            m.resolved_prompts_bytes.clone(),
+        );
         *m.registry.lock() = r;
         Arc::new(m)
+    }
+
+    /// Size of the registry's memory of finished prompts.
+    pub fn set_resolved(&self, records: usize, bytes: usize) {
+        self.resolved_prompts.set(records as i64);
+        self.resolved_prompts_bytes.set(bytes as i64);
     }
 
     /// Register the decision ledger's latency histograms (only when the ledger is on).

@@ -74,6 +74,10 @@ pub enum ApiError {
     /// 503: an internal actor is not available (shutting down).
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// 503: the decision ledger cannot record an answer now (e.g. a full disk); the answer
+    /// was not taken and nothing was sent: retry later.
+    #[error("{0}")]
+    LedgerUnavailable(String),
 }
 
 impl ApiError {
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::Upstream(_) => "upstream_error",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::LedgerUnavailable(_) => "ledger_unavailable",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotAcceptable(_) => "not_acceptable",
@@ -130,6 +135,7 @@ impl From<DecideError> for ApiError {
             DecideError::AlreadyAnswered(id) => ApiError::AlreadyAnswered(id),
             DecideError::Cancelled(id) => ApiError::PromptCancelled(id),
             DecideError::InvalidBody(b) => ApiError::InvalidBody(b.to_string()),
+            e @ DecideError::LedgerUnavailable(_) => ApiError::LedgerUnavailable(e.to_string()),
         }
     }
 }
@@ -155,7 +161,9 @@ impl ResponseError for ApiError {
             | ApiError::NotConnected(_) => StatusCode::CONFLICT,
             ApiError::SessionRejected(_) | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::LedgerUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,

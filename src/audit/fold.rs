@@ -20,6 +20,8 @@ pub(crate) struct Folded<'a> {
     pub answer: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub delivered_at: Option<i64>,
+    pub deliveries: i64,
+    pub last_delivered_at: Option<i64>,
 }
 
 impl<'a> Folded<'a> {
@@ -34,6 +36,8 @@ impl<'a> Folded<'a> {
             answer: None,
             reason: None,
             delivered_at: None,
+            deliveries: 0,
+            last_delivered_at: None,
         }
     }
 
@@ -54,6 +58,8 @@ impl<'a> Folded<'a> {
             Write::Delivered { at, .. } => match self.outcome {
                 Some(_) => {
                     self.delivered_at = self.delivered_at.or(Some(*at));
+                    self.deliveries += 1;
+                    self.last_delivered_at = Some(*at);
                     Ok(1)
                 }
                 None => Err(LedgerError::NotDecided {

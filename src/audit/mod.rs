@@ -28,7 +28,7 @@ mod writer;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,11 +38,15 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-pub use query::{AuditPage, AuditParams, AuditQuery, OutcomeFilter, DEFAULT_LIMIT, MAX_LIMIT};
+pub use query::{
+    AuditPage, AuditParams, AuditQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT,
+    MAX_LIMIT,
+};
 pub use record::{AuditRow, DecisionRecord, LedgerError, Outcome, PromptRecord, Unfinished};
 
 use crate::config::LedgerConfig;
 use crate::protocol::PermissionPrompt;
+pub use writer::retry_delay;
 use writer::{ApplyConfig, ApplyState, Counters, DecisionRow, Job, PromptRow, Write};
 
 /// Throughput knobs; [`Tuning::default`] suits the service.
@@ -162,6 +166,7 @@ impl Drop for Shared {
         }
         join_all(readers);
         // Closing the queue lets the applier finish what it has and stop.
+        self.apply.closing.store(true, Ordering::Release);
         let Some(tail) = self.tail.lock().take() else {
             return;
         };
@@ -237,6 +242,8 @@ impl Ledger {
         let apply = Arc::new(ApplyState {
             applied: AtomicU64::new(next_seq - 1),
             queued: AtomicUsize::new(0),
+            retrying: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         });
         let (jobs, job_rx) = mpsc::channel();
         let (acounters, astate) = (counters.clone(), apply.clone());
@@ -324,7 +331,8 @@ impl Ledger {
         std::future::ready(self.write(Write::Decision(r.into())))
     }
 
-    /// Record that the answer was written to the socket (the first time counts).
+    /// Record that the answer was written to the socket: the first write sets
+    /// `delivered_at`, every write (resends included) counts in `deliveries`.
     pub fn mark_delivered(
         &self,
         session_id: &str,
@@ -357,12 +365,45 @@ impl Ledger {
         query::unfinished(&schema::open_reader(&self.shared.path)?)
     }
 
+    /// Finished prompts, newest first, up to `max_rows` and about `max_bytes`, for the
+    /// registry to match replays after a restart. Blocking.
+    pub fn load_resolved(
+        &self,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> Result<ResolvedRows, LedgerError> {
+        query::resolved(
+            &schema::open_reader(&self.shared.path)?,
+            max_rows,
+            max_bytes,
+        )
+    }
+
     /// One page of the audit log, on a reader thread; it includes every write queued before
     /// the call.
     pub fn query(
         &self,
         q: AuditQuery,
     ) -> impl Future<Output = Result<AuditPage, LedgerError>> + Send + 'static {
+        self.read(move |conn| query::page(conn, &q))
+    }
+
+    /// What the ledger holds for one prompt, including every write queued before the call
+    /// (a replay the registry no longer remembers).
+    pub fn lookup(
+        &self,
+        session_id: &str,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Stored, LedgerError>> + Send + 'static {
+        let (s, r) = (session_id.to_owned(), request_id.to_owned());
+        self.read(move |conn| query::stored(conn, &s, &r))
+    }
+
+    /// Run `f` on a reader thread once every write queued before the call is committed.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, LedgerError> + Send + 'static,
+    ) -> impl Future<Output = Result<T, LedgerError>> + Send + 'static {
         let flushed = self.flush();
         let reads = self.shared.reads.clone();
         async move {
@@ -370,7 +411,7 @@ impl Ledger {
             let _ = flushed.await;
             let (tx, rx) = oneshot::channel();
             let sent = reads.try_send(Some(Box::new(move |conn: &Connection| {
-                let _ = tx.send(query::page(conn, &q));
+                let _ = tx.send(f(conn));
             })));
             match sent {
                 Ok(()) => rx.await.map_err(|_| LedgerError::Closed)?,
@@ -380,6 +421,39 @@ impl Ledger {
                 Err(TrySendError::Disconnected(_)) => Err(LedgerError::Closed),
             }
         }
+    }
+
+    /// [`Ledger::record_received`], returning at once whether the write is durable.
+    pub fn append_prompt(
+        &self,
+        session_id: &str,
+        prompt: &PermissionPrompt,
+        received_at: SystemTime,
+    ) -> Result<(), LedgerError> {
+        self.write(Write::Prompt(PromptRow::received(
+            session_id,
+            prompt,
+            received_at,
+        )))
+    }
+
+    /// [`Ledger::mark_delivered`], returning at once whether the write is durable.
+    pub fn append_delivered(
+        &self,
+        session_id: &str,
+        request_id: &str,
+        at: SystemTime,
+    ) -> Result<(), LedgerError> {
+        self.write(Write::Delivered {
+            session_id: session_id.to_owned(),
+            request_id: request_id.to_owned(),
+            at: record::to_ms(at),
+        })
+    }
+
+    /// [`Ledger::record_decision`], returning at once whether the write is durable.
+    pub fn append_decision(&self, r: DecisionRecord) -> Result<(), LedgerError> {
+        self.write(Write::Decision(r.into()))
     }
 
     /// Stream every row matching `q` (newest first, `limit` ignored) into `out`; returns the count.

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use rusqlite::types::Value as Sql;
-use rusqlite::{params_from_iter, Connection, Row};
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -130,7 +130,7 @@ pub struct AuditPage {
 /// The columns every row query selects, in [`row`]'s order.
 const COLUMNS: &str = "session_id, request_id, tool_use_id, tool_name, input, request, \
     received_at, outcome, decided_by, decided_at, delivered_at, updated_input, answer, reason, \
-    kind, classification";
+    kind, classification, deliveries, last_delivered_at";
 /// Index of `answer` in [`COLUMNS`].
 const ANSWER: usize = 12;
 
@@ -344,5 +344,95 @@ fn row(r: &Row) -> rusqlite::Result<AuditRow> {
         reason: r.get(13)?,
         kind: r.get(14)?,
         classification: r.get(15)?,
+        deliveries: r.get::<_, i64>(16)?.max(0) as u64,
+        last_delivered_at: time(17)?,
     })
+}
+
+/// What the ledger holds for one prompt (a replay the registry no longer remembers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// No row.
+    Nothing,
+    /// Recorded, undecided.
+    Pending,
+    /// Decided with this answer frame (written or not).
+    Answered(String),
+    /// Withdrawn, or decided without an answer frame.
+    Finished,
+}
+
+/// The row of `(session_id, request_id)`, as [`Stored`].
+pub(crate) fn stored(
+    conn: &Connection,
+    session_id: &str,
+    request_id: &str,
+) -> Result<Stored, LedgerError> {
+    let row: Option<(Option<String>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT outcome, answer FROM prompts WHERE session_id = ?1 AND request_id = ?2",
+        )?
+        .query_row(rusqlite::params![session_id, request_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok(match row {
+        None => Stored::Nothing,
+        Some((None, _)) => Stored::Pending,
+        Some((Some(o), Some(answer))) if o != "cancelled" => Stored::Answered(answer),
+        Some(_) => Stored::Finished,
+    })
+}
+
+/// Finished prompts, newest first, for the registry to remember after a restart.
+#[derive(Debug, Default)]
+pub struct ResolvedRows {
+    /// `(session_id, request_id, what is stored)`, newest first.
+    pub rows: Vec<(String, String, Stored)>,
+    /// Sessions with older finished rows than were loaded: their memory is incomplete.
+    pub incomplete: Vec<String>,
+}
+
+/// Load up to `max_rows` finished rows (and about `max_bytes` of answers), newest first.
+pub(crate) fn resolved(
+    conn: &Connection,
+    max_rows: usize,
+    max_bytes: usize,
+) -> Result<ResolvedRows, LedgerError> {
+    let sql = format!(
+        "SELECT session_id, request_id, outcome, answer, received_at FROM prompts \
+         WHERE NOT ({UNFINISHED}) ORDER BY received_at DESC, session_id, request_id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    let mut out = ResolvedRows::default();
+    let mut bytes = 0usize;
+    let mut cutoff = None;
+    while let Some(r) = rows.next()? {
+        let (session, request): (String, String) = (r.get(0)?, r.get(1)?);
+        let outcome: Option<String> = r.get(2)?;
+        let answer: Option<String> = r.get(3)?;
+        let size = session.len() + request.len() + answer.as_ref().map_or(0, String::len);
+        if out.rows.len() >= max_rows || bytes + size > max_bytes {
+            cutoff = Some(r.get::<_, i64>(4)?);
+            break;
+        }
+        bytes += size;
+        let stored = match (outcome.as_deref(), answer) {
+            (Some(o), Some(a)) if o != "cancelled" => Stored::Answered(a),
+            _ => Stored::Finished,
+        };
+        out.rows.push((session, request, stored));
+    }
+    drop(rows);
+    if let Some(cutoff) = cutoff {
+        let sql = format!(
+            "SELECT DISTINCT session_id FROM prompts WHERE received_at <= ?1 AND NOT ({UNFINISHED})"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        for id in stmt.query_map([cutoff], |r| r.get::<_, String>(0))? {
+            out.incomplete.push(id?);
+        }
+    }
+    Ok(out)
 }

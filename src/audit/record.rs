@@ -155,9 +155,17 @@ pub struct AuditRow {
     /// When it was decided (RFC 3339).
     #[serde(serialize_with = "crate::util::opt_rfc3339::serialize")]
     pub decided_at: Option<SystemTime>,
-    /// When the answer was first written to the socket (RFC 3339).
+    /// When the answer was first written to the session's socket (RFC 3339). Written, not
+    /// read: a connection that dies right after may lose it, and the session's replay then
+    /// gets it again (counted in `deliveries`).
     #[serde(serialize_with = "crate::util::opt_rfc3339::serialize")]
     pub delivered_at: Option<SystemTime>,
+    /// How many times the answer was written to a socket: 1, plus one per resend after the
+    /// session replayed the prompt on a new connection.
+    pub deliveries: u64,
+    /// When it was last written (RFC 3339).
+    #[serde(serialize_with = "crate::util::opt_rfc3339::serialize")]
+    pub last_delivered_at: Option<SystemTime>,
     /// The edited input, when the operator changed it.
     pub updated_input: Option<Value>,
     /// The frame sent.

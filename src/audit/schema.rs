@@ -11,9 +11,10 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::record::LedgerError;
 
-/// Schema version stored in `PRAGMA user_version` (2 added the `kind` and `classification`
-/// columns, computed from `request` and `answer`, so version-1 files gain them in place).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// Schema version stored in `PRAGMA user_version`: 2 added the `kind` and `classification`
+/// columns, computed from `request` and `answer`; 3 added `deliveries` and
+/// `last_delivered_at`. Older files gain them in place.
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another one's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +35,8 @@ CREATE TABLE IF NOT EXISTS prompts (
     answer        TEXT,
     reason        TEXT,
     delivered_at  INTEGER,
+    deliveries    INTEGER NOT NULL DEFAULT 0,
+    last_delivered_at INTEGER,
     PRIMARY KEY (session_id, request_id)
 ) STRICT;
 -- Paging newest first, and retention (oldest first).
@@ -64,13 +67,36 @@ const COMPUTED: [(&str, &str); 2] = [
     ),
 ];
 
-/// Add the [`COMPUTED`] columns a file made by an older build lacks.
-fn add_computed_columns(conn: &Connection) -> rusqlite::Result<()> {
+/// Stored columns added after version 1: how many times the answer was written to a
+/// session's socket, and when last (a resend after a replay is a new write). A file that
+/// lacks them counts each delivered row as written once.
+const STORED: [(&str, &str, &str); 2] = [
+    (
+        "deliveries",
+        "INTEGER NOT NULL DEFAULT 0",
+        "UPDATE prompts SET deliveries = 1 WHERE delivered_at IS NOT NULL",
+    ),
+    (
+        "last_delivered_at",
+        "INTEGER",
+        "UPDATE prompts SET last_delivered_at = delivered_at",
+    ),
+];
+
+/// Add the [`STORED`] and [`COMPUTED`] columns a file made by an older build lacks.
+fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
     let mut have = Vec::new();
     {
         let mut stmt = conn.prepare("SELECT name FROM pragma_table_xinfo('prompts')")?;
         for name in stmt.query_map([], |r| r.get::<_, String>(0))? {
             have.push(name?);
+        }
+    }
+    for (name, definition, fill) in STORED {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!(
+                "BEGIN; ALTER TABLE prompts ADD COLUMN {name} {definition}; {fill}; COMMIT;"
+            ))?;
         }
     }
     for (name, definition) in COMPUTED {
@@ -124,7 +150,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
     }
     conn.execute_batch(SCHEMA)
         .map_err(|e| fail(format!("cannot create schema: {e}")))?;
-    add_computed_columns(&conn).map_err(|e| fail(format!("cannot upgrade schema: {e}")))?;
+    add_columns(&conn).map_err(|e| fail(format!("cannot upgrade schema: {e}")))?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| fail(e.to_string()))?;
     // A real committed write: catches read-only files and full disks now, not at the first prompt.

@@ -102,8 +102,8 @@ fn insert_folded(tx: &Transaction, row: &Folded) -> rusqlite::Result<bool> {
         .prepare_cached(
             "INSERT INTO prompts (session_id, request_id, tool_use_id, tool_name, input, \
              request, received_at, outcome, decided_by, decided_at, updated_input, answer, \
-             reason, delivered_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             reason, delivered_at, deliveries, last_delivered_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
              ON CONFLICT (session_id, request_id) DO NOTHING",
         )?
         .execute(params![
@@ -120,7 +120,9 @@ fn insert_folded(tx: &Transaction, row: &Folded) -> rusqlite::Result<bool> {
             row.updated_input,
             row.answer,
             row.reason,
-            row.delivered_at
+            row.delivered_at,
+            row.deliveries,
+            row.last_delivered_at
         ])?;
     Ok(n == 1)
 }
@@ -137,7 +139,8 @@ fn apply(tx: &Transaction, w: &Write) -> rusqlite::Result<Result<u64, LedgerErro
         } => {
             let n = tx
                 .prepare_cached(
-                    "UPDATE prompts SET delivered_at = COALESCE(delivered_at, ?3) \
+                    "UPDATE prompts SET delivered_at = COALESCE(delivered_at, ?3), \
+                     deliveries = deliveries + 1, last_delivered_at = ?3 \
                      WHERE session_id = ?1 AND request_id = ?2 AND outcome IS NOT NULL",
                 )?
                 .execute(params![session_id, request_id, at])?;

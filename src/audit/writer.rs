@@ -17,7 +17,7 @@
 //! [`journal`]: super::journal
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -171,6 +171,10 @@ pub(crate) struct ApplyState {
     pub applied: AtomicU64,
     /// Jobs handed over and not yet done (the queue's bound is checked against it).
     pub queued: AtomicUsize,
+    /// Set while storage fails and the applier retries (the ledger is unavailable).
+    pub retrying: AtomicBool,
+    /// Set when the ledger closes: a failing commit gives up and leaves the journal for the next start.
+    pub closing: AtomicBool,
 }
 
 /// The applier thread's body; returns once the queue's sender is gone and every job is done.
@@ -281,6 +285,35 @@ fn apply_batch(
     commit_each_or_all(conn, batch, counters, state);
 }
 
+/// True for storage errors that may pass (disk full, I/O error, locked): the writes are
+/// kept and retried, never dropped. Others (a constraint the data breaks) are final.
+pub(crate) fn transient(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            DiskFull
+                | SystemIoFailure
+                | DatabaseBusy
+                | DatabaseLocked
+                | OutOfMemory
+                | CannotOpen
+                | ReadOnly
+                | FileLockingProtocolFailed
+        )
+    )
+}
+
+/// The applier's pause after a transient storage error, doubling up to 2 s.
+pub fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_millis(50u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(2))
+}
+
+/// Commit the batch's writes: in one transaction, else one transaction each. A write is
+/// done when committed or refused by the ledger's rules; a transient storage error (a full
+/// disk) is retried until it passes, so nothing journaled and acknowledged is ever dropped.
+/// Meanwhile the queue fills and new writes are refused with `QueueFull` (back-pressure).
+/// When the ledger is closing, the writes are left in the journal for the next start.
 fn commit_each_or_all(
     conn: &mut Connection,
     batch: &mut Vec<Job>,
@@ -294,32 +327,39 @@ fn commit_each_or_all(
             _ => None,
         })
         .collect();
+    let mut committed = true;
     if !writes.is_empty() {
         let started = Instant::now();
-        let failed = |w: &Write, e: LedgerError| counters.write_failed(w.name(), &e);
-        match sql::commit(conn, &writes) {
-            Ok(results) => {
-                for ((_, w), result) in writes.iter().zip(results) {
-                    if let Err(e) = result {
-                        failed(w, e);
-                    }
+        let mut attempt = 0;
+        loop {
+            match commit_writes(conn, &writes, counters) {
+                Ok(()) => break,
+                Err(e) if state.closing.load(Ordering::Acquire) => {
+                    error!(error = %e, writes = writes.len(), "decision ledger closing while storage fails: the writes stay in the journal for the next start");
+                    committed = false;
+                    break;
                 }
-            }
-            Err(e) if writes.len() == 1 => failed(writes[0].1, e.into()),
-            Err(e) => {
-                warn!(error = %e, size = writes.len(), "decision ledger batch failed; retrying one by one");
-                for one in &writes {
-                    let result = sql::commit(conn, std::slice::from_ref(one))
-                        .map_err(LedgerError::from)
-                        .and_then(|mut r| r.pop().expect("one result per write"));
-                    if let Err(e) = result {
-                        failed(one.1, e);
+                Err(e) => {
+                    if attempt == 0 || attempt % 32 == 0 {
+                        error!(error = %e, writes = writes.len(), attempt, "DECISION LEDGER STORAGE FAILING: writes kept in the journal and retried; new writes are refused once the queue is full");
                     }
+                    state.retrying.store(true, Ordering::Release);
+                    std::thread::sleep(retry_delay(attempt));
+                    attempt += 1;
                 }
             }
         }
-        let last = writes.last().map_or(0, |(seq, _)| *seq);
-        state.applied.store(last, Ordering::Release);
+        if attempt > 0 && committed {
+            warn!(
+                attempt,
+                "decision ledger storage recovered; kept writes committed"
+            );
+        }
+        state.retrying.store(false, Ordering::Release);
+        if committed {
+            let last = writes.last().map_or(0, |(seq, _)| *seq);
+            state.applied.store(last, Ordering::Release);
+        }
         counters.apply.observe(started.elapsed().as_secs_f64());
     }
     // Done before any barrier is answered, so its caller sees the queue's room.
@@ -327,15 +367,61 @@ fn commit_each_or_all(
     for job in batch.drain(..) {
         match job {
             Job::Flush(reply) => {
-                let _ = reply.send(Ok(0));
+                let _ = reply.send(if committed {
+                    Ok(0)
+                } else {
+                    Err(LedgerError::Storage(
+                        "not committed; kept in the journal".into(),
+                    ))
+                });
             }
-            Job::Retire(segment) => {
+            Job::Retire(segment) if committed => {
                 if let Err(e) = std::fs::remove_file(&segment) {
                     // It stays; the next start replays it (its records are already in).
                     error!(segment = %segment.display(), error = %e, "cannot delete an applied journal segment");
                 }
             }
-            Job::Write(..) | Job::Prune(..) => {}
+            Job::Retire(_) | Job::Write(..) | Job::Prune(..) => {}
+        }
+    }
+}
+
+/// One attempt at committing `writes`; `Err` is a transient storage error (nothing of it
+/// counted as done). Refusals and final errors are logged and counted here.
+fn commit_writes(
+    conn: &mut Connection,
+    writes: &[(u64, &Write)],
+    counters: &Counters,
+) -> Result<(), rusqlite::Error> {
+    let failed = |w: &Write, e: LedgerError| counters.write_failed(w.name(), &e);
+    match sql::commit(conn, writes) {
+        Ok(results) => {
+            for ((_, w), result) in writes.iter().zip(results) {
+                if let Err(e) = result {
+                    failed(w, e);
+                }
+            }
+            Ok(())
+        }
+        Err(e) if transient(&e) => Err(e),
+        Err(e) if writes.len() == 1 => {
+            failed(writes[0].1, e.into());
+            Ok(())
+        }
+        Err(e) => {
+            warn!(error = %e, size = writes.len(), "decision ledger batch failed; retrying one by one");
+            for one in writes {
+                match sql::commit(conn, std::slice::from_ref(one)) {
+                    Ok(mut r) => {
+                        if let Some(Err(e)) = r.pop() {
+                            failed(one.1, e);
+                        }
+                    }
+                    Err(e) if transient(&e) => return Err(e),
+                    Err(e) => failed(one.1, e.into()),
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -399,6 +399,18 @@ fn supervisor(mut t: Table, errs: &mut Errors) -> SupervisorConfig {
             Duration::from_millis(500),
         ),
         restart_backoff_max: t.duration(errs, "restart_backoff_max", Duration::from_secs(30)),
+        resolved_prompts: t.usize(
+            errs,
+            "resolved_prompts",
+            crate::registry::store::resolved::DEFAULT_MAX_RECORDS,
+            1..=100_000_000,
+        ),
+        resolved_prompts_bytes: t.usize(
+            errs,
+            "resolved_prompts_bytes",
+            crate::registry::store::resolved::DEFAULT_MAX_BYTES,
+            1 << 20..=1 << 40,
+        ),
     };
     if s.restart_backoff_max < s.restart_backoff_initial {
         errs.push(

@@ -195,6 +195,11 @@ pub struct SupervisorConfig {
     pub restart_backoff_initial: Duration,
     /// Restart delay cap (`restart_backoff_max`, default 30 s).
     pub restart_backoff_max: Duration,
+    /// Finished prompts remembered (all sessions) to match replays to their answers
+    /// (`resolved_prompts`, default 200,000).
+    pub resolved_prompts: usize,
+    /// ... and at most this many bytes of them (`resolved_prompts_bytes`, default 64 MiB).
+    pub resolved_prompts_bytes: usize,
 }
 
 /// `[log]` section.

@@ -59,6 +59,16 @@ pub enum Event {
         tool_use_id: Option<String>,
         /// The raw request object.
         request: Value,
+        /// False for a prompt restored from the ledger after a restart that the session has
+        /// not re-sent or listed yet (it may no longer be waited on); see `permission_confirmed`.
+        confirmed: bool,
+    },
+    /// A restored prompt was re-sent or listed by its session: it is waited on.
+    PermissionConfirmed {
+        /// Session id.
+        session_id: Arc<str>,
+        /// Prompt id.
+        request_id: String,
     },
     /// A prompt was answered.
     PermissionAnswered {
@@ -133,6 +143,7 @@ impl Event {
             Event::SessionState { .. } => "session_state",
             Event::SdkMessage { .. } => "sdk_message",
             Event::PermissionRequested { .. } => "permission_requested",
+            Event::PermissionConfirmed { .. } => "permission_confirmed",
             Event::PermissionAnswered { .. } => "permission_answered",
             Event::PermissionDelivered { .. } => "permission_delivered",
             Event::PermissionCancelled { .. } => "permission_cancelled",
@@ -148,6 +159,7 @@ impl Event {
             Event::SessionState { session_id, .. }
             | Event::SdkMessage { session_id, .. }
             | Event::PermissionRequested { session_id, .. }
+            | Event::PermissionConfirmed { session_id, .. }
             | Event::PermissionAnswered { session_id, .. }
             | Event::PermissionDelivered { session_id, .. }
             | Event::PermissionCancelled { session_id, .. }

@@ -7,16 +7,16 @@ use std::time::SystemTime;
 use actix::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, error, info, info_span, warn};
 
-use super::decide::{RecordFut, Source, Verdict};
-use super::store::{ConnId, PromptOutcome, SessionTally, Store};
-use crate::audit::{Ledger, Outcome as LedgerOutcome, Unfinished};
+use super::decide::{Source, Verdict};
+use super::store::{ConnId, Known, PromptOutcome, SessionTally, Store};
+use crate::audit::{Ledger, Outcome as LedgerOutcome, ResolvedRows, Stored, Unfinished};
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::protocol::api::DecisionBody;
-use crate::protocol::{PermissionPrompt, PermissionResult};
+use crate::protocol::PermissionPrompt;
 
 /// Holds every pending prompt and routes answers to the right session connection.
 pub struct PermissionRegistry {
@@ -49,6 +49,12 @@ impl PermissionRegistry {
         }
     }
 
+    /// Remember at most `records` finished prompts in `bytes` (all sessions together).
+    pub fn remembering(mut self, records: usize, bytes: usize) -> Self {
+        self.store = Store::with_bounds(records, bytes);
+        self
+    }
+
     /// Put back what the ledger says was unfinished when the process stopped.
     pub fn restore(&mut self, unfinished: Vec<Unfinished>) -> usize {
         let n = unfinished.len();
@@ -57,13 +63,35 @@ impl PermissionRegistry {
             let prompt = u.prompt.to_prompt();
             let answer = u.decision.and_then(|d| {
                 let frame = d.answer?;
-                let result = restored_result(&frame)?;
-                Some((result, d.decided_by, d.decided_at, Arc::from(frame)))
+                Some((d.decided_by, d.decided_at, Arc::from(frame), false))
             });
             self.store
                 .restore(&session, prompt, u.prompt.received_at, answer);
         }
         n
+    }
+
+    /// Remember the finished prompts the ledger loaded, so that a replay of one after the
+    /// restart is matched to its record (its answer re-sent), never shown as new.
+    pub fn restore_resolved(&mut self, loaded: ResolvedRows) -> usize {
+        let n = loaded.rows.len();
+        // Oldest first, so the memory's own eviction order matches the ledger's.
+        for (session, request_id, stored) in loaded.rows.into_iter().rev() {
+            let session: Arc<str> = Arc::from(session.as_str());
+            self.store
+                .restore_resolved(&session, &request_id, known(stored));
+        }
+        for session in loaded.incomplete {
+            self.store.mark_incomplete(&Arc::from(session.as_str()));
+        }
+        self.resolved_gauges();
+        n
+    }
+
+    /// Publish the size of the finished-prompt memory.
+    pub(super) fn resolved_gauges(&self) {
+        let (records, bytes) = self.store.resolved_size();
+        self.metrics.set_resolved(records, bytes);
     }
 
     /// Hand `frame` to the session actor owning `conn`; resolves to whether it was written.
@@ -95,22 +123,21 @@ impl PermissionRegistry {
                 info_span!("permission", session_id = %session, request_id = %request_id).entered();
             if written {
                 let received = act.store.get(&session, &request_id).map(|e| e.received_at);
+                // Every write is recorded: the ledger counts how often an answer went out.
+                act.ledger_delivered(&session, &request_id);
                 if act.store.on_written(&session, &request_id, conn) {
                     if let Some(age) = received.and_then(|t| t.elapsed().ok()) {
                         act.metrics.decision_latency.observe(age.as_secs_f64());
                     }
                     debug!(conn, "answer written");
-                    act.ledger_delivered(&session, &request_id);
                     act.bus.publish(Event::PermissionDelivered {
                         session_id: session.clone(),
                         request_id: request_id.clone(),
                     });
                 } else {
-                    debug!(
-                        conn,
-                        "answer written again (already delivered once) or no longer tracked"
-                    );
+                    debug!(conn, "answer written again after a replay");
                 }
+                act.resolved_gauges();
             } else if let Some((next, frame)) =
                 act.store.on_write_failed(&session, &request_id, conn)
             {
@@ -131,8 +158,19 @@ impl Actor for PermissionRegistry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Prompts restored from the ledger: the policy and deadlines apply again.
+        // Prompts restored from the ledger: shown (unconfirmed until the session re-sends
+        // them); the policy and deadlines apply again, from their original arrival.
         for (session, request_id) in self.store.pending_ids() {
+            if let Some(entry) = self.store.get(&session, &request_id) {
+                self.bus.publish(Event::PermissionRequested {
+                    session_id: session.clone(),
+                    request_id: request_id.clone(),
+                    tool_name: entry.prompt.tool_name.clone(),
+                    tool_use_id: entry.prompt.tool_use_id.clone(),
+                    request: entry.prompt.request.clone(),
+                    confirmed: entry.confirmed,
+                });
+            }
             self.apply_policy(session, request_id, Arc::from(Vec::new()), ctx);
         }
     }
@@ -187,84 +225,172 @@ impl Handler<PromptReceived> for PermissionRegistry {
         let request_id = prompt.request_id.clone();
         let _span =
             info_span!("permission", session_id = %session_id, request_id = %request_id).entered();
-        let received_at = SystemTime::now();
-        match self.store.on_prompt(&session_id, conn, prompt, received_at) {
-            PromptOutcome::New => {
-                // Recorded before anyone sees it (replays are never written
-                // again); shown even if the ledger failed (loudly). A rule's
-                // answer is queued right behind the prompt, so both usually
-                // commit in one ledger batch and the answer waits for one write.
-                let record: Option<RecordFut> =
-                    match (&self.ledger, self.store.get(&session_id, &request_id)) {
-                        (Some(ledger), Some(entry)) => Some(Box::pin(ledger.record_received(
-                            &session_id,
-                            &entry.prompt,
-                            received_at,
-                        ))),
-                        _ => None,
-                    };
-                let verdict = match refusal {
-                    Some(r) => Some(Verdict::Answer {
-                        body: DecisionBody::Deny {
-                            message: Some(r.message),
-                            interrupt: None,
-                        },
-                        decided_by: r.decided_by.to_owned(),
-                        source: Source::Limit(r.reason),
-                    }),
-                    None => self.verdict(&session_id, &request_id, &labels),
-                };
-                let (answer, eval) = match verdict {
-                    Some(Verdict::Answer {
-                        body,
-                        decided_by,
-                        source,
-                    }) => {
-                        let rec = self.decide_and_record(
-                            session_id.clone(),
-                            request_id.clone(),
-                            body,
-                            decided_by,
-                            source,
-                            true,
-                        );
-                        (
-                            rec.inspect_err(|e| warn!(error = %e, "policy answer refused"))
-                                .ok(),
-                            None,
-                        )
-                    }
-                    Some(Verdict::Ask(eval)) => (None, Some(eval)),
-                    None => (None, None),
-                };
-                let recorded = async move {
-                    match record {
-                        Some(fut) => fut.await,
-                        None => Ok(()),
-                    }
-                };
-                ctx.spawn(recorded.into_actor(self).then(move |res, act, ctx| {
-                    if let Err(e) = res {
-                        act.ledger_failed("record prompt", &session_id, &e);
-                    }
-                    act.on_recorded(session_id, request_id, eval, ctx);
-                    match answer {
-                        Some(rec) => act.deliver_recorded(rec).map(|_, _, _| ()).boxed_local(),
-                        None => actix::fut::ready(()).boxed_local(),
-                    }
-                }));
-            }
+        let outcome = self
+            .store
+            .on_prompt(&session_id, conn, prompt, SystemTime::now());
+        let arrived = Arrived {
+            session_id,
+            request_id,
+            conn,
+            labels,
+            refusal,
+        };
+        self.on_outcome(arrived, outcome, ctx);
+    }
+}
+
+/// A prompt that arrived, with what its handling needs after the store has seen it.
+pub(super) struct Arrived {
+    pub session_id: Arc<str>,
+    pub request_id: String,
+    pub conn: ConnId,
+    pub labels: Arc<[String]>,
+    pub refusal: Option<Refusal>,
+}
+
+/// The store's view of a ledger lookup.
+fn known(stored: Stored) -> Known {
+    match stored {
+        Stored::Nothing => Known::Nothing,
+        Stored::Pending => Known::Pending,
+        Stored::Answered(frame) => Known::Answered(Arc::from(frame)),
+        Stored::Finished => Known::Finished,
+    }
+}
+
+impl PermissionRegistry {
+    /// Perform what the store decided for an arriving prompt.
+    fn on_outcome(&mut self, a: Arrived, outcome: PromptOutcome, ctx: &mut Context<Self>) {
+        match outcome {
+            PromptOutcome::New => self.on_new(a, ctx),
             PromptOutcome::Duplicate => debug!("replayed prompt ignored"),
+            PromptOutcome::Confirmed => {
+                info!("restored prompt re-sent by the session: confirmed");
+                self.bus.publish(Event::PermissionConfirmed {
+                    session_id: a.session_id,
+                    request_id: a.request_id,
+                });
+            }
             PromptOutcome::Resend { conn, frame } => {
                 info!(
                     conn,
-                    "session replayed an answered prompt on a new connection; resending"
+                    "session replayed an answered prompt on a connection that never had the answer; resending it"
                 );
                 ctx.spawn(
-                    self.dispatch(session_id, request_id, conn, frame)
+                    self.dispatch(a.session_id, a.request_id, conn, frame)
                         .map(|_, _, _| ()),
                 );
             }
+            PromptOutcome::ResendFromLedger { conn } => {
+                let Some(ledger) = self.ledger.clone() else {
+                    return;
+                };
+                let lookup = ledger.lookup(&a.session_id, &a.request_id);
+                ctx.spawn(lookup.into_actor(self).map(move |stored, act, ctx| {
+                    match stored {
+                        Ok(Stored::Answered(frame)) => {
+                            info!(session_id = %a.session_id, request_id = %a.request_id, conn, "resending an answer read back from the ledger");
+                            ctx.spawn(
+                                act.dispatch(a.session_id, a.request_id, conn, Arc::from(frame))
+                                    .map(|_, _, _| ()),
+                            );
+                        }
+                        other => {
+                            error!(session_id = %a.session_id, request_id = %a.request_id, ?other, "cannot read back an answer to resend");
+                        }
+                    }
+                }));
+            }
+            PromptOutcome::Check(prompt) => {
+                let Some(ledger) = self.ledger.clone() else {
+                    let out = self.store.on_checked(
+                        &a.session_id,
+                        a.conn,
+                        *prompt,
+                        Known::Nothing,
+                        SystemTime::now(),
+                    );
+                    return self.on_outcome(a, out, ctx);
+                };
+                debug!("unknown prompt of a session whose older answers were forgotten: asking the ledger");
+                let lookup = ledger.lookup(&a.session_id, &a.request_id);
+                ctx.spawn(lookup.into_actor(self).map(move |stored, act, ctx| {
+                    // A failed read is treated as unknown: showing a prompt again is
+                    // recoverable (its decision is refused by the ledger), hanging is not.
+                    let stored = stored.unwrap_or_else(|e| {
+                        warn!(session_id = %a.session_id, request_id = %a.request_id, error = %e, "ledger lookup failed; treating the prompt as new");
+                        Stored::Nothing
+                    });
+                    let out = act.store.on_checked(
+                        &a.session_id,
+                        a.conn,
+                        *prompt,
+                        known(stored),
+                        SystemTime::now(),
+                    );
+                    act.on_outcome(a, out, ctx);
+                }));
+            }
+        }
+    }
+
+    /// A prompt seen for the first time: record it, let the policy (or the refusal)
+    /// answer it, then show it.
+    fn on_new(&mut self, a: Arrived, ctx: &mut Context<Self>) {
+        let Arrived {
+            session_id,
+            request_id,
+            labels,
+            refusal,
+            ..
+        } = a;
+        let Some(entry) = self.store.get(&session_id, &request_id) else {
+            return;
+        };
+        let received_at = entry.received_at;
+        // Recorded before anyone sees it (replays are never written again); shown even if
+        // the ledger failed (loudly: a decision then records it first). A rule's answer
+        // is journaled right behind the prompt.
+        let recorded = match &self.ledger {
+            Some(ledger) => ledger.append_prompt(&session_id, &entry.prompt, received_at),
+            None => Ok(()),
+        };
+        let verdict = match refusal {
+            Some(r) => Some(Verdict::Answer {
+                body: DecisionBody::Deny {
+                    message: Some(r.message),
+                    interrupt: None,
+                },
+                decided_by: r.decided_by.to_owned(),
+                source: Source::Limit(r.reason),
+            }),
+            None => self.verdict(&session_id, &request_id, &labels),
+        };
+        if let Err(e) = &recorded {
+            self.ledger_failed("record prompt", &session_id, e);
+        }
+        let durable = recorded.is_ok();
+        match verdict {
+            Some(Verdict::Answer {
+                body,
+                decided_by,
+                source,
+            }) => {
+                // Shown, then answered in the same turn: nobody can answer it in between.
+                self.on_recorded(session_id.clone(), request_id.clone(), None, durable, ctx);
+                let rec =
+                    self.decide_and_record(session_id, request_id, body, decided_by, source, true);
+                match rec {
+                    Ok(rec) => {
+                        ctx.spawn(self.deliver_recorded(rec).map(|_, _, _| ()));
+                    }
+                    Err(e) => warn!(error = %e, "automatic answer refused"),
+                }
+            }
+            Some(Verdict::Ask(eval)) => {
+                self.on_recorded(session_id, request_id, Some(eval), durable, ctx)
+            }
+            None => self.on_recorded(session_id, request_id, None, durable, ctx),
         }
     }
 }
@@ -304,6 +430,7 @@ impl Handler<PromptCancelled> for PermissionRegistry {
                     request_id: msg.request_id,
                     tool_use_id: w.tool_use_id,
                 });
+                self.resolved_gauges();
             }
             None => debug!("cancel for an unknown or resolved prompt ignored"),
         }
@@ -404,6 +531,9 @@ pub struct PendingPrompt {
     pub received_at: SystemTime,
     /// Age in milliseconds.
     pub age_ms: u64,
+    /// False for a prompt restored from the ledger that its session has not re-sent or
+    /// listed since the restart (it may no longer be waited on).
+    pub confirmed: bool,
 }
 
 impl Handler<ListPending> for PermissionRegistry {
@@ -427,6 +557,7 @@ impl Handler<ListPending> for PermissionRegistry {
                         .duration_since(e.received_at)
                         .map(|d| d.as_millis() as u64)
                         .unwrap_or(0),
+                    confirmed: e.confirmed,
                 })
                 .collect(),
         )
@@ -444,12 +575,6 @@ impl Handler<CountPending> for PermissionRegistry {
     fn handle(&mut self, _: CountPending, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.store.tallies())
     }
-}
-
-/// The answer inside a stored `control_response` frame.
-fn restored_result(frame: &str) -> Option<PermissionResult> {
-    let frame: Value = serde_json::from_str(frame).ok()?;
-    serde_json::from_value(frame.get("response")?.get("response")?.clone()).ok()
 }
 
 /// A session was removed: drop its prompts (pending ones are reported cancelled) and history.
@@ -479,5 +604,6 @@ impl Handler<ForgetSession> for PermissionRegistry {
                 tool_use_id: prompt.tool_use_id.clone(),
             });
         }
+        self.resolved_gauges();
     }
 }

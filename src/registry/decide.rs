@@ -14,6 +14,7 @@ use tracing::{error, info, info_span, warn};
 
 use super::actor::PermissionRegistry;
 use super::store::{DecideError, Status};
+
 use crate::audit::{DecisionRecord, LedgerError, Outcome as LedgerOutcome};
 use crate::events::Event;
 use crate::policy::{Outcome as PolicyOutcome, PolicyView, PromptContext};
@@ -75,10 +76,11 @@ impl Handler<Decide> for PermissionRegistry {
     }
 }
 
-/// A queued ledger write.
+/// Completes once a decision is durable in the ledger (always `Ok` for an automatic
+/// decision, which is retried until it is).
 pub(super) type RecordFut = Pin<Box<dyn Future<Output = Result<(), LedgerError>> + Send>>;
 
-/// A decision accepted by the store whose ledger record is queued.
+/// A decision accepted by the store whose ledger record is durable or being retried.
 pub(super) struct Recording {
     session: Arc<str>,
     request_id: String,
@@ -86,7 +88,7 @@ pub(super) struct Recording {
     behavior: &'static str,
     outcome: LedgerOutcome,
     reason: Option<String>,
-    /// Completes when the ledger has committed the decision (`None`: no ledger).
+    /// Completes when the ledger has the decision (`None`: no ledger, or already durable).
     record: Option<RecordFut>,
 }
 
@@ -100,6 +102,44 @@ pub(super) enum Verdict {
     },
     /// A human answers it (possibly under a deadline).
     Ask(crate::policy::Evaluation),
+}
+
+/// The ledger writes one decision needs: its prompt's record when that is not durable yet,
+/// then the decision.
+#[derive(Clone)]
+struct Durable {
+    ledger: crate::audit::Ledger,
+    prompt: Option<(Arc<str>, Arc<crate::protocol::PermissionPrompt>, SystemTime)>,
+    decision: DecisionRecord,
+}
+
+impl Durable {
+    /// Append what is not durable yet; `Ok` once both are.
+    fn append(&mut self) -> Result<(), LedgerError> {
+        if let Some((session, prompt, received_at)) = &self.prompt {
+            self.ledger.append_prompt(session, prompt, *received_at)?;
+            self.prompt = None;
+        }
+        self.ledger.append_decision(self.decision.clone())
+    }
+
+    /// Append until durable, pausing longer after each failure (a full disk).
+    async fn append_until_durable(mut self) -> Result<(), LedgerError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.append() {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    if attempt % 16 == 0 {
+                        error!(session_id = %self.decision.session_id, request_id = %self.decision.request_id, error = %e, attempt,
+                            "LEDGER WRITE FAILED: automatic answer held back and retried until it is recorded");
+                    }
+                    tokio::time::sleep(crate::audit::retry_delay(attempt)).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
 }
 
 impl PermissionRegistry {
@@ -118,8 +158,13 @@ impl PermissionRegistry {
         }
     }
 
-    /// Accept a decision in the store and queue its ledger record. `unshown`
-    /// lets the policy decide a prompt whose own record is still being written.
+    /// Accept a decision in the store and make it durable before anything is written.
+    ///
+    /// The rule: **an answer is acknowledged, and written to the session, only once it is
+    /// durable.** An operator's decision whose ledger write fails is undone (the prompt is
+    /// pending again) and refused with [`DecideError::LedgerUnavailable`] (HTTP 503); an
+    /// automatic one (rule, deadline, limit) is held back and retried until it is recorded.
+    /// `unshown` lets the policy decide a prompt whose own record is still being written.
     pub(super) fn decide_and_record(
         &mut self,
         session: Arc<str>,
@@ -164,19 +209,36 @@ impl PermissionRegistry {
             Source::Deadline => "timeout",
             Source::Limit(_) => "limit",
         };
+        let mut record = None;
+        if let Some(ledger) = &self.ledger {
+            let prompt = decided.prompt_unrecorded.then(|| {
+                let e = self.store.get(&session, &request_id);
+                e.map(|e| (session.clone(), e.prompt.clone(), e.received_at))
+            });
+            let mut durable = Durable {
+                ledger: ledger.clone(),
+                prompt: prompt.flatten(),
+                decision: DecisionRecord {
+                    session_id: session.to_string(),
+                    request_id: request_id.clone(),
+                    outcome,
+                    decided_by: decided_by.clone(),
+                    decided_at: now,
+                    updated_input: decided.edited_input.clone(),
+                    answer: Some(decided.frame.to_string()),
+                    reason: reason.clone(),
+                },
+            };
+            if let Err(e) = durable.append() {
+                self.ledger_failed("record decision", &session, &e);
+                if decider == Decider::Operator {
+                    self.store.undecide(&session, &request_id);
+                    return Err(DecideError::LedgerUnavailable(e.to_string()));
+                }
+                record = Some(Box::pin(durable.append_until_durable()) as RecordFut);
+            }
+        }
         self.metrics.decision(outcome.as_str(), source_name);
-        let record = self.ledger.as_ref().map(|l| -> RecordFut {
-            Box::pin(l.record_decision(DecisionRecord {
-                session_id: session.to_string(),
-                request_id: request_id.clone(),
-                outcome,
-                decided_by: decided_by.clone(),
-                decided_at: now,
-                updated_input: decided.edited_input.clone(),
-                answer: Some(decided.frame.to_string()),
-                reason: reason.clone(),
-            }))
-        });
         Ok(Recording {
             session,
             request_id,
@@ -247,23 +309,26 @@ impl PermissionRegistry {
         }))
     }
 
-    /// A new prompt is in the ledger: show it, then start its deadline and
-    /// reminder unless it was answered meanwhile.
+    /// A new prompt is in the ledger (`durable`; or its record failed, loudly): show it,
+    /// then start its deadline and reminder unless it was answered meanwhile.
     pub(super) fn on_recorded(
         &mut self,
         session: Arc<str>,
         request_id: String,
         eval: Option<crate::policy::Evaluation>,
+        durable: bool,
         ctx: &mut Context<Self>,
     ) {
-        let pending = self.store.reveal(&session, &request_id);
-        let Some(entry) = self.store.get(&session, &request_id) else {
-            return;
+        let pending = if durable {
+            self.store.reveal(&session, &request_id)
+        } else {
+            self.store.reveal_unrecorded(&session, &request_id)
         };
-        if entry.status == Status::Cancelled {
-            return; // withdrawn while being recorded
-        }
+        let Some(entry) = self.store.get(&session, &request_id) else {
+            return; // withdrawn meanwhile
+        };
         let prompt = entry.prompt.clone();
+        let received_at = entry.received_at;
         let _span =
             info_span!("permission", session_id = %session, request_id = %request_id).entered();
         info!(tool = %prompt.tool_name, "permission requested");
@@ -273,10 +338,11 @@ impl PermissionRegistry {
             tool_name: prompt.tool_name.clone(),
             tool_use_id: prompt.tool_use_id.clone(),
             request: prompt.request.clone(),
+            confirmed: true,
         });
         drop(_span);
         if let (true, Some(eval)) = (pending, eval) {
-            self.start_deadlines(&eval, session, request_id, ctx);
+            self.start_deadlines(&eval, session, request_id, received_at, ctx);
         }
     }
 
@@ -328,7 +394,13 @@ impl PermissionRegistry {
     ) {
         match self.verdict(&session, &request_id, &labels) {
             None => {}
-            Some(Verdict::Ask(eval)) => self.start_deadlines(&eval, session, request_id, ctx),
+            Some(Verdict::Ask(eval)) => {
+                let received_at = self
+                    .store
+                    .get(&session, &request_id)
+                    .map_or_else(SystemTime::now, |e| e.received_at);
+                self.start_deadlines(&eval, session, request_id, received_at, ctx)
+            }
             Some(Verdict::Answer {
                 body,
                 decided_by,
@@ -346,28 +418,39 @@ impl PermissionRegistry {
         }
     }
 
+    /// Arm the overdue reminder and the ask deadline of a pending prompt, both measured
+    /// from `received_at` (a prompt restored after a restart keeps its original clock).
     fn start_deadlines(
         &self,
         eval: &crate::policy::Evaluation,
         session: Arc<str>,
         request_id: String,
+        received_at: SystemTime,
         ctx: &mut Context<Self>,
     ) {
+        let waited = SystemTime::now()
+            .duration_since(received_at)
+            .unwrap_or_default();
         if let Some(after) = self.policy.remind_after() {
             let (s, r) = (session.clone(), request_id.clone());
-            ctx.run_later(after, move |act, _| {
+            ctx.run_later(after.saturating_sub(waited), move |act, _| {
                 if act.is_pending(&s, &r) {
-                    warn!(session_id = %s, request_id = %r, ?after, "permission overdue");
+                    let waiting = act
+                        .store
+                        .get(&s, &r)
+                        .and_then(|e| e.received_at.elapsed().ok())
+                        .unwrap_or(after);
+                    warn!(session_id = %s, request_id = %r, ?waiting, "permission overdue");
                     act.bus.publish(Event::PermissionOverdue {
                         session_id: s,
                         request_id: r,
-                        waiting_ms: after.as_millis() as u64,
+                        waiting_ms: waiting.as_millis() as u64,
                     });
                 }
             });
         }
         if let Some(timeout) = self.policy.ask_timeout_for(eval) {
-            ctx.run_later(timeout, move |act, ctx| {
+            ctx.run_later(timeout.saturating_sub(waited), move |act, ctx| {
                 if !act.is_pending(&session, &request_id) {
                     return;
                 }
@@ -408,20 +491,18 @@ impl PermissionRegistry {
         });
     }
 
-    /// Record that an answer reached the socket (no one waits for it).
+    /// Record that an answer was written to the socket (no one waits for it; retried
+    /// in the background while the ledger fails).
     pub(super) fn ledger_delivered(&self, session: &Arc<str>, request_id: &str) {
         if let Some(ledger) = &self.ledger {
-            let fut = ledger.mark_delivered(session, request_id, SystemTime::now());
-            let (s, r) = (session.clone(), request_id.to_owned());
-            actix::spawn(async move {
-                if let Err(e) = fut.await {
-                    error!(session_id = %s, request_id = %r, error = %e, "LEDGER WRITE FAILED: delivery time");
-                }
-            });
+            let (ledger, s, r) = (ledger.clone(), session.clone(), request_id.to_owned());
+            let at = SystemTime::now();
+            retry_in_background("delivery time", move || ledger.append_delivered(&s, &r, at));
         }
     }
 
-    /// Record an outcome that needs no answer frame (a cancel).
+    /// Record an outcome that needs no answer frame (a cancel); retried in the background
+    /// while the ledger fails, so a withdrawn prompt never comes back as pending.
     pub(super) fn ledger_outcome(
         &self,
         session: &Arc<str>,
@@ -430,7 +511,7 @@ impl PermissionRegistry {
         decided_by: &str,
     ) {
         if let Some(ledger) = &self.ledger {
-            let fut = ledger.record_decision(DecisionRecord {
+            let record = DecisionRecord {
                 session_id: session.to_string(),
                 request_id: request_id.to_owned(),
                 outcome,
@@ -439,15 +520,31 @@ impl PermissionRegistry {
                 updated_input: None,
                 answer: None,
                 reason: None,
-            });
-            let (s, r) = (session.clone(), request_id.to_owned());
-            actix::spawn(async move {
-                if let Err(e) = fut.await {
-                    error!(session_id = %s, request_id = %r, error = %e, "LEDGER WRITE FAILED: {outcome}");
-                }
+            };
+            let ledger = ledger.clone();
+            retry_in_background(outcome.as_str(), move || {
+                ledger.append_decision(record.clone())
             });
         }
     }
+}
+
+/// Run `append` now, and again with growing pauses until it succeeds (a full disk).
+fn retry_in_background(what: &'static str, append: impl Fn() -> Result<(), LedgerError> + 'static) {
+    let Err(e) = append() else {
+        return;
+    };
+    error!(error = %e, "LEDGER WRITE FAILED: {what}; retrying in the background");
+    actix::spawn(async move {
+        let mut attempt = 0u32;
+        loop {
+            tokio::time::sleep(crate::audit::retry_delay(attempt)).await;
+            if append().is_ok() {
+                return;
+            }
+            attempt = attempt.saturating_add(1);
+        }
+    });
 }
 
 /// The policy as `GET /v1/policy` shows it, with hit counts.

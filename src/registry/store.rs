@@ -1,18 +1,25 @@
 //! Pending-permission store (pure): the lifecycle of every prompt of every session.
 //!
-//! `pending → allowed | denied | cancelled`. A decision is kept with its wire
+//! `pending → decided → written`, or `→ cancelled`. A decision is kept with its wire
 //! frame until it has been written on a live connection:
 //!
+//! - `Recording`: being made durable in the ledger; nothing is written before.
 //! - `Queued`: no connection; flushed by [`Store::on_connected`].
 //! - `InFlight(conn)`: handed to the session actor for connection `conn`.
-//! - `Written(conn)`: written on `conn`. If the session replays the prompt on a
-//!   *different* connection it never saw the answer, so it is sent again; a
-//!   replay on the same connection is ignored.
+//! - `AwaitReplay`: restored from the ledger after a restart; written only when the
+//!   session shows it still waits (it replays the prompt or lists it in `initialize`),
+//!   since the session may have had it, or withdrawn the prompt, meanwhile.
 //!
-//! Resolved entries are remembered (bounded per session) so that late answers
-//! get a clear 409 and replays are never shown twice.
+//! Once written, and once withdrawn, a prompt leaves the store for the bounded
+//! [`ResolvedMemory`]: a replay on a *different* connection proves the session never
+//! read the answer, so it is sent again (once per connection); a replay of a withdrawn
+//! prompt is ignored. A session whose records were evicted is *incomplete*: an unknown
+//! prompt of it is first looked up in the ledger ([`PromptOutcome::Check`]).
+//!
+//! Prompts restored from the ledger are `unconfirmed` until the session re-sends them or
+//! lists them; they stay answerable but are listed after confirmed ones.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -21,11 +28,12 @@ use serde_json::Value;
 use crate::protocol::api::{Decider, DecisionBody, DecisionBodyError};
 use crate::protocol::{permission_response, PermissionPrompt, PermissionResult};
 
+pub mod resolved;
+
+pub use resolved::{Ending, Resolved, ResolvedMemory};
+
 /// Identifies one open socket of a session (unique within the process).
 pub type ConnId = u64;
-
-/// How many resolved prompts each session remembers.
-pub const RESOLVED_MEMORY: usize = 1024;
 
 /// Where a decision is on its way to the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,19 +44,17 @@ pub enum DeliveryState {
     Queued,
     /// Handed to the session actor for this connection.
     InFlight(ConnId),
-    /// Written on this connection.
-    Written(ConnId),
+    /// Restored after a restart: written when the session replays or lists the prompt.
+    AwaitReplay,
 }
 
-/// Lifecycle state of one prompt.
+/// Lifecycle state of a prompt the store holds in full.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
     /// Waiting for an answer.
     Pending,
     /// Answered; the frame is kept until written.
     Decided {
-        /// The answer.
-        result: PermissionResult,
         /// Who answered.
         decided_by: String,
         /// When.
@@ -57,11 +63,9 @@ pub enum Status {
         frame: Arc<str>,
         /// Delivery progress.
         delivery: DeliveryState,
-        /// Written at least once (a resend after a replay is not a new delivery).
+        /// Written at least once before (a restored answer whose first write is in the ledger).
         delivered: bool,
     },
-    /// Withdrawn by the session.
-    Cancelled,
 }
 
 /// One prompt with its metadata.
@@ -77,22 +81,50 @@ pub struct Entry {
     pub status: Status,
     /// Shown to operators: false until the ledger has recorded the prompt.
     pub visible: bool,
+    /// False for a prompt restored from the ledger that the session has not re-sent or
+    /// listed since: it may no longer be waited on.
+    pub confirmed: bool,
+    /// The prompt's own ledger record is durable (a decision re-tries it when not).
+    pub recorded: bool,
 }
 
 /// What to do with an inbound prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PromptOutcome {
-    /// First time seen: show it.
+    /// First time seen: record and show it.
     New,
     /// A replay of a known prompt: do not show it again.
     Duplicate,
-    /// A replay of an answered prompt on a new connection: send the answer again.
+    /// A restored, unconfirmed prompt the session just re-sent: it is waited on.
+    Confirmed,
+    /// A replay of an answered prompt on a connection that never had the answer: send it.
     Resend {
         /// Connection to write on.
         conn: ConnId,
         /// The answer frame.
         frame: Arc<str>,
     },
+    /// Like `Resend`, but the answer was too large to keep: read it from the ledger.
+    ResendFromLedger {
+        /// Connection to write on.
+        conn: ConnId,
+    },
+    /// Unknown, and the session's memory is incomplete: ask the ledger before showing the
+    /// prompt (given back) with [`Store::on_checked`]; replays meanwhile are duplicates.
+    Check(Box<PermissionPrompt>),
+}
+
+/// What the ledger holds for a prompt the store did not know ([`Store::on_checked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known {
+    /// No row: a new prompt.
+    Nothing,
+    /// Recorded and not decided.
+    Pending,
+    /// Answered with this frame.
+    Answered(Arc<str>),
+    /// Withdrawn, or decided without a frame.
+    Finished,
 }
 
 /// Why a decision was refused. Nothing is sent in any of these cases.
@@ -115,6 +147,9 @@ pub enum DecideError {
     /// The body is not a valid answer.
     #[error(transparent)]
     InvalidBody(#[from] DecisionBodyError),
+    /// The ledger could not make the decision durable: it was not taken (nothing sent).
+    #[error("the decision ledger cannot record the answer now ({0}); nothing was sent, try again")]
+    LedgerUnavailable(String),
 }
 
 /// A decision accepted by the store (in `Recording` until [`Store::recorded`]).
@@ -126,6 +161,8 @@ pub struct Decided {
     pub frame: Arc<str>,
     /// The operator's edited input, when it differs from the original.
     pub edited_input: Option<Value>,
+    /// The prompt's own record is not durable yet: record it before the decision.
+    pub prompt_unrecorded: bool,
 }
 
 /// A prompt withdrawn by the session.
@@ -142,7 +179,7 @@ pub struct Withdrawn {
 pub struct SessionTally {
     /// Prompts waiting for an answer.
     pub pending: usize,
-    /// Answers waiting for the session to reconnect.
+    /// Answers waiting for the session to reconnect (or, restored, to replay its prompt).
     pub queued: usize,
     /// Distinct prompts received.
     pub prompts: u64,
@@ -154,44 +191,32 @@ pub struct SessionTally {
 struct SessionEntries {
     by_id: HashMap<String, Entry>,
     conn: Option<ConnId>,
-    resolved: VecDeque<String>,
+    /// Unknown prompts being looked up in the ledger.
+    checking: HashSet<String>,
     prompts: u64,
     decisions: u64,
-}
-
-impl SessionEntries {
-    fn remember_resolved(&mut self, request_id: &str) {
-        self.resolved.push_back(request_id.to_owned());
-        while self.resolved.len() > RESOLVED_MEMORY {
-            let Some(old) = self.resolved.pop_front() else {
-                break;
-            };
-            let done = matches!(
-                self.by_id.get(&old).map(|e| &e.status),
-                Some(Status::Cancelled)
-                    | Some(Status::Decided {
-                        delivery: DeliveryState::Written(_),
-                        ..
-                    })
-            );
-            if done {
-                self.by_id.remove(&old);
-            }
-        }
-    }
 }
 
 /// All prompts of all sessions.
 #[derive(Debug, Default)]
 pub struct Store {
     sessions: HashMap<Arc<str>, SessionEntries>,
+    resolved: ResolvedMemory,
     next_seq: u64,
 }
 
 impl Store {
-    /// An empty store.
+    /// An empty store with the default bounds on remembered finished prompts.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store remembering at most `records` finished prompts in `bytes`.
+    pub fn with_bounds(records: usize, bytes: usize) -> Self {
+        Self {
+            resolved: ResolvedMemory::new(records, bytes),
+            ..Self::default()
+        }
     }
 
     fn session(&mut self, session: &Arc<str>) -> &mut SessionEntries {
@@ -206,24 +231,72 @@ impl Store {
         prompt: PermissionPrompt,
         now: SystemTime,
     ) -> PromptOutcome {
-        let seq = self.next_seq;
-        let s = self.session(session);
-        if let Some(entry) = s.by_id.get_mut(&prompt.request_id) {
-            return match &mut entry.status {
-                Status::Decided {
-                    delivery: delivery @ DeliveryState::Written(_),
-                    frame,
-                    ..
-                } if *delivery != DeliveryState::Written(conn) => {
-                    *delivery = DeliveryState::InFlight(conn);
-                    PromptOutcome::Resend {
-                        conn,
-                        frame: frame.clone(),
-                    }
-                }
-                _ => PromptOutcome::Duplicate,
-            };
+        if let Some(out) = self.replay(session, &prompt.request_id, conn) {
+            return out;
         }
+        if self.resolved.incomplete(session) {
+            self.session(session)
+                .checking
+                .insert(prompt.request_id.clone());
+            return PromptOutcome::Check(Box::new(prompt));
+        }
+        self.insert_new(session, prompt, now)
+    }
+
+    /// What a prompt the store knows means when it arrives again on `conn`; `None` if unknown.
+    fn replay(
+        &mut self,
+        session: &Arc<str>,
+        request_id: &str,
+        conn: ConnId,
+    ) -> Option<PromptOutcome> {
+        if let Some(s) = self.sessions.get_mut(session) {
+            if s.checking.contains(request_id) {
+                return Some(PromptOutcome::Duplicate);
+            }
+            if let Some(entry) = s.by_id.get_mut(request_id) {
+                return Some(match &mut entry.status {
+                    Status::Pending if !entry.confirmed => {
+                        entry.confirmed = true;
+                        PromptOutcome::Confirmed
+                    }
+                    Status::Decided {
+                        delivery: delivery @ DeliveryState::AwaitReplay,
+                        frame,
+                        ..
+                    } => {
+                        entry.confirmed = true;
+                        *delivery = DeliveryState::InFlight(conn);
+                        PromptOutcome::Resend {
+                            conn,
+                            frame: frame.clone(),
+                        }
+                    }
+                    _ => PromptOutcome::Duplicate,
+                });
+            }
+        }
+        let r = self.resolved.get(session, request_id)?;
+        Some(match &r.ending {
+            Ending::Cancelled => PromptOutcome::Duplicate,
+            _ if r.written_on == Some(conn) => PromptOutcome::Duplicate,
+            Ending::Answered { frame: Some(frame) } => PromptOutcome::Resend {
+                conn,
+                frame: frame.clone(),
+            },
+            Ending::Answered { frame: None } => PromptOutcome::ResendFromLedger { conn },
+        })
+    }
+
+    fn insert_new(
+        &mut self,
+        session: &Arc<str>,
+        prompt: PermissionPrompt,
+        now: SystemTime,
+    ) -> PromptOutcome {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let s = self.session(session);
         s.prompts += 1;
         s.by_id.insert(
             prompt.request_id.clone(),
@@ -233,13 +306,62 @@ impl Store {
                 seq,
                 status: Status::Pending,
                 visible: false,
+                confirmed: true,
+                recorded: false,
             },
         );
-        self.next_seq += 1;
         PromptOutcome::New
     }
 
-    /// Show a recorded prompt to operators. False if it is gone or no longer pending.
+    /// The ledger answered the lookup of a prompt [`PromptOutcome::Check`] asked for.
+    pub fn on_checked(
+        &mut self,
+        session: &Arc<str>,
+        conn: ConnId,
+        prompt: PermissionPrompt,
+        known: Known,
+        now: SystemTime,
+    ) -> PromptOutcome {
+        let checking = match self.sessions.get_mut(session) {
+            Some(s) => s.checking.remove(&prompt.request_id),
+            None => false,
+        };
+        if !checking {
+            // The session was forgotten meanwhile, or another path settled it.
+            return PromptOutcome::Duplicate;
+        }
+        let id = prompt.request_id.clone();
+        match known {
+            Known::Nothing | Known::Pending => self.insert_new(session, prompt, now),
+            Known::Finished => {
+                self.resolved.insert(
+                    session,
+                    &id,
+                    Resolved {
+                        ending: Ending::Cancelled,
+                        written_on: None,
+                    },
+                );
+                PromptOutcome::Duplicate
+            }
+            Known::Answered(frame) => {
+                self.resolved.insert(
+                    session,
+                    &id,
+                    Resolved {
+                        ending: Ending::Answered {
+                            frame: Some(frame.clone()),
+                        },
+                        written_on: None,
+                    },
+                );
+                PromptOutcome::Resend { conn, frame }
+            }
+        }
+    }
+
+    /// The prompt's ledger record is durable: show it to operators. False if it is gone
+    /// or no longer pending.
     pub fn reveal(&mut self, session: &str, request_id: &str) -> bool {
         match self
             .sessions
@@ -248,32 +370,47 @@ impl Store {
         {
             Some(e) => {
                 e.visible = true;
+                e.recorded = true;
                 e.status == Status::Pending
             }
             None => false,
         }
     }
 
-    /// Put back a prompt from the ledger after a restart: pending, or answered
-    /// with `frame` still to be delivered.
+    /// Show a prompt whose ledger record failed (operators must still see it); a decision
+    /// records it first.
+    pub fn reveal_unrecorded(&mut self, session: &str, request_id: &str) -> bool {
+        let pending = self.reveal(session, request_id);
+        if let Some(e) = self
+            .sessions
+            .get_mut(session)
+            .and_then(|s| s.by_id.get_mut(request_id))
+        {
+            e.recorded = false;
+        }
+        pending
+    }
+
+    /// Put back a prompt from the ledger after a restart: pending (unconfirmed), or
+    /// answered with `frame` awaiting the session's replay. `delivered`: the ledger says
+    /// it was written once already.
     pub fn restore(
         &mut self,
         session: &Arc<str>,
         prompt: PermissionPrompt,
         received_at: SystemTime,
-        answer: Option<(PermissionResult, String, SystemTime, Arc<str>)>,
+        answer: Option<(String, SystemTime, Arc<str>, bool)>,
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let status = match answer {
             None => Status::Pending,
-            Some((result, decided_by, decided_at, frame)) => Status::Decided {
-                result,
+            Some((decided_by, decided_at, frame, delivered)) => Status::Decided {
                 decided_by,
                 decided_at,
                 frame,
-                delivery: DeliveryState::Queued,
-                delivered: false,
+                delivery: DeliveryState::AwaitReplay,
+                delivered,
             },
         };
         let s = self.session(session);
@@ -286,8 +423,32 @@ impl Store {
                 seq,
                 status,
                 visible: true,
+                confirmed: false,
+                recorded: true,
             },
         );
+    }
+
+    /// Put back a finished prompt from the ledger after a restart, so that a replay of it
+    /// is matched ([`Known::Answered`] / [`Known::Finished`]).
+    pub fn restore_resolved(&mut self, session: &Arc<str>, request_id: &str, known: Known) {
+        let ending = match known {
+            Known::Answered(frame) => Ending::Answered { frame: Some(frame) },
+            _ => Ending::Cancelled,
+        };
+        self.resolved.insert(
+            session,
+            request_id,
+            Resolved {
+                ending,
+                written_on: None,
+            },
+        );
+    }
+
+    /// The restore did not load all of `session`'s history: look unknown prompts up.
+    pub fn mark_incomplete(&mut self, session: &Arc<str>) {
+        self.resolved.mark_incomplete(session);
     }
 
     /// Record an operator's (or policy's) answer. Operators only see shown
@@ -305,30 +466,31 @@ impl Store {
             session_id: session.to_string(),
             request_id: request_id.to_owned(),
         };
+        if let Some(r) = self.resolved.get(session, request_id) {
+            return Err(match r.ending {
+                Ending::Cancelled => DecideError::Cancelled(request_id.into()),
+                Ending::Answered { .. } => DecideError::AlreadyAnswered(request_id.into()),
+            });
+        }
         let s = self.sessions.get_mut(session).ok_or_else(unknown)?;
         let entry = s
             .by_id
             .get_mut(request_id)
             .filter(|e| e.visible || unshown)
             .ok_or_else(unknown)?;
-        match entry.status {
-            Status::Pending => {}
-            Status::Decided { .. } => return Err(DecideError::AlreadyAnswered(request_id.into())),
-            Status::Cancelled => return Err(DecideError::Cancelled(request_id.into())),
+        if let Status::Decided { .. } = entry.status {
+            return Err(DecideError::AlreadyAnswered(request_id.into()));
         }
         let prompt = &entry.prompt;
         let result = body.into_result(&prompt.input, prompt.tool_use_id.as_deref(), decider)?;
         let frame: Arc<str> = permission_response(request_id, &result).into();
         let edited_input = match &result {
-            PermissionResult::Allow { updated_input, .. }
-                if *updated_input != entry.prompt.input =>
-            {
+            PermissionResult::Allow { updated_input, .. } if *updated_input != prompt.input => {
                 Some(updated_input.clone())
             }
             _ => None,
         };
         entry.status = Status::Decided {
-            result: result.clone(),
             decided_by: decided_by.to_owned(),
             decided_at: now,
             frame: frame.clone(),
@@ -339,36 +501,69 @@ impl Store {
             result,
             frame,
             edited_input,
+            prompt_unrecorded: !entry.recorded,
         })
     }
 
-    /// The ledger has the decision: where to write it now (`None`: queued for reconnect).
+    /// The ledger could not record a decision: the prompt is pending again, as if the
+    /// decision had never been made (nothing was written). False if it moved on meanwhile.
+    pub fn undecide(&mut self, session: &str, request_id: &str) -> bool {
+        let Some(entry) = self
+            .sessions
+            .get_mut(session)
+            .and_then(|s| s.by_id.get_mut(request_id))
+        else {
+            return false;
+        };
+        match entry.status {
+            Status::Decided {
+                delivery: DeliveryState::Recording,
+                ..
+            } => {
+                entry.status = Status::Pending;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The prompt's record and the decision are durable: where to write it now (`None`:
+    /// queued for reconnect).
     pub fn recorded(&mut self, session: &str, request_id: &str) -> Option<(ConnId, Arc<str>)> {
+        if let Some(e) = self
+            .sessions
+            .get_mut(session)
+            .and_then(|s| s.by_id.get_mut(request_id))
+        {
+            e.recorded = true;
+        }
         self.hand_on(session, request_id, DeliveryState::Recording, |_| true)
     }
 
     /// The session withdrew a prompt. `None` when it was unknown or already resolved.
     pub fn on_cancel(&mut self, session: &Arc<str>, request_id: &str) -> Option<Withdrawn> {
         let s = self.sessions.get_mut(session)?;
-        let entry = s.by_id.get_mut(request_id)?;
+        let entry = s.by_id.get(request_id)?;
         let was_pending = match &entry.status {
             Status::Pending => true,
-            // An answer still waiting for its first delivery is void: the session no
-            // longer wants it. One already written once (and now being re-sent after a
-            // replay) stays answered: the session had it.
+            // An answer not yet written is void: the session no longer wants it. One the
+            // ledger says was written once (restored) stays answered: the session had it.
             Status::Decided {
-                delivery:
-                    DeliveryState::Recording | DeliveryState::Queued | DeliveryState::InFlight(_),
-                delivered: false,
-                ..
+                delivered: false, ..
             } => false,
-            _ => return None,
+            Status::Decided { .. } => return None,
         };
-        let tool_use_id = entry.prompt.tool_use_id.clone();
-        entry.status = Status::Cancelled;
-        s.remember_resolved(request_id);
+        let entry = s.by_id.remove(request_id)?;
+        self.resolved.insert(
+            session,
+            request_id,
+            Resolved {
+                ending: Ending::Cancelled,
+                written_on: None,
+            },
+        );
         Some(Withdrawn {
-            tool_use_id,
+            tool_use_id: entry.prompt.tool_use_id.clone(),
             was_pending,
         })
     }
@@ -402,31 +597,41 @@ impl Store {
         }
     }
 
-    /// The session actor wrote an answer on `conn`. True if this was its first
-    /// write (false for the same answer re-sent after the session replayed its prompt).
+    /// The session actor wrote an answer on `conn`. True if this was its first write in
+    /// this process (false for a resend after the session replayed its prompt).
     pub fn on_written(&mut self, session: &Arc<str>, request_id: &str, conn: ConnId) -> bool {
+        if self.resolved.written(session, request_id, conn) {
+            return false;
+        }
         let Some(s) = self.sessions.get_mut(session) else {
             return false;
         };
-        let Some(entry) = s.by_id.get_mut(request_id) else {
+        let first = match s.by_id.get(request_id).map(|e| &e.status) {
+            Some(Status::Decided {
+                delivery: DeliveryState::InFlight(c),
+                delivered,
+                ..
+            }) if *c == conn => !*delivered,
+            _ => return false,
+        };
+        let Some(entry) = s.by_id.remove(request_id) else {
             return false;
         };
-        if let Status::Decided {
-            delivery,
-            delivered,
-            ..
-        } = &mut entry.status
-        {
-            if *delivery == DeliveryState::InFlight(conn) {
-                *delivery = DeliveryState::Written(conn);
-                if !std::mem::replace(delivered, true) {
-                    s.decisions += 1;
-                    s.remember_resolved(request_id);
-                    return true;
-                }
-            }
+        if first {
+            s.decisions += 1;
         }
-        false
+        let Status::Decided { frame, .. } = entry.status else {
+            unreachable!("matched as decided above")
+        };
+        self.resolved.insert(
+            session,
+            request_id,
+            Resolved {
+                ending: Ending::Answered { frame: Some(frame) },
+                written_on: Some(conn),
+            },
+        );
+        first
     }
 
     /// The session actor could not write on `conn`. Returns a retry on the
@@ -476,7 +681,8 @@ impl Store {
         }
     }
 
-    /// Pending prompts, oldest first, optionally of one session.
+    /// Pending prompts of one session or all: confirmed ones oldest first, then
+    /// unconfirmed (restored, not re-sent) ones oldest first.
     pub fn pending(&self, session: Option<&str>) -> Vec<(Arc<str>, Entry)> {
         let mut out: Vec<(Arc<str>, Entry)> = self
             .sessions
@@ -489,13 +695,44 @@ impl Store {
                     .map(move |e| (id.clone(), e.clone()))
             })
             .collect();
-        out.sort_by_key(|(_, e)| e.seq);
+        out.sort_by_key(|(_, e)| (!e.confirmed, e.seq));
         out
     }
 
-    /// Look up one prompt.
+    /// Look up one prompt the store holds in full (pending, or decided and not yet written).
     pub fn get(&self, session: &str, request_id: &str) -> Option<&Entry> {
         self.sessions.get(session)?.by_id.get(request_id)
+    }
+
+    /// The remembered ending of a finished prompt.
+    pub fn finished(&self, session: &str, request_id: &str) -> Option<&Resolved> {
+        self.resolved.get(session, request_id)
+    }
+
+    /// Finished prompts remembered, and the bytes charged for them.
+    pub fn resolved_size(&self) -> (usize, usize) {
+        (self.resolved.len(), self.resolved.bytes())
+    }
+
+    /// Confirm every restored prompt of `session` whose id is in `ids` (the session listed
+    /// it in its `initialize` reply); returns the restored answers to write on `conn` now,
+    /// and the prompts newly confirmed.
+    pub fn confirm_listed(
+        &mut self,
+        session: &Arc<str>,
+        conn: ConnId,
+        ids: &[String],
+    ) -> (Vec<(String, Arc<str>)>, Vec<String>) {
+        let mut resend = Vec::new();
+        let mut confirmed = Vec::new();
+        for id in ids {
+            match self.replay(session, id, conn) {
+                Some(PromptOutcome::Resend { conn: _, frame }) => resend.push((id.clone(), frame)),
+                Some(PromptOutcome::Confirmed) => confirmed.push(id.clone()),
+                _ => {}
+            }
+        }
+        (resend, confirmed)
     }
 
     /// Tallies per session.
@@ -511,14 +748,8 @@ impl Store {
                 for e in s.by_id.values() {
                     match &e.status {
                         Status::Pending if e.visible => t.pending += 1,
-                        Status::Decided {
-                            delivery:
-                                DeliveryState::Recording
-                                | DeliveryState::Queued
-                                | DeliveryState::InFlight(_),
-                            ..
-                        } => t.queued += 1,
-                        _ => {}
+                        Status::Pending => {}
+                        Status::Decided { .. } => t.queued += 1,
                     }
                 }
                 (id.clone(), t)
@@ -529,6 +760,7 @@ impl Store {
     /// Drop a session entirely; returns its prompts that were still pending
     /// and those whose answer never reached it (both are now void).
     pub fn forget_session(&mut self, session: &str) -> Vec<Arc<PermissionPrompt>> {
+        self.resolved.forget(session);
         self.sessions
             .remove(session)
             .map(|s| {
@@ -536,10 +768,7 @@ impl Store {
                     .into_values()
                     .filter(|e| match &e.status {
                         Status::Pending => true,
-                        Status::Decided { delivery, .. } => {
-                            !matches!(delivery, DeliveryState::Written(_))
-                        }
-                        Status::Cancelled => false,
+                        Status::Decided { delivered, .. } => !delivered,
                     })
                     .map(|e| e.prompt)
                     .collect()
@@ -554,11 +783,6 @@ impl Store {
             .map(|(s, e)| (s, e.prompt.request_id.clone()))
             .collect()
     }
-}
-
-/// Convenience for tests and views: the original tool input of a prompt.
-pub fn input_of(entry: &Entry) -> &Value {
-    &entry.prompt.input
 }
 
 #[cfg(test)]

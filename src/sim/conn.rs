@@ -163,7 +163,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
         if !self.attached {
             return;
         }
+        let deaf = || self.shared.read(&self.session, |e| e.deaf).unwrap_or(false);
         match msg {
+            ws::Message::Text(_) | ws::Message::Binary(_) if deaf() => {}
             ws::Message::Text(text) => {
                 let frame =
                     serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.to_string()));

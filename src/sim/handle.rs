@@ -211,6 +211,12 @@ impl SimHandle {
         self.shared.with_entry(id, |e| e.paused = paused);
     }
 
+    /// Lose (or stop losing) every frame the client sends on `id`, as if each connection
+    /// died before the session read them: nothing is recorded or answered.
+    pub fn set_deaf(&self, id: &str, deaf: bool) {
+        self.shared.with_entry(id, |e| e.deaf = deaf);
+    }
+
     /// Close every open socket with 1001, then stop the server.
     ///
     /// Each socket waits for the client's close reply (at most [`CLOSE_GRACE`]),

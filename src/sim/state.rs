@@ -53,6 +53,9 @@ pub(crate) struct Entry {
     /// Fault injection: answer the next `n` upgrade attempts with HTTP `status` (never opens).
     pub(crate) refuse: Option<(u16, u32)>,
     pub(crate) paused: bool,
+    /// Fault injection: frames from the client are lost (as if the connection died before
+    /// the session read them): neither recorded nor acted on.
+    pub(crate) deaf: bool,
     /// Bumped on every change a script runner may be waiting for.
     pub(crate) wake: watch::Sender<u64>,
 }
@@ -149,6 +152,7 @@ impl Entry {
             reject: None,
             refuse: None,
             paused: false,
+            deaf: false,
             wake: watch::channel(0).0,
         }
     }

@@ -76,6 +76,8 @@ mod tests {
             restart_period: Duration::from_secs(10),
             restart_backoff_initial: Duration::from_millis(100),
             restart_backoff_max: Duration::from_millis(350),
+            resolved_prompts: 10,
+            resolved_prompts_bytes: 1 << 20,
         }
     }
 

@@ -221,3 +221,87 @@ async fn kill_9_restart_keeps_pending_prompts_and_delivers_queued_answer_once() 
     );
     sim.stop().await;
 }
+
+/// Issue 24.1: the answer was written (200 `sent`) but the connection died before the
+/// session read it; after `kill -9` and a restart the session replays the prompt. The
+/// recorded answer must be sent again — never the prompt shown as new and answered twice.
+#[actix_rt::test]
+async fn an_answer_lost_with_its_connection_before_a_kill_9_is_resent_after_the_restart() {
+    let sim = support::start_sim(&["s1"]).await;
+    let mut sim_events = sim.subscribe();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = support::config_toml(&sim.base_url(), &["s1"], &dir.path().join("ledger.db"), "");
+    let cfg = support::write_file(dir.path(), "config.toml", &cfg);
+    let http = support::http();
+
+    let mut first = Supervisor::spawn(&cfg).await;
+    let mut sse = support::open_sse(&http, &first.api).await;
+    let mut seen = vec![];
+    sse.wait_connected(&mut seen, &["s1"]).await;
+    // Whatever the supervisor writes from now on is lost with the connection.
+    sim.set_deaf("s1", true);
+    let input = json!({"command": "rm -rf build"});
+    assert!(sim.prompt("s1", "p1", "Bash", input.clone()));
+    sse.wait_for(&mut seen, |e| support::is_requested(e, "p1"))
+        .await;
+    let (status, body) = support::post(
+        &http,
+        &format!("{}/v1/sessions/s1/permissions/p1", first.api),
+        json!({"behavior": "allow"}),
+    )
+    .await;
+    assert_eq!((status, &body["delivery"]), (200, &json!("sent")), "{body}");
+    sse.wait_for(&mut seen, |e| {
+        e.event == "permission_delivered" && e.data["request_id"] == "p1"
+    })
+    .await;
+    first.signal(libc::SIGKILL);
+    first.wait_exit(WAIT).await;
+    drop(sse);
+    drop(first);
+    assert!(
+        support::answers(&sim, "s1", "p1").is_empty(),
+        "the session never read it"
+    );
+    sim.set_deaf("s1", false);
+
+    let second = Supervisor::spawn(&cfg).await;
+    // The simulator replays p1 on the new connection; the recorded allow goes out again.
+    let answered = support::wait_sim(
+        &mut sim_events,
+        |e| matches!(e, SimEvent::Answered { request_id, .. } if request_id == "p1"),
+    )
+    .await;
+    let SimEvent::Answered { response, .. } = answered else {
+        unreachable!()
+    };
+    assert_eq!(response["behavior"], "allow", "{response}");
+    assert_eq!(response["updatedInput"], input);
+    let (_, body) = support::get(&http, &format!("{}/v1/permissions", second.api)).await;
+    assert_eq!(body["permissions"], json!([]), "never shown as new: {body}");
+    let (status, body) = support::post(
+        &http,
+        &format!("{}/v1/sessions/s1/permissions/p1", second.api),
+        json!({"behavior": "deny", "message": "second opinion"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "already_answered", "{body}");
+    assert_eq!(support::answers(&sim, "s1", "p1").len(), 1);
+    // The ledger tells the truth: allowed, written twice.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let rows = audit_rows(&http, &second.api, "s1").await;
+        let row = rows.iter().find(|r| r["request_id"] == "p1").cloned();
+        let row = row.expect("p1 is in the ledger");
+        if row["deliveries"] == 2 {
+            assert_eq!(row["outcome"], "allowed", "{row}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries never reached 2: {row}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -165,20 +165,25 @@ fn a_cancel_does_not_void_an_answer_that_was_already_written_once() {
     st.shown(&sid(), 1, prompt("r1"));
     st.decide_now(&sid(), "r1", allow(), "a", now()).unwrap();
     assert!(st.on_written(&sid(), "r1", 1));
-    // Replayed on connection 2: the re-send is in flight, then fails and is queued.
+    // Replayed on connection 2: resent there, once.
     st.on_connected(&sid(), 2);
     assert!(matches!(
         st.shown(&sid(), 2, prompt("r1")),
         PromptOutcome::Resend { conn: 2, .. }
     ));
-    assert_eq!(st.on_cancel(&sid(), "r1"), None, "in flight again");
-    st.on_disconnected(&sid(), Some(2));
-    assert_eq!(st.on_write_failed(&sid(), "r1", 2), None);
-    assert_eq!(st.on_cancel(&sid(), "r1"), None, "queued again");
-    // Still answered: the next connection gets it once more.
-    let flush = st.on_connected(&sid(), 3);
-    assert_eq!(flush.len(), 1);
-    assert!(!st.on_written(&sid(), "r1", 3));
+    assert_eq!(st.on_cancel(&sid(), "r1"), None, "answered once already");
+    assert!(!st.on_written(&sid(), "r1", 2));
+    assert_eq!(
+        st.shown(&sid(), 2, prompt("r1")),
+        PromptOutcome::Duplicate,
+        "once per connection"
+    );
+    // Lost again: the next connection's replay gets it once more.
+    st.on_connected(&sid(), 3);
+    assert!(matches!(
+        st.shown(&sid(), 3, prompt("r1")),
+        PromptOutcome::Resend { conn: 3, .. }
+    ));
     assert_eq!(st.tallies()[&sid()].decisions, 1);
 }
 
@@ -270,17 +275,51 @@ fn pending_lists_oldest_first_and_filters() {
 }
 
 #[test]
-fn resolved_memory_is_bounded() {
-    let mut st = Store::new();
+fn finished_prompts_are_remembered_without_their_input_within_the_global_bounds() {
+    let mut st = Store::with_bounds(100, usize::MAX);
     st.on_connected(&sid(), 1);
-    for i in 0..(RESOLVED_MEMORY + 10) {
+    for i in 0..110 {
         let id = format!("r{i}");
-        st.shown(&sid(), 1, prompt(&id));
+        if let PromptOutcome::Check(p) = st.on_prompt(&sid(), 1, prompt(&id), now()) {
+            assert!(i >= 100, "checked only once records were dropped");
+            assert_eq!(
+                st.on_checked(&sid(), 1, *p, Known::Nothing, now()),
+                PromptOutcome::New
+            );
+        }
+        st.reveal(&sid(), &id);
         st.decide_now(&sid(), &id, allow(), "a", now()).unwrap();
         assert!(st.on_written(&sid(), &id, 1));
+        assert!(
+            st.get("s1", &id).is_none(),
+            "the full prompt is dropped once written"
+        );
     }
-    assert!(st.get("s1", "r0").is_none(), "oldest resolved forgotten");
-    assert!(st.get("s1", &format!("r{}", RESOLVED_MEMORY + 9)).is_some());
+    assert_eq!(st.resolved_size().0, 100);
+    assert!(st.finished("s1", "r0").is_none(), "oldest forgotten");
+    assert!(st.finished("s1", "r109").is_some());
+    // The session's memory is incomplete now: an unknown prompt is looked up first.
+    let PromptOutcome::Check(p) = st.on_prompt(&sid(), 2, prompt("r0"), now()) else {
+        panic!("expected a ledger check")
+    };
+    assert_eq!(
+        st.on_prompt(&sid(), 2, prompt("r0"), now()),
+        PromptOutcome::Duplicate,
+        "a replay during the check"
+    );
+    let frame: Arc<str> = Arc::from("{\"answer\":1}");
+    assert_eq!(
+        st.on_checked(&sid(), 2, *p, Known::Answered(frame.clone()), now()),
+        PromptOutcome::Resend { conn: 2, frame },
+        "matched to its record, never shown as new"
+    );
+    let PromptOutcome::Check(p) = st.on_prompt(&sid(), 2, prompt("brand-new"), now()) else {
+        panic!()
+    };
+    assert_eq!(
+        st.on_checked(&sid(), 2, *p, Known::Nothing, now()),
+        PromptOutcome::New
+    );
 }
 
 #[test]
@@ -330,30 +369,127 @@ fn the_policy_may_answer_a_prompt_before_it_is_shown() {
     ));
 }
 
-#[test]
-fn restored_answers_are_flushed_on_connect() {
-    let mut st = Store::new();
+fn frame(id: &str) -> Arc<str> {
     let result = PermissionResult::Allow {
         updated_input: json!({}),
         updated_permissions: None,
         tool_use_id: None,
         decision_classification: None,
     };
-    let frame: Arc<str> = crate::protocol::permission_response("r1", &result).into();
+    crate::protocol::permission_response(id, &result).into()
+}
+
+#[test]
+fn restored_answers_wait_for_the_session_to_replay_their_prompt() {
+    let mut st = Store::new();
     st.restore(
         &sid(),
         prompt("r1"),
         now(),
-        Some((result, "a".into(), now(), frame)),
+        Some(("a".into(), now(), frame("r1"), false)),
     );
     st.restore(&sid(), prompt("r2"), now(), None);
     assert_eq!(st.pending(None).len(), 1);
-    assert_eq!(st.on_connected(&sid(), 5).len(), 1);
+    assert!(
+        st.on_connected(&sid(), 5).is_empty(),
+        "not sent blindly: the session may have had it, or withdrawn the prompt"
+    );
+    assert_eq!(st.tallies()[&sid()].queued, 1);
+    assert!(matches!(
+        st.on_prompt(&sid(), 5, prompt("r1"), now()),
+        PromptOutcome::Resend { conn: 5, .. }
+    ));
+    assert!(st.on_written(&sid(), "r1", 5));
     assert_eq!(
         st.on_prompt(&sid(), 5, prompt("r2"), now()),
-        PromptOutcome::Duplicate,
-        "re-sent prompt matched"
+        PromptOutcome::Confirmed,
+        "the restored prompt is waited on"
     );
+    assert_eq!(
+        st.on_prompt(&sid(), 5, prompt("r2"), now()),
+        PromptOutcome::Duplicate
+    );
+}
+
+#[test]
+fn restored_finished_prompts_are_matched_not_shown_again() {
+    let mut st = Store::new();
+    st.restore_resolved(&sid(), "done", Known::Answered(frame("done")));
+    st.restore_resolved(&sid(), "gone", Known::Finished);
+    st.on_connected(&sid(), 1);
+    assert_eq!(
+        st.on_prompt(&sid(), 1, prompt("done"), now()),
+        PromptOutcome::Resend {
+            conn: 1,
+            frame: frame("done")
+        },
+        "the recorded answer, again"
+    );
+    st.on_written(&sid(), "done", 1);
+    assert_eq!(
+        st.on_prompt(&sid(), 1, prompt("done"), now()),
+        PromptOutcome::Duplicate,
+        "once per connection"
+    );
+    assert_eq!(
+        st.on_prompt(&sid(), 1, prompt("gone"), now()),
+        PromptOutcome::Duplicate
+    );
+    assert!(matches!(
+        st.decide_now(&sid(), "done", allow(), "b", now()),
+        Err(DecideError::AlreadyAnswered(_))
+    ));
+    assert!(st.pending(None).is_empty());
+}
+
+#[test]
+fn unconfirmed_prompts_are_listed_after_confirmed_ones() {
+    let mut st = Store::new();
+    st.restore(&sid(), prompt("old-a"), now(), None);
+    st.restore(&sid(), prompt("old-b"), now(), None);
+    st.shown(&sid(), 1, prompt("live"));
+    assert_eq!(
+        st.shown(&sid(), 1, prompt("old-b")),
+        PromptOutcome::Confirmed
+    );
+    let order: Vec<(String, bool)> = st
+        .pending(None)
+        .into_iter()
+        .map(|(_, e)| (e.prompt.request_id.clone(), e.confirmed))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("old-b".into(), true),
+            ("live".into(), true),
+            ("old-a".into(), false)
+        ]
+    );
+}
+
+#[test]
+fn a_decision_the_ledger_refused_is_undone() {
+    let mut st = Store::new();
+    st.on_connected(&sid(), 1);
+    st.shown(&sid(), 1, prompt("r1"));
+    st.decide(
+        &sid(),
+        "r1",
+        allow(),
+        ("op", Decider::Operator),
+        now(),
+        false,
+    )
+    .unwrap();
+    assert!(st.undecide(&sid(), "r1"));
+    assert_eq!(
+        st.pending(None).len(),
+        1,
+        "pending again; nothing was written"
+    );
+    assert!(st.on_connected(&sid(), 2).is_empty());
+    st.decide_now(&sid(), "r1", allow(), "op", now()).unwrap();
+    assert!(!st.undecide(&sid(), "r1"), "recorded: no longer undoable");
 }
 
 #[test]
