@@ -118,6 +118,13 @@ pub fn arbiter_count(configured: usize) -> usize {
 
 async fn start_embedded_sim(config: &Config) -> anyhow::Result<SimHandle> {
     let mut builder = SimBuilder::new().bind(config.sim.bind);
+    if config.ledger.enabled {
+        // The demo's sessions outlive a restart like real CCR sessions: they keep waiting on
+        // their prompts (stored beside the ledger), so a restored prompt is one they wait on.
+        if let Some(dir) = config.ledger.path.parent() {
+            builder = builder.persist(dir.join("demo-sim.json"));
+        }
+    }
     for spec in &config.sessions {
         // The simulator plays the server side: it expects whatever token the session will send.
         let token = spec

@@ -8,7 +8,8 @@
 //! - [`protocol`]: serde wire types only — inbound frame classification
 //!   (`frame`), the exact answers we send (`outbound`), operator API bodies (`api`).
 //! - [`session`]: one session — reconnect policy and frame reassembly (pure),
-//!   token sources, and the `SessionActor` that owns the awc WebSocket.
+//!   token sources, the transport-agnostic `router` (what each frame means, the
+//!   requests the supervisor sends), and the `SessionActor`, its WebSocket transport.
 //! - [`registry`]: where a `can_use_tool` prompt is stored — the pure `store`
 //!   and the `PermissionRegistry` actor that delivers answers, also after reconnects.
 //! - [`supervisor`]: the restart budget (pure) and the `Supervisor` actor that
@@ -22,6 +23,24 @@
 //! - [`app`]: the factory that wires it all, shared by `main` and the tests.
 //! - [`ctl`]: the operator CLI client (`ccr-supervisor ctl`): blocking HTTP,
 //!   tables, and a readable view of the live event stream.
+
+//!
+//! Protocol behaviour (the wire contract is `PROTOCOL.md`; the SDK's own types decide
+//! where it is silent):
+//!
+//! - **One transport seam.** The WebSocket subscribe is the transport today; everything
+//!   that is not WebSocket-specific — classification and routing, prompts, `initialize`,
+//!   interrupts and their answers, echo dedupe, the watchdog — lives in
+//!   `session::router` and talks to its transport through one small `Output` trait. The
+//!   SSE transport newer SDKs prefer is one new module feeding the same router; the
+//!   registry and the API never learn which transport carried a frame.
+//! - **Joining.** Every (re)connect sends `initialize`; what its reply lists as pending is
+//!   routed like a replay. Absent lists (older CLIs) and unlisted prompts prove nothing.
+//! - **Every prompt is answered exactly once**, with what the operator (or a rule) decided,
+//!   recorded durably first; a replay gets the recorded answer again, also after a restart.
+//!   A prompt the supervisor cannot read (too large, too deep) is denied, never skipped.
+//! - **Answers** carry `updatedInput` (always), `toolUseID` and, when a person decided,
+//!   `decisionClassification`, as the SDK's `PermissionResult` does.
 
 #![warn(missing_docs)]
 

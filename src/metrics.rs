@@ -106,6 +106,8 @@ pub struct Metrics {
     pub frames: FrameMetrics,
     /// Reconnect attempts scheduled.
     pub reconnects: Counter,
+    /// Connections dropped by the response watchdog (silence after a request).
+    pub watchdog_reconnects: Counter,
     /// Session actor restarts after a crash.
     pub restarts: Counter,
     decisions: Family<DecisionLabels, Counter>,
@@ -163,6 +165,7 @@ impl Metrics {
         let m = Metrics {
             frames,
             reconnects: Counter::default(),
+            watchdog_reconnects: Counter::default(),
             restarts: Counter::default(),
             decisions: Family::default(),
             decision_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 24)),
@@ -217,6 +220,11 @@ impl Metrics {
             "ledger_write_errors",
             "Failed ledger writes since start",
             m.ledger_write_errors.clone(),
+        );
+        r.register(
+            "watchdog_reconnects",
+            "Connections dropped because nothing arrived within [ccr] response_watchdog after a request",
+            m.watchdog_reconnects.clone(),
         );
         r.register(
             "resolved_prompts",

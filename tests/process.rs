@@ -6,6 +6,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "process/disk_full.rs"]
+mod disk_full;
 #[path = "process/reload.rs"]
 mod reload;
 #[path = "process/restart.rs"]

@@ -43,7 +43,7 @@ pub enum ApiError {
     #[error("session {0} already exists")]
     SessionExists(String),
     /// 409: the session is viewer-only.
-    #[error("session {0} is viewer-only: it never interrupts or sends messages")]
+    #[error("session {0} is viewer-only: the supervisor never interrupts it or sends it messages (its prompts are still answered)")]
     ViewerOnly(String),
     /// 409: the session has no live connection right now.
     #[error("session {0} is not connected")]

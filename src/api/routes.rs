@@ -176,12 +176,27 @@ async fn decide(
     Ok(HttpResponse::Ok().json(receipt))
 }
 
+/// Body of `POST /v1/sessions/{id}/interrupt`: optional (empty = all defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InterruptBody {
+    /// Also cancel the user messages still queued.
+    #[serde(default)]
+    cancel_queued: bool,
+}
+
 async fn interrupt(
     _who: Approver,
     state: web::Data<ApiState>,
     id: web::Path<String>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    let body: InterruptBody = if body.iter().all(u8::is_ascii_whitespace) {
+        InterruptBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?
+    };
     let session = lookup(&state, &id).await?;
     if session.viewer_only {
         return Err(ApiError::ViewerOnly(id));
@@ -190,7 +205,9 @@ async fn interrupt(
         .addr
         .ok_or_else(|| ApiError::NotConnected(id.clone()))?;
     let answer = addr
-        .send(InterruptSession)
+        .send(InterruptSession {
+            cancel_queued: body.cancel_queued,
+        })
         .await?
         .map_err(|e| ApiError::from_session(&id, e))?;
     Ok(HttpResponse::Ok().json(answer))

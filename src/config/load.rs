@@ -335,7 +335,19 @@ fn ccr(mut t: Table, errs: &mut Errors) -> CcrConfig {
         interrupt_timeout: t.positive_duration(errs, "interrupt_timeout", secs(10)),
         send_timeout: t.positive_duration(errs, "send_timeout", secs(30)),
         token_command_timeout: t.positive_duration(errs, "token_command_timeout", secs(10)),
+        initialize_on_connect: t.bool(errs, "initialize_on_connect", true),
+        initialize_timeout: t.positive_duration(errs, "initialize_timeout", secs(10)),
+        response_watchdog: t.duration(errs, "response_watchdog", secs(60)),
+        supported_dialog_kinds: t.strings(errs, "supported_dialog_kinds"),
     };
+    for kind in &ccr.supported_dialog_kinds {
+        if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            errs.push(
+                t.key_path("supported_dialog_kinds"),
+                format!("{kind:?}: a dialog kind is letters, digits and _"),
+            );
+        }
+    }
     t.finish(errs);
     ccr
 }

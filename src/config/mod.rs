@@ -147,6 +147,19 @@ pub struct CcrConfig {
     pub send_timeout: Duration,
     /// Timeout for `token_command` (`token_command_timeout`, default 10 s).
     pub token_command_timeout: Duration,
+    /// Send `initialize` on every (re)connect and use its pending lists
+    /// (`initialize_on_connect`, default true).
+    pub initialize_on_connect: bool,
+    /// How long to wait for the `initialize` reply before relying on replays alone
+    /// (`initialize_timeout`, default 10 s; routing never waits for it).
+    pub initialize_timeout: Duration,
+    /// Reconnect when nothing arrives this long after the supervisor sent an interrupt,
+    /// an `initialize` or a message (`response_watchdog`, default 60 s; `0s` = off;
+    /// always off for viewer-only sessions).
+    pub response_watchdog: Duration,
+    /// `request_user_dialog` kinds declared in `initialize` and answerable through the API
+    /// (`supported_dialog_kinds`, default none: every dialog is shown read-only, never answered).
+    pub supported_dialog_kinds: Vec<String>,
 }
 
 /// `[reconnect]` section; defaults are the reference client's values.
@@ -240,7 +253,8 @@ pub struct SessionSpec {
     pub labels: Vec<String>,
     /// Where the access token comes from (exactly one of `token`, `token_env`, `token_file`, `token_command`).
     pub token: TokenSource,
-    /// Watch only: never answer interrupts or send messages (`viewer_only`).
+    /// The reference client's `viewerOnly` (`viewer_only`): never interrupt, no response
+    /// watchdog, and no user messages sent; prompts are still shown and answered.
     pub viewer_only: bool,
 }
 

@@ -90,6 +90,9 @@ pub enum CtlCommand {
     Interrupt {
         /// Session id.
         session: String,
+        /// Also cancel the user messages still queued in the session.
+        #[arg(long)]
+        cancel_queued: bool,
     },
     /// Send a user message to a session.
     Send {
@@ -180,9 +183,13 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
             }
             decide(&client, json, session, request, &body)
         }
-        CtlCommand::Interrupt { session } => {
+        CtlCommand::Interrupt {
+            session,
+            cancel_queued,
+        } => {
             let path = format!("/v1/sessions/{}/interrupt", client::segment(session));
-            let body = client.post(&path, None)?;
+            let req = cancel_queued.then(|| json!({ "cancel_queued": true }));
+            let body = client.post(&path, req.as_ref())?;
             print_body(json, &body, |v| render::interrupted(session, v))
         }
         CtlCommand::Send { session, text } => {

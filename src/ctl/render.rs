@@ -168,10 +168,16 @@ pub fn decision(request: &str, receipt: &Value) -> String {
 
 /// The line printed after `interrupt`.
 pub fn interrupted(session: &str, answer: &Value) -> String {
-    match answer["request_id"].as_str() {
+    let mut line = match answer["request_id"].as_str() {
         Some(id) => format!("interrupted {session} (request {id})"),
         None => format!("interrupted {session}"),
+    };
+    for (key, label) in [("cancelled", "cancelled"), ("still_queued", "still queued")] {
+        if let Some(list) = answer[key].as_array() {
+            line.push_str(&format!("; {label}: {}", list.len()));
+        }
     }
+    line
 }
 
 /// The line printed after `send`.

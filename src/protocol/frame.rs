@@ -61,8 +61,42 @@ impl PermissionPrompt {
 pub struct ControlResponse {
     /// Id of the request being answered.
     pub request_id: String,
-    /// `Ok(response body)` for `success`, `Err(message)` for `error`.
+    /// `Ok(response body)` for `success` (`Null` when it has none, as older CLIs answer an
+    /// interrupt), `Err(message)` for `error`.
     pub outcome: Result<Value, String>,
+    /// What an `initialize` reply lists as still waited on (PROTOCOL §6); each list is
+    /// `None` when absent — an older CLI, not "nothing pending".
+    pub pending: PendingLists,
+}
+
+/// The `pending_*_requests` lists of a control response, each entry a whole
+/// `control_request` frame as the session sent it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct PendingLists {
+    /// `can_use_tool` prompts the CLI still waits on.
+    #[serde(default, rename = "pending_permission_requests")]
+    pub permission: Option<Vec<Value>>,
+    /// `request_user_dialog` requests not yet resolved.
+    #[serde(default, rename = "pending_user_dialog_requests")]
+    pub user_dialog: Option<Vec<Value>>,
+    /// `elicitation` requests not yet answered or withdrawn.
+    #[serde(default, rename = "pending_elicitation_requests")]
+    pub elicitation: Option<Vec<Value>>,
+}
+
+impl PendingLists {
+    /// True when the reply carried no list at all (an older CLI).
+    pub fn is_absent(&self) -> bool {
+        self.permission.is_none() && self.user_dialog.is_none() && self.elicitation.is_none()
+    }
+
+    /// Every listed request, prompts first.
+    pub fn all(self) -> impl Iterator<Item = Value> {
+        [self.permission, self.elicitation, self.user_dialog]
+            .into_iter()
+            .flatten()
+            .flatten()
+    }
 }
 
 /// An SDK stream message, kept as the exact text received.
@@ -191,6 +225,8 @@ struct ControlResponseBody {
     request_id: Option<Value>,
     response: Option<Value>,
     error: Option<Value>,
+    #[serde(flatten)]
+    pending: PendingLists,
 }
 
 /// Classify one inbound text frame into its bucket.
@@ -314,6 +350,7 @@ fn classify_control_response(text: &str) -> Result<Inbound, FrameError> {
     Ok(Inbound::ControlResponse(ControlResponse {
         request_id,
         outcome,
+        pending: body.pending,
     }))
 }
 
@@ -376,7 +413,8 @@ mod tests {
             ok,
             Inbound::ControlResponse(ControlResponse {
                 request_id: "i1".into(),
-                outcome: Ok(json!({"still_queued":[]}))
+                outcome: Ok(json!({"still_queued":[]})),
+                pending: PendingLists::default(),
             })
         );
         let err = classify(r#"{"type":"control_response","response":{"subtype":"error","request_id":"i2","error":"nope"}}"#).unwrap();
@@ -384,7 +422,8 @@ mod tests {
             err,
             Inbound::ControlResponse(ControlResponse {
                 request_id: "i2".into(),
-                outcome: Err("nope".into())
+                outcome: Err("nope".into()),
+                pending: PendingLists::default(),
             })
         );
         let text = r#"{"type":"brand_new_type","x":{"y":1}}"#;
@@ -448,6 +487,35 @@ mod tests {
                 "w"
             ),
             Unreadable::Skip
+        );
+    }
+
+    #[test]
+    fn an_initialize_reply_carries_its_pending_lists_absent_or_empty() {
+        let prompt = json!({"type":"control_request","request_id":"p1",
+            "request":{"subtype":"can_use_tool","tool_name":"Bash","input":{}}});
+        let text = json!({"type":"control_response","response":{"subtype":"success",
+            "request_id":"i1","response":{"commands":[]},
+            "pending_permission_requests":[prompt],"pending_user_dialog_requests":[]}})
+        .to_string();
+        let Inbound::ControlResponse(r) = classify(&text).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.pending.permission.as_deref(), Some(&[prompt.clone()][..]));
+        assert_eq!(r.pending.user_dialog.as_deref(), Some(&[][..]));
+        assert_eq!(r.pending.elicitation, None, "absent, not empty");
+        assert!(!r.pending.is_absent());
+        assert_eq!(r.pending.all().collect::<Vec<_>>(), [prompt]);
+        let old =
+            r#"{"type":"control_response","response":{"subtype":"success","request_id":"i1"}}"#;
+        let Inbound::ControlResponse(r) = classify(old).unwrap() else {
+            panic!()
+        };
+        assert!(r.pending.is_absent(), "an older CLI");
+        assert_eq!(
+            r.outcome,
+            Ok(Value::Null),
+            "an interrupt answered with no body"
         );
     }
 

@@ -9,9 +9,10 @@ pub mod outbound;
 pub mod scan;
 
 pub use frame::{
-    classify, unreadable, ControlResponse, FrameError, Inbound, PermissionPrompt, SdkMessage,
-    Unreadable,
+    classify, unreadable, ControlResponse, FrameError, Inbound, PendingLists, PermissionPrompt,
+    SdkMessage, Unreadable,
 };
 pub use outbound::{
-    error_response, interrupt_request, permission_response, user_message_events, PermissionResult,
+    error_response, initialize_request, interrupt_request, permission_response,
+    user_message_events, PermissionResult,
 };

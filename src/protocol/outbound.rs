@@ -115,12 +115,22 @@ struct ControlRequestFrame<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     request_id: &'a str,
-    request: InterruptBody,
+    request: ClientRequest<'a>,
 }
 
+/// The `request` of a control request this client sends (`interrupt`, `initialize`).
 #[derive(Serialize)]
-struct InterruptBody {
+struct ClientRequest<'a> {
     subtype: &'static str,
+    /// `interrupt`: also cancel queued user messages.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cancel_queued: bool,
+    /// `initialize`: the dialog kinds this client renders (none: it renders none).
+    #[serde(
+        rename = "supportedDialogKinds",
+        skip_serializing_if = "<[_]>::is_empty"
+    )]
+    supported_dialog_kinds: &'a [String],
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -147,13 +157,31 @@ pub fn error_response(request_id: &str, error: &str) -> String {
     })
 }
 
-/// An interrupt request for the running turn.
-pub fn interrupt_request(request_id: &str) -> String {
+/// An interrupt request for the running turn; `cancel_queued` also cancels the user
+/// messages still queued (PROTOCOL §6; older CLIs ignore it).
+pub fn interrupt_request(request_id: &str, cancel_queued: bool) -> String {
     to_json(&ControlRequestFrame {
         kind: "control_request",
         request_id,
-        request: InterruptBody {
+        request: ClientRequest {
             subtype: "interrupt",
+            cancel_queued,
+            supported_dialog_kinds: &[],
+        },
+    })
+}
+
+/// The `initialize` request a joining client sends: its reply lists the requests the
+/// session still waits on (PROTOCOL §6). Nothing else is asked or configured; dialog kinds
+/// are declared only when the operator configured some.
+pub fn initialize_request(request_id: &str, supported_dialog_kinds: &[String]) -> String {
+    to_json(&ControlRequestFrame {
+        kind: "control_request",
+        request_id,
+        request: ClientRequest {
+            subtype: "initialize",
+            cancel_queued: false,
+            supported_dialog_kinds,
         },
     })
 }
@@ -281,8 +309,24 @@ mod tests {
                 "error":"Unsupported control request subtype: frobnicate"}})
         );
         assert_eq!(
-            parsed(interrupt_request("u1")),
+            parsed(interrupt_request("u1", false)),
             json!({"type":"control_request","request_id":"u1","request":{"subtype":"interrupt"}})
+        );
+        assert_eq!(
+            interrupt_request("u2", true),
+            r#"{"type":"control_request","request_id":"u2","request":{"subtype":"interrupt","cancel_queued":true}}"#
+        );
+        assert_eq!(
+            initialize_request("i1", &[]),
+            r#"{"type":"control_request","request_id":"i1","request":{"subtype":"initialize"}}"#
+        );
+        assert_eq!(
+            parsed(initialize_request(
+                "i2",
+                &["refusal_fallback_prompt".into()]
+            )),
+            json!({"type":"control_request","request_id":"i2","request":{"subtype":"initialize",
+                "supportedDialogKinds":["refusal_fallback_prompt"]}})
         );
     }
 

@@ -1,9 +1,10 @@
-//! The `SessionActor`: owns one session's awc WebSocket and routes its frames.
+//! The `SessionActor`: the WebSocket transport of one session.
 //!
-//! Pure decisions live elsewhere (`frame::classify`, `ReconnectPolicy`,
-//! `Reassembler`); this file performs their effects: connect, write, report.
+//! It connects, keeps the socket alive (pings, reconnects), reassembles frames and
+//! writes; what the frames mean is the transport-agnostic [`Router`]'s business
+//! (see `router` for the seam). Pure decisions live elsewhere (`ReconnectPolicy`,
+//! `Reassembler`, `Router`); this file performs their effects.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -19,45 +20,22 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use rand::Rng;
-use serde_json::Value;
-use tokio::sync::oneshot;
 use tracing::{debug, info, info_span, warn};
 
 use super::assembly::{codec_limit, Assembled, Reassembler};
 use super::client::{events_url, redact, subscribe_url};
 use super::messages::*;
 use super::reconnect::{Ended, GiveUp, Next, ReconnectPolicy};
+use super::router::{Output, Router};
 use super::socket::{rebuffer, WsSink};
 use super::state::{SessionState, SessionStatus};
 use crate::config::{CcrConfig, ReconnectConfig, SessionSpec};
 use crate::events::{Event, EventBus};
-use crate::protocol::scan::{depth_exceeds, HeadScanner, ScannedHead};
-use crate::protocol::{self, FrameError, Inbound, Unreadable};
+use crate::protocol::{self, PermissionPrompt};
 use crate::registry::{
     ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, Refusal,
-    SessionConnected, SessionDisconnected, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE,
+    SessionConnected, SessionDisconnected,
 };
-
-/// Deepest nesting re-emitted to operators, and parsed in a prompt: serde_json's own
-/// recursion limit, so every event stays readable by the strictest common client (`ctl`
-/// included). A deeper SDK message is replaced by [`too_deep_notice`]; a deeper prompt is denied.
-pub const MAX_JSON_DEPTH: usize = 127;
-
-/// What operators get instead of an SDK message nested deeper than [`MAX_JSON_DEPTH`].
-pub fn too_deep_notice(msg_type: &str, depth: usize, bytes: usize) -> Arc<str> {
-    serde_json::json!({
-        "type": msg_type,
-        "supervisor_notice": {
-            "reason": "too_deep",
-            "depth": depth,
-            "depth_limit": MAX_JSON_DEPTH,
-            "bytes": bytes,
-            "detail": "the session sent this message nested deeper than the supervisor re-emits; it was not forwarded",
-        }
-    })
-    .to_string()
-    .into()
-}
 use crate::supervisor::SessionReport;
 
 /// Settings and peers shared by every session actor.
@@ -106,9 +84,48 @@ pub struct SessionActor {
     connecting: bool,
     closing: bool,
     reassembler: Reassembler,
-    interrupts: HashMap<String, oneshot::Sender<Result<Value, String>>>,
+    /// Everything that is not WebSocket-specific: routing, requests to the session.
+    router: Router,
     /// The spec's labels, shared with every prompt (for policy selectors).
     labels: Arc<[String]>,
+}
+
+/// The WebSocket transport's side of [`Output`]: what routing a frame makes it do.
+struct Shell<'a> {
+    session_id: &'a Arc<str>,
+    shared: &'a SessionShared,
+    conn: ConnId,
+    labels: &'a Arc<[String]>,
+    sink: Option<&'a mut SinkWrite<WsMessage, WsSink>>,
+}
+
+impl Output for Shell<'_> {
+    fn publish(&mut self, event: Event) {
+        self.shared.bus.publish(event);
+    }
+
+    fn prompt(&mut self, prompt: PermissionPrompt, refusal: Option<Refusal>) {
+        self.shared.registry.do_send(PromptReceived {
+            session_id: self.session_id.clone(),
+            conn: self.conn,
+            prompt,
+            labels: self.labels.clone(),
+            refusal,
+        });
+    }
+
+    fn cancel(&mut self, request_id: String) {
+        self.shared.registry.do_send(PromptCancelled {
+            session_id: self.session_id.clone(),
+            request_id,
+        });
+    }
+
+    fn reply(&mut self, frame: String) {
+        if let Some(sink) = self.sink.as_mut() {
+            let _ = sink.write(WsMessage::Text(ByteString::from(frame)));
+        }
+    }
 }
 
 impl SessionActor {
@@ -122,6 +139,7 @@ impl SessionActor {
         Self {
             policy: ReconnectPolicy::new(shared.reconnect.clone()),
             reassembler: Reassembler::new(shared.ccr.max_frame_bytes),
+            router: Router::new(spec.id.clone(), shared.metrics.clone()),
             labels: spec.labels.clone().into(),
             spec,
             shared,
@@ -131,7 +149,6 @@ impl SessionActor {
             conn: None,
             connecting: false,
             closing: false,
-            interrupts: HashMap::new(),
         }
     }
 
@@ -150,7 +167,7 @@ impl SessionActor {
         self.shared.reports.do_send(SessionReport {
             session_id: self.spec.id.clone(),
             incarnation: self.incarnation,
-            status: self.status.clone(),
+            status: self.current_status(),
         });
     }
 
@@ -215,6 +232,7 @@ impl SessionActor {
             writer: ctx.address().recipient(),
         });
         self.set_state(SessionState::Connected);
+        self.send_initialize(ctx);
     }
 
     /// The current connection (or attempt) ended: schedule what the policy says.
@@ -230,7 +248,7 @@ impl SessionActor {
             });
         }
         // Dropping the senders tells waiting interrupts the connection is gone.
-        self.interrupts.clear();
+        self.router.reset();
         self.status.connected_since = None;
         if let Some(error) = error {
             warn!(%error, "connection ended");
@@ -299,111 +317,25 @@ impl SessionActor {
         }
     }
 
-    fn skip(&mut self, reason: &str, len: usize) {
-        self.status.counters.frames_in.invalid += 1;
-        self.shared.metrics.frames.invalid.inc();
-        warn!(reason, len, "skipping inbound frame");
-    }
-
-    /// A message over `[ccr] max_frame_bytes`: counted, logged with its real length,
-    /// published as an error, and a prompt in it answered with the limit deny.
-    fn on_oversized(&mut self, head: ScannedHead) {
-        self.status.counters.frames_in.oversized += 1;
-        self.shared.metrics.frames.oversized.inc();
-        let limit = self.shared.ccr.max_frame_bytes;
-        let why = format!(
-            "the request is {} bytes, over the supervisor's limit of {limit} bytes (max_frame_bytes)",
-            head.bytes
-        );
-        self.answer_unreadable(head, &why, LIMIT_FRAME_BYTES);
-    }
-
-    /// A frame that `classify` could not read: a `control_request` in it is still
-    /// answered (too deep for the JSON parser, or malformed), anything else is skipped.
-    fn on_unparseable(&mut self, text: &str, error: FrameError) {
-        let maybe_request = memchr::memmem::find(text.as_bytes(), b"control_request").is_some();
-        let head = maybe_request.then(|| HeadScanner::scan(text.as_bytes()));
-        match head {
-            Some(head) if head.max_depth > MAX_JSON_DEPTH => {
-                self.status.counters.frames_in.too_deep += 1;
-                self.shared.metrics.frames.too_deep.inc();
-                let why = format!(
-                    "the request nests {} levels deep, over the supervisor's JSON depth limit of {MAX_JSON_DEPTH}",
-                    head.max_depth
-                );
-                self.answer_unreadable(head, &why, LIMIT_JSON_DEPTH);
-            }
-            Some(head) if head.request_id.is_some() => {
-                self.status.counters.frames_in.invalid += 1;
-                self.shared.metrics.frames.invalid.inc();
-                let why = format!("the request could not be parsed ({error})");
-                self.answer_unreadable(head, &why, LIMIT_UNPARSEABLE);
-            }
-            _ => self.skip_error(&error, text.len()),
-        }
-    }
-
-    fn skip_error(&mut self, error: &FrameError, len: usize) {
-        self.status.counters.frames_in.invalid += 1;
-        self.shared.metrics.frames.invalid.inc();
-        warn!(%error, len, "skipping inbound frame");
-    }
-
-    /// Answer what can be answered of an unreadable frame (never silently: logged and
-    /// published as an error for the session either way).
-    fn answer_unreadable(&mut self, head: ScannedHead, why: &str, decided_by: &'static str) {
-        let len = head.bytes;
-        let answer = protocol::unreadable(&head, why);
-        let request_id = head.request_id.as_deref().unwrap_or("");
-        let what = match &answer {
-            Unreadable::Skip => "skipped",
-            Unreadable::Prompt { .. } => "prompt denied",
-            Unreadable::Error { .. } => "answered with an error",
-            Unreadable::Unanswered { .. } => "left for a client that can render it",
+    /// Route with the current connection as the transport.
+    fn route(&mut self, f: impl FnOnce(&mut Router, &mut Shell<'_>)) {
+        let (conn, sink) = match self.conn.as_mut() {
+            Some(live) => (live.id, Some(&mut live.sink)),
+            None => (0, None),
         };
-        warn!(
-            len,
-            request_id,
-            msg_type = head.msg_type.as_deref().unwrap_or(""),
-            "unreadable inbound frame ({what}): {why}"
-        );
-        self.shared.bus.publish(Event::Error {
-            session_id: self.spec.id.clone(),
-            message: format!(
-                "unreadable {} frame{} ({what}): {why}",
-                head.msg_type.as_deref().unwrap_or("untyped"),
-                if request_id.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {request_id}")
-                }
-            ),
-        });
-        match answer {
-            Unreadable::Skip | Unreadable::Unanswered { .. } => {}
-            Unreadable::Error { request_id, error } => {
-                self.write(protocol::error_response(&request_id, &error));
-            }
-            Unreadable::Prompt { prompt, message } => {
-                let conn = self.conn.as_ref().map_or(0, |l| l.id);
-                self.shared.registry.do_send(PromptReceived {
-                    session_id: self.spec.id.clone(),
-                    conn,
-                    prompt,
-                    labels: self.labels.clone(),
-                    refusal: Some(Refusal {
-                        decided_by,
-                        message,
-                        reason: why.to_owned(),
-                    }),
-                });
-            }
-        }
+        let mut shell = Shell {
+            session_id: &self.spec.id,
+            shared: &self.shared,
+            conn,
+            labels: &self.labels,
+            sink,
+        };
+        f(&mut self.router, &mut shell);
     }
 
     fn on_text(&mut self, data: Bytes) {
         let Ok(text) = simdutf8::basic::from_utf8(&data) else {
-            return self.skip("text frame is not UTF-8", data.len());
+            return self.router.skip("text frame is not UTF-8", data.len());
         };
         if let Some(live) = self.conn.as_mut() {
             if !live.got_frame {
@@ -411,71 +343,65 @@ impl SessionActor {
                 self.policy.on_first_frame();
             }
         }
-        let counters = &mut self.status.counters.frames_in;
-        let m = &self.shared.metrics.frames;
-        match protocol::classify(text) {
-            Err(error) => self.on_unparseable(text, error),
-            Ok(Inbound::Sdk(msg)) => {
-                counters.sdk += 1;
-                m.sdk.inc();
-                let message = match depth_exceeds(text.as_bytes(), MAX_JSON_DEPTH) {
-                    None => msg.raw,
-                    Some(depth) => {
-                        counters.too_deep += 1;
-                        m.too_deep.inc();
-                        warn!(depth, len = text.len(), msg_type = %msg.msg_type, "SDK message too deep to re-emit; forwarding a notice instead");
-                        too_deep_notice(&msg.msg_type, depth, text.len())
-                    }
-                };
-                self.shared.bus.publish(Event::SdkMessage {
-                    session_id: self.spec.id.clone(),
-                    msg_type: msg.msg_type,
-                    message,
-                });
+        let now = Instant::now();
+        self.route(|router, shell| router.on_text(text, now, shell));
+    }
+
+    fn on_assembled(&mut self, out: Assembled, len: usize) {
+        match out {
+            Assembled::Text(data) => self.on_text(data),
+            Assembled::Oversized(head) => {
+                let (limit, now) = (self.shared.ccr.max_frame_bytes, Instant::now());
+                self.route(|router, shell| router.on_oversized(head, limit, now, shell));
             }
-            Ok(Inbound::PermissionPrompt(prompt)) => {
-                counters.control_request += 1;
-                m.control_request.inc();
-                let conn = self.conn.as_ref().map_or(0, |l| l.id);
-                self.shared.registry.do_send(PromptReceived {
-                    session_id: self.spec.id.clone(),
-                    conn,
-                    prompt,
-                    labels: self.labels.clone(),
-                    refusal: None,
-                });
-            }
-            Ok(Inbound::UnsupportedRequest { request_id, error }) => {
-                counters.control_request += 1;
-                m.control_request.inc();
-                info!(%request_id, %error, "answering unsupported control request with an error");
-                self.write(protocol::error_response(&request_id, &error));
-            }
-            Ok(Inbound::Cancel { request_id }) => {
-                counters.control_cancel_request += 1;
-                m.control_cancel_request.inc();
-                self.shared.registry.do_send(PromptCancelled {
-                    session_id: self.spec.id.clone(),
-                    request_id,
-                });
-            }
-            Ok(Inbound::ControlResponse(resp)) => {
-                counters.control_response += 1;
-                m.control_response.inc();
-                match self.interrupts.remove(&resp.request_id) {
-                    Some(waiter) => {
-                        let _ = waiter.send(resp.outcome);
-                    }
-                    None => {
-                        debug!(request_id = %resp.request_id, "control_response for nothing we wait for")
-                    }
-                }
-            }
-            Ok(Inbound::KeepAlive) => {
-                counters.keep_alive += 1;
-                m.keep_alive.inc();
-            }
+            Assembled::Skip(reason) => self.router.skip(reason, len),
+            Assembled::Partial => {}
         }
+    }
+
+    /// A connection opened: send `initialize` (unless off) so the reply tells what the
+    /// session still waits on; routing never waits for it.
+    fn send_initialize(&mut self, ctx: &mut Context<Self>) {
+        let shared = self.shared.clone();
+        if !shared.ccr.initialize_on_connect {
+            return;
+        }
+        let frame = self
+            .router
+            .initialize(&shared.ccr.supported_dialog_kinds, Instant::now());
+        if !self.write(frame) {
+            return;
+        }
+        let conn = self.conn.as_ref().map(|l| l.id);
+        ctx.run_later(shared.ccr.initialize_timeout, move |act, _| {
+            if act.conn.as_ref().map(|l| l.id) == conn && act.router.initialize_timed_out() {
+                info!("no initialize reply in time; relying on replays");
+            }
+        });
+    }
+
+    /// The response watchdog (PROTOCOL §6): silence for `[ccr] response_watchdog` after
+    /// the supervisor sent something means the connection is dead: reconnect now.
+    fn check_watchdog(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.shared.ccr.response_watchdog;
+        if self.spec.viewer_only || self.conn.is_none() {
+            return;
+        }
+        if self.router.watchdog_expired(Instant::now(), timeout) {
+            let error = format!(
+                "nothing received within {timeout:?} after the supervisor sent a request: connection presumed dead"
+            );
+            self.shared.metrics.watchdog_reconnects.inc();
+            self.on_ended(Ended::Watchdog, Some(error), ctx);
+        }
+    }
+
+    /// The status with the router's counters.
+    fn current_status(&self) -> SessionStatus {
+        let mut status = self.status.clone();
+        status.counters.frames_in = self.router.counters();
+        status.initialize = self.router.initialize_state();
+        status
     }
 }
 
@@ -485,6 +411,11 @@ impl Actor for SessionActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.set_state(SessionState::Connecting);
         ctx.run_interval(self.shared.ccr.ping_interval, |act, ctx| act.heartbeat(ctx));
+        let watchdog = self.shared.ccr.response_watchdog;
+        if !watchdog.is_zero() && !self.spec.viewer_only {
+            // Checked a few times per period: a dead connection is found within ~1.25 periods.
+            ctx.run_interval(watchdog / 4, |act, ctx| act.check_watchdog(ctx));
+        }
         self.connect(ctx);
     }
 
@@ -508,14 +439,10 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
         match frame {
             Frame::Text(data) => {
                 let len = data.len();
-                match self.reassembler.whole_text(data) {
-                    Assembled::Text(data) => self.on_text(data),
-                    Assembled::Oversized(head) => self.on_oversized(head),
-                    Assembled::Skip(reason) => self.skip(reason, len),
-                    Assembled::Partial => {}
-                }
+                let out = self.reassembler.whole_text(data);
+                self.on_assembled(out, len);
             }
-            Frame::Binary(data) => self.skip("binary frame", data.len()),
+            Frame::Binary(data) => self.router.skip("binary frame", data.len()),
             Frame::Continuation(item) => {
                 let out = match item {
                     Item::FirstText(d) => self.reassembler.first(&d, false),
@@ -523,12 +450,7 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
                     Item::Continue(d) => self.reassembler.next(&d, false),
                     Item::Last(d) => self.reassembler.next(&d, true),
                 };
-                match out {
-                    Assembled::Text(data) => self.on_text(data),
-                    Assembled::Oversized(head) => self.on_oversized(head),
-                    Assembled::Skip(reason) => self.skip(reason, 0),
-                    Assembled::Partial => {}
-                }
+                self.on_assembled(out, 0);
             }
             Frame::Ping(payload) => {
                 if let Some(live) = self.conn.as_mut() {
@@ -612,7 +534,7 @@ impl Handler<GetStatus> for SessionActor {
     type Result = MessageResult<GetStatus>;
 
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.status.clone())
+        MessageResult(self.current_status())
     }
 }
 
@@ -647,31 +569,30 @@ impl Handler<CloseSession> for SessionActor {
 impl Handler<InterruptSession> for SessionActor {
     type Result = ResponseActFuture<Self, Result<InterruptAnswer, SessionError>>;
 
-    fn handle(&mut self, _: InterruptSession, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: InterruptSession, _: &mut Context<Self>) -> Self::Result {
         if self.spec.viewer_only {
             return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
         }
-        let request_id = uuid::Uuid::new_v4().to_string();
-        if !self.write(protocol::interrupt_request(&request_id)) {
+        if self.conn.is_none() {
             return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
         }
-        info!(%request_id, "interrupt sent");
-        let (tx, rx) = oneshot::channel();
-        self.interrupts.insert(request_id.clone(), tx);
+        let (request_id, frame, rx) = self.router.interrupt(msg.cancel_queued, Instant::now());
+        if !self.write(frame) {
+            self.router.forget(&request_id);
+            return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
+        }
+        info!(%request_id, cancel_queued = msg.cancel_queued, "interrupt sent");
         let timeout = self.shared.ccr.interrupt_timeout;
         Box::pin(
             tokio::time::timeout(timeout, rx)
                 .into_actor(self)
                 .map(move |res, act, _| {
-                    act.interrupts.remove(&request_id);
+                    act.router.forget(&request_id);
                     match res {
                         Err(_) => Err(SessionError::Timeout(timeout)),
                         Ok(Err(_)) => Err(SessionError::ConnectionLost),
                         Ok(Ok(Err(message))) => Err(SessionError::Rejected(message)),
-                        Ok(Ok(Ok(response))) => Ok(InterruptAnswer {
-                            request_id,
-                            response,
-                        }),
+                        Ok(Ok(Ok(response))) => Ok(InterruptAnswer::new(request_id, response)),
                     }
                 }),
         )
@@ -679,18 +600,18 @@ impl Handler<InterruptSession> for SessionActor {
 }
 
 impl Handler<SendUserMessage> for SessionActor {
-    type Result = ResponseFuture<Result<SentMessage, SessionError>>;
+    type Result = ResponseActFuture<Self, Result<SentMessage, SessionError>>;
 
     fn handle(&mut self, msg: SendUserMessage, _: &mut Context<Self>) -> Self::Result {
         if self.spec.viewer_only {
-            return Box::pin(async { Err(SessionError::ViewerOnly) });
+            return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
         }
         let ccr = self.shared.ccr.clone();
         let url = events_url(&self.shared.base_url, &self.spec.id);
         let token_source = self.spec.token.clone();
         let session_id = self.spec.id.clone();
         let client = self.client.clone();
-        Box::pin(async move {
+        let post = async move {
             let token = token_source.fetch(ccr.token_command_timeout).await?;
             let uuid = uuid::Uuid::new_v4().to_string();
             let body = protocol::user_message_events(&uuid, &session_id, &msg.content);
@@ -718,7 +639,14 @@ impl Handler<SendUserMessage> for SessionActor {
             let body = resp.body().limit(4096).await.unwrap_or_default();
             let body = redact(String::from_utf8_lossy(&body).into_owned(), token.expose());
             Err(SessionError::Upstream { status, body })
-        })
+        };
+        Box::pin(post.into_actor(self).map(|res, act, _| {
+            if res.is_ok() {
+                // The session should now say something (the echo, at least).
+                act.router.sent(Instant::now());
+            }
+            res
+        }))
     }
 }
 

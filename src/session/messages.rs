@@ -13,7 +13,7 @@ use super::token::TokenError;
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// The session is configured `viewer_only`.
-    #[error("session is viewer-only: it never interrupts or sends messages")]
+    #[error("session is viewer-only: the supervisor never interrupts it or sends it messages (its prompts are still answered)")]
     ViewerOnly,
     /// No live connection.
     #[error("session is not connected")]
@@ -44,17 +44,47 @@ pub enum SessionError {
 }
 
 /// Interrupt the running turn and wait for the session's answer.
-#[derive(Message, Debug)]
+#[derive(Message, Debug, Default)]
 #[rtype(result = "Result<InterruptAnswer, SessionError>")]
-pub struct InterruptSession;
+pub struct InterruptSession {
+    /// Also cancel the user messages still queued (`cancel_queued`, PROTOCOL §6).
+    pub cancel_queued: bool,
+}
 
 /// The session's answer to an interrupt.
 #[derive(Debug, Clone, Serialize)]
 pub struct InterruptAnswer {
     /// Id of the interrupt request we sent.
     pub request_id: String,
-    /// The `response` body of its `success` answer.
+    /// The `response` body of its `success` answer; `null` when the session sent none
+    /// (CLI 2.1.197 answers an interrupt with no body at all).
     pub response: Value,
+    /// Uuids of queued user messages that survive the interrupt (`response.still_queued`);
+    /// `null` when the session did not say.
+    pub still_queued: Option<Vec<String>>,
+    /// Uuids of queued user messages the interrupt cancelled (`response.cancelled`, only
+    /// with `cancel_queued`); `null` when the session did not say.
+    pub cancelled: Option<Vec<String>>,
+}
+
+impl InterruptAnswer {
+    /// The answer to interrupt `request_id`, with the lists read from `response`.
+    pub fn new(request_id: String, response: Value) -> Self {
+        let list = |key: &str| -> Option<Vec<String>> {
+            response.get(key)?.as_array().map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+        };
+        Self {
+            still_queued: list("still_queued"),
+            cancelled: list("cancelled"),
+            request_id,
+            response,
+        }
+    }
 }
 
 /// Send a user message through the events endpoint.

@@ -1,11 +1,13 @@
-//! One CCR session: reconnect policy and frame reassembly (pure), token sources,
-//! and the `SessionActor` that owns the awc WebSocket.
+//! One CCR session: reconnect policy and frame reassembly (pure), token sources, the
+//! transport-agnostic [`router`] (what frames mean, requests to the session), and the
+//! `SessionActor`, its WebSocket transport.
 
 mod actor;
 pub mod assembly;
 pub mod client;
 mod messages;
 pub mod reconnect;
+pub mod router;
 pub mod socket;
 pub mod state;
 pub mod token;

@@ -25,7 +25,13 @@ pub enum Ended {
     },
     /// The attempt never opened (refused, handshake error, timeout, no token).
     NeverOpened,
+    /// The response watchdog fired: nothing arrived after the supervisor sent something,
+    /// so the open socket is presumed dead and dropped by us.
+    Watchdog,
 }
+
+/// Pause before reconnecting after the watchdog fired (the reference client's 500 ms).
+pub const WATCHDOG_PAUSE: Duration = Duration::from_millis(500);
 
 /// Why a session will not be reconnected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -101,6 +107,16 @@ impl ReconnectPolicy {
 
     /// Decide what to do after an attempt ended. `unit` is a random number in `[0, 1)`.
     pub fn on_end(&mut self, ended: Ended, unit: f64) -> Next {
+        if ended == Ended::Watchdog {
+            // Like the reference: counters reset, back after a short fixed pause.
+            self.attempt = 1;
+            self.not_found = 0;
+            self.backoff_step = 0;
+            return Next::Retry {
+                delay: WATCHDOG_PAUSE,
+                attempt: 1,
+            };
+        }
         self.attempt = self.attempt.saturating_add(1);
         let base = match ended {
             Ended::Closed {
@@ -126,7 +142,7 @@ impl ReconnectPolicy {
                 // Still within the reference's "5 attempts at 2 s" after a drop.
                 self.cfg.transient_delay
             }
-            Ended::NeverOpened => {
+            Ended::Watchdog | Ended::NeverOpened => {
                 let step = self.backoff_step.min(30);
                 self.backoff_step += 1;
                 self.cfg
@@ -152,6 +168,26 @@ pub fn jitter(base: Duration, fraction: f64, unit: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watchdog_reconnects_after_a_short_pause_with_counters_reset() {
+        let mut p = no_jitter();
+        p.on_open();
+        for _ in 0..3 {
+            p.on_end(Ended::NeverOpened, 0.5);
+        }
+        assert_eq!(
+            p.on_end(Ended::Watchdog, 0.5),
+            Next::Retry {
+                delay: WATCHDOG_PAUSE,
+                attempt: 1
+            }
+        );
+        assert!(matches!(
+            p.on_end(Ended::Closed { code: None }, 0.5),
+            Next::Retry { attempt: 2, .. }
+        ));
+    }
 
     fn no_jitter() -> ReconnectPolicy {
         ReconnectPolicy::new(ReconnectConfig {

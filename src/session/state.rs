@@ -135,6 +135,9 @@ pub struct SessionStatus {
     pub connected_since: Option<SystemTime>,
     /// Counters of this incarnation.
     pub counters: Counters,
+    /// How the last `initialize` went: `listed`, `unlisted` (an older CLI), `failed`,
+    /// `sent`, `not_sent`.
+    pub initialize: crate::session::router::InitializeState,
 }
 
 impl SessionStatus {
@@ -145,6 +148,7 @@ impl SessionStatus {
             last_error: None,
             connected_since: None,
             counters: Counters::default(),
+            initialize: crate::session::router::InitializeState::NotSent,
         }
     }
 }

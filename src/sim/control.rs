@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::conn::WsConn;
 use super::frames;
 use super::state::{Entry, Outcome, Outstanding, Shared};
-use super::{InterruptMode, SimEvent};
+use super::{InitializeMode, InterruptMode, SimEvent};
 
 /// Why a POST to `/events` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,6 +151,20 @@ impl Shared {
         let users = count_user_messages(&body).map_err(PostError::Malformed)?;
         e.posted.push(body.clone());
         e.run.user_msgs += users;
+        let echoes = user_messages(&body, id);
+        for (uuid, _) in &echoes {
+            e.queued.push(uuid.clone());
+        }
+        let echo_to = (e.echo_posts > 0)
+            .then(|| e.live.as_ref().map(|l| l.addr.clone()))
+            .flatten();
+        if let Some(addr) = echo_to {
+            for (_, echo) in &echoes {
+                for _ in 0..e.echo_posts {
+                    addr.do_send(super::conn::Out::Text(echo.to_string()));
+                }
+            }
+        }
         e.bump();
         self.emit(SimEvent::Posted {
             session: id.to_owned(),
@@ -160,7 +174,57 @@ impl Shared {
     }
 }
 
-/// Handle a client `control_request`: interrupts per mode, everything else is unsupported.
+/// The user messages of an events body as the session echoes them: `(uuid, frame)`.
+fn user_messages(body: &Value, session: &str) -> Vec<(String, Value)> {
+    let events = body.get("events").and_then(Value::as_array);
+    events
+        .into_iter()
+        .flatten()
+        .filter(|ev| ev.get("type").and_then(Value::as_str) == Some("user"))
+        .filter_map(|ev| {
+            let uuid = ev.get("uuid").and_then(Value::as_str)?.to_owned();
+            let mut echo = ev.clone();
+            echo["session_id"] = Value::from(session);
+            Some((uuid, echo))
+        })
+        .collect()
+}
+
+/// The `initialize` reply per the session's mode (PROTOCOL §6).
+fn on_initialize(e: &Entry, request_id: &str) -> Vec<Value> {
+    match e.init_mode {
+        InitializeMode::Ignore => Vec::new(),
+        InitializeMode::Error => vec![frames::control_error(request_id, "initialize failed")],
+        InitializeMode::Omit => vec![frames::control_success(
+            request_id,
+            serde_json::json!({"commands": []}),
+        )],
+        InitializeMode::Lists => {
+            let mut lists: [Vec<Value>; 3] = Default::default();
+            for o in &e.outstanding {
+                let Ok(frame) = serde_json::from_str::<Value>(&o.frame) else {
+                    continue;
+                };
+                let slot = match frame.pointer("/request/subtype").and_then(Value::as_str) {
+                    Some("elicitation") => 1,
+                    Some("request_user_dialog") => 2,
+                    _ => 0,
+                };
+                lists[slot].push(frame);
+            }
+            let [permission, elicitation, dialog] = lists;
+            let mut reply =
+                frames::control_success(request_id, serde_json::json!({"commands": []}));
+            reply["response"]["pending_permission_requests"] = Value::from(permission);
+            reply["response"]["pending_elicitation_requests"] = Value::from(elicitation);
+            reply["response"]["pending_user_dialog_requests"] = Value::from(dialog);
+            vec![reply]
+        }
+    }
+}
+
+/// Handle a client `control_request`: `initialize` and interrupts per mode, everything
+/// else is unsupported.
 fn on_request(id: &str, e: &mut Entry, frame: &Value) -> Vec<Value> {
     let Some(request_id) = frame.get("request_id").and_then(Value::as_str) else {
         return Vec::new();
@@ -169,14 +233,21 @@ fn on_request(id: &str, e: &mut Entry, frame: &Value) -> Vec<Value> {
         .pointer("/request/subtype")
         .and_then(Value::as_str)
         .unwrap_or("");
+    if subtype == "initialize" {
+        return on_initialize(e, request_id);
+    }
     if subtype != "interrupt" {
         let msg = format!("Unsupported control request subtype: {subtype}");
         return vec![frames::control_error(request_id, &msg)];
     }
+    let cancel_queued = frame
+        .pointer("/request/cancel_queued")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     match e.mode.clone() {
         InterruptMode::Ignore => Vec::new(),
         InterruptMode::Error(msg) => vec![frames::control_error(request_id, &msg)],
-        InterruptMode::Answer => {
+        mode @ (InterruptMode::Answer | InterruptMode::AnswerEmpty) => {
             let mut out: Vec<Value> = e
                 .outstanding
                 .drain(..)
@@ -188,10 +259,22 @@ fn on_request(id: &str, e: &mut Entry, frame: &Value) -> Vec<Value> {
                 }
             }
             e.bump();
-            out.push(frames::control_success(
-                request_id,
-                serde_json::json!({"still_queued":[]}),
-            ));
+            let answer = if mode == InterruptMode::AnswerEmpty {
+                serde_json::json!({"type":"control_response",
+                    "response":{"subtype":"success","request_id":request_id}})
+            } else if cancel_queued {
+                let cancelled = std::mem::take(&mut e.queued);
+                frames::control_success(
+                    request_id,
+                    serde_json::json!({"still_queued":[], "cancelled": cancelled}),
+                )
+            } else {
+                frames::control_success(
+                    request_id,
+                    serde_json::json!({"still_queued": e.queued.clone()}),
+                )
+            };
+            out.push(answer);
             out.push(frames::fill_sdk(
                 frames::result("error_during_execution", true),
                 id,

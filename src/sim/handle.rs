@@ -13,7 +13,9 @@ use super::conn::{Out, WsConn};
 use super::frames;
 use super::script::Script;
 use super::state::Shared;
-use super::{InterruptMode, SeenRequest, SimEvent, CLOSE_GRACE, SHUTDOWN_CLOSE_CODE};
+use super::{
+    InitializeMode, InterruptMode, SeenRequest, SimEvent, CLOSE_GRACE, SHUTDOWN_CLOSE_CODE,
+};
 
 /// Handle to a running simulator; cheap to clone, usable from any thread.
 #[derive(Clone)]
@@ -21,6 +23,7 @@ pub struct SimHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
     server: ServerHandle,
+    persist: Option<std::path::PathBuf>,
 }
 
 fn send(addr: Option<Addr<WsConn>>, out: Out) -> bool {
@@ -34,11 +37,17 @@ fn send(addr: Option<Addr<WsConn>>, out: Out) -> bool {
 }
 
 impl SimHandle {
-    pub(crate) fn new(shared: Arc<Shared>, addr: SocketAddr, server: ServerHandle) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        addr: SocketAddr,
+        server: ServerHandle,
+        persist: Option<std::path::PathBuf>,
+    ) -> Self {
         SimHandle {
             shared,
             addr,
             server,
+            persist,
         }
     }
 
@@ -217,6 +226,32 @@ impl SimHandle {
         self.shared.with_entry(id, |e| e.deaf = deaf);
     }
 
+    /// How `id` answers the client's `initialize` (default [`InitializeMode::Lists`]).
+    pub fn set_initialize_mode(&self, id: &str, mode: InitializeMode) {
+        self.shared.with_entry(id, |e| e.init_mode = mode);
+    }
+
+    /// Replay outstanding prompts on each new connection of `id` (default true, like CCR).
+    pub fn set_replay(&self, id: &str, replay: bool) {
+        self.shared.with_entry(id, |e| e.replay = replay);
+    }
+
+    /// Echo each user message POSTed to `/events` of `id` on its socket `times` times
+    /// (CCR may send one back more than once).
+    pub fn set_echo_posts(&self, id: &str, times: u8) {
+        self.shared.with_entry(id, |e| e.echo_posts = times);
+    }
+
+    /// Stop tracking a prompt without telling the client (the session dropped it while
+    /// nobody was connected, as a worker that restarted would).
+    pub fn forget_prompt(&self, id: &str, request_id: &str) -> bool {
+        self.shared.with_entry(id, |e| {
+            let before = e.outstanding.len();
+            e.outstanding.retain(|o| o.request_id != request_id);
+            e.outstanding.len() != before
+        })
+    }
+
     /// Close every open socket with 1001, then stop the server.
     ///
     /// Each socket waits for the client's close reply (at most [`CLOSE_GRACE`]),
@@ -238,6 +273,11 @@ impl SimHandle {
             }
         }
         self.server.stop(false).await;
+        if let Some(path) = &self.persist {
+            if let Err(e) = super::persist::save(path, &super::persist::snapshot(&self.shared)) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot save simulator state");
+            }
+        }
         tracing::debug!(addr = %self.addr, "ccr simulator stopped");
     }
 }

@@ -26,6 +26,7 @@ mod http;
 pub mod load;
 mod load_conn;
 pub mod load_frames;
+mod persist;
 mod runner;
 mod script;
 mod state;
@@ -125,13 +126,33 @@ pub struct SeenRequest {
 /// How a session reacts to a client `interrupt` control request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum InterruptMode {
-    /// Like the real worker: cancel the pending prompt, answer success, end the turn.
+    /// Like the real worker: cancel the pending prompt, answer success with
+    /// `still_queued` (and `cancelled` for `cancel_queued`), end the turn.
     #[default]
     Answer,
+    /// Like [`InterruptMode::Answer`], but the success carries no `response` at all, as
+    /// CLI 2.1.197 answers.
+    AnswerEmpty,
     /// Send nothing at all.
     Ignore,
     /// Answer with an `error` control response carrying this message.
     Error(String),
+}
+
+/// How a session answers the client's `initialize` control request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum InitializeMode {
+    /// Like CLI 2.1.268+: success with `pending_permission_requests`,
+    /// `pending_elicitation_requests` and `pending_user_dialog_requests` (each outstanding
+    /// request as sent).
+    #[default]
+    Lists,
+    /// Like older CLIs: success without the lists.
+    Omit,
+    /// Answer with an `error` control response.
+    Error,
+    /// Send nothing at all.
+    Ignore,
 }
 
 /// Builder for a simulator instance.
@@ -139,8 +160,10 @@ pub struct SimBuilder {
     bind: SocketAddr,
     sessions: Vec<(String, String, Script)>,
     modes: Vec<(String, InterruptMode)>,
+    init_modes: Vec<(String, InitializeMode)>,
     workers: usize,
     idle_timeout: Duration,
+    persist: Option<std::path::PathBuf>,
 }
 
 impl Default for SimBuilder {
@@ -156,9 +179,18 @@ impl SimBuilder {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             sessions: Vec::new(),
             modes: Vec::new(),
+            init_modes: Vec::new(),
             workers: 1,
             idle_timeout: Duration::from_secs(120),
+            persist: None,
         }
+    }
+
+    /// Keep the sessions' outstanding prompts in `path` (loaded at start, saved as they
+    /// change and at stop), so they outlive a restart of the process like real CCR sessions.
+    pub fn persist(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.persist = Some(path.into());
+        self
     }
 
     /// Listen on this address instead of 127.0.0.1:0.
@@ -176,6 +208,12 @@ impl SimBuilder {
     /// Set how session `id` reacts to interrupts (default [`InterruptMode::Answer`]).
     pub fn interrupt_mode(mut self, id: &str, mode: InterruptMode) -> Self {
         self.modes.push((id.into(), mode));
+        self
+    }
+
+    /// Set how session `id` answers `initialize` (default [`InitializeMode::Lists`]).
+    pub fn initialize_mode(mut self, id: &str, mode: InitializeMode) -> Self {
+        self.init_modes.push((id.into(), mode));
         self
     }
 
@@ -200,6 +238,13 @@ impl SimBuilder {
         for (id, mode) in self.modes {
             shared.set_interrupt_mode(&id, mode);
         }
+        for (id, mode) in self.init_modes {
+            shared.with_entry(&id, |e| e.init_mode = mode);
+        }
+        if let Some(path) = &self.persist {
+            persist::restore(&shared, persist::load(path));
+            actix_rt::spawn(persist::keep(shared.clone(), path.clone()));
+        }
         let data = web::Data::from(shared.clone());
         let server =
             HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
@@ -218,7 +263,7 @@ impl SimBuilder {
         let server_handle = server.handle();
         actix_rt::spawn(server);
         tracing::debug!(%addr, "ccr simulator listening");
-        Ok(SimHandle::new(shared, addr, server_handle))
+        Ok(SimHandle::new(shared, addr, server_handle, self.persist))
     }
 }
 

@@ -79,6 +79,9 @@ pub(crate) fn plan(e: &mut Entry, session: &str, conn_id: u64) -> Plan {
         Step::WaitUserMessage => {
             if e.run.user_msgs > e.run.consumed {
                 e.run.consumed += 1;
+                if !e.queued.is_empty() {
+                    e.queued.remove(0);
+                }
                 e.run.pos = pos + 1;
                 Plan::new(Vec::new(), Then::Continue)
             } else {

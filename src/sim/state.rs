@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::conn::WsConn;
 use super::script::{Script, Step};
-use super::{InterruptMode, SeenRequest, SimEvent, EVENT_CAPACITY};
+use super::{InitializeMode, InterruptMode, SeenRequest, SimEvent, EVENT_CAPACITY};
 
 /// State shared by the routes, the socket actors, the script runners and the handle.
 pub(crate) struct Shared {
@@ -56,6 +56,15 @@ pub(crate) struct Entry {
     /// Fault injection: frames from the client are lost (as if the connection died before
     /// the session read them): neither recorded nor acted on.
     pub(crate) deaf: bool,
+    /// Replay outstanding prompts on every new connection (like CCR); off to prove that an
+    /// `initialize` list alone tells the client.
+    pub(crate) replay: bool,
+    /// How this session answers the client's `initialize`.
+    pub(crate) init_mode: InitializeMode,
+    /// Each user message POSTed to `/events` is echoed on the socket this many times.
+    pub(crate) echo_posts: u8,
+    /// Uuids of POSTed user messages the script has not consumed yet (for interrupts).
+    pub(crate) queued: Vec<String>,
     /// Bumped on every change a script runner may be waiting for.
     pub(crate) wake: watch::Sender<u64>,
 }
@@ -153,6 +162,10 @@ impl Entry {
             refuse: None,
             paused: false,
             deaf: false,
+            replay: true,
+            init_mode: InitializeMode::default(),
+            echo_posts: 0,
+            queued: Vec::new(),
             wake: watch::channel(0).0,
         }
     }
@@ -319,7 +332,11 @@ impl Shared {
             })
             .map(|old| old.addr);
         e.connections += 1;
-        let replay = e.outstanding.iter().map(|o| o.frame.clone()).collect();
+        let replay = if e.replay {
+            e.outstanding.iter().map(|o| o.frame.clone()).collect()
+        } else {
+            Vec::new()
+        };
         e.bump();
         st.conns.insert(conn_id, addr);
         self.emit(SimEvent::Connected {

@@ -23,7 +23,7 @@ async fn interrupt_answer_cancels_prompt_and_ends_turn() {
     let sim = start(vec![("s1", "tok", Script::new(steps))]).await;
     let mut ws = connect(&sim, "s1", "tok").await;
     read_until(&mut ws, is_type("control_request")).await;
-    send_text(&mut ws, interrupt_request("int-1")).await;
+    send_text(&mut ws, interrupt_request("int-1", false)).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"type":"control_cancel_request","request_id":"req_1"})
@@ -57,12 +57,12 @@ async fn interrupt_ignore_and_error_modes() {
         .unwrap();
     let mut ws = connect(&sim, "s1", "tok").await;
     assert_eq!(next_json(&mut ws).await["request_id"], "req_1");
-    send_text(&mut ws, interrupt_request("int-1")).await;
+    send_text(&mut ws, interrupt_request("int-1", false)).await;
     expect_quiet(&mut ws).await;
     assert_eq!(sim.outstanding("s1"), vec!["req_1".to_string()]);
 
     sim.set_interrupt_mode("s1", InterruptMode::Error("busy".into()));
-    send_text(&mut ws, interrupt_request("int-2")).await;
+    send_text(&mut ws, interrupt_request("int-2", false)).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"type":"control_response","response":{"subtype":"error","request_id":"int-2","error":"busy"}})

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ccr_supervisor::app::{self, Running};
 use ccr_supervisor::config;
 use ccr_supervisor::events::{Envelope, Event};
-use ccr_supervisor::sim::{InterruptMode, Script, SimBuilder, SimEvent, SimHandle};
+use ccr_supervisor::sim::{InitializeMode, InterruptMode, Script, SimBuilder, SimEvent, SimHandle};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -61,6 +61,7 @@ pub struct Sess {
     pub script: Script,
     pub viewer_only: bool,
     pub interrupt: InterruptMode,
+    pub initialize: InitializeMode,
     /// Known to the simulator (false → close 4001).
     pub known: bool,
 }
@@ -76,6 +77,7 @@ impl Sess {
             script: Script::empty(),
             viewer_only: false,
             interrupt: InterruptMode::Answer,
+            initialize: InitializeMode::Lists,
             known: true,
         }
     }
@@ -94,6 +96,10 @@ impl Sess {
     }
     pub fn interrupt(mut self, mode: InterruptMode) -> Self {
         self.interrupt = mode;
+        self
+    }
+    pub fn initialize(mut self, mode: InitializeMode) -> Self {
+        self.initialize = mode;
         self
     }
     pub fn unknown_to_sim(mut self) -> Self {
@@ -148,7 +154,8 @@ impl Harness {
             if s.known {
                 builder = builder
                     .session(&s.id, &s.sim_token, s.script.clone())
-                    .interrupt_mode(&s.id, s.interrupt.clone());
+                    .interrupt_mode(&s.id, s.interrupt.clone())
+                    .initialize_mode(&s.id, s.initialize.clone());
             }
         }
         let sim = builder.start().await.expect("simulator starts");
@@ -259,13 +266,27 @@ impl Harness {
         wait_sim(&mut self.sim_events, pred).await
     }
 
-    /// Wait until the simulator has an accepted live connection for `id`.
+    /// Wait until the simulator has an accepted live connection for `id` and has received
+    /// the supervisor's `initialize` on it (and so answered it: prompts sent from now on
+    /// are not also in that reply).
     pub async fn wait_sim_connected(&mut self, id: &str) {
-        if self.sim.is_connected(id) {
-            return;
-        }
-        self.wait_sim(|e| matches!(e, SimEvent::Connected { session, .. } if session == id))
+        let initialized = |sim: &SimHandle| {
+            let inits = sim
+                .received(id)
+                .iter()
+                .filter(|f| f["request"]["subtype"] == "initialize")
+                .count() as u32;
+            sim.is_connected(id) && inits >= sim.connections(id)
+        };
+        while !initialized(&self.sim) {
+            self.wait_sim(|e| match e {
+                SimEvent::Connected { session, .. } | SimEvent::Received { session, .. } => {
+                    session == id
+                }
+                _ => false,
+            })
             .await;
+        }
     }
 
     /// Wait until the simulator has accepted at least `n` connections of `id` in total.

@@ -279,7 +279,10 @@ async fn interrupt_and_send() {
         out.stdout.starts_with("interrupted s1 (request "),
         "{out:?}"
     );
-    let sent = wait_received(&mut h.sim_events, "s1", |f| f["type"] == "control_request").await;
+    let sent = wait_received(&mut h.sim_events, "s1", |f| {
+        f["request"]["subtype"] == "interrupt"
+    })
+    .await;
     assert_eq!(sent["request"], json!({"subtype":"interrupt"}));
     assert!(out.stdout.contains(sent["request_id"].as_str().unwrap()));
 

@@ -15,7 +15,9 @@ mod limits;
 mod operator;
 mod permissions;
 mod policy;
+mod protocol;
 mod reconnect;
+mod restore;
 mod routing;
 mod stream;
 // Needs the panic-injection hook: run with `cargo test --features test-hooks`.

@@ -15,7 +15,10 @@ async fn interrupt_with_a_pending_prompt_cancels_it_and_returns_the_answer() {
     let (status, body) = h.post("/v1/sessions/s1/interrupt", json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["response"], json!({"still_queued": []}));
-    let sent = wait_received(&mut h.sim_events, "s1", |f| f["type"] == "control_request").await;
+    let sent = wait_received(&mut h.sim_events, "s1", |f| {
+        f["request"]["subtype"] == "interrupt"
+    })
+    .await;
     assert_eq!(sent["request"], json!({"subtype":"interrupt"}));
     assert_eq!(sent["request_id"], body["request_id"]);
     // The worker withdrew the prompt before answering the interrupt.
@@ -110,10 +113,12 @@ async fn viewer_only_session_refuses_interrupt_and_send() {
         (409, Some("viewer_only"))
     );
     assert!(h.sim.posted("watch").is_empty());
-    assert!(h
-        .sim
-        .received("watch")
-        .iter()
-        .all(|f| f["type"] != "control_request"));
+    assert!(
+        h.sim
+            .received("watch")
+            .iter()
+            .all(|f| f["request"]["subtype"] != "interrupt"),
+        "a viewer-only session never interrupts (it may initialize)"
+    );
     h.shutdown().await;
 }

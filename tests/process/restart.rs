@@ -305,3 +305,71 @@ async fn an_answer_lost_with_its_connection_before_a_kill_9_is_resent_after_the_
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Issue 23.3: after a restart, prompts the session still waits on (it replays and lists
+/// them) are confirmed; one it dropped meanwhile stays answerable but `unconfirmed`, listed
+/// after the confirmed ones even though it is the oldest.
+#[actix_rt::test]
+async fn restored_prompts_the_session_still_waits_on_are_confirmed_and_listed_first() {
+    let sim = support::start_sim(&["s1"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = support::config_toml(&sim.base_url(), &["s1"], &dir.path().join("ledger.db"), "");
+    let cfg = support::write_file(dir.path(), "config.toml", &cfg);
+    let http = support::http();
+
+    let mut first = Supervisor::spawn(&cfg).await;
+    let mut sse = support::open_sse(&http, &first.api).await;
+    let mut seen = vec![];
+    sse.wait_connected(&mut seen, &["s1"]).await;
+    for id in ["gone", "kept-a", "kept-b"] {
+        assert!(sim.prompt("s1", id, "Bash", json!({ "command": id })));
+        sse.wait_for(&mut seen, |e| support::is_requested(e, id))
+            .await;
+    }
+    first.signal(libc::SIGKILL);
+    first.wait_exit(WAIT).await;
+    drop(sse);
+    drop(first);
+    // The session dropped one prompt while nobody was connected.
+    assert!(sim.forget_prompt("s1", "gone"));
+
+    let second = Supervisor::spawn(&cfg).await;
+    let mut sse = support::open_sse(&http, &second.api).await;
+    let mut seen = vec![];
+    sse.wait_until(&mut seen, |all| {
+        ["kept-a", "kept-b"].iter().all(|id| {
+            all.iter()
+                .any(|e| e.event == "permission_confirmed" && e.data["request_id"] == *id)
+        })
+    })
+    .await;
+    let (_, body) = support::get(&http, &format!("{}/v1/permissions", second.api)).await;
+    let order: Vec<(String, bool)> = body["permissions"]
+        .as_array()
+        .expect("permissions")
+        .iter()
+        .map(|p| {
+            (
+                p["request_id"].as_str().unwrap_or_default().to_owned(),
+                p["confirmed"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("kept-a".to_owned(), true),
+            ("kept-b".to_owned(), true),
+            ("gone".to_owned(), false)
+        ],
+        "{body}"
+    );
+    // Still answerable (an inherited prompt may be), and the ledger records it.
+    let (status, body) = support::post(
+        &http,
+        &format!("{}/v1/sessions/s1/permissions/gone", second.api),
+        json!({"behavior": "deny", "message": "stale"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
