@@ -233,18 +233,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         registry: registry.clone(),
         bus: bus.clone(),
         auth,
+        request_body_timeout: config.api.request_body_timeout,
         stream_heartbeat: config.api.stream_heartbeat,
         policy,
         ledger: ledger.clone(),
         metrics,
     };
-    let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
-        .workers(1)
-        .h1_write_buffer_size(API_WRITE_BUFFER)
-        .disable_signals()
-        .shutdown_timeout(config.api.shutdown_timeout.as_secs().max(1))
-        .bind(config.api.bind)
-        .with_context(|| format!("cannot bind the operator API on {}", config.api.bind))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(
+                api::body_deadline::limit_body_time,
+            ))
+            .configure(api::configure(state.clone()))
+    })
+    .workers(1)
+    .h1_write_buffer_size(API_WRITE_BUFFER)
+    .disable_signals()
+    .shutdown_timeout(config.api.shutdown_timeout.as_secs().max(1))
+    .bind(config.api.bind)
+    .with_context(|| format!("cannot bind the operator API on {}", config.api.bind))?;
     let api_addr = server
         .addrs()
         .first()

@@ -212,6 +212,7 @@ mod tests {
             history_total_bytes: 1 << 20,
             stream_heartbeat: std::time::Duration::from_secs(1),
             shutdown_timeout: std::time::Duration::from_secs(1),
+            request_body_timeout: std::time::Duration::from_secs(1),
             auth_enabled: true,
             tokens: vec![ApiTokenSpec {
                 name: "alice".into(),

@@ -36,6 +36,9 @@ const ENV_PREFIX: &str = "CCR_SUPERVISOR";
 /// Separator between prefix, section and key in environment overrides.
 const ENV_SEPARATOR: &str = "__";
 
+/// Default of `[api] request_body_timeout`: generous for a JSON body of at most 1 MiB.
+const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why the configuration could not be loaded. No variant ever contains a token.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -261,6 +264,11 @@ fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
         history_total_bytes: t.usize(errs, "history_total_bytes", 256 << 20, 1024..=1 << 40),
         stream_heartbeat: t.positive_duration(errs, "stream_heartbeat", Duration::from_secs(15)),
         shutdown_timeout: t.positive_duration(errs, "shutdown_timeout", Duration::from_secs(10)),
+        request_body_timeout: t.positive_duration(
+            errs,
+            "request_body_timeout",
+            DEFAULT_REQUEST_BODY_TIMEOUT,
+        ),
         auth_enabled,
         tokens,
     };

@@ -56,6 +56,9 @@ pub struct ApiConfig {
     pub stream_heartbeat: Duration,
     /// Graceful shutdown deadline (`shutdown_timeout`, default 10 s).
     pub shutdown_timeout: Duration,
+    /// How long a request body may take to arrive in full once its head is in
+    /// (`request_body_timeout`, default 10 s); later is 408 `request_timeout`.
+    pub request_body_timeout: Duration,
     /// `auth = "enabled"` (default) or `"disabled"` (local development only).
     pub auth_enabled: bool,
     /// `[[api.tokens]]`: operator tokens and their roles.
