@@ -234,6 +234,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         bus: bus.clone(),
         auth,
         request_body_timeout: config.api.request_body_timeout,
+        runtime_tokens: config.api.runtime_tokens.clone(),
         stream_heartbeat: config.api.stream_heartbeat,
         policy,
         ledger: ledger.clone(),

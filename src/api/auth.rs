@@ -214,6 +214,7 @@ mod tests {
             shutdown_timeout: std::time::Duration::from_secs(1),
             request_body_timeout: std::time::Duration::from_secs(1),
             auth_enabled: true,
+            runtime_tokens: Default::default(),
             tokens: vec![ApiTokenSpec {
                 name: "alice".into(),
                 role: Role::Approver,

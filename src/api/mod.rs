@@ -38,6 +38,8 @@ pub struct ApiState {
     pub auth: Arc<Authenticator>,
     /// `[api] request_body_timeout`, applied by [`body_deadline::limit_body_time`].
     pub request_body_timeout: Duration,
+    /// What sessions added over the API may use as a token source.
+    pub runtime_tokens: crate::config::RuntimeTokenRules,
     /// Heartbeat of event streams.
     pub stream_heartbeat: Duration,
     /// The policy (for side-effect-free evaluation).

@@ -16,6 +16,7 @@ mod permissions;
 mod policy;
 mod reconnect;
 mod routing;
+mod runtime_tokens;
 mod slow_body;
 mod stream;
 // Needs the panic-injection hook: run with `cargo test --features test-hooks`.
