@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::{wait_bus, Harness, Sess};
+use crate::common::{logs, wait_bus, Harness, Sess};
 use ccr_supervisor::events::Event;
 use ccr_supervisor::sim::Script;
 use ccr_supervisor::supervisor::ReplaceSessions;
@@ -61,6 +61,10 @@ async fn token_command_is_never_accepted_at_run_time() {
     .await;
     h.shutdown().await;
     assert!(!marker.exists(), "the command never ran");
+    let logs = logs::all();
+    for secret in ["sk-cmd-secret", "sk-literal-secret"] {
+        assert!(!logs.contains(secret), "{secret} reached the logs");
+    }
 }
 
 #[actix_rt::test]
@@ -150,6 +154,10 @@ async fn token_file_must_resolve_inside_the_allowed_directories() {
         "no connect with the outside file"
     );
     h.shutdown().await;
+    assert!(
+        !logs::all().contains(OUTSIDE_SECRET),
+        "outside file reached the logs"
+    );
 }
 
 #[actix_rt::test]
