@@ -251,6 +251,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         registry: registry.clone(),
         bus: bus.clone(),
         auth,
+        request_body_timeout: config.api.request_body_timeout,
+        runtime_tokens: config.api.runtime_tokens.clone(),
         stream_heartbeat: config.api.stream_heartbeat,
         policy,
         ledger: ledger.clone(),
@@ -258,13 +260,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         // An edited input may be as large as the prompt it edits, plus the body around it.
         max_body_bytes: config.ccr.max_frame_bytes.max(1 << 20) + (64 << 10),
     };
-    let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
-        .workers(1)
-        .h1_write_buffer_size(API_WRITE_BUFFER)
-        .disable_signals()
-        .shutdown_timeout(config.api.shutdown_timeout.as_secs().max(1))
-        .bind(config.api.bind)
-        .with_context(|| format!("cannot bind the operator API on {}", config.api.bind))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(
+                api::body_deadline::limit_body_time,
+            ))
+            .configure(api::configure(state.clone()))
+    })
+    .workers(1)
+    .h1_write_buffer_size(API_WRITE_BUFFER)
+    .disable_signals()
+    .shutdown_timeout(config.api.shutdown_timeout.as_secs().max(1))
+    .bind(config.api.bind)
+    .with_context(|| format!("cannot bind the operator API on {}", config.api.bind))?;
     let api_addr = server
         .addrs()
         .first()

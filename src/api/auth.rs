@@ -116,9 +116,7 @@ impl Authenticator {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized("missing bearer token"))?;
         let digest = sha256(presented);
         // Compare against every digest without stopping early.
@@ -132,6 +130,17 @@ impl Authenticator {
             .cloned()
             .ok_or(ApiError::Unauthorized("invalid bearer token"))
     }
+}
+
+/// The token of an `Authorization` value using the `Bearer` scheme, whose name is
+/// case-insensitive (RFC 7235 §2.1): `Bearer x`, `bearer x` and `BEARER x` all give `x`.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_matches([' ', '\t']);
+    (!token.is_empty()).then_some(token)
 }
 
 fn secret_digest(name: &str, raw: &str) -> Result<[u8; 32], AuthSetupError> {
@@ -203,7 +212,9 @@ mod tests {
             history_total_bytes: 1 << 20,
             stream_heartbeat: std::time::Duration::from_secs(1),
             shutdown_timeout: std::time::Duration::from_secs(1),
+            request_body_timeout: std::time::Duration::from_secs(1),
             auth_enabled: true,
+            runtime_tokens: Default::default(),
             tokens: vec![ApiTokenSpec {
                 name: "alice".into(),
                 role: Role::Approver,
@@ -235,6 +246,31 @@ mod tests {
             a.authenticate(&none),
             Err(ApiError::Unauthorized(_))
         ));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for ok in [
+            "Bearer t",
+            "bearer t",
+            "BEARER t",
+            "bEaReR  t ",
+            "Bearer\tt",
+        ] {
+            assert_eq!(bearer_token(ok), Some("t"), "{ok:?}");
+        }
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearert",
+            "Bearerx t",
+            "Basic t",
+            "t",
+            "",
+            " Bearer t",
+        ] {
+            assert_eq!(bearer_token(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub enum ApiError {
     /// 406: the event stream needs a WebSocket upgrade or `Accept: text/event-stream`.
     #[error("{0}")]
     NotAcceptable(&'static str),
+    /// 408: the request body did not arrive in full within `[api] request_body_timeout`.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 503: an internal actor is not available (shutting down).
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -103,6 +106,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotAcceptable(_) => "not_acceptable",
+            ApiError::RequestTimeout(_) => "request_timeout",
         }
     }
 
@@ -167,6 +171,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

@@ -5,6 +5,7 @@
 //! extractors and extra routes.
 
 pub mod auth;
+pub mod body_deadline;
 mod error;
 mod health;
 mod policy_audit;
@@ -35,6 +36,10 @@ pub struct ApiState {
     pub bus: EventBus,
     /// Operator token checks.
     pub auth: Arc<Authenticator>,
+    /// `[api] request_body_timeout`, applied by [`body_deadline::limit_body_time`].
+    pub request_body_timeout: Duration,
+    /// What sessions added over the API may use as a token source.
+    pub runtime_tokens: crate::config::RuntimeTokenRules,
     /// Heartbeat of event streams.
     pub stream_heartbeat: Duration,
     /// The policy (for side-effect-free evaluation).
@@ -52,7 +57,7 @@ pub fn configure(state: ApiState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
         let json_cfg = web::JsonConfig::default()
             .limit(state.max_body_bytes)
-            .error_handler(|err, _| ApiError::InvalidBody(err.to_string()).into());
+            .error_handler(|err, _| body_deadline::json_error(err).into());
         let query_cfg = web::QueryConfig::default()
             .error_handler(|err, _| ApiError::InvalidQuery(err.to_string()).into());
         let path_cfg = web::PathConfig::default()

@@ -248,13 +248,15 @@ fn set_error(e: SessionSetError) -> ApiError {
 }
 
 /// `POST /v1/sessions` (admin): add and start a session. Same fields as
-/// `[[sessions]]`; the token only as `token_env`, `token_file` or `token_command`.
+/// `[[sessions]]`; the token only from a source `[api] runtime_token_sources`
+/// allows (`token_env`, `token_file` inside `runtime_token_dirs`), never a command.
 async fn add_session(
     _who: Admin,
     state: web::Data<ApiState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let spec = crate::config::session_from_json(&body).map_err(|errors| {
+    let rules = &state.runtime_tokens;
+    let spec = crate::config::runtime_session_from_json(&body, rules).map_err(|errors| {
         ApiError::InvalidBody(
             errors
                 .iter()

@@ -13,6 +13,8 @@ mod fields;
 mod ledger;
 #[path = "policy.rs"]
 pub(super) mod policy;
+#[path = "runtime.rs"]
+mod runtime;
 #[path = "sessions.rs"]
 mod sessions;
 
@@ -26,6 +28,7 @@ use serde_json::Value;
 
 use self::fields::{Errors, Table};
 pub use self::ledger::LedgerConfig;
+pub use self::runtime::runtime_session_from_json;
 use super::{
     ApiConfig, CcrConfig, Config, LogConfig, LogFormat, ReconnectConfig, SimConfig,
     SupervisorConfig,
@@ -35,6 +38,9 @@ use super::{
 const ENV_PREFIX: &str = "CCR_SUPERVISOR";
 /// Separator between prefix, section and key in environment overrides.
 const ENV_SEPARATOR: &str = "__";
+
+/// Default of `[api] request_body_timeout`: generous for a JSON body of at most 1 MiB.
+const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the configuration could not be loaded. No variant ever contains a token.
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +85,9 @@ impl fmt::Display for KeyErrors<'_> {
     }
 }
 
-/// Validate one session given at run time (`POST /v1/sessions`): the keys of a
-/// `[[sessions]]` entry, except that a literal `token` is refused.
+/// Validate one `[[sessions]]` entry given as JSON, with a config-file entry's
+/// rights except that a literal `token` is refused. `POST /v1/sessions` uses
+/// [`runtime_session_from_json`], which also applies `[api] runtime_token_sources`.
 pub fn session_from_json(
     value: &Value,
 ) -> Result<std::sync::Arc<crate::config::SessionSpec>, Vec<KeyError>> {
@@ -88,7 +95,7 @@ pub fn session_from_json(
     if value.get("token").is_some() {
         errs.push(
             "token",
-            "literal tokens are not accepted over the API: give token_env, token_file or token_command",
+            "literal tokens are not accepted over the API: give token_env or token_file (as [api] runtime_token_sources allows)",
         );
     }
     let mut specs = sessions::sessions(Some(&Value::Array(vec![value.clone()])), &mut errs);
@@ -253,6 +260,7 @@ fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
         }
     };
     let tokens = api_tokens::api_tokens(t.raw("tokens"), errs);
+    let runtime_tokens = runtime::runtime_tokens(&mut t, errs);
     let api = ApiConfig {
         bind: t.socket_addr(errs, "bind", default_bind),
         event_buffer: t.usize(errs, "event_buffer", 262_144, 1..=usize::MAX),
@@ -261,7 +269,13 @@ fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
         history_total_bytes: t.usize(errs, "history_total_bytes", 256 << 20, 1024..=1 << 40),
         stream_heartbeat: t.positive_duration(errs, "stream_heartbeat", Duration::from_secs(15)),
         shutdown_timeout: t.positive_duration(errs, "shutdown_timeout", Duration::from_secs(10)),
+        request_body_timeout: t.positive_duration(
+            errs,
+            "request_body_timeout",
+            DEFAULT_REQUEST_BODY_TIMEOUT,
+        ),
         auth_enabled,
+        runtime_tokens,
         tokens,
     };
     if api.auth_enabled

@@ -83,6 +83,7 @@ fn empty_config_in_demo_mode_is_all_defaults() {
     assert_eq!(c.api.bind, "127.0.0.1:8700".parse().unwrap());
     assert_eq!(c.api.event_buffer, 262_144);
     assert_eq!(c.api.history_total_bytes, 256 << 20);
+    assert_eq!(c.api.request_body_timeout, Duration::from_secs(10));
     assert_eq!(c.ccr.base_url, "");
     assert_eq!(c.ccr.organization_uuid, "");
     assert_eq!(c.ccr.anthropic_version, "2023-06-01");
@@ -128,6 +129,7 @@ fn every_key_is_parsed() {
         bind = "0.0.0.0:9000"
         event_buffer = 16
         history_total_bytes = 4096
+        request_body_timeout = "2s"
         [ccr]
         base_url = "http://localhost:8080//"
         organization_uuid = "00000000-0000-4000-8000-000000000000"
@@ -165,6 +167,7 @@ fn every_key_is_parsed() {
     assert_eq!(c.api.bind, "0.0.0.0:9000".parse().unwrap());
     assert_eq!(c.api.event_buffer, 16);
     assert_eq!(c.api.history_total_bytes, 4096);
+    assert_eq!(c.api.request_body_timeout, Duration::from_secs(2));
     assert_eq!(c.ccr.base_url, "http://localhost:8080");
     assert_eq!(c.ccr.anthropic_version, "2024-01-01");
     assert_eq!(c.ccr.anthropic_beta, "beta-x");

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 pub use load::policy::PolicyConfig;
 pub use load::LedgerConfig;
-pub use load::{load, load_from_str, session_from_json, ConfigError, KeyError};
+pub use load::{
+    load, load_from_str, runtime_session_from_json, session_from_json, ConfigError, KeyError,
+};
 
 use crate::session::token::TokenSource;
 
@@ -61,10 +63,53 @@ pub struct ApiConfig {
     pub stream_heartbeat: Duration,
     /// Graceful shutdown deadline (`shutdown_timeout`, default 10 s).
     pub shutdown_timeout: Duration,
+    /// How long a request body may take to arrive in full once its head is in
+    /// (`request_body_timeout`, default 10 s); later is 408 `request_timeout`.
+    pub request_body_timeout: Duration,
     /// `auth = "enabled"` (default) or `"disabled"` (local development only).
     pub auth_enabled: bool,
+    /// `runtime_token_sources` and `runtime_token_dirs`: what sessions added over the API may use.
+    pub runtime_tokens: RuntimeTokenRules,
     /// `[[api.tokens]]`: operator tokens and their roles.
     pub tokens: Vec<ApiTokenSpec>,
+}
+
+/// A token source a session added at run time may use (`[api] runtime_token_sources`).
+///
+/// There is deliberately no `Command`: `token_command` runs a shell command, so only
+/// the config file's `[[sessions]]` may use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeTokenSource {
+    /// `"env"`: `token_env`, a variable of the supervisor's environment.
+    Env,
+    /// `"file"`: `token_file`, inside one of `runtime_token_dirs`.
+    File,
+}
+
+/// What `POST /v1/sessions` may use as a session's token source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeTokenRules {
+    /// `runtime_token_sources` (default `["env"]`).
+    pub sources: Vec<RuntimeTokenSource>,
+    /// `runtime_token_dirs`: absolute directories a runtime `token_file` must resolve
+    /// inside, symlinks followed (default none; required when `"file"` is allowed).
+    pub dirs: Arc<[PathBuf]>,
+}
+
+impl Default for RuntimeTokenRules {
+    fn default() -> Self {
+        Self {
+            sources: vec![RuntimeTokenSource::Env],
+            dirs: Arc::from(Vec::new()),
+        }
+    }
+}
+
+impl RuntimeTokenRules {
+    /// Whether `source` may be used at run time.
+    pub fn allows(&self, source: RuntimeTokenSource) -> bool {
+        self.sources.contains(&source)
+    }
 }
 
 /// Operator role; each includes the ones before it.

@@ -1,7 +1,10 @@
 //! Access-token sources, read afresh at every connect attempt (tokens rotate).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, Read as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a session's access token comes from. `Debug` never prints a literal token.
@@ -14,7 +17,17 @@ pub enum TokenSource {
     /// `token_file = "path"`; surrounding whitespace is trimmed.
     File(PathBuf),
     /// `token_command = "..."`, run with `sh -c`; stdout (trimmed) is the token.
+    /// Only ever from the config file, never from the API.
     Command(String),
+    /// `token_file` of a session added over the API: read only while the file, every
+    /// symlink and `..` resolved, is a regular file inside one of `dirs` (checked at
+    /// every read, see [`open_confined`]).
+    ConfinedFile {
+        /// The path as given.
+        path: PathBuf,
+        /// `[api] runtime_token_dirs`.
+        dirs: Arc<[PathBuf]>,
+    },
 }
 
 impl fmt::Debug for TokenSource {
@@ -24,6 +37,7 @@ impl fmt::Debug for TokenSource {
             TokenSource::Env(var) => write!(f, "Env({var:?})"),
             TokenSource::File(path) => write!(f, "File({path:?})"),
             TokenSource::Command(_) => f.write_str("Command(<redacted>)"),
+            TokenSource::ConfinedFile { path, .. } => write!(f, "ConfinedFile({path:?})"),
         }
     }
 }
@@ -94,6 +108,12 @@ impl TokenSource {
                 })?
             }
             TokenSource::Command(cmd) => run_command(cmd, command_timeout).await?,
+            TokenSource::ConfinedFile { path, dirs } => {
+                read_confined(path, dirs).map_err(|e| TokenError::File {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?
+            }
         };
         let token = raw.trim();
         if token.is_empty() {
@@ -101,6 +121,75 @@ impl TokenSource {
         }
         Ok(Secret::new(token))
     }
+}
+
+/// Largest runtime token file read: tokens are short, and this bounds a wrong file.
+const MAX_CONFINED_BYTES: u64 = 64 * 1024;
+
+/// Why [`open_confined`] refused a file. Never says anything about its content.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfinedError {
+    /// The file, resolved, is not inside any of the directories.
+    #[error("not inside any of [api] runtime_token_dirs")]
+    Outside,
+    /// Not a regular file (a directory, FIFO, device, ...).
+    #[error("not a regular file")]
+    NotRegular,
+    /// Larger than a token can be.
+    #[error("larger than {MAX_CONFINED_BYTES} bytes")]
+    TooLarge,
+    /// Missing, unreadable, or a symlink swapped in while it was opened.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Open `path` for reading only if it is a regular file inside one of `dirs`, with
+/// every symlink and `..` of both resolved: the check runs on the resolved path
+/// before opening (nothing outside is ever opened, not even a device) and again on
+/// the file actually opened (a symlink swapped in meanwhile is caught). A directory
+/// that resolves to `/` counts as none.
+pub fn open_confined(path: &Path, dirs: &[PathBuf]) -> Result<File, ConfinedError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let roots: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| d.canonicalize().ok())
+        .filter(|d| d.parent().is_some())
+        .collect();
+    let inside = |p: &Path| roots.iter().any(|root| p.starts_with(root));
+    let real = path.canonicalize()?;
+    if !inside(&real) {
+        return Err(ConfinedError::Outside);
+    }
+    // O_NOFOLLOW: the resolved path has no symlink left unless one was swapped in;
+    // O_NONBLOCK: a FIFO put there cannot block the opening thread.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&real)?;
+    if !file.metadata()?.is_file() {
+        return Err(ConfinedError::NotRegular);
+    }
+    if !inside(&opened_path(&file).unwrap_or(real)) {
+        return Err(ConfinedError::Outside);
+    }
+    Ok(file)
+}
+
+/// Where an open file really is, from the kernel (Linux); `None` elsewhere.
+fn opened_path(file: &File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+}
+
+/// The content of a [`TokenSource::ConfinedFile`], at most [`MAX_CONFINED_BYTES`].
+fn read_confined(path: &Path, dirs: &[PathBuf]) -> Result<String, ConfinedError> {
+    let file = open_confined(path, dirs)?;
+    let mut raw = String::new();
+    file.take(MAX_CONFINED_BYTES + 1).read_to_string(&mut raw)?;
+    if raw.len() as u64 > MAX_CONFINED_BYTES {
+        return Err(ConfinedError::TooLarge);
+    }
+    Ok(raw)
 }
 
 async fn run_command(cmd: &str, timeout: Duration) -> Result<String, TokenError> {
@@ -194,5 +283,49 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e, TokenError::Empty);
+    }
+
+    #[actix_rt::test]
+    async fn confined_files_are_read_only_inside_their_directories() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("tokens");
+        std::fs::create_dir(&dir).unwrap();
+        let dirs: Arc<[PathBuf]> = Arc::from(vec![dir.clone()]);
+        let src = |name: &str| TokenSource::ConfinedFile {
+            path: dir.join(name),
+            dirs: dirs.clone(),
+        };
+        std::fs::write(dir.join("tok"), " in-token\n").unwrap();
+        assert_eq!(src("tok").fetch(T).await.unwrap().expose(), "in-token");
+        std::fs::write(base.path().join("out"), "sk-outside").unwrap();
+        std::os::unix::fs::symlink(base.path().join("out"), dir.join("ln")).unwrap();
+        std::os::unix::fs::symlink(base.path(), dir.join("up")).unwrap();
+        for (name, why) in [
+            ("ln", "not inside"),
+            ("up/out", "not inside"),
+            ("../out", "not inside"),
+            ("missing", "No such file"),
+        ] {
+            let e = src(name).fetch(T).await.unwrap_err();
+            assert!(e.to_string().contains(why), "{name}: {e}");
+            assert!(!e.to_string().contains("sk-outside"), "{e}");
+        }
+        // A FIFO neither blocks nor is read; an oversized file is refused.
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = src("fifo").fetch(T).await.unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        std::fs::write(dir.join("big"), vec![b'a'; 64 * 1024 + 1]).unwrap();
+        let e = src("big").fetch(T).await.unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        // A directory that resolves to the root confines nothing.
+        std::os::unix::fs::symlink("/", base.path().join("root")).unwrap();
+        let e = open_confined(&base.path().join("out"), &[base.path().join("root")]);
+        assert!(matches!(e, Err(ConfinedError::Outside)), "{e:?}");
+        assert_eq!(
+            format!("{:?}", src("tok")),
+            format!("ConfinedFile({:?})", dir.join("tok"))
+        );
     }
 }

@@ -10,12 +10,9 @@ use serde_json::json;
 #[actix_rt::test]
 async fn add_session_at_run_time() {
     let mut h = Harness::start(vec![Sess::new("s1")], &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("tok");
-    std::fs::write(&token_file, "new-token\n").unwrap();
-    h.sim.add_session("late", "new-token", Script::empty());
-    let body =
-        json!({"id":"late","labels":["added"],"token_file": token_file.display().to_string()});
+    // `token_env` is the one source runtime sessions get by default; cargo sets this one.
+    h.sim.add_session("late", "ccr-supervisor", Script::empty());
+    let body = json!({"id":"late","labels":["added"],"token_env":"CARGO_PKG_NAME"});
     let (status, created) = h.post("/v1/sessions", body.clone()).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["id"], "late");

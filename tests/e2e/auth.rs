@@ -91,3 +91,54 @@ async fn token_name_is_recorded_as_who_decided() {
     assert_eq!(v["decided_by"], "approver", "{v}");
     h.shutdown().await;
 }
+
+/// RFC 7235: the auth scheme is case-insensitive. Every spelling of `Bearer` works on a
+/// plain route, the SSE event stream and the WebSocket event stream; other schemes do not.
+#[actix_rt::test]
+async fn bearer_scheme_is_case_insensitive() {
+    let h = Harness::start(vec![Sess::new("s1")], &[]).await;
+    let with = |value: String| {
+        awc::Client::builder()
+            .timeout(crate::common::WAIT)
+            .add_default_header(("authorization", value))
+            .finish()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let c = with(format!("{scheme} {VIEWER_TOKEN}"));
+        let resp = c
+            .get(format!("{}/v1/sessions", h.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{scheme}: plain route");
+        let resp = c
+            .get(format!("{}/v1/events", h.api))
+            .insert_header(("accept", "text/event-stream"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{scheme}: SSE stream");
+        drop(resp);
+        let (resp, _ws) = awc::Client::new()
+            .ws(format!("{}/v1/events", h.api))
+            .header("authorization", format!("{scheme} {VIEWER_TOKEN}"))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: WebSocket stream: {e}"));
+        assert_eq!(resp.status().as_u16(), 101, "{scheme}: WebSocket stream");
+    }
+    for bad in [
+        format!("Basic {VIEWER_TOKEN}"),
+        format!("Bearer{VIEWER_TOKEN}"),
+        format!("Bearerx {VIEWER_TOKEN}"),
+        VIEWER_TOKEN.to_owned(),
+    ] {
+        let resp = with(bad.clone())
+            .get(format!("{}/v1/sessions", h.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{bad:?}");
+    }
+    h.shutdown().await;
+}

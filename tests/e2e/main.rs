@@ -19,6 +19,8 @@ mod protocol;
 mod reconnect;
 mod restore;
 mod routing;
+mod runtime_tokens;
+mod slow_body;
 mod stream;
 // Needs the panic-injection hook: run with `cargo test --features test-hooks`.
 #[cfg(feature = "test-hooks")]

@@ -1,0 +1,210 @@
+//! `[api] runtime_token_sources` / `runtime_token_dirs`, and the check a session
+//! added at run time (`POST /v1/sessions`) passes before anything is started.
+//!
+//! Trust model: an admin token may add sessions, but must not become a shell or a
+//! file reader on this host. So `token_command` is for the config file only (never
+//! allowed at run time, not even when listed), `token_env` and `token_file` only
+//! when the operator allows them, and a runtime `token_file` only inside the
+//! configured directories, checked on the resolved path at add time and at every
+//! read ([`TokenSource::ConfinedFile`]).
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::fields::{describe, Errors, Table};
+use super::{session_from_json, KeyError};
+use crate::config::{RuntimeTokenRules, RuntimeTokenSource, SessionSpec};
+use crate::session::token::{open_confined, TokenSource};
+
+/// Read `runtime_token_sources` and `runtime_token_dirs` from the `[api]` table.
+pub(super) fn runtime_tokens(t: &mut Table, errs: &mut Errors) -> RuntimeTokenRules {
+    let mut rules = RuntimeTokenRules::default();
+    let path = t.key_path("runtime_token_sources");
+    if let Some(items) = list(t.raw("runtime_token_sources"), &path, errs) {
+        rules.sources.clear();
+        for (item_path, item) in items {
+            let source = match item.as_str() {
+                "env" => RuntimeTokenSource::Env,
+                "file" => RuntimeTokenSource::File,
+                "command" => {
+                    errs.push(
+                        item_path,
+                        "\"command\" is never allowed: token_command runs a shell command on this \
+                         host, so only [[sessions]] in the config file may use it",
+                    );
+                    continue;
+                }
+                other => {
+                    errs.push(
+                        item_path,
+                        format!("expected \"env\" or \"file\", got {other:?}"),
+                    );
+                    continue;
+                }
+            };
+            if !rules.sources.contains(&source) {
+                rules.sources.push(source);
+            }
+        }
+    }
+    let path = t.key_path("runtime_token_dirs");
+    let before = errs.len();
+    let mut dirs = Vec::new();
+    for (item_path, item) in list(t.raw("runtime_token_dirs"), &path, errs).unwrap_or_default() {
+        match check_dir(Path::new(&item)) {
+            Ok(()) => dirs.push(PathBuf::from(item)),
+            Err(e) => errs.push(item_path, e),
+        }
+    }
+    if rules.allows(RuntimeTokenSource::File) && dirs.is_empty() && errs.len() == before {
+        errs.push(
+            path,
+            "required when api.runtime_token_sources allows \"file\": \
+             the directories a runtime token_file must be inside",
+        );
+    }
+    rules.dirs = Arc::from(dirs);
+    rules
+}
+
+/// An array of strings, or (from an environment override) one comma-separated string;
+/// each item with the path to report it at. `None` when the key is absent.
+fn list(value: Option<&Value>, path: &str, errs: &mut Errors) -> Option<Vec<(String, String)>> {
+    match value? {
+        Value::String(s) => Some(
+            s.split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(|i| (path.to_owned(), i.to_owned()))
+                .collect(),
+        ),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| match item {
+                    Value::String(s) => Some((format!("{path}[{i}]"), s.clone())),
+                    other => {
+                        let got = describe(other);
+                        errs.push(
+                            format!("{path}[{i}]"),
+                            format!("expected a string, got {got}"),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+        ),
+        other => {
+            let got = describe(other);
+            errs.push(path, format!("expected an array of strings, got {got}"));
+            Some(Vec::new())
+        }
+    }
+}
+
+/// A `runtime_token_dirs` entry: absolute, without `..`, not the root directory.
+fn check_dir(dir: &Path) -> Result<(), String> {
+    if !dir.is_absolute() {
+        return Err(format!(
+            "must be an absolute path, got {:?}",
+            dir.display().to_string()
+        ));
+    }
+    if dir.components().any(|c| c == Component::ParentDir) {
+        return Err("must not contain \"..\"".into());
+    }
+    if dir.parent().is_none() {
+        return Err("must not be the root directory: that would allow every file".into());
+    }
+    Ok(())
+}
+
+/// Validate a session given at run time (`POST /v1/sessions`): the keys of a
+/// `[[sessions]]` entry, with the token source limited by `rules`. A refused source
+/// is reported at its key without its value; a `token_file` comes back as a
+/// [`TokenSource::ConfinedFile`], checked again at every read.
+pub fn runtime_session_from_json(
+    value: &Value,
+    rules: &RuntimeTokenRules,
+) -> Result<Arc<SessionSpec>, Vec<KeyError>> {
+    let refuse = |key: &str, message: String| KeyError {
+        path: key.to_owned(),
+        message,
+    };
+    let mut refused = Vec::new();
+    if value.get("token_command").is_some() {
+        refused.push(refuse(
+            "token_command",
+            "not accepted for sessions added at run time: it runs a shell command on this \
+             host, so only [[sessions]] in the config file may use it"
+                .into(),
+        ));
+    }
+    for (key, source, name) in [
+        ("token_env", RuntimeTokenSource::Env, "env"),
+        ("token_file", RuntimeTokenSource::File, "file"),
+    ] {
+        if value.get(key).is_some() && !rules.allows(source) {
+            refused.push(refuse(
+                key,
+                format!(
+                    "not accepted for sessions added at run time: \
+                     [api] runtime_token_sources does not allow \"{name}\""
+                ),
+            ));
+        }
+    }
+    let spec = match session_from_json(value) {
+        Ok(spec) if refused.is_empty() => spec,
+        Ok(_) => return Err(refused),
+        Err(errors) => {
+            refused.extend(errors);
+            return Err(refused);
+        }
+    };
+    let token = match &spec.token {
+        TokenSource::Env(_) => return Ok(spec),
+        TokenSource::File(path) => confined(path, &rules.dirs).map_err(|e| vec![e])?,
+        // Refused above (command) or by `session_from_json` (literal); never started.
+        TokenSource::Literal(_) | TokenSource::Command(_) | TokenSource::ConfinedFile { .. } => {
+            return Err(vec![refuse(
+                "token",
+                "this token source is not accepted for sessions added at run time".into(),
+            )]);
+        }
+    };
+    Ok(Arc::new(SessionSpec {
+        token,
+        ..(*spec).clone()
+    }))
+}
+
+/// A runtime `token_file`: absolute, and an existing regular file inside `dirs` once
+/// resolved. One message for every refusal, so the answer reveals nothing about
+/// files outside the directories.
+fn confined(path: &Path, dirs: &Arc<[PathBuf]>) -> Result<TokenSource, KeyError> {
+    let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let refused = || KeyError {
+        path: "token_file".into(),
+        message: format!(
+            "must be the absolute path of an existing regular file inside one of \
+             [api] runtime_token_dirs ({}), symlinks and \"..\" resolved",
+            shown.join(", ")
+        ),
+    };
+    if !path.is_absolute() {
+        return Err(refused());
+    }
+    open_confined(path, dirs).map_err(|_| refused())?;
+    Ok(TokenSource::ConfinedFile {
+        path: path.to_owned(),
+        dirs: dirs.clone(),
+    })
+}
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;
