@@ -237,3 +237,6 @@ pub struct SessionSpec {
 pub fn default_path() -> PathBuf {
     PathBuf::from("config.toml")
 }
+
+#[cfg(test)]
+mod tests_fuzz;

@@ -336,4 +336,6 @@ mod tests_config;
 #[cfg(test)]
 mod tests_eval;
 #[cfg(test)]
+mod tests_fuzz;
+#[cfg(test)]
 mod tests_shell;

@@ -11,3 +11,6 @@ pub use frame::{classify, ControlResponse, FrameError, Inbound, PermissionPrompt
 pub use outbound::{
     error_response, interrupt_request, permission_response, user_message_events, PermissionResult,
 };
+
+#[cfg(test)]
+mod tests_fuzz;

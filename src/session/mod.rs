@@ -18,3 +18,6 @@ pub use messages::{
     SessionError,
 };
 pub use state::{Counters, FrameCounters, SessionState, SessionStatus};
+
+#[cfg(test)]
+mod tests_fuzz;
