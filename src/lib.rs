@@ -60,3 +60,6 @@ pub mod sim;
 pub mod supervisor;
 pub mod telemetry;
 pub mod util;
+
+#[cfg(test)]
+pub(crate) mod fuzz;

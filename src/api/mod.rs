@@ -79,3 +79,6 @@ async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError
         req.path()
     )))
 }
+
+#[cfg(test)]
+mod tests_fuzz;

@@ -127,7 +127,7 @@ async fn get_session(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PermissionsQuery {
+pub(super) struct PermissionsQuery {
     session_id: Option<String>,
 }
 

@@ -307,3 +307,6 @@ pub struct SessionSpec {
 pub fn default_path() -> PathBuf {
     PathBuf::from("config.toml")
 }
+
+#[cfg(test)]
+mod tests_fuzz;

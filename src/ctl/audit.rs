@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::client::{Client, CtlError};
 use super::render::{input_summary, rendered, table as new_table, text_or_dash};
+use super::sanitize::{clean, escape_json};
 use super::watch::shell_quote;
 
 /// Rows per request of `--export` (the API's largest page).
@@ -137,7 +138,7 @@ pub fn run(client: &Client, args: &AuditArgs, json: bool, prefix: &str) -> Resul
             .ok()
             .and_then(|v| v["next_cursor"].as_str().map(str::to_owned));
         if let Some(c) = next.filter(|c| !c.is_empty()) {
-            eprintln!("{}", args.more_hint(prefix, &c));
+            eprintln!("{}", args.more_hint(prefix, &clean(&c)));
         }
     }
     Ok(())
@@ -154,7 +155,7 @@ struct Page {
 ///
 /// `fetch(cursor)` returns one page body. Rows are copied verbatim unless the
 /// server pretty-printed them (then re-serialized compactly, still one per
-/// line). A cursor seen twice is a server bug that would loop forever, so it
+/// line); characters a terminal would act on are `\u`-escaped. A cursor seen twice is a server bug that would loop forever, so it
 /// fails. A closed output (`| head`) ends the export quietly.
 pub fn export_jsonl(
     mut fetch: impl FnMut(Option<&str>) -> Result<String, CtlError>,
@@ -176,7 +177,7 @@ pub fn export_jsonl(
                     .unwrap_or_else(|_| raw.replace('\n', " ")),
                 raw => raw.to_owned(),
             };
-            match writeln!(out, "{line}") {
+            match writeln!(out, "{}", escape_json(&line)) {
                 Ok(()) => count += 1,
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(count),
                 Err(e) => return Err(CtlError::Output(e.to_string())),
@@ -199,8 +200,9 @@ pub fn export_jsonl(
     }
 }
 
-/// The audit table from a `GET /v1/audit` body (newest first, as served).
+/// The audit table from a `GET /v1/audit` body (newest first, as served; strings sanitized).
 pub fn table(body: &Value) -> String {
+    let body = &super::sanitize::clean_value(body);
     let rows = body["rows"].as_array().cloned().unwrap_or_default();
     if rows.is_empty() {
         return "no audit rows match".into();

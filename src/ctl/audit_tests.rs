@@ -290,3 +290,31 @@ fn export_stops_quietly_when_the_reader_goes_away() {
         "no further page after the pipe closed"
     );
 }
+
+#[test]
+fn table_and_export_keep_terminal_escapes_out() {
+    let h = "\u{1b}]8;;https://x\u{1b}\\\u{9b}2J\u{7}\u{202e}";
+    let mut r = row(h, h, json!(h), json!(h));
+    r["tool_name"] = json!(h);
+    r["input"] = json!({ "command": h });
+    let out = table(&json!({ "rows": [r.clone()] }));
+    assert!(
+        out.chars().all(|c| c == '\n' || !c.is_control()) && !out.contains('\u{202e}'),
+        "{out:?}"
+    );
+    let body = json!({ "rows": [r.clone()], "next_cursor": null }).to_string();
+    let mut out = Vec::new();
+    export_jsonl(|_| Ok(body.clone()), None, &mut out).unwrap();
+    let line = String::from_utf8(out).unwrap();
+    assert!(
+        line.trim_end()
+            .chars()
+            .all(|c| !c.is_control() && c != '\u{202e}'),
+        "{line:?}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(line.trim_end()).unwrap(),
+        r,
+        "same value"
+    );
+}

@@ -6,12 +6,15 @@
 //! and one-line summaries (pure), [`sse`] parses the event stream (pure) and
 //! [`watch`] renders events and runs the stream loop; [`audit`] pages through
 //! the decision ledger (table, or a JSON-lines export that follows the cursor).
+//! Text a session supplied is printed only through [`sanitize`]: no terminal
+//! escape sequence or control character from a session reaches the operator's terminal.
 //!
 //! Exit codes: 0 ok, 1 API error or connection failure, 2 usage error.
 
 pub mod audit;
 pub mod client;
 pub mod render;
+pub mod sanitize;
 pub mod sse;
 pub mod watch;
 
@@ -142,7 +145,7 @@ pub fn run(args: CtlArgs) -> ExitCode {
     match execute(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", sanitize::clean(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
@@ -252,18 +255,19 @@ fn decide(
     print_body(json, &answer, |v| render::decision(request, v))
 }
 
-/// Print the body verbatim (`--json`) or through `human` (which gets the parsed JSON).
+/// Print the body as JSON (`--json`, terminal-unsafe characters `\u`-escaped) or through
+/// `human`, which gets the parsed JSON with every string sanitized.
 fn print_body(
     json: bool,
     body: &str,
     human: impl FnOnce(&Value) -> String,
 ) -> Result<(), CtlError> {
     let text = if json {
-        body.trim_end().to_owned()
+        sanitize::escape_json(body.trim_end()).into_owned()
     } else {
         let v: Value = serde_json::from_str(body)
             .map_err(|e| CtlError::Protocol(format!("the API answered with invalid JSON: {e}")))?;
-        human(&v).trim_end().to_owned()
+        human(&sanitize::clean_value(&v)).trim_end().to_owned()
     };
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.

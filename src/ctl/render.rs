@@ -1,10 +1,13 @@
 //! Human-readable output: tables and one-line summaries of API bodies (pure).
 //!
 //! Every helper reads `serde_json::Value` rather than the server's types, so a
-//! field the server adds or drops degrades to `-` instead of failing.
+//! field the server adds or drops degrades to `-` instead of failing. Tables
+//! sanitize the body first (`super::sanitize`): session text is untrusted.
 
 use comfy_table::{presets, Cell, ContentArrangement, Table};
 use serde_json::Value;
+
+use super::sanitize::clean_value;
 
 /// Longest LAST ERROR cell.
 const ERROR_WIDTH: usize = 60;
@@ -108,8 +111,9 @@ pub(super) fn rendered(t: Table) -> String {
         .join("\n")
 }
 
-/// The `sessions` table from a `GET /v1/sessions` body.
+/// The `sessions` table from a `GET /v1/sessions` body (strings sanitized).
 pub fn sessions_table(body: &Value) -> String {
+    let body = &clean_value(body);
     let sessions = body["sessions"].as_array().cloned().unwrap_or_default();
     if sessions.is_empty() {
         return "no sessions configured".into();
@@ -135,8 +139,9 @@ pub fn sessions_table(body: &Value) -> String {
     rendered(t)
 }
 
-/// The `pending` table from a `GET /v1/permissions` body.
+/// The `pending` table from a `GET /v1/permissions` body (strings sanitized).
 pub fn pending_table(body: &Value) -> String {
+    let body = &clean_value(body);
     let prompts = body["permissions"].as_array().cloned().unwrap_or_default();
     if prompts.is_empty() {
         return "no pending permission prompts".into();
@@ -256,6 +261,23 @@ mod tests {
             sessions_table(&json!({"sessions":[]})),
             "no sessions configured"
         );
+    }
+
+    #[test]
+    fn tables_strip_terminal_escapes_from_session_text() {
+        let h = "\u{1b}]52;c;eA==\u{7}\u{1b}[2K\u{9b}1A\u{202e}\r";
+        let body = json!({"permissions":[{"session_id":format!("s{h}"),"request_id":h,
+            "tool_name":format!("Bash{h}"),"input":{"command":format!("ls {h}")},"age_ms":5}]});
+        let out = pending_table(&body);
+        assert!(out.lines().nth(1).unwrap().contains("Bash  "), "{out}");
+        let body = json!({"sessions":[{"id":h,"state":"failed","reason":h,"pending":h,
+            "connected_since":h,"last_error":h}]});
+        for out in [out, sessions_table(&body)] {
+            assert!(
+                out.chars().all(|c| c == '\n' || !c.is_control()) && !out.contains('\u{202e}'),
+                "{out:?}"
+            );
+        }
     }
 
     #[test]

@@ -12,10 +12,13 @@ use serde_json::Value;
 
 use super::client::{Client, CtlError};
 use super::render::{input_summary, one_line, state_label, truncate};
+use super::sanitize::{clean, clean_value, escape_json};
 use super::sse::{SseEvent, SseParser};
 
 /// Longest input / message summary on a watch line.
 const SUMMARY_WIDTH: usize = 100;
+/// Longest `decision_reason` under a prompt.
+const REASON_WIDTH: usize = 200;
 
 const PROMPT: Style = AnsiColor::Yellow.on_default().bold();
 const GOOD: Style = AnsiColor::Green.on_default();
@@ -111,8 +114,11 @@ pub fn sdk_summary(message: &Value) -> String {
     truncate(&one_line(&text), SUMMARY_WIDTH)
 }
 
-/// Render one event (`data` of an SSE event, parsed) as text: one line, two for a prompt.
+/// Render one event (`data` of an SSE event, parsed) as text: one line, more for a prompt.
+///
+/// Every string of the event is sanitized first: only our own colours reach the terminal.
 pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
+    let ev = &clean_value(ev);
     let kind = ev["type"].as_str().unwrap_or("?");
     let session = ev["session_id"].as_str().unwrap_or("-");
     let request = ev["request_id"].as_str().unwrap_or("?");
@@ -137,12 +143,17 @@ pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
                 PROMPT,
                 &format!("PERMISSION {session} {request} {tool}: {summary}"),
             );
-            format!(
-                "{} {first}\n    answer: {}   (or: {})",
-                paint(color, DIM, &clock(&ev["at"])),
+            let mut text = format!("{} {first}", paint(color, DIM, &clock(&ev["at"])));
+            for line in prompt_details(&ev["request"]) {
+                text.push_str("\n    ");
+                text.push_str(&line);
+            }
+            text.push_str(&format!(
+                "\n    answer: {}   (or: {})",
                 hint.command("allow", session, request),
                 hint.command("deny", session, request),
-            )
+            ));
+            text
         }
         "session_state" => {
             let mut detail = state_label(ev);
@@ -230,27 +241,62 @@ pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
     }
 }
 
+/// The lines under a prompt: why the session asks (`decision_reason`) and, when the
+/// user's own ask rule forced it, that rule (`matched_ask_rule`). Input already sanitized.
+fn prompt_details(request: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(reason) = request["decision_reason"]
+        .as_str()
+        .filter(|r| !r.trim().is_empty())
+    {
+        lines.push(format!(
+            "reason: {}",
+            truncate(&one_line(reason), REASON_WIDTH)
+        ));
+    }
+    let rule = &request["matched_ask_rule"];
+    if !rule.is_null() && rule.as_bool() != Some(false) {
+        let part = |k: &str| rule[k].as_str().unwrap_or("?").to_owned();
+        let mut text = part("tool_name");
+        if let Some(content) = rule["rule_content"].as_str() {
+            text.push_str(&format!("({content})"));
+        }
+        lines.push(format!(
+            "ask rule: {} from {} (a person must answer)",
+            truncate(&one_line(&text), REASON_WIDTH),
+            truncate(&one_line(&part("source")), 40)
+        ));
+    }
+    lines
+}
+
 /// Render one SSE event: parsed JSON through [`render_event`], anything else generically.
 pub fn render_sse(ev: &SseEvent, color: bool, hint: &AnswerHint) -> String {
     match serde_json::from_str::<Value>(&ev.data) {
         Ok(v) if v.is_object() => render_event(&v, color, hint),
         _ => format!(
             "{} {}",
-            paint(color, WARN, &format!("unreadable {} event:", ev.event)),
-            truncate(&one_line(&ev.data), SUMMARY_WIDTH)
+            paint(
+                color,
+                WARN,
+                &format!("unreadable {} event:", clean(&ev.event))
+            ),
+            truncate(&one_line(&clean(&ev.data)), SUMMARY_WIDTH)
         ),
     }
 }
 
-/// The `--json` form of one event: its data as one line.
+/// The `--json` form of one event: its data as one line, terminal-unsafe characters escaped.
 pub fn json_line(ev: &SseEvent) -> String {
-    if !ev.data.contains('\n') {
-        return ev.data.clone();
-    }
-    match serde_json::from_str::<Value>(&ev.data) {
-        Ok(v) => v.to_string(),
-        Err(_) => ev.data.replace('\n', " "),
-    }
+    let line = if !ev.data.contains('\n') {
+        ev.data.clone()
+    } else {
+        match serde_json::from_str::<Value>(&ev.data) {
+            Ok(v) => v.to_string(),
+            Err(_) => ev.data.replace('\n', " "),
+        }
+    };
+    escape_json(&line).into_owned()
 }
 
 fn use_color() -> bool {

@@ -122,3 +122,85 @@ fn sse_events_that_are_not_json_and_json_lines() {
     };
     assert_eq!(json_line(&ev), r#"{"a":1}"#);
 }
+
+/// Every terminal-active piece a session could put in a prompt.
+const HOSTILE: &str = "\u{1b}]52;c;cm0gLXJmIC8=\u{7}\u{1b}[2K\u{1b}[1G\u{1b}]8;;https://x\u{1b}\\\u{9b}1A\u{7}\u{202e}";
+
+#[test]
+fn prompt_shows_decision_reason_and_ask_rule_sanitized() {
+    let ev = json!({"at":AT,"type":"permission_requested","session_id":"s1","request_id":"r1",
+        "tool_name":"Bash","request":{"subtype":"can_use_tool","tool_name":"Bash",
+        "input":{"command":"npm test"},
+        "decision_reason":format!("Matches {HOSTILE}ask rule\nBash(npm test:*)"),
+        "matched_ask_rule":{"source":"localSettings","tool_name":"Bash","rule_content":"npm test:*"}}});
+    let out = plain(ev);
+    assert_eq!(
+        out,
+        "01:02:03.456 PERMISSION s1 r1 Bash: npm test\n    \
+         reason: Matches ask rule⏎ Bash(npm test:*)\n    \
+         ask rule: Bash(npm test:*) from localSettings (a person must answer)\n    \
+         answer: ccr-supervisor ctl allow s1 r1   (or: ccr-supervisor ctl deny s1 r1)"
+    );
+}
+
+#[test]
+fn no_session_text_reaches_the_terminal_raw() {
+    let h = HOSTILE;
+    let events = [
+        json!({"at":AT,"type":"permission_requested","session_id":format!("s{h}"),
+            "request_id":format!("r{h}"),"tool_name":format!("Bash{h}"),
+            "request":{"tool_name":format!("Bash{h}"),"input":{"command":format!("ls {h}")},
+                "title":h,"description":h,"display_name":h,"decision_reason":h,
+                "matched_ask_rule":{"source":h,"tool_name":h,"rule_content":h}}}),
+        json!({"at":AT,"type":"permission_requested","session_id":"s","request_id":"r",
+            "tool_name":"WebFetch","request":{"input":{"url":h}}}),
+        json!({"at":AT,"type":"session_state","session_id":"s","state":"failed","reason":h,
+            "detail":h,"last_error":h}),
+        json!({"at":AT,"type":"sdk_message","session_id":"s","msg_type":h,
+            "message":{"message":{"content":[{"type":"text","text":h},{"type":"tool_use","name":h},{"type":h}]}}}),
+        json!({"at":AT,"type":"sdk_message","session_id":"s","msg_type":"result",
+            "message":{"subtype":h,"result":h}}),
+        json!({"at":AT,"type":"permission_answered","session_id":"s","request_id":h,
+            "behavior":"deny","decided_by":h,"delivery":h}),
+        json!({"at":AT,"type":"error","session_id":"s","message":h}),
+        json!({"at":h,"type":h,"session_id":h,h:h}),
+    ];
+    for ev in events {
+        for color in [false, true] {
+            let out = render_event(&ev, color, &hint());
+            // Only our own SGR colour sequences may appear, and nothing else active.
+            let ours = out
+                .replace("\u{1b}[0m", "")
+                .replace("\u{1b}[1m", "")
+                .replace("\u{1b}[2m", "")
+                .replace("\u{1b}[31m", "")
+                .replace("\u{1b}[32m", "")
+                .replace("\u{1b}[33m", "");
+            assert!(
+                ours.chars().all(|c| c == '\n' || !c.is_control()) && !ours.contains('\u{202e}'),
+                "{ev}: {out:?}"
+            );
+        }
+    }
+    let sse = SseEvent {
+        event: format!("x{h}"),
+        data: format!("not json {h}"),
+        ..SseEvent::default()
+    };
+    let out = render_sse(&sse, false, &hint());
+    assert!(out.chars().all(|c| !c.is_control()), "{out:?}");
+    let sse = SseEvent {
+        data: json!({"type":"error","message":h}).to_string(),
+        ..SseEvent::default()
+    };
+    let line = json_line(&sse);
+    assert!(
+        line.chars().all(|c| !c.is_control() && c != '\u{202e}'),
+        "{line:?}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).unwrap(),
+        serde_json::from_str::<Value>(&sse.data).unwrap(),
+        "--json keeps the value"
+    );
+}

@@ -3,9 +3,9 @@
 //!
 //! Rules are ordered and the first match wins; when none matches, a human is
 //! asked. Two safety nets sit under every rule:
-//! - a prompt that says a person must decide (`requires_user_interaction`, an
-//!   unapprovable `safetyCheck`, a `blocked_path`) is never auto-allowed; deny
-//!   rules still deny it;
+//! - a prompt that says a person must decide (`requires_user_interaction`, a
+//!   `matched_ask_rule`, an unapprovable `safetyCheck`, a `blocked_path`) is
+//!   never auto-allowed; deny rules still deny it;
 //! - an allow rule must be sure (every command of a compound shell line, no
 //!   path it cannot place), while deny and ask rules match whenever they might.
 //!
@@ -335,5 +335,7 @@ mod tests;
 mod tests_config;
 #[cfg(test)]
 mod tests_eval;
+#[cfg(test)]
+mod tests_fuzz;
 #[cfg(test)]
 mod tests_shell;

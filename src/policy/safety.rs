@@ -1,6 +1,13 @@
-//! Prompts that no rule may auto-allow: the session itself says a person must decide.
+//! Prompts that no rule may auto-allow: the session itself says a person must decide
+//! (`requires_user_interaction`, a user's own ask rule in `matched_ask_rule`, an
+//! unapprovable safety check, a blocked path).
 
 use serde_json::Value;
+
+use crate::protocol::frame::MatchedAskRule;
+
+/// Longest part of a matched ask rule quoted in a reason (the text is the session's).
+const RULE_PART_MAX: usize = 100;
 
 /// Why `request` (the raw `can_use_tool` object) must go to a human, if it must.
 ///
@@ -9,6 +16,12 @@ use serde_json::Value;
 pub(crate) fn hold_reason(request: &Value) -> Option<String> {
     if lookup(request, "requires_user_interaction").is_some_and(is_true) {
         return Some("the prompt requires user interaction".into());
+    }
+    if let Some(rule) = lookup(request, "matched_ask_rule").and_then(MatchedAskRule::from_field) {
+        return Some(format!(
+            "matched_ask_rule is set: the user's ask rule {} matched, so a person must answer",
+            describe(&rule)
+        ));
     }
     let reason_type = lookup(request, "decision_reason_type").or_else(|| {
         request
@@ -41,4 +54,22 @@ fn is_true(v: &Value) -> bool {
 
 fn is_false(v: &Value) -> bool {
     v.as_bool() == Some(false) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("false"))
+}
+
+/// `Bash(npm test:*) from localSettings`, each part cut to [`RULE_PART_MAX`] characters.
+fn describe(rule: &MatchedAskRule<'_>) -> String {
+    let cut = |s: &str| -> String {
+        match s.char_indices().nth(RULE_PART_MAX) {
+            Some((i, _)) => format!("{}…", &s[..i]),
+            None => s.to_owned(),
+        }
+    };
+    let mut text = cut(rule.tool_name.unwrap_or("(unnamed tool)"));
+    if let Some(content) = rule.rule_content {
+        text.push_str(&format!("({})", cut(content)));
+    }
+    if let Some(source) = rule.source {
+        text.push_str(&format!(" from {}", cut(source)));
+    }
+    text
 }

@@ -2,10 +2,10 @@
 //!
 //! This is not a shell parser. It finds enough structure to decide whether a
 //! `Bash(...)` rule covers *every* command a line would run: list and pipe
-//! operators, newlines, subshells, and command / process substitutions (also
-//! inside double quotes, where the shell still expands them). Anything it does
-//! not understand (unbalanced quotes or parentheses) makes [`split`] return
-//! `None`, and allow rules then do not match.
+//! operators, newlines, subshells, comments, and command / process substitutions
+//! (also inside double quotes, where the shell still expands them). Anything it
+//! does not understand (unbalanced quotes or parentheses, here-documents, deep
+//! nesting) makes [`split`] return `None`, and allow rules then do not match.
 
 /// One simple command found in a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +103,8 @@ impl Scanner<'_> {
             return None;
         }
         let (mut start, mut writes) = (self.i, false);
+        // Whether the next byte begins a word: only there does `#` start a comment.
+        let mut word_start = true;
         loop {
             let Some(c) = self.peek(0) else {
                 self.push(start, writes);
@@ -113,17 +115,31 @@ impl Scanner<'_> {
                 self.i += 1;
                 return Some(());
             }
+            let mut next_word_start = false;
             match (c, self.peek(1)) {
+                (b'\\', Some(b'\n')) => {
+                    // A line continuation is removed: the word goes on as before it.
+                    self.i += 2;
+                    next_word_start = word_start;
+                }
                 (b'\\', next) => {
                     next?;
                     self.i += 2;
+                }
+                (b'#', _) if word_start => {
+                    // A comment runs to the end of the line; nothing in it is read.
+                    self.push(start, writes);
+                    while self.peek(0).is_some_and(|b| b != b'\n') {
+                        self.i += 1;
+                    }
+                    (start, writes) = (self.i, false);
                 }
                 (b'\'', _) => self.single_quote(false)?,
                 (b'$', Some(b'\'')) => {
                     self.i += 1;
                     self.single_quote(true)?;
                 }
-                (b'"', _) => self.double_quote(depth)?,
+                (b'"', _) => self.double_quote(depth + 1)?,
                 (b'`', _) => {
                     self.i += 1;
                     self.sequence(Some(b'`'), depth + 1)?;
@@ -132,12 +148,13 @@ impl Scanner<'_> {
                     self.i += 2;
                     self.sequence(Some(b')'), depth + 1)?;
                 }
-                (b'$', Some(b'{')) => self.parameter(depth)?,
+                (b'$', Some(b'{')) => self.parameter(depth + 1)?,
                 (b'(', _) => {
                     self.push(start, writes);
                     self.i += 1;
                     self.sequence(Some(b')'), depth + 1)?;
                     (start, writes) = (self.i, false);
+                    next_word_start = true;
                 }
                 (b')', _) => return None,
                 (b'&', Some(b'>')) => {
@@ -145,21 +162,31 @@ impl Scanner<'_> {
                     writes |= self.redirect_out();
                 }
                 (b'>', _) => writes |= self.redirect_out(),
+                // A here-document: its body is data up to a delimiter line, which
+                // this scanner does not track. Refuse rather than misread it.
+                (b'<', Some(b'<')) if self.peek(2) != Some(b'<') => return None,
                 (b'<', next) => {
-                    self.i += if matches!(next, Some(b'&' | b'<')) {
-                        2
-                    } else {
-                        1
+                    self.i += match next {
+                        Some(b'&') => 2,
+                        Some(b'<') => 3,
+                        _ => 1,
                     };
+                    next_word_start = true;
                 }
                 (b';' | b'\n' | b'|' | b'&', next) => {
                     self.push(start, writes);
                     let doubled = next == Some(c) || (c == b'|' && next == Some(b'&'));
                     self.i += if doubled { 2 } else { 1 };
                     (start, writes) = (self.i, false);
+                    next_word_start = true;
+                }
+                (b' ' | b'\t', _) => {
+                    self.i += 1;
+                    next_word_start = true;
                 }
                 _ => self.i += 1,
             }
+            word_start = next_word_start;
         }
     }
 
@@ -180,6 +207,9 @@ impl Scanner<'_> {
 
     /// `"..."`: no splitting inside, but `$(...)`, backticks and `${...}` still run.
     fn double_quote(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
         self.i += 1;
         loop {
             match (self.peek(0)?, self.peek(1)) {
@@ -196,7 +226,7 @@ impl Scanner<'_> {
                     self.i += 2;
                     self.sequence(Some(b')'), depth + 1)?;
                 }
-                (b'$', Some(b'{')) => self.parameter(depth)?,
+                (b'$', Some(b'{')) => self.parameter(depth + 1)?,
                 _ => self.i += 1,
             }
         }
@@ -204,6 +234,9 @@ impl Scanner<'_> {
 
     /// `${...}`: a word, not a command, but it may contain substitutions.
     fn parameter(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
         self.i += 2;
         loop {
             match (self.peek(0)?, self.peek(1)) {
@@ -213,7 +246,7 @@ impl Scanner<'_> {
                 }
                 (b'\\', _) => self.i += 2,
                 (b'\'', _) => self.single_quote(false)?,
-                (b'"', _) => self.double_quote(depth)?,
+                (b'"', _) => self.double_quote(depth + 1)?,
                 (b'`', _) => {
                     self.i += 1;
                     self.sequence(Some(b'`'), depth + 1)?;

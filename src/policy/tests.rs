@@ -92,6 +92,14 @@ fn bash_compound_commands_need_every_part_to_allow() {
         ("Bash(echo:*)", "Bash", cmd("echo 'unbalanced"), false, true),
         ("Bash(rm:*)", "Bash", cmd("echo 'x; rm -rf /"), false, true),
         ("Bash(echo:*)", "Bash", cmd("echo $(id"), false, true),
+        // A comment ends at the newline; quotes in it open nothing.
+        ("Bash(npm test:*)", "Bash", cmd("npm test # it's\nrm -rf / #'"), false, true),
+        ("Bash(rm:*)", "Bash", cmd("npm test # it's\nrm -rf / #'"), false, true),
+        ("Bash(npm test)", "Bash", cmd("npm test # why not"), true, true),
+        ("Bash(rm -rf /)", "Bash", cmd("rm -rf / # bye"), true, true),
+        // A here-document body is not split: allow never matches, deny still does.
+        ("Bash(cat:*)", "Bash", cmd("cat <<EOF\ncat '\nEOF\nrm -rf / #'"), false, true),
+        ("Bash(rm:*)", "Bash", cmd("cat <<EOF\ncat '\nEOF\nrm -rf / #'"), false, true),
         // Output redirection to a file is never covered by an allow rule.
         ("Bash(npm test:*)", "Bash", cmd("npm test > out.txt"), false, true),
         ("Bash(npm test:*)", "Bash", cmd("npm test 2>&1"), true, true),

@@ -176,6 +176,20 @@ fn prompts_needing_a_person_are_never_auto_allowed() {
             "safety check",
         ),
         (json!({ "blocked_path": "/etc/passwd" }), "blocked path"),
+        (
+            json!({ "matched_ask_rule": { "source": "localSettings", "tool_name": "Bash",
+                                          "rule_content": "ls:*" } }),
+            "matched_ask_rule",
+        ),
+        (
+            json!({ "matched_ask_rule": { "source": "userSettings", "tool_name": "Bash" } }),
+            "matched_ask_rule",
+        ),
+        (json!({ "matched_ask_rule": "garbled" }), "matched_ask_rule"),
+        (
+            json!({ "decision_reason": { "matched_ask_rule": { "source": "cliArg" } } }),
+            "matched_ask_rule",
+        ),
     ];
     let mut dry = rule("dry", Action::Allow, "Bash");
     dry.dry_run = true;
@@ -207,6 +221,24 @@ fn prompts_needing_a_person_are_never_auto_allowed() {
 }
 
 #[test]
+fn matched_ask_rule_reason_names_the_rule() {
+    let allow = policy(vec![rule("tests", Action::Allow, "Bash(npm test:*)")]);
+    let extra = json!({ "matched_ask_rule": { "source": "localSettings", "tool_name": "Bash",
+                                              "rule_content": "npm test:*" } });
+    let ev = bash(&allow, "npm test", extra);
+    assert_eq!(ev.outcome, Outcome::Ask);
+    assert_eq!(
+        ev.reason,
+        "rule tests would allow, but matched_ask_rule is set: the user's ask rule \
+         Bash(npm test:*) from localSettings matched, so a person must answer; asking a human"
+    );
+    let long = "x".repeat(10_000);
+    let extra = json!({ "matched_ask_rule": { "source": long, "tool_name": long } });
+    let ev = bash(&allow, "npm test", extra);
+    assert!(ev.reason.len() < 400, "bounded: {}", ev.reason.len());
+}
+
+#[test]
 fn near_miss_safety_flags_do_not_hold() {
     let allow = policy(vec![rule("any", Action::Allow, "Bash")]);
     for extra in [
@@ -216,6 +248,8 @@ fn near_miss_safety_flags_do_not_hold() {
         json!({ "decision_reason_type": "rule", "classifier_approvable": false }),
         json!({ "blocked_path": null }),
         json!({ "decision_reason": "safetyCheck" }),
+        json!({ "matched_ask_rule": null }),
+        json!({ "matched_ask_rule": false }),
     ] {
         assert_eq!(
             bash(&allow, "ls", extra.clone()).outcome,

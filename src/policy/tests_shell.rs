@@ -79,6 +79,62 @@ fn unbalanced_input_is_not_split() {
 }
 
 #[test]
+fn comments_end_at_the_newline_and_hide_nothing() {
+    let cases: &[(&str, &[&str])] = &[
+        // A quote inside a comment opens nothing: the next line runs.
+        ("npm test # it's\nrm -rf / #'", &["npm test", "rm -rf /"]),
+        ("npm test #\"\nrm -rf / #\"", &["npm test", "rm -rf /"]),
+        ("(npm test)#'\nrm x #'", &["npm test", "rm x"]),
+        ("npm test;# '\nrm x", &["npm test", "rm x"]),
+        ("# only a comment", &[]),
+        // Operators and substitutions in a comment never run.
+        ("npm test # ; rm -rf / $(id) `id`", &["npm test"]),
+        (
+            "echo $(id # )\nrm x\n)",
+            &["echo $(id # )\nrm x\n)", "id", "rm x"],
+        ),
+        // `#` inside a word is not a comment.
+        ("echo a#'b; c'", &["echo a#'b; c'"]),
+        ("echo $# x; y", &["echo $# x", "y"]),
+        ("echo ${#x}; y", &["echo ${#x}", "y"]),
+        ("echo \"#\"'x; y'", &["echo \"#\"'x; y'"]),
+        ("echo a\\\n#b; c", &["c", "echo a\\\n#b"]),
+    ];
+    for (cmd, want) in cases {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(texts(cmd), Some(want), "{cmd:?}");
+    }
+}
+
+#[test]
+fn here_documents_are_not_split() {
+    // The body is data until its delimiter line; the line after it runs. Rather
+    // than guess at that, a line with a here-document is not split at all.
+    for cmd in [
+        "cat <<EOF\nit's\nEOF\nrm -rf / #'",
+        "cat <<'EOF'\nx\nEOF",
+        "cat <<-EOF\n\tx\n\tEOF",
+        "git commit -m \"$(cat <<'EOF'\nmsg\nEOF\n)\"",
+    ] {
+        assert_eq!(split(cmd), None, "{cmd:?}");
+    }
+    assert_eq!(
+        texts("cat <<< 'a; b'"),
+        Some(vec!["cat <<< 'a; b'".to_owned()])
+    );
+}
+
+#[test]
+fn deep_quote_and_parameter_nesting_is_refused_without_overflow() {
+    for open in ["\"${", "${", "${\"", "\"$(", "\"`"] {
+        let cmd = format!("echo {}", open.repeat(100_000));
+        assert_eq!(split(&cmd), None, "{open}");
+    }
+    let ok = format!("echo {}x{}", "\"${a:-".repeat(8), "}\"".repeat(8));
+    assert!(split(&ok).is_some(), "{ok}");
+}
+
+#[test]
 fn output_redirection_is_flagged_unless_harmless() {
     let cases = [
         ("npm test", false),
@@ -94,7 +150,7 @@ fn output_redirection_is_flagged_unless_harmless() {
         ("npm test >&2", false),
         ("npm test >& log", true),
         ("npm test < in.txt", false),
-        ("cat <<EOF", false),
+        ("cat <<< \"$x\"", false),
     ];
     for (cmd, writes) in cases {
         let parts = split(cmd).unwrap_or_else(|| panic!("{cmd:?} did not split"));

@@ -54,6 +54,44 @@ impl PermissionPrompt {
             .and_then(Value::as_bool)
             .unwrap_or(false)
     }
+
+    /// The user's own ask rule that forced this prompt (`matched_ask_rule`), if any.
+    pub fn matched_ask_rule(&self) -> Option<MatchedAskRule<'_>> {
+        self.request
+            .get("matched_ask_rule")
+            .and_then(MatchedAskRule::from_field)
+    }
+}
+
+/// `matched_ask_rule {source, tool_name, rule_content?}` of a `can_use_tool` request
+/// (PROTOCOL §6): a user-configured ask rule forced the prompt, so a person must answer.
+///
+/// The parts are as the session sent them (render-unsafe text) and may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchedAskRule<'a> {
+    /// Where the rule is configured (`userSettings`, `localSettings`, ...).
+    pub source: Option<&'a str>,
+    /// The tool the rule names (an MCP tool may be named differently from `tool_name`).
+    pub tool_name: Option<&'a str>,
+    /// The rule's argument (`npm test:*`), when it has one.
+    pub rule_content: Option<&'a str>,
+}
+
+impl<'a> MatchedAskRule<'a> {
+    /// Read the field's value: `None` only when it is `null` or `false`. Any other shape
+    /// still counts as a matched rule (with its parts missing): a garbled flag must not
+    /// turn a person's prompt into an automatic one.
+    pub fn from_field(value: &'a Value) -> Option<Self> {
+        if value.is_null() || value.as_bool() == Some(false) {
+            return None;
+        }
+        let part = |key: &str| value.get(key).and_then(Value::as_str);
+        Some(Self {
+            source: part("source"),
+            tool_name: part("tool_name"),
+            rule_content: part("rule_content"),
+        })
+    }
 }
 
 /// An answer to a control request this client sent (e.g. an interrupt).
@@ -371,6 +409,41 @@ mod tests {
         assert_eq!(p.input, json!({"command":"npm test"}));
         assert_eq!(p.request["future_field"], json!([1, 2]));
         assert!(!p.requires_user_interaction());
+        assert_eq!(p.matched_ask_rule(), None);
+    }
+
+    #[test]
+    fn matched_ask_rule_is_read_and_a_garbled_one_still_counts() {
+        let prompt = |rule: Value| {
+            let text = json!({"type":"control_request","request_id":"r","request":{
+                "subtype":"can_use_tool","tool_name":"Bash","input":{},"matched_ask_rule":rule}});
+            match classify(&text.to_string()).unwrap() {
+                Inbound::PermissionPrompt(p) => p,
+                other => panic!("{other:?}"),
+            }
+        };
+        let p = prompt(
+            json!({"source":"localSettings","tool_name":"Bash","rule_content":"npm test:*"}),
+        );
+        assert_eq!(
+            p.matched_ask_rule(),
+            Some(MatchedAskRule {
+                source: Some("localSettings"),
+                tool_name: Some("Bash"),
+                rule_content: Some("npm test:*"),
+            })
+        );
+        let p = prompt(json!({"source":"userSettings","tool_name":"mcp__x"}));
+        assert_eq!(p.matched_ask_rule().and_then(|r| r.rule_content), None);
+        assert!(p.matched_ask_rule().is_some());
+        for garbled in [json!("yes"), json!(true), json!([]), json!({}), json!(1)] {
+            let p = prompt(garbled.clone());
+            let rule = p.matched_ask_rule();
+            assert!(rule.is_some_and(|r| r.source.is_none()), "{garbled}");
+        }
+        for absent in [Value::Null, json!(false)] {
+            assert_eq!(prompt(absent.clone()).matched_ask_rule(), None, "{absent}");
+        }
     }
 
     #[test]

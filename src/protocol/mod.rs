@@ -16,3 +16,6 @@ pub use outbound::{
     error_response, initialize_request, interrupt_request, permission_response,
     user_message_events, PermissionResult,
 };
+
+#[cfg(test)]
+mod tests_fuzz;

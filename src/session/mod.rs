@@ -20,3 +20,6 @@ pub use messages::{
     SessionError,
 };
 pub use state::{Counters, FrameCounters, SessionState, SessionStatus};
+
+#[cfg(test)]
+mod tests_fuzz;

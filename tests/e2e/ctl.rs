@@ -395,3 +395,34 @@ async fn audit_lists_an_allowed_prompt_and_exports_it() {
     assert_eq!(r["input"], json!({"command":"make deploy"}));
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn session_text_reaches_the_terminal_without_escape_sequences() {
+    let h = started().await;
+    let hostile = "\u{1b}]52;c;cm0gLXJmIC8=\u{7}\u{1b}[2K\u{1b}[1Gls\u{9b}1A\u{202e}";
+    h.prompt(
+        "s1",
+        "rq",
+        "Bash",
+        json!({ "command": format!("rm -rf / {hostile}") }),
+    )
+    .await;
+    let out = ctl(&h.api, &["pending"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let row = out.stdout.lines().nth(1).unwrap_or_default().to_owned();
+    assert!(row.ends_with("rm -rf / ls"), "{out:?}");
+    let raw = ctl(&h.api, &["--json", "pending"]).await;
+    for text in [&out.stdout, &raw.stdout] {
+        assert!(
+            text.chars().all(|c| c == '\n' || !c.is_control()) && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+    }
+    let v: Value = serde_json::from_str(&raw.stdout).expect("--json stays JSON");
+    assert_eq!(
+        v["permissions"][0]["input"]["command"],
+        format!("rm -rf / {hostile}"),
+        "--json keeps the value, only escaped"
+    );
+    h.shutdown().await;
+}

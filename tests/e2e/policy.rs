@@ -306,3 +306,74 @@ async fn prompts_restored_from_the_ledger_get_their_deadline_again() {
     );
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn matched_ask_rule_keeps_a_prompt_for_a_person_and_evaluate_says_why() {
+    let mut h = policy_harness().await;
+    let rule = json!({"source":"localSettings","tool_name":"Bash","rule_content":"npm test:*"});
+    // The allow rule `tests` matches the command, but the user's own ask rule forced the prompt.
+    assert!(h.sim.prompt_with(
+        "s1",
+        "held",
+        json!({"subtype":"can_use_tool","tool_name":"Bash","input":{"command":"npm test"},
+               "tool_use_id":"toolu_held","matched_ask_rule":rule}),
+    ));
+    // A deny rule still denies such a prompt.
+    assert!(h.sim.prompt_with(
+        "s1",
+        "denied",
+        json!({"subtype":"can_use_tool","tool_name":"Bash","input":{"command":"rm -rf build"},
+               "tool_use_id":"toolu_denied","matched_ask_rule":rule}),
+    ));
+    // The registry decides a session's prompts in arrival order: once this plain one
+    // is auto-allowed, the policy has seen the two before it.
+    h.sim
+        .prompt("s1", "after", "Bash", json!({"command":"npm test"}));
+    let mut left = vec!["after", "denied"];
+    h.wait_sim(|e| {
+        if let SimEvent::Answered { request_id, .. } = e {
+            left.retain(|id| id != request_id);
+        }
+        left.is_empty()
+    })
+    .await;
+    assert_eq!(
+        h.answers("s1", "denied")[0]["response"]["response"]["message"],
+        "rm is not allowed here"
+    );
+    assert_eq!(h.answers("s1", "held"), Vec::<serde_json::Value>::new());
+    let policy = h.get("/v1/policy").await.1;
+    assert_eq!(
+        policy["hits"]["tests"], 1,
+        "only `after` was allowed: {policy}"
+    );
+    let pending = h.get("/v1/permissions").await.1;
+    let ids: Vec<&str> = pending["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["held"], "{pending}");
+    let (status, eval) = h
+        .post(
+            "/v1/policy/evaluate",
+            json!({"session_id":"s1","tool_name":"Bash","input":{"command":"npm test"},
+                   "request":{"matched_ask_rule":rule}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{eval}");
+    assert_eq!(eval["decision"], "ask", "{eval}");
+    let reason = eval["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("rule tests would allow")
+            && reason.contains("matched_ask_rule")
+            && reason.contains("Bash(npm test:*) from localSettings"),
+        "{reason}"
+    );
+    // A person can still answer it.
+    let (status, body) = h.decide("s1", "held", json!({"behavior":"allow"})).await;
+    assert_eq!(status, 200, "{body}");
+    h.wait_sim(answered("held")).await;
+    h.shutdown().await;
+}
