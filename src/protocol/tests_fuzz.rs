@@ -207,7 +207,11 @@ proptest! {
         let text = json!({"type": "control_response", "response": response}).to_string();
         prop_assert_eq!(
             classify(&text),
-            Ok(Inbound::ControlResponse(ControlResponse { request_id, outcome }))
+            Ok(Inbound::ControlResponse(ControlResponse {
+                request_id,
+                outcome,
+                pending: Default::default(),
+            }))
         );
         let text = json!({"type": kind, "x": 1}).to_string();
         match classify(&text) {
