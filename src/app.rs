@@ -197,7 +197,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let sup = &config.supervisor;
     let mut registry =
         PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone(), metrics.clone())
-            .remembering(sup.resolved_prompts, sup.resolved_prompts_bytes);
+            .remembering(
+                sup.resolved_prompts,
+                sup.resolved_prompts_bytes,
+                config.ccr.supported_dialog_kinds.clone(),
+            );
     if let Some(ledger) = &ledger {
         let unfinished = ledger
             .load_unfinished()

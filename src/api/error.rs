@@ -36,6 +36,9 @@ pub enum ApiError {
     /// 409: the prompt was already answered.
     #[error("prompt {0} was already answered")]
     AlreadyAnswered(String),
+    /// 409: a dialog of a kind this supervisor does not render (never answered).
+    #[error("{0}")]
+    NotAnswerable(String),
     /// 409: the prompt was cancelled by the session.
     #[error("prompt {0} was cancelled by the session")]
     PromptCancelled(String),
@@ -95,6 +98,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::AlreadyAnswered(_) => "already_answered",
             ApiError::PromptCancelled(_) => "prompt_cancelled",
+            ApiError::NotAnswerable(_) => "not_answerable",
             ApiError::ViewerOnly(_) => "viewer_only",
             ApiError::SessionExists(_) => "session_exists",
             ApiError::NotConnected(_) => "session_not_connected",
@@ -140,6 +144,8 @@ impl From<DecideError> for ApiError {
             DecideError::Cancelled(id) => ApiError::PromptCancelled(id),
             DecideError::InvalidBody(b) => ApiError::InvalidBody(b.to_string()),
             e @ DecideError::LedgerUnavailable(_) => ApiError::LedgerUnavailable(e.to_string()),
+            DecideError::WrongKind(m) => ApiError::InvalidBody(m),
+            e @ DecideError::NotAnswerable { .. } => ApiError::NotAnswerable(e.to_string()),
         }
     }
 }
@@ -160,6 +166,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadyAnswered(_)
             | ApiError::PromptCancelled(_)
+            | ApiError::NotAnswerable(_)
             | ApiError::ViewerOnly(_)
             | ApiError::SessionExists(_)
             | ApiError::NotConnected(_) => StatusCode::CONFLICT,

@@ -44,7 +44,10 @@ async fn metrics(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpRespons
     let sessions = state.supervisor.send(ListSessions::default()).await?;
     let pending = state
         .registry
-        .send(ListPending { session_id: None })
+        .send(ListPending {
+            session_id: None,
+            questions: false,
+        })
         .await?;
     let snapshot = Snapshot {
         sessions_by_state: sessions

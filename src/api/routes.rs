@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::auth::{Admin, Approver, Viewer};
 use super::{policy_audit, stream, ApiError, ApiState};
-use crate::protocol::api::{DecisionBody, SendMessageBody};
+use crate::protocol::api::{AnswerBody, DecisionBody, QuestionAnswer, SendMessageBody};
 use crate::registry::{CountPending, Decide, ListPending, SessionTally};
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{
@@ -40,6 +40,16 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/sessions/{id}/permissions/{request_id}")
             .route(web::post().to(decide))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/questions")
+            .route(web::get().to(list_questions))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/sessions/{id}/questions/{request_id}")
+            .route(web::post().to(answer_question))
             .default_service(method_not_allowed()),
     )
     .service(
@@ -140,8 +150,56 @@ async fn list_permissions(
     if let Some(id) = &session_id {
         lookup(&state, id).await?;
     }
-    let pending = state.registry.send(ListPending { session_id }).await?;
+    let pending = state
+        .registry
+        .send(ListPending {
+            session_id,
+            questions: false,
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "permissions": pending })))
+}
+
+/// `GET /v1/questions[?session_id=]` (viewer): pending elicitations and dialogs.
+async fn list_questions(
+    _who: Viewer,
+    state: web::Data<ApiState>,
+    query: web::Query<PermissionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let session_id = query.into_inner().session_id;
+    if let Some(id) = &session_id {
+        lookup(&state, id).await?;
+    }
+    let pending = state
+        .registry
+        .send(ListPending {
+            session_id,
+            questions: true,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "questions": pending })))
+}
+
+/// `POST /v1/sessions/{id}/questions/{request_id}` (approver): answer an elicitation or a
+/// dialog with its SDK shape.
+async fn answer_question(
+    Approver(who): Approver,
+    state: web::Data<ApiState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<QuestionAnswer>,
+) -> Result<HttpResponse, ApiError> {
+    let (session_id, request_id) = path.into_inner();
+    lookup(&state, &session_id).await?;
+    let receipt = state
+        .registry
+        .send(Decide {
+            session_id: Arc::from(session_id.as_str()),
+            request_id,
+            body: AnswerBody::Question(body.into_inner()),
+            decided_by: who.name.to_string(),
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(receipt))
 }
 
 /// The session `id`, or 404 `unknown_session`.
@@ -169,7 +227,7 @@ async fn decide(
         .send(Decide {
             session_id: Arc::from(session_id.as_str()),
             request_id,
-            body,
+            body: AnswerBody::Permission(body),
             decided_by: who.name.to_string(),
         })
         .await??;

@@ -178,6 +178,20 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// Like [`Table::strings`], also accepting one comma-separated string (how an
+    /// environment override spells a list).
+    pub(super) fn strings_or_csv(&mut self, errs: &mut Errors, key: &'static str) -> Vec<String> {
+        if let Some(Value::String(s)) = self.raw(key) {
+            return s
+                .split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        self.strings(errs, key)
+    }
+
     /// A boolean; the strings `true` / `false` (any case) are accepted too (env values).
     pub(super) fn bool(&mut self, errs: &mut Errors, key: &'static str, default: bool) -> bool {
         match self.raw(key) {

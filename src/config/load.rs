@@ -352,7 +352,7 @@ fn ccr(mut t: Table, errs: &mut Errors) -> CcrConfig {
         initialize_on_connect: t.bool(errs, "initialize_on_connect", true),
         initialize_timeout: t.positive_duration(errs, "initialize_timeout", secs(10)),
         response_watchdog: t.duration(errs, "response_watchdog", secs(60)),
-        supported_dialog_kinds: t.strings(errs, "supported_dialog_kinds"),
+        supported_dialog_kinds: t.strings_or_csv(errs, "supported_dialog_kinds"),
     };
     for kind in &ccr.supported_dialog_kinds {
         if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {

@@ -63,6 +63,22 @@ pub enum CtlCommand {
         /// Only this session.
         session: Option<String>,
     },
+    /// List pending questions that are not permission prompts (MCP elicitations, dialogs).
+    Questions {
+        /// Only this session.
+        session: Option<String>,
+    },
+    /// Answer a question with its SDK shape, e.g. '{"action":"accept","content":{"key":"OPS"}}',
+    /// '{"action":"decline"}', or for a dialog '{"behavior":"completed","result":..}'.
+    Answer {
+        /// Session id.
+        session: String,
+        /// Question (request) id.
+        request: String,
+        /// The answer, a JSON object.
+        #[arg(value_name = "JSON")]
+        answer: String,
+    },
     /// Allow a pending prompt (the original input is sent unless --input is given).
     Allow {
         /// Session id.
@@ -164,6 +180,27 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
                 session.iter().map(|s| ("session_id", s.as_str())).collect();
             let body = client.get("/v1/permissions", &query)?;
             print_body(json, &body, render::pending_table)
+        }
+        CtlCommand::Questions { session } => {
+            let query: Vec<(&str, &str)> =
+                session.iter().map(|s| ("session_id", s.as_str())).collect();
+            let body = client.get("/v1/questions", &query)?;
+            print_body(json, &body, render::questions_table)
+        }
+        CtlCommand::Answer {
+            session,
+            request,
+            answer,
+        } => {
+            let body: Value = serde_json::from_str(answer)
+                .map_err(|e| CtlError::Usage(format!("the answer is not JSON: {e}")))?;
+            let path = format!(
+                "/v1/sessions/{}/questions/{}",
+                client::segment(session),
+                client::segment(request)
+            );
+            let receipt = client.post(&path, Some(&body))?;
+            print_body(json, &receipt, |v| render::decision(request, v))
         }
         CtlCommand::Allow {
             session,

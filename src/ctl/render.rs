@@ -146,7 +146,7 @@ pub fn pending_table(body: &Value) -> String {
     if prompts.is_empty() {
         return "no pending permission prompts".into();
     }
-    let mut t = table(&["SESSION", "REQUEST", "TOOL", "AGE", "INPUT"]);
+    let mut t = table(&["SESSION", "REQUEST", "TOOL", "AGE", "STATE", "INPUT"]);
     for p in &prompts {
         let tool = p["tool_name"].as_str().unwrap_or("?");
         t.add_row(vec![
@@ -154,7 +154,49 @@ pub fn pending_table(body: &Value) -> String {
             text_or_dash(&p["request_id"]),
             tool.to_owned(),
             p["age_ms"].as_u64().map(age).unwrap_or_else(|| "-".into()),
+            waiting(p),
             input_summary(tool, &p["input"], INPUT_WIDTH),
+        ]);
+    }
+    rendered(t)
+}
+
+/// `waiting`, or `unconfirmed` for a prompt restored after a restart that its session has
+/// not re-sent (it may not be waited on any more).
+fn waiting(p: &Value) -> String {
+    match p["confirmed"].as_bool() {
+        Some(false) => "unconfirmed".into(),
+        _ => "waiting".into(),
+    }
+}
+
+/// The `questions` table: elicitations and dialogs, with what they ask.
+pub fn questions_table(body: &Value) -> String {
+    let body = &clean_value(body);
+    let questions = body["questions"].as_array().cloned().unwrap_or_default();
+    if questions.is_empty() {
+        return "no pending questions".into();
+    }
+    let mut t = table(&["SESSION", "REQUEST", "KIND", "FROM", "AGE", "STATE", "ASKS"]);
+    for q in &questions {
+        let answerable = q["answerable"].as_bool().unwrap_or(true);
+        let state = if answerable {
+            waiting(q)
+        } else {
+            "read-only".into()
+        };
+        let asks = q["request"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| input_summary("", &q["input"], INPUT_WIDTH));
+        t.add_row(vec![
+            text_or_dash(&q["session_id"]),
+            text_or_dash(&q["request_id"]),
+            text_or_dash(&q["kind"]),
+            text_or_dash(&q["tool_name"]),
+            q["age_ms"].as_u64().map(age).unwrap_or_else(|| "-".into()),
+            state,
+            asks.chars().take(INPUT_WIDTH).collect(),
         ]);
     }
     rendered(t)

@@ -62,6 +62,8 @@ pub enum Event {
         /// False for a prompt restored from the ledger after a restart that the session has
         /// not re-sent or listed yet (it may no longer be waited on); see `permission_confirmed`.
         confirmed: bool,
+        /// `can_use_tool`, or a question: `elicitation` / `request_user_dialog`.
+        kind: crate::protocol::PromptKind,
     },
     /// A restored prompt was re-sent or listed by its session: it is waited on.
     PermissionConfirmed {

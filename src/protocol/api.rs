@@ -194,6 +194,199 @@ impl DecisionBody {
     }
 }
 
+/// Body of `POST /v1/sessions/{id}/questions/{request_id}`: the answer to an `elicitation`
+/// (the MCP `ElicitResult`) or to a `request_user_dialog` (the SDK's `UserDialogResult`),
+/// sent to the session exactly in that shape.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "RawQuestionAnswer", into = "Value")]
+pub enum QuestionAnswer {
+    /// `{"action":"accept","content":{..}?}`: the user gave the requested input.
+    Accept {
+        /// The form's values, an object (absent for a URL elicitation).
+        content: Option<Value>,
+    },
+    /// `{"action":"decline"}`: the user refused.
+    Decline,
+    /// `{"action":"cancel"}`: the user dismissed it without choosing.
+    Cancel,
+    /// `{"behavior":"completed","result":..}`: the dialog's result (shape per dialog kind).
+    Completed {
+        /// The result, as the dialog kind defines it.
+        result: Value,
+    },
+    /// `{"behavior":"cancelled"}`: the dialog was dismissed (the CLI applies its default).
+    Dismissed,
+}
+
+/// A question answer as sent, before its checks (unknown fields refused).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuestionAnswer {
+    /// Elicitation: `accept`, `decline` or `cancel`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Elicitation `accept`: the values.
+    #[serde(default)]
+    pub content: Option<Value>,
+    /// Dialog: `completed` or `cancelled`.
+    #[serde(default)]
+    pub behavior: Option<String>,
+    /// Dialog `completed`: the result.
+    #[serde(default)]
+    pub result: Option<Value>,
+}
+
+/// Why a question answer was refused (HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuestionAnswerError {
+    /// Neither or both of `action` and `behavior`.
+    #[error("give exactly one of `action` (an elicitation: accept, decline, cancel) or `behavior` (a dialog: completed, cancelled)")]
+    Shape,
+    /// An unknown value.
+    #[error("unknown {field} {value:?}")]
+    Unknown {
+        /// `action` or `behavior`.
+        field: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// A field that does not go with the answer.
+    #[error("field `{0}` is not valid with this answer")]
+    Misplaced(&'static str),
+    /// `content` must be an object.
+    #[error("content must be a JSON object")]
+    ContentNotObject,
+    /// `completed` needs a `result`.
+    #[error("behavior \"completed\" needs a `result`")]
+    MissingResult,
+    /// The answer is for the other kind of question.
+    #[error("this is {asked}: answer it with {expected}")]
+    WrongKind {
+        /// What was asked.
+        asked: &'static str,
+        /// The fields to use.
+        expected: &'static str,
+    },
+}
+
+impl TryFrom<RawQuestionAnswer> for QuestionAnswer {
+    type Error = QuestionAnswerError;
+
+    fn try_from(raw: RawQuestionAnswer) -> Result<Self, Self::Error> {
+        use QuestionAnswerError::*;
+        match (raw.action.as_deref(), raw.behavior.as_deref()) {
+            (Some(action), None) => {
+                if raw.result.is_some() {
+                    return Err(Misplaced("result"));
+                }
+                if action != "accept" && raw.content.is_some() {
+                    return Err(Misplaced("content"));
+                }
+                match action {
+                    "accept" => match raw.content {
+                        Some(c) if !c.is_object() => Err(ContentNotObject),
+                        content => Ok(QuestionAnswer::Accept { content }),
+                    },
+                    "decline" => Ok(QuestionAnswer::Decline),
+                    "cancel" => Ok(QuestionAnswer::Cancel),
+                    other => Err(Unknown {
+                        field: "action",
+                        value: other.into(),
+                    }),
+                }
+            }
+            (None, Some(behavior)) => {
+                if raw.content.is_some() {
+                    return Err(Misplaced("content"));
+                }
+                match behavior {
+                    "completed" => Ok(QuestionAnswer::Completed {
+                        result: raw.result.ok_or(MissingResult)?,
+                    }),
+                    "cancelled" if raw.result.is_some() => Err(Misplaced("result")),
+                    "cancelled" => Ok(QuestionAnswer::Dismissed),
+                    other => Err(Unknown {
+                        field: "behavior",
+                        value: other.into(),
+                    }),
+                }
+            }
+            _ => Err(Shape),
+        }
+    }
+}
+
+impl From<QuestionAnswer> for Value {
+    fn from(a: QuestionAnswer) -> Value {
+        match a {
+            QuestionAnswer::Accept { content: None } => serde_json::json!({"action": "accept"}),
+            QuestionAnswer::Accept { content: Some(c) } => {
+                serde_json::json!({"action": "accept", "content": c})
+            }
+            QuestionAnswer::Decline => serde_json::json!({"action": "decline"}),
+            QuestionAnswer::Cancel => serde_json::json!({"action": "cancel"}),
+            QuestionAnswer::Completed { result } => {
+                serde_json::json!({"behavior": "completed", "result": result})
+            }
+            QuestionAnswer::Dismissed => serde_json::json!({"behavior": "cancelled"}),
+        }
+    }
+}
+
+impl QuestionAnswer {
+    /// The word events and logs use (`accept`, `decline`, `cancel`, `completed`, `cancelled`).
+    pub fn behavior(&self) -> &'static str {
+        match self {
+            QuestionAnswer::Accept { .. } => "accept",
+            QuestionAnswer::Decline => "decline",
+            QuestionAnswer::Cancel => "cancel",
+            QuestionAnswer::Completed { .. } => "completed",
+            QuestionAnswer::Dismissed => "cancelled",
+        }
+    }
+
+    /// True for an answer that grants what was asked (recorded as `allowed`).
+    pub fn grants(&self) -> bool {
+        matches!(
+            self,
+            QuestionAnswer::Accept { .. } | QuestionAnswer::Completed { .. }
+        )
+    }
+
+    /// Check the answer fits what was asked (an elicitation or a dialog).
+    pub fn fits(&self, kind: super::frame::PromptKind) -> Result<(), QuestionAnswerError> {
+        use super::frame::PromptKind;
+        let elicitation = matches!(
+            self,
+            QuestionAnswer::Accept { .. } | QuestionAnswer::Decline | QuestionAnswer::Cancel
+        );
+        match (kind, elicitation) {
+            (PromptKind::Elicitation, true) | (PromptKind::RequestUserDialog, false) => Ok(()),
+            (PromptKind::Elicitation, false) => Err(QuestionAnswerError::WrongKind {
+                asked: "an elicitation",
+                expected: "`action`: accept, decline or cancel",
+            }),
+            (PromptKind::RequestUserDialog, true) => Err(QuestionAnswerError::WrongKind {
+                asked: "a dialog",
+                expected: "`behavior`: completed or cancelled",
+            }),
+            (PromptKind::CanUseTool, _) => Err(QuestionAnswerError::WrongKind {
+                asked: "a permission prompt",
+                expected: "POST /v1/sessions/{id}/permissions/{request_id}",
+            }),
+        }
+    }
+}
+
+/// An answer to anything a session asks: a permission decision or a question's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnswerBody {
+    /// For a `can_use_tool` prompt.
+    Permission(DecisionBody),
+    /// For an `elicitation` or a `request_user_dialog`.
+    Question(QuestionAnswer),
+}
+
 /// Body of `POST /v1/sessions/{id}/messages`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -363,5 +556,67 @@ mod tests {
             let b: SendMessageBody = serde_json::from_value(json!({ "content": bad })).unwrap();
             assert!(b.validate().is_err());
         }
+    }
+}
+
+#[cfg(test)]
+mod question_tests {
+    use super::*;
+    use crate::protocol::frame::PromptKind;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<QuestionAnswer, String> {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn answers_round_trip_to_the_sdk_shapes() {
+        for shape in [
+            json!({"action":"accept","content":{"name":"Ada","n":1}}),
+            json!({"action":"accept"}),
+            json!({"action":"decline"}),
+            json!({"action":"cancel"}),
+            json!({"behavior":"completed","result":{"choice":"retry"}}),
+            json!({"behavior":"cancelled"}),
+        ] {
+            let a = parse(shape.clone()).unwrap();
+            assert_eq!(Value::from(a), shape);
+        }
+    }
+
+    #[test]
+    fn bad_answers_are_named() {
+        for (bad, says) in [
+            (
+                json!({"action":"accept","contnet":{}}),
+                "unknown field `contnet`",
+            ),
+            (json!({"action":"maybe"}), "unknown action"),
+            (json!({"action":"decline","content":{}}), "`content`"),
+            (json!({"action":"accept","content":"x"}), "object"),
+            (json!({"behavior":"completed"}), "needs a `result`"),
+            (json!({"behavior":"cancelled","result":1}), "`result`"),
+            (
+                json!({"action":"accept","behavior":"completed"}),
+                "exactly one",
+            ),
+            (json!({}), "exactly one"),
+        ] {
+            let e = parse(bad.clone()).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_answer_must_fit_what_was_asked() {
+        let accept = QuestionAnswer::Accept { content: None };
+        assert!(accept.fits(PromptKind::Elicitation).is_ok());
+        assert!(accept.fits(PromptKind::RequestUserDialog).is_err());
+        assert!(QuestionAnswer::Dismissed
+            .fits(PromptKind::RequestUserDialog)
+            .is_ok());
+        assert!(QuestionAnswer::Decline
+            .fits(PromptKind::CanUseTool)
+            .is_err());
     }
 }

@@ -46,7 +46,46 @@ pub struct PermissionPrompt {
     pub request: Value,
 }
 
+/// What a stored request asks: a permission prompt, or a question that is not one
+/// (PROTOCOL §6), read from the request's `subtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptKind {
+    /// `can_use_tool`: may the agent run this tool?
+    CanUseTool,
+    /// `elicitation`: an MCP server asks the user for input (answered `accept` / `decline` / `cancel`).
+    Elicitation,
+    /// `request_user_dialog`: a dialog of `dialog_kind` (answered `completed` / `cancelled`,
+    /// and only when this supervisor declared the kind).
+    RequestUserDialog,
+}
+
+impl PromptKind {
+    /// The `subtype` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptKind::CanUseTool => "can_use_tool",
+            PromptKind::Elicitation => "elicitation",
+            PromptKind::RequestUserDialog => "request_user_dialog",
+        }
+    }
+}
+
 impl PermissionPrompt {
+    /// What this request asks (from the stored request's `subtype`).
+    pub fn kind(&self) -> PromptKind {
+        match self.request.get("subtype").and_then(Value::as_str) {
+            Some("elicitation") => PromptKind::Elicitation,
+            Some("request_user_dialog") => PromptKind::RequestUserDialog,
+            _ => PromptKind::CanUseTool,
+        }
+    }
+
+    /// A dialog's `dialog_kind` (the `tool_name` it is listed under).
+    pub fn dialog_kind(&self) -> Option<&str> {
+        (self.kind() == PromptKind::RequestUserDialog).then_some(self.tool_name.as_str())
+    }
+
     /// True when the prompt says a person must answer (`requires_user_interaction`).
     pub fn requires_user_interaction(&self) -> bool {
         self.request
@@ -209,6 +248,19 @@ pub fn unreadable(head: &super::scan::ScannedHead, why: &str) -> Unreadable {
             }
         }
         Some("request_user_dialog") => Unreadable::Unanswered { request_id },
+        Some("elicitation") => Unreadable::Prompt {
+            prompt: PermissionPrompt {
+                request_id,
+                tool_name: "mcp".into(),
+                tool_use_id: None,
+                input: Value::Object(Default::default()),
+                request: serde_json::json!({
+                    "subtype": "elicitation",
+                    "unreadable": {"reason": why, "bytes": head.bytes},
+                }),
+            },
+            message: format!("declined: {why}"),
+        },
         Some(subtype) => Unreadable::Error {
             request_id,
             error: format!("Unreadable control request ({subtype}): {why}"),
@@ -333,11 +385,17 @@ fn classify_control_request(text: &str) -> Result<Inbound, FrameError> {
         }
     };
     let subtype = request.get("subtype").and_then(Value::as_str).unwrap_or("");
-    if subtype != "can_use_tool" {
-        return Ok(Inbound::UnsupportedRequest {
-            request_id,
-            error: format!("Unsupported control request subtype: {subtype}"),
-        });
+    match subtype {
+        "can_use_tool" => {}
+        // Questions that are not permission prompts are stored and answered like them
+        // (PROTOCOL §6): never with an error, which the session would discard.
+        "elicitation" | "request_user_dialog" => return Ok(question(request_id, request)),
+        _ => {
+            return Ok(Inbound::UnsupportedRequest {
+                request_id,
+                error: format!("Unsupported control request subtype: {subtype}"),
+            })
+        }
     }
     let Some(tool_name) = request.get("tool_name").and_then(Value::as_str) else {
         return Ok(Inbound::UnsupportedRequest {
@@ -361,6 +419,33 @@ fn classify_control_request(text: &str) -> Result<Inbound, FrameError> {
         input,
         request,
     }))
+}
+
+/// An `elicitation` or `request_user_dialog` as a stored prompt: listed under the MCP
+/// server's name or the dialog kind, with the dialog's `payload` as its input.
+fn question(request_id: String, request: Value) -> Inbound {
+    let text = |key: &str| request.get(key).and_then(Value::as_str).map(str::to_owned);
+    let dialog = request.get("subtype").and_then(Value::as_str) == Some("request_user_dialog");
+    let (tool_name, input) = if dialog {
+        let payload = request
+            .get("payload")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        (
+            text("dialog_kind").unwrap_or_else(|| "unknown".into()),
+            payload,
+        )
+    } else {
+        let name = text("mcp_server_name").unwrap_or_else(|| "mcp".into());
+        (name, Value::Object(Default::default()))
+    };
+    Inbound::PermissionPrompt(PermissionPrompt {
+        request_id,
+        tool_name,
+        tool_use_id: text("tool_use_id"),
+        input,
+        request,
+    })
 }
 
 fn classify_control_response(text: &str) -> Result<Inbound, FrameError> {

@@ -10,10 +10,10 @@ pub mod scan;
 
 pub use frame::{
     classify, unreadable, ControlResponse, FrameError, Inbound, PendingLists, PermissionPrompt,
-    SdkMessage, Unreadable,
+    PromptKind, SdkMessage, Unreadable,
 };
 pub use outbound::{
-    error_response, initialize_request, interrupt_request, permission_response,
+    error_response, initialize_request, interrupt_request, permission_response, question_response,
     user_message_events, PermissionResult,
 };
 

@@ -149,6 +149,33 @@ pub fn permission_response(request_id: &str, result: &PermissionResult) -> Strin
     })
 }
 
+#[derive(Serialize)]
+struct QuestionFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    response: QuestionBody<'a>,
+}
+
+#[derive(Serialize)]
+struct QuestionBody<'a> {
+    subtype: &'static str,
+    request_id: &'a str,
+    response: &'a Value,
+}
+
+/// The answer to an `elicitation` or a `request_user_dialog` (its `QuestionAnswer` shape),
+/// in the same field order as every other `control_response` this client sends.
+pub fn question_response(request_id: &str, answer: &Value) -> String {
+    to_json(&QuestionFrame {
+        kind: "control_response",
+        response: QuestionBody {
+            subtype: "success",
+            request_id,
+            response: answer,
+        },
+    })
+}
+
 /// The error answer to a control request this client does not handle.
 pub fn error_response(request_id: &str, error: &str) -> String {
     to_json(&ControlResponseFrame {

@@ -15,8 +15,8 @@ use crate::audit::{Ledger, Outcome as LedgerOutcome, ResolvedRows, Stored, Unfin
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::protocol::api::DecisionBody;
-use crate::protocol::PermissionPrompt;
+use crate::protocol::api::{AnswerBody, DecisionBody, QuestionAnswer};
+use crate::protocol::{PermissionPrompt, PromptKind};
 
 /// Holds every pending prompt and routes answers to the right session connection.
 pub struct PermissionRegistry {
@@ -49,9 +49,10 @@ impl PermissionRegistry {
         }
     }
 
-    /// Remember at most `records` finished prompts in `bytes` (all sessions together).
-    pub fn remembering(mut self, records: usize, bytes: usize) -> Self {
-        self.store = Store::with_bounds(records, bytes);
+    /// Remember at most `records` finished prompts in `bytes` (all sessions together), and
+    /// let operators answer dialogs of `dialog_kinds` only.
+    pub fn remembering(mut self, records: usize, bytes: usize, dialog_kinds: Vec<String>) -> Self {
+        self.store = Store::with_bounds(records, bytes).with_dialog_kinds(dialog_kinds);
         self
     }
 
@@ -169,6 +170,7 @@ impl Actor for PermissionRegistry {
                     tool_use_id: entry.prompt.tool_use_id.clone(),
                     request: entry.prompt.request.clone(),
                     confirmed: entry.confirmed,
+                    kind: entry.prompt.kind(),
                 });
             }
             self.apply_policy(session, request_id, Arc::from(Vec::new()), ctx);
@@ -357,9 +359,12 @@ impl PermissionRegistry {
         };
         let verdict = match refusal {
             Some(r) => Some(Verdict::Answer {
-                body: DecisionBody::Deny {
-                    message: Some(r.message),
-                    interrupt: None,
+                body: match entry.prompt.kind() {
+                    PromptKind::Elicitation => AnswerBody::Question(QuestionAnswer::Decline),
+                    _ => AnswerBody::Permission(DecisionBody::Deny {
+                        message: Some(r.message),
+                        interrupt: None,
+                    }),
                 },
                 decided_by: r.decided_by.to_owned(),
                 source: Source::Limit(r.reason),
@@ -503,12 +508,14 @@ pub struct Deliver {
     pub frame: Arc<str>,
 }
 
-/// List pending prompts, oldest first.
+/// List pending prompts (or questions), confirmed ones oldest first, then unconfirmed.
 #[derive(Message)]
 #[rtype(result = "Vec<PendingPrompt>")]
 pub struct ListPending {
     /// Only this session, if given.
     pub session_id: Option<String>,
+    /// `false`: `can_use_tool` prompts; `true`: elicitations and dialogs.
+    pub questions: bool,
 }
 
 /// A pending prompt as shown to operators.
@@ -534,6 +541,10 @@ pub struct PendingPrompt {
     /// False for a prompt restored from the ledger that its session has not re-sent or
     /// listed since the restart (it may no longer be waited on).
     pub confirmed: bool,
+    /// `can_use_tool`, `elicitation` or `request_user_dialog`.
+    pub kind: crate::protocol::PromptKind,
+    /// False for a dialog of a kind this supervisor does not render: shown, never answered.
+    pub answerable: bool,
 }
 
 impl Handler<ListPending> for PermissionRegistry {
@@ -541,10 +552,12 @@ impl Handler<ListPending> for PermissionRegistry {
 
     fn handle(&mut self, msg: ListPending, _: &mut Context<Self>) -> Self::Result {
         let now = SystemTime::now();
+        let store = &self.store;
         MessageResult(
-            self.store
+            store
                 .pending(msg.session_id.as_deref())
                 .into_iter()
+                .filter(|(_, e)| (e.prompt.kind() != PromptKind::CanUseTool) == msg.questions)
                 .map(|(session_id, e)| PendingPrompt {
                     session_id,
                     request_id: e.prompt.request_id.clone(),
@@ -558,6 +571,8 @@ impl Handler<ListPending> for PermissionRegistry {
                         .map(|d| d.as_millis() as u64)
                         .unwrap_or(0),
                     confirmed: e.confirmed,
+                    kind: e.prompt.kind(),
+                    answerable: store.answerable(&e.prompt),
                 })
                 .collect(),
         )

@@ -18,7 +18,7 @@ use super::store::{DecideError, Status};
 use crate::audit::{DecisionRecord, LedgerError, Outcome as LedgerOutcome};
 use crate::events::Event;
 use crate::policy::{Outcome as PolicyOutcome, PolicyView, PromptContext};
-use crate::protocol::api::{Decider, DecisionBody, Delivery};
+use crate::protocol::api::{AnswerBody, Decider, DecisionBody, Delivery};
 
 /// An operator's (or policy's) answer to a prompt.
 #[derive(Message)]
@@ -29,7 +29,7 @@ pub struct Decide {
     /// Prompt id.
     pub request_id: String,
     /// The answer as given.
-    pub body: DecisionBody,
+    pub body: AnswerBody,
     /// Who decided (operator token name, `rule:<id>`, `timeout`).
     pub decided_by: String,
 }
@@ -96,7 +96,7 @@ pub(super) struct Recording {
 pub(super) enum Verdict {
     /// A rule (or a limit) answers it.
     Answer {
-        body: DecisionBody,
+        body: AnswerBody,
         decided_by: String,
         source: Source,
     },
@@ -148,7 +148,7 @@ impl PermissionRegistry {
         &mut self,
         session: Arc<str>,
         request_id: String,
-        body: DecisionBody,
+        body: AnswerBody,
         decided_by: String,
         source: Source,
     ) -> ResponseActFuture<Self, Result<DecisionReceipt, DecideError>> {
@@ -169,7 +169,7 @@ impl PermissionRegistry {
         &mut self,
         session: Arc<str>,
         request_id: String,
-        body: DecisionBody,
+        body: AnswerBody,
         decided_by: String,
         source: Source,
         unshown: bool,
@@ -192,11 +192,11 @@ impl PermissionRegistry {
                 unshown,
             )
             .inspect_err(|e| warn!(error = %e, "decision refused; nothing sent"))?;
-        let behavior = decided.result.behavior();
-        let outcome = match (&source, behavior) {
+        let behavior = decided.behavior;
+        let outcome = match (&source, decided.grants) {
             (Source::Deadline, _) => LedgerOutcome::Expired,
-            (_, "allow") => LedgerOutcome::Allowed,
-            _ => LedgerOutcome::Denied,
+            (_, true) => LedgerOutcome::Allowed,
+            (_, false) => LedgerOutcome::Denied,
         };
         let reason = match &source {
             Source::Rule(reason) | Source::Limit(reason) => Some(reason.clone()),
@@ -339,6 +339,7 @@ impl PermissionRegistry {
             tool_use_id: prompt.tool_use_id.clone(),
             request: prompt.request.clone(),
             confirmed: true,
+            kind: prompt.kind(),
         });
         drop(_span);
         if let (true, Some(eval)) = (pending, eval) {
@@ -354,6 +355,10 @@ impl PermissionRegistry {
         labels: &[String],
     ) -> Option<Verdict> {
         let prompt = self.store.get(session, request_id)?.prompt.clone();
+        if prompt.kind() != crate::protocol::PromptKind::CanUseTool {
+            // Rules, deadlines and reminders are about tools; questions wait for a person.
+            return None;
+        }
         let eval = self
             .policy
             .evaluate(&PromptContext::new(session, labels, &prompt));
@@ -361,14 +366,16 @@ impl PermissionRegistry {
             *self.hits.entry(rule.clone()).or_default() += 1;
         }
         let body = match (&eval.outcome, &eval.rule_id) {
-            (PolicyOutcome::Allow, Some(_)) => DecisionBody::Allow {
+            (PolicyOutcome::Allow, Some(_)) => AnswerBody::Permission(DecisionBody::Allow {
                 updated_input: None,
                 updated_permissions: None,
-            },
-            (PolicyOutcome::Deny { message }, Some(_)) => DecisionBody::Deny {
-                message: Some(message.clone()),
-                interrupt: None,
-            },
+            }),
+            (PolicyOutcome::Deny { message }, Some(_)) => {
+                AnswerBody::Permission(DecisionBody::Deny {
+                    message: Some(message.clone()),
+                    interrupt: None,
+                })
+            }
             _ => {
                 if let (Some(would), Some(rule)) = (eval.dry_run, &eval.rule_id) {
                     info!(session_id = %session, request_id, rule = %rule, would = would.as_str(), reason = %eval.reason, "dry-run rule matched; asking a human");
@@ -458,10 +465,10 @@ impl PermissionRegistry {
                     session_id: session.clone(),
                     request_id: request_id.clone(),
                 });
-                let body = DecisionBody::Deny {
+                let body = AnswerBody::Permission(DecisionBody::Deny {
                     message: Some(act.policy.ask_timeout_message().to_owned()),
                     interrupt: None,
-                };
+                });
                 ctx.spawn(
                     act.commit(
                         session,

@@ -25,8 +25,10 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::protocol::api::{Decider, DecisionBody, DecisionBodyError};
-use crate::protocol::{permission_response, PermissionPrompt, PermissionResult};
+use crate::protocol::api::{AnswerBody, Decider, DecisionBodyError};
+use crate::protocol::{
+    permission_response, question_response, PermissionPrompt, PermissionResult, PromptKind,
+};
 
 pub mod resolved;
 
@@ -150,13 +152,26 @@ pub enum DecideError {
     /// The ledger could not make the decision durable: it was not taken (nothing sent).
     #[error("the decision ledger cannot record the answer now ({0}); nothing was sent, try again")]
     LedgerUnavailable(String),
+    /// The answer is for another kind of request (a decision for a question, or the reverse).
+    #[error("{0}")]
+    WrongKind(String),
+    /// A dialog whose kind this supervisor does not render: it must never be answered.
+    #[error("request {request_id} is a {dialog_kind} dialog, which this supervisor does not render (not in [ccr] supported_dialog_kinds): it is shown read-only and never answered")]
+    NotAnswerable {
+        /// Prompt id.
+        request_id: String,
+        /// The dialog's kind.
+        dialog_kind: String,
+    },
 }
 
 /// A decision accepted by the store (in `Recording` until [`Store::recorded`]).
 #[derive(Debug, Clone)]
 pub struct Decided {
-    /// The answer.
-    pub result: PermissionResult,
+    /// `allow` / `deny`, or a question's `accept`, `decline`, `cancel`, `completed`, `cancelled`.
+    pub behavior: &'static str,
+    /// True when it grants what was asked (`allowed` in the ledger).
+    pub grants: bool,
     /// The serialized `control_response`.
     pub frame: Arc<str>,
     /// The operator's edited input, when it differs from the original.
@@ -203,6 +218,8 @@ pub struct Store {
     sessions: HashMap<Arc<str>, SessionEntries>,
     resolved: ResolvedMemory,
     next_seq: u64,
+    /// `request_user_dialog` kinds this supervisor renders; other dialogs are read-only.
+    dialog_kinds: Vec<String>,
 }
 
 impl Store {
@@ -216,6 +233,21 @@ impl Store {
         Self {
             resolved: ResolvedMemory::new(records, bytes),
             ..Self::default()
+        }
+    }
+
+    /// Dialog kinds operators may answer (`[ccr] supported_dialog_kinds`).
+    pub fn with_dialog_kinds(mut self, kinds: Vec<String>) -> Self {
+        self.dialog_kinds = kinds;
+        self
+    }
+
+    /// True when operators may answer `prompt`: anything but a dialog of a kind this
+    /// supervisor does not render.
+    pub fn answerable(&self, prompt: &PermissionPrompt) -> bool {
+        match prompt.dialog_kind() {
+            Some(kind) => self.dialog_kinds.iter().any(|k| k == kind),
+            None => true,
         }
     }
 
@@ -457,7 +489,7 @@ impl Store {
         &mut self,
         session: &Arc<str>,
         request_id: &str,
-        body: DecisionBody,
+        body: AnswerBody,
         (decided_by, decider): (&str, Decider),
         now: SystemTime,
         unshown: bool,
@@ -472,6 +504,7 @@ impl Store {
                 Ending::Answered { .. } => DecideError::AlreadyAnswered(request_id.into()),
             });
         }
+        let dialog_kinds = &self.dialog_kinds;
         let s = self.sessions.get_mut(session).ok_or_else(unknown)?;
         let entry = s
             .by_id
@@ -482,13 +515,45 @@ impl Store {
             return Err(DecideError::AlreadyAnswered(request_id.into()));
         }
         let prompt = &entry.prompt;
-        let result = body.into_result(&prompt.input, prompt.tool_use_id.as_deref(), decider)?;
-        let frame: Arc<str> = permission_response(request_id, &result).into();
-        let edited_input = match &result {
-            PermissionResult::Allow { updated_input, .. } if *updated_input != prompt.input => {
-                Some(updated_input.clone())
+        let kind = prompt.kind();
+        let (frame, behavior, grants, edited_input) = match body {
+            AnswerBody::Permission(_) if kind != PromptKind::CanUseTool => {
+                return Err(DecideError::WrongKind(format!(
+                    "request {request_id} is {}, not a permission prompt: answer it at POST /v1/sessions/{{id}}/questions/{{request_id}}",
+                    kind.as_str()
+                )))
             }
-            _ => None,
+            AnswerBody::Permission(body) => {
+                let result =
+                    body.into_result(&prompt.input, prompt.tool_use_id.as_deref(), decider)?;
+                let edited = match &result {
+                    PermissionResult::Allow { updated_input, .. }
+                        if *updated_input != prompt.input =>
+                    {
+                        Some(updated_input.clone())
+                    }
+                    _ => None,
+                };
+                let grants = matches!(result, PermissionResult::Allow { .. });
+                let frame: Arc<str> = permission_response(request_id, &result).into();
+                (frame, result.behavior(), grants, edited)
+            }
+            AnswerBody::Question(answer) => {
+                answer
+                    .fits(kind)
+                    .map_err(|e| DecideError::WrongKind(e.to_string()))?;
+                if let Some(dialog_kind) = prompt.dialog_kind() {
+                    if !dialog_kinds.iter().any(|k| k == dialog_kind) {
+                        return Err(DecideError::NotAnswerable {
+                            request_id: request_id.into(),
+                            dialog_kind: dialog_kind.into(),
+                        });
+                    }
+                }
+                let (behavior, grants) = (answer.behavior(), answer.grants());
+                let frame: Arc<str> = question_response(request_id, &answer.into()).into();
+                (frame, behavior, grants, None)
+            }
         };
         entry.status = Status::Decided {
             decided_by: decided_by.to_owned(),
@@ -498,7 +563,8 @@ impl Store {
             delivered: false,
         };
         Ok(Decided {
-            result,
+            behavior,
+            grants,
             frame,
             edited_input,
             prompt_unrecorded: !entry.recorded,

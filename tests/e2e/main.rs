@@ -16,6 +16,7 @@ mod operator;
 mod permissions;
 mod policy;
 mod protocol;
+mod questions;
 mod reconnect;
 mod restore;
 mod routing;

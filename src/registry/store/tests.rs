@@ -1,6 +1,7 @@
 //! Unit tests of the pure store: every lifecycle path, replay and delivery race.
 
 use super::*;
+use crate::protocol::api::{DecisionBody, QuestionAnswer};
 use serde_json::json;
 
 fn sid() -> Arc<str> {
@@ -57,7 +58,7 @@ impl DecideNow for Store {
         self.decide(
             session,
             request_id,
-            body,
+            AnswerBody::Permission(body),
             (by, Decider::Operator),
             at,
             false,
@@ -347,7 +348,7 @@ fn the_policy_may_answer_a_prompt_before_it_is_shown() {
     st.decide(
         &sid(),
         "r1",
-        allow(),
+        AnswerBody::Permission(allow()),
         ("rule:r", Decider::Automatic),
         now(),
         true,
@@ -475,7 +476,7 @@ fn a_decision_the_ledger_refused_is_undone() {
     st.decide(
         &sid(),
         "r1",
-        allow(),
+        AnswerBody::Permission(allow()),
         ("op", Decider::Operator),
         now(),
         false,
@@ -500,7 +501,7 @@ fn nothing_is_flushed_while_the_ledger_records() {
     st.decide(
         &sid(),
         "r1",
-        allow(),
+        AnswerBody::Permission(allow()),
         ("a", Decider::Operator),
         now(),
         false,
@@ -513,4 +514,96 @@ fn nothing_is_flushed_while_the_ledger_records() {
     let (conn, _) = st.recorded(&sid(), "r1").expect("now it goes out");
     assert_eq!(conn, 2);
     assert!(st.recorded(&sid(), "r1").is_none(), "only once");
+}
+
+fn question(id: &str, request: Value) -> PermissionPrompt {
+    match crate::protocol::classify(
+        &json!({"type":"control_request","request_id":id,"request":request}).to_string(),
+    ) {
+        Ok(crate::protocol::Inbound::PermissionPrompt(p)) => p,
+        other => panic!("not a question: {other:?}"),
+    }
+}
+
+#[test]
+fn questions_take_their_own_answers_and_unrendered_dialogs_none() {
+    let mut st = Store::new().with_dialog_kinds(vec!["pick_one".into()]);
+    st.on_connected(&sid(), 1);
+    let elicit = question(
+        "e1",
+        json!({"subtype":"elicitation","mcp_server_name":"jira","message":"Project?",
+            "requested_schema":{"type":"object","properties":{"key":{"type":"string"}}}}),
+    );
+    assert_eq!(elicit.kind(), PromptKind::Elicitation);
+    assert_eq!(elicit.tool_name, "jira");
+    st.shown(&sid(), 1, elicit);
+    let answer = |a: QuestionAnswer| AnswerBody::Question(a);
+    let op = ("op", Decider::Operator);
+    assert!(matches!(
+        st.decide(
+            &sid(),
+            "e1",
+            AnswerBody::Permission(allow()),
+            op,
+            now(),
+            false
+        ),
+        Err(DecideError::WrongKind(_))
+    ));
+    assert!(matches!(
+        st.decide(
+            &sid(),
+            "e1",
+            answer(QuestionAnswer::Dismissed),
+            op,
+            now(),
+            false
+        ),
+        Err(DecideError::WrongKind(_))
+    ));
+    let accept = QuestionAnswer::Accept {
+        content: Some(json!({"key":"OPS"})),
+    };
+    let d = st
+        .decide(&sid(), "e1", answer(accept), op, now(), false)
+        .unwrap();
+    assert_eq!((d.behavior, d.grants), ("accept", true));
+    assert_eq!(
+        serde_json::from_str::<Value>(&d.frame).unwrap(),
+        json!({"type":"control_response","response":{"subtype":"success","request_id":"e1",
+            "response":{"action":"accept","content":{"key":"OPS"}}}})
+    );
+    for (id, kind, answerable) in [
+        ("d1", "pick_one", true),
+        ("d2", "refusal_fallback_prompt", false),
+    ] {
+        let dialog = question(
+            id,
+            json!({"subtype":"request_user_dialog","dialog_kind":kind,"payload":{"x":1}}),
+        );
+        assert_eq!(st.answerable(&dialog), answerable, "{kind}");
+        st.shown(&sid(), 1, dialog);
+    }
+    assert!(matches!(
+        st.decide(
+            &sid(),
+            "d2",
+            answer(QuestionAnswer::Dismissed),
+            op,
+            now(),
+            false
+        ),
+        Err(DecideError::NotAnswerable { .. })
+    ));
+    let d = st
+        .decide(
+            &sid(),
+            "d1",
+            answer(QuestionAnswer::Dismissed),
+            op,
+            now(),
+            false,
+        )
+        .unwrap();
+    assert_eq!((d.behavior, d.grants), ("cancelled", false));
 }
