@@ -6,6 +6,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "process/fd_limit.rs"]
+mod fd_limit;
 #[path = "process/reload.rs"]
 mod reload;
 #[path = "process/restart.rs"]

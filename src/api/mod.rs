@@ -43,6 +43,8 @@ pub struct ApiState {
     pub ledger: Option<crate::audit::Ledger>,
     /// Process metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Caps on live event-stream readers (total and per token).
+    pub streams: Arc<crate::limits::streams::StreamCaps>,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

@@ -22,6 +22,7 @@ use serde_json::json;
 use super::auth::Viewer;
 use super::{ApiError, ApiState};
 use crate::events::{Envelope, EventBus, Read, ReaderGuard};
+use crate::limits::streams::StreamPermit;
 
 /// What a stream reader receives next.
 #[derive(Debug, Clone)]
@@ -167,18 +168,20 @@ impl ReaderState {
 }
 
 /// The item stream of one reader, in batches of the items that were ready
-/// together; ends on shutdown or after a live `lagged`.
+/// together; ends on shutdown or after a live `lagged`. It holds the reader's
+/// `permit` (its place under the stream caps) until it ends or is dropped.
 pub fn batches(
     bus: &EventBus,
     filter: Option<Arc<str>>,
     after: Option<u64>,
     heartbeat: Duration,
     drops: prometheus_client::metrics::counter::Counter,
+    permit: StreamPermit,
 ) -> impl Stream<Item = Vec<Item>> {
     let state = ReaderState::new(bus, filter, after, heartbeat, drops);
-    stream::unfold(state, |mut st| async move {
+    stream::unfold((state, permit), |(mut st, permit)| async move {
         let batch = st.next_batch().await?;
-        Some((batch, st))
+        Some((batch, (st, permit)))
     })
 }
 
@@ -288,8 +291,10 @@ pub struct EventsQuery {
 }
 
 /// `GET /v1/events`: WebSocket when upgraded, otherwise Server-Sent Events.
+/// Each reader counts under `[api] max_stream_subscribers` (in total) and
+/// `max_stream_subscribers_per_token` (per token name); beyond, 503 `too_many_streams`.
 pub async fn events(
-    _who: Viewer,
+    who: Viewer,
     state: web::Data<ApiState>,
     req: HttpRequest,
     query: web::Query<EventsQuery>,
@@ -319,12 +324,14 @@ pub async fn events(
         };
         let mut resp =
             ws::handshake(&req).map_err(|_| ApiError::NotAcceptable("bad websocket handshake"))?;
+        let permit = state.streams.enter(who.0.name.clone())?;
         let batches = batches(
             &state.bus,
             filter,
             after,
             heartbeat,
             state.metrics.stream_drops.clone(),
+            permit,
         );
         let items = stream::StreamExt::flat_map(batches, stream::iter);
         let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
@@ -343,8 +350,9 @@ pub async fn events(
             "use a WebSocket upgrade or Accept: text/event-stream",
         ));
     }
+    let permit = state.streams.enter(who.0.name.clone())?;
     let drops = state.metrics.stream_drops.clone();
-    let batches = batches(&state.bus, filter, after, heartbeat, drops);
+    let batches = batches(&state.bus, filter, after, heartbeat, drops, permit);
     let body = stream::StreamExt::flat_map(batches, |batch| {
         stream::iter(SseChunks::new(batch).map(Ok::<_, std::convert::Infallible>))
     });

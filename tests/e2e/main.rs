@@ -17,6 +17,7 @@ mod policy;
 mod reconnect;
 mod routing;
 mod stream;
+mod stream_caps;
 // Needs the panic-injection hook: run with `cargo test --features test-hooks`.
 #[cfg(feature = "test-hooks")]
 mod supervision;
