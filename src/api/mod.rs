@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod error;
+mod fanout;
 mod health;
 mod policy_audit;
 mod routes;

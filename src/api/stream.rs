@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Viewer;
+use super::fanout::Waiter;
 use super::{ApiError, ApiState};
 use crate::events::{Envelope, EventBus, Read, ReaderGuard};
 use crate::limits::streams::StreamPermit;
@@ -61,6 +62,8 @@ struct ReaderState {
     last_seq: u64,
     done: bool,
     reader: ReaderGuard,
+    /// Wakes this reader after a publish, in its worker thread's turn.
+    waiter: Waiter,
 }
 
 impl ReaderState {
@@ -90,6 +93,7 @@ impl ReaderState {
             last_seq: after.unwrap_or(0),
             done: false,
             reader: sub.reader,
+            waiter: Waiter::join(bus),
         }
     }
 
@@ -147,16 +151,16 @@ impl ReaderState {
             return Some(batch);
         }
         while batch.is_empty() && !self.done {
-            // Registered before looking, so a publish in between still wakes it.
-            let published = self.bus.published();
             self.drain(&mut batch);
             if !batch.is_empty() || self.done {
                 break;
             }
+            // Registered in the same poll as the look above; the pump is always armed,
+            // so a publish in between still wakes this reader.
             tokio::select! {
                 _ = &mut self.closed => self.done = true,
                 _ = self.heartbeat.tick() => return Some(vec![Item::Heartbeat]),
-                _ = published => {}
+                _ = self.waiter.next() => {}
             }
         }
         if batch.len() < BATCH && !self.done {
@@ -495,7 +499,7 @@ mod tests {
         ReaderState::new(bus, filter.map(Arc::from), after, hour, Default::default())
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn a_reader_takes_what_is_ready_in_capped_batches_in_order() {
         let bus = EventBus::new(BusLimits::default());
         error(&bus, "a");
@@ -520,7 +524,7 @@ mod tests {
             .all(|i| matches!(i, Item::Event(e) if e.event.session_id() == "b")));
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn after_the_first_live_event_a_reader_lingers_for_more() {
         let bus = EventBus::new(BusLimits::default());
         let mut st = reader(&bus, None, None);
@@ -540,7 +544,7 @@ mod tests {
         assert_eq!(seqs(&next.await.unwrap()), [1, 2, 3], "one batch");
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn a_lagging_reader_gets_a_final_lagged_notice() {
         let bus = EventBus::new(BusLimits {
             subscriber_buffer: 4,
