@@ -148,4 +148,7 @@ fn roundtrip_with_readers_times_the_answer_posts() {
     assert_eq!(post["count"].as_u64(), Some(sent), "{s}");
     assert!(post["p50_us"].as_u64().unwrap() > 0, "{s}");
     assert!(s["targets"]["answer_post_p99_us"].is_object(), "{s}");
+    // Stopped with the readers still attached, well inside its grace period.
+    let stop = s["supervisor_stop_ms"].as_f64().unwrap();
+    assert!(stop > 0.0 && stop < 15_000.0, "{s}");
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::http::{self, get_json, post_json};
 use super::procs::{self, Proc, Ready};
+use super::readers::Readers;
 use super::stats::SessionsView;
 use super::BenchArgs;
 use ccr_supervisor::sim::load::LoadMode;
@@ -78,6 +79,8 @@ pub struct Harness {
     config_path: PathBuf,
     exe: PathBuf,
     api_toml: String,
+    /// Event-stream readers kept open until the supervisor is stopped.
+    pub readers: Option<Readers>,
 }
 
 impl Harness {
@@ -136,6 +139,7 @@ impl Harness {
             config_path,
             exe,
             api_toml: args.api_toml(),
+            readers: None,
         })
     }
 
@@ -188,11 +192,12 @@ impl Harness {
             .ok_or_else(|| anyhow!("supervisor not running"))
     }
 
-    /// Stop the supervisor (to start another one).
-    pub async fn stop_supervisor(&mut self) {
-        if let Some(sup) = self.sup.take() {
-            sup.stop(Duration::from_secs(15)).await;
-        }
+    /// Stop the supervisor (to start another one); how long it took to exit after SIGTERM.
+    pub async fn stop_supervisor(&mut self) -> Option<Duration> {
+        let sup = self.sup.take()?;
+        let t = Instant::now();
+        sup.stop(Duration::from_secs(15)).await;
+        Some(t.elapsed())
     }
 
     /// `GET /load/stats` of the simulator.
@@ -261,12 +266,15 @@ impl Harness {
         }
     }
 
-    /// Stop both processes and remove the generated config.
-    pub async fn shutdown(mut self) {
-        self.stop_supervisor().await;
+    /// Stop both processes (the supervisor first, with any attached readers
+    /// still open) and remove the generated config; returns the supervisor's stop time.
+    pub async fn shutdown(mut self) -> Option<Duration> {
+        let stopped = self.stop_supervisor().await;
+        drop(self.readers.take());
         self.sim.stop(Duration::from_secs(5)).await;
         let _ = std::fs::remove_file(&self.config_path);
         remove_ledger(&self.config_path.with_extension("ledger.db"));
+        stopped
     }
 }
 

@@ -70,7 +70,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
         Scenario::Storm => storm(&mut h, &args).await,
     };
     let notes = std::mem::take(&mut h.notes);
-    h.shutdown().await;
+    let stop = h.shutdown().await;
     let mut summary = json!({
         "scenario": args.scenario.name(),
         "sessions": args.sessions,
@@ -84,6 +84,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
         obj.insert(k.clone(), v.clone());
     }
     obj.insert("notes".into(), json!(notes));
+    // SIGTERM to exit, with every reader still attached (see ACTIX_NOTES: open streams).
+    obj.insert("supervisor_stop_ms".into(), json!(stop.map(ms)));
     obj.insert("chart".into(), chart);
     Ok(summary)
 }
@@ -357,6 +359,8 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
     let chart = json!({"kind": "histogram", "title": "prompt round-trip latency (sim writes request -> sim reads answer)",
         "x": "microseconds", "y": "prompts", "bin_width": (upper / bins).max(1),
         "counts": bin_counts(&values, upper, bins as usize)});
+    // Closed only after the supervisor stopped: its shutdown is timed with them open.
+    h.readers = readers;
     Ok((figures, chart))
 }
 
