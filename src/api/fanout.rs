@@ -8,6 +8,12 @@
 //! with 10,000 readers an answer took hundreds of milliseconds. Here one pump
 //! task per worker thread waits for publishes and wakes its thread's readers
 //! [`SLICE`] at a time, so a request waits behind one slice at most.
+//!
+//! A reader arms the pump ([`Waiter::arm`]) before it looks for events, as it
+//! armed its own wait before: the pump then waits for the next publish, and a
+//! publish after the arming wakes every reader that goes on to wait. Once a
+//! publish fired it, the pump stays unarmed until a reader arms it again, so
+//! while every reader is busy (a flood) publishing wakes nobody.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -30,12 +36,19 @@ struct Slot {
     fired: Cell<bool>,
 }
 
+/// A wait for the bus's next publish.
+type Published = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// The pump and waiters of one bus on one thread.
 struct Fanout {
     bus: EventBus,
     waiters: RefCell<Vec<Rc<Slot>>>,
     readers: Cell<usize>,
     pumping: Cell<bool>,
+    /// The pump's wait for the next publish, once a reader armed it.
+    armed: RefCell<Option<Published>>,
+    /// Wakes the pump when a reader arms it.
+    pump: RefCell<Option<Waker>>,
 }
 
 thread_local! {
@@ -63,6 +76,8 @@ impl Waiter {
                         waiters: RefCell::default(),
                         readers: Cell::new(0),
                         pumping: Cell::new(false),
+                        armed: RefCell::new(None),
+                        pump: RefCell::new(None),
                     });
                     all.push(f.clone());
                     f
@@ -72,13 +87,23 @@ impl Waiter {
         fan.readers.set(fan.readers.get() + 1);
         if !fan.pumping.get() {
             fan.pumping.set(true);
-            // Armed now, before this reader first looks: a publish in between still counts.
-            let first = fan.bus.published();
-            actix_rt::spawn(pump(fan.clone(), Box::pin(first)));
+            actix_rt::spawn(pump(fan.clone()));
         }
         Self {
             fan,
             slot: Rc::default(),
+        }
+    }
+
+    /// Call before looking for events: a publish from now on wakes this reader
+    /// once it waits with [`Waiter::next`].
+    pub fn arm(&self) {
+        let mut armed = self.fan.armed.borrow_mut();
+        if armed.is_none() {
+            *armed = Some(Box::pin(self.fan.bus.published()));
+            if let Some(pump) = self.fan.pump.borrow_mut().take() {
+                pump.wake();
+            }
         }
     }
 
@@ -115,17 +140,42 @@ impl Future for Next<'_> {
     }
 }
 
+/// Resolves with `true` on shutdown, or `false` once the armed wait saw a
+/// publish (disarming it); while unarmed, waits for a reader to arm it.
+fn published_or_closed<'a>(
+    fan: &'a Fanout,
+    closed: &'a mut Published,
+) -> impl Future<Output = bool> + 'a {
+    let mut closed = closed.as_mut();
+    std::future::poll_fn(move |cx| {
+        if closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        let mut armed = fan.armed.borrow_mut();
+        match armed.as_mut() {
+            Some(wait) => match wait.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    *armed = None;
+                    Poll::Ready(false)
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            None => {
+                *fan.pump.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    })
+}
+
 /// Wait for a publish (or shutdown), then wake the waiters a slice at a time.
 /// Ends once no reader is left on this thread, or the bus is closed.
-async fn pump(fan: Rc<Fanout>, mut next: Pin<Box<dyn Future<Output = ()> + Send>>) {
-    let mut closed = Box::pin(fan.bus.closed());
+async fn pump(fan: Rc<Fanout>) {
+    let mut closed: Published = Box::pin(fan.bus.closed());
     loop {
-        let shutdown = tokio::select! {
-            _ = &mut closed => true,
-            _ = &mut next => false,
-        };
-        // Re-armed before waking anyone: a publish during the wake-up is not missed.
-        next = Box::pin(fan.bus.published());
+        let shutdown = published_or_closed(&fan, &mut closed).await;
+        // Readers woken below arm the pump again before they look for events,
+        // so a publish during this wake-up is not missed.
         let woken = std::mem::take(&mut *fan.waiters.borrow_mut());
         for slice in woken.chunks(SLICE) {
             for slot in slice {
@@ -141,6 +191,7 @@ async fn pump(fan: Rc<Fanout>, mut next: Pin<Box<dyn Future<Output = ()> + Send>
         }
         if shutdown || fan.readers.get() == 0 {
             fan.pumping.set(false);
+            fan.armed.borrow_mut().take();
             return;
         }
     }
@@ -165,6 +216,8 @@ mod tests {
         let readers: Vec<Waiter> = (0..3 * SLICE).map(|_| Waiter::join(&bus)).collect();
         let fan = readers[0].fan.clone();
         assert!(fan.pumping.get());
+        assert!(fan.armed.borrow().is_none(), "nobody armed it yet");
+        readers.iter().for_each(Waiter::arm);
         let mut waits: Vec<_> = readers.iter().map(|r| Box::pin(r.next())).collect();
         for w in &mut waits {
             assert!(w.as_mut().now_or_never().is_none(), "nothing published yet");
@@ -188,7 +241,14 @@ mod tests {
                 .await
                 .expect("every waiter is woken");
         }
+        assert!(
+            fan.armed.borrow().is_none(),
+            "fired, and nobody armed it again"
+        );
         drop(readers);
+        let last = Waiter::join(&bus);
+        last.arm();
+        drop(last);
         publish(&bus);
         for _ in 0..10 {
             tokio::task::yield_now().await;
@@ -197,6 +257,7 @@ mod tests {
         // A new reader starts a new pump.
         let again = Waiter::join(&bus);
         assert!(again.fan.pumping.get());
+        again.arm();
         let wait = again.next();
         publish(&bus);
         tokio::time::timeout(std::time::Duration::from_secs(5), wait)
@@ -208,7 +269,9 @@ mod tests {
     async fn a_publish_before_the_first_wait_is_not_missed_and_close_wakes_everyone() {
         let bus = EventBus::new(BusLimits::default());
         let reader = Waiter::join(&bus);
-        // Published after joining (the pump is armed then) but before the pump first ran.
+        reader.arm();
+        // Published after arming (the reader would look for events now) but before
+        // the pump first ran, and before the reader waits.
         publish(&bus);
         let wait = reader.next();
         tokio::pin!(wait);
@@ -216,6 +279,7 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), wait)
             .await
             .expect("the publish before the pump's first run wakes it");
+        reader.arm();
         let wait = reader.next();
         bus.close();
         tokio::time::timeout(std::time::Duration::from_secs(5), wait)

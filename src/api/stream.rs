@@ -151,12 +151,12 @@ impl ReaderState {
             return Some(batch);
         }
         while batch.is_empty() && !self.done {
+            // Armed before looking, so a publish in between still wakes this reader.
+            self.waiter.arm();
             self.drain(&mut batch);
             if !batch.is_empty() || self.done {
                 break;
             }
-            // Registered in the same poll as the look above; the pump is always armed,
-            // so a publish in between still wakes this reader.
             tokio::select! {
                 _ = &mut self.closed => self.done = true,
                 _ = self.heartbeat.tick() => return Some(vec![Item::Heartbeat]),
