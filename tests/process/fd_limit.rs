@@ -41,6 +41,20 @@ fn connected(events: &[SseEvent]) -> HashSet<String> {
         .collect()
 }
 
+/// Ids of the sessions reported waiting for a connection slot in `events`.
+fn waiting(events: &[SseEvent]) -> HashSet<String> {
+    events
+        .iter()
+        .filter(|e| e.event == "session_state")
+        .filter(|e| {
+            e.data["last_error"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("waiting for a free connection slot"))
+        })
+        .filter_map(|e| e.data["session_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -81,6 +95,7 @@ async fn under_a_low_open_files_limit_the_api_answers_and_extra_sessions_wait() 
     let mut seen = vec![];
     sse.wait_until(&mut seen, |all| {
         connected(all).len() >= budget.session_slots
+            && waiting(all).len() >= SESSIONS - budget.session_slots
     })
     .await;
     let (status, body) = support::get(&http, &format!("{}/v1/sessions", sup.api)).await;
