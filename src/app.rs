@@ -266,7 +266,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             limits.max_stream_subscribers_per_token,
         ),
     };
-    // Several workers: an answer never queues behind every event-stream reader on one thread.
+    // `[api] workers`: one per core by default (was fixed at one).
     let workers = limits.worker_count();
     let server = HttpServer::new(move || App::new().configure(api::configure(state.clone())))
         .workers(workers)
