@@ -15,6 +15,8 @@ use crate::api::{self, ApiState, Authenticator};
 use crate::audit::Ledger;
 use crate::config::Config;
 use crate::events::{BusLimits, EventBus, HistoryLimits};
+use crate::limits::fd::{self, ConnSlots, FdDemand};
+use crate::limits::{repeat, streams::StreamCaps};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::registry::PermissionRegistry;
@@ -162,6 +164,17 @@ fn open_ledger(config: &Config) -> anyhow::Result<Option<Ledger>> {
     Ok(Some(ledger))
 }
 
+/// Every [`repeat::WARN_INTERVAL`], log how many identical session warnings were suppressed.
+fn spawn_warning_flusher() {
+    actix_rt::spawn(async {
+        let mut tick = tokio::time::interval(repeat::WARN_INTERVAL);
+        loop {
+            tick.tick().await;
+            repeat::flush_session_warnings();
+        }
+    });
+}
+
 /// Start everything described by `config`. Must run inside an actix `System`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     install_crypto_provider();
@@ -170,6 +183,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    let limits = &config.api.limits;
+    let fds = fd::budget_at_start(&FdDemand {
+        sessions: config.sessions.len(),
+        // The embedded simulator holds the other end of each session's socket.
+        fds_per_session: if config.sim.embedded { 2 } else { 1 },
+        api_connections: limits.max_connections,
+        stream_subscribers: limits.max_stream_subscribers,
+    });
+    spawn_warning_flusher();
     let base_url = match &sim {
         Some(sim) => sim.base_url(),
         None => config.ccr.base_url.clone(),
@@ -236,6 +258,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let ccr = config.ccr.clone();
     let reconnect = config.reconnect.clone();
     let session_metrics = metrics.clone();
+    let slots = ConnSlots::new(fds.session_slots, fds.limit);
     let supervisor = Supervisor::start_with(
         config.supervisor.clone(),
         config.sessions.iter().map(Arc::clone).collect(),
@@ -248,6 +271,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             reports,
             bus: shared_bus,
             metrics: session_metrics,
+            slots: slots.clone(),
         },
     );
     let state = ApiState {
@@ -263,7 +287,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics,
         // An edited input may be as large as the prompt it edits, plus the body around it.
         max_body_bytes: config.ccr.max_frame_bytes.max(1 << 20) + (64 << 10),
+        streams: StreamCaps::new(
+            fds.stream_subscribers,
+            limits.max_stream_subscribers_per_token,
+        ),
     };
+    // `[api] workers`: one per core by default (was fixed at one).
+    let workers = limits.worker_count();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(
@@ -271,7 +301,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ))
             .configure(api::configure(state.clone()))
     })
-    .workers(1)
+    .workers(workers)
+    .max_connections(fds.api_connections.div_ceil(workers).max(1))
     .h1_write_buffer_size(API_WRITE_BUFFER)
     .disable_signals()
     .shutdown_timeout(config.api.shutdown_timeout.as_secs().max(1))
@@ -285,7 +316,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(server);
-    info!(%api_addr, sessions = config.sessions.len(), "operator API listening");
+    info!(%api_addr, sessions = config.sessions.len(), workers, "operator API listening");
     Ok(Running {
         supervisor,
         registry,

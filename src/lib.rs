@@ -18,6 +18,8 @@
 //! - [`audit`]: the durable decision ledger (SQLite) — every prompt and answer, restored after a restart.
 //! - [`api`]: actix-web routes and the one `ApiError`.
 //! - [`events`]: the bounded internal event bus.
+//! - [`limits`]: the open-files budget and session connection slots, event-stream
+//!   reader caps, and the rate limit of repeated warnings.
 //! - [`config`]: raw `config` crate input → validated [`config::Config`].
 //! - [`sim`]: the CCR simulator used by tests, the demo run and benchmarks.
 //! - [`app`]: the factory that wires it all, shared by `main` and the tests.
@@ -51,6 +53,7 @@ pub mod audit;
 pub mod config;
 pub mod ctl;
 pub mod events;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod protocol;

@@ -126,3 +126,29 @@ fn storm_reconnects_everyone() {
     let peak = s["peak_attempts_100ms"].as_u64().unwrap();
     assert!(peak >= 1 && peak <= s["attempts"].as_u64().unwrap(), "{s}");
 }
+
+#[test]
+fn roundtrip_with_readers_times_the_answer_posts() {
+    let s = bench(
+        "roundtrip",
+        &["--rate", "20", "--readers", "50", "--api-workers", "1"],
+    );
+    let sent = s["prompts_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{s}");
+    assert_eq!(s["answered"].as_u64(), Some(sent), "{s}");
+    assert_eq!(
+        s["answerer"], "API client (GET /v1/events + POST allow)",
+        "{s}"
+    );
+    assert_eq!(s["readers"]["attached"], 50, "{s}");
+    assert_eq!(s["readers"]["refused"], 0, "{s}");
+    assert!(s["readers"]["bytes_received"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["api_workers"], 1, "{s}");
+    let post = &s["answer_post_latency_us"];
+    assert_eq!(post["count"].as_u64(), Some(sent), "{s}");
+    assert!(post["p50_us"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["targets"]["answer_post_p99_us"].is_object(), "{s}");
+    // Stopped with the readers still attached, well inside its grace period.
+    let stop = s["supervisor_stop_ms"].as_f64().unwrap();
+    assert!(stop > 0.0 && stop < 15_000.0, "{s}");
+}

@@ -8,6 +8,8 @@
 mod common;
 #[path = "process/disk_full.rs"]
 mod disk_full;
+#[path = "process/fd_limit.rs"]
+mod fd_limit;
 #[path = "process/reload.rs"]
 mod reload;
 #[path = "process/restart.rs"]

@@ -220,6 +220,7 @@ mod tests {
                 role: Role::Approver,
                 source: ApiTokenSource::Sha256(sha256("s3cret")),
             }],
+            limits: Default::default(),
         };
         Authenticator::from_config(&cfg).unwrap()
     }

@@ -84,6 +84,9 @@ pub enum ApiError {
     /// was not taken and nothing was sent: retry later.
     #[error("{0}")]
     LedgerUnavailable(String),
+    /// 503: the event-stream reader caps are reached (in total or for this token).
+    #[error("{0}")]
+    TooManyStreams(#[from] crate::limits::streams::StreamCapError),
 }
 
 impl ApiError {
@@ -111,6 +114,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotAcceptable(_) => "not_acceptable",
             ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::TooManyStreams(_) => "too_many_streams",
         }
     }
 
@@ -172,9 +176,9 @@ impl ResponseError for ApiError {
             | ApiError::NotConnected(_) => StatusCode::CONFLICT,
             ApiError::SessionRejected(_) | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Unavailable(_) | ApiError::LedgerUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::LedgerUnavailable(_)
+            | ApiError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
@@ -186,6 +190,9 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unauthorized(_)) {
             resp.insert_header(("www-authenticate", "Bearer"));
+        }
+        if matches!(self, ApiError::TooManyStreams(_)) {
+            resp.insert_header(("retry-after", "5"));
         }
         resp.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
     }
@@ -204,5 +211,16 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["code"], "already_answered");
         assert!(v["error"]["message"].as_str().unwrap().contains("r1"));
+    }
+
+    #[actix_rt::test]
+    async fn too_many_streams_is_503_with_a_stable_code_and_retry_after() {
+        let e = ApiError::from(crate::limits::streams::StreamCapError::Total { max: 3 });
+        assert_eq!(e.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let resp = e.error_response();
+        assert_eq!(resp.headers().get("retry-after").unwrap(), "5");
+        let body = to_bytes(resp.into_body()).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "too_many_streams");
     }
 }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body_deadline;
 mod error;
+mod fanout;
 mod health;
 mod policy_audit;
 mod routes;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Largest JSON body accepted: room for an edited input as large as a prompt may be.
     pub max_body_bytes: usize,
+    /// Caps on live event-stream readers (total and per token).
+    pub streams: Arc<crate::limits::streams::StreamCaps>,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

@@ -20,8 +20,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Viewer;
+use super::fanout::Waiter;
 use super::{ApiError, ApiState};
 use crate::events::{Envelope, EventBus, Read, ReaderGuard};
+use crate::limits::streams::StreamPermit;
 
 /// What a stream reader receives next.
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ struct ReaderState {
     last_seq: u64,
     done: bool,
     reader: ReaderGuard,
+    /// Wakes this reader after a publish, in its worker thread's turn.
+    waiter: Waiter,
 }
 
 impl ReaderState {
@@ -89,6 +93,7 @@ impl ReaderState {
             last_seq: after.unwrap_or(0),
             done: false,
             reader: sub.reader,
+            waiter: Waiter::join(bus),
         }
     }
 
@@ -146,8 +151,8 @@ impl ReaderState {
             return Some(batch);
         }
         while batch.is_empty() && !self.done {
-            // Registered before looking, so a publish in between still wakes it.
-            let published = self.bus.published();
+            // Armed before looking, so a publish in between still wakes this reader.
+            self.waiter.arm();
             self.drain(&mut batch);
             if !batch.is_empty() || self.done {
                 break;
@@ -155,7 +160,7 @@ impl ReaderState {
             tokio::select! {
                 _ = &mut self.closed => self.done = true,
                 _ = self.heartbeat.tick() => return Some(vec![Item::Heartbeat]),
-                _ = published => {}
+                _ = self.waiter.next() => {}
             }
         }
         if batch.len() < BATCH && !self.done {
@@ -167,18 +172,20 @@ impl ReaderState {
 }
 
 /// The item stream of one reader, in batches of the items that were ready
-/// together; ends on shutdown or after a live `lagged`.
+/// together; ends on shutdown or after a live `lagged`. It holds the reader's
+/// `permit` (its place under the stream caps) until it ends or is dropped.
 pub fn batches(
     bus: &EventBus,
     filter: Option<Arc<str>>,
     after: Option<u64>,
     heartbeat: Duration,
     drops: prometheus_client::metrics::counter::Counter,
+    permit: StreamPermit,
 ) -> impl Stream<Item = Vec<Item>> {
     let state = ReaderState::new(bus, filter, after, heartbeat, drops);
-    stream::unfold(state, |mut st| async move {
+    stream::unfold((state, permit), |(mut st, permit)| async move {
         let batch = st.next_batch().await?;
-        Some((batch, st))
+        Some((batch, (st, permit)))
     })
 }
 
@@ -288,8 +295,10 @@ pub struct EventsQuery {
 }
 
 /// `GET /v1/events`: WebSocket when upgraded, otherwise Server-Sent Events.
+/// Each reader counts under `[api] max_stream_subscribers` (in total) and
+/// `max_stream_subscribers_per_token` (per token name); beyond, 503 `too_many_streams`.
 pub async fn events(
-    _who: Viewer,
+    who: Viewer,
     state: web::Data<ApiState>,
     req: HttpRequest,
     query: web::Query<EventsQuery>,
@@ -319,12 +328,14 @@ pub async fn events(
         };
         let mut resp =
             ws::handshake(&req).map_err(|_| ApiError::NotAcceptable("bad websocket handshake"))?;
+        let permit = state.streams.enter(who.0.name.clone())?;
         let batches = batches(
             &state.bus,
             filter,
             after,
             heartbeat,
             state.metrics.stream_drops.clone(),
+            permit,
         );
         let items = stream::StreamExt::flat_map(batches, stream::iter);
         let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
@@ -343,8 +354,9 @@ pub async fn events(
             "use a WebSocket upgrade or Accept: text/event-stream",
         ));
     }
+    let permit = state.streams.enter(who.0.name.clone())?;
     let drops = state.metrics.stream_drops.clone();
-    let batches = batches(&state.bus, filter, after, heartbeat, drops);
+    let batches = batches(&state.bus, filter, after, heartbeat, drops, permit);
     let body = stream::StreamExt::flat_map(batches, |batch| {
         stream::iter(SseChunks::new(batch).map(Ok::<_, std::convert::Infallible>))
     });
@@ -487,7 +499,7 @@ mod tests {
         ReaderState::new(bus, filter.map(Arc::from), after, hour, Default::default())
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn a_reader_takes_what_is_ready_in_capped_batches_in_order() {
         let bus = EventBus::new(BusLimits::default());
         error(&bus, "a");
@@ -512,7 +524,7 @@ mod tests {
             .all(|i| matches!(i, Item::Event(e) if e.event.session_id() == "b")));
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn after_the_first_live_event_a_reader_lingers_for_more() {
         let bus = EventBus::new(BusLimits::default());
         let mut st = reader(&bus, None, None);
@@ -532,7 +544,7 @@ mod tests {
         assert_eq!(seqs(&next.await.unwrap()), [1, 2, 3], "one batch");
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn a_lagging_reader_gets_a_final_lagged_notice() {
         let bus = EventBus::new(BusLimits {
             subscriber_buffer: 4,

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::http::{self, get_json, post_json};
 use super::procs::{self, Proc, Ready};
+use super::readers::Readers;
 use super::stats::SessionsView;
 use super::BenchArgs;
 use ccr_supervisor::sim::load::LoadMode;
@@ -21,10 +22,17 @@ pub const PREFIX: &str = "b-";
 /// Open files a process needs besides its sockets.
 const FD_HEADROOM: u64 = 512;
 
-/// The supervisor's generated config: N sessions on the simulator, API on `api`.
-pub fn supervisor_config(api: SocketAddr, sim_url: &str, sessions: usize, policy: bool) -> String {
+/// The supervisor's generated config: N sessions on the simulator, API on
+/// `api` (plus the `[api]` keys in `api_extra`).
+pub fn supervisor_config(
+    api: SocketAddr,
+    sim_url: &str,
+    sessions: usize,
+    policy: bool,
+    api_extra: &str,
+) -> String {
     let mut s = format!(
-        "[api]\nbind = \"{api}\"\n# Loopback benchmark: no operator tokens needed.\nauth = \"disabled\"\n\n[ccr]\nbase_url = \"{sim_url}\"\n\
+        "[api]\nbind = \"{api}\"\n# Loopback benchmark: no operator tokens needed.\nauth = \"disabled\"\n{api_extra}\n[ccr]\nbase_url = \"{sim_url}\"\n\
          organization_uuid = \"00000000-0000-4000-8000-000000000000\"\n\n\
          [reconnect]\n\n[supervisor]\narbiters = 0\n\n[log]\nlevel = \"warn\"\n\n\
          [sim]\nembedded = false\n\n"
@@ -70,6 +78,9 @@ pub struct Harness {
     pub notes: Vec<String>,
     config_path: PathBuf,
     exe: PathBuf,
+    api_toml: String,
+    /// Event-stream readers kept open until the supervisor is stopped.
+    pub readers: Option<Readers>,
 }
 
 impl Harness {
@@ -78,11 +89,11 @@ impl Harness {
         let exe = std::env::current_exe().context("cannot find this executable")?;
         let mut notes = Vec::new();
         let (_, hard) = procs::nofile_limit();
-        let need = args.sessions as u64 + FD_HEADROOM;
+        let need = (args.sessions + args.readers) as u64 + FD_HEADROOM;
         if hard < need {
             notes.push(format!(
-                "open-files hard limit {hard} is below the {need} each child needs for {} sessions",
-                args.sessions
+                "open-files hard limit {hard} is below the {need} the supervisor needs for {} sessions and {} readers",
+                args.sessions, args.readers
             ));
         }
         let sim_args: Vec<String> = [
@@ -127,6 +138,8 @@ impl Harness {
             notes,
             config_path,
             exe,
+            api_toml: args.api_toml(),
+            readers: None,
         })
     }
 
@@ -142,7 +155,7 @@ impl Harness {
         policy: bool,
     ) -> anyhow::Result<Started> {
         let addr = free_port()?;
-        let mut toml = supervisor_config(addr, &self.sim_url, sessions, policy);
+        let mut toml = supervisor_config(addr, &self.sim_url, sessions, policy, &self.api_toml);
         // The ledger stays on (it is part of what is measured), in a fresh file per run.
         let ledger = self.ledger_path();
         remove_ledger(&ledger);
@@ -179,11 +192,12 @@ impl Harness {
             .ok_or_else(|| anyhow!("supervisor not running"))
     }
 
-    /// Stop the supervisor (to start another one).
-    pub async fn stop_supervisor(&mut self) {
-        if let Some(sup) = self.sup.take() {
-            sup.stop(Duration::from_secs(15)).await;
-        }
+    /// Stop the supervisor (to start another one); how long it took to exit after SIGTERM.
+    pub async fn stop_supervisor(&mut self) -> Option<Duration> {
+        let sup = self.sup.take()?;
+        let t = Instant::now();
+        sup.stop(Duration::from_secs(15)).await;
+        Some(t.elapsed())
     }
 
     /// `GET /load/stats` of the simulator.
@@ -252,12 +266,15 @@ impl Harness {
         }
     }
 
-    /// Stop both processes and remove the generated config.
-    pub async fn shutdown(mut self) {
-        self.stop_supervisor().await;
+    /// Stop both processes (the supervisor first, with any attached readers
+    /// still open) and remove the generated config; returns the supervisor's stop time.
+    pub async fn shutdown(mut self) -> Option<Duration> {
+        let stopped = self.stop_supervisor().await;
+        drop(self.readers.take());
         self.sim.stop(Duration::from_secs(5)).await;
         let _ = std::fs::remove_file(&self.config_path);
         remove_ledger(&self.config_path.with_extension("ledger.db"));
+        stopped
     }
 }
 
@@ -279,18 +296,19 @@ mod tests {
     #[test]
     fn generated_config_is_valid() {
         let addr: SocketAddr = "127.0.0.1:9999".parse().unwrap();
-        let toml = supervisor_config(addr, "http://127.0.0.1:1234", 3, false);
+        let toml = supervisor_config(addr, "http://127.0.0.1:1234", 3, false, "workers = 2\n");
         let cfg = ccr_supervisor::config::load_from_str(&toml, HashMap::new()).unwrap();
         assert_eq!(cfg.sessions.len(), 3);
         assert_eq!(&*cfg.sessions[2].id, "b-3");
         assert_eq!(cfg.api.bind, addr);
         assert!(!cfg.sim.embedded);
+        assert_eq!(cfg.api.limits.workers, 2);
     }
 
     #[test]
     fn policy_rule_is_emitted() {
         let addr: SocketAddr = "127.0.0.1:9999".parse().unwrap();
-        let toml = supervisor_config(addr, "http://x", 1, true);
+        let toml = supervisor_config(addr, "http://x", 1, true, "");
         assert!(toml.contains("[[policy.rules]]\naction = \"allow\"\ntool = \"Bash\""));
     }
 }

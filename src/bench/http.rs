@@ -177,6 +177,9 @@ pub struct AnswererStats {
     pub conflicts: u64,
     /// Other failures.
     pub errors: u64,
+    /// Each answer POST's time from sending to the whole reply read, in µs.
+    #[serde(skip)]
+    pub latencies_us: Vec<u64>,
 }
 
 fn answer(
@@ -190,8 +193,11 @@ fn answer(
     actix_rt::spawn(async move {
         let url = format!("{api}/v1/sessions/{session}/permissions/{request}");
         let body = json!({"behavior":"allow"});
+        let sent = std::time::Instant::now();
         let r = post_json(&c, &url, Some(&body)).await;
+        let took = sent.elapsed().as_micros() as u64;
         let mut s = stats.borrow_mut();
+        s.latencies_us.push(took);
         match r {
             Ok((200, _)) => s.ok += 1,
             Ok((409, _)) => s.conflicts += 1,

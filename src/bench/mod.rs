@@ -5,6 +5,7 @@
 //! - `stats`: pure figures (percentiles, windows, `/proc` parsing, checks);
 //! - `procs`: child processes and their limits;
 //! - `http`: JSON calls, the SSE parser, subscriber and answerers;
+//! - `readers`: thousands of event-stream readers on their own thread (`roundtrip --readers`);
 //! - `harness`: starting both processes and waiting on them;
 //! - `scenarios`: `connect`, `flood`, `roundtrip`, `storm`;
 //! - `report`: the JSON summary, markdown table and SVG chart;
@@ -13,6 +14,7 @@
 mod harness;
 mod http;
 mod procs;
+mod readers;
 mod report;
 mod scenarios;
 mod stats;
@@ -74,6 +76,14 @@ pub struct BenchArgs {
     /// Simulator worker threads (default 2 for roundtrip, else 1).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub sim_workers: Option<u16>,
+    /// roundtrip: attach this many event-stream readers (SSE, all sessions)
+    /// before prompting, and answer through the API (`POST .../permissions/{rid}`)
+    /// instead of a policy rule, timing each answer POST.
+    #[arg(long, default_value_t = 0)]
+    pub readers: usize,
+    /// The supervisor's `[api] workers` (0 = one per core).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub api_workers: u16,
 }
 
 impl BenchArgs {
@@ -84,6 +94,21 @@ impl BenchArgs {
             Scenario::Storm => 1.0,
         };
         std::time::Duration::from_secs_f64(self.duration.unwrap_or(default).max(0.0))
+    }
+
+    /// Extra `[api]` keys of the supervisor's config: its workers and, with
+    /// readers, caps that let them all in.
+    fn api_toml(&self) -> String {
+        let mut toml = format!("workers = {}\n", self.api_workers);
+        if self.readers > 0 {
+            let streams = self.readers + 64;
+            toml.push_str(&format!(
+                "max_connections = {}\nmax_stream_subscribers = {streams}\n\
+                 max_stream_subscribers_per_token = {streams}\n",
+                streams + 1024
+            ));
+        }
+        toml
     }
 
     /// Simulator worker threads. The round trip is timed by the simulator
@@ -152,5 +177,29 @@ mod tests {
         assert_eq!(one.sim_workers(), 1);
         assert!(parse(&["flood", "--sim-workers", "0"]).is_err());
         assert!(parse(&["flood", "--sim-workers", "65"]).is_err());
+    }
+
+    #[test]
+    fn readers_raise_the_stream_caps_in_the_generated_config() {
+        let plain = parse(&["roundtrip"]).unwrap();
+        assert_eq!(plain.api_toml(), "workers = 0\n");
+        let many = parse(&["roundtrip", "--readers", "10000", "--api-workers", "1"]).unwrap();
+        let toml = many.api_toml();
+        assert!(toml.contains("workers = 1\n"), "{toml}");
+        assert!(toml.contains("max_stream_subscribers = 10064\n"), "{toml}");
+        assert!(
+            toml.contains("max_stream_subscribers_per_token = 10064\n"),
+            "{toml}"
+        );
+        let cfg = harness::supervisor_config(
+            "127.0.0.1:1".parse().unwrap(),
+            "http://127.0.0.1:2",
+            1,
+            false,
+            &toml,
+        );
+        let cfg = ccr_supervisor::config::load_from_str(&cfg, Default::default()).unwrap();
+        assert_eq!(cfg.api.limits.max_connections, 11088);
+        assert_eq!(cfg.api.limits.workers, 1);
     }
 }

@@ -30,7 +30,7 @@ use self::fields::{Errors, Table};
 pub use self::ledger::LedgerConfig;
 pub use self::runtime::runtime_session_from_json;
 use super::{
-    ApiConfig, CcrConfig, Config, LogConfig, LogFormat, ReconnectConfig, SimConfig,
+    ApiConfig, ApiLimits, CcrConfig, Config, LogConfig, LogFormat, ReconnectConfig, SimConfig,
     SupervisorConfig,
 };
 
@@ -277,6 +277,7 @@ fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
         auth_enabled,
         runtime_tokens,
         tokens,
+        limits: api_limits(&mut t, errs),
     };
     if api.auth_enabled
         && api.tokens.is_empty()
@@ -291,6 +292,38 @@ fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
     }
     t.finish(errs);
     api
+}
+
+/// The `[api]` keys of [`ApiLimits`]; streams must leave connections for requests.
+fn api_limits(t: &mut Table, errs: &mut Errors) -> ApiLimits {
+    let d = ApiLimits::default();
+    let limits = ApiLimits {
+        workers: t.usize(errs, "workers", d.workers, 0..=256),
+        max_connections: t.usize(errs, "max_connections", d.max_connections, 2..=10_000_000),
+        max_stream_subscribers: t.usize(
+            errs,
+            "max_stream_subscribers",
+            d.max_stream_subscribers,
+            1..=10_000_000,
+        ),
+        max_stream_subscribers_per_token: t.usize(
+            errs,
+            "max_stream_subscribers_per_token",
+            d.max_stream_subscribers_per_token,
+            1..=10_000_000,
+        ),
+    };
+    if limits.max_stream_subscribers >= limits.max_connections {
+        errs.push(
+            t.key_path("max_stream_subscribers"),
+            format!(
+                "must be below api.max_connections ({}): event streams would take every \
+                 connection, and answers and /healthz could not connect",
+                limits.max_connections
+            ),
+        );
+    }
+    limits
 }
 
 /// True when an error at `path` (or under it; `"api:"` means exactly `api`) was already reported.

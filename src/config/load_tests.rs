@@ -509,3 +509,47 @@ fn shipped_config_toml_loads_cleanly() {
     // Every documented default matches the loader's defaults.
     assert_eq!(c.reconnect, ReconnectConfig::default());
 }
+
+#[test]
+fn api_limits_default_parse_and_streams_must_leave_connections() {
+    let d = ok("[sim]\nembedded = true\n").api.limits;
+    assert_eq!(d, crate::config::ApiLimits::default());
+    assert_eq!((d.workers, d.max_connections), (0, 4096));
+    assert_eq!(
+        (d.max_stream_subscribers, d.max_stream_subscribers_per_token),
+        (1024, 256)
+    );
+    let c = ok(&format!(
+        "{CCR}[api]\nworkers = 3\nmax_connections = 100\nmax_stream_subscribers = 50\n\
+         max_stream_subscribers_per_token = 5\n"
+    ));
+    assert_eq!(c.api.limits.workers, 3);
+    assert_eq!(c.api.limits.worker_count(), 3);
+    assert_eq!(c.api.limits.max_connections, 100);
+    assert_eq!(c.api.limits.max_stream_subscribers, 50);
+    assert_eq!(c.api.limits.max_stream_subscribers_per_token, 5);
+    let bad = problems(&format!(
+        "{CCR}[api]\nmax_connections = 100\nmax_stream_subscribers = 100\n\
+         max_stream_subscribers_per_token = 0\nworkers = 1000\n"
+    ));
+    assert!(
+        has(
+            &bad,
+            "api.max_stream_subscribers: must be below api.max_connections (100)"
+        ),
+        "{bad:?}"
+    );
+    assert!(
+        has(
+            &bad,
+            "api.max_stream_subscribers_per_token: must be between 1"
+        ),
+        "{bad:?}"
+    );
+    assert!(
+        has(&bad, "api.workers: must be between 0 and 256"),
+        "{bad:?}"
+    );
+    let env = with_env(CCR, &[("CCR_SUPERVISOR__API__MAX_STREAM_SUBSCRIBERS", "7")]).unwrap();
+    assert_eq!(env.api.limits.max_stream_subscribers, 7);
+}

@@ -72,6 +72,51 @@ pub struct ApiConfig {
     pub runtime_tokens: RuntimeTokenRules,
     /// `[[api.tokens]]`: operator tokens and their roles.
     pub tokens: Vec<ApiTokenSpec>,
+    /// Worker threads and connection / event-stream caps.
+    pub limits: ApiLimits,
+}
+
+/// Default of `[api] max_connections`.
+pub const DEFAULT_API_MAX_CONNECTIONS: usize = 4096;
+/// Default of `[api] max_stream_subscribers`.
+pub const DEFAULT_MAX_STREAM_SUBSCRIBERS: usize = 1024;
+/// Default of `[api] max_stream_subscribers_per_token`.
+pub const DEFAULT_MAX_STREAM_SUBSCRIBERS_PER_TOKEN: usize = 256;
+
+/// `[api]` keys that bound the operator API's threads, connections and event streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// HTTP worker threads; `0` = one per core (`workers`, default 0).
+    pub workers: usize,
+    /// Open API connections, all workers together (`max_connections`, default 4096;
+    /// lowered at start when the open-files limit is too small).
+    pub max_connections: usize,
+    /// Live event-stream readers in total (`max_stream_subscribers`, default 1024).
+    pub max_stream_subscribers: usize,
+    /// Live event-stream readers per operator token (`max_stream_subscribers_per_token`, default 256).
+    pub max_stream_subscribers_per_token: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            max_connections: DEFAULT_API_MAX_CONNECTIONS,
+            max_stream_subscribers: DEFAULT_MAX_STREAM_SUBSCRIBERS,
+            max_stream_subscribers_per_token: DEFAULT_MAX_STREAM_SUBSCRIBERS_PER_TOKEN,
+        }
+    }
+}
+
+impl ApiLimits {
+    /// HTTP worker threads for the `workers` value (0 = one per core).
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
 }
 
 /// A token source a session added at run time may use (`[api] runtime_token_sources`).

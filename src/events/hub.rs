@@ -8,7 +8,7 @@
 //! transcript; what was evicted is remembered as a high-water mark so a resume
 //! that falls into the gap is answered with an explicit `lagged`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -382,8 +382,13 @@ pub struct Recent {
     kept: Retained,
     max_events: usize,
     max_bytes: usize,
-    /// Each joined reader's id and cursor, as last reported (few: one per stream).
-    readers: Vec<(u64, u64)>,
+    /// Each joined reader's cursor, as last reported, by reader id.
+    cursors: HashMap<u64, u64>,
+    /// How many readers sit at each cursor; the first key is the slowest reader's.
+    /// Both are O(log n) per read: with thousands of readers, a scan of every
+    /// reader on every read (under the lock that publishing takes too) made one
+    /// burst of events cost O(readers²), and answers waited behind it.
+    at: BTreeMap<u64, usize>,
     next_reader: u64,
 }
 
@@ -404,7 +409,8 @@ impl Recent {
             kept: Retained::default(),
             max_events: max_events.max(1),
             max_bytes,
-            readers: Vec::new(),
+            cursors: HashMap::new(),
+            at: BTreeMap::new(),
             next_reader: 0,
         }
     }
@@ -414,22 +420,41 @@ impl Recent {
     pub fn join(&mut self, cursor: u64) -> u64 {
         let id = self.next_reader;
         self.next_reader += 1;
-        self.readers.push((id, cursor));
+        self.cursors.insert(id, cursor);
+        *self.at.entry(cursor).or_insert(0) += 1;
         id
+    }
+
+    /// One reader fewer at `cursor`.
+    fn unmark(&mut self, cursor: u64) {
+        if let Some(n) = self.at.get_mut(&cursor) {
+            *n -= 1;
+            if *n == 0 {
+                self.at.remove(&cursor);
+            }
+        }
     }
 
     /// Reader `id` has looked at everything up to `cursor`: events that no
     /// reader needs any more are moved to `evicted`.
     pub fn advance(&mut self, id: u64, cursor: u64, evicted: &mut Vec<Arc<Envelope>>) {
-        if let Some(r) = self.readers.iter_mut().find(|r| r.0 == id) {
-            r.1 = cursor;
+        let Some(old) = self.cursors.get_mut(&id) else {
+            return;
+        };
+        if *old == cursor {
+            return;
         }
+        let old = std::mem::replace(old, cursor);
+        self.unmark(old);
+        *self.at.entry(cursor).or_insert(0) += 1;
         self.trim(evicted);
     }
 
     /// Reader `id` is gone; with no reader left the window empties.
     pub fn leave(&mut self, id: u64, evicted: &mut Vec<Arc<Envelope>>) {
-        self.readers.retain(|r| r.0 != id);
+        if let Some(cursor) = self.cursors.remove(&id) {
+            self.unmark(cursor);
+        }
         self.trim(evicted);
     }
 
@@ -441,7 +466,7 @@ impl Recent {
 
     /// Drop the events every reader has looked at (all of them when nobody reads).
     fn trim(&mut self, evicted: &mut Vec<Arc<Envelope>>) {
-        let Some(slowest) = self.readers.iter().map(|r| r.1).min() else {
+        let Some(&slowest) = self.at.keys().next() else {
             return self.clear(evicted);
         };
         while self.kept.events.front().is_some_and(|k| k.seq <= slowest) {
@@ -456,7 +481,7 @@ impl Recent {
     /// the caller's lock. After a gap (events not pushed while nobody read) the
     /// window starts over at `env`.
     pub fn push(&mut self, env: &Arc<Envelope>, evicted: &mut Vec<Arc<Envelope>>) {
-        if self.readers.is_empty() {
+        if self.cursors.is_empty() {
             return;
         }
         if self
@@ -815,6 +840,36 @@ mod tests {
         assert!(kept(&r).is_empty());
         publish(&mut r, &mut evicted);
         assert!(kept(&r).is_empty());
+    }
+
+    #[test]
+    fn many_readers_at_one_cursor_hold_the_window_until_the_last_moves() {
+        let mut h = History::new(limits(100, 1 << 20));
+        let mut r = Recent::new(100, usize::MAX);
+        let mut evicted = Vec::new();
+        let ids: Vec<u64> = (0..10_000).map(|_| r.join(0)).collect();
+        for _ in 0..3 {
+            r.push(&h.push(ev("a", 10), SystemTime::UNIX_EPOCH), &mut evicted);
+        }
+        assert_eq!(r.at.len(), 1, "one entry for 10,000 readers at one cursor");
+        for &id in &ids[1..] {
+            r.advance(id, 3, &mut evicted);
+        }
+        assert_eq!(r.len(), 3, "the first reader still needs all three");
+        r.advance(ids[0], 2, &mut evicted);
+        assert_eq!(r.len(), 1);
+        // Unknown ids and repeated cursors change nothing.
+        r.advance(u64::MAX, 0, &mut evicted);
+        r.advance(ids[0], 2, &mut evicted);
+        assert_eq!(r.len(), 1);
+        r.leave(ids[0], &mut evicted);
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.at.len(), 1);
+        for &id in &ids[1..] {
+            r.leave(id, &mut evicted);
+        }
+        assert!(r.at.is_empty() && r.cursors.is_empty());
+        assert_eq!(evicted.len(), 3);
     }
 
     #[test]

@@ -402,6 +402,11 @@ impl EventBus {
         self.hub.readers.load(Ordering::Relaxed) + self.hub.tx.receiver_count()
     }
 
+    /// Whether `other` is a handle to the same bus.
+    pub fn same(&self, other: &EventBus) -> bool {
+        Arc::ptr_eq(&self.hub, &other.hub)
+    }
+
     /// Tell every stream to end (shutdown).
     pub fn close(&self) {
         self.hub.closed.send_replace(true);

@@ -31,6 +31,8 @@ use super::socket::{rebuffer, WsSink};
 use super::state::{SessionState, SessionStatus};
 use crate::config::{CcrConfig, ReconnectConfig, SessionSpec};
 use crate::events::{Event, EventBus};
+use crate::limits::fd::{ConnSlot, ConnSlots};
+use crate::limits::repeat::session_warning;
 use crate::protocol::{self, PermissionPrompt};
 use crate::registry::{
     ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, Refusal,
@@ -54,6 +56,8 @@ pub struct SessionShared {
     pub bus: EventBus,
     /// Process metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Connection slots: the share of the open-files limit sessions may hold.
+    pub slots: ConnSlots,
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -70,6 +74,8 @@ struct Live {
     last_pong: Instant,
     got_frame: bool,
     close_code: Option<u16>,
+    /// Held while the connection lives.
+    _slot: ConnSlot,
 }
 
 /// One supervised CCR session and its WebSocket.
@@ -184,7 +190,20 @@ impl SessionActor {
         let codec_max = codec_limit(ccr.max_frame_bytes);
         let client = self.client.clone();
         debug!(%url, "connecting");
+        // A slot first: past the open-files budget, wait (in order) instead of failing on EMFILE.
+        let slots = self.shared.slots.clone();
+        let free = slots.try_take();
+        if free.is_none() {
+            let waiting = slots.waiting_message();
+            session_warning("session waits for a connection slot", &waiting);
+            self.status.last_error = Some(waiting);
+            self.set_state(SessionState::Connecting);
+        }
         let attempt = async move {
+            let slot = match free {
+                Some(slot) => slot,
+                None => slots.take().await.ok_or("connection slots closed")?,
+            };
             // Fetched afresh at every attempt: tokens rotate.
             let token = token_source
                 .fetch(token_timeout)
@@ -197,20 +216,25 @@ impl SessionActor {
                 .max_frame_size(codec_max)
                 .connect()
                 .await
-                .map(|(_, framed)| framed)
+                .map(|(_, framed)| (framed, slot))
                 .map_err(|e| redact(format!("connect failed: {e}"), token.expose()))
         };
         ctx.spawn(attempt.into_actor(self).map(|res, act, ctx| {
             act.connecting = false;
             match res {
-                Ok(framed) if act.closing => drop(framed),
-                Ok(framed) => act.on_open(framed, ctx),
+                Ok(opened) if act.closing => drop(opened),
+                Ok((framed, slot)) => act.on_open(framed, slot, ctx),
                 Err(error) => act.on_ended(Ended::NeverOpened, Some(error), ctx),
             }
         }));
     }
 
-    fn on_open(&mut self, framed: Framed<BoxedSocket, ws::Codec>, ctx: &mut Context<Self>) {
+    fn on_open(
+        &mut self,
+        framed: Framed<BoxedSocket, ws::Codec>,
+        slot: ConnSlot,
+        ctx: &mut Context<Self>,
+    ) {
         let (sink, stream) = rebuffer(framed);
         let stream = ctx.add_stream(stream);
         let id = next_conn_id();
@@ -221,6 +245,7 @@ impl SessionActor {
             last_pong: Instant::now(),
             got_frame: false,
             close_code: None,
+            _slot: slot,
         });
         self.reassembler.reset();
         self.policy.on_open();
@@ -251,7 +276,7 @@ impl SessionActor {
         self.router.reset();
         self.status.connected_since = None;
         if let Some(error) = error {
-            warn!(%error, "connection ended");
+            session_warning("connection ended", &error);
             self.shared.bus.publish(Event::Error {
                 session_id: self.spec.id.clone(),
                 message: error.clone(),

@@ -23,6 +23,7 @@ mod routing;
 mod runtime_tokens;
 mod slow_body;
 mod stream;
+mod stream_caps;
 // Needs the panic-injection hook: run with `cargo test --features test-hooks`.
 #[cfg(feature = "test-hooks")]
 mod supervision;

@@ -124,10 +124,35 @@ pub struct Supervisor {
 impl Supervisor {
     /// Start `ccr-supervisor --config config` and wait until it prints its API URL.
     pub async fn spawn(config: &Path) -> Self {
+        Self::spawn_with(config, None).await
+    }
+
+    /// Like [`Supervisor::spawn`], with the child's open-files limit (soft and
+    /// hard) set to `nofile` before it runs.
+    pub async fn spawn_with_nofile(config: &Path, nofile: u64) -> Self {
+        Self::spawn_with(config, Some(nofile)).await
+    }
+
+    async fn spawn_with(config: &Path, nofile: Option<u64>) -> Self {
         let config = config.to_str().expect("utf-8 path");
-        let mut child = command(&["--config", config])
-            .spawn()
-            .expect("spawn ccr-supervisor");
+        let mut cmd = command(&["--config", config]);
+        if let Some(n) = nofile {
+            // SAFETY: the closure runs in the forked child before exec and only
+            // calls setrlimit, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn ccr-supervisor");
         let pid = child.id().expect("child pid") as i32;
         let stderr = Arc::new(Mutex::new(String::new()));
         let (done_tx, stderr_done) = oneshot::channel();
