@@ -19,6 +19,7 @@ use awc::BoxedSocket;
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use futures_util::StreamExt;
 use rand::Rng;
 use tracing::{debug, info, info_span, warn};
 
@@ -236,8 +237,10 @@ impl SessionActor {
         ctx: &mut Context<Self>,
     ) {
         let (sink, stream) = rebuffer(framed);
-        let stream = ctx.add_stream(stream);
         let id = next_conn_id();
+        // Items carry their connection: one already read from a stream that a handler of
+        // the same poll just cancelled (a reset right after a close) must not end a newer one.
+        let stream = ctx.add_stream(stream.map(move |item| (id, item)));
         self.conn = Some(Live {
             id,
             sink: SinkWrite::new(sink, ctx),
@@ -452,8 +455,16 @@ impl Actor for SessionActor {
     }
 }
 
-impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
-    fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
+impl StreamHandler<(ConnId, Result<Frame, WsProtocolError>)> for SessionActor {
+    fn handle(
+        &mut self,
+        (conn, item): (ConnId, Result<Frame, WsProtocolError>),
+        ctx: &mut Context<Self>,
+    ) {
+        if self.conn.as_ref().map(|l| l.id) != Some(conn) {
+            // The connection already ended (its stream was cancelled mid-poll).
+            return;
+        }
         let frame = match item {
             Ok(frame) => frame,
             Err(e) => {
