@@ -65,8 +65,17 @@ pub enum Event {
         /// `can_use_tool`, or a question: `elicitation` / `request_user_dialog`.
         kind: crate::protocol::PromptKind,
     },
-    /// A restored prompt was re-sent or listed by its session: it is waited on.
+    /// A restored (or unconfirmed) prompt was re-sent or listed by its session: it is waited on.
     PermissionConfirmed {
+        /// Session id.
+        session_id: Arc<str>,
+        /// Prompt id.
+        request_id: String,
+    },
+    /// After a reconnect, the session's `initialize` reply did not list this pending prompt
+    /// and it was not re-sent: it may no longer be waited on (still answerable; an answer
+    /// is written only if the session sends it again).
+    PermissionUnconfirmed {
         /// Session id.
         session_id: Arc<str>,
         /// Prompt id.
@@ -146,6 +155,7 @@ impl Event {
             Event::SdkMessage { .. } => "sdk_message",
             Event::PermissionRequested { .. } => "permission_requested",
             Event::PermissionConfirmed { .. } => "permission_confirmed",
+            Event::PermissionUnconfirmed { .. } => "permission_unconfirmed",
             Event::PermissionAnswered { .. } => "permission_answered",
             Event::PermissionDelivered { .. } => "permission_delivered",
             Event::PermissionCancelled { .. } => "permission_cancelled",
@@ -162,6 +172,7 @@ impl Event {
             | Event::SdkMessage { session_id, .. }
             | Event::PermissionRequested { session_id, .. }
             | Event::PermissionConfirmed { session_id, .. }
+            | Event::PermissionUnconfirmed { session_id, .. }
             | Event::PermissionAnswered { session_id, .. }
             | Event::PermissionDelivered { session_id, .. }
             | Event::PermissionCancelled { session_id, .. }

@@ -457,18 +457,39 @@ pub struct SessionConnected {
 impl Handler<SessionConnected> for PermissionRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionConnected, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: SessionConnected, _: &mut Context<Self>) {
         self.writers
             .insert(msg.session_id.clone(), (msg.conn, msg.writer));
-        let flush = self.store.on_connected(&msg.session_id, msg.conn);
-        if !flush.is_empty() {
-            info!(session_id = %msg.session_id, count = flush.len(), "delivering answers queued while disconnected");
+        // Queued answers go out when the session re-sends their prompts on this connection.
+        self.store.on_connected(&msg.session_id, msg.conn);
+    }
+}
+
+/// A session's `initialize` reply on `conn` listed what it waits on (PROTOCOL §6); the
+/// listed requests were routed just before, as replays.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionInitialized {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// The connection the reply came on.
+    pub conn: ConnId,
+}
+
+impl Handler<SessionInitialized> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionInitialized, _: &mut Context<Self>) {
+        let unseen = self.store.unconfirm_unseen(&msg.session_id, msg.conn);
+        if !unseen.is_empty() {
+            info!(session_id = %msg.session_id, count = unseen.len(),
+                "pending prompts the session neither re-sent nor listed are unconfirmed");
         }
-        for (request_id, frame) in flush {
-            ctx.spawn(
-                self.dispatch(msg.session_id.clone(), request_id, msg.conn, frame)
-                    .map(|_, _, _| ()),
-            );
+        for request_id in unseen {
+            self.bus.publish(Event::PermissionUnconfirmed {
+                session_id: msg.session_id.clone(),
+                request_id,
+            });
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod store;
 pub use actor::{
     CountPending, Deliver, ForgetSession, ListPending, PendingPrompt, PermissionRegistry,
     PromptCancelled, PromptReceived, Refusal, SessionConnected, SessionDisconnected,
-    LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE,
+    SessionInitialized, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE,
 };
 pub use decide::{Decide, DecisionReceipt, PolicyInfo, PolicyReport};
 pub use store::{ConnId, DecideError, SessionTally};

@@ -1,14 +1,16 @@
 //! Pending-permission store (pure): the lifecycle of every prompt of every session.
 //!
 //! `pending → decided → written`, or `→ cancelled`. A decision is kept with its wire
-//! frame until it has been written on a live connection:
+//! frame until it has been written, and **it is written only on a connection on which the
+//! session has shown it waits for it**: the prompt arrived there (live or replayed), or
+//! the session's `initialize` reply listed it. A prompt last seen on an older connection
+//! may have been answered by another client or withdrawn while nobody watched; CCR
+//! replays every prompt it still waits on, so the answer goes out with that replay.
 //!
 //! - `Recording`: being made durable in the ledger; nothing is written before.
-//! - `Queued`: no connection; flushed by [`Store::on_connected`].
+//! - `Queued`: waiting for the session to show, on a live connection, that it still waits
+//!   (it was away, or the answer was restored from the ledger after a restart).
 //! - `InFlight(conn)`: handed to the session actor for connection `conn`.
-//! - `AwaitReplay`: restored from the ledger after a restart; written only when the
-//!   session shows it still waits (it replays the prompt or lists it in `initialize`),
-//!   since the session may have had it, or withdrawn the prompt, meanwhile.
 //!
 //! Once written, and once withdrawn, a prompt leaves the store for the bounded
 //! [`ResolvedMemory`]: a replay on a *different* connection proves the session never
@@ -46,8 +48,6 @@ pub enum DeliveryState {
     Queued,
     /// Handed to the session actor for this connection.
     InFlight(ConnId),
-    /// Restored after a restart: written when the session replays or lists the prompt.
-    AwaitReplay,
 }
 
 /// Lifecycle state of a prompt the store holds in full.
@@ -88,6 +88,8 @@ pub struct Entry {
     pub confirmed: bool,
     /// The prompt's own ledger record is durable (a decision re-tries it when not).
     pub recorded: bool,
+    /// The last connection on which the session sent (or listed) this prompt.
+    pub seen_on: Option<ConnId>,
 }
 
 /// What to do with an inbound prompt.
@@ -272,7 +274,7 @@ impl Store {
                 .insert(prompt.request_id.clone());
             return PromptOutcome::Check(Box::new(prompt));
         }
-        self.insert_new(session, prompt, now)
+        self.insert_new(session, conn, prompt, now)
     }
 
     /// What a prompt the store knows means when it arrives again on `conn`; `None` if unknown.
@@ -287,17 +289,15 @@ impl Store {
                 return Some(PromptOutcome::Duplicate);
             }
             if let Some(entry) = s.by_id.get_mut(request_id) {
+                entry.seen_on = Some(conn);
+                let was_confirmed = std::mem::replace(&mut entry.confirmed, true);
                 return Some(match &mut entry.status {
-                    Status::Pending if !entry.confirmed => {
-                        entry.confirmed = true;
-                        PromptOutcome::Confirmed
-                    }
+                    Status::Pending if !was_confirmed => PromptOutcome::Confirmed,
                     Status::Decided {
-                        delivery: delivery @ DeliveryState::AwaitReplay,
+                        delivery: delivery @ DeliveryState::Queued,
                         frame,
                         ..
-                    } => {
-                        entry.confirmed = true;
+                    } if s.conn == Some(conn) => {
                         *delivery = DeliveryState::InFlight(conn);
                         PromptOutcome::Resend {
                             conn,
@@ -323,6 +323,7 @@ impl Store {
     fn insert_new(
         &mut self,
         session: &Arc<str>,
+        conn: ConnId,
         prompt: PermissionPrompt,
         now: SystemTime,
     ) -> PromptOutcome {
@@ -340,6 +341,7 @@ impl Store {
                 visible: false,
                 confirmed: true,
                 recorded: false,
+                seen_on: Some(conn),
             },
         );
         PromptOutcome::New
@@ -364,7 +366,7 @@ impl Store {
         }
         let id = prompt.request_id.clone();
         match known {
-            Known::Nothing | Known::Pending => self.insert_new(session, prompt, now),
+            Known::Nothing | Known::Pending => self.insert_new(session, conn, prompt, now),
             Known::Finished => {
                 self.resolved.insert(
                     session,
@@ -441,7 +443,7 @@ impl Store {
                 decided_by,
                 decided_at,
                 frame,
-                delivery: DeliveryState::AwaitReplay,
+                delivery: DeliveryState::Queued,
                 delivered,
             },
         };
@@ -457,6 +459,7 @@ impl Store {
                 visible: true,
                 confirmed: false,
                 recorded: true,
+                seen_on: None,
             },
         );
     }
@@ -606,6 +609,24 @@ impl Store {
         self.hand_on(session, request_id, DeliveryState::Recording, |_| true)
     }
 
+    /// The session's `initialize` reply on `conn` listed `listed` (after routing them as
+    /// replays): its other pending prompts not seen on `conn` are `unconfirmed` until it
+    /// re-sends them (the list confirms; it does not prove the others dead). Returns the
+    /// prompts that became unconfirmed.
+    pub fn unconfirm_unseen(&mut self, session: &str, conn: ConnId) -> Vec<String> {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (id, e) in s.by_id.iter_mut() {
+            if e.status == Status::Pending && e.confirmed && e.seen_on != Some(conn) {
+                e.confirmed = false;
+                out.push(id.clone());
+            }
+        }
+        out
+    }
+
     /// The session withdrew a prompt. `None` when it was unknown or already resolved.
     pub fn on_cancel(&mut self, session: &Arc<str>, request_id: &str) -> Option<Withdrawn> {
         let s = self.sessions.get_mut(session)?;
@@ -634,24 +655,10 @@ impl Store {
         })
     }
 
-    /// A connection opened: returns the queued answers to write on it.
-    pub fn on_connected(&mut self, session: &Arc<str>, conn: ConnId) -> Vec<(String, Arc<str>)> {
-        let s = self.session(session);
-        s.conn = Some(conn);
-        let mut out: Vec<(u64, String, Arc<str>)> = vec![];
-        for (id, entry) in s.by_id.iter_mut() {
-            if let Status::Decided {
-                delivery: delivery @ DeliveryState::Queued,
-                frame,
-                ..
-            } = &mut entry.status
-            {
-                *delivery = DeliveryState::InFlight(conn);
-                out.push((entry.seq, id.clone(), frame.clone()));
-            }
-        }
-        out.sort_by_key(|(seq, ..)| *seq);
-        out.into_iter().map(|(_, id, f)| (id, f)).collect()
+    /// A connection opened. Nothing is written on it before the session shows, there,
+    /// which prompts it still waits on (see the module docs).
+    pub fn on_connected(&mut self, session: &Arc<str>, conn: ConnId) {
+        self.session(session).conn = Some(conn);
     }
 
     /// A connection closed (`None`: whichever is current, e.g. the actor died).
@@ -726,6 +733,7 @@ impl Store {
         let s = self.sessions.get_mut(session)?;
         let current = s.conn;
         let entry = s.by_id.get_mut(request_id)?;
+        let seen_on = entry.seen_on;
         let Status::Decided {
             delivery, frame, ..
         } = &mut entry.status
@@ -735,7 +743,7 @@ impl Store {
         if *delivery != from {
             return None;
         }
-        match current.filter(|c| usable(*c)) {
+        match current.filter(|c| usable(*c) && seen_on == Some(*c)) {
             Some(c) => {
                 *delivery = DeliveryState::InFlight(c);
                 Some((c, frame.clone()))
@@ -778,27 +786,6 @@ impl Store {
     /// Finished prompts remembered, and the bytes charged for them.
     pub fn resolved_size(&self) -> (usize, usize) {
         (self.resolved.len(), self.resolved.bytes())
-    }
-
-    /// Confirm every restored prompt of `session` whose id is in `ids` (the session listed
-    /// it in its `initialize` reply); returns the restored answers to write on `conn` now,
-    /// and the prompts newly confirmed.
-    pub fn confirm_listed(
-        &mut self,
-        session: &Arc<str>,
-        conn: ConnId,
-        ids: &[String],
-    ) -> (Vec<(String, Arc<str>)>, Vec<String>) {
-        let mut resend = Vec::new();
-        let mut confirmed = Vec::new();
-        for id in ids {
-            match self.replay(session, id, conn) {
-                Some(PromptOutcome::Resend { conn: _, frame }) => resend.push((id.clone(), frame)),
-                Some(PromptOutcome::Confirmed) => confirmed.push(id.clone()),
-                _ => {}
-            }
-        }
-        (resend, confirmed)
     }
 
     /// Tallies per session.

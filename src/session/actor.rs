@@ -37,7 +37,7 @@ use crate::limits::repeat::session_warning;
 use crate::protocol::{self, PermissionPrompt};
 use crate::registry::{
     ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, Refusal,
-    SessionConnected, SessionDisconnected,
+    SessionConnected, SessionDisconnected, SessionInitialized,
 };
 use crate::supervisor::SessionReport;
 
@@ -132,6 +132,13 @@ impl Output for Shell<'_> {
         if let Some(sink) = self.sink.as_mut() {
             let _ = sink.write(WsMessage::Text(ByteString::from(frame)));
         }
+    }
+
+    fn initialized(&mut self) {
+        self.shared.registry.do_send(SessionInitialized {
+            session_id: self.session_id.clone(),
+            conn: self.conn,
+        });
     }
 }
 

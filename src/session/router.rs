@@ -63,6 +63,9 @@ pub trait Output {
     fn cancel(&mut self, request_id: String);
     /// Write a frame back to the session now.
     fn reply(&mut self, frame: String);
+    /// The `initialize` reply listed what the session waits on (already routed as
+    /// prompts); pending prompts it did not list may no longer be waited on.
+    fn initialized(&mut self);
 }
 
 /// A request the supervisor sent to the session, waiting for its `control_response`.
@@ -317,6 +320,7 @@ impl Router {
             }
         }
         info!(listed, "initialize reply: pending requests listed");
+        out.initialized();
     }
 
     /// A message over `[ccr] max_frame_bytes` (its head scanned, never kept): counted, and

@@ -288,11 +288,12 @@ async fn prompts_restored_from_the_ledger_get_their_deadline_again() {
     let extra =
         "[policy]\nask_timeout = \"200ms\"\nask_timeout_message = \"expired after restart\"\n";
     let mut h = Harness::start_with(vec![Sess::new("s1")], &env, extra).await;
-    // This simulator never sent `old`, so it records the answer without an `Answered` event.
-    crate::common::wait_received(&mut h.sim_events, "s1", |f| {
-        f["response"]["request_id"] == "old"
-    })
-    .await;
+    h.wait_sim_connected("s1").await;
+    // The session still waits on `old` and sends it again: the deadline's deny goes out
+    // (whether it fired before or after), since an answer is only written where the
+    // session shows it waits.
+    assert!(h.sim.prompt("s1", "old", "Bash", json!({"command":"make"})));
+    h.wait_sim(answered("old")).await;
     assert_eq!(
         h.answers("s1", "old")[0]["response"]["response"],
         json!({"behavior":"deny","message":"expired after restart","toolUseID":"toolu_old"})

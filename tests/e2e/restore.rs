@@ -47,7 +47,12 @@ async fn a_restored_prompt_keeps_its_original_clock_for_deadline_and_reminder() 
     let env = [("CCR_SUPERVISOR__LEDGER__PATH", ledger.as_str())];
     let extra = "[policy]\nask_timeout = \"1h\"\nremind_after = \"90m\"\nask_timeout_message = \"too old\"\n";
     let mut h = Harness::start_with(vec![Sess::new("s1")], &env, extra).await;
-    // Two hours is past both: denied at once, not an hour after the restart.
+    h.wait_sim_connected("s1").await;
+    // The session still waits on `ancient` and sends it again. Two hours is past the
+    // deadline: denied at once, not an hour after the restart.
+    assert!(h
+        .sim
+        .prompt("s1", "ancient", "Bash", json!({"command": "make"})));
     let frame = wait_received(&mut h.sim_events, "s1", |f| {
         f["response"]["request_id"] == "ancient"
     })

@@ -127,15 +127,20 @@ fn decision_while_disconnected_is_flushed_once_on_reconnect() {
         .unwrap();
     assert!(d.is_none(), "queued");
     assert_eq!(st.tallies()[&sid()].queued, 1);
-    let flush = st.on_connected(&sid(), 2);
-    assert_eq!(flush.len(), 1);
-    // The session replays the prompt on the new connection before reading our answer:
-    assert_eq!(st.shown(&sid(), 2, prompt("r1")), PromptOutcome::Duplicate);
+    st.on_connected(&sid(), 2);
+    assert_eq!(
+        st.tallies()[&sid()].queued,
+        1,
+        "not written blindly on connect"
+    );
+    // The session replays the prompt on the new connection: it still waits, so it gets it.
+    assert!(matches!(
+        st.shown(&sid(), 2, prompt("r1")),
+        PromptOutcome::Resend { conn: 2, .. }
+    ));
     assert!(st.on_written(&sid(), "r1", 2));
     assert_eq!(st.shown(&sid(), 2, prompt("r1")), PromptOutcome::Duplicate);
-    // A second reconnect flushes nothing more.
-    st.on_disconnected(&sid(), Some(2));
-    assert!(st.on_connected(&sid(), 3).is_empty());
+    assert_eq!(st.tallies()[&sid()].decisions, 1);
 }
 
 #[test]
@@ -199,13 +204,22 @@ fn failed_write_is_requeued_or_moved_to_the_newer_connection() {
     // The actor had already lost connection 1 and nobody told us yet: queue.
     assert_eq!(st.on_write_failed(&sid(), "r1", 1), None);
     assert_eq!(st.tallies()[&sid()].queued, 2);
-    // A new connection arrives while r2's failure is still in the mailbox.
-    let flush = st.on_connected(&sid(), 2);
-    assert_eq!(flush.len(), 1, "only r1 was queued");
+    // A new connection, on which the session replays r2 only (r1 was settled elsewhere).
+    st.on_connected(&sid(), 2);
+    assert_eq!(
+        st.shown(&sid(), 2, prompt("r2")),
+        PromptOutcome::Duplicate,
+        "r2 in flight"
+    );
     let retry = st.on_write_failed(&sid(), "r2", 1).unwrap();
-    assert_eq!(retry.0, 2);
-    assert!(st.on_written(&sid(), "r1", 2));
+    assert_eq!(retry.0, 2, "r2 was seen on the newer connection");
     assert!(st.on_written(&sid(), "r2", 2));
+    assert_eq!(st.tallies()[&sid()].queued, 1, "r1 waits for its replay");
+    assert!(matches!(
+        st.shown(&sid(), 2, prompt("r1")),
+        PromptOutcome::Resend { conn: 2, .. }
+    ));
+    assert!(st.on_written(&sid(), "r1", 2));
     assert_eq!(st.tallies()[&sid()].decisions, 2);
 }
 
@@ -225,8 +239,10 @@ fn cancel_removes_prompt_and_voids_a_queued_answer() {
     st.decide_now(&sid(), "r2", allow(), "a", now()).unwrap();
     let w = st.on_cancel(&sid(), "r2").unwrap();
     assert!(!w.was_pending);
-    assert!(
-        st.on_connected(&sid(), 2).is_empty(),
+    st.on_connected(&sid(), 2);
+    assert_eq!(
+        st.shown(&sid(), 2, prompt("r2")),
+        PromptOutcome::Duplicate,
         "voided answer is not sent"
     );
     assert_eq!(st.on_cancel(&sid(), "nope"), None);
@@ -391,10 +407,7 @@ fn restored_answers_wait_for_the_session_to_replay_their_prompt() {
     );
     st.restore(&sid(), prompt("r2"), now(), None);
     assert_eq!(st.pending(None).len(), 1);
-    assert!(
-        st.on_connected(&sid(), 5).is_empty(),
-        "not sent blindly: the session may have had it, or withdrawn the prompt"
-    );
+    st.on_connected(&sid(), 5);
     assert_eq!(st.tallies()[&sid()].queued, 1);
     assert!(matches!(
         st.on_prompt(&sid(), 5, prompt("r1"), now()),
@@ -488,7 +501,6 @@ fn a_decision_the_ledger_refused_is_undone() {
         1,
         "pending again; nothing was written"
     );
-    assert!(st.on_connected(&sid(), 2).is_empty());
     st.decide_now(&sid(), "r1", allow(), "op", now()).unwrap();
     assert!(!st.undecide(&sid(), "r1"), "recorded: no longer undoable");
 }
@@ -507,9 +519,11 @@ fn nothing_is_flushed_while_the_ledger_records() {
         false,
     )
     .unwrap();
-    assert!(
-        st.on_connected(&sid(), 2).is_empty(),
-        "not recorded yet: not written"
+    st.on_connected(&sid(), 2);
+    assert_eq!(
+        st.shown(&sid(), 2, prompt("r1")),
+        PromptOutcome::Duplicate,
+        "replayed, but not recorded yet: not written"
     );
     let (conn, _) = st.recorded(&sid(), "r1").expect("now it goes out");
     assert_eq!(conn, 2);
@@ -606,4 +620,47 @@ fn questions_take_their_own_answers_and_unrendered_dialogs_none() {
         )
         .unwrap();
     assert_eq!((d.behavior, d.grants), ("cancelled", false));
+}
+
+#[test]
+fn an_answer_goes_only_where_the_session_showed_it_still_waits() {
+    let mut st = Store::new();
+    st.on_connected(&sid(), 1);
+    st.shown(&sid(), 1, prompt("r1"));
+    st.shown(&sid(), 1, prompt("r2"));
+    // Reconnected; the session's initialize lists only r2 (r1 was settled while away).
+    st.on_disconnected(&sid(), Some(1));
+    st.on_connected(&sid(), 2);
+    assert_eq!(st.shown(&sid(), 2, prompt("r2")), PromptOutcome::Duplicate);
+    assert_eq!(st.unconfirm_unseen("s1", 2), ["r1"]);
+    let order: Vec<_> = st
+        .pending(None)
+        .into_iter()
+        .map(|(_, e)| (e.prompt.request_id.clone(), e.confirmed))
+        .collect();
+    assert_eq!(order, [("r2".into(), true), ("r1".into(), false)]);
+    // Still answerable, but the answer waits for the session to send r1 again.
+    assert_eq!(
+        st.decide_now(&sid(), "r1", allow(), "op", now()).unwrap(),
+        None,
+        "queued, not written to a session that may not want it"
+    );
+    assert!(st
+        .decide_now(&sid(), "r2", allow(), "op", now())
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        st.shown(&sid(), 2, prompt("r1")),
+        PromptOutcome::Resend {
+            conn: 2,
+            frame: st
+                .get("s1", "r1")
+                .and_then(|e| match &e.status {
+                    Status::Decided { frame, .. } => Some(frame.clone()),
+                    _ => None,
+                })
+                .unwrap()
+        },
+        "re-sent: now it goes out"
+    );
 }

@@ -10,6 +10,7 @@ struct Recorded {
     prompts: Vec<(PermissionPrompt, Option<Refusal>)>,
     cancels: Vec<String>,
     replies: Vec<String>,
+    initialized: u32,
 }
 
 impl Output for Recorded {
@@ -24,6 +25,9 @@ impl Output for Recorded {
     }
     fn reply(&mut self, frame: String) {
         self.replies.push(frame);
+    }
+    fn initialized(&mut self) {
+        self.initialized += 1;
     }
 }
 
@@ -114,6 +118,7 @@ fn initialize_lists_are_routed_like_replays_and_absence_concludes_nothing() {
         .collect();
     assert_eq!(ids, ["p1", "p2"]);
     assert_eq!(r.initialize_state(), InitializeState::Listed);
+    assert_eq!(out.initialized, 1, "after the listed prompts");
     assert_eq!(
         r.counters().control_request,
         0,
