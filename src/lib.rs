@@ -29,6 +29,7 @@ pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod chaos;
 pub mod config;
 pub mod ctl;
 pub mod events;

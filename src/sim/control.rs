@@ -154,7 +154,7 @@ impl Shared {
                 id,
                 WireEvent::Cancelled {
                     request_id: request_id.to_owned(),
-                    conn: *conn,
+                    conn: Some(*conn),
                 },
             );
         }
@@ -180,10 +180,31 @@ impl Shared {
             id,
             WireEvent::Cancelled {
                 request_id: request_id.to_owned(),
-                conn,
+                conn: Some(conn),
             },
         );
         Some((frames::cancel_request(request_id).to_string(), addr, conn))
+    }
+
+    /// Withdraw an outstanding prompt while no connection is live (no frame is
+    /// sent; it is simply not replayed any more). False when something is live
+    /// or the prompt is not outstanding.
+    pub(crate) fn withdraw_unseen(&self, id: &str, request_id: &str) -> bool {
+        let mut st = self.lock();
+        let Some(e) = st.sessions.get_mut(id) else {
+            return false;
+        };
+        if e.live.is_some() || !e.settle(request_id, Outcome::Cancelled) {
+            return false;
+        }
+        st.record(
+            id,
+            WireEvent::Cancelled {
+                request_id: request_id.to_owned(),
+                conn: None,
+            },
+        );
+        true
     }
 
     /// Validate and record a POSTed events body.

@@ -206,6 +206,14 @@ impl SimHandle {
         Some(conn)
     }
 
+    /// Withdraw an outstanding prompt while the session has no live connection,
+    /// as when another client answered it meanwhile: no client is told, it is
+    /// just not replayed any more. False (nothing changed) when a connection is
+    /// live or the prompt is not outstanding.
+    pub fn withdraw_unseen(&self, id: &str, request_id: &str) -> bool {
+        self.shared.withdraw_unseen(id, request_id)
+    }
+
     /// Fault: abort the live connection with a TCP reset (no close frame; false if none).
     pub fn reset_connection(&self, id: &str) -> bool {
         send(self.shared.live_addr(id), Out::Reset)

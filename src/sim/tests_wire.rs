@@ -46,9 +46,13 @@ async fn wire_log_orders_prompts_replays_cancels_and_answers() {
     assert!(sim.drop_connection("s1"));
     wait_for(&mut rx, |e| matches!(e, SimEvent::Disconnected { .. })).await;
     assert!(!sim.prompt("s1", "p3", "Bash", json!({"command": "id"})));
+    assert!(!sim.prompt("s1", "p4", "Bash", json!({"command": "w"})));
     assert_eq!(sim.cancel_live("s1", "p3"), None, "nothing live: kept");
+    assert!(sim.withdraw_unseen("s1", "p4"));
+    assert!(!sim.withdraw_unseen("s1", "p4"), "no longer outstanding");
     let _ws = connect(&sim, "s1", "tok").await;
     wait_for(&mut rx, |e| matches!(e, SimEvent::Connected { .. })).await;
+    assert!(!sim.withdraw_unseen("s1", "p3"), "live now");
 
     let answered = |id: &str, settled| WireEvent::Answered {
         request_id: id.into(),
@@ -73,11 +77,16 @@ async fn wire_log_orders_prompts_replays_cancels_and_answers() {
             answered("p1", true),
             WireEvent::Cancelled {
                 request_id: "p2".into(),
-                conn: 1
+                conn: Some(1)
             },
             answered("p2", false),
             WireEvent::Detached { conn: 1 },
             prompted("p3", None),
+            prompted("p4", None),
+            WireEvent::Cancelled {
+                request_id: "p4".into(),
+                conn: None
+            },
             WireEvent::Attached {
                 conn: 2,
                 replayed: vec!["p3".into()]

@@ -48,12 +48,14 @@ pub enum WireEvent {
         /// The live connection it was written to, if any.
         conn: Option<u64>,
     },
-    /// A `control_cancel_request` was written on `conn` and the prompt is no longer tracked.
+    /// The session withdrew a prompt: it is no longer tracked (nor replayed).
     Cancelled {
         /// The withdrawn prompt.
         request_id: String,
-        /// Connection it was written to.
-        conn: u64,
+        /// The connection a `control_cancel_request` was written to; `None` when
+        /// it was withdrawn while no connection was live, so no client was told
+        /// (as when another client answered it meanwhile).
+        conn: Option<u64>,
     },
     /// The client sent a `control_response` for `request_id` on `conn` (also for unknown or settled ids).
     Answered {
