@@ -19,6 +19,8 @@
 //! - [`events`]: the bounded internal event bus.
 //! - [`config`]: raw `config` crate input → validated [`config::Config`].
 //! - [`sim`]: the CCR simulator used by tests, the demo run and benchmarks.
+//! - [`chaos`]: the chaos test — a fault-injecting peer, random operators,
+//!   `kill -9` restarts of the real binary, and the checker of every invariant.
 //! - [`app`]: the factory that wires it all, shared by `main` and the tests.
 //! - [`ctl`]: the operator CLI client (`ccr-supervisor ctl`): blocking HTTP,
 //!   tables, and a readable view of the live event stream.

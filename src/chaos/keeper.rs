@@ -17,7 +17,7 @@ use super::peer::FaultLog;
 use super::process::SupervisorProc;
 use super::records::{Fault, Kill};
 use super::report::RssSample;
-use super::run::{component_rng, ChaosOptions, START_TIMEOUT};
+use super::run::{rng_for, ChaosOptions, START_TIMEOUT};
 use crate::sim::SimHandle;
 
 /// What the process keeper hands back when told to stop.
@@ -65,7 +65,9 @@ pub(super) async fn keep(
     k: KeeperSetup,
     ctl: KeeperControl,
 ) -> anyhow::Result<Kept> {
-    let mut rng = component_rng(k.opts.seed, "killer");
+    // Kill number n draws from its own generator (see `rng_for`).
+    let killer = |n: usize| rng_for(k.opts.seed, &[b"killer", &n.to_le_bytes()]);
+    let mut rng = killer(0);
     let (lo, hi) = k.opts.kill_every;
     let draw = move |rng: &mut StdRng| {
         let ms = rng.gen_range(lo.as_millis() as u64..=hi.as_millis().max(lo.as_millis()) as u64);
@@ -101,7 +103,7 @@ pub(super) async fn keep(
         if ctl.calm.get() || Instant::now() < next_kill {
             continue;
         }
-        if rng.gen_bool(k.opts.pause_before_kill) {
+        if rng.gen_bool(k.opts.pause_before_kill.clamp(0.0, 1.0)) {
             // Slow readers when the process dies: answers it wrote meanwhile are
             // never read, and the sessions replay those prompts to the next process.
             for id in &k.ids {
@@ -125,11 +127,12 @@ pub(super) async fn keep(
         proc.wait()
             .await
             .context("waiting for the killed supervisor")?;
-        withdraw_while_down(&k, &mut rng).await;
+        withdraw_while_down(&k, kills.len()).await;
         proc = SupervisorProc::spawn(&k.exe, &k.config, START_TIMEOUT).await?;
         restarts.push(at.elapsed());
         ctl.status.restarts.set(restarts.len());
         *k.current.borrow_mut() = Some((proc.api.clone(), proc.pid));
+        rng = killer(kills.len());
         next_kill = draw(&mut rng);
     }
     Ok(Kept {
@@ -144,15 +147,19 @@ pub(super) async fn keep(
 /// While the supervisor is down, some sessions settle a prompt elsewhere (another
 /// client answered it): they just stop replaying it, which is all the next
 /// process can ever see of it.
-async fn withdraw_while_down(k: &KeeperSetup, rng: &mut StdRng) {
+async fn withdraw_while_down(k: &KeeperSetup, kill: usize) {
     // Let the simulator notice the dead connections (paused readers do not).
     tokio::time::sleep(Duration::from_millis(100)).await;
     for id in &k.ids {
-        if !rng.gen_bool(k.opts.withdraw_on_kill) {
+        let mut rng = rng_for(
+            k.opts.seed,
+            &[b"withdraw", &kill.to_le_bytes(), id.as_bytes()],
+        );
+        if !rng.gen_bool(k.opts.withdraw_on_kill.clamp(0.0, 1.0)) {
             continue;
         }
         let outstanding = k.sim.outstanding(id);
-        if let Some(victim) = outstanding.choose(rng) {
+        if let Some(victim) = outstanding.choose(&mut rng) {
             if k.sim.withdraw_unseen(id, victim) {
                 k.faults.borrow_mut().push(Fault {
                     at: Instant::now(),

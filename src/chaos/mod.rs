@@ -13,11 +13,15 @@
 //! answer, API response and ledger row, and [`report`] prints figures and a
 //! timeline per broken invariant.
 //!
-//! One seed drives all randomness (each component draws from its own generator
-//! derived from it), so `CHAOS_SEED=<n>` / `--seed <n>` replays the same
-//! choices. Timing is not replayed: which prompt a choice hits depends on what
-//! is outstanding at that instant, so a failing sequence may need a few runs
-//! with its seed to recur.
+//! One seed drives all randomness: every decision point (a session at a peer
+//! tick, an operator looking at a prompt for the n-th time, the n-th kill)
+//! draws from its own generator derived from the seed and that point's name
+//! ([`rng_for`]), so `CHAOS_SEED=<n>` / `--seed <n>` makes the same sessions
+//! emit the same prompts (same ids) and suffer the same faults at the same
+//! ticks, and the operators treat each prompt the same way. Timing is not
+//! replayed: what a fault hits (an answer in flight or not) and when a kill
+//! lands depend on the machine, so a failing sequence may need a few runs with
+//! its seed to recur.
 
 pub mod check;
 mod cli;
@@ -31,4 +35,4 @@ mod run;
 pub mod verdict;
 
 pub use cli::{main, ChaosArgs, Preset};
-pub use run::{component_rng, run, seed_from_env, ChaosOptions, ChaosOutcome};
+pub use run::{rng_for, run, seed_from_env, ChaosOptions, ChaosOutcome};

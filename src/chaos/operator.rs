@@ -3,7 +3,7 @@
 //! prompt), recording every response. Also the ledger read at the end.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::records::{AnswerKey, ApiResult, Attempt, LedgerRow, EDIT_FIELD};
+use super::run::rng_for;
 
 /// Longest wait for one API call.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,13 +122,21 @@ pub fn choose(rng: &mut StdRng, op: &str, nonce: u64, input: &Value) -> (Value, 
 }
 
 /// Poll and answer until the desk says stop. `me` and `other` are (name, client).
+///
+/// Every decision about one prompt draws from a generator named by the seed,
+/// this operator, the prompt and how often this operator has looked at it, so
+/// the same seed treats the same prompt the same way whatever the timing.
 pub async fn operate(
     desk: Desk,
     me: (String, Rc<awc::Client>),
     other: (String, Rc<awc::Client>),
-    mut rng: StdRng,
+    seed: u64,
 ) {
+    let mut looks: HashMap<(String, String), u32> = HashMap::new();
+    let mut polls: u64 = 0;
     while !desk.stop.get() {
+        polls += 1;
+        let mut rng = rng_for(seed, &[me.0.as_bytes(), &polls.to_le_bytes()]);
         let pause = rng.gen_range(80..300);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let Some((api, pid)) = desk.current.borrow().clone() else {
@@ -136,13 +145,27 @@ pub async fn operate(
         let Ok(listed) = list_pending(&me.1, &api).await else {
             continue;
         };
+        // Only what is listed now is remembered: bounded by the pending prompts.
+        let mut seen = HashMap::with_capacity(listed.len());
         for p in listed {
             let id = (p.session.clone(), p.request_id.clone());
-            if desk.busy.borrow().contains(&id) || !rng.gen_bool(desk.answer_chance.get()) {
+            let look = looks.get(&id).copied().unwrap_or(0) + 1;
+            seen.insert(id.clone(), look);
+            let mut rng = rng_for(
+                seed,
+                &[
+                    me.0.as_bytes(),
+                    id.0.as_bytes(),
+                    id.1.as_bytes(),
+                    &look.to_le_bytes(),
+                ],
+            );
+            let answer = rng.gen_bool(desk.answer_chance.get().clamp(0.0, 1.0));
+            let racing = rng.gen_bool(desk.race_chance.clamp(0.0, 1.0));
+            if !answer || desk.busy.borrow().contains(&id) {
                 continue;
             }
             desk.busy.borrow_mut().insert(id.clone());
-            let racing = rng.gen_bool(desk.race_chance);
             let pending = Rc::new(Cell::new(if racing { 2 } else { 1 }));
             for who in [&me, &other].into_iter().take(if racing { 2 } else { 1 }) {
                 let nonce = desk.nonce.get() + 1;
@@ -161,6 +184,7 @@ pub async fn operate(
                 actix_rt::spawn(post);
             }
         }
+        looks = seen;
     }
 }
 

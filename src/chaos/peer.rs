@@ -3,7 +3,9 @@
 //!
 //! The simulator itself replays every unanswered prompt on each new
 //! connection (as real CCR does) and records the wire log; this driver only
-//! decides, from its own seeded generator, what happens next.
+//! decides what happens next, each session at each tick from a generator of
+//! its own (derived from the seed, the tick and the session), so the same seed
+//! makes the same session do the same thing at the same tick.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -15,6 +17,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::records::Fault;
+use super::run::rng_for;
 use crate::sim::SimHandle;
 
 /// How often each session does what, per second (each session decides independently).
@@ -44,10 +47,12 @@ pub type FaultLog = Rc<RefCell<Vec<Fault>>>;
 pub struct Peer {
     sim: SimHandle,
     sessions: Vec<String>,
+    seed: u64,
+    /// The generator of the current (tick, session).
     rng: StdRng,
     rates: PeerRates,
     faults: FaultLog,
-    next_prompt: u64,
+    tick: u64,
     /// Set by [`Peer::calm`]: delayed faults still scheduled do nothing.
     calm: Rc<Cell<bool>>,
 }
@@ -57,17 +62,18 @@ impl Peer {
     pub fn new(
         sim: SimHandle,
         sessions: Vec<String>,
-        rng: StdRng,
+        seed: u64,
         rates: PeerRates,
         faults: FaultLog,
     ) -> Self {
         Peer {
             sim,
             sessions,
-            rng,
+            seed,
+            rng: rng_for(seed, &[]),
             rates,
             faults,
-            next_prompt: 0,
+            tick: 0,
             calm: Rc::new(Cell::new(false)),
         }
     }
@@ -83,27 +89,30 @@ impl Peer {
     /// One step of `dt`: every session rolls for every action.
     pub fn tick(&mut self, dt: Duration) {
         let dt = dt.as_secs_f64();
+        let chance = |rate: f64| (rate * dt).clamp(0.0, 1.0);
+        self.tick += 1;
         for i in 0..self.sessions.len() {
             let s = self.sessions[i].clone();
-            if self.rng.gen_bool((self.rates.prompt * dt).min(1.0)) {
+            self.rng = rng_for(
+                self.seed,
+                &[b"peer", &self.tick.to_le_bytes(), s.as_bytes()],
+            );
+            if self.rng.gen_bool(chance(self.rates.prompt)) {
                 self.prompt(&s);
             }
-            if self.rng.gen_bool((self.rates.cancel * dt).min(1.0)) {
+            if self.rng.gen_bool(chance(self.rates.cancel)) {
                 self.cancel(&s);
             }
-            if self
-                .rng
-                .gen_bool((self.rates.withdraw_unseen * dt).min(1.0))
-            {
+            if self.rng.gen_bool(chance(self.rates.withdraw_unseen)) {
                 self.withdraw_unseen(&s);
             }
-            if self.rng.gen_bool((self.rates.pause * dt).min(1.0)) {
+            if self.rng.gen_bool(chance(self.rates.pause)) {
                 let pause = Duration::from_millis(self.rng.gen_range(50..3000));
                 if self.sim.pause_reading(&s, pause) {
                     self.note(&s, format!("pause ({pause:?})"));
                 }
             }
-            if self.rng.gen_bool((self.rates.fault * dt).min(1.0)) {
+            if self.rng.gen_bool(chance(self.rates.fault)) {
                 self.fault(&s);
             }
         }
@@ -143,12 +152,11 @@ impl Peer {
         if self.sim.outstanding(session).len() >= self.rates.max_outstanding {
             return;
         }
-        self.next_prompt += 1;
-        let n = self.next_prompt;
+        let n = format!("{}-{session}", self.tick);
         let request_id = uuid::Builder::from_random_bytes(self.rng.gen())
             .into_uuid()
             .to_string();
-        let (tool, input) = random_input(&mut self.rng, n);
+        let (tool, input) = random_input(&mut self.rng, &n);
         let tool_use_id = format!("toolu_{}", &request_id[..8]);
         let request = json!({
             "subtype": "can_use_tool", "tool_name": tool, "display_name": tool,
@@ -273,7 +281,7 @@ impl Peer {
 }
 
 /// A random tool and input for prompt number `n` (inputs are unique per prompt).
-fn random_input(rng: &mut StdRng, n: u64) -> (&'static str, Value) {
+fn random_input(rng: &mut StdRng, n: &str) -> (&'static str, Value) {
     match rng.gen_range(0..10) {
         0..=4 => (
             "Bash",
@@ -296,5 +304,66 @@ fn random_input(rng: &mut StdRng, n: u64) -> (&'static str, Value) {
                 json!({"file_path": format!("/repo/big{n}.txt"), "content": "x".repeat(size)}),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Script, SimBuilder, WireEvent};
+
+    /// The wire log of `ticks` peer steps on a simulator nobody connects to.
+    async fn play(seed: u64, ticks: usize) -> Vec<WireEvent> {
+        let ids: Vec<String> = (1..=3).map(|n| format!("s{n}")).collect();
+        let mut b = SimBuilder::new().wire_log(10_000);
+        for id in &ids {
+            b = b.session(id, "tok", Script::empty());
+        }
+        let sim = b.start().await.unwrap();
+        let rates = PeerRates {
+            prompt: 4.0,
+            cancel: 4.0,
+            withdraw_unseen: 2.0,
+            fault: 4.0,
+            pause: 4.0,
+            garbage: 0.5,
+            max_outstanding: 4,
+        };
+        let mut peer = Peer::new(sim.clone(), ids, seed, rates, FaultLog::default());
+        for _ in 0..ticks {
+            peer.tick(Duration::from_millis(50));
+        }
+        let (wire, _) = sim.take_wire();
+        sim.stop().await;
+        wire.into_iter().map(|r| r.event).collect()
+    }
+
+    #[actix_rt::test]
+    async fn the_same_seed_makes_the_same_prompts_and_withdrawals() {
+        let a = play(7, 60).await;
+        assert!(
+            a.iter()
+                .filter(|e| matches!(e, WireEvent::Prompted { .. }))
+                .count()
+                > 5,
+            "{a:?}"
+        );
+        assert!(a
+            .iter()
+            .any(|e| matches!(e, WireEvent::Cancelled { conn: None, .. })));
+        assert_eq!(play(7, 60).await, a);
+        assert_ne!(play(8, 60).await, a);
+    }
+
+    #[test]
+    fn decision_points_have_independent_generators() {
+        let draw = |parts: &[&[u8]]| rng_for(1, parts).gen::<u64>();
+        assert_eq!(draw(&[b"peer", b"1"]), draw(&[b"peer", b"1"]));
+        assert_ne!(draw(&[b"peer", b"1"]), draw(&[b"peer", b"2"]));
+        assert_ne!(draw(&[b"ab", b"c"]), draw(&[b"a", b"bc"]));
+        assert_ne!(
+            rng_for(1, &[b"x"]).gen::<u64>(),
+            rng_for(2, &[b"x"]).gen::<u64>()
+        );
     }
 }

@@ -173,21 +173,47 @@ fn render_rss(out: &mut String, rss: &[RssSample]) {
     if rss.is_empty() {
         return;
     }
+    let mib = |kib: u64| kib as f64 / 1024.0;
     let max = rss.iter().map(|s| s.kib).max().unwrap_or(0);
     let step = rss.len().div_ceil(24).max(1);
     let shown: Vec<String> = rss
         .iter()
         .step_by(step)
         .chain(rss.last())
-        .map(|s| format!("{}={:.1}", secs(s.at), s.kib as f64 / 1024.0))
+        .map(|s| format!("{}={:.1}", secs(s.at), mib(s.kib)))
         .collect();
     let _ = writeln!(
         out,
         "  supervisor RSS MiB ({} samples, max {:.1}): {}",
         rss.len(),
-        max as f64 / 1024.0,
+        mib(max),
         shown.join(" ")
     );
+    // Per process (each kill -9 starts a fresh one): growth within a lifetime shows a leak.
+    let mut lives: Vec<(u32, &RssSample, &RssSample, u64)> = Vec::new();
+    for s in rss {
+        match lives.last_mut() {
+            Some((pid, _, last, top)) if *pid == s.pid => {
+                *last = s;
+                *top = (*top).max(s.kib);
+            }
+            _ => lives.push((s.pid, s, s, s.kib)),
+        }
+    }
+    let lives: Vec<String> = lives
+        .iter()
+        .map(|(pid, first, last, top)| {
+            format!(
+                "pid {pid} {}-{}: {:.1}->{:.1} (max {:.1})",
+                secs(first.at),
+                secs(last.at),
+                mib(first.kib),
+                mib(last.kib),
+                mib(*top)
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "  RSS per process, MiB: {}", lives.join("; "));
 }
 
 /// Everything that touched one prompt, in time order.

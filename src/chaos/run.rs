@@ -138,11 +138,16 @@ impl ChaosOutcome {
     }
 }
 
-/// An independent generator for one component (`peer`, `op-a`, ...), derived from the seed.
-pub fn component_rng(seed: u64, component: &str) -> StdRng {
+/// An independent generator for one decision point, named by `parts` (e.g.
+/// `peer`, tick, session): its draws do not depend on how many values any
+/// other decision drew, so a timing-dependent branch elsewhere cannot shift
+/// them, and the same seed makes the same decisions at the same points.
+pub fn rng_for(seed: u64, parts: &[&[u8]]) -> StdRng {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in component.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    for part in parts {
+        for b in part.iter().chain(&[0xff]) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
     StdRng::seed_from_u64(seed ^ h)
 }
@@ -281,19 +286,18 @@ pub async fn run(opts: ChaosOptions) -> anyhow::Result<ChaosOutcome> {
         .map(|(name, token)| (name.to_string(), Rc::new(operator::client(token))))
         .collect();
     let operators = [(0, 1), (1, 0)].map(|(me, other)| {
-        let rng = component_rng(opts.seed, &clients[me].0);
         actix_rt::spawn(operator::operate(
             desk.clone(),
             clients[me].clone(),
             clients[other].clone(),
-            rng,
+            opts.seed,
         ))
     });
 
     let mut peer = Peer::new(
         sim.clone(),
         ids.clone(),
-        component_rng(opts.seed, "peer"),
+        opts.seed,
         opts.rates.clone(),
         faults.clone(),
     );
