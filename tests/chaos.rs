@@ -21,9 +21,9 @@ async fn short_chaos_run_loses_nothing_and_answers_once() {
         Err(e) => panic!("chaos run failed (seed {seed}): {e:#}"),
     };
     let report = outcome.report();
-    eprintln!("{report}");
     assert!(
         outcome.passed(),
         "chaos: invariants broken with seed {seed} (re-run with CHAOS_SEED={seed}):\n{report}"
     );
+    eprintln!("{report}");
 }
