@@ -22,6 +22,8 @@
 //!   reader caps, and the rate limit of repeated warnings.
 //! - [`config`]: raw `config` crate input → validated [`config::Config`].
 //! - [`sim`]: the CCR simulator used by tests, the demo run and benchmarks.
+//! - [`chaos`]: the chaos test — a fault-injecting peer, random operators,
+//!   `kill -9` restarts of the real binary, and the checker of every invariant.
 //! - [`app`]: the factory that wires it all, shared by `main` and the tests.
 //! - [`ctl`]: the operator CLI client (`ccr-supervisor ctl`): blocking HTTP,
 //!   tables, and a readable view of the live event stream.
@@ -50,6 +52,7 @@ pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod chaos;
 pub mod config;
 pub mod ctl;
 pub mod events;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use ccr_supervisor::{app, config, ctl, sim, telemetry};
+use ccr_supervisor::{app, chaos, config, ctl, sim, telemetry};
 
 mod bench;
 
@@ -67,6 +67,9 @@ enum Command {
     Ctl(ctl::CtlArgs),
     /// Benchmark the supervisor against a load-mode simulator (both spawned as processes).
     Bench(bench::BenchArgs),
+    /// Chaos test: a fault-injecting CCR peer, random operators and `kill -9`
+    /// restarts of this binary as the supervisor; checks no prompt is lost or answered twice.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
         Command::Run => run(&cli.config),
         Command::Ctl(args) => ctl::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Chaos(args) => chaos::main(args),
     }
 }
 

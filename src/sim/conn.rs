@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::runner;
+use super::socket::{ReadGate, SocketId};
 use super::state::{Admission, Shared};
 use super::{SimEvent, REPLACED_CLOSE_CODE};
 
@@ -31,6 +32,11 @@ pub(crate) enum Out {
         /// Longest wait for the client's close reply.
         grace: Duration,
     },
+    /// Abort the TCP connection with a reset (RST, no close frame, unread data discarded).
+    Reset,
+    /// Stop reading the socket for this long (a slow reader: the client's frames
+    /// and pings wait in the buffers; the simulator keeps writing).
+    PauseReading(Duration),
 }
 
 /// One WebSocket connection of a session.
@@ -42,11 +48,24 @@ pub(crate) struct WsConn {
     /// A close frame went out; nothing else may be sent.
     closing: bool,
     last_seen: Instant,
+    /// Pauses reading the client's frames ([`Out::PauseReading`]).
+    gate: Arc<ReadGate>,
+    /// The TCP socket, for [`Out::Reset`].
+    socket: Option<SocketId>,
+    /// Bumped by every pause, so that only the latest one's timer resumes reading.
+    pauses: u64,
 }
 
 impl WsConn {
-    /// A connection already admitted or rejected by [`Shared::admit`].
-    pub(crate) fn new(shared: Arc<Shared>, session: String, admission: Admission) -> Self {
+    /// A connection already admitted or rejected by [`Shared::admit`], reading
+    /// through `gate`, on TCP socket `socket` when known.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        session: String,
+        admission: Admission,
+        gate: Arc<ReadGate>,
+        socket: Option<SocketId>,
+    ) -> Self {
         WsConn {
             shared,
             session,
@@ -54,11 +73,18 @@ impl WsConn {
             attached: false,
             closing: false,
             last_seen: Instant::now(),
+            gate,
+            socket,
+            pauses: 0,
         }
     }
 
     fn on_frame(&mut self, raw: String, frame: Value, ctx: &mut ws::WebsocketContext<Self>) {
-        for reply in self.shared.on_client_frame(&self.session, raw, frame) {
+        let conn = match self.admission {
+            Admission::Accept(conn) => conn,
+            Admission::Reject(_) => return,
+        };
+        for reply in self.shared.on_client_frame(&self.session, conn, raw, frame) {
             ctx.text(reply.to_string());
         }
     }
@@ -136,6 +162,22 @@ impl Handler<Out> for WsConn {
             Out::Close(code) => close(ctx, code),
             // No close frame: the response stream ends and the socket is dropped.
             Out::Drop => ctx.stop(),
+            Out::Reset => {
+                if !self.socket.is_some_and(|s| s.abort()) {
+                    tracing::debug!(session = %self.session, "sim cannot reset; dropping instead");
+                }
+                ctx.stop();
+            }
+            Out::PauseReading(d) => {
+                self.pauses += 1;
+                let pause = self.pauses;
+                self.gate.set_paused(true);
+                ctx.run_later(d, move |act, _| {
+                    if act.pauses == pause {
+                        act.gate.set_paused(false);
+                    }
+                });
+            }
             Out::Shutdown { code, grace } => {
                 // Waiting for the reply proves the close frame reached the client,
                 // so the server can then drop connections without losing it.

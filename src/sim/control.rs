@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::conn::WsConn;
 use super::frames;
 use super::state::{Entry, Outcome, Outstanding, Shared};
+use super::wire::WireEvent;
 use super::{InitializeMode, InterruptMode, SimEvent};
 
 /// Why a POST to `/events` was refused.
@@ -48,19 +49,30 @@ impl Entry {
 }
 
 impl Shared {
-    /// Record a client text/binary frame and compute the frames to send back at once.
-    pub(crate) fn on_client_frame(&self, id: &str, raw: String, frame: Value) -> Vec<Value> {
+    /// Record a client text/binary frame that arrived on connection `conn` and
+    /// compute the frames to send back at once.
+    pub(crate) fn on_client_frame(
+        &self,
+        id: &str,
+        conn: u64,
+        raw: String,
+        frame: Value,
+    ) -> Vec<Value> {
         let mut st = self.lock();
         let e = st.entry(id);
-        e.received.push(frame.clone());
-        e.received_raw.push(raw);
+        if self.keep_received {
+            e.received.push(frame.clone());
+            e.received_raw.push(raw);
+        }
         self.emit(SimEvent::Received {
             session: id.to_owned(),
             frame: frame.clone(),
         });
         match frame.get("type").and_then(Value::as_str) {
             Some("control_response") => {
-                self.on_answer(id, e, &frame);
+                if let Some(answer) = self.on_answer(id, e, conn, &frame) {
+                    st.record(id, answer);
+                }
                 Vec::new()
             }
             Some("control_request") => on_request(id, e, &frame),
@@ -68,12 +80,15 @@ impl Shared {
         }
     }
 
-    fn on_answer(&self, id: &str, e: &mut Entry, frame: &Value) {
-        let Some(body) = frame.get("response") else {
-            return;
-        };
-        let Some(request_id) = body.get("request_id").and_then(Value::as_str) else {
-            return;
+    /// Settle the prompt an answer is for; returns its wire record (`None` without a request id).
+    fn on_answer(&self, id: &str, e: &mut Entry, conn: u64, frame: &Value) -> Option<WireEvent> {
+        let body = frame.get("response")?;
+        let request_id = body.get("request_id").and_then(Value::as_str)?;
+        let record = |settled| WireEvent::Answered {
+            request_id: request_id.to_owned(),
+            conn,
+            body: body.clone(),
+            settled,
         };
         if !e.outstanding.iter().any(|o| o.request_id == request_id) {
             tracing::debug!(
@@ -81,7 +96,7 @@ impl Shared {
                 request_id,
                 "answer for unknown prompt ignored"
             );
-            return;
+            return Some(record(false));
         }
         let (outcome, response) = match body.get("subtype").and_then(Value::as_str) {
             Some("error") => {
@@ -103,6 +118,7 @@ impl Shared {
             request_id: request_id.to_owned(),
             response,
         });
+        Some(record(true))
     }
 
     /// Send (if live) and track a prompt; returns the frame and the live connection.
@@ -113,21 +129,82 @@ impl Shared {
         request: Value,
     ) -> (String, Option<Addr<WsConn>>) {
         let frame = frames::control_request(request_id, request).to_string();
-        self.with_entry(id, |e| {
-            e.track(request_id, frame.clone());
-            (frame, e.live.as_ref().map(|l| l.addr.clone()))
-        })
+        let mut st = self.lock();
+        let e = st.entry(id);
+        e.track(request_id, frame.clone());
+        let live = e.live.as_ref().map(|l| (l.conn_id, l.addr.clone()));
+        st.record(
+            id,
+            WireEvent::Prompted {
+                request_id: request_id.to_owned(),
+                conn: live.as_ref().map(|(c, _)| *c),
+            },
+        );
+        (frame, live.map(|(_, addr)| addr))
     }
 
     /// Stop tracking a prompt; returns the cancel frame and the live connection.
     pub(crate) fn cancel(&self, id: &str, request_id: &str) -> (String, Option<Addr<WsConn>>) {
-        self.with_entry(id, |e| {
-            e.settle(request_id, Outcome::Cancelled);
-            (
-                frames::cancel_request(request_id).to_string(),
-                e.live.as_ref().map(|l| l.addr.clone()),
-            )
-        })
+        let mut st = self.lock();
+        let e = st.entry(id);
+        e.settle(request_id, Outcome::Cancelled);
+        let live = e.live.as_ref().map(|l| (l.conn_id, l.addr.clone()));
+        if let Some((conn, _)) = &live {
+            st.record(
+                id,
+                WireEvent::Cancelled {
+                    request_id: request_id.to_owned(),
+                    conn: Some(*conn),
+                },
+            );
+        }
+        let frame = frames::cancel_request(request_id).to_string();
+        (frame, live.map(|(_, addr)| addr))
+    }
+
+    /// Withdraw an outstanding prompt only if a connection is live to carry the
+    /// cancel; returns the frame, the connection and its number, or `None`
+    /// (nothing changed) when the prompt is not outstanding or nothing is live.
+    pub(crate) fn cancel_live(
+        &self,
+        id: &str,
+        request_id: &str,
+    ) -> Option<(String, Addr<WsConn>, u64)> {
+        let mut st = self.lock();
+        let e = st.sessions.get_mut(id)?;
+        let (conn, addr) = e.live.as_ref().map(|l| (l.conn_id, l.addr.clone()))?;
+        if !e.settle(request_id, Outcome::Cancelled) {
+            return None;
+        }
+        st.record(
+            id,
+            WireEvent::Cancelled {
+                request_id: request_id.to_owned(),
+                conn: Some(conn),
+            },
+        );
+        Some((frames::cancel_request(request_id).to_string(), addr, conn))
+    }
+
+    /// Withdraw an outstanding prompt while no connection is live (no frame is
+    /// sent; it is simply not replayed any more). False when something is live
+    /// or the prompt is not outstanding.
+    pub(crate) fn withdraw_unseen(&self, id: &str, request_id: &str) -> bool {
+        let mut st = self.lock();
+        let Some(e) = st.sessions.get_mut(id) else {
+            return false;
+        };
+        if e.live.is_some() || !e.settle(request_id, Outcome::Cancelled) {
+            return false;
+        }
+        st.record(
+            id,
+            WireEvent::Cancelled {
+                request_id: request_id.to_owned(),
+                conn: None,
+            },
+        );
+        true
     }
 
     /// Validate and record a POSTed events body.

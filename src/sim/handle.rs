@@ -13,6 +13,7 @@ use super::conn::{Out, WsConn};
 use super::frames;
 use super::script::Script;
 use super::state::Shared;
+use super::wire::WireRecord;
 use super::{
     InitializeMode, InterruptMode, SeenRequest, SimEvent, CLOSE_GRACE, SHUTDOWN_CLOSE_CODE,
 };
@@ -203,6 +204,43 @@ impl SimHandle {
                 e.outstanding.iter().map(|o| o.request_id.clone()).collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Withdraw an outstanding prompt with `control_cancel_request`, but only
+    /// while a connection is live to carry it: returns that connection's number,
+    /// or `None` (nothing changed) when nothing is live or the prompt is not outstanding.
+    pub fn cancel_live(&self, id: &str, request_id: &str) -> Option<u64> {
+        let (frame, addr, conn) = self.shared.cancel_live(id, request_id)?;
+        addr.do_send(Out::Text(frame));
+        Some(conn)
+    }
+
+    /// Withdraw an outstanding prompt while the session has no live connection,
+    /// as when another client answered it meanwhile: no client is told, it is
+    /// just not replayed any more. False (nothing changed) when a connection is
+    /// live or the prompt is not outstanding.
+    pub fn withdraw_unseen(&self, id: &str, request_id: &str) -> bool {
+        self.shared.withdraw_unseen(id, request_id)
+    }
+
+    /// Fault: abort the live connection with a TCP reset (no close frame; false if none).
+    pub fn reset_connection(&self, id: &str) -> bool {
+        send(self.shared.live_addr(id), Out::Reset)
+    }
+
+    /// Fault: stop reading the live connection for `pause` (a slow reader; false if none).
+    ///
+    /// The client's frames (answers, pings, close replies) wait in the socket
+    /// buffers; if the connection ends before the pause does, they are never read.
+    pub fn pause_reading(&self, id: &str, pause: Duration) -> bool {
+        send(self.shared.live_addr(id), Out::PauseReading(pause))
+    }
+
+    /// Drain the wire log (see [`crate::sim::wire`]): the records since the last
+    /// call, in order, and how many records were dropped so far because it was full.
+    /// Empty unless the simulator was built with [`crate::sim::SimBuilder::wire_log`].
+    pub fn take_wire(&self) -> (Vec<WireRecord>, u64) {
+        self.shared.take_wire()
     }
 
     /// Close the live connection with `code` (false if none).

@@ -7,8 +7,11 @@ use actix_web_actors::ws;
 use futures_util::{stream, StreamExt};
 use serde_json::json;
 
+use std::sync::Arc;
+
 use super::conn::WsConn;
 use super::control::PostError;
+use super::socket::{Gated, ReadGate, SocketId};
 use super::state::Shared;
 use super::SeenRequest;
 
@@ -54,11 +57,19 @@ async fn subscribe(
         return Ok(HttpResponse::build(status).finish());
     }
     let admission = shared.admit(&session, seen);
-    let actor = WsConn::new(shared.into_inner(), session, admission);
+    let gate = Arc::new(ReadGate::default());
+    let socket = req.conn_data::<SocketId>().copied();
+    let actor = WsConn::new(
+        shared.into_inner(),
+        session,
+        admission,
+        gate.clone(),
+        socket,
+    );
     let mut response = ws::handshake(&req)?;
     let frames = ws::WebsocketContext::with_codec(
         actor,
-        stream,
+        Gated::new(stream, gate),
         actix_http::ws::Codec::new().max_size(MAX_CLIENT_FRAME),
     );
     // When the actor stops, its last frames (a close frame, or none for a drop)

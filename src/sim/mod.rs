@@ -29,7 +29,9 @@ pub mod load_frames;
 mod persist;
 mod runner;
 mod script;
+mod socket;
 mod state;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -37,6 +39,8 @@ mod tests;
 mod tests_faults;
 #[cfg(test)]
 mod tests_more;
+#[cfg(test)]
+mod tests_wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +51,7 @@ use serde_json::Value;
 
 pub use handle::SimHandle;
 pub use script::{Script, Step};
+pub use wire::{WireEvent, WireRecord};
 
 use state::Shared;
 
@@ -164,6 +169,8 @@ pub struct SimBuilder {
     workers: usize,
     idle_timeout: Duration,
     persist: Option<std::path::PathBuf>,
+    wire_capacity: Option<usize>,
+    keep_received: bool,
 }
 
 impl Default for SimBuilder {
@@ -183,6 +190,8 @@ impl SimBuilder {
             workers: 1,
             idle_timeout: Duration::from_secs(120),
             persist: None,
+            wire_capacity: None,
+            keep_received: true,
         }
     }
 
@@ -229,9 +238,27 @@ impl SimBuilder {
         self
     }
 
+    /// Keep an ordered [`wire`] log of at most `capacity` undrained records
+    /// (drained by [`SimHandle::take_wire`]).
+    pub fn wire_log(mut self, capacity: usize) -> Self {
+        self.wire_capacity = Some(capacity);
+        self
+    }
+
+    /// Keep every client frame for [`SimHandle::received`] (default true; long
+    /// runs that read the wire log turn it off so memory stays flat).
+    pub fn keep_received(mut self, keep: bool) -> Self {
+        self.keep_received = keep;
+        self
+    }
+
     /// Bind and start serving; must be called inside a running actix System.
     pub async fn start(self) -> std::io::Result<SimHandle> {
-        let shared = Arc::new(Shared::new(self.idle_timeout));
+        let shared = Arc::new(Shared::new(
+            self.idle_timeout,
+            self.wire_capacity,
+            self.keep_received,
+        ));
         for (id, token, script) in self.sessions {
             shared.add_session(&id, &token, script);
         }
@@ -250,6 +277,7 @@ impl SimBuilder {
             HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
                 .workers(self.workers)
                 .backlog(4096)
+                .on_connect(socket::remember_socket)
                 .disable_signals()
                 .shutdown_timeout(1)
                 .client_disconnect_timeout(Duration::from_millis(100))

@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::conn::WsConn;
 use super::script::{Script, Step};
+use super::wire::{WireEvent, WireLog, WireRecord};
 use super::{InitializeMode, InterruptMode, SeenRequest, SimEvent, EVENT_CAPACITY};
 
 /// State shared by the routes, the socket actors, the script runners and the handle.
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     events: broadcast::Sender<SimEvent>,
     /// Close a socket that has been silent this long.
     pub(crate) idle_timeout: Duration,
+    /// Keep every client frame in [`Entry::received`] (off for long chaos runs, which use the wire log).
+    pub(crate) keep_received: bool,
 }
 
 /// Everything behind the lock.
@@ -29,6 +32,8 @@ pub(crate) struct State {
     /// Every accepted connection still running, by connection number.
     pub(crate) conns: HashMap<u64, Addr<WsConn>>,
     next_conn: u64,
+    /// The opt-in wire log (see [`super::wire`]).
+    pub(crate) wire: Option<WireLog>,
 }
 
 /// One session id: configuration, script progress and what was recorded.
@@ -182,6 +187,13 @@ impl Entry {
 }
 
 impl State {
+    /// Append to the wire log, if it is on.
+    pub(crate) fn record(&mut self, session: &str, event: WireEvent) {
+        if let Some(wire) = &mut self.wire {
+            wire.push(session, event);
+        }
+    }
+
     /// The entry for `id`, created as unknown if needed.
     pub(crate) fn entry(&mut self, id: &str) -> &mut Entry {
         self.sessions
@@ -191,12 +203,29 @@ impl State {
 }
 
 impl Shared {
-    /// Empty table.
-    pub(crate) fn new(idle_timeout: Duration) -> Self {
+    /// Empty table; `wire_capacity` turns the wire log on.
+    pub(crate) fn new(
+        idle_timeout: Duration,
+        wire_capacity: Option<usize>,
+        keep_received: bool,
+    ) -> Self {
+        let state = State {
+            wire: wire_capacity.map(WireLog::new),
+            ..State::default()
+        };
         Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             events: broadcast::channel(EVENT_CAPACITY).0,
             idle_timeout,
+            keep_received,
+        }
+    }
+
+    /// Drain the wire log: the records since the last call and the overflow count so far.
+    pub(crate) fn take_wire(&self) -> (Vec<WireRecord>, u64) {
+        match &mut self.lock().wire {
+            Some(wire) => (wire.drain(), wire.overflowed()),
+            None => (Vec::new(), 0),
         }
     }
 
@@ -277,6 +306,7 @@ impl Shared {
         };
         e.attempts += 1;
         e.last_headers = Some(seen.clone());
+        st.record(id, WireEvent::Rejected { code: status });
         self.emit(SimEvent::Rejected {
             session: id.to_owned(),
             code: status,
@@ -307,6 +337,7 @@ impl Shared {
         };
         match code {
             Some(code) => {
+                st.record(id, WireEvent::Rejected { code });
                 self.emit(SimEvent::Rejected {
                     session: id.to_owned(),
                     code,
@@ -337,8 +368,20 @@ impl Shared {
         } else {
             Vec::new()
         };
+        let replayed = if e.replay {
+            e.outstanding.iter().map(|o| o.request_id.clone()).collect()
+        } else {
+            Vec::new()
+        };
         e.bump();
         st.conns.insert(conn_id, addr);
+        st.record(
+            id,
+            WireEvent::Attached {
+                conn: conn_id,
+                replayed,
+            },
+        );
         self.emit(SimEvent::Connected {
             session: id.to_owned(),
             connection: conn_id,
@@ -350,6 +393,7 @@ impl Shared {
     pub(crate) fn detach(&self, id: &str, conn_id: u64) {
         let mut st = self.lock();
         st.conns.remove(&conn_id);
+        st.record(id, WireEvent::Detached { conn: conn_id });
         if let Some(e) = st.sessions.get_mut(id) {
             if e.is_live(conn_id) {
                 e.live = None;

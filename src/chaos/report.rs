@@ -1,0 +1,350 @@
+//! The human report of a run: figures, violations by kind, and for the first
+//! few of each kind a timeline of everything that touched that prompt.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use super::check::{Kind, Verdict, Violation};
+use super::records::{ApiResult, Records};
+use crate::sim::WireEvent;
+
+/// Timelines printed per violation kind.
+const TIMELINES_PER_KIND: usize = 3;
+/// One-line violations listed per kind.
+const LINES_PER_KIND: usize = 12;
+
+/// One RSS sample of the supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RssSample {
+    /// Time since the run started.
+    pub at: Duration,
+    /// The process sampled.
+    pub pid: u32,
+    /// `VmRSS` in KiB.
+    pub kib: u64,
+}
+
+/// Figures of the run besides the checker's counts.
+#[derive(Clone, Debug, Default)]
+pub struct Figures {
+    /// Sessions.
+    pub sessions: usize,
+    /// Length of the chaos phase.
+    pub chaos: Duration,
+    /// How long the drain took.
+    pub drain: Duration,
+    /// Whether every prompt was settled before the drain timeout.
+    pub drained: bool,
+    /// Time from `kill -9` to the new process's API being up, per restart.
+    pub restarts: Vec<Duration>,
+    /// RSS samples over the run.
+    pub rss: Vec<RssSample>,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+fn at(start: Instant, t: Instant) -> String {
+    format!("{:>9.3}s", t.saturating_duration_since(start).as_secs_f64())
+}
+
+/// The whole report.
+pub fn render(seed: u64, r: &Records, v: &Verdict, f: &Figures) -> String {
+    let c = &v.counts;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "chaos: seed {seed} (re-run with CHAOS_SEED={seed} or --seed {seed}), {} sessions, {} of chaos, drain {} ({})",
+        f.sessions,
+        secs(f.chaos),
+        secs(f.drain),
+        if f.drained { "every prompt settled" } else { "TIMED OUT" }
+    );
+    let _ = writeln!(
+        out,
+        "  prompts {} (re-sent on new connections {} times), withdrawn with a cancel {}, \
+         withdrawn while disconnected {}, settled by an answer {} ({} after a replay), \
+         answer frames {} (resends after a replay {}, crossed a cancel {})",
+        c.prompts,
+        c.replays,
+        c.cancels,
+        c.withdrawn_unseen,
+        c.answered,
+        c.answered_after_replay,
+        c.answer_frames,
+        c.resends,
+        c.crossed_cancels
+    );
+    let _ = writeln!(
+        out,
+        "  API: 200 sent {}, 200 queued {}, 409 already_answered {}, 409 prompt_cancelled {}, \
+         404 unknown_prompt {}, other {}, no HTTP answer {}; 200s for prompts withdrawn first {}",
+        c.api_sent,
+        c.api_queued,
+        c.api_already_answered,
+        c.api_prompt_cancelled,
+        c.api_unknown_prompt,
+        c.api_other,
+        c.api_failed,
+        c.acked_then_withdrawn
+    );
+    let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    for fault in &r.faults {
+        let kind = fault.kind.split(' ').next().unwrap_or_default().to_owned();
+        *faults.entry(kind).or_default() += 1;
+    }
+    let faults: Vec<String> = faults.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(out, "  faults: {}", faults.join(", "));
+    let mut restarts = f.restarts.clone();
+    restarts.sort();
+    let _ = writeln!(
+        out,
+        "  kill -9 restarts {} (kill to API up: median {}, max {}); crashes {}; ledger rows {} \
+         ({} answers acted on without delivered_at)",
+        r.kills.len(),
+        restarts
+            .get(restarts.len() / 2)
+            .map_or("-".into(), |d| format!("{} ms", d.as_millis())),
+        restarts
+            .last()
+            .map_or("-".into(), |d| format!("{} ms", d.as_millis())),
+        r.crashes.len(),
+        c.ledger_rows,
+        c.rows_without_delivery
+    );
+    render_rss(&mut out, &f.rss);
+    if v.violations.is_empty() {
+        let _ = writeln!(out, "no violations");
+        return out;
+    }
+    let mut by_kind: BTreeMap<Kind, Vec<&Violation>> = BTreeMap::new();
+    for x in &v.violations {
+        by_kind.entry(x.kind).or_default().push(x);
+    }
+    let summary: Vec<String> = by_kind
+        .iter()
+        .map(|(k, xs)| {
+            let across = xs.iter().filter(|x| x.across_restart).count();
+            format!("{} {} ({across} across a kill -9)", k.name(), xs.len())
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "VIOLATIONS: {} ({})",
+        v.violations.len(),
+        summary.join(", ")
+    );
+    let mut shown = std::collections::HashSet::new();
+    for (kind, xs) in &by_kind {
+        let _ = writeln!(out, "--- {} ({}):", kind.name(), xs.len());
+        for x in xs.iter().take(LINES_PER_KIND) {
+            let restart = if x.across_restart {
+                " [across a kill -9]"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {}/{}: {}{restart}",
+                x.session, x.request_id, x.detail
+            );
+        }
+        if xs.len() > LINES_PER_KIND {
+            let _ = writeln!(out, "  ... and {} more", xs.len() - LINES_PER_KIND);
+        }
+        for x in xs.iter().take(TIMELINES_PER_KIND) {
+            if x.request_id.is_empty() {
+                continue;
+            }
+            if !shown.insert((&x.session, &x.request_id)) {
+                let _ = writeln!(out, "  timeline of {}/{}: above", x.session, x.request_id);
+                continue;
+            }
+            let _ = writeln!(out, "  timeline of {}/{}:", x.session, x.request_id);
+            out.push_str(&timeline(r, &x.session, &x.request_id));
+        }
+    }
+    out
+}
+
+fn render_rss(out: &mut String, rss: &[RssSample]) {
+    if rss.is_empty() {
+        return;
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let max = rss.iter().map(|s| s.kib).max().unwrap_or(0);
+    let step = rss.len().div_ceil(24).max(1);
+    let shown: Vec<String> = rss
+        .iter()
+        .step_by(step)
+        .chain(rss.last())
+        .map(|s| format!("{}={:.1}", secs(s.at), mib(s.kib)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  supervisor RSS MiB ({} samples, max {:.1}): {}",
+        rss.len(),
+        mib(max),
+        shown.join(" ")
+    );
+    // Per process (each kill -9 starts a fresh one): growth within a lifetime shows a leak.
+    let mut lives: Vec<(u32, &RssSample, &RssSample, u64)> = Vec::new();
+    for s in rss {
+        match lives.last_mut() {
+            Some((pid, _, last, top)) if *pid == s.pid => {
+                *last = s;
+                *top = (*top).max(s.kib);
+            }
+            _ => lives.push((s.pid, s, s, s.kib)),
+        }
+    }
+    let lives: Vec<String> = lives
+        .iter()
+        .map(|(pid, first, last, top)| {
+            format!(
+                "pid {pid} {}-{}: {:.1}->{:.1} (max {:.1})",
+                secs(first.at),
+                secs(last.at),
+                mib(first.kib),
+                mib(last.kib),
+                mib(*top)
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "  RSS per process, MiB: {}", lives.join("; "));
+}
+
+/// Everything that touched one prompt, in time order.
+pub fn timeline(r: &Records, session: &str, request_id: &str) -> String {
+    let mut lines: Vec<(Instant, String)> = Vec::new();
+    let mut conns = Vec::new();
+    for rec in r.wire.iter().filter(|w| w.session == session) {
+        let line = match &rec.event {
+            WireEvent::Prompted {
+                request_id: id,
+                conn,
+            } if id == request_id => {
+                conns.extend(*conn);
+                Some(match conn {
+                    Some(c) => format!("peer emits the prompt on connection {c}"),
+                    None => "peer emits the prompt while disconnected".to_owned(),
+                })
+            }
+            WireEvent::Attached { conn, replayed } if replayed.iter().any(|x| x == request_id) => {
+                conns.push(*conn);
+                Some(format!("connection {conn} opens; peer replays the prompt"))
+            }
+            WireEvent::Cancelled {
+                request_id: id,
+                conn,
+            } if id == request_id => Some(match conn {
+                Some(c) => format!("peer withdraws it (cancel on connection {c})"),
+                None => "peer withdraws it while disconnected (no cancel; not replayed any more)"
+                    .to_owned(),
+            }),
+            WireEvent::Answered {
+                request_id: id,
+                conn,
+                body,
+                settled,
+            } if id == request_id => {
+                conns.push(*conn);
+                let key = super::records::AnswerKey::from_body(body);
+                let how = if *settled {
+                    "settles it"
+                } else {
+                    "not outstanding"
+                };
+                Some(format!(
+                    "peer receives {} on connection {conn} ({how})",
+                    key.describe()
+                ))
+            }
+            _ => None,
+        };
+        if let Some(line) = line {
+            lines.push((rec.at, line));
+        }
+    }
+    conns.sort_unstable();
+    conns.dedup();
+    for rec in r.wire.iter().filter(|w| w.session == session) {
+        let line = match &rec.event {
+            WireEvent::Attached { conn, replayed }
+                if conns.contains(conn) && !replayed.iter().any(|x| x == request_id) =>
+            {
+                format!("connection {conn} opens")
+            }
+            WireEvent::Detached { conn } if conns.contains(conn) => {
+                format!("connection {conn} ends")
+            }
+            _ => continue,
+        };
+        lines.push((rec.at, line));
+    }
+    let (first, last) = match (
+        lines.iter().map(|l| l.0).min(),
+        lines.iter().map(|l| l.0).max(),
+    ) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (r.start, r.start),
+    };
+    let window =
+        |t: Instant| t + Duration::from_secs(2) >= first && t <= last + Duration::from_secs(2);
+    for a in r
+        .attempts
+        .iter()
+        .filter(|a| a.session == session && a.request_id == request_id)
+    {
+        let result = match &a.result {
+            ApiResult::Accepted { delivery } => format!("200 {delivery}"),
+            ApiResult::Refused { status, code } => format!("{status} {code}"),
+            ApiResult::Failed(e) => format!("no answer ({e})"),
+        };
+        let ms = a.done_at.saturating_duration_since(a.sent_at).as_millis();
+        lines.push((
+            a.sent_at,
+            format!(
+                "{} posts {} to pid {} -> {result} after {ms} ms",
+                a.operator,
+                a.answer.describe(),
+                a.pid
+            ),
+        ));
+    }
+    for k in r.kills.iter().filter(|k| window(k.at)) {
+        lines.push((k.at, format!("kill -9 of supervisor pid {}", k.pid)));
+    }
+    for f in r
+        .faults
+        .iter()
+        .filter(|f| f.session == session && window(f.at))
+    {
+        lines.push((f.at, format!("fault on the session: {}", f.kind)));
+    }
+    lines.sort_by_key(|l| l.0);
+    let mut out = String::new();
+    for (t, line) in lines {
+        let _ = writeln!(out, "    {} {line}", at(r.start, t));
+    }
+    match r
+        .ledger
+        .iter()
+        .find(|row| row.session == session && row.request_id == request_id)
+    {
+        Some(row) => {
+            let _ = writeln!(
+                out,
+                "    ledger: outcome {}, decided_by {}, answer {}, delivered {}",
+                row.outcome,
+                row.decided_by.as_deref().unwrap_or("-"),
+                row.answer.as_ref().map_or("-".into(), |k| k.describe()),
+                row.delivered
+            );
+        }
+        None => out.push_str("    ledger: no row\n"),
+    }
+    out
+}
