@@ -35,6 +35,10 @@ pub struct ChaosArgs {
     /// The supervisor binary to run and kill (default: this binary).
     #[arg(long)]
     pub exe: Option<PathBuf>,
+    /// Never `kill -9` the supervisor (a soak: one process for the whole run, its RSS
+    /// sampled throughout).
+    #[arg(long)]
+    pub no_kill: bool,
 }
 
 /// Run it; exit 0 when no invariant broke, 1 when one did or the run failed, 2 on bad arguments.
@@ -62,6 +66,11 @@ pub fn main(args: ChaosArgs) -> ExitCode {
     }
     if let Some(d) = args.duration {
         opts.duration = d;
+    }
+    if args.no_kill {
+        // The first kill would come after the chaos phase, when none are made.
+        let never = opts.duration.saturating_mul(2) + Duration::from_secs(3600);
+        opts.kill_every = (never, never);
     }
     eprintln!(
         "chaos: seed {seed}, {} sessions, {:?} of chaos, supervisor {}",
