@@ -146,17 +146,7 @@ async fn list_permissions(
     state: web::Data<ApiState>,
     query: web::Query<PermissionsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let session_id = query.into_inner().session_id;
-    if let Some(id) = &session_id {
-        lookup(&state, id).await?;
-    }
-    let pending = state
-        .registry
-        .send(ListPending {
-            session_id,
-            questions: false,
-        })
-        .await?;
+    let pending = list_pending(&state, query.into_inner(), false).await?;
     Ok(HttpResponse::Ok().json(json!({ "permissions": pending })))
 }
 
@@ -166,18 +156,27 @@ async fn list_questions(
     state: web::Data<ApiState>,
     query: web::Query<PermissionsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let session_id = query.into_inner().session_id;
+    let pending = list_pending(&state, query.into_inner(), true).await?;
+    Ok(HttpResponse::Ok().json(json!({ "questions": pending })))
+}
+
+/// Pending prompts (`questions: false`) or questions, of one session when the query names one.
+async fn list_pending(
+    state: &ApiState,
+    query: PermissionsQuery,
+    questions: bool,
+) -> Result<Vec<crate::registry::PendingPrompt>, ApiError> {
+    let session_id = query.session_id;
     if let Some(id) = &session_id {
-        lookup(&state, id).await?;
+        lookup(state, id).await?;
     }
-    let pending = state
+    Ok(state
         .registry
         .send(ListPending {
             session_id,
-            questions: true,
+            questions,
         })
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({ "questions": pending })))
+        .await?)
 }
 
 /// `POST /v1/sessions/{id}/questions/{request_id}` (approver): answer an elicitation or a

@@ -21,29 +21,28 @@ fn record(request_id: &str, received_at: SystemTime) -> PromptRecord {
     }
 }
 
-#[actix_rt::test]
-async fn a_restored_prompt_keeps_its_original_clock_for_deadline_and_reminder() {
+/// A ledger in a new temp dir holding what an earlier process left: these prompts.
+async fn ledger_with(prompts: &[(&str, SystemTime)]) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    {
-        // What an earlier process left: one prompt two hours old, one just received.
-        let ledger = Ledger::open(&LedgerConfig {
-            path: path.clone(),
-            ..LedgerConfig::default()
-        })
-        .unwrap();
-        let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
-        ledger
-            .record_prompt(record("ancient", two_hours_ago))
-            .await
-            .unwrap();
-        ledger
-            .record_prompt(record("recent", SystemTime::now()))
-            .await
-            .unwrap();
-        ledger.flush().await.unwrap();
+    let ledger = Ledger::open(&LedgerConfig {
+        path: path.clone(),
+        ..LedgerConfig::default()
+    })
+    .unwrap();
+    for (id, at) in prompts {
+        ledger.record_prompt(record(id, *at)).await.unwrap();
     }
-    let ledger = path.display().to_string();
+    ledger.flush().await.unwrap();
+    (dir, path.display().to_string())
+}
+
+#[actix_rt::test]
+async fn a_restored_prompt_keeps_its_original_clock_for_deadline_and_reminder() {
+    // One prompt two hours old, one just received.
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
+    let (_dir, ledger) =
+        ledger_with(&[("ancient", two_hours_ago), ("recent", SystemTime::now())]).await;
     let env = [("CCR_SUPERVISOR__LEDGER__PATH", ledger.as_str())];
     let extra = "[policy]\nask_timeout = \"1h\"\nremind_after = \"90m\"\nask_timeout_message = \"too old\"\n";
     let mut h = Harness::start_with(vec![Sess::new("s1")], &env, extra).await;
@@ -83,19 +82,8 @@ async fn a_restored_prompt_keeps_its_original_clock_for_deadline_and_reminder() 
 
 #[actix_rt::test]
 async fn an_old_restored_prompt_gets_its_overdue_reminder_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    {
-        let ledger = Ledger::open(&LedgerConfig {
-            path: path.clone(),
-            ..LedgerConfig::default()
-        })
-        .unwrap();
-        let old = SystemTime::now() - Duration::from_secs(3600);
-        ledger.record_prompt(record("waiting", old)).await.unwrap();
-        ledger.flush().await.unwrap();
-    }
-    let ledger = path.display().to_string();
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let (_dir, ledger) = ledger_with(&[("waiting", an_hour_ago)]).await;
     let env = [("CCR_SUPERVISOR__LEDGER__PATH", ledger.as_str())];
     let extra = "[policy]\nremind_after = \"30m\"\n";
     // Subscribe before the registry starts: build the harness, then look at the history.

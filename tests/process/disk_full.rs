@@ -9,7 +9,7 @@ use std::process::Command;
 use ccr_supervisor::sim::SimEvent;
 use serde_json::json;
 
-use crate::support::{self, Supervisor, WAIT};
+use crate::support::{self, Supervisor};
 
 /// A tmpfs mounted for the test's life (lazily unmounted on drop).
 struct Tmpfs(PathBuf);
@@ -61,14 +61,16 @@ async fn a_full_disk_never_sends_an_unrecorded_answer_and_leaves_no_ghosts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let disk = dir.path().join("disk");
     let _tmpfs = Tmpfs::mount(&disk, "1m");
-    let mut cfg = support::config_toml(&sim.base_url(), &["s1"], &disk.join("ledger.db"), "");
-    cfg.push_str(
-        "\n[policy]\n[[policy.rules]]\nid = \"reads\"\naction = \"allow\"\ntool = \"Read\"\n",
-    );
-    let cfg = support::write_file(dir.path(), "config.toml", &cfg);
+    let rules =
+        "\n[policy]\n[[policy.rules]]\nid = \"reads\"\naction = \"allow\"\ntool = \"Read\"\n";
+    let support::Setup {
+        sim,
+        dir: _dir,
+        cfg,
+    } = support::Setup::with_ledger(sim, dir, &["s1"], "disk/ledger.db", rules);
     let http = support::http();
 
-    let mut first = Supervisor::spawn(&cfg).await;
+    let first = Supervisor::spawn(&cfg).await;
     let mut sse = support::open_sse(&http, &first.api).await;
     let mut seen = vec![];
     sse.wait_connected(&mut seen, &["s1"]).await;
@@ -110,23 +112,10 @@ async fn a_full_disk_never_sends_an_unrecorded_answer_and_leaves_no_ghosts() {
     assert!(
         matches!(held, SimEvent::Answered { ref response, .. } if response["behavior"] == "allow")
     );
-    let (status, body) = support::post(
-        &http,
-        &format!("{}/v1/sessions/s1/permissions/p1", first.api),
-        json!({"behavior": "allow"}),
-    )
-    .await;
-    assert_eq!((status, &body["delivery"]), (200, &json!("sent")), "{body}");
-    support::wait_sim(
-        &mut sim_events,
-        |e| matches!(e, SimEvent::Answered { request_id, .. } if request_id == "p1"),
-    )
-    .await;
-
-    first.signal(libc::SIGKILL);
-    first.wait_exit(WAIT).await;
+    let answer = json!({"behavior": "allow"});
+    support::answer_and_wait(&http, &first.api, &mut sim_events, ("s1", "p1"), answer).await;
     drop(sse);
-    drop(first);
+    support::kill9(first).await;
     let second = Supervisor::spawn(&cfg).await;
     let (_, listed) = support::get(&http, &format!("{}/v1/permissions", second.api)).await;
     assert_eq!(listed["permissions"], json!([]), "no ghosts: {listed}");

@@ -227,14 +227,15 @@ async fn kill_9_restart_keeps_pending_prompts_and_delivers_queued_answer_once() 
 /// recorded answer must be sent again — never the prompt shown as new and answered twice.
 #[actix_rt::test]
 async fn an_answer_lost_with_its_connection_before_a_kill_9_is_resent_after_the_restart() {
-    let sim = support::start_sim(&["s1"]).await;
+    let support::Setup {
+        sim,
+        dir: _dir,
+        cfg,
+    } = support::Setup::new(&["s1"], "").await;
     let mut sim_events = sim.subscribe();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = support::config_toml(&sim.base_url(), &["s1"], &dir.path().join("ledger.db"), "");
-    let cfg = support::write_file(dir.path(), "config.toml", &cfg);
     let http = support::http();
 
-    let mut first = Supervisor::spawn(&cfg).await;
+    let first = Supervisor::spawn(&cfg).await;
     let mut sse = support::open_sse(&http, &first.api).await;
     let mut seen = vec![];
     sse.wait_connected(&mut seen, &["s1"]).await;
@@ -255,10 +256,8 @@ async fn an_answer_lost_with_its_connection_before_a_kill_9_is_resent_after_the_
         e.event == "permission_delivered" && e.data["request_id"] == "p1"
     })
     .await;
-    first.signal(libc::SIGKILL);
-    first.wait_exit(WAIT).await;
     drop(sse);
-    drop(first);
+    support::kill9(first).await;
     assert!(
         support::answers(&sim, "s1", "p1").is_empty(),
         "the session never read it"
@@ -311,10 +310,11 @@ async fn an_answer_lost_with_its_connection_before_a_kill_9_is_resent_after_the_
 /// after the confirmed ones even though it is the oldest.
 #[actix_rt::test]
 async fn restored_prompts_the_session_still_waits_on_are_confirmed_and_listed_first() {
-    let sim = support::start_sim(&["s1"]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = support::config_toml(&sim.base_url(), &["s1"], &dir.path().join("ledger.db"), "");
-    let cfg = support::write_file(dir.path(), "config.toml", &cfg);
+    let support::Setup {
+        sim,
+        dir: _dir,
+        cfg,
+    } = support::Setup::new(&["s1"], "").await;
     let http = support::http();
 
     let mut first = Supervisor::spawn(&cfg).await;

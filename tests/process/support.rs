@@ -430,3 +430,67 @@ pub async fn wait_sim(
 pub fn answers(sim: &SimHandle, session: &str, request_id: &str) -> Vec<Value> {
     sim.answers(session, request_id)
 }
+
+/// A simulator with `ids` and a config for them, ledger at `<dir>/ledger.db`, with
+/// `extra` TOML appended (e.g. `[policy]`); the temp dir lives as long as this.
+pub struct Setup {
+    pub sim: SimHandle,
+    pub dir: tempfile::TempDir,
+    pub cfg: PathBuf,
+}
+
+impl Setup {
+    pub async fn new(ids: &[&str], extra: &str) -> Self {
+        let sim = start_sim(ids).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::with_ledger(sim, dir, ids, "ledger.db", extra)
+    }
+
+    /// Like [`Setup::new`] with an existing simulator and directory, and the ledger file
+    /// at `<dir>/<ledger>` (a path below a mount point, say).
+    pub fn with_ledger(
+        sim: SimHandle,
+        dir: tempfile::TempDir,
+        ids: &[&str],
+        ledger: &str,
+        extra: &str,
+    ) -> Self {
+        let mut cfg = config_toml(&sim.base_url(), ids, &dir.path().join(ledger), "");
+        cfg.push_str(extra);
+        let cfg = write_file(dir.path(), "config.toml", &cfg);
+        Setup { sim, dir, cfg }
+    }
+}
+
+/// Answer `request_id` of `session` through the API with `body`, expect 200 `sent`, and
+/// wait until the simulator has the answer.
+pub async fn answer_and_wait(
+    http: &awc::Client,
+    api: &str,
+    sim_events: &mut broadcast::Receiver<SimEvent>,
+    (session, request_id): (&str, &str),
+    body: Value,
+) -> SimEvent {
+    let (status, receipt) = post(
+        http,
+        &format!("{api}/v1/sessions/{session}/permissions/{request_id}"),
+        body,
+    )
+    .await;
+    assert_eq!(
+        (status, receipt["delivery"].as_str()),
+        (200, Some("sent")),
+        "{receipt}"
+    );
+    wait_sim(
+        sim_events,
+        |e| matches!(e, SimEvent::Answered { request_id: r, .. } if r == request_id),
+    )
+    .await
+}
+
+/// `kill -9` the supervisor and wait for it to be gone.
+pub async fn kill9(mut sup: Supervisor) {
+    sup.signal(libc::SIGKILL);
+    sup.wait_exit(WAIT).await;
+}
