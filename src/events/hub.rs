@@ -58,6 +58,17 @@ impl Envelope {
         self.json_parts().iter().map(|p| p.len()).sum()
     }
 
+    /// Bytes a retained envelope holds: its JSON, plus a prompt's request kept beside it
+    /// (an SDK frame is shared with the JSON, not held twice). History bounds count this,
+    /// so `history_total_bytes` bounds memory, not just the JSON served.
+    pub fn retained_len(&self) -> usize {
+        let extra = match &self.event {
+            Event::PermissionRequested { request, .. } => request.get().len(),
+            _ => 0,
+        };
+        self.json_len() + extra
+    }
+
     /// `{"seq":..,"at":..,"type":..,...}` in one piece (a copy).
     pub fn json(&self) -> String {
         self.json_parts().concat()
@@ -130,9 +141,9 @@ struct Retained {
 }
 
 impl Retained {
-    /// Keep `env` as the newest; returns its bytes of JSON.
+    /// Keep `env` as the newest; returns the bytes it holds ([`Envelope::retained_len`]).
     fn push_back(&mut self, env: &Arc<Envelope>) -> usize {
-        let len = env.json_len();
+        let len = env.retained_len();
         self.bytes += len;
         self.events.push_back(Kept {
             seq: env.seq,

@@ -57,8 +57,11 @@ pub enum Event {
         tool_name: String,
         /// Tool-use id.
         tool_use_id: Option<String>,
-        /// The raw request object.
-        request: Value,
+        /// The raw request object, as JSON text: the history keeps this event long after the
+        /// prompt is answered, and text costs a fraction of a parsed tree (see
+        /// [`Envelope::retained_len`]).
+        #[serde(serialize_with = "raw_json_value")]
+        request: std::sync::Arc<serde_json::value::RawValue>,
         /// False for a prompt restored from the ledger after a restart that the session has
         /// not re-sent or listed yet (it may no longer be waited on); see `permission_confirmed`.
         confirmed: bool,
@@ -138,6 +141,23 @@ pub enum Event {
         /// What happened.
         message: String,
     },
+}
+
+fn raw_json_value<S: serde::Serializer>(
+    raw: &std::sync::Arc<serde_json::value::RawValue>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    raw.serialize(s)
+}
+
+/// The request of a prompt as the raw JSON an event carries.
+pub fn raw_request(request: &Value) -> std::sync::Arc<serde_json::value::RawValue> {
+    // Serializing a `Value` cannot fail (string keys only); an empty object if it somehow did.
+    serde_json::value::to_raw_value(request)
+        .unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON")
+        })
+        .into()
 }
 
 fn raw_json<S: serde::Serializer>(raw: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {

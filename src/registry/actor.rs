@@ -168,7 +168,7 @@ impl Actor for PermissionRegistry {
                     request_id: request_id.clone(),
                     tool_name: entry.prompt.tool_name.clone(),
                     tool_use_id: entry.prompt.tool_use_id.clone(),
-                    request: entry.prompt.request.clone(),
+                    request: crate::events::raw_request(&entry.prompt.request),
                     confirmed: entry.confirmed,
                     kind: entry.prompt.kind(),
                 });

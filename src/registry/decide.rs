@@ -337,7 +337,7 @@ impl PermissionRegistry {
             request_id: request_id.clone(),
             tool_name: prompt.tool_name.clone(),
             tool_use_id: prompt.tool_use_id.clone(),
-            request: prompt.request.clone(),
+            request: crate::events::raw_request(&prompt.request),
             confirmed: true,
             kind: prompt.kind(),
         });

@@ -309,7 +309,7 @@ impl Store {
             }
         }
         let r = self.resolved.get(session, request_id)?;
-        Some(match &r.ending {
+        let out = match &r.ending {
             Ending::Cancelled => PromptOutcome::Duplicate,
             _ if r.written_on == Some(conn) => PromptOutcome::Duplicate,
             Ending::Answered { frame: Some(frame) } => PromptOutcome::Resend {
@@ -317,7 +317,13 @@ impl Store {
                 frame: frame.clone(),
             },
             Ending::Answered { frame: None } => PromptOutcome::ResendFromLedger { conn },
-        })
+        };
+        if !matches!(out, PromptOutcome::Duplicate) {
+            // Marked now, not when the write completes: the same prompt listed by
+            // `initialize` right after its replay must not get the answer twice.
+            self.resolved.written(session, request_id, conn);
+        }
+        Some(out)
     }
 
     fn insert_new(
