@@ -267,7 +267,7 @@ impl SessionActor {
             writer: ctx.address().recipient(),
         });
         self.set_state(SessionState::Connected);
-        self.send_initialize(ctx);
+        self.send_initialize();
     }
 
     /// The current connection (or attempt) ended: schedule what the policy says.
@@ -324,10 +324,16 @@ impl SessionActor {
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let sent = Instant::now();
+        if self
+            .router
+            .initialize_overdue(sent, self.shared.ccr.initialize_timeout)
+        {
+            info!("no initialize reply in time; relying on replays");
+        }
         let Some(live) = self.conn.as_mut() else {
             return;
         };
-        let sent = Instant::now();
         let conn = live.id;
         if live.sink.write(WsMessage::Ping(Bytes::new())).is_err() {
             return;
@@ -378,16 +384,15 @@ impl SessionActor {
                 self.policy.on_first_frame();
             }
         }
-        let now = Instant::now();
-        self.route(|router, shell| router.on_text(text, now, shell));
+        self.route(|router, shell| router.on_text(text, shell));
     }
 
     fn on_assembled(&mut self, out: Assembled, len: usize) {
         match out {
             Assembled::Text(data) => self.on_text(data),
             Assembled::Oversized(head) => {
-                let (limit, now) = (self.shared.ccr.max_frame_bytes, Instant::now());
-                self.route(|router, shell| router.on_oversized(head, limit, now, shell));
+                let limit = self.shared.ccr.max_frame_bytes;
+                self.route(|router, shell| router.on_oversized(head, limit, shell));
             }
             Assembled::Skip(reason) => self.router.skip(reason, len),
             Assembled::Partial => {}
@@ -396,7 +401,7 @@ impl SessionActor {
 
     /// A connection opened: send `initialize` (unless off) so the reply tells what the
     /// session still waits on; routing never waits for it.
-    fn send_initialize(&mut self, ctx: &mut Context<Self>) {
+    fn send_initialize(&mut self) {
         let shared = self.shared.clone();
         if !shared.ccr.initialize_on_connect {
             return;
@@ -404,30 +409,37 @@ impl SessionActor {
         let frame = self
             .router
             .initialize(&shared.ccr.supported_dialog_kinds, Instant::now());
-        if !self.write(frame) {
-            return;
-        }
-        let conn = self.conn.as_ref().map(|l| l.id);
-        ctx.run_later(shared.ccr.initialize_timeout, move |act, _| {
-            if act.conn.as_ref().map(|l| l.id) == conn && act.router.initialize_timed_out() {
-                info!("no initialize reply in time; relying on replays");
-            }
-        });
+        self.write(frame);
     }
 
-    /// The response watchdog (PROTOCOL §6): silence for `[ccr] response_watchdog` after
-    /// the supervisor sent something means the connection is dead: reconnect now.
-    fn check_watchdog(&mut self, ctx: &mut Context<Self>) {
+    /// Something was sent that the session must answer: check the response watchdog
+    /// (PROTOCOL §6) once `[ccr] response_watchdog` has passed. A timer only while a
+    /// send is unanswered, so idle sessions hold none.
+    fn arm_watchdog(&mut self, ctx: &mut Context<Self>) {
         let timeout = self.shared.ccr.response_watchdog;
-        if self.spec.viewer_only || self.conn.is_none() {
+        if timeout.is_zero() || self.spec.viewer_only {
             return;
         }
-        if self.router.watchdog_expired(Instant::now(), timeout) {
+        ctx.run_later(timeout, |act, ctx| act.check_watchdog(ctx));
+    }
+
+    /// Silence for `[ccr] response_watchdog` after the supervisor sent something means
+    /// the connection is dead: reconnect now. Still waiting but not that long (a later
+    /// send, after the first was answered): look again when it would be.
+    fn check_watchdog(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.shared.ccr.response_watchdog;
+        if self.conn.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if self.router.watchdog_expired(now, timeout) {
             let error = format!(
                 "nothing received within {timeout:?} after the supervisor sent a request: connection presumed dead"
             );
             self.shared.metrics.watchdog_reconnects.inc();
             self.on_ended(Ended::Watchdog, Some(error), ctx);
+        } else if let Some(left) = self.router.watchdog_left(now, timeout) {
+            ctx.run_later(left, |act, ctx| act.check_watchdog(ctx));
         }
     }
 
@@ -446,11 +458,6 @@ impl Actor for SessionActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.set_state(SessionState::Connecting);
         ctx.run_interval(self.shared.ccr.ping_interval, |act, ctx| act.heartbeat(ctx));
-        let watchdog = self.shared.ccr.response_watchdog;
-        if !watchdog.is_zero() && !self.spec.viewer_only {
-            // Checked a few times per period: a dead connection is found within ~1.25 periods.
-            ctx.run_interval(watchdog / 4, |act, ctx| act.check_watchdog(ctx));
-        }
         self.connect(ctx);
     }
 
@@ -612,7 +619,7 @@ impl Handler<CloseSession> for SessionActor {
 impl Handler<InterruptSession> for SessionActor {
     type Result = ResponseActFuture<Self, Result<InterruptAnswer, SessionError>>;
 
-    fn handle(&mut self, msg: InterruptSession, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: InterruptSession, ctx: &mut Context<Self>) -> Self::Result {
         if self.spec.viewer_only {
             return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
         }
@@ -625,6 +632,7 @@ impl Handler<InterruptSession> for SessionActor {
             return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
         }
         info!(%request_id, cancel_queued = msg.cancel_queued, "interrupt sent");
+        self.arm_watchdog(ctx);
         let timeout = self.shared.ccr.interrupt_timeout;
         Box::pin(
             tokio::time::timeout(timeout, rx)
@@ -683,10 +691,11 @@ impl Handler<SendUserMessage> for SessionActor {
             let body = redact(String::from_utf8_lossy(&body).into_owned(), token.expose());
             Err(SessionError::Upstream { status, body })
         };
-        Box::pin(post.into_actor(self).map(|res, act, _| {
+        Box::pin(post.into_actor(self).map(|res, act, ctx| {
             if res.is_ok() {
                 // The session should now say something (the echo, at least).
                 act.router.sent(Instant::now());
+                act.arm_watchdog(ctx);
             }
             res
         }))

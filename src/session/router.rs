@@ -102,6 +102,8 @@ pub struct Router {
     echoes: RecentIds,
     watchdog: Watchdog,
     initialize: InitializeState,
+    /// When the unanswered `initialize` was sent.
+    initialize_sent: Option<Instant>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +123,7 @@ impl Router {
             echoes: RecentIds::new(RECENT_UUIDS),
             watchdog: Watchdog::default(),
             initialize: InitializeState::NotSent,
+            initialize_sent: None,
         }
     }
 
@@ -151,7 +154,7 @@ impl Router {
         self.initialize = InitializeState::Sent;
         // Not watched: a peer that never answers `initialize` must not cost a reconnect
         // a minute; `initialize_timeout` covers it.
-        let _ = now;
+        self.initialize_sent = Some(now);
         protocol::initialize_request(&request_id, supported_dialog_kinds)
     }
 
@@ -164,7 +167,22 @@ impl Router {
         if timed_out {
             self.initialize = InitializeState::Failed;
         }
+        if self.waiting.is_empty() {
+            self.waiting = HashMap::new();
+        }
         timed_out
+    }
+
+    /// The `initialize` sent at `since` got no reply within `timeout` by `now`: give up
+    /// on it (checked at each heartbeat, so idle sessions hold no timer for it).
+    pub fn initialize_overdue(&mut self, now: Instant, timeout: Duration) -> bool {
+        match self.initialize_sent {
+            Some(since) if now.saturating_duration_since(since) >= timeout => {
+                self.initialize_sent = None;
+                self.initialize_timed_out()
+            }
+            _ => false,
+        }
     }
 
     /// Make an interrupt request; returns its id, the frame, and where its answer arrives.
@@ -184,7 +202,7 @@ impl Router {
 
     /// Stop waiting for `request_id` (its caller gave up).
     pub fn forget(&mut self, request_id: &str) {
-        self.waiting.remove(request_id);
+        self.take_waiting(request_id);
     }
 
     /// Something else was sent to the session on its behalf (a user message): the
@@ -199,6 +217,11 @@ impl Router {
         self.watchdog.expired(now, timeout)
     }
 
+    /// How long until the watchdog would fire, while a send is unanswered.
+    pub fn watchdog_left(&self, now: Instant, timeout: Duration) -> Option<Duration> {
+        self.watchdog.left(now, timeout)
+    }
+
     /// A frame that is not text (binary, or a fragment out of order): counted and logged.
     pub fn skip(&mut self, reason: &str, len: usize) {
         self.counters.invalid += 1;
@@ -207,8 +230,8 @@ impl Router {
     }
 
     /// Route one inbound text message.
-    pub fn on_text(&mut self, text: &str, now: Instant, out: &mut impl Output) {
-        self.watchdog.heard(now);
+    pub fn on_text(&mut self, text: &str, out: &mut impl Output) {
+        self.watchdog.heard();
         match protocol::classify(text) {
             Err(error) => self.on_unparseable(text, error, out),
             Ok(Inbound::Sdk(msg)) => {
@@ -277,12 +300,24 @@ impl Router {
         }
     }
 
+    /// Stop waiting for `request_id`; an idle session then holds no map at all.
+    fn take_waiting(&mut self, request_id: &str) -> Option<Waiting> {
+        let w = self.waiting.remove(request_id);
+        if self.waiting.is_empty() {
+            self.waiting = HashMap::new();
+        }
+        w
+    }
+
     fn on_response(&mut self, resp: protocol::ControlResponse, out: &mut impl Output) {
-        match self.waiting.remove(&resp.request_id) {
+        match self.take_waiting(&resp.request_id) {
             Some(Waiting::Interrupt(waiter)) => {
                 let _ = waiter.send(resp.outcome);
             }
-            Some(Waiting::Initialize) => self.on_initialized(resp, out),
+            Some(Waiting::Initialize) => {
+                self.initialize_sent = None;
+                self.on_initialized(resp, out)
+            }
             None => {
                 debug!(request_id = %resp.request_id, "control_response for nothing we wait for")
             }
@@ -325,14 +360,8 @@ impl Router {
 
     /// A message over `[ccr] max_frame_bytes` (its head scanned, never kept): counted, and
     /// answered by what it is.
-    pub fn on_oversized(
-        &mut self,
-        head: ScannedHead,
-        limit: usize,
-        now: Instant,
-        out: &mut impl Output,
-    ) {
-        self.watchdog.heard(now);
+    pub fn on_oversized(&mut self, head: ScannedHead, limit: usize, out: &mut impl Output) {
+        self.watchdog.heard();
         self.counters.oversized += 1;
         self.metrics.frames.oversized.inc();
         let why = format!(
@@ -467,9 +496,15 @@ impl Watchdog {
         self.waiting_since.get_or_insert(now);
     }
 
-    /// The session said something.
-    pub fn heard(&mut self, _now: Instant) {
+    /// The session said something (no clock read: this runs for every frame).
+    pub fn heard(&mut self) {
         self.waiting_since = None;
+    }
+
+    /// Time left before an unanswered send expires (`None`: nothing awaited).
+    pub fn left(&self, now: Instant, timeout: Duration) -> Option<Duration> {
+        let since = self.waiting_since?;
+        Some(timeout.saturating_sub(now.saturating_duration_since(since)))
     }
 
     /// True once `timeout` has passed since an unanswered send (`timeout` zero: never).

@@ -198,12 +198,37 @@ async fn read(
                     let _ = tx.send(Out::End).await;
                     return;
                 }
-                Frame::Text(t) => on_answer(&t, &shared, &book),
+                Frame::Text(t) => {
+                    if let Some(reply) = initialize_reply(&t) {
+                        let _ = tx
+                            .send(Out::Other(encode(Message::Text(reply.into()))))
+                            .await;
+                    } else {
+                        on_answer(&t, &shared, &book);
+                    }
+                }
                 _ => {}
             }
         }
     }
     let _ = tx.send(Out::End).await;
+}
+
+/// The reply to a client's `initialize`, as a current CLI sends it (empty pending lists:
+/// load sessions never replay prompts); `None` for any other frame.
+fn initialize_reply(text: &[u8]) -> Option<String> {
+    memchr::memmem::find(text, b"\"initialize\"")?;
+    let v = serde_json::from_slice::<Value>(text).ok()?;
+    if v.pointer("/request/subtype").and_then(Value::as_str) != Some("initialize") {
+        return None;
+    }
+    let id = v.get("request_id")?.as_str()?;
+    Some(
+        serde_json::json!({"type":"control_response","response":{"subtype":"success",
+            "request_id":id,"response":{},"pending_permission_requests":[],
+            "pending_user_dialog_requests":[],"pending_elicitation_requests":[]}})
+        .to_string(),
+    )
 }
 
 fn on_answer(text: &[u8], shared: &LoadShared, book: &RefCell<Book>) {

@@ -42,17 +42,17 @@ fn prompt_frame(id: &str) -> Value {
 
 #[test]
 fn a_user_message_echoed_twice_is_forwarded_once() {
-    let (mut r, mut out, now) = (router(), Recorded::default(), Instant::now());
+    let (mut r, mut out) = (router(), Recorded::default());
     let echo =
         json!({"type":"user","uuid":"u-1","message":{"role":"user","content":"hi"}}).to_string();
-    r.on_text(&echo, now, &mut out);
-    r.on_text(&echo, now, &mut out);
+    r.on_text(&echo, &mut out);
+    r.on_text(&echo, &mut out);
     let other =
         json!({"type":"user","uuid":"u-2","message":{"role":"user","content":"hi"}}).to_string();
-    r.on_text(&other, now, &mut out);
+    r.on_text(&other, &mut out);
     let no_uuid = json!({"type":"user","message":{"role":"user","content":"x"}}).to_string();
-    r.on_text(&no_uuid, now, &mut out);
-    r.on_text(&no_uuid, now, &mut out);
+    r.on_text(&no_uuid, &mut out);
+    r.on_text(&no_uuid, &mut out);
     assert_eq!(
         out.events.len(),
         4,
@@ -61,7 +61,7 @@ fn a_user_message_echoed_twice_is_forwarded_once() {
     assert_eq!((r.counters().sdk, r.counters().duplicate), (4, 1));
     // Only user messages are deduplicated.
     let assistant = json!({"type":"assistant","uuid":"u-1"}).to_string();
-    r.on_text(&assistant, now, &mut out);
+    r.on_text(&assistant, &mut out);
     assert_eq!(out.events.len(), 5);
 }
 
@@ -91,7 +91,7 @@ fn the_watchdog_fires_only_after_silence_following_a_send() {
         w.expired(t0 + timeout, timeout),
         "measured from the first unanswered send"
     );
-    w.heard(t0 + Duration::from_secs(61));
+    w.heard();
     assert!(
         !w.expired(t0 + timeout * 10, timeout),
         "anything received resets it"
@@ -110,7 +110,7 @@ fn initialize_lists_are_routed_like_replays_and_absence_concludes_nothing() {
     let reply = json!({"type":"control_response","response":{"subtype":"success","request_id":id,
         "response":{},"pending_permission_requests":[prompt_frame("p1"), prompt_frame("p2")],
         "pending_user_dialog_requests":[]}});
-    r.on_text(&reply.to_string(), now, &mut out);
+    r.on_text(&reply.to_string(), &mut out);
     let ids: Vec<_> = out
         .prompts
         .iter()
@@ -129,13 +129,23 @@ fn initialize_lists_are_routed_like_replays_and_absence_concludes_nothing() {
     let frame: Value = serde_json::from_str(&r.initialize(&[], now)).unwrap();
     let old = json!({"type":"control_response","response":{"subtype":"success",
         "request_id":frame["request_id"]}});
-    r.on_text(&old.to_string(), now, &mut out);
+    r.on_text(&old.to_string(), &mut out);
     assert!(
         out.prompts.is_empty() && out.cancels.is_empty(),
         "an older CLI: nothing concluded"
     );
     assert_eq!(r.initialize_state(), InitializeState::Unlisted);
 
+    let mut r = router();
+    r.initialize(&[], now);
+    let timeout = Duration::from_secs(10);
+    assert!(!r.initialize_overdue(now + Duration::from_secs(9), timeout));
+    assert!(
+        r.initialize_overdue(now + timeout, timeout),
+        "checked at a heartbeat"
+    );
+    assert_eq!(r.initialize_state(), InitializeState::Failed);
+    assert!(!r.initialize_overdue(now + timeout * 2, timeout), "once");
     let mut r = router();
     r.initialize(&[], now);
     assert!(r.initialize_timed_out());
@@ -155,11 +165,11 @@ fn an_interrupt_answer_reaches_its_caller_and_others_are_ignored() {
     assert!(r.watchdog_expired(now + Duration::from_secs(60), Duration::from_secs(60)));
     let unrelated =
         json!({"type":"control_response","response":{"subtype":"success","request_id":"x"}});
-    r.on_text(&unrelated.to_string(), now, &mut out);
+    r.on_text(&unrelated.to_string(), &mut out);
     assert!(rx.try_recv().is_err(), "not ours");
     let answer = json!({"type":"control_response","response":{"subtype":"success","request_id":id,
         "response":{"still_queued":[],"cancelled":["m1"]}}});
-    r.on_text(&answer.to_string(), now, &mut out);
+    r.on_text(&answer.to_string(), &mut out);
     assert_eq!(
         rx.try_recv().unwrap(),
         Ok(json!({"still_queued":[],"cancelled":["m1"]}))
@@ -169,9 +179,9 @@ fn an_interrupt_answer_reaches_its_caller_and_others_are_ignored() {
 
 #[test]
 fn an_oversized_prompt_is_refused_and_an_unsupported_request_answered() {
-    let (mut r, mut out, now) = (router(), Recorded::default(), Instant::now());
+    let (mut r, mut out) = (router(), Recorded::default());
     let text = prompt_frame("big").to_string();
-    r.on_oversized(HeadScanner::scan(text.as_bytes()), 10, now, &mut out);
+    r.on_oversized(HeadScanner::scan(text.as_bytes()), 10, &mut out);
     let (prompt, refusal) = &out.prompts[0];
     assert_eq!(prompt.request_id, "big");
     let refusal = refusal.as_ref().expect("refused");
@@ -185,11 +195,10 @@ fn an_oversized_prompt_is_refused_and_an_unsupported_request_answered() {
     assert_eq!(r.counters().oversized, 1);
     let frob =
         json!({"type":"control_request","request_id":"f1","request":{"subtype":"frobnicate"}});
-    r.on_text(&frob.to_string(), now, &mut out);
+    r.on_text(&frob.to_string(), &mut out);
     assert!(out.replies[0].contains("Unsupported control request subtype: frobnicate"));
     r.on_text(
         r#"{"type":"control_cancel_request","request_id":"big"}"#,
-        now,
         &mut out,
     );
     assert_eq!(out.cancels, ["big"]);
