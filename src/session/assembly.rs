@@ -28,8 +28,9 @@ pub struct Reassembler {
     limit: usize,
     buf: Option<BytesMut>,
     binary: bool,
-    /// Set once the message in progress is over the limit: it is scanned, not kept.
-    oversized: Option<HeadScanner>,
+    /// Set once the message in progress is over the limit: it is scanned, not kept
+    /// (boxed: every session holds a reassembler, few ever see such a message).
+    oversized: Option<Box<HeadScanner>>,
 }
 
 /// The codec's hard cap: far above the limit so that oversized frames are answered, not fatal
@@ -111,7 +112,7 @@ impl Reassembler {
 
     /// The message went over the limit: scan what was kept, keep nothing from now on.
     fn oversize(&mut self, kept: &[u8]) {
-        let mut scanner = HeadScanner::new();
+        let mut scanner = Box::new(HeadScanner::new());
         scanner.feed(kept);
         self.oversized = Some(scanner);
     }

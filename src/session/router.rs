@@ -99,7 +99,8 @@ pub struct Router {
     metrics: Arc<Metrics>,
     counters: FrameCounters,
     waiting: HashMap<String, Waiting>,
-    echoes: RecentIds,
+    /// Made on the first user message: most sessions never get one.
+    echoes: Option<Box<RecentIds>>,
     watchdog: Watchdog,
     initialize: InitializeState,
     /// When the unanswered `initialize` was sent.
@@ -120,7 +121,7 @@ impl Router {
             metrics,
             counters: FrameCounters::default(),
             waiting: HashMap::new(),
-            echoes: RecentIds::new(RECENT_UUIDS),
+            echoes: None,
             watchdog: Watchdog::default(),
             initialize: InitializeState::NotSent,
             initialize_sent: None,
@@ -283,7 +284,10 @@ impl Router {
     /// True the first time a user message's `uuid` is seen (or when it has none).
     fn first_sight(&mut self, text: &str) -> bool {
         match serde_json::from_str::<UserHead<'_>>(text) {
-            Ok(UserHead { uuid: Some(uuid) }) => self.echoes.insert(&uuid),
+            Ok(UserHead { uuid: Some(uuid) }) => self
+                .echoes
+                .get_or_insert_with(|| Box::new(RecentIds::new(RECENT_UUIDS)))
+                .insert(&uuid),
             _ => true,
         }
     }
