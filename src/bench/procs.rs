@@ -75,19 +75,8 @@ pub fn spawn(name: &'static str, exe: &Path, args: &[String]) -> anyhow::Result<
             let _ = tx.send(line);
         }
     });
-    let stderr_tail = Rc::new(RefCell::new(VecDeque::new()));
-    let tail = stderr_tail.clone();
-    let stderr = child.stderr.take().expect("piped");
-    actix_rt::spawn(async move {
-        let mut r = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = r.next_line().await {
-            let mut t = tail.borrow_mut();
-            if t.len() == STDERR_TAIL {
-                t.pop_front();
-            }
-            t.push_back(line);
-        }
-    });
+    let stderr_tail =
+        ccr_supervisor::util::keep_stderr_tail(child.stderr.take().expect("piped"), STDERR_TAIL);
     Ok(Proc {
         name,
         child,

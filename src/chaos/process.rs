@@ -102,19 +102,8 @@ impl SupervisorProc {
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))?;
         let pid = child.id().ok_or_else(|| anyhow!("supervisor has no pid"))?;
-        let stderr = Rc::new(RefCell::new(VecDeque::new()));
-        let tail = stderr.clone();
-        let pipe = child.stderr.take().expect("piped");
-        actix_rt::spawn(async move {
-            let mut lines = BufReader::new(pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut t = tail.borrow_mut();
-                if t.len() == STDERR_TAIL {
-                    t.pop_front();
-                }
-                t.push_back(line);
-            }
-        });
+        let stderr =
+            crate::util::keep_stderr_tail(child.stderr.take().expect("piped"), STDERR_TAIL);
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
         let ready = async {
             while let Ok(Some(line)) = lines.next_line().await {
