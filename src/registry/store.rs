@@ -392,7 +392,9 @@ impl Store {
                         ending: Ending::Answered {
                             frame: Some(frame.clone()),
                         },
-                        written_on: None,
+                        // Marked now: a listing of the same prompt right behind this
+                        // replay must not get the answer a second time.
+                        written_on: Some(conn),
                     },
                 );
                 PromptOutcome::Resend { conn, frame }

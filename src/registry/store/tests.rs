@@ -330,6 +330,11 @@ fn finished_prompts_are_remembered_without_their_input_within_the_global_bounds(
         PromptOutcome::Resend { conn: 2, frame },
         "matched to its record, never shown as new"
     );
+    assert_eq!(
+        st.on_prompt(&sid(), 2, prompt("r0"), now()),
+        PromptOutcome::Duplicate,
+        "listed again right behind: once per connection"
+    );
     let PromptOutcome::Check(p) = st.on_prompt(&sid(), 2, prompt("brand-new"), now()) else {
         panic!()
     };
