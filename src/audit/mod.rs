@@ -304,21 +304,6 @@ impl Ledger {
         std::future::ready(self.write(Write::Prompt(r.into())))
     }
 
-    /// [`Ledger::record_prompt`] for a prompt as the registry holds it: its JSON is
-    /// serialized straight from it, without copying it into a [`PromptRecord`] first.
-    pub fn record_received(
-        &self,
-        session_id: &str,
-        prompt: &PermissionPrompt,
-        received_at: SystemTime,
-    ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        std::future::ready(self.write(Write::Prompt(PromptRow::received(
-            session_id,
-            prompt,
-            received_at,
-        ))))
-    }
-
     /// Record an answer before it is written; resolves once durable (journaled).
     ///
     /// The ledger's rules are checked when the write is applied: a decision for an unknown
@@ -328,7 +313,7 @@ impl Ledger {
         &self,
         r: DecisionRecord,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        std::future::ready(self.write(Write::Decision(r.into())))
+        std::future::ready(self.append_decision(r))
     }
 
     /// Record that the answer was written to the socket: the first write sets
@@ -339,11 +324,7 @@ impl Ledger {
         request_id: &str,
         at: SystemTime,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        std::future::ready(self.write(Write::Delivered {
-            session_id: session_id.to_owned(),
-            request_id: request_id.to_owned(),
-            at: record::to_ms(at),
-        }))
+        std::future::ready(self.append_delivered(session_id, request_id, at))
     }
 
     /// Resolves once every write queued before it is committed to SQLite (audit reads, tests).
@@ -423,7 +404,9 @@ impl Ledger {
         }
     }
 
-    /// [`Ledger::record_received`], returning at once whether the write is durable.
+    /// Record a prompt as the registry holds it (its JSON serialized straight from it, not
+    /// copied into a [`PromptRecord`] first), returning at once whether the write is
+    /// durable (journaled).
     pub fn append_prompt(
         &self,
         session_id: &str,
