@@ -151,7 +151,7 @@ fn raw_json_value<S: serde::Serializer>(
 }
 
 /// The request of a prompt as the raw JSON an event carries.
-pub fn raw_request(request: &Value) -> std::sync::Arc<serde_json::value::RawValue> {
+fn raw_request(request: &Value) -> std::sync::Arc<serde_json::value::RawValue> {
     // Serializing a `Value` cannot fail (string keys only); an empty object if it somehow did.
     serde_json::value::to_raw_value(request)
         .unwrap_or_else(|_| {
@@ -168,6 +168,24 @@ fn raw_json<S: serde::Serializer>(raw: &Arc<str>, s: S) -> Result<S::Ok, S::Erro
 }
 
 impl Event {
+    /// `permission_requested` for this pending prompt.
+    pub fn permission_requested(
+        session_id: &Arc<str>,
+        request_id: &str,
+        prompt: &crate::protocol::PermissionPrompt,
+        confirmed: bool,
+    ) -> Self {
+        Event::PermissionRequested {
+            session_id: session_id.clone(),
+            request_id: request_id.to_owned(),
+            tool_name: prompt.tool_name.clone(),
+            tool_use_id: prompt.tool_use_id.clone(),
+            request: raw_request(&prompt.request),
+            confirmed,
+            kind: prompt.kind(),
+        }
+    }
+
     /// The `type` tag of this event (`session_state`, `permission_requested`, ...).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -163,15 +163,13 @@ impl Actor for PermissionRegistry {
         // them); the policy and deadlines apply again, from their original arrival.
         for (session, request_id) in self.store.pending_ids() {
             if let Some(entry) = self.store.get(&session, &request_id) {
-                self.bus.publish(Event::PermissionRequested {
-                    session_id: session.clone(),
-                    request_id: request_id.clone(),
-                    tool_name: entry.prompt.tool_name.clone(),
-                    tool_use_id: entry.prompt.tool_use_id.clone(),
-                    request: crate::events::raw_request(&entry.prompt.request),
-                    confirmed: entry.confirmed,
-                    kind: entry.prompt.kind(),
-                });
+                let event = Event::permission_requested(
+                    &session,
+                    &request_id,
+                    &entry.prompt,
+                    entry.confirmed,
+                );
+                self.bus.publish(event);
             }
             self.apply_policy(session, request_id, Arc::from(Vec::new()), ctx);
         }

@@ -10,11 +10,10 @@ use std::time::SystemTime;
 
 use actix::prelude::*;
 use serde::Serialize;
-use tracing::{error, info, info_span, warn};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use super::actor::PermissionRegistry;
 use super::store::{DecideError, Status};
-
 use crate::audit::{DecisionRecord, LedgerError, Outcome as LedgerOutcome};
 use crate::events::Event;
 use crate::policy::{Outcome as PolicyOutcome, PolicyView, PromptContext};
@@ -123,22 +122,13 @@ impl Durable {
         self.ledger.append_decision(self.decision.clone())
     }
 
-    /// Append until durable, pausing longer after each failure (a full disk).
+    /// Append until durable (the first attempt failed): an automatic answer is held back.
     async fn append_until_durable(mut self) -> Result<(), LedgerError> {
-        let mut attempt = 0u32;
-        loop {
-            match self.append() {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    if attempt % 16 == 0 {
-                        error!(session_id = %self.decision.session_id, request_id = %self.decision.request_id, error = %e, attempt,
-                            "LEDGER WRITE FAILED: automatic answer held back and retried until it is recorded");
-                    }
-                    tokio::time::sleep(crate::audit::retry_delay(attempt)).await;
-                    attempt = attempt.saturating_add(1);
-                }
-            }
-        }
+        let span = ledger_span(&self.decision.session_id, &self.decision.request_id);
+        retry_until_durable("automatic answer held back", move || self.append())
+            .instrument(span)
+            .await;
+        Ok(())
     }
 }
 
@@ -332,15 +322,12 @@ impl PermissionRegistry {
         let _span =
             info_span!("permission", session_id = %session, request_id = %request_id).entered();
         info!(tool = %prompt.tool_name, "permission requested");
-        self.bus.publish(Event::PermissionRequested {
-            session_id: session.clone(),
-            request_id: request_id.clone(),
-            tool_name: prompt.tool_name.clone(),
-            tool_use_id: prompt.tool_use_id.clone(),
-            request: crate::events::raw_request(&prompt.request),
-            confirmed: true,
-            kind: prompt.kind(),
-        });
+        self.bus.publish(Event::permission_requested(
+            &session,
+            &request_id,
+            &prompt,
+            true,
+        ));
         drop(_span);
         if let (true, Some(eval)) = (pending, eval) {
             self.start_deadlines(&eval, session, request_id, received_at, ctx);
@@ -504,7 +491,10 @@ impl PermissionRegistry {
         if let Some(ledger) = &self.ledger {
             let (ledger, s, r) = (ledger.clone(), session.clone(), request_id.to_owned());
             let at = SystemTime::now();
-            retry_in_background("delivery time", move || ledger.append_delivered(&s, &r, at));
+            let span = ledger_span(session, request_id);
+            retry_in_background(span, "delivery time", move || {
+                ledger.append_delivered(&s, &r, at)
+            });
         }
     }
 
@@ -529,29 +519,50 @@ impl PermissionRegistry {
                 reason: None,
             };
             let ledger = ledger.clone();
-            retry_in_background(outcome.as_str(), move || {
+            let span = ledger_span(session, request_id);
+            retry_in_background(span, outcome.as_str(), move || {
                 ledger.append_decision(record.clone())
             });
         }
     }
 }
 
-/// Run `append` now, and again with growing pauses until it succeeds (a full disk).
-fn retry_in_background(what: &'static str, append: impl Fn() -> Result<(), LedgerError> + 'static) {
+/// The span a ledger write for one prompt logs under.
+fn ledger_span(session: &str, request_id: &str) -> tracing::Span {
+    info_span!("ledger", session_id = %session, request_id = %request_id)
+}
+
+/// Run `append` now, and if it fails keep retrying it in the background until it succeeds.
+fn retry_in_background(
+    span: tracing::Span,
+    what: &'static str,
+    mut append: impl FnMut() -> Result<(), LedgerError> + 'static,
+) {
     let Err(e) = append() else {
         return;
     };
-    error!(error = %e, "LEDGER WRITE FAILED: {what}; retrying in the background");
-    actix::spawn(async move {
-        let mut attempt = 0u32;
-        loop {
-            tokio::time::sleep(crate::audit::retry_delay(attempt)).await;
-            if append().is_ok() {
-                return;
+    span.in_scope(|| error!(error = %e, "LEDGER WRITE FAILED: {what}; retrying in the background"));
+    actix::spawn(retry_until_durable(what, append).instrument(span));
+}
+
+/// Retry a ledger write whose first attempt failed, with growing pauses (a full disk can
+/// last), until it succeeds; every 16th failure is logged.
+async fn retry_until_durable(
+    what: &'static str,
+    mut append: impl FnMut() -> Result<(), LedgerError>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        tokio::time::sleep(crate::audit::retry_delay(attempt)).await;
+        match append() {
+            Ok(()) => return,
+            Err(e) if attempt % 16 == 15 => {
+                error!(error = %e, attempt, "LEDGER WRITE STILL FAILING: {what}; retrying")
             }
-            attempt = attempt.saturating_add(1);
+            Err(_) => {}
         }
-    });
+        attempt = attempt.saturating_add(1);
+    }
 }
 
 /// The policy as `GET /v1/policy` shows it, with hit counts.
