@@ -1,4 +1,7 @@
-//! Small shared helpers: time formatting for JSON bodies, background thread priority.
+//! Small shared helpers: time formatting for JSON bodies, background thread priority,
+//! child processes.
+
+pub mod child;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -97,26 +100,4 @@ mod priority_tests {
         assert_eq!(own_policy(), before);
         assert_ne!(before, libc::SCHED_IDLE);
     }
-}
-
-/// The last `keep` lines a child process writes to `stderr`, collected as it writes them
-/// on the current thread's runtime (for the message when it fails; benchmarks and chaos).
-pub fn keep_stderr_tail(
-    stderr: tokio::process::ChildStderr,
-    keep: usize,
-) -> std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<String>>> {
-    use tokio::io::AsyncBufReadExt;
-    let tail = std::rc::Rc::new(std::cell::RefCell::new(std::collections::VecDeque::new()));
-    let sink = tail.clone();
-    actix_rt::spawn(async move {
-        let mut r = tokio::io::BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = r.next_line().await {
-            let mut t = sink.borrow_mut();
-            if t.len() == keep {
-                t.pop_front();
-            }
-            t.push_back(line);
-        }
-    });
-    tail
 }

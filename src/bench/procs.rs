@@ -1,11 +1,8 @@
 //! Child processes (the simulator and the supervisor), their open-files limit,
 //! and what `/proc` says about them.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::path::Path;
 use std::process::Stdio;
-use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -13,7 +10,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::stats::{parse_cpu_ticks, parse_vmrss_kib};
+use ccr_supervisor::util::child::{self, StderrTail};
+
+use super::stats::parse_cpu_ticks;
 
 /// Lines of a child's stderr kept for error reports.
 const STDERR_TAIL: usize = 40;
@@ -25,7 +24,7 @@ pub struct Proc {
     /// Its process id.
     pub pid: u32,
     lines: mpsc::UnboundedReceiver<String>,
-    stderr: Rc<RefCell<VecDeque<String>>>,
+    stderr: StderrTail,
 }
 
 /// The (soft, hard) open-files limit of this process.
@@ -75,14 +74,13 @@ pub fn spawn(name: &'static str, exe: &Path, args: &[String]) -> anyhow::Result<
             let _ = tx.send(line);
         }
     });
-    let stderr_tail =
-        ccr_supervisor::util::keep_stderr_tail(child.stderr.take().expect("piped"), STDERR_TAIL);
+    let stderr = StderrTail::keep(child.stderr.take().expect("piped"), STDERR_TAIL);
     Ok(Proc {
         name,
         child,
         pid,
         lines,
-        stderr: stderr_tail,
+        stderr,
     })
 }
 
@@ -119,18 +117,13 @@ impl Proc {
 
     /// The last lines of its stderr.
     pub fn stderr_tail(&self) -> String {
-        self.stderr
-            .borrow()
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.stderr.text()
     }
 
     /// Resident set size in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        parse_vmrss_kib(&status).ok_or_else(|| anyhow!("no VmRSS in /proc/{}/status", self.pid))
+        child::vm_rss_kib(&status).ok_or_else(|| anyhow!("no VmRSS in /proc/{}/status", self.pid))
     }
 
     /// User + system CPU time used so far.
@@ -144,17 +137,7 @@ impl Proc {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(mut self, grace: Duration) {
-        // SAFETY: kill with a pid we spawned and still own (not yet reaped).
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
-        }
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.start_kill();
-            let _ = self.child.wait().await;
-        }
+        child::stop(&mut self.child, grace).await;
     }
 }
 

@@ -71,12 +71,6 @@ pub fn peak_in_window(times_ms: &[u32], window_ms: u32) -> usize {
     best
 }
 
-/// `VmRSS` in KiB from `/proc/<pid>/status`.
-pub fn parse_vmrss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// `utime + stime` in clock ticks from `/proc/<pid>/stat`.
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     // The command name may contain spaces and parentheses: split after the last ')'.
@@ -280,10 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn proc_files() {
-        let status = "Name:\tccr\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t4\n";
-        assert_eq!(parse_vmrss_kib(status), Some(12345));
-        assert_eq!(parse_vmrss_kib("Name: x\n"), None);
+    fn cpu_ticks_from_proc_stat() {
         let stat = "4242 (ccr (super) visor) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 4 0";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("garbage"), None);

@@ -1,17 +1,16 @@
 //! The supervisor under test as a real child process: its generated config,
 //! start-up (it prints its API URL), `kill -9`, a clean stop, and its RSS.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::util::child::{self, StderrTail};
 
 /// What the supervisor prints on stdout once its API listens.
 const READY: &str = "ccr-supervisor: operator API on ";
@@ -76,7 +75,7 @@ pub struct SupervisorProc {
     pub pid: u32,
     /// `http://127.0.0.1:PORT` of its API.
     pub api: String,
-    stderr: Rc<RefCell<VecDeque<String>>>,
+    stderr: StderrTail,
 }
 
 impl SupervisorProc {
@@ -85,25 +84,16 @@ impl SupervisorProc {
         let mut cmd = Command::new(exe);
         cmd.arg("--config")
             .arg(config)
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        for (key, _) in std::env::vars_os() {
-            if key
-                .to_str()
-                .is_some_and(|k| k.to_ascii_uppercase().starts_with("CCR_SUPERVISOR"))
-            {
-                cmd.env_remove(key);
-            }
-        }
+        child::clear_supervisor_env(cmd.as_std_mut());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))?;
         let pid = child.id().ok_or_else(|| anyhow!("supervisor has no pid"))?;
-        let stderr =
-            crate::util::keep_stderr_tail(child.stderr.take().expect("piped"), STDERR_TAIL);
+        let stderr = StderrTail::keep(child.stderr.take().expect("piped"), STDERR_TAIL);
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
         let ready = async {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -117,11 +107,11 @@ impl SupervisorProc {
             Ok(Some(api)) => api,
             Ok(None) => bail!(
                 "supervisor exited before its API was up; stderr:\n{}",
-                tail_of(&stderr)
+                stderr.text()
             ),
             Err(_) => bail!(
                 "supervisor API not up within {timeout:?}; stderr:\n{}",
-                tail_of(&stderr)
+                stderr.text()
             ),
         };
         // Keep draining stdout so the child never blocks on a full pipe.
@@ -154,44 +144,19 @@ impl SupervisorProc {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(mut self, grace: Duration) {
-        // SAFETY: as in `kill9`.
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
-        }
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.start_kill();
-            let _ = self.child.wait().await;
-        }
+        child::stop(&mut self.child, grace).await;
     }
 
     /// Resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        vm_rss_kib(&status)
+        child::vm_rss_kib(&status)
     }
 
     /// The last lines of its stderr.
     pub fn stderr_tail(&self) -> String {
-        tail_of(&self.stderr)
+        self.stderr.text()
     }
-}
-
-fn tail_of(lines: &Rc<RefCell<VecDeque<String>>>) -> String {
-    lines
-        .borrow()
-        .iter()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// `VmRSS` in KiB from the text of `/proc/<pid>/status`.
-pub fn vm_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A fresh private directory for the run's config and ledger, removed on drop.
@@ -222,13 +187,5 @@ mod tests {
         assert_eq!(cfg.sessions.len(), 3);
         assert_eq!(&*cfg.sessions[2].id, "chaos-3");
         assert_eq!(cfg.reconnect.not_found_attempts, 1_000_000);
-    }
-
-    #[test]
-    fn rss_is_read_from_proc_status() {
-        assert_eq!(vm_rss_kib("Name:\tx\nVmRSS:\t  123456 kB\n"), Some(123_456));
-        assert_eq!(vm_rss_kib("Name:\tx\n"), None);
-        let own = std::fs::read_to_string("/proc/self/status").unwrap();
-        assert!(vm_rss_kib(&own).unwrap() > 0);
     }
 }

@@ -78,19 +78,11 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for (key, _) in std::env::vars_os() {
-        if key
-            .to_str()
-            .is_some_and(|k| k.to_ascii_uppercase().starts_with("CCR_SUPERVISOR"))
-        {
-            cmd.env_remove(key);
-        }
-    }
+    ccr_supervisor::util::child::clear_supervisor_env(cmd.as_std_mut());
     cmd
 }
 
