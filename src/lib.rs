@@ -48,6 +48,9 @@
 
 #![warn(missing_docs)]
 
+/// The wire shapes, from the `ccr-protocol` crate (kept under this name while the registry moves).
+pub use ccr_protocol as protocol;
+
 pub mod alloc;
 pub mod api;
 pub mod app;
@@ -59,13 +62,9 @@ pub mod events;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
-pub mod protocol;
 pub mod registry;
 pub mod session;
 pub mod sim;
 pub mod supervisor;
 pub mod telemetry;
 pub mod util;
-
-#[cfg(test)]
-pub(crate) mod fuzz;

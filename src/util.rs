@@ -1,5 +1,4 @@
-//! Small shared helpers: time formatting for JSON bodies, background thread priority,
-//! child processes.
+//! Small shared helpers: Unix milliseconds, background thread priority, child processes.
 
 pub mod child;
 
@@ -10,11 +9,6 @@ pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// RFC 3339 UTC timestamp with millisecond precision (`2026-11-24T01:02:03.456Z`).
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// Nice value a background thread falls back to where `SCHED_IDLE` is refused.
@@ -40,44 +34,6 @@ pub fn background_thread_priority() -> bool {
     #[cfg(not(target_os = "linux"))]
     {
         false
-    }
-}
-
-/// Serde helper: `Option<SystemTime>` as an RFC 3339 string or null.
-pub mod opt_rfc3339 {
-    use serde::Serializer;
-    use std::time::SystemTime;
-
-    /// Serialize.
-    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&super::rfc3339(*t)),
-            None => s.serialize_none(),
-        }
-    }
-}
-
-/// Serde helper: `SystemTime` as an RFC 3339 string.
-pub mod as_rfc3339 {
-    use serde::Serializer;
-    use std::time::SystemTime;
-
-    /// Serialize.
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::rfc3339(*t))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn formats_known_instants() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_795_482_123_456);
-        assert_eq!(rfc3339(t), "2026-11-24T01:02:03.456Z");
     }
 }
 

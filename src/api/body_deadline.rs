@@ -144,8 +144,8 @@ mod tests {
 
         assert!(timed_out(&PayloadError::Incomplete(None)).is_none());
         let other = JsonPayloadError::Payload(PayloadError::Overflow);
-        assert_eq!(json_error(other).code(), "invalid_body");
+        assert_eq!(json_error(other).code().name(), "invalid_body");
         let late = JsonPayloadError::Payload(err);
-        assert_eq!(json_error(late).code(), "request_timeout");
+        assert_eq!(json_error(late).code().name(), "request_timeout");
     }
 }

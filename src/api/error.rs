@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use ccr_protocol::error::{Code, ErrorBody};
 
 use crate::registry::DecideError;
 use crate::session::SessionError;
@@ -90,31 +90,31 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The stable code in the JSON body.
-    pub fn code(&self) -> &'static str {
+    /// The stable code in the JSON body (its HTTP status comes with it).
+    pub fn code(&self) -> Code {
         match self {
-            ApiError::InvalidBody(_) => "invalid_body",
-            ApiError::InvalidQuery(_) => "invalid_query",
-            ApiError::UnknownSession(_) => "unknown_session",
-            ApiError::UnknownPrompt { .. } => "unknown_prompt",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::AlreadyAnswered(_) => "already_answered",
-            ApiError::PromptCancelled(_) => "prompt_cancelled",
-            ApiError::NotAnswerable(_) => "not_answerable",
-            ApiError::ViewerOnly(_) => "viewer_only",
-            ApiError::SessionExists(_) => "session_exists",
-            ApiError::NotConnected(_) => "session_not_connected",
-            ApiError::SessionRejected(_) => "session_error",
-            ApiError::Upstream(_) => "upstream_error",
-            ApiError::Timeout(_) => "timeout",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::LedgerUnavailable(_) => "ledger_unavailable",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden { .. } => "forbidden",
-            ApiError::NotAcceptable(_) => "not_acceptable",
-            ApiError::RequestTimeout(_) => "request_timeout",
-            ApiError::TooManyStreams(_) => "too_many_streams",
+            ApiError::InvalidBody(_) => Code::InvalidBody,
+            ApiError::InvalidQuery(_) => Code::InvalidQuery,
+            ApiError::UnknownSession(_) => Code::UnknownSession,
+            ApiError::UnknownPrompt { .. } => Code::UnknownPrompt,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::MethodNotAllowed => Code::MethodNotAllowed,
+            ApiError::AlreadyAnswered(_) => Code::AlreadyAnswered,
+            ApiError::PromptCancelled(_) => Code::PromptCancelled,
+            ApiError::NotAnswerable(_) => Code::NotAnswerable,
+            ApiError::ViewerOnly(_) => Code::ViewerOnly,
+            ApiError::SessionExists(_) => Code::SessionExists,
+            ApiError::NotConnected(_) => Code::SessionNotConnected,
+            ApiError::SessionRejected(_) => Code::SessionError,
+            ApiError::Upstream(_) => Code::UpstreamError,
+            ApiError::Timeout(_) => Code::Timeout,
+            ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::LedgerUnavailable(_) => Code::LedgerUnavailable,
+            ApiError::Unauthorized(_) => Code::Unauthorized,
+            ApiError::Forbidden { .. } => Code::Forbidden,
+            ApiError::NotAcceptable(_) => Code::NotAcceptable,
+            ApiError::RequestTimeout(_) => Code::RequestTimeout,
+            ApiError::TooManyStreams(_) => Code::TooManyStreams,
         }
     }
 
@@ -162,28 +162,7 @@ impl From<actix::MailboxError> for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::InvalidBody(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnknownSession(_)
-            | ApiError::UnknownPrompt { .. }
-            | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyAnswered(_)
-            | ApiError::PromptCancelled(_)
-            | ApiError::NotAnswerable(_)
-            | ApiError::ViewerOnly(_)
-            | ApiError::SessionExists(_)
-            | ApiError::NotConnected(_) => StatusCode::CONFLICT,
-            ApiError::SessionRejected(_) | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Unavailable(_)
-            | ApiError::LedgerUnavailable(_)
-            | ApiError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-        }
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -194,7 +173,7 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::TooManyStreams(_)) {
             resp.insert_header(("retry-after", "5"));
         }
-        resp.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        resp.json(ErrorBody::new(self.code(), self.to_string()))
     }
 }
 

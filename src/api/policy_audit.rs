@@ -8,8 +8,8 @@ use super::auth::Viewer;
 use super::{ApiError, ApiState};
 use crate::audit::{AuditParams, AuditQuery, LedgerError};
 use crate::policy::PromptContext;
-use crate::protocol::PermissionPrompt;
 use crate::registry::PolicyInfo;
+use ccr_protocol::PermissionPrompt;
 
 /// `GET /v1/policy`: the rules in order, deadlines, and each rule's hit count.
 pub async fn policy(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {

@@ -8,13 +8,13 @@ use serde_json::json;
 
 use super::auth::{Admin, Approver, Viewer};
 use super::{policy_audit, stream, ApiError, ApiState};
-use crate::protocol::api::{AnswerBody, DecisionBody, QuestionAnswer, SendMessageBody};
 use crate::registry::{CountPending, Decide, ListPending, SessionTally};
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{
     AddSession, ListSessions, LookupSession, RemoveSession, SessionRef, SessionSetError,
     SessionView,
 };
+use ccr_protocol::api::{AnswerBody, DecisionBody, QuestionAnswer, SendMessageBody};
 
 /// Mount the v1 routes.
 pub fn register(cfg: &mut web::ServiceConfig) {

@@ -11,7 +11,7 @@ use super::policy_audit::EvaluateBody;
 use super::routes::PermissionsQuery;
 use super::stream::{EventsQuery, PageQuery};
 use crate::audit::{AuditParams, AuditQuery};
-use crate::fuzz::{config, json_value, key, nasty_string};
+use ccr_protocol::fuzz::{config, json_value, key, nasty_string};
 
 /// A query string: known and unknown names, values raw or percent-encoded.
 fn query() -> impl Strategy<Value = String> {

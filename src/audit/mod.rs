@@ -45,7 +45,7 @@ pub use query::{
 pub use record::{AuditRow, DecisionRecord, LedgerError, Outcome, PromptRecord, Unfinished};
 
 use crate::config::LedgerConfig;
-use crate::protocol::PermissionPrompt;
+use ccr_protocol::PermissionPrompt;
 pub use writer::retry_delay;
 use writer::{ApplyConfig, ApplyState, Counters, DecisionRow, Job, PromptRow, Write};
 

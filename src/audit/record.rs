@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::protocol::PermissionPrompt;
+use ccr_protocol::PermissionPrompt;
 
 /// How a prompt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -145,7 +145,7 @@ pub struct AuditRow {
     /// The whole `request` object as received.
     pub request: Value,
     /// When the prompt arrived (RFC 3339).
-    #[serde(serialize_with = "crate::util::as_rfc3339::serialize")]
+    #[serde(serialize_with = "ccr_protocol::time::as_rfc3339::serialize")]
     pub received_at: SystemTime,
     /// How it ended; serialized as `"pending"` while undecided.
     #[serde(serialize_with = "outcome_or_pending")]
@@ -153,18 +153,18 @@ pub struct AuditRow {
     /// Who decided.
     pub decided_by: Option<String>,
     /// When it was decided (RFC 3339).
-    #[serde(serialize_with = "crate::util::opt_rfc3339::serialize")]
+    #[serde(serialize_with = "ccr_protocol::time::opt_rfc3339::serialize")]
     pub decided_at: Option<SystemTime>,
     /// When the answer was first written to the session's socket (RFC 3339). Written, not
     /// read: a connection that dies right after may lose it, and the session's replay then
     /// gets it again (counted in `deliveries`).
-    #[serde(serialize_with = "crate::util::opt_rfc3339::serialize")]
+    #[serde(serialize_with = "ccr_protocol::time::opt_rfc3339::serialize")]
     pub delivered_at: Option<SystemTime>,
     /// How many times the answer was written to a socket: 1, plus one per resend after the
     /// session replayed the prompt on a new connection.
     pub deliveries: u64,
     /// When it was last written (RFC 3339).
-    #[serde(serialize_with = "crate::util::opt_rfc3339::serialize")]
+    #[serde(serialize_with = "ccr_protocol::time::opt_rfc3339::serialize")]
     pub last_delivered_at: Option<SystemTime>,
     /// The edited input, when the operator changed it.
     pub updated_input: Option<Value>,

@@ -156,7 +156,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
     // A real committed write: catches read-only files and full disks now, not at the first prompt.
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?1)",
-        [crate::util::rfc3339(std::time::SystemTime::now())],
+        [ccr_protocol::time::rfc3339(std::time::SystemTime::now())],
     )
     .map_err(|e| fail(format!("not writable: {e}")))?;
     Ok(conn)

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::stats::{sessions_view, SeqCheck, SessionsView};
-use ccr_supervisor::ctl::sse::SseParser;
+use ccr_protocol::sse::SseParser;
 use ccr_supervisor::sim::load_frames::seq_from_uuid;
 
 /// An awc client without a pool limit, for loopback calls.

@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::session_from_json;
-use crate::fuzz::{config, json_value, nasty_string};
 use crate::session::token::TokenSource;
+use ccr_protocol::fuzz::{config, json_value, nasty_string};
 
 const SECRET: &str = "S3CRET-do-not-print";
 

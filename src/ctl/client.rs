@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
+use ccr_protocol::error::{Code, ErrorBody};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 use ureq::Agent;
@@ -68,22 +69,15 @@ impl CtlError {
         }
     }
 
-    /// Read a non-2xx answer: the server's `{"error":{"code","message"}}`, or the raw text.
+    /// Read a non-2xx answer: the server's [`ErrorBody`], or the raw text.
     pub fn from_response(status: u16, body: &str) -> Self {
-        let parsed: Option<Value> = serde_json::from_str(body).ok();
-        let field = |name: &str| {
-            parsed
-                .as_ref()
-                .and_then(|v| v["error"][name].as_str())
-                .map(str::to_owned)
-        };
-        match (field("code"), field("message")) {
-            (Some(code), message) => CtlError::Api {
+        match serde_json::from_str::<ErrorBody>(body) {
+            Ok(ErrorBody { error }) => CtlError::Api {
                 status,
-                code,
-                message: message.unwrap_or_default(),
+                code: error.code,
+                message: error.message,
             },
-            _ => {
+            Err(_) => {
                 let text = body.trim();
                 CtlError::Api {
                     status,
@@ -95,6 +89,14 @@ impl CtlError {
                     },
                 }
             }
+        }
+    }
+
+    /// The API error code, when the server sent one this build knows.
+    pub fn api_code(&self) -> Option<Code> {
+        match self {
+            CtlError::Api { code, .. } => Code::from_name(code),
+            _ => None,
         }
     }
 }
@@ -234,7 +236,9 @@ mod tests {
             "already_answered: prompt r1 was already answered"
         );
         assert_eq!(e.exit_code(), 1);
+        assert_eq!(e.api_code(), Some(Code::AlreadyAnswered));
         let e = CtlError::from_response(502, "Bad Gateway");
+        assert_eq!(e.api_code(), None);
         assert_eq!(e.to_string(), "http_502: Bad Gateway");
         assert_eq!(
             CtlError::from_response(500, "").to_string(),

@@ -15,7 +15,6 @@ pub mod audit;
 pub mod client;
 pub mod render;
 pub mod sanitize;
-pub mod sse;
 pub mod watch;
 
 use std::fmt;

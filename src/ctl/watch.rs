@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::client::{Client, CtlError};
 use super::render::{input_summary, one_line, state_label, truncate};
 use super::sanitize::{clean, clean_value, escape_json};
-use super::sse::{SseEvent, SseParser};
+use ccr_protocol::sse::{SseEvent, SseParser};
 
 /// Longest input / message summary on a watch line.
 const SUMMARY_WIDTH: usize = 100;

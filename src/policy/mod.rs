@@ -24,7 +24,7 @@ use serde_json::Value;
 use self::pattern::Mode;
 pub use self::pattern::{RuleError, ToolPattern};
 pub use crate::config::PolicyConfig;
-use crate::protocol::frame::PermissionPrompt;
+use ccr_protocol::frame::PermissionPrompt;
 
 /// What a rule does with the prompts it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

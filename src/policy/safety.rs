@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::protocol::frame::MatchedAskRule;
+use ccr_protocol::frame::MatchedAskRule;
 
 /// Longest part of a matched ask rule quoted in a reason (the text is the session's).
 const RULE_PART_MAX: usize = 100;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::pattern::Mode;
 use super::shell::{split, split_loose, variants};
 use super::*;
-use crate::fuzz::{config, json_value, nasty_string};
+use ccr_protocol::fuzz::{config, json_value, nasty_string};
 
 /// Lines where `{X}` runs as a command of its own next to the allowed `{S}`.
 const INJECT: &[&str] = &[

@@ -553,7 +553,7 @@ pub struct PendingPrompt {
     /// The raw request object, unknown fields included.
     pub request: Value,
     /// When it arrived.
-    #[serde(with = "crate::util::as_rfc3339")]
+    #[serde(with = "ccr_protocol::time::as_rfc3339")]
     pub received_at: SystemTime,
     /// Age in milliseconds.
     pub age_ms: u64,

@@ -29,17 +29,17 @@ use super::messages::*;
 use super::reconnect::{Ended, GiveUp, Next, ReconnectPolicy};
 use super::router::{Output, Router};
 use super::socket::{rebuffer, WsSink};
-use super::state::{SessionState, SessionStatus};
 use crate::config::{CcrConfig, ReconnectConfig, SessionSpec};
 use crate::events::{Event, EventBus};
 use crate::limits::fd::{ConnSlot, ConnSlots};
 use crate::limits::repeat::session_warning;
-use crate::protocol::{self, PermissionPrompt};
 use crate::registry::{
     ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, Refusal,
     SessionConnected, SessionDisconnected, SessionInitialized,
 };
 use crate::supervisor::SessionReport;
+use ccr_protocol::session::{SessionState, SessionStatus};
+use ccr_protocol::PermissionPrompt;
 
 /// Settings and peers shared by every session actor.
 pub struct SessionShared {
@@ -665,7 +665,7 @@ impl Handler<SendUserMessage> for SessionActor {
         let post = async move {
             let token = token_source.fetch(ccr.token_command_timeout).await?;
             let uuid = uuid::Uuid::new_v4().to_string();
-            let body = protocol::user_message_events(&uuid, &session_id, &msg.content);
+            let body = ccr_protocol::user_message_events(&uuid, &session_id, &msg.content);
             let mut resp = client
                 .post(url)
                 .bearer_auth(token.expose())

@@ -7,7 +7,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::scan::{HeadScanner, ScannedHead};
+use ccr_protocol::scan::{HeadScanner, ScannedHead};
 
 /// Outcome of feeding one (possibly partial) frame.
 #[derive(Debug, PartialEq, Eq)]

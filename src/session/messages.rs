@@ -6,8 +6,8 @@ use actix::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::state::SessionStatus;
 use super::token::TokenError;
+use ccr_protocol::session::SessionStatus;
 
 /// Why a session could not do what was asked.
 #[derive(Debug, thiserror::Error)]

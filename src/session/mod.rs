@@ -9,17 +9,18 @@ mod messages;
 pub mod reconnect;
 pub mod router;
 pub mod socket;
-pub mod state;
 pub mod token;
 
 pub use actor::{SessionActor, SessionShared};
+pub use ccr_protocol::session::{
+    Counters, FrameCounters, InitializeState, SessionState, SessionStatus,
+};
 #[cfg(feature = "test-hooks")]
 pub use messages::InjectPanic;
 pub use messages::{
     CloseSession, GetStatus, InterruptAnswer, InterruptSession, SendUserMessage, SentMessage,
     SessionError,
 };
-pub use state::{Counters, FrameCounters, SessionState, SessionStatus};
 
 #[cfg(test)]
 mod tests_fuzz;

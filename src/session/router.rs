@@ -21,12 +21,12 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::state::FrameCounters;
 use crate::events::Event;
 use crate::metrics::Metrics;
-use crate::protocol::scan::{depth_exceeds, HeadScanner, ScannedHead};
-use crate::protocol::{self, FrameError, Inbound, PermissionPrompt, Unreadable};
 use crate::registry::{Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
+use ccr_protocol::scan::{depth_exceeds, HeadScanner, ScannedHead};
+use ccr_protocol::session::{FrameCounters, InitializeState};
+use ccr_protocol::{FrameError, Inbound, PermissionPrompt, Unreadable};
 
 /// Deepest nesting re-emitted to operators, and parsed in a prompt: serde_json's own
 /// recursion limit, so every event stays readable by the strictest common client (`ctl`
@@ -75,22 +75,6 @@ pub enum Waiting {
     Interrupt(oneshot::Sender<Result<Value, String>>),
     /// The `initialize` sent on connect.
     Initialize,
-}
-
-/// How the last `initialize` went (also shown in the session's status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InitializeState {
-    /// Not sent (off, or not connected yet).
-    NotSent,
-    /// Sent, no reply yet.
-    Sent,
-    /// Answered with the pending lists.
-    Listed,
-    /// Answered without lists (an older CLI): replays alone tell what is pending.
-    Unlisted,
-    /// Answered with an error, or not within `[ccr] initialize_timeout`: replays alone.
-    Failed,
 }
 
 /// The transport-agnostic part of one session (see the module docs).
@@ -156,7 +140,7 @@ impl Router {
         // Not watched: a peer that never answers `initialize` must not cost a reconnect
         // a minute; `initialize_timeout` covers it.
         self.initialize_sent = Some(now);
-        protocol::initialize_request(&request_id, supported_dialog_kinds)
+        ccr_protocol::initialize_request(&request_id, supported_dialog_kinds)
     }
 
     /// The `initialize` got no answer in time: replays alone will tell what is pending.
@@ -197,7 +181,7 @@ impl Router {
         self.waiting
             .insert(request_id.clone(), Waiting::Interrupt(tx));
         self.watchdog.sent(now);
-        let frame = protocol::interrupt_request(&request_id, cancel_queued);
+        let frame = ccr_protocol::interrupt_request(&request_id, cancel_queued);
         (request_id, frame, rx)
     }
 
@@ -233,7 +217,7 @@ impl Router {
     /// Route one inbound text message.
     pub fn on_text(&mut self, text: &str, out: &mut impl Output) {
         self.watchdog.heard();
-        match protocol::classify(text) {
+        match ccr_protocol::classify(text) {
             Err(error) => self.on_unparseable(text, error, out),
             Ok(Inbound::Sdk(msg)) => {
                 if msg.msg_type == "user" && !self.first_sight(text) {
@@ -298,7 +282,7 @@ impl Router {
             Inbound::PermissionPrompt(prompt) => out.prompt(prompt, None),
             Inbound::UnsupportedRequest { request_id, error } => {
                 info!(%request_id, %error, "answering unsupported control request with an error");
-                out.reply(protocol::error_response(&request_id, &error));
+                out.reply(ccr_protocol::error_response(&request_id, &error));
             }
             other => debug!(?other, "not a control request"),
         }
@@ -313,7 +297,7 @@ impl Router {
         w
     }
 
-    fn on_response(&mut self, resp: protocol::ControlResponse, out: &mut impl Output) {
+    fn on_response(&mut self, resp: ccr_protocol::ControlResponse, out: &mut impl Output) {
         match self.take_waiting(&resp.request_id) {
             Some(Waiting::Interrupt(waiter)) => {
                 let _ = waiter.send(resp.outcome);
@@ -332,7 +316,7 @@ impl Router {
     /// restored ones confirmed, answered ones get their answer again). Nothing is concluded
     /// from what is *not* listed: a CLI that predates the lists omits them, and a prompt
     /// inherited from an earlier worker can be answerable without being listed.
-    fn on_initialized(&mut self, resp: protocol::ControlResponse, out: &mut impl Output) {
+    fn on_initialized(&mut self, resp: ccr_protocol::ControlResponse, out: &mut impl Output) {
         let absent = resp.pending.is_absent();
         self.initialize = match (&resp.outcome, absent) {
             (Err(_), true) => InitializeState::Failed,
@@ -350,7 +334,7 @@ impl Router {
         for entry in resp.pending.all() {
             listed += 1;
             let text = entry.to_string();
-            match protocol::classify(&text) {
+            match ccr_protocol::classify(&text) {
                 Ok(
                     request @ (Inbound::PermissionPrompt(_) | Inbound::UnsupportedRequest { .. }),
                 ) => self.on_request(request, out),
@@ -413,7 +397,7 @@ impl Router {
         decided_by: &'static str,
         out: &mut impl Output,
     ) {
-        let answer = protocol::unreadable(&head, why);
+        let answer = ccr_protocol::unreadable(&head, why);
         let request_id = head.request_id.as_deref().unwrap_or("");
         let msg_type = head.msg_type.as_deref().unwrap_or("untyped");
         let what = match &answer {
@@ -438,7 +422,7 @@ impl Router {
         match answer {
             Unreadable::Skip | Unreadable::Unanswered { .. } => {}
             Unreadable::Error { request_id, error } => {
-                out.reply(protocol::error_response(&request_id, &error))
+                out.reply(ccr_protocol::error_response(&request_id, &error))
             }
             Unreadable::Prompt { prompt, message } => out.prompt(
                 prompt,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::assembly::{Assembled, Reassembler};
-use crate::fuzz::config;
+use ccr_protocol::fuzz::config;
 
 /// A message and the cut points that fragment it (at least two fragments).
 fn fragmented() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {

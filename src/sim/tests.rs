@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use super::*;
-use crate::protocol::{permission_response, user_message_events, PermissionResult};
+use ccr_protocol::{permission_response, user_message_events, PermissionResult};
 
 /// Guard on every wait: a test fails instead of hanging.
 pub(super) const T: Duration = Duration::from_secs(5);
@@ -219,10 +219,10 @@ async fn prompt_answer_unblocks_script() {
     assert_eq!(req["permission_suggestions"], json!([]));
     assert!(req["display_name"].is_string() && req["description"].is_string());
     // The classifier of the main line sees a well-formed prompt.
-    let inbound = crate::protocol::classify(&prompt.to_string()).unwrap();
+    let inbound = ccr_protocol::classify(&prompt.to_string()).unwrap();
     assert!(matches!(
         inbound,
-        crate::protocol::Inbound::PermissionPrompt(_)
+        ccr_protocol::Inbound::PermissionPrompt(_)
     ));
     assert_eq!(sim.outstanding("s1"), vec!["req_1".to_string()]);
 

@@ -9,7 +9,7 @@ use super::tests::{
     send_text, start, wait_for, PROBE,
 };
 use super::*;
-use crate::protocol::{interrupt_request, user_message_events};
+use ccr_protocol::{interrupt_request, user_message_events};
 
 #[actix_rt::test]
 async fn interrupt_answer_cancels_prompt_and_ends_turn() {

@@ -131,13 +131,13 @@ pub struct SessionStatus {
     /// Last error seen (connect failure, close reason, ...), if any.
     pub last_error: Option<String>,
     /// When the current connection opened.
-    #[serde(with = "crate::util::opt_rfc3339")]
+    #[serde(with = "crate::time::opt_rfc3339")]
     pub connected_since: Option<SystemTime>,
     /// Counters of this incarnation.
     pub counters: Counters,
     /// How the last `initialize` went: `listed`, `unlisted` (an older CLI), `failed`,
     /// `sent`, `not_sent`.
-    pub initialize: crate::session::router::InitializeState,
+    pub initialize: InitializeState,
 }
 
 impl SessionStatus {
@@ -148,9 +148,25 @@ impl SessionStatus {
             last_error: None,
             connected_since: None,
             counters: Counters::default(),
-            initialize: crate::session::router::InitializeState::NotSent,
+            initialize: InitializeState::NotSent,
         }
     }
+}
+
+/// How the last `initialize` went (also shown in the session's status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitializeState {
+    /// Not sent (off, or not connected yet).
+    NotSent,
+    /// Sent, no reply yet.
+    Sent,
+    /// Answered with the pending lists.
+    Listed,
+    /// Answered without lists (an older CLI): replays alone tell what is pending.
+    Unlisted,
+    /// Answered with an error, or not within `[ccr] initialize_timeout`: replays alone.
+    Failed,
 }
 
 #[cfg(test)]

@@ -562,7 +562,7 @@ mod tests {
 #[cfg(test)]
 mod question_tests {
     use super::*;
-    use crate::protocol::frame::PromptKind;
+    use crate::frame::PromptKind;
     use serde_json::json;
 
     fn parse(v: Value) -> Result<QuestionAnswer, String> {

@@ -601,7 +601,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_prompt_is_denied_and_other_requests_answered_by_kind() {
-        use crate::protocol::scan::HeadScanner;
+        use crate::scan::HeadScanner;
         let text = br#"{"type":"control_request","request_id":"r1","request":{"subtype":"can_use_tool","tool_name":"Write","tool_use_id":"t1","input":{}}}"#;
         let Unreadable::Prompt { prompt, message } = unreadable(
             &HeadScanner::scan(text),

@@ -11,7 +11,7 @@ use serde_json::{Map, Number, Value};
 /// Run `default` cases, or `PROPTEST_CASES` when that is set (long runs by hand).
 ///
 /// Failures are not persisted to files: a case found by a long run becomes a unit test.
-pub(crate) fn config(default: u32) -> Config {
+pub fn config(default: u32) -> Config {
     let mut c = Config {
         failure_persistence: None,
         ..Config::default()
@@ -23,7 +23,7 @@ pub(crate) fn config(default: u32) -> Config {
 }
 
 /// Strings biased towards what breaks parsers: shell and JSON syntax, controls, escapes.
-pub(crate) fn nasty_string() -> impl Strategy<Value = String> {
+pub fn nasty_string() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
         4 => "[ -~]{0,6}",
         2 => prop::collection::vec(any::<char>(), 0..4).prop_map(String::from_iter),
@@ -39,7 +39,7 @@ pub(crate) fn nasty_string() -> impl Strategy<Value = String> {
 }
 
 /// Arbitrary JSON values: every kind, nested up to `depth` levels, strings from [`nasty_string`].
-pub(crate) fn json_value(depth: u32) -> impl Strategy<Value = Value> {
+pub fn json_value(depth: u32) -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -58,7 +58,7 @@ pub(crate) fn json_value(depth: u32) -> impl Strategy<Value = Value> {
 }
 
 /// Object keys: mostly names a parser looks for, sometimes anything.
-pub(crate) fn key() -> impl Strategy<Value = String> {
+pub fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => prop::sample::select(vec![
             "type", "request_id", "request", "subtype", "tool_name", "input", "tool_use_id",
@@ -73,7 +73,7 @@ pub(crate) fn key() -> impl Strategy<Value = String> {
 }
 
 /// JSON text nested `depth` levels deep (arrays, objects or a mix), as sent by a hostile peer.
-pub(crate) fn deep_json_text() -> impl Strategy<Value = String> {
+pub fn deep_json_text() -> impl Strategy<Value = String> {
     (1usize..4000, 0u8..3).prop_map(|(depth, shape)| {
         let (open, close) = match shape {
             0 => ("[", "]"),

@@ -1,0 +1,42 @@
+//! Every wire shape of ccr-supervisor, as plain serde types and pure functions.
+//!
+//! Nothing here knows about actors, sockets or async runtimes (no actix, no tokio), so the
+//! service, the simulator, the operator client and the benchmarks share one definition.
+//!
+//! - [`frame`]: inbound CCR frames and their classification.
+//! - [`scan`]: the constant-memory head scan of frames too large or too deep to parse.
+//! - [`outbound`]: the exact answers and requests the supervisor sends to a session.
+//! - [`api`]: operator API request and response bodies.
+//! - [`event`]: the events the supervisor publishes (live stream, history, transcripts).
+//! - [`session`]: a session's observable state and counters.
+//! - [`error`]: the API's error codes with their HTTP status, and the error body.
+//! - [`sse`]: a Server-Sent Events parser.
+//! - [`time`]: RFC 3339 timestamps on the wire.
+//! - `fuzz` (feature `fuzz`): input strategies for property-based tests.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod error;
+pub mod event;
+pub mod frame;
+pub mod outbound;
+pub mod scan;
+pub mod session;
+pub mod sse;
+pub mod time;
+
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
+
+pub use frame::{
+    classify, unreadable, ControlResponse, FrameError, Inbound, PendingLists, PermissionPrompt,
+    PromptKind, SdkMessage, Unreadable,
+};
+pub use outbound::{
+    error_response, initialize_request, interrupt_request, permission_response, question_response,
+    user_message_events, PermissionResult,
+};
+
+#[cfg(test)]
+mod fuzz_tests;
