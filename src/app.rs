@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::api::{self, ApiState, Authenticator};
 use crate::audit::Ledger;
 use crate::config::Config;
+use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
 use crate::limits::fd::{self, ConnSlots, FdDemand};
 use crate::limits::{repeat, streams::StreamCaps};
@@ -22,7 +23,6 @@ use crate::policy::Policy;
 use crate::registry::PermissionRegistry;
 use crate::session::client::install_crypto_provider;
 use crate::session::SessionShared;
-use crate::sim::{Script, SimBuilder, SimHandle};
 use crate::supervisor::{ShutdownSessions, Supervisor};
 
 /// A running service.
@@ -36,7 +36,7 @@ pub struct Running {
     /// Where the operator API listens.
     pub api_addr: SocketAddr,
     /// The embedded simulator, in demo mode.
-    pub sim: Option<SimHandle>,
+    pub sim: Option<EmbeddedSim>,
     server: ServerHandle,
     arbiters: Vec<Arbiter>,
     ledger: Option<Ledger>,
@@ -118,36 +118,6 @@ pub fn arbiter_count(configured: usize) -> usize {
     }
 }
 
-async fn start_embedded_sim(config: &Config) -> anyhow::Result<SimHandle> {
-    let mut builder = SimBuilder::new().bind(config.sim.bind);
-    if config.ledger.enabled {
-        // The demo's sessions outlive a restart like real CCR sessions: they keep waiting on
-        // their prompts (stored beside the ledger), so a restored prompt is one they wait on.
-        if let Some(dir) = config.ledger.path.parent() {
-            builder = builder.persist(dir.join("demo-sim.json"));
-        }
-    }
-    for spec in &config.sessions {
-        // The simulator plays the server side: it expects whatever token the session will send.
-        let token = spec
-            .token
-            .fetch(config.ccr.token_command_timeout)
-            .await
-            .with_context(|| format!("embedded simulator: token of session {}", spec.id))?;
-        builder = builder.session(
-            &spec.id,
-            token.expose(),
-            Script::demo(config.sim.turn_pause),
-        );
-    }
-    let sim = builder
-        .start()
-        .await
-        .with_context(|| format!("cannot start embedded simulator on {}", config.sim.bind))?;
-    info!(base_url = %sim.base_url(), "embedded CCR simulator running");
-    Ok(sim)
-}
-
 /// Open the ledger when `[ledger] enabled`; an unusable file is a start-up error.
 fn open_ledger(config: &Config) -> anyhow::Result<Option<Ledger>> {
     if !config.ledger.enabled {
@@ -179,7 +149,7 @@ fn spawn_warning_flusher() {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     install_crypto_provider();
     let sim = if config.sim.embedded {
-        Some(start_embedded_sim(&config).await?)
+        Some(demo::start(&config).await?)
     } else {
         None
     };

@@ -21,12 +21,8 @@
 //! - [`limits`]: the open-files budget and session connection slots, event-stream
 //!   reader caps, and the rate limit of repeated warnings.
 //! - [`config`]: raw `config` crate input → validated [`config::Config`].
-//! - [`sim`]: the CCR simulator used by tests, the demo run and benchmarks.
-//! - [`chaos`]: the chaos test — a fault-injecting peer, random operators,
-//!   `kill -9` restarts of the real binary, and the checker of every invariant.
+//! - [`demo`]: the embedded CCR simulator of demo mode (the `ccr-sim` crate, feature `demo`).
 //! - [`app`]: the factory that wires it all, shared by `main` and the tests.
-//! - [`ctl`]: the operator CLI client (`ccr-supervisor ctl`): blocking HTTP,
-//!   tables, and a readable view of the live event stream.
 
 //!
 //! Protocol behaviour (the wire contract is `PROTOCOL.md`; the SDK's own types decide
@@ -55,16 +51,14 @@ pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod audit;
-pub mod chaos;
 pub mod config;
-pub mod ctl;
+pub mod demo;
 pub mod events;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod session;
-pub mod sim;
 pub mod supervisor;
 pub mod telemetry;
 pub mod util;

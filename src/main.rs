@@ -1,15 +1,17 @@
 //! `ccr-supervisor` binary: run the service (default), or the standalone simulator.
 
+#[cfg(feature = "demo")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+#[cfg(feature = "demo")]
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use ccr_supervisor::{app, chaos, config, ctl, sim, telemetry};
-
-mod bench;
+#[cfg(feature = "demo")]
+use ccr_sim as sim;
+use ccr_supervisor::{app, config, telemetry};
 
 /// The process allocator, tuned by `alloc::tune` first thing in `main`.
 #[global_allocator]
@@ -33,6 +35,7 @@ enum Command {
     /// Validate the config file and print a summary, without starting anything.
     CheckConfig,
     /// Run a standalone CCR simulator with demo sessions `sim-1..sim-N`.
+    #[cfg(feature = "demo")]
     Sim {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8701")]
@@ -64,18 +67,21 @@ enum Command {
         workers: usize,
     },
     /// Operator client: list sessions and prompts, answer them, watch events.
-    Ctl(ctl::CtlArgs),
+    Ctl(ccr_ctl::CtlArgs),
+    #[cfg(feature = "demo")]
     /// Benchmark the supervisor against a load-mode simulator (both spawned as processes).
-    Bench(bench::BenchArgs),
+    Bench(ccr_bench::BenchArgs),
+    #[cfg(feature = "demo")]
     /// Chaos test: a fault-injecting CCR peer, random operators and `kill -9`
     /// restarts of this binary as the supervisor; checks no prompt is lost or answered twice.
-    Chaos(chaos::ChaosArgs),
+    Chaos(ccr_chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
     ccr_supervisor::alloc::tune();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        #[cfg(feature = "demo")]
         Command::Sim {
             bind,
             sessions,
@@ -132,9 +138,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => run(&cli.config),
-        Command::Ctl(args) => ctl::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Chaos(args) => chaos::main(args),
+        Command::Ctl(args) => ccr_ctl::run(args),
+        #[cfg(feature = "demo")]
+        Command::Bench(args) => ccr_bench::run(args),
+        #[cfg(feature = "demo")]
+        Command::Chaos(args) => ccr_chaos::main(args),
     }
 }
 

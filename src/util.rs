@@ -1,7 +1,5 @@
 //! Small shared helpers: Unix milliseconds, background thread priority, child processes.
 
-pub mod child;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use ccr_supervisor::chaos::{self, ChaosOptions};
+use ccr_chaos::{self as chaos, ChaosOptions};
 
 #[actix_rt::test]
 async fn short_chaos_run_loses_nothing_and_answers_once() {

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ccr_sim::{InitializeMode, InterruptMode, Script, SimBuilder, SimEvent, SimHandle};
 use ccr_supervisor::app::{self, Running};
 use ccr_supervisor::config;
 use ccr_supervisor::events::{Envelope, Event};
-use ccr_supervisor::sim::{InitializeMode, InterruptMode, Script, SimBuilder, SimEvent, SimHandle};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 

@@ -1,9 +1,9 @@
 //! Runtime session management: POST/DELETE /v1/sessions and the SIGHUP replace-set logic.
 
 use crate::common::{client_with, wait_bus, Harness, Sess, APPROVER_TOKEN};
+use ccr_sim::{Script, SimEvent};
 use ccr_supervisor::config::session_from_json;
 use ccr_supervisor::events::Event;
-use ccr_supervisor::sim::{Script, SimEvent};
 use ccr_supervisor::supervisor::ReplaceSessions;
 use serde_json::json;
 

@@ -7,7 +7,7 @@ mod watch;
 use std::process::{Command, Stdio};
 
 use crate::common::{wait_received, Harness, Sess};
-use ccr_supervisor::sim::SimEvent;
+use ccr_sim::SimEvent;
 use serde_json::{json, Value};
 
 /// What one run of the binary produced.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{logs, wait_bus, WAIT};
+use ccr_sim::SimEvent;
 use ccr_supervisor::events::Event;
-use ccr_supervisor::sim::SimEvent;
 use ccr_supervisor::{app, config};
 
 #[actix_rt::test]

@@ -1,8 +1,8 @@
 //! /healthz, /readyz and /metrics, with metric values after a scripted scenario.
 
 use crate::common::{client_with, wait_bus, Harness, Sess};
+use ccr_protocol::metrics::sample;
 use ccr_supervisor::events::Event;
-use ccr_supervisor::metrics::sample;
 use serde_json::json;
 
 async fn metrics(h: &Harness) -> String {

@@ -2,8 +2,8 @@
 //! silent — it is listed when it fits the limit, and denied, recorded and reported when not.
 
 use crate::common::{wait_bus, wait_received, Harness, Sess};
+use ccr_sim::SimEvent;
 use ccr_supervisor::events::Event;
-use ccr_supervisor::sim::SimEvent;
 use serde_json::{json, Value};
 
 fn answered(id: &'static str) -> impl FnMut(&SimEvent) -> bool {

@@ -1,8 +1,8 @@
 //! Interrupt and send-message end to end, including viewer-only refusals.
 
 use crate::common::{wait_bus, wait_received, Harness, Sess};
+use ccr_sim::{InterruptMode, SimEvent};
 use ccr_supervisor::events::Event;
-use ccr_supervisor::sim::{InterruptMode, SimEvent};
 use serde_json::json;
 
 #[actix_rt::test]

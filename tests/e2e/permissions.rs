@@ -1,8 +1,8 @@
 //! The permission lifecycle end to end: exact answers on the wire, cancel, replay, offline decisions.
 
 use crate::common::{allow_frame, wait_bus, Harness, Sess};
+use ccr_sim::SimEvent;
 use ccr_supervisor::events::Event;
-use ccr_supervisor::sim::SimEvent;
 use serde_json::json;
 
 fn answered(id: &'static str) -> impl FnMut(&SimEvent) -> bool {

@@ -1,8 +1,8 @@
 //! Policy end to end: auto-allow, auto-deny, ask, dry run, safety cases, deadlines, audit.
 
 use crate::common::{rule_allow_frame, wait_bus, Harness, Sess};
+use ccr_sim::SimEvent;
 use ccr_supervisor::events::Event;
-use ccr_supervisor::sim::SimEvent;
 use serde_json::json;
 
 const RULES: &str = r#"

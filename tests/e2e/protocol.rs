@@ -2,8 +2,8 @@
 //! `cancel_queued` (and an older CLI's empty answer), echo dedupe, and the response watchdog.
 
 use crate::common::{wait_bus, wait_received, Harness, Sess};
+use ccr_sim::{InitializeMode, InterruptMode, SimEvent};
 use ccr_supervisor::events::Event;
-use ccr_supervisor::sim::{InitializeMode, InterruptMode, SimEvent};
 use serde_json::{json, Value};
 
 #[actix_rt::test]

@@ -3,7 +3,7 @@
 //! recorded like prompts — and a dialog this supervisor does not render is never answered.
 
 use crate::common::{wait_received, Harness, Sess};
-use ccr_supervisor::sim::SimEvent;
+use ccr_sim::SimEvent;
 use serde_json::{json, Value};
 
 fn elicitation() -> Value {

@@ -1,7 +1,7 @@
 //! Reconnect policy against a real server: 4003 permanent, 4001 budget, drops, missing pongs.
 
 use crate::common::{Harness, Sess};
-use ccr_supervisor::sim::SimEvent;
+use ccr_sim::SimEvent;
 
 #[actix_rt::test]
 async fn unauthorized_4003_fails_and_never_reconnects() {

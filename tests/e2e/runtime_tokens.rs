@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use crate::common::{logs, wait_bus, Harness, Sess};
+use ccr_sim::Script;
 use ccr_supervisor::events::Event;
-use ccr_supervisor::sim::Script;
 use ccr_supervisor::supervisor::ReplaceSessions;
 use serde_json::{json, Value};
 

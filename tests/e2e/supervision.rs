@@ -1,7 +1,7 @@
 //! Supervision: an injected panic restarts the session within budget; the budget ends in `failed`.
 
 use crate::common::{allow_frame, Harness, Sess};
-use ccr_supervisor::sim::SimEvent;
+use ccr_sim::SimEvent;
 use ccr_supervisor::supervisor::PanicSession;
 use serde_json::json;
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ccr_supervisor::sim::SimEvent;
+use ccr_sim::SimEvent;
 use serde_json::json;
 
 use crate::support::{self, Supervisor};

@@ -7,9 +7,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use ccr_sim::SimEvent;
 use ccr_supervisor::config::{DEFAULT_API_MAX_CONNECTIONS, DEFAULT_MAX_STREAM_SUBSCRIBERS};
 use ccr_supervisor::limits::fd::{plan, FdDemand};
-use ccr_supervisor::sim::SimEvent;
 use serde_json::{json, Value};
 
 use crate::support::{self, SseEvent, Supervisor};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ccr_supervisor::sim::SimEvent;
+use ccr_sim::SimEvent;
 
 use crate::support::{config_toml, start_sim, wait_sim, write_file, Supervisor};
 

@@ -5,7 +5,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use ccr_supervisor::sim::SimEvent;
+use ccr_sim::SimEvent;
 use serde_json::{json, Value};
 
 use crate::support::{self, Supervisor, WAIT};

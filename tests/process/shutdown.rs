@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use ccr_supervisor::sim::SimEvent;
+use ccr_sim::SimEvent;
 
 use crate::support::{self, Sse, SseNext, Supervisor};
 

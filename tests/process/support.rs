@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ccr_supervisor::sim::{Script, SimBuilder, SimEvent, SimHandle};
+use ccr_sim::{Script, SimBuilder, SimEvent, SimHandle};
 use futures_util::{Stream, StreamExt};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -82,7 +82,7 @@ pub fn command(args: &[&str]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    ccr_supervisor::util::child::clear_supervisor_env(cmd.as_std_mut());
+    ccr_bench::child::clear_supervisor_env(cmd.as_std_mut());
     cmd
 }
 

@@ -11,6 +11,7 @@
 //! - [`session`]: a session's observable state and counters.
 //! - [`error`]: the API's error codes with their HTTP status, and the error body.
 //! - [`sse`]: a Server-Sent Events parser.
+//! - [`metrics`]: reading the `/metrics` text by series.
 //! - [`time`]: RFC 3339 timestamps on the wire.
 //! - `fuzz` (feature `fuzz`): input strategies for property-based tests.
 
@@ -20,6 +21,7 @@ pub mod api;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod metrics;
 pub mod outbound;
 pub mod scan;
 pub mod session;

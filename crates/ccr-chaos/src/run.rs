@@ -17,7 +17,7 @@ use super::peer::{FaultLog, Peer, PeerRates};
 use super::process::{self, SupervisorProc, OPERATORS, SESSION_TOKEN, VIEWER};
 use super::records::Records;
 use super::report::{self, Figures};
-use crate::sim::{Script, SimBuilder, SimEvent, WireRecord};
+use ccr_sim::{Script, SimBuilder, SimEvent, WireRecord};
 
 /// Longest wait for a supervisor's API to come up.
 pub(super) const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -204,8 +204,8 @@ fn progress(start: Instant, wire: &[WireRecord], status: &KeeperStatus, outstand
     let (mut prompts, mut answers) = (0, 0);
     for r in wire {
         match r.event {
-            crate::sim::WireEvent::Prompted { .. } => prompts += 1,
-            crate::sim::WireEvent::Answered { .. } => answers += 1,
+            ccr_sim::WireEvent::Prompted { .. } => prompts += 1,
+            ccr_sim::WireEvent::Answered { .. } => answers += 1,
             _ => {}
         }
     }

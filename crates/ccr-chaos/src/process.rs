@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::util::child::{self, StderrTail};
+use ccr_bench::child::{self, StderrTail};
 
 /// What the supervisor prints on stdout once its API listens.
 const READY: &str = "ccr-supervisor: operator API on ";
@@ -183,7 +183,7 @@ mod tests {
     fn the_generated_config_is_valid() {
         let dir = run_dir().unwrap();
         let path = write_config(dir.path(), "http://127.0.0.1:9", 3).unwrap();
-        let cfg = crate::config::load(&path).expect("valid config");
+        let cfg = ccr_supervisor::config::load(&path).expect("valid config");
         assert_eq!(cfg.sessions.len(), 3);
         assert_eq!(&*cfg.sessions[2].id, "chaos-3");
         assert_eq!(cfg.reconnect.not_found_attempts, 1_000_000);

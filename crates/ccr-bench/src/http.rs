@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::stats::{sessions_view, SeqCheck, SessionsView};
 use ccr_protocol::sse::SseParser;
-use ccr_supervisor::sim::load_frames::seq_from_uuid;
+use ccr_sim::load_frames::seq_from_uuid;
 
 /// An awc client without a pool limit, for loopback calls.
 pub fn client() -> awc::Client {

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::records::Fault;
 use super::run::rng_for;
-use crate::sim::SimHandle;
+use ccr_sim::SimHandle;
 
 /// How often each session does what, per second (each session decides independently).
 #[derive(Clone, Debug, PartialEq)]
@@ -310,7 +310,7 @@ fn random_input(rng: &mut StdRng, n: &str) -> (&'static str, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{Script, SimBuilder, WireEvent};
+    use ccr_sim::{Script, SimBuilder, WireEvent};
 
     /// The wire log of `ticks` peer steps on a simulator nobody connects to.
     async fn play(seed: u64, ticks: usize) -> Vec<WireEvent> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::check::{Kind, Verdict, Violation};
 use super::records::{ApiResult, Records};
-use crate::sim::WireEvent;
+use ccr_sim::WireEvent;
 
 /// Timelines printed per violation kind.
 const TIMELINES_PER_KIND: usize = 3;

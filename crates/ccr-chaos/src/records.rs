@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::sim::WireRecord;
+use ccr_sim::WireRecord;
 
 /// Everything a run recorded, in the form the checker reads.
 #[derive(Debug)]

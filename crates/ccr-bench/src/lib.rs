@@ -9,8 +9,12 @@
 //! - `harness`: starting both processes and waiting on them;
 //! - `scenarios`: `connect`, `flood`, `roundtrip`, `storm`;
 //! - `report`: the JSON summary, markdown table and SVG chart;
-//! - `wakeups`: how late a sleeping thread wakes during a run (the machine's noise).
+//! - `wakeups`: how late a sleeping thread wakes during a run (the machine's noise);
+//! - [`child`]: child-process helpers shared with the chaos run and the process tests.
 
+#![warn(missing_docs)]
+
+pub mod child;
 mod harness;
 mod http;
 mod procs;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ccr_supervisor::metrics::sample;
+use ccr_protocol::metrics::sample;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;

@@ -1,11 +1,11 @@
 //! The wire log: an opt-in, totally ordered record of what crossed each
 //! session's sockets, for checkers that must know which connection carried
-//! which prompt, replay, cancel and answer (the chaos test, `crate::chaos`).
+//! which prompt, replay, cancel and answer (the chaos test, `ccr-chaos`).
 //!
 //! Records are appended under the simulator's one lock, in the same critical
 //! section as the state change they describe, so their order is the order in
 //! which the simulated worker saw things happen. The log is bounded: a reader
-//! drains it with [`crate::sim::SimHandle::take_wire`]; records that do not fit
+//! drains it with [`crate::SimHandle::take_wire`]; records that do not fit
 //! are counted, never silently lost.
 
 use std::collections::VecDeque;

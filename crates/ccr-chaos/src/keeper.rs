@@ -18,7 +18,7 @@ use super::process::SupervisorProc;
 use super::records::{Fault, Kill};
 use super::report::RssSample;
 use super::run::{rng_for, ChaosOptions, START_TIMEOUT};
-use crate::sim::SimHandle;
+use ccr_sim::SimHandle;
 
 /// What the process keeper hands back when told to stop.
 pub(super) struct Kept {

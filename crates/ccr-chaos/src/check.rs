@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::records::{AnswerKey, ApiResult, LedgerRow, Records};
 pub use super::verdict::{Counts, Kind, Verdict, Violation};
-use crate::sim::WireEvent;
+use ccr_sim::WireEvent;
 
 /// One received answer.
 #[derive(Debug)]

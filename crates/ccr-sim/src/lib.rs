@@ -18,6 +18,8 @@
 //! Every state change is also broadcast as a [`SimEvent`], so tests wait on
 //! events (subscribe before acting) instead of sleeping.
 
+#![warn(missing_docs)]
+
 mod conn;
 mod control;
 mod frames;

@@ -3,13 +3,16 @@
 //! A blocking client (ureq) on purpose: a CLI does one request at a time, and
 //! keeping it free of actix means it never depends on the server's actors.
 //! Layout: [`client`] does the HTTP, [`render`] turns API bodies into tables
-//! and one-line summaries (pure), [`sse`] parses the event stream (pure) and
-//! [`watch`] renders events and runs the stream loop; [`audit`] pages through
+//! and one-line summaries (pure), [`watch`] renders events and runs the stream loop; [`audit`] pages through
 //! the decision ledger (table, or a JSON-lines export that follows the cursor).
 //! Text a session supplied is printed only through [`sanitize`]: no terminal
 //! escape sequence or control character from a session reaches the operator's terminal.
 //!
+//! Events are parsed by `ccr_protocol::sse`, error bodies by `ccr_protocol::error`.
+//!
 //! Exit codes: 0 ok, 1 API error or connection failure, 2 usage error.
+
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod client;

@@ -1,4 +1,4 @@
-//! The chaos test of issue #24: proof, in the project, that no prompt is lost,
+//! The chaos test (`ccr-supervisor chaos`): proof, in the project, that no prompt is lost,
 //! answered twice, or answered after it was withdrawn, whatever the network
 //! and the process do.
 //!
@@ -22,6 +22,8 @@
 //! replayed: what a fault hits (an answer in flight or not) and when a kill
 //! lands depend on the machine, so a failing sequence may need a few runs with
 //! its seed to recur.
+
+#![warn(missing_docs)]
 
 pub mod check;
 mod cli;

@@ -13,7 +13,7 @@ use super::stats::{
 };
 use super::wakeups::WakeupProbe;
 use super::{procs, BenchArgs, Scenario};
-use ccr_supervisor::sim::load::LoadMode;
+use ccr_sim::load::LoadMode;
 
 /// roundtrip `--readers`: p99 of an answer POST under the readers (the issue saw over 5 s).
 const POST_P99_TARGET_US: f64 = 100_000.0;

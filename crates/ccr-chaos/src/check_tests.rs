@@ -6,8 +6,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::chaos::records::{Attempt, Records};
-use crate::sim::WireRecord;
+use crate::records::{Attempt, Records};
+use ccr_sim::WireRecord;
 
 const S: &str = "s1";
 
@@ -183,10 +183,7 @@ fn a_restart_that_shows_a_replay_as_new_breaks_several_invariants() {
     assert!(check(&r.0).violations.iter().all(|v| !v.across_restart));
     let mut killed = r;
     let at = killed.0.wire[2].at;
-    killed
-        .0
-        .kills
-        .push(crate::chaos::records::Kill { at, pid: 1 });
+    killed.0.kills.push(crate::records::Kill { at, pid: 1 });
     assert!(check(&killed.0).violations.iter().all(|v| v.across_restart));
 }
 

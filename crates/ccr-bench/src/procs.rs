@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use ccr_supervisor::util::child::{self, StderrTail};
+use crate::child::{self, StderrTail};
 
 use super::stats::parse_cpu_ticks;
 

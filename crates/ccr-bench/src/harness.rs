@@ -13,7 +13,7 @@ use super::procs::{self, Proc, Ready};
 use super::readers::Readers;
 use super::stats::SessionsView;
 use super::BenchArgs;
-use ccr_supervisor::sim::load::LoadMode;
+use ccr_sim::load::LoadMode;
 
 /// Bearer token of every bench session.
 pub const TOKEN: &str = "bench-token";
@@ -76,7 +76,8 @@ pub struct Harness {
     pub spawned_at: Instant,
     /// Remarks for the summary.
     pub notes: Vec<String>,
-    config_path: PathBuf,
+    /// The supervisor's config and ledger (removed with the harness).
+    dir: tempfile::TempDir,
     exe: PathBuf,
     api_toml: String,
     /// Event-stream readers kept open until the supervisor is stopped.
@@ -123,11 +124,10 @@ impl Harness {
             Ready::Line(l) => l.trim().to_owned(),
             Ready::Exited(err) => bail!("simulator exited at start:\n{err}"),
         };
-        let config_path = std::env::temp_dir().join(format!(
-            "ccr-bench-{}-{}.toml",
-            std::process::id(),
-            args.scenario.name()
-        ));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ccr-bench-{}-", args.scenario.name()))
+            .tempdir()
+            .context("cannot make a directory for the supervisor's config and ledger")?;
         Ok(Harness {
             client: http::client(),
             sim,
@@ -136,16 +136,21 @@ impl Harness {
             api: String::new(),
             spawned_at: Instant::now(),
             notes,
-            config_path,
+            dir,
             exe,
             api_toml: args.api_toml(),
             readers: None,
         })
     }
 
-    /// Where this run's supervisor keeps its ledger.
-    fn ledger_path(&self) -> std::path::PathBuf {
-        self.config_path.with_extension("ledger.db")
+    /// The supervisor's config file.
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// The directory of this run's ledger (database and journal).
+    fn ledger_dir(&self) -> PathBuf {
+        self.dir.path().join("ledger")
     }
 
     /// Start the supervisor with `sessions` sessions (and the allow rule when `policy`).
@@ -157,18 +162,18 @@ impl Harness {
         let addr = free_port()?;
         let mut toml = supervisor_config(addr, &self.sim_url, sessions, policy, &self.api_toml);
         // The ledger stays on (it is part of what is measured), in a fresh file per run.
-        let ledger = self.ledger_path();
-        remove_ledger(&ledger);
+        let ledger_dir = self.ledger_dir();
+        let _ = std::fs::remove_dir_all(&ledger_dir);
+        std::fs::create_dir(&ledger_dir)
+            .with_context(|| format!("cannot make {}", ledger_dir.display()))?;
         toml.push_str(&format!(
             "\n[ledger]\npath = {:?}\n",
-            ledger.display().to_string()
+            ledger_dir.join("ledger.db").display().to_string()
         ));
-        std::fs::write(&self.config_path, toml)
-            .with_context(|| format!("cannot write {}", self.config_path.display()))?;
-        let args = vec![
-            "--config".to_owned(),
-            self.config_path.display().to_string(),
-        ];
+        let config_path = self.config_path();
+        std::fs::write(&config_path, toml)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let args = vec!["--config".to_owned(), config_path.display().to_string()];
         self.spawned_at = Instant::now();
         let mut sup = procs::spawn("supervisor", &self.exe, &args)?;
         let ready = sup
@@ -267,24 +272,12 @@ impl Harness {
     }
 
     /// Stop both processes (the supervisor first, with any attached readers
-    /// still open) and remove the generated config; returns the supervisor's stop time.
+    /// still open) and remove the generated config and ledger; returns the supervisor's stop time.
     pub async fn shutdown(mut self) -> Option<Duration> {
         let stopped = self.stop_supervisor().await;
         drop(self.readers.take());
         self.sim.stop(Duration::from_secs(5)).await;
-        let _ = std::fs::remove_file(&self.config_path);
-        remove_ledger(&self.config_path.with_extension("ledger.db"));
         stopped
-    }
-}
-
-/// Delete a ledger file, its WAL companions and its journal.
-fn remove_ledger(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    for segment in ccr_supervisor::audit::journal_files(path).unwrap_or_default() {
-        let _ = std::fs::remove_file(segment);
     }
 }
 

@@ -236,9 +236,9 @@ impl SimHandle {
         send(self.shared.live_addr(id), Out::PauseReading(pause))
     }
 
-    /// Drain the wire log (see [`crate::sim::wire`]): the records since the last
+    /// Drain the wire log (see [`crate::wire`]): the records since the last
     /// call, in order, and how many records were dropped so far because it was full.
-    /// Empty unless the simulator was built with [`crate::sim::SimBuilder::wire_log`].
+    /// Empty unless the simulator was built with [`crate::SimBuilder::wire_log`].
     pub fn take_wire(&self) -> (Vec<WireRecord>, u64) {
         self.shared.take_wire()
     }
