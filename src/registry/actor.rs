@@ -10,7 +10,7 @@ use serde_json::Value;
 use tracing::{debug, error, info, info_span, warn};
 
 use super::decide::{Source, Verdict};
-use super::store::{ConnId, Known, PromptOutcome, SessionTally, Store};
+use super::store::{Arrival, ConnId, Known, SessionTally, Store};
 use crate::audit::{Ledger, Outcome as LedgerOutcome, ResolvedRows, Stored, Unfinished};
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
@@ -260,18 +260,18 @@ fn known(stored: Stored) -> Known {
 
 impl PermissionRegistry {
     /// Perform what the store decided for an arriving prompt.
-    fn on_outcome(&mut self, a: Arrived, outcome: PromptOutcome, ctx: &mut Context<Self>) {
+    fn on_outcome(&mut self, a: Arrived, outcome: Arrival, ctx: &mut Context<Self>) {
         match outcome {
-            PromptOutcome::New => self.on_new(a, ctx),
-            PromptOutcome::Duplicate => debug!("replayed prompt ignored"),
-            PromptOutcome::Confirmed => {
+            Arrival::New => self.on_new(a, ctx),
+            Arrival::Duplicate => debug!("replayed prompt ignored"),
+            Arrival::Confirmed => {
                 info!("restored prompt re-sent by the session: confirmed");
                 self.bus.publish(Event::PermissionConfirmed {
                     session_id: a.session_id,
                     request_id: a.request_id,
                 });
             }
-            PromptOutcome::Resend { conn, frame } => {
+            Arrival::Resend { conn, frame } => {
                 info!(
                     conn,
                     "session replayed an answered prompt on a connection that never had the answer; resending it"
@@ -281,7 +281,7 @@ impl PermissionRegistry {
                         .map(|_, _, _| ()),
                 );
             }
-            PromptOutcome::ResendFromLedger { conn } => {
+            Arrival::ResendFromLedger { conn } => {
                 let Some(ledger) = self.ledger.clone() else {
                     return;
                 };
@@ -301,7 +301,7 @@ impl PermissionRegistry {
                     }
                 }));
             }
-            PromptOutcome::Check(prompt) => {
+            Arrival::Check(prompt) => {
                 let Some(ledger) = self.ledger.clone() else {
                     let out = self.store.on_checked(
                         &a.session_id,
