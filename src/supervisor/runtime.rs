@@ -8,7 +8,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::info;
 
-use super::actor::{ExitPlan, Slot, Supervisor};
+use super::actor::Supervisor;
+use super::slot::{ExitPlan, Slot};
 use crate::config::SessionSpec;
 use crate::registry::ForgetSession;
 use crate::session::CloseSession;
