@@ -265,6 +265,20 @@ impl Handler<CountPending> for PermissionRegistry {
     }
 }
 
+/// A session joined the supervisor's set: operators may answer its prompts from now on
+/// (until [`ForgetSession`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TrackSession(pub Arc<str>);
+
+impl Handler<TrackSession> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: TrackSession, _: &mut Context<Self>) {
+        self.core.track_session(msg.0);
+    }
+}
+
 /// A session was removed: drop its prompts (pending ones are reported cancelled) and history.
 #[derive(Message)]
 #[rtype(result = "()")]

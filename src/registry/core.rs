@@ -12,7 +12,7 @@ mod arrival;
 mod effect;
 mod rules;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -36,6 +36,8 @@ pub struct Core {
     policy: Arc<Policy>,
     /// Evaluations per rule id (dry runs included).
     hits: HashMap<String, u64>,
+    /// Sessions the supervisor runs: an operator's answer for any other is refused.
+    sessions: HashSet<Arc<str>>,
 }
 
 /// The registry's acknowledgement of a decision.
@@ -99,6 +101,7 @@ impl Core {
             store: Store::new(),
             policy,
             hits: HashMap::new(),
+            sessions: HashSet::new(),
         }
     }
 
@@ -161,6 +164,11 @@ impl Core {
             fx.extend(self.apply_policy(session, request_id, now));
         }
         fx
+    }
+
+    /// The sessions the supervisor runs now include `session`.
+    pub fn track_session(&mut self, session: Arc<str>) {
+        self.sessions.insert(session);
     }
 
     /// The session withdrew one of its prompts.
@@ -231,6 +239,7 @@ impl Core {
     /// The supervisor removed `session`: drop its prompts (pending ones, and answers it
     /// never got, are reported cancelled) and its history.
     pub fn forget_session(&mut self, session: &Arc<str>, now: SystemTime) -> Vec<Effect> {
+        self.sessions.remove(session);
         // Forget the history first, so the cancellations below stay resumable.
         let mut fx = vec![Effect::ForgetHistory(session.clone())];
         for prompt in self.store.forget_session(session) {

@@ -17,5 +17,6 @@ pub use self::core::{
 pub use actor::{
     CountPending, Decide, Deliver, ForgetSession, ListPending, PermissionRegistry, PolicyInfo,
     PromptCancelled, PromptReceived, SessionConnected, SessionDisconnected, SessionInitialized,
+    TrackSession,
 };
 pub use store::{ConnId, DecideError, SessionTally};

@@ -134,6 +134,9 @@ pub enum Known {
 /// Why a decision was refused. Nothing is sent in any of these cases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecideError {
+    /// An operator answered for a session the supervisor does not run.
+    #[error("unknown session {0}")]
+    UnknownSession(String),
     /// No such prompt for this session.
     #[error("no pending prompt {request_id} in session {session_id}")]
     UnknownPrompt {

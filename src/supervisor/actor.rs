@@ -16,7 +16,7 @@ use tracing::{error, info, info_span, Instrument};
 use super::slot::{ExitAction, Slot};
 use crate::config::{SessionSpec, SupervisorConfig};
 use crate::events::{Event, EventBus};
-use crate::registry::{PermissionRegistry, SessionDisconnected};
+use crate::registry::{PermissionRegistry, SessionDisconnected, TrackSession};
 use crate::session::client::thread_client;
 use crate::session::{CloseSession, GetStatus, SessionActor, SessionShared, SessionStatus};
 
@@ -50,6 +50,10 @@ impl Supervisor {
         assert!(!arbiters.is_empty(), "at least one session arbiter");
         <Supervisor as Actor>::create(move |ctx: &mut Context<Self>| {
             let shared = Arc::new(make_shared(ctx.address().recipient()));
+            // Told before anyone can answer: the registry refuses answers for other sessions.
+            for spec in &sessions {
+                shared.registry.do_send(TrackSession(spec.id.clone()));
+            }
             let slots = sessions
                 .into_iter()
                 .enumerate()

@@ -11,7 +11,7 @@ use tracing::info;
 use super::actor::Supervisor;
 use super::slot::{ExitPlan, Slot};
 use crate::config::SessionSpec;
-use crate::registry::ForgetSession;
+use crate::registry::{ForgetSession, TrackSession};
 use crate::session::CloseSession;
 
 /// How long a removal waits for the session to close before answering anyway.
@@ -72,6 +72,8 @@ impl Supervisor {
         let id = spec.id.clone();
         self.slots
             .insert(id.clone(), Slot::new(spec, &self.cfg, arbiter));
+        // Before anyone hears it was added: operators may answer its prompts from now on.
+        self.registry.do_send(TrackSession(id.clone()));
         info!(session_id = %id, "session added");
         self.spawn_session(&id, ctx);
         Ok(())

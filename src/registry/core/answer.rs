@@ -144,8 +144,12 @@ impl Refusal {
 
 impl Core {
     /// An answer someone waits for (an operator's): its receipt or refusal goes to
-    /// `ticket`.
+    /// `ticket`. Sessions the supervisor does not run are refused first, as unknown.
     pub fn decide(&mut self, answer: Answer, ticket: Ticket, now: SystemTime) -> Vec<Effect> {
+        if !self.sessions.contains(&answer.session) {
+            let unknown = DecideError::UnknownSession(answer.session.to_string());
+            return vec![Effect::Reply(ticket, Err(unknown))];
+        }
         self.answer(answer, Some(ticket), false, now)
             .unwrap_or_else(|e| vec![Effect::Reply(ticket, Err(e))])
     }

@@ -43,7 +43,9 @@ fn rule(action: Action) -> Rule {
 }
 
 fn core_with(policy: PolicyConfig) -> Core {
-    Core::new(Arc::new(Policy::new(&policy)))
+    let mut core = Core::new(Arc::new(Policy::new(&policy)));
+    core.track_session(sid());
+    core
 }
 
 /// A core without rules or deadlines, running session `s1`.
@@ -474,6 +476,28 @@ fn forgetting_a_session_cancels_its_prompts_after_dropping_its_history() {
     });
     assert_eq!(ending.decided_by, "session_removed");
     assert!(core.pending(None, false, at(3)).is_empty());
+}
+
+#[test]
+fn answers_for_sessions_the_supervisor_does_not_run_are_refused_as_unknown() {
+    let mut core = core();
+    shown(&mut core, 1, "p1");
+    let mut other = allow("p1");
+    other.session = Arc::from("nope");
+    let (_, refused) = reply(core.decide(other, Ticket(1), at(1)));
+    assert_eq!(
+        refused.unwrap_err(),
+        DecideError::UnknownSession("nope".into())
+    );
+    let (_, refused) = reply(core.decide(allow("zzz"), Ticket(2), at(1)));
+    assert!(matches!(refused, Err(DecideError::UnknownPrompt { .. })));
+    // Removed, it is unknown from then on.
+    core.forget_session(&sid(), at(2));
+    let (_, refused) = reply(core.decide(allow("p1"), Ticket(3), at(3)));
+    assert_eq!(
+        refused.unwrap_err(),
+        DecideError::UnknownSession("s1".into())
+    );
 }
 
 #[test]
