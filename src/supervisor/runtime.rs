@@ -110,6 +110,22 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Start `spec` in place of the running spec of the same id (not a crash).
+    fn change(&mut self, spec: Arc<SessionSpec>, ctx: &mut Context<Self>) {
+        let id = spec.id.clone();
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        slot.spec = spec;
+        match &slot.addr {
+            Some(addr) => {
+                slot.plan = ExitPlan::Respawn;
+                addr.do_send(CloseSession);
+            }
+            None => self.spawn_session(&id, ctx),
+        }
+    }
+
     /// Drop every trace of a removed session; its pending prompts are reported cancelled.
     pub(super) fn forget(&mut self, id: &Arc<str>) {
         self.slots.remove(id);
@@ -152,41 +168,18 @@ impl Handler<ReplaceSessions> for Supervisor {
         if self.is_shutting_down() {
             return MessageResult(changes);
         }
-        let wanted: std::collections::HashMap<Arc<str>, Arc<SessionSpec>> =
-            msg.0.into_iter().map(|s| (s.id.clone(), s)).collect();
-        let current: Vec<Arc<str>> = self.slots.keys().cloned().collect();
-        for id in current {
-            match wanted.get(&id) {
-                None => {
-                    if self.remove(&id, None).is_ok() {
-                        changes.removed.push(id.to_string());
-                    }
-                }
-                Some(spec) => {
-                    let Some(slot) = self.slots.get_mut(&id) else {
-                        continue;
-                    };
-                    if *slot.spec == **spec {
-                        continue;
-                    }
-                    slot.spec = spec.clone();
-                    changes.changed.push(id.to_string());
-                    match &slot.addr {
-                        Some(addr) => {
-                            slot.plan = ExitPlan::Respawn;
-                            addr.do_send(CloseSession);
-                        }
-                        None => self.spawn_session(&id, ctx),
-                    }
-                }
+        let current = self.slots.iter().map(|(id, slot)| (id, &slot.spec));
+        let diff = SetDiff::between(current, msg.0);
+        for id in diff.removed {
+            if self.remove(&id, None).is_ok() {
+                changes.removed.push(id.to_string());
             }
         }
-        let mut added: Vec<&Arc<SessionSpec>> = wanted
-            .values()
-            .filter(|s| !self.slots.contains_key(&s.id))
-            .collect();
-        added.sort_by(|a, b| a.id.cmp(&b.id));
-        for spec in added {
+        for spec in diff.changed {
+            changes.changed.push(spec.id.to_string());
+            self.change(spec, ctx);
+        }
+        for spec in diff.added {
             if self.add(spec.clone(), ctx).is_ok() {
                 changes.added.push(spec.id.to_string());
             }
@@ -195,3 +188,38 @@ impl Handler<ReplaceSessions> for Supervisor {
         MessageResult(changes)
     }
 }
+
+/// How a wanted session set differs from the running one (pure), each list by id.
+#[derive(Debug, Default, PartialEq)]
+struct SetDiff {
+    /// Running, not wanted.
+    removed: Vec<Arc<str>>,
+    /// Running with another spec: the new one.
+    changed: Vec<Arc<SessionSpec>>,
+    /// Wanted, not running.
+    added: Vec<Arc<SessionSpec>>,
+}
+
+impl SetDiff {
+    /// Compare the running specs (`current`, by id) with `wanted` (the last of a repeated id wins).
+    fn between<'a>(
+        current: impl Iterator<Item = (&'a Arc<str>, &'a Arc<SessionSpec>)>,
+        wanted: Vec<Arc<SessionSpec>>,
+    ) -> Self {
+        let mut wanted: std::collections::BTreeMap<Arc<str>, Arc<SessionSpec>> =
+            wanted.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let mut diff = SetDiff::default();
+        for (id, spec) in current {
+            match wanted.remove(id) {
+                None => diff.removed.push(id.clone()),
+                Some(new) if *new != **spec => diff.changed.push(new),
+                Some(_) => {}
+            }
+        }
+        diff.added = wanted.into_values().collect();
+        diff
+    }
+}
+
+#[cfg(test)]
+mod tests;
