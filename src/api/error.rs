@@ -137,6 +137,7 @@ impl ApiError {
 impl From<DecideError> for ApiError {
     fn from(e: DecideError) -> Self {
         match e {
+            DecideError::UnknownSession(id) => ApiError::UnknownSession(id),
             DecideError::UnknownPrompt {
                 session_id,
                 request_id,

@@ -188,7 +188,7 @@ async fn answer_question(
     body: web::Json<QuestionAnswer>,
 ) -> Result<HttpResponse, ApiError> {
     let (session_id, request_id) = path.into_inner();
-    lookup(&state, &session_id).await?;
+    // Straight to the registry: it knows the sessions the supervisor runs.
     let receipt = state
         .registry
         .send(Decide {
@@ -220,7 +220,8 @@ async fn decide(
     let body = body.into_inner();
     body.validate()
         .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
-    lookup(&state, &session_id).await?;
+    // Straight to the registry: it knows the sessions the supervisor runs (404
+    // `unknown_session` otherwise), so the supervisor is not asked.
     let receipt = state
         .registry
         .send(Decide {

@@ -16,7 +16,7 @@
 //! [`ResolvedMemory`]: a replay on a *different* connection proves the session never
 //! read the answer, so it is sent again (once per connection); a replay of a withdrawn
 //! prompt is ignored. A session whose records were evicted is *incomplete*: an unknown
-//! prompt of it is first looked up in the ledger ([`PromptOutcome::Check`]).
+//! prompt of it is first looked up in the ledger ([`Arrival::Check`]).
 //!
 //! Prompts restored from the ledger are `unconfirmed` until the session re-sends them or
 //! lists them; they stay answerable but are listed after confirmed ones.
@@ -92,9 +92,9 @@ pub struct Entry {
     pub seen_on: Option<ConnId>,
 }
 
-/// What to do with an inbound prompt.
+/// What an inbound prompt is to the store, and so what to do with it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PromptOutcome {
+pub enum Arrival {
     /// First time seen: record and show it.
     New,
     /// A replay of a known prompt: do not show it again.
@@ -134,6 +134,9 @@ pub enum Known {
 /// Why a decision was refused. Nothing is sent in any of these cases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecideError {
+    /// An operator answered for a session the supervisor does not run.
+    #[error("unknown session {0}")]
+    UnknownSession(String),
     /// No such prompt for this session.
     #[error("no pending prompt {request_id} in session {session_id}")]
     UnknownPrompt {
@@ -264,7 +267,7 @@ impl Store {
         conn: ConnId,
         prompt: PermissionPrompt,
         now: SystemTime,
-    ) -> PromptOutcome {
+    ) -> Arrival {
         if let Some(out) = self.replay(session, &prompt.request_id, conn) {
             return out;
         }
@@ -272,53 +275,48 @@ impl Store {
             self.session(session)
                 .checking
                 .insert(prompt.request_id.clone());
-            return PromptOutcome::Check(Box::new(prompt));
+            return Arrival::Check(Box::new(prompt));
         }
         self.insert_new(session, conn, prompt, now)
     }
 
     /// What a prompt the store knows means when it arrives again on `conn`; `None` if unknown.
-    fn replay(
-        &mut self,
-        session: &Arc<str>,
-        request_id: &str,
-        conn: ConnId,
-    ) -> Option<PromptOutcome> {
+    fn replay(&mut self, session: &Arc<str>, request_id: &str, conn: ConnId) -> Option<Arrival> {
         if let Some(s) = self.sessions.get_mut(session) {
             if s.checking.contains(request_id) {
-                return Some(PromptOutcome::Duplicate);
+                return Some(Arrival::Duplicate);
             }
             if let Some(entry) = s.by_id.get_mut(request_id) {
                 entry.seen_on = Some(conn);
                 let was_confirmed = std::mem::replace(&mut entry.confirmed, true);
                 return Some(match &mut entry.status {
-                    Status::Pending if !was_confirmed => PromptOutcome::Confirmed,
+                    Status::Pending if !was_confirmed => Arrival::Confirmed,
                     Status::Decided {
                         delivery: delivery @ DeliveryState::Queued,
                         frame,
                         ..
                     } if s.conn == Some(conn) => {
                         *delivery = DeliveryState::InFlight(conn);
-                        PromptOutcome::Resend {
+                        Arrival::Resend {
                             conn,
                             frame: frame.clone(),
                         }
                     }
-                    _ => PromptOutcome::Duplicate,
+                    _ => Arrival::Duplicate,
                 });
             }
         }
         let r = self.resolved.get(session, request_id)?;
         let out = match &r.ending {
-            Ending::Cancelled => PromptOutcome::Duplicate,
-            _ if r.written_on == Some(conn) => PromptOutcome::Duplicate,
-            Ending::Answered { frame: Some(frame) } => PromptOutcome::Resend {
+            Ending::Cancelled => Arrival::Duplicate,
+            _ if r.written_on == Some(conn) => Arrival::Duplicate,
+            Ending::Answered { frame: Some(frame) } => Arrival::Resend {
                 conn,
                 frame: frame.clone(),
             },
-            Ending::Answered { frame: None } => PromptOutcome::ResendFromLedger { conn },
+            Ending::Answered { frame: None } => Arrival::ResendFromLedger { conn },
         };
-        if !matches!(out, PromptOutcome::Duplicate) {
+        if !matches!(out, Arrival::Duplicate) {
             // Marked now, not when the write completes: the same prompt listed by
             // `initialize` right after its replay must not get the answer twice.
             self.resolved.written(session, request_id, conn);
@@ -332,7 +330,7 @@ impl Store {
         conn: ConnId,
         prompt: PermissionPrompt,
         now: SystemTime,
-    ) -> PromptOutcome {
+    ) -> Arrival {
         let seq = self.next_seq;
         self.next_seq += 1;
         let s = self.session(session);
@@ -350,10 +348,10 @@ impl Store {
                 seen_on: Some(conn),
             },
         );
-        PromptOutcome::New
+        Arrival::New
     }
 
-    /// The ledger answered the lookup of a prompt [`PromptOutcome::Check`] asked for.
+    /// The ledger answered the lookup of a prompt [`Arrival::Check`] asked for.
     pub fn on_checked(
         &mut self,
         session: &Arc<str>,
@@ -361,14 +359,14 @@ impl Store {
         prompt: PermissionPrompt,
         known: Known,
         now: SystemTime,
-    ) -> PromptOutcome {
+    ) -> Arrival {
         let checking = match self.sessions.get_mut(session) {
             Some(s) => s.checking.remove(&prompt.request_id),
             None => false,
         };
         if !checking {
             // The session was forgotten meanwhile, or another path settled it.
-            return PromptOutcome::Duplicate;
+            return Arrival::Duplicate;
         }
         let id = prompt.request_id.clone();
         match known {
@@ -382,7 +380,7 @@ impl Store {
                         written_on: None,
                     },
                 );
-                PromptOutcome::Duplicate
+                Arrival::Duplicate
             }
             Known::Answered(frame) => {
                 self.resolved.insert(
@@ -397,7 +395,7 @@ impl Store {
                         written_on: Some(conn),
                     },
                 );
-                PromptOutcome::Resend { conn, frame }
+                Arrival::Resend { conn, frame }
             }
         }
     }

@@ -11,65 +11,19 @@ use actix::prelude::*;
 use futures_util::future::{join_all, FutureExt};
 use serde::Serialize;
 use tokio::sync::oneshot;
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, Instrument};
 
-use super::budget::{RestartBudget, Verdict};
+use super::slot::{ExitAction, Slot};
 use crate::config::{SessionSpec, SupervisorConfig};
 use crate::events::{Event, EventBus};
-use crate::registry::{PermissionRegistry, SessionDisconnected};
+use crate::registry::{PermissionRegistry, SessionDisconnected, TrackSession};
 use crate::session::client::thread_client;
-use crate::session::{
-    CloseSession, Counters, GetStatus, SessionActor, SessionShared, SessionState, SessionStatus,
-};
+use crate::session::{CloseSession, GetStatus, SessionActor, SessionShared, SessionStatus};
 
 /// Session actor mailbox capacity (callers using `send` wait when it is full).
 const MAILBOX: usize = 256;
 /// How long a status query waits for a busy session before using the last report.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
-
-pub(super) struct Slot {
-    pub(super) spec: Arc<SessionSpec>,
-    /// What to do when the current incarnation ends.
-    pub(super) plan: ExitPlan,
-    pub(super) addr: Option<Addr<SessionActor>>,
-    incarnation: u64,
-    pub(super) status: SessionStatus,
-    carried: Counters,
-    restarts: u64,
-    /// Why the last incarnation crashed; shown until a newer error replaces it.
-    last_crash: Option<String>,
-    budget: RestartBudget,
-    arbiter: usize,
-}
-
-/// What the supervisor does when a session actor ends.
-#[derive(Default)]
-pub(super) enum ExitPlan {
-    /// Restart after a crash (within budget); leave final states alone.
-    #[default]
-    Supervise,
-    /// The operator removed it: forget the session, then tell these waiters.
-    Remove(Vec<oneshot::Sender<()>>),
-    /// Its spec changed: start the new spec at once (not a crash).
-    Respawn,
-}
-
-impl Slot {
-    pub(super) fn new(spec: Arc<SessionSpec>, cfg: &SupervisorConfig, arbiter: usize) -> Self {
-        Slot {
-            budget: RestartBudget::new(cfg),
-            spec,
-            plan: ExitPlan::Supervise,
-            addr: None,
-            incarnation: 0,
-            status: SessionStatus::initial(),
-            carried: Counters::default(),
-            restarts: 0,
-            last_crash: None,
-            arbiter,
-        }
-    }
-}
 
 /// Starts, watches and restarts session actors.
 pub struct Supervisor {
@@ -96,6 +50,10 @@ impl Supervisor {
         assert!(!arbiters.is_empty(), "at least one session arbiter");
         <Supervisor as Actor>::create(move |ctx: &mut Context<Self>| {
             let shared = Arc::new(make_shared(ctx.address().recipient()));
+            // Told before anyone can answer: the registry refuses answers for other sessions.
+            for spec in &sessions {
+                shared.registry.do_send(TrackSession(spec.id.clone()));
+            }
             let slots = sessions
                 .into_iter()
                 .enumerate()
@@ -265,82 +223,44 @@ impl Handler<SessionExited> for Supervisor {
 
     fn handle(&mut self, msg: SessionExited, ctx: &mut Context<Self>) {
         let _span = info_span!("session", session_id = %msg.session_id).entered();
-        let shutting_down = self.shutting_down;
         let Some(slot) = self.slots.get_mut(&msg.session_id) else {
             return;
         };
-        if slot.incarnation != msg.incarnation {
-            return;
+        let panic = msg.panic.as_deref();
+        let action = slot.on_exit(msg.incarnation, panic, self.shutting_down, Instant::now());
+        if !matches!(action, ExitAction::Stale) {
+            // The actor may have died without saying so: its connection is gone.
+            self.registry.do_send(SessionDisconnected {
+                session_id: msg.session_id.clone(),
+                conn: None,
+            });
         }
-        slot.addr = None;
-        slot.carried = slot.carried.add(&slot.status.counters);
-        slot.status.counters = Counters::default();
-        // The actor may have died without saying so: its connection is gone.
-        self.registry.do_send(SessionDisconnected {
-            session_id: msg.session_id.clone(),
-            conn: None,
-        });
-        match std::mem::take(&mut slot.plan) {
-            ExitPlan::Remove(waiters) => {
-                self.forget(&msg.session_id);
+        self.perform_exit(&msg.session_id, action, ctx);
+    }
+}
+
+impl Supervisor {
+    /// Do what [`Slot::on_exit`] decided for session `id`.
+    fn perform_exit(&mut self, id: &Arc<str>, action: ExitAction, ctx: &mut Context<Self>) {
+        match action {
+            ExitAction::Stale | ExitAction::Stop => {}
+            ExitAction::Forget(waiters) => {
+                self.forget(id);
                 for w in waiters {
                     let _ = w.send(());
                 }
                 self.check_drained();
-                return;
             }
-            ExitPlan::Respawn if !shutting_down => {
-                info!("session spec changed; starting it again");
-                let id = msg.session_id.clone();
-                self.spawn_session(&id, ctx);
-                return;
-            }
-            _ => {}
-        }
-        if shutting_down {
-            slot.status.state = SessionState::Disconnected;
-            self.check_drained();
-            return;
-        }
-        let cause = match msg.panic {
-            None if slot.status.state.is_final() => {
-                info!(
-                    state = slot.status.state.name(),
-                    "session ended; not restarting"
-                );
-                return;
-            }
-            None => "session actor stopped unexpectedly".to_owned(),
-            Some(p) => format!("session actor panicked: {p}"),
-        };
-        error!(%cause, "session crashed");
-        slot.status.last_error = Some(cause.clone());
-        slot.last_crash = Some(cause.clone());
-        match slot.budget.on_crash(Instant::now()) {
-            Verdict::Restart { delay, .. } => {
-                slot.restarts += 1;
+            ExitAction::Respawn => self.spawn_session(id, ctx),
+            ExitAction::Drained => self.check_drained(),
+            ExitAction::Restart { after } => {
                 self.shared.metrics.restarts.inc();
-                slot.status.connected_since = None;
-                slot.status.state = SessionState::Restarting {
-                    restart: slot.restarts as u32,
-                    delay_ms: delay.as_millis() as u64,
-                };
-                let id = msg.session_id.clone();
-                ctx.run_later(delay, move |act, ctx| act.spawn_session(&id, ctx));
+                let id2 = id.clone();
+                ctx.run_later(after, move |act, ctx| act.spawn_session(&id2, ctx));
+                self.publish_state(id);
             }
-            Verdict::Exhausted => {
-                slot.status.connected_since = None;
-                slot.status.state = SessionState::Failed {
-                    reason: "restart_budget_exhausted".into(),
-                    detail: format!(
-                        "more than {} restarts within {:?}; last: {cause}",
-                        self.cfg.max_restarts, self.cfg.restart_period
-                    ),
-                };
-                warn!("restart budget exhausted; session failed");
-            }
+            ExitAction::GiveUp => self.publish_state(id),
         }
-        self.publish_state(&msg.session_id);
     }
 }
 

@@ -43,6 +43,11 @@ impl RestartBudget {
         }
     }
 
+    /// At most this many restarts within this period.
+    pub fn limit(&self) -> (u32, Duration) {
+        (self.max_restarts, self.period)
+    }
+
     /// The actor crashed at `now`.
     pub fn on_crash(&mut self, now: Instant) -> Verdict {
         while let Some(&first) = self.history.front() {

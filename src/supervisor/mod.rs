@@ -1,9 +1,11 @@
 //! Starts session actors from config, spreads them over arbiters, and restarts
-//! crashed ones within an OTP-style budget (pure `budget` + the `Supervisor` actor).
+//! crashed ones within an OTP-style budget (pure `budget` and `slot::on_exit` + the
+//! `Supervisor` actor).
 
 mod actor;
 pub mod budget;
 mod runtime;
+mod slot;
 
 #[cfg(feature = "test-hooks")]
 pub use actor::PanicSession;

@@ -8,9 +8,10 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::info;
 
-use super::actor::{ExitPlan, Slot, Supervisor};
+use super::actor::Supervisor;
+use super::slot::{ExitPlan, Slot};
 use crate::config::SessionSpec;
-use crate::registry::ForgetSession;
+use crate::registry::{ForgetSession, TrackSession};
 use crate::session::CloseSession;
 
 /// How long a removal waits for the session to close before answering anyway.
@@ -71,6 +72,8 @@ impl Supervisor {
         let id = spec.id.clone();
         self.slots
             .insert(id.clone(), Slot::new(spec, &self.cfg, arbiter));
+        // Before anyone hears it was added: operators may answer its prompts from now on.
+        self.registry.do_send(TrackSession(id.clone()));
         info!(session_id = %id, "session added");
         self.spawn_session(&id, ctx);
         Ok(())
@@ -105,6 +108,22 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// Start `spec` in place of the running spec of the same id (not a crash).
+    fn change(&mut self, spec: Arc<SessionSpec>, ctx: &mut Context<Self>) {
+        let id = spec.id.clone();
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        slot.spec = spec;
+        match &slot.addr {
+            Some(addr) => {
+                slot.plan = ExitPlan::Respawn;
+                addr.do_send(CloseSession);
+            }
+            None => self.spawn_session(&id, ctx),
+        }
     }
 
     /// Drop every trace of a removed session; its pending prompts are reported cancelled.
@@ -149,41 +168,18 @@ impl Handler<ReplaceSessions> for Supervisor {
         if self.is_shutting_down() {
             return MessageResult(changes);
         }
-        let wanted: std::collections::HashMap<Arc<str>, Arc<SessionSpec>> =
-            msg.0.into_iter().map(|s| (s.id.clone(), s)).collect();
-        let current: Vec<Arc<str>> = self.slots.keys().cloned().collect();
-        for id in current {
-            match wanted.get(&id) {
-                None => {
-                    if self.remove(&id, None).is_ok() {
-                        changes.removed.push(id.to_string());
-                    }
-                }
-                Some(spec) => {
-                    let Some(slot) = self.slots.get_mut(&id) else {
-                        continue;
-                    };
-                    if *slot.spec == **spec {
-                        continue;
-                    }
-                    slot.spec = spec.clone();
-                    changes.changed.push(id.to_string());
-                    match &slot.addr {
-                        Some(addr) => {
-                            slot.plan = ExitPlan::Respawn;
-                            addr.do_send(CloseSession);
-                        }
-                        None => self.spawn_session(&id, ctx),
-                    }
-                }
+        let current = self.slots.iter().map(|(id, slot)| (id, &slot.spec));
+        let diff = SetDiff::between(current, msg.0);
+        for id in diff.removed {
+            if self.remove(&id, None).is_ok() {
+                changes.removed.push(id.to_string());
             }
         }
-        let mut added: Vec<&Arc<SessionSpec>> = wanted
-            .values()
-            .filter(|s| !self.slots.contains_key(&s.id))
-            .collect();
-        added.sort_by(|a, b| a.id.cmp(&b.id));
-        for spec in added {
+        for spec in diff.changed {
+            changes.changed.push(spec.id.to_string());
+            self.change(spec, ctx);
+        }
+        for spec in diff.added {
             if self.add(spec.clone(), ctx).is_ok() {
                 changes.added.push(spec.id.to_string());
             }
@@ -192,3 +188,38 @@ impl Handler<ReplaceSessions> for Supervisor {
         MessageResult(changes)
     }
 }
+
+/// How a wanted session set differs from the running one (pure), each list by id.
+#[derive(Debug, Default, PartialEq)]
+struct SetDiff {
+    /// Running, not wanted.
+    removed: Vec<Arc<str>>,
+    /// Running with another spec: the new one.
+    changed: Vec<Arc<SessionSpec>>,
+    /// Wanted, not running.
+    added: Vec<Arc<SessionSpec>>,
+}
+
+impl SetDiff {
+    /// Compare the running specs (`current`, by id) with `wanted` (the last of a repeated id wins).
+    fn between<'a>(
+        current: impl Iterator<Item = (&'a Arc<str>, &'a Arc<SessionSpec>)>,
+        wanted: Vec<Arc<SessionSpec>>,
+    ) -> Self {
+        let mut wanted: std::collections::BTreeMap<Arc<str>, Arc<SessionSpec>> =
+            wanted.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let mut diff = SetDiff::default();
+        for (id, spec) in current {
+            match wanted.remove(id) {
+                None => diff.removed.push(id.clone()),
+                Some(new) if *new != **spec => diff.changed.push(new),
+                Some(_) => {}
+            }
+        }
+        diff.added = wanted.into_values().collect();
+        diff
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -31,7 +31,7 @@ fn now() -> SystemTime {
 
 /// Record a prompt and show it, as the registry does once the ledger has it.
 trait Shown {
-    fn shown(&mut self, session: &Arc<str>, conn: ConnId, p: PermissionPrompt) -> PromptOutcome;
+    fn shown(&mut self, session: &Arc<str>, conn: ConnId, p: PermissionPrompt) -> Arrival;
 }
 
 /// Decide and let the (absent) ledger acknowledge at once: where to write, if anywhere.
@@ -68,7 +68,7 @@ impl DecideNow for Store {
 }
 
 impl Shown for Store {
-    fn shown(&mut self, session: &Arc<str>, conn: ConnId, p: PermissionPrompt) -> PromptOutcome {
+    fn shown(&mut self, session: &Arc<str>, conn: ConnId, p: PermissionPrompt) -> Arrival {
         let id = p.request_id.clone();
         let out = self.on_prompt(session, conn, p, now());
         self.reveal(session, &id);
@@ -80,7 +80,7 @@ impl Shown for Store {
 fn decision_while_connected_is_dispatched_once() {
     let mut st = Store::new();
     st.on_connected(&sid(), 7);
-    assert_eq!(st.shown(&sid(), 7, prompt("r1")), PromptOutcome::New);
+    assert_eq!(st.shown(&sid(), 7, prompt("r1")), Arrival::New);
     let d = st
         .decide_now(&sid(), "r1", allow(), "alice", now())
         .unwrap();
@@ -108,10 +108,10 @@ fn decision_while_connected_is_dispatched_once() {
 fn replay_is_recorded_once() {
     let mut st = Store::new();
     st.on_connected(&sid(), 1);
-    assert_eq!(st.shown(&sid(), 1, prompt("r1")), PromptOutcome::New);
+    assert_eq!(st.shown(&sid(), 1, prompt("r1")), Arrival::New);
     st.on_disconnected(&sid(), Some(1));
     st.on_connected(&sid(), 2);
-    assert_eq!(st.shown(&sid(), 2, prompt("r1")), PromptOutcome::Duplicate);
+    assert_eq!(st.shown(&sid(), 2, prompt("r1")), Arrival::Duplicate);
     assert_eq!(st.pending(None).len(), 1);
     assert_eq!(st.tallies()[&sid()].prompts, 1);
 }
@@ -136,10 +136,10 @@ fn decision_while_disconnected_is_flushed_once_on_reconnect() {
     // The session replays the prompt on the new connection: it still waits, so it gets it.
     assert!(matches!(
         st.shown(&sid(), 2, prompt("r1")),
-        PromptOutcome::Resend { conn: 2, .. }
+        Arrival::Resend { conn: 2, .. }
     ));
     assert!(st.on_written(&sid(), "r1", 2));
-    assert_eq!(st.shown(&sid(), 2, prompt("r1")), PromptOutcome::Duplicate);
+    assert_eq!(st.shown(&sid(), 2, prompt("r1")), Arrival::Duplicate);
     assert_eq!(st.tallies()[&sid()].decisions, 1);
 }
 
@@ -152,7 +152,7 @@ fn answer_lost_with_its_connection_is_resent_when_the_session_replays() {
     assert!(st.on_written(&sid(), "r1", 1));
     st.on_disconnected(&sid(), Some(1));
     st.on_connected(&sid(), 2);
-    let PromptOutcome::Resend { conn, .. } = st.shown(&sid(), 2, prompt("r1")) else {
+    let Arrival::Resend { conn, .. } = st.shown(&sid(), 2, prompt("r1")) else {
         panic!("expected resend")
     };
     assert_eq!(conn, 2);
@@ -175,20 +175,20 @@ fn a_cancel_does_not_void_an_answer_that_was_already_written_once() {
     st.on_connected(&sid(), 2);
     assert!(matches!(
         st.shown(&sid(), 2, prompt("r1")),
-        PromptOutcome::Resend { conn: 2, .. }
+        Arrival::Resend { conn: 2, .. }
     ));
     assert_eq!(st.on_cancel(&sid(), "r1"), None, "answered once already");
     assert!(!st.on_written(&sid(), "r1", 2));
     assert_eq!(
         st.shown(&sid(), 2, prompt("r1")),
-        PromptOutcome::Duplicate,
+        Arrival::Duplicate,
         "once per connection"
     );
     // Lost again: the next connection's replay gets it once more.
     st.on_connected(&sid(), 3);
     assert!(matches!(
         st.shown(&sid(), 3, prompt("r1")),
-        PromptOutcome::Resend { conn: 3, .. }
+        Arrival::Resend { conn: 3, .. }
     ));
     assert_eq!(st.tallies()[&sid()].decisions, 1);
 }
@@ -208,7 +208,7 @@ fn failed_write_is_requeued_or_moved_to_the_newer_connection() {
     st.on_connected(&sid(), 2);
     assert_eq!(
         st.shown(&sid(), 2, prompt("r2")),
-        PromptOutcome::Duplicate,
+        Arrival::Duplicate,
         "r2 in flight"
     );
     let retry = st.on_write_failed(&sid(), "r2", 1).unwrap();
@@ -217,7 +217,7 @@ fn failed_write_is_requeued_or_moved_to_the_newer_connection() {
     assert_eq!(st.tallies()[&sid()].queued, 1, "r1 waits for its replay");
     assert!(matches!(
         st.shown(&sid(), 2, prompt("r1")),
-        PromptOutcome::Resend { conn: 2, .. }
+        Arrival::Resend { conn: 2, .. }
     ));
     assert!(st.on_written(&sid(), "r1", 2));
     assert_eq!(st.tallies()[&sid()].decisions, 2);
@@ -242,7 +242,7 @@ fn cancel_removes_prompt_and_voids_a_queued_answer() {
     st.on_connected(&sid(), 2);
     assert_eq!(
         st.shown(&sid(), 2, prompt("r2")),
-        PromptOutcome::Duplicate,
+        Arrival::Duplicate,
         "voided answer is not sent"
     );
     assert_eq!(st.on_cancel(&sid(), "nope"), None);
@@ -297,11 +297,11 @@ fn finished_prompts_are_remembered_without_their_input_within_the_global_bounds(
     st.on_connected(&sid(), 1);
     for i in 0..110 {
         let id = format!("r{i}");
-        if let PromptOutcome::Check(p) = st.on_prompt(&sid(), 1, prompt(&id), now()) {
+        if let Arrival::Check(p) = st.on_prompt(&sid(), 1, prompt(&id), now()) {
             assert!(i >= 100, "checked only once records were dropped");
             assert_eq!(
                 st.on_checked(&sid(), 1, *p, Known::Nothing, now()),
-                PromptOutcome::New
+                Arrival::New
             );
         }
         st.reveal(&sid(), &id);
@@ -316,31 +316,31 @@ fn finished_prompts_are_remembered_without_their_input_within_the_global_bounds(
     assert!(st.finished("s1", "r0").is_none(), "oldest forgotten");
     assert!(st.finished("s1", "r109").is_some());
     // The session's memory is incomplete now: an unknown prompt is looked up first.
-    let PromptOutcome::Check(p) = st.on_prompt(&sid(), 2, prompt("r0"), now()) else {
+    let Arrival::Check(p) = st.on_prompt(&sid(), 2, prompt("r0"), now()) else {
         panic!("expected a ledger check")
     };
     assert_eq!(
         st.on_prompt(&sid(), 2, prompt("r0"), now()),
-        PromptOutcome::Duplicate,
+        Arrival::Duplicate,
         "a replay during the check"
     );
     let frame: Arc<str> = Arc::from("{\"answer\":1}");
     assert_eq!(
         st.on_checked(&sid(), 2, *p, Known::Answered(frame.clone()), now()),
-        PromptOutcome::Resend { conn: 2, frame },
+        Arrival::Resend { conn: 2, frame },
         "matched to its record, never shown as new"
     );
     assert_eq!(
         st.on_prompt(&sid(), 2, prompt("r0"), now()),
-        PromptOutcome::Duplicate,
+        Arrival::Duplicate,
         "listed again right behind: once per connection"
     );
-    let PromptOutcome::Check(p) = st.on_prompt(&sid(), 2, prompt("brand-new"), now()) else {
+    let Arrival::Check(p) = st.on_prompt(&sid(), 2, prompt("brand-new"), now()) else {
         panic!()
     };
     assert_eq!(
         st.on_checked(&sid(), 2, *p, Known::Nothing, now()),
-        PromptOutcome::New
+        Arrival::New
     );
 }
 
@@ -348,10 +348,7 @@ fn finished_prompts_are_remembered_without_their_input_within_the_global_bounds(
 fn unrecorded_prompt_is_neither_listed_nor_answerable() {
     let mut st = Store::new();
     st.on_connected(&sid(), 1);
-    assert_eq!(
-        st.on_prompt(&sid(), 1, prompt("r1"), now()),
-        PromptOutcome::New
-    );
+    assert_eq!(st.on_prompt(&sid(), 1, prompt("r1"), now()), Arrival::New);
     assert!(st.pending(None).is_empty());
     assert!(matches!(
         st.decide_now(&sid(), "r1", allow(), "a", now()),
@@ -416,17 +413,17 @@ fn restored_answers_wait_for_the_session_to_replay_their_prompt() {
     assert_eq!(st.tallies()[&sid()].queued, 1);
     assert!(matches!(
         st.on_prompt(&sid(), 5, prompt("r1"), now()),
-        PromptOutcome::Resend { conn: 5, .. }
+        Arrival::Resend { conn: 5, .. }
     ));
     assert!(st.on_written(&sid(), "r1", 5));
     assert_eq!(
         st.on_prompt(&sid(), 5, prompt("r2"), now()),
-        PromptOutcome::Confirmed,
+        Arrival::Confirmed,
         "the restored prompt is waited on"
     );
     assert_eq!(
         st.on_prompt(&sid(), 5, prompt("r2"), now()),
-        PromptOutcome::Duplicate
+        Arrival::Duplicate
     );
 }
 
@@ -438,7 +435,7 @@ fn restored_finished_prompts_are_matched_not_shown_again() {
     st.on_connected(&sid(), 1);
     assert_eq!(
         st.on_prompt(&sid(), 1, prompt("done"), now()),
-        PromptOutcome::Resend {
+        Arrival::Resend {
             conn: 1,
             frame: frame("done")
         },
@@ -446,14 +443,14 @@ fn restored_finished_prompts_are_matched_not_shown_again() {
     );
     assert_eq!(
         st.on_prompt(&sid(), 1, prompt("done"), now()),
-        PromptOutcome::Duplicate,
+        Arrival::Duplicate,
         "once per connection, also while the first resend is still being written \
          (a replay and the initialize list arrive back to back)"
     );
     st.on_written(&sid(), "done", 1);
     assert_eq!(
         st.on_prompt(&sid(), 1, prompt("gone"), now()),
-        PromptOutcome::Duplicate
+        Arrival::Duplicate
     );
     assert!(matches!(
         st.decide_now(&sid(), "done", allow(), "b", now()),
@@ -468,10 +465,7 @@ fn unconfirmed_prompts_are_listed_after_confirmed_ones() {
     st.restore(&sid(), prompt("old-a"), now(), None);
     st.restore(&sid(), prompt("old-b"), now(), None);
     st.shown(&sid(), 1, prompt("live"));
-    assert_eq!(
-        st.shown(&sid(), 1, prompt("old-b")),
-        PromptOutcome::Confirmed
-    );
+    assert_eq!(st.shown(&sid(), 1, prompt("old-b")), Arrival::Confirmed);
     let order: Vec<(String, bool)> = st
         .pending(None)
         .into_iter()
@@ -528,7 +522,7 @@ fn nothing_is_flushed_while_the_ledger_records() {
     st.on_connected(&sid(), 2);
     assert_eq!(
         st.shown(&sid(), 2, prompt("r1")),
-        PromptOutcome::Duplicate,
+        Arrival::Duplicate,
         "replayed, but not recorded yet: not written"
     );
     let (conn, _) = st.recorded(&sid(), "r1").expect("now it goes out");
@@ -637,7 +631,7 @@ fn an_answer_goes_only_where_the_session_showed_it_still_waits() {
     // Reconnected; the session's initialize lists only r2 (r1 was settled while away).
     st.on_disconnected(&sid(), Some(1));
     st.on_connected(&sid(), 2);
-    assert_eq!(st.shown(&sid(), 2, prompt("r2")), PromptOutcome::Duplicate);
+    assert_eq!(st.shown(&sid(), 2, prompt("r2")), Arrival::Duplicate);
     assert_eq!(st.unconfirm_unseen("s1", 2), ["r1"]);
     let order: Vec<_> = st
         .pending(None)
@@ -657,7 +651,7 @@ fn an_answer_goes_only_where_the_session_showed_it_still_waits() {
         .is_some());
     assert_eq!(
         st.shown(&sid(), 2, prompt("r1")),
-        PromptOutcome::Resend {
+        Arrival::Resend {
             conn: 2,
             frame: st
                 .get("s1", "r1")

@@ -1,0 +1,343 @@
+//! The registry's logic (pure): every input — a prompt, an answer, a finished write, a
+//! ledger read, a timer — goes in, and what the actor must do comes out as [`Effect`]s.
+//!
+//! No actix here: the `PermissionRegistry` actor performs the effects in order and
+//! reports what came of the waiting ones back through the `on_*` methods. A prompt goes
+//! `on_prompt → Record → on_prompt_recorded → Publish` (plus a rule's answer, or its
+//! timers: [`arrival`], [`rules`]); an answer goes `decide → Record →
+//! on_decision_recorded → Write → on_write → Publish + Reply` ([`answer`]).
+
+mod answer;
+mod arrival;
+mod effect;
+mod rules;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{debug, error, info};
+
+pub use answer::{Answer, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
+pub use effect::{DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
+
+use super::store::{ConnId, Known, SessionTally, Store};
+use crate::audit::{self, DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
+use crate::events::Event;
+use crate::policy::{Policy, PolicyView};
+use crate::protocol::api::Delivery;
+use crate::protocol::PromptKind;
+
+/// The pending prompts of every session, the policy, and the rules that answer them.
+pub struct Core {
+    store: Store,
+    policy: Arc<Policy>,
+    /// Evaluations per rule id (dry runs included).
+    hits: HashMap<String, u64>,
+    /// Sessions the supervisor runs: an operator's answer for any other is refused.
+    sessions: HashSet<Arc<str>>,
+}
+
+/// The registry's acknowledgement of a decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionReceipt {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Prompt id.
+    pub request_id: String,
+    /// `allowed`, `denied` or `expired`.
+    pub status: &'static str,
+    /// Written now, or queued until the session reconnects.
+    pub delivery: Delivery,
+    /// Who decided.
+    pub decided_by: String,
+}
+
+/// A pending prompt as shown to operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingPrompt {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Prompt id.
+    pub request_id: String,
+    /// Tool name.
+    pub tool_name: String,
+    /// Tool-use id.
+    pub tool_use_id: Option<String>,
+    /// Tool input.
+    pub input: Value,
+    /// The raw request object, unknown fields included.
+    pub request: Value,
+    /// When it arrived.
+    #[serde(with = "ccr_protocol::time::as_rfc3339")]
+    pub received_at: SystemTime,
+    /// Age in milliseconds.
+    pub age_ms: u64,
+    /// False for a prompt restored from the ledger that its session has not re-sent or
+    /// listed since the restart (it may no longer be waited on).
+    pub confirmed: bool,
+    /// `can_use_tool`, `elicitation` or `request_user_dialog`.
+    pub kind: PromptKind,
+    /// False for a dialog of a kind this supervisor does not render: shown, never answered.
+    pub answerable: bool,
+}
+
+/// Rules, deadlines and how often each rule matched.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    /// The compiled policy.
+    #[serde(flatten)]
+    pub policy: PolicyView,
+    /// Evaluations that matched each rule id (dry runs included).
+    pub hits: HashMap<String, u64>,
+}
+
+impl Core {
+    /// An empty core answering by `policy`.
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Self {
+            store: Store::new(),
+            policy,
+            hits: HashMap::new(),
+            sessions: HashSet::new(),
+        }
+    }
+
+    /// Remember at most `records` finished prompts in `bytes` (all sessions together), and
+    /// let operators answer dialogs of `dialog_kinds` only.
+    pub fn remembering(mut self, records: usize, bytes: usize, dialog_kinds: Vec<String>) -> Self {
+        self.store = Store::with_bounds(records, bytes).with_dialog_kinds(dialog_kinds);
+        self
+    }
+
+    /// Put back what the ledger says was unfinished when the process stopped.
+    pub fn restore(&mut self, unfinished: Vec<Unfinished>) -> usize {
+        let n = unfinished.len();
+        for u in unfinished {
+            let session: Arc<str> = Arc::from(u.prompt.session_id.as_str());
+            let prompt = u.prompt.to_prompt();
+            let answer = u.decision.and_then(|d| {
+                let frame = d.answer?;
+                Some((d.decided_by, d.decided_at, Arc::from(frame), false))
+            });
+            self.store
+                .restore(&session, prompt, u.prompt.received_at, answer);
+        }
+        n
+    }
+
+    /// Remember the finished prompts the ledger loaded, so that a replay of one after the
+    /// restart is matched to its record (its answer re-sent), never shown as new.
+    pub fn restore_resolved(&mut self, loaded: ResolvedRows) -> usize {
+        let n = loaded.rows.len();
+        // Oldest first, so the memory's own eviction order matches the ledger's.
+        for (session, request_id, stored) in loaded.rows.into_iter().rev() {
+            let session: Arc<str> = Arc::from(session.as_str());
+            self.store
+                .restore_resolved(&session, &request_id, known(stored));
+        }
+        for session in loaded.incomplete {
+            self.store.mark_incomplete(&Arc::from(session.as_str()));
+        }
+        n
+    }
+
+    /// The size of the finished-prompt memory, as a metric.
+    pub fn resolved_gauge(&self) -> Metric {
+        let (records, bytes) = self.store.resolved_size();
+        Metric::Resolved { records, bytes }
+    }
+
+    /// The registry started: show the prompts restored from the ledger (unconfirmed until
+    /// their session re-sends them) and apply the policy and timers again, from their
+    /// original arrival.
+    pub fn on_started(&mut self, now: SystemTime) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for (session, request_id) in self.store.pending_ids() {
+            if let Some(e) = self.store.get(&session, &request_id) {
+                let event =
+                    Event::permission_requested(&session, &request_id, &e.prompt, e.confirmed);
+                fx.push(Effect::Publish(event));
+            }
+            fx.extend(self.apply_policy(session, request_id, now));
+        }
+        fx
+    }
+
+    /// The sessions the supervisor runs now include `session`.
+    pub fn track_session(&mut self, session: Arc<str>) {
+        self.sessions.insert(session);
+    }
+
+    /// The session withdrew one of its prompts.
+    pub fn on_cancelled(
+        &mut self,
+        session: Arc<str>,
+        request_id: String,
+        now: SystemTime,
+    ) -> Vec<Effect> {
+        let Some(w) = self.store.on_cancel(&session, &request_id) else {
+            debug!("cancel for an unknown or resolved prompt ignored");
+            return Vec::new();
+        };
+        info!(
+            was_pending = w.was_pending,
+            "permission cancelled by the session"
+        );
+        vec![
+            Effect::Record(Record::Ending(cancelled(
+                &session,
+                &request_id,
+                "session",
+                now,
+            ))),
+            Effect::Metric(Metric::Decision {
+                outcome: "cancelled",
+                source: "session",
+            }),
+            Effect::Publish(Event::PermissionCancelled {
+                session_id: session,
+                request_id,
+                tool_use_id: w.tool_use_id,
+            }),
+            Effect::Metric(self.resolved_gauge()),
+        ]
+    }
+
+    /// A connection of `session` opened. Queued answers go out when the session re-sends
+    /// their prompts on it.
+    pub fn on_connected(&mut self, session: &Arc<str>, conn: ConnId) {
+        self.store.on_connected(session, conn);
+    }
+
+    /// A connection closed (`None`: whichever is current, e.g. the actor died).
+    pub fn on_disconnected(&mut self, session: &Arc<str>, conn: Option<ConnId>) {
+        self.store.on_disconnected(session, conn);
+    }
+
+    /// The session's `initialize` reply on `conn` listed what it waits on (the listed
+    /// prompts were routed just before, as replays): the others become unconfirmed.
+    pub fn on_initialized(&mut self, session: &Arc<str>, conn: ConnId) -> Vec<Effect> {
+        let unseen = self.store.unconfirm_unseen(session, conn);
+        if !unseen.is_empty() {
+            info!(session_id = %session, count = unseen.len(),
+                "pending prompts the session neither re-sent nor listed are unconfirmed");
+        }
+        unseen
+            .into_iter()
+            .map(|request_id| {
+                Effect::Publish(Event::PermissionUnconfirmed {
+                    session_id: session.clone(),
+                    request_id,
+                })
+            })
+            .collect()
+    }
+
+    /// The supervisor removed `session`: drop its prompts (pending ones, and answers it
+    /// never got, are reported cancelled) and its history.
+    pub fn forget_session(&mut self, session: &Arc<str>, now: SystemTime) -> Vec<Effect> {
+        self.sessions.remove(session);
+        // Forget the history first, so the cancellations below stay resumable.
+        let mut fx = vec![Effect::ForgetHistory(session.clone())];
+        for prompt in self.store.forget_session(session) {
+            let request_id = &prompt.request_id;
+            fx.push(Effect::Metric(Metric::Decision {
+                outcome: "cancelled",
+                source: "session_removed",
+            }));
+            let row = cancelled(session, request_id, "session_removed", now);
+            fx.push(Effect::Record(Record::Ending(row)));
+            fx.push(Effect::Publish(Event::PermissionCancelled {
+                session_id: session.clone(),
+                request_id: request_id.clone(),
+                tool_use_id: prompt.tool_use_id.clone(),
+            }));
+        }
+        fx.push(Effect::Metric(self.resolved_gauge()));
+        fx
+    }
+
+    /// Pending prompts (`questions: false`) or questions, confirmed ones oldest first,
+    /// then unconfirmed ones.
+    pub fn pending(
+        &self,
+        session: Option<&str>,
+        questions: bool,
+        now: SystemTime,
+    ) -> Vec<PendingPrompt> {
+        self.store
+            .pending(session)
+            .into_iter()
+            .filter(|(_, e)| (e.prompt.kind() != PromptKind::CanUseTool) == questions)
+            .map(|(session_id, e)| PendingPrompt {
+                session_id,
+                request_id: e.prompt.request_id.clone(),
+                tool_name: e.prompt.tool_name.clone(),
+                tool_use_id: e.prompt.tool_use_id.clone(),
+                input: e.prompt.input.clone(),
+                request: e.prompt.request.clone(),
+                received_at: e.received_at,
+                age_ms: now
+                    .duration_since(e.received_at)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                confirmed: e.confirmed,
+                kind: e.prompt.kind(),
+                answerable: self.store.answerable(&e.prompt),
+            })
+            .collect()
+    }
+
+    /// Per-session tallies (pending, queued, prompts, decisions).
+    pub fn tallies(&self) -> HashMap<Arc<str>, SessionTally> {
+        self.store.tallies()
+    }
+
+    /// The policy with its hit counts.
+    pub fn policy_report(&self) -> PolicyReport {
+        PolicyReport {
+            policy: self.policy.view(),
+            hits: self.hits.clone(),
+        }
+    }
+}
+
+/// A failed ledger write: loud, counted (by the ledger), and visible to operators —
+/// never silent.
+fn ledger_failed(what: &str, session: &Arc<str>, e: &LedgerError) -> Effect {
+    error!(session_id = %session, error = %e, "LEDGER WRITE FAILED: cannot {what}; continuing without a durable record");
+    Effect::Publish(Event::Error {
+        session_id: session.clone(),
+        message: format!("ledger: cannot {what}: {e}"),
+    })
+}
+
+/// The ledger row of a prompt withdrawn (`decided_by` says by whom).
+fn cancelled(session: &str, request_id: &str, decided_by: &str, now: SystemTime) -> DecisionRecord {
+    DecisionRecord {
+        session_id: session.to_owned(),
+        request_id: request_id.to_owned(),
+        outcome: audit::Outcome::Cancelled,
+        decided_by: decided_by.to_owned(),
+        decided_at: now,
+        updated_input: None,
+        answer: None,
+        reason: None,
+    }
+}
+
+/// The store's view of a ledger lookup.
+fn known(stored: Stored) -> Known {
+    match stored {
+        Stored::Nothing => Known::Nothing,
+        Stored::Pending => Known::Pending,
+        Stored::Answered(frame) => Known::Answered(Arc::from(frame)),
+        Stored::Finished => Known::Finished,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,346 @@
+//! Answering a prompt, whoever answers it — an operator, a policy rule, the ask deadline
+//! or a limit: accepted by the store, recorded in the ledger, **then** written.
+//!
+//! `decide` → [`Record::Decision`] → `on_decision_recorded` → [`Effect::Write`] →
+//! `on_write` → `PermissionAnswered` (+ the operator's receipt). An operator's decision
+//! whose ledger write fails is undone and refused (HTTP 503); an automatic one is held
+//! back and retried until it is durable ([`Record::DecisionUntilDurable`]).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing::{debug, info, warn};
+
+use super::effect::{Decision, DecisionWrite, Effect, Metric, Record, Ticket, Write};
+use super::{ledger_failed, Core, DecisionReceipt};
+use crate::audit::{self, DecisionRecord, LedgerError};
+use crate::events::Event;
+use crate::protocol::api::{AnswerBody, Decider, DecisionBody, Delivery, QuestionAnswer};
+use crate::protocol::PromptKind;
+use crate::registry::store::DecideError;
+
+/// `decided_by` of a prompt denied for exceeding `[ccr] max_frame_bytes`.
+pub const LIMIT_FRAME_BYTES: &str = "limit:max_frame_bytes";
+/// `decided_by` of a prompt denied because it nests deeper than JSON parsers accept.
+pub const LIMIT_JSON_DEPTH: &str = "limit:max_json_depth";
+/// `decided_by` of a prompt denied because it is not valid JSON.
+pub const LIMIT_UNPARSEABLE: &str = "limit:unparseable";
+
+/// A fixed deny for a prompt the supervisor could not read (too large, too deep).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Recorded as who decided, e.g. [`LIMIT_FRAME_BYTES`].
+    pub decided_by: &'static str,
+    /// What the model reads.
+    pub message: String,
+    /// Why, for the ledger and the event.
+    pub reason: String,
+}
+
+/// An answer to one prompt, and who gave it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Session id.
+    pub session: Arc<str>,
+    /// Prompt id.
+    pub request_id: String,
+    /// The answer as given.
+    pub body: AnswerBody,
+    /// Operator token name, `rule:<id>`, `timeout` or `limit:…`.
+    pub decided_by: String,
+    /// Who answered; decides the ledger outcome and the event's reason.
+    pub source: Source,
+}
+
+/// Who answered a prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// An operator through the API.
+    Operator,
+    /// A policy rule; the reason says why.
+    Rule(String),
+    /// The ask deadline passed.
+    Deadline,
+    /// The supervisor could not read the prompt (too large, too deep); the reason says why.
+    Limit(String),
+}
+
+impl Source {
+    fn decider(&self) -> Decider {
+        match self {
+            Source::Operator => Decider::Operator,
+            Source::Rule(_) | Source::Deadline | Source::Limit(_) => Decider::Automatic,
+        }
+    }
+
+    fn outcome(&self, grants: bool) -> audit::Outcome {
+        match (self, grants) {
+            (Source::Deadline, _) => audit::Outcome::Expired,
+            (_, true) => audit::Outcome::Allowed,
+            (_, false) => audit::Outcome::Denied,
+        }
+    }
+
+    fn reason(&self) -> Option<String> {
+        match self {
+            Source::Rule(reason) | Source::Limit(reason) => Some(reason.clone()),
+            Source::Deadline => Some("no answer before the ask deadline".to_owned()),
+            Source::Operator => None,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Source::Operator => "operator",
+            Source::Rule(_) => "rule",
+            Source::Deadline => "timeout",
+            Source::Limit(_) => "limit",
+        }
+    }
+}
+
+/// A deny carrying `message` for the model.
+pub(super) fn deny(message: String) -> AnswerBody {
+    AnswerBody::Permission(DecisionBody::Deny {
+        message: Some(message),
+        interrupt: None,
+    })
+}
+
+impl Answer {
+    /// An operator's answer.
+    pub fn operator(
+        session: Arc<str>,
+        request_id: String,
+        body: AnswerBody,
+        decided_by: String,
+    ) -> Self {
+        Answer {
+            session,
+            request_id,
+            body,
+            decided_by,
+            source: Source::Operator,
+        }
+    }
+}
+
+impl Refusal {
+    /// The refusal as an answer to a prompt of `kind` (a question is declined).
+    pub(super) fn answer(self, session: Arc<str>, request_id: String, kind: PromptKind) -> Answer {
+        let body = match kind {
+            PromptKind::Elicitation => AnswerBody::Question(QuestionAnswer::Decline),
+            _ => deny(self.message),
+        };
+        Answer {
+            session,
+            request_id,
+            body,
+            decided_by: self.decided_by.to_owned(),
+            source: Source::Limit(self.reason),
+        }
+    }
+}
+
+impl Core {
+    /// An answer someone waits for (an operator's): its receipt or refusal goes to
+    /// `ticket`. Sessions the supervisor does not run are refused first, as unknown.
+    pub fn decide(&mut self, answer: Answer, ticket: Ticket, now: SystemTime) -> Vec<Effect> {
+        if !self.sessions.contains(&answer.session) {
+            let unknown = DecideError::UnknownSession(answer.session.to_string());
+            return vec![Effect::Reply(ticket, Err(unknown))];
+        }
+        self.answer(answer, Some(ticket), false, now)
+            .unwrap_or_else(|e| vec![Effect::Reply(ticket, Err(e))])
+    }
+
+    /// Accept `answer` in the store and ask for it to be recorded; nothing is written
+    /// before that. `unshown` lets the policy answer a prompt whose own record is still
+    /// being written.
+    pub(super) fn answer(
+        &mut self,
+        answer: Answer,
+        reply: Option<Ticket>,
+        unshown: bool,
+        now: SystemTime,
+    ) -> Result<Vec<Effect>, DecideError> {
+        let Answer {
+            session,
+            request_id,
+            body,
+            decided_by,
+            source,
+        } = answer;
+        let decider = source.decider();
+        let decided = self
+            .store
+            .decide(
+                &session,
+                &request_id,
+                body,
+                (&decided_by, decider),
+                now,
+                unshown,
+            )
+            .inspect_err(|e| warn!(error = %e, "decision refused; nothing sent"))?;
+        let outcome = source.outcome(decided.grants);
+        let reason = source.reason();
+        let entry = self.store.get(&session, &request_id);
+        let prompt = entry
+            .filter(|_| decided.prompt_unrecorded)
+            .map(|e| (e.prompt.clone(), e.received_at));
+        let row = DecisionRecord {
+            session_id: session.to_string(),
+            request_id: request_id.clone(),
+            outcome,
+            decided_by: decided_by.clone(),
+            decided_at: now,
+            updated_input: decided.edited_input,
+            answer: Some(decided.frame.to_string()),
+            reason: reason.clone(),
+        };
+        let decision = Decision {
+            session,
+            request_id,
+            decided_by,
+            decider,
+            source: source.name(),
+            behavior: decided.behavior,
+            outcome,
+            reason,
+            reply,
+        };
+        Ok(vec![Effect::Record(Record::Decision(DecisionWrite {
+            prompt,
+            row,
+            decision,
+        }))])
+    }
+
+    /// The ledger took the decision (or failed to): deliver it, undo it (an operator's),
+    /// or hold it back until the ledger takes it (an automatic one).
+    pub fn on_decision_recorded(
+        &mut self,
+        write: DecisionWrite,
+        recorded: Result<(), LedgerError>,
+    ) -> Vec<Effect> {
+        let d = &write.decision;
+        let counted = Effect::Metric(Metric::Decision {
+            outcome: d.outcome.as_str(),
+            source: d.source,
+        });
+        let Err(e) = recorded else {
+            let mut fx = vec![counted];
+            fx.extend(self.on_decision_durable(write.decision));
+            return fx;
+        };
+        let mut fx = vec![ledger_failed("record decision", &d.session, &e)];
+        if d.decider == Decider::Operator {
+            self.store.undecide(&d.session, &d.request_id);
+            if let Some(ticket) = d.reply {
+                let refused = DecideError::LedgerUnavailable(e.to_string());
+                fx.push(Effect::Reply(ticket, Err(refused)));
+            }
+            return fx;
+        }
+        fx.push(counted);
+        fx.push(Effect::Record(Record::DecisionUntilDurable(write)));
+        fx
+    }
+
+    /// The decision is durable: write it where the session waits for it, or queue it.
+    pub fn on_decision_durable(&mut self, d: Decision) -> Vec<Effect> {
+        info!(behavior = d.behavior, decided_by = %d.decided_by,
+            reason = d.reason.as_deref().unwrap_or(""), "permission answered");
+        match self.store.recorded(&d.session, &d.request_id) {
+            Some((conn, frame)) => vec![Effect::Write(Write {
+                session: d.session.clone(),
+                request_id: d.request_id.clone(),
+                conn,
+                frame,
+                decision: Some(d),
+            })],
+            None => answered(d, Delivery::Queued),
+        }
+    }
+
+    /// The session actor wrote `w` (or could not): account for it, move it to the
+    /// session's newer connection or queue it, and finish its decision, if any.
+    pub fn on_write(&mut self, w: Write, written: bool, now: SystemTime) -> Vec<Effect> {
+        let Write {
+            session,
+            request_id,
+            conn,
+            decision,
+            ..
+        } = w;
+        let mut fx = Vec::new();
+        if written {
+            let received = self.store.get(&session, &request_id).map(|e| e.received_at);
+            // Every write is recorded: the ledger counts how often an answer went out.
+            fx.push(Effect::Record(Record::Delivered {
+                session: session.clone(),
+                request_id: request_id.clone(),
+                at: now,
+            }));
+            if self.store.on_written(&session, &request_id, conn) {
+                if let Some(age) = received.and_then(|t| now.duration_since(t).ok()) {
+                    fx.push(Effect::Metric(Metric::Latency(age)));
+                }
+                debug!(conn, "answer written");
+                fx.push(Effect::Publish(Event::PermissionDelivered {
+                    session_id: session.clone(),
+                    request_id: request_id.clone(),
+                }));
+            } else {
+                debug!(conn, "answer written again after a replay");
+            }
+            fx.push(Effect::Metric(self.resolved_gauge()));
+        } else if let Some((next, frame)) = self.store.on_write_failed(&session, &request_id, conn)
+        {
+            debug!(conn, next, "write failed; retrying on the newer connection");
+            fx.push(Effect::Write(Write {
+                session,
+                request_id,
+                conn: next,
+                frame,
+                decision: None,
+            }));
+        } else {
+            info!(conn, "session not connected; answer queued for reconnect");
+        }
+        if let Some(d) = decision {
+            let delivery = if written {
+                Delivery::Sent
+            } else {
+                Delivery::Queued
+            };
+            fx.extend(answered(d, delivery));
+        }
+        fx
+    }
+}
+
+/// The decision went out (`Sent`) or waits for the session (`Queued`): tell operators,
+/// and the one waiting for a receipt.
+pub(super) fn answered(d: Decision, delivery: Delivery) -> Vec<Effect> {
+    let mut fx = vec![Effect::Publish(Event::PermissionAnswered {
+        session_id: d.session.clone(),
+        request_id: d.request_id.clone(),
+        behavior: d.behavior,
+        decided_by: d.decided_by.clone(),
+        delivery,
+        reason: d.reason,
+    })];
+    if let Some(ticket) = d.reply {
+        let receipt = DecisionReceipt {
+            session_id: d.session,
+            request_id: d.request_id,
+            status: d.outcome.as_str(),
+            delivery,
+            decided_by: d.decided_by,
+        };
+        fx.push(Effect::Reply(ticket, Ok(receipt)));
+    }
+    fx
+}

@@ -1,0 +1,200 @@
+//! A prompt arriving: new (recorded, then shown, then the policy or the operators answer
+//! it), a replay (ignored, confirmed, or its answer sent again), or unknown to a session
+//! whose older records were evicted (looked up in the ledger first).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing::{debug, error, info, warn};
+
+use super::effect::{Arrived, Effect, Lookup, Record, Write};
+use super::rules::Ruling;
+use super::{known, ledger_failed, Core, Refusal};
+use crate::audit::{LedgerError, Stored};
+use crate::events::Event;
+use crate::policy::Evaluation;
+use crate::protocol::PermissionPrompt;
+use crate::registry::store::{Arrival, ConnId};
+
+impl Core {
+    /// A `can_use_tool` prompt (or a question) arrived on `conn`.
+    pub fn on_prompt(
+        &mut self,
+        session: Arc<str>,
+        conn: ConnId,
+        prompt: PermissionPrompt,
+        labels: Arc<[String]>,
+        refusal: Option<Refusal>,
+        now: SystemTime,
+    ) -> Vec<Effect> {
+        let arrived = Arrived {
+            session,
+            request_id: prompt.request_id.clone(),
+            conn,
+            labels,
+            refusal,
+        };
+        let arrival = self.store.on_prompt(&arrived.session, conn, prompt, now);
+        self.on_arrival(arrived, arrival)
+    }
+
+    /// Act on what the store made of an arriving prompt.
+    fn on_arrival(&mut self, a: Arrived, arrival: Arrival) -> Vec<Effect> {
+        match arrival {
+            Arrival::New => {
+                let Some(e) = self.store.get(&a.session, &a.request_id) else {
+                    return Vec::new();
+                };
+                // Recorded before anyone sees it (replays are never written again).
+                vec![Effect::Record(Record::Prompt {
+                    prompt: e.prompt.clone(),
+                    received_at: e.received_at,
+                    arrived: a,
+                })]
+            }
+            Arrival::Duplicate => {
+                debug!("replayed prompt ignored");
+                Vec::new()
+            }
+            Arrival::Confirmed => {
+                info!("restored prompt re-sent by the session: confirmed");
+                vec![Effect::Publish(Event::PermissionConfirmed {
+                    session_id: a.session,
+                    request_id: a.request_id,
+                })]
+            }
+            Arrival::Resend { conn, frame } => {
+                info!(conn, "session replayed an answered prompt on a connection that never had the answer; resending it");
+                vec![Effect::Write(Write {
+                    session: a.session,
+                    request_id: a.request_id,
+                    conn,
+                    frame,
+                    decision: None,
+                })]
+            }
+            Arrival::ResendFromLedger { conn } => vec![Effect::Lookup(Lookup::Resend {
+                session: a.session,
+                request_id: a.request_id,
+                conn,
+            })],
+            Arrival::Check(prompt) => {
+                debug!("unknown prompt of a session whose older answers were forgotten: asking the ledger");
+                vec![Effect::Lookup(Lookup::Check { arrived: a, prompt })]
+            }
+        }
+    }
+
+    /// A new prompt's record is durable (or failed, loudly: a decision then records it
+    /// first): let the refusal or the policy answer it, and show it.
+    pub fn on_prompt_recorded(
+        &mut self,
+        a: Arrived,
+        recorded: Result<(), LedgerError>,
+        now: SystemTime,
+    ) -> Vec<Effect> {
+        let Arrived {
+            session,
+            request_id,
+            labels,
+            refusal,
+            ..
+        } = a;
+        let ruling = match refusal {
+            Some(r) => self.store.get(&session, &request_id).map(|e| {
+                Ruling::Answer(r.answer(session.clone(), request_id.clone(), e.prompt.kind()))
+            }),
+            None => self.rule(&session, &request_id, &labels),
+        };
+        let mut fx = Vec::new();
+        if let Err(e) = &recorded {
+            fx.push(ledger_failed("record prompt", &session, e));
+        }
+        let durable = recorded.is_ok();
+        match ruling {
+            Some(Ruling::Answer(answer)) => {
+                // Shown, then answered in the same turn: nobody can answer it in between.
+                fx.extend(self.show(&session, &request_id, None, durable, now));
+                match self.answer(answer, None, true, now) {
+                    Ok(more) => fx.extend(more),
+                    Err(e) => warn!(error = %e, "automatic answer refused"),
+                }
+            }
+            Some(Ruling::Ask(eval)) => {
+                fx.extend(self.show(&session, &request_id, Some(&eval), durable, now))
+            }
+            None => fx.extend(self.show(&session, &request_id, None, durable, now)),
+        }
+        fx
+    }
+
+    /// Show a recorded prompt to operators, then start its timers unless it was answered.
+    fn show(
+        &mut self,
+        session: &Arc<str>,
+        request_id: &str,
+        eval: Option<&Evaluation>,
+        durable: bool,
+        now: SystemTime,
+    ) -> Vec<Effect> {
+        let pending = match durable {
+            true => self.store.reveal(session, request_id),
+            false => self.store.reveal_unrecorded(session, request_id),
+        };
+        let Some(e) = self.store.get(session, request_id) else {
+            return Vec::new(); // withdrawn meanwhile
+        };
+        info!(tool = %e.prompt.tool_name, "permission requested");
+        let event = Event::permission_requested(session, request_id, &e.prompt, true);
+        let mut fx = vec![Effect::Publish(event)];
+        if let (true, Some(eval)) = (pending, eval) {
+            let (s, r) = (session.clone(), request_id.to_owned());
+            fx.extend(self.timers(eval, s, r, e.received_at, now));
+        }
+        fx
+    }
+
+    /// The ledger answered a [`Lookup`].
+    pub fn on_looked_up(
+        &mut self,
+        lookup: Lookup,
+        stored: Result<Stored, LedgerError>,
+        now: SystemTime,
+    ) -> Vec<Effect> {
+        match lookup {
+            Lookup::Resend {
+                session,
+                request_id,
+                conn,
+            } => match stored {
+                Ok(Stored::Answered(frame)) => {
+                    info!(conn, "resending an answer read back from the ledger");
+                    vec![Effect::Write(Write {
+                        session,
+                        request_id,
+                        conn,
+                        frame: Arc::from(frame),
+                        decision: None,
+                    })]
+                }
+                other => {
+                    error!(?other, "cannot read back an answer to resend");
+                    Vec::new()
+                }
+            },
+            Lookup::Check { arrived, prompt } => {
+                // A failed read is treated as unknown: showing a prompt again is
+                // recoverable (its decision is refused by the ledger), hanging is not.
+                let stored = stored.unwrap_or_else(|e| {
+                    warn!(error = %e, "ledger lookup failed; treating the prompt as new");
+                    Stored::Nothing
+                });
+                let (session, conn) = (arrived.session.clone(), arrived.conn);
+                let arrival = self
+                    .store
+                    .on_checked(&session, conn, *prompt, known(stored), now);
+                self.on_arrival(arrived, arrival)
+            }
+        }
+    }
+}

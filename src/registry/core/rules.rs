@@ -1,0 +1,168 @@
+//! What the policy does with a prompt on arrival (a rule answers, or a human is asked),
+//! and the timers of a prompt left to a human: the overdue reminder and the ask deadline.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use super::answer::{deny, Answer, Source};
+use super::effect::{Effect, Timer, TimerKind};
+use super::Core;
+use crate::events::Event;
+use crate::policy::{self, Evaluation, PromptContext};
+use crate::protocol::api::{AnswerBody, DecisionBody};
+use crate::protocol::PromptKind;
+use crate::registry::store::Status;
+
+/// What happens to a prompt on arrival, by the policy (or a refusal).
+#[derive(Debug)]
+pub enum Ruling {
+    /// A rule (or a limit) answers it now.
+    Answer(Answer),
+    /// A human answers it, possibly under a deadline.
+    Ask(Evaluation),
+}
+
+impl Core {
+    /// What the policy does with this prompt (counts the hit; logs dry runs). `None` for
+    /// questions: rules, deadlines and reminders are about tools.
+    pub(super) fn rule(
+        &mut self,
+        session: &Arc<str>,
+        request_id: &str,
+        labels: &[String],
+    ) -> Option<Ruling> {
+        let prompt = self.store.get(session, request_id)?.prompt.clone();
+        if prompt.kind() != PromptKind::CanUseTool {
+            return None;
+        }
+        let eval = self
+            .policy
+            .evaluate(&PromptContext::new(session, labels, &prompt));
+        if let Some(rule) = &eval.rule_id {
+            *self.hits.entry(rule.clone()).or_default() += 1;
+        }
+        let body = match (&eval.outcome, &eval.rule_id) {
+            (policy::Outcome::Allow, Some(_)) => AnswerBody::Permission(DecisionBody::Allow {
+                updated_input: None,
+                updated_permissions: None,
+            }),
+            (policy::Outcome::Deny { message }, Some(_)) => deny(message.clone()),
+            _ => {
+                if let (Some(would), Some(rule)) = (eval.dry_run, &eval.rule_id) {
+                    info!(session_id = %session, request_id, rule = %rule, would = would.as_str(), reason = %eval.reason, "dry-run rule matched; asking a human");
+                }
+                return Some(Ruling::Ask(eval));
+            }
+        };
+        let rule = eval.rule_id.as_deref().unwrap_or_default();
+        Some(Ruling::Answer(Answer {
+            session: session.clone(),
+            request_id: request_id.to_owned(),
+            body,
+            decided_by: format!("rule:{rule}"),
+            source: Source::Rule(eval.reason),
+        }))
+    }
+
+    /// Let the policy answer a pending, shown prompt (a restored one), or start its timers.
+    pub(super) fn apply_policy(
+        &mut self,
+        session: Arc<str>,
+        request_id: String,
+        now: SystemTime,
+    ) -> Vec<Effect> {
+        match self.rule(&session, &request_id, &[]) {
+            None => Vec::new(),
+            Some(Ruling::Ask(eval)) => {
+                let received_at = self
+                    .store
+                    .get(&session, &request_id)
+                    .map_or(now, |e| e.received_at);
+                self.timers(&eval, session, request_id, received_at, now)
+            }
+            Some(Ruling::Answer(answer)) => {
+                self.answer(answer, None, false, now).unwrap_or_else(|e| {
+                    warn!(error = %e, "policy answer refused");
+                    Vec::new()
+                })
+            }
+        }
+    }
+
+    /// The overdue reminder and the ask deadline of a pending prompt, both measured from
+    /// `received_at` (a prompt restored after a restart keeps its original clock).
+    pub(super) fn timers(
+        &self,
+        eval: &Evaluation,
+        session: Arc<str>,
+        request_id: String,
+        received_at: SystemTime,
+        now: SystemTime,
+    ) -> Vec<Effect> {
+        let waited = now.duration_since(received_at).unwrap_or_default();
+        let timer = |kind| Timer {
+            session: session.clone(),
+            request_id: request_id.clone(),
+            kind,
+        };
+        let mut fx = Vec::new();
+        if let Some(after) = self.policy.remind_after() {
+            fx.push(Effect::StartTimer {
+                after: after.saturating_sub(waited),
+                timer: timer(TimerKind::Overdue { after }),
+            });
+        }
+        if let Some(timeout) = self.policy.ask_timeout_for(eval) {
+            fx.push(Effect::StartTimer {
+                after: timeout.saturating_sub(waited),
+                timer: timer(TimerKind::AskDeadline),
+            });
+        }
+        fx
+    }
+
+    /// A timer fired: remind operators of, or expire, a prompt still pending.
+    pub fn on_timer(&mut self, timer: Timer, now: SystemTime) -> Vec<Effect> {
+        let Timer {
+            session,
+            request_id,
+            kind,
+        } = timer;
+        let Some(entry) = self
+            .store
+            .get(&session, &request_id)
+            .filter(|e| e.status == Status::Pending)
+        else {
+            return Vec::new();
+        };
+        match kind {
+            TimerKind::Overdue { after } => {
+                let waiting = now.duration_since(entry.received_at).unwrap_or(after);
+                warn!(?waiting, "permission overdue");
+                vec![Effect::Publish(Event::PermissionOverdue {
+                    session_id: session,
+                    request_id,
+                    waiting_ms: waiting.as_millis() as u64,
+                })]
+            }
+            TimerKind::AskDeadline => {
+                let mut fx = vec![Effect::Publish(Event::PermissionExpired {
+                    session_id: session.clone(),
+                    request_id: request_id.clone(),
+                })];
+                let answer = Answer {
+                    session,
+                    request_id,
+                    body: deny(self.policy.ask_timeout_message().to_owned()),
+                    decided_by: "timeout".into(),
+                    source: Source::Deadline,
+                };
+                // A refusal (answered meanwhile) is logged by `answer`.
+                fx.extend(self.answer(answer, None, false, now).unwrap_or_default());
+                fx
+            }
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! Unit tests of the core, without actix: inputs in, effects out, in order. The ledger,
+//! the session actors and the clock are played by the tests, feeding results back.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::effect::{Arrived, Decision, Timer, TimerKind};
+use super::*;
+use crate::policy::{Action, PolicyConfig, Rule, ToolPattern};
+use crate::protocol::api::{AnswerBody, Decider, DecisionBody};
+use crate::protocol::PermissionPrompt;
+use crate::registry::store::DecideError;
+
+fn sid() -> Arc<str> {
+    Arc::from("s1")
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn prompt(id: &str) -> PermissionPrompt {
+    PermissionPrompt {
+        request_id: id.into(),
+        tool_name: "Bash".into(),
+        tool_use_id: Some(format!("toolu_{id}")),
+        input: json!({"command":"npm test"}),
+        request: json!({"subtype":"can_use_tool","tool_name":"Bash","input":{"command":"npm test"}}),
+    }
+}
+
+fn rule(action: Action) -> Rule {
+    Rule {
+        id: "bash".into(),
+        action,
+        tool: ToolPattern::parse("Bash").expect("valid pattern"),
+        sessions: None,
+        message: None,
+        dry_run: false,
+        ask_timeout: None,
+    }
+}
+
+fn core_with(policy: PolicyConfig) -> Core {
+    let mut core = Core::new(Arc::new(Policy::new(&policy)));
+    core.track_session(sid());
+    core
+}
+
+/// A core without rules or deadlines, running session `s1`.
+fn core() -> Core {
+    core_with(PolicyConfig::default())
+}
+
+fn allow(id: &str) -> Answer {
+    let body = AnswerBody::Permission(DecisionBody::Allow {
+        updated_input: None,
+        updated_permissions: None,
+    });
+    Answer::operator(sid(), id.into(), body, "alice".into())
+}
+
+/// What each effect is, in order, e.g. `publish:permission_requested`, `record:decision`.
+fn kinds(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .map(|e| match e {
+            Effect::Publish(ev) => format!("publish:{}", ev.kind()),
+            Effect::ForgetHistory(_) => "forget_history".into(),
+            Effect::Record(Record::Prompt { .. }) => "record:prompt".into(),
+            Effect::Record(Record::Decision(_)) => "record:decision".into(),
+            Effect::Record(Record::DecisionUntilDurable(_)) => "record:until_durable".into(),
+            Effect::Record(Record::Delivered { .. }) => "record:delivered".into(),
+            Effect::Record(Record::Ending(_)) => "record:ending".into(),
+            Effect::Lookup(Lookup::Resend { .. }) => "lookup:resend".into(),
+            Effect::Lookup(Lookup::Check { .. }) => "lookup:check".into(),
+            Effect::Write(w) => format!("write:{}", w.conn),
+            Effect::StartTimer { .. } => "timer".into(),
+            Effect::Metric(Metric::Decision { .. }) => "metric:decision".into(),
+            Effect::Metric(Metric::Latency(_)) => "metric:latency".into(),
+            Effect::Metric(Metric::Resolved { .. }) => "metric:resolved".into(),
+            Effect::Reply(..) => "reply".into(),
+        })
+        .collect()
+}
+
+/// The one effect `pick` selects (panics if there is not exactly one).
+fn one<T>(fx: Vec<Effect>, pick: impl Fn(Effect) -> Option<T>) -> T {
+    let mut got: Vec<T> = fx.into_iter().filter_map(pick).collect();
+    assert_eq!(got.len(), 1, "exactly one matching effect");
+    got.remove(0)
+}
+
+fn prompt_record(fx: Vec<Effect>) -> Arrived {
+    one(fx, |e| match e {
+        Effect::Record(Record::Prompt { arrived, .. }) => Some(arrived),
+        _ => None,
+    })
+}
+
+fn decision_write(fx: Vec<Effect>) -> DecisionWrite {
+    one(fx, |e| match e {
+        Effect::Record(Record::Decision(w) | Record::DecisionUntilDurable(w)) => Some(w),
+        _ => None,
+    })
+}
+
+fn write(fx: Vec<Effect>) -> Write {
+    one(fx, |e| match e {
+        Effect::Write(w) => Some(w),
+        _ => None,
+    })
+}
+
+fn reply(fx: Vec<Effect>) -> (Ticket, Result<DecisionReceipt, DecideError>) {
+    one(fx, |e| match e {
+        Effect::Reply(t, r) => Some((t, r)),
+        _ => None,
+    })
+}
+
+fn answered_delivery(fx: &[Effect]) -> Option<Delivery> {
+    fx.iter().find_map(|e| match e {
+        Effect::Publish(Event::PermissionAnswered { delivery, .. }) => Some(*delivery),
+        _ => None,
+    })
+}
+
+/// `id` arrives on `conn` and the ledger records it: what showing it did.
+fn shown(core: &mut Core, conn: ConnId, id: &str) -> Vec<Effect> {
+    let fx = core.on_prompt(sid(), conn, prompt(id), Arc::from([]), None, at(0));
+    assert_eq!(
+        kinds(&fx),
+        ["record:prompt"],
+        "recorded before anyone sees it"
+    );
+    core.on_prompt_recorded(prompt_record(fx), Ok(()), at(0))
+}
+
+/// An operator allows `id` and the ledger takes it: the effects after it is durable.
+fn allowed(core: &mut Core, id: &str, ticket: u64) -> Vec<Effect> {
+    let fx = core.decide(allow(id), Ticket(ticket), at(1));
+    assert_eq!(
+        kinds(&fx),
+        ["record:decision"],
+        "nothing written before durable"
+    );
+    core.on_decision_recorded(decision_write(fx), Ok(()))
+}
+
+fn ledger_down() -> LedgerError {
+    LedgerError::Storage("disk full".into())
+}
+
+#[test]
+fn a_new_prompt_is_recorded_then_shown() {
+    let mut core = core();
+    let fx = shown(&mut core, 1, "p1");
+    assert_eq!(kinds(&fx), ["publish:permission_requested"]);
+    let listed = core.pending(None, false, at(2));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].request_id.as_str(), listed[0].age_ms),
+        ("p1", 2000)
+    );
+}
+
+#[test]
+fn an_allow_is_recorded_then_written_then_published_with_its_receipt() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    let fx = allowed(&mut core, "p1", 7);
+    assert_eq!(kinds(&fx), ["metric:decision", "write:1"]);
+    let w = write(fx);
+    assert!(w.frame.contains("\"behavior\":\"allow\""), "{}", w.frame);
+    let fx = core.on_write(w, true, at(3));
+    assert_eq!(
+        kinds(&fx),
+        [
+            "record:delivered",
+            "metric:latency",
+            "publish:permission_delivered",
+            "metric:resolved",
+            "publish:permission_answered",
+            "reply",
+        ]
+    );
+    assert_eq!(answered_delivery(&fx), Some(Delivery::Sent));
+    let (ticket, receipt) = reply(fx);
+    let receipt = receipt.expect("accepted");
+    assert_eq!(ticket, Ticket(7));
+    assert_eq!(
+        (receipt.status, receipt.delivery),
+        ("allowed", Delivery::Sent)
+    );
+    assert_eq!(core.tallies()[&sid()].decisions, 1);
+}
+
+#[test]
+fn a_replay_of_an_answered_prompt_gets_the_recorded_answer_without_a_second_record() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    let first = write(allowed(&mut core, "p1", 1));
+    let frame = first.frame.clone();
+    core.on_write(first, true, at(2));
+    // The session reconnects and replays the prompt: it never read the answer.
+    core.on_disconnected(&sid(), Some(1));
+    core.on_connected(&sid(), 2);
+    let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(3));
+    assert_eq!(
+        kinds(&fx),
+        ["write:2"],
+        "no record, no event: just the answer"
+    );
+    let again = write(fx);
+    assert_eq!(again.frame, frame);
+    assert!(again.decision.is_none());
+    let fx = core.on_write(again, true, at(4));
+    assert_eq!(kinds(&fx), ["record:delivered", "metric:resolved"]);
+    // The same replay on the same connection again is ignored.
+    let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(5));
+    assert!(fx.is_empty());
+}
+
+#[test]
+fn an_answer_decided_while_away_is_written_when_the_session_replays_on_reconnect() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    core.on_disconnected(&sid(), Some(1));
+    let fx = allowed(&mut core, "p1", 3);
+    assert_eq!(
+        kinds(&fx),
+        ["metric:decision", "publish:permission_answered", "reply"]
+    );
+    assert_eq!(answered_delivery(&fx), Some(Delivery::Queued));
+    assert_eq!(reply(fx).1.expect("accepted").delivery, Delivery::Queued);
+    // Nothing goes out on the new connection until the session shows it still waits.
+    core.on_connected(&sid(), 2);
+    let w = write(core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(2)));
+    assert_eq!(w.conn, 2);
+    let fx = core.on_write(w, true, at(3));
+    assert_eq!(
+        kinds(&fx),
+        [
+            "record:delivered",
+            "metric:latency",
+            "publish:permission_delivered",
+            "metric:resolved"
+        ]
+    );
+}
+
+#[test]
+fn a_failed_write_moves_to_the_newer_connection_and_the_receipt_says_queued() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    let w = write(allowed(&mut core, "p1", 1));
+    // Connection 2 opened and the session replayed the prompt there while the write was
+    // on its way to connection 1, which is gone.
+    core.on_connected(&sid(), 2);
+    assert!(core
+        .on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(2))
+        .is_empty());
+    let fx = core.on_write(w, false, at(3));
+    assert_eq!(
+        kinds(&fx),
+        ["write:2", "publish:permission_answered", "reply"]
+    );
+    assert_eq!(answered_delivery(&fx), Some(Delivery::Queued));
+}
+
+#[test]
+fn an_operator_decision_the_ledger_refused_is_undone_and_refused() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    let fx = core.decide(allow("p1"), Ticket(1), at(1));
+    let fx = core.on_decision_recorded(decision_write(fx), Err(ledger_down()));
+    assert_eq!(kinds(&fx), ["publish:error", "reply"]);
+    let (_, refused) = reply(fx);
+    assert!(matches!(refused, Err(DecideError::LedgerUnavailable(_))));
+    assert_eq!(core.pending(None, false, at(2)).len(), 1, "pending again");
+    let fx = allowed(&mut core, "p1", 2);
+    assert_eq!(
+        kinds(&fx),
+        ["metric:decision", "write:1"],
+        "answerable again"
+    );
+}
+
+#[test]
+fn an_automatic_answer_the_ledger_refused_is_held_back_until_durable() {
+    let mut core = core_with(PolicyConfig {
+        rules: vec![rule(Action::Allow)],
+        ..PolicyConfig::default()
+    });
+    core.on_connected(&sid(), 1);
+    let fx = shown(&mut core, 1, "p1");
+    assert_eq!(
+        kinds(&fx),
+        ["publish:permission_requested", "record:decision"],
+        "shown, then answered in the same turn"
+    );
+    let fx = core.on_decision_recorded(decision_write(fx), Err(ledger_down()));
+    assert_eq!(
+        kinds(&fx),
+        ["publish:error", "metric:decision", "record:until_durable"],
+        "not written, not undone"
+    );
+    assert!(core.pending(None, false, at(1)).is_empty());
+    let fx = core.on_decision_durable(decision_write(fx).decision);
+    let w = write(fx);
+    assert_eq!(w.conn, 1);
+    assert_eq!(
+        w.decision.as_ref().map(|d| d.decided_by.as_str()),
+        Some("rule:bash")
+    );
+}
+
+#[test]
+fn policy_answers_count_their_rule_and_record_why() {
+    let mut core = core_with(PolicyConfig {
+        rules: vec![rule(Action::Deny)],
+        ..PolicyConfig::default()
+    });
+    let w = decision_write(shown(&mut core, 1, "p1"));
+    assert_eq!(w.row.outcome, audit::Outcome::Denied);
+    assert_eq!(w.row.decided_by, "rule:bash");
+    assert!(w.row.reason.is_some());
+    assert!(w.decision.reply.is_none(), "nobody waits for a rule");
+    assert_eq!(core.policy_report().hits.get("bash"), Some(&1));
+}
+
+#[test]
+fn a_prompt_whose_record_failed_is_shown_loudly_and_its_decision_records_it_first() {
+    let mut core = core();
+    let fx = core.on_prompt(sid(), 1, prompt("p1"), Arc::from([]), None, at(0));
+    let fx = core.on_prompt_recorded(prompt_record(fx), Err(ledger_down()), at(0));
+    assert_eq!(
+        kinds(&fx),
+        ["publish:error", "publish:permission_requested"]
+    );
+    let w = decision_write(core.decide(allow("p1"), Ticket(1), at(1)));
+    assert!(w.prompt.is_some(), "the prompt's row goes first");
+}
+
+#[test]
+fn a_prompt_the_supervisor_could_not_read_is_denied_by_its_limit() {
+    let mut core = core_with(PolicyConfig {
+        rules: vec![rule(Action::Allow)],
+        ..PolicyConfig::default()
+    });
+    let refusal = Refusal {
+        decided_by: LIMIT_FRAME_BYTES,
+        message: "too large".into(),
+        reason: "frame of 2 MiB".into(),
+    };
+    let fx = core.on_prompt(sid(), 1, prompt("p1"), Arc::from([]), Some(refusal), at(0));
+    let fx = core.on_prompt_recorded(prompt_record(fx), Ok(()), at(0));
+    let w = decision_write(fx);
+    assert_eq!(w.row.decided_by, LIMIT_FRAME_BYTES);
+    assert_eq!(w.row.outcome, audit::Outcome::Denied);
+    assert_eq!(w.row.reason.as_deref(), Some("frame of 2 MiB"));
+    assert!(
+        core.policy_report().hits.is_empty(),
+        "the policy was not asked"
+    );
+}
+
+#[test]
+fn the_ask_deadline_denies_a_prompt_still_pending_and_the_reminder_comes_first() {
+    let mut core = core_with(PolicyConfig {
+        ask_timeout: Duration::from_secs(30),
+        remind_after: Duration::from_secs(10),
+        ..PolicyConfig::default()
+    });
+    let fx = shown(&mut core, 1, "p1");
+    let timers: Vec<(Duration, Timer)> = fx
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::StartTimer { after, timer } => Some((after, timer)),
+            _ => None,
+        })
+        .collect();
+    let afters: Vec<_> = timers.iter().map(|(d, t)| (d.as_secs(), t.kind)).collect();
+    let overdue = TimerKind::Overdue {
+        after: Duration::from_secs(10),
+    };
+    assert_eq!(afters, [(10, overdue), (30, TimerKind::AskDeadline)]);
+    let fx = core.on_timer(timers[0].1.clone(), at(12));
+    let waited = one(fx, |e| match e {
+        Effect::Publish(Event::PermissionOverdue { waiting_ms, .. }) => Some(waiting_ms),
+        _ => None,
+    });
+    assert_eq!(waited, 12_000);
+    let fx = core.on_timer(timers[1].1.clone(), at(30));
+    assert_eq!(
+        kinds(&fx),
+        ["publish:permission_expired", "record:decision"]
+    );
+    let w = decision_write(fx);
+    assert_eq!(
+        (w.row.outcome, w.row.decided_by.as_str()),
+        (audit::Outcome::Expired, "timeout")
+    );
+    // Once answered, neither timer does anything.
+    core.on_decision_recorded(w, Ok(()));
+    assert!(core.on_timer(timers[0].1.clone(), at(40)).is_empty());
+    assert!(core.on_timer(timers[1].1.clone(), at(40)).is_empty());
+}
+
+#[test]
+fn a_restored_prompt_keeps_its_clock_for_its_deadline() {
+    let mut core = core_with(PolicyConfig {
+        ask_timeout: Duration::from_secs(30),
+        ..PolicyConfig::default()
+    });
+    let row = crate::audit::PromptRecord {
+        session_id: "s1".into(),
+        request_id: "p1".into(),
+        tool_use_id: None,
+        tool_name: "Bash".into(),
+        input: json!({"command":"ls"}),
+        request: json!({"subtype":"can_use_tool"}),
+        received_at: at(100),
+    };
+    let unfinished = Unfinished {
+        prompt: row,
+        decision: None,
+    };
+    assert_eq!(core.restore(vec![unfinished]), 1);
+    let fx = core.on_started(at(120));
+    assert_eq!(kinds(&fx), ["publish:permission_requested", "timer"]);
+    let confirmed = fx.iter().find_map(|e| match e {
+        Effect::Publish(Event::PermissionRequested { confirmed, .. }) => Some(*confirmed),
+        _ => None,
+    });
+    assert_eq!(
+        confirmed,
+        Some(false),
+        "unconfirmed until the session re-sends it"
+    );
+    let after = one(fx, |e| match e {
+        Effect::StartTimer { after, .. } => Some(after),
+        _ => None,
+    });
+    assert_eq!(
+        after,
+        Duration::from_secs(10),
+        "30 s from its arrival, not from now"
+    );
+}
+
+#[test]
+fn forgetting_a_session_cancels_its_prompts_after_dropping_its_history() {
+    let mut core = core();
+    shown(&mut core, 1, "p1");
+    let fx = core.forget_session(&sid(), at(2));
+    assert_eq!(
+        kinds(&fx),
+        [
+            "forget_history",
+            "metric:decision",
+            "record:ending",
+            "publish:permission_cancelled",
+            "metric:resolved"
+        ]
+    );
+    let ending = one(fx, |e| match e {
+        Effect::Record(Record::Ending(row)) => Some(row),
+        _ => None,
+    });
+    assert_eq!(ending.decided_by, "session_removed");
+    assert!(core.pending(None, false, at(3)).is_empty());
+}
+
+#[test]
+fn answers_for_sessions_the_supervisor_does_not_run_are_refused_as_unknown() {
+    let mut core = core();
+    shown(&mut core, 1, "p1");
+    let mut other = allow("p1");
+    other.session = Arc::from("nope");
+    let (_, refused) = reply(core.decide(other, Ticket(1), at(1)));
+    assert_eq!(
+        refused.unwrap_err(),
+        DecideError::UnknownSession("nope".into())
+    );
+    let (_, refused) = reply(core.decide(allow("zzz"), Ticket(2), at(1)));
+    assert!(matches!(refused, Err(DecideError::UnknownPrompt { .. })));
+    // Removed, it is unknown from then on.
+    core.forget_session(&sid(), at(2));
+    let (_, refused) = reply(core.decide(allow("p1"), Ticket(3), at(3)));
+    assert_eq!(
+        refused.unwrap_err(),
+        DecideError::UnknownSession("s1".into())
+    );
+}
+
+#[test]
+fn a_cancel_is_recorded_published_and_voids_a_queued_answer() {
+    let mut core = core();
+    shown(&mut core, 1, "p1");
+    allowed(&mut core, "p1", 1); // not connected: queued
+    let fx = core.on_cancelled(sid(), "p1".into(), at(2));
+    assert_eq!(
+        kinds(&fx),
+        [
+            "record:ending",
+            "metric:decision",
+            "publish:permission_cancelled",
+            "metric:resolved"
+        ]
+    );
+    let ending = one(fx, |e| match e {
+        Effect::Record(Record::Ending(row)) => Some(row),
+        _ => None,
+    });
+    assert_eq!(
+        (ending.outcome, ending.decided_by.as_str()),
+        (audit::Outcome::Cancelled, "session")
+    );
+    core.on_connected(&sid(), 2);
+    let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(3));
+    assert!(fx.is_empty(), "a withdrawn prompt's replay is ignored");
+    assert!(core.on_cancelled(sid(), "p1".into(), at(4)).is_empty());
+}
+
+#[test]
+fn an_unknown_prompt_of_an_incomplete_session_is_looked_up_before_it_is_shown() {
+    let mut core = core();
+    core.restore_resolved(ResolvedRows {
+        rows: Vec::new(),
+        incomplete: vec!["s1".into()],
+    });
+    core.on_connected(&sid(), 1);
+    let fx = core.on_prompt(sid(), 1, prompt("old"), Arc::from([]), None, at(0));
+    let Effect::Lookup(check) = fx.into_iter().next().expect("a lookup") else {
+        panic!("expected a lookup");
+    };
+    // Answered before the restart: the recorded answer goes out, nothing is shown.
+    let frame = "{\"type\":\"control_response\"}".to_owned();
+    let fx = core.on_looked_up(check, Ok(Stored::Answered(frame.clone())), at(1));
+    assert_eq!(write(fx).frame.as_ref(), frame);
+    // Unknown to the ledger as well: a new prompt after all.
+    let fx = core.on_prompt(sid(), 1, prompt("new"), Arc::from([]), None, at(2));
+    let check = one(fx, |e| match e {
+        Effect::Lookup(l) => Some(l),
+        _ => None,
+    });
+    let fx = core.on_looked_up(check, Err(ledger_down()), at(3));
+    assert_eq!(
+        kinds(&fx),
+        ["record:prompt"],
+        "a failed read counts as unknown"
+    );
+}
+
+#[test]
+fn prompts_the_initialize_reply_did_not_list_become_unconfirmed() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    shown(&mut core, 1, "p2");
+    core.on_disconnected(&sid(), Some(1));
+    core.on_connected(&sid(), 2);
+    assert!(core
+        .on_prompt(sid(), 2, prompt("p2"), Arc::from([]), None, at(1))
+        .is_empty());
+    let fx = core.on_initialized(&sid(), 2);
+    let unseen = one(fx, |e| match e {
+        Effect::Publish(Event::PermissionUnconfirmed { request_id, .. }) => Some(request_id),
+        _ => None,
+    });
+    assert_eq!(unseen, "p1");
+}
+
+#[test]
+fn the_decision_carried_to_the_write_names_who_waits() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    let w = write(allowed(&mut core, "p1", 9));
+    let Some(Decision { reply, decider, .. }) = w.decision else {
+        panic!("the first write carries its decision");
+    };
+    assert_eq!((reply, decider), (Some(Ticket(9)), Decider::Operator));
+}

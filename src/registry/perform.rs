@@ -1,0 +1,246 @@
+//! How the `PermissionRegistry` actor performs the core's [`Effect`]s: ledger writes
+//! (retried while the ledger fails), writes to session actors, event publishing, timers,
+//! metrics and receipts. What came of an effect that waits goes back to the core.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::SystemTime;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::{error, info_span, Instrument};
+
+use super::actor::{Deliver, PermissionRegistry};
+use super::core::{DecisionReceipt, DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
+use super::store::DecideError;
+use crate::audit::{Ledger, LedgerError, Stored};
+
+impl PermissionRegistry {
+    /// Perform `effects` in order; what waits reports back to the core when done.
+    pub(super) fn perform(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        for effect in effects {
+            match effect {
+                Effect::Publish(event) => self.bus.publish(event),
+                Effect::ForgetHistory(session) => self.bus.forget(&session),
+                Effect::Record(record) => self.record(record, ctx),
+                Effect::Lookup(lookup) => self.look_up(lookup, ctx),
+                Effect::Write(write) => self.write(write, ctx),
+                Effect::StartTimer { after, timer } => {
+                    ctx.run_later(after, move |act, ctx| {
+                        let _span = permission_span(&timer.session, &timer.request_id).entered();
+                        let effects = act.core.on_timer(timer, SystemTime::now());
+                        act.perform(effects, ctx);
+                    });
+                }
+                Effect::Metric(metric) => self.measure(metric),
+                Effect::Reply(ticket, result) => self.replies.send(ticket, result),
+            }
+        }
+    }
+
+    /// Update a metric.
+    pub(super) fn measure(&self, metric: Metric) {
+        match metric {
+            Metric::Decision { outcome, source } => self.metrics.decision(outcome, source),
+            Metric::Latency(age) => self.metrics.decision_latency.observe(age.as_secs_f64()),
+            Metric::Resolved { records, bytes } => self.metrics.set_resolved(records, bytes),
+        }
+    }
+
+    /// Write to the ledger. Without a ledger every write "succeeds" at once.
+    fn record(&mut self, record: Record, ctx: &mut Context<Self>) {
+        let ledger = self.ledger.clone();
+        match record {
+            Record::Prompt {
+                prompt,
+                received_at,
+                arrived,
+            } => {
+                let recorded = match &ledger {
+                    Some(l) => l.append_prompt(&arrived.session, &prompt, received_at),
+                    None => Ok(()),
+                };
+                let effects = self
+                    .core
+                    .on_prompt_recorded(arrived, recorded, SystemTime::now());
+                self.perform(effects, ctx);
+            }
+            Record::Decision(mut write) => {
+                let recorded = match &ledger {
+                    Some(l) => append_decision(l, &mut write),
+                    None => Ok(()),
+                };
+                let effects = self.core.on_decision_recorded(write, recorded);
+                self.perform(effects, ctx);
+            }
+            Record::DecisionUntilDurable(mut write) => {
+                let span = ledger_span(&write.decision.session, &write.decision.request_id);
+                let retry = async move {
+                    if let Some(l) = ledger {
+                        let what = "automatic answer held back";
+                        retry_until_durable(what, || append_decision(&l, &mut write)).await;
+                    }
+                    write.decision
+                };
+                ctx.spawn(retry.instrument(span).into_actor(self).map(|d, act, ctx| {
+                    let _span = permission_span(&d.session, &d.request_id).entered();
+                    let effects = act.core.on_decision_durable(d);
+                    act.perform(effects, ctx);
+                }));
+            }
+            Record::Delivered {
+                session,
+                request_id,
+                at,
+            } => {
+                let Some(l) = ledger else { return };
+                let span = ledger_span(&session, &request_id);
+                retry_in_background(span, "delivery time", move || {
+                    l.append_delivered(&session, &request_id, at)
+                });
+            }
+            Record::Ending(row) => {
+                let Some(l) = ledger else { return };
+                let span = ledger_span(&row.session_id, &row.request_id);
+                let what = row.outcome.as_str();
+                retry_in_background(span, what, move || l.append_decision(row.clone()));
+            }
+        }
+    }
+
+    /// Read a prompt back from the ledger. Without a ledger there is nothing to read.
+    fn look_up(&mut self, lookup: Lookup, ctx: &mut Context<Self>) {
+        let (session, request_id) = lookup.key();
+        let span = permission_span(session, request_id);
+        let read = self.ledger.as_ref().map(|l| l.lookup(session, request_id));
+        let read = async move {
+            match read {
+                Some(read) => read.await,
+                None => Ok(Stored::Nothing),
+            }
+        };
+        ctx.spawn(read.into_actor(self).map(move |stored, act, ctx| {
+            let _span = span.entered();
+            let effects = act.core.on_looked_up(lookup, stored, SystemTime::now());
+            act.perform(effects, ctx);
+        }));
+    }
+
+    /// Hand an answer to the session actor owning `w.conn`; the core hears whether it was
+    /// written.
+    fn write(&mut self, w: Write, ctx: &mut Context<Self>) {
+        let writer = self
+            .writers
+            .get(&w.session)
+            .filter(|(c, _)| *c == w.conn)
+            .map(|(_, writer)| writer.clone());
+        let msg = Deliver {
+            conn: w.conn,
+            request_id: w.request_id.clone(),
+            frame: w.frame.clone(),
+        };
+        let send = async move {
+            match writer {
+                Some(writer) => writer.send(msg).await.unwrap_or(false),
+                None => false,
+            }
+        };
+        ctx.spawn(send.into_actor(self).map(move |written, act, ctx| {
+            let _span = permission_span(&w.session, &w.request_id).entered();
+            let effects = act.core.on_write(w, written, SystemTime::now());
+            act.perform(effects, ctx);
+        }));
+    }
+}
+
+/// Append what of a decision is not durable yet (its prompt's row first, then the
+/// decision); `Ok` once both are.
+fn append_decision(ledger: &Ledger, write: &mut DecisionWrite) -> Result<(), LedgerError> {
+    if let Some((prompt, received_at)) = &write.prompt {
+        ledger.append_prompt(&write.decision.session, prompt, *received_at)?;
+        write.prompt = None;
+    }
+    ledger.append_decision(write.row.clone())
+}
+
+/// Operators waiting for their decision's receipt, by ticket.
+#[derive(Default)]
+pub(super) struct Replies {
+    next: u64,
+    waiting: HashMap<Ticket, oneshot::Sender<Result<DecisionReceipt, DecideError>>>,
+}
+
+impl Replies {
+    /// A ticket for the core, and the receipt it will bring.
+    pub(super) fn open(
+        &mut self,
+    ) -> (
+        Ticket,
+        impl Future<Output = Result<DecisionReceipt, DecideError>> + 'static,
+    ) {
+        let ticket = Ticket(self.next);
+        self.next += 1;
+        let (tx, rx) = oneshot::channel();
+        self.waiting.insert(ticket, tx);
+        let receipt = async move {
+            // Every ticket is answered: a decision's write always completes. Only a
+            // stopping registry drops one, and then the caller's mailbox closes anyway.
+            rx.await.unwrap_or_else(|_| {
+                Err(DecideError::LedgerUnavailable(
+                    "the registry stopped before answering".into(),
+                ))
+            })
+        };
+        (ticket, receipt)
+    }
+
+    /// Hand the waiting operator its result.
+    pub(super) fn send(&mut self, ticket: Ticket, result: Result<DecisionReceipt, DecideError>) {
+        if let Some(tx) = self.waiting.remove(&ticket) {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// The span everything about one prompt logs under.
+pub(super) fn permission_span(session: &str, request_id: &str) -> tracing::Span {
+    info_span!("permission", session_id = %session, request_id = %request_id)
+}
+
+/// The span a ledger write for one prompt logs under.
+fn ledger_span(session: &str, request_id: &str) -> tracing::Span {
+    info_span!("ledger", session_id = %session, request_id = %request_id)
+}
+
+/// Run `append` now, and if it fails keep retrying it in the background until it succeeds.
+fn retry_in_background(
+    span: tracing::Span,
+    what: &'static str,
+    mut append: impl FnMut() -> Result<(), LedgerError> + 'static,
+) {
+    let Err(e) = append() else {
+        return;
+    };
+    span.in_scope(|| error!(error = %e, "LEDGER WRITE FAILED: {what}; retrying in the background"));
+    actix::spawn(retry_until_durable(what, append).instrument(span));
+}
+
+/// Retry a ledger write whose first attempt failed, with growing pauses (a full disk can
+/// last), until it succeeds; every 16th failure is logged.
+async fn retry_until_durable(
+    what: &'static str,
+    mut append: impl FnMut() -> Result<(), LedgerError>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        tokio::time::sleep(crate::audit::retry_delay(attempt)).await;
+        match append() {
+            Ok(()) => return,
+            Err(e) if attempt % 16 == 15 => {
+                error!(error = %e, attempt, "LEDGER WRITE STILL FAILING: {what}; retrying")
+            }
+            Err(_) => {}
+        }
+        attempt = attempt.saturating_add(1);
+    }
+}
