@@ -12,10 +12,10 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState, Authenticator};
-use crate::audit::Ledger;
 use crate::config::Config;
 use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
+use crate::ledger::Ledger;
 use crate::limits::fd::{self, ConnSlots, FdDemand};
 use crate::limits::{repeat, streams::StreamCaps};
 use crate::metrics::Metrics;

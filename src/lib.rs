@@ -5,8 +5,6 @@
 //!
 //! Module map (where things live):
 //!
-//! - [`protocol`]: serde wire types only — inbound frame classification
-//!   (`frame`), the exact answers we send (`outbound`), operator API bodies (`api`).
 //! - [`session`]: one session — reconnect policy and frame reassembly (pure),
 //!   token sources, the transport-agnostic `router` (what each frame means, the
 //!   requests the supervisor sends), and the `SessionActor`, its WebSocket transport.
@@ -15,7 +13,7 @@
 //! - [`supervisor`]: the restart budget (pure) and the `Supervisor` actor that
 //!   spawns sessions over arbiters and restarts crashed ones.
 //! - [`policy`]: rules that answer prompts without a human (pure matching, no async).
-//! - [`audit`]: the durable decision ledger (SQLite) — every prompt and answer, restored after a restart.
+//! - [`ledger`]: the durable decision ledger (SQLite) — every prompt and answer, restored after a restart.
 //! - [`api`]: actix-web routes and the one `ApiError`.
 //! - [`events`]: the bounded internal event bus.
 //! - [`limits`]: the open-files budget and session connection slots, event-stream
@@ -44,16 +42,13 @@
 
 #![warn(missing_docs)]
 
-/// The wire shapes, from the `ccr-protocol` crate (kept under this name while the registry moves).
-pub use ccr_protocol as protocol;
-
 pub mod alloc;
 pub mod api;
 pub mod app;
-pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod policy;

@@ -247,7 +247,7 @@ impl Metrics {
     }
 
     /// Register the decision ledger's latency histograms (only when the ledger is on).
-    pub fn register_ledger(&self, h: crate::audit::LedgerHistograms) {
+    pub fn register_ledger(&self, h: crate::ledger::LedgerHistograms) {
         let mut r = self.registry.lock();
         r.register(
             "ledger_queue_wait_seconds",

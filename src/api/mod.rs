@@ -46,7 +46,7 @@ pub struct ApiState {
     /// The policy (for side-effect-free evaluation).
     pub policy: Arc<crate::policy::Policy>,
     /// The decision ledger, when enabled.
-    pub ledger: Option<crate::audit::Ledger>,
+    pub ledger: Option<crate::ledger::Ledger>,
     /// Process metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Largest JSON body accepted: room for an edited input as large as a prompt may be.

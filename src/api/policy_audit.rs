@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::auth::Viewer;
 use super::{ApiError, ApiState};
-use crate::audit::{AuditParams, AuditQuery, LedgerError};
+use crate::ledger::{LedgerError, LedgerParams, LedgerQuery};
 use crate::policy::PromptContext;
 use crate::registry::PolicyInfo;
 use ccr_protocol::PermissionPrompt;
@@ -77,13 +77,13 @@ pub async fn evaluate(
 pub async fn audit(
     _who: Viewer,
     state: web::Data<ApiState>,
-    params: web::Query<AuditParams>,
+    params: web::Query<LedgerParams>,
 ) -> Result<HttpResponse, ApiError> {
     let ledger = state
         .ledger
         .as_ref()
         .ok_or_else(|| ApiError::Unavailable("the decision ledger is disabled".into()))?;
-    let query = AuditQuery::try_from(params.into_inner()).map_err(|e| match e {
+    let query = LedgerQuery::try_from(params.into_inner()).map_err(|e| match e {
         LedgerError::BadQuery { param, message } => {
             ApiError::InvalidQuery(format!("{param}: {message}"))
         }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::policy_audit::EvaluateBody;
 use super::routes::PermissionsQuery;
 use super::stream::{EventsQuery, PageQuery};
-use crate::audit::{AuditParams, AuditQuery};
+use crate::ledger::{LedgerParams, LedgerQuery};
 use ccr_protocol::fuzz::{config, json_value, key, nasty_string};
 
 /// A query string: known and unknown names, values raw or percent-encoded.
@@ -47,8 +47,8 @@ proptest! {
 
     #[test]
     fn fuzz_query_strings_never_panic(q in query()) {
-        if let Ok(p) = Query::<AuditParams>::from_query(&q) {
-            let _ = AuditQuery::try_from(p.into_inner());
+        if let Ok(p) = Query::<LedgerParams>::from_query(&q) {
+            let _ = LedgerQuery::try_from(p.into_inner());
         }
         let _ = Query::<EventsQuery>::from_query(&q);
         let _ = Query::<PageQuery>::from_query(&q);
@@ -59,7 +59,7 @@ proptest! {
     fn fuzz_unknown_query_parameters_are_refused(name in "[a-z_]{1,12}", v in "[a-z0-9]{0,8}") {
         let q = format!("{name}={v}");
         let audit = ["session_id", "tool", "outcome", "decided_by", "since", "until", "limit", "cursor"];
-        prop_assert_eq!(Query::<AuditParams>::from_query(&q).is_ok(), audit.contains(&name.as_str()));
+        prop_assert_eq!(Query::<LedgerParams>::from_query(&q).is_ok(), audit.contains(&name.as_str()));
         let ok = Query::<PermissionsQuery>::from_query(&q).is_ok();
         prop_assert_eq!(ok, name == "session_id");
     }
@@ -73,8 +73,8 @@ proptest! {
     ) {
         let at = humantime::format_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
         let q = format!("session_id={session}&outcome={outcome}&limit={limit}&since={at}");
-        let p = Query::<AuditParams>::from_query(&q).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let parsed = AuditQuery::try_from(p.into_inner()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let p = Query::<LedgerParams>::from_query(&q).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let parsed = LedgerQuery::try_from(p.into_inner()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(parsed.limit, Some(limit));
         prop_assert_eq!(parsed.session_id.as_deref(), Some(session.as_str()));
         prop_assert_eq!(parsed.since, Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)));

@@ -10,12 +10,12 @@ use actix::prelude::*;
 use super::core::{Answer, Core, DecisionReceipt, PendingPrompt, PolicyReport, Refusal};
 use super::perform::{permission_span, Replies};
 use super::store::{ConnId, DecideError, SessionTally};
-use crate::audit::{Ledger, ResolvedRows, Unfinished};
 use crate::events::EventBus;
+use crate::ledger::{Ledger, ResolvedRows, Unfinished};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::protocol::api::AnswerBody;
-use crate::protocol::PermissionPrompt;
+use ccr_protocol::api::AnswerBody;
+use ccr_protocol::PermissionPrompt;
 
 /// Holds every pending prompt and routes answers to the right session connection.
 pub struct PermissionRegistry {

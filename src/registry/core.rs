@@ -24,11 +24,11 @@ pub use answer::{Answer, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNP
 pub use effect::{DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
 
 use super::store::{ConnId, Known, SessionTally, Store};
-use crate::audit::{self, DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
 use crate::events::Event;
+use crate::ledger::{self, DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
 use crate::policy::{Policy, PolicyView};
-use crate::protocol::api::Delivery;
-use crate::protocol::PromptKind;
+use ccr_protocol::api::Delivery;
+use ccr_protocol::PromptKind;
 
 /// The pending prompts of every session, the policy, and the rules that answer them.
 pub struct Core {
@@ -320,7 +320,7 @@ fn cancelled(session: &str, request_id: &str, decided_by: &str, now: SystemTime)
     DecisionRecord {
         session_id: session.to_owned(),
         request_id: request_id.to_owned(),
-        outcome: audit::Outcome::Cancelled,
+        outcome: ledger::Outcome::Cancelled,
         decided_by: decided_by.to_owned(),
         decided_at: now,
         updated_input: None,

@@ -13,7 +13,7 @@ use tracing::{error, info_span, Instrument};
 use super::actor::{Deliver, PermissionRegistry};
 use super::core::{DecisionReceipt, DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
 use super::store::DecideError;
-use crate::audit::{Ledger, LedgerError, Stored};
+use crate::ledger::{Ledger, LedgerError, Stored};
 
 impl PermissionRegistry {
     /// Perform `effects` in order; what waits reports back to the core when done.
@@ -233,7 +233,7 @@ async fn retry_until_durable(
 ) {
     let mut attempt = 0u32;
     loop {
-        tokio::time::sleep(crate::audit::retry_delay(attempt)).await;
+        tokio::time::sleep(crate::ledger::retry_delay(attempt)).await;
         match append() {
             Ok(()) => return,
             Err(e) if attempt % 16 == 15 => {

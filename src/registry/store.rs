@@ -27,8 +27,8 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::protocol::api::{AnswerBody, Decider, DecisionBodyError};
-use crate::protocol::{
+use ccr_protocol::api::{AnswerBody, Decider, DecisionBodyError};
+use ccr_protocol::{
     permission_response, question_response, PermissionPrompt, PermissionResult, PromptKind,
 };
 

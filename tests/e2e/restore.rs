@@ -4,9 +4,9 @@
 use std::time::{Duration, SystemTime};
 
 use crate::common::{wait_bus, wait_received, Harness, Sess};
-use ccr_supervisor::audit::{Ledger, PromptRecord};
 use ccr_supervisor::config::LedgerConfig;
 use ccr_supervisor::events::Event;
+use ccr_supervisor::ledger::{Ledger, PromptRecord};
 use serde_json::json;
 
 fn record(request_id: &str, received_at: SystemTime) -> PromptRecord {

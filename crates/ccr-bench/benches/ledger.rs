@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake};
 use std::time::{Duration, Instant, SystemTime};
 
-use ccr_supervisor::audit::{DecisionRecord, Ledger, Outcome, PromptRecord, Tuning};
 use ccr_supervisor::config::LedgerConfig;
+use ccr_supervisor::ledger::{DecisionRecord, Ledger, Outcome, PromptRecord, Tuning};
 use serde_json::json;
 
 const PRODUCERS: usize = 4;
@@ -72,7 +72,7 @@ fn decision(session: &str, id: &str) -> DecisionRecord {
 fn run<F, Fut>(ledger: &Ledger, n: usize, per_item: F) -> Duration
 where
     F: Fn(&Ledger, &str, &str, &mut Vec<Fut>) + Send + Sync + Copy + 'static,
-    Fut: Future<Output = Result<(), ccr_supervisor::audit::LedgerError>> + Send + 'static,
+    Fut: Future<Output = Result<(), ccr_supervisor::ledger::LedgerError>> + Send + 'static,
 {
     let start = Instant::now();
     let threads: Vec<_> = (0..PRODUCERS)

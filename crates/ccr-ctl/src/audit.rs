@@ -60,7 +60,7 @@ pub struct AuditArgs {
 /// What `--export` writes.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
-    /// One AuditRow JSON object per line.
+    /// One LedgerRow JSON object per line.
     Jsonl,
 }
 

@@ -13,11 +13,11 @@ use tracing::{debug, info, warn};
 
 use super::effect::{Decision, DecisionWrite, Effect, Metric, Record, Ticket, Write};
 use super::{ledger_failed, Core, DecisionReceipt};
-use crate::audit::{self, DecisionRecord, LedgerError};
 use crate::events::Event;
-use crate::protocol::api::{AnswerBody, Decider, DecisionBody, Delivery, QuestionAnswer};
-use crate::protocol::PromptKind;
+use crate::ledger::{self, DecisionRecord, LedgerError};
 use crate::registry::store::DecideError;
+use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, Delivery, QuestionAnswer};
+use ccr_protocol::PromptKind;
 
 /// `decided_by` of a prompt denied for exceeding `[ccr] max_frame_bytes`.
 pub const LIMIT_FRAME_BYTES: &str = "limit:max_frame_bytes";
@@ -73,11 +73,11 @@ impl Source {
         }
     }
 
-    fn outcome(&self, grants: bool) -> audit::Outcome {
+    fn outcome(&self, grants: bool) -> ledger::Outcome {
         match (self, grants) {
-            (Source::Deadline, _) => audit::Outcome::Expired,
-            (_, true) => audit::Outcome::Allowed,
-            (_, false) => audit::Outcome::Denied,
+            (Source::Deadline, _) => ledger::Outcome::Expired,
+            (_, true) => ledger::Outcome::Allowed,
+            (_, false) => ledger::Outcome::Denied,
         }
     }
 

@@ -10,11 +10,11 @@ use tracing::{debug, error, info, warn};
 use super::effect::{Arrived, Effect, Lookup, Record, Write};
 use super::rules::Ruling;
 use super::{known, ledger_failed, Core, Refusal};
-use crate::audit::{LedgerError, Stored};
 use crate::events::Event;
+use crate::ledger::{LedgerError, Stored};
 use crate::policy::Evaluation;
-use crate::protocol::PermissionPrompt;
 use crate::registry::store::{Arrival, ConnId};
+use ccr_protocol::PermissionPrompt;
 
 impl Core {
     /// A `can_use_tool` prompt (or a question) arrived on `conn`.

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::audit::{self, DecisionRecord};
 use crate::events::Event;
-use crate::protocol::api::Decider;
-use crate::protocol::PermissionPrompt;
+use crate::ledger::{self, DecisionRecord};
+use ccr_protocol::api::Decider;
+use ccr_protocol::PermissionPrompt;
 
 use super::answer::Refusal;
 use super::DecisionReceipt;
@@ -101,7 +101,7 @@ pub struct Decision {
     /// `allow`, `deny`, or a question's answer.
     pub behavior: &'static str,
     /// How the ledger records it.
-    pub outcome: audit::Outcome,
+    pub outcome: ledger::Outcome,
     /// Why, for a rule, a deadline or a limit.
     pub reason: Option<String>,
     /// The operator waiting for the receipt.

@@ -11,9 +11,9 @@ use super::effect::{Effect, Timer, TimerKind};
 use super::Core;
 use crate::events::Event;
 use crate::policy::{self, Evaluation, PromptContext};
-use crate::protocol::api::{AnswerBody, DecisionBody};
-use crate::protocol::PromptKind;
 use crate::registry::store::Status;
+use ccr_protocol::api::{AnswerBody, DecisionBody};
+use ccr_protocol::PromptKind;
 
 /// What happens to a prompt on arrival, by the policy (or a refusal).
 #[derive(Debug)]

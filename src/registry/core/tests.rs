@@ -8,9 +8,9 @@ use serde_json::json;
 use super::effect::{Arrived, Decision, Timer, TimerKind};
 use super::*;
 use crate::policy::{Action, PolicyConfig, Rule, ToolPattern};
-use crate::protocol::api::{AnswerBody, Decider, DecisionBody};
-use crate::protocol::PermissionPrompt;
 use crate::registry::store::DecideError;
+use ccr_protocol::api::{AnswerBody, Decider, DecisionBody};
+use ccr_protocol::PermissionPrompt;
 
 fn sid() -> Arc<str> {
     Arc::from("s1")
@@ -328,7 +328,7 @@ fn policy_answers_count_their_rule_and_record_why() {
         ..PolicyConfig::default()
     });
     let w = decision_write(shown(&mut core, 1, "p1"));
-    assert_eq!(w.row.outcome, audit::Outcome::Denied);
+    assert_eq!(w.row.outcome, ledger::Outcome::Denied);
     assert_eq!(w.row.decided_by, "rule:bash");
     assert!(w.row.reason.is_some());
     assert!(w.decision.reply.is_none(), "nobody waits for a rule");
@@ -363,7 +363,7 @@ fn a_prompt_the_supervisor_could_not_read_is_denied_by_its_limit() {
     let fx = core.on_prompt_recorded(prompt_record(fx), Ok(()), at(0));
     let w = decision_write(fx);
     assert_eq!(w.row.decided_by, LIMIT_FRAME_BYTES);
-    assert_eq!(w.row.outcome, audit::Outcome::Denied);
+    assert_eq!(w.row.outcome, ledger::Outcome::Denied);
     assert_eq!(w.row.reason.as_deref(), Some("frame of 2 MiB"));
     assert!(
         core.policy_report().hits.is_empty(),
@@ -405,7 +405,7 @@ fn the_ask_deadline_denies_a_prompt_still_pending_and_the_reminder_comes_first()
     let w = decision_write(fx);
     assert_eq!(
         (w.row.outcome, w.row.decided_by.as_str()),
-        (audit::Outcome::Expired, "timeout")
+        (ledger::Outcome::Expired, "timeout")
     );
     // Once answered, neither timer does anything.
     core.on_decision_recorded(w, Ok(()));
@@ -419,7 +419,7 @@ fn a_restored_prompt_keeps_its_clock_for_its_deadline() {
         ask_timeout: Duration::from_secs(30),
         ..PolicyConfig::default()
     });
-    let row = crate::audit::PromptRecord {
+    let row = crate::ledger::PromptRecord {
         session_id: "s1".into(),
         request_id: "p1".into(),
         tool_use_id: None,
@@ -521,7 +521,7 @@ fn a_cancel_is_recorded_published_and_voids_a_queued_answer() {
     });
     assert_eq!(
         (ending.outcome, ending.decided_by.as_str()),
-        (audit::Outcome::Cancelled, "session")
+        (ledger::Outcome::Cancelled, "session")
     );
     core.on_connected(&sid(), 2);
     let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(3));

@@ -1,7 +1,7 @@
 //! Unit tests of the pure store: every lifecycle path, replay and delivery race.
 
 use super::*;
-use crate::protocol::api::{DecisionBody, QuestionAnswer};
+use ccr_protocol::api::{DecisionBody, QuestionAnswer};
 use serde_json::json;
 
 fn sid() -> Arc<str> {
@@ -395,7 +395,7 @@ fn frame(id: &str) -> Arc<str> {
         tool_use_id: None,
         decision_classification: None,
     };
-    crate::protocol::permission_response(id, &result).into()
+    ccr_protocol::permission_response(id, &result).into()
 }
 
 #[test]
@@ -531,10 +531,10 @@ fn nothing_is_flushed_while_the_ledger_records() {
 }
 
 fn question(id: &str, request: Value) -> PermissionPrompt {
-    match crate::protocol::classify(
+    match ccr_protocol::classify(
         &json!({"type":"control_request","request_id":id,"request":request}).to_string(),
     ) {
-        Ok(crate::protocol::Inbound::PermissionPrompt(p)) => p,
+        Ok(ccr_protocol::Inbound::PermissionPrompt(p)) => p,
         other => panic!("not a question: {other:?}"),
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::ctl;
 
-/// A row as `crate::audit::AuditRow` serializes it.
+/// A row as `crate::ledger::LedgerRow` serializes it.
 fn row(request: &str, outcome: &str, decided_by: Value) -> Value {
     json!({"session_id":"s1","request_id":request,"tool_use_id":format!("toolu_{request}"),
         "tool_name":"Bash","input":{"command":format!("echo {request}")},

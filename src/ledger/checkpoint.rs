@@ -151,7 +151,7 @@ mod tests {
     use super::*;
     use rusqlite::params;
 
-    use crate::audit::schema;
+    use crate::ledger::schema;
 
     /// The ledger's own writer connection, with a scratch table and no auto-checkpoint.
     fn writer(path: &std::path::Path) -> Connection {

@@ -80,11 +80,11 @@ pub(super) fn decision(session: &str, request: &str, outcome: Outcome, by: &str)
 }
 
 /// Every row, once every write queued so far is applied.
-fn all_rows(ledger: &Ledger) -> Vec<AuditRow> {
+fn all_rows(ledger: &Ledger) -> Vec<LedgerRow> {
     block_on(ledger.flush()).unwrap();
     let mut rows = vec![];
     ledger
-        .export(&AuditQuery::default(), |r| {
+        .export(&LedgerQuery::default(), |r| {
             rows.push(r);
             Ok(())
         })
@@ -103,7 +103,7 @@ fn prompt_decision_delivery_round_trip() {
     // The first delivery counts; a re-send after a reconnect does not move it.
     block_on(ledger.mark_delivered("s1", "r1", at(2_000_000_999))).unwrap();
 
-    let page = block_on(ledger.query(AuditQuery::default())).unwrap();
+    let page = block_on(ledger.query(LedgerQuery::default())).unwrap();
     assert_eq!(page.rows.len(), 1);
     assert_eq!(page.next_cursor, None);
     let row = &page.rows[0];
@@ -580,7 +580,7 @@ fn dropping_the_last_handle_leaves_only_the_database_file() {
         let (_dir, cfg, ledger) = temp_ledger(Tuning::default());
         block_on(ledger.record_prompt(prompt("s", "r", "Bash", at(1)))).unwrap();
         // A query puts the readers' read-only connections to use.
-        let page = block_on(ledger.query(AuditQuery::default())).unwrap();
+        let page = block_on(ledger.query(LedgerQuery::default())).unwrap();
         assert_eq!(page.rows.len(), 1);
         drop(ledger);
         let dir = cfg.path.parent().unwrap();
@@ -628,7 +628,7 @@ fn kind_and_classification_are_read_from_what_was_stored_also_in_a_version_1_fil
             .into(),
     );
     block_on(ledger.record_decision(d)).unwrap();
-    let page = block_on(ledger.query(AuditQuery::default())).unwrap();
+    let page = block_on(ledger.query(LedgerQuery::default())).unwrap();
     let got: Vec<(&str, &str, Option<&str>)> = page
         .rows
         .iter()

@@ -39,10 +39,10 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 pub use query::{
-    AuditPage, AuditParams, AuditQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT,
+    LedgerPage, LedgerParams, LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT,
     MAX_LIMIT,
 };
-pub use record::{AuditRow, DecisionRecord, LedgerError, Outcome, PromptRecord, Unfinished};
+pub use record::{DecisionRecord, LedgerError, LedgerRow, Outcome, PromptRecord, Unfinished};
 
 use crate::config::LedgerConfig;
 use ccr_protocol::PermissionPrompt;
@@ -364,8 +364,8 @@ impl Ledger {
     /// the call.
     pub fn query(
         &self,
-        q: AuditQuery,
-    ) -> impl Future<Output = Result<AuditPage, LedgerError>> + Send + 'static {
+        q: LedgerQuery,
+    ) -> impl Future<Output = Result<LedgerPage, LedgerError>> + Send + 'static {
         self.read(move |conn| query::page(conn, &q))
     }
 
@@ -446,8 +446,8 @@ impl Ledger {
     /// export never holds one read transaction open.
     pub fn export(
         &self,
-        q: &AuditQuery,
-        out: impl FnMut(AuditRow) -> std::io::Result<()>,
+        q: &LedgerQuery,
+        out: impl FnMut(LedgerRow) -> std::io::Result<()>,
     ) -> Result<u64, LedgerError> {
         query::export(&schema::open_reader(&self.shared.path)?, q, 500, out)
     }

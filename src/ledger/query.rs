@@ -1,4 +1,4 @@
-//! Audit queries: filters, keyset paging newest first, and the rows they return.
+//! Ledger queries (`GET /v1/audit`, `ctl audit`): filters, keyset paging newest first, and the rows they return.
 //!
 //! The cursor is the `(received_at, session_id, request_id)` of the last row
 //! returned, hex-encoded so clients treat it as opaque. Paging resumes strictly
@@ -13,7 +13,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::record::{from_ms, to_ms, AuditRow, LedgerError, Outcome, PromptRecord};
+use super::record::{from_ms, to_ms, LedgerError, LedgerRow, Outcome, PromptRecord};
 use super::record::{DecisionRecord, Unfinished};
 use super::schema::UNFINISHED;
 
@@ -31,9 +31,9 @@ pub enum OutcomeFilter {
     Is(Outcome),
 }
 
-/// A typed audit query; every filter set is AND-ed.
+/// A typed ledger query; every filter set is AND-ed.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AuditQuery {
+pub struct LedgerQuery {
     /// Only this session.
     pub session_id: Option<String>,
     /// Only this tool name.
@@ -48,14 +48,14 @@ pub struct AuditQuery {
     pub until: Option<SystemTime>,
     /// Page size, 1..=1000 (default 100); ignored by exports.
     pub limit: Option<usize>,
-    /// Resume after this cursor (from [`AuditPage::next_cursor`]).
+    /// Resume after this cursor (from [`LedgerPage::next_cursor`]).
     pub cursor: Option<String>,
 }
 
 /// The raw query string of `GET /v1/audit`, before validation.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditParams {
+pub struct LedgerParams {
     /// `session_id=`
     pub session_id: Option<String>,
     /// `tool=`
@@ -74,10 +74,10 @@ pub struct AuditParams {
     pub cursor: Option<String>,
 }
 
-impl TryFrom<AuditParams> for AuditQuery {
+impl TryFrom<LedgerParams> for LedgerQuery {
     type Error = LedgerError;
 
-    fn try_from(p: AuditParams) -> Result<Self, LedgerError> {
+    fn try_from(p: LedgerParams) -> Result<Self, LedgerError> {
         let bad = |param, message: String| LedgerError::BadQuery { param, message };
         let time = |param, v: Option<String>| {
             v.map(|s| {
@@ -105,7 +105,7 @@ impl TryFrom<AuditParams> for AuditQuery {
         if let Some(c) = &p.cursor {
             decode_cursor(c)?;
         }
-        Ok(AuditQuery {
+        Ok(LedgerQuery {
             session_id: p.session_id,
             tool: p.tool,
             outcome,
@@ -120,9 +120,9 @@ impl TryFrom<AuditParams> for AuditQuery {
 
 /// One page of rows, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditPage {
+pub struct LedgerPage {
     /// The rows.
-    pub rows: Vec<AuditRow>,
+    pub rows: Vec<LedgerRow>,
     /// Pass as `cursor` for the next page; `None` on the last page.
     pub next_cursor: Option<String>,
 }
@@ -163,7 +163,7 @@ fn decode_cursor(cursor: &str) -> Result<Key, LedgerError> {
 }
 
 /// `WHERE ...` and its parameters for the filters and `after` (exclusive, descending order).
-fn filter_sql(q: &AuditQuery, after: Option<&Key>) -> (String, Vec<Sql>) {
+fn filter_sql(q: &LedgerQuery, after: Option<&Key>) -> (String, Vec<Sql>) {
     let mut terms: Vec<&str> = vec![];
     let mut args: Vec<Sql> = vec![];
     let mut text = |terms: &mut Vec<&str>, sql, v: &Option<String>| {
@@ -210,10 +210,10 @@ fn filter_sql(q: &AuditQuery, after: Option<&Key>) -> (String, Vec<Sql>) {
 /// Up to `limit` rows matching `q` after `after`, newest first, and whether more follow.
 fn fetch(
     conn: &Connection,
-    q: &AuditQuery,
+    q: &LedgerQuery,
     after: Option<&Key>,
     limit: usize,
-) -> Result<(Vec<AuditRow>, bool), LedgerError> {
+) -> Result<(Vec<LedgerRow>, bool), LedgerError> {
     let (clause, mut args) = filter_sql(q, after);
     args.push(Sql::Integer(limit as i64 + 1));
     let sql = format!(
@@ -229,7 +229,7 @@ fn fetch(
     Ok((rows, more))
 }
 
-fn key_of(r: &AuditRow) -> Key {
+fn key_of(r: &LedgerRow) -> Key {
     (
         to_ms(r.received_at),
         r.session_id.clone(),
@@ -238,7 +238,7 @@ fn key_of(r: &AuditRow) -> Key {
 }
 
 /// One page of `q`.
-pub(crate) fn page(conn: &Connection, q: &AuditQuery) -> Result<AuditPage, LedgerError> {
+pub(crate) fn page(conn: &Connection, q: &LedgerQuery) -> Result<LedgerPage, LedgerError> {
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let (rows, more) = fetch(conn, q, after.as_ref(), limit)?;
@@ -246,15 +246,15 @@ pub(crate) fn page(conn: &Connection, q: &AuditQuery) -> Result<AuditPage, Ledge
         .last()
         .filter(|_| more)
         .map(|r| encode_cursor(&key_of(r)));
-    Ok(AuditPage { rows, next_cursor })
+    Ok(LedgerPage { rows, next_cursor })
 }
 
 /// Every row of `q` (limit ignored), newest first, in short read transactions of `chunk` rows.
 pub(crate) fn export(
     conn: &Connection,
-    q: &AuditQuery,
+    q: &LedgerQuery,
     chunk: usize,
-    mut out: impl FnMut(AuditRow) -> std::io::Result<()>,
+    mut out: impl FnMut(LedgerRow) -> std::io::Result<()>,
 ) -> Result<u64, LedgerError> {
     let mut after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut count = 0;
@@ -308,7 +308,7 @@ pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>, LedgerErr
 }
 
 /// Decode one row selected with [`COLUMNS`].
-fn row(r: &Row) -> rusqlite::Result<AuditRow> {
+fn row(r: &Row) -> rusqlite::Result<LedgerRow> {
     let json = |i: usize| -> rusqlite::Result<Option<Value>> {
         let text: Option<String> = r.get(i)?;
         text.map(|t| serde_json::from_str(&t))
@@ -327,7 +327,7 @@ fn row(r: &Row) -> rusqlite::Result<AuditRow> {
         .map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
         })?;
-    Ok(AuditRow {
+    Ok(LedgerRow {
         session_id: r.get(0)?,
         request_id: r.get(1)?,
         tool_use_id: r.get(2)?,

@@ -264,8 +264,8 @@ mod tests {
     use rusqlite::types::Value;
 
     use super::*;
-    use crate::audit::schema;
-    use crate::audit::writer::{DecisionRow, PromptRow};
+    use crate::ledger::schema;
+    use crate::ledger::writer::{DecisionRow, PromptRow};
 
     const OUTCOMES: [Outcome; 4] = [
         Outcome::Allowed,

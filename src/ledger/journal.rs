@@ -293,7 +293,7 @@ fn open_segment(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::writer::PromptRow;
+    use crate::ledger::writer::PromptRow;
 
     fn prompt(request_id: &str) -> Write {
         Write::Prompt(PromptRow {
@@ -332,10 +332,10 @@ mod tests {
     }
 
     fn decision() -> Write {
-        Write::Decision(crate::audit::writer::DecisionRow {
+        Write::Decision(crate::ledger::writer::DecisionRow {
             session_id: "s".into(),
             request_id: "r\"1".into(),
-            outcome: crate::audit::Outcome::Allowed,
+            outcome: crate::ledger::Outcome::Allowed,
             decided_by: "rule:allow-bash".into(),
             decided_at: -3,
             updated_input: None,

@@ -131,7 +131,7 @@ pub struct Unfinished {
 
 /// One ledger row as the audit API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditRow {
+pub struct LedgerRow {
     /// The CCR session id.
     pub session_id: String,
     /// The session's id for the prompt.

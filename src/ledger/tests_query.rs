@@ -1,4 +1,4 @@
-//! Audit query tests: every filter, keyset paging under inserts, params, export.
+//! Ledger query tests: every filter, keyset paging under inserts, params, export.
 
 use std::collections::HashSet;
 
@@ -34,13 +34,13 @@ fn fixture() -> (tempfile::TempDir, Ledger) {
     (dir, ledger)
 }
 
-fn ids(ledger: &Ledger, q: AuditQuery) -> Vec<String> {
+fn ids(ledger: &Ledger, q: LedgerQuery) -> Vec<String> {
     let page = block_on(ledger.query(q)).unwrap();
     page.rows.into_iter().map(|r| r.request_id).collect()
 }
 
-fn q() -> AuditQuery {
-    AuditQuery::default()
+fn q() -> LedgerQuery {
+    LedgerQuery::default()
 }
 
 #[test]
@@ -49,7 +49,7 @@ fn every_filter_narrows_and_filters_combine() {
     let all = ids(&ledger, q());
     assert_eq!(all.len(), 12);
     assert_eq!(all[0], "r11", "newest first");
-    let session = |s: &str| AuditQuery {
+    let session = |s: &str| LedgerQuery {
         session_id: Some(s.into()),
         ..q()
     };
@@ -57,7 +57,7 @@ fn every_filter_narrows_and_filters_combine() {
         ids(&ledger, session("a")),
         ["r10", "r08", "r06", "r04", "r02", "r00"]
     );
-    let tool = AuditQuery {
+    let tool = LedgerQuery {
         tool: Some("Edit".into()),
         ..q()
     };
@@ -65,7 +65,7 @@ fn every_filter_narrows_and_filters_combine() {
         ids(&ledger, tool),
         ["r11", "r10", "r09", "r08", "r07", "r06"]
     );
-    let outcome = |o| AuditQuery {
+    let outcome = |o| LedgerQuery {
         outcome: Some(o),
         ..q()
     };
@@ -77,12 +77,12 @@ fn every_filter_narrows_and_filters_combine() {
         ids(&ledger, outcome(OutcomeFilter::Is(Outcome::Expired))),
         ["r10", "r04"]
     );
-    let by = AuditQuery {
+    let by = LedgerQuery {
         decided_by: Some("rule:7".into()),
         ..q()
     };
     assert_eq!(ids(&ledger, by), ["r09", "r05", "r01"]);
-    let window = AuditQuery {
+    let window = LedgerQuery {
         since: Some(at(1003)),
         until: Some(at(1006)),
         ..q()
@@ -92,7 +92,7 @@ fn every_filter_narrows_and_filters_combine() {
         ["r05", "r04", "r03"],
         "since inclusive, until exclusive"
     );
-    let combined = AuditQuery {
+    let combined = LedgerQuery {
         session_id: Some("b".into()),
         tool: Some("Bash".into()),
         outcome: Some(OutcomeFilter::Is(Outcome::Allowed)),
@@ -120,7 +120,7 @@ fn keyset_pages_have_no_duplicates_or_gaps_while_inserting() {
     let mut cursor = None;
     let mut pages = 0;
     loop {
-        let page = block_on(ledger.query(AuditQuery {
+        let page = block_on(ledger.query(LedgerQuery {
             limit: Some(40),
             cursor: cursor.take(),
             ..q()
@@ -159,13 +159,13 @@ fn paging_respects_filters_and_default_limit() {
     block_on(ledger.flush()).unwrap();
     let first = block_on(ledger.query(q())).unwrap();
     assert_eq!(first.rows.len(), DEFAULT_LIMIT);
-    let filtered = AuditQuery {
+    let filtered = LedgerQuery {
         tool: Some("Edit".into()),
         limit: Some(100),
         ..q()
     };
     let p1 = block_on(ledger.query(filtered.clone())).unwrap();
-    let p2 = block_on(ledger.query(AuditQuery {
+    let p2 = block_on(ledger.query(LedgerQuery {
         cursor: p1.next_cursor.clone(),
         ..filtered
     }))
@@ -177,12 +177,12 @@ fn paging_respects_filters_and_default_limit() {
 
 #[test]
 fn params_are_validated_with_the_parameter_named() {
-    let parse = |f: fn(&mut AuditParams)| {
-        let mut p = AuditParams::default();
+    let parse = |f: fn(&mut LedgerParams)| {
+        let mut p = LedgerParams::default();
         f(&mut p);
-        AuditQuery::try_from(p)
+        LedgerQuery::try_from(p)
     };
-    let bad = |f: fn(&mut AuditParams)| match parse(f) {
+    let bad = |f: fn(&mut LedgerParams)| match parse(f) {
         Err(LedgerError::BadQuery { param, .. }) => param,
         other => panic!("expected BadQuery, got {other:?}"),
     };
@@ -218,7 +218,7 @@ fn export_streams_every_matching_row_and_stops_on_sink_errors() {
     }
     block_on(ledger.flush()).unwrap();
     let mut lines = Vec::new();
-    let filter = AuditQuery {
+    let filter = LedgerQuery {
         session_id: Some("x".into()),
         limit: Some(5), // ignored by exports
         ..q()
