@@ -220,7 +220,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .collect();
     // The registry shares the first session arbiter's thread: a prompt from one of its
     // sessions is then answered without waking another thread (on a 2-core box this was
-    // worth a third of the CPU per prompt and half the p99.9; see README, Benchmarks).
+    // worth a third of the CPU per prompt and half the p99.9; see docs/benchmarks.md).
     let registry = PermissionRegistry::start_in_arbiter(&arbiters[0].handle(), move |_| registry);
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let shared_bus = bus.clone();

@@ -119,7 +119,7 @@ impl BenchArgs {
     /// itself, so it gets two: on one thread, its 1,000 sessions' timers,
     /// writes and reads queue behind each other, and on this 2-vCPU box the
     /// supervisor's own prompt-to-answer time was also slower beside it (see
-    /// README, Benchmarks). Elsewhere one keeps the simulator's CPU low.
+    /// docs/benchmarks.md). Elsewhere one keeps the simulator's CPU low.
     fn sim_workers(&self) -> usize {
         let default = match self.scenario {
             Scenario::Roundtrip => 2,

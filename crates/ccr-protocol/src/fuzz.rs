@@ -2,7 +2,7 @@
 //! count and input strategies.
 //!
 //! Every fuzz property runs a small number of cases in the ordinary suite; set
-//! `PROPTEST_CASES` to run many more (see README, Tests).
+//! `PROPTEST_CASES` to run many more (see CONTRIBUTING.md).
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
