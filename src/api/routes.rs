@@ -12,9 +12,9 @@ use crate::registry::{CountPending, Decide, ListPending, SessionTally};
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{
     AddSession, ListSessions, LookupSession, RemoveSession, SessionRef, SessionSetError,
-    SessionView,
 };
 use ccr_protocol::api::{AnswerBody, DecisionBody, QuestionAnswer, SendMessageBody};
+use ccr_protocol::reply::SessionView;
 
 /// Mount the v1 routes.
 pub fn register(cfg: &mut web::ServiceConfig) {
@@ -165,7 +165,7 @@ async fn list_pending(
     state: &ApiState,
     query: PermissionsQuery,
     questions: bool,
-) -> Result<Vec<crate::registry::PendingPrompt>, ApiError> {
+) -> Result<Vec<ccr_protocol::reply::PendingPrompt>, ApiError> {
     let session_id = query.session_id;
     if let Some(id) = &session_id {
         lookup(state, id).await?;

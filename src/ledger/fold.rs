@@ -6,8 +6,9 @@
 //! [`Folded::apply`] follows the same rules as the SQL in [`super::sql`], write by write,
 //! and returns the same result; `sql`'s tests check the two against each other.
 
-use super::record::{LedgerError, Outcome};
+use super::record::LedgerError;
 use super::writer::{DecisionRow, PromptRow, Write};
+use ccr_protocol::reply::Outcome;
 
 /// The `prompts` row of one new prompt after the writes applied to it so far.
 #[derive(Debug)]

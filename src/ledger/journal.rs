@@ -335,7 +335,7 @@ mod tests {
         Write::Decision(crate::ledger::writer::DecisionRow {
             session_id: "s".into(),
             request_id: "r\"1".into(),
-            outcome: crate::ledger::Outcome::Allowed,
+            outcome: ccr_protocol::reply::Outcome::Allowed,
             decided_by: "rule:allow-bash".into(),
             decided_at: -3,
             updated_input: None,

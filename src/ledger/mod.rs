@@ -39,12 +39,12 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 pub use query::{
-    LedgerPage, LedgerParams, LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT,
-    MAX_LIMIT,
+    LedgerParams, LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT,
 };
-pub use record::{DecisionRecord, LedgerError, LedgerRow, Outcome, PromptRecord, Unfinished};
+pub use record::{DecisionRecord, LedgerError, PromptRecord, Unfinished};
 
 use crate::config::LedgerConfig;
+use ccr_protocol::reply::{LedgerPage, LedgerRow};
 use ccr_protocol::PermissionPrompt;
 pub use writer::retry_delay;
 use writer::{ApplyConfig, ApplyState, Counters, DecisionRow, Job, PromptRow, Write};

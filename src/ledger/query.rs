@@ -10,12 +10,13 @@ use std::time::SystemTime;
 
 use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::record::{from_ms, to_ms, LedgerError, LedgerRow, Outcome, PromptRecord};
+use super::record::{from_ms, to_ms, LedgerError, PromptRecord};
 use super::record::{DecisionRecord, Unfinished};
 use super::schema::UNFINISHED;
+use ccr_protocol::reply::{LedgerPage, LedgerRow, Outcome};
 
 /// Rows per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -81,7 +82,7 @@ impl TryFrom<LedgerParams> for LedgerQuery {
         let bad = |param, message: String| LedgerError::BadQuery { param, message };
         let time = |param, v: Option<String>| {
             v.map(|s| {
-                humantime::parse_rfc3339_weak(s.trim())
+                ccr_protocol::time::parse_rfc3339(&s)
                     .map_err(|e| bad(param, format!("expected an RFC 3339 time, got {s:?}: {e}")))
             })
             .transpose()
@@ -116,15 +117,6 @@ impl TryFrom<LedgerParams> for LedgerQuery {
             cursor: p.cursor,
         })
     }
-}
-
-/// One page of rows, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LedgerPage {
-    /// The rows.
-    pub rows: Vec<LedgerRow>,
-    /// Pass as `cursor` for the next page; `None` on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// The columns every row query selects, in [`row`]'s order.

@@ -2,69 +2,13 @@
 //!
 //! Times are stored as Unix milliseconds, so a round trip truncates to the millisecond.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
+use ccr_protocol::reply::Outcome;
 use ccr_protocol::PermissionPrompt;
-
-/// How a prompt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// The tool may run.
-    Allowed,
-    /// The tool was refused.
-    Denied,
-    /// The session withdrew the prompt (also voids an answer not yet delivered).
-    Cancelled,
-    /// Nobody answered in time (`decided_by = "timeout"`).
-    Expired,
-}
-
-impl Outcome {
-    /// The stored / wire name (`allowed`, `denied`, `cancelled`, `expired`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Denied => "denied",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Expired => "expired",
-        }
-    }
-
-    /// True when an answer must still reach the session (`allowed`, `denied`,
-    /// and `expired`, which is a deny sent on the operator's behalf).
-    pub fn needs_delivery(self) -> bool {
-        matches!(self, Outcome::Allowed | Outcome::Denied | Outcome::Expired)
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Outcome {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "allowed" => Ok(Outcome::Allowed),
-            "denied" => Ok(Outcome::Denied),
-            "cancelled" => Ok(Outcome::Cancelled),
-            "expired" => Ok(Outcome::Expired),
-            other => Err(format!(
-                "expected allowed, denied, cancelled or expired, got {other:?}"
-            )),
-        }
-    }
-}
 
 /// A prompt as it arrived, recorded before anyone sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,61 +71,6 @@ pub struct Unfinished {
     pub prompt: PromptRecord,
     /// Its undelivered answer (`allowed` / `denied`); `None` while pending.
     pub decision: Option<DecisionRecord>,
-}
-
-/// One ledger row as the audit API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LedgerRow {
-    /// The CCR session id.
-    pub session_id: String,
-    /// The session's id for the prompt.
-    pub request_id: String,
-    /// The tool-use block id.
-    pub tool_use_id: Option<String>,
-    /// Tool name.
-    pub tool_name: String,
-    /// The tool input.
-    pub input: Value,
-    /// The whole `request` object as received.
-    pub request: Value,
-    /// When the prompt arrived (RFC 3339).
-    #[serde(serialize_with = "ccr_protocol::time::as_rfc3339::serialize")]
-    pub received_at: SystemTime,
-    /// How it ended; serialized as `"pending"` while undecided.
-    #[serde(serialize_with = "outcome_or_pending")]
-    pub outcome: Option<Outcome>,
-    /// Who decided.
-    pub decided_by: Option<String>,
-    /// When it was decided (RFC 3339).
-    #[serde(serialize_with = "ccr_protocol::time::opt_rfc3339::serialize")]
-    pub decided_at: Option<SystemTime>,
-    /// When the answer was first written to the session's socket (RFC 3339). Written, not
-    /// read: a connection that dies right after may lose it, and the session's replay then
-    /// gets it again (counted in `deliveries`).
-    #[serde(serialize_with = "ccr_protocol::time::opt_rfc3339::serialize")]
-    pub delivered_at: Option<SystemTime>,
-    /// How many times the answer was written to a socket: 1, plus one per resend after the
-    /// session replayed the prompt on a new connection.
-    pub deliveries: u64,
-    /// When it was last written (RFC 3339).
-    #[serde(serialize_with = "ccr_protocol::time::opt_rfc3339::serialize")]
-    pub last_delivered_at: Option<SystemTime>,
-    /// The edited input, when the operator changed it.
-    pub updated_input: Option<Value>,
-    /// The frame sent.
-    pub answer: Option<Value>,
-    /// Why, when a policy rule or a deadline decided.
-    pub reason: Option<String>,
-    /// What was asked: `can_use_tool`, `elicitation` or `request_user_dialog` (the request's
-    /// `subtype`).
-    pub kind: String,
-    /// The answer's `decisionClassification` (`user_temporary`, `user_permanent`,
-    /// `user_reject`); `null` when no person decided or nothing was sent.
-    pub classification: Option<String>,
-}
-
-fn outcome_or_pending<S: Serializer>(o: &Option<Outcome>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(o.map_or("pending", Outcome::as_str))
 }
 
 /// Why a ledger operation failed. Every failed write is also counted ([`super::Ledger::write_errors`]).

@@ -7,9 +7,10 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tracing::info;
 
 use super::fold::Folded;
-use super::record::{LedgerError, Outcome};
+use super::record::LedgerError;
 use super::schema::FINISHED;
 use super::writer::Write;
+use ccr_protocol::reply::Outcome;
 
 /// `meta` key holding the sequence number of the last journal record applied.
 pub(crate) const APPLIED_KEY: &str = "journal_applied";

@@ -9,6 +9,7 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use super::*;
+use ccr_protocol::reply::Outcome;
 
 /// Drive a future on this thread with no runtime at all: the ledger must not need one.
 pub(super) fn block_on<F: Future>(f: F) -> F::Output {

@@ -1,5 +1,6 @@
 //! Ledger query tests: every filter, keyset paging under inserts, params, export.
 
+use ccr_protocol::reply::Outcome;
 use std::collections::HashSet;
 
 use super::tests::{at, block_on, decision, prompt, temp_ledger};

@@ -29,8 +29,9 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
 use super::checkpoint::Handoff;
-use super::record::{to_ms, LedgerError, Outcome};
+use super::record::{to_ms, LedgerError};
 use super::sql;
+use ccr_protocol::reply::Outcome;
 
 /// Completes a caller's future with the number of rows affected.
 pub(crate) type Reply = oneshot::Sender<Result<u64, LedgerError>>;

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use serde_json::Value;
 use tracing::{debug, error, info};
 
 pub use answer::{Answer, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
@@ -25,9 +24,9 @@ pub use effect::{DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
 
 use super::store::{ConnId, Known, SessionTally, Store};
 use crate::events::Event;
-use crate::ledger::{self, DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
+use crate::ledger::{DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
 use crate::policy::{Policy, PolicyView};
-use ccr_protocol::api::Delivery;
+use ccr_protocol::reply::{Outcome, PendingPrompt};
 use ccr_protocol::PromptKind;
 
 /// The pending prompts of every session, the policy, and the rules that answer them.
@@ -38,50 +37,6 @@ pub struct Core {
     hits: HashMap<String, u64>,
     /// Sessions the supervisor runs: an operator's answer for any other is refused.
     sessions: HashSet<Arc<str>>,
-}
-
-/// The registry's acknowledgement of a decision.
-#[derive(Debug, Clone, Serialize)]
-pub struct DecisionReceipt {
-    /// Session id.
-    pub session_id: Arc<str>,
-    /// Prompt id.
-    pub request_id: String,
-    /// `allowed`, `denied` or `expired`.
-    pub status: &'static str,
-    /// Written now, or queued until the session reconnects.
-    pub delivery: Delivery,
-    /// Who decided.
-    pub decided_by: String,
-}
-
-/// A pending prompt as shown to operators.
-#[derive(Debug, Clone, Serialize)]
-pub struct PendingPrompt {
-    /// Session id.
-    pub session_id: Arc<str>,
-    /// Prompt id.
-    pub request_id: String,
-    /// Tool name.
-    pub tool_name: String,
-    /// Tool-use id.
-    pub tool_use_id: Option<String>,
-    /// Tool input.
-    pub input: Value,
-    /// The raw request object, unknown fields included.
-    pub request: Value,
-    /// When it arrived.
-    #[serde(with = "ccr_protocol::time::as_rfc3339")]
-    pub received_at: SystemTime,
-    /// Age in milliseconds.
-    pub age_ms: u64,
-    /// False for a prompt restored from the ledger that its session has not re-sent or
-    /// listed since the restart (it may no longer be waited on).
-    pub confirmed: bool,
-    /// `can_use_tool`, `elicitation` or `request_user_dialog`.
-    pub kind: PromptKind,
-    /// False for a dialog of a kind this supervisor does not render: shown, never answered.
-    pub answerable: bool,
 }
 
 /// Rules, deadlines and how often each rule matched.
@@ -320,7 +275,7 @@ fn cancelled(session: &str, request_id: &str, decided_by: &str, now: SystemTime)
     DecisionRecord {
         session_id: session.to_owned(),
         request_id: request_id.to_owned(),
-        outcome: ledger::Outcome::Cancelled,
+        outcome: Outcome::Cancelled,
         decided_by: decided_by.to_owned(),
         decided_at: now,
         updated_input: None,

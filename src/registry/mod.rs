@@ -11,8 +11,7 @@ mod perform;
 pub mod store;
 
 pub use self::core::{
-    DecisionReceipt, PendingPrompt, PolicyReport, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH,
-    LIMIT_UNPARSEABLE,
+    PolicyReport, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE,
 };
 pub use actor::{
     CountPending, Decide, Deliver, ForgetSession, ListPending, PermissionRegistry, PolicyInfo,

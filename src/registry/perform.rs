@@ -11,9 +11,10 @@ use tokio::sync::oneshot;
 use tracing::{error, info_span, Instrument};
 
 use super::actor::{Deliver, PermissionRegistry};
-use super::core::{DecisionReceipt, DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
+use super::core::{DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
 use super::store::DecideError;
 use crate::ledger::{Ledger, LedgerError, Stored};
+use ccr_protocol::reply::DecisionReceipt;
 
 impl PermissionRegistry {
     /// Perform `effects` in order; what waits reports back to the core when done.

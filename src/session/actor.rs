@@ -38,6 +38,7 @@ use crate::registry::{
     SessionConnected, SessionDisconnected, SessionInitialized,
 };
 use crate::supervisor::SessionReport;
+use ccr_protocol::reply::{InterruptAnswer, SentMessage};
 use ccr_protocol::session::{SessionState, SessionStatus};
 use ccr_protocol::PermissionPrompt;
 

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::token::TokenError;
+use ccr_protocol::reply::{InterruptAnswer, SentMessage};
 use ccr_protocol::session::SessionStatus;
 
 /// Why a session could not do what was asked.
@@ -51,57 +51,12 @@ pub struct InterruptSession {
     pub cancel_queued: bool,
 }
 
-/// The session's answer to an interrupt.
-#[derive(Debug, Clone, Serialize)]
-pub struct InterruptAnswer {
-    /// Id of the interrupt request we sent.
-    pub request_id: String,
-    /// The `response` body of its `success` answer; `null` when the session sent none
-    /// (CLI 2.1.197 answers an interrupt with no body at all).
-    pub response: Value,
-    /// Uuids of queued user messages that survive the interrupt (`response.still_queued`);
-    /// `null` when the session did not say.
-    pub still_queued: Option<Vec<String>>,
-    /// Uuids of queued user messages the interrupt cancelled (`response.cancelled`, only
-    /// with `cancel_queued`); `null` when the session did not say.
-    pub cancelled: Option<Vec<String>>,
-}
-
-impl InterruptAnswer {
-    /// The answer to interrupt `request_id`, with the lists read from `response`.
-    pub fn new(request_id: String, response: Value) -> Self {
-        let list = |key: &str| -> Option<Vec<String>> {
-            response.get(key)?.as_array().map(|items| {
-                items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-        };
-        Self {
-            still_queued: list("still_queued"),
-            cancelled: list("cancelled"),
-            request_id,
-            response,
-        }
-    }
-}
-
 /// Send a user message through the events endpoint.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<SentMessage, SessionError>")]
 pub struct SendUserMessage {
     /// A string or an array of content blocks.
     pub content: Value,
-}
-
-/// Receipt of a user message.
-#[derive(Debug, Clone, Serialize)]
-pub struct SentMessage {
-    /// The event uuid we generated.
-    pub uuid: String,
-    /// HTTP status of the events endpoint (200 or 201).
-    pub status: u16,
 }
 
 /// Current status with fresh counters.

@@ -17,10 +17,7 @@ pub use ccr_protocol::session::{
 };
 #[cfg(feature = "test-hooks")]
 pub use messages::InjectPanic;
-pub use messages::{
-    CloseSession, GetStatus, InterruptAnswer, InterruptSession, SendUserMessage, SentMessage,
-    SessionError,
-};
+pub use messages::{CloseSession, GetStatus, InterruptSession, SendUserMessage, SessionError};
 
 #[cfg(test)]
 mod tests_fuzz;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use actix::dev::channel;
 use actix::prelude::*;
 use futures_util::future::{join_all, FutureExt};
-use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::{error, info, info_span, Instrument};
 
@@ -19,6 +18,7 @@ use crate::events::{Event, EventBus};
 use crate::registry::{PermissionRegistry, SessionDisconnected, TrackSession};
 use crate::session::client::thread_client;
 use crate::session::{CloseSession, GetStatus, SessionActor, SessionShared, SessionStatus};
+use ccr_protocol::reply::SessionView;
 
 /// Session actor mailbox capacity (callers using `send` wait when it is full).
 const MAILBOX: usize = 256;
@@ -262,22 +262,6 @@ impl Supervisor {
             ExitAction::GiveUp => self.publish_state(id),
         }
     }
-}
-
-/// One session as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionView {
-    /// Session id.
-    pub id: Arc<str>,
-    /// Labels from config.
-    pub labels: Vec<String>,
-    /// Watch-only session.
-    pub viewer_only: bool,
-    /// Actor incarnation (1 + restarts).
-    pub incarnation: u64,
-    /// State, last error, connected-since, counters.
-    #[serde(flatten)]
-    pub status: SessionStatus,
 }
 
 /// List every session (or one), with fresh counters.

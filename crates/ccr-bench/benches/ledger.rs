@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake};
 use std::time::{Duration, Instant, SystemTime};
 
+use ccr_protocol::reply::Outcome;
 use ccr_supervisor::config::LedgerConfig;
-use ccr_supervisor::ledger::{DecisionRecord, Ledger, Outcome, PromptRecord, Tuning};
+use ccr_supervisor::ledger::{DecisionRecord, Ledger, PromptRecord, Tuning};
 use serde_json::json;
 
 const PRODUCERS: usize = 4;

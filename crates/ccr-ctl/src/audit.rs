@@ -13,9 +13,11 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::client::{Client, CtlError};
-use super::render::{input_summary, rendered, table as new_table, text_or_dash};
+use super::render::{dash, input_summary, rendered, table as new_table};
 use super::sanitize::{clean, escape_json};
 use super::watch::shell_quote;
+use ccr_protocol::reply::LedgerPage;
+use ccr_protocol::time::{parse_rfc3339, rfc3339};
 
 /// Rows per request of `--export` (the API's largest page).
 pub const EXPORT_PAGE: u32 = 1000;
@@ -40,10 +42,10 @@ pub struct AuditArgs {
     #[arg(long, value_name = "NAME")]
     pub decided_by: Option<String>,
     /// Received at or after this instant (RFC 3339 in UTC, e.g. 2026-01-31T09:00:00Z).
-    #[arg(long, value_name = "RFC3339", value_parser = rfc3339)]
+    #[arg(long, value_name = "RFC3339", value_parser = instant_arg)]
     pub since: Option<String>,
     /// Received before this instant (RFC 3339 in UTC).
-    #[arg(long, value_name = "RFC3339", value_parser = rfc3339)]
+    #[arg(long, value_name = "RFC3339", value_parser = instant_arg)]
     pub until: Option<String>,
     /// Rows per page, 1..=1000 (server default 100); not with --export, which pages by itself.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000),
@@ -64,9 +66,9 @@ pub enum ExportFormat {
     Jsonl,
 }
 
-/// Accept what the server accepts (`humantime::parse_rfc3339_weak`), so a typo is a usage error.
-fn rfc3339(s: &str) -> Result<String, String> {
-    humantime::parse_rfc3339_weak(s.trim())
+/// Accept what the server accepts (`ccr_protocol::time::parse_rfc3339`), so a typo is a usage error.
+fn instant_arg(s: &str) -> Result<String, String> {
+    parse_rfc3339(s)
         .map(|_| s.trim().to_owned())
         .map_err(|e| format!("expected an RFC 3339 time in UTC like 2026-01-31T09:00:00Z: {e}"))
 }
@@ -132,14 +134,9 @@ pub fn run(client: &Client, args: &AuditArgs, json: bool, prefix: &str) -> Resul
     let q = args.query(args.cursor.as_deref(), args.limit);
     let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let body = client.get(PATH, &q)?;
-    super::print_body(json, &body, table)?;
-    if !json {
-        let next = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| v["next_cursor"].as_str().map(str::to_owned));
-        if let Some(c) = next.filter(|c| !c.is_empty()) {
-            eprintln!("{}", args.more_hint(prefix, &clean(&c)));
-        }
+    let page: Option<LedgerPage> = super::print_body(json, &body, table)?;
+    if let Some(c) = page.and_then(|p| p.next_cursor).filter(|c| !c.is_empty()) {
+        eprintln!("{}", args.more_hint(prefix, &clean(&c)));
     }
     Ok(())
 }
@@ -200,11 +197,9 @@ pub fn export_jsonl(
     }
 }
 
-/// The audit table from a `GET /v1/audit` body (newest first, as served; strings sanitized).
-pub fn table(body: &Value) -> String {
-    let body = &super::sanitize::clean_value(body);
-    let rows = body["rows"].as_array().cloned().unwrap_or_default();
-    if rows.is_empty() {
+/// The audit table from a `GET /v1/audit` body (newest first, as served).
+pub fn table(body: &LedgerPage) -> String {
+    if body.rows.is_empty() {
         return "no audit rows match".into();
     }
     let mut t = new_table(&[
@@ -217,22 +212,16 @@ pub fn table(body: &Value) -> String {
         "DECIDED BY",
         "DELIVERED",
     ]);
-    for r in &rows {
-        let tool = r["tool_name"].as_str().unwrap_or("?");
-        // The ledger serializes an undecided prompt as "pending"; null means the same.
-        let outcome = match &r["outcome"] {
-            Value::Null => "pending".to_owned(),
-            other => text_or_dash(other),
-        };
+    for r in &body.rows {
         t.add_row(vec![
-            text_or_dash(&r["received_at"]),
-            text_or_dash(&r["session_id"]),
-            text_or_dash(&r["request_id"]),
-            tool.to_owned(),
-            input_summary(tool, &r["input"], INPUT_WIDTH),
-            outcome,
-            text_or_dash(&r["decided_by"]),
-            text_or_dash(&r["delivered_at"]),
+            rfc3339(r.received_at),
+            dash(Some(&r.session_id)),
+            dash(Some(&r.request_id)),
+            r.tool_name.clone(),
+            input_summary(&r.tool_name, &r.input, INPUT_WIDTH),
+            r.outcome.map_or("pending", |o| o.as_str()).to_owned(),
+            dash(r.decided_by.as_deref()),
+            r.delivered_at.map_or_else(|| "-".into(), rfc3339),
         ]);
     }
     rendered(t)

@@ -92,8 +92,8 @@ fn table_shows_every_column_and_pending() {
     ],"next_cursor":null});
     let mut r = body["rows"][0].clone();
     r["delivered_at"] = json!("2026-11-24T01:02:04.000Z");
-    let body = json!({"rows":[r, body["rows"][1], body["rows"][2]]});
-    let out = table(&body);
+    let body = json!({"rows":[r, body["rows"][1], body["rows"][2]], "next_cursor": null});
+    let out = table(&page(body));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
     let header: Vec<&str> = lines[0].split("  ").filter(|c| !c.is_empty()).collect();
@@ -127,7 +127,10 @@ fn table_shows_every_column_and_pending() {
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cells[cells.len() - 3..], ["pending", "-", "-"], "{line}");
     }
-    assert_eq!(table(&json!({"rows":[]})), "no audit rows match");
+    assert_eq!(
+        table(&page(json!({"rows":[], "next_cursor": null}))),
+        "no audit rows match"
+    );
 }
 
 #[test]
@@ -294,10 +297,10 @@ fn export_stops_quietly_when_the_reader_goes_away() {
 #[test]
 fn table_and_export_keep_terminal_escapes_out() {
     let h = "\u{1b}]8;;https://x\u{1b}\\\u{9b}2J\u{7}\u{202e}";
-    let mut r = row(h, h, json!(h), json!(h));
+    let mut r = row(h, h, json!("denied"), json!(h));
     r["tool_name"] = json!(h);
     r["input"] = json!({ "command": h });
-    let out = table(&json!({ "rows": [r.clone()] }));
+    let out = table(&page(json!({ "rows": [r.clone()], "next_cursor": null })));
     assert!(
         out.chars().all(|c| c == '\n' || !c.is_control()) && !out.contains('\u{202e}'),
         "{out:?}"
@@ -317,4 +320,9 @@ fn table_and_export_keep_terminal_escapes_out() {
         r,
         "same value"
     );
+}
+
+/// A page as `ctl` reads it: every string sanitized, then typed.
+fn page(body: Value) -> LedgerPage {
+    serde_json::from_value(crate::sanitize::clean_value(&body)).expect("a ledger page")
 }

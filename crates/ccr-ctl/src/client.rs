@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ccr_protocol::error::{Code, ErrorBody};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde_json::Value;
+use serde::Serialize;
 use ureq::Agent;
 
 use super::Token;
@@ -144,14 +144,18 @@ impl Client {
     }
 
     /// `POST path` with a JSON body (or none), returning the body of a 2xx answer.
-    pub fn post(&self, path: &str, body: Option<&Value>) -> Result<String, CtlError> {
+    pub fn post<B: Serialize>(&self, path: &str, body: Option<&B>) -> Result<String, CtlError> {
         let url = self.url(path);
         let mut req = self.agent.post(&url);
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {}", t.expose()));
         }
         let resp = match body {
-            Some(b) => req.content_type("application/json").send(b.to_string()),
+            Some(b) => {
+                let text = serde_json::to_string(b)
+                    .map_err(|e| CtlError::Usage(format!("cannot encode the request: {e}")))?;
+                req.content_type("application/json").send(text)
+            }
             None => req.send_empty(),
         }
         .map_err(|e| self.connect_error(&url, e))?;

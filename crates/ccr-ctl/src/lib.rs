@@ -26,7 +26,10 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use clap::{Args, Subcommand};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+
+use ccr_protocol::api::{Behavior, RawDecision, SendMessageBody};
 
 use client::{Client, CtlError};
 
@@ -175,19 +178,19 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
     match &args.command {
         CtlCommand::Sessions => {
             let body = client.get("/v1/sessions", &[])?;
-            print_body(json, &body, render::sessions_table)
+            print_body(json, &body, render::sessions_table).map(drop)
         }
         CtlCommand::Pending { session } => {
             let query: Vec<(&str, &str)> =
                 session.iter().map(|s| ("session_id", s.as_str())).collect();
             let body = client.get("/v1/permissions", &query)?;
-            print_body(json, &body, render::pending_table)
+            print_body(json, &body, render::pending_table).map(drop)
         }
         CtlCommand::Questions { session } => {
             let query: Vec<(&str, &str)> =
                 session.iter().map(|s| ("session_id", s.as_str())).collect();
             let body = client.get("/v1/questions", &query)?;
-            print_body(json, &body, render::questions_table)
+            print_body(json, &body, render::questions_table).map(drop)
         }
         CtlCommand::Answer {
             session,
@@ -202,7 +205,7 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
                 client::segment(request)
             );
             let receipt = client.post(&path, Some(&body))?;
-            print_body(json, &receipt, |v| render::decision(request, v))
+            print_body(json, &receipt, |v| render::decision(request, v)).map(drop)
         }
         CtlCommand::Allow {
             session,
@@ -219,10 +222,7 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
             message,
             interrupt,
         } => {
-            let mut body = json!({"behavior": "deny", "interrupt": interrupt});
-            if let Some(m) = message {
-                body["message"] = json!(m);
-            }
+            let body = deny_body(message.as_deref(), *interrupt);
             decide(&client, json, session, request, &body)
         }
         CtlCommand::Interrupt {
@@ -232,12 +232,15 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
             let path = format!("/v1/sessions/{}/interrupt", client::segment(session));
             let req = cancel_queued.then(|| json!({ "cancel_queued": true }));
             let body = client.post(&path, req.as_ref())?;
-            print_body(json, &body, |v| render::interrupted(session, v))
+            print_body(json, &body, |v| render::interrupted(session, v)).map(drop)
         }
         CtlCommand::Send { session, text } => {
             let path = format!("/v1/sessions/{}/messages", client::segment(session));
-            let body = client.post(&path, Some(&json!({ "content": text })))?;
-            print_body(json, &body, |v| render::sent(session, v))
+            let message = SendMessageBody {
+                content: Value::String(text.clone()),
+            };
+            let body = client.post(&path, Some(&message))?;
+            print_body(json, &body, |v| render::sent(session, v)).map(drop)
         }
         CtlCommand::Watch { session, after } => {
             let answer = watch::AnswerHint::new(&args.url, DEFAULT_URL);
@@ -251,31 +254,52 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
 }
 
 /// Build the allow body, rejecting bad `--input` / `--permissions` JSON as a usage error.
-pub fn allow_body(input: Option<&str>, permissions: Option<&str>) -> Result<Value, CtlError> {
-    let mut body = json!({"behavior": "allow"});
-    if let Some(raw) = input {
-        let v: Value = serde_json::from_str(raw)
-            .map_err(|e| CtlError::Usage(format!("--input is not valid JSON: {e}")))?;
-        if !v.is_object() {
-            return Err(CtlError::Usage("--input must be a JSON object".into()));
-        }
-        body["updated_input"] = v;
-    }
-    if let Some(raw) = permissions {
-        let v: Value = serde_json::from_str(raw)
-            .map_err(|e| CtlError::Usage(format!("--permissions is not valid JSON: {e}")))?;
-        let list = match v {
-            Value::Array(items) if items.iter().all(Value::is_object) => items,
-            obj @ Value::Object(_) => vec![obj],
-            _ => {
-                return Err(CtlError::Usage(
-                    "--permissions must be a JSON array of objects (or one object)".into(),
-                ))
+pub fn allow_body(input: Option<&str>, permissions: Option<&str>) -> Result<RawDecision, CtlError> {
+    let updated_input = match input {
+        None => None,
+        Some(raw) => {
+            let v: Value = serde_json::from_str(raw)
+                .map_err(|e| CtlError::Usage(format!("--input is not valid JSON: {e}")))?;
+            if !v.is_object() {
+                return Err(CtlError::Usage("--input must be a JSON object".into()));
             }
-        };
-        body["updated_permissions"] = Value::Array(list);
+            Some(v)
+        }
+    };
+    let updated_permissions = match permissions {
+        None => None,
+        Some(raw) => {
+            let v: Value = serde_json::from_str(raw)
+                .map_err(|e| CtlError::Usage(format!("--permissions is not valid JSON: {e}")))?;
+            Some(match v {
+                Value::Array(items) if items.iter().all(Value::is_object) => items,
+                obj @ Value::Object(_) => vec![obj],
+                _ => {
+                    return Err(CtlError::Usage(
+                        "--permissions must be a JSON array of objects (or one object)".into(),
+                    ))
+                }
+            })
+        }
+    };
+    Ok(RawDecision {
+        behavior: Behavior::Allow,
+        updated_input,
+        updated_permissions,
+        message: None,
+        interrupt: None,
+    })
+}
+
+/// The deny body: the message (the server's default when absent) and whether to stop the turn.
+pub fn deny_body(message: Option<&str>, interrupt: bool) -> RawDecision {
+    RawDecision {
+        behavior: Behavior::Deny,
+        updated_input: None,
+        updated_permissions: None,
+        message: message.map(str::to_owned),
+        interrupt: Some(interrupt),
     }
-    Ok(body)
 }
 
 fn decide(
@@ -283,7 +307,7 @@ fn decide(
     json: bool,
     session: &str,
     request: &str,
-    body: &Value,
+    body: &RawDecision,
 ) -> Result<(), CtlError> {
     let path = format!(
         "/v1/sessions/{}/permissions/{}",
@@ -291,27 +315,31 @@ fn decide(
         client::segment(request)
     );
     let answer = client.post(&path, Some(body))?;
-    print_body(json, &answer, |v| render::decision(request, v))
+    print_body(json, &answer, |v| render::decision(request, v)).map(drop)
 }
 
 /// Print the body as JSON (`--json`, terminal-unsafe characters `\u`-escaped) or through
-/// `human`, which gets the parsed JSON with every string sanitized.
-fn print_body(
+/// `human`, which gets the typed body read after every string of the JSON was sanitized;
+/// returns that body (`None` with `--json`, which prints the server's bytes unread).
+fn print_body<T: DeserializeOwned>(
     json: bool,
     body: &str,
-    human: impl FnOnce(&Value) -> String,
-) -> Result<(), CtlError> {
-    let text = if json {
-        sanitize::escape_json(body.trim_end()).into_owned()
+    human: impl FnOnce(&T) -> String,
+) -> Result<Option<T>, CtlError> {
+    let (text, typed) = if json {
+        (sanitize::escape_json(body.trim_end()).into_owned(), None)
     } else {
         let v: Value = serde_json::from_str(body)
             .map_err(|e| CtlError::Protocol(format!("the API answered with invalid JSON: {e}")))?;
-        human(&sanitize::clean_value(&v)).trim_end().to_owned()
+        let typed: T = serde_json::from_value(sanitize::clean_value(&v)).map_err(|e| {
+            CtlError::Protocol(format!("the API answered with an unexpected body: {e}"))
+        })?;
+        (human(&typed).trim_end().to_owned(), Some(typed))
     };
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     let _ = writeln!(out, "{text}");
-    Ok(())
+    Ok(typed)
 }
 
 #[cfg(test)]
@@ -320,10 +348,25 @@ mod tests {
 
     #[test]
     fn allow_body_shapes() {
-        assert_eq!(allow_body(None, None).unwrap(), json!({"behavior":"allow"}));
+        let wire = |b: &RawDecision| serde_json::to_value(b).unwrap();
+        assert_eq!(
+            wire(&allow_body(None, None).unwrap()),
+            json!({"behavior":"allow"})
+        );
         let b = allow_body(Some(r#"{"command":"ls"}"#), Some(r#"{"type":"addRules"}"#)).unwrap();
-        assert_eq!(b["updated_input"], json!({"command":"ls"}));
-        assert_eq!(b["updated_permissions"], json!([{"type":"addRules"}]));
+        assert_eq!(
+            wire(&b),
+            json!({"behavior":"allow","updated_input":{"command":"ls"},
+                "updated_permissions":[{"type":"addRules"}]})
+        );
+        assert_eq!(
+            wire(&deny_body(Some("no"), true)),
+            json!({"behavior":"deny","message":"no","interrupt":true})
+        );
+        assert_eq!(
+            wire(&deny_body(None, false)),
+            json!({"behavior":"deny","interrupt":false})
+        );
         for (input, perms) in [
             (Some("{bad"), None),
             (Some("[1]"), None),

@@ -1,13 +1,19 @@
 //! Human-readable output: tables and one-line summaries of API bodies (pure).
 //!
-//! Every helper reads `serde_json::Value` rather than the server's types, so a
-//! field the server adds or drops degrades to `-` instead of failing. Tables
-//! sanitize the body first (`super::sanitize`): session text is untrusted.
+//! Every helper reads the typed bodies of `ccr_protocol::reply`, parsed after the
+//! caller sanitized every string of the JSON (`super::sanitize`): session text is
+//! untrusted. Fields a newer server adds are ignored.
 
 use comfy_table::{presets, Cell, ContentArrangement, Table};
 use serde_json::Value;
 
-use super::sanitize::clean_value;
+use ccr_protocol::api::Delivery;
+use ccr_protocol::reply::{
+    DecisionReceipt, InterruptAnswer, PendingPrompt, PermissionList, QuestionList, SentMessage,
+    SessionList,
+};
+use ccr_protocol::session::SessionState;
+use ccr_protocol::time::rfc3339;
 
 /// Longest LAST ERROR cell.
 const ERROR_WIDTH: usize = 60;
@@ -60,34 +66,28 @@ pub fn age(ms: u64) -> String {
 }
 
 /// A session's state with its details: `reconnecting (attempt 3, in 2s)`, `failed (unauthorized)`.
-pub fn state_label(v: &Value) -> String {
-    let name = v["state"].as_str().unwrap_or("?");
-    let n = |k: &str| v[k].as_u64();
-    let detail = match name {
-        "reconnecting" => n("attempt").map(|a| match n("delay_ms") {
-            Some(d) => format!("attempt {a}, in {}", age(d)),
-            None => format!("attempt {a}"),
-        }),
-        "restarting" => n("restart").map(|r| match n("delay_ms") {
-            Some(d) => format!("restart {r}, in {}", age(d)),
-            None => format!("restart {r}"),
-        }),
-        "failed" => v["reason"].as_str().map(str::to_owned),
+pub fn state_label(state: &SessionState) -> String {
+    let detail = match state {
+        SessionState::Reconnecting { attempt, delay_ms } => {
+            Some(format!("attempt {attempt}, in {}", age(*delay_ms)))
+        }
+        SessionState::Restarting { restart, delay_ms } => {
+            Some(format!("restart {restart}, in {}", age(*delay_ms)))
+        }
+        SessionState::Failed { reason, .. } => Some(reason.clone()),
         _ => None,
     };
     match detail {
-        Some(d) => format!("{name} ({d})"),
-        None => name.to_owned(),
+        Some(d) => format!("{} ({d})", state.name()),
+        None => state.name().to_owned(),
     }
 }
 
-/// A JSON value as a cell: strings bare, null and "" as `-`, anything else as JSON.
-pub(super) fn text_or_dash(v: &Value) -> String {
-    match v {
-        Value::String(s) if !s.is_empty() => s.clone(),
-        Value::Null => "-".into(),
-        Value::String(_) => "-".into(),
-        other => other.to_string(),
+/// Text as a cell: `-` when empty or absent.
+pub(super) fn dash(s: Option<&str>) -> String {
+    match s {
+        Some(s) if !s.is_empty() => s.to_owned(),
+        _ => "-".into(),
     }
 }
 
@@ -111,51 +111,47 @@ pub(super) fn rendered(t: Table) -> String {
         .join("\n")
 }
 
-/// The `sessions` table from a `GET /v1/sessions` body (strings sanitized).
-pub fn sessions_table(body: &Value) -> String {
-    let body = &clean_value(body);
-    let sessions = body["sessions"].as_array().cloned().unwrap_or_default();
-    if sessions.is_empty() {
+/// The `sessions` table from a `GET /v1/sessions` body.
+pub fn sessions_table(body: &SessionList) -> String {
+    if body.sessions.is_empty() {
         return "no sessions configured".into();
     }
     let mut t = table(&["ID", "STATE", "PENDING", "CONNECTED SINCE", "LAST ERROR"]);
-    for s in &sessions {
-        let mut pending = text_or_dash(&s["pending"]);
-        if let Some(q) = s["queued_decisions"].as_u64().filter(|q| *q > 0) {
-            pending.push_str(&format!(" (+{q} queued)"));
+    for s in &body.sessions {
+        let mut pending = s.pending.to_string();
+        if s.queued_decisions > 0 {
+            pending.push_str(&format!(" (+{} queued)", s.queued_decisions));
         }
-        let error = match &s["last_error"] {
-            Value::String(e) => truncate(&one_line(e), ERROR_WIDTH),
+        let status = &s.view.status;
+        let error = match &status.last_error {
+            Some(e) if !e.is_empty() => truncate(&one_line(e), ERROR_WIDTH),
             _ => "-".into(),
         };
         t.add_row(vec![
-            text_or_dash(&s["id"]),
-            state_label(s),
+            dash(Some(&s.view.id)),
+            state_label(&status.state),
             pending,
-            text_or_dash(&s["connected_since"]),
+            status.connected_since.map_or_else(|| "-".into(), rfc3339),
             error,
         ]);
     }
     rendered(t)
 }
 
-/// The `pending` table from a `GET /v1/permissions` body (strings sanitized).
-pub fn pending_table(body: &Value) -> String {
-    let body = &clean_value(body);
-    let prompts = body["permissions"].as_array().cloned().unwrap_or_default();
-    if prompts.is_empty() {
+/// The `pending` table from a `GET /v1/permissions` body.
+pub fn pending_table(body: &PermissionList) -> String {
+    if body.permissions.is_empty() {
         return "no pending permission prompts".into();
     }
     let mut t = table(&["SESSION", "REQUEST", "TOOL", "AGE", "STATE", "INPUT"]);
-    for p in &prompts {
-        let tool = p["tool_name"].as_str().unwrap_or("?");
+    for p in &body.permissions {
         t.add_row(vec![
-            text_or_dash(&p["session_id"]),
-            text_or_dash(&p["request_id"]),
-            tool.to_owned(),
-            p["age_ms"].as_u64().map(age).unwrap_or_else(|| "-".into()),
+            dash(Some(&p.session_id)),
+            dash(Some(&p.request_id)),
+            p.tool_name.clone(),
+            age(p.age_ms),
             waiting(p),
-            input_summary(tool, &p["input"], INPUT_WIDTH),
+            input_summary(&p.tool_name, &p.input, INPUT_WIDTH),
         ]);
     }
     rendered(t)
@@ -163,38 +159,37 @@ pub fn pending_table(body: &Value) -> String {
 
 /// `waiting`, or `unconfirmed` for a prompt restored after a restart that its session has
 /// not re-sent (it may not be waited on any more).
-fn waiting(p: &Value) -> String {
-    match p["confirmed"].as_bool() {
-        Some(false) => "unconfirmed".into(),
-        _ => "waiting".into(),
+fn waiting(p: &PendingPrompt) -> String {
+    if p.confirmed {
+        "waiting"
+    } else {
+        "unconfirmed"
     }
+    .into()
 }
 
 /// The `questions` table: elicitations and dialogs, with what they ask.
-pub fn questions_table(body: &Value) -> String {
-    let body = &clean_value(body);
-    let questions = body["questions"].as_array().cloned().unwrap_or_default();
-    if questions.is_empty() {
+pub fn questions_table(body: &QuestionList) -> String {
+    if body.questions.is_empty() {
         return "no pending questions".into();
     }
     let mut t = table(&["SESSION", "REQUEST", "KIND", "FROM", "AGE", "STATE", "ASKS"]);
-    for q in &questions {
-        let answerable = q["answerable"].as_bool().unwrap_or(true);
-        let state = if answerable {
+    for q in &body.questions {
+        let state = if q.answerable {
             waiting(q)
         } else {
             "read-only".into()
         };
-        let asks = q["request"]["message"]
+        let asks = q.request["message"]
             .as_str()
             .map(str::to_owned)
-            .unwrap_or_else(|| input_summary("", &q["input"], INPUT_WIDTH));
+            .unwrap_or_else(|| input_summary("", &q.input, INPUT_WIDTH));
         t.add_row(vec![
-            text_or_dash(&q["session_id"]),
-            text_or_dash(&q["request_id"]),
-            text_or_dash(&q["kind"]),
-            text_or_dash(&q["tool_name"]),
-            q["age_ms"].as_u64().map(age).unwrap_or_else(|| "-".into()),
+            dash(Some(&q.session_id)),
+            dash(Some(&q.request_id)),
+            q.kind.as_str().to_owned(),
+            dash(Some(&q.tool_name)),
+            age(q.age_ms),
             state,
             asks.chars().take(INPUT_WIDTH).collect(),
         ]);
@@ -203,24 +198,22 @@ pub fn questions_table(body: &Value) -> String {
 }
 
 /// `allowed <request> (sent)` / `denied <request> (queued for reconnect)` from a decision receipt.
-pub fn decision(request: &str, receipt: &Value) -> String {
-    let status = receipt["status"].as_str().unwrap_or("answered");
-    let delivery = match receipt["delivery"].as_str() {
-        Some("queued") => "queued for reconnect",
-        Some(other) => other,
-        None => "sent",
+pub fn decision(request: &str, receipt: &DecisionReceipt) -> String {
+    let delivery = match receipt.delivery {
+        Delivery::Queued => "queued for reconnect",
+        Delivery::Sent => "sent",
     };
-    format!("{status} {request} ({delivery})")
+    format!("{} {request} ({delivery})", receipt.status)
 }
 
 /// The line printed after `interrupt`.
-pub fn interrupted(session: &str, answer: &Value) -> String {
-    let mut line = match answer["request_id"].as_str() {
-        Some(id) => format!("interrupted {session} (request {id})"),
-        None => format!("interrupted {session}"),
-    };
-    for (key, label) in [("cancelled", "cancelled"), ("still_queued", "still queued")] {
-        if let Some(list) = answer[key].as_array() {
+pub fn interrupted(session: &str, answer: &InterruptAnswer) -> String {
+    let mut line = format!("interrupted {session} (request {})", answer.request_id);
+    for (list, label) in [
+        (&answer.cancelled, "cancelled"),
+        (&answer.still_queued, "still queued"),
+    ] {
+        if let Some(list) = list {
             line.push_str(&format!("; {label}: {}", list.len()));
         }
     }
@@ -228,11 +221,8 @@ pub fn interrupted(session: &str, answer: &Value) -> String {
 }
 
 /// The line printed after `send`.
-pub fn sent(session: &str, answer: &Value) -> String {
-    match answer["uuid"].as_str() {
-        Some(uuid) => format!("sent to {session} (message {uuid})"),
-        None => format!("sent to {session}"),
-    }
+pub fn sent(session: &str, answer: &SentMessage) -> String {
+    format!("sent to {session} (message {})", answer.uuid)
 }
 
 #[cfg(test)]
@@ -267,6 +257,37 @@ mod tests {
         assert_eq!(truncate("héllo!", 5), "héll…");
     }
 
+    /// A body as `ctl` reads it: every string sanitized, then typed.
+    fn typed<T: serde::de::DeserializeOwned>(body: Value) -> T {
+        serde_json::from_value(crate::sanitize::clean_value(&body)).expect("a typed body")
+    }
+
+    /// One session of `GET /v1/sessions`: the defaults, then `fields`.
+    fn session(fields: Value) -> Value {
+        let mut s = json!({"id":"s","labels":[],"viewer_only":false,"incarnation":1,
+            "state":"connected","last_error":null,"connected_since":null,
+            "counters":ccr_protocol::session::Counters::default(),"initialize":"listed",
+            "pending":0,"queued_decisions":0});
+        merge(&mut s, fields);
+        s
+    }
+
+    /// One prompt of `GET /v1/permissions`: the defaults, then `fields`.
+    fn prompt(fields: Value) -> Value {
+        let mut p = json!({"session_id":"s1","request_id":"r1","tool_name":"Bash",
+            "tool_use_id":null,"input":{},"request":{"subtype":"can_use_tool"},
+            "received_at":"2026-11-24T01:02:03.456Z","age_ms":0,"confirmed":true,
+            "kind":"can_use_tool","answerable":true});
+        merge(&mut p, fields);
+        p
+    }
+
+    fn merge(base: &mut Value, fields: Value) {
+        for (k, v) in fields.as_object().expect("an object") {
+            base[k] = v.clone();
+        }
+    }
+
     #[test]
     fn ages_and_states() {
         assert_eq!(age(850), "850ms");
@@ -274,22 +295,29 @@ mod tests {
         assert_eq!(age(184_000), "3m04s");
         assert_eq!(age(7_500_000), "2h05m");
         assert_eq!(age(273_600_000), "3d04h");
-        let s = json!({"state":"reconnecting","attempt":3,"delay_ms":2000});
+        let s = SessionState::Reconnecting {
+            attempt: 3,
+            delay_ms: 2000,
+        };
         assert_eq!(state_label(&s), "reconnecting (attempt 3, in 2s)");
-        let s = json!({"state":"failed","reason":"unauthorized","detail":"4003"});
+        let s = SessionState::Failed {
+            reason: "unauthorized".into(),
+            detail: "4003".into(),
+        };
         assert_eq!(state_label(&s), "failed (unauthorized)");
-        assert_eq!(state_label(&json!({"state":"connected"})), "connected");
+        assert_eq!(state_label(&SessionState::Connected), "connected");
     }
 
     #[test]
     fn sessions_table_shows_columns() {
         let body = json!({"sessions":[
-            {"id":"demo-1","state":"connected","pending":2,"queued_decisions":0,
-             "connected_since":"2026-11-24T01:02:03.456Z","last_error":null},
-            {"id":"demo-2","state":"failed","reason":"unauthorized","pending":0,
-             "queued_decisions":1,"connected_since":null,"last_error":"closed 4003\nunauthorized"}
+            session(json!({"id":"demo-1","state":"connected","pending":2,"queued_decisions":0,
+             "connected_since":"2026-11-24T01:02:03.456Z","last_error":null})),
+            session(json!({"id":"demo-2","state":"failed","reason":"unauthorized",
+             "detail":"4003","pending":0,"queued_decisions":1,"connected_since":null,
+             "last_error":"closed 4003\nunauthorized"}))
         ]});
-        let out = sessions_table(&body);
+        let out = sessions_table(&typed(body));
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 3, "{out}");
         assert!(lines[0].starts_with("ID"), "{out}");
@@ -300,7 +328,7 @@ mod tests {
         assert!(lines[2].contains("0 (+1 queued)"));
         assert!(lines[2].contains("closed 4003⏎ unauthorized"));
         assert_eq!(
-            sessions_table(&json!({"sessions":[]})),
+            sessions_table(&typed(json!({"sessions":[]}))),
             "no sessions configured"
         );
     }
@@ -308,13 +336,14 @@ mod tests {
     #[test]
     fn tables_strip_terminal_escapes_from_session_text() {
         let h = "\u{1b}]52;c;eA==\u{7}\u{1b}[2K\u{9b}1A\u{202e}\r";
-        let body = json!({"permissions":[{"session_id":format!("s{h}"),"request_id":h,
-            "tool_name":format!("Bash{h}"),"input":{"command":format!("ls {h}")},"age_ms":5}]});
-        let out = pending_table(&body);
+        let body = json!({"permissions":[prompt(json!({"session_id":format!("s{h}"),
+            "request_id":h,"tool_name":format!("Bash{h}"),"input":{"command":format!("ls {h}")},
+            "age_ms":5}))]});
+        let out = pending_table(&typed(body));
         assert!(out.lines().nth(1).unwrap().contains("Bash  "), "{out}");
-        let body = json!({"sessions":[{"id":h,"state":"failed","reason":h,"pending":h,
-            "connected_since":h,"last_error":h}]});
-        for out in [out, sessions_table(&body)] {
+        let body = json!({"sessions":[session(json!({"id":h,"state":"failed","reason":h,
+            "detail":h,"last_error":h}))]});
+        for out in [out, sessions_table(&typed(body))] {
             assert!(
                 out.chars().all(|c| c == '\n' || !c.is_control()) && !out.contains('\u{202e}'),
                 "{out:?}"
@@ -324,26 +353,39 @@ mod tests {
 
     #[test]
     fn pending_table_and_answers() {
-        let body = json!({"permissions":[{"session_id":"s1","request_id":"r1","tool_name":"Bash",
-            "input":{"command":"ls -la"},"age_ms":61_000}]});
-        let out = pending_table(&body);
+        let body = json!({"permissions":[prompt(json!({"session_id":"s1","request_id":"r1",
+            "tool_name":"Bash","input":{"command":"ls -la"},"age_ms":61_000}))]});
+        let out = pending_table(&typed(body));
         assert!(out.lines().next().unwrap().starts_with("SESSION"));
         let row = out.lines().nth(1).unwrap();
-        for part in ["s1", "r1", "Bash", "1m01s", "ls -la"] {
+        for part in ["s1", "r1", "Bash", "1m01s", "waiting", "ls -la"] {
             assert!(row.contains(part), "{row}");
         }
+        let body = json!({"permissions":[prompt(json!({"confirmed":false}))]});
+        assert!(pending_table(&typed(body)).contains("unconfirmed"));
         assert_eq!(
-            pending_table(&json!({"permissions":[]})),
+            pending_table(&typed(json!({"permissions":[]}))),
             "no pending permission prompts"
         );
-        let r = json!({"status":"allowed","delivery":"sent"});
-        assert_eq!(decision("r1", &r), "allowed r1 (sent)");
-        let r = json!({"status":"denied","delivery":"queued"});
-        assert_eq!(decision("r1", &r), "denied r1 (queued for reconnect)");
+        let receipt = |status, delivery| {
+            typed::<DecisionReceipt>(json!({"session_id":"s1","request_id":"r1",
+                "status":status,"delivery":delivery,"decided_by":"alice"}))
+        };
         assert_eq!(
-            interrupted("s1", &json!({"request_id":"x"})),
-            "interrupted s1 (request x)"
+            decision("r1", &receipt("allowed", "sent")),
+            "allowed r1 (sent)"
         );
-        assert_eq!(sent("s1", &json!({"uuid":"u"})), "sent to s1 (message u)");
+        assert_eq!(
+            decision("r1", &receipt("denied", "queued")),
+            "denied r1 (queued for reconnect)"
+        );
+        let answer: InterruptAnswer = typed(json!({"request_id":"x","response":null,
+            "still_queued":["u1"],"cancelled":null}));
+        assert_eq!(
+            interrupted("s1", &answer),
+            "interrupted s1 (request x); still queued: 1"
+        );
+        let sent_body: SentMessage = typed(json!({"uuid":"u","status":200}));
+        assert_eq!(sent("s1", &sent_body), "sent to s1 (message u)");
     }
 }

@@ -4,6 +4,8 @@
 //! colour; [`run`] only reads the stream and writes lines. Pending prompts get
 //! a bold yellow `PERMISSION` line plus the exact command that answers them.
 
+use ccr_protocol::session::SessionState;
+use serde::Deserialize;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::mpsc;
 
@@ -156,7 +158,11 @@ pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
             text
         }
         "session_state" => {
-            let mut detail = state_label(ev);
+            // A state this build does not know shows by its name.
+            let mut detail = match SessionState::deserialize(ev) {
+                Ok(state) => state_label(&state),
+                Err(_) => ev["state"].as_str().unwrap_or("?").to_owned(),
+            };
             if let Some(d) = ev["detail"].as_str().filter(|d| !d.is_empty()) {
                 detail.push_str(&format!(": {}", one_line(d)));
             }

@@ -1,4 +1,4 @@
-//! Operator API request and response bodies (JSON over HTTP).
+//! Operator API request bodies (JSON over HTTP); the responses are in [`crate::reply`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,7 +32,7 @@ pub enum DecisionBody {
 }
 
 /// Whether to allow or deny, the one required field of a decision body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Behavior {
     /// Run the tool.
@@ -45,23 +45,32 @@ pub enum Behavior {
 ///
 /// Unknown fields are refused (`deny_unknown_fields`, so the error names the field), and
 /// the protocol's own camelCase spellings are accepted beside the snake_case ones; sending
-/// both spellings of one field is a `duplicate field` error.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// both spellings of one field is a `duplicate field` error. Clients (`ctl`) send it as it
+/// serializes: snake_case, absent fields left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDecision {
     /// `allow` or `deny`.
     pub behavior: Behavior,
     /// Allow only: the edited tool input.
-    #[serde(default, alias = "updatedInput")]
+    #[serde(
+        default,
+        alias = "updatedInput",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub updated_input: Option<Value>,
     /// Allow only: permission updates.
-    #[serde(default, alias = "updatedPermissions")]
+    #[serde(
+        default,
+        alias = "updatedPermissions",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub updated_permissions: Option<Vec<Value>>,
     /// Deny only: what the model reads.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Deny only: also stop the turn.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupt: Option<bool>,
 }
 
@@ -388,7 +397,7 @@ pub enum AnswerBody {
 }
 
 /// Body of `POST /v1/sessions/{id}/messages`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessageBody {
     /// A string, or an array of content blocks.

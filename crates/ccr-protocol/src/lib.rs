@@ -6,7 +6,8 @@
 //! - [`frame`]: inbound CCR frames and their classification.
 //! - [`scan`]: the constant-memory head scan of frames too large or too deep to parse.
 //! - [`outbound`]: the exact answers and requests the supervisor sends to a session.
-//! - [`api`]: operator API request and response bodies.
+//! - [`api`]: operator API request bodies (answers, messages).
+//! - [`reply`]: operator API response bodies (sessions, prompts, receipts, ledger pages).
 //! - [`event`]: the events the supervisor publishes (live stream, history, transcripts).
 //! - [`session`]: a session's observable state and counters.
 //! - [`error`]: the API's error codes with their HTTP status, and the error body.
@@ -23,6 +24,7 @@ pub mod event;
 pub mod frame;
 pub mod metrics;
 pub mod outbound;
+pub mod reply;
 pub mod scan;
 pub mod session;
 pub mod sse;

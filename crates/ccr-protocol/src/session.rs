@@ -2,10 +2,10 @@
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Lifecycle state of a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum SessionState {
     /// First connection attempt (or an attempt after a restart) in progress.
@@ -60,7 +60,7 @@ impl SessionState {
 }
 
 /// Inbound frames counted by bucket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrameCounters {
     /// `control_request` frames (prompts and others).
     pub control_request: u64,
@@ -84,7 +84,7 @@ pub struct FrameCounters {
 }
 
 /// Per-session counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Frames in, by kind.
     pub frames_in: FrameCounters,
@@ -123,7 +123,7 @@ impl Counters {
 }
 
 /// A point-in-time report of one session actor.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionStatus {
     /// Current state.
     #[serde(flatten)]
@@ -154,7 +154,7 @@ impl SessionStatus {
 }
 
 /// How the last `initialize` went (also shown in the session's status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitializeState {
     /// Not sent (off, or not connected yet).

@@ -7,10 +7,23 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Parse an RFC 3339 timestamp as the API writes it (and the looser forms
+/// `humantime::parse_rfc3339_weak` accepts).
+pub fn parse_rfc3339(s: &str) -> Result<SystemTime, humantime::TimestampError> {
+    humantime::parse_rfc3339_weak(s.trim())
+}
+
 /// Serde helper: `Option<SystemTime>` as an RFC 3339 string or null.
 pub mod opt_rfc3339 {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::SystemTime;
+
+    /// Deserialize.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| super::parse_rfc3339(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 
     /// Serialize.
     pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -23,8 +36,14 @@ pub mod opt_rfc3339 {
 
 /// Serde helper: `SystemTime` as an RFC 3339 string.
 pub mod as_rfc3339 {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::SystemTime;
+
+    /// Deserialize.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_rfc3339(&s).map_err(serde::de::Error::custom)
+    }
 
     /// Serialize.
     pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -42,5 +61,7 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_795_482_123_456);
         assert_eq!(rfc3339(t), "2026-11-24T01:02:03.456Z");
+        assert_eq!(parse_rfc3339("2026-11-24T01:02:03.456Z").unwrap(), t);
+        assert!(parse_rfc3339("yesterday").is_err());
     }
 }

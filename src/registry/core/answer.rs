@@ -12,11 +12,12 @@ use std::time::SystemTime;
 use tracing::{debug, info, warn};
 
 use super::effect::{Decision, DecisionWrite, Effect, Metric, Record, Ticket, Write};
-use super::{ledger_failed, Core, DecisionReceipt};
+use super::{ledger_failed, Core};
 use crate::events::Event;
-use crate::ledger::{self, DecisionRecord, LedgerError};
+use crate::ledger::{DecisionRecord, LedgerError};
 use crate::registry::store::DecideError;
 use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, Delivery, QuestionAnswer};
+use ccr_protocol::reply::{DecisionReceipt, Outcome};
 use ccr_protocol::PromptKind;
 
 /// `decided_by` of a prompt denied for exceeding `[ccr] max_frame_bytes`.
@@ -73,11 +74,11 @@ impl Source {
         }
     }
 
-    fn outcome(&self, grants: bool) -> ledger::Outcome {
+    fn outcome(&self, grants: bool) -> Outcome {
         match (self, grants) {
-            (Source::Deadline, _) => ledger::Outcome::Expired,
-            (_, true) => ledger::Outcome::Allowed,
-            (_, false) => ledger::Outcome::Denied,
+            (Source::Deadline, _) => Outcome::Expired,
+            (_, true) => Outcome::Allowed,
+            (_, false) => Outcome::Denied,
         }
     }
 
@@ -336,7 +337,7 @@ pub(super) fn answered(d: Decision, delivery: Delivery) -> Vec<Effect> {
         let receipt = DecisionReceipt {
             session_id: d.session,
             request_id: d.request_id,
-            status: d.outcome.as_str(),
+            status: d.outcome,
             delivery,
             decided_by: d.decided_by,
         };

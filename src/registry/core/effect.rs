@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::events::Event;
-use crate::ledger::{self, DecisionRecord};
+use crate::ledger::DecisionRecord;
 use ccr_protocol::api::Decider;
+use ccr_protocol::reply::{DecisionReceipt, Outcome};
 use ccr_protocol::PermissionPrompt;
 
 use super::answer::Refusal;
-use super::DecisionReceipt;
 use crate::registry::store::{ConnId, DecideError};
 
 /// One thing the actor does for the core. Effects are performed in order; those that
@@ -101,7 +101,7 @@ pub struct Decision {
     /// `allow`, `deny`, or a question's answer.
     pub behavior: &'static str,
     /// How the ledger records it.
-    pub outcome: ledger::Outcome,
+    pub outcome: Outcome,
     /// Why, for a rule, a deadline or a limit.
     pub reason: Option<String>,
     /// The operator waiting for the receipt.

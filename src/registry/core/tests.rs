@@ -9,7 +9,8 @@ use super::effect::{Arrived, Decision, Timer, TimerKind};
 use super::*;
 use crate::policy::{Action, PolicyConfig, Rule, ToolPattern};
 use crate::registry::store::DecideError;
-use ccr_protocol::api::{AnswerBody, Decider, DecisionBody};
+use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, Delivery};
+use ccr_protocol::reply::{DecisionReceipt, Outcome};
 use ccr_protocol::PermissionPrompt;
 
 fn sid() -> Arc<str> {
@@ -192,7 +193,7 @@ fn an_allow_is_recorded_then_written_then_published_with_its_receipt() {
     assert_eq!(ticket, Ticket(7));
     assert_eq!(
         (receipt.status, receipt.delivery),
-        ("allowed", Delivery::Sent)
+        (Outcome::Allowed, Delivery::Sent)
     );
     assert_eq!(core.tallies()[&sid()].decisions, 1);
 }
@@ -328,7 +329,7 @@ fn policy_answers_count_their_rule_and_record_why() {
         ..PolicyConfig::default()
     });
     let w = decision_write(shown(&mut core, 1, "p1"));
-    assert_eq!(w.row.outcome, ledger::Outcome::Denied);
+    assert_eq!(w.row.outcome, Outcome::Denied);
     assert_eq!(w.row.decided_by, "rule:bash");
     assert!(w.row.reason.is_some());
     assert!(w.decision.reply.is_none(), "nobody waits for a rule");
@@ -363,7 +364,7 @@ fn a_prompt_the_supervisor_could_not_read_is_denied_by_its_limit() {
     let fx = core.on_prompt_recorded(prompt_record(fx), Ok(()), at(0));
     let w = decision_write(fx);
     assert_eq!(w.row.decided_by, LIMIT_FRAME_BYTES);
-    assert_eq!(w.row.outcome, ledger::Outcome::Denied);
+    assert_eq!(w.row.outcome, Outcome::Denied);
     assert_eq!(w.row.reason.as_deref(), Some("frame of 2 MiB"));
     assert!(
         core.policy_report().hits.is_empty(),
@@ -405,7 +406,7 @@ fn the_ask_deadline_denies_a_prompt_still_pending_and_the_reminder_comes_first()
     let w = decision_write(fx);
     assert_eq!(
         (w.row.outcome, w.row.decided_by.as_str()),
-        (ledger::Outcome::Expired, "timeout")
+        (Outcome::Expired, "timeout")
     );
     // Once answered, neither timer does anything.
     core.on_decision_recorded(w, Ok(()));
@@ -521,7 +522,7 @@ fn a_cancel_is_recorded_published_and_voids_a_queued_answer() {
     });
     assert_eq!(
         (ending.outcome, ending.decided_by.as_str()),
-        (ledger::Outcome::Cancelled, "session")
+        (Outcome::Cancelled, "session")
     );
     core.on_connected(&sid(), 2);
     let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(3));
