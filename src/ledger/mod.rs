@@ -617,5 +617,3 @@ fn spawn(
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_query;

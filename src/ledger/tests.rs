@@ -11,6 +11,8 @@ use tempfile::TempDir;
 use super::*;
 use ccr_protocol::reply::Outcome;
 
+mod query;
+
 /// Drive a future on this thread with no runtime at all: the ledger must not need one.
 pub(super) fn block_on<F: Future>(f: F) -> F::Output {
     struct Unpark(std::thread::Thread);

@@ -20,4 +20,4 @@ pub use messages::InjectPanic;
 pub use messages::{CloseSession, GetStatus, InterruptSession, SendUserMessage, SessionError};
 
 #[cfg(test)]
-mod tests_fuzz;
+mod tests;

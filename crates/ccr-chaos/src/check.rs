@@ -394,5 +394,4 @@ fn check_ledger(
 }
 
 #[cfg(test)]
-#[path = "check_tests.rs"]
 mod tests;

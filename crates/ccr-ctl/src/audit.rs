@@ -228,5 +228,4 @@ pub fn table(body: &LedgerPage) -> String {
 }
 
 #[cfg(test)]
-#[path = "audit_tests.rs"]
 mod tests;

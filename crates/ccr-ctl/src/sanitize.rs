@@ -85,5 +85,4 @@ pub fn escape_json(text: &str) -> Cow<'_, str> {
 }
 
 #[cfg(test)]
-#[path = "sanitize_tests.rs"]
 mod tests;

@@ -385,5 +385,4 @@ pub fn run(
 }
 
 #[cfg(test)]
-#[path = "watch_tests.rs"]
 mod tests;

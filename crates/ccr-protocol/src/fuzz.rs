@@ -1,4 +1,4 @@
-//! Shared support of the property-based fuzz tests (`<module>/tests_fuzz.rs`): the case
+//! Shared support of the property-based fuzz tests (in each module's `tests`): the case
 //! count and input strategies.
 //!
 //! Every fuzz property runs a small number of cases in the ordinary suite; set

@@ -43,4 +43,4 @@ pub use outbound::{
 };
 
 #[cfg(test)]
-mod fuzz_tests;
+mod tests;

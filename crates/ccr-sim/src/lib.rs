@@ -37,12 +37,6 @@ pub mod wire;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_faults;
-#[cfg(test)]
-mod tests_more;
-#[cfg(test)]
-mod tests_wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

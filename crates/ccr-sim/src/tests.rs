@@ -11,6 +11,10 @@ use tokio::sync::broadcast;
 use super::*;
 use ccr_protocol::{permission_response, user_message_events, PermissionResult};
 
+mod faults;
+mod more;
+mod wire;
+
 /// Guard on every wait: a test fails instead of hanging.
 pub(super) const T: Duration = Duration::from_secs(5);
 

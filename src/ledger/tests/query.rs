@@ -3,8 +3,8 @@
 use ccr_protocol::reply::Outcome;
 use std::collections::HashSet;
 
-use super::tests::{at, block_on, decision, prompt, temp_ledger};
 use super::*;
+use super::{at, block_on, decision, prompt, temp_ledger};
 
 /// 12 rows: sessions a/b, tools Bash/Edit, every outcome, two deciders, received at 1000..1011 s.
 fn fixture() -> (tempfile::TempDir, Ledger) {

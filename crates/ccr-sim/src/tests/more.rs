@@ -4,11 +4,11 @@ use awc::ws::Message;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 
-use super::tests::{
+use super::*;
+use super::{
     allow, connect, deny, expect_close, expect_quiet, is_type, next_json, prompt_step, read_until,
     send_text, start, wait_for, PROBE,
 };
-use super::*;
 use ccr_protocol::{interrupt_request, user_message_events};
 
 #[actix_rt::test]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use super::tests::{allow, connect, is_type, read_until, send_text, wait_for, T};
 use super::*;
+use super::{allow, connect, is_type, read_until, send_text, wait_for, T};
 
 async fn start_logged(id: &str) -> SimHandle {
     SimBuilder::new()

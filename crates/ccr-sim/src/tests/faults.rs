@@ -6,11 +6,11 @@ use awc::ws::{Frame, Message};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 
-use super::tests::{
+use super::*;
+use super::{
     allow, connect, expect_close, expect_quiet, is_type, next_json, read_until, recv, send_text,
     start, wait_for,
 };
-use super::*;
 
 #[actix_rt::test]
 async fn push_close_drop_and_pings() {
