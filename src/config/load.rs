@@ -5,19 +5,6 @@
 //! into `7`. Values stay strings and the typed readers in `fields.rs` accept
 //! numeric / boolean strings where a number / bool is expected.
 
-#[path = "api_tokens.rs"]
-mod api_tokens;
-#[path = "fields.rs"]
-mod fields;
-#[path = "ledger.rs"]
-mod ledger;
-#[path = "policy.rs"]
-pub(super) mod policy;
-#[path = "runtime.rs"]
-mod runtime;
-#[path = "sessions.rs"]
-mod sessions;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,9 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use self::fields::{Errors, Table};
-pub use self::ledger::LedgerConfig;
-pub use self::runtime::runtime_session_from_json;
+use super::fields::{Errors, Table};
+use super::{api_tokens, ledger, policy, runtime, sessions};
 use super::{
     ApiConfig, ApiLimits, CcrConfig, Config, LogConfig, LogFormat, ReconnectConfig, SimConfig,
     SupervisorConfig,
@@ -516,7 +502,3 @@ fn sim(mut t: Table, errs: &mut Errors) -> SimConfig {
     t.finish(errs);
     s
 }
-
-#[cfg(test)]
-#[path = "load_tests.rs"]
-mod tests;

@@ -3,18 +3,23 @@
 //!
 //! Validation reports every bad key at once, each with its dotted path.
 
+mod api_tokens;
+mod fields;
+mod ledger;
 mod load;
+mod policy;
+mod runtime;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use load::policy::PolicyConfig;
-pub use load::LedgerConfig;
-pub use load::{
-    load, load_from_str, runtime_session_from_json, session_from_json, ConfigError, KeyError,
-};
+pub use ledger::LedgerConfig;
+pub use load::{load, load_from_str, session_from_json, ConfigError, KeyError};
+pub use policy::PolicyConfig;
+pub use runtime::runtime_session_from_json;
 
 use crate::session::token::TokenSource;
 
@@ -353,5 +358,9 @@ pub fn default_path() -> PathBuf {
     PathBuf::from("config.toml")
 }
 
+#[cfg(test)]
+mod load_tests;
+#[cfg(test)]
+mod runtime_tests;
 #[cfg(test)]
 mod tests_fuzz;

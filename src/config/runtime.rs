@@ -204,7 +204,3 @@ fn confined(path: &Path, dirs: &Arc<[PathBuf]>) -> Result<TokenSource, KeyError>
         dirs: dirs.clone(),
     })
 }
-
-#[cfg(test)]
-#[path = "runtime_tests.rs"]
-mod tests;

@@ -1,6 +1,7 @@
 //! Unit tests of `runtime.rs`: the `[api]` keys and the runtime session check.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde_json::json;
 
