@@ -447,13 +447,13 @@ fn supervisor(mut t: Table, errs: &mut Errors) -> SupervisorConfig {
         resolved_prompts: t.usize(
             errs,
             "resolved_prompts",
-            crate::registry::store::resolved::DEFAULT_MAX_RECORDS,
+            super::DEFAULT_RESOLVED_PROMPTS,
             1..=100_000_000,
         ),
         resolved_prompts_bytes: t.usize(
             errs,
             "resolved_prompts_bytes",
-            crate::registry::store::resolved::DEFAULT_MAX_BYTES,
+            super::DEFAULT_RESOLVED_PROMPTS_BYTES,
             1 << 20..=1 << 40,
         ),
     };

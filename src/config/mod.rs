@@ -290,6 +290,11 @@ impl Default for ReconnectConfig {
     }
 }
 
+/// Default of `[supervisor] resolved_prompts`: finished prompts remembered, all sessions together.
+pub const DEFAULT_RESOLVED_PROMPTS: usize = 200_000;
+/// Default of `[supervisor] resolved_prompts_bytes`: 64 MiB.
+pub const DEFAULT_RESOLVED_PROMPTS_BYTES: usize = 64 << 20;
+
 /// `[supervisor]` section: arbiters and the OTP-style restart budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorConfig {
@@ -304,9 +309,10 @@ pub struct SupervisorConfig {
     /// Restart delay cap (`restart_backoff_max`, default 30 s).
     pub restart_backoff_max: Duration,
     /// Finished prompts remembered (all sessions) to match replays to their answers
-    /// (`resolved_prompts`, default 200,000).
+    /// (`resolved_prompts`, default [`DEFAULT_RESOLVED_PROMPTS`]).
     pub resolved_prompts: usize,
-    /// ... and at most this many bytes of them (`resolved_prompts_bytes`, default 64 MiB).
+    /// ... and at most this many bytes of them (`resolved_prompts_bytes`, default
+    /// [`DEFAULT_RESOLVED_PROMPTS_BYTES`]).
     pub resolved_prompts_bytes: usize,
 }
 
