@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ccr_supervisor::config::{self, ApiTokenSource, LogFormat};
-use ccr_supervisor::session::token::TokenSource;
+use ccr_supervisor::config::{self, ApiTokenSource, LogFormat, TokenSpec};
 
 const EXAMPLE: &str = include_str!("../deploy/config.example.toml");
 const UNIT: &str = include_str!("../deploy/ccr-supervisor.service");
@@ -47,7 +46,7 @@ fn example_config_loads_production_shaped() {
     assert!(
         cfg.sessions
             .iter()
-            .all(|s| !matches!(s.token, TokenSource::Literal(_))),
+            .all(|s| !matches!(s.token, TokenSpec::Literal(_))),
         "no literal session tokens"
     );
     for kind in ["token_env", "token_file", "token_command"] {

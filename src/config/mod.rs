@@ -10,6 +10,7 @@ mod load;
 mod policy;
 mod runtime;
 mod sessions;
+mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,8 +21,7 @@ pub use ledger::LedgerConfig;
 pub use load::{load, load_from_str, session_from_json, ConfigError, KeyError};
 pub use policy::PolicyConfig;
 pub use runtime::runtime_session_from_json;
-
-use crate::session::token::TokenSource;
+pub use token::{open_confined, ConfinedError, Secret, TokenSpec, MAX_CONFINED_BYTES};
 
 /// Default `[ccr] max_frame_bytes`: 16 MiB. Real `Write`/`Edit` prompts carry whole
 /// files (1 MB and larger occur; a model's longest output, JSON-escaped, stays within a few
@@ -353,7 +353,7 @@ pub struct SessionSpec {
     /// Free-form labels (`labels`), for selecting sessions later.
     pub labels: Vec<String>,
     /// Where the access token comes from (exactly one of `token`, `token_env`, `token_file`, `token_command`).
-    pub token: TokenSource,
+    pub token: TokenSpec,
     /// The reference client's `viewerOnly` (`viewer_only`): never interrupt, no response
     /// watchdog, and no user messages sent; prompts are still shown and answered.
     pub viewer_only: bool,
