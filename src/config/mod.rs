@@ -1,7 +1,10 @@
 //! Configuration: `config.toml` + `CCR_SUPERVISOR__SECTION__KEY` env overrides,
 //! parsed raw with the `config` crate and then validated into a typed [`Config`].
 //!
-//! Validation reports every bad key at once, each with its dotted path.
+//! Validation reports every bad key at once, each with its dotted path. Config is plain
+//! data and depends on no other module of the service: what another layer compiles from
+//! it (the policy's rule patterns) is checked there, and `app::load_config` puts those
+//! problems in the same list ([`Draft::finish`]).
 
 mod api_tokens;
 mod fields;
@@ -18,8 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ledger::LedgerConfig;
-pub use load::{load, load_from_str, session_from_json, ConfigError, KeyError};
-pub use policy::PolicyConfig;
+pub use load::{
+    load, load_from_str, read, read_from_str, session_from_json, ConfigError, Draft, KeyError,
+};
+pub use policy::{PolicyConfig, RuleAction, RuleConfig};
 pub use runtime::runtime_session_from_json;
 pub use token::{open_confined, ConfinedError, Secret, TokenSpec, MAX_CONFINED_BYTES};
 
