@@ -38,7 +38,6 @@ use crate::registry::{
     ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, Refusal,
     SessionConnected, SessionDisconnected, SessionInitialized,
 };
-use crate::supervisor::SessionReport;
 use ccr_protocol::session::{SessionState, SessionStatus};
 use ccr_protocol::PermissionPrompt;
 

@@ -19,7 +19,7 @@ pub use ccr_protocol::session::{
 pub use messages::InjectPanic;
 pub use messages::{
     CloseSession, GetStatus, InterruptAnswer, InterruptSession, SendUserMessage, SentMessage,
-    SessionError,
+    SessionError, SessionReport,
 };
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod slot;
 #[cfg(feature = "test-hooks")]
 pub use actor::PanicSession;
 pub use actor::{
-    ListSessions, LookupSession, SessionExited, SessionRef, SessionReport, SessionView,
-    ShutdownSessions, Supervisor,
+    ListSessions, LookupSession, SessionExited, SessionRef, SessionView, ShutdownSessions,
+    Supervisor,
 };
 pub use runtime::{AddSession, RemoveSession, ReplaceSessions, SessionSetError, SetChanges};
