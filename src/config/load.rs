@@ -73,7 +73,8 @@ impl fmt::Display for KeyErrors<'_> {
 
 /// Validate one `[[sessions]]` entry given as JSON, with a config-file entry's
 /// rights except that a literal `token` is refused. `POST /v1/sessions` uses
-/// [`runtime_session_from_json`], which also applies `[api] runtime_token_sources`.
+/// [`runtime_session_from_json`](super::runtime_session_from_json), which also applies
+/// `[api] runtime_token_sources`.
 pub fn session_from_json(
     value: &Value,
 ) -> Result<std::sync::Arc<crate::config::SessionSpec>, Vec<KeyError>> {
