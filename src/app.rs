@@ -1,7 +1,9 @@
 //! The app factory: wires registry, supervisor, arbiters, the API server and
 //! (in demo mode) the embedded simulator. `main` and the tests both use [`start`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState, Authenticator};
-use crate::config::Config;
+use crate::config::{self, Config, ConfigError, Draft};
 use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
 use crate::ledger::Ledger;
@@ -118,6 +120,27 @@ pub fn arbiter_count(configured: usize) -> usize {
     }
 }
 
+/// Load the config file (+ `CCR_SUPERVISOR__SECTION__KEY` overrides) as the service runs
+/// it: config's own checks and the policy's (every rule's tool pattern), every problem
+/// of both in one list, in the file's order. `check-config`, start-up and `SIGHUP` use it.
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    compiled(config::read(path)?)
+}
+
+/// [`load_config`] from a TOML string and an explicit env map.
+pub fn load_config_from_str(
+    toml: &str,
+    env: HashMap<String, String>,
+) -> Result<Config, ConfigError> {
+    compiled(config::read_from_str(toml, env)?)
+}
+
+/// The draft's config if it and the policy compiled from it have no problem.
+fn compiled(draft: Draft) -> Result<Config, ConfigError> {
+    let policy = Policy::compile(&draft.config().policy);
+    draft.finish(policy.err().unwrap_or_default())
+}
+
 /// Open the ledger when `[ledger] enabled`; an unusable file is a start-up error.
 fn open_ledger(config: &Config) -> anyhow::Result<Option<Ledger>> {
     if !config.ledger.enabled {
@@ -146,7 +169,14 @@ fn spawn_warning_flusher() {
 }
 
 /// Start everything described by `config`. Must run inside an actix `System`.
+///
+/// A policy rule whose pattern does not compile fails the start ([`load_config`] reports
+/// it, with every other problem, before anything is started).
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let policy = Policy::compile(&config.policy)
+        .map(Arc::new)
+        .map_err(ConfigError::Invalid)
+        .context("invalid [policy]")?;
     install_crypto_provider();
     let sim = if config.sim.embedded {
         Some(demo::start(&config).await?)
@@ -185,7 +215,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(ledger) = &ledger {
         metrics.register_ledger(ledger.latency_histograms());
     }
-    let policy = Arc::new(Policy::new(&config.policy));
     let sup = &config.supervisor;
     let mut registry =
         PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone(), metrics.clone())

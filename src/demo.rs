@@ -14,6 +14,7 @@ mod with_sim {
     use tracing::info;
 
     use super::Config;
+    use crate::session::token::TokenSource;
 
     /// The simulator the service runs in demo mode.
     pub type EmbeddedSim = ccr_sim::SimHandle;
@@ -30,8 +31,7 @@ mod with_sim {
         }
         for spec in &config.sessions {
             // The simulator plays the server side: it expects whatever token the session will send.
-            let token = spec
-                .token
+            let token = TokenSource::from_spec(&spec.token)
                 .fetch(config.ccr.token_command_timeout)
                 .await
                 .with_context(|| format!("embedded simulator: token of session {}", spec.id))?;

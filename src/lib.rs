@@ -3,26 +3,33 @@
 //! permission prompts so that none is lost, answered twice, or answered by
 //! someone who should not.
 //!
-//! Module map (where things live):
+//! Module map (where things live), in dependency order: each module depends only on those
+//! listed before it and on the `ccr_protocol` crate (the wire shapes), below them all.
 //!
-//! - [`session`]: one session — reconnect policy and frame reassembly (pure),
-//!   token sources, the transport-agnostic `router` (what each frame means, the
-//!   requests the supervisor sends), and the `SessionActor`, its WebSocket transport.
-//! - [`registry`]: where a `can_use_tool` prompt is stored — the pure `store`
-//!   and the `PermissionRegistry` actor that delivers answers, also after reconnects.
-//! - [`supervisor`]: the restart budget (pure) and the `Supervisor` actor that
-//!   spawns sessions over arbiters and restarts crashed ones.
-//! - [`policy`]: rules that answer prompts without a human (pure matching, no async).
-//! - [`ledger`]: the durable decision ledger (SQLite) — every prompt and answer, restored after a restart.
-//! - [`api`]: actix-web routes and the one `ApiError`.
+//! - [`util`]: small shared helpers (Unix milliseconds, background thread priority).
+//! - [`alloc`]: the process allocator's tuning (mimalloc).
+//! - [`config`]: `config.toml` + env overrides → a validated, plain-data [`config::Config`].
+//! - [`telemetry`]: logging setup (`tracing` to stderr, pretty or JSON lines).
+//! - [`policy`]: rules that answer prompts without a human (pure); `Policy::compile` builds them.
+//! - [`ledger`]: the durable decision ledger (SQLite): every prompt and answer, kept over restarts.
+//! - [`metrics`]: Prometheus counters, gauges and latency histograms.
 //! - [`events`]: the bounded internal event bus.
-//! - [`limits`]: the open-files budget and session connection slots, event-stream
-//!   reader caps, and the rate limit of repeated warnings.
-//! - [`config`]: raw `config` crate input → validated [`config::Config`].
+//! - [`limits`]: open-files budget and connection slots, event-stream caps, warning rate limit.
+//! - [`registry`]: where a `can_use_tool` prompt is stored; the `PermissionRegistry` actor.
+//!   - [`registry::store`]: pending prompts and the memory of finished ones (pure).
+//!   - `registry::core`: what each prompt, answer, write and timer leads to (pure, effects out).
+//! - [`session`]: one session: reconnect and reassembly (pure), token source, the `SessionActor`.
+//!   - [`session::router`]: what each frame means, whatever transport carried it.
+//! - [`supervisor`]: the `Supervisor` actor: spawns sessions over arbiters, restarts crashed ones.
+//!   - [`supervisor::budget`]: the OTP-style restart budget (pure).
+//!   - `supervisor::slot`: one supervised session and what to do when its actor ends (pure).
 //! - [`demo`]: the embedded CCR simulator of demo mode (the `ccr-sim` crate, feature `demo`).
-//! - [`app`]: the factory that wires it all, shared by `main` and the tests.
-
+//! - [`api`]: actix-web routes, the operator event stream, and the one `ApiError`.
+//! - [`app`]: loads the config as the service runs it and wires it all; `main` and tests share it.
 //!
+//! `main.rs` (the binary) sits on top. The order is checked against every `crate::` path
+//! under `src/` by the `dependency_order` test in `src/tests.rs`.
+
 //! Protocol behaviour (the wire contract is `PROTOCOL.md`; the SDK's own types decide
 //! where it is silent):
 //!
@@ -57,3 +64,6 @@ pub mod session;
 pub mod supervisor;
 pub mod telemetry;
 pub mod util;
+
+#[cfg(test)]
+mod tests;

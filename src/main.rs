@@ -122,7 +122,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig => match config::load(&cli.config) {
+        Command::CheckConfig => match app::load_config(&cli.config) {
             Ok(cfg) => {
                 println!(
                     "{}: ok ({} sessions, API on {})",
@@ -147,7 +147,7 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let cfg = match config::load(path) {
+    let cfg = match app::load_config(path) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!(
@@ -192,7 +192,7 @@ fn reload_on_sighup(
     };
     actix_rt::spawn(async move {
         while hup.recv().await.is_some() {
-            match config::load(&path) {
+            match app::load_config(&path) {
                 Ok(cfg) => {
                     let msg = ccr_supervisor::supervisor::ReplaceSessions(cfg.sessions);
                     match supervisor.send(msg).await {

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ccr_supervisor::config::{self, ApiTokenSource, LogFormat};
-use ccr_supervisor::session::token::TokenSource;
+use ccr_supervisor::app::load_config_from_str;
+use ccr_supervisor::config::{ApiTokenSource, LogFormat, TokenSpec};
 
 const EXAMPLE: &str = include_str!("../deploy/config.example.toml");
 const UNIT: &str = include_str!("../deploy/ccr-supervisor.service");
@@ -24,7 +24,7 @@ fn overrides(text: &str) -> HashMap<String, String> {
 
 #[test]
 fn example_config_loads_production_shaped() {
-    let cfg = config::load_from_str(EXAMPLE, HashMap::new()).expect("example config loads");
+    let cfg = load_config_from_str(EXAMPLE, HashMap::new()).expect("example config loads");
     assert!(!cfg.sim.embedded, "no embedded simulator");
     assert!(
         cfg.ccr.base_url.starts_with("https://"),
@@ -47,7 +47,7 @@ fn example_config_loads_production_shaped() {
     assert!(
         cfg.sessions
             .iter()
-            .all(|s| !matches!(s.token, TokenSource::Literal(_))),
+            .all(|s| !matches!(s.token, TokenSpec::Literal(_))),
         "no literal session tokens"
     );
     for kind in ["token_env", "token_file", "token_command"] {
@@ -68,13 +68,13 @@ fn unit_and_image_overrides_are_real_keys() {
         ]
         .into()
     );
-    let cfg = config::load_from_str(EXAMPLE, unit).expect("unit overrides are valid");
+    let cfg = load_config_from_str(EXAMPLE, unit).expect("unit overrides are valid");
     assert_eq!(cfg.log.format, LogFormat::Json);
     assert_eq!(cfg.api.bind.to_string(), "127.0.0.1:8700");
 
     let image = overrides(DOCKERFILE);
     assert_eq!(image.len(), 3, "{image:?}");
-    let cfg = config::load_from_str(EXAMPLE, image).expect("image overrides are valid");
+    let cfg = load_config_from_str(EXAMPLE, image).expect("image overrides are valid");
     assert_eq!(cfg.api.bind.to_string(), "0.0.0.0:8700");
     assert_eq!(
         cfg.ledger.path,

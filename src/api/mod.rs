@@ -9,7 +9,9 @@ pub mod body_deadline;
 mod error;
 mod fanout;
 mod health;
-mod policy_audit;
+mod ledger;
+mod lookup;
+mod policy;
 mod routes;
 pub mod stream;
 

@@ -7,12 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::{Admin, Approver, Viewer};
-use super::{policy_audit, stream, ApiError, ApiState};
+use super::lookup::lookup;
+use super::{ledger, policy, stream, ApiError, ApiState};
 use crate::registry::{CountPending, Decide, ListPending, SessionTally};
 use crate::session::{InterruptSession, SendUserMessage};
-use crate::supervisor::{
-    AddSession, ListSessions, LookupSession, RemoveSession, SessionRef, SessionSetError,
-};
+use crate::supervisor::{AddSession, ListSessions, RemoveSession, SessionSetError};
 use ccr_protocol::api::{AnswerBody, DecisionBody, QuestionAnswer, SendMessageBody};
 use ccr_protocol::reply::SessionView;
 
@@ -65,17 +64,17 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/v1/policy")
-            .route(web::get().to(policy_audit::policy))
+            .route(web::get().to(policy::policy))
             .default_service(method_not_allowed()),
     )
     .service(
         web::resource("/v1/policy/evaluate")
-            .route(web::post().to(policy_audit::evaluate))
+            .route(web::post().to(policy::evaluate))
             .default_service(method_not_allowed()),
     )
     .service(
         web::resource("/v1/audit")
-            .route(web::get().to(policy_audit::audit))
+            .route(web::get().to(ledger::query))
             .default_service(method_not_allowed()),
     )
     .service(
@@ -199,15 +198,6 @@ async fn answer_question(
         })
         .await??;
     Ok(HttpResponse::Ok().json(receipt))
-}
-
-/// The session `id`, or 404 `unknown_session`.
-pub(super) async fn lookup(state: &ApiState, id: &str) -> Result<SessionRef, ApiError> {
-    state
-        .supervisor
-        .send(LookupSession(id.to_owned()))
-        .await?
-        .ok_or_else(|| ApiError::UnknownSession(id.to_owned()))
 }
 
 async fn decide(

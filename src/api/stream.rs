@@ -21,6 +21,7 @@ use serde_json::json;
 
 use super::auth::Viewer;
 use super::fanout::Waiter;
+use super::lookup::lookup;
 use super::{ApiError, ApiState};
 use crate::events::{Envelope, EventBus, Read, ReaderGuard};
 use crate::limits::streams::StreamPermit;
@@ -306,7 +307,7 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let EventsQuery { session_id, after } = query.into_inner();
     if let Some(id) = &session_id {
-        super::routes::lookup(&state, id).await?;
+        lookup(&state, id).await?;
     }
     let last_event_id = req
         .headers()
@@ -438,7 +439,7 @@ pub async fn transcript(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    super::routes::lookup(&state, &id).await?;
+    lookup(&state, &id).await?;
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::InvalidQuery("limit must be 1..=1000".into()));

@@ -7,7 +7,7 @@ use actix_web::web::Query;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use super::policy_audit::EvaluateBody;
+use super::policy::EvaluateBody;
 use super::routes::PermissionsQuery;
 use super::stream::{EventsQuery, PageQuery};
 use crate::ledger::{LedgerParams, LedgerQuery};

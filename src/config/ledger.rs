@@ -8,7 +8,7 @@ use super::fields::{Errors, Table};
 /// Longest accepted retention (`retain_days`), about 100 years.
 const MAX_RETAIN_DAYS: u32 = 36_500;
 
-/// `[ledger]` section: the durable decision ledger (`crate::ledger`).
+/// `[ledger]` section: the durable decision ledger (the `ledger` module).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerConfig {
     /// Record prompts and decisions (`enabled`, default true).

@@ -5,19 +5,6 @@
 //! into `7`. Values stay strings and the typed readers in `fields.rs` accept
 //! numeric / boolean strings where a number / bool is expected.
 
-#[path = "api_tokens.rs"]
-mod api_tokens;
-#[path = "fields.rs"]
-mod fields;
-#[path = "ledger.rs"]
-mod ledger;
-#[path = "policy.rs"]
-pub(super) mod policy;
-#[path = "runtime.rs"]
-mod runtime;
-#[path = "sessions.rs"]
-mod sessions;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,9 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use self::fields::{Errors, Table};
-pub use self::ledger::LedgerConfig;
-pub use self::runtime::runtime_session_from_json;
+use super::fields::{Errors, Table};
+use super::{api_tokens, ledger, policy, runtime, sessions};
 use super::{
     ApiConfig, ApiLimits, CcrConfig, Config, LogConfig, LogFormat, ReconnectConfig, SimConfig,
     SupervisorConfig,
@@ -87,7 +73,8 @@ impl fmt::Display for KeyErrors<'_> {
 
 /// Validate one `[[sessions]]` entry given as JSON, with a config-file entry's
 /// rights except that a literal `token` is refused. `POST /v1/sessions` uses
-/// [`runtime_session_from_json`], which also applies `[api] runtime_token_sources`.
+/// [`runtime_session_from_json`](super::runtime_session_from_json), which also applies
+/// `[api] runtime_token_sources`.
 pub fn session_from_json(
     value: &Value,
 ) -> Result<std::sync::Arc<crate::config::SessionSpec>, Vec<KeyError>> {
@@ -122,8 +109,50 @@ pub fn session_from_json(
     })
 }
 
-/// Load `path` (TOML) + env overrides `CCR_SUPERVISOR__SECTION__KEY` from the real process environment.
+/// A configuration read as far as it goes, and every problem config found in it.
+///
+/// Config checks every key it knows; a part compiled by the layer that uses it is
+/// checked there: the policy parses each rule's `tool` pattern (`policy::Policy::compile`).
+/// [`Draft::finish`] merges those problems into config's own, each at its place in the
+/// file's order, so one list names every bad key (`app::load_config` does both).
+pub struct Draft {
+    config: Config,
+    problems: Errors,
+}
+
+impl Draft {
+    /// The configuration as read. Where config found a problem, the value is a default or
+    /// a placeholder: read it only to look for more problems before [`finish`](Self::finish).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The configuration, if neither config nor the layer above (`more`) found a problem;
+    /// otherwise [`ConfigError::Invalid`] with all of them.
+    pub fn finish(self, more: Vec<KeyError>) -> Result<Config, ConfigError> {
+        let errors = self.problems.into_vec_with(more);
+        if errors.is_empty() {
+            Ok(self.config)
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+}
+
+/// Load `path` (TOML) + env overrides `CCR_SUPERVISOR__SECTION__KEY` from the real process
+/// environment, with config's own checks (see [`Draft`] for what the layer above adds).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    read(path)?.finish(Vec::new())
+}
+
+/// Same from a TOML string and an explicit env map (for tests; never use std::env::set_var).
+pub fn load_from_str(toml: &str, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+    read_from_str(toml, env)?.finish(Vec::new())
+}
+
+/// Read `path` (TOML) + env overrides into a [`Draft`]; an error here is an unreadable
+/// file or malformed TOML.
+pub fn read(path: &Path) -> Result<Draft, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -150,8 +179,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
-/// Same from a TOML string and an explicit env map (for tests; never use std::env::set_var).
-pub fn load_from_str(toml: &str, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+/// [`read`] from a TOML string and an explicit env map (never use std::env::set_var).
+pub fn read_from_str(toml: &str, env: HashMap<String, String>) -> Result<Draft, ConfigError> {
     parse(toml, env, Vec::new())
 }
 
@@ -167,21 +196,16 @@ fn parse(
     toml: &str,
     env: HashMap<String, String>,
     early: Vec<KeyError>,
-) -> Result<Config, ConfigError> {
+) -> Result<Draft, ConfigError> {
     let from_env = env
         .keys()
         .filter_map(|k| Some((env_path(k)?, k.clone())))
         .collect();
     let tree = merge(toml, env)?;
-    let mut errs = Errors::new(from_env);
-    errs.extend(early);
-    let config = validate(&tree, &mut errs);
-    let errors = errs.into_vec();
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid(errors))
-    }
+    let mut problems = Errors::new(from_env);
+    problems.extend(early);
+    let config = validate(&tree, &mut problems);
+    Ok(Draft { config, problems })
 }
 
 /// Merge file and env with the `config` crate into a loose JSON-like tree.
@@ -461,13 +485,13 @@ fn supervisor(mut t: Table, errs: &mut Errors) -> SupervisorConfig {
         resolved_prompts: t.usize(
             errs,
             "resolved_prompts",
-            crate::registry::store::resolved::DEFAULT_MAX_RECORDS,
+            super::DEFAULT_RESOLVED_PROMPTS,
             1..=100_000_000,
         ),
         resolved_prompts_bytes: t.usize(
             errs,
             "resolved_prompts_bytes",
-            crate::registry::store::resolved::DEFAULT_MAX_BYTES,
+            super::DEFAULT_RESOLVED_PROMPTS_BYTES,
             1 << 20..=1 << 40,
         ),
     };
@@ -516,7 +540,3 @@ fn sim(mut t: Table, errs: &mut Errors) -> SimConfig {
     t.finish(errs);
     s
 }
-
-#[cfg(test)]
-#[path = "load_tests.rs"]
-mod tests;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::*;
-use crate::session::token::{Secret, TokenSource};
+use crate::config::{Secret, TokenSpec};
 
 /// Minimal valid non-demo `[ccr]` section.
 const CCR: &str = "[ccr]\nbase_url = \"https://api.example.com/\"\norganization_uuid = \"org-1\"\n";
@@ -365,14 +365,14 @@ fn each_token_source_maps_to_its_kind() {
          [[sessions]]\nid = \"cmd:1.x_y-z\"\ntoken_command = \"pass show ccr\"\n"
     );
     let c = ok(&toml);
-    let tokens: Vec<&TokenSource> = c.sessions.iter().map(|s| &s.token).collect();
+    let tokens: Vec<&TokenSpec> = c.sessions.iter().map(|s| &s.token).collect();
     assert_eq!(
         tokens,
         [
-            &TokenSource::Literal(Secret::new("007")),
-            &TokenSource::Env("MY_TOKEN".into()),
-            &TokenSource::File("/run/secrets/tok".into()),
-            &TokenSource::Command("pass show ccr".into()),
+            &TokenSpec::Literal(Secret::new("007")),
+            &TokenSpec::Env("MY_TOKEN".into()),
+            &TokenSpec::File("/run/secrets/tok".into()),
+            &TokenSpec::Command("pass show ccr".into()),
         ]
     );
     assert_eq!(&*c.sessions[0].id, "lit");
@@ -504,7 +504,7 @@ fn shipped_config_toml_loads_cleanly() {
     assert!(c
         .sessions
         .iter()
-        .all(|s| matches!(s.token, TokenSource::Literal(_))));
+        .all(|s| matches!(s.token, TokenSpec::Literal(_))));
     assert!(c.sessions.iter().any(|s| !s.labels.is_empty()));
     // Every documented default matches the loader's defaults.
     assert_eq!(c.reconnect, ReconnectConfig::default());

@@ -1,22 +1,32 @@
 //! Configuration: `config.toml` + `CCR_SUPERVISOR__SECTION__KEY` env overrides,
 //! parsed raw with the `config` crate and then validated into a typed [`Config`].
 //!
-//! Validation reports every bad key at once, each with its dotted path.
+//! Validation reports every bad key at once, each with its dotted path. Config is plain
+//! data and depends on no other module of the service: what another layer compiles from
+//! it (the policy's rule patterns) is checked there, and `app::load_config` puts those
+//! problems in the same list ([`Draft::finish`]).
 
+mod api_tokens;
+mod fields;
+mod ledger;
 mod load;
+mod policy;
+mod runtime;
+mod sessions;
+mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use load::policy::PolicyConfig;
-pub use load::LedgerConfig;
+pub use ledger::LedgerConfig;
 pub use load::{
-    load, load_from_str, runtime_session_from_json, session_from_json, ConfigError, KeyError,
+    load, load_from_str, read, read_from_str, session_from_json, ConfigError, Draft, KeyError,
 };
-
-use crate::session::token::TokenSource;
+pub use policy::{PolicyConfig, RuleAction, RuleConfig};
+pub use runtime::runtime_session_from_json;
+pub use token::{open_confined, ConfinedError, Secret, TokenSpec, MAX_CONFINED_BYTES};
 
 /// Default `[ccr] max_frame_bytes`: 16 MiB. Real `Write`/`Edit` prompts carry whole
 /// files (1 MB and larger occur; a model's longest output, JSON-escaped, stays within a few
@@ -285,6 +295,11 @@ impl Default for ReconnectConfig {
     }
 }
 
+/// Default of `[supervisor] resolved_prompts`: finished prompts remembered, all sessions together.
+pub const DEFAULT_RESOLVED_PROMPTS: usize = 200_000;
+/// Default of `[supervisor] resolved_prompts_bytes`: 64 MiB.
+pub const DEFAULT_RESOLVED_PROMPTS_BYTES: usize = 64 << 20;
+
 /// `[supervisor]` section: arbiters and the OTP-style restart budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorConfig {
@@ -299,9 +314,10 @@ pub struct SupervisorConfig {
     /// Restart delay cap (`restart_backoff_max`, default 30 s).
     pub restart_backoff_max: Duration,
     /// Finished prompts remembered (all sessions) to match replays to their answers
-    /// (`resolved_prompts`, default 200,000).
+    /// (`resolved_prompts`, default [`DEFAULT_RESOLVED_PROMPTS`]).
     pub resolved_prompts: usize,
-    /// ... and at most this many bytes of them (`resolved_prompts_bytes`, default 64 MiB).
+    /// ... and at most this many bytes of them (`resolved_prompts_bytes`, default
+    /// [`DEFAULT_RESOLVED_PROMPTS_BYTES`]).
     pub resolved_prompts_bytes: usize,
 }
 
@@ -342,7 +358,7 @@ pub struct SessionSpec {
     /// Free-form labels (`labels`), for selecting sessions later.
     pub labels: Vec<String>,
     /// Where the access token comes from (exactly one of `token`, `token_env`, `token_file`, `token_command`).
-    pub token: TokenSource,
+    pub token: TokenSpec,
     /// The reference client's `viewerOnly` (`viewer_only`): never interrupt, no response
     /// watchdog, and no user messages sent; prompts are still shown and answered.
     pub viewer_only: bool,
@@ -353,5 +369,9 @@ pub fn default_path() -> PathBuf {
     PathBuf::from("config.toml")
 }
 
+#[cfg(test)]
+mod load_tests;
+#[cfg(test)]
+mod runtime_tests;
 #[cfg(test)]
 mod tests_fuzz;

@@ -1,13 +1,19 @@
 //! `[policy]` section and its `[[policy.rules]]` -> [`PolicyConfig`]: deadlines,
-//! then each rule's action, tool pattern, session selector and options.
+//! then each rule's id, action, tool pattern (as written), session selector and options.
+//!
+//! The tool pattern is kept as text: parsing it is the policy's business
+//! (`policy::Policy::compile`), which reports its problems at `policy.rules[<n>].tool`.
+//! So that they are reported in the same pass as config's own, the loader marks where
+//! each pattern was read ([`Errors::defer`]) and, while the config has problems, keeps
+//! every rule (a bad value replaced by a placeholder) so positions stay those of the file.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::fields::{array_of_tables, plain_id, Errors, Table};
-use crate::policy::{Action, Rule, ToolPattern};
 
 /// Default deny message when an ask deadline expires.
 const DEFAULT_TIMEOUT_MESSAGE: &str = "No operator answered within the deadline";
@@ -22,7 +28,65 @@ pub struct PolicyConfig {
     /// Emit a `permission.overdue` reminder after this long (`remind_after`); zero = never.
     pub remind_after: Duration,
     /// `[[policy.rules]]`, in order; the first match wins, no match = ask.
-    pub rules: Vec<Rule>,
+    pub rules: Vec<RuleConfig>,
+}
+
+/// What a rule does with the prompts it matches (`action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// Answer allow at once.
+    Allow,
+    /// Answer deny at once, with the rule's message.
+    Deny,
+    /// Leave the prompt to a human (e.g. to stop a later allow rule).
+    Ask,
+}
+
+impl RuleAction {
+    /// The config spelling: `allow`, `deny` or `ask`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Allow => "allow",
+            RuleAction::Deny => "deny",
+            RuleAction::Ask => "ask",
+        }
+    }
+}
+
+/// One `[[policy.rules]]` entry as configured; `policy::Rule` is it compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleConfig {
+    /// Unique id (`id`, default `rule-<n>`), used in logs, counts and the API.
+    pub id: String,
+    /// What the rule does (`action`).
+    pub action: RuleAction,
+    /// Which tool uses it matches (`tool`), as written: `Bash(npm test:*)`, `Read(src/**)`.
+    pub tool: String,
+    /// Session ids or labels it applies to (`sessions`); `None` = every session.
+    pub sessions: Option<Vec<String>>,
+    /// Deny message (`message`, deny rules only); `None` = the default one.
+    pub message: Option<String>,
+    /// Only record what the rule would do, then ask a human (`dry_run`).
+    pub dry_run: bool,
+    /// Deadline for prompts this rule leaves to a human (`ask_timeout`); zero = none,
+    /// `None` = the global one.
+    pub ask_timeout: Option<Duration>,
+}
+
+impl RuleConfig {
+    /// A rule with this id, action and tool pattern, and every option at its default.
+    pub fn new(id: impl Into<String>, action: RuleAction, tool: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            action,
+            tool: tool.into(),
+            sessions: None,
+            message: None,
+            dry_run: false,
+            ask_timeout: None,
+        }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -36,7 +100,8 @@ impl Default for PolicyConfig {
     }
 }
 
-/// Validate the `[policy]` table; rules with problems are reported and left out.
+/// Validate the `[policy]` table; rules with problems are reported (and kept with
+/// placeholders, see the module doc).
 pub(super) fn policy(mut t: Table, errs: &mut Errors) -> PolicyConfig {
     let d = PolicyConfig::default();
     let ask_timeout = t.duration(errs, "ask_timeout", d.ask_timeout);
@@ -60,11 +125,15 @@ pub(super) fn policy(mut t: Table, errs: &mut Errors) -> PolicyConfig {
     }
 }
 
-fn rules(value: Option<&Value>, path: &str, errs: &mut Errors) -> Vec<Rule> {
+fn rules(value: Option<&Value>, path: &str, errs: &mut Errors) -> Vec<RuleConfig> {
     let mut first_index: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
     for (i, path, map) in array_of_tables(value, path, errs) {
-        let before = errs.len();
+        // An entry that is not a table (already reported) keeps its place.
+        while out.len() < i {
+            let n = out.len() + 1;
+            out.push(RuleConfig::new(format!("rule-{n}"), RuleAction::Ask, ""));
+        }
         let mut t = Table::new(&path, Some(map));
         let id = match t.string(errs, "id") {
             Some(id) => {
@@ -85,19 +154,18 @@ fn rules(value: Option<&Value>, path: &str, errs: &mut Errors) -> Vec<Rule> {
         }
         let rule = rule(&mut t, errs, id);
         t.finish(errs);
-        if let (Some(rule), true) = (rule, errs.len() == before) {
-            out.push(rule);
-        }
+        out.push(rule);
     }
     out
 }
 
-/// The keys of one rule after `id`; `None` when a required one is missing or bad.
-fn rule(t: &mut Table, errs: &mut Errors, id: String) -> Option<Rule> {
+/// The keys of one rule after `id`. A missing or bad `action` or `tool` is reported and
+/// replaced by a placeholder (`ask`, an empty pattern): the config is invalid anyway.
+fn rule(t: &mut Table, errs: &mut Errors, id: String) -> RuleConfig {
     let action = match t.string(errs, "action").as_deref() {
-        Some("allow") => Some(Action::Allow),
-        Some("deny") => Some(Action::Deny),
-        Some("ask") => Some(Action::Ask),
+        Some("allow") => Some(RuleAction::Allow),
+        Some("deny") => Some(RuleAction::Deny),
+        Some("ask") => Some(RuleAction::Ask),
         Some(other) => {
             let message = format!("expected \"allow\", \"deny\" or \"ask\", got {other:?}");
             errs.push(t.key_path("action"), message);
@@ -113,14 +181,16 @@ fn rule(t: &mut Table, errs: &mut Errors, id: String) -> Option<Rule> {
         None => None, // Wrong type: already reported.
     };
     let tool = match t.string(errs, "tool") {
-        Some(text) => ToolPattern::parse(&text)
-            .map_err(|e| errs.push(t.key_path("tool"), e.to_string()))
-            .ok(),
+        Some(text) => {
+            // Parsed by `Policy::compile`; its problems go here in the list.
+            errs.defer(t.key_path("tool"));
+            text
+        }
         None if !t.has("tool") => {
             errs.push(t.key_path("tool"), "required (e.g. \"Bash(npm test:*)\")");
-            None
+            String::new()
         }
-        None => None,
+        None => String::new(), // Wrong type: already reported.
     };
     let selected = t.strings(errs, "sessions");
     let sessions = t.has("sessions").then_some(selected);
@@ -138,7 +208,7 @@ fn rule(t: &mut Table, errs: &mut Errors, id: String) -> Option<Rule> {
     }
     let message = t.string(errs, "message");
     if let Some(m) = &message {
-        if action.is_some_and(|a| a != Action::Deny) {
+        if action.is_some_and(|a| a != RuleAction::Deny) {
             errs.push(t.key_path("message"), "only allowed with action = \"deny\"");
         } else if m.trim().is_empty() {
             errs.push(t.key_path("message"), "must not be empty");
@@ -147,15 +217,15 @@ fn rule(t: &mut Table, errs: &mut Errors, id: String) -> Option<Rule> {
     let dry_run = t.bool(errs, "dry_run", false);
     let has_timeout = t.has("ask_timeout");
     let ask_timeout = t.duration(errs, "ask_timeout", Duration::ZERO);
-    Some(Rule {
+    RuleConfig {
         id,
-        action: action?,
-        tool: tool?,
+        action: action.unwrap_or(RuleAction::Ask),
+        tool,
         sessions,
         message,
         dry_run,
         ask_timeout: has_timeout.then_some(ask_timeout),
-    })
+    }
 }
 
 /// Rule ids appear in logs, metrics and URLs: keep them plain.

@@ -6,7 +6,7 @@
 //! allowed at run time, not even when listed), `token_env` and `token_file` only
 //! when the operator allows them, and a runtime `token_file` only inside the
 //! configured directories, checked on the resolved path at add time and at every
-//! read ([`TokenSource::ConfinedFile`]).
+//! read ([`TokenSpec::ConfinedFile`]).
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -14,9 +14,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::fields::{describe, Errors, Table};
-use super::{session_from_json, KeyError};
-use crate::config::{RuntimeTokenRules, RuntimeTokenSource, SessionSpec};
-use crate::session::token::{open_confined, TokenSource};
+use super::{
+    open_confined, session_from_json, KeyError, RuntimeTokenRules, RuntimeTokenSource, SessionSpec,
+    TokenSpec,
+};
 
 /// Read `runtime_token_sources` and `runtime_token_dirs` from the `[api]` table.
 pub(super) fn runtime_tokens(t: &mut Table, errs: &mut Errors) -> RuntimeTokenRules {
@@ -125,7 +126,7 @@ fn check_dir(dir: &Path) -> Result<(), String> {
 /// Validate a session given at run time (`POST /v1/sessions`): the keys of a
 /// `[[sessions]]` entry, with the token source limited by `rules`. A refused source
 /// is reported at its key without its value; a `token_file` comes back as a
-/// [`TokenSource::ConfinedFile`], checked again at every read.
+/// [`TokenSpec::ConfinedFile`], checked again at every read.
 pub fn runtime_session_from_json(
     value: &Value,
     rules: &RuntimeTokenRules,
@@ -166,10 +167,10 @@ pub fn runtime_session_from_json(
         }
     };
     let token = match &spec.token {
-        TokenSource::Env(_) => return Ok(spec),
-        TokenSource::File(path) => confined(path, &rules.dirs).map_err(|e| vec![e])?,
+        TokenSpec::Env(_) => return Ok(spec),
+        TokenSpec::File(path) => confined(path, &rules.dirs).map_err(|e| vec![e])?,
         // Refused above (command) or by `session_from_json` (literal); never started.
-        TokenSource::Literal(_) | TokenSource::Command(_) | TokenSource::ConfinedFile { .. } => {
+        TokenSpec::Literal(_) | TokenSpec::Command(_) | TokenSpec::ConfinedFile { .. } => {
             return Err(vec![refuse(
                 "token",
                 "this token source is not accepted for sessions added at run time".into(),
@@ -185,7 +186,7 @@ pub fn runtime_session_from_json(
 /// A runtime `token_file`: absolute, and an existing regular file inside `dirs` once
 /// resolved. One message for every refusal, so the answer reveals nothing about
 /// files outside the directories.
-fn confined(path: &Path, dirs: &Arc<[PathBuf]>) -> Result<TokenSource, KeyError> {
+fn confined(path: &Path, dirs: &Arc<[PathBuf]>) -> Result<TokenSpec, KeyError> {
     let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     let refused = || KeyError {
         path: "token_file".into(),
@@ -199,12 +200,8 @@ fn confined(path: &Path, dirs: &Arc<[PathBuf]>) -> Result<TokenSource, KeyError>
         return Err(refused());
     }
     open_confined(path, dirs).map_err(|_| refused())?;
-    Ok(TokenSource::ConfinedFile {
+    Ok(TokenSpec::ConfinedFile {
         path: path.to_owned(),
         dirs: dirs.clone(),
     })
 }
-
-#[cfg(test)]
-#[path = "runtime_tests.rs"]
-mod tests;

@@ -1,6 +1,7 @@
 //! Unit tests of `runtime.rs`: the `[api]` keys and the runtime session check.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde_json::json;
 
@@ -130,7 +131,7 @@ fn messages(r: Result<Arc<SessionSpec>, Vec<KeyError>>) -> Vec<String> {
 fn runtime_sessions_use_only_allowed_sources_and_never_echo_values() {
     let env_only = RuntimeTokenRules::default();
     let spec = runtime_session_from_json(&json!({"id":"a","token_env":"TOK"}), &env_only).unwrap();
-    assert_eq!(spec.token, TokenSource::Env("TOK".into()));
+    assert_eq!(spec.token, TokenSpec::Env("TOK".into()));
     let m = messages(runtime_session_from_json(
         &json!({"id":"a","token_command":"printf sk-secret-cmd"}),
         &env_only,
@@ -182,7 +183,7 @@ fn runtime_token_file_is_confined_and_checked_again_at_every_read() {
     let body = |p: &Path| json!({"id":"a","token_file": p.display().to_string()});
     let spec = runtime_session_from_json(&body(&dir.join("a")), &rules).unwrap();
     assert!(
-        matches!(&spec.token, TokenSource::ConfinedFile { path, dirs }
+        matches!(&spec.token, TokenSpec::ConfinedFile { path, dirs }
             if *path == dir.join("a") && **dirs == [dir.clone()]),
         "{:?}",
         spec.token

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::fields::{array_of_tables, plain_id, Errors, Table};
-use crate::config::SessionSpec;
-use crate::session::token::{Secret, TokenSource};
+use super::{Secret, SessionSpec, TokenSpec};
 
 /// The four mutually exclusive token keys of a session entry.
 const TOKEN_KEYS: [&str; 4] = ["token", "token_env", "token_file", "token_command"];
@@ -57,7 +56,7 @@ fn check_id(id: &str) -> Result<(), String> {
 }
 
 /// Exactly one of `token`, `token_env`, `token_file`, `token_command`.
-fn token_source(t: &mut Table, errs: &mut Errors) -> Option<TokenSource> {
+fn token_source(t: &mut Table, errs: &mut Errors) -> Option<TokenSpec> {
     let literal = t.secret(errs, "token");
     let env = t.string(errs, "token_env");
     let file = t.string(errs, "token_file");
@@ -97,10 +96,10 @@ fn token_source(t: &mut Table, errs: &mut Errors) -> Option<TokenSource> {
         return None;
     }
     match (literal, env, file, command) {
-        (Some(s), ..) => Some(TokenSource::Literal(Secret::new(s))),
-        (_, Some(var), ..) => Some(TokenSource::Env(var)),
-        (_, _, Some(path), _) => Some(TokenSource::File(PathBuf::from(path))),
-        (.., Some(cmd)) => Some(TokenSource::Command(cmd)),
+        (Some(s), ..) => Some(TokenSpec::Literal(Secret::new(s))),
+        (_, Some(var), ..) => Some(TokenSpec::Env(var)),
+        (_, _, Some(path), _) => Some(TokenSpec::File(PathBuf::from(path))),
+        (.., Some(cmd)) => Some(TokenSpec::Command(cmd)),
         _ => None,
     }
 }

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::session_from_json;
-use crate::session::token::TokenSource;
+use crate::config::TokenSpec;
 use ccr_protocol::fuzz::{config, json_value, nasty_string};
 
 const SECRET: &str = "S3CRET-do-not-print";
@@ -72,7 +72,7 @@ proptest! {
                     spec.id.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c)),
                     "{}", v
                 );
-                prop_assert!(!matches!(spec.token, TokenSource::Literal(_)), "{}", v);
+                prop_assert!(!matches!(spec.token, TokenSpec::Literal(_)), "{}", v);
                 let sources = ["token_env", "token_file", "token_command"]
                     .iter()
                     .filter(|k| v.get(**k).is_some())

@@ -11,6 +11,10 @@
 //!
 //! A dry-run rule is still "the first match": the prompt goes to a human and the
 //! evaluation records what the rule would have done, so it can be counted.
+//!
+//! [`Policy::compile`] turns the `[policy]` section as configured ([`PolicyConfig`],
+//! plain data) into a `Policy`, parsing every rule's tool pattern and reporting each
+//! bad one at its key path.
 
 mod pattern;
 mod safety;
@@ -23,31 +27,11 @@ use serde_json::Value;
 
 use self::pattern::Mode;
 pub use self::pattern::{RuleError, ToolPattern};
-pub use crate::config::PolicyConfig;
+use crate::config::KeyError;
+/// What a rule does with the prompts it matches (configured as `action`).
+pub use crate::config::RuleAction as Action;
+pub use crate::config::{PolicyConfig, RuleConfig};
 use ccr_protocol::frame::PermissionPrompt;
-
-/// What a rule does with the prompts it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Answer allow at once.
-    Allow,
-    /// Answer deny at once, with the rule's message.
-    Deny,
-    /// Leave the prompt to a human (e.g. to stop a later allow rule).
-    Ask,
-}
-
-impl Action {
-    /// The config spelling: `allow`, `deny` or `ask`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "allow",
-            Action::Deny => "deny",
-            Action::Ask => "ask",
-        }
-    }
-}
 
 /// The decision for one prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,7 +48,7 @@ pub enum Outcome {
     Ask,
 }
 
-/// One validated `[[policy.rules]]` entry.
+/// One `[[policy.rules]]` entry, compiled: its tool pattern parsed.
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// Unique id (`id`, default `rule-<n>`), used in logs, counts and the API.
@@ -84,6 +68,19 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Compile a configured rule: parse its tool pattern.
+    pub fn compile(cfg: &RuleConfig) -> Result<Self, RuleError> {
+        Ok(Self {
+            id: cfg.id.clone(),
+            action: cfg.action,
+            tool: ToolPattern::parse(&cfg.tool)?,
+            sessions: cfg.sessions.clone(),
+            message: cfg.message.clone(),
+            dry_run: cfg.dry_run,
+            ask_timeout: cfg.ask_timeout,
+        })
+    }
+
     /// Whether the rule applies to a session with this id and these labels.
     pub fn selects(&self, session_id: &str, labels: &[String]) -> bool {
         self.sessions.as_ref().is_none_or(|sel| {
@@ -154,15 +151,36 @@ pub struct Policy {
 impl Default for Policy {
     /// No rules, no deadlines: every prompt goes to a human.
     fn default() -> Self {
-        Self::new(&PolicyConfig::default())
+        Self::with_rules(&PolicyConfig::default(), Vec::new())
     }
 }
 
 impl Policy {
-    /// Build from the validated config (patterns are already parsed there).
-    pub fn new(cfg: &PolicyConfig) -> Self {
+    /// Compile the `[policy]` section: parse every rule's tool pattern. On failure, every
+    /// bad rule is reported, at `policy.rules[<n>].tool` with the pattern's problem.
+    pub fn compile(cfg: &PolicyConfig) -> Result<Self, Vec<KeyError>> {
+        let mut rules = Vec::with_capacity(cfg.rules.len());
+        let mut errors = Vec::new();
+        for (i, rule) in cfg.rules.iter().enumerate() {
+            match Rule::compile(rule) {
+                Ok(rule) => rules.push(rule),
+                Err(e) => errors.push(KeyError {
+                    path: format!("policy.rules[{i}].tool"),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self::with_rules(cfg, rules))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The policy of `cfg`'s deadlines with these (compiled) rules.
+    fn with_rules(cfg: &PolicyConfig, rules: Vec<Rule>) -> Self {
         Self {
-            rules: cfg.rules.clone(),
+            rules,
             ask_timeout: cfg.ask_timeout,
             ask_timeout_message: cfg.ask_timeout_message.clone(),
             remind_after: cfg.remind_after,

@@ -1,16 +1,29 @@
-//! Unit tests of the `[policy]` config section (`config/policy.rs`), through the public loader.
+//! Unit tests of the `[policy]` config section (`config/policy.rs`) and of
+//! [`Policy::compile`], through the loader as the service uses it (config's checks, then
+//! the policy's, in one list).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Action, Policy};
-use crate::config::{load_from_str, Config, ConfigError};
+use super::{Action, Policy, PolicyConfig, RuleConfig};
+use crate::config::{read_from_str, Config, ConfigError, KeyError};
 
 /// Demo mode without operator auth: these tests are about `[policy]` only.
 const BASE: &str = "[sim]\nembedded = true\n[api]\nauth = \"disabled\"\n";
 
+/// Config's checks, then the policy's, as `app::load_config` does.
+fn load_from_str(toml: &str, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+    let draft = read_from_str(toml, env)?;
+    let policy = Policy::compile(&draft.config().policy);
+    draft.finish(policy.err().unwrap_or_default())
+}
+
 fn load(policy: &str) -> Result<Config, ConfigError> {
     load_from_str(&format!("{policy}\n{BASE}"), HashMap::new())
+}
+
+fn compile(cfg: &PolicyConfig) -> Policy {
+    Policy::compile(cfg).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn ok(policy: &str) -> Config {
@@ -31,7 +44,7 @@ fn absent_section_means_no_rules_and_no_deadlines() {
     assert!(c.policy.rules.is_empty());
     assert_eq!(c.policy.ask_timeout, Duration::ZERO);
     assert_eq!(c.policy.remind_after, Duration::ZERO);
-    let p = Policy::new(&c.policy);
+    let p = compile(&c.policy);
     assert_eq!(p.remind_after(), None);
     assert_eq!(
         p.ask_timeout_message(),
@@ -73,11 +86,11 @@ ask_timeout = "0s"
     assert_eq!(ids, ["npm-tests", "rule-2", "rule-3"]);
     let r = &p.rules[0];
     assert_eq!(r.action, Action::Allow);
-    assert_eq!(r.tool.as_str(), "Bash(npm run test:*)");
+    assert_eq!(r.tool, "Bash(npm run test:*)");
     assert_eq!(r.sessions, Some(vec!["demo-1".into(), "team-a".into()]));
     assert!(r.dry_run);
     assert_eq!(r.ask_timeout, Some(Duration::from_secs(30)));
-    assert_eq!(p.rules[1].deny_message(), "no");
+    assert_eq!(compile(p).rules()[1].deny_message(), "no");
     assert_eq!(
         (p.rules[1].sessions.as_ref(), p.rules[1].ask_timeout),
         (None, None)
@@ -109,6 +122,13 @@ fn every_bad_key_is_reported_with_its_path() {
         (
             "[policy]\nrules = [1]\n",
             &["policy.rules[0]: expected a table"],
+        ),
+        (
+            "[policy]\nrules = [1, { action = \"deny\", tool = \"Bash()\" }]\n",
+            &[
+                "policy.rules[0]: expected a table",
+                "policy.rules[1].tool: Bash() has an empty argument",
+            ],
         ),
         (
             "[[policy.rules]]\ntool = \"Bash\"\n",
@@ -216,6 +236,90 @@ tool = "Bash"
     for (line, want) in p.iter().zip(want) {
         assert!(line.starts_with(want), "{line} / {want}");
     }
+}
+
+#[test]
+fn compile_reports_every_bad_pattern_at_its_rule() {
+    let cfg = PolicyConfig {
+        rules: vec![
+            RuleConfig::new("ok", Action::Allow, "Bash(npm test:*)"),
+            RuleConfig::new("empty-arg", Action::Deny, "Bash()"),
+            RuleConfig::new("also-ok", Action::Ask, "Read(src/**)"),
+            RuleConfig::new("unbalanced", Action::Deny, "Bash(npm test"),
+            RuleConfig::new("blank", Action::Deny, " "),
+            RuleConfig::new("wildcard", Action::Allow, "Bash(npm * test)"),
+        ],
+        ..PolicyConfig::default()
+    };
+    let errors = Policy::compile(&cfg).expect_err("four bad patterns");
+    let lines: Vec<String> = errors.iter().map(KeyError::to_string).collect();
+    let want = [
+        "policy.rules[1].tool: Bash() has an empty argument",
+        "policy.rules[3].tool: unbalanced parentheses in \"Bash(npm test\"",
+        "policy.rules[4].tool: must not be empty",
+        "policy.rules[5].tool: invalid Bash pattern \"npm * test\"",
+    ];
+    assert_eq!(lines.len(), want.len(), "{lines:#?}");
+    for (line, want) in lines.iter().zip(want) {
+        assert!(line.starts_with(want), "{line} / {want}");
+    }
+    let ok = compile(&PolicyConfig {
+        rules: vec![cfg.rules[0].clone(), cfg.rules[2].clone()],
+        ..cfg
+    });
+    let ids: Vec<&str> = ok.rules().iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["ok", "also-ok"]);
+    assert_eq!(ok.rules()[1].tool.as_str(), "Read(src/**)");
+}
+
+#[test]
+fn pattern_problems_come_in_file_order_with_config_problems() {
+    let p = problems(
+        r#"
+[policy]
+ask_timeout = "soon"
+
+[[policy.rules]]
+id = "a b"
+action = "allow"
+tool = "Bash()"
+message = "x"
+
+[[policy.rules]]
+action = "deny"
+tool = 3
+
+[[policy.rules]]
+action = "permit"
+tool = "Read(~/.ssh/**)"
+bogus = 1
+"#,
+    );
+    let want = [
+        "policy.ask_timeout: expected a duration",
+        "policy.rules[0].id: may contain only",
+        "policy.rules[0].tool: Bash() has an empty argument",
+        "policy.rules[0].message: only allowed with action = \"deny\"",
+        "policy.rules[1].tool: expected a string",
+        "policy.rules[2].action: expected \"allow\", \"deny\" or \"ask\", got \"permit\"",
+        "policy.rules[2].tool: invalid path pattern",
+        "policy.rules[2].bogus: unknown key",
+    ];
+    assert_eq!(p.len(), want.len(), "{p:#?}");
+    for (line, want) in p.iter().zip(want) {
+        assert!(line.starts_with(want), "{line} / {want}");
+    }
+}
+
+#[test]
+fn config_alone_keeps_patterns_as_written() {
+    let toml = format!("[[policy.rules]]\naction = \"deny\"\ntool = \"Bash(\"\n{BASE}");
+    let c = crate::config::load_from_str(&toml, HashMap::new()).expect("config's own checks pass");
+    assert_eq!(c.policy.rules[0].tool, "Bash(");
+    assert!(
+        load_from_str(&toml, HashMap::new()).is_err(),
+        "the policy's do not"
+    );
 }
 
 #[test]

@@ -6,23 +6,19 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn rule(id: &str, action: Action, tool: &str) -> Rule {
-    Rule {
-        id: id.into(),
-        action,
-        tool: ToolPattern::parse(tool).expect("valid pattern"),
-        sessions: None,
-        message: None,
-        dry_run: false,
-        ask_timeout: None,
-    }
+fn rule(id: &str, action: Action, tool: &str) -> RuleConfig {
+    RuleConfig::new(id, action, tool)
 }
 
-fn policy(rules: Vec<Rule>) -> Policy {
-    Policy::new(&PolicyConfig {
+fn policy(rules: Vec<RuleConfig>) -> Policy {
+    compile(&PolicyConfig {
         rules,
         ..PolicyConfig::default()
     })
+}
+
+fn compile(cfg: &PolicyConfig) -> Policy {
+    Policy::compile(cfg).unwrap_or_else(|e| panic!("valid rules: {e:?}"))
 }
 
 /// Evaluate a Bash prompt from session `s1` (label `team-a`) with extra request keys.
@@ -272,7 +268,7 @@ fn ask_deadlines_and_reminders() {
         rules: vec![slow, never, rule("ok", Action::Allow, "Bash(ls)")],
         ..PolicyConfig::default()
     };
-    let p = Policy::new(&cfg);
+    let p = compile(&cfg);
     let deadline = |cmd| p.ask_timeout_for(&bash(&p, cmd, json!({})));
     assert_eq!(deadline("make all"), Some(secs(30)));
     assert_eq!(deadline("sleep 1"), None);

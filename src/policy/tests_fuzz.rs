@@ -225,16 +225,11 @@ proptest! {
         input in json_value(3),
         tool in prop::sample::select(vec!["Bash", "Read", "WebFetch", "mcp__s__t", ""]),
     ) {
-        let rule = |id: &str, action, tool: &str| Rule {
-            id: id.into(),
-            action,
-            tool: ToolPattern::parse(tool).expect("valid"),
+        let rule = |id: &str, action, tool: &str| RuleConfig {
             sessions: Some(vec!["team".into()]),
-            message: None,
-            dry_run: false,
-            ask_timeout: None,
+            ..RuleConfig::new(id, action, tool)
         };
-        let policy = Policy::new(&PolicyConfig {
+        let policy = Policy::compile(&PolicyConfig {
             rules: vec![
                 rule("d", Action::Deny, "Bash(rm:*)"),
                 rule("a", Action::Ask, "Read(/etc/**)"),
@@ -242,7 +237,7 @@ proptest! {
                 rule("b", Action::Allow, "Bash(npm test:*)"),
             ],
             ..PolicyConfig::default()
-        });
+        }).expect("valid rules");
         let labels = vec!["team".to_owned()];
         let ev = policy.evaluate(&PromptContext {
             session_id: "s1",
@@ -302,18 +297,10 @@ proptest! {
         extra in json_value(2),
         s in covered(),
     ) {
-        let policy = Policy::new(&PolicyConfig {
-            rules: vec![Rule {
-                id: "tests".into(),
-                action: Action::Allow,
-                tool: ToolPattern::parse("Bash(npm test:*)").expect("valid"),
-                sessions: None,
-                message: None,
-                dry_run: false,
-                ask_timeout: None,
-            }],
+        let policy = Policy::compile(&PolicyConfig {
+            rules: vec![RuleConfig::new("tests", Action::Allow, "Bash(npm test:*)")],
             ..PolicyConfig::default()
-        });
+        }).expect("valid rules");
         let input = json!({ "command": s });
         let mut request = json!({"subtype": "can_use_tool", "tool_name": "Bash", "input": input});
         if let (Some(req), Value::Object(extra)) = (request.as_object_mut(), extra) {

@@ -29,6 +29,7 @@ use super::messages::*;
 use super::reconnect::{Ended, GiveUp, Next, ReconnectPolicy};
 use super::router::{Output, Router};
 use super::socket::{rebuffer, WsSink};
+use super::token::TokenSource;
 use crate::config::{CcrConfig, ReconnectConfig, SessionSpec};
 use crate::events::{Event, EventBus};
 use crate::limits::fd::{ConnSlot, ConnSlots};
@@ -37,7 +38,6 @@ use crate::registry::{
     ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, Refusal,
     SessionConnected, SessionDisconnected, SessionInitialized,
 };
-use crate::supervisor::SessionReport;
 use ccr_protocol::reply::{InterruptAnswer, SentMessage};
 use ccr_protocol::session::{SessionState, SessionStatus};
 use ccr_protocol::PermissionPrompt;
@@ -193,7 +193,7 @@ impl SessionActor {
         self.connecting = true;
         let ccr = &self.shared.ccr;
         let url = subscribe_url(&self.shared.base_url, &self.spec.id, &ccr.organization_uuid);
-        let token_source = self.spec.token.clone();
+        let token_source = TokenSource::from_spec(&self.spec.token);
         let token_timeout = ccr.token_command_timeout;
         let version = ccr.anthropic_version.clone();
         let codec_max = codec_limit(ccr.max_frame_bytes);
@@ -660,7 +660,7 @@ impl Handler<SendUserMessage> for SessionActor {
         }
         let ccr = self.shared.ccr.clone();
         let url = events_url(&self.shared.base_url, &self.spec.id);
-        let token_source = self.spec.token.clone();
+        let token_source = TokenSource::from_spec(&self.spec.token);
         let session_id = self.spec.id.clone();
         let client = self.client.clone();
         let post = async move {

@@ -1,5 +1,7 @@
-//! The `SessionActor`'s message protocol: what other actors and the API may ask of a session.
+//! The `SessionActor`'s message protocol: what other actors and the API may ask of a
+//! session, and the [`SessionReport`] it sends its supervisor.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -41,6 +43,19 @@ pub enum SessionError {
     /// The events request failed before an answer.
     #[error("events request failed: {0}")]
     Request(String),
+}
+
+/// A session actor's state report, sent to its supervisor (`SessionShared::reports`)
+/// at every state change.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SessionReport {
+    /// Session id.
+    pub session_id: Arc<str>,
+    /// Which incarnation reports (stale ones are ignored).
+    pub incarnation: u64,
+    /// Its status.
+    pub status: SessionStatus,
 }
 
 /// Interrupt the running turn and wait for the session's answer.

@@ -17,7 +17,9 @@ pub use ccr_protocol::session::{
 };
 #[cfg(feature = "test-hooks")]
 pub use messages::InjectPanic;
-pub use messages::{CloseSession, GetStatus, InterruptSession, SendUserMessage, SessionError};
+pub use messages::{
+    CloseSession, GetStatus, InterruptSession, SendUserMessage, SessionError, SessionReport,
+};
 
 #[cfg(test)]
 mod tests;

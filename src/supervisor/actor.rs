@@ -17,7 +17,9 @@ use crate::config::{SessionSpec, SupervisorConfig};
 use crate::events::{Event, EventBus};
 use crate::registry::{PermissionRegistry, SessionDisconnected, TrackSession};
 use crate::session::client::thread_client;
-use crate::session::{CloseSession, GetStatus, SessionActor, SessionShared, SessionStatus};
+use crate::session::{
+    CloseSession, GetStatus, SessionActor, SessionReport, SessionShared, SessionStatus,
+};
 use ccr_protocol::reply::SessionView;
 
 /// Session actor mailbox capacity (callers using `send` wait when it is full).
@@ -180,18 +182,6 @@ impl Actor for Supervisor {
             self.spawn_session(&id, ctx);
         }
     }
-}
-
-/// A session actor's state report.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct SessionReport {
-    /// Session id.
-    pub session_id: Arc<str>,
-    /// Which incarnation reports (stale ones are ignored).
-    pub incarnation: u64,
-    /// Its status.
-    pub status: SessionStatus,
 }
 
 impl Handler<SessionReport> for Supervisor {

@@ -10,7 +10,6 @@ mod slot;
 #[cfg(feature = "test-hooks")]
 pub use actor::PanicSession;
 pub use actor::{
-    ListSessions, LookupSession, SessionExited, SessionRef, SessionReport, ShutdownSessions,
-    Supervisor,
+    ListSessions, LookupSession, SessionExited, SessionRef, ShutdownSessions, Supervisor,
 };
 pub use runtime::{AddSession, RemoveSession, ReplaceSessions, SessionSetError, SetChanges};

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::support;
 
-/// A config with three bad keys in three sections (a value that is not an
-/// address, a value out of range, an unknown key).
+/// A config with four bad keys in four sections (a value that is not an
+/// address, a value out of range, an unknown key, and a policy rule whose tool
+/// pattern the policy cannot compile).
 const BAD: &str = r#"
 [api]
 bind = "not-an-address"
@@ -21,9 +22,18 @@ jitter = 7.5
 
 [log]
 colour = "always"
+
+[[policy.rules]]
+action = "allow"
+tool = "Bash()"
 "#;
 
-const BAD_KEYS: [&str; 3] = ["api.bind", "reconnect.jitter", "log.colour"];
+const BAD_KEYS: [&str; 4] = [
+    "api.bind",
+    "reconnect.jitter",
+    "log.colour",
+    "policy.rules[0].tool: Bash() has an empty argument",
+];
 
 #[actix_rt::test]
 async fn invalid_config_exits_2_naming_every_bad_key() {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::effect::{Arrived, Decision, Timer, TimerKind};
 use super::*;
-use crate::policy::{Action, PolicyConfig, Rule, ToolPattern};
+use crate::policy::{Action, PolicyConfig, RuleConfig};
 use crate::registry::store::DecideError;
 use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, Delivery};
 use ccr_protocol::reply::{DecisionReceipt, Outcome};
@@ -31,20 +31,13 @@ fn prompt(id: &str) -> PermissionPrompt {
     }
 }
 
-fn rule(action: Action) -> Rule {
-    Rule {
-        id: "bash".into(),
-        action,
-        tool: ToolPattern::parse("Bash").expect("valid pattern"),
-        sessions: None,
-        message: None,
-        dry_run: false,
-        ask_timeout: None,
-    }
+fn rule(action: Action) -> RuleConfig {
+    RuleConfig::new("bash", action, "Bash")
 }
 
 fn core_with(policy: PolicyConfig) -> Core {
-    let mut core = Core::new(Arc::new(Policy::new(&policy)));
+    let policy = Policy::compile(&policy).expect("valid rules");
+    let mut core = Core::new(Arc::new(policy));
     core.track_session(sid());
     core
 }

@@ -19,10 +19,11 @@ pub const KEPT_FRAME_MAX: usize = 16 * 1024;
 /// Bytes charged per record besides its id and frame (map and queue slots).
 const RECORD_OVERHEAD: usize = 96;
 
-/// Default bounds of [`ResolvedMemory`]: records and bytes, all sessions together.
-pub const DEFAULT_MAX_RECORDS: usize = 200_000;
+/// Default bounds of [`ResolvedMemory`]: records and bytes, all sessions together
+/// (the defaults of `[supervisor] resolved_prompts` and `resolved_prompts_bytes`).
+pub const DEFAULT_MAX_RECORDS: usize = crate::config::DEFAULT_RESOLVED_PROMPTS;
 /// See [`DEFAULT_MAX_RECORDS`].
-pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
+pub const DEFAULT_MAX_BYTES: usize = crate::config::DEFAULT_RESOLVED_PROMPTS_BYTES;
 
 /// How a finished prompt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

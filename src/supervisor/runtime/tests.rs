@@ -1,13 +1,13 @@
 //! Unit tests of [`SetDiff`]: what a reload changes.
 
 use super::*;
-use crate::session::token::TokenSource;
+use crate::config::TokenSpec;
 
 fn spec(id: &str, label: &str) -> Arc<SessionSpec> {
     Arc::new(SessionSpec {
         id: Arc::from(id),
         labels: vec![label.to_owned()],
-        token: TokenSource::Env("CCR_TOKEN".into()),
+        token: TokenSpec::Env("CCR_TOKEN".into()),
         viewer_only: false,
     })
 }

@@ -1,7 +1,7 @@
 //! Unit tests of [`Slot::on_exit`]: what the supervisor does when a session actor ends.
 
 use super::*;
-use crate::session::token::TokenSource;
+use crate::config::TokenSpec;
 
 fn cfg(max_restarts: u32) -> SupervisorConfig {
     SupervisorConfig {
@@ -20,7 +20,7 @@ fn running(max_restarts: u32) -> Slot {
     let spec = Arc::new(SessionSpec {
         id: Arc::from("s1"),
         labels: Vec::new(),
-        token: TokenSource::Env("CCR_TOKEN".into()),
+        token: TokenSpec::Env("CCR_TOKEN".into()),
         viewer_only: false,
     });
     let mut slot = Slot::new(spec, &cfg(max_restarts), 0);

@@ -1,12 +1,12 @@
-//! Policy and audit routes: `GET /v1/policy`, `POST /v1/policy/evaluate`, `GET /v1/audit`.
+//! Policy routes: `GET /v1/policy` and `POST /v1/policy/evaluate`.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::Viewer;
+use super::lookup::lookup;
 use super::{ApiError, ApiState};
-use crate::ledger::{LedgerError, LedgerParams, LedgerQuery};
 use crate::policy::PromptContext;
 use crate::registry::PolicyInfo;
 use ccr_protocol::PermissionPrompt;
@@ -49,7 +49,7 @@ pub async fn evaluate(
     let mut labels = body.labels;
     let session_id = body.session_id.unwrap_or_default();
     if !session_id.is_empty() {
-        let session = super::routes::lookup(&state, &session_id).await?;
+        let session = lookup(&state, &session_id).await?;
         labels.extend(session.labels);
     }
     let mut request = match body.request {
@@ -71,27 +71,4 @@ pub async fn evaluate(
         .policy
         .evaluate(&PromptContext::new(&session_id, &labels, &prompt));
     Ok(HttpResponse::Ok().json(eval))
-}
-
-/// `GET /v1/audit?session_id=&tool=&outcome=&decided_by=&since=&until=&limit=&cursor=`.
-pub async fn audit(
-    _who: Viewer,
-    state: web::Data<ApiState>,
-    params: web::Query<LedgerParams>,
-) -> Result<HttpResponse, ApiError> {
-    let ledger = state
-        .ledger
-        .as_ref()
-        .ok_or_else(|| ApiError::Unavailable("the decision ledger is disabled".into()))?;
-    let query = LedgerQuery::try_from(params.into_inner()).map_err(|e| match e {
-        LedgerError::BadQuery { param, message } => {
-            ApiError::InvalidQuery(format!("{param}: {message}"))
-        }
-        other => ApiError::Unavailable(other.to_string()),
-    })?;
-    let page = ledger
-        .query(query)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("ledger: {e}")))?;
-    Ok(HttpResponse::Ok().json(page))
 }
