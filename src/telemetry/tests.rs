@@ -1,0 +1,167 @@
+//! Unit tests of the telemetry events: each `emit` bumps its metric (read back from the
+//! rendered `/metrics` text) and its session counter, publishes its bus event
+//! (received from a subscribed `EventBus`), and logs its line under its old target.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use super::frames::*;
+use crate::events::{BusLimits, Envelope, EventBus};
+use crate::metrics::{Metrics, Snapshot};
+use ccr_protocol::metrics::sample;
+use ccr_protocol::session::FrameCounters;
+
+/// The value of `series` in the metrics' `/metrics` text.
+fn metric(m: &Metrics, series: &str) -> f64 {
+    let text = m.render(&Snapshot::default());
+    sample(&text, series).unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
+/// The next bus event as its wire JSON.
+fn next(rx: &mut broadcast::Receiver<Arc<Envelope>>) -> serde_json::Value {
+    let env = rx.try_recv().expect("an event was published");
+    serde_json::to_value(&env.event).unwrap()
+}
+
+/// A bus and a receiver of everything published on it from now on.
+fn bus() -> (EventBus, broadcast::Receiver<Arc<Envelope>>) {
+    let bus = EventBus::new(BusLimits::default());
+    let rx = bus.subscribe();
+    (bus, rx)
+}
+
+/// Everything `f` logs (at any level, on this thread), one line per event.
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let out = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || out.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buf.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn every_frame_kind_is_counted_once_in_its_own_bucket() {
+    for kind in FrameKind::ALL {
+        let (m, mut counters) = (Metrics::new(), FrameCounters::default());
+        let log = logged(|| FrameReceived(kind).emit(&mut counters, &m.frames));
+        assert_eq!(log, "", "routine frames are not logged");
+        // The session's counter fields are named as the metric's labels.
+        let fields = serde_json::to_value(counters).unwrap();
+        for other in FrameKind::ALL {
+            let want = if other == kind { 1.0 } else { 0.0 };
+            let series = format!(
+                "ccr_supervisor_frames_in_total{{kind=\"{}\"}}",
+                other.label()
+            );
+            assert_eq!(metric(&m, &series), want, "{kind:?}: {series}");
+            assert_eq!(fields[other.label()], want as u64, "{kind:?}: {fields}");
+        }
+    }
+}
+
+#[test]
+fn skipped_unparseable_echoed_and_too_deep_frames_are_counted_and_logged() {
+    let (m, mut c) = (Metrics::new(), FrameCounters::default());
+    let log = logged(|| {
+        let reason = "binary frame";
+        FrameSkipped { reason, len: 3 }.emit(&mut c, &m.frames);
+        let error = &ccr_protocol::classify("{").unwrap_err();
+        FrameUnparseable { error, len: 1 }.emit(&mut c, &m.frames);
+        EchoDropped.emit(&mut c, &m.frames);
+        let msg_type = "assistant";
+        SdkMessageTooDeep {
+            depth: 200,
+            len: 400,
+            msg_type,
+        }
+        .emit(&mut c, &m.frames);
+    });
+    assert_eq!((c.invalid, c.duplicate, c.too_deep), (2, 1, 1));
+    let frames = |kind: &str| {
+        metric(
+            &m,
+            &format!("ccr_supervisor_frames_in_total{{kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(
+        (frames("invalid"), frames("duplicate"), frames("too_deep")),
+        (2.0, 1.0, 1.0)
+    );
+    let target = "ccr_supervisor::session::router: ";
+    for line in [
+        "WARN ccr_supervisor::session::router: skipping inbound frame reason=\"binary frame\" len=3",
+        "skipping inbound frame error=frame is not valid JSON",
+        "DEBUG ccr_supervisor::session::router: echoed user message dropped (uuid seen already)",
+        "SDK message too deep to re-emit; forwarding a notice instead depth=200 len=400 msg_type=assistant",
+    ] {
+        assert!(log.contains(line), "{line:?} in:\n{log}");
+    }
+    assert_eq!(log.matches(target).count(), 4, "{log}");
+}
+
+#[test]
+fn an_unreadable_frame_is_counted_logged_and_published_in_one_call() {
+    let (m, mut c) = (Metrics::new(), FrameCounters::default());
+    let (bus, mut rx) = bus();
+    let session_id = &Arc::from("s1");
+    let log = logged(|| {
+        UnreadableFrame {
+            session_id,
+            kind: FrameKind::Oversized,
+            len: 10,
+            request_id: "r1",
+            msg_type: "control_request",
+            what: "prompt denied",
+            why: "too big",
+        }
+        .emit(&mut c, &m.frames, &bus)
+    });
+    assert_eq!(c.oversized, 1);
+    let series = "ccr_supervisor_frames_in_total{kind=\"oversized\"}";
+    assert_eq!(metric(&m, series), 1.0);
+    assert!(
+        log.contains("WARN ccr_supervisor::session::router: unreadable inbound frame (prompt denied): too big len=10 request_id=\"r1\" msg_type=\"control_request\""),
+        "{log}"
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "error", "session_id": "s1",
+            "message": "unreadable control_request frame r1 (prompt denied): too big"})
+    );
+    // Without a request id the message names none.
+    let unnamed = UnreadableFrame {
+        request_id: "",
+        msg_type: "untyped",
+        kind: FrameKind::Invalid,
+        session_id,
+        len: 1,
+        what: "skipped",
+        why: "x",
+    };
+    unnamed.emit(&mut c, &m.frames, &bus);
+    assert_eq!(c.invalid, 1);
+    assert_eq!(
+        next(&mut rx)["message"],
+        "unreadable untyped frame (skipped): x"
+    );
+}
