@@ -14,7 +14,9 @@
 //! - [`frames`]: [`frames::FrameReceived`], [`frames::FrameSkipped`],
 //!   [`frames::FrameUnparseable`], [`frames::EchoDropped`], [`frames::SdkMessageTooDeep`],
 //!   [`frames::UnreadableFrame`] — the session router, for every inbound frame.
-//! - (more areas follow as their emission sites move here)
+//! - [`sessions`]: [`sessions::SessionStateChanged`], [`sessions::ConnectionEnded`],
+//!   [`sessions::ReconnectScheduled`], [`sessions::WatchdogFired`] — the session actor;
+//!   [`sessions::RestartScheduled`], [`sessions::RestartsExhausted`] — the supervisor.
 //!
 //! Metric names, label values, log messages and fields, and bus events are part of the
 //! operators' contract (dashboards, `tests/e2e/health.rs`): an event changes how they are
@@ -23,6 +25,7 @@
 mod init;
 
 pub mod frames;
+pub mod sessions;
 
 pub use init::init;
 

@@ -9,10 +9,11 @@ use serde_json::json;
 use tokio::sync::broadcast;
 
 use super::frames::*;
+use super::sessions::*;
 use crate::events::{BusLimits, Envelope, EventBus};
 use crate::metrics::{Metrics, Snapshot};
 use ccr_protocol::metrics::sample;
-use ccr_protocol::session::FrameCounters;
+use ccr_protocol::session::{Counters, FrameCounters, SessionState};
 
 /// The value of `series` in the metrics' `/metrics` text.
 fn metric(m: &Metrics, series: &str) -> f64 {
@@ -163,5 +164,93 @@ fn an_unreadable_frame_is_counted_logged_and_published_in_one_call() {
     assert_eq!(
         next(&mut rx)["message"],
         "unreadable untyped frame (skipped): x"
+    );
+}
+
+#[test]
+fn a_state_change_is_logged_and_published() {
+    let (bus, mut rx) = bus();
+    let log = logged(|| {
+        SessionStateChanged {
+            session_id: Arc::from("s1"),
+            state: SessionState::Connected,
+            last_error: Some("before".into()),
+        }
+        .emit(&bus)
+    });
+    assert!(
+        log.contains("INFO ccr_supervisor::session::actor: session state state=\"connected\""),
+        "{log}"
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "session_state", "session_id": "s1", "state": "connected",
+            "last_error": "before"})
+    );
+}
+
+#[test]
+fn an_ended_connection_warns_and_publishes_its_error() {
+    let (bus, mut rx) = bus();
+    // Unique: identical warnings are rate-limited process-wide.
+    let error = &format!("connect failed: {}", uuid::Uuid::new_v4());
+    let session_id = &Arc::from("s1");
+    let log = logged(|| ConnectionEnded { session_id, error }.emit(&bus));
+    assert!(log.contains("WARN"), "{log}");
+    assert!(
+        log.contains(&format!("connection ended error={error}")),
+        "{log}"
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "error", "session_id": "s1", "message": error})
+    );
+}
+
+#[test]
+fn reconnects_and_watchdog_drops_are_counted() {
+    let (m, mut counters) = (Metrics::new(), Counters::default());
+    ReconnectScheduled.emit(&mut counters, &m);
+    ReconnectScheduled.emit(&mut counters, &m);
+    WatchdogFired.emit(&m);
+    assert_eq!(counters.reconnects, 2);
+    assert_eq!(metric(&m, "ccr_supervisor_reconnects_total"), 2.0);
+    assert_eq!(metric(&m, "ccr_supervisor_watchdog_reconnects_total"), 1.0);
+}
+
+#[test]
+fn a_restart_is_counted_and_published_and_giving_up_is_published() {
+    let (m, (bus, mut rx)) = (Metrics::new(), bus());
+    let restarting = SessionState::Restarting {
+        restart: 1,
+        delay_ms: 100,
+    };
+    RestartScheduled {
+        session_id: Arc::from("s1"),
+        state: restarting,
+        last_error: Some("session actor panicked: boom".into()),
+    }
+    .emit(&m, &bus);
+    assert_eq!(metric(&m, "ccr_supervisor_restarts_total"), 1.0);
+    let event = next(&mut rx);
+    assert_eq!(
+        (&event["type"], &event["state"]),
+        (&json!("session_state"), &json!("restarting"))
+    );
+    assert_eq!(event["last_error"], "session actor panicked: boom");
+    RestartsExhausted {
+        session_id: Arc::from("s1"),
+        state: SessionState::Failed {
+            reason: "restart_budget_exhausted".into(),
+            detail: "d".into(),
+        },
+        last_error: None,
+    }
+    .emit(&bus);
+    assert_eq!(next(&mut rx)["reason"], "restart_budget_exhausted");
+    assert_eq!(
+        metric(&m, "ccr_supervisor_restarts_total"),
+        1.0,
+        "not a restart"
     );
 }
