@@ -17,6 +17,12 @@
 //! - [`sessions`]: [`sessions::SessionStateChanged`], [`sessions::ConnectionEnded`],
 //!   [`sessions::ReconnectScheduled`], [`sessions::WatchdogFired`] — the session actor;
 //!   [`sessions::RestartScheduled`], [`sessions::RestartsExhausted`] — the supervisor.
+//! - [`prompts`]: [`prompts::PromptDecided`], [`prompts::FirstAnswerWritten`],
+//!   [`prompts::ResolvedMemorySized`], [`prompts::LedgerWriteRetrying`],
+//!   [`prompts::LedgerWriteStillFailing`] — the registry shell, performing the core's
+//!   effects.
+//! - [`ledger`]: [`ledger::LedgerWriteFailed`] — the decision ledger, for every write
+//!   that fails.
 //!
 //! Metric names, label values, log messages and fields, and bus events are part of the
 //! operators' contract (dashboards, `tests/e2e/health.rs`): an event changes how they are
@@ -25,6 +31,8 @@
 mod init;
 
 pub mod frames;
+pub mod ledger;
+pub mod prompts;
 pub mod sessions;
 
 pub use init::init;

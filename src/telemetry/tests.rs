@@ -3,14 +3,19 @@
 //! (received from a subscribed `EventBus`), and logs its line under its old target.
 
 use std::io::Write;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::broadcast;
 
 use super::frames::*;
+use super::ledger::LedgerWriteFailed;
+use super::prompts::*;
 use super::sessions::*;
 use crate::events::{BusLimits, Envelope, EventBus};
+use crate::ledger::LedgerError;
 use crate::metrics::{Metrics, Snapshot};
 use ccr_protocol::metrics::sample;
 use ccr_protocol::session::{Counters, FrameCounters, SessionState};
@@ -253,4 +258,79 @@ fn a_restart_is_counted_and_published_and_giving_up_is_published() {
         1.0,
         "not a restart"
     );
+}
+
+#[test]
+fn decisions_latency_and_the_memory_of_finished_prompts_are_measured() {
+    let m = Metrics::new();
+    for _ in 0..2 {
+        PromptDecided {
+            outcome: "cancelled",
+            source: "session_removed",
+        }
+        .emit(&m);
+    }
+    FirstAnswerWritten {
+        age: Duration::from_millis(2),
+    }
+    .emit(&m);
+    ResolvedMemorySized {
+        records: 3,
+        bytes: 300,
+    }
+    .emit(&m);
+    let decisions =
+        "ccr_supervisor_decisions_total{outcome=\"cancelled\",source=\"session_removed\"}";
+    assert_eq!(metric(&m, decisions), 2.0);
+    assert_eq!(
+        metric(&m, "ccr_supervisor_decision_latency_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, "ccr_supervisor_decision_latency_seconds_sum"),
+        0.002
+    );
+    assert_eq!(metric(&m, "ccr_supervisor_resolved_prompts"), 3.0);
+    assert_eq!(metric(&m, "ccr_supervisor_resolved_prompts_bytes"), 300.0);
+}
+
+#[test]
+fn ledger_write_failures_are_counted_and_logged_by_kind() {
+    let errors = AtomicU64::new(0);
+    let full = LedgerError::Storage("disk full".into());
+    let log = logged(|| {
+        let error = &full;
+        let what = "record_decision";
+        LedgerWriteFailed {
+            what,
+            error,
+            refused: false,
+        }
+        .emit(&errors);
+        LedgerWriteFailed {
+            what,
+            error,
+            refused: true,
+        }
+        .emit(&errors);
+        let what = "delivery time";
+        LedgerWriteRetrying { what, error }.emit();
+        let attempt = 15;
+        LedgerWriteStillFailing {
+            what,
+            error,
+            attempt,
+        }
+        .emit();
+    });
+    assert_eq!(errors.into_inner(), 2);
+    let err = &full.to_string();
+    for line in [
+        format!("ERROR ccr_supervisor::ledger::writer: DECISION LEDGER WRITE FAILED: not recorded err={err} what=\"record_decision\""),
+        format!("WARN ccr_supervisor::ledger::writer: decision ledger refused a write err={err} what=\"record_decision\""),
+        format!("ERROR ccr_supervisor::registry::perform: LEDGER WRITE FAILED: delivery time; retrying in the background error={err}"),
+        format!("ERROR ccr_supervisor::registry::perform: LEDGER WRITE STILL FAILING: delivery time; retrying error={err} attempt=15"),
+    ] {
+        assert!(log.contains(&line), "{line:?} in:\n{log}");
+    }
 }
