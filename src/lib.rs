@@ -9,12 +9,13 @@
 //! - [`util`]: small shared helpers (Unix milliseconds, background thread priority).
 //! - [`alloc`]: the process allocator's tuning (mimalloc).
 //! - [`config`]: `config.toml` + env overrides → a validated, plain-data [`config::Config`].
-//! - [`telemetry`]: logging setup (`tracing` to stderr, pretty or JSON lines).
+//! - [`metrics`]: Prometheus counters, gauges and latency histograms.
+//! - [`events`]: the bounded internal event bus (history, live readers, the pure encoder).
+//! - [`limits`]: open-files budget and connection slots, event-stream caps, warning rate limit.
+//! - [`telemetry`]: logging setup, and one typed event per notable happening that counts,
+//!   logs and publishes it in one call.
 //! - [`policy`]: rules that answer prompts without a human (pure); `Policy::compile` builds them.
 //! - [`ledger`]: the durable decision ledger (SQLite): every prompt and answer, kept over restarts.
-//! - [`metrics`]: Prometheus counters, gauges and latency histograms.
-//! - [`events`]: the bounded internal event bus.
-//! - [`limits`]: open-files budget and connection slots, event-stream caps, warning rate limit.
 //! - [`registry`]: where a `can_use_tool` prompt is stored; the `PermissionRegistry` actor.
 //!   - [`registry::store`]: pending prompts and the memory of finished ones (pure).
 //!   - `registry::core`: what each prompt, answer, write and timer leads to (pure, effects out).

@@ -247,7 +247,7 @@ impl Metrics {
     }
 
     /// Register the decision ledger's latency histograms (only when the ledger is on).
-    pub fn register_ledger(&self, h: crate::ledger::LedgerHistograms) {
+    pub fn register_ledger(&self, h: LedgerHistograms) {
         let mut r = self.registry.lock();
         r.register(
             "ledger_queue_wait_seconds",
@@ -301,6 +301,18 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
         out
     }
+}
+
+/// The ledger's latency histograms (shared handles; the ledger observes them). Defined
+/// here, not in the ledger, so that metrics depend on nothing of the service's.
+#[derive(Debug, Clone)]
+pub struct LedgerHistograms {
+    /// Seconds the oldest job of each applier batch waited for it.
+    pub queue_wait: Histogram,
+    /// Seconds each write took to become durable (its journal append).
+    pub commit: Histogram,
+    /// Seconds the applier spent on each SQLite transaction.
+    pub apply: Histogram,
 }
 
 /// Current-state figures gathered by the `/metrics` handler.

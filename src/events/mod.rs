@@ -6,8 +6,17 @@
 //! (and the stream ends with a `lagged` notice) instead of slowing anyone
 //! down. The transcript API pages the per-session history; tests and other
 //! in-process observers can also take a broadcast receiver.
+//!
+//! The hub's lock guards three pure structures, one file each: the per-session
+//! [`History`] (sequence numbers, bounded retention), the readers' [`Recent`] window,
+//! and the [`Envelope`] each event is published in, whose JSON is built by `encode`
+//! (bytes only; this file does the locking and waking).
 
-mod hub;
+mod encode;
+mod envelope;
+mod history;
+mod recent;
+mod retained;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,7 +25,9 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch, Notify};
 
-pub use hub::{Backlog, Envelope, History, HistoryLimits, Read, Recent};
+pub use envelope::Envelope;
+pub use history::{Backlog, History, HistoryLimits};
+pub use recent::{Read, Recent};
 
 pub use ccr_protocol::event::Event;
 
@@ -151,7 +162,7 @@ impl EventBus {
     /// Publish; never blocks on readers.
     pub fn publish(&self, event: Event) {
         // Serialize before taking the lock; inside it only the sequence number is stamped.
-        let prepared = hub::Prepared::new(event, SystemTime::now());
+        let prepared = envelope::Prepared::new(event, SystemTime::now());
         let mut evicted = Vec::new();
         {
             let mut log = self.hub.log.lock();
@@ -270,107 +281,4 @@ impl EventBus {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sdk_message_is_embedded_as_json_not_a_string() {
-        let e = Event::SdkMessage {
-            session_id: "s".into(),
-            msg_type: "assistant".into(),
-            message: r#"{"type":"assistant","x":1}"#.into(),
-        };
-        let v = serde_json::to_value(&e).unwrap();
-        assert_eq!(v["message"]["x"], 1);
-        assert_eq!(v["type"], "sdk_message");
-    }
-
-    #[test]
-    fn overdue_event_type_is_spelled_as_the_contract_says() {
-        let e = Event::PermissionOverdue {
-            session_id: "s".into(),
-            request_id: "r".into(),
-            waiting_ms: 5,
-        };
-        assert_eq!(
-            serde_json::to_value(&e).unwrap()["type"],
-            "permission.overdue"
-        );
-        assert_eq!(e.kind(), "permission.overdue");
-    }
-
-    #[test]
-    fn slow_subscriber_lags_instead_of_blocking() {
-        let bus = EventBus::new(BusLimits {
-            subscriber_buffer: 2,
-            ..BusLimits::default()
-        });
-        let mut rx = bus.subscribe();
-        let sub = bus.subscribe_from(None, None);
-        assert_eq!(bus.subscribers(), 2);
-        for _ in 0..5 {
-            bus.publish(Event::Error {
-                session_id: "s".into(),
-                message: "m".into(),
-            });
-        }
-        assert!(matches!(
-            rx.try_recv(),
-            Err(broadcast::error::TryRecvError::Lagged(3))
-        ));
-        let read = |cursor| bus.read(&sub.reader, cursor, None, 10);
-        assert!(matches!(read(sub.cursor), Read::Lagged(3)));
-        assert!(matches!(read(3), Read::Events(e, 5) if e.len() == 2));
-        // Read up to the newest event: the window no longer holds any.
-        let window = |bus: &EventBus| bus.hub.log.lock().recent.len();
-        assert_eq!(window(&bus), 0);
-        bus.publish(Event::Error {
-            session_id: "s".into(),
-            message: "m".into(),
-        });
-        assert_eq!(window(&bus), 1);
-        drop(sub);
-        assert_eq!(bus.subscribers(), 1);
-        // With no reader the window holds nothing.
-        assert_eq!(window(&bus), 0);
-        bus.publish(Event::Error {
-            session_id: "s".into(),
-            message: "m".into(),
-        });
-        assert_eq!(window(&bus), 0);
-    }
-
-    #[tokio::test]
-    async fn a_waiting_reader_is_woken_by_a_publish_even_one_before_it_waits() {
-        let bus = EventBus::new(BusLimits::default());
-        let published = bus.published();
-        // Published after the waiter was made but before it is awaited: not lost.
-        bus.publish(Event::Error {
-            session_id: "s".into(),
-            message: "m".into(),
-        });
-        published.await;
-        assert_eq!(bus.hub.waiting.load(Ordering::SeqCst), 0);
-        // A waiter that is dropped unresolved stops counting too.
-        drop(bus.published());
-        assert_eq!(bus.hub.waiting.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn resume_has_no_gap_between_history_and_live() {
-        let bus = EventBus::new(BusLimits::default());
-        let err = |m: &str| Event::Error {
-            session_id: "s".into(),
-            message: m.into(),
-        };
-        bus.publish(err("one"));
-        bus.publish(err("two"));
-        let sub = bus.subscribe_from(Some("s"), Some(1));
-        bus.publish(err("three"));
-        let seqs: Vec<u64> = sub.backlog.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, [2]);
-        assert!(matches!(bus.read(&sub.reader, sub.cursor, Some("s"), 10),
-            Read::Events(e, 3) if e.len() == 1 && e[0].seq == 3));
-        assert_eq!(bus.page("s", 0, 2).events.len(), 2);
-    }
-}
+mod tests;

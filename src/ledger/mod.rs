@@ -101,16 +101,8 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 /// What a reader thread takes from its queue: a job, or `None` to stop.
 type ReadQueue = SyncSender<Option<ReadJob>>;
 
-/// The ledger's latency histograms (shared handles; the ledger observes them).
-#[derive(Debug, Clone)]
-pub struct LedgerHistograms {
-    /// Seconds the oldest job of each applier batch waited for it.
-    pub queue_wait: prometheus_client::metrics::histogram::Histogram,
-    /// Seconds each write took to become durable (its journal append).
-    pub commit: prometheus_client::metrics::histogram::Histogram,
-    /// Seconds the applier spent on each SQLite transaction.
-    pub apply: prometheus_client::metrics::histogram::Histogram,
-}
+/// The ledger's latency histograms, defined beside the metrics that register them.
+pub use crate::metrics::LedgerHistograms;
 
 /// Cloneable, `Send + Sync` handle to the ledger; the threads stop when the last handle is dropped.
 #[derive(Clone)]

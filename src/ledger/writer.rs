@@ -31,6 +31,7 @@ use tracing::{debug, error, warn};
 use super::checkpoint::Handoff;
 use super::record::{to_ms, LedgerError};
 use super::sql;
+use crate::telemetry::ledger::LedgerWriteFailed;
 use ccr_protocol::reply::Outcome;
 
 /// Completes a caller's future with the number of rows affected.
@@ -141,15 +142,18 @@ impl Default for Counters {
 impl Counters {
     /// The one place a failed write is logged and counted.
     pub(crate) fn write_failed(&self, what: &str, err: &LedgerError) {
-        self.write_errors.fetch_add(1, Ordering::Relaxed);
-        match err {
+        let refused = matches!(
+            err,
             LedgerError::UnknownPrompt { .. }
-            | LedgerError::AlreadyDecided { .. }
-            | LedgerError::NotDecided { .. } => {
-                warn!(%err, what, "decision ledger refused a write")
-            }
-            _ => error!(%err, what, "DECISION LEDGER WRITE FAILED: not recorded"),
+                | LedgerError::AlreadyDecided { .. }
+                | LedgerError::NotDecided { .. }
+        );
+        LedgerWriteFailed {
+            what,
+            error: err,
+            refused,
         }
+        .emit(&self.write_errors);
     }
 }
 

@@ -8,12 +8,16 @@ use std::time::SystemTime;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
-use tracing::{error, info_span, Instrument};
+use tracing::{info_span, Instrument};
 
 use super::actor::{Deliver, PermissionRegistry};
 use super::core::{DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
 use super::store::DecideError;
 use crate::ledger::{Ledger, LedgerError, Stored};
+use crate::telemetry::prompts::{
+    FirstAnswerWritten, LedgerWriteRetrying, LedgerWriteStillFailing, PromptDecided,
+    ResolvedMemorySized,
+};
 use ccr_protocol::reply::DecisionReceipt;
 
 impl PermissionRegistry {
@@ -39,12 +43,15 @@ impl PermissionRegistry {
         }
     }
 
-    /// Update a metric.
+    /// Emit the telemetry event a metric effect stands for.
     pub(super) fn measure(&self, metric: Metric) {
+        let metrics = &self.metrics;
         match metric {
-            Metric::Decision { outcome, source } => self.metrics.decision(outcome, source),
-            Metric::Latency(age) => self.metrics.decision_latency.observe(age.as_secs_f64()),
-            Metric::Resolved { records, bytes } => self.metrics.set_resolved(records, bytes),
+            Metric::Decision { outcome, source } => PromptDecided { outcome, source }.emit(metrics),
+            Metric::Latency(age) => FirstAnswerWritten { age }.emit(metrics),
+            Metric::Resolved { records, bytes } => {
+                ResolvedMemorySized { records, bytes }.emit(metrics)
+            }
         }
     }
 
@@ -222,7 +229,7 @@ fn retry_in_background(
     let Err(e) = append() else {
         return;
     };
-    span.in_scope(|| error!(error = %e, "LEDGER WRITE FAILED: {what}; retrying in the background"));
+    span.in_scope(|| LedgerWriteRetrying { what, error: &e }.emit());
     actix::spawn(retry_until_durable(what, append).instrument(span));
 }
 
@@ -237,9 +244,12 @@ async fn retry_until_durable(
         tokio::time::sleep(crate::ledger::retry_delay(attempt)).await;
         match append() {
             Ok(()) => return,
-            Err(e) if attempt % 16 == 15 => {
-                error!(error = %e, attempt, "LEDGER WRITE STILL FAILING: {what}; retrying")
+            Err(e) if attempt % 16 == 15 => LedgerWriteStillFailing {
+                what,
+                error: &e,
+                attempt,
             }
+            .emit(),
             Err(_) => {}
         }
         attempt = attempt.saturating_add(1);

@@ -38,6 +38,9 @@ use crate::registry::{
     ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, Refusal,
     SessionConnected, SessionDisconnected, SessionInitialized,
 };
+use crate::telemetry::sessions::{
+    ConnectionEnded, ReconnectScheduled, SessionStateChanged, WatchdogFired,
+};
 use ccr_protocol::reply::{InterruptAnswer, SentMessage};
 use ccr_protocol::session::{SessionState, SessionStatus};
 use ccr_protocol::PermissionPrompt;
@@ -168,14 +171,14 @@ impl SessionActor {
     }
 
     fn set_state(&mut self, state: SessionState) {
-        info!(state = state.name(), "session state");
         self.status.state = state.clone();
         self.report();
-        self.shared.bus.publish(Event::SessionState {
+        SessionStateChanged {
             session_id: self.spec.id.clone(),
             state,
             last_error: self.status.last_error.clone(),
-        });
+        }
+        .emit(&self.shared.bus);
     }
 
     fn report(&self) {
@@ -287,11 +290,12 @@ impl SessionActor {
         self.router.reset();
         self.status.connected_since = None;
         if let Some(error) = error {
-            session_warning("connection ended", &error);
-            self.shared.bus.publish(Event::Error {
-                session_id: self.spec.id.clone(),
-                message: error.clone(),
-            });
+            let session_id = &self.spec.id;
+            ConnectionEnded {
+                session_id,
+                error: &error,
+            }
+            .emit(&self.shared.bus);
             self.status.last_error = Some(error);
         }
         if self.closing {
@@ -302,8 +306,7 @@ impl SessionActor {
         let unit: f64 = rand::thread_rng().gen();
         match self.policy.on_end(ended, unit) {
             Next::Retry { delay, attempt } => {
-                self.status.counters.reconnects += 1;
-                self.shared.metrics.reconnects.inc();
+                ReconnectScheduled.emit(&mut self.status.counters, &self.shared.metrics);
                 self.set_state(SessionState::Reconnecting {
                     attempt,
                     delay_ms: delay.as_millis() as u64,
@@ -437,7 +440,7 @@ impl SessionActor {
             let error = format!(
                 "nothing received within {timeout:?} after the supervisor sent a request: connection presumed dead"
             );
-            self.shared.metrics.watchdog_reconnects.inc();
+            WatchdogFired.emit(&self.shared.metrics);
             self.on_ended(Ended::Watchdog, Some(error), ctx);
         } else if let Some(left) = self.router.watchdog_left(now, timeout) {
             ctx.run_later(left, |act, ctx| act.check_watchdog(ctx));

@@ -19,11 +19,16 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::events::Event;
 use crate::metrics::Metrics;
 use crate::registry::{Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
+use crate::telemetry::frames::{
+    EchoDropped, FrameKind, FrameReceived, FrameSkipped, FrameUnparseable, SdkMessageTooDeep,
+    UnreadableFrame,
+};
+use crate::telemetry::Publish;
 use ccr_protocol::scan::{depth_exceeds, HeadScanner, ScannedHead};
 use ccr_protocol::session::{FrameCounters, InitializeState};
 use ccr_protocol::{FrameError, Inbound, PermissionPrompt, Unreadable};
@@ -209,9 +214,13 @@ impl Router {
 
     /// A frame that is not text (binary, or a fragment out of order): counted and logged.
     pub fn skip(&mut self, reason: &str, len: usize) {
-        self.counters.invalid += 1;
-        self.metrics.frames.invalid.inc();
-        warn!(reason, len, "skipping inbound frame");
+        FrameSkipped { reason, len }.emit(&mut self.counters, &self.metrics.frames);
+    }
+
+    /// Count a frame routed as `kind` (every frame: cheap, inlined).
+    #[inline]
+    fn received(&mut self, kind: FrameKind) {
+        FrameReceived(kind).emit(&mut self.counters, &self.metrics.frames);
     }
 
     /// Route one inbound text message.
@@ -221,20 +230,22 @@ impl Router {
             Err(error) => self.on_unparseable(text, error, out),
             Ok(Inbound::Sdk(msg)) => {
                 if msg.msg_type == "user" && !self.first_sight(text) {
-                    self.counters.duplicate += 1;
-                    self.metrics.frames.duplicate.inc();
-                    debug!("echoed user message dropped (uuid seen already)");
+                    EchoDropped.emit(&mut self.counters, &self.metrics.frames);
                     return;
                 }
-                self.counters.sdk += 1;
-                self.metrics.frames.sdk.inc();
+                self.received(FrameKind::Sdk);
                 let message = match depth_exceeds(text.as_bytes(), MAX_JSON_DEPTH) {
                     None => msg.raw,
                     Some(depth) => {
-                        self.counters.too_deep += 1;
-                        self.metrics.frames.too_deep.inc();
-                        warn!(depth, len = text.len(), msg_type = %msg.msg_type, "SDK message too deep to re-emit; forwarding a notice instead");
-                        too_deep_notice(&msg.msg_type, depth, text.len())
+                        let len = text.len();
+                        let msg_type = &msg.msg_type;
+                        SdkMessageTooDeep {
+                            depth,
+                            len,
+                            msg_type,
+                        }
+                        .emit(&mut self.counters, &self.metrics.frames);
+                        too_deep_notice(msg_type, depth, len)
                     }
                 };
                 out.publish(Event::SdkMessage {
@@ -244,22 +255,16 @@ impl Router {
                 });
             }
             Ok(Inbound::Cancel { request_id }) => {
-                self.counters.control_cancel_request += 1;
-                self.metrics.frames.control_cancel_request.inc();
+                self.received(FrameKind::ControlCancelRequest);
                 out.cancel(request_id);
             }
             Ok(Inbound::ControlResponse(resp)) => {
-                self.counters.control_response += 1;
-                self.metrics.frames.control_response.inc();
+                self.received(FrameKind::ControlResponse);
                 self.on_response(resp, out);
             }
-            Ok(Inbound::KeepAlive) => {
-                self.counters.keep_alive += 1;
-                self.metrics.frames.keep_alive.inc();
-            }
+            Ok(Inbound::KeepAlive) => self.received(FrameKind::KeepAlive),
             Ok(request) => {
-                self.counters.control_request += 1;
-                self.metrics.frames.control_request.inc();
+                self.received(FrameKind::ControlRequest);
                 self.on_request(request, out);
             }
         }
@@ -350,13 +355,12 @@ impl Router {
     /// answered by what it is.
     pub fn on_oversized(&mut self, head: ScannedHead, limit: usize, out: &mut impl Output) {
         self.watchdog.heard();
-        self.counters.oversized += 1;
-        self.metrics.frames.oversized.inc();
         let why = format!(
             "the request is {} bytes, over the supervisor's limit of {limit} bytes (max_frame_bytes)",
             head.bytes
         );
-        self.answer_unreadable(head, &why, LIMIT_FRAME_BYTES, out);
+        let kind = FrameKind::Oversized;
+        self.answer_unreadable(head, kind, &why, LIMIT_FRAME_BYTES, out);
     }
 
     /// A frame `classify` could not read: a `control_request` in it is still answered
@@ -366,33 +370,31 @@ impl Router {
         let head = maybe_request.then(|| HeadScanner::scan(text.as_bytes()));
         match head {
             Some(head) if head.max_depth > MAX_JSON_DEPTH => {
-                self.counters.too_deep += 1;
-                self.metrics.frames.too_deep.inc();
                 let why = format!(
                     "the request nests {} levels deep, over the supervisor's JSON depth limit of {MAX_JSON_DEPTH}",
                     head.max_depth
                 );
-                self.answer_unreadable(head, &why, LIMIT_JSON_DEPTH, out);
+                let kind = FrameKind::TooDeep;
+                self.answer_unreadable(head, kind, &why, LIMIT_JSON_DEPTH, out);
             }
             Some(head) if head.request_id.is_some() => {
-                self.counters.invalid += 1;
-                self.metrics.frames.invalid.inc();
                 let why = format!("the request could not be parsed ({error})");
-                self.answer_unreadable(head, &why, LIMIT_UNPARSEABLE, out);
+                let kind = FrameKind::Invalid;
+                self.answer_unreadable(head, kind, &why, LIMIT_UNPARSEABLE, out);
             }
             _ => {
-                self.counters.invalid += 1;
-                self.metrics.frames.invalid.inc();
-                warn!(%error, len = text.len(), "skipping inbound frame");
+                let (error, len) = (&error, text.len());
+                FrameUnparseable { error, len }.emit(&mut self.counters, &self.metrics.frames);
             }
         }
     }
 
-    /// Answer what can be answered of an unreadable frame (never silently: logged and
-    /// published as an error for the session either way).
+    /// Answer what can be answered of an unreadable frame, counted as `kind` (never
+    /// silently: logged and published as an error for the session either way).
     fn answer_unreadable(
         &mut self,
         head: ScannedHead,
+        kind: FrameKind,
         why: &str,
         decided_by: &'static str,
         out: &mut impl Output,
@@ -406,19 +408,16 @@ impl Router {
             Unreadable::Error { .. } => "answered with an error",
             Unreadable::Unanswered { .. } => "left for a client that can render it",
         };
-        warn!(
-            len = head.bytes,
-            request_id, msg_type, "unreadable inbound frame ({what}): {why}"
-        );
-        let named = if request_id.is_empty() {
-            String::new()
-        } else {
-            format!(" {request_id}")
-        };
-        out.publish(Event::Error {
-            session_id: self.session_id.clone(),
-            message: format!("unreadable {msg_type} frame{named} ({what}): {why}"),
-        });
+        UnreadableFrame {
+            session_id: &self.session_id,
+            kind,
+            len: head.bytes,
+            request_id,
+            msg_type,
+            what,
+            why,
+        }
+        .emit(&mut self.counters, &self.metrics.frames, &mut *out);
         match answer {
             Unreadable::Skip | Unreadable::Unanswered { .. } => {}
             Unreadable::Error { request_id, error } => {
@@ -433,6 +432,13 @@ impl Router {
                 }),
             ),
         }
+    }
+}
+
+/// A router's output is where the telemetry of its frames is published.
+impl<O: Output + ?Sized> Publish for &mut O {
+    fn publish(&mut self, event: Event) {
+        Output::publish(&mut **self, event);
     }
 }
 

@@ -14,12 +14,14 @@ use tracing::{error, info, info_span, Instrument};
 
 use super::slot::{ExitAction, Slot};
 use crate::config::{SessionSpec, SupervisorConfig};
-use crate::events::{Event, EventBus};
+use crate::events::EventBus;
 use crate::registry::{PermissionRegistry, SessionDisconnected, TrackSession};
 use crate::session::client::thread_client;
 use crate::session::{
-    CloseSession, GetStatus, SessionActor, SessionReport, SessionShared, SessionStatus,
+    CloseSession, GetStatus, SessionActor, SessionReport, SessionShared, SessionState,
+    SessionStatus,
 };
+use crate::telemetry::sessions::{RestartScheduled, RestartsExhausted};
 use ccr_protocol::reply::SessionView;
 
 /// Session actor mailbox capacity (callers using `send` wait when it is full).
@@ -135,14 +137,10 @@ impl Supervisor {
         })
     }
 
-    fn publish_state(&self, id: &Arc<str>) {
-        if let Some(slot) = self.slots.get(id) {
-            self.bus.publish(Event::SessionState {
-                session_id: id.clone(),
-                state: slot.status.state.clone(),
-                last_error: slot.status.last_error.clone(),
-            });
-        }
+    /// Session `id`'s state and last error as the supervisor last decided them.
+    fn state_of(&self, id: &Arc<str>) -> Option<(SessionState, Option<String>)> {
+        let status = &self.slots.get(id)?.status;
+        Some((status.state.clone(), status.last_error.clone()))
     }
 
     pub(super) fn is_shutting_down(&self) -> bool {
@@ -244,12 +242,29 @@ impl Supervisor {
             ExitAction::Respawn => self.spawn_session(id, ctx),
             ExitAction::Drained => self.check_drained(),
             ExitAction::Restart { after } => {
-                self.shared.metrics.restarts.inc();
                 let id2 = id.clone();
                 ctx.run_later(after, move |act, ctx| act.spawn_session(&id2, ctx));
-                self.publish_state(id);
+                if let Some((state, last_error)) = self.state_of(id) {
+                    let session_id = id.clone();
+                    RestartScheduled {
+                        session_id,
+                        state,
+                        last_error,
+                    }
+                    .emit(&self.shared.metrics, &self.bus);
+                }
             }
-            ExitAction::GiveUp => self.publish_state(id),
+            ExitAction::GiveUp => {
+                if let Some((state, last_error)) = self.state_of(id) {
+                    let session_id = id.clone();
+                    RestartsExhausted {
+                        session_id,
+                        state,
+                        last_error,
+                    }
+                    .emit(&self.bus);
+                }
+            }
         }
     }
 }

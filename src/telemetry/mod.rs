@@ -1,0 +1,56 @@
+//! Telemetry: the logging setup ([`init`]) and one typed event per notable happening.
+//!
+//! Each happening (a frame received, a session's state changing, a ledger write
+//! failing…) is a small struct whose `emit` does everything that happening is owed in
+//! one call: its `tracing` line (under the caller's span, which carries `session_id`
+//! and, for a prompt, `request_id`), its Prometheus metric ([`crate::metrics`]), its
+//! per-session counter where there is one, and the bus [`Event`] operators see where
+//! there is one — instead of three channels kept in step by hand at every branch (as
+//! vector's `src/internal_events/` do it). `emit` takes exactly the handles it updates,
+//! so a call site shows what a happening touches.
+//!
+//! Events by area, and who emits them:
+//!
+//! - [`frames`]: [`frames::FrameReceived`], [`frames::FrameSkipped`],
+//!   [`frames::FrameUnparseable`], [`frames::EchoDropped`], [`frames::SdkMessageTooDeep`],
+//!   [`frames::UnreadableFrame`] — the session router, for every inbound frame.
+//! - [`sessions`]: [`sessions::SessionStateChanged`], [`sessions::ConnectionEnded`],
+//!   [`sessions::ReconnectScheduled`], [`sessions::WatchdogFired`] — the session actor;
+//!   [`sessions::RestartScheduled`], [`sessions::RestartsExhausted`] — the supervisor.
+//! - [`prompts`]: [`prompts::PromptDecided`], [`prompts::FirstAnswerWritten`],
+//!   [`prompts::ResolvedMemorySized`], [`prompts::LedgerWriteRetrying`],
+//!   [`prompts::LedgerWriteStillFailing`] — the registry shell, performing the core's
+//!   effects.
+//! - [`ledger`]: [`ledger::LedgerWriteFailed`] — the decision ledger, for every write
+//!   that fails.
+//!
+//! Metric names, label values, log messages and fields, and bus events are part of the
+//! operators' contract (dashboards, `tests/e2e/health.rs`): an event changes how they are
+//! emitted, never what.
+
+mod init;
+
+pub mod frames;
+pub mod ledger;
+pub mod prompts;
+pub mod sessions;
+
+pub use init::init;
+
+use crate::events::{Event, EventBus};
+
+/// Where a telemetry event's bus [`Event`] goes: the bus itself, or a session router's
+/// output (which hands it to the bus, and records it in the router's tests).
+pub trait Publish {
+    /// Publish `event` for operators.
+    fn publish(&mut self, event: Event);
+}
+
+impl Publish for &EventBus {
+    fn publish(&mut self, event: Event) {
+        EventBus::publish(self, event);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+//! A session's life: its state changes, ended connections, reconnects, watchdog
+//! timeouts (emitted by the session actor), and restarts after a crash (emitted by the
+//! supervisor). None of these is on a hot path.
+
+use std::sync::Arc;
+
+use tracing::info;
+
+use super::Publish;
+use crate::events::Event;
+use crate::limits::repeat::session_warning;
+use crate::metrics::Metrics;
+use ccr_protocol::session::{Counters, SessionState};
+
+/// The log target these lines always had (for `RUST_LOG` filters and JSON logs' `target`).
+const ACTOR: &str = "ccr_supervisor::session::actor";
+
+/// The session actor moved its session to a new state.
+#[derive(Debug)]
+pub struct SessionStateChanged {
+    /// The session.
+    pub session_id: Arc<str>,
+    /// Its new state.
+    pub state: SessionState,
+    /// Its last error, if any.
+    pub last_error: Option<String>,
+}
+
+impl SessionStateChanged {
+    /// Log it and publish `session_state` (the `sessions{state}` gauge is read from the
+    /// sessions' statuses at scrape time).
+    pub fn emit(self, mut publish: impl Publish) {
+        let SessionStateChanged {
+            session_id,
+            state,
+            last_error,
+        } = self;
+        info!(target: ACTOR, state = state.name(), "session state");
+        publish.publish(Event::SessionState {
+            session_id,
+            state,
+            last_error,
+        });
+    }
+}
+
+/// A connection (or an attempt at one) ended with an error.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionEnded<'a> {
+    /// The session.
+    pub session_id: &'a Arc<str>,
+    /// What went wrong.
+    pub error: &'a str,
+}
+
+impl ConnectionEnded<'_> {
+    /// Warn (rate-limited across sessions: a mass failure logs a handful of lines) and
+    /// publish an error event for the session.
+    pub fn emit(self, mut publish: impl Publish) {
+        session_warning("connection ended", self.error);
+        publish.publish(Event::Error {
+            session_id: self.session_id.clone(),
+            message: self.error.to_owned(),
+        });
+    }
+}
+
+/// The reconnect policy scheduled another attempt (the state change to `reconnecting`
+/// is its own event).
+#[derive(Debug, Clone, Copy)]
+pub struct ReconnectScheduled;
+
+impl ReconnectScheduled {
+    /// Count it, for the session and in `ccr_supervisor_reconnects_total`.
+    pub fn emit(self, counters: &mut Counters, metrics: &Metrics) {
+        counters.reconnects += 1;
+        metrics.reconnects.inc();
+    }
+}
+
+/// Nothing arrived within `[ccr] response_watchdog` after a request: the connection is
+/// dropped (its end is a [`ConnectionEnded`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WatchdogFired;
+
+impl WatchdogFired {
+    /// Count it in `ccr_supervisor_watchdog_reconnects_total`.
+    pub fn emit(self, metrics: &Metrics) {
+        metrics.watchdog_reconnects.inc();
+    }
+}
+
+/// The supervisor will restart a crashed session actor (within its restart budget).
+#[derive(Debug)]
+pub struct RestartScheduled {
+    /// The session.
+    pub session_id: Arc<str>,
+    /// Its state now (`restarting`).
+    pub state: SessionState,
+    /// Its last error (the crash).
+    pub last_error: Option<String>,
+}
+
+impl RestartScheduled {
+    /// Count it in `ccr_supervisor_restarts_total` and publish `session_state` (the crash
+    /// itself is logged where the budget is kept).
+    pub fn emit(self, metrics: &Metrics, mut publish: impl Publish) {
+        metrics.restarts.inc();
+        publish.publish(Event::SessionState {
+            session_id: self.session_id,
+            state: self.state,
+            last_error: self.last_error,
+        });
+    }
+}
+
+/// The supervisor gave a crashed session up: its restart budget is exhausted.
+#[derive(Debug)]
+pub struct RestartsExhausted {
+    /// The session.
+    pub session_id: Arc<str>,
+    /// Its state now (`failed`).
+    pub state: SessionState,
+    /// Its last error (the crash).
+    pub last_error: Option<String>,
+}
+
+impl RestartsExhausted {
+    /// Publish `session_state` (logged where the budget is kept).
+    pub fn emit(self, mut publish: impl Publish) {
+        publish.publish(Event::SessionState {
+            session_id: self.session_id,
+            state: self.state,
+            last_error: self.last_error,
+        });
+    }
+}

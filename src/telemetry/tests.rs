@@ -1,0 +1,336 @@
+//! Unit tests of the telemetry events: each `emit` bumps its metric (read back from the
+//! rendered `/metrics` text) and its session counter, publishes its bus event
+//! (received from a subscribed `EventBus`), and logs its line under its old target.
+
+use std::io::Write;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use super::frames::*;
+use super::ledger::LedgerWriteFailed;
+use super::prompts::*;
+use super::sessions::*;
+use crate::events::{BusLimits, Envelope, EventBus};
+use crate::metrics::{Metrics, Snapshot};
+use ccr_protocol::metrics::sample;
+use ccr_protocol::session::{Counters, FrameCounters, SessionState};
+
+/// The value of `series` in the metrics' `/metrics` text.
+fn metric(m: &Metrics, series: &str) -> f64 {
+    let text = m.render(&Snapshot::default());
+    sample(&text, series).unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
+/// The next bus event as its wire JSON.
+fn next(rx: &mut broadcast::Receiver<Arc<Envelope>>) -> serde_json::Value {
+    let env = rx.try_recv().expect("an event was published");
+    serde_json::to_value(&env.event).unwrap()
+}
+
+/// A bus and a receiver of everything published on it from now on.
+fn bus() -> (EventBus, broadcast::Receiver<Arc<Envelope>>) {
+    let bus = EventBus::new(BusLimits::default());
+    let rx = bus.subscribe();
+    (bus, rx)
+}
+
+/// Everything `f` logs (at any level, on this thread), one line per event.
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let out = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || out.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buf.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn every_frame_kind_is_counted_once_in_its_own_bucket() {
+    for kind in FrameKind::ALL {
+        let (m, mut counters) = (Metrics::new(), FrameCounters::default());
+        let log = logged(|| FrameReceived(kind).emit(&mut counters, &m.frames));
+        assert_eq!(log, "", "routine frames are not logged");
+        // The session's counter fields are named as the metric's labels.
+        let fields = serde_json::to_value(counters).unwrap();
+        for other in FrameKind::ALL {
+            let want = if other == kind { 1.0 } else { 0.0 };
+            let series = format!(
+                "ccr_supervisor_frames_in_total{{kind=\"{}\"}}",
+                other.label()
+            );
+            assert_eq!(metric(&m, &series), want, "{kind:?}: {series}");
+            assert_eq!(fields[other.label()], want as u64, "{kind:?}: {fields}");
+        }
+    }
+}
+
+#[test]
+fn skipped_unparseable_echoed_and_too_deep_frames_are_counted_and_logged() {
+    let (m, mut c) = (Metrics::new(), FrameCounters::default());
+    let log = logged(|| {
+        let reason = "binary frame";
+        FrameSkipped { reason, len: 3 }.emit(&mut c, &m.frames);
+        let error = &ccr_protocol::classify("{").unwrap_err();
+        FrameUnparseable { error, len: 1 }.emit(&mut c, &m.frames);
+        EchoDropped.emit(&mut c, &m.frames);
+        let msg_type = "assistant";
+        SdkMessageTooDeep {
+            depth: 200,
+            len: 400,
+            msg_type,
+        }
+        .emit(&mut c, &m.frames);
+    });
+    assert_eq!((c.invalid, c.duplicate, c.too_deep), (2, 1, 1));
+    let frames = |kind: &str| {
+        metric(
+            &m,
+            &format!("ccr_supervisor_frames_in_total{{kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(
+        (frames("invalid"), frames("duplicate"), frames("too_deep")),
+        (2.0, 1.0, 1.0)
+    );
+    let target = "ccr_supervisor::session::router: ";
+    for line in [
+        "WARN ccr_supervisor::session::router: skipping inbound frame reason=\"binary frame\" len=3",
+        "skipping inbound frame error=frame is not valid JSON",
+        "DEBUG ccr_supervisor::session::router: echoed user message dropped (uuid seen already)",
+        "SDK message too deep to re-emit; forwarding a notice instead depth=200 len=400 msg_type=assistant",
+    ] {
+        assert!(log.contains(line), "{line:?} in:\n{log}");
+    }
+    assert_eq!(log.matches(target).count(), 4, "{log}");
+}
+
+#[test]
+fn an_unreadable_frame_is_counted_logged_and_published_in_one_call() {
+    let (m, mut c) = (Metrics::new(), FrameCounters::default());
+    let (bus, mut rx) = bus();
+    let session_id = &Arc::from("s1");
+    let log = logged(|| {
+        UnreadableFrame {
+            session_id,
+            kind: FrameKind::Oversized,
+            len: 10,
+            request_id: "r1",
+            msg_type: "control_request",
+            what: "prompt denied",
+            why: "too big",
+        }
+        .emit(&mut c, &m.frames, &bus)
+    });
+    assert_eq!(c.oversized, 1);
+    let series = "ccr_supervisor_frames_in_total{kind=\"oversized\"}";
+    assert_eq!(metric(&m, series), 1.0);
+    assert!(
+        log.contains("WARN ccr_supervisor::session::router: unreadable inbound frame (prompt denied): too big len=10 request_id=\"r1\" msg_type=\"control_request\""),
+        "{log}"
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "error", "session_id": "s1",
+            "message": "unreadable control_request frame r1 (prompt denied): too big"})
+    );
+    // Without a request id the message names none.
+    let unnamed = UnreadableFrame {
+        request_id: "",
+        msg_type: "untyped",
+        kind: FrameKind::Invalid,
+        session_id,
+        len: 1,
+        what: "skipped",
+        why: "x",
+    };
+    unnamed.emit(&mut c, &m.frames, &bus);
+    assert_eq!(c.invalid, 1);
+    assert_eq!(
+        next(&mut rx)["message"],
+        "unreadable untyped frame (skipped): x"
+    );
+}
+
+#[test]
+fn a_state_change_is_logged_and_published() {
+    let (bus, mut rx) = bus();
+    let log = logged(|| {
+        SessionStateChanged {
+            session_id: Arc::from("s1"),
+            state: SessionState::Connected,
+            last_error: Some("before".into()),
+        }
+        .emit(&bus)
+    });
+    assert!(
+        log.contains("INFO ccr_supervisor::session::actor: session state state=\"connected\""),
+        "{log}"
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "session_state", "session_id": "s1", "state": "connected",
+            "last_error": "before"})
+    );
+}
+
+#[test]
+fn an_ended_connection_warns_and_publishes_its_error() {
+    let (bus, mut rx) = bus();
+    // Unique: identical warnings are rate-limited process-wide.
+    let error = &format!("connect failed: {}", uuid::Uuid::new_v4());
+    let session_id = &Arc::from("s1");
+    let log = logged(|| ConnectionEnded { session_id, error }.emit(&bus));
+    assert!(log.contains("WARN"), "{log}");
+    assert!(
+        log.contains(&format!("connection ended error={error}")),
+        "{log}"
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "error", "session_id": "s1", "message": error})
+    );
+}
+
+#[test]
+fn reconnects_and_watchdog_drops_are_counted() {
+    let (m, mut counters) = (Metrics::new(), Counters::default());
+    ReconnectScheduled.emit(&mut counters, &m);
+    ReconnectScheduled.emit(&mut counters, &m);
+    WatchdogFired.emit(&m);
+    assert_eq!(counters.reconnects, 2);
+    assert_eq!(metric(&m, "ccr_supervisor_reconnects_total"), 2.0);
+    assert_eq!(metric(&m, "ccr_supervisor_watchdog_reconnects_total"), 1.0);
+}
+
+#[test]
+fn a_restart_is_counted_and_published_and_giving_up_is_published() {
+    let (m, (bus, mut rx)) = (Metrics::new(), bus());
+    let restarting = SessionState::Restarting {
+        restart: 1,
+        delay_ms: 100,
+    };
+    RestartScheduled {
+        session_id: Arc::from("s1"),
+        state: restarting,
+        last_error: Some("session actor panicked: boom".into()),
+    }
+    .emit(&m, &bus);
+    assert_eq!(metric(&m, "ccr_supervisor_restarts_total"), 1.0);
+    let event = next(&mut rx);
+    assert_eq!(
+        (&event["type"], &event["state"]),
+        (&json!("session_state"), &json!("restarting"))
+    );
+    assert_eq!(event["last_error"], "session actor panicked: boom");
+    RestartsExhausted {
+        session_id: Arc::from("s1"),
+        state: SessionState::Failed {
+            reason: "restart_budget_exhausted".into(),
+            detail: "d".into(),
+        },
+        last_error: None,
+    }
+    .emit(&bus);
+    assert_eq!(next(&mut rx)["reason"], "restart_budget_exhausted");
+    assert_eq!(
+        metric(&m, "ccr_supervisor_restarts_total"),
+        1.0,
+        "not a restart"
+    );
+}
+
+#[test]
+fn decisions_latency_and_the_memory_of_finished_prompts_are_measured() {
+    let m = Metrics::new();
+    for _ in 0..2 {
+        PromptDecided {
+            outcome: "cancelled",
+            source: "session_removed",
+        }
+        .emit(&m);
+    }
+    FirstAnswerWritten {
+        age: Duration::from_millis(2),
+    }
+    .emit(&m);
+    ResolvedMemorySized {
+        records: 3,
+        bytes: 300,
+    }
+    .emit(&m);
+    let decisions =
+        "ccr_supervisor_decisions_total{outcome=\"cancelled\",source=\"session_removed\"}";
+    assert_eq!(metric(&m, decisions), 2.0);
+    assert_eq!(
+        metric(&m, "ccr_supervisor_decision_latency_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, "ccr_supervisor_decision_latency_seconds_sum"),
+        0.002
+    );
+    assert_eq!(metric(&m, "ccr_supervisor_resolved_prompts"), 3.0);
+    assert_eq!(metric(&m, "ccr_supervisor_resolved_prompts_bytes"), 300.0);
+}
+
+#[test]
+fn ledger_write_failures_are_counted_and_logged_by_kind() {
+    let errors = AtomicU64::new(0);
+    // Any error will do (the ledger's own sits above telemetry in the crate's order).
+    let full = std::io::Error::other("decision ledger storage error: disk full");
+    let log = logged(|| {
+        let error = &full;
+        let what = "record_decision";
+        LedgerWriteFailed {
+            what,
+            error,
+            refused: false,
+        }
+        .emit(&errors);
+        LedgerWriteFailed {
+            what,
+            error,
+            refused: true,
+        }
+        .emit(&errors);
+        let what = "delivery time";
+        LedgerWriteRetrying { what, error }.emit();
+        let attempt = 15;
+        LedgerWriteStillFailing {
+            what,
+            error,
+            attempt,
+        }
+        .emit();
+    });
+    assert_eq!(errors.into_inner(), 2);
+    let err = &full.to_string();
+    for line in [
+        format!("ERROR ccr_supervisor::ledger::writer: DECISION LEDGER WRITE FAILED: not recorded err={err} what=\"record_decision\""),
+        format!("WARN ccr_supervisor::ledger::writer: decision ledger refused a write err={err} what=\"record_decision\""),
+        format!("ERROR ccr_supervisor::registry::perform: LEDGER WRITE FAILED: delivery time; retrying in the background error={err}"),
+        format!("ERROR ccr_supervisor::registry::perform: LEDGER WRITE STILL FAILING: delivery time; retrying error={err} attempt=15"),
+    ] {
+        assert!(log.contains(&line), "{line:?} in:\n{log}");
+    }
+}
