@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 /// What to do with one log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Emit {
     /// Write it; `suppressed` identical lines were dropped since the last one written.
     Log {
         /// Lines of this key dropped since the last written one (not yet reported).
@@ -64,7 +64,7 @@ impl RepeatLimiter {
     }
 
     /// Whether to write a line with this `key` at `now`.
-    pub fn check(&mut self, key: &str, now: Instant) -> Verdict {
+    pub fn check(&mut self, key: &str, now: Instant) -> Emit {
         if let Some(w) = self.keys.get_mut(key) {
             if now.saturating_duration_since(w.start) >= self.interval {
                 let suppressed = w.suppressed;
@@ -73,14 +73,14 @@ impl RepeatLimiter {
                     logged: 1,
                     suppressed: 0,
                 };
-                return Verdict::Log { suppressed };
+                return Emit::Log { suppressed };
             }
             if w.logged < self.burst {
                 w.logged += 1;
-                return Verdict::Log { suppressed: 0 };
+                return Emit::Log { suppressed: 0 };
             }
             w.suppressed += 1;
-            return Verdict::Suppress;
+            return Emit::Suppress;
         }
         if self.keys.len() >= self.max_keys {
             let interval = self.interval;
@@ -90,7 +90,7 @@ impl RepeatLimiter {
             });
             if self.keys.len() >= self.max_keys {
                 self.overflow += 1;
-                return Verdict::Suppress;
+                return Emit::Suppress;
             }
         }
         self.keys.insert(
@@ -101,7 +101,7 @@ impl RepeatLimiter {
                 suppressed: 0,
             },
         );
-        Verdict::Log { suppressed: 0 }
+        Emit::Log { suppressed: 0 }
     }
 
     /// The counts of windows that are over (each reported once), oldest key
@@ -149,11 +149,11 @@ static SESSION_WARNINGS: LazyLock<Mutex<RepeatLimiter>> =
 pub fn session_warning(what: &'static str, message: &str) {
     let verdict = SESSION_WARNINGS.lock().check(message, Instant::now());
     match verdict {
-        Verdict::Log { suppressed: 0 } => tracing::warn!(error = %message, "{what}"),
-        Verdict::Log { suppressed } => {
+        Emit::Log { suppressed: 0 } => tracing::warn!(error = %message, "{what}"),
+        Emit::Log { suppressed } => {
             tracing::warn!(error = %message, suppressed, "{what} (and {suppressed} identical warnings before it were suppressed)")
         }
-        Verdict::Suppress => {}
+        Emit::Suppress => {}
     }
 }
 
@@ -182,12 +182,12 @@ mod tests {
     fn the_first_burst_is_written_then_counted_then_reported_once() {
         let t0 = Instant::now();
         let mut l = RepeatLimiter::new(10 * SEC, 2, 16);
-        assert_eq!(l.check("emfile", t0), Verdict::Log { suppressed: 0 });
-        assert_eq!(l.check("emfile", t0 + SEC), Verdict::Log { suppressed: 0 });
+        assert_eq!(l.check("emfile", t0), Emit::Log { suppressed: 0 });
+        assert_eq!(l.check("emfile", t0 + SEC), Emit::Log { suppressed: 0 });
         for i in 0..1000 {
             assert_eq!(
                 l.check("emfile", t0 + 2 * SEC + i * SEC / 1000),
-                Verdict::Suppress
+                Emit::Suppress
             );
         }
         assert!(l.flush(t0 + 9 * SEC).is_empty(), "the window is not over");
@@ -203,7 +203,7 @@ mod tests {
         // A new window starts with the next line.
         assert_eq!(
             l.check("emfile", t0 + 21 * SEC),
-            Verdict::Log { suppressed: 0 }
+            Emit::Log { suppressed: 0 }
         );
     }
 
@@ -211,10 +211,10 @@ mod tests {
     fn a_line_after_the_window_carries_the_count_instead_of_flush() {
         let t0 = Instant::now();
         let mut l = RepeatLimiter::new(10 * SEC, 1, 16);
-        assert_eq!(l.check("x", t0), Verdict::Log { suppressed: 0 });
-        assert_eq!(l.check("x", t0 + SEC), Verdict::Suppress);
-        assert_eq!(l.check("x", t0 + 2 * SEC), Verdict::Suppress);
-        assert_eq!(l.check("x", t0 + 10 * SEC), Verdict::Log { suppressed: 2 });
+        assert_eq!(l.check("x", t0), Emit::Log { suppressed: 0 });
+        assert_eq!(l.check("x", t0 + SEC), Emit::Suppress);
+        assert_eq!(l.check("x", t0 + 2 * SEC), Emit::Suppress);
+        assert_eq!(l.check("x", t0 + 10 * SEC), Emit::Log { suppressed: 2 });
         assert!(l.flush(t0 + 30 * SEC).is_empty(), "already reported");
     }
 
@@ -222,10 +222,10 @@ mod tests {
     fn different_messages_are_limited_separately() {
         let t0 = Instant::now();
         let mut l = RepeatLimiter::new(10 * SEC, 1, 16);
-        assert_eq!(l.check("a", t0), Verdict::Log { suppressed: 0 });
-        assert_eq!(l.check("b", t0), Verdict::Log { suppressed: 0 });
-        assert_eq!(l.check("a", t0), Verdict::Suppress);
-        assert_eq!(l.check("b", t0), Verdict::Suppress);
+        assert_eq!(l.check("a", t0), Emit::Log { suppressed: 0 });
+        assert_eq!(l.check("b", t0), Emit::Log { suppressed: 0 });
+        assert_eq!(l.check("a", t0), Emit::Suppress);
+        assert_eq!(l.check("b", t0), Emit::Suppress);
         let mut out = l.flush(t0 + 10 * SEC);
         out.sort_by(|x, y| x.key.cmp(&y.key));
         assert_eq!(out.iter().map(|s| s.count).collect::<Vec<_>>(), [1, 1]);
@@ -235,10 +235,10 @@ mod tests {
     fn the_key_table_is_bounded() {
         let t0 = Instant::now();
         let mut l = RepeatLimiter::new(10 * SEC, 1, 2);
-        assert!(matches!(l.check("a", t0), Verdict::Log { .. }));
-        assert!(matches!(l.check("b", t0), Verdict::Log { .. }));
+        assert!(matches!(l.check("a", t0), Emit::Log { .. }));
+        assert!(matches!(l.check("b", t0), Emit::Log { .. }));
         for n in 0..100 {
-            assert_eq!(l.check(&format!("k{n}"), t0), Verdict::Suppress);
+            assert_eq!(l.check(&format!("k{n}"), t0), Emit::Suppress);
         }
         assert_eq!(l.keys.len(), 2);
         let out = l.flush(t0 + 10 * SEC);
@@ -250,15 +250,15 @@ mod tests {
             }]
         );
         // Finished windows make room again.
-        assert!(matches!(l.check("c", t0 + 11 * SEC), Verdict::Log { .. }));
+        assert!(matches!(l.check("c", t0 + 11 * SEC), Emit::Log { .. }));
     }
 
     #[test]
     fn a_full_table_forgets_finished_quiet_windows_to_make_room() {
         let t0 = Instant::now();
         let mut l = RepeatLimiter::new(10 * SEC, 1, 1);
-        assert!(matches!(l.check("a", t0), Verdict::Log { .. }));
-        assert!(matches!(l.check("b", t0 + 10 * SEC), Verdict::Log { .. }));
+        assert!(matches!(l.check("a", t0), Emit::Log { .. }));
+        assert!(matches!(l.check("b", t0 + 10 * SEC), Emit::Log { .. }));
         assert_eq!(l.interval(), 10 * SEC);
     }
 }

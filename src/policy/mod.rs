@@ -33,10 +33,10 @@ pub use crate::config::RuleAction as Action;
 pub use crate::config::{PolicyConfig, RuleConfig};
 use ccr_protocol::frame::PermissionPrompt;
 
-/// The decision for one prompt.
+/// What the policy does with one prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Verdict {
     /// Allow with the original input.
     Allow,
     /// Deny with this message.
@@ -130,7 +130,7 @@ impl<'a> PromptContext<'a> {
 pub struct Evaluation {
     /// What to do with the prompt.
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: Verdict,
     /// The rule that decided; `None` when no rule matched.
     pub rule_id: Option<String>,
     /// For a dry-run rule: what it would have done (the outcome is then Ask).
@@ -226,7 +226,7 @@ impl Policy {
             (None, _) => "no rule matched; asking a human".to_owned(),
         };
         Evaluation {
-            outcome: Outcome::Ask,
+            outcome: Verdict::Ask,
             rule_id: None,
             dry_run: None,
             reason,
@@ -237,7 +237,7 @@ impl Policy {
     ///
     /// `None` when `ev` is not Ask or the deadline is off (`"0s"`).
     pub fn ask_timeout_for(&self, ev: &Evaluation) -> Option<Duration> {
-        if ev.outcome != Outcome::Ask {
+        if ev.outcome != Verdict::Ask {
             return None;
         }
         let own = ev
@@ -274,22 +274,22 @@ fn decide(rule: &Rule, tool: &str) -> Evaluation {
     let id = &rule.id;
     let (outcome, dry_run, reason) = match (rule.dry_run, rule.action) {
         (true, action) => (
-            Outcome::Ask,
+            Verdict::Ask,
             Some(action),
             format!(
                 "dry run: rule {id} would {} {tool}; asking a human",
                 action.as_str()
             ),
         ),
-        (false, Action::Allow) => (Outcome::Allow, None, format!("rule {id} allows {tool}")),
+        (false, Action::Allow) => (Verdict::Allow, None, format!("rule {id} allows {tool}")),
         (false, Action::Deny) => (
-            Outcome::Deny {
+            Verdict::Deny {
                 message: rule.deny_message(),
             },
             None,
             format!("rule {id} denies {tool}"),
         ),
-        (false, Action::Ask) => (Outcome::Ask, None, format!("rule {id} asks a human")),
+        (false, Action::Ask) => (Verdict::Ask, None, format!("rule {id} asks a human")),
     };
     Evaluation {
         outcome,

@@ -38,8 +38,8 @@ fn bash(p: &Policy, command: &str, extra: Value) -> Evaluation {
     })
 }
 
-fn deny(message: &str) -> Outcome {
-    Outcome::Deny {
+fn deny(message: &str) -> Verdict {
+    Verdict::Deny {
         message: message.into(),
     }
 }
@@ -49,7 +49,7 @@ fn no_rules_or_no_match_asks() {
     let ev = bash(&policy(vec![]), "ls", json!({}));
     assert_eq!(
         (ev.outcome, ev.rule_id, ev.dry_run),
-        (Outcome::Ask, None, None)
+        (Verdict::Ask, None, None)
     );
     assert_eq!(ev.reason, "no rule matched; asking a human");
     let ev = bash(
@@ -57,7 +57,7 @@ fn no_rules_or_no_match_asks() {
         "ls",
         json!({}),
     );
-    assert_eq!(ev.outcome, Outcome::Ask);
+    assert_eq!(ev.outcome, Verdict::Ask);
 }
 
 #[test]
@@ -69,7 +69,7 @@ fn first_match_wins() {
     let ev = bash(&deny_first, "rm -rf x", json!({}));
     assert_eq!(ev.outcome, deny("Denied by policy rule no-rm"));
     assert_eq!(ev.rule_id.as_deref(), Some("no-rm"));
-    assert_eq!(bash(&deny_first, "ls", json!({})).outcome, Outcome::Allow);
+    assert_eq!(bash(&deny_first, "ls", json!({})).outcome, Verdict::Allow);
 
     let allow_first = policy(vec![
         rule("any", Action::Allow, "Bash"),
@@ -78,7 +78,7 @@ fn first_match_wins() {
     let ev = bash(&allow_first, "rm -rf x", json!({}));
     assert_eq!(
         (ev.outcome, ev.rule_id.as_deref()),
-        (Outcome::Allow, Some("any"))
+        (Verdict::Allow, Some("any"))
     );
 
     let ask_first = policy(vec![
@@ -88,7 +88,7 @@ fn first_match_wins() {
     let ev = bash(&ask_first, "git status && git push", json!({}));
     assert_eq!(
         (ev.outcome, ev.rule_id.as_deref()),
-        (Outcome::Ask, Some("hold"))
+        (Verdict::Ask, Some("hold"))
     );
 }
 
@@ -114,9 +114,9 @@ fn session_selector_by_id_and_label() {
         let mut r = rule("r", Action::Allow, "Bash");
         r.sessions = Some(sel.iter().map(|s| s.to_string()).collect());
         let want = if selected {
-            Outcome::Allow
+            Verdict::Allow
         } else {
-            Outcome::Ask
+            Verdict::Ask
         };
         assert_eq!(
             bash(&policy(vec![r]), "ls", json!({})).outcome,
@@ -132,7 +132,7 @@ fn dry_run_asks_and_records_what_it_would_do() {
         let mut r = rule("try", action, "Bash(npm test:*)");
         r.dry_run = true;
         let ev = bash(&policy(vec![r]), "npm test", json!({}));
-        assert_eq!(ev.outcome, Outcome::Ask);
+        assert_eq!(ev.outcome, Verdict::Ask);
         assert_eq!(ev.rule_id.as_deref(), Some("try"));
         assert_eq!(ev.dry_run, Some(action));
         assert!(
@@ -198,7 +198,7 @@ fn prompts_needing_a_person_are_never_auto_allowed() {
             let ev = bash(&policy(rules), "ls", extra.clone());
             assert_eq!(
                 (&ev.outcome, &ev.rule_id, ev.dry_run),
-                (&Outcome::Ask, &None, None)
+                (&Verdict::Ask, &None, None)
             );
             assert!(ev.reason.contains(why), "{extra}: {}", ev.reason);
             assert!(ev.reason.contains("would allow"), "{extra}: {}", ev.reason);
@@ -222,7 +222,7 @@ fn matched_ask_rule_reason_names_the_rule() {
     let extra = json!({ "matched_ask_rule": { "source": "localSettings", "tool_name": "Bash",
                                               "rule_content": "npm test:*" } });
     let ev = bash(&allow, "npm test", extra);
-    assert_eq!(ev.outcome, Outcome::Ask);
+    assert_eq!(ev.outcome, Verdict::Ask);
     assert_eq!(
         ev.reason,
         "rule tests would allow, but matched_ask_rule is set: the user's ask rule \
@@ -249,7 +249,7 @@ fn near_miss_safety_flags_do_not_hold() {
     ] {
         assert_eq!(
             bash(&allow, "ls", extra.clone()).outcome,
-            Outcome::Allow,
+            Verdict::Allow,
             "{extra}"
         );
     }
@@ -330,7 +330,7 @@ fn context_from_a_parsed_prompt() {
     let labels = vec![];
     let p = policy(vec![rule("src", Action::Allow, "Read(src/**)")]);
     let ev = p.evaluate(&PromptContext::new("s1", &labels, &prompt));
-    assert_eq!(ev.outcome, Outcome::Allow);
+    assert_eq!(ev.outcome, Verdict::Allow);
     assert_eq!(p.rules().len(), 1);
     assert!(p.rule("src").is_some());
 }

@@ -316,6 +316,6 @@ proptest! {
             input: &input,
             request: &request,
         });
-        prop_assert_eq!(ev.outcome, Outcome::Ask, "{}", request);
+        prop_assert_eq!(ev.outcome, Verdict::Ask, "{}", request);
     }
 }

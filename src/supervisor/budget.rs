@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::SupervisorConfig;
 
-/// Verdict after a crash.
+/// What a crash leads to: a restart after a backoff, or the end of the budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum AfterCrash {
     /// Restart after `delay`; `restart` counts restarts within the current period.
     Restart {
         /// Backoff before the restart.
@@ -49,7 +49,7 @@ impl RestartBudget {
     }
 
     /// The actor crashed at `now`.
-    pub fn on_crash(&mut self, now: Instant) -> Verdict {
+    pub fn on_crash(&mut self, now: Instant) -> AfterCrash {
         while let Some(&first) = self.history.front() {
             if now.saturating_duration_since(first) >= self.period {
                 self.history.pop_front();
@@ -58,7 +58,7 @@ impl RestartBudget {
             }
         }
         if self.history.len() as u32 >= self.max_restarts {
-            return Verdict::Exhausted;
+            return AfterCrash::Exhausted;
         }
         self.history.push_back(now);
         let n = self.history.len() as u32;
@@ -66,7 +66,7 @@ impl RestartBudget {
             .initial
             .saturating_mul(1u32 << (n - 1).min(20))
             .min(self.max_delay);
-        Verdict::Restart { delay, restart: n }
+        AfterCrash::Restart { delay, restart: n }
     }
 }
 
@@ -95,23 +95,23 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Verdict::Restart {
+                AfterCrash::Restart {
                     delay: ms(100),
                     restart: 1
                 },
-                Verdict::Restart {
+                AfterCrash::Restart {
                     delay: ms(200),
                     restart: 2
                 },
-                Verdict::Restart {
+                AfterCrash::Restart {
                     delay: ms(350),
                     restart: 3
                 },
-                Verdict::Restart {
+                AfterCrash::Restart {
                     delay: ms(350),
                     restart: 4
                 },
-                Verdict::Exhausted,
+                AfterCrash::Exhausted,
             ]
         );
     }
@@ -120,12 +120,15 @@ mod tests {
     fn old_crashes_leave_the_window() {
         let mut b = RestartBudget::new(&cfg(2));
         let t0 = Instant::now();
-        assert!(matches!(b.on_crash(t0), Verdict::Restart { .. }));
-        assert!(matches!(b.on_crash(t0), Verdict::Restart { .. }));
-        assert_eq!(b.on_crash(t0 + Duration::from_secs(1)), Verdict::Exhausted);
+        assert!(matches!(b.on_crash(t0), AfterCrash::Restart { .. }));
+        assert!(matches!(b.on_crash(t0), AfterCrash::Restart { .. }));
+        assert_eq!(
+            b.on_crash(t0 + Duration::from_secs(1)),
+            AfterCrash::Exhausted
+        );
         assert_eq!(
             b.on_crash(t0 + Duration::from_secs(11)),
-            Verdict::Restart {
+            AfterCrash::Restart {
                 delay: Duration::from_millis(100),
                 restart: 1
             }
@@ -135,6 +138,6 @@ mod tests {
     #[test]
     fn zero_budget_never_restarts() {
         let mut b = RestartBudget::new(&cfg(0));
-        assert_eq!(b.on_crash(Instant::now()), Verdict::Exhausted);
+        assert_eq!(b.on_crash(Instant::now()), AfterCrash::Exhausted);
     }
 }

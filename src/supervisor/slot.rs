@@ -8,7 +8,7 @@ use actix::Addr;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use super::budget::{RestartBudget, Verdict};
+use super::budget::{AfterCrash, RestartBudget};
 use crate::config::{SessionSpec, SupervisorConfig};
 use crate::session::{Counters, SessionActor, SessionState, SessionStatus};
 
@@ -128,7 +128,7 @@ impl Slot {
         self.last_crash = Some(cause.clone());
         self.status.connected_since = None;
         match self.budget.on_crash(now) {
-            Verdict::Restart { delay, .. } => {
+            AfterCrash::Restart { delay, .. } => {
                 self.restarts += 1;
                 self.status.state = SessionState::Restarting {
                     restart: self.restarts as u32,
@@ -136,7 +136,7 @@ impl Slot {
                 };
                 ExitAction::Restart { after: delay }
             }
-            Verdict::Exhausted => {
+            AfterCrash::Exhausted => {
                 let (max, period) = self.budget.limit();
                 self.status.state = SessionState::Failed {
                     reason: "restart_budget_exhausted".into(),

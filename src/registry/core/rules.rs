@@ -44,11 +44,11 @@ impl Core {
             *self.hits.entry(rule.clone()).or_default() += 1;
         }
         let body = match (&eval.outcome, &eval.rule_id) {
-            (policy::Outcome::Allow, Some(_)) => AnswerBody::Permission(DecisionBody::Allow {
+            (policy::Verdict::Allow, Some(_)) => AnswerBody::Permission(DecisionBody::Allow {
                 updated_input: None,
                 updated_permissions: None,
             }),
-            (policy::Outcome::Deny { message }, Some(_)) => deny(message.clone()),
+            (policy::Verdict::Deny { message }, Some(_)) => deny(message.clone()),
             _ => {
                 if let (Some(would), Some(rule)) = (eval.dry_run, &eval.rule_id) {
                     info!(session_id = %session, request_id, rule = %rule, would = would.as_str(), reason = %eval.reason, "dry-run rule matched; asking a human");
