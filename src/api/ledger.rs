@@ -4,7 +4,8 @@ use actix_web::{web, HttpResponse};
 
 use super::auth::Viewer;
 use super::{ApiError, ApiState};
-use crate::ledger::{LedgerError, LedgerParams, LedgerQuery};
+use crate::ledger::{LedgerError, LedgerQuery};
+use ccr_protocol::api::LedgerParams;
 
 /// `GET /v1/audit?session_id=&tool=&outcome=&decided_by=&since=&until=&limit=&cursor=`:
 /// a page of the decision ledger, newest first.

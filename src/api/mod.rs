@@ -86,4 +86,4 @@ async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError
 }
 
 #[cfg(test)]
-mod tests_fuzz;
+mod tests;

@@ -1,7 +1,6 @@
 //! Policy routes: `GET /v1/policy` and `POST /v1/policy/evaluate`.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::Viewer;
@@ -9,31 +8,13 @@ use super::lookup::lookup;
 use super::{ApiError, ApiState};
 use crate::policy::PromptContext;
 use crate::registry::PolicyInfo;
+use ccr_protocol::policy::EvaluateBody;
 use ccr_protocol::PermissionPrompt;
 
 /// `GET /v1/policy`: the rules in order, deadlines, and each rule's hit count.
 pub async fn policy(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let report = state.registry.send(PolicyInfo).await?;
     Ok(HttpResponse::Ok().json(report))
-}
-
-/// Body of `POST /v1/policy/evaluate`: a prompt as a session would send it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvaluateBody {
-    /// Evaluate as if from this session (its labels count for selectors).
-    session_id: Option<String>,
-    /// Extra labels (instead of, or besides, the session's).
-    #[serde(default)]
-    labels: Vec<String>,
-    /// The tool.
-    tool_name: String,
-    /// Its input.
-    #[serde(default)]
-    input: Value,
-    /// Other `can_use_tool` fields (`requires_user_interaction`, `blocked_path`, ...).
-    #[serde(default)]
-    request: Option<Value>,
 }
 
 /// `POST /v1/policy/evaluate`: what the policy would do with a prompt. No side effects.

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::auth::{Admin, Approver, Viewer};
 use super::lookup::lookup;
@@ -13,7 +11,10 @@ use crate::registry::{CountPending, Decide, ListPending, SessionTally};
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{AddSession, ListSessions, RemoveSession, SessionSetError};
 use ccr_protocol::api::{AnswerBody, DecisionBody, QuestionAnswer, SendMessageBody};
-use ccr_protocol::reply::SessionView;
+use ccr_protocol::api::{InterruptBody, PendingQuery};
+use ccr_protocol::reply::{
+    PendingPrompt, PermissionList, QuestionList, Removed, SessionBody, SessionList, SessionView,
+};
 
 /// Mount the v1 routes.
 pub fn register(cfg: &mut web::ServiceConfig) {
@@ -84,15 +85,6 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A session with the registry's tallies merged in.
-#[derive(Serialize)]
-struct SessionBody {
-    #[serde(flatten)]
-    view: SessionView,
-    pending: usize,
-    queued_decisions: usize,
-}
-
 fn merge(mut view: SessionView, tally: Option<&SessionTally>) -> SessionBody {
     let t = tally.copied().unwrap_or_default();
     view.status.counters.prompts = t.prompts;
@@ -118,7 +110,7 @@ async fn sessions(state: &ApiState, only: Option<String>) -> Result<Vec<SessionB
 
 async fn list_sessions(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let list = sessions(&state, None).await?;
-    Ok(HttpResponse::Ok().json(json!({ "sessions": list })))
+    Ok(HttpResponse::Ok().json(SessionList { sessions: list }))
 }
 
 async fn get_session(
@@ -134,37 +126,31 @@ async fn get_session(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PermissionsQuery {
-    session_id: Option<String>,
-}
-
 async fn list_permissions(
     _who: Viewer,
     state: web::Data<ApiState>,
-    query: web::Query<PermissionsQuery>,
+    query: web::Query<PendingQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let pending = list_pending(&state, query.into_inner(), false).await?;
-    Ok(HttpResponse::Ok().json(json!({ "permissions": pending })))
+    let permissions = list_pending(&state, query.into_inner(), false).await?;
+    Ok(HttpResponse::Ok().json(PermissionList { permissions }))
 }
 
 /// `GET /v1/questions[?session_id=]` (viewer): pending elicitations and dialogs.
 async fn list_questions(
     _who: Viewer,
     state: web::Data<ApiState>,
-    query: web::Query<PermissionsQuery>,
+    query: web::Query<PendingQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let pending = list_pending(&state, query.into_inner(), true).await?;
-    Ok(HttpResponse::Ok().json(json!({ "questions": pending })))
+    let questions = list_pending(&state, query.into_inner(), true).await?;
+    Ok(HttpResponse::Ok().json(QuestionList { questions }))
 }
 
 /// Pending prompts (`questions: false`) or questions, of one session when the query names one.
 async fn list_pending(
     state: &ApiState,
-    query: PermissionsQuery,
+    query: PendingQuery,
     questions: bool,
-) -> Result<Vec<ccr_protocol::reply::PendingPrompt>, ApiError> {
+) -> Result<Vec<PendingPrompt>, ApiError> {
     let session_id = query.session_id;
     if let Some(id) = &session_id {
         lookup(state, id).await?;
@@ -222,15 +208,6 @@ async fn decide(
         })
         .await??;
     Ok(HttpResponse::Ok().json(receipt))
-}
-
-/// Body of `POST /v1/sessions/{id}/interrupt`: optional (empty = all defaults).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InterruptBody {
-    /// Also cancel the user messages still queued.
-    #[serde(default)]
-    cancel_queued: bool,
 }
 
 async fn interrupt(
@@ -338,5 +315,5 @@ async fn remove_session(
         .send(RemoveSession(id.clone()))
         .await?
         .map_err(set_error)?;
-    Ok(HttpResponse::Ok().json(json!({ "removed": id })))
+    Ok(HttpResponse::Ok().json(Removed { removed: id }))
 }

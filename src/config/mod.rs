@@ -370,8 +370,4 @@ pub fn default_path() -> PathBuf {
 }
 
 #[cfg(test)]
-mod load_tests;
-#[cfg(test)]
-mod runtime_tests;
-#[cfg(test)]
-mod tests_fuzz;
+mod tests;

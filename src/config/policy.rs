@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::fields::{array_of_tables, plain_id, Errors, Table};
+pub use ccr_protocol::policy::RuleAction;
 
 /// Default deny message when an ask deadline expires.
 const DEFAULT_TIMEOUT_MESSAGE: &str = "No operator answered within the deadline";
@@ -29,29 +29,6 @@ pub struct PolicyConfig {
     pub remind_after: Duration,
     /// `[[policy.rules]]`, in order; the first match wins, no match = ask.
     pub rules: Vec<RuleConfig>,
-}
-
-/// What a rule does with the prompts it matches (`action`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleAction {
-    /// Answer allow at once.
-    Allow,
-    /// Answer deny at once, with the rule's message.
-    Deny,
-    /// Leave the prompt to a human (e.g. to stop a later allow rule).
-    Ask,
-}
-
-impl RuleAction {
-    /// The config spelling: `allow`, `deny` or `ask`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuleAction::Allow => "allow",
-            RuleAction::Deny => "deny",
-            RuleAction::Ask => "ask",
-        }
-    }
 }
 
 /// One `[[policy.rules]]` entry as configured; `policy::Rule` is it compiled.

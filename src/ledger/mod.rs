@@ -38,9 +38,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-pub use query::{
-    LedgerParams, LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT,
-};
+pub use query::{LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT};
 pub use record::{DecisionRecord, LedgerError, PromptRecord, Unfinished};
 
 use crate::config::LedgerConfig;

@@ -10,12 +10,12 @@ use std::time::SystemTime;
 
 use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::record::{from_ms, to_ms, LedgerError, PromptRecord};
 use super::record::{DecisionRecord, Unfinished};
 use super::schema::UNFINISHED;
+use ccr_protocol::api::LedgerParams;
 use ccr_protocol::reply::{LedgerPage, LedgerRow, Outcome};
 
 /// Rows per page when `limit` is not given.
@@ -50,28 +50,6 @@ pub struct LedgerQuery {
     /// Page size, 1..=1000 (default 100); ignored by exports.
     pub limit: Option<usize>,
     /// Resume after this cursor (from [`LedgerPage::next_cursor`]).
-    pub cursor: Option<String>,
-}
-
-/// The raw query string of `GET /v1/audit`, before validation.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LedgerParams {
-    /// `session_id=`
-    pub session_id: Option<String>,
-    /// `tool=`
-    pub tool: Option<String>,
-    /// `outcome=allowed|denied|cancelled|expired|pending`
-    pub outcome: Option<String>,
-    /// `decided_by=`
-    pub decided_by: Option<String>,
-    /// `since=` RFC 3339, inclusive.
-    pub since: Option<String>,
-    /// `until=` RFC 3339, exclusive.
-    pub until: Option<String>,
-    /// `limit=` 1..=1000.
-    pub limit: Option<String>,
-    /// `cursor=` from a previous page.
     pub cursor: Option<String>,
 }
 

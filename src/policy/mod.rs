@@ -22,31 +22,14 @@ mod shell;
 
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use self::pattern::Mode;
 pub use self::pattern::{RuleError, ToolPattern};
 use crate::config::KeyError;
-/// What a rule does with the prompts it matches (configured as `action`).
-pub use crate::config::RuleAction as Action;
 pub use crate::config::{PolicyConfig, RuleConfig};
 use ccr_protocol::frame::PermissionPrompt;
-
-/// What the policy does with one prompt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub enum Verdict {
-    /// Allow with the original input.
-    Allow,
-    /// Deny with this message.
-    Deny {
-        /// Sent to the session as the deny `message`.
-        message: String,
-    },
-    /// Show the prompt to an operator.
-    Ask,
-}
+pub use ccr_protocol::policy::{Evaluation, PolicyView, RuleAction, RuleView, Verdict};
 
 /// One `[[policy.rules]]` entry, compiled: its tool pattern parsed.
 #[derive(Debug, Clone)]
@@ -54,7 +37,7 @@ pub struct Rule {
     /// Unique id (`id`, default `rule-<n>`), used in logs, counts and the API.
     pub id: String,
     /// What the rule does (`action`).
-    pub action: Action,
+    pub action: RuleAction,
     /// Which tool uses it matches (`tool`).
     pub tool: ToolPattern,
     /// Session ids or labels it applies to (`sessions`); `None` = every session.
@@ -125,20 +108,6 @@ impl<'a> PromptContext<'a> {
     }
 }
 
-/// The result of evaluating one prompt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Evaluation {
-    /// What to do with the prompt.
-    #[serde(flatten)]
-    pub outcome: Verdict,
-    /// The rule that decided; `None` when no rule matched.
-    pub rule_id: Option<String>,
-    /// For a dry-run rule: what it would have done (the outcome is then Ask).
-    pub dry_run: Option<Action>,
-    /// Why, for people: logs, the operator UI and the audit trail.
-    pub reason: String,
-}
-
 /// The compiled `[policy]` section.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -207,13 +176,13 @@ impl Policy {
             .filter(|r| r.selects(ctx.session_id, ctx.labels))
         {
             let mode = match rule.action {
-                Action::Allow => Mode::Allow,
-                Action::Deny | Action::Ask => Mode::Restrict,
+                RuleAction::Allow => Mode::Allow,
+                RuleAction::Deny | RuleAction::Ask => Mode::Restrict,
             };
             if !rule.tool.matches(ctx.tool_name, ctx.input, mode) {
                 continue;
             }
-            if rule.action == Action::Allow && hold.is_some() {
+            if rule.action == RuleAction::Allow && hold.is_some() {
                 // Keep looking: a later deny rule must still deny.
                 held_allow.get_or_insert(rule.id.as_str());
                 continue;
@@ -281,15 +250,15 @@ fn decide(rule: &Rule, tool: &str) -> Evaluation {
                 action.as_str()
             ),
         ),
-        (false, Action::Allow) => (Verdict::Allow, None, format!("rule {id} allows {tool}")),
-        (false, Action::Deny) => (
+        (false, RuleAction::Allow) => (Verdict::Allow, None, format!("rule {id} allows {tool}")),
+        (false, RuleAction::Deny) => (
             Verdict::Deny {
                 message: rule.deny_message(),
             },
             None,
             format!("rule {id} denies {tool}"),
         ),
-        (false, Action::Ask) => (Verdict::Ask, None, format!("rule {id} asks a human")),
+        (false, RuleAction::Ask) => (Verdict::Ask, None, format!("rule {id} asks a human")),
     };
     Evaluation {
         outcome,
@@ -299,38 +268,6 @@ fn decide(rule: &Rule, tool: &str) -> Evaluation {
     }
 }
 
-/// `GET /v1/policy` body: global deadlines and the rules in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PolicyView {
-    /// Global ask deadline (`"30s"`), `None` when off.
-    pub ask_timeout: Option<String>,
-    /// Deny message used when a deadline expires.
-    pub ask_timeout_message: String,
-    /// Reminder delay, `None` when off.
-    pub remind_after: Option<String>,
-    /// The rules, in evaluation order.
-    pub rules: Vec<RuleView>,
-}
-
-/// One rule as shown by the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuleView {
-    /// Rule id.
-    pub id: String,
-    /// `allow`, `deny` or `ask`.
-    pub action: Action,
-    /// The tool pattern as written.
-    pub tool: String,
-    /// Session ids / labels selected; `None` = every session.
-    pub sessions: Option<Vec<String>>,
-    /// The deny message it sends (deny rules only).
-    pub message: Option<String>,
-    /// Whether it only records what it would do.
-    pub dry_run: bool,
-    /// Its own ask deadline (`"30s"`, `"0s"` = none), `None` = the global one.
-    pub ask_timeout: Option<String>,
-}
-
 impl From<&Rule> for RuleView {
     fn from(r: &Rule) -> Self {
         Self {
@@ -338,7 +275,7 @@ impl From<&Rule> for RuleView {
             action: r.action,
             tool: r.tool.as_str().to_owned(),
             sessions: r.sessions.clone(),
-            message: (r.action == Action::Deny).then(|| r.deny_message()),
+            message: (r.action == RuleAction::Deny).then(|| r.deny_message()),
             dry_run: r.dry_run,
             ask_timeout: r
                 .ask_timeout
@@ -349,11 +286,3 @@ impl From<&Rule> for RuleView {
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_config;
-#[cfg(test)]
-mod tests_eval;
-#[cfg(test)]
-mod tests_fuzz;
-#[cfg(test)]
-mod tests_shell;

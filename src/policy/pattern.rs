@@ -359,3 +359,6 @@ fn path_matches(glob: &GlobMatcher, absolute: bool, path: &str, mode: Mode) -> b
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -292,3 +292,6 @@ impl Scanner<'_> {
         !(harmless && whole)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use actix::prelude::*;
 
-use super::core::{Answer, Core, PolicyReport, Refusal};
+use super::core::{Answer, Core, Refusal};
 use super::perform::{permission_span, Replies};
 use super::store::{ConnId, DecideError, SessionTally};
 use crate::events::EventBus;
@@ -15,6 +15,7 @@ use crate::ledger::{Ledger, ResolvedRows, Unfinished};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use ccr_protocol::api::AnswerBody;
+use ccr_protocol::policy::PolicyReport;
 use ccr_protocol::reply::{DecisionReceipt, PendingPrompt};
 use ccr_protocol::PermissionPrompt;
 

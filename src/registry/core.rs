@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Serialize;
 use tracing::{debug, error, info};
 
 pub use answer::{Answer, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
@@ -25,7 +24,8 @@ pub use effect::{DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
 use super::store::{ConnId, Known, SessionTally, Store};
 use crate::events::Event;
 use crate::ledger::{DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
-use crate::policy::{Policy, PolicyView};
+use crate::policy::Policy;
+use ccr_protocol::policy::PolicyReport;
 use ccr_protocol::reply::{Outcome, PendingPrompt};
 use ccr_protocol::PromptKind;
 
@@ -37,16 +37,6 @@ pub struct Core {
     hits: HashMap<String, u64>,
     /// Sessions the supervisor runs: an operator's answer for any other is refused.
     sessions: HashSet<Arc<str>>,
-}
-
-/// Rules, deadlines and how often each rule matched.
-#[derive(Debug, Clone, Serialize)]
-pub struct PolicyReport {
-    /// The compiled policy.
-    #[serde(flatten)]
-    pub policy: PolicyView,
-    /// Evaluations that matched each rule id (dry runs included).
-    pub hits: HashMap<String, u64>,
 }
 
 impl Core {

@@ -10,9 +10,7 @@ mod core;
 mod perform;
 pub mod store;
 
-pub use self::core::{
-    PolicyReport, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE,
-};
+pub use self::core::{Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
 pub use actor::{
     CountPending, Decide, Deliver, ForgetSession, ListPending, PermissionRegistry, PolicyInfo,
     PromptCancelled, PromptReceived, SessionConnected, SessionDisconnected, SessionInitialized,

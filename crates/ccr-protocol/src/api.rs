@@ -430,6 +430,45 @@ impl SendMessageBody {
     }
 }
 
+/// Query of `GET /v1/permissions` and `GET /v1/questions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingQuery {
+    /// Only this session's prompts.
+    pub session_id: Option<String>,
+}
+
+/// Body of `POST /v1/sessions/{id}/interrupt`: optional (empty = all defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptBody {
+    /// Also cancel the user messages still queued.
+    #[serde(default)]
+    pub cancel_queued: bool,
+}
+
+/// The raw query string of `GET /v1/audit`, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerParams {
+    /// `session_id=`
+    pub session_id: Option<String>,
+    /// `tool=`
+    pub tool: Option<String>,
+    /// `outcome=allowed|denied|cancelled|expired|pending`
+    pub outcome: Option<String>,
+    /// `decided_by=`
+    pub decided_by: Option<String>,
+    /// `since=` RFC 3339, inclusive.
+    pub since: Option<String>,
+    /// `until=` RFC 3339, exclusive.
+    pub until: Option<String>,
+    /// `limit=` 1..=1000.
+    pub limit: Option<String>,
+    /// `cursor=` from a previous page.
+    pub cursor: Option<String>,
+}
+
 /// How a decision reached the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -7,6 +7,7 @@
 //! - [`scan`]: the constant-memory head scan of frames too large or too deep to parse.
 //! - [`outbound`]: the exact answers and requests the supervisor sends to a session.
 //! - [`api`]: operator API request bodies (answers, messages).
+//! - [`policy`]: a rule's action, the policy's verdict and evaluation, the rules as shown.
 //! - [`reply`]: operator API response bodies (sessions, prompts, receipts, ledger pages).
 //! - [`event`]: the events the supervisor publishes (live stream, history, transcripts).
 //! - [`session`]: a session's observable state and counters.
@@ -24,6 +25,7 @@ pub mod event;
 pub mod frame;
 pub mod metrics;
 pub mod outbound;
+pub mod policy;
 pub mod reply;
 pub mod scan;
 pub mod session;

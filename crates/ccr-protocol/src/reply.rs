@@ -131,6 +131,13 @@ pub struct SessionBody {
     pub queued_decisions: usize,
 }
 
+/// `DELETE /v1/sessions/{id}`: the session that was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    /// Its id.
+    pub removed: String,
+}
+
 /// `GET /v1/permissions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PermissionList {

@@ -1,5 +1,6 @@
 //! Ledger query tests: every filter, keyset paging under inserts, params, export.
 
+use ccr_protocol::api::LedgerParams;
 use ccr_protocol::reply::Outcome;
 use std::collections::HashSet;
 

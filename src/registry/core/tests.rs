@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::effect::{Arrived, Decision, Timer, TimerKind};
 use super::*;
-use crate::policy::{Action, PolicyConfig, RuleConfig};
+use crate::policy::{PolicyConfig, RuleAction, RuleConfig};
 use crate::registry::store::DecideError;
 use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, Delivery};
 use ccr_protocol::reply::{DecisionReceipt, Outcome};
@@ -31,7 +31,7 @@ fn prompt(id: &str) -> PermissionPrompt {
     }
 }
 
-fn rule(action: Action) -> RuleConfig {
+fn rule(action: RuleAction) -> RuleConfig {
     RuleConfig::new("bash", action, "Bash")
 }
 
@@ -289,7 +289,7 @@ fn an_operator_decision_the_ledger_refused_is_undone_and_refused() {
 #[test]
 fn an_automatic_answer_the_ledger_refused_is_held_back_until_durable() {
     let mut core = core_with(PolicyConfig {
-        rules: vec![rule(Action::Allow)],
+        rules: vec![rule(RuleAction::Allow)],
         ..PolicyConfig::default()
     });
     core.on_connected(&sid(), 1);
@@ -318,7 +318,7 @@ fn an_automatic_answer_the_ledger_refused_is_held_back_until_durable() {
 #[test]
 fn policy_answers_count_their_rule_and_record_why() {
     let mut core = core_with(PolicyConfig {
-        rules: vec![rule(Action::Deny)],
+        rules: vec![rule(RuleAction::Deny)],
         ..PolicyConfig::default()
     });
     let w = decision_write(shown(&mut core, 1, "p1"));
@@ -345,7 +345,7 @@ fn a_prompt_whose_record_failed_is_shown_loudly_and_its_decision_records_it_firs
 #[test]
 fn a_prompt_the_supervisor_could_not_read_is_denied_by_its_limit() {
     let mut core = core_with(PolicyConfig {
-        rules: vec![rule(Action::Allow)],
+        rules: vec![rule(RuleAction::Allow)],
         ..PolicyConfig::default()
     });
     let refusal = Refusal {

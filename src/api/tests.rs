@@ -7,11 +7,12 @@ use actix_web::web::Query;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use super::policy::EvaluateBody;
-use super::routes::PermissionsQuery;
 use super::stream::{EventsQuery, PageQuery};
-use crate::ledger::{LedgerParams, LedgerQuery};
+use crate::ledger::LedgerQuery;
+use ccr_protocol::api::LedgerParams;
+use ccr_protocol::api::PendingQuery;
 use ccr_protocol::fuzz::{config, json_value, key, nasty_string};
+use ccr_protocol::policy::EvaluateBody;
 
 /// A query string: known and unknown names, values raw or percent-encoded.
 fn query() -> impl Strategy<Value = String> {
@@ -52,7 +53,7 @@ proptest! {
         }
         let _ = Query::<EventsQuery>::from_query(&q);
         let _ = Query::<PageQuery>::from_query(&q);
-        let _ = Query::<PermissionsQuery>::from_query(&q);
+        let _ = Query::<PendingQuery>::from_query(&q);
     }
 
     #[test]
@@ -60,7 +61,7 @@ proptest! {
         let q = format!("{name}={v}");
         let audit = ["session_id", "tool", "outcome", "decided_by", "since", "until", "limit", "cursor"];
         prop_assert_eq!(Query::<LedgerParams>::from_query(&q).is_ok(), audit.contains(&name.as_str()));
-        let ok = Query::<PermissionsQuery>::from_query(&q).is_ok();
+        let ok = Query::<PendingQuery>::from_query(&q).is_ok();
         prop_assert_eq!(ok, name == "session_id");
     }
 

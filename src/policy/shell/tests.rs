@@ -1,6 +1,6 @@
 //! Unit tests of the shell splitter (`shell.rs`).
 
-use super::shell::{split, split_loose, variants};
+use super::{split, split_loose, variants};
 
 /// The command texts `cmd` splits into (sorted: substitutions are found first).
 fn texts(cmd: &str) -> Option<Vec<String>> {

@@ -231,10 +231,10 @@ proptest! {
         };
         let policy = Policy::compile(&PolicyConfig {
             rules: vec![
-                rule("d", Action::Deny, "Bash(rm:*)"),
-                rule("a", Action::Ask, "Read(/etc/**)"),
-                rule("w", Action::Allow, "WebFetch(domain:example.com)"),
-                rule("b", Action::Allow, "Bash(npm test:*)"),
+                rule("d", RuleAction::Deny, "Bash(rm:*)"),
+                rule("a", RuleAction::Ask, "Read(/etc/**)"),
+                rule("w", RuleAction::Allow, "WebFetch(domain:example.com)"),
+                rule("b", RuleAction::Allow, "Bash(npm test:*)"),
             ],
             ..PolicyConfig::default()
         }).expect("valid rules");
@@ -298,7 +298,7 @@ proptest! {
         s in covered(),
     ) {
         let policy = Policy::compile(&PolicyConfig {
-            rules: vec![RuleConfig::new("tests", Action::Allow, "Bash(npm test:*)")],
+            rules: vec![RuleConfig::new("tests", RuleAction::Allow, "Bash(npm test:*)")],
             ..PolicyConfig::default()
         }).expect("valid rules");
         let input = json!({ "command": s });

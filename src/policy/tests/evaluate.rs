@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn rule(id: &str, action: Action, tool: &str) -> RuleConfig {
+fn rule(id: &str, action: RuleAction, tool: &str) -> RuleConfig {
     RuleConfig::new(id, action, tool)
 }
 
@@ -53,7 +53,7 @@ fn no_rules_or_no_match_asks() {
     );
     assert_eq!(ev.reason, "no rule matched; asking a human");
     let ev = bash(
-        &policy(vec![rule("r", Action::Allow, "Read")]),
+        &policy(vec![rule("r", RuleAction::Allow, "Read")]),
         "ls",
         json!({}),
     );
@@ -63,8 +63,8 @@ fn no_rules_or_no_match_asks() {
 #[test]
 fn first_match_wins() {
     let deny_first = policy(vec![
-        rule("no-rm", Action::Deny, "Bash(rm:*)"),
-        rule("any", Action::Allow, "Bash"),
+        rule("no-rm", RuleAction::Deny, "Bash(rm:*)"),
+        rule("any", RuleAction::Allow, "Bash"),
     ]);
     let ev = bash(&deny_first, "rm -rf x", json!({}));
     assert_eq!(ev.outcome, deny("Denied by policy rule no-rm"));
@@ -72,8 +72,8 @@ fn first_match_wins() {
     assert_eq!(bash(&deny_first, "ls", json!({})).outcome, Verdict::Allow);
 
     let allow_first = policy(vec![
-        rule("any", Action::Allow, "Bash"),
-        rule("no-rm", Action::Deny, "Bash(rm:*)"),
+        rule("any", RuleAction::Allow, "Bash"),
+        rule("no-rm", RuleAction::Deny, "Bash(rm:*)"),
     ]);
     let ev = bash(&allow_first, "rm -rf x", json!({}));
     assert_eq!(
@@ -82,8 +82,8 @@ fn first_match_wins() {
     );
 
     let ask_first = policy(vec![
-        rule("hold", Action::Ask, "Bash(git push:*)"),
-        rule("any", Action::Allow, "Bash"),
+        rule("hold", RuleAction::Ask, "Bash(git push:*)"),
+        rule("any", RuleAction::Allow, "Bash"),
     ]);
     let ev = bash(&ask_first, "git status && git push", json!({}));
     assert_eq!(
@@ -94,7 +94,7 @@ fn first_match_wins() {
 
 #[test]
 fn deny_message_is_configurable() {
-    let mut r = rule("r", Action::Deny, "Bash");
+    let mut r = rule("r", RuleAction::Deny, "Bash");
     r.message = Some("no shell today".into());
     let ev = bash(&policy(vec![r]), "ls", json!({}));
     assert_eq!(ev.outcome, deny("no shell today"));
@@ -111,7 +111,7 @@ fn session_selector_by_id_and_label() {
         (vec!["S1"], false),
     ];
     for (sel, selected) in cases {
-        let mut r = rule("r", Action::Allow, "Bash");
+        let mut r = rule("r", RuleAction::Allow, "Bash");
         r.sessions = Some(sel.iter().map(|s| s.to_string()).collect());
         let want = if selected {
             Verdict::Allow
@@ -128,7 +128,7 @@ fn session_selector_by_id_and_label() {
 
 #[test]
 fn dry_run_asks_and_records_what_it_would_do() {
-    for action in [Action::Allow, Action::Deny, Action::Ask] {
+    for action in [RuleAction::Allow, RuleAction::Deny, RuleAction::Ask] {
         let mut r = rule("try", action, "Bash(npm test:*)");
         r.dry_run = true;
         let ev = bash(&policy(vec![r]), "npm test", json!({}));
@@ -187,13 +187,13 @@ fn prompts_needing_a_person_are_never_auto_allowed() {
             "matched_ask_rule",
         ),
     ];
-    let mut dry = rule("dry", Action::Allow, "Bash");
+    let mut dry = rule("dry", RuleAction::Allow, "Bash");
     dry.dry_run = true;
     for (extra, why) in holds {
         for rules in [
-            vec![rule("any", Action::Allow, "Bash")],
+            vec![rule("any", RuleAction::Allow, "Bash")],
             vec![dry.clone()],
-            vec![rule("ls", Action::Allow, "Bash(ls:*)")],
+            vec![rule("ls", RuleAction::Allow, "Bash(ls:*)")],
         ] {
             let ev = bash(&policy(rules), "ls", extra.clone());
             assert_eq!(
@@ -205,8 +205,8 @@ fn prompts_needing_a_person_are_never_auto_allowed() {
         }
         // Deny rules still deny, also after an allow rule that matched first.
         let p = policy(vec![
-            rule("any", Action::Allow, "Bash"),
-            rule("no-ls", Action::Deny, "Bash(ls)"),
+            rule("any", RuleAction::Allow, "Bash"),
+            rule("no-ls", RuleAction::Deny, "Bash(ls)"),
         ]);
         let ev = bash(&p, "ls", extra.clone());
         assert_eq!(ev.outcome, deny("Denied by policy rule no-ls"), "{extra}");
@@ -218,7 +218,7 @@ fn prompts_needing_a_person_are_never_auto_allowed() {
 
 #[test]
 fn matched_ask_rule_reason_names_the_rule() {
-    let allow = policy(vec![rule("tests", Action::Allow, "Bash(npm test:*)")]);
+    let allow = policy(vec![rule("tests", RuleAction::Allow, "Bash(npm test:*)")]);
     let extra = json!({ "matched_ask_rule": { "source": "localSettings", "tool_name": "Bash",
                                               "rule_content": "npm test:*" } });
     let ev = bash(&allow, "npm test", extra);
@@ -236,7 +236,7 @@ fn matched_ask_rule_reason_names_the_rule() {
 
 #[test]
 fn near_miss_safety_flags_do_not_hold() {
-    let allow = policy(vec![rule("any", Action::Allow, "Bash")]);
+    let allow = policy(vec![rule("any", RuleAction::Allow, "Bash")]);
     for extra in [
         json!({ "requires_user_interaction": false }),
         json!({ "decision_reason_type": "safetyCheck", "classifier_approvable": true }),
@@ -258,14 +258,14 @@ fn near_miss_safety_flags_do_not_hold() {
 #[test]
 fn ask_deadlines_and_reminders() {
     let secs = Duration::from_secs;
-    let mut slow = rule("slow", Action::Ask, "Bash(make:*)");
+    let mut slow = rule("slow", RuleAction::Ask, "Bash(make:*)");
     slow.ask_timeout = Some(secs(30));
-    let mut never = rule("never", Action::Ask, "Bash(sleep:*)");
+    let mut never = rule("never", RuleAction::Ask, "Bash(sleep:*)");
     never.ask_timeout = Some(Duration::ZERO);
     let cfg = PolicyConfig {
         ask_timeout: secs(10),
         remind_after: secs(5),
-        rules: vec![slow, never, rule("ok", Action::Allow, "Bash(ls)")],
+        rules: vec![slow, never, rule("ok", RuleAction::Allow, "Bash(ls)")],
         ..PolicyConfig::default()
     };
     let p = compile(&cfg);
@@ -291,10 +291,10 @@ fn ask_deadlines_and_reminders() {
 
 #[test]
 fn evaluation_and_views_serialize_for_the_api() {
-    let mut r = rule("no-rm", Action::Deny, "Bash(rm:*)");
+    let mut r = rule("no-rm", RuleAction::Deny, "Bash(rm:*)");
     r.sessions = Some(vec!["team-a".into()]);
     r.ask_timeout = Some(Duration::from_secs(90));
-    let p = policy(vec![r, rule("rule-2", Action::Allow, "Read(src/**)")]);
+    let p = policy(vec![r, rule("rule-2", RuleAction::Allow, "Read(src/**)")]);
     let ev = bash(&p, "rm x", json!({}));
     assert_eq!(
         serde_json::to_value(&ev).unwrap(),
@@ -328,7 +328,7 @@ fn context_from_a_parsed_prompt() {
         request: json!({ "subtype": "can_use_tool" }),
     };
     let labels = vec![];
-    let p = policy(vec![rule("src", Action::Allow, "Read(src/**)")]);
+    let p = policy(vec![rule("src", RuleAction::Allow, "Read(src/**)")]);
     let ev = p.evaluate(&PromptContext::new("s1", &labels, &prompt));
     assert_eq!(ev.outcome, Verdict::Allow);
     assert_eq!(p.rules().len(), 1);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Action, Policy, PolicyConfig, RuleConfig};
+use super::{Policy, PolicyConfig, RuleAction, RuleConfig};
 use crate::config::{read_from_str, Config, ConfigError, KeyError};
 
 /// Demo mode without operator auth: these tests are about `[policy]` only.
@@ -85,7 +85,7 @@ ask_timeout = "0s"
     let ids: Vec<&str> = p.rules.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["npm-tests", "rule-2", "rule-3"]);
     let r = &p.rules[0];
-    assert_eq!(r.action, Action::Allow);
+    assert_eq!(r.action, RuleAction::Allow);
     assert_eq!(r.tool, "Bash(npm run test:*)");
     assert_eq!(r.sessions, Some(vec!["demo-1".into(), "team-a".into()]));
     assert!(r.dry_run);
@@ -242,12 +242,12 @@ tool = "Bash"
 fn compile_reports_every_bad_pattern_at_its_rule() {
     let cfg = PolicyConfig {
         rules: vec![
-            RuleConfig::new("ok", Action::Allow, "Bash(npm test:*)"),
-            RuleConfig::new("empty-arg", Action::Deny, "Bash()"),
-            RuleConfig::new("also-ok", Action::Ask, "Read(src/**)"),
-            RuleConfig::new("unbalanced", Action::Deny, "Bash(npm test"),
-            RuleConfig::new("blank", Action::Deny, " "),
-            RuleConfig::new("wildcard", Action::Allow, "Bash(npm * test)"),
+            RuleConfig::new("ok", RuleAction::Allow, "Bash(npm test:*)"),
+            RuleConfig::new("empty-arg", RuleAction::Deny, "Bash()"),
+            RuleConfig::new("also-ok", RuleAction::Ask, "Read(src/**)"),
+            RuleConfig::new("unbalanced", RuleAction::Deny, "Bash(npm test"),
+            RuleConfig::new("blank", RuleAction::Deny, " "),
+            RuleConfig::new("wildcard", RuleAction::Allow, "Bash(npm * test)"),
         ],
         ..PolicyConfig::default()
     };
@@ -334,7 +334,7 @@ fn env_overrides_reach_the_policy_section() {
 
 #[test]
 fn shipped_example_section_is_valid_once_uncommented() {
-    let shipped = include_str!("../../config.toml");
+    let shipped = include_str!("../../../config.toml");
     let (head, example) = shipped
         .split_once("\n# [policy]\n")
         .expect("config.toml has a commented [policy] example");

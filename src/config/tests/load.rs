@@ -491,7 +491,7 @@ fn file_on_disk_loads_and_parse_errors_name_it() {
 
 #[test]
 fn shipped_config_toml_loads_cleanly() {
-    let c = ok(include_str!("../../config.toml"));
+    let c = ok(include_str!("../../../config.toml"));
     assert!(c.sim.embedded);
     assert_eq!(c.api.bind, "127.0.0.1:8700".parse().unwrap());
     assert_eq!(
