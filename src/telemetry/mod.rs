@@ -17,10 +17,16 @@
 //! - [`sessions`]: [`sessions::SessionStateChanged`], [`sessions::ConnectionEnded`],
 //!   [`sessions::ReconnectScheduled`], [`sessions::WatchdogFired`] — the session actor;
 //!   [`sessions::RestartScheduled`], [`sessions::RestartsExhausted`] — the supervisor.
-//! - [`prompts`]: [`prompts::PromptDecided`], [`prompts::FirstAnswerWritten`],
-//!   [`prompts::ResolvedMemorySized`], [`prompts::LedgerWriteRetrying`],
-//!   [`prompts::LedgerWriteStillFailing`] — the registry shell, performing the core's
-//!   effects.
+//! - [`permissions`]: what happens to a prompt — [`permissions::PromptShown`],
+//!   [`permissions::PromptRestored`], [`permissions::PromptConfirmed`],
+//!   [`permissions::PromptsUnconfirmed`], [`permissions::PromptAnswered`],
+//!   [`permissions::AnswerDelivered`], [`permissions::PromptOverdue`],
+//!   [`permissions::PromptExpired`], [`permissions::PromptCancelled`],
+//!   [`permissions::PromptRecordFailed`] — decided by the pure registry core, which
+//!   returns each as data ([`permissions::Happening`]); the registry actor emits it.
+//! - [`prompts`]: [`prompts::ResolvedMemorySized`] (also a `Happening`),
+//!   [`prompts::LedgerWriteRetrying`], [`prompts::LedgerWriteStillFailing`] — the
+//!   registry shell, performing the core's effects.
 //! - [`ledger`]: [`ledger::LedgerWriteFailed`] — the decision ledger, for every write
 //!   that fails.
 //!
@@ -32,6 +38,7 @@ mod init;
 
 pub mod frames;
 pub mod ledger;
+pub mod permissions;
 pub mod prompts;
 pub mod sessions;
 
