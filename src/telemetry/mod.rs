@@ -16,7 +16,9 @@
 //!   [`frames::UnreadableFrame`] — the session router, for every inbound frame.
 //! - [`sessions`]: [`sessions::SessionStateChanged`], [`sessions::ConnectionEnded`],
 //!   [`sessions::ReconnectScheduled`], [`sessions::WatchdogFired`] — the session actor;
-//!   [`sessions::RestartScheduled`], [`sessions::RestartsExhausted`] — the supervisor.
+//!   [`sessions::SessionCrashed`], [`sessions::RestartScheduled`],
+//!   [`sessions::RestartsExhausted`], [`sessions::SessionEnded`],
+//!   [`sessions::SessionRespawned`] — the supervisor, for what `Slot::on_exit` decided.
 //! - [`permissions`]: what happens to a prompt — [`permissions::PromptShown`],
 //!   [`permissions::PromptRestored`], [`permissions::PromptConfirmed`],
 //!   [`permissions::PromptsUnconfirmed`], [`permissions::PromptAnswered`],
@@ -27,6 +29,7 @@
 //! - [`prompts`]: [`prompts::ResolvedMemorySized`] (also a `Happening`),
 //!   [`prompts::LedgerWriteRetrying`], [`prompts::LedgerWriteStillFailing`] — the
 //!   registry shell, performing the core's effects.
+//! - [`streams`]: [`streams::StreamReaderDropped`] — the operator event stream's reader.
 //! - [`ledger`]: [`ledger::LedgerWriteFailed`] — the decision ledger, for every write
 //!   that fails.
 //!
@@ -41,6 +44,7 @@ pub mod ledger;
 pub mod permissions;
 pub mod prompts;
 pub mod sessions;
+pub mod streams;
 
 pub use init::init;
 

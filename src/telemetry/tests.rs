@@ -15,6 +15,7 @@ use super::ledger::LedgerWriteFailed;
 use super::permissions::*;
 use super::prompts::*;
 use super::sessions::*;
+use super::streams::StreamReaderDropped;
 use crate::events::{BusLimits, Envelope, EventBus};
 use crate::metrics::{Metrics, Snapshot};
 use ccr_protocol::api::Delivery;
@@ -541,4 +542,53 @@ fn ledger_write_failures_are_counted_and_logged_by_kind() {
     ] {
         assert!(log.contains(&line), "{line:?} in:\n{log}");
     }
+}
+
+#[test]
+fn an_ended_session_actor_is_logged_by_what_the_supervisor_decided() {
+    let (bus, mut rx) = bus();
+    let log = logged(|| {
+        SessionCrashed {
+            cause: "session actor panicked: boom",
+        }
+        .emit();
+        RestartsExhausted {
+            session_id: Arc::from("s1"),
+            state: SessionState::Failed {
+                reason: "restart_budget_exhausted".into(),
+                detail: "d".into(),
+            },
+            last_error: None,
+        }
+        .emit(&bus);
+        SessionEnded { state: "closed" }.emit();
+        SessionRespawned.emit();
+    });
+    for line in [
+        "ERROR ccr_supervisor::supervisor::slot: session crashed cause=session actor panicked: boom",
+        "WARN ccr_supervisor::supervisor::slot: restart budget exhausted; session failed",
+        "INFO ccr_supervisor::supervisor::slot: session ended; not restarting state=\"closed\"",
+        "INFO ccr_supervisor::supervisor::slot: session spec changed; starting it again",
+    ] {
+        assert!(log.contains(line), "{line:?} in:\n{log}");
+    }
+    assert_eq!(next(&mut rx)["reason"], "restart_budget_exhausted");
+    assert!(rx.try_recv().is_err(), "only giving up is published");
+}
+
+#[test]
+fn a_slow_stream_reader_dropped_is_counted_and_logged() {
+    let m = Metrics::new();
+    let log = logged(|| {
+        StreamReaderDropped {
+            missed: 6,
+            resume_after: 41,
+        }
+        .emit(&m.stream_drops)
+    });
+    assert_eq!(metric(&m, "ccr_supervisor_event_stream_drops_total"), 1.0);
+    assert!(
+        log.contains("INFO ccr_supervisor::api::stream: event-stream reader too slow; dropped with a lagged notice missed=6 resume_after=41"),
+        "{log}"
+    );
 }
