@@ -25,6 +25,7 @@ use super::lookup::lookup;
 use super::{ApiError, ApiState};
 use crate::events::{Envelope, EventBus, Read, ReaderGuard};
 use crate::limits::streams::StreamPermit;
+use crate::telemetry::streams::StreamReaderDropped;
 
 /// What a stream reader receives next.
 #[derive(Debug, Clone)]
@@ -101,7 +102,12 @@ impl ReaderState {
     /// The reader fell out of the window: the final `lagged` notice (the stream then ends).
     fn lagged(&mut self, missed: u64) -> Item {
         self.done = true;
-        self.drops.inc();
+        let resume_after = self.last_seq;
+        StreamReaderDropped {
+            missed,
+            resume_after,
+        }
+        .emit(&self.drops);
         let lag = json!({"type": "lagged", "reason": "slow_reader", "missed": missed,
             "resume_after": self.last_seq});
         Item::Lagged(lag.to_string())

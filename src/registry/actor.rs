@@ -65,7 +65,7 @@ impl PermissionRegistry {
     /// restart is matched to its record (its answer re-sent), never shown as new.
     pub fn restore_resolved(&mut self, loaded: ResolvedRows) -> usize {
         let n = self.core.restore_resolved(loaded);
-        self.measure(self.core.resolved_gauge());
+        self.core.resolved_gauge().emit(&self.metrics, &self.bus);
         n
     }
 }

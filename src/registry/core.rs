@@ -3,9 +3,12 @@
 //!
 //! No actix here: the `PermissionRegistry` actor performs the effects in order and
 //! reports what came of the waiting ones back through the `on_*` methods. A prompt goes
-//! `on_prompt → Record → on_prompt_recorded → Publish` (plus a rule's answer, or its
+//! `on_prompt → Record → on_prompt_recorded → Emit(Shown)` (plus a rule's answer, or its
 //! timers: [`arrival`], [`rules`]); an answer goes `decide → Record →
-//! on_decision_recorded → Write → on_write → Publish + Reply` ([`answer`]).
+//! on_decision_recorded → Write → on_write → Emit(Answered) + Reply` ([`answer`]).
+//!
+//! What happens to a prompt is returned as data too ([`Effect::Emit`] of a
+//! [`Happening`]): the actor logs, counts and publishes each in one call.
 
 mod answer;
 mod arrival;
@@ -16,15 +19,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tracing::{debug, error, info};
+use tracing::debug;
 
 pub use answer::{Answer, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
-pub use effect::{DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
+pub use effect::{DecisionWrite, Effect, Lookup, Record, Ticket, Write};
 
 use super::store::{ConnId, Known, SessionTally, Store};
-use crate::events::Event;
 use crate::ledger::{DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
 use crate::policy::Policy;
+use crate::telemetry::permissions::{
+    Canceller, Happening, PromptCancelled, PromptRecordFailed, PromptRestored, PromptsUnconfirmed,
+};
+use crate::telemetry::prompts::ResolvedMemorySized;
 use ccr_protocol::policy::PolicyReport;
 use ccr_protocol::reply::{Outcome, PendingPrompt};
 use ccr_protocol::PromptKind;
@@ -89,10 +95,10 @@ impl Core {
         n
     }
 
-    /// The size of the finished-prompt memory, as a metric.
-    pub fn resolved_gauge(&self) -> Metric {
+    /// The size of the finished-prompt memory, as a telemetry event.
+    pub fn resolved_gauge(&self) -> Happening {
         let (records, bytes) = self.store.resolved_size();
-        Metric::Resolved { records, bytes }
+        Happening::ResolvedSized(ResolvedMemorySized { records, bytes })
     }
 
     /// The registry started: show the prompts restored from the ledger (unconfirmed until
@@ -102,9 +108,12 @@ impl Core {
         let mut fx = Vec::new();
         for (session, request_id) in self.store.pending_ids() {
             if let Some(e) = self.store.get(&session, &request_id) {
-                let event =
-                    Event::permission_requested(&session, &request_id, &e.prompt, e.confirmed);
-                fx.push(Effect::Publish(event));
+                fx.push(Effect::Emit(Happening::Restored(PromptRestored {
+                    session: session.clone(),
+                    request_id: request_id.clone(),
+                    prompt: e.prompt.clone(),
+                    confirmed: e.confirmed,
+                })));
             }
             fx.extend(self.apply_policy(session, request_id, now));
         }
@@ -127,10 +136,6 @@ impl Core {
             debug!("cancel for an unknown or resolved prompt ignored");
             return Vec::new();
         };
-        info!(
-            was_pending = w.was_pending,
-            "permission cancelled by the session"
-        );
         vec![
             Effect::Record(Record::Ending(cancelled(
                 &session,
@@ -138,16 +143,15 @@ impl Core {
                 "session",
                 now,
             ))),
-            Effect::Metric(Metric::Decision {
-                outcome: "cancelled",
-                source: "session",
-            }),
-            Effect::Publish(Event::PermissionCancelled {
-                session_id: session,
+            Effect::Emit(Happening::Cancelled(PromptCancelled {
+                session,
                 request_id,
                 tool_use_id: w.tool_use_id,
-            }),
-            Effect::Metric(self.resolved_gauge()),
+                by: Canceller::Session {
+                    was_pending: w.was_pending,
+                },
+            })),
+            Effect::Emit(self.resolved_gauge()),
         ]
     }
 
@@ -166,19 +170,13 @@ impl Core {
     /// prompts were routed just before, as replays): the others become unconfirmed.
     pub fn on_initialized(&mut self, session: &Arc<str>, conn: ConnId) -> Vec<Effect> {
         let unseen = self.store.unconfirm_unseen(session, conn);
-        if !unseen.is_empty() {
-            info!(session_id = %session, count = unseen.len(),
-                "pending prompts the session neither re-sent nor listed are unconfirmed");
+        if unseen.is_empty() {
+            return Vec::new();
         }
-        unseen
-            .into_iter()
-            .map(|request_id| {
-                Effect::Publish(Event::PermissionUnconfirmed {
-                    session_id: session.clone(),
-                    request_id,
-                })
-            })
-            .collect()
+        vec![Effect::Emit(Happening::Unconfirmed(PromptsUnconfirmed {
+            session: session.clone(),
+            request_ids: unseen,
+        }))]
     }
 
     /// The supervisor removed `session`: drop its prompts (pending ones, and answers it
@@ -189,19 +187,16 @@ impl Core {
         let mut fx = vec![Effect::ForgetHistory(session.clone())];
         for prompt in self.store.forget_session(session) {
             let request_id = &prompt.request_id;
-            fx.push(Effect::Metric(Metric::Decision {
-                outcome: "cancelled",
-                source: "session_removed",
-            }));
             let row = cancelled(session, request_id, "session_removed", now);
             fx.push(Effect::Record(Record::Ending(row)));
-            fx.push(Effect::Publish(Event::PermissionCancelled {
-                session_id: session.clone(),
+            fx.push(Effect::Emit(Happening::Cancelled(PromptCancelled {
+                session: session.clone(),
                 request_id: request_id.clone(),
                 tool_use_id: prompt.tool_use_id.clone(),
-            }));
+                by: Canceller::SessionRemoved,
+            })));
         }
-        fx.push(Effect::Metric(self.resolved_gauge()));
+        fx.push(Effect::Emit(self.resolved_gauge()));
         fx
     }
 
@@ -252,12 +247,12 @@ impl Core {
 
 /// A failed ledger write: loud, counted (by the ledger), and visible to operators —
 /// never silent.
-fn ledger_failed(what: &str, session: &Arc<str>, e: &LedgerError) -> Effect {
-    error!(session_id = %session, error = %e, "LEDGER WRITE FAILED: cannot {what}; continuing without a durable record");
-    Effect::Publish(Event::Error {
-        session_id: session.clone(),
-        message: format!("ledger: cannot {what}: {e}"),
-    })
+fn ledger_failed(what: &'static str, session: &Arc<str>, e: &LedgerError) -> Effect {
+    Effect::Emit(Happening::RecordFailed(PromptRecordFailed {
+        session: session.clone(),
+        what,
+        error: e.to_string(),
+    }))
 }
 
 /// The ledger row of a prompt withdrawn (`decided_by` says by whom).

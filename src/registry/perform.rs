@@ -1,6 +1,6 @@
 //! How the `PermissionRegistry` actor performs the core's [`Effect`]s: ledger writes
-//! (retried while the ledger fails), writes to session actors, event publishing, timers,
-//! metrics and receipts. What came of an effect that waits goes back to the core.
+//! (retried while the ledger fails), writes to session actors, telemetry (each
+//! happening logged, counted and published in one call), timers and receipts. What came of an effect that waits goes back to the core.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,13 +11,10 @@ use tokio::sync::oneshot;
 use tracing::{info_span, Instrument};
 
 use super::actor::{Deliver, PermissionRegistry};
-use super::core::{DecisionWrite, Effect, Lookup, Metric, Record, Ticket, Write};
+use super::core::{DecisionWrite, Effect, Lookup, Record, Ticket, Write};
 use super::store::DecideError;
 use crate::ledger::{Ledger, LedgerError, Stored};
-use crate::telemetry::prompts::{
-    FirstAnswerWritten, LedgerWriteRetrying, LedgerWriteStillFailing, PromptDecided,
-    ResolvedMemorySized,
-};
+use crate::telemetry::prompts::{LedgerWriteRetrying, LedgerWriteStillFailing};
 use ccr_protocol::reply::DecisionReceipt;
 
 impl PermissionRegistry {
@@ -25,7 +22,7 @@ impl PermissionRegistry {
     pub(super) fn perform(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
         for effect in effects {
             match effect {
-                Effect::Publish(event) => self.bus.publish(event),
+                Effect::Emit(happening) => happening.emit(&self.metrics, &self.bus),
                 Effect::ForgetHistory(session) => self.bus.forget(&session),
                 Effect::Record(record) => self.record(record, ctx),
                 Effect::Lookup(lookup) => self.look_up(lookup, ctx),
@@ -37,20 +34,7 @@ impl PermissionRegistry {
                         act.perform(effects, ctx);
                     });
                 }
-                Effect::Metric(metric) => self.measure(metric),
                 Effect::Reply(ticket, result) => self.replies.send(ticket, result),
-            }
-        }
-    }
-
-    /// Emit the telemetry event a metric effect stands for.
-    pub(super) fn measure(&self, metric: Metric) {
-        let metrics = &self.metrics;
-        match metric {
-            Metric::Decision { outcome, source } => PromptDecided { outcome, source }.emit(metrics),
-            Metric::Latency(age) => FirstAnswerWritten { age }.emit(metrics),
-            Metric::Resolved { records, bytes } => {
-                ResolvedMemorySized { records, bytes }.emit(metrics)
             }
         }
     }

@@ -21,7 +21,9 @@ use crate::session::{
     CloseSession, GetStatus, SessionActor, SessionReport, SessionShared, SessionState,
     SessionStatus,
 };
-use crate::telemetry::sessions::{RestartScheduled, RestartsExhausted};
+use crate::telemetry::sessions::{
+    RestartScheduled, RestartsExhausted, SessionCrashed, SessionEnded, SessionRespawned,
+};
 use ccr_protocol::reply::SessionView;
 
 /// Session actor mailbox capacity (callers using `send` wait when it is full).
@@ -231,7 +233,8 @@ impl Supervisor {
     /// Do what [`Slot::on_exit`] decided for session `id`.
     fn perform_exit(&mut self, id: &Arc<str>, action: ExitAction, ctx: &mut Context<Self>) {
         match action {
-            ExitAction::Stale | ExitAction::Stop => {}
+            ExitAction::Stale => {}
+            ExitAction::Stop { state } => SessionEnded { state }.emit(),
             ExitAction::Forget(waiters) => {
                 self.forget(id);
                 for w in waiters {
@@ -239,9 +242,13 @@ impl Supervisor {
                 }
                 self.check_drained();
             }
-            ExitAction::Respawn => self.spawn_session(id, ctx),
+            ExitAction::Respawn => {
+                SessionRespawned.emit();
+                self.spawn_session(id, ctx)
+            }
             ExitAction::Drained => self.check_drained(),
-            ExitAction::Restart { after } => {
+            ExitAction::Restart { after, cause } => {
+                SessionCrashed { cause: &cause }.emit();
                 let id2 = id.clone();
                 ctx.run_later(after, move |act, ctx| act.spawn_session(&id2, ctx));
                 if let Some((state, last_error)) = self.state_of(id) {
@@ -254,7 +261,8 @@ impl Supervisor {
                     .emit(&self.shared.metrics, &self.bus);
                 }
             }
-            ExitAction::GiveUp => {
+            ExitAction::GiveUp { cause } => {
+                SessionCrashed { cause: &cause }.emit();
                 if let Some((state, last_error)) = self.state_of(id) {
                     let session_id = id.clone();
                     RestartsExhausted {

@@ -1,16 +1,15 @@
 //! One supervised session — its spec, last status, restart budget — and what to do when
-//! its actor ends ([`Slot::on_exit`], pure: the `Supervisor` performs the [`ExitAction`]).
+//! its actor ends ([`Slot::on_exit`], pure: the `Supervisor` performs the [`ExitAction`]
+//! and emits the telemetry event of what happened — a crash, a restart, giving up).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
-use tokio::sync::oneshot;
-use tracing::{error, info, warn};
-
 use super::budget::{AfterCrash, RestartBudget};
 use crate::config::{SessionSpec, SupervisorConfig};
 use crate::session::{Counters, SessionActor, SessionState, SessionStatus};
+use actix::Addr;
+use tokio::sync::oneshot;
 
 /// A session the supervisor runs, across the incarnations of its actor.
 pub(super) struct Slot {
@@ -54,14 +53,22 @@ pub(super) enum ExitAction {
     /// Shutting down: it is disconnected; the shutdown may be complete.
     Drained,
     /// It ended in a final state (failed, or closed on purpose): leave it so.
-    Stop,
+    Stop {
+        /// That state's name.
+        state: &'static str,
+    },
     /// It crashed: start it again after `after`.
     Restart {
         /// Backoff before the restart.
         after: Duration,
+        /// Why it crashed.
+        cause: String,
     },
     /// It crashed and the restart budget is spent: it is failed.
-    GiveUp,
+    GiveUp {
+        /// Why it crashed, this last time.
+        cause: String,
+    },
 }
 
 impl Slot {
@@ -99,10 +106,7 @@ impl Slot {
         self.status.counters = Counters::default();
         match std::mem::take(&mut self.plan) {
             ExitPlan::Remove(waiters) => return ExitAction::Forget(waiters),
-            ExitPlan::Respawn if !shutting_down => {
-                info!("session spec changed; starting it again");
-                return ExitAction::Respawn;
-            }
+            ExitPlan::Respawn if !shutting_down => return ExitAction::Respawn,
             _ => {}
         }
         if shutting_down {
@@ -112,13 +116,11 @@ impl Slot {
         let cause = match panic {
             None if self.status.state.is_final() => {
                 let state = self.status.state.name();
-                info!(state, "session ended; not restarting");
-                return ExitAction::Stop;
+                return ExitAction::Stop { state };
             }
             None => "session actor stopped unexpectedly".to_owned(),
             Some(p) => format!("session actor panicked: {p}"),
         };
-        error!(%cause, "session crashed");
         self.on_crash(cause, now)
     }
 
@@ -134,7 +136,10 @@ impl Slot {
                     restart: self.restarts as u32,
                     delay_ms: delay.as_millis() as u64,
                 };
-                ExitAction::Restart { after: delay }
+                ExitAction::Restart {
+                    after: delay,
+                    cause,
+                }
             }
             AfterCrash::Exhausted => {
                 let (max, period) = self.budget.limit();
@@ -142,8 +147,7 @@ impl Slot {
                     reason: "restart_budget_exhausted".into(),
                     detail: format!("more than {max} restarts within {period:?}; last: {cause}"),
                 };
-                warn!("restart budget exhausted; session failed");
-                ExitAction::GiveUp
+                ExitAction::GiveUp { cause }
             }
         }
     }

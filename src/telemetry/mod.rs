@@ -16,11 +16,20 @@
 //!   [`frames::UnreadableFrame`] — the session router, for every inbound frame.
 //! - [`sessions`]: [`sessions::SessionStateChanged`], [`sessions::ConnectionEnded`],
 //!   [`sessions::ReconnectScheduled`], [`sessions::WatchdogFired`] — the session actor;
-//!   [`sessions::RestartScheduled`], [`sessions::RestartsExhausted`] — the supervisor.
-//! - [`prompts`]: [`prompts::PromptDecided`], [`prompts::FirstAnswerWritten`],
-//!   [`prompts::ResolvedMemorySized`], [`prompts::LedgerWriteRetrying`],
-//!   [`prompts::LedgerWriteStillFailing`] — the registry shell, performing the core's
-//!   effects.
+//!   [`sessions::SessionCrashed`], [`sessions::RestartScheduled`],
+//!   [`sessions::RestartsExhausted`], [`sessions::SessionEnded`],
+//!   [`sessions::SessionRespawned`] — the supervisor, for what `Slot::on_exit` decided.
+//! - [`permissions`]: what happens to a prompt — [`permissions::PromptShown`],
+//!   [`permissions::PromptRestored`], [`permissions::PromptConfirmed`],
+//!   [`permissions::PromptsUnconfirmed`], [`permissions::PromptAnswered`],
+//!   [`permissions::AnswerDelivered`], [`permissions::PromptOverdue`],
+//!   [`permissions::PromptExpired`], [`permissions::PromptCancelled`],
+//!   [`permissions::PromptRecordFailed`] — decided by the pure registry core, which
+//!   returns each as data ([`permissions::Happening`]); the registry actor emits it.
+//! - [`prompts`]: [`prompts::ResolvedMemorySized`] (also a `Happening`),
+//!   [`prompts::LedgerWriteRetrying`], [`prompts::LedgerWriteStillFailing`] — the
+//!   registry shell, performing the core's effects.
+//! - [`streams`]: [`streams::StreamReaderDropped`] — the operator event stream's reader.
 //! - [`ledger`]: [`ledger::LedgerWriteFailed`] — the decision ledger, for every write
 //!   that fails.
 //!
@@ -32,8 +41,10 @@ mod init;
 
 pub mod frames;
 pub mod ledger;
+pub mod permissions;
 pub mod prompts;
 pub mod sessions;
+pub mod streams;
 
 pub use init::init;
 

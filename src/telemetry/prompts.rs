@@ -1,9 +1,8 @@
-//! Prompts in the permission registry's shell: the metrics the pure core asks for as
-//! `Effect::Metric`, and the ledger writes the shell keeps retrying. (The core logs its
-//! decisions itself, and its bus events arrive as `Effect::Publish`.)
+//! Prompts in the permission registry's shell: the size of its memory of finished
+//! prompts, and the ledger writes the shell keeps retrying. (What happens to each prompt
+//! is in [`super::permissions`].)
 
 use std::error::Error;
-use std::time::Duration;
 
 use tracing::error;
 
@@ -11,36 +10,6 @@ use crate::metrics::Metrics;
 
 /// The log target these lines always had (for `RUST_LOG` filters and JSON logs' `target`).
 const PERFORM: &str = "ccr_supervisor::registry::perform";
-
-/// A prompt got its answer (or ending) for good: counted by outcome and source.
-#[derive(Debug, Clone, Copy)]
-pub struct PromptDecided {
-    /// `allowed`, `denied`, `expired`, `cancelled`.
-    pub outcome: &'static str,
-    /// `operator`, `rule`, `timeout`, `limit`, `session`, `session_removed`.
-    pub source: &'static str,
-}
-
-impl PromptDecided {
-    /// Count it in `ccr_supervisor_decisions_total{outcome,source}`.
-    pub fn emit(self, metrics: &Metrics) {
-        metrics.decision(self.outcome, self.source);
-    }
-}
-
-/// A prompt's answer was written to its session for the first time.
-#[derive(Debug, Clone, Copy)]
-pub struct FirstAnswerWritten {
-    /// From the prompt's arrival to now.
-    pub age: Duration,
-}
-
-impl FirstAnswerWritten {
-    /// Observe it in `ccr_supervisor_decision_latency_seconds`.
-    pub fn emit(self, metrics: &Metrics) {
-        metrics.decision_latency.observe(self.age.as_secs_f64());
-    }
-}
 
 /// The registry's memory of finished prompts changed size.
 #[derive(Debug, Clone, Copy)]

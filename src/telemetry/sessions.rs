@@ -1,10 +1,10 @@
 //! A session's life: its state changes, ended connections, reconnects, watchdog
-//! timeouts (emitted by the session actor), and restarts after a crash (emitted by the
-//! supervisor). None of these is on a hot path.
+//! timeouts (emitted by the session actor), and ended actors — crashes, restarts, giving
+//! up, final states, respawns (emitted by the supervisor for what `Slot::on_exit` decided). None of these is on a hot path.
 
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{error, info, warn};
 
 use super::Publish;
 use crate::events::Event;
@@ -14,6 +14,8 @@ use ccr_protocol::session::{Counters, SessionState};
 
 /// The log target these lines always had (for `RUST_LOG` filters and JSON logs' `target`).
 const ACTOR: &str = "ccr_supervisor::session::actor";
+/// Where the supervisor's lines about an ended session actor always came from.
+const SLOT: &str = "ccr_supervisor::supervisor::slot";
 
 /// The session actor moved its session to a new state.
 #[derive(Debug)]
@@ -90,6 +92,46 @@ impl WatchdogFired {
     }
 }
 
+/// A session actor crashed (panicked, or stopped outside a final state); a
+/// [`RestartScheduled`] or a [`RestartsExhausted`] follows.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionCrashed<'a> {
+    /// Why: `session actor panicked: …` or `session actor stopped unexpectedly`.
+    pub cause: &'a str,
+}
+
+impl SessionCrashed<'_> {
+    /// Log it as an error (under the supervisor's `session` span).
+    pub fn emit(self) {
+        error!(target: SLOT, cause = %self.cause, "session crashed");
+    }
+}
+
+/// A session actor ended in a final state (failed, or closed on purpose): it stays so.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionEnded {
+    /// That state's name.
+    pub state: &'static str,
+}
+
+impl SessionEnded {
+    /// Log it.
+    pub fn emit(self) {
+        info!(target: SLOT, state = self.state, "session ended; not restarting");
+    }
+}
+
+/// A session's spec changed: its actor ended and starts again at once (not a crash).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRespawned;
+
+impl SessionRespawned {
+    /// Log it.
+    pub fn emit(self) {
+        info!(target: SLOT, "session spec changed; starting it again");
+    }
+}
+
 /// The supervisor will restart a crashed session actor (within its restart budget).
 #[derive(Debug)]
 pub struct RestartScheduled {
@@ -103,7 +145,7 @@ pub struct RestartScheduled {
 
 impl RestartScheduled {
     /// Count it in `ccr_supervisor_restarts_total` and publish `session_state` (the crash
-    /// itself is logged where the budget is kept).
+    /// itself is a [`SessionCrashed`]).
     pub fn emit(self, metrics: &Metrics, mut publish: impl Publish) {
         metrics.restarts.inc();
         publish.publish(Event::SessionState {
@@ -126,8 +168,9 @@ pub struct RestartsExhausted {
 }
 
 impl RestartsExhausted {
-    /// Publish `session_state` (logged where the budget is kept).
+    /// Warn and publish `session_state`.
     pub fn emit(self, mut publish: impl Publish) {
+        warn!(target: SLOT, "restart budget exhausted; session failed");
         publish.publish(Event::SessionState {
             session_id: self.session_id,
             state: self.state,

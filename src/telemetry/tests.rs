@@ -12,11 +12,15 @@ use tokio::sync::broadcast;
 
 use super::frames::*;
 use super::ledger::LedgerWriteFailed;
+use super::permissions::*;
 use super::prompts::*;
 use super::sessions::*;
+use super::streams::StreamReaderDropped;
 use crate::events::{BusLimits, Envelope, EventBus};
 use crate::metrics::{Metrics, Snapshot};
+use ccr_protocol::api::Delivery;
 use ccr_protocol::metrics::sample;
+use ccr_protocol::reply::Outcome;
 use ccr_protocol::session::{Counters, FrameCounters, SessionState};
 
 /// The value of `series` in the metrics' `/metrics` text.
@@ -261,18 +265,23 @@ fn a_restart_is_counted_and_published_and_giving_up_is_published() {
 
 #[test]
 fn decisions_latency_and_the_memory_of_finished_prompts_are_measured() {
-    let m = Metrics::new();
+    let (m, (bus, mut rx)) = (Metrics::new(), bus());
     for _ in 0..2 {
-        PromptDecided {
-            outcome: "cancelled",
-            source: "session_removed",
+        PromptCancelled {
+            session: Arc::from("s1"),
+            request_id: "r1".into(),
+            tool_use_id: None,
+            by: Canceller::SessionRemoved,
         }
-        .emit(&m);
+        .emit(&m, &bus);
     }
-    FirstAnswerWritten {
-        age: Duration::from_millis(2),
+    AnswerDelivered {
+        session: Arc::from("s1"),
+        request_id: "r1".into(),
+        conn: 1,
+        latency: Some(Duration::from_millis(2)),
     }
-    .emit(&m);
+    .emit(&m, &bus);
     ResolvedMemorySized {
         records: 3,
         bytes: 300,
@@ -291,6 +300,206 @@ fn decisions_latency_and_the_memory_of_finished_prompts_are_measured() {
     );
     assert_eq!(metric(&m, "ccr_supervisor_resolved_prompts"), 3.0);
     assert_eq!(metric(&m, "ccr_supervisor_resolved_prompts_bytes"), 300.0);
+    let kinds: Vec<_> = (0..3).map(|_| next(&mut rx)["type"].clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "permission_cancelled",
+            "permission_cancelled",
+            "permission_delivered"
+        ]
+    );
+}
+
+/// A prompt as a session sends it.
+fn prompt() -> Arc<ccr_protocol::PermissionPrompt> {
+    Arc::new(ccr_protocol::PermissionPrompt {
+        request_id: "r1".into(),
+        tool_name: "Bash".into(),
+        tool_use_id: Some("toolu_1".into()),
+        input: json!({"command": "ls"}),
+        request: json!({"subtype": "can_use_tool", "tool_name": "Bash"}),
+    })
+}
+
+#[test]
+fn a_prompt_shown_restored_confirmed_or_unconfirmed_is_logged_and_published() {
+    let (m, (bus, mut rx)) = (Metrics::new(), bus());
+    let session: Arc<str> = Arc::from("s1");
+    let log = logged(|| {
+        Happening::Shown(PromptShown {
+            session: session.clone(),
+            request_id: "r1".into(),
+            prompt: prompt(),
+        })
+        .emit(&m, &bus);
+        Happening::Restored(PromptRestored {
+            session: session.clone(),
+            request_id: "r1".into(),
+            prompt: prompt(),
+            confirmed: false,
+        })
+        .emit(&m, &bus);
+        Happening::Confirmed(PromptConfirmed {
+            session: session.clone(),
+            request_id: "r1".into(),
+        })
+        .emit(&m, &bus);
+        Happening::Unconfirmed(PromptsUnconfirmed {
+            session: session.clone(),
+            request_ids: vec!["r1".into(), "r2".into()],
+        })
+        .emit(&m, &bus);
+    });
+    for line in [
+        "INFO ccr_supervisor::registry::core::arrival: permission requested tool=Bash",
+        "INFO ccr_supervisor::registry::core::arrival: restored prompt re-sent by the session: confirmed",
+        "INFO ccr_supervisor::registry::core: pending prompts the session neither re-sent nor listed are unconfirmed session_id=s1 count=2",
+    ] {
+        assert!(log.contains(line), "{line:?} in:\n{log}");
+    }
+    assert_eq!(log.lines().count(), 3, "a restore is not logged: {log}");
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "permission_requested", "session_id": "s1", "request_id": "r1",
+            "tool_name": "Bash", "tool_use_id": "toolu_1", "confirmed": true,
+            "kind": "can_use_tool",
+            "request": {"subtype": "can_use_tool", "tool_name": "Bash"}})
+    );
+    let restored = next(&mut rx);
+    assert_eq!(
+        (&restored["type"], &restored["confirmed"]),
+        (&json!("permission_requested"), &json!(false))
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "permission_confirmed", "session_id": "s1", "request_id": "r1"})
+    );
+    for id in ["r1", "r2"] {
+        assert_eq!(
+            next(&mut rx),
+            json!({"type": "permission_unconfirmed", "session_id": "s1", "request_id": id})
+        );
+    }
+    assert!(rx.try_recv().is_err(), "nothing else");
+}
+
+#[test]
+fn an_answer_is_logged_counted_and_published_in_one_call() {
+    let (m, (bus, mut rx)) = (Metrics::new(), bus());
+    let log = logged(|| {
+        Happening::Answered(PromptAnswered {
+            session: Arc::from("s1"),
+            request_id: "r1".into(),
+            behavior: "deny",
+            decided_by: "rule:bash".into(),
+            delivery: Delivery::Queued,
+            reason: Some("no shell".into()),
+            outcome: Outcome::Denied,
+            source: "rule",
+        })
+        .emit(&m, &bus)
+    });
+    assert!(
+        log.contains("INFO ccr_supervisor::registry::core::answer: permission answered behavior=\"deny\" decided_by=rule:bash reason=\"no shell\""),
+        "{log}"
+    );
+    let series = "ccr_supervisor_decisions_total{outcome=\"denied\",source=\"rule\"}";
+    assert_eq!(metric(&m, series), 1.0);
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "permission_answered", "session_id": "s1", "request_id": "r1",
+            "behavior": "deny", "decided_by": "rule:bash", "delivery": "queued",
+            "reason": "no shell"})
+    );
+}
+
+#[test]
+fn delivered_overdue_expired_and_cancelled_prompts_are_logged_and_published() {
+    let (m, (bus, mut rx)) = (Metrics::new(), bus());
+    let session: Arc<str> = Arc::from("s1");
+    let log = logged(|| {
+        AnswerDelivered {
+            session: session.clone(),
+            request_id: "r1".into(),
+            conn: 4,
+            latency: None,
+        }
+        .emit(&m, &bus);
+        PromptOverdue {
+            session: session.clone(),
+            request_id: "r2".into(),
+            waiting: Duration::from_millis(1500),
+        }
+        .emit(&bus);
+        PromptExpired {
+            session: session.clone(),
+            request_id: "r2".into(),
+        }
+        .emit(&bus);
+        PromptCancelled {
+            session: session.clone(),
+            request_id: "r3".into(),
+            tool_use_id: Some("toolu_3".into()),
+            by: Canceller::Session { was_pending: true },
+        }
+        .emit(&m, &bus);
+    });
+    for line in [
+        "DEBUG ccr_supervisor::registry::core::answer: answer written conn=4",
+        "WARN ccr_supervisor::registry::core::rules: permission overdue waiting=1.5s",
+        "INFO ccr_supervisor::registry::core: permission cancelled by the session was_pending=true",
+    ] {
+        assert!(log.contains(line), "{line:?} in:\n{log}");
+    }
+    assert_eq!(log.lines().count(), 3, "an expiry is not logged: {log}");
+    assert_eq!(
+        metric(&m, "ccr_supervisor_decision_latency_seconds_count"),
+        0.0,
+        "no latency without an arrival time"
+    );
+    let series = "ccr_supervisor_decisions_total{outcome=\"cancelled\",source=\"session\"}";
+    assert_eq!(metric(&m, series), 1.0);
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "permission_delivered", "session_id": "s1", "request_id": "r1"})
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "permission.overdue", "session_id": "s1", "request_id": "r2",
+            "waiting_ms": 1500})
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "permission_expired", "session_id": "s1", "request_id": "r2"})
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "permission_cancelled", "session_id": "s1", "request_id": "r3",
+            "tool_use_id": "toolu_3"})
+    );
+}
+
+#[test]
+fn a_failed_prompt_record_is_loud_and_shown_to_operators() {
+    let (m, (bus, mut rx)) = (Metrics::new(), bus());
+    let log = logged(|| {
+        Happening::RecordFailed(PromptRecordFailed {
+            session: Arc::from("s1"),
+            what: "record decision",
+            error: "decision ledger storage error: disk full".into(),
+        })
+        .emit(&m, &bus)
+    });
+    assert!(
+        log.contains("ERROR ccr_supervisor::registry::core: LEDGER WRITE FAILED: cannot record decision; continuing without a durable record session_id=s1 error=decision ledger storage error: disk full"),
+        "{log}"
+    );
+    assert_eq!(
+        next(&mut rx),
+        json!({"type": "error", "session_id": "s1",
+            "message": "ledger: cannot record decision: decision ledger storage error: disk full"})
+    );
 }
 
 #[test]
@@ -333,4 +542,53 @@ fn ledger_write_failures_are_counted_and_logged_by_kind() {
     ] {
         assert!(log.contains(&line), "{line:?} in:\n{log}");
     }
+}
+
+#[test]
+fn an_ended_session_actor_is_logged_by_what_the_supervisor_decided() {
+    let (bus, mut rx) = bus();
+    let log = logged(|| {
+        SessionCrashed {
+            cause: "session actor panicked: boom",
+        }
+        .emit();
+        RestartsExhausted {
+            session_id: Arc::from("s1"),
+            state: SessionState::Failed {
+                reason: "restart_budget_exhausted".into(),
+                detail: "d".into(),
+            },
+            last_error: None,
+        }
+        .emit(&bus);
+        SessionEnded { state: "closed" }.emit();
+        SessionRespawned.emit();
+    });
+    for line in [
+        "ERROR ccr_supervisor::supervisor::slot: session crashed cause=session actor panicked: boom",
+        "WARN ccr_supervisor::supervisor::slot: restart budget exhausted; session failed",
+        "INFO ccr_supervisor::supervisor::slot: session ended; not restarting state=\"closed\"",
+        "INFO ccr_supervisor::supervisor::slot: session spec changed; starting it again",
+    ] {
+        assert!(log.contains(line), "{line:?} in:\n{log}");
+    }
+    assert_eq!(next(&mut rx)["reason"], "restart_budget_exhausted");
+    assert!(rx.try_recv().is_err(), "only giving up is published");
+}
+
+#[test]
+fn a_slow_stream_reader_dropped_is_counted_and_logged() {
+    let m = Metrics::new();
+    let log = logged(|| {
+        StreamReaderDropped {
+            missed: 6,
+            resume_after: 41,
+        }
+        .emit(&m.stream_drops)
+    });
+    assert_eq!(metric(&m, "ccr_supervisor_event_stream_drops_total"), 1.0);
+    assert!(
+        log.contains("INFO ccr_supervisor::api::stream: event-stream reader too slow; dropped with a lagged notice missed=6 resume_after=41"),
+        "{log}"
+    );
 }

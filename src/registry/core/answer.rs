@@ -2,7 +2,7 @@
 //! or a limit: accepted by the store, recorded in the ledger, **then** written.
 //!
 //! `decide` → [`Record::Decision`] → `on_decision_recorded` → [`Effect::Write`] →
-//! `on_write` → `PermissionAnswered` (+ the operator's receipt). An operator's decision
+//! `on_write` → [`PromptAnswered`] (+ the operator's receipt). An operator's decision
 //! whose ledger write fails is undone and refused (HTTP 503); an automatic one is held
 //! back and retried until it is durable ([`Record::DecisionUntilDurable`]).
 
@@ -11,11 +11,11 @@ use std::time::SystemTime;
 
 use tracing::{debug, info, warn};
 
-use super::effect::{Decision, DecisionWrite, Effect, Metric, Record, Ticket, Write};
+use super::effect::{Decision, DecisionWrite, Effect, Record, Ticket, Write};
 use super::{ledger_failed, Core};
-use crate::events::Event;
 use crate::ledger::{DecisionRecord, LedgerError};
 use crate::registry::store::DecideError;
+use crate::telemetry::permissions::{AnswerDelivered, Happening, PromptAnswered};
 use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, Delivery, QuestionAnswer};
 use ccr_protocol::reply::{DecisionReceipt, Outcome};
 use ccr_protocol::PromptKind;
@@ -226,14 +226,8 @@ impl Core {
         recorded: Result<(), LedgerError>,
     ) -> Vec<Effect> {
         let d = &write.decision;
-        let counted = Effect::Metric(Metric::Decision {
-            outcome: d.outcome.as_str(),
-            source: d.source,
-        });
         let Err(e) = recorded else {
-            let mut fx = vec![counted];
-            fx.extend(self.on_decision_durable(write.decision));
-            return fx;
+            return self.on_decision_durable(write.decision);
         };
         let mut fx = vec![ledger_failed("record decision", &d.session, &e)];
         if d.decider == Decider::Operator {
@@ -244,15 +238,12 @@ impl Core {
             }
             return fx;
         }
-        fx.push(counted);
         fx.push(Effect::Record(Record::DecisionUntilDurable(write)));
         fx
     }
 
     /// The decision is durable: write it where the session waits for it, or queue it.
     pub fn on_decision_durable(&mut self, d: Decision) -> Vec<Effect> {
-        info!(behavior = d.behavior, decided_by = %d.decided_by,
-            reason = d.reason.as_deref().unwrap_or(""), "permission answered");
         match self.store.recorded(&d.session, &d.request_id) {
             Some((conn, frame)) => vec![Effect::Write(Write {
                 session: d.session.clone(),
@@ -285,18 +276,17 @@ impl Core {
                 at: now,
             }));
             if self.store.on_written(&session, &request_id, conn) {
-                if let Some(age) = received.and_then(|t| now.duration_since(t).ok()) {
-                    fx.push(Effect::Metric(Metric::Latency(age)));
-                }
-                debug!(conn, "answer written");
-                fx.push(Effect::Publish(Event::PermissionDelivered {
-                    session_id: session.clone(),
+                let latency = received.and_then(|t| now.duration_since(t).ok());
+                fx.push(Effect::Emit(Happening::Delivered(AnswerDelivered {
+                    session: session.clone(),
                     request_id: request_id.clone(),
-                }));
+                    conn,
+                    latency,
+                })));
             } else {
                 debug!(conn, "answer written again after a replay");
             }
-            fx.push(Effect::Metric(self.resolved_gauge()));
+            fx.push(Effect::Emit(self.resolved_gauge()));
         } else if let Some((next, frame)) = self.store.on_write_failed(&session, &request_id, conn)
         {
             debug!(conn, next, "write failed; retrying on the newer connection");
@@ -322,17 +312,19 @@ impl Core {
     }
 }
 
-/// The decision went out (`Sent`) or waits for the session (`Queued`): tell operators,
-/// and the one waiting for a receipt.
+/// The decision went out (`Sent`) or waits for the session (`Queued`): tell operators
+/// (and count it), and the one waiting for a receipt.
 pub(super) fn answered(d: Decision, delivery: Delivery) -> Vec<Effect> {
-    let mut fx = vec![Effect::Publish(Event::PermissionAnswered {
-        session_id: d.session.clone(),
+    let mut fx = vec![Effect::Emit(Happening::Answered(PromptAnswered {
+        session: d.session.clone(),
         request_id: d.request_id.clone(),
         behavior: d.behavior,
         decided_by: d.decided_by.clone(),
         delivery,
         reason: d.reason,
-    })];
+        outcome: d.outcome,
+        source: d.source,
+    }))];
     if let Some(ticket) = d.reply {
         let receipt = DecisionReceipt {
             session_id: d.session,

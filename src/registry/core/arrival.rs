@@ -10,10 +10,10 @@ use tracing::{debug, error, info, warn};
 use super::effect::{Arrived, Effect, Lookup, Record, Write};
 use super::rules::Ruling;
 use super::{known, ledger_failed, Core, Refusal};
-use crate::events::Event;
 use crate::ledger::{LedgerError, Stored};
 use crate::policy::Evaluation;
 use crate::registry::store::{Arrival, ConnId};
+use crate::telemetry::permissions::{Happening, PromptConfirmed, PromptShown};
 use ccr_protocol::PermissionPrompt;
 
 impl Core {
@@ -56,13 +56,10 @@ impl Core {
                 debug!("replayed prompt ignored");
                 Vec::new()
             }
-            Arrival::Confirmed => {
-                info!("restored prompt re-sent by the session: confirmed");
-                vec![Effect::Publish(Event::PermissionConfirmed {
-                    session_id: a.session,
-                    request_id: a.request_id,
-                })]
-            }
+            Arrival::Confirmed => vec![Effect::Emit(Happening::Confirmed(PromptConfirmed {
+                session: a.session,
+                request_id: a.request_id,
+            }))],
             Arrival::Resend { conn, frame } => {
                 info!(conn, "session replayed an answered prompt on a connection that never had the answer; resending it");
                 vec![Effect::Write(Write {
@@ -144,9 +141,11 @@ impl Core {
         let Some(e) = self.store.get(session, request_id) else {
             return Vec::new(); // withdrawn meanwhile
         };
-        info!(tool = %e.prompt.tool_name, "permission requested");
-        let event = Event::permission_requested(session, request_id, &e.prompt, true);
-        let mut fx = vec![Effect::Publish(event)];
+        let mut fx = vec![Effect::Emit(Happening::Shown(PromptShown {
+            session: session.clone(),
+            request_id: request_id.to_owned(),
+            prompt: e.prompt.clone(),
+        }))];
         if let (true, Some(eval)) = (pending, eval) {
             let (s, r) = (session.clone(), request_id.to_owned());
             fx.extend(self.timers(eval, s, r, e.received_at, now));

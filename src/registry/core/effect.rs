@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::events::Event;
 use crate::ledger::DecisionRecord;
+use crate::telemetry::permissions::Happening;
 use ccr_protocol::api::Decider;
 use ccr_protocol::reply::{DecisionReceipt, Outcome};
 use ccr_protocol::PermissionPrompt;
@@ -18,8 +18,8 @@ use crate::registry::store::{ConnId, DecideError};
 /// the `Core::on_*` method their variant names.
 #[derive(Debug)]
 pub enum Effect {
-    /// Publish on the operator event stream.
-    Publish(Event),
+    /// Log, count and publish what happened to a prompt (one telemetry event each).
+    Emit(Happening),
     /// Drop a removed session's event history (before its cancellations are published).
     ForgetHistory(Arc<str>),
     /// Write to the decision ledger.
@@ -35,8 +35,6 @@ pub enum Effect {
         /// What fires.
         timer: Timer,
     },
-    /// Update a metric.
-    Metric(Metric),
     /// Answer the operator waiting on `Ticket`.
     Reply(Ticket, Result<DecisionReceipt, DecideError>),
 }
@@ -194,27 +192,6 @@ pub enum TimerKind {
     },
     /// Deny it: nobody answered before the ask deadline.
     AskDeadline,
-}
-
-/// A metric update.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Metric {
-    /// One decision of `outcome` by `source`.
-    Decision {
-        /// `allowed`, `denied`, `expired`, `cancelled`.
-        outcome: &'static str,
-        /// `operator`, `rule`, `timeout`, `limit`, `session`, `session_removed`.
-        source: &'static str,
-    },
-    /// From a prompt's arrival to its answer's first write.
-    Latency(Duration),
-    /// The size of the finished-prompt memory.
-    Resolved {
-        /// Records held.
-        records: usize,
-        /// Bytes charged.
-        bytes: usize,
-    },
 }
 
 /// Names an operator waiting for a decision's receipt (the actor keeps the channel).

@@ -9,9 +9,9 @@ use tracing::{info, warn};
 use super::answer::{deny, Answer, Source};
 use super::effect::{Effect, Timer, TimerKind};
 use super::Core;
-use crate::events::Event;
 use crate::policy::{self, Evaluation, PromptContext};
 use crate::registry::store::Status;
+use crate::telemetry::permissions::{Happening, PromptExpired, PromptOverdue};
 use ccr_protocol::api::{AnswerBody, DecisionBody};
 use ccr_protocol::PromptKind;
 
@@ -140,18 +140,17 @@ impl Core {
         match kind {
             TimerKind::Overdue { after } => {
                 let waiting = now.duration_since(entry.received_at).unwrap_or(after);
-                warn!(?waiting, "permission overdue");
-                vec![Effect::Publish(Event::PermissionOverdue {
-                    session_id: session,
+                vec![Effect::Emit(Happening::Overdue(PromptOverdue {
+                    session,
                     request_id,
-                    waiting_ms: waiting.as_millis() as u64,
-                })]
+                    waiting,
+                }))]
             }
             TimerKind::AskDeadline => {
-                let mut fx = vec![Effect::Publish(Event::PermissionExpired {
-                    session_id: session.clone(),
+                let mut fx = vec![Effect::Emit(Happening::Expired(PromptExpired {
+                    session: session.clone(),
                     request_id: request_id.clone(),
-                })];
+                }))];
                 let answer = Answer {
                     session,
                     request_id,

@@ -9,6 +9,7 @@ use super::effect::{Arrived, Decision, Timer, TimerKind};
 use super::*;
 use crate::policy::{PolicyConfig, RuleAction, RuleConfig};
 use crate::registry::store::DecideError;
+use crate::telemetry::permissions::Canceller;
 use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, Delivery};
 use ccr_protocol::reply::{DecisionReceipt, Outcome};
 use ccr_protocol::PermissionPrompt;
@@ -55,11 +56,11 @@ fn allow(id: &str) -> Answer {
     Answer::operator(sid(), id.into(), body, "alice".into())
 }
 
-/// What each effect is, in order, e.g. `publish:permission_requested`, `record:decision`.
+/// What each effect is, in order, e.g. `emit:prompt_shown`, `record:decision`.
 fn kinds(fx: &[Effect]) -> Vec<String> {
     fx.iter()
         .map(|e| match e {
-            Effect::Publish(ev) => format!("publish:{}", ev.kind()),
+            Effect::Emit(h) => format!("emit:{}", h.name()),
             Effect::ForgetHistory(_) => "forget_history".into(),
             Effect::Record(Record::Prompt { .. }) => "record:prompt".into(),
             Effect::Record(Record::Decision(_)) => "record:decision".into(),
@@ -70,9 +71,6 @@ fn kinds(fx: &[Effect]) -> Vec<String> {
             Effect::Lookup(Lookup::Check { .. }) => "lookup:check".into(),
             Effect::Write(w) => format!("write:{}", w.conn),
             Effect::StartTimer { .. } => "timer".into(),
-            Effect::Metric(Metric::Decision { .. }) => "metric:decision".into(),
-            Effect::Metric(Metric::Latency(_)) => "metric:latency".into(),
-            Effect::Metric(Metric::Resolved { .. }) => "metric:resolved".into(),
             Effect::Reply(..) => "reply".into(),
         })
         .collect()
@@ -115,7 +113,31 @@ fn reply(fx: Vec<Effect>) -> (Ticket, Result<DecisionReceipt, DecideError>) {
 
 fn answered_delivery(fx: &[Effect]) -> Option<Delivery> {
     fx.iter().find_map(|e| match e {
-        Effect::Publish(Event::PermissionAnswered { delivery, .. }) => Some(*delivery),
+        Effect::Emit(Happening::Answered(a)) => Some(a.delivery),
+        _ => None,
+    })
+}
+
+/// The latency an `AnswerDelivered` in `fx` observes.
+fn delivered_latency(fx: &[Effect]) -> Option<Duration> {
+    fx.iter().find_map(|e| match e {
+        Effect::Emit(Happening::Delivered(d)) => d.latency,
+        _ => None,
+    })
+}
+
+/// How a `PromptAnswered` in `fx` is counted: outcome and source.
+fn answered_counted(fx: &[Effect]) -> Option<(Outcome, &'static str)> {
+    fx.iter().find_map(|e| match e {
+        Effect::Emit(Happening::Answered(a)) => Some((a.outcome, a.source)),
+        _ => None,
+    })
+}
+
+/// Who withdrew the prompt of a `PromptCancelled` in `fx`.
+fn cancelled_by(fx: &[Effect]) -> Option<Canceller> {
+    fx.iter().find_map(|e| match e {
+        Effect::Emit(Happening::Cancelled(c)) => Some(c.by),
         _ => None,
     })
 }
@@ -150,7 +172,7 @@ fn ledger_down() -> LedgerError {
 fn a_new_prompt_is_recorded_then_shown() {
     let mut core = core();
     let fx = shown(&mut core, 1, "p1");
-    assert_eq!(kinds(&fx), ["publish:permission_requested"]);
+    assert_eq!(kinds(&fx), ["emit:prompt_shown"]);
     let listed = core.pending(None, false, at(2));
     assert_eq!(listed.len(), 1);
     assert_eq!(
@@ -165,7 +187,11 @@ fn an_allow_is_recorded_then_written_then_published_with_its_receipt() {
     core.on_connected(&sid(), 1);
     shown(&mut core, 1, "p1");
     let fx = allowed(&mut core, "p1", 7);
-    assert_eq!(kinds(&fx), ["metric:decision", "write:1"]);
+    assert_eq!(
+        kinds(&fx),
+        ["write:1"],
+        "nothing counted or published before the write"
+    );
     let w = write(fx);
     assert!(w.frame.contains("\"behavior\":\"allow\""), "{}", w.frame);
     let fx = core.on_write(w, true, at(3));
@@ -173,14 +199,19 @@ fn an_allow_is_recorded_then_written_then_published_with_its_receipt() {
         kinds(&fx),
         [
             "record:delivered",
-            "metric:latency",
-            "publish:permission_delivered",
-            "metric:resolved",
-            "publish:permission_answered",
+            "emit:answer_delivered",
+            "emit:resolved_memory_sized",
+            "emit:prompt_answered",
             "reply",
         ]
     );
     assert_eq!(answered_delivery(&fx), Some(Delivery::Sent));
+    let (latency, (outcome, source)) = (
+        delivered_latency(&fx),
+        answered_counted(&fx).expect("answered"),
+    );
+    assert_eq!(latency, Some(Duration::from_secs(3)), "from its arrival");
+    assert_eq!((outcome, source), (Outcome::Allowed, "operator"));
     let (ticket, receipt) = reply(fx);
     let receipt = receipt.expect("accepted");
     assert_eq!(ticket, Ticket(7));
@@ -212,7 +243,10 @@ fn a_replay_of_an_answered_prompt_gets_the_recorded_answer_without_a_second_reco
     assert_eq!(again.frame, frame);
     assert!(again.decision.is_none());
     let fx = core.on_write(again, true, at(4));
-    assert_eq!(kinds(&fx), ["record:delivered", "metric:resolved"]);
+    assert_eq!(
+        kinds(&fx),
+        ["record:delivered", "emit:resolved_memory_sized"]
+    );
     // The same replay on the same connection again is ignored.
     let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(5));
     assert!(fx.is_empty());
@@ -225,10 +259,7 @@ fn an_answer_decided_while_away_is_written_when_the_session_replays_on_reconnect
     shown(&mut core, 1, "p1");
     core.on_disconnected(&sid(), Some(1));
     let fx = allowed(&mut core, "p1", 3);
-    assert_eq!(
-        kinds(&fx),
-        ["metric:decision", "publish:permission_answered", "reply"]
-    );
+    assert_eq!(kinds(&fx), ["emit:prompt_answered", "reply"]);
     assert_eq!(answered_delivery(&fx), Some(Delivery::Queued));
     assert_eq!(reply(fx).1.expect("accepted").delivery, Delivery::Queued);
     // Nothing goes out on the new connection until the session shows it still waits.
@@ -240,11 +271,11 @@ fn an_answer_decided_while_away_is_written_when_the_session_replays_on_reconnect
         kinds(&fx),
         [
             "record:delivered",
-            "metric:latency",
-            "publish:permission_delivered",
-            "metric:resolved"
+            "emit:answer_delivered",
+            "emit:resolved_memory_sized"
         ]
     );
+    assert_eq!(delivered_latency(&fx), Some(Duration::from_secs(3)));
 }
 
 #[test]
@@ -260,10 +291,7 @@ fn a_failed_write_moves_to_the_newer_connection_and_the_receipt_says_queued() {
         .on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(2))
         .is_empty());
     let fx = core.on_write(w, false, at(3));
-    assert_eq!(
-        kinds(&fx),
-        ["write:2", "publish:permission_answered", "reply"]
-    );
+    assert_eq!(kinds(&fx), ["write:2", "emit:prompt_answered", "reply"]);
     assert_eq!(answered_delivery(&fx), Some(Delivery::Queued));
 }
 
@@ -274,16 +302,12 @@ fn an_operator_decision_the_ledger_refused_is_undone_and_refused() {
     shown(&mut core, 1, "p1");
     let fx = core.decide(allow("p1"), Ticket(1), at(1));
     let fx = core.on_decision_recorded(decision_write(fx), Err(ledger_down()));
-    assert_eq!(kinds(&fx), ["publish:error", "reply"]);
+    assert_eq!(kinds(&fx), ["emit:prompt_record_failed", "reply"]);
     let (_, refused) = reply(fx);
     assert!(matches!(refused, Err(DecideError::LedgerUnavailable(_))));
     assert_eq!(core.pending(None, false, at(2)).len(), 1, "pending again");
     let fx = allowed(&mut core, "p1", 2);
-    assert_eq!(
-        kinds(&fx),
-        ["metric:decision", "write:1"],
-        "answerable again"
-    );
+    assert_eq!(kinds(&fx), ["write:1"], "answerable again");
 }
 
 #[test]
@@ -296,13 +320,13 @@ fn an_automatic_answer_the_ledger_refused_is_held_back_until_durable() {
     let fx = shown(&mut core, 1, "p1");
     assert_eq!(
         kinds(&fx),
-        ["publish:permission_requested", "record:decision"],
+        ["emit:prompt_shown", "record:decision"],
         "shown, then answered in the same turn"
     );
     let fx = core.on_decision_recorded(decision_write(fx), Err(ledger_down()));
     assert_eq!(
         kinds(&fx),
-        ["publish:error", "metric:decision", "record:until_durable"],
+        ["emit:prompt_record_failed", "record:until_durable"],
         "not written, not undone"
     );
     assert!(core.pending(None, false, at(1)).is_empty());
@@ -336,7 +360,7 @@ fn a_prompt_whose_record_failed_is_shown_loudly_and_its_decision_records_it_firs
     let fx = core.on_prompt_recorded(prompt_record(fx), Err(ledger_down()), at(0));
     assert_eq!(
         kinds(&fx),
-        ["publish:error", "publish:permission_requested"]
+        ["emit:prompt_record_failed", "emit:prompt_shown"]
     );
     let w = decision_write(core.decide(allow("p1"), Ticket(1), at(1)));
     assert!(w.prompt.is_some(), "the prompt's row goes first");
@@ -387,15 +411,12 @@ fn the_ask_deadline_denies_a_prompt_still_pending_and_the_reminder_comes_first()
     assert_eq!(afters, [(10, overdue), (30, TimerKind::AskDeadline)]);
     let fx = core.on_timer(timers[0].1.clone(), at(12));
     let waited = one(fx, |e| match e {
-        Effect::Publish(Event::PermissionOverdue { waiting_ms, .. }) => Some(waiting_ms),
+        Effect::Emit(Happening::Overdue(o)) => Some(o.waiting),
         _ => None,
     });
-    assert_eq!(waited, 12_000);
+    assert_eq!(waited, Duration::from_secs(12));
     let fx = core.on_timer(timers[1].1.clone(), at(30));
-    assert_eq!(
-        kinds(&fx),
-        ["publish:permission_expired", "record:decision"]
-    );
+    assert_eq!(kinds(&fx), ["emit:prompt_expired", "record:decision"]);
     let w = decision_write(fx);
     assert_eq!(
         (w.row.outcome, w.row.decided_by.as_str()),
@@ -428,9 +449,9 @@ fn a_restored_prompt_keeps_its_clock_for_its_deadline() {
     };
     assert_eq!(core.restore(vec![unfinished]), 1);
     let fx = core.on_started(at(120));
-    assert_eq!(kinds(&fx), ["publish:permission_requested", "timer"]);
+    assert_eq!(kinds(&fx), ["emit:prompt_restored", "timer"]);
     let confirmed = fx.iter().find_map(|e| match e {
-        Effect::Publish(Event::PermissionRequested { confirmed, .. }) => Some(*confirmed),
+        Effect::Emit(Happening::Restored(r)) => Some(r.confirmed),
         _ => None,
     });
     assert_eq!(
@@ -458,12 +479,12 @@ fn forgetting_a_session_cancels_its_prompts_after_dropping_its_history() {
         kinds(&fx),
         [
             "forget_history",
-            "metric:decision",
             "record:ending",
-            "publish:permission_cancelled",
-            "metric:resolved"
+            "emit:prompt_cancelled",
+            "emit:resolved_memory_sized"
         ]
     );
+    assert_eq!(cancelled_by(&fx), Some(Canceller::SessionRemoved));
     let ending = one(fx, |e| match e {
         Effect::Record(Record::Ending(row)) => Some(row),
         _ => None,
@@ -504,10 +525,14 @@ fn a_cancel_is_recorded_published_and_voids_a_queued_answer() {
         kinds(&fx),
         [
             "record:ending",
-            "metric:decision",
-            "publish:permission_cancelled",
-            "metric:resolved"
+            "emit:prompt_cancelled",
+            "emit:resolved_memory_sized"
         ]
+    );
+    assert_eq!(
+        cancelled_by(&fx),
+        Some(Canceller::Session { was_pending: false }),
+        "its answer was queued"
     );
     let ending = one(fx, |e| match e {
         Effect::Record(Record::Ending(row)) => Some(row),
@@ -566,10 +591,10 @@ fn prompts_the_initialize_reply_did_not_list_become_unconfirmed() {
         .is_empty());
     let fx = core.on_initialized(&sid(), 2);
     let unseen = one(fx, |e| match e {
-        Effect::Publish(Event::PermissionUnconfirmed { request_id, .. }) => Some(request_id),
+        Effect::Emit(Happening::Unconfirmed(u)) => Some(u.request_ids),
         _ => None,
     });
-    assert_eq!(unseen, "p1");
+    assert_eq!(unseen, ["p1"]);
 }
 
 #[test]

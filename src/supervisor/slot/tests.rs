@@ -35,7 +35,8 @@ fn a_panic_restarts_with_backoff_and_carries_the_counters() {
     slot.status.counters.decisions = 3;
     let now = Instant::now();
     let action = slot.on_exit(1, Some("boom"), false, now);
-    assert!(matches!(action, ExitAction::Restart { after } if after == Duration::from_millis(100)));
+    assert!(matches!(&action, ExitAction::Restart { after, cause }
+            if *after == Duration::from_millis(100) && cause == "session actor panicked: boom"));
     assert_eq!(
         slot.status.state,
         SessionState::Restarting {
@@ -53,7 +54,8 @@ fn a_panic_restarts_with_backoff_and_carries_the_counters() {
     slot.incarnation = 2;
     let action = slot.on_exit(2, None, false, now);
     assert!(
-        matches!(action, ExitAction::Restart { after } if after == Duration::from_millis(200)),
+        matches!(&action, ExitAction::Restart { after, cause }
+            if *after == Duration::from_millis(200) && cause == "session actor stopped unexpectedly"),
         "an unexpected stop is a crash too, backing off further"
     );
 }
@@ -69,7 +71,7 @@ fn crashes_beyond_the_budget_give_up_and_leave_the_session_failed() {
     slot.incarnation = 2;
     assert!(matches!(
         slot.on_exit(2, Some("two"), false, now),
-        ExitAction::GiveUp
+        ExitAction::GiveUp { cause } if cause == "session actor panicked: two"
     ));
     let SessionState::Failed { reason, detail } = &slot.status.state else {
         panic!("failed, got {:?}", slot.status.state);
@@ -87,7 +89,7 @@ fn an_exit_in_a_final_state_is_left_alone() {
     };
     assert!(matches!(
         slot.on_exit(1, None, false, Instant::now()),
-        ExitAction::Stop
+        ExitAction::Stop { state: "failed" }
     ));
     assert_eq!(slot.restarts, 0);
     assert!(slot.last_crash.is_none());
