@@ -39,7 +39,7 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/v1/sessions/{id}/permissions/{request_id}")
-            .route(web::post().to(decide))
+            .route(web::post().to(answer_permission))
             .default_service(method_not_allowed()),
     )
     .service(
@@ -186,7 +186,7 @@ async fn answer_question(
     Ok(HttpResponse::Ok().json(receipt))
 }
 
-async fn decide(
+async fn answer_permission(
     Approver(who): Approver,
     state: web::Data<ApiState>,
     path: web::Path<(String, String)>,

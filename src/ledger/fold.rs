@@ -55,7 +55,7 @@ impl<'a> Folded<'a> {
         match write {
             // `ON CONFLICT DO NOTHING`.
             Write::Prompt(_) => Ok(0),
-            Write::Decision(d) => self.decide(d),
+            Write::Decision(d) => self.decision(d),
             Write::Delivered { at, .. } => match self.outcome {
                 Some(_) => {
                     self.delivered_at = self.delivered_at.or(Some(*at));
@@ -73,7 +73,7 @@ impl<'a> Folded<'a> {
 
     /// First decision wins; a cancel may still void an undelivered answer; repeating the
     /// stored decision is a no-op.
-    fn decide(&mut self, d: &'a DecisionRow) -> Result<u64, LedgerError> {
+    fn decision(&mut self, d: &'a DecisionRow) -> Result<u64, LedgerError> {
         let voidable = matches!(
             self.outcome,
             Some(Outcome::Allowed | Outcome::Denied | Outcome::Expired)

@@ -132,7 +132,7 @@ fn apply(tx: &Transaction, w: &Write) -> rusqlite::Result<Result<u64, LedgerErro
     match w {
         // A new prompt is its pending row; a known key is left as it is.
         Write::Prompt(p) => Ok(Ok(u64::from(insert_folded(tx, &Folded::new(p))?))),
-        Write::Decision(d) => decide(tx, d),
+        Write::Decision(d) => insert_decision(tx, d),
         Write::Delivered {
             session_id,
             request_id,
@@ -167,7 +167,7 @@ fn apply(tx: &Transaction, w: &Write) -> rusqlite::Result<Result<u64, LedgerErro
 
 /// First decision wins; a cancel may still void an undelivered answer (keeping that answer
 /// for the audit trail); repeating the stored decision is a no-op.
-fn decide(
+fn insert_decision(
     tx: &Transaction,
     d: &super::writer::DecisionRow,
 ) -> rusqlite::Result<Result<u64, LedgerError>> {

@@ -187,7 +187,7 @@ impl Policy {
                 held_allow.get_or_insert(rule.id.as_str());
                 continue;
             }
-            return decide(rule, ctx.tool_name);
+            return rule_verdict(rule, ctx.tool_name);
         }
         let reason = match (hold, held_allow) {
             (Some(why), Some(id)) => format!("rule {id} would allow, but {why}; asking a human"),
@@ -239,7 +239,7 @@ impl Policy {
     }
 }
 
-fn decide(rule: &Rule, tool: &str) -> Evaluation {
+fn rule_verdict(rule: &Rule, tool: &str) -> Evaluation {
     let id = &rule.id;
     let (outcome, dry_run, reason) = match (rule.dry_run, rule.action) {
         (true, action) => (

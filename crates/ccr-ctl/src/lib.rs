@@ -214,7 +214,7 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
             permissions,
         } => {
             let body = allow_body(input.as_deref(), permissions.as_deref())?;
-            decide(&client, json, session, request, &body)
+            send_decision(&client, json, session, request, &body)
         }
         CtlCommand::Deny {
             session,
@@ -223,7 +223,7 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
             interrupt,
         } => {
             let body = deny_body(message.as_deref(), *interrupt);
-            decide(&client, json, session, request, &body)
+            send_decision(&client, json, session, request, &body)
         }
         CtlCommand::Interrupt {
             session,
@@ -302,7 +302,7 @@ pub fn deny_body(message: Option<&str>, interrupt: bool) -> RawDecision {
     }
 }
 
-fn decide(
+fn send_decision(
     client: &Client,
     json: bool,
     session: &str,

@@ -138,6 +138,29 @@ mod tests {
         assert_eq!(Code::from_name("no_such_code"), None);
     }
 
+    /// The table in docs/api.md lists exactly these codes with these statuses.
+    #[test]
+    fn the_documented_table_is_this_table() {
+        let doc = include_str!("../../../docs/api.md");
+        let documented: std::collections::BTreeSet<(u16, String)> = doc
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.split('|').map(str::trim).skip(1);
+                let status = cells.next()?.parse().ok()?;
+                let code = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((status, code.to_owned()))
+            })
+            .collect();
+        let table: std::collections::BTreeSet<(u16, String)> = Code::ALL
+            .iter()
+            .map(|c| (c.status(), c.name().to_owned()))
+            .collect();
+        assert_eq!(
+            documented, table,
+            "docs/api.md's error table and error.rs differ"
+        );
+    }
+
     #[test]
     fn body_reads_back_and_keeps_unknown_codes() {
         let body = ErrorBody::new(Code::AlreadyAnswered, "prompt r1 was already answered");
