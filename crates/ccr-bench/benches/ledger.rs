@@ -16,7 +16,9 @@ use ccr_supervisor::ledger::{DecisionRecord, Ledger, PromptRecord, Tuning};
 use serde_json::json;
 
 const PRODUCERS: usize = 4;
-/// Writes a producer leaves in flight before awaiting them (well under the queue's capacity).
+/// Writes a producer leaves in flight before awaiting them and then waiting until SQLite has
+/// them too: the ledger refuses a write (`QueueFull`) once its applier is `queue_capacity`
+/// writes behind, so a producer that only waited for the journal would outrun it.
 const WINDOW: usize = 2048;
 
 fn block_on<F: Future>(f: F) -> F::Output {
@@ -88,6 +90,7 @@ where
                         inflight
                             .drain(..)
                             .for_each(|f| block_on(f).expect("write failed"));
+                        block_on(ledger.flush()).expect("flush failed");
                     }
                 }
                 inflight
