@@ -16,8 +16,6 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use bytes::Bytes;
 use futures_util::stream::{self, Stream};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::Viewer;
 use super::fanout::Waiter;
@@ -26,6 +24,8 @@ use super::{ApiError, ApiState};
 use crate::events::{Envelope, EventBus, Read, ReaderGuard};
 use crate::limits::streams::StreamPermit;
 use crate::telemetry::streams::StreamReaderDropped;
+use ccr_protocol::api::{EventsQuery, PageQuery};
+use ccr_protocol::event::Lagged;
 
 /// What a stream reader receives next.
 #[derive(Debug, Clone)]
@@ -78,9 +78,9 @@ impl ReaderState {
         drops: prometheus_client::metrics::counter::Counter,
     ) -> Self {
         let sub = bus.subscribe_from(filter.as_deref(), after);
-        let pending_lag = sub.lagged_from.map(|from| {
-            json!({"type": "lagged", "reason": "history_evicted", "resume_from": from}).to_string()
-        });
+        let pending_lag = sub
+            .lagged_from
+            .map(|from| Lagged::HistoryEvicted { resume_from: from }.to_json());
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ReaderState {
@@ -108,9 +108,13 @@ impl ReaderState {
             resume_after,
         }
         .emit(&self.drops);
-        let lag = json!({"type": "lagged", "reason": "slow_reader", "missed": missed,
-            "resume_after": self.last_seq});
-        Item::Lagged(lag.to_string())
+        Item::Lagged(
+            Lagged::SlowReader {
+                missed,
+                resume_after,
+            }
+            .to_json(),
+        )
     }
 
     /// Move ready live events into `batch` until it is full or none is ready.
@@ -293,14 +297,6 @@ impl Iterator for SseChunks {
     }
 }
 
-/// Query of `GET /v1/events`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    session_id: Option<String>,
-    after: Option<u64>,
-}
-
 /// `GET /v1/events`: WebSocket when upgraded, otherwise Server-Sent Events.
 /// Each reader counts under `[api] max_stream_subscribers` (in total) and
 /// `max_stream_subscribers_per_token` (per token name); beyond, 503 `too_many_streams`.
@@ -427,14 +423,6 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EventSocket {
     fn finished(&mut self, ctx: &mut Self::Context) {
         ctx.stop();
     }
-}
-
-/// Query of the transcript route.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    after: Option<u64>,
-    limit: Option<usize>,
 }
 
 /// `GET /v1/sessions/{id}/messages?after=&limit=`: a page of the session's event history.

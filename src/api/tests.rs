@@ -7,10 +7,10 @@ use actix_web::web::Query;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use super::stream::{EventsQuery, PageQuery};
 use crate::ledger::LedgerQuery;
 use ccr_protocol::api::LedgerParams;
 use ccr_protocol::api::PendingQuery;
+use ccr_protocol::api::{EventsQuery, PageQuery};
 use ccr_protocol::fuzz::{config, json_value, key, nasty_string};
 use ccr_protocol::policy::EvaluateBody;
 

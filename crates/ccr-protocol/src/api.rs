@@ -430,6 +430,26 @@ impl SendMessageBody {
     }
 }
 
+/// Query of `GET /v1/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only this session's events.
+    pub session_id: Option<String>,
+    /// Resume after this event sequence number.
+    pub after: Option<u64>,
+}
+
+/// Query of `GET /v1/sessions/{id}/messages` (the transcript).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Events after this sequence number.
+    pub after: Option<u64>,
+    /// At most this many, 1..=1000 (default 100).
+    pub limit: Option<usize>,
+}
+
 /// Query of `GET /v1/permissions` and `GET /v1/questions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -205,3 +205,59 @@ impl Event {
         }
     }
 }
+
+/// The last notice of an event stream whose reader fell behind: `{"type":"lagged",..}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Lagged {
+    /// The events after the reader's resume point were already dropped from the history.
+    HistoryEvicted {
+        /// The oldest sequence number still kept.
+        resume_from: u64,
+    },
+    /// The reader read too slowly and was dropped.
+    SlowReader {
+        /// Events it missed.
+        missed: u64,
+        /// Resume after this sequence number (the last one it got).
+        resume_after: u64,
+    },
+}
+
+impl Lagged {
+    /// The notice as the stream sends it (`type` first, then `reason`).
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Notice<'a> {
+            r#type: &'static str,
+            #[serde(flatten)]
+            lagged: &'a Lagged,
+        }
+        serde_json::to_string(&Notice {
+            r#type: "lagged",
+            lagged: self,
+        })
+        .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lagged;
+
+    #[test]
+    fn lagged_notices_keep_their_shape() {
+        assert_eq!(
+            Lagged::HistoryEvicted { resume_from: 7 }.to_json(),
+            r#"{"type":"lagged","reason":"history_evicted","resume_from":7}"#
+        );
+        assert_eq!(
+            Lagged::SlowReader {
+                missed: 3,
+                resume_after: 9
+            }
+            .to_json(),
+            r#"{"type":"lagged","reason":"slow_reader","missed":3,"resume_after":9}"#
+        );
+    }
+}
