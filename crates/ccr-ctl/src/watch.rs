@@ -204,9 +204,11 @@ pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
             };
             line(style, verb, format!("{request} by {by} ({delivery})"))
         }
-        "permission_delivered" => {
-            line(GOOD, "delivered", format!("{request} (queued answer sent)"))
-        }
+        "permission_delivered" => line(
+            GOOD,
+            "delivered",
+            format!("{request} (written to the session)"),
+        ),
         "permission_cancelled" => line(
             WARN,
             "cancelled",

@@ -103,7 +103,8 @@ pub enum Event {
         /// Prompt id.
         request_id: String,
     },
-    /// A queued answer was written after the session reconnected.
+    /// The answer was written to the session's socket: at once, after a reconnect, or on a
+    /// newer connection after a failed write (once per answer).
     PermissionDelivered {
         /// Session id.
         session_id: Arc<str>,
