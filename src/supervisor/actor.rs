@@ -295,19 +295,10 @@ impl Handler<ListSessions> for Supervisor {
             .filter(|id| msg.only.as_deref().is_none_or(|o| o == &***id))
             .cloned()
             .collect();
-        let queries = ids.iter().map(|id| {
-            let addr = self.slots.get(id).and_then(|s| s.addr.clone());
-            async move {
-                match addr {
-                    Some(a) => tokio::time::timeout(STATUS_TIMEOUT, a.send(GetStatus))
-                        .await
-                        .ok()
-                        .and_then(Result::ok),
-                    None => None,
-                }
-            }
-        });
-        let all = join_all(queries);
+        let addrs = ids
+            .iter()
+            .map(|id| self.slots.get(id).and_then(|s| s.addr.clone()));
+        let all = join_all(addrs.map(fresh_status));
         Box::pin(all.into_actor(self).map(move |fresh, act, _| {
             ids.iter()
                 .zip(fresh)
@@ -315,6 +306,15 @@ impl Handler<ListSessions> for Supervisor {
                 .collect()
         }))
     }
+}
+
+/// A live session actor's status, or `None` when it has none or does not answer in time.
+async fn fresh_status(addr: Option<Addr<SessionActor>>) -> Option<SessionStatus> {
+    let addr = addr?;
+    tokio::time::timeout(STATUS_TIMEOUT, addr.send(GetStatus))
+        .await
+        .ok()?
+        .ok()
 }
 
 /// What the API needs to talk to one session directly.
