@@ -8,6 +8,7 @@ pub mod client;
 mod messages;
 pub mod reconnect;
 pub mod router;
+mod send;
 pub mod socket;
 pub mod token;
 

@@ -2,6 +2,7 @@
 //! interrupt, send a user message.
 
 use super::*;
+use crate::session::send::post_user_message;
 
 impl Handler<Deliver> for SessionActor {
     type Result = bool;
@@ -99,40 +100,14 @@ impl Handler<SendUserMessage> for SessionActor {
         if self.spec.viewer_only {
             return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
         }
-        let ccr = self.shared.ccr.clone();
-        let url = events_url(&self.shared.base_url, &self.spec.id);
-        let token_source = TokenSource::from_spec(&self.spec.token);
-        let session_id = self.spec.id.clone();
-        let client = self.client.clone();
-        let post = async move {
-            let token = token_source.fetch(ccr.token_command_timeout).await?;
-            let uuid = uuid::Uuid::new_v4().to_string();
-            let body = ccr_protocol::user_message_events(&uuid, &session_id, &msg.content);
-            let mut resp = client
-                .post(url)
-                .bearer_auth(token.expose())
-                .insert_header(("anthropic-version", ccr.anthropic_version.as_str()))
-                .insert_header(("anthropic-beta", ccr.anthropic_beta.as_str()))
-                .insert_header(("x-organization-uuid", ccr.organization_uuid.as_str()))
-                .content_type("application/json")
-                .timeout(ccr.send_timeout)
-                .send_body(body)
-                .await
-                .map_err(|e| match e {
-                    awc::error::SendRequestError::Timeout => {
-                        SessionError::Timeout(ccr.send_timeout)
-                    }
-                    other => SessionError::Request(redact(other.to_string(), token.expose())),
-                })?;
-            let status = resp.status().as_u16();
-            if status == 200 || status == 201 {
-                info!(%uuid, "user message sent");
-                return Ok(SentMessage { uuid, status });
-            }
-            let body = resp.body().limit(4096).await.unwrap_or_default();
-            let body = redact(String::from_utf8_lossy(&body).into_owned(), token.expose());
-            Err(SessionError::Upstream { status, body })
-        };
+        let post = post_user_message(
+            self.client.clone(),
+            self.shared.ccr.clone(),
+            events_url(&self.shared.base_url, &self.spec.id),
+            TokenSource::from_spec(&self.spec.token),
+            self.spec.id.clone(),
+            msg.content,
+        );
         Box::pin(post.into_actor(self).map(|res, act, ctx| {
             if res.is_ok() {
                 // The session should now say something (the echo, at least).
