@@ -12,7 +12,6 @@ use std::time::{Instant, SystemTime};
 use actix::io::{SinkWrite, WriteHandler};
 use actix::prelude::*;
 use actix_codec::Framed;
-use actix_http::ws::Item;
 use awc::error::WsProtocolError;
 use awc::ws::{self, CloseCode, CloseReason, Frame, Message as WsMessage};
 use awc::BoxedSocket;
@@ -485,13 +484,24 @@ impl StreamHandler<(ConnId, Result<Frame, WsProtocolError>)> for SessionActor {
             // The connection already ended (its stream was cancelled mid-poll).
             return;
         }
-        let frame = match item {
-            Ok(frame) => frame,
+        match item {
+            Ok(frame) => self.on_frame(frame, ctx),
             Err(e) => {
                 let error = format!("websocket protocol error: {e}");
-                return self.on_ended(Ended::Closed { code: None }, Some(error), ctx);
+                self.on_ended(Ended::Closed { code: None }, Some(error), ctx)
             }
-        };
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // Never stop the actor here (the default): the reconnect policy decides.
+        self.connection_over(ctx);
+    }
+}
+
+impl SessionActor {
+    /// One frame of the live connection.
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         match frame {
             Frame::Text(data) => {
                 let len = data.len();
@@ -500,12 +510,7 @@ impl StreamHandler<(ConnId, Result<Frame, WsProtocolError>)> for SessionActor {
             }
             Frame::Binary(data) => self.router.skip("binary frame", data.len()),
             Frame::Continuation(item) => {
-                let out = match item {
-                    Item::FirstText(d) => self.reassembler.first(&d, false),
-                    Item::FirstBinary(d) => self.reassembler.first(&d, true),
-                    Item::Continue(d) => self.reassembler.next(&d, false),
-                    Item::Last(d) => self.reassembler.next(&d, true),
-                };
+                let out = self.reassembler.continuation(item);
                 self.on_assembled(out, 0);
             }
             Frame::Ping(payload) => {
@@ -518,27 +523,22 @@ impl StreamHandler<(ConnId, Result<Frame, WsProtocolError>)> for SessionActor {
                     live.last_pong = Instant::now();
                 }
             }
-            Frame::Close(reason) => {
-                let code = reason.as_ref().map(|r| u16::from(r.code));
-                info!(?code, "server closed the connection");
-                if let Some(live) = self.conn.as_mut() {
-                    live.close_code = code;
-                    let _ = live.sink.write(WsMessage::Close(reason));
-                }
-                // The close handshake is complete once we echoed it: do not wait
-                // for the server to drop TCP (some servers are slow to).
-                self.connection_over(ctx);
-            }
+            Frame::Close(reason) => self.on_server_close(reason, ctx),
         }
     }
 
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        // Never stop the actor here (the default): the reconnect policy decides.
+    /// The server closed: echo its close and end the connection at once (some servers are
+    /// slow to drop TCP after the handshake).
+    fn on_server_close(&mut self, reason: Option<CloseReason>, ctx: &mut Context<Self>) {
+        let code = reason.as_ref().map(|r| u16::from(r.code));
+        info!(?code, "server closed the connection");
+        if let Some(live) = self.conn.as_mut() {
+            live.close_code = code;
+            let _ = live.sink.write(WsMessage::Close(reason));
+        }
         self.connection_over(ctx);
     }
-}
 
-impl SessionActor {
     /// The read side is over (EOF or a close frame): hand the outcome to the policy.
     fn connection_over(&mut self, ctx: &mut Context<Self>) {
         if self.conn.is_none() {

@@ -5,6 +5,7 @@
 //! message is never kept whole: it is scanned as it arrives ([`HeadScanner`]) so
 //! that a prompt in it can still be answered.
 
+use actix_http::ws::Item;
 use bytes::{Bytes, BytesMut};
 
 use ccr_protocol::scan::{HeadScanner, ScannedHead};
@@ -67,6 +68,16 @@ impl Reassembler {
             return Assembled::Oversized(HeadScanner::scan(&data));
         }
         Assembled::Text(data)
+    }
+
+    /// Feed one continuation item of a fragmented message.
+    pub fn continuation(&mut self, item: Item) -> Assembled {
+        match item {
+            Item::FirstText(d) => self.first(&d, false),
+            Item::FirstBinary(d) => self.first(&d, true),
+            Item::Continue(d) => self.next(&d, false),
+            Item::Last(d) => self.next(&d, true),
+        }
     }
 
     /// The first fragment of a message.
