@@ -8,7 +8,9 @@
 //! on_decision_recorded → Write → on_write → Emit(Answered) + Reply` ([`answer`]).
 //!
 //! What happens to a prompt is returned as data too ([`Effect::Emit`] of a
-//! [`Happening`]): the actor logs, counts and publishes each in one call.
+//! [`Happening`]): the actor logs, counts and publishes each in one call. So is what the
+//! core only notices along the way (a replay ignored, a write retried, a decision
+//! refused: `crate::telemetry::diagnostics`) — the core itself never logs.
 
 mod answer;
 mod arrival;
@@ -19,14 +21,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tracing::debug;
-
 pub use answer::{Answer, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
 pub use effect::{DecisionWrite, Effect, Lookup, Record, Ticket, Write};
 
 use super::store::{ConnId, Known, SessionTally, Store};
 use crate::ledger::{DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
 use crate::policy::Policy;
+use crate::telemetry::diagnostics::CancelIgnored;
 use crate::telemetry::permissions::{
     Canceller, Happening, PromptCancelled, PromptRecordFailed, PromptRestored, PromptsUnconfirmed,
 };
@@ -133,8 +134,7 @@ impl Core {
         now: SystemTime,
     ) -> Vec<Effect> {
         let Some(w) = self.store.on_cancel(&session, &request_id) else {
-            debug!("cancel for an unknown or resolved prompt ignored");
-            return Vec::new();
+            return vec![Effect::Emit(Happening::CancelIgnored(CancelIgnored))];
         };
         vec![
             Effect::Record(Record::Ending(cancelled(

@@ -26,6 +26,15 @@
 //!   [`permissions::PromptExpired`], [`permissions::PromptCancelled`],
 //!   [`permissions::PromptRecordFailed`] — decided by the pure registry core, which
 //!   returns each as data ([`permissions::Happening`]); the registry actor emits it.
+//! - [`diagnostics`]: what the registry core only logs — [`diagnostics::ReplayIgnored`],
+//!   [`diagnostics::CancelIgnored`], [`diagnostics::AnswerResent`],
+//!   [`diagnostics::AnswerResentFromLedger`], [`diagnostics::AnswerReadBackFailed`],
+//!   [`diagnostics::UnknownPromptLookedUp`], [`diagnostics::LedgerLookupFailed`],
+//!   [`diagnostics::AnswerWrittenAgain`], [`diagnostics::WriteRetrying`],
+//!   [`diagnostics::AnswerQueued`], [`diagnostics::DryRunMatched`],
+//!   [`diagnostics::DecisionRefused`], [`diagnostics::AutomaticAnswerRefused`],
+//!   [`diagnostics::PolicyAnswerRefused`] — each a `Happening` too, emitted by the
+//!   registry actor.
 //! - [`prompts`]: [`prompts::ResolvedMemorySized`] (also a `Happening`),
 //!   [`prompts::LedgerWriteRetrying`], [`prompts::LedgerWriteStillFailing`] — the
 //!   registry shell, performing the core's effects.
@@ -39,6 +48,7 @@
 
 mod init;
 
+pub mod diagnostics;
 pub mod frames;
 pub mod ledger;
 pub mod permissions;

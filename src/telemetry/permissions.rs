@@ -3,6 +3,9 @@
 //! registry core returns ([`Happening`], in an `Effect::Emit`), and the one `emit` that
 //! logs, counts and publishes each when the registry actor performs it.
 //!
+//! What the core only logs along the way (a replay ignored, a write retried, a decision
+//! refused…) is a `Happening` too, from [`super::diagnostics`]: the core never logs.
+//!
 //! The log lines keep the targets they had when the core wrote them itself (its
 //! modules' paths), and are written under the actor's `permission` span, which names
 //! the session and the prompt.
@@ -12,6 +15,7 @@ use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
+use super::diagnostics::*;
 use super::prompts::ResolvedMemorySized;
 use super::Publish;
 use crate::events::Event;
@@ -21,10 +25,10 @@ use ccr_protocol::reply::Outcome;
 use ccr_protocol::PermissionPrompt;
 
 /// The log targets these lines always had (for `RUST_LOG` filters and JSON logs' `target`).
-const CORE: &str = "ccr_supervisor::registry::core";
-const ARRIVAL: &str = "ccr_supervisor::registry::core::arrival";
-const ANSWER: &str = "ccr_supervisor::registry::core::answer";
-const RULES: &str = "ccr_supervisor::registry::core::rules";
+pub(super) const CORE: &str = "ccr_supervisor::registry::core";
+pub(super) const ARRIVAL: &str = "ccr_supervisor::registry::core::arrival";
+pub(super) const ANSWER: &str = "ccr_supervisor::registry::core::answer";
+pub(super) const RULES: &str = "ccr_supervisor::registry::core::rules";
 
 /// One thing that happened to a prompt, as the registry core reports it.
 #[derive(Debug)]
@@ -51,6 +55,34 @@ pub enum Happening {
     RecordFailed(PromptRecordFailed),
     /// See [`ResolvedMemorySized`].
     ResolvedSized(ResolvedMemorySized),
+    /// See [`CancelIgnored`].
+    CancelIgnored(CancelIgnored),
+    /// See [`DecisionRefused`].
+    DecisionRefused(DecisionRefused),
+    /// See [`AnswerWrittenAgain`].
+    WrittenAgain(AnswerWrittenAgain),
+    /// See [`WriteRetrying`].
+    WriteRetrying(WriteRetrying),
+    /// See [`AnswerQueued`].
+    Queued(AnswerQueued),
+    /// See [`DryRunMatched`].
+    DryRunMatched(DryRunMatched),
+    /// See [`PolicyAnswerRefused`].
+    PolicyAnswerRefused(PolicyAnswerRefused),
+    /// See [`ReplayIgnored`].
+    ReplayIgnored(ReplayIgnored),
+    /// See [`AnswerResent`].
+    Resent(AnswerResent),
+    /// See [`UnknownPromptLookedUp`].
+    LookedUp(UnknownPromptLookedUp),
+    /// See [`AutomaticAnswerRefused`].
+    AutomaticAnswerRefused(AutomaticAnswerRefused),
+    /// See [`AnswerResentFromLedger`].
+    ResentFromLedger(AnswerResentFromLedger),
+    /// See [`AnswerReadBackFailed`].
+    ReadBackFailed(AnswerReadBackFailed),
+    /// See [`LedgerLookupFailed`].
+    LookupFailed(LedgerLookupFailed),
 }
 
 impl Happening {
@@ -68,10 +100,24 @@ impl Happening {
             Happening::Cancelled(_) => "prompt_cancelled",
             Happening::RecordFailed(_) => "prompt_record_failed",
             Happening::ResolvedSized(_) => "resolved_memory_sized",
+            Happening::CancelIgnored(_) => "cancel_ignored",
+            Happening::DecisionRefused(_) => "decision_refused",
+            Happening::WrittenAgain(_) => "answer_written_again",
+            Happening::WriteRetrying(_) => "write_retrying",
+            Happening::Queued(_) => "answer_queued",
+            Happening::DryRunMatched(_) => "dry_run_matched",
+            Happening::PolicyAnswerRefused(_) => "policy_answer_refused",
+            Happening::ReplayIgnored(_) => "replay_ignored",
+            Happening::Resent(_) => "answer_resent",
+            Happening::LookedUp(_) => "unknown_prompt_looked_up",
+            Happening::AutomaticAnswerRefused(_) => "automatic_answer_refused",
+            Happening::ResentFromLedger(_) => "answer_resent_from_ledger",
+            Happening::ReadBackFailed(_) => "answer_read_back_failed",
+            Happening::LookupFailed(_) => "ledger_lookup_failed",
         }
     }
 
-    /// Log, count and publish it.
+    /// Log, count and publish it (a diagnostic is only logged).
     pub fn emit(self, metrics: &Metrics, publish: impl Publish) {
         match self {
             Happening::Shown(h) => h.emit(publish),
@@ -85,6 +131,20 @@ impl Happening {
             Happening::Cancelled(h) => h.emit(metrics, publish),
             Happening::RecordFailed(h) => h.emit(publish),
             Happening::ResolvedSized(h) => h.emit(metrics),
+            Happening::CancelIgnored(h) => h.emit(),
+            Happening::DecisionRefused(h) => h.emit(),
+            Happening::WrittenAgain(h) => h.emit(),
+            Happening::WriteRetrying(h) => h.emit(),
+            Happening::Queued(h) => h.emit(),
+            Happening::DryRunMatched(h) => h.emit(),
+            Happening::PolicyAnswerRefused(h) => h.emit(),
+            Happening::ReplayIgnored(h) => h.emit(),
+            Happening::Resent(h) => h.emit(),
+            Happening::LookedUp(h) => h.emit(),
+            Happening::AutomaticAnswerRefused(h) => h.emit(),
+            Happening::ResentFromLedger(h) => h.emit(),
+            Happening::ReadBackFailed(h) => h.emit(),
+            Happening::LookupFailed(h) => h.emit(),
         }
     }
 }

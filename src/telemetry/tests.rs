@@ -503,6 +503,50 @@ fn a_failed_prompt_record_is_loud_and_shown_to_operators() {
 }
 
 #[test]
+fn what_the_core_only_notices_is_logged_under_its_old_target_and_nothing_else() {
+    use super::diagnostics::*;
+    let (m, (bus, mut rx)) = (Metrics::new(), bus());
+    let before = m.render(&Snapshot::default());
+    let log = logged(|| {
+        for h in [
+            Happening::ReplayIgnored(ReplayIgnored),
+            Happening::CancelIgnored(CancelIgnored),
+            Happening::WriteRetrying(WriteRetrying { conn: 1, next: 2 }),
+            Happening::Queued(AnswerQueued { conn: 2 }),
+            Happening::DecisionRefused(DecisionRefused {
+                error: "no pending request r9 for session s1".into(),
+            }),
+            Happening::DryRunMatched(DryRunMatched {
+                session: Arc::from("s1"),
+                request_id: "p1".into(),
+                rule: "bash".into(),
+                would: "deny",
+                reason: "matched rule bash".into(),
+            }),
+            Happening::ReadBackFailed(AnswerReadBackFailed {
+                read: "Ok(Pending)".into(),
+            }),
+        ] {
+            h.emit(&m, &bus);
+        }
+    });
+    for line in [
+        "DEBUG ccr_supervisor::registry::core::arrival: replayed prompt ignored",
+        "DEBUG ccr_supervisor::registry::core: cancel for an unknown or resolved prompt ignored",
+        "DEBUG ccr_supervisor::registry::core::answer: write failed; retrying on the newer connection conn=1 next=2",
+        "INFO ccr_supervisor::registry::core::answer: session not connected; answer queued for reconnect conn=2",
+        "WARN ccr_supervisor::registry::core::answer: decision refused; nothing sent error=no pending request r9 for session s1",
+        "INFO ccr_supervisor::registry::core::rules: dry-run rule matched; asking a human session_id=s1 request_id=\"p1\" rule=bash would=\"deny\" reason=matched rule bash",
+        "ERROR ccr_supervisor::registry::core::arrival: cannot read back an answer to resend other=Ok(Pending)",
+    ] {
+        assert!(log.contains(line), "{line:?} in:\n{log}");
+    }
+    assert_eq!(log.lines().count(), 7, "one line each: {log}");
+    assert!(rx.try_recv().is_err(), "nothing published");
+    assert_eq!(m.render(&Snapshot::default()), before, "nothing counted");
+}
+
+#[test]
 fn ledger_write_failures_are_counted_and_logged_by_kind() {
     let errors = AtomicU64::new(0);
     // Any error will do (the ledger's own sits above telemetry in the crate's order).

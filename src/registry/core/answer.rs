@@ -9,12 +9,13 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tracing::{debug, info, warn};
-
 use super::effect::{Decision, DecisionWrite, Effect, Record, Ticket, Write};
 use super::{ledger_failed, Core};
 use crate::ledger::{DecisionRecord, LedgerError};
 use crate::registry::store::DecideError;
+use crate::telemetry::diagnostics::{
+    AnswerQueued, AnswerWrittenAgain, DecisionRefused, WriteRetrying,
+};
 use crate::telemetry::permissions::{AnswerDelivered, Happening, PromptAnswered};
 use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, Delivery, QuestionAnswer};
 use ccr_protocol::reply::{DecisionReceipt, Outcome};
@@ -152,12 +153,12 @@ impl Core {
             return vec![Effect::Reply(ticket, Err(unknown))];
         }
         self.answer(answer, Some(ticket), false, now)
-            .unwrap_or_else(|e| vec![Effect::Reply(ticket, Err(e))])
+            .unwrap_or_else(|e| vec![refused(&e), Effect::Reply(ticket, Err(e))])
     }
 
     /// Accept `answer` in the store and ask for it to be recorded; nothing is written
     /// before that. `unshown` lets the policy answer a prompt whose own record is still
-    /// being written.
+    /// being written. A refusal is the caller's to report (with [`refused`] first).
     pub(super) fn answer(
         &mut self,
         answer: Answer,
@@ -173,17 +174,14 @@ impl Core {
             source,
         } = answer;
         let decider = source.decider();
-        let decided = self
-            .store
-            .decide(
-                &session,
-                &request_id,
-                body,
-                (&decided_by, decider),
-                now,
-                unshown,
-            )
-            .inspect_err(|e| warn!(error = %e, "decision refused; nothing sent"))?;
+        let decided = self.store.decide(
+            &session,
+            &request_id,
+            body,
+            (&decided_by, decider),
+            now,
+            unshown,
+        )?;
         let outcome = source.outcome(decided.grants);
         let reason = source.reason();
         let entry = self.store.get(&session, &request_id);
@@ -284,12 +282,14 @@ impl Core {
                     latency,
                 })));
             } else {
-                debug!(conn, "answer written again after a replay");
+                let again = AnswerWrittenAgain { conn };
+                fx.push(Effect::Emit(Happening::WrittenAgain(again)));
             }
             fx.push(Effect::Emit(self.resolved_gauge()));
         } else if let Some((next, frame)) = self.store.on_write_failed(&session, &request_id, conn)
         {
-            debug!(conn, next, "write failed; retrying on the newer connection");
+            let retrying = WriteRetrying { conn, next };
+            fx.push(Effect::Emit(Happening::WriteRetrying(retrying)));
             fx.push(Effect::Write(Write {
                 session,
                 request_id,
@@ -298,7 +298,7 @@ impl Core {
                 decision: None,
             }));
         } else {
-            info!(conn, "session not connected; answer queued for reconnect");
+            fx.push(Effect::Emit(Happening::Queued(AnswerQueued { conn })));
         }
         if let Some(d) = decision {
             let delivery = if written {
@@ -310,6 +310,13 @@ impl Core {
         }
         fx
     }
+}
+
+/// The store refused a decision: nothing is sent (logged; the caller says what follows).
+pub(super) fn refused(e: &DecideError) -> Effect {
+    Effect::Emit(Happening::DecisionRefused(DecisionRefused {
+        error: e.to_string(),
+    }))
 }
 
 /// The decision went out (`Sent`) or waits for the session (`Queued`): tell operators

@@ -5,14 +5,17 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tracing::{debug, error, info, warn};
-
+use super::answer::refused;
 use super::effect::{Arrived, Effect, Lookup, Record, Write};
 use super::rules::Ruling;
 use super::{known, ledger_failed, Core, Refusal};
 use crate::ledger::{LedgerError, Stored};
 use crate::policy::Evaluation;
 use crate::registry::store::{Arrival, ConnId};
+use crate::telemetry::diagnostics::{
+    AnswerReadBackFailed, AnswerResent, AnswerResentFromLedger, AutomaticAnswerRefused,
+    LedgerLookupFailed, ReplayIgnored, UnknownPromptLookedUp,
+};
 use crate::telemetry::permissions::{Happening, PromptConfirmed, PromptShown};
 use ccr_protocol::PermissionPrompt;
 
@@ -52,33 +55,32 @@ impl Core {
                     arrived: a,
                 })]
             }
-            Arrival::Duplicate => {
-                debug!("replayed prompt ignored");
-                Vec::new()
-            }
+            Arrival::Duplicate => vec![Effect::Emit(Happening::ReplayIgnored(ReplayIgnored))],
             Arrival::Confirmed => vec![Effect::Emit(Happening::Confirmed(PromptConfirmed {
                 session: a.session,
                 request_id: a.request_id,
             }))],
             Arrival::Resend { conn, frame } => {
-                info!(conn, "session replayed an answered prompt on a connection that never had the answer; resending it");
-                vec![Effect::Write(Write {
-                    session: a.session,
-                    request_id: a.request_id,
-                    conn,
-                    frame,
-                    decision: None,
-                })]
+                vec![
+                    Effect::Emit(Happening::Resent(AnswerResent { conn })),
+                    Effect::Write(Write {
+                        session: a.session,
+                        request_id: a.request_id,
+                        conn,
+                        frame,
+                        decision: None,
+                    }),
+                ]
             }
             Arrival::ResendFromLedger { conn } => vec![Effect::Lookup(Lookup::Resend {
                 session: a.session,
                 request_id: a.request_id,
                 conn,
             })],
-            Arrival::Check(prompt) => {
-                debug!("unknown prompt of a session whose older answers were forgotten: asking the ledger");
-                vec![Effect::Lookup(Lookup::Check { arrived: a, prompt })]
-            }
+            Arrival::Check(prompt) => vec![
+                Effect::Emit(Happening::LookedUp(UnknownPromptLookedUp)),
+                Effect::Lookup(Lookup::Check { arrived: a, prompt }),
+            ],
         }
     }
 
@@ -97,13 +99,13 @@ impl Core {
             refusal,
             ..
         } = a;
+        let mut fx = Vec::new();
         let ruling = match refusal {
             Some(r) => self.store.get(&session, &request_id).map(|e| {
                 Ruling::Answer(r.answer(session.clone(), request_id.clone(), e.prompt.kind()))
             }),
-            None => self.rule(&session, &request_id, &labels),
+            None => self.rule(&session, &request_id, &labels, &mut fx),
         };
-        let mut fx = Vec::new();
         if let Err(e) = &recorded {
             fx.push(ledger_failed("record prompt", &session, e));
         }
@@ -114,7 +116,12 @@ impl Core {
                 fx.extend(self.show(&session, &request_id, None, durable, now));
                 match self.answer(answer, None, true, now) {
                     Ok(more) => fx.extend(more),
-                    Err(e) => warn!(error = %e, "automatic answer refused"),
+                    Err(e) => {
+                        let error = e.to_string();
+                        let automatic = AutomaticAnswerRefused { error };
+                        fx.push(refused(&e));
+                        fx.push(Effect::Emit(Happening::AutomaticAnswerRefused(automatic)));
+                    }
                 }
             }
             Some(Ruling::Ask(eval)) => {
@@ -166,33 +173,39 @@ impl Core {
                 request_id,
                 conn,
             } => match stored {
-                Ok(Stored::Answered(frame)) => {
-                    info!(conn, "resending an answer read back from the ledger");
-                    vec![Effect::Write(Write {
+                Ok(Stored::Answered(frame)) => vec![
+                    Effect::Emit(Happening::ResentFromLedger(AnswerResentFromLedger { conn })),
+                    Effect::Write(Write {
                         session,
                         request_id,
                         conn,
                         frame: Arc::from(frame),
                         decision: None,
-                    })]
-                }
+                    }),
+                ],
                 other => {
-                    error!(?other, "cannot read back an answer to resend");
-                    Vec::new()
+                    let read = format!("{other:?}");
+                    let failed = AnswerReadBackFailed { read };
+                    vec![Effect::Emit(Happening::ReadBackFailed(failed))]
                 }
             },
             Lookup::Check { arrived, prompt } => {
                 // A failed read is treated as unknown: showing a prompt again is
                 // recoverable (its decision is refused by the ledger), hanging is not.
+                let mut fx = Vec::new();
                 let stored = stored.unwrap_or_else(|e| {
-                    warn!(error = %e, "ledger lookup failed; treating the prompt as new");
+                    let failed = LedgerLookupFailed {
+                        error: e.to_string(),
+                    };
+                    fx.push(Effect::Emit(Happening::LookupFailed(failed)));
                     Stored::Nothing
                 });
                 let (session, conn) = (arrived.session.clone(), arrived.conn);
                 let arrival = self
                     .store
                     .on_checked(&session, conn, *prompt, known(stored), now);
-                self.on_arrival(arrived, arrival)
+                fx.extend(self.on_arrival(arrived, arrival));
+                fx
             }
         }
     }

@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tracing::{info, warn};
-
-use super::answer::{deny, Answer, Source};
+use super::answer::{deny, refused, Answer, Source};
 use super::effect::{Effect, Timer, TimerKind};
 use super::Core;
 use crate::policy::{self, Evaluation, PromptContext};
 use crate::registry::store::Status;
+use crate::telemetry::diagnostics::{DryRunMatched, PolicyAnswerRefused};
 use crate::telemetry::permissions::{Happening, PromptExpired, PromptOverdue};
 use ccr_protocol::api::{AnswerBody, DecisionBody};
 use ccr_protocol::PromptKind;
@@ -25,13 +24,15 @@ pub enum Ruling {
 }
 
 impl Core {
-    /// What the policy does with this prompt (counts the hit; logs dry runs). `None` for
-    /// questions: rules, deadlines and reminders are about tools.
+    /// What the policy does with this prompt (counts the hit; a dry run that matched goes
+    /// to `fx`, to be logged). `None` for questions: rules, deadlines and reminders are
+    /// about tools.
     pub(super) fn rule(
         &mut self,
         session: &Arc<str>,
         request_id: &str,
         labels: &[String],
+        fx: &mut Vec<Effect>,
     ) -> Option<Ruling> {
         let prompt = self.store.get(session, request_id)?.prompt.clone();
         if prompt.kind() != PromptKind::CanUseTool {
@@ -51,7 +52,14 @@ impl Core {
             (policy::Verdict::Deny { message }, Some(_)) => deny(message.clone()),
             _ => {
                 if let (Some(would), Some(rule)) = (eval.dry_run, &eval.rule_id) {
-                    info!(session_id = %session, request_id, rule = %rule, would = would.as_str(), reason = %eval.reason, "dry-run rule matched; asking a human");
+                    let matched = DryRunMatched {
+                        session: session.clone(),
+                        request_id: request_id.to_owned(),
+                        rule: rule.clone(),
+                        would: would.as_str(),
+                        reason: eval.reason.clone(),
+                    };
+                    fx.push(Effect::Emit(Happening::DryRunMatched(matched)));
                 }
                 return Some(Ruling::Ask(eval));
             }
@@ -73,22 +81,27 @@ impl Core {
         request_id: String,
         now: SystemTime,
     ) -> Vec<Effect> {
-        match self.rule(&session, &request_id, &[]) {
-            None => Vec::new(),
+        let mut fx = Vec::new();
+        match self.rule(&session, &request_id, &[], &mut fx) {
+            None => {}
             Some(Ruling::Ask(eval)) => {
                 let received_at = self
                     .store
                     .get(&session, &request_id)
                     .map_or(now, |e| e.received_at);
-                self.timers(&eval, session, request_id, received_at, now)
+                fx.extend(self.timers(&eval, session, request_id, received_at, now));
             }
-            Some(Ruling::Answer(answer)) => {
-                self.answer(answer, None, false, now).unwrap_or_else(|e| {
-                    warn!(error = %e, "policy answer refused");
-                    Vec::new()
-                })
-            }
+            Some(Ruling::Answer(answer)) => match self.answer(answer, None, false, now) {
+                Ok(more) => fx.extend(more),
+                Err(e) => {
+                    let error = e.to_string();
+                    fx.push(refused(&e));
+                    let policy = PolicyAnswerRefused { error };
+                    fx.push(Effect::Emit(Happening::PolicyAnswerRefused(policy)));
+                }
+            },
         }
+        fx
     }
 
     /// The overdue reminder and the ask deadline of a pending prompt, both measured from
@@ -158,8 +171,11 @@ impl Core {
                     decided_by: "timeout".into(),
                     source: Source::Deadline,
                 };
-                // A refusal (answered meanwhile) is logged by `answer`.
-                fx.extend(self.answer(answer, None, false, now).unwrap_or_default());
+                // A refusal (answered meanwhile) is only logged.
+                match self.answer(answer, None, false, now) {
+                    Ok(more) => fx.extend(more),
+                    Err(e) => fx.push(refused(&e)),
+                }
                 fx
             }
         }

@@ -236,8 +236,8 @@ fn a_replay_of_an_answered_prompt_gets_the_recorded_answer_without_a_second_reco
     let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(3));
     assert_eq!(
         kinds(&fx),
-        ["write:2"],
-        "no record, no event: just the answer"
+        ["emit:answer_resent", "write:2"],
+        "no record, no event: just the answer (and its log line)"
     );
     let again = write(fx);
     assert_eq!(again.frame, frame);
@@ -245,11 +245,15 @@ fn a_replay_of_an_answered_prompt_gets_the_recorded_answer_without_a_second_reco
     let fx = core.on_write(again, true, at(4));
     assert_eq!(
         kinds(&fx),
-        ["record:delivered", "emit:resolved_memory_sized"]
+        [
+            "record:delivered",
+            "emit:answer_written_again",
+            "emit:resolved_memory_sized"
+        ]
     );
-    // The same replay on the same connection again is ignored.
+    // The same replay on the same connection again is ignored: only logged.
     let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(5));
-    assert!(fx.is_empty());
+    assert_eq!(kinds(&fx), ["emit:replay_ignored"]);
 }
 
 #[test]
@@ -287,11 +291,22 @@ fn a_failed_write_moves_to_the_newer_connection_and_the_receipt_says_queued() {
     // Connection 2 opened and the session replayed the prompt there while the write was
     // on its way to connection 1, which is gone.
     core.on_connected(&sid(), 2);
-    assert!(core
-        .on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(2))
-        .is_empty());
+    let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(2));
+    assert_eq!(
+        kinds(&fx),
+        ["emit:replay_ignored"],
+        "the write is on its way"
+    );
     let fx = core.on_write(w, false, at(3));
-    assert_eq!(kinds(&fx), ["write:2", "emit:prompt_answered", "reply"]);
+    assert_eq!(
+        kinds(&fx),
+        [
+            "emit:write_retrying",
+            "write:2",
+            "emit:prompt_answered",
+            "reply"
+        ]
+    );
     assert_eq!(answered_delivery(&fx), Some(Delivery::Queued));
 }
 
@@ -351,6 +366,32 @@ fn policy_answers_count_their_rule_and_record_why() {
     assert!(w.row.reason.is_some());
     assert!(w.decision.reply.is_none(), "nobody waits for a rule");
     assert_eq!(core.policy_report().hits.get("bash"), Some(&1));
+}
+
+#[test]
+fn a_dry_run_rule_and_a_refused_decision_are_only_logged() {
+    let mut dry = rule(RuleAction::Deny);
+    dry.dry_run = true;
+    let mut core = core_with(PolicyConfig {
+        rules: vec![dry],
+        ..PolicyConfig::default()
+    });
+    // The dry run is logged before the prompt is shown; a human is asked.
+    let fx = shown(&mut core, 1, "p1");
+    assert_eq!(kinds(&fx), ["emit:dry_run_matched", "emit:prompt_shown"]);
+    let matched = one(fx, |e| match e {
+        Effect::Emit(Happening::DryRunMatched(m)) => Some(m),
+        _ => None,
+    });
+    assert_eq!(
+        (&*matched.session, matched.request_id.as_str()),
+        ("s1", "p1")
+    );
+    assert_eq!((matched.rule.as_str(), matched.would), ("bash", "deny"));
+    // An answer to a prompt the store does not know: logged, refused, nothing recorded.
+    let fx = core.decide(allow("nope"), Ticket(1), at(1));
+    assert_eq!(kinds(&fx), ["emit:decision_refused", "reply"]);
+    assert!(reply(fx).1.is_err());
 }
 
 #[test]
@@ -544,8 +585,17 @@ fn a_cancel_is_recorded_published_and_voids_a_queued_answer() {
     );
     core.on_connected(&sid(), 2);
     let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(3));
-    assert!(fx.is_empty(), "a withdrawn prompt's replay is ignored");
-    assert!(core.on_cancelled(sid(), "p1".into(), at(4)).is_empty());
+    assert_eq!(
+        kinds(&fx),
+        ["emit:replay_ignored"],
+        "a withdrawn prompt's replay is ignored: nothing recorded, written or published"
+    );
+    let fx = core.on_cancelled(sid(), "p1".into(), at(4));
+    assert_eq!(
+        kinds(&fx),
+        ["emit:cancel_ignored"],
+        "a second cancel is ignored: nothing recorded or published"
+    );
 }
 
 #[test]
@@ -557,12 +607,18 @@ fn an_unknown_prompt_of_an_incomplete_session_is_looked_up_before_it_is_shown() 
     });
     core.on_connected(&sid(), 1);
     let fx = core.on_prompt(sid(), 1, prompt("old"), Arc::from([]), None, at(0));
-    let Effect::Lookup(check) = fx.into_iter().next().expect("a lookup") else {
-        panic!("expected a lookup");
-    };
+    assert_eq!(
+        kinds(&fx),
+        ["emit:unknown_prompt_looked_up", "lookup:check"]
+    );
+    let check = one(fx, |e| match e {
+        Effect::Lookup(l) => Some(l),
+        _ => None,
+    });
     // Answered before the restart: the recorded answer goes out, nothing is shown.
     let frame = "{\"type\":\"control_response\"}".to_owned();
     let fx = core.on_looked_up(check, Ok(Stored::Answered(frame.clone())), at(1));
+    assert_eq!(kinds(&fx), ["emit:answer_resent", "write:1"]);
     assert_eq!(write(fx).frame.as_ref(), frame);
     // Unknown to the ledger as well: a new prompt after all.
     let fx = core.on_prompt(sid(), 1, prompt("new"), Arc::from([]), None, at(2));
@@ -573,8 +629,8 @@ fn an_unknown_prompt_of_an_incomplete_session_is_looked_up_before_it_is_shown() 
     let fx = core.on_looked_up(check, Err(ledger_down()), at(3));
     assert_eq!(
         kinds(&fx),
-        ["record:prompt"],
-        "a failed read counts as unknown"
+        ["emit:ledger_lookup_failed", "record:prompt"],
+        "a failed read counts as unknown (and is logged)"
     );
 }
 
@@ -586,9 +642,8 @@ fn prompts_the_initialize_reply_did_not_list_become_unconfirmed() {
     shown(&mut core, 1, "p2");
     core.on_disconnected(&sid(), Some(1));
     core.on_connected(&sid(), 2);
-    assert!(core
-        .on_prompt(sid(), 2, prompt("p2"), Arc::from([]), None, at(1))
-        .is_empty());
+    let fx = core.on_prompt(sid(), 2, prompt("p2"), Arc::from([]), None, at(1));
+    assert_eq!(kinds(&fx), ["emit:replay_ignored"]);
     let fx = core.on_initialized(&sid(), 2);
     let unseen = one(fx, |e| match e {
         Effect::Emit(Happening::Unconfirmed(u)) => Some(u.request_ids),
