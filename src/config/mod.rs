@@ -6,12 +6,16 @@
 //! it (the policy's rule patterns) is checked there, and `app::load_config` puts those
 //! problems in the same list ([`Draft::finish`]).
 
+mod api;
 mod api_tokens;
+mod ccr;
+mod error;
 mod fields;
 mod ledger;
 mod load;
 mod policy;
 mod runtime;
+mod service;
 mod sessions;
 mod token;
 
@@ -20,10 +24,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use error::{ConfigError, KeyError};
 pub use ledger::LedgerConfig;
-pub use load::{
-    load, load_from_str, read, read_from_str, session_from_json, ConfigError, Draft, KeyError,
-};
+pub use load::{load, load_from_str, read, read_from_str, session_from_json, Draft};
 pub use policy::{PolicyConfig, RuleAction, RuleConfig};
 pub use runtime::runtime_session_from_json;
 pub use token::{open_confined, ConfinedError, Secret, TokenSpec, MAX_CONFINED_BYTES};

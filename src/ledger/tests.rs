@@ -8,8 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use tempfile::TempDir;
 
+use super::writer::Write;
 use super::*;
-use ccr_protocol::reply::Outcome;
+use ccr_protocol::reply::{LedgerRow, Outcome};
 
 mod query;
 

@@ -3,6 +3,9 @@
 use super::*;
 use serde_json::json;
 
+use crate::registry::LIMIT_FRAME_BYTES;
+use ccr_protocol::scan::HeadScanner;
+
 /// Records what the router asked for.
 #[derive(Default)]
 struct Recorded {

@@ -1,0 +1,44 @@
+//! `GET /v1/sessions/{id}/messages`: pages of a session's event history.
+
+use actix_web::{web, HttpResponse};
+
+use crate::api::auth::Viewer;
+use crate::api::lookup::lookup;
+use crate::api::{ApiError, ApiState};
+use ccr_protocol::api::PageQuery;
+
+/// `GET /v1/sessions/{id}/messages?after=&limit=`: a page of the session's event history.
+pub async fn transcript(
+    _who: Viewer,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    lookup(&state, &id).await?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::InvalidQuery("limit must be 1..=1000".into()));
+    }
+    let after = query.after.unwrap_or(0);
+    let page = state.bus.page(&id, after, limit);
+    let next_after = page.events.last().map_or(after, |e| e.seq);
+    // Events are already JSON: splice them in instead of re-serializing.
+    let mut body = String::from("{\"session_id\":");
+    body.push_str(&serde_json::to_string(&id).unwrap_or_default());
+    body.push_str(",\"messages\":[");
+    for (i, e) in page.events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.extend(e.json_parts());
+    }
+    body.push_str(&format!(
+        "],\"next_after\":{next_after},\"lagged_from\":{}}}",
+        page.lagged_from
+            .map_or("null".to_owned(), |s| s.to_string())
+    ));
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}

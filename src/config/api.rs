@@ -1,0 +1,99 @@
+//! The `[api]` section: the operator API's address, buffers, timeouts, auth and limits.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::fields::{Errors, Table};
+use super::{api_tokens, runtime};
+use super::{ApiConfig, ApiLimits};
+
+/// Default of `[api] request_body_timeout`: generous for a JSON body of at most 1 MiB.
+const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
+    let default_bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 8700));
+    let auth_enabled = match t.string(errs, "auth").as_deref() {
+        None | Some("enabled") => true,
+        Some("disabled") => false,
+        Some(other) => {
+            errs.push(
+                t.key_path("auth"),
+                format!("expected \"enabled\" or \"disabled\", got {other:?}"),
+            );
+            true
+        }
+    };
+    let tokens = api_tokens::api_tokens(t.raw("tokens"), errs);
+    let runtime_tokens = runtime::runtime_tokens(&mut t, errs);
+    let api = ApiConfig {
+        bind: t.socket_addr(errs, "bind", default_bind),
+        event_buffer: t.usize(errs, "event_buffer", 262_144, 1..=usize::MAX),
+        history_events: t.usize(errs, "history_events", 1000, 1..=1_000_000),
+        history_bytes: t.usize(errs, "history_bytes", 1 << 20, 1024..=1 << 30),
+        history_total_bytes: t.usize(errs, "history_total_bytes", 256 << 20, 1024..=1 << 40),
+        stream_heartbeat: t.positive_duration(errs, "stream_heartbeat", Duration::from_secs(15)),
+        shutdown_timeout: t.positive_duration(errs, "shutdown_timeout", Duration::from_secs(10)),
+        request_body_timeout: t.positive_duration(
+            errs,
+            "request_body_timeout",
+            DEFAULT_REQUEST_BODY_TIMEOUT,
+        ),
+        auth_enabled,
+        runtime_tokens,
+        tokens,
+        limits: api_limits(&mut t, errs),
+    };
+    if api.auth_enabled
+        && api.tokens.is_empty()
+        && !errs_has(errs, "api.tokens")
+        && !errs_has(errs, "api:")
+    {
+        errs.push(
+            "api.tokens",
+            "auth is enabled but no [[api.tokens]] are configured \
+             (set [api] auth = \"disabled\" only for local development)",
+        );
+    }
+    t.finish(errs);
+    api
+}
+
+/// The `[api]` keys of [`ApiLimits`]; streams must leave connections for requests.
+fn api_limits(t: &mut Table, errs: &mut Errors) -> ApiLimits {
+    let d = ApiLimits::default();
+    let limits = ApiLimits {
+        workers: t.usize(errs, "workers", d.workers, 0..=256),
+        max_connections: t.usize(errs, "max_connections", d.max_connections, 2..=10_000_000),
+        max_stream_subscribers: t.usize(
+            errs,
+            "max_stream_subscribers",
+            d.max_stream_subscribers,
+            1..=10_000_000,
+        ),
+        max_stream_subscribers_per_token: t.usize(
+            errs,
+            "max_stream_subscribers_per_token",
+            d.max_stream_subscribers_per_token,
+            1..=10_000_000,
+        ),
+    };
+    if limits.max_stream_subscribers >= limits.max_connections {
+        errs.push(
+            t.key_path("max_stream_subscribers"),
+            format!(
+                "must be below api.max_connections ({}): event streams would take every \
+                 connection, and answers and /healthz could not connect",
+                limits.max_connections
+            ),
+        );
+    }
+    limits
+}
+
+/// True when an error at `path` (or under it; `"api:"` means exactly `api`) was already reported.
+fn errs_has(errs: &Errors, path: &str) -> bool {
+    match path.strip_suffix(':') {
+        Some(exact) => errs.paths().any(|p| p == exact),
+        None => errs.paths().any(|p| p.starts_with(path)),
+    }
+}

@@ -1,0 +1,80 @@
+//! Audit reads: queries served by the pool of reader threads, each with a read-only
+//! connection, and the blocking export on the caller's own connection.
+
+use std::future::Future;
+use std::sync::mpsc::{SyncSender, TrySendError};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::{query, schema};
+use super::{Ledger, LedgerError, LedgerQuery, Stored};
+use ccr_protocol::reply::{LedgerPage, LedgerRow};
+
+/// Queries waiting for a reader thread before callers get `QueueFull`.
+pub(super) const READ_QUEUE: usize = 1024;
+
+/// A read job run on a reader thread with its connection.
+pub(super) type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// What a reader thread takes from its queue: a job, or `None` to stop.
+pub(super) type ReadQueue = SyncSender<Option<ReadJob>>;
+
+impl Ledger {
+    /// One page of the audit log, on a reader thread; it includes every write queued before
+    /// the call.
+    pub fn query(
+        &self,
+        q: LedgerQuery,
+    ) -> impl Future<Output = Result<LedgerPage, LedgerError>> + Send + 'static {
+        self.read(move |conn| query::page(conn, &q))
+    }
+
+    /// What the ledger holds for one prompt, including every write queued before the call
+    /// (a replay the registry no longer remembers).
+    pub fn lookup(
+        &self,
+        session_id: &str,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Stored, LedgerError>> + Send + 'static {
+        let (s, r) = (session_id.to_owned(), request_id.to_owned());
+        self.read(move |conn| query::stored(conn, &s, &r))
+    }
+
+    /// Run `f` on a reader thread once every write queued before the call is committed.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, LedgerError> + Send + 'static,
+    ) -> impl Future<Output = Result<T, LedgerError>> + Send + 'static {
+        let flushed = self.flush();
+        let reads = self.shared.reads.clone();
+        async move {
+            // A failed flush (full queue) still leaves what is committed worth reading.
+            let _ = flushed.await;
+            let (tx, rx) = oneshot::channel();
+            let sent = reads.try_send(Some(Box::new(move |conn: &Connection| {
+                let _ = tx.send(f(conn));
+            })));
+            match sent {
+                Ok(()) => rx.await.map_err(|_| LedgerError::Closed)?,
+                Err(TrySendError::Full(_)) => Err(LedgerError::QueueFull {
+                    capacity: READ_QUEUE,
+                }),
+                Err(TrySendError::Disconnected(_)) => Err(LedgerError::Closed),
+            }
+        }
+    }
+
+    /// Stream every row matching `q` (newest first, `limit` ignored) into `out`; returns the count.
+    /// It sees what is committed: await [`Ledger::flush`] first to include every write queued.
+    ///
+    /// Blocking, on the caller's thread with its own connection; reads in chunks so a long
+    /// export never holds one read transaction open.
+    pub fn export(
+        &self,
+        q: &LedgerQuery,
+        out: impl FnMut(LedgerRow) -> std::io::Result<()>,
+    ) -> Result<u64, LedgerError> {
+        query::export(&schema::open_reader(&self.shared.path)?, q, 500, out)
+    }
+}

@@ -1,0 +1,234 @@
+//! The write API: each write is appended to the journal by its caller (durable at once)
+//! and handed to the applier thread; barriers (`flush`, `prune`) wait for the applier.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use super::writer::{self, DecisionRow, Job, PromptRow, Write};
+use super::{journal, record};
+use super::{DecisionRecord, Ledger, LedgerError, PromptRecord};
+use ccr_protocol::PermissionPrompt;
+
+impl Ledger {
+    /// Record a prompt on arrival (idempotent by `(session_id, request_id)`); resolves once
+    /// durable (journaled), before SQLite has it.
+    ///
+    /// The command is queued when this is called, not when the future is first polled.
+    /// Errors are the write's own: a full queue, a closed ledger, a failed journal append.
+    pub fn record_prompt(
+        &self,
+        r: PromptRecord,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
+        std::future::ready(self.write(Write::Prompt(r.into())))
+    }
+
+    /// Record an answer before it is written; resolves once durable (journaled).
+    ///
+    /// The ledger's rules are checked when the write is applied: a decision for an unknown
+    /// prompt or one already decided otherwise changes nothing and is logged and counted
+    /// ([`Ledger::write_errors`]); repeating the stored decision is a no-op.
+    pub fn record_decision(
+        &self,
+        r: DecisionRecord,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
+        std::future::ready(self.append_decision(r))
+    }
+
+    /// Record that the answer was written to the socket: the first write sets
+    /// `delivered_at`, every write (resends included) counts in `deliveries`.
+    pub fn mark_delivered(
+        &self,
+        session_id: &str,
+        request_id: &str,
+        at: SystemTime,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
+        std::future::ready(self.append_delivered(session_id, request_id, at))
+    }
+
+    /// Resolves once every write queued before it is committed to SQLite (audit reads, tests).
+    pub fn flush(&self) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
+        unit(self.barrier("flush", Job::Flush))
+    }
+
+    /// Delete finished rows received before `before` now (background pruning does this by itself).
+    pub fn prune(
+        &self,
+        before: SystemTime,
+    ) -> impl Future<Output = Result<u64, LedgerError>> + Send + 'static {
+        let rx = self.barrier("prune", |reply| Job::Prune(before, reply));
+        async move { rx?.await.map_err(|_| LedgerError::Closed)? }
+    }
+
+    /// Record a prompt as the registry holds it (its JSON serialized straight from it, not
+    /// copied into a [`PromptRecord`] first), returning at once whether the write is
+    /// durable (journaled).
+    pub fn append_prompt(
+        &self,
+        session_id: &str,
+        prompt: &PermissionPrompt,
+        received_at: SystemTime,
+    ) -> Result<(), LedgerError> {
+        self.write(Write::Prompt(PromptRow::received(
+            session_id,
+            prompt,
+            received_at,
+        )))
+    }
+
+    /// [`Ledger::mark_delivered`], returning at once whether the write is durable.
+    pub fn append_delivered(
+        &self,
+        session_id: &str,
+        request_id: &str,
+        at: SystemTime,
+    ) -> Result<(), LedgerError> {
+        self.write(Write::Delivered {
+            session_id: session_id.to_owned(),
+            request_id: request_id.to_owned(),
+            at: record::to_ms(at),
+        })
+    }
+
+    /// [`Ledger::record_decision`], returning at once whether the write is durable.
+    pub fn append_decision(&self, r: DecisionRecord) -> Result<(), LedgerError> {
+        self.write(Write::Decision(r.into()))
+    }
+
+    /// Make `write` durable in the journal and hand it to the applier. Counted on failure.
+    fn write(&self, write: Write) -> Result<(), LedgerError> {
+        let started = Instant::now();
+        let name = write.name();
+        let result = self.append(write);
+        match &result {
+            Ok(()) => self
+                .shared
+                .counters
+                .commit
+                .observe(started.elapsed().as_secs_f64()),
+            Err(e) => self.shared.counters.write_failed(name, e),
+        }
+        result
+    }
+
+    fn append(&self, write: Write) -> Result<(), LedgerError> {
+        let shared = &*self.shared;
+        let mut guard = shared.tail.lock();
+        let tail = guard.as_mut().ok_or(LedgerError::Closed)?;
+        if shared.apply.queued.load(Ordering::Acquire) >= shared.capacity {
+            return Err(LedgerError::QueueFull {
+                capacity: shared.capacity,
+            });
+        }
+        let seq = tail.next_seq;
+        tail.buf.clear();
+        journal::encode(seq, &write, &mut tail.buf)?;
+        let appended = tail.journal.append(&tail.buf, seq);
+        // Behind every write they hold, so the applier deletes them once those are in.
+        for segment in tail.journal.take_full() {
+            if !enqueue(&tail.jobs, &shared.apply.queued, Job::Retire(segment)) {
+                tracing::warn!("decision ledger applier stopped: a full journal segment stays until the next start");
+            }
+        }
+        appended.map_err(|e| LedgerError::Storage(format!("journal: {e}")))?;
+        tail.next_seq += 1;
+        // Durable from here on: if the applier is gone, the next start replays it.
+        if !enqueue(&tail.jobs, &shared.apply.queued, Job::Write(seq, write)) {
+            tracing::error!(seq, "decision ledger applier stopped: the write stays in the journal until the next start");
+        }
+        Ok(())
+    }
+
+    /// Queue a barrier behind every write so far and wake the applier for it.
+    fn barrier(
+        &self,
+        what: &str,
+        job: impl FnOnce(writer::Reply) -> Job,
+    ) -> Result<oneshot::Receiver<Result<u64, LedgerError>>, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        let shared = &*self.shared;
+        // Accepted even when writes are refused for a full queue (it carries no data, and
+        // its callers are few: audit reads, shutdown), so a reader can wait for the applier.
+        let sent = match shared.tail.lock().as_ref() {
+            None => Err(LedgerError::Closed),
+            Some(tail) => enqueue(&tail.jobs, &shared.apply.queued, job(reply))
+                .then_some(())
+                .ok_or(LedgerError::Closed),
+        };
+        if let Err(e) = &sent {
+            shared.counters.write_failed(what, e);
+        }
+        if let Some(applier) = shared.applier.lock().as_ref() {
+            applier.thread().unpark();
+        }
+        sent.map(|()| rx)
+    }
+
+    /// Hold the applier before its next batch while the guard lives (tests of back-pressure).
+    #[cfg(test)]
+    pub(super) fn hold_applier(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.shared.gate.lock()
+    }
+}
+
+/// Hand `job` to the applier through `jobs`, counted in `queued` and timed from
+/// now; false if the applier is gone.
+fn enqueue(jobs: &mpsc::Sender<(Job, Instant)>, queued: &AtomicUsize, job: Job) -> bool {
+    queued.fetch_add(1, Ordering::AcqRel);
+    jobs.send((job, Instant::now())).is_ok()
+}
+
+/// Await a writer reply, dropping the row count.
+async fn unit(
+    rx: Result<oneshot::Receiver<Result<u64, LedgerError>>, LedgerError>,
+) -> Result<(), LedgerError> {
+    rx?.await.map_err(|_| LedgerError::Closed)??;
+    Ok(())
+}
+
+impl PromptRow {
+    /// The row of `prompt`, received on `session_id` at `received_at`.
+    fn received(session_id: &str, prompt: &PermissionPrompt, received_at: SystemTime) -> Self {
+        PromptRow {
+            session_id: session_id.to_owned(),
+            request_id: prompt.request_id.clone(),
+            tool_use_id: prompt.tool_use_id.clone(),
+            tool_name: prompt.tool_name.clone(),
+            input: prompt.input.to_string(),
+            request: prompt.request.to_string(),
+            received_at: record::to_ms(received_at),
+        }
+    }
+}
+
+impl From<PromptRecord> for PromptRow {
+    fn from(r: PromptRecord) -> Self {
+        PromptRow {
+            input: r.input.to_string(),
+            request: r.request.to_string(),
+            received_at: record::to_ms(r.received_at),
+            session_id: r.session_id,
+            request_id: r.request_id,
+            tool_use_id: r.tool_use_id,
+            tool_name: r.tool_name,
+        }
+    }
+}
+
+impl From<DecisionRecord> for DecisionRow {
+    fn from(r: DecisionRecord) -> Self {
+        DecisionRow {
+            outcome: r.outcome,
+            decided_at: record::to_ms(r.decided_at),
+            updated_input: r.updated_input.map(|v| v.to_string()),
+            answer: r.answer,
+            reason: r.reason,
+            session_id: r.session_id,
+            request_id: r.request_id,
+            decided_by: r.decided_by,
+        }
+    }
+}
