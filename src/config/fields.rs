@@ -1,4 +1,4 @@
-//! Typed readers over the loose config tree (validation helpers for `load.rs`).
+//! Typed readers over the loose config tree, used by the loader and the per-section readers.
 //!
 //! Every reader records its own problem in [`Errors`] and falls back to the
 //! default, so one pass reports every bad key at once. Readers never echo the
