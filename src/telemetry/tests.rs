@@ -117,14 +117,15 @@ fn skipped_unparseable_echoed_and_too_deep_frames_are_counted_and_logged() {
         (2.0, 1.0, 1.0)
     );
     let target = "ccr_supervisor::session::router: ";
-    for line in [
-        "WARN ccr_supervisor::session::router: skipping inbound frame reason=\"binary frame\" len=3",
-        "skipping inbound frame error=frame is not valid JSON",
-        "DEBUG ccr_supervisor::session::router: echoed user message dropped (uuid seen already)",
-        "SDK message too deep to re-emit; forwarding a notice instead depth=200 len=400 msg_type=assistant",
-    ] {
-        assert!(log.contains(line), "{line:?} in:\n{log}");
-    }
+    assert_logged(
+        &log,
+        &[
+            "WARN ccr_supervisor::session::router: skipping inbound frame reason=\"binary frame\" len=3",
+            "skipping inbound frame error=frame is not valid JSON",
+            "DEBUG ccr_supervisor::session::router: echoed user message dropped (uuid seen already)",
+            "SDK message too deep to re-emit; forwarding a notice instead depth=200 len=400 msg_type=assistant",
+        ],
+    );
     assert_eq!(log.matches(target).count(), 4, "{log}");
 }
 
@@ -351,13 +352,14 @@ fn a_prompt_shown_restored_confirmed_or_unconfirmed_is_logged_and_published() {
         })
         .emit(&m, &bus);
     });
-    for line in [
-        "INFO ccr_supervisor::registry::core::arrival: permission requested tool=Bash",
-        "INFO ccr_supervisor::registry::core::arrival: restored prompt re-sent by the session: confirmed",
-        "INFO ccr_supervisor::registry::core: pending prompts the session neither re-sent nor listed are unconfirmed session_id=s1 count=2",
-    ] {
-        assert!(log.contains(line), "{line:?} in:\n{log}");
-    }
+    assert_logged(
+        &log,
+        &[
+            "INFO ccr_supervisor::registry::core::arrival: permission requested tool=Bash",
+            "INFO ccr_supervisor::registry::core::arrival: restored prompt re-sent by the session: confirmed",
+            "INFO ccr_supervisor::registry::core: pending prompts the session neither re-sent nor listed are unconfirmed session_id=s1 count=2",
+        ],
+    );
     assert_eq!(log.lines().count(), 3, "a restore is not logged: {log}");
     assert_eq!(
         next(&mut rx),
@@ -445,13 +447,14 @@ fn delivered_overdue_expired_and_cancelled_prompts_are_logged_and_published() {
         }
         .emit(&m, &bus);
     });
-    for line in [
-        "DEBUG ccr_supervisor::registry::core::answer: answer written conn=4",
-        "WARN ccr_supervisor::registry::core::rules: permission overdue waiting=1.5s",
-        "INFO ccr_supervisor::registry::core: permission cancelled by the session was_pending=true",
-    ] {
-        assert!(log.contains(line), "{line:?} in:\n{log}");
-    }
+    assert_logged(
+        &log,
+        &[
+            "DEBUG ccr_supervisor::registry::core::answer: answer written conn=4",
+            "WARN ccr_supervisor::registry::core::rules: permission overdue waiting=1.5s",
+            "INFO ccr_supervisor::registry::core: permission cancelled by the session was_pending=true",
+        ],
+    );
     assert_eq!(log.lines().count(), 3, "an expiry is not logged: {log}");
     assert_eq!(
         metric(&m, "ccr_supervisor_decision_latency_seconds_count"),
@@ -530,17 +533,18 @@ fn what_the_core_only_notices_is_logged_under_its_old_target_and_nothing_else() 
             h.emit(&m, &bus);
         }
     });
-    for line in [
-        "DEBUG ccr_supervisor::registry::core::arrival: replayed prompt ignored",
-        "DEBUG ccr_supervisor::registry::core: cancel for an unknown or resolved prompt ignored",
-        "DEBUG ccr_supervisor::registry::core::answer: write failed; retrying on the newer connection conn=1 next=2",
-        "INFO ccr_supervisor::registry::core::answer: session not connected; answer queued for reconnect conn=2",
-        "WARN ccr_supervisor::registry::core::answer: decision refused; nothing sent error=no pending request r9 for session s1",
-        "INFO ccr_supervisor::registry::core::rules: dry-run rule matched; asking a human session_id=s1 request_id=\"p1\" rule=bash would=\"deny\" reason=matched rule bash",
-        "ERROR ccr_supervisor::registry::core::arrival: cannot read back an answer to resend other=Ok(Pending)",
-    ] {
-        assert!(log.contains(line), "{line:?} in:\n{log}");
-    }
+    assert_logged(
+        &log,
+        &[
+            "DEBUG ccr_supervisor::registry::core::arrival: replayed prompt ignored",
+            "DEBUG ccr_supervisor::registry::core: cancel for an unknown or resolved prompt ignored",
+            "DEBUG ccr_supervisor::registry::core::answer: write failed; retrying on the newer connection conn=1 next=2",
+            "INFO ccr_supervisor::registry::core::answer: session not connected; answer queued for reconnect conn=2",
+            "WARN ccr_supervisor::registry::core::answer: decision refused; nothing sent error=no pending request r9 for session s1",
+            "INFO ccr_supervisor::registry::core::rules: dry-run rule matched; asking a human session_id=s1 request_id=\"p1\" rule=bash would=\"deny\" reason=matched rule bash",
+            "ERROR ccr_supervisor::registry::core::arrival: cannot read back an answer to resend other=Ok(Pending)",
+        ],
+    );
     assert_eq!(log.lines().count(), 7, "one line each: {log}");
     assert!(rx.try_recv().is_err(), "nothing published");
     assert_eq!(m.render(&Snapshot::default()), before, "nothing counted");
@@ -608,14 +612,15 @@ fn an_ended_session_actor_is_logged_by_what_the_supervisor_decided() {
         SessionEnded { state: "closed" }.emit();
         SessionRespawned.emit();
     });
-    for line in [
-        "ERROR ccr_supervisor::supervisor::slot: session crashed cause=session actor panicked: boom",
-        "WARN ccr_supervisor::supervisor::slot: restart budget exhausted; session failed",
-        "INFO ccr_supervisor::supervisor::slot: session ended; not restarting state=\"closed\"",
-        "INFO ccr_supervisor::supervisor::slot: session spec changed; starting it again",
-    ] {
-        assert!(log.contains(line), "{line:?} in:\n{log}");
-    }
+    assert_logged(
+        &log,
+        &[
+            "ERROR ccr_supervisor::supervisor::slot: session crashed cause=session actor panicked: boom",
+            "WARN ccr_supervisor::supervisor::slot: restart budget exhausted; session failed",
+            "INFO ccr_supervisor::supervisor::slot: session ended; not restarting state=\"closed\"",
+            "INFO ccr_supervisor::supervisor::slot: session spec changed; starting it again",
+        ],
+    );
     assert_eq!(next(&mut rx)["reason"], "restart_budget_exhausted");
     assert!(rx.try_recv().is_err(), "only giving up is published");
 }
@@ -635,4 +640,11 @@ fn a_slow_stream_reader_dropped_is_counted_and_logged() {
         log.contains("INFO ccr_supervisor::api::stream: event-stream reader too slow; dropped with a lagged notice missed=6 resume_after=41"),
         "{log}"
     );
+}
+
+/// Every line of `lines` is in the captured `log`.
+fn assert_logged(log: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(log.contains(line), "{line:?} in:\n{log}");
+    }
 }
