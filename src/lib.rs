@@ -6,7 +6,7 @@
 //! Module map (where things live), in dependency order: each module depends only on those
 //! listed before it and on the `ccr_protocol` crate (the wire shapes), below them all.
 //!
-//! - [`util`]: small shared helpers (Unix milliseconds, background thread priority).
+//! - [`util`]: small shared helpers (background thread priority).
 //! - [`alloc`]: the process allocator's tuning (mimalloc).
 //! - [`config`]: `config.toml` + env overrides → a validated, plain-data [`config::Config`].
 //! - [`metrics`]: Prometheus counters, gauges and latency histograms.

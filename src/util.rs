@@ -1,13 +1,4 @@
-//! Small shared helpers: Unix milliseconds, background thread priority, child processes.
-
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+//! Small shared helpers: background thread priority.
 
 /// Nice value a background thread falls back to where `SCHED_IDLE` is refused.
 const BACKGROUND_NICE: i32 = 19;
