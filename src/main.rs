@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "demo")]
 use ccr_sim as sim;
-use ccr_supervisor::{app, config, telemetry};
+use ccr_supervisor::{app, telemetry};
 
 /// The process allocator, tuned by `alloc::tune` first thing in `main`.
 #[global_allocator]
@@ -67,7 +67,7 @@ enum Command {
         workers: usize,
     },
     /// Operator client: list sessions and prompts, answer them, watch events.
-    Ctl(ccr_ctl::CtlArgs),
+    Ctl(Box<ccr_ctl::CtlArgs>),
     #[cfg(feature = "demo")]
     /// Benchmark the supervisor against a load-mode simulator (both spawned as processes).
     Bench(ccr_bench::BenchArgs),
@@ -93,8 +93,8 @@ fn main() -> ExitCode {
             id_prefix,
             workers,
         } => {
-            telemetry::init(&config::LogConfig {
-                format: config::LogFormat::Pretty,
+            telemetry::init(&ccr_supervisor::config::LogConfig {
+                format: ccr_supervisor::config::LogFormat::Pretty,
                 level: if load.is_some() { "warn" } else { "info" }.into(),
             });
             let result = actix_rt::System::new().block_on(async move {
@@ -138,7 +138,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => run(&cli.config),
-        Command::Ctl(args) => ccr_ctl::run(args),
+        Command::Ctl(args) => ccr_ctl::run(*args),
         #[cfg(feature = "demo")]
         Command::Bench(args) => ccr_bench::run(args),
         #[cfg(feature = "demo")]
