@@ -247,15 +247,7 @@ fn a_restart_is_counted_and_published_and_giving_up_is_published() {
         (&json!("session_state"), &json!("restarting"))
     );
     assert_eq!(event["last_error"], "session actor panicked: boom");
-    RestartsExhausted {
-        session_id: Arc::from("s1"),
-        state: SessionState::Failed {
-            reason: "restart_budget_exhausted".into(),
-            detail: "d".into(),
-        },
-        last_error: None,
-    }
-    .emit(&bus);
+    budget_exhausted().emit(&bus);
     assert_eq!(next(&mut rx)["reason"], "restart_budget_exhausted");
     assert_eq!(
         metric(&m, "ccr_supervisor_restarts_total"),
@@ -600,15 +592,7 @@ fn an_ended_session_actor_is_logged_by_what_the_supervisor_decided() {
             cause: "session actor panicked: boom",
         }
         .emit();
-        RestartsExhausted {
-            session_id: Arc::from("s1"),
-            state: SessionState::Failed {
-                reason: "restart_budget_exhausted".into(),
-                detail: "d".into(),
-            },
-            last_error: None,
-        }
-        .emit(&bus);
+        budget_exhausted().emit(&bus);
         SessionEnded { state: "closed" }.emit();
         SessionRespawned.emit();
     });
@@ -646,5 +630,17 @@ fn a_slow_stream_reader_dropped_is_counted_and_logged() {
 fn assert_logged(log: &str, lines: &[&str]) {
     for line in lines {
         assert!(log.contains(line), "{line:?} in:\n{log}");
+    }
+}
+
+/// Session s1 out of restarts.
+fn budget_exhausted() -> RestartsExhausted {
+    RestartsExhausted {
+        session_id: Arc::from("s1"),
+        state: SessionState::Failed {
+            reason: "restart_budget_exhausted".into(),
+            detail: "d".into(),
+        },
+        last_error: None,
     }
 }
