@@ -226,7 +226,7 @@ pub async fn page(
             @if who.can_answer() {
                 @if permission { (permission_actions(&p, default_no)) } @else { (question_actions(&p)) }
             }
-            div hx-ext="sse" sse-connect=(format!("/v1/events?session_id={}", path_segment(&p.session_id))) {
+            div hx-ext="sse" sse-connect=(format!("/v1/events?session_id={}&types=permission_answered,permission_cancelled,permission_expired", path_segment(&p.session_id))) {
                 div #prompt-state hx-get=(format!("/ui/prompts/{}/{}/state", path_segment(&p.session_id), path_segment(&p.request_id)))
                     hx-trigger="sse:permission_answered, sse:permission_cancelled, sse:permission_expired, refresh"
                     hx-sync="this:queue last" {}
