@@ -17,7 +17,8 @@
 pub mod audit;
 pub mod client;
 pub mod render;
-pub mod sanitize;
+/// Session-written text made safe for a terminal (lives in `ccr-protocol`, shared with the console).
+pub use ccr_protocol::sanitize;
 pub mod watch;
 
 use std::fmt;
