@@ -59,17 +59,35 @@ pub mod streams;
 pub use init::init;
 
 use crate::events::{Event, EventBus};
+use crate::notify::{Notice, Notifier};
 
 /// Where a telemetry event's bus [`Event`] goes: the bus itself, or a session router's
 /// output (which hands it to the bus, and records it in the router's tests).
 pub trait Publish {
     /// Publish `event` for operators.
     fn publish(&mut self, event: Event);
+
+    /// Offer a notification to the `[[notify]]` sinks; `build` runs only if some sink is
+    /// configured. Outlets without a notifier ignore it.
+    fn notify(&mut self, build: impl FnOnce() -> Notice) {
+        let _ = build;
+    }
 }
 
 impl Publish for &EventBus {
     fn publish(&mut self, event: Event) {
         EventBus::publish(self, event);
+    }
+}
+
+/// The bus and the notifier: what the registry and the session actors emit to.
+impl Publish for (&EventBus, &Notifier) {
+    fn publish(&mut self, event: Event) {
+        EventBus::publish(self.0, event);
+    }
+
+    fn notify(&mut self, build: impl FnOnce() -> Notice) {
+        self.1.offer(build);
     }
 }
 
