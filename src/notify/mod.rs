@@ -22,13 +22,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::warn;
-
 pub use metrics::{DropReason, NotifyMetrics, SinkMetrics};
 pub use notice::Notice;
 pub use resolve::{resolve, resolve_with, ResolvedSink};
 
 use crate::config::NotifySinkConfig;
+use crate::limits::repeat::session_warning;
 use queue::{Job, QueueTx, Refused};
 
 /// The base of console links (no trailing `/`): `[console] public_url`, or else the
@@ -144,7 +143,9 @@ impl Notifier {
                     Refused::Closed => DropReason::Closed,
                 };
                 sink.metrics.dropped(reason);
-                warn!(sink = %sink.config.name, event = notice.event.name(), reason = reason.name(), "notification dropped");
+                // Rate-limited: a flood of prompts against a stuck receiver logs a few lines.
+                let why = format!("sink {}: {}", sink.config.name, reason.name());
+                session_warning("notification dropped", &why);
             }
         }
     }
