@@ -42,6 +42,10 @@
 //! - [`ledger`]: [`ledger::LedgerWriteFailed`] — the decision ledger, for every write
 //!   that fails.
 //!
+//! Some events also notify (`Publish::notify`, to the `[[notify]]` sinks through
+//! [`crate::notify::Notifier`]): a prompt the policy left to a human, an overdue or
+//! expired prompt, a session that failed.
+//!
 //! Metric names, label values, log messages and fields, and bus events are part of the
 //! operators' contract (dashboards, `tests/e2e/health.rs`): an event changes how they are
 //! emitted, never what.
