@@ -317,11 +317,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             fds.stream_subscribers,
             limits.max_stream_subscribers_per_token,
         ),
-        console: ConsoleSessions::new(
-            crate::console::DEFAULT_SESSION_LIFETIME,
-            crate::console::DEFAULT_MAX_SIGN_INS,
-        ),
-        public_origin: None,
+        console: ConsoleSessions::new(config.console.session_lifetime, config.console.max_sessions),
+        public_origin: config
+            .console
+            .public_url
+            .as_ref()
+            .map(|u| u.origin().ascii_serialization()),
     };
     // `[api] workers`: one per core by default (was fixed at one).
     let workers = limits.worker_count();
