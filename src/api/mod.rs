@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body_deadline;
+mod bulk;
 mod error;
 mod fanout;
 mod health;

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 
 use super::auth::{Admin, Approver, Viewer};
 use super::lookup::lookup;
-use super::{ledger, policy, stream, ApiError, ApiState};
+use super::{bulk, ledger, policy, stream, ApiError, ApiState};
 use crate::registry::{CountPending, Decide, ListPending, SessionTally};
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{AddSession, ListSessions, RemoveSession, SessionSetError};
@@ -40,6 +40,11 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/sessions/{id}/permissions/{request_id}")
             .route(web::post().to(answer_permission))
+            .default_service(method_not_allowed()),
+    )
+    .service(
+        web::resource("/v1/decisions")
+            .route(web::post().to(bulk::answer_many))
             .default_service(method_not_allowed()),
     )
     .service(

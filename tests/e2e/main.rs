@@ -7,6 +7,7 @@ mod common;
 mod admin;
 mod api_errors;
 mod auth;
+mod bulk;
 mod connect;
 mod ctl;
 mod demo;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::Delivery;
+use crate::error::ErrorDetail;
 use crate::session::SessionStatus;
 use crate::PromptKind;
 
@@ -81,6 +82,38 @@ pub struct DecisionReceipt {
     pub delivery: Delivery,
     /// Who decided.
     pub decided_by: String,
+}
+
+/// `POST /v1/decisions`: what happened to each item, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkResults {
+    /// One result per item.
+    pub results: Vec<BulkResult>,
+}
+
+/// What happened to one item of a bulk answer: the receipt (status 200), or the error the
+/// single route would have answered with its status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkResult {
+    /// Session id, as given.
+    pub session_id: String,
+    /// Prompt (request) id, as given.
+    pub request_id: String,
+    /// The HTTP status the single route would have answered.
+    pub status: u16,
+    /// The decision's receipt, when it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<DecisionReceipt>,
+    /// Why it was not taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+impl BulkResult {
+    /// True when the item's answer was taken.
+    pub fn is_ok(&self) -> bool {
+        self.receipt.is_some() && self.error.is_none()
+    }
 }
 
 /// A pending prompt as shown to operators.
@@ -333,5 +366,23 @@ mod tests {
         assert_eq!(r.status, Outcome::Allowed);
         assert_eq!(r.delivery, Delivery::Queued);
         assert_eq!(serde_json::to_value(&r).unwrap()["status"], "allowed");
+    }
+
+    #[test]
+    fn bulk_results_carry_a_receipt_or_an_error() {
+        let text = json!({"results":[
+            {"session_id":"s1","request_id":"r1","status":200,"receipt":{"session_id":"s1",
+                "request_id":"r1","status":"denied","delivery":"sent","decided_by":"alice"}},
+            {"session_id":"s1","request_id":"r2","status":409,
+                "error":{"code":"already_answered","message":"prompt r2 was already answered"}}
+        ]});
+        let r: BulkResults = serde_json::from_value(text.clone()).unwrap();
+        assert!(r.results[0].is_ok());
+        assert!(!r.results[1].is_ok());
+        assert_eq!(
+            r.results[1].error.as_ref().unwrap().code,
+            "already_answered"
+        );
+        assert_eq!(serde_json::to_value(&r).unwrap(), text);
     }
 }
