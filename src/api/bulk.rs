@@ -22,7 +22,16 @@ use ccr_protocol::reply::{BulkResult, BulkResults};
 /// Most items of one batch waiting on the registry at once.
 const IN_FLIGHT: usize = 32;
 
-/// `POST /v1/decisions`: answer every item; 200 with one result per item, in order.
+/// Answer several permission prompts at once (1 to 1000), each on its own.
+///
+/// Each item names its prompt beside the single answer's fields. A body error in any item
+/// refuses the whole request (400, nothing answered); otherwise 200 with one result per
+/// item, in order: the status, receipt or error (`unknown_session`, `unknown_prompt`,
+/// `already_answered`, `prompt_cancelled`, `ledger_unavailable`, `unavailable`) the single
+/// route would give. A prompt named twice is answered once: the repeat is 409
+/// `already_answered`.
+#[utoipa::path(post, path = "/v1/decisions", tag = "prompts", request_body = BulkDecisions,
+    responses((status = 200, description = "One result per item, in order", body = BulkResults)))]
 pub async fn answer_many(
     Approver(who): Approver,
     state: web::Data<ApiState>,

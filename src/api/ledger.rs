@@ -6,9 +6,11 @@ use super::auth::Viewer;
 use super::{ApiError, ApiState};
 use crate::ledger::{LedgerError, LedgerQuery};
 use ccr_protocol::api::LedgerParams;
+use ccr_protocol::reply::LedgerPage;
 
-/// `GET /v1/audit?session_id=&tool=&outcome=&decided_by=&since=&until=&limit=&cursor=`:
-/// a page of the decision ledger, newest first.
+/// A page of the decision ledger, newest first (unknown parameters are ignored).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(LedgerParams),
+    responses((status = 200, description = "One page; `next_cursor` for the next", body = LedgerPage)))]
 pub async fn query(
     _who: Viewer,
     state: web::Data<ApiState>,

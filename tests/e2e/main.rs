@@ -13,6 +13,7 @@ mod ctl;
 mod demo;
 mod health;
 mod limits;
+mod openapi;
 mod operator;
 mod permissions;
 mod policy;

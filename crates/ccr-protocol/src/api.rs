@@ -33,6 +33,7 @@ pub enum DecisionBody {
 
 /// Whether to allow or deny, the one required field of a decision body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Behavior {
     /// Run the tool.
@@ -48,6 +49,7 @@ pub enum Behavior {
 /// both spellings of one field is a `duplicate field` error. Clients (`ctl`) send it as it
 /// serializes: snake_case, absent fields left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawDecision {
     /// `allow` or `deny`.
@@ -209,6 +211,7 @@ pub const MAX_BULK_DECISIONS: usize = 1000;
 /// Body of `POST /v1/decisions`: several answers to permission prompts at once, each
 /// answered on its own (1 to [`MAX_BULK_DECISIONS`] items).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BulkDecisions {
     /// The answers, in the order their results are listed.
@@ -218,6 +221,7 @@ pub struct BulkDecisions {
 /// One item of [`BulkDecisions`]: which prompt, and the fields of the single answer
 /// ([`RawDecision`]) beside them, parsed as strictly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BulkItem {
     /// Session id.
@@ -358,6 +362,7 @@ pub enum QuestionAnswer {
 
 /// A question answer as sent, before its checks (unknown fields refused).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawQuestionAnswer {
     /// Elicitation: `accept`, `decline` or `cancel`.
@@ -525,8 +530,31 @@ pub enum AnswerBody {
     Question(QuestionAnswer),
 }
 
+/// Body of `POST /v1/sessions` as documented: the service reads it with the config's own
+/// parser (the fields of `[[sessions]]` that the API accepts), and refuses `token_command`
+/// and a literal `token`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddSessionBody {
+    /// The CCR session id.
+    pub id: String,
+    /// Labels for policy selectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// Watch only: never interrupted or sent messages (its prompts are still answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewer_only: Option<bool>,
+    /// The environment variable holding its token (when `[api] runtime_token_sources` allows `env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// The file holding its token, inside `[api] runtime_token_dirs` (when sources allow `file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+}
+
 /// Body of `POST /v1/sessions/{id}/messages`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendMessageBody {
     /// A string, or an array of content blocks.
@@ -561,6 +589,7 @@ impl SendMessageBody {
 
 /// Query of `GET /v1/events`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only this session's events.
@@ -571,6 +600,7 @@ pub struct EventsQuery {
 
 /// Query of `GET /v1/sessions/{id}/messages` (the transcript).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Events after this sequence number.
@@ -581,6 +611,7 @@ pub struct PageQuery {
 
 /// Query of `GET /v1/permissions` and `GET /v1/questions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct PendingQuery {
     /// Only this session's prompts.
@@ -589,6 +620,7 @@ pub struct PendingQuery {
 
 /// Body of `POST /v1/sessions/{id}/interrupt`: optional (empty = all defaults).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InterruptBody {
     /// Also cancel the user messages still queued.
@@ -598,6 +630,7 @@ pub struct InterruptBody {
 
 /// The raw query string of `GET /v1/audit`, before validation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct LedgerParams {
     /// `session_id=`
@@ -620,6 +653,7 @@ pub struct LedgerParams {
 
 /// How a decision reached the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// Written to the live socket now.

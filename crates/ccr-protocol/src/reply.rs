@@ -17,6 +17,7 @@ use crate::PromptKind;
 
 /// How a prompt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The tool may run.
@@ -71,8 +72,10 @@ impl FromStr for Outcome {
 
 /// The registry's acknowledgement of a decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionReceipt {
     /// Session id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub session_id: Arc<str>,
     /// Prompt id.
     pub request_id: String,
@@ -86,6 +89,7 @@ pub struct DecisionReceipt {
 
 /// `POST /v1/decisions`: what happened to each item, in the order of the request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkResults {
     /// One result per item.
     pub results: Vec<BulkResult>,
@@ -94,6 +98,7 @@ pub struct BulkResults {
 /// What happened to one item of a bulk answer: the receipt (status 200), or the error the
 /// single route would have answered with its status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkResult {
     /// Session id, as given.
     pub session_id: String,
@@ -116,10 +121,57 @@ impl BulkResult {
     }
 }
 
+/// `GET /healthz`: the process answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// `GET /readyz`: ready, and which sessions are not connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Readiness {
+    /// Always `true` when answered with 200.
+    pub ready: bool,
+    /// How many sessions the supervisor runs.
+    pub sessions: usize,
+    /// The sessions whose state is not `connected`.
+    pub not_connected: Vec<NotConnected>,
+}
+
+/// A session that is not connected, in [`Readiness`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotConnected {
+    /// Session id.
+    pub id: String,
+    /// Its state's name (`connecting`, `reconnecting`, `failed`, ...).
+    pub state: String,
+}
+
+/// `GET /v1/sessions/{id}/messages`: a page of the session's event history (the service
+/// splices the stored events in as they are; see events.md for their shapes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TranscriptPage {
+    /// Session id.
+    pub session_id: String,
+    /// The events, oldest first, each as the live stream sends it.
+    pub messages: Vec<Value>,
+    /// Pass as `after` for the next page.
+    pub next_after: u64,
+    /// Set when events after `after` were already evicted: the oldest kept sequence number.
+    pub lagged_from: Option<u64>,
+}
+
 /// A pending prompt as shown to operators.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PendingPrompt {
     /// Session id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub session_id: Arc<str>,
     /// Prompt id.
     pub request_id: String,
@@ -133,6 +185,7 @@ pub struct PendingPrompt {
     pub request: Value,
     /// When it arrived.
     #[serde(with = "crate::time::as_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub received_at: SystemTime,
     /// Age in milliseconds.
     pub age_ms: u64,
@@ -147,6 +200,7 @@ pub struct PendingPrompt {
 
 /// `GET /v1/sessions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionList {
     /// Every session, in id order.
     pub sessions: Vec<SessionBody>,
@@ -154,6 +208,7 @@ pub struct SessionList {
 
 /// One session with the registry's tallies (`GET /v1/sessions/{id}`, and each of the list).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionBody {
     /// The supervisor's view of the session.
     #[serde(flatten)]
@@ -166,6 +221,7 @@ pub struct SessionBody {
 
 /// `DELETE /v1/sessions/{id}`: the session that was removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Removed {
     /// Its id.
     pub removed: String,
@@ -173,6 +229,7 @@ pub struct Removed {
 
 /// `GET /v1/permissions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PermissionList {
     /// Pending `can_use_tool` prompts: waited-on first, then oldest first.
     pub permissions: Vec<PendingPrompt>,
@@ -180,6 +237,7 @@ pub struct PermissionList {
 
 /// `GET /v1/questions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuestionList {
     /// Pending elicitations and dialogs, in the same order as permissions.
     pub questions: Vec<PendingPrompt>,
@@ -187,8 +245,10 @@ pub struct QuestionList {
 
 /// One session as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionView {
     /// Session id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: Arc<str>,
     /// Labels from config.
     pub labels: Vec<String>,
@@ -203,6 +263,7 @@ pub struct SessionView {
 
 /// The session's answer to an interrupt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InterruptAnswer {
     /// Id of the interrupt request we sent.
     pub request_id: String,
@@ -239,6 +300,7 @@ impl InterruptAnswer {
 
 /// Receipt of a user message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SentMessage {
     /// The event uuid we generated.
     pub uuid: String,
@@ -249,6 +311,7 @@ pub struct SentMessage {
 /// One ledger row as `GET /v1/audit` shows it (fields added over time read as empty
 /// when an older server leaves them out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerRow {
     /// The CCR session id.
     pub session_id: String,
@@ -264,19 +327,23 @@ pub struct LedgerRow {
     pub request: Value,
     /// When the prompt arrived (RFC 3339).
     #[serde(with = "crate::time::as_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub received_at: SystemTime,
     /// How it ended; serialized as `"pending"` while undecided.
     #[serde(with = "outcome_or_pending")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "pending"))]
     pub outcome: Option<Outcome>,
     /// Who decided.
     pub decided_by: Option<String>,
     /// When it was decided (RFC 3339).
     #[serde(default, with = "crate::time::opt_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub decided_at: Option<SystemTime>,
     /// When the answer was first written to the session's socket (RFC 3339). Written, not
     /// read: a connection that dies right after may lose it, and the session's replay then
     /// gets it again (counted in `deliveries`).
     #[serde(default, with = "crate::time::opt_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub delivered_at: Option<SystemTime>,
     /// How many times the answer was written to a socket: 1, plus one per resend after the
     /// session replayed the prompt on a new connection.
@@ -284,6 +351,7 @@ pub struct LedgerRow {
     pub deliveries: u64,
     /// When it was last written (RFC 3339).
     #[serde(default, with = "crate::time::opt_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_delivered_at: Option<SystemTime>,
     /// The edited input, when the operator changed it.
     #[serde(default)]
@@ -325,6 +393,7 @@ mod outcome_or_pending {
 
 /// One page of ledger rows, newest first (`GET /v1/audit`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerPage {
     /// The rows.
     pub rows: Vec<LedgerRow>,
