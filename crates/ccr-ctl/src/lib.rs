@@ -151,10 +151,10 @@ pub struct Which {
     #[arg(long)]
     pub all_pending: bool,
     /// With --all-pending: only this session's prompts.
-    #[arg(long, value_name = "ID", requires = "all_pending")]
+    #[arg(long, value_name = "ID")]
     pub session: Option<String>,
     /// With --all-pending: only prompts for this tool (exact name, e.g. Bash).
-    #[arg(long, value_name = "NAME", requires = "all_pending")]
+    #[arg(long, value_name = "NAME")]
     pub tool: Option<String>,
 }
 
@@ -324,6 +324,11 @@ pub fn deny_body(message: Option<&str>, interrupt: bool) -> RawDecision {
 /// Answer the prompts `which` names with `body`: one through the single route, several
 /// (or `--all-pending`) through `POST /v1/decisions`.
 fn decide(client: &Client, json: bool, which: &Which, body: &RawDecision) -> Result<(), CtlError> {
+    if !which.all_pending && (which.session.is_some() || which.tool.is_some()) {
+        return Err(CtlError::Usage(
+            "--session and --tool select among --all-pending".into(),
+        ));
+    }
     let one = match &*which.targets {
         [] => None,
         targets => match bulk::targets(targets)? {

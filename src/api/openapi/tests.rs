@@ -239,3 +239,45 @@ fn the_bodies_are_the_protocol_types() {
         assert!(item["properties"].get(field).is_some(), "BulkItem.{field}");
     }
 }
+
+/// The files of `dir`, recursively.
+fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The table is the only way into the app: no other file of the API mounts a route
+/// (which the document, checked against the table, could then miss).
+#[test]
+fn no_route_is_mounted_outside_the_table() {
+    let api = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let mut files = Vec::new();
+    sources(&api, &mut files);
+    assert!(files.len() > 10, "{files:?}");
+    let mounting = [
+        "web::resource(",
+        "web::scope(",
+        ".service(",
+        ".route(",
+        "cfg.route(",
+    ];
+    for file in files {
+        if file.ends_with("table.rs") || file.ends_with("openapi/tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for m in mounting {
+            assert!(
+                !text.contains(m),
+                "{} mounts a route with {m}: add it to the route table (src/api/table.rs)",
+                file.display()
+            );
+        }
+    }
+}

@@ -139,6 +139,8 @@ async fn bulk_usage_errors_exit_2_and_send_nothing() {
         &["allow", "s1", "u1", "u2"],
         &["allow", "s1/u1", "--all-pending"],
         &["allow", "--tool", "Bash"],
+        &["deny", "s1", "u1", "--tool", "Bash"],
+        &["deny", "s1/u1", "s2/u2", "--session", "s1"],
         &["allow", "s1/u1", "s2/u2", "--input", r#"{"command":"ls"}"#],
         &["allow", "--all-pending", "--input", r#"{"command":"ls"}"#],
     ] {
