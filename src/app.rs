@@ -65,7 +65,10 @@ impl Running {
         self.bus.close();
         let closed = tokio::time::timeout(deadline, self.supervisor.send(ShutdownSessions)).await;
         if closed.is_err() {
-            warn!(?deadline, "sessions did not all close in time");
+            warn!(
+                deadline_ms = deadline.as_millis() as u64,
+                "sessions did not all close in time"
+            );
         }
         let left = deadline.saturating_sub(started.elapsed());
         if tokio::time::timeout(left, stopping).await.is_err() {
@@ -331,6 +334,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .wrap(actix_web::middleware::from_fn(
                 api::body_deadline::limit_body_time,
             ))
+            .wrap(actix_web::middleware::from_fn(api::access::log_requests))
             .configure(crate::console::register)
             .configure(api::configure(state.clone()))
     })

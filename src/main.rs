@@ -222,7 +222,7 @@ fn reload_on_sighup(
                     let msg = ccr_supervisor::supervisor::ReplaceSessions(cfg.sessions);
                     match supervisor.send(msg).await {
                         Ok(c) => {
-                            tracing::info!(added = ?c.added, removed = ?c.removed, changed = ?c.changed, "SIGHUP: sessions reloaded")
+                            tracing::info!(added = %c.added.join(","), removed = %c.removed.join(","), changed = %c.changed.join(","), "SIGHUP: sessions reloaded")
                         }
                         Err(e) => tracing::error!(error = %e, "SIGHUP: supervisor unavailable"),
                     }

@@ -12,6 +12,8 @@ mod common;
 mod disk_full;
 #[path = "process/fd_limit.rs"]
 mod fd_limit;
+#[path = "process/logs.rs"]
+mod logs;
 #[path = "process/reload.rs"]
 mod reload;
 #[path = "process/restart.rs"]

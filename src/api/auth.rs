@@ -6,7 +6,7 @@
 use std::future::{ready, Ready};
 use std::sync::Arc;
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage as _, HttpRequest};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -161,6 +161,13 @@ fn secret_digest(name: &str, raw: &str) -> Result<[u8; 32], AuthSetupError> {
 /// otherwise the console's sign-in cookie. A state-changing request signed in by the
 /// cookie must also come from the console's own origin (403 `cross_origin`).
 pub fn identify(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiError> {
+    let who = authenticate(req, state)?;
+    req.extensions_mut()
+        .insert(super::access::Caller(who.name.clone()));
+    Ok(who)
+}
+
+fn authenticate(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiError> {
     if !state.auth.enabled() || req.headers().contains_key(header::AUTHORIZATION) {
         return state.auth.authenticate(req);
     }

@@ -3,6 +3,7 @@
 //! Every route is in the route table ([`table::endpoints`]), which [`configure`] mounts
 //! (`main` and the tests share it) and the OpenAPI document ([`openapi`]) is checked against.
 
+pub mod access;
 pub mod auth;
 pub mod body_deadline;
 mod bulk;

@@ -144,7 +144,7 @@ impl<P: Post> Worker<P> {
                         break;
                     }
                     let pause = retry::backoff(delivery, attempt, rand::thread_rng().gen());
-                    debug!(sink = %name, event, attempt, outcome = %describe(result), ?pause, "notification attempt failed; retrying");
+                    debug!(sink = %name, event, attempt, outcome = %describe(result), pause_ms = pause.as_millis() as u64, "notification attempt failed; retrying");
                     thread::sleep(pause);
                 }
             }

@@ -534,7 +534,7 @@ impl SessionActor {
     /// slow to drop TCP after the handshake).
     fn on_server_close(&mut self, reason: Option<CloseReason>, ctx: &mut Context<Self>) {
         let code = reason.as_ref().map(|r| u16::from(r.code));
-        info!(?code, "server closed the connection");
+        info!(code, "server closed the connection");
         if let Some(live) = self.conn.as_mut() {
             live.close_code = code;
             let _ = live.sink.write(WsMessage::Close(reason));

@@ -184,7 +184,7 @@ impl Handler<ReplaceSessions> for Supervisor {
                 changes.added.push(spec.id.to_string());
             }
         }
-        info!(added = ?changes.added, removed = ?changes.removed, changed = ?changes.changed, "session set replaced");
+        info!(added = %changes.added.join(","), removed = %changes.removed.join(","), changed = %changes.changed.join(","), "session set replaced");
         MessageResult(changes)
     }
 }

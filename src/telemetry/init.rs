@@ -1,5 +1,6 @@
 //! Logging setup: `tracing` to stderr, human-readable or JSON lines.
 
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -25,9 +26,8 @@ pub fn init(cfg: &LogConfig) {
     let result = match cfg.format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
+            .fmt_fields(JsonFields::new())
+            .event_format(super::json::FlatJson)
             .try_init(),
     };
     if let Err(e) = result {

@@ -51,6 +51,7 @@
 //! emitted, never what.
 
 mod init;
+pub mod json;
 
 pub mod diagnostics;
 pub mod frames;

@@ -389,7 +389,7 @@ impl PromptOverdue {
             prompt,
             origin,
         } = self;
-        warn!(target: RULES, ?waiting, "permission overdue");
+        warn!(target: RULES, waiting_ms = waiting.as_millis() as u64, "permission overdue");
         publish.publish(Event::PermissionOverdue {
             session_id: session.clone(),
             request_id,

@@ -449,7 +449,7 @@ fn delivered_overdue_expired_and_cancelled_prompts_are_logged_and_published() {
         &log,
         &[
             "DEBUG ccr_supervisor::registry::core::answer: answer written conn=4",
-            "WARN ccr_supervisor::registry::core::rules: permission overdue waiting=1.5s",
+            "WARN ccr_supervisor::registry::core::rules: permission overdue waiting_ms=1500",
             "INFO ccr_supervisor::registry::core: permission cancelled by the session was_pending=true",
         ],
     );

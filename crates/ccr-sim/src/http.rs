@@ -73,15 +73,21 @@ async fn subscribe(
         actix_http::ws::Codec::new().max_size(MAX_CLIENT_FRAME),
     );
     // When the actor stops, its last frames (a close frame, or none for a drop)
-    // are flushed and then the TCP connection is dropped, as a real server does.
+    // are flushed and then the TCP connection is closed, as a real server does.
     // A normal end of stream is not enough: actix-http may keep an upgraded
-    // connection open after it. The yield lets the dispatcher flush first.
-    let hang_up = stream::once(async {
+    // connection open after it. The yield lets the dispatcher flush first; then the
+    // socket is shut down (a FIN). Only when that is impossible does the stream end in
+    // an error (which actix-http logs at ERROR: not for an ordinary close).
+    let hang_up = stream::once(async move {
         tokio::task::yield_now().await;
-        Err(actix_web::error::ErrorInternalServerError(
-            "sim: connection closed",
-        ))
-    });
+        match socket {
+            Some(s) if s.hang_up() => None,
+            _ => Some(Err(actix_web::error::ErrorInternalServerError(
+                "sim: connection closed",
+            ))),
+        }
+    })
+    .filter_map(std::future::ready);
     Ok(response.streaming(frames.chain(hang_up)))
 }
 

@@ -80,17 +80,31 @@ impl SocketId {
         })
     }
 
+    /// Whether the descriptor still is this connection (its number may have been reused).
+    fn is_current(&self) -> bool {
+        let fd = Borrowed(self.fd);
+        let sock = socket2::SockRef::from(&fd);
+        sock.local_addr().ok().and_then(|a| a.as_socket()) == Some(self.local)
+            && sock.peer_addr().ok().and_then(|a| a.as_socket()) == Some(self.peer)
+    }
+
+    /// Hang up (FIN both ways, what is queued is still sent) if the descriptor still is
+    /// this connection; true if done. The server then sees the socket end and drops it.
+    pub(crate) fn hang_up(&self) -> bool {
+        if !self.is_current() {
+            return false;
+        }
+        // SAFETY: `fd` is an open socket (its addresses were just read back from it).
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) == 0 }
+    }
+
     /// Reset the connection (RST) if the descriptor still is this connection; true if done.
     ///
     /// `connect(fd, AF_UNSPEC)` makes Linux drop the connection at once with a
     /// reset, discarding what is queued either way, while the descriptor stays
     /// open and owned by the server (which then sees the socket fail and drops it).
     pub(crate) fn abort(&self) -> bool {
-        let fd = Borrowed(self.fd);
-        let sock = socket2::SockRef::from(&fd);
-        let same = sock.local_addr().ok().and_then(|a| a.as_socket()) == Some(self.local)
-            && sock.peer_addr().ok().and_then(|a| a.as_socket()) == Some(self.peer);
-        if !same {
+        if !self.is_current() {
             return false;
         }
         // SAFETY: `fd` is an open socket (its addresses were just read back from
