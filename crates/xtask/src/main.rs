@@ -59,7 +59,9 @@ fn ensure_browser() -> Result<(), String> {
     if !install(&prefix)? {
         eprintln!("xtask: apt-get install failed; running apt-get update and trying again");
         let mut update = command(&prefix, "apt-get");
-        update.env("DEBIAN_FRONTEND", "noninteractive").arg("update");
+        update
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .arg("update");
         if !run(update)? || !install(&prefix)? {
             return Err(format!(
                 "could not install {} with apt-get; install Debian's packages {} by hand \
@@ -128,6 +130,25 @@ fn run(mut cmd: Command) -> Result<bool, String> {
 fn run_tests(args: &[String]) -> i32 {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
+    // `cargo run` gave this process the package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*,
+    // ...). Passed on, build scripts that watch them (ring's does) would rerun and rebuild
+    // half the tree on every switch between `cargo xtask test` and a plain `cargo test`.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
     cmd.current_dir(workspace_root())
         .args(["test", "--features", "test-hooks"])
         .args(args)
