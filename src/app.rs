@@ -13,6 +13,7 @@ use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use tracing::{info, warn};
 
+use crate::api::cookie::ConsoleSessions;
 use crate::api::{self, ApiState, Authenticator};
 use crate::config::{self, Config, ConfigError, Draft};
 use crate::demo::{self, EmbeddedSim};
@@ -290,6 +291,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             fds.stream_subscribers,
             limits.max_stream_subscribers_per_token,
         ),
+        console: ConsoleSessions::new(
+            crate::console::DEFAULT_SESSION_LIFETIME,
+            crate::console::DEFAULT_MAX_SIGN_INS,
+        ),
+        public_origin: None,
     };
     // `[api] workers`: one per core by default (was fixed at one).
     let workers = limits.worker_count();
@@ -298,6 +304,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .wrap(actix_web::middleware::from_fn(
                 api::body_deadline::limit_body_time,
             ))
+            .configure(crate::console::register)
             .configure(api::configure(state.clone()))
     })
     .workers(workers)

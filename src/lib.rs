@@ -26,6 +26,8 @@
 //!   - `supervisor::slot`: one supervised session and what to do when its actor ends (pure).
 //! - [`demo`]: the embedded CCR simulator of demo mode (the `ccr-sim` crate, feature `demo`).
 //! - [`api`]: actix-web routes, the operator event stream, and the one `ApiError`.
+//! - [`console`]: the operator console in the browser (`/`, `/ui/...`): pages over the API's
+//!   reads, sign-in by cookie, embedded assets.
 //! - [`app`]: loads the config as the service runs it and wires it all; `main` and tests share it.
 //!
 //! `main.rs` (the binary) sits on top. The order is checked against every `crate::` path
@@ -54,6 +56,7 @@ pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod events;
 pub mod ledger;

@@ -1,6 +1,7 @@
 //! Operator authentication and roles: bearer tokens checked against SHA-256
 //! digests in constant time, and extractors that make each handler's required
-//! role part of its signature (`Viewer`, `Approver`, `Admin`).
+//! role part of its signature (`Viewer`, `Approver`, `Admin`). A browser signed in to
+//! the console presents its cookie instead ([`super::cookie`]).
 
 use std::future::{ready, Ready};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, ApiState};
+use super::{cookie, ApiError, ApiState};
 use crate::config::{ApiConfig, ApiTokenSource, Role};
 
 /// Who is calling, once authenticated.
@@ -118,7 +119,12 @@ impl Authenticator {
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized("missing bearer token"))?;
-        let digest = sha256(presented);
+        self.check(presented)
+    }
+
+    /// Who `token` belongs to (the console's sign-in posts it once); 401 for an unknown one.
+    pub fn check(&self, token: &str) -> Result<Principal, ApiError> {
+        let digest = sha256(token.trim());
         // Compare against every digest without stopping early.
         let mut found: Option<&Principal> = None;
         for known in &self.tokens {
@@ -151,11 +157,31 @@ fn secret_digest(name: &str, raw: &str) -> Result<[u8; 32], AuthSetupError> {
     Ok(sha256(token))
 }
 
+/// Who makes `req`: the bearer token when the request has an `Authorization` header,
+/// otherwise the console's sign-in cookie. A state-changing request signed in by the
+/// cookie must also come from the console's own origin (403 `cross_origin`).
+pub fn identify(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiError> {
+    if !state.auth.enabled() || req.headers().contains_key(header::AUTHORIZATION) {
+        return state.auth.authenticate(req);
+    }
+    let Some(cookie) = cookie::presented(req) else {
+        return state.auth.authenticate(req);
+    };
+    let principal = state
+        .console
+        .principal(&cookie)
+        .ok_or(ApiError::Unauthorized("sign-in expired or signed out"))?;
+    if cookie::changes_state(req.method()) {
+        cookie::check_origin(req, state.public_origin.as_deref())?;
+    }
+    Ok(principal)
+}
+
 fn require(req: &HttpRequest, role: Role) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<ApiState>>()
         .ok_or(ApiError::Unavailable("api state missing".into()))?;
-    let principal = state.auth.authenticate(req)?;
+    let principal = identify(req, state)?;
     if principal.role < role {
         return Err(ApiError::Forbidden {
             required: role,

@@ -71,6 +71,10 @@ pub enum ApiError {
         /// The caller's token name.
         name: String,
     },
+    /// 403: a state-changing request signed in by the console's cookie came without an
+    /// `Origin`, or from another origin (cross-site request forgery).
+    #[error("{0}")]
+    CrossOrigin(&'static str),
     /// 406: the event stream needs a WebSocket upgrade or `Accept: text/event-stream`.
     #[error("{0}")]
     NotAcceptable(&'static str),
@@ -112,6 +116,7 @@ impl ApiError {
             ApiError::LedgerUnavailable(_) => Code::LedgerUnavailable,
             ApiError::Unauthorized(_) => Code::Unauthorized,
             ApiError::Forbidden { .. } => Code::Forbidden,
+            ApiError::CrossOrigin(_) => Code::CrossOrigin,
             ApiError::NotAcceptable(_) => Code::NotAcceptable,
             ApiError::RequestTimeout(_) => Code::RequestTimeout,
             ApiError::TooManyStreams(_) => Code::TooManyStreams,

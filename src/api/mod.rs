@@ -6,12 +6,14 @@
 
 pub mod auth;
 pub mod body_deadline;
+pub mod cookie;
 mod error;
 mod fanout;
 mod health;
 mod ledger;
 mod lookup;
 mod policy;
+pub mod read;
 mod routes;
 pub mod stream;
 
@@ -21,7 +23,7 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::{web, HttpRequest};
 
-pub use auth::{Admin, Approver, Authenticator, Principal, Viewer};
+pub use auth::{identify, Admin, Approver, Authenticator, Principal, Viewer};
 pub use error::ApiError;
 
 use crate::events::EventBus;
@@ -55,6 +57,11 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// Caps on live event-stream readers (total and per token).
     pub streams: Arc<crate::limits::streams::StreamCaps>,
+    /// Browsers signed in to the console (by cookie).
+    pub console: Arc<cookie::ConsoleSessions>,
+    /// `[console] public_url`'s origin, accepted as a console request's `Origin` beside
+    /// the scheme and host the request was made to.
+    pub public_origin: Option<String>,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

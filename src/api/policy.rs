@@ -5,15 +5,14 @@ use serde_json::Value;
 
 use super::auth::Viewer;
 use super::lookup::lookup;
-use super::{ApiError, ApiState};
+use super::{read, ApiError, ApiState};
 use crate::policy::PromptContext;
-use crate::registry::PolicyInfo;
 use ccr_protocol::policy::EvaluateBody;
 use ccr_protocol::PermissionPrompt;
 
 /// `GET /v1/policy`: the rules in order, deadlines, and each rule's hit count.
 pub async fn policy(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let report = state.registry.send(PolicyInfo).await?;
+    let report = read::policy(&state).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 

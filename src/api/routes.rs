@@ -6,15 +6,13 @@ use actix_web::{web, HttpResponse};
 
 use super::auth::{Admin, Approver, Viewer};
 use super::lookup::lookup;
-use super::{ledger, policy, stream, ApiError, ApiState};
-use crate::registry::{CountPending, Decide, ListPending, SessionTally};
+use super::{ledger, policy, read, stream, ApiError, ApiState};
+use crate::registry::Decide;
 use crate::session::{InterruptSession, SendUserMessage};
-use crate::supervisor::{AddSession, ListSessions, RemoveSession, SessionSetError};
+use crate::supervisor::{AddSession, RemoveSession, SessionSetError};
 use ccr_protocol::api::{AnswerBody, DecisionBody, QuestionAnswer, SendMessageBody};
 use ccr_protocol::api::{InterruptBody, PendingQuery};
-use ccr_protocol::reply::{
-    PendingPrompt, PermissionList, QuestionList, Removed, SessionBody, SessionList, SessionView,
-};
+use ccr_protocol::reply::{PermissionList, QuestionList, Removed, SessionList};
 
 /// Mount the v1 routes.
 pub fn register(cfg: &mut web::ServiceConfig) {
@@ -85,31 +83,8 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn merge(mut view: SessionView, tally: Option<&SessionTally>) -> SessionBody {
-    let t = tally.copied().unwrap_or_default();
-    view.status.counters.prompts = t.prompts;
-    view.status.counters.decisions = t.decisions;
-    SessionBody {
-        view,
-        pending: t.pending,
-        queued_decisions: t.queued,
-    }
-}
-
-async fn sessions(state: &ApiState, only: Option<String>) -> Result<Vec<SessionBody>, ApiError> {
-    let views = state.supervisor.send(ListSessions { only }).await?;
-    let tallies = state.registry.send(CountPending).await?;
-    Ok(views
-        .into_iter()
-        .map(|v| {
-            let t = tallies.get(&v.id);
-            merge(v, t)
-        })
-        .collect())
-}
-
 async fn list_sessions(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let list = sessions(&state, None).await?;
+    let list = read::sessions(&state, None).await?;
     Ok(HttpResponse::Ok().json(SessionList { sessions: list }))
 }
 
@@ -119,7 +94,7 @@ async fn get_session(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let mut list = sessions(&state, Some(id.clone())).await?;
+    let mut list = read::sessions(&state, Some(id.clone())).await?;
     match list.pop() {
         Some(s) => Ok(HttpResponse::Ok().json(s)),
         None => Err(ApiError::UnknownSession(id)),
@@ -131,7 +106,7 @@ async fn list_permissions(
     state: web::Data<ApiState>,
     query: web::Query<PendingQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let permissions = list_pending(&state, query.into_inner(), false).await?;
+    let permissions = read::pending(&state, query.into_inner().session_id, false).await?;
     Ok(HttpResponse::Ok().json(PermissionList { permissions }))
 }
 
@@ -141,27 +116,8 @@ async fn list_questions(
     state: web::Data<ApiState>,
     query: web::Query<PendingQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let questions = list_pending(&state, query.into_inner(), true).await?;
+    let questions = read::pending(&state, query.into_inner().session_id, true).await?;
     Ok(HttpResponse::Ok().json(QuestionList { questions }))
-}
-
-/// Pending prompts (`questions: false`) or questions, of one session when the query names one.
-async fn list_pending(
-    state: &ApiState,
-    query: PendingQuery,
-    questions: bool,
-) -> Result<Vec<PendingPrompt>, ApiError> {
-    let session_id = query.session_id;
-    if let Some(id) = &session_id {
-        lookup(state, id).await?;
-    }
-    Ok(state
-        .registry
-        .send(ListPending {
-            session_id,
-            questions,
-        })
-        .await?)
 }
 
 /// `POST /v1/sessions/{id}/questions/{request_id}` (approver): answer an elicitation or a
@@ -296,7 +252,7 @@ async fn add_session(
         .send(AddSession(spec))
         .await?
         .map_err(set_error)?;
-    let mut list = sessions(&state, Some(id.clone())).await?;
+    let mut list = read::sessions(&state, Some(id.clone())).await?;
     match list.pop() {
         Some(s) => Ok(HttpResponse::Created().json(s)),
         None => Err(ApiError::UnknownSession(id)),

@@ -8,6 +8,7 @@ mod admin;
 mod api_errors;
 mod auth;
 mod connect;
+mod console;
 mod ctl;
 mod demo;
 mod health;

@@ -45,6 +45,8 @@ error_codes! {
     Unauthorized = "unauthorized", 401;
     /// The token's role is not enough.
     Forbidden = "forbidden", 403;
+    /// A state-changing request signed in by the console cookie came from another origin.
+    CrossOrigin = "cross_origin", 403;
     /// No such session.
     UnknownSession = "unknown_session", 404;
     /// No such prompt in that session.

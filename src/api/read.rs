@@ -1,0 +1,81 @@
+//! The reads behind the viewer routes, as the public reply types: the routes answer them
+//! as JSON and the console renders the very same values, so the two never disagree.
+
+use crate::ledger::{LedgerError, LedgerQuery};
+use crate::registry::{CountPending, ListPending, PolicyInfo, SessionTally};
+use crate::supervisor::ListSessions;
+use ccr_protocol::api::LedgerParams;
+use ccr_protocol::policy::PolicyReport;
+use ccr_protocol::reply::{LedgerPage, PendingPrompt, SessionBody, SessionView};
+
+use super::lookup::lookup;
+use super::{ApiError, ApiState};
+
+fn merge(mut view: SessionView, tally: Option<&SessionTally>) -> SessionBody {
+    let t = tally.copied().unwrap_or_default();
+    view.status.counters.prompts = t.prompts;
+    view.status.counters.decisions = t.decisions;
+    SessionBody {
+        view,
+        pending: t.pending,
+        queued_decisions: t.queued,
+    }
+}
+
+/// Every session (or only `only`), with the registry's tallies (`GET /v1/sessions`).
+pub async fn sessions(
+    state: &ApiState,
+    only: Option<String>,
+) -> Result<Vec<SessionBody>, ApiError> {
+    let views = state.supervisor.send(ListSessions { only }).await?;
+    let tallies = state.registry.send(CountPending).await?;
+    Ok(views
+        .into_iter()
+        .map(|v| {
+            let t = tallies.get(&v.id);
+            merge(v, t)
+        })
+        .collect())
+}
+
+/// Pending prompts (`questions: false`) or questions, of one session when `session_id`
+/// names one (404 `unknown_session` for an unknown one).
+pub async fn pending(
+    state: &ApiState,
+    session_id: Option<String>,
+    questions: bool,
+) -> Result<Vec<PendingPrompt>, ApiError> {
+    if let Some(id) = &session_id {
+        lookup(state, id).await?;
+    }
+    Ok(state
+        .registry
+        .send(ListPending {
+            session_id,
+            questions,
+        })
+        .await?)
+}
+
+/// A page of the decision ledger, newest first (`GET /v1/audit`).
+pub async fn ledger_page(state: &ApiState, params: LedgerParams) -> Result<LedgerPage, ApiError> {
+    let ledger = state
+        .ledger
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("the decision ledger is disabled".into()))?;
+    let query = LedgerQuery::try_from(params).map_err(|e| match e {
+        LedgerError::BadQuery { param, message } => {
+            ApiError::InvalidQuery(format!("{param}: {message}"))
+        }
+        other => ApiError::Unavailable(other.to_string()),
+    })?;
+    ledger
+        .query(query)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("ledger: {e}")))
+}
+
+/// The rules, deadlines and hit counts (`GET /v1/policy`).
+pub async fn policy(state: &ApiState) -> Result<PolicyReport, ApiError> {
+    Ok(state.registry.send(PolicyInfo).await?)
+}
