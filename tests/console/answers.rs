@@ -178,11 +178,7 @@ async fn deny_with_message() {
     // Deny with a message from the row.
     b.click(&format!("{} button.deny", row("ui-deny"))).await;
     b.find("dialog#deny-dialog[open]").await;
-    b.find("textarea#deny-message")
-        .await
-        .send_keys(message)
-        .await
-        .expect("type the message");
+    b.type_into("textarea#deny-message", message).await;
     b.click("button#deny-confirm").await;
     b.until(
         "the denied row to leave the inbox",
@@ -201,11 +197,7 @@ async fn deny_with_message() {
     b.find("#prompt[data-request=ui-stop]").await;
     b.click("button#deny").await;
     b.find("dialog#deny-dialog[open]").await;
-    b.find("textarea#deny-message")
-        .await
-        .send_keys("stop here")
-        .await
-        .expect("type the message");
+    b.type_into("textarea#deny-message", "stop here").await;
     b.click("input#deny-interrupt[type=checkbox]").await;
     b.click("button#deny-confirm").await;
     b.until(

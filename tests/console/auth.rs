@@ -18,11 +18,8 @@ async fn sign_in() {
     b.find("form#sign-in").await;
     assert_eq!(b.path().await, "/ui/sign-in");
     // A bad token: an error on the page (a 401), no cookie.
-    b.find("input#token[name=token][type=password]")
-        .await
-        .send_keys("not-a-token")
-        .await
-        .expect("type");
+    b.type_into("input#token[name=token][type=password]", "not-a-token")
+        .await;
     b.click("button#sign-in-submit").await;
     b.find("#sign-in-error").await;
     assert_eq!(b.visible("#sign-in-error").await, 1);
@@ -30,12 +27,24 @@ async fn sign_in() {
         b.c.get_named_cookie(COOKIE).await.is_err(),
         "no cookie after a bad token"
     );
+    // (From the page's origin: a sign-in POST from elsewhere is refused before the token.)
     let resp = awc::Client::new()
         .post(format!("{}/ui/sign-in", h.api))
+        .insert_header(("origin", h.api.as_str()))
         .send_form(&[("token", "not-a-token")])
         .await
         .expect("POST /ui/sign-in");
     assert_eq!(resp.status().as_u16(), 401);
+    let resp = awc::Client::new()
+        .post(format!("{}/ui/sign-in", h.api))
+        .send_form(&[("token", APPROVER_TOKEN)])
+        .await
+        .expect("POST /ui/sign-in");
+    assert_eq!(
+        resp.status().as_u16(),
+        403,
+        "a sign-in without the page's Origin is refused, even with a good token"
+    );
     // The right token: the inbox, with the role on <body>, and the nav.
     b.sign_in(APPROVER_TOKEN).await;
     b.find("body[data-role=approver]").await;

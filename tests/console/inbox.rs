@@ -38,9 +38,14 @@ async fn new_prompt_appears_live_within_one_second() {
         "no reload"
     );
     // The row says what it is.
-    let r = b.find(&row("live-1")).await;
-    assert_eq!(r.attr("data-session").await.unwrap().as_deref(), Some("s1"));
-    assert_eq!(r.attr("data-tool").await.unwrap().as_deref(), Some("Bash"));
+    assert_eq!(
+        b.attr(&row("live-1"), "data-session").await.as_deref(),
+        Some("s1")
+    );
+    assert_eq!(
+        b.attr(&row("live-1"), "data-tool").await.as_deref(),
+        Some("Bash")
+    );
     assert!(b
         .text(&format!("{} .summary", row("live-1")))
         .await
@@ -91,11 +96,7 @@ async fn bulk_allow_of_twenty_prompts() {
         "document.querySelectorAll('#inbox .prompt-row').length === 22",
     )
     .await;
-    b.find("form#filters [name=tool]")
-        .await
-        .send_keys("Bash")
-        .await
-        .expect("type a filter");
+    b.type_into("form#filters [name=tool]", "Bash").await;
     b.until(
         "the filter to leave the 20 Bash rows",
         "[...document.querySelectorAll('#inbox .prompt-row')]\

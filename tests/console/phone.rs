@@ -17,11 +17,23 @@ async fn assert_no_horizontal_scroll(b: &Browser, what: &str) {
         dims["inner"], PHONE.0,
         "{what}: the viewport is phone-wide: {dims}"
     );
-    assert!(
-        dims["scroll"].as_u64() <= dims["inner"].as_u64()
-            && dims["body"].as_u64() <= dims["inner"].as_u64(),
-        "{what}: the page scrolls sideways: {dims}"
-    );
+    if dims["scroll"].as_u64() > dims["inner"].as_u64()
+        || dims["body"].as_u64() > dims["inner"].as_u64()
+    {
+        // Name the outermost elements that stick out, for the failure message.
+        let culprits = b
+            .js("const w = window.innerWidth;\
+                 const out = e => e.getBoundingClientRect().right > w + 0.5;\
+                 return [...document.querySelectorAll('body *')]\
+                   .filter(e => out(e) && !out(e.parentElement))\
+                   .slice(0, 10)\
+                   .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')\
+                     + [...e.classList].map(c => '.' + c).join('')\
+                     + ' (right ' + Math.round(e.getBoundingClientRect().right) + ' px, '\
+                     + getComputedStyle(e).width + ' wide)');")
+            .await;
+        panic!("{what}: the page scrolls sideways: {dims}; sticking out: {culprits}");
+    }
 }
 
 /// The element at `css` lies inside the viewport's width.
@@ -67,13 +79,13 @@ async fn phone_width_inbox_answers_without_horizontal_scrolling() {
     for id in ["ph-allow", "ph-deny"] {
         b.find(&row(id)).await;
     }
+    b.screenshot("inbox-phone").await;
     assert_no_horizontal_scroll(&b, "inbox").await;
     for id in ["ph-allow", "ph-deny"] {
         for control in ["button.allow", "button.deny"] {
             assert_within_width(&b, &format!("{} {control}", row(id))).await;
         }
     }
-    b.screenshot("inbox-phone").await;
     // The prompt page of the long command fits too.
     b.goto("/ui/prompts/s1/ph-allow").await;
     b.find("#prompt[data-request=ph-allow]").await;
@@ -99,11 +111,8 @@ async fn phone_width_inbox_answers_without_horizontal_scrolling() {
     ] {
         assert_within_width(&b, control).await;
     }
-    b.find("textarea#deny-message")
-        .await
-        .send_keys("too wide a change")
-        .await
-        .expect("type");
+    b.type_into("textarea#deny-message", "too wide a change")
+        .await;
     b.click("button#deny-confirm").await;
     let frame = wait_answer(&mut h, "s1", "ph-deny").await;
     assert_eq!(frame["response"]["response"]["behavior"], "deny", "{frame}");

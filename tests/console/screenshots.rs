@@ -78,6 +78,10 @@ async fn screenshots_of_inbox_diff_and_transcript() {
     b.find("#transcript .msg-tool-result").await;
     b.find("#transcript .msg-result").await;
     assert!(b.text("#transcript").await.contains("Done. Anything else?"));
+    // Tall enough for the whole turn, scrolled to the transcript.
+    b.resize((DESKTOP.0, 1400)).await;
+    b.js("document.querySelector('#transcript').scrollIntoView(); return null")
+        .await;
     b.screenshot("transcript").await;
     // The sessions list.
     b.goto("/ui/sessions").await;

@@ -431,22 +431,53 @@ impl Browser {
     }
 
     /// Click the element at `css` (waiting for it).
+    ///
+    /// The inbox re-renders its rows on every live event, so an element found a moment ago
+    /// may be gone ("stale"): find it again and retry, up to [`WAIT`].
     pub async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click `{css}`: {e}"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(e) => panic!("click `{css}`: {e}"),
+            }
+        }
+    }
+
+    /// Type `text` into the element at `css` (waiting for it; retried like [`Browser::click`]).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.send_keys(text).await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(e) => panic!("type into `{css}`: {e}"),
+            }
+        }
+    }
+
+    /// Attribute `name` of the first element at `css` (waiting for it).
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        self.find(css).await;
+        let v = self
+            .js_with(
+                "return document.querySelector(arguments[0]).getAttribute(arguments[1])",
+                vec![json!(css), json!(name)],
+            )
+            .await;
+        v.as_str().map(str::to_owned)
     }
 
     /// Sign in with `token` through the sign-in form; waits for the signed-in page.
     pub async fn sign_in(&self, token: &str) {
         self.goto("/ui/sign-in").await;
-        self.find("form#sign-in input#token[name=token][type=password]")
-            .await
-            .send_keys(token)
-            .await
-            .expect("type the token");
+        self.type_into("form#sign-in input#token[name=token][type=password]", token)
+            .await;
         self.click("button#sign-in-submit").await;
         self.find("body[data-role]").await;
     }
