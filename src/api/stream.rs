@@ -23,7 +23,7 @@ use futures_util::stream;
 use super::auth::Viewer;
 use super::lookup::lookup;
 use super::{ApiError, ApiState};
-use crate::events::Envelope;
+use crate::events::{Envelope, Event};
 use ccr_protocol::api::EventsQuery;
 pub use reader::batches;
 use socket::EventSocket;
@@ -51,7 +51,12 @@ pub async fn events(
     query: web::Query<EventsQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let EventsQuery { session_id, after } = query.into_inner();
+    let EventsQuery {
+        session_id,
+        after,
+        types,
+    } = query.into_inner();
+    let types = types.as_deref().map(parse_types).transpose()?;
     if let Some(id) = &session_id {
         lookup(&state, id).await?;
     }
@@ -84,6 +89,7 @@ pub async fn events(
             state.metrics.stream_drops.clone(),
             permit,
         );
+        let batches = only_types(batches, types);
         let items = stream::StreamExt::flat_map(batches, stream::iter);
         let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
             ctx.add_stream(items);
@@ -104,6 +110,7 @@ pub async fn events(
     let permit = state.streams.enter(who.0.name.clone())?;
     let drops = state.metrics.stream_drops.clone();
     let batches = batches(&state.bus, filter, after, heartbeat, drops, permit);
+    let batches = only_types(batches, types);
     let body = stream::StreamExt::flat_map(batches, |batch| {
         stream::iter(SseChunks::new(batch).map(Ok::<_, std::convert::Infallible>))
     });
@@ -112,6 +119,43 @@ pub async fn events(
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
+}
+
+/// The `types` filter: known event types, comma-separated (400 `invalid_query` otherwise).
+fn parse_types(list: &str) -> Result<Vec<&'static str>, ApiError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            Event::KINDS
+                .iter()
+                .copied()
+                .find(|k| *k == t)
+                .ok_or_else(|| {
+                    ApiError::InvalidQuery(format!(
+                        "types: unknown event type {t:?} (known: {})",
+                        Event::KINDS.join(", ")
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// Keep only events of `types` (heartbeats and the `lagged` notice always pass); a batch
+/// left empty is not sent.
+fn only_types(
+    batches: impl futures_util::Stream<Item = Vec<Item>>,
+    types: Option<Vec<&'static str>>,
+) -> impl futures_util::Stream<Item = Vec<Item>> {
+    stream::StreamExt::filter_map(batches, move |mut batch| {
+        if let Some(types) = &types {
+            batch.retain(|item| match item {
+                Item::Event(e) => types.contains(&e.event.kind()),
+                Item::Lagged(_) | Item::Heartbeat => true,
+            });
+        }
+        std::future::ready((!batch.is_empty()).then_some(batch))
+    })
 }
 
 #[cfg(test)]

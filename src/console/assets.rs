@@ -31,6 +31,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("assets/console.js"),
     },
     Asset {
+        name: "favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("assets/favicon.svg"),
+    },
+    Asset {
         name: "console.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("assets/console.css"),

@@ -160,6 +160,10 @@ pub fn deny_dialog() -> Markup {
     }
 }
 
+/// The event stream a live list listens to: the types its triggers name, no SDK traffic.
+pub const PENDING_STREAM: &str = "/v1/events?types=permission_requested,permission_answered,\
+permission_cancelled,permission_confirmed,permission_unconfirmed,permission_expired,session_state";
+
 /// Event types after which the pending list may have changed.
 pub const PENDING_EVENTS: &str = "sse:permission_requested, sse:permission_answered, \
 sse:permission_cancelled, sse:permission_confirmed, sse:permission_unconfirmed, \
@@ -192,7 +196,7 @@ pub async fn page(
         }
         p.keys { "Keys: " kbd { "j" } "/" kbd { "k" } " move, " kbd { "Enter" } " open"
             @if can_answer { ", " kbd { "a" } " allow, " kbd { "d" } " deny, " kbd { "x" } " select" } }
-        div hx-ext="sse" sse-connect="/v1/events" {
+        div hx-ext="sse" sse-connect=(PENDING_STREAM) {
             div #inbox hx-get="/ui/inbox/rows" hx-include="#filters" hx-trigger=(PENDING_EVENTS)
                 hx-sync="this:queue last" {
                 (rows_markup(&prompts, &labels, can_answer))

@@ -35,6 +35,7 @@ fn head(title: &str) -> Markup {
             meta name="htmx-config" content=(HTMX_CONFIG);
             title { (title) " · ccr-supervisor" }
             link rel="stylesheet" href=(assets::url("console.css"));
+            link rel="icon" href=(assets::url("favicon.svg")) type="image/svg+xml";
             script src=(assets::url("htmx.min.js")) defer {}
             script src=(assets::url("htmx-ext-sse.min.js")) defer {}
             script src=(assets::url("console.js")) defer {}

@@ -74,6 +74,10 @@ pub fn register(cfg: &mut web::ServiceConfig) {
             .route("/inbox", web::get().to(inbox::page))
             .route("/inbox/rows", web::get().to(inbox::rows))
             .route("/prompts/{session}/{request}", web::get().to(prompt::page))
+            .route(
+                "/prompts/{session}/{request}/state",
+                web::get().to(prompt::state),
+            )
             .route("/sessions", web::get().to(sessions::list))
             .route("/sessions/rows", web::get().to(sessions::rows))
             .route("/sessions/{id}", web::get().to(sessions::page))

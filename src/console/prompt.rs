@@ -11,6 +11,7 @@ use super::layout::{self, Nav};
 use super::render::{self, DiffLine, Flag, InputView};
 use super::{html as respond, path_segment, Operator, PageError};
 use crate::api::{read, ApiState};
+use ccr_protocol::api::LedgerParams;
 use ccr_protocol::reply::PendingPrompt;
 use ccr_protocol::PromptKind;
 
@@ -131,6 +132,53 @@ fn question_actions(p: &PendingPrompt) -> Markup {
     }
 }
 
+/// What became of a prompt that is no longer pending, from the ledger (its newest rows of
+/// the session); `None` while it is pending.
+async fn settled(
+    state: &ApiState,
+    session_id: &str,
+    request_id: &str,
+) -> Result<Option<String>, PageError> {
+    let mut pending = read::pending(state, Some(session_id.to_owned()), false).await?;
+    pending.extend(read::pending(state, Some(session_id.to_owned()), true).await?);
+    if pending.iter().any(|p| p.request_id == request_id) {
+        return Ok(None);
+    }
+    let params = LedgerParams {
+        session_id: Some(session_id.to_owned()),
+        limit: Some("1000".into()),
+        ..LedgerParams::default()
+    };
+    let row = match read::ledger_page(state, params).await {
+        Ok(page) => page.rows.into_iter().find(|r| r.request_id == request_id),
+        Err(_) => None,
+    };
+    Ok(Some(
+        match row.and_then(|r| r.outcome.map(|o| (o, r.decided_by))) {
+            Some((outcome, by)) => format!(
+                "No longer pending: {outcome}{}",
+                by.map(|b| format!(" by {}", render::one_line(&b, 80)))
+                    .unwrap_or_default()
+            ),
+            None => "No longer pending.".to_owned(),
+        },
+    ))
+}
+
+/// `GET /ui/prompts/{session}/{request}/state`: empty while pending, else what became of it
+/// (the page swaps it in when the session's events say the prompt was settled elsewhere).
+pub async fn state(
+    _who: Operator,
+    state: web::Data<ApiState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, PageError> {
+    let (session_id, request_id) = path.into_inner();
+    let text = settled(&state, &session_id, &request_id).await?;
+    Ok(respond(html! {
+        @if let Some(t) = text { p.gone data-gone="true" { (t) } }
+    }))
+}
+
 /// `GET /ui/prompts/{session}/{request}`.
 pub async fn page(
     who: Operator,
@@ -177,6 +225,11 @@ pub async fn page(
             }
             @if who.can_answer() {
                 @if permission { (permission_actions(&p, default_no)) } @else { (question_actions(&p)) }
+            }
+            div hx-ext="sse" sse-connect=(format!("/v1/events?session_id={}&types=permission_answered,permission_cancelled,permission_expired", path_segment(&p.session_id))) {
+                div #prompt-state hx-get=(format!("/ui/prompts/{}/{}/state", path_segment(&p.session_id), path_segment(&p.request_id)))
+                    hx-trigger="sse:permission_answered, sse:permission_cancelled, sse:permission_expired, refresh"
+                    hx-sync="this:queue last" {}
             }
         }
     };

@@ -6,7 +6,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::inbox::{deny_dialog, row, PENDING_EVENTS};
+use super::inbox::{deny_dialog, row, PENDING_EVENTS, PENDING_STREAM};
 use super::layout::{self, Nav};
 use super::render::one_line;
 use super::transcript::{entries, Entry};
@@ -104,7 +104,7 @@ pub async fn list(
             }
             input type="search" name="label" placeholder="label" value=(filters.label) aria-label="filter by label";
         }
-        div hx-ext="sse" sse-connect="/v1/events" {
+        div hx-ext="sse" sse-connect=(PENDING_STREAM) {
             div #sessions hx-get="/ui/sessions/rows" hx-include="#filters"
                 hx-trigger=(PENDING_EVENTS) hx-sync="this:queue last" {
                 (rows_markup(&sessions))

@@ -197,3 +197,36 @@ async fn websocket_stream_carries_the_same_events() {
     assert!(frame["seq"].is_u64());
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn sse_types_filter_keeps_only_the_named_types() {
+    let mut h = Harness::start(vec![Sess::new("s1")], &[]).await;
+    h.wait_sim_connected("s1").await;
+    let resp = h
+        .http
+        .get(format!(
+            "{}/v1/events?types=permission_requested,%20permission_answered",
+            h.api
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut sse = SseReader::new(resp);
+    h.sim.push("s1", json!({"type":"assistant","n":1}));
+    h.prompt("s1", "r1", "Bash", json!({"command": "ls"})).await;
+    let (status, _) = h.decide("s1", "r1", json!({"behavior": "allow"})).await;
+    assert_eq!(status, 200);
+    // No sdk_message, no permission_delivered: only the two named types, in order.
+    let first = sse.next(T).await.unwrap();
+    assert_eq!(first.event, "permission_requested");
+    let second = sse.next(T).await.unwrap();
+    assert_eq!(second.event, "permission_answered");
+    assert_eq!(second.data["request_id"], "r1");
+
+    let (status, body) = h.get("/v1/events?types=permission_requested,nope").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_query");
+    assert!(body["error"]["message"].as_str().unwrap().contains("nope"));
+    h.shutdown().await;
+}

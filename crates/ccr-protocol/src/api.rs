@@ -438,6 +438,9 @@ pub struct EventsQuery {
     pub session_id: Option<String>,
     /// Resume after this event sequence number.
     pub after: Option<u64>,
+    /// Only events of these types, comma-separated (`permission_requested,permission_answered`);
+    /// all types when absent. The console's live lists use it to skip SDK message traffic.
+    pub types: Option<String>,
 }
 
 /// Query of `GET /v1/sessions/{id}/messages` (the transcript).

@@ -172,6 +172,21 @@ impl Event {
         }
     }
 
+    /// Every `type` tag [`Event::kind`] can give, for clients that filter by type.
+    pub const KINDS: &'static [&'static str] = &[
+        "session_state",
+        "sdk_message",
+        "permission_requested",
+        "permission_confirmed",
+        "permission_unconfirmed",
+        "permission_answered",
+        "permission_delivered",
+        "permission_cancelled",
+        "permission.overdue",
+        "permission_expired",
+        "error",
+    ];
+
     /// The `type` tag of this event (`session_state`, `permission_requested`, ...).
     pub fn kind(&self) -> &'static str {
         match self {

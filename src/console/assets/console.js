@@ -42,7 +42,7 @@
   }
 
   function refreshLists() {
-    for (const id of ["#inbox", "#pending", "#sessions"]) {
+    for (const id of ["#inbox", "#pending", "#sessions", "#prompt-state"]) {
       const el = $(id);
       if (el && window.htmx) window.htmx.trigger(el, "refresh");
     }
@@ -165,6 +165,8 @@
 
   // Live updates replace the rows: keep the current row where it was.
   document.addEventListener("htmx:afterSwap", () => {
+    // The prompt on this page was settled elsewhere: no more answers from here.
+    if ($("#prompt-state [data-gone]")) for (const b of $$(".answer button")) b.disabled = true;
     const row = current();
     for (const r of rows()) r.classList.toggle("current", r === row);
     const all = $("#select-all");
