@@ -95,7 +95,8 @@ fn privilege_prefix() -> Result<Vec<&'static str>, String> {
         .output()
         .is_ok_and(|o| o.status.success());
     if has_sudo {
-        Ok(vec!["sudo", "--preserve-env=DEBIAN_FRONTEND"])
+        // `env` inside sudo: sudo's policy may refuse to preserve variables from outside.
+        Ok(vec!["sudo", "env", "DEBIAN_FRONTEND=noninteractive"])
     } else {
         Err(format!(
             "installing {} needs root, and sudo is not available; run `apt-get install {}` \
