@@ -22,6 +22,7 @@ use crate::ledger::Ledger;
 use crate::limits::fd::{self, ConnSlots, FdDemand};
 use crate::limits::{repeat, streams::StreamCaps};
 use crate::metrics::Metrics;
+use crate::notify::{self, LinkBase, Notifier};
 use crate::policy::Policy;
 use crate::registry::PermissionRegistry;
 use crate::session::client::install_crypto_provider;
@@ -136,10 +137,32 @@ pub fn load_config_from_str(
     compiled(config::read_from_str(toml, env)?)
 }
 
-/// The draft's config if it and the policy compiled from it have no problem.
+/// The draft's config if it, the policy compiled from it and the notification sinks'
+/// URLs and secrets (read from the environment and files) have no problem.
 fn compiled(draft: Draft) -> Result<Config, ConfigError> {
-    let policy = Policy::compile(&draft.config().policy);
-    draft.finish(policy.err().unwrap_or_default())
+    let mut more = Policy::compile(&draft.config().policy)
+        .err()
+        .unwrap_or_default();
+    more.extend(
+        notify::resolve(&draft.config().notify)
+            .err()
+            .unwrap_or_default(),
+    );
+    draft.finish(more)
+}
+
+/// Start the `[[notify]]` sinks' delivery threads (none configured: a notifier that does nothing).
+fn start_notifier(config: &Config, metrics: &Metrics) -> anyhow::Result<(Notifier, LinkBase)> {
+    let sinks = notify::resolve(&config.notify)
+        .map_err(ConfigError::Invalid)
+        .context("invalid [[notify]]")?;
+    let link_base = LinkBase::default();
+    if config.console.public_url.is_some() {
+        link_base.set(config.console.link_base(config.api.bind));
+    }
+    let notifier = Notifier::start(sinks, link_base.clone(), metrics)
+        .context("cannot start a notification sink's thread")?;
+    Ok((notifier, link_base))
 }
 
 /// Open the ledger when `[ledger] enabled`; an unusable file is a start-up error.
@@ -216,6 +239,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(ledger) = &ledger {
         metrics.register_ledger(ledger.latency_histograms());
     }
+    let (notifier, link_base) = start_notifier(&config, &metrics)?;
     let sup = &config.supervisor;
     let mut registry =
         PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone(), metrics.clone())
@@ -223,7 +247,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 sup.resolved_prompts,
                 sup.resolved_prompts_bytes,
                 config.ccr.supported_dialog_kinds.clone(),
-            );
+            )
+            .notifying(notifier.clone());
     if let Some(ledger) = &ledger {
         let unfinished = ledger
             .load_unfinished()
@@ -272,6 +297,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             bus: shared_bus,
             metrics: session_metrics,
             slots: slots.clone(),
+            notifier,
         },
     );
     let state = ApiState {
@@ -291,11 +317,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             fds.stream_subscribers,
             limits.max_stream_subscribers_per_token,
         ),
-        console: ConsoleSessions::new(
-            crate::console::DEFAULT_SESSION_LIFETIME,
-            crate::console::DEFAULT_MAX_SIGN_INS,
-        ),
-        public_origin: None,
+        console: ConsoleSessions::new(config.console.session_lifetime, config.console.max_sessions),
+        public_origin: config
+            .console
+            .public_url
+            .as_ref()
+            .map(|u| u.origin().ascii_serialization()),
     };
     // `[api] workers`: one per core by default (was fixed at one).
     let workers = limits.worker_count();
@@ -319,6 +346,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .first()
         .copied()
         .context("operator API bound no address")?;
+    link_base.set(config.console.link_base(api_addr));
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(server);

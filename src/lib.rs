@@ -12,6 +12,8 @@
 //! - [`metrics`]: Prometheus counters, gauges and latency histograms.
 //! - [`events`]: the bounded internal event bus (history, live readers, the pure encoder).
 //! - [`limits`]: open-files budget and connection slots, event-stream caps, warning rate limit.
+//! - [`notify`]: `[[notify]]` sinks (webhook, Slack): which hear what (pure), payloads and
+//!   signatures (pure), a bounded queue and a delivery thread per sink.
 //! - [`telemetry`]: logging setup, and one typed event per notable happening that counts,
 //!   logs and publishes it in one call.
 //! - [`policy`]: rules that answer prompts without a human (pure); `Policy::compile` builds them.
@@ -62,6 +64,7 @@ pub mod events;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod registry;
 pub mod session;

@@ -266,6 +266,11 @@ impl Metrics {
         );
     }
 
+    /// Register metrics a module keeps itself (the notifier's per-sink families).
+    pub fn register_more(&self, register: impl FnOnce(&mut Registry)) {
+        register(&mut self.registry.lock());
+    }
+
     /// Count one answer.
     pub fn decision(&self, outcome: &str, source: &str) {
         self.decisions

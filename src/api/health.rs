@@ -1,46 +1,86 @@
 //! `/healthz` (no auth: the process is alive), `/readyz` and `/metrics` (viewer).
 
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use ccr_protocol::error::Code;
+use ccr_protocol::reply::{Health, NotConnected, Readiness};
 
 use super::auth::Viewer;
+use super::table::{endpoint, Endpoint};
 use super::{ApiError, ApiState};
+use crate::config::Role;
 use crate::metrics::Snapshot;
 use crate::registry::ListPending;
 use crate::supervisor::ListSessions;
 
-/// Mount the health and metrics routes.
-pub fn register(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+/// The health and metrics routes.
+pub fn endpoints() -> Vec<Endpoint> {
+    let unavailable = &[Code::Unavailable];
+    vec![
+        endpoint(Method::GET, "/healthz", None, &[], healthz),
+        endpoint(
+            Method::GET,
+            "/readyz",
+            Some(Role::Viewer),
+            unavailable,
+            readyz,
+        ),
+        endpoint(
+            Method::GET,
+            "/metrics",
+            Some(Role::Viewer),
+            unavailable,
+            metrics,
+        ),
+    ]
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// Liveness: the process answers (no token).
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub(super) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+    })
 }
 
-/// Ready once config is loaded, the API is bound (we are answering) and the
-/// supervisor answers; lists the sessions that are not connected.
-async fn readyz(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+/// Readiness: the config is loaded, the API bound and the supervisor answers.
+///
+/// Lists the sessions that are not connected.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "Ready", body = Readiness)))]
+pub(super) async fn readyz(
+    _who: Viewer,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let sessions = state
         .supervisor
         .send(ListSessions::default())
         .await
         .map_err(|e| ApiError::Unavailable(format!("supervisor: {e}")))?;
-    let not_connected: Vec<_> = sessions
+    let not_connected = sessions
         .iter()
         .filter(|s| s.status.state.name() != "connected")
-        .map(|s| json!({"id": s.id, "state": s.status.state.name()}))
+        .map(|s| NotConnected {
+            id: s.id.to_string(),
+            state: s.status.state.name().to_owned(),
+        })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "ready": true,
-        "sessions": sessions.len(),
-        "not_connected": not_connected,
-    })))
+    Ok(HttpResponse::Ok().json(Readiness {
+        ready: true,
+        sessions: sessions.len(),
+        not_connected,
+    }))
 }
 
-async fn metrics(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+/// Process and session metrics, OpenMetrics text (see operations.md).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "OpenMetrics text",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
+pub(super) async fn metrics(
+    _who: Viewer,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let sessions = state.supervisor.send(ListSessions::default()).await?;
     let pending = state
         .registry

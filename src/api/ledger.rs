@@ -5,9 +5,11 @@ use actix_web::{web, HttpResponse};
 use super::auth::Viewer;
 use super::{read, ApiError, ApiState};
 use ccr_protocol::api::LedgerParams;
+use ccr_protocol::reply::LedgerPage;
 
-/// `GET /v1/audit?session_id=&tool=&outcome=&decided_by=&since=&until=&limit=&cursor=`:
-/// a page of the decision ledger, newest first.
+/// A page of the decision ledger, newest first (unknown parameters are ignored).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(LedgerParams),
+    responses((status = 200, description = "One page; `next_cursor` for the next", body = LedgerPage)))]
 pub async fn query(
     _who: Viewer,
     state: web::Data<ApiState>,

@@ -1,21 +1,23 @@
 //! Operator HTTP API (actix-web, JSON): sessions, pending prompts, answers, interrupt, send.
 //!
-//! Every route is registered in [`configure`], which `main` and the tests share.
-//! Authentication, the live event stream and metrics slot in here later as
-//! extractors and extra routes.
+//! Every route is in the route table ([`table::endpoints`]), which [`configure`] mounts
+//! (`main` and the tests share it) and the OpenAPI document ([`openapi`]) is checked against.
 
 pub mod auth;
 pub mod body_deadline;
+mod bulk;
 pub mod cookie;
 mod error;
 mod fanout;
 mod health;
 mod ledger;
 mod lookup;
+pub mod openapi;
 mod policy;
 pub mod read;
 mod routes;
 pub mod stream;
+pub mod table;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,8 +80,7 @@ pub fn configure(state: ApiState) -> impl Fn(&mut web::ServiceConfig) + Clone {
             .app_data(json_cfg)
             .app_data(query_cfg)
             .app_data(path_cfg)
-            .configure(routes::register)
-            .configure(health::register)
+            .configure(|cfg| table::mount(cfg, table::endpoints()))
             .default_service(web::to(not_found));
     }
 }

@@ -7,16 +7,20 @@ use super::auth::Viewer;
 use super::lookup::lookup;
 use super::{read, ApiError, ApiState};
 use crate::policy::PromptContext;
-use ccr_protocol::policy::EvaluateBody;
+use ccr_protocol::policy::{EvaluateBody, Evaluation, PolicyReport};
 use ccr_protocol::PermissionPrompt;
 
-/// `GET /v1/policy`: the rules in order, deadlines, and each rule's hit count.
+/// The policy: its rules in order, deadlines, and each rule's hit count.
+#[utoipa::path(get, path = "/v1/policy", tag = "policy",
+    responses((status = 200, description = "The policy", body = PolicyReport)))]
 pub async fn policy(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let report = read::policy(&state).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// `POST /v1/policy/evaluate`: what the policy would do with a prompt. No side effects.
+/// What the policy would do with a prompt; no side effects.
+#[utoipa::path(post, path = "/v1/policy/evaluate", tag = "policy", request_body = EvaluateBody,
+    responses((status = 200, description = "The verdict and the rule that gave it", body = Evaluation)))]
 pub async fn evaluate(
     _who: Viewer,
     state: web::Data<ApiState>,

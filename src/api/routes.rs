@@ -2,93 +2,206 @@
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 
 use super::auth::{Admin, Approver, Viewer};
 use super::lookup::lookup;
-use super::{ledger, policy, read, stream, ApiError, ApiState};
+use super::table::{endpoint, Endpoint};
+use super::{bulk, ledger, policy, read, stream, ApiError, ApiState};
 use crate::registry::Decide;
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{AddSession, RemoveSession, SessionSetError};
+use ccr_protocol::api::{AddSessionBody, RawDecision, RawQuestionAnswer};
 use ccr_protocol::api::{AnswerBody, DecisionBody, QuestionAnswer, SendMessageBody};
 use ccr_protocol::api::{InterruptBody, PendingQuery};
-use ccr_protocol::reply::{PermissionList, QuestionList, Removed, SessionList};
+use ccr_protocol::error::Code;
+use ccr_protocol::reply::{
+    DecisionReceipt, InterruptAnswer, PermissionList, QuestionList, Removed, SentMessage,
+    SessionBody, SessionList,
+};
 
-/// Mount the v1 routes.
-pub fn register(cfg: &mut web::ServiceConfig) {
-    let method_not_allowed =
-        || web::route().to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) });
-    cfg.service(
-        web::resource("/v1/sessions")
-            .route(web::get().to(list_sessions))
-            .route(web::post().to(add_session))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/sessions/{id}")
-            .route(web::get().to(get_session))
-            .route(web::delete().to(remove_session))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/permissions")
-            .route(web::get().to(list_permissions))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/sessions/{id}/permissions/{request_id}")
-            .route(web::post().to(answer_permission))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/questions")
-            .route(web::get().to(list_questions))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/sessions/{id}/questions/{request_id}")
-            .route(web::post().to(answer_question))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/sessions/{id}/interrupt")
-            .route(web::post().to(interrupt))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/sessions/{id}/messages")
-            .route(web::get().to(stream::transcript))
-            .route(web::post().to(send_message))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/policy")
-            .route(web::get().to(policy::policy))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/policy/evaluate")
-            .route(web::post().to(policy::evaluate))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/audit")
-            .route(web::get().to(ledger::query))
-            .default_service(method_not_allowed()),
-    )
-    .service(
-        web::resource("/v1/events")
-            .route(web::get().to(stream::events))
-            .default_service(method_not_allowed()),
-    );
+/// The v1 routes (the health routes are in `health`, the document's own in `openapi`).
+pub fn endpoints() -> Vec<Endpoint> {
+    use crate::config::Role;
+    use Code::*;
+    let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
+    vec![
+        endpoint(
+            get.clone(),
+            "/v1/sessions",
+            Some(Role::Viewer),
+            &[Unavailable],
+            list_sessions,
+        ),
+        endpoint(
+            post.clone(),
+            "/v1/sessions",
+            Some(Role::Admin),
+            &[InvalidBody, RequestTimeout, SessionExists, Unavailable],
+            add_session,
+        ),
+        endpoint(
+            get.clone(),
+            "/v1/sessions/{id}",
+            Some(Role::Viewer),
+            &[UnknownSession, Unavailable],
+            get_session,
+        ),
+        endpoint(
+            delete,
+            "/v1/sessions/{id}",
+            Some(Role::Admin),
+            &[UnknownSession, Unavailable],
+            remove_session,
+        ),
+        endpoint(
+            get.clone(),
+            "/v1/permissions",
+            Some(Role::Viewer),
+            &[InvalidQuery, UnknownSession, Unavailable],
+            list_permissions,
+        ),
+        endpoint(
+            post.clone(),
+            "/v1/sessions/{id}/permissions/{request_id}",
+            Some(Role::Approver),
+            &[
+                InvalidBody,
+                RequestTimeout,
+                UnknownSession,
+                UnknownPrompt,
+                AlreadyAnswered,
+                PromptCancelled,
+                LedgerUnavailable,
+                Unavailable,
+            ],
+            answer_permission,
+        ),
+        endpoint(
+            post.clone(),
+            "/v1/decisions",
+            Some(Role::Approver),
+            &[InvalidBody, RequestTimeout],
+            bulk::answer_many,
+        ),
+        endpoint(
+            get.clone(),
+            "/v1/questions",
+            Some(Role::Viewer),
+            &[InvalidQuery, UnknownSession, Unavailable],
+            list_questions,
+        ),
+        endpoint(
+            post.clone(),
+            "/v1/sessions/{id}/questions/{request_id}",
+            Some(Role::Approver),
+            &[
+                InvalidBody,
+                RequestTimeout,
+                UnknownSession,
+                UnknownPrompt,
+                AlreadyAnswered,
+                PromptCancelled,
+                NotAnswerable,
+                LedgerUnavailable,
+                Unavailable,
+            ],
+            answer_question,
+        ),
+        endpoint(
+            post.clone(),
+            "/v1/sessions/{id}/interrupt",
+            Some(Role::Approver),
+            &[
+                InvalidBody,
+                RequestTimeout,
+                UnknownSession,
+                ViewerOnly,
+                SessionNotConnected,
+                SessionError,
+                UpstreamError,
+                Unavailable,
+                Timeout,
+            ],
+            interrupt,
+        ),
+        endpoint(
+            get.clone(),
+            "/v1/sessions/{id}/messages",
+            Some(Role::Viewer),
+            &[InvalidQuery, UnknownSession, Unavailable],
+            stream::transcript,
+        ),
+        endpoint(
+            post.clone(),
+            "/v1/sessions/{id}/messages",
+            Some(Role::Approver),
+            &[
+                InvalidBody,
+                RequestTimeout,
+                UnknownSession,
+                ViewerOnly,
+                SessionNotConnected,
+                SessionError,
+                UpstreamError,
+                Unavailable,
+                Timeout,
+            ],
+            send_message,
+        ),
+        endpoint(
+            get.clone(),
+            "/v1/policy",
+            Some(Role::Viewer),
+            &[Unavailable],
+            policy::policy,
+        ),
+        endpoint(
+            post,
+            "/v1/policy/evaluate",
+            Some(Role::Viewer),
+            &[InvalidBody, RequestTimeout, UnknownSession, Unavailable],
+            policy::evaluate,
+        ),
+        endpoint(
+            get.clone(),
+            "/v1/audit",
+            Some(Role::Viewer),
+            &[InvalidQuery, Unavailable],
+            ledger::query,
+        ),
+        endpoint(
+            get,
+            "/v1/events",
+            Some(Role::Viewer),
+            &[
+                InvalidQuery,
+                UnknownSession,
+                NotAcceptable,
+                TooManyStreams,
+                Unavailable,
+            ],
+            stream::events,
+        ),
+    ]
 }
 
-async fn list_sessions(_who: Viewer, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+/// Every session: state, counters, pending prompts.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
+    responses((status = 200, description = "Every session, in id order", body = SessionList)))]
+pub(super) async fn list_sessions(
+    _who: Viewer,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let list = read::sessions(&state, None).await?;
     Ok(HttpResponse::Ok().json(SessionList { sessions: list }))
 }
 
-async fn get_session(
+/// One session.
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The session", body = SessionBody)))]
+pub(super) async fn get_session(
     _who: Viewer,
     state: web::Data<ApiState>,
     id: web::Path<String>,
@@ -101,7 +214,10 @@ async fn get_session(
     }
 }
 
-async fn list_permissions(
+/// Pending permission prompts: confirmed ones oldest first, then unconfirmed ones.
+#[utoipa::path(get, path = "/v1/permissions", tag = "prompts", params(PendingQuery),
+    responses((status = 200, description = "Pending prompts", body = PermissionList)))]
+pub(super) async fn list_permissions(
     _who: Viewer,
     state: web::Data<ApiState>,
     query: web::Query<PendingQuery>,
@@ -110,8 +226,10 @@ async fn list_permissions(
     Ok(HttpResponse::Ok().json(PermissionList { permissions }))
 }
 
-/// `GET /v1/questions[?session_id=]` (viewer): pending elicitations and dialogs.
-async fn list_questions(
+/// Pending questions that are not permission prompts (MCP elicitations, dialogs).
+#[utoipa::path(get, path = "/v1/questions", tag = "prompts", params(PendingQuery),
+    responses((status = 200, description = "Pending questions", body = QuestionList)))]
+pub(super) async fn list_questions(
     _who: Viewer,
     state: web::Data<ApiState>,
     query: web::Query<PendingQuery>,
@@ -120,9 +238,14 @@ async fn list_questions(
     Ok(HttpResponse::Ok().json(QuestionList { questions }))
 }
 
-/// `POST /v1/sessions/{id}/questions/{request_id}` (approver): answer an elicitation or a
-/// dialog with its SDK shape.
-async fn answer_question(
+/// Answer a question (an elicitation or a dialog) with its SDK shape.
+///
+/// An elicitation takes `action` (`accept` with `content`, `decline`, `cancel`); a dialog
+/// takes `behavior` (`completed` with `result`, `cancelled`).
+#[utoipa::path(post, path = "/v1/sessions/{id}/questions/{request_id}", tag = "prompts",
+    params(("id" = String, Path, description = "Session id"), ("request_id" = String, Path, description = "Prompt (request) id")), request_body = RawQuestionAnswer,
+    responses((status = 200, description = "Taken: `allowed` (accept, completed) or `denied`", body = DecisionReceipt)))]
+pub(super) async fn answer_question(
     Approver(who): Approver,
     state: web::Data<ApiState>,
     path: web::Path<(String, String)>,
@@ -142,7 +265,14 @@ async fn answer_question(
     Ok(HttpResponse::Ok().json(receipt))
 }
 
-async fn answer_permission(
+/// Answer a permission prompt: allow (optionally with an edited input and rule updates)
+/// or deny.
+///
+/// The protocol's spellings `updatedInput` / `updatedPermissions` are accepted too.
+#[utoipa::path(post, path = "/v1/sessions/{id}/permissions/{request_id}", tag = "prompts",
+    params(("id" = String, Path, description = "Session id"), ("request_id" = String, Path, description = "Prompt (request) id")), request_body = RawDecision,
+    responses((status = 200, description = "Taken, recorded, and written (`sent`) or `queued`", body = DecisionReceipt)))]
+pub(super) async fn answer_permission(
     Approver(who): Approver,
     state: web::Data<ApiState>,
     path: web::Path<(String, String)>,
@@ -166,7 +296,13 @@ async fn answer_permission(
     Ok(HttpResponse::Ok().json(receipt))
 }
 
-async fn interrupt(
+/// Interrupt the session's turn and wait for its answer.
+///
+/// The body is optional; `cancel_queued` also cancels the queued user messages.
+#[utoipa::path(post, path = "/v1/sessions/{id}/interrupt", tag = "sessions", params(("id" = String, Path, description = "Session id")),
+    request_body(content = Option<InterruptBody>, description = "Optional"),
+    responses((status = 200, description = "The session's answer", body = InterruptAnswer)))]
+pub(super) async fn interrupt(
     _who: Approver,
     state: web::Data<ApiState>,
     id: web::Path<String>,
@@ -194,7 +330,11 @@ async fn interrupt(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-async fn send_message(
+/// Send a user message to the session (the CCR events endpoint).
+#[utoipa::path(post, path = "/v1/sessions/{id}/messages", tag = "sessions", params(("id" = String, Path, description = "Session id")),
+    request_body = SendMessageBody,
+    responses((status = 200, description = "Accepted by the endpoint", body = SentMessage)))]
+pub(super) async fn send_message(
     _who: Approver,
     state: web::Data<ApiState>,
     id: web::Path<String>,
@@ -228,10 +368,14 @@ fn set_error(e: SessionSetError) -> ApiError {
     }
 }
 
-/// `POST /v1/sessions` (admin): add and start a session. Same fields as
-/// `[[sessions]]`; the token only from a source `[api] runtime_token_sources`
-/// allows (`token_env`, `token_file` inside `runtime_token_dirs`), never a command.
-async fn add_session(
+/// Add and start a session.
+///
+/// Same fields as `[[sessions]]`; the token only from a source `[api]
+/// runtime_token_sources` allows (`token_env`, `token_file` inside `runtime_token_dirs`),
+/// never a command.
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = AddSessionBody,
+    responses((status = 201, description = "Added; the session as `GET /v1/sessions/{id}` shows it", body = SessionBody)))]
+pub(super) async fn add_session(
     _who: Admin,
     state: web::Data<ApiState>,
     body: web::Json<serde_json::Value>,
@@ -259,8 +403,10 @@ async fn add_session(
     }
 }
 
-/// `DELETE /v1/sessions/{id}` (admin): close with 1000, cancel its pending prompts, forget it.
-async fn remove_session(
+/// Remove a session: close with 1000, report its pending prompts cancelled, forget it.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "Removed", body = Removed)))]
+pub(super) async fn remove_session(
     _who: Admin,
     state: web::Data<ApiState>,
     id: web::Path<String>,

@@ -10,7 +10,7 @@
 mod reader;
 mod socket;
 mod sse;
-mod transcript;
+pub(super) mod transcript;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,9 +41,17 @@ pub enum Item {
     Heartbeat,
 }
 
-/// `GET /v1/events`: WebSocket when upgraded, otherwise Server-Sent Events.
-/// Each reader counts under `[api] max_stream_subscribers` (in total) and
-/// `max_stream_subscribers_per_token` (per token name); beyond, 503 `too_many_streams`.
+/// The live event stream: a WebSocket when upgraded, otherwise Server-Sent Events.
+///
+/// Resume with `after` or `Last-Event-ID`. Each reader counts under `[api]
+/// max_stream_subscribers` (in total) and `max_stream_subscribers_per_token` (per token
+/// name); beyond, 503 `too_many_streams`. See events.md for the events.
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this sequence number (SSE)")),
+    responses(
+        (status = 200, description = "Server-Sent Events", content_type = "text/event-stream", body = String),
+        (status = 101, description = "WebSocket: one event per text message")))]
 pub async fn events(
     who: Viewer,
     state: web::Data<ApiState>,

@@ -9,10 +9,12 @@
 mod api;
 mod api_tokens;
 mod ccr;
+mod console;
 mod error;
 mod fields;
 mod ledger;
 mod load;
+mod notify;
 mod policy;
 mod runtime;
 mod service;
@@ -24,9 +26,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use console::{ConsoleConfig, DEFAULT_CONSOLE_MAX_SESSIONS, DEFAULT_CONSOLE_SESSION_LIFETIME};
 pub use error::{ConfigError, KeyError};
 pub use ledger::LedgerConfig;
 pub use load::{load, load_from_str, read, read_from_str, session_from_json, Draft};
+pub use notify::{
+    NotifyDelivery, NotifyEvent, NotifySelector, NotifySinkConfig, SecretSource, SinkKind, SinkUrl,
+    UrlSource,
+};
 pub use policy::{PolicyConfig, RuleAction, RuleConfig};
 pub use runtime::runtime_session_from_json;
 pub use token::{open_confined, ConfinedError, Secret, TokenSpec, MAX_CONFINED_BYTES};
@@ -57,6 +64,10 @@ pub struct Config {
     pub sessions: Vec<Arc<SessionSpec>>,
     /// `[policy]`: rules that answer prompts without a human (default: none).
     pub policy: PolicyConfig,
+    /// `[[notify]]`: where notifications of prompts and failed sessions go (default: none).
+    pub notify: Vec<NotifySinkConfig>,
+    /// `[console]`: the console's public address and sign-in sessions.
+    pub console: ConsoleConfig,
 }
 
 /// `[api]` section.

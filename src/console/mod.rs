@@ -29,11 +29,6 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse, Respo
 use crate::api::{identify, ApiError, ApiState, Principal};
 use crate::config::Role;
 
-/// How long a console sign-in lasts when `[console] session_lifetime` is not set.
-pub const DEFAULT_SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
-/// Most browsers signed in at once when `[console] max_sessions` is not set.
-pub const DEFAULT_MAX_SIGN_INS: usize = 1000;
-
 /// The Content-Security-Policy of every console response: scripts, styles and
 /// connections from this origin only (no inline script, no `eval`), never framed.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \

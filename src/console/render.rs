@@ -18,7 +18,7 @@ const DIFF_BYTES: usize = 256 * 1024;
 /// Session-written text without terminal escape sequences or control characters
 /// (newlines and tabs stay).
 pub fn clean(s: &str) -> Cow<'_, str> {
-    ccr_ctl::sanitize::clean(s)
+    ccr_protocol::sanitize::clean(s)
 }
 
 /// `s` cleaned and on one line (`⏎` for line breaks), cut to `max` characters with `…`.

@@ -13,6 +13,7 @@ use super::store::{ConnId, DecideError, SessionTally};
 use crate::events::EventBus;
 use crate::ledger::{Ledger, ResolvedRows, Unfinished};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::policy::Policy;
 use ccr_protocol::api::AnswerBody;
 use ccr_protocol::policy::PolicyReport;
@@ -27,6 +28,8 @@ pub struct PermissionRegistry {
     pub(super) bus: EventBus,
     pub(super) ledger: Option<Ledger>,
     pub(super) metrics: Arc<Metrics>,
+    /// Where notifications of prompts go.
+    pub(super) notifier: Notifier,
     /// Operators waiting for a decision's receipt.
     pub(super) replies: Replies,
 }
@@ -45,8 +48,15 @@ impl PermissionRegistry {
             bus,
             ledger,
             metrics,
+            notifier: Notifier::none(),
             replies: Replies::default(),
         }
+    }
+
+    /// Offer notifications of prompts to `notifier`'s sinks.
+    pub fn notifying(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Remember at most `records` finished prompts in `bytes` (all sessions together), and

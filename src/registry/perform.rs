@@ -22,7 +22,9 @@ impl PermissionRegistry {
     pub(super) fn perform(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
         for effect in effects {
             match effect {
-                Effect::Emit(happening) => happening.emit(&self.metrics, &self.bus),
+                Effect::Emit(happening) => {
+                    happening.emit(&self.metrics, (&self.bus, &self.notifier))
+                }
                 Effect::ForgetHistory(session) => self.bus.forget(&session),
                 Effect::Record(record) => self.record(record, ctx),
                 Effect::Lookup(lookup) => self.look_up(lookup, ctx),

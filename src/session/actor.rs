@@ -64,6 +64,8 @@ pub struct SessionShared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Connection slots: the share of the open-files limit sessions may hold.
     pub slots: ConnSlots,
+    /// Where notifications go (`session_failed`).
+    pub notifier: crate::notify::Notifier,
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -178,8 +180,9 @@ impl SessionActor {
             session_id: self.spec.id.clone(),
             state,
             last_error: self.status.last_error.clone(),
+            labels: self.labels.clone(),
         }
-        .emit(&self.shared.bus);
+        .emit((&self.shared.bus, &self.shared.notifier));
     }
 
     fn report(&self) {

@@ -265,12 +265,14 @@ impl Supervisor {
                 SessionCrashed { cause: &cause }.emit();
                 if let Some((state, last_error)) = self.state_of(id) {
                     let session_id = id.clone();
+                    let labels = self.slots.get(id).map(|s| s.spec.labels.clone());
                     RestartsExhausted {
                         session_id,
                         state,
                         last_error,
+                        labels: labels.unwrap_or_default().into(),
                     }
-                    .emit(&self.bus);
+                    .emit((&self.bus, &self.shared.notifier));
                 }
             }
         }

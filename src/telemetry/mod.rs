@@ -42,6 +42,10 @@
 //! - [`ledger`]: [`ledger::LedgerWriteFailed`] — the decision ledger, for every write
 //!   that fails.
 //!
+//! Some events also notify (`Publish::notify`, to the `[[notify]]` sinks through
+//! [`crate::notify::Notifier`]): a prompt the policy left to a human, an overdue or
+//! expired prompt, a session that failed.
+//!
 //! Metric names, label values, log messages and fields, and bus events are part of the
 //! operators' contract (dashboards, `tests/e2e/health.rs`): an event changes how they are
 //! emitted, never what.
@@ -59,17 +63,35 @@ pub mod streams;
 pub use init::init;
 
 use crate::events::{Event, EventBus};
+use crate::notify::{Notice, Notifier};
 
 /// Where a telemetry event's bus [`Event`] goes: the bus itself, or a session router's
 /// output (which hands it to the bus, and records it in the router's tests).
 pub trait Publish {
     /// Publish `event` for operators.
     fn publish(&mut self, event: Event);
+
+    /// Offer a notification to the `[[notify]]` sinks; `build` runs only if some sink is
+    /// configured. Outlets without a notifier ignore it.
+    fn notify(&mut self, build: impl FnOnce() -> Notice) {
+        let _ = build;
+    }
 }
 
 impl Publish for &EventBus {
     fn publish(&mut self, event: Event) {
         EventBus::publish(self, event);
+    }
+}
+
+/// The bus and the notifier: what the registry and the session actors emit to.
+impl Publish for (&EventBus, &Notifier) {
+    fn publish(&mut self, event: Event) {
+        EventBus::publish(self.0, event);
+    }
+
+    fn notify(&mut self, build: impl FnOnce() -> Notice) {
+        self.1.offer(build);
     }
 }
 

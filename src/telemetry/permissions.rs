@@ -11,15 +11,17 @@
 //! the session and the prompt.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tracing::{debug, error, info, warn};
 
 use super::diagnostics::*;
 use super::prompts::ResolvedMemorySized;
 use super::Publish;
+use crate::config::NotifyEvent;
 use crate::events::Event;
 use crate::metrics::Metrics;
+use crate::notify::Notice;
 use ccr_protocol::api::Delivery;
 use ccr_protocol::reply::Outcome;
 use ccr_protocol::PermissionPrompt;
@@ -149,6 +151,15 @@ impl Happening {
     }
 }
 
+/// A prompt's origin, for notifications about it: its session's labels and its arrival.
+#[derive(Debug, Clone)]
+pub struct PromptOrigin {
+    /// The session's labels (empty for a prompt restored after a restart).
+    pub labels: Arc<[String]>,
+    /// When the prompt arrived.
+    pub received_at: SystemTime,
+}
+
 /// A new prompt, recorded, is shown to operators.
 #[derive(Debug)]
 pub struct PromptShown {
@@ -158,17 +169,30 @@ pub struct PromptShown {
     pub request_id: String,
     /// The prompt.
     pub prompt: Arc<PermissionPrompt>,
+    /// `Some` when the policy left it to a human (it is notified as `permission_requested`);
+    /// `None` when a rule or a limit answers it in the same turn.
+    pub asks_human: Option<PromptOrigin>,
 }
 
 impl PromptShown {
-    /// Log it and publish `permission_requested` (confirmed: its session just sent it).
+    /// Log it and publish `permission_requested` (confirmed: its session just sent it);
+    /// notify it when it waits for a human.
     pub fn emit(self, mut publish: impl Publish) {
         let PromptShown {
             session,
             request_id,
             prompt,
+            asks_human,
         } = self;
         info!(target: ARRIVAL, tool = %prompt.tool_name, "permission requested");
+        // Offered first: once operators see the prompt, its notification is queued or counted.
+        if let Some(origin) = asks_human {
+            let event = NotifyEvent::PermissionRequested;
+            publish.notify(|| {
+                let (session, labels) = (session.clone(), origin.labels);
+                Notice::prompt(event, session, labels, &prompt, origin.received_at)
+            });
+        }
         publish.publish(Event::permission_requested(
             &session,
             &request_id,
@@ -349,22 +373,31 @@ pub struct PromptOverdue {
     pub request_id: String,
     /// How long it has waited.
     pub waiting: Duration,
+    /// The prompt, for notifications.
+    pub prompt: Arc<PermissionPrompt>,
+    /// Its labels and arrival, for notifications.
+    pub origin: PromptOrigin,
 }
 
 impl PromptOverdue {
-    /// Warn and publish `permission.overdue`.
+    /// Warn, publish `permission.overdue` and notify it.
     pub fn emit(self, mut publish: impl Publish) {
         let PromptOverdue {
             session,
             request_id,
             waiting,
+            prompt,
+            origin,
         } = self;
         warn!(target: RULES, ?waiting, "permission overdue");
         publish.publish(Event::PermissionOverdue {
-            session_id: session,
+            session_id: session.clone(),
             request_id,
             waiting_ms: waiting.as_millis() as u64,
         });
+        let event = NotifyEvent::PermissionOverdue;
+        publish
+            .notify(|| Notice::prompt(event, session, origin.labels, &prompt, origin.received_at));
     }
 }
 
@@ -376,15 +409,28 @@ pub struct PromptExpired {
     pub session: Arc<str>,
     /// Prompt id.
     pub request_id: String,
+    /// The prompt, for notifications.
+    pub prompt: Arc<PermissionPrompt>,
+    /// Its labels and arrival, for notifications.
+    pub origin: PromptOrigin,
 }
 
 impl PromptExpired {
-    /// Publish `permission_expired`.
+    /// Publish `permission_expired` and notify it.
     pub fn emit(self, mut publish: impl Publish) {
+        let PromptExpired {
+            session,
+            request_id,
+            prompt,
+            origin,
+        } = self;
         publish.publish(Event::PermissionExpired {
-            session_id: self.session,
-            request_id: self.request_id,
+            session_id: session.clone(),
+            request_id,
         });
+        let event = NotifyEvent::PermissionExpired;
+        publish
+            .notify(|| Notice::prompt(event, session, origin.labels, &prompt, origin.received_at));
     }
 }
 

@@ -10,6 +10,7 @@ use super::Publish;
 use crate::events::Event;
 use crate::limits::repeat::session_warning;
 use crate::metrics::Metrics;
+use crate::notify::Notice;
 use ccr_protocol::session::{Counters, SessionState};
 
 /// The log target these lines always had (for `RUST_LOG` filters and JSON logs' `target`).
@@ -26,22 +27,41 @@ pub struct SessionStateChanged {
     pub state: SessionState,
     /// Its last error, if any.
     pub last_error: Option<String>,
+    /// Its labels (for notification selectors).
+    pub labels: Arc<[String]>,
 }
 
 impl SessionStateChanged {
     /// Log it and publish `session_state` (the `sessions{state}` gauge is read from the
-    /// sessions' statuses at scrape time).
+    /// sessions' statuses at scrape time); notify `session_failed` when it failed.
     pub fn emit(self, mut publish: impl Publish) {
         let SessionStateChanged {
             session_id,
             state,
             last_error,
+            labels,
         } = self;
         info!(target: ACTOR, state = state.name(), "session state");
+        notify_failed(&mut publish, &session_id, &state, labels);
         publish.publish(Event::SessionState {
             session_id,
             state,
             last_error,
+        });
+    }
+}
+
+/// Offer `session_failed` when `state` is `failed`.
+fn notify_failed(
+    publish: &mut impl Publish,
+    session_id: &Arc<str>,
+    state: &SessionState,
+    labels: Arc<[String]>,
+) {
+    if let SessionState::Failed { reason, detail } = state {
+        publish.notify(|| {
+            let detail = Some(detail.clone()).filter(|d| !d.is_empty());
+            Notice::session_failed(session_id.clone(), labels, reason.clone(), detail)
         });
     }
 }
@@ -165,12 +185,15 @@ pub struct RestartsExhausted {
     pub state: SessionState,
     /// Its last error (the crash).
     pub last_error: Option<String>,
+    /// Its labels (for notification selectors).
+    pub labels: Arc<[String]>,
 }
 
 impl RestartsExhausted {
-    /// Warn and publish `session_state`.
+    /// Warn, publish `session_state` and notify `session_failed`.
     pub fn emit(self, mut publish: impl Publish) {
         warn!(target: SLOT, "restart budget exhausted; session failed");
+        notify_failed(&mut publish, &self.session_id, &self.state, self.labels);
         publish.publish(Event::SessionState {
             session_id: self.session_id,
             state: self.state,

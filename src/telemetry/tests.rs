@@ -184,6 +184,7 @@ fn a_state_change_is_logged_and_published() {
             session_id: Arc::from("s1"),
             state: SessionState::Connected,
             last_error: Some("before".into()),
+            labels: Arc::from([]),
         }
         .emit(&bus)
     });
@@ -324,6 +325,7 @@ fn a_prompt_shown_restored_confirmed_or_unconfirmed_is_logged_and_published() {
             session: session.clone(),
             request_id: "r1".into(),
             prompt: prompt(),
+            asks_human: None,
         })
         .emit(&m, &bus);
         Happening::Restored(PromptRestored {
@@ -424,11 +426,15 @@ fn delivered_overdue_expired_and_cancelled_prompts_are_logged_and_published() {
             session: session.clone(),
             request_id: "r2".into(),
             waiting: Duration::from_millis(1500),
+            prompt: prompt(),
+            origin: origin(),
         }
         .emit(&bus);
         PromptExpired {
             session: session.clone(),
             request_id: "r2".into(),
+            prompt: prompt(),
+            origin: origin(),
         }
         .emit(&bus);
         PromptCancelled {
@@ -642,5 +648,14 @@ fn budget_exhausted() -> RestartsExhausted {
             detail: "d".into(),
         },
         last_error: None,
+        labels: Arc::from([]),
+    }
+}
+
+/// Where a test prompt came from.
+fn origin() -> PromptOrigin {
+    PromptOrigin {
+        labels: Arc::from([]),
+        received_at: std::time::SystemTime::now(),
     }
 }

@@ -300,3 +300,37 @@ async fn hostile_session_content_is_escaped_everywhere() {
     }
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn console_config_sets_the_public_origin_and_bounds_sign_ins() {
+    let h = Harness::start_with(
+        vec![Sess::new("s1")],
+        &[],
+        "[console]\npublic_url = \"https://ccr.example.com/\"\nmax_sessions = 1\n",
+    )
+    .await;
+    // The public URL's origin is the console's too (a proxy in front rewrote the host).
+    let resp = browser()
+        .post(format!("{}/ui/sign-in", h.api))
+        .insert_header(("origin", "https://ccr.example.com"))
+        .send_form(&[("token", APPROVER_TOKEN)])
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let line = resp.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        line.to_ascii_lowercase().contains("secure"),
+        "https public_url: Secure ({line})"
+    );
+    let first = line
+        .strip_prefix("ccr_console=")
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(get_page(&h, "/v1/sessions", Some(&first)).await.0, 200);
+    // One sign-in at most: the next one pushes the first out.
+    let (second, _) = sign_in(&h, VIEWER_TOKEN).await;
+    assert_eq!(get_page(&h, "/v1/sessions", Some(&first)).await.0, 401);
+    assert_eq!(get_page(&h, "/v1/sessions", Some(&second)).await.0, 200);
+    h.shutdown().await;
+}

@@ -2,6 +2,7 @@
 //! simulator, asserting stdout, stderr and exit codes as operators' scripts see them.
 
 mod audit;
+mod bulk;
 mod watch;
 
 use std::process::{Command, Stdio};

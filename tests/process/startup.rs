@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use crate::support;
 
-/// A config with four bad keys in four sections (a value that is not an
-/// address, a value out of range, an unknown key, and a policy rule whose tool
-/// pattern the policy cannot compile).
+/// A config with six bad keys in five sections (a value that is not an
+/// address, a value out of range, an unknown key, a policy rule whose tool
+/// pattern the policy cannot compile, and a notification sink whose URL variable
+/// is unset and whose secret file is missing).
 const BAD: &str = r#"
 [api]
 bind = "not-an-address"
@@ -26,13 +27,22 @@ colour = "always"
 [[policy.rules]]
 action = "allow"
 tool = "Bash()"
+
+[[notify]]
+name = "hook"
+kind = "webhook"
+url_env = "CCR_TEST_NOTIFY_URL_NEVER_SET"
+secret_file = "/nonexistent/ccr-notify-secret"
+events = ["session_failed"]
 "#;
 
-const BAD_KEYS: [&str; 4] = [
+const BAD_KEYS: [&str; 6] = [
     "api.bind",
     "reconnect.jitter",
     "log.colour",
     "policy.rules[0].tool: Bash() has an empty argument",
+    "notify[0].url_env: environment variable CCR_TEST_NOTIFY_URL_NEVER_SET is not set",
+    "notify[0].secret_file: cannot read /nonexistent/ccr-notify-secret",
 ];
 
 #[actix_rt::test]

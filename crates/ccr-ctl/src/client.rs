@@ -55,6 +55,14 @@ pub enum CtlError {
     /// The API answered something the client cannot read (exit 1).
     #[error("{0}")]
     Protocol(String),
+    /// Some items of a bulk answer were not answered; each one's error was printed (exit 1).
+    #[error("{failed} of {total} prompts were not answered")]
+    NotAllAnswered {
+        /// Items not answered.
+        failed: usize,
+        /// Items sent.
+        total: usize,
+    },
     /// Writing the output failed for another reason than a closed pipe (exit 1).
     #[error("cannot write the output: {0}")]
     Output(String),

@@ -15,9 +15,11 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod bulk;
 pub mod client;
 pub mod render;
-pub mod sanitize;
+/// Session-written text made safe for a terminal (lives in `ccr-protocol`, shared with the console).
+pub use ccr_protocol::sanitize;
 pub mod watch;
 
 use std::fmt;
@@ -84,25 +86,23 @@ pub enum CtlCommand {
         #[arg(value_name = "JSON")]
         answer: String,
     },
-    /// Allow a pending prompt (the original input is sent unless --input is given).
+    /// Allow pending prompts (the original input is sent unless --input is given).
     Allow {
-        /// Session id.
-        session: String,
-        /// Prompt (request) id.
-        request: String,
-        /// Replacement tool input, a JSON object.
+        /// Which prompts.
+        #[command(flatten)]
+        which: Which,
+        /// Replacement tool input, a JSON object (one prompt only).
         #[arg(long, value_name = "JSON")]
         input: Option<String>,
         /// Permission rule updates, a JSON array of objects (or one object).
         #[arg(long, value_name = "JSON")]
         permissions: Option<String>,
     },
-    /// Deny a pending prompt.
+    /// Deny pending prompts.
     Deny {
-        /// Session id.
-        session: String,
-        /// Prompt (request) id.
-        request: String,
+        /// Which prompts.
+        #[command(flatten)]
+        which: Which,
         /// What the model reads as the tool result (default "Denied by operator").
         #[arg(long, value_name = "TEXT")]
         message: Option<String>,
@@ -135,6 +135,28 @@ pub enum CtlCommand {
     },
     /// Search the decision ledger: one page as a table (newest first), or `--export jsonl` of every row.
     Audit(audit::AuditArgs),
+}
+
+/// The prompts an `allow` / `deny` answers: `SESSION REQUEST`, `SESSION/REQUEST` pairs,
+/// or every pending one.
+#[derive(Args, Debug)]
+pub struct Which {
+    /// `SESSION REQUEST` (one prompt), or `SESSION/REQUEST` pairs (several, one request).
+    #[arg(
+        value_name = "SESSION/REQUEST",
+        required_unless_present = "all_pending",
+        conflicts_with = "all_pending"
+    )]
+    pub targets: Vec<String>,
+    /// Every pending prompt (see --session, --tool), answered in one request per 1000.
+    #[arg(long)]
+    pub all_pending: bool,
+    /// With --all-pending: only this session's prompts.
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+    /// With --all-pending: only prompts for this tool (exact name, e.g. Bash).
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
 }
 
 /// An API bearer token. Its `Debug` is redacted so it never reaches a log or panic message.
@@ -208,22 +230,20 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
             print_body(json, &receipt, |v| render::decision(request, v)).map(drop)
         }
         CtlCommand::Allow {
-            session,
-            request,
+            which,
             input,
             permissions,
         } => {
             let body = allow_body(input.as_deref(), permissions.as_deref())?;
-            send_decision(&client, json, session, request, &body)
+            decide(&client, json, which, &body)
         }
         CtlCommand::Deny {
-            session,
-            request,
+            which,
             message,
             interrupt,
         } => {
             let body = deny_body(message.as_deref(), *interrupt);
-            send_decision(&client, json, session, request, &body)
+            decide(&client, json, which, &body)
         }
         CtlCommand::Interrupt {
             session,
@@ -300,6 +320,55 @@ pub fn deny_body(message: Option<&str>, interrupt: bool) -> RawDecision {
         message: message.map(str::to_owned),
         interrupt: Some(interrupt),
     }
+}
+
+/// Answer the prompts `which` names with `body`: one through the single route, several
+/// (or `--all-pending`) through `POST /v1/decisions`.
+fn decide(client: &Client, json: bool, which: &Which, body: &RawDecision) -> Result<(), CtlError> {
+    if !which.all_pending && (which.session.is_some() || which.tool.is_some()) {
+        return Err(CtlError::Usage(
+            "--session and --tool select among --all-pending".into(),
+        ));
+    }
+    let one = match &*which.targets {
+        [] => None,
+        targets => match bulk::targets(targets)? {
+            bulk::Targets::One(session, request) => Some((session, request)),
+            bulk::Targets::Many(pairs) => return answer_many(client, json, &pairs, body),
+        },
+    };
+    if let Some((session, request)) = one {
+        return send_decision(client, json, &session, &request, body);
+    }
+    if body.updated_input.is_some() {
+        return Err(one_input_only());
+    }
+    let pairs = bulk::pending(client, which.session.as_deref(), which.tool.as_deref())?;
+    if pairs.is_empty() {
+        if json {
+            println!("{}", json!({ "results": [] }));
+        } else {
+            eprintln!("nothing pending");
+        }
+        return Ok(());
+    }
+    answer_many(client, json, &pairs, body)
+}
+
+fn answer_many(
+    client: &Client,
+    json: bool,
+    pairs: &[(String, String)],
+    body: &RawDecision,
+) -> Result<(), CtlError> {
+    if body.updated_input.is_some() {
+        return Err(one_input_only());
+    }
+    bulk::answer(client, json, pairs, body)
+}
+
+fn one_input_only() -> CtlError {
+    CtlError::Usage("--input edits one prompt's input: give one SESSION REQUEST".into())
 }
 
 fn send_decision(

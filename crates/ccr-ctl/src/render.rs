@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use ccr_protocol::api::Delivery;
 use ccr_protocol::reply::{
-    DecisionReceipt, InterruptAnswer, PendingPrompt, PermissionList, QuestionList, SentMessage,
-    SessionList,
+    BulkResults, DecisionReceipt, InterruptAnswer, PendingPrompt, PermissionList, QuestionList,
+    SentMessage, SessionList,
 };
 use ccr_protocol::session::SessionState;
 use ccr_protocol::time::rfc3339;
@@ -204,6 +204,23 @@ pub fn decision(request: &str, receipt: &DecisionReceipt) -> String {
         Delivery::Sent => "sent",
     };
     format!("{} {request} ({delivery})", receipt.status)
+}
+
+/// One line per item of a bulk answer, in order: `allowed SESSION/REQUEST (sent)`, or
+/// `failed SESSION/REQUEST: <code>: <message>`.
+pub fn bulk(results: &BulkResults) -> String {
+    let mut out = String::new();
+    for r in &results.results {
+        let target = format!("{}/{}", r.session_id, r.request_id);
+        let line = match (&r.receipt, &r.error) {
+            (Some(receipt), None) => decision(&target, receipt),
+            (_, Some(e)) => format!("failed {target}: {}: {}", e.code, e.message),
+            (None, None) => format!("failed {target}: http_{}", r.status),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The line printed after `interrupt`.

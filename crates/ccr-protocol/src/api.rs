@@ -33,6 +33,7 @@ pub enum DecisionBody {
 
 /// Whether to allow or deny, the one required field of a decision body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Behavior {
     /// Run the tool.
@@ -48,6 +49,7 @@ pub enum Behavior {
 /// both spellings of one field is a `duplicate field` error. Clients (`ctl`) send it as it
 /// serializes: snake_case, absent fields left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawDecision {
     /// `allow` or `deny`.
@@ -203,6 +205,137 @@ impl DecisionBody {
     }
 }
 
+/// Most items one `POST /v1/decisions` may carry.
+pub const MAX_BULK_DECISIONS: usize = 1000;
+
+/// Body of `POST /v1/decisions`: several answers to permission prompts at once, each
+/// answered on its own (1 to [`MAX_BULK_DECISIONS`] items).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BulkDecisions {
+    /// The answers, in the order their results are listed.
+    pub decisions: Vec<BulkItem>,
+}
+
+/// One item of [`BulkDecisions`]: which prompt, and the fields of the single answer
+/// ([`RawDecision`]) beside them, parsed as strictly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BulkItem {
+    /// Session id.
+    pub session_id: String,
+    /// Prompt (request) id.
+    pub request_id: String,
+    /// `allow` or `deny`.
+    pub behavior: Behavior,
+    /// Allow only: the edited tool input.
+    #[serde(
+        default,
+        alias = "updatedInput",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub updated_input: Option<Value>,
+    /// Allow only: permission updates.
+    #[serde(
+        default,
+        alias = "updatedPermissions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub updated_permissions: Option<Vec<Value>>,
+    /// Deny only: what the model reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Deny only: also stop the turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupt: Option<bool>,
+}
+
+impl BulkItem {
+    /// The item answering `request_id` of `session_id` with `decision`.
+    pub fn new(session_id: &str, request_id: &str, decision: RawDecision) -> Self {
+        Self {
+            session_id: session_id.to_owned(),
+            request_id: request_id.to_owned(),
+            behavior: decision.behavior,
+            updated_input: decision.updated_input,
+            updated_permissions: decision.updated_permissions,
+            message: decision.message,
+            interrupt: decision.interrupt,
+        }
+    }
+
+    /// The prompt's ids, and the answer as the single route takes it.
+    pub fn split(self) -> (String, String, RawDecision) {
+        let decision = RawDecision {
+            behavior: self.behavior,
+            updated_input: self.updated_input,
+            updated_permissions: self.updated_permissions,
+            message: self.message,
+            interrupt: self.interrupt,
+        };
+        (self.session_id, self.request_id, decision)
+    }
+}
+
+/// One checked item of a bulk answer: which prompt, and the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkAnswer {
+    /// Session id.
+    pub session_id: String,
+    /// Prompt (request) id.
+    pub request_id: String,
+    /// The checked answer.
+    pub body: DecisionBody,
+}
+
+/// Why a whole `POST /v1/decisions` body was refused (HTTP 400, nothing answered).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BulkError {
+    /// `decisions` is empty.
+    #[error("decisions must not be empty")]
+    Empty,
+    /// More than [`MAX_BULK_DECISIONS`] items.
+    #[error("at most {max} decisions per request, got {0}", max = MAX_BULK_DECISIONS)]
+    TooMany(usize),
+    /// One item is not a valid answer, as the single route would refuse it.
+    #[error("decisions[{index}]: {error}")]
+    Item {
+        /// Its position in `decisions`, from 0.
+        index: usize,
+        /// What is wrong with it.
+        error: DecisionBodyError,
+    },
+}
+
+impl BulkDecisions {
+    /// Check the count and every item as the single route checks its body; the items in
+    /// order, ready to answer.
+    pub fn validate(self) -> Result<Vec<BulkAnswer>, BulkError> {
+        match self.decisions.len() {
+            0 => return Err(BulkError::Empty),
+            n if n > MAX_BULK_DECISIONS => return Err(BulkError::TooMany(n)),
+            _ => {}
+        }
+        self.decisions
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let fail = |error| BulkError::Item { index, error };
+                let (session_id, request_id, decision) = item.split();
+                let body = DecisionBody::try_from(decision).map_err(fail)?;
+                body.validate().map_err(fail)?;
+                Ok(BulkAnswer {
+                    session_id,
+                    request_id,
+                    body,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Body of `POST /v1/sessions/{id}/questions/{request_id}`: the answer to an `elicitation`
 /// (the MCP `ElicitResult`) or to a `request_user_dialog` (the SDK's `UserDialogResult`),
 /// sent to the session exactly in that shape.
@@ -229,6 +362,7 @@ pub enum QuestionAnswer {
 
 /// A question answer as sent, before its checks (unknown fields refused).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawQuestionAnswer {
     /// Elicitation: `accept`, `decline` or `cancel`.
@@ -396,8 +530,31 @@ pub enum AnswerBody {
     Question(QuestionAnswer),
 }
 
+/// Body of `POST /v1/sessions` as documented: the service reads it with the config's own
+/// parser (the fields of `[[sessions]]` that the API accepts), and refuses `token_command`
+/// and a literal `token`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddSessionBody {
+    /// The CCR session id.
+    pub id: String,
+    /// Labels for policy selectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// Watch only: never interrupted or sent messages (its prompts are still answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewer_only: Option<bool>,
+    /// The environment variable holding its token (when `[api] runtime_token_sources` allows `env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// The file holding its token, inside `[api] runtime_token_dirs` (when sources allow `file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+}
+
 /// Body of `POST /v1/sessions/{id}/messages`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendMessageBody {
     /// A string, or an array of content blocks.
@@ -432,6 +589,7 @@ impl SendMessageBody {
 
 /// Query of `GET /v1/events`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only this session's events.
@@ -445,6 +603,7 @@ pub struct EventsQuery {
 
 /// Query of `GET /v1/sessions/{id}/messages` (the transcript).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Events after this sequence number.
@@ -455,6 +614,7 @@ pub struct PageQuery {
 
 /// Query of `GET /v1/permissions` and `GET /v1/questions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct PendingQuery {
     /// Only this session's prompts.
@@ -463,6 +623,7 @@ pub struct PendingQuery {
 
 /// Body of `POST /v1/sessions/{id}/interrupt`: optional (empty = all defaults).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InterruptBody {
     /// Also cancel the user messages still queued.
@@ -472,6 +633,7 @@ pub struct InterruptBody {
 
 /// The raw query string of `GET /v1/audit`, before validation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct LedgerParams {
     /// `session_id=`
@@ -494,6 +656,7 @@ pub struct LedgerParams {
 
 /// How a decision reached the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// Written to the live socket now.

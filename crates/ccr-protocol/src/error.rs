@@ -93,6 +93,7 @@ impl Serialize for Code {
 
 /// Every error response's body: `{"error":{"code":..,"message":..}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
@@ -100,6 +101,7 @@ pub struct ErrorBody {
 
 /// The code and the human-readable message of an error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// The code's name, kept as text so a code from a newer server still reads.
     pub code: String,

@@ -49,6 +49,7 @@ pub struct PermissionPrompt {
 /// What a stored request asks: a permission prompt, or a question that is not one
 /// (PROTOCOL §6), read from the request's `subtype`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PromptKind {
     /// `can_use_tool`: may the agent run this tool?

@@ -15,6 +15,7 @@
 //! - [`sse`]: a Server-Sent Events parser.
 //! - [`metrics`]: reading the `/metrics` text by series.
 //! - [`time`]: RFC 3339 timestamps on the wire.
+//! - [`sanitize`]: session-written text made safe for a terminal (and the console).
 //! - `fuzz` (feature `fuzz`): input strategies for property-based tests.
 
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod reply;
+pub mod sanitize;
 pub mod scan;
 pub mod session;
 pub mod sse;

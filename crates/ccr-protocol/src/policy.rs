@@ -8,6 +8,7 @@ use serde_json::Value;
 
 /// What a rule does with the prompts it matches (`action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RuleAction {
     /// Answer allow at once.
@@ -31,6 +32,7 @@ impl RuleAction {
 
 /// What the policy does with one prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Verdict {
     /// Allow with the original input.
@@ -46,6 +48,7 @@ pub enum Verdict {
 
 /// The result of evaluating one prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Evaluation {
     /// What to do with the prompt.
     #[serde(flatten)]
@@ -60,6 +63,7 @@ pub struct Evaluation {
 
 /// `GET /v1/policy` body: global deadlines and the rules in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyView {
     /// Global ask deadline (`"30s"`), `None` when off.
     pub ask_timeout: Option<String>,
@@ -73,6 +77,7 @@ pub struct PolicyView {
 
 /// One rule as shown by the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleView {
     /// Rule id.
     pub id: String,
@@ -92,6 +97,7 @@ pub struct RuleView {
 
 /// Rules, deadlines and how often each rule matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyReport {
     /// The compiled policy.
     #[serde(flatten)]
@@ -102,6 +108,7 @@ pub struct PolicyReport {
 
 /// Body of `POST /v1/policy/evaluate`: a prompt as a session would send it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateBody {
     /// Evaluate as if from this session (its labels count for selectors).

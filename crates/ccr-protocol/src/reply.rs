@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::Delivery;
+use crate::error::ErrorDetail;
 use crate::session::SessionStatus;
 use crate::PromptKind;
 
 /// How a prompt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The tool may run.
@@ -70,8 +72,10 @@ impl FromStr for Outcome {
 
 /// The registry's acknowledgement of a decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionReceipt {
     /// Session id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub session_id: Arc<str>,
     /// Prompt id.
     pub request_id: String,
@@ -83,10 +87,91 @@ pub struct DecisionReceipt {
     pub decided_by: String,
 }
 
+/// `POST /v1/decisions`: what happened to each item, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BulkResults {
+    /// One result per item.
+    pub results: Vec<BulkResult>,
+}
+
+/// What happened to one item of a bulk answer: the receipt (status 200), or the error the
+/// single route would have answered with its status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BulkResult {
+    /// Session id, as given.
+    pub session_id: String,
+    /// Prompt (request) id, as given.
+    pub request_id: String,
+    /// The HTTP status the single route would have answered.
+    pub status: u16,
+    /// The decision's receipt, when it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<DecisionReceipt>,
+    /// Why it was not taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+impl BulkResult {
+    /// True when the item's answer was taken.
+    pub fn is_ok(&self) -> bool {
+        self.receipt.is_some() && self.error.is_none()
+    }
+}
+
+/// `GET /healthz`: the process answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// `GET /readyz`: ready, and which sessions are not connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Readiness {
+    /// Always `true` when answered with 200.
+    pub ready: bool,
+    /// How many sessions the supervisor runs.
+    pub sessions: usize,
+    /// The sessions whose state is not `connected`.
+    pub not_connected: Vec<NotConnected>,
+}
+
+/// A session that is not connected, in [`Readiness`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotConnected {
+    /// Session id.
+    pub id: String,
+    /// Its state's name (`connecting`, `reconnecting`, `failed`, ...).
+    pub state: String,
+}
+
+/// `GET /v1/sessions/{id}/messages`: a page of the session's event history (the service
+/// splices the stored events in as they are; see events.md for their shapes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TranscriptPage {
+    /// Session id.
+    pub session_id: String,
+    /// The events, oldest first, each as the live stream sends it.
+    pub messages: Vec<Value>,
+    /// Pass as `after` for the next page.
+    pub next_after: u64,
+    /// Set when events after `after` were already evicted: the oldest kept sequence number.
+    pub lagged_from: Option<u64>,
+}
+
 /// A pending prompt as shown to operators.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PendingPrompt {
     /// Session id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub session_id: Arc<str>,
     /// Prompt id.
     pub request_id: String,
@@ -100,6 +185,7 @@ pub struct PendingPrompt {
     pub request: Value,
     /// When it arrived.
     #[serde(with = "crate::time::as_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub received_at: SystemTime,
     /// Age in milliseconds.
     pub age_ms: u64,
@@ -114,6 +200,7 @@ pub struct PendingPrompt {
 
 /// `GET /v1/sessions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionList {
     /// Every session, in id order.
     pub sessions: Vec<SessionBody>,
@@ -121,6 +208,7 @@ pub struct SessionList {
 
 /// One session with the registry's tallies (`GET /v1/sessions/{id}`, and each of the list).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionBody {
     /// The supervisor's view of the session.
     #[serde(flatten)]
@@ -133,6 +221,7 @@ pub struct SessionBody {
 
 /// `DELETE /v1/sessions/{id}`: the session that was removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Removed {
     /// Its id.
     pub removed: String,
@@ -140,6 +229,7 @@ pub struct Removed {
 
 /// `GET /v1/permissions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PermissionList {
     /// Pending `can_use_tool` prompts: waited-on first, then oldest first.
     pub permissions: Vec<PendingPrompt>,
@@ -147,6 +237,7 @@ pub struct PermissionList {
 
 /// `GET /v1/questions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuestionList {
     /// Pending elicitations and dialogs, in the same order as permissions.
     pub questions: Vec<PendingPrompt>,
@@ -154,8 +245,10 @@ pub struct QuestionList {
 
 /// One session as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionView {
     /// Session id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: Arc<str>,
     /// Labels from config.
     pub labels: Vec<String>,
@@ -170,6 +263,7 @@ pub struct SessionView {
 
 /// The session's answer to an interrupt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InterruptAnswer {
     /// Id of the interrupt request we sent.
     pub request_id: String,
@@ -206,6 +300,7 @@ impl InterruptAnswer {
 
 /// Receipt of a user message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SentMessage {
     /// The event uuid we generated.
     pub uuid: String,
@@ -216,6 +311,7 @@ pub struct SentMessage {
 /// One ledger row as `GET /v1/audit` shows it (fields added over time read as empty
 /// when an older server leaves them out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerRow {
     /// The CCR session id.
     pub session_id: String,
@@ -231,19 +327,23 @@ pub struct LedgerRow {
     pub request: Value,
     /// When the prompt arrived (RFC 3339).
     #[serde(with = "crate::time::as_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub received_at: SystemTime,
     /// How it ended; serialized as `"pending"` while undecided.
     #[serde(with = "outcome_or_pending")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "pending"))]
     pub outcome: Option<Outcome>,
     /// Who decided.
     pub decided_by: Option<String>,
     /// When it was decided (RFC 3339).
     #[serde(default, with = "crate::time::opt_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub decided_at: Option<SystemTime>,
     /// When the answer was first written to the session's socket (RFC 3339). Written, not
     /// read: a connection that dies right after may lose it, and the session's replay then
     /// gets it again (counted in `deliveries`).
     #[serde(default, with = "crate::time::opt_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub delivered_at: Option<SystemTime>,
     /// How many times the answer was written to a socket: 1, plus one per resend after the
     /// session replayed the prompt on a new connection.
@@ -251,6 +351,7 @@ pub struct LedgerRow {
     pub deliveries: u64,
     /// When it was last written (RFC 3339).
     #[serde(default, with = "crate::time::opt_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_delivered_at: Option<SystemTime>,
     /// The edited input, when the operator changed it.
     #[serde(default)]
@@ -292,6 +393,7 @@ mod outcome_or_pending {
 
 /// One page of ledger rows, newest first (`GET /v1/audit`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerPage {
     /// The rows.
     pub rows: Vec<LedgerRow>,
@@ -333,5 +435,23 @@ mod tests {
         assert_eq!(r.status, Outcome::Allowed);
         assert_eq!(r.delivery, Delivery::Queued);
         assert_eq!(serde_json::to_value(&r).unwrap()["status"], "allowed");
+    }
+
+    #[test]
+    fn bulk_results_carry_a_receipt_or_an_error() {
+        let text = json!({"results":[
+            {"session_id":"s1","request_id":"r1","status":200,"receipt":{"session_id":"s1",
+                "request_id":"r1","status":"denied","delivery":"sent","decided_by":"alice"}},
+            {"session_id":"s1","request_id":"r2","status":409,
+                "error":{"code":"already_answered","message":"prompt r2 was already answered"}}
+        ]});
+        let r: BulkResults = serde_json::from_value(text.clone()).unwrap();
+        assert!(r.results[0].is_ok());
+        assert!(!r.results[1].is_ok());
+        assert_eq!(
+            r.results[1].error.as_ref().unwrap().code,
+            "already_answered"
+        );
+        assert_eq!(serde_json::to_value(&r).unwrap(), text);
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Lifecycle state of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum SessionState {
     /// First connection attempt (or an attempt after a restart) in progress.
@@ -61,6 +62,7 @@ impl SessionState {
 
 /// Inbound frames counted by bucket.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FrameCounters {
     /// `control_request` frames (prompts and others).
     pub control_request: u64,
@@ -85,6 +87,7 @@ pub struct FrameCounters {
 
 /// Per-session counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counters {
     /// Frames in, by kind.
     pub frames_in: FrameCounters,
@@ -124,6 +127,7 @@ impl Counters {
 
 /// A point-in-time report of one session actor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionStatus {
     /// Current state.
     #[serde(flatten)]
@@ -132,6 +136,7 @@ pub struct SessionStatus {
     pub last_error: Option<String>,
     /// When the current connection opened.
     #[serde(with = "crate::time::opt_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub connected_since: Option<SystemTime>,
     /// Counters of this incarnation.
     pub counters: Counters,
@@ -155,6 +160,7 @@ impl SessionStatus {
 
 /// How the last `initialize` went (also shown in the session's status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InitializeState {
     /// Not sent (off, or not connected yet).

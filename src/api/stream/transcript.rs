@@ -6,8 +6,12 @@ use crate::api::auth::Viewer;
 use crate::api::lookup::lookup;
 use crate::api::{ApiError, ApiState};
 use ccr_protocol::api::PageQuery;
+use ccr_protocol::reply::TranscriptPage;
 
-/// `GET /v1/sessions/{id}/messages?after=&limit=`: a page of the session's event history.
+/// A page of the session's event history (its transcript), oldest first.
+#[utoipa::path(get, path = "/v1/sessions/{id}/messages", tag = "events",
+    params(("id" = String, Path, description = "Session id"), PageQuery),
+    responses((status = 200, description = "One page", body = TranscriptPage)))]
 pub async fn transcript(
     _who: Viewer,
     state: web::Data<ApiState>,

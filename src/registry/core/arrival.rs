@@ -16,7 +16,7 @@ use crate::telemetry::diagnostics::{
     AnswerReadBackFailed, AnswerResent, AnswerResentFromLedger, AutomaticAnswerRefused,
     LedgerLookupFailed, ReplayIgnored, UnknownPromptLookedUp,
 };
-use crate::telemetry::permissions::{Happening, PromptConfirmed, PromptShown};
+use crate::telemetry::permissions::{Happening, PromptConfirmed, PromptOrigin, PromptShown};
 use ccr_protocol::PermissionPrompt;
 
 impl Core {
@@ -113,7 +113,8 @@ impl Core {
         match ruling {
             Some(Ruling::Answer(answer)) => {
                 // Shown, then answered in the same turn: nobody can answer it in between.
-                fx.extend(self.show(&session, &request_id, None, durable, now));
+                let shown = self.show(&session, &request_id, None, None, durable, now);
+                fx.extend(shown);
                 match self.answer(answer, None, true, now) {
                     Ok(more) => fx.extend(more),
                     Err(e) => {
@@ -124,20 +125,31 @@ impl Core {
                     }
                 }
             }
+            // Left to a human, under the policy's timers (a question has none).
             Some(Ruling::Ask(eval)) => {
-                fx.extend(self.show(&session, &request_id, Some(&eval), durable, now))
+                let shown = self.show(
+                    &session,
+                    &request_id,
+                    Some(&eval),
+                    Some(labels),
+                    durable,
+                    now,
+                );
+                fx.extend(shown)
             }
-            None => fx.extend(self.show(&session, &request_id, None, durable, now)),
+            None => fx.extend(self.show(&session, &request_id, None, Some(labels), durable, now)),
         }
         fx
     }
 
     /// Show a recorded prompt to operators, then start its timers unless it was answered.
+    /// `to_human` (its session's labels) when no rule answers it: it is notified.
     fn show(
         &mut self,
         session: &Arc<str>,
         request_id: &str,
         eval: Option<&Evaluation>,
+        to_human: Option<Arc<[String]>>,
         durable: bool,
         now: SystemTime,
     ) -> Vec<Effect> {
@@ -148,14 +160,19 @@ impl Core {
         let Some(e) = self.store.get(session, request_id) else {
             return Vec::new(); // withdrawn meanwhile
         };
+        let labels = to_human.clone().unwrap_or_else(|| Arc::from([]));
         let mut fx = vec![Effect::Emit(Happening::Shown(PromptShown {
             session: session.clone(),
             request_id: request_id.to_owned(),
             prompt: e.prompt.clone(),
+            asks_human: to_human.map(|labels| PromptOrigin {
+                labels,
+                received_at: e.received_at,
+            }),
         }))];
         if let (true, Some(eval)) = (pending, eval) {
             let (s, r) = (session.clone(), request_id.to_owned());
-            fx.extend(self.timers(eval, s, r, e.received_at, now));
+            fx.extend(self.timers(eval, s, r, labels, e.received_at, now));
         }
         fx
     }

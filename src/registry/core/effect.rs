@@ -178,6 +178,8 @@ pub struct Timer {
     pub session: Arc<str>,
     /// Prompt id.
     pub request_id: String,
+    /// The session's labels (for notifications of what it does).
+    pub labels: Arc<[String]>,
     /// What it does when it fires.
     pub kind: TimerKind,
 }

@@ -10,7 +10,7 @@ use super::Core;
 use crate::policy::{self, Evaluation, PromptContext};
 use crate::registry::store::Status;
 use crate::telemetry::diagnostics::{DryRunMatched, PolicyAnswerRefused};
-use crate::telemetry::permissions::{Happening, PromptExpired, PromptOverdue};
+use crate::telemetry::permissions::{Happening, PromptExpired, PromptOrigin, PromptOverdue};
 use ccr_protocol::api::{AnswerBody, DecisionBody};
 use ccr_protocol::PromptKind;
 
@@ -89,7 +89,9 @@ impl Core {
                     .store
                     .get(&session, &request_id)
                     .map_or(now, |e| e.received_at);
-                fx.extend(self.timers(&eval, session, request_id, received_at, now));
+                // Restored after a restart: the session's labels are not known here.
+                let labels = Arc::from([]);
+                fx.extend(self.timers(&eval, session, request_id, labels, received_at, now));
             }
             Some(Ruling::Answer(answer)) => match self.answer(answer, None, false, now) {
                 Ok(more) => fx.extend(more),
@@ -111,6 +113,7 @@ impl Core {
         eval: &Evaluation,
         session: Arc<str>,
         request_id: String,
+        labels: Arc<[String]>,
         received_at: SystemTime,
         now: SystemTime,
     ) -> Vec<Effect> {
@@ -118,6 +121,7 @@ impl Core {
         let timer = |kind| Timer {
             session: session.clone(),
             request_id: request_id.clone(),
+            labels: labels.clone(),
             kind,
         };
         let mut fx = Vec::new();
@@ -141,6 +145,7 @@ impl Core {
         let Timer {
             session,
             request_id,
+            labels,
             kind,
         } = timer;
         let Some(entry) = self
@@ -150,6 +155,11 @@ impl Core {
         else {
             return Vec::new();
         };
+        let origin = PromptOrigin {
+            labels,
+            received_at: entry.received_at,
+        };
+        let prompt = entry.prompt.clone();
         match kind {
             TimerKind::Overdue { after } => {
                 let waiting = now.duration_since(entry.received_at).unwrap_or(after);
@@ -157,12 +167,16 @@ impl Core {
                     session,
                     request_id,
                     waiting,
+                    prompt,
+                    origin,
                 }))]
             }
             TimerKind::AskDeadline => {
                 let mut fx = vec![Effect::Emit(Happening::Expired(PromptExpired {
                     session: session.clone(),
                     request_id: request_id.clone(),
+                    prompt,
+                    origin,
                 }))];
                 let answer = Answer {
                     session,

@@ -124,3 +124,97 @@ fn message_content_validation() {
         assert!(b.validate().is_err());
     }
 }
+
+fn bulk(v: Value) -> Result<Vec<BulkAnswer>, String> {
+    serde_json::from_value::<BulkDecisions>(v)
+        .map_err(|e| e.to_string())?
+        .validate()
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn bulk_items_carry_the_single_answer_fields_in_order() {
+    let items = bulk(json!({"decisions":[
+        {"session_id":"s1","request_id":"r1","behavior":"allow","updatedInput":{"command":"ls"}},
+        {"session_id":"s2","request_id":"r2","behavior":"deny","message":"no","interrupt":true},
+    ]}))
+    .unwrap();
+    assert_eq!(
+        items,
+        vec![
+            BulkAnswer {
+                session_id: "s1".into(),
+                request_id: "r1".into(),
+                body: DecisionBody::Allow {
+                    updated_input: Some(json!({"command":"ls"})),
+                    updated_permissions: None
+                },
+            },
+            BulkAnswer {
+                session_id: "s2".into(),
+                request_id: "r2".into(),
+                body: DecisionBody::Deny {
+                    message: Some("no".into()),
+                    interrupt: Some(true)
+                },
+            },
+        ]
+    );
+}
+
+#[test]
+fn bulk_bodies_are_as_strict_as_the_single_one() {
+    let item = |extra: Value| {
+        let mut i = json!({"session_id":"s1","request_id":"r1","behavior":"allow"});
+        i.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({ "decisions": [i] })
+    };
+    let e = bulk(item(json!({"mesage":"x"}))).unwrap_err();
+    assert!(e.contains("unknown field `mesage`"), "{e}");
+    let e = bulk(json!({"decisions":[], "extra": 1})).unwrap_err();
+    assert!(e.contains("unknown field `extra`"), "{e}");
+    let e = bulk(json!({"decisions":[{"request_id":"r1","behavior":"allow"}]})).unwrap_err();
+    assert!(e.contains("missing field `session_id`"), "{e}");
+    let e = bulk(item(json!({"message":"x"}))).unwrap_err();
+    assert_eq!(
+        e,
+        "decisions[0]: field `message` is not valid with behavior \"allow\""
+    );
+    let e = bulk(item(json!({"updated_input":[1]}))).unwrap_err();
+    assert_eq!(e, "decisions[0]: updated_input must be a JSON object");
+    let e = bulk(item(json!({"updatedInput":{},"updated_input":{}}))).unwrap_err();
+    assert!(e.contains("duplicate field `updated_input`"), "{e}");
+}
+
+#[test]
+fn bulk_counts_are_one_to_a_thousand() {
+    let items = |n: usize| {
+        let one = json!({"session_id":"s1","request_id":"r1","behavior":"deny"});
+        json!({ "decisions": vec![one; n] })
+    };
+    assert_eq!(bulk(items(0)).unwrap_err(), "decisions must not be empty");
+    assert_eq!(bulk(items(MAX_BULK_DECISIONS)).unwrap().len(), 1000);
+    assert_eq!(
+        bulk(items(MAX_BULK_DECISIONS + 1)).unwrap_err(),
+        "at most 1000 decisions per request, got 1001"
+    );
+}
+
+#[test]
+fn a_bulk_item_serializes_as_the_client_sends_it() {
+    let raw = RawDecision {
+        behavior: Behavior::Deny,
+        updated_input: None,
+        updated_permissions: None,
+        message: Some("no".into()),
+        interrupt: Some(false),
+    };
+    let item = BulkItem::new("s1", "r/1", raw.clone());
+    assert_eq!(
+        serde_json::to_value(&item).unwrap(),
+        json!({"session_id":"s1","request_id":"r/1","behavior":"deny","message":"no","interrupt":false})
+    );
+    assert_eq!(item.split(), ("s1".into(), "r/1".into(), raw));
+}

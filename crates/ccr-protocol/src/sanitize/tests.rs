@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
-use ccr_protocol::fuzz::{config, json_value, nasty_string};
+use crate::fuzz::{config, json_value, nasty_string};
 
 #[test]
 fn escape_sequences_go_with_their_payload() {

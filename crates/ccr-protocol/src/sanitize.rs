@@ -1,4 +1,4 @@
-//! Session-supplied text made safe for a terminal (pure).
+//! Session-supplied text made safe for a terminal, and for the console (pure).
 //!
 //! A session controls tool names, inputs, titles, `decision_reason`, errors and its
 //! whole message stream. Printed raw, an escape sequence in any of them could move

@@ -1,0 +1,155 @@
+//! Notifications: tell webhooks and Slack about prompts left to a human, overdue and
+//! expired prompts, and failed sessions (`[[notify]]`, docs/notify.md).
+//!
+//! Pure parts are plain functions: which sink wants a notice ([`select`]), what it is
+//! ([`notice`]), the bytes sent ([`payload`]), the signature ([`sign`]), when to retry
+//! ([`retry`]). The [`Notifier`] handle is what telemetry calls: it picks the sinks and
+//! pushes into each one's bounded [`queue`] without ever blocking; each sink's own thread
+//! ([`worker`]) does the network. So a dead or hanging receiver costs a session or the
+//! registry nothing but a refused push, counted as dropped.
+
+pub mod metrics;
+pub mod notice;
+pub mod payload;
+pub mod queue;
+pub mod resolve;
+pub mod retry;
+pub mod select;
+pub mod sign;
+pub mod worker;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use metrics::{DropReason, NotifyMetrics, SinkMetrics};
+pub use notice::Notice;
+pub use resolve::{resolve, resolve_with, ResolvedSink};
+
+use crate::config::NotifySinkConfig;
+use crate::limits::repeat::session_warning;
+use queue::{Job, QueueTx, Refused};
+
+/// The base of console links (no trailing `/`): `[console] public_url`, or else the
+/// operator API's address, known only once it is bound (so it is set after the sinks start).
+#[derive(Debug, Clone, Default)]
+pub struct LinkBase(Arc<std::sync::OnceLock<String>>);
+
+impl LinkBase {
+    /// A base fixed now.
+    pub fn fixed(base: impl Into<String>) -> Self {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(base.into());
+        Self(Arc::new(cell))
+    }
+
+    /// Set it, unless it is already set.
+    pub fn set(&self, base: impl Into<String>) {
+        let _ = self.0.set(base.into());
+    }
+
+    /// The base (empty until set).
+    pub fn get(&self) -> &str {
+        self.0.get().map_or("", String::as_str)
+    }
+}
+
+/// One sink as the notifier sees it: what it wants, where to push, what to count.
+struct Sink {
+    config: NotifySinkConfig,
+    queue: QueueTx,
+    metrics: SinkMetrics,
+}
+
+/// The handle telemetry offers notices to; cheap to clone, `Send + Sync`. Without sinks it
+/// does nothing (and builds nothing).
+#[derive(Clone, Default)]
+pub struct Notifier {
+    sinks: Arc<[Sink]>,
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.sinks.iter().map(|s| s.config.name.as_str()).collect();
+        f.debug_struct("Notifier").field("sinks", &names).finish()
+    }
+}
+
+impl Notifier {
+    /// A notifier with no sink.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Start one delivery thread per sink; links point under `link_base` (see [`LinkBase`]).
+    pub fn start(
+        sinks: Vec<ResolvedSink>,
+        link_base: LinkBase,
+        metrics: &crate::metrics::Metrics,
+    ) -> std::io::Result<Self> {
+        if sinks.is_empty() {
+            return Ok(Self::none());
+        }
+        let families = NotifyMetrics::register(metrics);
+        let mut out = Vec::with_capacity(sinks.len());
+        for sink in sinks {
+            let d = &sink.config.delivery;
+            let (tx, rx) = queue::queue(d.queue_events, d.queue_bytes);
+            let sink_metrics = families.sink(&sink.config.name);
+            let config = sink.config.clone();
+            let w = worker::Worker {
+                post: worker::Http::new(&sink),
+                sink,
+                link_base: link_base.clone(),
+                metrics: sink_metrics.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("notify-{}", config.name))
+                .spawn(move || w.run(rx))?;
+            out.push(Sink {
+                config,
+                queue: tx,
+                metrics: sink_metrics,
+            });
+        }
+        Ok(Self { sinks: out.into() })
+    }
+
+    /// Whether any sink is configured.
+    pub fn is_active(&self) -> bool {
+        !self.sinks.is_empty()
+    }
+
+    /// Offer a notice to every sink that wants it. `build` runs only when a sink is
+    /// configured; pushing never blocks: a full queue drops the notice (counted).
+    pub fn offer(&self, build: impl FnOnce() -> Notice) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        let notice = Arc::new(build());
+        let bytes = notice.approx_bytes();
+        for sink in self.sinks.iter() {
+            if !select::wants(&sink.config, &notice) {
+                continue;
+            }
+            let job = Job {
+                notice: notice.clone(),
+                queued_at: Instant::now(),
+                bytes,
+            };
+            if let Err(refused) = sink.queue.try_push(job) {
+                let reason = match refused {
+                    Refused::Full => DropReason::Overflow,
+                    Refused::Closed => DropReason::Closed,
+                };
+                sink.metrics.dropped(reason);
+                // Rate-limited: a flood of prompts against a stuck receiver logs a few lines.
+                let why = format!("sink {}: {}", sink.config.name, reason.name());
+                session_warning("notification dropped", &why);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
