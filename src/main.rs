@@ -17,9 +17,12 @@ use ccr_supervisor::{app, telemetry};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `--version`: the package version and the git commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CCR_GIT_COMMIT"), ")");
+
 /// Supervise many remote Claude Code sessions and answer their permission prompts.
 #[derive(Parser, Debug)]
-#[command(name = "ccr-supervisor", version, about)]
+#[command(name = "ccr-supervisor", version = VERSION, about)]
 struct Cli {
     /// Config file (TOML); env `CCR_SUPERVISOR__SECTION__KEY` overrides keys.
     #[arg(long, global = true, default_value = "config.toml")]
@@ -68,6 +71,13 @@ enum Command {
     },
     /// Operator client: list sessions and prompts, answer them, watch events.
     Ctl(Box<ccr_ctl::CtlArgs>),
+    /// Print a shell completion script (`source <(ccr-supervisor completions bash)`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `ccr-supervisor manpage > ccr-supervisor.1`.
+    Manpage,
     #[cfg(feature = "demo")]
     /// Benchmark the supervisor against a load-mode simulator (both spawned as processes).
     Bench(ccr_bench::BenchArgs),
@@ -139,6 +149,21 @@ fn main() -> ExitCode {
         },
         Command::Run => run(&cli.config),
         Command::Ctl(args) => ccr_ctl::run(*args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ccr-supervisor", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Manpage => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ccr-supervisor manpage: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         #[cfg(feature = "demo")]
         Command::Bench(args) => ccr_bench::run(args),
         #[cfg(feature = "demo")]
