@@ -144,44 +144,44 @@ impl Collector for ProcessCollector {
         let cpu = ConstCounter::new(f.cpu_seconds);
         cpu.encode(encoder.encode_descriptor(
             "process_cpu",
-            "Total user and system CPU time spent",
+            "Total user and system CPU time spent.",
             Some(&Unit::Seconds),
             cpu.metric_type(),
         )?)?;
         let gauges: [(&str, &str, Option<Unit>, ConstGauge<f64>); 6] = [
             (
                 "process_resident_memory",
-                "Resident memory size",
+                "Resident memory size.",
                 Some(Unit::Bytes),
                 ConstGauge::new(f.resident_bytes as f64),
             ),
             (
                 "process_virtual_memory",
-                "Virtual memory size",
+                "Virtual memory size.",
                 Some(Unit::Bytes),
                 ConstGauge::new(f.virtual_bytes as f64),
             ),
             (
                 "process_start_time",
-                "Start time of the process since the Unix epoch",
+                "Start time of the process since the Unix epoch.",
                 Some(Unit::Seconds),
                 ConstGauge::new(f.start_time_seconds),
             ),
             (
                 "process_open_fds",
-                "Open file descriptors",
+                "Open file descriptors.",
                 None,
                 ConstGauge::new(f.open_fds as f64),
             ),
             (
                 "process_max_fds",
-                "The soft limit of open file descriptors",
+                "The soft limit of open file descriptors.",
                 None,
                 ConstGauge::new(f.max_fds as f64),
             ),
             (
                 "process_threads",
-                "Threads of the process",
+                "Threads of the process.",
                 None,
                 ConstGauge::new(f.threads as f64),
             ),
