@@ -137,7 +137,8 @@ fn run(promtool: &Path, args: &[&str], stdin: &str) -> (i32, String) {
         .write_all(stdin.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -155,7 +156,8 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     let bytes = text.as_bytes();
     for prefix in ["ccr_supervisor_", "process_"] {
         for (at, _) in text.match_indices(prefix) {
-            let preceded = at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+            let preceded =
+                at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
             if preceded {
                 continue;
             }
@@ -201,15 +203,18 @@ fn counter_families(om: &str) -> BTreeSet<String> {
 
 #[actix_rt::test]
 async fn metrics_pass_promtool_in_both_formats_and_have_what_rules_and_dashboard_use() {
-    let rule = "\n[policy]\n[[policy.rules]]\nid = \"reads\"\naction = \"allow\"\ntool = \"Read\"\n";
+    let rule =
+        "\n[policy]\n[[policy.rules]]\nid = \"reads\"\naction = \"allow\"\ntool = \"Read\"\n";
     let mut h = common::Harness::start_with(vec![common::Sess::new("s1")], &[], rule).await;
     h.wait_sim_connected("s1").await;
     h.wait_state("s1", "connected").await;
     // A rule's answer, so that the latency histograms have observations.
     let input = serde_json::json!({"file_path": "/etc/hosts"});
     assert!(h.sim.prompt("s1", "r1", "Read", input));
-    h.wait_sim(|e| matches!(e, ccr_sim::SimEvent::Answered { request_id, .. } if request_id == "r1"))
-        .await;
+    h.wait_sim(
+        |e| matches!(e, ccr_sim::SimEvent::Answered { request_id, .. } if request_id == "r1"),
+    )
+    .await;
     let scrape = |accept: Option<&'static str>| {
         let mut req = h.http.get(format!("{}/metrics", h.api));
         if let Some(a) = accept {
@@ -227,13 +232,32 @@ async fn metrics_pass_promtool_in_both_formats_and_have_what_rules_and_dashboard
 
     // Every metric the rules and the dashboard use is exposed.
     let exposed = sample_names(&text);
-    let alerts = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(ALERTS)).unwrap();
-    for (file, used) in [(ALERTS, metric_names(&alerts)), ("dashboard", metric_names(&dashboard_exprs()))] {
+    let alerts =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(ALERTS)).unwrap();
+    for (file, used) in [
+        (ALERTS, metric_names(&alerts)),
+        ("dashboard", metric_names(&dashboard_exprs())),
+    ] {
         assert!(!used.is_empty(), "{file} names no metric");
         let missing: Vec<_> = used.difference(&exposed).collect();
-        assert!(missing.is_empty(), "{file} uses {missing:?}, not in /metrics:\n{text}");
+        assert!(
+            missing.is_empty(),
+            "{file} uses {missing:?}, not in /metrics:\n{text}"
+        );
     }
-    assert!(sample_names(&om) == exposed, "both formats have the same samples");
+    assert!(
+        sample_names(&om) == exposed,
+        "both formats have the same samples"
+    );
+    // And docs/operations.md describes every family.
+    let docs = include_str!("../docs/operations.md");
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "{name} is not in docs/operations.md"
+        );
+    }
 
     let Some(promtool) = promtool() else {
         h.shutdown().await;
@@ -257,7 +281,13 @@ async fn metrics_pass_promtool_in_both_formats_and_have_what_rules_and_dashboard
     // timestamp on every sample) reads it whole.
     let stamped: String = om
         .lines()
-        .map(|l| if l.starts_with('#') { format!("{l}\n") } else { format!("{l} 1700000000\n") })
+        .map(|l| {
+            if l.starts_with('#') {
+                format!("{l}\n")
+            } else {
+                format!("{l} 1700000000\n")
+            }
+        })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("metrics.om");
@@ -265,7 +295,13 @@ async fn metrics_pass_promtool_in_both_formats_and_have_what_rules_and_dashboard
     let blocks = dir.path().join("blocks");
     let (rc, out) = run(
         &promtool,
-        &["tsdb", "create-blocks-from", "openmetrics", input.to_str().unwrap(), blocks.to_str().unwrap()],
+        &[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            input.to_str().unwrap(),
+            blocks.to_str().unwrap(),
+        ],
         "",
     );
     assert_eq!(rc, 0, "OpenMetrics parse: {out}\n{om}");

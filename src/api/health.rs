@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use ccr_protocol::error::Code;
-use ccr_protocol::reply::{Health, NotConnected, ReadyState, Readiness, SessionView};
+use ccr_protocol::reply::{Health, NotConnected, Readiness, ReadyState, SessionView};
 
 use super::auth::{self, Viewer};
 use super::table::{endpoint, Endpoint};
@@ -203,9 +203,8 @@ pub(super) async fn health(
 ) -> Result<HttpResponse, ApiError> {
     let (checks, sessions) = check(&state).await;
     let reasons = reasons(&checks);
-    let sessions = sessions.ok_or_else(|| {
-        ApiError::Unavailable(reasons.last().cloned().unwrap_or_default())
-    })?;
+    let sessions = sessions
+        .ok_or_else(|| ApiError::Unavailable(reasons.last().cloned().unwrap_or_default()))?;
     let not_connected = sessions
         .iter()
         .filter(|s| s.status.state.name() != "connected")

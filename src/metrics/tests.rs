@@ -84,7 +84,10 @@ fn the_ledger_error_counter_never_goes_down() {
 fn renders_the_text_format_with_help_on_every_family() {
     let (m, snapshot) = scenario();
     let text = m.render(&snapshot, Format::Text);
-    assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+    assert!(
+        !text.contains("# EOF") && !text.contains("# UNIT"),
+        "{text}"
+    );
     for line in [
         "# HELP ccr_supervisor_frames_in_total Inbound frames by kind.",
         "# TYPE ccr_supervisor_frames_in_total counter",
@@ -109,7 +112,10 @@ fn renders_the_text_format_with_help_on_every_family() {
                     .any(|s| name.strip_suffix(s) == Some(f))
         });
         assert!(family, "{name} has no family: {text}");
-        assert!(text.contains(&format!("# HELP {name} ")) || family, "{name}");
+        assert!(
+            text.contains(&format!("# HELP {name} ")) || family,
+            "{name}"
+        );
     }
     for f in &families {
         assert!(text.contains(&format!("# HELP {f} ")), "{f} has no HELP");

@@ -143,9 +143,7 @@ mod tests {
         let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
         assert_eq!(Format::negotiate(Some(prometheus)), OpenMetrics);
         assert_eq!(
-            Format::negotiate(Some(
-                "application/openmetrics-text;q=0.3, text/plain;q=0.9"
-            )),
+            Format::negotiate(Some("application/openmetrics-text;q=0.3, text/plain;q=0.9")),
             Text
         );
         assert_eq!(

@@ -156,7 +156,10 @@ async fn health_ready_and_metrics_follow_a_scenario() {
         ),
         0.0
     );
-    assert_eq!(value(&after, "ccr_supervisor_ledger_write_errors_total"), 0.0);
+    assert_eq!(
+        value(&after, "ccr_supervisor_ledger_write_errors_total"),
+        0.0
+    );
     assert!(value(&after, "process_resident_memory_bytes") > 0.0);
     assert!(value(&after, "process_open_fds") > 0.0);
     assert_eq!(value(&after, "ccr_supervisor_restarts_total"), 0.0);
@@ -181,7 +184,11 @@ async fn health_ready_and_metrics_follow_a_scenario() {
 
 #[actix_rt::test]
 async fn metrics_auth_none_opens_metrics_and_nothing_else() {
-    let h = Harness::start(vec![Sess::new("s1")], &[("CCR_SUPERVISOR__API__METRICS_AUTH", "none")]).await;
+    let h = Harness::start(
+        vec![Sess::new("s1")],
+        &[("CCR_SUPERVISOR__API__METRICS_AUTH", "none")],
+    )
+    .await;
     let anon = client_with(None);
     let text = scrape(&anon, &h.api, None).await;
     assert!(text.contains("ccr_supervisor_build_info{"), "{text}");

@@ -255,7 +255,8 @@ mod tests {
         );
         assert_eq!(histogram_above(before, "", "x_seconds", ""), None);
         // One series of a labelled histogram.
-        let labelled = "x_seconds_count{source=\"rule\"} 3\nx_seconds_count{source=\"operator\"} 9\n\
+        let labelled =
+            "x_seconds_count{source=\"rule\"} 3\nx_seconds_count{source=\"operator\"} 9\n\
                         x_seconds_bucket{le=\"0.001\",source=\"rule\"} 2\n\
                         x_seconds_bucket{le=\"0.001\",source=\"operator\"} 0\n";
         assert_eq!(

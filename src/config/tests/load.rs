@@ -65,11 +65,17 @@ fn operator_tokens_roles_and_sources() {
 fn metrics_auth_is_viewer_unless_set_to_none() {
     use crate::config::MetricsAuth;
     assert_eq!(ok(CCR).api.metrics_auth, MetricsAuth::Viewer);
-    let none = ok(&format!("{CCR}[api]\nauth = \"disabled\"\nmetrics_auth = \"none\"\n"));
+    let none = ok(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\nmetrics_auth = \"none\"\n"
+    ));
     assert_eq!(none.api.metrics_auth, MetricsAuth::None);
-    let viewer = ok(&format!("{CCR}[api]\nauth = \"disabled\"\nmetrics_auth = \"viewer\"\n"));
+    let viewer = ok(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\nmetrics_auth = \"viewer\"\n"
+    ));
     assert_eq!(viewer.api.metrics_auth, MetricsAuth::Viewer);
-    let bad = problems(&format!("{CCR}[api]\nauth = \"disabled\"\nmetrics_auth = \"anyone\"\n"));
+    let bad = problems(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\nmetrics_auth = \"anyone\"\n"
+    ));
     assert!(
         bad.iter()
             .any(|p| p.starts_with("api.metrics_auth") && p.contains("\"anyone\"")),
