@@ -203,8 +203,10 @@ pub(super) async fn health(
 ) -> Result<HttpResponse, ApiError> {
     let (checks, sessions) = check(&state).await;
     let reasons = reasons(&checks);
-    let sessions = sessions
-        .ok_or_else(|| ApiError::Unavailable(reasons.last().cloned().unwrap_or_default()))?;
+    let Some(sessions) = sessions else {
+        let why = checks.supervisor.err().unwrap_or_default();
+        return Err(ApiError::Unavailable(format!("supervisor: {why}")));
+    };
     let not_connected = sessions
         .iter()
         .filter(|s| s.status.state.name() != "connected")

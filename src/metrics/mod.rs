@@ -65,8 +65,8 @@ pub const GIT_COMMIT: &str = match option_env!("CCR_GIT_COMMIT") {
 /// A hand-made family: prometheus-client's `Family` builds every series alike.
 #[derive(Debug, Clone)]
 pub struct DecisionLatency {
-    automatic: [(&'static str, Histogram); 2],
-    human: [(&'static str, Histogram); 2],
+    /// One histogram per label value, in [`DecisionLatency::SOURCES`] order.
+    series: [(&'static str, Histogram); 4],
 }
 
 /// Buckets of automatic answers (`rule`, `limit`): 25 µs doubling to about 13 s.
@@ -85,11 +85,12 @@ impl Default for DecisionLatency {
     fn default() -> Self {
         let human = || Histogram::new(HUMAN_BUCKETS);
         DecisionLatency {
-            automatic: [
+            series: [
                 ("rule", Histogram::new(automatic_buckets())),
                 ("limit", Histogram::new(automatic_buckets())),
+                ("operator", human()),
+                ("timeout", human()),
             ],
-            human: [("operator", human()), ("timeout", human())],
         }
     }
 }
@@ -101,20 +102,14 @@ impl DecisionLatency {
     /// Observe one answer of `source` (`rule`, `limit`, `operator`, `timeout`; anything
     /// else counts as `operator`).
     pub fn observe(&self, source: &str, seconds: f64) {
-        let all = self.automatic.iter().chain(self.human.iter());
-        let h = all
-            .clone()
-            .find(|(s, _)| *s == source)
-            .or_else(|| all.clone().find(|(s, _)| *s == "operator"));
-        if let Some((_, h)) = h {
-            h.observe(seconds);
-        }
+        let index = Self::SOURCES.iter().position(|s| *s == source).unwrap_or(2);
+        self.series[index].1.observe(seconds);
     }
 }
 
 impl EncodeMetric for DecisionLatency {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        for (source, h) in self.automatic.iter().chain(self.human.iter()) {
+        for (source, h) in &self.series {
             h.encode(encoder.encode_family(&SourceLabel { source })?)?;
         }
         Ok(())

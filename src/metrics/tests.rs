@@ -121,3 +121,22 @@ fn renders_the_text_format_with_help_on_every_family() {
         assert!(text.contains(&format!("# HELP {f} ")), "{f} has no HELP");
     }
 }
+
+#[test]
+fn latency_series_follow_their_sources_and_unknown_ones_count_as_operator() {
+    let m = Metrics::new();
+    let l = &m.decision_latency;
+    assert_eq!(
+        l.series.each_ref().map(|(s, _)| *s),
+        DecisionLatency::SOURCES,
+        "SOURCES is the series order"
+    );
+    l.observe("timeout", 600.0);
+    l.observe("someone", 1.0);
+    let text = m.render(&Snapshot::default(), Format::Text);
+    for (source, n) in [("timeout", 1), ("operator", 1), ("rule", 0), ("limit", 0)] {
+        let line =
+            format!("ccr_supervisor_decision_latency_seconds_count{{source=\"{source}\"}} {n}\n");
+        assert!(text.contains(&line), "{line}: {text}");
+    }
+}
