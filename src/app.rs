@@ -303,6 +303,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             notifier,
         },
     );
+    let started = Arc::new(api::health::StartFlags::default());
+    // Everything above ran on the validated config.
+    started.config_loaded();
     let state = ApiState {
         supervisor: supervisor.clone(),
         registry: registry.clone(),
@@ -326,6 +329,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .public_url
             .as_ref()
             .map(|u| u.origin().ascii_serialization()),
+        started: started.clone(),
+        metrics_auth: config.api.metrics_auth,
     };
     // `[api] workers`: one per core by default (was fixed at one).
     let workers = limits.worker_count();
@@ -354,6 +359,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(server);
+    started.api_bound();
     info!(%api_addr, sessions = config.sessions.len(), workers, "operator API listening");
     Ok(Running {
         supervisor,

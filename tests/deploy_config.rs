@@ -1,9 +1,20 @@
-//! The files under `deploy/` agree with the config loader: the example config
-//! loads as shipped, and every `CCR_SUPERVISOR__*` override the systemd unit and
-//! the Dockerfile set is a real key (unknown keys are errors).
+//! The files under `deploy/` agree with the service: the example config loads as
+//! shipped, every `CCR_SUPERVISOR__*` override the systemd unit and the Dockerfile set is
+//! a real key (unknown keys are errors), the Prometheus alert rules pass
+//! `promtool check rules`, `/metrics` passes promtool in both formats, and every metric
+//! the rules and the Grafana dashboard name is in `/metrics`.
+//!
+//! promtool comes from Debian's `prometheus` package (`cargo xtask test` installs it).
+//! Without it the promtool checks print a notice and pass, unless `CCR_SYSTEM_TESTS` or
+//! `CCR_BROWSER_TESTS` is `required`.
 
-use std::collections::HashMap;
-use std::path::Path;
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use ccr_supervisor::app::load_config_from_str;
 use ccr_supervisor::config::{ApiTokenSource, LogFormat, TokenSpec};
@@ -11,6 +22,8 @@ use ccr_supervisor::config::{ApiTokenSource, LogFormat, TokenSpec};
 const EXAMPLE: &str = include_str!("../deploy/config.example.toml");
 const UNIT: &str = include_str!("../deploy/ccr-supervisor.service");
 const DOCKERFILE: &str = include_str!("../deploy/Dockerfile");
+const ALERTS: &str = "deploy/prometheus/alerts.yml";
+const DASHBOARD: &str = include_str!("../deploy/grafana/ccr-supervisor.json");
 
 /// Every `CCR_SUPERVISOR__KEY=value` written in `text` (unit `Environment=`, Dockerfile `ENV`).
 fn overrides(text: &str) -> HashMap<String, String> {
@@ -81,4 +94,216 @@ fn unit_and_image_overrides_are_real_keys() {
         Path::new("/var/lib/ccr-supervisor/ledger.db")
     );
     assert_eq!(cfg.log.format, LogFormat::Json);
+}
+
+/// promtool, or `None` after a notice when it is not installed (a failure when system
+/// tests are required).
+fn promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let required = ["CCR_SYSTEM_TESTS", "CCR_BROWSER_TESTS"]
+            .iter()
+            .any(|v| std::env::var(v).as_deref() == Ok("required"));
+        assert!(
+            !required,
+            "promtool is not installed (Debian package `prometheus`; `cargo xtask test` installs it)"
+        );
+        eprintln!(
+            "NOTICE: promtool not found, promtool checks skipped; `cargo xtask test` installs \
+             it (Debian package `prometheus`)"
+        );
+    }
+    found
+}
+
+/// Run promtool with `args`, `stdin` on its standard input: (exit code, stdout + stderr).
+fn run(promtool: &Path, args: &[&str], stdin: &str) -> (i32, String) {
+    let mut child = Command::new(promtool)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let Some(promtool) = promtool() else { return };
+    let (rc, out) = run(&promtool, &["check", "rules", ALERTS], "");
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+/// Every metric name (`ccr_supervisor_*`, `process_*`) in `text`.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    for prefix in ["ccr_supervisor_", "process_"] {
+        for (at, _) in text.match_indices(prefix) {
+            let preceded =
+                at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+            if preceded {
+                continue;
+            }
+            let end = text[at..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(text.len(), |n| at + n);
+            names.insert(text[at..end].to_owned());
+        }
+    }
+    names
+}
+
+/// The sample names of an exposition.
+fn sample_names(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
+        .collect()
+}
+
+/// The expressions of every panel of the dashboard.
+fn dashboard_exprs() -> String {
+    let dash: serde_json::Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    let mut exprs = String::new();
+    for panel in dash["panels"].as_array().expect("panels") {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push_str(t["expr"].as_str().expect("expr"));
+            exprs.push('\n');
+        }
+    }
+    exprs.push_str(dash["templating"].to_string().as_str());
+    exprs
+}
+
+/// The OpenMetrics counter families (`# TYPE x counter`) of an exposition.
+fn counter_families(om: &str) -> BTreeSet<String> {
+    om.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[actix_rt::test]
+async fn metrics_pass_promtool_in_both_formats_and_have_what_rules_and_dashboard_use() {
+    let rule =
+        "\n[policy]\n[[policy.rules]]\nid = \"reads\"\naction = \"allow\"\ntool = \"Read\"\n";
+    let mut h = common::Harness::start_with(vec![common::Sess::new("s1")], &[], rule).await;
+    h.wait_sim_connected("s1").await;
+    h.wait_state("s1", "connected").await;
+    // A rule's answer, so that the latency histograms have observations.
+    let input = serde_json::json!({"file_path": "/etc/hosts"});
+    assert!(h.sim.prompt("s1", "r1", "Read", input));
+    h.wait_sim(
+        |e| matches!(e, ccr_sim::SimEvent::Answered { request_id, .. } if request_id == "r1"),
+    )
+    .await;
+    let scrape = |accept: Option<&'static str>| {
+        let mut req = h.http.get(format!("{}/metrics", h.api));
+        if let Some(a) = accept {
+            req = req.insert_header(("accept", a));
+        }
+        async move {
+            let mut resp = req.send().await.expect("GET /metrics");
+            assert_eq!(resp.status().as_u16(), 200);
+            String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap()
+        }
+    };
+    let text = scrape(None).await;
+    let om = scrape(Some("application/openmetrics-text")).await;
+    assert!(om.ends_with("# EOF\n") && !text.contains("# EOF"));
+
+    // Every metric the rules and the dashboard use is exposed.
+    let exposed = sample_names(&text);
+    let alerts =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(ALERTS)).unwrap();
+    for (file, used) in [
+        (ALERTS, metric_names(&alerts)),
+        ("dashboard", metric_names(&dashboard_exprs())),
+    ] {
+        assert!(!used.is_empty(), "{file} names no metric");
+        let missing: Vec<_> = used.difference(&exposed).collect();
+        assert!(
+            missing.is_empty(),
+            "{file} uses {missing:?}, not in /metrics:\n{text}"
+        );
+    }
+    assert!(
+        sample_names(&om) == exposed,
+        "both formats have the same samples"
+    );
+    // And docs/operations.md describes every family.
+    let docs = include_str!("../docs/operations.md");
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "{name} is not in docs/operations.md"
+        );
+    }
+
+    let Some(promtool) = promtool() else {
+        h.shutdown().await;
+        return;
+    };
+    let (rc, out) = run(&promtool, &["check", "metrics"], &text);
+    assert_eq!((rc, out.as_str()), (0, ""), "the text format:\n{text}");
+    // promtool's linter reads the text format only: in OpenMetrics a counter's samples
+    // (`x_total`) are named apart from its family (`x`), which it reports as a family
+    // without help. That must be all it finds.
+    let (_, out) = run(&promtool, &["check", "metrics"], &om);
+    let counters = counter_families(&om);
+    for finding in out.lines() {
+        let misread = finding
+            .strip_suffix(" no help text")
+            .and_then(|n| n.strip_suffix("_total"))
+            .is_some_and(|family| counters.contains(family));
+        assert!(misread, "promtool on OpenMetrics: {finding}\n{om}");
+    }
+    // The OpenMetrics parser of Prometheus itself (promtool's backfill, which wants a
+    // timestamp on every sample) reads it whole.
+    let stamped: String = om
+        .lines()
+        .map(|l| {
+            if l.starts_with('#') {
+                format!("{l}\n")
+            } else {
+                format!("{l} 1700000000\n")
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("metrics.om");
+    std::fs::write(&input, stamped).unwrap();
+    let blocks = dir.path().join("blocks");
+    let (rc, out) = run(
+        &promtool,
+        &[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            input.to_str().unwrap(),
+            blocks.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(rc, 0, "OpenMetrics parse: {out}\n{om}");
+    h.shutdown().await;
 }

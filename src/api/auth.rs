@@ -184,7 +184,8 @@ fn authenticate(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiErr
     Ok(principal)
 }
 
-fn require(req: &HttpRequest, role: Role) -> Result<Principal, ApiError> {
+/// The principal making `req`, if it holds at least `role` (401 / 403 otherwise).
+pub(super) fn require(req: &HttpRequest, role: Role) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<ApiState>>()
         .ok_or(ApiError::Unavailable("api state missing".into()))?;
@@ -254,6 +255,7 @@ mod tests {
                 source: ApiTokenSource::Sha256(sha256("s3cret")),
             }],
             limits: Default::default(),
+            metrics_auth: Default::default(),
         };
         Authenticator::from_config(&cfg).unwrap()
     }

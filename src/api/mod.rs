@@ -10,7 +10,7 @@ mod bulk;
 pub mod cookie;
 mod error;
 mod fanout;
-mod health;
+pub mod health;
 mod ledger;
 mod lookup;
 pub mod openapi;
@@ -65,6 +65,10 @@ pub struct ApiState {
     /// `[console] public_url`'s origin, accepted as a console request's `Origin` beside
     /// the scheme and host the request was made to.
     pub public_origin: Option<String>,
+    /// What start-up has done, for `/readyz`.
+    pub started: Arc<health::StartFlags>,
+    /// `[api] metrics_auth`: whether `/metrics` needs a viewer token.
+    pub metrics_auth: crate::config::MetricsAuth,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

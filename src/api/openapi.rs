@@ -90,6 +90,7 @@ pub(super) async fn openapi_json() -> HttpResponse {
         stream::events,
         health::healthz,
         health::readyz,
+        health::health,
         health::metrics,
         openapi_json,
     ),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::fields::{Errors, Table};
 use super::{api_tokens, runtime};
-use super::{ApiConfig, ApiLimits};
+use super::{ApiConfig, ApiLimits, MetricsAuth};
 
 /// Default of `[api] request_body_timeout`: generous for a JSON body of at most 1 MiB.
 const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,6 +21,17 @@ pub(super) fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
                 format!("expected \"enabled\" or \"disabled\", got {other:?}"),
             );
             true
+        }
+    };
+    let metrics_auth = match t.string(errs, "metrics_auth").as_deref() {
+        None | Some("viewer") => MetricsAuth::Viewer,
+        Some("none") => MetricsAuth::None,
+        Some(other) => {
+            errs.push(
+                t.key_path("metrics_auth"),
+                format!("expected \"viewer\" or \"none\", got {other:?}"),
+            );
+            MetricsAuth::Viewer
         }
     };
     let tokens = api_tokens::api_tokens(t.raw("tokens"), errs);
@@ -42,6 +53,7 @@ pub(super) fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
         runtime_tokens,
         tokens,
         limits: api_limits(&mut t, errs),
+        metrics_auth,
     };
     if api.auth_enabled
         && api.tokens.is_empty()

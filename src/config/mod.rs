@@ -98,6 +98,18 @@ pub struct ApiConfig {
     pub tokens: Vec<ApiTokenSpec>,
     /// Worker threads and connection / event-stream caps.
     pub limits: ApiLimits,
+    /// Who may read `/metrics` (`metrics_auth`, default `viewer`).
+    pub metrics_auth: MetricsAuth,
+}
+
+/// `[api] metrics_auth`: who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsAuth {
+    /// A viewer token (or any higher role), as every other read (`"viewer"`, the default).
+    #[default]
+    Viewer,
+    /// Anyone who reaches the API: for scrapers on a private network (`"none"`).
+    None,
 }
 
 /// Default of `[api] max_connections`.

@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Unit;
 
 use crate::metrics::Metrics;
 
@@ -87,9 +88,10 @@ impl NotifyMetrics {
                 "Notifications given up, per sink and reason",
                 m.dropped.clone(),
             );
-            r.register(
-                "notify_latency_seconds",
+            r.register_with_unit(
+                "notify_latency",
                 "From a notification's happening to its delivery (queue and retries included), per sink",
+                Unit::Seconds,
                 m.latency.clone(),
             );
         });

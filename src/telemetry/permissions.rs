@@ -341,6 +341,8 @@ pub struct AnswerDelivered {
     pub conn: u64,
     /// From the prompt's arrival to now, when known.
     pub latency: Option<Duration>,
+    /// Who answered: `operator`, `rule`, `timeout` or `limit` (the latency's label).
+    pub source: &'static str,
 }
 
 impl AnswerDelivered {
@@ -352,9 +354,10 @@ impl AnswerDelivered {
             request_id,
             conn,
             latency,
+            source,
         } = self;
         if let Some(age) = latency {
-            metrics.decision_latency.observe(age.as_secs_f64());
+            metrics.decision_latency.observe(source, age.as_secs_f64());
         }
         debug!(target: ANSWER, conn, "answer written");
         publish.publish(Event::PermissionDelivered {

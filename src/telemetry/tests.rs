@@ -17,7 +17,7 @@ use super::prompts::*;
 use super::sessions::*;
 use super::streams::StreamReaderDropped;
 use crate::events::{BusLimits, Envelope, EventBus};
-use crate::metrics::{Metrics, Snapshot};
+use crate::metrics::{Format, Metrics, Snapshot};
 use ccr_protocol::api::Delivery;
 use ccr_protocol::metrics::sample;
 use ccr_protocol::reply::Outcome;
@@ -25,7 +25,7 @@ use ccr_protocol::session::{Counters, FrameCounters, SessionState};
 
 /// The value of `series` in the metrics' `/metrics` text.
 fn metric(m: &Metrics, series: &str) -> f64 {
-    let text = m.render(&Snapshot::default());
+    let text = m.render(&Snapshot::default(), Format::OpenMetrics);
     sample(&text, series).unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
@@ -274,6 +274,7 @@ fn decisions_latency_and_the_memory_of_finished_prompts_are_measured() {
         request_id: "r1".into(),
         conn: 1,
         latency: Some(Duration::from_millis(2)),
+        source: "rule",
     }
     .emit(&m, &bus);
     ResolvedMemorySized {
@@ -285,11 +286,17 @@ fn decisions_latency_and_the_memory_of_finished_prompts_are_measured() {
         "ccr_supervisor_decisions_total{outcome=\"cancelled\",source=\"session_removed\"}";
     assert_eq!(metric(&m, decisions), 2.0);
     assert_eq!(
-        metric(&m, "ccr_supervisor_decision_latency_seconds_count"),
+        metric(
+            &m,
+            "ccr_supervisor_decision_latency_seconds_count{source=\"rule\"}"
+        ),
         1.0
     );
     assert_eq!(
-        metric(&m, "ccr_supervisor_decision_latency_seconds_sum"),
+        metric(
+            &m,
+            "ccr_supervisor_decision_latency_seconds_sum{source=\"rule\"}"
+        ),
         0.002
     );
     assert_eq!(metric(&m, "ccr_supervisor_resolved_prompts"), 3.0);
@@ -420,6 +427,7 @@ fn delivered_overdue_expired_and_cancelled_prompts_are_logged_and_published() {
             request_id: "r1".into(),
             conn: 4,
             latency: None,
+            source: "operator",
         }
         .emit(&m, &bus);
         PromptOverdue {
@@ -455,7 +463,10 @@ fn delivered_overdue_expired_and_cancelled_prompts_are_logged_and_published() {
     );
     assert_eq!(log.lines().count(), 3, "an expiry is not logged: {log}");
     assert_eq!(
-        metric(&m, "ccr_supervisor_decision_latency_seconds_count"),
+        metric(
+            &m,
+            "ccr_supervisor_decision_latency_seconds_count{source=\"operator\"}"
+        ),
         0.0,
         "no latency without an arrival time"
     );
@@ -507,7 +518,13 @@ fn a_failed_prompt_record_is_loud_and_shown_to_operators() {
 fn what_the_core_only_notices_is_logged_under_its_old_target_and_nothing_else() {
     use super::diagnostics::*;
     let (m, (bus, mut rx)) = (Metrics::new(), bus());
-    let before = m.render(&Snapshot::default());
+    // The process's own figures (CPU time, memory) move by themselves.
+    let counted = |m: &Metrics| {
+        let text = m.render(&Snapshot::default(), Format::OpenMetrics);
+        let ours = text.lines().filter(|l| !l.contains("process_"));
+        ours.collect::<Vec<_>>().join("\n")
+    };
+    let before = counted(&m);
     let log = logged(|| {
         for h in [
             Happening::ReplayIgnored(ReplayIgnored),
@@ -545,7 +562,7 @@ fn what_the_core_only_notices_is_logged_under_its_old_target_and_nothing_else() 
     );
     assert_eq!(log.lines().count(), 7, "one line each: {log}");
     assert!(rx.try_recv().is_err(), "nothing published");
-    assert_eq!(m.render(&Snapshot::default()), before, "nothing counted");
+    assert_eq!(counted(&m), before, "nothing counted");
 }
 
 #[test]

@@ -6,12 +6,16 @@ use ccr_supervisor::events::Event;
 use serde_json::json;
 
 async fn metrics(h: &Harness) -> String {
-    let mut resp = h
-        .http
-        .get(format!("{}/metrics", h.api))
-        .send()
-        .await
-        .unwrap();
+    scrape(&h.http, &h.api, Some("application/openmetrics-text")).await
+}
+
+/// `/metrics` as `client` gets it, asking for `accept`; checks the content type matches.
+pub async fn scrape(client: &awc::Client, api: &str, accept: Option<&str>) -> String {
+    let mut req = client.get(format!("{api}/metrics"));
+    if let Some(a) = accept {
+        req = req.insert_header(("accept", a));
+    }
+    let mut resp = req.send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let ct = resp
         .headers()
@@ -20,7 +24,13 @@ async fn metrics(h: &Harness) -> String {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let want = match accept {
+        Some(a) if a.starts_with("application/openmetrics-text") => {
+            "application/openmetrics-text; version=1.0.0"
+        }
+        _ => "text/plain; version=0.0.4",
+    };
+    assert!(ct.starts_with(want), "{ct} for {accept:?}");
     String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap()
 }
 
@@ -42,19 +52,45 @@ async fn health_ready_and_metrics_follow_a_scenario() {
         .await
         .unwrap();
     assert_eq!(anon.status().as_u16(), 200, "{:?}", anon.body().await);
+    // Readiness needs no token and names no session.
     let mut anon = client_with(None)
         .get(format!("{}/readyz", h.api))
         .send()
         .await
         .unwrap();
+    assert_eq!(anon.status().as_u16(), 200);
+    let ready: serde_json::Value = anon.json().await.unwrap();
+    assert_eq!(ready, json!({"ready": true, "reasons": []}));
+    // The details are a viewer's.
+    let mut anon = client_with(None)
+        .get(format!("{}/v1/health", h.api))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anon.status().as_u16(), 401, "{:?}", anon.body().await);
-    let (status, ready) = h.get("/readyz").await;
+    let (status, health) = h.get("/v1/health").await;
     assert_eq!(status, 200);
     assert_eq!(
-        ready["not_connected"],
-        json!([{"id":"bad","state":"failed"}]),
-        "{ready}"
+        health,
+        json!({"ready": true, "reasons": [], "sessions": 2,
+            "not_connected": [{"id":"bad","state":"failed"}]}),
     );
+    // /metrics needs a viewer token by default.
+    let anon = client_with(None)
+        .get(format!("{}/metrics", h.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+    // The text format unless OpenMetrics is asked for.
+    for accept in [None, Some("text/plain"), Some("*/*")] {
+        let text = scrape(&h.http, &h.api, accept).await;
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE ccr_supervisor_frames_in_total counter\n"),
+            "{text}"
+        );
+    }
 
     let before = metrics(&h).await;
     assert_eq!(
@@ -107,9 +143,25 @@ async fn health_ready_and_metrics_follow_a_scenario() {
         1.0
     );
     assert_eq!(
-        value(&after, "ccr_supervisor_decision_latency_seconds_count"),
+        value(
+            &after,
+            "ccr_supervisor_decision_latency_seconds_count{source=\"operator\"}"
+        ),
         1.0
     );
+    assert_eq!(
+        value(
+            &after,
+            "ccr_supervisor_decision_latency_seconds_count{source=\"rule\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(&after, "ccr_supervisor_ledger_write_errors_total"),
+        0.0
+    );
+    assert!(value(&after, "process_resident_memory_bytes") > 0.0);
+    assert!(value(&after, "process_open_fds") > 0.0);
     assert_eq!(value(&after, "ccr_supervisor_restarts_total"), 0.0);
     // The prompt and its answer were journaled before the answer was written: two
     // appends were timed.
@@ -127,5 +179,24 @@ async fn health_ready_and_metrics_follow_a_scenario() {
         let count = format!("ccr_supervisor_ledger_{name}_seconds_count");
         assert!(value(&applied, &count) >= 1.0, "{count}: {applied}");
     }
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn metrics_auth_none_opens_metrics_and_nothing_else() {
+    let h = Harness::start(
+        vec![Sess::new("s1")],
+        &[("CCR_SUPERVISOR__API__METRICS_AUTH", "none")],
+    )
+    .await;
+    let anon = client_with(None);
+    let text = scrape(&anon, &h.api, None).await;
+    assert!(text.contains("ccr_supervisor_build_info{"), "{text}");
+    let resp = anon
+        .get(format!("{}/v1/health", h.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
     h.shutdown().await;
 }

@@ -134,3 +134,57 @@ async fn a_full_disk_never_sends_an_unrecorded_answer_and_leaves_no_ghosts() {
     assert_eq!(support::answers(&sim, "s1", "p1").len(), 1);
     assert_eq!(support::answers(&sim, "s1", "p2").len(), 1);
 }
+
+/// `GET /readyz` without a token: (status, body).
+async fn readyz(api: &str) -> (u16, serde_json::Value) {
+    let mut resp = awc::Client::default()
+        .get(format!("{api}/readyz"))
+        .send()
+        .await
+        .expect("GET /readyz");
+    let body = resp.json().await.expect("JSON body");
+    (resp.status().as_u16(), body)
+}
+
+#[actix_rt::test]
+async fn readyz_is_false_while_the_ledger_cannot_be_written() {
+    let sim = support::start_sim(&["s1"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let disk = dir.path().join("disk");
+    let _tmpfs = Tmpfs::mount(&disk, "1m");
+    let support::Setup {
+        sim: _sim,
+        dir: _dir,
+        cfg,
+    } = support::Setup::with_ledger(sim, dir, &["s1"], "disk/ledger.db", "");
+    let sup = Supervisor::spawn(&cfg).await;
+    assert_eq!(
+        readyz(&sup.api).await,
+        (200, json!({"ready": true, "reasons": []}))
+    );
+
+    let filler = fill(&disk);
+    let (status, body) = readyz(&sup.api).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false, "{body}");
+    let reasons = body["reasons"].as_array().expect("reasons");
+    assert_eq!(reasons.len(), 1, "{body}");
+    let reason = reasons[0].as_str().unwrap();
+    assert!(
+        reason.starts_with("ledger not writable: ") && reason.contains("No space left"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("s1"), "no session ids: {body}");
+    // The details stay behind the viewer role, and say the same.
+    let (status, health) = support::get(&support::http(), &format!("{}/v1/health", sup.api)).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["ready"], false, "{health}");
+    assert_eq!(health["reasons"], body["reasons"], "{health}");
+
+    std::fs::remove_file(&filler).expect("free the disk");
+    assert_eq!(
+        readyz(&sup.api).await,
+        (200, json!({"ready": true, "reasons": []}))
+    );
+    support::kill9(sup).await;
+}

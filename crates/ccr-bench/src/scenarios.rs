@@ -336,7 +336,7 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         "cpu_ms": ms(cpu),
         "cpu_us_per_prompt": if sent > 0 { (cpu.as_secs_f64() * 1e6 / sent as f64).round() } else { 0.0 },
         "ledger": ledger_figures(&metrics0, &metrics1),
-        "supervisor_decisions": decision_tail(&metrics0, &metrics1),
+        "supervisor_decisions": decision_tail(&metrics0, &metrics1, answerer.starts_with("policy")),
         "wakeup_lateness": wakeups,
         "api_answerer": api_stats.map(|a| serde_json::to_value(&*a.borrow()).unwrap_or_default()),
         "api_workers": args.api_workers,
@@ -367,15 +367,22 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
 /// Where the round trip's tail lives: of the answers the supervisor wrote
 /// during the run, how many took longer than 0.1 / 0.2 / ... / 3.2 ms from the
 /// prompt's arrival to the written answer, by its own `/metrics` histogram
-/// (the rest of the round trip is the kernel and the simulator).
-fn decision_tail(before: &str, after: &str) -> Value {
+/// (the rest of the round trip is the kernel and the simulator): its `rule`
+/// series when a policy rule answered, else its `operator` series.
+fn decision_tail(before: &str, after: &str, by_rule: bool) -> Value {
     let name = "ccr_supervisor_decision_latency_seconds";
-    let Some((count, above)) = histogram_above(before, after, name) else {
+    let source = if by_rule {
+        "source=\"rule\""
+    } else {
+        "source=\"operator\""
+    };
+    let Some((count, above)) = histogram_above(before, after, name, source) else {
         return Value::Null;
     };
     let mut over = serde_json::Map::new();
     for ms in [0.1, 0.2, 0.4, 0.8, 1.6, 3.2] {
-        // Bucket bounds are powers of two times 0.1 ms, rendered with rounding noise.
+        // Rule bounds are powers of two times 25 µs (0.1 ms among them), rendered with
+        // rounding noise; an API answerer's are coarser (none of these).
         if let Some((_, n)) = above.iter().find(|(b, _)| (b * 1e3 - ms).abs() < 1e-6) {
             over.insert(format!("{ms}"), json!(n));
         }

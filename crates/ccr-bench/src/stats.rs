@@ -98,16 +98,28 @@ pub fn histogram_delta(before: &str, after: &str, name: &str) -> Option<(u64, f6
 
 /// A histogram's observations between two `/metrics` scrapes, and for each of
 /// its bucket bounds how many of them were above it: `(bound, count above)`,
-/// by bound; `None` if the histogram is absent.
-pub fn histogram_above(before: &str, after: &str, name: &str) -> Option<(u64, Vec<(f64, u64)>)> {
-    let count = growth(before, after, &format!("{name}_count"))?;
+/// by bound; `None` if the histogram is absent. `labels` selects one series of a
+/// labelled histogram (`source="rule"`, rendered after `le`); `""` for none.
+pub fn histogram_above(
+    before: &str,
+    after: &str,
+    name: &str,
+    labels: &str,
+) -> Option<(u64, Vec<(f64, u64)>)> {
+    let (count_series, close) = if labels.is_empty() {
+        (format!("{name}_count"), "}".to_owned())
+    } else {
+        (format!("{name}_count{{{labels}}}"), format!(",{labels}}}"))
+    };
+    let count = growth(before, after, &count_series)?;
     let prefix = format!("{name}_bucket{{le=\"");
     let mut above: Vec<(f64, u64)> = after
         .lines()
         .filter_map(|l| l.strip_prefix(&prefix)?.split_once('"'))
+        .filter(|(_, rest)| rest.starts_with(close.as_str()))
         .filter_map(|(le, _)| {
             let bound = le.parse::<f64>().ok().filter(|b| b.is_finite())?;
-            let within = growth(before, after, &format!("{prefix}{le}\"}}"))?;
+            let within = growth(before, after, &format!("{prefix}{le}\"{close}"))?;
             Some((bound, (count - within).max(0.0) as u64))
         })
         .collect();
@@ -238,10 +250,19 @@ mod tests {
                      x_seconds_bucket{le=\"0.001\"} 10\nx_seconds_bucket{le=\"+Inf\"} 14\n";
         // 10 new: 7 within 1 ms, 8 within 2 ms.
         assert_eq!(
-            histogram_above(before, after, "x_seconds"),
+            histogram_above(before, after, "x_seconds", ""),
             Some((10, vec![(0.001, 3), (0.002, 2)]))
         );
-        assert_eq!(histogram_above(before, "", "x_seconds"), None);
+        assert_eq!(histogram_above(before, "", "x_seconds", ""), None);
+        // One series of a labelled histogram.
+        let labelled =
+            "x_seconds_count{source=\"rule\"} 3\nx_seconds_count{source=\"operator\"} 9\n\
+                        x_seconds_bucket{le=\"0.001\",source=\"rule\"} 2\n\
+                        x_seconds_bucket{le=\"0.001\",source=\"operator\"} 0\n";
+        assert_eq!(
+            histogram_above("", labelled, "x_seconds", "source=\"rule\""),
+            Some((3, vec![(0.001, 1)]))
+        );
     }
 
     #[test]

@@ -129,12 +129,26 @@ pub struct Health {
     pub status: String,
 }
 
-/// `GET /readyz`: ready, and which sessions are not connected.
+/// `GET /readyz` (no token): ready or not, and why not; never a session id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadyState {
+    /// True when the config is loaded, the API bound, the ledger writable and the
+    /// supervisor running (answered with 200; 503 when false).
+    pub ready: bool,
+    /// What is not ready, one short sentence each; empty when ready.
+    pub reasons: Vec<String>,
+}
+
+/// `GET /v1/health` (viewer): readiness, and which sessions are not connected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Readiness {
-    /// Always `true` when answered with 200.
+    /// As `GET /readyz`'s `ready`.
     pub ready: bool,
+    /// As `GET /readyz`'s `reasons`.
+    #[serde(default)]
+    pub reasons: Vec<String>,
     /// How many sessions the supervisor runs.
     pub sessions: usize,
     /// The sessions whose state is not `connected`.

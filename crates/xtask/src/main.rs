@@ -1,26 +1,38 @@
 //! `cargo xtask test [ARGS...]`: the README's test command.
 //!
-//! It installs what the browser tests need (Debian's `chromium` and `chromium-driver`) when
-//! either binary is missing, then runs `cargo test --features test-hooks ARGS...` at the
-//! workspace root with `CCR_BROWSER_TESTS=required`, so the console tests run (and fail
-//! loudly when the browser cannot start) instead of being skipped. It exits with cargo's status.
+//! It installs the system programs some tests drive, from Debian's packages, when one is
+//! missing: the browser of the console tests (`chromium`, `chromium-driver`) and Prometheus'
+//! `promtool` (`prometheus`) for the metrics and alert-rule checks. Then it runs
+//! `cargo test --features test-hooks ARGS...` at the workspace root with
+//! `CCR_BROWSER_TESTS=required` and `CCR_SYSTEM_TESTS=required`, so those tests run (and
+//! fail loudly when a program cannot start) instead of being skipped. It exits with cargo's
+//! status.
 
 use std::path::{Path, PathBuf};
 use std::process::{exit, Command, ExitStatus};
 
-/// What the console tests drive; the paths Debian's packages install.
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// The WebDriver server of `chromium-driver`.
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// The Debian packages that provide the two binaries above.
-const PACKAGES: [&str; 2] = ["chromium", "chromium-driver"];
+/// The programs tests drive, each with the Debian package that installs it there.
+const NEEDED: [(&str, &str); 3] = [
+    ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/chromedriver", "chromium-driver"),
+    ("/usr/bin/promtool", "prometheus"),
+];
+
+/// The packages whose program is missing.
+fn missing() -> Vec<&'static str> {
+    NEEDED
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect()
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("test") => {
             let rest: Vec<String> = args.collect();
-            if let Err(e) = ensure_browser() {
+            if let Err(e) = ensure_programs() {
                 eprintln!("xtask: {e}");
                 exit(1);
             }
@@ -29,30 +41,31 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: cargo xtask test [CARGO TEST ARGS...]\n\n\
-                 Installs {} (apt-get) when {CHROMIUM} or {CHROMEDRIVER} is missing, then runs\n\
-                 `cargo test --features test-hooks ARGS...` with CCR_BROWSER_TESTS=required.",
-                PACKAGES.join(" and ")
+                 Installs what is missing of {} (apt-get), then runs `cargo test --features\n\
+                 test-hooks ARGS...` with CCR_BROWSER_TESTS=required and CCR_SYSTEM_TESTS=required.",
+                NEEDED.map(|(_, p)| p).join(", ")
             );
             exit(2);
         }
     }
 }
 
-/// Install the browser and its driver unless both are already there.
-fn ensure_browser() -> Result<(), String> {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+/// Install the packages of the programs that are missing (none: nothing to do).
+fn ensure_programs() -> Result<(), String> {
+    let packages = missing();
+    if packages.is_empty() {
         return Ok(());
     }
     eprintln!(
-        "xtask: {CHROMIUM} or {CHROMEDRIVER} is missing; installing {} with apt-get",
-        PACKAGES.join(" ")
+        "xtask: installing {} with apt-get (a test needs what they provide)",
+        packages.join(" ")
     );
-    let prefix = privilege_prefix()?;
+    let prefix = privilege_prefix(&packages)?;
     let install = |prefix: &[&str]| {
         let mut cmd = command(prefix, "apt-get");
         cmd.env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "--no-install-recommends"])
-            .args(PACKAGES);
+            .args(&packages);
         run(cmd)
     };
     // The package lists may be missing or stale on a fresh machine: update only if needed.
@@ -64,24 +77,24 @@ fn ensure_browser() -> Result<(), String> {
             .arg("update");
         if !run(update)? || !install(&prefix)? {
             return Err(format!(
-                "could not install {} with apt-get; install Debian's packages {} by hand \
-                 (they provide {CHROMIUM} and {CHROMEDRIVER}) and run `cargo xtask test` again",
-                PACKAGES.join(" and "),
-                PACKAGES.join(" and ")
+                "could not install {} with apt-get; install these Debian packages by hand \
+                 and run `cargo xtask test` again",
+                packages.join(" ")
             ));
         }
     }
-    if !(Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()) {
+    let still = missing();
+    if !still.is_empty() {
         return Err(format!(
-            "apt-get installed {} but {CHROMIUM} or {CHROMEDRIVER} is still missing",
-            PACKAGES.join(" ")
+            "apt-get ran, but what {} provide is still missing",
+            still.join(" ")
         ));
     }
     Ok(())
 }
 
 /// Nothing when running as root, `sudo` otherwise; an error when neither can install packages.
-fn privilege_prefix() -> Result<Vec<&'static str>, String> {
+fn privilege_prefix(packages: &[&str]) -> Result<Vec<&'static str>, String> {
     let uid = Command::new("id")
         .arg("-u")
         .output()
@@ -101,8 +114,8 @@ fn privilege_prefix() -> Result<Vec<&'static str>, String> {
         Err(format!(
             "installing {} needs root, and sudo is not available; run `apt-get install {}` \
              as root (or install sudo), then run `cargo xtask test` again",
-            PACKAGES.join(" and "),
-            PACKAGES.join(" ")
+            packages.join(" and "),
+            packages.join(" ")
         ))
     }
 }
@@ -153,8 +166,9 @@ fn run_tests(args: &[String]) -> i32 {
     cmd.current_dir(workspace_root())
         .args(["test", "--features", "test-hooks"])
         .args(args)
-        .env("CCR_BROWSER_TESTS", "required");
-    eprintln!("xtask: running {cmd:?} with CCR_BROWSER_TESTS=required");
+        .env("CCR_BROWSER_TESTS", "required")
+        .env("CCR_SYSTEM_TESTS", "required");
+    eprintln!("xtask: running {cmd:?} with CCR_BROWSER_TESTS=required CCR_SYSTEM_TESTS=required");
     match cmd.status() {
         Ok(status) => exit_code(status),
         Err(e) => {

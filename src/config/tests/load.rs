@@ -61,6 +61,28 @@ fn operator_tokens_roles_and_sources() {
     assert!(!off.api.auth_enabled);
 }
 
+#[test]
+fn metrics_auth_is_viewer_unless_set_to_none() {
+    use crate::config::MetricsAuth;
+    assert_eq!(ok(CCR).api.metrics_auth, MetricsAuth::Viewer);
+    let none = ok(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\nmetrics_auth = \"none\"\n"
+    ));
+    assert_eq!(none.api.metrics_auth, MetricsAuth::None);
+    let viewer = ok(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\nmetrics_auth = \"viewer\"\n"
+    ));
+    assert_eq!(viewer.api.metrics_auth, MetricsAuth::Viewer);
+    let bad = problems(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\nmetrics_auth = \"anyone\"\n"
+    ));
+    assert!(
+        bad.iter()
+            .any(|p| p.starts_with("api.metrics_auth") && p.contains("\"anyone\"")),
+        "{bad:?}"
+    );
+}
+
 /// The key errors of an invalid config, as `path: message` lines.
 fn problems(toml: &str) -> Vec<String> {
     problems_env(toml, &[])

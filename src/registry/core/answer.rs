@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use super::effect::{Decision, DecisionWrite, Effect, Record, Ticket, Write};
 use super::{ledger_failed, Core};
 use crate::ledger::{DecisionRecord, LedgerError};
-use crate::registry::store::DecideError;
+use crate::registry::store::{DecideError, Status};
 use crate::telemetry::diagnostics::{
     AnswerQueued, AnswerWrittenAgain, DecisionRefused, WriteRetrying,
 };
@@ -27,6 +27,20 @@ pub const LIMIT_FRAME_BYTES: &str = "limit:max_frame_bytes";
 pub const LIMIT_JSON_DEPTH: &str = "limit:max_json_depth";
 /// `decided_by` of a prompt denied because it is not valid JSON.
 pub const LIMIT_UNPARSEABLE: &str = "limit:unparseable";
+
+/// The metric label of who answered, from a recorded `decided_by` (an operator's token
+/// name, `rule:<id>`, `timeout` or `limit:…`).
+pub(super) fn source_of(decided_by: &str) -> &'static str {
+    if decided_by == "timeout" {
+        "timeout"
+    } else if decided_by.starts_with("rule:") {
+        "rule"
+    } else if decided_by.starts_with("limit:") {
+        "limit"
+    } else {
+        "operator"
+    }
+}
 
 /// A fixed deny for a prompt the supervisor could not read (too large, too deep).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,7 +280,14 @@ impl Core {
         } = w;
         let mut fx = Vec::new();
         if written {
-            let received = self.store.get(&session, &request_id).map(|e| e.received_at);
+            let entry = self.store.get(&session, &request_id);
+            let received = entry.map(|e| e.received_at);
+            // The decision rides on the first write only; a retry's is in the store.
+            let source = match (&decision, entry.map(|e| &e.status)) {
+                (Some(d), _) => d.source,
+                (None, Some(Status::Decided { decided_by, .. })) => source_of(decided_by),
+                (None, _) => "operator",
+            };
             // Every write is recorded: the ledger counts how often an answer went out.
             fx.push(Effect::Record(Record::Delivered {
                 session: session.clone(),
@@ -280,6 +301,7 @@ impl Core {
                     request_id: request_id.clone(),
                     conn,
                     latency,
+                    source,
                 })));
             } else {
                 let again = AnswerWrittenAgain { conn };

@@ -663,3 +663,12 @@ fn the_decision_carried_to_the_write_names_who_waits() {
     };
     assert_eq!((reply, decider), (Some(Ticket(9)), Decider::Operator));
 }
+
+#[test]
+fn the_latency_source_of_a_recorded_decider() {
+    use super::answer::source_of;
+    assert_eq!(source_of("timeout"), "timeout");
+    assert_eq!(source_of("rule:reads"), "rule");
+    assert_eq!(source_of("limit:max_frame_bytes"), "limit");
+    assert_eq!(source_of("oncall"), "operator");
+}

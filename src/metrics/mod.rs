@@ -1,17 +1,25 @@
 //! Prometheus / OpenMetrics metrics (prometheus-client). Counters are updated
 //! where things happen (cheap atomic increments on pre-created handles);
-//! gauges that describe current state are filled in at scrape time.
+//! gauges that describe current state are filled in at scrape time, and the
+//! `process_*` families are read from `/proc` then ([`process`]). Rendered as
+//! OpenMetrics or as the Prometheus text format ([`text`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+pub mod process;
+pub mod text;
+
+pub use text::Format;
 
 /// Label set with one `kind` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +38,86 @@ struct State {
 struct DecisionLabels {
     outcome: String,
     source: String,
+}
+
+/// Label set of `build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// Label set of the decision latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+/// The git commit the binary was built from (`CCR_GIT_COMMIT` at build time), or `unknown`.
+pub const GIT_COMMIT: &str = match option_env!("CCR_GIT_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
+
+/// `decision_latency_seconds` by `source`, each with buckets that fit it: a rule or a
+/// limit answers in microseconds, a person or the ask deadline in seconds to hours.
+///
+/// A hand-made family: prometheus-client's `Family` builds every series alike.
+#[derive(Debug, Clone)]
+pub struct DecisionLatency {
+    /// One histogram per label value, in [`DecisionLatency::SOURCES`] order.
+    series: [(&'static str, Histogram); 4],
+}
+
+/// Buckets of automatic answers (`rule`, `limit`): 25 µs doubling to about 13 s.
+fn automatic_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.000_025, 2.0, 20)
+}
+
+/// Buckets of answers by a person or the deadline (`operator`, `timeout`): 5 ms (an
+/// answering script) to 8 h.
+const HUMAN_BUCKETS: [f64; 19] = [
+    0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
+    3600.0, 7200.0, 14400.0, 28800.0,
+];
+
+impl Default for DecisionLatency {
+    fn default() -> Self {
+        let human = || Histogram::new(HUMAN_BUCKETS);
+        DecisionLatency {
+            series: [
+                ("rule", Histogram::new(automatic_buckets())),
+                ("limit", Histogram::new(automatic_buckets())),
+                ("operator", human()),
+                ("timeout", human()),
+            ],
+        }
+    }
+}
+
+impl DecisionLatency {
+    /// The label values, every one exported from the start.
+    pub const SOURCES: [&'static str; 4] = ["rule", "limit", "operator", "timeout"];
+
+    /// Observe one answer of `source` (`rule`, `limit`, `operator`, `timeout`; anything
+    /// else counts as `operator`).
+    pub fn observe(&self, source: &str, seconds: f64) {
+        let index = Self::SOURCES.iter().position(|s| *s == source).unwrap_or(2);
+        self.series[index].1.observe(seconds);
+    }
+}
+
+impl EncodeMetric for DecisionLatency {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (source, h) in &self.series {
+            h.encode(encoder.encode_family(&SourceLabel { source })?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// Shards of a [`Sharded`] counter: more than the threads that count frames.
@@ -102,6 +190,8 @@ pub struct FrameMetrics {
 /// Every metric of the process.
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// The unprefixed `process_*` families.
+    process: Registry,
     /// Frames in by kind.
     pub frames: FrameMetrics,
     /// Reconnect attempts scheduled.
@@ -111,15 +201,15 @@ pub struct Metrics {
     /// Session actor restarts after a crash.
     pub restarts: Counter,
     decisions: Family<DecisionLabels, Counter>,
-    /// Seconds from a prompt's arrival to its answer being written.
-    pub decision_latency: Histogram,
+    /// Seconds from a prompt's arrival to its answer being written, by source.
+    pub decision_latency: DecisionLatency,
     /// Event-stream readers dropped for being too slow.
     pub stream_drops: Counter,
     sessions: Family<State, Gauge>,
     prompts_pending: Gauge,
     oldest_prompt_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     stream_subscribers: Gauge,
-    ledger_write_errors: Gauge,
+    ledger_write_errors: Counter,
     resolved_prompts: Gauge,
     resolved_prompts_bytes: Gauge,
 }
@@ -168,17 +258,34 @@ impl Metrics {
             watchdog_reconnects: Counter::default(),
             restarts: Counter::default(),
             decisions: Family::default(),
-            decision_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 24)),
+            decision_latency: DecisionLatency::default(),
             stream_drops: Counter::default(),
             sessions: Family::default(),
             prompts_pending: Gauge::default(),
             oldest_prompt_age: Gauge::default(),
             stream_subscribers: Gauge::default(),
-            ledger_write_errors: Gauge::default(),
+            ledger_write_errors: Counter::default(),
             resolved_prompts: Gauge::default(),
             resolved_prompts_bytes: Gauge::default(),
             registry: Mutex::new(Registry::default()),
+            process: {
+                let mut p = Registry::default();
+                p.register_collector(Box::new(process::ProcessCollector));
+                p
+            },
         };
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: GIT_COMMIT,
+            })
+            .set(1);
+        r.register(
+            "build_info",
+            "The running build: version and git commit (always 1)",
+            build,
+        );
         r.register("reconnects", "Reconnect attempts", m.reconnects.clone());
         r.register(
             "restarts",
@@ -190,9 +297,10 @@ impl Metrics {
             "Answers by outcome and source (operator, rule, timeout, session)",
             m.decisions.clone(),
         );
-        r.register(
-            "decision_latency_seconds",
-            "From prompt received to answer written",
+        r.register_with_unit(
+            "decision_latency",
+            "From prompt received to answer written, by who answered",
+            Unit::Seconds,
             m.decision_latency.clone(),
         );
         r.register(
@@ -206,9 +314,10 @@ impl Metrics {
             "Prompts waiting for an answer",
             m.prompts_pending.clone(),
         );
-        r.register(
-            "prompt_oldest_age_seconds",
+        r.register_with_unit(
+            "prompt_oldest_age",
             "Age of the oldest pending prompt",
+            Unit::Seconds,
             m.oldest_prompt_age.clone(),
         );
         r.register(
@@ -231,9 +340,10 @@ impl Metrics {
             "Finished prompts remembered to match replays (bounded by [supervisor] resolved_prompts)",
             m.resolved_prompts.clone(),
         );
-        r.register(
-            "resolved_prompts_bytes",
+        r.register_with_unit(
+            "resolved_prompts",
             "Bytes charged for remembered finished prompts (bounded by [supervisor] resolved_prompts_bytes)",
+            Unit::Bytes,
             m.resolved_prompts_bytes.clone(),
         );
         *m.registry.lock() = r;
@@ -249,19 +359,22 @@ impl Metrics {
     /// Register the decision ledger's latency histograms (only when the ledger is on).
     pub fn register_ledger(&self, h: LedgerHistograms) {
         let mut r = self.registry.lock();
-        r.register(
-            "ledger_queue_wait_seconds",
+        r.register_with_unit(
+            "ledger_queue_wait",
             "Time the oldest job of each ledger applier batch waited for it",
+            Unit::Seconds,
             h.queue_wait,
         );
-        r.register(
-            "ledger_commit_seconds",
+        r.register_with_unit(
+            "ledger_commit",
             "Time each ledger write took to become durable (its journal append)",
+            Unit::Seconds,
             h.commit,
         );
-        r.register(
-            "ledger_apply_seconds",
+        r.register_with_unit(
+            "ledger_apply",
             "Time the ledger applier spent on each SQLite transaction",
+            Unit::Seconds,
             h.apply,
         );
     }
@@ -281,8 +394,8 @@ impl Metrics {
             .inc();
     }
 
-    /// Fill the state gauges and render the OpenMetrics text.
-    pub fn render(&self, snapshot: &Snapshot) -> String {
+    /// Fill the state gauges and render every family in `format`.
+    pub fn render(&self, snapshot: &Snapshot, format: Format) -> String {
         for state in STATES {
             let n = snapshot
                 .sessions_by_state
@@ -299,12 +412,22 @@ impl Metrics {
         self.oldest_prompt_age.set(snapshot.oldest_prompt_age_secs);
         self.stream_subscribers
             .set(snapshot.stream_subscribers as i64);
+        // The ledger counts its failures itself: the counter follows it (never down).
         self.ledger_write_errors
-            .set(snapshot.ledger_write_errors as i64);
+            .inner()
+            .fetch_max(snapshot.ledger_write_errors, Ordering::Relaxed);
         let mut out = String::new();
         // Encoding into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
-        out
+        {
+            use prometheus_client::encoding::text::{encode_eof, encode_registry};
+            let _ = encode_registry(&mut out, &self.registry.lock());
+            let _ = encode_registry(&mut out, &self.process);
+            let _ = encode_eof(&mut out);
+        }
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text => text::openmetrics_to_text(&out),
+        }
     }
 }
 
@@ -336,59 +459,4 @@ pub struct Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_sharded_counter_sums_what_every_thread_counted() {
-        let m = Metrics::new();
-        std::thread::scope(|s| {
-            for _ in 0..2 * SHARDS {
-                s.spawn(|| {
-                    for _ in 0..1000 {
-                        m.frames.sdk.inc();
-                    }
-                });
-            }
-        });
-        m.frames.sdk.inc_by(5);
-        assert_eq!(m.frames.sdk.get(), 2 * SHARDS as u64 * 1000 + 5);
-    }
-
-    #[test]
-    fn renders_openmetrics_with_values() {
-        let m = Metrics::new();
-        m.frames.sdk.inc_by(3);
-        m.decision("allowed", "rule");
-        m.decision_latency.observe(0.002);
-        let text = m.render(&Snapshot {
-            sessions_by_state: vec!["connected".into(), "connected".into(), "failed".into()],
-            prompts_pending: 2,
-            oldest_prompt_age_secs: 1.5,
-            stream_subscribers: 1,
-            ledger_write_errors: 0,
-        });
-        assert!(
-            text.contains("ccr_supervisor_frames_in_total{kind=\"sdk\"} 3"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ccr_supervisor_sessions{state=\"connected\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ccr_supervisor_sessions{state=\"reconnecting\"} 0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ccr_supervisor_decisions_total{outcome=\"allowed\",source=\"rule\"} 1"),
-            "{text}"
-        );
-        assert!(text.contains("ccr_supervisor_prompts_pending 2"), "{text}");
-        assert!(
-            text.contains("ccr_supervisor_decision_latency_seconds_count 1"),
-            "{text}"
-        );
-        assert!(text.ends_with("# EOF\n"));
-    }
-}
+mod tests;
