@@ -122,21 +122,23 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig => match app::load_config(&cli.config) {
-            Ok(cfg) => {
-                println!(
-                    "{}: ok ({} sessions, API on {})",
-                    cli.config.display(),
-                    cfg.sessions.len(),
-                    cfg.api.bind
-                );
-                ExitCode::SUCCESS
+        Command::CheckConfig => {
+            match actix_rt::System::new().block_on(app::check_config(&cli.config)) {
+                Ok(cfg) => {
+                    println!(
+                        "{}: ok ({} sessions, API on {})",
+                        cli.config.display(),
+                        cfg.sessions.len(),
+                        cfg.api.bind
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", cli.config.display());
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("{}: {e}", cli.config.display());
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Run => run(&cli.config),
         Command::Ctl(args) => ccr_ctl::run(*args),
         #[cfg(feature = "demo")]
@@ -147,7 +149,7 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let cfg = match app::load_config(path) {
+    let cfg = match app::load_config_to_run(path) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!(
@@ -171,7 +173,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ccr-supervisor: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(app::exit_status(&e))
         }
     }
 }

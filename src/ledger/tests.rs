@@ -588,11 +588,14 @@ fn dropping_the_last_handle_leaves_only_the_database_file() {
         assert_eq!(page.rows.len(), 1);
         drop(ledger);
         let dir = cfg.path.parent().unwrap();
-        let files: Vec<String> = std::fs::read_dir(dir)
+        let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(files, ["ledger.db"]);
+        files.sort();
+        // The lock file stays (removing it would race a next instance opening it); unlocked.
+        assert_eq!(files, ["ledger.db", "ledger.db.lock"]);
+        drop(crate::ledger::InstanceLock::acquire(&cfg.path).expect("released"));
     }
 }
 
@@ -651,5 +654,25 @@ fn kind_and_classification_are_read_from_what_was_stored_also_in_a_version_1_fil
             ("q1", "elicitation", None),
             ("old", "can_use_tool", None),
         ]
+    );
+}
+
+#[test]
+fn a_second_open_of_the_same_ledger_is_refused_until_the_first_is_dropped() {
+    let (_dir, cfg, ledger) = temp_ledger(Tuning::default());
+    block_on(ledger.record_prompt(prompt("s", "r", "Bash", at(1)))).unwrap();
+    let journal = journal_files(&cfg.path).unwrap();
+    let err = Ledger::open(&cfg).err().expect("second open refused");
+    assert!(matches!(err, LedgerError::InUse { .. }), "{err}");
+    // The refused open replayed and rotated nothing.
+    assert_eq!(journal_files(&cfg.path).unwrap(), journal);
+    drop(ledger);
+    let reopened = Ledger::open(&cfg).unwrap();
+    assert_eq!(
+        block_on(reopened.query(LedgerQuery::default()))
+            .unwrap()
+            .rows
+            .len(),
+        1
     );
 }
