@@ -10,6 +10,8 @@ mod common;
 mod disk_full;
 #[path = "process/fd_limit.rs"]
 mod fd_limit;
+#[path = "process/instance.rs"]
+mod instance;
 #[path = "process/reload.rs"]
 mod reload;
 #[path = "process/restart.rs"]
@@ -20,3 +22,5 @@ mod shutdown;
 mod startup;
 #[path = "process/support.rs"]
 mod support;
+#[path = "process/tokens.rs"]
+mod tokens;
