@@ -168,6 +168,41 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
     }
 }
 
+/// `ledger backup`: copy the ledger at `ledger` (default: `[ledger] path` of the config
+/// file at `config`, env overrides applied) to `dest`; the one-line summary to print.
+/// Takes no instance lock: it reads only, while the service runs.
+pub fn backup_ledger(
+    config: &Path,
+    ledger: Option<std::path::PathBuf>,
+    dest: &Path,
+    force: bool,
+) -> anyhow::Result<String> {
+    let db = match ledger {
+        Some(db) => db,
+        None => {
+            let cfg = config::load(config).with_context(|| {
+                format!("cannot read the ledger's path from {}", config.display())
+            })?;
+            if !cfg.ledger.enabled {
+                anyhow::bail!(
+                    "{}: [ledger] enabled = false: there is no ledger to back up",
+                    config.display()
+                );
+            }
+            cfg.ledger.path
+        }
+    };
+    let report = crate::ledger::backup(&db, dest, force)?;
+    Ok(format!(
+        "backed up {} to {}: {} prompts, {} bytes ({} journal segment(s) applied)",
+        db.display(),
+        dest.display(),
+        report.prompts,
+        report.bytes,
+        report.journal_segments
+    ))
+}
+
 /// [`load_config`] from a TOML string and an explicit env map.
 pub fn load_config_from_str(
     toml: &str,

@@ -66,6 +66,9 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+    /// The decision ledger's maintenance: `backup PATH` copies it while the service runs.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Operator client: list sessions and prompts, answer them, watch events.
     Ctl(Box<ccr_ctl::CtlArgs>),
     #[cfg(feature = "demo")]
@@ -75,6 +78,23 @@ enum Command {
     /// Chaos test: a fault-injecting CCR peer, random operators and `kill -9`
     /// restarts of this binary as the supervisor; checks no prompt is lost or answered twice.
     Chaos(ccr_chaos::ChaosArgs),
+}
+
+/// `ccr-supervisor ledger ...`.
+#[derive(Subcommand, Debug)]
+enum LedgerCommand {
+    /// Copy the ledger (database and journal) into one consistent SQLite file at PATH,
+    /// online: the service may keep running.
+    Backup {
+        /// Where the copy goes; an existing file is refused unless --force.
+        path: PathBuf,
+        /// Replace PATH if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The ledger database (default: `[ledger] path` of --config).
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -140,6 +160,20 @@ fn main() -> ExitCode {
             }
         }
         Command::Run => run(&cli.config),
+        Command::Ledger(LedgerCommand::Backup {
+            path,
+            force,
+            ledger,
+        }) => match app::backup_ledger(&cli.config, ledger, &path, force) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ccr-supervisor ledger backup: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Ctl(args) => ccr_ctl::run(*args),
         #[cfg(feature = "demo")]
         Command::Bench(args) => ccr_bench::run(args),

@@ -4,6 +4,8 @@
 //! start-up failures. Waits are on simulator events, the child's stdout and the
 //! operator event stream; the only polling loop is bounded (ledger delivery mark).
 
+#[path = "process/backup.rs"]
+mod backup;
 #[path = "common/mod.rs"]
 mod common;
 #[path = "process/disk_full.rs"]

@@ -17,6 +17,7 @@
 //!
 //! Whether the ledger is used at all is `[ledger] enabled`: callers skip [`Ledger::open`] when off.
 
+mod backup;
 mod checkpoint;
 mod fold;
 mod journal;
@@ -39,6 +40,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+pub use backup::{backup, BackupError, BackupReport};
 pub use lifecycle::Tuning;
 pub use lock::{lock_path, InstanceLock};
 pub use query::{LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT};
