@@ -103,7 +103,7 @@ pub fn backup(db: &Path, dest: &Path, overwrite: bool) -> Result<BackupReport, B
         remove_db_files(&temp);
         failed(format!("cannot move the copy to {}", dest.display()), e)
     })?;
-    if let Some(dir) = std::fs::File::open(parent_dir(dest)).ok() {
+    if let Ok(dir) = std::fs::File::open(parent_dir(dest)) {
         let _ = dir.sync_all();
     }
     Ok(report)

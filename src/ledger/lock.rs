@@ -7,7 +7,7 @@
 //! overwrites it. A process that finds the lock held has written nothing (it opens the
 //! lock file without truncating it, and only the holder ever writes to it).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -47,9 +47,9 @@ impl InstanceLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| fail(format!("cannot open lock file {}: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
+        match try_lock_exclusive(&file) {
+            Ok(true) => {}
+            Ok(false) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
                 return Err(LedgerError::InUse {
@@ -58,7 +58,7 @@ impl InstanceLock {
                     pid: parse_pid(&text),
                 });
             }
-            Err(TryLockError::Error(e)) => {
+            Err(e) => {
                 return Err(fail(format!("cannot lock {}: {e}", path.display())));
             }
         }
@@ -76,6 +76,24 @@ impl InstanceLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Take an exclusive `flock` on `file` without waiting: `Ok(false)` when another open
+/// file description holds it. (`File::try_lock` does this from Rust 1.89, above the MSRV.)
+fn try_lock_exclusive(file: &File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock(2) on a descriptor `file` owns and keeps open; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(e),
+        }
     }
 }
 

@@ -728,11 +728,7 @@ fn a_backup_while_running_holds_every_acknowledged_write_in_one_file() {
     assert!(matches!(none, BackupError::NoLedger(_)), "{none}");
     // Restored, the copy is a ledger the service opens like its own.
     drop(ledger);
-    let restored = Ledger::open(&LedgerConfig {
-        path: dest,
-        ..cfg
-    })
-    .unwrap();
+    let restored = Ledger::open(&LedgerConfig { path: dest, ..cfg }).unwrap();
     let page = block_on(restored.query(LedgerQuery::default())).unwrap();
     assert_eq!(page.rows.len(), 3);
 }
