@@ -144,10 +144,12 @@ pub fn load_config_to_run(path: &Path) -> Result<Config, ConfigError> {
 
 /// [`load_config`] for `check-config`: also resolve every token source (variables set,
 /// files readable, commands succeeding within `[ccr] token_command_timeout`), every
-/// problem with its key path. Values are never shown.
-pub async fn check_config(path: &Path) -> Result<Config, ConfigError> {
+/// problem with its key path. Values are never shown. Blocking: it runs the token
+/// commands on a runtime of its own, so call it outside any actix `System`.
+pub fn check_config(path: &Path) -> Result<Config, ConfigError> {
     let config = load_config(path)?;
-    let problems = crate::preflight::resolve(&config, config.ccr.token_command_timeout).await;
+    let timeout = config.ccr.token_command_timeout;
+    let problems = actix_rt::System::new().block_on(crate::preflight::resolve(&config, timeout));
     if problems.is_empty() {
         Ok(config)
     } else {

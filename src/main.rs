@@ -142,24 +142,21 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig => {
-            match actix_rt::System::new().block_on(app::check_config(&cli.config)) {
-                Ok(cfg) => {
-                    println!(
-                        "{}: ok ({} sessions, API on {})",
-                        cli.config.display(),
-                        cfg.sessions.len(),
-                        cfg.api.bind
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}", cli.config.display());
-                    ExitCode::from(2)
-                }
+        Command::CheckConfig => match app::check_config(&cli.config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} sessions, API on {})",
+                    cli.config.display(),
+                    cfg.sessions.len(),
+                    cfg.api.bind
+                );
+                ExitCode::SUCCESS
             }
-        }
-        Command::Run => run(&cli.config),
+            Err(e) => {
+                eprintln!("{}: {e}", cli.config.display());
+                ExitCode::from(2)
+            }
+        },
         Command::Ledger(LedgerCommand::Backup {
             path,
             force,
@@ -174,6 +171,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Run => run(&cli.config),
         Command::Ctl(args) => ccr_ctl::run(*args),
         #[cfg(feature = "demo")]
         Command::Bench(args) => ccr_bench::run(args),
