@@ -18,7 +18,7 @@ use crate::api::{self, ApiState, Authenticator};
 use crate::config::{self, Config, ConfigError, Draft};
 use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
-use crate::ledger::Ledger;
+use crate::ledger::{InstanceLock, Ledger, LedgerError, Tuning};
 use crate::limits::fd::{self, ConnSlots, FdDemand};
 use crate::limits::{repeat, streams::StreamCaps};
 use crate::metrics::Metrics;
@@ -132,6 +132,82 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     compiled(config::read(path)?)
 }
 
+/// [`load_config`] for `run`: also every `token_env` (operator or session) must be set
+/// and not empty, since the process's environment cannot change later. A `token_file` or
+/// `token_command` is not checked: it may heal, and a session retries it.
+pub fn load_config_to_run(path: &Path) -> Result<Config, ConfigError> {
+    let config = load_config(path)?;
+    let unset = crate::preflight::env_problems(&config, |var| std::env::var_os(var));
+    if unset.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(unset))
+    }
+}
+
+/// [`load_config`] for `check-config`: also resolve every token source (variables set,
+/// files readable, commands succeeding within `[ccr] token_command_timeout`), every
+/// problem with its key path. Values are never shown. Blocking: it runs the token
+/// commands on a runtime of its own, so call it outside any actix `System`.
+pub fn check_config(path: &Path) -> Result<Config, ConfigError> {
+    let config = load_config(path)?;
+    let timeout = config.ccr.token_command_timeout;
+    let problems = actix_rt::System::new().block_on(crate::preflight::resolve(&config, timeout));
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+/// The exit status for a failed start: 2 when a restart cannot help (the ledger is in
+/// use by another instance), else 1.
+pub fn exit_status(error: &anyhow::Error) -> u8 {
+    let in_use = error
+        .chain()
+        .any(|e| matches!(e.downcast_ref(), Some(LedgerError::InUse { .. })));
+    if in_use {
+        2
+    } else {
+        1
+    }
+}
+
+/// `ledger backup`: copy the ledger at `ledger` (default: `[ledger] path` of the config
+/// file at `config`, env overrides applied) to `dest`; the one-line summary to print.
+/// Takes no instance lock: it reads only, while the service runs.
+pub fn backup_ledger(
+    config: &Path,
+    ledger: Option<std::path::PathBuf>,
+    dest: &Path,
+    force: bool,
+) -> anyhow::Result<String> {
+    let db = match ledger {
+        Some(db) => db,
+        None => {
+            let cfg = config::load(config).with_context(|| {
+                format!("cannot read the ledger's path from {}", config.display())
+            })?;
+            if !cfg.ledger.enabled {
+                anyhow::bail!(
+                    "{}: [ledger] enabled = false: there is no ledger to back up",
+                    config.display()
+                );
+            }
+            cfg.ledger.path
+        }
+    };
+    let report = crate::ledger::backup(&db, dest, force)?;
+    Ok(format!(
+        "backed up {} to {}: {} prompts, {} bytes ({} journal segment(s) applied)",
+        db.display(),
+        dest.display(),
+        report.prompts,
+        report.bytes,
+        report.journal_segments
+    ))
+}
+
 /// [`load_config`] from a TOML string and an explicit env map.
 pub fn load_config_from_str(
     toml: &str,
@@ -168,18 +244,37 @@ fn start_notifier(config: &Config, metrics: &Metrics) -> anyhow::Result<(Notifie
     Ok((notifier, link_base))
 }
 
-/// Open the ledger when `[ledger] enabled`; an unusable file is a start-up error.
-fn open_ledger(config: &Config) -> anyhow::Result<Option<Ledger>> {
+/// Take the ledger's instance lock when `[ledger] enabled`, before anything else starts:
+/// a second instance on the same ledger stops here, having written nothing
+/// ([`LedgerError::InUse`], which `main` turns into exit 2).
+fn lock_ledger(config: &Config) -> anyhow::Result<Option<InstanceLock>> {
     if !config.ledger.enabled {
-        warn!("decision ledger disabled ([ledger] enabled = false): decisions are not recorded durably");
         return Ok(None);
     }
-    let ledger = Ledger::open(&config.ledger).with_context(|| {
-        format!(
-            "cannot open the decision ledger at {}",
+    match InstanceLock::acquire(&config.ledger.path) {
+        Ok(lock) => Ok(Some(lock)),
+        // Its message is complete (path, holder, lock file); context would only repeat it.
+        Err(e @ LedgerError::InUse { .. }) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "cannot lock the decision ledger at {}",
             config.ledger.path.display()
-        )
-    })?;
+        ))),
+    }
+}
+
+/// Open the ledger under `lock` when `[ledger] enabled`; an unusable file is a start-up error.
+fn open_ledger(config: &Config, lock: Option<InstanceLock>) -> anyhow::Result<Option<Ledger>> {
+    let Some(lock) = lock else {
+        warn!("decision ledger disabled ([ledger] enabled = false): decisions are not recorded durably");
+        return Ok(None);
+    };
+    let ledger =
+        Ledger::open_locked(&config.ledger, Tuning::default(), lock).with_context(|| {
+            format!(
+                "cannot open the decision ledger at {}",
+                config.ledger.path.display()
+            )
+        })?;
     info!(path = %ledger.path().display(), "decision ledger open");
     Ok(Some(ledger))
 }
@@ -197,9 +292,13 @@ fn spawn_warning_flusher() {
 
 /// Start everything described by `config`. Must run inside an actix `System`.
 ///
+/// The ledger's instance lock comes first: a second instance on the same ledger fails
+/// with [`LedgerError::InUse`] before it starts, opens or binds anything.
+///
 /// A policy rule whose pattern does not compile fails the start ([`load_config`] reports
 /// it, with every other problem, before anything is started).
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let lock = lock_ledger(&config)?;
     let policy = Policy::compile(&config.policy)
         .map(Arc::new)
         .map_err(ConfigError::Invalid)
@@ -238,7 +337,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         },
     });
     let metrics = Metrics::new();
-    let ledger = open_ledger(&config)?;
+    let ledger = open_ledger(&config, lock)?;
     if let Some(ledger) = &ledger {
         metrics.register_ledger(ledger.latency_histograms());
     }
@@ -377,6 +476,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 #[cfg(test)]
 mod tests {
     use super::arbiter_count;
+
+    #[test]
+    fn only_a_ledger_in_use_is_exit_2() {
+        use super::{exit_status, LedgerError};
+        let in_use = LedgerError::InUse {
+            path: "l.db".into(),
+            lock: "l.db.lock".into(),
+            pid: Some(7),
+        };
+        assert_eq!(exit_status(&anyhow::Error::new(in_use).context("outer")), 2);
+        assert_eq!(exit_status(&anyhow::anyhow!("cannot bind")), 1);
+        assert_eq!(exit_status(&LedgerError::Closed.into()), 1);
+    }
 
     #[test]
     fn arbiters_are_as_configured_or_half_the_cores() {

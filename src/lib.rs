@@ -23,6 +23,8 @@
 //!   - `registry::core`: what each prompt, answer, write and timer leads to (pure, effects out).
 //! - [`session`]: one session: reconnect and reassembly (pure), token source, the `SessionActor`.
 //!   - [`session::router`]: what each frame means, whatever transport carried it.
+//! - [`preflight`]: token sources resolved before running (`check-config`, the start's
+//!   refusal of an unset `token_env`).
 //! - [`supervisor`]: the `Supervisor` actor: spawns sessions over arbiters, restarts crashed ones.
 //!   - [`supervisor::budget`]: the OTP-style restart budget (pure).
 //!   - `supervisor::slot`: one supervised session and what to do when its actor ends (pure).
@@ -66,6 +68,7 @@ pub mod limits;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
+pub mod preflight;
 pub mod registry;
 pub mod session;
 pub mod supervisor;

@@ -69,6 +69,9 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+    /// The decision ledger's maintenance: `backup PATH` copies it while the service runs.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Operator client: list sessions and prompts, answer them, watch events.
     Ctl(Box<ccr_ctl::CtlArgs>),
     /// Print a shell completion script (`source <(ccr-supervisor completions bash)`).
@@ -85,6 +88,23 @@ enum Command {
     /// Chaos test: a fault-injecting CCR peer, random operators and `kill -9`
     /// restarts of this binary as the supervisor; checks no prompt is lost or answered twice.
     Chaos(ccr_chaos::ChaosArgs),
+}
+
+/// `ccr-supervisor ledger ...`.
+#[derive(Subcommand, Debug)]
+enum LedgerCommand {
+    /// Copy the ledger (database and journal) into one consistent SQLite file at PATH,
+    /// online: the service may keep running.
+    Backup {
+        /// Where the copy goes; an existing file is refused unless --force.
+        path: PathBuf,
+        /// Replace PATH if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The ledger database (default: `[ledger] path` of --config).
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -132,7 +152,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig => match app::load_config(&cli.config) {
+        Command::CheckConfig => match app::check_config(&cli.config) {
             Ok(cfg) => {
                 println!(
                     "{}: ok ({} sessions, API on {})",
@@ -145,6 +165,20 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("{}: {e}", cli.config.display());
                 ExitCode::from(2)
+            }
+        },
+        Command::Ledger(LedgerCommand::Backup {
+            path,
+            force,
+            ledger,
+        }) => match app::backup_ledger(&cli.config, ledger, &path, force) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ccr-supervisor ledger backup: {e:#}");
+                ExitCode::FAILURE
             }
         },
         Command::Run => run(&cli.config),
@@ -172,7 +206,7 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let cfg = match app::load_config(path) {
+    let cfg = match app::load_config_to_run(path) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!(
@@ -196,7 +230,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ccr-supervisor: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(app::exit_status(&e))
         }
     }
 }

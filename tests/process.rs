@@ -4,6 +4,8 @@
 //! start-up failures. Waits are on simulator events, the child's stdout and the
 //! operator event stream; the only polling loop is bounded (ledger delivery mark).
 
+#[path = "process/backup.rs"]
+mod backup;
 #[path = "process/cli.rs"]
 mod cli;
 #[path = "common/mod.rs"]
@@ -12,6 +14,8 @@ mod common;
 mod disk_full;
 #[path = "process/fd_limit.rs"]
 mod fd_limit;
+#[path = "process/instance.rs"]
+mod instance;
 #[path = "process/logs.rs"]
 mod logs;
 #[path = "process/reload.rs"]
@@ -24,3 +28,5 @@ mod shutdown;
 mod startup;
 #[path = "process/support.rs"]
 mod support;
+#[path = "process/tokens.rs"]
+mod tokens;

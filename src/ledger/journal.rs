@@ -119,7 +119,7 @@ fn payload_write(payload: &[u8]) -> Option<Write> {
 }
 
 /// The segment file of `db` whose first record is `first_seq`.
-fn segment_path(db: &Path, first_seq: u64) -> PathBuf {
+pub(crate) fn segment_path(db: &Path, first_seq: u64) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".journal.{first_seq:020}"));
     db.with_file_name(name)

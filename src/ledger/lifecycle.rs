@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use super::reads::{ReadJob, READ_QUEUE};
 use super::writer::{self, ApplyConfig, ApplyState, Counters};
-use super::{checkpoint, journal, query, schema};
+use super::{checkpoint, journal, query, schema, InstanceLock};
 use super::{Ledger, LedgerError, ResolvedRows, Shared, Tail, Unfinished};
 use crate::config::LedgerConfig;
 
@@ -65,6 +65,22 @@ impl Ledger {
 
     /// [`Ledger::open`] with explicit [`Tuning`] (benchmarks, tests).
     pub fn open_with(cfg: &LedgerConfig, tuning: Tuning) -> Result<Ledger, LedgerError> {
+        let lock = InstanceLock::acquire(&cfg.path)?;
+        Self::open_locked(cfg, tuning, lock)
+    }
+
+    /// [`Ledger::open_with`] under a lock the caller took earlier (the service takes it
+    /// before anything else starts); the ledger holds it until its last handle is gone.
+    pub fn open_locked(
+        cfg: &LedgerConfig,
+        tuning: Tuning,
+        lock: InstanceLock,
+    ) -> Result<Ledger, LedgerError> {
+        debug_assert_eq!(
+            lock.path(),
+            super::lock_path(&cfg.path),
+            "the lock of another ledger"
+        );
         let mut conn = schema::open_writer(&cfg.path)?;
         let counters = Arc::new(Counters::default());
         let open_err = |what: &str, e: &dyn std::fmt::Display| LedgerError::Open {
@@ -146,6 +162,7 @@ impl Ledger {
                 reads,
                 #[cfg(test)]
                 gate,
+                _lock: lock,
             }),
         })
     }

@@ -17,10 +17,12 @@
 //!
 //! Whether the ledger is used at all is `[ledger] enabled`: callers skip [`Ledger::open`] when off.
 
+mod backup;
 mod checkpoint;
 mod fold;
 mod journal;
 mod lifecycle;
+mod lock;
 mod query;
 mod reads;
 mod record;
@@ -38,7 +40,9 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+pub use backup::{backup, BackupError, BackupReport};
 pub use lifecycle::Tuning;
+pub use lock::{lock_path, InstanceLock};
 pub use query::{LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT};
 pub use record::{DecisionRecord, LedgerError, PromptRecord, Unfinished};
 
@@ -76,6 +80,8 @@ struct Shared {
     reads: ReadQueue,
     #[cfg(test)]
     gate: Arc<Mutex<()>>,
+    /// Released last, after `Drop` has stopped every thread and closed the journal.
+    _lock: InstanceLock,
 }
 
 /// The write side: where the next record goes and who applies it.

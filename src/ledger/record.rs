@@ -84,6 +84,16 @@ pub enum LedgerError {
         /// What went wrong.
         reason: String,
     },
+    /// Another process (or another open ledger of this one) holds the ledger's instance lock.
+    #[error("ledger {} is in use by {} (lock {}); stop it first", path.display(), holder(*pid), lock.display())]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The holder's pid, as written in the lock file.
+        pid: Option<u32>,
+    },
     /// SQLite failed (I/O error, disk full, corruption); nothing of the batch was committed.
     #[error("decision ledger storage error: {0}")]
     Storage(String),
@@ -133,6 +143,14 @@ pub enum LedgerError {
     /// The export sink failed (e.g. a closed pipe).
     #[error("export failed: {0}")]
     Export(#[source] std::io::Error),
+}
+
+/// Who holds a lock, for [`LedgerError::InUse`]'s message.
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "another process".to_owned(),
+    }
 }
 
 impl From<rusqlite::Error> for LedgerError {

@@ -588,11 +588,14 @@ fn dropping_the_last_handle_leaves_only_the_database_file() {
         assert_eq!(page.rows.len(), 1);
         drop(ledger);
         let dir = cfg.path.parent().unwrap();
-        let files: Vec<String> = std::fs::read_dir(dir)
+        let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(files, ["ledger.db"]);
+        files.sort();
+        // The lock file stays (removing it would race a next instance opening it); unlocked.
+        assert_eq!(files, ["ledger.db", "ledger.db.lock"]);
+        drop(crate::ledger::InstanceLock::acquire(&cfg.path).expect("released"));
     }
 }
 
@@ -652,4 +655,80 @@ fn kind_and_classification_are_read_from_what_was_stored_also_in_a_version_1_fil
             ("old", "can_use_tool", None),
         ]
     );
+}
+
+#[test]
+fn a_second_open_of_the_same_ledger_is_refused_until_the_first_is_dropped() {
+    let (_dir, cfg, ledger) = temp_ledger(Tuning::default());
+    block_on(ledger.record_prompt(prompt("s", "r", "Bash", at(1)))).unwrap();
+    let journal = journal_files(&cfg.path).unwrap();
+    let err = Ledger::open(&cfg).err().expect("second open refused");
+    assert!(matches!(err, LedgerError::InUse { .. }), "{err}");
+    // The refused open replayed and rotated nothing.
+    assert_eq!(journal_files(&cfg.path).unwrap(), journal);
+    drop(ledger);
+    let reopened = Ledger::open(&cfg).unwrap();
+    assert_eq!(
+        block_on(reopened.query(LedgerQuery::default()))
+            .unwrap()
+            .rows
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_backup_while_running_holds_every_acknowledged_write_in_one_file() {
+    let (dir, cfg, ledger) = temp_ledger(Tuning::default());
+    block_on(ledger.record_prompt(prompt("s", "applied", "Bash", at(1)))).unwrap();
+    block_on(ledger.flush()).unwrap();
+    // Held applier: the next write is acknowledged (journaled) but not in SQLite.
+    let guard = ledger.hold_applier();
+    block_on(ledger.record_prompt(prompt("s", "journal-only", "Bash", at(2)))).unwrap();
+    let dest = dir.path().join("backup.db");
+    let report = backup(&cfg.path, &dest, false).unwrap();
+    drop(guard);
+    assert_eq!(report.prompts, 2, "{report:?}");
+    assert!(report.journal_segments >= 1, "{report:?}");
+    let conn = rusqlite::Connection::open(&dest).unwrap();
+    let mut ids: Vec<String> = conn
+        .prepare("SELECT request_id FROM prompts ORDER BY received_at")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, ["applied", "journal-only"]);
+    drop(conn);
+    // One file: no journal segments, no WAL, no temporary left beside it.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["backup.db", "nested"]);
+
+    let exists = backup(&cfg.path, &dest, false).unwrap_err();
+    assert!(matches!(exists, BackupError::Exists(_)), "{exists}");
+    assert!(exists.to_string().contains("--force"), "{exists}");
+    block_on(ledger.record_prompt(prompt("s", "later", "Bash", at(3)))).unwrap();
+    assert_eq!(backup(&cfg.path, &dest, true).unwrap().prompts, 3);
+    let conn = rusqlite::Connection::open(&dest).unwrap();
+    ids = conn
+        .prepare("SELECT request_id FROM prompts ORDER BY received_at")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, ["applied", "journal-only", "later"]);
+    let same = backup(&cfg.path, &cfg.path, true).unwrap_err();
+    assert!(matches!(same, BackupError::SameFile(_)), "{same}");
+    let none = backup(&dir.path().join("nothing.db"), &dest, true).unwrap_err();
+    assert!(matches!(none, BackupError::NoLedger(_)), "{none}");
+    // Restored, the copy is a ledger the service opens like its own.
+    drop(ledger);
+    let restored = Ledger::open(&LedgerConfig { path: dest, ..cfg }).unwrap();
+    let page = block_on(restored.query(LedgerQuery::default())).unwrap();
+    assert_eq!(page.rows.len(), 3);
 }

@@ -128,7 +128,8 @@ async fn graceful(signal: i32, name: &str) {
         !stderr.contains("did not all close in time") && !stderr.contains("did not stop in time"),
         "{name}: shutdown hit its deadline:\n{stderr}"
     );
-    // The ledger was closed, not just flushed: no journal, WAL or shared-memory file left.
+    // The ledger was closed, not just flushed: no journal, WAL or shared-memory file left
+    // (the instance lock file stays, unlocked: see docs/ledger.md).
     let mut files: Vec<String> = std::fs::read_dir(dir.path())
         .expect("read the temp dir")
         .map(|e| {
@@ -139,7 +140,11 @@ async fn graceful(signal: i32, name: &str) {
         })
         .collect();
     files.sort();
-    assert_eq!(files, ["config.toml", "ledger.db"], "{name}: files left");
+    assert_eq!(
+        files,
+        ["config.toml", "ledger.db", "ledger.db.lock"],
+        "{name}: files left"
+    );
     sim.stop().await;
 }
 
