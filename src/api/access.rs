@@ -48,29 +48,32 @@ pub async fn log_requests(
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
     let method = req.method().clone();
     let mut res = next.call(req).await?;
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "(no route)".to_owned());
-    let caller = res
-        .request()
-        .extensions()
-        .get::<Caller>()
-        .map_or_else(|| "-".to_owned(), |c| c.0.to_string());
-    let status = res.status().as_u16();
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
-    tracing::info!(
-        target: TARGET,
-        method = %method,
-        route = %route,
-        status,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        token = %caller,
-        http_request_id = %id,
-        "{method} {route} {status}"
-    );
+    // The route and caller are looked up only when the line is going to be written.
+    if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "(no route)".to_owned());
+        let caller = res
+            .request()
+            .extensions()
+            .get::<Caller>()
+            .map_or_else(|| "-".to_owned(), |c| c.0.to_string());
+        let status = res.status().as_u16();
+        tracing::info!(
+            target: TARGET,
+            method = %method,
+            route = %route,
+            status,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            token = %caller,
+            http_request_id = %id,
+            "{method} {route} {status}"
+        );
+    }
     Ok(res)
 }
 
