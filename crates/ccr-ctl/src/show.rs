@@ -189,14 +189,16 @@ pub fn find(client: &Client, session: &str, request: &str) -> Result<Value, CtlE
         Resolved::Exact => request.to_owned(),
         Resolved::Prefix(full) => full,
         Resolved::Ambiguous(all) => return Err(resolve::ambiguous(session, request, &all)),
-        Resolved::Unknown => return Err(CtlError::Api {
-            status: 404,
-            code: "unknown_prompt".into(),
-            message: format!(
+        Resolved::Unknown => {
+            return Err(CtlError::Api {
+                status: 404,
+                code: "unknown_prompt".into(),
+                message: format!(
                 "no pending prompt {} in session {session} (answered, withdrawn or never asked)",
                 sanitize::clean(request)
             ),
-        }),
+            })
+        }
     };
     pending
         .into_iter()
