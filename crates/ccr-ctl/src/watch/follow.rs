@@ -249,10 +249,10 @@ pub fn run(client: &Client, opts: &Options<'_>, hint: &AnswerHint) -> Result<(),
         match resolve::pending_raw(client, opts.session) {
             Ok(pending) => {
                 if tty {
-                    eprintln!(
-                        "{} pending (oldest first); live events follow",
-                        pending.len()
-                    );
+                    match pending.len() {
+                        0 => eprintln!("nothing pending; live events follow"),
+                        n => eprintln!("{n} pending (oldest first); live events follow"),
+                    }
                 }
                 for p in &pending {
                     if !emit(&[watcher.listed(p)]) {
