@@ -10,6 +10,8 @@ mod backup;
 mod cli;
 #[path = "common/mod.rs"]
 mod common;
+#[path = "process/ctl_watch.rs"]
+mod ctl_watch;
 #[path = "process/disk_full.rs"]
 mod disk_full;
 #[path = "process/fd_limit.rs"]

@@ -3,6 +3,7 @@
 
 mod audit;
 mod bulk;
+mod show;
 mod watch;
 
 use std::process::{Command, Stdio};

@@ -1,13 +1,16 @@
 //! `allow` / `deny` of several prompts: `SESSION/REQUEST` pairs, or `--all-pending`,
 //! answered through `POST /v1/decisions` (at most 1000 items a request).
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use ccr_protocol::api::{BulkItem, RawDecision, MAX_BULK_DECISIONS};
+use ccr_protocol::error::Code;
 use ccr_protocol::reply::{BulkResults, PermissionList};
 use serde_json::Value;
 
 use super::client::{Client, CtlError};
+use super::resolve::{self, Resolved};
 use super::{render, sanitize};
 
 /// Which prompts an `allow` / `deny` answers.
@@ -67,14 +70,12 @@ pub fn pending(
         .collect())
 }
 
-/// Answer every pair with `decision`, 1000 a request; prints one line per item (or, with
-/// `--json`, one `{"results":[..]}` document) and fails when any item was not answered.
-pub fn answer(
+/// POST every pair with `decision`, 1000 a request; the results in order, as the API sent them.
+fn post_all(
     client: &Client,
-    json: bool,
     pairs: &[(String, String)],
     decision: &RawDecision,
-) -> Result<(), CtlError> {
+) -> Result<Vec<Value>, CtlError> {
     let mut results: Vec<Value> = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(MAX_BULK_DECISIONS) {
         let items: Vec<BulkItem> = chunk
@@ -94,6 +95,58 @@ pub fn answer(
                     "the API answered without a results list".into(),
                 ))
             }
+        }
+    }
+    Ok(results)
+}
+
+/// For each pair whose request id is not pending as such but begins exactly one pending id
+/// of its session: its index and that id. A prefix that begins several is a usage error,
+/// before anything is sent. Sessions whose list cannot be read resolve nothing.
+pub fn prefixes(
+    client: &Client,
+    pairs: &[(String, String)],
+) -> Result<Vec<(usize, String)>, CtlError> {
+    let mut lists: HashMap<&str, Vec<Value>> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, (session, request)) in pairs.iter().enumerate() {
+        let list = lists
+            .entry(session.as_str())
+            .or_insert_with(|| resolve::pending_raw(client, Some(session)).unwrap_or_default());
+        match resolve::resolve(request, resolve::ids(list)) {
+            Resolved::Prefix(full) => out.push((i, full)),
+            Resolved::Ambiguous(all) => return Err(resolve::ambiguous(session, request, &all)),
+            Resolved::Exact | Resolved::Unknown => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Answer every pair with `decision`, 1000 a request; prints one line per item (or, with
+/// `--json`, one `{"results":[..]}` document) and fails when any item was not answered.
+/// Each id is sent as given first; one the server does not know (`unknown_prompt`) that
+/// begins exactly one pending id of its session (see [`prefixes`]) is sent again as that id.
+pub fn answer(
+    client: &Client,
+    json: bool,
+    pairs: &[(String, String)],
+    decision: &RawDecision,
+    prefixes: &[(usize, String)],
+) -> Result<(), CtlError> {
+    let mut results = post_all(client, pairs, decision)?;
+    let unknown = |v: &Value| v["error"]["code"] == Code::UnknownPrompt.name();
+    let retry: Vec<(usize, String)> = prefixes
+        .iter()
+        .filter(|(i, _)| results.get(*i).is_some_and(unknown))
+        .cloned()
+        .collect();
+    if !retry.is_empty() {
+        let again: Vec<(String, String)> = retry
+            .iter()
+            .map(|(i, full)| (pairs[*i].0.clone(), full.clone()))
+            .collect();
+        for ((i, _), r) in retry.iter().zip(post_all(client, &again, decision)?) {
+            results[*i] = r;
         }
     }
     let all = serde_json::json!({ "results": results });

@@ -63,6 +63,9 @@ pub enum CtlError {
         /// Items sent.
         total: usize,
     },
+    /// `health`: the supervisor answered that it is not ready (exit 1); the reasons were printed.
+    #[error("not ready")]
+    NotReady,
     /// Writing the output failed for another reason than a closed pipe (exit 1).
     #[error("cannot write the output: {0}")]
     Output(String),
@@ -151,6 +154,26 @@ impl Client {
         read_body(&url, resp)
     }
 
+    /// `GET path` returning the status and body whatever the status (for `/readyz`, whose
+    /// 503 carries the reasons).
+    pub fn get_any(&self, path: &str) -> Result<(u16, String), CtlError> {
+        let url = self.url(path);
+        let mut req = self.agent.get(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {}", t.expose()));
+        }
+        let mut resp = req.call().map_err(|e| self.connect_error(&url, e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| CtlError::Connect {
+                url: url.clone(),
+                detail: format!("reading the answer: {e}"),
+            })?;
+        Ok((status, body))
+    }
+
     /// `POST path` with a JSON body (or none), returning the body of a 2xx answer.
     pub fn post<B: Serialize>(&self, path: &str, body: Option<&B>) -> Result<String, CtlError> {
         let url = self.url(path);
@@ -173,10 +196,12 @@ impl Client {
     /// Open `GET /v1/events` as a Server-Sent Events stream, read line by line.
     ///
     /// No overall timeout here: the stream is meant to stay open for hours.
+    /// `types` is the server's comma-separated `types` filter.
     pub fn events(
         &self,
         session: Option<&str>,
         after: Option<u64>,
+        types: Option<&str>,
     ) -> Result<Box<dyn BufRead>, CtlError> {
         let url = self.url("/v1/events");
         let mut req = agent(None).get(&url).header("Accept", "text/event-stream");
@@ -185,6 +210,9 @@ impl Client {
         }
         if let Some(a) = after {
             req = req.query("after", a.to_string());
+        }
+        if let Some(t) = types {
+            req = req.query("types", t);
         }
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {}", t.expose()));

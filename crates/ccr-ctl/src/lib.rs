@@ -4,7 +4,9 @@
 //! keeping it free of actix means it never depends on the server's actors.
 //! Layout: [`client`] does the HTTP, [`render`] turns API bodies into tables
 //! and one-line summaries (pure), [`watch`] renders events and runs the stream loop; [`audit`] pages through
-//! the decision ledger (table, or a JSON-lines export that follows the cursor).
+//! the decision ledger (table, or a JSON-lines export that follows the cursor); [`show`]
+//! prints one prompt whole (through `ccr_protocol::present`, as the console does);
+//! [`resolve`] reads request ids given as a unique prefix; [`policy`] and [`health`] the rest.
 //! Text a session supplied is printed only through [`sanitize`]: no terminal
 //! escape sequence or control character from a session reaches the operator's terminal.
 //!
@@ -17,9 +19,13 @@
 pub mod audit;
 pub mod bulk;
 pub mod client;
+pub mod health;
+pub mod policy;
 pub mod render;
+pub mod resolve;
 /// Session-written text made safe for a terminal (lives in `ccr-protocol`, shared with the console).
 pub use ccr_protocol::sanitize;
+pub mod show;
 pub mod watch;
 
 use std::fmt;
@@ -125,14 +131,41 @@ pub enum CtlCommand {
         /// The message text.
         text: String,
     },
-    /// Follow the live event stream (all sessions, or one) until Ctrl-C or the server closes it.
+    /// Show one pending prompt whole: the command, the diff of an edit, the file to write,
+    /// suggestions, the session's reason (REQUEST may be a unique prefix).
+    Show {
+        /// Session id.
+        session: String,
+        /// Request id, or a prefix of it that only one pending prompt has.
+        request: String,
+    },
+    /// List the prompts pending now, then follow the live event stream (all sessions, or
+    /// one) until Ctrl-C or the server closes it.
     Watch {
         /// Only this session.
         session: Option<String>,
         /// Resume after this event sequence number.
         #[arg(long, value_name = "SEQ")]
         after: Option<u64>,
+        /// Only prompts and questions and what becomes of them (answers, deliveries, cancels).
+        #[arg(long)]
+        prompts_only: bool,
     },
+    /// Show the policy: deadlines, and the rules in order with how often each matched.
+    Policy,
+    /// What the policy would do with a prompt for TOOL (nothing is asked or answered).
+    Evaluate {
+        /// The tool, e.g. Bash.
+        tool: String,
+        /// The tool input, a JSON object (default `{}`).
+        #[arg(long, value_name = "JSON")]
+        input: Option<String>,
+        /// As if from this session (its labels count for rule selectors).
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+    },
+    /// Is the supervisor ready (`GET /readyz`, no token needed)? Exit 0 when ready, 1 otherwise.
+    Health,
     /// Search the decision ledger: one page as a table (newest first), or `--export jsonl` of every row.
     Audit(audit::AuditArgs),
 }
@@ -221,13 +254,15 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
         } => {
             let body: Value = serde_json::from_str(answer)
                 .map_err(|e| CtlError::Usage(format!("the answer is not JSON: {e}")))?;
-            let path = format!(
-                "/v1/sessions/{}/questions/{}",
-                client::segment(session),
-                client::segment(request)
-            );
-            let receipt = client.post(&path, Some(&body))?;
-            print_body(json, &receipt, |v| render::decision(request, v)).map(drop)
+            let (request, receipt) = with_prefix(&client, session, request, |request| {
+                let path = format!(
+                    "/v1/sessions/{}/questions/{}",
+                    client::segment(session),
+                    client::segment(request)
+                );
+                client.post(&path, Some(&body))
+            })?;
+            print_body(json, &receipt, |v| render::decision(&request, v)).map(drop)
         }
         CtlCommand::Allow {
             which,
@@ -262,10 +297,38 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
             let body = client.post(&path, Some(&message))?;
             print_body(json, &body, |v| render::sent(session, v)).map(drop)
         }
-        CtlCommand::Watch { session, after } => {
-            let answer = watch::AnswerHint::new(&args.url, DEFAULT_URL);
-            watch::run(&client, session.as_deref(), *after, json, &answer)
+        CtlCommand::Show { session, request } => {
+            let hint = watch::AnswerHint::new(&args.url, DEFAULT_URL);
+            show::run(&client, session, request, json, &hint)
         }
+        CtlCommand::Watch {
+            session,
+            after,
+            prompts_only,
+        } => {
+            let answer = watch::AnswerHint::new(&args.url, DEFAULT_URL);
+            let opts = watch::Options {
+                session: session.as_deref(),
+                after: *after,
+                json,
+                prompts_only: *prompts_only,
+            };
+            watch::run(&client, &opts, &answer)
+        }
+        CtlCommand::Policy => {
+            let body = client.get("/v1/policy", &[])?;
+            print_body(json, &body, policy::policy_table).map(drop)
+        }
+        CtlCommand::Evaluate {
+            tool,
+            input,
+            session,
+        } => {
+            let req = policy::evaluate_body(tool, input.as_deref(), session.as_deref())?;
+            let body = client.post("/v1/policy/evaluate", Some(&req))?;
+            print_body(json, &body, policy::evaluation).map(drop)
+        }
+        CtlCommand::Health => health::run(&client, json),
         CtlCommand::Audit(audit) => {
             let hint = watch::AnswerHint::new(&args.url, DEFAULT_URL);
             audit::run(&client, audit, json, hint.prefix())
@@ -352,7 +415,8 @@ fn decide(client: &Client, json: bool, which: &Which, body: &RawDecision) -> Res
         }
         return Ok(());
     }
-    answer_many(client, json, &pairs, body)
+    // Ids read from the server: exact, nothing to resolve.
+    bulk::answer(client, json, &pairs, body, &[])
 }
 
 fn answer_many(
@@ -364,7 +428,8 @@ fn answer_many(
     if body.updated_input.is_some() {
         return Err(one_input_only());
     }
-    bulk::answer(client, json, pairs, body)
+    let prefixes = bulk::prefixes(client, pairs)?;
+    bulk::answer(client, json, pairs, body, &prefixes)
 }
 
 fn one_input_only() -> CtlError {
@@ -378,13 +443,35 @@ fn send_decision(
     request: &str,
     body: &RawDecision,
 ) -> Result<(), CtlError> {
-    let path = format!(
-        "/v1/sessions/{}/permissions/{}",
-        client::segment(session),
-        client::segment(request)
-    );
-    let answer = client.post(&path, Some(body))?;
-    print_body(json, &answer, |v| render::decision(request, v)).map(drop)
+    let (request, answer) = with_prefix(client, session, request, |request| {
+        let path = format!(
+            "/v1/sessions/{}/permissions/{}",
+            client::segment(session),
+            client::segment(request)
+        );
+        client.post(&path, Some(body))
+    })?;
+    print_body(json, &answer, |v| render::decision(&request, v)).map(drop)
+}
+
+/// Call `send` with `request` as given; when the server does not know it (`unknown_prompt`)
+/// and it begins exactly one pending id of `session`, again with that id. Returns the id
+/// used and the answer. An exact id thus always wins (an answered one still gets 409).
+fn with_prefix(
+    client: &Client,
+    session: &str,
+    request: &str,
+    send: impl Fn(&str) -> Result<String, CtlError>,
+) -> Result<(String, String), CtlError> {
+    match send(request) {
+        Err(e) if e.api_code() == Some(ccr_protocol::error::Code::UnknownPrompt) => {
+            match resolve::after_unknown(client, session, request)? {
+                Some(full) => Ok((full.clone(), send(&full)?)),
+                None => Err(e),
+            }
+        }
+        other => other.map(|answer| (request.to_owned(), answer)),
+    }
 }
 
 /// Print the body as JSON (`--json`, terminal-unsafe characters `\u`-escaped) or through

@@ -4,18 +4,18 @@
 //! colour; [`run`] only reads the stream and writes lines. Pending prompts get
 //! a bold yellow `PERMISSION` line plus the exact command that answers them.
 
+use ccr_protocol::frame::PromptKind;
 use ccr_protocol::session::SessionState;
 use serde::Deserialize;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::sync::mpsc;
 
 use anstyle::{AnsiColor, Style};
 use serde_json::Value;
 
-use super::client::{Client, CtlError};
 use super::render::{input_summary, one_line, state_label, truncate};
 use super::sanitize::{clean, clean_value, escape_json};
-use ccr_protocol::sse::{SseEvent, SseParser};
+use ccr_protocol::sse::SseEvent;
 
 /// Longest input / message summary on a watch line.
 const SUMMARY_WIDTH: usize = 100;
@@ -58,6 +58,35 @@ impl AnswerHint {
             shell_quote(request)
         )
     }
+
+    /// `answer: <the command that answers it>   (or: <the other one>)`, by the prompt's kind:
+    /// allow / deny for a permission prompt, `answer` with the SDK's shape for a question.
+    pub fn answer_line(&self, session: &str, request: &str, kind: PromptKind) -> String {
+        match kind {
+            PromptKind::CanUseTool => format!(
+                "answer: {}   (or: {})",
+                self.command("allow", session, request),
+                self.command("deny", session, request),
+            ),
+            PromptKind::Elicitation => format!(
+                r#"answer: {} '{{"action":"accept","content":{{..}}}}'   (or: '{{"action":"decline"}}')"#,
+                self.command("answer", session, request),
+            ),
+            PromptKind::RequestUserDialog => format!(
+                r#"answer: {} '{{"behavior":"completed","result":..}}'   (or: '{{"behavior":"cancelled"}}')"#,
+                self.command("answer", session, request),
+            ),
+        }
+    }
+}
+
+/// The kind of a prompt from an event's or a prompt's `kind` (`can_use_tool` when absent).
+pub fn prompt_kind(kind: &Value) -> PromptKind {
+    match kind.as_str() {
+        Some("elicitation") => PromptKind::Elicitation,
+        Some("request_user_dialog") => PromptKind::RequestUserDialog,
+        _ => PromptKind::CanUseTool,
+    }
 }
 
 /// Quote `s` for a POSIX shell unless it is made of obviously safe characters.
@@ -72,7 +101,8 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-fn paint(color: bool, style: Style, text: &str) -> String {
+/// `text` in `style` when `color`, else as it is.
+pub(crate) fn paint(color: bool, style: Style, text: &str) -> String {
     if color {
         format!("{}{text}{}", style.render(), style.render_reset())
     } else {
@@ -80,15 +110,39 @@ fn paint(color: bool, style: Style, text: &str) -> String {
     }
 }
 
-/// `01:02:03.456` out of an RFC 3339 `at`, or the whole value when it has another shape.
+/// `01:02:03.456Z` (UTC, as the server stamps it) out of an RFC 3339 `at`, or the whole
+/// value when it has another shape.
 fn clock(at: &Value) -> String {
     match at.as_str() {
         Some(s) => match s.split_once('T') {
-            Some((_, t)) => t.trim_end_matches('Z').to_owned(),
+            Some((_, t)) => t.to_owned(),
             None => s.to_owned(),
         },
-        None => "--:--:--.---".into(),
+        None => "--:--:--.---Z".into(),
     }
+}
+
+/// The folded line for `count` empty `stream_event` SDK messages of `session`, the first at `at`.
+pub fn folded_stream_events(at: &Value, session: &str, count: u64, color: bool) -> String {
+    let session = clean(session);
+    let detail = if count == 1 {
+        "stream_event (empty)".to_owned()
+    } else {
+        format!("stream_event (empty) ×{count}")
+    };
+    format!(
+        "{} {session} {} {detail}",
+        paint(color, DIM, &clock(at)),
+        paint(color, DIM, "sdk")
+    )
+}
+
+/// Whether `ev` is an SDK `stream_event` with nothing to show (a partial-message delta):
+/// such runs are folded into one line.
+pub fn is_empty_stream_event(ev: &Value) -> bool {
+    ev["type"] == "sdk_message"
+        && ev["msg_type"] == "stream_event"
+        && sdk_summary(&clean_value(&ev["message"])).trim().is_empty()
 }
 
 /// A one-line summary of an SDK message: its text, tool calls, or subtype.
@@ -120,6 +174,17 @@ pub fn sdk_summary(message: &Value) -> String {
 ///
 /// Every string of the event is sanitized first: only our own colours reach the terminal.
 pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
+    render_delivered(ev, color, hint, None)
+}
+
+/// [`render_event`], with what the watch knows of how an answer was delivered (it words a
+/// `permission_delivered` line; see [`delivered_detail`]).
+pub fn render_delivered(
+    ev: &Value,
+    color: bool,
+    hint: &AnswerHint,
+    how: Option<Delivered>,
+) -> String {
     let ev = &clean_value(ev);
     let kind = ev["type"].as_str().unwrap_or("?");
     let session = ev["session_id"].as_str().unwrap_or("-");
@@ -150,11 +215,8 @@ pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
                 text.push_str("\n    ");
                 text.push_str(&line);
             }
-            text.push_str(&format!(
-                "\n    answer: {}   (or: {})",
-                hint.command("allow", session, request),
-                hint.command("deny", session, request),
-            ));
+            text.push_str("\n    ");
+            text.push_str(&hint.answer_line(session, request, prompt_kind(&ev["kind"])));
             text
         }
         "session_state" => {
@@ -204,11 +266,7 @@ pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
             };
             line(style, verb, format!("{request} by {by} ({delivery})"))
         }
-        "permission_delivered" => line(
-            GOOD,
-            "delivered",
-            format!("{request} (written to the session)"),
-        ),
+        "permission_delivered" => line(GOOD, "delivered", delivered_detail(request, how)),
         "permission_cancelled" => line(
             WARN,
             "cancelled",
@@ -227,7 +285,12 @@ pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
         ),
         "lagged" => {
             let detail = match (ev["missed"].as_u64(), ev["resume_from"].as_u64()) {
-                (Some(n), _) => format!("missed {n} events; continuing"),
+                (Some(n), _) => match ev["resume_after"].as_u64() {
+                    Some(seq) => format!(
+                        "missed {n} events (this reader fell behind); the server ends the stream: resume with --after {seq}"
+                    ),
+                    None => format!("missed {n} events; the server ends the stream"),
+                },
                 (None, Some(seq)) => format!("events before {seq} are gone; continuing"),
                 (None, None) => "missed some events; continuing".into(),
             };
@@ -246,6 +309,25 @@ pub fn render_event(ev: &Value, color: bool, hint: &AnswerHint) -> String {
                 truncate(&rest.to_string(), SUMMARY_WIDTH),
             )
         }
+    }
+}
+
+/// How an answer reached the session, as `permission_answered` before it told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The answer was queued while the session was away, and written after it reconnected.
+    Queued,
+    /// Written once already (`delivery: sent`), the write failed, and it went on a newer connection.
+    Resent,
+}
+
+/// What a `permission_delivered` line says after the request id: nothing more for an
+/// answer written at once (its `permission_answered` follows it), else how it got there.
+pub fn delivered_detail(request: &str, how: Option<Delivered>) -> String {
+    match how {
+        None => request.to_owned(),
+        Some(Delivered::Queued) => format!("{request} (queued answer sent after reconnect)"),
+        Some(Delivered::Resent) => format!("{request} (sent again on a new connection)"),
     }
 }
 
@@ -307,7 +389,8 @@ pub fn json_line(ev: &SseEvent) -> String {
     escape_json(&line).into_owned()
 }
 
-fn use_color() -> bool {
+/// Colour on stdout: a terminal, and `NO_COLOR` unset or empty.
+pub(crate) fn use_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
@@ -315,7 +398,7 @@ fn use_color() -> bool {
 ///
 /// Returns once the handler is registered, so a Ctrl-C right after the first
 /// printed line can never hit the default (killing) disposition.
-fn exit_on_ctrl_c() {
+pub(crate) fn exit_on_ctrl_c() {
     use actix_rt::signal::unix::{signal, SignalKind};
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -338,53 +421,8 @@ fn exit_on_ctrl_c() {
     let _ = ready_rx.recv();
 }
 
-/// Follow the stream until the server closes it (Ok) or it breaks (Err).
-pub fn run(
-    client: &Client,
-    session: Option<&str>,
-    after: Option<u64>,
-    json: bool,
-    hint: &AnswerHint,
-) -> Result<(), CtlError> {
-    exit_on_ctrl_c();
-    let mut reader = client.events(session, after)?;
-    if std::io::stderr().is_terminal() {
-        eprintln!("watching events (Ctrl-C to stop)");
-    }
-    let color = !json && use_color();
-    let mut parser = SseParser::new();
-    let mut buf = Vec::new();
-    let emit = |ev: SseEvent| -> bool {
-        let text = if json {
-            json_line(&ev)
-        } else {
-            render_sse(&ev, color, hint)
-        };
-        let mut out = std::io::stdout().lock();
-        // A closed stdout (`| head`) ends the watch quietly.
-        writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
-    };
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {
-                if let Some(ev) = parser.feed(&String::from_utf8_lossy(&buf)) {
-                    if !emit(ev) {
-                        return Ok(());
-                    }
-                }
-            }
-            Err(e) => {
-                return Err(CtlError::Protocol(format!("the event stream broke: {e}")));
-            }
-        }
-    }
-    if let Some(ev) = parser.finish() {
-        emit(ev);
-    }
-    Ok(())
-}
+mod follow;
+pub use follow::{run, Options, Watcher};
 
 #[cfg(test)]
 mod tests;

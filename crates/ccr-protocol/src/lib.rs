@@ -16,6 +16,7 @@
 //! - [`metrics`]: reading the `/metrics` text by series.
 //! - [`time`]: RFC 3339 timestamps on the wire.
 //! - [`sanitize`]: session-written text made safe for a terminal (and the console).
+//! - [`present`]: how a prompt is shown to a person (summary, diff, flags), for the console and `ctl`.
 //! - `fuzz` (feature `fuzz`): input strategies for property-based tests.
 
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod frame;
 pub mod metrics;
 pub mod outbound;
 pub mod policy;
+pub mod present;
 pub mod reply;
 pub mod sanitize;
 pub mod scan;

@@ -86,6 +86,14 @@ async fn canned_server(hold: bool) -> (String, Seen, actix_web::dev::ServerHandl
             .app_data(data.clone())
             .app_data(hold.clone())
             .route("/v1/events", web::get().to(events))
+            .route(
+                "/v1/permissions",
+                web::get().to(|| async { HttpResponse::Ok().json(json!({"permissions":[]})) }),
+            )
+            .route(
+                "/v1/questions",
+                web::get().to(|| async { HttpResponse::Ok().json(json!({"questions":[]})) }),
+            )
     })
     .workers(1)
     .bind(("127.0.0.1", 0))
@@ -106,7 +114,7 @@ async fn watch_renders_the_canned_stream_one_line_each_without_colour() {
     )
     .await;
     assert_eq!(out.code, 0, "{out:?}");
-    let t = "01:02:03.456";
+    let t = "01:02:03.456Z";
     let expected = [
         format!("{t} demo-1 state connected"),
         format!("{t} PERMISSION demo-1 req-9 Bash: rm -rf build"),
@@ -115,13 +123,17 @@ async fn watch_renders_the_canned_stream_one_line_each_without_colour() {
              (or: ccr-supervisor ctl --url {url} deny demo-1 req-9)"
         ),
         format!("{t} demo-1 allowed req-9 by operator (sent)"),
-        format!("{t} - lagged missed 5 events; continuing"),
+        format!("{t} - lagged missed 5 events; the server ends the stream"),
         format!(r#"{t} demo-1 mystery {{"detail":{{"k":1}}}}"#),
         format!("{t} demo-1 sdk assistant: Cleaning up"),
     ];
     assert_eq!(out.stdout.lines().collect::<Vec<_>>(), expected);
     assert!(!out.stdout.contains('\u{1b}'), "no colour when not a TTY");
     assert!(!out.stdout.contains("tok-secret") && !out.stderr.contains("tok-secret"));
+    assert_eq!(
+        out.stderr,
+        format!("stream ended by the server; resume with: ccr-supervisor ctl --url {url} watch demo-1 --after 6\n")
+    );
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen,
@@ -180,7 +192,7 @@ async fn watch_prints_live_events_and_exits_0_on_ctrl_c() {
     })
     .await
     .expect("join");
-    assert_eq!(first, "01:02:03.456 demo-1 state connected\n");
+    assert_eq!(first, "01:02:03.456Z demo-1 state connected\n");
     assert_eq!(status.code(), Some(0), "Ctrl-C ends watch with exit 0");
     server.stop(false).await;
 }

@@ -21,7 +21,7 @@ fn permission_prompt_is_prominent_with_the_answer_command() {
     let out = plain(ev.clone());
     assert_eq!(
         out,
-        "01:02:03.456 PERMISSION demo-1 req-1 Bash: npm test\n    answer: \
+        "01:02:03.456Z PERMISSION demo-1 req-1 Bash: npm test\n    answer: \
          ccr-supervisor ctl allow demo-1 req-1   (or: ccr-supervisor ctl deny demo-1 req-1)"
     );
     let coloured = render_event(&ev, true, &hint());
@@ -50,20 +50,23 @@ fn state_answer_and_lifecycle_lines() {
     );
     assert_eq!(
         s,
-        "01:02:03.456 s1 state reconnecting (attempt 2, in 1s) (last error: socket closed)"
+        "01:02:03.456Z s1 state reconnecting (attempt 2, in 1s) (last error: socket closed)"
     );
     let s = plain(
         json!({"at":AT,"type":"session_state","session_id":"s1","state":"failed",
         "reason":"unauthorized","detail":"close 4003","last_error":null}),
     );
-    assert_eq!(s, "01:02:03.456 s1 state failed (unauthorized): close 4003");
+    assert_eq!(
+        s,
+        "01:02:03.456Z s1 state failed (unauthorized): close 4003"
+    );
     let s = plain(
         json!({"at":AT,"type":"permission_answered","session_id":"s1","request_id":"r1",
         "behavior":"deny","decided_by":"alice","delivery":"queued"}),
     );
     assert_eq!(
         s,
-        "01:02:03.456 s1 denied r1 by alice (queued for reconnect)"
+        "01:02:03.456Z s1 denied r1 by alice (queued for reconnect)"
     );
     for (t, word) in [
         ("permission_delivered", "delivered r1"),
@@ -72,7 +75,7 @@ fn state_answer_and_lifecycle_lines() {
         ("permission_expired", "expired r1"),
     ] {
         let s = plain(json!({"at":AT,"type":t,"session_id":"s1","request_id":"r1"}));
-        assert!(s.starts_with(&format!("01:02:03.456 s1 {word}")), "{s}");
+        assert!(s.starts_with(&format!("01:02:03.456Z s1 {word}")), "{s}");
     }
 }
 
@@ -85,21 +88,29 @@ fn sdk_error_lagged_and_unknown_events() {
     );
     assert_eq!(
         s,
-        "01:02:03.456 s1 sdk assistant: Running⏎ the tests [tool_use Bash]"
+        "01:02:03.456Z s1 sdk assistant: Running⏎ the tests [tool_use Bash]"
     );
     let result = json!({"type":"result","subtype":"success","result":"done"});
     assert_eq!(sdk_summary(&result), "success: done");
     let s = plain(json!({"at":AT,"type":"error","session_id":"s1","message":"boom"}));
-    assert_eq!(s, "01:02:03.456 s1 error boom");
+    assert_eq!(s, "01:02:03.456Z s1 error boom");
     let s = plain(json!({"seq":9,"at":AT,"type":"lagged","missed":17}));
-    assert_eq!(s, "01:02:03.456 - lagged missed 17 events; continuing");
+    assert_eq!(
+        s,
+        "01:02:03.456Z - lagged missed 17 events; the server ends the stream"
+    );
+    let s = plain(json!({"type":"lagged","missed":17,"reason":"slow_reader","resume_after":1234}));
+    assert!(
+        s.ends_with("lagged missed 17 events (this reader fell behind); the server ends the stream: resume with --after 1234"),
+        "{s}"
+    );
     let s = plain(json!({"type":"lagged","resume_from":100}));
     assert!(
         s.ends_with("lagged events before 100 are gone; continuing"),
         "{s}"
     );
     let s = plain(json!({"seq":1,"at":AT,"type":"brand_new","session_id":"s1","x":[1,2]}));
-    assert_eq!(s, r#"01:02:03.456 s1 brand_new {"x":[1,2]}"#);
+    assert_eq!(s, r#"01:02:03.456Z s1 brand_new {"x":[1,2]}"#);
     // Nothing is required: an empty object still renders.
     assert!(plain(json!({})).contains('?'));
 }
@@ -136,7 +147,7 @@ fn prompt_shows_decision_reason_and_ask_rule_sanitized() {
     let out = plain(ev);
     assert_eq!(
         out,
-        "01:02:03.456 PERMISSION s1 r1 Bash: npm test\n    \
+        "01:02:03.456Z PERMISSION s1 r1 Bash: npm test\n    \
          reason: Matches ask rule⏎ Bash(npm test:*)\n    \
          ask rule: Bash(npm test:*) from localSettings (a person must answer)\n    \
          answer: ccr-supervisor ctl allow s1 r1   (or: ccr-supervisor ctl deny s1 r1)"
