@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod bulk;
 pub mod client;
+pub mod health;
 pub mod render;
 /// Session-written text made safe for a terminal (lives in `ccr-protocol`, shared with the console).
 pub use ccr_protocol::sanitize;
@@ -55,6 +56,15 @@ pub struct CtlArgs {
     /// Print the API's JSON body verbatim instead of a table (`watch`: one event per line).
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM file of the CA that signed the API's certificate, trusted for https:// URLs
+    /// instead of the public roots (an API with `[api] tls_cert` of its own CA).
+    #[arg(
+        long,
+        global = true,
+        env = "CCR_SUPERVISOR_CA_CERT",
+        value_name = "PATH"
+    )]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -135,6 +145,9 @@ pub enum CtlCommand {
     },
     /// Search the decision ledger: one page as a table (newest first), or `--export jsonl` of every row.
     Audit(audit::AuditArgs),
+    /// Is the service ready? `GET /readyz` (no token): exit 0 when ready, 1 when not
+    /// (the reasons printed) or unreachable; for container health checks.
+    Health,
 }
 
 /// The prompts an `allow` / `deny` answers: `SESSION REQUEST`, `SESSION/REQUEST` pairs,
@@ -195,7 +208,10 @@ pub fn run(args: CtlArgs) -> ExitCode {
 }
 
 fn execute(args: &CtlArgs) -> Result<(), CtlError> {
-    let client = Client::new(&args.url, args.token.clone());
+    let mut client = Client::new(&args.url, args.token.clone());
+    if let Some(ca) = &args.ca_cert {
+        client = client.with_ca_cert(ca)?;
+    }
     let json = args.json;
     match &args.command {
         CtlCommand::Sessions => {
@@ -270,6 +286,7 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
             let hint = watch::AnswerHint::new(&args.url, DEFAULT_URL);
             audit::run(&client, audit, json, hint.prefix())
         }
+        CtlCommand::Health => health::run(&client, json),
     }
 }
 
