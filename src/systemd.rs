@@ -68,13 +68,26 @@ where
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A failure is logged when it starts and when it ends, not at every tick.
+        let mut failing = false;
         loop {
             tick.tick().await;
-            match tokio::time::timeout(every, alive()).await {
-                Ok(true) => send(&[NotifyState::Watchdog], "WATCHDOG=1"),
-                _ => warn!(
-                    "systemd watchdog: the supervisor did not answer in time; WATCHDOG=1 not sent"
-                ),
+            let problem = match tokio::time::timeout(every, alive()).await {
+                Ok(true) => sd_notify::notify(false, &[NotifyState::Watchdog])
+                    .err()
+                    .map(|e| format!("cannot send WATCHDOG=1 to systemd: {e}")),
+                _ => Some("the supervisor did not answer in time; WATCHDOG=1 not sent".into()),
+            };
+            match (problem, failing) {
+                (Some(problem), false) => {
+                    warn!("systemd watchdog: {problem}");
+                    failing = true;
+                }
+                (None, true) => {
+                    info!("systemd watchdog: WATCHDOG=1 sent again");
+                    failing = false;
+                }
+                _ => {}
             }
         }
     });
