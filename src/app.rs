@@ -46,18 +46,22 @@ pub struct Running {
     ledger: Option<Ledger>,
     /// `[api] shutdown_timeout`.
     pub shutdown_timeout: Duration,
+    /// Whether the API serves TLS (`[api] tls_cert`).
+    pub tls: bool,
 }
 
 impl Running {
-    /// `http://host:port` of the operator API.
+    /// `http://host:port` of the operator API (`https://` when it serves TLS).
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.api_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.api_addr)
     }
 
     /// Stop accepting API requests, end event streams, close every session
     /// with 1000, and stop the arbiters, within `deadline`.
     pub async fn shutdown(self, deadline: Duration) {
         info!("shutting down");
+        crate::systemd::stopping();
         let started = std::time::Instant::now();
         // Stop accepting first; the graceful stop finishes once the streams end.
         let server = self.server.clone();
@@ -133,11 +137,13 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// [`load_config`] for `run`: also every `token_env` (operator or session) must be set
-/// and not empty, since the process's environment cannot change later. A `token_file` or
-/// `token_command` is not checked: it may heal, and a session retries it.
+/// and not empty, since the process's environment cannot change later, and the
+/// `[api] tls_cert` / `tls_key` files must load. A `token_file` or `token_command` is
+/// not checked: it may heal, and a session retries it.
 pub fn load_config_to_run(path: &Path) -> Result<Config, ConfigError> {
     let config = load_config(path)?;
-    let unset = crate::preflight::env_problems(&config, |var| std::env::var_os(var));
+    let mut unset = crate::preflight::env_problems(&config, |var| std::env::var_os(var));
+    unset.extend(api::tls::problems(config.api.tls.as_ref()));
     if unset.is_empty() {
         Ok(config)
     } else {
@@ -152,7 +158,9 @@ pub fn load_config_to_run(path: &Path) -> Result<Config, ConfigError> {
 pub fn check_config(path: &Path) -> Result<Config, ConfigError> {
     let config = load_config(path)?;
     let timeout = config.ccr.token_command_timeout;
-    let problems = actix_rt::System::new().block_on(crate::preflight::resolve(&config, timeout));
+    let mut problems =
+        actix_rt::System::new().block_on(crate::preflight::resolve(&config, timeout));
+    problems.extend(api::tls::problems(config.api.tls.as_ref()));
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -237,11 +245,45 @@ fn start_notifier(config: &Config, metrics: &Metrics) -> anyhow::Result<(Notifie
         .context("invalid [[notify]]")?;
     let link_base = LinkBase::default();
     if config.console.public_url.is_some() {
-        link_base.set(config.console.link_base(config.api.bind));
+        link_base.set(console_links(config, config.api.bind));
     }
     let notifier = Notifier::start(sinks, link_base.clone(), metrics)
         .context("cannot start a notification sink's thread")?;
     Ok((notifier, link_base))
+}
+
+/// The base of console links: `[console] public_url`, else the API's own address
+/// (`https://` when it serves TLS).
+fn console_links(config: &Config, api_addr: SocketAddr) -> String {
+    match (&config.console.public_url, &config.api.tls) {
+        (None, Some(_)) => format!("https://{api_addr}"),
+        _ => config.console.link_base(api_addr),
+    }
+}
+
+/// The TLS of the API when `[api] tls_cert` is set: the server config, serving the
+/// certificate `SIGHUP` reloads. Without TLS on a non-loopback address, a loud warning.
+fn api_tls(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    let Some(files) = &config.api.tls else {
+        if !config.api.bind.ip().is_loopback() {
+            warn!("!!! the operator API listens on {} without TLS ([api] tls_cert / tls_key unset): operator tokens and console cookies travel in clear text. Set them, or put a TLS proxy in front. !!!", config.api.bind);
+        }
+        return Ok(None);
+    };
+    let key = api::tls::load(files).map_err(|e| {
+        anyhow::Error::new(ConfigError::Invalid(vec![config::KeyError {
+            path: e.key_path().to_owned(),
+            message: e.to_string(),
+        }]))
+    })?;
+    info!(
+        cert = %files.cert.display(),
+        sha256 = %api::tls::fingerprint(&key),
+        "operator API serves TLS"
+    );
+    let resolver = api::tls::CertResolver::new(key);
+    api::tls::reload_on_sighup(resolver.clone(), files.clone());
+    Ok(Some(api::tls::server_config(resolver)?))
 }
 
 /// Take the ledger's instance lock when `[ledger] enabled`, before anything else starts:
@@ -430,7 +472,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .map(|u| u.origin().ascii_serialization()),
         started: started.clone(),
         metrics_auth: config.api.metrics_auth,
+        tls: config.api.tls.is_some(),
     };
+    let tls = api_tls(&config)?;
     // `[api] workers`: one per core by default (was fixed at one).
     let workers = limits.worker_count();
     let server = HttpServer::new(move || {
@@ -446,20 +490,31 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .max_connections(fds.api_connections.div_ceil(workers).max(1))
     .h1_write_buffer_size(API_WRITE_BUFFER)
     .disable_signals()
-    .shutdown_timeout(config.api.shutdown_timeout.as_secs().max(1))
-    .bind(config.api.bind)
+    .shutdown_timeout(config.api.shutdown_timeout.as_secs().max(1));
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(config.api.bind, tls),
+        None => server.bind(config.api.bind),
+    }
     .with_context(|| format!("cannot bind the operator API on {}", config.api.bind))?;
     let api_addr = server
         .addrs()
         .first()
         .copied()
         .context("operator API bound no address")?;
-    link_base.set(config.console.link_base(api_addr));
+    link_base.set(console_links(&config, api_addr));
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(server);
     started.api_bound();
-    info!(%api_addr, sessions = config.sessions.len(), workers, "operator API listening");
+    let tls = config.api.tls.is_some();
+    info!(%api_addr, sessions = config.sessions.len(), workers, tls, "operator API listening");
+    crate::systemd::ready();
+    let alive = supervisor.clone();
+    crate::systemd::spawn_watchdog(move || {
+        // A round trip through the supervisor actor: its arbiter and mailbox work.
+        let send = alive.send(crate::supervisor::LookupSession(String::new()));
+        async move { send.await.is_ok() }
+    });
     Ok(Running {
         supervisor,
         registry,
@@ -470,6 +525,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         arbiters,
         ledger,
         shutdown_timeout: config.api.shutdown_timeout,
+        tls,
     })
 }
 

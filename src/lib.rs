@@ -32,6 +32,7 @@
 //! - [`api`]: actix-web routes, the operator event stream, and the one `ApiError`.
 //! - [`console`]: the operator console in the browser (`/`, `/ui/...`): pages over the API's
 //!   reads, sign-in by cookie, embedded assets.
+//! - [`systemd`]: `Type=notify`: readiness, the watchdog's pings and stopping, to systemd.
 //! - [`app`]: loads the config as the service runs it and wires it all; `main` and tests share it.
 //!
 //! `main.rs` (the binary) sits on top. The order is checked against every `crate::` path
@@ -72,6 +73,7 @@ pub mod preflight;
 pub mod registry;
 pub mod session;
 pub mod supervisor;
+pub mod systemd;
 pub mod telemetry;
 pub mod util;
 

@@ -30,5 +30,9 @@ mod shutdown;
 mod startup;
 #[path = "process/support.rs"]
 mod support;
+#[path = "process/systemd.rs"]
+mod systemd;
+#[path = "process/tls.rs"]
+mod tls;
 #[path = "process/tokens.rs"]
 mod tokens;

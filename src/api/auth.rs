@@ -256,6 +256,7 @@ mod tests {
             }],
             limits: Default::default(),
             metrics_auth: Default::default(),
+            tls: None,
         };
         Authenticator::from_config(&cfg).unwrap()
     }

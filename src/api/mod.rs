@@ -19,6 +19,7 @@ pub mod read;
 mod routes;
 pub mod stream;
 pub mod table;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,8 @@ pub struct ApiState {
     pub started: Arc<health::StartFlags>,
     /// `[api] metrics_auth`: whether `/metrics` needs a viewer token.
     pub metrics_auth: crate::config::MetricsAuth,
+    /// Whether the API itself serves TLS (`[api] tls_cert`): the console's cookie is then `Secure`.
+    pub tls: bool,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

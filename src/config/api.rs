@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::fields::{Errors, Table};
 use super::{api_tokens, runtime};
-use super::{ApiConfig, ApiLimits, MetricsAuth};
+use super::{ApiConfig, ApiLimits, MetricsAuth, TlsFiles};
 
 /// Default of `[api] request_body_timeout`: generous for a JSON body of at most 1 MiB.
 const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +54,7 @@ pub(super) fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
         tokens,
         limits: api_limits(&mut t, errs),
         metrics_auth,
+        tls: tls_files(&mut t, errs),
     };
     if api.auth_enabled
         && api.tokens.is_empty()
@@ -68,6 +69,40 @@ pub(super) fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
     }
     t.finish(errs);
     api
+}
+
+/// `tls_cert` and `tls_key`: both (TLS) or neither (plain HTTP). That the files are
+/// readable PEM and the key matches is checked where they are loaded (`api::tls`).
+fn tls_files(t: &mut Table, errs: &mut Errors) -> Option<TlsFiles> {
+    fn path(t: &mut Table, errs: &mut Errors, key: &'static str) -> Option<std::path::PathBuf> {
+        let value = t.string(errs, key)?;
+        if value.trim().is_empty() {
+            errs.push(t.key_path(key), "must not be empty (a PEM file's path)");
+            return None;
+        }
+        Some(value.into())
+    }
+    let (had_cert, had_key) = (t.has("tls_cert"), t.has("tls_key"));
+    let cert = path(t, errs, "tls_cert");
+    let key = path(t, errs, "tls_key");
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (Some(_), None) if !had_key => {
+            errs.push(
+                t.key_path("tls_key"),
+                "missing: api.tls_cert is set; set both tls_cert and tls_key, or neither",
+            );
+            None
+        }
+        (None, Some(_)) if !had_cert => {
+            errs.push(
+                t.key_path("tls_cert"),
+                "missing: api.tls_key is set; set both tls_cert and tls_key, or neither",
+            );
+            None
+        }
+        _ => None,
+    }
 }
 
 /// The `[api]` keys of [`ApiLimits`]; streams must leave connections for requests.

@@ -100,6 +100,18 @@ pub struct ApiConfig {
     pub limits: ApiLimits,
     /// Who may read `/metrics` (`metrics_auth`, default `viewer`).
     pub metrics_auth: MetricsAuth,
+    /// `tls_cert` and `tls_key`: serve the API over TLS (default: plain HTTP).
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[api] tls_cert` / `tls_key`: the PEM files the operator API serves TLS with
+/// (re-read on `SIGHUP`). Set both or neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, end-entity certificate first (`tls_cert`).
+    pub cert: PathBuf,
+    /// Its private key, PKCS#8, PKCS#1 or SEC1 (`tls_key`).
+    pub key: PathBuf,
 }
 
 /// `[api] metrics_auth`: who may read `/metrics`.

@@ -54,10 +54,11 @@ fn see_other(to: &str) -> actix_web::HttpResponseBuilder {
     resp
 }
 
-/// Whether the browser reached us over TLS (directly or, per `Forwarded` /
-/// `X-Forwarded-Proto`, through a proxy), or `[console] public_url` is https.
+/// Whether the browser reached us over TLS (the API serves TLS itself, or, per
+/// `Forwarded` / `X-Forwarded-Proto`, through a proxy), or `[console] public_url` is https.
 fn over_tls(req: &HttpRequest, state: &ApiState) -> bool {
-    req.connection_info().scheme() == "https"
+    state.tls
+        || req.connection_info().scheme() == "https"
         || state
             .public_origin
             .as_deref()

@@ -116,18 +116,24 @@ pub struct Supervisor {
 impl Supervisor {
     /// Start `ccr-supervisor --config config` and wait until it prints its API URL.
     pub async fn spawn(config: &Path) -> Self {
-        Self::spawn_with(config, None).await
+        Self::spawn_with(config, None, &[]).await
+    }
+
+    /// Like [`Supervisor::spawn`], with `env` added to the child's environment.
+    pub async fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(config, None, env).await
     }
 
     /// Like [`Supervisor::spawn`], with the child's open-files limit (soft and
     /// hard) set to `nofile` before it runs.
     pub async fn spawn_with_nofile(config: &Path, nofile: u64) -> Self {
-        Self::spawn_with(config, Some(nofile)).await
+        Self::spawn_with(config, Some(nofile), &[]).await
     }
 
-    async fn spawn_with(config: &Path, nofile: Option<u64>) -> Self {
+    async fn spawn_with(config: &Path, nofile: Option<u64>, env: &[(&str, &str)]) -> Self {
         let config = config.to_str().expect("utf-8 path");
         let mut cmd = command(&["--config", config]);
+        cmd.envs(env.iter().copied());
         if let Some(n) = nofile {
             // SAFETY: the closure runs in the forked child before exec and only
             // calls setrlimit, which is async-signal-safe.

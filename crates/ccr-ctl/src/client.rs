@@ -1,11 +1,13 @@
 //! Blocking HTTP access to the operator API, and the CLI's error type.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::time::Duration;
 
 use ccr_protocol::error::{Code, ErrorBody};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::Token;
@@ -117,16 +119,30 @@ pub struct Client {
     base: String,
     token: Option<Token>,
     agent: Agent,
+    tls: TlsConfig,
 }
 
 impl Client {
     /// A client for `base` (trailing `/` ignored).
     pub fn new(base: &str, token: Option<Token>) -> Self {
+        let tls = TlsConfig::default();
         Self {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            agent: agent(Some(REQUEST_TIMEOUT)),
+            agent: agent(Some(REQUEST_TIMEOUT), &tls),
+            tls,
         }
+    }
+
+    /// Trust the CA certificates of the PEM file at `path` for `https://` URLs, instead
+    /// of the built-in public roots (`--ca-cert`: an API with a certificate of its own CA).
+    pub fn with_ca_cert(mut self, path: &Path) -> Result<Self, CtlError> {
+        let roots = read_ca(path)?;
+        self.tls = TlsConfig::builder()
+            .root_certs(RootCerts::new_with_certs(&roots))
+            .build();
+        self.agent = agent(Some(REQUEST_TIMEOUT), &self.tls);
+        Ok(self)
     }
 
     fn url(&self, path: &str) -> String {
@@ -134,9 +150,13 @@ impl Client {
     }
 
     fn connect_error(&self, url: &str, e: ureq::Error) -> CtlError {
+        let detail = e.to_string();
         CtlError::Connect {
             url: url.to_owned(),
-            detail: e.to_string(),
+            detail: match certificate_hint(&detail) {
+                Some(hint) => format!("{detail} ({hint})"),
+                None => detail,
+            },
         }
     }
 
@@ -204,7 +224,9 @@ impl Client {
         types: Option<&str>,
     ) -> Result<Box<dyn BufRead>, CtlError> {
         let url = self.url("/v1/events");
-        let mut req = agent(None).get(&url).header("Accept", "text/event-stream");
+        let mut req = agent(None, &self.tls)
+            .get(&url)
+            .header("Accept", "text/event-stream");
         if let Some(s) = session {
             req = req.query("session_id", s);
         }
@@ -228,9 +250,40 @@ impl Client {
     }
 }
 
-/// An agent that reports HTTP error statuses as responses (we read their bodies).
-fn agent(timeout: Option<Duration>) -> Agent {
+/// The certificates of the PEM file at `path` (at least one), as trust roots.
+fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, CtlError> {
+    let bad = |why: String| CtlError::Usage(format!("--ca-cert {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad(
+            "no certificate in it (expected PEM \"BEGIN CERTIFICATE\" blocks)".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// What to do about a TLS error that says the server's certificate is not trusted.
+pub fn certificate_hint(detail: &str) -> Option<&'static str> {
+    let lower = detail.to_ascii_lowercase();
+    (lower.contains("certificate") || lower.contains("unknownissuer")).then_some(
+        "the server's certificate is not trusted: pass the CA that signed it with --ca-cert \
+         or CCR_SUPERVISOR_CA_CERT",
+    )
+}
+
+/// An agent that reports HTTP error statuses as responses (we read their bodies), with
+/// the TLS settings `tls` (`--ca-cert`).
+fn agent(timeout: Option<Duration>, tls: &TlsConfig) -> Agent {
     Agent::config_builder()
+        .tls_config(tls.clone())
         .http_status_as_error(false)
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_global(timeout)
@@ -263,6 +316,32 @@ mod tests {
     fn segments_are_encoded() {
         assert_eq!(segment("demo-1"), "demo-1");
         assert_eq!(segment("a/b c?"), "a%2Fb%20c%3F");
+    }
+
+    #[test]
+    fn certificate_errors_point_at_ca_cert() {
+        assert!(certificate_hint("rustls: invalid peer certificate: UnknownIssuer").is_some());
+        assert!(certificate_hint("Connection refused (os error 111)").is_none());
+    }
+
+    #[test]
+    fn a_ca_file_needs_a_certificate() {
+        let dir = std::env::temp_dir().join(format!("ccr-ctl-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "nothing here\n").unwrap();
+        let e = Client::new("https://x", None)
+            .with_ca_cert(&empty)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no certificate"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        let e = Client::new("https://x", None)
+            .with_ca_cert(&dir.join("absent.pem"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("cannot read it"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -61,6 +61,15 @@ pub struct CtlArgs {
     /// Print the API's JSON body verbatim instead of a table (`watch`: one event per line).
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM file of the CA that signed the API's certificate, trusted for https:// URLs
+    /// instead of the public roots (an API with `[api] tls_cert` of its own CA).
+    #[arg(
+        long,
+        global = true,
+        env = "CCR_SUPERVISOR_CA_CERT",
+        value_name = "PATH"
+    )]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -228,7 +237,10 @@ pub fn run(args: CtlArgs) -> ExitCode {
 }
 
 fn execute(args: &CtlArgs) -> Result<(), CtlError> {
-    let client = Client::new(&args.url, args.token.clone());
+    let mut client = Client::new(&args.url, args.token.clone());
+    if let Some(ca) = &args.ca_cert {
+        client = client.with_ca_cert(ca)?;
+    }
     let json = args.json;
     match &args.command {
         CtlCommand::Sessions => {

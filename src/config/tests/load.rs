@@ -575,3 +575,44 @@ fn api_limits_default_parse_and_streams_must_leave_connections() {
     let env = with_env(CCR, &[("CCR_SUPERVISOR__API__MAX_STREAM_SUBSCRIBERS", "7")]).unwrap();
     assert_eq!(env.api.limits.max_stream_subscribers, 7);
 }
+
+#[test]
+fn tls_files_are_both_or_neither() {
+    assert_eq!(ok(CCR).api.tls, None);
+    let both = ok(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\ntls_cert = \"/etc/c.pem\"\ntls_key = \"/etc/k.pem\"\n"
+    ));
+    assert_eq!(
+        both.api.tls,
+        Some(crate::config::TlsFiles {
+            cert: "/etc/c.pem".into(),
+            key: "/etc/k.pem".into()
+        })
+    );
+    let cert_only = problems(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\ntls_cert = \"/etc/c.pem\"\n"
+    ));
+    assert!(
+        cert_only
+            .iter()
+            .any(|p| p.starts_with("api.tls_key: missing")),
+        "{cert_only:?}"
+    );
+    let key_only = problems(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\ntls_key = \"/etc/k.pem\"\n"
+    ));
+    assert!(
+        key_only
+            .iter()
+            .any(|p| p.starts_with("api.tls_cert: missing")),
+        "{key_only:?}"
+    );
+    let empty = problems(&format!(
+        "{CCR}[api]\nauth = \"disabled\"\ntls_cert = \"\"\ntls_key = \"/etc/k.pem\"\n"
+    ));
+    assert_eq!(empty.len(), 1, "{empty:?}");
+    assert!(
+        empty[0].starts_with("api.tls_cert: must not be empty"),
+        "{empty:?}"
+    );
+}
