@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::notify::{self, LinkBase, Notifier};
 use crate::policy::Policy;
 use crate::registry::PermissionRegistry;
+use crate::reload::Reloader;
 use crate::session::client::install_crypto_provider;
 use crate::session::SessionShared;
 use crate::supervisor::{ShutdownSessions, Supervisor};
@@ -46,6 +47,9 @@ pub struct Running {
     ledger: Option<Ledger>,
     /// `[api] shutdown_timeout`.
     pub shutdown_timeout: Duration,
+    /// Reloads the config file (`SIGHUP`, `POST /v1/admin/reload`); `None` when started
+    /// without one ([`start`]).
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 impl Running {
@@ -298,6 +302,16 @@ fn spawn_warning_flusher() {
 /// A policy rule whose pattern does not compile fails the start ([`load_config`] reports
 /// it, with every other problem, before anything is started).
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_inner(config, None).await
+}
+
+/// [`start`] for a config read from the file at `path` (by [`load_config_to_run`]): the
+/// running service can reload it ([`Running::reloader`], `POST /v1/admin/reload`).
+pub async fn start_reloadable(config: Config, path: PathBuf) -> anyhow::Result<Running> {
+    start_inner(config, Some(path)).await
+}
+
+async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Running> {
     let lock = lock_ledger(&config)?;
     let policy = Policy::compile(&config.policy)
         .map(Arc::new)
@@ -343,6 +357,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let (notifier, link_base) = start_notifier(&config, &metrics)?;
     let sup = &config.supervisor;
+    let sinks = notifier.clone();
     let mut registry =
         PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone(), metrics.clone())
             .remembering(
@@ -402,6 +417,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             notifier,
         },
     );
+    let console =
+        ConsoleSessions::new(config.console.session_lifetime, config.console.max_sessions);
+    let swap_policy = Arc::new(crate::util::Swap::new(policy));
+    let reloader = path.map(|path| {
+        Arc::new(Reloader::new(
+            path,
+            load_config_to_run,
+            config.clone(),
+            supervisor.clone(),
+            registry.clone(),
+            swap_policy.clone(),
+            auth.clone(),
+            console.clone(),
+            sinks,
+            metrics.clone(),
+        ))
+    });
     let started = Arc::new(api::health::StartFlags::default());
     // Everything above ran on the validated config.
     started.config_loaded();
@@ -413,7 +445,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         request_body_timeout: config.api.request_body_timeout,
         runtime_tokens: config.api.runtime_tokens.clone(),
         stream_heartbeat: config.api.stream_heartbeat,
-        policy,
+        policy: swap_policy,
         ledger: ledger.clone(),
         metrics,
         // An edited input may be as large as the prompt it edits, plus the body around it.
@@ -422,7 +454,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             fds.stream_subscribers,
             limits.max_stream_subscribers_per_token,
         ),
-        console: ConsoleSessions::new(config.console.session_lifetime, config.console.max_sessions),
+        console,
         public_origin: config
             .console
             .public_url
@@ -430,6 +462,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .map(|u| u.origin().ascii_serialization()),
         started: started.clone(),
         metrics_auth: config.api.metrics_auth,
+        reloader: reloader
+            .clone()
+            .map(|r| r as Arc<dyn crate::api::admin::Reload>),
     };
     // `[api] workers`: one per core by default (was fixed at one).
     let workers = limits.worker_count();
@@ -470,6 +505,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         arbiters,
         ledger,
         shutdown_timeout: config.api.shutdown_timeout,
+        reloader,
     })
 }
 
