@@ -7,7 +7,7 @@ use ccr_sim::{Script, SimBuilder};
 use ccr_supervisor::app;
 use serde_json::{json, Value};
 
-use crate::common::{client_with, ADMIN_TOKEN, APPROVER_TOKEN, TOKENS_TOML};
+use crate::common::{client_with, ADMIN_TOKEN, APPROVER_TOKEN, TOKENS_TOML, VIEWER_TOKEN};
 
 /// A complete config file for the simulator at `base`, with `sessions` and `extra` TOML.
 fn config(base: &str, dir: &Path, sessions: &[&str], extra: &str) -> String {
@@ -48,6 +48,38 @@ async fn get(token: &str, url: &str) -> (u16, Value) {
         resp.status().as_u16(),
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
+}
+
+/// Sign in to the console with `token`: the `ccr_console` cookie's value.
+async fn sign_in(api: &str, token: &str) -> String {
+    let resp = awc::Client::builder()
+        .disable_redirects()
+        .finish()
+        .post(format!("{api}/ui/sign-in"))
+        .insert_header(("origin", api))
+        .send_form(&[("token", token)])
+        .await
+        .expect("sign-in");
+    assert_eq!(resp.status().as_u16(), 303);
+    let line = resp.headers().get("set-cookie").expect("a cookie");
+    line.to_str()
+        .unwrap()
+        .strip_prefix("ccr_console=")
+        .and_then(|r| r.split(';').next())
+        .expect("ccr_console cookie")
+        .to_owned()
+}
+
+/// `GET /v1/sessions` signed in by the console cookie `cookie`: the status.
+async fn with_cookie(api: &str, cookie: &str) -> u16 {
+    awc::Client::new()
+        .get(format!("{api}/v1/sessions"))
+        .insert_header(("cookie", format!("ccr_console={cookie}")))
+        .send()
+        .await
+        .expect("GET")
+        .status()
+        .as_u16()
 }
 
 const RULE: &str = "[[policy.rules]]\nid = \"keep\"\naction = \"allow\"\ntool = \"Read\"\n";
@@ -119,6 +151,10 @@ async fn reload_route_is_admin_only_all_or_nothing_and_says_what_changed() {
         Some(1),
         "{policy}"
     );
+
+    let approver_cookie = sign_in(&api, APPROVER_TOKEN).await;
+    let viewer_cookie = sign_in(&api, VIEWER_TOKEN).await;
+    assert_eq!(with_cookie(&api, &approver_cookie).await, 200);
 
     // Valid: s2 added, a rule added, the approver token removed, a key that needs a restart.
     let secret = "ops-secret-token-value";
