@@ -230,3 +230,45 @@ async fn reload_route_is_admin_only_all_or_nothing_and_says_what_changed() {
     running.shutdown(std::time::Duration::from_secs(5)).await;
     sim.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_reload_refused_by_a_stopping_supervisor_changes_nothing_and_says_so() {
+    crate::common::logs::install();
+    let sim = SimBuilder::new()
+        .session("s1", "tok-s1", Script::empty())
+        .start()
+        .await
+        .expect("simulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, config(&sim.base_url(), dir.path(), &["s1"], RULE)).unwrap();
+    let cfg = app::load_config(&path).expect("valid");
+    let running = app::start_reloadable(cfg, path.clone())
+        .await
+        .expect("starts");
+    let api = running.api_url();
+    let more =
+        format!("{RULE}[[policy.rules]]\nid = \"grep\"\naction = \"allow\"\ntool = \"Grep\"\n");
+    std::fs::write(&path, config(&sim.base_url(), dir.path(), &["s1"], &more)).unwrap();
+    running
+        .supervisor
+        .send(ccr_supervisor::supervisor::ShutdownSessions)
+        .await
+        .unwrap();
+    let (status, body) = post(ADMIN_TOKEN, &format!("{api}/v1/admin/reload"), "").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("nothing changed"), "{message}");
+    let (_, policy) = get(ADMIN_TOKEN, &format!("{api}/v1/policy")).await;
+    assert_eq!(
+        policy["rules"].as_array().map(Vec::len),
+        Some(1),
+        "{policy}"
+    );
+    running.shutdown(std::time::Duration::from_secs(5)).await;
+    sim.stop().await;
+}
