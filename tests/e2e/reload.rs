@@ -200,6 +200,16 @@ async fn reload_route_is_admin_only_all_or_nothing_and_says_what_changed() {
         get(APPROVER_TOKEN, &format!("{api}/v1/sessions")).await.0,
         401
     );
+    assert_eq!(
+        with_cookie(&api, &approver_cookie).await,
+        401,
+        "its sign-in ended"
+    );
+    assert_eq!(
+        with_cookie(&api, &viewer_cookie).await,
+        200,
+        "an unchanged token's stays"
+    );
     let (status, policy) = get(secret, &format!("{api}/v1/policy")).await;
     assert_eq!(status, 200, "the new token works");
     assert_eq!(
