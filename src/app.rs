@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::notify::{self, LinkBase, Notifier};
 use crate::policy::Policy;
 use crate::registry::PermissionRegistry;
+use crate::reload::Reloader;
 use crate::session::client::install_crypto_provider;
 use crate::session::SessionShared;
 use crate::supervisor::{ShutdownSessions, Supervisor};
@@ -48,6 +49,9 @@ pub struct Running {
     pub shutdown_timeout: Duration,
     /// Whether the API serves TLS (`[api] tls_cert`).
     pub tls: bool,
+    /// Reloads the config file (`SIGHUP`, `POST /v1/admin/reload`); `None` when started
+    /// without one ([`start`]).
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 impl Running {
@@ -340,6 +344,16 @@ fn spawn_warning_flusher() {
 /// A policy rule whose pattern does not compile fails the start ([`load_config`] reports
 /// it, with every other problem, before anything is started).
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_inner(config, None).await
+}
+
+/// [`start`] for a config read from the file at `path` (by [`load_config_to_run`]): the
+/// running service can reload it ([`Running::reloader`], `POST /v1/admin/reload`).
+pub async fn start_reloadable(config: Config, path: PathBuf) -> anyhow::Result<Running> {
+    start_inner(config, Some(path)).await
+}
+
+async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Running> {
     let lock = lock_ledger(&config)?;
     let policy = Policy::compile(&config.policy)
         .map(Arc::new)
@@ -385,6 +399,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let (notifier, link_base) = start_notifier(&config, &metrics)?;
     let sup = &config.supervisor;
+    let sinks = notifier.clone();
     let mut registry =
         PermissionRegistry::new(bus.clone(), policy.clone(), ledger.clone(), metrics.clone())
             .remembering(
@@ -444,6 +459,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             notifier,
         },
     );
+    let console =
+        ConsoleSessions::new(config.console.session_lifetime, config.console.max_sessions);
+    let swap_policy = Arc::new(crate::util::Swap::new(policy));
+    let reloader = path.map(|path| {
+        Arc::new(Reloader::new(
+            path,
+            load_config_to_run,
+            config.clone(),
+            supervisor.clone(),
+            registry.clone(),
+            swap_policy.clone(),
+            auth.clone(),
+            console.clone(),
+            sinks,
+            metrics.clone(),
+        ))
+    });
     let started = Arc::new(api::health::StartFlags::default());
     // Everything above ran on the validated config.
     started.config_loaded();
@@ -455,7 +487,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         request_body_timeout: config.api.request_body_timeout,
         runtime_tokens: config.api.runtime_tokens.clone(),
         stream_heartbeat: config.api.stream_heartbeat,
-        policy,
+        policy: swap_policy,
         ledger: ledger.clone(),
         metrics,
         // An edited input may be as large as the prompt it edits, plus the body around it.
@@ -464,7 +496,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             fds.stream_subscribers,
             limits.max_stream_subscribers_per_token,
         ),
-        console: ConsoleSessions::new(config.console.session_lifetime, config.console.max_sessions),
+        console,
         public_origin: config
             .console
             .public_url
@@ -473,6 +505,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         started: started.clone(),
         metrics_auth: config.api.metrics_auth,
         tls: config.api.tls.is_some(),
+        reloader: reloader
+            .clone()
+            .map(|r| r as Arc<dyn crate::api::admin::Reload>),
     };
     let tls = api_tls(&config)?;
     // `[api] workers`: one per core by default (was fixed at one).
@@ -526,6 +561,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ledger,
         shutdown_timeout: config.api.shutdown_timeout,
         tls,
+        reloader,
     })
 }
 

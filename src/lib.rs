@@ -33,6 +33,8 @@
 //! - [`console`]: the operator console in the browser (`/`, `/ui/...`): pages over the API's
 //!   reads, sign-in by cookie, embedded assets.
 //! - [`systemd`]: `Type=notify`: readiness, the watchdog's pings and stopping, to systemd.
+//! - [`reload`]: `SIGHUP` and `POST /v1/admin/reload`: the config file validated whole,
+//!   then sessions, policy, operator tokens and notification sinks applied together.
 //! - [`app`]: loads the config as the service runs it and wires it all; `main` and tests share it.
 //!
 //! `main.rs` (the binary) sits on top. The order is checked against every `crate::` path
@@ -71,6 +73,7 @@ pub mod notify;
 pub mod policy;
 pub mod preflight;
 pub mod registry;
+pub mod reload;
 pub mod session;
 pub mod supervisor;
 pub mod systemd;

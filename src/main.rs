@@ -218,8 +218,8 @@ fn run(path: &std::path::Path) -> ExitCode {
     };
     telemetry::init(&cfg.log);
     let result: anyhow::Result<()> = actix_rt::System::new().block_on(async move {
-        let running = app::start(cfg).await?;
-        reload_on_sighup(path.to_owned(), running.supervisor.clone());
+        let running = app::start_reloadable(cfg, path.to_owned()).await?;
+        reload_on_sighup(running.reloader.clone());
         println!("ccr-supervisor: operator API on {}", running.api_url());
         wait_for_signal().await;
         let deadline = running.shutdown_timeout;
@@ -235,13 +235,12 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `SIGHUP`: reload `[[sessions]]` from the config file and apply the difference;
-/// an invalid file is rejected with a log line and the running set is kept.
-fn reload_on_sighup(
-    path: std::path::PathBuf,
-    supervisor: actix::Addr<ccr_supervisor::supervisor::Supervisor>,
-) {
+/// `SIGHUP`: reload the config file ([`ccr_supervisor::reload`]: sessions, policy, operator
+/// tokens and notification sinks, all or nothing); the reloader logs what changed or every
+/// problem, and an invalid file changes nothing.
+fn reload_on_sighup(reloader: Option<std::sync::Arc<ccr_supervisor::reload::Reloader>>) {
     use actix_rt::signal::unix::{signal, SignalKind};
+    let Some(reloader) = reloader else { return };
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(hup) => hup,
         Err(e) => {
@@ -251,21 +250,8 @@ fn reload_on_sighup(
     };
     actix_rt::spawn(async move {
         while hup.recv().await.is_some() {
-            match app::load_config(&path) {
-                Ok(cfg) => {
-                    let msg = ccr_supervisor::supervisor::ReplaceSessions(cfg.sessions);
-                    match supervisor.send(msg).await {
-                        Ok(c) => {
-                            tracing::info!(added = %c.added.join(","), removed = %c.removed.join(","), changed = %c.changed.join(","), "SIGHUP: sessions reloaded")
-                        }
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: supervisor unavailable"),
-                    }
-                }
-                Err(e) => tracing::error!(
-                    path = %path.display(),
-                    "SIGHUP: reload rejected, keeping the running sessions: {e}"
-                ),
-            }
+            // The outcome is logged by the reloader.
+            let _ = reloader.run("SIGHUP").await;
         }
     });
 }

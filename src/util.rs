@@ -1,4 +1,54 @@
-//! Small shared helpers: background thread priority.
+//! Small shared helpers: background thread priority, a value swapped whole while read.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+/// A shared value replaced whole at run time (a reload) while readers keep the one they
+/// loaded: `load` clones an `Arc` under a read lock held for no longer than that.
+#[derive(Debug, Default)]
+pub struct Swap<T>(RwLock<Arc<T>>);
+
+impl<T> Swap<T> {
+    /// Hold `value`.
+    pub fn new(value: Arc<T>) -> Self {
+        Self(RwLock::new(value))
+    }
+
+    /// The current value.
+    pub fn load(&self) -> Arc<T> {
+        self.0.read().clone()
+    }
+
+    /// Replace the value; readers that loaded the old one keep it until they drop it.
+    pub fn store(&self, value: Arc<T>) {
+        *self.0.write() = value;
+    }
+}
+
+/// How the named entries `new` differ from `old` (pure): names only in `new` are added,
+/// only in `old` removed, in both with unequal values changed; each list in its side's order.
+pub fn name_changes<'a, V: PartialEq + 'a>(
+    old: impl IntoIterator<Item = (&'a str, V)>,
+    new: impl IntoIterator<Item = (&'a str, V)>,
+) -> ccr_protocol::reply::NameChanges {
+    let old: Vec<(&str, V)> = old.into_iter().collect();
+    let new: Vec<(&str, V)> = new.into_iter().collect();
+    let mut out = ccr_protocol::reply::NameChanges::default();
+    for (name, value) in &new {
+        match old.iter().find(|(n, _)| n == name) {
+            None => out.added.push((*name).to_owned()),
+            Some((_, was)) if was != value => out.changed.push((*name).to_owned()),
+            Some(_) => {}
+        }
+    }
+    for (name, _) in &old {
+        if !new.iter().any(|(n, _)| n == name) {
+            out.removed.push((*name).to_owned());
+        }
+    }
+    out
+}
 
 /// Nice value a background thread falls back to where `SCHED_IDLE` is refused.
 const BACKGROUND_NICE: i32 = 19;
@@ -23,6 +73,30 @@ pub fn background_thread_priority() -> bool {
     #[cfg(not(target_os = "linux"))]
     {
         false
+    }
+}
+
+#[cfg(test)]
+mod swap_tests {
+    use super::*;
+
+    #[test]
+    fn name_changes_lists_added_removed_and_changed_in_order() {
+        let old = [("a", 1), ("b", 2), ("c", 3)];
+        let new = [("d", 0), ("c", 4), ("a", 1), ("e", 0)];
+        let c = name_changes(old, new);
+        assert_eq!(c.added, ["d", "e"]);
+        assert_eq!(c.removed, ["b"]);
+        assert_eq!(c.changed, ["c"]);
+        assert!(name_changes([("x", 1)], [("x", 1)]).is_empty());
+    }
+
+    #[test]
+    fn a_swap_keeps_what_a_reader_loaded() {
+        let swap = Swap::new(Arc::new(1));
+        let before = swap.load();
+        swap.store(Arc::new(2));
+        assert_eq!((*before, *swap.load()), (1, 2));
     }
 }
 

@@ -27,10 +27,11 @@ struct Known {
     principal: Principal,
 }
 
-/// Checks bearer tokens. Holds digests only, never a token.
+/// Checks bearer tokens. Holds digests only, never a token. The tokens are replaced
+/// whole by a reload ([`Authenticator::replace_tokens`]); `enabled` is fixed at start.
 pub struct Authenticator {
     enabled: bool,
-    tokens: Vec<Known>,
+    tokens: parking_lot::RwLock<Arc<Vec<Known>>>,
 }
 
 /// Why the configured tokens could not be loaded at start.
@@ -96,8 +97,26 @@ impl Authenticator {
         }
         Ok(Self {
             enabled: cfg.auth_enabled,
-            tokens,
+            tokens: parking_lot::RwLock::new(Arc::new(tokens)),
         })
+    }
+
+    /// How `next`'s tokens differ from these, by name: a token whose role or secret
+    /// differs is `changed`. Names only, never a secret or digest.
+    pub fn changes(&self, next: &Authenticator) -> ccr_protocol::reply::NameChanges {
+        let old = self.tokens.read().clone();
+        let new = next.tokens.read().clone();
+        let key = |k: &Known| (k.principal.role, k.digest);
+        crate::util::name_changes(
+            old.iter().map(|k| (&*k.principal.name, key(k))),
+            new.iter().map(|k| (&*k.principal.name, key(k))),
+        )
+    }
+
+    /// Take `next`'s tokens (a reload); whether auth is enabled stays as it was at start.
+    pub fn replace_tokens(&self, next: Authenticator) {
+        let tokens = next.tokens.into_inner();
+        *self.tokens.write() = tokens;
     }
 
     /// True unless `[api] auth = "disabled"`.
@@ -126,8 +145,9 @@ impl Authenticator {
     pub fn check(&self, token: &str) -> Result<Principal, ApiError> {
         let digest = sha256(token.trim());
         // Compare against every digest without stopping early.
+        let tokens = self.tokens.read().clone();
         let mut found: Option<&Principal> = None;
-        for known in &self.tokens {
+        for known in tokens.iter() {
             if bool::from(known.digest.ct_eq(&digest)) {
                 found = Some(&known.principal);
             }
@@ -238,6 +258,22 @@ mod tests {
     use actix_web::test::TestRequest;
 
     fn auth() -> Authenticator {
+        with_tokens(vec![ApiTokenSpec {
+            name: "alice".into(),
+            role: Role::Approver,
+            source: ApiTokenSource::Sha256(sha256("s3cret")),
+        }])
+    }
+
+    fn spec(name: &str, role: Role, token: &str) -> ApiTokenSpec {
+        ApiTokenSpec {
+            name: name.into(),
+            role,
+            source: ApiTokenSource::Sha256(sha256(token)),
+        }
+    }
+
+    fn with_tokens(tokens: Vec<ApiTokenSpec>) -> Authenticator {
         let cfg = ApiConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             event_buffer: 1,
@@ -249,11 +285,7 @@ mod tests {
             request_body_timeout: std::time::Duration::from_secs(1),
             auth_enabled: true,
             runtime_tokens: Default::default(),
-            tokens: vec![ApiTokenSpec {
-                name: "alice".into(),
-                role: Role::Approver,
-                source: ApiTokenSource::Sha256(sha256("s3cret")),
-            }],
+            tokens,
             limits: Default::default(),
             metrics_auth: Default::default(),
             tls: None,
@@ -308,6 +340,36 @@ mod tests {
         ] {
             assert_eq!(bearer_token(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn replaced_tokens_take_effect_and_the_changes_name_no_secret() {
+        let a = with_tokens(vec![
+            spec("alice", Role::Approver, "s3cret"),
+            spec("bob", Role::Viewer, "b0b"),
+            spec("carol", Role::Viewer, "car0l"),
+        ]);
+        let next = with_tokens(vec![
+            spec("alice", Role::Approver, "s3cret"),
+            spec("bob", Role::Admin, "b0b"),
+            spec("carol", Role::Viewer, "rotated"),
+            spec("dave", Role::Viewer, "d4ve"),
+        ]);
+        let c = a.changes(&next);
+        assert_eq!(
+            (c.added, c.removed, c.changed),
+            (
+                vec!["dave".to_owned()],
+                vec![],
+                vec!["bob".to_owned(), "carol".to_owned()]
+            )
+        );
+        a.replace_tokens(next);
+        assert_eq!(a.check("b0b").unwrap().role, Role::Admin);
+        assert!(a.check("car0l").is_err(), "the old secret is refused");
+        assert_eq!(&*a.check("rotated").unwrap().name, "carol");
+        assert_eq!(&*a.check("d4ve").unwrap().name, "dave");
+        assert!(a.enabled());
     }
 
     #[test]

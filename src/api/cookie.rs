@@ -117,6 +117,15 @@ impl ConsoleSessions {
         self.by_digest.lock().remove(&digest(cookie));
     }
 
+    /// Sign out every browser whose principal `keep` refuses (a reload removed its token or
+    /// changed its role or secret); how many were signed out.
+    pub fn retain(&self, keep: impl Fn(&Principal) -> bool) -> usize {
+        let mut map = self.by_digest.lock();
+        let before = map.len();
+        map.retain(|_, s| keep(&s.principal));
+        before - map.len()
+    }
+
     /// Number of live sign-ins (expired ones are dropped first).
     pub fn len(&self) -> usize {
         let now = Instant::now();
@@ -216,6 +225,20 @@ mod tests {
         assert!(store.principal_at(&first, now).is_none());
         assert!(store.principal_at(&second, now).is_some());
         assert!(store.principal_at(&third, now).is_some());
+    }
+
+    #[test]
+    fn retain_signs_out_the_refused_principals_only() {
+        let store = ConsoleSessions::new(Duration::from_secs(60), 10);
+        let kept = store.sign_in(alice());
+        let bob = Principal {
+            name: Arc::from("bob"),
+            role: Role::Viewer,
+        };
+        let gone = store.sign_in(bob);
+        assert_eq!(store.retain(|p| &*p.name != "bob"), 1);
+        assert!(store.principal(&kept).is_some());
+        assert!(store.principal(&gone).is_none());
     }
 
     #[test]

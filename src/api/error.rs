@@ -16,6 +16,9 @@ pub enum ApiError {
     /// 400: a query parameter is invalid.
     #[error("{0}")]
     InvalidQuery(String),
+    /// 400: the config file a reload read is invalid (every problem); nothing changed.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// 404: no such session.
     #[error("unknown session {0}")]
     UnknownSession(String),
@@ -99,6 +102,7 @@ impl ApiError {
         match self {
             ApiError::InvalidBody(_) => Code::InvalidBody,
             ApiError::InvalidQuery(_) => Code::InvalidQuery,
+            ApiError::InvalidConfig(_) => Code::InvalidConfig,
             ApiError::UnknownSession(_) => Code::UnknownSession,
             ApiError::UnknownPrompt { .. } => Code::UnknownPrompt,
             ApiError::NotFound(_) => Code::NotFound,

@@ -4,6 +4,7 @@
 //! (`main` and the tests share it) and the OpenAPI document ([`openapi`]) is checked against.
 
 pub mod access;
+pub mod admin;
 pub mod auth;
 pub mod body_deadline;
 mod bulk;
@@ -51,8 +52,8 @@ pub struct ApiState {
     pub runtime_tokens: crate::config::RuntimeTokenRules,
     /// Heartbeat of event streams.
     pub stream_heartbeat: Duration,
-    /// The policy (for side-effect-free evaluation).
-    pub policy: Arc<crate::policy::Policy>,
+    /// The policy (for side-effect-free evaluation); a reload replaces it.
+    pub policy: Arc<crate::util::Swap<crate::policy::Policy>>,
     /// The decision ledger, when enabled.
     pub ledger: Option<crate::ledger::Ledger>,
     /// Process metrics.
@@ -72,6 +73,8 @@ pub struct ApiState {
     pub metrics_auth: crate::config::MetricsAuth,
     /// Whether the API itself serves TLS (`[api] tls_cert`): the console's cookie is then `Secure`.
     pub tls: bool,
+    /// `POST /v1/admin/reload`'s reload; `None` when started without a config file.
+    pub reloader: Option<Arc<dyn admin::Reload>>,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

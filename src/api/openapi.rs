@@ -25,7 +25,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{Modify, OpenApi};
 
 use super::table::{endpoint, Endpoint};
-use super::{bulk, health, ledger, policy, routes, stream};
+use super::{admin, bulk, health, ledger, policy, routes, stream};
 use crate::config::Role;
 
 /// The name of the bearer-token security scheme.
@@ -87,6 +87,7 @@ pub(super) async fn openapi_json() -> HttpResponse {
         policy::policy,
         policy::evaluate,
         ledger::query,
+        admin::reload,
         stream::events,
         health::healthz,
         health::readyz,
@@ -101,6 +102,7 @@ pub(super) async fn openapi_json() -> HttpResponse {
         (name = "events", description = "The live event stream and transcripts"),
         (name = "policy", description = "The policy's rules and a dry evaluation"),
         (name = "audit", description = "The decision ledger"),
+        (name = "admin", description = "Reloading the config file"),
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "meta", description = "This document"),
     ),

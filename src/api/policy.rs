@@ -53,6 +53,7 @@ pub async fn evaluate(
     };
     let eval = state
         .policy
+        .load()
         .evaluate(&PromptContext::new(&session_id, &labels, &prompt));
     Ok(HttpResponse::Ok().json(eval))
 }

@@ -50,6 +50,7 @@ where
 /// Every route of the API, in the order they are matched.
 pub fn endpoints() -> Vec<Endpoint> {
     let mut all = super::routes::endpoints();
+    all.extend(super::admin::endpoints());
     all.extend(super::health::endpoints());
     all.extend(super::openapi::endpoints());
     all

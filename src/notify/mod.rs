@@ -57,22 +57,52 @@ impl LinkBase {
 /// One sink as the notifier sees it: what it wants, where to push, what to count.
 struct Sink {
     config: NotifySinkConfig,
+    /// The URL and secret it was started with: a reload restarts it when they change.
+    resolved: ResolvedSink,
     queue: QueueTx,
     metrics: SinkMetrics,
 }
 
+impl Sink {
+    /// Whether `next` is this sink unchanged (same entry, URL and secret).
+    fn same(&self, next: &ResolvedSink) -> bool {
+        self.resolved.config == next.config
+            && self.resolved.url == next.url
+            && self.resolved.secret == next.secret
+    }
+}
+
+/// What every clone of a [`Notifier`] shares: the sinks (replaced whole by a reload), the
+/// link base, and the metric families once a sink exists.
+#[derive(Default)]
+struct Shared {
+    sinks: parking_lot::RwLock<Arc<[Sink]>>,
+    link_base: LinkBase,
+    families: std::sync::OnceLock<NotifyMetrics>,
+}
+
 /// The handle telemetry offers notices to; cheap to clone, `Send + Sync`. Without sinks it
-/// does nothing (and builds nothing).
+/// does nothing (and builds nothing). Clones share the sinks, so a reload that replaces
+/// them ([`Notifier::install`]) reaches every holder.
 #[derive(Clone, Default)]
 pub struct Notifier {
-    sinks: Arc<[Sink]>,
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for Notifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.sinks.iter().map(|s| s.config.name.as_str()).collect();
+        let sinks = self.shared.sinks.read().clone();
+        let names: Vec<&str> = sinks.iter().map(|s| s.config.name.as_str()).collect();
         f.debug_struct("Notifier").field("sinks", &names).finish()
     }
+}
+
+/// Sinks started for a reload but not yet in use ([`Notifier::prepare`]); dropping them
+/// instead of installing stops the threads of the new ones.
+pub struct PreparedSinks {
+    sinks: Vec<Sink>,
+    /// How they differ from the running sinks, by name.
+    pub changes: ccr_protocol::reply::NameChanges,
 }
 
 impl Notifier {
@@ -87,20 +117,57 @@ impl Notifier {
         link_base: LinkBase,
         metrics: &crate::metrics::Metrics,
     ) -> std::io::Result<Self> {
-        if sinks.is_empty() {
-            return Ok(Self::none());
-        }
-        let families = NotifyMetrics::register(metrics);
-        let mut out = Vec::with_capacity(sinks.len());
-        for sink in sinks {
+        let notifier = Self {
+            shared: Arc::new(Shared {
+                link_base,
+                ..Shared::default()
+            }),
+        };
+        let prepared = notifier.prepare(sinks, metrics)?;
+        notifier.install(prepared);
+        Ok(notifier)
+    }
+
+    /// Get `next` ready to replace the running sinks without touching them: an unchanged
+    /// sink (same entry, URL and secret) keeps its queue and thread; a new or changed one
+    /// gets a thread of its own now, idle until [`Notifier::install`].
+    pub fn prepare(
+        &self,
+        next: Vec<ResolvedSink>,
+        metrics: &crate::metrics::Metrics,
+    ) -> std::io::Result<PreparedSinks> {
+        let running = self.shared.sinks.read().clone();
+        let key = |r: &'_ ResolvedSink| (r.config.clone(), r.url.clone(), r.secret.clone());
+        let changes = crate::util::name_changes(
+            running
+                .iter()
+                .map(|s| (s.config.name.as_str(), key(&s.resolved))),
+            next.iter().map(|n| (n.config.name.as_str(), key(n))),
+        );
+        let mut out = Vec::with_capacity(next.len());
+        for sink in next {
+            if let Some(kept) = running.iter().find(|s| s.same(&sink)) {
+                out.push(Sink {
+                    config: kept.config.clone(),
+                    resolved: kept.resolved.clone(),
+                    queue: kept.queue.clone(),
+                    metrics: kept.metrics.clone(),
+                });
+                continue;
+            }
+            let families = self
+                .shared
+                .families
+                .get_or_init(|| NotifyMetrics::register(metrics));
             let d = &sink.config.delivery;
             let (tx, rx) = queue::queue(d.queue_events, d.queue_bytes);
             let sink_metrics = families.sink(&sink.config.name);
             let config = sink.config.clone();
+            let resolved = sink.clone();
             let w = worker::Worker {
                 post: worker::Http::new(&sink),
                 sink,
-                link_base: link_base.clone(),
+                link_base: self.shared.link_base.clone(),
                 metrics: sink_metrics.clone(),
             };
             std::thread::Builder::new()
@@ -108,27 +175,38 @@ impl Notifier {
                 .spawn(move || w.run(rx))?;
             out.push(Sink {
                 config,
+                resolved,
                 queue: tx,
                 metrics: sink_metrics,
             });
         }
-        Ok(Self { sinks: out.into() })
+        Ok(PreparedSinks {
+            sinks: out,
+            changes,
+        })
+    }
+
+    /// Use `prepared` from now on. A removed or replaced sink's thread delivers what it
+    /// has queued already, then ends.
+    pub fn install(&self, prepared: PreparedSinks) {
+        *self.shared.sinks.write() = prepared.sinks.into();
     }
 
     /// Whether any sink is configured.
     pub fn is_active(&self) -> bool {
-        !self.sinks.is_empty()
+        !self.shared.sinks.read().is_empty()
     }
 
     /// Offer a notice to every sink that wants it. `build` runs only when a sink is
     /// configured; pushing never blocks: a full queue drops the notice (counted).
     pub fn offer(&self, build: impl FnOnce() -> Notice) {
-        if self.sinks.is_empty() {
+        let sinks = self.shared.sinks.read().clone();
+        if sinks.is_empty() {
             return;
         }
         let notice = Arc::new(build());
         let bytes = notice.approx_bytes();
-        for sink in self.sinks.iter() {
+        for sink in sinks.iter() {
             if !select::wants(&sink.config, &notice) {
                 continue;
             }

@@ -318,3 +318,23 @@ impl Handler<PolicyInfo> for PermissionRegistry {
         MessageResult(self.core.policy_report())
     }
 }
+
+/// A reload's new policy: prompts from now on are answered by it. Hit counts are kept
+/// for the rule ids in `keep_hits` (rules the reload left unchanged) and dropped for the
+/// others. Prompts already waiting keep the timers the old policy gave them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReplacePolicy {
+    /// The compiled new policy.
+    pub policy: Arc<Policy>,
+    /// Rule ids whose hit counts carry over.
+    pub keep_hits: Vec<String>,
+}
+
+impl Handler<ReplacePolicy> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReplacePolicy, _: &mut Context<Self>) {
+        self.core.replace_policy(msg.policy, &msg.keep_hits);
+    }
+}

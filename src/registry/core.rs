@@ -236,6 +236,13 @@ impl Core {
         self.store.tallies()
     }
 
+    /// Answer by `policy` from now on, keeping the hit counts of `keep_hits` only (the
+    /// rule ids a reload left unchanged).
+    pub fn replace_policy(&mut self, policy: Arc<Policy>, keep_hits: &[String]) {
+        self.policy = policy;
+        self.hits.retain(|id, _| keep_hits.contains(id));
+    }
+
     /// The policy with its hit counts.
     pub fn policy_report(&self) -> PolicyReport {
         PolicyReport {

@@ -13,7 +13,7 @@ pub mod store;
 pub use self::core::{Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
 pub use actor::{
     CountPending, Decide, Deliver, ForgetSession, ListPending, PermissionRegistry, PolicyInfo,
-    PromptCancelled, PromptReceived, SessionConnected, SessionDisconnected, SessionInitialized,
-    TrackSession,
+    PromptCancelled, PromptReceived, ReplacePolicy, SessionConnected, SessionDisconnected,
+    SessionInitialized, TrackSession,
 };
 pub use store::{ConnId, DecideError, SessionTally};

@@ -42,9 +42,9 @@ pub struct AddSession(pub Arc<SessionSpec>);
 pub struct RemoveSession(pub String);
 
 /// Make the running set equal to `specs`: start new ones, stop missing ones,
-/// restart changed ones.
+/// restart changed ones. Refused, changing nothing, while shutting down.
 #[derive(Message, Debug)]
-#[rtype(result = "SetChanges")]
+#[rtype(result = "Result<SetChanges, SessionSetError>")]
 pub struct ReplaceSessions(pub Vec<Arc<SessionSpec>>);
 
 /// What a [`ReplaceSessions`] did.
@@ -161,12 +161,12 @@ impl Handler<RemoveSession> for Supervisor {
 }
 
 impl Handler<ReplaceSessions> for Supervisor {
-    type Result = MessageResult<ReplaceSessions>;
+    type Result = Result<SetChanges, SessionSetError>;
 
     fn handle(&mut self, msg: ReplaceSessions, ctx: &mut Context<Self>) -> Self::Result {
         let mut changes = SetChanges::default();
         if self.is_shutting_down() {
-            return MessageResult(changes);
+            return Err(SessionSetError::ShuttingDown);
         }
         let current = self.slots.iter().map(|(id, slot)| (id, &slot.spec));
         let diff = SetDiff::between(current, msg.0);
@@ -185,7 +185,7 @@ impl Handler<ReplaceSessions> for Supervisor {
             }
         }
         info!(added = %changes.added.join(","), removed = %changes.removed.join(","), changed = %changes.changed.join(","), "session set replaced");
-        MessageResult(changes)
+        Ok(changes)
     }
 }
 

@@ -102,6 +102,7 @@ async fn replace_set_adds_removes_and_restarts_changed() {
         .supervisor
         .send(ReplaceSessions(wanted))
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(changes.added, ["s3"]);
     assert_eq!(changes.removed, ["s1"]);
@@ -124,6 +125,7 @@ async fn replace_set_adds_removes_and_restarts_changed() {
             spec(json!({"id":"s3","token_command":"printf tok-s3"})),
         ]))
         .await
+        .unwrap()
         .unwrap();
     assert!(
         same.added.is_empty() && same.removed.is_empty() && same.changed.is_empty(),

@@ -22,6 +22,7 @@ mod policy;
 mod protocol;
 mod questions;
 mod reconnect;
+mod reload;
 mod restore;
 mod routing;
 mod runtime_tokens;

@@ -191,6 +191,7 @@ async fn config_file_sessions_keep_every_token_source_at_start_and_reload() {
         .supervisor
         .send(ReplaceSessions(cfg.sessions))
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(changes.added, ["c2"]);
     h.wait_connections("c2", 1).await;

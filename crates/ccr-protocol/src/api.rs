@@ -631,6 +631,13 @@ pub struct InterruptBody {
     pub cancel_queued: bool,
 }
 
+/// Body of `POST /v1/admin/reload`: optional, empty or `{}` (no field is defined yet;
+/// unknown ones are refused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReloadBody {}
+
 /// The raw query string of `GET /v1/audit`, before validation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]

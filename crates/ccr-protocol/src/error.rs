@@ -41,6 +41,8 @@ error_codes! {
     InvalidBody = "invalid_body", 400;
     /// A query parameter is invalid.
     InvalidQuery = "invalid_query", 400;
+    /// The config file a reload read is invalid; nothing was changed (every problem in the message).
+    InvalidConfig = "invalid_config", 400;
     /// Missing or invalid bearer token.
     Unauthorized = "unauthorized", 401;
     /// The token's role is not enough.

@@ -415,6 +415,67 @@ pub struct LedgerPage {
     pub next_cursor: Option<String>,
 }
 
+/// Names added, removed and changed by a reload (sessions, operator tokens, sinks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NameChanges {
+    /// New names.
+    pub added: Vec<String>,
+    /// Names gone.
+    pub removed: Vec<String>,
+    /// Names kept with another definition.
+    pub changed: Vec<String>,
+}
+
+impl NameChanges {
+    /// True when nothing was added, removed or changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// What a reload changed in `[policy]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PolicyChanges {
+    /// Ids of new rules.
+    pub rules_added: Vec<String>,
+    /// Ids of rules gone (their hit counts with them).
+    pub rules_removed: Vec<String>,
+    /// Ids of rules kept with another definition (their hit counts start again at 0).
+    pub rules_changed: Vec<String>,
+    /// `[policy]` keys other than the rules that changed (`ask_timeout`, `remind_after`,
+    /// `ask_timeout_message`), or `rules order` when only the order of the rules did.
+    #[serde(default)]
+    pub settings_changed: Vec<String>,
+}
+
+impl PolicyChanges {
+    /// True when the policy is the same.
+    pub fn is_empty(&self) -> bool {
+        self.rules_added.is_empty()
+            && self.rules_removed.is_empty()
+            && self.rules_changed.is_empty()
+            && self.settings_changed.is_empty()
+    }
+}
+
+/// `POST /v1/admin/reload` (and the `SIGHUP` log line): what the reload applied, names only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReloadSummary {
+    /// `[[sessions]]` by id, as the supervisor applied them.
+    pub sessions: NameChanges,
+    /// `[policy]` rules by id.
+    pub policy: PolicyChanges,
+    /// `[[api.tokens]]` by name (a changed secret or role is `changed`).
+    pub tokens: NameChanges,
+    /// `[[notify]]` sinks by name.
+    pub notify: NameChanges,
+    /// Keys that changed in the file but apply only at the next start (`api.bind`, ...).
+    pub restart_needed: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

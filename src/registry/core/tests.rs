@@ -672,3 +672,39 @@ fn the_latency_source_of_a_recorded_decider() {
     assert_eq!(source_of("limit:max_frame_bytes"), "limit");
     assert_eq!(source_of("oncall"), "operator");
 }
+
+#[test]
+fn a_replaced_policy_keeps_the_hits_of_the_ids_it_is_told_to() {
+    let mut core = core_with(PolicyConfig {
+        rules: vec![
+            rule(RuleAction::Deny),
+            RuleConfig::new("other", RuleAction::Allow, "Read"),
+        ],
+        ..PolicyConfig::default()
+    });
+    decision_write(shown(&mut core, 1, "p1"));
+    assert_eq!(core.policy_report().hits.get("bash"), Some(&1));
+    let next = Policy::compile(&PolicyConfig {
+        rules: vec![
+            rule(RuleAction::Deny),
+            RuleConfig::new("new", RuleAction::Allow, "Bash"),
+        ],
+        ..PolicyConfig::default()
+    })
+    .unwrap();
+    core.replace_policy(Arc::new(next.clone()), &["bash".to_owned()]);
+    assert_eq!(core.policy_report().hits.get("bash"), Some(&1), "kept");
+    let ids: Vec<String> = core
+        .policy_report()
+        .policy
+        .rules
+        .iter()
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(ids, ["bash", "new"], "the new rules answer");
+    core.replace_policy(Arc::new(next), &[]);
+    assert!(
+        core.policy_report().hits.is_empty(),
+        "a changed rule starts at 0"
+    );
+}
