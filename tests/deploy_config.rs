@@ -328,6 +328,7 @@ fn the_image_probes_itself_and_the_unit_notifies_systemd() {
         "SystemCallFilter=@system-service",
         "SystemCallArchitectures=native",
         "ProtectProc=invisible",
+        "ProcSubset=pid",
     ] {
         assert!(UNIT.lines().any(|l| l == line), "the unit sets {line}");
     }

@@ -45,13 +45,6 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
-/// The boot time, seconds since the epoch, from the `btime` line of `/proc/stat`.
-pub fn parse_btime(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// The `process_*` figures of one scrape.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Figures {
@@ -92,11 +85,31 @@ pub fn figures(
     }
 }
 
+/// When the machine booted, seconds since the epoch: the wall clock minus the time since
+/// boot (`CLOCK_BOOTTIME`, which counts suspended time as `/proc/<pid>/stat` does).
+#[cfg(target_os = "linux")]
+fn boot_time() -> Option<u64> {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer for clock_gettime.
+        (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+            .then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+    };
+    let since_boot = now(libc::CLOCK_BOOTTIME)?;
+    let wall = now(libc::CLOCK_REALTIME)?;
+    Some((wall - since_boot).round().max(0.0) as u64)
+}
+
 /// This process's figures now; `None` when `/proc` cannot be read (not Linux).
 #[cfg(target_os = "linux")]
 pub fn read() -> Option<Figures> {
     let stat = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
-    let btime = parse_btime(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    // The boot time from the clocks, not /proc/stat: under systemd's ProcSubset=pid only
+    // /proc/<pid> is visible.
+    let btime = boot_time()?;
     let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
     // SAFETY: sysconf and getrlimit only read process state; `lim` is a valid out-pointer.
     let (ticks, page, max_fds) = unsafe {
@@ -223,11 +236,17 @@ mod tests {
         assert_eq!(parse_stat("no parenthesis"), None);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
-    fn btime_is_found_among_the_lines() {
-        let text = "cpu  1 2 3\nintr 5\nbtime 1700000000\nprocesses 10\n";
-        assert_eq!(parse_btime(text), Some(1_700_000_000));
-        assert_eq!(parse_btime("cpu 1\n"), None);
+    fn the_boot_time_from_the_clocks_is_the_kernels() {
+        let kernel: u64 = std::fs::read_to_string("/proc/stat")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("btime in /proc/stat");
+        let ours = boot_time().expect("clocks readable");
+        assert!(ours.abs_diff(kernel) <= 2, "{ours} vs {kernel}");
     }
 
     #[test]
