@@ -503,6 +503,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
             .as_ref()
             .map(|u| u.origin().ascii_serialization()),
         started: started.clone(),
+        readiness: Arc::new(api::health::ReadyCache::default()),
         metrics_auth: config.api.metrics_auth,
         tls: config.api.tls.is_some(),
         reloader: reloader

@@ -132,6 +132,29 @@ fn probe_target(db: &Path) -> (PathBuf, String) {
     (dir, stem)
 }
 
+/// How long `/readyz` reuses its checks.
+pub const READY_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `/readyz`'s most recent checks and when they were made; one refresh at a time.
+#[derive(Debug, Default)]
+pub struct ReadyCache(tokio::sync::Mutex<Option<(std::time::Instant, Checks)>>);
+
+impl ReadyCache {
+    /// The checks of at most [`READY_CACHE`] ago, or fresh ones (callers meanwhile wait
+    /// for them rather than checking again).
+    pub async fn checks(&self, state: &ApiState) -> Checks {
+        let mut last = self.0.lock().await;
+        if let Some((at, checks)) = last.as_ref() {
+            if at.elapsed() < READY_CACHE {
+                return checks.clone();
+            }
+        }
+        let (checks, _) = check(state).await;
+        *last = Some((std::time::Instant::now(), checks.clone()));
+        checks
+    }
+}
+
 /// Run every check; the supervisor's session list comes along for `/v1/health`.
 async fn check(state: &ApiState) -> (Checks, Option<Vec<SessionView>>) {
     let ledger = match &state.ledger {
@@ -181,7 +204,7 @@ pub(super) async fn healthz() -> HttpResponse {
         (status = 200, description = "Ready", body = ReadyState),
         (status = 503, description = "Not ready, with the reasons", body = ReadyState)))]
 pub(super) async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
-    let (checks, _) = check(&state).await;
+    let checks = state.readiness.checks(&state).await;
     let reasons = reasons(&checks);
     let ready = reasons.is_empty();
     let body = ReadyState { ready, reasons };

@@ -69,6 +69,9 @@ pub struct ApiState {
     pub public_origin: Option<String>,
     /// What start-up has done, for `/readyz`.
     pub started: Arc<health::StartFlags>,
+    /// `/readyz`'s last checks, reused for a second: the route needs no token, so a
+    /// caller must not make every request write a probe file and list every session.
+    pub readiness: Arc<health::ReadyCache>,
     /// `[api] metrics_auth`: whether `/metrics` needs a viewer token.
     pub metrics_auth: crate::config::MetricsAuth,
     /// Whether the API itself serves TLS (`[api] tls_cert`): the console's cookie is then `Secure`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ccr_sim::SimEvent;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::{self, Supervisor};
 
@@ -146,6 +146,20 @@ async fn readyz(api: &str) -> (u16, serde_json::Value) {
     (resp.status().as_u16(), body)
 }
 
+/// `/readyz` once it answers `status`: it reuses its checks for a second
+/// (`api::health::READY_CACHE`), so a change shows within that; bounded by the wait.
+async fn readyz_once(api: &str, status: u16) -> (u16, Value) {
+    let deadline = std::time::Instant::now() + support::WAIT;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let got = readyz(api).await;
+        if got.0 == status || std::time::Instant::now() > deadline {
+            return got;
+        }
+    }
+}
+
 #[actix_rt::test]
 async fn readyz_is_false_while_the_ledger_cannot_be_written() {
     let sim = support::start_sim(&["s1"]).await;
@@ -164,7 +178,7 @@ async fn readyz_is_false_while_the_ledger_cannot_be_written() {
     );
 
     let filler = fill(&disk);
-    let (status, body) = readyz(&sup.api).await;
+    let (status, body) = readyz_once(&sup.api, 503).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["ready"], false, "{body}");
     let reasons = body["reasons"].as_array().expect("reasons");
@@ -183,7 +197,7 @@ async fn readyz_is_false_while_the_ledger_cannot_be_written() {
 
     std::fs::remove_file(&filler).expect("free the disk");
     assert_eq!(
-        readyz(&sup.api).await,
+        readyz_once(&sup.api, 200).await,
         (200, json!({"ready": true, "reasons": []}))
     );
     support::kill9(sup).await;
