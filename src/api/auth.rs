@@ -178,8 +178,12 @@ fn secret_digest(name: &str, raw: &str) -> Result<[u8; 32], AuthSetupError> {
 }
 
 /// Who makes `req`: the bearer token when the request has an `Authorization` header,
-/// otherwise the console's sign-in cookie. A state-changing request signed in by the
-/// cookie must also come from the console's own origin (403 `cross_origin`).
+/// otherwise the console's sign-in cookie.
+///
+/// Ambient credentials (the cookie, or none at all when `[api] auth = "disabled"`) are
+/// held to the console's own origin: a state-changing request must carry its `Origin`,
+/// and any request that carries another `Origin` (a WebSocket upgrade from another
+/// port's page, which neither CORS nor SameSite stops) is refused, 403 `cross_origin`.
 pub fn identify(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiError> {
     let who = authenticate(req, state)?;
     req.extensions_mut()
@@ -188,7 +192,15 @@ pub fn identify(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiErr
 }
 
 fn authenticate(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiError> {
-    if !state.auth.enabled() || req.headers().contains_key(header::AUTHORIZATION) {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return state.auth.authenticate(req);
+    }
+    let public = state.public_origin.as_deref();
+    if !state.auth.enabled() {
+        // No credential at all: any page the operator's browser opens could call us.
+        if req.headers().contains_key(header::ORIGIN) {
+            cookie::check_origin(req, public)?;
+        }
         return state.auth.authenticate(req);
     }
     let Some(cookie) = cookie::presented(req) else {
@@ -198,8 +210,8 @@ fn authenticate(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiErr
         .console
         .principal(&cookie)
         .ok_or(ApiError::Unauthorized("sign-in expired or signed out"))?;
-    if cookie::changes_state(req.method()) {
-        cookie::check_origin(req, state.public_origin.as_deref())?;
+    if cookie::changes_state(req.method()) || req.headers().contains_key(header::ORIGIN) {
+        cookie::check_origin(req, public)?;
     }
     Ok(principal)
 }

@@ -8,12 +8,15 @@ use maud::html;
 use super::layout::{self, Nav};
 use super::render::one_line;
 use super::{html as respond, Operator, PageError};
-use crate::api::{read, ApiState};
+use crate::api::{read, ApiError, ApiState};
 use ccr_protocol::api::LedgerParams;
 use ccr_protocol::time::rfc3339;
 
-/// Rows an export reads per ledger query (the API's largest page).
-const EXPORT_PAGE: &str = "1000";
+/// Rows an export reads per ledger query: small, so that a page of large inputs cannot
+/// carry it far past [`EXPORT_MAX_BYTES`].
+const EXPORT_PAGE: &str = "50";
+/// Exports running at once; more are refused (503) until one ends.
+static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 /// Most rows one export writes; beyond, its last line says where to resume.
 const EXPORT_MAX_ROWS: usize = 50_000;
 /// Most bytes one export holds (it is built in memory); beyond, the same.
@@ -127,6 +130,9 @@ pub async fn export(
     state: web::Data<ApiState>,
     params: web::Query<LedgerParams>,
 ) -> Result<HttpResponse, PageError> {
+    let _running = EXPORTS.try_acquire().map_err(|_| {
+        ApiError::Unavailable("two ledger exports are running; try again when one ends".into())
+    })?;
     let mut params = without_empty(params.into_inner());
     params.limit = Some(EXPORT_PAGE.into());
     let mut out = String::new();

@@ -101,7 +101,8 @@ pub fn row(p: &PendingPrompt, labels: &[String], can_answer: bool) -> Markup {
         li.prompt-row tabindex="-1" data-session=(p.session_id.as_ref()) data-request=(p.request_id)
             data-tool=(p.tool_name) data-kind=(kind_name(p.kind))
             data-default-no=(default_no) {
-            @if can_answer && permission {
+            // A default-to-no prompt is answered one at a time, from its page: no bulk allow.
+            @if can_answer && permission && !default_no {
                 input.select type="checkbox" id=(select_id) hx-preserve="true"
                     aria-label="select this prompt";
             }

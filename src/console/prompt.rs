@@ -144,9 +144,10 @@ async fn settled(
     if pending.iter().any(|p| p.request_id == request_id) {
         return Ok(None);
     }
+    // Settled moments ago: among the session's newest rows.
     let params = LedgerParams {
         session_id: Some(session_id.to_owned()),
-        limit: Some("1000".into()),
+        limit: Some("50".into()),
         ..LedgerParams::default()
     };
     let row = match read::ledger_page(state, params).await {

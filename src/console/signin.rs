@@ -92,7 +92,14 @@ pub async fn submit(
         Err(other) => return Err(other.into()),
     };
     info!(target: "ccr_supervisor::console", who = %principal.name, role = %principal.role, "console sign-in");
-    let value = state.console.sign_in(principal);
+    let value = state.console.sign_in(principal.clone());
+    // A reload may have removed or changed the token between the check and the sign-in
+    // (it signs out what it changed, but this sign-in was not in the store yet).
+    let still = state.auth.check(&body.token).ok();
+    if still.is_none_or(|p| p.name != principal.name || p.role != principal.role) {
+        state.console.sign_out(&value);
+        return Ok(form_page(Some("That token is not valid.")));
+    }
     let lifetime = time::Duration::seconds(
         i64::try_from(state.console.lifetime().as_secs()).unwrap_or(i64::MAX),
     );

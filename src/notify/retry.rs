@@ -1,6 +1,7 @@
 //! What an attempt's result means and when the next one goes (pure): 2xx is delivered, a
-//! 5xx or a transport failure (timeout, refused, reset) is retried after a capped,
-//! jittered exponential backoff, anything else (4xx, a redirect) is given up at once.
+//! 5xx, a 429 (rate limited: Slack allows about one message a second) or 408, or a
+//! transport failure (timeout, refused, reset) is retried after a capped, jittered
+//! exponential backoff; anything else (other 4xx, a redirect) is given up at once.
 
 use std::time::Duration;
 
@@ -42,9 +43,9 @@ impl Transport {
 pub enum Verdict {
     /// Delivered: count it sent.
     Delivered,
-    /// Failed, worth another attempt (5xx, transport).
+    /// Failed, worth another attempt (5xx, 429, 408, transport).
     Retry,
-    /// Failed for good (4xx, 3xx): the receiver refuses it; retrying would not help.
+    /// Failed for good (other 4xx, 3xx): the receiver refuses it; retrying would not help.
     GiveUp,
 }
 
@@ -53,6 +54,8 @@ pub fn classify(attempt: Attempt) -> Verdict {
     match attempt {
         Attempt::Status(s) if (200..300).contains(&s) => Verdict::Delivered,
         Attempt::Status(s) if (500..600).contains(&s) => Verdict::Retry,
+        // Too many requests, request timeout: the receiver would take it later.
+        Attempt::Status(429 | 408) => Verdict::Retry,
         Attempt::Status(_) => Verdict::GiveUp,
         Attempt::Transport(_) => Verdict::Retry,
     }

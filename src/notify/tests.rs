@@ -213,6 +213,12 @@ fn only_5xx_and_transport_failures_are_retried() {
         classify(Attempt::Transport(Transport::Connect)),
         Verdict::Retry
     );
+    assert_eq!(
+        classify(Attempt::Status(429)),
+        Verdict::Retry,
+        "rate limited"
+    );
+    assert_eq!(classify(Attempt::Status(408)), Verdict::Retry);
     assert_eq!(classify(Attempt::Status(400)), Verdict::GiveUp);
     assert_eq!(classify(Attempt::Status(404)), Verdict::GiveUp);
     assert_eq!(classify(Attempt::Status(301)), Verdict::GiveUp);

@@ -334,3 +334,63 @@ async fn console_config_sets_the_public_origin_and_bounds_sign_ins() {
     assert_eq!(get_page(&h, "/v1/sessions", Some(&second)).await.0, 200);
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_websocket_from_another_origin_cannot_ride_the_cookie() {
+    let h = Harness::start(vec![Sess::new("s1")], &[]).await;
+    let (cookie, _) = sign_in(&h, VIEWER_TOKEN).await;
+    let ws_url = format!("{}/v1/events", h.api.replacen("http", "ws", 1));
+    // Another port's page on the same host: same site, so the cookie goes along.
+    let refused = awc::Client::new()
+        .ws(&ws_url)
+        .origin("http://127.0.0.1:1")
+        .header("cookie", format!("ccr_console={cookie}"))
+        .connect()
+        .await;
+    match refused {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            assert_eq!(status.as_u16(), 403)
+        }
+        other => panic!(
+            "a foreign-origin upgrade was not refused: {:?}",
+            other.map(|r| r.0.status())
+        ),
+    }
+    // The console's own page may.
+    let (resp, _socket) = awc::Client::new()
+        .ws(&ws_url)
+        .origin(h.api.as_str())
+        .header("cookie", format!("ccr_console={cookie}"))
+        .connect()
+        .await
+        .expect("own-origin upgrade");
+    assert_eq!(resp.status().as_u16(), 101);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn with_auth_disabled_another_origin_cannot_change_anything() {
+    let mut h = Harness::start(
+        vec![Sess::new("s1")],
+        &[("CCR_SUPERVISOR__API__AUTH", "disabled")],
+    )
+    .await;
+    h.wait_sim_connected("s1").await;
+    h.prompt("s1", "r1", "Bash", json!({"command": "ls"})).await;
+    let forged = browser()
+        .post(format!("{}/v1/sessions/s1/permissions/r1", h.api))
+        .insert_header(("origin", "http://evil.example"))
+        .send_json(&json!({"behavior": "allow"}))
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    assert!(h.answers("s1", "r1").is_empty());
+    // Without an Origin (curl, ctl) it still answers, as auth = "disabled" means.
+    let resp = browser()
+        .post(format!("{}/v1/sessions/s1/permissions/r1", h.api))
+        .send_json(&json!({"behavior": "allow"}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    h.shutdown().await;
+}

@@ -169,18 +169,21 @@
     if ($("#prompt-state [data-gone]")) for (const b of $$(".answer button")) b.disabled = true;
     const row = current();
     for (const r of rows()) r.classList.toggle("current", r === row);
-    const all = $("#select-all");
-    if (all && all.checked) for (const c of $$("#inbox input.select")) c.checked = true;
   });
   // (Re)connected to the event stream: catch up on anything that happened meanwhile.
   document.addEventListener("htmx:sseOpen", refreshLists);
 
   // ---- bulk answers -------------------------------------------------------------------
+  // The prompts a bulk answer goes to are fixed when its dialog opens: a prompt that
+  // arrives while it is open is not answered by it ("All shown" ticks the rows shown
+  // when it is ticked, never later ones).
   let bulkBehavior = "allow";
+  let bulkTargets = [];
   const selected = () =>
     $$("#inbox .prompt-row").filter((r) => { const c = $("input.select", r); return c && c.checked; });
   function openBulk(behavior) {
-    const n = selected().length;
+    bulkTargets = selected().map(target);
+    const n = bulkTargets.length;
     if (n === 0) { toast("Select prompts first (x, or the checkboxes).", true); return; }
     bulkBehavior = behavior;
     $("#bulk-count").textContent = String(n);
@@ -190,7 +193,8 @@
     $("#bulk-dialog").showModal();
   }
   async function confirmBulk() {
-    const picked = selected().map(target);
+    const picked = bulkTargets;
+    bulkTargets = [];
     $("#bulk-dialog").close();
     const message = $("#bulk-message").value.trim();
     const decisions = picked.map((t) => {
