@@ -91,7 +91,8 @@ pub fn slack(n: &Notice, link_base: &str) -> Vec<u8> {
 
 /// The Slack message text: what happened, session, tool, input summary, age, link.
 pub fn slack_text(n: &Notice, link_base: &str) -> String {
-    let session = esc(&n.session_id);
+    // Inside code spans: a backquote from a session would end the span early.
+    let session = esc(&n.session_id).replace('`', "'");
     let Some(p) = &n.prompt else {
         let f = n.failure.as_ref();
         let reason = f.map_or(String::new(), |f| format!(" ({})", esc(&f.reason)));
@@ -109,7 +110,7 @@ pub fn slack_text(n: &Notice, link_base: &str) -> String {
     let link = prompt_link(link_base, &n.session_id, &p.request_id);
     format!(
         "{headline}\n*Session:* `{session}`\n*Tool:* `{}`\n*Input:* `{}`\n*Waiting:* {}\n<{link}|Open in console>",
-        esc(&p.tool_name),
+        esc(&p.tool_name).replace('`', "'"),
         esc(&p.input).replace('`', "'"),
         age_text(n.age()),
     )
