@@ -72,6 +72,9 @@ fn flood_loses_nothing() {
     assert_eq!(s["frames_routed"].as_u64(), Some(sent), "{s}");
     assert_eq!(s["frames_missing"], 0, "{s}");
     assert!(s["cpu_us_per_frame"].as_f64().unwrap() > 0.0, "{s}");
+    // Which of the supervisor's threads used the CPU during the flood.
+    let threads = s["supervisor_threads_cpu_ms"].as_object().unwrap();
+    assert!(!threads.is_empty(), "{s}");
 }
 
 #[test]
@@ -125,6 +128,31 @@ fn storm_reconnects_everyone() {
     assert!(t > 0.0 && t < 30_000.0, "{s}");
     let peak = s["peak_attempts_100ms"].as_u64().unwrap();
     assert!(peak >= 1 && peak <= s["attempts"].as_u64().unwrap(), "{s}");
+}
+
+#[test]
+fn repeated_runs_report_median_range_and_steal_under_a_wrapper() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    // `env` runs the supervisor unchanged: the wrapper path without valgrind.
+    let s = bench(
+        "storm",
+        &["--reps", "2", "--supervisor-wrapper", "env", "--out", out],
+    );
+    assert_eq!(s["reps"]["n"], 2, "{s}");
+    let t = &s["reps"]["figures"]["reconnected_ms"];
+    let (min, median, max) = (
+        t["min"].as_f64().unwrap(),
+        t["median"].as_f64().unwrap(),
+        t["max"].as_f64().unwrap(),
+    );
+    assert!(min > 0.0 && min <= median && median <= max, "{s}");
+    assert_eq!(t["values"].as_array().unwrap().len(), 2, "{s}");
+    assert!(s["host_steal_percent"].as_f64().unwrap() >= 0.0, "{s}");
+    assert!(s.get("supervisor_instructions").is_none(), "{s}");
+    check_out_files(dir.path(), "storm", &s, true);
+    let md = std::fs::read_to_string(dir.path().join("storm.md")).unwrap();
+    assert!(md.contains("2 runs:"), "{md}");
 }
 
 #[test]

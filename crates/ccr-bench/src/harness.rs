@@ -12,6 +12,7 @@ use super::http::{self, get_json, post_json};
 use super::procs::{self, Proc, Ready};
 use super::readers::Readers;
 use super::stats::SessionsView;
+use super::trust;
 use super::BenchArgs;
 use ccr_sim::load::LoadMode;
 
@@ -82,6 +83,10 @@ pub struct Harness {
     api_toml: String,
     /// Event-stream readers kept open until the supervisor is stopped.
     pub readers: Option<Readers>,
+    /// The words the supervisor runs under (`--supervisor-wrapper`), none by default.
+    wrapper: Vec<String>,
+    /// Instructions of the last supervisor stopped, when it ran under callgrind.
+    pub supervisor_instructions: Option<u64>,
 }
 
 impl Harness {
@@ -119,7 +124,7 @@ impl Harness {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut sim = procs::spawn("simulator", &exe, &sim_args)?;
+        let mut sim = procs::spawn("simulator", &[], &exe, &sim_args)?;
         let sim_url = match sim.wait_line("http://", Duration::from_secs(20)).await? {
             Ready::Line(l) => l.trim().to_owned(),
             Ready::Exited(err) => bail!("simulator exited at start:\n{err}"),
@@ -140,6 +145,8 @@ impl Harness {
             exe,
             api_toml: args.api_toml(),
             readers: None,
+            wrapper: args.wrapper(),
+            supervisor_instructions: None,
         })
     }
 
@@ -175,10 +182,8 @@ impl Harness {
             .with_context(|| format!("cannot write {}", config_path.display()))?;
         let args = vec!["--config".to_owned(), config_path.display().to_string()];
         self.spawned_at = Instant::now();
-        let mut sup = procs::spawn("supervisor", &self.exe, &args)?;
-        let ready = sup
-            .wait_line("operator API on", Duration::from_secs(60))
-            .await?;
+        let mut sup = procs::spawn("supervisor", &self.wrapper, &self.exe, &args)?;
+        let ready = sup.wait_line("operator API on", self.slow(60)).await?;
         match ready {
             Ready::Line(_) => {
                 let took = self.spawned_at.elapsed();
@@ -188,6 +193,16 @@ impl Harness {
             }
             Ready::Exited(err) => Ok(Started::Exited(err)),
         }
+    }
+
+    /// `secs`, or ten times that when the supervisor runs under a wrapper (valgrind
+    /// runs it 20-50 times slower).
+    fn slow(&self, secs: u64) -> Duration {
+        Duration::from_secs(if self.wrapper.is_empty() {
+            secs
+        } else {
+            secs * 10
+        })
     }
 
     /// The running supervisor.
@@ -200,9 +215,18 @@ impl Harness {
     /// Stop the supervisor (to start another one); how long it took to exit after SIGTERM.
     pub async fn stop_supervisor(&mut self) -> Option<Duration> {
         let sup = self.sup.take()?;
+        let pid = sup.pid;
         let t = Instant::now();
-        sup.stop(Duration::from_secs(15)).await;
-        Some(t.elapsed())
+        sup.stop(self.slow(15)).await;
+        let took = t.elapsed();
+        if let Some(file) = trust::callgrind_out_file(&self.wrapper, pid) {
+            self.supervisor_instructions = trust::callgrind_instructions(&file);
+            if self.supervisor_instructions.is_none() {
+                self.notes
+                    .push(format!("no callgrind output found at {}", file.display()));
+            }
+        }
+        Some(took)
     }
 
     /// `GET /load/stats` of the simulator.

@@ -22,6 +22,7 @@ mod readers;
 mod report;
 mod scenarios;
 mod stats;
+mod trust;
 mod wakeups;
 
 use std::path::PathBuf;
@@ -88,9 +89,28 @@ pub struct BenchArgs {
     /// The supervisor's `[api] workers` (0 = one per core).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
     pub api_workers: u16,
+    /// Run the scenario this many times (fresh processes each time) and add
+    /// `reps`: the median, min and max of every figure over the runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub reps: u32,
+    /// Run the supervisor under this command (words split on whitespace), e.g.
+    /// `'valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p'`; with
+    /// callgrind the summary adds `supervisor_instructions`.
+    #[arg(long)]
+    pub supervisor_wrapper: Option<String>,
 }
 
 impl BenchArgs {
+    /// The words of `--supervisor-wrapper` (none without it).
+    fn wrapper(&self) -> Vec<String> {
+        self.supervisor_wrapper
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn duration(&self) -> std::time::Duration {
         let default = match self.scenario {
             Scenario::Connect => 2.0,
@@ -129,13 +149,35 @@ impl BenchArgs {
     }
 }
 
-/// Run one scenario; prints one JSON summary line on stdout.
+/// Run the scenario `--reps` times; with more than one run the summary is the
+/// last run's plus `reps` (median and range of every figure).
+async fn run_reps(args: BenchArgs) -> anyhow::Result<serde_json::Value> {
+    let mut runs = Vec::new();
+    for rep in 1..=args.reps {
+        let summary = scenarios::run(args.clone()).await?;
+        if args.reps > 1 {
+            eprintln!(
+                "ccr-supervisor bench: run {rep} of {}: {summary}",
+                args.reps
+            );
+        }
+        runs.push(summary);
+    }
+    let mut last = runs.pop().expect("at least one run");
+    if args.reps > 1 {
+        runs.push(last.clone());
+        last["reps"] = trust::repeated(&runs);
+    }
+    Ok(last)
+}
+
+/// Run one scenario (`--reps` times); prints one JSON summary line on stdout.
 pub fn run(args: BenchArgs) -> ExitCode {
     if args.sessions == 0 {
         eprintln!("ccr-supervisor bench: --sessions must be at least 1");
         return ExitCode::from(2);
     }
-    let result = actix_rt::System::new().block_on(scenarios::run(args.clone()));
+    let result = actix_rt::System::new().block_on(run_reps(args.clone()));
     match result {
         Ok(summary) => {
             println!("{summary}");
@@ -181,6 +223,31 @@ mod tests {
         assert_eq!(one.sim_workers(), 1);
         assert!(parse(&["flood", "--sim-workers", "0"]).is_err());
         assert!(parse(&["flood", "--sim-workers", "65"]).is_err());
+    }
+
+    #[test]
+    fn reps_and_the_supervisor_wrapper_are_parsed() {
+        let plain = parse(&["flood"]).unwrap();
+        assert_eq!(plain.reps, 1);
+        assert!(plain.wrapper().is_empty());
+        let w = parse(&[
+            "roundtrip",
+            "--reps",
+            "3",
+            "--supervisor-wrapper",
+            "valgrind  --tool=callgrind --callgrind-out-file=/tmp/cg.%p",
+        ])
+        .unwrap();
+        assert_eq!(w.reps, 3);
+        assert_eq!(
+            w.wrapper(),
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/tmp/cg.%p"
+            ]
+        );
+        assert!(parse(&["flood", "--reps", "0"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Child processes (the simulator and the supervisor), their open-files limit,
 //! and what `/proc` says about them.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::child::{self, StderrTail};
 
-use super::stats::parse_cpu_ticks;
+use super::stats::{parse_cpu_ticks, parse_thread_ticks};
 
 /// Lines of a child's stderr kept for error reports.
 const STDERR_TAIL: usize = 40;
@@ -40,9 +41,23 @@ pub fn nofile_limit() -> (u64, u64) {
     (lim.rlim_cur, lim.rlim_max)
 }
 
-/// Start `exe args..`, with its open-files soft limit raised to the hard limit.
-pub fn spawn(name: &'static str, exe: &Path, args: &[String]) -> anyhow::Result<Proc> {
-    let mut cmd = Command::new(exe);
+/// Start `exe args..` (after the `wrapper` command's words when there are any:
+/// `valgrind --tool=callgrind ... exe args..`), with its open-files soft limit
+/// raised to the hard limit.
+pub fn spawn(
+    name: &'static str,
+    wrapper: &[String],
+    exe: &Path,
+    args: &[String],
+) -> anyhow::Result<Proc> {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, words)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -133,6 +148,28 @@ impl Proc {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         Ok(Duration::from_micros(ticks * 1_000_000 / hz))
+    }
+
+    /// User + system CPU ticks of each of its threads by thread id, with the
+    /// thread's name (`/proc/<pid>/task/<tid>/stat`).
+    pub fn thread_ticks(&self) -> BTreeMap<u32, (String, u64)> {
+        let mut out = BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return out;
+        };
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            if let Some(named) = std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .as_deref()
+                .and_then(parse_thread_ticks)
+            {
+                out.insert(tid, named);
+            }
+        }
+        out
     }
 
     /// SIGTERM, then SIGKILL after `grace`.

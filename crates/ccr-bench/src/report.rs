@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use serde_json::Value;
 
 /// Keys that are not plain figures.
-const STRUCTURED: [&str; 5] = ["machine", "chart", "targets", "notes", "scenario"];
+const STRUCTURED: [&str; 6] = ["machine", "chart", "targets", "notes", "scenario", "reps"];
 
 /// Write `<scenario>.json`, `<scenario>.md` and (when there is a chart) `<scenario>.svg` into `dir`.
 pub fn write_all(dir: &Path, summary: &Value) -> anyhow::Result<()> {
@@ -74,6 +74,22 @@ pub fn markdown(s: &Value) -> String {
             cell(&t["target"]),
             if t["met"] == true { "yes" } else { "**no**" }
         );
+    }
+    if let Some(figures) = s["reps"]["figures"].as_object() {
+        let _ = writeln!(
+            md,
+            "\n{} runs:\n\n| figure | median | min | max |\n|---|---|---|---|",
+            cell(&s["reps"]["n"])
+        );
+        for (k, f) in figures {
+            let _ = writeln!(
+                md,
+                "| {k} | {} | {} | {} |",
+                cell(&f["median"]),
+                cell(&f["min"]),
+                cell(&f["max"])
+            );
+        }
     }
     let notes: Vec<&Value> = s["notes"].as_array().into_iter().flatten().collect();
     if !notes.is_empty() {

@@ -10,7 +10,9 @@ use super::http::{self, open_events, spawn_poll_answerer, spawn_seq_checker, spa
 use super::readers::Readers;
 use super::stats::{
     bin_counts, compare_counts, histogram_above, histogram_delta, peak_in_window, percentiles,
+    thread_cpu_ms,
 };
+use super::trust;
 use super::wakeups::WakeupProbe;
 use super::{procs, BenchArgs, Scenario};
 use ccr_sim::load::LoadMode;
@@ -62,6 +64,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
         Scenario::Roundtrip => args.rate.unwrap_or(2.0 * args.sessions as f64),
         _ => args.rate.unwrap_or(0.0),
     };
+    let ticks0 = trust::cpu_ticks();
     let mut h = Harness::start(&args, mode, rate).await?;
     let result = match args.scenario {
         Scenario::Connect => connect(&mut h, &args).await,
@@ -69,8 +72,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
         Scenario::Roundtrip => roundtrip(&mut h, &args, rate).await,
         Scenario::Storm => storm(&mut h, &args).await,
     };
+    let stop = h.stop_supervisor().await;
+    let instructions = h.supervisor_instructions;
     let notes = std::mem::take(&mut h.notes);
-    let stop = h.shutdown().await;
+    h.shutdown().await;
+    let steal = ticks0
+        .zip(trust::cpu_ticks())
+        .and_then(|(a, b)| trust::steal_percent(a, b));
     let mut summary = json!({
         "scenario": args.scenario.name(),
         "sessions": args.sessions,
@@ -82,6 +90,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
     let obj = summary.as_object_mut().expect("object");
     for (k, v) in figures.as_object().into_iter().flatten() {
         obj.insert(k.clone(), v.clone());
+    }
+    // The host's steal time over the whole run (both processes' start to stop).
+    obj.insert("host_steal_percent".into(), json!(steal));
+    if let Some(total) = instructions {
+        // The whole process, start to stop; per unit of load for a rough comparison.
+        let units = obj
+            .get("prompts_sent")
+            .or_else(|| obj.get("frames_sent"))
+            .and_then(Value::as_u64)
+            .filter(|&n| n > 0);
+        obj.insert(
+            "supervisor_instructions".into(),
+            json!({"total": total, "per_unit": units.map(|n| total / n)}),
+        );
     }
     obj.insert("notes".into(), json!(notes));
     // SIGTERM to exit, with every reader still attached (see ACTIX_NOTES: open streams).
@@ -173,6 +195,7 @@ async fn flood(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Valu
         }
     };
     let cpu0 = h.sup()?.cpu_time()?;
+    let threads0 = h.sup()?.thread_ticks();
     let t0 = Instant::now();
     h.sim_post("start").await?;
     tokio::time::sleep(args.duration()).await;
@@ -201,6 +224,7 @@ async fn flood(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Valu
     }
     let elapsed = t0.elapsed();
     let cpu = h.sup()?.cpu_time()? - cpu0;
+    let threads = thread_figures(&threads0, &h.sup()?.thread_ticks());
     let routed: u64 = view.sdk.values().sum();
     let (missing, sessions_off) = compare_counts(&delivered, PREFIX, &view);
     let cpu_per_frame = if total > 0 {
@@ -216,6 +240,7 @@ async fn flood(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Valu
         "flood_s": flood_time.as_secs_f64(),
         "cpu_ms": ms(cpu),
         "cpu_us_per_frame": (cpu_per_frame * 1000.0).round() / 1000.0,
+        "supervisor_threads_cpu_ms": threads,
         "frames_missing": missing,
         "sessions_with_count_mismatch": sessions_off,
         "subscriber": if checker.is_some() { "attached" } else { "no subscriber (endpoint missing)" },
@@ -285,6 +310,7 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
     }
     let metrics0 = http::metrics_text(&h.client, &h.api).await?;
     let cpu0 = h.sup()?.cpu_time()?;
+    let threads0 = h.sup()?.thread_ticks();
     let probe = WakeupProbe::start(Duration::from_millis(1)).context("start the wake-up probe")?;
     let t0 = Instant::now();
     h.sim_post("start").await?;
@@ -303,6 +329,7 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         .await
         .is_ok();
     let cpu = h.sup()?.cpu_time()? - cpu0;
+    let threads = thread_figures(&threads0, &h.sup()?.thread_ticks());
     let metrics1 = http::metrics_text(&h.client, &h.api).await?;
     let s = h.sim_stats().await?;
     let values: Vec<[u64; 2]> =
@@ -334,6 +361,7 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         "unanswered": s["outstanding"],
         "latency_us": p,
         "cpu_ms": ms(cpu),
+        "supervisor_threads_cpu_ms": threads,
         "cpu_us_per_prompt": if sent > 0 { (cpu.as_secs_f64() * 1e6 / sent as f64).round() } else { 0.0 },
         "ledger": ledger_figures(&metrics0, &metrics1),
         "supervisor_decisions": decision_tail(&metrics0, &metrics1, answerer.starts_with("policy")),
@@ -362,6 +390,20 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
     // Closed only after the supervisor stopped: its shutdown is timed with them open.
     h.readers = readers;
     Ok((figures, chart))
+}
+
+/// The supervisor's CPU milliseconds by thread over the measured phase (see `thread_cpu_ms`).
+fn thread_figures(
+    before: &std::collections::BTreeMap<u32, (String, u64)>,
+    after: &std::collections::BTreeMap<u32, (String, u64)>,
+) -> Value {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let map: serde_json::Map<String, Value> = thread_cpu_ms(before, after, hz)
+        .into_iter()
+        .map(|(name, ms)| (name, json!(ms)))
+        .collect();
+    Value::Object(map)
 }
 
 /// Where the round trip's tail lives: of the answers the supervisor wrote

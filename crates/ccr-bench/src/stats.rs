@@ -1,7 +1,7 @@
 //! Pure figures: percentiles, sliding-window peaks, `/proc` parsing, the
 //! supervisor's session list, and the flood sequence check.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ccr_protocol::metrics::sample;
 use hdrhistogram::Histogram;
@@ -80,6 +80,46 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// The thread name and `utime + stime` ticks from `/proc/<pid>/task/<tid>/stat`.
+pub fn parse_thread_ticks(stat: &str) -> Option<(String, u64)> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    Some((name.to_owned(), parse_cpu_ticks(stat)?))
+}
+
+/// CPU milliseconds each thread used between two `thread_ticks` readings
+/// (threads born in between count from zero), busiest first, idle threads left
+/// out. A thread is named by its name, followed by `#k` when several share it
+/// (the k-th of them by thread id, from 1: the order they were started in).
+pub fn thread_cpu_ms(
+    before: &BTreeMap<u32, (String, u64)>,
+    after: &BTreeMap<u32, (String, u64)>,
+    hz: u64,
+) -> Vec<(String, f64)> {
+    let mut same: HashMap<&str, usize> = HashMap::new();
+    for (name, _) in after.values() {
+        *same.entry(name).or_default() += 1;
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::new();
+    // BTreeMap: by thread id.
+    for (tid, (name, ticks)) in after {
+        let k = seen.entry(name).or_default();
+        *k += 1;
+        let used = ticks.saturating_sub(before.get(tid).map_or(0, |(_, t)| *t));
+        if used == 0 {
+            continue;
+        }
+        let label = if same[name.as_str()] > 1 {
+            format!("{name}#{k}")
+        } else {
+            name.clone()
+        };
+        out.push((label, (used * 1000 / hz.max(1)) as f64));
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
 }
 
 /// How much `series` grew between two `/metrics` scrapes (absent before counts
@@ -332,5 +372,44 @@ mod tests {
         let mut c = SeqCheck::default();
         c.observe("x1", 0);
         assert_eq!(c.missing_at_end(&[3, 1], "x"), 3);
+    }
+
+    #[test]
+    fn thread_cpu_is_named_and_numbered() {
+        let stat = |name: &str, u: u64, s: u64| {
+            format!("7 ({name}) S 1 7 7 0 -1 4194560 10 0 0 0 {u} {s} 0 0 20 0 3 0 5 100 10")
+        };
+        assert_eq!(
+            parse_thread_ticks(&stat("actix-rt|system:0|arbiter:1", 40, 2)),
+            Some(("actix-rt|system:0|arbiter:1".to_owned(), 42))
+        );
+        assert_eq!(parse_thread_ticks("garbage"), None);
+        let read = |list: &[(u32, &str, u64)]| -> BTreeMap<u32, (String, u64)> {
+            list.iter()
+                .map(|&(tid, n, t)| (tid, parse_thread_ticks(&stat(n, t, 0)).unwrap()))
+                .collect()
+        };
+        let before = read(&[
+            (1, "main", 10),
+            (2, "worker", 5),
+            (3, "worker", 5),
+            (4, "idle", 3),
+        ]);
+        let after = read(&[
+            (1, "main", 30),
+            (2, "worker", 15),
+            (3, "worker", 25),
+            (4, "idle", 3),
+            (5, "new", 1),
+        ]);
+        assert_eq!(
+            thread_cpu_ms(&before, &after, 100),
+            vec![
+                ("main".to_owned(), 200.0),
+                ("worker#2".to_owned(), 200.0),
+                ("worker#1".to_owned(), 100.0),
+                ("new".to_owned(), 10.0)
+            ]
+        );
     }
 }
