@@ -256,5 +256,27 @@ fn extend(extensions: &mut Option<Extensions>, key: &str, value: serde_json::Val
         .insert(key.to_owned(), value);
 }
 
+/// Every `"$ref"` string under `v`, in document order: what a reader of the document must
+/// be able to resolve (the document's own checks and the e2e test walk them).
+pub fn refs(v: &serde_json::Value) -> Vec<&str> {
+    fn walk<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", serde_json::Value::String(r)) => out.push(r),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests;

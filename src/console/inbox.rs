@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::layout::{self, Nav};
 use super::render::{self, Flag};
-use super::{html as respond, Operator, PageError};
+use super::{html as respond, waiting, Operator, PageError};
 use crate::api::{read, ApiState};
 use ccr_protocol::reply::PendingPrompt;
 use ccr_protocol::PromptKind;
@@ -54,18 +54,12 @@ async fn pending(
         .into_iter()
         .map(|s| (s.view.id.to_string(), s.view.labels))
         .collect();
-    let mut all = read::pending(state, None, false).await?;
-    all.extend(read::pending(state, None, true).await?);
+    let mut all = waiting(state, None).await?;
     all.retain(|p| {
         let l = labels
             .get(p.session_id.as_ref())
             .map_or(&[][..], Vec::as_slice);
         filters.keeps(p, l)
-    });
-    all.sort_by(|a, b| {
-        a.received_at
-            .cmp(&b.received_at)
-            .then_with(|| a.session_id.cmp(&b.session_id))
     });
     Ok((all, labels))
 }

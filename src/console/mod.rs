@@ -148,6 +148,23 @@ impl FromRequest for Operator {
     }
 }
 
+/// Every prompt and question waiting for an answer (of one session, or all), oldest
+/// first: what `GET /v1/permissions` and `GET /v1/questions` answer, together.
+async fn waiting(
+    state: &ApiState,
+    session_id: Option<&str>,
+) -> Result<Vec<ccr_protocol::reply::PendingPrompt>, ApiError> {
+    let session_id = session_id.map(str::to_owned);
+    let mut all = crate::api::read::pending(state, session_id.clone(), false).await?;
+    all.extend(crate::api::read::pending(state, session_id, true).await?);
+    all.sort_by(|a, b| {
+        a.received_at
+            .cmp(&b.received_at)
+            .then_with(|| a.session_id.cmp(&b.session_id))
+    });
+    Ok(all)
+}
+
 /// `s` as one URL path segment (percent-encoded).
 pub fn path_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::inbox::deny_dialog;
 use super::layout::{self, Nav};
 use super::render::{self, DiffLine, Flag, InputView};
-use super::{html as respond, path_segment, Operator, PageError};
+use super::{html as respond, path_segment, waiting, Operator, PageError};
 use crate::api::{read, ApiState};
 use ccr_protocol::api::LedgerParams;
 use ccr_protocol::reply::PendingPrompt;
@@ -139,8 +139,7 @@ async fn settled(
     session_id: &str,
     request_id: &str,
 ) -> Result<Option<String>, PageError> {
-    let mut pending = read::pending(state, Some(session_id.to_owned()), false).await?;
-    pending.extend(read::pending(state, Some(session_id.to_owned()), true).await?);
+    let pending = waiting(state, Some(session_id)).await?;
     if pending.iter().any(|p| p.request_id == request_id) {
         return Ok(None);
     }
@@ -187,8 +186,7 @@ pub async fn page(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, PageError> {
     let (session_id, request_id) = path.into_inner();
-    let mut pending = read::pending(&state, Some(session_id.clone()), false).await?;
-    pending.extend(read::pending(&state, Some(session_id.clone()), true).await?);
+    let pending = waiting(&state, Some(&session_id)).await?;
     let labels = read::sessions(&state, Some(session_id.clone()))
         .await?
         .pop()

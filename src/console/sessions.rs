@@ -10,7 +10,7 @@ use super::inbox::{deny_dialog, row, PENDING_EVENTS, PENDING_STREAM};
 use super::layout::{self, Nav};
 use super::render::one_line;
 use super::transcript::{entries, Entry};
-use super::{html as respond, path_segment, Operator, PageError};
+use super::{html as respond, path_segment, waiting, Operator, PageError};
 use crate::api::{read, ApiError, ApiState};
 use ccr_protocol::reply::SessionBody;
 
@@ -86,21 +86,13 @@ pub async fn list(
 ) -> Result<HttpResponse, PageError> {
     let filters = filters.into_inner();
     let sessions = filtered(&state, &filters).await?;
-    let states = [
-        "connecting",
-        "connected",
-        "reconnecting",
-        "restarting",
-        "disconnected",
-        "failed",
-    ];
     let body = html! {
         h1 { "Sessions" }
         form #filters .filters hx-get="/ui/sessions/rows" hx-target="#sessions"
             hx-trigger="input changed delay:250ms, change, submit" role="search" {
             select name="state" aria-label="filter by state" {
                 option value="" { "any state" }
-                @for s in states { option value=(s) selected[filters.state == s] { (s) } }
+                @for s in crate::metrics::STATES { option value=(s) selected[filters.state == s] { (s) } }
             }
             input type="search" name="label" placeholder="label" value=(filters.label) aria-label="filter by label";
         }
@@ -173,9 +165,7 @@ fn transcript_markup(state: &ApiState, id: &str) -> Markup {
 }
 
 async fn pending_markup(state: &ApiState, id: &str, can_answer: bool) -> Result<Markup, PageError> {
-    let mut pending = read::pending(state, Some(id.to_owned()), false).await?;
-    pending.extend(read::pending(state, Some(id.to_owned()), true).await?);
-    pending.sort_by_key(|p| p.received_at);
+    let pending = waiting(state, Some(id)).await?;
     let labels = read::sessions(state, Some(id.to_owned()))
         .await?
         .pop()

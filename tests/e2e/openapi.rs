@@ -59,22 +59,6 @@ fn concrete(template: &str) -> String {
         .replace("{request_id}", "probe-no-such-request")
 }
 
-/// Every `"$ref"` string under `v`.
-fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-    match v {
-        Value::Object(map) => {
-            for (k, v) in map {
-                match (k.as_str(), v) {
-                    ("$ref", Value::String(r)) => out.push(r),
-                    _ => refs(v, out),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
-        _ => {}
-    }
-}
-
 #[actix_rt::test]
 async fn the_document_is_served_without_a_token_as_openapi_3_1() {
     let h = Harness::start(vec![Sess::new("s1")], &[]).await;
@@ -92,8 +76,7 @@ async fn the_document_is_served_without_a_token_as_openapi_3_1() {
     assert_eq!(doc, serde_json::to_value(openapi::document()).unwrap());
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
-    let mut all = Vec::new();
-    refs(&doc, &mut all);
+    let all = openapi::refs(&doc);
     assert!(all.len() > 20, "{all:?}");
     for r in all {
         let pointer = r.strip_prefix('#').expect("a local $ref");
