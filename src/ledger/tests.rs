@@ -588,11 +588,7 @@ fn dropping_the_last_handle_leaves_only_the_database_file() {
         assert_eq!(page.rows.len(), 1);
         drop(ledger);
         let dir = cfg.path.parent().unwrap();
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        files.sort();
+        let files = file_names(dir);
         // The lock file stays (removing it would race a next instance opening it); unlocked.
         assert_eq!(files, ["ledger.db", "ledger.db.lock"]);
         drop(crate::ledger::InstanceLock::acquire(&cfg.path).expect("released"));
@@ -690,38 +686,16 @@ fn a_backup_while_running_holds_every_acknowledged_write_in_one_file() {
     drop(guard);
     assert_eq!(report.prompts, 2, "{report:?}");
     assert!(report.journal_segments >= 1, "{report:?}");
-    let conn = rusqlite::Connection::open(&dest).unwrap();
-    let mut ids: Vec<String> = conn
-        .prepare("SELECT request_id FROM prompts ORDER BY received_at")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(ids, ["applied", "journal-only"]);
-    drop(conn);
+    assert_eq!(request_ids(&dest), ["applied", "journal-only"]);
     // One file: no journal segments, no WAL, no temporary left beside it.
-    let mut names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["backup.db", "nested"]);
+    assert_eq!(file_names(dir.path()), ["backup.db", "nested"]);
 
     let exists = backup(&cfg.path, &dest, false).unwrap_err();
     assert!(matches!(exists, BackupError::Exists(_)), "{exists}");
     assert!(exists.to_string().contains("--force"), "{exists}");
     block_on(ledger.record_prompt(prompt("s", "later", "Bash", at(3)))).unwrap();
     assert_eq!(backup(&cfg.path, &dest, true).unwrap().prompts, 3);
-    let conn = rusqlite::Connection::open(&dest).unwrap();
-    ids = conn
-        .prepare("SELECT request_id FROM prompts ORDER BY received_at")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(ids, ["applied", "journal-only", "later"]);
+    assert_eq!(request_ids(&dest), ["applied", "journal-only", "later"]);
     let same = backup(&cfg.path, &cfg.path, true).unwrap_err();
     assert!(matches!(same, BackupError::SameFile(_)), "{same}");
     let none = backup(&dir.path().join("nothing.db"), &dest, true).unwrap_err();
@@ -731,4 +705,28 @@ fn a_backup_while_running_holds_every_acknowledged_write_in_one_file() {
     let restored = Ledger::open(&LedgerConfig { path: dest, ..cfg }).unwrap();
     let page = block_on(restored.query(LedgerQuery::default())).unwrap();
     assert_eq!(page.rows.len(), 3);
+}
+
+/// The names of the files in `dir`, sorted.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The request ids of the prompts in the SQLite file at `db`, oldest first.
+fn request_ids(db: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT request_id FROM prompts ORDER BY received_at")
+        .unwrap();
+    let ids = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ids
 }
