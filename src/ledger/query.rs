@@ -97,10 +97,18 @@ impl TryFrom<LedgerParams> for LedgerQuery {
     }
 }
 
-/// The columns every row query selects, in [`row`]'s order.
+/// The columns every row query selects, in [`row`]'s order. The last but two are computed
+/// here, for the rows read, from what every row stores (not as generated columns, which
+/// SQLite would compute on every insert): what was asked (`can_use_tool`, `elicitation`,
+/// `request_user_dialog`), and the `decisionClassification` of the answer sent, if any.
 const COLUMNS: &str = "session_id, request_id, tool_use_id, tool_name, input, request, \
     received_at, outcome, decided_by, decided_at, delivered_at, updated_input, answer, reason, \
-    kind, classification, deliveries, last_delivered_at";
+    CASE WHEN json_valid(request) \
+    THEN CAST(coalesce(json_extract(request, '$.subtype'), 'can_use_tool') AS TEXT) \
+    ELSE 'can_use_tool' END, \
+    CASE WHEN json_valid(answer) \
+    THEN CAST(json_extract(answer, '$.response.response.decisionClassification') AS TEXT) END, \
+    deliveries, last_delivered_at";
 /// Index of `answer` in [`COLUMNS`].
 const ANSWER: usize = 12;
 

@@ -13,8 +13,10 @@ use super::record::LedgerError;
 
 /// Schema version stored in `PRAGMA user_version`: 2 added the `kind` and `classification`
 /// columns, computed from `request` and `answer`; 3 added `deliveries` and
-/// `last_delivered_at`. Older files gain them in place.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+/// `last_delivered_at`; 4 dropped the computed columns again (SQLite computed them on every
+/// insert of a STRICT table, parsing the JSON twice per prompt; queries compute them now,
+/// only for the rows they read). Older files are brought up to date in place.
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another one's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,23 +51,9 @@ CREATE INDEX IF NOT EXISTS prompts_unfinished ON prompts (received_at, session_i
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 ";
 
-/// Columns added after version 1, each computed from what every row already stores (so an
-/// older file needs no rewrite): what was asked (`can_use_tool`, `elicitation`,
-/// `request_user_dialog`), and the `decisionClassification` of the answer sent, if any.
-const COMPUTED: [(&str, &str); 2] = [
-    (
-        "kind",
-        "TEXT GENERATED ALWAYS AS (CASE WHEN json_valid(request) \
-         THEN CAST(coalesce(json_extract(request, '$.subtype'), 'can_use_tool') AS TEXT) \
-         ELSE 'can_use_tool' END) VIRTUAL",
-    ),
-    (
-        "classification",
-        "TEXT GENERATED ALWAYS AS (CASE WHEN json_valid(answer) \
-         THEN CAST(json_extract(answer, '$.response.response.decisionClassification') AS TEXT) \
-         END) VIRTUAL",
-    ),
-];
+/// Columns versions 2 and 3 computed from `request` and `answer` (`GENERATED ... VIRTUAL`),
+/// dropped by version 4: the audit query computes them instead (`query::COLUMNS`).
+const DROPPED: [&str; 2] = ["kind", "classification"];
 
 /// Stored columns added after version 1: how many times the answer was written to a
 /// session's socket, and when last (a resend after a replay is a new write). A file that
@@ -83,8 +71,9 @@ const STORED: [(&str, &str, &str); 2] = [
     ),
 ];
 
-/// Add the [`STORED`] and [`COMPUTED`] columns a file made by an older build lacks.
-fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
+/// Add the [`STORED`] columns a file made by an older build lacks, and drop the
+/// [`DROPPED`] ones it has (virtual: no data is rewritten).
+fn upgrade_columns(conn: &Connection) -> rusqlite::Result<()> {
     let mut have = Vec::new();
     {
         let mut stmt = conn.prepare("SELECT name FROM pragma_table_xinfo('prompts')")?;
@@ -99,11 +88,9 @@ fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
             ))?;
         }
     }
-    for (name, definition) in COMPUTED {
-        if !have.iter().any(|h| h == name) {
-            conn.execute_batch(&format!(
-                "ALTER TABLE prompts ADD COLUMN {name} {definition}"
-            ))?;
+    for name in DROPPED {
+        if have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE prompts DROP COLUMN {name}"))?;
         }
     }
     Ok(())
@@ -150,7 +137,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
     }
     conn.execute_batch(SCHEMA)
         .map_err(|e| fail(format!("cannot create schema: {e}")))?;
-    add_columns(&conn).map_err(|e| fail(format!("cannot upgrade schema: {e}")))?;
+    upgrade_columns(&conn).map_err(|e| fail(format!("cannot upgrade schema: {e}")))?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| fail(e.to_string()))?;
     // A real committed write: catches read-only files and full disks now, not at the first prompt.

@@ -654,6 +654,64 @@ fn kind_and_classification_are_read_from_what_was_stored_also_in_a_version_1_fil
 }
 
 #[test]
+fn a_version_3_file_loses_its_generated_columns_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    {
+        // Version 3: `kind` and `classification` as virtual generated columns, which SQLite
+        // computed (parsing `request` and `answer`) on every insert into the STRICT table.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE prompts (session_id TEXT NOT NULL, request_id TEXT NOT NULL,
+               tool_use_id TEXT, tool_name TEXT NOT NULL, input TEXT NOT NULL, request TEXT NOT NULL,
+               received_at INTEGER NOT NULL,
+               outcome TEXT CHECK (outcome IN ('allowed', 'denied', 'cancelled', 'expired')),
+               decided_by TEXT, decided_at INTEGER, updated_input TEXT, answer TEXT, reason TEXT,
+               delivered_at INTEGER, deliveries INTEGER NOT NULL DEFAULT 0, last_delivered_at INTEGER,
+               kind TEXT GENERATED ALWAYS AS (CASE WHEN json_valid(request)
+                 THEN CAST(coalesce(json_extract(request, '$.subtype'), 'can_use_tool') AS TEXT)
+                 ELSE 'can_use_tool' END) VIRTUAL,
+               classification TEXT GENERATED ALWAYS AS (CASE WHEN json_valid(answer)
+                 THEN CAST(json_extract(answer, '$.response.response.decisionClassification') AS TEXT)
+                 END) VIRTUAL, PRIMARY KEY (session_id, request_id)) STRICT;
+             INSERT INTO prompts (session_id, request_id, tool_name, input, request, received_at,
+               outcome, decided_by, decided_at, answer, delivered_at, deliveries, last_delivered_at)
+             VALUES ('s', 'old', 'mcp', '{}', '{\"subtype\":\"elicitation\"}', 1000, 'denied',
+               'op', 2000, '{\"response\":{\"response\":{\"decisionClassification\":\"user_reject\"}}}',
+               3000, 1, 3000);
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let cfg = LedgerConfig {
+        path: path.clone(),
+        retain_days: 0,
+        ..LedgerConfig::default()
+    };
+    let ledger = Ledger::open_with(&cfg, Tuning::default()).unwrap();
+    let page = block_on(ledger.query(LedgerQuery::default())).unwrap();
+    let row = &page.rows[0];
+    assert_eq!(
+        (row.kind.as_str(), row.classification.as_deref()),
+        ("elicitation", Some("user_reject"))
+    );
+    drop(ledger);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let generated: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_xinfo('prompts') WHERE hidden != 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(generated, 0, "no column is computed on insert");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+}
+
+#[test]
 fn a_second_open_of_the_same_ledger_is_refused_until_the_first_is_dropped() {
     let (_dir, cfg, ledger) = temp_ledger(Tuning::default());
     block_on(ledger.record_prompt(prompt("s", "r", "Bash", at(1)))).unwrap();
