@@ -10,10 +10,22 @@
 //! JSON it carries is copied, not escaped again). Payloads written by older builds are the
 //! JSON of the write, and still read. A crash in the middle of an append leaves a torn
 //! last record, which replay reports and drops (it was never acknowledged).
+//!
+//! An append is a copy into a shared mapping of the segment (a 1 MiB window, moved along
+//! as the segment grows), not a `write` syscall: the copied bytes are in the kernel's page
+//! cache at once, so a process crash keeps them exactly as a `write` would. Space is
+//! reserved ahead with `fallocate` in 1 MiB steps, so a full disk is an error of the
+//! append that needs the space (never a `SIGBUS` on a copy); the reserved space past the
+//! last record reads as zeros, the clean end of a segment. A file system without
+//! `fallocate` gets plain positioned writes instead.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use memmap2::{MmapMut, MmapOptions};
 
 use rusqlite::Connection;
 use tracing::{info, warn};
@@ -30,6 +42,11 @@ const MAX_PAYLOAD: usize = 64 << 20;
 
 /// Records applied per transaction during replay.
 const REPLAY_BATCH: usize = 1024;
+
+/// Space reserved ahead in a segment (`fallocate`), and the size of the mapped window
+/// appends are copied into. A window is unmapped when the next one is mapped, which keeps
+/// the journal's resident pages to about this much.
+const STEP: u64 = 1 << 20;
 
 /// First payload byte of a postcard-encoded write. Postcard is not self-describing: any
 /// change to the shape of [`Write`] or of the types in it, other than a new variant at the
@@ -82,6 +99,10 @@ pub(crate) fn decode(buf: &[u8]) -> (Vec<(u64, Write)>, Option<BadTail>) {
             bytes: buf.len() - at,
             reason,
         };
+        if buf[at] == 0 && buf[at..].iter().all(|&b| b == 0) {
+            // Space reserved past the last record: the clean end of the segment.
+            break;
+        }
         let Some(header) = buf.get(at..at + HEADER) else {
             return (records, Some(bad("torn record")));
         };
@@ -209,8 +230,15 @@ pub(crate) struct Journal {
     db: PathBuf,
     file: File,
     path: PathBuf,
-    /// Bytes in the current segment.
+    /// Bytes of records in the current segment.
     len: u64,
+    /// Bytes reserved in the current segment (its size; zeros past `len`).
+    reserved: u64,
+    /// The mapped part of the current segment; `None` before the first append, after a
+    /// rotation, and always where the file system cannot reserve space.
+    window: Option<Window>,
+    /// Whether appends go through mappings (false once `fallocate` was refused).
+    mapped: bool,
     /// Last sequence number appended to the current segment (0: none yet).
     last: u64,
     /// Full segments not yet handed on by [`Journal::take_full`], oldest first.
@@ -219,37 +247,111 @@ pub(crate) struct Journal {
     segment_bytes: u64,
 }
 
+/// A shared, writable mapping of `map.len()` bytes of the segment from offset `start`.
+struct Window {
+    start: u64,
+    map: MmapMut,
+}
+
 impl Journal {
     /// Start a fresh segment for records from `next_seq` on.
     pub(crate) fn create(db: &Path, next_seq: u64, segment_bytes: u64) -> io::Result<Journal> {
         let path = segment_path(db, next_seq);
+        let file = open_segment(&path)?;
+        let len = file.metadata()?.len();
         Ok(Journal {
             db: db.to_path_buf(),
-            file: open_segment(&path)?,
+            file,
             path,
-            len: 0,
+            len,
+            reserved: len,
+            window: None,
+            mapped: true,
             last: 0,
             full: Vec::new(),
             segment_bytes: segment_bytes.max(1),
         })
     }
 
-    /// Append `record` (encoded, sequence number `seq`) in one write. On error the segment
-    /// is cut back to where it was, so a failed append leaves no record behind.
+    /// Append `record` (encoded, sequence number `seq`). On error nothing of it is in the
+    /// segment: a failed append leaves no record behind.
     pub(crate) fn append(&mut self, record: &[u8], seq: u64) -> io::Result<()> {
         if self.len >= self.segment_bytes {
             self.rotate(seq)?;
         }
-        if let Err(e) = self.file.write_all(record) {
+        let end = self.len + record.len() as u64;
+        if self.mapped {
+            self.reserve(end)?;
+        }
+        if self.mapped {
+            let len = self.len;
+            let window = self.window_for(end)?;
+            let at = (len - window.start) as usize;
+            window.map[at..at + record.len()].copy_from_slice(record);
+        } else if let Err(e) = self.file.write_all_at(record, self.len) {
             if self.file.set_len(self.len).is_err() {
                 // Cannot cut the torn bytes off: leave them as this segment's (reported) tail.
                 let _ = self.rotate(seq);
             }
             return Err(e);
         }
-        self.len += record.len() as u64;
+        self.len = end;
         self.last = seq;
         Ok(())
+    }
+
+    /// Make the segment at least `end` bytes long: a [`STEP`] ahead, or, when the disk has
+    /// not that much left, just what `end` needs. A file system that cannot reserve space
+    /// switches the journal to positioned writes.
+    fn reserve(&mut self, end: u64) -> io::Result<()> {
+        if end <= self.reserved {
+            return Ok(());
+        }
+        let page = page_size();
+        let mut result = Ok(());
+        for to in [end.div_ceil(STEP) * STEP, end.div_ceil(page) * page] {
+            result = fallocate(&self.file, self.reserved, to - self.reserved);
+            match &result {
+                Ok(()) => {
+                    self.reserved = to;
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => continue,
+                Err(_) => break,
+            }
+        }
+        match result {
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                warn!(segment = %self.path.display(), "the file system cannot reserve space (fallocate): the decision ledger journal uses plain writes");
+                self.mapped = false;
+                self.window = None;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// The window that holds `[len, end)`, mapping a new one when the current one does not.
+    fn window_for(&mut self, end: u64) -> io::Result<&mut Window> {
+        let fits = |w: &Window| self.len >= w.start && end <= w.start + w.map.len() as u64;
+        if !self.window.as_ref().is_some_and(fits) {
+            // Unmapped first: its pages leave this process's memory (they stay in the file).
+            self.window = None;
+            let page = page_size();
+            let start = self.len / page * page;
+            let size = (end - start).div_ceil(STEP).max(1) * STEP;
+            // SAFETY: the mapping is shared and only this journal writes the file while it
+            // is open (the instance lock keeps other processes out); nothing past the
+            // reserved size is touched, so no access can fault on a missing page.
+            let map = unsafe {
+                MmapOptions::new()
+                    .offset(start)
+                    .len(size as usize)
+                    .map_mut(&self.file)?
+            };
+            self.window = Some(Window { start, map });
+        }
+        Ok(self.window.as_mut().expect("mapped just above"))
     }
 
     /// The segments filled since the last call, oldest first. Each may be deleted once
@@ -262,11 +364,15 @@ impl Journal {
 
     /// At shutdown, once everything appended is applied: delete the current segment.
     /// Left for replay if full segments were never handed on, or records are unapplied.
-    pub(crate) fn close(self, applied: u64) {
+    pub(crate) fn close(mut self, applied: u64) {
+        self.window = None;
         if self.full.is_empty() && self.last <= applied {
             if let Err(e) = std::fs::remove_file(&self.path) {
                 warn!(segment = %self.path.display(), error = %e, "cannot delete the last journal segment");
             }
+        } else {
+            // Kept for the next start: without the space reserved past its records.
+            let _ = self.file.set_len(self.len);
         }
     }
 
@@ -274,6 +380,9 @@ impl Journal {
     fn rotate(&mut self, next_seq: u64) -> io::Result<()> {
         let path = segment_path(&self.db, next_seq);
         let file = open_segment(&path)?;
+        self.window = None;
+        // The full segment keeps its records only, not the space reserved past them.
+        let _ = self.file.set_len(self.len);
         let old = std::mem::replace(&mut self.path, path);
         self.file = file;
         if self.len > 0 {
@@ -282,12 +391,37 @@ impl Journal {
             warn!(segment = %old.display(), error = %e, "cannot delete an empty journal segment");
         }
         self.len = 0;
+        self.reserved = 0;
         Ok(())
     }
 }
 
 fn open_segment(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+}
+
+/// Reserve `len` bytes of `file` from `offset` (extending it; the new bytes read as zeros).
+fn fallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+    match unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// The system's page size (mapping offsets must be multiples of it).
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
 #[cfg(test)]

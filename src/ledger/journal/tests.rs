@@ -198,3 +198,75 @@ fn full_segments_are_handed_on_and_the_last_is_removed_at_close() {
         "the applied current segment is removed at close"
     );
 }
+
+#[test]
+fn appends_through_moving_windows_survive_a_crash_and_read_to_a_clean_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let mut journal = Journal::create(&db, 1, 64 << 20).unwrap();
+    // Over 2 MiB of records: three reservation steps and windows, records straddling
+    // the boundaries, one record larger than a window.
+    let big = Write::Prompt(PromptRow {
+        input: "x".repeat(STEP as usize + 10),
+        ..match prompt("big") {
+            Write::Prompt(p) => p,
+            _ => unreachable!(),
+        }
+    });
+    let mut expected = Vec::new();
+    let mut buf = Vec::new();
+    for seq in 1..=40_000u64 {
+        let write = if seq == 2500 {
+            &big
+        } else {
+            &prompt(&seq.to_string())
+        };
+        buf.clear();
+        encode(seq, write, &mut buf).unwrap();
+        journal.append(&buf, seq).unwrap();
+        expected.push(seq);
+    }
+    let len = journal.len;
+    assert!(len > 2 * STEP, "{len} bytes appended");
+    // Dropped, not closed, as after `kill -9`: every record is in the file, and the space
+    // reserved past them reads as the clean end.
+    drop(journal);
+    let file = std::fs::read(segment_path(&db, 1)).unwrap();
+    assert!(file.len() as u64 > len, "space is reserved ahead");
+    assert_eq!(file.len() as u64 % STEP, 0);
+    let (records, bad) = decode(&file);
+    assert_eq!(bad, None);
+    assert_eq!(
+        records.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(matches!(&records[2499].1, Write::Prompt(p) if p.input.len() == STEP as usize + 10));
+    // Bytes after the zeros are not a clean end.
+    let mut spoiled = file.clone();
+    *spoiled.last_mut().unwrap() = 1;
+    let (records, bad) = decode(&spoiled);
+    assert_eq!(records.len(), 40_000);
+    assert_eq!(bad.unwrap().offset as u64, len);
+}
+
+#[test]
+fn a_full_segment_keeps_only_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let mut journal = Journal::create(&db, 1, 1).unwrap();
+    let mut sizes = Vec::new();
+    for seq in 1..=3 {
+        let mut buf = Vec::new();
+        encode(seq, &prompt("r"), &mut buf).unwrap();
+        journal.append(&buf, seq).unwrap();
+        sizes.push(buf.len() as u64);
+    }
+    let full: Vec<PathBuf> = journal.take_full().collect();
+    assert!(!full.is_empty());
+    let kept = std::fs::metadata(&full[0]).unwrap().len();
+    assert_eq!(kept, sizes[0], "one record, no reserved space");
+    // Left for replay at close: cut back to its records too.
+    journal.close(0);
+    let (_, last) = segments(&db).unwrap().pop().unwrap();
+    assert!(std::fs::metadata(last).unwrap().len() < STEP);
+}
