@@ -207,12 +207,16 @@ pub struct SessionTally {
     pub decisions: u64,
 }
 
+/// A map keyed by ids, hashed with foldhash (randomly seeded; SipHash was a hot spot on
+/// the prompt path).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct SessionEntries {
-    by_id: HashMap<String, Entry>,
+    by_id: FastMap<String, Entry>,
     conn: Option<ConnId>,
     /// Unknown prompts being looked up in the ledger.
-    checking: HashSet<String>,
+    checking: HashSet<String, foldhash::fast::RandomState>,
     prompts: u64,
     decisions: u64,
 }
@@ -220,7 +224,7 @@ struct SessionEntries {
 /// All prompts of all sessions.
 #[derive(Debug, Default)]
 pub struct Store {
-    sessions: HashMap<Arc<str>, SessionEntries>,
+    sessions: FastMap<Arc<str>, SessionEntries>,
     resolved: ResolvedMemory,
     next_seq: u64,
     /// `request_user_dialog` kinds this supervisor renders; other dialogs are read-only.
