@@ -45,6 +45,7 @@ pub async fn evaluate(
     request["tool_name"] = body.tool_name.clone().into();
     request["input"] = body.input.clone();
     let prompt = PermissionPrompt {
+        raw: None,
         request_id: "evaluate".into(),
         tool_name: body.tool_name,
         tool_use_id: None,

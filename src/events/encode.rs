@@ -78,16 +78,16 @@ pub(super) fn seq_key(seq: u64) -> ArrayString<SEQ_ROOM> {
     key
 }
 
-/// Whether `event`'s JSON will have a raw CR or LF: only an SDK frame can (everything
-/// else is compact serde output). Checked once, while the frame is still in this
-/// thread's cache.
+/// Whether `event`'s JSON will have a raw CR or LF: only what it carries as the session
+/// sent it can, an SDK frame or a prompt's request (everything else is compact serde
+/// output). Checked once, while the text is still in this thread's cache.
 pub(super) fn has_line_breaks(event: &Event) -> bool {
-    match event {
-        Event::SdkMessage { message, .. } => {
-            memchr::memchr2(b'\r', b'\n', message.as_bytes()).is_some()
-        }
-        _ => false,
-    }
+    let text = match event {
+        Event::SdkMessage { message, .. } => message.as_bytes(),
+        Event::PermissionRequested { request, .. } => request.get().as_bytes(),
+        _ => return false,
+    };
+    memchr::memchr2(b'\r', b'\n', text).is_some()
 }
 
 /// The envelope JSON after `{"seq":N,`: `"at":"..",<the event's own fields>}`,

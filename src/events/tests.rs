@@ -119,3 +119,22 @@ fn resume_has_no_gap_between_history_and_live() {
         Read::Events(e, 3) if e.len() == 1 && e[0].seq == 3));
     assert_eq!(bus.page("s", 0, 2).events.len(), 2);
 }
+
+#[test]
+fn a_prompt_request_with_line_breaks_as_sent_is_flagged_for_line_framing() {
+    let frame = "{\"type\":\"control_request\",\"request_id\":\"r\",\"request\":{\n\"subtype\":\"can_use_tool\",\"tool_name\":\"Bash\",\"input\":{}}}";
+    let Ok(ccr_protocol::Inbound::PermissionPrompt(p)) = ccr_protocol::classify(frame) else {
+        panic!("not a prompt")
+    };
+    let event = Event::permission_requested(&Arc::from("s"), "r", &p, true);
+    assert!(
+        encode::has_line_breaks(&event),
+        "the request is kept as sent"
+    );
+    let compact = frame.replace('\n', "");
+    let Ok(ccr_protocol::Inbound::PermissionPrompt(p)) = ccr_protocol::classify(&compact) else {
+        panic!("not a prompt")
+    };
+    let event = Event::permission_requested(&Arc::from("s"), "r", &p, true);
+    assert!(!encode::has_line_breaks(&event));
+}

@@ -33,6 +33,7 @@ impl PromptRecord {
     /// The prompt again, for restoring the registry after a restart.
     pub fn to_prompt(&self) -> PermissionPrompt {
         PermissionPrompt {
+            raw: None,
             request_id: self.request_id.clone(),
             tool_name: self.tool_name.clone(),
             tool_use_id: self.tool_use_id.clone(),

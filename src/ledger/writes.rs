@@ -197,8 +197,15 @@ impl PromptRow {
             request_id: prompt.request_id.clone(),
             tool_use_id: prompt.tool_use_id.clone(),
             tool_name: prompt.tool_name.clone(),
-            input: prompt.input.to_string(),
-            request: prompt.request.to_string(),
+            // The text the session sent when there is one (copied, not serialized again).
+            input: match prompt.raw.as_ref().and_then(|r| r.input()) {
+                Some(input) => input.to_owned(),
+                None => prompt.input.to_string(),
+            },
+            request: match &prompt.raw {
+                Some(raw) => raw.request().get().to_owned(),
+                None => prompt.request.to_string(),
+            },
             received_at: record::to_ms(received_at),
         }
     }

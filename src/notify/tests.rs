@@ -22,6 +22,7 @@ use ccr_protocol::PermissionPrompt;
 
 fn prompt(tool: &str, input: Value) -> PermissionPrompt {
     PermissionPrompt {
+        raw: None,
         request_id: "req 1/a".into(),
         tool_name: tool.into(),
         tool_use_id: Some("toolu_1".into()),

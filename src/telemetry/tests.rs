@@ -315,6 +315,7 @@ fn decisions_latency_and_the_memory_of_finished_prompts_are_measured() {
 /// A prompt as a session sends it.
 fn prompt() -> Arc<ccr_protocol::PermissionPrompt> {
     Arc::new(ccr_protocol::PermissionPrompt {
+        raw: None,
         request_id: "r1".into(),
         tool_name: "Bash".into(),
         tool_use_id: Some("toolu_1".into()),

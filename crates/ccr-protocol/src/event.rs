@@ -166,7 +166,10 @@ impl Event {
             request_id: request_id.to_owned(),
             tool_name: prompt.tool_name.clone(),
             tool_use_id: prompt.tool_use_id.clone(),
-            request: raw_request(&prompt.request),
+            request: match &prompt.raw {
+                Some(raw) => raw.request().clone(),
+                None => raw_request(&prompt.request),
+            },
             confirmed,
             kind: prompt.kind(),
         }

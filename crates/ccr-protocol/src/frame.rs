@@ -1,9 +1,11 @@
 //! Inbound frame classification: the four buckets of PROTOCOL §2 plus keep-alive.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// One inbound text frame, routed to its bucket.
@@ -32,7 +34,7 @@ pub enum Inbound {
 }
 
 /// A `can_use_tool` permission prompt, with the raw request kept verbatim.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct PermissionPrompt {
     /// The session's id for this prompt (echoed in the answer).
     pub request_id: String,
@@ -44,6 +46,67 @@ pub struct PermissionPrompt {
     pub input: Value,
     /// The whole `request` object as received, unknown fields included.
     pub request: Value,
+    /// `request`'s JSON text exactly as the frame carried it (and where `input` is in it),
+    /// when the prompt was read from a frame: the event, the ledger row and the answer
+    /// copy it instead of serializing the values again. `None` for a prompt built here;
+    /// then they serialize `request` and `input`.
+    pub raw: Option<RawRequest>,
+}
+
+/// Equal when the parsed fields are: [`PermissionPrompt::raw`] is a copy of what they
+/// hold, in the sender's own spelling.
+impl PartialEq for PermissionPrompt {
+    fn eq(&self, other: &Self) -> bool {
+        self.request_id == other.request_id
+            && self.tool_name == other.tool_name
+            && self.tool_use_id == other.tool_use_id
+            && self.input == other.input
+            && self.request == other.request
+    }
+}
+
+/// A prompt's `request` object as JSON text, exactly as received, and the part of it that
+/// is the prompt's `input`. Shared (cloning is a reference count).
+#[derive(Clone)]
+pub struct RawRequest {
+    text: Arc<RawValue>,
+    input: Option<Range<usize>>,
+}
+
+impl RawRequest {
+    /// The `request` object's JSON text.
+    pub fn request(&self) -> &Arc<RawValue> {
+        &self.text
+    }
+
+    /// The JSON text of the prompt's `input`, when the request carried one.
+    pub fn input(&self) -> Option<&str> {
+        self.input.clone().and_then(|r| self.text.get().get(r))
+    }
+
+    /// `request` as text, with the byte range of `input` in it (`input` must be a slice of
+    /// `request`, as serde's borrowed raw values are).
+    fn new(request: &RawValue, input: Option<&RawValue>) -> Self {
+        let text = request.get();
+        let range = input.and_then(|input| {
+            let start = (input.get().as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+            let range = start..start + input.get().len();
+            (text.get(range.clone()) == Some(input.get())).then_some(range)
+        });
+        RawRequest {
+            text: Arc::from(request.to_owned()),
+            input: range,
+        }
+    }
+}
+
+impl std::fmt::Debug for RawRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRequest")
+            .field("bytes", &self.text.get().len())
+            .field("input", &self.input)
+            .finish()
+    }
 }
 
 /// What a stored request asks: a permission prompt, or a question that is not one
@@ -239,6 +302,7 @@ pub fn unreadable(head: &super::scan::ScannedHead, why: &str) -> Unreadable {
             });
             Unreadable::Prompt {
                 prompt: PermissionPrompt {
+                    raw: None,
                     request_id,
                     tool_name,
                     tool_use_id: head.tool_use_id.clone(),
@@ -251,6 +315,7 @@ pub fn unreadable(head: &super::scan::ScannedHead, why: &str) -> Unreadable {
         Some("request_user_dialog") => Unreadable::Unanswered { request_id },
         Some("elicitation") => Unreadable::Prompt {
             prompt: PermissionPrompt {
+                raw: None,
                 request_id,
                 tool_name: "mcp".into(),
                 tool_use_id: None,
@@ -295,9 +360,17 @@ struct Head<'a> {
 }
 
 #[derive(Deserialize)]
-struct ControlRequestFrame {
+struct ControlRequestFrame<'a> {
     request_id: Option<Value>,
-    request: Option<Value>,
+    #[serde(borrow)]
+    request: Option<&'a RawValue>,
+}
+
+/// The `input` of a `can_use_tool` request, as text (everything else skipped).
+#[derive(Deserialize)]
+struct RequestInput<'a> {
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -374,10 +447,19 @@ fn string_id(id: Option<Value>, kind: &'static str) -> Result<String, FrameError
 
 fn classify_control_request(text: &str) -> Result<Inbound, FrameError> {
     const KIND: &str = "control_request";
-    let frame: ControlRequestFrame = parse(text, KIND)?;
+    let frame: ControlRequestFrame<'_> = parse(text, KIND)?;
     let request_id = string_id(frame.request_id, KIND)?;
-    let request = match frame.request {
-        Some(Value::Object(map)) => Value::Object(map),
+    let parsed = frame
+        .request
+        .map(|raw| (raw, serde_json::from_str::<Value>(raw.get())));
+    let (raw, request) = match parsed {
+        Some((raw, Ok(Value::Object(map)))) => (raw, Value::Object(map)),
+        Some((_, Err(e))) => {
+            return Err(FrameError::Malformed {
+                kind: KIND,
+                detail: e.to_string(),
+            })
+        }
         _ => {
             return Ok(Inbound::UnsupportedRequest {
                 request_id,
@@ -390,7 +472,10 @@ fn classify_control_request(text: &str) -> Result<Inbound, FrameError> {
         "can_use_tool" => {}
         // Questions that are not permission prompts are stored and answered like them
         // (PROTOCOL §6): never with an error, which the session would discard.
-        "elicitation" | "request_user_dialog" => return Ok(question(request_id, request)),
+        "elicitation" | "request_user_dialog" => {
+            let raw = RawRequest::new(raw, None);
+            return Ok(question(request_id, request, raw));
+        }
         _ => {
             return Ok(Inbound::UnsupportedRequest {
                 request_id,
@@ -413,18 +498,24 @@ fn classify_control_request(text: &str) -> Result<Inbound, FrameError> {
         .get("input")
         .cloned()
         .unwrap_or_else(|| Value::Object(Default::default()));
+    // The request parsed above, so this scan of it cannot fail; without it the ledger
+    // and the answer serialize `input` instead.
+    let raw_input = serde_json::from_str::<RequestInput<'_>>(raw.get())
+        .ok()
+        .and_then(|r| r.input);
     Ok(Inbound::PermissionPrompt(PermissionPrompt {
         request_id,
         tool_name,
         tool_use_id,
         input,
         request,
+        raw: Some(RawRequest::new(raw, raw_input)),
     }))
 }
 
 /// An `elicitation` or `request_user_dialog` as a stored prompt: listed under the MCP
 /// server's name or the dialog kind, with the dialog's `payload` as its input.
-fn question(request_id: String, request: Value) -> Inbound {
+fn question(request_id: String, request: Value, raw: RawRequest) -> Inbound {
     let text = |key: &str| request.get(key).and_then(Value::as_str).map(str::to_owned);
     let dialog = request.get("subtype").and_then(Value::as_str) == Some("request_user_dialog");
     let (tool_name, input) = if dialog {
@@ -446,6 +537,7 @@ fn question(request_id: String, request: Value) -> Inbound {
         tool_use_id: text("tool_use_id"),
         input,
         request,
+        raw: Some(raw),
     })
 }
 

@@ -321,6 +321,7 @@ fn evaluation_and_views_serialize_for_the_api() {
 #[test]
 fn context_from_a_parsed_prompt() {
     let prompt = ccr_protocol::frame::PermissionPrompt {
+        raw: None,
         request_id: "req_1".into(),
         tool_name: "Read".into(),
         tool_use_id: None,

@@ -24,6 +24,7 @@ fn at(secs: u64) -> SystemTime {
 
 fn prompt(id: &str) -> PermissionPrompt {
     PermissionPrompt {
+        raw: None,
         request_id: id.into(),
         tool_name: "Bash".into(),
         tool_use_id: Some(format!("toolu_{id}")),

@@ -10,6 +10,7 @@ fn sid() -> Arc<str> {
 
 fn prompt(id: &str) -> PermissionPrompt {
     PermissionPrompt {
+        raw: None,
         request_id: id.into(),
         tool_name: "Bash".into(),
         tool_use_id: Some(format!("toolu_{id}")),

@@ -220,3 +220,36 @@ fn garbage_is_an_error_not_a_panic() {
         Err(FrameError::Malformed { .. })
     ));
 }
+
+#[test]
+fn the_request_and_input_text_are_kept_as_sent_for_the_event_and_the_ledger() {
+    // Spaces, key order and number spelling as a session may send them: kept, not
+    // re-serialized (a `Value` would sort the keys and drop the spaces).
+    let request = r#"{ "tool_name": "Bash", "subtype": "can_use_tool",
+        "input": { "command": "ls \"a b\"", "timeout": 1.50 }, "tool_use_id": "t1" }"#;
+    let frame = format!(r#"{{"type":"control_request","request_id":"r1","request":{request}}}"#);
+    let Ok(Inbound::PermissionPrompt(p)) = classify(&frame) else {
+        panic!("not a prompt")
+    };
+    let raw = p.raw.as_ref().expect("read from a frame");
+    assert_eq!(raw.request().get(), request);
+    assert_eq!(
+        raw.input(),
+        Some(r#"{ "command": "ls \"a b\"", "timeout": 1.50 }"#)
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(raw.input().unwrap()).unwrap(),
+        p.input
+    );
+    let event = crate::event::Event::permission_requested(&"s".into(), "r1", &p, true);
+    let text = serde_json::to_string(&event).unwrap();
+    assert!(text.contains(request), "{text}");
+
+    // No input: none to copy (the ledger serializes the empty object `input` is then).
+    let frame = r#"{"type":"control_request","request_id":"r2","request":{"subtype":"can_use_tool","tool_name":"X"}}"#;
+    let Ok(Inbound::PermissionPrompt(p)) = classify(frame) else {
+        panic!("not a prompt")
+    };
+    assert_eq!(p.raw.as_ref().unwrap().input(), None);
+    assert_eq!(p.input, json!({}));
+}
