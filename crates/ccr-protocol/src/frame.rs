@@ -357,12 +357,11 @@ pub enum FrameError {
 struct Head<'a> {
     #[serde(borrow, rename = "type")]
     kind: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct ControlRequestFrame<'a> {
-    request_id: Option<Value>,
-    #[serde(borrow)]
+    /// A `control_request`'s parts, as text: read in the same pass as `type` (absent from
+    /// SDK messages, so they cost those nothing).
+    #[serde(borrow, default)]
+    request_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
     request: Option<&'a RawValue>,
 }
 
@@ -396,15 +395,16 @@ struct ControlResponseBody {
 /// Classify one inbound text frame into its bucket.
 ///
 /// The common case (an SDK message) costs a single parse that only
-/// materialises the `type` string; control frames are parsed a second time
-/// into their typed shape.
+/// materialises the `type` string. A `control_request`'s parts are kept as text by the
+/// same pass, and only its `request` is parsed again; other control frames are parsed a
+/// second time into their typed shape.
 pub fn classify(text: &str) -> Result<Inbound, FrameError> {
     let head: Head<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => FrameError::MissingType,
         _ => FrameError::InvalidJson(e.to_string()),
     })?;
     match head.kind.as_ref() {
-        "control_request" => classify_control_request(text),
+        "control_request" => classify_control_request(head),
         "control_cancel_request" => {
             let frame: CancelFrame = parse(text, "control_cancel_request")?;
             let request_id = string_id(frame.request_id, "control_cancel_request")?;
@@ -445,11 +445,13 @@ fn string_id(id: Option<Value>, kind: &'static str) -> Result<String, FrameError
     }
 }
 
-fn classify_control_request(text: &str) -> Result<Inbound, FrameError> {
+fn classify_control_request(head: Head<'_>) -> Result<Inbound, FrameError> {
     const KIND: &str = "control_request";
-    let frame: ControlRequestFrame<'_> = parse(text, KIND)?;
-    let request_id = string_id(frame.request_id, KIND)?;
-    let parsed = frame
+    let request_id = head
+        .request_id
+        .and_then(|id| serde_json::from_str(id.get()).ok());
+    let request_id = string_id(request_id, KIND)?;
+    let parsed = head
         .request
         .map(|raw| (raw, serde_json::from_str::<Value>(raw.get())));
     let (raw, request) = match parsed {
