@@ -177,5 +177,8 @@ mod tests {
         // Other events: their own strings are counted again (at most their JSON).
         let env = h.push(crate::events::tests::ev("a", 500), SystemTime::UNIX_EPOCH);
         assert!(env.retained_len() >= 2 * 500 + EVENT_OVERHEAD);
+        // docs/events.md ("What history costs") quotes this figure: keep them in step.
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(EVENT_OVERHEAD, 216);
     }
 }
