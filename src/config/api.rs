@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::fields::{Errors, Table};
 use super::{api_tokens, runtime};
-use super::{ApiConfig, ApiLimits, MetricsAuth, TlsFiles};
+use super::{ApiConfig, ApiLimits, MetricsAuth, TlsFiles, DEFAULT_HISTORY_TOTAL_BYTES};
 
 /// Default of `[api] request_body_timeout`: generous for a JSON body of at most 1 MiB.
 const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,7 +41,12 @@ pub(super) fn api(mut t: Table, errs: &mut Errors) -> ApiConfig {
         event_buffer: t.usize(errs, "event_buffer", 262_144, 1..=usize::MAX),
         history_events: t.usize(errs, "history_events", 1000, 1..=1_000_000),
         history_bytes: t.usize(errs, "history_bytes", 1 << 20, 1024..=1 << 30),
-        history_total_bytes: t.usize(errs, "history_total_bytes", 256 << 20, 1024..=1 << 40),
+        history_total_bytes: t.usize(
+            errs,
+            "history_total_bytes",
+            DEFAULT_HISTORY_TOTAL_BYTES,
+            1024..=1 << 40,
+        ),
         stream_heartbeat: t.positive_duration(errs, "stream_heartbeat", Duration::from_secs(15)),
         shutdown_timeout: t.positive_duration(errs, "shutdown_timeout", Duration::from_secs(10)),
         request_body_timeout: t.positive_duration(

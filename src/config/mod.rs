@@ -79,9 +79,9 @@ pub struct ApiConfig {
     pub event_buffer: usize,
     /// Per-session event history, in events (`history_events`, default 1000).
     pub history_events: usize,
-    /// Per-session event history, in bytes of JSON (`history_bytes`, default 1 MiB).
+    /// Per-session event history, in bytes held (`history_bytes`, default 1 MiB).
     pub history_bytes: usize,
-    /// All sessions' event history together, in bytes of JSON (`history_total_bytes`, default 256 MiB).
+    /// All sessions' event history together, in bytes held (`history_total_bytes`, default [`DEFAULT_HISTORY_TOTAL_BYTES`]).
     pub history_total_bytes: usize,
     /// Heartbeat of event streams (`stream_heartbeat`, default 15 s).
     pub stream_heartbeat: Duration,
@@ -126,6 +126,14 @@ pub enum MetricsAuth {
 
 /// Default of `[api] max_connections`.
 pub const DEFAULT_API_MAX_CONNECTIONS: usize = 4096;
+
+/// Default of `[api] history_total_bytes`: 48 MiB of event history, all sessions
+/// together. Bytes held are counted with each event's overhead, so this is about the
+/// memory history takes (docs/events.md, "What history costs"): a full per-session
+/// history (1 MiB) for 48 busy sessions, or ~48 KiB (about 40 SDK messages of 800
+/// bytes) each for 1,000, and the service stays within issue #28's RSS budget at
+/// 1,000 sessions (64 MiB put the roundtrip at 107 MiB of its 110).
+pub const DEFAULT_HISTORY_TOTAL_BYTES: usize = 48 << 20;
 /// Default of `[api] max_stream_subscribers`.
 pub const DEFAULT_MAX_STREAM_SUBSCRIBERS: usize = 1024;
 /// Default of `[api] max_stream_subscribers_per_token`.

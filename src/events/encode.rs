@@ -1,10 +1,11 @@
 //! An envelope's JSON, built as text (pure: no lock, no I/O; the hub only stamps and
 //! shares what is built here, the event stream only writes it out).
 //!
-//! The pieces: `{"seq":N,` ([`seq_key`], the only part made under the hub lock) and the
-//! head after it ([`envelope_head`]: `"at":"..",<the event's own fields>}`, or for an
-//! SDK message everything up to `"message":`, after which the frame itself is written
-//! as received, never copied).
+//! The pieces: `{"seq":N,` ([`seq_key`], the only part made under the hub lock, written
+//! by [`put_seq_key`] into room left for it) and the head after it ([`envelope_head`]:
+//! `"at":"..",<the event's own fields>}`, or for an SDK message everything up to
+//! `"message":`, after which the frame itself is written as received, never copied).
+//! Room and head are one allocation of their own size, kept as long as the event is.
 //!
 //! Maintained crates do the encoding: serde_json serializes every event but an SDK
 //! message's head and escapes any string that needs it, humantime formats the time,
@@ -27,43 +28,6 @@ use arrayvec::ArrayString;
 
 use super::Event;
 
-/// Bytes of JSON head kept inside the envelope's own allocation: an SDK
-/// message's (time, type, session id, message type) fits unless its ids are
-/// unusually long. Retained envelopes are freed long after they were made,
-/// when their memory has gone cold: with the head inside, an SDK event is two
-/// allocations (the envelope and the shared frame) instead of three.
-pub(super) const HEAD_INLINE: usize = 192;
-
-/// An envelope's JSON head: inline when it fits, else on the heap.
-#[derive(Debug)]
-pub(super) enum Head {
-    Inline(ArrayString<HEAD_INLINE>),
-    Heap(String),
-}
-
-impl Head {
-    pub(super) fn as_str(&self) -> &str {
-        match self {
-            Head::Inline(s) => s,
-            Head::Heap(s) => s,
-        }
-    }
-
-    fn push_str(&mut self, v: &str) {
-        match self {
-            Head::Inline(s) => {
-                if s.try_push_str(v).is_err() {
-                    let mut heap = String::with_capacity(s.len() + v.len() + 64);
-                    heap.push_str(s);
-                    heap.push_str(v);
-                    *self = Head::Heap(heap);
-                }
-            }
-            Head::Heap(s) => s.push_str(v),
-        }
-    }
-}
-
 /// `{"seq":`, and the most bytes `{"seq":N,` takes (the most digits a `u64` has).
 const SEQ_KEY: &str = "{\"seq\":";
 pub(super) const SEQ_ROOM: usize = SEQ_KEY.len() + 20 + 1;
@@ -78,6 +42,19 @@ pub(super) fn seq_key(seq: u64) -> ArrayString<SEQ_ROOM> {
     key
 }
 
+/// Write `{"seq":N,` into the room [`envelope_head`] left in front of `json`, ending
+/// where the head starts; returns where the JSON now starts. The room is ASCII
+/// spaces and the key is ASCII of no more bytes: the length (and so the allocation)
+/// stays, nothing is reallocated under the hub lock.
+pub(super) fn put_seq_key(json: Box<str>, seq: u64) -> (Box<str>, u8) {
+    let key = seq_key(seq);
+    let start = SEQ_ROOM - key.len();
+    let mut json = json.into_string();
+    json.replace_range(start..SEQ_ROOM, &key);
+    // `start` < SEQ_ROOM (29) fits a u8.
+    (json.into_boxed_str(), start as u8)
+}
+
 /// Whether `event`'s JSON will have a raw CR or LF: only what it carries as the session
 /// sent it can, an SDK frame or a prompt's request (everything else is compact serde
 /// output). Checked once, while the text is still in this thread's cache.
@@ -90,13 +67,11 @@ pub(super) fn has_line_breaks(event: &Event) -> bool {
     memchr::memchr2(b'\r', b'\n', text).is_some()
 }
 
-/// The envelope JSON after `{"seq":N,`: `"at":"..",<the event's own fields>}`,
-/// stopping at `"message":` for an SDK message.
-pub(super) fn envelope_head(at: SystemTime, event: &Event) -> Head {
-    let mut out = Head::Inline(ArrayString::new());
-    out.push_str("\"at\":\"");
-    push_rfc3339_millis(&mut out, at);
-    out.push_str("\"");
+/// The envelope JSON after `{"seq":N,`, behind [`SEQ_ROOM`] spaces of room for it
+/// (see [`put_seq_key`]): `"at":"..",<the event's own fields>}`, stopping at
+/// `"message":` for an SDK message. Sized to fit: it is kept as long as the event.
+pub(super) fn envelope_head(at: SystemTime, event: &Event) -> Box<str> {
+    const AT: usize = "\"at\":\"\"".len() + "2026-01-31T09:00:00.123Z".len();
     if let Event::SdkMessage {
         session_id,
         msg_type,
@@ -105,12 +80,16 @@ pub(super) fn envelope_head(at: SystemTime, event: &Event) -> Head {
     {
         // The hot path: the frame was fully parsed (validated) when it was
         // classified, so it is spliced in as is instead of being parsed again.
+        const KEYS: &str = ",\"type\":\"sdk_message\",\"session_id\":,\"msg_type\":,\"message\":";
+        let cap = SEQ_ROOM + AT + KEYS.len() + session_id.len() + msg_type.len() + 4;
+        let mut out = String::with_capacity(cap);
+        push_room_and_time(&mut out, at);
         out.push_str(",\"type\":\"sdk_message\",\"session_id\":");
         push_json_str(&mut out, session_id);
         out.push_str(",\"msg_type\":");
         push_json_str(&mut out, msg_type);
         out.push_str(",\"message\":");
-        return out;
+        return out.into_boxed_str();
     }
     // Serializing an `Event` cannot fail: string keys only, raw JSON validated on entry.
     let body = serde_json::to_string(event).unwrap_or_else(|e| {
@@ -119,15 +98,25 @@ pub(super) fn envelope_head(at: SystemTime, event: &Event) -> Head {
     });
     let rest = body.strip_prefix('{').unwrap_or("}");
     let sep = if rest.starts_with('}') { "" } else { "," };
+    let mut out = String::with_capacity(SEQ_ROOM + AT + sep.len() + rest.len());
+    push_room_and_time(&mut out, at);
     out.push_str(sep);
     out.push_str(rest);
-    out
+    out.into_boxed_str()
+}
+
+/// The room for `{"seq":N,` and `"at":".."`.
+fn push_room_and_time(out: &mut String, at: SystemTime) {
+    out.extend(std::iter::repeat_n(' ', SEQ_ROOM));
+    out.push_str("\"at\":\"");
+    push_rfc3339_millis(out, at);
+    out.push('"');
 }
 
 /// Append `at` in RFC 3339 with milliseconds (humantime's); formatted once per
 /// millisecond per thread, since a busy session publishes many events in the same one
 /// (about half the cost in a burst: see the module docs).
-fn push_rfc3339_millis(out: &mut Head, at: SystemTime) {
+fn push_rfc3339_millis(out: &mut String, at: SystemTime) {
     use std::cell::RefCell;
     use std::fmt::Write as _;
     thread_local! {
@@ -149,14 +138,14 @@ fn push_rfc3339_millis(out: &mut Head, at: SystemTime) {
 
 /// Append `v` as a JSON string literal, escaped exactly as serde_json escapes it (by
 /// serde_json, when it needs escaping at all).
-fn push_json_str(out: &mut Head, v: &str) {
+fn push_json_str(out: &mut String, v: &str) {
     // Session ids and message types almost never need escaping: copy those as
     // they are (this runs for every frame of every session; faster than serde_json
     // and allocation-free: see the module docs).
     if !v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str("\"");
+        out.push('"');
         out.push_str(v);
-        out.push_str("\"");
+        out.push('"');
         return;
     }
     // Serializing a str cannot fail.
@@ -184,14 +173,27 @@ mod tests {
             "é✓",
             "\u{7f}",
         ] {
-            let mut out = Head::Inline(ArrayString::new());
-            out.push_str("x");
+            let mut out = String::from("x");
             push_json_str(&mut out, v);
             assert_eq!(
                 out.as_str()[1..],
                 serde_json::to_string(v).unwrap(),
                 "{v:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_seq_key_fills_the_room_in_place() {
+        for seq in [1, 42, u64::MAX] {
+            let head = envelope_head(SystemTime::UNIX_EPOCH, &ev("a", 1));
+            let (len, ptr) = (head.len(), head.as_ptr());
+            let (json, start) = put_seq_key(head, seq);
+            assert_eq!((json.len(), json.as_ptr()), (len, ptr), "not reallocated");
+            let start = usize::from(start);
+            let key = format!("{{\"seq\":{seq},\"at\":");
+            assert!(json[start..].starts_with(&key), "{json}");
+            assert!(json[..start].bytes().all(|b| b == b' '));
         }
     }
 

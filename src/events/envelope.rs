@@ -1,42 +1,52 @@
-//! One published event as readers get it: sequence number, time, the event and its
-//! JSON, serialized once for every reader ([`Prepared`] outside the hub lock, stamped
-//! with its sequence number under it). The bytes are built by [`super::encode`].
+//! One published event as readers get it: sequence number, the event and its JSON,
+//! serialized once for every reader ([`Prepared`] outside the hub lock, stamped with its
+//! sequence number under it). The bytes are built by [`super::encode`].
+//!
+//! Compact, since history keeps hundreds of thousands of these: an SDK frame is held
+//! once (shared by the event and its JSON), and the rest of the JSON is one allocation
+//! of its own size, which also has the room for `{"seq":N,` in front.
 
+use std::mem::size_of;
 use std::time::SystemTime;
 
-use arrayvec::ArrayString;
-
-use super::encode::{self, Head, SEQ_ROOM};
+use super::encode;
+use super::retained::Kept;
 use super::Event;
 
-/// One published event: sequence number, time, the event and its JSON.
+/// One published event: sequence number, the event and its JSON.
 #[derive(Debug)]
 pub struct Envelope {
     /// Strictly increasing across the process.
     pub seq: u64,
-    /// Publication time.
-    pub at: SystemTime,
     /// The event.
     pub event: Event,
-    /// `{"seq":N,`
-    seq_key: ArrayString<SEQ_ROOM>,
-    /// `"at":..,"type":..,...`, serialized once for every reader (see [`Prepared`]).
-    /// For an SDK message it stops at `"message":` and the frame itself is shared
-    /// with the event.
-    head: Head,
+    /// `{"seq":N,"at":..,"type":..,...` from `start` on (room before it), serialized
+    /// once for every reader. For an SDK message it stops at `"message":` and the frame
+    /// itself is shared with the event.
+    json: Box<str>,
+    /// Where the JSON starts in `json`.
+    start: u8,
     /// The JSON has a raw CR or LF (only an SDK frame can: everything else is compact serde output).
     line_breaks: bool,
 }
 
+/// Bytes a retained event holds besides its JSON: the envelope and the reference
+/// counts of its allocation and the frame's, and its entries in the history's queues.
+/// Allocator rounding and queue slack are not counted (about a tenth more, measured).
+pub const EVENT_OVERHEAD: usize = size_of::<Envelope>()
+    + 2 * 2 * size_of::<usize>()
+    + size_of::<Kept>()
+    + size_of::<(u64, usize)>();
+
 impl Envelope {
-    /// The JSON in pieces, to be written one after the other: `{"seq":N,`, the
+    /// The JSON in pieces, to be written one after the other: `{"seq":N,` and the
     /// head, and for an SDK message the frame exactly as received (shared, not
     /// copied) and `}`.
-    pub fn json_parts(&self) -> [&str; 4] {
-        let head = self.head.as_str();
+    pub fn json_parts(&self) -> [&str; 3] {
+        let head = &self.json[usize::from(self.start)..];
         match &self.event {
-            Event::SdkMessage { message, .. } => [&self.seq_key, head, message, "}"],
-            _ => [&self.seq_key, head, "", ""],
+            Event::SdkMessage { message, .. } => [head, message, "}"],
+            _ => [head, "", ""],
         }
     }
 
@@ -51,15 +61,17 @@ impl Envelope {
         self.json_parts().iter().map(|p| p.len()).sum()
     }
 
-    /// Bytes a retained envelope holds: its JSON, plus a prompt's request kept beside it
-    /// (an SDK frame is shared with the JSON, not held twice). History bounds count this,
-    /// so `history_total_bytes` bounds memory, not just the JSON served.
+    /// Bytes a retained envelope holds: its JSON (an SDK frame shared with the event
+    /// counts once), the event's own strings (for events other than SDK messages, at
+    /// most their JSON again: a prompt's request is kept beside its JSON), and
+    /// [`EVENT_OVERHEAD`]. History bounds count this, so `history_total_bytes`
+    /// bounds memory, not just the JSON served.
     pub fn retained_len(&self) -> usize {
-        let extra = match &self.event {
-            Event::PermissionRequested { request, .. } => request.get().len(),
-            _ => 0,
+        let own = match &self.event {
+            Event::SdkMessage { message, .. } => message.len(),
+            _ => self.json.len(),
         };
-        self.json_len() + extra
+        self.json.len() + own + EVENT_OVERHEAD
     }
 
     /// `{"seq":..,"at":..,"type":..,...}` in one piece (a copy).
@@ -72,41 +84,39 @@ impl Envelope {
 #[derive(Debug)]
 pub struct Prepared {
     event: Event,
-    at: SystemTime,
-    /// `"at":"..",<the event's own fields>}`; for an SDK message it stops at
-    /// `"message":`, the frame is not copied.
-    head: Head,
+    /// Room for `{"seq":N,`, then `"at":"..",<the event's own fields>}`; for an SDK
+    /// message it stops at `"message":`, the frame is not copied.
+    json: Box<str>,
     line_breaks: bool,
 }
 
 impl Prepared {
     /// Serialize `event` (published at `at`) except for its sequence number.
     pub fn new(event: Event, at: SystemTime) -> Self {
-        let head = encode::envelope_head(at, &event);
+        let json = encode::envelope_head(at, &event);
         let line_breaks = encode::has_line_breaks(&event);
         Self {
             event,
-            at,
-            head,
+            json,
             line_breaks,
         }
     }
 
     /// The envelope with sequence number `seq`. Cheap: the JSON was built by
-    /// [`Prepared::new`] up to `{"seq":N,`, which is all that is formatted here.
+    /// [`Prepared::new`] up to `{"seq":N,`, which is all that is written here, into the
+    /// room left for it.
     pub(super) fn stamp(self, seq: u64) -> Envelope {
         let Prepared {
             event,
-            at,
-            head,
+            json,
             line_breaks,
         } = self;
+        let (json, start) = encode::put_seq_key(json, seq);
         Envelope {
             seq,
-            at,
             event,
-            seq_key: encode::seq_key(seq),
-            head,
+            json,
+            start,
             line_breaks,
         }
     }
@@ -117,7 +127,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::events::encode::HEAD_INLINE;
     use crate::events::tests::limits;
     use crate::events::History;
 
@@ -142,23 +151,34 @@ mod tests {
     }
 
     #[test]
-    fn a_head_too_long_to_keep_inline_moves_to_the_heap_intact() {
+    fn any_head_is_kept_whole_and_counted() {
         let mut h = History::new(limits(10, 1 << 20));
-        for id in ["s".repeat(40), "\"".repeat(HEAD_INLINE)] {
+        let frame = r#"{"type":"assistant"}"#;
+        for id in ["s".repeat(40), "\"".repeat(300), String::new()] {
             let env = h.push(
                 Event::SdkMessage {
                     session_id: Arc::from(id.as_str()),
                     msg_type: "assistant".into(),
-                    message: Arc::from(r#"{"type":"assistant"}"#),
+                    message: Arc::from(frame),
                 },
                 SystemTime::UNIX_EPOCH,
             );
-            let inline = matches!(env.head, Head::Inline(_));
-            assert_eq!(inline, id.len() == 40, "{} bytes of id", id.len());
             let v: serde_json::Value = serde_json::from_str(&env.json()).unwrap();
             assert_eq!(v["session_id"], id.as_str());
             assert_eq!(v["at"], "1970-01-01T00:00:00.000Z");
             assert_eq!(env.json_len(), env.json().len());
+            // The frame once, the rest of the JSON with its room, the fixed overhead.
+            assert!(usize::from(env.start) < encode::SEQ_ROOM);
+            assert_eq!(
+                env.retained_len(),
+                env.json.len() + frame.len() + EVENT_OVERHEAD
+            );
         }
+        // Other events: their own strings are counted again (at most their JSON).
+        let env = h.push(crate::events::tests::ev("a", 500), SystemTime::UNIX_EPOCH);
+        assert!(env.retained_len() >= 2 * 500 + EVENT_OVERHEAD);
+        // docs/events.md ("What history costs") quotes this figure: keep them in step.
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(EVENT_OVERHEAD, 216);
     }
 }

@@ -48,7 +48,7 @@ impl Default for BusLimits {
             history: HistoryLimits {
                 events: 1000,
                 bytes: 1 << 20,
-                total_bytes: 256 << 20,
+                total_bytes: crate::config::DEFAULT_HISTORY_TOTAL_BYTES,
             },
         }
     }

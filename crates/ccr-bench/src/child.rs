@@ -1,5 +1,5 @@
 //! Child processes the benchmarks, the chaos run and the process tests start: a clean
-//! environment, their stderr's last lines, a graceful stop, and their RSS.
+//! environment, their stderr's last lines, a graceful stop, and their RSS (now and peak).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -73,7 +73,17 @@ pub async fn stop(child: &mut Child, grace: Duration) {
 
 /// `VmRSS` in KiB from the text of `/proc/<pid>/status`.
 pub fn vm_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    status_kib(status, "VmRSS:")
+}
+
+/// `VmHWM` (peak RSS since the process started) in KiB from the text of `/proc/<pid>/status`.
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status_kib(status, "VmHWM:")
+}
+
+/// The KiB figure of the `/proc/<pid>/status` line that starts with `key` (`VmRSS:`).
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -89,6 +99,16 @@ mod tests {
         assert_eq!(vm_rss_kib("Name: x\n"), None);
         let own = std::fs::read_to_string("/proc/self/status").unwrap();
         assert!(vm_rss_kib(&own).unwrap() > 0);
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_proc_status() {
+        let status = "Name:\tccr\nVmPeak:\t  9000 kB\nVmHWM:\t  20480 kB\nVmRSS:\t   12345 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(20480));
+        assert_eq!(vm_rss_kib(status), Some(12345), "VmHWM is not VmRSS");
+        assert_eq!(vm_hwm_kib("Name: x\nVmRSS:\t 1 kB\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(vm_hwm_kib(&own).unwrap() >= vm_rss_kib(&own).unwrap());
     }
 
     #[actix_rt::test]

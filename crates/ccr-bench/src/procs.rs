@@ -141,6 +141,12 @@ impl Proc {
         child::vm_rss_kib(&status).ok_or_else(|| anyhow!("no VmRSS in /proc/{}/status", self.pid))
     }
 
+    /// Peak resident set size since it started (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        child::vm_hwm_kib(&status).ok_or_else(|| anyhow!("no VmHWM in /proc/{}/status", self.pid))
+    }
+
     /// User + system CPU time used so far.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;

@@ -20,6 +20,11 @@ use ccr_sim::load::LoadMode;
 /// roundtrip `--readers`: p99 of an answer POST under the readers (the issue saw over 5 s).
 const POST_P99_TARGET_US: f64 = 100_000.0;
 
+/// flood: peak RSS of the supervisor (`VmHWM`), KiB: 175 MiB (issue #28).
+const FLOOD_PEAK_RSS_TARGET_KIB: f64 = 175.0 * 1024.0;
+/// roundtrip: peak RSS of the supervisor (`VmHWM`), KiB: 110 MiB (issue #28).
+const ROUNDTRIP_PEAK_RSS_TARGET_KIB: f64 = 110.0 * 1024.0;
+
 /// Generous bound on any wait.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -161,6 +166,7 @@ async fn connect(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Va
     let cpu0 = h.sup()?.cpu_time()?;
     tokio::time::sleep(args.duration()).await;
     let rss = h.sup()?.rss_kib()?;
+    let peak_rss = h.sup()?.peak_rss_kib()?;
     let idle_cpu = h.sup()?.cpu_time()? - cpu0;
     // Checked after the RSS reading: the big JSON answer would inflate it.
     let view = h.wait_api_connected(n, WAIT).await?;
@@ -171,6 +177,7 @@ async fn connect(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Va
         "api_connected": view.connected,
         "rss_baseline_kib": base_rss,
         "rss_kib": rss,
+        "peak_rss_kib": peak_rss,
         "rss_per_session_kib": (per_session * 100.0).round() / 100.0,
         "idle_cpu_ms": ms(idle_cpu),
         "targets": {
@@ -263,6 +270,10 @@ async fn flood(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Valu
         });
         figures["targets"]["frames_lost_or_reordered"] = target(bad as f64, 0.0);
     }
+    // After the reader has caught up: the peak covers the whole flood and its drain.
+    let peak_rss = h.sup()?.peak_rss_kib()?;
+    figures["peak_rss_kib"] = json!(peak_rss);
+    figures["targets"]["peak_rss_kib"] = target(peak_rss as f64, FLOOD_PEAK_RSS_TARGET_KIB);
     Ok((figures, Value::Null))
 }
 
@@ -330,6 +341,8 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         .is_ok();
     let cpu = h.sup()?.cpu_time()? - cpu0;
     let threads = thread_figures(&threads0, &h.sup()?.thread_ticks());
+    // Before the `/metrics` scrape, whose answer is not part of the load.
+    let peak_rss = h.sup()?.peak_rss_kib()?;
     let metrics1 = http::metrics_text(&h.client, &h.api).await?;
     let s = h.sim_stats().await?;
     let values: Vec<[u64; 2]> =
@@ -370,10 +383,12 @@ async fn roundtrip(h: &mut Harness, args: &BenchArgs, rate: f64) -> anyhow::Resu
         "api_workers": args.api_workers,
         "readers": readers.as_ref().map(Readers::figures),
         "answer_post_latency_us": post_latency,
+        "peak_rss_kib": peak_rss,
         "targets": {
             "p99_us": target(p.p99_us as f64, 1000.0),
             "p999_us": target(p.p999_us as f64, 3000.0),
             "prompts_not_answered_exactly_once": target(wrong as f64, 0.0),
+            "peak_rss_kib": target(peak_rss as f64, ROUNDTRIP_PEAK_RSS_TARGET_KIB),
         },
     });
     if let (Some(post), Some(_)) = (&post_latency, &readers) {
@@ -473,6 +488,7 @@ async fn storm(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Valu
         )
         .await?;
     let cpu = h.sup()?.cpu_time()? - cpu0;
+    let peak_rss = h.sup()?.peak_rss_kib()?;
     h.wait_api_connected(n, WAIT).await?;
     let times: Vec<u32> =
         serde_json::from_value(h.sim_get("attempts").await?["since_mark_ms"].take())
@@ -491,6 +507,7 @@ async fn storm(h: &mut Harness, args: &BenchArgs) -> anyhow::Result<(Value, Valu
         "first_attempt_ms": times.iter().min(),
         "last_attempt_ms": times.iter().max(),
         "cpu_ms": ms(cpu),
+        "peak_rss_kib": peak_rss,
         "targets": {
             "reconnected_ms": target(ms(took), 6000.0),
             "peak_fraction_100ms": target(frac, 0.10),

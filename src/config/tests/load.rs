@@ -104,7 +104,11 @@ fn empty_config_in_demo_mode_is_all_defaults() {
     let c = ok("[sim]\nembedded = true\n");
     assert_eq!(c.api.bind, "127.0.0.1:8700".parse().unwrap());
     assert_eq!(c.api.event_buffer, 262_144);
-    assert_eq!(c.api.history_total_bytes, 256 << 20);
+    assert_eq!(c.api.history_total_bytes, 48 << 20);
+    assert_eq!(
+        c.api.history_total_bytes,
+        crate::config::DEFAULT_HISTORY_TOTAL_BYTES
+    );
     assert_eq!(c.api.request_body_timeout, Duration::from_secs(10));
     assert_eq!(c.ccr.base_url, "");
     assert_eq!(c.ccr.organization_uuid, "");

@@ -64,13 +64,16 @@ fn bounded_by_count_and_bytes_with_lagged_mark() {
         None,
         "nothing missed after 2"
     );
-    let mut h = History::new(limits(100, 300));
+    let size = History::new(limits(1, 1 << 20))
+        .push(ev("a", 100), SystemTime::UNIX_EPOCH)
+        .retained_len();
+    let mut h = History::new(limits(100, 3 * size));
     for _ in 0..5 {
         h.push(ev("a", 100), SystemTime::UNIX_EPOCH);
     }
     let kept = h.backlog(Some("a"), 0).events;
-    assert!(kept.iter().map(|e| e.json_len()).sum::<usize>() <= 300);
-    assert!(!kept.is_empty());
+    assert!(kept.iter().map(|e| e.retained_len()).sum::<usize>() <= 3 * size);
+    assert_eq!(kept.len(), 3);
 }
 
 #[test]
@@ -84,7 +87,7 @@ fn the_total_budget_evicts_the_globally_oldest_first() {
     };
     let one = History::new(limits(100, 1 << 20)).push(ev("a", 100), SystemTime::UNIX_EPOCH);
     // Events grow by a byte with each digit of their seq: leave a little slack.
-    let size = one.json_len();
+    let size = one.retained_len();
     let mut h = History::new(HistoryLimits {
         events: 100,
         bytes: 1 << 20,
@@ -165,7 +168,7 @@ fn the_queue_of_retained_events_stays_bounded_and_in_step() {
     // in front never evict the new owner's events out of turn.
     let size = History::new(limits(10, 1 << 20))
         .push(ev("a", 10), SystemTime::UNIX_EPOCH)
-        .json_len();
+        .retained_len();
     let mut h = History::new(HistoryLimits {
         events: 100,
         bytes: 1 << 20,

@@ -8,7 +8,7 @@ use crate::events::History;
 #[test]
 fn recent_reads_after_a_cursor_filters_and_reports_a_lag() {
     let mut h = History::new(limits(100, 1 << 20));
-    let size = h.push(ev("a", 100), SystemTime::UNIX_EPOCH).json_len();
+    let size = h.push(ev("a", 100), SystemTime::UNIX_EPOCH).retained_len();
     let mut r = Recent::new(4, usize::MAX);
     // A reader that has looked at nothing after seq 1 (and never reports progress).
     r.join(1);
