@@ -15,7 +15,8 @@ use super::record::LedgerError;
 /// columns, computed from `request` and `answer`; 3 added `deliveries` and
 /// `last_delivered_at`; 4 dropped the computed columns again (SQLite computed them on every
 /// insert of a STRICT table, parsing the JSON twice per prompt; queries compute them now,
-/// only for the rows they read). Older files are brought up to date in place.
+/// only for the rows they read) and wrote the `outcome` check and the unfinished index
+/// without `IN` lists. Older files are brought up to date in place.
 pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another one's lock before failing.
@@ -30,7 +31,7 @@ CREATE TABLE IF NOT EXISTS prompts (
     input         TEXT    NOT NULL,
     request       TEXT    NOT NULL,
     received_at   INTEGER NOT NULL,
-    outcome       TEXT CHECK (outcome IN ('allowed', 'denied', 'cancelled', 'expired')),
+    outcome       TEXT CHECK (outcome = 'allowed' OR outcome = 'denied' OR outcome = 'cancelled' OR outcome = 'expired'),
     decided_by    TEXT,
     decided_at    INTEGER,
     updated_input TEXT,
@@ -47,7 +48,7 @@ CREATE INDEX IF NOT EXISTS prompts_by_time ON prompts (received_at, session_id, 
 CREATE INDEX IF NOT EXISTS prompts_by_session ON prompts (session_id, received_at, request_id);
 -- Startup restore: only the few unfinished rows are in this index.
 CREATE INDEX IF NOT EXISTS prompts_unfinished ON prompts (received_at, session_id, request_id)
-    WHERE outcome IS NULL OR (outcome IN ('allowed', 'denied', 'expired') AND delivered_at IS NULL);
+    WHERE outcome IS NULL OR (outcome <> 'cancelled' AND delivered_at IS NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 ";
 
@@ -97,8 +98,56 @@ fn upgrade_columns(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The `WHERE` clause of unfinished rows; must match the `prompts_unfinished` index.
+/// (Undecided, or decided but not delivered and not cancelled: the `CHECK` leaves
+/// `allowed`, `denied` and `expired`. Written without `IN (...)`: SQLite evaluates a list
+/// of three or more constants through a temporary b-tree, on every insert.)
 pub(crate) const UNFINISHED: &str =
-    "outcome IS NULL OR (outcome IN ('allowed', 'denied', 'expired') AND delivered_at IS NULL)";
+    "outcome IS NULL OR (outcome <> 'cancelled' AND delivered_at IS NULL)";
+
+/// The `outcome` check of versions 1 to 3, and what version 4 says instead (the same
+/// rule without an `IN` list, which cost a temporary b-tree per insert and update).
+const OLD_CHECK: &str = "CHECK (outcome IN ('allowed', 'denied', 'cancelled', 'expired'))";
+const NEW_CHECK: &str =
+    "CHECK (outcome = 'allowed' OR outcome = 'denied' OR outcome = 'cancelled' OR outcome = 'expired')";
+
+/// Bring the constraints of a file made before version 4 up to date: the `prompts_unfinished`
+/// index is built again on the new [`UNFINISHED`], and the `outcome` check is reworded in
+/// place, by SQLite's documented procedure for changes that leave the stored rows as they
+/// are (<https://www.sqlite.org/lang_altertable.html#otheralter>).
+fn upgrade_constraints(conn: &mut Connection) -> rusqlite::Result<()> {
+    let sql = |conn: &Connection, kind: &str, name: &str| -> rusqlite::Result<String> {
+        conn.query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = ?1 AND name = ?2",
+            [kind, name],
+            |r| r.get(0),
+        )
+    };
+    if sql(conn, "index", "prompts_unfinished")?.contains(" IN (") {
+        let tx = conn.transaction()?;
+        tx.execute_batch(&format!(
+            "DROP INDEX prompts_unfinished; \
+             CREATE INDEX prompts_unfinished ON prompts (received_at, session_id, request_id) \
+             WHERE {UNFINISHED};"
+        ))?;
+        tx.commit()?;
+    }
+    let table = sql(conn, "table", "prompts")?;
+    if table.contains(OLD_CHECK) {
+        let tx = conn.transaction()?;
+        let version: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+        tx.pragma_update(None, "writable_schema", "ON")?;
+        let updated = tx.execute(
+            "UPDATE sqlite_schema SET sql = ?1 WHERE type = 'table' AND name = 'prompts'",
+            [table.replace(OLD_CHECK, NEW_CHECK)],
+        );
+        let bumped = tx.pragma_update(None, "schema_version", version + 1);
+        tx.pragma_update(None, "writable_schema", "OFF")?;
+        updated?;
+        bumped?;
+        tx.commit()?;
+    }
+    Ok(())
+}
 
 /// The `WHERE` clause of rows retention may delete (finished; older-than is added by the caller).
 pub(crate) const FINISHED: &str =
@@ -119,7 +168,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
     if path.is_dir() {
         return Err(fail("is a directory".into()));
     }
-    let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
     init(&conn).map_err(|e| fail(e.to_string()))?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -138,6 +187,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
     conn.execute_batch(SCHEMA)
         .map_err(|e| fail(format!("cannot create schema: {e}")))?;
     upgrade_columns(&conn).map_err(|e| fail(format!("cannot upgrade schema: {e}")))?;
+    upgrade_constraints(&mut conn).map_err(|e| fail(format!("cannot upgrade schema: {e}")))?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| fail(e.to_string()))?;
     // A real committed write: catches read-only files and full disks now, not at the first prompt.

@@ -177,7 +177,7 @@ fn insert_decision(
              updated_input = COALESCE(?6, updated_input), answer = COALESCE(?7, answer), \
              reason = COALESCE(?8, reason) \
              WHERE session_id = ?1 AND request_id = ?2 AND (outcome IS NULL OR \
-             (?3 = 'cancelled' AND outcome IN ('allowed', 'denied', 'expired') AND delivered_at IS NULL))",
+             (?3 = 'cancelled' AND outcome <> 'cancelled' AND delivered_at IS NULL))",
         )?
         .execute(params![
             d.session_id,
