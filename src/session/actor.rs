@@ -50,7 +50,10 @@ mod handlers;
 pub struct SessionShared {
     /// `[ccr]` settings.
     pub ccr: CcrConfig,
-    /// The CCR API base actually used (the embedded simulator's, in demo mode).
+    /// `[ccr] source_addresses`, shared by every thread's client.
+    pub source_addresses: Arc<[std::net::IpAddr]>,
+    /// The CCR API base actually used (the embedded simulator's, in demo mode), unless a
+    /// session sets its own.
     pub base_url: String,
     /// `[reconnect]` settings.
     pub reconnect: ReconnectConfig,
@@ -199,7 +202,11 @@ impl SessionActor {
         }
         self.connecting = true;
         let ccr = &self.shared.ccr;
-        let url = subscribe_url(&self.shared.base_url, &self.spec.id, &ccr.organization_uuid);
+        let url = subscribe_url(
+            self.spec.base_url(&self.shared.base_url),
+            &self.spec.id,
+            self.spec.organization_uuid(&ccr.organization_uuid),
+        );
         let token_source = TokenSource::from_spec(&self.spec.token);
         let token_timeout = ccr.token_command_timeout;
         let version = ccr.anthropic_version.clone();
