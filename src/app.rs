@@ -448,6 +448,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
         config.sessions.iter().map(Arc::clone).collect(),
         handles,
         move |reports| SessionShared {
+            source_addresses: ccr.source_addresses.clone().into(),
             ccr,
             base_url,
             reconnect,
