@@ -372,6 +372,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
         fds_per_session: if config.sim.embedded { 2 } else { 1 },
         api_connections: limits.max_connections,
         stream_subscribers: limits.max_stream_subscribers,
+        threads: limits.worker_count() + arbiter_count(config.supervisor.arbiters),
     });
     spawn_warning_flusher();
     let base_url = match &sim {
