@@ -458,6 +458,9 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
             bus: shared_bus,
             metrics: session_metrics,
             slots: slots.clone(),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(
+                crate::session::HANDSHAKES_IN_FLIGHT,
+            )),
             notifier,
         },
     );

@@ -14,7 +14,7 @@ mod send;
 pub mod socket;
 pub mod token;
 
-pub use actor::{SessionActor, SessionShared};
+pub use actor::{SessionActor, SessionShared, HANDSHAKES_IN_FLIGHT};
 pub use ccr_protocol::session::{
     Counters, FrameCounters, InitializeState, SessionState, SessionStatus,
 };
