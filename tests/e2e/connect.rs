@@ -117,15 +117,22 @@ async fn a_session_with_its_own_base_url_and_organization_reaches_its_own_endpoi
     );
     let mut h = Harness::start_with(vec![Sess::new("near")], &[], &extra).await;
     h.wait_sim_connected("near").await;
-    crate::common::wait_sim(&mut far_events, |e| {
-        matches!(e, ccr_sim::SimEvent::Connected { session, .. } if session == "far")
-    })
+    crate::common::wait_sim(
+        &mut far_events,
+        |e| matches!(e, ccr_sim::SimEvent::Connected { session, .. } if session == "far"),
+    )
     .await;
-    let seen = far.last_headers("far").expect("far connected to its own endpoint");
+    let seen = far
+        .last_headers("far")
+        .expect("far connected to its own endpoint");
     assert_eq!(seen.organization_uuid.as_deref(), Some("org-far"));
     assert_eq!(seen.bearer.as_deref(), Some("tok-far"));
     let near = h.sim.last_headers("near").unwrap();
-    assert_eq!(near.organization_uuid.as_deref(), Some("org-test-1"), "the [ccr] default");
+    assert_eq!(
+        near.organization_uuid.as_deref(),
+        Some("org-test-1"),
+        "the [ccr] default"
+    );
     assert_eq!(h.sim.attempts("far"), 0, "never tried the shared endpoint");
     assert_eq!(far.attempts("near"), 0);
     h.wait_state("far", "connected").await;

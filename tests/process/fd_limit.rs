@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use ccr_sim::SimEvent;
 use ccr_supervisor::app::arbiter_count;
-use ccr_supervisor::config::{ApiLimits, DEFAULT_API_MAX_CONNECTIONS, DEFAULT_MAX_STREAM_SUBSCRIBERS};
+use ccr_supervisor::config::{
+    ApiLimits, DEFAULT_API_MAX_CONNECTIONS, DEFAULT_MAX_STREAM_SUBSCRIBERS,
+};
 use ccr_supervisor::limits::fd::{plan, FdDemand};
 use serde_json::{json, Value};
 

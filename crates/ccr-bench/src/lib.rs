@@ -308,6 +308,7 @@ mod tests {
             1,
             false,
             &toml,
+            "",
         );
         let cfg = ccr_supervisor::config::load_from_str(&cfg, Default::default()).unwrap();
         assert_eq!(cfg.api.limits.max_connections, 11088);

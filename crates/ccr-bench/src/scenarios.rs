@@ -559,7 +559,8 @@ mod tests {
 
     #[test]
     fn counters_are_read_from_metrics_text() {
-        let text = "# HELP x\nccr_supervisor_reconnects_total 12\nccr_supervisor_reconnects_totally 3\n";
+        let text =
+            "# HELP x\nccr_supervisor_reconnects_total 12\nccr_supervisor_reconnects_totally 3\n";
         assert_eq!(counter(text, "ccr_supervisor_reconnects_total"), Some(12));
         assert_eq!(counter(text, "missing_total"), None);
     }

@@ -624,10 +624,17 @@ fn sessions_may_override_the_endpoint_checked_as_ccr_is() {
          organization_uuid = \"org-2\"\n[[sessions]]\nid = \"b\"\ntoken_env = \"T\"\n"
     ));
     let (a, b) = (&c.sessions[0], &c.sessions[1]);
-    assert_eq!(a.base_url.as_deref(), Some("http://127.0.0.1:9001"), "slash trimmed");
+    assert_eq!(
+        a.base_url.as_deref(),
+        Some("http://127.0.0.1:9001"),
+        "slash trimmed"
+    );
     assert_eq!(a.base_url(&c.ccr.base_url), "http://127.0.0.1:9001");
     assert_eq!(a.organization_uuid(&c.ccr.organization_uuid), "org-2");
-    assert_eq!((b.base_url.as_deref(), b.organization_uuid.as_deref()), (None, None));
+    assert_eq!(
+        (b.base_url.as_deref(), b.organization_uuid.as_deref()),
+        (None, None)
+    );
     assert_eq!(b.base_url(&c.ccr.base_url), "https://api.example.com");
     assert_eq!(b.organization_uuid(&c.ccr.organization_uuid), "org-1");
     let p = problems(&format!(
@@ -637,25 +644,39 @@ fn sessions_may_override_the_endpoint_checked_as_ccr_is() {
          [[sessions]]\nid = \"d\"\ntoken_env = \"T\"\nbase_url = \"\"\norganization_uuid = \"\"\n"
     ));
     assert!(
-        has(&p, "sessions[0].base_url: must start with http:// or https://"),
+        has(
+            &p,
+            "sessions[0].base_url: must start with http:// or https://"
+        ),
         "{p:?}"
     );
     assert!(
-        has(&p, "sessions[0].organization_uuid: may contain only letters, digits and -"),
+        has(
+            &p,
+            "sessions[0].organization_uuid: may contain only letters, digits and -"
+        ),
         "{p:?}"
     );
     assert!(has(&p, "sessions[1].base_url: expected a string"), "{p:?}");
     assert!(has(&p, "sessions[2].base_urls: unknown key"), "{p:?}");
     for key in ["base_url", "organization_uuid"] {
-        assert!(has(&p, &format!("sessions[3].{key}: must not be empty")), "{p:?}");
+        assert!(
+            has(&p, &format!("sessions[3].{key}: must not be empty")),
+            "{p:?}"
+        );
     }
 }
 
 #[test]
 fn source_addresses_are_ips_from_a_list_or_the_environment() {
     let c = ok(CCR);
-    assert!(c.ccr.source_addresses.is_empty(), "default: the system picks");
-    let c = ok(&format!("{CCR}source_addresses = [\"127.0.0.2\", \"::1\"]\n"));
+    assert!(
+        c.ccr.source_addresses.is_empty(),
+        "default: the system picks"
+    );
+    let c = ok(&format!(
+        "{CCR}source_addresses = [\"127.0.0.2\", \"::1\"]\n"
+    ));
     let want: Vec<std::net::IpAddr> = vec!["127.0.0.2".parse().unwrap(), "::1".parse().unwrap()];
     assert_eq!(c.ccr.source_addresses, want);
     let c = with_env(
@@ -671,7 +692,16 @@ fn source_addresses_are_ips_from_a_list_or_the_environment() {
         has(&p, "ccr.source_addresses[1]: expected an IP address"),
         "{p:?}"
     );
-    assert!(has(&p, "ccr.source_addresses[2]: \"0.0.0.0\" cannot be"), "{p:?}");
-    assert!(has(&p, "ccr.source_addresses[3]: \"127.0.0.2\" is listed twice"), "{p:?}");
-    assert!(has(&p, "ccr.source_addresses[4]: expected a string"), "{p:?}");
+    assert!(
+        has(&p, "ccr.source_addresses[2]: \"0.0.0.0\" cannot be"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "ccr.source_addresses[3]: \"127.0.0.2\" is listed twice"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "ccr.source_addresses[4]: expected a string"),
+        "{p:?}"
+    );
 }

@@ -221,7 +221,8 @@ fn runtime_sessions_may_override_the_endpoint_and_unknown_keys_stay_errors() {
         &rules,
     ));
     assert!(
-        m.iter().any(|m| m.starts_with("base_url: must start with http")),
+        m.iter()
+            .any(|m| m.starts_with("base_url: must start with http")),
         "{m:?}"
     );
     assert!(

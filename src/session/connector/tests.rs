@@ -15,7 +15,11 @@ fn sources_of_the_destinations_family_are_taken_in_turn() {
     let want = ips(&["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"]);
     assert_eq!(turns, want.into_iter().map(Some).collect::<Vec<_>>());
     assert_eq!(pick_source(&sources, 7, &v6), Some("::1".parse().unwrap()));
-    assert_eq!(pick_source(&ips(&["::1"]), 0, &v4), None, "none of the family: the system picks");
+    assert_eq!(
+        pick_source(&ips(&["::1"]), 0, &v4),
+        None,
+        "none of the family: the system picks"
+    );
     assert_eq!(pick_source(&[], 3, &v4), None);
 }
 

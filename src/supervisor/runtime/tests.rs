@@ -65,5 +65,9 @@ fn a_changed_endpoint_override_is_a_changed_session() {
         diff.changed.iter().map(|s| (&s.id, s)),
         vec![spec("a", "x"), spec("b", "x")],
     );
-    assert_eq!(ids(back.changed.iter().map(|s| &s.id)), ["a", "b"], "and back");
+    assert_eq!(
+        ids(back.changed.iter().map(|s| &s.id)),
+        ["a", "b"],
+        "and back"
+    );
 }
