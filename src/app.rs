@@ -372,6 +372,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
         fds_per_session: if config.sim.embedded { 2 } else { 1 },
         api_connections: limits.max_connections,
         stream_subscribers: limits.max_stream_subscribers,
+        threads: limits.worker_count() + arbiter_count(config.supervisor.arbiters),
     });
     spawn_warning_flusher();
     let base_url = match &sim {
@@ -448,6 +449,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
         config.sessions.iter().map(Arc::clone).collect(),
         handles,
         move |reports| SessionShared {
+            source_addresses: ccr.source_addresses.clone().into(),
             ccr,
             base_url,
             reconnect,
@@ -456,6 +458,9 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
             bus: shared_bus,
             metrics: session_metrics,
             slots: slots.clone(),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(
+                crate::session::HANDSHAKES_IN_FLIGHT,
+            )),
             notifier,
         },
     );

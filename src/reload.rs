@@ -375,6 +375,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     let crate::config::CcrConfig {
         base_url: _,
         organization_uuid: _,
+        source_addresses: _,
         anthropic_version: _,
         anthropic_beta: _,
         max_frame_bytes: _,
@@ -390,7 +391,8 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         supported_dialog_kinds: _,
     } = ccr;
     changed_keys!(out, "ccr", ccr, new.ccr;
-        base_url, organization_uuid, anthropic_version, anthropic_beta, max_frame_bytes,
+        base_url, organization_uuid, source_addresses, anthropic_version, anthropic_beta,
+        max_frame_bytes,
         ping_interval, pong_timeout, connect_timeout, interrupt_timeout, send_timeout,
         token_command_timeout, initialize_on_connect, initialize_timeout, response_watchdog,
         supported_dialog_kinds);

@@ -56,7 +56,17 @@ fn example_config_loads_production_shaped() {
         .tokens
         .iter()
         .all(|t| matches!(t.source, ApiTokenSource::Sha256(_) | ApiTokenSource::Env(_))));
-    assert_eq!(cfg.sessions.len(), 3);
+    assert_eq!(cfg.sessions.len(), 4);
+    let eu = &cfg.sessions[3];
+    assert_eq!(
+        eu.base_url(&cfg.ccr.base_url),
+        "https://ccr-eu.example.com",
+        "shows a per-session endpoint"
+    );
+    assert_ne!(
+        eu.organization_uuid(&cfg.ccr.organization_uuid),
+        cfg.ccr.organization_uuid
+    );
     assert!(
         cfg.sessions
             .iter()

@@ -1,29 +1,16 @@
 //! The `[ccr]` and `[reconnect]` sections: how to reach the CCR endpoint, and how to
 //! reconnect to it.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::fields::{Errors, Table};
 use super::{CcrConfig, ReconnectConfig};
 
 pub(super) fn ccr(mut t: Table, errs: &mut Errors) -> CcrConfig {
-    let base_url = match t.string(errs, "base_url").filter(|s| !s.is_empty()) {
-        None => String::new(),
-        Some(raw) => base_url(&raw).unwrap_or_else(|e| {
-            errs.push(t.key_path("base_url"), e);
-            raw // Already reported: keep it non-empty so "required" is not reported too.
-        }),
-    };
-    let organization_uuid = t.string(errs, "organization_uuid").unwrap_or_default();
-    if !organization_uuid
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        errs.push(
-            t.key_path("organization_uuid"),
-            "may contain only letters, digits and -",
-        );
-    }
+    let base_url = endpoint_base_url(&mut t, errs).unwrap_or_default();
+    let organization_uuid = endpoint_organization_uuid(&mut t, errs).unwrap_or_default();
+    let source_addresses = source_addresses(&mut t, errs);
     let mut header = |t: &mut Table, key, default: &str| {
         let value = t.string(errs, key).unwrap_or_else(|| default.to_owned());
         if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
@@ -40,6 +27,7 @@ pub(super) fn ccr(mut t: Table, errs: &mut Errors) -> CcrConfig {
     let ccr = CcrConfig {
         base_url,
         organization_uuid,
+        source_addresses,
         anthropic_version,
         anthropic_beta,
         max_frame_bytes: t.usize(
@@ -69,6 +57,53 @@ pub(super) fn ccr(mut t: Table, errs: &mut Errors) -> CcrConfig {
     }
     t.finish(errs);
     ccr
+}
+
+/// The `base_url` key of `t` (`[ccr]` or a `[[sessions]]` entry), checked by
+/// [`base_url`]; absent or empty is `None`. A bad value is reported and kept, so
+/// "required" is not reported too.
+pub(super) fn endpoint_base_url(t: &mut Table, errs: &mut Errors) -> Option<String> {
+    let raw = t.string(errs, "base_url").filter(|s| !s.is_empty())?;
+    Some(base_url(&raw).unwrap_or_else(|e| {
+        errs.push(t.key_path("base_url"), e);
+        raw
+    }))
+}
+
+/// The `organization_uuid` key of `t` (`[ccr]` or a `[[sessions]]` entry): letters,
+/// digits and `-` only.
+pub(super) fn endpoint_organization_uuid(t: &mut Table, errs: &mut Errors) -> Option<String> {
+    let value = t.string(errs, "organization_uuid")?;
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        errs.push(
+            t.key_path("organization_uuid"),
+            "may contain only letters, digits and -",
+        );
+    }
+    Some(value)
+}
+
+/// `source_addresses`: local IP addresses to bind outgoing sockets to (an array,
+/// or one comma-separated string from the environment); each must parse as an IP.
+fn source_addresses(t: &mut Table, errs: &mut Errors) -> Vec<IpAddr> {
+    let path = t.key_path("source_addresses");
+    let listed = super::runtime::list(t.raw("source_addresses"), &path, errs);
+    let mut out = Vec::new();
+    for (item_path, raw) in listed.unwrap_or_default() {
+        match raw.trim().parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() || ip.is_multicast() => errs.push(
+                item_path,
+                format!("{raw:?} cannot be a source address (unspecified or multicast)"),
+            ),
+            Ok(ip) if out.contains(&ip) => errs.push(item_path, format!("{raw:?} is listed twice")),
+            Ok(ip) => out.push(ip),
+            Err(_) => errs.push(
+                item_path,
+                format!("expected an IP address (like 127.0.0.2 or ::1), got {raw:?}"),
+            ),
+        }
+    }
+    out
 }
 
 /// `http(s)://host...` with trailing slashes stripped.

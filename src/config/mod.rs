@@ -274,6 +274,10 @@ pub struct CcrConfig {
     pub base_url: String,
     /// `organization_uuid` query parameter / `x-organization-uuid` header.
     pub organization_uuid: String,
+    /// Local addresses outgoing session sockets bind to, taken in turn per connect
+    /// (`source_addresses`, default none: the system picks). Each address has its own
+    /// ephemeral ports towards one endpoint, so more addresses hold more sessions there.
+    pub source_addresses: Vec<std::net::IpAddr>,
     /// `anthropic_version` header value (default `2023-06-01`).
     pub anthropic_version: String,
     /// `anthropic_beta` header for the events POST (default `ccr-byoc-2025-07-29`).
@@ -408,6 +412,23 @@ pub struct SessionSpec {
     /// The reference client's `viewerOnly` (`viewer_only`): never interrupt, no response
     /// watchdog, and no user messages sent; prompts are still shown and answered.
     pub viewer_only: bool,
+    /// This session's CCR API base (`base_url`), instead of `[ccr] base_url`.
+    pub base_url: Option<String>,
+    /// This session's organization (`organization_uuid`), instead of `[ccr] organization_uuid`.
+    pub organization_uuid: Option<String>,
+}
+
+impl SessionSpec {
+    /// The API base this session connects to: its own, else `default` (`[ccr] base_url`
+    /// or the embedded simulator's).
+    pub fn base_url<'a>(&'a self, default: &'a str) -> &'a str {
+        self.base_url.as_deref().unwrap_or(default)
+    }
+
+    /// The organization this session belongs to: its own, else `default` (`[ccr] organization_uuid`).
+    pub fn organization_uuid<'a>(&'a self, default: &'a str) -> &'a str {
+        self.organization_uuid.as_deref().unwrap_or(default)
+    }
 }
 
 /// Default path of the config file.

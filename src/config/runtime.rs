@@ -72,7 +72,11 @@ pub(super) fn runtime_tokens(t: &mut Table, errs: &mut Errors) -> RuntimeTokenRu
 
 /// An array of strings, or (from an environment override) one comma-separated string;
 /// each item with the path to report it at. `None` when the key is absent.
-fn list(value: Option<&Value>, path: &str, errs: &mut Errors) -> Option<Vec<(String, String)>> {
+pub(super) fn list(
+    value: Option<&Value>,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Vec<(String, String)>> {
     match value? {
         Value::String(s) => Some(
             s.split(',')

@@ -1,4 +1,5 @@
-//! `[[sessions]]` entries -> [`SessionSpec`]s: id rules, labels, and exactly one token source.
+//! `[[sessions]]` entries -> [`SessionSpec`]s: id rules, labels, exactly one token source,
+//! and optional overrides of the `[ccr]` endpoint (`base_url`, `organization_uuid`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -6,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::ccr;
 use super::fields::{array_of_tables, plain_id, Errors, Table};
 use super::{Secret, SessionSpec, TokenSpec};
 
@@ -38,6 +40,17 @@ pub(super) fn sessions(value: Option<&Value>, errs: &mut Errors) -> Vec<Arc<Sess
         }
         let token = token_source(&mut t, errs);
         let viewer_only = t.bool(errs, "viewer_only", false);
+        // Overrides of the shared `[ccr]` endpoint, checked exactly as those are.
+        let base_url = ccr::endpoint_base_url(&mut t, errs);
+        let organization_uuid = ccr::endpoint_organization_uuid(&mut t, errs);
+        for key in ["base_url", "organization_uuid"] {
+            if map.get(key).and_then(Value::as_str) == Some("") {
+                errs.push(
+                    t.key_path(key),
+                    "must not be empty (leave it out to use the [ccr] value)",
+                );
+            }
+        }
         t.finish(errs);
         if let (Some(token), true) = (token, errs.len() == before) {
             specs.push(Arc::new(SessionSpec {
@@ -45,6 +58,8 @@ pub(super) fn sessions(value: Option<&Value>, errs: &mut Errors) -> Vec<Arc<Sess
                 labels,
                 token,
                 viewer_only,
+                base_url,
+                organization_uuid,
             }));
         }
     }

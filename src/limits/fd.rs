@@ -12,12 +12,27 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Descriptors kept for what is neither a session socket nor an API
-/// connection: stdio, each thread's poller and wake-up descriptors, the
-/// listeners, the ledger's files, token commands' pipes.
-pub const RESERVED_FDS: u64 = 128;
+/// connection, besides [`FDS_PER_THREAD`] for each runtime thread: stdio, the
+/// listeners, the ledger's files, signal pipes, token commands' pipes and name
+/// lookups. With 2 API workers and 1 arbiter and no session the process holds
+/// 36 descriptors in all (10 of them the ledger's); the rest is for what comes
+/// and goes.
+pub const RESERVED_FDS: u64 = 48;
+
+/// Descriptors each runtime thread (API worker, session arbiter) holds: its
+/// poller and wake-up descriptors (2 to 3 measured), rounded up.
+pub const FDS_PER_THREAD: u64 = 4;
+
+/// Descriptors kept besides sessions and API connections in a process with
+/// `threads` runtime threads: [`RESERVED_FDS`] plus [`FDS_PER_THREAD`] each.
+pub fn reserved(threads: usize) -> u64 {
+    RESERVED_FDS.saturating_add(FDS_PER_THREAD.saturating_mul(threads as u64))
+}
 
 /// The API never gets fewer connections than this (unless the configuration asks for fewer).
-const MIN_API_CONNECTIONS: usize = 16;
+/// With [`reserved`], what a process keeps from its sessions at most: sessions fit up to
+/// the open-files limit minus `reserved(threads) + 16` (76 with 2 API workers and 1 arbiter).
+pub const MIN_API_CONNECTIONS: usize = 16;
 
 /// The open-files limit before and after raising it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +96,8 @@ pub struct FdDemand {
     pub api_connections: usize,
     /// `[api] max_stream_subscribers`.
     pub stream_subscribers: usize,
+    /// Runtime threads: API workers and session arbiters (see [`reserved`]).
+    pub threads: usize,
 }
 
 /// How the open-files limit is shared out.
@@ -96,6 +113,8 @@ pub struct FdPlan {
     pub stream_subscribers: usize,
     /// Descriptors the configuration needs: sessions, API connections and the reserve.
     pub needed: u64,
+    /// Descriptors kept for the rest ([`reserved`]).
+    pub reserved: u64,
 }
 
 impl FdPlan {
@@ -112,19 +131,27 @@ pub fn request_headroom(api_connections: usize) -> usize {
 }
 
 /// Share `limit` descriptors out: the reserve first, then the API's
-/// connections if the sessions still fit beside them; if they do not, the API
-/// keeps at least a quarter of what is left and sessions wait for a slot.
+/// connections if the sessions still fit beside them. If they do not but every
+/// session fits beside the API's floor ([`MIN_API_CONNECTIONS`]), the sessions
+/// come first and the API gets the rest: a process holds sessions up to the
+/// limit minus the [`reserved`] descriptors and the floor. If not even that, no share lets
+/// every session connect: the API keeps at least a quarter of what is left and
+/// sessions wait for a slot.
 pub fn plan(limit: u64, d: &FdDemand) -> FdPlan {
     let per = d.fds_per_session.max(1);
-    let available = limit.saturating_sub(RESERVED_FDS);
+    let reserve = reserved(d.threads);
+    let available = limit.saturating_sub(reserve);
     let sessions_need = (d.sessions as u64).saturating_mul(per);
     let wanted = d.api_connections as u64;
+    let floor = MIN_API_CONNECTIONS.min(d.api_connections) as u64;
     let api = if sessions_need.saturating_add(wanted) <= available {
         wanted
+    } else if sessions_need.saturating_add(floor) <= available {
+        available - sessions_need
     } else {
         wanted.min(available.saturating_sub(sessions_need).max(available / 4))
     };
-    let api = (api as usize).max(MIN_API_CONNECTIONS.min(d.api_connections));
+    let api = (api as usize).max(floor as usize);
     let session_slots = available.saturating_sub(api as u64) / per;
     let streams = d
         .stream_subscribers
@@ -134,9 +161,8 @@ pub fn plan(limit: u64, d: &FdDemand) -> FdPlan {
         session_slots: usize::try_from(session_slots).unwrap_or(usize::MAX),
         api_connections: api,
         stream_subscribers: streams,
-        needed: sessions_need
-            .saturating_add(wanted)
-            .saturating_add(RESERVED_FDS),
+        needed: sessions_need.saturating_add(wanted).saturating_add(reserve),
+        reserved: reserve,
     }
 }
 
@@ -155,7 +181,7 @@ pub fn budget_at_start(demand: &FdDemand) -> FdPlan {
         session_slots = p.session_slots,
         api_connections = p.api_connections,
         stream_subscribers = p.stream_subscribers,
-        reserved = RESERVED_FDS,
+        reserved = p.reserved,
         "open-files limit (RLIMIT_NOFILE)"
     );
     if !p.fits() {
@@ -169,7 +195,7 @@ pub fn budget_at_start(demand: &FdDemand) -> FdPlan {
             demand.sessions,
             demand.fds_per_session,
             demand.api_connections,
-            RESERVED_FDS,
+            p.reserved,
             p.needed,
             p.session_slots,
             p.api_connections,
@@ -256,8 +282,12 @@ mod tests {
             fds_per_session: 1,
             api_connections: 4096,
             stream_subscribers: 1024,
+            threads: 3,
         }
     }
+
+    /// The reserve of [`demand`]'s process.
+    const R: usize = (RESERVED_FDS + 3 * FDS_PER_THREAD) as usize;
 
     #[test]
     fn a_plan_that_fits_gives_the_api_what_it_asks() {
@@ -265,8 +295,8 @@ mod tests {
         assert!(p.fits());
         assert_eq!(p.api_connections, 4096);
         assert_eq!(p.stream_subscribers, 1024);
-        assert_eq!(p.session_slots, 20_000 - 128 - 4096);
-        assert_eq!(p.needed, 10_000 + 4096 + 128);
+        assert_eq!(p.session_slots, 20_000 - R - 4096);
+        assert_eq!(p.needed, (10_000 + 4096 + R) as u64);
     }
 
     #[test]
@@ -274,23 +304,42 @@ mod tests {
         // The case: 10,000 sessions under `ulimit -n 1024`.
         let p = plan(1024, &demand(10_000));
         assert!(!p.fits());
-        assert_eq!(p.api_connections, (1024 - 128) / 4);
-        assert_eq!(p.session_slots, 1024 - 128 - 224);
+        let quarter = (1024 - R) / 4;
+        assert_eq!(p.api_connections, quarter);
+        assert_eq!(p.session_slots, 1024 - R - quarter);
         assert!(p.stream_subscribers < p.api_connections);
         assert_eq!(
             p.stream_subscribers,
-            224 - request_headroom(224),
+            quarter - request_headroom(quarter),
             "streams leave room for requests"
         );
         // Everything together stays inside the limit.
-        let used = p.session_slots as u64 + p.api_connections as u64 + RESERVED_FDS;
+        let used = (p.session_slots + p.api_connections + R) as u64;
         assert!(used <= 1024, "{used}");
+    }
+
+    #[test]
+    fn sessions_that_fit_beside_the_api_floor_all_get_a_slot() {
+        // The join: 19,900 sessions under `ulimit -n 20000`.
+        let p = plan(20_000, &demand(19_900));
+        assert!(!p.fits(), "not with the API's 4096 connections");
+        assert_eq!(p.session_slots, 19_900, "but every session connects");
+        assert_eq!(p.api_connections, 20_000 - R - 19_900);
+        assert!(p.api_connections >= MIN_API_CONNECTIONS);
+        assert!(p.stream_subscribers < p.api_connections);
+        // The most sessions a process holds: the limit minus the reserve and the floor.
+        let most = 20_000 - R - MIN_API_CONNECTIONS;
+        assert_eq!(plan(20_000, &demand(most)).session_slots, most);
+        // One more and not every session can connect: the API keeps its quarter.
+        let over = plan(20_000, &demand(most + 1));
+        assert_eq!(over.api_connections, 4096.min((20_000 - R) / 4));
+        assert!(over.session_slots < most);
     }
 
     #[test]
     fn the_api_gets_what_few_sessions_leave() {
         let p = plan(1024, &demand(100));
-        assert_eq!(p.api_connections, 1024 - 128 - 100);
+        assert_eq!(p.api_connections, 1024 - R - 100);
         assert_eq!(p.session_slots, 100);
     }
 
@@ -301,13 +350,13 @@ mod tests {
             ..demand(1000)
         };
         let p = plan(20_000, &d);
-        assert_eq!(p.session_slots, (20_000 - 128 - 4096) / 2);
-        assert_eq!(p.needed, 2000 + 4096 + 128);
+        assert_eq!(p.session_slots, (20_000 - R - 4096) / 2);
+        assert_eq!(p.needed, (2000 + 4096 + R) as u64);
     }
 
     #[test]
     fn a_tiny_limit_still_leaves_the_api_some_connections() {
-        let p = plan(100, &demand(10));
+        let p = plan(R as u64, &demand(10));
         assert_eq!(p.api_connections, MIN_API_CONNECTIONS);
         assert_eq!(p.session_slots, 0);
         assert!(p.stream_subscribers < p.api_connections);
@@ -317,7 +366,7 @@ mod tests {
             stream_subscribers: 2,
             ..demand(0)
         };
-        let p = plan(100, &small);
+        let p = plan(R as u64, &small);
         assert_eq!(p.api_connections, 4);
         assert_eq!(p.stream_subscribers, 2);
     }

@@ -50,7 +50,10 @@ mod handlers;
 pub struct SessionShared {
     /// `[ccr]` settings.
     pub ccr: CcrConfig,
-    /// The CCR API base actually used (the embedded simulator's, in demo mode).
+    /// `[ccr] source_addresses`, shared by every thread's client.
+    pub source_addresses: Arc<[std::net::IpAddr]>,
+    /// The CCR API base actually used (the embedded simulator's, in demo mode), unless a
+    /// session sets its own.
     pub base_url: String,
     /// `[reconnect]` settings.
     pub reconnect: ReconnectConfig,
@@ -64,9 +67,20 @@ pub struct SessionShared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Connection slots: the share of the open-files limit sessions may hold.
     pub slots: ConnSlots,
+    /// Handshakes in flight, all sessions together (see [`HANDSHAKES_IN_FLIGHT`]).
+    pub handshakes: Arc<tokio::sync::Semaphore>,
     /// Where notifications go (`session_failed`).
     pub notifier: crate::notify::Notifier,
 }
+
+/// Connect attempts (token, TCP connect, WebSocket handshake) in flight at once, all
+/// sessions together. A session waits for its turn *before* the attempt's timeout
+/// (`[ccr] connect_timeout`) starts: with 19,900 sessions joining at once, each
+/// `connect()` behind the others on the connect thread (2-4 ms each past ~14,000
+/// sockets to one endpoint) made 3,508 attempts time out in the queue. 512 in flight
+/// wait at most a few seconds there, and still overlap the round trips of a remote
+/// endpoint.
+pub const HANDSHAKES_IN_FLIGHT: usize = 512;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -199,7 +213,11 @@ impl SessionActor {
         }
         self.connecting = true;
         let ccr = &self.shared.ccr;
-        let url = subscribe_url(&self.shared.base_url, &self.spec.id, &ccr.organization_uuid);
+        let url = subscribe_url(
+            self.spec.base_url(&self.shared.base_url),
+            &self.spec.id,
+            self.spec.organization_uuid(&ccr.organization_uuid),
+        );
         let token_source = TokenSource::from_spec(&self.spec.token);
         let token_timeout = ccr.token_command_timeout;
         let version = ccr.anthropic_version.clone();
@@ -215,11 +233,17 @@ impl SessionActor {
             self.status.last_error = Some(waiting);
             self.set_state(SessionState::Connecting);
         }
+        let handshakes = self.shared.handshakes.clone();
         let attempt = async move {
             let slot = match free {
                 Some(slot) => slot,
                 None => slots.take().await.ok_or("connection slots closed")?,
             };
+            // Held until the handshake is done (or failed), so its timeout never runs out in a queue.
+            let _turn = handshakes
+                .acquire_owned()
+                .await
+                .map_err(|_| "handshake turns closed")?;
             // Fetched afresh at every attempt: tokens rotate.
             let token = token_source
                 .fetch(token_timeout)

@@ -3,12 +3,17 @@
 //! `awc::Client` is `!Send`: each session arbiter thread builds one and shares
 //! it with every session on that thread. The connector's default pool limit
 //! (100) would cap open sockets, so it is lifted; HTTP/1.1 is forced because
-//! WebSocket upgrades fail over HTTP/2.
+//! WebSocket upgrades fail over HTTP/2. Its TCP connector is ours ([`Dialer`]): the
+//! `connect()` call on the connect thread, from `[ccr] source_addresses` in turn.
 
 use std::cell::RefCell;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::connector::Dialer;
 
 /// Characters escaped in path segments and query values.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -17,8 +22,11 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// What a thread's client is built for: the connect timeout and the source addresses.
+type ClientKey = (Duration, Arc<[IpAddr]>);
+
 thread_local! {
-    static CLIENT: RefCell<Option<(Duration, awc::Client)>> = const { RefCell::new(None) };
+    static CLIENT: RefCell<Option<(ClientKey, awc::Client)>> = const { RefCell::new(None) };
 }
 
 /// Install the rustls crypto provider once per process (needed before the first TLS connector).
@@ -27,15 +35,17 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The awc client of the current thread, built on first use.
-pub fn thread_client(connect_timeout: Duration) -> awc::Client {
+/// The awc client of the current thread, built on first use (and again when the
+/// settings differ, as they may in tests).
+pub fn thread_client(connect_timeout: Duration, sources: &Arc<[IpAddr]>) -> awc::Client {
     CLIENT.with(|cell| {
         let mut slot = cell.borrow_mut();
         match &*slot {
-            Some((t, client)) if *t == connect_timeout => client.clone(),
+            Some(((t, s), client)) if *t == connect_timeout && s == sources => client.clone(),
             _ => {
                 install_crypto_provider();
                 let connector = awc::Connector::new()
+                    .connector(Dialer::new(sources.clone()))
                     .limit(0)
                     .timeout(connect_timeout)
                     .max_http_version(awc::http::Version::HTTP_11);
@@ -44,7 +54,7 @@ pub fn thread_client(connect_timeout: Duration) -> awc::Client {
                     .max_http_version(awc::http::Version::HTTP_11)
                     .timeout(connect_timeout)
                     .finish();
-                *slot = Some((connect_timeout, client.clone()));
+                *slot = Some(((connect_timeout, sources.clone()), client.clone()));
                 client
             }
         }

@@ -101,7 +101,7 @@ impl Supervisor {
         let spawned = arbiter.spawn_fn(move || {
             let span = info_span!("session", session_id = %spec.id);
             let session_id = spec.id.clone();
-            let client = thread_client(shared.ccr.connect_timeout);
+            let client = thread_client(shared.ccr.connect_timeout, &shared.source_addresses);
             let actor = SessionActor::new(spec, shared, client, incarnation);
             let fut = Context::with_receiver(rx).into_future(actor);
             actix_rt::spawn(async move {

@@ -102,3 +102,52 @@ async fn tokens_never_reach_logs_errors_or_debug() {
     }
     assert!(logs.contains("good"), "the capture works at all");
 }
+
+#[actix_rt::test]
+async fn a_session_with_its_own_base_url_and_organization_reaches_its_own_endpoint() {
+    let far = ccr_sim::SimBuilder::new()
+        .session("far", "tok-far", ccr_sim::Script::empty())
+        .start()
+        .await
+        .expect("second simulator starts");
+    let mut far_events = far.subscribe();
+    let extra = format!(
+        "[[sessions]]\nid = \"far\"\ntoken = \"tok-far\"\nbase_url = \"{}\"\norganization_uuid = \"org-far\"\n",
+        far.base_url()
+    );
+    let mut h = Harness::start_with(vec![Sess::new("near")], &[], &extra).await;
+    h.wait_sim_connected("near").await;
+    crate::common::wait_sim(
+        &mut far_events,
+        |e| matches!(e, ccr_sim::SimEvent::Connected { session, .. } if session == "far"),
+    )
+    .await;
+    let seen = far
+        .last_headers("far")
+        .expect("far connected to its own endpoint");
+    assert_eq!(seen.organization_uuid.as_deref(), Some("org-far"));
+    assert_eq!(seen.bearer.as_deref(), Some("tok-far"));
+    let near = h.sim.last_headers("near").unwrap();
+    assert_eq!(
+        near.organization_uuid.as_deref(),
+        Some("org-test-1"),
+        "the [ccr] default"
+    );
+    assert_eq!(h.sim.attempts("far"), 0, "never tried the shared endpoint");
+    assert_eq!(far.attempts("near"), 0);
+    h.wait_state("far", "connected").await;
+    h.shutdown().await;
+    far.stop().await;
+}
+
+#[actix_rt::test]
+async fn outgoing_sockets_bind_to_the_source_addresses() {
+    // Linux loopback answers for the whole of 127/8.
+    let env = [("CCR_SUPERVISOR__CCR__SOURCE_ADDRESSES", "127.0.0.2")];
+    let mut h = Harness::start(vec![Sess::new("s1")], &env).await;
+    h.wait_sim_connected("s1").await;
+    let seen = h.sim.last_headers("s1").expect("an attempt was seen");
+    let peer = seen.peer.expect("the simulator saw the peer address");
+    assert_eq!(peer.ip().to_string(), "127.0.0.2", "{peer}");
+    h.shutdown().await;
+}

@@ -8,7 +8,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use ccr_sim::SimEvent;
-use ccr_supervisor::config::{DEFAULT_API_MAX_CONNECTIONS, DEFAULT_MAX_STREAM_SUBSCRIBERS};
+use ccr_supervisor::app::arbiter_count;
+use ccr_supervisor::config::{
+    ApiLimits, DEFAULT_API_MAX_CONNECTIONS, DEFAULT_MAX_STREAM_SUBSCRIBERS,
+};
 use ccr_supervisor::limits::fd::{plan, FdDemand};
 use serde_json::{json, Value};
 
@@ -76,6 +79,8 @@ async fn under_a_low_open_files_limit_the_api_answers_and_extra_sessions_wait() 
             fds_per_session: 1,
             api_connections: DEFAULT_API_MAX_CONNECTIONS,
             stream_subscribers: DEFAULT_MAX_STREAM_SUBSCRIBERS,
+            // The child's: default API workers, `arbiters = 2`.
+            threads: ApiLimits::default().worker_count() + arbiter_count(2),
         },
     );
     assert!(budget.session_slots > 0 && budget.session_slots < SESSIONS);

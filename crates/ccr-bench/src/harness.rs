@@ -24,17 +24,18 @@ pub const PREFIX: &str = "b-";
 const FD_HEADROOM: u64 = 512;
 
 /// The supervisor's generated config: N sessions on the simulator, API on
-/// `api` (plus the `[api]` keys in `api_extra`).
+/// `api` (plus the `[api]` keys in `api_extra` and the `[ccr]` keys in `ccr_extra`).
 pub fn supervisor_config(
     api: SocketAddr,
     sim_url: &str,
     sessions: usize,
     policy: bool,
     api_extra: &str,
+    ccr_extra: &str,
 ) -> String {
     let mut s = format!(
         "[api]\nbind = \"{api}\"\n# Loopback benchmark: no operator tokens needed.\nauth = \"disabled\"\n{api_extra}\n[ccr]\nbase_url = \"{sim_url}\"\n\
-         organization_uuid = \"00000000-0000-4000-8000-000000000000\"\n\n\
+         organization_uuid = \"00000000-0000-4000-8000-000000000000\"\n{ccr_extra}\n\
          [reconnect]\n\n[supervisor]\narbiters = 0\n\n[log]\nlevel = \"warn\"\n\n\
          [sim]\nembedded = false\n\n"
     );
@@ -81,6 +82,8 @@ pub struct Harness {
     dir: tempfile::TempDir,
     exe: PathBuf,
     api_toml: String,
+    /// Extra `[ccr]` keys (`--source-addresses`).
+    ccr_toml: String,
     /// Event-stream readers kept open until the supervisor is stopped.
     pub readers: Option<Readers>,
     /// The words the supervisor runs under (`--supervisor-wrapper`), none by default.
@@ -144,6 +147,7 @@ impl Harness {
             dir,
             exe,
             api_toml: args.api_toml(),
+            ccr_toml: args.ccr_toml(),
             readers: None,
             wrapper: args.wrapper(),
             supervisor_instructions: None,
@@ -167,7 +171,14 @@ impl Harness {
         policy: bool,
     ) -> anyhow::Result<Started> {
         let addr = free_port()?;
-        let mut toml = supervisor_config(addr, &self.sim_url, sessions, policy, &self.api_toml);
+        let mut toml = supervisor_config(
+            addr,
+            &self.sim_url,
+            sessions,
+            policy,
+            &self.api_toml,
+            &self.ccr_toml,
+        );
         // The ledger stays on (it is part of what is measured), in a fresh file per run.
         let ledger_dir = self.ledger_dir();
         let _ = std::fs::remove_dir_all(&ledger_dir);
@@ -313,7 +324,7 @@ mod tests {
     #[test]
     fn generated_config_is_valid() {
         let addr: SocketAddr = "127.0.0.1:9999".parse().unwrap();
-        let toml = supervisor_config(addr, "http://127.0.0.1:1234", 3, false, "workers = 2\n");
+        let toml = supervisor_config(addr, "http://127.0.0.1:1234", 3, false, "workers = 2\n", "");
         let cfg = ccr_supervisor::config::load_from_str(&toml, HashMap::new()).unwrap();
         assert_eq!(cfg.sessions.len(), 3);
         assert_eq!(&*cfg.sessions[2].id, "b-3");
@@ -325,7 +336,7 @@ mod tests {
     #[test]
     fn policy_rule_is_emitted() {
         let addr: SocketAddr = "127.0.0.1:9999".parse().unwrap();
-        let toml = supervisor_config(addr, "http://x", 1, true, "");
+        let toml = supervisor_config(addr, "http://x", 1, true, "", "");
         assert!(toml.contains("[[policy.rules]]\naction = \"allow\"\ntool = \"Bash\""));
     }
 }

@@ -7,6 +7,7 @@
 //! - `http`: JSON calls, the SSE parser, subscriber and answerers;
 //! - `readers`: thousands of event-stream readers on their own thread (`roundtrip --readers`);
 //! - `harness`: starting both processes and waiting on them;
+//! - `health`: `/healthz` latency sampled from its own thread (the join of `connect`);
 //! - `scenarios`: `connect`, `flood`, `roundtrip`, `storm`;
 //! - `report`: the JSON summary, markdown table and SVG chart;
 //! - `wakeups`: how late a sleeping thread wakes during a run (the machine's noise);
@@ -16,6 +17,7 @@
 
 pub mod child;
 mod harness;
+mod health;
 mod http;
 mod procs;
 mod readers;
@@ -33,7 +35,8 @@ use clap::ValueEnum;
 /// A benchmark scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
-    /// Open N sessions, then hold them idle: time to connect, RSS per session.
+    /// Open N sessions, then hold them idle: time to connect (and `/healthz` latency
+    /// meanwhile), RSS per session.
     Connect,
     /// N sessions stream SDK frames as fast as possible: frames/s, CPU per frame, loss.
     Flood,
@@ -98,6 +101,10 @@ pub struct BenchArgs {
     /// callgrind the summary adds `supervisor_instructions`.
     #[arg(long)]
     pub supervisor_wrapper: Option<String>,
+    /// Bind the supervisor's session sockets to 127.0.0.1..=127.0.0.N in turn
+    /// (`[ccr] source_addresses`); 0 = not set (the system picks).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=254))]
+    pub source_addresses: u8,
 }
 
 impl BenchArgs {
@@ -133,6 +140,17 @@ impl BenchArgs {
             ));
         }
         toml
+    }
+
+    /// Extra `[ccr]` keys of the supervisor's config: `source_addresses` when asked.
+    fn ccr_toml(&self) -> String {
+        if self.source_addresses == 0 {
+            return String::new();
+        }
+        let list: Vec<String> = (1..=self.source_addresses)
+            .map(|i| format!("\"127.0.0.{i}\""))
+            .collect();
+        format!("source_addresses = [{}]\n", list.join(", "))
     }
 
     /// Simulator worker threads. The round trip is timed by the simulator
@@ -251,6 +269,28 @@ mod tests {
     }
 
     #[test]
+    fn source_addresses_go_into_the_generated_config() {
+        assert_eq!(parse(&["connect"]).unwrap().ccr_toml(), "");
+        let three = parse(&["connect", "--source-addresses", "3"]).unwrap();
+        let ccr = three.ccr_toml();
+        assert_eq!(
+            ccr,
+            "source_addresses = [\"127.0.0.1\", \"127.0.0.2\", \"127.0.0.3\"]\n"
+        );
+        let cfg = harness::supervisor_config(
+            "127.0.0.1:1".parse().unwrap(),
+            "http://127.0.0.1:2",
+            1,
+            false,
+            "",
+            &ccr,
+        );
+        let cfg = ccr_supervisor::config::load_from_str(&cfg, Default::default()).unwrap();
+        assert_eq!(cfg.ccr.source_addresses.len(), 3);
+        assert!(parse(&["connect", "--source-addresses", "255"]).is_err());
+    }
+
+    #[test]
     fn readers_raise_the_stream_caps_in_the_generated_config() {
         let plain = parse(&["roundtrip"]).unwrap();
         assert_eq!(plain.api_toml(), "workers = 0\n");
@@ -268,6 +308,7 @@ mod tests {
             1,
             false,
             &toml,
+            "",
         );
         let cfg = ccr_supervisor::config::load_from_str(&cfg, Default::default()).unwrap();
         assert_eq!(cfg.api.limits.max_connections, 11088);

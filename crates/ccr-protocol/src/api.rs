@@ -550,6 +550,12 @@ pub struct AddSessionBody {
     /// The file holding its token, inside `[api] runtime_token_dirs` (when sources allow `file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
+    /// Its CCR API base, instead of `[ccr] base_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Its organization, instead of `[ccr] organization_uuid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_uuid: Option<String>,
 }
 
 /// Body of `POST /v1/sessions/{id}/messages`.

@@ -51,6 +51,7 @@ async fn subscribe(
         anthropic_version: header(&req, "anthropic-version"),
         organization_uuid: query.and_then(|q| q.get("organization_uuid").cloned()),
         bearer: bearer(&req),
+        peer: req.peer_addr(),
     };
     if let Some(status) = shared.take_refusal(&session, &seen) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

@@ -113,7 +113,7 @@ pub enum SimEvent {
     },
 }
 
-/// Headers and query seen on an upgrade attempt.
+/// Headers, query and peer address seen on an upgrade attempt.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SeenRequest {
     /// The `anthropic-version` header.
@@ -122,6 +122,8 @@ pub struct SeenRequest {
     pub organization_uuid: Option<String>,
     /// The bearer token from `Authorization`.
     pub bearer: Option<String>,
+    /// The client's address (its source address and port).
+    pub peer: Option<SocketAddr>,
 }
 
 /// How a session reacts to a client `interrupt` control request.

@@ -620,3 +620,92 @@ fn tls_files_are_both_or_neither() {
         "{empty:?}"
     );
 }
+
+#[test]
+fn sessions_may_override_the_endpoint_checked_as_ccr_is() {
+    let c = ok(&format!(
+        "{CCR}[[sessions]]\nid = \"a\"\ntoken_env = \"T\"\nbase_url = \"http://127.0.0.1:9001/\"\n\
+         organization_uuid = \"org-2\"\n[[sessions]]\nid = \"b\"\ntoken_env = \"T\"\n"
+    ));
+    let (a, b) = (&c.sessions[0], &c.sessions[1]);
+    assert_eq!(
+        a.base_url.as_deref(),
+        Some("http://127.0.0.1:9001"),
+        "slash trimmed"
+    );
+    assert_eq!(a.base_url(&c.ccr.base_url), "http://127.0.0.1:9001");
+    assert_eq!(a.organization_uuid(&c.ccr.organization_uuid), "org-2");
+    assert_eq!(
+        (b.base_url.as_deref(), b.organization_uuid.as_deref()),
+        (None, None)
+    );
+    assert_eq!(b.base_url(&c.ccr.base_url), "https://api.example.com");
+    assert_eq!(b.organization_uuid(&c.ccr.organization_uuid), "org-1");
+    let p = problems(&format!(
+        "{CCR}[[sessions]]\nid = \"a\"\ntoken_env = \"T\"\nbase_url = \"ftp://x\"\n\
+         organization_uuid = \"org 2\"\n[[sessions]]\nid = \"b\"\ntoken_env = \"T\"\nbase_url = 7\n\
+         [[sessions]]\nid = \"c\"\ntoken_env = \"T\"\nbase_urls = \"http://x\"\n\
+         [[sessions]]\nid = \"d\"\ntoken_env = \"T\"\nbase_url = \"\"\norganization_uuid = \"\"\n"
+    ));
+    assert!(
+        has(
+            &p,
+            "sessions[0].base_url: must start with http:// or https://"
+        ),
+        "{p:?}"
+    );
+    assert!(
+        has(
+            &p,
+            "sessions[0].organization_uuid: may contain only letters, digits and -"
+        ),
+        "{p:?}"
+    );
+    assert!(has(&p, "sessions[1].base_url: expected a string"), "{p:?}");
+    assert!(has(&p, "sessions[2].base_urls: unknown key"), "{p:?}");
+    for key in ["base_url", "organization_uuid"] {
+        assert!(
+            has(&p, &format!("sessions[3].{key}: must not be empty")),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
+fn source_addresses_are_ips_from_a_list_or_the_environment() {
+    let c = ok(CCR);
+    assert!(
+        c.ccr.source_addresses.is_empty(),
+        "default: the system picks"
+    );
+    let c = ok(&format!(
+        "{CCR}source_addresses = [\"127.0.0.2\", \"::1\"]\n"
+    ));
+    let want: Vec<std::net::IpAddr> = vec!["127.0.0.2".parse().unwrap(), "::1".parse().unwrap()];
+    assert_eq!(c.ccr.source_addresses, want);
+    let c = with_env(
+        CCR,
+        &[("CCR_SUPERVISOR__CCR__SOURCE_ADDRESSES", "127.0.0.2, ::1")],
+    )
+    .unwrap();
+    assert_eq!(c.ccr.source_addresses, want);
+    let p = problems(&format!(
+        "{CCR}source_addresses = [\"127.0.0.2\", \"localhost\", \"0.0.0.0\", \"127.0.0.2\", 3]\n"
+    ));
+    assert!(
+        has(&p, "ccr.source_addresses[1]: expected an IP address"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "ccr.source_addresses[2]: \"0.0.0.0\" cannot be"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "ccr.source_addresses[3]: \"127.0.0.2\" is listed twice"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "ccr.source_addresses[4]: expected a string"),
+        "{p:?}"
+    );
+}

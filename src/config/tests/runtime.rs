@@ -205,3 +205,28 @@ fn runtime_token_file_is_confined_and_checked_again_at_every_read() {
         );
     }
 }
+
+#[test]
+fn runtime_sessions_may_override_the_endpoint_and_unknown_keys_stay_errors() {
+    let rules = RuntimeTokenRules::default();
+    let spec = runtime_session_from_json(
+        &json!({"id":"a","token_env":"T","base_url":"https://eu.example.com/","organization_uuid":"org-2"}),
+        &rules,
+    )
+    .unwrap();
+    assert_eq!(spec.base_url.as_deref(), Some("https://eu.example.com"));
+    assert_eq!(spec.organization_uuid.as_deref(), Some("org-2"));
+    let m = messages(runtime_session_from_json(
+        &json!({"id":"a","token_env":"T","base_url":"eu.example.com","organization":"x"}),
+        &rules,
+    ));
+    assert!(
+        m.iter()
+            .any(|m| m.starts_with("base_url: must start with http")),
+        "{m:?}"
+    );
+    assert!(
+        m.iter().any(|m| m.starts_with("organization: unknown key")),
+        "{m:?}"
+    );
+}

@@ -100,10 +100,14 @@ impl Handler<SendUserMessage> for SessionActor {
         if self.spec.viewer_only {
             return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
         }
+        let mut ccr = self.shared.ccr.clone();
+        if let Some(org) = &self.spec.organization_uuid {
+            ccr.organization_uuid = org.clone();
+        }
         let post = post_user_message(
             self.client.clone(),
-            self.shared.ccr.clone(),
-            events_url(&self.shared.base_url, &self.spec.id),
+            ccr,
+            events_url(self.spec.base_url(&self.shared.base_url), &self.spec.id),
             TokenSource::from_spec(&self.spec.token),
             self.spec.id.clone(),
             msg.content,

@@ -9,6 +9,8 @@ fn spec(id: &str, label: &str) -> Arc<SessionSpec> {
         labels: vec![label.to_owned()],
         token: TokenSpec::Env("CCR_TOKEN".into()),
         viewer_only: false,
+        base_url: None,
+        organization_uuid: None,
     })
 }
 
@@ -41,4 +43,31 @@ fn the_same_set_changes_nothing_and_a_repeated_id_takes_its_last_spec() {
     let twice = vec![spec("a", "y"), spec("a", "x")];
     let diff = SetDiff::between(running.iter().map(|s| (&s.id, s)), twice);
     assert_eq!(diff, SetDiff::default());
+}
+
+#[test]
+fn a_changed_endpoint_override_is_a_changed_session() {
+    let running = [spec("a", "x"), spec("b", "x")];
+    let moved = |id: &str, base: Option<&str>, org: Option<&str>| {
+        Arc::new(SessionSpec {
+            base_url: base.map(str::to_owned),
+            organization_uuid: org.map(str::to_owned),
+            ..(*spec(id, "x")).clone()
+        })
+    };
+    let wanted = vec![
+        moved("a", Some("https://eu.example.com"), None),
+        moved("b", None, Some("org-2")),
+    ];
+    let diff = SetDiff::between(running.iter().map(|s| (&s.id, s)), wanted);
+    assert_eq!(ids(diff.changed.iter().map(|s| &s.id)), ["a", "b"]);
+    let back = SetDiff::between(
+        diff.changed.iter().map(|s| (&s.id, s)),
+        vec![spec("a", "x"), spec("b", "x")],
+    );
+    assert_eq!(
+        ids(back.changed.iter().map(|s| &s.id)),
+        ["a", "b"],
+        "and back"
+    );
 }

@@ -22,6 +22,8 @@ fn running(max_restarts: u32) -> Slot {
         labels: Vec::new(),
         token: TokenSpec::Env("CCR_TOKEN".into()),
         viewer_only: false,
+        base_url: None,
+        organization_uuid: None,
     });
     let mut slot = Slot::new(spec, &cfg(max_restarts), 0);
     slot.incarnation = 1;
