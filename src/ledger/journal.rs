@@ -127,6 +127,23 @@ pub(crate) fn decode(buf: &[u8]) -> (Vec<(u64, Write)>, Option<BadTail>) {
     (records, None)
 }
 
+/// Where the records of a segment end: after the last whole record, before reserved
+/// zeros or a torn tail (checksums are not checked; [`decode`] reports what is bad).
+fn records_end(buf: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(header) = buf.get(at..at + HEADER) {
+        if header.iter().all(|&b| b == 0) {
+            break;
+        }
+        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+        if len > MAX_PAYLOAD || at + HEADER + len > buf.len() {
+            break;
+        }
+        at += HEADER + len;
+    }
+    at
+}
+
 /// The write a record's payload holds, in either encoding; `None` when it holds none.
 fn payload_write(payload: &[u8]) -> Option<Write> {
     match payload.split_first() {
@@ -258,13 +275,19 @@ impl Journal {
     pub(crate) fn create(db: &Path, next_seq: u64, segment_bytes: u64) -> io::Result<Journal> {
         let path = segment_path(db, next_seq);
         let file = open_segment(&path)?;
-        let len = file.metadata()?.len();
+        let reserved = file.metadata()?.len();
+        // Normally a new file. One left by an earlier run keeps its records: appends go
+        // after them, not after the space it had reserved (zeros would end the segment).
+        let len = match reserved {
+            0 => 0,
+            _ => records_end(&std::fs::read(&path)?) as u64,
+        };
         Ok(Journal {
             db: db.to_path_buf(),
             file,
             path,
             len,
-            reserved: len,
+            reserved,
             window: None,
             mapped: true,
             last: 0,

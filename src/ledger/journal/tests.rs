@@ -270,3 +270,23 @@ fn a_full_segment_keeps_only_its_records() {
     let (_, last) = segments(&db).unwrap().pop().unwrap();
     assert!(std::fs::metadata(last).unwrap().len() < STEP);
 }
+
+#[test]
+fn a_segment_opened_again_is_appended_after_its_records_not_its_reserved_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let record = |seq: u64| {
+        let mut buf = Vec::new();
+        encode(seq, &prompt(&seq.to_string()), &mut buf).unwrap();
+        buf
+    };
+    let mut journal = Journal::create(&db, 1, 1 << 20).unwrap();
+    journal.append(&record(1), 1).unwrap();
+    drop(journal);
+    let mut journal = Journal::create(&db, 1, 1 << 20).unwrap();
+    journal.append(&record(2), 2).unwrap();
+    drop(journal);
+    let (records, bad) = decode(&std::fs::read(segment_path(&db, 1)).unwrap());
+    assert_eq!(bad, None);
+    assert_eq!(records.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2]);
+}
