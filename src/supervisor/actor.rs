@@ -106,7 +106,7 @@ impl Supervisor {
             let fut = Context::with_receiver(rx).into_future(actor);
             // Combinators, not an `async` block: a block would keep the captured actor
             // future and the one it awaits side by side, doubling every session's task
-            // (2.3 KiB measured, most of an idle session's memory).
+            // (2.3 KiB measured, over a quarter of an idle session's memory; 1.25 KiB now).
             let task = AssertUnwindSafe(fut.instrument(span))
                 .catch_unwind()
                 .map(move |outcome| {
