@@ -595,14 +595,27 @@ fn dropping_the_last_handle_leaves_only_the_database_file() {
     }
 }
 
+/// A ledger file as an older build left it: `sql` run on a new database, and the config
+/// that opens it (no retention, so its old rows stay).
+fn ledger_made_by(sql: &str) -> (tempfile::TempDir, LedgerConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+    let cfg = LedgerConfig {
+        path,
+        retain_days: 0,
+        ..LedgerConfig::default()
+    };
+    (dir, cfg)
+}
+
 #[test]
 fn kind_and_classification_are_read_from_what_was_stored_also_in_a_version_1_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v1.db");
-    {
-        // A version-1 file: the table without the computed columns.
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
+    // A version-1 file: the table without the computed columns.
+    let (_dir, cfg) = ledger_made_by(
             "CREATE TABLE prompts (session_id TEXT NOT NULL, request_id TEXT NOT NULL,
                tool_use_id TEXT, tool_name TEXT NOT NULL, input TEXT NOT NULL, request TEXT NOT NULL,
                received_at INTEGER NOT NULL,
@@ -612,14 +625,7 @@ fn kind_and_classification_are_read_from_what_was_stored_also_in_a_version_1_fil
              INSERT INTO prompts VALUES ('s', 'old', NULL, 'Bash', '{}', '{\"subtype\":\"can_use_tool\"}',
                1000, 'denied', 'op', 2000, NULL, '{\"type\":\"control_response\"}', NULL, 3000);
              PRAGMA user_version = 1;",
-        )
-        .unwrap();
-    }
-    let cfg = LedgerConfig {
-        path,
-        retain_days: 0,
-        ..LedgerConfig::default()
-    };
+    );
     let ledger = Ledger::open_with(&cfg, Tuning::default()).unwrap();
     let mut q = prompt("s", "q1", "mcp-server", at(5));
     q.request = json!({"subtype": "elicitation", "mcp_server_name": "mcp-server"});
@@ -655,13 +661,9 @@ fn kind_and_classification_are_read_from_what_was_stored_also_in_a_version_1_fil
 
 #[test]
 fn a_version_3_file_is_upgraded_in_place_and_keeps_its_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v3.db");
-    {
-        // Version 3: `kind` and `classification` as virtual generated columns, which SQLite
-        // computed (parsing `request` and `answer`) on every insert into the STRICT table.
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
+    // Version 3: `kind` and `classification` as virtual generated columns, which SQLite
+    // computed (parsing `request` and `answer`) on every insert into the STRICT table.
+    let (_dir, cfg) = ledger_made_by(
             "CREATE TABLE prompts (session_id TEXT NOT NULL, request_id TEXT NOT NULL,
                tool_use_id TEXT, tool_name TEXT NOT NULL, input TEXT NOT NULL, request TEXT NOT NULL,
                received_at INTEGER NOT NULL,
@@ -684,14 +686,7 @@ fn a_version_3_file_is_upgraded_in_place_and_keeps_its_rows() {
              CREATE INDEX prompts_unfinished ON prompts (received_at, session_id, request_id)
                WHERE outcome IS NULL OR (outcome IN ('allowed', 'denied', 'expired') AND delivered_at IS NULL);
              PRAGMA user_version = 3;",
-        )
-        .unwrap();
-    }
-    let cfg = LedgerConfig {
-        path: path.clone(),
-        retain_days: 0,
-        ..LedgerConfig::default()
-    };
+    );
     let ledger = Ledger::open_with(&cfg, Tuning::default()).unwrap();
     let page = block_on(ledger.query(LedgerQuery::default())).unwrap();
     let row = page.rows.iter().find(|r| r.request_id == "old").unwrap();
@@ -706,7 +701,7 @@ fn a_version_3_file_is_upgraded_in_place_and_keeps_its_rows() {
         .collect();
     assert_eq!(ids, ["pend"]);
     drop(ledger);
-    let conn = rusqlite::Connection::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(&cfg.path).unwrap();
     let generated: i64 = conn
         .query_row(
             "SELECT count(*) FROM pragma_table_xinfo('prompts') WHERE hidden != 0",
