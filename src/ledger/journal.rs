@@ -91,6 +91,19 @@ pub(crate) struct BadTail {
 
 /// The records of one segment, in order, up to the first that cannot be read.
 pub(crate) fn decode(buf: &[u8]) -> (Vec<(u64, Write)>, Option<BadTail>) {
+    let (records, _, bad) = read(buf);
+    (records, bad)
+}
+
+/// Where the readable records of a segment end: before the space reserved past them, or
+/// before the first record [`decode`] cannot read (never acknowledged, so it may be
+/// written over).
+fn records_end(buf: &[u8]) -> usize {
+    read(buf).1
+}
+
+/// [`decode`], and the offset where the readable records end.
+fn read(buf: &[u8]) -> (Vec<(u64, Write)>, usize, Option<BadTail>) {
     let mut records = Vec::new();
     let mut at = 0;
     while at < buf.len() {
@@ -104,44 +117,27 @@ pub(crate) fn decode(buf: &[u8]) -> (Vec<(u64, Write)>, Option<BadTail>) {
             break;
         }
         let Some(header) = buf.get(at..at + HEADER) else {
-            return (records, Some(bad("torn record")));
+            return (records, at, Some(bad("torn record")));
         };
         let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
         let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         if len > MAX_PAYLOAD {
-            return (records, Some(bad("impossible record length")));
+            return (records, at, Some(bad("impossible record length")));
         }
         let Some(payload) = buf.get(at + HEADER..at + HEADER + len) else {
-            return (records, Some(bad("torn record")));
+            return (records, at, Some(bad("torn record")));
         };
         if crc32fast::hash(&buf[at + 8..at + HEADER + len]) != crc {
-            return (records, Some(bad("checksum mismatch")));
+            return (records, at, Some(bad("checksum mismatch")));
         }
         match payload_write(payload) {
             Some(write) => records.push((seq, write)),
-            None => return (records, Some(bad("undecodable record"))),
+            None => return (records, at, Some(bad("undecodable record"))),
         }
         at += HEADER + len;
     }
-    (records, None)
-}
-
-/// Where the records of a segment end: after the last whole record, before reserved
-/// zeros or a torn tail (checksums are not checked; [`decode`] reports what is bad).
-fn records_end(buf: &[u8]) -> usize {
-    let mut at = 0;
-    while let Some(header) = buf.get(at..at + HEADER) {
-        if header.iter().all(|&b| b == 0) {
-            break;
-        }
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        if len > MAX_PAYLOAD || at + HEADER + len > buf.len() {
-            break;
-        }
-        at += HEADER + len;
-    }
-    at
+    (records, at, None)
 }
 
 /// The write a record's payload holds, in either encoding; `None` when it holds none.
