@@ -294,7 +294,8 @@ fn api_tls(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
 /// a second instance on the same ledger stops here, having written nothing
 /// ([`LedgerError::InUse`], which `main` turns into exit 2).
 fn lock_ledger(config: &Config) -> anyhow::Result<Option<InstanceLock>> {
-    if !config.ledger.enabled {
+    // A PostgreSQL ledger is shared by design: there is no file to lock.
+    if !config.ledger.enabled || config.ledger.postgres().is_some() {
         return Ok(None);
     }
     match InstanceLock::acquire(&config.ledger.path) {
@@ -310,18 +311,23 @@ fn lock_ledger(config: &Config) -> anyhow::Result<Option<InstanceLock>> {
 
 /// Open the ledger under `lock` when `[ledger] enabled`; an unusable file is a start-up error.
 fn open_ledger(config: &Config, lock: Option<InstanceLock>) -> anyhow::Result<Option<Ledger>> {
-    let Some(lock) = lock else {
+    if !config.ledger.enabled {
         warn!("decision ledger disabled ([ledger] enabled = false): decisions are not recorded durably");
         return Ok(None);
+    }
+    let ledger = match lock {
+        Some(lock) => {
+            Ledger::open_locked(&config.ledger, Tuning::default(), lock).with_context(|| {
+                format!(
+                    "cannot open the decision ledger at {}",
+                    config.ledger.path.display()
+                )
+            })?
+        }
+        None => Ledger::open_with(&config.ledger, Tuning::default())
+            .context("cannot open the decision ledger in PostgreSQL")?,
     };
-    let ledger =
-        Ledger::open_locked(&config.ledger, Tuning::default(), lock).with_context(|| {
-            format!(
-                "cannot open the decision ledger at {}",
-                config.ledger.path.display()
-            )
-        })?;
-    info!(path = %ledger.path().display(), "decision ledger open");
+    info!(ledger = %ledger.describe(), "decision ledger open");
     Ok(Some(ledger))
 }
 

@@ -435,8 +435,9 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         enabled: _,
         path: _,
         retain_days: _,
+        backend: _,
     } = ledger;
-    changed_keys!(out, "ledger", ledger, new.ledger; enabled, path, retain_days);
+    changed_keys!(out, "ledger", ledger, new.ledger; enabled, path, retain_days, backend);
     let crate::config::ConsoleConfig {
         public_url: _,
         session_lifetime: _,

@@ -159,14 +159,22 @@ impl ReadyCache {
 async fn check(state: &ApiState) -> (Checks, Option<Vec<SessionView>>) {
     let ledger = match &state.ledger {
         None => LedgerCheck::Disabled,
-        Some(l) => {
-            let (dir, stem) = probe_target(l.path());
-            match web::block(move || probe_dir(&dir, &stem)).await {
-                Ok(Ok(())) => LedgerCheck::Writable,
-                Ok(Err(e)) => LedgerCheck::Unwritable(e.to_string()),
-                Err(e) => LedgerCheck::Unwritable(e.to_string()),
+        Some(l) => match (l.path(), l.postgres()) {
+            (Some(path), _) => {
+                let (dir, stem) = probe_target(path);
+                match web::block(move || probe_dir(&dir, &stem)).await {
+                    Ok(Ok(())) => LedgerCheck::Writable,
+                    Ok(Err(e)) => LedgerCheck::Unwritable(e.to_string()),
+                    Err(e) => LedgerCheck::Unwritable(e.to_string()),
+                }
             }
-        }
+            (None, Some(pg)) => match tokio::time::timeout(SUPERVISOR_TIMEOUT, pg.ping()).await {
+                Ok(Ok(())) => LedgerCheck::Writable,
+                Ok(Err(e)) => LedgerCheck::Unwritable(format!("cannot reach PostgreSQL: {e}")),
+                Err(_) => LedgerCheck::Unwritable("PostgreSQL did not answer within 2 s".into()),
+            },
+            (None, None) => LedgerCheck::Disabled,
+        },
     };
     let sessions = tokio::time::timeout(
         SUPERVISOR_TIMEOUT,

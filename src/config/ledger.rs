@@ -1,4 +1,5 @@
-//! `[ledger]` section -> [`LedgerConfig`]: where the decision ledger lives and how long it keeps rows.
+//! `[ledger]` section -> [`LedgerConfig`]: where the decision ledger lives (a SQLite file,
+//! or a PostgreSQL database a cluster shares) and how long it keeps rows.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,7 +18,42 @@ pub struct LedgerConfig {
     pub path: PathBuf,
     /// Prune finished rows received more than this many days ago; 0 keeps them forever (`retain_days`, default 30).
     pub retain_days: u32,
+    /// Where the rows live (`backend`, default `"sqlite"`): PostgreSQL's settings with `"postgres"`.
+    pub backend: LedgerBackend,
 }
+
+/// Which database holds the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerBackend {
+    /// `"sqlite"`: the file at `path`, owned by this one process.
+    Sqlite,
+    /// `"postgres"`: a database every instance of a cluster shares.
+    Postgres(PostgresConfig),
+}
+
+/// `[ledger] backend = "postgres"`: how to reach the database. The URL is a credential: only
+/// where it comes from is configured here, and it is read when the ledger opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `url_env` or `url_file` (exactly one): a `postgres://` URL or key-value connection string.
+    pub url: PgUrlSource,
+    /// Connections for reads and cluster work, beside the one that writes (`pool_size`, default 4).
+    pub pool_size: usize,
+    /// Longest one statement may run before PostgreSQL cancels it (`statement_timeout`, default 5 s).
+    pub statement_timeout: Duration,
+}
+
+/// Where the PostgreSQL connection URL is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgUrlSource {
+    /// `url_env = "VAR"`: the variable's value.
+    Env(String),
+    /// `url_file = "path"`: the file's contents, trimmed.
+    File(PathBuf),
+}
+
+/// The `[ledger]` keys only `backend = "postgres"` takes.
+const POSTGRES_KEYS: [&str; 4] = ["url_env", "url_file", "pool_size", "statement_timeout"];
 
 impl Default for LedgerConfig {
     fn default() -> Self {
@@ -25,6 +61,17 @@ impl Default for LedgerConfig {
             enabled: true,
             path: PathBuf::from("./data/ledger.db"),
             retain_days: 30,
+            backend: LedgerBackend::Sqlite,
+        }
+    }
+}
+
+impl LedgerConfig {
+    /// PostgreSQL's settings, when that is the backend.
+    pub fn postgres(&self) -> Option<&PostgresConfig> {
+        match &self.backend {
+            LedgerBackend::Postgres(pg) => Some(pg),
+            LedgerBackend::Sqlite => None,
         }
     }
 }
@@ -49,12 +96,67 @@ pub(super) fn ledger(mut t: Table, errs: &mut Errors) -> LedgerConfig {
         Some(p) => PathBuf::from(p),
     };
     let retain_days = t.u32(errs, "retain_days", d.retain_days, 0..=MAX_RETAIN_DAYS);
+    let backend = match t.string(errs, "backend").as_deref() {
+        None | Some("sqlite") => {
+            let given: Vec<&str> = POSTGRES_KEYS.into_iter().filter(|k| t.has(k)).collect();
+            for key in given {
+                let _ = t.raw(key);
+                errs.push(t.key_path(key), "only taken with backend = \"postgres\"");
+            }
+            LedgerBackend::Sqlite
+        }
+        Some("postgres") => {
+            postgres(&mut t, errs).map_or(LedgerBackend::Sqlite, LedgerBackend::Postgres)
+        }
+        Some(other) => {
+            let message = format!("expected \"sqlite\" or \"postgres\", got {other:?}");
+            errs.push(t.key_path("backend"), message);
+            LedgerBackend::Sqlite
+        }
+    };
     t.finish(errs);
     LedgerConfig {
         enabled,
         path,
         retain_days,
+        backend,
     }
+}
+
+/// The PostgreSQL keys: exactly one of `url_env` / `url_file`, the pool and the timeout.
+fn postgres(t: &mut Table, errs: &mut Errors) -> Option<PostgresConfig> {
+    let pool_size = t.usize(errs, "pool_size", 4, 1..=64);
+    let statement_timeout = t.positive_duration(errs, "statement_timeout", Duration::from_secs(5));
+    let env = t.string(errs, "url_env");
+    let file = t.string(errs, "url_file");
+    let url = match (env, file) {
+        (Some(v), None) if !v.trim().is_empty() => PgUrlSource::Env(v),
+        (None, Some(p)) if !p.trim().is_empty() && !p.contains('\0') => {
+            PgUrlSource::File(PathBuf::from(p))
+        }
+        (Some(_), Some(_)) => {
+            errs.push(t.path().to_owned(), "set only one of url_env, url_file");
+            return None;
+        }
+        (None, None) => {
+            let message = "backend = \"postgres\" needs url_env or url_file (the database URL is a credential: it is never written in the config)";
+            errs.push(t.path().to_owned(), message);
+            return None;
+        }
+        (Some(_), None) => {
+            errs.push(t.key_path("url_env"), "must name an environment variable");
+            return None;
+        }
+        (None, Some(_)) => {
+            errs.push(t.key_path("url_file"), "must be a non-empty file path");
+            return None;
+        }
+    };
+    Some(PostgresConfig {
+        url,
+        pool_size,
+        statement_timeout,
+    })
 }
 
 #[cfg(test)]
@@ -127,5 +229,54 @@ mod tests {
         );
         let not_table = problems("ledger = 3\n");
         assert_eq!(not_table[0].0, "ledger");
+    }
+
+    #[test]
+    fn postgres_takes_a_url_source_a_pool_and_a_timeout() {
+        let c = load(
+            "[ledger]\nbackend = \"postgres\"\nurl_env = \"CCR_PG_URL\"\n",
+            &[("CCR_SUPERVISOR__LEDGER__POOL_SIZE", "9")],
+        )
+        .unwrap();
+        let pg = c.postgres().unwrap();
+        assert_eq!(pg.url, PgUrlSource::Env("CCR_PG_URL".into()));
+        assert_eq!(pg.pool_size, 9);
+        assert_eq!(pg.statement_timeout, Duration::from_secs(5));
+        let c = load(
+            "[ledger]\nbackend = \"postgres\"\nurl_file = \"/run/secrets/pg\"\nstatement_timeout = \"2s\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.postgres().unwrap().url,
+            PgUrlSource::File("/run/secrets/pg".into())
+        );
+        assert_eq!(
+            c.postgres().unwrap().statement_timeout,
+            Duration::from_secs(2)
+        );
+        assert_eq!(load("", &[]).unwrap().postgres(), None);
+    }
+
+    #[test]
+    fn postgres_keys_are_checked_and_refused_for_sqlite() {
+        let none = problems("[ledger]\nbackend = \"postgres\"\n");
+        assert_eq!(none[0].0, "ledger");
+        assert!(none[0].1.contains("url_env or url_file"), "{none:?}");
+        let both =
+            problems("[ledger]\nbackend = \"postgres\"\nurl_env = \"A\"\nurl_file = \"/b\"\n");
+        assert!(both[0].1.contains("only one"), "{both:?}");
+        let sqlite = problems("[ledger]\nurl_env = \"A\"\npool_size = 3\n");
+        let paths: Vec<&str> = sqlite.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["ledger.url_env", "ledger.pool_size"], "{sqlite:?}");
+        let bad = problems("[ledger]\nbackend = \"mysql\"\n");
+        assert_eq!(bad[0].0, "ledger.backend");
+        let pool = problems("[ledger]\nbackend = \"postgres\"\nurl_env = \"A\"\npool_size = 0\nstatement_timeout = \"0s\"\n");
+        let paths: Vec<&str> = pool.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["ledger.pool_size", "ledger.statement_timeout"],
+            "{pool:?}"
+        );
     }
 }

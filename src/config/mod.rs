@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use console::{ConsoleConfig, DEFAULT_CONSOLE_MAX_SESSIONS, DEFAULT_CONSOLE_SESSION_LIFETIME};
 pub use error::{ConfigError, KeyError};
-pub use ledger::LedgerConfig;
+pub use ledger::{LedgerBackend, LedgerConfig, PgUrlSource, PostgresConfig};
 pub use load::{load, load_from_str, read, read_from_str, session_from_json, Draft};
 pub use notify::{
     NotifyDelivery, NotifyEvent, NotifySelector, NotifySinkConfig, SecretSource, SinkKind, SinkUrl,

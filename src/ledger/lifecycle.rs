@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::reads::{ReadJob, READ_QUEUE};
 use super::writer::{self, ApplyConfig, ApplyState, Counters};
 use super::{checkpoint, journal, query, schema, InstanceLock};
-use super::{Ledger, LedgerError, ResolvedRows, Shared, Tail, Unfinished};
+use super::{LedgerError, ResolvedRows, Shared, Sqlite, Tail, Unfinished};
 use crate::config::LedgerConfig;
 
 /// Throughput knobs; [`Tuning::default`] suits the service.
@@ -57,25 +57,14 @@ impl Default for Tuning {
     }
 }
 
-impl Ledger {
-    /// Open (or create) the ledger at `cfg.path` and start its threads. Blocking; call once at startup.
-    pub fn open(cfg: &LedgerConfig) -> Result<Ledger, LedgerError> {
-        Self::open_with(cfg, Tuning::default())
-    }
-
-    /// [`Ledger::open`] with explicit [`Tuning`] (benchmarks, tests).
-    pub fn open_with(cfg: &LedgerConfig, tuning: Tuning) -> Result<Ledger, LedgerError> {
-        let lock = InstanceLock::acquire(&cfg.path)?;
-        Self::open_locked(cfg, tuning, lock)
-    }
-
-    /// [`Ledger::open_with`] under a lock the caller took earlier (the service takes it
-    /// before anything else starts); the ledger holds it until its last handle is gone.
+impl Sqlite {
+    /// Open (or create) the ledger at `cfg.path` under a lock the caller took earlier, and
+    /// start its threads; the ledger holds the lock until its last handle is gone. Blocking.
     pub fn open_locked(
         cfg: &LedgerConfig,
         tuning: Tuning,
         lock: InstanceLock,
-    ) -> Result<Ledger, LedgerError> {
+    ) -> Result<Sqlite, LedgerError> {
         debug_assert_eq!(
             lock.path(),
             super::lock_path(&cfg.path),
@@ -144,7 +133,7 @@ impl Ledger {
                 }
             })?);
         }
-        Ok(Ledger {
+        Ok(Sqlite {
             shared: Arc::new(Shared {
                 path: cfg.path.clone(),
                 capacity: tuning.queue_capacity.max(1),

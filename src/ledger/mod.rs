@@ -1,4 +1,8 @@
-//! The durable decision ledger: every prompt and its answer in SQLite, so a restart loses none.
+//! The durable decision ledger: every prompt and its answer in SQLite (or, for a cluster,
+//! PostgreSQL: [`pg`]), so a restart loses none.
+//!
+//! [`Ledger`] is the handle the service holds, whichever the backend; what follows is the
+//! SQLite backend's design.
 //!
 //! - A prompt is recorded when it arrives, before anyone sees it; an answer before it is
 //!   written to the socket; `delivered_at` once written.
@@ -20,9 +24,11 @@
 mod backup;
 mod checkpoint;
 mod fold;
+mod handle;
 mod journal;
 mod lifecycle;
 mod lock;
+pub mod pg;
 mod query;
 mod reads;
 mod record;
@@ -41,6 +47,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 pub use backup::{backup, BackupError, BackupReport};
+pub use handle::{Ledger, Written};
 pub use lifecycle::Tuning;
 pub use lock::{lock_path, InstanceLock};
 pub use query::{LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT};
@@ -55,9 +62,9 @@ use writer::{ApplyState, Counters, Job};
 /// The ledger's latency histograms, defined beside the metrics that register them.
 pub use crate::metrics::LedgerHistograms;
 
-/// Cloneable, `Send + Sync` handle to the ledger; the threads stop when the last handle is dropped.
+/// The SQLite backend: cloneable, `Send + Sync`; its threads stop when the last clone is dropped.
 #[derive(Clone)]
-pub struct Ledger {
+pub(crate) struct Sqlite {
     shared: Arc<Shared>,
 }
 
@@ -93,7 +100,7 @@ struct Tail {
     buf: Vec<u8>,
 }
 
-impl Ledger {
+impl Sqlite {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.shared.path

@@ -113,9 +113,9 @@ const COLUMNS: &str = "session_id, request_id, tool_use_id, tool_name, input, re
 const ANSWER: usize = 12;
 
 /// The paging key of a row.
-type Key = (i64, String, String);
+pub(super) type Key = (i64, String, String);
 
-fn encode_cursor((ms, session, request): &Key) -> String {
+pub(super) fn encode_cursor((ms, session, request): &Key) -> String {
     let json = serde_json::json!([ms, session, request]).to_string();
     json.bytes()
         .fold(String::with_capacity(json.len() * 2), |mut s, b| {
@@ -124,7 +124,7 @@ fn encode_cursor((ms, session, request): &Key) -> String {
         })
 }
 
-fn decode_cursor(cursor: &str) -> Result<Key, LedgerError> {
+pub(super) fn decode_cursor(cursor: &str) -> Result<Key, LedgerError> {
     let bad = || LedgerError::BadQuery {
         param: "cursor",
         message: "not a cursor returned by this API".into(),

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{query, schema};
-use super::{Ledger, LedgerError, LedgerQuery, Stored};
+use super::{LedgerError, LedgerQuery, Sqlite, Stored};
 use ccr_protocol::reply::{LedgerPage, LedgerRow};
 
 /// Queries waiting for a reader thread before callers get `QueueFull`.
@@ -20,7 +20,7 @@ pub(super) type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 /// What a reader thread takes from its queue: a job, or `None` to stop.
 pub(super) type ReadQueue = SyncSender<Option<ReadJob>>;
 
-impl Ledger {
+impl Sqlite {
     /// One page of the audit log, on a reader thread; it includes every write queued before
     /// the call.
     pub fn query(

@@ -8,47 +8,12 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
-use super::writer::{self, DecisionRow, Job, PromptRow, Write};
+use super::writer::{self, Job, PromptRow, Write};
 use super::{journal, record};
-use super::{DecisionRecord, Ledger, LedgerError, PromptRecord};
+use super::{LedgerError, Sqlite};
 use ccr_protocol::PermissionPrompt;
 
-impl Ledger {
-    /// Record a prompt on arrival (idempotent by `(session_id, request_id)`); resolves once
-    /// durable (journaled), before SQLite has it.
-    ///
-    /// The command is queued when this is called, not when the future is first polled.
-    /// Errors are the write's own: a full queue, a closed ledger, a failed journal append.
-    pub fn record_prompt(
-        &self,
-        r: PromptRecord,
-    ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        std::future::ready(self.write(Write::Prompt(r.into())))
-    }
-
-    /// Record an answer before it is written; resolves once durable (journaled).
-    ///
-    /// The ledger's rules are checked when the write is applied: a decision for an unknown
-    /// prompt or one already decided otherwise changes nothing and is logged and counted
-    /// ([`Ledger::write_errors`]); repeating the stored decision is a no-op.
-    pub fn record_decision(
-        &self,
-        r: DecisionRecord,
-    ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        std::future::ready(self.append_decision(r))
-    }
-
-    /// Record that the answer was written to the socket: the first write sets
-    /// `delivered_at`, every write (resends included) counts in `deliveries`.
-    pub fn mark_delivered(
-        &self,
-        session_id: &str,
-        request_id: &str,
-        at: SystemTime,
-    ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        std::future::ready(self.append_delivered(session_id, request_id, at))
-    }
-
+impl Sqlite {
     /// Resolves once every write queued before it is committed to SQLite (audit reads, tests).
     pub fn flush(&self) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
         unit(self.barrier("flush", Job::Flush))
@@ -79,27 +44,8 @@ impl Ledger {
         )))
     }
 
-    /// [`Ledger::mark_delivered`], returning at once whether the write is durable.
-    pub fn append_delivered(
-        &self,
-        session_id: &str,
-        request_id: &str,
-        at: SystemTime,
-    ) -> Result<(), LedgerError> {
-        self.write(Write::Delivered {
-            session_id: session_id.to_owned(),
-            request_id: request_id.to_owned(),
-            at: record::to_ms(at),
-        })
-    }
-
-    /// [`Ledger::record_decision`], returning at once whether the write is durable.
-    pub fn append_decision(&self, r: DecisionRecord) -> Result<(), LedgerError> {
-        self.write(Write::Decision(r.into()))
-    }
-
     /// Make `write` durable in the journal and hand it to the applier. Counted on failure.
-    fn write(&self, write: Write) -> Result<(), LedgerError> {
+    pub(super) fn write(&self, write: Write) -> Result<(), LedgerError> {
         let started = Instant::now();
         let name = write.name();
         let result = self.append(write);
@@ -191,7 +137,11 @@ async fn unit(
 
 impl PromptRow {
     /// The row of `prompt`, received on `session_id` at `received_at`.
-    fn received(session_id: &str, prompt: &PermissionPrompt, received_at: SystemTime) -> Self {
+    pub(super) fn received(
+        session_id: &str,
+        prompt: &PermissionPrompt,
+        received_at: SystemTime,
+    ) -> Self {
         PromptRow {
             session_id: session_id.to_owned(),
             request_id: prompt.request_id.clone(),
@@ -207,35 +157,6 @@ impl PromptRow {
                 None => prompt.request.to_string(),
             },
             received_at: record::to_ms(received_at),
-        }
-    }
-}
-
-impl From<PromptRecord> for PromptRow {
-    fn from(r: PromptRecord) -> Self {
-        PromptRow {
-            input: r.input.to_string(),
-            request: r.request.to_string(),
-            received_at: record::to_ms(r.received_at),
-            session_id: r.session_id,
-            request_id: r.request_id,
-            tool_use_id: r.tool_use_id,
-            tool_name: r.tool_name,
-        }
-    }
-}
-
-impl From<DecisionRecord> for DecisionRow {
-    fn from(r: DecisionRecord) -> Self {
-        DecisionRow {
-            outcome: r.outcome,
-            decided_at: record::to_ms(r.decided_at),
-            updated_input: r.updated_input.map(|v| v.to_string()),
-            answer: r.answer,
-            reason: r.reason,
-            session_id: r.session_id,
-            request_id: r.request_id,
-            decided_by: r.decided_by,
         }
     }
 }

@@ -13,9 +13,10 @@ use tracing::{info_span, Instrument};
 use super::actor::{Deliver, PermissionRegistry};
 use super::core::{DecisionWrite, Effect, Lookup, Record, Ticket, Write};
 use super::store::DecideError;
-use crate::ledger::{Ledger, LedgerError, Stored};
+use crate::ledger::{Ledger, LedgerError, Stored, Written};
 use crate::telemetry::prompts::{LedgerWriteRetrying, LedgerWriteStillFailing};
 use ccr_protocol::reply::DecisionReceipt;
+use futures_util::FutureExt as _;
 
 impl PermissionRegistry {
     /// Perform `effects` in order; what waits reports back to the core when done.
@@ -50,29 +51,34 @@ impl PermissionRegistry {
                 received_at,
                 arrived,
             } => {
-                let recorded = match &ledger {
-                    Some(l) => l.append_prompt(&arrived.session, &prompt, received_at),
-                    None => Ok(()),
-                };
-                let effects = self
-                    .core
-                    .on_prompt_recorded(arrived, recorded, SystemTime::now());
-                self.perform(effects, ctx);
+                let written = ledger
+                    .as_ref()
+                    .map(|l| l.append_prompt(&arrived.session, &prompt, received_at));
+                let span = permission_span(&arrived.session, &arrived.request_id);
+                self.when_written(written, span, ctx, move |act, recorded, ctx| {
+                    let now = SystemTime::now();
+                    let effects = act.core.on_prompt_recorded(arrived, recorded, now);
+                    act.perform(effects, ctx);
+                });
             }
             Record::Decision(mut write) => {
-                let recorded = match &ledger {
-                    Some(l) => append_decision(l, &mut write),
-                    None => Ok(()),
-                };
-                let effects = self.core.on_decision_recorded(write, recorded);
-                self.perform(effects, ctx);
+                let written = ledger.as_ref().map(|l| append_decision(l, &write));
+                let span = permission_span(&write.decision.session, &write.decision.request_id);
+                self.when_written(written, span, ctx, move |act, recorded, ctx| {
+                    if recorded.is_ok() {
+                        write.prompt = None;
+                    }
+                    let effects = act.core.on_decision_recorded(write, recorded);
+                    act.perform(effects, ctx);
+                });
             }
             Record::DecisionUntilDurable(mut write) => {
                 let span = ledger_span(&write.decision.session, &write.decision.request_id);
                 let retry = async move {
                     if let Some(l) = ledger {
                         let what = "automatic answer held back";
-                        retry_until_durable(what, || append_decision(&l, &mut write)).await;
+                        retry_until_durable(what, || append_decision(&l, &write)).await;
+                        write.prompt = None;
                     }
                     write.decision
                 };
@@ -90,14 +96,37 @@ impl PermissionRegistry {
                 let Some(l) = ledger else { return };
                 let span = ledger_span(&session, &request_id);
                 retry_in_background(span, "delivery time", move || {
-                    l.append_delivered(&session, &request_id, at)
+                    l.mark_delivered(&session, &request_id, at)
                 });
             }
             Record::Ending(row) => {
                 let Some(l) = ledger else { return };
                 let span = ledger_span(&row.session_id, &row.request_id);
                 let what = row.outcome.as_str();
-                retry_in_background(span, what, move || l.append_decision(row.clone()));
+                retry_in_background(span, what, move || l.record_decision(row.clone()));
+            }
+        }
+    }
+
+    /// Call `then` with the result of `written`: in this turn when it is already known
+    /// (SQLite's journal append, or no ledger), else when the write commits (PostgreSQL).
+    fn when_written(
+        &mut self,
+        written: Option<Written>,
+        span: tracing::Span,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, Result<(), LedgerError>, &mut Context<Self>) + 'static,
+    ) {
+        let Some(mut written) = written else {
+            return then(self, Ok(()), ctx);
+        };
+        match (&mut written).now_or_never() {
+            Some(result) => then(self, result, ctx),
+            None => {
+                ctx.spawn(written.into_actor(self).map(move |result, act, ctx| {
+                    let _span = span.entered();
+                    then(act, result, ctx)
+                }));
             }
         }
     }
@@ -148,13 +177,15 @@ impl PermissionRegistry {
 }
 
 /// Append what of a decision is not durable yet (its prompt's row first, then the
-/// decision); `Ok` once both are.
-fn append_decision(ledger: &Ledger, write: &mut DecisionWrite) -> Result<(), LedgerError> {
-    if let Some((prompt, received_at)) = &write.prompt {
-        ledger.append_prompt(&write.decision.session, prompt, *received_at)?;
-        write.prompt = None;
+/// decision); `Ok` once both are. Both writes are idempotent, so a retry may repeat them.
+fn append_decision(ledger: &Ledger, write: &DecisionWrite) -> Written {
+    let decision = || ledger.record_decision(write.row.clone());
+    match &write.prompt {
+        Some((prompt, received_at)) => ledger
+            .append_prompt(&write.decision.session, prompt, *received_at)
+            .then(decision),
+        None => decision(),
     }
-    ledger.append_decision(write.row.clone())
 }
 
 /// Operators waiting for their decision's receipt, by ticket.
@@ -210,25 +241,36 @@ fn ledger_span(session: &str, request_id: &str) -> tracing::Span {
 fn retry_in_background(
     span: tracing::Span,
     what: &'static str,
-    mut append: impl FnMut() -> Result<(), LedgerError> + 'static,
+    mut append: impl FnMut() -> Written + 'static,
 ) {
-    let Err(e) = append() else {
-        return;
+    let mut first = append();
+    let failed = move |e: &LedgerError, span: &tracing::Span| {
+        span.in_scope(|| LedgerWriteRetrying { what, error: e }.emit())
     };
-    span.in_scope(|| LedgerWriteRetrying { what, error: &e }.emit());
-    actix::spawn(retry_until_durable(what, append).instrument(span));
+    match (&mut first).now_or_never() {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            failed(&e, &span);
+            actix::spawn(retry_until_durable(what, append).instrument(span));
+        }
+        None => {
+            actix::spawn(async move {
+                if let Err(e) = first.await {
+                    failed(&e, &span);
+                    retry_until_durable(what, append).instrument(span).await;
+                }
+            });
+        }
+    }
 }
 
 /// Retry a ledger write whose first attempt failed, with growing pauses (a full disk can
 /// last), until it succeeds; every 16th failure is logged.
-async fn retry_until_durable(
-    what: &'static str,
-    mut append: impl FnMut() -> Result<(), LedgerError>,
-) {
+async fn retry_until_durable(what: &'static str, mut append: impl FnMut() -> Written) {
     let mut attempt = 0u32;
     loop {
         tokio::time::sleep(crate::ledger::retry_delay(attempt)).await;
-        match append() {
+        match append().await {
             Ok(()) => return,
             Err(e) if attempt % 16 == 15 => LedgerWriteStillFailing {
                 what,

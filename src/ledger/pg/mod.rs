@@ -1,0 +1,397 @@
+//! The PostgreSQL ledger (`[ledger] backend = "postgres"`): the same rows and rules as the
+//! SQLite ledger, in a database every instance of a cluster shares.
+//!
+//! - The local journal cannot be the durable point (it dies with its machine), so a write
+//!   is acknowledged once its PostgreSQL transaction has committed: [`writer`] commits
+//!   whatever is queued in one pipelined transaction (group commit), on a connection of
+//!   its own.
+//! - Reads (audit pages, lookups) use a small pool of connections and first wait for the
+//!   writes queued before them, like the SQLite ledger's.
+//! - Everything runs on one thread of its own (`ledger-pg`) with a tokio runtime, so no
+//!   actor thread ever waits for the database; the handle only queues and awaits.
+//! - The schema is the service's own: [`schema::migrate`] at open, versioned, under an
+//!   advisory lock.
+//! - The URL is a credential: it is read from `url_env` / `url_file` at open and never
+//!   logged; errors name where it came from, never what it is.
+
+mod read;
+pub(crate) mod schema;
+mod writer;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use super::handle::Written;
+use super::lifecycle::Tuning;
+use super::query::{LedgerQuery, ResolvedRows, Stored};
+use super::record::{LedgerError, Unfinished};
+use super::writer::{Counters, Write};
+use super::LedgerHistograms;
+use crate::config::{LedgerConfig, PgUrlSource, PostgresConfig};
+use ccr_protocol::reply::{LedgerPage, LedgerRow};
+use writer::Cmd;
+
+/// How long opening waits for the database before the service refuses to start.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach the database: the parsed connection settings (the URL itself is not kept).
+pub(crate) struct PgTarget {
+    config: tokio_postgres::Config,
+}
+
+impl PgTarget {
+    /// Read the URL from where `pg` says and parse it, with the statement timeout and an
+    /// application name set. Errors name the source, never the URL.
+    pub(crate) fn from_config(pg: &PostgresConfig) -> Result<PgTarget, String> {
+        let (text, from) = match &pg.url {
+            PgUrlSource::Env(var) => (
+                std::env::var(var).map_err(|_| format!("url_env: {var} is not set"))?,
+                format!("url_env {var}"),
+            ),
+            PgUrlSource::File(path) => (
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("url_file {}: {e}", path.display()))?,
+                format!("url_file {}", path.display()),
+            ),
+        };
+        let mut config: tokio_postgres::Config = text.trim().parse().map_err(|_| {
+            format!("{from}: not a PostgreSQL URL or connection string (value not shown: secret)")
+        })?;
+        let timeout_ms = pg.statement_timeout.as_millis().max(1);
+        config
+            .options(format!("-c statement_timeout={timeout_ms}"))
+            .application_name("ccr-supervisor")
+            .connect_timeout(CONNECT_TIMEOUT);
+        Ok(PgTarget { config })
+    }
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgTarget(<redacted>)")
+    }
+}
+
+/// One connection to `target`, its connection task spawned on the current runtime.
+pub(crate) async fn connect(target: &PgTarget) -> Result<tokio_postgres::Client, String> {
+    let (client, connection) = target
+        .config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| describe(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %describe(&e), "ledger database connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// A database error as one line: PostgreSQL's own message when it sent one (it never
+/// contains the password), else the client's.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// Cloneable handle to the PostgreSQL ledger; its thread stops when the last handle is dropped.
+#[derive(Clone)]
+pub struct PgLedger {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    runtime: Handle,
+    writes: mpsc::Sender<Cmd>,
+    capacity: usize,
+    pool: deadpool_postgres::Pool,
+    counters: Arc<Counters>,
+    /// Dropped with the last handle: the thread then lets the writer drain and stops.
+    _stop: oneshot::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // `writes` and `_stop` drop after this body; the thread is joined by a watcher so
+        // that dropping a handle never blocks an actor thread on the database.
+        if let Some(t) = self.thread.take() {
+            std::thread::spawn(move || {
+                if t.join().is_err() {
+                    tracing::error!("the ledger database thread panicked");
+                }
+            });
+        }
+    }
+}
+
+impl PgLedger {
+    /// Connect, migrate the schema and start the writer. Blocking; call once at startup.
+    pub(crate) fn open(
+        cfg: &LedgerConfig,
+        pg: &PostgresConfig,
+        tuning: &Tuning,
+    ) -> Result<PgLedger, LedgerError> {
+        let fail = |reason: String| LedgerError::Open {
+            path: "postgres".into(),
+            reason,
+        };
+        let target = Arc::new(PgTarget::from_config(pg).map_err(fail)?);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(format!("cannot start the ledger's runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        // Connected and migrated before the service goes on: a database it cannot use is
+        // a start-up error, like a SQLite file it cannot open.
+        runtime
+            .block_on(async {
+                let mut client = connect(&target).await?;
+                schema::migrate(&mut client).await
+            })
+            .map_err(fail)?;
+        let manager = deadpool_postgres::Manager::from_config(
+            target.config.clone(),
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(pg.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(pg.statement_timeout))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| fail(format!("cannot build the connection pool: {e}")))?;
+        let capacity = tuning.queue_capacity.max(1);
+        let (writes, rx) = mpsc::channel(capacity);
+        let counters = Arc::new(Counters::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (wc, wt) = (counters.clone(), target.clone());
+        let prune = cfg
+            .retention()
+            .map(|r| (r, tuning.prune_every, tuning.prune_chunk, pool.clone()));
+        let thread = std::thread::Builder::new()
+            .name("ledger-pg".into())
+            .spawn(move || {
+                let writer = runtime.spawn(writer::run(wt, rx, wc));
+                if let Some((retain, every, chunk, pool)) = prune {
+                    runtime.spawn(prune_loop(pool, retain, every, chunk));
+                }
+                runtime.block_on(async move {
+                    let _ = stopped.await;
+                    // Every handle is gone: the writer finishes its queue, then stops.
+                    let _ = writer.await;
+                });
+            })
+            .map_err(|e| fail(format!("cannot start thread ledger-pg: {e}")))?;
+        Ok(PgLedger {
+            shared: Arc::new(Shared {
+                runtime: handle,
+                writes,
+                capacity,
+                pool,
+                counters,
+                _stop: stop,
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// Writes that failed so far; each was logged and returned.
+    pub fn write_errors(&self) -> u64 {
+        self.shared
+            .counters
+            .write_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Histograms for `/metrics`: each write's time to commit, the batches' transactions and
+    /// how long their oldest write waited.
+    pub fn latency_histograms(&self) -> LedgerHistograms {
+        LedgerHistograms {
+            queue_wait: self.shared.counters.queue_wait.clone(),
+            commit: self.shared.counters.commit.clone(),
+            apply: self.shared.counters.apply.clone(),
+        }
+    }
+
+    /// Queue `write`; it resolves once committed or refused. A full queue refuses at once.
+    pub(crate) fn write(&self, write: Write) -> Written {
+        let (tx, rx) = oneshot::channel();
+        let name = write.name();
+        let cmd = Cmd::Write(write, tx, Instant::now());
+        match self.shared.writes.try_send(cmd) {
+            Ok(()) => Written::commit(rx),
+            Err(e) => {
+                let err = match e {
+                    mpsc::error::TrySendError::Full(_) => LedgerError::QueueFull {
+                        capacity: self.shared.capacity,
+                    },
+                    mpsc::error::TrySendError::Closed(_) => LedgerError::Closed,
+                };
+                self.shared.counters.write_failed(name, &err);
+                Written::ready(Err(err))
+            }
+        }
+    }
+
+    /// Resolves once every write queued before it is committed.
+    pub(crate) fn flush(&self) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        // A barrier carries no data: it waits for room rather than failing on a full queue.
+        let writes = self.shared.writes.clone();
+        async move {
+            writes
+                .send(Cmd::Flush(tx))
+                .await
+                .map_err(|_| LedgerError::Closed)?;
+            rx.await.map_err(|_| LedgerError::Closed)?
+        }
+    }
+
+    /// Run `f` with a pooled connection on the ledger's thread, once every write queued
+    /// before the call is committed.
+    fn read<T, F, Fut>(&self, f: F) -> impl Future<Output = Result<T, LedgerError>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, LedgerError>> + Send + 'static,
+    {
+        let flushed = self.flush();
+        let pool = self.shared.pool.clone();
+        let task = self.shared.runtime.spawn(async move {
+            // A failed flush (the database away) still leaves what is committed worth reading.
+            let _ = flushed.await;
+            let conn = pool
+                .get()
+                .await
+                .map_err(|e| LedgerError::Storage(format!("no ledger database connection: {e}")))?;
+            f(conn).await
+        });
+        async move { task.await.map_err(|_| LedgerError::Closed)? }
+    }
+
+    /// [`read`](Self::read), blocking the calling thread (startup, exports).
+    fn read_blocking<T, F, Fut>(&self, f: F) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, LedgerError>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let read = self.read(f);
+        self.shared.runtime.spawn(async move {
+            let _ = tx.send(read.await);
+        });
+        rx.recv().map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Whether the database answers a trivial query now (readiness); queued writes are not awaited.
+    pub fn ping(&self) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
+        let pool = self.shared.pool.clone();
+        let task = self.shared.runtime.spawn(async move {
+            let conn = pool
+                .get()
+                .await
+                .map_err(|e| LedgerError::Storage(e.to_string()))?;
+            conn.simple_query("SELECT 1")
+                .await
+                .map_err(|e| LedgerError::Storage(describe(&e)))?;
+            Ok(())
+        });
+        async move { task.await.map_err(|_| LedgerError::Closed)? }
+    }
+
+    /// One page of the audit log.
+    pub(crate) fn query(
+        &self,
+        q: LedgerQuery,
+    ) -> impl Future<Output = Result<LedgerPage, LedgerError>> + Send + 'static {
+        self.read(move |c| async move { read::page(&c, &q).await })
+    }
+
+    /// What the ledger holds for one prompt.
+    pub(crate) fn lookup(
+        &self,
+        session_id: &str,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Stored, LedgerError>> + Send + 'static {
+        let (s, r) = (session_id.to_owned(), request_id.to_owned());
+        self.read(move |c| async move { read::stored(&c, &s, &r).await })
+    }
+
+    /// Delete finished rows received before `before` now.
+    pub(crate) fn prune(
+        &self,
+        before: SystemTime,
+    ) -> impl Future<Output = Result<u64, LedgerError>> + Send + 'static {
+        self.read(move |c| async move { read::prune(&c, before, 5000).await })
+    }
+
+    /// Every row matching `q`, newest first, in chunks of 500. Blocking.
+    pub(crate) fn export(
+        &self,
+        q: &LedgerQuery,
+        mut out: impl FnMut(LedgerRow) -> std::io::Result<()>,
+    ) -> Result<u64, LedgerError> {
+        let mut after = read::export_start(q)?;
+        let mut count = 0;
+        loop {
+            let (query, from) = (q.clone(), after.take());
+            let (rows, next) = self.read_blocking(move |c| async move {
+                read::export_chunk(&c, &query, from, 500).await
+            })?;
+            for r in rows {
+                out(r).map_err(LedgerError::Export)?;
+                count += 1;
+            }
+            match next {
+                Some(key) => after = Some(key),
+                None => return Ok(count),
+            }
+        }
+    }
+
+    /// Pending prompts and undelivered answers, oldest first. Blocking.
+    pub(crate) fn load_unfinished(&self) -> Result<Vec<Unfinished>, LedgerError> {
+        self.read_blocking(|c| async move { read::unfinished(&c).await })
+    }
+
+    /// Finished prompts, newest first, for matching replays after a restart. Blocking.
+    pub(crate) fn load_resolved(
+        &self,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> Result<ResolvedRows, LedgerError> {
+        self.read_blocking(move |c| async move { read::resolved(&c, max_rows, max_bytes).await })
+    }
+}
+
+/// Retention: prune once at start, then every `every`.
+async fn prune_loop(
+    pool: deadpool_postgres::Pool,
+    retain: Duration,
+    every: Duration,
+    chunk: usize,
+) {
+    loop {
+        let before = SystemTime::now() - retain;
+        match pool.get().await {
+            Ok(c) => {
+                if let Err(e) = read::prune(&c, before, chunk).await {
+                    tracing::warn!(error = %e, "decision ledger pruning failed; it runs again later");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "decision ledger pruning: no database connection"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,107 @@
+//! The PostgreSQL schema: versioned migrations the service applies itself, under an advisory
+//! lock so that instances starting at once apply each exactly once.
+//!
+//! The tables mirror the SQLite ledger's (`ccr_prompts` is its `prompts`): times are Unix
+//! milliseconds and JSON is stored as the exact text sent, so an answer is re-sent byte for
+//! byte and a row reads back the same from either backend.
+
+use tokio_postgres::Client;
+
+/// Key of the advisory lock migrations run under (any constant unique to this service).
+const MIGRATION_LOCK: i64 = 0x0cc2_5e1e_d9e2;
+
+/// Each migration: its version and the SQL that brings the previous version to it.
+/// Append only: a released migration is never edited.
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "the decision ledger",
+    "CREATE TABLE ccr_prompts (
+        session_id    TEXT    NOT NULL,
+        request_id    TEXT    NOT NULL,
+        tool_use_id   TEXT,
+        tool_name     TEXT    NOT NULL,
+        input         TEXT    NOT NULL,
+        request       TEXT    NOT NULL,
+        received_at   BIGINT  NOT NULL,
+        outcome       TEXT CHECK (outcome IN ('allowed', 'denied', 'cancelled', 'expired')),
+        decided_by    TEXT,
+        decided_at    BIGINT,
+        updated_input TEXT,
+        answer        TEXT,
+        reason        TEXT,
+        delivered_at  BIGINT,
+        deliveries    BIGINT  NOT NULL DEFAULT 0,
+        last_delivered_at BIGINT,
+        PRIMARY KEY (session_id, request_id)
+    );
+    CREATE INDEX ccr_prompts_by_time ON ccr_prompts (received_at, session_id, request_id);
+    CREATE INDEX ccr_prompts_by_session ON ccr_prompts (session_id, received_at, request_id);
+    CREATE INDEX ccr_prompts_unfinished ON ccr_prompts (received_at, session_id, request_id)
+        WHERE outcome IS NULL OR (outcome <> 'cancelled' AND delivered_at IS NULL);",
+)];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Bring the database to [`latest`], one transaction per migration, each under the
+/// advisory lock; returns the version found before. A database newer than this build is
+/// refused (an older build must not write to a schema it does not know).
+pub(crate) async fn migrate(client: &mut Client) -> Result<i32, String> {
+    let e = |what: &str, err: tokio_postgres::Error| format!("{what}: {}", super::describe(&err));
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS ccr_migrations (
+                version     INTEGER PRIMARY KEY,
+                description TEXT NOT NULL,
+                applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        // Two instances creating it at once: one of them fails on the catalog's unique
+        // index; the table exists either way, which the locked read below checks.
+        .or_else(|err| match err.code() {
+            Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Ok(()),
+            _ => Err(e("cannot create ccr_migrations", err)),
+        })?;
+    let mut found = None;
+    loop {
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| e("cannot begin a migration", err))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|err| e("cannot take the migration lock", err))?;
+        let current: i32 = tx
+            .query_one("SELECT COALESCE(max(version), 0) FROM ccr_migrations", &[])
+            .await
+            .map_err(|err| e("cannot read the schema version", err))?
+            .get(0);
+        found.get_or_insert(current);
+        if current > latest() {
+            return Err(format!(
+                "the database's schema is version {current}, newer than this build's {}: run the newer build",
+                latest()
+            ));
+        }
+        let Some((version, description, sql)) = MIGRATIONS.iter().find(|m| m.0 == current + 1)
+        else {
+            return Ok(found.unwrap_or(current));
+        };
+        tx.batch_execute(sql)
+            .await
+            .map_err(|err| e(&format!("migration {version} ({description}) failed"), err))?;
+        tx.execute(
+            "INSERT INTO ccr_migrations (version, description) VALUES ($1, $2)",
+            &[version, description],
+        )
+        .await
+        .map_err(|err| e("cannot record the migration", err))?;
+        tx.commit()
+            .await
+            .map_err(|err| e(&format!("migration {version} did not commit"), err))?;
+        tracing::info!(version, description, "ledger database migrated");
+    }
+}
