@@ -213,6 +213,12 @@ impl Ledger {
         }
     }
 
+    /// Queue one write as the journal stores it (tests drive both backends with the same ones).
+    #[cfg(test)]
+    pub(super) fn write_raw(&self, write: Write) -> Written {
+        self.write(write)
+    }
+
     fn write(&self, write: Write) -> Written {
         match &self.backend {
             Backend::Sqlite(l) => Written::ready(l.write(write)),

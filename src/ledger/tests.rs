@@ -12,6 +12,7 @@ use super::writer::Write;
 use super::*;
 use ccr_protocol::reply::{LedgerRow, Outcome};
 
+mod backends;
 mod query;
 
 /// Drive a future on this thread with no runtime at all: the ledger must not need one.

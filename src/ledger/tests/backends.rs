@@ -1,0 +1,434 @@
+//! The shared ledger suite: the same writes on SQLite and on PostgreSQL must store the same
+//! rows and answer every audit query, lookup and restore alike; and what only PostgreSQL
+//! does (refusals reported, several instances on one database, the database restarting).
+
+use std::collections::BTreeSet;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use super::*;
+use crate::config::{LedgerBackend, PgUrlSource, PostgresConfig};
+
+/// A PostgreSQL ledger on a fresh database of `url`'s server, read from an environment
+/// variable named after the database (as an operator gives it).
+fn pg_config(url: &str) -> LedgerConfig {
+    let var = format!(
+        "CCR_TEST_PG_URL_{}",
+        url.rsplit('/').next().unwrap().to_uppercase()
+    );
+    // Each test sets its own variable once, before any ledger reads it.
+    std::env::set_var(&var, url);
+    LedgerConfig {
+        retain_days: 0,
+        backend: LedgerBackend::Postgres(PostgresConfig {
+            url: PgUrlSource::Env(var),
+            pool_size: 4,
+            statement_timeout: Duration::from_secs(5),
+        }),
+        ..LedgerConfig::default()
+    }
+}
+
+/// A ledger on a new database of the shared test server; `None` when PostgreSQL is not
+/// installed and not required.
+fn pg_ledger(name: &str) -> Option<(LedgerConfig, Ledger)> {
+    let pg = ccr_pgtest::require()?;
+    let cfg = pg_config(&pg.unique_database(name).unwrap());
+    let ledger = Ledger::open(&cfg).unwrap();
+    Some((cfg, ledger))
+}
+
+const SESSIONS: [&str; 3] = ["s-a", "s-b", "s-c"];
+const TOOLS: [&str; 3] = ["Bash", "Edit", "Read"];
+const DECIDERS: [&str; 4] = ["alice", "bob", "rule:no-rm", "timeout"];
+const OUTCOMES: [Outcome; 4] = [
+    Outcome::Allowed,
+    Outcome::Denied,
+    Outcome::Cancelled,
+    Outcome::Expired,
+];
+
+/// A random history of writes over a few prompts: prompts (some received at the same
+/// millisecond, so paging must order by the whole key), decisions that win, repeat or
+/// conflict, cancels, and deliveries before and after a decision.
+fn random_writes(seed: u64, n: usize) -> Vec<Write> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut known: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let new = known.is_empty() || rng.gen_bool(0.4);
+        if new {
+            let session = SESSIONS[rng.gen_range(0..3)].to_owned();
+            let request = format!("r{i}");
+            let mut p = prompt(
+                &session,
+                &request,
+                TOOLS[rng.gen_range(0..3)],
+                at(1_000 + rng.gen_range(0..20)),
+            );
+            if rng.gen_bool(0.2) {
+                p.request = json!({"subtype": "elicitation", "message": "which?"});
+            }
+            known.push((session, request));
+            out.push(Write::Prompt(p.into()));
+            continue;
+        }
+        let (s, r) = known[rng.gen_range(0..known.len())].clone();
+        if rng.gen_bool(0.3) {
+            out.push(Write::Delivered {
+                session_id: s,
+                request_id: r,
+                at: 2_000_000_000_000 + i as i64,
+            });
+        } else {
+            let mut d = decision(
+                &s,
+                &r,
+                OUTCOMES[rng.gen_range(0..4)],
+                DECIDERS[rng.gen_range(0..4)],
+            );
+            if rng.gen_bool(0.3) {
+                d.answer = Some(format!(
+                    r#"{{"response":{{"response":{{"decisionClassification":"user_temporary","n":{i}}}}}}}"#
+                ));
+                d.updated_input = Some(json!({"command": format!("ls {i}")}));
+            }
+            out.push(Write::Decision(d.into()));
+        }
+    }
+    out
+}
+
+/// Apply `writes` in order, each awaited (its result is the backend's: SQLite reports
+/// refusals only in its counters, PostgreSQL in the result too).
+fn apply(ledger: &Ledger, writes: Vec<Write>) {
+    for w in writes {
+        let _ = block_on(ledger.write_raw(w));
+    }
+    block_on(ledger.flush()).unwrap();
+}
+
+/// Every page of `q` walked with `limit`, as the API client would.
+fn walk(ledger: &Ledger, mut q: LedgerQuery, limit: usize) -> Vec<LedgerRow> {
+    q.limit = Some(limit);
+    let mut rows = Vec::new();
+    loop {
+        let page = block_on(ledger.query(q.clone())).unwrap();
+        rows.extend(page.rows);
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return rows,
+        }
+    }
+}
+
+/// The queries an operator runs: each filter alone, some together, and time windows.
+fn queries() -> Vec<LedgerQuery> {
+    let mut out = vec![LedgerQuery::default()];
+    for s in SESSIONS {
+        out.push(LedgerQuery {
+            session_id: Some(s.into()),
+            ..Default::default()
+        });
+    }
+    for t in TOOLS {
+        out.push(LedgerQuery {
+            tool: Some(t.into()),
+            outcome: Some(OutcomeFilter::Is(Outcome::Allowed)),
+            ..Default::default()
+        });
+    }
+    for d in DECIDERS {
+        out.push(LedgerQuery {
+            decided_by: Some(d.into()),
+            ..Default::default()
+        });
+    }
+    out.push(LedgerQuery {
+        outcome: Some(OutcomeFilter::Pending),
+        ..Default::default()
+    });
+    for o in OUTCOMES {
+        out.push(LedgerQuery {
+            outcome: Some(OutcomeFilter::Is(o)),
+            ..Default::default()
+        });
+    }
+    out.push(LedgerQuery {
+        since: Some(at(1_005)),
+        until: Some(at(1_012)),
+        ..Default::default()
+    });
+    out
+}
+
+#[test]
+fn both_backends_store_and_answer_the_same() {
+    let Some((_cfg, pg)) = pg_ledger("shared_suite") else {
+        return;
+    };
+    let (_dir, _scfg, sqlite) = temp_ledger(Tuning::default());
+    let writes = || random_writes(29, 400);
+    apply(&sqlite, writes());
+    apply(&pg, writes());
+
+    let everything = walk(&sqlite, LedgerQuery::default(), 1000);
+    assert!(everything.len() > 100, "{}", everything.len());
+    let outcomes: BTreeSet<_> = everything
+        .iter()
+        .map(|r| r.outcome.map(Outcome::as_str))
+        .collect();
+    assert_eq!(outcomes.len(), 5, "every outcome and pending: {outcomes:?}");
+    assert!(everything.iter().any(|r| r.classification.is_some()));
+    assert!(everything.iter().any(|r| r.kind == "elicitation"));
+    assert!(everything.iter().any(|r| r.deliveries > 1));
+    for q in queries() {
+        for limit in [1000, 7] {
+            let (a, b) = (walk(&sqlite, q.clone(), limit), walk(&pg, q.clone(), limit));
+            assert_eq!(a, b, "query {q:?}, pages of {limit}");
+        }
+    }
+    // A cursor from one backend pages the other alike (clients keep them across restarts).
+    let first = block_on(sqlite.query(LedgerQuery {
+        limit: Some(5),
+        ..Default::default()
+    }))
+    .unwrap();
+    let resumed = LedgerQuery {
+        cursor: first.next_cursor,
+        limit: Some(9),
+        ..Default::default()
+    };
+    assert_eq!(
+        block_on(sqlite.query(resumed.clone())).unwrap(),
+        block_on(pg.query(resumed)).unwrap()
+    );
+
+    assert_eq!(
+        sqlite.load_unfinished().unwrap(),
+        pg.load_unfinished().unwrap()
+    );
+    let (a, b) = (
+        sqlite.load_resolved(50, 1 << 20).unwrap(),
+        pg.load_resolved(50, 1 << 20).unwrap(),
+    );
+    assert_eq!((a.rows, a.incomplete), (b.rows, b.incomplete));
+    for r in &everything {
+        assert_eq!(
+            block_on(sqlite.lookup(&r.session_id, &r.request_id)).unwrap(),
+            block_on(pg.lookup(&r.session_id, &r.request_id)).unwrap(),
+        );
+    }
+    assert_eq!(
+        block_on(pg.lookup("s-a", "never")).unwrap(),
+        Stored::Nothing
+    );
+    let mut exported = Vec::new();
+    pg.export(&LedgerQuery::default(), |r| {
+        exported.push(r);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(exported, everything);
+
+    // Retention deletes the same finished rows.
+    let cut = at(1_010);
+    assert_eq!(
+        block_on(sqlite.prune(cut)).unwrap(),
+        block_on(pg.prune(cut)).unwrap()
+    );
+    assert_eq!(
+        walk(&sqlite, LedgerQuery::default(), 1000),
+        walk(&pg, LedgerQuery::default(), 1000)
+    );
+}
+
+#[test]
+fn postgres_reports_each_refusal_to_the_writer() {
+    let Some((_cfg, pg)) = pg_ledger("refusals") else {
+        return;
+    };
+    block_on(pg.record_prompt(prompt("s", "r1", "Bash", at(1)))).unwrap();
+    let err = block_on(pg.mark_delivered("s", "r1", at(2))).unwrap_err();
+    assert!(matches!(err, LedgerError::NotDecided { .. }), "{err}");
+    let err = block_on(pg.record_decision(decision("s", "nope", Outcome::Allowed, "a")));
+    assert!(
+        matches!(err, Err(LedgerError::UnknownPrompt { .. })),
+        "{err:?}"
+    );
+    block_on(pg.record_decision(decision("s", "r1", Outcome::Allowed, "alice"))).unwrap();
+    // The same decision again is a no-op; another one is refused with what is stored.
+    block_on(pg.record_decision(decision("s", "r1", Outcome::Allowed, "alice"))).unwrap();
+    match block_on(pg.record_decision(decision("s", "r1", Outcome::Denied, "bob"))) {
+        Err(LedgerError::AlreadyDecided { outcome, .. }) => assert_eq!(outcome, Outcome::Allowed),
+        other => panic!("{other:?}"),
+    }
+    // A cancel still voids the undelivered answer, keeping it for the audit trail.
+    block_on(pg.record_decision(decision("s", "r1", Outcome::Cancelled, "session"))).unwrap();
+    let row = &block_on(pg.query(LedgerQuery::default())).unwrap().rows[0];
+    assert_eq!(row.outcome, Some(Outcome::Cancelled));
+    assert!(row.answer.is_some());
+    assert_eq!(pg.write_errors(), 3);
+}
+
+#[test]
+fn instances_on_one_database_agree_on_the_first_decision() {
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let cfg = pg_config(&server.unique_database("race").unwrap());
+    // Opened at once: the schema is migrated exactly once.
+    let opened: Vec<Ledger> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| Ledger::open(&cfg).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let versions = server
+        .psql(
+            cfg_database(&cfg).as_str(),
+            "SELECT count(*), max(version) FROM ccr_migrations",
+        )
+        .unwrap();
+    assert_eq!(
+        versions.trim(),
+        format!("{0}|{0}", crate::ledger::pg::schema::latest())
+    );
+    let (a, b) = (&opened[0], &opened[1]);
+    let n = 200;
+    for i in 0..n {
+        let _ = a.record_prompt(prompt("s", &format!("r{i}"), "Bash", at(1)));
+    }
+    block_on(a.flush()).unwrap();
+    // Both instances answer every prompt at once, differently: one wins each, and the
+    // loser is told what won.
+    let (wa, wb): (Vec<_>, Vec<_>) = (0..n)
+        .map(|i| {
+            let r = format!("r{i}");
+            (
+                a.record_decision(decision("s", &r, Outcome::Allowed, "alice")),
+                b.record_decision(decision("s", &r, Outcome::Denied, "bob")),
+            )
+        })
+        .unzip();
+    let (mut a_won, mut b_won) = (0, 0);
+    for (i, (x, y)) in wa.into_iter().zip(wb).enumerate() {
+        match (block_on(x), block_on(y)) {
+            (Ok(()), Err(LedgerError::AlreadyDecided { outcome, .. })) => {
+                assert_eq!(outcome, Outcome::Allowed);
+                a_won += 1;
+            }
+            (Err(LedgerError::AlreadyDecided { outcome, .. }), Ok(())) => {
+                assert_eq!(outcome, Outcome::Denied);
+                b_won += 1;
+            }
+            other => panic!("prompt r{i}: {other:?}"),
+        }
+    }
+    assert_eq!(a_won + b_won, n);
+    let rows = walk(b, LedgerQuery::default(), 1000);
+    let allowed = rows
+        .iter()
+        .filter(|r| r.outcome == Some(Outcome::Allowed))
+        .count();
+    assert_eq!((allowed, rows.len() - allowed), (a_won, b_won));
+}
+
+/// The database name in a test config's URL.
+fn cfg_database(cfg: &LedgerConfig) -> String {
+    let Some(PostgresConfig {
+        url: PgUrlSource::Env(var),
+        ..
+    }) = cfg.postgres()
+    else {
+        unreachable!("a test config")
+    };
+    let url = std::env::var(var).unwrap();
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
+#[test]
+fn a_postgres_restart_fails_writes_meanwhile_and_then_they_pass_again() {
+    let Some(mut server) = ccr_pgtest::require_own() else {
+        return;
+    };
+    let cfg = pg_config(&server.create_database("restarted").unwrap());
+    let ledger = Ledger::open(&cfg).unwrap();
+    block_on(ledger.record_prompt(prompt("s", "before", "Bash", at(1)))).unwrap();
+    server.stop().unwrap();
+    // Not acknowledged while the database is away: the caller hears it.
+    let err = block_on(ledger.record_prompt(prompt("s", "during", "Bash", at(2)))).unwrap_err();
+    assert!(matches!(err, LedgerError::Storage(_)), "{err}");
+    assert!(block_on(ledger.postgres().unwrap().ping()).is_err());
+    server.resume().unwrap();
+    // The writer connects again by itself; the first write after may still meet the
+    // pause after a failure, never an error that needs a restart.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match block_on(ledger.record_prompt(prompt("s", "after", "Bash", at(3)))) {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                assert!(matches!(e, LedgerError::Storage(_)), "{e}")
+            }
+            Err(e) => panic!("still failing after the restart: {e}"),
+        }
+    }
+    block_on(ledger.postgres().unwrap().ping()).unwrap();
+    let ids: Vec<String> = walk(&ledger, LedgerQuery::default(), 100)
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
+    assert_eq!(ids, ["after", "before"]);
+}
+
+#[test]
+fn the_database_url_never_appears_in_an_error() {
+    let secret = "hunter2-sekret";
+    let var = "CCR_TEST_PG_URL_UNREACHABLE";
+    // A port nothing listens on (bound, then released) with a password in the URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::env::set_var(
+        var,
+        format!("postgres://admin:{secret}@127.0.0.1:{port}/ledger?connect_timeout=2"),
+    );
+    let mut cfg = pg_config_from_var(var);
+    let err = Ledger::open(&cfg).err().expect("nothing listens");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(secret), "{text}");
+    assert!(text.contains("postgres"), "{text}");
+
+    std::env::set_var(var, format!("not a url {secret} ==="));
+    let err = Ledger::open(&cfg).err().expect("unparseable");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(secret), "{text}");
+    assert!(text.contains(var), "names where the URL came from: {text}");
+
+    cfg.backend = LedgerBackend::Postgres(PostgresConfig {
+        url: PgUrlSource::Env("CCR_TEST_PG_URL_NEVER_SET".into()),
+        pool_size: 1,
+        statement_timeout: Duration::from_secs(1),
+    });
+    let err = Ledger::open(&cfg).err().expect("unset");
+    assert!(
+        err.to_string()
+            .contains("CCR_TEST_PG_URL_NEVER_SET is not set"),
+        "{err}"
+    );
+}
+
+fn pg_config_from_var(var: &str) -> LedgerConfig {
+    LedgerConfig {
+        backend: LedgerBackend::Postgres(PostgresConfig {
+            url: PgUrlSource::Env(var.into()),
+            pool_size: 1,
+            statement_timeout: Duration::from_secs(1),
+        }),
+        ..LedgerConfig::default()
+    }
+}
