@@ -33,6 +33,26 @@ fn pending_ids(body: &Value) -> Vec<(String, String)> {
 
 #[actix_rt::test]
 async fn kill_9_restart_keeps_pending_prompts_and_delivers_queued_answer_once() {
+    kill_9_restart(&[]).await;
+}
+
+/// The same on a PostgreSQL ledger: its writes are durable once committed there.
+#[actix_rt::test]
+async fn kill_9_restart_on_postgres_keeps_pending_prompts_and_delivers_queued_answer_once() {
+    let Some(pg) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = pg.unique_database("restart").unwrap();
+    kill_9_restart(&[
+        ("CCR_SUPERVISOR__LEDGER__BACKEND", "postgres"),
+        ("CCR_SUPERVISOR__LEDGER__URL_ENV", "CCR_TEST_LEDGER_URL"),
+        ("CCR_TEST_LEDGER_URL", &url),
+    ])
+    .await;
+}
+
+/// Both processes run with `env` added (the ledger's backend).
+async fn kill_9_restart(env: &[(&str, &str)]) {
     let sim = support::start_sim(&["s1", "s2"]).await;
     let mut sim_events = sim.subscribe();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -46,7 +66,7 @@ async fn kill_9_restart_keeps_pending_prompts_and_delivers_queued_answer_once() 
     let http = support::http();
 
     // ---- first process: p1 (s1) decided while s1 is away; p2 (s2) unanswered.
-    let mut first = Supervisor::spawn(&cfg).await;
+    let mut first = Supervisor::spawn_with_env(&cfg, env).await;
     let mut sse = support::open_sse(&http, &first.api).await;
     let mut seen = vec![];
     sse.wait_connected(&mut seen, &["s1", "s2"]).await;
@@ -98,7 +118,7 @@ async fn kill_9_restart_keeps_pending_prompts_and_delivers_queued_answer_once() 
     let s2_connections = sim.connections("s2");
 
     // ---- second process, same config and ledger.
-    let mut second = Supervisor::spawn(&cfg).await;
+    let mut second = Supervisor::spawn_with_env(&cfg, env).await;
     let mut sse = support::open_sse(&http, &second.api).await;
     let mut seen = vec![];
     sse.wait_connected(&mut seen, &["s2"]).await;

@@ -143,19 +143,6 @@ impl PgLedger {
             reason,
         };
         let target = Arc::new(PgTarget::from_config(pg).map_err(fail)?);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| fail(format!("cannot start the ledger's runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        // Connected and migrated before the service goes on: a database it cannot use is
-        // a start-up error, like a SQLite file it cannot open.
-        runtime
-            .block_on(async {
-                let mut client = connect(&target).await?;
-                schema::migrate(&mut client).await
-            })
-            .map_err(fail)?;
         let manager = deadpool_postgres::Manager::from_config(
             target.config.clone(),
             tokio_postgres::NoTls,
@@ -178,9 +165,32 @@ impl PgLedger {
         let prune = cfg
             .retention()
             .map(|r| (r, tuning.prune_every, tuning.prune_chunk, pool.clone()));
+        // The runtime lives on its own thread (the caller may be inside another runtime);
+        // it reports once connected and migrated: a database the service cannot use is a
+        // start-up error, like a SQLite file it cannot open.
+        let (opened, open_rx) = std::sync::mpsc::sync_channel::<Result<Handle, String>>(1);
         let thread = std::thread::Builder::new()
             .name("ledger-pg".into())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = opened.send(Err(format!("cannot start the ledger's runtime: {e}")));
+                        return;
+                    }
+                };
+                let ready = runtime.block_on(async {
+                    let mut client = connect(&wt).await?;
+                    schema::migrate(&mut client).await
+                });
+                if let Err(e) = ready {
+                    let _ = opened.send(Err(e));
+                    return;
+                }
+                let _ = opened.send(Ok(runtime.handle().clone()));
                 let writer = runtime.spawn(writer::run(wt, rx, wc));
                 if let Some((retain, every, chunk, pool)) = prune {
                     runtime.spawn(prune_loop(pool, retain, every, chunk));
@@ -192,6 +202,11 @@ impl PgLedger {
                 });
             })
             .map_err(|e| fail(format!("cannot start thread ledger-pg: {e}")))?;
+        let handle = match open_rx.recv() {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(e)) => return Err(fail(e)),
+            Err(_) => return Err(fail("the ledger's thread stopped while opening".into())),
+        };
         Ok(PgLedger {
             shared: Arc::new(Shared {
                 runtime: handle,
