@@ -1,8 +1,10 @@
 //! `cargo xtask test [ARGS...]`: the README's test command.
 //!
 //! It installs the system programs some tests drive, from Debian's packages, when one is
-//! missing: the browser of the console tests (`chromium`, `chromium-driver`) and Prometheus'
-//! `promtool` (`prometheus`) for the metrics and alert-rule checks. Then it runs
+//! missing: the browser of the console tests (`chromium`, `chromium-driver`), Prometheus'
+//! `promtool` (`prometheus`) for the metrics and alert-rule checks, and PostgreSQL
+//! (`postgresql`), whose `initdb` and `pg_ctl` the tests of the PostgreSQL backend start
+//! throwaway servers with (crates/ccr-pgtest). Then it runs
 //! `cargo test --features test-hooks ARGS...` at the workspace root with
 //! `CCR_BROWSER_TESTS=required` and `CCR_SYSTEM_TESTS=required`, so those tests run (and
 //! fail loudly when a program cannot start) instead of being skipped. It exits with cargo's
@@ -11,20 +13,35 @@
 use std::path::{Path, PathBuf};
 use std::process::{exit, Command, ExitStatus};
 
-/// The programs tests drive, each with the Debian package that installs it there.
-const NEEDED: [(&str, &str); 3] = [
+/// The programs tests drive, each with the Debian package that installs it there. A `*`
+/// stands for one directory of any name: PostgreSQL's programs are under its major version
+/// (`/usr/lib/postgresql/15/bin` on Debian 12), which `postgresql` picks.
+const NEEDED: [(&str, &str); 4] = [
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
     ("/usr/bin/promtool", "prometheus"),
+    ("/usr/lib/postgresql/*/bin/initdb", "postgresql"),
 ];
 
 /// The packages whose program is missing.
 fn missing() -> Vec<&'static str> {
     NEEDED
         .iter()
-        .filter(|(path, _)| !Path::new(path).exists())
+        .filter(|(path, _)| !present(path))
         .map(|(_, package)| *package)
         .collect()
+}
+
+/// True when `path` exists; a `*` component matches any one directory (`a/*/b`: some `a/x/b`).
+fn present(path: &str) -> bool {
+    match path.split_once("/*/") {
+        None => Path::new(path).exists(),
+        Some((dir, rest)) => std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| present(&format!("{}/{rest}", e.path().display())))
+        }),
+    }
 }
 
 fn main() {
@@ -186,4 +203,24 @@ fn workspace_root() -> PathBuf {
 /// Cargo's exit code; 1 when it was killed by a signal.
 fn exit_code(status: ExitStatus) -> i32 {
     status.code().unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::present;
+
+    #[test]
+    fn a_star_matches_any_one_directory() {
+        let root = std::env::temp_dir().join(format!("xtask-present-{}", std::process::id()));
+        let bin = root.join("lib/15/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("initdb"), "").unwrap();
+        let lib = root.join("lib").display().to_string();
+        assert!(present(&format!("{lib}/15/bin/initdb")));
+        assert!(present(&format!("{lib}/*/bin/initdb")));
+        assert!(!present(&format!("{lib}/*/bin/pg_ctl")));
+        assert!(!present(&format!("{lib}/*/*/initdb/x")));
+        assert!(!present(&format!("{}/none/*/bin/initdb", root.display())));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
