@@ -17,6 +17,8 @@
 //! - [`telemetry`]: logging setup, and one typed event per notable happening that counts,
 //!   logs and publishes it in one call.
 //! - [`policy`]: rules that answer prompts without a human (pure); `Policy::compile` builds them.
+//! - [`cluster`]: session ownership by leases in PostgreSQL (issue #29, not wired yet): who
+//!   claims, hands over or gives up which session (pure), and the SQL of leases and members.
 //! - [`ledger`]: the durable decision ledger (SQLite): every prompt and answer, kept over restarts.
 //! - [`registry`]: where a `can_use_tool` prompt is stored; the `PermissionRegistry` actor.
 //!   - [`registry::store`]: pending prompts and the memory of finished ones (pure).
@@ -62,6 +64,7 @@
 pub mod alloc;
 pub mod api;
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod demo;

@@ -332,6 +332,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         policy: _,
         notify: _,
         console,
+        cluster,
     } = old;
     let crate::config::ApiConfig {
         bind: _,
@@ -445,6 +446,13 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     } = console;
     changed_keys!(out, "console", console, new.console;
         public_url, session_lifetime, max_sessions);
+    let crate::config::ClusterConfig {
+        instance_id: _,
+        advertise_url: _,
+        lease_period: _,
+    } = cluster;
+    changed_keys!(out, "cluster", cluster, new.cluster;
+        instance_id, advertise_url, lease_period);
     out
 }
 

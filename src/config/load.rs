@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::fields::{Errors, Table};
-use super::{api, ccr, console, ledger, notify, policy, service, sessions};
+use super::{api, ccr, cluster, console, ledger, notify, policy, service, sessions};
 use super::{Config, ConfigError, KeyError};
 
 /// Prefix of environment overrides: `CCR_SUPERVISOR__CCR__PING_INTERVAL=5s`.
@@ -197,6 +197,7 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
     let policy = policy::policy(root.table(errs, "policy"), errs);
     let notify = notify::notify(root.raw("notify"), errs);
     let console = console::console(root.table(errs, "console"), errs);
+    let cluster = cluster::cluster(root.table(errs, "cluster"), errs);
     root.finish(errs);
     if !sim.embedded && ccr.base_url.is_empty() {
         errs.push("ccr.base_url", "required unless [sim] embedded = true");
@@ -219,5 +220,6 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
         policy,
         notify,
         console,
+        cluster,
     }
 }

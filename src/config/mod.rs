@@ -9,6 +9,7 @@
 mod api;
 mod api_tokens;
 mod ccr;
+mod cluster;
 mod console;
 mod error;
 mod fields;
@@ -26,6 +27,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cluster::{
+    default_instance_id, ClusterConfig, DEFAULT_LEASE_PERIOD, MAX_INSTANCE_ID_LEN,
+    MAX_LEASE_PERIOD, MIN_LEASE_PERIOD,
+};
 pub use console::{ConsoleConfig, DEFAULT_CONSOLE_MAX_SESSIONS, DEFAULT_CONSOLE_SESSION_LIFETIME};
 pub use error::{ConfigError, KeyError};
 pub use ledger::{LedgerBackend, LedgerConfig, PgUrlSource, PostgresConfig};
@@ -68,6 +73,8 @@ pub struct Config {
     pub notify: Vec<NotifySinkConfig>,
     /// `[console]`: the console's public address and sign-in sessions.
     pub console: ConsoleConfig,
+    /// `[cluster]`: this instance among those that share sessions by leases.
+    pub cluster: ClusterConfig,
 }
 
 /// `[api]` section.

@@ -78,7 +78,8 @@ fn live_sections_never_need_a_restart_and_the_others_are_named_by_key() {
     let other = config_with(
         "workers = 3\nauth = \"disabled\"",
         "[ledger]\npath = \"/tmp/elsewhere.db\"\n\
-         [console]\nsession_lifetime = \"1h\"\n[reconnect]\njitter = 0.1\n",
+         [console]\nsession_lifetime = \"1h\"\n[reconnect]\njitter = 0.1\n\
+         [cluster]\nlease_period = \"20s\"\n",
     );
     assert_eq!(
         restart_needed(&old, &other),
@@ -87,7 +88,8 @@ fn live_sections_never_need_a_restart_and_the_others_are_named_by_key() {
             "api.workers",
             "reconnect.jitter",
             "ledger.path",
-            "console.session_lifetime"
+            "console.session_lifetime",
+            "cluster.lease_period"
         ]
     );
 }

@@ -143,6 +143,32 @@ impl Table<'_> {
         d
     }
 
+    /// Like [`Table::duration`], within `range` (inclusive); outside it is an error.
+    pub(in crate::config) fn duration_within(
+        &mut self,
+        errs: &mut Errors,
+        key: &'static str,
+        default: Duration,
+        range: RangeInclusive<Duration>,
+    ) -> Duration {
+        let before = errs.len();
+        let d = self.duration(errs, key, default);
+        if errs.len() == before && !range.contains(&d) {
+            let (lo, hi) = (range.start(), range.end());
+            errs.push(
+                self.key_path(key),
+                format!(
+                    "must be between {} and {}, got {}",
+                    humantime::format_duration(*lo),
+                    humantime::format_duration(*hi),
+                    humantime::format_duration(d)
+                ),
+            );
+            return default;
+        }
+        d
+    }
+
     /// A socket address like `127.0.0.1:8700` (no host names: nothing is resolved).
     pub(in crate::config) fn socket_addr(
         &mut self,

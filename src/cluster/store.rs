@@ -1,0 +1,315 @@
+//! The SQL of cluster members and session leases (PostgreSQL, `tokio_postgres`).
+//!
+//! Every expiry is decided by the database's clock (`now()`), never a local one: the
+//! instances' clocks may disagree, and a paused process cannot tell how long it slept.
+//! Each operation is one statement, so it is atomic without a transaction of its own.
+//!
+//! A lease is a row `(session_id, owner, epoch, expires_at)`. [`claim`] takes it when it
+//! is absent, expired or already ours, and always with a new epoch; [`renew`] extends
+//! only leases still ours at the epoch we hold; [`release`] expires one at once so
+//! another instance can claim it without waiting. A write made on behalf of a session
+//! is conditional on [`fence`], so an owner that lost its lease (paused, partitioned)
+//! cannot record anything for the session afterwards.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Error, GenericClient, IsolationLevel};
+
+use super::plan::{Epoch, Lease, Member, Snapshot};
+
+/// The tables of members and leases; idempotent, for [`migrate`] or a versioned migration.
+pub const SCHEMA: &str = "\
+CREATE TABLE IF NOT EXISTS ccr_members (
+    instance_id   text PRIMARY KEY,
+    advertise_url text,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at  timestamptz NOT NULL DEFAULT now(),
+    draining      boolean NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS ccr_leases (
+    session_id  text PRIMARY KEY,
+    owner       text NOT NULL,
+    epoch       bigint NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    acquired_at timestamptz NOT NULL DEFAULT now()
+);";
+
+/// Key of the transaction-scoped advisory lock [`migrate`] holds (`ccr_` in ASCII, then 1).
+pub const MIGRATE_LOCK: i64 = 0x6363_725f_0000_0001;
+
+/// Create the tables if missing, under an advisory lock: two instances starting at once
+/// would otherwise race in `CREATE TABLE IF NOT EXISTS` (a unique violation in the catalog).
+pub async fn migrate(client: &mut Client) -> Result<(), Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .await?;
+    tx.batch_execute(SCHEMA).await?;
+    tx.commit().await
+}
+
+/// One row of `ccr_members`, with its ages told by the database's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRow {
+    /// Its `[cluster] instance_id`.
+    pub instance_id: String,
+    /// Its `[cluster] advertise_url`, if set.
+    pub advertise_url: Option<String>,
+    /// Handing its sessions over before exit.
+    pub draining: bool,
+    /// Since its first heartbeat.
+    pub up_for: Duration,
+    /// Since its last heartbeat.
+    pub heartbeat_age: Duration,
+}
+
+/// One row of `ccr_leases`, with its times told by the database's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseRow {
+    /// The session it is for.
+    pub session_id: Arc<str>,
+    /// The instance that holds (or last held) it.
+    pub owner: String,
+    /// Its fencing epoch.
+    pub epoch: Epoch,
+    /// `None` while it holds; how long ago it expired once it has.
+    pub expired_for: Option<Duration>,
+    /// How long its current owner has held it (since its claim).
+    pub held_for: Duration,
+}
+
+impl From<&MemberRow> for Member {
+    fn from(row: &MemberRow) -> Self {
+        Member {
+            id: row.instance_id.clone(),
+            draining: row.draining,
+        }
+    }
+}
+
+impl From<&LeaseRow> for Lease {
+    fn from(row: &LeaseRow) -> Self {
+        Lease {
+            owner: row.owner.clone(),
+            epoch: row.epoch,
+            expired_for: row.expired_for,
+        }
+    }
+}
+
+/// Say this instance is alive (and whether it is draining); the first call records when it
+/// started. Returns nothing: liveness is read back by [`members`].
+pub async fn heartbeat(
+    client: &impl GenericClient,
+    me: &str,
+    advertise_url: Option<&str>,
+    draining: bool,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO ccr_members (instance_id, advertise_url, started_at, heartbeat_at, draining)
+             VALUES ($1, $2, now(), now(), $3)
+             ON CONFLICT (instance_id) DO UPDATE
+             SET advertise_url = EXCLUDED.advertise_url, heartbeat_at = now(),
+                 draining = EXCLUDED.draining",
+            &[&me, &advertise_url, &draining],
+        )
+        .await
+        .map(drop)
+}
+
+/// Remove this instance's member row (graceful exit, after its leases are released), so the
+/// others count it out at once instead of after `live_within`.
+pub async fn leave(client: &impl GenericClient, me: &str) -> Result<(), Error> {
+    client
+        .execute("DELETE FROM ccr_members WHERE instance_id = $1", &[&me])
+        .await
+        .map(drop)
+}
+
+/// Members whose last heartbeat is less than `live_within` old, by id.
+pub async fn members(
+    client: &impl GenericClient,
+    live_within: Duration,
+) -> Result<Vec<MemberRow>, Error> {
+    let rows = client
+        .query(
+            "SELECT instance_id, advertise_url, draining,
+                    (EXTRACT(EPOCH FROM now() - started_at) * 1000)::bigint,
+                    (EXTRACT(EPOCH FROM now() - heartbeat_at) * 1000)::bigint
+             FROM ccr_members
+             WHERE heartbeat_at > now() - make_interval(secs => $1)
+             ORDER BY instance_id",
+            &[&live_within.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| MemberRow {
+            instance_id: r.get(0),
+            advertise_url: r.get(1),
+            draining: r.get(2),
+            up_for: millis(r.get(3)),
+            heartbeat_age: millis(r.get(4)),
+        })
+        .collect())
+}
+
+/// Every lease row, by session id.
+pub async fn leases(client: &impl GenericClient) -> Result<Vec<LeaseRow>, Error> {
+    let rows = client
+        .query(
+            "SELECT session_id, owner, epoch,
+                    (EXTRACT(EPOCH FROM now() - expires_at) * 1000)::bigint,
+                    expires_at <= now(),
+                    (EXTRACT(EPOCH FROM now() - acquired_at) * 1000)::bigint
+             FROM ccr_leases ORDER BY session_id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| LeaseRow {
+            session_id: Arc::from(r.get::<_, &str>(0)),
+            owner: r.get(1),
+            epoch: r.get(2),
+            expired_for: r.get::<_, bool>(4).then(|| millis(r.get(3))),
+            held_for: millis(r.get(5)),
+        })
+        .collect())
+}
+
+/// Members and leases read in one repeatable-read transaction (one `now()` for both):
+/// what [`Planner::step`](super::plan::Planner::step) plans on.
+pub async fn snapshot(client: &mut Client, live_within: Duration) -> Result<Snapshot, Error> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let members = members(&tx, live_within).await?;
+    let leases = leases(&tx).await?;
+    tx.commit().await?;
+    Ok(Snapshot {
+        members: members.iter().map(Member::from).collect(),
+        leases: leases
+            .iter()
+            .map(|l| (l.session_id.clone(), Lease::from(l)))
+            .collect(),
+    })
+}
+
+/// Claim `session` for `me` for `period`: taken if it has no lease, or its lease expired,
+/// or it is already ours; then with a new epoch, which is returned. `None`: another
+/// instance holds it. Concurrent claims of one session get one epoch between them.
+pub async fn claim(
+    client: &impl GenericClient,
+    session: &str,
+    me: &str,
+    period: Duration,
+) -> Result<Option<Epoch>, Error> {
+    let row = client
+        .query_opt(
+            "INSERT INTO ccr_leases AS l (session_id, owner, epoch, expires_at, acquired_at)
+             VALUES ($1, $2, 1, now() + make_interval(secs => $3), now())
+             ON CONFLICT (session_id) DO UPDATE
+             SET owner = EXCLUDED.owner, epoch = l.epoch + 1,
+                 expires_at = EXCLUDED.expires_at, acquired_at = now()
+             WHERE l.expires_at <= now() OR l.owner = EXCLUDED.owner
+             RETURNING epoch",
+            &[&session, &me, &period.as_secs_f64()],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Extend by `period` those of `held` (session, epoch) that are still ours at that epoch
+/// and not expired; returns the sessions renewed. The others are lost: close them.
+pub async fn renew(
+    client: &impl GenericClient,
+    me: &str,
+    held: &[(Arc<str>, Epoch)],
+    period: Duration,
+) -> Result<Vec<Arc<str>>, Error> {
+    let sessions: Vec<&str> = held.iter().map(|(s, _)| &**s).collect();
+    let epochs: Vec<Epoch> = held.iter().map(|(_, e)| *e).collect();
+    let rows = client
+        .query(
+            "UPDATE ccr_leases AS l SET expires_at = now() + make_interval(secs => $2)
+             FROM unnest($3::text[], $4::bigint[]) AS h(session_id, epoch)
+             WHERE l.session_id = h.session_id AND l.epoch = h.epoch
+               AND l.owner = $1 AND l.expires_at > now()
+             RETURNING l.session_id",
+            &[&me, &period.as_secs_f64(), &sessions, &epochs],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Arc::from(r.get::<_, &str>(0)))
+        .collect())
+}
+
+/// Hand `session` over: expire our lease at `epoch` now, so another instance claims it at
+/// once. `false`: it was no longer ours (then nothing changed).
+pub async fn release(
+    client: &impl GenericClient,
+    me: &str,
+    session: &str,
+    epoch: Epoch,
+) -> Result<bool, Error> {
+    let n = client
+        .execute(
+            "UPDATE ccr_leases SET expires_at = now()
+             WHERE session_id = $1 AND owner = $2 AND epoch = $3 AND expires_at > now()",
+            &[&session, &me, &epoch],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// A lease held by this instance, as a write's condition: see [`Fence::condition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence<'a> {
+    /// The session the write is for.
+    pub session: &'a str,
+    /// This instance's id.
+    pub owner: &'a str,
+    /// The epoch its claim returned.
+    pub epoch: Epoch,
+}
+
+impl<'a> Fence<'a> {
+    /// The SQL condition that holds only while the lease is ours at this epoch, with its
+    /// values as parameters `$first`, `$first + 1` and `$first + 2` (see [`Fence::params`]).
+    ///
+    /// It locks the lease row `FOR SHARE` until the writing transaction ends: a takeover
+    /// (an `UPDATE` of the row) then waits for the write to commit, so the new owner reads
+    /// it; and a write that comes after a takeover re-checks the updated row and is
+    /// refused. Without the lock, a write that checked the old lease could commit after
+    /// the new owner had read the ledger.
+    ///
+    /// `INSERT INTO t (session_id, v) SELECT $1, $2 WHERE {Fence::condition(3)}`
+    pub fn condition(first: usize) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM ccr_leases WHERE session_id = ${} AND owner = ${} \
+             AND epoch = ${} AND expires_at > now() FOR SHARE)",
+            first,
+            first + 1,
+            first + 2
+        )
+    }
+
+    /// The values of [`Fence::condition`]'s parameters, in order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 3] {
+        [&self.session, &self.owner, &self.epoch]
+    }
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(0).unsigned_abs())
+}
+
+#[cfg(test)]
+mod tests;
