@@ -6,5 +6,52 @@
 //! - [`store`]: the SQL of members and leases, and the fence that makes a write count
 //!   only while its lease is held; the database clock decides every expiry.
 
+pub mod fence;
 pub mod plan;
 pub mod store;
+
+use std::sync::Arc;
+
+use actix::Message;
+
+pub use fence::Fences;
+pub use plan::Epoch;
+
+/// To the supervisor: this instance now holds `session`'s lease at `epoch` (already in
+/// [`Fences`]): restore its unfinished prompts from the ledger and connect it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Own {
+    /// The session.
+    pub session: Arc<str>,
+    /// Its lease's epoch.
+    pub epoch: Epoch,
+}
+
+/// To the supervisor: `session`'s lease is no longer held here (already out of
+/// [`Fences`]): stop it and forget its prompts locally (they stay in the ledger for the
+/// next owner).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Disown {
+    /// The session.
+    pub session: Arc<str>,
+    /// `false`: handed over (released first): close with 1000. `true`: the lease was
+    /// lost: close without sending anything more.
+    pub lost: bool,
+}
+
+/// To the registry: a decision for a prompt of a session held here was recorded by
+/// another instance (its `NOTIFY`): read it from the ledger and deliver it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DecidedElsewhere {
+    /// The session.
+    pub session: Arc<str>,
+    /// The prompt.
+    pub request_id: String,
+}
+
+/// The `NOTIFY` channel of decisions (payload: session id, a newline, request id), sent by
+/// a trigger when a prompt's `outcome` is set.
+pub const DECIDED_CHANNEL: &str = "ccr_decided";

@@ -17,37 +17,9 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error, GenericClient, IsolationLevel};
 
+// The tables are created by the service's migrations (`ledger::pg::schema`, version 2).
+
 use super::plan::{Epoch, Lease, Member, Snapshot};
-
-/// The tables of members and leases; idempotent, for [`migrate`] or a versioned migration.
-pub const SCHEMA: &str = "\
-CREATE TABLE IF NOT EXISTS ccr_members (
-    instance_id   text PRIMARY KEY,
-    advertise_url text,
-    started_at    timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at  timestamptz NOT NULL DEFAULT now(),
-    draining      boolean NOT NULL DEFAULT false
-);
-CREATE TABLE IF NOT EXISTS ccr_leases (
-    session_id  text PRIMARY KEY,
-    owner       text NOT NULL,
-    epoch       bigint NOT NULL,
-    expires_at  timestamptz NOT NULL,
-    acquired_at timestamptz NOT NULL DEFAULT now()
-);";
-
-/// Key of the transaction-scoped advisory lock [`migrate`] holds (`ccr_` in ASCII, then 1).
-pub const MIGRATE_LOCK: i64 = 0x6363_725f_0000_0001;
-
-/// Create the tables if missing, under an advisory lock: two instances starting at once
-/// would otherwise race in `CREATE TABLE IF NOT EXISTS` (a unique violation in the catalog).
-pub async fn migrate(client: &mut Client) -> Result<(), Error> {
-    let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
-        .await?;
-    tx.batch_execute(SCHEMA).await?;
-    tx.commit().await
-}
 
 /// One row of `ccr_members`, with its ages told by the database's clock.
 #[derive(Debug, Clone, PartialEq)]

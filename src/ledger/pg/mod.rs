@@ -15,7 +15,7 @@
 //!   logged; errors name where it came from, never what it is.
 
 mod read;
-pub(crate) mod schema;
+pub mod schema;
 mod writer;
 
 use std::future::Future;

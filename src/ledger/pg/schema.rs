@@ -12,10 +12,11 @@ const MIGRATION_LOCK: i64 = 0x0cc2_5e1e_d9e2;
 
 /// Each migration: its version and the SQL that brings the previous version to it.
 /// Append only: a released migration is never edited.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "the decision ledger",
-    "CREATE TABLE ccr_prompts (
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "the decision ledger",
+        "CREATE TABLE ccr_prompts (
         session_id    TEXT    NOT NULL,
         request_id    TEXT    NOT NULL,
         tool_use_id   TEXT,
@@ -38,7 +39,37 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
     CREATE INDEX ccr_prompts_by_session ON ccr_prompts (session_id, received_at, request_id);
     CREATE INDEX ccr_prompts_unfinished ON ccr_prompts (received_at, session_id, request_id)
         WHERE outcome IS NULL OR (outcome <> 'cancelled' AND delivered_at IS NULL);",
-)];
+    ),
+    (
+        2,
+        "cluster members, session leases, and the decision notification",
+        // The tables of `cluster::store::SCHEMA`, and a trigger that tells the instances
+        // (channel `cluster::DECIDED_CHANNEL`) when a prompt is decided, in the deciding
+        // transaction: the owner delivers a decision recorded on another instance.
+        "CREATE TABLE IF NOT EXISTS ccr_members (
+            instance_id   text PRIMARY KEY,
+            advertise_url text,
+            started_at    timestamptz NOT NULL DEFAULT now(),
+            heartbeat_at  timestamptz NOT NULL DEFAULT now(),
+            draining      boolean NOT NULL DEFAULT false
+        );
+        CREATE TABLE IF NOT EXISTS ccr_leases (
+            session_id  text PRIMARY KEY,
+            owner       text NOT NULL,
+            epoch       bigint NOT NULL,
+            expires_at  timestamptz NOT NULL,
+            acquired_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE FUNCTION ccr_notify_decided() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('ccr_decided', NEW.session_id || chr(10) || NEW.request_id);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER ccr_prompts_decided AFTER UPDATE OF outcome ON ccr_prompts
+            FOR EACH ROW WHEN (OLD.outcome IS DISTINCT FROM NEW.outcome)
+            EXECUTE FUNCTION ccr_notify_decided();",
+    ),
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest() -> i32 {

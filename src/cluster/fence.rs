@@ -1,0 +1,115 @@
+//! [`Fences`]: the leases this instance holds, as the ledger and the session actors check
+//! them before a write. The database fences every ledger write by epoch; the local
+//! deadline stops a socket write the database cannot see: an instance that was paused
+//! past its lease finds every deadline passed when it wakes, before its lease loop has
+//! run, and sends nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use super::plan::Epoch;
+
+/// The leases held here: session → epoch and the local deadline of the last renewal.
+#[derive(Debug)]
+pub struct Fences {
+    me: String,
+    held: RwLock<HashMap<Arc<str>, Held>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    epoch: Epoch,
+    /// When the lease may have run out, on this process's monotonic clock: the instant
+    /// the renewal (or claim) was *sent*, plus the lease period, so it is never later
+    /// than the database's own expiry.
+    deadline: Instant,
+}
+
+impl Fences {
+    /// No leases yet, for instance `me`.
+    pub fn new(me: impl Into<String>) -> Arc<Self> {
+        Arc::new(Fences {
+            me: me.into(),
+            held: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// This instance's id (the `owner` of its leases).
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// `session` is held at `epoch` until `deadline` (a claim, or a renewal).
+    pub fn hold(&self, session: &Arc<str>, epoch: Epoch, deadline: Instant) {
+        self.held
+            .write()
+            .insert(session.clone(), Held { epoch, deadline });
+    }
+
+    /// `session` is no longer held here (handed over, or lost).
+    pub fn drop_lease(&self, session: &str) {
+        self.held.write().remove(session);
+    }
+
+    /// The epoch `session` is held at, while its deadline has not passed.
+    pub fn epoch(&self, session: &str) -> Option<Epoch> {
+        self.epoch_at(session, Instant::now())
+    }
+
+    /// [`Fences::epoch`] at `now`.
+    pub fn epoch_at(&self, session: &str, now: Instant) -> Option<Epoch> {
+        self.held
+            .read()
+            .get(session)
+            .filter(|h| now < h.deadline)
+            .map(|h| h.epoch)
+    }
+
+    /// Whether this instance may write to `session`'s socket now.
+    pub fn may_send(&self, session: &str) -> bool {
+        self.epoch(session).is_some()
+    }
+
+    /// Sessions held (deadline passed or not), with their epochs.
+    pub fn held(&self) -> Vec<(Arc<str>, Epoch)> {
+        self.held
+            .read()
+            .iter()
+            .map(|(s, h)| (s.clone(), h.epoch))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_lease_counts_until_its_deadline_and_not_after_it_is_dropped() {
+        let f = Fences::new("a");
+        let s: Arc<str> = Arc::from("s1");
+        let now = Instant::now();
+        assert_eq!(f.epoch_at("s1", now), None);
+        f.hold(&s, 3, now + Duration::from_secs(10));
+        assert_eq!(f.epoch_at("s1", now), Some(3));
+        assert_eq!(
+            f.epoch_at("s1", now + Duration::from_secs(10)),
+            None,
+            "paused past it"
+        );
+        f.hold(&s, 3, now + Duration::from_secs(20));
+        assert_eq!(
+            f.epoch_at("s1", now + Duration::from_secs(10)),
+            Some(3),
+            "renewed"
+        );
+        f.drop_lease("s1");
+        assert_eq!(f.epoch_at("s1", now), None);
+        assert_eq!(f.held(), vec![]);
+    }
+}
