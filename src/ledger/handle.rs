@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -18,6 +19,7 @@ use super::pg::PgLedger;
 use super::writer::{DecisionRow, PromptRow, Write};
 use super::{DecisionRecord, InstanceLock, LedgerError, LedgerHistograms, LedgerQuery};
 use super::{PromptRecord, ResolvedRows, Sqlite, Stored, Tuning, Unfinished};
+use crate::cluster::Fences;
 use crate::config::{LedgerBackend, LedgerConfig};
 use ccr_protocol::reply::{LedgerPage, LedgerRow};
 use ccr_protocol::PermissionPrompt;
@@ -111,10 +113,26 @@ impl Ledger {
                 let lock = InstanceLock::acquire(&cfg.path)?;
                 Self::open_locked(cfg, tuning, lock)
             }
-            LedgerBackend::Postgres(pg) => Ok(Ledger {
-                backend: Backend::Postgres(PgLedger::open(cfg, pg, &tuning)?),
-            }),
+            LedgerBackend::Postgres(_) => Self::open_clustered(cfg, tuning, None),
         }
+    }
+
+    /// The PostgreSQL ledger `cfg` names; with `fences` (a cluster), a prompt or a
+    /// delivery is recorded only under this instance's lease of its session.
+    pub fn open_clustered(
+        cfg: &LedgerConfig,
+        tuning: Tuning,
+        fences: Option<Arc<Fences>>,
+    ) -> Result<Ledger, LedgerError> {
+        let Some(pg) = cfg.postgres() else {
+            return Err(LedgerError::Open {
+                path: cfg.path.clone(),
+                reason: "a cluster needs [ledger] backend = \"postgres\"".into(),
+            });
+        };
+        Ok(Ledger {
+            backend: Backend::Postgres(PgLedger::open(cfg, pg, &tuning, fences)?),
+        })
     }
 
     /// The SQLite ledger at `cfg.path`, under a lock the caller took earlier (the service

@@ -133,6 +133,13 @@ pub enum LedgerError {
         /// Prompt id.
         request_id: String,
     },
+    /// In a cluster: this instance does not hold the session's lease (any more), so it may
+    /// not record the session's prompts or deliveries; its owner does.
+    #[error("this instance does not hold session {session_id}'s lease")]
+    NotOwner {
+        /// Session id.
+        session_id: String,
+    },
     /// A query parameter is invalid (maps to HTTP 400).
     #[error("invalid query parameter {param}: {message}")]
     BadQuery {

@@ -147,6 +147,7 @@ impl Counters {
             LedgerError::UnknownPrompt { .. }
                 | LedgerError::AlreadyDecided { .. }
                 | LedgerError::NotDecided { .. }
+                | LedgerError::NotOwner { .. }
         );
         LedgerWriteFailed {
             what,

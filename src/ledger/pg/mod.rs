@@ -31,6 +31,7 @@ use super::query::{LedgerQuery, ResolvedRows, Stored};
 use super::record::{LedgerError, Unfinished};
 use super::writer::{Counters, Write};
 use super::LedgerHistograms;
+use crate::cluster::Fences;
 use crate::config::{LedgerConfig, PgUrlSource, PostgresConfig};
 use ccr_protocol::reply::{LedgerPage, LedgerRow};
 use writer::Cmd;
@@ -39,14 +40,14 @@ use writer::Cmd;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to reach the database: the parsed connection settings (the URL itself is not kept).
-pub(crate) struct PgTarget {
+pub struct PgTarget {
     config: tokio_postgres::Config,
 }
 
 impl PgTarget {
     /// Read the URL from where `pg` says and parse it, with the statement timeout and an
     /// application name set. Errors name the source, never the URL.
-    pub(crate) fn from_config(pg: &PostgresConfig) -> Result<PgTarget, String> {
+    pub fn from_config(pg: &PostgresConfig) -> Result<PgTarget, String> {
         let (text, from) = match &pg.url {
             PgUrlSource::Env(var) => (
                 std::env::var(var).map_err(|_| format!("url_env: {var} is not set"))?,
@@ -77,7 +78,7 @@ impl std::fmt::Debug for PgTarget {
 }
 
 /// One connection to `target`, its connection task spawned on the current runtime.
-pub(crate) async fn connect(target: &PgTarget) -> Result<tokio_postgres::Client, String> {
+pub async fn connect(target: &PgTarget) -> Result<tokio_postgres::Client, String> {
     let (client, connection) = target
         .config
         .connect(tokio_postgres::NoTls)
@@ -93,7 +94,7 @@ pub(crate) async fn connect(target: &PgTarget) -> Result<tokio_postgres::Client,
 
 /// A database error as one line: PostgreSQL's own message when it sent one (it never
 /// contains the password), else the client's.
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => e.to_string(),
@@ -112,6 +113,11 @@ struct Shared {
     capacity: usize,
     pool: deadpool_postgres::Pool,
     counters: Arc<Counters>,
+    /// In a cluster, the leases held here (prompts and deliveries are written under them).
+    fences: Option<Arc<Fences>>,
+    /// This instance's id, the owner its fenced writes name.
+    me: Arc<str>,
+    target: Arc<PgTarget>,
     /// Dropped with the last handle: the thread then lets the writer drain and stops.
     _stop: oneshot::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -137,6 +143,7 @@ impl PgLedger {
         cfg: &LedgerConfig,
         pg: &PostgresConfig,
         tuning: &Tuning,
+        fences: Option<Arc<Fences>>,
     ) -> Result<PgLedger, LedgerError> {
         let fail = |reason: String| LedgerError::Open {
             path: "postgres".into(),
@@ -210,10 +217,15 @@ impl PgLedger {
         Ok(PgLedger {
             shared: Arc::new(Shared {
                 runtime: handle,
+                target,
                 writes,
                 capacity,
                 pool,
                 counters,
+                me: fences
+                    .as_ref()
+                    .map_or_else(|| Arc::from(""), |f| Arc::from(f.me())),
+                fences,
                 _stop: stop,
                 thread: Some(thread),
             }),
@@ -242,7 +254,28 @@ impl PgLedger {
     pub(crate) fn write(&self, write: Write) -> Written {
         let (tx, rx) = oneshot::channel();
         let name = write.name();
-        let cmd = Cmd::Write(write, tx, Instant::now());
+        // In a cluster, a prompt or a delivery is recorded by the session's owner only, and
+        // only under its lease; a decision may come from any instance (the first wins).
+        let fence = match (&self.shared.fences, &write) {
+            (None, _) | (Some(_), Write::Decision(_)) => None,
+            (Some(fences), _) => {
+                let session = write.key().0;
+                match fences.epoch(session) {
+                    Some(epoch) => Some(writer::Fence {
+                        owner: self.shared.me.clone(),
+                        epoch,
+                    }),
+                    None => {
+                        let err = LedgerError::NotOwner {
+                            session_id: session.to_owned(),
+                        };
+                        self.shared.counters.write_failed(name, &err);
+                        return Written::ready(Err(err));
+                    }
+                }
+            }
+        };
+        let cmd = Cmd::Write(write, fence, tx, Instant::now());
         match self.shared.writes.try_send(cmd) {
             Ok(()) => Written::commit(rx),
             Err(e) => {
@@ -307,6 +340,11 @@ impl PgLedger {
             let _ = tx.send(read.await);
         });
         rx.recv().map_err(|_| LedgerError::Closed)?
+    }
+
+    /// How to reach the database (the cluster's lease loop connects with the same settings).
+    pub fn target(&self) -> Arc<PgTarget> {
+        self.shared.target.clone()
     }
 
     /// Whether the database answers a trivial query now (readiness); queued writes are not awaited.

@@ -17,16 +17,31 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Statement};
 
 use super::{connect, describe, PgTarget};
+use crate::cluster::store::Fence as LeaseFence;
+use crate::cluster::Epoch;
 use crate::ledger::record::LedgerError;
 use crate::ledger::writer::{Counters, DecisionRow, PromptRow, Write};
 use ccr_protocol::reply::Outcome;
 
 /// What the writer takes from its queue.
 pub(super) enum Cmd {
-    /// A write and whom to tell once it is committed (or refused).
-    Write(Write, oneshot::Sender<Result<(), LedgerError>>, Instant),
+    /// A write, the lease it is conditional on (a prompt or a delivery by a session's
+    /// owner), and whom to tell once it is committed (or refused).
+    Write(
+        Write,
+        Option<Fence>,
+        oneshot::Sender<Result<(), LedgerError>>,
+        Instant,
+    ),
     /// A barrier: answered once every earlier write is committed.
     Flush(oneshot::Sender<Result<(), LedgerError>>),
+}
+
+/// The lease a write counts under: this instance's id and the epoch it holds.
+#[derive(Debug, Clone)]
+pub(super) struct Fence {
+    pub owner: Arc<str>,
+    pub epoch: Epoch,
 }
 
 /// Most writes in one transaction.
@@ -59,6 +74,35 @@ const DELIVERED: &str = "WITH upd AS (UPDATE ccr_prompts SET \
     SELECT (SELECT count(*) FROM upd), \
     EXISTS (SELECT 1 FROM ccr_prompts WHERE session_id = $1 AND request_id = $2)";
 
+/// [`INSERT_PROMPT`] by a session's owner: only while it holds the lease at its epoch
+/// (`$8`, `$9`, `$10`: session, owner, epoch); returns whether it did.
+fn insert_prompt_fenced() -> String {
+    format!(
+        "WITH fence AS (SELECT {} AS held), \
+         ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, \
+         input, request, received_at) SELECT $1, $2, $3, $4, $5, $6, $7 FROM fence WHERE held \
+         ON CONFLICT (session_id, request_id) DO NOTHING RETURNING 1) \
+         SELECT held FROM fence",
+        LeaseFence::condition(8)
+    )
+}
+
+/// [`DELIVERED`] by a session's owner, under its lease (`$4`..`$6`); returns as
+/// [`DELIVERED`] does, and whether the lease held.
+fn delivered_fenced() -> String {
+    format!(
+        "WITH fence AS (SELECT {} AS held), upd AS (UPDATE ccr_prompts SET \
+         delivered_at = COALESCE(delivered_at, $3), deliveries = deliveries + 1, \
+         last_delivered_at = $3 \
+         WHERE session_id = $1 AND request_id = $2 AND outcome IS NOT NULL \
+         AND (SELECT held FROM fence) RETURNING 1) \
+         SELECT (SELECT count(*) FROM upd), \
+         EXISTS (SELECT 1 FROM ccr_prompts WHERE session_id = $1 AND request_id = $2), \
+         (SELECT held FROM fence)",
+        LeaseFence::condition(4)
+    )
+}
+
 /// The writer's connection and its prepared statements.
 struct Conn {
     client: Client,
@@ -66,25 +110,33 @@ struct Conn {
     decide: Statement,
     stored: Statement,
     delivered: Statement,
+    insert_fenced: Statement,
+    delivered_fenced: Statement,
 }
 
 impl Conn {
     async fn open(target: &PgTarget) -> Result<Conn, String> {
         let client = connect(target).await?;
         let prepare = |sql| client.prepare(sql);
-        let (insert, decide, stored, delivered) = tokio::try_join!(
-            prepare(INSERT_PROMPT),
-            prepare(DECIDE),
-            prepare(STORED),
-            prepare(DELIVERED)
-        )
-        .map_err(|e| describe(&e))?;
+        let (fenced_insert, fenced_delivered) = (insert_prompt_fenced(), delivered_fenced());
+        let (insert, decide, stored, delivered, insert_fenced, delivered_fenced) =
+            tokio::try_join!(
+                prepare(INSERT_PROMPT),
+                prepare(DECIDE),
+                prepare(STORED),
+                prepare(DELIVERED),
+                prepare(&fenced_insert),
+                prepare(&fenced_delivered),
+            )
+            .map_err(|e| describe(&e))?;
         Ok(Conn {
             client,
             insert,
             decide,
             stored,
             delivered,
+            insert_fenced,
+            delivered_fenced,
         })
     }
 }
@@ -109,14 +161,16 @@ pub(super) async fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let started = Instant::now();
-        let writes: Vec<&Write> = batch
+        let writes: Vec<(&Write, Option<&Fence>)> = batch
             .iter()
             .filter_map(|c| match c {
-                Cmd::Write(w, _, _) => Some(w),
+                Cmd::Write(w, fence, _, _) => Some((w, fence.as_ref())),
                 Cmd::Flush(_) => None,
             })
             .collect();
-        if let Some(Cmd::Write(_, _, queued)) = batch.iter().find(|c| matches!(c, Cmd::Write(..))) {
+        if let Some(Cmd::Write(_, _, _, queued)) =
+            batch.iter().find(|c| matches!(c, Cmd::Write(..)))
+        {
             counters
                 .queue_wait
                 .observe(started.duration_since(*queued).as_secs_f64());
@@ -147,7 +201,7 @@ pub(super) async fn run(
         let mut results = results.into_iter();
         for cmd in batch.drain(..) {
             match cmd {
-                Cmd::Write(w, reply, queued) => {
+                Cmd::Write(w, _, reply, queued) => {
                     let result = results.next().unwrap_or(Err(LedgerError::Closed));
                     match &result {
                         Ok(()) => counters.commit.observe(queued.elapsed().as_secs_f64()),
@@ -169,7 +223,7 @@ pub(super) async fn run(
 async fn commit(
     conn: &mut Option<Conn>,
     target: &PgTarget,
-    writes: &[&Write],
+    writes: &[(&Write, Option<&Fence>)],
 ) -> Result<Vec<Result<(), LedgerError>>, String> {
     if writes.is_empty() {
         return Ok(Vec::new());
@@ -179,11 +233,11 @@ async fn commit(
     }
     let c = conn.as_ref().expect("connected above");
     let begin = c.client.batch_execute("BEGIN");
-    let statements = writes.iter().map(|w| statement(c, w));
+    let statements = writes.iter().map(|(w, fence)| statement(c, w, *fence));
     let (begun, said) = tokio::join!(begin, join_all(statements));
     begun.map_err(|e| describe(&e))?;
     let mut results = Vec::with_capacity(writes.len());
-    for (w, s) in writes.iter().zip(said) {
+    for ((w, _), s) in writes.iter().zip(said) {
         let s = match s {
             Ok(s) => s,
             Err(e) => {
@@ -195,7 +249,7 @@ async fn commit(
             Said::Done => Ok(()),
             Said::Refused(e) => Err(e),
             Said::Raced => {
-                let Write::Decision(d) = w else {
+                let Write::Decision(d) = *w else {
                     unreachable!("only a decision races")
                 };
                 let row = c
@@ -216,8 +270,59 @@ async fn commit(
 }
 
 /// One write's statement, pipelined behind the ones before it.
-async fn statement(c: &Conn, w: &Write) -> Result<Said, tokio_postgres::Error> {
+async fn statement(
+    c: &Conn,
+    w: &Write,
+    fence: Option<&Fence>,
+) -> Result<Said, tokio_postgres::Error> {
+    let not_owner = |session_id: &str| {
+        Said::Refused(LedgerError::NotOwner {
+            session_id: session_id.to_owned(),
+        })
+    };
     match w {
+        Write::Prompt(p) if fence.is_some() => {
+            let f = fence.expect("matched");
+            let p2 = p;
+            let row = c
+                .client
+                .query_one(
+                    &c.insert_fenced,
+                    &[
+                        &p2.session_id,
+                        &p2.request_id,
+                        &p2.tool_use_id,
+                        &p2.tool_name,
+                        &p2.input,
+                        &p2.request,
+                        &p2.received_at,
+                        &p2.session_id,
+                        &&*f.owner,
+                        &f.epoch,
+                    ],
+                )
+                .await?;
+            Ok(match row.get::<_, bool>(0) {
+                true => Said::Done,
+                false => not_owner(&p2.session_id),
+            })
+        }
+        Write::Delivered {
+            session_id,
+            request_id,
+            at,
+        } if fence.is_some() => {
+            let f = fence.expect("matched");
+            let row = c
+                .client
+                .query_one(
+                    &c.delivered_fenced,
+                    &[session_id, request_id, at, session_id, &&*f.owner, &f.epoch],
+                )
+                .await?;
+            let (updated, exists, held): (i64, bool, bool) = (row.get(0), row.get(1), row.get(2));
+            Ok(delivered(session_id, request_id, updated, exists, held))
+        }
         Write::Prompt(p) => {
             let PromptRow {
                 session_id,
@@ -286,19 +391,25 @@ async fn statement(c: &Conn, w: &Write) -> Result<Said, tokio_postgres::Error> {
                 .query_one(&c.delivered, &[session_id, request_id, at])
                 .await?;
             let (updated, exists): (i64, bool) = (row.get(0), row.get(1));
-            let (session_id, request_id) = (session_id.clone(), request_id.clone());
-            Ok(match (updated, exists) {
-                (n, _) if n > 0 => Said::Done,
-                (_, true) => Said::Refused(LedgerError::NotDecided {
-                    session_id,
-                    request_id,
-                }),
-                (_, false) => Said::Refused(LedgerError::UnknownPrompt {
-                    session_id,
-                    request_id,
-                }),
-            })
+            Ok(delivered(session_id, request_id, updated, exists, true))
         }
+    }
+}
+
+/// What a delivery mark said: rows updated, whether the prompt exists, whether the lease held.
+fn delivered(session_id: &str, request_id: &str, updated: i64, exists: bool, held: bool) -> Said {
+    let (session_id, request_id) = (session_id.to_owned(), request_id.to_owned());
+    match (updated, exists, held) {
+        (_, _, false) => Said::Refused(LedgerError::NotOwner { session_id }),
+        (n, _, _) if n > 0 => Said::Done,
+        (_, true, _) => Said::Refused(LedgerError::NotDecided {
+            session_id,
+            request_id,
+        }),
+        (_, false, _) => Said::Refused(LedgerError::UnknownPrompt {
+            session_id,
+            request_id,
+        }),
     }
 }
 

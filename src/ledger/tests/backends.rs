@@ -432,3 +432,93 @@ fn pg_config_from_var(var: &str) -> LedgerConfig {
         ..LedgerConfig::default()
     }
 }
+
+/// In a cluster a prompt and a delivery are recorded only under this instance's lease
+/// at its epoch: not without one, and not after another instance took the session over,
+/// even while this one still believes it holds it (paused). Decisions need no lease.
+#[tokio::test]
+async fn a_cluster_member_records_prompts_and_deliveries_only_under_its_lease() {
+    use crate::cluster::{store, Fences};
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = server.unique_database("fenced").unwrap();
+    let cfg = pg_config(&url);
+    let fences = Fences::new("inst-a");
+    let ledger = Ledger::open_clustered(&cfg, Tuning::default(), Some(fences.clone())).unwrap();
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+
+    let err = ledger
+        .record_prompt(prompt("s1", "r0", "Bash", at(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::NotOwner { .. }), "{err}");
+
+    let period = Duration::from_secs(30);
+    let s1: std::sync::Arc<str> = "s1".into();
+    let epoch = store::claim(&db, "s1", "inst-a", period)
+        .await
+        .unwrap()
+        .unwrap();
+    fences.hold(&s1, epoch, Instant::now() + period);
+    ledger
+        .record_prompt(prompt("s1", "r1", "Bash", at(1)))
+        .await
+        .unwrap();
+    ledger
+        .record_decision(decision("s1", "r1", Outcome::Allowed, "alice"))
+        .await
+        .unwrap();
+    ledger.mark_delivered("s1", "r1", at(2)).await.unwrap();
+    ledger
+        .record_prompt(prompt("s1", "pending", "Bash", at(1)))
+        .await
+        .unwrap();
+
+    // Another instance takes the session over (the lease ran out while this one slept).
+    db.execute(
+        "UPDATE ccr_leases SET expires_at = now() - interval '1 second'",
+        &[],
+    )
+    .await
+    .unwrap();
+    store::claim(&db, "s1", "inst-b", period)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = ledger
+        .record_prompt(prompt("s1", "r2", "Bash", at(3)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::NotOwner { .. }), "{err}");
+    let err = ledger.mark_delivered("s1", "r1", at(4)).await.unwrap_err();
+    assert!(matches!(err, LedgerError::NotOwner { .. }), "{err}");
+    // An operator's decision posted here is still recorded (the first wins); the owner delivers it.
+    ledger
+        .record_decision(decision("s1", "pending", Outcome::Denied, "bob"))
+        .await
+        .unwrap();
+    let rows = walk(&ledger, LedgerQuery::default(), 100);
+    let ids: Vec<(&str, Option<Outcome>, Option<SystemTime>, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.request_id.as_str(),
+                r.outcome,
+                r.delivered_at,
+                r.deliveries,
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("r1", Some(Outcome::Allowed), Some(at(2)), 1),
+            ("pending", Some(Outcome::Denied), None, 0)
+        ],
+        "nothing recorded after the takeover but the decision"
+    );
+}
