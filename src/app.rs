@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::api::cookie::ConsoleSessions;
 use crate::api::{self, ApiState, Authenticator};
+use crate::cluster::Fences;
 use crate::config::{self, Config, ConfigError, Draft};
 use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
@@ -28,7 +29,7 @@ use crate::registry::PermissionRegistry;
 use crate::reload::Reloader;
 use crate::session::client::install_crypto_provider;
 use crate::session::SessionShared;
-use crate::supervisor::{ShutdownSessions, Supervisor};
+use crate::supervisor::{ShutdownSessions, Supervisor, SupervisorCluster};
 
 /// A running service.
 pub struct Running {
@@ -310,7 +311,11 @@ fn lock_ledger(config: &Config) -> anyhow::Result<Option<InstanceLock>> {
 }
 
 /// Open the ledger under `lock` when `[ledger] enabled`; an unusable file is a start-up error.
-fn open_ledger(config: &Config, lock: Option<InstanceLock>) -> anyhow::Result<Option<Ledger>> {
+fn open_ledger(
+    config: &Config,
+    lock: Option<InstanceLock>,
+    fences: Option<Arc<Fences>>,
+) -> anyhow::Result<Option<Ledger>> {
     if !config.ledger.enabled {
         warn!("decision ledger disabled ([ledger] enabled = false): decisions are not recorded durably");
         return Ok(None);
@@ -324,7 +329,7 @@ fn open_ledger(config: &Config, lock: Option<InstanceLock>) -> anyhow::Result<Op
                 )
             })?
         }
-        None => Ledger::open_with(&config.ledger, Tuning::default())
+        None => Ledger::open_clustered(&config.ledger, Tuning::default(), fences)
             .context("cannot open the decision ledger in PostgreSQL")?,
     };
     info!(ledger = %ledger.describe(), "decision ledger open");
@@ -400,7 +405,14 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
         },
     });
     let metrics = Metrics::new();
-    let ledger = open_ledger(&config, lock)?;
+    // With a PostgreSQL ledger, every instance on the same database is one cluster: a
+    // session runs on the instance that holds its lease.
+    let fences = config
+        .ledger
+        .postgres()
+        .filter(|_| config.ledger.enabled)
+        .map(|_| Fences::new(config.cluster.instance_id.clone()));
+    let ledger = open_ledger(&config, lock, fences.clone())?;
     if let Some(ledger) = &ledger {
         metrics.register_ledger(ledger.latency_histograms());
     }
@@ -415,7 +427,11 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
                 config.ccr.supported_dialog_kinds.clone(),
             )
             .notifying(notifier.clone());
-    if let Some(ledger) = &ledger {
+    if let Some(fences) = &fences {
+        registry = registry.clustered(fences.clone());
+    }
+    // Clustered, a session's prompts are restored when this instance takes its lease.
+    if let Some(ledger) = ledger.as_ref().filter(|_| fences.is_none()) {
         let unfinished = ledger
             .load_unfinished()
             .context("cannot read unfinished prompts from the ledger")?;
@@ -450,10 +466,19 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
     let reconnect = config.reconnect.clone();
     let session_metrics = metrics.clone();
     let slots = ConnSlots::new(fds.session_slots, fds.limit);
+    let clustered = match (&fences, &ledger) {
+        (Some(fences), Some(ledger)) => Some(SupervisorCluster {
+            ledger: ledger.clone(),
+            fences: fences.clone(),
+        }),
+        _ => None,
+    };
+    let session_fences = fences.clone();
     let supervisor = Supervisor::start_with(
         config.supervisor.clone(),
         config.sessions.iter().map(Arc::clone).collect(),
         handles,
+        clustered,
         move |reports| SessionShared {
             source_addresses: ccr.source_addresses.clone().into(),
             ccr,
@@ -468,6 +493,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
                 crate::session::HANDSHAKES_IN_FLIGHT,
             )),
             notifier,
+            fences: session_fences,
         },
     );
     let console =

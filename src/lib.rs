@@ -17,9 +17,10 @@
 //! - [`telemetry`]: logging setup, and one typed event per notable happening that counts,
 //!   logs and publishes it in one call.
 //! - [`policy`]: rules that answer prompts without a human (pure); `Policy::compile` builds them.
-//! - [`cluster`]: session ownership by leases in PostgreSQL (issue #29, not wired yet): who
-//!   claims, hands over or gives up which session (pure), and the SQL of leases and members.
-//! - [`ledger`]: the durable decision ledger (SQLite): every prompt and answer, kept over restarts.
+//! - [`ledger`]: the durable decision ledger (SQLite, or PostgreSQL for a cluster): every
+//!   prompt and answer, kept over restarts; a cluster member's writes fenced by its leases.
+//! - [`cluster`]: session ownership by leases in PostgreSQL: who claims, hands over or gives
+//!   up which session (pure), the SQL of leases and members, and the lease loop.
 //! - [`registry`]: where a `can_use_tool` prompt is stored; the `PermissionRegistry` actor.
 //!   - [`registry::store`]: pending prompts and the memory of finished ones (pure).
 //!   - `registry::core`: what each prompt, answer, write and timer leads to (pure, effects out).

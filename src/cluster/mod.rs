@@ -6,7 +6,6 @@
 //! - [`store`]: the SQL of members and leases, and the fence that makes a write count
 //!   only while its lease is held; the database clock decides every expiry.
 
-pub mod fence;
 pub mod plan;
 pub mod store;
 
@@ -14,7 +13,7 @@ use std::sync::Arc;
 
 use actix::Message;
 
-pub use fence::Fences;
+pub use crate::ledger::pg::fence::Fences;
 pub use plan::Epoch;
 
 /// To the supervisor: this instance now holds `session`'s lease at `epoch` (already in

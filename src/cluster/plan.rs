@@ -30,8 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A lease's fencing token: it grows by one at every claim of the session.
-pub type Epoch = i64;
+pub use crate::ledger::pg::fence::Epoch;
 
 /// A live member of the cluster, as the members table shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

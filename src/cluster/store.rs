@@ -254,23 +254,12 @@ pub struct Fence<'a> {
 
 impl<'a> Fence<'a> {
     /// The SQL condition that holds only while the lease is ours at this epoch, with its
-    /// values as parameters `$first`, `$first + 1` and `$first + 2` (see [`Fence::params`]).
-    ///
-    /// It locks the lease row `FOR SHARE` until the writing transaction ends: a takeover
-    /// (an `UPDATE` of the row) then waits for the write to commit, so the new owner reads
-    /// it; and a write that comes after a takeover re-checks the updated row and is
-    /// refused. Without the lock, a write that checked the old lease could commit after
-    /// the new owner had read the ledger.
+    /// values as parameters `$first`, `$first + 1` and `$first + 2` (see [`Fence::params`]);
+    /// the ledger's ([`crate::ledger::pg::fence::condition`]), which locks the lease row.
     ///
     /// `INSERT INTO t (session_id, v) SELECT $1, $2 WHERE {Fence::condition(3)}`
     pub fn condition(first: usize) -> String {
-        format!(
-            "EXISTS (SELECT 1 FROM ccr_leases WHERE session_id = ${} AND owner = ${} \
-             AND epoch = ${} AND expires_at > now() FOR SHARE)",
-            first,
-            first + 1,
-            first + 2
-        )
+        crate::ledger::pg::fence::condition(first)
     }
 
     /// The values of [`Fence::condition`]'s parameters, in order.

@@ -15,11 +15,11 @@ use std::time::SystemTime;
 
 use tokio::sync::oneshot;
 
+use super::pg::fence::Fences;
 use super::pg::PgLedger;
 use super::writer::{DecisionRow, PromptRow, Write};
 use super::{DecisionRecord, InstanceLock, LedgerError, LedgerHistograms, LedgerQuery};
 use super::{PromptRecord, ResolvedRows, Sqlite, Stored, Tuning, Unfinished};
-use crate::cluster::Fences;
 use crate::config::{LedgerBackend, LedgerConfig};
 use ccr_protocol::reply::{LedgerPage, LedgerRow};
 use ccr_protocol::PermissionPrompt;
@@ -289,6 +289,32 @@ impl Ledger {
             Backend::Postgres(l) => Box::pin(l.lookup(session_id, request_id)),
         };
         stored
+    }
+
+    /// One session's pending prompts and undelivered answers, oldest first (a session this
+    /// instance of a cluster took over), including every write queued before the call.
+    pub fn unfinished_of(
+        &self,
+        session: &str,
+    ) -> impl Future<Output = Result<Vec<Unfinished>, LedgerError>> + Send + 'static {
+        let rows: Pin<Box<dyn Future<Output = _> + Send>> = match &self.backend {
+            Backend::Sqlite(l) => Box::pin(l.unfinished_of(session)),
+            Backend::Postgres(l) => Box::pin(l.unfinished_of(session)),
+        };
+        rows
+    }
+
+    /// One prompt's records, whatever its state (`None`: never recorded).
+    pub fn entry(
+        &self,
+        session_id: &str,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<Unfinished>, LedgerError>> + Send + 'static {
+        let found: Pin<Box<dyn Future<Output = _> + Send>> = match &self.backend {
+            Backend::Sqlite(l) => Box::pin(l.entry(session_id, request_id)),
+            Backend::Postgres(l) => Box::pin(l.entry(session_id, request_id)),
+        };
+        found
     }
 
     /// Stream every row matching `q` (newest first, `limit` ignored) into `out`; returns the

@@ -158,7 +158,7 @@ impl Sqlite {
 
     /// Pending prompts and undelivered answers, oldest first, for the registry to restore. Blocking.
     pub fn load_unfinished(&self) -> Result<Vec<Unfinished>, LedgerError> {
-        query::unfinished(&schema::open_reader(&self.shared.path)?)
+        query::unfinished(&schema::open_reader(&self.shared.path)?, None)
     }
 
     /// Finished prompts, newest first, up to `max_rows` and about `max_bytes`, for the

@@ -12,8 +12,8 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use super::record::{from_ms, to_ms, LedgerError, PromptRecord};
-use super::record::{DecisionRecord, Unfinished};
+use super::record::Unfinished;
+use super::record::{from_ms, to_ms, LedgerError};
 use super::schema::UNFINISHED;
 use ccr_protocol::api::LedgerParams;
 use ccr_protocol::reply::{LedgerPage, LedgerRow, Outcome};
@@ -249,40 +249,48 @@ pub(crate) fn export(
     }
 }
 
-/// Pending prompts and undelivered answers, oldest first.
-pub(crate) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>, LedgerError> {
+/// Pending prompts and undelivered answers, oldest first (of `session` only, if given).
+pub(crate) fn unfinished(
+    conn: &Connection,
+    session: Option<&str>,
+) -> Result<Vec<Unfinished>, LedgerError> {
+    let only = if session.is_some() {
+        "session_id = ?1 AND"
+    } else {
+        ""
+    };
     let sql = format!(
-        "SELECT {COLUMNS} FROM prompts WHERE {UNFINISHED} \
+        "SELECT {COLUMNS} FROM prompts WHERE {only} ({UNFINISHED}) \
          ORDER BY received_at, session_id, request_id"
     );
     let mut stmt = conn.prepare(&sql)?;
+    let params: Vec<&str> = session.into_iter().collect();
     // The answer is also taken as stored, to be re-sent as the exact text that was written.
-    let rows = stmt.query_map([], |r| Ok((row(r)?, r.get::<_, Option<String>>(ANSWER)?)))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        Ok((row(r)?, r.get::<_, Option<String>>(ANSWER)?))
+    })?;
     let mut out = Vec::new();
     for r in rows {
         let (r, answer) = r?;
-        let decision = r.outcome.map(|outcome| DecisionRecord {
-            session_id: r.session_id.clone(),
-            request_id: r.request_id.clone(),
-            outcome,
-            decided_by: r.decided_by.clone().unwrap_or_default(),
-            decided_at: r.decided_at.unwrap_or(r.received_at),
-            updated_input: r.updated_input.clone(),
-            answer,
-            reason: r.reason.clone(),
-        });
-        let prompt = PromptRecord {
-            session_id: r.session_id,
-            request_id: r.request_id,
-            tool_use_id: r.tool_use_id,
-            tool_name: r.tool_name,
-            input: r.input,
-            request: r.request,
-            received_at: r.received_at,
-        };
-        out.push(Unfinished { prompt, decision });
+        out.push(Unfinished::of_row(r, answer));
     }
     Ok(out)
+}
+
+/// One prompt's records, whatever its state.
+pub(crate) fn entry(
+    conn: &Connection,
+    session_id: &str,
+    request_id: &str,
+) -> Result<Option<Unfinished>, LedgerError> {
+    let sql = format!("SELECT {COLUMNS} FROM prompts WHERE session_id = ?1 AND request_id = ?2");
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_row(rusqlite::params![session_id, request_id], |r| {
+            Ok((row(r)?, r.get::<_, Option<String>>(ANSWER)?))
+        })
+        .optional()?;
+    Ok(found.map(|(r, answer)| Unfinished::of_row(r, answer)))
 }
 
 /// Decode one row selected with [`COLUMNS`].

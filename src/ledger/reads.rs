@@ -41,6 +41,27 @@ impl Sqlite {
         self.read(move |conn| query::stored(conn, &s, &r))
     }
 
+    /// One session's pending prompts and undelivered answers, oldest first.
+    pub fn unfinished_of(
+        &self,
+        session: &str,
+    ) -> impl Future<Output = Result<Vec<crate::ledger::Unfinished>, LedgerError>> + Send + 'static
+    {
+        let s = session.to_owned();
+        self.read(move |conn| query::unfinished(conn, Some(&s)))
+    }
+
+    /// One prompt's records, whatever its state.
+    pub fn entry(
+        &self,
+        session_id: &str,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<crate::ledger::Unfinished>, LedgerError>> + Send + 'static
+    {
+        let (s, r) = (session_id.to_owned(), request_id.to_owned());
+        self.read(move |conn| query::entry(conn, &s, &r))
+    }
+
     /// Run `f` on a reader thread once every write queued before the call is committed.
     fn read<T: Send + 'static>(
         &self,

@@ -74,6 +74,48 @@ pub struct Unfinished {
     pub decision: Option<DecisionRecord>,
 }
 
+impl LedgerError {
+    /// The ledger's rules refused the write (it changed nothing, and never will on retry):
+    /// an unknown prompt, one decided otherwise, a delivery before a decision, a session
+    /// whose lease this instance does not hold.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::UnknownPrompt { .. }
+                | LedgerError::AlreadyDecided { .. }
+                | LedgerError::NotDecided { .. }
+                | LedgerError::NotOwner { .. }
+        )
+    }
+}
+
+impl Unfinished {
+    /// The records of an audit row; `answer` is the answer frame as stored (its exact text,
+    /// to be re-sent as it was written).
+    pub(crate) fn of_row(r: ccr_protocol::reply::LedgerRow, answer: Option<String>) -> Self {
+        let decision = r.outcome.map(|outcome| DecisionRecord {
+            session_id: r.session_id.clone(),
+            request_id: r.request_id.clone(),
+            outcome,
+            decided_by: r.decided_by.clone().unwrap_or_default(),
+            decided_at: r.decided_at.unwrap_or(r.received_at),
+            updated_input: r.updated_input.clone(),
+            answer,
+            reason: r.reason.clone(),
+        });
+        let prompt = PromptRecord {
+            session_id: r.session_id,
+            request_id: r.request_id,
+            tool_use_id: r.tool_use_id,
+            tool_name: r.tool_name,
+            input: r.input,
+            request: r.request,
+            received_at: r.received_at,
+        };
+        Unfinished { prompt, decision }
+    }
+}
+
 /// Why a ledger operation failed. Every failed write is also counted ([`super::Ledger::write_errors`]).
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {

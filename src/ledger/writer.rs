@@ -142,13 +142,7 @@ impl Default for Counters {
 impl Counters {
     /// The one place a failed write is logged and counted.
     pub(crate) fn write_failed(&self, what: &str, err: &LedgerError) {
-        let refused = matches!(
-            err,
-            LedgerError::UnknownPrompt { .. }
-                | LedgerError::AlreadyDecided { .. }
-                | LedgerError::NotDecided { .. }
-                | LedgerError::NotOwner { .. }
-        );
+        let refused = err.is_refusal();
         LedgerWriteFailed {
             what,
             error: err,

@@ -32,6 +32,8 @@ pub struct PermissionRegistry {
     pub(super) notifier: Notifier,
     /// Operators waiting for a decision's receipt.
     pub(super) replies: Replies,
+    /// In a cluster: the leases held here and the sessions adopted.
+    pub(super) cluster: Option<super::cluster::Clustered>,
 }
 
 impl PermissionRegistry {
@@ -50,6 +52,7 @@ impl PermissionRegistry {
             metrics,
             notifier: Notifier::none(),
             replies: Replies::default(),
+            cluster: None,
         }
     }
 
@@ -140,6 +143,9 @@ impl Handler<Decide> for PermissionRegistry {
     /// Accepted, recorded in the ledger, then written (or queued): the receipt says which.
     fn handle(&mut self, msg: Decide, ctx: &mut Context<Self>) -> Self::Result {
         let _span = permission_span(&msg.session_id, &msg.request_id).entered();
+        if self.owned_elsewhere(&msg.session_id) && self.core.tracks(&msg.session_id) {
+            return self.decide_for_owner(msg);
+        }
         let (ticket, receipt) = self.replies.open();
         let answer = Answer::operator(msg.session_id, msg.request_id, msg.body, msg.decided_by);
         let effects = self.core.decide(answer, ticket, SystemTime::now());
@@ -256,11 +262,15 @@ pub struct ListPending {
 }
 
 impl Handler<ListPending> for PermissionRegistry {
-    type Result = MessageResult<ListPending>;
+    type Result = ResponseActFuture<Self, Vec<PendingPrompt>>;
 
     fn handle(&mut self, msg: ListPending, _: &mut Context<Self>) -> Self::Result {
+        if self.cluster.is_some() {
+            return self.list_cluster_pending(msg);
+        }
         let session = msg.session_id.as_deref();
-        MessageResult(self.core.pending(session, msg.questions, SystemTime::now()))
+        let pending = self.core.pending(session, msg.questions, SystemTime::now());
+        Box::pin(actix::fut::ready(pending))
     }
 }
 

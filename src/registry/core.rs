@@ -14,6 +14,7 @@
 
 mod answer;
 mod arrival;
+mod cluster;
 mod effect;
 mod rules;
 
@@ -106,8 +107,14 @@ impl Core {
     /// their session re-sends them) and apply the policy and timers again, from their
     /// original arrival.
     pub fn on_started(&mut self, now: SystemTime) -> Vec<Effect> {
+        self.show_restored(None, now)
+    }
+
+    /// Show the restored pending prompts (of `session` only, if given) and apply the
+    /// policy and timers to them again, from their original arrival.
+    fn show_restored(&mut self, session: Option<&str>, now: SystemTime) -> Vec<Effect> {
         let mut fx = Vec::new();
-        for (session, request_id) in self.store.pending_ids() {
+        for (session, request_id) in self.store.pending_ids(session) {
             if let Some(e) = self.store.get(&session, &request_id) {
                 fx.push(Effect::Emit(Happening::Restored(PromptRestored {
                     session: session.clone(),
@@ -119,6 +126,11 @@ impl Core {
             fx.extend(self.apply_policy(session, request_id, now));
         }
         fx
+    }
+
+    /// Whether the supervisor runs `session` (in a cluster: whether it is configured).
+    pub fn tracks(&self, session: &str) -> bool {
+        self.sessions.contains(session)
     }
 
     /// The sessions the supervisor runs now include `session`.
@@ -227,8 +239,19 @@ impl Core {
                 confirmed: e.confirmed,
                 kind: e.prompt.kind(),
                 answerable: self.store.answerable(&e.prompt),
+                owner: None,
             })
             .collect()
+    }
+
+    /// Whether operators may answer `prompt` (a dialog of a kind this supervisor renders).
+    pub fn answerable(&self, prompt: &ccr_protocol::PermissionPrompt) -> bool {
+        self.store.answerable(prompt)
+    }
+
+    /// The dialog kinds operators may answer.
+    pub fn dialog_kinds(&self) -> &[String] {
+        self.store.dialog_kinds()
     }
 
     /// Per-session tallies (pending, queued, prompts, decisions).

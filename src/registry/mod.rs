@@ -6,6 +6,7 @@
 //! away are kept here and flushed when it reconnects.
 
 mod actor;
+mod cluster;
 mod core;
 mod perform;
 pub mod store;
@@ -16,4 +17,5 @@ pub use actor::{
     PromptCancelled, PromptReceived, ReplacePolicy, SessionConnected, SessionDisconnected,
     SessionInitialized, TrackSession,
 };
+pub use cluster::{AdoptSession, ReleaseSession};
 pub use store::{ConnId, DecideError, SessionTally};

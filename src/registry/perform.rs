@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use actix::prelude::*;
@@ -38,6 +39,10 @@ impl PermissionRegistry {
                     });
                 }
                 Effect::Reply(ticket, result) => self.replies.send(ticket, result),
+                Effect::ReadDecision {
+                    session,
+                    request_id,
+                } => self.read_decision(session, request_id, ctx),
             }
         }
     }
@@ -75,18 +80,22 @@ impl PermissionRegistry {
             Record::DecisionUntilDurable(mut write) => {
                 let span = ledger_span(&write.decision.session, &write.decision.request_id);
                 let retry = async move {
+                    let mut result = Ok(());
                     if let Some(l) = ledger {
                         let what = "automatic answer held back";
-                        retry_until_durable(what, || append_decision(&l, &write)).await;
+                        result = retry_until_durable(what, || append_decision(&l, &write)).await;
                         write.prompt = None;
                     }
-                    write.decision
+                    (write, result)
                 };
-                ctx.spawn(retry.instrument(span).into_actor(self).map(|d, act, ctx| {
-                    let _span = permission_span(&d.session, &d.request_id).entered();
-                    let effects = act.core.on_decision_durable(d);
-                    act.perform(effects, ctx);
-                }));
+                ctx.spawn(retry.instrument(span).into_actor(self).map(
+                    |(write, result), act, ctx| {
+                        let d = &write.decision;
+                        let _span = permission_span(&d.session, &d.request_id).entered();
+                        let effects = act.core.on_decision_retried(write, result);
+                        act.perform(effects, ctx);
+                    },
+                ));
             }
             Record::Delivered {
                 session,
@@ -129,6 +138,24 @@ impl PermissionRegistry {
                 }));
             }
         }
+    }
+
+    /// Read a decision another instance recorded, and deliver it (`Core::on_decided_elsewhere`).
+    fn read_decision(&mut self, session: Arc<str>, request_id: String, ctx: &mut Context<Self>) {
+        let Some(l) = self.ledger.clone() else { return };
+        let span = permission_span(&session, &request_id);
+        let read = l.entry(&session, &request_id);
+        ctx.spawn(read.into_actor(self).map(move |found, act, ctx| {
+            let _span = span.entered();
+            match found {
+                Ok(Some(recorded)) => {
+                    let effects = act.core.on_decided_elsewhere(recorded);
+                    act.perform(effects, ctx);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read a decision recorded elsewhere; the session's next replay delivers it"),
+            }
+        }));
     }
 
     /// Read a prompt back from the ledger. Without a ledger there is nothing to read.
@@ -251,13 +278,21 @@ fn retry_in_background(
         Some(Ok(())) => {}
         Some(Err(e)) => {
             failed(&e, &span);
-            actix::spawn(retry_until_durable(what, append).instrument(span));
+            if !e.is_refusal() {
+                actix::spawn(
+                    retry_until_durable(what, append)
+                        .instrument(span)
+                        .map(|_| ()),
+                );
+            }
         }
         None => {
             actix::spawn(async move {
                 if let Err(e) = first.await {
                     failed(&e, &span);
-                    retry_until_durable(what, append).instrument(span).await;
+                    if !e.is_refusal() {
+                        let _ = retry_until_durable(what, append).instrument(span).await;
+                    }
                 }
             });
         }
@@ -265,13 +300,18 @@ fn retry_in_background(
 }
 
 /// Retry a ledger write whose first attempt failed, with growing pauses (a full disk can
-/// last), until it succeeds; every 16th failure is logged.
-async fn retry_until_durable(what: &'static str, mut append: impl FnMut() -> Written) {
+/// last), until it succeeds or the ledger refuses it for good (the prompt decided
+/// elsewhere, the lease lost: [`LedgerError::is_refusal`]); every 16th failure is logged.
+async fn retry_until_durable(
+    what: &'static str,
+    mut append: impl FnMut() -> Written,
+) -> Result<(), LedgerError> {
     let mut attempt = 0u32;
     loop {
         tokio::time::sleep(crate::ledger::retry_delay(attempt)).await;
         match append().await {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_refusal() => return Err(e),
             Err(e) if attempt % 16 == 15 => LedgerWriteStillFailing {
                 what,
                 error: &e,

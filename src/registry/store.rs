@@ -251,6 +251,11 @@ impl Store {
         self
     }
 
+    /// The dialog kinds operators may answer (`[policy] dialog_kinds`).
+    pub fn dialog_kinds(&self) -> &[String] {
+        &self.dialog_kinds
+    }
+
     /// True when operators may answer `prompt`: anything but a dialog of a kind this
     /// supervisor does not render.
     pub fn answerable(&self, prompt: &PermissionPrompt) -> bool {
@@ -527,47 +532,12 @@ impl Store {
         if let Status::Decided { .. } = entry.status {
             return Err(DecideError::AlreadyAnswered(request_id.into()));
         }
-        let prompt = &entry.prompt;
-        let kind = prompt.kind();
-        let (frame, behavior, grants, edited_input) = match body {
-            AnswerBody::Permission(_) if kind != PromptKind::CanUseTool => {
-                return Err(DecideError::WrongKind(format!(
-                    "request {request_id} is {}, not a permission prompt: answer it at POST /v1/sessions/{{id}}/questions/{{request_id}}",
-                    kind.as_str()
-                )))
-            }
-            AnswerBody::Permission(body) => {
-                let result =
-                    body.into_result(&prompt.input, prompt.tool_use_id.as_deref(), decider)?;
-                let edited = match &result {
-                    PermissionResult::Allow { updated_input, .. }
-                        if *updated_input != prompt.input =>
-                    {
-                        Some(updated_input.clone())
-                    }
-                    _ => None,
-                };
-                let grants = matches!(result, PermissionResult::Allow { .. });
-                let frame: Arc<str> = permission_response(request_id, &result).into();
-                (frame, result.behavior(), grants, edited)
-            }
-            AnswerBody::Question(answer) => {
-                answer
-                    .fits(kind)
-                    .map_err(|e| DecideError::WrongKind(e.to_string()))?;
-                if let Some(dialog_kind) = prompt.dialog_kind() {
-                    if !dialog_kinds.iter().any(|k| k == dialog_kind) {
-                        return Err(DecideError::NotAnswerable {
-                            request_id: request_id.into(),
-                            dialog_kind: dialog_kind.into(),
-                        });
-                    }
-                }
-                let (behavior, grants) = (answer.behavior(), answer.grants());
-                let frame: Arc<str> = question_response(request_id, &answer.into()).into();
-                (frame, behavior, grants, None)
-            }
-        };
+        let Built {
+            frame,
+            behavior,
+            grants,
+            edited_input,
+        } = build_answer(&entry.prompt, request_id, body, decider, dialog_kinds)?;
         entry.status = Status::Decided {
             decided_by: decided_by.to_owned(),
             decided_at: now,
@@ -839,13 +809,112 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Pending prompts (restored from the ledger), for re-arming policy and deadlines.
-    pub fn pending_ids(&self) -> Vec<(Arc<str>, String)> {
-        self.pending(None)
+    /// Another instance of the cluster recorded this answer for a prompt pending here:
+    /// take it as this store's decision, being recorded (it is: the caller read it from the
+    /// ledger). False when the prompt is not pending here (unknown, or decided already).
+    pub fn decided_elsewhere(
+        &mut self,
+        session: &str,
+        request_id: &str,
+        decided_by: &str,
+        decided_at: SystemTime,
+        frame: Arc<str>,
+    ) -> bool {
+        let Some(entry) = self
+            .sessions
+            .get_mut(session)
+            .and_then(|s| s.by_id.get_mut(request_id))
+            .filter(|e| e.status == Status::Pending)
+        else {
+            return false;
+        };
+        entry.status = Status::Decided {
+            decided_by: decided_by.to_owned(),
+            decided_at,
+            frame,
+            delivery: DeliveryState::Recording,
+            delivered: false,
+        };
+        true
+    }
+
+    /// Pending prompts (restored from the ledger), for re-arming policy and deadlines; of
+    /// `session` only, if given.
+    pub fn pending_ids(&self, session: Option<&str>) -> Vec<(Arc<str>, String)> {
+        self.pending(session)
             .into_iter()
             .map(|(s, e)| (s, e.prompt.request_id.clone()))
             .collect()
     }
+}
+
+/// An answer built for a prompt: the frame and what it says.
+pub struct Built {
+    /// The serialized `control_response`.
+    pub frame: Arc<str>,
+    /// `allow` / `deny`, or a question's `accept`, `decline`, ...
+    pub behavior: &'static str,
+    /// True when it grants what was asked.
+    pub grants: bool,
+    /// The edited input, when it differs from the original.
+    pub edited_input: Option<Value>,
+}
+
+/// Build the answer `body` gives to `prompt` (pure): the checks of its kind and dialog,
+/// and the frame, as this store and an instance answering for another owner both do.
+pub fn build_answer(
+    prompt: &PermissionPrompt,
+    request_id: &str,
+    body: AnswerBody,
+    decider: Decider,
+    dialog_kinds: &[String],
+) -> Result<Built, DecideError> {
+    let kind = prompt.kind();
+    let (frame, behavior, grants, edited_input) = match body {
+        AnswerBody::Permission(_) if kind != PromptKind::CanUseTool => {
+            return Err(DecideError::WrongKind(format!(
+                "request {request_id} is {}, not a permission prompt: answer it at POST /v1/sessions/{{id}}/questions/{{request_id}}",
+                kind.as_str()
+            )))
+        }
+        AnswerBody::Permission(body) => {
+            let result =
+                body.into_result(&prompt.input, prompt.tool_use_id.as_deref(), decider)?;
+            let edited = match &result {
+                PermissionResult::Allow { updated_input, .. }
+                    if *updated_input != prompt.input =>
+                {
+                    Some(updated_input.clone())
+                }
+                _ => None,
+            };
+            let grants = matches!(result, PermissionResult::Allow { .. });
+            let frame: Arc<str> = permission_response(request_id, &result).into();
+            (frame, result.behavior(), grants, edited)
+        }
+        AnswerBody::Question(answer) => {
+            answer
+                .fits(kind)
+                .map_err(|e| DecideError::WrongKind(e.to_string()))?;
+            if let Some(dialog_kind) = prompt.dialog_kind() {
+                if !dialog_kinds.iter().any(|k| k == dialog_kind) {
+                    return Err(DecideError::NotAnswerable {
+                        request_id: request_id.into(),
+                        dialog_kind: dialog_kind.into(),
+                    });
+                }
+            }
+            let (behavior, grants) = (answer.behavior(), answer.grants());
+            let frame: Arc<str> = question_response(request_id, &answer.into()).into();
+            (frame, behavior, grants, None)
+        }
+    };
+    Ok(Built {
+        frame,
+        behavior,
+        grants,
+        edited_input,
+    })
 }
 
 #[cfg(test)]

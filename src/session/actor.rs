@@ -71,6 +71,8 @@ pub struct SessionShared {
     pub handshakes: Arc<tokio::sync::Semaphore>,
     /// Where notifications go (`session_failed`).
     pub notifier: crate::notify::Notifier,
+    /// In a cluster: the leases held here; an answer is written only under one.
+    pub fences: Option<Arc<crate::cluster::Fences>>,
 }
 
 /// Connect attempts (token, TCP connect, WebSocket handshake) in flight at once, all

@@ -79,6 +79,12 @@ pub struct SendUserMessage {
 #[rtype(result = "SessionStatus")]
 pub struct GetStatus;
 
+/// Drop the socket without sending anything more (not even a close frame) and stop: in a
+/// cluster, this instance lost the session's lease, so another instance owns it now.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AbandonSession;
+
 /// Close the socket with 1000 and stop for good (shutdown or removal).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -21,7 +21,8 @@ pub use ccr_protocol::session::{
 #[cfg(feature = "test-hooks")]
 pub use messages::InjectPanic;
 pub use messages::{
-    CloseSession, GetStatus, InterruptSession, SendUserMessage, SessionError, SessionReport,
+    AbandonSession, CloseSession, GetStatus, InterruptSession, SendUserMessage, SessionError,
+    SessionReport,
 };
 
 #[cfg(test)]

@@ -43,14 +43,20 @@ pub struct Supervisor {
     pub(super) next_arbiter: usize,
     drained: Vec<oneshot::Sender<()>>,
     shutting_down: bool,
+    /// In a cluster: sessions run only while this instance holds their lease.
+    pub(super) cluster: Option<super::cluster::SupervisorCluster>,
 }
 
 impl Supervisor {
     /// Build the supervisor and its shared session context; sessions start when it starts.
+    ///
+    /// With `cluster`, no session starts by itself: each starts when this instance takes
+    /// its lease ([`crate::cluster::Own`]) and stops when it goes ([`crate::cluster::Disown`]).
     pub fn start_with(
         cfg: SupervisorConfig,
         sessions: Vec<Arc<SessionSpec>>,
         arbiters: Vec<ArbiterHandle>,
+        cluster: Option<super::cluster::SupervisorCluster>,
         make_shared: impl FnOnce(Recipient<SessionReport>) -> SessionShared,
     ) -> Addr<Self> {
         assert!(!arbiters.is_empty(), "at least one session arbiter");
@@ -78,13 +84,14 @@ impl Supervisor {
                 drained: vec![],
                 shutting_down: false,
                 next_arbiter: 0,
+                cluster,
             }
         })
     }
 
     /// Spawn a new incarnation of `id` on its arbiter, catching panics.
     pub(super) fn spawn_session(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) {
-        if self.shutting_down {
+        if self.shutting_down || !self.may_run(id) {
             return;
         }
         let Some(slot) = self.slots.get_mut(id) else {
@@ -177,6 +184,13 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.cluster.is_some() {
+            info!(
+                sessions = self.slots.len(),
+                "clustered: each session starts when this instance takes its lease"
+            );
+            return;
+        }
         let ids: Vec<Arc<str>> = self.slots.keys().cloned().collect();
         info!(
             sessions = ids.len(),
@@ -251,7 +265,7 @@ impl Supervisor {
                 SessionRespawned.emit();
                 self.spawn_session(id, ctx)
             }
-            ExitAction::Drained => self.check_drained(),
+            ExitAction::Drained | ExitAction::Released => self.check_drained(),
             ExitAction::Restart { after, cause } => {
                 SessionCrashed { cause: &cause }.emit();
                 let id2 = id.clone();

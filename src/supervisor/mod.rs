@@ -4,6 +4,7 @@
 
 mod actor;
 pub mod budget;
+mod cluster;
 mod runtime;
 mod slot;
 
@@ -12,4 +13,5 @@ pub use actor::PanicSession;
 pub use actor::{
     ListSessions, LookupSession, SessionExited, SessionRef, ShutdownSessions, Supervisor,
 };
+pub use cluster::SupervisorCluster;
 pub use runtime::{AddSession, RemoveSession, ReplaceSessions, SessionSetError, SetChanges};

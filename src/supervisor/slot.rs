@@ -39,6 +39,8 @@ pub(super) enum ExitPlan {
     Remove(Vec<oneshot::Sender<()>>),
     /// Its spec changed: start the new spec at once (not a crash).
     Respawn,
+    /// In a cluster, its lease went to another instance: leave it stopped here.
+    Release,
 }
 
 /// What to do now that a session actor ended.
@@ -52,6 +54,8 @@ pub(super) enum ExitAction {
     Respawn,
     /// Shutting down: it is disconnected; the shutdown may be complete.
     Drained,
+    /// Another instance of the cluster owns it now: leave it stopped here.
+    Released,
     /// It ended in a final state (failed, or closed on purpose): leave it so.
     Stop {
         /// That state's name.
@@ -107,6 +111,10 @@ impl Slot {
         match std::mem::take(&mut self.plan) {
             ExitPlan::Remove(waiters) => return ExitAction::Forget(waiters),
             ExitPlan::Respawn if !shutting_down => return ExitAction::Respawn,
+            ExitPlan::Release => {
+                self.status.state = SessionState::Disconnected;
+                return ExitAction::Released;
+            }
             _ => {}
         }
         if shutting_down {

@@ -210,6 +210,10 @@ pub struct PendingPrompt {
     pub kind: PromptKind,
     /// False for a dialog of a kind this supervisor does not render: shown, never answered.
     pub answerable: bool,
+    /// In a cluster: the instance that owns the prompt's session (and delivers its answer),
+    /// `null` while no instance holds it. Absent when the service is not clustered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `GET /v1/sessions`.

@@ -71,7 +71,7 @@ async fn migrating_from_two_instances_at_once_is_safe_and_idempotent() {
     for _ in 0..4 {
         clients.push(connect(&url).await);
     }
-    let runs = clients.iter_mut().map(|c| migrate(c));
+    let runs = clients.iter_mut().map(migrate);
     for result in futures_util::future::join_all(runs).await {
         result.expect("concurrent migrate");
     }

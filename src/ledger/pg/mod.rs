@@ -14,6 +14,7 @@
 //! - The URL is a credential: it is read from `url_env` / `url_file` at open and never
 //!   logged; errors name where it came from, never what it is.
 
+pub mod fence;
 mod read;
 pub mod schema;
 mod writer;
@@ -31,9 +32,9 @@ use super::query::{LedgerQuery, ResolvedRows, Stored};
 use super::record::{LedgerError, Unfinished};
 use super::writer::{Counters, Write};
 use super::LedgerHistograms;
-use crate::cluster::Fences;
 use crate::config::{LedgerConfig, PgUrlSource, PostgresConfig};
 use ccr_protocol::reply::{LedgerPage, LedgerRow};
+use fence::Fences;
 use writer::Cmd;
 
 /// How long opening waits for the database before the service refuses to start.
@@ -415,7 +416,37 @@ impl PgLedger {
 
     /// Pending prompts and undelivered answers, oldest first. Blocking.
     pub(crate) fn load_unfinished(&self) -> Result<Vec<Unfinished>, LedgerError> {
-        self.read_blocking(|c| async move { read::unfinished(&c).await })
+        self.read_blocking(|c| async move { read::unfinished(&c, None).await })
+    }
+
+    /// One session's pending prompts and undelivered answers, oldest first.
+    pub(crate) fn unfinished_of(
+        &self,
+        session: &str,
+    ) -> impl Future<Output = Result<Vec<Unfinished>, LedgerError>> + Send + 'static {
+        let s = session.to_owned();
+        self.read(move |c| async move { read::unfinished(&c, Some(&s)).await })
+    }
+
+    /// Undecided prompts of the whole cluster (of `session` only, if given), oldest first,
+    /// each with the instance that owns its session now (`None`: no instance does).
+    pub fn pending(
+        &self,
+        session: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<(LedgerRow, Option<String>)>, LedgerError>> + Send + 'static
+    {
+        let s = session.map(str::to_owned);
+        self.read(move |c| async move { read::pending(&c, s.as_deref()).await })
+    }
+
+    /// One prompt's records, whatever its state.
+    pub(crate) fn entry(
+        &self,
+        session: &str,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<Unfinished>, LedgerError>> + Send + 'static {
+        let (s, r) = (session.to_owned(), request_id.to_owned());
+        self.read(move |c| async move { read::entry(&c, &s, &r).await })
     }
 
     /// Finished prompts, newest first, for matching replays after a restart. Blocking.

@@ -10,7 +10,7 @@ use tokio_postgres::{Client, Row};
 use super::describe;
 use crate::ledger::query::{decode_cursor, encode_cursor, Key, OutcomeFilter};
 use crate::ledger::query::{LedgerQuery, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::ledger::record::{from_ms, to_ms, DecisionRecord, LedgerError, PromptRecord};
+use crate::ledger::record::{from_ms, to_ms, LedgerError};
 use crate::ledger::schema::{FINISHED, UNFINISHED};
 use crate::ledger::Unfinished;
 use ccr_protocol::reply::{LedgerPage, LedgerRow, Outcome};
@@ -136,39 +136,83 @@ pub(super) fn export_start(q: &LedgerQuery) -> Result<Option<Key>, LedgerError> 
     q.cursor.as_deref().map(decode_cursor).transpose()
 }
 
-/// Pending prompts and undelivered answers, oldest first.
-pub(super) async fn unfinished(client: &Client) -> Result<Vec<Unfinished>, LedgerError> {
+/// Pending prompts and undelivered answers, oldest first (of `session` only, if given).
+pub(super) async fn unfinished(
+    client: &Client,
+    session: Option<&str>,
+) -> Result<Vec<Unfinished>, LedgerError> {
+    let only = if session.is_some() {
+        "session_id = $1 AND"
+    } else {
+        ""
+    };
     let sql = format!(
-        "SELECT {COLUMNS} FROM ccr_prompts WHERE {UNFINISHED} \
+        "SELECT {COLUMNS} FROM ccr_prompts WHERE {only} ({UNFINISHED}) \
          ORDER BY received_at, session_id, request_id"
     );
+    let params: Vec<&(dyn ToSql + Sync)> = match &session {
+        Some(s) => vec![s],
+        None => vec![],
+    };
     let mut out = Vec::new();
-    for r in client.query(&sql, &[]).await.map_err(storage)? {
+    for r in client.query(&sql, &params).await.map_err(storage)? {
         // The answer is taken as stored, to be re-sent as the exact text that was written.
         let answer: Option<String> = r.get(12);
-        let r = row(&r)?;
-        let decision = r.outcome.map(|outcome| DecisionRecord {
-            session_id: r.session_id.clone(),
-            request_id: r.request_id.clone(),
-            outcome,
-            decided_by: r.decided_by.clone().unwrap_or_default(),
-            decided_at: r.decided_at.unwrap_or(r.received_at),
-            updated_input: r.updated_input.clone(),
-            answer,
-            reason: r.reason.clone(),
-        });
-        let prompt = PromptRecord {
-            session_id: r.session_id,
-            request_id: r.request_id,
-            tool_use_id: r.tool_use_id,
-            tool_name: r.tool_name,
-            input: r.input,
-            request: r.request,
-            received_at: r.received_at,
-        };
-        out.push(Unfinished { prompt, decision });
+        out.push(Unfinished::of_row(row(&r)?, answer));
     }
     Ok(out)
+}
+
+/// Most rows one cluster-wide listing of pending prompts returns.
+pub(super) const PENDING_LIMIT: i64 = 10_000;
+
+/// Undecided prompts (of `session` only, if given), oldest first, each with the instance
+/// holding its session's lease (`None` while none does), at most [`PENDING_LIMIT`].
+pub(super) async fn pending(
+    client: &Client,
+    session: Option<&str>,
+) -> Result<Vec<(LedgerRow, Option<String>)>, LedgerError> {
+    let only = if session.is_some() {
+        "AND p.session_id = $2"
+    } else {
+        ""
+    };
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("p.{c}")).collect();
+    let sql = format!(
+        "SELECT {}, l.owner FROM ccr_prompts p LEFT JOIN ccr_leases l \
+         ON l.session_id = p.session_id AND l.expires_at > now() \
+         WHERE p.outcome IS NULL {only} ORDER BY p.received_at, p.session_id, p.request_id \
+         LIMIT $1",
+        columns.join(", ")
+    );
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&PENDING_LIMIT];
+    if let Some(s) = &session {
+        params.push(s);
+    }
+    client
+        .query(&sql, &params)
+        .await
+        .map_err(storage)?
+        .iter()
+        .map(|r| Ok((row(r)?, r.get(16))))
+        .collect()
+}
+
+/// One prompt's records, whatever its state.
+pub(super) async fn entry(
+    client: &Client,
+    session_id: &str,
+    request_id: &str,
+) -> Result<Option<Unfinished>, LedgerError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM ccr_prompts WHERE session_id = $1 AND request_id = $2");
+    let found = client
+        .query_opt(&sql, &[&session_id, &request_id])
+        .await
+        .map_err(storage)?;
+    found
+        .map(|r| Ok(Unfinished::of_row(row(&r)?, r.get(12))))
+        .transpose()
 }
 
 /// Load up to `max_rows` finished rows (and about `max_bytes` of answers), newest first.

@@ -16,9 +16,8 @@ use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Statement};
 
+use super::fence::{condition, Epoch};
 use super::{connect, describe, PgTarget};
-use crate::cluster::store::Fence as LeaseFence;
-use crate::cluster::Epoch;
 use crate::ledger::record::LedgerError;
 use crate::ledger::writer::{Counters, DecisionRow, PromptRow, Write};
 use ccr_protocol::reply::Outcome;
@@ -83,7 +82,7 @@ fn insert_prompt_fenced() -> String {
          input, request, received_at) SELECT $1, $2, $3, $4, $5, $6, $7 FROM fence WHERE held \
          ON CONFLICT (session_id, request_id) DO NOTHING RETURNING 1) \
          SELECT held FROM fence",
-        LeaseFence::condition(8)
+        condition(8)
     )
 }
 
@@ -99,7 +98,7 @@ fn delivered_fenced() -> String {
          SELECT (SELECT count(*) FROM upd), \
          EXISTS (SELECT 1 FROM ccr_prompts WHERE session_id = $1 AND request_id = $2), \
          (SELECT held FROM fence)",
-        LeaseFence::condition(4)
+        condition(4)
     )
 }
 

@@ -298,10 +298,12 @@ fn instances_on_one_database_agree_on_the_first_decision() {
     );
     let (a, b) = (&opened[0], &opened[1]);
     let n = 200;
-    for i in 0..n {
-        let _ = a.record_prompt(prompt("s", &format!("r{i}"), "Bash", at(1)));
+    let recorded: Vec<Written> = (0..n)
+        .map(|i| a.record_prompt(prompt("s", &format!("r{i}"), "Bash", at(1))))
+        .collect();
+    for r in recorded {
+        block_on(r).unwrap();
     }
-    block_on(a.flush()).unwrap();
     // Both instances answer every prompt at once, differently: one wins each, and the
     // loser is told what won.
     let (wa, wb): (Vec<_>, Vec<_>) = (0..n)
@@ -438,7 +440,20 @@ fn pg_config_from_var(var: &str) -> LedgerConfig {
 /// even while this one still believes it holds it (paused). Decisions need no lease.
 #[tokio::test]
 async fn a_cluster_member_records_prompts_and_deliveries_only_under_its_lease() {
-    use crate::cluster::{store, Fences};
+    use crate::ledger::pg::fence::Fences;
+    // A lease as the cluster's store claims it (the ledger only reads the table).
+    async fn claim(db: &tokio_postgres::Client, session: &str, owner: &str) -> i64 {
+        db.query_one(
+            "INSERT INTO ccr_leases AS l (session_id, owner, epoch, expires_at) \
+             VALUES ($1, $2, 1, now() + interval '30 seconds') ON CONFLICT (session_id) DO UPDATE \
+             SET owner = EXCLUDED.owner, epoch = l.epoch + 1, expires_at = EXCLUDED.expires_at \
+             WHERE l.expires_at <= now() OR l.owner = EXCLUDED.owner RETURNING epoch",
+            &[&session, &owner],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    }
     let Some(server) = ccr_pgtest::require() else {
         return;
     };
@@ -459,10 +474,7 @@ async fn a_cluster_member_records_prompts_and_deliveries_only_under_its_lease() 
 
     let period = Duration::from_secs(30);
     let s1: std::sync::Arc<str> = "s1".into();
-    let epoch = store::claim(&db, "s1", "inst-a", period)
-        .await
-        .unwrap()
-        .unwrap();
+    let epoch = claim(&db, "s1", "inst-a").await;
     fences.hold(&s1, epoch, Instant::now() + period);
     ledger
         .record_prompt(prompt("s1", "r1", "Bash", at(1)))
@@ -485,10 +497,7 @@ async fn a_cluster_member_records_prompts_and_deliveries_only_under_its_lease() 
     )
     .await
     .unwrap();
-    store::claim(&db, "s1", "inst-b", period)
-        .await
-        .unwrap()
-        .unwrap();
+    claim(&db, "s1", "inst-b").await;
     let err = ledger
         .record_prompt(prompt("s1", "r2", "Bash", at(3)))
         .await

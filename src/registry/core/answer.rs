@@ -241,6 +241,27 @@ impl Core {
         let Err(e) = recorded else {
             return self.on_decision_durable(write.decision);
         };
+        // Another instance of the cluster decided it first (the shared ledger says which
+        // decision stands): this one is void. The operator hears 409 as for any prompt
+        // already answered; the winner is read back and delivered from here, the owner.
+        if let LedgerError::AlreadyDecided { outcome, .. } = &e {
+            self.store.undecide(&d.session, &d.request_id);
+            let lost = DecisionRefused {
+                error: format!("decided elsewhere first ({outcome})"),
+            };
+            let mut fx = vec![
+                Effect::Emit(Happening::DecisionRefused(lost)),
+                Effect::ReadDecision {
+                    session: d.session.clone(),
+                    request_id: d.request_id.clone(),
+                },
+            ];
+            if let Some(ticket) = d.reply {
+                let refused = DecideError::AlreadyAnswered(d.request_id.clone());
+                fx.push(Effect::Reply(ticket, Err(refused)));
+            }
+            return fx;
+        }
         let mut fx = vec![ledger_failed("record decision", &d.session, &e)];
         if d.decider == Decider::Operator {
             self.store.undecide(&d.session, &d.request_id);
@@ -252,6 +273,25 @@ impl Core {
         }
         fx.push(Effect::Record(Record::DecisionUntilDurable(write)));
         fx
+    }
+
+    /// An automatic decision held back until durable: its retries ended, with `result`.
+    /// Durable: deliver it. Refused for good: decided elsewhere first (read back and
+    /// delivered as the winner), or the session's lease lost (it is forgotten here anyway).
+    pub fn on_decision_retried(
+        &mut self,
+        write: DecisionWrite,
+        result: Result<(), LedgerError>,
+    ) -> Vec<Effect> {
+        match result {
+            Ok(()) => self.on_decision_durable(write.decision),
+            Err(e @ LedgerError::AlreadyDecided { .. }) => self.on_decision_recorded(write, Err(e)),
+            Err(e) => {
+                let d = &write.decision;
+                self.store.undecide(&d.session, &d.request_id);
+                vec![ledger_failed("record decision", &d.session, &e)]
+            }
+        }
     }
 
     /// The decision is durable: write it where the session waits for it, or queue it.

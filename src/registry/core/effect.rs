@@ -35,6 +35,14 @@ pub enum Effect {
         /// What fires.
         timer: Timer,
     },
+    /// Read a prompt's decision, recorded by another instance, from the ledger; report
+    /// with `Core::on_decided_elsewhere`.
+    ReadDecision {
+        /// Session id.
+        session: Arc<str>,
+        /// Prompt id.
+        request_id: String,
+    },
     /// Answer the operator waiting on `Ticket`.
     Reply(Ticket, Result<DecisionReceipt, DecideError>),
 }

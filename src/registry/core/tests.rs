@@ -73,6 +73,7 @@ fn kinds(fx: &[Effect]) -> Vec<String> {
             Effect::Write(w) => format!("write:{}", w.conn),
             Effect::StartTimer { .. } => "timer".into(),
             Effect::Reply(..) => "reply".into(),
+            Effect::ReadDecision { .. } => "read_decision".into(),
         })
         .collect()
 }
@@ -708,4 +709,90 @@ fn a_replaced_policy_keeps_the_hits_of_the_ids_it_is_told_to() {
         core.policy_report().hits.is_empty(),
         "a changed rule starts at 0"
     );
+}
+
+/// The winner of a race another instance won: what the shared ledger holds for `id`.
+fn recorded_elsewhere(id: &str, by: &str, frame: &str) -> Unfinished {
+    let p = prompt(id);
+    Unfinished {
+        prompt: crate::ledger::PromptRecord {
+            session_id: "s1".into(),
+            request_id: id.into(),
+            tool_use_id: p.tool_use_id,
+            tool_name: p.tool_name,
+            input: p.input,
+            request: p.request,
+            received_at: at(0),
+        },
+        decision: Some(DecisionRecord {
+            session_id: "s1".into(),
+            request_id: id.into(),
+            outcome: Outcome::Denied,
+            decided_by: by.into(),
+            decided_at: at(1),
+            updated_input: None,
+            answer: Some(frame.into()),
+            reason: None,
+        }),
+    }
+}
+
+#[test]
+fn a_decision_another_instance_recorded_first_is_refused_here_with_409_and_the_winner_delivered() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    let fx = core.decide(allow("p1"), Ticket(7), at(1));
+    let lost = LedgerError::AlreadyDecided {
+        session_id: "s1".into(),
+        request_id: "p1".into(),
+        outcome: Outcome::Denied,
+    };
+    let fx = core.on_decision_recorded(decision_write(fx), Err(lost));
+    assert_eq!(
+        kinds(&fx),
+        ["emit:decision_refused", "read_decision", "reply"],
+        "nothing written"
+    );
+    let (_, receipt) = reply(fx);
+    assert!(
+        matches!(receipt, Err(DecideError::AlreadyAnswered(_))),
+        "{receipt:?}"
+    );
+    // The winner, read back from the ledger, goes out from here (the owner).
+    let frame = r#"{"type":"control_response","response":{"subtype":"success","request_id":"p1","response":{"behavior":"deny","message":"no"}}}"#;
+    let fx = core.on_decided_elsewhere(recorded_elsewhere("p1", "bob", frame));
+    let w = write(fx);
+    assert_eq!(&*w.frame, frame);
+    let fx = core.on_write(w, true, at(2));
+    assert_eq!(answered_counted(&fx), Some((Outcome::Denied, "operator")));
+    assert!(core.pending(None, false, at(2)).is_empty());
+    // Told again (its NOTIFY after the read): nothing more.
+    assert!(core
+        .on_decided_elsewhere(recorded_elsewhere("p1", "bob", frame))
+        .is_empty());
+}
+
+#[test]
+fn an_adopted_session_shows_its_prompts_and_a_released_one_forgets_them_recording_nothing() {
+    let mut core = core();
+    let s2: Arc<str> = Arc::from("s2");
+    let mut pending = recorded_elsewhere("p1", "x", "{}");
+    pending.prompt.session_id = "s2".into();
+    pending.decision = None;
+    let fx = core.adopt_session(&s2, vec![pending], at(5));
+    assert!(
+        kinds(&fx).contains(&"emit:prompt_restored".to_owned()),
+        "{:?}",
+        kinds(&fx)
+    );
+    assert_eq!(core.pending(Some("s2"), false, at(5)).len(), 1);
+    assert!(core.tracks("s2"));
+    let fx = core.release_session(&s2);
+    assert!(
+        fx.iter().all(|e| !matches!(e, Effect::Record(_))),
+        "handed over: nothing recorded, {:?}",
+        kinds(&fx)
+    );
+    assert!(core.pending(Some("s2"), false, at(6)).is_empty());
 }

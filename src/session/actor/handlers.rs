@@ -9,6 +9,14 @@ impl Handler<Deliver> for SessionActor {
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> bool {
         let _span = info_span!("deliver", request_id = %msg.request_id).entered();
+        // In a cluster, only while this instance holds the session's lease: one paused past
+        // it finds the deadline gone when it wakes, before its lease loop says so.
+        if let Some(fences) = &self.shared.fences {
+            if !fences.may_send(&self.spec.id) {
+                warn!("lease not held: the answer is not written (the owner delivers it)");
+                return false;
+            }
+        }
         match self.conn.as_mut() {
             Some(live) if live.id == msg.conn => {
                 let ok = live
@@ -28,6 +36,19 @@ impl Handler<GetStatus> for SessionActor {
 
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.current_status())
+    }
+}
+
+impl Handler<AbandonSession> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: AbandonSession, ctx: &mut Context<Self>) {
+        self.closing = true;
+        if self.conn.take().is_some() {
+            info!("lease lost: dropping the connection without sending anything");
+        }
+        self.set_state(SessionState::Disconnected);
+        ctx.stop();
     }
 }
 

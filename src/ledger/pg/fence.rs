@@ -10,7 +10,26 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 
-use super::plan::Epoch;
+/// A lease's fencing token: it grows by one at every claim of the session.
+pub type Epoch = i64;
+
+/// The SQL condition that holds only while the lease of session `$first` is held by owner
+/// `$first + 1` at epoch `$first + 2`, and has not expired by the database's clock.
+///
+/// It locks the lease row `FOR SHARE` until the writing transaction ends: a takeover
+/// (an `UPDATE` of the row) then waits for the write to commit, so the new owner reads
+/// it; and a write that comes after a takeover re-checks the updated row and is
+/// refused. Without the lock, a write that checked the old lease could commit after
+/// the new owner had read the ledger.
+pub fn condition(first: usize) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM ccr_leases WHERE session_id = ${} AND owner = ${} \
+         AND epoch = ${} AND expires_at > now() FOR SHARE)",
+        first,
+        first + 1,
+        first + 2
+    )
+}
 
 /// The leases held here: session → epoch and the local deadline of the last renewal.
 #[derive(Debug)]

@@ -1,0 +1,114 @@
+//! The supervisor in a cluster: a session runs here only while this instance holds its
+//! lease. [`Own`]: its unfinished prompts are read from the shared ledger and adopted by
+//! the registry, *then* it connects (a replay is then matched to what the last owner
+//! recorded). [`Disown`]: it stops — closed with 1000 when handed over, dropped without
+//! a byte more when the lease was lost — and the registry forgets its prompts here.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::{info, info_span, warn};
+
+use super::actor::Supervisor;
+use super::slot::ExitPlan;
+use crate::cluster::{Disown, Fences, Own};
+use crate::ledger::Ledger;
+use crate::registry::{AdoptSession, ReleaseSession};
+use crate::session::{AbandonSession, CloseSession};
+
+/// What the supervisor of a cluster member needs: the shared ledger and the leases held.
+pub struct SupervisorCluster {
+    /// The shared ledger (PostgreSQL), where a session taken over has its prompts.
+    pub ledger: Ledger,
+    /// The leases held here.
+    pub fences: Arc<Fences>,
+}
+
+impl Supervisor {
+    /// Whether session `id` may run here: always, unless clustered and its lease is not held.
+    pub(super) fn may_run(&self, id: &str) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.fences.may_send(id))
+    }
+}
+
+impl Handler<Own> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Own, ctx: &mut Context<Self>) {
+        let _span = info_span!("session", session_id = %msg.session).entered();
+        let Some(cluster) = &self.cluster else { return };
+        let Some(slot) = self.slots.get(&msg.session) else {
+            warn!("a lease for a session not configured here; it is released by the next round");
+            return;
+        };
+        if slot.addr.is_some() {
+            return; // already running here (its lease claimed again)
+        }
+        info!(
+            epoch = msg.epoch,
+            "lease taken: adopting the session's prompts, then connecting"
+        );
+        let (ledger, fences) = (cluster.ledger.clone(), cluster.fences.clone());
+        let registry = self.registry.clone();
+        let session = msg.session.clone();
+        let adopt = async move {
+            // Its prompts first: connecting before would show a replay as new.
+            let mut attempt = 0;
+            loop {
+                if !fences.may_send(&session) {
+                    return false;
+                }
+                match ledger.unfinished_of(&session).await {
+                    Ok(unfinished) => {
+                        let adopted = AdoptSession {
+                            session: session.clone(),
+                            unfinished,
+                        };
+                        return registry.send(adopted).await.is_ok();
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot read the session's prompts from the ledger; retrying before connecting");
+                        tokio::time::sleep(crate::ledger::retry_delay(attempt)).await;
+                        attempt += 1;
+                    }
+                }
+            }
+        };
+        let id = msg.session;
+        ctx.spawn(adopt.into_actor(self).map(move |adopted, act, ctx| {
+            if !act.may_run(&id) {
+                // Disowned while adopting: the registry may have adopted after it released.
+                act.registry.do_send(ReleaseSession(id));
+                return;
+            }
+            let running = act.slots.get(&id).is_some_and(|s| s.addr.is_some());
+            if adopted && !running {
+                act.spawn_session(&id, ctx);
+            }
+        }));
+    }
+}
+
+impl Handler<Disown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disown, _: &mut Context<Self>) {
+        let _span = info_span!("session", session_id = %msg.session).entered();
+        if self.cluster.is_none() {
+            return;
+        }
+        if let Some(slot) = self.slots.get_mut(&msg.session) {
+            if let Some(addr) = &slot.addr {
+                slot.plan = ExitPlan::Release;
+                if msg.lost {
+                    warn!("lease lost: dropping the session without sending anything more");
+                    addr.do_send(AbandonSession);
+                } else {
+                    info!("lease handed over: closing the session (1000)");
+                    addr.do_send(CloseSession);
+                }
+            }
+        }
+        self.registry.do_send(ReleaseSession(msg.session));
+    }
+}
