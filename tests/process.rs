@@ -8,6 +8,8 @@
 mod backup;
 #[path = "process/cli.rs"]
 mod cli;
+#[path = "process/cluster.rs"]
+mod cluster;
 #[path = "common/mod.rs"]
 mod common;
 #[path = "process/ctl_watch.rs"]

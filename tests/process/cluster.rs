@@ -1,0 +1,451 @@
+//! A cluster of real `ccr-supervisor` processes on one real PostgreSQL (a throwaway
+//! server, `ccr-pgtest`) and one simulator: sessions spread over the instances by leases,
+//! a `kill -9` moves an instance's sessions and pending prompts to the others, an answer
+//! given to any instance is delivered once by the session's owner, two instances answering
+//! at once give one 200 and one 409, and an owner paused past its lease writes nothing
+//! for the sessions it lost.
+//!
+//! Who owns what is read from the lease table (no event crosses the process boundary for
+//! it), in bounded polls; everything the simulator sees is awaited on its events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use ccr_pgtest::PgServer;
+use ccr_sim::{SimEvent, SimHandle};
+use serde_json::{json, Value};
+
+use crate::support::{self, Supervisor};
+
+/// The lease period of these tests: the shortest `[cluster] lease_period` accepts.
+const PERIOD: Duration = Duration::from_secs(1);
+/// Longest a cluster-wide change (a takeover, a spread) may take here; the bound
+/// is 2 lease periods for a takeover, the rest is process start-up on a busy CI machine.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Instances sharing one database, over one simulator.
+struct Cluster {
+    pg: &'static PgServer,
+    database: String,
+    url: String,
+    sim: SimHandle,
+    _dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+    instances: Vec<Option<Supervisor>>,
+}
+
+impl Cluster {
+    /// `n` instances (`inst-0`...) over `sessions`, started at once; `None` when PostgreSQL
+    /// is not installed (and not required). `extra` goes at the end of the shared config.
+    async fn start(n: usize, sessions: &[String], extra: &str) -> Option<Cluster> {
+        let pg = ccr_pgtest::require()?;
+        let url = pg.unique_database("cluster").expect("database");
+        let database = url.rsplit('/').next().expect("name").to_owned();
+        let ids: Vec<&str> = sessions.iter().map(String::as_str).collect();
+        let sim = support::start_sim(&ids).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg =
+            support::config_toml(&sim.base_url(), &ids, &dir.path().join("unused.db"), "");
+        cfg.push_str(extra);
+        let cfg = support::write_file(dir.path(), "config.toml", &cfg);
+        let mut c = Cluster {
+            pg,
+            database,
+            url,
+            sim,
+            _dir: dir,
+            cfg,
+            instances: Vec::new(),
+        };
+        let spawns: Vec<_> = (0..n).map(|i| c.spawn(i)).collect();
+        c.instances = futures_util::future::join_all(spawns)
+            .await
+            .into_iter()
+            .map(Some)
+            .collect();
+        Some(c)
+    }
+
+    /// Start instance `i` (a future, so several start at once).
+    fn spawn(&self, i: usize) -> impl std::future::Future<Output = Supervisor> {
+        let cfg = self.cfg.clone();
+        let url = self.url.clone();
+        let period = format!("{}s", PERIOD.as_secs());
+        async move {
+            let id = format!("inst-{i}");
+            Supervisor::spawn_with_env(
+                &cfg,
+                &[
+                    ("CCR_SUPERVISOR__LEDGER__BACKEND", "postgres"),
+                    ("CCR_SUPERVISOR__LEDGER__URL_ENV", "CCR_TEST_LEDGER_URL"),
+                    ("CCR_TEST_LEDGER_URL", &url),
+                    ("CCR_SUPERVISOR__CLUSTER__INSTANCE_ID", &id),
+                    ("CCR_SUPERVISOR__CLUSTER__LEASE_PERIOD", &period),
+                ],
+            )
+            .await
+        }
+    }
+
+    fn api(&self, i: usize) -> String {
+        self.instances[i].as_ref().expect("running").api.clone()
+    }
+
+    /// `SELECT` in the cluster's database, one `|`-separated line a row.
+    fn sql(&self, query: &str) -> Vec<String> {
+        self.pg
+            .psql(&self.database, query)
+            .expect("psql")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Live leases: session → owner.
+    fn owners(&self) -> BTreeMap<String, String> {
+        self.sql("SELECT session_id, owner FROM ccr_leases WHERE expires_at > now()")
+            .into_iter()
+            .filter_map(|l| l.split_once('|').map(|(s, o)| (s.to_owned(), o.to_owned())))
+            .collect()
+    }
+
+    /// Poll the lease table until `done` holds (bounded by [`SETTLE`]); the owners then.
+    async fn until(
+        &self,
+        what: &str,
+        mut done: impl FnMut(&BTreeMap<String, String>) -> bool,
+    ) -> BTreeMap<String, String> {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let owners = self.owners();
+            if done(&owners) {
+                return owners;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {SETTLE:?}; leases: {owners:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("s{i:03}")).collect()
+}
+
+fn load(owners: &BTreeMap<String, String>) -> HashMap<String, usize> {
+    let mut load = HashMap::new();
+    for o in owners.values() {
+        *load.entry(o.clone()).or_default() += 1;
+    }
+    load
+}
+
+/// Wait until every session in `sessions` has a live connection at the simulator.
+async fn all_connected(sim: &SimHandle, sessions: &[String]) {
+    let deadline = Instant::now() + SETTLE;
+    let mut events = sim.subscribe();
+    loop {
+        let missing: Vec<&String> = sessions.iter().filter(|s| !sim.is_connected(s)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "not connected within {SETTLE:?}: {missing:?}"
+        );
+        let _ = tokio::time::timeout(left, events.recv()).await;
+    }
+}
+
+/// The pending prompts `api` lists (cluster-wide), as (session, request, owner).
+async fn pending(http: &awc::Client, api: &str) -> Vec<(String, String, Value)> {
+    let (status, body) = support::get(http, &format!("{api}/v1/permissions")).await;
+    assert_eq!(status, 200, "{body}");
+    body["permissions"]
+        .as_array()
+        .expect("permissions")
+        .iter()
+        .map(|p| {
+            (
+                p["session_id"].as_str().unwrap_or_default().to_owned(),
+                p["request_id"].as_str().unwrap_or_default().to_owned(),
+                p["owner"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Poll `api`'s cluster-wide list until it shows `request_id` (recorded by its owner).
+async fn listed(http: &awc::Client, api: &str, request_id: &str) -> Value {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        if let Some((_, _, owner)) = pending(http, api)
+            .await
+            .into_iter()
+            .find(|(_, r, _)| r == request_id)
+        {
+            return owner;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{request_id} never listed by {api}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn three_instances_share_300_sessions_evenly() {
+    let sessions = ids(300);
+    let Some(c) = Cluster::start(3, &sessions, "").await else {
+        return;
+    };
+    let owners = c
+        .until("300 sessions owned, 90 to 110 each", |o| {
+            let l = load(o);
+            o.len() == 300 && l.len() == 3 && l.values().all(|n| (90..=110).contains(n))
+        })
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    eprintln!("spread over 3 instances: {:?}", load(&owners));
+}
+
+#[actix_rt::test]
+async fn after_a_kill_9_the_survivors_take_over_and_a_pending_prompt_is_answered_once() {
+    let sessions = ids(30);
+    let Some(mut c) = Cluster::start(3, &sessions, "").await else {
+        return;
+    };
+    let owners = c
+        .until("all owned by 3", |o| o.len() == 30 && load(o).len() == 3)
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+
+    // A prompt of a session inst-0 owns, recorded there (listed by another instance).
+    let victim = owners
+        .iter()
+        .find(|(_, o)| *o == "inst-0")
+        .map(|(s, _)| s.clone())
+        .expect("inst-0 owns one");
+    assert!(c
+        .sim
+        .prompt(&victim, "before-kill", "Bash", json!({"command": "make"})));
+    assert_eq!(
+        listed(&http, &c.api(1), "before-kill").await,
+        json!("inst-0")
+    );
+
+    let dead: Vec<String> = owners
+        .iter()
+        .filter(|(_, o)| *o == "inst-0")
+        .map(|(s, _)| s.clone())
+        .collect();
+    let killed_at = Instant::now();
+    let mut first = c.instances[0].take().expect("inst-0");
+    first.signal(libc::SIGKILL);
+    let status = first.wait_exit(support::WAIT).await;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    let owners = c
+        .until("inst-0's sessions taken over", |o| {
+            o.len() == 30 && o.values().all(|owner| owner != "inst-0")
+        })
+        .await;
+    let took = killed_at.elapsed();
+    all_connected(&c.sim, &dead).await;
+    eprintln!(
+        "takeover of {} sessions: leases in {took:?}, lease period {PERIOD:?}",
+        dead.len()
+    );
+    // Within 2 lease periods (plus one round of polling here).
+    assert!(took <= 2 * PERIOD + Duration::from_millis(700), "{took:?}");
+
+    // The prompt is pending again, owned by a survivor; answered through the other one.
+    let new_owner = owners[&victim].clone();
+    let other = if new_owner == "inst-1" { 2 } else { 1 };
+    assert_eq!(
+        listed(&http, &c.api(other), "before-kill").await,
+        json!(new_owner)
+    );
+    let (status, receipt) = support::post(
+        &http,
+        &format!(
+            "{}/v1/sessions/{victim}/permissions/before-kill",
+            c.api(other)
+        ),
+        json!({"behavior": "allow"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{receipt}");
+    support::wait_sim(
+        &mut sim_events,
+        |e| matches!(e, SimEvent::Answered { request_id, .. } if request_id == "before-kill"),
+    )
+    .await;
+    // Barrier: a later prompt on the same connection answered through its owner.
+    assert!(c
+        .sim
+        .prompt(&victim, "barrier", "Read", json!({"file_path": "/x"})));
+    let owner_api = c.api(if new_owner == "inst-1" { 1 } else { 2 });
+    listed(&http, &owner_api, "barrier").await;
+    support::answer_and_wait(
+        &http,
+        &owner_api,
+        &mut sim_events,
+        (&victim, "barrier"),
+        json!({"behavior": "deny", "message": "no"}),
+    )
+    .await;
+    assert_eq!(
+        support::answers(&c.sim, &victim, "before-kill").len(),
+        1,
+        "answered exactly once"
+    );
+}
+
+#[actix_rt::test]
+async fn two_instances_answering_one_prompt_at_once_give_one_200_one_409_and_one_frame() {
+    let sessions = ids(6);
+    let Some(c) = Cluster::start(2, &sessions, "").await else {
+        return;
+    };
+    let owners = c
+        .until("all owned by 2", |o| o.len() == 6 && load(o).len() == 2)
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+    for (round, session) in sessions.iter().enumerate() {
+        let rid = format!("race-{round}");
+        assert!(c
+            .sim
+            .prompt(session, &rid, "Bash", json!({"command": "rm -rf /tmp/x"})));
+        listed(&http, &c.api(0), &rid).await;
+        listed(&http, &c.api(1), &rid).await;
+        let urls = [0, 1].map(|i| format!("{}/v1/sessions/{session}/permissions/{rid}", c.api(i)));
+        let ((a, ra), (b, rb)) = tokio::join!(
+            support::post(&http, &urls[0], json!({"behavior": "allow"})),
+            support::post(
+                &http,
+                &urls[1],
+                json!({"behavior": "deny", "message": "raced"})
+            ),
+        );
+        let mut codes = [a, b];
+        codes.sort_unstable();
+        assert_eq!(codes, [200, 409], "owner {}: {ra} / {rb}", owners[session]);
+        let answered = support::wait_sim(
+            &mut sim_events,
+            |e| matches!(e, SimEvent::Answered { request_id, .. } if *request_id == rid),
+        )
+        .await;
+        let SimEvent::Answered { response, .. } = answered else {
+            unreachable!()
+        };
+        let winner = if a == 200 { "allow" } else { "deny" };
+        assert_eq!(
+            response["behavior"], winner,
+            "the frame is the 200's decision"
+        );
+    }
+    // Barrier on every session, then: one frame each.
+    for (round, session) in sessions.iter().enumerate() {
+        let rid = format!("after-{round}");
+        assert!(c.sim.prompt(session, &rid, "Read", json!({})));
+        let owner = &owners[session];
+        let api = c.api(if owner == "inst-0" { 0 } else { 1 });
+        listed(&http, &api, &rid).await;
+        support::answer_and_wait(
+            &http,
+            &api,
+            &mut sim_events,
+            (session, &rid),
+            json!({"behavior": "allow"}),
+        )
+        .await;
+        let race = format!("race-{round}");
+        assert_eq!(
+            support::answers(&c.sim, session, &race).len(),
+            1,
+            "{session}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn an_owner_paused_past_its_lease_writes_nothing_for_the_sessions_it_lost() {
+    let sessions = ids(4);
+    let Some(c) = Cluster::start(2, &sessions, "").await else {
+        return;
+    };
+    let owners = c
+        .until("all owned by 2", |o| o.len() == 4 && load(o).len() == 2)
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+    let session = owners
+        .iter()
+        .find(|(_, o)| *o == "inst-0")
+        .map(|(s, _)| s.clone())
+        .expect("inst-0 owns one");
+    // A prompt inst-0 recorded and shows; then inst-0 stops (SIGSTOP) past its lease.
+    assert!(c
+        .sim
+        .prompt(&session, "held", "Bash", json!({"command": "make"})));
+    listed(&http, &c.api(1), "held").await;
+    let paused = c.instances[0].as_ref().expect("inst-0");
+    paused.signal(libc::SIGSTOP);
+    c.until("inst-1 took everything", |o| {
+        o.len() == 4 && o.values().all(|owner| owner == "inst-1")
+    })
+    .await;
+    all_connected(&c.sim, &sessions).await;
+    // inst-1 answers the prompt it adopted; the session gets it once.
+    support::answer_and_wait(
+        &http,
+        &c.api(1),
+        &mut sim_events,
+        (&session, "held"),
+        json!({"behavior": "deny", "message": "from inst-1"}),
+    )
+    .await;
+    let deliveries_before = c.sql(&format!(
+        "SELECT request_id, deliveries FROM ccr_prompts WHERE session_id = '{session}' ORDER BY 1"
+    ));
+    // inst-0 wakes: it must find its leases gone and send nothing.
+    paused.signal(libc::SIGCONT);
+    let deadline = Instant::now() + SETTLE;
+    while !paused.stderr_now().contains("lease lost") {
+        assert!(
+            Instant::now() < deadline,
+            "inst-0 never noticed:\n{}",
+            paused.stderr_now()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A barrier through the owner, after inst-0 had its chance to misbehave.
+    assert!(c.sim.prompt(&session, "after-wake", "Read", json!({})));
+    listed(&http, &c.api(1), "after-wake").await;
+    support::answer_and_wait(
+        &http,
+        &c.api(1),
+        &mut sim_events,
+        (&session, "after-wake"),
+        json!({"behavior": "allow"}),
+    )
+    .await;
+    assert_eq!(support::answers(&c.sim, &session, "held").len(), 1);
+    let deliveries_after = c.sql(&format!(
+        "SELECT request_id, deliveries FROM ccr_prompts WHERE session_id = '{session}' AND request_id <> 'after-wake' ORDER BY 1"
+    ));
+    assert_eq!(
+        deliveries_after, deliveries_before,
+        "nothing recorded by the paused owner"
+    );
+}
