@@ -439,6 +439,22 @@ impl PgLedger {
         self.read(move |c| async move { read::pending(&c, s.as_deref()).await })
     }
 
+    /// Each session with a live lease or an undecided prompt: its owner (`None`: no live
+    /// lease) and how many of its prompts are undecided.
+    pub fn overview(
+        &self,
+    ) -> impl Future<
+        Output = Result<std::collections::HashMap<String, (Option<String>, usize)>, LedgerError>,
+    > + Send
+           + 'static {
+        self.read(|c| async move { read::overview(&c).await })
+    }
+
+    /// This instance's id in the cluster (empty when not clustered).
+    pub fn instance_id(&self) -> &str {
+        &self.shared.me
+    }
+
     /// One prompt's records, whatever its state.
     pub(crate) fn entry(
         &self,

@@ -198,6 +198,36 @@ pub(super) async fn pending(
         .collect()
 }
 
+/// Each session with a live lease or a pending prompt: its owner (`None`: no live lease)
+/// and how many of its prompts are undecided.
+pub(super) async fn overview(
+    client: &Client,
+) -> Result<std::collections::HashMap<String, (Option<String>, usize)>, LedgerError> {
+    let mut out: std::collections::HashMap<String, (Option<String>, usize)> =
+        std::collections::HashMap::new();
+    let owners = client
+        .query(
+            "SELECT session_id, owner FROM ccr_leases WHERE expires_at > now()",
+            &[],
+        )
+        .await
+        .map_err(storage)?;
+    for r in owners {
+        out.entry(r.get(0)).or_default().0 = Some(r.get(1));
+    }
+    let pending = client
+        .query(
+            "SELECT session_id, count(*) FROM ccr_prompts WHERE outcome IS NULL GROUP BY session_id",
+            &[],
+        )
+        .await
+        .map_err(storage)?;
+    for r in pending {
+        out.entry(r.get(0)).or_default().1 = r.get::<_, i64>(1).max(0) as usize;
+    }
+    Ok(out)
+}
+
 /// One prompt's records, whatever its state.
 pub(super) async fn entry(
     client: &Client,
