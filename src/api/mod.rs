@@ -11,6 +11,7 @@ mod bulk;
 pub mod cookie;
 mod error;
 mod fanout;
+mod forward;
 pub mod health;
 mod ledger;
 mod lookup;

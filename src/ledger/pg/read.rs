@@ -228,6 +228,23 @@ pub(super) async fn overview(
     Ok(out)
 }
 
+/// The instance holding `session`'s live lease and its `advertise_url`, if any does.
+pub(super) async fn owner_of(
+    client: &Client,
+    session: &str,
+) -> Result<Option<(String, Option<String>)>, LedgerError> {
+    let row = client
+        .query_opt(
+            "SELECT l.owner, m.advertise_url FROM ccr_leases l \
+             LEFT JOIN ccr_members m ON m.instance_id = l.owner \
+             WHERE l.session_id = $1 AND l.expires_at > now()",
+            &[&session],
+        )
+        .await
+        .map_err(storage)?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 /// One prompt's records, whatever its state.
 pub(super) async fn entry(
     client: &Client,
