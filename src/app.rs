@@ -183,9 +183,14 @@ pub fn check_config(path: &Path) -> Result<Config, ConfigError> {
 /// The exit status for a failed start: 2 when a restart cannot help (the ledger is in
 /// use by another instance), else 1.
 pub fn exit_status(error: &anyhow::Error) -> u8 {
-    let in_use = error
-        .chain()
-        .any(|e| matches!(e.downcast_ref(), Some(LedgerError::InUse { .. })));
+    // A ledger in use, or a database URL that cannot be read or parsed: restarting the
+    // same configuration cannot help.
+    let in_use = error.chain().any(|e| {
+        matches!(
+            e.downcast_ref(),
+            Some(LedgerError::InUse { .. } | LedgerError::BadUrl(_))
+        )
+    });
     if in_use {
         2
     } else {
@@ -211,6 +216,12 @@ pub fn backup_ledger(
             if !cfg.ledger.enabled {
                 anyhow::bail!(
                     "{}: [ledger] enabled = false: there is no ledger to back up",
+                    config.display()
+                );
+            }
+            if cfg.ledger.postgres().is_some() {
+                anyhow::bail!(
+                    "{}: [ledger] backend = \"postgres\": back the database up with PostgreSQL's own tools (pg_dump); `ledger backup` copies a SQLite ledger",
                     config.display()
                 );
             }

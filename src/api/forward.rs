@@ -55,7 +55,9 @@ pub(super) async fn to_owner(
     let mut out = client
         .request(req.method().clone(), &target)
         .insert_header((FORWARDED, me));
-    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::COOKIE] {
+    // The caller's token (every instance has the same tokens). Not the console's cookie:
+    // a console session is the instance's own, unknown to the owner.
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
         if let Some(v) = req.headers().get(&name) {
             out = out.insert_header((name, v.clone()));
         }

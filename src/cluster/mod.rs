@@ -46,14 +46,16 @@ pub struct Disown {
 }
 
 /// To the registry: a decision for a prompt of a session held here was recorded by
-/// another instance (its `NOTIFY`): read it from the ledger and deliver it.
+/// another instance (its `NOTIFY`): read it from the ledger and deliver it. Without a
+/// `request_id`, notifications may have been missed (the listening connection was down):
+/// check every prompt of the session still pending here.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct DecidedElsewhere {
     /// The session.
     pub session: Arc<str>,
-    /// The prompt.
-    pub request_id: String,
+    /// The prompt; `None`: each pending prompt of the session.
+    pub request_id: Option<String>,
 }
 
 /// The `NOTIFY` channel of decisions (payload: session id, a newline, request id), sent by

@@ -175,6 +175,10 @@ pub enum LedgerError {
         /// Prompt id.
         request_id: String,
     },
+    /// The PostgreSQL URL cannot be read (`url_env` unset, `url_file` unreadable) or
+    /// parsed; the message names where it comes from, never what it is.
+    #[error("cannot use the PostgreSQL ledger's URL: {0}")]
+    BadUrl(String),
     /// In a cluster: this instance does not hold the session's lease (any more), so it may
     /// not record the session's prompts or deliveries; its owner does.
     #[error("this instance does not hold session {session_id}'s lease")]

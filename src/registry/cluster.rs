@@ -246,10 +246,17 @@ impl Handler<DecidedElsewhere> for PermissionRegistry {
         if self.owned_elsewhere(&msg.session) {
             return;
         }
-        let effects = vec![super::core::Effect::ReadDecision {
-            session: msg.session,
-            request_id: msg.request_id,
-        }];
+        let ids = match msg.request_id {
+            Some(id) => vec![id],
+            None => self.core.pending_ids(&msg.session),
+        };
+        let effects = ids
+            .into_iter()
+            .map(|request_id| super::core::Effect::ReadDecision {
+                session: msg.session.clone(),
+                request_id,
+            })
+            .collect();
         self.perform(effects, ctx);
     }
 }

@@ -128,6 +128,15 @@ impl Core {
         fx
     }
 
+    /// The ids of `session`'s pending prompts.
+    pub fn pending_ids(&self, session: &str) -> Vec<String> {
+        self.store
+            .pending_ids(Some(session))
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect()
+    }
+
     /// Whether the supervisor runs `session` (in a cluster: whether it is configured).
     pub fn tracks(&self, session: &str) -> bool {
         self.sessions.contains(session)

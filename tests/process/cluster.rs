@@ -72,11 +72,19 @@ impl Cluster {
         let cfg = self.cfg.clone();
         let url = self.url.clone();
         let period = format!("{}s", PERIOD.as_secs());
+        // A fixed port, so that the other instances can be told where this one is (its
+        // advertise URL defaults to `[api] bind`).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
         async move {
             let id = format!("inst-{i}");
+            let bind = format!("127.0.0.1:{port}");
             Supervisor::spawn_with_env(
                 &cfg,
                 &[
+                    ("CCR_SUPERVISOR__API__BIND", &bind),
                     ("CCR_SUPERVISOR__LEDGER__BACKEND", "postgres"),
                     ("CCR_SUPERVISOR__LEDGER__URL_ENV", "CCR_TEST_LEDGER_URL"),
                     ("CCR_TEST_LEDGER_URL", &url),
@@ -448,4 +456,73 @@ async fn an_owner_paused_past_its_lease_writes_nothing_for_the_sessions_it_lost(
         deliveries_after, deliveries_before,
         "nothing recorded by the paused owner"
     );
+}
+
+/// An interrupt posted to an instance that does not run the session is forwarded to the
+/// one that does, and its answer comes back; the session gets the interrupt once.
+#[actix_rt::test]
+async fn an_interrupt_posted_to_a_non_owner_is_forwarded_to_the_owner() {
+    let sessions = ids(4);
+    let Some(c) = Cluster::start(2, &sessions, "").await else {
+        return;
+    };
+    let owners = c
+        .until("all owned by 2", |o| o.len() == 4 && load(o).len() == 2)
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+    let (session, owner) = owners.iter().next().expect("one");
+    let other = if owner == "inst-0" { 1 } else { 0 };
+    let (status, body) = support::post(
+        &http,
+        &format!("{}/v1/sessions/{session}/interrupt", c.api(other)),
+        json!({"cancel_queued": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("still_queued").is_some(),
+        "the owner's answer: {body}"
+    );
+    let frame = support::wait_sim(&mut sim_events, |e| {
+        matches!(e, SimEvent::Received { session: s, frame } if s == session
+            && frame["request"]["subtype"] == "interrupt")
+    })
+    .await;
+    let SimEvent::Received { frame, .. } = frame else {
+        unreachable!()
+    };
+    assert_eq!(frame["request"]["cancel_queued"], true, "{frame}");
+}
+
+/// A database URL the service cannot read is a configuration error: exit 2 (a restart by
+/// systemd cannot help), naming where the URL should come from and never a URL.
+#[actix_rt::test]
+async fn an_unreadable_database_url_exits_2_naming_its_source() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = support::config_toml("http://127.0.0.1:9", &["s1"], &dir.path().join("l.db"), "");
+    let cfg = support::write_file(dir.path(), "config.toml", &cfg);
+    let cfg = cfg.to_str().expect("utf-8");
+    let secret = "postgres://admin:hunter2@127.0.0.1:1/x";
+    for (var, value) in [
+        ("CCR_TEST_URL_UNSET", None),
+        ("CCR_TEST_URL_GARBAGE", Some("not a url hunter2 ===")),
+    ] {
+        let mut cmd = support::command(&["--config", cfg]);
+        cmd.env("CCR_SUPERVISOR__LEDGER__BACKEND", "postgres")
+            .env("CCR_SUPERVISOR__LEDGER__URL_ENV", var)
+            .env("CCR_TEST_UNRELATED", secret);
+        if let Some(v) = value {
+            cmd.env(var, v);
+        }
+        let out = tokio::time::timeout(support::WAIT, cmd.output())
+            .await
+            .expect("exits")
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(var), "names the variable: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
 }

@@ -4,8 +4,8 @@
 //! A notification is delivered only to connections listening when its transaction commits:
 //! while this connection is down (the database restarting, a network cut) decisions made
 //! elsewhere go unheard. The connection is re-established with backoff, and every time it
-//! is, [`ClusterStats::listen_reconnects`] grows: the owner of a session must then re-check
-//! the ledger for decisions of its pending prompts instead of waiting for a notification.
+//! is, [`ClusterStats::listen_reconnects`] grows and the registry is asked to re-check the
+//! ledger for decisions of every prompt pending in the sessions held here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +73,15 @@ impl Listener {
         }
         if std::mem::replace(listened_before, true) {
             self.stats.listen_reconnects.inc();
-            tracing::info!("cluster: listening for decisions again (some may have been missed)");
+            tracing::info!("cluster: listening for decisions again; re-checking the pending prompts of the sessions held here");
+            // Listening from here on, so a decision is either heard or already in the
+            // ledger for this re-check to read.
+            for (session, _) in self.fences.held() {
+                self.decided.do_send(DecidedElsewhere {
+                    session,
+                    request_id: None,
+                });
+            }
         }
         backoff.reset();
         let mut check = tokio::time::interval(self.check_every);
@@ -112,7 +120,7 @@ impl Listener {
         if self.fences.epoch(session).is_some() {
             self.decided.do_send(DecidedElsewhere {
                 session: Arc::from(session),
-                request_id: request_id.to_owned(),
+                request_id: Some(request_id.to_owned()),
             });
         }
     }

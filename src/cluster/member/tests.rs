@@ -24,6 +24,8 @@ enum Told {
     Own(Arc<str>, Epoch),
     Disown(Arc<str>, bool),
     Decided(Arc<str>, String),
+    /// Re-check every pending prompt of the session (after the LISTEN connection was down).
+    Recheck(Arc<str>),
 }
 
 /// Everything one member told, shared with the test.
@@ -46,7 +48,7 @@ impl Log {
                 Told::Disown(s, _) => {
                     assert!(owned.remove(&s).is_some(), "{s} disowned, never owned");
                 }
-                Told::Decided(..) => {}
+                Told::Decided(..) | Told::Recheck(_) => {}
             }
         }
         owned
@@ -104,10 +106,10 @@ impl Handler<Disown> for Recorder {
 impl Handler<DecidedElsewhere> for Recorder {
     type Result = ();
     fn handle(&mut self, m: DecidedElsewhere, _: &mut Context<Self>) {
-        self.0
-             .0
-            .lock()
-            .push(Told::Decided(m.session, m.request_id));
+        self.0 .0.lock().push(match m.request_id {
+            Some(r) => Told::Decided(m.session, r),
+            None => Told::Recheck(m.session),
+        });
     }
 }
 
@@ -546,6 +548,47 @@ async fn a_decision_recorded_elsewhere_reaches_the_session_s_owner_only() {
         let owned: HashSet<Arc<str>> = n.log.owned().into_keys().collect();
         assert_eq!(heard, owned, "{} hears of its own sessions only", n.id);
     }
+}
+
+/// A decision made while the listening connection was down is never notified to it: once
+/// it listens again, the member asks for a re-check of every session it still holds.
+#[actix_rt::test]
+async fn after_its_listening_connection_drops_a_member_rechecks_the_sessions_it_holds() {
+    let Some((url, admin)) = database("member_relisten").await else {
+        return;
+    };
+    let all = sessions(4);
+    let a = Node::start(&url, "a", &all, 2 * PERIOD);
+    wait_settled(&admin, &[&a], &all, Duration::from_secs(10)).await;
+    heard_up_to_here(&admin, &[&a], "warm_up").await;
+    // Every connection of the member is cut (its leases outlive the reconnect).
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("terminate");
+    eventually(Duration::from_secs(10), || async {
+        let rechecked: HashSet<Arc<str>> = a
+            .log
+            .0
+            .lock()
+            .iter()
+            .filter_map(|t| match t {
+                Told::Recheck(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        let owned: HashSet<Arc<str>> = a.log.owned().into_keys().collect();
+        match !owned.is_empty() && owned.is_subset(&rechecked) {
+            true => Ok(()),
+            false => Err(format!("re-checked {rechecked:?} of {owned:?}")),
+        }
+    })
+    .await;
+    assert!(a.stats().listen_reconnects.get() > 0);
 }
 
 #[actix_rt::test]

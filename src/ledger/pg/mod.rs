@@ -156,7 +156,7 @@ impl PgLedger {
             path: "postgres".into(),
             reason,
         };
-        let target = Arc::new(PgTarget::from_config(pg).map_err(fail)?);
+        let target = Arc::new(PgTarget::from_config(pg).map_err(LedgerError::BadUrl)?);
         let manager = deadpool_postgres::Manager::from_config(
             target.config.clone(),
             tokio_postgres::NoTls,

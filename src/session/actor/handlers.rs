@@ -11,11 +11,9 @@ impl Handler<Deliver> for SessionActor {
         let _span = info_span!("deliver", request_id = %msg.request_id).entered();
         // In a cluster, only while this instance holds the session's lease: one paused past
         // it finds the deadline gone when it wakes, before its lease loop says so.
-        if let Some(fences) = &self.shared.fences {
-            if !fences.may_send(&self.spec.id) {
-                warn!("lease not held: the answer is not written (the owner delivers it)");
-                return false;
-            }
+        if !self.lease_held() {
+            warn!("lease not held: the answer is not written (the owner delivers it)");
+            return false;
         }
         match self.conn.as_mut() {
             Some(live) if live.id == msg.conn => {
@@ -36,6 +34,17 @@ impl Handler<GetStatus> for SessionActor {
 
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.current_status())
+    }
+}
+
+impl SessionActor {
+    /// Whether this instance may act on the session: always, unless clustered and the
+    /// session's lease is not held here (any more, by its local deadline).
+    fn lease_held(&self) -> bool {
+        self.shared
+            .fences
+            .as_ref()
+            .is_none_or(|f| f.may_send(&self.spec.id))
     }
 }
 
@@ -87,6 +96,9 @@ impl Handler<InterruptSession> for SessionActor {
         if self.spec.viewer_only {
             return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
         }
+        if !self.lease_held() {
+            return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
+        }
         if self.conn.is_none() {
             return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
         }
@@ -120,6 +132,9 @@ impl Handler<SendUserMessage> for SessionActor {
     fn handle(&mut self, msg: SendUserMessage, _: &mut Context<Self>) -> Self::Result {
         if self.spec.viewer_only {
             return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
+        }
+        if !self.lease_held() {
+            return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
         }
         let mut ccr = self.shared.ccr.clone();
         if let Some(org) = &self.spec.organization_uuid {
