@@ -108,6 +108,17 @@ impl PermissionRegistry {
                     l.mark_delivered(&session, &request_id, at)
                 });
             }
+            Record::PromptLater {
+                session,
+                prompt,
+                received_at,
+            } => {
+                let Some(l) = ledger else { return };
+                let span = ledger_span(&session, &prompt.request_id);
+                retry_in_background(span, "prompt", move || {
+                    l.append_prompt(&session, &prompt, received_at)
+                });
+            }
             Record::Ending(row) => {
                 let Some(l) = ledger else { return };
                 let span = ledger_span(&row.session_id, &row.request_id);

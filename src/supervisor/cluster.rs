@@ -60,6 +60,11 @@ impl Handler<Own> for Supervisor {
                 }
                 match ledger.unfinished_of(&session).await {
                     Ok(unfinished) => {
+                        info!(
+                            session_id = %session,
+                            restored = unfinished.len(),
+                            "adopting the session: its unanswered prompts and undelivered answers from the ledger"
+                        );
                         let adopted = AdoptSession {
                             session: session.clone(),
                             unfinished,

@@ -24,9 +24,27 @@ const PERIOD: Duration = Duration::from_secs(1);
 /// is 2 lease periods for a takeover, the rest is process start-up on a busy CI machine.
 const SETTLE: Duration = Duration::from_secs(30);
 
+/// The cluster's PostgreSQL: the test binary's shared server, or one of the test's own
+/// (to restart it).
+enum Pg {
+    Shared(&'static PgServer),
+    Own(PgServer),
+}
+
+impl std::ops::Deref for Pg {
+    type Target = PgServer;
+
+    fn deref(&self) -> &PgServer {
+        match self {
+            Pg::Shared(pg) => pg,
+            Pg::Own(pg) => pg,
+        }
+    }
+}
+
 /// Instances sharing one database, over one simulator.
 struct Cluster {
-    pg: &'static PgServer,
+    pg: Pg,
     database: String,
     url: String,
     sim: SimHandle,
@@ -39,7 +57,11 @@ impl Cluster {
     /// `n` instances (`inst-0`...) over `sessions`, started at once; `None` when PostgreSQL
     /// is not installed (and not required). `extra` goes at the end of the shared config.
     async fn start(n: usize, sessions: &[String], extra: &str) -> Option<Cluster> {
-        let pg = ccr_pgtest::require()?;
+        Some(Self::start_on(Pg::Shared(ccr_pgtest::require()?), n, sessions, extra).await)
+    }
+
+    /// [`Cluster::start`] on `pg`.
+    async fn start_on(pg: Pg, n: usize, sessions: &[String], extra: &str) -> Cluster {
         let url = pg.unique_database("cluster").expect("database");
         let database = url.rsplit('/').next().expect("name").to_owned();
         let ids: Vec<&str> = sessions.iter().map(String::as_str).collect();
@@ -64,7 +86,7 @@ impl Cluster {
             .into_iter()
             .map(Some)
             .collect();
-        Some(c)
+        c
     }
 
     /// Start instance `i` (a future, so several start at once).
@@ -296,19 +318,10 @@ async fn after_a_kill_9_the_survivors_take_over_and_a_pending_prompt_is_answered
     )
     .await;
     // Barrier: a later prompt on the same connection answered through its owner.
-    assert!(c
-        .sim
-        .prompt(&victim, "barrier", "Read", json!({"file_path": "/x"})));
-    let owner_api = c.api(if new_owner == "inst-1" { 1 } else { 2 });
-    listed(&http, &owner_api, "barrier").await;
-    support::answer_and_wait(
-        &http,
-        &owner_api,
-        &mut sim_events,
-        (&victim, "barrier"),
-        json!({"behavior": "deny", "message": "no"}),
-    )
-    .await;
+    ask(&c.sim, &victim, "barrier").await;
+    let owner = if new_owner == "inst-1" { 1 } else { 2 };
+    listed(&http, &c.api(owner), "barrier").await;
+    answer_via(&c, owner, &mut sim_events, (&victim, "barrier")).await;
     assert_eq!(
         support::answers(&c.sim, &victim, "before-kill").len(),
         1,
@@ -364,18 +377,10 @@ async fn two_instances_answering_one_prompt_at_once_give_one_200_one_409_and_one
     // Barrier on every session, then: one frame each.
     for (round, session) in sessions.iter().enumerate() {
         let rid = format!("after-{round}");
-        assert!(c.sim.prompt(session, &rid, "Read", json!({})));
-        let owner = &owners[session];
-        let api = c.api(if owner == "inst-0" { 0 } else { 1 });
-        listed(&http, &api, &rid).await;
-        support::answer_and_wait(
-            &http,
-            &api,
-            &mut sim_events,
-            (session, &rid),
-            json!({"behavior": "allow"}),
-        )
-        .await;
+        ask(&c.sim, session, &rid).await;
+        let owner = if owners[session] == "inst-0" { 0 } else { 1 };
+        listed(&http, &c.api(owner), &rid).await;
+        answer_via(&c, owner, &mut sim_events, (session, &rid)).await;
         let race = format!("race-{round}");
         assert_eq!(
             support::answers(&c.sim, session, &race).len(),
@@ -414,15 +419,9 @@ async fn an_owner_paused_past_its_lease_writes_nothing_for_the_sessions_it_lost(
     })
     .await;
     all_connected(&c.sim, &sessions).await;
-    // inst-1 answers the prompt it adopted; the session gets it once.
-    support::answer_and_wait(
-        &http,
-        &c.api(1),
-        &mut sim_events,
-        (&session, "held"),
-        json!({"behavior": "deny", "message": "from inst-1"}),
-    )
-    .await;
+    // inst-1 answers the prompt it adopted (sent, or queued until the session re-sends
+    // it on inst-1's connection); the session gets it once.
+    answer_via(&c, 1, &mut sim_events, (&session, "held")).await;
     let deliveries_before = c.sql(&format!(
         "SELECT request_id, deliveries FROM ccr_prompts WHERE session_id = '{session}' ORDER BY 1"
     ));
@@ -437,17 +436,11 @@ async fn an_owner_paused_past_its_lease_writes_nothing_for_the_sessions_it_lost(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // A barrier through the owner, after inst-0 had its chance to misbehave.
-    assert!(c.sim.prompt(&session, "after-wake", "Read", json!({})));
+    // A barrier after inst-0 had its chance to misbehave. The balance may give inst-0 a
+    // session back meanwhile: answered through inst-1, delivered by whichever owns it.
+    ask(&c.sim, &session, "after-wake").await;
     listed(&http, &c.api(1), "after-wake").await;
-    support::answer_and_wait(
-        &http,
-        &c.api(1),
-        &mut sim_events,
-        (&session, "after-wake"),
-        json!({"behavior": "allow"}),
-    )
-    .await;
+    answer_via(&c, 1, &mut sim_events, (&session, "after-wake")).await;
     assert_eq!(support::answers(&c.sim, &session, "held").len(), 1);
     let deliveries_after = c.sql(&format!(
         "SELECT request_id, deliveries FROM ccr_prompts WHERE session_id = '{session}' AND request_id <> 'after-wake' ORDER BY 1"
@@ -525,4 +518,154 @@ async fn an_unreadable_database_url_exits_2_naming_its_source() {
         assert!(stderr.contains(var), "names the variable: {stderr}");
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
+}
+
+/// Have `session` ask `request_id` once it is connected (a session may be between owners).
+async fn ask(sim: &SimHandle, session: &str, request_id: &str) {
+    all_connected(sim, &[session.to_owned()]).await;
+    let deadline = Instant::now() + SETTLE;
+    while !sim.prompt(session, request_id, "Bash", json!({"command": "make"})) {
+        assert!(
+            Instant::now() < deadline,
+            "{session} never took {request_id}"
+        );
+        all_connected(sim, &[session.to_owned()]).await;
+    }
+}
+
+/// Answer `request_id` through instance `via` (whoever owns the session) and wait until the
+/// session has the answer.
+async fn answer_via(
+    c: &Cluster,
+    via: usize,
+    sim_events: &mut tokio::sync::broadcast::Receiver<SimEvent>,
+    (session, request_id): (&str, &str),
+) {
+    let http = support::http();
+    let (status, receipt) = support::post(
+        &http,
+        &format!(
+            "{}/v1/sessions/{session}/permissions/{request_id}",
+            c.api(via)
+        ),
+        json!({"behavior": "allow"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{request_id} via inst-{via}: {receipt}");
+    support::wait_sim(
+        sim_events,
+        |e| matches!(e, SimEvent::Answered { request_id: r, .. } if r == request_id),
+    )
+    .await;
+}
+
+/// Every instance stopped with SIGTERM and started again in turn, with prompts pending on
+/// the sessions it owned: each handed its leases over before exiting, and every prompt is
+/// answered exactly once.
+#[actix_rt::test]
+async fn a_rolling_restart_of_every_instance_loses_no_prompt() {
+    let sessions = ids(9);
+    let Some(mut c) = Cluster::start(3, &sessions, "").await else {
+        return;
+    };
+    c.until("all owned by 3", |o| o.len() == 9 && load(o).len() == 3)
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+    let mut asked = Vec::new();
+    for i in 0..3 {
+        let me = format!("inst-{i}");
+        let owners = c.owners();
+        // A prompt pending on each session this instance owns, as it stops.
+        for (s, _) in owners.iter().filter(|(_, o)| **o == me) {
+            let rid = format!("roll-{i}-{s}");
+            ask(&c.sim, s, &rid).await;
+            listed(&http, &c.api((i + 1) % 3), &rid).await;
+            asked.push((s.clone(), rid));
+        }
+        let mut stopping = c.instances[i].take().expect("running");
+        stopping.signal(libc::SIGTERM);
+        let status = stopping.wait_exit(support::WAIT).await;
+        assert!(status.success(), "inst-{i} stopped cleanly: {status}");
+        let stderr = stopping.stderr_all().await;
+        assert!(
+            !stderr.contains("lease lost"),
+            "handed over, not lost:\n{stderr}"
+        );
+        c.until(&format!("{me}'s sessions handed over"), |o| {
+            o.len() == 9 && o.values().all(|owner| *owner != me)
+        })
+        .await;
+        all_connected(&c.sim, &sessions).await;
+        c.instances[i] = Some(c.spawn(i).await);
+        c.until(&format!("{me} back"), |o| o.len() == 9).await;
+    }
+    for (k, (s, rid)) in asked.iter().enumerate() {
+        answer_via(&c, k % 3, &mut sim_events, (s, rid)).await;
+    }
+    // Barrier on every session, then: each prompt answered exactly once.
+    for (k, s) in sessions.iter().enumerate() {
+        let rid = format!("barrier-{s}");
+        ask(&c.sim, s, &rid).await;
+        listed(&http, &c.api(k % 3), &rid).await;
+        answer_via(&c, k % 3, &mut sim_events, (s, &rid)).await;
+    }
+    for (s, rid) in &asked {
+        assert_eq!(support::answers(&c.sim, s, rid).len(), 1, "{s} {rid}");
+    }
+}
+
+/// PostgreSQL restarted under a cluster: writes fail meanwhile, and everything recovers by
+/// itself; a prompt asked before and one asked while the database was away are both
+/// answered exactly once afterwards.
+#[actix_rt::test]
+async fn a_postgres_restart_is_recovered_from_without_losing_a_prompt() {
+    let Some(pg) = ccr_pgtest::require_own() else {
+        return;
+    };
+    let sessions = ids(4);
+    let mut c = Cluster::start_on(Pg::Own(pg), 2, &sessions, "").await;
+    let owners = c
+        .until("all owned by 2", |o| o.len() == 4 && load(o).len() == 2)
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+    let session = owners.keys().next().expect("one").clone();
+    assert!(c.sim.prompt(&session, "before", "Bash", json!({})));
+    listed(&http, &c.api(0), "before").await;
+    let Pg::Own(pg) = &mut c.pg else {
+        unreachable!()
+    };
+    pg.stop().expect("stop PostgreSQL");
+    // Asked while the database is away: it cannot be recorded yet.
+    assert!(c.sim.prompt(&session, "during", "Bash", json!({})));
+    let (status, body) = support::get(&http, &format!("{}/readyz", c.api(0))).await;
+    assert_eq!(status, 503, "not ready without its database: {body}");
+    let Pg::Own(pg) = &mut c.pg else {
+        unreachable!()
+    };
+    pg.resume().expect("start PostgreSQL again");
+    c.until("all owned again", |o| o.len() == 4).await;
+    all_connected(&c.sim, &sessions).await;
+    for rid in ["before", "during"] {
+        listed(&http, &c.api(1), rid).await;
+        answer_via(&c, 1, &mut sim_events, (&session, rid)).await;
+    }
+    let rid = "barrier";
+    assert!(c.sim.prompt(&session, rid, "Read", json!({})));
+    listed(&http, &c.api(0), rid).await;
+    answer_via(&c, 0, &mut sim_events, (&session, rid)).await;
+    for rid in ["before", "during"] {
+        assert_eq!(support::answers(&c.sim, &session, rid).len(), 1, "{rid}");
+    }
+    let rows = c.sql(&format!(
+        "SELECT request_id, outcome, deliveries > 0 FROM ccr_prompts WHERE session_id = '{session}' ORDER BY 1"
+    ));
+    assert_eq!(
+        rows,
+        ["barrier|allowed|t", "before|allowed|t", "during|allowed|t"],
+        "all recorded and delivered"
+    );
 }

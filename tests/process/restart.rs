@@ -33,7 +33,7 @@ fn pending_ids(body: &Value) -> Vec<(String, String)> {
 
 #[actix_rt::test]
 async fn kill_9_restart_keeps_pending_prompts_and_delivers_queued_answer_once() {
-    kill_9_restart(&[]).await;
+    kill_9_restart(&[], &["restored unanswered prompts", "restored=2"]).await;
 }
 
 /// The same on a PostgreSQL ledger: its writes are durable once committed there.
@@ -43,16 +43,26 @@ async fn kill_9_restart_on_postgres_keeps_pending_prompts_and_delivers_queued_an
         return;
     };
     let url = pg.unique_database("restart").unwrap();
-    kill_9_restart(&[
+    // A PostgreSQL ledger makes the instance a cluster member: with a fixed instance id
+    // the restarted process takes its own leases back at once (not after they expire).
+    let env = &[
         ("CCR_SUPERVISOR__LEDGER__BACKEND", "postgres"),
         ("CCR_SUPERVISOR__LEDGER__URL_ENV", "CCR_TEST_LEDGER_URL"),
         ("CCR_TEST_LEDGER_URL", &url),
-    ])
-    .await;
+        ("CCR_SUPERVISOR__CLUSTER__INSTANCE_ID", "restarted"),
+        ("CCR_SUPERVISOR__CLUSTER__LEASE_PERIOD", "1s"),
+    ];
+    // Restored per session, as each lease is taken.
+    let restored = [
+        "from the ledger session_id=s1 restored=1",
+        "from the ledger session_id=s2 restored=1",
+    ];
+    kill_9_restart(env, &restored).await;
 }
 
-/// Both processes run with `env` added (the ledger's backend).
-async fn kill_9_restart(env: &[(&str, &str)]) {
+/// Both processes run with `env` added (the ledger's backend); the second one's log says
+/// each of `restored` (that p1, undelivered, and p2, unanswered, were restored at start).
+async fn kill_9_restart(env: &[(&str, &str)], restored: &[&str]) {
     let sim = support::start_sim(&["s1", "s2"]).await;
     let mut sim_events = sim.subscribe();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -236,8 +246,8 @@ async fn kill_9_restart(env: &[(&str, &str)]) {
     assert_eq!(status.code(), Some(0), "{status}");
     let stderr = second.stderr_all().await;
     assert!(
-        stderr.contains("restored unanswered prompts") && stderr.contains("restored=2"),
-        "p1 (undelivered) and p2 (unanswered) restored at start:\n{stderr}"
+        restored.iter().all(|r| stderr.contains(r)),
+        "p1 (undelivered) and p2 (unanswered) restored at start ({restored:?}):\n{stderr}"
     );
     sim.stop().await;
 }

@@ -108,6 +108,14 @@ impl Core {
         };
         if let Err(e) = &recorded {
             fx.push(ledger_failed("record prompt", &session, e));
+            let entry = self.store.get(&session, &request_id);
+            if let (false, Some(e)) = (e.is_refusal(), entry) {
+                fx.push(Effect::Record(Record::PromptLater {
+                    session: session.clone(),
+                    prompt: e.prompt.clone(),
+                    received_at: e.received_at,
+                }));
+            }
         }
         let durable = recorded.is_ok();
         match ruling {

@@ -59,6 +59,17 @@ pub enum Record {
         /// The arrival it belongs to (session, connection, labels, refusal).
         arrived: Arrived,
     },
+    /// A prompt whose record failed (it is shown, flagged): retried in the background
+    /// until it is durable, so that the ledger and the cluster see it once the storage or
+    /// the database is back (its decision, if one comes first, records it too).
+    PromptLater {
+        /// Session id.
+        session: Arc<str>,
+        /// The prompt as stored.
+        prompt: Arc<PermissionPrompt>,
+        /// When it arrived.
+        received_at: SystemTime,
+    },
     /// A decision: append it now; report with `Core::on_decision_recorded`.
     Decision(DecisionWrite),
     /// An automatic decision whose append failed: retry until it is durable (it is held

@@ -68,6 +68,7 @@ fn kinds(fx: &[Effect]) -> Vec<String> {
             Effect::Record(Record::DecisionUntilDurable(_)) => "record:until_durable".into(),
             Effect::Record(Record::Delivered { .. }) => "record:delivered".into(),
             Effect::Record(Record::Ending(_)) => "record:ending".into(),
+            Effect::Record(Record::PromptLater { .. }) => "record:prompt_later".into(),
             Effect::Lookup(Lookup::Resend { .. }) => "lookup:resend".into(),
             Effect::Lookup(Lookup::Check { .. }) => "lookup:check".into(),
             Effect::Write(w) => format!("write:{}", w.conn),
@@ -403,7 +404,12 @@ fn a_prompt_whose_record_failed_is_shown_loudly_and_its_decision_records_it_firs
     let fx = core.on_prompt_recorded(prompt_record(fx), Err(ledger_down()), at(0));
     assert_eq!(
         kinds(&fx),
-        ["emit:prompt_record_failed", "emit:prompt_shown"]
+        [
+            "emit:prompt_record_failed",
+            "record:prompt_later",
+            "emit:prompt_shown"
+        ],
+        "retried in the background until durable"
     );
     let w = decision_write(core.decide(allow("p1"), Ticket(1), at(1)));
     assert!(w.prompt.is_some(), "the prompt's row goes first");
