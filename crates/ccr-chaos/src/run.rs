@@ -391,8 +391,12 @@ pub async fn run(opts: ChaosOptions) -> anyhow::Result<ChaosOutcome> {
     let mut events = sim.subscribe();
     let procs = fleet.start().await?;
     if let Err(e) = all_connected(&mut events, &ids, START_TIMEOUT).await {
-        let tails: Vec<String> = procs.iter().map(|p| p.stderr_tail()).collect();
-        bail!("{e}; supervisor stderr:\n{}", tails.join("\n---\n"));
+        let tails: Vec<String> = procs
+            .iter()
+            .zip(&fleet.instances)
+            .map(|(p, i)| format!("--- {i} (pid {}):\n{}", p.pid, p.stderr_tail()))
+            .collect();
+        bail!("{e}; supervisor stderr:\n{}", tails.join("\n"));
     }
     drop(events);
     let current: Current = Rc::new(RefCell::new(
