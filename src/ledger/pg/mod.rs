@@ -70,6 +70,12 @@ impl PgTarget {
             .connect_timeout(CONNECT_TIMEOUT);
         Ok(PgTarget { config })
     }
+
+    /// The connection settings, for a connection whose messages the caller reads itself
+    /// (the cluster's `LISTEN`, `cluster::member`).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
 }
 
 impl std::fmt::Debug for PgTarget {
