@@ -39,6 +39,14 @@ pub struct ChaosArgs {
     /// sampled throughout).
     #[arg(long)]
     pub no_kill: bool,
+    /// Supervisor processes. 1: one supervisor on a SQLite ledger. More: a cluster
+    /// sharing the sessions by leases on a throwaway PostgreSQL (needs PostgreSQL
+    /// installed), its instances killed, frozen and stopped in turn.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub instances: u16,
+    /// `[cluster] lease_period` of a cluster's instances, e.g. `2s` (default 1s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lease_period: Option<Duration>,
 }
 
 /// Run it; exit 0 when no invariant broke, 1 when one did or the run failed, 2 on bad arguments.
@@ -61,6 +69,10 @@ pub fn main(args: ChaosArgs) -> ExitCode {
         Preset::Short => ChaosOptions::short(exe, seed),
         Preset::Long => ChaosOptions::long(exe, 300, Duration::from_secs(30 * 60), seed),
     };
+    opts = opts.in_cluster(usize::from(args.instances));
+    if let Some(p) = args.lease_period {
+        opts.cluster.lease_period = p;
+    }
     if let Some(n) = args.sessions {
         opts.sessions = n;
     }
@@ -72,8 +84,15 @@ pub fn main(args: ChaosArgs) -> ExitCode {
         let never = opts.duration.saturating_mul(2) + Duration::from_secs(3600);
         opts.kill_every = (never, never);
     }
+    let fleet = match opts.instances {
+        1 => "one supervisor".to_owned(),
+        n => format!(
+            "{n} instances on PostgreSQL, lease period {:?},",
+            opts.cluster.lease_period
+        ),
+    };
     eprintln!(
-        "chaos: seed {seed}, {} sessions, {:?} of chaos, supervisor {}",
+        "chaos: seed {seed}, {} sessions, {:?} of chaos, {fleet} binary {}",
         opts.sessions,
         opts.duration,
         opts.exe.display()

@@ -9,9 +9,13 @@
 //! unanswered prompt on each new connection and keeps the wire log), the real
 //! `ccr-supervisor` binary as a child process with a ledger that survives its
 //! `kill -9` restarts ([`process`]), and two random operators answering over
-//! the HTTP API ([`operator`]). After a drain, [`check`] compares every prompt,
-//! answer, API response and ledger row, and [`report`] prints figures and a
-//! timeline per broken invariant.
+//! the HTTP API ([`operator`]). With `--instances N` the supervisor is a cluster
+//! of N processes sharing the sessions by leases on a throwaway PostgreSQL
+//! ([`cluster`]): an instance is killed, frozen past its lease or stopped and
+//! restarted, operators answer through any of them, and the ledger is read from
+//! the database. After a drain, [`check`] compares every prompt, answer, API
+//! response and ledger row, and [`report`] prints figures and a timeline per
+//! broken invariant.
 //!
 //! One seed drives all randomness: every decision point (a session at a peer
 //! tick, an operator looking at a prompt for the n-th time, the n-th kill)
@@ -27,6 +31,7 @@
 
 pub mod check;
 mod cli;
+pub mod cluster;
 mod keeper;
 pub mod operator;
 pub mod peer;
@@ -37,4 +42,4 @@ mod run;
 pub mod verdict;
 
 pub use cli::{main, ChaosArgs, Preset};
-pub use run::{rng_for, run, seed_from_env, ChaosOptions, ChaosOutcome};
+pub use run::{rng_for, run, seed_from_env, ChaosOptions, ChaosOutcome, ClusterFaults};

@@ -1,6 +1,9 @@
 //! Random operators: poll `GET /v1/permissions` and answer over the real HTTP
 //! API (allow, deny, edited allow; sometimes both operators at once on one
-//! prompt), recording every response. Also the ledger read at the end.
+//! prompt), recording every response. In a cluster each poll and each answer
+//! goes to a random running instance (any instance lists every pending prompt
+//! and accepts an answer; the first decision wins). Also the ledger read at the
+//! end (a single supervisor's, through its API).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -18,8 +21,30 @@ use super::run::rng_for;
 /// Longest wait for one API call.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The supervisor currently running: its API URL and pid (`None` while it restarts).
-pub type Current = Rc<RefCell<Option<(String, u32)>>>;
+/// A running supervisor process the operators may talk to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// `http://127.0.0.1:PORT` of its API.
+    pub api: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Its cluster instance id (empty for a single supervisor).
+    pub instance: String,
+}
+
+/// The supervisors, one slot per instance (`None` while it is down or restarting).
+pub type Current = Rc<RefCell<Vec<Option<Target>>>>;
+
+/// One of the running supervisors, chosen with `rng` when there are several (no draw
+/// for one, so a single supervisor's run draws what it always drew).
+pub fn pick(current: &Current, rng: &mut StdRng) -> Option<Target> {
+    let up: Vec<Target> = current.borrow().iter().flatten().cloned().collect();
+    match up.len() {
+        0 => None,
+        1 => up.into_iter().next(),
+        n => up.into_iter().nth(rng.gen_range(0..n)),
+    }
+}
 
 /// What the operators share: the target, the phase, the record.
 #[derive(Clone)]
@@ -139,10 +164,11 @@ pub async fn operate(
         let mut rng = rng_for(seed, &[me.0.as_bytes(), &polls.to_le_bytes()]);
         let pause = rng.gen_range(80..300);
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        let Some((api, pid)) = desk.current.borrow().clone() else {
+        let mut via = rng_for(seed, &[me.0.as_bytes(), b"poll-via", &polls.to_le_bytes()]);
+        let Some(target) = pick(&desk.current, &mut via) else {
             continue;
         };
-        let Ok(listed) = list_pending(&me.1, &api).await else {
+        let Ok(listed) = list_pending(&me.1, &target.api).await else {
             continue;
         };
         // Only what is listed now is remembered: bounded by the pending prompts.
@@ -171,10 +197,22 @@ pub async fn operate(
                 let nonce = desk.nonce.get() + 1;
                 desk.nonce.set(nonce);
                 let (body, key) = choose(&mut rng, &who.0, nonce, &p.input);
+                // Through the instance polled, or (in a cluster) any other running one.
+                let mut via = rng_for(
+                    seed,
+                    &[
+                        who.0.as_bytes(),
+                        b"answer-via",
+                        id.0.as_bytes(),
+                        id.1.as_bytes(),
+                        &look.to_le_bytes(),
+                    ],
+                );
+                let to = pick(&desk.current, &mut via).unwrap_or_else(|| target.clone());
                 let post = post_answer(
                     desk.clone(),
                     who.clone(),
-                    (api.clone(), pid),
+                    to,
                     id.clone(),
                     body,
                     key,
@@ -191,13 +229,13 @@ pub async fn operate(
 async fn post_answer(
     desk: Desk,
     (operator, http): (String, Rc<awc::Client>),
-    (api, pid): (String, u32),
+    to: Target,
     (session, request_id): (String, String),
     body: Value,
     answer: AnswerKey,
     pending: Rc<Cell<u32>>,
 ) {
-    let url = format!("{api}/v1/sessions/{session}/permissions/{request_id}");
+    let url = format!("{}/v1/sessions/{session}/permissions/{request_id}", to.api);
     let sent_at = Instant::now();
     let result = match http.post(url).send_json(&body).await {
         Err(e) => ApiResult::Failed(e.to_string()),
@@ -221,7 +259,8 @@ async fn post_answer(
         session: session.clone(),
         request_id: request_id.clone(),
         answer,
-        pid,
+        pid: to.pid,
+        instance: to.instance,
         sent_at,
         done_at: Instant::now(),
         result,

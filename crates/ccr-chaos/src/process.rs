@@ -1,5 +1,7 @@
 //! The supervisor under test as a real child process: its generated config,
-//! start-up (it prints its API URL), `kill -9`, a clean stop, and its RSS.
+//! how to launch it (one process, or one instance of a cluster: the same config
+//! plus its own environment), start-up (it prints its API URL), `kill -9`,
+//! `SIGSTOP`/`SIGCONT`, a clean stop, and its RSS.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -68,6 +70,25 @@ pub fn config_toml(base_url: &str, sessions: usize, ledger: &Path) -> String {
     toml
 }
 
+/// How to start one supervisor process: the binary, the config, and the
+/// environment it gets besides (a cluster instance's identity and ledger).
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The `ccr-supervisor` binary.
+    pub exe: PathBuf,
+    /// Its `--config`.
+    pub config: PathBuf,
+    /// Extra environment (after every inherited `CCR_SUPERVISOR*` variable is removed).
+    pub env: Vec<(String, String)>,
+}
+
+impl Launch {
+    /// Start it and wait (at most `timeout`) until its API is up.
+    pub async fn spawn(&self, timeout: Duration) -> anyhow::Result<SupervisorProc> {
+        SupervisorProc::spawn_with_env(&self.exe, &self.config, &self.env, timeout).await
+    }
+}
+
 /// A running supervisor child (SIGKILLed if dropped).
 pub struct SupervisorProc {
     child: Child,
@@ -81,6 +102,16 @@ pub struct SupervisorProc {
 impl SupervisorProc {
     /// Start `exe --config config` and wait (at most `timeout`) until its API is up.
     pub async fn spawn(exe: &Path, config: &Path, timeout: Duration) -> anyhow::Result<Self> {
+        Self::spawn_with_env(exe, config, &[], timeout).await
+    }
+
+    /// [`SupervisorProc::spawn`] with `env` added to the child's environment.
+    pub async fn spawn_with_env(
+        exe: &Path,
+        config: &Path,
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(exe);
         cmd.arg("--config")
             .arg(config)
@@ -89,6 +120,7 @@ impl SupervisorProc {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         child::clear_supervisor_env(cmd.as_std_mut());
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))?;
@@ -126,9 +158,14 @@ impl SupervisorProc {
 
     /// `kill -9`.
     pub fn kill9(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Send `signal` (`SIGSTOP`, `SIGCONT`, `SIGTERM`, ...).
+    pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child, not yet reaped (reaping happens in `wait`).
         unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+            libc::kill(self.pid as libc::pid_t, signal);
         }
     }
 
@@ -144,7 +181,21 @@ impl SupervisorProc {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(mut self, grace: Duration) {
+        // A stopped process holds SIGTERM until it is continued.
+        self.signal(libc::SIGCONT);
         child::stop(&mut self.child, grace).await;
+    }
+
+    /// SIGTERM, and wait for the exit (SIGKILL after `grace`): its exit status when it
+    /// exited by itself in time, `None` when it had to be killed.
+    pub async fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
+            return status.ok();
+        }
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        None
     }
 
     /// Resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).

@@ -19,11 +19,11 @@ pub struct Records {
     pub wire_overflowed: u64,
     /// Every operator answer attempt.
     pub attempts: Vec<Attempt>,
-    /// Every `kill -9` of the supervisor.
+    /// Every `kill -9` of the supervisor (in a cluster also every `SIGSTOP` and `SIGTERM`).
     pub kills: Vec<Kill>,
     /// Every fault the peer injected.
     pub faults: Vec<Fault>,
-    /// The ledger rows (`GET /v1/audit`) read after the drain.
+    /// The ledger rows read after the drain (`GET /v1/audit`; in a cluster, `ccr_prompts`).
     pub ledger: Vec<LedgerRow>,
     /// Supervisor processes that exited without being killed by the run.
     pub crashes: Vec<String>,
@@ -128,6 +128,8 @@ pub struct Attempt {
     pub answer: AnswerKey,
     /// Which supervisor process was asked (its pid).
     pub pid: u32,
+    /// Its cluster instance id (empty for a single supervisor).
+    pub instance: String,
     /// When the request was sent.
     pub sent_at: Instant,
     /// When the response (or the failure) came back.
@@ -136,13 +138,39 @@ pub struct Attempt {
     pub result: ApiResult,
 }
 
-/// One `kill -9` of the supervisor.
+/// One signal the run sent a supervisor process to end or freeze it.
 #[derive(Clone, Debug)]
 pub struct Kill {
-    /// When SIGKILL was sent.
+    /// When the signal was sent.
     pub at: Instant,
-    /// The killed process.
+    /// The process.
     pub pid: u32,
+    /// Its cluster instance id (`inst-0`, ...); empty for a single supervisor.
+    pub instance: String,
+    /// What was done to it.
+    pub how: Signal,
+}
+
+/// What the run did to a supervisor process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// `kill -9`.
+    Kill9,
+    /// `SIGTERM`: a graceful stop (then restarted).
+    Term,
+    /// `SIGSTOP`, then `SIGCONT` after this long (past its lease period).
+    Stop(std::time::Duration),
+}
+
+impl Signal {
+    /// `kill -9`, `SIGTERM`, `SIGSTOP 2.3s`.
+    pub fn describe(self) -> String {
+        match self {
+            Signal::Kill9 => "kill -9".to_owned(),
+            Signal::Term => "SIGTERM".to_owned(),
+            Signal::Stop(d) => format!("SIGSTOP {:.1}s", d.as_secs_f64()),
+        }
+    }
 }
 
 /// One fault the peer injected.

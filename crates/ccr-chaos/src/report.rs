@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use super::check::{Kind, Verdict, Violation};
-use super::records::{ApiResult, Records};
+use super::records::{ApiResult, Records, Signal};
 use ccr_sim::WireEvent;
 
 /// Timelines printed per violation kind.
@@ -15,14 +15,30 @@ const TIMELINES_PER_KIND: usize = 3;
 const LINES_PER_KIND: usize = 12;
 
 /// One RSS sample of the supervisor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RssSample {
     /// Time since the run started.
     pub at: Duration,
     /// The process sampled.
     pub pid: u32,
+    /// Its cluster instance id (empty for a single supervisor).
+    pub instance: String,
     /// `VmRSS` in KiB.
     pub kib: u64,
+}
+
+/// How long a cluster took to move a faulted instance's sessions to the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Takeover {
+    /// The faulted instance.
+    pub instance: String,
+    /// What was done to it.
+    pub how: Signal,
+    /// From the signal until every session was under a live lease of another instance;
+    /// `None` when the instance ran again first (or timing gave up).
+    pub took: Option<Duration>,
+    /// Timing gave up (the takeover did not happen in 30 s) with the instance still away.
+    pub timed_out: bool,
 }
 
 /// Figures of the run besides the checker's counts.
@@ -30,13 +46,19 @@ pub struct RssSample {
 pub struct Figures {
     /// Sessions.
     pub sessions: usize,
+    /// Supervisor processes (cluster instances; 1 for a single supervisor).
+    pub instances: usize,
+    /// The cluster's lease period (`None` for a single supervisor).
+    pub lease_period: Option<Duration>,
+    /// Each timed takeover (cluster runs).
+    pub takeovers: Vec<Takeover>,
     /// Length of the chaos phase.
     pub chaos: Duration,
     /// How long the drain took.
     pub drain: Duration,
     /// Whether every prompt was settled before the drain timeout.
     pub drained: bool,
-    /// Time from `kill -9` to the new process's API being up, per restart.
+    /// Time from `kill -9` (in a cluster: from the restart) to the new process's API being up.
     pub restarts: Vec<Duration>,
     /// RSS samples over the run.
     pub rss: Vec<RssSample>,
@@ -99,11 +121,19 @@ pub fn render(seed: u64, r: &Records, v: &Verdict, f: &Figures) -> String {
     let _ = writeln!(out, "  faults: {}", faults.join(", "));
     let mut restarts = f.restarts.clone();
     restarts.sort();
+    if f.instances > 1 {
+        render_cluster(&mut out, r, f);
+    }
     let _ = writeln!(
         out,
-        "  kill -9 restarts {} (kill to API up: median {}, max {}); crashes {}; ledger rows {} \
+        "  {} restarts {} (API up: median {}, max {}); crashes {}; ledger rows {} \
          ({} answers acted on without delivered_at)",
-        r.kills.len(),
+        if f.instances > 1 {
+            "instance"
+        } else {
+            "kill -9"
+        },
+        restarts.len(),
         restarts
             .get(restarts.len() / 2)
             .map_or("-".into(), |d| format!("{} ms", d.as_millis())),
@@ -169,6 +199,66 @@ pub fn render(seed: u64, r: &Records, v: &Verdict, f: &Figures) -> String {
     out
 }
 
+/// The cluster's faults by kind and instance, and the takeover times against 2 lease periods.
+fn render_cluster(out: &mut String, r: &Records, f: &Figures) {
+    let mut by: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    for k in &r.kills {
+        let how = match k.how {
+            Signal::Kill9 => "kill -9",
+            Signal::Term => "SIGTERM",
+            Signal::Stop(_) => "SIGSTOP",
+        };
+        *by.entry(how.to_owned())
+            .or_default()
+            .entry(k.instance.as_str())
+            .or_default() += 1;
+    }
+    let faults: Vec<String> = by
+        .iter()
+        .map(|(how, per)| {
+            let total: u64 = per.values().sum();
+            let per: Vec<String> = per.iter().map(|(i, n)| format!("{i} {n}")).collect();
+            format!("{how} {total} ({})", per.join(", "))
+        })
+        .collect();
+    let period = f.lease_period.unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  cluster: {} instances, lease period {}; faults: {}",
+        f.instances,
+        secs(period),
+        if faults.is_empty() {
+            "none".to_owned()
+        } else {
+            faults.join(", ")
+        }
+    );
+    for how in ["kill -9", "SIGSTOP", "SIGTERM"] {
+        let of: Vec<&Takeover> = f
+            .takeovers
+            .iter()
+            .filter(|t| t.how.describe().starts_with(how))
+            .collect();
+        if of.is_empty() {
+            continue;
+        }
+        let mut took: Vec<Duration> = of.iter().filter_map(|t| t.took).collect();
+        took.sort();
+        let slow = took.iter().filter(|d| **d > 2 * period).count();
+        let _ = writeln!(
+            out,
+            "  takeover after {how} (every session leased elsewhere): {} timed of {}, median {}, \
+             max {}, over 2 lease periods {slow}; back before taken over {}, not taken over in 30s {}",
+            took.len(),
+            of.len(),
+            took.get(took.len() / 2).map_or("-".into(), |d| format!("{} ms", d.as_millis())),
+            took.last().map_or("-".into(), |d| format!("{} ms", d.as_millis())),
+            of.iter().filter(|t| t.took.is_none() && !t.timed_out).count(),
+            of.iter().filter(|t| t.timed_out).count(),
+        );
+    }
+}
+
 fn render_rss(out: &mut String, rss: &[RssSample]) {
     if rss.is_empty() {
         return;
@@ -192,19 +282,23 @@ fn render_rss(out: &mut String, rss: &[RssSample]) {
     // Per process (each kill -9 starts a fresh one): growth within a lifetime shows a leak.
     let mut lives: Vec<(u32, &RssSample, &RssSample, u64)> = Vec::new();
     for s in rss {
-        match lives.last_mut() {
-            Some((pid, _, last, top)) if *pid == s.pid => {
+        match lives.iter_mut().find(|l| l.0 == s.pid) {
+            Some((_, _, last, top)) => {
                 *last = s;
                 *top = (*top).max(s.kib);
             }
-            _ => lives.push((s.pid, s, s, s.kib)),
+            None => lives.push((s.pid, s, s, s.kib)),
         }
     }
     let lives: Vec<String> = lives
         .iter()
         .map(|(pid, first, last, top)| {
+            let who = match first.instance.as_str() {
+                "" => String::new(),
+                i => format!("{i} "),
+            };
             format!(
-                "pid {pid} {}-{}: {:.1}->{:.1} (max {:.1})",
+                "{who}pid {pid} {}-{}: {:.1}->{:.1} (max {:.1})",
                 secs(first.at),
                 secs(last.at),
                 mib(first.kib),
@@ -307,15 +401,23 @@ pub fn timeline(r: &Records, session: &str, request_id: &str) -> String {
         lines.push((
             a.sent_at,
             format!(
-                "{} posts {} to pid {} -> {result} after {ms} ms",
+                "{} posts {} to {}pid {} -> {result} after {ms} ms",
                 a.operator,
                 a.answer.describe(),
+                match a.instance.as_str() {
+                    "" => String::new(),
+                    i => format!("{i} "),
+                },
                 a.pid
             ),
         ));
     }
     for k in r.kills.iter().filter(|k| window(k.at)) {
-        lines.push((k.at, format!("kill -9 of supervisor pid {}", k.pid)));
+        let who = match k.instance.as_str() {
+            "" => "supervisor".to_owned(),
+            i => format!("instance {i}"),
+        };
+        lines.push((k.at, format!("{} of {who} pid {}", k.how.describe(), k.pid)));
     }
     for f in r
         .faults

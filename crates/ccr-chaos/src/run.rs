@@ -1,5 +1,6 @@
-//! One chaos run: start the peer and the supervisor, inject faults, answer,
-//! `kill -9` and restart, drain, read the ledger, judge.
+//! One chaos run: start the peer and the supervisor (or a cluster of them on a
+//! throwaway PostgreSQL), inject faults, answer, `kill -9` and restart, drain,
+//! read the ledger, judge.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
@@ -11,10 +12,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::check::{check, Verdict};
+use super::cluster::{self, Database};
 use super::keeper::{keep, KeeperControl, KeeperSetup, KeeperStatus};
-use super::operator::{self, Current, Desk};
+use super::operator::{self, Current, Desk, Target};
 use super::peer::{FaultLog, Peer, PeerRates};
-use super::process::{self, SupervisorProc, OPERATORS, SESSION_TOKEN, VIEWER};
+use super::process::{self, Launch, SupervisorProc, OPERATORS, SESSION_TOKEN, VIEWER};
 use super::records::Records;
 use super::report::{self, Figures};
 use ccr_sim::{Script, SimBuilder, SimEvent, WireRecord};
@@ -60,6 +62,40 @@ pub struct ChaosOptions {
     pub rss_every: Duration,
     /// Print a progress line this often (`None`: quiet).
     pub progress: Option<Duration>,
+    /// Supervisor processes: 1 runs one on a SQLite ledger; more run a cluster on a
+    /// throwaway PostgreSQL, sharing the sessions by leases.
+    pub instances: usize,
+    /// How a cluster's instances are faulted (unused with one instance).
+    pub cluster: ClusterFaults,
+    /// The PostgreSQL server a cluster run uses (a fresh database on it); `None` starts
+    /// one for the run.
+    pub postgres: Option<&'static ccr_pgtest::PgServer>,
+}
+
+/// How the instances of a cluster are faulted. At each fault time (drawn from
+/// `kill_every`) one running instance, never the last, is frozen (`stop_chance`),
+/// stopped gracefully (`term_chance`) or else killed with `kill -9`.
+#[derive(Clone, Debug)]
+pub struct ClusterFaults {
+    /// `[cluster] lease_period` of every instance.
+    pub lease_period: Duration,
+    /// A killed or stopped instance restarts (same id, same port) after a pause drawn from this range.
+    pub restart_after: (Duration, Duration),
+    /// Chance a fault is a `SIGSTOP` for 1.5 to 3 lease periods, then `SIGCONT`.
+    pub stop_chance: f64,
+    /// Chance a fault is a `SIGTERM` (a graceful stop).
+    pub term_chance: f64,
+}
+
+impl Default for ClusterFaults {
+    fn default() -> Self {
+        ClusterFaults {
+            lease_period: Duration::from_secs(1),
+            restart_after: (Duration::from_millis(500), Duration::from_secs(5)),
+            stop_chance: 0.25,
+            term_chance: 0.15,
+        }
+    }
 }
 
 impl ChaosOptions {
@@ -87,7 +123,30 @@ impl ChaosOptions {
             drain_timeout: Duration::from_secs(30),
             rss_every: Duration::from_secs(1),
             progress: None,
+            instances: 1,
+            cluster: ClusterFaults::default(),
+            postgres: None,
         }
+    }
+
+    /// The test suite's cluster run: 3 instances on PostgreSQL, 30 sessions, 40 s, a
+    /// fault every 4-7 s.
+    pub fn short_cluster(exe: PathBuf, seed: u64) -> Self {
+        ChaosOptions {
+            sessions: 30,
+            duration: Duration::from_secs(40),
+            ..ChaosOptions::short(exe, seed).in_cluster(3)
+        }
+    }
+
+    /// The same run on `instances` cluster instances (with more than one), faulted twice as
+    /// often as a single supervisor is killed: each fault hits only one of them.
+    pub fn in_cluster(mut self, instances: usize) -> Self {
+        if instances > 1 && self.instances <= 1 {
+            self.kill_every = (self.kill_every.0 / 2, self.kill_every.1 / 2);
+        }
+        self.instances = instances.max(1);
+        self
     }
 
     /// A long run: `sessions` sessions for `duration`, a kill every 20-60 s.
@@ -211,11 +270,80 @@ fn progress(start: Instant, wire: &[WireRecord], status: &KeeperStatus, outstand
     }
     eprintln!(
         "chaos: t={:.0}s prompts {prompts} answer frames {answers} outstanding {outstanding} \
-         restarts {} supervisor RSS {:.1} MiB",
+         restarts {} supervisor RSS {:.1} MiB (largest)",
         start.elapsed().as_secs_f64(),
         status.restarts.get(),
         status.rss_kib.get() as f64 / 1024.0
     );
+}
+
+/// The supervisors of a run: how to start each, their instance ids, and the
+/// cluster's database (`None` for a single supervisor on SQLite).
+struct Fleet {
+    launches: Vec<Launch>,
+    instances: Vec<String>,
+    db: Option<Rc<Database>>,
+}
+
+impl Fleet {
+    async fn new(opts: &ChaosOptions, config: PathBuf) -> anyhow::Result<Fleet> {
+        if opts.instances <= 1 {
+            return Ok(Fleet {
+                launches: vec![Launch {
+                    exe: opts.exe.clone(),
+                    config,
+                    env: Vec::new(),
+                }],
+                instances: vec![String::new()],
+                db: None,
+            });
+        }
+        let db = Database::open(opts.postgres).await?;
+        let ports = cluster::api_ports(opts.instances)?;
+        let launches = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| Launch {
+                exe: opts.exe.clone(),
+                config: config.clone(),
+                env: cluster::instance_env(i, *port, &db.url, opts.cluster.lease_period),
+            })
+            .collect();
+        Ok(Fleet {
+            launches,
+            instances: (0..opts.instances).map(cluster::instance_id).collect(),
+            db: Some(Rc::new(db)),
+        })
+    }
+
+    /// Start every instance at once; all of them, or the first error.
+    async fn start(&self) -> anyhow::Result<Vec<SupervisorProc>> {
+        let starting: Vec<_> = self
+            .launches
+            .iter()
+            .map(|l| {
+                let l = l.clone();
+                actix_rt::spawn(async move { l.spawn(START_TIMEOUT).await })
+            })
+            .collect();
+        let mut procs = Vec::with_capacity(starting.len());
+        for (i, s) in starting.into_iter().enumerate() {
+            let proc = s.await.context("starting a supervisor")?;
+            procs.push(proc.with_context(|| format!("starting {}", self.instances[i]))?);
+        }
+        Ok(procs)
+    }
+}
+
+/// SIGTERM every process at once, then wait for each (SIGKILL after `grace`).
+async fn stop_all(procs: Vec<SupervisorProc>, grace: Duration) {
+    for p in &procs {
+        p.signal(libc::SIGCONT);
+        p.signal(libc::SIGTERM);
+    }
+    for p in procs {
+        p.stop(grace).await;
+    }
 }
 
 /// Run the chaos test once; must be called inside a running actix System.
@@ -238,6 +366,7 @@ pub async fn run(opts: ChaosOptions) -> anyhow::Result<ChaosOutcome> {
         .context("cannot start the simulated CCR peer")?;
     let dir = process::run_dir()?;
     let config = process::write_config(dir.path(), &sim.base_url(), opts.sessions)?;
+    let fleet = Fleet::new(&opts, config).await?;
 
     let wire: Rc<RefCell<Vec<WireRecord>>> = Rc::default();
     let overflowed = Rc::new(Cell::new(0));
@@ -260,17 +389,35 @@ pub async fn run(opts: ChaosOptions) -> anyhow::Result<ChaosOutcome> {
     });
 
     let mut events = sim.subscribe();
-    let proc = SupervisorProc::spawn(&opts.exe, &config, START_TIMEOUT).await?;
+    let procs = fleet.start().await?;
     if let Err(e) = all_connected(&mut events, &ids, START_TIMEOUT).await {
-        bail!("{e}; supervisor stderr:\n{}", proc.stderr_tail());
+        let tails: Vec<String> = procs
+            .iter()
+            .zip(&fleet.instances)
+            .map(|(p, i)| format!("--- {i} (pid {}):\n{}", p.pid, p.stderr_tail()))
+            .collect();
+        bail!("{e}; supervisor stderr:\n{}", tails.join("\n"));
     }
     drop(events);
-    let current: Current = Rc::new(RefCell::new(Some((proc.api.clone(), proc.pid))));
+    let current: Current = Rc::new(RefCell::new(
+        procs
+            .iter()
+            .zip(&fleet.instances)
+            .map(|(p, instance)| {
+                Some(Target {
+                    api: p.api.clone(),
+                    pid: p.pid,
+                    instance: instance.clone(),
+                })
+            })
+            .collect(),
+    ));
     let faults: FaultLog = Rc::default();
     let ctl = KeeperControl::default();
     let setup = KeeperSetup {
-        exe: opts.exe.clone(),
-        config: config.clone(),
+        launches: fleet.launches.clone(),
+        instances: fleet.instances.clone(),
+        db: fleet.db.clone(),
         current: current.clone(),
         opts: opts.clone(),
         sim: sim.clone(),
@@ -278,7 +425,7 @@ pub async fn run(opts: ChaosOptions) -> anyhow::Result<ChaosOutcome> {
         faults: faults.clone(),
         start,
     };
-    let keeper = actix_rt::spawn(keep(proc, setup, ctl.clone()));
+    let keeper = actix_rt::spawn(keep(procs, setup, ctl.clone()));
 
     let desk = Desk::new(current.clone(), opts.answer_chance, opts.race_chance);
     let clients: Vec<(String, Rc<awc::Client>)> = OPERATORS
@@ -332,19 +479,40 @@ pub async fn run(opts: ChaosOptions) -> anyhow::Result<ChaosOutcome> {
     poll_until(Duration::from_secs(10), || desk.in_flight.get() == 0).await;
     // Watch a little longer for late frames (a duplicate arrives after the fact).
     tokio::time::sleep(SETTLE).await;
-    poll_until(START_TIMEOUT, || current.borrow().is_some()).await;
-    let api = current.borrow().clone().map(|(api, _)| api);
-    let ledger = match api {
-        Some(api) => operator::fetch_ledger(&operator::client(VIEWER.1), &api).await,
-        None => Err(anyhow::anyhow!(
-            "no supervisor running to read the ledger from"
-        )),
+    poll_until(START_TIMEOUT, || {
+        current.borrow().iter().all(Option::is_some)
+    })
+    .await;
+    let (ledger, mut kept) = match &fleet.db {
+        None => {
+            let api = current.borrow()[0].clone().map(|t| t.api);
+            let ledger = match api {
+                Some(api) => operator::fetch_ledger(&operator::client(VIEWER.1), &api).await,
+                None => Err(anyhow::anyhow!(
+                    "no supervisor running to read the ledger from"
+                )),
+            };
+            ctl.stop.set(true);
+            let kept = keeper.await.context("process keeper")??;
+            let stderr: Vec<String> = kept.procs.iter().map(|p| p.stderr_tail()).collect();
+            let ledger = ledger
+                .map_err(|e| anyhow::anyhow!("{e:#}; supervisor stderr:\n{}", stderr.join("\n")));
+            (ledger, kept)
+        }
+        Some(db) => {
+            // Every instance stopped first: the ledger is read once nothing writes.
+            ctl.stop.set(true);
+            let mut kept = keeper.await.context("process keeper")??;
+            stop_all(std::mem::take(&mut kept.procs), Duration::from_secs(10)).await;
+            let ledger = db
+                .ledger()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:#}; PostgreSQL log:\n{}", db.server_log()));
+            (ledger, kept)
+        }
     };
-    ctl.stop.set(true);
-    let kept = keeper.await.context("process keeper")??;
-    let stderr = kept.proc.stderr_tail();
-    kept.proc.stop(Duration::from_secs(10)).await;
-    let ledger = ledger.map_err(|e| anyhow::anyhow!("{e:#}; supervisor stderr:\n{stderr}"))?;
+    stop_all(std::mem::take(&mut kept.procs), Duration::from_secs(10)).await;
+    let ledger = ledger?;
     sim.stop().await;
     draining.set(false);
     let _ = drainer.await;
@@ -369,6 +537,9 @@ pub async fn run(opts: ChaosOptions) -> anyhow::Result<ChaosOutcome> {
         verdict,
         figures: Figures {
             sessions: opts.sessions,
+            instances: opts.instances,
+            lease_period: (opts.instances > 1).then_some(opts.cluster.lease_period),
+            takeovers: kept.takeovers,
             chaos,
             drain,
             drained,

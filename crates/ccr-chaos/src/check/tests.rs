@@ -109,6 +109,7 @@ impl Run {
             request_id: rid.into(),
             answer: key.clone(),
             pid: 1,
+            instance: String::new(),
             sent_at: Instant::now(),
             done_at: Instant::now(),
             result,
@@ -183,7 +184,12 @@ fn a_restart_that_shows_a_replay_as_new_breaks_several_invariants() {
     assert!(check(&r.0).violations.iter().all(|v| !v.across_restart));
     let mut killed = r;
     let at = killed.0.wire[2].at;
-    killed.0.kills.push(crate::records::Kill { at, pid: 1 });
+    killed.0.kills.push(crate::records::Kill {
+        at,
+        pid: 1,
+        instance: String::new(),
+        how: crate::records::Signal::Kill9,
+    });
     assert!(check(&killed.0).violations.iter().all(|v| v.across_restart));
 }
 
