@@ -120,3 +120,13 @@ mod priority_tests {
         assert_ne!(before, libc::SCHED_IDLE);
     }
 }
+
+/// Join `thread` from a thread of its own, so that whoever drops its handle (an actor's
+/// thread) never blocks on it; a panic is logged, as `what`'s.
+pub fn join_in_background(thread: std::thread::JoinHandle<()>, what: &'static str) {
+    std::thread::spawn(move || {
+        if thread.join().is_err() {
+            tracing::error!("{what} panicked");
+        }
+    });
+}

@@ -241,11 +241,7 @@ impl Drop for ClusterMember {
         // `_stop` drops after this body and stops the loop; the thread is joined by a
         // watcher so that dropping the handle never blocks an actor thread.
         if let Some(t) = self.thread.take() {
-            std::thread::spawn(move || {
-                if t.join().is_err() {
-                    tracing::error!("the cluster's lease thread panicked");
-                }
-            });
+            crate::util::join_in_background(t, "the cluster's lease thread");
         }
     }
 }

@@ -165,6 +165,32 @@ fn ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("s{i:03}")).collect()
 }
 
+/// `n` instances over `count` sessions, started and settled: every session owned, by all
+/// `n`, and connected. `None` when PostgreSQL is not installed (and not required).
+async fn settled(
+    n: usize,
+    count: usize,
+) -> Option<(Cluster, Vec<String>, BTreeMap<String, String>)> {
+    let sessions = ids(count);
+    let c = Cluster::start(n, &sessions, "").await?;
+    let owners = c
+        .until(&format!("all owned by {n}"), |o| {
+            o.len() == count && load(o).len() == n
+        })
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    Some((c, sessions, owners))
+}
+
+/// A session `instance` owns.
+fn owned_by(owners: &BTreeMap<String, String>, instance: &str) -> String {
+    owners
+        .iter()
+        .find(|(_, o)| *o == instance)
+        .map(|(s, _)| s.clone())
+        .unwrap_or_else(|| panic!("{instance} owns a session: {owners:?}"))
+}
+
 fn load(owners: &BTreeMap<String, String>) -> HashMap<String, usize> {
     let mut load = HashMap::new();
     for o in owners.values() {
@@ -246,23 +272,14 @@ async fn three_instances_share_300_sessions_evenly() {
 
 #[actix_rt::test]
 async fn after_a_kill_9_the_survivors_take_over_and_a_pending_prompt_is_answered_once() {
-    let sessions = ids(30);
-    let Some(mut c) = Cluster::start(3, &sessions, "").await else {
+    let Some((mut c, _, owners)) = settled(3, 30).await else {
         return;
     };
-    let owners = c
-        .until("all owned by 3", |o| o.len() == 30 && load(o).len() == 3)
-        .await;
-    all_connected(&c.sim, &sessions).await;
     let http = support::http();
     let mut sim_events = c.sim.subscribe();
 
     // A prompt of a session inst-0 owns, recorded there (listed by another instance).
-    let victim = owners
-        .iter()
-        .find(|(_, o)| *o == "inst-0")
-        .map(|(s, _)| s.clone())
-        .expect("inst-0 owns one");
+    let victim = owned_by(&owners, "inst-0");
     assert!(c
         .sim
         .prompt(&victim, "before-kill", "Bash", json!({"command": "make"})));
@@ -331,14 +348,9 @@ async fn after_a_kill_9_the_survivors_take_over_and_a_pending_prompt_is_answered
 
 #[actix_rt::test]
 async fn two_instances_answering_one_prompt_at_once_give_one_200_one_409_and_one_frame() {
-    let sessions = ids(6);
-    let Some(c) = Cluster::start(2, &sessions, "").await else {
+    let Some((c, sessions, owners)) = settled(2, 6).await else {
         return;
     };
-    let owners = c
-        .until("all owned by 2", |o| o.len() == 6 && load(o).len() == 2)
-        .await;
-    all_connected(&c.sim, &sessions).await;
     let http = support::http();
     let mut sim_events = c.sim.subscribe();
     for (round, session) in sessions.iter().enumerate() {
@@ -392,21 +404,12 @@ async fn two_instances_answering_one_prompt_at_once_give_one_200_one_409_and_one
 
 #[actix_rt::test]
 async fn an_owner_paused_past_its_lease_writes_nothing_for_the_sessions_it_lost() {
-    let sessions = ids(4);
-    let Some(c) = Cluster::start(2, &sessions, "").await else {
+    let Some((c, sessions, owners)) = settled(2, 4).await else {
         return;
     };
-    let owners = c
-        .until("all owned by 2", |o| o.len() == 4 && load(o).len() == 2)
-        .await;
-    all_connected(&c.sim, &sessions).await;
     let http = support::http();
     let mut sim_events = c.sim.subscribe();
-    let session = owners
-        .iter()
-        .find(|(_, o)| *o == "inst-0")
-        .map(|(s, _)| s.clone())
-        .expect("inst-0 owns one");
+    let session = owned_by(&owners, "inst-0");
     // A prompt inst-0 recorded and shows; then inst-0 stops (SIGSTOP) past its lease.
     assert!(c
         .sim
@@ -455,14 +458,9 @@ async fn an_owner_paused_past_its_lease_writes_nothing_for_the_sessions_it_lost(
 /// one that does, and its answer comes back; the session gets the interrupt once.
 #[actix_rt::test]
 async fn an_interrupt_posted_to_a_non_owner_is_forwarded_to_the_owner() {
-    let sessions = ids(4);
-    let Some(c) = Cluster::start(2, &sessions, "").await else {
+    let Some((c, _, owners)) = settled(2, 4).await else {
         return;
     };
-    let owners = c
-        .until("all owned by 2", |o| o.len() == 4 && load(o).len() == 2)
-        .await;
-    all_connected(&c.sim, &sessions).await;
     let http = support::http();
     let mut sim_events = c.sim.subscribe();
     let (session, owner) = owners.iter().next().expect("one");

@@ -135,11 +135,7 @@ impl Drop for Shared {
         // `writes` and `_stop` drop after this body; the thread is joined by a watcher so
         // that dropping a handle never blocks an actor thread on the database.
         if let Some(t) = self.thread.take() {
-            std::thread::spawn(move || {
-                if t.join().is_err() {
-                    tracing::error!("the ledger database thread panicked");
-                }
-            });
+            crate::util::join_in_background(t, "the ledger database thread");
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::fence::{condition, Epoch};
@@ -280,32 +281,6 @@ async fn statement(
         })
     };
     match w {
-        Write::Prompt(p) if fence.is_some() => {
-            let f = fence.expect("matched");
-            let p2 = p;
-            let row = c
-                .client
-                .query_one(
-                    &c.insert_fenced,
-                    &[
-                        &p2.session_id,
-                        &p2.request_id,
-                        &p2.tool_use_id,
-                        &p2.tool_name,
-                        &p2.input,
-                        &p2.request,
-                        &p2.received_at,
-                        &p2.session_id,
-                        &&*f.owner,
-                        &f.epoch,
-                    ],
-                )
-                .await?;
-            Ok(match row.get::<_, bool>(0) {
-                true => Said::Done,
-                false => not_owner(&p2.session_id),
-            })
-        }
         Write::Delivered {
             session_id,
             request_id,
@@ -332,21 +307,26 @@ async fn statement(
                 request,
                 received_at,
             } = p;
-            c.client
-                .execute(
-                    &c.insert,
-                    &[
-                        session_id,
-                        request_id,
-                        tool_use_id,
-                        tool_name,
-                        input,
-                        request,
-                        received_at,
-                    ],
-                )
-                .await?;
-            Ok(Said::Done)
+            let row: [&(dyn ToSql + Sync); 7] = [
+                session_id,
+                request_id,
+                tool_use_id,
+                tool_name,
+                input,
+                request,
+                received_at,
+            ];
+            let Some(f) = fence else {
+                c.client.execute(&c.insert, &row).await?;
+                return Ok(Said::Done);
+            };
+            let owner: &str = &f.owner;
+            let fenced = [&row[..], &[session_id, &owner, &f.epoch]].concat();
+            let held: bool = c.client.query_one(&c.insert_fenced, &fenced).await?.get(0);
+            Ok(match held {
+                true => Said::Done,
+                false => not_owner(session_id),
+            })
         }
         Write::Decision(d) => {
             let row = c
