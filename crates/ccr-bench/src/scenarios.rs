@@ -1,4 +1,4 @@
-//! The four scenarios. Each returns the JSON summary (see `report`).
+//! The scenarios (`failover` in its own module). Each returns the JSON summary (see `report`).
 
 use std::time::{Duration, Instant};
 
@@ -64,10 +64,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
     let mode = match args.scenario {
         Scenario::Connect | Scenario::Storm => LoadMode::Idle,
         Scenario::Flood => LoadMode::Flood,
-        Scenario::Roundtrip => LoadMode::Roundtrip,
+        Scenario::Roundtrip | Scenario::Failover => LoadMode::Roundtrip,
     };
     let rate = match args.scenario {
         Scenario::Roundtrip => args.rate.unwrap_or(2.0 * args.sessions as f64),
+        Scenario::Failover => args.rate.unwrap_or(0.2 * args.sessions as f64),
         _ => args.rate.unwrap_or(0.0),
     };
     let ticks0 = trust::cpu_ticks();
@@ -77,6 +78,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
         Scenario::Flood => flood(&mut h, &args).await,
         Scenario::Roundtrip => roundtrip(&mut h, &args, rate).await,
         Scenario::Storm => storm(&mut h, &args).await,
+        Scenario::Failover => super::failover::failover(&mut h, &args, rate).await,
     };
     let stop = h.stop_supervisor().await;
     let instructions = h.supervisor_instructions;
@@ -90,6 +92,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
         "sessions": args.sessions,
         "duration_s": args.duration().as_secs_f64(),
         "sim_workers": args.sim_workers(),
+        "ledger": args.ledger().name(),
         "machine": {"nproc": cpus, "cpu": model},
     });
     let (figures, chart) = result?;

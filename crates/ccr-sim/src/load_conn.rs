@@ -160,7 +160,12 @@ pub(crate) async fn subscribe(
     let index = index.expect("accepted sessions have an index");
     shared.accepted.fetch_add(1, Ordering::Relaxed);
     shared.accepted_since_mark.fetch_add(1, Ordering::SeqCst);
-    actix_rt::spawn(read(payload, tx.clone(), shared.clone().into_inner(), index));
+    actix_rt::spawn(read(
+        payload,
+        tx.clone(),
+        shared.clone().into_inner(),
+        index,
+    ));
     actix_rt::spawn(write(tx, shared.into_inner(), session, index));
     Ok(response.streaming(body))
 }
