@@ -546,6 +546,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
         reloader: reloader
             .clone()
             .map(|r| r as Arc<dyn crate::api::admin::Reload>),
+        cluster: None,
     };
     let tls = api_tls(&config)?;
     // `[api] workers`: one per core by default (was fixed at one).

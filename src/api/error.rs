@@ -33,6 +33,9 @@ pub enum ApiError {
     /// 404: no such route.
     #[error("no route for {0}")]
     NotFound(String),
+    /// 404: a cluster route on an instance that is not in a cluster.
+    #[error("clustering is off: this instance's ledger is not PostgreSQL, so it shares its sessions with no other instance")]
+    ClusterOff,
     /// 405: route exists, method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::UnknownSession(_) => Code::UnknownSession,
             ApiError::UnknownPrompt { .. } => Code::UnknownPrompt,
             ApiError::NotFound(_) => Code::NotFound,
+            ApiError::ClusterOff => Code::ClusterOff,
             ApiError::MethodNotAllowed => Code::MethodNotAllowed,
             ApiError::AlreadyAnswered(_) => Code::AlreadyAnswered,
             ApiError::PromptCancelled(_) => Code::PromptCancelled,

@@ -8,9 +8,11 @@ pub mod admin;
 pub mod auth;
 pub mod body_deadline;
 mod bulk;
+mod cluster;
 pub mod cookie;
 mod error;
 mod fanout;
+mod forward;
 pub mod health;
 mod ledger;
 mod lookup;
@@ -78,6 +80,8 @@ pub struct ApiState {
     pub tls: bool,
     /// `POST /v1/admin/reload`'s reload; `None` when started without a config file.
     pub reloader: Option<Arc<dyn admin::Reload>>,
+    /// The cluster's lease loop (`GET /v1/cluster`); `None` when not in a cluster.
+    pub cluster: Option<crate::cluster::ClusterApi>,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

@@ -25,7 +25,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{Modify, OpenApi};
 
 use super::table::{endpoint, Endpoint};
-use super::{admin, bulk, health, ledger, policy, routes, stream};
+use super::{admin, bulk, cluster, health, ledger, policy, routes, stream};
 use crate::config::Role;
 
 /// The name of the bearer-token security scheme.
@@ -88,6 +88,7 @@ pub(super) async fn openapi_json() -> HttpResponse {
         policy::evaluate,
         ledger::query,
         admin::reload,
+        cluster::status,
         stream::events,
         health::healthz,
         health::readyz,
@@ -103,6 +104,7 @@ pub(super) async fn openapi_json() -> HttpResponse {
         (name = "policy", description = "The policy's rules and a dry evaluation"),
         (name = "audit", description = "The decision ledger"),
         (name = "admin", description = "Reloading the config file"),
+        (name = "cluster", description = "The instances sharing the sessions by leases"),
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "meta", description = "This document"),
     ),

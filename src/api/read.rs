@@ -19,6 +19,7 @@ fn merge(mut view: SessionView, tally: Option<&SessionTally>) -> SessionBody {
         view,
         pending: t.pending,
         queued_decisions: t.queued,
+        owner: None,
     }
 }
 
@@ -29,13 +30,33 @@ pub async fn sessions(
 ) -> Result<Vec<SessionBody>, ApiError> {
     let views = state.supervisor.send(ListSessions { only }).await?;
     let tallies = state.registry.send(CountPending).await?;
-    Ok(views
+    let mut bodies: Vec<SessionBody> = views
         .into_iter()
         .map(|v| {
             let t = tallies.get(&v.id);
             merge(v, t)
         })
-        .collect())
+        .collect();
+    if let Some(pg) = state.ledger.as_ref().and_then(|l| l.postgres()) {
+        // Clustered: who owns each session, and the pending counts of those owned elsewhere.
+        match pg.overview().await {
+            Ok(overview) => {
+                let me = pg.instance_id();
+                for b in &mut bodies {
+                    let (owner, pending) = overview.get(&*b.view.id).cloned().unwrap_or_default();
+                    if owner.as_deref() != Some(me) {
+                        b.pending = pending;
+                        b.queued_decisions = 0;
+                    }
+                    b.owner = Some(owner);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cluster's owners; listing this instance's view")
+            }
+        }
+    }
+    Ok(bodies)
 }
 
 /// Pending prompts (`questions: false`) or questions, of one session when `session_id`

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use actix_web::http::Method;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::{Admin, Approver, Viewer};
 use super::lookup::lookup;
 use super::table::{endpoint, Endpoint};
-use super::{bulk, ledger, policy, read, stream, ApiError, ApiState};
+use super::{bulk, forward, ledger, policy, read, stream, ApiError, ApiState};
 use crate::registry::Decide;
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{AddSession, RemoveSession, SessionSetError};
@@ -305,10 +305,14 @@ pub(super) async fn answer_permission(
 pub(super) async fn interrupt(
     _who: Approver,
     state: web::Data<ApiState>,
+    req: HttpRequest,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    if let Some(owners) = forward::to_owner(&state, &req, &id, body.clone()).await? {
+        return Ok(owners);
+    }
     let body: InterruptBody = if body.iter().all(u8::is_ascii_whitespace) {
         InterruptBody::default()
     } else {
@@ -337,11 +341,18 @@ pub(super) async fn interrupt(
 pub(super) async fn send_message(
     _who: Approver,
     state: web::Data<ApiState>,
+    req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<SendMessageBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let body = body.into_inner();
+    let raw = web::Bytes::from(
+        serde_json::to_vec(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?,
+    );
+    if let Some(owners) = forward::to_owner(&state, &req, &id, raw).await? {
+        return Ok(owners);
+    }
     body.validate()
         .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     let session = lookup(&state, &id).await?;

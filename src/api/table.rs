@@ -51,6 +51,7 @@ where
 pub fn endpoints() -> Vec<Endpoint> {
     let mut all = super::routes::endpoints();
     all.extend(super::admin::endpoints());
+    all.extend(super::cluster::endpoints());
     all.extend(super::health::endpoints());
     all.extend(super::openapi::endpoints());
     all

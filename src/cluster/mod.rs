@@ -5,7 +5,11 @@
 //! - [`plan`]: which sessions to claim, hand over or give up each round (pure).
 //! - [`store`]: the SQL of members and leases, and the fence that makes a write count
 //!   only while its lease is held; the database clock decides every expiry.
+//! - [`member`]: the lease loop (its own thread): heartbeats, renewals, the planner's
+//!   plan carried out, [`Own`] / [`Disown`] to the supervisor, and each decision another
+//!   instance records ([`DecidedElsewhere`], from a `LISTEN`) to the registry.
 
+pub mod member;
 pub mod plan;
 pub mod store;
 
@@ -14,6 +18,7 @@ use std::sync::Arc;
 use actix::Message;
 
 pub use crate::ledger::pg::fence::Fences;
+pub use member::{ClusterApi, ClusterMember, ClusterStats};
 pub use plan::Epoch;
 
 /// To the supervisor: this instance now holds `session`'s lease at `epoch` (already in

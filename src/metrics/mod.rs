@@ -379,6 +379,37 @@ impl Metrics {
         );
     }
 
+    /// Register the cluster's lease figures (only when clustering is on): the lease loop
+    /// updates them, a scrape reads them.
+    pub fn register_cluster(&self, stats: &ClusterStats) {
+        let mut r = self.registry.lock();
+        r.register(
+            "cluster_leases_held",
+            "Session leases this instance holds",
+            stats.leases_held.clone(),
+        );
+        r.register(
+            "cluster_takeovers",
+            "Sessions claimed here whose lease another instance held before",
+            stats.takeovers.clone(),
+        );
+        r.register(
+            "cluster_lease_renewals_failed",
+            "Lease renewal rounds that failed (the database unreachable or refusing)",
+            stats.renewals_failed.clone(),
+        );
+        r.register(
+            "cluster_members",
+            "Live cluster members, this one included, as the last lease round read them",
+            stats.members.clone(),
+        );
+        r.register(
+            "cluster_listen_reconnects",
+            "Times the decision notifications' LISTEN connection was re-established",
+            stats.listen_reconnects.clone(),
+        );
+    }
+
     /// Register metrics a module keeps itself (the notifier's per-sink families).
     pub fn register_more(&self, register: impl FnOnce(&mut Registry)) {
         register(&mut self.registry.lock());
@@ -441,6 +472,23 @@ pub struct LedgerHistograms {
     pub commit: Histogram,
     /// Seconds the applier spent on each SQLite transaction.
     pub apply: Histogram,
+}
+
+/// The cluster's lease figures (shared handles; the lease loop updates them). Defined
+/// here, not in the cluster, so that metrics depend on nothing of the service's.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterStats {
+    /// Leases held now.
+    pub leases_held: Gauge,
+    /// Claims of a session whose lease another instance held before.
+    pub takeovers: Counter,
+    /// Renewal rounds that failed.
+    pub renewals_failed: Counter,
+    /// Live members (this one included) in the last snapshot.
+    pub members: Gauge,
+    /// LISTEN re-established after its connection dropped: notifications may have been
+    /// missed meanwhile, so whoever relies on them re-checks when this grows.
+    pub listen_reconnects: Counter,
 }
 
 /// Current-state figures gathered by the `/metrics` handler.

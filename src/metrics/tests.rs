@@ -140,3 +140,31 @@ fn latency_series_follow_their_sources_and_unknown_ones_count_as_operator() {
         assert!(text.contains(&line), "{line}: {text}");
     }
 }
+
+#[test]
+fn cluster_figures_render_once_registered() {
+    let (m, snapshot) = scenario();
+    let before = m.render(&snapshot, Format::Text);
+    assert!(
+        !before.contains("cluster"),
+        "absent while clustering is off"
+    );
+    let stats = ClusterStats::default();
+    m.register_cluster(&stats);
+    stats.leases_held.set(100);
+    stats.takeovers.inc_by(3);
+    stats.renewals_failed.inc();
+    stats.members.set(3);
+    let text = m.render(&snapshot, Format::Text);
+    for line in [
+        "# TYPE ccr_supervisor_cluster_leases_held gauge",
+        "ccr_supervisor_cluster_leases_held 100",
+        "# TYPE ccr_supervisor_cluster_takeovers_total counter",
+        "ccr_supervisor_cluster_takeovers_total 3",
+        "ccr_supervisor_cluster_lease_renewals_failed_total 1",
+        "ccr_supervisor_cluster_members 3",
+        "ccr_supervisor_cluster_listen_reconnects_total 0",
+    ] {
+        assert!(text.contains(&format!("\n{line}\n")), "{line}: {text}");
+    }
+}

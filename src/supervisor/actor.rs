@@ -66,11 +66,16 @@ impl Supervisor {
             for spec in &sessions {
                 shared.registry.do_send(TrackSession(spec.id.clone()));
             }
+            let clustered = cluster.is_some();
             let slots = sessions
                 .into_iter()
                 .enumerate()
                 .map(|(i, spec)| {
-                    let slot = Slot::new(spec.clone(), &cfg, i % arbiters.len());
+                    let mut slot = Slot::new(spec.clone(), &cfg, i % arbiters.len());
+                    if clustered {
+                        // Not run here until this instance takes its lease.
+                        slot.status.state = crate::session::SessionState::Disconnected;
+                    }
                     (spec.id.clone(), slot)
                 })
                 .collect();

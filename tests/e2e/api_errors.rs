@@ -19,6 +19,7 @@ async fn every_error_status_and_code() {
         ),
         ("GET", "/v1/permissions?bogus=1", None, 400, "invalid_query"),
         ("GET", "/v1/nothing-here", None, 404, "not_found"),
+        ("GET", "/v1/cluster", None, 404, "cluster_off"),
         ("DELETE", "/v1/sessions", None, 405, "method_not_allowed"),
         (
             "POST",

@@ -269,6 +269,14 @@ async fn api_errors_exit_1_with_code_and_message() {
     let out = ctl(&h.api, &["deny", "s1", "no-such-prompt"]).await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.starts_with("error: unknown_prompt: "), "{out:?}");
+    // Not in a cluster (a SQLite ledger): the code says so, not a missing route.
+    let out = ctl(&h.api, &["cluster"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("error: cluster_off: clustering is off"),
+        "{out:?}"
+    );
     h.shutdown().await;
 }
 

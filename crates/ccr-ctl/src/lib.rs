@@ -6,7 +6,8 @@
 //! and one-line summaries (pure), [`watch`] renders events and runs the stream loop; [`audit`] pages through
 //! the decision ledger (table, or a JSON-lines export that follows the cursor); [`show`]
 //! prints one prompt whole (through `ccr_protocol::present`, as the console does);
-//! [`resolve`] reads request ids given as a unique prefix; [`policy`] and [`health`] the rest.
+//! [`resolve`] reads request ids given as a unique prefix; [`cluster`] shows the members of a
+//! cluster; [`policy`] and [`health`] the rest.
 //! Text a session supplied is printed only through [`sanitize`]: no terminal
 //! escape sequence or control character from a session reaches the operator's terminal.
 //!
@@ -19,6 +20,7 @@
 pub mod audit;
 pub mod bulk;
 pub mod client;
+pub mod cluster;
 pub mod health;
 pub mod policy;
 pub mod render;
@@ -177,6 +179,8 @@ pub enum CtlCommand {
     Health,
     /// Search the decision ledger: one page as a table (newest first), or `--export jsonl` of every row.
     Audit(audit::AuditArgs),
+    /// Show the cluster: each live member, its session count, lease ages, heartbeat and state.
+    Cluster,
 }
 
 /// The prompts an `allow` / `deny` answers: `SESSION REQUEST`, `SESSION/REQUEST` pairs,
@@ -341,6 +345,10 @@ fn execute(args: &CtlArgs) -> Result<(), CtlError> {
             print_body(json, &body, policy::evaluation).map(drop)
         }
         CtlCommand::Health => health::run(&client, json),
+        CtlCommand::Cluster => {
+            let body = client.get("/v1/cluster", &[])?;
+            print_body(json, &body, cluster::cluster_table).map(drop)
+        }
         CtlCommand::Audit(audit) => {
             let hint = watch::AnswerHint::new(&args.url, DEFAULT_URL);
             audit::run(&client, audit, json, hint.prefix())

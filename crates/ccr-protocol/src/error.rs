@@ -55,6 +55,8 @@ error_codes! {
     UnknownPrompt = "unknown_prompt", 404;
     /// No such route.
     NotFound = "not_found", 404;
+    /// A cluster route on an instance that is not in a cluster (`[ledger] backend` is not `postgres`).
+    ClusterOff = "cluster_off", 404;
     /// The route exists, the method does not.
     MethodNotAllowed = "method_not_allowed", 405;
     /// The event stream needs a WebSocket upgrade or `Accept: text/event-stream`.

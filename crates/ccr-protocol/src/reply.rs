@@ -235,6 +235,11 @@ pub struct SessionBody {
     pub pending: usize,
     /// Answers decided but not yet written (the session is away).
     pub queued_decisions: usize,
+    /// In a cluster: the instance that holds the session's lease and runs it (`null` while
+    /// none does; then, and for a session owned elsewhere, its state here is `disconnected`
+    /// and its counts are the shared ledger's). Absent when the service is not clustered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Option<String>>,
 }
 
 /// `DELETE /v1/sessions/{id}`: the session that was removed.
@@ -259,6 +264,45 @@ pub struct PermissionList {
 pub struct QuestionList {
     /// Pending elicitations and dialogs, in the same order as permissions.
     pub questions: Vec<PendingPrompt>,
+}
+
+/// `GET /v1/cluster`: the live members of the cluster and the session leases each holds,
+/// as the database shows them to the instance that answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterStatus {
+    /// The `[cluster] instance_id` of the instance that answered.
+    pub instance_id: String,
+    /// Members heard from recently (within three lease periods), by id.
+    pub members: Vec<ClusterMemberStatus>,
+}
+
+/// One member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterMemberStatus {
+    /// Its `[cluster] instance_id`.
+    pub instance_id: String,
+    /// Its `[cluster] advertise_url`, when set.
+    pub advertise_url: Option<String>,
+    /// Since its last heartbeat, by the database's clock.
+    pub heartbeat_age_ms: u64,
+    /// Shutting down: handing its sessions over.
+    pub draining: bool,
+    /// The sessions whose lease it holds, by id.
+    pub sessions: Vec<ClusterLease>,
+}
+
+/// A session lease a member holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterLease {
+    /// The session.
+    pub session_id: String,
+    /// The lease's fencing epoch (grows by one at every claim of the session).
+    pub epoch: i64,
+    /// Since its holder claimed it, by the database's clock.
+    pub lease_age_ms: u64,
 }
 
 /// One session as the API shows it.

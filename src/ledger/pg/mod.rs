@@ -70,6 +70,12 @@ impl PgTarget {
             .connect_timeout(CONNECT_TIMEOUT);
         Ok(PgTarget { config })
     }
+
+    /// The connection settings, for a connection whose messages the caller reads itself
+    /// (the cluster's `LISTEN`, `cluster::member`).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -315,10 +321,30 @@ impl PgLedger {
         Fut: Future<Output = Result<T, LedgerError>> + Send + 'static,
     {
         let flushed = self.flush();
+        self.read_now(
+            async move {
+                // A failed flush (the database away) still leaves what is committed worth reading.
+                let _ = flushed.await;
+            },
+            f,
+        )
+    }
+
+    /// Run `f` with a pooled connection on the ledger's thread once `first` is done,
+    /// without waiting for queued writes (leases, health: not ledger rows).
+    fn read_now<T, F, Fut>(
+        &self,
+        first: impl Future<Output = ()> + Send + 'static,
+        f: F,
+    ) -> impl Future<Output = Result<T, LedgerError>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, LedgerError>> + Send + 'static,
+    {
         let pool = self.shared.pool.clone();
         let task = self.shared.runtime.spawn(async move {
-            // A failed flush (the database away) still leaves what is committed worth reading.
-            let _ = flushed.await;
+            first.await;
             let conn = pool
                 .get()
                 .await
@@ -350,18 +376,12 @@ impl PgLedger {
 
     /// Whether the database answers a trivial query now (readiness); queued writes are not awaited.
     pub fn ping(&self) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
-        let pool = self.shared.pool.clone();
-        let task = self.shared.runtime.spawn(async move {
-            let conn = pool
-                .get()
+        self.read_now(async {}, |c| async move {
+            c.simple_query("SELECT 1")
                 .await
-                .map_err(|e| LedgerError::Storage(e.to_string()))?;
-            conn.simple_query("SELECT 1")
-                .await
-                .map_err(|e| LedgerError::Storage(describe(&e)))?;
-            Ok(())
-        });
-        async move { task.await.map_err(|_| LedgerError::Closed)? }
+                .map(|_| ())
+                .map_err(|e| LedgerError::Storage(describe(&e)))
+        })
     }
 
     /// One page of the audit log.
@@ -437,6 +457,36 @@ impl PgLedger {
     {
         let s = session.map(str::to_owned);
         self.read(move |c| async move { read::pending(&c, s.as_deref()).await })
+    }
+
+    /// Each session with a live lease or an undecided prompt: its owner (`None`: no live
+    /// lease) and how many of its prompts are undecided.
+    pub fn overview(
+        &self,
+    ) -> impl Future<
+        Output = Result<std::collections::HashMap<String, (Option<String>, usize)>, LedgerError>,
+    > + Send
+           + 'static {
+        self.read(|c| async move { read::overview(&c).await })
+    }
+
+    /// The instance holding `session`'s live lease, and its `advertise_url`, if any does.
+    pub fn owner_of(
+        &self,
+        session: &str,
+    ) -> impl Future<Output = Result<Option<(String, Option<String>)>, LedgerError>> + Send + 'static
+    {
+        let s = session.to_owned();
+        // No flush: a lease is not a ledger write.
+        self.read_now(
+            async {},
+            move |c| async move { read::owner_of(&c, &s).await },
+        )
+    }
+
+    /// This instance's id in the cluster (empty when not clustered).
+    pub fn instance_id(&self) -> &str {
+        &self.shared.me
     }
 
     /// One prompt's records, whatever its state.

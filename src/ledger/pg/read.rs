@@ -198,6 +198,53 @@ pub(super) async fn pending(
         .collect()
 }
 
+/// Each session with a live lease or a pending prompt: its owner (`None`: no live lease)
+/// and how many of its prompts are undecided.
+pub(super) async fn overview(
+    client: &Client,
+) -> Result<std::collections::HashMap<String, (Option<String>, usize)>, LedgerError> {
+    let mut out: std::collections::HashMap<String, (Option<String>, usize)> =
+        std::collections::HashMap::new();
+    let owners = client
+        .query(
+            "SELECT session_id, owner FROM ccr_leases WHERE expires_at > now()",
+            &[],
+        )
+        .await
+        .map_err(storage)?;
+    for r in owners {
+        out.entry(r.get(0)).or_default().0 = Some(r.get(1));
+    }
+    let pending = client
+        .query(
+            "SELECT session_id, count(*) FROM ccr_prompts WHERE outcome IS NULL GROUP BY session_id",
+            &[],
+        )
+        .await
+        .map_err(storage)?;
+    for r in pending {
+        out.entry(r.get(0)).or_default().1 = r.get::<_, i64>(1).max(0) as usize;
+    }
+    Ok(out)
+}
+
+/// The instance holding `session`'s live lease and its `advertise_url`, if any does.
+pub(super) async fn owner_of(
+    client: &Client,
+    session: &str,
+) -> Result<Option<(String, Option<String>)>, LedgerError> {
+    let row = client
+        .query_opt(
+            "SELECT l.owner, m.advertise_url FROM ccr_leases l \
+             LEFT JOIN ccr_members m ON m.instance_id = l.owner \
+             WHERE l.session_id = $1 AND l.expires_at > now()",
+            &[&session],
+        )
+        .await
+        .map_err(storage)?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 /// One prompt's records, whatever its state.
 pub(super) async fn entry(
     client: &Client,

@@ -1,0 +1,642 @@
+//! [`ClusterMember`]: the lease loop of this instance, on a thread of its own
+//! (`cluster-leases`, with a current-thread tokio runtime) so that no actor thread ever
+//! waits for the database.
+//!
+//! Each round (at start, then every third of a lease period): heartbeat; renew the leases
+//! held; read a [`Snapshot`](super::plan::Snapshot); [`Planner::step`]; carry out the plan.
+//! The decisions are pure ([`Planner`], and [`book::Book`] for which leases a renewal keeps
+//! and when each runs out locally); this module performs them, in this order:
+//!
+//! - **lost**: `fences.drop_lease`, then [`Disown`] `{lost: true}`.
+//! - **release** (hand over): `fences.drop_lease`, then `store::release`, then [`Disown`]
+//!   `{lost: false}` (the supervisor closes with 1000). The fence goes first so that there
+//!   is no instant at which the database says the lease is free while this process may
+//!   still write to the session's socket.
+//! - **claim**: `store::claim`; when granted, `fences.hold(session, epoch, sent + period)`,
+//!   then [`Own`].
+//!
+//! Local deadlines are the instant a claim or renewal was *sent* plus the period, never
+//! later than the database's expiry. They are kept even while the database does not
+//! answer: a lease is let go (dropped, `Disown {lost: true}`) when its deadline passes,
+//! whether or not the round that would have renewed it is still waiting. When the database
+//! is back, the planner claims sessions again. A round that fails is retried with backoff;
+//! one that takes longer than two periods is abandoned and its connection dropped.
+//!
+//! A member (re)joins before it claims anything: when its last heartbeat is a period old
+//! or more (at start, after the database was unreachable), it heartbeats and waits one
+//! round, so that members started together, or cut off by the same outage, see each other
+//! and split the sessions at once; the first one back would otherwise take them all, and
+//! the planner balances only one session per period.
+//!
+//! Dropping the handle stops the loop where it is, releasing nothing (as `kill -9` would);
+//! [`ClusterMember::drain`] is the graceful path.
+
+mod book;
+mod listen;
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use ccr_protocol::reply::ClusterStatus;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Client;
+
+use super::plan::{Epoch, Planner, Snapshot};
+use super::{store, DecidedElsewhere, Disown, Fences, Own};
+use crate::config::ClusterConfig;
+use crate::ledger::pg::{connect, describe, PgTarget};
+pub use crate::metrics::ClusterStats;
+use book::Book;
+
+/// Sessions a draining member hands over per round.
+pub const DRAIN_BATCH: usize = 32;
+/// Pause between a draining member's rounds, so the others take each batch as it comes.
+const DRAIN_GAP: Duration = Duration::from_millis(100);
+/// First retry delay after a failed round (doubling up to the round cadence).
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// How long `GET /v1/cluster` waits for the database.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Handle to this instance's lease loop. Dropping it stops the loop without releasing
+/// anything; [`drain`](Self::drain) first for a graceful exit.
+pub struct ClusterMember {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    api: ClusterApi,
+    stats: Arc<ClusterStats>,
+    /// Dropped with the handle: the loop stops where it is.
+    _stop: oneshot::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the API needs of the cluster (`GET /v1/cluster`); cloneable, and it does not keep
+/// the lease loop running.
+#[derive(Clone)]
+pub struct ClusterApi {
+    shared: Arc<ApiShared>,
+}
+
+struct ApiShared {
+    runtime: Handle,
+    target: Arc<PgTarget>,
+    me: String,
+    period: Duration,
+    /// A connection of the status queries' own, made on first use.
+    client: tokio::sync::Mutex<Option<Client>>,
+}
+
+enum Cmd {
+    /// Hand every session over, leave, stop; then answer.
+    Drain(oneshot::Sender<()>),
+    /// Tests: do nothing at all for a while (a paused process).
+    #[cfg_attr(not(any(test, feature = "test-hooks")), allow(dead_code))]
+    Pause(Duration),
+}
+
+impl ClusterMember {
+    /// Start the lease loop of instance `cfg.instance_id` (which must be `fences.me()`)
+    /// over `sessions` (every configured session id: all instances share the config),
+    /// connecting to `target` (`PgLedger::target`). It reports to `owner`, `disowner` and
+    /// `decided`. Fails only when its thread cannot start; the database is connected in
+    /// the loop (and reconnected whenever needed).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        target: Arc<PgTarget>,
+        cfg: &ClusterConfig,
+        sessions: Vec<Arc<str>>,
+        fences: Arc<Fences>,
+        owner: Recipient<Own>,
+        disowner: Recipient<Disown>,
+        decided: Recipient<DecidedElsewhere>,
+    ) -> Result<ClusterMember, String> {
+        if fences.me() != cfg.instance_id {
+            return Err(format!(
+                "the fences are instance {:?}'s, not {:?}'s",
+                fences.me(),
+                cfg.instance_id
+            ));
+        }
+        let period = cfg.lease_period;
+        let stats = Arc::new(ClusterStats::default());
+        let listener = listen::Listener {
+            target: target.clone(),
+            fences: fences.clone(),
+            decided,
+            stats: stats.clone(),
+            check_every: period,
+        };
+        let lane = Lane {
+            target: target.clone(),
+            me: cfg.instance_id.clone(),
+            advertise: cfg.advertise_url.as_ref().map(|u| u.as_str().to_owned()),
+            period,
+            sessions,
+            keep: Keeper {
+                book: Book::new(period),
+                fences,
+                disowner,
+                stats: stats.clone(),
+            },
+            owner,
+            planner: Planner::new(cfg.instance_id.clone(), period, DRAIN_BATCH),
+            client: None,
+            last_beat: None,
+            draining: false,
+            drained: Vec::new(),
+            releasing: Vec::new(),
+        };
+        let (cmds, cmd_rx) = mpsc::unbounded_channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (ready, ready_rx) = std::sync::mpsc::sync_channel::<Result<Handle, String>>(1);
+        let thread = std::thread::Builder::new()
+            .name("cluster-leases".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("cannot start its runtime: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(runtime.handle().clone()));
+                runtime.spawn(listener.run());
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = stopped => {}
+                        () = lane.run(cmd_rx) => {}
+                    }
+                });
+                // Dropping the runtime stops the listener and any status query.
+            })
+            .map_err(|e| format!("cannot start thread cluster-leases: {e}"))?;
+        let runtime = match ready_rx.recv() {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("thread cluster-leases stopped while starting".into()),
+        };
+        let api = ClusterApi {
+            shared: Arc::new(ApiShared {
+                runtime,
+                target,
+                me: cfg.instance_id.clone(),
+                period,
+                client: tokio::sync::Mutex::new(None),
+            }),
+        };
+        Ok(ClusterMember {
+            cmds,
+            api,
+            stats,
+            _stop: stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Graceful exit: mark this member draining, hand every lease over in batches of
+    /// [`DRAIN_BATCH`] (each: drop the fence, release, `Disown {lost: false}`), leave the
+    /// members table, and stop the loop. Resolves when done, or after `limit` (the loop
+    /// then keeps draining until the handle is dropped).
+    pub fn drain(&self, limit: Duration) -> impl Future<Output = ()> + Send + 'static {
+        let (done, rx) = oneshot::channel();
+        let sent = self.cmds.send(Cmd::Drain(done)).is_ok();
+        async move {
+            if sent {
+                let _ = tokio::time::timeout(limit, rx).await;
+            }
+        }
+    }
+
+    /// The lease figures the loop keeps up to date (register them with
+    /// `Metrics::register_cluster`).
+    pub fn stats(&self) -> Arc<ClusterStats> {
+        self.stats.clone()
+    }
+
+    /// The API's handle (`ApiState::cluster`).
+    pub fn api(&self) -> ClusterApi {
+        self.api.clone()
+    }
+
+    /// The members and the leases each holds (`GET /v1/cluster`).
+    pub fn status(&self) -> impl Future<Output = Result<ClusterStatus, String>> + Send + 'static {
+        self.api.status()
+    }
+
+    /// Tests: the loop does nothing at all for `d` (as a process paused by `SIGSTOP`);
+    /// the listener and status queries go on.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn pause(&self, d: Duration) {
+        let _ = self.cmds.send(Cmd::Pause(d));
+    }
+}
+
+impl Drop for ClusterMember {
+    fn drop(&mut self) {
+        // `_stop` drops after this body and stops the loop; the thread is joined by a
+        // watcher so that dropping the handle never blocks an actor thread.
+        if let Some(t) = self.thread.take() {
+            std::thread::spawn(move || {
+                if t.join().is_err() {
+                    tracing::error!("the cluster's lease thread panicked");
+                }
+            });
+        }
+    }
+}
+
+impl ClusterApi {
+    /// This instance's id.
+    pub fn instance_id(&self) -> &str {
+        &self.shared.me
+    }
+
+    /// The live members (heard from within three lease periods) and the valid leases each
+    /// holds, read from the database on the lease thread's runtime.
+    pub fn status(&self) -> impl Future<Output = Result<ClusterStatus, String>> + Send + 'static {
+        let shared = self.shared.clone();
+        let task = self
+            .shared
+            .runtime
+            .spawn(async move { shared.status().await });
+        async move {
+            task.await
+                .map_err(|_| "the cluster's lease thread has stopped".to_owned())?
+        }
+    }
+}
+
+impl ApiShared {
+    async fn status(&self) -> Result<ClusterStatus, String> {
+        let mut slot = self.client.lock().await;
+        let read = async {
+            if slot.as_ref().is_none_or(Client::is_closed) {
+                *slot = Some(connect(&self.target).await?);
+            }
+            let client = slot.as_mut().ok_or("no connection")?;
+            status::read(client, &self.me, self.period)
+                .await
+                .map_err(|e| describe(&e))
+        };
+        match tokio::time::timeout(STATUS_TIMEOUT, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                *slot = None;
+                Err("the database did not answer in time".into())
+            }
+        }
+    }
+}
+
+/// The leases held and whom to tell when one is let go.
+struct Keeper {
+    book: Book,
+    fences: Arc<Fences>,
+    disowner: Recipient<Disown>,
+    stats: Arc<ClusterStats>,
+}
+
+impl Keeper {
+    /// `session`'s lease is gone: out of the book and the fences, then `Disown {lost: true}`.
+    fn lose(&mut self, session: &Arc<str>) {
+        if self.book.remove(session).is_some() {
+            self.lost(session);
+        }
+    }
+
+    /// A session already out of the book: out of the fences, then `Disown {lost: true}`.
+    fn lost(&self, session: &Arc<str>) {
+        self.fences.drop_lease(session);
+        self.disowner.do_send(Disown {
+            session: session.clone(),
+            lost: true,
+        });
+    }
+
+    /// Let go of every lease whose local deadline passed by `now`.
+    fn expire(&mut self, now: Instant) {
+        let gone = self.book.expire(now);
+        if !gone.is_empty() {
+            tracing::warn!(
+                leases = gone.len(),
+                "cluster: leases ran out before they could be renewed; their sessions are closed"
+            );
+        }
+        for s in &gone {
+            self.lost(s);
+        }
+        self.count();
+    }
+
+    fn count(&self) {
+        self.stats
+            .leases_held
+            .set(i64::try_from(self.book.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Await `fut`, letting go of each lease whose deadline passes meanwhile.
+    async fn guard<T>(&mut self, fut: impl Future<Output = T>) -> T {
+        tokio::pin!(fut);
+        loop {
+            let next = self.book.next_deadline();
+            tokio::select! {
+                biased;
+                out = &mut fut => return out,
+                () = sleep_until(next) => self.expire(Instant::now()),
+            }
+        }
+    }
+}
+
+/// The loop's state.
+struct Lane {
+    target: Arc<PgTarget>,
+    me: String,
+    advertise: Option<String>,
+    period: Duration,
+    sessions: Vec<Arc<str>>,
+    keep: Keeper,
+    owner: Recipient<Own>,
+    planner: Planner,
+    client: Option<Client>,
+    /// When the last heartbeat that succeeded was sent.
+    last_beat: Option<Instant>,
+    draining: bool,
+    /// Who waits for the drain to finish.
+    drained: Vec<oneshot::Sender<()>>,
+    /// Handed over (fence dropped) but not yet disowned: the round was cut short.
+    releasing: Vec<Arc<str>>,
+}
+
+impl Lane {
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+        let cadence = self.period / 3;
+        let mut backoff = Backoff::new(cadence);
+        let mut next = Instant::now();
+        loop {
+            let deadline = self.keep.book.next_deadline();
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    None => return,
+                    Some(Cmd::Drain(done)) => {
+                        self.draining = true;
+                        self.drained.push(done);
+                        next = Instant::now();
+                    }
+                    Some(Cmd::Pause(d)) => tokio::time::sleep(d).await,
+                },
+                () = sleep_until(deadline) => self.keep.expire(Instant::now()),
+                () = tokio::time::sleep_until(next.into()) => {
+                    let limit = self.period * 2;
+                    let renewing = !self.keep.book.is_empty();
+                    let result = match tokio::time::timeout(limit, self.round()).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            self.client = None;
+                            Err(format!("a lease round took longer than {limit:?}"))
+                        }
+                    };
+                    match result {
+                        Ok(ours) => {
+                            backoff.reset();
+                            if self.draining && ours == 0 && self.keep.book.is_empty() && self.leave().await {
+                                return;
+                            }
+                            next = Instant::now() + if self.draining { DRAIN_GAP } else { cadence };
+                        }
+                        Err(e) => {
+                            if renewing {
+                                // Whatever step failed, the leases held were not renewed.
+                                self.keep.stats.renewals_failed.inc();
+                            }
+                            tracing::warn!(error = %e, held = self.keep.book.len(), "cluster: a lease round failed; retrying");
+                            next = Instant::now() + backoff.next();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One round; returns how many valid leases the snapshot showed as ours.
+    async fn round(&mut self) -> Result<usize, String> {
+        for s in std::mem::take(&mut self.releasing) {
+            self.disown_handed_over(&s);
+        }
+        self.keep.expire(Instant::now());
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            self.client = Some(self.keep.guard(connect(&self.target)).await?);
+        }
+        let client = self.client.as_mut().ok_or("no connection")?;
+        let keep = &mut self.keep;
+        let (me, period) = (self.me.as_str(), self.period);
+        let rejoin = self.last_beat.is_none_or(|t| t.elapsed() >= period);
+        let beat = Instant::now();
+        keep.guard(store::heartbeat(
+            &*client,
+            me,
+            self.advertise.as_deref(),
+            self.draining,
+        ))
+        .await
+        .map_err(|e| describe(&e))?;
+        self.last_beat = Some(beat);
+        let asked = keep.book.to_renew();
+        if !asked.is_empty() {
+            let sent = Instant::now();
+            let renewed = keep
+                .guard(store::renew(&*client, me, &asked, period))
+                .await
+                .map_err(|e| describe(&e))?
+                .into_iter()
+                .collect();
+            let r = keep.book.renewed(&asked, &renewed, sent, Instant::now());
+            for (s, epoch, deadline) in &r.kept {
+                keep.fences.hold(s, *epoch, *deadline);
+            }
+            for s in &r.lost {
+                keep.lost(s);
+            }
+            keep.count();
+        }
+        let snap = keep
+            .guard(store::snapshot(client, period))
+            .await
+            .map_err(|e| describe(&e))?;
+        keep.stats
+            .members
+            .set(i64::try_from(snap.members.len()).unwrap_or(i64::MAX));
+        let ours = snap
+            .leases
+            .values()
+            .filter(|l| l.owner == me && l.expired_for.is_none())
+            .count();
+        if rejoin {
+            return Ok(ours);
+        }
+        let plan = self.planner.step(
+            Instant::now(),
+            &snap,
+            &self.sessions,
+            &self.keep.book.epochs(),
+        );
+        for s in &plan.lost {
+            self.keep.lose(s);
+        }
+        let released = self.release(&plan.release).await;
+        let claimed = self.claim(&plan.claim, &snap).await;
+        self.keep.count();
+        released?;
+        claimed?;
+        Ok(ours)
+    }
+
+    /// Hand `release` over: drop each fence, release in the database (all at once), then
+    /// `Disown {lost: false}`, or `{lost: true}` for a lease that was no longer ours.
+    async fn release(&mut self, release: &[(Arc<str>, Epoch)]) -> Result<(), String> {
+        if release.is_empty() {
+            return Ok(());
+        }
+        for (s, _) in release {
+            if self.keep.book.remove(s).is_some() {
+                self.keep.fences.drop_lease(s);
+                self.releasing.push(s.clone());
+            }
+        }
+        let client = self.client.as_ref().ok_or("no connection")?;
+        let me = self.me.as_str();
+        let all = release
+            .iter()
+            .map(|(s, epoch)| store::release(client, me, s, *epoch));
+        let results = self.keep.guard(futures_util::future::join_all(all)).await;
+        let mut failed = None;
+        for ((s, _), r) in release.iter().zip(results) {
+            let Some(i) = self.releasing.iter().position(|r| r == s) else {
+                continue; // never held by this process (a draining member's leftover)
+            };
+            self.releasing.swap_remove(i);
+            match r {
+                Ok(true) => self.disown_handed_over(s),
+                Ok(false) => self.keep.lost(s),
+                Err(e) => {
+                    // Closed all the same: the lease runs out by itself, and is claimed then.
+                    failed = Some(describe(&e));
+                    self.disown_handed_over(s);
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn disown_handed_over(&self, session: &Arc<str>) {
+        self.keep.disowner.do_send(Disown {
+            session: session.clone(),
+            lost: false,
+        });
+    }
+
+    /// Claim `claim` (all at once); each one granted is held, then owned.
+    async fn claim(&mut self, claim: &[Arc<str>], snap: &Snapshot) -> Result<(), String> {
+        if claim.is_empty() {
+            return Ok(());
+        }
+        let client = self.client.as_ref().ok_or("no connection")?;
+        let (me, period) = (self.me.as_str(), self.period);
+        let sent = Instant::now();
+        let all = claim.iter().map(|s| store::claim(client, s, me, period));
+        let results = self.keep.guard(futures_util::future::join_all(all)).await;
+        let now = Instant::now();
+        let mut failed = None;
+        for (s, r) in claim.iter().zip(results) {
+            match r {
+                Ok(Some(epoch)) => {
+                    if let Some(old) = self.keep.book.remove(s) {
+                        // Re-claimed while held (not planned so): the old epoch is gone.
+                        tracing::warn!(session = %s, old, epoch, "cluster: a held session was claimed again");
+                        self.keep.lost(s);
+                    }
+                    let deadline = self.keep.book.claimed(s, epoch, sent);
+                    if deadline <= now {
+                        // The answer came too late to count: the next round claims it again.
+                        self.keep.book.remove(s);
+                        continue;
+                    }
+                    self.keep.fences.hold(s, epoch, deadline);
+                    if snap.leases.get(s).is_some_and(|l| l.owner != me) {
+                        self.keep.stats.takeovers.inc();
+                    }
+                    self.owner.do_send(Own {
+                        session: s.clone(),
+                        epoch,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => failed = Some(describe(&e)),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Leave the members table after a drain; true when done (the loop then stops).
+    async fn leave(&mut self) -> bool {
+        let Some(client) = self.client.as_ref() else {
+            return false;
+        };
+        match store::leave(client, &self.me).await {
+            Ok(()) => {
+                tracing::info!("cluster: every session handed over; left the cluster");
+                self.keep.stats.members.set(0);
+                for done in self.drained.drain(..) {
+                    let _ = done.send(());
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "cluster: cannot leave the members table; retrying");
+                false
+            }
+        }
+    }
+}
+
+/// Sleep until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Retry delays after failures: from [`FIRST_RETRY`], doubling, up to `max`.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Self {
+            next: FIRST_RETRY.min(max),
+            max,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = FIRST_RETRY.min(self.max);
+    }
+}
+
+#[cfg(test)]
+mod tests;

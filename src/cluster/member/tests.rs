@@ -1,0 +1,614 @@
+//! The lease loop against a real PostgreSQL (`ccr-pgtest`; skipped with a notice when
+//! PostgreSQL is not installed, unless `CCR_SYSTEM_TESTS=required`), with actors that
+//! record what each member was told. Leases last a second (two in the restart test), so
+//! every test runs in a few seconds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use parking_lot::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+use super::*;
+use crate::cluster::plan::Epoch;
+
+const PERIOD: Duration = Duration::from_secs(1);
+
+/// What a member told the actors, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Told {
+    Own(Arc<str>, Epoch),
+    Disown(Arc<str>, bool),
+    Decided(Arc<str>, String),
+}
+
+/// Everything one member told, shared with the test.
+#[derive(Debug, Clone, Default)]
+struct Log(Arc<Mutex<Vec<Told>>>);
+
+impl Log {
+    fn all(&self) -> Vec<Told> {
+        self.0.lock().clone()
+    }
+
+    /// Sessions owned now by what was told: each `Own` until its `Disown`.
+    fn owned(&self) -> BTreeMap<Arc<str>, Epoch> {
+        let mut owned = BTreeMap::new();
+        for t in self.all() {
+            match t {
+                Told::Own(s, e) => {
+                    assert!(owned.insert(s.clone(), e).is_none(), "{s} owned twice");
+                }
+                Told::Disown(s, _) => {
+                    assert!(owned.remove(&s).is_some(), "{s} disowned, never owned");
+                }
+                Told::Decided(..) => {}
+            }
+        }
+        owned
+    }
+
+    fn disowned(&self) -> Vec<(Arc<str>, bool)> {
+        let all = self.all().into_iter();
+        all.filter_map(|t| match t {
+            Told::Disown(s, lost) => Some((s, lost)),
+            _ => None,
+        })
+        .collect()
+    }
+
+    fn owns(&self) -> Vec<(Arc<str>, Epoch)> {
+        let all = self.all().into_iter();
+        all.filter_map(|t| match t {
+            Told::Own(s, e) => Some((s, e)),
+            _ => None,
+        })
+        .collect()
+    }
+
+    fn decided(&self) -> Vec<(Arc<str>, String)> {
+        let all = self.all().into_iter();
+        all.filter_map(|t| match t {
+            Told::Decided(s, r) => Some((s, r)),
+            _ => None,
+        })
+        .collect()
+    }
+}
+
+/// The supervisor and the registry, as far as a member is concerned: a recorder.
+struct Recorder(Log);
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<Own> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: Own, _: &mut Context<Self>) {
+        self.0 .0.lock().push(Told::Own(m.session, m.epoch));
+    }
+}
+
+impl Handler<Disown> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: Disown, _: &mut Context<Self>) {
+        self.0 .0.lock().push(Told::Disown(m.session, m.lost));
+    }
+}
+
+impl Handler<DecidedElsewhere> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: DecidedElsewhere, _: &mut Context<Self>) {
+        self.0
+             .0
+            .lock()
+            .push(Told::Decided(m.session, m.request_id));
+    }
+}
+
+/// One running member with what it was told.
+struct Node {
+    id: String,
+    member: Option<ClusterMember>,
+    fences: Arc<Fences>,
+    log: Log,
+}
+
+impl Node {
+    fn start(url: &str, id: &str, sessions: &[Arc<str>], period: Duration) -> Node {
+        let fences = Fences::new(id);
+        let log = Log::default();
+        let addr = Recorder(log.clone()).start();
+        let cfg = ClusterConfig {
+            instance_id: id.into(),
+            advertise_url: Some(url::Url::parse(&format!("http://{id}.test:8700")).unwrap()),
+            lease_period: period,
+        };
+        let member = ClusterMember::start(
+            target(url),
+            &cfg,
+            sessions.to_vec(),
+            fences.clone(),
+            addr.clone().recipient(),
+            addr.clone().recipient(),
+            addr.recipient(),
+        )
+        .expect("start");
+        Node {
+            id: id.into(),
+            member: Some(member),
+            fences,
+            log,
+        }
+    }
+
+    fn member(&self) -> &ClusterMember {
+        self.member.as_ref().expect("running")
+    }
+
+    fn stats(&self) -> Arc<ClusterStats> {
+        self.member().stats()
+    }
+}
+
+/// How the service reaches `url`: as `[ledger] url_file` names it.
+fn target(url: &str) -> Arc<PgTarget> {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), url).expect("write the URL");
+    let pg = crate::config::PostgresConfig {
+        url: crate::config::PgUrlSource::File(file.path().to_owned()),
+        pool_size: 1,
+        statement_timeout: Duration::from_secs(5),
+    };
+    Arc::new(PgTarget::from_config(&pg).expect("a PostgreSQL URL"))
+}
+
+/// A fresh database with the service's schema, and a connection to it; `None` when skipped.
+async fn database(name: &str) -> Option<(String, Client)> {
+    let pg = ccr_pgtest::require()?;
+    let url = pg.unique_database(name).expect("create database");
+    Some(migrated(url).await)
+}
+
+async fn migrated(url: String) -> (String, Client) {
+    let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    actix_rt::spawn(connection);
+    crate::ledger::pg::schema::migrate(&mut client)
+        .await
+        .expect("migrate");
+    (url, client)
+}
+
+fn sessions(n: usize) -> Vec<Arc<str>> {
+    (0..n).map(|i| Arc::from(format!("sess_{i:03}"))).collect()
+}
+
+/// Valid leases by session: owner and epoch.
+async fn table(admin: &Client) -> BTreeMap<Arc<str>, (String, Epoch)> {
+    store::leases(admin)
+        .await
+        .expect("leases")
+        .into_iter()
+        .filter(|l| l.expired_for.is_none())
+        .map(|l| (l.session_id, (l.owner, l.epoch)))
+        .collect()
+}
+
+/// Retry `check` every 20 ms until it passes; panics with its last complaint after `within`.
+async fn eventually<F, Fut>(within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return start.elapsed(),
+            Err(e) if start.elapsed() > within => panic!("not within {within:?}: {e}"),
+            Err(_) => actix_rt::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Every configured session held exactly once, as the table, the members' logs and their
+/// fences all say.
+async fn settled(admin: &Client, nodes: &[&Node], all: &[Arc<str>]) -> Result<(), String> {
+    let rows = table(admin).await;
+    if rows.len() != all.len() {
+        return Err(format!("{} of {} leases held", rows.len(), all.len()));
+    }
+    for n in nodes {
+        let theirs: BTreeMap<Arc<str>, Epoch> = rows
+            .iter()
+            .filter(|(_, (o, _))| *o == n.id)
+            .map(|(s, (_, e))| (s.clone(), *e))
+            .collect();
+        if n.log.owned() != theirs {
+            return Err(format!("{}'s Own messages differ from the table", n.id));
+        }
+        for (s, e) in &theirs {
+            if n.fences.epoch(s) != Some(*e) {
+                return Err(format!("{}'s fence of {s} is not at {e}", n.id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`settled`], retried every 20 ms for up to `within`; how long it took.
+async fn wait_settled(
+    admin: &Client,
+    nodes: &[&Node],
+    all: &[Arc<str>],
+    within: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        match settled(admin, nodes, all).await {
+            Ok(()) => return start.elapsed(),
+            Err(e) if start.elapsed() > within => panic!("not settled within {within:?}: {e}"),
+            Err(_) => actix_rt::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Samples the members' fences every few milliseconds until dropped; panics on drop if a
+/// session was ever held by two at once.
+struct OneHolder {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl OneHolder {
+    fn watch(nodes: &[&Node], all: &[Arc<str>]) -> Self {
+        let fences: Vec<(String, Arc<Fences>)> = nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.fences.clone()))
+            .collect();
+        let all = all.to_vec();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                for s in &all {
+                    let holders: Vec<&str> = fences
+                        .iter()
+                        .filter(|(_, f)| f.epoch(s).is_some())
+                        .map(|(id, _)| id.as_str())
+                        .collect();
+                    if holders.len() > 1 {
+                        seen.push(format!("{s} held by {holders:?}"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seen
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn check(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let seen = self.thread.take().unwrap().join().unwrap();
+        assert!(seen.is_empty(), "two holders at once: {seen:?}");
+    }
+}
+
+/// Every `(session, epoch)` was owned by one member only.
+fn assert_epochs_owned_once(nodes: &[&Node]) {
+    let mut seen: HashMap<(Arc<str>, Epoch), &str> = HashMap::new();
+    for n in nodes {
+        for key in n.log.owns() {
+            if let Some(other) = seen.insert(key.clone(), &n.id) {
+                panic!("{key:?} owned by {other} and {}", n.id);
+            }
+        }
+    }
+}
+
+/// Three members over `n` sessions, settled.
+async fn three(admin: &Client, url: &str, n: usize) -> (Vec<Arc<str>>, [Node; 3]) {
+    let all = sessions(n);
+    let nodes = ["a", "b", "c"].map(|id| Node::start(url, id, &all, PERIOD));
+    let took = wait_settled(
+        admin,
+        &[&nodes[0], &nodes[1], &nodes[2]],
+        &all,
+        Duration::from_secs(10),
+    )
+    .await;
+    eprintln!("{n} sessions over 3 members settled in {took:?}");
+    (all, nodes)
+}
+
+#[actix_rt::test]
+async fn three_members_split_300_sessions_evenly_and_own_what_the_table_says() {
+    let Some((url, admin)) = database("member_split").await else {
+        return;
+    };
+    let (all, nodes) = three(&admin, &url, 300).await;
+    let rows = table(&admin).await;
+    for n in &nodes {
+        let load = rows.values().filter(|(o, _)| *o == n.id).count();
+        assert!((90..=110).contains(&load), "{}: {load}", n.id);
+        assert_eq!(n.stats().leases_held.get(), load as i64);
+        assert_eq!(n.stats().members.get(), 3);
+        assert!(n.log.disowned().is_empty(), "nothing let go while settling");
+    }
+    let status = nodes[0].member().status().await.expect("status");
+    assert_eq!(status.instance_id, "a");
+    let ids: Vec<&str> = status
+        .members
+        .iter()
+        .map(|m| m.instance_id.as_str())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    let listed: usize = status.members.iter().map(|m| m.sessions.len()).sum();
+    assert_eq!(listed, all.len());
+    let b = &status.members[1];
+    assert_eq!(b.advertise_url.as_deref(), Some("http://b.test:8700/"));
+    assert!(!b.draining && b.heartbeat_age_ms < 1000);
+    let first = &b.sessions[0];
+    assert_eq!(
+        rows[first.session_id.as_str()],
+        ("b".to_owned(), first.epoch)
+    );
+}
+
+#[actix_rt::test]
+async fn a_killed_member_s_sessions_are_owned_by_the_others_within_two_periods() {
+    let Some((url, admin)) = database("member_kill").await else {
+        return;
+    };
+    let (all, [a, b, mut c]) = three(&admin, &url, 300).await;
+    let orphans: Vec<Arc<str>> = c.log.owned().into_keys().collect();
+    let watch = OneHolder::watch(&[&a, &b, &c], &all);
+    drop(c.member.take()); // kill -9: nothing released
+    let took = eventually(2 * PERIOD + PERIOD / 2, || async {
+        let (a_owns, b_owns) = (a.log.owned(), b.log.owned());
+        let left = orphans
+            .iter()
+            .filter(|s| !a_owns.contains_key(*s) && !b_owns.contains_key(*s))
+            .count();
+        if left > 0 {
+            return Err(format!(
+                "{left} of the killed member's sessions not owned yet"
+            ));
+        }
+        Ok(())
+    })
+    .await;
+    eprintln!("failover of {} sessions took {took:?}", orphans.len());
+    assert!(took <= 2 * PERIOD, "failover took {took:?}");
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(2)).await;
+    let takeovers = a.stats().takeovers.get() + b.stats().takeovers.get();
+    assert_eq!(takeovers, orphans.len() as u64);
+    watch.check();
+    assert_epochs_owned_once(&[&a, &b, &c]);
+}
+
+#[actix_rt::test]
+async fn a_drained_member_hands_every_session_over_and_leaves() {
+    let Some((url, admin)) = database("member_drain").await else {
+        return;
+    };
+    let (all, [a, b, c]) = three(&admin, &url, 300).await;
+    let handed: BTreeMap<Arc<str>, Epoch> = c.log.owned();
+    let watch = OneHolder::watch(&[&a, &b, &c], &all);
+    let started = Instant::now();
+    c.member().drain(Duration::from_secs(10)).await;
+    eprintln!(
+        "drained {} sessions in {:?}",
+        handed.len(),
+        started.elapsed()
+    );
+    let disowned = c.log.disowned();
+    assert_eq!(disowned.len(), handed.len());
+    assert!(disowned.iter().all(|(_, lost)| !lost), "none lost");
+    assert!(c.fences.held().is_empty());
+    assert_eq!(c.stats().leases_held.get(), 0);
+    let members = store::members(&admin, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = members.iter().map(|m| m.instance_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "its member row is gone");
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(3)).await;
+    watch.check();
+    assert_epochs_owned_once(&[&a, &b, &c]);
+}
+
+#[actix_rt::test]
+async fn a_paused_member_lets_go_at_its_deadline_and_never_owns_what_another_holds() {
+    let Some((url, admin)) = database("member_pause").await else {
+        return;
+    };
+    let all = sessions(60);
+    let a = Node::start(&url, "a", &all, PERIOD);
+    let b = Node::start(&url, "b", &all, PERIOD);
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(10)).await;
+    let paused: Vec<Arc<str>> = b.log.owned().into_keys().collect();
+    assert!(!paused.is_empty());
+    let watch = OneHolder::watch(&[&a, &b], &all);
+    let resumes = Instant::now() + 3 * PERIOD;
+    b.member().pause(3 * PERIOD);
+    // Its last renewal was sent before the pause: every deadline passes within a period,
+    // though its loop does not run to let go.
+    actix_rt::time::sleep(PERIOD + Duration::from_millis(20)).await;
+    for s in &paused {
+        assert_eq!(b.fences.epoch(s), None, "{s} still fenced for b");
+    }
+    assert!(b.log.disowned().is_empty(), "paused: not told yet");
+    eventually(2 * PERIOD, || async {
+        let rows = table(&admin).await;
+        match paused
+            .iter()
+            .find(|s| rows.get(*s).is_none_or(|(o, _)| o != "a"))
+        {
+            Some(s) => Err(format!("{s} not taken over by a")),
+            None => Ok(()),
+        }
+    })
+    .await;
+    assert!(Instant::now() < resumes, "taken over while b was paused");
+    eventually(resumes - Instant::now() + PERIOD, || async {
+        let lost: HashSet<Arc<str>> = b.log.disowned().into_iter().map(|(s, _)| s).collect();
+        match paused.iter().find(|s| !lost.contains(*s)) {
+            Some(s) => Err(format!("b not told it lost {s}")),
+            None => Ok(()),
+        }
+    })
+    .await;
+    for (s, lost) in b.log.disowned() {
+        assert!(lost, "{s}: lost, not handed over");
+    }
+    // Back in the cluster, b takes sessions only as a hands them over.
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(2)).await;
+    watch.check();
+    assert_epochs_owned_once(&[&a, &b]);
+}
+
+/// A pending prompt of `session`, then its decision (as another instance records it).
+async fn decide(admin: &Client, session: &str, request: &str) {
+    admin
+        .execute(
+            "INSERT INTO ccr_prompts (session_id, request_id, tool_name, input, request, received_at)
+             VALUES ($1, $2, 'Bash', '{}', '{}', 0)",
+            &[&session, &request],
+        )
+        .await
+        .expect("insert prompt");
+    admin
+        .execute(
+            "UPDATE ccr_prompts SET outcome = 'allowed', decided_by = 'operator', decided_at = 1
+             WHERE session_id = $1 AND request_id = $2",
+            &[&session, &request],
+        )
+        .await
+        .expect("decide");
+}
+
+/// Decide a prompt of a session each node holds (a sentinel) until each has heard of one
+/// (its LISTEN may not be up yet): notifications arrive in commit order, so every one
+/// before the sentinel it heard was handled too.
+async fn heard_up_to_here(admin: &Client, nodes: &[&Node], request: &str) {
+    for n in nodes {
+        let (s, _) = n.log.owned().pop_first().expect("holds a session");
+        let mut heard = false;
+        for attempt in 0..20 {
+            let request = format!("{request}_{attempt}");
+            decide(admin, &s, &request).await;
+            let wait = Instant::now() + Duration::from_millis(250);
+            while !heard && Instant::now() < wait {
+                heard = n.log.decided().contains(&(s.clone(), request.clone()));
+                actix_rt::time::sleep(Duration::from_millis(10)).await;
+            }
+            if heard {
+                break;
+            }
+        }
+        assert!(heard, "{} never heard of a decision for {s}", n.id);
+    }
+}
+
+#[actix_rt::test]
+async fn a_decision_recorded_elsewhere_reaches_the_session_s_owner_only() {
+    let Some((url, admin)) = database("member_notify").await else {
+        return;
+    };
+    let all = sessions(6);
+    let a = Node::start(&url, "a", &all, PERIOD);
+    let b = Node::start(&url, "b", &all, PERIOD);
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(10)).await;
+    // LISTEN starts with the member, but not necessarily before its first claims.
+    heard_up_to_here(&admin, &[&a, &b], "warm_up").await;
+    for s in &all {
+        decide(&admin, s, "r1").await;
+    }
+    decide(&admin, "not_configured", "r1").await;
+    heard_up_to_here(&admin, &[&a, &b], "sentinel").await;
+    for n in [&a, &b] {
+        let heard: HashSet<Arc<str>> = n
+            .log
+            .decided()
+            .into_iter()
+            .filter(|(_, r)| r == "r1")
+            .map(|(s, _)| s)
+            .collect();
+        let owned: HashSet<Arc<str>> = n.log.owned().into_keys().collect();
+        assert_eq!(heard, owned, "{} hears of its own sessions only", n.id);
+    }
+}
+
+#[actix_rt::test]
+async fn the_loop_lets_go_while_the_database_is_down_and_recovers_by_itself() {
+    let Some(mut pg) = ccr_pgtest::require_own() else {
+        return;
+    };
+    let (url, admin) = migrated(pg.unique_database("member_restart").unwrap()).await;
+    let period = 2 * PERIOD;
+    let all = sessions(20);
+    let a = Node::start(&url, "a", &all, period);
+    let b = Node::start(&url, "b", &all, period);
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(10)).await;
+    heard_up_to_here(&admin, &[&a, &b], "before").await;
+    let watch = OneHolder::watch(&[&a, &b], &all);
+    let stopped = Instant::now();
+    pg.stop().expect("stop PostgreSQL");
+    // Sessions stay owned while their leases are valid...
+    let held = all
+        .iter()
+        .filter(|s| a.fences.epoch(s).is_some() || b.fences.epoch(s).is_some())
+        .count();
+    assert!(
+        held == all.len() || stopped.elapsed() >= period,
+        "let go of {} at once",
+        all.len() - held
+    );
+    // ...and are let go when they run out.
+    eventually(period + Duration::from_secs(1), || async {
+        let owned = a.log.owned().len() + b.log.owned().len();
+        match owned {
+            0 => Ok(()),
+            n => Err(format!("{n} still owned with the database down")),
+        }
+    })
+    .await;
+    assert!(
+        stopped.elapsed() >= period - period / 3,
+        "not before they ran out"
+    );
+    for n in [&a, &b] {
+        assert!(n.log.disowned().iter().all(|(_, lost)| *lost));
+        assert!(n.stats().renewals_failed.get() > 0, "{}", n.id);
+    }
+    pg.resume().expect("start PostgreSQL again");
+    let admin = migrated(url.clone()).await.1;
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(15)).await;
+    for n in [&a, &b] {
+        let load = n.log.owned().len();
+        assert!(
+            (8..=12).contains(&load),
+            "{} holds {load}: rejoined together",
+            n.id
+        );
+    }
+    eventually(Duration::from_secs(5), || async {
+        match a.stats().listen_reconnects.get() > 0 && b.stats().listen_reconnects.get() > 0 {
+            true => Ok(()),
+            false => Err("LISTEN not re-established".into()),
+        }
+    })
+    .await;
+    heard_up_to_here(&admin, &[&a, &b], "after").await;
+    watch.check();
+    assert_epochs_owned_once(&[&a, &b]);
+}
