@@ -30,11 +30,11 @@ impl Pg {
         })?;
         if fsync {
             // Both are reloadable (sighup) settings.
+            // One statement a call: psql -c runs its statements in one transaction, which
+            // ALTER SYSTEM refuses.
             server
-                .psql(
-                    "postgres",
-                    "ALTER SYSTEM SET fsync = on; ALTER SYSTEM SET full_page_writes = on",
-                )
+                .psql("postgres", "ALTER SYSTEM SET fsync = on")
+                .and_then(|_| server.psql("postgres", "ALTER SYSTEM SET full_page_writes = on"))
                 .and_then(|_| server.psql("postgres", "SELECT pg_reload_conf()"))
                 .context("cannot turn fsync on")?;
             // The reload is asynchronous: wait until the setting shows.
