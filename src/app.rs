@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::api::cookie::ConsoleSessions;
 use crate::api::{self, ApiState, Authenticator};
-use crate::cluster::Fences;
+use crate::cluster::{ClusterMember, Fences};
 use crate::config::{self, Config, ConfigError, Draft};
 use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
@@ -53,6 +53,8 @@ pub struct Running {
     /// Reloads the config file (`SIGHUP`, `POST /v1/admin/reload`); `None` when started
     /// without one ([`start`]).
     pub reloader: Option<Arc<Reloader>>,
+    /// The lease loop, in a cluster.
+    cluster: Option<ClusterMember>,
 }
 
 impl Running {
@@ -72,6 +74,11 @@ impl Running {
         let server = self.server.clone();
         let stopping = actix_rt::spawn(async move { server.stop(true).await });
         self.bus.close();
+        if let Some(member) = &self.cluster {
+            // Hand every lease over first: the other instances take the sessions while
+            // this one still closes them cleanly (a rolling restart loses nothing).
+            member.drain(deadline / 2).await;
+        }
         let closed = tokio::time::timeout(deadline, self.supervisor.send(ShutdownSessions)).await;
         if closed.is_err() {
             warn!(
@@ -496,6 +503,16 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
             fences: session_fences,
         },
     );
+    let cluster = start_cluster(
+        &config,
+        fences.as_ref(),
+        ledger.as_ref(),
+        &supervisor,
+        &registry,
+    )?;
+    if let Some(member) = &cluster {
+        metrics.register_cluster(&member.stats());
+    }
     let console =
         ConsoleSessions::new(config.console.session_lifetime, config.console.max_sessions);
     let swap_policy = Arc::new(crate::util::Swap::new(policy));
@@ -546,7 +563,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
         reloader: reloader
             .clone()
             .map(|r| r as Arc<dyn crate::api::admin::Reload>),
-        cluster: None,
+        cluster: cluster.as_ref().map(ClusterMember::api),
     };
     let tls = api_tls(&config)?;
     // `[api] workers`: one per core by default (was fixed at one).
@@ -601,7 +618,61 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
         shutdown_timeout: config.api.shutdown_timeout,
         tls,
         reloader,
+        cluster,
     })
+}
+
+/// In a cluster (a PostgreSQL ledger): start the lease loop, which starts and stops
+/// sessions on this instance as it takes and gives up their leases.
+fn start_cluster(
+    config: &Config,
+    fences: Option<&Arc<Fences>>,
+    ledger: Option<&Ledger>,
+    supervisor: &Addr<Supervisor>,
+    registry: &Addr<PermissionRegistry>,
+) -> anyhow::Result<Option<ClusterMember>> {
+    let (Some(fences), Some(pg)) = (fences, ledger.and_then(Ledger::postgres)) else {
+        return Ok(None);
+    };
+    let mut cfg = config.cluster.clone();
+    if cfg.advertise_url.is_none() {
+        cfg.advertise_url = default_advertise_url(config);
+    }
+    match &cfg.advertise_url {
+        Some(url) => {
+            info!(instance_id = %cfg.instance_id, advertise_url = %url, "joining the cluster")
+        }
+        None => {
+            warn!(instance_id = %cfg.instance_id, "joining the cluster without [cluster] advertise_url: interrupts and messages for this instance's sessions cannot be forwarded to it")
+        }
+    }
+    let sessions = config.sessions.iter().map(|s| s.id.clone()).collect();
+    let member = ClusterMember::start(
+        pg.target(),
+        &cfg,
+        sessions,
+        fences.clone(),
+        supervisor.clone().recipient(),
+        supervisor.clone().recipient(),
+        registry.clone().recipient(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
+    Ok(Some(member))
+}
+
+/// Where the other instances reach this one when `[cluster] advertise_url` is not set:
+/// `[api] bind`, when it names one address and a port (not `0.0.0.0`, not port 0).
+fn default_advertise_url(config: &Config) -> Option<url::Url> {
+    let bind = config.api.bind;
+    if bind.ip().is_unspecified() || bind.port() == 0 {
+        return None;
+    }
+    let scheme = if config.api.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    url::Url::parse(&format!("{scheme}://{bind}")).ok()
 }
 
 #[cfg(test)]

@@ -4,6 +4,11 @@
 //! `promtool check rules`, `/metrics` passes promtool in both formats, and every metric
 //! the rules and the Grafana dashboard name is in `/metrics`.
 //!
+//! The cluster files under `deploy/cluster/` likewise: the shared config loads for each
+//! instance of the compose file (with the image's overrides and the instance's own) and
+//! passes `check-config`, the database URL and the tokens come from the env file only,
+//! and the systemd template unit is the single unit per instance, as hardened.
+//!
 //! promtool comes from Debian's `prometheus` package (`cargo xtask test` installs it).
 //! Without it the promtool checks print a notice and pass, unless `CCR_SYSTEM_TESTS` or
 //! `CCR_BROWSER_TESTS` is `required`.
@@ -11,19 +16,23 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ccr_supervisor::app::load_config_from_str;
-use ccr_supervisor::config::{ApiTokenSource, LogFormat, TokenSpec};
+use ccr_supervisor::config::{ApiTokenSource, LogFormat, PgUrlSource, TokenSpec};
 
 const EXAMPLE: &str = include_str!("../deploy/config.example.toml");
 const UNIT: &str = include_str!("../deploy/ccr-supervisor.service");
 const DOCKERFILE: &str = include_str!("../deploy/Dockerfile");
 const ALERTS: &str = "deploy/prometheus/alerts.yml";
 const DASHBOARD: &str = include_str!("../deploy/grafana/ccr-supervisor.json");
+const CLUSTER_CONFIG: &str = include_str!("../deploy/cluster/config.toml");
+const COMPOSE: &str = include_str!("../deploy/cluster/compose.yaml");
+const CLUSTER_ENV: &str = include_str!("../deploy/cluster/ccr.env.example");
+const TEMPLATE_UNIT: &str = include_str!("../deploy/cluster/ccr-supervisor@.service");
 
 /// Every `CCR_SUPERVISOR__KEY=value` written in `text` (unit `Environment=`, Dockerfile `ENV`).
 fn overrides(text: &str) -> HashMap<String, String> {
@@ -344,31 +353,223 @@ fn the_image_probes_itself_and_the_unit_notifies_systemd() {
     }
 }
 
-/// `systemd-analyze security` of the unit (1.4 with systemd 252, 3.2 before
-/// `Type=notify` and the system call filter); a notice when the tool is missing.
+/// `systemd-analyze security` of the unit and of the cluster's template unit (1.4 each
+/// with systemd 252, 3.2 before `Type=notify` and the system call filter); a notice
+/// when the tool is missing.
 #[test]
 fn the_unit_stays_hardened() {
-    let out = Command::new("systemd-analyze")
-        .args([
-            "security",
-            "--offline=yes",
-            "--no-pager",
-            "deploy/ccr-supervisor.service",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output();
-    let text = match out {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-        other => {
-            eprintln!("NOTICE: systemd-analyze security --offline unavailable ({other:?}); score not checked");
-            return;
+    for unit in [
+        "deploy/ccr-supervisor.service",
+        "deploy/cluster/ccr-supervisor@.service",
+    ] {
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager", unit])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output();
+        let text = match out {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+            other => {
+                eprintln!("NOTICE: systemd-analyze security --offline unavailable ({other:?}); score not checked");
+                return;
+            }
+        };
+        // "→ Overall exposure level for ccr-supervisor.service: 1.4 OK" (a template is
+        // analysed as its instance `@i`).
+        let score: f64 = text
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split(": ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{unit}: no overall exposure level in:\n{text}"));
+        assert!(score <= 2.0, "{unit}: exposure {score} (was 1.4):\n{text}");
+    }
+}
+
+/// Each ccr-supervisor service of the compose file, with the `CCR_SUPERVISOR__*`
+/// overrides of its own `environment:` (services are the two-space keys under
+/// `services:`).
+fn compose_instances(text: &str) -> BTreeMap<String, HashMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let (mut in_services, mut current) = (false, None::<String>);
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
+            in_services = line == "services:";
+            current = None;
+            continue;
         }
-    };
-    let score: f64 = text
+        if !in_services {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
+            if !name.starts_with([' ', '#']) {
+                current = Some(name.to_owned());
+                continue;
+            }
+        }
+        if let Some(name) = &current {
+            let found = overrides(line);
+            if !found.is_empty() || line.contains("<<: *ccr-supervisor") {
+                out.entry(name.clone())
+                    .or_insert_with(HashMap::new)
+                    .extend(found);
+            }
+        }
+    }
+    out
+}
+
+/// Every `token_env` of `cfg` (operators', then sessions').
+fn token_vars(cfg: &ccr_supervisor::config::Config) -> Vec<String> {
+    let operators = cfg.api.tokens.iter().filter_map(|t| match &t.source {
+        ApiTokenSource::Env(var) => Some(var.clone()),
+        _ => None,
+    });
+    let sessions = cfg.sessions.iter().filter_map(|s| match &s.token {
+        TokenSpec::Env(var) => Some(var.clone()),
+        _ => None,
+    });
+    operators.chain(sessions).collect()
+}
+
+#[test]
+fn cluster_config_loads_for_every_compose_instance() {
+    let instances = compose_instances(COMPOSE);
+    assert_eq!(
+        instances.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["ccr-1", "ccr-2", "ccr-3"],
+        "three instances of the image: {instances:?}"
+    );
+    let mut ids = BTreeSet::new();
+    for (name, own) in &instances {
+        // The image's ENV, then the service's environment (compose's order of precedence).
+        let mut env = overrides(DOCKERFILE);
+        env.extend(own.clone());
+        let cfg = load_config_from_str(CLUSTER_CONFIG, env)
+            .unwrap_or_else(|e| panic!("{name}: the cluster config with its overrides: {e}"));
+        let pg = cfg.ledger.postgres().expect("backend = \"postgres\"");
+        assert_eq!(pg.url, PgUrlSource::Env("CCR_LEDGER_URL".into()));
+        assert_eq!(cfg.cluster.instance_id, *name, "a fixed id per instance");
+        let advertised = cfg.cluster.advertise_url.as_ref().expect("advertise_url");
+        assert_eq!(
+            advertised.host_str(),
+            Some(name.as_str()),
+            "reachable by its service name"
+        );
+        assert_eq!(cfg.api.bind.to_string(), "0.0.0.0:8700");
+        assert!(!cfg.sim.embedded);
+        assert!(!cfg.sessions.is_empty());
+        ids.insert(cfg.cluster.instance_id.clone());
+        // Every token and the URL come from the env file, which lists each of them.
+        for var in token_vars(&cfg)
+            .into_iter()
+            .chain(["CCR_LEDGER_URL".into()])
+        {
+            assert!(
+                CLUSTER_ENV
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{var}="))),
+                "ccr.env.example lists {var}"
+            );
+        }
+    }
+    assert_eq!(ids.len(), instances.len(), "instance ids are unique");
+    for line in [
+        "  env_file: ./ccr.env",
+        "    image: postgres:16",
+        "    dockerfile: deploy/Dockerfile",
+        r#"    test: ["CMD", "ccr-supervisor", "ctl", "health"]"#,
+        "    internal: true",
+    ] {
+        assert!(
+            COMPOSE.lines().any(|l| l == line),
+            "compose.yaml has {line:?}"
+        );
+    }
+    // The URL is a credential: never in the config or the compose file.
+    for text in [CLUSTER_CONFIG, COMPOSE] {
+        let settings = text.lines().filter(|l| !l.trim_start().starts_with('#'));
+        for line in settings {
+            assert!(
+                !line.contains("postgres://"),
+                "a database URL inline: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_template_unit_is_the_unit_per_instance() {
+    // Its overrides are real keys; the instance id made of the specifiers is valid.
+    let settings: String = TEMPLATE_UNIT
         .lines()
-        .find_map(|l| l.split("ccr-supervisor.service: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no overall exposure level in:\n{text}"));
-    assert!(score <= 2.0, "exposure {score} (was 1.4):\n{text}");
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let env: HashMap<String, String> = overrides(&settings)
+        .into_iter()
+        .map(|(k, v)| (k, v.replace("%H", "host.example").replace("%i", "a")))
+        .collect();
+    assert_eq!(
+        env.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        [
+            "CCR_SUPERVISOR__CLUSTER__INSTANCE_ID",
+            "CCR_SUPERVISOR__LOG__FORMAT"
+        ]
+        .into()
+    );
+    let cfg = load_config_from_str(CLUSTER_CONFIG, env).expect("template overrides are valid");
+    assert_eq!(cfg.cluster.instance_id, "host.example-a");
+    assert_eq!(cfg.log.format, LogFormat::Json);
+    // Each instance reads its own env file (the database URL), which must exist.
+    assert!(TEMPLATE_UNIT
+        .lines()
+        .any(|l| l == "EnvironmentFile=/etc/ccr-supervisor/%i.env"));
+    // Everything else is the single-instance unit's, line for line, but what is per
+    // instance (user, state directory) or SQLite's (the ledger path).
+    let per_instance = [
+        "Description=",
+        "User=",
+        "StateDirectory=",
+        "WorkingDirectory=",
+        "Environment=CCR_SUPERVISOR__LEDGER__PATH=",
+    ];
+    for line in UNIT.lines() {
+        if line.starts_with('#')
+            || line.is_empty()
+            || per_instance.iter().any(|p| line.starts_with(p))
+        {
+            continue;
+        }
+        assert!(
+            TEMPLATE_UNIT.lines().any(|l| l == line),
+            "the template unit lacks {line:?}"
+        );
+    }
+}
+
+/// `check-config` as an operator runs it on an instance: the shared config with the
+/// instance's environment (the env file's variables and its own overrides).
+#[test]
+fn check_config_accepts_the_cluster_config() {
+    let cfg = load_config_from_str(CLUSTER_CONFIG, HashMap::new()).expect("loads");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ccr-supervisor"));
+    cmd.args(["check-config", "--config", "deploy/cluster/config.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CCR_LEDGER_URL", "postgres://ccr:secret@postgres:5432/ccr")
+        .env("CCR_SUPERVISOR__CLUSTER__INSTANCE_ID", "ccr-1")
+        .env(
+            "CCR_SUPERVISOR__CLUSTER__ADVERTISE_URL",
+            "http://ccr-1:8700",
+        );
+    for var in token_vars(&cfg) {
+        cmd.env(var, "a-token");
+    }
+    let out = cmd.output().expect("run check-config");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "check-config: {text}");
+    assert!(!text.contains("secret"), "the URL is never printed: {text}");
 }

@@ -81,21 +81,6 @@ pub(crate) fn latest() -> i32 {
 /// refused (an older build must not write to a schema it does not know).
 pub(crate) async fn migrate(client: &mut Client) -> Result<i32, String> {
     let e = |what: &str, err: tokio_postgres::Error| format!("{what}: {}", super::describe(&err));
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS ccr_migrations (
-                version     INTEGER PRIMARY KEY,
-                description TEXT NOT NULL,
-                applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
-            )",
-        )
-        .await
-        // Two instances creating it at once: one of them fails on the catalog's unique
-        // index; the table exists either way, which the locked read below checks.
-        .or_else(|err| match err.code() {
-            Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Ok(()),
-            _ => Err(e("cannot create ccr_migrations", err)),
-        })?;
     let mut found = None;
     loop {
         let tx = client
@@ -105,6 +90,17 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<i32, String> {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(|err| e("cannot take the migration lock", err))?;
+        // Under the lock: instances starting at once would otherwise race in the
+        // catalog (`CREATE TABLE IF NOT EXISTS` is not safe against a concurrent one).
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS ccr_migrations (
+                version     INTEGER PRIMARY KEY,
+                description TEXT NOT NULL,
+                applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(|err| e("cannot create ccr_migrations", err))?;
         let current: i32 = tx
             .query_one("SELECT COALESCE(max(version), 0) FROM ccr_migrations", &[])
             .await
