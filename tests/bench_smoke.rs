@@ -210,7 +210,7 @@ fn roundtrip_on_postgres_answers_every_prompt_once() {
             "1s",
         ],
     );
-    assert_eq!(s["ledger"], "postgres", "{s}");
+    assert_eq!(s["ledger_backend"], "postgres", "{s}");
     assert!(s["prompts_sent"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(
         s["targets"]["prompts_not_answered_exactly_once"]["met"], true,

@@ -96,7 +96,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
         "sessions": args.sessions,
         "duration_s": args.duration().as_secs_f64(),
         "sim_workers": args.sim_workers(),
-        "ledger": args.ledger().name(),
+        "ledger_backend": args.ledger().name(),
         "machine": {"nproc": cpus, "cpu": model},
     });
     let (figures, chart) = result?;
