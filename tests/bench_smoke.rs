@@ -180,3 +180,72 @@ fn roundtrip_with_readers_times_the_answer_posts() {
     let stop = s["supervisor_stop_ms"].as_f64().unwrap();
     assert!(stop > 0.0 && stop < 15_000.0, "{s}");
 }
+
+/// True when PostgreSQL's programs are installed (or the system tests are required, so
+/// their absence fails the run): the `--ledger postgres` smoke runs need them.
+fn postgres_or_skip() -> bool {
+    let installed = std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|mut d| d.next().is_some());
+    let required = std::env::var("CCR_SYSTEM_TESTS").is_ok_and(|v| v == "required");
+    if !installed && !required {
+        eprintln!("NOTICE: skipped: no PostgreSQL (Debian package postgresql)");
+    }
+    installed || required
+}
+
+#[test]
+fn roundtrip_on_postgres_answers_every_prompt_once() {
+    if !postgres_or_skip() {
+        return;
+    }
+    let s = bench(
+        "roundtrip",
+        &[
+            "--rate",
+            "20",
+            "--ledger",
+            "postgres",
+            "--pg-fsync",
+            "false",
+            "--lease-period",
+            "1s",
+        ],
+    );
+    assert_eq!(s["ledger_backend"], "postgres", "{s}");
+    assert!(s["prompts_sent"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(
+        s["targets"]["prompts_not_answered_exactly_once"]["met"], true,
+        "{s}"
+    );
+    assert_eq!(s["targets"]["p99_us"]["target"], 5000.0, "{s}");
+}
+
+#[test]
+fn failover_moves_the_killed_members_sessions_and_loses_no_prompt() {
+    if !postgres_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let s = bench(
+        "failover",
+        &[
+            "--instances",
+            "2",
+            "--lease-period",
+            "1s",
+            "--rate",
+            "20",
+            "--pg-fsync",
+            "false",
+            "--out",
+            out,
+        ],
+    );
+    check_out_files(dir.path(), "failover", &s, true);
+    let killed = s["killed_sessions"].as_u64().unwrap();
+    assert!((1..=5).contains(&killed), "{s}");
+    assert!(s["reconnected_ms"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(s["prompts"]["lost"], 0, "{s}");
+    assert_eq!(s["prompts"]["duplicates"], 0, "{s}");
+    assert_eq!(s["owners_after"].as_object().unwrap().len(), 1, "{s}");
+}

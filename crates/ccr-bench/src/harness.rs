@@ -9,11 +9,12 @@ use anyhow::{anyhow, bail, Context as _};
 use serde_json::Value;
 
 use super::http::{self, get_json, post_json};
+use super::postgres::{self, Pg};
 use super::procs::{self, Proc, Ready};
 use super::readers::Readers;
 use super::stats::SessionsView;
 use super::trust;
-use super::BenchArgs;
+use super::{BenchArgs, LedgerKind};
 use ccr_sim::load::LoadMode;
 
 /// Bearer token of every bench session.
@@ -90,6 +91,10 @@ pub struct Harness {
     wrapper: Vec<String>,
     /// Instructions of the last supervisor stopped, when it ran under callgrind.
     pub supervisor_instructions: Option<u64>,
+    /// The run's PostgreSQL (`--ledger postgres`); dropped (stopped) after the processes.
+    pub pg: Option<Pg>,
+    /// `[cluster] lease_period` with postgres.
+    lease_period: Duration,
 }
 
 impl Harness {
@@ -97,6 +102,11 @@ impl Harness {
     pub async fn start(args: &BenchArgs, mode: LoadMode, rate: f64) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find this executable")?;
         let mut notes = Vec::new();
+        // Before anything is timed: initdb and the server's start take a second or two.
+        let pg = match args.ledger() {
+            LedgerKind::Sqlite => None,
+            LedgerKind::Postgres => Some(Pg::start(args.pg_fsync)?),
+        };
         let (_, hard) = procs::nofile_limit();
         let need = (args.sessions + args.readers) as u64 + FD_HEADROOM;
         if hard < need {
@@ -127,7 +137,7 @@ impl Harness {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut sim = procs::spawn("simulator", &[], &exe, &sim_args)?;
+        let mut sim = procs::spawn("simulator", &[], &exe, &sim_args, &[])?;
         let sim_url = match sim.wait_line("http://", Duration::from_secs(20)).await? {
             Ready::Line(l) => l.trim().to_owned(),
             Ready::Exited(err) => bail!("simulator exited at start:\n{err}"),
@@ -151,6 +161,8 @@ impl Harness {
             readers: None,
             wrapper: args.wrapper(),
             supervisor_instructions: None,
+            pg,
+            lease_period: args.lease_period,
         })
     }
 
@@ -164,13 +176,10 @@ impl Harness {
         self.dir.path().join("ledger")
     }
 
-    /// Start the supervisor with `sessions` sessions (and the allow rule when `policy`).
-    pub async fn start_supervisor(
-        &mut self,
-        sessions: usize,
-        policy: bool,
-    ) -> anyhow::Result<Started> {
-        let addr = free_port()?;
+    /// Write the supervisor's config with `sessions` sessions (and the allow rule when
+    /// `policy`), its API on `addr`, and its ledger: a fresh SQLite file, or the run's
+    /// PostgreSQL database (whose URL goes in the environment: see [`Self::env`]).
+    fn write_config(&self, addr: SocketAddr, sessions: usize, policy: bool) -> anyhow::Result<()> {
         let mut toml = supervisor_config(
             addr,
             &self.sim_url,
@@ -179,21 +188,50 @@ impl Harness {
             &self.api_toml,
             &self.ccr_toml,
         );
-        // The ledger stays on (it is part of what is measured), in a fresh file per run.
-        let ledger_dir = self.ledger_dir();
-        let _ = std::fs::remove_dir_all(&ledger_dir);
-        std::fs::create_dir(&ledger_dir)
-            .with_context(|| format!("cannot make {}", ledger_dir.display()))?;
-        toml.push_str(&format!(
-            "\n[ledger]\npath = {:?}\n",
-            ledger_dir.join("ledger.db").display().to_string()
-        ));
+        if self.pg.is_some() {
+            toml.push_str(&postgres::config_toml(self.lease_period));
+        } else {
+            // The ledger stays on (it is part of what is measured), in a fresh file per run.
+            let ledger_dir = self.ledger_dir();
+            let _ = std::fs::remove_dir_all(&ledger_dir);
+            std::fs::create_dir(&ledger_dir)
+                .with_context(|| format!("cannot make {}", ledger_dir.display()))?;
+            toml.push_str(&format!(
+                "\n[ledger]\npath = {:?}\n",
+                ledger_dir.join("ledger.db").display().to_string()
+            ));
+        }
         let config_path = self.config_path();
         std::fs::write(&config_path, toml)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
-        let args = vec!["--config".to_owned(), config_path.display().to_string()];
+            .with_context(|| format!("cannot write {}", config_path.display()))
+    }
+
+    /// The supervisor's environment: the database URL with postgres (and `extra`).
+    fn env(&self, extra: &[(&str, String)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .pg
+            .iter()
+            .map(|pg| (postgres::URL_ENV.to_owned(), pg.url().to_owned()))
+            .collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        env
+    }
+
+    /// Start the supervisor with `sessions` sessions (and the allow rule when `policy`).
+    pub async fn start_supervisor(
+        &mut self,
+        sessions: usize,
+        policy: bool,
+    ) -> anyhow::Result<Started> {
+        let addr = free_port()?;
+        self.write_config(addr, sessions, policy)?;
+        let args = vec![
+            "--config".to_owned(),
+            self.config_path().display().to_string(),
+        ];
+        let env = self.env(&[]);
         self.spawned_at = Instant::now();
-        let mut sup = procs::spawn("supervisor", &self.wrapper, &self.exe, &args)?;
+        let mut sup = procs::spawn("supervisor", &self.wrapper, &self.exe, &args, &env)?;
         let ready = sup.wait_line("operator API on", self.slow(60)).await?;
         match ready {
             Ready::Line(_) => {
@@ -203,6 +241,38 @@ impl Harness {
                 Ok(Started::Ready(took))
             }
             Ready::Exited(err) => Ok(Started::Exited(err)),
+        }
+    }
+
+    /// Write the config every cluster member shares (`sessions` sessions, the allow
+    /// rule when `policy`); each member's API address and instance id come from its
+    /// environment. Call before [`Self::start_member`].
+    pub fn write_member_config(&mut self, sessions: usize, policy: bool) -> anyhow::Result<()> {
+        // Overridden per member by CCR_SUPERVISOR__API__BIND.
+        self.write_config(free_port()?, sessions, policy)?;
+        self.spawned_at = Instant::now();
+        Ok(())
+    }
+
+    /// Start cluster member `instance_id` on the shared config; the member and its API
+    /// base URL once it listens.
+    pub async fn start_member(&self, instance_id: &str) -> anyhow::Result<(Proc, String)> {
+        let addr = free_port()?;
+        let args = vec![
+            "--config".to_owned(),
+            self.config_path().display().to_string(),
+        ];
+        let env = self.env(&[
+            ("CCR_SUPERVISOR__API__BIND", addr.to_string()),
+            (
+                "CCR_SUPERVISOR__CLUSTER__INSTANCE_ID",
+                instance_id.to_owned(),
+            ),
+        ]);
+        let mut sup = procs::spawn("supervisor", &self.wrapper, &self.exe, &args, &env)?;
+        match sup.wait_line("operator API on", self.slow(60)).await? {
+            Ready::Line(_) => Ok((sup, format!("http://{addr}"))),
+            Ready::Exited(err) => bail!("cluster member {instance_id} exited at start:\n{err}"),
         }
     }
 
@@ -312,6 +382,8 @@ impl Harness {
         let stopped = self.stop_supervisor().await;
         drop(self.readers.take());
         self.sim.stop(Duration::from_secs(5)).await;
+        // PostgreSQL last (dropping it stops it): the supervisors wrote to it to the end.
+        drop(self.pg.take());
         stopped
     }
 }

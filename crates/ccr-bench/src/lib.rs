@@ -9,6 +9,8 @@
 //! - `harness`: starting both processes and waiting on them;
 //! - `health`: `/healthz` latency sampled from its own thread (the join of `connect`);
 //! - `scenarios`: `connect`, `flood`, `roundtrip`, `storm`;
+//! - `failover`: `failover`, a cluster of supervisors on one PostgreSQL, one of them killed;
+//! - `postgres`: the throwaway PostgreSQL of `--ledger postgres` and its lease table;
 //! - `report`: the JSON summary, markdown table and SVG chart;
 //! - `wakeups`: how late a sleeping thread wakes during a run (the machine's noise);
 //! - [`child`]: child-process helpers shared with the chaos run and the process tests.
@@ -16,9 +18,11 @@
 #![warn(missing_docs)]
 
 pub mod child;
+mod failover;
 mod harness;
 mod health;
 mod http;
+mod postgres;
 mod procs;
 mod readers;
 mod report;
@@ -44,6 +48,30 @@ pub enum Scenario {
     Roundtrip,
     /// N sessions dropped at once: time to reconnect, peak attempts per 100 ms.
     Storm,
+    /// --instances supervisors share N sessions by leases on one PostgreSQL, prompts
+    /// flowing; one is killed: time until its sessions are connected again, prompts lost
+    /// and answered twice.
+    Failover,
+}
+
+/// Which database holds the supervisor's decision ledger (`--ledger`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LedgerKind {
+    /// A SQLite file per run (the default config's ledger).
+    Sqlite,
+    /// A database on a throwaway PostgreSQL server started for the run; the supervisor
+    /// runs as a cluster member (`[cluster]`), owning its sessions by leases.
+    Postgres,
+}
+
+impl LedgerKind {
+    /// The name used on the command line and in the summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            LedgerKind::Sqlite => "sqlite",
+            LedgerKind::Postgres => "postgres",
+        }
+    }
 }
 
 impl Scenario {
@@ -54,6 +82,7 @@ impl Scenario {
             Scenario::Flood => "flood",
             Scenario::Roundtrip => "roundtrip",
             Scenario::Storm => "storm",
+            Scenario::Failover => "failover",
         }
     }
 }
@@ -68,14 +97,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub sessions: usize,
     /// Seconds of the measured phase: idle hold (connect), flood, prompting
-    /// (roundtrip), hold before the drop (storm). Default 2, 10, 10, 1.
+    /// (roundtrip), hold before the drop (storm), prompting before the kill and again
+    /// once every session is back (failover). Default 2, 10, 10, 1, 5.
     #[arg(long)]
     pub duration: Option<f64>,
     /// Also write `<scenario>.json`, `<scenario>.md` and `<scenario>.svg` here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// roundtrip: prompts/s over all sessions (default 2 per session);
-    /// flood: SDK frames/s over all sessions (default 0 = as fast as possible).
+    /// roundtrip: prompts/s over all sessions (default 2 per session); failover: the
+    /// same (default 0.2 per session); flood: SDK frames/s over all sessions (default 0
+    /// = as fast as possible).
     #[arg(long)]
     pub rate: Option<f64>,
     /// flood: bytes per SDK frame.
@@ -105,6 +136,30 @@ pub struct BenchArgs {
     /// (`[ccr] source_addresses`); 0 = not set (the system picks).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=254))]
     pub source_addresses: u8,
+    /// The supervisor's ledger: a SQLite file, or a database on a throwaway PostgreSQL
+    /// started for the run (needs Debian's `postgresql` package). Default sqlite;
+    /// failover needs (and defaults to) postgres.
+    #[arg(long, value_enum)]
+    pub ledger: Option<LedgerKind>,
+    /// With postgres: the server's `fsync` (and `full_page_writes`). On by default, as
+    /// a production server runs; `false` measures without the disk's flushes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pg_fsync: bool,
+    /// failover: supervisors in the cluster (2-16).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=16))]
+    pub instances: u8,
+    /// With postgres: the supervisors' `[cluster] lease_period` (1s-10m), e.g. `2s`.
+    #[arg(long, default_value = "10s", value_parser = parse_lease_period)]
+    pub lease_period: std::time::Duration,
+}
+
+/// `--lease-period`: a duration (`2s`, `500ms` is refused) within the config's bounds.
+fn parse_lease_period(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !(1..=600).contains(&d.as_secs()) || d.subsec_nanos() != 0 {
+        return Err("must be whole seconds between 1s and 10m".into());
+    }
+    Ok(d)
 }
 
 impl BenchArgs {
@@ -118,11 +173,21 @@ impl BenchArgs {
             .collect()
     }
 
+    /// The ledger of this run (failover's default is postgres).
+    fn ledger(&self) -> LedgerKind {
+        match (self.ledger, self.scenario) {
+            (Some(l), _) => l,
+            (None, Scenario::Failover) => LedgerKind::Postgres,
+            (None, _) => LedgerKind::Sqlite,
+        }
+    }
+
     fn duration(&self) -> std::time::Duration {
         let default = match self.scenario {
             Scenario::Connect => 2.0,
             Scenario::Flood | Scenario::Roundtrip => 10.0,
             Scenario::Storm => 1.0,
+            Scenario::Failover => 5.0,
         };
         std::time::Duration::from_secs_f64(self.duration.unwrap_or(default).max(0.0))
     }
@@ -160,7 +225,7 @@ impl BenchArgs {
     /// docs/benchmarks.md). Elsewhere one keeps the simulator's CPU low.
     fn sim_workers(&self) -> usize {
         let default = match self.scenario {
-            Scenario::Roundtrip => 2,
+            Scenario::Roundtrip | Scenario::Failover => 2,
             _ => 1,
         };
         self.sim_workers.map_or(default, usize::from)
@@ -193,6 +258,10 @@ async fn run_reps(args: BenchArgs) -> anyhow::Result<serde_json::Value> {
 pub fn run(args: BenchArgs) -> ExitCode {
     if args.sessions == 0 {
         eprintln!("ccr-supervisor bench: --sessions must be at least 1");
+        return ExitCode::from(2);
+    }
+    if args.scenario == Scenario::Failover && args.ledger() != LedgerKind::Postgres {
+        eprintln!("ccr-supervisor bench: failover needs --ledger postgres (sessions are shared by leases in PostgreSQL)");
         return ExitCode::from(2);
     }
     let result = actix_rt::System::new().block_on(run_reps(args.clone()));
@@ -266,6 +335,27 @@ mod tests {
             ]
         );
         assert!(parse(&["flood", "--reps", "0"]).is_err());
+    }
+
+    #[test]
+    fn ledger_instances_and_lease_period_are_parsed() {
+        let plain = parse(&["roundtrip"]).unwrap();
+        assert_eq!(plain.ledger(), LedgerKind::Sqlite);
+        assert!(plain.pg_fsync);
+        assert_eq!(plain.lease_period, std::time::Duration::from_secs(10));
+        let pg = parse(&["roundtrip", "--ledger", "postgres", "--pg-fsync", "false"]).unwrap();
+        assert_eq!(pg.ledger(), LedgerKind::Postgres);
+        assert!(!pg.pg_fsync);
+        let f = parse(&["failover", "--instances", "4", "--lease-period", "2s"]).unwrap();
+        assert_eq!(f.ledger(), LedgerKind::Postgres, "failover's default");
+        assert_eq!(f.instances, 4);
+        assert_eq!(f.lease_period, std::time::Duration::from_secs(2));
+        assert_eq!(f.duration(), std::time::Duration::from_secs(5));
+        assert_eq!(f.sim_workers(), 2);
+        assert!(parse(&["failover", "--instances", "1"]).is_err());
+        assert!(parse(&["failover", "--lease-period", "500ms"]).is_err());
+        assert!(parse(&["failover", "--lease-period", "11m"]).is_err());
+        assert!(parse(&["roundtrip", "--ledger", "mysql"]).is_err());
     }
 
     #[test]

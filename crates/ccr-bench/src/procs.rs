@@ -42,13 +42,14 @@ pub fn nofile_limit() -> (u64, u64) {
 }
 
 /// Start `exe args..` (after the `wrapper` command's words when there are any:
-/// `valgrind --tool=callgrind ... exe args..`), with its open-files soft limit
-/// raised to the hard limit.
+/// `valgrind --tool=callgrind ... exe args..`), with `env` added to its environment and
+/// its open-files soft limit raised to the hard limit.
 pub fn spawn(
     name: &'static str,
     wrapper: &[String],
     exe: &Path,
     args: &[String],
+    env: &[(String, String)],
 ) -> anyhow::Result<Proc> {
     let mut cmd = match wrapper.split_first() {
         Some((program, words)) => {
@@ -59,6 +60,7 @@ pub fn spawn(
         None => Command::new(exe),
     };
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -181,6 +183,12 @@ impl Proc {
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(mut self, grace: Duration) {
         child::stop(&mut self.child, grace).await;
+    }
+
+    /// SIGKILL (no chance to release anything), and reap it.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 }
 

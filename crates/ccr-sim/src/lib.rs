@@ -12,7 +12,7 @@
 //! - `frames`: constructors for the JSON frames the simulator sends;
 //! - `conn` / `http`: the WebSocket actor and the actix-web routes;
 //! - `handle`: [`SimHandle`], the typed control surface used by tests;
-//! - `load` / `load_conn` / `load_frames`: the load mode for benchmarks
+//! - `load` / `load_conn` / `load_book` / `load_frames`: the load mode for benchmarks
 //!   (thousands of sessions, pre-rendered frames, a control API).
 //!
 //! Every state change is also broadcast as a [`SimEvent`], so tests wait on
@@ -26,6 +26,7 @@ mod frames;
 mod handle;
 mod http;
 pub mod load;
+mod load_book;
 mod load_conn;
 pub mod load_frames;
 mod persist;

@@ -15,11 +15,16 @@
 //!   the attempt log, keep accepting;
 //! - `GET  /load/sent`: SDK frames delivered per session (index 0 = `PREFIX1`);
 //! - `GET  /load/attempts`: upgrade attempts since the last drop, in ms after it;
-//! - `GET  /load/latency`: `[value_us, count]` pairs of the prompt round-trip histogram.
+//! - `GET  /load/latency`: `[value_us, count]` pairs of the prompt round-trip histogram;
+//! - `GET  /load/sessions`: per session, live connections and connections accepted.
+//!
+//! Prompts are booked per session (`load_book`), across its connections: an `initialize`
+//! reply lists the session's unanswered prompts, as a current CLI does, so a prompt
+//! whose connection died (its supervisor killed) is answered on the next one, once.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -28,6 +33,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::load_book::Book;
 use super::load_conn;
 
 /// What every session does once the harness says `start`.
@@ -99,6 +105,16 @@ pub(crate) struct LoadShared {
     pub(crate) next_seq: Box<[AtomicU64]>,
     /// SDK frames handed to the socket per session.
     pub(crate) delivered: Box<[AtomicU64]>,
+    /// Prompts per session, across its connections.
+    pub(crate) books: Box<[Mutex<Book>]>,
+    /// Live connections per session.
+    pub(crate) live_per_session: Box<[AtomicU32]>,
+    /// Connections accepted per session.
+    pub(crate) accepted_per_session: Box<[AtomicU64]>,
+    /// Connections accepted while the session already had a live one.
+    pub(crate) doubled: AtomicU64,
+    /// Prompts listed again in `initialize` replies.
+    pub(crate) replayed: AtomicU64,
     pub(crate) sdk_enqueued: AtomicU64,
     pub(crate) sdk_delivered: AtomicU64,
     pub(crate) prompts_sent: AtomicU64,
@@ -120,6 +136,11 @@ impl LoadShared {
         LoadShared {
             next_seq: counters(opts.sessions),
             delivered: counters(opts.sessions),
+            books: (0..opts.sessions).map(|_| Mutex::default()).collect(),
+            live_per_session: (0..opts.sessions).map(|_| AtomicU32::new(0)).collect(),
+            accepted_per_session: counters(opts.sessions),
+            doubled: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
             opts,
             live: AtomicUsize::new(0),
             attempts: AtomicU64::new(0),
@@ -183,6 +204,8 @@ impl LoadShared {
             "duplicates": n(&self.duplicates),
             "unknown_answers": n(&self.unknown_answers),
             "outstanding": self.outstanding.load(Ordering::Relaxed),
+            "doubled": n(&self.doubled),
+            "replayed": n(&self.replayed),
         })
     }
 }
@@ -253,6 +276,20 @@ async fn latency(shared: Data) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "values": values }))
 }
 
+async fn sessions(shared: Data) -> HttpResponse {
+    let live: Vec<u32> = shared
+        .live_per_session
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .collect();
+    let accepted: Vec<u64> = shared
+        .accepted_per_session
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .collect();
+    HttpResponse::Ok().json(json!({ "live": live, "accepted": accepted }))
+}
+
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/v1/sessions/ws/{session_id}/subscribe",
@@ -264,7 +301,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .route("/load/drop", web::post().to(drop_all))
     .route("/load/sent", web::get().to(sent))
     .route("/load/attempts", web::get().to(attempts))
-    .route("/load/latency", web::get().to(latency));
+    .route("/load/latency", web::get().to(latency))
+    .route("/load/sessions", web::get().to(sessions));
 }
 
 /// Kernel send buffer of each load connection. Left to autotuning, a flooding

@@ -4,12 +4,10 @@
 //! Frames go through a small bounded channel that the body stream drains only
 //! when actix-http has room to write, so a slow peer slows the writer down
 //! instead of growing a buffer. Both tasks run on the worker thread that
-//! accepted the connection and share its prompt book through an `Rc`.
+//! accepted the connection; the prompts are booked in the session's `Book` (shared by
+//! all its connections, behind a lock that is only ever contended across a reconnect).
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -25,6 +23,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::load::{LoadMode, LoadShared};
+use super::load_book::Answer;
 use super::load_frames::{prompt_frames, prompt_id, SdkTemplates};
 
 /// Frames queued per connection before the writer waits for the socket.
@@ -58,11 +57,15 @@ fn close_frame(code: u16) -> Bytes {
     })))
 }
 
-/// Decrements the live count when the connection's body is dropped.
-struct LiveGuard(web::Data<LoadShared>);
+/// Decrements the live counts (all, and its session's when it has one) when the
+/// connection's body is dropped.
+struct LiveGuard(web::Data<LoadShared>, Option<usize>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
+        if let Some(i) = self.1 {
+            self.0.live_per_session[i].fetch_sub(1, Ordering::SeqCst);
+        }
         self.0.live.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -109,13 +112,6 @@ impl Stream for Body {
     }
 }
 
-/// Prompts of one connection that wait for an answer.
-#[derive(Default)]
-struct Book {
-    waiting: HashMap<String, Instant>,
-    answered: HashSet<String>,
-}
-
 /// `GET /v1/sessions/ws/{id}/subscribe` in load mode.
 pub(crate) async fn subscribe(
     req: HttpRequest,
@@ -139,13 +135,20 @@ pub(crate) async fn subscribe(
         _ => None,
     };
     shared.live.fetch_add(1, Ordering::SeqCst);
+    let counted = index.filter(|_| reject.is_none());
+    if let Some(i) = counted {
+        if shared.live_per_session[i].fetch_add(1, Ordering::SeqCst) > 0 {
+            shared.doubled.fetch_add(1, Ordering::Relaxed);
+        }
+        shared.accepted_per_session[i].fetch_add(1, Ordering::SeqCst);
+    }
     let body = Body {
         rx,
         shared: shared.clone(),
         index: index.unwrap_or(0),
         ending: false,
         done: false,
-        _live: LiveGuard(shared.clone()),
+        _live: LiveGuard(shared.clone(), counted),
     };
     if let Some(code) = reject {
         shared.rejected.fetch_add(1, Ordering::Relaxed);
@@ -157,14 +160,13 @@ pub(crate) async fn subscribe(
     let index = index.expect("accepted sessions have an index");
     shared.accepted.fetch_add(1, Ordering::Relaxed);
     shared.accepted_since_mark.fetch_add(1, Ordering::SeqCst);
-    let book = Rc::new(RefCell::new(Book::default()));
     actix_rt::spawn(read(
         payload,
         tx.clone(),
         shared.clone().into_inner(),
-        book.clone(),
+        index,
     ));
-    actix_rt::spawn(write(tx, shared.into_inner(), session, index, book));
+    actix_rt::spawn(write(tx, shared.into_inner(), session, index));
     Ok(response.streaming(body))
 }
 
@@ -173,7 +175,7 @@ async fn read(
     mut payload: web::Payload,
     tx: mpsc::Sender<Out>,
     shared: std::sync::Arc<LoadShared>,
-    book: Rc<RefCell<Book>>,
+    index: usize,
 ) {
     let mut codec = Codec::new().max_size(16 << 20);
     let mut buf = BytesMut::new();
@@ -199,12 +201,12 @@ async fn read(
                     return;
                 }
                 Frame::Text(t) => {
-                    if let Some(reply) = initialize_reply(&t) {
+                    if let Some(reply) = initialize_reply(&t, &shared, index) {
                         let _ = tx
                             .send(Out::Other(encode(Message::Text(reply.into()))))
                             .await;
                     } else {
-                        on_answer(&t, &shared, &book);
+                        on_answer(&t, &shared, index);
                     }
                 }
                 _ => {}
@@ -214,24 +216,34 @@ async fn read(
     let _ = tx.send(Out::End).await;
 }
 
-/// The reply to a client's `initialize`, as a current CLI sends it (empty pending lists:
-/// load sessions never replay prompts); `None` for any other frame.
-fn initialize_reply(text: &[u8]) -> Option<String> {
+/// The reply to a client's `initialize`, as a current CLI sends it: the session's
+/// unanswered prompts in `pending_permission_requests` (none, unless an earlier
+/// connection ended with prompts unanswered); `None` for any other frame.
+fn initialize_reply(text: &[u8], shared: &LoadShared, index: usize) -> Option<String> {
     memchr::memmem::find(text, b"\"initialize\"")?;
     let v = serde_json::from_slice::<Value>(text).ok()?;
     if v.pointer("/request/subtype").and_then(Value::as_str) != Some("initialize") {
         return None;
     }
     let id = v.get("request_id")?.as_str()?;
+    let pending: Vec<Value> = shared.books[index]
+        .lock()
+        .pending_frames()
+        .into_iter()
+        .filter_map(|f| serde_json::from_str(f).ok())
+        .collect();
+    shared
+        .replayed
+        .fetch_add(pending.len() as u64, Ordering::Relaxed);
     Some(
         serde_json::json!({"type":"control_response","response":{"subtype":"success",
-            "request_id":id,"response":{},"pending_permission_requests":[],
+            "request_id":id,"response":{},"pending_permission_requests":pending,
             "pending_user_dialog_requests":[],"pending_elicitation_requests":[]}})
         .to_string(),
     )
 }
 
-fn on_answer(text: &[u8], shared: &LoadShared, book: &RefCell<Book>) {
+fn on_answer(text: &[u8], shared: &LoadShared, index: usize) {
     let Ok(v) = serde_json::from_slice::<Value>(text) else {
         return;
     };
@@ -241,18 +253,17 @@ fn on_answer(text: &[u8], shared: &LoadShared, book: &RefCell<Book>) {
     let Some(id) = v.pointer("/response/request_id").and_then(Value::as_str) else {
         return;
     };
-    let mut book = book.borrow_mut();
-    match book.waiting.remove(id) {
-        Some(sent) => {
+    let answer = shared.books[index].lock().answer(id);
+    match answer {
+        Answer::First(sent) => {
             shared.record_latency(sent.elapsed());
             shared.answered.fetch_add(1, Ordering::Relaxed);
             shared.outstanding.fetch_sub(1, Ordering::Relaxed);
-            book.answered.insert(id.to_owned());
         }
-        None if book.answered.contains(id) => {
+        Answer::Duplicate => {
             shared.duplicates.fetch_add(1, Ordering::Relaxed);
         }
-        None => {
+        Answer::Unknown => {
             shared.unknown_answers.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -264,7 +275,6 @@ async fn write(
     shared: std::sync::Arc<LoadShared>,
     session: String,
     index: usize,
-    book: Rc<RefCell<Book>>,
 ) {
     let mut drop_rx = shared.drop_signal.subscribe();
     drop_rx.borrow_and_update();
@@ -308,18 +318,19 @@ async fn write(
                     let n = shared.next_seq[index].fetch_add(1, Ordering::Relaxed);
                     let id = prompt_id(&session, n);
                     let (assistant, prompt) = prompt_frames(&session, &id, n);
-                    (Out::Other(text(assistant)), Some((id, text(prompt))))
+                    (Out::Other(text(assistant)), Some((id, prompt)))
                 }
             };
             if !send(&tx, &mut drop_rx, first).await {
                 return;
             }
             if let Some((id, frame)) = prompt {
+                let out = Out::Other(text(frame.clone()));
                 // The clock starts when the prompt is handed to the socket's queue.
-                book.borrow_mut().waiting.insert(id, Instant::now());
+                shared.books[index].lock().sent(id, frame, Instant::now());
                 shared.prompts_sent.fetch_add(1, Ordering::Relaxed);
                 shared.outstanding.fetch_add(1, Ordering::Relaxed);
-                if !send(&tx, &mut drop_rx, Out::Other(frame)).await {
+                if !send(&tx, &mut drop_rx, out).await {
                     return;
                 }
             }

@@ -1,0 +1,149 @@
+//! `--ledger postgres`: a throwaway PostgreSQL server for the run (`ccr-pgtest`), the
+//! supervisor's config for it, and what its lease table says about who owns what.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use ccr_pgtest::{PgServer, PgTestError};
+
+/// The variable that carries the database URL to the supervisors (`[ledger] url_env`):
+/// the URL is a credential and never goes into the config file.
+pub const URL_ENV: &str = "CCR_BENCH_LEDGER_URL";
+
+/// The database of a run on its own server (stopped and removed when dropped).
+pub struct Pg {
+    server: PgServer,
+    database: String,
+    url: String,
+}
+
+impl Pg {
+    /// Start a server and create the run's database; `fsync` (and `full_page_writes`)
+    /// as asked: ccr-pgtest turns them off for tests, a production server has them on.
+    pub fn start(fsync: bool) -> anyhow::Result<Pg> {
+        let server = PgServer::start().map_err(|e| match e {
+            PgTestError::NotInstalled(detail) => anyhow::anyhow!(
+                "bench --ledger postgres needs PostgreSQL's initdb (Debian package postgresql): {detail}"
+            ),
+            other => anyhow::Error::new(other).context("cannot start PostgreSQL for the bench"),
+        })?;
+        if fsync {
+            // Both are reloadable (sighup) settings.
+            // One statement a call: psql -c runs its statements in one transaction, which
+            // ALTER SYSTEM refuses.
+            server
+                .psql("postgres", "ALTER SYSTEM SET fsync = on")
+                .and_then(|_| server.psql("postgres", "ALTER SYSTEM SET full_page_writes = on"))
+                .and_then(|_| server.psql("postgres", "SELECT pg_reload_conf()"))
+                .context("cannot turn fsync on")?;
+            // The reload is asynchronous: wait until the setting shows.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while server.psql("postgres", "SHOW fsync")?.trim() != "on" {
+                if std::time::Instant::now() > deadline {
+                    bail!("PostgreSQL did not take fsync = on within 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let url = server
+            .unique_database("ccr_bench")
+            .context("cannot create the bench database")?;
+        let database = url.rsplit('/').next().unwrap_or_default().to_owned();
+        Ok(Pg {
+            server,
+            database,
+            url,
+        })
+    }
+
+    /// The database's URL (for [`URL_ENV`] only).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The server's setting `name` (`SHOW`).
+    pub fn setting(&self, name: &str) -> anyhow::Result<String> {
+        Ok(self
+            .server
+            .psql(&self.database, &format!("SHOW {name}"))?
+            .trim()
+            .to_owned())
+    }
+
+    /// Live leases (not expired by the database's clock) per owner.
+    pub fn owners(&self) -> anyhow::Result<BTreeMap<String, usize>> {
+        let text = self.server.psql(
+            &self.database,
+            "SELECT owner, count(*) FROM ccr_leases WHERE expires_at > now() GROUP BY owner",
+        )?;
+        Ok(owner_counts(&text))
+    }
+
+    /// The sessions `owner` holds a live lease on.
+    pub fn owned_by(&self, owner: &str) -> anyhow::Result<Vec<String>> {
+        // Instance ids are the harness's own (`bench-N`): safe to quote.
+        let text = self.server.psql(
+            &self.database,
+            &format!(
+                "SELECT session_id FROM ccr_leases WHERE owner = '{owner}' AND expires_at > now()"
+            ),
+        )?;
+        Ok(text.lines().map(str::to_owned).collect())
+    }
+}
+
+/// `owner|count` lines (psql `-tA`) as a map.
+pub fn owner_counts(text: &str) -> BTreeMap<String, usize> {
+    text.lines()
+        .filter_map(|l| {
+            let (owner, n) = l.split_once('|')?;
+            Some((owner.to_owned(), n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `[ledger]` and `[cluster]` sections of a supervisor on the bench's PostgreSQL.
+pub fn config_toml(lease_period: Duration) -> String {
+    format!(
+        "\n[ledger]\nbackend = \"postgres\"\nurl_env = \"{URL_ENV}\"\n\n\
+         [cluster]\nlease_period = \"{}s\"\n",
+        lease_period.as_secs()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_counts_are_read_from_psql_lines() {
+        let m = owner_counts("bench-1|1000\nbench-2|999\n\nbad\nbench-3|x\n");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["bench-1"], 1000);
+        assert_eq!(m["bench-2"], 999);
+    }
+
+    #[test]
+    fn the_config_names_the_url_variable_not_the_url() {
+        let toml = config_toml(Duration::from_secs(2));
+        assert!(
+            toml.contains("url_env = \"CCR_BENCH_LEDGER_URL\""),
+            "{toml}"
+        );
+        assert!(!toml.contains("postgres://"), "{toml}");
+        let base = crate::harness::supervisor_config(
+            "127.0.0.1:1".parse().unwrap(),
+            "http://127.0.0.1:2",
+            2,
+            true,
+            "",
+            "",
+        );
+        let cfg =
+            ccr_supervisor::config::load_from_str(&format!("{base}{toml}"), Default::default())
+                .unwrap();
+        assert!(cfg.ledger.postgres().is_some());
+        assert_eq!(cfg.cluster.lease_period, Duration::from_secs(2));
+    }
+}
