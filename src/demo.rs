@@ -26,6 +26,10 @@ mod with_sim {
             // The demo's sessions outlive a restart like real CCR sessions: they keep waiting on
             // their prompts (stored beside the ledger), so a restored prompt is one they wait on.
             if let Some(dir) = config.ledger.path.parent() {
+                // A SQLite ledger makes its directory; with PostgreSQL nothing else does.
+                if let Err(e) = std::fs::create_dir_all(dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot make the demo simulator's state directory");
+                }
                 builder = builder.persist(dir.join("demo-sim.json"));
             }
         }
