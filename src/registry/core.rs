@@ -128,6 +128,13 @@ impl Core {
         fx
     }
 
+    /// Whether prompt `request_id` of `session` waits for an answer here.
+    pub fn is_pending(&self, session: &str, request_id: &str) -> bool {
+        self.store
+            .get(session, request_id)
+            .is_some_and(|e| e.status == crate::registry::store::Status::Pending)
+    }
+
     /// The ids of `session`'s pending prompts.
     pub fn pending_ids(&self, session: &str) -> Vec<String> {
         self.store

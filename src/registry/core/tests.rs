@@ -802,3 +802,16 @@ fn an_adopted_session_shows_its_prompts_and_a_released_one_forgets_them_recordin
     );
     assert!(core.pending(Some("s2"), false, at(6)).is_empty());
 }
+
+#[test]
+fn only_a_prompt_still_pending_here_is_pending() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    assert!(core.is_pending("s1", "p1"));
+    assert!(!core.is_pending("s1", "nope"));
+    let fx = core.decide(allow("p1"), Ticket(1), at(1));
+    assert!(!core.is_pending("s1", "p1"), "decided, being recorded");
+    core.on_decision_recorded(decision_write(fx), Ok(()));
+    assert!(!core.is_pending("s1", "p1"));
+}
