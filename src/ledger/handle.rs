@@ -304,6 +304,25 @@ impl Ledger {
         rows
     }
 
+    /// One session's finished prompts, newest first, up to `max_rows` and about
+    /// `max_bytes`, for a cluster member taking it over (PostgreSQL; a SQLite ledger is
+    /// one instance's and answers "incomplete", so that replays are looked up one by one).
+    pub fn resolved_of(
+        &self,
+        session: &str,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<ResolvedRows, LedgerError>> + Send + 'static {
+        let rows: Pin<Box<dyn Future<Output = _> + Send>> = match &self.backend {
+            Backend::Sqlite(_) => Box::pin(std::future::ready(Ok(ResolvedRows {
+                rows: Vec::new(),
+                incomplete: vec![session.to_owned()],
+            }))),
+            Backend::Postgres(l) => Box::pin(l.resolved_of(session, max_rows, max_bytes)),
+        };
+        rows
+    }
+
     /// One prompt's records, whatever its state (`None`: never recorded).
     pub fn entry(
         &self,

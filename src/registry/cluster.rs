@@ -14,7 +14,7 @@ use super::actor::{Decide, ListPending, PermissionRegistry};
 use super::perform::permission_span;
 use super::store::{build_answer, Built, DecideError};
 use crate::cluster::{DecidedElsewhere, Fences};
-use crate::ledger::{DecisionRecord, Ledger, LedgerError, Unfinished};
+use crate::ledger::{DecisionRecord, Ledger, LedgerError, ResolvedRows, Unfinished};
 use ccr_protocol::api::{Decider, Delivery};
 use ccr_protocol::reply::{DecisionReceipt, Outcome, PendingPrompt};
 use ccr_protocol::PromptKind;
@@ -205,6 +205,8 @@ pub struct AdoptSession {
     pub session: Arc<str>,
     /// What the ledger holds unfinished for it.
     pub unfinished: Vec<Unfinished>,
+    /// Its finished prompts (the newest), to match replays.
+    pub resolved: ResolvedRows,
 }
 
 impl Handler<AdoptSession> for PermissionRegistry {
@@ -214,9 +216,12 @@ impl Handler<AdoptSession> for PermissionRegistry {
         if let Some(c) = self.cluster.as_mut() {
             c.owned.insert(msg.session.clone());
         }
-        let effects = self
-            .core
-            .adopt_session(&msg.session, msg.unfinished, SystemTime::now());
+        let effects = self.core.adopt_session(
+            &msg.session,
+            msg.unfinished,
+            msg.resolved,
+            SystemTime::now(),
+        );
         self.perform(effects, ctx);
     }
 }
@@ -247,8 +252,8 @@ impl Handler<DecidedElsewhere> for PermissionRegistry {
             return;
         }
         // Only a prompt still pending here is read back: every decision notifies, this
-        // instance's own included, and those are decided here already (a read per prompt
-        // for nothing: measured, it more than doubled the CPU per prompt).
+        // instance's own included, and those are decided here already (a ledger read
+        // per prompt for nothing).
         let ids = match msg.request_id {
             Some(id) if self.core.is_pending(&msg.session, &id) => vec![id],
             Some(_) => return,

@@ -135,7 +135,7 @@ impl PermissionRegistry {
         written: Option<Written>,
         span: tracing::Span,
         ctx: &mut Context<Self>,
-        then: impl FnOnce(&mut Self, Result<(), LedgerError>, &mut Context<Self>) + 'static,
+        then: impl FnOnce(&mut Self, Result<(), LedgerError>, &mut Context<Self>) + Send + 'static,
     ) {
         let Some(mut written) = written else {
             return then(self, Ok(()), ctx);
@@ -143,10 +143,18 @@ impl PermissionRegistry {
         match (&mut written).now_or_never() {
             Some(result) => then(self, result, ctx),
             None => {
-                ctx.spawn(written.into_actor(self).map(move |result, act, ctx| {
-                    let _span = span.entered();
-                    then(act, result, ctx)
-                }));
+                // A task of its own, which reports back by message: the futures an actor's
+                // context holds are all polled at each of its wake-ups, and under load
+                // thousands of commits may be in flight.
+                let me = ctx.address();
+                actix::spawn(async move {
+                    let result = written.await;
+                    me.do_send(WriteDone {
+                        then: Box::new(then),
+                        result,
+                        span,
+                    });
+                });
             }
         }
     }
@@ -223,6 +231,30 @@ fn append_decision(ledger: &Ledger, write: &DecisionWrite) -> Written {
             .append_prompt(&write.decision.session, prompt, *received_at)
             .then(decision),
         None => decision(),
+    }
+}
+
+/// What to do with a ledger write's result, once its commit answers.
+type Then = Box<
+    dyn FnOnce(&mut PermissionRegistry, Result<(), LedgerError>, &mut Context<PermissionRegistry>)
+        + Send,
+>;
+
+/// A ledger write committed (or failed): continue with its result on the registry.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct WriteDone {
+    then: Then,
+    result: Result<(), LedgerError>,
+    span: tracing::Span,
+}
+
+impl Handler<WriteDone> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: WriteDone, ctx: &mut Context<Self>) {
+        let _span = msg.span.entered();
+        (msg.then)(self, msg.result, ctx);
     }
 }
 

@@ -16,6 +16,12 @@ use crate::ledger::Ledger;
 use crate::registry::{AdoptSession, ReleaseSession};
 use crate::session::{AbandonSession, CloseSession};
 
+/// Finished prompts of a session taken over that are loaded to match its replays; older
+/// ones are looked up in the ledger when replayed.
+const ADOPT_RESOLVED_ROWS: usize = 1000;
+/// ... and about this many bytes of their answers.
+const ADOPT_RESOLVED_BYTES: usize = 1 << 20;
+
 /// What the supervisor of a cluster member needs: the shared ledger and the leases held.
 pub struct SupervisorCluster {
     /// The shared ledger (PostgreSQL), where a session taken over has its prompts.
@@ -58,8 +64,15 @@ impl Handler<Own> for Supervisor {
                 if !fences.may_send(&session) {
                     return false;
                 }
-                match ledger.unfinished_of(&session).await {
-                    Ok(unfinished) => {
+                let read = async {
+                    let unfinished = ledger.unfinished_of(&session).await?;
+                    let resolved = ledger
+                        .resolved_of(&session, ADOPT_RESOLVED_ROWS, ADOPT_RESOLVED_BYTES)
+                        .await?;
+                    Ok::<_, crate::ledger::LedgerError>((unfinished, resolved))
+                };
+                match read.await {
+                    Ok((unfinished, resolved)) => {
                         info!(
                             session_id = %session,
                             restored = unfinished.len(),
@@ -68,6 +81,7 @@ impl Handler<Own> for Supervisor {
                         let adopted = AdoptSession {
                             session: session.clone(),
                             unfinished,
+                            resolved,
                         };
                         return registry.send(adopted).await.is_ok();
                     }

@@ -485,6 +485,18 @@ impl PgLedger {
         &self.shared.me
     }
 
+    /// One session's finished prompts, newest first, up to `max_rows` and about `max_bytes`
+    /// (a session taken over: a replay of one is matched to its record).
+    pub(crate) fn resolved_of(
+        &self,
+        session: &str,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<ResolvedRows, LedgerError>> + Send + 'static {
+        let s = session.to_owned();
+        self.read(move |c| async move { read::resolved(&c, Some(&s), max_rows, max_bytes).await })
+    }
+
     /// One prompt's records, whatever its state.
     pub(crate) fn entry(
         &self,
@@ -501,7 +513,9 @@ impl PgLedger {
         max_rows: usize,
         max_bytes: usize,
     ) -> Result<ResolvedRows, LedgerError> {
-        self.read_blocking(move |c| async move { read::resolved(&c, max_rows, max_bytes).await })
+        self.read_blocking(
+            move |c| async move { read::resolved(&c, None, max_rows, max_bytes).await },
+        )
     }
 }
 

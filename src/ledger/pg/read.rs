@@ -265,16 +265,26 @@ pub(super) async fn entry(
 /// Load up to `max_rows` finished rows (and about `max_bytes` of answers), newest first.
 pub(super) async fn resolved(
     client: &Client,
+    session: Option<&str>,
     max_rows: usize,
     max_bytes: usize,
 ) -> Result<ResolvedRows, LedgerError> {
+    let only = if session.is_some() {
+        "session_id = $2 AND"
+    } else {
+        ""
+    };
     let sql = format!(
         "SELECT session_id, request_id, outcome, answer, received_at FROM ccr_prompts \
-         WHERE NOT ({UNFINISHED}) ORDER BY received_at DESC, session_id, request_id \
+         WHERE {only} NOT ({UNFINISHED}) ORDER BY received_at DESC, session_id, request_id \
          LIMIT $1"
     );
     let limit = i64::try_from(max_rows.saturating_add(1)).unwrap_or(i64::MAX);
-    let rows = client.query(&sql, &[&limit]).await.map_err(storage)?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+    if let Some(s) = &session {
+        params.push(s);
+    }
+    let rows = client.query(&sql, &params).await.map_err(storage)?;
     let mut out = ResolvedRows::default();
     let mut bytes = 0usize;
     let mut cutoff = None;
@@ -295,11 +305,20 @@ pub(super) async fn resolved(
         out.rows.push((session, request, stored));
     }
     if let Some(cutoff) = cutoff {
+        let only = if session.is_some() {
+            "session_id = $2 AND"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT DISTINCT session_id FROM ccr_prompts \
-             WHERE received_at <= $1 AND NOT ({UNFINISHED})"
+             WHERE {only} received_at <= $1 AND NOT ({UNFINISHED})"
         );
-        for r in client.query(&sql, &[&cutoff]).await.map_err(storage)? {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff];
+        if let Some(s) = &session {
+            params.push(s);
+        }
+        for r in client.query(&sql, &params).await.map_err(storage)? {
             out.incomplete.push(r.get(0));
         }
     }

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use super::answer::source_of;
 use super::effect::{Decision, Effect};
 use super::Core;
-use crate::ledger::Unfinished;
+use crate::ledger::{ResolvedRows, Unfinished};
 use ccr_protocol::api::Decider;
 use ccr_protocol::reply::Outcome;
 
@@ -20,12 +20,20 @@ impl Core {
         &mut self,
         session: &Arc<str>,
         unfinished: Vec<Unfinished>,
+        resolved: ResolvedRows,
         now: SystemTime,
     ) -> Vec<Effect> {
         self.sessions.insert(session.clone());
-        // What the last owner finished is in the ledger only: a replay of it is looked up
-        // there (its answer re-sent), never shown as new.
-        self.store.mark_incomplete(session);
+        // What the last owner finished: a replay of it is matched to its record (its answer
+        // re-sent), never shown as new; beyond what was loaded, it is looked up.
+        self.restore_resolved(ResolvedRows {
+            rows: resolved
+                .rows
+                .into_iter()
+                .filter(|(s, _, _)| **s == **session)
+                .collect(),
+            incomplete: resolved.incomplete,
+        });
         self.restore(
             unfinished
                 .into_iter()

@@ -786,7 +786,7 @@ fn an_adopted_session_shows_its_prompts_and_a_released_one_forgets_them_recordin
     let mut pending = recorded_elsewhere("p1", "x", "{}");
     pending.prompt.session_id = "s2".into();
     pending.decision = None;
-    let fx = core.adopt_session(&s2, vec![pending], at(5));
+    let fx = core.adopt_session(&s2, vec![pending], ResolvedRows::default(), at(5));
     assert!(
         kinds(&fx).contains(&"emit:prompt_restored".to_owned()),
         "{:?}",
@@ -814,4 +814,30 @@ fn only_a_prompt_still_pending_here_is_pending() {
     assert!(!core.is_pending("s1", "p1"), "decided, being recorded");
     core.on_decision_recorded(decision_write(fx), Ok(()));
     assert!(!core.is_pending("s1", "p1"));
+}
+
+#[test]
+fn a_replay_of_a_prompt_the_last_owner_finished_is_matched_to_its_record_not_shown_again() {
+    let mut core = core();
+    let s2: Arc<str> = Arc::from("s2");
+    let finished = ResolvedRows {
+        rows: vec![(
+            "s2".into(),
+            "old".into(),
+            Stored::Answered("{\"answer\":1}".into()),
+        )],
+        incomplete: Vec::new(),
+    };
+    core.adopt_session(&s2, Vec::new(), finished, at(5));
+    core.on_connected(&s2, 3);
+    let fx = core.on_prompt(s2.clone(), 3, prompt("old"), Arc::from([]), None, at(6));
+    assert!(
+        !kinds(&fx).contains(&"record:prompt".to_owned()),
+        "not new: {:?}",
+        kinds(&fx)
+    );
+    assert_eq!(&*write(fx).frame, "{\"answer\":1}", "its answer re-sent");
+    // A prompt it never saw is new, with no ledger lookup (the history was complete).
+    let fx = core.on_prompt(s2, 3, prompt("new"), Arc::from([]), None, at(6));
+    assert_eq!(kinds(&fx), ["record:prompt"]);
 }
