@@ -666,6 +666,7 @@ fn start_cluster(
         supervisor.clone().recipient(),
         supervisor.clone().recipient(),
         registry.clone().recipient(),
+        registry.clone().recipient(),
     )
     .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
     Ok(Some(member))

@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
 use super::plan::{Epoch, Planner, Snapshot};
-use super::{store, DecidedElsewhere, Disown, Fences, Own};
+use super::{store, DecidedElsewhere, Disown, Fences, Own, SeenElsewhere};
 use crate::config::ClusterConfig;
 use crate::ledger::pg::{connect, describe, PgTarget};
 pub use crate::metrics::ClusterStats;
@@ -99,8 +99,8 @@ enum Cmd {
 impl ClusterMember {
     /// Start the lease loop of instance `cfg.instance_id` (which must be `fences.me()`)
     /// over `sessions` (every configured session id: all instances share the config),
-    /// connecting to `target` (`PgLedger::target`). It reports to `owner`, `disowner` and
-    /// `decided`. Fails only when its thread cannot start; the database is connected in
+    /// connecting to `target` (`PgLedger::target`). It reports to `owner`, `disowner`,
+    /// `decided` and `seen`. Fails only when its thread cannot start; the database is connected in
     /// the loop (and reconnected whenever needed).
     #[allow(clippy::too_many_arguments)]
     pub fn start(
@@ -111,6 +111,7 @@ impl ClusterMember {
         owner: Recipient<Own>,
         disowner: Recipient<Disown>,
         decided: Recipient<DecidedElsewhere>,
+        seen: Recipient<SeenElsewhere>,
     ) -> Result<ClusterMember, String> {
         if fences.me() != cfg.instance_id {
             return Err(format!(
@@ -125,6 +126,7 @@ impl ClusterMember {
             target: target.clone(),
             fences: fences.clone(),
             decided,
+            seen,
             stats: stats.clone(),
             check_every: period,
         };

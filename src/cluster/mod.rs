@@ -58,6 +58,24 @@ pub struct DecidedElsewhere {
     pub request_id: Option<String>,
 }
 
+/// To the registry: a prompt of a session *not* held here was recorded (`decided: false`)
+/// or decided (`true`) on another instance: publish it on this instance's event stream,
+/// so that every instance's stream carries every session's permission events.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SeenElsewhere {
+    /// The session.
+    pub session: Arc<str>,
+    /// The prompt.
+    pub request_id: String,
+    /// Decided (else: newly recorded).
+    pub decided: bool,
+}
+
+/// The `NOTIFY` channel of new prompts (payload as [`DECIDED_CHANNEL`]'s), sent by a
+/// trigger when a prompt is recorded.
+pub const PROMPTED_CHANNEL: &str = "ccr_prompted";
+
 /// The `NOTIFY` channel of decisions (payload: session id, a newline, request id), sent by
 /// a trigger when a prompt's `outcome` is set.
 pub const DECIDED_CHANNEL: &str = "ccr_decided";

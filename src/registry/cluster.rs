@@ -13,7 +13,8 @@ use actix::prelude::*;
 use super::actor::{Decide, ListPending, PermissionRegistry};
 use super::perform::permission_span;
 use super::store::{build_answer, Built, DecideError};
-use crate::cluster::{DecidedElsewhere, Fences};
+use crate::cluster::{DecidedElsewhere, Fences, SeenElsewhere};
+use crate::events::Event;
 use crate::ledger::{DecisionRecord, Ledger, LedgerError, ResolvedRows, Unfinished};
 use ccr_protocol::api::{Decider, Delivery};
 use ccr_protocol::reply::{DecisionReceipt, Outcome, PendingPrompt};
@@ -267,5 +268,56 @@ impl Handler<DecidedElsewhere> for PermissionRegistry {
             })
             .collect();
         self.perform(effects, ctx);
+    }
+}
+
+impl Handler<SeenElsewhere> for PermissionRegistry {
+    type Result = ();
+
+    /// Publish, on this instance's event stream, what another instance recorded for a
+    /// session it owns: `permission_requested` for a new prompt, `permission_answered`
+    /// (delivery `queued`: its owner writes it) for a decision. Read from the ledger.
+    fn handle(&mut self, msg: SeenElsewhere, ctx: &mut Context<Self>) {
+        if !self.owned_elsewhere(&msg.session) {
+            return; // owned here: this registry published it itself
+        }
+        let Some(ledger) = self.ledger.clone() else {
+            return;
+        };
+        let span = permission_span(&msg.session, &msg.request_id);
+        let read = ledger.entry(&msg.session, &msg.request_id);
+        ctx.spawn(read.into_actor(self).map(move |found, act, _| {
+            let _span = span.entered();
+            let found = match found {
+                Ok(Some(found)) => found,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read another instance's prompt for the event stream");
+                    return;
+                }
+            };
+            let session = msg.session;
+            let event = match (msg.decided, found.decision) {
+                (false, _) => Event::permission_requested(
+                    &session,
+                    &msg.request_id,
+                    &Arc::new(found.prompt.to_prompt()),
+                    true,
+                ),
+                (true, Some(d)) => Event::PermissionAnswered {
+                    behavior: super::core::behavior_of(
+                        d.answer.as_deref().unwrap_or(""),
+                        d.outcome,
+                    ),
+                    session_id: session,
+                    request_id: msg.request_id,
+                    decided_by: d.decided_by,
+                    delivery: Delivery::Queued,
+                    reason: d.reason,
+                },
+                (true, None) => return,
+            };
+            act.bus.publish(event);
+        }));
     }
 }

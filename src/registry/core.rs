@@ -15,6 +15,7 @@
 mod answer;
 mod arrival;
 mod cluster;
+pub(crate) use cluster::behavior_of;
 mod effect;
 mod rules;
 

@@ -667,3 +667,33 @@ async fn a_postgres_restart_is_recovered_from_without_losing_a_prompt() {
         "all recorded and delivered"
     );
 }
+
+/// Every instance's event stream carries the permission events of every session: a prompt
+/// recorded by its owner, and its answer, show up on the other instance's stream.
+#[actix_rt::test]
+async fn a_non_owner_s_event_stream_carries_the_owner_s_permission_events() {
+    let Some((c, _, owners)) = settled(2, 4).await else {
+        return;
+    };
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+    let session = owned_by(&owners, "inst-0");
+    let mut sse = support::open_sse(&http, &c.api(1)).await;
+    let mut seen = vec![];
+    ask(&c.sim, &session, "watched").await;
+    sse.wait_for(&mut seen, |e| support::is_requested(e, "watched"))
+        .await;
+    answer_via(&c, 0, &mut sim_events, (&session, "watched")).await;
+    let answered = sse
+        .wait_for(&mut seen, |e| {
+            e.event == "permission_answered" && e.data["request_id"] == "watched"
+        })
+        .await;
+    assert_eq!(
+        answered.data["session_id"],
+        session.as_str(),
+        "{:?}",
+        answered.data
+    );
+    assert_eq!(answered.data["behavior"], "allow", "{:?}", answered.data);
+}

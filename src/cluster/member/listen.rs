@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Notification};
 
 use super::Backoff;
-use crate::cluster::{DecidedElsewhere, Fences, DECIDED_CHANNEL};
+use crate::cluster::{DecidedElsewhere, Fences, SeenElsewhere, DECIDED_CHANNEL, PROMPTED_CHANNEL};
 use crate::ledger::pg::{describe, PgTarget};
 use crate::metrics::ClusterStats;
 
@@ -24,6 +24,8 @@ pub(super) struct Listener {
     pub(super) target: Arc<PgTarget>,
     pub(super) fences: Arc<Fences>,
     pub(super) decided: Recipient<DecidedElsewhere>,
+    /// Where prompts recorded and decided for sessions held elsewhere go (the event stream).
+    pub(super) seen: Recipient<SeenElsewhere>,
     pub(super) stats: Arc<ClusterStats>,
     /// How often a quiet connection is checked (a cut connection sends nothing).
     pub(super) check_every: Duration,
@@ -66,7 +68,9 @@ impl Listener {
         });
         let _abort = AbortOnDrop(driver.abort_handle());
         if let Err(e) = client
-            .batch_execute(&format!("LISTEN {DECIDED_CHANNEL}"))
+            .batch_execute(&format!(
+                "LISTEN {DECIDED_CHANNEL}; LISTEN {PROMPTED_CHANNEL}"
+            ))
             .await
         {
             return describe(&e);
@@ -117,11 +121,20 @@ impl Listener {
             );
             return;
         };
-        if self.fences.epoch(session).is_some() {
-            self.decided.do_send(DecidedElsewhere {
+        let held = self.fences.epoch(session).is_some();
+        let decided = n.channel() == DECIDED_CHANNEL;
+        match (held, decided) {
+            (true, true) => self.decided.do_send(DecidedElsewhere {
                 session: Arc::from(session),
                 request_id: Some(request_id.to_owned()),
-            });
+            }),
+            // Recorded by this instance, which published it already.
+            (true, false) => {}
+            (false, decided) => self.seen.do_send(SeenElsewhere {
+                session: Arc::from(session),
+                request_id: request_id.to_owned(),
+                decided,
+            }),
         }
     }
 }

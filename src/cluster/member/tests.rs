@@ -26,6 +26,8 @@ enum Told {
     Decided(Arc<str>, String),
     /// Re-check every pending prompt of the session (after the LISTEN connection was down).
     Recheck(Arc<str>),
+    /// A prompt of a session held elsewhere was recorded (`false`) or decided (`true`).
+    Seen(Arc<str>, String, bool),
 }
 
 /// Everything one member told, shared with the test.
@@ -48,7 +50,7 @@ impl Log {
                 Told::Disown(s, _) => {
                     assert!(owned.remove(&s).is_some(), "{s} disowned, never owned");
                 }
-                Told::Decided(..) | Told::Recheck(_) => {}
+                Told::Decided(..) | Told::Recheck(_) | Told::Seen(..) => {}
             }
         }
         owned
@@ -103,6 +105,16 @@ impl Handler<Disown> for Recorder {
     }
 }
 
+impl Handler<SeenElsewhere> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: SeenElsewhere, _: &mut Context<Self>) {
+        self.0
+             .0
+            .lock()
+            .push(Told::Seen(m.session, m.request_id, m.decided));
+    }
+}
+
 impl Handler<DecidedElsewhere> for Recorder {
     type Result = ();
     fn handle(&mut self, m: DecidedElsewhere, _: &mut Context<Self>) {
@@ -136,6 +148,7 @@ impl Node {
             &cfg,
             sessions.to_vec(),
             fences.clone(),
+            addr.clone().recipient(),
             addr.clone().recipient(),
             addr.clone().recipient(),
             addr.recipient(),

@@ -69,6 +69,19 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
             FOR EACH ROW WHEN (OLD.outcome IS DISTINCT FROM NEW.outcome)
             EXECUTE FUNCTION ccr_notify_decided();",
     ),
+    (
+        3,
+        "the new-prompt notification",
+        // Channel `cluster::PROMPTED_CHANNEL`: the instances that do not own the session
+        // publish the prompt on their own event streams.
+        "CREATE FUNCTION ccr_notify_prompted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('ccr_prompted', NEW.session_id || chr(10) || NEW.request_id);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER ccr_prompts_prompted AFTER INSERT ON ccr_prompts
+            FOR EACH ROW EXECUTE FUNCTION ccr_notify_prompted();",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -94,7 +94,7 @@ impl Core {
 
 /// The behavior an answer frame carries (`allow`, `deny`, a question's `accept`...), for
 /// the event; from the outcome when the frame does not say.
-fn behavior_of(frame: &str, outcome: Outcome) -> &'static str {
+pub(crate) fn behavior_of(frame: &str, outcome: Outcome) -> &'static str {
     const KNOWN: [&str; 7] = [
         "allow",
         "deny",
