@@ -669,7 +669,8 @@ async fn a_postgres_restart_is_recovered_from_without_losing_a_prompt() {
 }
 
 /// Every instance's event stream carries the permission events of every session: a prompt
-/// recorded by its owner, and its answer, show up on the other instance's stream.
+/// recorded by its owner, and its answer, show up on the other instance's stream; the
+/// session's transcript, asked of the other instance, is its owner's.
 #[actix_rt::test]
 async fn a_non_owner_s_event_stream_carries_the_owner_s_permission_events() {
     let Some((c, _, owners)) = settled(2, 4).await else {

@@ -1,8 +1,10 @@
-//! `GET /v1/sessions/{id}/messages`: pages of a session's event history.
+//! `GET /v1/sessions/{id}/messages`: pages of a session's event history. In a cluster,
+//! the history is its owner's: asked of another instance, the request is forwarded there.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::api::auth::Viewer;
+use crate::api::forward;
 use crate::api::lookup::lookup;
 use crate::api::{ApiError, ApiState};
 use ccr_protocol::api::PageQuery;
@@ -15,11 +17,18 @@ use ccr_protocol::reply::TranscriptPage;
 pub async fn transcript(
     _who: Viewer,
     state: web::Data<ApiState>,
+    req: HttpRequest,
     id: web::Path<String>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     lookup(&state, &id).await?;
+    match forward::to_owner(&state, &req, &id, web::Bytes::new()).await {
+        Ok(Some(owners)) => return Ok(owners),
+        // Held by nobody right now: this instance's history is what there is.
+        Ok(None) | Err(ApiError::NotConnected(_)) => {}
+        Err(e) => return Err(e),
+    }
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::InvalidQuery("limit must be 1..=1000".into()));
