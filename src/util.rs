@@ -130,3 +130,42 @@ pub fn join_in_background(thread: std::thread::JoinHandle<()>, what: &'static st
         }
     });
 }
+
+/// Start a thread named `name` running a current-thread tokio runtime (for work that must
+/// never run on, nor wait on, an actor's thread): `setup` runs on it first, then `run` with
+/// the runtime until it returns. Blocks until `setup` is done; its error, or a thread or
+/// runtime that cannot start, is returned (the thread then ends). Else the thread and a
+/// handle of its runtime.
+pub fn runtime_thread(
+    name: &str,
+    setup: impl FnOnce(&tokio::runtime::Runtime) -> Result<(), String> + Send + 'static,
+    run: impl FnOnce(tokio::runtime::Runtime) + Send + 'static,
+) -> Result<(std::thread::JoinHandle<()>, tokio::runtime::Handle), String> {
+    let (ready, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("cannot start its runtime: {e}")));
+                    return;
+                }
+            };
+            if let Err(e) = setup(&runtime) {
+                let _ = ready.send(Err(e));
+                return;
+            }
+            let _ = ready.send(Ok(runtime.handle().clone()));
+            run(runtime);
+        })
+        .map_err(|e| format!("cannot start thread {name}: {e}"))?;
+    match ready_rx.recv() {
+        Ok(Ok(handle)) => Ok((thread, handle)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("thread {name} stopped while starting")),
+    }
+}

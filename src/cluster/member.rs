@@ -152,21 +152,10 @@ impl ClusterMember {
         };
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
-        let (ready, ready_rx) = std::sync::mpsc::sync_channel::<Result<Handle, String>>(1);
-        let thread = std::thread::Builder::new()
-            .name("cluster-leases".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready.send(Err(format!("cannot start its runtime: {e}")));
-                        return;
-                    }
-                };
-                let _ = ready.send(Ok(runtime.handle().clone()));
+        let (thread, runtime) = crate::util::runtime_thread(
+            "cluster-leases",
+            |_| Ok(()),
+            move |runtime| {
                 runtime.spawn(listener.run());
                 runtime.block_on(async move {
                     tokio::select! {
@@ -175,13 +164,8 @@ impl ClusterMember {
                     }
                 });
                 // Dropping the runtime stops the listener and any status query.
-            })
-            .map_err(|e| format!("cannot start thread cluster-leases: {e}"))?;
-        let runtime = match ready_rx.recv() {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("thread cluster-leases stopped while starting".into()),
-        };
+            },
+        )?;
         let api = ClusterApi {
             shared: Arc::new(ApiShared {
                 runtime,

@@ -178,29 +178,16 @@ impl PgLedger {
         // The runtime lives on its own thread (the caller may be inside another runtime);
         // it reports once connected and migrated: a database the service cannot use is a
         // start-up error, like a SQLite file it cannot open.
-        let (opened, open_rx) = std::sync::mpsc::sync_channel::<Result<Handle, String>>(1);
-        let thread = std::thread::Builder::new()
-            .name("ledger-pg".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = opened.send(Err(format!("cannot start the ledger's runtime: {e}")));
-                        return;
-                    }
-                };
-                let ready = runtime.block_on(async {
-                    let mut client = connect(&wt).await?;
-                    schema::migrate(&mut client).await
-                });
-                if let Err(e) = ready {
-                    let _ = opened.send(Err(e));
-                    return;
-                }
-                let _ = opened.send(Ok(runtime.handle().clone()));
+        let setup_target = wt.clone();
+        let (thread, handle) = crate::util::runtime_thread(
+            "ledger-pg",
+            move |runtime| {
+                runtime.block_on(async {
+                    let mut client = connect(&setup_target).await?;
+                    schema::migrate(&mut client).await.map(|_| ())
+                })
+            },
+            move |runtime| {
                 let writer = runtime.spawn(writer::run(wt, rx, wc));
                 if let Some((retain, every, chunk, pool)) = prune {
                     runtime.spawn(prune_loop(pool, retain, every, chunk));
@@ -210,13 +197,9 @@ impl PgLedger {
                     // Every handle is gone: the writer finishes its queue, then stops.
                     let _ = writer.await;
                 });
-            })
-            .map_err(|e| fail(format!("cannot start thread ledger-pg: {e}")))?;
-        let handle = match open_rx.recv() {
-            Ok(Ok(handle)) => handle,
-            Ok(Err(e)) => return Err(fail(e)),
-            Err(_) => return Err(fail("the ledger's thread stopped while opening".into())),
-        };
+            },
+        )
+        .map_err(fail)?;
         Ok(PgLedger {
             shared: Arc::new(Shared {
                 runtime: handle,
