@@ -152,9 +152,12 @@ pub async fn leases(client: &impl GenericClient) -> Result<Vec<LeaseRow>, Error>
         .collect())
 }
 
-/// Members and leases read in one repeatable-read transaction (one `now()` for both):
-/// what [`Planner::step`](super::plan::Planner::step) plans on.
-pub async fn snapshot(client: &mut Client, live_within: Duration) -> Result<Snapshot, Error> {
+/// The members heard from within `live_within` and every lease row, read in one
+/// repeatable-read transaction (one `now()` for both).
+pub async fn rows(
+    client: &mut Client,
+    live_within: Duration,
+) -> Result<(Vec<MemberRow>, Vec<LeaseRow>), Error> {
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -164,6 +167,13 @@ pub async fn snapshot(client: &mut Client, live_within: Duration) -> Result<Snap
     let members = members(&tx, live_within).await?;
     let leases = leases(&tx).await?;
     tx.commit().await?;
+    Ok((members, leases))
+}
+
+/// Members and leases as [`rows`] reads them: what
+/// [`Planner::step`](super::plan::Planner::step) plans on.
+pub async fn snapshot(client: &mut Client, live_within: Duration) -> Result<Snapshot, Error> {
+    let (members, leases) = rows(client, live_within).await?;
     Ok(Snapshot {
         members: members.iter().map(Member::from).collect(),
         leases: leases

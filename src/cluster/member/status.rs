@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ccr_protocol::reply::{ClusterLease, ClusterMemberStatus, ClusterStatus};
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::Client;
 
 use crate::cluster::store::{self, LeaseRow, MemberRow};
 
@@ -18,15 +18,7 @@ pub(super) async fn read(
     me: &str,
     period: Duration,
 ) -> Result<ClusterStatus, tokio_postgres::Error> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    let members = store::members(&tx, period * SHOWN_PERIODS).await?;
-    let leases = store::leases(&tx).await?;
-    tx.commit().await?;
+    let (members, leases) = store::rows(client, period * SHOWN_PERIODS).await?;
     Ok(shape(me, &members, &leases))
 }
 

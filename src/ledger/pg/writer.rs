@@ -20,7 +20,7 @@ use tokio_postgres::{Client, Statement};
 use super::fence::{condition, Epoch};
 use super::{connect, describe, PgTarget};
 use crate::ledger::record::LedgerError;
-use crate::ledger::writer::{Counters, DecisionRow, PromptRow, Write};
+use crate::ledger::writer::{Counters, DecisionRow, Write};
 use ccr_protocol::reply::Outcome;
 
 /// What the writer takes from its queue.
@@ -298,23 +298,15 @@ async fn statement(
             Ok(delivered(session_id, request_id, updated, exists, held))
         }
         Write::Prompt(p) => {
-            let PromptRow {
-                session_id,
-                request_id,
-                tool_use_id,
-                tool_name,
-                input,
-                request,
-                received_at,
-            } = p;
+            let session_id = &p.session_id;
             let row: [&(dyn ToSql + Sync); 7] = [
                 session_id,
-                request_id,
-                tool_use_id,
-                tool_name,
-                input,
-                request,
-                received_at,
+                &p.request_id,
+                &p.tool_use_id,
+                &p.tool_name,
+                &p.input,
+                &p.request,
+                &p.received_at,
             ];
             let Some(f) = fence else {
                 c.client.execute(&c.insert, &row).await?;
