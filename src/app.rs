@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::api::cookie::ConsoleSessions;
 use crate::api::{self, ApiState, Authenticator};
-use crate::cluster::{ClusterMember, Fences};
+use crate::cluster::{ClusterMember, Fences, Reports};
 use crate::config::{self, Config, ConfigError, Draft};
 use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
@@ -658,17 +658,15 @@ fn start_cluster(
         }
     }
     let sessions = config.sessions.iter().map(|s| s.id.clone()).collect();
-    let member = ClusterMember::start(
-        pg.target(),
-        &cfg,
-        sessions,
-        fences.clone(),
-        supervisor.clone().recipient(),
-        supervisor.clone().recipient(),
-        registry.clone().recipient(),
-        registry.clone().recipient(),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
+    let reports = Reports {
+        owner: supervisor.clone().recipient(),
+        disowner: supervisor.clone().recipient(),
+        decided: registry.clone().recipient(),
+        seen: registry.clone().recipient(),
+        resumed: registry.clone().recipient(),
+    };
+    let member = ClusterMember::start(pg.target(), &cfg, sessions, fences.clone(), reports)
+        .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
     Ok(Some(member))
 }
 

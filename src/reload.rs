@@ -450,9 +450,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         instance_id: _,
         advertise_url: _,
         lease_period: _,
+        outage_grace: _,
     } = cluster;
     changed_keys!(out, "cluster", cluster, new.cluster;
-        instance_id, advertise_url, lease_period);
+        instance_id, advertise_url, lease_period, outage_grace);
     out
 }
 

@@ -138,6 +138,9 @@ impl ApiError {
             SessionError::NotConnected | SessionError::ConnectionLost => {
                 ApiError::NotConnected(session_id.into())
             }
+            SessionError::LeaseNotHeld => {
+                ApiError::Unavailable(format!("session {session_id}: {e}"))
+            }
             SessionError::Timeout(_) => ApiError::Timeout(e.to_string()),
             SessionError::Rejected(m) => ApiError::SessionRejected(m),
             SessionError::Token(_) | SessionError::Upstream { .. } | SessionError::Request(_) => {

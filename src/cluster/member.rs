@@ -17,10 +17,13 @@
 //!
 //! Local deadlines are the instant a claim or renewal was *sent* plus the period, never
 //! later than the database's expiry. They are kept even while the database does not
-//! answer: a lease is let go (dropped, `Disown {lost: true}`) when its deadline passes,
-//! whether or not the round that would have renewed it is still waiting. When the database
-//! is back, the planner claims sessions again. A round that fails is retried with backoff;
-//! one that takes longer than two periods is abandoned and its connection dropped.
+//! answer: when its deadline passes a lease *lapses* (the fences refuse every write for
+//! it, by the same deadline, but its session keeps its socket), whether or not the round
+//! that would have renewed it is still waiting; `[cluster] outage_grace` later it is let go
+//! (dropped, `Disown {lost: true}`). A lapsed lease renewed at its epoch is held again
+//! ([`Resumed`]: the registry writes what waited); one the database no longer shows at its
+//! epoch is lost. A round that fails is retried with backoff; one that takes longer than
+//! two periods is abandoned and its connection dropped.
 //!
 //! A member (re)joins before it claims anything: when its last heartbeat is a period old
 //! or more (at start, after the database was unreachable), it heartbeats and waits one
@@ -46,11 +49,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
 use super::plan::{Epoch, Planner, Snapshot};
-use super::{store, DecidedElsewhere, Disown, Fences, Own, SeenElsewhere};
+use super::{store, Disown, Fences, Own, Reports, Resumed};
 use crate::config::ClusterConfig;
 use crate::ledger::pg::{connect, describe, PgTarget};
 pub use crate::metrics::ClusterStats;
-use book::Book;
+use book::{Book, Expired};
 
 /// Sessions a draining member hands over per round.
 pub const DRAIN_BATCH: usize = 32;
@@ -99,20 +102,23 @@ enum Cmd {
 impl ClusterMember {
     /// Start the lease loop of instance `cfg.instance_id` (which must be `fences.me()`)
     /// over `sessions` (every configured session id: all instances share the config),
-    /// connecting to `target` (`PgLedger::target`). It reports to `owner`, `disowner`,
-    /// `decided` and `seen`. Fails only when its thread cannot start; the database is connected in
-    /// the loop (and reconnected whenever needed).
-    #[allow(clippy::too_many_arguments)]
+    /// connecting to `target` (`PgLedger::target`), telling `reports` what happens. Fails
+    /// only when its thread cannot start; the database is connected in the loop (and
+    /// reconnected whenever needed).
     pub fn start(
         target: Arc<PgTarget>,
         cfg: &ClusterConfig,
         sessions: Vec<Arc<str>>,
         fences: Arc<Fences>,
-        owner: Recipient<Own>,
-        disowner: Recipient<Disown>,
-        decided: Recipient<DecidedElsewhere>,
-        seen: Recipient<SeenElsewhere>,
+        reports: Reports,
     ) -> Result<ClusterMember, String> {
+        let Reports {
+            owner,
+            disowner,
+            decided,
+            seen,
+            resumed,
+        } = reports;
         if fences.me() != cfg.instance_id {
             return Err(format!(
                 "the fences are instance {:?}'s, not {:?}'s",
@@ -137,15 +143,19 @@ impl ClusterMember {
             period,
             sessions,
             keep: Keeper {
-                book: Book::new(period),
+                book: Book::new(period, cfg.outage_grace),
+                grace: cfg.outage_grace,
                 fences,
                 disowner,
                 stats: stats.clone(),
             },
             owner,
+            resumed,
             planner: Planner::new(cfg.instance_id.clone(), period, DRAIN_BATCH),
             client: None,
             last_beat: None,
+            last_beat_before: None,
+            back_at: None,
             draining: false,
             drained: Vec::new(),
             releasing: Vec::new(),
@@ -278,6 +288,8 @@ impl ApiShared {
 /// The leases held and whom to tell when one is let go.
 struct Keeper {
     book: Book,
+    /// `[cluster] outage_grace`, for the logs.
+    grace: Duration,
     fences: Arc<Fences>,
     disowner: Recipient<Disown>,
     stats: Arc<ClusterStats>,
@@ -300,9 +312,18 @@ impl Keeper {
         });
     }
 
-    /// Let go of every lease whose local deadline passed by `now`.
+    /// At `now`: mark the leases whose local deadline passed as lapsed (their sessions send
+    /// nothing, by the fences' same deadline, but keep their sockets), and let go of those
+    /// whose `outage_grace` ran out too.
     fn expire(&mut self, now: Instant) {
-        let gone = self.book.expire(now);
+        let Expired { lapsed, gone } = self.book.expire(now);
+        if !lapsed.is_empty() {
+            tracing::warn!(
+                leases = lapsed.len(),
+                grace = ?self.grace,
+                "cluster: leases could not be renewed in time; their sessions stay connected but send nothing until the database renews them, for up to outage_grace"
+            );
+        }
         if !gone.is_empty() {
             tracing::warn!(
                 leases = gone.len(),
@@ -316,9 +337,9 @@ impl Keeper {
     }
 
     fn count(&self) {
-        self.stats
-            .leases_held
-            .set(i64::try_from(self.book.len()).unwrap_or(i64::MAX));
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.stats.leases_held.set(gauge(self.book.len()));
+        self.stats.leases_lapsed.set(gauge(self.book.lapsed()));
     }
 
     /// Await `fut`, letting go of each lease whose deadline passes meanwhile.
@@ -344,10 +365,16 @@ struct Lane {
     sessions: Vec<Arc<str>>,
     keep: Keeper,
     owner: Recipient<Own>,
+    resumed: Recipient<Resumed>,
     planner: Planner,
     client: Option<Client>,
     /// When the last heartbeat that succeeded was sent.
     last_beat: Option<Instant>,
+    /// `last_beat` as it was when this round started.
+    last_beat_before: Option<Instant>,
+    /// When this member rejoined after an outage, while it waits for its peers
+    /// ([`owners_missing`]).
+    back_at: Option<Instant>,
     draining: bool,
     /// Who waits for the drain to finish.
     drained: Vec<oneshot::Sender<()>>,
@@ -419,6 +446,7 @@ impl Lane {
         let keep = &mut self.keep;
         let (me, period) = (self.me.as_str(), self.period);
         let rejoin = self.last_beat.is_none_or(|t| t.elapsed() >= period);
+        self.last_beat_before = self.last_beat;
         let beat = Instant::now();
         keep.guard(store::heartbeat(
             &*client,
@@ -445,6 +473,15 @@ impl Lane {
             for s in &r.lost {
                 keep.lost(s);
             }
+            if !r.resumed.is_empty() {
+                tracing::info!(
+                    leases = r.resumed.len(),
+                    "cluster: lapsed leases renewed; their sessions act again"
+                );
+            }
+            for s in r.resumed {
+                self.resumed.do_send(Resumed { session: s });
+            }
             keep.count();
         }
         let snap = keep
@@ -460,7 +497,16 @@ impl Lane {
             .filter(|l| l.owner == me && l.expired_for.is_none())
             .count();
         if rejoin {
+            // Back after an outage (not the first join): its peers may be back a moment
+            // later, and renew their lapsed leases themselves if not claimed first.
+            self.back_at = self.last_beat_before.map(|_| Instant::now());
             return Ok(ours);
+        }
+        if let Some(back) = self.back_at {
+            if back.elapsed() < period && owners_missing(&snap, me) {
+                return Ok(ours);
+            }
+            self.back_at = None;
         }
         let plan = self.planner.step(
             Instant::now(),
@@ -585,6 +631,16 @@ impl Lane {
             }
         }
     }
+}
+
+/// Whether `snap` shows an expired lease of another instance that is not a live member:
+/// after an outage, that owner may be on its way back to renew it (its lease lapsed, its
+/// session still connected), so a member just back waits for it, up to one lease period,
+/// before it claims anything.
+fn owners_missing(snap: &Snapshot, me: &str) -> bool {
+    snap.leases.values().any(|l| {
+        l.expired_for.is_some() && l.owner != me && !snap.members.iter().any(|m| m.id == l.owner)
+    })
 }
 
 /// Sleep until `at`, or forever when there is nothing to wait for.

@@ -1,4 +1,4 @@
-//! Session ownership by leases (issue #29), not wired into the service yet: each
+//! Session ownership by leases (issue #29): each
 //! configured session is owned by one live instance at a time, through a lease row in
 //! PostgreSQL that its owner renews and that fences every write it makes by epoch.
 //!
@@ -70,6 +70,30 @@ pub struct SeenElsewhere {
     pub request_id: String,
     /// Decided (else: newly recorded).
     pub decided: bool,
+}
+
+/// To the registry: `session`'s lease had lapsed (the database unreachable past its
+/// deadline; the session kept its socket but sent nothing) and is renewed at the same
+/// epoch: write the answers that waited meanwhile, and record the prompts that could not be.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Resumed {
+    /// The session.
+    pub session: Arc<str>,
+}
+
+/// Whom the lease loop and its listener tell what.
+pub struct Reports {
+    /// The supervisor: sessions to run.
+    pub owner: actix::Recipient<Own>,
+    /// The supervisor: sessions to stop.
+    pub disowner: actix::Recipient<Disown>,
+    /// The registry: decisions recorded elsewhere for sessions held here.
+    pub decided: actix::Recipient<DecidedElsewhere>,
+    /// The registry: prompts of sessions held elsewhere.
+    pub seen: actix::Recipient<SeenElsewhere>,
+    /// The registry: lapsed leases renewed.
+    pub resumed: actix::Recipient<Resumed>,
 }
 
 /// The `NOTIFY` channel of new prompts (payload as [`DECIDED_CHANNEL`]'s), sent by a

@@ -207,8 +207,13 @@ pub async fn claim(
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Extend by `period` those of `held` (session, epoch) that are still ours at that epoch
-/// and not expired; returns the sessions renewed. The others are lost: close them.
+/// Extend by `period` those of `held` (session, epoch) that are still ours at that epoch;
+/// returns the sessions renewed. The others are lost: close them.
+///
+/// An expired lease is renewed too while its epoch is unchanged (the database was out of
+/// reach past the expiry, and nobody claimed the session meanwhile): only a claim changes
+/// the epoch, so nobody else held it, and whatever a claim of it now would race is decided
+/// by the row lock, one way or the other.
 pub async fn renew(
     client: &impl GenericClient,
     me: &str,
@@ -221,8 +226,7 @@ pub async fn renew(
         .query(
             "UPDATE ccr_leases AS l SET expires_at = now() + make_interval(secs => $2)
              FROM unnest($3::text[], $4::bigint[]) AS h(session_id, epoch)
-             WHERE l.session_id = h.session_id AND l.epoch = h.epoch
-               AND l.owner = $1 AND l.expires_at > now()
+             WHERE l.session_id = h.session_id AND l.epoch = h.epoch AND l.owner = $1
              RETURNING l.session_id",
             &[&me, &period.as_secs_f64(), &sessions, &epochs],
         )

@@ -12,6 +12,10 @@ pub const DEFAULT_LEASE_PERIOD: Duration = Duration::from_secs(10);
 pub const MIN_LEASE_PERIOD: Duration = Duration::from_secs(1);
 /// Longest accepted `lease_period`: failover takes up to two periods.
 pub const MAX_LEASE_PERIOD: Duration = Duration::from_secs(600);
+/// Default of `[cluster] outage_grace`: covers a database restart or a short outage.
+pub const DEFAULT_OUTAGE_GRACE: Duration = Duration::from_secs(60);
+/// Longest accepted `outage_grace`.
+pub const MAX_OUTAGE_GRACE: Duration = Duration::from_secs(3600);
 /// Longest accepted `instance_id`, in characters.
 pub const MAX_INSTANCE_ID_LEN: usize = 64;
 /// Characters of the random suffix of the default `instance_id`.
@@ -27,6 +31,9 @@ pub struct ClusterConfig {
     pub advertise_url: Option<url::Url>,
     /// How long a lease holds without renewal (`lease_period`, default 10 s, 1 s..=10 min).
     pub lease_period: Duration,
+    /// How long a session whose lease could not be renewed keeps its socket, silent,
+    /// waiting for the database (`outage_grace`, default 60 s, 0..=1 h).
+    pub outage_grace: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -35,6 +42,7 @@ impl Default for ClusterConfig {
             instance_id: default_instance_id().to_owned(),
             advertise_url: None,
             lease_period: DEFAULT_LEASE_PERIOD,
+            outage_grace: DEFAULT_OUTAGE_GRACE,
         }
     }
 }
@@ -119,11 +127,18 @@ pub(super) fn cluster(mut t: Table, errs: &mut Errors) -> ClusterConfig {
         d.lease_period,
         MIN_LEASE_PERIOD..=MAX_LEASE_PERIOD,
     );
+    let outage_grace = t.duration_within(
+        errs,
+        "outage_grace",
+        d.outage_grace,
+        Duration::ZERO..=MAX_OUTAGE_GRACE,
+    );
     t.finish(errs);
     ClusterConfig {
         instance_id,
         advertise_url,
         lease_period,
+        outage_grace,
     }
 }
 

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cluster::{
-    default_instance_id, ClusterConfig, DEFAULT_LEASE_PERIOD, MAX_INSTANCE_ID_LEN,
-    MAX_LEASE_PERIOD, MIN_LEASE_PERIOD,
+    default_instance_id, ClusterConfig, DEFAULT_LEASE_PERIOD, DEFAULT_OUTAGE_GRACE,
+    MAX_INSTANCE_ID_LEN, MAX_LEASE_PERIOD, MAX_OUTAGE_GRACE, MIN_LEASE_PERIOD,
 };
 pub use console::{ConsoleConfig, DEFAULT_CONSOLE_MAX_SESSIONS, DEFAULT_CONSOLE_SESSION_LIFETIME};
 pub use error::{ConfigError, KeyError};

@@ -389,6 +389,11 @@ impl Metrics {
             stats.leases_held.clone(),
         );
         r.register(
+            "cluster_leases_lapsed",
+            "Leases held whose renewal is overdue (the database unreachable): their sessions stay connected but send nothing, for up to [cluster] outage_grace",
+            stats.leases_lapsed.clone(),
+        );
+        r.register(
             "cluster_takeovers",
             "Sessions claimed here whose lease another instance held before",
             stats.takeovers.clone(),
@@ -480,6 +485,9 @@ pub struct LedgerHistograms {
 pub struct ClusterStats {
     /// Leases held now.
     pub leases_held: Gauge,
+    /// Of those, leases whose local deadline passed without a renewal: kept, silent, for
+    /// up to `[cluster] outage_grace` while the database cannot be reached.
+    pub leases_lapsed: Gauge,
     /// Claims of a session whose lease another instance held before.
     pub takeovers: Counter,
     /// Renewal rounds that failed.

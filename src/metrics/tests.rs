@@ -152,6 +152,7 @@ fn cluster_figures_render_once_registered() {
     let stats = ClusterStats::default();
     m.register_cluster(&stats);
     stats.leases_held.set(100);
+    stats.leases_lapsed.set(7);
     stats.takeovers.inc_by(3);
     stats.renewals_failed.inc();
     stats.members.set(3);
@@ -159,6 +160,7 @@ fn cluster_figures_render_once_registered() {
     for line in [
         "# TYPE ccr_supervisor_cluster_leases_held gauge",
         "ccr_supervisor_cluster_leases_held 100",
+        "ccr_supervisor_cluster_leases_lapsed 7",
         "# TYPE ccr_supervisor_cluster_takeovers_total counter",
         "ccr_supervisor_cluster_takeovers_total 3",
         "ccr_supervisor_cluster_lease_renewals_failed_total 1",

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use super::actor::{Decide, ListPending, PermissionRegistry};
 use super::perform::permission_span;
 use super::store::{build_answer, Built, DecideError};
-use crate::cluster::{DecidedElsewhere, Fences, SeenElsewhere};
+use crate::cluster::{DecidedElsewhere, Fences, Resumed, SeenElsewhere};
 use crate::events::Event;
 use crate::ledger::{DecisionRecord, Ledger, LedgerError, ResolvedRows, Unfinished};
 use ccr_protocol::api::{Decider, Delivery};
@@ -241,6 +241,25 @@ impl Handler<ReleaseSession> for PermissionRegistry {
         }
         self.writers.remove(&msg.0);
         let effects = self.core.release_session(&msg.0);
+        self.perform(effects, ctx);
+    }
+}
+
+impl Handler<Resumed> for PermissionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resumed, ctx: &mut Context<Self>) {
+        if self.owned_elsewhere(&msg.session) {
+            return;
+        }
+        let _span = tracing::info_span!("resumed", session_id = %msg.session).entered();
+        let effects = self.core.on_resumed(&msg.session);
+        if !effects.is_empty() {
+            tracing::info!(
+                actions = effects.len(),
+                "lease renewed after it lapsed: writing the answers and recording the prompts that waited"
+            );
+        }
         self.perform(effects, ctx);
     }
 }

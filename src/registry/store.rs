@@ -92,6 +92,9 @@ pub struct Entry {
     pub seen_on: Option<ConnId>,
 }
 
+/// Prompts whose own ledger record is not durable: request id, prompt, arrival.
+pub type Unrecorded = Vec<(String, Arc<PermissionPrompt>, SystemTime)>;
+
 /// What an inbound prompt is to the store, and so what to do with it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arrival {
@@ -698,6 +701,44 @@ impl Store {
         self.hand_on(session, request_id, DeliveryState::InFlight(conn), |c| {
             c != conn
         })
+    }
+
+    /// `session` may act again after its lease had lapsed (it kept its socket and sent
+    /// nothing). Returns the answers queued meanwhile that can go out on its current
+    /// connection, now in flight there (request id, connection, frame), and the prompts
+    /// whose own ledger record is not durable (request id, prompt, arrival), oldest first.
+    pub fn on_resumed(&mut self, session: &str) -> (Vec<(String, ConnId, Arc<str>)>, Unrecorded) {
+        let Some(s) = self.sessions.get(session) else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut entries: Vec<(&String, &Entry)> = s.by_id.iter().collect();
+        entries.sort_by_key(|(_, e)| e.seq);
+        let queued: Vec<String> = entries
+            .iter()
+            .filter(|(_, e)| {
+                matches!(
+                    e.status,
+                    Status::Decided {
+                        delivery: DeliveryState::Queued,
+                        ..
+                    }
+                )
+            })
+            .map(|(id, _)| (*id).clone())
+            .collect();
+        let unrecorded = entries
+            .iter()
+            .filter(|(_, e)| !e.recorded)
+            .map(|(id, e)| ((*id).clone(), e.prompt.clone(), e.received_at))
+            .collect();
+        let writes = queued
+            .into_iter()
+            .filter_map(|id| {
+                let (conn, frame) = self.hand_on(session, &id, DeliveryState::Queued, |_| true)?;
+                Some((id, conn, frame))
+            })
+            .collect();
+        (writes, unrecorded)
     }
 
     /// Move an answer that is `from` to the session's current connection when `usable`

@@ -20,6 +20,10 @@ pub enum SessionError {
     /// No live connection.
     #[error("session is not connected")]
     NotConnected,
+    /// In a cluster: this instance's lease of the session has lapsed (the database could
+    /// not renew it in time), so nothing may be sent to it now.
+    #[error("this instance cannot renew the session's lease now (the database is out of reach): nothing was sent; retry")]
+    LeaseNotHeld,
     /// The session did not answer in time.
     #[error("no answer from the session within {0:?}")]
     Timeout(Duration),

@@ -425,9 +425,22 @@ async fn an_owner_paused_past_its_lease_writes_nothing_for_the_sessions_it_lost(
     // inst-1 answers the prompt it adopted (sent, or queued until the session re-sends
     // it on inst-1's connection); the session gets it once.
     answer_via(&c, 1, &mut sim_events, (&session, "held")).await;
-    let deliveries_before = c.sql(&format!(
+    // Its delivery is marked after the write, in the background: wait for the mark.
+    let query = format!(
         "SELECT request_id, deliveries FROM ccr_prompts WHERE session_id = '{session}' ORDER BY 1"
-    ));
+    );
+    let deadline = Instant::now() + SETTLE;
+    let deliveries_before = loop {
+        let rows = c.sql(&query);
+        if !rows.iter().any(|r| r.ends_with("|0")) {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never marked delivered: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // inst-0 wakes: it must find its leases gone and send nothing.
     paused.signal(libc::SIGCONT);
     let deadline = Instant::now() + SETTLE;
@@ -614,11 +627,13 @@ async fn a_rolling_restart_of_every_instance_loses_no_prompt() {
     }
 }
 
-/// PostgreSQL restarted under a cluster: writes fail meanwhile, and everything recovers by
-/// itself; a prompt asked before and one asked while the database was away are both
-/// answered exactly once afterwards.
+/// PostgreSQL out for three lease periods (30 s for the default period) under a cluster:
+/// every instance keeps its sockets (no session reconnects), records and sends nothing
+/// meanwhile (answers and interrupts get 503, `/readyz` is 503), and recovers by itself
+/// when the database is back: the same owners renew their leases, and a prompt asked
+/// before and one asked during the outage are both answered exactly once afterwards.
 #[actix_rt::test]
-async fn a_postgres_restart_is_recovered_from_without_losing_a_prompt() {
+async fn a_database_outage_keeps_every_socket_sends_nothing_and_loses_no_prompt() {
     let Some(pg) = ccr_pgtest::require_own() else {
         return;
     };
@@ -628,28 +643,66 @@ async fn a_postgres_restart_is_recovered_from_without_losing_a_prompt() {
         .until("all owned by 2", |o| o.len() == 4 && load(o).len() == 2)
         .await;
     all_connected(&c.sim, &sessions).await;
+    let connections: Vec<u32> = sessions.iter().map(|s| c.sim.connections(s)).collect();
     let http = support::http();
     let mut sim_events = c.sim.subscribe();
     let session = owners.keys().next().expect("one").clone();
+    let owner: usize = owners[&session]["inst-".len()..].parse().expect("inst-N");
     assert!(c.sim.prompt(&session, "before", "Bash", json!({})));
     listed(&http, &c.api(0), "before").await;
     let Pg::Own(pg) = &mut c.pg else {
         unreachable!()
     };
     pg.stop().expect("stop PostgreSQL");
-    // Asked while the database is away: it cannot be recorded yet.
+    let out = Instant::now();
+    // Asked while the database is away: shown by its owner, not recorded yet.
     assert!(c.sim.prompt(&session, "during", "Bash", json!({})));
-    let (status, body) = support::get(&http, &format!("{}/readyz", c.api(0))).await;
-    assert_eq!(status, 503, "not ready without its database: {body}");
+    for i in 0..2 {
+        let (status, body) = support::get(&http, &format!("{}/readyz", c.api(i))).await;
+        assert_eq!(
+            status, 503,
+            "inst-{i} not ready without its database: {body}"
+        );
+    }
+    // Every lease lapses: the instances stop sending, and keep their sockets.
+    let deadline = Instant::now() + SETTLE;
+    while lapsed(&http, &c, 0).await + lapsed(&http, &c, 1).await < 4 {
+        assert!(Instant::now() < deadline, "leases never lapsed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let api = c.api(owner);
+    let (status, body) = support::post(
+        &http,
+        &format!("{api}/v1/sessions/{session}/permissions/before"),
+        json!({"behavior": "allow"}),
+    )
+    .await;
+    assert_eq!(status, 503, "an answer cannot be recorded: {body}");
+    let (status, body) = support::post(
+        &http,
+        &format!("{api}/v1/sessions/{session}/interrupt"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 503, "nothing is sent on a lapsed lease: {body}");
+    // The outage lasts three periods in all (the scenario itself, not a wait for an event).
+    tokio::time::sleep((3 * PERIOD).saturating_sub(out.elapsed())).await;
     let Pg::Own(pg) = &mut c.pg else {
         unreachable!()
     };
     pg.resume().expect("start PostgreSQL again");
-    c.until("all owned again", |o| o.len() == 4).await;
-    all_connected(&c.sim, &sessions).await;
+    let back = c.until("every lease renewed", |o| o.len() == 4).await;
+    assert_eq!(back, owners, "each owner renewed its own leases");
+    for i in 0..2 {
+        let deadline = Instant::now() + SETTLE;
+        while lapsed(&http, &c, i).await > 0 {
+            assert!(Instant::now() < deadline, "inst-{i} never resumed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     for rid in ["before", "during"] {
-        listed(&http, &c.api(1), rid).await;
-        answer_via(&c, 1, &mut sim_events, (&session, rid)).await;
+        listed(&http, &c.api(1 - owner), rid).await;
+        answer_via(&c, 1 - owner, &mut sim_events, (&session, rid)).await;
     }
     let rid = "barrier";
     assert!(c.sim.prompt(&session, rid, "Read", json!({})));
@@ -658,6 +711,16 @@ async fn a_postgres_restart_is_recovered_from_without_losing_a_prompt() {
     for rid in ["before", "during"] {
         assert_eq!(support::answers(&c.sim, &session, rid).len(), 1, "{rid}");
     }
+    let after: Vec<u32> = sessions.iter().map(|s| c.sim.connections(s)).collect();
+    assert_eq!(after, connections, "no session reconnected");
+    assert!(
+        !sessions.iter().any(|s| c
+            .sim
+            .received(s)
+            .iter()
+            .any(|f| f["request"]["subtype"] == "interrupt")),
+        "the refused interrupt never went out"
+    );
     let rows = c.sql(&format!(
         "SELECT request_id, outcome, deliveries > 0 FROM ccr_prompts WHERE session_id = '{session}' ORDER BY 1"
     ));
@@ -666,6 +729,21 @@ async fn a_postgres_restart_is_recovered_from_without_losing_a_prompt() {
         ["barrier|allowed|t", "before|allowed|t", "during|allowed|t"],
         "all recorded and delivered"
     );
+}
+
+/// Instance `i`'s `ccr_supervisor_cluster_leases_lapsed`.
+async fn lapsed(http: &awc::Client, c: &Cluster, i: usize) -> i64 {
+    let mut resp = http
+        .get(format!("{}/metrics", c.api(i)))
+        .send()
+        .await
+        .expect("GET /metrics");
+    let body = resp.body().await.expect("body");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix("ccr_supervisor_cluster_leases_lapsed "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the lapsed-leases gauge")
 }
 
 /// Every instance's event stream carries the permission events of every session: a prompt

@@ -15,6 +15,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::*;
 use crate::cluster::plan::Epoch;
+use crate::cluster::{DecidedElsewhere, SeenElsewhere};
 
 const PERIOD: Duration = Duration::from_secs(1);
 
@@ -28,6 +29,8 @@ enum Told {
     Recheck(Arc<str>),
     /// A prompt of a session held elsewhere was recorded (`false`) or decided (`true`).
     Seen(Arc<str>, String, bool),
+    /// A lapsed lease was renewed.
+    Resumed(Arc<str>),
 }
 
 /// Everything one member told, shared with the test.
@@ -50,7 +53,7 @@ impl Log {
                 Told::Disown(s, _) => {
                     assert!(owned.remove(&s).is_some(), "{s} disowned, never owned");
                 }
-                Told::Decided(..) | Told::Recheck(_) | Told::Seen(..) => {}
+                Told::Decided(..) | Told::Recheck(_) | Told::Seen(..) | Told::Resumed(_) => {}
             }
         }
         owned
@@ -69,6 +72,15 @@ impl Log {
         let all = self.all().into_iter();
         all.filter_map(|t| match t {
             Told::Own(s, e) => Some((s, e)),
+            _ => None,
+        })
+        .collect()
+    }
+
+    fn resumed(&self) -> Vec<Arc<str>> {
+        let all = self.all().into_iter();
+        all.filter_map(|t| match t {
+            Told::Resumed(s) => Some(s),
             _ => None,
         })
         .collect()
@@ -115,6 +127,13 @@ impl Handler<SeenElsewhere> for Recorder {
     }
 }
 
+impl Handler<Resumed> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: Resumed, _: &mut Context<Self>) {
+        self.0 .0.lock().push(Told::Resumed(m.session));
+    }
+}
+
 impl Handler<DecidedElsewhere> for Recorder {
     type Result = ();
     fn handle(&mut self, m: DecidedElsewhere, _: &mut Context<Self>) {
@@ -134,7 +153,19 @@ struct Node {
 }
 
 impl Node {
+    /// A member with `[cluster] outage_grace = "0s"`: a lease not renewed in time is let go.
     fn start(url: &str, id: &str, sessions: &[Arc<str>], period: Duration) -> Node {
+        Node::start_with(url, id, sessions, period, Duration::ZERO)
+    }
+
+    /// A member keeping lapsed leases for `grace`.
+    fn start_with(
+        url: &str,
+        id: &str,
+        sessions: &[Arc<str>],
+        period: Duration,
+        grace: Duration,
+    ) -> Node {
         let fences = Fences::new(id);
         let log = Log::default();
         let addr = Recorder(log.clone()).start();
@@ -142,16 +173,21 @@ impl Node {
             instance_id: id.into(),
             advertise_url: Some(url::Url::parse(&format!("http://{id}.test:8700")).unwrap()),
             lease_period: period,
+            outage_grace: grace,
+        };
+        let reports = Reports {
+            owner: addr.clone().recipient(),
+            disowner: addr.clone().recipient(),
+            decided: addr.clone().recipient(),
+            seen: addr.clone().recipient(),
+            resumed: addr.recipient(),
         };
         let member = ClusterMember::start(
             target(url),
             &cfg,
             sessions.to_vec(),
             fences.clone(),
-            addr.clone().recipient(),
-            addr.clone().recipient(),
-            addr.clone().recipient(),
-            addr.recipient(),
+            reports,
         )
         .expect("start");
         Node {
@@ -447,8 +483,10 @@ async fn a_paused_member_lets_go_at_its_deadline_and_never_owns_what_another_hol
         return;
     };
     let all = sessions(60);
-    let a = Node::start(&url, "a", &all, PERIOD);
-    let b = Node::start(&url, "b", &all, PERIOD);
+    // The default grace: b keeps its sockets, lapsed, until a renewal says the leases are gone.
+    let grace = crate::config::DEFAULT_OUTAGE_GRACE;
+    let a = Node::start_with(&url, "a", &all, PERIOD, grace);
+    let b = Node::start_with(&url, "b", &all, PERIOD, grace);
     wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(10)).await;
     let paused: Vec<Arc<str>> = b.log.owned().into_keys().collect();
     assert!(!paused.is_empty());
@@ -667,4 +705,106 @@ async fn the_loop_lets_go_while_the_database_is_down_and_recovers_by_itself() {
     heard_up_to_here(&admin, &[&a, &b], "after").await;
     watch.check();
     assert_epochs_owned_once(&[&a, &b]);
+}
+
+#[actix_rt::test]
+async fn through_a_database_outage_sessions_stay_owned_silent_and_resume_at_their_epochs() {
+    let Some(mut pg) = ccr_pgtest::require_own() else {
+        return;
+    };
+    let (url, admin) = migrated(pg.unique_database("member_outage").unwrap()).await;
+    let period = 2 * PERIOD;
+    let grace = Duration::from_secs(30);
+    let all = sessions(20);
+    let a = Node::start_with(&url, "a", &all, period, grace);
+    let b = Node::start_with(&url, "b", &all, period, grace);
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(10)).await;
+    let before = [a.log.owned(), b.log.owned()];
+    let watch = OneHolder::watch(&[&a, &b], &all);
+    pg.stop().expect("stop PostgreSQL");
+    // Every deadline passes: nothing may be sent for any session any more...
+    eventually(period + Duration::from_secs(1), || async {
+        match a.stats().leases_lapsed.get() + b.stats().leases_lapsed.get() {
+            n if n == all.len() as i64 => Ok(()),
+            n => Err(format!("{n} of {} lapsed", all.len())),
+        }
+    })
+    .await;
+    for s in &all {
+        assert_eq!(a.fences.epoch(s), None, "{s}: a may still send");
+        assert_eq!(b.fences.epoch(s), None, "{s}: b may still send");
+    }
+    // ...and the outage lasts another period (the scenario itself, not a wait for an
+    // event: three lease periods out in all, as 30 s is for the default period).
+    actix_rt::time::sleep(period).await;
+    for n in [&a, &b] {
+        assert!(n.log.disowned().is_empty(), "{}: nothing let go", n.id);
+        assert_eq!(
+            n.stats().leases_held.get(),
+            before[usize::from(n.id == "b")].len() as i64
+        );
+    }
+    pg.resume().expect("start PostgreSQL again");
+    // Back: each renews its own leases at their epochs, and they act again.
+    eventually(3 * period, || async {
+        for (n, had) in [&a, &b].into_iter().zip(&before) {
+            for (s, epoch) in had {
+                if n.fences.epoch(s) != Some(*epoch) {
+                    return Err(format!("{s} not resumed by {} at {epoch}", n.id));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+    for (n, had) in [&a, &b].into_iter().zip(&before) {
+        let resumed: BTreeMap<Arc<str>, Epoch> = n
+            .log
+            .resumed()
+            .into_iter()
+            .map(|s| {
+                let epoch = had[&s];
+                (s, epoch)
+            })
+            .collect();
+        assert_eq!(&resumed, had, "{}: told of each session once", n.id);
+        assert_eq!(&n.log.owned(), had, "{}: no session restarted", n.id);
+        assert!(n.log.disowned().is_empty(), "{}", n.id);
+        assert_eq!(n.stats().leases_lapsed.get(), 0);
+    }
+    watch.check();
+    assert_epochs_owned_once(&[&a, &b]);
+}
+
+#[test]
+fn a_member_back_from_an_outage_waits_for_owners_not_yet_back() {
+    let lease = |owner: &str, expired: bool| crate::cluster::plan::Lease {
+        owner: owner.into(),
+        epoch: 1,
+        expired_for: expired.then_some(Duration::from_secs(20)),
+    };
+    let member = |id: &str| crate::cluster::plan::Member {
+        id: id.into(),
+        draining: false,
+    };
+    let snap = |leases: Vec<(&str, crate::cluster::plan::Lease)>,
+                members: Vec<crate::cluster::plan::Member>| Snapshot {
+        members,
+        leases: leases.into_iter().map(|(s, l)| (Arc::from(s), l)).collect(),
+    };
+    // b's lease expired and b has not beaten since: it may be on its way back.
+    let away = snap(vec![("s1", lease("b", true))], vec![member("a")]);
+    assert!(owners_missing(&away, "a"));
+    // b is back (a live member): it renews its own, or the planner treats it as usual.
+    let back = snap(
+        vec![("s1", lease("b", true))],
+        vec![member("a"), member("b")],
+    );
+    assert!(!owners_missing(&back, "a"));
+    // Valid leases, and this member's own expired ones, are nobody to wait for.
+    let fine = snap(
+        vec![("s1", lease("b", false)), ("s2", lease("a", true))],
+        vec![member("a")],
+    );
+    assert!(!owners_missing(&fine, "a"));
 }

@@ -175,33 +175,45 @@ async fn a_released_lease_is_claimed_by_another_at_once() {
 }
 
 #[tokio::test]
-async fn renew_extends_only_our_leases_at_our_epochs() {
+async fn renew_extends_only_our_leases_at_our_epochs_expired_or_not() {
     let Some((_, a)) = database("lease_renew").await else {
         return;
     };
-    for s in ["s1", "s2", "s3"] {
+    for s in ["s1", "s2", "s3", "s4"] {
         claim(&a, s, "a", Duration::from_secs(5)).await.unwrap();
     }
     claim(&a, "theirs", "b", PERIOD).await.unwrap();
+    // s3 lapsed (expired, nobody claimed it); s4 expired and another instance took it.
     expire(&a, "s3").await;
-    let held: Vec<(Arc<str>, Epoch)> =
-        [("s1", 1), ("s2", 7), ("s3", 1), ("theirs", 1), ("none", 1)]
-            .into_iter()
-            .map(|(s, e)| (Arc::from(s), e))
-            .collect();
-    let renewed = renew(&a, "a", &held, Duration::from_secs(600))
+    expire(&a, "s4").await;
+    assert_eq!(claim(&a, "s4", "b", PERIOD).await.unwrap(), Some(2));
+    let held: Vec<(Arc<str>, Epoch)> = [
+        ("s1", 1),
+        ("s2", 7),
+        ("s3", 1),
+        ("s4", 1),
+        ("theirs", 1),
+        ("none", 1),
+    ]
+    .into_iter()
+    .map(|(s, e)| (Arc::from(s), e))
+    .collect();
+    let mut renewed = renew(&a, "a", &held, Duration::from_secs(600))
         .await
         .unwrap();
-    assert_eq!(renewed, [Arc::from("s1")]);
+    renewed.sort();
+    assert_eq!(renewed, [Arc::from("s1"), Arc::from("s3")]);
     let rows = leases(&a).await.unwrap();
     let s1 = rows.iter().find(|r| &*r.session_id == "s1").unwrap();
     let s2 = rows.iter().find(|r| &*r.session_id == "s2").unwrap();
     let s3 = rows.iter().find(|r| &*r.session_id == "s3").unwrap();
+    let s4 = rows.iter().find(|r| &*r.session_id == "s4").unwrap();
     assert_eq!(s1.expired_for, None);
     assert_eq!(
-        s3.expired_for.map(|d| d >= Duration::from_millis(900)),
-        Some(true)
+        s3.expired_for, None,
+        "a lapsed lease at our epoch is ours again"
     );
+    assert_eq!((s4.owner.as_str(), s4.epoch), ("b", 2), "the claim stands");
     // s1 now runs 10 minutes, s2 still about 5 seconds: compare in the database.
     let longer: bool = a
         .query_one(

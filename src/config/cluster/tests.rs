@@ -28,6 +28,7 @@ fn defaults_when_section_absent_and_the_default_id_is_stable() {
     assert_eq!(c, ClusterConfig::default());
     assert_eq!(c.lease_period, Duration::from_secs(10));
     assert_eq!(c.advertise_url, None);
+    assert_eq!(c.outage_grace, Duration::from_secs(60));
     assert!(check_instance_id(&c.instance_id).is_ok(), "{c:?}");
     let (host, suffix) = c.instance_id.rsplit_once('-').unwrap();
     assert!(!host.is_empty());
@@ -72,6 +73,14 @@ fn reads_every_key_and_env_overrides() {
     assert_eq!(bounds.lease_period, MIN_LEASE_PERIOD);
     let bounds = load("[cluster]\nlease_period = \"10m\"\n", &[]).unwrap();
     assert_eq!(bounds.lease_period, MAX_LEASE_PERIOD);
+    let grace = load(
+        "[cluster]\noutage_grace = \"0s\"\n",
+        &[("CCR_SUPERVISOR__CLUSTER__OUTAGE_GRACE", "2m")],
+    )
+    .unwrap();
+    assert_eq!(grace.outage_grace, Duration::from_secs(120));
+    let none = load("[cluster]\noutage_grace = \"0s\"\n", &[]).unwrap();
+    assert_eq!(none.outage_grace, Duration::ZERO);
 }
 
 #[test]
@@ -106,6 +115,9 @@ fn reports_every_bad_key_with_its_path() {
     assert_eq!(colon[0].0, "cluster.instance_id");
     let slow = problems("[cluster]\nlease_period = \"11m\"\n");
     assert!(slow[0].1.contains("between"), "{slow:?}");
+    let long_grace = problems("[cluster]\noutage_grace = \"2h\"\n");
+    assert_eq!(long_grace[0].0, "cluster.outage_grace");
+    assert!(long_grace[0].1.contains("between"), "{long_grace:?}");
     let words = problems("[cluster]\nlease_period = \"soon\"\n");
     assert!(words[0].1.contains("expected a duration"), "{words:?}");
     let query = problems("[cluster]\nadvertise_url = \"http://a/?x=1\"\n");

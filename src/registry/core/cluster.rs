@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::answer::source_of;
-use super::effect::{Decision, Effect};
+use super::effect::{Decision, Effect, Record, Write};
 use super::Core;
 use crate::ledger::{ResolvedRows, Unfinished};
 use ccr_protocol::api::Decider;
@@ -50,6 +50,33 @@ impl Core {
     pub fn release_session(&mut self, session: &Arc<str>) -> Vec<Effect> {
         self.store.forget_session(session);
         vec![Effect::Emit(self.resolved_gauge())]
+    }
+
+    /// `session`'s lease had lapsed and is renewed (same epoch): write the answers that
+    /// waited on its still-open socket, and record the prompts that could not be recorded
+    /// meanwhile (their fenced writes were refused while the lease had lapsed).
+    pub fn on_resumed(&mut self, session: &Arc<str>) -> Vec<Effect> {
+        let (writes, unrecorded) = self.store.on_resumed(session);
+        let mut fx: Vec<Effect> = unrecorded
+            .into_iter()
+            .map(|(_, prompt, received_at)| {
+                Effect::Record(Record::PromptLater {
+                    session: session.clone(),
+                    prompt,
+                    received_at,
+                })
+            })
+            .collect();
+        fx.extend(writes.into_iter().map(|(request_id, conn, frame)| {
+            Effect::Write(Write {
+                session: session.clone(),
+                request_id,
+                conn,
+                frame,
+                decision: None,
+            })
+        }));
+        fx
     }
 
     /// Another instance recorded `recorded`'s decision (read back from the ledger) for a

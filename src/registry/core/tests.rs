@@ -841,3 +841,44 @@ fn a_replay_of_a_prompt_the_last_owner_finished_is_matched_to_its_record_not_sho
     let fx = core.on_prompt(s2, 3, prompt("new"), Arc::from([]), None, at(6));
     assert_eq!(kinds(&fx), ["record:prompt"]);
 }
+
+#[test]
+fn a_lapsed_lease_renewed_writes_the_answers_that_waited_and_records_the_prompts_that_could_not_be()
+{
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    let w = write(allowed(&mut core, "p1", 1));
+    // The lease lapsed before the write: the session actor refused it (nothing sent), and
+    // there is no newer connection to try.
+    let fx = core.on_write(w, false, at(2));
+    assert_eq!(answered_delivery(&fx), Some(Delivery::Queued));
+    assert!(!kinds(&fx).iter().any(|k| k.starts_with("write:")));
+    // A prompt arrives meanwhile: its fenced record is refused (the lease has lapsed).
+    let fx = core.on_prompt(sid(), 1, prompt("p2"), Arc::from([]), None, at(3));
+    let refused = LedgerError::NotOwner {
+        session_id: "s1".into(),
+    };
+    let fx = core.on_prompt_recorded(prompt_record(fx), Err(refused), at(3));
+    assert!(
+        !kinds(&fx).contains(&"record:prompt_later".to_owned()),
+        "a refusal is not retried by itself: {:?}",
+        kinds(&fx)
+    );
+    // The database renews the lease at its epoch: both go out, on the socket kept open.
+    let fx = core.on_resumed(&sid());
+    assert_eq!(kinds(&fx), ["record:prompt_later", "write:1"]);
+    let later = fx.iter().find_map(|e| match e {
+        Effect::Record(Record::PromptLater { prompt, .. }) => Some(prompt.request_id.clone()),
+        _ => None,
+    });
+    assert_eq!(later.as_deref(), Some("p2"));
+    let w = write(fx);
+    assert_eq!(w.request_id, "p1");
+    let fx = core.on_write(w, true, at(4));
+    assert!(kinds(&fx).contains(&"emit:answer_delivered".to_owned()));
+    // Nothing waits any more but p2's record (idempotent in the ledger).
+    assert_eq!(kinds(&core.on_resumed(&sid())), ["record:prompt_later"]);
+    // A session not held here has nothing to resume.
+    assert!(core.on_resumed(&Arc::from("other")).is_empty());
+}

@@ -97,7 +97,7 @@ impl Handler<InterruptSession> for SessionActor {
             return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
         }
         if !self.lease_held() {
-            return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
+            return Box::pin(actix::fut::ready(Err(SessionError::LeaseNotHeld)));
         }
         if self.conn.is_none() {
             return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
@@ -134,7 +134,7 @@ impl Handler<SendUserMessage> for SessionActor {
             return Box::pin(actix::fut::ready(Err(SessionError::ViewerOnly)));
         }
         if !self.lease_held() {
-            return Box::pin(actix::fut::ready(Err(SessionError::NotConnected)));
+            return Box::pin(actix::fut::ready(Err(SessionError::LeaseNotHeld)));
         }
         let mut ccr = self.shared.ccr.clone();
         if let Some(org) = &self.spec.organization_uuid {
