@@ -249,3 +249,36 @@ fn failover_moves_the_killed_members_sessions_and_loses_no_prompt() {
     assert_eq!(s["prompts"]["duplicates"], 0, "{s}");
     assert_eq!(s["owners_after"].as_object().unwrap().len(), 1, "{s}");
 }
+
+#[test]
+fn failover_outage_keeps_every_session_connected_and_loses_no_prompt() {
+    if !postgres_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let s = bench(
+        "failover",
+        &[
+            "--instances",
+            "2",
+            "--lease-period",
+            "1s",
+            "--outage",
+            "3s",
+            "--rate",
+            "20",
+            "--pg-fsync",
+            "false",
+            "--out",
+            out,
+        ],
+    );
+    check_out_files(dir.path(), "failover", &s, true);
+    assert!(s["outage_ms"].as_f64().unwrap() >= 3000.0, "{s}");
+    assert_eq!(s["sessions_reconnected"], 0, "{s}");
+    assert!(s["leases_valid_again_ms"].as_f64().is_some(), "{s}");
+    assert_eq!(s["prompts"]["lost"], 0, "{s}");
+    assert_eq!(s["prompts"]["duplicates"], 0, "{s}");
+    assert_eq!(s["owners_after"], s["owners_at_start"], "{s}");
+}

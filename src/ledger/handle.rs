@@ -45,6 +45,8 @@ pub struct Written(Inner);
 enum Inner {
     Ready(Option<Result<(), LedgerError>>),
     Commit(oneshot::Receiver<Result<(), LedgerError>>),
+    /// A fenced write: a refusal for want of the lease means only "lapsed" while it is.
+    Fenced(oneshot::Receiver<Result<(), LedgerError>>, Box<Lapse>),
     /// Two writes queued in order: the second counts only once the first is durable.
     Both(Box<Written>, Box<Written>),
 }
@@ -58,6 +60,37 @@ impl Written {
     /// Decided when the backend answers on `rx` (a dropped sender means it closed).
     pub(crate) fn commit(rx: oneshot::Receiver<Result<(), LedgerError>>) -> Self {
         Written(Inner::Commit(rx))
+    }
+
+    /// [`Written::commit`] of a write fenced by `lapse`'s lease: refused as
+    /// [`LedgerError::NotOwner`] while that lease is still held here at its epoch (it has
+    /// lapsed: expired in the database, renewal pending), it fails as
+    /// [`LedgerError::LeaseLapsed`] instead, which is retried.
+    pub(crate) fn fenced(rx: oneshot::Receiver<Result<(), LedgerError>>, lapse: Lapse) -> Self {
+        Written(Inner::Fenced(rx, Box::new(lapse)))
+    }
+}
+
+/// The lease a fenced write was made under.
+pub(crate) struct Lapse {
+    /// This instance's leases.
+    pub(crate) fences: std::sync::Arc<crate::ledger::pg::fence::Fences>,
+    /// The session written for.
+    pub(crate) session: String,
+    /// The epoch it was held at.
+    pub(crate) epoch: crate::ledger::pg::fence::Epoch,
+}
+
+impl Lapse {
+    fn classify(&self, result: Result<(), LedgerError>) -> Result<(), LedgerError> {
+        match result {
+            Err(LedgerError::NotOwner { session_id })
+                if self.fences.holds(&self.session, self.epoch) =>
+            {
+                Err(LedgerError::LeaseLapsed { session_id })
+            }
+            other => other,
+        }
     }
 }
 
@@ -83,6 +116,9 @@ impl Future for Written {
             Inner::Commit(rx) => Pin::new(rx)
                 .poll(cx)
                 .map(|r| r.unwrap_or(Err(LedgerError::Closed))),
+            Inner::Fenced(rx, lapse) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| lapse.classify(r.unwrap_or(Err(LedgerError::Closed)))),
             Inner::Both(first, second) => {
                 if let Inner::Ready(None) = first.0 {
                     return Pin::new(&mut **second).poll(cx);

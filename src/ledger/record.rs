@@ -186,6 +186,14 @@ pub enum LedgerError {
         /// Session id.
         session_id: String,
     },
+    /// In a cluster: this instance's lease of the session has lapsed (the database could not
+    /// renew it in time) but is not lost: the write is retried, and counts once the lease is
+    /// renewed at its epoch (or is refused as [`LedgerError::NotOwner`] once it is lost).
+    #[error("this instance's lease of session {session_id} has lapsed (not renewed in time): the write waits for its renewal")]
+    LeaseLapsed {
+        /// Session id.
+        session_id: String,
+    },
     /// A query parameter is invalid (maps to HTTP 400).
     #[error("invalid query parameter {param}: {message}")]
     BadQuery {

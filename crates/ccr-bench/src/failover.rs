@@ -121,7 +121,10 @@ pub async fn failover(
     for (id, r) in ids.iter().zip(started) {
         members.insert(id.clone(), r?);
     }
-    let result = measure(h, args, rate, period, &mut members).await;
+    let result = match args.outage {
+        Some(outage) => measure_outage(h, args, rate, outage).await,
+        None => measure(h, args, rate, period, &mut members).await,
+    };
     for (_, (proc, _)) in members {
         proc.stop(Duration::from_secs(15)).await;
     }
@@ -139,21 +142,7 @@ async fn measure(
     let pg =
         h.pg.as_ref()
             .context("failover runs on --ledger postgres")?;
-    // Every session owned and connected.
-    let deadline = Instant::now() + SLACK + period * 3;
-    let owners = loop {
-        let s = h.sim_stats().await?;
-        let owners = pg.owners()?;
-        let owned: usize = owners.values().sum();
-        let live = s["live"].as_u64().unwrap_or(0) as usize;
-        if owned >= n && live >= n {
-            break owners;
-        }
-        if Instant::now() > deadline {
-            bail!("not every session owned and connected: {owned} leases, {live} live of {n}; owners {owners:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let owners = all_owned(h, n, period).await?;
     let all_connected = h.spawned_at.elapsed();
     h.sim_post("start").await?;
     tokio::time::sleep(args.duration()).await;
@@ -260,6 +249,155 @@ async fn measure(
     });
     let chart = json!({"kind": "series", "title": format!("sessions of the killed member connected again (of {})", watched.len()),
         "x": "seconds since SIGKILL", "y": "sessions", "points": downsample(&series, 400)});
+    Ok((figures, chart))
+}
+
+/// Every session owned and connected (bounded by `SLACK` and three lease periods); the
+/// owners then.
+async fn all_owned(
+    h: &Harness,
+    n: usize,
+    period: Duration,
+) -> anyhow::Result<BTreeMap<String, usize>> {
+    let pg =
+        h.pg.as_ref()
+            .context("failover runs on --ledger postgres")?;
+    let deadline = Instant::now() + SLACK + period * 3;
+    loop {
+        let s = h.sim_stats().await?;
+        let owners = pg.owners()?;
+        let owned: usize = owners.values().sum();
+        let live = s["live"].as_u64().unwrap_or(0) as usize;
+        if owned >= n && live >= n {
+            return Ok(owners);
+        }
+        if Instant::now() > deadline {
+            bail!("not every session owned and connected: {owned} leases, {live} live of {n}; owners {owners:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `--outage`: PostgreSQL stopped for `outage` under load, then started again. Measured:
+/// the sessions that reconnected (none should: their leases lapse, their sockets stay), the
+/// time from the restart until every lease is valid again, and the prompts lost or answered
+/// twice (automatic answers made during the outage are held until they are recorded).
+async fn measure_outage(
+    h: &mut Harness,
+    args: &BenchArgs,
+    rate: f64,
+    outage: Duration,
+) -> anyhow::Result<(Value, Value)> {
+    let n = args.sessions;
+    let period = args.lease_period;
+    let owners = all_owned(h, n, period).await?;
+    let all_connected = h.spawned_at.elapsed();
+    h.sim_post("start").await?;
+    tokio::time::sleep(args.duration()).await;
+    let everyone: Vec<usize> = (0..n).collect();
+    let (_, before) = per_session(h).await?;
+    let at_stop = h.sim_stats().await?;
+    h.pg.as_mut()
+        .context("failover runs on --ledger postgres")?
+        .stop()?;
+    let t0 = Instant::now();
+    // The outage itself: its length is the scenario.
+    tokio::time::sleep(outage).await;
+    let (live_at_end, _) = per_session(h).await?;
+    h.pg.as_mut()
+        .context("failover runs on --ledger postgres")?
+        .resume()?;
+    let t_back = Instant::now();
+    let pg =
+        h.pg.as_ref()
+            .context("failover runs on --ledger postgres")?;
+    let mut series = Vec::new();
+    let renewed = loop {
+        let at = t_back.elapsed();
+        let owned: usize = pg.owners().map(|o| o.values().sum()).unwrap_or(0);
+        series.push([at.as_secs_f64(), owned as f64]);
+        if owned >= n {
+            break at;
+        }
+        if at > SLACK + period * 10 {
+            bail!("{owned} of {n} leases valid {at:?} after PostgreSQL came back");
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    };
+    let owners_after = pg.owners()?;
+    let fsync = pg.setting("fsync")?;
+    tokio::time::sleep(args.duration()).await;
+    h.sim_post("stop").await?;
+    let t_stop = Instant::now();
+    let drain = period * 2 + Duration::from_secs(10);
+    let drained = h
+        .wait_sim(
+            t_stop,
+            drain,
+            Duration::from_millis(50),
+            |_, _| {},
+            |s| s["outstanding"].as_i64() == Some(0),
+        )
+        .await
+        .is_ok();
+    let s = h.sim_stats().await?;
+    let acc = Accounting::from_stats(&s);
+    if !drained {
+        h.notes.push(format!(
+            "{} prompts still unanswered {} s after the load stopped",
+            acc.lost,
+            drain.as_secs()
+        ));
+    }
+    let (live, accepted) = per_session(h).await?;
+    let reconnected_sessions = everyone
+        .iter()
+        .filter(|&&i| accepted.get(i).copied().unwrap_or(0) > before.get(i).copied().unwrap_or(0))
+        .count();
+    let down_at_end = live_at_end.iter().filter(|&&l| l == 0).count();
+    let values: Vec<[u64; 2]> =
+        serde_json::from_value(h.sim_get("latency").await?["values"].take())
+            .context("bad /load/latency")?;
+    let p = percentiles(&values);
+    let human = format!(
+        "failover --outage: PostgreSQL down {:.1} s under {n} sessions on {} instances (lease period {} s); \
+         {reconnected_sessions} sessions reconnected, {down_at_end} down as it came back; every lease valid \
+         {:.2} s after it was back; prompts sent {}, lost {}, answered twice {}, unknown answers {}",
+        t_back.duration_since(t0).as_secs_f64(),
+        args.instances,
+        period.as_secs(),
+        renewed.as_secs_f64(),
+        acc.sent,
+        acc.lost,
+        acc.duplicates,
+        acc.unknown,
+    );
+    eprintln!("ccr-supervisor bench: {human}");
+    let figures = json!({
+        "pg_fsync": fsync,
+        "instances": args.instances,
+        "lease_period_s": period.as_secs(),
+        "outage_ms": ms(t_back.duration_since(t0)),
+        "rate_per_s": rate,
+        "all_owned_and_connected_ms": ms(all_connected),
+        "owners_at_start": owners,
+        "owners_after": owners_after,
+        "sessions_reconnected": reconnected_sessions,
+        "sessions_down_when_it_came_back": down_at_end,
+        "sessions_live_at_end": live.iter().filter(|&&l| l > 0).count(),
+        "leases_valid_again_ms": ms(renewed),
+        "prompts_sent_before_outage": at_stop["prompts_sent"],
+        "prompts": acc,
+        "latency_us": p,
+        "human": human,
+        "targets": {
+            "sessions_reconnected": target(reconnected_sessions as f64, 0.0),
+            "prompts_lost": target(acc.lost as f64, 0.0),
+            "prompts_answered_twice": target((acc.duplicates + acc.unknown) as f64, 0.0),
+        },
+    });
+    let chart = json!({"kind": "series", "title": format!("valid leases after PostgreSQL came back (of {n})"),
+        "x": "seconds since PostgreSQL was back", "y": "leases", "points": downsample(&series, 400)});
     Ok((figures, chart))
 }
 

@@ -148,9 +148,23 @@ pub struct BenchArgs {
     /// failover: supervisors in the cluster (2-16).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=16))]
     pub instances: u8,
+    /// failover: instead of killing a member, stop PostgreSQL for this long (e.g. `30s`),
+    /// then start it again; measured: sessions that reconnected (none should, within
+    /// `lease_period` + `[cluster] outage_grace`), and the time until every lease is renewed.
+    #[arg(long, value_parser = parse_outage)]
+    pub outage: Option<std::time::Duration>,
     /// With postgres: the supervisors' `[cluster] lease_period` (1s-10m), e.g. `2s`.
     #[arg(long, default_value = "10s", value_parser = parse_lease_period)]
     pub lease_period: std::time::Duration,
+}
+
+/// `--outage`: a duration of at least a second and at most an hour.
+fn parse_outage(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !(1..=3600).contains(&d.as_secs()) {
+        return Err("must be between 1s and 1h".into());
+    }
+    Ok(d)
 }
 
 /// `--lease-period`: a duration (`2s`, `500ms` is refused) within the config's bounds.
@@ -264,6 +278,10 @@ pub fn run(args: BenchArgs) -> ExitCode {
         eprintln!("ccr-supervisor bench: failover needs --ledger postgres (sessions are shared by leases in PostgreSQL)");
         return ExitCode::from(2);
     }
+    if args.outage.is_some() && args.scenario != Scenario::Failover {
+        eprintln!("ccr-supervisor bench: --outage is a variant of failover only");
+        return ExitCode::from(2);
+    }
     let result = actix_rt::System::new().block_on(run_reps(args.clone()));
     match result {
         Ok(summary) => {
@@ -353,6 +371,10 @@ mod tests {
         assert_eq!(f.duration(), std::time::Duration::from_secs(5));
         assert_eq!(f.sim_workers(), 2);
         assert!(parse(&["failover", "--instances", "1"]).is_err());
+        let o = parse(&["failover", "--outage", "30s"]).unwrap();
+        assert_eq!(o.outage, Some(std::time::Duration::from_secs(30)));
+        assert!(parse(&["failover", "--outage", "0s"]).is_err());
+        assert!(parse(&["failover", "--outage", "2h"]).is_err());
         assert!(parse(&["failover", "--lease-period", "500ms"]).is_err());
         assert!(parse(&["failover", "--lease-period", "11m"]).is_err());
         assert!(parse(&["roundtrip", "--ledger", "mysql"]).is_err());

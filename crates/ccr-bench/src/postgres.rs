@@ -57,6 +57,18 @@ impl Pg {
         })
     }
 
+    /// Stop the server (`pg_ctl stop -m fast`): an outage, until [`Pg::resume`].
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.server.stop().context("cannot stop PostgreSQL")
+    }
+
+    /// Start the stopped server again: same data, same port.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.server
+            .resume()
+            .context("cannot start PostgreSQL again")
+    }
+
     /// The database's URL (for [`URL_ENV`] only).
     pub fn url(&self) -> &str {
         &self.url

@@ -87,6 +87,20 @@ impl Fences {
             .map(|h| h.epoch)
     }
 
+    /// Whether `session` is held here at `epoch`, its deadline passed or not (a lapsed lease
+    /// is held until the lease loop lets it go).
+    pub fn holds(&self, session: &str, epoch: Epoch) -> bool {
+        self.held
+            .read()
+            .get(session)
+            .is_some_and(|h| h.epoch == epoch)
+    }
+
+    /// Whether `session` is held here at all, its deadline passed or not.
+    pub fn holds_any(&self, session: &str) -> bool {
+        self.held.read().contains_key(session)
+    }
+
     /// Whether this instance may write to `session`'s socket now.
     pub fn may_send(&self, session: &str) -> bool {
         self.epoch(session).is_some()

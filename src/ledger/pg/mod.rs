@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-use super::handle::Written;
+use super::handle::{Lapse, Written};
 use super::lifecycle::Tuning;
 use super::query::{LedgerQuery, ResolvedRows, Stored};
 use super::record::{LedgerError, Unfinished};
@@ -252,8 +252,11 @@ impl PgLedger {
                         epoch,
                     }),
                     None => {
-                        let err = LedgerError::NotOwner {
-                            session_id: session.to_owned(),
+                        let session_id = session.to_owned();
+                        let err = if fences.holds_any(session) {
+                            LedgerError::LeaseLapsed { session_id }
+                        } else {
+                            LedgerError::NotOwner { session_id }
                         };
                         self.shared.counters.write_failed(name, &err);
                         return Written::ready(Err(err));
@@ -261,9 +264,22 @@ impl PgLedger {
                 }
             }
         };
+        // A fenced write the database refuses while the lease is only lapsed (expired there,
+        // still held here at its epoch, renewal pending) is retried, not given up.
+        let lapse = match (&fence, &self.shared.fences) {
+            (Some(f), Some(fences)) => Some(Lapse {
+                fences: fences.clone(),
+                session: write.key().0.to_owned(),
+                epoch: f.epoch,
+            }),
+            _ => None,
+        };
         let cmd = Cmd::Write(write, fence, tx, Instant::now());
         match self.shared.writes.try_send(cmd) {
-            Ok(()) => Written::commit(rx),
+            Ok(()) => match lapse {
+                Some(lapse) => Written::fenced(rx, lapse),
+                None => Written::commit(rx),
+            },
             Err(e) => {
                 let err = match e {
                     mpsc::error::TrySendError::Full(_) => LedgerError::QueueFull {

@@ -490,6 +490,44 @@ async fn a_cluster_member_records_prompts_and_deliveries_only_under_its_lease() 
         .await
         .unwrap();
 
+    // The lease lapses (the database out of reach past its deadline): a write waits, as a
+    // transient failure, whether this instance or the database notices first...
+    db.execute(
+        "UPDATE ccr_leases SET expires_at = now() - interval '1 second'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let err = ledger
+        .record_prompt(prompt("s1", "lapsed", "Bash", at(3)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::LeaseLapsed { .. }), "{err}");
+    assert!(!err.is_refusal(), "retried, not given up");
+    fences.hold(&s1, epoch, Instant::now());
+    let err = ledger
+        .record_prompt(prompt("s1", "lapsed", "Bash", at(3)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::LeaseLapsed { .. }), "{err}");
+    // ...and counts once the lease is renewed at its epoch.
+    db.execute(
+        "UPDATE ccr_leases SET expires_at = now() + interval '30 seconds'",
+        &[],
+    )
+    .await
+    .unwrap();
+    fences.hold(&s1, epoch, Instant::now() + period);
+    ledger
+        .record_prompt(prompt("s1", "lapsed", "Bash", at(3)))
+        .await
+        .unwrap();
+    ledger
+        .record_decision(decision("s1", "lapsed", Outcome::Allowed, "alice"))
+        .await
+        .unwrap();
+    ledger.mark_delivered("s1", "lapsed", at(3)).await.unwrap();
+
     // Another instance takes the session over (the lease ran out while this one slept).
     db.execute(
         "UPDATE ccr_leases SET expires_at = now() - interval '1 second'",
@@ -498,6 +536,13 @@ async fn a_cluster_member_records_prompts_and_deliveries_only_under_its_lease() 
     .await
     .unwrap();
     claim(&db, "s1", "inst-b").await;
+    // The database refuses; until the lease loop hears of it, that is a lapse here.
+    let err = ledger
+        .record_prompt(prompt("s1", "r2", "Bash", at(3)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::LeaseLapsed { .. }), "{err}");
+    fences.drop_lease("s1");
     let err = ledger
         .record_prompt(prompt("s1", "r2", "Bash", at(3)))
         .await
@@ -525,6 +570,7 @@ async fn a_cluster_member_records_prompts_and_deliveries_only_under_its_lease() 
     assert_eq!(
         ids,
         [
+            ("lapsed", Some(Outcome::Allowed), Some(at(3)), 1),
             ("r1", Some(Outcome::Allowed), Some(at(2)), 1),
             ("pending", Some(Outcome::Denied), None, 0)
         ],
