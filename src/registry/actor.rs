@@ -239,9 +239,21 @@ impl Handler<SessionDisconnected> for PermissionRegistry {
     }
 }
 
+/// What became of a [`Deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Written to the socket.
+    Written,
+    /// Not written: that connection is gone (or the write failed).
+    NotWritten,
+    /// Not written: in a cluster, the session's lease has lapsed here (nothing may be sent
+    /// until it is renewed).
+    LeaseLapsed,
+}
+
 /// Sent to a session actor: write this answer if `conn` is still your live connection.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "WriteOutcome")]
 pub struct Deliver {
     /// Connection the answer is meant for.
     pub conn: ConnId,

@@ -15,7 +15,7 @@ pub use self::core::{Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSE
 pub use actor::{
     CountPending, Decide, Deliver, ForgetSession, ListPending, PermissionRegistry, PolicyInfo,
     PromptCancelled, PromptReceived, ReplacePolicy, SessionConnected, SessionDisconnected,
-    SessionInitialized, TrackSession,
+    SessionInitialized, TrackSession, WriteOutcome,
 };
 pub use cluster::{AdoptSession, ReleaseSession};
 pub use store::{ConnId, DecideError, SessionTally};

@@ -11,7 +11,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::{info_span, Instrument};
 
-use super::actor::{Deliver, PermissionRegistry};
+use super::actor::{Deliver, PermissionRegistry, WriteOutcome};
 use super::core::{DecisionWrite, Effect, Lookup, Record, Ticket, Write};
 use super::store::DecideError;
 use crate::ledger::{Ledger, LedgerError, Stored, Written};
@@ -210,13 +210,25 @@ impl PermissionRegistry {
         };
         let send = async move {
             match writer {
-                Some(writer) => writer.send(msg).await.unwrap_or(false),
-                None => false,
+                Some(writer) => writer.send(msg).await.unwrap_or(WriteOutcome::NotWritten),
+                None => WriteOutcome::NotWritten,
             }
         };
-        ctx.spawn(send.into_actor(self).map(move |written, act, ctx| {
+        ctx.spawn(send.into_actor(self).map(move |outcome, act, ctx| {
             let _span = permission_span(&w.session, &w.request_id).entered();
-            let effects = act.core.on_write(w, written, SystemTime::now());
+            let session = w.session.clone();
+            let written = outcome == WriteOutcome::Written;
+            let mut effects = act.core.on_write(w, written, SystemTime::now());
+            // Refused because the lease had lapsed, and renewed since: its `Resumed` may
+            // have been handled before this answer was queued, so write what waits now.
+            let renewed = outcome == WriteOutcome::LeaseLapsed
+                && act
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.fences.may_send(&session));
+            if renewed {
+                effects.extend(act.core.on_resumed(&session));
+            }
             act.perform(effects, ctx);
         }));
     }

@@ -35,7 +35,7 @@ use crate::limits::fd::{ConnSlot, ConnSlots};
 use crate::limits::repeat::session_warning;
 use crate::registry::{
     ConnId, Deliver, PermissionRegistry, PromptCancelled, PromptReceived, Refusal,
-    SessionConnected, SessionDisconnected, SessionInitialized,
+    SessionConnected, SessionDisconnected, SessionInitialized, WriteOutcome,
 };
 use crate::telemetry::sessions::{
     ConnectionEnded, ReconnectScheduled, SessionStateChanged, WatchdogFired,

@@ -745,13 +745,17 @@ async fn through_a_database_outage_sessions_stay_owned_silent_and_resume_at_thei
         );
     }
     pg.resume().expect("start PostgreSQL again");
-    // Back: each renews its own leases at their epochs, and they act again.
+    // Back: each renews its own leases at their epochs, and they act again (the fences
+    // first, then the registry is told).
     eventually(3 * period, || async {
         for (n, had) in [&a, &b].into_iter().zip(&before) {
             for (s, epoch) in had {
                 if n.fences.epoch(s) != Some(*epoch) {
                     return Err(format!("{s} not resumed by {} at {epoch}", n.id));
                 }
+            }
+            if n.log.resumed().len() < had.len() {
+                return Err(format!("{} told of {:?}", n.id, n.log.resumed()));
             }
         }
         Ok(())

@@ -5,27 +5,31 @@ use super::*;
 use crate::session::send::post_user_message;
 
 impl Handler<Deliver> for SessionActor {
-    type Result = bool;
+    type Result = MessageResult<Deliver>;
 
-    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> bool {
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> Self::Result {
         let _span = info_span!("deliver", request_id = %msg.request_id).entered();
         // In a cluster, only while this instance holds the session's lease: one paused past
         // it finds the deadline gone when it wakes, before its lease loop says so.
         if !self.lease_held() {
-            warn!("lease not held: the answer is not written (the owner delivers it)");
-            return false;
+            warn!("lease not held now: the answer is not written (it waits for the lease's renewal, or for the next owner)");
+            return MessageResult(WriteOutcome::LeaseLapsed);
         }
-        match self.conn.as_mut() {
+        MessageResult(match self.conn.as_mut() {
             Some(live) if live.id == msg.conn => {
                 let ok = live
                     .sink
                     .write(WsMessage::Text(ByteString::from(&*msg.frame)))
                     .is_ok();
                 debug!(ok, "permission answer written");
-                ok
+                if ok {
+                    WriteOutcome::Written
+                } else {
+                    WriteOutcome::NotWritten
+                }
             }
-            _ => false,
-        }
+            _ => WriteOutcome::NotWritten,
+        })
     }
 }
 
