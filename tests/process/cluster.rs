@@ -698,3 +698,63 @@ async fn a_non_owner_s_event_stream_carries_the_owner_s_permission_events() {
     );
     assert_eq!(answered.data["behavior"], "allow", "{:?}", answered.data);
 }
+
+/// The session `id` as `api` lists it (`GET /v1/sessions`).
+async fn listed_session(http: &awc::Client, api: &str, id: &str) -> Value {
+    let (status, body) = support::get(http, &format!("{api}/v1/sessions")).await;
+    assert_eq!(status, 200, "{body}");
+    let all = body["sessions"].as_array().expect("sessions");
+    all.iter()
+        .find(|s| s["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} listed by {api}: {body}"))
+}
+
+/// Poll `api`'s `GET /v1/sessions` until session `id` is in `state`, owned by `owner`.
+async fn shown_as(http: &awc::Client, api: &str, id: &str, state: &str, owner: &str) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let s = listed_session(http, api, id).await;
+        if s["state"] == state && s["owner"] == owner {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{api} never showed {id} {state} on {owner}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every instance's event stream carries the state changes of every session, and
+/// `GET /v1/sessions` on an instance that does not run a session shows the state its owner
+/// announced (not `disconnected`).
+#[actix_rt::test]
+async fn a_non_owner_shows_the_session_states_of_the_owner() {
+    let Some((c, _, owners)) = settled(2, 4).await else {
+        return;
+    };
+    let http = support::http();
+    let session = owned_by(&owners, "inst-0");
+    shown_as(&http, &c.api(1), &session, "connected", "inst-0").await;
+    let mut sse = support::open_sse(&http, &c.api(1)).await;
+    let mut seen = vec![];
+    // Published on inst-1's stream when heard, at start or when inst-1 asked for every
+    // state (its history has it either way).
+    sse.wait_for(&mut seen, |e| support::is_state(e, &session, "connected"))
+        .await;
+    assert!(c.sim.drop_connection(&session));
+    sse.wait_for(&mut seen, |e| {
+        support::is_state(e, &session, "reconnecting")
+    })
+    .await;
+    sse.wait_for(&mut seen, |e| support::is_state(e, &session, "connected"))
+        .await;
+    shown_as(&http, &c.api(1), &session, "connected", "inst-0").await;
+    // The owner's own view is its own, and the sessions inst-1 runs are inst-1's.
+    let mine = owned_by(&owners, "inst-1");
+    assert_eq!(
+        listed_session(&http, &c.api(1), &mine).await["owner"],
+        "inst-1"
+    );
+}

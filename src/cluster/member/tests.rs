@@ -15,6 +15,8 @@ use tokio_postgres::{Client, NoTls};
 
 use super::*;
 use crate::cluster::plan::Epoch;
+use crate::cluster::StateNote;
+use ccr_protocol::session::SessionState;
 
 const PERIOD: Duration = Duration::from_secs(1);
 
@@ -28,6 +30,10 @@ enum Told {
     Recheck(Arc<str>),
     /// A prompt of a session held elsewhere was recorded (`false`) or decided (`true`).
     Seen(Arc<str>, String, bool),
+    /// A session state announced by another member: session, from, epoch, state.
+    State(Arc<str>, String, Epoch, SessionState),
+    /// Announce every state held here again.
+    Announce,
 }
 
 /// Everything one member told, shared with the test.
@@ -50,7 +56,11 @@ impl Log {
                 Told::Disown(s, _) => {
                     assert!(owned.remove(&s).is_some(), "{s} disowned, never owned");
                 }
-                Told::Decided(..) | Told::Recheck(_) | Told::Seen(..) => {}
+                Told::Decided(..)
+                | Told::Recheck(_)
+                | Told::Seen(..)
+                | Told::State(..)
+                | Told::Announce => {}
             }
         }
         owned
@@ -72,6 +82,23 @@ impl Log {
             _ => None,
         })
         .collect()
+    }
+
+    /// The states announced by others, as (session, from, epoch, state).
+    fn states(&self) -> Vec<(Arc<str>, String, Epoch, SessionState)> {
+        let all = self.all().into_iter();
+        all.filter_map(|t| match t {
+            Told::State(s, f, e, st) => Some((s, f, e, st)),
+            _ => None,
+        })
+        .collect()
+    }
+
+    fn announces(&self) -> usize {
+        self.all()
+            .iter()
+            .filter(|t| matches!(t, Told::Announce))
+            .count()
     }
 
     fn decided(&self) -> Vec<(Arc<str>, String)> {
@@ -115,6 +142,24 @@ impl Handler<SeenElsewhere> for Recorder {
     }
 }
 
+impl Handler<StateElsewhere> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: StateElsewhere, _: &mut Context<Self>) {
+        let n = m.0;
+        self.0
+             .0
+            .lock()
+            .push(Told::State(n.session, n.from, n.epoch, n.state));
+    }
+}
+
+impl Handler<AnnounceStates> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: AnnounceStates, _: &mut Context<Self>) {
+        self.0 .0.lock().push(Told::Announce);
+    }
+}
+
 impl Handler<DecidedElsewhere> for Recorder {
     type Result = ();
     fn handle(&mut self, m: DecidedElsewhere, _: &mut Context<Self>) {
@@ -130,12 +175,14 @@ struct Node {
     id: String,
     member: Option<ClusterMember>,
     fences: Arc<Fences>,
+    outbox: Arc<StateOutbox>,
     log: Log,
 }
 
 impl Node {
     fn start(url: &str, id: &str, sessions: &[Arc<str>], period: Duration) -> Node {
         let fences = Fences::new(id);
+        let outbox = StateOutbox::new();
         let log = Log::default();
         let addr = Recorder(log.clone()).start();
         let cfg = ClusterConfig {
@@ -148,16 +195,22 @@ impl Node {
             &cfg,
             sessions.to_vec(),
             fences.clone(),
-            addr.clone().recipient(),
-            addr.clone().recipient(),
-            addr.clone().recipient(),
-            addr.recipient(),
+            outbox.clone(),
+            Reports {
+                owner: addr.clone().recipient(),
+                disowner: addr.clone().recipient(),
+                decided: addr.clone().recipient(),
+                seen: addr.clone().recipient(),
+                states: addr.clone().recipient(),
+                announce: addr.recipient(),
+            },
         )
         .expect("start");
         Node {
             id: id.into(),
             member: Some(member),
             fences,
+            outbox,
             log,
         }
     }
@@ -561,6 +614,80 @@ async fn a_decision_recorded_elsewhere_reaches_the_session_s_owner_only() {
         let owned: HashSet<Arc<str>> = n.log.owned().into_keys().collect();
         assert_eq!(heard, owned, "{} hears of its own sessions only", n.id);
     }
+}
+
+impl Node {
+    /// Announce `state` of `session` as this member's supervisor would (under the epoch
+    /// it holds the session at, or `epoch` if it does not).
+    fn announce(&self, session: &Arc<str>, epoch: Epoch, state: SessionState) {
+        self.outbox.push(&StateNote {
+            from: self.id.clone(),
+            session: session.clone(),
+            epoch: self.fences.epoch(session).unwrap_or(epoch),
+            state,
+            last_error: None,
+        });
+    }
+}
+
+/// A member's session states reach every other member, as sent (in order, the last of a
+/// burst), except for a session the hearer holds itself; a member does not hear its own;
+/// and a member that starts listening asks the others to announce everything again.
+#[actix_rt::test]
+async fn session_states_announced_by_an_owner_reach_the_other_members() {
+    let Some((url, admin)) = database("member_states").await else {
+        return;
+    };
+    let all = sessions(4);
+    let a = Node::start(&url, "a", &all, PERIOD);
+    let b = Node::start(&url, "b", &all, PERIOD);
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(10)).await;
+    let (sa, _) = a.log.owned().pop_first().expect("a holds one");
+    let (sb, eb) = b.log.owned().pop_first().expect("b holds one");
+    // Until b listens (it may have started after a's first announcement).
+    let mut heard = false;
+    for _ in 0..20 {
+        a.announce(&sa, 0, SessionState::Connecting);
+        let wait = Instant::now() + Duration::from_millis(250);
+        while !heard && Instant::now() < wait {
+            heard = !b.log.states().is_empty();
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        if heard {
+            break;
+        }
+    }
+    assert!(heard, "b never heard a's state");
+    a.announce(&sa, 0, SessionState::Connected);
+    // Held by b: b's own state wins, its announcement by another is not passed on.
+    a.announce(&sb, eb - 1, SessionState::Disconnected);
+    b.announce(&sb, 0, SessionState::Connected);
+    let ea = a.fences.epoch(&sa).expect("held");
+    eventually(Duration::from_secs(5), || async {
+        let (at_a, at_b) = (a.log.states(), b.log.states());
+        let want_b = (sa.clone(), "a".to_owned(), ea, SessionState::Connected);
+        let want_a = (sb.clone(), "b".to_owned(), eb, SessionState::Connected);
+        match at_b.last() == Some(&want_b) && at_a == [want_a] {
+            true => Ok(()),
+            false => Err(format!("a heard {at_a:?}; b heard {at_b:?}")),
+        }
+    })
+    .await;
+    assert!(
+        b.log.states().iter().all(|(s, ..)| *s == sa),
+        "b hears nothing of its own session: {:?}",
+        b.log.states()
+    );
+    let before = (a.log.announces(), b.log.announces());
+    let c = Node::start(&url, "c", &all, PERIOD);
+    eventually(Duration::from_secs(5), || async {
+        match a.log.announces() > before.0 && b.log.announces() > before.1 {
+            true => Ok(()),
+            false => Err("the newcomer's resync request not heard".into()),
+        }
+    })
+    .await;
+    drop(c);
 }
 
 /// A decision made while the listening connection was down is never notified to it: once
