@@ -758,3 +758,65 @@ async fn a_non_owner_shows_the_session_states_of_the_owner() {
         "inst-1"
     );
 }
+
+/// An HTTP client for streams that outlive [`support::WAIT`], with the admin token.
+fn stream_client() -> awc::Client {
+    awc::Client::builder()
+        .disable_timeout()
+        .add_default_header(("authorization", format!("Bearer {}", support::ADMIN_TOKEN)))
+        .finish()
+}
+
+/// One session's stream (`GET /v1/events?session_id=`) asked of an instance that does not
+/// run the session is its owner's, relayed: its SDK messages arrive live, with the owner's
+/// sequence numbers. When the owner stops, the relayed stream ends; asked again, it is the
+/// new owner's.
+#[actix_rt::test]
+async fn a_session_s_stream_asked_of_a_non_owner_is_relayed_from_its_owner() {
+    let Some((mut c, _, owners)) = settled(2, 4).await else {
+        return;
+    };
+    let http = stream_client();
+    let session = owned_by(&owners, "inst-0");
+    let query = format!("session_id={session}");
+    let mut relayed = support::open_sse_with(&http, &c.api(1), &query).await;
+    let mut direct = support::open_sse_with(&http, &c.api(0), &query).await;
+    let mut seen = vec![];
+    let mut at_owner = vec![];
+    assert!(c
+        .sim
+        .push(&session, json!({"type": "assistant", "marker": "relayed"})));
+    let is_marked = |e: &support::SseEvent, marker: &str| {
+        e.event == "sdk_message" && e.data["message"]["marker"] == marker
+    };
+    let got = relayed
+        .wait_for(&mut seen, |e| is_marked(e, "relayed"))
+        .await;
+    let want = direct
+        .wait_for(&mut at_owner, |e| is_marked(e, "relayed"))
+        .await;
+    assert_eq!(got.data["session_id"], session.as_str());
+    assert!(got.id.is_some());
+    assert_eq!(got.id, want.id, "the owner's seq");
+    // The owner stops: it hands the session over and ends its streams, the relay too.
+    let mut stopping = c.instances[0].take().expect("running");
+    stopping.signal(libc::SIGTERM);
+    match relayed.next(support::WAIT).await {
+        support::SseNext::End => {}
+        other => panic!("the relayed stream did not end with its owner: {other:?}"),
+    }
+    assert!(stopping.wait_exit(support::WAIT).await.success());
+    c.until("inst-1 holds it", |o| {
+        o.get(&session).is_some_and(|o| o == "inst-1")
+    })
+    .await;
+    all_connected(&c.sim, std::slice::from_ref(&session)).await;
+    let mut again = support::open_sse_with(&http, &c.api(1), &query).await;
+    assert!(c.sim.push(
+        &session,
+        json!({"type": "assistant", "marker": "new-owner"})
+    ));
+    again
+        .wait_for(&mut seen, |e| is_marked(e, "new-owner"))
+        .await;
+}
