@@ -49,6 +49,10 @@ pub enum Item {
 /// Resume with `after` or `Last-Event-ID`. Each reader counts under `[api]
 /// max_stream_subscribers` (in total) and `max_stream_subscribers_per_token` (per token
 /// name); beyond, 503 `too_many_streams`. See events.md for the events.
+///
+/// In a cluster, one session's Server-Sent Events stream asked of an instance that does
+/// not run it is relayed from its owner, with the owner's `seq` (503 `unavailable` when the
+/// owner cannot be found or reached); it ends when the owner stops running the session.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     params(EventsQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this sequence number (SSE)")),
