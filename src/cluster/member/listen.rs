@@ -209,9 +209,7 @@ impl Listener {
             }),
         }
     }
-}
 
-impl Listener {
     /// A `ccr_state` notification: another member's session state, for the supervisor
     /// when the session is not held here (here, its own state wins); a resync request,
     /// answered by announcing every state held here. This instance's own are ignored.
