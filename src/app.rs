@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::api::cookie::ConsoleSessions;
 use crate::api::{self, ApiState, Authenticator};
-use crate::cluster::{ClusterMember, Fences, Reports};
+use crate::cluster::{ClusterMember, Fences, Reports, StateOutbox};
 use crate::config::{self, Config, ConfigError, Draft};
 use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
@@ -484,10 +484,13 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
     let reconnect = config.reconnect.clone();
     let session_metrics = metrics.clone();
     let slots = ConnSlots::new(fds.session_slots, fds.limit);
+    // The session states the supervisor announces to the cluster, sent by the lease thread.
+    let states = StateOutbox::new();
     let clustered = match (&fences, &ledger) {
         (Some(fences), Some(ledger)) => Some(SupervisorCluster {
             ledger: ledger.clone(),
             fences: fences.clone(),
+            states: states.clone(),
         }),
         _ => None,
     };
@@ -518,6 +521,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
         &config,
         fences.as_ref(),
         ledger.as_ref(),
+        states,
         &supervisor,
         &registry,
     )?;
@@ -639,6 +643,7 @@ fn start_cluster(
     config: &Config,
     fences: Option<&Arc<Fences>>,
     ledger: Option<&Ledger>,
+    states: Arc<StateOutbox>,
     supervisor: &Addr<Supervisor>,
     registry: &Addr<PermissionRegistry>,
 ) -> anyhow::Result<Option<ClusterMember>> {
@@ -658,15 +663,23 @@ fn start_cluster(
         }
     }
     let sessions = config.sessions.iter().map(|s| s.id.clone()).collect();
-    let reports = Reports {
-        owner: supervisor.clone().recipient(),
-        disowner: supervisor.clone().recipient(),
-        decided: registry.clone().recipient(),
-        seen: registry.clone().recipient(),
-        resumed: registry.clone().recipient(),
-    };
-    let member = ClusterMember::start(pg.target(), &cfg, sessions, fences.clone(), reports)
-        .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
+    let member = ClusterMember::start(
+        pg.target(),
+        &cfg,
+        sessions,
+        fences.clone(),
+        states,
+        Reports {
+            owner: supervisor.clone().recipient(),
+            disowner: supervisor.clone().recipient(),
+            decided: registry.clone().recipient(),
+            seen: registry.clone().recipient(),
+            states: supervisor.clone().recipient(),
+            announce: supervisor.clone().recipient(),
+            resumed: registry.clone().recipient(),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
     Ok(Some(member))
 }
 

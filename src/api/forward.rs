@@ -2,17 +2,90 @@
 //! an instance that does not run the session goes to the instance that does (its
 //! `[cluster] advertise_url`, from the members table), with the caller's own credentials,
 //! and the owner's answer comes back as is. A forwarded request is never forwarded again.
+//!
+//! A session's event stream is forwarded the same way ([`stream_from_owner`]), its body
+//! relayed chunk by chunk for as long as the owner keeps it open.
 
-use actix_web::http::header;
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderName};
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::stream::{self, Stream, StreamExt};
 
 use super::{ApiError, ApiState};
+use crate::limits::streams::StreamPermit;
 
 /// The header a forwarded request carries (the forwarding instance's id).
 pub(super) const FORWARDED: &str = "x-ccr-forwarded-by";
 
 /// How long the owner may take (an interrupt waits for the session's acknowledgement).
-const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to the owner may take, for a forwarded stream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the owner may take to start answering a forwarded stream (it answers at once).
+const STREAM_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A forwarded stream the owner sends nothing on (not even a heartbeat) for this many
+/// heartbeats is ended: the owner is gone or cut off.
+const STREAM_IDLE_HEARTBEATS: u32 = 3;
+/// Largest error body of an owner relayed back.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// Who runs a session, in a cluster, as the lease table says.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// Nobody holds its lease.
+    Nobody,
+    /// This instance.
+    Me,
+    /// Another instance, reached at `url`.
+    Other {
+        /// Its instance id.
+        id: String,
+        /// Its `[cluster] advertise_url`.
+        url: String,
+    },
+}
+
+/// Who runs `session` (clustered only): 503 when the database does not say, or when the
+/// owner has no `advertise_url` to be reached at.
+pub(super) async fn owner(state: &ApiState, session: &str) -> Result<Owner, ApiError> {
+    let Some(pg) = state.ledger.as_ref().and_then(|l| l.postgres()) else {
+        return Ok(Owner::Me);
+    };
+    let owner = pg
+        .owner_of(session)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot find the session's owner: {e}")))?;
+    match owner {
+        None => Ok(Owner::Nobody),
+        Some((owner, _)) if owner == pg.instance_id() => Ok(Owner::Me),
+        Some((id, Some(url))) => Ok(Owner::Other { id, url }),
+        Some((owner, None)) => Err(ApiError::Unavailable(format!(
+            "session {session} runs on instance {owner}, which has no [cluster] advertise_url to forward to"
+        ))),
+    }
+}
+
+/// This request's path and query at the owner's `url`.
+fn target(url: &str, req: &HttpRequest) -> String {
+    format!(
+        "{}{}",
+        url.trim_end_matches('/'),
+        req.uri()
+            .path_and_query()
+            .map_or(req.path(), |p| p.as_str())
+    )
+}
+
+/// This instance's id (empty when not clustered).
+fn me(state: &ApiState) -> String {
+    state
+        .ledger
+        .as_ref()
+        .and_then(|l| l.postgres())
+        .map(|pg| pg.instance_id().to_owned())
+        .unwrap_or_default()
+}
 
 /// When clustered and `session` is run by another instance, the owner's answer to this
 /// request; `None` when it is to be served here (not clustered, owned here, or already
@@ -23,38 +96,20 @@ pub(super) async fn to_owner(
     session: &str,
     body: web::Bytes,
 ) -> Result<Option<HttpResponse>, ApiError> {
-    let Some(pg) = state.ledger.as_ref().and_then(|l| l.postgres()) else {
-        return Ok(None);
-    };
-    if req.headers().contains_key(FORWARDED) {
+    if state.ledger.as_ref().and_then(|l| l.postgres()).is_none()
+        || req.headers().contains_key(FORWARDED)
+    {
         return Ok(None);
     }
-    let owner = pg
-        .owner_of(session)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("cannot find the session's owner: {e}")))?;
-    let me = pg.instance_id().to_owned();
-    let (owner, url) = match owner {
-        None => return Err(ApiError::NotConnected(session.to_owned())),
-        Some((owner, _)) if owner == me => return Ok(None),
-        Some((owner, Some(url))) => (owner, url),
-        Some((owner, None)) => {
-            return Err(ApiError::Unavailable(format!(
-                "session {session} runs on instance {owner}, which has no [cluster] advertise_url to forward to"
-            )))
-        }
+    let (owner, url) = match owner(state, session).await? {
+        Owner::Nobody => return Err(ApiError::NotConnected(session.to_owned())),
+        Owner::Me => return Ok(None),
+        Owner::Other { id, url } => (id, url),
     };
-    let target = format!(
-        "{}{}",
-        url.trim_end_matches('/'),
-        req.uri()
-            .path_and_query()
-            .map_or(req.path(), |p| p.as_str())
-    );
     let client = awc::Client::builder().timeout(FORWARD_TIMEOUT).finish();
     let mut out = client
-        .request(req.method().clone(), &target)
-        .insert_header((FORWARDED, me));
+        .request(req.method().clone(), target(&url, req))
+        .insert_header((FORWARDED, me(state)));
     // The caller's token (every instance has the same tokens). Not the console's cookie:
     // a console session is the instance's own, unknown to the owner.
     for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
@@ -77,4 +132,181 @@ pub(super) async fn to_owner(
         answer.insert_header((header::CONTENT_TYPE, ct.clone()));
     }
     Ok(Some(answer.body(bytes)))
+}
+
+/// `GET /v1/events?session_id=...` (Server-Sent Events) as instance `owner` at `url` serves
+/// it: the same path and query (`after` too) and `Last-Event-ID`, with the caller's
+/// `Authorization` only, so the events and their `seq` are the owner's. The owner's body
+/// is relayed chunk by chunk (read only as fast as the caller takes it), holding `permit`,
+/// until the owner ends it (it shuts down, or hands the session over: the caller then
+/// reconnects and finds the new owner), falls silent for [`STREAM_IDLE_HEARTBEATS`]
+/// heartbeats, or this instance shuts down. An answer other than 200 comes back as is;
+/// an owner that cannot be reached is 503.
+pub(super) async fn stream_from_owner(
+    state: &ApiState,
+    req: &HttpRequest,
+    session: &str,
+    (owner, url): (&str, &str),
+    permit: StreamPermit,
+) -> Result<HttpResponse, ApiError> {
+    let unavailable =
+        |what: String| ApiError::Unavailable(format!("session {session}'s owner {owner} {what}"));
+    // No total timeout: the stream lasts as long as the owner keeps it open.
+    let client = awc::Client::builder()
+        .disable_timeout()
+        .connector(awc::Connector::new().timeout(CONNECT_TIMEOUT))
+        .finish();
+    let mut out = client
+        .get(target(url, req))
+        .insert_header((FORWARDED, me(state)));
+    for name in [
+        header::AUTHORIZATION,
+        header::ACCEPT,
+        HeaderName::from_static("last-event-id"),
+    ] {
+        if let Some(v) = req.headers().get(&name) {
+            out = out.insert_header((name, v.clone()));
+        }
+    }
+    let mut resp = match tokio::time::timeout(STREAM_HEAD_TIMEOUT, out.send()).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => return Err(unavailable(format!("did not answer: {e}"))),
+        Err(_) => {
+            return Err(unavailable(format!(
+                "did not answer within {STREAM_HEAD_TIMEOUT:?}"
+            )))
+        }
+    };
+    if !resp.status().is_success() {
+        let body =
+            tokio::time::timeout(STREAM_HEAD_TIMEOUT, resp.body().limit(ERROR_BODY_LIMIT)).await;
+        let Ok(Ok(bytes)) = body else {
+            return Err(unavailable("answered badly".into()));
+        };
+        let mut answer = HttpResponse::build(resp.status());
+        if let Some(ct) = resp.headers().get(header::CONTENT_TYPE) {
+            answer.insert_header((header::CONTENT_TYPE, ct.clone()));
+        }
+        return Ok(answer.body(bytes));
+    }
+    tracing::debug!(session_id = %session, owner, "relaying the owner's event stream");
+    let idle = state.stream_heartbeat * STREAM_IDLE_HEARTBEATS;
+    let body = relay(resp, idle, state.bus.closed(), permit);
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+/// `body`'s chunks as they come, ending when it ends or breaks, when nothing came for
+/// `idle`, or when `closed` resolves; `permit` is held until then.
+fn relay<B, E>(
+    body: B,
+    idle: Duration,
+    closed: impl std::future::Future<Output = ()> + 'static,
+    permit: StreamPermit,
+) -> impl Stream<Item = Result<web::Bytes, std::convert::Infallible>>
+where
+    B: Stream<Item = Result<web::Bytes, E>> + Unpin + 'static,
+    E: std::fmt::Display,
+{
+    let closed = Box::pin(closed);
+    stream::unfold(
+        (body, closed, permit),
+        move |(mut body, mut closed, permit)| async move {
+            let next = tokio::select! {
+                () = &mut closed => None,
+                next = tokio::time::timeout(idle, body.next()) => match next {
+                    Ok(Some(Ok(chunk))) => Some(chunk),
+                    Ok(Some(Err(e))) => {
+                        tracing::debug!(error = %e, "the owner's event stream broke");
+                        None
+                    }
+                    Ok(None) => None,
+                    Err(_) => {
+                        tracing::warn!(idle_ms = idle.as_millis() as u64, "the owner's event stream fell silent; ending it");
+                        None
+                    }
+                },
+            };
+            next.map(|chunk| (Ok(chunk), (body, closed, permit)))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn permit() -> StreamPermit {
+        crate::limits::streams::StreamCaps::new(4, 4)
+            .enter(std::sync::Arc::from("t"))
+            .expect("a permit")
+    }
+
+    async fn all(
+        s: impl Stream<Item = Result<web::Bytes, std::convert::Infallible>>,
+    ) -> Vec<String> {
+        s.map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap())
+            .collect()
+            .await
+    }
+
+    #[actix_rt::test]
+    async fn a_relay_passes_each_chunk_and_ends_with_the_owner_s_stream() {
+        let body = stream::iter(["a", "b"].map(|c| Ok::<_, String>(web::Bytes::from(c))));
+        let got = all(relay(
+            body,
+            Duration::from_secs(5),
+            std::future::pending(),
+            permit(),
+        ))
+        .await;
+        assert_eq!(got, ["a", "b"]);
+        let broken = stream::iter([
+            Ok(web::Bytes::from("a")),
+            Err("reset".to_owned()),
+            Ok(web::Bytes::from("never")),
+        ]);
+        let got = all(relay(
+            broken,
+            Duration::from_secs(5),
+            std::future::pending(),
+            permit(),
+        ))
+        .await;
+        assert_eq!(got, ["a"], "a broken body ends the stream");
+    }
+
+    #[actix_rt::test]
+    async fn a_silent_owner_or_a_shutdown_ends_the_relay() {
+        let silent =
+            stream::iter([Ok::<_, String>(web::Bytes::from("a"))]).chain(stream::pending());
+        let started = std::time::Instant::now();
+        let got = all(relay(
+            silent,
+            Duration::from_millis(50),
+            std::future::pending(),
+            permit(),
+        ))
+        .await;
+        assert_eq!(got, ["a"]);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let quiet = stream::pending::<Result<web::Bytes, String>>();
+        let relayed = relay(
+            quiet,
+            Duration::from_secs(60),
+            async move {
+                let _ = stopped.await;
+            },
+            permit(),
+        );
+        drop(stop);
+        let got = tokio::time::timeout(Duration::from_secs(5), all(relayed))
+            .await
+            .expect("ended by the shutdown");
+        assert!(got.is_empty());
+    }
 }

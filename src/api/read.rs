@@ -7,6 +7,7 @@ use crate::supervisor::ListSessions;
 use ccr_protocol::api::LedgerParams;
 use ccr_protocol::policy::PolicyReport;
 use ccr_protocol::reply::{LedgerPage, PendingPrompt, SessionBody, SessionView};
+use ccr_protocol::session::SessionState;
 
 use super::lookup::lookup;
 use super::{ApiError, ApiState};
@@ -23,12 +24,20 @@ fn merge(mut view: SessionView, tally: Option<&SessionTally>) -> SessionBody {
     }
 }
 
-/// Every session (or only `only`), with the registry's tallies (`GET /v1/sessions`).
+/// Every session (or only `only`), with the registry's tallies (`GET /v1/sessions`). In a
+/// cluster, each with its owner; a session run elsewhere in the state its owner announced
+/// last, one held by nobody `disconnected`.
 pub async fn sessions(
     state: &ApiState,
     only: Option<String>,
 ) -> Result<Vec<SessionBody>, ApiError> {
-    let views = state.supervisor.send(ListSessions { only }).await?;
+    let views = state
+        .supervisor
+        .send(ListSessions {
+            only,
+            elsewhere: true,
+        })
+        .await?;
     let tallies = state.registry.send(CountPending).await?;
     let mut bodies: Vec<SessionBody> = views
         .into_iter()
@@ -47,6 +56,11 @@ pub async fn sessions(
                     if owner.as_deref() != Some(me) {
                         b.pending = pending;
                         b.queued_decisions = 0;
+                    }
+                    if owner.is_none() {
+                        // Held by nobody (its owner died, or it is between owners): whatever
+                        // its last owner announced, nobody runs it now.
+                        b.view.status.state = SessionState::Disconnected;
                     }
                     b.owner = Some(owner);
                 }

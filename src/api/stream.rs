@@ -12,6 +12,8 @@ mod socket;
 mod sse;
 pub(super) mod transcript;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +23,7 @@ use actix_web_actors::ws;
 use futures_util::stream;
 
 use super::auth::Viewer;
+use super::forward::{self, Owner};
 use super::lookup::lookup;
 use super::{ApiError, ApiState};
 use crate::events::{Envelope, Event};
@@ -46,6 +49,10 @@ pub enum Item {
 /// Resume with `after` or `Last-Event-ID`. Each reader counts under `[api]
 /// max_stream_subscribers` (in total) and `max_stream_subscribers_per_token` (per token
 /// name); beyond, 503 `too_many_streams`. See events.md for the events.
+///
+/// In a cluster, one session's Server-Sent Events stream asked of an instance that does
+/// not run it is relayed from its owner, with the owner's `seq` (503 `unavailable` when the
+/// owner cannot be found or reached); it ends when the owner stops running the session.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     params(EventsQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this sequence number (SSE)")),
@@ -74,13 +81,25 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let after = after.or(last_event_id);
-    let filter = session_id.map(|s| Arc::from(s.as_str()));
-    let heartbeat = state.stream_heartbeat;
     let upgrade = req
         .headers()
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    // In a cluster, one session's stream is its owner's.
+    let mut ends = None;
+    if let Some(id) = &session_id {
+        match placement(&state, &req, id, upgrade).await? {
+            Placement::Held(released) => ends = Some(released),
+            Placement::Here => {}
+            Placement::Owner { id: owner, url } => {
+                let permit = state.streams.enter(who.0.name.clone())?;
+                return forward::stream_from_owner(&state, &req, id, (&owner, &url), permit).await;
+            }
+        }
+    }
+    let filter = session_id.map(|s| Arc::from(s.as_str()));
+    let heartbeat = state.stream_heartbeat;
     if upgrade {
         let reader = EventSocket {
             heartbeat,
@@ -97,7 +116,7 @@ pub async fn events(
             state.metrics.stream_drops.clone(),
             permit,
         );
-        let batches = only_types(batches, types);
+        let batches = until(only_types(batches, types), ends);
         let items = stream::StreamExt::flat_map(batches, stream::iter);
         let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
             ctx.add_stream(items);
@@ -118,7 +137,7 @@ pub async fn events(
     let permit = state.streams.enter(who.0.name.clone())?;
     let drops = state.metrics.stream_drops.clone();
     let batches = batches(&state.bus, filter, after, heartbeat, drops, permit);
-    let batches = only_types(batches, types);
+    let batches = until(only_types(batches, types), ends);
     let body = stream::StreamExt::flat_map(batches, |batch| {
         stream::iter(SseChunks::new(batch).map(Ok::<_, std::convert::Infallible>))
     });
@@ -127,6 +146,69 @@ pub async fn events(
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
+}
+
+/// Where one session's stream is served, in a cluster.
+enum Placement {
+    /// Here, by the session's owner: it ends when this instance no longer holds the
+    /// session (handed over, lost), so that its reader reconnects and finds the new owner.
+    Held(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// Here, as any instance's stream: the session's permission and state events only.
+    Here,
+    /// Relayed from the owner.
+    Owner {
+        /// Its instance id.
+        id: String,
+        /// Its `[cluster] advertise_url`.
+        url: String,
+    },
+}
+
+/// Where session `id`'s stream is served ([`Placement`]): here when not clustered, or
+/// while this instance holds the session; an instance asked by another as the owner but
+/// no longer holding it answers 503 (the caller asks again and finds the new owner).
+/// Otherwise a Server-Sent Events request made with a token (or with `[api] auth =
+/// "disabled"`) is relayed from the owner; a WebSocket, or a console's request (its
+/// sign-in cookie means nothing to the owner), or a session nobody holds, is served
+/// here.
+async fn placement(
+    state: &ApiState,
+    req: &HttpRequest,
+    id: &str,
+    upgrade: bool,
+) -> Result<Placement, ApiError> {
+    let Some(pg) = state.ledger.as_ref().and_then(|l| l.postgres()) else {
+        return Ok(Placement::Here);
+    };
+    let Some(fences) = pg.fences() else {
+        return Ok(Placement::Here);
+    };
+    if let Some(epoch) = fences.epoch(id) {
+        return Ok(Placement::Held(Box::pin(fences.released(id, epoch))));
+    }
+    if req.headers().contains_key(forward::FORWARDED) {
+        return Err(ApiError::Unavailable(format!(
+            "session {id} is not held by instance {} (any more); ask again",
+            pg.instance_id()
+        )));
+    }
+    let by_token = req.headers().contains_key(header::AUTHORIZATION) || !state.auth.enabled();
+    if upgrade || !by_token {
+        return Ok(Placement::Here);
+    }
+    Ok(match forward::owner(state, id).await? {
+        Owner::Nobody | Owner::Me => Placement::Here,
+        Owner::Other { id, url } => Placement::Owner { id, url },
+    })
+}
+
+/// The stream, ended when `ends` (if any) resolves.
+fn until(
+    batches: impl futures_util::Stream<Item = Vec<Item>>,
+    ends: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) -> impl futures_util::Stream<Item = Vec<Item>> {
+    let ends = ends.unwrap_or_else(|| Box::pin(std::future::pending()));
+    stream::StreamExt::take_until(batches, ends)
 }
 
 /// The `types` filter: known event types, comma-separated (400 `invalid_query` otherwise).

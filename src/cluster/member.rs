@@ -49,7 +49,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
 use super::plan::{Epoch, Planner, Snapshot};
-use super::{store, Disown, Fences, Own, Reports, Resumed};
+use super::{
+    store, AnnounceStates, DecidedElsewhere, Disown, Fences, Own, Resumed, SeenElsewhere,
+    StateElsewhere, StateOutbox,
+};
 use crate::config::ClusterConfig;
 use crate::ledger::pg::{connect, describe, PgTarget};
 pub use crate::metrics::ClusterStats;
@@ -73,6 +76,24 @@ pub struct ClusterMember {
     /// Dropped with the handle: the loop stops where it is.
     _stop: oneshot::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Whom the lease loop tells what: the supervisor and the registry.
+pub struct Reports {
+    /// A lease taken ([`Own`]): the supervisor.
+    pub owner: Recipient<Own>,
+    /// A lease let go ([`Disown`]): the supervisor.
+    pub disowner: Recipient<Disown>,
+    /// A decision recorded elsewhere for a session held here: the registry.
+    pub decided: Recipient<DecidedElsewhere>,
+    /// A prompt recorded or decided elsewhere for a session not held here: the registry.
+    pub seen: Recipient<SeenElsewhere>,
+    /// A session state announced by another instance: the supervisor.
+    pub states: Recipient<StateElsewhere>,
+    /// Announce every state held here again: the supervisor.
+    pub announce: Recipient<AnnounceStates>,
+    /// A lapsed lease renewed ([`Resumed`]): the registry.
+    pub resumed: Recipient<Resumed>,
 }
 
 /// What the API needs of the cluster (`GET /v1/cluster`); cloneable, and it does not keep
@@ -102,14 +123,16 @@ enum Cmd {
 impl ClusterMember {
     /// Start the lease loop of instance `cfg.instance_id` (which must be `fences.me()`)
     /// over `sessions` (every configured session id: all instances share the config),
-    /// connecting to `target` (`PgLedger::target`), telling `reports` what happens. Fails
-    /// only when its thread cannot start; the database is connected in the loop (and
-    /// reconnected whenever needed).
+    /// connecting to `target` (`PgLedger::target`). It tells `reports` what happens, and
+    /// announces the session states the supervisor puts in `outbox`. Fails only when its
+    /// thread cannot start; the database is connected in the loop (and reconnected
+    /// whenever needed).
     pub fn start(
         target: Arc<PgTarget>,
         cfg: &ClusterConfig,
         sessions: Vec<Arc<str>>,
         fences: Arc<Fences>,
+        outbox: Arc<StateOutbox>,
         reports: Reports,
     ) -> Result<ClusterMember, String> {
         let Reports {
@@ -118,6 +141,8 @@ impl ClusterMember {
             decided,
             seen,
             resumed,
+            states,
+            announce,
         } = reports;
         if fences.me() != cfg.instance_id {
             return Err(format!(
@@ -133,6 +158,9 @@ impl ClusterMember {
             fences: fences.clone(),
             decided,
             seen,
+            outbox,
+            states,
+            announce,
             stats: stats.clone(),
             check_every: period,
         };

@@ -7,10 +7,14 @@
 //!   only while its lease is held; the database clock decides every expiry.
 //! - [`member`]: the lease loop (its own thread): heartbeats, renewals, the planner's
 //!   plan carried out, [`Own`] / [`Disown`] to the supervisor, and each decision another
-//!   instance records ([`DecidedElsewhere`], from a `LISTEN`) to the registry.
+//!   instance records ([`DecidedElsewhere`], from a `LISTEN`) to the registry; the session
+//!   states of this instance announced, and those of the others heard.
+//! - [`state`]: session states across the cluster: the `ccr_state` payloads (pure), the
+//!   coalescing outbox the supervisor fills, [`StateElsewhere`] and [`AnnounceStates`].
 
 pub mod member;
 pub mod plan;
+pub mod state;
 pub mod store;
 
 use std::sync::Arc;
@@ -18,8 +22,9 @@ use std::sync::Arc;
 use actix::Message;
 
 pub use crate::ledger::pg::fence::Fences;
-pub use member::{ClusterApi, ClusterMember, ClusterStats};
+pub use member::{ClusterApi, ClusterMember, ClusterStats, Reports};
 pub use plan::Epoch;
+pub use state::{AnnounceStates, StateElsewhere, StateNote, StateOutbox, STATE_CHANNEL};
 
 /// To the supervisor: this instance now holds `session`'s lease at `epoch` (already in
 /// [`Fences`]): restore its unfinished prompts from the ledger and connect it.
@@ -80,20 +85,6 @@ pub struct SeenElsewhere {
 pub struct Resumed {
     /// The session.
     pub session: Arc<str>,
-}
-
-/// Whom the lease loop and its listener tell what.
-pub struct Reports {
-    /// The supervisor: sessions to run.
-    pub owner: actix::Recipient<Own>,
-    /// The supervisor: sessions to stop.
-    pub disowner: actix::Recipient<Disown>,
-    /// The registry: decisions recorded elsewhere for sessions held here.
-    pub decided: actix::Recipient<DecidedElsewhere>,
-    /// The registry: prompts of sessions held elsewhere.
-    pub seen: actix::Recipient<SeenElsewhere>,
-    /// The registry: lapsed leases renewed.
-    pub resumed: actix::Recipient<Resumed>,
 }
 
 /// The `NOTIFY` channel of new prompts (payload as [`DECIDED_CHANNEL`]'s), sent by a

@@ -135,14 +135,24 @@ impl Supervisor {
         }
     }
 
-    fn view(&self, id: &Arc<str>, fresh: Option<SessionStatus>) -> Option<SessionView> {
+    /// Session `id` as listed: its fresh status if running, else the last one; with
+    /// `elsewhere`, the state its owner announced when another instance runs it.
+    fn view(
+        &self,
+        id: &Arc<str>,
+        fresh: Option<SessionStatus>,
+        elsewhere: bool,
+    ) -> Option<SessionView> {
         let slot = self.slots.get(id)?;
         let mut status = fresh.unwrap_or_else(|| slot.status.clone());
         // A final state decided by the supervisor (restart budget) wins over the last report.
         if slot.addr.is_none() {
             status.state = slot.status.state.clone();
         }
-        if status.last_error.is_none() {
+        if let Some((state, last_error)) = self.state_elsewhere(id).filter(|_| elsewhere) {
+            status.state = state;
+            status.last_error = last_error;
+        } else if status.last_error.is_none() {
             status.last_error = slot.last_crash.clone();
         }
         status.counters = slot.carried.add(&status.counters);
@@ -215,6 +225,7 @@ impl Handler<SessionReport> for Supervisor {
         if let Some(slot) = self.slots.get_mut(&msg.session_id) {
             if slot.incarnation == msg.incarnation {
                 slot.status = msg.status;
+                self.announce(&msg.session_id, false);
             }
         }
     }
@@ -250,6 +261,8 @@ impl Handler<SessionExited> for Supervisor {
             });
         }
         self.perform_exit(&msg.session_id, action, ctx);
+        // Its state may have changed (released, restarting, failed): the cluster hears it.
+        self.announce(&msg.session_id, false);
     }
 }
 
@@ -309,6 +322,10 @@ impl Supervisor {
 pub struct ListSessions {
     /// Only this session, if given.
     pub only: Option<String>,
+    /// In a cluster, show a session another instance runs in the state its owner last
+    /// announced (`GET /v1/sessions`), instead of this instance's own (`disconnected`,
+    /// as the metrics and `/readyz` count it).
+    pub elsewhere: bool,
 }
 
 impl Handler<ListSessions> for Supervisor {
@@ -325,10 +342,11 @@ impl Handler<ListSessions> for Supervisor {
             .iter()
             .map(|id| self.slots.get(id).and_then(|s| s.addr.clone()));
         let all = join_all(addrs.map(fresh_status));
+        let elsewhere = msg.elsewhere;
         Box::pin(all.into_actor(self).map(move |fresh, act, _| {
             ids.iter()
                 .zip(fresh)
-                .filter_map(|(id, f)| act.view(id, f))
+                .filter_map(|(id, f)| act.view(id, f, elsewhere))
                 .collect()
         }))
     }

@@ -3,6 +3,12 @@
 //! the registry, *then* it connects (a replay is then matched to what the last owner
 //! recorded). [`Disown`]: it stops — closed with 1000 when handed over, dropped without
 //! a byte more when the lease was lost — and the registry forgets its prompts here.
+//!
+//! Session states cross the cluster too: each state of a session held here is announced
+//! (through the lease thread's [`StateOutbox`], never waiting), and a state another
+//! instance announces for a session it holds ([`StateElsewhere`]) is published here as
+//! `session_state` and shown by `GET /v1/sessions`, until this instance takes the session
+//! (its own state wins) or a newer owner's state comes ([`ClusterSlot`], pure).
 
 use std::sync::Arc;
 
@@ -11,10 +17,13 @@ use tracing::{info, info_span, warn};
 
 use super::actor::Supervisor;
 use super::slot::ExitPlan;
-use crate::cluster::{Disown, Fences, Own};
+use crate::cluster::{
+    AnnounceStates, Disown, Epoch, Fences, Own, StateElsewhere, StateNote, StateOutbox,
+};
 use crate::ledger::Ledger;
 use crate::registry::{AdoptSession, ReleaseSession};
-use crate::session::{AbandonSession, CloseSession};
+use crate::session::{AbandonSession, CloseSession, SessionState};
+use crate::telemetry::sessions::SessionStateHeard;
 
 /// Finished prompts of a session taken over that are loaded to match its replays; older
 /// ones are looked up in the ledger when replayed.
@@ -28,12 +37,155 @@ pub struct SupervisorCluster {
     pub ledger: Ledger,
     /// The leases held here.
     pub fences: Arc<Fences>,
+    /// Where the states of the sessions held here go to be announced.
+    pub states: Arc<StateOutbox>,
+}
+
+/// One session's place in the cluster, as the supervisor keeps it (pure): the epoch it
+/// was last held here at, what was announced of it, and its owner's state while another
+/// instance holds it.
+#[derive(Debug, Default)]
+pub(super) struct ClusterSlot {
+    /// The epoch this instance last held the session's lease at.
+    epoch: Option<Epoch>,
+    /// The newest epoch known: this instance's claims and the owners' notes. A note of an
+    /// older epoch is stale (an old owner's last words, heard after the new owner's).
+    newest: Epoch,
+    /// The state and last error last announced, so that an unchanged one is not again.
+    announced: Option<(SessionState, Option<String>)>,
+    /// The state its owner announced last, while this instance does not hold it.
+    remote: Option<StateNote>,
+}
+
+impl ClusterSlot {
+    /// This instance took the lease at `epoch`: its own state counts from now on, and is
+    /// announced from the next one.
+    pub(super) fn owned(&mut self, epoch: Epoch) {
+        self.epoch = Some(epoch);
+        self.newest = self.newest.max(epoch);
+        self.announced = None;
+        self.remote = None;
+    }
+
+    /// The epoch to announce `state` under, if it is to be announced: when the session was
+    /// held here and the state (or the last error) changed since the last announcement, or
+    /// `again` (a member asked for every state).
+    pub(super) fn announcing(
+        &mut self,
+        state: &SessionState,
+        last_error: &Option<String>,
+        again: bool,
+    ) -> Option<Epoch> {
+        let epoch = self.epoch?;
+        let now = (state.clone(), last_error.clone());
+        if !again && self.announced.as_ref() == Some(&now) {
+            return None;
+        }
+        self.announced = Some(now);
+        Some(epoch)
+    }
+
+    /// Another instance announced `note` (the session not held here): kept unless an
+    /// owner of a newer epoch was heard already; true when it is news to publish (not a
+    /// repetition, as a resync's answers mostly are).
+    pub(super) fn heard(&mut self, note: StateNote) -> bool {
+        if note.epoch < self.newest {
+            return false;
+        }
+        self.newest = note.epoch;
+        if self.remote.as_ref() == Some(&note) {
+            return false;
+        }
+        self.remote = Some(note);
+        true
+    }
+
+    /// The owner's state and last error, as last heard (none since this instance took
+    /// the lease).
+    pub(super) fn remote(&self) -> Option<(&SessionState, &Option<String>)> {
+        self.remote.as_ref().map(|n| (&n.state, &n.last_error))
+    }
 }
 
 impl Supervisor {
     /// Whether session `id` may run here: always, unless clustered and its lease is not held.
     pub(super) fn may_run(&self, id: &str) -> bool {
         self.cluster.as_ref().is_none_or(|c| c.fences.may_send(id))
+    }
+
+    /// Announce session `id`'s state to the cluster if it changed since the last
+    /// announcement (or `again`), when it is (or was last) held here.
+    pub(super) fn announce(&mut self, id: &Arc<str>, again: bool) {
+        let Some(cluster) = &self.cluster else { return };
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        let (state, last_error) = (&slot.status.state, &slot.status.last_error);
+        if let Some(epoch) = slot.cluster.announcing(state, last_error, again) {
+            cluster.states.push(&StateNote {
+                from: cluster.fences.me().to_owned(),
+                session: id.clone(),
+                epoch,
+                state: state.clone(),
+                last_error: last_error.clone(),
+            });
+        }
+    }
+
+    /// The owner's state and last error of session `id` when another instance runs it
+    /// (as last heard), for `GET /v1/sessions`; `None` when it runs here, or nothing
+    /// was heard.
+    pub(super) fn state_elsewhere(&self, id: &str) -> Option<(SessionState, Option<String>)> {
+        self.cluster.as_ref()?;
+        let slot = self.slots.get(id)?;
+        if slot.addr.is_some() || self.may_run(id) {
+            return None;
+        }
+        slot.cluster
+            .remote()
+            .map(|(state, error)| (state.clone(), error.clone()))
+    }
+}
+
+impl Handler<StateElsewhere> for Supervisor {
+    type Result = ();
+
+    /// Publish (on this instance's stream only: notifications are the owner's to send)
+    /// and remember another owner's state of a session not held here.
+    fn handle(&mut self, msg: StateElsewhere, _: &mut Context<Self>) {
+        let note = msg.0;
+        if self.cluster.is_none() || self.may_run(&note.session) {
+            return; // held here: this instance's own state is the one that counts
+        }
+        let Some(slot) = self.slots.get_mut(&note.session) else {
+            return;
+        };
+        let _span = info_span!("session", session_id = %note.session).entered();
+        if slot.cluster.heard(note.clone()) {
+            SessionStateHeard {
+                session_id: note.session,
+                state: note.state,
+                last_error: note.last_error,
+                owner: &note.from,
+            }
+            .emit(&self.bus);
+        }
+    }
+}
+
+impl Handler<AnnounceStates> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: AnnounceStates, _: &mut Context<Self>) {
+        let held: Vec<Arc<str>> = self
+            .slots
+            .keys()
+            .filter(|id| self.may_run(id))
+            .cloned()
+            .collect();
+        for id in held {
+            self.announce(&id, true);
+        }
     }
 }
 
@@ -43,10 +195,11 @@ impl Handler<Own> for Supervisor {
     fn handle(&mut self, msg: Own, ctx: &mut Context<Self>) {
         let _span = info_span!("session", session_id = %msg.session).entered();
         let Some(cluster) = &self.cluster else { return };
-        let Some(slot) = self.slots.get(&msg.session) else {
+        let Some(slot) = self.slots.get_mut(&msg.session) else {
             warn!("a lease for a session not configured here; it is released by the next round");
             return;
         };
+        slot.cluster.owned(msg.epoch);
         if slot.addr.is_some() {
             return; // already running here (its lease claimed again)
         }
@@ -131,3 +284,6 @@ impl Handler<Disown> for Supervisor {
         self.registry.do_send(ReleaseSession(msg.session));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -27,6 +27,8 @@ pub(super) struct Slot {
     pub(super) last_crash: Option<String>,
     budget: RestartBudget,
     pub(super) arbiter: usize,
+    /// In a cluster: its lease epoch here, what was announced, its owner's state elsewhere.
+    pub(super) cluster: super::cluster::ClusterSlot,
 }
 
 /// What the supervisor does when a session actor ends.
@@ -89,6 +91,7 @@ impl Slot {
             restarts: 0,
             last_crash: None,
             arbiter,
+            cluster: Default::default(),
         }
     }
 

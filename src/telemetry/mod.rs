@@ -18,7 +18,8 @@
 //!   [`sessions::ReconnectScheduled`], [`sessions::WatchdogFired`] — the session actor;
 //!   [`sessions::SessionCrashed`], [`sessions::RestartScheduled`],
 //!   [`sessions::RestartsExhausted`], [`sessions::SessionEnded`],
-//!   [`sessions::SessionRespawned`] — the supervisor, for what `Slot::on_exit` decided.
+//!   [`sessions::SessionRespawned`] — the supervisor, for what `Slot::on_exit` decided;
+//!   [`sessions::SessionStateHeard`] — the supervisor, for a state another instance announced.
 //! - [`permissions`]: what happens to a prompt — [`permissions::PromptShown`],
 //!   [`permissions::PromptRestored`], [`permissions::PromptConfirmed`],
 //!   [`permissions::PromptsUnconfirmed`], [`permissions::PromptAnswered`],

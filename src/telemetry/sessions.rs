@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Publish;
 use crate::events::Event;
@@ -47,6 +47,36 @@ impl SessionStateChanged {
             session_id,
             state,
             last_error,
+        });
+    }
+}
+
+/// Another instance of the cluster, which holds the session, announced its new state.
+#[derive(Debug)]
+pub struct SessionStateHeard<'a> {
+    /// The session.
+    pub session_id: Arc<str>,
+    /// Its new state.
+    pub state: SessionState,
+    /// Its last error, if any.
+    pub last_error: Option<String>,
+    /// The instance that holds it.
+    pub owner: &'a str,
+}
+
+impl SessionStateHeard<'_> {
+    /// Log it (debug) and publish `session_state` on this instance's stream. It notifies
+    /// nothing: notifications are sent once for the cluster, by the owner.
+    pub fn emit(self, mut publish: impl Publish) {
+        debug!(
+            owner = self.owner,
+            state = self.state.name(),
+            "session state of another instance"
+        );
+        publish.publish(Event::SessionState {
+            session_id: self.session_id,
+            state: self.state,
+            last_error: self.last_error,
         });
     }
 }

@@ -776,3 +776,144 @@ async fn a_non_owner_s_event_stream_carries_the_owner_s_permission_events() {
     );
     assert_eq!(answered.data["behavior"], "allow", "{:?}", answered.data);
 }
+
+/// The session `id` as `api` lists it (`GET /v1/sessions`).
+async fn listed_session(http: &awc::Client, api: &str, id: &str) -> Value {
+    let (status, body) = support::get(http, &format!("{api}/v1/sessions")).await;
+    assert_eq!(status, 200, "{body}");
+    let all = body["sessions"].as_array().expect("sessions");
+    all.iter()
+        .find(|s| s["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} listed by {api}: {body}"))
+}
+
+/// Poll `api`'s `GET /v1/sessions` until session `id` is in `state`, owned by `owner`.
+async fn shown_as(http: &awc::Client, api: &str, id: &str, state: &str, owner: &str) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let s = listed_session(http, api, id).await;
+        if s["state"] == state && s["owner"] == owner {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{api} never showed {id} {state} on {owner}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every instance's event stream carries the state changes of every session, and
+/// `GET /v1/sessions` on an instance that does not run a session shows the state its owner
+/// announced (not `disconnected`).
+#[actix_rt::test]
+async fn a_non_owner_shows_the_session_states_of_the_owner() {
+    let Some((c, _, owners)) = settled(2, 4).await else {
+        return;
+    };
+    let http = support::http();
+    let session = owned_by(&owners, "inst-0");
+    shown_as(&http, &c.api(1), &session, "connected", "inst-0").await;
+    let mut sse = support::open_sse(&http, &c.api(1)).await;
+    let mut seen = vec![];
+    // Published on inst-1's stream when heard, at start or when inst-1 asked for every
+    // state (its history has it either way).
+    sse.wait_for(&mut seen, |e| support::is_state(e, &session, "connected"))
+        .await;
+    assert!(c.sim.drop_connection(&session));
+    sse.wait_for(&mut seen, |e| {
+        support::is_state(e, &session, "reconnecting")
+    })
+    .await;
+    sse.wait_for(&mut seen, |e| support::is_state(e, &session, "connected"))
+        .await;
+    shown_as(&http, &c.api(1), &session, "connected", "inst-0").await;
+    // The owner's own view is its own, and the sessions inst-1 runs are inst-1's.
+    let mine = owned_by(&owners, "inst-1");
+    assert_eq!(
+        listed_session(&http, &c.api(1), &mine).await["owner"],
+        "inst-1"
+    );
+}
+
+/// An HTTP client for streams that outlive [`support::WAIT`], with the admin token.
+fn stream_client() -> awc::Client {
+    awc::Client::builder()
+        .disable_timeout()
+        .add_default_header(("authorization", format!("Bearer {}", support::ADMIN_TOKEN)))
+        .finish()
+}
+
+/// One session's stream (`GET /v1/events?session_id=`) asked of an instance that does not
+/// run the session is its owner's, relayed: its SDK messages arrive live, with the owner's
+/// sequence numbers. When the owner stops holding the session (here: paused past its
+/// lease, the other instance takes the session over, the owner wakes and lets it go), the
+/// owner's streams of the session end, the relayed one too; asked again, the stream is the
+/// new owner's.
+#[actix_rt::test]
+async fn a_session_s_stream_asked_of_a_non_owner_is_relayed_from_its_owner() {
+    let Some((c, _, owners)) = settled(2, 4).await else {
+        return;
+    };
+    let http = stream_client();
+    let session = owned_by(&owners, "inst-0");
+    let query = format!("session_id={session}");
+    let mut relayed = support::open_sse_with(&http, &c.api(1), &query).await;
+    let mut direct = support::open_sse_with(&http, &c.api(0), &query).await;
+    let mut seen = vec![];
+    let mut at_owner = vec![];
+    assert!(c
+        .sim
+        .push(&session, json!({"type": "assistant", "marker": "relayed"})));
+    let is_marked = |e: &support::SseEvent, marker: &str| {
+        e.event == "sdk_message" && e.data["message"]["marker"] == marker
+    };
+    let got = relayed
+        .wait_for(&mut seen, |e| is_marked(e, "relayed"))
+        .await;
+    let want = direct
+        .wait_for(&mut at_owner, |e| is_marked(e, "relayed"))
+        .await;
+    assert_eq!(got.data["session_id"], session.as_str());
+    assert!(got.id.is_some());
+    assert_eq!(got.id, want.id, "the owner's seq");
+    let owner = c.instances[0].as_ref().expect("inst-0");
+    owner.signal(libc::SIGSTOP);
+    c.until("inst-1 took it over", |o| {
+        o.get(&session).is_some_and(|o| o == "inst-1")
+    })
+    .await;
+    owner.signal(libc::SIGCONT);
+    for (name, stream) in [("relayed", &mut relayed), ("direct", &mut direct)] {
+        loop {
+            match stream.next(support::WAIT).await {
+                support::SseNext::Event(_) => {} // what inst-0 published before it woke up
+                support::SseNext::End => break,
+                other => panic!("the {name} stream did not end with the lease: {other:?}"),
+            }
+        }
+    }
+    // Asked again: the new owner's (or, should the balance have moved it back already,
+    // inst-0's again; a stream that ends meanwhile is asked once more).
+    for attempt in 0.. {
+        assert!(attempt < 5, "no stream of {session} carried its messages");
+        all_connected(&c.sim, std::slice::from_ref(&session)).await;
+        let mut again = support::open_sse_with(&http, &c.api(1), &query).await;
+        let marker = format!("new-owner-{attempt}");
+        assert!(c
+            .sim
+            .push(&session, json!({"type": "assistant", "marker": marker})));
+        let found = loop {
+            match again.next(support::WAIT).await {
+                support::SseNext::Event(e) if is_marked(&e, &marker) => break true,
+                support::SseNext::Event(_) => {}
+                support::SseNext::End => break false,
+                other => panic!("{other:?}"),
+            }
+        };
+        if found {
+            break;
+        }
+    }
+}

@@ -287,6 +287,8 @@ pub async fn post(http: &awc::Client, url: &str, body: Value) -> (u16, Value) {
 /// One parsed SSE event.
 #[derive(Debug, Clone)]
 pub struct SseEvent {
+    /// `id:` line (the sequence number), if any.
+    pub id: Option<u64>,
     /// `event:` line.
     pub event: String,
     /// `data:` as JSON.
@@ -318,13 +320,22 @@ pub async fn open_sse(
     http: &awc::Client,
     api: &str,
 ) -> Sse<impl Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin> {
+    open_sse_with(http, api, "after=0").await
+}
+
+/// Open `GET /v1/events?{query}` as Server-Sent Events.
+pub async fn open_sse_with(
+    http: &awc::Client,
+    api: &str,
+    query: &str,
+) -> Sse<impl Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin> {
     let resp = http
-        .get(format!("{api}/v1/events?after=0"))
+        .get(format!("{api}/v1/events?{query}"))
         .insert_header(("accept", "text/event-stream"))
         .send()
         .await
         .expect("open SSE");
-    assert_eq!(resp.status().as_u16(), 200, "GET /v1/events");
+    assert_eq!(resp.status().as_u16(), 200, "GET /v1/events?{query}");
     Sse {
         body: resp,
         buf: BytesMut::new(),
@@ -342,8 +353,11 @@ where
                 let block = self.buf.split_to(pos + 2);
                 let text = String::from_utf8_lossy(&block).into_owned();
                 let (mut event, mut data) = (String::from("message"), Vec::new());
+                let mut id = None;
                 for line in text.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().ok();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
                         event = v.to_owned();
                     } else if let Some(v) = line.strip_prefix("data: ") {
                         data.push(v.to_owned());
@@ -353,7 +367,7 @@ where
                     continue; // heartbeat comment
                 }
                 let data = serde_json::from_str(&data.join("\n")).expect("SSE data is JSON");
-                return SseNext::Event(SseEvent { event, data });
+                return SseNext::Event(SseEvent { id, event, data });
             }
             match tokio::time::timeout(wait, self.body.next()).await {
                 Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),

@@ -236,8 +236,9 @@ pub struct SessionBody {
     /// Answers decided but not yet written (the session is away).
     pub queued_decisions: usize,
     /// In a cluster: the instance that holds the session's lease and runs it (`null` while
-    /// none does; then, and for a session owned elsewhere, its state here is `disconnected`
-    /// and its counts are the shared ledger's). Absent when the service is not clustered.
+    /// none does, and its state is then `disconnected`). A session owned elsewhere shows the
+    /// state and last error its owner announced last, and the shared ledger's counts.
+    /// Absent when the service is not clustered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Option<String>>,
 }

@@ -1,11 +1,18 @@
-//! Decisions recorded by other instances: a connection of its own that `LISTEN`s on
-//! [`DECIDED_CHANNEL`] and tells the registry about each decision for a session held here.
+//! What the other instances do: a connection of its own that `LISTEN`s on
+//! [`DECIDED_CHANNEL`] (decisions: for a session held here the registry delivers it, for
+//! one held elsewhere it publishes it), [`PROMPTED_CHANNEL`] (prompts recorded elsewhere,
+//! published) and [`STATE_CHANNEL`] (session states announced by their owners: the
+//! supervisor publishes and shows those of sessions not held here). The same connection
+//! sends this instance's own session states, from the [`StateOutbox`], in batches of one
+//! statement each; its own notifications come back to it and are ignored.
 //!
 //! A notification is delivered only to connections listening when its transaction commits:
-//! while this connection is down (the database restarting, a network cut) decisions made
-//! elsewhere go unheard. The connection is re-established with backoff, and every time it
+//! while this connection is down (the database restarting, a network cut) what happens
+//! elsewhere goes unheard. The connection is re-established with backoff, and every time it
 //! is, [`ClusterStats::listen_reconnects`] grows and the registry is asked to re-check the
-//! ledger for decisions of every prompt pending in the sessions held here.
+//! ledger for decisions of every prompt pending in the sessions held here. Each time it
+//! starts listening (the first time too) it asks every member to announce the state of the
+//! sessions it holds again (a resync request on [`STATE_CHANNEL`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +22,18 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Notification};
 
 use super::Backoff;
-use crate::cluster::{DecidedElsewhere, Fences, SeenElsewhere, DECIDED_CHANNEL, PROMPTED_CHANNEL};
+use crate::cluster::state::{self, Heard};
+use crate::cluster::{
+    AnnounceStates, DecidedElsewhere, Fences, SeenElsewhere, StateElsewhere, StateOutbox,
+    DECIDED_CHANNEL, PROMPTED_CHANNEL, STATE_CHANNEL,
+};
 use crate::ledger::pg::{describe, PgTarget};
 use crate::metrics::ClusterStats;
+
+/// Most session states announced in one statement.
+const ANNOUNCE_BATCH: usize = 256;
+/// ... and about this many bytes of them.
+const ANNOUNCE_BATCH_BYTES: usize = 256 << 10;
 
 /// Where a notification goes, and what the listener counts.
 pub(super) struct Listener {
@@ -26,6 +42,12 @@ pub(super) struct Listener {
     pub(super) decided: Recipient<DecidedElsewhere>,
     /// Where prompts recorded and decided for sessions held elsewhere go (the event stream).
     pub(super) seen: Recipient<SeenElsewhere>,
+    /// This instance's session states, to announce.
+    pub(super) outbox: Arc<StateOutbox>,
+    /// Where the states of sessions held elsewhere go (the supervisor).
+    pub(super) states: Recipient<StateElsewhere>,
+    /// Who announces every state held here again when asked (the supervisor).
+    pub(super) announce: Recipient<AnnounceStates>,
     pub(super) stats: Arc<ClusterStats>,
     /// How often a quiet connection is checked (a cut connection sends nothing).
     pub(super) check_every: Duration,
@@ -69,8 +91,17 @@ impl Listener {
         let _abort = AbortOnDrop(driver.abort_handle());
         if let Err(e) = client
             .batch_execute(&format!(
-                "LISTEN {DECIDED_CHANNEL}; LISTEN {PROMPTED_CHANNEL}"
+                "LISTEN {DECIDED_CHANNEL}; LISTEN {PROMPTED_CHANNEL}; LISTEN {STATE_CHANNEL}"
             ))
+            .await
+        {
+            return describe(&e);
+        }
+        // Listening from here on: every state announced from now is heard, and those
+        // announced before are announced again.
+        let resync = state::encode_resync(self.fences.me());
+        if let Err(e) = client
+            .execute("SELECT pg_notify($1, $2)", &[&STATE_CHANNEL, &resync])
             .await
         {
             return describe(&e);
@@ -96,6 +127,11 @@ impl Listener {
                     Some(n) => self.forward(&n),
                     None => break,
                 },
+                () = self.outbox.wait() => {
+                    if let Err(e) = self.announce_queued(&client).await {
+                        return e;
+                    }
+                }
                 _ = check.tick() => {
                     let alive = tokio::time::timeout(self.check_every, client.simple_query("")).await;
                     match alive {
@@ -112,8 +148,44 @@ impl Listener {
         }
     }
 
-    /// Tell the registry about a decision for a session held here; ignore the others.
+    /// Send the oldest batch of queued states (one statement); on failure they go back to
+    /// the outbox and the connection is given up. When states were dropped from a full
+    /// outbox, every state held here is queued again.
+    async fn announce_queued(&self, client: &tokio_postgres::Client) -> Result<(), String> {
+        let batch = self.outbox.take(ANNOUNCE_BATCH, ANNOUNCE_BATCH_BYTES);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let payloads: Vec<&str> = batch.iter().map(|(_, p)| p.as_str()).collect();
+        let sent = tokio::time::timeout(
+            self.check_every,
+            client.execute(
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                &[&STATE_CHANNEL, &payloads],
+            ),
+        )
+        .await;
+        let failed = match sent {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(describe(&e)),
+            Err(_) => Some("the database did not take the session states in time".to_owned()),
+        };
+        if let Some(e) = failed {
+            self.outbox.requeue(batch);
+            return Err(e);
+        }
+        if self.outbox.take_overflowed() {
+            self.announce.do_send(AnnounceStates);
+        }
+        Ok(())
+    }
+
+    /// Hand a notification to whom it concerns.
     fn forward(&self, n: &Notification) {
+        if n.channel() == STATE_CHANNEL {
+            self.heard_state(n.payload());
+            return;
+        }
         let Some((session, request_id)) = parse(n.payload()) else {
             tracing::warn!(
                 payload = n.payload(),
@@ -135,6 +207,30 @@ impl Listener {
                 request_id: request_id.to_owned(),
                 decided,
             }),
+        }
+    }
+
+    /// A `ccr_state` notification: another member's session state, for the supervisor
+    /// when the session is not held here (here, its own state wins); a resync request,
+    /// answered by announcing every state held here. This instance's own are ignored.
+    fn heard_state(&self, payload: &str) {
+        let heard = match state::decode(payload) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: a session-state notification not understood");
+                return;
+            }
+        };
+        if heard.from() == self.fences.me() {
+            return;
+        }
+        match heard {
+            Heard::Resync { .. } => self.announce.do_send(AnnounceStates),
+            Heard::State(note) => {
+                if self.fences.epoch(&note.session).is_none() {
+                    self.states.do_send(StateElsewhere(note));
+                }
+            }
         }
     }
 }

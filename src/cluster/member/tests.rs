@@ -15,7 +15,9 @@ use tokio_postgres::{Client, NoTls};
 
 use super::*;
 use crate::cluster::plan::Epoch;
+use crate::cluster::StateNote;
 use crate::cluster::{DecidedElsewhere, SeenElsewhere};
+use ccr_protocol::session::SessionState;
 
 const PERIOD: Duration = Duration::from_secs(1);
 
@@ -31,6 +33,10 @@ enum Told {
     Seen(Arc<str>, String, bool),
     /// A lapsed lease was renewed.
     Resumed(Arc<str>),
+    /// A session state announced by another member: session, from, epoch, state.
+    State(Arc<str>, String, Epoch, SessionState),
+    /// Announce every state held here again.
+    Announce,
 }
 
 /// Everything one member told, shared with the test.
@@ -53,7 +59,12 @@ impl Log {
                 Told::Disown(s, _) => {
                     assert!(owned.remove(&s).is_some(), "{s} disowned, never owned");
                 }
-                Told::Decided(..) | Told::Recheck(_) | Told::Seen(..) | Told::Resumed(_) => {}
+                Told::Decided(..)
+                | Told::Recheck(_)
+                | Told::Seen(..)
+                | Told::State(..)
+                | Told::Announce
+                | Told::Resumed(_) => {}
             }
         }
         owned
@@ -84,6 +95,23 @@ impl Log {
             _ => None,
         })
         .collect()
+    }
+
+    /// The states announced by others, as (session, from, epoch, state).
+    fn states(&self) -> Vec<(Arc<str>, String, Epoch, SessionState)> {
+        let all = self.all().into_iter();
+        all.filter_map(|t| match t {
+            Told::State(s, f, e, st) => Some((s, f, e, st)),
+            _ => None,
+        })
+        .collect()
+    }
+
+    fn announces(&self) -> usize {
+        self.all()
+            .iter()
+            .filter(|t| matches!(t, Told::Announce))
+            .count()
     }
 
     fn decided(&self) -> Vec<(Arc<str>, String)> {
@@ -134,6 +162,24 @@ impl Handler<Resumed> for Recorder {
     }
 }
 
+impl Handler<StateElsewhere> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: StateElsewhere, _: &mut Context<Self>) {
+        let n = m.0;
+        self.0
+             .0
+            .lock()
+            .push(Told::State(n.session, n.from, n.epoch, n.state));
+    }
+}
+
+impl Handler<AnnounceStates> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: AnnounceStates, _: &mut Context<Self>) {
+        self.0 .0.lock().push(Told::Announce);
+    }
+}
+
 impl Handler<DecidedElsewhere> for Recorder {
     type Result = ();
     fn handle(&mut self, m: DecidedElsewhere, _: &mut Context<Self>) {
@@ -149,6 +195,7 @@ struct Node {
     id: String,
     member: Option<ClusterMember>,
     fences: Arc<Fences>,
+    outbox: Arc<StateOutbox>,
     log: Log,
 }
 
@@ -167,6 +214,7 @@ impl Node {
         grace: Duration,
     ) -> Node {
         let fences = Fences::new(id);
+        let outbox = StateOutbox::new();
         let log = Log::default();
         let addr = Recorder(log.clone()).start();
         let cfg = ClusterConfig {
@@ -175,25 +223,28 @@ impl Node {
             lease_period: period,
             outage_grace: grace,
         };
-        let reports = Reports {
-            owner: addr.clone().recipient(),
-            disowner: addr.clone().recipient(),
-            decided: addr.clone().recipient(),
-            seen: addr.clone().recipient(),
-            resumed: addr.recipient(),
-        };
         let member = ClusterMember::start(
             target(url),
             &cfg,
             sessions.to_vec(),
             fences.clone(),
-            reports,
+            outbox.clone(),
+            Reports {
+                owner: addr.clone().recipient(),
+                disowner: addr.clone().recipient(),
+                decided: addr.clone().recipient(),
+                seen: addr.clone().recipient(),
+                states: addr.clone().recipient(),
+                announce: addr.clone().recipient(),
+                resumed: addr.recipient(),
+            },
         )
         .expect("start");
         Node {
             id: id.into(),
             member: Some(member),
             fences,
+            outbox,
             log,
         }
     }
@@ -599,6 +650,80 @@ async fn a_decision_recorded_elsewhere_reaches_the_session_s_owner_only() {
         let owned: HashSet<Arc<str>> = n.log.owned().into_keys().collect();
         assert_eq!(heard, owned, "{} hears of its own sessions only", n.id);
     }
+}
+
+impl Node {
+    /// Announce `state` of `session` as this member's supervisor would (under the epoch
+    /// it holds the session at, or `epoch` if it does not).
+    fn announce(&self, session: &Arc<str>, epoch: Epoch, state: SessionState) {
+        self.outbox.push(&StateNote {
+            from: self.id.clone(),
+            session: session.clone(),
+            epoch: self.fences.epoch(session).unwrap_or(epoch),
+            state,
+            last_error: None,
+        });
+    }
+}
+
+/// A member's session states reach every other member, as sent (in order, the last of a
+/// burst), except for a session the hearer holds itself; a member does not hear its own;
+/// and a member that starts listening asks the others to announce everything again.
+#[actix_rt::test]
+async fn session_states_announced_by_an_owner_reach_the_other_members() {
+    let Some((url, admin)) = database("member_states").await else {
+        return;
+    };
+    let all = sessions(4);
+    let a = Node::start(&url, "a", &all, PERIOD);
+    let b = Node::start(&url, "b", &all, PERIOD);
+    wait_settled(&admin, &[&a, &b], &all, Duration::from_secs(10)).await;
+    let (sa, _) = a.log.owned().pop_first().expect("a holds one");
+    let (sb, eb) = b.log.owned().pop_first().expect("b holds one");
+    // Until b listens (it may have started after a's first announcement).
+    let mut heard = false;
+    for _ in 0..20 {
+        a.announce(&sa, 0, SessionState::Connecting);
+        let wait = Instant::now() + Duration::from_millis(250);
+        while !heard && Instant::now() < wait {
+            heard = !b.log.states().is_empty();
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        if heard {
+            break;
+        }
+    }
+    assert!(heard, "b never heard a's state");
+    a.announce(&sa, 0, SessionState::Connected);
+    // Held by b: b's own state wins, its announcement by another is not passed on.
+    a.announce(&sb, eb - 1, SessionState::Disconnected);
+    b.announce(&sb, 0, SessionState::Connected);
+    let ea = a.fences.epoch(&sa).expect("held");
+    eventually(Duration::from_secs(5), || async {
+        let (at_a, at_b) = (a.log.states(), b.log.states());
+        let want_b = (sa.clone(), "a".to_owned(), ea, SessionState::Connected);
+        let want_a = (sb.clone(), "b".to_owned(), eb, SessionState::Connected);
+        match at_b.last() == Some(&want_b) && at_a == [want_a] {
+            true => Ok(()),
+            false => Err(format!("a heard {at_a:?}; b heard {at_b:?}")),
+        }
+    })
+    .await;
+    assert!(
+        b.log.states().iter().all(|(s, ..)| *s == sa),
+        "b hears nothing of its own session: {:?}",
+        b.log.states()
+    );
+    let before = (a.log.announces(), b.log.announces());
+    let c = Node::start(&url, "c", &all, PERIOD);
+    eventually(Duration::from_secs(5), || async {
+        match a.log.announces() > before.0 && b.log.announces() > before.1 {
+            true => Ok(()),
+            false => Err("the newcomer's resync request not heard".into()),
+        }
+    })
+    .await;
+    drop(c);
 }
 
 /// A decision made while the listening connection was down is never notified to it: once

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::RwLock;
+use tokio::sync::watch;
 
 /// A lease's fencing token: it grows by one at every claim of the session.
 pub type Epoch = i64;
@@ -36,6 +37,8 @@ pub fn condition(first: usize) -> String {
 pub struct Fences {
     me: String,
     held: RwLock<HashMap<Arc<str>, Held>>,
+    /// Bumped whenever a lease is dropped or held at a new epoch ([`Fences::released`]).
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +56,7 @@ impl Fences {
         Arc::new(Fences {
             me: me.into(),
             held: RwLock::new(HashMap::new()),
+            changes: watch::Sender::new(0),
         })
     }
 
@@ -63,14 +67,44 @@ impl Fences {
 
     /// `session` is held at `epoch` until `deadline` (a claim, or a renewal).
     pub fn hold(&self, session: &Arc<str>, epoch: Epoch, deadline: Instant) {
-        self.held
+        let before = self
+            .held
             .write()
             .insert(session.clone(), Held { epoch, deadline });
+        if before.is_some_and(|b| b.epoch != epoch) {
+            self.changed();
+        }
     }
 
     /// `session` is no longer held here (handed over, or lost).
     pub fn drop_lease(&self, session: &str) {
-        self.held.write().remove(session);
+        if self.held.write().remove(session).is_some() {
+            self.changed();
+        }
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Resolves once `session` is no longer held here at `epoch` (handed over, lost, or
+    /// held again at another epoch); at once if it is not now.
+    pub fn released(
+        self: &Arc<Self>,
+        session: &str,
+        epoch: Epoch,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (fences, session) = (self.clone(), session.to_owned());
+        // Subscribed before the first look: a change after it is seen.
+        let mut changes = self.changes.subscribe();
+        async move {
+            loop {
+                let now = fences.held.read().get(session.as_str()).map(|h| h.epoch);
+                if now != Some(epoch) || changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 
     /// The epoch `session` is held at, while its deadline has not passed.
@@ -144,5 +178,33 @@ mod tests {
         f.drop_lease("s1");
         assert_eq!(f.epoch_at("s1", now), None);
         assert_eq!(f.held(), vec![]);
+    }
+
+    #[actix_rt::test]
+    async fn released_resolves_when_the_lease_is_dropped_or_held_at_another_epoch() {
+        use futures_util::FutureExt;
+        let f = Fences::new("a");
+        let s: Arc<str> = Arc::from("s1");
+        let later = Instant::now() + Duration::from_secs(60);
+        assert!(f.released("s1", 3).now_or_never().is_some(), "not held");
+        f.hold(&s, 3, later);
+        let mut gone = Box::pin(f.released("s1", 3));
+        assert!((&mut gone).now_or_never().is_none());
+        f.hold(&s, 3, later + Duration::from_secs(1));
+        assert!(
+            (&mut gone).now_or_never().is_none(),
+            "a renewal is no release"
+        );
+        f.drop_lease("s1");
+        tokio::time::timeout(Duration::from_secs(5), gone)
+            .await
+            .expect("released");
+        f.hold(&s, 4, later);
+        let reclaimed = f.released("s1", 4);
+        f.drop_lease("s1");
+        f.hold(&s, 5, later);
+        tokio::time::timeout(Duration::from_secs(5), reclaimed)
+            .await
+            .expect("held again at another epoch");
     }
 }

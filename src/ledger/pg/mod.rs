@@ -484,6 +484,11 @@ impl PgLedger {
         &self.shared.me
     }
 
+    /// The leases this instance holds (in a cluster).
+    pub fn fences(&self) -> Option<&Arc<Fences>> {
+        self.shared.fences.as_ref()
+    }
+
     /// One session's finished prompts, newest first, up to `max_rows` and about `max_bytes`
     /// (a session taken over: a replay of one is matched to its record).
     pub(crate) fn resolved_of(

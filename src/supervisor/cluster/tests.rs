@@ -1,0 +1,83 @@
+use super::*;
+
+fn note(from: &str, epoch: Epoch, state: SessionState) -> StateNote {
+    StateNote {
+        from: from.into(),
+        session: Arc::from("s1"),
+        epoch,
+        state,
+        last_error: None,
+    }
+}
+
+#[test]
+fn a_session_never_held_here_announces_nothing() {
+    let mut c = ClusterSlot::default();
+    assert_eq!(c.announcing(&SessionState::Connected, &None, false), None);
+    assert_eq!(c.announcing(&SessionState::Connected, &None, true), None);
+}
+
+#[test]
+fn a_held_session_announces_each_change_once_under_its_epoch() {
+    let mut c = ClusterSlot::default();
+    c.owned(4);
+    let err = Some("refused".to_owned());
+    assert_eq!(
+        c.announcing(&SessionState::Connecting, &None, false),
+        Some(4)
+    );
+    assert_eq!(c.announcing(&SessionState::Connecting, &None, false), None);
+    assert_eq!(
+        c.announcing(&SessionState::Connecting, &err, false),
+        Some(4),
+        "a new last error is news"
+    );
+    assert_eq!(
+        c.announcing(&SessionState::Connecting, &err, true),
+        Some(4),
+        "asked again"
+    );
+    assert_eq!(
+        c.announcing(&SessionState::Connected, &None, false),
+        Some(4)
+    );
+    c.owned(9);
+    assert_eq!(
+        c.announcing(&SessionState::Connected, &None, false),
+        Some(9),
+        "a new lease announces its first state even if unchanged"
+    );
+}
+
+#[test]
+fn the_owner_s_state_is_kept_until_this_instance_takes_the_session() {
+    let mut c = ClusterSlot::default();
+    assert!(c.heard(note("b", 3, SessionState::Connecting)));
+    assert!(c.heard(note("b", 3, SessionState::Connected)));
+    assert_eq!(c.remote(), Some((&SessionState::Connected, &None)));
+    assert!(
+        !c.heard(note("b", 3, SessionState::Connected)),
+        "a repetition (a resync's answer) is not news"
+    );
+    c.owned(4);
+    assert_eq!(c.remote(), None, "held here: its own state wins");
+    assert!(
+        !c.heard(note("b", 3, SessionState::Disconnected)),
+        "the old owner's last words, heard late, are stale"
+    );
+    assert_eq!(c.remote(), None);
+}
+
+#[test]
+fn a_new_owner_s_state_wins_over_an_older_owner_s_heard_late() {
+    let mut c = ClusterSlot::default();
+    assert!(c.heard(note("a", 5, SessionState::Connected)));
+    assert!(c.heard(note("b", 6, SessionState::Connecting)));
+    assert!(!c.heard(note("a", 5, SessionState::Disconnected)));
+    assert_eq!(c.remote(), Some((&SessionState::Connecting, &None)));
+    // This instance held it at 7 and let it go; the next owner's notes count again.
+    c.owned(7);
+    assert!(!c.heard(note("b", 6, SessionState::Connected)));
+    assert!(c.heard(note("a", 8, SessionState::Connecting)));
+    assert_eq!(c.remote(), Some((&SessionState::Connecting, &None)));
+}
