@@ -917,3 +917,116 @@ async fn a_session_s_stream_asked_of_a_non_owner_is_relayed_from_its_owner() {
         }
     }
 }
+
+/// The `request_id`s of the webhook notifications a local receiver got (127.0.0.1, port 0).
+struct Hooks {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    _server: actix_web::dev::ServerHandle,
+}
+
+impl Hooks {
+    fn start() -> Hooks {
+        use actix_web::{web, App, HttpResponse, HttpServer};
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = web::Data::new(got.clone());
+        let server = HttpServer::new(move || {
+            App::new().app_data(sink.clone()).default_service(web::to(
+                |body: web::Bytes,
+                 sink: web::Data<std::sync::Arc<std::sync::Mutex<Vec<Value>>>>| async move {
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    sink.lock().expect("hooks").push(v);
+                    HttpResponse::Ok().finish()
+                },
+            ))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(("127.0.0.1", 0))
+        .expect("receiver binds");
+        let url = format!("http://{}/hook", server.addrs()[0]);
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Hooks {
+            url,
+            got,
+            _server: handle,
+        }
+    }
+
+    /// How many notifications named `request_id`.
+    fn count(&self, request_id: &str) -> usize {
+        let got = self.got.lock().expect("hooks");
+        got.iter().filter(|v| v["request_id"] == request_id).count()
+    }
+
+    /// Wait until a notification for `request_id` came.
+    async fn until(&self, request_id: &str) {
+        let deadline = Instant::now() + SETTLE;
+        while self.count(request_id) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no notification for {request_id}: {:?}",
+                self.got.lock().expect("hooks")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A prompt is notified once per cluster: by its owner only (the other instances publish
+/// it on their streams, but do not notify), and not again by the instance that takes the
+/// session over after a `kill -9` and restores the prompt.
+#[actix_rt::test]
+async fn a_prompt_notifies_once_per_cluster_even_across_a_takeover() {
+    let hooks = Hooks::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = support::write_file(dir.path(), "hook-secret", "whsec-test-1\n");
+    let extra = format!(
+        "\n[[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret_file = \"{}\"\nevents = [\"permission_requested\"]\n",
+        hooks.url,
+        secret.display()
+    );
+    let sessions = ids(4);
+    let Some(mut c) = Cluster::start(2, &sessions, &extra).await else {
+        return;
+    };
+    let owners = c
+        .until("all owned by 2", |o| o.len() == 4 && load(o).len() == 2)
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    let http = support::http();
+    let session = owned_by(&owners, "inst-0");
+    let other = owned_by(&owners, "inst-1");
+    assert!(c
+        .sim
+        .prompt(&session, "once", "Bash", json!({"command": "make"})));
+    hooks.until("once").await;
+    listed(&http, &c.api(1), "once").await;
+    // The owner dies; the survivor takes the session over and restores the prompt.
+    let mut first = c.instances[0].take().expect("inst-0");
+    first.signal(libc::SIGKILL);
+    first.wait_exit(support::WAIT).await;
+    c.until("inst-1 took everything", |o| {
+        o.len() == 4 && o.values().all(|owner| owner == "inst-1")
+    })
+    .await;
+    all_connected(&c.sim, &sessions).await;
+    assert_eq!(listed(&http, &c.api(1), "once").await, json!("inst-1"));
+    // Barriers: a prompt on the restored session and one on a session inst-1 always had,
+    // each notified after whatever a restore would have sent.
+    for (s, rid) in [(&session, "after"), (&other, "other")] {
+        assert!(c.sim.prompt(s, rid, "Bash", json!({})));
+        hooks.until(rid).await;
+    }
+    for rid in ["once", "after", "other"] {
+        assert_eq!(
+            hooks.count(rid),
+            1,
+            "{rid}: {:?}",
+            hooks.got.lock().unwrap()
+        );
+    }
+}
