@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::api::cookie::ConsoleSessions;
 use crate::api::{self, ApiState, Authenticator};
-use crate::cluster::{ClusterMember, Fences};
+use crate::cluster::{ClusterMember, Fences, Recipients, StartSessions};
 use crate::config::{self, Config, ConfigError, Draft};
 use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
@@ -485,10 +485,9 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
     let session_metrics = metrics.clone();
     let slots = ConnSlots::new(fds.session_slots, fds.limit);
     let clustered = match (&fences, &ledger) {
-        (Some(fences), Some(ledger)) => Some(SupervisorCluster {
-            ledger: ledger.clone(),
-            fences: fences.clone(),
-        }),
+        (Some(fences), Some(ledger)) => {
+            Some(SupervisorCluster::new(ledger.clone(), fences.clone()))
+        }
         _ => None,
     };
     let session_fences = fences.clone();
@@ -539,6 +538,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
             console.clone(),
             sinks,
             metrics.clone(),
+            cluster.as_ref().map(ClusterMember::api),
         ))
     });
     let started = Arc::new(api::health::StartFlags::default());
@@ -657,18 +657,19 @@ fn start_cluster(
             warn!(instance_id = %cfg.instance_id, "joining the cluster without [cluster] advertise_url: interrupts and messages for this instance's sessions cannot be forwarded to it")
         }
     }
-    let sessions = config.sessions.iter().map(|s| s.id.clone()).collect();
-    let member = ClusterMember::start(
-        pg.target(),
-        &cfg,
-        sessions,
-        fences.clone(),
-        supervisor.clone().recipient(),
-        supervisor.clone().recipient(),
-        registry.clone().recipient(),
-        registry.clone().recipient(),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
+    let sessions = StartSessions {
+        configured: config.sessions.clone(),
+        rules: config.api.runtime_tokens.clone(),
+    };
+    let to = Recipients {
+        owner: supervisor.clone().recipient(),
+        disowner: supervisor.clone().recipient(),
+        decided: registry.clone().recipient(),
+        seen: registry.clone().recipient(),
+        sessions: supervisor.clone().recipient(),
+    };
+    let member = ClusterMember::start(pg.target(), &cfg, sessions, fences.clone(), to)
+        .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
     Ok(Some(member))
 }
 

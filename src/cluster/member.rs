@@ -33,6 +33,7 @@
 
 mod book;
 mod listen;
+mod sessions;
 mod status;
 
 use std::future::Future;
@@ -46,11 +47,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
 use super::plan::{Epoch, Planner, Snapshot};
-use super::{store, DecidedElsewhere, Disown, Fences, Own, SeenElsewhere};
-use crate::config::ClusterConfig;
+use super::{store, DecidedElsewhere, Disown, Fences, Own, SeenElsewhere, SessionSet};
+use crate::config::{ClusterConfig, RuntimeTokenRules, SessionSpec};
 use crate::ledger::pg::{connect, describe, PgTarget};
 pub use crate::metrics::ClusterStats;
 use book::Book;
+use sessions::{SessionState, SetShared};
 
 /// Sessions a draining member hands over per round.
 pub const DRAIN_BATCH: usize = 32;
@@ -84,35 +86,73 @@ struct ApiShared {
     target: Arc<PgTarget>,
     me: String,
     period: Duration,
-    /// A connection of the status queries' own, made on first use.
+    /// A connection of the status queries' (and session-set changes') own, made on first use.
     client: tokio::sync::Mutex<Option<Client>>,
+    /// The loop's commands (a reload's new config).
+    cmds: mpsc::UnboundedSender<Cmd>,
+    /// What the loop shares about the session set.
+    set: Arc<SetShared>,
 }
 
+/// The loop's commands. Unbounded, but never many: a drain is sent once, and a reload's
+/// [`Cmd::Configure`] waits for its answer under the reloader's lock.
 enum Cmd {
     /// Hand every session over, leave, stop; then answer.
     Drain(oneshot::Sender<()>),
+    /// A reload's `[[sessions]]`: restore the removal marks of those ids, plan over them
+    /// from now on, and answer what changed in the supervisor's set.
+    Configure(
+        Vec<Arc<SessionSpec>>,
+        oneshot::Sender<Result<ccr_protocol::reply::NameChanges, String>>,
+    ),
     /// Tests: do nothing at all for a while (a paused process).
     #[cfg_attr(not(any(test, feature = "test-hooks")), allow(dead_code))]
     Pause(Duration),
 }
 
+/// Whom the lease loop tells what.
+pub struct Recipients {
+    /// Sessions whose lease this instance took (the supervisor).
+    pub owner: Recipient<Own>,
+    /// Sessions whose lease it let go (the supervisor).
+    pub disowner: Recipient<Disown>,
+    /// Decisions recorded elsewhere for sessions held here (the registry).
+    pub decided: Recipient<DecidedElsewhere>,
+    /// Prompts recorded or decided for sessions held elsewhere (the registry).
+    pub seen: Recipient<SeenElsewhere>,
+    /// The session set this instance knows, whenever it changes (the supervisor).
+    pub sessions: Recipient<SessionSet>,
+}
+
+/// The sessions the loop starts with.
+pub struct StartSessions {
+    /// This instance's `[[sessions]]`.
+    pub configured: Vec<Arc<SessionSpec>>,
+    /// `[api] runtime_token_sources` / `runtime_token_dirs`: how a session stored by
+    /// another instance reads its token here.
+    pub rules: RuntimeTokenRules,
+}
+
 impl ClusterMember {
     /// Start the lease loop of instance `cfg.instance_id` (which must be `fences.me()`)
-    /// over `sessions` (every configured session id: all instances share the config),
-    /// connecting to `target` (`PgLedger::target`). It reports to `owner`, `disowner`,
-    /// `decided` and `seen`. Fails only when its thread cannot start; the database is connected in
-    /// the loop (and reconnected whenever needed).
-    #[allow(clippy::too_many_arguments)]
+    /// over `sessions` (this instance's configured ones, and those the cluster stores),
+    /// connecting to `target` (`PgLedger::target`), reporting to `to`. Fails only when its
+    /// thread cannot start; the database is connected in the loop (and reconnected
+    /// whenever needed).
     pub fn start(
         target: Arc<PgTarget>,
         cfg: &ClusterConfig,
-        sessions: Vec<Arc<str>>,
+        sessions: StartSessions,
         fences: Arc<Fences>,
-        owner: Recipient<Own>,
-        disowner: Recipient<Disown>,
-        decided: Recipient<DecidedElsewhere>,
-        seen: Recipient<SeenElsewhere>,
+        to: Recipients,
     ) -> Result<ClusterMember, String> {
+        let Recipients {
+            owner,
+            disowner,
+            decided,
+            seen,
+            sessions: set_to,
+        } = to;
         if fences.me() != cfg.instance_id {
             return Err(format!(
                 "the fences are instance {:?}'s, not {:?}'s",
@@ -122,11 +162,14 @@ impl ClusterMember {
         }
         let period = cfg.lease_period;
         let stats = Arc::new(ClusterStats::default());
+        let set = SessionState::new(sessions.configured, sessions.rules, set_to);
+        let set_shared = set.shared();
         let listener = listen::Listener {
             target: target.clone(),
             fences: fences.clone(),
             decided,
             seen,
+            sessions: set_shared.clone(),
             stats: stats.clone(),
             check_every: period,
         };
@@ -135,7 +178,7 @@ impl ClusterMember {
             me: cfg.instance_id.clone(),
             advertise: cfg.advertise_url.as_ref().map(|u| u.as_str().to_owned()),
             period,
-            sessions,
+            set,
             keep: Keeper {
                 book: Book::new(period),
                 fences,
@@ -173,6 +216,8 @@ impl ClusterMember {
                 me: cfg.instance_id.clone(),
                 period,
                 client: tokio::sync::Mutex::new(None),
+                cmds: cmds.clone(),
+                set: set_shared,
             }),
         };
         Ok(ClusterMember {
@@ -255,17 +300,32 @@ impl ClusterApi {
 
 impl ApiShared {
     async fn status(&self) -> Result<ClusterStatus, String> {
+        let (me, period) = (self.me.clone(), self.period);
+        self.with_client(move |client| {
+            Box::pin(async move { status::read(client, &me, period).await })
+        })
+        .await
+    }
+
+    /// Run `op` on the API's own connection (made when needed), within [`STATUS_TIMEOUT`];
+    /// a connection that did not answer in time is dropped.
+    async fn with_client<T>(
+        &self,
+        op: impl for<'c> FnOnce(
+            &'c mut Client,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>,
+        >,
+    ) -> Result<T, String> {
         let mut slot = self.client.lock().await;
-        let read = async {
+        let run = async {
             if slot.as_ref().is_none_or(Client::is_closed) {
                 *slot = Some(connect(&self.target).await?);
             }
             let client = slot.as_mut().ok_or("no connection")?;
-            status::read(client, &self.me, self.period)
-                .await
-                .map_err(|e| describe(&e))
+            op(client).await.map_err(|e| describe(&e))
         };
-        match tokio::time::timeout(STATUS_TIMEOUT, read).await {
+        match tokio::time::timeout(STATUS_TIMEOUT, run).await {
             Ok(r) => r,
             Err(_) => {
                 *slot = None;
@@ -341,7 +401,8 @@ struct Lane {
     me: String,
     advertise: Option<String>,
     period: Duration,
-    sessions: Vec<Arc<str>>,
+    /// The sessions planned over, and whom to tell when they change.
+    set: SessionState,
     keep: Keeper,
     owner: Recipient<Own>,
     planner: Planner,
@@ -360,6 +421,7 @@ impl Lane {
         let cadence = self.period / 3;
         let mut backoff = Backoff::new(cadence);
         let mut next = Instant::now();
+        let set = self.set.shared();
         loop {
             let deadline = self.keep.book.next_deadline();
             tokio::select! {
@@ -370,8 +432,13 @@ impl Lane {
                         self.drained.push(done);
                         next = Instant::now();
                     }
+                    Some(Cmd::Configure(specs, done)) => {
+                        let _ = done.send(self.configure(specs).await);
+                        next = Instant::now();
+                    }
                     Some(Cmd::Pause(d)) => tokio::time::sleep(d).await,
                 },
+                () = set.refresh.notified() => next = next.min(Instant::now()),
                 () = sleep_until(deadline) => self.keep.expire(Instant::now()),
                 () = tokio::time::sleep_until(next.into()) => {
                     let limit = self.period * 2;
@@ -425,6 +492,7 @@ impl Lane {
             me,
             self.advertise.as_deref(),
             self.draining,
+            self.set.digest(),
         ))
         .await
         .map_err(|e| describe(&e))?;
@@ -447,10 +515,17 @@ impl Lane {
             }
             keep.count();
         }
-        let snap = keep
-            .guard(store::snapshot(client, period))
+        let read_no = self.set.start_read();
+        let read = keep
+            .guard(store::round(client, period, self.set.catalog()))
             .await
             .map_err(|e| describe(&e))?;
+        // The supervisor learns of added and removed sessions before this round's plan
+        // is carried out: a session claimed below has its slot, and one removed is
+        // forgotten (its pending prompts cancelled) before its lease is handed over.
+        self.set.apply(read_no, &read);
+        let snap = read.snapshot;
+        let keep = &mut self.keep;
         keep.stats
             .members
             .set(i64::try_from(snap.members.len()).unwrap_or(i64::MAX));
@@ -462,10 +537,10 @@ impl Lane {
         if rejoin {
             return Ok(ours);
         }
-        let plan = self.planner.step(
+        let plan = self.planner.plan(
             Instant::now(),
             &snap,
-            &self.sessions,
+            self.set.pools(),
             &self.keep.book.epochs(),
         );
         for s in &plan.lost {

@@ -4,6 +4,7 @@
 //! recorded). [`Disown`]: it stops — closed with 1000 when handed over, dropped without
 //! a byte more when the lease was lost — and the registry forgets its prompts here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -12,6 +13,7 @@ use tracing::{info, info_span, warn};
 use super::actor::Supervisor;
 use super::slot::ExitPlan;
 use crate::cluster::{Disown, Fences, Own};
+use crate::config::SessionSpec;
 use crate::ledger::Ledger;
 use crate::registry::{AdoptSession, ReleaseSession};
 use crate::session::{AbandonSession, CloseSession};
@@ -28,12 +30,39 @@ pub struct SupervisorCluster {
     pub ledger: Ledger,
     /// The leases held here.
     pub fences: Arc<Fences>,
+    /// The lease loop's last [`SessionSet`](crate::cluster::SessionSet): a session removed
+    /// and wanted again before it closed is added back once it is forgotten.
+    wanted: BTreeMap<Arc<str>, Arc<SessionSpec>>,
+}
+
+impl SupervisorCluster {
+    /// A member's supervisor side, over `ledger` and the leases in `fences`.
+    pub fn new(ledger: Ledger, fences: Arc<Fences>) -> Self {
+        Self {
+            ledger,
+            fences,
+            wanted: BTreeMap::new(),
+        }
+    }
 }
 
 impl Supervisor {
     /// Whether session `id` may run here: always, unless clustered and its lease is not held.
     pub(super) fn may_run(&self, id: &str) -> bool {
         self.cluster.as_ref().is_none_or(|c| c.fences.may_send(id))
+    }
+
+    /// Clustered: the lease loop's set is `wanted` now.
+    pub(super) fn want(&mut self, wanted: &[Arc<SessionSpec>]) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.wanted = wanted.iter().map(|s| (s.id.clone(), s.clone())).collect();
+        }
+    }
+
+    /// Clustered: the spec to add `id` back with, when the lease loop wants it although it
+    /// was just forgotten (removed and added again while it closed).
+    pub(super) fn wanted_again(&self, id: &str) -> Option<Arc<SessionSpec>> {
+        self.cluster.as_ref()?.wanted.get(id).cloned()
     }
 }
 
@@ -117,7 +146,14 @@ impl Handler<Disown> for Supervisor {
             return;
         }
         if let Some(slot) = self.slots.get_mut(&msg.session) {
-            if let Some(addr) = &slot.addr {
+            if matches!(slot.plan, ExitPlan::Remove(_)) {
+                // Removed (its lease is handed over after, by the same round): it closes
+                // and is forgotten as a removal; its prompts were cancelled already.
+                if let Some(addr) = slot.addr.as_ref().filter(|_| msg.lost) {
+                    warn!("lease lost: dropping the session without sending anything more");
+                    addr.do_send(AbandonSession);
+                }
+            } else if let Some(addr) = &slot.addr {
                 slot.plan = ExitPlan::Release;
                 if msg.lost {
                     warn!("lease lost: dropping the session without sending anything more");

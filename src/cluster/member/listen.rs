@@ -1,11 +1,14 @@
 //! Decisions recorded by other instances: a connection of its own that `LISTEN`s on
-//! [`DECIDED_CHANNEL`] and tells the registry about each decision for a session held here.
+//! [`DECIDED_CHANNEL`] and tells the registry about each decision for a session held here;
+//! on [`PROMPTED_CHANNEL`] (prompts of sessions held elsewhere, for the event stream); and
+//! on [`SESSIONS_CHANNEL`], which wakes the lease loop to read the session set again.
 //!
 //! A notification is delivered only to connections listening when its transaction commits:
 //! while this connection is down (the database restarting, a network cut) decisions made
 //! elsewhere go unheard. The connection is re-established with backoff, and every time it
-//! is, [`ClusterStats::listen_reconnects`] grows and the registry is asked to re-check the
-//! ledger for decisions of every prompt pending in the sessions held here.
+//! is, [`ClusterStats::listen_reconnects`] grows, the registry is asked to re-check the
+//! ledger for decisions of every prompt pending in the sessions held here, and the lease
+//! loop to read the session set (each round reads it anyway).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +17,11 @@ use actix::Recipient;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Notification};
 
+use super::sessions::SetShared;
 use super::Backoff;
-use crate::cluster::{DecidedElsewhere, Fences, SeenElsewhere, DECIDED_CHANNEL, PROMPTED_CHANNEL};
+use crate::cluster::{
+    DecidedElsewhere, Fences, SeenElsewhere, DECIDED_CHANNEL, PROMPTED_CHANNEL, SESSIONS_CHANNEL,
+};
 use crate::ledger::pg::{describe, PgTarget};
 use crate::metrics::ClusterStats;
 
@@ -26,6 +32,8 @@ pub(super) struct Listener {
     pub(super) decided: Recipient<DecidedElsewhere>,
     /// Where prompts recorded and decided for sessions held elsewhere go (the event stream).
     pub(super) seen: Recipient<SeenElsewhere>,
+    /// Woken when the cluster's stored sessions change.
+    pub(super) sessions: Arc<SetShared>,
     pub(super) stats: Arc<ClusterStats>,
     /// How often a quiet connection is checked (a cut connection sends nothing).
     pub(super) check_every: Duration,
@@ -69,7 +77,7 @@ impl Listener {
         let _abort = AbortOnDrop(driver.abort_handle());
         if let Err(e) = client
             .batch_execute(&format!(
-                "LISTEN {DECIDED_CHANNEL}; LISTEN {PROMPTED_CHANNEL}"
+                "LISTEN {DECIDED_CHANNEL}; LISTEN {PROMPTED_CHANNEL}; LISTEN {SESSIONS_CHANNEL}"
             ))
             .await
         {
@@ -77,6 +85,7 @@ impl Listener {
         }
         if std::mem::replace(listened_before, true) {
             self.stats.listen_reconnects.inc();
+            self.sessions.refresh.notify_one();
             tracing::info!("cluster: listening for decisions again; re-checking the pending prompts of the sessions held here");
             // Listening from here on, so a decision is either heard or already in the
             // ledger for this re-check to read.
@@ -112,8 +121,13 @@ impl Listener {
         }
     }
 
-    /// Tell the registry about a decision for a session held here; ignore the others.
+    /// Tell the registry about a decision for a session held here, or a prompt or a
+    /// decision of one held elsewhere; wake the lease loop for a change of the sessions.
     fn forward(&self, n: &Notification) {
+        if n.channel() == SESSIONS_CHANNEL {
+            self.sessions.refresh.notify_one();
+            return;
+        }
         let Some((session, request_id)) = parse(n.payload()) else {
             tracing::warn!(
                 payload = n.payload(),

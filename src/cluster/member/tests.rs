@@ -16,6 +16,8 @@ use tokio_postgres::{Client, NoTls};
 use super::*;
 use crate::cluster::plan::Epoch;
 
+mod sessions;
+
 const PERIOD: Duration = Duration::from_secs(1);
 
 /// What a member told the actors, in order.
@@ -28,6 +30,8 @@ enum Told {
     Recheck(Arc<str>),
     /// A prompt of a session held elsewhere was recorded (`false`) or decided (`true`).
     Seen(Arc<str>, String, bool),
+    /// The session set the supervisor is to have, by id.
+    Set(Vec<Arc<str>>),
 }
 
 /// Everything one member told, shared with the test.
@@ -50,7 +54,7 @@ impl Log {
                 Told::Disown(s, _) => {
                     assert!(owned.remove(&s).is_some(), "{s} disowned, never owned");
                 }
-                Told::Decided(..) | Told::Recheck(_) | Told::Seen(..) => {}
+                Told::Decided(..) | Told::Recheck(_) | Told::Seen(..) | Told::Set(_) => {}
             }
         }
         owned
@@ -115,6 +119,25 @@ impl Handler<SeenElsewhere> for Recorder {
     }
 }
 
+/// Answered once everything sent to the recorder before it is handled.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {}
+}
+
+impl Handler<SessionSet> for Recorder {
+    type Result = Option<ccr_protocol::reply::NameChanges>;
+    fn handle(&mut self, m: SessionSet, _: &mut Context<Self>) -> Self::Result {
+        let ids = m.0.iter().map(|s| s.id.clone()).collect();
+        self.0 .0.lock().push(Told::Set(ids));
+        Some(ccr_protocol::reply::NameChanges::default())
+    }
+}
+
 impl Handler<DecidedElsewhere> for Recorder {
     type Result = ();
     fn handle(&mut self, m: DecidedElsewhere, _: &mut Context<Self>) {
@@ -131,6 +154,8 @@ struct Node {
     member: Option<ClusterMember>,
     fences: Arc<Fences>,
     log: Log,
+    /// What the member tells: its messages are handled in the order they were sent.
+    recorder: Addr<Recorder>,
 }
 
 impl Node {
@@ -143,22 +168,25 @@ impl Node {
             advertise_url: Some(url::Url::parse(&format!("http://{id}.test:8700")).unwrap()),
             lease_period: period,
         };
-        let member = ClusterMember::start(
-            target(url),
-            &cfg,
-            sessions.to_vec(),
-            fences.clone(),
-            addr.clone().recipient(),
-            addr.clone().recipient(),
-            addr.clone().recipient(),
-            addr.recipient(),
-        )
-        .expect("start");
+        let start = StartSessions {
+            configured: sessions.iter().map(|s| spec(s)).collect(),
+            rules: RuntimeTokenRules::default(),
+        };
+        let to = Recipients {
+            owner: addr.clone().recipient(),
+            disowner: addr.clone().recipient(),
+            decided: addr.clone().recipient(),
+            seen: addr.clone().recipient(),
+            sessions: addr.clone().recipient(),
+        };
+        let member =
+            ClusterMember::start(target(url), &cfg, start, fences.clone(), to).expect("start");
         Node {
             id: id.into(),
             member: Some(member),
             fences,
             log,
+            recorder: addr,
         }
     }
 
@@ -169,6 +197,18 @@ impl Node {
     fn stats(&self) -> Arc<ClusterStats> {
         self.member().stats()
     }
+}
+
+/// A configured session `id` (its token is never read here).
+fn spec(id: &str) -> Arc<crate::config::SessionSpec> {
+    Arc::new(crate::config::SessionSpec {
+        id: Arc::from(id),
+        labels: Vec::new(),
+        token: crate::config::TokenSpec::Env("CCR_TEST_UNUSED".into()),
+        viewer_only: false,
+        base_url: None,
+        organization_uuid: None,
+    })
 }
 
 /// How the service reaches `url`: as `[ledger] url_file` names it.
