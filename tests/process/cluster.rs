@@ -903,7 +903,8 @@ async fn a_session_added_at_run_time_is_run_by_one_instance_taken_over_and_remov
 
 /// A reload changes the `[[sessions]]` of the instance reloaded: a session new in the file
 /// is claimed by that instance alone (the other one's config lacks it) until the other is
-/// reloaded too; neither reload removes a session added at run time.
+/// reloaded too; neither reload removes a session added at run time. A session added
+/// with a token no instance has is owned all the same, and shows why as its last error.
 #[actix_rt::test]
 async fn a_reload_in_a_cluster_changes_that_instance_s_sessions_and_keeps_added_ones() {
     let Some(pg) = ccr_pgtest::require() else {
@@ -970,4 +971,35 @@ async fn a_reload_in_a_cluster_changes_that_instance_s_sessions_and_keeps_added_
             "{listed:?}"
         );
     }
+
+    // A session whose token no instance has: its owner shows why, as for a configured
+    // session, and goes on running the others.
+    let body = json!({"id": "rt_no_token", "token_env": "CCR_TEST_UNSET_TOKEN"});
+    let (status, added) = support::post(&http, &format!("{}/v1/sessions", c.api(0)), body).await;
+    assert_eq!(status, 201, "{added}");
+    let owners = c.until("owned", |o| o.contains_key("rt_no_token")).await;
+    let owner = if owners["rt_no_token"] == "inst-0" {
+        0
+    } else {
+        1
+    };
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let url = format!("{}/v1/sessions/rt_no_token", c.api(owner));
+        let (status, body) = support::get(&http, &url).await;
+        assert_eq!(status, 200, "{body}");
+        let error = body["last_error"].as_str().unwrap_or_default();
+        if error.contains("CCR_TEST_UNSET_TOKEN is not set") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, cluster) = support::get(&http, &format!("{}/v1/cluster", c.api(owner))).await;
+    assert_eq!(status, 200, "{cluster}");
+    assert_eq!(
+        cluster["members"].as_array().map(Vec::len),
+        Some(2),
+        "{cluster}"
+    );
 }

@@ -134,3 +134,6 @@ pub async fn restore_configured(client: &impl GenericClient, ids: &[&str]) -> Re
         )
         .await
 }
+
+#[cfg(test)]
+mod tests;
