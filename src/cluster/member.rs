@@ -31,6 +31,7 @@
 //! Dropping the handle stops the loop where it is, releasing nothing (as `kill -9` would);
 //! [`ClusterMember::drain`] is the graceful path.
 
+mod api;
 mod book;
 mod listen;
 mod sessions;
@@ -42,7 +43,6 @@ use std::time::{Duration, Instant};
 
 use actix::Recipient;
 use ccr_protocol::reply::ClusterStatus;
-use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
@@ -51,8 +51,10 @@ use super::{store, DecidedElsewhere, Disown, Fences, Own, SeenElsewhere, Session
 use crate::config::{ClusterConfig, RuntimeTokenRules, SessionSpec};
 use crate::ledger::pg::{connect, describe, PgTarget};
 pub use crate::metrics::ClusterStats;
+use api::ApiShared;
+pub use api::ClusterApi;
 use book::Book;
-use sessions::{SessionState, SetShared};
+use sessions::SessionState;
 
 /// Sessions a draining member hands over per round.
 pub const DRAIN_BATCH: usize = 32;
@@ -60,8 +62,6 @@ pub const DRAIN_BATCH: usize = 32;
 const DRAIN_GAP: Duration = Duration::from_millis(100);
 /// First retry delay after a failed round (doubling up to the round cadence).
 const FIRST_RETRY: Duration = Duration::from_millis(50);
-/// How long `GET /v1/cluster` waits for the database.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Handle to this instance's lease loop. Dropping it stops the loop without releasing
 /// anything; [`drain`](Self::drain) first for a graceful exit.
@@ -72,26 +72,6 @@ pub struct ClusterMember {
     /// Dropped with the handle: the loop stops where it is.
     _stop: oneshot::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// What the API needs of the cluster (`GET /v1/cluster`); cloneable, and it does not keep
-/// the lease loop running.
-#[derive(Clone)]
-pub struct ClusterApi {
-    shared: Arc<ApiShared>,
-}
-
-struct ApiShared {
-    runtime: Handle,
-    target: Arc<PgTarget>,
-    me: String,
-    period: Duration,
-    /// A connection of the status queries' (and session-set changes') own, made on first use.
-    client: tokio::sync::Mutex<Option<Client>>,
-    /// The loop's commands (a reload's new config).
-    cmds: mpsc::UnboundedSender<Cmd>,
-    /// What the loop shares about the session set.
-    set: Arc<SetShared>,
 }
 
 /// The loop's commands. Unbounded, but never many: a drain is sent once, and a reload's
@@ -273,64 +253,6 @@ impl Drop for ClusterMember {
         // watcher so that dropping the handle never blocks an actor thread.
         if let Some(t) = self.thread.take() {
             crate::util::join_in_background(t, "the cluster's lease thread");
-        }
-    }
-}
-
-impl ClusterApi {
-    /// This instance's id.
-    pub fn instance_id(&self) -> &str {
-        &self.shared.me
-    }
-
-    /// The live members (heard from within three lease periods) and the valid leases each
-    /// holds, read from the database on the lease thread's runtime.
-    pub fn status(&self) -> impl Future<Output = Result<ClusterStatus, String>> + Send + 'static {
-        let shared = self.shared.clone();
-        let task = self
-            .shared
-            .runtime
-            .spawn(async move { shared.status().await });
-        async move {
-            task.await
-                .map_err(|_| "the cluster's lease thread has stopped".to_owned())?
-        }
-    }
-}
-
-impl ApiShared {
-    async fn status(&self) -> Result<ClusterStatus, String> {
-        let (me, period) = (self.me.clone(), self.period);
-        self.with_client(move |client| {
-            Box::pin(async move { status::read(client, &me, period).await })
-        })
-        .await
-    }
-
-    /// Run `op` on the API's own connection (made when needed), within [`STATUS_TIMEOUT`];
-    /// a connection that did not answer in time is dropped.
-    async fn with_client<T>(
-        &self,
-        op: impl for<'c> FnOnce(
-            &'c mut Client,
-        ) -> std::pin::Pin<
-            Box<dyn Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>,
-        >,
-    ) -> Result<T, String> {
-        let mut slot = self.client.lock().await;
-        let run = async {
-            if slot.as_ref().is_none_or(Client::is_closed) {
-                *slot = Some(connect(&self.target).await?);
-            }
-            let client = slot.as_mut().ok_or("no connection")?;
-            op(client).await.map_err(|e| describe(&e))
-        };
-        match tokio::time::timeout(STATUS_TIMEOUT, run).await {
-            Ok(r) => r,
-            Err(_) => {
-                *slot = None;
-                Err("the database did not answer in time".into())
-            }
         }
     }
 }
