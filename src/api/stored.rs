@@ -17,9 +17,15 @@ use crate::ledger::{DecisionRecord, LedgerError};
 use crate::session::{SessionState, SessionStatus};
 
 /// How long a removal waits for the session's owner to hand it over (a single instance's
-/// `DELETE` waits as long for the session to close).
+/// `DELETE` waits as long for the session to close), or a lease period and
+/// [`REMOVE_SLACK`] if that is longer (its owner died: its lease runs out).
 const REMOVE_WAIT: Duration = Duration::from_secs(10);
-/// How often the owner is looked up meanwhile.
+/// See [`REMOVE_WAIT`].
+const REMOVE_SLACK: Duration = Duration::from_secs(1);
+/// How long, once its owner let go, its prompts may take to show cancelled before the
+/// removing instance cancels them itself (its owner died instead of letting go).
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
+/// How often the owner (then the prompts) is looked up meanwhile.
 const REMOVE_POLL: Duration = Duration::from_millis(50);
 
 fn unavailable(e: String) -> ApiError {
@@ -65,33 +71,36 @@ pub(super) fn not_yet_listed(spec: &SessionSpec) -> SessionBody {
     }
 }
 
-/// Remove session `id` from the cluster (by operator `by`), then wait (up to
+/// Remove session `id` from the cluster (by operator `by`), then wait (see
 /// [`REMOVE_WAIT`]) until no instance holds its lease: its owner, told by `NOTIFY`, has
-/// cancelled its pending prompts, handed the lease over and closed it with 1000. Prompts
-/// of it still undecided then (no instance held it) are cancelled here.
+/// cancelled its pending prompts, handed the lease over and closed it with 1000. When no
+/// instance held it, its undecided prompts are cancelled here.
 pub(super) async fn remove(
     state: &ApiState,
     cluster: &ClusterApi,
     id: &str,
     by: &str,
 ) -> Result<(), ApiError> {
-    if !cluster.remove_session(id, by).await.map_err(unavailable)? {
+    let Some(held) = cluster.remove_session(id, by).await.map_err(unavailable)? else {
         return Err(ApiError::UnknownSession(id.to_owned()));
-    }
+    };
     let Some(ledger) = &state.ledger else {
         return Ok(());
     };
     let Some(pg) = ledger.postgres() else {
         return Ok(());
     };
-    let deadline = Instant::now() + REMOVE_WAIT;
+    // A dead owner's lease runs out within a lease period: then the prompts it held are
+    // cancelled below.
+    let wait = REMOVE_WAIT.max(cluster.lease_period() + REMOVE_SLACK);
+    let deadline = Instant::now() + wait;
     loop {
         match pg.owner_of(id).await {
             Ok(None) => break,
             Ok(Some(_)) if Instant::now() < deadline => {}
             Ok(Some((owner, _))) => {
                 // Removed all the same: its owner closes it when it hears.
-                tracing::warn!(session_id = %id, %owner, "removed; its owner did not close it within {REMOVE_WAIT:?}");
+                tracing::warn!(session_id = %id, %owner, "removed; its owner did not close it within {wait:?}");
                 return Ok(());
             }
             Err(e) => {
@@ -101,15 +110,22 @@ pub(super) async fn remove(
         }
         tokio::time::sleep(REMOVE_POLL).await;
     }
-    // An owner cancelled what it held before letting go; a session no instance held
-    // (its owner had just died) leaves its prompts undecided: cancelled as its owner
-    // would have (the first decision recorded wins, so a late owner's is refused).
-    let pending = match pg.pending(Some(id)).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::warn!(session_id = %id, error = %e, "removed; cannot read its pending prompts to cancel them");
-            return Ok(());
+    // Its owner, if alive, cancels what it held (every unfinished prompt of the session,
+    // adopted with the lease) as it lets go; what is still undecided a moment later, or
+    // when no instance held it, had no owner to do so (it had just died): cancelled here,
+    // as its owner would have (the first decision recorded wins).
+    let settle = Instant::now() + if held { CANCEL_WAIT } else { Duration::ZERO };
+    let pending = loop {
+        match pg.pending(Some(id)).await {
+            Ok(rows) if rows.is_empty() => return Ok(()),
+            Ok(_) if Instant::now() < settle => {}
+            Ok(rows) => break rows,
+            Err(e) => {
+                tracing::warn!(session_id = %id, error = %e, "removed; cannot read its pending prompts to cancel them");
+                return Ok(());
+            }
         }
+        tokio::time::sleep(REMOVE_POLL).await;
     };
     for (row, _) in pending {
         let cancel = DecisionRecord {

@@ -44,6 +44,11 @@ impl ClusterApi {
         &self.shared.me
     }
 
+    /// `[cluster] lease_period`: the longest a lease of a dead owner stays valid.
+    pub fn lease_period(&self) -> Duration {
+        self.shared.period
+    }
+
     /// The live members (heard from within three lease periods) and the valid leases each
     /// holds, read from the database on the lease thread's runtime.
     pub fn status(&self) -> impl Future<Output = Result<ClusterStatus, String>> + Send + 'static {

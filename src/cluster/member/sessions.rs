@@ -251,14 +251,14 @@ impl ClusterApi {
 
     /// Remove session `id` for the whole cluster (`DELETE /v1/sessions/{id}` by operator
     /// `by`): a stored session's row is deleted; one configured here is marked removed.
-    /// `Ok(false)`: nothing of that id to remove. Resolves once committed and this
-    /// instance's supervisor has a set without it; its owner (maybe another instance)
-    /// closes it when it hears.
+    /// `Ok(None)`: nothing of that id to remove; else whether an instance held its lease
+    /// as the removal committed. Resolves once committed and this instance's supervisor
+    /// has a set without it; its owner (maybe another instance) closes it when it hears.
     pub fn remove_session(
         &self,
         id: &str,
         by: &str,
-    ) -> impl Future<Output = Result<bool, String>> + Send + 'static {
+    ) -> impl Future<Output = Result<Option<bool>, String>> + Send + 'static {
         let shared = self.shared.clone();
         let (id, by) = (id.to_owned(), by.to_owned());
         self.on_lease_thread(async move {
@@ -275,7 +275,7 @@ impl ClusterApi {
                     })
                 })
                 .await?;
-            if removed {
+            if removed.is_some() {
                 shared.set.synced_from_now().await;
             }
             Ok(removed)

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, GenericClient};
 
 use crate::cluster::catalog::Listed;
@@ -88,37 +89,46 @@ pub async fn add(
 
 /// Remove session `id` cluster-wide. `configured_here`: it is in this instance's config,
 /// so its row becomes a removal mark (the instances whose config lists it leave it out
-/// too); otherwise its row is deleted. `false`: nothing to remove (no stored session of
-/// that id, or already marked removed).
+/// too); otherwise its row is deleted. `None`: nothing to remove (no stored session of
+/// that id, or already marked removed); else whether an instance held its lease as the
+/// removal committed (that owner cancels its prompts as it lets go).
 pub async fn remove(
     client: &impl GenericClient,
     id: &str,
     configured_here: bool,
     who: Who<'_>,
-) -> Result<bool, Error> {
-    let n = if configured_here {
-        client
-            .execute(
-                "INSERT INTO ccr_sessions AS s (session_id, spec, added_by, added_on,
-                                                removed_by, removed_on, removed_at)
-                 VALUES ($1, NULL, $2, $3, $2, $3, now())
-                 ON CONFLICT (session_id) DO UPDATE
-                 SET spec = NULL, revision = nextval('ccr_sessions_revision'),
-                     removed_by = EXCLUDED.removed_by, removed_on = EXCLUDED.removed_on,
-                     removed_at = now()
-                 WHERE s.spec IS NOT NULL",
-                &[&id, &who.by, &who.on],
-            )
-            .await?
+) -> Result<Option<bool>, Error> {
+    let (change, params): (&str, &[&(dyn ToSql + Sync)]) = if configured_here {
+        (
+            "INSERT INTO ccr_sessions AS s (session_id, spec, added_by, added_on,
+                                            removed_by, removed_on, removed_at)
+             VALUES ($1, NULL, $2, $3, $2, $3, now())
+             ON CONFLICT (session_id) DO UPDATE
+             SET spec = NULL, revision = nextval('ccr_sessions_revision'),
+                 removed_by = EXCLUDED.removed_by, removed_on = EXCLUDED.removed_on,
+                 removed_at = now()
+             WHERE s.spec IS NOT NULL
+             RETURNING 1",
+            &[&id, &who.by, &who.on],
+        )
     } else {
-        client
-            .execute(
-                "DELETE FROM ccr_sessions WHERE session_id = $1 AND spec IS NOT NULL",
-                &[&id],
-            )
-            .await?
+        (
+            "DELETE FROM ccr_sessions WHERE session_id = $1 AND spec IS NOT NULL RETURNING 1",
+            &[&id],
+        )
     };
-    Ok(n == 1)
+    let row = client
+        .query_one(
+            &format!(
+                "WITH changed AS ({change})
+                 SELECT EXISTS (SELECT 1 FROM changed),
+                        EXISTS (SELECT 1 FROM ccr_leases
+                                WHERE session_id = $1 AND expires_at > now())"
+            ),
+            params,
+        )
+        .await?;
+    Ok(row.get::<_, bool>(0).then(|| row.get(1)))
 }
 
 /// A reload lists `ids` in its config: delete their removal marks, so that every instance

@@ -48,8 +48,9 @@ async fn sessions_until(
 /// exactly one instance and listed with its owner by the other; its prompt, answered
 /// through the instance that does not own it, reaches the simulator once; a second `POST`
 /// of its id is 409 on either instance. After a `kill -9` of its owner the survivor takes
-/// it over; a `DELETE` through the other instance (restarted) closes it on its owner and
-/// nobody connects it again.
+/// it over; a `DELETE` through the other instance (restarted) cancels its pending prompt
+/// and closes it on its owner, and nobody connects it again. A session removed just after
+/// its owner was killed has its pending prompt cancelled by the removing instance.
 #[actix_rt::test]
 async fn a_session_added_at_run_time_is_run_by_one_instance_taken_over_and_removed_everywhere() {
     let Some(pg) = ccr_pgtest::require() else {
@@ -196,6 +197,25 @@ async fn a_session_added_at_run_time_is_run_by_one_instance_taken_over_and_remov
     all_connected(&c.sim, &[NEXT.to_owned()]).await;
     assert!(!c.sim.is_connected(RT));
     assert_eq!(c.sim.connections(RT), before, "nobody connected it again");
+
+    // Removed right after its owner died, a prompt pending: cancelled all the same.
+    let owners = c.owners();
+    let dead = if owners[NEXT] == "inst-0" { 0 } else { 1 };
+    ask(&c.sim, NEXT, "next-pending").await;
+    listed(&http, &c.api(1 - dead), "next-pending").await;
+    let mut killed = c.instances[dead].take().expect("owner");
+    killed.signal(libc::SIGKILL);
+    killed.wait_exit(support::WAIT).await;
+    let url = format!("{}/v1/sessions/{NEXT}", c.api(1 - dead));
+    let (status, removed) = support::delete(&http, &url).await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(
+        c.sql(&format!(
+            "SELECT outcome, decided_by FROM ccr_prompts WHERE session_id = '{NEXT}' AND request_id = 'next-pending'"
+        )),
+        ["cancelled|session_removed"]
+    );
+    assert!(!c.owners().contains_key(NEXT), "nobody took it over");
 }
 
 /// A reload changes the `[[sessions]]` of the instance reloaded: a session new in the file

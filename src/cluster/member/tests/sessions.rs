@@ -79,18 +79,20 @@ async fn a_stored_session_is_known_everywhere_owned_once_and_removed_everywhere(
     let owner = if owner == "a" { &a } else { &b };
 
     // Removed through b: known nowhere, handed over (1000) by its owner, owned by nobody.
-    assert!(b
+    let removed = b
         .member()
         .api()
         .remove_session("rt_1", "ops")
         .await
-        .unwrap());
-    assert!(!b
+        .unwrap();
+    assert_eq!(removed, Some(true), "it was held");
+    let again = b
         .member()
         .api()
         .remove_session("rt_1", "ops")
         .await
-        .unwrap());
+        .unwrap();
+    assert_eq!(again, None);
     every_set(&[&a, &b], "rt_1", false).await;
     eventually(Duration::from_secs(5), || async {
         match owner.log.disowned().contains(&(Arc::from("rt_1"), false)) {
@@ -120,7 +122,8 @@ async fn a_configured_session_removed_stays_out_until_a_reload_lists_it() {
     let [a, b] = ["a", "b"].map(|id| Node::start(&url, id, &config, PERIOD));
     wait_settled(&admin, &[&a, &b], &config, Duration::from_secs(10)).await;
     let gone: Arc<str> = config[0].clone();
-    assert!(a.member().api().remove_session(&gone, "ops").await.unwrap());
+    let removed = a.member().api().remove_session(&gone, "ops").await.unwrap();
+    assert_eq!(removed, Some(true), "it was held");
     every_set(&[&a, &b], &gone, false).await;
     wait_settled(&admin, &[&a, &b], &config[1..], Duration::from_secs(10)).await;
     let marks = admin

@@ -72,9 +72,16 @@ async fn a_session_is_stored_once_removed_and_each_change_notified_with_a_new_re
     assert_eq!((row.get::<_, &str>(0), row.get::<_, &str>(1)), ("ops", "a"));
 
     // Not configured here: the row goes.
-    assert!(remove(&c, "rt", false, WHO).await.unwrap());
+    crate::cluster::store::claim(&c, "rt", "a", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        remove(&c, "rt", false, WHO).await.unwrap(),
+        Some(true),
+        "held"
+    );
     assert_eq!(heard(&mut notes).await, "ccr_sessions:rt");
-    assert!(!remove(&c, "rt", false, WHO).await.unwrap());
+    assert_eq!(remove(&c, "rt", false, WHO).await.unwrap(), None);
     assert!(list(&c).await.unwrap().is_empty());
 }
 
@@ -83,12 +90,11 @@ async fn a_configured_session_removed_is_marked_until_restored_or_added_again() 
     let Some((c, _listener, mut notes)) = database("sessions_marks").await else {
         return;
     };
-    assert!(remove(&c, "cfg", true, WHO).await.unwrap(), "marked");
+    let marked = remove(&c, "cfg", true, WHO).await.unwrap();
+    assert_eq!(marked, Some(false), "marked; no lease held");
     assert_eq!(heard(&mut notes).await, "ccr_sessions:cfg");
-    assert!(
-        !remove(&c, "cfg", true, WHO).await.unwrap(),
-        "already marked"
-    );
+    let again = remove(&c, "cfg", true, WHO).await.unwrap();
+    assert_eq!(again, None, "marked already");
     let marked = list(&c).await.unwrap();
     assert_eq!(ids(&marked), [("cfg", true)]);
     assert!(specs(&c, &[Arc::from("cfg")]).await.unwrap().is_empty());
@@ -101,7 +107,7 @@ async fn a_configured_session_removed_is_marked_until_restored_or_added_again() 
     assert_eq!(ids(&added), [("cfg", false)]);
     assert!(added[0].revision > marked[0].revision);
     // A stored session configured here: removed as a mark too.
-    assert!(remove(&c, "cfg", true, WHO).await.unwrap());
+    assert_eq!(remove(&c, "cfg", true, WHO).await.unwrap(), Some(false));
     assert_eq!(ids(&list(&c).await.unwrap()), [("cfg", true)]);
 
     // A reload that lists it deletes the mark; a stored session it lists stays.
