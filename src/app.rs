@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::api::cookie::ConsoleSessions;
 use crate::api::{self, ApiState, Authenticator};
-use crate::cluster::{ClusterMember, Fences, Reports, StateOutbox};
+use crate::cluster::{ClusterMember, Fences, Recipients, StartSessions, StateOutbox};
 use crate::config::{self, Config, ConfigError, Draft};
 use crate::demo::{self, EmbeddedSim};
 use crate::events::{BusLimits, EventBus, HistoryLimits};
@@ -487,11 +487,11 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
     // The session states the supervisor announces to the cluster, sent by the lease thread.
     let states = StateOutbox::new();
     let clustered = match (&fences, &ledger) {
-        (Some(fences), Some(ledger)) => Some(SupervisorCluster {
-            ledger: ledger.clone(),
-            fences: fences.clone(),
-            states: states.clone(),
-        }),
+        (Some(fences), Some(ledger)) => Some(SupervisorCluster::new(
+            ledger.clone(),
+            fences.clone(),
+            states.clone(),
+        )),
         _ => None,
     };
     let session_fences = fences.clone();
@@ -543,6 +543,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
             console.clone(),
             sinks,
             metrics.clone(),
+            cluster.as_ref().map(ClusterMember::api),
         ))
     });
     let started = Arc::new(api::health::StartFlags::default());
@@ -662,24 +663,22 @@ fn start_cluster(
             warn!(instance_id = %cfg.instance_id, "joining the cluster without [cluster] advertise_url: interrupts and messages for this instance's sessions cannot be forwarded to it")
         }
     }
-    let sessions = config.sessions.iter().map(|s| s.id.clone()).collect();
-    let member = ClusterMember::start(
-        pg.target(),
-        &cfg,
-        sessions,
-        fences.clone(),
-        states,
-        Reports {
-            owner: supervisor.clone().recipient(),
-            disowner: supervisor.clone().recipient(),
-            decided: registry.clone().recipient(),
-            seen: registry.clone().recipient(),
-            states: supervisor.clone().recipient(),
-            announce: supervisor.clone().recipient(),
-            resumed: registry.clone().recipient(),
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
+    let sessions = StartSessions {
+        configured: config.sessions.clone(),
+        rules: config.api.runtime_tokens.clone(),
+    };
+    let to = Recipients {
+        owner: supervisor.clone().recipient(),
+        disowner: supervisor.clone().recipient(),
+        decided: registry.clone().recipient(),
+        seen: registry.clone().recipient(),
+        sessions: supervisor.clone().recipient(),
+        states: supervisor.clone().recipient(),
+        announce: supervisor.clone().recipient(),
+        resumed: registry.clone().recipient(),
+    };
+    let member = ClusterMember::start(pg.target(), &cfg, sessions, fences.clone(), states, to)
+        .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;
     Ok(Some(member))
 }
 

@@ -61,7 +61,7 @@ pub fn sources(cfg: &Config) -> Vec<Named> {
     }
     for (i, spec) in cfg.sessions.iter().enumerate() {
         let (key, source) = match &spec.token {
-            TokenSpec::Literal(_) => continue,
+            TokenSpec::Literal(_) | TokenSpec::Refused(_) => continue,
             TokenSpec::Env(var) => ("token_env", Source::Env(var.clone())),
             TokenSpec::File(path) | TokenSpec::ConfinedFile { path, .. } => {
                 ("token_file", Source::File(path.clone()))

@@ -6,7 +6,8 @@
 //! and the sinks' URLs and secrets, and start the threads of new sinks — all before
 //! anything running is touched; any failure there refuses the reload and changes nothing.
 //! **Apply**, in this order: the session set (the supervisor's diff; refused while
-//! shutting down, still nothing changed), the policy (the registry keeps the hit counts
+//! shutting down, still nothing changed; in a cluster the lease loop's, see
+//! [`ClusterApi::configure`]), the policy (the registry keeps the hit counts
 //! of unchanged rule ids), the tokens (console sign-ins of a removed or changed token
 //! are signed out), the sinks. Only the first two can fail (an actor gone while
 //! shutting down); the failure then says what was applied already.
@@ -24,6 +25,7 @@ use tracing::{error, info};
 use crate::api::admin::{Reload, ReloadFailure};
 use crate::api::cookie::ConsoleSessions;
 use crate::api::Authenticator;
+use crate::cluster::ClusterApi;
 use crate::config::{ApiConfig, Config, ConfigError, PolicyConfig};
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifier};
@@ -57,6 +59,9 @@ pub struct Reloader {
     pub notifier: Notifier,
     /// Where new sinks register their metrics.
     pub metrics: Arc<Metrics>,
+    /// In a cluster: the lease loop, which takes the new `[[sessions]]` (the supervisor's
+    /// set is the loop's: these and the sessions the cluster stores).
+    pub cluster: Option<ClusterApi>,
 }
 
 /// Everything a reload validated, ready to apply.
@@ -81,6 +86,7 @@ impl Reloader {
         console: Arc<ConsoleSessions>,
         notifier: Notifier,
         metrics: Arc<Metrics>,
+        cluster: Option<ClusterApi>,
     ) -> Self {
         Self {
             path,
@@ -93,6 +99,7 @@ impl Reloader {
             console,
             notifier,
             metrics,
+            cluster,
         }
     }
 
@@ -162,22 +169,7 @@ impl Reloader {
             restart_needed: restart_needed(running, &config),
             ..ReloadSummary::default()
         };
-        let sessions = self
-            .supervisor
-            .send(ReplaceSessions(config.sessions.clone()))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|e| {
-                ReloadFailure::Apply(format!(
-                    "the supervisor refused the sessions ({e}); nothing changed"
-                ))
-            })?;
-        summary.sessions = NameChanges {
-            added: sessions.added,
-            removed: sessions.removed,
-            changed: sessions.changed,
-        };
+        summary.sessions = self.apply_sessions(&config).await?;
         running.sessions = config.sessions;
         let keep_hits = unchanged_rules(&running.policy, &config.policy);
         self.registry
@@ -204,6 +196,36 @@ impl Reloader {
         self.notifier.install(sinks);
         running.notify = config.notify;
         Ok(summary)
+    }
+}
+
+impl Reloader {
+    /// The new `[[sessions]]`: to the supervisor, or in a cluster to the lease loop (which
+    /// also restores those removed with `DELETE`, cluster-wide).
+    async fn apply_sessions(&self, config: &Config) -> Result<NameChanges, ReloadFailure> {
+        let refused = |who: &str, e: String| {
+            ReloadFailure::Apply(format!(
+                "the {who} refused the sessions ({e}); nothing changed"
+            ))
+        };
+        if let Some(cluster) = &self.cluster {
+            return cluster
+                .configure(config.sessions.clone())
+                .await
+                .map_err(|e| refused("cluster", e));
+        }
+        let sessions = self
+            .supervisor
+            .send(ReplaceSessions(config.sessions.clone()))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| refused("supervisor", e))?;
+        Ok(NameChanges {
+            added: sessions.added,
+            removed: sessions.removed,
+            changed: sessions.changed,
+        })
     }
 }
 

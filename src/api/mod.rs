@@ -20,6 +20,7 @@ pub mod openapi;
 mod policy;
 pub mod read;
 mod routes;
+mod stored;
 pub mod stream;
 pub mod table;
 pub mod tls;

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::auth::{Admin, Approver, Viewer};
 use super::lookup::lookup;
 use super::table::{endpoint, Endpoint};
-use super::{bulk, forward, ledger, policy, read, stream, ApiError, ApiState};
+use super::{bulk, forward, ledger, policy, read, stored, stream, ApiError, ApiState};
 use crate::registry::Decide;
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{AddSession, RemoveSession, SessionSetError};
@@ -387,7 +387,7 @@ fn set_error(e: SessionSetError) -> ApiError {
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = AddSessionBody,
     responses((status = 201, description = "Added; the session as `GET /v1/sessions/{id}` shows it", body = SessionBody)))]
 pub(super) async fn add_session(
-    _who: Admin,
+    Admin(who): Admin,
     state: web::Data<ApiState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -402,14 +402,21 @@ pub(super) async fn add_session(
         )
     })?;
     let id = spec.id.to_string();
-    state
-        .supervisor
-        .send(AddSession(spec))
-        .await?
-        .map_err(set_error)?;
+    match &state.cluster {
+        // The cluster's set: stored for every instance; one of them claims and runs it.
+        Some(cluster) => stored::add(&state, cluster, &spec, &who.name).await?,
+        None => state
+            .supervisor
+            .send(AddSession(spec.clone()))
+            .await?
+            .map_err(set_error)?,
+    }
     let mut list = read::sessions(&state, Some(id.clone())).await?;
     match list.pop() {
         Some(s) => Ok(HttpResponse::Created().json(s)),
+        None if state.cluster.is_some() => {
+            Ok(HttpResponse::Created().json(stored::not_yet_listed(&spec)))
+        }
         None => Err(ApiError::UnknownSession(id)),
     }
 }
@@ -418,15 +425,19 @@ pub(super) async fn add_session(
 #[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "Session id")),
     responses((status = 200, description = "Removed", body = Removed)))]
 pub(super) async fn remove_session(
-    _who: Admin,
+    Admin(who): Admin,
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    state
-        .supervisor
-        .send(RemoveSession(id.clone()))
-        .await?
-        .map_err(set_error)?;
+    match &state.cluster {
+        // Removed for every instance; its owner cancels its prompts and closes it.
+        Some(cluster) => stored::remove(&state, cluster, &id, &who.name).await?,
+        None => state
+            .supervisor
+            .send(RemoveSession(id.clone()))
+            .await?
+            .map_err(set_error)?,
+    }
     Ok(HttpResponse::Ok().json(Removed { removed: id }))
 }

@@ -34,8 +34,10 @@
 //! Dropping the handle stops the loop where it is, releasing nothing (as `kill -9` would);
 //! [`ClusterMember::drain`] is the graceful path.
 
+mod api;
 mod book;
 mod listen;
+mod sessions;
 mod status;
 
 use std::future::Future;
@@ -44,19 +46,21 @@ use std::time::{Duration, Instant};
 
 use actix::Recipient;
 use ccr_protocol::reply::ClusterStatus;
-use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
 use super::plan::{Epoch, Planner, Snapshot};
 use super::{
     store, AnnounceStates, DecidedElsewhere, Disown, Fences, Own, Resumed, SeenElsewhere,
-    StateElsewhere, StateOutbox,
+    SessionSet, StateElsewhere, StateOutbox,
 };
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, RuntimeTokenRules, SessionSpec};
 use crate::ledger::pg::{connect, describe, PgTarget};
 pub use crate::metrics::ClusterStats;
+use api::ApiShared;
+pub use api::ClusterApi;
 use book::{Book, Expired};
+use sessions::SessionState;
 
 /// Sessions a draining member hands over per round.
 pub const DRAIN_BATCH: usize = 32;
@@ -64,8 +68,6 @@ pub const DRAIN_BATCH: usize = 32;
 const DRAIN_GAP: Duration = Duration::from_millis(100);
 /// First retry delay after a failed round (doubling up to the round cadence).
 const FIRST_RETRY: Duration = Duration::from_millis(50);
-/// How long `GET /v1/cluster` waits for the database.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Handle to this instance's lease loop. Dropping it stops the loop without releasing
 /// anything; [`drain`](Self::drain) first for a graceful exit.
@@ -78,64 +80,67 @@ pub struct ClusterMember {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Whom the lease loop tells what: the supervisor and the registry.
-pub struct Reports {
-    /// A lease taken ([`Own`]): the supervisor.
-    pub owner: Recipient<Own>,
-    /// A lease let go ([`Disown`]): the supervisor.
-    pub disowner: Recipient<Disown>,
-    /// A decision recorded elsewhere for a session held here: the registry.
-    pub decided: Recipient<DecidedElsewhere>,
-    /// A prompt recorded or decided elsewhere for a session not held here: the registry.
-    pub seen: Recipient<SeenElsewhere>,
-    /// A session state announced by another instance: the supervisor.
-    pub states: Recipient<StateElsewhere>,
-    /// Announce every state held here again: the supervisor.
-    pub announce: Recipient<AnnounceStates>,
-    /// A lapsed lease renewed ([`Resumed`]): the registry.
-    pub resumed: Recipient<Resumed>,
-}
-
-/// What the API needs of the cluster (`GET /v1/cluster`); cloneable, and it does not keep
-/// the lease loop running.
-#[derive(Clone)]
-pub struct ClusterApi {
-    shared: Arc<ApiShared>,
-}
-
-struct ApiShared {
-    runtime: Handle,
-    target: Arc<PgTarget>,
-    me: String,
-    period: Duration,
-    /// A connection of the status queries' own, made on first use.
-    client: tokio::sync::Mutex<Option<Client>>,
-}
-
+/// The loop's commands. Unbounded, but never many: a drain is sent once, and a reload's
+/// [`Cmd::Configure`] waits for its answer under the reloader's lock.
 enum Cmd {
     /// Hand every session over, leave, stop; then answer.
     Drain(oneshot::Sender<()>),
+    /// A reload's `[[sessions]]`: restore the removal marks of those ids, plan over them
+    /// from now on, and answer what changed in the supervisor's set.
+    Configure(
+        Vec<Arc<SessionSpec>>,
+        oneshot::Sender<Result<ccr_protocol::reply::NameChanges, String>>,
+    ),
     /// Tests: do nothing at all for a while (a paused process).
     #[cfg_attr(not(any(test, feature = "test-hooks")), allow(dead_code))]
     Pause(Duration),
 }
 
+/// Whom the lease loop tells what.
+pub struct Recipients {
+    /// Sessions whose lease this instance took (the supervisor).
+    pub owner: Recipient<Own>,
+    /// Sessions whose lease it let go (the supervisor).
+    pub disowner: Recipient<Disown>,
+    /// Decisions recorded elsewhere for sessions held here (the registry).
+    pub decided: Recipient<DecidedElsewhere>,
+    /// Prompts recorded or decided for sessions held elsewhere (the registry).
+    pub seen: Recipient<SeenElsewhere>,
+    /// The session set this instance knows, whenever it changes (the supervisor).
+    pub sessions: Recipient<SessionSet>,
+    /// Session states announced by other instances (the supervisor).
+    pub states: Recipient<StateElsewhere>,
+    /// Announce every state held here again (the supervisor).
+    pub announce: Recipient<AnnounceStates>,
+    /// Lapsed leases renewed, [`Resumed`] (the registry).
+    pub resumed: Recipient<Resumed>,
+}
+
+/// The sessions the loop starts with.
+pub struct StartSessions {
+    /// This instance's `[[sessions]]`.
+    pub configured: Vec<Arc<SessionSpec>>,
+    /// `[api] runtime_token_sources` / `runtime_token_dirs`: how a session stored by
+    /// another instance reads its token here.
+    pub rules: RuntimeTokenRules,
+}
+
 impl ClusterMember {
     /// Start the lease loop of instance `cfg.instance_id` (which must be `fences.me()`)
-    /// over `sessions` (every configured session id: all instances share the config),
-    /// connecting to `target` (`PgLedger::target`). It tells `reports` what happens, and
-    /// announces the session states the supervisor puts in `outbox`. Fails only when its
+    /// over `sessions` (this instance's configured ones, and those the cluster stores),
+    /// connecting to `target` (`PgLedger::target`), reporting to `to`, and announces the
+    /// session states the supervisor puts in `outbox`. Fails only when its
     /// thread cannot start; the database is connected in the loop (and reconnected
     /// whenever needed).
     pub fn start(
         target: Arc<PgTarget>,
         cfg: &ClusterConfig,
-        sessions: Vec<Arc<str>>,
+        sessions: StartSessions,
         fences: Arc<Fences>,
         outbox: Arc<StateOutbox>,
-        reports: Reports,
+        to: Recipients,
     ) -> Result<ClusterMember, String> {
-        let Reports {
+        let Recipients {
             owner,
             disowner,
             decided,
@@ -143,7 +148,8 @@ impl ClusterMember {
             resumed,
             states,
             announce,
-        } = reports;
+            sessions: set_to,
+        } = to;
         if fences.me() != cfg.instance_id {
             return Err(format!(
                 "the fences are instance {:?}'s, not {:?}'s",
@@ -153,6 +159,8 @@ impl ClusterMember {
         }
         let period = cfg.lease_period;
         let stats = Arc::new(ClusterStats::default());
+        let set = SessionState::new(sessions.configured, sessions.rules, set_to);
+        let set_shared = set.shared();
         let listener = listen::Listener {
             target: target.clone(),
             fences: fences.clone(),
@@ -161,6 +169,7 @@ impl ClusterMember {
             outbox,
             states,
             announce,
+            sessions: set_shared.clone(),
             stats: stats.clone(),
             check_every: period,
         };
@@ -169,7 +178,7 @@ impl ClusterMember {
             me: cfg.instance_id.clone(),
             advertise: cfg.advertise_url.as_ref().map(|u| u.as_str().to_owned()),
             period,
-            sessions,
+            set,
             keep: Keeper {
                 book: Book::new(period, cfg.outage_grace),
                 grace: cfg.outage_grace,
@@ -211,6 +220,8 @@ impl ClusterMember {
                 me: cfg.instance_id.clone(),
                 period,
                 client: tokio::sync::Mutex::new(None),
+                cmds: cmds.clone(),
+                set: set_shared,
             }),
         };
         Ok(ClusterMember {
@@ -266,49 +277,6 @@ impl Drop for ClusterMember {
         // watcher so that dropping the handle never blocks an actor thread.
         if let Some(t) = self.thread.take() {
             crate::util::join_in_background(t, "the cluster's lease thread");
-        }
-    }
-}
-
-impl ClusterApi {
-    /// This instance's id.
-    pub fn instance_id(&self) -> &str {
-        &self.shared.me
-    }
-
-    /// The live members (heard from within three lease periods) and the valid leases each
-    /// holds, read from the database on the lease thread's runtime.
-    pub fn status(&self) -> impl Future<Output = Result<ClusterStatus, String>> + Send + 'static {
-        let shared = self.shared.clone();
-        let task = self
-            .shared
-            .runtime
-            .spawn(async move { shared.status().await });
-        async move {
-            task.await
-                .map_err(|_| "the cluster's lease thread has stopped".to_owned())?
-        }
-    }
-}
-
-impl ApiShared {
-    async fn status(&self) -> Result<ClusterStatus, String> {
-        let mut slot = self.client.lock().await;
-        let read = async {
-            if slot.as_ref().is_none_or(Client::is_closed) {
-                *slot = Some(connect(&self.target).await?);
-            }
-            let client = slot.as_mut().ok_or("no connection")?;
-            status::read(client, &self.me, self.period)
-                .await
-                .map_err(|e| describe(&e))
-        };
-        match tokio::time::timeout(STATUS_TIMEOUT, read).await {
-            Ok(r) => r,
-            Err(_) => {
-                *slot = None;
-                Err("the database did not answer in time".into())
-            }
         }
     }
 }
@@ -390,7 +358,8 @@ struct Lane {
     me: String,
     advertise: Option<String>,
     period: Duration,
-    sessions: Vec<Arc<str>>,
+    /// The sessions planned over, and whom to tell when they change.
+    set: SessionState,
     keep: Keeper,
     owner: Recipient<Own>,
     resumed: Recipient<Resumed>,
@@ -415,6 +384,7 @@ impl Lane {
         let cadence = self.period / 3;
         let mut backoff = Backoff::new(cadence);
         let mut next = Instant::now();
+        let set = self.set.shared();
         loop {
             let deadline = self.keep.book.next_deadline();
             tokio::select! {
@@ -425,8 +395,13 @@ impl Lane {
                         self.drained.push(done);
                         next = Instant::now();
                     }
+                    Some(Cmd::Configure(specs, done)) => {
+                        let _ = done.send(self.configure(specs).await);
+                        next = Instant::now();
+                    }
                     Some(Cmd::Pause(d)) => tokio::time::sleep(d).await,
                 },
+                () = set.refresh.notified() => next = next.min(Instant::now()),
                 () = sleep_until(deadline) => self.keep.expire(Instant::now()),
                 () = tokio::time::sleep_until(next.into()) => {
                     let limit = self.period * 2;
@@ -481,6 +456,7 @@ impl Lane {
             me,
             self.advertise.as_deref(),
             self.draining,
+            self.set.digest(),
         ))
         .await
         .map_err(|e| describe(&e))?;
@@ -512,10 +488,17 @@ impl Lane {
             }
             keep.count();
         }
-        let snap = keep
-            .guard(store::snapshot(client, period))
+        let read_no = self.set.start_read();
+        let read = keep
+            .guard(store::round(client, period, self.set.catalog()))
             .await
             .map_err(|e| describe(&e))?;
+        // The supervisor learns of added and removed sessions before this round's plan
+        // is carried out: a session claimed below has its slot, and one removed is
+        // forgotten (its pending prompts cancelled) before its lease is handed over.
+        self.set.apply(read_no, &read);
+        let snap = read.snapshot;
+        let keep = &mut self.keep;
         keep.stats
             .members
             .set(i64::try_from(snap.members.len()).unwrap_or(i64::MAX));
@@ -536,10 +519,10 @@ impl Lane {
             }
             self.back_at = None;
         }
-        let plan = self.planner.step(
+        let plan = self.planner.plan(
             Instant::now(),
             &snap,
-            &self.sessions,
+            self.set.pools(),
             &self.keep.book.epochs(),
         );
         for s in &plan.lost {

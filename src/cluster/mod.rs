@@ -1,7 +1,9 @@
-//! Session ownership by leases (issue #29): each
-//! configured session is owned by one live instance at a time, through a lease row in
-//! PostgreSQL that its owner renews and that fences every write it makes by epoch.
+//! Session ownership by leases (issue #29): each session of the cluster (configured, or
+//! added at run time and stored in PostgreSQL) is owned by one live instance at a time,
+//! through a lease row that its owner renews and that fences every write it makes by epoch.
 //!
+//! - [`catalog`]: the sessions this instance knows — its config's and those the cluster
+//!   stores (added at run time) — and the planner's pools of them (pure).
 //! - [`plan`]: which sessions to claim, hand over or give up each round (pure).
 //! - [`store`]: the SQL of members and leases, and the fence that makes a write count
 //!   only while its lease is held; the database clock decides every expiry.
@@ -12,6 +14,7 @@
 //! - [`state`]: session states across the cluster: the `ccr_state` payloads (pure), the
 //!   coalescing outbox the supervisor fills, [`StateElsewhere`] and [`AnnounceStates`].
 
+pub mod catalog;
 pub mod member;
 pub mod plan;
 pub mod state;
@@ -20,9 +23,12 @@ pub mod store;
 use std::sync::Arc;
 
 use actix::Message;
+use ccr_protocol::reply::NameChanges;
+
+use crate::config::SessionSpec;
 
 pub use crate::ledger::pg::fence::Fences;
-pub use member::{ClusterApi, ClusterMember, ClusterStats, Reports};
+pub use member::{ClusterApi, ClusterMember, ClusterStats, Recipients, StartSessions};
 pub use plan::Epoch;
 pub use state::{AnnounceStates, StateElsewhere, StateNote, StateOutbox, STATE_CHANNEL};
 
@@ -86,6 +92,18 @@ pub struct Resumed {
     /// The session.
     pub session: Arc<str>,
 }
+
+/// To the supervisor: the sessions this instance knows now — its config's, and those the
+/// cluster stores — each with the spec it runs here. Make the set equal to it (start
+/// nothing: a session runs on [`Own`]; a session dropped from it is removed as by
+/// `DELETE`). Answers what changed; `None` when refused (shutting down).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<NameChanges>")]
+pub struct SessionSet(pub Vec<Arc<SessionSpec>>);
+
+/// The `NOTIFY` channel of changes to the sessions the cluster stores (payload: the
+/// session id), sent by a trigger on `ccr_sessions`.
+pub const SESSIONS_CHANNEL: &str = "ccr_sessions";
 
 /// The `NOTIFY` channel of new prompts (payload as [`DECIDED_CHANNEL`]'s), sent by a
 /// trigger when a prompt is recorded.

@@ -21,12 +21,17 @@
 //!   above the bound it released down to, so it is never assigned the session back.
 //! - **Draining** (graceful shutdown): the member releases its sessions in batches and
 //!   claims nothing; the others count it out and take them.
+//! - **Pools** ([`Pools`]): sessions stored in the database (added at run time) are
+//!   spread over every live member; configured sessions only over the members whose
+//!   config lists the same ones (the same [`Member::digest`]), so a session is never
+//!   assigned, nor balanced, to a member that would not claim it. Each pool is placed
+//!   and balanced on its own, as above.
 //!
 //! A lease whose owner is no longer a live member but has not expired is left alone:
 //! the claim would be refused until it expires (fencing needs the old owner's lease to
 //! have run out or been released), and it counts for nobody's load meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +44,9 @@ pub struct Member {
     pub id: String,
     /// It is shutting down and handing its sessions over.
     pub draining: bool,
+    /// The [`digest`](super::catalog::digest) of its configured sessions: configured
+    /// sessions are placed only on members whose config has them.
+    pub digest: i64,
 }
 
 /// One row of the lease table, with its expiry told by the database's clock.
@@ -59,6 +67,17 @@ pub struct Snapshot {
     pub members: Vec<Member>,
     /// Lease rows by session id.
     pub leases: HashMap<Arc<str>, Lease>,
+}
+
+/// The sessions a round plans over, in two pools placed apart
+/// ([`catalog`](super::catalog)): each is spread evenly over the members that may run it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pools<'a> {
+    /// Sessions every live member may be given (stored in the database).
+    pub shared: &'a [Arc<str>],
+    /// Sessions of this instance's config: only members with the same `digest` as this
+    /// one may be given them. A session in both pools counts as shared.
+    pub configured: &'a [Arc<str>],
 }
 
 /// What this instance should do after a round.
@@ -106,8 +125,9 @@ impl Planner {
         &self.me
     }
 
-    /// Plan one round at `now` from `snap`, the configured `sessions` and the leases this
-    /// process `held` (session → the epoch its claim returned).
+    /// Plan one round at `now` from `snap`, the configured `sessions` (the same on every
+    /// member of `snap` with this one's digest) and the leases this process `held`
+    /// (session → the epoch its claim returned).
     pub fn step(
         &mut self,
         now: Instant,
@@ -115,8 +135,36 @@ impl Planner {
         sessions: &[Arc<str>],
         held: &HashMap<Arc<str>, Epoch>,
     ) -> Plan {
+        let pools = Pools {
+            shared: &[],
+            configured: sessions,
+        };
+        self.plan(now, snap, pools, held)
+    }
+
+    /// Plan one round at `now` from `snap`, the sessions of `pools` and the leases this
+    /// process `held` (session → the epoch its claim returned). Held sessions in neither
+    /// pool are handed over.
+    pub fn plan(
+        &mut self,
+        now: Instant,
+        snap: &Snapshot,
+        pools: Pools<'_>,
+        held: &HashMap<Arc<str>, Epoch>,
+    ) -> Plan {
         let mut plan = Plan::default();
-        let configured: HashMap<&str, ()> = sessions.iter().map(|s| (&**s, ())).collect();
+        let shared: HashSet<&str> = pools.shared.iter().map(|s| &**s).collect();
+        let configured: Vec<Arc<str>> = pools
+            .configured
+            .iter()
+            .filter(|s| !shared.contains(&***s))
+            .cloned()
+            .collect();
+        let known: HashSet<&str> = shared
+            .iter()
+            .copied()
+            .chain(configured.iter().map(|s| &**s))
+            .collect();
         let mine = |s: &str| {
             snap.leases
                 .get(s)
@@ -125,27 +173,38 @@ impl Planner {
         for (s, &epoch) in held {
             match mine(s) {
                 Some(l) if l.epoch == epoch => {
-                    if !configured.contains_key(&**s) {
+                    if !known.contains(&**s) {
                         plan.release.push((s.clone(), epoch));
                     }
                 }
                 _ => plan.lost.push(s.clone()),
             }
         }
-        let view = View::new(snap, sessions);
-        let me_draining = snap.members.iter().any(|m| m.id == self.me && m.draining);
-        if me_draining {
-            let ours: BTreeMap<Arc<str>, Epoch> = sessions
+        let me = snap.members.iter().find(|m| m.id == self.me);
+        let mut orphans: HashSet<Arc<str>> = HashSet::new();
+        if me.is_some_and(|m| m.draining) {
+            let ours: BTreeMap<Arc<str>, Epoch> = pools
+                .shared
                 .iter()
+                .chain(&configured)
                 .filter_map(|s| mine(s).map(|l| (s.clone(), l.epoch)))
                 .collect();
             plan.release.extend(drain(&ours, self.drain_batch));
-        } else if view.rank_of(&self.me).is_some() {
-            self.claims(now, &view, held, &mut plan);
-            self.balance(now, &view, held, &mut plan);
+        } else if let Some(me) = me {
+            let digest = me.digest;
+            let views = [
+                View::new(snap, pools.shared, |_| true),
+                View::new(snap, &configured, |m| m.digest == digest),
+            ];
+            for view in &views {
+                orphans.extend(view.orphans.iter().cloned());
+                if view.rank_of(&self.me).is_some() {
+                    self.claims(now, view, held, &mut plan);
+                    self.balance(now, view, held, &mut plan);
+                }
+            }
         }
-        self.first_seen
-            .retain(|s, _| view.orphans.iter().any(|o| o == s));
+        self.first_seen.retain(|s, _| orphans.contains(s));
         sort(&mut plan);
         plan
     }
@@ -257,11 +316,16 @@ struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    fn new(snap: &'a Snapshot, sessions: &'a [Arc<str>]) -> Self {
+    /// `sessions` over the live members that pass `may_run`.
+    fn new(
+        snap: &'a Snapshot,
+        sessions: &'a [Arc<str>],
+        may_run: impl Fn(&Member) -> bool,
+    ) -> Self {
         let mut live: Vec<&str> = snap
             .members
             .iter()
-            .filter(|m| !m.draining)
+            .filter(|m| !m.draining && may_run(m))
             .map(|m| m.id.as_str())
             .collect();
         live.sort_unstable();

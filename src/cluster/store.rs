@@ -17,8 +17,11 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error, GenericClient, IsolationLevel};
 
-// The tables are created by the service's migrations (`ledger::pg::schema`, version 2).
+// The tables are created by the service's migrations (`ledger::pg::schema`, versions 2 and 4).
 
+pub mod sessions;
+
+use super::catalog::{Catalog, Listed};
 use super::plan::{Epoch, Lease, Member, Snapshot};
 
 /// One row of `ccr_members`, with its ages told by the database's clock.
@@ -34,6 +37,8 @@ pub struct MemberRow {
     pub up_for: Duration,
     /// Since its last heartbeat.
     pub heartbeat_age: Duration,
+    /// The digest of its configured sessions ([`crate::cluster::catalog::digest`]).
+    pub digest: i64,
 }
 
 /// One row of `ccr_leases`, with its times told by the database's clock.
@@ -56,6 +61,7 @@ impl From<&MemberRow> for Member {
         Member {
             id: row.instance_id.clone(),
             draining: row.draining,
+            digest: row.digest,
         }
     }
 }
@@ -70,22 +76,25 @@ impl From<&LeaseRow> for Lease {
     }
 }
 
-/// Say this instance is alive (and whether it is draining); the first call records when it
-/// started. Returns nothing: liveness is read back by [`members`].
+/// Say this instance is alive (and whether it is draining, and the `digest` of its
+/// configured sessions); the first call records when it started. Returns nothing:
+/// liveness is read back by [`members`].
 pub async fn heartbeat(
     client: &impl GenericClient,
     me: &str,
     advertise_url: Option<&str>,
     draining: bool,
+    digest: i64,
 ) -> Result<(), Error> {
     client
         .execute(
-            "INSERT INTO ccr_members (instance_id, advertise_url, started_at, heartbeat_at, draining)
-             VALUES ($1, $2, now(), now(), $3)
+            "INSERT INTO ccr_members (instance_id, advertise_url, started_at, heartbeat_at, draining,
+                                      sessions_digest)
+             VALUES ($1, $2, now(), now(), $3, $4)
              ON CONFLICT (instance_id) DO UPDATE
              SET advertise_url = EXCLUDED.advertise_url, heartbeat_at = now(),
-                 draining = EXCLUDED.draining",
-            &[&me, &advertise_url, &draining],
+                 draining = EXCLUDED.draining, sessions_digest = EXCLUDED.sessions_digest",
+            &[&me, &advertise_url, &draining, &digest],
         )
         .await
         .map(drop)
@@ -109,7 +118,8 @@ pub async fn members(
         .query(
             "SELECT instance_id, advertise_url, draining,
                     (EXTRACT(EPOCH FROM now() - started_at) * 1000)::bigint,
-                    (EXTRACT(EPOCH FROM now() - heartbeat_at) * 1000)::bigint
+                    (EXTRACT(EPOCH FROM now() - heartbeat_at) * 1000)::bigint,
+                    sessions_digest
              FROM ccr_members
              WHERE heartbeat_at > now() - make_interval(secs => $1)
              ORDER BY instance_id",
@@ -124,6 +134,7 @@ pub async fn members(
             draining: r.get(2),
             up_for: millis(r.get(3)),
             heartbeat_age: millis(r.get(4)),
+            digest: r.get(5),
         })
         .collect())
 }
@@ -174,13 +185,56 @@ pub async fn rows(
 /// [`Planner::step`](super::plan::Planner::step) plans on.
 pub async fn snapshot(client: &mut Client, live_within: Duration) -> Result<Snapshot, Error> {
     let (members, leases) = rows(client, live_within).await?;
-    Ok(Snapshot {
+    Ok(shape(&members, &leases))
+}
+
+fn shape(members: &[MemberRow], leases: &[LeaseRow]) -> Snapshot {
+    Snapshot {
         members: members.iter().map(Member::from).collect(),
         leases: leases
             .iter()
             .map(|l| (l.session_id.clone(), Lease::from(l)))
             .collect(),
+    }
+}
+
+/// What a round reads, in one repeatable-read transaction: the [`snapshot`], the rows of
+/// `ccr_sessions` listed, and the specs of those `catalog` has not read at their revision.
+/// One transaction, so that a session released because it was removed is never seen
+/// released but not removed.
+pub async fn round(
+    client: &mut Client,
+    live_within: Duration,
+    catalog: &Catalog,
+) -> Result<RoundRead, Error> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let members = members(&tx, live_within).await?;
+    let leases = leases(&tx).await?;
+    let listed = sessions::list(&tx).await?;
+    let to_read = catalog.to_read(&listed);
+    let specs = sessions::specs(&tx, &to_read).await?;
+    tx.commit().await?;
+    Ok(RoundRead {
+        snapshot: shape(&members, &leases),
+        listed,
+        specs,
     })
+}
+
+/// What [`round`] read.
+#[derive(Debug, Clone, Default)]
+pub struct RoundRead {
+    /// Members and leases.
+    pub snapshot: Snapshot,
+    /// Every row of `ccr_sessions`.
+    pub listed: Vec<Listed>,
+    /// The specs read: session, revision, stored JSON.
+    pub specs: Vec<(Arc<str>, i64, String)>,
 }
 
 /// Claim `session` for `me` for `period`: taken if it has no lease, or its lease expired,

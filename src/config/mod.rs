@@ -40,7 +40,7 @@ pub use notify::{
     UrlSource,
 };
 pub use policy::{PolicyConfig, RuleAction, RuleConfig};
-pub use runtime::runtime_session_from_json;
+pub use runtime::{runtime_session_from_json, stored_json, stored_session};
 pub use token::{open_confined, ConfinedError, Secret, TokenSpec, MAX_CONFINED_BYTES};
 
 /// Default `[ccr] max_frame_bytes`: 16 MiB. Real `Write`/`Edit` prompts carry whole

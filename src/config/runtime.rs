@@ -174,7 +174,10 @@ pub fn runtime_session_from_json(
         TokenSpec::Env(_) => return Ok(spec),
         TokenSpec::File(path) => confined(path, &rules.dirs).map_err(|e| vec![e])?,
         // Refused above (command) or by `session_from_json` (literal); never started.
-        TokenSpec::Literal(_) | TokenSpec::Command(_) | TokenSpec::ConfinedFile { .. } => {
+        TokenSpec::Literal(_)
+        | TokenSpec::Command(_)
+        | TokenSpec::ConfinedFile { .. }
+        | TokenSpec::Refused(_) => {
             return Err(vec![refuse(
                 "token",
                 "this token source is not accepted for sessions added at run time".into(),
@@ -185,6 +188,88 @@ pub fn runtime_session_from_json(
         token,
         ..(*spec).clone()
     }))
+}
+
+/// How a session added at run time is stored for a cluster (`ccr_sessions.spec`): the
+/// fields of `POST /v1/sessions` as JSON, the token as a reference (`token_env`, or the
+/// `token_file` path), never a secret. `None` for a spec whose token source the API does
+/// not accept (not one [`runtime_session_from_json`] returns), which is never stored.
+pub fn stored_json(spec: &SessionSpec) -> Option<String> {
+    let (token_env, token_file) = match &spec.token {
+        TokenSpec::Env(var) => (Some(var.clone()), None),
+        TokenSpec::ConfinedFile { path, .. } => (None, Some(path.to_str()?.to_owned())),
+        _ => return None,
+    };
+    let body = ccr_protocol::api::AddSessionBody {
+        id: spec.id.to_string(),
+        labels: (!spec.labels.is_empty()).then(|| spec.labels.clone()),
+        viewer_only: spec.viewer_only.then_some(true),
+        token_env,
+        token_file,
+        base_url: spec.base_url.clone(),
+        organization_uuid: spec.organization_uuid.clone(),
+    };
+    serde_json::to_string(&body).ok()
+}
+
+/// Session `id` as another instance stored it ([`stored_json`]), as this instance runs it.
+/// Never fails: what this instance may not use becomes a [`TokenSpec::Refused`] token, so
+/// the session shows why as its last error instead of connecting (a token source that
+/// `rules` — this instance's `[api] runtime_token_sources` — does not allow, a stored
+/// spec this build cannot read). A `token_file` is confined to this instance's
+/// `runtime_token_dirs` and checked at every read; a variable or file missing here shows
+/// up at connect, as for a configured session.
+pub fn stored_session(id: &str, json: &str, rules: &RuntimeTokenRules) -> Arc<SessionSpec> {
+    let refused = |why: String| {
+        Arc::new(SessionSpec {
+            id: Arc::from(id),
+            labels: Vec::new(),
+            token: TokenSpec::Refused(why),
+            viewer_only: false,
+            base_url: None,
+            organization_uuid: None,
+        })
+    };
+    let value: Value = match serde_json::from_str(json) {
+        Ok(v) => v,
+        Err(e) => return refused(format!("its stored spec is not JSON: {e}")),
+    };
+    if value.get("id").and_then(Value::as_str) != Some(id) {
+        return refused("its stored spec names another session id".into());
+    }
+    let spec = match session_from_json(&value) {
+        Ok(spec) => spec,
+        Err(errors) => {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return refused(format!(
+                "its stored spec is not valid for this build: {}",
+                errors.join("; ")
+            ));
+        }
+    };
+    let not_allowed = |name: &str| {
+        TokenSpec::Refused(format!(
+            "[api] runtime_token_sources of this instance does not allow \"{name}\""
+        ))
+    };
+    let token = match &spec.token {
+        TokenSpec::Env(var) if rules.allows(RuntimeTokenSource::Env) => TokenSpec::Env(var.clone()),
+        TokenSpec::Env(_) => not_allowed("env"),
+        TokenSpec::File(path) if rules.allows(RuntimeTokenSource::File) => {
+            TokenSpec::ConfinedFile {
+                path: path.clone(),
+                dirs: rules.dirs.clone(),
+            }
+        }
+        TokenSpec::File(_) => not_allowed("file"),
+        _ => TokenSpec::Refused(
+            "this token source is not accepted for sessions added at run time".into(),
+        ),
+    };
+    Arc::new(SessionSpec {
+        token,
+        ..(*spec).clone()
+    })
 }
 
 /// A runtime `token_file`: absolute, and an existing regular file inside `dirs` once

@@ -32,6 +32,11 @@ pub enum TokenSpec {
         /// `[api] runtime_token_dirs`.
         dirs: Arc<[PathBuf]>,
     },
+    /// A session added at run time on another instance of a cluster whose token source
+    /// this instance may not read (its `[api] runtime_token_sources` or
+    /// `runtime_token_dirs` do not allow it): never read; every connect fails with the
+    /// reason, shown as the session's last error.
+    Refused(String),
 }
 
 impl fmt::Debug for TokenSpec {
@@ -42,6 +47,7 @@ impl fmt::Debug for TokenSpec {
             TokenSpec::File(path) => write!(f, "File({path:?})"),
             TokenSpec::Command(_) => f.write_str("Command(<redacted>)"),
             TokenSpec::ConfinedFile { path, .. } => write!(f, "ConfinedFile({path:?})"),
+            TokenSpec::Refused(why) => write!(f, "Refused({why:?})"),
         }
     }
 }

@@ -322,6 +322,9 @@ impl Handler<ForgetSession> for PermissionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: ForgetSession, ctx: &mut Context<Self>) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.owned.remove(&msg.0);
+        }
         self.writers.remove(&msg.0);
         let effects = self.core.forget_session(&msg.0, SystemTime::now());
         self.perform(effects, ctx);

@@ -42,6 +42,10 @@ pub enum TokenError {
     /// The source yielded an empty token.
     #[error("token is empty")]
     Empty,
+    /// This instance may not read the token source of a session added on another
+    /// instance ([`TokenSpec::Refused`]).
+    #[error("token source refused on this instance: {0}")]
+    Refused(String),
 }
 
 impl TokenSource {
@@ -70,6 +74,7 @@ impl TokenSource {
                 })?
             }
             TokenSpec::Command(cmd) => run_command(cmd, command_timeout).await?,
+            TokenSpec::Refused(why) => return Err(TokenError::Refused(why.clone())),
             TokenSpec::ConfinedFile { path, dirs } => {
                 read_confined(path, dirs).map_err(|e| TokenError::File {
                     path: path.display().to_string(),

@@ -273,7 +273,7 @@ impl Supervisor {
             ExitAction::Stale => {}
             ExitAction::Stop { state } => SessionEnded { state }.emit(),
             ExitAction::Forget(waiters) => {
-                self.forget(id);
+                self.forget(id, ctx);
                 for w in waiters {
                     let _ = w.send(());
                 }

@@ -10,6 +10,7 @@
 //! `session_state` and shown by `GET /v1/sessions`, until this instance takes the session
 //! (its own state wins) or a newer owner's state comes ([`ClusterSlot`], pure).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -20,6 +21,7 @@ use super::slot::ExitPlan;
 use crate::cluster::{
     AnnounceStates, Disown, Epoch, Fences, Own, StateElsewhere, StateNote, StateOutbox,
 };
+use crate::config::SessionSpec;
 use crate::ledger::Ledger;
 use crate::registry::{AdoptSession, ReleaseSession};
 use crate::session::{AbandonSession, CloseSession, SessionState};
@@ -39,6 +41,22 @@ pub struct SupervisorCluster {
     pub fences: Arc<Fences>,
     /// Where the states of the sessions held here go to be announced.
     pub states: Arc<StateOutbox>,
+    /// The lease loop's last [`SessionSet`](crate::cluster::SessionSet): a session removed
+    /// and wanted again before it closed is added back once it is forgotten.
+    wanted: BTreeMap<Arc<str>, Arc<SessionSpec>>,
+}
+
+impl SupervisorCluster {
+    /// A member's supervisor side, over `ledger` and the leases in `fences`, announcing
+    /// the states of the sessions held here through `states`.
+    pub fn new(ledger: Ledger, fences: Arc<Fences>, states: Arc<StateOutbox>) -> Self {
+        Self {
+            ledger,
+            fences,
+            states,
+            wanted: BTreeMap::new(),
+        }
+    }
 }
 
 /// One session's place in the cluster, as the supervisor keeps it (pure): the epoch it
@@ -111,6 +129,19 @@ impl Supervisor {
     /// Whether session `id` may run here: always, unless clustered and its lease is not held.
     pub(super) fn may_run(&self, id: &str) -> bool {
         self.cluster.as_ref().is_none_or(|c| c.fences.may_send(id))
+    }
+
+    /// Clustered: the lease loop's set is `wanted` now.
+    pub(super) fn want(&mut self, wanted: &[Arc<SessionSpec>]) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.wanted = wanted.iter().map(|s| (s.id.clone(), s.clone())).collect();
+        }
+    }
+
+    /// Clustered: the spec to add `id` back with, when the lease loop wants it although it
+    /// was just forgotten (removed and added again while it closed).
+    pub(super) fn wanted_again(&self, id: &str) -> Option<Arc<SessionSpec>> {
+        self.cluster.as_ref()?.wanted.get(id).cloned()
     }
 
     /// Announce session `id`'s state to the cluster if it changed since the last
@@ -270,7 +301,14 @@ impl Handler<Disown> for Supervisor {
             return;
         }
         if let Some(slot) = self.slots.get_mut(&msg.session) {
-            if let Some(addr) = &slot.addr {
+            if matches!(slot.plan, ExitPlan::Remove(_)) {
+                // Removed (its lease is handed over after, by the same round): it closes
+                // and is forgotten as a removal; its prompts were cancelled already.
+                if let Some(addr) = slot.addr.as_ref().filter(|_| msg.lost) {
+                    warn!("lease lost: dropping the session without sending anything more");
+                    addr.do_send(AbandonSession);
+                }
+            } else if let Some(addr) = &slot.addr {
                 slot.plan = ExitPlan::Release;
                 if msg.lost {
                     warn!("lease lost: dropping the session without sending anything more");

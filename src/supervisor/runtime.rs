@@ -1,5 +1,8 @@
 //! Changing the session set while running: add (`POST /v1/sessions`), remove
-//! (`DELETE /v1/sessions/{id}`), and replace the whole set (`SIGHUP` reload).
+//! (`DELETE /v1/sessions/{id}`), and replace the whole set (`SIGHUP` reload). In a
+//! cluster the set is the lease loop's ([`SessionSet`]: this instance's configured
+//! sessions and those the cluster stores), replaced whenever it changes; a removal then
+//! cancels the session's pending prompts at once, before the loop hands its lease over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +13,11 @@ use tracing::info;
 
 use super::actor::Supervisor;
 use super::slot::{ExitPlan, Slot};
+use crate::cluster::SessionSet;
 use crate::config::SessionSpec;
 use crate::registry::{ForgetSession, TrackSession};
 use crate::session::CloseSession;
+use ccr_protocol::reply::NameChanges;
 
 /// How long a removal waits for the session to close before answering anyway.
 const REMOVE_WAIT: Duration = Duration::from_secs(10);
@@ -70,8 +75,12 @@ impl Supervisor {
         let arbiter = self.next_arbiter % self.arbiters.len();
         self.next_arbiter += 1;
         let id = spec.id.clone();
-        self.slots
-            .insert(id.clone(), Slot::new(spec, &self.cfg, arbiter));
+        let mut slot = Slot::new(spec, &self.cfg, arbiter);
+        if self.cluster.is_some() {
+            // Not run here until this instance takes its lease.
+            slot.status.state = crate::session::SessionState::Disconnected;
+        }
+        self.slots.insert(id.clone(), slot);
         // Before anyone hears it was added: operators may answer its prompts from now on.
         self.registry.do_send(TrackSession(id.clone()));
         info!(session_id = %id, "session added");
@@ -84,12 +93,18 @@ impl Supervisor {
         &mut self,
         id: &str,
         waiter: Option<oneshot::Sender<()>>,
+        ctx: &mut Context<Self>,
     ) -> Result<(), SessionSetError> {
         let slot = self
             .slots
             .get_mut(id)
             .ok_or_else(|| SessionSetError::Unknown(id.to_owned()))?;
         info!(session_id = %id, "removing session");
+        if self.cluster.is_some() {
+            // Its prompts are cancelled now, while this registry still holds them: the
+            // lease loop hands the lease over right after (which releases them).
+            self.registry.do_send(ForgetSession(Arc::from(id)));
+        }
         match &slot.addr {
             Some(addr) => {
                 addr.do_send(CloseSession);
@@ -101,7 +116,7 @@ impl Supervisor {
             None => {
                 // Not running (failed, or between restarts): forget it now.
                 let id: Arc<str> = Arc::from(id);
-                self.forget(&id);
+                self.forget(&id, ctx);
                 if let Some(w) = waiter {
                     let _ = w.send(());
                 }
@@ -116,6 +131,9 @@ impl Supervisor {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
+        if matches!(slot.plan, ExitPlan::Remove(_)) {
+            return; // being removed: added back with its new spec once forgotten (clustered)
+        }
         slot.spec = spec;
         match &slot.addr {
             Some(addr) => {
@@ -127,10 +145,14 @@ impl Supervisor {
     }
 
     /// Drop every trace of a removed session; its pending prompts are reported cancelled.
-    pub(super) fn forget(&mut self, id: &Arc<str>) {
+    /// Clustered, a session the lease loop wants again meanwhile is added back.
+    pub(super) fn forget(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) {
         self.slots.remove(id);
         self.registry.do_send(ForgetSession(id.clone()));
         info!(session_id = %id, "session removed");
+        if let Some(spec) = self.wanted_again(id) {
+            let _ = self.add(spec, ctx);
+        }
     }
 }
 
@@ -148,9 +170,9 @@ impl Handler<AddSession> for Supervisor {
 impl Handler<RemoveSession> for Supervisor {
     type Result = ResponseFuture<Result<(), SessionSetError>>;
 
-    fn handle(&mut self, msg: RemoveSession, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: RemoveSession, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let started = self.remove(&msg.0, Some(tx));
+        let started = self.remove(&msg.0, Some(tx), ctx);
         Box::pin(async move {
             started?;
             // Answer once it is gone; a session slow to close is still being removed.
@@ -164,14 +186,41 @@ impl Handler<ReplaceSessions> for Supervisor {
     type Result = Result<SetChanges, SessionSetError>;
 
     fn handle(&mut self, msg: ReplaceSessions, ctx: &mut Context<Self>) -> Self::Result {
+        self.replace(msg.0, ctx)
+    }
+}
+
+/// In a cluster, the lease loop's set (configured and stored sessions) replaces the
+/// supervisor's as a reload's would; sessions start only when their lease is taken.
+impl Handler<SessionSet> for Supervisor {
+    type Result = Option<NameChanges>;
+
+    fn handle(&mut self, msg: SessionSet, ctx: &mut Context<Self>) -> Self::Result {
+        self.want(&msg.0);
+        let c = self.replace(msg.0, ctx).ok()?;
+        Some(NameChanges {
+            added: c.added,
+            removed: c.removed,
+            changed: c.changed,
+        })
+    }
+}
+
+impl Supervisor {
+    /// Make the session set equal to `wanted` (see [`ReplaceSessions`]).
+    fn replace(
+        &mut self,
+        wanted: Vec<Arc<SessionSpec>>,
+        ctx: &mut Context<Self>,
+    ) -> Result<SetChanges, SessionSetError> {
         let mut changes = SetChanges::default();
         if self.is_shutting_down() {
             return Err(SessionSetError::ShuttingDown);
         }
         let current = self.slots.iter().map(|(id, slot)| (id, &slot.spec));
-        let diff = SetDiff::between(current, msg.0);
+        let diff = SetDiff::between(current, wanted);
         for id in diff.removed {
-            if self.remove(&id, None).is_ok() {
+            if self.remove(&id, None, ctx).is_ok() {
                 changes.removed.push(id.to_string());
             }
         }

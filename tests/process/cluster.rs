@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 
 use crate::support::{self, Supervisor};
 
+#[path = "cluster/sessions.rs"]
+mod sessions;
+
 /// The lease period of these tests: the shortest `[cluster] lease_period` accepts.
 const PERIOD: Duration = Duration::from_secs(1);
 /// Longest a cluster-wide change (a takeover, a spread) may take here; the bound
@@ -50,6 +53,8 @@ struct Cluster {
     sim: SimHandle,
     _dir: tempfile::TempDir,
     cfg: std::path::PathBuf,
+    /// Extra environment of every instance.
+    env: Vec<(String, String)>,
     instances: Vec<Option<Supervisor>>,
 }
 
@@ -62,6 +67,17 @@ impl Cluster {
 
     /// [`Cluster::start`] on `pg`.
     async fn start_on(pg: Pg, n: usize, sessions: &[String], extra: &str) -> Cluster {
+        Self::start_with_env(pg, n, sessions, extra, Vec::new()).await
+    }
+
+    /// [`Cluster::start_on`], with `env` in every instance's environment.
+    async fn start_with_env(
+        pg: Pg,
+        n: usize,
+        sessions: &[String],
+        extra: &str,
+        env: Vec<(String, String)>,
+    ) -> Cluster {
         let url = pg.unique_database("cluster").expect("database");
         let database = url.rsplit('/').next().expect("name").to_owned();
         let ids: Vec<&str> = sessions.iter().map(String::as_str).collect();
@@ -78,6 +94,7 @@ impl Cluster {
             sim,
             _dir: dir,
             cfg,
+            env,
             instances: Vec::new(),
         };
         let spawns: Vec<_> = (0..n).map(|i| c.spawn(i)).collect();
@@ -93,6 +110,7 @@ impl Cluster {
     fn spawn(&self, i: usize) -> impl std::future::Future<Output = Supervisor> {
         let cfg = self.cfg.clone();
         let url = self.url.clone();
+        let extra_env = self.env.clone();
         let period = format!("{}s", PERIOD.as_secs());
         // A fixed port, so that the other instances can be told where this one is (its
         // advertise URL defaults to `[api] bind`).
@@ -103,18 +121,16 @@ impl Cluster {
         async move {
             let id = format!("inst-{i}");
             let bind = format!("127.0.0.1:{port}");
-            Supervisor::spawn_with_env(
-                &cfg,
-                &[
-                    ("CCR_SUPERVISOR__API__BIND", &bind),
-                    ("CCR_SUPERVISOR__LEDGER__BACKEND", "postgres"),
-                    ("CCR_SUPERVISOR__LEDGER__URL_ENV", "CCR_TEST_LEDGER_URL"),
-                    ("CCR_TEST_LEDGER_URL", &url),
-                    ("CCR_SUPERVISOR__CLUSTER__INSTANCE_ID", &id),
-                    ("CCR_SUPERVISOR__CLUSTER__LEASE_PERIOD", &period),
-                ],
-            )
-            .await
+            let mut env = vec![
+                ("CCR_SUPERVISOR__API__BIND", bind.as_str()),
+                ("CCR_SUPERVISOR__LEDGER__BACKEND", "postgres"),
+                ("CCR_SUPERVISOR__LEDGER__URL_ENV", "CCR_TEST_LEDGER_URL"),
+                ("CCR_TEST_LEDGER_URL", &url),
+                ("CCR_SUPERVISOR__CLUSTER__INSTANCE_ID", &id),
+                ("CCR_SUPERVISOR__CLUSTER__LEASE_PERIOD", &period),
+            ];
+            env.extend(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            Supervisor::spawn_with_env(&cfg, &env).await
         }
     }
 

@@ -284,6 +284,16 @@ pub async fn post(http: &awc::Client, url: &str, body: Value) -> (u16, Value) {
     )
 }
 
+/// `DELETE url` → (status, JSON body or Null).
+pub async fn delete(http: &awc::Client, url: &str) -> (u16, Value) {
+    let mut resp = http.delete(url).send().await.expect("DELETE");
+    let bytes = resp.body().await.expect("body");
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
 /// One parsed SSE event.
 #[derive(Debug, Clone)]
 pub struct SseEvent {

@@ -1,17 +1,20 @@
 //! What the other instances do: a connection of its own that `LISTEN`s on
 //! [`DECIDED_CHANNEL`] (decisions: for a session held here the registry delivers it, for
 //! one held elsewhere it publishes it), [`PROMPTED_CHANNEL`] (prompts recorded elsewhere,
-//! published) and [`STATE_CHANNEL`] (session states announced by their owners: the
-//! supervisor publishes and shows those of sessions not held here). The same connection
-//! sends this instance's own session states, from the [`StateOutbox`], in batches of one
-//! statement each; its own notifications come back to it and are ignored.
+//! published), [`STATE_CHANNEL`] (session states announced by their owners: the
+//! supervisor publishes and shows those of sessions not held here) and
+//! [`SESSIONS_CHANNEL`] (the cluster's stored sessions changed: the lease loop reads the
+//! session set again). The same connection sends this instance's own session states,
+//! from the [`StateOutbox`], in batches of one statement each; its own notifications come
+//! back to it and are ignored.
 //!
 //! A notification is delivered only to connections listening when its transaction commits:
 //! while this connection is down (the database restarting, a network cut) what happens
 //! elsewhere goes unheard. The connection is re-established with backoff, and every time it
-//! is, [`ClusterStats::listen_reconnects`] grows and the registry is asked to re-check the
-//! ledger for decisions of every prompt pending in the sessions held here. Each time it
-//! starts listening (the first time too) it asks every member to announce the state of the
+//! is, [`ClusterStats::listen_reconnects`] grows, the registry is asked to re-check the
+//! ledger for decisions of every prompt pending in the sessions held here, and the lease
+//! loop to read the session set (each round reads it anyway). Each time it starts
+//! listening (the first time too) it asks every member to announce the state of the
 //! sessions it holds again (a resync request on [`STATE_CHANNEL`]).
 
 use std::sync::Arc;
@@ -21,11 +24,12 @@ use actix::Recipient;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Notification};
 
+use super::sessions::SetShared;
 use super::Backoff;
 use crate::cluster::state::{self, Heard};
 use crate::cluster::{
     AnnounceStates, DecidedElsewhere, Fences, SeenElsewhere, StateElsewhere, StateOutbox,
-    DECIDED_CHANNEL, PROMPTED_CHANNEL, STATE_CHANNEL,
+    DECIDED_CHANNEL, PROMPTED_CHANNEL, SESSIONS_CHANNEL, STATE_CHANNEL,
 };
 use crate::ledger::pg::{describe, PgTarget};
 use crate::metrics::ClusterStats;
@@ -48,6 +52,8 @@ pub(super) struct Listener {
     pub(super) states: Recipient<StateElsewhere>,
     /// Who announces every state held here again when asked (the supervisor).
     pub(super) announce: Recipient<AnnounceStates>,
+    /// Woken when the cluster's stored sessions change.
+    pub(super) sessions: Arc<SetShared>,
     pub(super) stats: Arc<ClusterStats>,
     /// How often a quiet connection is checked (a cut connection sends nothing).
     pub(super) check_every: Duration,
@@ -91,7 +97,8 @@ impl Listener {
         let _abort = AbortOnDrop(driver.abort_handle());
         if let Err(e) = client
             .batch_execute(&format!(
-                "LISTEN {DECIDED_CHANNEL}; LISTEN {PROMPTED_CHANNEL}; LISTEN {STATE_CHANNEL}"
+                "LISTEN {DECIDED_CHANNEL}; LISTEN {PROMPTED_CHANNEL}; LISTEN {STATE_CHANNEL}; \
+                 LISTEN {SESSIONS_CHANNEL}"
             ))
             .await
         {
@@ -108,6 +115,7 @@ impl Listener {
         }
         if std::mem::replace(listened_before, true) {
             self.stats.listen_reconnects.inc();
+            self.sessions.refresh.notify_one();
             tracing::info!("cluster: listening for decisions again; re-checking the pending prompts of the sessions held here");
             // Listening from here on, so a decision is either heard or already in the
             // ledger for this re-check to read.
@@ -180,8 +188,14 @@ impl Listener {
         Ok(())
     }
 
-    /// Hand a notification to whom it concerns.
+    /// Hand a notification to whom it concerns: a session state to the supervisor, a
+    /// change of the stored sessions to the lease loop, a decision for a session held
+    /// here to the registry, a prompt or a decision of one held elsewhere to the registry.
     fn forward(&self, n: &Notification) {
+        if n.channel() == SESSIONS_CHANNEL {
+            self.sessions.refresh.notify_one();
+            return;
+        }
         if n.channel() == STATE_CHANNEL {
             self.heard_state(n.payload());
             return;
@@ -193,7 +207,9 @@ impl Listener {
             );
             return;
         };
-        let held = self.fences.epoch(session).is_some();
+        // A lapsed lease is still held here: a decision made elsewhere meanwhile is the
+        // registry's to deliver once the lease is renewed (or the next owner's).
+        let held = self.fences.holds_any(session);
         let decided = n.channel() == DECIDED_CHANNEL;
         match (held, decided) {
             (true, true) => self.decided.do_send(DecidedElsewhere {

@@ -69,6 +69,7 @@ mod tests {
             draining: id == "b",
             up_for: Duration::from_secs(60),
             heartbeat_age: Duration::from_millis(age_ms),
+            digest: 0,
         }
     }
 

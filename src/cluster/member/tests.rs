@@ -19,6 +19,8 @@ use crate::cluster::StateNote;
 use crate::cluster::{DecidedElsewhere, SeenElsewhere};
 use ccr_protocol::session::SessionState;
 
+mod sessions;
+
 const PERIOD: Duration = Duration::from_secs(1);
 
 /// What a member told the actors, in order.
@@ -37,6 +39,8 @@ enum Told {
     State(Arc<str>, String, Epoch, SessionState),
     /// Announce every state held here again.
     Announce,
+    /// The session set the supervisor is to have, by id.
+    Set(Vec<Arc<str>>),
 }
 
 /// Everything one member told, shared with the test.
@@ -64,7 +68,8 @@ impl Log {
                 | Told::Seen(..)
                 | Told::State(..)
                 | Told::Announce
-                | Told::Resumed(_) => {}
+                | Told::Resumed(_)
+                | Told::Set(_) => {}
             }
         }
         owned
@@ -180,6 +185,25 @@ impl Handler<AnnounceStates> for Recorder {
     }
 }
 
+/// Answered once everything sent to the recorder before it is handled.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {}
+}
+
+impl Handler<SessionSet> for Recorder {
+    type Result = Option<ccr_protocol::reply::NameChanges>;
+    fn handle(&mut self, m: SessionSet, _: &mut Context<Self>) -> Self::Result {
+        let ids = m.0.iter().map(|s| s.id.clone()).collect();
+        self.0 .0.lock().push(Told::Set(ids));
+        Some(ccr_protocol::reply::NameChanges::default())
+    }
+}
+
 impl Handler<DecidedElsewhere> for Recorder {
     type Result = ();
     fn handle(&mut self, m: DecidedElsewhere, _: &mut Context<Self>) {
@@ -197,6 +221,8 @@ struct Node {
     fences: Arc<Fences>,
     outbox: Arc<StateOutbox>,
     log: Log,
+    /// What the member tells: its messages are handled in the order they were sent.
+    recorder: Addr<Recorder>,
 }
 
 impl Node {
@@ -223,29 +249,30 @@ impl Node {
             lease_period: period,
             outage_grace: grace,
         };
-        let member = ClusterMember::start(
-            target(url),
-            &cfg,
-            sessions.to_vec(),
-            fences.clone(),
-            outbox.clone(),
-            Reports {
-                owner: addr.clone().recipient(),
-                disowner: addr.clone().recipient(),
-                decided: addr.clone().recipient(),
-                seen: addr.clone().recipient(),
-                states: addr.clone().recipient(),
-                announce: addr.clone().recipient(),
-                resumed: addr.recipient(),
-            },
-        )
-        .expect("start");
+        let start = StartSessions {
+            configured: sessions.iter().map(|s| spec(s)).collect(),
+            rules: RuntimeTokenRules::default(),
+        };
+        let to = Recipients {
+            owner: addr.clone().recipient(),
+            disowner: addr.clone().recipient(),
+            decided: addr.clone().recipient(),
+            seen: addr.clone().recipient(),
+            sessions: addr.clone().recipient(),
+            states: addr.clone().recipient(),
+            announce: addr.clone().recipient(),
+            resumed: addr.clone().recipient(),
+        };
+        let member =
+            ClusterMember::start(target(url), &cfg, start, fences.clone(), outbox.clone(), to)
+                .expect("start");
         Node {
             id: id.into(),
             member: Some(member),
             fences,
             outbox,
             log,
+            recorder: addr,
         }
     }
 
@@ -256,6 +283,18 @@ impl Node {
     fn stats(&self) -> Arc<ClusterStats> {
         self.member().stats()
     }
+}
+
+/// A configured session `id` (its token is never read here).
+fn spec(id: &str) -> Arc<crate::config::SessionSpec> {
+    Arc::new(crate::config::SessionSpec {
+        id: Arc::from(id),
+        labels: Vec::new(),
+        token: crate::config::TokenSpec::Env("CCR_TEST_UNUSED".into()),
+        viewer_only: false,
+        base_url: None,
+        organization_uuid: None,
+    })
 }
 
 /// How the service reaches `url`: as `[ledger] url_file` names it.
@@ -915,6 +954,7 @@ fn a_member_back_from_an_outage_waits_for_owners_not_yet_back() {
     let member = |id: &str| crate::cluster::plan::Member {
         id: id.into(),
         draining: false,
+        digest: 0,
     };
     let snap = |leases: Vec<(&str, crate::cluster::plan::Lease)>,
                 members: Vec<crate::cluster::plan::Member>| Snapshot {

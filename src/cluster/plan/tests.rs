@@ -21,6 +21,7 @@ fn member(id: &str) -> Member {
     Member {
         id: id.to_owned(),
         draining: false,
+        digest: 0,
     }
 }
 
@@ -187,6 +188,7 @@ fn a_draining_member_claims_nothing_and_hands_over_in_batches() {
     let draining = Member {
         id: "a".into(),
         draining: true,
+        digest: 0,
     };
     let s = snap(&[draining, member("b")], &leases);
     let mine = held(&[("s0", 2), ("s1", 2), ("s2", 2), ("s3", 2)]);
@@ -231,4 +233,143 @@ fn an_orphan_nobody_took_for_a_period_goes_to_another_member() {
     assert_eq!(first.len(), 1);
     assert_eq!(second.len(), 1);
     assert_ne!(first, second);
+}
+
+fn member_with(id: &str, digest: i64) -> Member {
+    Member {
+        digest,
+        ..member(id)
+    }
+}
+
+/// Who claims each of `sessions` when every member plans once on `s` over `pools(member)`.
+fn claims_of<'a>(
+    s: &Snapshot,
+    members: &[&'a str],
+    pools: impl Fn(&str) -> (Vec<Arc<str>>, Vec<Arc<str>>),
+) -> BTreeMap<Arc<str>, Vec<&'a str>> {
+    let mut by: BTreeMap<Arc<str>, Vec<&str>> = BTreeMap::new();
+    for me in members {
+        let (shared, configured) = pools(me);
+        let pools = Pools {
+            shared: &shared,
+            configured: &configured,
+        };
+        let plan = Planner::new(*me, P, 10).plan(Instant::now(), s, pools, &HashMap::new());
+        for c in plan.claim {
+            by.entry(c).or_default().push(me);
+        }
+    }
+    by
+}
+
+#[test]
+fn a_configured_session_is_placed_only_on_members_whose_config_has_it() {
+    // a and b share a config (digest 1), c has another (digest 2) without s0..s5.
+    let s = snap(
+        &[
+            member_with("a", 1),
+            member_with("b", 1),
+            member_with("c", 2),
+        ],
+        &[],
+    );
+    let config = ids(&["s0", "s1", "s2", "s3", "s4", "s5"]);
+    let by = claims_of(&s, &["a", "b", "c"], |me| {
+        let configured = if me == "c" {
+            Vec::new()
+        } else {
+            config.clone()
+        };
+        (Vec::new(), configured)
+    });
+    assert_eq!(by.len(), 6, "every session claimed: {by:?}");
+    assert!(by.values().all(|who| who.len() == 1), "once each: {by:?}");
+    let on = |m: &str| by.values().filter(|w| w.contains(&m)).count();
+    assert_eq!((on("a"), on("b"), on("c")), (3, 3, 0), "{by:?}");
+}
+
+#[test]
+fn a_stored_session_is_placed_on_any_member_whatever_its_config() {
+    let s = snap(
+        &[
+            member_with("a", 1),
+            member_with("b", 1),
+            member_with("c", 2),
+        ],
+        &[],
+    );
+    let stored: Vec<Arc<str>> = (0..30).map(|i| Arc::from(format!("rt{i:02}"))).collect();
+    let config = ids(&["s0", "s1"]);
+    let by = claims_of(&s, &["a", "b", "c"], |me| {
+        let configured = if me == "c" {
+            Vec::new()
+        } else {
+            config.clone()
+        };
+        (stored.clone(), configured)
+    });
+    assert_eq!(by.len(), 32, "{by:?}");
+    assert!(by.values().all(|who| who.len() == 1), "once each: {by:?}");
+    let stored_on = |m: &str| {
+        by.iter()
+            .filter(|(s, w)| s.starts_with("rt") && w.contains(&m))
+            .count()
+    };
+    assert_eq!(
+        (stored_on("a"), stored_on("b"), stored_on("c")),
+        (10, 10, 10),
+        "the stored pool is spread over all three: {by:?}"
+    );
+}
+
+#[test]
+fn balance_never_hands_a_configured_session_to_a_member_without_it() {
+    // a holds all four configured sessions; c (another config) holds nothing: a is over
+    // its share of the whole cluster, but c could never claim what a released.
+    let sessions = ids(&["s0", "s1", "s2", "s3"]);
+    let leases: Vec<(&str, Lease)> = sessions
+        .iter()
+        .map(|s| (&**s, lease("a", 1, None)))
+        .collect();
+    let s = snap(&[member_with("a", 1), member_with("c", 2)], &leases);
+    let mine: HashMap<Arc<str>, Epoch> = sessions.iter().map(|s| (s.clone(), 1)).collect();
+    let pools = Pools {
+        shared: &[],
+        configured: &sessions,
+    };
+    let plan = Planner::new("a", P, 10).plan(Instant::now(), &s, pools, &mine);
+    assert_eq!(plan, Plan::default());
+    // The same four as stored sessions: balanced towards c.
+    let pools = Pools {
+        shared: &sessions,
+        configured: &[],
+    };
+    let plan = Planner::new("a", P, 10).plan(Instant::now(), &s, pools, &mine);
+    assert_eq!(plan.release.len(), 1, "{plan:?}");
+}
+
+#[test]
+fn a_held_session_removed_from_both_pools_is_handed_over_and_one_in_both_counts_once() {
+    let s = snap(
+        &[member("a")],
+        &[
+            ("removed", lease("a", 3, None)),
+            ("kept", lease("a", 1, None)),
+        ],
+    );
+    let both = ids(&["kept", "new"]);
+    let pools = Pools {
+        shared: &both,
+        configured: &both,
+    };
+    let plan = Planner::new("a", P, 10).plan(
+        Instant::now(),
+        &s,
+        pools,
+        &held(&[("removed", 3), ("kept", 1)]),
+    );
+    assert_eq!(plan.release, vec![(Arc::from("removed"), 3)]);
+    assert_eq!(plan.claim, ids(&["new"]), "claimed once");
+    assert!(plan.lost.is_empty());
 }

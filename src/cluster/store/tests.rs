@@ -233,11 +233,11 @@ async fn members_are_those_heard_from_within_the_window() {
     let Some((url, a)) = database("lease_members").await else {
         return;
     };
-    heartbeat(&a, "a", Some("http://10.0.0.1:8700"), false)
+    heartbeat(&a, "a", Some("http://10.0.0.1:8700"), false, 7)
         .await
         .unwrap();
-    heartbeat(&a, "b", None, true).await.unwrap();
-    heartbeat(&a, "old", None, false).await.unwrap();
+    heartbeat(&a, "b", None, true, 0).await.unwrap();
+    heartbeat(&a, "old", None, false, 0).await.unwrap();
     a.execute(
         "UPDATE ccr_members SET heartbeat_at = now() - interval '1 minute', started_at = now() - interval '1 minute' WHERE instance_id = 'old'",
         &[],
@@ -254,8 +254,13 @@ async fn members_are_those_heard_from_within_the_window() {
         live[0].advertise_url.as_deref(),
         Some("http://10.0.0.1:8700")
     );
+    assert_eq!(
+        (live[0].digest, live[1].digest),
+        (7, 0),
+        "each its own digest"
+    );
     // A heartbeat keeps started_at and brings "old" back.
-    heartbeat(&a, "old", None, false).await.unwrap();
+    heartbeat(&a, "old", None, false, 0).await.unwrap();
     let old = members(&a, PERIOD).await.unwrap().pop().unwrap();
     assert_eq!(old.instance_id, "old");
     assert!(old.up_for >= Duration::from_secs(59), "{old:?}");

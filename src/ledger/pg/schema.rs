@@ -82,6 +82,42 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         CREATE TRIGGER ccr_prompts_prompted AFTER INSERT ON ccr_prompts
             FOR EACH ROW EXECUTE FUNCTION ccr_notify_prompted();",
     ),
+    (
+        4,
+        "sessions added at run time, and the session-set notification",
+        // `cluster::store::sessions`: a row with a `spec` is a session added with
+        // `POST /v1/sessions` (the body as stored JSON: token references, never a secret);
+        // a row without one is a configured session removed with `DELETE`. `revision` grows
+        // at every change, so each round reads the specs of changed rows only. A trigger
+        // tells the instances (channel `cluster::SESSIONS_CHANNEL`) in the changing
+        // transaction. `sessions_digest`: a member's configured session ids, hashed, so that
+        // a configured session is placed only on members whose config has it.
+        "CREATE SEQUENCE ccr_sessions_revision;
+        CREATE TABLE ccr_sessions (
+            session_id text PRIMARY KEY,
+            spec       text,
+            revision   bigint NOT NULL DEFAULT nextval('ccr_sessions_revision'),
+            added_by   text NOT NULL,
+            added_on   text NOT NULL,
+            added_at   timestamptz NOT NULL DEFAULT now(),
+            removed_by text,
+            removed_on text,
+            removed_at timestamptz,
+            CHECK ((spec IS NULL) = (removed_at IS NOT NULL))
+        );
+        CREATE FUNCTION ccr_notify_sessions() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                PERFORM pg_notify('ccr_sessions', OLD.session_id);
+            ELSE
+                PERFORM pg_notify('ccr_sessions', NEW.session_id);
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER ccr_sessions_changed AFTER INSERT OR UPDATE OR DELETE ON ccr_sessions
+            FOR EACH ROW EXECUTE FUNCTION ccr_notify_sessions();
+        ALTER TABLE ccr_members ADD COLUMN sessions_digest bigint NOT NULL DEFAULT 0;",
+    ),
 ];
 
 /// The newest schema version this build knows.

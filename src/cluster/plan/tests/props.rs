@@ -69,6 +69,7 @@ fn members(n: usize, draining: &[bool]) -> Vec<Member> {
         .map(|i| Member {
             id: name(i),
             draining: draining.get(i).copied().unwrap_or(false),
+            digest: 0,
         })
         .collect()
 }

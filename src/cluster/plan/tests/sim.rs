@@ -89,6 +89,7 @@ impl Db {
             .map(|(id, (_, draining))| Member {
                 id: id.clone(),
                 draining: *draining,
+                digest: 0,
             })
             .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id));
