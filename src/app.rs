@@ -676,6 +676,7 @@ fn start_cluster(
         states: supervisor.clone().recipient(),
         announce: supervisor.clone().recipient(),
         resumed: registry.clone().recipient(),
+        restart: supervisor.clone().recipient(),
     };
     let member = ClusterMember::start(pg.target(), &cfg, sessions, fences.clone(), states, to)
         .map_err(|e| anyhow::anyhow!("cannot start the cluster's lease loop: {e}"))?;

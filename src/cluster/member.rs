@@ -112,8 +112,11 @@ pub struct Recipients {
     pub states: Recipient<StateElsewhere>,
     /// Announce every state held here again (the supervisor).
     pub announce: Recipient<AnnounceStates>,
-    /// Lapsed leases renewed, [`Resumed`] (the registry).
+    /// Lapsed leases renewed, [`Resumed`] (the registry: writes what waited).
     pub resumed: Recipient<Resumed>,
+    /// Lapsed leases renewed, [`Resumed`] (the supervisor: starts a session that could
+    /// not start meanwhile).
+    pub restart: Recipient<Resumed>,
 }
 
 /// The sessions the loop starts with.
@@ -146,6 +149,7 @@ impl ClusterMember {
             decided,
             seen,
             resumed,
+            restart,
             states,
             announce,
             sessions: set_to,
@@ -188,6 +192,7 @@ impl ClusterMember {
             },
             owner,
             resumed,
+            restart,
             planner: Planner::new(cfg.instance_id.clone(), period, DRAIN_BATCH),
             client: None,
             last_beat: None,
@@ -363,6 +368,7 @@ struct Lane {
     keep: Keeper,
     owner: Recipient<Own>,
     resumed: Recipient<Resumed>,
+    restart: Recipient<Resumed>,
     planner: Planner,
     client: Option<Client>,
     /// When the last heartbeat that succeeded was sent.
@@ -484,7 +490,8 @@ impl Lane {
                 );
             }
             for s in r.resumed {
-                self.resumed.do_send(Resumed { session: s });
+                self.resumed.do_send(Resumed { session: s.clone() });
+                self.restart.do_send(Resumed { session: s });
             }
             keep.count();
         }

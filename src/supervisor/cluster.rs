@@ -19,7 +19,7 @@ use tracing::{info, info_span, warn};
 use super::actor::Supervisor;
 use super::slot::ExitPlan;
 use crate::cluster::{
-    AnnounceStates, Disown, Epoch, Fences, Own, StateElsewhere, StateNote, StateOutbox,
+    AnnounceStates, Disown, Epoch, Fences, Own, Resumed, StateElsewhere, StateNote, StateOutbox,
 };
 use crate::config::SessionSpec;
 use crate::ledger::Ledger;
@@ -73,9 +73,26 @@ pub(super) struct ClusterSlot {
     announced: Option<(SessionState, Option<String>)>,
     /// The state its owner announced last, while this instance does not hold it.
     remote: Option<StateNote>,
+    /// Its prompts are being read from the ledger, before it connects.
+    adopting: bool,
 }
 
 impl ClusterSlot {
+    /// An adoption starts; false when one is under way already (a lease claimed again).
+    pub(super) fn start_adopting(&mut self) -> bool {
+        !std::mem::replace(&mut self.adopting, true)
+    }
+
+    /// The adoption under way ended.
+    pub(super) fn adopted(&mut self) {
+        self.adopting = false;
+    }
+
+    /// Whether its prompts are being read from the ledger, before it connects.
+    pub(super) fn is_adopting(&self) -> bool {
+        self.adopting
+    }
+
     /// This instance took the lease at `epoch`: its own state counts from now on, and is
     /// announced from the next one.
     pub(super) fn owned(&mut self, epoch: Epoch) {
@@ -129,6 +146,12 @@ impl Supervisor {
     /// Whether session `id` may run here: always, unless clustered and its lease is not held.
     pub(super) fn may_run(&self, id: &str) -> bool {
         self.cluster.as_ref().is_none_or(|c| c.fences.may_send(id))
+    }
+
+    /// Whether session `id`'s lease is held here, valid or lapsed (the database out of
+    /// reach past its deadline: nothing may be sent, but it is not lost).
+    pub(super) fn held_here(&self, id: &str) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.fences.holds_any(id))
     }
 
     /// Clustered: the lease loop's set is `wanted` now.
@@ -231,8 +254,8 @@ impl Handler<Own> for Supervisor {
             return;
         };
         slot.cluster.owned(msg.epoch);
-        if slot.addr.is_some() {
-            return; // already running here (its lease claimed again)
+        if slot.addr.is_some() || !slot.cluster.start_adopting() {
+            return; // already running here, or adopting (its lease claimed again)
         }
         info!(
             epoch = msg.epoch,
@@ -245,7 +268,9 @@ impl Handler<Own> for Supervisor {
             // Its prompts first: connecting before would show a replay as new.
             let mut attempt = 0;
             loop {
-                if !fences.may_send(&session) {
+                // Held, its lease valid or lapsed (the database out of reach: the read
+                // waits for it); given up only when the lease is let go.
+                if !fences.holds_any(&session) {
                     return false;
                 }
                 let read = async {
@@ -279,16 +304,38 @@ impl Handler<Own> for Supervisor {
         };
         let id = msg.session;
         ctx.spawn(adopt.into_actor(self).map(move |adopted, act, ctx| {
-            if !act.may_run(&id) {
+            if let Some(slot) = act.slots.get_mut(&id) {
+                slot.cluster.adopted();
+            }
+            if !act.held_here(&id) {
                 // Disowned while adopting: the registry may have adopted after it released.
                 act.registry.do_send(ReleaseSession(id));
                 return;
             }
             let running = act.slots.get(&id).is_some_and(|s| s.addr.is_some());
             if adopted && !running {
+                // Not while the lease has lapsed: then when it is renewed (`Resumed`).
                 act.spawn_session(&id, ctx);
             }
         }));
+    }
+}
+
+impl Handler<Resumed> for Supervisor {
+    type Result = ();
+
+    /// A lapsed lease was renewed: start the session if it could not start meanwhile (its
+    /// adoption finished, or it stopped, while nothing could be sent).
+    fn handle(&mut self, msg: Resumed, ctx: &mut Context<Self>) {
+        let _span = info_span!("session", session_id = %msg.session).entered();
+        let idle = self
+            .slots
+            .get(&msg.session)
+            .is_some_and(|s| s.addr.is_none() && !s.cluster.is_adopting());
+        if idle && self.may_run(&msg.session) {
+            info!("lease renewed after it lapsed: starting the session");
+            self.spawn_session(&msg.session, ctx);
+        }
     }
 }
 

@@ -262,6 +262,7 @@ impl Node {
             states: addr.clone().recipient(),
             announce: addr.clone().recipient(),
             resumed: addr.clone().recipient(),
+            restart: addr.clone().recipient(),
         };
         let member =
             ClusterMember::start(target(url), &cfg, start, fences.clone(), outbox.clone(), to)

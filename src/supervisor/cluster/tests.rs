@@ -81,3 +81,21 @@ fn a_new_owner_s_state_wins_over_an_older_owner_s_heard_late() {
     assert!(c.heard(note("a", 8, SessionState::Connecting)));
     assert_eq!(c.remote(), Some((&SessionState::Connecting, &None)));
 }
+
+#[test]
+fn one_adoption_at_a_time_and_it_ends_once() {
+    let mut slot = ClusterSlot::default();
+    assert!(!slot.is_adopting());
+    assert!(slot.start_adopting(), "the first claim adopts");
+    assert!(
+        !slot.start_adopting(),
+        "a claim again meanwhile does not adopt twice"
+    );
+    assert!(
+        slot.is_adopting(),
+        "a renewal meanwhile does not start the session"
+    );
+    slot.adopted();
+    assert!(!slot.is_adopting());
+    assert!(slot.start_adopting(), "a later claim adopts again");
+}
