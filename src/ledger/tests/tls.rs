@@ -256,3 +256,40 @@ fn a_certificate_rotated_to_an_unknown_ca_fails_the_readiness_check_without_the_
     assert!(readyz.contains("UnknownIssuer"), "{readyz}");
     block_on(ledger.record_prompt(prompt("s-tls", "after", "Bash", at(2)))).unwrap();
 }
+
+/// A Unix-socket host (a directory) is no TLS host name: with the default `prefer` the
+/// client gets past choosing TLS and asks the socket for it (PostgreSQL answers `N` there),
+/// instead of refusing the path as a host name before a byte is sent.
+#[test]
+fn a_unix_socket_host_is_not_refused_as_a_tls_host_name() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let listener =
+        std::os::unix::net::UnixListener::bind(dir.path().join(".s.PGSQL.5432")).unwrap();
+    // The first message PostgreSQL's side would read: an SSLRequest is 8 bytes, length 8
+    // and the code 80877103; answered `N` (no TLS on a socket), then the test is over.
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut first = [0u8; 8];
+        conn.read_exact(&mut first).unwrap();
+        conn.write_all(b"N").unwrap();
+        first
+    });
+    let var = "CCR_TEST_PG_UNIX_SOCKET";
+    let url = format!(
+        "host={} user=ccr password={SECRET} dbname=ccr connect_timeout=2",
+        dir.path().display()
+    );
+    let err = Ledger::open(&config(var, &url, None))
+        .err()
+        .expect("the socket ends the conversation");
+    let first = server.join().unwrap();
+    assert_eq!(first, [0, 0, 0, 8, 4, 210, 22, 47], "an SSLRequest");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(
+        text.contains(&format!("PostgreSQL at {}:5432", dir.path().display())),
+        "{text}"
+    );
+    assert!(!text.contains("dns") && !text.contains("TLS"), "{text}");
+}
