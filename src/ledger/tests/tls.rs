@@ -293,3 +293,55 @@ fn a_unix_socket_host_is_not_refused_as_a_tls_host_name() {
     );
     assert!(!text.contains("dns") && !text.contains("TLS"), "{text}");
 }
+
+/// A role with a password (SCRAM-SHA-256, PostgreSQL's default) over TLS authenticates
+/// with channel binding (SCRAM-SHA-256-PLUS: `channel_binding=require` refuses anything
+/// less), as a production database asks.
+#[test]
+fn a_password_over_tls_authenticates_with_scram_channel_binding() {
+    let Some((ca, server, dir)) = shared_tls() else {
+        return;
+    };
+    let (db, _) = url(server, "tls_scram", None);
+    server
+        .psql(
+            "postgres",
+            &format!(
+                "SET password_encryption = 'scram-sha-256'; \
+                 CREATE ROLE ccr_scram LOGIN PASSWORD '{SECRET}'; \
+                 GRANT ALL ON DATABASE {db} TO ccr_scram; \
+                 ALTER DATABASE {db} OWNER TO ccr_scram"
+            ),
+        )
+        .unwrap();
+    // Ahead of initdb's `trust` lines: this role must give its password, over TLS.
+    let hba = server.data_dir().join("pg_hba.conf");
+    let before = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("hostssl all ccr_scram 127.0.0.1/32 scram-sha-256\nhost all ccr_scram 127.0.0.1/32 reject\n{before}"),
+    )
+    .unwrap();
+    server.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    let url = format!(
+        "postgres://ccr_scram:{SECRET}@127.0.0.1:{}/{db}?sslmode=require&channel_binding=require",
+        server.port()
+    );
+    let cfg = config("CCR_TEST_PG_TLS_SCRAM", &url, Some(ca.ca_file(dir)));
+    // The reload is asynchronous: until it is in force, `trust` lets the role in without
+    // a password exchange, which `channel_binding=require` refuses.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ledger = loop {
+        match Ledger::open(&cfg) {
+            Ok(l) => break l,
+            Err(e) => {
+                assert!(!e.to_string().contains(SECRET), "{e}");
+                assert!(Instant::now() < deadline, "never authenticated: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    records_and_reads(&ledger, "scram");
+    let (tls, plain) = service_connections(server, &db);
+    assert!(tls >= 2 && plain == 0, "{tls} over TLS, {plain} not");
+}
