@@ -580,6 +580,10 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
             .clone()
             .map(|r| r as Arc<dyn crate::api::admin::Reload>),
         cluster: cluster.as_ref().map(ClusterMember::api),
+        forward_tls: Arc::new(config::client_config(
+            config.cluster.ca_file.as_ref(),
+            &[b"h2", b"http/1.1"],
+        )),
     };
     let tls = api_tls(&config)?;
     // `[api] workers`: one per core by default (was fixed at one).

@@ -460,7 +460,23 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         retain_days: _,
         backend: _,
     } = ledger;
-    changed_keys!(out, "ledger", ledger, new.ledger; enabled, path, retain_days, backend);
+    changed_keys!(out, "ledger", ledger, new.ledger; enabled, path, retain_days);
+    // Within PostgreSQL's settings, a changed CA file (its path or its certificates) is
+    // named as such; any other change of them, or of the backend, as `backend`.
+    match (ledger.postgres(), new.ledger.postgres()) {
+        (Some(old_pg), Some(new_pg)) if old_pg.ca_file != new_pg.ca_file => {
+            out.push("ledger.ca_file".to_owned());
+            let same_but_ca = crate::config::PostgresConfig {
+                ca_file: new_pg.ca_file.clone(),
+                ..old_pg.clone()
+            };
+            if &same_but_ca != new_pg {
+                out.push("ledger.backend".to_owned());
+            }
+        }
+        _ if ledger.backend != new.ledger.backend => out.push("ledger.backend".to_owned()),
+        _ => {}
+    }
     let crate::config::ConsoleConfig {
         public_url: _,
         session_lifetime: _,
@@ -473,9 +489,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         advertise_url: _,
         lease_period: _,
         outage_grace: _,
+        ca_file: _,
     } = cluster;
     changed_keys!(out, "cluster", cluster, new.cluster;
-        instance_id, advertise_url, lease_period, outage_grace);
+        instance_id, advertise_url, lease_period, outage_grace, ca_file);
     out
 }
 

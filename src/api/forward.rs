@@ -5,6 +5,9 @@
 //!
 //! A session's event stream is forwarded the same way ([`stream_from_owner`]), its body
 //! relayed chunk by chunk for as long as the owner keeps it open.
+//!
+//! An `https://` owner's certificate is checked against `[cluster] ca_file`'s CAs, or the
+//! public roots without one ([`ApiState::forward_tls`]).
 
 use std::time::Duration;
 
@@ -106,7 +109,10 @@ pub(super) async fn to_owner(
         Owner::Me => return Ok(None),
         Owner::Other { id, url } => (id, url),
     };
-    let client = awc::Client::builder().timeout(FORWARD_TIMEOUT).finish();
+    let client = awc::Client::builder()
+        .timeout(FORWARD_TIMEOUT)
+        .connector(awc::Connector::new().rustls_0_23(state.forward_tls.clone()))
+        .finish();
     let mut out = client
         .request(req.method().clone(), target(&url, req))
         .insert_header((FORWARDED, me(state)));
@@ -119,7 +125,8 @@ pub(super) async fn to_owner(
     }
     let mut resp = out.send_body(body).await.map_err(|e| {
         ApiError::Unavailable(format!(
-            "session {session}'s owner {owner} did not answer: {e}"
+            "session {session}'s owner {owner} did not answer: {}",
+            with_hint(&e)
         ))
     })?;
     let bytes = resp.body().limit(1 << 20).await.map_err(|e| {
@@ -154,7 +161,11 @@ pub(super) async fn stream_from_owner(
     // No total timeout: the stream lasts as long as the owner keeps it open.
     let client = awc::Client::builder()
         .disable_timeout()
-        .connector(awc::Connector::new().timeout(CONNECT_TIMEOUT))
+        .connector(
+            awc::Connector::new()
+                .rustls_0_23(state.forward_tls.clone())
+                .timeout(CONNECT_TIMEOUT),
+        )
         .finish();
     let mut out = client
         .get(target(url, req))
@@ -170,7 +181,7 @@ pub(super) async fn stream_from_owner(
     }
     let mut resp = match tokio::time::timeout(STREAM_HEAD_TIMEOUT, out.send()).await {
         Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => return Err(unavailable(format!("did not answer: {e}"))),
+        Ok(Err(e)) => return Err(unavailable(format!("did not answer: {}", with_hint(&e)))),
         Err(_) => {
             return Err(unavailable(format!(
                 "did not answer within {STREAM_HEAD_TIMEOUT:?}"
@@ -197,6 +208,17 @@ pub(super) async fn stream_from_owner(
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
+}
+
+/// A failure to reach an owner, in words; one about its certificate says where a private
+/// CA is configured.
+fn with_hint(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    if text.to_ascii_lowercase().contains("certificate") {
+        format!("{text} (is the CA that signed the owner's certificate in [cluster] ca_file?)")
+    } else {
+        text
+    }
 }
 
 /// `body`'s chunks as they come, ending when it ends or breaks, when nothing came for

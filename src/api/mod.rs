@@ -83,6 +83,9 @@ pub struct ApiState {
     pub reloader: Option<Arc<dyn admin::Reload>>,
     /// The cluster's lease loop (`GET /v1/cluster`); `None` when not in a cluster.
     pub cluster: Option<crate::cluster::ClusterApi>,
+    /// The TLS of requests forwarded to another instance (`https://` owners): trusting
+    /// `[cluster] ca_file`'s CAs, or the public roots.
+    pub forward_tls: Arc<rustls::ClientConfig>,
 }
 
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.

@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::ca::{self, CaFile};
 use super::fields::{Errors, Table};
 
 /// Default of `[cluster] lease_period`.
@@ -34,6 +35,10 @@ pub struct ClusterConfig {
     /// How long a session whose lease could not be renewed keeps its socket, silent,
     /// waiting for the database (`outage_grace`, default 60 s, 0..=1 h).
     pub outage_grace: Duration,
+    /// The CAs trusted for another instance's `https://` `advertise_url` when a request
+    /// is forwarded to it (`ca_file`, PEM), instead of the public web PKI's roots (the
+    /// default).
+    pub ca_file: Option<CaFile>,
 }
 
 impl Default for ClusterConfig {
@@ -43,6 +48,7 @@ impl Default for ClusterConfig {
             advertise_url: None,
             lease_period: DEFAULT_LEASE_PERIOD,
             outage_grace: DEFAULT_OUTAGE_GRACE,
+            ca_file: None,
         }
     }
 }
@@ -133,12 +139,14 @@ pub(super) fn cluster(mut t: Table, errs: &mut Errors) -> ClusterConfig {
         d.outage_grace,
         Duration::ZERO..=MAX_OUTAGE_GRACE,
     );
+    let ca_file = ca::ca_file(&mut t, errs);
     t.finish(errs);
     ClusterConfig {
         instance_id,
         advertise_url,
         lease_period,
         outage_grace,
+        ca_file,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::ca::{self, CaFile};
 use super::fields::{Errors, Table};
 
 /// Longest accepted retention (`retain_days`), about 100 years.
@@ -41,6 +42,9 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// Longest one statement may run before PostgreSQL cancels it (`statement_timeout`, default 5 s).
     pub statement_timeout: Duration,
+    /// The CAs trusted for the database's TLS certificate (`ca_file`, PEM), instead of the
+    /// public web PKI's roots (the default). Whether TLS is used is the URL's `sslmode`.
+    pub ca_file: Option<CaFile>,
 }
 
 /// Where the PostgreSQL connection URL is read from.
@@ -53,7 +57,13 @@ pub enum PgUrlSource {
 }
 
 /// The `[ledger]` keys only `backend = "postgres"` takes.
-const POSTGRES_KEYS: [&str; 4] = ["url_env", "url_file", "pool_size", "statement_timeout"];
+const POSTGRES_KEYS: [&str; 5] = [
+    "url_env",
+    "url_file",
+    "pool_size",
+    "statement_timeout",
+    "ca_file",
+];
 
 impl Default for LedgerConfig {
     fn default() -> Self {
@@ -123,10 +133,12 @@ pub(super) fn ledger(mut t: Table, errs: &mut Errors) -> LedgerConfig {
     }
 }
 
-/// The PostgreSQL keys: exactly one of `url_env` / `url_file`, the pool and the timeout.
+/// The PostgreSQL keys: exactly one of `url_env` / `url_file`, the pool, the timeout and
+/// the CAs of its TLS.
 fn postgres(t: &mut Table, errs: &mut Errors) -> Option<PostgresConfig> {
     let pool_size = t.usize(errs, "pool_size", 4, 1..=64);
     let statement_timeout = t.positive_duration(errs, "statement_timeout", Duration::from_secs(5));
+    let ca_file = ca::ca_file(t, errs);
     let env = t.string(errs, "url_env");
     let file = t.string(errs, "url_file");
     let url = match (env, file) {
@@ -156,6 +168,7 @@ fn postgres(t: &mut Table, errs: &mut Errors) -> Option<PostgresConfig> {
         url,
         pool_size,
         statement_timeout,
+        ca_file,
     })
 }
 

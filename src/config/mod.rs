@@ -8,6 +8,7 @@
 
 mod api;
 mod api_tokens;
+mod ca;
 mod ccr;
 mod cluster;
 mod console;
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ca::{client_config, trust_roots, CaFile, MAX_CA_FILE_BYTES};
 pub use cluster::{
     default_instance_id, ClusterConfig, DEFAULT_LEASE_PERIOD, DEFAULT_OUTAGE_GRACE,
     MAX_INSTANCE_ID_LEN, MAX_LEASE_PERIOD, MAX_OUTAGE_GRACE, MIN_LEASE_PERIOD,

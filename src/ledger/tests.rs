@@ -14,6 +14,7 @@ use ccr_protocol::reply::{LedgerRow, Outcome};
 
 mod backends;
 mod query;
+mod tls;
 
 /// Drive a future on this thread with no runtime at all: the ledger must not need one.
 pub(super) fn block_on<F: Future>(f: F) -> F::Output {

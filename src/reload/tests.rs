@@ -93,3 +93,51 @@ fn live_sections_never_need_a_restart_and_the_others_are_named_by_key() {
         ]
     );
 }
+
+/// A CA file's new path or new certificates need a restart and are named by their key;
+/// the ledger's does not pass for a change of `backend`, nor hide one.
+#[test]
+fn a_changed_ca_file_is_named_by_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = |name: &str| {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let path = dir.path().join(format!("{name}.pem"));
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        path.display().to_string()
+    };
+    let (a, b) = (ca("a"), ca("b"));
+    let with = |ca: &str, pool: u32| {
+        config_with(
+            "",
+            &format!(
+                "[ledger]\nbackend = \"postgres\"\nurl_env = \"U\"\npool_size = {pool}\n\
+                 ca_file = \"{ca}\"\n[cluster]\nca_file = \"{ca}\"\n"
+            ),
+        )
+    };
+    assert!(restart_needed(&with(&a, 4), &with(&a, 4)).is_empty());
+    assert_eq!(
+        restart_needed(&with(&a, 4), &with(&b, 4)),
+        ["ledger.ca_file", "cluster.ca_file"]
+    );
+    assert_eq!(
+        restart_needed(&with(&a, 4), &with(&b, 5)),
+        ["ledger.ca_file", "ledger.backend", "cluster.ca_file"]
+    );
+    assert_eq!(
+        restart_needed(&with(&a, 4), &with(&a, 5)),
+        ["ledger.backend"]
+    );
+    // The same path with other certificates in it (a CA rotated in place).
+    let before = with(&a, 4);
+    std::fs::copy(&b, &a).unwrap();
+    assert_eq!(
+        restart_needed(&before, &with(&a, 4)),
+        ["ledger.ca_file", "cluster.ca_file"]
+    );
+}

@@ -53,9 +53,9 @@ struct Cluster {
     sim: SimHandle,
     _dir: tempfile::TempDir,
     cfg: std::path::PathBuf,
-    /// Extra environment of every instance.
-    env: Vec<(String, String)>,
     instances: Vec<Option<Supervisor>>,
+    /// Environment of each instance beyond the shared one (by index; none past its end).
+    env: Vec<Vec<(String, String)>>,
 }
 
 impl Cluster {
@@ -70,13 +70,13 @@ impl Cluster {
         Self::start_with_env(pg, n, sessions, extra, Vec::new()).await
     }
 
-    /// [`Cluster::start_on`], with `env` in every instance's environment.
+    /// [`Cluster::start_on`], instance `i` with `env[i]` in its environment too.
     async fn start_with_env(
         pg: Pg,
         n: usize,
         sessions: &[String],
         extra: &str,
-        env: Vec<(String, String)>,
+        env: Vec<Vec<(String, String)>>,
     ) -> Cluster {
         let url = pg.unique_database("cluster").expect("database");
         let database = url.rsplit('/').next().expect("name").to_owned();
@@ -94,8 +94,8 @@ impl Cluster {
             sim,
             _dir: dir,
             cfg,
-            env,
             instances: Vec::new(),
+            env,
         };
         let spawns: Vec<_> = (0..n).map(|i| c.spawn(i)).collect();
         c.instances = futures_util::future::join_all(spawns)
@@ -110,8 +110,8 @@ impl Cluster {
     fn spawn(&self, i: usize) -> impl std::future::Future<Output = Supervisor> {
         let cfg = self.cfg.clone();
         let url = self.url.clone();
-        let extra_env = self.env.clone();
         let period = format!("{}s", PERIOD.as_secs());
+        let own_env = self.env.get(i).cloned().unwrap_or_default();
         // A fixed port, so that the other instances can be told where this one is (its
         // advertise URL defaults to `[api] bind`).
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -129,7 +129,7 @@ impl Cluster {
                 ("CCR_SUPERVISOR__CLUSTER__INSTANCE_ID", &id),
                 ("CCR_SUPERVISOR__CLUSTER__LEASE_PERIOD", &period),
             ];
-            env.extend(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            env.extend(own_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             Supervisor::spawn_with_env(&cfg, &env).await
         }
     }
@@ -514,6 +514,87 @@ async fn an_interrupt_posted_to_a_non_owner_is_forwarded_to_the_owner() {
         unreachable!()
     };
     assert_eq!(frame["request"]["cancel_queued"], true, "{frame}");
+}
+
+/// An instance serving its API over TLS with a certificate of a private CA is reached by
+/// the others (forwarded interrupts, relayed event streams) only when they trust that CA
+/// with `[cluster] ca_file`: inst-0 does and is answered by the owner; inst-1 does not (the
+/// public roots only) and answers 503 `unavailable`, naming the certificate problem.
+#[actix_rt::test]
+async fn forwarding_to_an_https_owner_trusts_the_cluster_ca_file() {
+    let Some(pg) = ccr_pgtest::require() else {
+        return;
+    };
+    let pki_dir = tempfile::tempdir().expect("temp dir");
+    let pki = crate::tls::Pki::new(pki_dir.path());
+    let var = |k: &str, v: String| (k.to_owned(), v);
+    let env = vec![
+        vec![var("CCR_SUPERVISOR__CLUSTER__CA_FILE", pki.path("ca.pem"))],
+        vec![],
+        vec![
+            var("CCR_SUPERVISOR__API__TLS_CERT", pki.path("cert.pem")),
+            var("CCR_SUPERVISOR__API__TLS_KEY", pki.path("key.pem")),
+        ],
+    ];
+    let sessions = ids(6);
+    let c = Cluster::start_with_env(Pg::Shared(pg), 3, &sessions, "", env).await;
+    let owners = c
+        .until("all owned by 3", |o| o.len() == 6 && load(o).len() == 3)
+        .await;
+    all_connected(&c.sim, &sessions).await;
+    assert!(c.api(2).starts_with("https://"), "{}", c.api(2));
+    let session = owned_by(&owners, "inst-2");
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+    let interrupt = |i: usize| format!("{}/v1/sessions/{session}/interrupt", c.api(i));
+
+    let (status, body) = support::post(&http, &interrupt(1), json!({"cancel_queued": true})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("inst-2"), "names the owner: {message}");
+    assert!(message.contains("UnknownIssuer"), "{message}");
+    assert!(message.contains("[cluster] ca_file"), "{message}");
+
+    let (status, body) = support::post(&http, &interrupt(0), json!({"cancel_queued": true})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("still_queued").is_some(),
+        "the owner's answer: {body}"
+    );
+    support::wait_sim(&mut sim_events, |e| {
+        matches!(e, SimEvent::Received { session: s, frame } if *s == session
+            && frame["request"]["subtype"] == "interrupt")
+    })
+    .await;
+
+    // The relayed event stream goes through the same trust.
+    let stream = |i: usize| {
+        let url = format!("{}/v1/events?session_id={session}", c.api(i));
+        http.get(url)
+            .insert_header(("accept", "text/event-stream"))
+            .send()
+    };
+    let mut refused = stream(1).await.expect("an answer");
+    assert_eq!(refused.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(&refused.body().await.expect("body")).expect("JSON");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("UnknownIssuer"),
+        "{body}"
+    );
+    let relayed = stream(0).await.expect("an answer");
+    assert_eq!(relayed.status().as_u16(), 200);
+    assert_eq!(
+        relayed
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
 }
 
 /// A database URL the service cannot read is a configuration error: exit 2 (a restart by

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::support::{self, Supervisor, ADMIN_TOKEN, WAIT};
 
 /// A test CA and the files of the API's certificate (`cert.pem`, `key.pem`) and the CA
-/// (`ca.pem`) in `dir`.
-struct Pki {
+/// (`ca.pem`) in `dir` (the cluster's forwarding test uses it too).
+pub(crate) struct Pki {
     ca: rcgen::Certificate,
     ca_key: KeyPair,
     dir: PathBuf,
@@ -26,7 +26,7 @@ struct Pki {
 
 impl Pki {
     /// A new CA, and a first server certificate written.
-    fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -67,7 +67,8 @@ impl Pki {
         std::fs::write(self.dir.join("cert.pem"), cert).expect("write cert.pem");
     }
 
-    fn path(&self, name: &str) -> String {
+    /// The path of file `name` of this PKI (`ca.pem`, `cert.pem`, `key.pem`).
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.join(name).to_str().expect("utf-8").to_owned()
     }
 

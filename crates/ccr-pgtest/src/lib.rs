@@ -42,6 +42,13 @@
 //! password (`trust`). Anyone on the machine could, too: it is a test server, holding test
 //! data, for as long as the test runs.
 //!
+//! **TLS.** [`PgServer::start_with_tls`] (or [`require_own_with_tls`]) starts a server with
+//! `ssl = on` and the certificate and key the test gives ([`ServerTls`], PEM: a test makes
+//! them, signed by a CA of its own), written as `data/server.crt` and `data/server.key`
+//! (mode 0600, the server's user's). Plain connections are still accepted (`sslmode=disable`
+//! works), and TLS stays on across restarts. [`PgServer::set_tls`] changes the certificate
+//! of a running server.
+//!
 //! **Cleanup.** Dropping a [`PgServer`] stops it (`pg_ctl stop -m immediate`) and removes its
 //! directory. The shared server is a static, never dropped, and a test binary may be killed;
 //! so every server has a watchdog, a small `sh` (in its own process group, so a Ctrl-C at
@@ -97,6 +104,29 @@ full_page_writes = off
 dynamic_shared_memory_type = mmap
 ";
 
+/// The settings added to [`CONF`] for a server with TLS ([`PgServer::start_with_tls`]).
+const TLS_CONF: &str = "\
+# TLS with the test's certificate (plain connections are accepted too).
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+";
+
+/// The certificate a test server serves TLS with: PEM, as a test makes them.
+#[derive(Clone)]
+pub struct ServerTls {
+    /// The server's certificate, then any intermediates (`data/server.crt`).
+    pub cert_pem: String,
+    /// Its private key (`data/server.key`).
+    pub key_pem: String,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServerTls(<certificate and key>)")
+    }
+}
+
 /// Why a test server could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PgTestError {
@@ -146,6 +176,11 @@ pub fn require() -> Option<&'static PgServer> {
 /// PostgreSQL is not installed. Panics as [`require`] does.
 pub fn require_own() -> Option<PgServer> {
     PgServer::start().map_or_else(skip_or_panic, Some)
+}
+
+/// [`require_own`], the server serving TLS with `tls` ([`PgServer::start_with_tls`]).
+pub fn require_own_with_tls(tls: &ServerTls) -> Option<PgServer> {
+    PgServer::start_with_tls(tls).map_or_else(skip_or_panic, Some)
 }
 
 /// The server every test of this binary shares, started on first use (a failure to start is
@@ -307,6 +342,8 @@ pub struct PgServer {
     port: u16,
     /// The uid and gid `initdb`, `pg_ctl` and the server run as (root only).
     user: Option<(u32, u32)>,
+    /// `ssl = on` with the certificate in the data directory.
+    tls: bool,
     running: bool,
     watchdog: Watchdog,
 }
@@ -326,11 +363,20 @@ impl PgServer {
     /// 127.0.0.1 (a second or two, most of it initdb). The server is this value's: dropping
     /// it stops the server and removes the directory.
     pub fn start() -> Result<PgServer> {
-        Self::start_on(free_port)
+        Self::start_on(free_port, None)
     }
 
-    /// [`PgServer::start`] on the ports `next_port` gives, one per attempt.
-    fn start_on(mut next_port: impl FnMut() -> Result<u16>) -> Result<PgServer> {
+    /// [`PgServer::start`], serving TLS with `tls` as well as plain connections (see the
+    /// crate doc).
+    pub fn start_with_tls(tls: &ServerTls) -> Result<PgServer> {
+        Self::start_on(free_port, Some(tls))
+    }
+
+    /// [`PgServer::start`] on the ports `next_port` gives, one per attempt, with TLS if given.
+    fn start_on(
+        mut next_port: impl FnMut() -> Result<u16>,
+        tls: Option<&ServerTls>,
+    ) -> Result<PgServer> {
         let programs = find_programs()?;
         let user = server_user()?;
         let dir = tempfile::Builder::new()
@@ -348,10 +394,14 @@ impl PgServer {
             dir: dir.keep(),
             port: 0,
             user,
+            tls: tls.is_some(),
             running: false,
             watchdog,
         };
         server.initdb()?;
+        if let Some(tls) = tls {
+            server.write_tls(tls)?;
+        }
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             server.port = next_port()?;
@@ -501,11 +551,52 @@ impl PgServer {
             .map_err(|e| failed(format!("writing {}", conf.display()), e))
     }
 
+    /// `server.crt` and `server.key` in the data directory, the server's user's, 0600 (the
+    /// server refuses a key others can read).
+    fn write_tls(&self, tls: &ServerTls) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for (name, pem) in [("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)] {
+            let path = self.data_dir().join(name);
+            let write = || -> std::io::Result<()> {
+                fs::write(&path, pem)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+                if let Some((uid, gid)) = self.user {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+                }
+                Ok(())
+            };
+            write().map_err(|e| failed(format!("writing {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Serve TLS with `tls` from now on (a new certificate, or TLS on a server that had
+    /// none): the files are written and, when the server runs, its configuration reloaded.
+    /// The reload is asynchronous: connections made a moment later may still get the old
+    /// certificate.
+    pub fn set_tls(&mut self, tls: &ServerTls) -> Result<()> {
+        self.write_tls(tls)?;
+        self.tls = true;
+        self.write_conf()?;
+        if self.running {
+            self.psql("postgres", "SELECT pg_reload_conf()")?;
+        }
+        Ok(())
+    }
+
+    /// `data/ccr-pgtest.conf`: [`CONF`] for the current port, and [`TLS_CONF`] with TLS.
+    fn write_conf(&self) -> Result<()> {
+        let conf = self.data_dir().join("ccr-pgtest.conf");
+        let mut settings = CONF.replace("{port}", &self.port.to_string());
+        if self.tls {
+            settings.push_str(TLS_CONF);
+        }
+        fs::write(&conf, settings).map_err(|e| failed(format!("writing {}", conf.display()), e))
+    }
+
     /// Write the settings for the current port and `pg_ctl start -w`.
     fn boot(&mut self) -> std::result::Result<(), Boot> {
-        let conf = self.data_dir().join("ccr-pgtest.conf");
-        fs::write(&conf, CONF.replace("{port}", &self.port.to_string()))
-            .map_err(|e| Boot::Failed(failed(format!("writing {}", conf.display()), e)))?;
+        self.write_conf().map_err(Boot::Failed)?;
         let log = self.dir.join("log");
         let log_before = fs::metadata(&log).map_or(0, |m| m.len() as usize);
         let mut cmd = Command::new(&self.programs.pg_ctl);

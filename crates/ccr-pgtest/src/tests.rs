@@ -112,10 +112,13 @@ fn a_taken_port_is_retried_on_another() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
     let mut ports = vec![taken_port, taken_port];
-    let server = PgServer::start_on(|| match ports.pop() {
-        Some(p) => Ok(p),
-        None => free_port(),
-    });
+    let server = PgServer::start_on(
+        || match ports.pop() {
+            Some(p) => Ok(p),
+            None => free_port(),
+        },
+        None,
+    );
     let Some(server) = server.map_or_else(skip_or_panic, Some) else {
         return;
     };

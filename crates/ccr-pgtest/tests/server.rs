@@ -100,6 +100,33 @@ async fn restart_and_crash_keep_committed_data_on_the_same_port() {
     );
 }
 
+/// A server started with a certificate serves TLS (psql's `sslmode=prefer` takes it) and
+/// plain connections (tokio-postgres without TLS), and still does after a restart.
+#[tokio::test]
+async fn a_tls_server_serves_tls_and_plain_connections_across_a_restart() {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let tls = ccr_pgtest::ServerTls {
+        cert_pem: cert.cert.pem(),
+        key_pem: cert.key_pair.serialize_pem(),
+    };
+    assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
+    let Some(mut pg) = ccr_pgtest::require_own_with_tls(&tls) else {
+        return;
+    };
+    let url = pg.create_database("tls").unwrap();
+    let over_tls = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    for _ in 0..2 {
+        assert_eq!(pg.psql("tls", "SHOW ssl").unwrap().trim(), "on");
+        assert_eq!(pg.psql("tls", over_tls).unwrap().trim(), "t");
+        assert_eq!(query_over_tokio_postgres(&url).await, "tls");
+        pg.restart().unwrap();
+    }
+    let key = pg.data_dir().join("server.key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
 /// True when process `pid` is gone (or a zombie, which nobody here may reap).
 fn gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -73,11 +73,10 @@ impl Listener {
 
     /// One connection: LISTEN, then forward notifications until it ends (the reason).
     async fn listen(&self, listened_before: &mut bool, backoff: &mut Backoff) -> String {
-        let (client, mut connection) =
-            match self.target.config().connect(tokio_postgres::NoTls).await {
-                Ok(c) => c,
-                Err(e) => return describe(&e),
-            };
+        let (client, mut connection) = match self.target.open().await {
+            Ok(c) => c,
+            Err(e) => return self.target.failure(&e),
+        };
         let (tx, mut notes) = mpsc::unbounded_channel::<Notification>();
         // Driving the connection is what reads notifications; it also carries the queries.
         let driver = tokio::spawn(async move {

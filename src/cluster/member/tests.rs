@@ -248,6 +248,7 @@ impl Node {
             advertise_url: Some(url::Url::parse(&format!("http://{id}.test:8700")).unwrap()),
             lease_period: period,
             outage_grace: grace,
+            ca_file: None,
         };
         let start = StartSessions {
             configured: sessions.iter().map(|s| spec(s)).collect(),
@@ -306,6 +307,7 @@ fn target(url: &str) -> Arc<PgTarget> {
         url: crate::config::PgUrlSource::File(file.path().to_owned()),
         pool_size: 1,
         statement_timeout: Duration::from_secs(5),
+        ca_file: None,
     };
     Arc::new(PgTarget::from_config(&pg).expect("a PostgreSQL URL"))
 }

@@ -13,7 +13,10 @@
 //!   advisory lock.
 //! - The URL is a credential: it is read from `url_env` / `url_file` at open and never
 //!   logged; errors name where it came from, never what it is.
+//! - TLS is as the URL's `sslmode` says, with `[ledger] ca_file`'s CAs or the public roots
+//!   ([`connect`]: every connection is made there).
 
+mod connect;
 pub mod fence;
 mod read;
 pub mod schema;
@@ -32,81 +35,12 @@ use super::query::{LedgerQuery, ResolvedRows, Stored};
 use super::record::{LedgerError, Unfinished};
 use super::writer::{Counters, Write};
 use super::LedgerHistograms;
-use crate::config::{LedgerConfig, PgUrlSource, PostgresConfig};
+use crate::config::{LedgerConfig, PostgresConfig};
 use ccr_protocol::reply::{LedgerPage, LedgerRow};
+pub use connect::{connect, describe, PgConnection, PgTarget};
+use connect::{PoolConnect, CONNECT_TIMEOUT};
 use fence::Fences;
 use writer::Cmd;
-
-/// How long opening waits for the database before the service refuses to start.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How to reach the database: the parsed connection settings (the URL itself is not kept).
-pub struct PgTarget {
-    config: tokio_postgres::Config,
-}
-
-impl PgTarget {
-    /// Read the URL from where `pg` says and parse it, with the statement timeout and an
-    /// application name set. Errors name the source, never the URL.
-    pub fn from_config(pg: &PostgresConfig) -> Result<PgTarget, String> {
-        let (text, from) = match &pg.url {
-            PgUrlSource::Env(var) => (
-                std::env::var(var).map_err(|_| format!("url_env: {var} is not set"))?,
-                format!("url_env {var}"),
-            ),
-            PgUrlSource::File(path) => (
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("url_file {}: {e}", path.display()))?,
-                format!("url_file {}", path.display()),
-            ),
-        };
-        let mut config: tokio_postgres::Config = text.trim().parse().map_err(|_| {
-            format!("{from}: not a PostgreSQL URL or connection string (value not shown: secret)")
-        })?;
-        let timeout_ms = pg.statement_timeout.as_millis().max(1);
-        config
-            .options(format!("-c statement_timeout={timeout_ms}"))
-            .application_name("ccr-supervisor")
-            .connect_timeout(CONNECT_TIMEOUT);
-        Ok(PgTarget { config })
-    }
-
-    /// The connection settings, for a connection whose messages the caller reads itself
-    /// (the cluster's `LISTEN`, `cluster::member`).
-    pub fn config(&self) -> &tokio_postgres::Config {
-        &self.config
-    }
-}
-
-impl std::fmt::Debug for PgTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PgTarget(<redacted>)")
-    }
-}
-
-/// One connection to `target`, its connection task spawned on the current runtime.
-pub async fn connect(target: &PgTarget) -> Result<tokio_postgres::Client, String> {
-    let (client, connection) = target
-        .config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| describe(&e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %describe(&e), "ledger database connection ended");
-        }
-    });
-    Ok(client)
-}
-
-/// A database error as one line: PostgreSQL's own message when it sent one (it never
-/// contains the password), else the client's.
-pub fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
-    }
-}
 
 /// Cloneable handle to the PostgreSQL ledger; its thread stops when the last handle is dropped.
 #[derive(Clone)]
@@ -153,9 +87,9 @@ impl PgLedger {
             reason,
         };
         let target = Arc::new(PgTarget::from_config(pg).map_err(LedgerError::BadUrl)?);
-        let manager = deadpool_postgres::Manager::from_config(
-            target.config.clone(),
-            tokio_postgres::NoTls,
+        let manager = deadpool_postgres::Manager::from_connect(
+            target.config().clone(),
+            PoolConnect(target.clone()),
             deadpool_postgres::ManagerConfig {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },
@@ -338,12 +272,16 @@ impl PgLedger {
         Fut: Future<Output = Result<T, LedgerError>> + Send + 'static,
     {
         let pool = self.shared.pool.clone();
+        let target = self.shared.target.clone();
         let task = self.shared.runtime.spawn(async move {
             first.await;
-            let conn = pool
-                .get()
-                .await
-                .map_err(|e| LedgerError::Storage(format!("no ledger database connection: {e}")))?;
+            let conn = pool.get().await.map_err(|e| {
+                let why = match &e {
+                    deadpool_postgres::PoolError::Backend(e) => target.failure(e),
+                    other => other.to_string(),
+                };
+                LedgerError::Storage(format!("no ledger database connection: {why}"))
+            })?;
             f(conn).await
         });
         async move { task.await.map_err(|_| LedgerError::Closed)? }

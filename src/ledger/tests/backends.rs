@@ -26,6 +26,7 @@ fn pg_config(url: &str) -> LedgerConfig {
             url: PgUrlSource::Env(var),
             pool_size: 4,
             statement_timeout: Duration::from_secs(5),
+            ca_file: None,
         }),
         ..LedgerConfig::default()
     }
@@ -415,6 +416,7 @@ fn the_database_url_never_appears_in_an_error() {
         url: PgUrlSource::Env("CCR_TEST_PG_URL_NEVER_SET".into()),
         pool_size: 1,
         statement_timeout: Duration::from_secs(1),
+        ca_file: None,
     });
     let err = Ledger::open(&cfg).err().expect("unset");
     assert!(
@@ -430,6 +432,7 @@ fn pg_config_from_var(var: &str) -> LedgerConfig {
             url: PgUrlSource::Env(var.into()),
             pool_size: 1,
             statement_timeout: Duration::from_secs(1),
+            ca_file: None,
         }),
         ..LedgerConfig::default()
     }

@@ -66,7 +66,7 @@ async fn a_session_added_at_run_time_is_run_by_one_instance_taken_over_and_remov
         ),
     ];
     let configured = ids(2);
-    let mut c = Cluster::start_with_env(Pg::Shared(pg), 2, &configured, "", env).await;
+    let mut c = Cluster::start_with_env(Pg::Shared(pg), 2, &configured, "", vec![env; 2]).await;
     c.until("configured sessions owned", |o| o.len() == 2).await;
     c.sim
         .add_session(RT, &support::session_token(RT), ccr_sim::Script::empty());
@@ -229,7 +229,7 @@ async fn a_reload_in_a_cluster_changes_that_instance_s_sessions_and_keeps_added_
     };
     const RT: &str = "rt_kept";
     let env = vec![("CCR_TEST_RT_TOKEN".to_owned(), support::session_token(RT))];
-    let c = Cluster::start_with_env(Pg::Shared(pg), 2, &ids(2), "", env).await;
+    let c = Cluster::start_with_env(Pg::Shared(pg), 2, &ids(2), "", vec![env; 2]).await;
     c.until("configured sessions owned", |o| o.len() == 2).await;
     let http = support::http();
     c.sim
