@@ -13,6 +13,7 @@ use super::*;
 use ccr_protocol::reply::{LedgerRow, Outcome};
 
 mod backends;
+mod batched;
 mod query;
 
 /// Drive a future on this thread with no runtime at all: the ledger must not need one.

@@ -14,6 +14,7 @@
 //! - The URL is a credential: it is read from `url_env` / `url_file` at open and never
 //!   logged; errors name where it came from, never what it is.
 
+mod batch;
 pub mod fence;
 mod read;
 pub mod schema;

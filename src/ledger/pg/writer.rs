@@ -1,8 +1,10 @@
 //! The PostgreSQL writer: one connection of its own, and group commit. Writes queue in the
 //! order they are made; the writer takes everything queued (up to a batch), sends it in
-//! one pipelined transaction, and acknowledges each write only once that transaction has
-//! committed. Under load a batch grows instead of adding round trips; idle, a write
-//! commits alone at once. Nothing waits for a timer.
+//! one pipelined transaction of a few multi-row statements ([`batch`]: one per kind of
+//! write, more only where the batch writes one prompt twice), and acknowledges each write
+//! only once that transaction has committed. Under load a batch grows instead of adding
+//! round trips or statements; idle, a write commits alone at once. Nothing waits for a
+//! timer.
 //!
 //! A write the ledger's rules refuse (an unknown prompt, a prompt already decided
 //! otherwise) is answered with its refusal and changes nothing. A batch that fails as a
@@ -17,11 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use super::fence::{condition, Epoch};
+use super::batch::{self, Said};
+use super::fence::Epoch;
 use super::{connect, describe, PgTarget};
 use crate::ledger::record::LedgerError;
-use crate::ledger::writer::{Counters, DecisionRow, Write};
-use ccr_protocol::reply::Outcome;
+use crate::ledger::writer::{Counters, Write};
 
 /// What the writer takes from its queue.
 pub(super) enum Cmd {
@@ -47,107 +49,35 @@ pub(super) struct Fence {
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 512;
 
-const INSERT_PROMPT: &str = "INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, \
-    tool_name, input, request, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-    ON CONFLICT (session_id, request_id) DO NOTHING";
-
-/// First decision wins; a cancel may still void an undelivered answer (keeping that answer
-/// for the audit trail). Returns whether it changed the row, and the row's decision as it
-/// was before (NULL columns when there is no row).
-const DECIDE: &str = "WITH upd AS (UPDATE ccr_prompts SET outcome = $3, decided_by = $4, \
-    decided_at = $5, updated_input = COALESCE($6, updated_input), \
-    answer = COALESCE($7, answer), reason = COALESCE($8, reason) \
-    WHERE session_id = $1 AND request_id = $2 AND (outcome IS NULL OR \
-    ($3 = 'cancelled' AND outcome <> 'cancelled' AND delivered_at IS NULL)) RETURNING 1) \
-    SELECT (SELECT count(*) FROM upd), p.session_id IS NOT NULL, p.outcome, p.decided_by \
-    FROM (VALUES (1)) AS one (x) LEFT JOIN ccr_prompts p \
-    ON p.session_id = $1 AND p.request_id = $2";
-
-/// The stored decision, read again when [`DECIDE`] lost a race it could not see.
-const STORED: &str =
-    "SELECT outcome, decided_by FROM ccr_prompts WHERE session_id = $1 AND request_id = $2";
-
-const DELIVERED: &str = "WITH upd AS (UPDATE ccr_prompts SET \
-    delivered_at = COALESCE(delivered_at, $3), deliveries = deliveries + 1, \
-    last_delivered_at = $3 \
-    WHERE session_id = $1 AND request_id = $2 AND outcome IS NOT NULL RETURNING 1) \
-    SELECT (SELECT count(*) FROM upd), \
-    EXISTS (SELECT 1 FROM ccr_prompts WHERE session_id = $1 AND request_id = $2)";
-
-/// [`INSERT_PROMPT`] by a session's owner: only while it holds the lease at its epoch
-/// (`$8`, `$9`, `$10`: session, owner, epoch); returns whether it did.
-fn insert_prompt_fenced() -> String {
-    format!(
-        "WITH fence AS (SELECT {} AS held), \
-         ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, \
-         input, request, received_at) SELECT $1, $2, $3, $4, $5, $6, $7 FROM fence WHERE held \
-         ON CONFLICT (session_id, request_id) DO NOTHING RETURNING 1) \
-         SELECT held FROM fence",
-        condition(8)
-    )
-}
-
-/// [`DELIVERED`] by a session's owner, under its lease (`$4`..`$6`); returns as
-/// [`DELIVERED`] does, and whether the lease held.
-fn delivered_fenced() -> String {
-    format!(
-        "WITH fence AS (SELECT {} AS held), upd AS (UPDATE ccr_prompts SET \
-         delivered_at = COALESCE(delivered_at, $3), deliveries = deliveries + 1, \
-         last_delivered_at = $3 \
-         WHERE session_id = $1 AND request_id = $2 AND outcome IS NOT NULL \
-         AND (SELECT held FROM fence) RETURNING 1) \
-         SELECT (SELECT count(*) FROM upd), \
-         EXISTS (SELECT 1 FROM ccr_prompts WHERE session_id = $1 AND request_id = $2), \
-         (SELECT held FROM fence)",
-        condition(4)
-    )
-}
-
 /// The writer's connection and its prepared statements.
 struct Conn {
     client: Client,
     insert: Statement,
     decide: Statement,
-    stored: Statement,
     delivered: Statement,
-    insert_fenced: Statement,
-    delivered_fenced: Statement,
+    stored: Statement,
 }
 
 impl Conn {
     async fn open(target: &PgTarget) -> Result<Conn, String> {
         let client = connect(target).await?;
         let prepare = |sql| client.prepare(sql);
-        let (fenced_insert, fenced_delivered) = (insert_prompt_fenced(), delivered_fenced());
-        let (insert, decide, stored, delivered, insert_fenced, delivered_fenced) =
-            tokio::try_join!(
-                prepare(INSERT_PROMPT),
-                prepare(DECIDE),
-                prepare(STORED),
-                prepare(DELIVERED),
-                prepare(&fenced_insert),
-                prepare(&fenced_delivered),
-            )
-            .map_err(|e| describe(&e))?;
+        let (insert, delivered) = (batch::insert_prompts(), batch::mark_delivered());
+        let (insert, decide, delivered, stored) = tokio::try_join!(
+            prepare(&insert),
+            prepare(batch::DECIDE),
+            prepare(&delivered),
+            prepare(batch::STORED),
+        )
+        .map_err(|e| describe(&e))?;
         Ok(Conn {
             client,
             insert,
             decide,
-            stored,
             delivered,
-            insert_fenced,
-            delivered_fenced,
+            stored,
         })
     }
-}
-
-/// What one statement said, before the batch's transaction is known to have committed.
-enum Said {
-    Done,
-    Refused(LedgerError),
-    /// A decision changed nothing while the row looked undecided: a concurrent decision
-    /// (another instance's) committed in between; read the row again.
-    Raced,
 }
 
 /// Run the writer until every sender is gone and the queue is empty.
@@ -218,8 +148,8 @@ pub(super) async fn run(
     }
 }
 
-/// Commit `writes` in one pipelined transaction; each write's own result, or why the
-/// whole batch failed.
+/// Commit `writes` in one pipelined transaction of a few multi-row statements (see
+/// [`batch`]); each write's own result, or why the whole batch failed.
 async fn commit(
     conn: &mut Option<Conn>,
     target: &PgTarget,
@@ -232,19 +162,53 @@ async fn commit(
         *conn = Some(Conn::open(target).await?);
     }
     let c = conn.as_ref().expect("connected above");
+    let runs = batch::runs(writes);
+    let statements: Vec<Multi> = runs
+        .iter()
+        .flat_map(|run| {
+            [
+                Multi::prompts(writes, &run.prompts),
+                Multi::decisions(writes, &run.decisions),
+                Multi::deliveries(writes, &run.deliveries),
+            ]
+        })
+        .flatten()
+        .collect();
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+        .iter()
+        .map(|s| {
+            s.params
+                .iter()
+                .map(|p| &**p as &(dyn ToSql + Sync))
+                .collect()
+        })
+        .collect();
     let begin = c.client.batch_execute("BEGIN");
-    let statements = writes.iter().map(|(w, fence)| statement(c, w, *fence));
-    let (begun, said) = tokio::join!(begin, join_all(statements));
-    begun.map_err(|e| describe(&e))?;
+    let queries = statements
+        .iter()
+        .zip(&params)
+        .map(|(s, p)| c.client.query(s.kind.statement(c), p));
+    let (begun, answered) = tokio::join!(begin, join_all(queries));
+    let mut said: Vec<Said> = writes.iter().map(|_| Said::Done).collect();
+    let mut failed = begun.err();
+    for (s, rows) in statements.iter().zip(answered) {
+        match rows {
+            Ok(rows) if failed.is_none() => {
+                if let Err(e) = s.read(&rows, writes, &mut said) {
+                    let _ = c.client.batch_execute("ROLLBACK").await;
+                    return Err(e);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    if let Some(e) = failed {
+        let _ = c.client.batch_execute("ROLLBACK").await;
+        return Err(describe(&e));
+    }
     let mut results = Vec::with_capacity(writes.len());
     for ((w, _), s) in writes.iter().zip(said) {
-        let s = match s {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = c.client.batch_execute("ROLLBACK").await;
-                return Err(describe(&e));
-            }
-        };
         results.push(match s {
             Said::Done => Ok(()),
             Said::Refused(e) => Err(e),
@@ -257,8 +221,7 @@ async fn commit(
                     .query_opt(&c.stored, &[&d.session_id, &d.request_id])
                     .await
                     .map_err(|e| describe(&e))?;
-                let stored = row.map(|r| (r.get(0), r.get(1)));
-                refusal(d, stored)
+                batch::refusal(d, row.map(|r| (r.get(0), r.get(1))))
             }
         });
     }
@@ -269,143 +232,184 @@ async fn commit(
     Ok(results)
 }
 
-/// One write's statement, pipelined behind the ones before it.
-async fn statement(
-    c: &Conn,
-    w: &Write,
-    fence: Option<&Fence>,
-) -> Result<Said, tokio_postgres::Error> {
-    let not_owner = |session_id: &str| {
-        Said::Refused(LedgerError::NotOwner {
-            session_id: session_id.to_owned(),
-        })
-    };
-    match w {
-        Write::Delivered {
-            session_id,
-            request_id,
-            at,
-        } if fence.is_some() => {
-            let f = fence.expect("matched");
-            let row = c
-                .client
-                .query_one(
-                    &c.delivered_fenced,
-                    &[session_id, request_id, at, session_id, &&*f.owner, &f.epoch],
-                )
-                .await?;
-            let (updated, exists, held): (i64, bool, bool) = (row.get(0), row.get(1), row.get(2));
-            Ok(delivered(session_id, request_id, updated, exists, held))
+/// Which multi-row statement.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Prompts,
+    Decisions,
+    Deliveries,
+}
+
+impl Kind {
+    fn statement(self, c: &Conn) -> &Statement {
+        match self {
+            Kind::Prompts => &c.insert,
+            Kind::Decisions => &c.decide,
+            Kind::Deliveries => &c.delivered,
         }
-        Write::Prompt(p) => {
-            let session_id = &p.session_id;
-            let row: [&(dyn ToSql + Sync); 7] = [
-                session_id,
-                &p.request_id,
-                &p.tool_use_id,
-                &p.tool_name,
-                &p.input,
-                &p.request,
-                &p.received_at,
-            ];
-            let Some(f) = fence else {
-                c.client.execute(&c.insert, &row).await?;
-                return Ok(Said::Done);
+    }
+}
+
+/// One parameter of a statement: a column of its rows, as an array.
+type Param<'a> = Box<dyn ToSql + Send + Sync + 'a>;
+
+/// One multi-row statement: its kind, the writes it carries (indexes into the batch, in
+/// the order of its rows) and its parameters.
+struct Multi<'a> {
+    kind: Kind,
+    rows: &'a [usize],
+    params: Vec<Param<'a>>,
+}
+
+impl<'a> Multi<'a> {
+    /// The prompts among `writes` at `rows`, if any.
+    fn prompts(writes: &[(&'a Write, Option<&'a Fence>)], rows: &'a [usize]) -> Option<Self> {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = rows.len();
+        let (mut session, mut request, mut tool_use) = (col(n), col(n), col(n));
+        let (mut tool, mut input, mut json, mut at) = (col(n), col(n), col(n), col(n));
+        let (mut owner, mut epoch) = (col(n), col(n));
+        for &i in rows {
+            let (Write::Prompt(p), fence) = writes[i] else {
+                unreachable!("a run's prompts are prompts")
             };
-            let owner: &str = &f.owner;
-            let fenced = [&row[..], &[session_id, &owner, &f.epoch]].concat();
-            let held: bool = c.client.query_one(&c.insert_fenced, &fenced).await?.get(0);
-            Ok(match held {
-                true => Said::Done,
-                false => not_owner(session_id),
-            })
+            session.push(p.session_id.as_str());
+            request.push(p.request_id.as_str());
+            tool_use.push(p.tool_use_id.as_deref());
+            tool.push(p.tool_name.as_str());
+            input.push(p.input.as_str());
+            json.push(p.request.as_str());
+            at.push(p.received_at);
+            owner.push(fence.map(|f| &*f.owner));
+            epoch.push(fence.map(|f| f.epoch));
         }
-        Write::Decision(d) => {
-            let row = c
-                .client
-                .query_one(
-                    &c.decide,
-                    &[
-                        &d.session_id,
-                        &d.request_id,
-                        &d.outcome.as_str(),
-                        &d.decided_by,
-                        &d.decided_at,
-                        &d.updated_input,
-                        &d.answer,
-                        &d.reason,
-                    ],
-                )
-                .await?;
-            let (updated, exists): (i64, bool) = (row.get(0), row.get(1));
-            let before: (Option<String>, Option<String>) = (row.get(2), row.get(3));
-            Ok(match (updated, exists, before) {
-                (n, _, _) if n > 0 => Said::Done,
-                (_, false, _) => Said::Refused(LedgerError::UnknownPrompt {
-                    session_id: d.session_id.clone(),
-                    request_id: d.request_id.clone(),
-                }),
-                (_, true, (None, _)) => Said::Raced,
-                (_, true, (outcome, by)) => match refusal(d, Some((outcome, by))) {
-                    Ok(()) => Said::Done,
-                    Err(e) => Said::Refused(e),
+        let params: Vec<Param<'a>> = vec![
+            Box::new(session),
+            Box::new(request),
+            Box::new(tool_use),
+            Box::new(tool),
+            Box::new(input),
+            Box::new(json),
+            Box::new(at),
+            Box::new(owner),
+            Box::new(epoch),
+        ];
+        Some(Multi {
+            kind: Kind::Prompts,
+            rows,
+            params,
+        })
+    }
+
+    /// The decisions among `writes` at `rows`, if any.
+    fn decisions(writes: &[(&'a Write, Option<&'a Fence>)], rows: &'a [usize]) -> Option<Self> {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = rows.len();
+        let (mut session, mut request, mut outcome, mut by) = (col(n), col(n), col(n), col(n));
+        let (mut at, mut updated, mut answer, mut reason) = (col(n), col(n), col(n), col(n));
+        for &i in rows {
+            let (Write::Decision(d), _) = writes[i] else {
+                unreachable!("a run's decisions are decisions")
+            };
+            session.push(d.session_id.as_str());
+            request.push(d.request_id.as_str());
+            outcome.push(d.outcome.as_str());
+            by.push(d.decided_by.as_str());
+            at.push(d.decided_at);
+            updated.push(d.updated_input.as_deref());
+            answer.push(d.answer.as_deref());
+            reason.push(d.reason.as_deref());
+        }
+        let params: Vec<Param<'a>> = vec![
+            Box::new(session),
+            Box::new(request),
+            Box::new(outcome),
+            Box::new(by),
+            Box::new(at),
+            Box::new(updated),
+            Box::new(answer),
+            Box::new(reason),
+        ];
+        Some(Multi {
+            kind: Kind::Decisions,
+            rows,
+            params,
+        })
+    }
+
+    /// The delivery marks among `writes` at `rows`, if any.
+    fn deliveries(writes: &[(&'a Write, Option<&'a Fence>)], rows: &'a [usize]) -> Option<Self> {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = rows.len();
+        let (mut session, mut request, mut at) = (col(n), col(n), col(n));
+        let (mut owner, mut epoch) = (col(n), col(n));
+        for &i in rows {
+            let (
+                Write::Delivered {
+                    session_id,
+                    request_id,
+                    at: when,
                 },
-            })
+                fence,
+            ) = writes[i]
+            else {
+                unreachable!("a run's deliveries are deliveries")
+            };
+            session.push(session_id.as_str());
+            request.push(request_id.as_str());
+            at.push(*when);
+            owner.push(fence.map(|f| &*f.owner));
+            epoch.push(fence.map(|f| f.epoch));
         }
-        Write::Delivered {
-            session_id,
-            request_id,
-            at,
-        } => {
-            let row = c
-                .client
-                .query_one(&c.delivered, &[session_id, request_id, at])
-                .await?;
-            let (updated, exists): (i64, bool) = (row.get(0), row.get(1));
-            Ok(delivered(session_id, request_id, updated, exists, true))
+        let params: Vec<Param<'a>> = vec![
+            Box::new(session),
+            Box::new(request),
+            Box::new(at),
+            Box::new(owner),
+            Box::new(epoch),
+        ];
+        Some(Multi {
+            kind: Kind::Deliveries,
+            rows,
+            params,
+        })
+    }
+
+    /// Record in `said` what the statement's returned rows say of its writes (a write it
+    /// returned no row for was done); an error if a row names no write of it.
+    fn read(
+        &self,
+        rows: &[tokio_postgres::Row],
+        writes: &[(&Write, Option<&Fence>)],
+        said: &mut [Said],
+    ) -> Result<(), String> {
+        for row in rows {
+            let at = batch::ordinal(row.try_get(0).map_err(|e| describe(&e))?, self.rows.len())
+                .ok_or_else(|| format!("a {:?} statement answered for no row of it", self.kind))?;
+            let index = self.rows[at];
+            let (session_id, request_id) = writes[index].0.key();
+            said[index] = match (self.kind, writes[index].0) {
+                (Kind::Prompts, _) => batch::not_owner(session_id),
+                (Kind::Decisions, Write::Decision(d)) => {
+                    batch::undecided(d, row.get(1), row.get(2), row.get(3))
+                }
+                (Kind::Deliveries, _) => {
+                    batch::undelivered(session_id, request_id, row.get(1), row.get(2))
+                }
+                (Kind::Decisions, _) => unreachable!("a run's decisions are decisions"),
+            };
         }
+        Ok(())
     }
 }
 
-/// What a delivery mark said: rows updated, whether the prompt exists, whether the lease held.
-fn delivered(session_id: &str, request_id: &str, updated: i64, exists: bool, held: bool) -> Said {
-    let (session_id, request_id) = (session_id.to_owned(), request_id.to_owned());
-    match (updated, exists, held) {
-        (_, _, false) => Said::Refused(LedgerError::NotOwner { session_id }),
-        (n, _, _) if n > 0 => Said::Done,
-        (_, true, _) => Said::Refused(LedgerError::NotDecided {
-            session_id,
-            request_id,
-        }),
-        (_, false, _) => Said::Refused(LedgerError::UnknownPrompt {
-            session_id,
-            request_id,
-        }),
-    }
-}
-
-/// A decision that changed nothing, against what is stored: the same decision again is a
-/// no-op, anything else is refused.
-fn refusal(
-    d: &DecisionRow,
-    stored: Option<(Option<String>, Option<String>)>,
-) -> Result<(), LedgerError> {
-    let (session_id, request_id) = (d.session_id.clone(), d.request_id.clone());
-    match stored {
-        None => Err(LedgerError::UnknownPrompt {
-            session_id,
-            request_id,
-        }),
-        Some((Some(o), by)) if o == d.outcome.as_str() && by.as_deref() == Some(&d.decided_by) => {
-            Ok(())
-        }
-        Some((None, _)) => Err(LedgerError::Storage(
-            "a decision changed nothing, yet the prompt reads undecided".into(),
-        )),
-        Some((o, _)) => Err(LedgerError::AlreadyDecided {
-            session_id,
-            request_id,
-            outcome: o.and_then(|o| o.parse().ok()).unwrap_or(Outcome::Cancelled),
-        }),
-    }
+/// An empty column for `n` rows.
+fn col<T>(n: usize) -> Vec<T> {
+    Vec::with_capacity(n)
 }

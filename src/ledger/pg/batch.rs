@@ -1,0 +1,211 @@
+//! One commit's writes as a few multi-row statements: the batch is cut into runs in which
+//! no prompt is written twice (queue order between two writes of one prompt is kept),
+//! and each run is at most three statements, one per kind of write, each taking its rows
+//! as arrays (`unnest`) and answering only for the rows it did not simply do.
+//!
+//! The fence is checked once per statement for every (session, owner, epoch) in it, not
+//! once per row: the statement locks those lease rows `FOR SHARE` (see
+//! [`fence::condition`](super::fence::condition) for why a lock) and writes only the rows
+//! whose lease it found held.
+//!
+//! Everything here is plain data: the SQL, which write goes into which statement, and what
+//! each returned row means. The writer sends it.
+
+use std::collections::HashSet;
+
+use super::writer::Fence;
+use crate::ledger::record::LedgerError;
+use crate::ledger::writer::{DecisionRow, Write};
+use ccr_protocol::reply::Outcome;
+
+/// The lease rows a statement's fenced rows count under, locked `FOR SHARE`, once each;
+/// the rows of `w` (the statement's input) whose lease is held (or that need none) are
+/// `ok`. `w` has the columns `session_id`, `owner`, `epoch` (NULL owner: not fenced).
+const HELD_AND_OK: &str = "held AS MATERIALIZED (\
+    SELECT l.session_id, l.owner, l.epoch FROM ccr_leases l \
+    JOIN (SELECT DISTINCT session_id, owner, epoch FROM w WHERE owner IS NOT NULL) f \
+    ON l.session_id = f.session_id AND l.owner = f.owner AND l.epoch = f.epoch \
+    WHERE l.expires_at > now() FOR SHARE OF l), \
+    ok AS MATERIALIZED (SELECT * FROM w WHERE owner IS NULL \
+    OR (session_id, owner, epoch) IN (SELECT session_id, owner, epoch FROM held))";
+
+/// Prompts (`$1`..`$9`: the columns, then each row's owner and epoch, NULL when not
+/// fenced): inserted unless known; returns the ordinal (1-based) of each row whose lease
+/// was not held, which changed nothing.
+pub(super) fn insert_prompts() -> String {
+    format!(
+        "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+         $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[], $9::int8[]) WITH ORDINALITY \
+         AS w (session_id, request_id, tool_use_id, tool_name, input, request, received_at, \
+         owner, epoch, i)), {HELD_AND_OK}, \
+         ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, \
+         input, request, received_at) SELECT session_id, request_id, tool_use_id, tool_name, \
+         input, request, received_at FROM ok ORDER BY i \
+         ON CONFLICT (session_id, request_id) DO NOTHING) \
+         SELECT i FROM w WHERE i NOT IN (SELECT i FROM ok)"
+    )
+}
+
+/// Decisions (`$1`..`$8`): first decision wins; a cancel may still void an undelivered
+/// answer (keeping that answer for the audit trail). Returns, for each row that changed
+/// nothing, its ordinal, whether the prompt exists, and its decision as it was before
+/// the statement (outcome, decided_by).
+pub(super) const DECIDE: &str = "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], \
+    $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
+    WITH ORDINALITY AS w (session_id, request_id, outcome, decided_by, decided_at, \
+    updated_input, answer, reason, i)), \
+    upd AS (UPDATE ccr_prompts p SET outcome = w.outcome, decided_by = w.decided_by, \
+    decided_at = w.decided_at, updated_input = COALESCE(w.updated_input, p.updated_input), \
+    answer = COALESCE(w.answer, p.answer), reason = COALESCE(w.reason, p.reason) \
+    FROM w WHERE p.session_id = w.session_id AND p.request_id = w.request_id \
+    AND (p.outcome IS NULL OR (w.outcome = 'cancelled' AND p.outcome <> 'cancelled' \
+    AND p.delivered_at IS NULL)) RETURNING w.i) \
+    SELECT w.i, p.session_id IS NOT NULL, p.outcome, p.decided_by FROM w \
+    LEFT JOIN ccr_prompts p ON p.session_id = w.session_id AND p.request_id = w.request_id \
+    WHERE w.i NOT IN (SELECT i FROM upd)";
+
+/// Deliveries (`$1`..`$5`: session, request, time, owner and epoch, NULL when not fenced):
+/// the first sets `delivered_at`, each counts. Returns, for each row that changed nothing,
+/// its ordinal, whether its lease held, and whether the prompt exists.
+pub(super) fn mark_delivered() -> String {
+    format!(
+        "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], \
+         $4::text[], $5::int8[]) WITH ORDINALITY AS w (session_id, request_id, at, owner, \
+         epoch, i)), {HELD_AND_OK}, \
+         upd AS (UPDATE ccr_prompts p SET delivered_at = COALESCE(p.delivered_at, ok.at), \
+         deliveries = p.deliveries + 1, last_delivered_at = ok.at FROM ok \
+         WHERE p.session_id = ok.session_id AND p.request_id = ok.request_id \
+         AND p.outcome IS NOT NULL RETURNING ok.i) \
+         SELECT w.i, w.i IN (SELECT i FROM ok), EXISTS (SELECT 1 FROM ccr_prompts p \
+         WHERE p.session_id = w.session_id AND p.request_id = w.request_id) FROM w \
+         WHERE w.i NOT IN (SELECT i FROM upd)"
+    )
+}
+
+/// The stored decision, read again when [`DECIDE`] lost a race it could not see.
+pub(super) const STORED: &str =
+    "SELECT outcome, decided_by FROM ccr_prompts WHERE session_id = $1 AND request_id = $2";
+
+/// Part of a batch in which each prompt is written at most once: its writes by kind, as
+/// indexes into the batch, in queue order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Run {
+    pub prompts: Vec<usize>,
+    pub decisions: Vec<usize>,
+    pub deliveries: Vec<usize>,
+}
+
+/// Cut `writes` (in queue order) into runs: a write of a prompt already written in the
+/// current run starts the next one, so that the statements of one run may go in any order
+/// (they touch different rows) and a later write of a prompt sees the earlier one.
+pub(super) fn runs(writes: &[(&Write, Option<&Fence>)]) -> Vec<Run> {
+    let mut out = vec![Run::default()];
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    for (i, (w, _)) in writes.iter().enumerate() {
+        if !seen.insert(w.key()) {
+            out.push(Run::default());
+            seen.clear();
+            seen.insert(w.key());
+        }
+        let run = out.last_mut().expect("never empty");
+        match w {
+            Write::Prompt(_) => run.prompts.push(i),
+            Write::Decision(_) => run.decisions.push(i),
+            Write::Delivered { .. } => run.deliveries.push(i),
+        }
+    }
+    out.retain(|r| r != &Run::default());
+    out
+}
+
+/// The `i`th row's ordinal as a statement returns it (1-based `WITH ORDINALITY`), as an
+/// index into the statement's rows; `None` when out of range (a bug: the batch fails).
+pub(super) fn ordinal(i: i64, rows: usize) -> Option<usize> {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .filter(|&i| i < rows)
+}
+
+/// What one write's statement said, before the batch's transaction is known to have
+/// committed.
+#[derive(Debug)]
+pub(super) enum Said {
+    Done,
+    Refused(LedgerError),
+    /// A decision changed nothing while the row looked undecided: a concurrent decision
+    /// (another instance's) committed in between; read the row again.
+    Raced,
+}
+
+/// A prompt whose lease was not held.
+pub(super) fn not_owner(session_id: &str) -> Said {
+    Said::Refused(LedgerError::NotOwner {
+        session_id: session_id.to_owned(),
+    })
+}
+
+/// A decision that changed nothing: whether the prompt exists and its decision before.
+pub(super) fn undecided(
+    d: &DecisionRow,
+    exists: bool,
+    outcome: Option<String>,
+    by: Option<String>,
+) -> Said {
+    match (exists, outcome) {
+        (false, _) => Said::Refused(LedgerError::UnknownPrompt {
+            session_id: d.session_id.clone(),
+            request_id: d.request_id.clone(),
+        }),
+        (true, None) => Said::Raced,
+        (true, outcome) => match refusal(d, Some((outcome, by))) {
+            Ok(()) => Said::Done,
+            Err(e) => Said::Refused(e),
+        },
+    }
+}
+
+/// A delivery mark that changed nothing: whether its lease held, whether the prompt exists.
+pub(super) fn undelivered(session_id: &str, request_id: &str, held: bool, exists: bool) -> Said {
+    let (session_id, request_id) = (session_id.to_owned(), request_id.to_owned());
+    match (held, exists) {
+        (false, _) => Said::Refused(LedgerError::NotOwner { session_id }),
+        (true, true) => Said::Refused(LedgerError::NotDecided {
+            session_id,
+            request_id,
+        }),
+        (true, false) => Said::Refused(LedgerError::UnknownPrompt {
+            session_id,
+            request_id,
+        }),
+    }
+}
+
+/// A decision that changed nothing, against what is stored: the same decision again is a
+/// no-op, anything else is refused.
+pub(super) fn refusal(
+    d: &DecisionRow,
+    stored: Option<(Option<String>, Option<String>)>,
+) -> Result<(), LedgerError> {
+    let (session_id, request_id) = (d.session_id.clone(), d.request_id.clone());
+    match stored {
+        None => Err(LedgerError::UnknownPrompt {
+            session_id,
+            request_id,
+        }),
+        Some((Some(o), by)) if o == d.outcome.as_str() && by.as_deref() == Some(&d.decided_by) => {
+            Ok(())
+        }
+        Some((None, _)) => Err(LedgerError::Storage(
+            "a decision changed nothing, yet the prompt reads undecided".into(),
+        )),
+        Some((o, _)) => Err(LedgerError::AlreadyDecided {
+            session_id,
+            request_id,
+            outcome: o.and_then(|o| o.parse().ok()).unwrap_or(Outcome::Cancelled),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

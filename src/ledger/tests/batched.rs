@@ -1,0 +1,177 @@
+//! The PostgreSQL writer's multi-row statements: writes committed together in one batch
+//! are answered each on its own, exactly as if each had been committed alone.
+
+use std::sync::Arc;
+
+use super::backends::{claim, pg_config, walk};
+use super::*;
+use crate::ledger::pg::fence::Fences;
+
+/// Whose rows in `pg_stat_activity` wait for a lock: the writer, once its batch is blocked.
+async fn waiting_for_a_lock(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// One batch holding, for sessions held here, elsewhere and at a stale epoch: prompts, a
+/// prompt twice, a decision and the delivery of a prompt recorded in the same batch,
+/// conflicting and repeated decisions, deliveries refused for each reason. Each write
+/// gets its own answer and only what was allowed is stored.
+#[tokio::test]
+async fn one_batch_mixing_fenced_out_refused_and_valid_writes_answers_each_alone() {
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = server.unique_database("batched").unwrap();
+    let cfg = pg_config(&url);
+    let fences = Fences::new("inst-a");
+    let ledger = Ledger::open_clustered(&cfg, Tuning::default(), Some(fences.clone())).unwrap();
+    let connect = || async {
+        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        db
+    };
+    let (mut admin, watcher) = (connect().await, connect().await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let [s1, s2, s3]: [Arc<str>; 3] = ["s1".into(), "s2".into(), "s3".into()];
+    // s1 is held here; s2 by another instance (this one still believes it holds it);
+    // s3 here, but claimed again since (the epoch known here is stale).
+    fences.hold(&s1, claim(&admin, "s1", "inst-a").await, deadline);
+    fences.hold(&s2, 1, deadline);
+    claim(&admin, "s2", "inst-b").await;
+    fences.hold(&s3, claim(&admin, "s3", "inst-a").await, deadline);
+    claim(&admin, "s3", "inst-a").await;
+    for r in ["block", "pending", "decided"] {
+        ledger
+            .record_prompt(prompt("s1", r, "Bash", at(1)))
+            .await
+            .unwrap();
+    }
+    ledger
+        .record_decision(decision("s1", "decided", Outcome::Denied, "bob"))
+        .await
+        .unwrap();
+    // A prompt of s2, recorded by its owner.
+    admin
+        .execute(
+            "INSERT INTO ccr_prompts (session_id, request_id, tool_name, input, request, \
+             received_at) VALUES ('s2', 'theirs', 'Bash', '{}', '{}', 1000)",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Hold the writer on a row lock, so that everything queued meanwhile is one batch.
+    let tx = admin.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM ccr_prompts WHERE request_id = 'block' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let blocker = ledger.record_decision(decision("s1", "block", Outcome::Allowed, "x"));
+    while waiting_for_a_lock(&watcher).await == 0 {
+        assert!(Instant::now() < deadline, "the writer never waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let delivered = |s: &str, r: &str| Write::Delivered {
+        session_id: s.into(),
+        request_id: r.into(),
+        at: 5,
+    };
+    let decided = |s: &str, r: &str, o, by| Write::Decision(decision(s, r, o, by).into());
+    let writes = vec![
+        (
+            Write::Prompt(prompt("s1", "new", "Bash", at(2)).into()),
+            "ok",
+        ),
+        (
+            Write::Prompt(prompt("s2", "new", "Bash", at(2)).into()),
+            "not owner",
+        ),
+        (
+            Write::Prompt(prompt("s1", "new", "Bash", at(2)).into()),
+            "ok",
+        ),
+        (decided("s1", "new", Outcome::Allowed, "alice"), "ok"),
+        (delivered("s1", "new"), "ok"),
+        (
+            decided("s1", "new", Outcome::Denied, "bob"),
+            "already allowed",
+        ),
+        (decided("s1", "new", Outcome::Allowed, "alice"), "ok"),
+        (delivered("s1", "new"), "ok"),
+        (
+            Write::Prompt(prompt("s3", "new", "Bash", at(2)).into()),
+            "not owner",
+        ),
+        (decided("s1", "nope", Outcome::Allowed, "alice"), "unknown"),
+        (delivered("s1", "pending"), "not decided"),
+        (delivered("s1", "nope"), "unknown"),
+        (delivered("s2", "new"), "not owner"),
+        (delivered("s3", "decided"), "not owner"),
+        (delivered("s1", "decided"), "ok"),
+        (
+            decided("s1", "decided", Outcome::Allowed, "alice"),
+            "already denied",
+        ),
+        // A decision needs no lease: a prompt of a session held elsewhere is decided here.
+        (decided("s2", "theirs", Outcome::Denied, "carol"), "ok"),
+        (
+            Write::Prompt(prompt("s1", "last", "Bash", at(3)).into()),
+            "ok",
+        ),
+        (decided("s1", "last", Outcome::Cancelled, "session"), "ok"),
+    ];
+    let (writes, expected): (Vec<Write>, Vec<&str>) = writes.into_iter().unzip();
+    let queued: Vec<Written> = writes.into_iter().map(|w| ledger.write_raw(w)).collect();
+    tx.commit().await.unwrap();
+    blocker.await.unwrap();
+    let mut answers = Vec::new();
+    for q in queued {
+        answers.push(match q.await {
+            Ok(()) => "ok".to_owned(),
+            Err(LedgerError::NotOwner { .. }) => "not owner".to_owned(),
+            Err(LedgerError::UnknownPrompt { .. }) => "unknown".to_owned(),
+            Err(LedgerError::NotDecided { .. }) => "not decided".to_owned(),
+            Err(LedgerError::AlreadyDecided { outcome, .. }) => {
+                format!("already {}", outcome.as_str())
+            }
+            Err(e) => format!("{e:?}"),
+        });
+    }
+    assert_eq!(answers, expected);
+
+    let rows = walk(&ledger, LedgerQuery::default(), 100);
+    let mut stored: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.session_id.as_str(),
+                r.request_id.as_str(),
+                r.outcome,
+                r.deliveries,
+            )
+        })
+        .collect();
+    stored.sort_by_key(|r| (r.0, r.1));
+    assert_eq!(
+        stored,
+        [
+            ("s1", "block", Some(Outcome::Allowed), 0),
+            ("s1", "decided", Some(Outcome::Denied), 1),
+            ("s1", "last", Some(Outcome::Cancelled), 0),
+            ("s1", "new", Some(Outcome::Allowed), 2),
+            ("s1", "pending", None, 0),
+            ("s2", "theirs", Some(Outcome::Denied), 0),
+        ]
+    );
+}
