@@ -1,7 +1,7 @@
 //! One commit's writes as a few multi-row statements: the batch is cut into runs in which
-//! no prompt is written twice (queue order between two writes of one prompt is kept),
-//! and each run is at most three statements, one per kind of write, each taking its rows
-//! as arrays (`unnest`) and answering only for the rows it did not simply do.
+//! no prompt is written twice (the writes of one prompt keep their queue order), and
+//! each run is at most three statements, one per kind of write, each taking its rows as
+//! arrays (`unnest`) and answering only for the rows it did not simply do.
 //!
 //! The fence is checked once per statement for every (session, owner, epoch) in it, not
 //! once per row: the statement locks those lease rows `FOR SHARE` (see
@@ -11,7 +11,7 @@
 //! Everything here is plain data: the SQL, which write goes into which statement, and what
 //! each returned row means. The writer sends it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use super::writer::Fence;
 use crate::ledger::record::LedgerError;
@@ -95,26 +95,27 @@ pub(super) struct Run {
     pub deliveries: Vec<usize>,
 }
 
-/// Cut `writes` (in queue order) into runs: a write of a prompt already written in the
-/// current run starts the next one, so that the statements of one run may go in any order
-/// (they touch different rows) and a later write of a prompt sees the earlier one.
+/// Cut `writes` (in queue order) into runs, to be sent in order: the first run has the
+/// first write of each prompt, the second its second write, and so on. Each prompt's
+/// writes so stay in queue order, and the statements of one run may go in any order
+/// (they touch different rows; writes of different prompts do not depend on each other).
+/// The usual batch, every prompt written once, is one run.
 pub(super) fn runs(writes: &[(&Write, Option<&Fence>)]) -> Vec<Run> {
-    let mut out = vec![Run::default()];
-    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut out: Vec<Run> = Vec::new();
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(writes.len());
     for (i, (w, _)) in writes.iter().enumerate() {
-        if !seen.insert(w.key()) {
+        let layer = seen.entry(w.key()).or_insert(0);
+        if *layer == out.len() {
             out.push(Run::default());
-            seen.clear();
-            seen.insert(w.key());
         }
-        let run = out.last_mut().expect("never empty");
+        let run = &mut out[*layer];
+        *layer += 1;
         match w {
             Write::Prompt(_) => run.prompts.push(i),
             Write::Decision(_) => run.decisions.push(i),
             Write::Delivered { .. } => run.deliveries.push(i),
         }
     }
-    out.retain(|r| r != &Run::default());
     out
 }
 

@@ -119,10 +119,13 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         END $$;
         CREATE FUNCTION ccr_notify_decided() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
+            -- The rows whose outcome changed: (key, outcome) after, less those before (a
+            -- set difference, linear, and NULL equals NULL in it; a join of the two
+            -- transition tables is planned as a nested loop, quadratic).
             PERFORM ccr_notify_keys('ccr_decided', ARRAY(
-                SELECT json_build_array(n.session_id, n.request_id)::text
-                FROM ccr_after n JOIN ccr_before o USING (session_id, request_id)
-                WHERE o.outcome IS DISTINCT FROM n.outcome));
+                SELECT json_build_array(session_id, request_id)::text
+                FROM (SELECT session_id, request_id, outcome FROM ccr_after
+                      EXCEPT ALL SELECT session_id, request_id, outcome FROM ccr_before) d));
             RETURN NULL;
         END $$;
         CREATE TRIGGER ccr_prompts_prompted AFTER INSERT ON ccr_prompts

@@ -183,52 +183,61 @@ async fn commit(
                 .collect()
         })
         .collect();
+    // BEGIN, the statements and COMMIT go in one round trip. A statement that fails
+    // aborts the transaction, and the COMMIT then rolls it back: the batch fails unless
+    // every statement succeeded and the COMMIT did.
     let begin = c.client.batch_execute("BEGIN");
     let queries = statements
         .iter()
         .zip(&params)
         .map(|(s, p)| c.client.query(s.kind.statement(c), p));
-    let (begun, answered) = tokio::join!(begin, join_all(queries));
+    let commit = c.client.batch_execute("COMMIT");
+    let (begun, answered, committed) = tokio::join!(begin, join_all(queries), commit);
     let mut said: Vec<Said> = writes.iter().map(|_| Said::Done).collect();
-    let mut failed = begun.err();
+    let mut failed = begun.err().map(|e| describe(&e));
     for (s, rows) in statements.iter().zip(answered) {
         match rows {
             Ok(rows) if failed.is_none() => {
                 if let Err(e) = s.read(&rows, writes, &mut said) {
-                    let _ = c.client.batch_execute("ROLLBACK").await;
-                    return Err(e);
+                    failed = Some(e);
                 }
             }
             Ok(_) => {}
-            Err(e) => failed = failed.or(Some(e)),
+            Err(e) => failed = failed.or(Some(describe(&e))),
         }
     }
     if let Some(e) = failed {
-        let _ = c.client.batch_execute("ROLLBACK").await;
-        return Err(describe(&e));
+        // Or a reply that named no row of its statement (a bug), in a batch that may have
+        // committed: reported failed all the same (never acknowledged unless known
+        // durable; every write may be redone), and the connection made again.
+        return Err(e);
     }
+    committed.map_err(|e| describe(&e))?;
     let mut results = Vec::with_capacity(writes.len());
     for ((w, _), s) in writes.iter().zip(said) {
         results.push(match s {
             Said::Done => Ok(()),
             Said::Refused(e) => Err(e),
+            // Committed already: what won is read now (the first decision stays; a cancel
+            // may since have voided it, which is as much a refusal).
             Said::Raced => {
                 let Write::Decision(d) = *w else {
                     unreachable!("only a decision races")
                 };
-                let row = c
+                match c
                     .client
                     .query_opt(&c.stored, &[&d.session_id, &d.request_id])
                     .await
-                    .map_err(|e| describe(&e))?;
-                batch::refusal(d, row.map(|r| (r.get(0), r.get(1))))
+                {
+                    Ok(row) => batch::refusal(d, row.map(|r| (r.get(0), r.get(1)))),
+                    Err(e) => Err(LedgerError::Storage(format!(
+                        "another decision won; reading it failed: {}",
+                        describe(&e)
+                    ))),
+                }
             }
         });
     }
-    c.client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| describe(&e))?;
     Ok(results)
 }
 

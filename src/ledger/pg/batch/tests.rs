@@ -45,7 +45,7 @@ fn run(prompts: &[usize], decisions: &[usize], deliveries: &[usize]) -> Run {
 }
 
 #[test]
-fn writes_of_different_prompts_share_a_run_and_a_second_write_of_one_starts_the_next() {
+fn a_prompt_s_second_write_goes_in_the_next_run_and_other_prompts_share_runs() {
     let fence = Fence {
         owner: Arc::from("a"),
         epoch: 1,
@@ -55,24 +55,31 @@ fn writes_of_different_prompts_share_a_run_and_a_second_write_of_one_starts_the_
         Write::Decision(decision("s1", "r0", Outcome::Allowed, "x")),
         delivered("s2", "r0"),
         prompt("s2", "r1"),
-        // The same prompt again, then its decision and its delivery: each in a run after
-        // the one before, so each sees what came before it.
+        // s1/r1 again, then its decision and its delivery: each in the run after the one
+        // before, so each sees what came before it.
         prompt("s1", "r1"),
         Write::Decision(decision("s1", "r1", Outcome::Allowed, "x")),
         prompt("s3", "r1"),
         delivered("s1", "r1"),
-        // Same request id in another session: another prompt.
+        // The same request id in another session is another prompt.
         delivered("s3", "r0"),
+        // A prompt and its decision queued together (its record failed, and is redone
+        // first), twice: one run of prompts, one of decisions.
         prompt("s9", "r1"),
+        Write::Decision(decision("s9", "r1", Outcome::Denied, "x")),
+        prompt("s9", "r2"),
+        Write::Decision(decision("s9", "r2", Outcome::Denied, "x")),
+        // s1/r0's second write.
+        delivered("s1", "r0"),
     ];
     let batch: Vec<(&Write, Option<&Fence>)> = writes.iter().map(|w| (w, Some(&fence))).collect();
     assert_eq!(
         runs(&batch),
         [
-            run(&[0, 3], &[1], &[2]),
-            run(&[4], &[], &[]),
-            run(&[6], &[5], &[]),
-            run(&[9], &[], &[7, 8]),
+            run(&[0, 3, 6, 9, 11], &[1], &[2, 8]),
+            run(&[4], &[10, 12], &[13]),
+            run(&[], &[5], &[]),
+            run(&[], &[], &[7]),
         ]
     );
     assert_eq!(runs(&[]), []);
