@@ -219,10 +219,16 @@ pub async fn renew(
     let epochs: Vec<Epoch> = held.iter().map(|(_, e)| *e).collect();
     let rows = client
         .query(
-            "UPDATE ccr_leases AS l SET expires_at = now() + make_interval(secs => $2)
-             FROM unnest($3::text[], $4::bigint[]) AS h(session_id, epoch)
-             WHERE l.session_id = h.session_id AND l.epoch = h.epoch
-               AND l.owner = $1 AND l.expires_at > now()
+            // Locked in the order of their session ids, as the ledger's writer locks the
+            // leases of its writes (`ledger::pg::batch::LOCK_LEASES`): two statements that
+            // lock several rows in one order cannot deadlock.
+            "WITH locked AS (SELECT l.session_id FROM ccr_leases l
+                JOIN unnest($3::text[], $4::bigint[]) AS h(session_id, epoch)
+                ON l.session_id = h.session_id AND l.epoch = h.epoch
+                WHERE l.owner = $1 AND l.expires_at > now()
+                ORDER BY l.session_id FOR NO KEY UPDATE OF l)
+             UPDATE ccr_leases AS l SET expires_at = now() + make_interval(secs => $2)
+             FROM locked WHERE l.session_id = locked.session_id
              RETURNING l.session_id",
             &[&me, &period.as_secs_f64(), &sessions, &epochs],
         )

@@ -18,14 +18,37 @@ use crate::ledger::record::LedgerError;
 use crate::ledger::writer::{DecisionRow, Write};
 use ccr_protocol::reply::Outcome;
 
+/// Every lease a batch's fenced writes count under (`$1`..`$3`: session, owner, epoch per
+/// write), locked `FOR SHARE` first in the transaction, in the order of their session ids;
+/// returns how many are held.
+///
+/// Why first, and in order: a renewal (`cluster::store::renew`) locks many lease rows in
+/// one statement, in the same order. Were the leases locked statement by statement
+/// instead (the prompts', then the deliveries'), a renewal could take one the writer
+/// needs later while it waits for one the writer took earlier: a deadlock, which
+/// PostgreSQL breaks after `deadlock_timeout` (1 s) by failing one of the two. The
+/// statements after this one lock their leases again, which does not wait: they are
+/// this transaction's already (and one not held now is not held later in it either: a
+/// renewal never revives an expired lease, a claim gives a new epoch, `now()` is the
+/// transaction's).
+pub(super) const LOCK_LEASES: &str = "SELECT count(*) FROM (SELECT DISTINCT session_id, \
+    owner, epoch FROM unnest($1::text[], $2::text[], $3::int8[]) AS f (session_id, owner, \
+    epoch) ORDER BY session_id) f, LATERAL (SELECT 1 FROM ccr_leases l \
+    WHERE l.session_id = f.session_id AND l.owner = f.owner AND l.epoch = f.epoch \
+    AND l.expires_at > now() FOR SHARE) l";
+
 /// The lease rows a statement's fenced rows count under, locked `FOR SHARE`, once each;
 /// the rows of `w` (the statement's input) whose lease is held (or that need none) are
 /// `ok`. `w` has the columns `session_id`, `owner`, `epoch` (NULL owner: not fenced).
-const HELD_AND_OK: &str = "held AS MATERIALIZED (\
-    SELECT l.session_id, l.owner, l.epoch FROM ccr_leases l \
-    JOIN (SELECT DISTINCT session_id, owner, epoch FROM w WHERE owner IS NOT NULL) f \
-    ON l.session_id = f.session_id AND l.owner = f.owner AND l.epoch = f.epoch \
-    WHERE l.expires_at > now() FOR SHARE OF l), \
+///
+/// Each distinct lease is looked up by its key ([`fence::condition`](super::fence::condition)
+/// once per lease instead of once per row): a join would scan the whole lease table for
+/// every statement.
+const HELD_AND_OK: &str = "held AS MATERIALIZED (SELECT l.session_id, l.owner, l.epoch \
+    FROM (SELECT DISTINCT session_id, owner, epoch FROM w WHERE owner IS NOT NULL) f, \
+    LATERAL (SELECT l.session_id, l.owner, l.epoch FROM ccr_leases l \
+    WHERE l.session_id = f.session_id AND l.owner = f.owner AND l.epoch = f.epoch \
+    AND l.expires_at > now() FOR SHARE) l), \
     ok AS MATERIALIZED (SELECT * FROM w WHERE owner IS NULL \
     OR (session_id, owner, epoch) IN (SELECT session_id, owner, epoch FROM held))";
 

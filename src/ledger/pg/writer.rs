@@ -52,6 +52,7 @@ const MAX_BATCH: usize = 512;
 /// The writer's connection and its prepared statements.
 struct Conn {
     client: Client,
+    lock: Statement,
     insert: Statement,
     decide: Statement,
     delivered: Statement,
@@ -63,7 +64,8 @@ impl Conn {
         let client = connect(target).await?;
         let prepare = |sql| client.prepare(sql);
         let (insert, delivered) = (batch::insert_prompts(), batch::mark_delivered());
-        let (insert, decide, delivered, stored) = tokio::try_join!(
+        let (lock, insert, decide, delivered, stored) = tokio::try_join!(
+            prepare(batch::LOCK_LEASES),
             prepare(&insert),
             prepare(batch::DECIDE),
             prepare(&delivered),
@@ -72,6 +74,7 @@ impl Conn {
         .map_err(|e| describe(&e))?;
         Ok(Conn {
             client,
+            lock,
             insert,
             decide,
             delivered,
@@ -163,15 +166,14 @@ async fn commit(
     }
     let c = conn.as_ref().expect("connected above");
     let runs = batch::runs(writes);
-    let statements: Vec<Multi> = runs
-        .iter()
-        .flat_map(|run| {
+    let statements: Vec<Multi> = std::iter::once(Multi::leases(writes))
+        .chain(runs.iter().flat_map(|run| {
             [
                 Multi::prompts(writes, &run.prompts),
                 Multi::decisions(writes, &run.decisions),
                 Multi::deliveries(writes, &run.deliveries),
             ]
-        })
+        }))
         .flatten()
         .collect();
     let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
@@ -244,6 +246,7 @@ async fn commit(
 /// Which multi-row statement.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
+    Leases,
     Prompts,
     Decisions,
     Deliveries,
@@ -252,6 +255,7 @@ enum Kind {
 impl Kind {
     fn statement(self, c: &Conn) -> &Statement {
         match self {
+            Kind::Leases => &c.lock,
             Kind::Prompts => &c.insert,
             Kind::Decisions => &c.decide,
             Kind::Deliveries => &c.delivered,
@@ -271,6 +275,23 @@ struct Multi<'a> {
 }
 
 impl<'a> Multi<'a> {
+    /// The leases of every fenced write among `writes`, if any ([`batch::LOCK_LEASES`]).
+    fn leases(writes: &[(&'a Write, Option<&'a Fence>)]) -> Option<Self> {
+        let fenced = || writes.iter().filter_map(|(w, f)| Some((w.key().0, (*f)?)));
+        let session: Vec<&str> = fenced().map(|(s, _)| s).collect();
+        if session.is_empty() {
+            return None;
+        }
+        let owner: Vec<&str> = fenced().map(|(_, f)| &*f.owner).collect();
+        let epoch: Vec<i64> = fenced().map(|(_, f)| f.epoch).collect();
+        let params: Vec<Param<'a>> = vec![Box::new(session), Box::new(owner), Box::new(epoch)];
+        Some(Multi {
+            kind: Kind::Leases,
+            rows: &[],
+            params,
+        })
+    }
+
     /// The prompts among `writes` at `rows`, if any.
     fn prompts(writes: &[(&'a Write, Option<&'a Fence>)], rows: &'a [usize]) -> Option<Self> {
         if rows.is_empty() {
@@ -398,6 +419,10 @@ impl<'a> Multi<'a> {
         writes: &[(&Write, Option<&Fence>)],
         said: &mut [Said],
     ) -> Result<(), String> {
+        if let Kind::Leases = self.kind {
+            // Only the locks count; each write's own statement says whether it was held.
+            return Ok(());
+        }
         for row in rows {
             let at = batch::ordinal(row.try_get(0).map_err(|e| describe(&e))?, self.rows.len())
                 .ok_or_else(|| format!("a {:?} statement answered for no row of it", self.kind))?;
@@ -411,7 +436,9 @@ impl<'a> Multi<'a> {
                 (Kind::Deliveries, _) => {
                     batch::undelivered(session_id, request_id, row.get(1), row.get(2))
                 }
-                (Kind::Decisions, _) => unreachable!("a run's decisions are decisions"),
+                (Kind::Decisions | Kind::Leases, _) => {
+                    unreachable!("a run's decisions are decisions; leases return early")
+                }
             };
         }
         Ok(())

@@ -175,3 +175,107 @@ async fn one_batch_mixing_fenced_out_refused_and_valid_writes_answers_each_alone
         ]
     );
 }
+
+/// A batch whose prompt and delivery count under two leases, while a renewal of both runs:
+/// the writer locks its leases first and in order, as the renewal does, so neither waits
+/// for the other in a cycle. (Locked statement by statement, the prompt's lease, then
+/// the delivery's, a renewal holding the second and waiting for the first deadlocked;
+/// PostgreSQL broke it after a second by failing one of them.)
+#[tokio::test]
+async fn a_renewal_during_a_batch_of_fenced_writes_does_not_deadlock() {
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = server.unique_database("renewal").unwrap();
+    let cfg = pg_config(&url);
+    let fences = Fences::new("inst-a");
+    let ledger = Ledger::open_clustered(&cfg, Tuning::default(), Some(fences.clone())).unwrap();
+    let connect = || async {
+        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        db
+    };
+    let (admin, watcher, lease_loop) = (connect().await, connect().await, connect().await);
+    let (mut lock_first, mut lock_block) = (connect().await, connect().await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (a, b): (Arc<str>, Arc<str>) = ("s-a".into(), "s-b".into());
+    let (epoch_a, epoch_b) = (
+        claim(&admin, "s-a", "inst-a").await,
+        claim(&admin, "s-b", "inst-a").await,
+    );
+    fences.hold(&a, epoch_a, deadline);
+    fences.hold(&b, epoch_b, deadline);
+    for (s, r) in [("s-a", "first"), ("s-a", "block"), ("s-b", "decided")] {
+        ledger
+            .record_prompt(prompt(s, r, "Bash", at(1)))
+            .await
+            .unwrap();
+    }
+    ledger
+        .record_decision(decision("s-b", "decided", Outcome::Allowed, "alice"))
+        .await
+        .unwrap();
+    let waiting = || async {
+        let n: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    let wait_until = |n: i64, what: &'static str| {
+        let waiting = &waiting;
+        async move {
+            while waiting().await < n {
+                assert!(Instant::now() < deadline, "{what}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    // The writer is held on a prompt's row lock: everything queued meanwhile is one batch.
+    let (first_held, block_held) = (
+        lock_first.transaction().await.unwrap(),
+        lock_block.transaction().await.unwrap(),
+    );
+    for (tx, r) in [(&first_held, "first"), (&block_held, "block")] {
+        tx.execute(
+            "SELECT 1 FROM ccr_prompts WHERE request_id = $1 FOR UPDATE",
+            &[&r],
+        )
+        .await
+        .unwrap();
+    }
+    let first = ledger.record_decision(decision("s-a", "first", Outcome::Denied, "x"));
+    wait_until(1, "the writer never waited").await;
+    // The batch: s-a's prompt (its lease), a decision that waits for a row lock, then
+    // s-b's delivery (its lease).
+    let batch = [
+        ledger.record_prompt(prompt("s-a", "new", "Bash", at(2))),
+        ledger.record_decision(decision("s-a", "block", Outcome::Allowed, "bob")),
+        ledger.mark_delivered("s-b", "decided", at(3)),
+    ];
+    first_held.rollback().await.unwrap();
+    first.await.unwrap();
+    wait_until(1, "the batch never waited for the row lock").await;
+    // Renew both leases, s-b first: the renewal holds s-b only if the batch had not
+    // locked it yet.
+    let renewal = tokio::spawn(async move {
+        let held = [(b, epoch_b), (a, epoch_a)];
+        crate::cluster::store::renew(&lease_loop, "inst-a", &held, Duration::from_secs(30)).await
+    });
+    wait_until(2, "the renewal never waited").await;
+    block_held.rollback().await.unwrap();
+    for w in batch {
+        w.await.unwrap();
+    }
+    let mut renewed = renewal.await.unwrap().unwrap();
+    renewed.sort();
+    assert_eq!(renewed, [Arc::<str>::from("s-a"), Arc::from("s-b")]);
+}
