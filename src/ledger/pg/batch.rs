@@ -105,6 +105,39 @@ pub(super) fn mark_delivered() -> String {
     )
 }
 
+/// [`insert_prompts`] for one row (`$1`..`$7`, owner `$8` and epoch `$9`, NULL when not
+/// fenced), answering alike: the multi-row statement's fixed cost is about twice the
+/// single row's, and an idle writer commits one write at a time.
+pub(super) const INSERT_PROMPT: &str = "WITH fence AS (SELECT $8::text IS NULL OR EXISTS \
+    (SELECT 1 FROM ccr_leases WHERE session_id = $1 AND owner = $8 AND epoch = $9 \
+    AND expires_at > now() FOR SHARE) AS held), \
+    ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, input, \
+    request, received_at) SELECT $1, $2, $3, $4, $5, $6, $7 FROM fence WHERE held \
+    ON CONFLICT (session_id, request_id) DO NOTHING) \
+    SELECT 1::int8 FROM fence WHERE NOT held";
+
+/// [`DECIDE`] for one row (`$1`..`$8`), answering alike.
+pub(super) const DECIDE_ONE: &str = "WITH upd AS (UPDATE ccr_prompts SET outcome = $3, \
+    decided_by = $4, decided_at = $5, updated_input = COALESCE($6, updated_input), \
+    answer = COALESCE($7, answer), reason = COALESCE($8, reason) \
+    WHERE session_id = $1 AND request_id = $2 AND (outcome IS NULL OR \
+    ($3 = 'cancelled' AND outcome <> 'cancelled' AND delivered_at IS NULL)) RETURNING 1) \
+    SELECT 1::int8, p.session_id IS NOT NULL, p.outcome, p.decided_by \
+    FROM (VALUES (1)) AS one (x) LEFT JOIN ccr_prompts p \
+    ON p.session_id = $1 AND p.request_id = $2 WHERE NOT EXISTS (SELECT 1 FROM upd)";
+
+/// [`mark_delivered`] for one row (`$1`..`$3`, owner `$4` and epoch `$5`, NULL when not
+/// fenced), answering alike.
+pub(super) const DELIVERED_ONE: &str = "WITH fence AS (SELECT $4::text IS NULL OR EXISTS \
+    (SELECT 1 FROM ccr_leases WHERE session_id = $1 AND owner = $4 AND epoch = $5 \
+    AND expires_at > now() FOR SHARE) AS held), \
+    upd AS (UPDATE ccr_prompts SET delivered_at = COALESCE(delivered_at, $3), \
+    deliveries = deliveries + 1, last_delivered_at = $3 \
+    WHERE session_id = $1 AND request_id = $2 AND outcome IS NOT NULL \
+    AND (SELECT held FROM fence) RETURNING 1) \
+    SELECT 1::int8, (SELECT held FROM fence), EXISTS (SELECT 1 FROM ccr_prompts \
+    WHERE session_id = $1 AND request_id = $2) WHERE NOT EXISTS (SELECT 1 FROM upd)";
+
 /// The stored decision, read again when [`DECIDE`] lost a race it could not see.
 pub(super) const STORED: &str =
     "SELECT outcome, decided_by FROM ccr_prompts WHERE session_id = $1 AND request_id = $2";

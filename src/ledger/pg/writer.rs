@@ -56,6 +56,9 @@ struct Conn {
     insert: Statement,
     decide: Statement,
     delivered: Statement,
+    insert_one: Statement,
+    decide_one: Statement,
+    delivered_one: Statement,
     stored: Statement,
 }
 
@@ -64,11 +67,17 @@ impl Conn {
         let client = connect(target).await?;
         let prepare = |sql| client.prepare(sql);
         let (insert, delivered) = (batch::insert_prompts(), batch::mark_delivered());
-        let (lock, insert, decide, delivered, stored) = tokio::try_join!(
+        let (lock, insert, decide, delivered) = tokio::try_join!(
             prepare(batch::LOCK_LEASES),
             prepare(&insert),
             prepare(batch::DECIDE),
             prepare(&delivered),
+        )
+        .map_err(|e| describe(&e))?;
+        let (insert_one, decide_one, delivered_one, stored) = tokio::try_join!(
+            prepare(batch::INSERT_PROMPT),
+            prepare(batch::DECIDE_ONE),
+            prepare(batch::DELIVERED_ONE),
             prepare(batch::STORED),
         )
         .map_err(|e| describe(&e))?;
@@ -78,6 +87,9 @@ impl Conn {
             insert,
             decide,
             delivered,
+            insert_one,
+            decide_one,
+            delivered_one,
             stored,
         })
     }
@@ -192,7 +204,7 @@ async fn commit(
     let queries = statements
         .iter()
         .zip(&params)
-        .map(|(s, p)| c.client.query(s.kind.statement(c), p));
+        .map(|(s, p)| c.client.query(s.statement(c), p));
     let commit = c.client.batch_execute("COMMIT");
     let (begun, answered, committed) = tokio::join!(begin, join_all(queries), commit);
     let mut said: Vec<Said> = writes.iter().map(|_| Said::Done).collect();
@@ -252,17 +264,6 @@ enum Kind {
     Deliveries,
 }
 
-impl Kind {
-    fn statement(self, c: &Conn) -> &Statement {
-        match self {
-            Kind::Leases => &c.lock,
-            Kind::Prompts => &c.insert,
-            Kind::Decisions => &c.decide,
-            Kind::Deliveries => &c.delivered,
-        }
-    }
-}
-
 /// One parameter of a statement: a column of its rows, as an array.
 type Param<'a> = Box<dyn ToSql + Send + Sync + 'a>;
 
@@ -275,11 +276,29 @@ struct Multi<'a> {
 }
 
 impl<'a> Multi<'a> {
-    /// The leases of every fenced write among `writes`, if any ([`batch::LOCK_LEASES`]).
+    /// Its prepared statement: of one row when it has one, else multi-row.
+    fn statement<'c>(&self, c: &'c Conn) -> &'c Statement {
+        let one = self.rows.len() == 1;
+        match self.kind {
+            Kind::Leases => &c.lock,
+            Kind::Prompts if one => &c.insert_one,
+            Kind::Prompts => &c.insert,
+            Kind::Decisions if one => &c.decide_one,
+            Kind::Decisions => &c.decide,
+            Kind::Deliveries if one => &c.delivered_one,
+            Kind::Deliveries => &c.delivered,
+        }
+    }
+
+    /// The leases of the fenced writes among `writes`, if they are more than one
+    /// ([`batch::LOCK_LEASES`]; one lease alone is locked by its statement, and a single
+    /// row lock cannot close a cycle with a renewal).
     fn leases(writes: &[(&'a Write, Option<&'a Fence>)]) -> Option<Self> {
         let fenced = || writes.iter().filter_map(|(w, f)| Some((w.key().0, (*f)?)));
         let session: Vec<&str> = fenced().map(|(s, _)| s).collect();
-        if session.is_empty() {
+        let mut distinct = fenced().map(|(s, f)| (s, f.epoch));
+        let first = distinct.next();
+        if first.is_none_or(|first| distinct.all(|other| other == first)) {
             return None;
         }
         let owner: Vec<&str> = fenced().map(|(_, f)| &*f.owner).collect();
@@ -315,16 +334,17 @@ impl<'a> Multi<'a> {
             owner.push(fence.map(|f| &*f.owner));
             epoch.push(fence.map(|f| f.epoch));
         }
+        let one = n == 1;
         let params: Vec<Param<'a>> = vec![
-            Box::new(session),
-            Box::new(request),
-            Box::new(tool_use),
-            Box::new(tool),
-            Box::new(input),
-            Box::new(json),
-            Box::new(at),
-            Box::new(owner),
-            Box::new(epoch),
+            param(session, one),
+            param(request, one),
+            param(tool_use, one),
+            param(tool, one),
+            param(input, one),
+            param(json, one),
+            param(at, one),
+            param(owner, one),
+            param(epoch, one),
         ];
         Some(Multi {
             kind: Kind::Prompts,
@@ -354,15 +374,16 @@ impl<'a> Multi<'a> {
             answer.push(d.answer.as_deref());
             reason.push(d.reason.as_deref());
         }
+        let one = n == 1;
         let params: Vec<Param<'a>> = vec![
-            Box::new(session),
-            Box::new(request),
-            Box::new(outcome),
-            Box::new(by),
-            Box::new(at),
-            Box::new(updated),
-            Box::new(answer),
-            Box::new(reason),
+            param(session, one),
+            param(request, one),
+            param(outcome, one),
+            param(by, one),
+            param(at, one),
+            param(updated, one),
+            param(answer, one),
+            param(reason, one),
         ];
         Some(Multi {
             kind: Kind::Decisions,
@@ -397,12 +418,13 @@ impl<'a> Multi<'a> {
             owner.push(fence.map(|f| &*f.owner));
             epoch.push(fence.map(|f| f.epoch));
         }
+        let one = n == 1;
         let params: Vec<Param<'a>> = vec![
-            Box::new(session),
-            Box::new(request),
-            Box::new(at),
-            Box::new(owner),
-            Box::new(epoch),
+            param(session, one),
+            param(request, one),
+            param(at, one),
+            param(owner, one),
+            param(epoch, one),
         ];
         Some(Multi {
             kind: Kind::Deliveries,
@@ -442,6 +464,15 @@ impl<'a> Multi<'a> {
             };
         }
         Ok(())
+    }
+}
+
+/// A column as its statement's parameter: the array, or its one value for a one-row
+/// statement.
+fn param<'a, T: ToSql + Send + Sync + 'a>(column: Vec<T>, one: bool) -> Param<'a> {
+    match (one, column.len()) {
+        (true, 1) => Box::new(column.into_iter().next().expect("one value")),
+        _ => Box::new(column),
     }
 }
 
