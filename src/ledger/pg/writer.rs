@@ -180,11 +180,10 @@ async fn commit(
     let runs = batch::runs(writes);
     let statements: Vec<Multi> = std::iter::once(Multi::leases(writes))
         .chain(runs.iter().flat_map(|run| {
-            [
-                Multi::prompts(writes, &run.prompts),
-                Multi::decisions(writes, &run.decisions),
-                Multi::deliveries(writes, &run.deliveries),
-            ]
+            let prompts = split(&run.prompts).map(|rows| Multi::prompts(writes, rows));
+            let decisions = split(&run.decisions).map(|rows| Multi::decisions(writes, rows));
+            let deliveries = split(&run.deliveries).map(|rows| Multi::deliveries(writes, rows));
+            prompts.chain(decisions).chain(deliveries)
         }))
         .flatten()
         .collect();
@@ -474,6 +473,16 @@ fn param<'a, T: ToSql + Send + Sync + 'a>(column: Vec<T>, one: bool) -> Param<'a
         (true, 1) => Box::new(column.into_iter().next().expect("one value")),
         _ => Box::new(column),
     }
+}
+
+/// One kind's rows of a run as its statements' rows: one by one, or all in one
+/// ([`batch::one_by_one`]).
+fn split(rows: &[usize]) -> std::slice::Chunks<'_, usize> {
+    let size = match batch::one_by_one(rows.len()) {
+        true => 1,
+        false => rows.len().max(1),
+    };
+    rows.chunks(size)
 }
 
 /// An empty column for `n` rows.
