@@ -278,10 +278,7 @@ pub async fn renew(
     let epochs: Vec<Epoch> = held.iter().map(|(_, e)| *e).collect();
     let rows = client
         .query(
-            "UPDATE ccr_leases AS l SET expires_at = now() + make_interval(secs => $2)
-             FROM unnest($3::text[], $4::bigint[]) AS h(session_id, epoch)
-             WHERE l.session_id = h.session_id AND l.epoch = h.epoch AND l.owner = $1
-             RETURNING l.session_id",
+            crate::ledger::pg::fence::RENEW_LEASES,
             &[&me, &period.as_secs_f64(), &sessions, &epochs],
         )
         .await?;

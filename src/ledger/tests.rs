@@ -13,6 +13,7 @@ use super::*;
 use ccr_protocol::reply::{LedgerRow, Outcome};
 
 mod backends;
+mod batched;
 mod query;
 mod tls;
 

@@ -199,29 +199,31 @@ impl Listener {
             self.heard_state(n.payload());
             return;
         }
-        let Some((session, request_id)) = parse(n.payload()) else {
-            tracing::warn!(
-                payload = n.payload(),
-                "cluster: a decision notification without `session\\nrequest`"
-            );
-            return;
+        let keys = match parse(n.payload()) {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(channel = n.channel(), error = %e, "cluster: a notification that cannot be read");
+                return;
+            }
         };
-        // A lapsed lease is still held here: a decision made elsewhere meanwhile is the
-        // registry's to deliver once the lease is renewed (or the next owner's).
-        let held = self.fences.holds_any(session);
         let decided = n.channel() == DECIDED_CHANNEL;
-        match (held, decided) {
-            (true, true) => self.decided.do_send(DecidedElsewhere {
-                session: Arc::from(session),
-                request_id: Some(request_id.to_owned()),
-            }),
-            // Recorded by this instance, which published it already.
-            (true, false) => {}
-            (false, decided) => self.seen.do_send(SeenElsewhere {
-                session: Arc::from(session),
-                request_id: request_id.to_owned(),
-                decided,
-            }),
+        for (session, request_id) in keys {
+            // A lapsed lease is still held here: a decision made elsewhere meanwhile is
+            // the registry's to deliver once the lease is renewed (or the next owner's).
+            let held = self.fences.holds_any(&session);
+            match (held, decided) {
+                (true, true) => self.decided.do_send(DecidedElsewhere {
+                    session: Arc::from(session),
+                    request_id: Some(request_id),
+                }),
+                // Recorded by this instance, which published it already.
+                (true, false) => {}
+                (false, decided) => self.seen.do_send(SeenElsewhere {
+                    session: Arc::from(session),
+                    request_id,
+                    decided,
+                }),
+            }
         }
     }
 
@@ -250,11 +252,26 @@ impl Listener {
     }
 }
 
-/// A payload's session id and request id (`session_id`, a newline, `request_id`).
-pub(super) fn parse(payload: &str) -> Option<(&str, &str)> {
-    payload
-        .split_once('\n')
-        .filter(|(s, r)| !s.is_empty() && !r.is_empty())
+/// Why a notification's payload cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PayloadError {
+    /// Not a JSON array of `[session_id, request_id]` pairs.
+    #[error("not a JSON array of [session_id, request_id] pairs: {0}")]
+    NotPairs(#[from] serde_json::Error),
+    /// A pair with an empty id.
+    #[error("a pair with an empty session or request id")]
+    EmptyId,
+}
+
+/// A payload's prompts: a JSON array of `[session_id, request_id]` pairs, the rows of one
+/// statement (or a part of them: a trigger cuts a long list into several notifications;
+/// schema migration 5).
+pub(super) fn parse(payload: &str) -> Result<Vec<(String, String)>, PayloadError> {
+    let keys: Vec<(String, String)> = serde_json::from_str(payload)?;
+    match keys.iter().any(|(s, r)| s.is_empty() || r.is_empty()) {
+        true => Err(PayloadError::EmptyId),
+        false => Ok(keys),
+    }
 }
 
 /// Stops the connection's task when the listener lets go of it.
@@ -268,18 +285,42 @@ impl Drop for AbortOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{parse, PayloadError};
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(s, r)| (s.to_string(), r.to_string()))
+            .collect()
+    }
 
     #[test]
-    fn payloads_are_session_newline_request() {
-        assert_eq!(parse("s1\nr1"), Some(("s1", "r1")));
+    fn payloads_are_json_arrays_of_session_request_pairs() {
+        assert_eq!(parse(r#"[["s1", "r1"]]"#).unwrap(), pairs(&[("s1", "r1")]));
         assert_eq!(
-            parse("s1\nr\n1"),
-            Some(("s1", "r\n1")),
-            "split at the first"
+            parse(r#"[["s1","r1"],["s 2","r\n\"2\u00e9"]]"#).unwrap(),
+            pairs(&[("s1", "r1"), ("s 2", "r\n\"2\u{e9}")])
         );
-        assert_eq!(parse("s1"), None);
-        assert_eq!(parse("\nr1"), None);
-        assert_eq!(parse("s1\n"), None);
+        assert_eq!(parse("[]").unwrap(), pairs(&[]));
+        for bad in [
+            "s1\nr1",
+            r#"[["s1"]]"#,
+            r#"[["s1","r1","x"]]"#,
+            r#"[["s1",1]]"#,
+            r#"{"s1":"r1"}"#,
+            r#"[["s1","r1"]"#,
+        ] {
+            assert!(
+                matches!(parse(bad), Err(PayloadError::NotPairs(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse(r#"[["","r1"]]"#),
+            Err(PayloadError::EmptyId)
+        ));
+        assert!(matches!(
+            parse(r#"[["s1","r1"],["s1",""]]"#),
+            Err(PayloadError::EmptyId)
+        ));
     }
 }

@@ -768,6 +768,58 @@ async fn session_states_announced_by_an_owner_reach_the_other_members() {
     drop(c);
 }
 
+/// One statement recording (deciding) many prompts notifies once per statement, in as many
+/// notifications as PostgreSQL's 8000-byte payload limit needs: every prompt is heard,
+/// the decisions of sessions held here as decisions, the rest as seen elsewhere.
+#[actix_rt::test]
+async fn a_statement_writing_many_prompts_is_heard_for_each_of_them() {
+    let Some((url, admin)) = database("member_notify_many").await else {
+        return;
+    };
+    let all = sessions(3);
+    let a = Node::start(&url, "a", &all, PERIOD);
+    wait_settled(&admin, &[&a], &all, Duration::from_secs(10)).await;
+    heard_up_to_here(&admin, &[&a], "warm_up").await;
+    // 4 sessions × 200 prompts with 60-byte ids: about 60 KB of keys a statement.
+    let mut names: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+    names.push("held_elsewhere".into());
+    admin
+        .execute(
+            "INSERT INTO ccr_prompts (session_id, request_id, tool_name, input, request, received_at)
+             SELECT s, 'many_' || repeat('x', 50) || g, 'Bash', '{}', '{}', 0
+             FROM unnest($1::text[]) s, generate_series(1, 200) g",
+            &[&names],
+        )
+        .await
+        .expect("insert");
+    admin
+        .execute(
+            "UPDATE ccr_prompts SET outcome = 'allowed', decided_by = 'operator', decided_at = 1
+             WHERE request_id LIKE 'many_%'",
+            &[],
+        )
+        .await
+        .expect("decide");
+    let many = |r: &str| r.starts_with("many_");
+    eventually(Duration::from_secs(10), || async {
+        let told = a.log.all();
+        let decided: HashSet<(Arc<str>, String)> = a.log.decided().into_iter().collect();
+        let decided = decided.iter().filter(|(_, r)| many(r)).count();
+        let seen = |d: bool| {
+            let seen = told.iter().filter_map(|t| match t {
+                Told::Seen(s, r, decided) if *decided == d && many(r) => Some((s, r)),
+                _ => None,
+            });
+            seen.collect::<HashSet<_>>().len()
+        };
+        match (decided, seen(false), seen(true)) {
+            (600, 200, 200) => Ok(()),
+            other => Err(format!("decided, seen recorded, seen decided: {other:?}")),
+        }
+    })
+    .await;
+}
+
 /// A decision made while the listening connection was down is never notified to it: once
 /// it listens again, the member asks for a re-check of every session it still holds.
 #[actix_rt::test]

@@ -32,6 +32,21 @@ pub fn condition(first: usize) -> String {
     )
 }
 
+/// The lease loop's renewal (`cluster::store::renew`; parameters: owner, period in seconds,
+/// session ids, epochs): extends those leases still this owner's at those epochs, expired or
+/// not (a lapsed lease nobody claimed is this owner's again), and returns their session ids.
+/// It locks them in the order of their session ids, as the writer locks the leases of its
+/// writes (`batch::LOCK_LEASES`): two statements that lock several rows in one order cannot
+/// deadlock. Kept here, beside the writes it must not deadlock with.
+pub const RENEW_LEASES: &str = "WITH locked AS (SELECT l.session_id FROM ccr_leases l
+        JOIN unnest($3::text[], $4::bigint[]) AS h(session_id, epoch)
+        ON l.session_id = h.session_id AND l.epoch = h.epoch
+        WHERE l.owner = $1
+        ORDER BY l.session_id FOR NO KEY UPDATE OF l)
+     UPDATE ccr_leases AS l SET expires_at = now() + make_interval(secs => $2)
+     FROM locked WHERE l.session_id = locked.session_id
+     RETURNING l.session_id";
+
 /// The leases held here: session → epoch and the local deadline of the last renewal.
 #[derive(Debug)]
 pub struct Fences {

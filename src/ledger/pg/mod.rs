@@ -16,6 +16,7 @@
 //! - TLS is as the URL's `sslmode` says, with `[ledger] ca_file`'s CAs or the public roots
 //!   ([`connect`]: every connection is made there).
 
+mod batch;
 mod connect;
 pub mod fence;
 mod read;

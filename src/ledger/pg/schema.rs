@@ -118,6 +118,59 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
             FOR EACH ROW EXECUTE FUNCTION ccr_notify_sessions();
         ALTER TABLE ccr_members ADD COLUMN sessions_digest bigint NOT NULL DEFAULT 0;",
     ),
+    (
+        5,
+        "notifications per statement, not per row",
+        // The writer records a commit's prompts (decisions, deliveries) in one statement
+        // each: one `NOTIFY` per statement on the same channels, its payload a JSON array
+        // of `[session_id, request_id]` pairs (`cluster::member::listen::parse`), cut
+        // into several notifications where one would reach PostgreSQL's 8000-byte limit.
+        // A key that alone is too long fails its statement, as it did before.
+        "DROP TRIGGER ccr_prompts_decided ON ccr_prompts;
+        DROP TRIGGER ccr_prompts_prompted ON ccr_prompts;
+        DROP FUNCTION ccr_notify_decided();
+        DROP FUNCTION ccr_notify_prompted();
+        CREATE FUNCTION ccr_notify_keys(channel text, keys text[]) RETURNS void
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            chunk text := '';
+            item text;
+        BEGIN
+            FOREACH item IN ARRAY keys LOOP
+                IF chunk <> '' AND octet_length(chunk) + octet_length(item) + 3 > 7999 THEN
+                    PERFORM pg_notify(channel, '[' || chunk || ']');
+                    chunk := '';
+                END IF;
+                chunk := CASE WHEN chunk = '' THEN item ELSE chunk || ',' || item END;
+            END LOOP;
+            IF chunk <> '' THEN
+                PERFORM pg_notify(channel, '[' || chunk || ']');
+            END IF;
+        END $$;
+        CREATE FUNCTION ccr_notify_prompted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM ccr_notify_keys('ccr_prompted', ARRAY(
+                SELECT json_build_array(session_id, request_id)::text FROM ccr_inserted));
+            RETURN NULL;
+        END $$;
+        CREATE FUNCTION ccr_notify_decided() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            -- The rows whose outcome changed: (key, outcome) after, less those before (a
+            -- set difference, linear, and NULL equals NULL in it; a join of the two
+            -- transition tables is planned as a nested loop, quadratic).
+            PERFORM ccr_notify_keys('ccr_decided', ARRAY(
+                SELECT json_build_array(session_id, request_id)::text
+                FROM (SELECT session_id, request_id, outcome FROM ccr_after
+                      EXCEPT ALL SELECT session_id, request_id, outcome FROM ccr_before) d));
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER ccr_prompts_prompted AFTER INSERT ON ccr_prompts
+            REFERENCING NEW TABLE AS ccr_inserted
+            FOR EACH STATEMENT EXECUTE FUNCTION ccr_notify_prompted();
+        CREATE TRIGGER ccr_prompts_decided AFTER UPDATE ON ccr_prompts
+            REFERENCING OLD TABLE AS ccr_before NEW TABLE AS ccr_after
+            FOR EACH STATEMENT EXECUTE FUNCTION ccr_notify_decided();",
+    ),
 ];
 
 /// The newest schema version this build knows.

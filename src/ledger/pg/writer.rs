@@ -1,8 +1,10 @@
 //! The PostgreSQL writer: one connection of its own, and group commit. Writes queue in the
 //! order they are made; the writer takes everything queued (up to a batch), sends it in
-//! one pipelined transaction, and acknowledges each write only once that transaction has
-//! committed. Under load a batch grows instead of adding round trips; idle, a write
-//! commits alone at once. Nothing waits for a timer.
+//! one pipelined transaction of a few multi-row statements ([`batch`]: one per kind of
+//! write, more only where the batch writes one prompt twice), and acknowledges each write
+//! only once that transaction has committed. Under load a batch grows instead of adding
+//! round trips or statements; idle, a write commits alone at once. Nothing waits for a
+//! timer.
 //!
 //! A write the ledger's rules refuse (an unknown prompt, a prompt already decided
 //! otherwise) is answered with its refusal and changes nothing. A batch that fails as a
@@ -17,11 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use super::fence::{condition, Epoch};
+use super::batch::{self, Said};
+use super::fence::Epoch;
 use super::{connect, describe, PgTarget};
 use crate::ledger::record::LedgerError;
-use crate::ledger::writer::{Counters, DecisionRow, Write};
-use ccr_protocol::reply::Outcome;
+use crate::ledger::writer::{Counters, Write};
 
 /// What the writer takes from its queue.
 pub(super) enum Cmd {
@@ -47,107 +49,50 @@ pub(super) struct Fence {
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 512;
 
-const INSERT_PROMPT: &str = "INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, \
-    tool_name, input, request, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-    ON CONFLICT (session_id, request_id) DO NOTHING";
-
-/// First decision wins; a cancel may still void an undelivered answer (keeping that answer
-/// for the audit trail). Returns whether it changed the row, and the row's decision as it
-/// was before (NULL columns when there is no row).
-const DECIDE: &str = "WITH upd AS (UPDATE ccr_prompts SET outcome = $3, decided_by = $4, \
-    decided_at = $5, updated_input = COALESCE($6, updated_input), \
-    answer = COALESCE($7, answer), reason = COALESCE($8, reason) \
-    WHERE session_id = $1 AND request_id = $2 AND (outcome IS NULL OR \
-    ($3 = 'cancelled' AND outcome <> 'cancelled' AND delivered_at IS NULL)) RETURNING 1) \
-    SELECT (SELECT count(*) FROM upd), p.session_id IS NOT NULL, p.outcome, p.decided_by \
-    FROM (VALUES (1)) AS one (x) LEFT JOIN ccr_prompts p \
-    ON p.session_id = $1 AND p.request_id = $2";
-
-/// The stored decision, read again when [`DECIDE`] lost a race it could not see.
-const STORED: &str =
-    "SELECT outcome, decided_by FROM ccr_prompts WHERE session_id = $1 AND request_id = $2";
-
-const DELIVERED: &str = "WITH upd AS (UPDATE ccr_prompts SET \
-    delivered_at = COALESCE(delivered_at, $3), deliveries = deliveries + 1, \
-    last_delivered_at = $3 \
-    WHERE session_id = $1 AND request_id = $2 AND outcome IS NOT NULL RETURNING 1) \
-    SELECT (SELECT count(*) FROM upd), \
-    EXISTS (SELECT 1 FROM ccr_prompts WHERE session_id = $1 AND request_id = $2)";
-
-/// [`INSERT_PROMPT`] by a session's owner: only while it holds the lease at its epoch
-/// (`$8`, `$9`, `$10`: session, owner, epoch); returns whether it did.
-fn insert_prompt_fenced() -> String {
-    format!(
-        "WITH fence AS (SELECT {} AS held), \
-         ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, \
-         input, request, received_at) SELECT $1, $2, $3, $4, $5, $6, $7 FROM fence WHERE held \
-         ON CONFLICT (session_id, request_id) DO NOTHING RETURNING 1) \
-         SELECT held FROM fence",
-        condition(8)
-    )
-}
-
-/// [`DELIVERED`] by a session's owner, under its lease (`$4`..`$6`); returns as
-/// [`DELIVERED`] does, and whether the lease held.
-fn delivered_fenced() -> String {
-    format!(
-        "WITH fence AS (SELECT {} AS held), upd AS (UPDATE ccr_prompts SET \
-         delivered_at = COALESCE(delivered_at, $3), deliveries = deliveries + 1, \
-         last_delivered_at = $3 \
-         WHERE session_id = $1 AND request_id = $2 AND outcome IS NOT NULL \
-         AND (SELECT held FROM fence) RETURNING 1) \
-         SELECT (SELECT count(*) FROM upd), \
-         EXISTS (SELECT 1 FROM ccr_prompts WHERE session_id = $1 AND request_id = $2), \
-         (SELECT held FROM fence)",
-        condition(4)
-    )
-}
-
 /// The writer's connection and its prepared statements.
 struct Conn {
     client: Client,
+    lock: Statement,
     insert: Statement,
     decide: Statement,
-    stored: Statement,
     delivered: Statement,
-    insert_fenced: Statement,
-    delivered_fenced: Statement,
+    insert_one: Statement,
+    decide_one: Statement,
+    delivered_one: Statement,
+    stored: Statement,
 }
 
 impl Conn {
     async fn open(target: &PgTarget) -> Result<Conn, String> {
         let client = connect(target).await?;
         let prepare = |sql| client.prepare(sql);
-        let (fenced_insert, fenced_delivered) = (insert_prompt_fenced(), delivered_fenced());
-        let (insert, decide, stored, delivered, insert_fenced, delivered_fenced) =
-            tokio::try_join!(
-                prepare(INSERT_PROMPT),
-                prepare(DECIDE),
-                prepare(STORED),
-                prepare(DELIVERED),
-                prepare(&fenced_insert),
-                prepare(&fenced_delivered),
-            )
-            .map_err(|e| describe(&e))?;
+        let (insert, delivered) = (batch::insert_prompts(), batch::mark_delivered());
+        let (lock, insert, decide, delivered) = tokio::try_join!(
+            prepare(batch::LOCK_LEASES),
+            prepare(&insert),
+            prepare(batch::DECIDE),
+            prepare(&delivered),
+        )
+        .map_err(|e| describe(&e))?;
+        let (insert_one, decide_one, delivered_one, stored) = tokio::try_join!(
+            prepare(batch::INSERT_PROMPT),
+            prepare(batch::DECIDE_ONE),
+            prepare(batch::DELIVERED_ONE),
+            prepare(batch::STORED),
+        )
+        .map_err(|e| describe(&e))?;
         Ok(Conn {
             client,
+            lock,
             insert,
             decide,
-            stored,
             delivered,
-            insert_fenced,
-            delivered_fenced,
+            insert_one,
+            decide_one,
+            delivered_one,
+            stored,
         })
     }
-}
-
-/// What one statement said, before the batch's transaction is known to have committed.
-enum Said {
-    Done,
-    Refused(LedgerError),
-    /// A decision changed nothing while the row looked undecided: a concurrent decision
-    /// (another instance's) committed in between; read the row again.
-    Raced,
 }
 
 /// Run the writer until every sender is gone and the queue is empty.
@@ -218,8 +163,8 @@ pub(super) async fn run(
     }
 }
 
-/// Commit `writes` in one pipelined transaction; each write's own result, or why the
-/// whole batch failed.
+/// Commit `writes` in one pipelined transaction of a few multi-row statements (see
+/// [`batch`]); each write's own result, or why the whole batch failed.
 async fn commit(
     conn: &mut Option<Conn>,
     target: &PgTarget,
@@ -232,180 +177,315 @@ async fn commit(
         *conn = Some(Conn::open(target).await?);
     }
     let c = conn.as_ref().expect("connected above");
+    let runs = batch::runs(writes);
+    let statements: Vec<Multi> = std::iter::once(Multi::leases(writes))
+        .chain(runs.iter().flat_map(|run| {
+            let prompts = split(&run.prompts).map(|rows| Multi::prompts(writes, rows));
+            let decisions = split(&run.decisions).map(|rows| Multi::decisions(writes, rows));
+            let deliveries = split(&run.deliveries).map(|rows| Multi::deliveries(writes, rows));
+            prompts.chain(decisions).chain(deliveries)
+        }))
+        .flatten()
+        .collect();
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+        .iter()
+        .map(|s| {
+            s.params
+                .iter()
+                .map(|p| &**p as &(dyn ToSql + Sync))
+                .collect()
+        })
+        .collect();
+    // BEGIN, the statements and COMMIT go in one round trip. A statement that fails
+    // aborts the transaction, and the COMMIT then rolls it back: the batch fails unless
+    // every statement succeeded and the COMMIT did.
     let begin = c.client.batch_execute("BEGIN");
-    let statements = writes.iter().map(|(w, fence)| statement(c, w, *fence));
-    let (begun, said) = tokio::join!(begin, join_all(statements));
-    begun.map_err(|e| describe(&e))?;
+    let queries = statements
+        .iter()
+        .zip(&params)
+        .map(|(s, p)| c.client.query(s.statement(c), p));
+    let commit = c.client.batch_execute("COMMIT");
+    let (begun, answered, committed) = tokio::join!(begin, join_all(queries), commit);
+    let mut said: Vec<Said> = writes.iter().map(|_| Said::Done).collect();
+    let mut failed = begun.err().map(|e| describe(&e));
+    for (s, rows) in statements.iter().zip(answered) {
+        match rows {
+            Ok(rows) if failed.is_none() => {
+                if let Err(e) = s.read(&rows, writes, &mut said) {
+                    failed = Some(e);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => failed = failed.or(Some(describe(&e))),
+        }
+    }
+    if let Some(e) = failed {
+        // Or a reply that named no row of its statement (a bug), in a batch that may have
+        // committed: reported failed all the same (never acknowledged unless known
+        // durable; every write may be redone), and the connection made again.
+        return Err(e);
+    }
+    committed.map_err(|e| describe(&e))?;
     let mut results = Vec::with_capacity(writes.len());
     for ((w, _), s) in writes.iter().zip(said) {
-        let s = match s {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = c.client.batch_execute("ROLLBACK").await;
-                return Err(describe(&e));
-            }
-        };
         results.push(match s {
             Said::Done => Ok(()),
             Said::Refused(e) => Err(e),
+            // Committed already: what won is read now (the first decision stays; a cancel
+            // may since have voided it, which is as much a refusal).
             Said::Raced => {
                 let Write::Decision(d) = *w else {
                     unreachable!("only a decision races")
                 };
-                let row = c
+                match c
                     .client
                     .query_opt(&c.stored, &[&d.session_id, &d.request_id])
                     .await
-                    .map_err(|e| describe(&e))?;
-                let stored = row.map(|r| (r.get(0), r.get(1)));
-                refusal(d, stored)
+                {
+                    Ok(row) => batch::refusal(d, row.map(|r| (r.get(0), r.get(1)))),
+                    Err(e) => Err(LedgerError::Storage(format!(
+                        "another decision won; reading it failed: {}",
+                        describe(&e)
+                    ))),
+                }
             }
         });
     }
-    c.client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| describe(&e))?;
     Ok(results)
 }
 
-/// One write's statement, pipelined behind the ones before it.
-async fn statement(
-    c: &Conn,
-    w: &Write,
-    fence: Option<&Fence>,
-) -> Result<Said, tokio_postgres::Error> {
-    let not_owner = |session_id: &str| {
-        Said::Refused(LedgerError::NotOwner {
-            session_id: session_id.to_owned(),
+/// Which multi-row statement.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Leases,
+    Prompts,
+    Decisions,
+    Deliveries,
+}
+
+/// One parameter of a statement: a column of its rows, as an array.
+type Param<'a> = Box<dyn ToSql + Send + Sync + 'a>;
+
+/// One multi-row statement: its kind, the writes it carries (indexes into the batch, in
+/// the order of its rows) and its parameters.
+struct Multi<'a> {
+    kind: Kind,
+    rows: &'a [usize],
+    params: Vec<Param<'a>>,
+}
+
+impl<'a> Multi<'a> {
+    /// Its prepared statement: of one row when it has one, else multi-row.
+    fn statement<'c>(&self, c: &'c Conn) -> &'c Statement {
+        let one = self.rows.len() == 1;
+        match self.kind {
+            Kind::Leases => &c.lock,
+            Kind::Prompts if one => &c.insert_one,
+            Kind::Prompts => &c.insert,
+            Kind::Decisions if one => &c.decide_one,
+            Kind::Decisions => &c.decide,
+            Kind::Deliveries if one => &c.delivered_one,
+            Kind::Deliveries => &c.delivered,
+        }
+    }
+
+    /// The leases of the fenced writes among `writes`, if they are more than one
+    /// ([`batch::LOCK_LEASES`]; one lease alone is locked by its statement, and a single
+    /// row lock cannot close a cycle with a renewal).
+    fn leases(writes: &[(&'a Write, Option<&'a Fence>)]) -> Option<Self> {
+        let fenced = || writes.iter().filter_map(|(w, f)| Some((w.key().0, (*f)?)));
+        let session: Vec<&str> = fenced().map(|(s, _)| s).collect();
+        let mut distinct = fenced().map(|(s, f)| (s, f.epoch));
+        let first = distinct.next();
+        if first.is_none_or(|first| distinct.all(|other| other == first)) {
+            return None;
+        }
+        let owner: Vec<&str> = fenced().map(|(_, f)| &*f.owner).collect();
+        let epoch: Vec<i64> = fenced().map(|(_, f)| f.epoch).collect();
+        let params: Vec<Param<'a>> = vec![Box::new(session), Box::new(owner), Box::new(epoch)];
+        Some(Multi {
+            kind: Kind::Leases,
+            rows: &[],
+            params,
         })
-    };
-    match w {
-        Write::Delivered {
-            session_id,
-            request_id,
-            at,
-        } if fence.is_some() => {
-            let f = fence.expect("matched");
-            let row = c
-                .client
-                .query_one(
-                    &c.delivered_fenced,
-                    &[session_id, request_id, at, session_id, &&*f.owner, &f.epoch],
-                )
-                .await?;
-            let (updated, exists, held): (i64, bool, bool) = (row.get(0), row.get(1), row.get(2));
-            Ok(delivered(session_id, request_id, updated, exists, held))
+    }
+
+    /// The prompts among `writes` at `rows`, if any.
+    fn prompts(writes: &[(&'a Write, Option<&'a Fence>)], rows: &'a [usize]) -> Option<Self> {
+        if rows.is_empty() {
+            return None;
         }
-        Write::Prompt(p) => {
-            let session_id = &p.session_id;
-            let row: [&(dyn ToSql + Sync); 7] = [
-                session_id,
-                &p.request_id,
-                &p.tool_use_id,
-                &p.tool_name,
-                &p.input,
-                &p.request,
-                &p.received_at,
-            ];
-            let Some(f) = fence else {
-                c.client.execute(&c.insert, &row).await?;
-                return Ok(Said::Done);
+        let n = rows.len();
+        let (mut session, mut request, mut tool_use) = (col(n), col(n), col(n));
+        let (mut tool, mut input, mut json, mut at) = (col(n), col(n), col(n), col(n));
+        let (mut owner, mut epoch) = (col(n), col(n));
+        for &i in rows {
+            let (Write::Prompt(p), fence) = writes[i] else {
+                unreachable!("a run's prompts are prompts")
             };
-            let owner: &str = &f.owner;
-            let fenced = [&row[..], &[session_id, &owner, &f.epoch]].concat();
-            let held: bool = c.client.query_one(&c.insert_fenced, &fenced).await?.get(0);
-            Ok(match held {
-                true => Said::Done,
-                false => not_owner(session_id),
-            })
+            session.push(p.session_id.as_str());
+            request.push(p.request_id.as_str());
+            tool_use.push(p.tool_use_id.as_deref());
+            tool.push(p.tool_name.as_str());
+            input.push(p.input.as_str());
+            json.push(p.request.as_str());
+            at.push(p.received_at);
+            owner.push(fence.map(|f| &*f.owner));
+            epoch.push(fence.map(|f| f.epoch));
         }
-        Write::Decision(d) => {
-            let row = c
-                .client
-                .query_one(
-                    &c.decide,
-                    &[
-                        &d.session_id,
-                        &d.request_id,
-                        &d.outcome.as_str(),
-                        &d.decided_by,
-                        &d.decided_at,
-                        &d.updated_input,
-                        &d.answer,
-                        &d.reason,
-                    ],
-                )
-                .await?;
-            let (updated, exists): (i64, bool) = (row.get(0), row.get(1));
-            let before: (Option<String>, Option<String>) = (row.get(2), row.get(3));
-            Ok(match (updated, exists, before) {
-                (n, _, _) if n > 0 => Said::Done,
-                (_, false, _) => Said::Refused(LedgerError::UnknownPrompt {
-                    session_id: d.session_id.clone(),
-                    request_id: d.request_id.clone(),
-                }),
-                (_, true, (None, _)) => Said::Raced,
-                (_, true, (outcome, by)) => match refusal(d, Some((outcome, by))) {
-                    Ok(()) => Said::Done,
-                    Err(e) => Said::Refused(e),
+        let one = n == 1;
+        let params: Vec<Param<'a>> = vec![
+            param(session, one),
+            param(request, one),
+            param(tool_use, one),
+            param(tool, one),
+            param(input, one),
+            param(json, one),
+            param(at, one),
+            param(owner, one),
+            param(epoch, one),
+        ];
+        Some(Multi {
+            kind: Kind::Prompts,
+            rows,
+            params,
+        })
+    }
+
+    /// The decisions among `writes` at `rows`, if any.
+    fn decisions(writes: &[(&'a Write, Option<&'a Fence>)], rows: &'a [usize]) -> Option<Self> {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = rows.len();
+        let (mut session, mut request, mut outcome, mut by) = (col(n), col(n), col(n), col(n));
+        let (mut at, mut updated, mut answer, mut reason) = (col(n), col(n), col(n), col(n));
+        for &i in rows {
+            let (Write::Decision(d), _) = writes[i] else {
+                unreachable!("a run's decisions are decisions")
+            };
+            session.push(d.session_id.as_str());
+            request.push(d.request_id.as_str());
+            outcome.push(d.outcome.as_str());
+            by.push(d.decided_by.as_str());
+            at.push(d.decided_at);
+            updated.push(d.updated_input.as_deref());
+            answer.push(d.answer.as_deref());
+            reason.push(d.reason.as_deref());
+        }
+        let one = n == 1;
+        let params: Vec<Param<'a>> = vec![
+            param(session, one),
+            param(request, one),
+            param(outcome, one),
+            param(by, one),
+            param(at, one),
+            param(updated, one),
+            param(answer, one),
+            param(reason, one),
+        ];
+        Some(Multi {
+            kind: Kind::Decisions,
+            rows,
+            params,
+        })
+    }
+
+    /// The delivery marks among `writes` at `rows`, if any.
+    fn deliveries(writes: &[(&'a Write, Option<&'a Fence>)], rows: &'a [usize]) -> Option<Self> {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = rows.len();
+        let (mut session, mut request, mut at) = (col(n), col(n), col(n));
+        let (mut owner, mut epoch) = (col(n), col(n));
+        for &i in rows {
+            let (
+                Write::Delivered {
+                    session_id,
+                    request_id,
+                    at: when,
                 },
-            })
+                fence,
+            ) = writes[i]
+            else {
+                unreachable!("a run's deliveries are deliveries")
+            };
+            session.push(session_id.as_str());
+            request.push(request_id.as_str());
+            at.push(*when);
+            owner.push(fence.map(|f| &*f.owner));
+            epoch.push(fence.map(|f| f.epoch));
         }
-        Write::Delivered {
-            session_id,
-            request_id,
-            at,
-        } => {
-            let row = c
-                .client
-                .query_one(&c.delivered, &[session_id, request_id, at])
-                .await?;
-            let (updated, exists): (i64, bool) = (row.get(0), row.get(1));
-            Ok(delivered(session_id, request_id, updated, exists, true))
+        let one = n == 1;
+        let params: Vec<Param<'a>> = vec![
+            param(session, one),
+            param(request, one),
+            param(at, one),
+            param(owner, one),
+            param(epoch, one),
+        ];
+        Some(Multi {
+            kind: Kind::Deliveries,
+            rows,
+            params,
+        })
+    }
+
+    /// Record in `said` what the statement's returned rows say of its writes (a write it
+    /// returned no row for was done); an error if a row names no write of it.
+    fn read(
+        &self,
+        rows: &[tokio_postgres::Row],
+        writes: &[(&Write, Option<&Fence>)],
+        said: &mut [Said],
+    ) -> Result<(), String> {
+        if let Kind::Leases = self.kind {
+            // Only the locks count; each write's own statement says whether it was held.
+            return Ok(());
         }
+        for row in rows {
+            let at = batch::ordinal(row.try_get(0).map_err(|e| describe(&e))?, self.rows.len())
+                .ok_or_else(|| format!("a {:?} statement answered for no row of it", self.kind))?;
+            let index = self.rows[at];
+            let (session_id, request_id) = writes[index].0.key();
+            said[index] = match (self.kind, writes[index].0) {
+                (Kind::Prompts, _) => batch::not_owner(session_id),
+                (Kind::Decisions, Write::Decision(d)) => {
+                    batch::undecided(d, row.get(1), row.get(2), row.get(3))
+                }
+                (Kind::Deliveries, _) => {
+                    batch::undelivered(session_id, request_id, row.get(1), row.get(2))
+                }
+                (Kind::Decisions | Kind::Leases, _) => {
+                    unreachable!("a run's decisions are decisions; leases return early")
+                }
+            };
+        }
+        Ok(())
     }
 }
 
-/// What a delivery mark said: rows updated, whether the prompt exists, whether the lease held.
-fn delivered(session_id: &str, request_id: &str, updated: i64, exists: bool, held: bool) -> Said {
-    let (session_id, request_id) = (session_id.to_owned(), request_id.to_owned());
-    match (updated, exists, held) {
-        (_, _, false) => Said::Refused(LedgerError::NotOwner { session_id }),
-        (n, _, _) if n > 0 => Said::Done,
-        (_, true, _) => Said::Refused(LedgerError::NotDecided {
-            session_id,
-            request_id,
-        }),
-        (_, false, _) => Said::Refused(LedgerError::UnknownPrompt {
-            session_id,
-            request_id,
-        }),
+/// A column as its statement's parameter: the array, or its one value for a one-row
+/// statement.
+fn param<'a, T: ToSql + Send + Sync + 'a>(column: Vec<T>, one: bool) -> Param<'a> {
+    match (one, column.len()) {
+        (true, 1) => Box::new(column.into_iter().next().expect("one value")),
+        _ => Box::new(column),
     }
 }
 
-/// A decision that changed nothing, against what is stored: the same decision again is a
-/// no-op, anything else is refused.
-fn refusal(
-    d: &DecisionRow,
-    stored: Option<(Option<String>, Option<String>)>,
-) -> Result<(), LedgerError> {
-    let (session_id, request_id) = (d.session_id.clone(), d.request_id.clone());
-    match stored {
-        None => Err(LedgerError::UnknownPrompt {
-            session_id,
-            request_id,
-        }),
-        Some((Some(o), by)) if o == d.outcome.as_str() && by.as_deref() == Some(&d.decided_by) => {
-            Ok(())
-        }
-        Some((None, _)) => Err(LedgerError::Storage(
-            "a decision changed nothing, yet the prompt reads undecided".into(),
-        )),
-        Some((o, _)) => Err(LedgerError::AlreadyDecided {
-            session_id,
-            request_id,
-            outcome: o.and_then(|o| o.parse().ok()).unwrap_or(Outcome::Cancelled),
-        }),
-    }
+/// One kind's rows of a run as its statements' rows: one by one, or all in one
+/// ([`batch::one_by_one`]).
+fn split(rows: &[usize]) -> std::slice::Chunks<'_, usize> {
+    let size = match batch::one_by_one(rows.len()) {
+        true => 1,
+        false => rows.len().max(1),
+    };
+    rows.chunks(size)
+}
+
+/// An empty column for `n` rows.
+fn col<T>(n: usize) -> Vec<T> {
+    Vec::with_capacity(n)
 }

@@ -13,7 +13,7 @@ use crate::config::{LedgerBackend, PgUrlSource, PostgresConfig};
 
 /// A PostgreSQL ledger on a fresh database of `url`'s server, read from an environment
 /// variable named after the database (as an operator gives it).
-fn pg_config(url: &str) -> LedgerConfig {
+pub(super) fn pg_config(url: &str) -> LedgerConfig {
     let var = format!(
         "CCR_TEST_PG_URL_{}",
         url.rsplit('/').next().unwrap().to_uppercase()
@@ -102,17 +102,37 @@ fn random_writes(seed: u64, n: usize) -> Vec<Write> {
     out
 }
 
-/// Apply `writes` in order, each awaited (its result is the backend's: SQLite reports
-/// refusals only in its counters, PostgreSQL in the result too).
-fn apply(ledger: &Ledger, writes: Vec<Write>) {
-    for w in writes {
-        let _ = block_on(ledger.write_raw(w));
-    }
+/// Apply `writes` in order, each awaited before the next is queued; each one's result
+/// (the backend's: SQLite reports refusals only in its counters, PostgreSQL in the
+/// result too).
+fn apply(ledger: &Ledger, writes: Vec<Write>) -> Vec<String> {
+    let results = writes
+        .into_iter()
+        .map(|w| answer(block_on(ledger.write_raw(w))))
+        .collect();
     block_on(ledger.flush()).unwrap();
+    results
+}
+
+/// Queue every write of `writes` at once, so that the writer commits them in batches
+/// (PostgreSQL: as many as are queued, in a few multi-row statements); each one's result.
+fn apply_queued(ledger: &Ledger, writes: Vec<Write>) -> Vec<String> {
+    let queued: Vec<Written> = writes.into_iter().map(|w| ledger.write_raw(w)).collect();
+    let results = queued.into_iter().map(|w| answer(block_on(w))).collect();
+    block_on(ledger.flush()).unwrap();
+    results
+}
+
+/// A write's result, comparable across ledgers.
+fn answer(r: Result<(), LedgerError>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// Every page of `q` walked with `limit`, as the API client would.
-fn walk(ledger: &Ledger, mut q: LedgerQuery, limit: usize) -> Vec<LedgerRow> {
+pub(super) fn walk(ledger: &Ledger, mut q: LedgerQuery, limit: usize) -> Vec<LedgerRow> {
     q.limit = Some(limit);
     let mut rows = Vec::new();
     loop {
@@ -173,7 +193,19 @@ fn both_backends_store_and_answer_the_same() {
     let (_dir, _scfg, sqlite) = temp_ledger(Tuning::default());
     let writes = || random_writes(29, 400);
     apply(&sqlite, writes());
-    apply(&pg, writes());
+    let one_by_one = apply(&pg, writes());
+    // The same writes queued at once: committed in batches, where one prompt's writes
+    // may share a transaction; each answered as when committed alone.
+    let (_cfg, batched) = pg_ledger("shared_suite_batched").expect("the server is up");
+    assert_eq!(apply_queued(&batched, writes()), one_by_one);
+    assert!(
+        one_by_one.iter().any(|a| a.contains("already")),
+        "{one_by_one:?}"
+    );
+    assert!(one_by_one
+        .iter()
+        .any(|a| a.contains("no decision to deliver")));
+    assert!(one_by_one.iter().any(|a| a == "ok"));
 
     let everything = walk(&sqlite, LedgerQuery::default(), 1000);
     assert!(everything.len() > 100, "{}", everything.len());
@@ -185,6 +217,7 @@ fn both_backends_store_and_answer_the_same() {
     assert!(everything.iter().any(|r| r.classification.is_some()));
     assert!(everything.iter().any(|r| r.kind == "elicitation"));
     assert!(everything.iter().any(|r| r.deliveries > 1));
+    assert_eq!(walk(&batched, LedgerQuery::default(), 1000), everything);
     for q in queries() {
         for limit in [1000, 7] {
             let (a, b) = (walk(&sqlite, q.clone(), limit), walk(&pg, q.clone(), limit));
@@ -438,25 +471,28 @@ fn pg_config_from_var(var: &str) -> LedgerConfig {
     }
 }
 
+/// `session`'s lease for `owner`, as the cluster's store claims it (the ledger only reads
+/// the table): a new epoch unless another owner's lease is live (then nothing changes and
+/// this panics).
+pub(super) async fn claim(db: &tokio_postgres::Client, session: &str, owner: &str) -> i64 {
+    db.query_one(
+        "INSERT INTO ccr_leases AS l (session_id, owner, epoch, expires_at) \
+         VALUES ($1, $2, 1, now() + interval '30 seconds') ON CONFLICT (session_id) DO UPDATE \
+         SET owner = EXCLUDED.owner, epoch = l.epoch + 1, expires_at = EXCLUDED.expires_at \
+         WHERE l.expires_at <= now() OR l.owner = EXCLUDED.owner RETURNING epoch",
+        &[&session, &owner],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// In a cluster a prompt and a delivery are recorded only under this instance's lease
 /// at its epoch: not without one, and not after another instance took the session over,
 /// even while this one still believes it holds it (paused). Decisions need no lease.
 #[tokio::test]
 async fn a_cluster_member_records_prompts_and_deliveries_only_under_its_lease() {
     use crate::ledger::pg::fence::Fences;
-    // A lease as the cluster's store claims it (the ledger only reads the table).
-    async fn claim(db: &tokio_postgres::Client, session: &str, owner: &str) -> i64 {
-        db.query_one(
-            "INSERT INTO ccr_leases AS l (session_id, owner, epoch, expires_at) \
-             VALUES ($1, $2, 1, now() + interval '30 seconds') ON CONFLICT (session_id) DO UPDATE \
-             SET owner = EXCLUDED.owner, epoch = l.epoch + 1, expires_at = EXCLUDED.expires_at \
-             WHERE l.expires_at <= now() OR l.owner = EXCLUDED.owner RETURNING epoch",
-            &[&session, &owner],
-        )
-        .await
-        .unwrap()
-        .get(0)
-    }
     let Some(server) = ccr_pgtest::require() else {
         return;
     };

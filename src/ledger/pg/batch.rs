@@ -1,0 +1,276 @@
+//! One commit's writes as a few multi-row statements: the batch is cut into runs in which
+//! no prompt is written twice (the writes of one prompt keep their queue order), and
+//! each run is at most three statements, one per kind of write, each taking its rows as
+//! arrays (`unnest`) and answering only for the rows it did not simply do.
+//!
+//! The fence is checked once per statement for every (session, owner, epoch) in it, not
+//! once per row: the statement locks those lease rows `FOR SHARE` (see
+//! [`fence::condition`](super::fence::condition) for why a lock) and writes only the rows
+//! whose lease it found held.
+//!
+//! Everything here is plain data: the SQL, which write goes into which statement, and what
+//! each returned row means. The writer sends it.
+
+use std::collections::HashMap;
+
+use super::writer::Fence;
+use crate::ledger::record::LedgerError;
+use crate::ledger::writer::{DecisionRow, Write};
+use ccr_protocol::reply::Outcome;
+
+/// Every lease a batch's fenced writes count under (`$1`..`$3`: session, owner, epoch per
+/// write), locked `FOR SHARE` first in the transaction, in the order of their session ids;
+/// returns how many are held.
+///
+/// Why first, and in order: a renewal (`cluster::store::renew`) locks many lease rows in
+/// one statement, in the same order. Were the leases locked statement by statement
+/// instead (the prompts', then the deliveries'), a renewal could take one the writer
+/// needs later while it waits for one the writer took earlier: a deadlock, which
+/// PostgreSQL breaks after `deadlock_timeout` (1 s) by failing one of the two. The
+/// statements after this one lock their leases again, which does not wait: they are
+/// this transaction's already (and one not held now is not held later in it either: a
+/// renewal never revives an expired lease, a claim gives a new epoch, `now()` is the
+/// transaction's).
+pub(super) const LOCK_LEASES: &str = "SELECT count(*) FROM (SELECT DISTINCT session_id, \
+    owner, epoch FROM unnest($1::text[], $2::text[], $3::int8[]) AS f (session_id, owner, \
+    epoch) ORDER BY session_id) f, LATERAL (SELECT 1 FROM ccr_leases l \
+    WHERE l.session_id = f.session_id AND l.owner = f.owner AND l.epoch = f.epoch \
+    AND l.expires_at > now() FOR SHARE) l";
+
+/// The lease rows a statement's fenced rows count under, locked `FOR SHARE`, once each;
+/// the rows of `w` (the statement's input) whose lease is held (or that need none) are
+/// `ok`. `w` has the columns `session_id`, `owner`, `epoch` (NULL owner: not fenced).
+///
+/// Each distinct lease is looked up by its key ([`fence::condition`](super::fence::condition)
+/// once per lease instead of once per row): a join would scan the whole lease table for
+/// every statement.
+const HELD_AND_OK: &str = "held AS MATERIALIZED (SELECT l.session_id, l.owner, l.epoch \
+    FROM (SELECT DISTINCT session_id, owner, epoch FROM w WHERE owner IS NOT NULL) f, \
+    LATERAL (SELECT l.session_id, l.owner, l.epoch FROM ccr_leases l \
+    WHERE l.session_id = f.session_id AND l.owner = f.owner AND l.epoch = f.epoch \
+    AND l.expires_at > now() FOR SHARE) l), \
+    ok AS MATERIALIZED (SELECT * FROM w WHERE owner IS NULL \
+    OR (session_id, owner, epoch) IN (SELECT session_id, owner, epoch FROM held))";
+
+/// Prompts (`$1`..`$9`: the columns, then each row's owner and epoch, NULL when not
+/// fenced): inserted unless known; returns the ordinal (1-based) of each row whose lease
+/// was not held, which changed nothing.
+pub(super) fn insert_prompts() -> String {
+    format!(
+        "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+         $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[], $9::int8[]) WITH ORDINALITY \
+         AS w (session_id, request_id, tool_use_id, tool_name, input, request, received_at, \
+         owner, epoch, i)), {HELD_AND_OK}, \
+         ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, \
+         input, request, received_at) SELECT session_id, request_id, tool_use_id, tool_name, \
+         input, request, received_at FROM ok ORDER BY i \
+         ON CONFLICT (session_id, request_id) DO NOTHING) \
+         SELECT i FROM w WHERE i NOT IN (SELECT i FROM ok)"
+    )
+}
+
+/// Decisions (`$1`..`$8`): first decision wins; a cancel may still void an undelivered
+/// answer (keeping that answer for the audit trail). Returns, for each row that changed
+/// nothing, its ordinal, whether the prompt exists, and its decision as it was before
+/// the statement (outcome, decided_by).
+pub(super) const DECIDE: &str = "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], \
+    $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
+    WITH ORDINALITY AS w (session_id, request_id, outcome, decided_by, decided_at, \
+    updated_input, answer, reason, i)), \
+    upd AS (UPDATE ccr_prompts p SET outcome = w.outcome, decided_by = w.decided_by, \
+    decided_at = w.decided_at, updated_input = COALESCE(w.updated_input, p.updated_input), \
+    answer = COALESCE(w.answer, p.answer), reason = COALESCE(w.reason, p.reason) \
+    FROM w WHERE p.session_id = w.session_id AND p.request_id = w.request_id \
+    AND (p.outcome IS NULL OR (w.outcome = 'cancelled' AND p.outcome <> 'cancelled' \
+    AND p.delivered_at IS NULL)) RETURNING w.i) \
+    SELECT w.i, p.session_id IS NOT NULL, p.outcome, p.decided_by FROM w \
+    LEFT JOIN ccr_prompts p ON p.session_id = w.session_id AND p.request_id = w.request_id \
+    WHERE w.i NOT IN (SELECT i FROM upd)";
+
+/// Deliveries (`$1`..`$5`: session, request, time, owner and epoch, NULL when not fenced):
+/// the first sets `delivered_at`, each counts. Returns, for each row that changed nothing,
+/// its ordinal, whether its lease held, and whether the prompt exists.
+pub(super) fn mark_delivered() -> String {
+    format!(
+        "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], \
+         $4::text[], $5::int8[]) WITH ORDINALITY AS w (session_id, request_id, at, owner, \
+         epoch, i)), {HELD_AND_OK}, \
+         upd AS (UPDATE ccr_prompts p SET delivered_at = COALESCE(p.delivered_at, ok.at), \
+         deliveries = p.deliveries + 1, last_delivered_at = ok.at FROM ok \
+         WHERE p.session_id = ok.session_id AND p.request_id = ok.request_id \
+         AND p.outcome IS NOT NULL RETURNING ok.i) \
+         SELECT w.i, w.i IN (SELECT i FROM ok), EXISTS (SELECT 1 FROM ccr_prompts p \
+         WHERE p.session_id = w.session_id AND p.request_id = w.request_id) FROM w \
+         WHERE w.i NOT IN (SELECT i FROM upd)"
+    )
+}
+
+/// [`insert_prompts`] for one row (`$1`..`$7`, owner `$8` and epoch `$9`, NULL when not
+/// fenced), answering alike: the multi-row statement's fixed cost is about twice the
+/// single row's, and an idle writer commits one write at a time.
+pub(super) const INSERT_PROMPT: &str = "WITH fence AS (SELECT $8::text IS NULL OR EXISTS \
+    (SELECT 1 FROM ccr_leases WHERE session_id = $1 AND owner = $8 AND epoch = $9 \
+    AND expires_at > now() FOR SHARE) AS held), \
+    ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, input, \
+    request, received_at) SELECT $1, $2, $3, $4, $5, $6, $7 FROM fence WHERE held \
+    ON CONFLICT (session_id, request_id) DO NOTHING) \
+    SELECT 1::int8 FROM fence WHERE NOT held";
+
+/// [`DECIDE`] for one row (`$1`..`$8`), answering alike.
+pub(super) const DECIDE_ONE: &str = "WITH upd AS (UPDATE ccr_prompts SET outcome = $3, \
+    decided_by = $4, decided_at = $5, updated_input = COALESCE($6, updated_input), \
+    answer = COALESCE($7, answer), reason = COALESCE($8, reason) \
+    WHERE session_id = $1 AND request_id = $2 AND (outcome IS NULL OR \
+    ($3 = 'cancelled' AND outcome <> 'cancelled' AND delivered_at IS NULL)) RETURNING 1) \
+    SELECT 1::int8, p.session_id IS NOT NULL, p.outcome, p.decided_by \
+    FROM (VALUES (1)) AS one (x) LEFT JOIN ccr_prompts p \
+    ON p.session_id = $1 AND p.request_id = $2 WHERE NOT EXISTS (SELECT 1 FROM upd)";
+
+/// [`mark_delivered`] for one row (`$1`..`$3`, owner `$4` and epoch `$5`, NULL when not
+/// fenced), answering alike.
+pub(super) const DELIVERED_ONE: &str = "WITH fence AS (SELECT $4::text IS NULL OR EXISTS \
+    (SELECT 1 FROM ccr_leases WHERE session_id = $1 AND owner = $4 AND epoch = $5 \
+    AND expires_at > now() FOR SHARE) AS held), \
+    upd AS (UPDATE ccr_prompts SET delivered_at = COALESCE(delivered_at, $3), \
+    deliveries = deliveries + 1, last_delivered_at = $3 \
+    WHERE session_id = $1 AND request_id = $2 AND outcome IS NOT NULL \
+    AND (SELECT held FROM fence) RETURNING 1) \
+    SELECT 1::int8, (SELECT held FROM fence), EXISTS (SELECT 1 FROM ccr_prompts \
+    WHERE session_id = $1 AND request_id = $2) WHERE NOT EXISTS (SELECT 1 FROM upd)";
+
+/// Whether `rows` writes of one kind go as one-row statements each rather than as one
+/// multi-row statement: a multi-row statement costs PostgreSQL about 0.45 ms of fixed
+/// time against about 0.2 ms for a one-row one, and about 0.05 ms a row, so it pays from
+/// the fourth row (measured in docs/benchmarks.md).
+pub(super) fn one_by_one(rows: usize) -> bool {
+    rows <= 3
+}
+
+/// The stored decision, read again when [`DECIDE`] lost a race it could not see.
+pub(super) const STORED: &str =
+    "SELECT outcome, decided_by FROM ccr_prompts WHERE session_id = $1 AND request_id = $2";
+
+/// Part of a batch in which each prompt is written at most once: its writes by kind, as
+/// indexes into the batch, in queue order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Run {
+    pub prompts: Vec<usize>,
+    pub decisions: Vec<usize>,
+    pub deliveries: Vec<usize>,
+}
+
+/// Cut `writes` (in queue order) into runs, to be sent in order: the first run has the
+/// first write of each prompt, the second its second write, and so on. Each prompt's
+/// writes so stay in queue order, and the statements of one run may go in any order
+/// (they touch different rows; writes of different prompts do not depend on each other).
+/// The usual batch, every prompt written once, is one run.
+pub(super) fn runs(writes: &[(&Write, Option<&Fence>)]) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(writes.len());
+    for (i, (w, _)) in writes.iter().enumerate() {
+        let layer = seen.entry(w.key()).or_insert(0);
+        if *layer == out.len() {
+            out.push(Run::default());
+        }
+        let run = &mut out[*layer];
+        *layer += 1;
+        match w {
+            Write::Prompt(_) => run.prompts.push(i),
+            Write::Decision(_) => run.decisions.push(i),
+            Write::Delivered { .. } => run.deliveries.push(i),
+        }
+    }
+    out
+}
+
+/// The `i`th row's ordinal as a statement returns it (1-based `WITH ORDINALITY`), as an
+/// index into the statement's rows; `None` when out of range (a bug: the batch fails).
+pub(super) fn ordinal(i: i64, rows: usize) -> Option<usize> {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .filter(|&i| i < rows)
+}
+
+/// What one write's statement said, before the batch's transaction is known to have
+/// committed.
+#[derive(Debug)]
+pub(super) enum Said {
+    Done,
+    Refused(LedgerError),
+    /// A decision changed nothing while the row looked undecided: a concurrent decision
+    /// (another instance's) committed in between; read the row again.
+    Raced,
+}
+
+/// A prompt whose lease was not held.
+pub(super) fn not_owner(session_id: &str) -> Said {
+    Said::Refused(LedgerError::NotOwner {
+        session_id: session_id.to_owned(),
+    })
+}
+
+/// A decision that changed nothing: whether the prompt exists and its decision before.
+pub(super) fn undecided(
+    d: &DecisionRow,
+    exists: bool,
+    outcome: Option<String>,
+    by: Option<String>,
+) -> Said {
+    match (exists, outcome) {
+        (false, _) => Said::Refused(LedgerError::UnknownPrompt {
+            session_id: d.session_id.clone(),
+            request_id: d.request_id.clone(),
+        }),
+        (true, None) => Said::Raced,
+        (true, outcome) => match refusal(d, Some((outcome, by))) {
+            Ok(()) => Said::Done,
+            Err(e) => Said::Refused(e),
+        },
+    }
+}
+
+/// A delivery mark that changed nothing: whether its lease held, whether the prompt exists.
+pub(super) fn undelivered(session_id: &str, request_id: &str, held: bool, exists: bool) -> Said {
+    let (session_id, request_id) = (session_id.to_owned(), request_id.to_owned());
+    match (held, exists) {
+        (false, _) => Said::Refused(LedgerError::NotOwner { session_id }),
+        (true, true) => Said::Refused(LedgerError::NotDecided {
+            session_id,
+            request_id,
+        }),
+        (true, false) => Said::Refused(LedgerError::UnknownPrompt {
+            session_id,
+            request_id,
+        }),
+    }
+}
+
+/// A decision that changed nothing, against what is stored: the same decision again is a
+/// no-op, anything else is refused.
+pub(super) fn refusal(
+    d: &DecisionRow,
+    stored: Option<(Option<String>, Option<String>)>,
+) -> Result<(), LedgerError> {
+    let (session_id, request_id) = (d.session_id.clone(), d.request_id.clone());
+    match stored {
+        None => Err(LedgerError::UnknownPrompt {
+            session_id,
+            request_id,
+        }),
+        Some((Some(o), by)) if o == d.outcome.as_str() && by.as_deref() == Some(&d.decided_by) => {
+            Ok(())
+        }
+        Some((None, _)) => Err(LedgerError::Storage(
+            "a decision changed nothing, yet the prompt reads undecided".into(),
+        )),
+        Some((o, _)) => Err(LedgerError::AlreadyDecided {
+            session_id,
+            request_id,
+            outcome: o.and_then(|o| o.parse().ok()).unwrap_or(Outcome::Cancelled),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::ledger::writer::PromptRow;
+
+fn prompt(s: &str, r: &str) -> Write {
+    Write::Prompt(PromptRow {
+        session_id: s.into(),
+        request_id: r.into(),
+        tool_use_id: None,
+        tool_name: "Bash".into(),
+        input: "{}".into(),
+        request: "{}".into(),
+        received_at: 1,
+    })
+}
+
+fn decision(s: &str, r: &str, outcome: Outcome, by: &str) -> DecisionRow {
+    DecisionRow {
+        session_id: s.into(),
+        request_id: r.into(),
+        outcome,
+        decided_by: by.into(),
+        decided_at: 2,
+        updated_input: None,
+        answer: None,
+        reason: None,
+    }
+}
+
+fn delivered(s: &str, r: &str) -> Write {
+    Write::Delivered {
+        session_id: s.into(),
+        request_id: r.into(),
+        at: 3,
+    }
+}
+
+fn run(prompts: &[usize], decisions: &[usize], deliveries: &[usize]) -> Run {
+    Run {
+        prompts: prompts.to_vec(),
+        decisions: decisions.to_vec(),
+        deliveries: deliveries.to_vec(),
+    }
+}
+
+#[test]
+fn a_prompt_s_second_write_goes_in_the_next_run_and_other_prompts_share_runs() {
+    let fence = Fence {
+        owner: Arc::from("a"),
+        epoch: 1,
+    };
+    let writes = [
+        prompt("s1", "r1"),
+        Write::Decision(decision("s1", "r0", Outcome::Allowed, "x")),
+        delivered("s2", "r0"),
+        prompt("s2", "r1"),
+        // s1/r1 again, then its decision and its delivery: each in the run after the one
+        // before, so each sees what came before it.
+        prompt("s1", "r1"),
+        Write::Decision(decision("s1", "r1", Outcome::Allowed, "x")),
+        prompt("s3", "r1"),
+        delivered("s1", "r1"),
+        // The same request id in another session is another prompt.
+        delivered("s3", "r0"),
+        // A prompt and its decision queued together (its record failed, and is redone
+        // first), twice: one run of prompts, one of decisions.
+        prompt("s9", "r1"),
+        Write::Decision(decision("s9", "r1", Outcome::Denied, "x")),
+        prompt("s9", "r2"),
+        Write::Decision(decision("s9", "r2", Outcome::Denied, "x")),
+        // s1/r0's second write.
+        delivered("s1", "r0"),
+    ];
+    let batch: Vec<(&Write, Option<&Fence>)> = writes.iter().map(|w| (w, Some(&fence))).collect();
+    assert_eq!(
+        runs(&batch),
+        [
+            run(&[0, 3, 6, 9, 11], &[1], &[2, 8]),
+            run(&[4], &[10, 12], &[13]),
+            run(&[], &[5], &[]),
+            run(&[], &[], &[7]),
+        ]
+    );
+    assert_eq!(runs(&[]), []);
+    assert_eq!(runs(&batch[..1]), [run(&[0], &[], &[])]);
+}
+
+#[test]
+fn ordinals_are_one_based_and_checked() {
+    assert_eq!(ordinal(1, 3), Some(0));
+    assert_eq!(ordinal(3, 3), Some(2));
+    assert_eq!(ordinal(4, 3), None);
+    assert_eq!(ordinal(0, 3), None);
+    assert_eq!(ordinal(-1, 3), None);
+}
+
+#[test]
+fn a_decision_that_changed_nothing_is_refused_with_what_is_stored_or_read_again() {
+    let d = decision("s", "r", Outcome::Allowed, "alice");
+    assert!(matches!(
+        undecided(&d, false, None, None),
+        Said::Refused(LedgerError::UnknownPrompt { .. })
+    ));
+    // Undecided before the statement, unchanged by it: another decision won meanwhile.
+    assert!(matches!(undecided(&d, true, None, None), Said::Raced));
+    // The same decision again is a no-op.
+    assert!(matches!(
+        undecided(&d, true, Some("allowed".into()), Some("alice".into())),
+        Said::Done
+    ));
+    match undecided(&d, true, Some("denied".into()), Some("bob".into())) {
+        Said::Refused(LedgerError::AlreadyDecided { outcome, .. }) => {
+            assert_eq!(outcome, Outcome::Denied)
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same outcome by someone else is another decision.
+    assert!(matches!(
+        undecided(&d, true, Some("allowed".into()), Some("bob".into())),
+        Said::Refused(LedgerError::AlreadyDecided { .. })
+    ));
+}
+
+#[test]
+fn a_delivery_that_changed_nothing_says_why() {
+    assert!(matches!(
+        undelivered("s", "r", false, true),
+        Said::Refused(LedgerError::NotOwner { .. })
+    ));
+    assert!(matches!(
+        undelivered("s", "r", true, true),
+        Said::Refused(LedgerError::NotDecided { .. })
+    ));
+    assert!(matches!(
+        undelivered("s", "r", true, false),
+        Said::Refused(LedgerError::UnknownPrompt { .. })
+    ));
+}

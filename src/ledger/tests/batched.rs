@@ -1,0 +1,296 @@
+//! The PostgreSQL writer's multi-row statements: writes committed together in one batch
+//! are answered each on its own, exactly as if each had been committed alone.
+
+use std::sync::Arc;
+
+use super::backends::{claim, pg_config, walk};
+use super::*;
+use crate::ledger::pg::fence::Fences;
+
+/// Whose rows in `pg_stat_activity` wait for a lock: the writer, once its batch is blocked.
+async fn waiting_for_a_lock(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// One batch holding, for sessions held here, elsewhere and at a stale epoch: prompts, a
+/// prompt twice, a decision and the delivery of a prompt recorded in the same batch,
+/// conflicting and repeated decisions, deliveries refused for each reason. Each write
+/// gets its own answer and only what was allowed is stored.
+#[tokio::test]
+async fn one_batch_mixing_fenced_out_refused_and_valid_writes_answers_each_alone() {
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = server.unique_database("batched").unwrap();
+    let cfg = pg_config(&url);
+    let fences = Fences::new("inst-a");
+    let ledger = Ledger::open_clustered(&cfg, Tuning::default(), Some(fences.clone())).unwrap();
+    let connect = || async {
+        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        db
+    };
+    let (mut admin, watcher) = (connect().await, connect().await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let [s1, s2, s3]: [Arc<str>; 3] = ["s1".into(), "s2".into(), "s3".into()];
+    // s1 is held here; s2 by another instance (this one still believes it holds it);
+    // s3 here, but claimed again since (the epoch known here is stale).
+    fences.hold(&s1, claim(&admin, "s1", "inst-a").await, deadline);
+    fences.hold(&s2, 1, deadline);
+    claim(&admin, "s2", "inst-b").await;
+    fences.hold(&s3, claim(&admin, "s3", "inst-a").await, deadline);
+    claim(&admin, "s3", "inst-a").await;
+    for r in ["block", "pending", "decided"] {
+        ledger
+            .record_prompt(prompt("s1", r, "Bash", at(1)))
+            .await
+            .unwrap();
+    }
+    ledger
+        .record_decision(decision("s1", "decided", Outcome::Denied, "bob"))
+        .await
+        .unwrap();
+    // A prompt of s2, recorded by its owner.
+    admin
+        .execute(
+            "INSERT INTO ccr_prompts (session_id, request_id, tool_name, input, request, \
+             received_at) VALUES ('s2', 'theirs', 'Bash', '{}', '{}', 1000)",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Hold the writer on a row lock, so that everything queued meanwhile is one batch.
+    let tx = admin.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM ccr_prompts WHERE request_id = 'block' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let blocker = ledger.record_decision(decision("s1", "block", Outcome::Allowed, "x"));
+    while waiting_for_a_lock(&watcher).await == 0 {
+        assert!(Instant::now() < deadline, "the writer never waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let delivered = |s: &str, r: &str| Write::Delivered {
+        session_id: s.into(),
+        request_id: r.into(),
+        at: 5,
+    };
+    let decided = |s: &str, r: &str, o, by| Write::Decision(decision(s, r, o, by).into());
+    let writes = vec![
+        (
+            Write::Prompt(prompt("s1", "new", "Bash", at(2)).into()),
+            "ok",
+        ),
+        (
+            Write::Prompt(prompt("s2", "new", "Bash", at(2)).into()),
+            "lapsed",
+        ),
+        (
+            Write::Prompt(prompt("s1", "new", "Bash", at(2)).into()),
+            "ok",
+        ),
+        (decided("s1", "new", Outcome::Allowed, "alice"), "ok"),
+        (delivered("s1", "new"), "ok"),
+        (
+            decided("s1", "new", Outcome::Denied, "bob"),
+            "already allowed",
+        ),
+        (decided("s1", "new", Outcome::Allowed, "alice"), "ok"),
+        (delivered("s1", "new"), "ok"),
+        (
+            Write::Prompt(prompt("s3", "new", "Bash", at(2)).into()),
+            "lapsed",
+        ),
+        (decided("s1", "nope", Outcome::Allowed, "alice"), "unknown"),
+        (delivered("s1", "pending"), "not decided"),
+        (delivered("s1", "nope"), "unknown"),
+        (delivered("s2", "new"), "lapsed"),
+        (delivered("s3", "decided"), "lapsed"),
+        (delivered("s1", "decided"), "ok"),
+        (
+            decided("s1", "decided", Outcome::Allowed, "alice"),
+            "already denied",
+        ),
+        // A decision needs no lease: a prompt of a session held elsewhere is decided here.
+        (decided("s2", "theirs", Outcome::Denied, "carol"), "ok"),
+        (
+            Write::Prompt(prompt("s1", "last", "Bash", at(3)).into()),
+            "ok",
+        ),
+        (decided("s1", "last", Outcome::Cancelled, "session"), "ok"),
+    ];
+    let (writes, expected): (Vec<Write>, Vec<&str>) = writes.into_iter().unzip();
+    let queued: Vec<Written> = writes.into_iter().map(|w| ledger.write_raw(w)).collect();
+    tx.commit().await.unwrap();
+    blocker.await.unwrap();
+    let mut answers = Vec::new();
+    for q in queued {
+        answers.push(match q.await {
+            Ok(()) => "ok".to_owned(),
+            Err(LedgerError::NotOwner { .. }) => "not owner".to_owned(),
+            // Refused by the database while this instance's fences still hold the session
+            // (at a stale epoch, or held elsewhere): lapsed here until the lease loop lets go.
+            Err(LedgerError::LeaseLapsed { .. }) => "lapsed".to_owned(),
+            Err(LedgerError::UnknownPrompt { .. }) => "unknown".to_owned(),
+            Err(LedgerError::NotDecided { .. }) => "not decided".to_owned(),
+            Err(LedgerError::AlreadyDecided { outcome, .. }) => {
+                format!("already {}", outcome.as_str())
+            }
+            Err(e) => format!("{e:?}"),
+        });
+    }
+    assert_eq!(answers, expected);
+
+    let rows = walk(&ledger, LedgerQuery::default(), 100);
+    let mut stored: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.session_id.as_str(),
+                r.request_id.as_str(),
+                r.outcome,
+                r.deliveries,
+            )
+        })
+        .collect();
+    stored.sort_by_key(|r| (r.0, r.1));
+    assert_eq!(
+        stored,
+        [
+            ("s1", "block", Some(Outcome::Allowed), 0),
+            ("s1", "decided", Some(Outcome::Denied), 1),
+            ("s1", "last", Some(Outcome::Cancelled), 0),
+            ("s1", "new", Some(Outcome::Allowed), 2),
+            ("s1", "pending", None, 0),
+            ("s2", "theirs", Some(Outcome::Denied), 0),
+        ]
+    );
+}
+
+/// A batch whose prompt and delivery count under two leases, while a renewal of both runs:
+/// the writer locks its leases first and in order, as the renewal does, so neither waits
+/// for the other in a cycle. (Locked statement by statement, the prompt's lease, then
+/// the delivery's, a renewal holding the second and waiting for the first deadlocked;
+/// PostgreSQL broke it after a second by failing one of them.)
+#[tokio::test]
+async fn a_renewal_during_a_batch_of_fenced_writes_does_not_deadlock() {
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = server.unique_database("renewal").unwrap();
+    let cfg = pg_config(&url);
+    let fences = Fences::new("inst-a");
+    let ledger = Ledger::open_clustered(&cfg, Tuning::default(), Some(fences.clone())).unwrap();
+    let connect = || async {
+        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        db
+    };
+    let (admin, watcher, lease_loop) = (connect().await, connect().await, connect().await);
+    let (mut lock_first, mut lock_block) = (connect().await, connect().await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (a, b): (Arc<str>, Arc<str>) = ("s-a".into(), "s-b".into());
+    let (epoch_a, epoch_b) = (
+        claim(&admin, "s-a", "inst-a").await,
+        claim(&admin, "s-b", "inst-a").await,
+    );
+    fences.hold(&a, epoch_a, deadline);
+    fences.hold(&b, epoch_b, deadline);
+    for (s, r) in [("s-a", "first"), ("s-a", "block"), ("s-b", "decided")] {
+        ledger
+            .record_prompt(prompt(s, r, "Bash", at(1)))
+            .await
+            .unwrap();
+    }
+    ledger
+        .record_decision(decision("s-b", "decided", Outcome::Allowed, "alice"))
+        .await
+        .unwrap();
+    let waiting = || async {
+        let n: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    let wait_until = |n: i64, what: &'static str| {
+        let waiting = &waiting;
+        async move {
+            while waiting().await < n {
+                assert!(Instant::now() < deadline, "{what}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    // The writer is held on a prompt's row lock: everything queued meanwhile is one batch.
+    let (first_held, block_held) = (
+        lock_first.transaction().await.unwrap(),
+        lock_block.transaction().await.unwrap(),
+    );
+    for (tx, r) in [(&first_held, "first"), (&block_held, "block")] {
+        tx.execute(
+            "SELECT 1 FROM ccr_prompts WHERE request_id = $1 FOR UPDATE",
+            &[&r],
+        )
+        .await
+        .unwrap();
+    }
+    let first = ledger.record_decision(decision("s-a", "first", Outcome::Denied, "x"));
+    wait_until(1, "the writer never waited").await;
+    // The batch: s-a's prompt (its lease), a decision that waits for a row lock, then
+    // s-b's delivery (its lease).
+    let batch = [
+        ledger.record_prompt(prompt("s-a", "new", "Bash", at(2))),
+        ledger.record_decision(decision("s-a", "block", Outcome::Allowed, "bob")),
+        ledger.mark_delivered("s-b", "decided", at(3)),
+    ];
+    first_held.rollback().await.unwrap();
+    first.await.unwrap();
+    wait_until(1, "the batch never waited for the row lock").await;
+    // Renew both leases, s-b first: the renewal holds s-b only if the batch had not
+    // locked it yet.
+    let renewal = tokio::spawn(async move {
+        // The lease loop's own statement (`cluster::store::renew`).
+        let sessions: Vec<&str> = vec![&b, &a];
+        let epochs = vec![epoch_b, epoch_a];
+        let rows = lease_loop
+            .query(
+                crate::ledger::pg::fence::RENEW_LEASES,
+                &[&"inst-a", &30.0f64, &sessions, &epochs],
+            )
+            .await;
+        rows.map(|rows| {
+            rows.iter()
+                .map(|r| Arc::<str>::from(r.get::<_, &str>(0)))
+                .collect::<Vec<_>>()
+        })
+    });
+    wait_until(2, "the renewal never waited").await;
+    block_held.rollback().await.unwrap();
+    for w in batch {
+        w.await.unwrap();
+    }
+    let mut renewed = renewal.await.unwrap().unwrap();
+    renewed.sort();
+    assert_eq!(renewed, [Arc::<str>::from("s-a"), Arc::from("s-b")]);
+}
