@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Error, GenericClient, IsolationLevel};
+use tokio_postgres::{Client, Error, GenericClient, IsolationLevel, Transaction};
 
 // The tables are created by the service's migrations (`ledger::pg::schema`, versions 2 and 4).
 
@@ -169,16 +169,22 @@ pub async fn rows(
     client: &mut Client,
     live_within: Duration,
 ) -> Result<(Vec<MemberRow>, Vec<LeaseRow>), Error> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_transaction(client).await?;
     let members = members(&tx, live_within).await?;
     let leases = leases(&tx).await?;
     tx.commit().await?;
     Ok((members, leases))
+}
+
+/// A read-only repeatable-read transaction: every statement in it sees one snapshot, and
+/// one `now()`.
+async fn snapshot_transaction(client: &mut Client) -> Result<Transaction<'_>, Error> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
 }
 
 /// Members and leases as [`rows`] reads them: what
@@ -207,12 +213,7 @@ pub async fn round(
     live_within: Duration,
     catalog: &Catalog,
 ) -> Result<RoundRead, Error> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_transaction(client).await?;
     let members = members(&tx, live_within).await?;
     let leases = leases(&tx).await?;
     let listed = sessions::list(&tx).await?;

@@ -182,27 +182,8 @@ async fn measure(
     let owners_after = pg.owners()?;
     tokio::time::sleep(args.duration()).await;
     h.sim_post("stop").await?;
-    // Drain: every prompt sent gets its answer, or is lost.
-    let t_stop = Instant::now();
-    let drained = h
-        .wait_sim(
-            t_stop,
-            period * 2 + Duration::from_secs(10),
-            Duration::from_millis(50),
-            |_, _| {},
-            |s| s["outstanding"].as_i64() == Some(0),
-        )
-        .await
-        .is_ok();
-    let s = h.sim_stats().await?;
-    let acc = Accounting::from_stats(&s);
-    if !drained {
-        h.notes.push(format!(
-            "{} prompts still unanswered {} s after the load stopped",
-            acc.lost,
-            (period * 2 + Duration::from_secs(10)).as_secs()
-        ));
-    }
+    let fsync = pg.setting("fsync")?;
+    let (s, acc) = drain(h, period).await?;
     let values: Vec<[u64; 2]> =
         serde_json::from_value(h.sim_get("latency").await?["values"].take())
             .context("bad /load/latency")?;
@@ -222,7 +203,7 @@ async fn measure(
     eprintln!("ccr-supervisor bench: {human}");
     let limit = ms(period * 2);
     let figures = json!({
-        "pg_fsync": pg.setting("fsync")?,
+        "pg_fsync": fsync,
         "instances": args.instances,
         "lease_period_s": period.as_secs(),
         "rate_per_s": rate,
@@ -250,6 +231,33 @@ async fn measure(
     let chart = json!({"kind": "series", "title": format!("sessions of the killed member connected again (of {})", watched.len()),
         "x": "seconds since SIGKILL", "y": "sessions", "points": downsample(&series, 400)});
     Ok((figures, chart))
+}
+
+/// After the load stopped: wait until every prompt sent has its answer (or two lease
+/// periods and 10 s); the simulator's stats then, and their accounting (a note says how
+/// many were still unanswered).
+async fn drain(h: &mut Harness, period: Duration) -> anyhow::Result<(Value, Accounting)> {
+    let limit = period * 2 + Duration::from_secs(10);
+    let drained = h
+        .wait_sim(
+            Instant::now(),
+            limit,
+            Duration::from_millis(50),
+            |_, _| {},
+            |s| s["outstanding"].as_i64() == Some(0),
+        )
+        .await
+        .is_ok();
+    let s = h.sim_stats().await?;
+    let acc = Accounting::from_stats(&s);
+    if !drained {
+        h.notes.push(format!(
+            "{} prompts still unanswered {} s after the load stopped",
+            acc.lost,
+            limit.as_secs()
+        ));
+    }
+    Ok((s, acc))
 }
 
 /// Every session owned and connected (bounded by `SLACK` and three lease periods); the
@@ -328,27 +336,7 @@ async fn measure_outage(
     let fsync = pg.setting("fsync")?;
     tokio::time::sleep(args.duration()).await;
     h.sim_post("stop").await?;
-    let t_stop = Instant::now();
-    let drain = period * 2 + Duration::from_secs(10);
-    let drained = h
-        .wait_sim(
-            t_stop,
-            drain,
-            Duration::from_millis(50),
-            |_, _| {},
-            |s| s["outstanding"].as_i64() == Some(0),
-        )
-        .await
-        .is_ok();
-    let s = h.sim_stats().await?;
-    let acc = Accounting::from_stats(&s);
-    if !drained {
-        h.notes.push(format!(
-            "{} prompts still unanswered {} s after the load stopped",
-            acc.lost,
-            drain.as_secs()
-        ));
-    }
+    let (_, acc) = drain(h, period).await?;
     let (live, accepted) = per_session(h).await?;
     let reconnected_sessions = everyone
         .iter()
