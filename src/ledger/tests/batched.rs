@@ -220,18 +220,7 @@ async fn a_renewal_during_a_batch_of_fenced_writes_does_not_deadlock() {
         .record_decision(decision("s-b", "decided", Outcome::Allowed, "alice"))
         .await
         .unwrap();
-    let waiting = || async {
-        let n: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        n
-    };
+    let waiting = || waiting_for_a_lock(&watcher);
     let wait_until = |n: i64, what: &'static str| {
         let waiting = &waiting;
         async move {
