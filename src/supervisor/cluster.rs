@@ -19,7 +19,8 @@ use tracing::{info, info_span, warn};
 use super::actor::Supervisor;
 use super::slot::ExitPlan;
 use crate::cluster::{
-    AnnounceStates, Disown, Epoch, Fences, Own, Resumed, StateElsewhere, StateNote, StateOutbox,
+    AnnounceStates, DecidedElsewhere, Disown, Epoch, Fences, Own, Resumed, StateElsewhere,
+    StateNote, StateOutbox,
 };
 use crate::config::SessionSpec;
 use crate::ledger::Ledger;
@@ -292,7 +293,17 @@ impl Handler<Own> for Supervisor {
                             unfinished,
                             resolved,
                         };
-                        return registry.send(adopted).await.is_ok();
+                        if registry.send(adopted).await.is_err() {
+                            return false;
+                        }
+                        // A decision recorded elsewhere between the read above and the
+                        // adoption was notified while the prompt was not pending here yet:
+                        // read every pending prompt's decision once more.
+                        registry.do_send(DecidedElsewhere {
+                            session: session.clone(),
+                            request_id: None,
+                        });
+                        return true;
                     }
                     Err(e) => {
                         warn!(error = %e, "cannot read the session's prompts from the ledger; retrying before connecting");

@@ -72,7 +72,8 @@ pub(super) fn insert_prompts() -> String {
 /// Decisions (`$1`..`$8`): first decision wins; a cancel may still void an undelivered
 /// answer (keeping that answer for the audit trail). Returns, for each row that changed
 /// nothing, its ordinal, whether the prompt exists, and its decision as it was before
-/// the statement (outcome, decided_by).
+/// the statement (outcome, and decided_by only when its stored answer is this row's: the
+/// same decision again is a no-op, a different answer of the same operator is refused).
 pub(super) const DECIDE: &str = "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], \
     $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
     WITH ORDINALITY AS w (session_id, request_id, outcome, decided_by, decided_at, \
@@ -83,7 +84,8 @@ pub(super) const DECIDE: &str = "WITH w AS MATERIALIZED (SELECT * FROM unnest($1
     FROM w WHERE p.session_id = w.session_id AND p.request_id = w.request_id \
     AND (p.outcome IS NULL OR (w.outcome = 'cancelled' AND p.outcome <> 'cancelled' \
     AND p.delivered_at IS NULL)) RETURNING w.i) \
-    SELECT w.i, p.session_id IS NOT NULL, p.outcome, p.decided_by FROM w \
+    SELECT w.i, p.session_id IS NOT NULL, p.outcome, \
+    CASE WHEN p.answer IS NOT DISTINCT FROM w.answer THEN p.decided_by END FROM w \
     LEFT JOIN ccr_prompts p ON p.session_id = w.session_id AND p.request_id = w.request_id \
     WHERE w.i NOT IN (SELECT i FROM upd)";
 
@@ -122,7 +124,8 @@ pub(super) const DECIDE_ONE: &str = "WITH upd AS (UPDATE ccr_prompts SET outcome
     answer = COALESCE($7, answer), reason = COALESCE($8, reason) \
     WHERE session_id = $1 AND request_id = $2 AND (outcome IS NULL OR \
     ($3 = 'cancelled' AND outcome <> 'cancelled' AND delivered_at IS NULL)) RETURNING 1) \
-    SELECT 1::int8, p.session_id IS NOT NULL, p.outcome, p.decided_by \
+    SELECT 1::int8, p.session_id IS NOT NULL, p.outcome, \
+    CASE WHEN p.answer IS NOT DISTINCT FROM $7 THEN p.decided_by END \
     FROM (VALUES (1)) AS one (x) LEFT JOIN ccr_prompts p \
     ON p.session_id = $1 AND p.request_id = $2 WHERE NOT EXISTS (SELECT 1 FROM upd)";
 
@@ -146,9 +149,13 @@ pub(super) fn one_by_one(rows: usize) -> bool {
     rows <= 3
 }
 
-/// The stored decision, read again when [`DECIDE`] lost a race it could not see.
-pub(super) const STORED: &str =
-    "SELECT outcome, decided_by FROM ccr_prompts WHERE session_id = $1 AND request_id = $2";
+/// The stored decision, read again when [`DECIDE`] lost a race it could not see. Like
+/// [`DECIDE`], it gives `decided_by` only when the stored answer is this one's (`$3`), so that
+/// only the very same decision again counts as done: the same operator's other answer to
+/// the same prompt (another edit, say) is refused as already decided.
+pub(super) const STORED: &str = "SELECT outcome, \
+    CASE WHEN answer IS NOT DISTINCT FROM $3 THEN decided_by END \
+    FROM ccr_prompts WHERE session_id = $1 AND request_id = $2";
 
 /// Part of a batch in which each prompt is written at most once: its writes by kind, as
 /// indexes into the batch, in queue order.

@@ -243,7 +243,7 @@ async fn commit(
                 };
                 match c
                     .client
-                    .query_opt(&c.stored, &[&d.session_id, &d.request_id])
+                    .query_opt(&c.stored, &[&d.session_id, &d.request_id, &d.answer])
                     .await
                 {
                     Ok(row) => batch::refusal(d, row.map(|r| (r.get(0), r.get(1)))),

@@ -299,12 +299,21 @@ fn postgres_reports_each_refusal_to_the_writer() {
         Err(LedgerError::AlreadyDecided { outcome, .. }) => assert_eq!(outcome, Outcome::Allowed),
         other => panic!("{other:?}"),
     }
+    // The same operator allowing again with another answer (an edited input, say) is not
+    // the same decision: refused, so that the session acts only on the recorded one (a
+    // cluster's second instance once took it for a repeat and sent its own answer).
+    let mut edited = decision("s", "r1", Outcome::Allowed, "alice");
+    edited.answer = Some(r#"{"type":"control_response","edited":true}"#.into());
+    match block_on(pg.record_decision(edited)) {
+        Err(LedgerError::AlreadyDecided { outcome, .. }) => assert_eq!(outcome, Outcome::Allowed),
+        other => panic!("{other:?}"),
+    }
     // A cancel still voids the undelivered answer, keeping it for the audit trail.
     block_on(pg.record_decision(decision("s", "r1", Outcome::Cancelled, "session"))).unwrap();
     let row = &block_on(pg.query(LedgerQuery::default())).unwrap().rows[0];
     assert_eq!(row.outcome, Some(Outcome::Cancelled));
     assert!(row.answer.is_some());
-    assert_eq!(pg.write_errors(), 3);
+    assert_eq!(pg.write_errors(), 4);
 }
 
 #[test]
