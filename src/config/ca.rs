@@ -139,4 +139,4 @@ pub(super) fn ca_file(t: &mut Table, errs: &mut Errors) -> Option<CaFile> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

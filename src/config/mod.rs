@@ -8,7 +8,7 @@
 
 mod api;
 mod api_tokens;
-mod ca;
+pub(crate) mod ca;
 mod ccr;
 mod cluster;
 mod console;

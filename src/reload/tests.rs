@@ -100,14 +100,8 @@ fn live_sections_never_need_a_restart_and_the_others_are_named_by_key() {
 fn a_changed_ca_file_is_named_by_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let ca = |name: &str| {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = rcgen::KeyPair::generate().unwrap();
         let path = dir.path().join(format!("{name}.pem"));
-        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        std::fs::write(&path, crate::config::ca::tests::ca_pem(name)).unwrap();
         path.display().to_string()
     };
     let (a, b) = (ca("a"), ca("b"));

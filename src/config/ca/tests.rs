@@ -9,8 +9,8 @@ use crate::config::{load_from_str, ConfigError};
 
 const BASE: &str = "[sim]\nembedded = true\n[api]\nauth = \"disabled\"\n";
 
-/// A CA certificate, PEM.
-fn ca_pem(name: &str) -> String {
+/// A CA certificate, PEM (also for other modules' tests of `ca_file`).
+pub(crate) fn ca_pem(name: &str) -> String {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params
