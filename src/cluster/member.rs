@@ -196,7 +196,6 @@ impl ClusterMember {
             planner: Planner::new(cfg.instance_id.clone(), period, DRAIN_BATCH),
             client: None,
             last_beat: None,
-            last_beat_before: None,
             back_at: None,
             draining: false,
             drained: Vec::new(),
@@ -373,8 +372,6 @@ struct Lane {
     client: Option<Client>,
     /// When the last heartbeat that succeeded was sent.
     last_beat: Option<Instant>,
-    /// `last_beat` as it was when this round started.
-    last_beat_before: Option<Instant>,
     /// When this member rejoined after an outage, while it waits for its peers
     /// ([`owners_missing`]).
     back_at: Option<Instant>,
@@ -455,7 +452,8 @@ impl Lane {
         let keep = &mut self.keep;
         let (me, period) = (self.me.as_str(), self.period);
         let rejoin = self.last_beat.is_none_or(|t| t.elapsed() >= period);
-        self.last_beat_before = self.last_beat;
+        // A member before this round (else this is its first join, not a return).
+        let was_member = self.last_beat.is_some();
         let beat = Instant::now();
         keep.guard(store::heartbeat(
             &*client,
@@ -517,7 +515,7 @@ impl Lane {
         if rejoin {
             // Back after an outage (not the first join): its peers may be back a moment
             // later, and renew their lapsed leases themselves if not claimed first.
-            self.back_at = self.last_beat_before.map(|_| Instant::now());
+            self.back_at = was_member.then(Instant::now);
             return Ok(ours);
         }
         if let Some(back) = self.back_at {
