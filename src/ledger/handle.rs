@@ -267,6 +267,27 @@ impl Ledger {
         }
     }
 
+    /// Record a prompt and then `decision` on it (its row is not durable yet): on
+    /// PostgreSQL both commit in one transaction (a rule's answer on arrival waits for one
+    /// commit, not two); to SQLite's journal they are appended in turn.
+    pub fn append_prompt_and_decision(
+        &self,
+        session_id: &str,
+        prompt: &PermissionPrompt,
+        received_at: SystemTime,
+        decision: DecisionRecord,
+    ) -> Written {
+        match &self.backend {
+            Backend::Sqlite(_) => self
+                .append_prompt(session_id, prompt, received_at)
+                .then(|| self.record_decision(decision)),
+            Backend::Postgres(l) => l.write_together(
+                Write::Prompt(PromptRow::received(session_id, prompt, received_at)),
+                Write::Decision(decision.into()),
+            ),
+        }
+    }
+
     /// Queue one write as the journal stores it (tests drive both backends with the same ones).
     #[cfg(test)]
     pub(super) fn write_raw(&self, write: Write) -> Written {

@@ -3,9 +3,11 @@
 //!
 //! No actix here: the `PermissionRegistry` actor performs the effects in order and
 //! reports what came of the waiting ones back through the `on_*` methods. A prompt goes
-//! `on_prompt → Record → on_prompt_recorded → Emit(Shown)` (plus a rule's answer, or its
-//! timers: [`arrival`], [`rules`]); an answer goes `decide → Record →
-//! on_decision_recorded → Write → on_write → Emit(Answered) + Reply` ([`answer`]).
+//! `on_prompt → Record → on_prompt_recorded → Emit(Shown)` (plus its timers when a human
+//! is asked: [`arrival`], [`rules`]), or, when a rule answers it on arrival, `on_prompt →
+//! Record (the prompt and its answer) → on_decision_recorded → Emit(Shown) + Write`; an
+//! answer goes `decide → Record → on_decision_recorded → Write → on_write →
+//! Emit(Answered) + Reply` ([`answer`]).
 //!
 //! What happens to a prompt is returned as data too ([`Effect::Emit`] of a
 //! [`Happening`]): the actor logs, counts and publishes each in one call. So is what the

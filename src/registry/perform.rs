@@ -73,7 +73,8 @@ impl PermissionRegistry {
                     if recorded.is_ok() {
                         write.prompt = None;
                     }
-                    let effects = act.core.on_decision_recorded(write, recorded);
+                    let now = SystemTime::now();
+                    let effects = act.core.on_decision_recorded(write, recorded, now);
                     act.perform(effects, ctx);
                 });
             }
@@ -92,7 +93,8 @@ impl PermissionRegistry {
                     |(write, result), act, ctx| {
                         let d = &write.decision;
                         let _span = permission_span(&d.session, &d.request_id).entered();
-                        let effects = act.core.on_decision_retried(write, result);
+                        let now = SystemTime::now();
+                        let effects = act.core.on_decision_retried(write, result, now);
                         act.perform(effects, ctx);
                     },
                 ));
@@ -237,12 +239,13 @@ impl PermissionRegistry {
 /// Append what of a decision is not durable yet (its prompt's row first, then the
 /// decision); `Ok` once both are. Both writes are idempotent, so a retry may repeat them.
 fn append_decision(ledger: &Ledger, write: &DecisionWrite) -> Written {
-    let decision = || ledger.record_decision(write.row.clone());
+    let row = write.row.clone();
     match &write.prompt {
-        Some((prompt, received_at)) => ledger
-            .append_prompt(&write.decision.session, prompt, *received_at)
-            .then(decision),
-        None => decision(),
+        Some((prompt, received_at)) => {
+            let session = &write.decision.session;
+            ledger.append_prompt_and_decision(session, prompt, *received_at, row)
+        }
+        None => ledger.record_decision(row),
     }
 }
 

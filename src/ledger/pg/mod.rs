@@ -41,7 +41,7 @@ use ccr_protocol::reply::{LedgerPage, LedgerRow};
 pub use connect::{connect, describe, PgConnection, PgTarget};
 use connect::{PoolConnect, CONNECT_TIMEOUT};
 use fence::Fences;
-use writer::Cmd;
+use writer::{Cmd, Writes};
 
 /// Cloneable handle to the PostgreSQL ledger; its thread stops when the last handle is dropped.
 #[derive(Clone)]
@@ -173,57 +173,88 @@ impl PgLedger {
 
     /// Queue `write`; it resolves once committed or refused. A full queue refuses at once.
     pub(crate) fn write(&self, write: Write) -> Written {
-        let (tx, rx) = oneshot::channel();
-        let name = write.name();
-        // In a cluster, a prompt or a delivery is recorded by the session's owner only, and
-        // only under its lease; a decision may come from any instance (the first wins).
-        let fence = match (&self.shared.fences, &write) {
-            (None, _) | (Some(_), Write::Decision(_)) => None,
-            (Some(fences), _) => {
-                let session = write.key().0;
-                match fences.epoch(session) {
-                    Some(epoch) => Some(writer::Fence {
-                        owner: self.shared.me.clone(),
-                        epoch,
-                    }),
-                    None => {
-                        let session_id = session.to_owned();
-                        let err = if fences.holds_any(session) {
-                            LedgerError::LeaseLapsed { session_id }
-                        } else {
-                            LedgerError::NotOwner { session_id }
-                        };
-                        self.shared.counters.write_failed(name, &err);
-                        return Written::ready(Err(err));
-                    }
-                }
+        self.write_all(write, None)
+    }
+
+    /// Queue `first` and `then` to commit in one transaction, in that order; resolves once
+    /// both are committed, or with the first refusal.
+    pub(crate) fn write_together(&self, first: Write, then: Write) -> Written {
+        self.write_all(first, Some(then))
+    }
+
+    fn write_all(&self, first: Write, then: Option<Write>) -> Written {
+        let fenced = |w: Write| match self.fence(&w) {
+            Ok(fence) => Ok((w, fence)),
+            Err(err) => {
+                self.shared.counters.write_failed(w.name(), &err);
+                Err(err)
             }
+        };
+        let first = match fenced(first) {
+            Ok(first) => first,
+            Err(err) => return Written::ready(Err(err)),
+        };
+        let then = match then.map(fenced).transpose() {
+            Ok(then) => then.map(Box::new),
+            Err(err) => return Written::ready(Err(err)),
         };
         // A fenced write the database refuses while the lease is only lapsed (expired there,
         // still held here at its epoch, renewal pending) is retried, not given up.
-        let lapse = match (&fence, &self.shared.fences) {
-            (Some(f), Some(fences)) => Some(Lapse {
+        let lapse = std::iter::once(&first)
+            .chain(then.as_deref())
+            .find_map(|(w, fence)| Some((w, fence.as_ref()?)))
+            .zip(self.shared.fences.as_ref())
+            .map(|((w, f), fences)| Lapse {
                 fences: fences.clone(),
-                session: write.key().0.to_owned(),
+                session: w.key().0.to_owned(),
                 epoch: f.epoch,
-            }),
-            _ => None,
-        };
-        let cmd = Cmd::Write(write, fence, tx, Instant::now());
+            });
+        let (tx, rx) = oneshot::channel();
+        let cmd = Cmd::Write(Writes { first, then }, tx, Instant::now());
         match self.shared.writes.try_send(cmd) {
             Ok(()) => match lapse {
                 Some(lapse) => Written::fenced(rx, lapse),
                 None => Written::commit(rx),
             },
             Err(e) => {
-                let err = match e {
-                    mpsc::error::TrySendError::Full(_) => LedgerError::QueueFull {
-                        capacity: self.shared.capacity,
-                    },
-                    mpsc::error::TrySendError::Closed(_) => LedgerError::Closed,
+                let (err, cmd) = match e {
+                    mpsc::error::TrySendError::Full(cmd) => {
+                        let capacity = self.shared.capacity;
+                        (LedgerError::QueueFull { capacity }, cmd)
+                    }
+                    mpsc::error::TrySendError::Closed(cmd) => (LedgerError::Closed, cmd),
                 };
-                self.shared.counters.write_failed(name, &err);
+                if let Cmd::Write(writes, _, _) = &cmd {
+                    for (w, _) in writes.iter() {
+                        self.shared.counters.write_failed(w.name(), &err);
+                    }
+                }
                 Written::ready(Err(err))
+            }
+        }
+    }
+
+    /// The lease `write` is conditional on: in a cluster, a prompt or a delivery is
+    /// recorded by the session's owner only, and only under its lease; a decision may come
+    /// from any instance (the first wins). Refused at once when no lease is held here.
+    fn fence(&self, write: &Write) -> Result<Option<writer::Fence>, LedgerError> {
+        let fences = match (&self.shared.fences, write) {
+            (None, _) | (Some(_), Write::Decision(_)) => return Ok(None),
+            (Some(fences), _) => fences,
+        };
+        let session = write.key().0;
+        match fences.epoch(session) {
+            Some(epoch) => Ok(Some(writer::Fence {
+                owner: self.shared.me.clone(),
+                epoch,
+            })),
+            None => {
+                let session_id = session.to_owned();
+                Err(if fences.holds_any(session) {
+                    LedgerError::LeaseLapsed { session_id }
+                } else {
+                    LedgerError::NotOwner { session_id }
+                })
             }
         }
     }

@@ -30,17 +30,35 @@ use crate::ledger::record::LedgerError;
 use crate::ledger::writer::{Counters, Write};
 
 /// What the writer takes from its queue.
+// Nearly every command is a write: boxing it would cost an allocation per write to save
+// the room of the rare barrier.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Cmd {
-    /// A write, the lease it is conditional on (a prompt or a delivery by a session's
-    /// owner), and whom to tell once it is committed (or refused).
-    Write(
-        Write,
-        Option<Fence>,
-        oneshot::Sender<Result<(), LedgerError>>,
-        Instant,
-    ),
+    /// Writes committed in one transaction, and whom to tell once they are committed (or
+    /// the first refusal among them).
+    Write(Writes, oneshot::Sender<Result<(), LedgerError>>, Instant),
     /// A barrier: answered once every earlier write is committed.
     Flush(oneshot::Sender<Result<(), LedgerError>>),
+}
+
+/// A write and the lease it is conditional on (a prompt or a delivery by a session's
+/// owner; `None` when not fenced).
+pub(super) type Fenced = (Write, Option<Fence>);
+
+/// One write, or two that must commit together (a prompt and the answer a rule gave it on
+/// arrival: one commit on the answer's way instead of two).
+pub(super) struct Writes {
+    pub first: Fenced,
+    pub then: Option<Box<Fenced>>,
+}
+
+impl Writes {
+    /// The writes, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Write, Option<&Fence>)> {
+        std::iter::once(&self.first)
+            .chain(self.then.as_deref())
+            .map(|(w, f)| (w, f.as_ref()))
+    }
 }
 
 /// The lease a write counts under: this instance's id and the epoch it holds.
@@ -112,14 +130,13 @@ pub(super) async fn run(
         let started = Instant::now();
         let writes: Vec<(&Write, Option<&Fence>)> = batch
             .iter()
-            .filter_map(|c| match c {
-                Cmd::Write(w, fence, _, _) => Some((w, fence.as_ref())),
+            .flat_map(|c| match c {
+                Cmd::Write(w, _, _) => Some(w.iter()),
                 Cmd::Flush(_) => None,
             })
+            .flatten()
             .collect();
-        if let Some(Cmd::Write(_, _, _, queued)) =
-            batch.iter().find(|c| matches!(c, Cmd::Write(..)))
-        {
+        if let Some(Cmd::Write(_, _, queued)) = batch.iter().find(|c| matches!(c, Cmd::Write(..))) {
             counters
                 .queue_wait
                 .observe(started.duration_since(*queued).as_secs_f64());
@@ -150,11 +167,17 @@ pub(super) async fn run(
         let mut results = results.into_iter();
         for cmd in batch.drain(..) {
             match cmd {
-                Cmd::Write(w, _, reply, queued) => {
-                    let result = results.next().unwrap_or(Err(LedgerError::Closed));
-                    match &result {
-                        Ok(()) => counters.commit.observe(queued.elapsed().as_secs_f64()),
-                        Err(e) => counters.write_failed(w.name(), e),
+                Cmd::Write(w, reply, queued) => {
+                    let mut result = Ok(());
+                    for (w, _) in w.iter() {
+                        let r = results.next().unwrap_or(Err(LedgerError::Closed));
+                        match r {
+                            Ok(()) => counters.commit.observe(queued.elapsed().as_secs_f64()),
+                            Err(e) => {
+                                counters.write_failed(w.name(), &e);
+                                result = result.and(Err(e));
+                            }
+                        }
                     }
                     let _ = reply.send(result);
                 }

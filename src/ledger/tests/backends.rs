@@ -185,6 +185,38 @@ fn queries() -> Vec<LedgerQuery> {
     out
 }
 
+/// A prompt recorded together with its decision (a rule's answer on arrival) is stored as
+/// when written in turn, on either backend; on PostgreSQL (which reports refusals to the
+/// writer) a decision refused refuses the pair. Either way the first decision stays.
+#[test]
+fn a_prompt_and_its_decision_written_together_are_stored_alike_on_both_backends() {
+    let Some((_cfg, pg)) = pg_ledger("together") else {
+        return;
+    };
+    let (_dir, _scfg, sqlite) = temp_ledger(Tuning::default());
+    for ledger in [&sqlite, &pg] {
+        let together = |request: &str, outcome, by: &str| {
+            let p = prompt("s-a", request, "Bash", at(1_000));
+            let d = decision("s-a", request, outcome, by);
+            block_on(ledger.append_prompt_and_decision("s-a", &p.to_prompt(), at(1_000), d))
+        };
+        together("p1", Outcome::Allowed, "rule:ls").unwrap();
+        // The same pair again (a retry) is a no-op; another answer to it is refused.
+        together("p1", Outcome::Allowed, "rule:ls").unwrap();
+        let other = together("p1", Outcome::Denied, "rule:no");
+        if std::ptr::eq(ledger, &pg) {
+            assert!(
+                matches!(other, Err(LedgerError::AlreadyDecided { .. })),
+                "{other:?}"
+            );
+        }
+    }
+    let rows = all_rows(&sqlite);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].decided_by.as_deref(), Some("rule:ls"));
+    assert_eq!(all_rows(&pg), rows);
+}
+
 #[test]
 fn both_backends_store_and_answer_the_same() {
     let Some((_cfg, pg)) = pg_ledger("shared_suite") else {

@@ -180,6 +180,18 @@ impl Core {
         unshown: bool,
         now: SystemTime,
     ) -> Result<Vec<Effect>, DecideError> {
+        let write = self.accept(answer, reply, unshown, now)?;
+        Ok(vec![Effect::Record(Record::Decision(write))])
+    }
+
+    /// [`answer`](Self::answer)'s work: accept it in the store, and the ledger write it needs.
+    pub(super) fn accept(
+        &mut self,
+        answer: Answer,
+        reply: Option<Ticket>,
+        unshown: bool,
+        now: SystemTime,
+    ) -> Result<DecisionWrite, DecideError> {
         let Answer {
             session,
             request_id,
@@ -223,23 +235,35 @@ impl Core {
             reason,
             reply,
         };
-        Ok(vec![Effect::Record(Record::Decision(DecisionWrite {
+        Ok(DecisionWrite {
             prompt,
             row,
             decision,
-        }))])
+            unshown: false,
+        })
     }
 
     /// The ledger took the decision (or failed to): deliver it, undo it (an operator's),
     /// or hold it back until the ledger takes it (an automatic one).
     pub fn on_decision_recorded(
         &mut self,
-        write: DecisionWrite,
+        mut write: DecisionWrite,
         recorded: Result<(), LedgerError>,
+        now: SystemTime,
     ) -> Vec<Effect> {
+        // A prompt answered on arrival is shown now: recorded (written, or found in the
+        // ledger by a decision that lost), or loudly as unrecorded while its answer is
+        // held back until durable (operators see every prompt the ledger cannot take).
+        let mut fx = Vec::new();
+        if std::mem::take(&mut write.unshown) {
+            let durable = matches!(recorded, Ok(()) | Err(LedgerError::AlreadyDecided { .. }));
+            let d = &write.decision;
+            fx = self.show(&d.session, &d.request_id, None, None, durable, now);
+        }
         let d = &write.decision;
         let Err(e) = recorded else {
-            return self.on_decision_durable(write.decision);
+            fx.extend(self.on_decision_durable(write.decision));
+            return fx;
         };
         // Another instance of the cluster decided it first (the shared ledger says which
         // decision stands): this one is void. The operator hears 409 as for any prompt
@@ -249,20 +273,18 @@ impl Core {
             let lost = DecisionRefused {
                 error: format!("decided elsewhere first ({outcome})"),
             };
-            let mut fx = vec![
-                Effect::Emit(Happening::DecisionRefused(lost)),
-                Effect::ReadDecision {
-                    session: d.session.clone(),
-                    request_id: d.request_id.clone(),
-                },
-            ];
+            fx.push(Effect::Emit(Happening::DecisionRefused(lost)));
+            fx.push(Effect::ReadDecision {
+                session: d.session.clone(),
+                request_id: d.request_id.clone(),
+            });
             if let Some(ticket) = d.reply {
                 let refused = DecideError::AlreadyAnswered(d.request_id.clone());
                 fx.push(Effect::Reply(ticket, Err(refused)));
             }
             return fx;
         }
-        let mut fx = vec![ledger_failed("record decision", &d.session, &e)];
+        fx.push(ledger_failed("record decision", &d.session, &e));
         if d.decider == Decider::Operator {
             self.store.undecide(&d.session, &d.request_id);
             if let Some(ticket) = d.reply {
@@ -282,10 +304,12 @@ impl Core {
         &mut self,
         write: DecisionWrite,
         result: Result<(), LedgerError>,
+        now: SystemTime,
     ) -> Vec<Effect> {
         match result {
-            Ok(()) => self.on_decision_durable(write.decision),
-            Err(e @ LedgerError::AlreadyDecided { .. }) => self.on_decision_recorded(write, Err(e)),
+            Ok(()) | Err(LedgerError::AlreadyDecided { .. }) => {
+                self.on_decision_recorded(write, result, now)
+            }
             Err(e) => {
                 let d = &write.decision;
                 self.store.undecide(&d.session, &d.request_id);

@@ -36,25 +36,16 @@ impl Core {
             conn,
             labels,
             refusal,
+            ask: None,
         };
         let arrival = self.store.on_prompt(&arrived.session, conn, prompt, now);
-        self.on_arrival(arrived, arrival)
+        self.on_arrival(arrived, arrival, now)
     }
 
     /// Act on what the store made of an arriving prompt.
-    fn on_arrival(&mut self, a: Arrived, arrival: Arrival) -> Vec<Effect> {
+    fn on_arrival(&mut self, a: Arrived, arrival: Arrival, now: SystemTime) -> Vec<Effect> {
         match arrival {
-            Arrival::New => {
-                let Some(e) = self.store.get(&a.session, &a.request_id) else {
-                    return Vec::new();
-                };
-                // Recorded before anyone sees it (replays are never written again).
-                vec![Effect::Record(Record::Prompt {
-                    prompt: e.prompt.clone(),
-                    received_at: e.received_at,
-                    arrived: a,
-                })]
-            }
+            Arrival::New => self.on_new(a, now),
             Arrival::Duplicate => vec![Effect::Emit(Happening::ReplayIgnored(ReplayIgnored))],
             Arrival::Confirmed => vec![Effect::Emit(Happening::Confirmed(PromptConfirmed {
                 session: a.session,
@@ -84,8 +75,53 @@ impl Core {
         }
     }
 
+    /// A new prompt: recorded before anyone sees it (replays are never written again).
+    /// The policy rules on it now: a prompt it (or a limit) answers is recorded together
+    /// with its answer, in one write, and shown once both are durable; any other is
+    /// recorded alone and shown once that is durable ([`Core::on_prompt_recorded`]).
+    fn on_new(&mut self, mut a: Arrived, now: SystemTime) -> Vec<Effect> {
+        let Some(e) = self.store.get(&a.session, &a.request_id) else {
+            return Vec::new();
+        };
+        let (prompt, received_at) = (e.prompt.clone(), e.received_at);
+        let mut fx = Vec::new();
+        let ruling = match a.refusal.take() {
+            Some(r) => Some(Ruling::Answer(r.answer(
+                a.session.clone(),
+                a.request_id.clone(),
+                prompt.kind(),
+            ))),
+            None => self.rule(&a.session, &a.request_id, &a.labels, &mut fx),
+        };
+        a.ask = match ruling {
+            Some(Ruling::Ask(eval)) => Some(eval),
+            None => None,
+            Some(Ruling::Answer(answer)) => match self.accept(answer, None, true, now) {
+                Ok(mut write) => {
+                    write.unshown = true;
+                    fx.push(Effect::Record(Record::Decision(write)));
+                    return fx;
+                }
+                // Left to a human instead (it is shown and notified once recorded).
+                Err(e) => {
+                    let error = e.to_string();
+                    let automatic = AutomaticAnswerRefused { error };
+                    fx.push(refused(&e));
+                    fx.push(Effect::Emit(Happening::AutomaticAnswerRefused(automatic)));
+                    None
+                }
+            },
+        };
+        fx.push(Effect::Record(Record::Prompt {
+            prompt,
+            received_at,
+            arrived: a,
+        }));
+        fx
+    }
+
     /// A new prompt's record is durable (or failed, loudly: a decision then records it
-    /// first): let the refusal or the policy answer it, and show it.
+    /// first): show it, under the policy's timers when a human is asked.
     pub fn on_prompt_recorded(
         &mut self,
         a: Arrived,
@@ -96,16 +132,10 @@ impl Core {
             session,
             request_id,
             labels,
-            refusal,
+            ask,
             ..
         } = a;
         let mut fx = Vec::new();
-        let ruling = match refusal {
-            Some(r) => self.store.get(&session, &request_id).map(|e| {
-                Ruling::Answer(r.answer(session.clone(), request_id.clone(), e.prompt.kind()))
-            }),
-            None => self.rule(&session, &request_id, &labels, &mut fx),
-        };
         if let Err(e) = &recorded {
             fx.push(ledger_failed("record prompt", &session, e));
             let entry = self.store.get(&session, &request_id);
@@ -118,41 +148,15 @@ impl Core {
             }
         }
         let durable = recorded.is_ok();
-        match ruling {
-            Some(Ruling::Answer(answer)) => {
-                // Shown, then answered in the same turn: nobody can answer it in between.
-                let shown = self.show(&session, &request_id, None, None, durable, now);
-                fx.extend(shown);
-                match self.answer(answer, None, true, now) {
-                    Ok(more) => fx.extend(more),
-                    Err(e) => {
-                        let error = e.to_string();
-                        let automatic = AutomaticAnswerRefused { error };
-                        fx.push(refused(&e));
-                        fx.push(Effect::Emit(Happening::AutomaticAnswerRefused(automatic)));
-                    }
-                }
-            }
-            // Left to a human, under the policy's timers (a question has none).
-            Some(Ruling::Ask(eval)) => {
-                let shown = self.show(
-                    &session,
-                    &request_id,
-                    Some(&eval),
-                    Some(labels),
-                    durable,
-                    now,
-                );
-                fx.extend(shown)
-            }
-            None => fx.extend(self.show(&session, &request_id, None, Some(labels), durable, now)),
-        }
+        // Left to a human, under the policy's timers (a question has none).
+        let eval = ask.as_ref();
+        fx.extend(self.show(&session, &request_id, eval, Some(labels), durable, now));
         fx
     }
 
     /// Show a recorded prompt to operators, then start its timers unless it was answered.
     /// `to_human` (its session's labels) when no rule answers it: it is notified.
-    fn show(
+    pub(super) fn show(
         &mut self,
         session: &Arc<str>,
         request_id: &str,
@@ -229,7 +233,7 @@ impl Core {
                 let arrival = self
                     .store
                     .on_checked(&session, conn, *prompt, known(stored), now);
-                fx.extend(self.on_arrival(arrived, arrival));
+                fx.extend(self.on_arrival(arrived, arrival, now));
                 fx
             }
         }

@@ -11,6 +11,7 @@ use ccr_protocol::reply::{DecisionReceipt, Outcome};
 use ccr_protocol::PermissionPrompt;
 
 use super::answer::Refusal;
+use crate::policy::Evaluation;
 use crate::registry::store::{ConnId, DecideError};
 
 /// One thing the actor does for the core. Effects are performed in order; those that
@@ -99,6 +100,9 @@ pub struct DecisionWrite {
     pub row: DecisionRecord,
     /// What to deliver once durable.
     pub decision: Decision,
+    /// A prompt the policy (or a limit) answered on arrival: recorded together with its
+    /// answer (one commit on PostgreSQL), and shown to operators only once both are durable.
+    pub unshown: bool,
 }
 
 /// A decision the store accepted, on its way to the session (and to the operator who
@@ -138,6 +142,9 @@ pub struct Arrived {
     pub labels: Arc<[String]>,
     /// The fixed deny of a prompt the supervisor could not read.
     pub refusal: Option<Refusal>,
+    /// How the policy asks a human about a new prompt (its timers), as ruled on arrival;
+    /// `None` for a question (rules, deadlines and reminders are about tools).
+    pub ask: Option<Evaluation>,
 }
 
 /// A ledger read.

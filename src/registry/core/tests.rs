@@ -145,15 +145,35 @@ fn cancelled_by(fx: &[Effect]) -> Option<Canceller> {
     })
 }
 
-/// `id` arrives on `conn` and the ledger records it: what showing it did.
+/// `id` arrives on `conn` and the ledger records it: what arriving (besides its record)
+/// and showing it did. For a prompt no rule answers.
 fn shown(core: &mut Core, conn: ConnId, id: &str) -> Vec<Effect> {
     let fx = core.on_prompt(sid(), conn, prompt(id), Arc::from([]), None, at(0));
     assert_eq!(
-        kinds(&fx),
-        ["record:prompt"],
+        kinds(&fx).last().map(String::as_str),
+        Some("record:prompt"),
         "recorded before anyone sees it"
     );
-    core.on_prompt_recorded(prompt_record(fx), Ok(()), at(0))
+    let (mut before, record): (Vec<Effect>, Vec<Effect>) = fx
+        .into_iter()
+        .partition(|e| !matches!(e, Effect::Record(Record::Prompt { .. })));
+    before.extend(core.on_prompt_recorded(prompt_record(record), Ok(()), at(0)));
+    before
+}
+
+/// `id` arrives on `conn` and a rule (or `refusal`) answers it at once: the one write of
+/// its row and its answer.
+fn ruled(core: &mut Core, conn: ConnId, id: &str, refusal: Option<Refusal>) -> DecisionWrite {
+    let fx = core.on_prompt(sid(), conn, prompt(id), Arc::from([]), refusal, at(0));
+    assert_eq!(
+        kinds(&fx),
+        ["record:decision"],
+        "nothing shown before durable"
+    );
+    let w = decision_write(fx);
+    assert!(w.unshown, "shown once durable");
+    assert!(w.prompt.is_some(), "the prompt's row goes with its answer");
+    w
 }
 
 /// An operator allows `id` and the ledger takes it: the effects after it is durable.
@@ -164,7 +184,7 @@ fn allowed(core: &mut Core, id: &str, ticket: u64) -> Vec<Effect> {
         ["record:decision"],
         "nothing written before durable"
     );
-    core.on_decision_recorded(decision_write(fx), Ok(()))
+    core.on_decision_recorded(decision_write(fx), Ok(()), at(1))
 }
 
 fn ledger_down() -> LedgerError {
@@ -319,7 +339,7 @@ fn an_operator_decision_the_ledger_refused_is_undone_and_refused() {
     core.on_connected(&sid(), 1);
     shown(&mut core, 1, "p1");
     let fx = core.decide(allow("p1"), Ticket(1), at(1));
-    let fx = core.on_decision_recorded(decision_write(fx), Err(ledger_down()));
+    let fx = core.on_decision_recorded(decision_write(fx), Err(ledger_down()), at(1));
     assert_eq!(kinds(&fx), ["emit:prompt_record_failed", "reply"]);
     let (_, refused) = reply(fx);
     assert!(matches!(refused, Err(DecideError::LedgerUnavailable(_))));
@@ -335,20 +355,20 @@ fn an_automatic_answer_the_ledger_refused_is_held_back_until_durable() {
         ..PolicyConfig::default()
     });
     core.on_connected(&sid(), 1);
-    let fx = shown(&mut core, 1, "p1");
+    let w = ruled(&mut core, 1, "p1", None);
+    let fx = core.on_decision_recorded(w, Err(ledger_down()), at(1));
     assert_eq!(
         kinds(&fx),
-        ["emit:prompt_shown", "record:decision"],
-        "shown, then answered in the same turn"
+        [
+            "emit:prompt_shown",
+            "emit:prompt_record_failed",
+            "record:until_durable"
+        ],
+        "shown loudly, not written, not undone"
     );
-    let fx = core.on_decision_recorded(decision_write(fx), Err(ledger_down()));
-    assert_eq!(
-        kinds(&fx),
-        ["emit:prompt_record_failed", "record:until_durable"],
-        "not written, not undone"
-    );
-    assert!(core.pending(None, false, at(1)).is_empty());
-    let fx = core.on_decision_durable(decision_write(fx).decision);
+    assert!(core.pending(None, false, at(1)).is_empty(), "answered");
+    let fx = core.on_decision_retried(decision_write(fx), Ok(()), at(2));
+    assert_eq!(kinds(&fx), ["write:1"], "written once durable");
     let w = write(fx);
     assert_eq!(w.conn, 1);
     assert_eq!(
@@ -358,12 +378,56 @@ fn an_automatic_answer_the_ledger_refused_is_held_back_until_durable() {
 }
 
 #[test]
+fn a_prompt_answered_on_arrival_is_shown_once_recorded_with_its_answer_or_at_once_when_that_fails()
+{
+    let mut core = core_with(PolicyConfig {
+        rules: vec![rule(RuleAction::Allow)],
+        ..PolicyConfig::default()
+    });
+    core.on_connected(&sid(), 1);
+    // Durable at once: shown, then written in the same turn.
+    let w = ruled(&mut core, 1, "p1", None);
+    let fx = core.on_decision_recorded(w, Ok(()), at(1));
+    assert_eq!(kinds(&fx), ["emit:prompt_shown", "write:1"]);
+    // The write fails: the prompt is shown at once as unrecorded (never silent) while its
+    // answer waits; the lease is then lost: the answer is undone, the prompt left pending
+    // for whoever holds the session next.
+    let w = ruled(&mut core, 1, "p2", None);
+    let fx = core.on_decision_recorded(w, Err(ledger_down()), at(1));
+    assert_eq!(kinds(&fx)[0], "emit:prompt_shown");
+    let lost = LedgerError::NotOwner {
+        session_id: "s1".into(),
+    };
+    let fx = core.on_decision_retried(decision_write(fx), Err(lost), at(2));
+    assert_eq!(kinds(&fx), ["emit:prompt_record_failed"]);
+    let pending = core.pending(None, false, at(2));
+    assert_eq!(pending.len(), 1, "pending again: {pending:?}");
+    // Another instance decided it first: it is shown (its row is there), and the winner
+    // is read back.
+    let w = ruled(&mut core, 1, "p3", None);
+    let first = LedgerError::AlreadyDecided {
+        session_id: "s1".into(),
+        request_id: "p3".into(),
+        outcome: Outcome::Denied,
+    };
+    let fx = core.on_decision_recorded(w, Err(first), at(3));
+    assert_eq!(
+        kinds(&fx),
+        [
+            "emit:prompt_shown",
+            "emit:decision_refused",
+            "read_decision"
+        ]
+    );
+}
+
+#[test]
 fn policy_answers_count_their_rule_and_record_why() {
     let mut core = core_with(PolicyConfig {
         rules: vec![rule(RuleAction::Deny)],
         ..PolicyConfig::default()
     });
-    let w = decision_write(shown(&mut core, 1, "p1"));
+    let w = ruled(&mut core, 1, "p1", None);
     assert_eq!(w.row.outcome, Outcome::Denied);
     assert_eq!(w.row.decided_by, "rule:bash");
     assert!(w.row.reason.is_some());
@@ -426,9 +490,7 @@ fn a_prompt_the_supervisor_could_not_read_is_denied_by_its_limit() {
         message: "too large".into(),
         reason: "frame of 2 MiB".into(),
     };
-    let fx = core.on_prompt(sid(), 1, prompt("p1"), Arc::from([]), Some(refusal), at(0));
-    let fx = core.on_prompt_recorded(prompt_record(fx), Ok(()), at(0));
-    let w = decision_write(fx);
+    let w = ruled(&mut core, 1, "p1", Some(refusal));
     assert_eq!(w.row.decided_by, LIMIT_FRAME_BYTES);
     assert_eq!(w.row.outcome, Outcome::Denied);
     assert_eq!(w.row.reason.as_deref(), Some("frame of 2 MiB"));
@@ -472,7 +534,7 @@ fn the_ask_deadline_denies_a_prompt_still_pending_and_the_reminder_comes_first()
         (Outcome::Expired, "timeout")
     );
     // Once answered, neither timer does anything.
-    core.on_decision_recorded(w, Ok(()));
+    core.on_decision_recorded(w, Ok(()), at(1));
     assert!(core.on_timer(timers[0].1.clone(), at(40)).is_empty());
     assert!(core.on_timer(timers[1].1.clone(), at(40)).is_empty());
 }
@@ -690,7 +752,7 @@ fn a_replaced_policy_keeps_the_hits_of_the_ids_it_is_told_to() {
         ],
         ..PolicyConfig::default()
     });
-    decision_write(shown(&mut core, 1, "p1"));
+    ruled(&mut core, 1, "p1", None);
     assert_eq!(core.policy_report().hits.get("bash"), Some(&1));
     let next = Policy::compile(&PolicyConfig {
         rules: vec![
@@ -754,7 +816,7 @@ fn a_decision_another_instance_recorded_first_is_refused_here_with_409_and_the_w
         request_id: "p1".into(),
         outcome: Outcome::Denied,
     };
-    let fx = core.on_decision_recorded(decision_write(fx), Err(lost));
+    let fx = core.on_decision_recorded(decision_write(fx), Err(lost), at(1));
     assert_eq!(
         kinds(&fx),
         ["emit:decision_refused", "read_decision", "reply"],
@@ -812,7 +874,7 @@ fn only_a_prompt_still_pending_here_is_pending() {
     assert!(!core.is_pending("s1", "nope"));
     let fx = core.decide(allow("p1"), Ticket(1), at(1));
     assert!(!core.is_pending("s1", "p1"), "decided, being recorded");
-    core.on_decision_recorded(decision_write(fx), Ok(()));
+    core.on_decision_recorded(decision_write(fx), Ok(()), at(1));
     assert!(!core.is_pending("s1", "p1"));
 }
 
