@@ -249,13 +249,7 @@ pub async fn claim(
 ) -> Result<Option<Epoch>, Error> {
     let row = client
         .query_opt(
-            "INSERT INTO ccr_leases AS l (session_id, owner, epoch, expires_at, acquired_at)
-             VALUES ($1, $2, 1, now() + make_interval(secs => $3), now())
-             ON CONFLICT (session_id) DO UPDATE
-             SET owner = EXCLUDED.owner, epoch = l.epoch + 1,
-                 expires_at = EXCLUDED.expires_at, acquired_at = now()
-             WHERE l.expires_at <= now() OR l.owner = EXCLUDED.owner
-             RETURNING epoch",
+            crate::ledger::pg::fence::CLAIM_LEASE,
             &[&session, &me, &period.as_secs_f64()],
         )
         .await?;

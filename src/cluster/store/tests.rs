@@ -294,7 +294,48 @@ async fn a_takeover_waits_for_a_fenced_write_in_flight_and_then_sees_it() {
     )
     .await;
     // "b" claims the expired lease: it must wait for the write's lock, not pass it by.
-    let b = Arc::new(connect(&url).await);
+    claim_waits_for_the_write(&url, &admin, tx).await;
+}
+
+/// A renewal and a release (which move only the expiry) neither wait for a fenced write in
+/// flight nor hold it up; a claim after them still waits for it. With the writes locking
+/// `FOR SHARE`, the renewal waited for every write of the owner in flight.
+#[tokio::test]
+async fn a_renewal_and_a_release_pass_a_fenced_write_in_flight_and_a_claim_still_waits_for_it() {
+    let Some((url, mut a)) = database("lease_renew_passes").await else {
+        return;
+    };
+    let admin = connect(&url).await;
+    answers_table(&admin).await;
+    claim(&a, "s1", "a", PERIOD).await.unwrap();
+    let tx = a.transaction().await.unwrap();
+    let fence = Fence {
+        session: "s1",
+        owner: "a",
+        epoch: 1,
+    };
+    assert_eq!(fenced_write(&tx, fence, "in flight").await, 1);
+    // The lease loop has a connection of its own.
+    let leases = connect(&url).await;
+    let held = [(Arc::from("s1"), 1)];
+    let renewed = tokio::time::timeout(PERIOD, renew(&leases, "a", &held, PERIOD))
+        .await
+        .expect("the renewal did not wait for the write")
+        .unwrap();
+    assert_eq!(renewed, [Arc::from("s1")]);
+    let released = tokio::time::timeout(PERIOD, release(&leases, "a", "s1", 1))
+        .await
+        .expect("the release did not wait for the write")
+        .unwrap();
+    assert!(released);
+    claim_waits_for_the_write(&url, &admin, tx).await;
+}
+
+/// "b" claims `s1` (expired or released by "a", whose write is in flight in `tx`): the
+/// claim waits for the write's lock; once `tx` commits it takes the lease at epoch 2 and
+/// reads the write.
+async fn claim_waits_for_the_write(url: &str, admin: &Client, tx: tokio_postgres::Transaction<'_>) {
+    let b = Arc::new(connect(url).await);
     let b_pid: i32 = b
         .query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -304,7 +345,7 @@ async fn a_takeover_waits_for_a_fenced_write_in_flight_and_then_sees_it() {
     let takeover = tokio::spawn(async move { claim(&*claimer, "s1", "b", PERIOD).await.unwrap() });
     let waiting =
         format!("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = {b_pid}");
-    while !poll(&admin, &waiting).await {
+    while !poll(admin, &waiting).await {
         assert!(
             !takeover.is_finished(),
             "the takeover did not wait for the write"

@@ -4,7 +4,7 @@
 //! arrays (`unnest`) and answering only for the rows it did not simply do.
 //!
 //! The fence is checked once per statement for every (session, owner, epoch) in it, not
-//! once per row: the statement locks those lease rows `FOR SHARE` (see
+//! once per row: the statement locks those lease rows `FOR KEY SHARE` (see
 //! [`fence::condition`](super::fence::condition) for why a lock) and writes only the rows
 //! whose lease it found held.
 //!
@@ -19,7 +19,7 @@ use crate::ledger::writer::{DecisionRow, Write};
 use ccr_protocol::reply::Outcome;
 
 /// Every lease a batch's fenced writes count under (`$1`..`$3`: session, owner, epoch per
-/// write), locked `FOR SHARE` first in the transaction, in the order of their session ids;
+/// write), locked `FOR KEY SHARE` first in the transaction, in the order of their session ids;
 /// returns how many are held.
 ///
 /// Why first, and in order: a renewal (`cluster::store::renew`) locks many lease rows in
@@ -35,9 +35,9 @@ pub(super) const LOCK_LEASES: &str = "SELECT count(*) FROM (SELECT DISTINCT sess
     owner, epoch FROM unnest($1::text[], $2::text[], $3::int8[]) AS f (session_id, owner, \
     epoch) ORDER BY session_id) f, LATERAL (SELECT 1 FROM ccr_leases l \
     WHERE l.session_id = f.session_id AND l.owner = f.owner AND l.epoch = f.epoch \
-    AND l.expires_at > now() FOR SHARE) l";
+    AND l.expires_at > now() FOR KEY SHARE) l";
 
-/// The lease rows a statement's fenced rows count under, locked `FOR SHARE`, once each;
+/// The lease rows a statement's fenced rows count under, locked `FOR KEY SHARE`, once each;
 /// the rows of `w` (the statement's input) whose lease is held (or that need none) are
 /// `ok`. `w` has the columns `session_id`, `owner`, `epoch` (NULL owner: not fenced).
 ///
@@ -48,7 +48,7 @@ const HELD_AND_OK: &str = "held AS MATERIALIZED (SELECT l.session_id, l.owner, l
     FROM (SELECT DISTINCT session_id, owner, epoch FROM w WHERE owner IS NOT NULL) f, \
     LATERAL (SELECT l.session_id, l.owner, l.epoch FROM ccr_leases l \
     WHERE l.session_id = f.session_id AND l.owner = f.owner AND l.epoch = f.epoch \
-    AND l.expires_at > now() FOR SHARE) l), \
+    AND l.expires_at > now() FOR KEY SHARE) l), \
     ok AS MATERIALIZED (SELECT * FROM w WHERE owner IS NULL \
     OR (session_id, owner, epoch) IN (SELECT session_id, owner, epoch FROM held))";
 
@@ -112,7 +112,7 @@ pub(super) fn mark_delivered() -> String {
 /// single row's, and an idle writer commits one write at a time.
 pub(super) const INSERT_PROMPT: &str = "WITH fence AS (SELECT $8::text IS NULL OR EXISTS \
     (SELECT 1 FROM ccr_leases WHERE session_id = $1 AND owner = $8 AND epoch = $9 \
-    AND expires_at > now() FOR SHARE) AS held), \
+    AND expires_at > now() FOR KEY SHARE) AS held), \
     ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, input, \
     request, received_at) SELECT $1, $2, $3, $4, $5, $6, $7 FROM fence WHERE held \
     ON CONFLICT (session_id, request_id) DO NOTHING) \
@@ -133,7 +133,7 @@ pub(super) const DECIDE_ONE: &str = "WITH upd AS (UPDATE ccr_prompts SET outcome
 /// fenced), answering alike.
 pub(super) const DELIVERED_ONE: &str = "WITH fence AS (SELECT $4::text IS NULL OR EXISTS \
     (SELECT 1 FROM ccr_leases WHERE session_id = $1 AND owner = $4 AND epoch = $5 \
-    AND expires_at > now() FOR SHARE) AS held), \
+    AND expires_at > now() FOR KEY SHARE) AS held), \
     upd AS (UPDATE ccr_prompts SET delivered_at = COALESCE(delivered_at, $3), \
     deliveries = deliveries + 1, last_delivered_at = $3 \
     WHERE session_id = $1 AND request_id = $2 AND outcome IS NOT NULL \

@@ -17,15 +17,21 @@ pub type Epoch = i64;
 /// The SQL condition that holds only while the lease of session `$first` is held by owner
 /// `$first + 1` at epoch `$first + 2`, and has not expired by the database's clock.
 ///
-/// It locks the lease row `FOR SHARE` until the writing transaction ends: a takeover
-/// (an `UPDATE` of the row) then waits for the write to commit, so the new owner reads
-/// it; and a write that comes after a takeover re-checks the updated row and is
-/// refused. Without the lock, a write that checked the old lease could commit after
-/// the new owner had read the ledger.
+/// It locks the lease row `FOR KEY SHARE` until the writing transaction ends: a claim
+/// (which locks the row `FOR UPDATE` first: [`CLAIM_LEASE`]) then waits for the write to
+/// commit, so the new owner reads it; and a write that comes after a claim re-checks the
+/// updated row and is refused. Without the lock, a write that checked the old lease could
+/// commit after the new owner had read the ledger.
+///
+/// `FOR KEY SHARE`, the weakest lock, because a renewal or a release (an `UPDATE` of
+/// `expires_at` alone, `FOR NO KEY UPDATE`) must not wait for the writes, nor they for
+/// it: with `FOR SHARE` every renewal of a busy owner's leases stalled its writes behind
+/// it, and them behind the writes in flight. The lock carries over to the row a renewal
+/// or a release makes, so a claim after them still waits for the write.
 pub fn condition(first: usize) -> String {
     format!(
         "EXISTS (SELECT 1 FROM ccr_leases WHERE session_id = ${} AND owner = ${} \
-         AND epoch = ${} AND expires_at > now() FOR SHARE)",
+         AND epoch = ${} AND expires_at > now() FOR KEY SHARE)",
         first,
         first + 1,
         first + 2
@@ -46,6 +52,24 @@ pub const RENEW_LEASES: &str = "WITH locked AS (SELECT l.session_id FROM ccr_lea
      UPDATE ccr_leases AS l SET expires_at = now() + make_interval(secs => $2)
      FROM locked WHERE l.session_id = locked.session_id
      RETURNING l.session_id";
+
+/// A claim of session `$1` for owner `$2` for `$3` seconds (`cluster::store::claim`): the
+/// lease is taken if the session has none, or its lease expired, or it is already this
+/// owner's; then with a new epoch, which is returned. It first locks the lease row
+/// `FOR UPDATE`, the one lock the writers' `FOR KEY SHARE` ([`condition`]) conflicts with:
+/// an `INSERT ... ON CONFLICT DO UPDATE` that changes no key column locks only
+/// `FOR NO KEY UPDATE`, which would not wait for a write of the old owner in flight.
+/// Kept here, beside the writes it must wait for.
+pub const CLAIM_LEASE: &str = "WITH locked AS MATERIALIZED (SELECT 1 FROM ccr_leases \
+        WHERE session_id = $1 FOR UPDATE) \
+     INSERT INTO ccr_leases AS l (session_id, owner, epoch, expires_at, acquired_at) \
+     SELECT $1::text, $2::text, 1, now() + make_interval(secs => $3::float8), now() \
+     FROM (SELECT count(*) FROM locked) AS waited \
+     ON CONFLICT (session_id) DO UPDATE \
+     SET owner = EXCLUDED.owner, epoch = l.epoch + 1, \
+         expires_at = EXCLUDED.expires_at, acquired_at = now() \
+     WHERE l.expires_at <= now() OR l.owner = EXCLUDED.owner \
+     RETURNING epoch";
 
 /// The leases held here: session → epoch and the local deadline of the last renewal.
 #[derive(Debug)]
