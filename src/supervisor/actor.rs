@@ -96,7 +96,7 @@ impl Supervisor {
 
     /// Spawn a new incarnation of `id` on its arbiter, catching panics.
     pub(super) fn spawn_session(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) {
-        if self.shutting_down || !self.may_run(id) {
+        if self.shutting_down || !self.may_run(id) || !self.adopted_here(id) {
             return;
         }
         let Some(slot) = self.slots.get_mut(id) else {
@@ -283,7 +283,15 @@ impl Supervisor {
                 SessionRespawned.emit();
                 self.spawn_session(id, ctx)
             }
-            ExitAction::Drained | ExitAction::Released => self.check_drained(),
+            ExitAction::Drained => self.check_drained(),
+            ExitAction::Released => {
+                // Claimed here again while it closed (its `Own` came while it still ran):
+                // adopted again, then started.
+                if !self.shutting_down {
+                    self.adopt_if_held(id, ctx);
+                }
+                self.check_drained();
+            }
             ExitAction::Restart { after, cause } => {
                 SessionCrashed { cause: &cause }.emit();
                 let id2 = id.clone();

@@ -76,6 +76,12 @@ pub(super) struct ClusterSlot {
     remote: Option<StateNote>,
     /// Its prompts are being read from the ledger, before it connects.
     adopting: bool,
+    /// The registry adopted its prompts under the lease held now: it may start. Reset when
+    /// the lease is let go (the registry releases them then).
+    adopted: bool,
+    /// The lease was let go while an adoption was under way: what it read may have reached
+    /// the registry before the release, so it is adopted again if held.
+    stale: bool,
 }
 
 impl ClusterSlot {
@@ -84,14 +90,31 @@ impl ClusterSlot {
         !std::mem::replace(&mut self.adopting, true)
     }
 
-    /// The adoption under way ended.
-    pub(super) fn adopted(&mut self) {
+    /// The adoption under way ended; `done`: the registry has the prompts and the lease is
+    /// still held here. True when it must be adopted again (the lease was let go and taken
+    /// again meanwhile); otherwise, when `done`, the session may start.
+    pub(super) fn adopted(&mut self, done: bool) -> bool {
         self.adopting = false;
+        let stale = std::mem::take(&mut self.stale);
+        self.adopted = done && !stale;
+        done && stale
+    }
+
+    /// The lease is let go: the registry releases its prompts, and it starts again only
+    /// after another adoption (one under way is stale).
+    pub(super) fn disowned(&mut self) {
+        self.adopted = false;
+        self.stale = self.adopting;
     }
 
     /// Whether its prompts are being read from the ledger, before it connects.
     pub(super) fn is_adopting(&self) -> bool {
         self.adopting
+    }
+
+    /// Whether the registry holds its prompts under the lease held now (then it may start).
+    pub(super) fn is_adopted(&self) -> bool {
+        self.adopted && !self.adopting
     }
 
     /// This instance took the lease at `epoch`: its own state counts from now on, and is
@@ -153,6 +176,147 @@ impl Supervisor {
     /// reach past its deadline: nothing may be sent, but it is not lost).
     pub(super) fn held_here(&self, id: &str) -> bool {
         self.cluster.as_ref().is_none_or(|c| c.fences.holds_any(id))
+    }
+
+    /// Whether session `id` may start now: unless clustered, always; clustered, only once
+    /// the registry adopted its prompts under the lease held here (a session started before
+    /// would answer nothing: the registry takes it for another instance's).
+    pub(super) fn adopted_here(&self, id: &str) -> bool {
+        self.cluster.is_none() || self.slots.get(id).is_some_and(|s| s.cluster.is_adopted())
+    }
+
+    /// Clustered: session `id` was just added (or added back) while this instance holds
+    /// its lease already (the lease loop claimed it before this supervisor handled the
+    /// set that adds it): adopt its prompts and start it, as [`Own`] does. A session
+    /// whose lease is not held here waits for its [`Own`].
+    pub(super) fn adopt_if_held(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) {
+        let Some(epoch) = self.cluster.as_ref().and_then(|c| c.fences.held_epoch(id)) else {
+            return;
+        };
+        self.adopt(id, epoch, ctx);
+    }
+
+    /// This instance holds session `id`'s lease at `epoch`: read its unfinished prompts
+    /// from the ledger, have the registry adopt them, *then* start it (a replay is then
+    /// matched to what the last owner recorded). Nothing when it runs already, or an
+    /// adoption is under way.
+    fn adopt(&mut self, id: &Arc<str>, epoch: Epoch, ctx: &mut Context<Self>) {
+        let _span = info_span!("session", session_id = %id).entered();
+        let Some(cluster) = &self.cluster else { return };
+        let Some(slot) = self.slots.get_mut(id) else {
+            warn!("a lease for a session not configured here; it is released by the next round");
+            return;
+        };
+        slot.cluster.owned(epoch);
+        if slot.addr.is_some() || !slot.cluster.start_adopting() {
+            return; // already running here, or adopting (its lease claimed again)
+        }
+        info!(
+            epoch,
+            "lease taken: adopting the session's prompts, then connecting"
+        );
+        let (ledger, fences) = (cluster.ledger.clone(), cluster.fences.clone());
+        let registry = self.registry.clone();
+        let session = id.clone();
+        let adopt = async move {
+            // Its prompts first: connecting before would show a replay as new.
+            let mut attempt = 0;
+            loop {
+                // Held, its lease valid or lapsed (the database out of reach: the read
+                // waits for it); given up only when the lease is let go.
+                if !fences.holds_any(&session) {
+                    return false;
+                }
+                let read = async {
+                    let unfinished = ledger.unfinished_of(&session).await?;
+                    let resolved = ledger
+                        .resolved_of(&session, ADOPT_RESOLVED_ROWS, ADOPT_RESOLVED_BYTES)
+                        .await?;
+                    Ok::<_, crate::ledger::LedgerError>((unfinished, resolved))
+                };
+                match read.await {
+                    Ok((unfinished, resolved)) => {
+                        info!(
+                            session_id = %session,
+                            restored = unfinished.len(),
+                            "adopting the session: its unanswered prompts and undelivered answers from the ledger"
+                        );
+                        let adopted = AdoptSession {
+                            session: session.clone(),
+                            unfinished,
+                            resolved,
+                        };
+                        if registry.send(adopted).await.is_err() {
+                            return false;
+                        }
+                        // A decision recorded elsewhere between the read above and the
+                        // adoption was notified while the prompt was not pending here yet:
+                        // read every pending prompt's decision once more.
+                        registry.do_send(DecidedElsewhere {
+                            session: session.clone(),
+                            request_id: None,
+                        });
+                        return true;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot read the session's prompts from the ledger; retrying before connecting");
+                        tokio::time::sleep(crate::ledger::retry_delay(attempt)).await;
+                        attempt += 1;
+                    }
+                }
+            }
+        };
+        let id = id.clone();
+        ctx.spawn(adopt.into_actor(self).map(move |adopted, act, ctx| {
+            let held = act.held_here(&id);
+            let again = act
+                .slots
+                .get_mut(&id)
+                .is_some_and(|s| s.cluster.adopted(adopted && held));
+            if !held || again {
+                // Disowned while adopting: the registry may have adopted after it released.
+                act.registry.do_send(ReleaseSession(id.clone()));
+                if again {
+                    // ... and claimed again since: what was read may be out of date.
+                    act.adopt_if_held(&id, ctx);
+                }
+                return;
+            }
+            let running = act.slots.get(&id).is_some_and(|s| s.addr.is_some());
+            if adopted && !running {
+                // Not while the lease has lapsed: then when it is renewed (`Resumed`).
+                act.spawn_session(&id, ctx);
+            }
+        }));
+    }
+
+    /// Test hook (`test-hooks` builds, with `CCR_TEST_HOOK_SET_AFTER_CLAIM` set): handle a
+    /// session set only once this instance holds the lease of every session it adds (for
+    /// at most 5 s), as a supervisor too busy to hear of the set before the lease loop's
+    /// claim that follows it. Blocks the supervisor's thread, as such a stall does.
+    #[cfg(feature = "test-hooks")]
+    pub(super) fn hook_set_after_claim(&self, wanted: &[Arc<SessionSpec>]) {
+        use std::time::{Duration, Instant};
+        if std::env::var_os("CCR_TEST_HOOK_SET_AFTER_CLAIM").is_none() {
+            return;
+        }
+        let Some(cluster) = &self.cluster else { return };
+        let added: Vec<&Arc<str>> = wanted
+            .iter()
+            .map(|s| &s.id)
+            .filter(|id| !self.slots.contains_key(*id))
+            .collect();
+        if added.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let held = || added.iter().all(|id| cluster.fences.holds_any(id));
+        while !held() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if held() {
+            info!(sessions = ?added, "test hook: the session set is handled after the lease loop claimed the sessions it adds");
+        }
     }
 
     /// Clustered: the lease loop's set is `wanted` now.
@@ -248,87 +412,7 @@ impl Handler<Own> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Own, ctx: &mut Context<Self>) {
-        let _span = info_span!("session", session_id = %msg.session).entered();
-        let Some(cluster) = &self.cluster else { return };
-        let Some(slot) = self.slots.get_mut(&msg.session) else {
-            warn!("a lease for a session not configured here; it is released by the next round");
-            return;
-        };
-        slot.cluster.owned(msg.epoch);
-        if slot.addr.is_some() || !slot.cluster.start_adopting() {
-            return; // already running here, or adopting (its lease claimed again)
-        }
-        info!(
-            epoch = msg.epoch,
-            "lease taken: adopting the session's prompts, then connecting"
-        );
-        let (ledger, fences) = (cluster.ledger.clone(), cluster.fences.clone());
-        let registry = self.registry.clone();
-        let session = msg.session.clone();
-        let adopt = async move {
-            // Its prompts first: connecting before would show a replay as new.
-            let mut attempt = 0;
-            loop {
-                // Held, its lease valid or lapsed (the database out of reach: the read
-                // waits for it); given up only when the lease is let go.
-                if !fences.holds_any(&session) {
-                    return false;
-                }
-                let read = async {
-                    let unfinished = ledger.unfinished_of(&session).await?;
-                    let resolved = ledger
-                        .resolved_of(&session, ADOPT_RESOLVED_ROWS, ADOPT_RESOLVED_BYTES)
-                        .await?;
-                    Ok::<_, crate::ledger::LedgerError>((unfinished, resolved))
-                };
-                match read.await {
-                    Ok((unfinished, resolved)) => {
-                        info!(
-                            session_id = %session,
-                            restored = unfinished.len(),
-                            "adopting the session: its unanswered prompts and undelivered answers from the ledger"
-                        );
-                        let adopted = AdoptSession {
-                            session: session.clone(),
-                            unfinished,
-                            resolved,
-                        };
-                        if registry.send(adopted).await.is_err() {
-                            return false;
-                        }
-                        // A decision recorded elsewhere between the read above and the
-                        // adoption was notified while the prompt was not pending here yet:
-                        // read every pending prompt's decision once more.
-                        registry.do_send(DecidedElsewhere {
-                            session: session.clone(),
-                            request_id: None,
-                        });
-                        return true;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot read the session's prompts from the ledger; retrying before connecting");
-                        tokio::time::sleep(crate::ledger::retry_delay(attempt)).await;
-                        attempt += 1;
-                    }
-                }
-            }
-        };
-        let id = msg.session;
-        ctx.spawn(adopt.into_actor(self).map(move |adopted, act, ctx| {
-            if let Some(slot) = act.slots.get_mut(&id) {
-                slot.cluster.adopted();
-            }
-            if !act.held_here(&id) {
-                // Disowned while adopting: the registry may have adopted after it released.
-                act.registry.do_send(ReleaseSession(id));
-                return;
-            }
-            let running = act.slots.get(&id).is_some_and(|s| s.addr.is_some());
-            if adopted && !running {
-                // Not while the lease has lapsed: then when it is renewed (`Resumed`).
-                act.spawn_session(&id, ctx);
-            }
-        }));
+        self.adopt(&msg.session, msg.epoch, ctx);
     }
 }
 
@@ -359,6 +443,7 @@ impl Handler<Disown> for Supervisor {
             return;
         }
         if let Some(slot) = self.slots.get_mut(&msg.session) {
+            slot.cluster.disowned();
             if matches!(slot.plan, ExitPlan::Remove(_)) {
                 // Removed (its lease is handed over after, by the same round): it closes
                 // and is forgotten as a removal; its prompts were cancelled already.

@@ -84,7 +84,14 @@ impl Supervisor {
         // Before anyone hears it was added: operators may answer its prompts from now on.
         self.registry.do_send(TrackSession(id.clone()));
         info!(session_id = %id, "session added");
-        self.spawn_session(&id, ctx);
+        if self.cluster.is_some() {
+            // Started once its prompts are adopted under its lease: when this instance
+            // takes the lease (`Own`), or now if the lease loop claimed it already (before
+            // this supervisor heard of the session).
+            self.adopt_if_held(&id, ctx);
+        } else {
+            self.spawn_session(&id, ctx);
+        }
         Ok(())
     }
 
@@ -196,6 +203,8 @@ impl Handler<SessionSet> for Supervisor {
     type Result = Option<NameChanges>;
 
     fn handle(&mut self, msg: SessionSet, ctx: &mut Context<Self>) -> Self::Result {
+        #[cfg(feature = "test-hooks")]
+        self.hook_set_after_claim(&msg.0);
         self.want(&msg.0);
         let c = self.replace(msg.0, ctx).ok()?;
         Some(NameChanges {

@@ -253,7 +253,13 @@ impl Drop for Supervisor {
 
 /// An HTTP client sending the admin token.
 pub fn http() -> awc::Client {
+    // A pooled connection is reused only within 1 s of its last request: the server closes
+    // one idle for 5 s (actix-web's keep-alive), and a request sent on it as it closes
+    // fails (`Connect(Disconnected)`), as a test polling an instance it left alone for
+    // about that long did under load.
+    let connector = awc::Connector::new().conn_keep_alive(Duration::from_secs(1));
     awc::Client::builder()
+        .connector(connector)
         .timeout(WAIT)
         .add_default_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
         .finish()

@@ -11,9 +11,10 @@
 //! A notification is delivered only to connections listening when its transaction commits:
 //! while this connection is down (the database restarting, a network cut) what happens
 //! elsewhere goes unheard. The connection is re-established with backoff, and every time it
-//! is, [`ClusterStats::listen_reconnects`] grows, the registry is asked to re-check the
-//! ledger for decisions of every prompt pending in the sessions held here, and the lease
-//! loop to read the session set (each round reads it anyway). Each time it starts
+//! is, [`ClusterStats::listen_reconnects`] grows and the lease loop is asked to read the
+//! session set (each round reads it anyway). Every time it starts listening (the first
+//! time too: the lease loop may have claimed sessions before) the registry is asked to
+//! re-check the ledger for decisions of every prompt pending in the sessions held here. Each time it starts
 //! listening (the first time too) it asks every member to announce the state of the
 //! sessions it holds again (a resync request on [`STATE_CHANNEL`]).
 
@@ -116,14 +117,16 @@ impl Listener {
             self.stats.listen_reconnects.inc();
             self.sessions.refresh.notify_one();
             tracing::info!("cluster: listening for decisions again; re-checking the pending prompts of the sessions held here");
-            // Listening from here on, so a decision is either heard or already in the
-            // ledger for this re-check to read.
-            for (session, _) in self.fences.held() {
-                self.decided.do_send(DecidedElsewhere {
-                    session,
-                    request_id: None,
-                });
-            }
+        }
+        // Listening from here on, so a decision is either heard or already in the ledger
+        // for this re-check to read. The first time too: the lease loop may have claimed
+        // sessions before (its first connection came before this one's, after an outage
+        // at start), and a decision recorded elsewhere meanwhile was heard by nobody here.
+        for (session, _) in self.fences.held() {
+            self.decided.do_send(DecidedElsewhere {
+                session,
+                request_id: None,
+            });
         }
         backoff.reset();
         let mut check = tokio::time::interval(self.check_every);

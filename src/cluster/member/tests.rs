@@ -239,7 +239,18 @@ impl Node {
         period: Duration,
         grace: Duration,
     ) -> Node {
-        let fences = Fences::new(id);
+        Node::start_on(url, id, sessions, period, grace, Fences::new(id))
+    }
+
+    /// A member over `fences` (which may hold leases already).
+    fn start_on(
+        url: &str,
+        id: &str,
+        sessions: &[Arc<str>],
+        period: Duration,
+        grace: Duration,
+        fences: Arc<Fences>,
+    ) -> Node {
         let outbox = StateOutbox::new();
         let log = Log::default();
         let addr = Recorder(log.clone()).start();
@@ -859,6 +870,34 @@ async fn after_its_listening_connection_drops_a_member_rechecks_the_sessions_it_
     })
     .await;
     assert!(a.stats().listen_reconnects.get() > 0);
+}
+
+/// A lease held before the member first listens (its lease loop connected first, after an
+/// outage at start) has its pending prompts re-checked once it listens: a decision recorded
+/// elsewhere before was notified to nobody here.
+#[actix_rt::test]
+async fn a_member_rechecks_the_sessions_it_holds_when_it_first_listens_too() {
+    let Some((url, admin)) = database("member_first_listen").await else {
+        return;
+    };
+    let fences = Fences::new("a");
+    let early: Arc<str> = Arc::from("claimed_first");
+    fences.hold(&early, 1, Instant::now() + Duration::from_secs(60));
+    let all = sessions(1);
+    let a = Node::start_on(&url, "a", &all, PERIOD, Duration::ZERO, fences);
+    wait_settled(&admin, &[&a], &all, Duration::from_secs(10)).await;
+    eventually(Duration::from_secs(10), || async {
+        let told = a.log.0.lock();
+        match told
+            .iter()
+            .any(|t| matches!(t, Told::Recheck(s) if *s == early))
+        {
+            true => Ok(()),
+            false => Err(format!("never re-checked: {:?}", *told)),
+        }
+    })
+    .await;
+    assert_eq!(a.stats().listen_reconnects.get(), 0, "its first listen");
 }
 
 #[actix_rt::test]

@@ -174,6 +174,11 @@ impl Fences {
         self.held.read().contains_key(session)
     }
 
+    /// The epoch `session` is held at, its deadline passed or not.
+    pub fn held_epoch(&self, session: &str) -> Option<Epoch> {
+        self.held.read().get(session).map(|h| h.epoch)
+    }
+
     /// Whether this instance may write to `session`'s socket now.
     pub fn may_send(&self, session: &str) -> bool {
         self.epoch(session).is_some()
@@ -208,6 +213,11 @@ mod tests {
             None,
             "paused past it"
         );
+        assert_eq!(
+            f.held_epoch("s1"),
+            Some(3),
+            "held all the same, lapsed or not"
+        );
         f.hold(&s, 3, now + Duration::from_secs(20));
         assert_eq!(
             f.epoch_at("s1", now + Duration::from_secs(10)),
@@ -216,6 +226,7 @@ mod tests {
         );
         f.drop_lease("s1");
         assert_eq!(f.epoch_at("s1", now), None);
+        assert_eq!(f.held_epoch("s1"), None);
         assert_eq!(f.held(), vec![]);
     }
 

@@ -95,7 +95,37 @@ fn one_adoption_at_a_time_and_it_ends_once() {
         slot.is_adopting(),
         "a renewal meanwhile does not start the session"
     );
-    slot.adopted();
+    assert!(!slot.is_adopted(), "not started while adopting");
+    assert!(!slot.adopted(true), "nothing to adopt again");
     assert!(!slot.is_adopting());
+    assert!(slot.is_adopted(), "adopted: it may start");
     assert!(slot.start_adopting(), "a later claim adopts again");
+}
+
+#[test]
+fn a_session_starts_only_once_adopted_under_the_lease_held_now() {
+    let mut slot = ClusterSlot::default();
+    assert!(!slot.is_adopted(), "never adopted: it may not start");
+    slot.owned(1);
+    assert!(slot.start_adopting());
+    assert!(!slot.adopted(false), "the lease let go while it read");
+    assert!(!slot.is_adopted());
+    assert!(slot.start_adopting());
+    assert!(!slot.adopted(true));
+    assert!(slot.is_adopted());
+    slot.disowned();
+    assert!(
+        !slot.is_adopted(),
+        "its lease let go: adopted again before it starts"
+    );
+    // Let go and taken again while an adoption read: that read may be stale.
+    assert!(slot.start_adopting());
+    slot.disowned();
+    slot.owned(2);
+    assert!(!slot.start_adopting(), "one adoption at a time");
+    assert!(slot.adopted(true), "adopted again");
+    assert!(!slot.is_adopted());
+    assert!(slot.start_adopting());
+    assert!(!slot.adopted(true));
+    assert!(slot.is_adopted());
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use ccr_sim::SimEvent;
 use serde_json::{json, Value};
 
 use super::{all_connected, answer_via, ask, ids, listed, load, Cluster, Pg, SETTLE};
@@ -216,6 +217,59 @@ async fn a_session_added_at_run_time_is_run_by_one_instance_taken_over_and_remov
         ["cancelled|session_removed"]
     );
     assert!(!c.owners().contains_key(NEXT), "nobody took it over");
+}
+
+/// A session added at run time whose lease the lease loop takes before the supervisor has
+/// heard of the session (a busy supervisor; forced here by a test hook) is adopted, then
+/// started: its prompt, answered on the instance that runs it, is written at once and
+/// reaches the session. (It used to start without being adopted: the registry took it for
+/// another instance's, recorded the answer for that owner, `queued`, and nobody wrote it.)
+#[actix_rt::test]
+async fn a_session_claimed_before_its_supervisor_heard_of_it_is_adopted_and_answered() {
+    let Some(pg) = ccr_pgtest::require() else {
+        return;
+    };
+    const RT: &str = "rt_early";
+    let env = vec![
+        ("CCR_TEST_RT_TOKEN".to_owned(), support::session_token(RT)),
+        ("CCR_TEST_HOOK_SET_AFTER_CLAIM".to_owned(), "1".to_owned()),
+    ];
+    let c = Cluster::start_with_env(Pg::Shared(pg), 1, &ids(1), "", vec![env]).await;
+    c.until("the configured session owned", |o| o.len() == 1)
+        .await;
+    c.sim
+        .add_session(RT, &support::session_token(RT), ccr_sim::Script::empty());
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+    let body = json!({"id": RT, "token_env": "CCR_TEST_RT_TOKEN"});
+    let (status, added) = support::post(&http, &format!("{}/v1/sessions", c.api(0)), body).await;
+    assert_eq!(status, 201, "{added}");
+    c.until("the added session owned", |o| o.contains_key(RT))
+        .await;
+    ask(&c.sim, RT, "early").await;
+    listed(&http, &c.api(0), "early").await;
+    let instance = c.instances[0].as_ref().expect("running");
+    assert!(
+        instance
+            .stderr_now()
+            .lines()
+            .any(|l| l.contains("test hook") && l.contains(RT)),
+        "the set was handled after the claim:\n{}",
+        instance.stderr_now()
+    );
+    let url = format!("{}/v1/sessions/{RT}/permissions/early", c.api(0));
+    let (status, receipt) = support::post(&http, &url, json!({"behavior": "allow"})).await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(
+        receipt["delivery"], "sent",
+        "written by the instance that runs it: {receipt}"
+    );
+    support::wait_sim(
+        &mut sim_events,
+        |e| matches!(e, SimEvent::Answered { request_id, .. } if request_id == "early"),
+    )
+    .await;
+    assert_eq!(support::answers(&c.sim, RT, "early").len(), 1);
 }
 
 /// A reload changes the `[[sessions]]` of the instance reloaded: a session new in the file
