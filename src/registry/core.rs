@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use answer::{Answer, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNPARSEABLE};
+use effect::Arrived;
 pub use effect::{DecisionWrite, Effect, Lookup, Record, Ticket, Write};
 
 use super::store::{ConnId, Known, SessionTally, Store};
@@ -48,6 +49,10 @@ pub struct Core {
     hits: HashMap<String, u64>,
     /// Sessions the supervisor runs: an operator's answer for any other is refused.
     sessions: HashSet<Arc<str>>,
+    /// In a cluster, new prompts whose record the session's lapsed lease refused: not
+    /// shown (nobody sees a prompt before it is recorded), recorded again when the lease
+    /// is renewed (`on_resumed`). One per prompt still in the store; dropped with it.
+    held: HashMap<(Arc<str>, String), Arrived>,
 }
 
 impl Core {
@@ -58,6 +63,7 @@ impl Core {
             policy,
             hits: HashMap::new(),
             sessions: HashSet::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -164,6 +170,7 @@ impl Core {
         request_id: String,
         now: SystemTime,
     ) -> Vec<Effect> {
+        self.held.remove(&(session.clone(), request_id.clone()));
         let Some(w) = self.store.on_cancel(&session, &request_id) else {
             return vec![Effect::Emit(Happening::CancelIgnored(CancelIgnored))];
         };
@@ -214,6 +221,7 @@ impl Core {
     /// never got, are reported cancelled) and its history.
     pub fn forget_session(&mut self, session: &Arc<str>, now: SystemTime) -> Vec<Effect> {
         self.sessions.remove(session);
+        self.held.retain(|(s, _), _| s != session);
         // Forget the history first, so the cancellations below stay resumable.
         let mut fx = vec![Effect::ForgetHistory(session.clone())];
         for prompt in self.store.forget_session(session) {

@@ -62,7 +62,15 @@ impl PermissionRegistry {
                 let span = permission_span(&arrived.session, &arrived.request_id);
                 self.when_written(written, span, ctx, move |act, recorded, ctx| {
                     let now = SystemTime::now();
-                    let effects = act.core.on_prompt_recorded(arrived, recorded, now);
+                    let lapsed = matches!(recorded, Err(LedgerError::LeaseLapsed { .. }));
+                    let session = arrived.session.clone();
+                    let mut effects = act.core.on_prompt_recorded(arrived, recorded, now);
+                    // Refused because the lease had lapsed, and renewed since: its `Resumed`
+                    // may have been handled before this record was refused, so record the
+                    // prompts held back now rather than at the next lapse.
+                    if lapsed && act.may_send(&session) {
+                        effects.extend(act.core.on_resumed(&session));
+                    }
                     act.perform(effects, ctx);
                 });
             }
@@ -223,16 +231,21 @@ impl PermissionRegistry {
             let mut effects = act.core.on_write(w, written, SystemTime::now());
             // Refused because the lease had lapsed, and renewed since: its `Resumed` may
             // have been handled before this answer was queued, so write what waits now.
-            let renewed = outcome == WriteOutcome::LeaseLapsed
-                && act
-                    .cluster
-                    .as_ref()
-                    .is_some_and(|c| c.fences.may_send(&session));
+            let renewed = outcome == WriteOutcome::LeaseLapsed && act.may_send(&session);
             if renewed {
                 effects.extend(act.core.on_resumed(&session));
             }
             act.perform(effects, ctx);
         }));
+    }
+}
+
+impl PermissionRegistry {
+    /// In a cluster, whether this instance's lease of `session` is valid now (not lapsed).
+    fn may_send(&self, session: &str) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.fences.may_send(session))
     }
 }
 

@@ -831,6 +831,23 @@ impl Store {
             .collect()
     }
 
+    /// Drop a new prompt that was never shown nor recorded, leaving no trace: the session's
+    /// lease is not held here, and a replay of it to this instance, should it own the
+    /// session again, is new. False if it is not such a prompt.
+    pub fn discard(&mut self, session: &str, request_id: &str) -> bool {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return false;
+        };
+        let unseen = s
+            .by_id
+            .get(request_id)
+            .is_some_and(|e| !e.visible && !e.recorded && e.status == Status::Pending);
+        if unseen {
+            s.by_id.remove(request_id);
+        }
+        unseen
+    }
+
     /// Drop a session entirely; returns its prompts that were still pending
     /// and those whose answer never reached it (both are now void).
     pub fn forget_session(&mut self, session: &str) -> Vec<Arc<PermissionPrompt>> {

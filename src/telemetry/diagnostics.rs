@@ -126,6 +126,30 @@ impl PolicyAnswerRefused {
     }
 }
 
+/// In a cluster, a new prompt's record was refused by its session's lease: this
+/// instance's lease has lapsed (`lapsed`: the prompt is recorded, then shown, once the
+/// lease is renewed) or is no longer held (its next owner records it when the session
+/// replays it). Either way nobody is shown it before it is recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptHeld {
+    /// The lease has lapsed (else it is lost).
+    pub lapsed: bool,
+}
+
+impl PromptHeld {
+    /// Log it (info when lapsed, warn when lost).
+    pub fn emit(self) {
+        match self.lapsed {
+            true => {
+                info!(target: ARRIVAL, "prompt not shown: the session's lease has lapsed here; recorded and shown once it is renewed")
+            }
+            false => {
+                warn!(target: ARRIVAL, "prompt not shown: the session's lease is not held here; its next owner records it from the session's replay")
+            }
+        }
+    }
+}
+
 /// The session replayed a prompt the registry already waits on (or finished with).
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayIgnored;

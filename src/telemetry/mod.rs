@@ -28,6 +28,7 @@
 //!   [`permissions::PromptRecordFailed`] — decided by the pure registry core, which
 //!   returns each as data ([`permissions::Happening`]); the registry actor emits it.
 //! - [`diagnostics`]: what the registry core only logs — [`diagnostics::ReplayIgnored`],
+//!   [`diagnostics::PromptHeld`],
 //!   [`diagnostics::CancelIgnored`], [`diagnostics::AnswerResent`],
 //!   [`diagnostics::AnswerResentFromLedger`], [`diagnostics::AnswerReadBackFailed`],
 //!   [`diagnostics::UnknownPromptLookedUp`], [`diagnostics::LedgerLookupFailed`],

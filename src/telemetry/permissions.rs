@@ -73,6 +73,8 @@ pub enum Happening {
     PolicyAnswerRefused(PolicyAnswerRefused),
     /// See [`ReplayIgnored`].
     ReplayIgnored(ReplayIgnored),
+    /// See [`PromptHeld`].
+    Held(PromptHeld),
     /// See [`AnswerResent`].
     Resent(AnswerResent),
     /// See [`UnknownPromptLookedUp`].
@@ -110,6 +112,7 @@ impl Happening {
             Happening::DryRunMatched(_) => "dry_run_matched",
             Happening::PolicyAnswerRefused(_) => "policy_answer_refused",
             Happening::ReplayIgnored(_) => "replay_ignored",
+            Happening::Held(_) => "prompt_held",
             Happening::Resent(_) => "answer_resent",
             Happening::LookedUp(_) => "unknown_prompt_looked_up",
             Happening::AutomaticAnswerRefused(_) => "automatic_answer_refused",
@@ -141,6 +144,7 @@ impl Happening {
             Happening::DryRunMatched(h) => h.emit(),
             Happening::PolicyAnswerRefused(h) => h.emit(),
             Happening::ReplayIgnored(h) => h.emit(),
+            Happening::Held(h) => h.emit(),
             Happening::Resent(h) => h.emit(),
             Happening::LookedUp(h) => h.emit(),
             Happening::AutomaticAnswerRefused(h) => h.emit(),

@@ -545,6 +545,8 @@ fn what_the_core_only_notices_is_logged_under_its_old_target_and_nothing_else() 
             Happening::ReadBackFailed(AnswerReadBackFailed {
                 read: "Ok(Pending)".into(),
             }),
+            Happening::Held(PromptHeld { lapsed: true }),
+            Happening::Held(PromptHeld { lapsed: false }),
         ] {
             h.emit(&m, &bus);
         }
@@ -559,9 +561,11 @@ fn what_the_core_only_notices_is_logged_under_its_old_target_and_nothing_else() 
             "WARN ccr_supervisor::registry::core::answer: decision refused; nothing sent error=no pending request r9 for session s1",
             "INFO ccr_supervisor::registry::core::rules: dry-run rule matched; asking a human session_id=s1 request_id=\"p1\" rule=bash would=\"deny\" reason=matched rule bash",
             "ERROR ccr_supervisor::registry::core::arrival: cannot read back an answer to resend other=Ok(Pending)",
+            "INFO ccr_supervisor::registry::core::arrival: prompt not shown: the session's lease has lapsed here; recorded and shown once it is renewed",
+            "WARN ccr_supervisor::registry::core::arrival: prompt not shown: the session's lease is not held here; its next owner records it from the session's replay",
         ],
     );
-    assert_eq!(log.lines().count(), 7, "one line each: {log}");
+    assert_eq!(log.lines().count(), 9, "one line each: {log}");
     assert!(rx.try_recv().is_err(), "nothing published");
     assert_eq!(counted(&m), before, "nothing counted");
 }

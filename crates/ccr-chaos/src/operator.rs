@@ -212,7 +212,7 @@ pub async fn operate(
                 let post = post_answer(
                     desk.clone(),
                     who.clone(),
-                    to,
+                    (to, (target.pid, target.instance.clone())),
                     id.clone(),
                     body,
                     key,
@@ -229,7 +229,7 @@ pub async fn operate(
 async fn post_answer(
     desk: Desk,
     (operator, http): (String, Rc<awc::Client>),
-    to: Target,
+    (to, listed_by): (Target, (u32, String)),
     (session, request_id): (String, String),
     body: Value,
     answer: AnswerKey,
@@ -261,6 +261,7 @@ async fn post_answer(
         answer,
         pid: to.pid,
         instance: to.instance,
+        listed_by,
         sent_at,
         done_at: Instant::now(),
         result,

@@ -130,6 +130,8 @@ pub struct Attempt {
     pub pid: u32,
     /// Its cluster instance id (empty for a single supervisor).
     pub instance: String,
+    /// The process whose `GET /v1/permissions` listed the prompt: (pid, instance id).
+    pub listed_by: (u32, String),
     /// When the request was sent.
     pub sent_at: Instant,
     /// When the response (or the failure) came back.

@@ -398,17 +398,21 @@ pub fn timeline(r: &Records, session: &str, request_id: &str) -> String {
             ApiResult::Failed(e) => format!("no answer ({e})"),
         };
         let ms = a.done_at.saturating_duration_since(a.sent_at).as_millis();
+        let who = |instance: &str, pid: u32| match instance {
+            "" => format!("pid {pid}"),
+            i => format!("{i} pid {pid}"),
+        };
+        let listed = match a.listed_by.0 == a.pid {
+            true => String::new(),
+            false => format!(" (listed by {})", who(&a.listed_by.1, a.listed_by.0)),
+        };
         lines.push((
             a.sent_at,
             format!(
-                "{} posts {} to {}pid {} -> {result} after {ms} ms",
+                "{} posts {} to {}{listed} -> {result} after {ms} ms",
                 a.operator,
                 a.answer.describe(),
-                match a.instance.as_str() {
-                    "" => String::new(),
-                    i => format!("{i} "),
-                },
-                a.pid
+                who(&a.instance, a.pid),
             ),
         ));
     }

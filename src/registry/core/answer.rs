@@ -14,7 +14,7 @@ use super::{ledger_failed, Core};
 use crate::ledger::{DecisionRecord, LedgerError};
 use crate::registry::store::{DecideError, Status};
 use crate::telemetry::diagnostics::{
-    AnswerQueued, AnswerWrittenAgain, DecisionRefused, WriteRetrying,
+    AnswerQueued, AnswerWrittenAgain, DecisionRefused, PromptHeld, WriteRetrying,
 };
 use crate::telemetry::permissions::{AnswerDelivered, Happening, PromptAnswered};
 use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, Delivery, QuestionAnswer};
@@ -251,14 +251,36 @@ impl Core {
         recorded: Result<(), LedgerError>,
         now: SystemTime,
     ) -> Vec<Effect> {
-        // A prompt answered on arrival is shown now: recorded (written, or found in the
-        // ledger by a decision that lost), or loudly as unrecorded while its answer is
-        // held back until durable (operators see every prompt the ledger cannot take).
+        // A prompt answered on arrival: shown now that its write with its answer answered,
+        // unless the session's lease refused it.
         let mut fx = Vec::new();
         if std::mem::take(&mut write.unshown) {
-            let durable = matches!(recorded, Ok(()) | Err(LedgerError::AlreadyDecided { .. }));
             let d = &write.decision;
-            fx = self.show(&d.session, &d.request_id, None, None, durable, now);
+            match &recorded {
+                // The lease lapsed: held unseen, with its answer, until the lease is renewed
+                // (the write is retried until then) or lost.
+                Err(LedgerError::LeaseLapsed { .. }) => {
+                    write.unshown = true;
+                    return vec![
+                        Effect::Emit(Happening::Held(PromptHeld { lapsed: true })),
+                        Effect::Record(Record::DecisionUntilDurable(write)),
+                    ];
+                }
+                // Not held here (handed over, its socket still closing): dropped without a
+                // trace; its next owner records it when the session replays it there.
+                Err(LedgerError::NotOwner { .. }) => {
+                    self.store.undecide(&d.session, &d.request_id);
+                    self.store.discard(&d.session, &d.request_id);
+                    return vec![Effect::Emit(Happening::Held(PromptHeld { lapsed: false }))];
+                }
+                // Recorded (written, or found in the ledger by a decision that lost); or,
+                // the database away, loudly as unrecorded while its answer is held back.
+                _ => {
+                    let durable =
+                        matches!(recorded, Ok(()) | Err(LedgerError::AlreadyDecided { .. }));
+                    fx = self.show(&d.session, &d.request_id, None, None, durable, now);
+                }
+            }
         }
         let d = &write.decision;
         let Err(e) = recorded else {
@@ -313,6 +335,11 @@ impl Core {
             Err(e) => {
                 let d = &write.decision;
                 self.store.undecide(&d.session, &d.request_id);
+                // Held unseen while the lease had lapsed, and now lost with it.
+                if write.unshown {
+                    self.store.discard(&d.session, &d.request_id);
+                    return vec![Effect::Emit(Happening::Held(PromptHeld { lapsed: false }))];
+                }
                 vec![ledger_failed("record decision", &d.session, &e)]
             }
         }

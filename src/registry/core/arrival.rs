@@ -14,7 +14,7 @@ use crate::policy::Evaluation;
 use crate::registry::store::{Arrival, ConnId};
 use crate::telemetry::diagnostics::{
     AnswerReadBackFailed, AnswerResent, AnswerResentFromLedger, AutomaticAnswerRefused,
-    LedgerLookupFailed, ReplayIgnored, UnknownPromptLookedUp,
+    LedgerLookupFailed, PromptHeld, ReplayIgnored, UnknownPromptLookedUp,
 };
 use crate::telemetry::permissions::{Happening, PromptConfirmed, PromptOrigin, PromptShown};
 use ccr_protocol::PermissionPrompt;
@@ -121,13 +121,25 @@ impl Core {
     }
 
     /// A new prompt's record is durable (or failed, loudly: a decision then records it
-    /// first): show it, under the policy's timers when a human is asked.
+    /// first): show it, under the policy's timers when a human is asked. In a cluster, a
+    /// record the session's lease refused is not shown at all: held until the lease is
+    /// renewed (lapsed), or left to the session's next owner (lost).
     pub fn on_prompt_recorded(
         &mut self,
         a: Arrived,
         recorded: Result<(), LedgerError>,
         now: SystemTime,
     ) -> Vec<Effect> {
+        match &recorded {
+            Err(LedgerError::LeaseLapsed { .. }) => return self.hold(a),
+            Err(LedgerError::NotOwner { .. }) => {
+                // Sent on a connection of a session handed over or lost (still closing):
+                // its next owner records it when the session replays it there.
+                self.store.discard(&a.session, &a.request_id);
+                return vec![Effect::Emit(Happening::Held(PromptHeld { lapsed: false }))];
+            }
+            _ => {}
+        }
         let Arrived {
             session,
             request_id,
@@ -152,6 +164,17 @@ impl Core {
         let eval = ask.as_ref();
         fx.extend(self.show(&session, &request_id, eval, Some(labels), durable, now));
         fx
+    }
+
+    /// Keep a prompt whose record the session's lapsed lease refused out of sight until
+    /// `on_resumed` records it again (unless it is gone already: withdrawn meanwhile).
+    fn hold(&mut self, a: Arrived) -> Vec<Effect> {
+        if self.store.get(&a.session, &a.request_id).is_none() {
+            return Vec::new();
+        }
+        let key = (a.session.clone(), a.request_id.clone());
+        self.held.insert(key, a);
+        vec![Effect::Emit(Happening::Held(PromptHeld { lapsed: true }))]
     }
 
     /// Show a recorded prompt to operators, then start its timers unless it was answered.

@@ -48,25 +48,39 @@ impl Core {
     /// `session` is owned elsewhere now: forget its prompts here, recording nothing (they
     /// stay as they are in the ledger, for the owner).
     pub fn release_session(&mut self, session: &Arc<str>) -> Vec<Effect> {
+        self.held.retain(|(s, _), _| s != session);
         self.store.forget_session(session);
         vec![Effect::Emit(self.resolved_gauge())]
     }
 
     /// `session`'s lease had lapsed and is renewed (same epoch): write the answers that
     /// waited on its still-open socket, and record the prompts that could not be recorded
-    /// meanwhile (their fenced writes were refused while the lease had lapsed).
+    /// meanwhile (their fenced writes were refused while the lease had lapsed): those held
+    /// back unshown are recorded afresh, to be shown once durable (`on_prompt_recorded`);
+    /// those shown already (flagged, their record failed otherwise) in the background.
     pub fn on_resumed(&mut self, session: &Arc<str>) -> Vec<Effect> {
         let (writes, unrecorded) = self.store.on_resumed(session);
+        let mut held = std::mem::take(&mut self.held);
         let mut fx: Vec<Effect> = unrecorded
             .into_iter()
-            .map(|(_, prompt, received_at)| {
-                Effect::Record(Record::PromptLater {
-                    session: session.clone(),
-                    prompt,
-                    received_at,
-                })
+            .map(|(request_id, prompt, received_at)| {
+                match held.remove(&(session.clone(), request_id)) {
+                    Some(arrived) => Effect::Record(Record::Prompt {
+                        prompt,
+                        received_at,
+                        arrived,
+                    }),
+                    None => Effect::Record(Record::PromptLater {
+                        session: session.clone(),
+                        prompt,
+                        received_at,
+                    }),
+                }
             })
             .collect();
+        // Held prompts of this session the store no longer has went with them.
+        held.retain(|(s, _), _| s != session);
+        self.held = held;
         fx.extend(writes.into_iter().map(|(request_id, conn, frame)| {
             Effect::Write(Write {
                 session: session.clone(),

@@ -110,6 +110,7 @@ impl Run {
             answer: key.clone(),
             pid: 1,
             instance: String::new(),
+            listed_by: (1, String::new()),
             sent_at: Instant::now(),
             done_at: Instant::now(),
             result,
