@@ -22,15 +22,14 @@ use ccr_protocol::reply::Outcome;
 /// write), locked `FOR KEY SHARE` first in the transaction, in the order of their session ids;
 /// returns how many are held.
 ///
-/// Why first, and in order: a renewal (`cluster::store::renew`) locks many lease rows in
-/// one statement, in the same order. Were the leases locked statement by statement
-/// instead (the prompts', then the deliveries'), a renewal could take one the writer
-/// needs later while it waits for one the writer took earlier: a deadlock, which
-/// PostgreSQL breaks after `deadlock_timeout` (1 s) by failing one of the two. The
-/// statements after this one lock their leases again, which does not wait: they are
-/// this transaction's already (and one not held now is not held later in it either: a
-/// renewal never revives an expired lease, a claim gives a new epoch, `now()` is the
-/// transaction's).
+/// Why first, and in order: the batch's leases are locked once, before the statements that
+/// write under them (which lock them again without waiting: they are this transaction's
+/// already). A renewal or a release (`FOR NO KEY UPDATE`, the expiry only) does not
+/// conflict with this lock; a claim locks one lease `FOR UPDATE` and waits for the batch
+/// (or the batch for it), never in a cycle. The session-id order is kept so that nothing
+/// locking several lease rows in that order can deadlock with a batch. (Before the lock
+/// was `FOR KEY SHARE`, a renewal of many leases conflicted with it, and leases locked
+/// statement by statement deadlocked with it.)
 pub(super) const LOCK_LEASES: &str = "SELECT count(*) FROM (SELECT DISTINCT session_id, \
     owner, epoch FROM unnest($1::text[], $2::text[], $3::int8[]) AS f (session_id, owner, \
     epoch) ORDER BY session_id) f, LATERAL (SELECT 1 FROM ccr_leases l \

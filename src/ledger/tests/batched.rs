@@ -180,12 +180,14 @@ async fn one_batch_mixing_fenced_out_refused_and_valid_writes_answers_each_alone
 }
 
 /// A batch whose prompt and delivery count under two leases, while a renewal of both runs:
-/// the writer locks its leases first and in order, as the renewal does, so neither waits
-/// for the other in a cycle. (Locked statement by statement, the prompt's lease, then
-/// the delivery's, a renewal holding the second and waiting for the first deadlocked;
-/// PostgreSQL broke it after a second by failing one of them.)
+/// the writer locks its leases `FOR KEY SHARE`, which the renewal's `FOR NO KEY UPDATE`
+/// does not conflict with, so the renewal goes through while the batch holds them, and
+/// the batch's writes all commit after. (With `FOR SHARE` locked statement by statement,
+/// the prompt's lease, then the delivery's, a renewal holding the second and waiting for
+/// the first deadlocked, and PostgreSQL broke it after a second by failing one of them;
+/// locked first and in order, the renewal waited for the whole batch.)
 #[tokio::test]
-async fn a_renewal_during_a_batch_of_fenced_writes_does_not_deadlock() {
+async fn a_renewal_during_a_batch_of_fenced_writes_neither_waits_for_it_nor_deadlocks() {
     let Some(server) = ccr_pgtest::require() else {
         return;
     };
@@ -274,12 +276,18 @@ async fn a_renewal_during_a_batch_of_fenced_writes_does_not_deadlock() {
                 .collect::<Vec<_>>()
         })
     });
-    wait_until(2, "the renewal never waited").await;
+    // The batch still waits for the row lock, holding both leases: the renewal does not
+    // wait for it.
+    let mut renewed = tokio::time::timeout(Duration::from_secs(20), renewal)
+        .await
+        .expect("the renewal waited for the batch")
+        .unwrap()
+        .unwrap();
+    renewed.sort();
+    assert_eq!(renewed, [Arc::<str>::from("s-a"), Arc::from("s-b")]);
+    assert_eq!(waiting().await, 1, "the batch still waits for the row lock");
     block_held.rollback().await.unwrap();
     for w in batch {
         w.await.unwrap();
     }
-    let mut renewed = renewal.await.unwrap().unwrap();
-    renewed.sort();
-    assert_eq!(renewed, [Arc::<str>::from("s-a"), Arc::from("s-b")]);
 }
