@@ -25,7 +25,7 @@ use tracing::{debug, info, info_span, warn};
 use super::assembly::{codec_limit, Assembled, Reassembler};
 use super::client::{events_url, redact, subscribe_url};
 use super::messages::*;
-use super::reconnect::{Ended, GiveUp, Next, ReconnectPolicy};
+use super::reconnect::{Attempt, Ended, GiveUp, Lease, Next, ReconnectPolicy};
 use super::router::{Output, Router};
 use super::socket::{rebuffer, WsSink};
 use super::token::TokenSource;
@@ -213,6 +213,9 @@ impl SessionActor {
         if self.conn.is_some() || self.connecting || self.closing {
             return;
         }
+        if self.policy.due(self.lease()) == Attempt::AwaitLease {
+            return self.await_lease();
+        }
         self.connecting = true;
         let ccr = &self.shared.ccr;
         let url = subscribe_url(
@@ -236,6 +239,9 @@ impl SessionActor {
             self.set_state(SessionState::Connecting);
         }
         let handshakes = self.shared.handshakes.clone();
+        // Looked at again just before the socket opens: the turns above may take seconds.
+        let fences = self.shared.fences.clone();
+        let session = self.spec.id.clone();
         let attempt = async move {
             let slot = match free {
                 Some(slot) => slot,
@@ -251,6 +257,9 @@ impl SessionActor {
                 .fetch(token_timeout)
                 .await
                 .map_err(|e| format!("cannot read access token: {e}"))?;
+            if fences.is_some_and(|f| !f.may_send(&session)) {
+                return Ok(None);
+            }
             client
                 .ws(url)
                 .bearer_auth(token.expose())
@@ -258,17 +267,54 @@ impl SessionActor {
                 .max_frame_size(codec_max)
                 .connect()
                 .await
-                .map(|(_, framed)| (framed, slot))
+                .map(|(_, framed)| Some((framed, slot)))
                 .map_err(|e| redact(format!("connect failed: {e}"), token.expose()))
         };
         ctx.spawn(attempt.into_actor(self).map(|res, act, ctx| {
             act.connecting = false;
             match res {
                 Ok(opened) if act.closing => drop(opened),
-                Ok((framed, slot)) => act.on_open(framed, slot, ctx),
+                Ok(Some((framed, slot))) => act.on_open(framed, slot, ctx),
+                // The lease lapsed while the attempt waited its turn: nothing was opened.
+                Ok(None) => act.connect(ctx),
                 Err(error) => act.on_ended(Ended::NeverOpened, Some(error), ctx),
             }
         }));
+    }
+
+    /// The session's lease as an attempt to connect finds it now.
+    fn lease(&self) -> Lease {
+        if self.lease_held() {
+            Lease::Valid
+        } else {
+            Lease::NotValid
+        }
+    }
+
+    /// Whether this instance may act on the session: always, unless clustered and the
+    /// session's lease is not held here (any more, by its local deadline).
+    fn lease_held(&self) -> bool {
+        self.shared
+            .fences
+            .as_ref()
+            .is_none_or(|f| f.may_send(&self.spec.id))
+    }
+
+    /// An attempt is due but the lease is not valid: connect nothing until it is renewed
+    /// ([`LeaseRenewed`], or seen at a heartbeat) or the session is let go.
+    fn await_lease(&mut self) {
+        info!("lease not held valid here now: not connecting until it is renewed");
+        self.status.last_error =
+            Some("lease lapsed: waiting for its renewal before connecting".to_owned());
+        self.report();
+    }
+
+    /// The lease may be valid again: make the attempt that waited for it, if any.
+    fn lease_maybe_renewed(&mut self, ctx: &mut Context<Self>) {
+        if !self.connecting && self.policy.lease_renewed(self.lease()) {
+            info!("lease renewed: connecting");
+            self.connect(ctx);
+        }
     }
 
     fn on_open(
@@ -366,7 +412,9 @@ impl SessionActor {
             info!("no initialize reply in time; relying on replays");
         }
         let Some(live) = self.conn.as_mut() else {
-            return;
+            // A renewal the lease loop did not report as one (it had not marked the lease
+            // lapsed yet) is seen here.
+            return self.lease_maybe_renewed(ctx);
         };
         let conn = live.id;
         if live.sink.write(WsMessage::Ping(Bytes::new())).is_err() {

@@ -89,6 +89,12 @@ pub struct GetStatus;
 #[rtype(result = "()")]
 pub struct AbandonSession;
 
+/// In a cluster: the session's lapsed lease was renewed; a connection attempt that waited
+/// for it is made now.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct LeaseRenewed;
+
 /// Close the socket with 1000 and stop for good (shutdown or removal).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

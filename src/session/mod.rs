@@ -21,8 +21,8 @@ pub use ccr_protocol::session::{
 #[cfg(feature = "test-hooks")]
 pub use messages::InjectPanic;
 pub use messages::{
-    AbandonSession, CloseSession, GetStatus, InterruptSession, SendUserMessage, SessionError,
-    SessionReport,
+    AbandonSession, CloseSession, GetStatus, InterruptSession, LeaseRenewed, SendUserMessage,
+    SessionError, SessionReport,
 };
 
 #[cfg(test)]

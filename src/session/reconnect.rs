@@ -5,6 +5,12 @@
 //! a fixed delay — except that attempts that never open are retried forever
 //! with capped exponential backoff. Every delay is jittered so that thousands
 //! of sessions dropped at once do not come back in the same instant.
+//!
+//! In a cluster an attempt is made only under a valid lease ([`ReconnectPolicy::due`]):
+//! opening a connection displaces whichever connection CCR had for the session, so an
+//! instance whose lease has lapsed (it may already be another instance's) or is gone
+//! waits, connecting nothing, until the lease is renewed ([`ReconnectPolicy::lease_renewed`])
+//! or the session is let go.
 
 use std::time::Duration;
 
@@ -67,6 +73,26 @@ pub enum Next {
     GiveUp(GiveUp),
 }
 
+/// The session's lease as a connection attempt finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Not clustered, or this instance holds the lease and its local deadline is ahead.
+    Valid,
+    /// Clustered, and the lease is not held valid here now: lapsed (its deadline passed
+    /// without a renewal: the database is out of reach, or the process was paused and
+    /// another instance may own the session by now), or let go.
+    NotValid,
+}
+
+/// What to do when a connection attempt is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Open the connection now.
+    Connect,
+    /// Open nothing: wait for the lease's renewal (or for the session to be let go).
+    AwaitLease,
+}
+
 /// Counters of the reconnect policy for one session.
 #[derive(Debug, Clone)]
 pub struct ReconnectPolicy {
@@ -79,6 +105,8 @@ pub struct ReconnectPolicy {
     ever_opened: bool,
     /// Failed attempts since we left the fixed-delay phase.
     backoff_step: u32,
+    /// An attempt came due while the lease was not valid: it waits for the renewal.
+    awaiting_lease: bool,
 }
 
 impl ReconnectPolicy {
@@ -90,7 +118,37 @@ impl ReconnectPolicy {
             not_found: 0,
             ever_opened: false,
             backoff_step: 0,
+            awaiting_lease: false,
         }
+    }
+
+    /// An attempt is due (the session started, a retry's delay ran out, or an attempt was
+    /// about to open its socket) and the lease is `lease`: connect only under a valid one.
+    /// An instance that reconnected on a lapsed lease would take the session's connection
+    /// from its new owner (CCR keeps one per session), and be dropped when it learns it
+    /// lost the lease, leaving the session with none.
+    pub fn due(&mut self, lease: Lease) -> Attempt {
+        self.awaiting_lease = lease == Lease::NotValid;
+        if self.awaiting_lease {
+            Attempt::AwaitLease
+        } else {
+            Attempt::Connect
+        }
+    }
+
+    /// The lease may have been renewed, and is `lease` now: true when an attempt waited for
+    /// it and is to be made now (nothing waited, or the lease is still not valid: false).
+    pub fn lease_renewed(&mut self, lease: Lease) -> bool {
+        if self.awaiting_lease && lease == Lease::Valid {
+            self.awaiting_lease = false;
+            return true;
+        }
+        false
+    }
+
+    /// Whether an attempt waits for the lease's renewal.
+    pub fn is_awaiting_lease(&self) -> bool {
+        self.awaiting_lease
     }
 
     /// The socket opened: transient counters reset (the 4001 counter resets on the first frame).
@@ -204,6 +262,47 @@ mod tests {
     }
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn no_attempt_is_made_while_the_lease_is_not_valid_until_it_is_renewed() {
+        let mut p = no_jitter();
+        assert_eq!(p.due(Lease::Valid), Attempt::Connect, "held: connect");
+        p.on_open();
+        // The socket closed while the lease was lapsed (paused past it, or the database
+        // out of reach): the retry comes due, and waits.
+        assert!(matches!(
+            p.on_end(Ended::Closed { code: Some(1000) }, 0.5),
+            Next::Retry { .. }
+        ));
+        assert_eq!(p.due(Lease::NotValid), Attempt::AwaitLease);
+        assert!(p.is_awaiting_lease());
+        assert!(
+            !p.lease_renewed(Lease::NotValid),
+            "still lapsed: still nothing"
+        );
+        assert!(p.lease_renewed(Lease::Valid), "renewed: connect now");
+        assert!(!p.is_awaiting_lease());
+        assert!(
+            !p.lease_renewed(Lease::Valid),
+            "once: a second renewal finds nothing waiting"
+        );
+    }
+
+    #[test]
+    fn a_renewal_without_an_attempt_waiting_connects_nothing() {
+        let mut p = no_jitter();
+        assert!(!p.lease_renewed(Lease::Valid), "nothing was due");
+        assert_eq!(p.due(Lease::Valid), Attempt::Connect);
+        assert!(
+            !p.lease_renewed(Lease::Valid),
+            "the attempt went ahead: a renewal must not start another"
+        );
+        // Due under a lapsed lease, then due again under a valid one (a retry timer that
+        // fired after the renewal): it connects then, and the renewal does not again.
+        assert_eq!(p.due(Lease::NotValid), Attempt::AwaitLease);
+        assert_eq!(p.due(Lease::Valid), Attempt::Connect);
+        assert!(!p.lease_renewed(Lease::Valid));
+    }
 
     #[test]
     fn unauthorized_is_permanent() {

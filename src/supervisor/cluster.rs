@@ -25,7 +25,7 @@ use crate::cluster::{
 use crate::config::SessionSpec;
 use crate::ledger::Ledger;
 use crate::registry::{AdoptSession, ReleaseSession};
-use crate::session::{AbandonSession, CloseSession, SessionState};
+use crate::session::{AbandonSession, CloseSession, LeaseRenewed, SessionState};
 use crate::telemetry::sessions::SessionStateHeard;
 
 /// Finished prompts of a session taken over that are loaded to match its replays; older
@@ -420,9 +420,14 @@ impl Handler<Resumed> for Supervisor {
     type Result = ();
 
     /// A lapsed lease was renewed: start the session if it could not start meanwhile (its
-    /// adoption finished, or it stopped, while nothing could be sent).
+    /// adoption finished, or it stopped, while nothing could be sent); a running one
+    /// reconnects if its socket closed meanwhile (it connects nothing on a lapsed lease).
     fn handle(&mut self, msg: Resumed, ctx: &mut Context<Self>) {
         let _span = info_span!("session", session_id = %msg.session).entered();
+        if let Some(addr) = self.slots.get(&msg.session).and_then(|s| s.addr.as_ref()) {
+            addr.do_send(LeaseRenewed);
+            return;
+        }
         let idle = self
             .slots
             .get(&msg.session)

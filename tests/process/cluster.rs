@@ -767,8 +767,10 @@ async fn a_database_outage_keeps_every_socket_sends_nothing_and_loses_no_prompt(
         assert!(Instant::now() < deadline, "leases never lapsed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The session's connection drops meanwhile: it reconnects on its lapsed lease (and
-    // replays its prompts there), sending no answer.
+    // The session's connection drops meanwhile: it does not reconnect on its lapsed lease
+    // (a connection opened now could take the session from an instance that claimed it),
+    // but once the lease is renewed, and replays its prompts then.
+    let attempts = c.sim.attempts(&session);
     assert!(c.sim.drop_connection(&session));
     let api = c.api(owner);
     let (status, body) = support::post(
@@ -787,6 +789,12 @@ async fn a_database_outage_keeps_every_socket_sends_nothing_and_loses_no_prompt(
     assert_eq!(status, 503, "nothing is sent on a lapsed lease: {body}");
     // The outage lasts three periods in all (the scenario itself, not a wait for an event).
     tokio::time::sleep((3 * PERIOD).saturating_sub(out.elapsed())).await;
+    assert_eq!(
+        c.sim.attempts(&session),
+        attempts,
+        "no attempt to connect on a lapsed lease"
+    );
+    assert!(!c.sim.is_connected(&session));
     let Pg::Own(pg) = &mut c.pg else {
         unreachable!()
     };
@@ -837,6 +845,69 @@ async fn a_database_outage_keeps_every_socket_sends_nothing_and_loses_no_prompt(
         ["barrier|allowed|t", "before|allowed|t", "during|allowed|t"],
         "all recorded and delivered"
     );
+}
+
+/// An owner paused past its lease, whose session another instance took over and connected,
+/// connects nothing for the session when it wakes: its lease has lapsed (and is lost, as its
+/// lease loop learns a moment later), so its session, whose socket the simulator closed for
+/// the new owner's, waits for a renewal instead of reconnecting, and the new owner's
+/// connection is never displaced (before, it reconnected after `transient_delay` when its
+/// loop was slower than that, and dropped that connection when it learned of the loss,
+/// leaving the session with none for a moment).
+#[actix_rt::test]
+async fn a_paused_owner_woken_after_a_takeover_never_displaces_the_new_owner_s_connection() {
+    let Some(pg) = ccr_pgtest::require() else {
+        return;
+    };
+    // One session: the balance never moves it back to the woken instance.
+    let sessions = ids(1);
+    let session = sessions[0].clone();
+    let c = Cluster::start_on(Pg::Shared(pg), 2, &sessions, "").await;
+    let owners = c.until("owned", |o| o.len() == 1).await;
+    all_connected(&c.sim, &sessions).await;
+    let owner: usize = owners[&session]["inst-".len()..].parse().expect("inst-N");
+    let new_owner = format!("inst-{}", 1 - owner);
+    let first = c.sim.connections(&session);
+    let paused = c.instances[owner].as_ref().expect("owner");
+    paused.signal(libc::SIGSTOP);
+    c.until("taken over", |o| o.get(&session) == Some(&new_owner))
+        .await;
+    // The new owner's connection replaced the paused owner's (closed with 1000).
+    let deadline = Instant::now() + SETTLE;
+    let mut events = c.sim.subscribe();
+    while c.sim.connections(&session) == first || !c.sim.is_connected(&session) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "{new_owner} never connected {session}");
+        let _ = tokio::time::timeout(left, events.recv()).await;
+    }
+    let (connections, attempts) = (c.sim.connections(&session), c.sim.attempts(&session));
+    paused.signal(libc::SIGCONT);
+    // The woken instance let the session go (its session actor stopped: the session is
+    // listed there with its new owner, in the state last heard from it or, none heard, as
+    // `disconnected`; while it ran there it would show its own `reconnecting`).
+    let http = support::http();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let s = listed_session(&http, &c.api(owner), &session).await;
+        let gone = s["owner"] == new_owner.as_str() && s["state"] != "reconnecting";
+        if gone && paused.stderr_now().contains("lease lost") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "inst-{owner} never let {session} go: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (c.sim.attempts(&session), c.sim.connections(&session)),
+        (attempts, connections),
+        "the woken instance tried no connection, and the new owner's was never replaced"
+    );
+    assert!(c.sim.is_connected(&session));
+    assert!(c
+        .sim
+        .push(&session, json!({"type": "assistant", "marker": "still"})));
 }
 
 /// Instance `i`'s `ccr_supervisor_cluster_leases_lapsed`.
@@ -1003,15 +1074,20 @@ async fn a_session_s_stream_asked_of_a_non_owner_is_relayed_from_its_owner() {
         }
     }
     // Asked again: the new owner's (or, should the balance have moved it back already,
-    // inst-0's again; a stream that ends meanwhile is asked once more).
+    // inst-0's again; a stream that ends meanwhile is asked once more, and so is one whose
+    // session was not connected when the message was pushed: the balance hands a session
+    // over by closing it, and its next owner connects it a round later).
     for attempt in 0.. {
         assert!(attempt < 5, "no stream of {session} carried its messages");
         all_connected(&c.sim, std::slice::from_ref(&session)).await;
         let mut again = support::open_sse_with(&http, &c.api(1), &query).await;
         let marker = format!("new-owner-{attempt}");
-        assert!(c
+        if !c
             .sim
-            .push(&session, json!({"type": "assistant", "marker": marker})));
+            .push(&session, json!({"type": "assistant", "marker": marker}))
+        {
+            continue;
+        }
         let found = loop {
             match again.next(support::WAIT).await {
                 support::SseNext::Event(e) if is_marked(&e, &marker) => break true,

@@ -41,14 +41,11 @@ impl Handler<GetStatus> for SessionActor {
     }
 }
 
-impl SessionActor {
-    /// Whether this instance may act on the session: always, unless clustered and the
-    /// session's lease is not held here (any more, by its local deadline).
-    fn lease_held(&self) -> bool {
-        self.shared
-            .fences
-            .as_ref()
-            .is_none_or(|f| f.may_send(&self.spec.id))
+impl Handler<LeaseRenewed> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LeaseRenewed, ctx: &mut Context<Self>) {
+        self.lease_maybe_renewed(ctx);
     }
 }
 
