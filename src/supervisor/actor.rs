@@ -102,6 +102,11 @@ impl Supervisor {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
+        // One actor per session: a restart timer that fires after the session was started
+        // by another path meanwhile (a lease renewed after it lapsed) starts nothing.
+        if slot.addr.as_ref().is_some_and(|a| a.connected()) {
+            return;
+        }
         slot.incarnation += 1;
         let incarnation = slot.incarnation;
         let (tx, rx) = channel::channel::<SessionActor>(MAILBOX);

@@ -138,10 +138,14 @@ impl Book {
                 out.lost.push(s.clone());
                 continue;
             }
+            // Lapsed, or its deadline passed while this renewal was on its way (no round
+            // marked it yet): the fences refused its writes meanwhile, as lapsed.
+            let passed = entry.lapsed || now >= entry.deadline;
             entry.deadline = entry.deadline.max(sent + self.period);
             if now < entry.deadline {
                 out.kept.push((s.clone(), *epoch, entry.deadline));
-                if std::mem::take(&mut entry.lapsed) {
+                entry.lapsed = false;
+                if passed {
                     out.resumed.push(s.clone());
                 }
             }
@@ -332,6 +336,22 @@ mod tests {
         // A renewal of a lease that had not lapsed is no resumption.
         let again = b.renewed(&b.to_renew(), &HashSet::from([s("a")]), sent, sent);
         assert!(again.resumed.is_empty());
+    }
+
+    /// Found by reading: a deadline that passed during the renewal's round trip made the
+    /// fences refuse writes as lapsed, but only leases a round had marked lapsed were
+    /// reported resumed, so prompts held meanwhile were never recorded.
+    #[test]
+    fn a_lease_whose_deadline_passed_while_its_renewal_was_on_its_way_resumes() {
+        let mut b = Book::new(P, G);
+        let t0 = Instant::now();
+        b.claimed(&s("a"), 1, t0);
+        let asked = b.to_renew();
+        let sent = t0 + P - Duration::from_millis(1);
+        let r = b.renewed(&asked, &HashSet::from([s("a")]), sent, t0 + P);
+        assert_eq!(r.kept, vec![(s("a"), 1, sent + P)]);
+        assert_eq!(r.resumed, vec![s("a")]);
+        assert_eq!(b.lapsed(), 0);
     }
 
     #[test]
