@@ -18,6 +18,16 @@ use crate::ledger::record::LedgerError;
 use crate::ledger::writer::{DecisionRow, Write};
 use ccr_protocol::reply::Outcome;
 
+/// Planner settings of the writer's own connection, set before its statements are
+/// prepared: no hash or merge joins. Every statement of the writer joins its few rows
+/// (`unnest`) to `ccr_prompts` by key, which is a nested loop of index lookups; planned
+/// with the statistics of a table that was small when last analyzed (a new database, or
+/// the start of a busy hour), [`DECIDE`] instead hashed the whole table (a sequential scan
+/// of `ccr_prompts` per statement, twice), or the whole of the partial index
+/// `ccr_prompts_unfinished` with its dead entries (~4,500 index entries read per
+/// statement at 2,000 prompts/s; docs/benchmarks.md). Only this connection's plans change.
+pub(super) const WRITER_PLANNER: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off";
+
 /// Every lease a batch's fenced writes count under (`$1`..`$3`: session, owner, epoch per
 /// write), locked `FOR KEY SHARE` first in the transaction, in the order of their session ids;
 /// returns how many are held.
@@ -52,27 +62,45 @@ const HELD_AND_OK: &str = "held AS MATERIALIZED (SELECT l.session_id, l.owner, l
     OR (session_id, owner, epoch) IN (SELECT session_id, owner, epoch FROM held))";
 
 /// Prompts (`$1`..`$9`: the columns, then each row's owner and epoch, NULL when not
-/// fenced): inserted unless known; returns the ordinal (1-based) of each row whose lease
-/// was not held, which changed nothing.
+/// fenced; `$10`..`$15`: the decision that follows the prompt at once in the batch, see
+/// [`DECIDED_COLUMNS`], all NULL when none): inserted unless known; returns the ordinal
+/// (1-based) of each row whose lease was not held, which changed nothing.
 pub(super) fn insert_prompts() -> String {
     format!(
         "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
-         $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[], $9::int8[]) WITH ORDINALITY \
+         $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[], $9::int8[], $10::text[], \
+         $11::text[], $12::int8[], $13::text[], $14::text[], $15::text[]) WITH ORDINALITY \
          AS w (session_id, request_id, tool_use_id, tool_name, input, request, received_at, \
-         owner, epoch, i)), {HELD_AND_OK}, \
+         owner, epoch, {DECIDED_COLUMNS}, i)), {HELD_AND_OK}, \
          ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, \
-         input, request, received_at) SELECT session_id, request_id, tool_use_id, tool_name, \
-         input, request, received_at FROM ok ORDER BY i \
-         ON CONFLICT (session_id, request_id) DO NOTHING) \
+         input, request, received_at, {DECIDED_COLUMNS}) SELECT session_id, request_id, \
+         tool_use_id, tool_name, input, request, received_at, {DECIDED_COLUMNS} FROM ok \
+         ORDER BY i ON CONFLICT (session_id, request_id) DO NOTHING) \
          SELECT i FROM w WHERE i NOT IN (SELECT i FROM ok)"
     )
 }
 
+/// The decision columns a prompt is inserted with when the batch decides it at once
+/// (a rule's answer on arrival, `write_together`): the row is written once, decided,
+/// instead of inserted and then updated (a second row version, and an entry in each of
+/// the four indexes, for every such prompt). The decision is still sent as its own
+/// statement after the prompt's ([`DECIDE`]), which finds it stored and, being the same
+/// decision, counts it done; and for a prompt the insert did not write (known already,
+/// or its lease not held) it decides as it would have. The insert's trigger sends its
+/// `ccr_decided` notification (schema migration 6).
+const DECIDED_COLUMNS: &str = "outcome, decided_by, decided_at, updated_input, answer, reason";
+
 /// Decisions (`$1`..`$8`): first decision wins; a cancel may still void an undelivered
-/// answer (keeping that answer for the audit trail). Returns, for each row that changed
-/// nothing, its ordinal, whether the prompt exists, and its decision as it was before
-/// the statement (outcome, and decided_by only when its stored answer is this row's: the
-/// same decision again is a no-op, a different answer of the same operator is refused).
+/// answer (keeping that answer for the audit trail). That condition is a `CASE`, not the
+/// `OR` it means: from an `OR` the planner derives `outcome IS NULL OR (outcome <>
+/// 'cancelled' AND delivered_at IS NULL)`, which is the partial index
+/// `ccr_prompts_unfinished`'s predicate, and scanned that whole index (every unfinished
+/// prompt, and the dead entries every decision and delivery leaves there until a vacuum)
+/// for each statement instead of looking each row up by its key (see also
+/// [`WRITER_PLANNER`]). Returns, for each row that changed nothing, its ordinal, whether
+/// the prompt exists, and its decision as it was before the statement (outcome, and
+/// decided_by only when its stored answer is this row's: the same decision again is a
+/// no-op, a different answer of the same operator is refused).
 pub(super) const DECIDE: &str = "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], \
     $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
     WITH ORDINALITY AS w (session_id, request_id, outcome, decided_by, decided_at, \
@@ -81,8 +109,8 @@ pub(super) const DECIDE: &str = "WITH w AS MATERIALIZED (SELECT * FROM unnest($1
     decided_at = w.decided_at, updated_input = COALESCE(w.updated_input, p.updated_input), \
     answer = COALESCE(w.answer, p.answer), reason = COALESCE(w.reason, p.reason) \
     FROM w WHERE p.session_id = w.session_id AND p.request_id = w.request_id \
-    AND (p.outcome IS NULL OR (w.outcome = 'cancelled' AND p.outcome <> 'cancelled' \
-    AND p.delivered_at IS NULL)) RETURNING w.i) \
+    AND CASE WHEN p.outcome IS NULL THEN true ELSE w.outcome = 'cancelled' \
+    AND p.outcome <> 'cancelled' AND p.delivered_at IS NULL END RETURNING w.i) \
     SELECT w.i, p.session_id IS NOT NULL, p.outcome, \
     CASE WHEN p.answer IS NOT DISTINCT FROM w.answer THEN p.decided_by END FROM w \
     LEFT JOIN ccr_prompts p ON p.session_id = w.session_id AND p.request_id = w.request_id \
@@ -107,13 +135,16 @@ pub(super) fn mark_delivered() -> String {
 }
 
 /// [`insert_prompts`] for one row (`$1`..`$7`, owner `$8` and epoch `$9`, NULL when not
-/// fenced), answering alike: the multi-row statement's fixed cost is about twice the
-/// single row's, and an idle writer commits one write at a time.
+/// fenced, the decision's columns `$10`..`$15`), answering alike: the multi-row
+/// statement's fixed cost is about twice the single row's, and an idle writer commits one
+/// write at a time.
 pub(super) const INSERT_PROMPT: &str = "WITH fence AS (SELECT $8::text IS NULL OR EXISTS \
     (SELECT 1 FROM ccr_leases WHERE session_id = $1 AND owner = $8 AND epoch = $9 \
     AND expires_at > now() FOR KEY SHARE) AS held), \
     ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, input, \
-    request, received_at) SELECT $1, $2, $3, $4, $5, $6, $7 FROM fence WHERE held \
+    request, received_at, outcome, decided_by, decided_at, updated_input, answer, reason) \
+    SELECT $1, $2, $3, $4, $5, $6, $7, $10::text, $11::text, $12::int8, $13::text, \
+    $14::text, $15::text FROM fence WHERE held \
     ON CONFLICT (session_id, request_id) DO NOTHING) \
     SELECT 1::int8 FROM fence WHERE NOT held";
 
@@ -187,6 +218,21 @@ pub(super) fn runs(writes: &[(&Write, Option<&Fence>)]) -> Vec<Run> {
         }
     }
     out
+}
+
+/// The decision the prompt at `i` is inserted with ([`DECIDED_COLUMNS`]): the write right
+/// after it in queue order, when that decides the same prompt. Nothing of that prompt
+/// comes between the two, and the decision's own statement follows the insert's in the
+/// same transaction, so writing the row decided is what the two writes would have done.
+pub(super) fn decided_with<'a>(
+    writes: &[(&'a Write, Option<&Fence>)],
+    i: usize,
+) -> Option<&'a DecisionRow> {
+    let (prompt, next): (&Write, &'a Write) = (writes.get(i)?.0, writes.get(i + 1)?.0);
+    match (prompt, next) {
+        (Write::Prompt(_), Write::Decision(d)) if prompt.key() == next.key() => Some(d),
+        _ => None,
+    }
 }
 
 /// The `i`th row's ordinal as a statement returns it (1-based `WITH ORDINALITY`), as an

@@ -171,6 +171,23 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
             REFERENCING OLD TABLE AS ccr_before NEW TABLE AS ccr_after
             FOR EACH STATEMENT EXECUTE FUNCTION ccr_notify_decided();",
     ),
+    (
+        6,
+        "a prompt inserted decided notifies its decision",
+        // The writer inserts a prompt that a rule answered on arrival with its decision
+        // (`batch::DECIDED_COLUMNS`) instead of inserting it and then updating it: the
+        // insert's trigger now also sends `ccr_decided` for the rows it inserted decided,
+        // after their `ccr_prompted`, as the update's trigger did.
+        "CREATE OR REPLACE FUNCTION ccr_notify_prompted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM ccr_notify_keys('ccr_prompted', ARRAY(
+                SELECT json_build_array(session_id, request_id)::text FROM ccr_inserted));
+            PERFORM ccr_notify_keys('ccr_decided', ARRAY(
+                SELECT json_build_array(session_id, request_id)::text FROM ccr_inserted
+                WHERE outcome IS NOT NULL));
+            RETURN NULL;
+        END $$;",
+    ),
 ];
 
 /// The newest schema version this build knows.

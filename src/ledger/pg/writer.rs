@@ -87,6 +87,10 @@ struct Conn {
 impl Conn {
     async fn open(target: &PgTarget) -> Result<Conn, String> {
         let client = connect(target).await?;
+        client
+            .batch_execute(batch::WRITER_PLANNER)
+            .await
+            .map_err(|e| describe(&e))?;
         let prepare = |sql| client.prepare(sql);
         let (insert, delivered) = (batch::insert_prompts(), batch::mark_delivered());
         let (lock, insert, decide, delivered) = tokio::try_join!(

@@ -125,6 +125,13 @@ async fn one_batch_mixing_fenced_out_refused_and_valid_writes_answers_each_alone
         ),
         // A decision needs no lease: a prompt of a session held elsewhere is decided here.
         (decided("s2", "theirs", Outcome::Denied, "carol"), "ok"),
+        // A prompt the lease refuses, with its decision right behind it (the prompt goes
+        // in decided, when written): nothing is written, the decision finds no prompt.
+        (
+            Write::Prompt(prompt("s2", "gone", "Bash", at(3)).into()),
+            "lapsed",
+        ),
+        (decided("s2", "gone", Outcome::Allowed, "alice"), "unknown"),
         (
             Write::Prompt(prompt("s1", "last", "Bash", at(3)).into()),
             "ok",
@@ -290,4 +297,58 @@ async fn a_renewal_during_a_batch_of_fenced_writes_neither_waits_for_it_nor_dead
     for w in batch {
         w.await.unwrap();
     }
+}
+
+/// A prompt committed together with its decision (a rule's answer on arrival) is written
+/// once, decided (one row version, not an insert and then an update), and still tells the
+/// other instances both that it was prompted and that it was decided, in that order.
+#[tokio::test]
+async fn a_prompt_written_with_its_decision_is_one_row_version_and_notifies_both() {
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = server.unique_database("together_once").unwrap();
+    let ledger = Ledger::open(&pg_config(&url)).unwrap();
+    let (listener, mut connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    listener
+        .batch_execute("LISTEN ccr_prompted; LISTEN ccr_decided")
+        .await
+        .unwrap();
+    let p = prompt("s1", "r1", "Bash", at(1_000));
+    let d = decision("s1", "r1", Outcome::Allowed, "rule:ls");
+    ledger
+        .append_prompt_and_decision("s1", &p.to_prompt(), at(1_000), d)
+        .await
+        .unwrap();
+    let key = r#"[["s1", "r1"]]"#.to_owned();
+    for channel in ["ccr_prompted", "ccr_decided"] {
+        let note = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("a notification")
+            .expect("listening");
+        assert_eq!(note, (channel.to_owned(), key.clone()));
+    }
+    // The first version of the first row of the table: never updated.
+    let (ctid, outcome): (String, Option<String>) = listener
+        .query_one(
+            "SELECT ctid::text, outcome FROM ccr_prompts WHERE request_id = 'r1'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        (ctid.as_str(), outcome.as_deref()),
+        ("(0,1)", Some("allowed"))
+    );
 }

@@ -77,10 +77,19 @@ impl<'a> Multi<'a> {
         let (mut session, mut request, mut tool_use) = (col(n), col(n), col(n));
         let (mut tool, mut input, mut json, mut at) = (col(n), col(n), col(n), col(n));
         let (mut owner, mut epoch) = (col(n), col(n));
+        let (mut outcome, mut by, mut decided_at) = (col(n), col(n), col(n));
+        let (mut updated, mut answer, mut reason) = (col(n), col(n), col(n));
         for &i in rows {
             let (Write::Prompt(p), fence) = writes[i] else {
                 unreachable!("a run's prompts are prompts")
             };
+            let d = batch::decided_with(writes, i);
+            outcome.push(d.map(|d| d.outcome.as_str()));
+            by.push(d.map(|d| d.decided_by.as_str()));
+            decided_at.push(d.map(|d| d.decided_at));
+            updated.push(d.and_then(|d| d.updated_input.as_deref()));
+            answer.push(d.and_then(|d| d.answer.as_deref()));
+            reason.push(d.and_then(|d| d.reason.as_deref()));
             session.push(p.session_id.as_str());
             request.push(p.request_id.as_str());
             tool_use.push(p.tool_use_id.as_deref());
@@ -102,6 +111,12 @@ impl<'a> Multi<'a> {
             param(at, one),
             param(owner, one),
             param(epoch, one),
+            param(outcome, one),
+            param(by, one),
+            param(decided_at, one),
+            param(updated, one),
+            param(answer, one),
+            param(reason, one),
         ];
         Some(Multi {
             kind: Kind::Prompts,
