@@ -18,13 +18,21 @@
 //!   only stops replaying the prompt, which is all a supervisor can see);
 //! - every API 200 reached the session (its content), unless the session withdrew the prompt;
 //! - one 200 per prompt, and nothing delivered that the API refused or no operator sent;
-//! - the ledger agrees: the answer the session acted on; no stale pending row.
-//!   (`delivered_at` is only counted: a supervisor that writes an answer and dies
-//!   before noting it cannot know, and need not resend to find out.)
+//! - the ledger agrees: the answer the session acted on, decided by the rule for
+//!   a prompt of the rule's tool and by an operator who sent that answer for any
+//!   other; no stale pending row. (`delivered_at` is only counted: a supervisor
+//!   that writes an answer and dies before noting it cannot know, and need not
+//!   resend to find out.)
+//! - the policy rule ([`RULE_ID`]) answers every prompt of its tool, and only
+//!   those: every answer such a prompt gets is the rule's (allow with the input
+//!   unchanged; the allowances above for resends and crossed cancels hold), and
+//!   no operator gets a 200 for it (a 404 or 409 is fine). The rule's answer
+//!   needs no operator behind it; any other answer still does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::records::{AnswerKey, ApiResult, LedgerRow, Records};
+use super::process::{rule_decider, OPERATORS, RULE_ID};
+use super::records::{AnswerKey, ApiResult, Attempt, LedgerRow, Records};
 pub use super::verdict::{Counts, Kind, Verdict, Violation};
 use ccr_sim::WireEvent;
 
@@ -70,7 +78,7 @@ pub fn check(r: &Records) -> Verdict {
     }
     let mut counts = Counts::default();
     let prompts = prompt_logs(r, &mut counts, &mut out);
-    let mut attempts: HashMap<Id, Vec<&super::records::Attempt>> = HashMap::new();
+    let mut attempts: HashMap<Id, Vec<&Attempt>> = HashMap::new();
     for a in &r.attempts {
         count_api(&a.result, &mut counts);
         let id = (a.session.clone(), a.request_id.clone());
@@ -85,9 +93,15 @@ pub fn check(r: &Records) -> Verdict {
     for (id, log) in &prompts {
         let tried = attempts.get(id).map_or(&[][..], Vec::as_slice);
         let rows = rows.get(id).map_or(&[][..], Vec::as_slice);
+        // The rule's answer to this prompt, when the rule answers it.
+        let rule = r
+            .rule_prompts
+            .get(id)
+            .map(|input| AnswerKey::Allow(input.clone()));
         check_answers(id, log, &mut counts, &mut out);
-        check_api(id, log, tried, &mut counts, &mut out);
-        check_ledger(id, log, tried, rows, &mut counts, &mut out);
+        check_rule(id, log, rule.as_ref(), tried, &mut counts, &mut out);
+        check_api(id, log, rule.as_ref(), tried, &mut counts, &mut out);
+        check_ledger(id, log, rule.as_ref(), tried, rows, &mut counts, &mut out);
     }
     for (id, rows) in &rows {
         if !prompts.contains_key(id) {
@@ -268,11 +282,63 @@ fn check_answers(
     }
 }
 
+/// The answer a prompt settled on: its first, unless the session withdrew it before.
+fn settled(log: &PromptLog) -> Option<&Answer> {
+    log.answers
+        .first()
+        .filter(|a| log.cancel.is_none_or(|(seq, _)| a.seq < seq))
+}
+
+/// A prompt of the rule's tool gets the rule's answer and nothing else, and no operator 200.
+fn check_rule(
+    id: &Id,
+    log: &PromptLog,
+    rule: Option<&AnswerKey>,
+    tried: &[&Attempt],
+    counts: &mut Counts,
+    out: &mut impl FnMut(Kind, &Id, String),
+) {
+    let Some(rule) = rule else {
+        counts.operator_answered += u64::from(settled(log).is_some());
+        return;
+    };
+    counts.rule_prompts += 1;
+    counts.rule_prompts_tried += u64::from(!tried.is_empty());
+    if settled(log).is_some_and(|a| &a.key == rule) {
+        counts.rule_answered += 1;
+    }
+    let mut wrong: Vec<&AnswerKey> = Vec::new();
+    for a in &log.answers {
+        if &a.key != rule && !wrong.contains(&&a.key) {
+            wrong.push(&a.key);
+            let d = format!(
+                "{} on connection {}; rule {RULE_ID} answers this prompt with {}",
+                a.key.describe(),
+                a.conn,
+                rule.describe()
+            );
+            out(Kind::RuleNotApplied, id, d);
+        }
+    }
+    for a in tried {
+        if matches!(a.result, ApiResult::Accepted { .. }) {
+            let d = format!(
+                "{} got 200 for {} from pid {}; rule {RULE_ID} answers this prompt",
+                a.operator,
+                a.answer.describe(),
+                a.pid
+            );
+            out(Kind::OperatorOverRule, id, d);
+        }
+    }
+}
+
 /// 200s that did not reach the session, several 200s, refused or unrequested answers.
 fn check_api(
     id: &Id,
     log: &PromptLog,
-    tried: &[&super::records::Attempt],
+    rule: Option<&AnswerKey>,
+    tried: &[&Attempt],
     counts: &mut Counts,
     out: &mut impl FnMut(Kind, &Id, String),
 ) {
@@ -307,6 +373,10 @@ fn check_api(
             continue;
         }
         seen.push(&got.key);
+        if rule == Some(&got.key) {
+            // The rule's own answer: no operator is behind it (check_rule judges it).
+            continue;
+        }
         let matching: Vec<_> = tried.iter().filter(|a| a.answer == got.key).collect();
         if matching.is_empty() {
             let d = format!("{} received; no operator sent it", got.key.describe());
@@ -336,7 +406,8 @@ fn check_api(
 fn check_ledger(
     id: &Id,
     log: &PromptLog,
-    tried: &[&super::records::Attempt],
+    rule: Option<&AnswerKey>,
+    tried: &[&Attempt],
     rows: &[&LedgerRow],
     counts: &mut Counts,
     out: &mut impl FnMut(Kind, &Id, String),
@@ -345,11 +416,8 @@ fn check_ledger(
         out(Kind::LedgerMismatch, id, format!("{} rows", rows.len()));
     }
     let row = rows.first();
-    let settled = log
-        .answers
-        .first()
-        .filter(|a| log.cancel.is_none_or(|(seq, _)| a.seq < seq));
-    match (settled, row) {
+    let decider = row.and_then(|row| wrong_decider(row, rule.is_some(), settled(log), tried));
+    match (settled(log), row) {
         (Some(a), None) => {
             let d = format!("the session acted on {}; no row", a.key.describe());
             out(Kind::LedgerMissing, id, d);
@@ -368,6 +436,7 @@ fn check_ledger(
                 let recorded = row.answer.as_ref().map_or("none".into(), |k| k.describe());
                 wrong.push(format!("answer {recorded}"));
             }
+            wrong.extend(decider);
             counts.rows_without_delivery += u64::from(!row.delivered);
             if !wrong.is_empty() {
                 let d = format!(
@@ -389,8 +458,45 @@ fn check_ledger(
             let d = "the session withdrew it; the row is still pending".to_owned();
             out(Kind::LedgerMismatch, id, d);
         }
-        (None, _) => {}
+        (None, Some(_)) => {
+            if let Some(d) = decider {
+                out(Kind::LedgerMismatch, id, d);
+            }
+        }
+        (None, None) => {}
     }
+}
+
+/// What is wrong with who the row says decided, if anything: a prompt of the rule's
+/// tool is decided by the rule; any other prompt by an operator, one who sent the
+/// answer the session acted on when it acted on one. Rows without a decision
+/// (pending, cancelled, expired) are not judged here.
+fn wrong_decider(
+    row: &LedgerRow,
+    ruled: bool,
+    settled: Option<&Answer>,
+    tried: &[&Attempt],
+) -> Option<String> {
+    if !matches!(row.outcome.as_str(), "allowed" | "denied") {
+        return None;
+    }
+    let by = row.decided_by.as_deref().unwrap_or("none");
+    if ruled {
+        let rule = rule_decider();
+        return (by != rule).then(|| format!("decided_by {by} (not {rule})"));
+    }
+    if !OPERATORS.iter().any(|(name, _)| *name == by) {
+        return Some(format!("decided_by {by} (not an operator)"));
+    }
+    let a = settled?;
+    let senders: Vec<&str> = tried
+        .iter()
+        .filter(|t| t.answer == a.key)
+        .map(|t| t.operator.as_str())
+        .collect();
+    // No sender at all is an unrequested answer (check_api), not the ledger's fault.
+    (!senders.is_empty() && !senders.contains(&by))
+        .then(|| format!("decided_by {by} (sent by {})", senders.join(", ")))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! makes the same session do the same thing at the same tick.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::{json, Value};
 
+use super::process::RULE_TOOL;
 use super::records::Fault;
 use super::run::rng_for;
 use ccr_sim::SimHandle;
@@ -55,6 +57,8 @@ pub struct Peer {
     tick: u64,
     /// Set by [`Peer::calm`]: delayed faults still scheduled do nothing.
     calm: Rc<Cell<bool>>,
+    /// The prompts of [`RULE_TOOL`] emitted so far, by (session, request id): their input.
+    rule_prompts: BTreeMap<(String, String), Value>,
 }
 
 impl Peer {
@@ -75,7 +79,14 @@ impl Peer {
             faults,
             tick: 0,
             calm: Rc::new(Cell::new(false)),
+            rule_prompts: BTreeMap::new(),
         }
+    }
+
+    /// The prompts the policy rule answers (those of [`RULE_TOOL`]), by (session, request id):
+    /// the input each was emitted with, which the rule's allow must carry back unchanged.
+    pub fn take_rule_prompts(&mut self) -> BTreeMap<(String, String), Value> {
+        std::mem::take(&mut self.rule_prompts)
     }
 
     fn note(&self, session: &str, kind: String) {
@@ -157,6 +168,10 @@ impl Peer {
             .into_uuid()
             .to_string();
         let (tool, input) = random_input(&mut self.rng, &n);
+        if tool == RULE_TOOL {
+            let id = (session.to_owned(), request_id.clone());
+            self.rule_prompts.insert(id, input.clone());
+        }
         let tool_use_id = format!("toolu_{}", &request_id[..8]);
         let request = json!({
             "subtype": "can_use_tool", "tool_name": tool, "display_name": tool,
@@ -281,18 +296,19 @@ impl Peer {
 }
 
 /// A random tool and input for prompt number `n` (inputs are unique per prompt).
+/// About 30 % are `Read`s, which the run's policy rule answers ([`RULE_TOOL`]).
 fn random_input(rng: &mut StdRng, n: &str) -> (&'static str, Value) {
-    match rng.gen_range(0..10) {
-        0..=4 => (
+    match rng.gen_range(0..20) {
+        0..=7 => (
             "Bash",
             json!({"command": format!("cargo test chaos_case_{n} -- --nocapture"), "timeout": 120000}),
         ),
-        5 | 6 => (
+        8..=9 => (
             "Edit",
             json!({"file_path": format!("/repo/src/f{n}.rs"), "old_string": "a", "new_string": "b"}),
         ),
-        7 => ("Read", json!({"file_path": format!("/repo/README{n}.md")})),
-        8 => (
+        10..=15 => ("Read", json!({"file_path": format!("/repo/README{n}.md")})),
+        16..=17 => (
             "WebFetch",
             json!({"url": format!("https://example.com/{n}"), "prompt": "summarise"}),
         ),
@@ -353,6 +369,16 @@ mod tests {
             .any(|e| matches!(e, WireEvent::Cancelled { conn: None, .. })));
         assert_eq!(play(7, 60).await, a);
         assert_ne!(play(8, 60).await, a);
+    }
+
+    #[test]
+    fn a_fifth_to_two_fifths_of_prompts_are_for_the_policy_rule() {
+        let mut rng = rng_for(3, &[b"inputs"]);
+        let n = 2000;
+        let ruled = (0..n)
+            .filter(|i| random_input(&mut rng, &i.to_string()).0 == RULE_TOOL)
+            .count();
+        assert!((n / 5..=n * 2 / 5).contains(&ruled), "{ruled} of {n}");
     }
 
     #[test]

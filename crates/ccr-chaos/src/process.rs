@@ -27,6 +27,15 @@ pub const VIEWER: (&str, &str) = ("chaos-viewer", "chaos-viewer-token");
 pub const OPERATORS: [(&str, &str); 2] =
     [("op-a", "chaos-op-a-token"), ("op-b", "chaos-op-b-token")];
 
+/// Id of the `[policy]` rule that allows every prompt of [`RULE_TOOL`] on arrival.
+pub const RULE_ID: &str = "chaos-reads";
+/// The tool [`RULE_ID`] allows (any input): its prompts are answered by the rule, not by operators.
+pub const RULE_TOOL: &str = "Read";
+/// What the ledger records as `decided_by` for the rule's answers.
+pub fn rule_decider() -> String {
+    format!("rule:{RULE_ID}")
+}
+
 /// Id of chaos session `n` (1-based).
 pub fn session_id(n: usize) -> String {
     format!("chaos-{n}")
@@ -39,7 +48,8 @@ fn sha256_hex(token: &str) -> String {
 /// The supervisor's config: API on 127.0.0.1:0, the peer at `base_url`, fast
 /// pings and reconnects (so faults are noticed within seconds), 4001 never
 /// fatal (the peer's "not found for a while" must not end a session), the
-/// ledger at `ledger`, warnings only.
+/// ledger at `ledger`, warnings only, and one policy rule ([`RULE_ID`]) allowing
+/// every [`RULE_TOOL`] prompt, so part of the prompts is answered by the rule.
 pub fn config_toml(base_url: &str, sessions: usize, ledger: &Path) -> String {
     let mut toml = format!(
         "[api]\nbind = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
@@ -58,7 +68,8 @@ pub fn config_toml(base_url: &str, sessions: usize, ledger: &Path) -> String {
          ping_interval = \"1s\"\npong_timeout = \"2s\"\nconnect_timeout = \"5s\"\n\n\
          [reconnect]\ntransient_delay = \"50ms\"\nnot_found_delay = \"30ms\"\n\
          not_found_attempts = 1000000\nbackoff_initial = \"20ms\"\nbackoff_max = \"500ms\"\n\n\
-         [ledger]\npath = \"{}\"\n\n[log]\nlevel = \"warn\"\n",
+         [ledger]\npath = \"{}\"\n\n[log]\nlevel = \"warn\"\n\n\
+         [policy]\n\n[[policy.rules]]\nid = \"{RULE_ID}\"\naction = \"allow\"\ntool = \"{RULE_TOOL}\"\n",
         ledger.display()
     ));
     for n in 1..=sessions {
@@ -238,5 +249,11 @@ mod tests {
         assert_eq!(cfg.sessions.len(), 3);
         assert_eq!(&*cfg.sessions[2].id, "chaos-3");
         assert_eq!(cfg.reconnect.not_found_attempts, 1_000_000);
+        let rules = &cfg.policy.rules;
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            (rules[0].id.as_str(), rules[0].tool.as_str()),
+            (RULE_ID, RULE_TOOL)
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! every `kill -9`, every injected fault, and the ledger rows read at the end.
 //! Plain data; [`super::check`] judges it.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -19,6 +20,9 @@ pub struct Records {
     pub wire_overflowed: u64,
     /// Every operator answer attempt.
     pub attempts: Vec<Attempt>,
+    /// The prompts the policy rule answers on arrival, by (session, request id):
+    /// the input each was emitted with (the rule allows it unchanged).
+    pub rule_prompts: BTreeMap<(String, String), Value>,
     /// Every `kill -9` of the supervisor (in a cluster also every `SIGSTOP` and `SIGTERM`).
     pub kills: Vec<Kill>,
     /// Every fault the peer injected.

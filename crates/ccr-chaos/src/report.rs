@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use super::check::{Kind, Verdict, Violation};
+use super::process::{RULE_ID, RULE_TOOL};
 use super::records::{ApiResult, Records, Signal};
 use ccr_sim::WireEvent;
 
@@ -98,6 +99,12 @@ pub fn render(seed: u64, r: &Records, v: &Verdict, f: &Figures) -> String {
         c.answer_frames,
         c.resends,
         c.crossed_cancels
+    );
+    let _ = writeln!(
+        out,
+        "  policy rule {RULE_ID} ({RULE_TOOL}): its prompts {}, settled by the rule {}, \
+         by operators (other prompts) {}; rule prompts an operator tried to answer {}",
+        c.rule_prompts, c.rule_answered, c.operator_answered, c.rule_prompts_tried
     );
     let _ = writeln!(
         out,

@@ -524,6 +524,7 @@ pub async fn run(opts: ChaosOptions) -> anyhow::Result<ChaosOutcome> {
         wire,
         wire_overflowed: over.max(overflowed.get()),
         attempts: desk.attempts.take(),
+        rule_prompts: peer.take_rule_prompts(),
         kills: kept.kills,
         faults: faults.take(),
         ledger,

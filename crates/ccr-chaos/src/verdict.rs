@@ -26,6 +26,10 @@ pub enum Kind {
     UnrequestedAnswer,
     /// An answer for a request id the session never emitted.
     ForeignAnswer,
+    /// A prompt the policy rule answers got an answer other than the rule's.
+    RuleNotApplied,
+    /// An operator got a 200 for a prompt the policy rule answers.
+    OperatorOverRule,
     /// The ledger has no row for a prompt the supervisor saw.
     LedgerMissing,
     /// The ledger's row disagrees with what the session got.
@@ -47,6 +51,8 @@ impl Kind {
             Kind::RefusedButDelivered => "refused_but_delivered",
             Kind::UnrequestedAnswer => "unrequested_answer",
             Kind::ForeignAnswer => "foreign_answer",
+            Kind::RuleNotApplied => "rule_not_applied",
+            Kind::OperatorOverRule => "operator_over_rule",
             Kind::LedgerMissing => "ledger_missing",
             Kind::LedgerMismatch => "ledger_mismatch",
         }
@@ -86,6 +92,14 @@ pub struct Counts {
     pub answer_frames: u64,
     /// Prompts settled by an answer.
     pub answered: u64,
+    /// Prompts of the policy rule's tool (the rule answers them).
+    pub rule_prompts: u64,
+    /// Prompts settled by the rule's answer.
+    pub rule_answered: u64,
+    /// Prompts settled by an operator's answer (any prompt not of the rule's tool).
+    pub operator_answered: u64,
+    /// Prompts of the rule's tool some operator tried to answer (each answer refused, or a violation).
+    pub rule_prompts_tried: u64,
     /// Same answer re-sent after the session replayed the prompt on a new connection.
     pub resends: u64,
     /// Answers that crossed the cancel on the same connection.

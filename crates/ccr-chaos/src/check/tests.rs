@@ -20,6 +20,7 @@ fn run() -> Run {
         wire: Vec::new(),
         wire_overflowed: 0,
         attempts: Vec::new(),
+        rule_prompts: Default::default(),
         kills: Vec::new(),
         faults: Vec::new(),
         ledger: Vec::new(),
@@ -46,6 +47,16 @@ fn body(rid: &str, key: &AnswerKey) -> Value {
         AnswerKey::Other(v) => v.clone(),
     };
     json!({"subtype": "success", "request_id": rid, "response": result})
+}
+
+/// The input of rule prompt `rid` (a `Read`).
+fn read_input(rid: &str) -> Value {
+    json!({"file_path": format!("/repo/{rid}.md")})
+}
+
+/// The rule's answer to rule prompt `rid`: allow, input unchanged.
+fn by_rule(rid: &str) -> AnswerKey {
+    AnswerKey::Allow(read_input(rid))
 }
 
 fn sent() -> ApiResult {
@@ -82,6 +93,12 @@ impl Run {
             conn: Some(conn),
         })
     }
+    /// A prompt of the rule's tool (the rule answers it).
+    fn rule_prompt(mut self, rid: &str, conn: u64) -> Self {
+        let id = (S.to_owned(), rid.to_owned());
+        self.0.rule_prompts.insert(id, read_input(rid));
+        self.prompt(rid, conn)
+    }
     fn cancel(self, rid: &str, conn: u64) -> Self {
         self.wire(WireEvent::Cancelled {
             request_id: rid.into(),
@@ -117,18 +134,22 @@ impl Run {
         });
         self
     }
-    fn row(
+    fn row(self, rid: &str, outcome: &str, answer: Option<&AnswerKey>, delivered: bool) -> Self {
+        self.row_by(rid, outcome, answer, delivered, "op-a")
+    }
+    fn row_by(
         mut self,
         rid: &str,
         outcome: &str,
         answer: Option<&AnswerKey>,
         delivered: bool,
+        by: &str,
     ) -> Self {
         self.0.ledger.push(LedgerRow {
             session: S.into(),
             request_id: rid.into(),
             outcome: outcome.into(),
-            decided_by: Some("op-a".into()),
+            decided_by: Some(by.into()),
             answer: answer.cloned(),
             delivered,
         });
@@ -351,4 +372,169 @@ fn incomplete_records_and_crashes_are_reported() {
     r.0.wire_overflowed = 3;
     r.0.crashes.push("pid 7 exited: signal 6".into());
     assert_eq!(r.kinds(), [Kind::RecordsIncomplete, Kind::SupervisorExited]);
+}
+
+#[test]
+fn a_prompt_the_rule_answers_needs_no_operator_and_refused_operators_are_fine() {
+    let rule = "rule:chaos-reads";
+    let r = run()
+        .attach(1, &[])
+        .rule_prompt("r1", 1)
+        .prompt("p1", 1)
+        .answer("r1", 1, &by_rule("r1"), true)
+        // An operator who tries it anyway is refused; the same content is no violation.
+        .api("op-a", "r1", &by_rule("r1"), refused("already_answered"))
+        .api("op-b", "r1", &deny("op-b#1"), refused("already_answered"))
+        .api("op-b", "p1", &deny("op-b#2"), sent())
+        .answer("p1", 1, &deny("op-b#2"), true)
+        .attach(2, &["r1"])
+        .answer("r1", 2, &by_rule("r1"), false)
+        .row_by("r1", "allowed", Some(&by_rule("r1")), true, rule)
+        .row_by("p1", "denied", Some(&deny("op-b#2")), true, "op-b");
+    assert_eq!(r.kinds(), []);
+    let c = check(&r.0).counts;
+    assert_eq!(
+        (
+            c.answered,
+            c.rule_prompts,
+            c.rule_answered,
+            c.operator_answered
+        ),
+        (2, 1, 1, 1)
+    );
+    assert_eq!((c.rule_prompts_tried, c.resends), (1, 1));
+    // Withdrawn before the rule's answer reached the session: the row still says the rule.
+    let withdrawn = run()
+        .attach(1, &[])
+        .rule_prompt("r1", 1)
+        .cancel("r1", 1)
+        .answer("r1", 1, &by_rule("r1"), false)
+        .row_by("r1", "allowed", Some(&by_rule("r1")), false, rule);
+    assert_eq!(withdrawn.kinds(), []);
+    assert_eq!(check(&withdrawn.0).counts.rule_answered, 0);
+    // Nobody answered it: lost, as any prompt.
+    let lost = run().attach(1, &[]).rule_prompt("r1", 1);
+    assert_eq!(lost.kinds(), [Kind::Lost]);
+}
+
+#[test]
+fn a_prompt_the_rule_answers_answered_twice_or_by_an_operator_is_a_violation() {
+    let rule = "rule:chaos-reads";
+    let answered = || {
+        run()
+            .attach(1, &[])
+            .rule_prompt("r1", 1)
+            .answer("r1", 1, &by_rule("r1"), true)
+            .row_by("r1", "allowed", Some(&by_rule("r1")), true, rule)
+    };
+    // The rule's answer again on a connection that did not replay it.
+    let twice = answered()
+        .attach(2, &[])
+        .answer("r1", 2, &by_rule("r1"), false);
+    assert_eq!(twice.kinds(), [Kind::DuplicateAnswer]);
+    // An operator's 200 with the rule's very content is still an operator over the rule.
+    let same = answered().api("op-a", "r1", &by_rule("r1"), sent());
+    assert_eq!(same.kinds(), [Kind::OperatorOverRule]);
+    // An operator's answer reaching the session after the rule's.
+    let after = answered()
+        .api("op-b", "r1", &edit("op-b#1"), sent())
+        .answer("r1", 1, &edit("op-b#1"), false);
+    assert_eq!(
+        after.kinds(),
+        [
+            Kind::DifferentAnswers,
+            Kind::RuleNotApplied,
+            Kind::OperatorOverRule
+        ]
+    );
+    // An operator answered instead of the rule, and the ledger says so.
+    let instead = run()
+        .attach(1, &[])
+        .rule_prompt("r1", 1)
+        .api("op-a", "r1", &deny("op-a#1"), sent())
+        .answer("r1", 1, &deny("op-a#1"), true)
+        .row_by("r1", "denied", Some(&deny("op-a#1")), true, "op-a");
+    assert_eq!(
+        instead.kinds(),
+        [
+            Kind::RuleNotApplied,
+            Kind::OperatorOverRule,
+            Kind::LedgerMismatch
+        ]
+    );
+    // Not the rule's answer (an edited input) and nobody sent it.
+    let altered = run()
+        .attach(1, &[])
+        .rule_prompt("r1", 1)
+        .answer(
+            "r1",
+            1,
+            &AnswerKey::Allow(json!({"file_path": "/etc/shadow"})),
+            true,
+        )
+        .row_by("r1", "allowed", Some(&by_rule("r1")), true, rule);
+    assert_eq!(
+        altered.kinds(),
+        [
+            Kind::UnrequestedAnswer,
+            Kind::RuleNotApplied,
+            Kind::LedgerMismatch
+        ]
+    );
+}
+
+#[test]
+fn the_rule_answer_on_another_prompt_is_no_operator_answer() {
+    // A Bash prompt (not the rule's tool) allowed as asked by nobody, recorded as the rule's.
+    let r = run()
+        .attach(1, &[])
+        .prompt("p1", 1)
+        .answer("p1", 1, &allow(), true)
+        .row_by("p1", "allowed", Some(&allow()), true, "rule:chaos-reads");
+    assert_eq!(r.kinds(), [Kind::UnrequestedAnswer, Kind::LedgerMismatch]);
+    // The same while the session withdrew it first: the row alone is wrong.
+    let withdrawn = run().attach(1, &[]).prompt("p1", 1).cancel("p1", 1).row_by(
+        "p1",
+        "allowed",
+        Some(&allow()),
+        false,
+        "rule:chaos-reads",
+    );
+    assert_eq!(withdrawn.kinds(), [Kind::LedgerMismatch]);
+}
+
+#[test]
+fn the_ledger_names_who_decided() {
+    let acted = || {
+        run()
+            .attach(1, &[])
+            .prompt("p1", 1)
+            .api("op-a", "p1", &allow(), sent())
+            .api("op-b", "p1", &deny("op-b#1"), refused("already_answered"))
+            .answer("p1", 1, &allow(), true)
+    };
+    let by = |who: &str| acted().row_by("p1", "allowed", Some(&allow()), true, who);
+    assert_eq!(by("op-a").kinds(), []);
+    let found = check(&by("op-b").0).violations;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, Kind::LedgerMismatch);
+    assert!(
+        found[0].detail.contains("decided_by op-b (sent by op-a)"),
+        "{found:?}"
+    );
+    assert_eq!(by("timeout").kinds(), [Kind::LedgerMismatch]);
+    // The rule's prompt decided by an operator in the ledger, although the rule answered it.
+    let ruled = run()
+        .attach(1, &[])
+        .rule_prompt("r1", 1)
+        .answer("r1", 1, &by_rule("r1"), true)
+        .row_by("r1", "allowed", Some(&by_rule("r1")), true, "op-a");
+    let found = check(&ruled.0).violations;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .detail
+            .contains("decided_by op-a (not rule:chaos-reads)"),
+        "{found:?}"
+    );
 }
