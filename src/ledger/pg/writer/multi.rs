@@ -7,7 +7,7 @@ use tokio_postgres::Statement;
 use super::{Conn, Fence};
 use crate::ledger::pg::batch::{self, Said};
 use crate::ledger::pg::describe;
-use crate::ledger::writer::Write;
+use crate::ledger::writer::{DecisionRow, Write};
 
 /// Which multi-row statement.
 #[derive(Debug, Clone, Copy)]
@@ -77,19 +77,12 @@ impl<'a> Multi<'a> {
         let (mut session, mut request, mut tool_use) = (col(n), col(n), col(n));
         let (mut tool, mut input, mut json, mut at) = (col(n), col(n), col(n), col(n));
         let (mut owner, mut epoch) = (col(n), col(n));
-        let (mut outcome, mut by, mut decided_at) = (col(n), col(n), col(n));
-        let (mut updated, mut answer, mut reason) = (col(n), col(n), col(n));
+        let mut decided = DecisionColumns::new(n);
         for &i in rows {
             let (Write::Prompt(p), fence) = writes[i] else {
                 unreachable!("a run's prompts are prompts")
             };
-            let d = batch::decided_with(writes, i);
-            outcome.push(d.map(|d| d.outcome.as_str()));
-            by.push(d.map(|d| d.decided_by.as_str()));
-            decided_at.push(d.map(|d| d.decided_at));
-            updated.push(d.and_then(|d| d.updated_input.as_deref()));
-            answer.push(d.and_then(|d| d.answer.as_deref()));
-            reason.push(d.and_then(|d| d.reason.as_deref()));
+            decided.push(batch::decided_with(writes, i));
             session.push(p.session_id.as_str());
             request.push(p.request_id.as_str());
             tool_use.push(p.tool_use_id.as_deref());
@@ -101,7 +94,7 @@ impl<'a> Multi<'a> {
             epoch.push(fence.map(|f| f.epoch));
         }
         let one = n == 1;
-        let params: Vec<Param<'a>> = vec![
+        let mut params: Vec<Param<'a>> = vec![
             param(session, one),
             param(request, one),
             param(tool_use, one),
@@ -111,13 +104,8 @@ impl<'a> Multi<'a> {
             param(at, one),
             param(owner, one),
             param(epoch, one),
-            param(outcome, one),
-            param(by, one),
-            param(decided_at, one),
-            param(updated, one),
-            param(answer, one),
-            param(reason, one),
         ];
+        params.extend(decided.params(one));
         Some(Multi {
             kind: Kind::Prompts,
             rows,
@@ -134,32 +122,19 @@ impl<'a> Multi<'a> {
             return None;
         }
         let n = rows.len();
-        let (mut session, mut request, mut outcome, mut by) = (col(n), col(n), col(n), col(n));
-        let (mut at, mut updated, mut answer, mut reason) = (col(n), col(n), col(n), col(n));
+        let (mut session, mut request) = (col(n), col(n));
+        let mut decided = DecisionColumns::new(n);
         for &i in rows {
             let (Write::Decision(d), _) = writes[i] else {
                 unreachable!("a run's decisions are decisions")
             };
             session.push(d.session_id.as_str());
             request.push(d.request_id.as_str());
-            outcome.push(d.outcome.as_str());
-            by.push(d.decided_by.as_str());
-            at.push(d.decided_at);
-            updated.push(d.updated_input.as_deref());
-            answer.push(d.answer.as_deref());
-            reason.push(d.reason.as_deref());
+            decided.push(Some(d));
         }
         let one = n == 1;
-        let params: Vec<Param<'a>> = vec![
-            param(session, one),
-            param(request, one),
-            param(outcome, one),
-            param(by, one),
-            param(at, one),
-            param(updated, one),
-            param(answer, one),
-            param(reason, one),
-        ];
+        let mut params: Vec<Param<'a>> = vec![param(session, one), param(request, one)];
+        params.extend(decided.params(one));
         Some(Multi {
             kind: Kind::Decisions,
             rows,
@@ -242,6 +217,52 @@ impl<'a> Multi<'a> {
             };
         }
         Ok(())
+    }
+}
+
+/// A decision's columns, in the order both [`batch::DECIDE`] and a prompt inserted decided
+/// ([`batch::insert_prompts`]) take them: outcome, decided by, decided at, updated input,
+/// answer, reason; NULL for a row without a decision.
+struct DecisionColumns<'a> {
+    outcome: Vec<Option<&'a str>>,
+    by: Vec<Option<&'a str>>,
+    at: Vec<Option<i64>>,
+    updated: Vec<Option<&'a str>>,
+    answer: Vec<Option<&'a str>>,
+    reason: Vec<Option<&'a str>>,
+}
+
+impl<'a> DecisionColumns<'a> {
+    fn new(n: usize) -> Self {
+        DecisionColumns {
+            outcome: col(n),
+            by: col(n),
+            at: col(n),
+            updated: col(n),
+            answer: col(n),
+            reason: col(n),
+        }
+    }
+
+    fn push(&mut self, d: Option<&'a DecisionRow>) {
+        self.outcome.push(d.map(|d| d.outcome.as_str()));
+        self.by.push(d.map(|d| d.decided_by.as_str()));
+        self.at.push(d.map(|d| d.decided_at));
+        self.updated
+            .push(d.and_then(|d| d.updated_input.as_deref()));
+        self.answer.push(d.and_then(|d| d.answer.as_deref()));
+        self.reason.push(d.and_then(|d| d.reason.as_deref()));
+    }
+
+    fn params(self, one: bool) -> [Param<'a>; 6] {
+        [
+            param(self.outcome, one),
+            param(self.by, one),
+            param(self.at, one),
+            param(self.updated, one),
+            param(self.answer, one),
+            param(self.reason, one),
+        ]
     }
 }
 
