@@ -278,16 +278,8 @@ async fn a_takeover_waits_for_a_fenced_write_in_flight_and_then_sees_it() {
         return;
     };
     let admin = connect(&url).await;
-    answers_table(&admin).await;
-    claim(&a, "s1", "a", Duration::from_secs(2)).await.unwrap();
     // "a" writes inside a transaction and has not committed when its lease runs out.
-    let tx = a.transaction().await.unwrap();
-    let fence = Fence {
-        session: "s1",
-        owner: "a",
-        epoch: 1,
-    };
-    assert_eq!(fenced_write(&tx, fence, "in flight").await, 1);
+    let tx = write_in_flight(&admin, &mut a, Duration::from_secs(2)).await;
     wait_for(
         &admin,
         "SELECT expires_at <= now() FROM ccr_leases WHERE session_id = 's1'",
@@ -306,15 +298,7 @@ async fn a_renewal_and_a_release_pass_a_fenced_write_in_flight_and_a_claim_still
         return;
     };
     let admin = connect(&url).await;
-    answers_table(&admin).await;
-    claim(&a, "s1", "a", PERIOD).await.unwrap();
-    let tx = a.transaction().await.unwrap();
-    let fence = Fence {
-        session: "s1",
-        owner: "a",
-        epoch: 1,
-    };
-    assert_eq!(fenced_write(&tx, fence, "in flight").await, 1);
+    let tx = write_in_flight(&admin, &mut a, PERIOD).await;
     // The lease loop has a connection of its own.
     let leases = connect(&url).await;
     let held = [(Arc::from("s1"), 1)];
@@ -329,6 +313,25 @@ async fn a_renewal_and_a_release_pass_a_fenced_write_in_flight_and_a_claim_still
         .unwrap();
     assert!(released);
     claim_waits_for_the_write(&url, &admin, tx).await;
+}
+
+/// "a" claims `s1` for `period` (epoch 1) and makes a fenced write in a transaction it
+/// leaves open: the write in flight, returned.
+async fn write_in_flight<'c>(
+    admin: &Client,
+    a: &'c mut Client,
+    period: Duration,
+) -> tokio_postgres::Transaction<'c> {
+    answers_table(admin).await;
+    claim(&*a, "s1", "a", period).await.unwrap();
+    let tx = a.transaction().await.unwrap();
+    let fence = Fence {
+        session: "s1",
+        owner: "a",
+        epoch: 1,
+    };
+    assert_eq!(fenced_write(&tx, fence, "in flight").await, 1);
+    tx
 }
 
 /// "b" claims `s1` (expired or released by "a", whose write is in flight in `tx`): the
