@@ -266,12 +266,9 @@ impl Core {
                         Effect::Record(Record::DecisionUntilDurable(write)),
                     ];
                 }
-                // Not held here (handed over, its socket still closing): dropped without a
-                // trace; its next owner records it when the session replays it there.
+                // Not held here (handed over, its socket still closing): dropped.
                 Err(LedgerError::NotOwner { .. }) => {
-                    self.store.undecide(&d.session, &d.request_id);
-                    self.store.discard(&d.session, &d.request_id);
-                    return vec![Effect::Emit(Happening::Held(PromptHeld { lapsed: false }))];
+                    return self.drop_unowned(&d.session, &d.request_id);
                 }
                 // Recorded (written, or found in the ledger by a decision that lost); or,
                 // the database away, loudly as unrecorded while its answer is held back.
@@ -334,12 +331,11 @@ impl Core {
             }
             Err(e) => {
                 let d = &write.decision;
-                self.store.undecide(&d.session, &d.request_id);
                 // Held unseen while the lease had lapsed, and now lost with it.
                 if write.unshown {
-                    self.store.discard(&d.session, &d.request_id);
-                    return vec![Effect::Emit(Happening::Held(PromptHeld { lapsed: false }))];
+                    return self.drop_unowned(&d.session, &d.request_id);
                 }
+                self.store.undecide(&d.session, &d.request_id);
                 vec![ledger_failed("record decision", &d.session, &e)]
             }
         }

@@ -133,10 +133,7 @@ impl Core {
         match &recorded {
             Err(LedgerError::LeaseLapsed { .. }) => return self.hold(a),
             Err(LedgerError::NotOwner { .. }) => {
-                // Sent on a connection of a session handed over or lost (still closing):
-                // its next owner records it when the session replays it there.
-                self.store.discard(&a.session, &a.request_id);
-                return vec![Effect::Emit(Happening::Held(PromptHeld { lapsed: false }))];
+                return self.drop_unowned(&a.session, &a.request_id)
             }
             _ => {}
         }
@@ -175,6 +172,16 @@ impl Core {
         let key = (a.session.clone(), a.request_id.clone());
         self.held.insert(key, a);
         vec![Effect::Emit(Happening::Held(PromptHeld { lapsed: true }))]
+    }
+
+    /// Drop an unseen prompt whose record the lease refused because the session is not held
+    /// here (handed over or lost, its socket still closing), with the answer a rule gave it
+    /// if any: without a trace, so that its next owner records it when the session replays
+    /// it there (and a replay here, should the session come back, is new).
+    pub(super) fn drop_unowned(&mut self, session: &str, request_id: &str) -> Vec<Effect> {
+        self.store.undecide(session, request_id);
+        self.store.discard(session, request_id);
+        vec![Effect::Emit(Happening::Held(PromptHeld { lapsed: false }))]
     }
 
     /// Show a recorded prompt to operators, then start its timers unless it was answered.
