@@ -268,7 +268,7 @@ pub(super) enum PayloadError {
 
 /// A payload's prompts: a JSON array of `[session_id, request_id]` pairs, the rows of one
 /// statement (or a part of them: a trigger cuts a long list into several notifications;
-/// schema migration 5).
+/// schema migration 5), or the one row a decision's trigger was called for (migration 7).
 pub(super) fn parse(payload: &str) -> Result<Vec<(String, String)>, PayloadError> {
     let keys: Vec<(String, String)> = serde_json::from_str(payload)?;
     match keys.iter().any(|(s, r)| s.is_empty() || r.is_empty()) {

@@ -779,9 +779,10 @@ async fn session_states_announced_by_an_owner_reach_the_other_members() {
     drop(c);
 }
 
-/// One statement recording (deciding) many prompts notifies once per statement, in as many
-/// notifications as PostgreSQL's 8000-byte payload limit needs: every prompt is heard,
-/// the decisions of sessions held here as decisions, the rest as seen elsewhere.
+/// One statement recording many prompts notifies once per statement, in as many
+/// notifications as PostgreSQL's 8000-byte payload limit needs, and one deciding them once
+/// per prompt decided (schema migration 7): every prompt is heard, the decisions of sessions
+/// held here as decisions, the rest as seen elsewhere.
 #[actix_rt::test]
 async fn a_statement_writing_many_prompts_is_heard_for_each_of_them() {
     let Some((url, admin)) = database("member_notify_many").await else {

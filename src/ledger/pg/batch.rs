@@ -22,7 +22,7 @@ use ccr_protocol::reply::Outcome;
 /// prepared: no hash or merge joins. Every statement of the writer joins its few rows
 /// (`unnest`) to `ccr_prompts` by key, which is a nested loop of index lookups; planned
 /// with the statistics of a table that was small when last analyzed (a new database, or
-/// the start of a busy hour), [`DECIDE`] instead hashed the whole table (a sequential scan
+/// the start of a busy hour), [`decide`] instead hashed the whole table (a sequential scan
 /// of `ccr_prompts` per statement, twice), or the whole of the partial index
 /// `ccr_prompts_unfinished` with its dead entries (~4,500 index entries read per
 /// statement at 2,000 prompts/s; docs/benchmarks.md). Only this connection's plans change.
@@ -63,8 +63,12 @@ const HELD_AND_OK: &str = "held AS MATERIALIZED (SELECT l.session_id, l.owner, l
 
 /// Prompts (`$1`..`$9`: the columns, then each row's owner and epoch, NULL when not
 /// fenced; `$10`..`$15`: the decision that follows the prompt at once in the batch, see
-/// [`DECIDED_COLUMNS`], all NULL when none): inserted unless known; returns the ordinal
-/// (1-based) of each row whose lease was not held, which changed nothing.
+/// [`DECIDED_COLUMNS`], all NULL when none): inserted unless known. A prompt it does not
+/// insert (known already, or its lease not held) has its decision applied as [`decide`]
+/// would have, in this statement. Returns, for each row that was not simply done, its
+/// ordinal (1-based), whether its lease was held (not held: nothing written for its
+/// prompt), whether its decision changed nothing, and then what [`decide`] returns of the
+/// prompt as it was (see [`DECISION_BEFORE`]).
 pub(super) fn insert_prompts() -> String {
     format!(
         "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
@@ -75,46 +79,71 @@ pub(super) fn insert_prompts() -> String {
          ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, \
          input, request, received_at, {DECIDED_COLUMNS}) SELECT session_id, request_id, \
          tool_use_id, tool_name, input, request, received_at, {DECIDED_COLUMNS} FROM ok \
-         ORDER BY i ON CONFLICT (session_id, request_id) DO NOTHING) \
-         SELECT i FROM w WHERE i NOT IN (SELECT i FROM ok)"
+         ORDER BY i ON CONFLICT (session_id, request_id) DO NOTHING \
+         RETURNING session_id, request_id), \
+         d AS MATERIALIZED (SELECT * FROM w WHERE outcome IS NOT NULL \
+         AND (session_id, request_id) NOT IN (SELECT session_id, request_id FROM ins)), \
+         upd AS ({decided}) \
+         SELECT w.i, w.i IN (SELECT i FROM ok), d.i IS NOT NULL AND d.i NOT IN \
+         (SELECT i FROM upd), {DECISION_BEFORE} FROM w LEFT JOIN d ON d.i = w.i \
+         LEFT JOIN ccr_prompts p ON p.session_id = w.session_id \
+         AND p.request_id = w.request_id \
+         WHERE w.i NOT IN (SELECT i FROM ok) OR (d.i IS NOT NULL AND d.i NOT IN \
+         (SELECT i FROM upd))",
+        decided = decision_update("d"),
     )
 }
 
 /// The decision columns a prompt is inserted with when the batch decides it at once
 /// (a rule's answer on arrival, `write_together`): the row is written once, decided,
 /// instead of inserted and then updated (a second row version, and an entry in each of
-/// the four indexes, for every such prompt). The decision is still sent as its own
-/// statement after the prompt's ([`DECIDE`]), which finds it stored and, being the same
-/// decision, counts it done; and for a prompt the insert did not write (known already,
-/// or its lease not held) it decides as it would have. The insert's trigger sends its
-/// `ccr_decided` notification (schema migration 6).
+/// the four indexes, for every such prompt). That decision is not sent again as its own
+/// statement (see [`runs`]): the insert applies it itself to a prompt it does not write,
+/// and answers for it. The insert's trigger sends its `ccr_decided` notification (schema
+/// migration 6).
 const DECIDED_COLUMNS: &str = "outcome, decided_by, decided_at, updated_input, answer, reason";
 
-/// Decisions (`$1`..`$8`): first decision wins; a cancel may still void an undelivered
-/// answer (keeping that answer for the audit trail). That condition is a `CASE`, not the
-/// `OR` it means: from an `OR` the planner derives `outcome IS NULL OR (outcome <>
-/// 'cancelled' AND delivered_at IS NULL)`, which is the partial index
-/// `ccr_prompts_unfinished`'s predicate, and scanned that whole index (every unfinished
-/// prompt, and the dead entries every decision and delivery leaves there until a vacuum)
-/// for each statement instead of looking each row up by its key (see also
-/// [`WRITER_PLANNER`]). Returns, for each row that changed nothing, its ordinal, whether
-/// the prompt exists, and its decision as it was before the statement (outcome, and
-/// decided_by only when its stored answer is this row's: the same decision again is a
-/// no-op, a different answer of the same operator is refused).
-pub(super) const DECIDE: &str = "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], \
-    $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], $8::text[]) \
-    WITH ORDINALITY AS w (session_id, request_id, outcome, decided_by, decided_at, \
-    updated_input, answer, reason, i)), \
-    upd AS (UPDATE ccr_prompts p SET outcome = w.outcome, decided_by = w.decided_by, \
-    decided_at = w.decided_at, updated_input = COALESCE(w.updated_input, p.updated_input), \
-    answer = COALESCE(w.answer, p.answer), reason = COALESCE(w.reason, p.reason) \
-    FROM w WHERE p.session_id = w.session_id AND p.request_id = w.request_id \
-    AND CASE WHEN p.outcome IS NULL THEN true ELSE w.outcome = 'cancelled' \
-    AND p.outcome <> 'cancelled' AND p.delivered_at IS NULL END RETURNING w.i) \
-    SELECT w.i, p.session_id IS NOT NULL, p.outcome, \
-    CASE WHEN p.answer IS NOT DISTINCT FROM w.answer THEN p.decided_by END FROM w \
-    LEFT JOIN ccr_prompts p ON p.session_id = w.session_id AND p.request_id = w.request_id \
-    WHERE w.i NOT IN (SELECT i FROM upd)";
+/// How the decisions of the rows of `w` (columns as [`decide`] takes them, and `i`) apply
+/// to their prompts `p`: first decision wins; a cancel may still void an undelivered
+/// answer (keeping that answer for the audit trail). Returns the ordinal of each row it
+/// decided. That condition is a `CASE`, not the `OR` it means: from an `OR` the planner
+/// derives `outcome IS NULL OR (outcome <> 'cancelled' AND delivered_at IS NULL)`, which is
+/// the partial index `ccr_prompts_unfinished`'s predicate, and scanned that whole index
+/// (every unfinished prompt, and the dead entries every decision and delivery leaves there
+/// until a vacuum) for each statement instead of looking each row up by its key (see also
+/// [`WRITER_PLANNER`]).
+fn decision_update(w: &str) -> String {
+    format!(
+        "UPDATE ccr_prompts p SET outcome = {w}.outcome, decided_by = {w}.decided_by, \
+         decided_at = {w}.decided_at, updated_input = COALESCE({w}.updated_input, \
+         p.updated_input), answer = COALESCE({w}.answer, p.answer), \
+         reason = COALESCE({w}.reason, p.reason) FROM {w} WHERE p.session_id = {w}.session_id \
+         AND p.request_id = {w}.request_id AND CASE WHEN p.outcome IS NULL THEN true \
+         ELSE {w}.outcome = 'cancelled' AND p.outcome <> 'cancelled' \
+         AND p.delivered_at IS NULL END RETURNING {w}.i"
+    )
+}
+
+/// What a statement returns of a decision (in `w`) that changed nothing, from its prompt `p`
+/// as it was before the statement: whether the prompt exists, its outcome, and decided_by
+/// only when its stored answer is this one's (the same decision again is a no-op, a
+/// different answer of the same operator is refused); see [`undecided`].
+const DECISION_BEFORE: &str = "p.session_id IS NOT NULL, p.outcome, \
+    CASE WHEN p.answer IS NOT DISTINCT FROM w.answer THEN p.decided_by END";
+
+/// Decisions (`$1`..`$8`), applied as [`decision_update`] says. Returns, for each row that
+/// changed nothing, its ordinal and [`DECISION_BEFORE`].
+pub(super) fn decide() -> String {
+    format!(
+        "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+         $4::text[], $5::int8[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY \
+         AS w (session_id, request_id, {DECIDED_COLUMNS}, i)), upd AS ({decided}) \
+         SELECT w.i, {DECISION_BEFORE} FROM w LEFT JOIN ccr_prompts p \
+         ON p.session_id = w.session_id AND p.request_id = w.request_id \
+         WHERE w.i NOT IN (SELECT i FROM upd)",
+        decided = decision_update("w"),
+    )
+}
 
 /// Deliveries (`$1`..`$5`: session, request, time, owner and epoch, NULL when not fenced):
 /// the first sets `delivered_at`, each counts. Returns, for each row that changed nothing,
@@ -138,26 +167,50 @@ pub(super) fn mark_delivered() -> String {
 /// fenced, the decision's columns `$10`..`$15`), answering alike: the multi-row
 /// statement's fixed cost is about twice the single row's, and an idle writer commits one
 /// write at a time.
-pub(super) const INSERT_PROMPT: &str = "WITH fence AS (SELECT $8::text IS NULL OR EXISTS \
-    (SELECT 1 FROM ccr_leases WHERE session_id = $1 AND owner = $8 AND epoch = $9 \
-    AND expires_at > now() FOR KEY SHARE) AS held), \
-    ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, input, \
-    request, received_at, outcome, decided_by, decided_at, updated_input, answer, reason) \
-    SELECT $1, $2, $3, $4, $5, $6, $7, $10::text, $11::text, $12::int8, $13::text, \
-    $14::text, $15::text FROM fence WHERE held \
-    ON CONFLICT (session_id, request_id) DO NOTHING) \
-    SELECT 1::int8 FROM fence WHERE NOT held";
+pub(super) fn insert_prompt() -> String {
+    format!(
+        "WITH fence AS (SELECT $8::text IS NULL OR EXISTS \
+         (SELECT 1 FROM ccr_leases WHERE session_id = $1 AND owner = $8 AND epoch = $9 \
+         AND expires_at > now() FOR KEY SHARE) AS held), \
+         ins AS (INSERT INTO ccr_prompts (session_id, request_id, tool_use_id, tool_name, \
+         input, request, received_at, {DECIDED_COLUMNS}) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $10::text, $11::text, $12::int8, $13::text, \
+         $14::text, $15::text FROM fence WHERE held \
+         ON CONFLICT (session_id, request_id) DO NOTHING RETURNING 1), \
+         upd AS ({decided} AND $10::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins) \
+         RETURNING 1), \
+         f AS (SELECT (SELECT held FROM fence) AS held, $10::text IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM ins) AND NOT EXISTS (SELECT 1 FROM upd) AS undecided) \
+         SELECT 1::int8, f.held, f.undecided, {before} FROM f LEFT JOIN ccr_prompts p \
+         ON p.session_id = $1 AND p.request_id = $2 WHERE NOT f.held OR f.undecided",
+        decided = decision_update_one(10),
+        before = DECISION_BEFORE.replace("w.answer", "$14"),
+    )
+}
 
-/// [`DECIDE`] for one row (`$1`..`$8`), answering alike.
-pub(super) const DECIDE_ONE: &str = "WITH upd AS (UPDATE ccr_prompts SET outcome = $3, \
-    decided_by = $4, decided_at = $5, updated_input = COALESCE($6, updated_input), \
-    answer = COALESCE($7, answer), reason = COALESCE($8, reason) \
-    WHERE session_id = $1 AND request_id = $2 AND (outcome IS NULL OR \
-    ($3 = 'cancelled' AND outcome <> 'cancelled' AND delivered_at IS NULL)) RETURNING 1) \
-    SELECT 1::int8, p.session_id IS NOT NULL, p.outcome, \
-    CASE WHEN p.answer IS NOT DISTINCT FROM $7 THEN p.decided_by END \
-    FROM (VALUES (1)) AS one (x) LEFT JOIN ccr_prompts p \
-    ON p.session_id = $1 AND p.request_id = $2 WHERE NOT EXISTS (SELECT 1 FROM upd)";
+/// [`decision_update`] for one prompt (`$1`, `$2`) and the decision's columns from
+/// `$first` on, as [`DECIDED_COLUMNS`] orders them; without its `RETURNING`.
+fn decision_update_one(first: usize) -> String {
+    let [o, by, at, input, answer, reason] = std::array::from_fn(|k| first + k);
+    format!(
+        "UPDATE ccr_prompts SET outcome = ${o}, decided_by = ${by}, decided_at = ${at}, \
+         updated_input = COALESCE(${input}, updated_input), answer = COALESCE(${answer}, \
+         answer), reason = COALESCE(${reason}, reason) WHERE session_id = $1 \
+         AND request_id = $2 AND CASE WHEN outcome IS NULL THEN true ELSE ${o} = 'cancelled' \
+         AND outcome <> 'cancelled' AND delivered_at IS NULL END"
+    )
+}
+
+/// [`decide`] for one row (`$1`..`$8`), answering alike.
+pub(super) fn decide_one() -> String {
+    format!(
+        "WITH upd AS ({decided} RETURNING 1) SELECT 1::int8, {before} \
+         FROM (VALUES (1)) AS one (x) LEFT JOIN ccr_prompts p \
+         ON p.session_id = $1 AND p.request_id = $2 WHERE NOT EXISTS (SELECT 1 FROM upd)",
+        decided = decision_update_one(3),
+        before = DECISION_BEFORE.replace("w.answer", "$7"),
+    )
+}
 
 /// [`mark_delivered`] for one row (`$1`..`$3`, owner `$4` and epoch `$5`, NULL when not
 /// fenced), answering alike.
@@ -179,8 +232,8 @@ pub(super) fn one_by_one(rows: usize) -> bool {
     rows <= 3
 }
 
-/// The stored decision, read again when [`DECIDE`] lost a race it could not see. Like
-/// [`DECIDE`], it gives `decided_by` only when the stored answer is this one's (`$3`), so that
+/// The stored decision, read again when [`decide`] lost a race it could not see. Like
+/// [`decide`], it gives `decided_by` only when the stored answer is this one's (`$3`), so that
 /// only the very same decision again counts as done: the same operator's other answer to
 /// the same prompt (another edit, say) is refused as already decided.
 pub(super) const STORED: &str = "SELECT outcome, \
@@ -200,7 +253,10 @@ pub(super) struct Run {
 /// first write of each prompt, the second its second write, and so on. Each prompt's
 /// writes so stay in queue order, and the statements of one run may go in any order
 /// (they touch different rows; writes of different prompts do not depend on each other).
-/// The usual batch, every prompt written once, is one run.
+/// The usual batch, every prompt written once, is one run. A decision the prompt before it
+/// is inserted with ([`decided_with`]) is in no run: the insert's statement writes it (or,
+/// for a prompt it does not insert, applies it as [`decide`] would) and answers for it; it
+/// still counts as its prompt's next write, so that the prompt's later writes come after.
 pub(super) fn runs(writes: &[(&Write, Option<&Fence>)]) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::new();
     let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(writes.len());
@@ -213,17 +269,20 @@ pub(super) fn runs(writes: &[(&Write, Option<&Fence>)]) -> Vec<Run> {
         *layer += 1;
         match w {
             Write::Prompt(_) => run.prompts.push(i),
+            Write::Decision(_) if i > 0 && decided_with(writes, i - 1).is_some() => {}
             Write::Decision(_) => run.decisions.push(i),
             Write::Delivered { .. } => run.deliveries.push(i),
         }
     }
+    out.retain(|run| run != &Run::default());
     out
 }
 
 /// The decision the prompt at `i` is inserted with ([`DECIDED_COLUMNS`]): the write right
 /// after it in queue order, when that decides the same prompt. Nothing of that prompt
-/// comes between the two, and the decision's own statement follows the insert's in the
-/// same transaction, so writing the row decided is what the two writes would have done.
+/// comes between the two, and the insert's statement applies the decision itself to a
+/// prompt it does not write, so writing the row decided is what the two writes would have
+/// done.
 pub(super) fn decided_with<'a>(
     writes: &[(&'a Write, Option<&Fence>)],
     i: usize,

@@ -188,6 +188,30 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
             RETURN NULL;
         END $$;",
     ),
+    (
+        7,
+        "the decision notification per decided row, only for statements that set outcome",
+        // The statement-level `ccr_decided` trigger (migration 5) ran for every `UPDATE` of
+        // `ccr_prompts`, the writer's delivery marks included (a third of its writes), and
+        // had PostgreSQL keep both transition tables of each: about a sixth of the
+        // writer's backend CPU (docs/benchmarks.md). A row trigger on `UPDATE OF outcome`
+        // with a `WHEN` is not even considered for a statement that does not set
+        // `outcome`, and for one that does is called only for the rows it decided. The
+        // payload keeps its shape: a JSON array of pairs, here of one pair. The prompts a
+        // rule decided on arrival are inserted decided and notified by the insert's
+        // statement trigger (migration 6), so the writer's common case still sends one
+        // notification a statement.
+        "DROP TRIGGER ccr_prompts_decided ON ccr_prompts;
+        CREATE OR REPLACE FUNCTION ccr_notify_decided() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('ccr_decided',
+                json_build_array(json_build_array(NEW.session_id, NEW.request_id))::text);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER ccr_prompts_decided AFTER UPDATE OF outcome ON ccr_prompts
+            FOR EACH ROW WHEN (OLD.outcome IS DISTINCT FROM NEW.outcome)
+            EXECUTE FUNCTION ccr_notify_decided();",
+    ),
 ];
 
 /// The newest schema version this build knows.

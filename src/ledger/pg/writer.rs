@@ -92,17 +92,22 @@ impl Conn {
             .await
             .map_err(|e| describe(&e))?;
         let prepare = |sql| client.prepare(sql);
-        let (insert, delivered) = (batch::insert_prompts(), batch::mark_delivered());
+        let (insert, decide, delivered) = (
+            batch::insert_prompts(),
+            batch::decide(),
+            batch::mark_delivered(),
+        );
+        let (insert_one, decide_one) = (batch::insert_prompt(), batch::decide_one());
         let (lock, insert, decide, delivered) = tokio::try_join!(
             prepare(batch::LOCK_LEASES),
             prepare(&insert),
-            prepare(batch::DECIDE),
+            prepare(&decide),
             prepare(&delivered),
         )
         .map_err(|e| describe(&e))?;
         let (insert_one, decide_one, delivered_one, stored) = tokio::try_join!(
-            prepare(batch::INSERT_PROMPT),
-            prepare(batch::DECIDE_ONE),
+            prepare(&insert_one),
+            prepare(&decide_one),
             prepare(batch::DELIVERED_ONE),
             prepare(batch::STORED),
         )

@@ -49,16 +49,18 @@ async fn one_batch_mixing_fenced_out_refused_and_valid_writes_answers_each_alone
     claim(&admin, "s2", "inst-b").await;
     fences.hold(&s3, claim(&admin, "s3", "inst-a").await, deadline);
     claim(&admin, "s3", "inst-a").await;
-    for r in ["block", "pending", "decided"] {
+    for r in ["block", "pending", "decided", "known", "twice"] {
         ledger
             .record_prompt(prompt("s1", r, "Bash", at(1)))
             .await
             .unwrap();
     }
-    ledger
-        .record_decision(decision("s1", "decided", Outcome::Denied, "bob"))
-        .await
-        .unwrap();
+    for r in ["decided", "twice"] {
+        ledger
+            .record_decision(decision("s1", r, Outcome::Denied, "bob"))
+            .await
+            .unwrap();
+    }
     // A prompt of s2, recorded by its owner.
     admin
         .execute(
@@ -137,6 +139,21 @@ async fn one_batch_mixing_fenced_out_refused_and_valid_writes_answers_each_alone
             "ok",
         ),
         (decided("s1", "last", Outcome::Cancelled, "session"), "ok"),
+        // Known prompts with a decision right behind: not inserted again; the decision is
+        // applied as on its own (first decision wins).
+        (
+            Write::Prompt(prompt("s1", "known", "Bash", at(1)).into()),
+            "ok",
+        ),
+        (decided("s1", "known", Outcome::Allowed, "alice"), "ok"),
+        (
+            Write::Prompt(prompt("s1", "twice", "Bash", at(1)).into()),
+            "ok",
+        ),
+        (
+            decided("s1", "twice", Outcome::Allowed, "alice"),
+            "already denied",
+        ),
     ];
     let (writes, expected): (Vec<Write>, Vec<&str>) = writes.into_iter().unzip();
     let queued: Vec<Written> = writes.into_iter().map(|w| ledger.write_raw(w)).collect();
@@ -178,9 +195,11 @@ async fn one_batch_mixing_fenced_out_refused_and_valid_writes_answers_each_alone
         [
             ("s1", "block", Some(Outcome::Allowed), 0),
             ("s1", "decided", Some(Outcome::Denied), 1),
+            ("s1", "known", Some(Outcome::Allowed), 0),
             ("s1", "last", Some(Outcome::Cancelled), 0),
             ("s1", "new", Some(Outcome::Allowed), 2),
             ("s1", "pending", None, 0),
+            ("s1", "twice", Some(Outcome::Denied), 0),
             ("s2", "theirs", Some(Outcome::Denied), 0),
         ]
     );
@@ -350,5 +369,145 @@ async fn a_prompt_written_with_its_decision_is_one_row_version_and_notifies_both
     assert_eq!(
         (ctid.as_str(), outcome.as_deref()),
         ("(0,1)", Some("allowed"))
+    );
+}
+
+/// The decision trigger runs only for the rows a statement decides: a delivery mark (a
+/// third of the writer's writes) calls no trigger function at all, a statement deciding two
+/// prompts calls it twice and sends one `ccr_decided` per prompt, and setting the same
+/// outcome again calls nothing. (Before schema migration 7 a statement-level trigger ran,
+/// with both transition tables kept, for every `UPDATE` of `ccr_prompts`.)
+#[tokio::test]
+async fn only_a_statement_that_decides_runs_the_decision_trigger_once_per_row_it_decides() {
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = server.unique_database("decided_per_row").unwrap();
+    let ledger = Ledger::open(&pg_config(&url)).unwrap();
+    for r in ["r1", "r2"] {
+        let p = prompt("s1", r, "Bash", at(1_000));
+        ledger
+            .append_prompt("s1", &p.to_prompt(), at(1_000))
+            .await
+            .unwrap();
+    }
+    let (mut db, mut connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    db.batch_execute("LISTEN ccr_decided").await.unwrap();
+    let t = db.transaction().await.unwrap();
+    t.batch_execute("SET LOCAL track_functions = 'pl'")
+        .await
+        .unwrap();
+    let calls = || async {
+        let n: i64 = t
+            .query_one(
+                "SELECT COALESCE(pg_stat_get_xact_function_calls('ccr_notify_decided'::regproc), 0)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    t.execute(
+        "UPDATE ccr_prompts SET delivered_at = 5, deliveries = deliveries + 1, \
+         last_delivered_at = 5 WHERE session_id = 's1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(calls().await, 0, "a delivery mark ran the decision trigger");
+    t.execute(
+        "UPDATE ccr_prompts SET outcome = 'allowed', decided_by = 'operator', decided_at = 6 \
+         WHERE session_id = 's1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(calls().await, 2, "one call for each prompt decided");
+    t.execute(
+        "UPDATE ccr_prompts SET outcome = 'allowed' WHERE session_id = 's1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(calls().await, 2, "the same outcome again decides nothing");
+    t.commit().await.unwrap();
+    let mut notes = Vec::new();
+    for _ in 0..2 {
+        let note = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("a notification")
+            .expect("listening");
+        notes.push(note);
+    }
+    notes.sort();
+    let note = |r: &str| ("ccr_decided".to_owned(), format!(r#"[["s1", "{r}"]]"#));
+    assert_eq!(notes, [note("r1"), note("r2")]);
+    drop(ledger);
+}
+
+/// A prompt written together with its decision, one commit at a time (the writer idle: its
+/// one-row statement): a new prompt goes in decided; a known one is not inserted again and
+/// its decision applies as it would alone: first decision wins, the same decision again is
+/// done, and an unknown session's lease is not needed for it (no fences here).
+#[tokio::test]
+async fn a_prompt_known_already_and_written_with_a_decision_is_decided_as_the_decision_alone() {
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = server.unique_database("together_known").unwrap();
+    let ledger = Ledger::open(&pg_config(&url)).unwrap();
+    let together = |r: &'static str, outcome, by: &'static str| {
+        let p = prompt("s1", r, "Bash", at(1_000));
+        ledger.append_prompt_and_decision(
+            "s1",
+            &p.to_prompt(),
+            at(1_000),
+            decision("s1", r, outcome, by),
+        )
+    };
+    for r in ["pending", "denied"] {
+        let p = prompt("s1", r, "Bash", at(1_000));
+        ledger
+            .append_prompt("s1", &p.to_prompt(), at(1_000))
+            .await
+            .unwrap();
+    }
+    ledger
+        .record_decision(decision("s1", "denied", Outcome::Denied, "bob"))
+        .await
+        .unwrap();
+    together("new", Outcome::Allowed, "rule:ls").await.unwrap();
+    together("pending", Outcome::Allowed, "rule:ls")
+        .await
+        .unwrap();
+    match together("denied", Outcome::Allowed, "rule:ls").await {
+        Err(LedgerError::AlreadyDecided { outcome, .. }) => assert_eq!(outcome, Outcome::Denied),
+        other => panic!("{other:?}"),
+    }
+    together("new", Outcome::Allowed, "rule:ls").await.unwrap();
+    let rows = walk(&ledger, LedgerQuery::default(), 100);
+    let mut stored: Vec<_> = rows
+        .iter()
+        .map(|r| (r.request_id.as_str(), r.outcome, r.decided_by.as_deref()))
+        .collect();
+    stored.sort_by_key(|r| r.0);
+    assert_eq!(
+        stored,
+        [
+            ("denied", Some(Outcome::Denied), Some("bob")),
+            ("new", Some(Outcome::Allowed), Some("rule:ls")),
+            ("pending", Some(Outcome::Allowed), Some("rule:ls")),
+        ]
     );
 }

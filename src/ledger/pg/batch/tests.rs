@@ -63,8 +63,9 @@ fn a_prompt_s_second_write_goes_in_the_next_run_and_other_prompts_share_runs() {
         delivered("s1", "r1"),
         // The same request id in another session is another prompt.
         delivered("s3", "r0"),
-        // A prompt and its decision queued together (its record failed, and is redone
-        // first), twice: one run of prompts, one of decisions.
+        // A prompt and its decision queued together (a rule's answer on arrival, or its
+        // record failed and is redone first), twice: the prompts inserted decided, the
+        // decisions in no run of their own.
         prompt("s9", "r1"),
         Write::Decision(decision("s9", "r1", Outcome::Denied, "x")),
         prompt("s9", "r2"),
@@ -77,8 +78,9 @@ fn a_prompt_s_second_write_goes_in_the_next_run_and_other_prompts_share_runs() {
         runs(&batch),
         [
             run(&[0, 3, 6, 9, 11], &[1], &[2, 8]),
-            run(&[4], &[10, 12], &[13]),
-            run(&[], &[5], &[]),
+            run(&[4], &[], &[13]),
+            // s1/r1's decision (5) went in with its prompt (4); its delivery still comes
+            // after both.
             run(&[], &[], &[7]),
         ]
     );
@@ -185,7 +187,7 @@ async fn the_writer_s_decisions_look_their_rows_up_by_key() {
     let at: Vec<i64> = vec![1; n];
     let plan: Vec<String> = db
         .query(
-            &format!("EXPLAIN {DECIDE}"),
+            &format!("EXPLAIN {}", decide()),
             &[&keys, &keys, &text, &text, &at, &none, &none, &none],
         )
         .await

@@ -204,7 +204,22 @@ impl<'a> Multi<'a> {
             let index = self.rows[at];
             let (session_id, request_id) = writes[index].0.key();
             said[index] = match (self.kind, writes[index].0) {
-                (Kind::Prompts, _) => batch::not_owner(session_id),
+                (Kind::Prompts, _) => {
+                    // The decision it was inserted with changed nothing (the prompt was not
+                    // inserted, and deciding it as it stood did nothing).
+                    if row.try_get(2).map_err(|e| describe(&e))? {
+                        let Some((Write::Decision(d), _)) = writes.get(index + 1) else {
+                            return Err("a prompt's statement answered for a decision it \
+                                had not"
+                                .into());
+                        };
+                        said[index + 1] = batch::undecided(d, row.get(3), row.get(4), row.get(5));
+                    }
+                    match row.try_get(1).map_err(|e| describe(&e))? {
+                        true => Said::Done,
+                        false => batch::not_owner(session_id),
+                    }
+                }
                 (Kind::Decisions, Write::Decision(d)) => {
                     batch::undecided(d, row.get(1), row.get(2), row.get(3))
                 }
@@ -220,7 +235,7 @@ impl<'a> Multi<'a> {
     }
 }
 
-/// A decision's columns, in the order both [`batch::DECIDE`] and a prompt inserted decided
+/// A decision's columns, in the order both [`batch::decide`] and a prompt inserted decided
 /// ([`batch::insert_prompts`]) take them: outcome, decided by, decided at, updated input,
 /// answer, reason; NULL for a row without a decision.
 struct DecisionColumns<'a> {
