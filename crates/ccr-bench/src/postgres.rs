@@ -11,6 +11,25 @@ use ccr_pgtest::{PgServer, PgTestError};
 /// the URL is a credential and never goes into the config file.
 pub const URL_ENV: &str = "CCR_BENCH_LEDGER_URL";
 
+/// The bench server's `shared_buffers`: PostgreSQL's own default, the least a production
+/// server has. (ccr-pgtest gives its test servers 32 MB, many run at once; with that, the
+/// writer's backend evicted dirty pages itself within seconds of a roundtrip run: 8,000
+/// pages in 10 s, docs/benchmarks.md.)
+pub const SHARED_BUFFERS: &str = "128MB";
+
+/// Statements that leave the new server's WAL as a server that has been running has it:
+/// about 110 MB of WAL written and checkpointed, whose segment files PostgreSQL then
+/// recycles. A new server otherwise creates (zero-fills and syncs) a 16 MB segment file
+/// every few seconds of a roundtrip run, inside a commit of the ledger's writer: p99 of
+/// `bench roundtrip --ledger postgres` 42–63 ms cold against 15–17 ms warmed
+/// (docs/benchmarks.md).
+const WARM_WAL: [&str; 3] = [
+    "CREATE TABLE ccr_bench_warm_wal AS SELECT repeat('x', 1000) AS x \
+     FROM generate_series(1, 100000)",
+    "DROP TABLE ccr_bench_warm_wal",
+    "CHECKPOINT",
+];
+
 /// The database of a run on its own server (stopped and removed when dropped).
 pub struct Pg {
     server: PgServer,
@@ -21,30 +40,45 @@ pub struct Pg {
 impl Pg {
     /// Start a server and create the run's database; `fsync` (and `full_page_writes`)
     /// as asked: ccr-pgtest turns them off for tests, a production server has them on.
+    /// `shared_buffers` is PostgreSQL's own default, [`SHARED_BUFFERS`].
     pub fn start(fsync: bool) -> anyhow::Result<Pg> {
-        let server = PgServer::start().map_err(|e| match e {
+        let mut server = PgServer::start().map_err(|e| match e {
             PgTestError::NotInstalled(detail) => anyhow::anyhow!(
                 "bench --ledger postgres needs PostgreSQL's initdb (Debian package postgresql): {detail}"
             ),
             other => anyhow::Error::new(other).context("cannot start PostgreSQL for the bench"),
         })?;
+        // One statement a call: psql -c runs its statements in one transaction, which
+        // ALTER SYSTEM refuses. shared_buffers takes a restart, which applies all three.
+        let mut settings = vec![format!(
+            "ALTER SYSTEM SET shared_buffers = '{SHARED_BUFFERS}'"
+        )];
         if fsync {
-            // Both are reloadable (sighup) settings.
-            // One statement a call: psql -c runs its statements in one transaction, which
-            // ALTER SYSTEM refuses.
+            settings.push("ALTER SYSTEM SET fsync = on".into());
+            settings.push("ALTER SYSTEM SET full_page_writes = on".into());
+        }
+        for sql in &settings {
             server
-                .psql("postgres", "ALTER SYSTEM SET fsync = on")
-                .and_then(|_| server.psql("postgres", "ALTER SYSTEM SET full_page_writes = on"))
-                .and_then(|_| server.psql("postgres", "SELECT pg_reload_conf()"))
-                .context("cannot turn fsync on")?;
-            // The reload is asynchronous: wait until the setting shows.
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while server.psql("postgres", "SHOW fsync")?.trim() != "on" {
-                if std::time::Instant::now() > deadline {
-                    bail!("PostgreSQL did not take fsync = on within 10 s");
-                }
-                std::thread::sleep(Duration::from_millis(50));
+                .psql("postgres", sql)
+                .with_context(|| format!("cannot configure PostgreSQL for the bench: {sql}"))?;
+        }
+        server
+            .restart()
+            .context("cannot restart PostgreSQL with the bench's settings")?;
+        let want = [
+            ("shared_buffers", SHARED_BUFFERS),
+            ("fsync", if fsync { "on" } else { "off" }),
+        ];
+        for (name, value) in want {
+            let got = server.psql("postgres", &format!("SHOW {name}"))?;
+            if got.trim() != value {
+                bail!("PostgreSQL runs with {name} = {}, not {value}", got.trim());
             }
+        }
+        for sql in WARM_WAL {
+            server
+                .psql("postgres", sql)
+                .with_context(|| format!("cannot warm PostgreSQL's WAL for the bench: {sql}"))?;
         }
         let url = server
             .unique_database("ccr_bench")
