@@ -318,6 +318,34 @@ async fn a_renewal_during_a_batch_of_fenced_writes_neither_waits_for_it_nor_dead
     }
 }
 
+/// Notifications a connection heard, as (channel, payload).
+type Heard = tokio::sync::mpsc::UnboundedReceiver<(String, String)>;
+
+/// A connection to `url` that has run `listen` (its `LISTEN`s), and what it hears.
+async fn listening(url: &str, listen: &str) -> (tokio_postgres::Client, Heard) {
+    let (db, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, heard) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    db.batch_execute(listen).await.unwrap();
+    (db, heard)
+}
+
+/// The next notification heard, within 10 s.
+async fn next_note(heard: &mut Heard) -> (String, String) {
+    tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .expect("a notification")
+        .expect("listening")
+}
+
 /// A prompt committed together with its decision (a rule's answer on arrival) is written
 /// once, decided (one row version, not an insert and then an update), and still tells the
 /// other instances both that it was prompted and that it was decided, in that order.
@@ -328,21 +356,7 @@ async fn a_prompt_written_with_its_decision_is_one_row_version_and_notifies_both
     };
     let url = server.unique_database("together_once").unwrap();
     let ledger = Ledger::open(&pg_config(&url)).unwrap();
-    let (listener, mut connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(m)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            if let tokio_postgres::AsyncMessage::Notification(n) = m {
-                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
-            }
-        }
-    });
-    listener
-        .batch_execute("LISTEN ccr_prompted; LISTEN ccr_decided")
-        .await
-        .unwrap();
+    let (listener, mut heard) = listening(&url, "LISTEN ccr_prompted; LISTEN ccr_decided").await;
     let p = prompt("s1", "r1", "Bash", at(1_000));
     let d = decision("s1", "r1", Outcome::Allowed, "rule:ls");
     ledger
@@ -351,11 +365,10 @@ async fn a_prompt_written_with_its_decision_is_one_row_version_and_notifies_both
         .unwrap();
     let key = r#"[["s1", "r1"]]"#.to_owned();
     for channel in ["ccr_prompted", "ccr_decided"] {
-        let note = tokio::time::timeout(Duration::from_secs(10), heard.recv())
-            .await
-            .expect("a notification")
-            .expect("listening");
-        assert_eq!(note, (channel.to_owned(), key.clone()));
+        assert_eq!(
+            next_note(&mut heard).await,
+            (channel.to_owned(), key.clone())
+        );
     }
     // The first version of the first row of the table: never updated.
     let (ctid, outcome): (String, Option<String>) = listener
@@ -391,18 +404,7 @@ async fn only_a_statement_that_decides_runs_the_decision_trigger_once_per_row_it
             .await
             .unwrap();
     }
-    let (mut db, mut connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(m)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            if let tokio_postgres::AsyncMessage::Notification(n) = m {
-                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
-            }
-        }
-    });
-    db.batch_execute("LISTEN ccr_decided").await.unwrap();
+    let (mut db, mut heard) = listening(&url, "LISTEN ccr_decided").await;
     let t = db.transaction().await.unwrap();
     t.batch_execute("SET LOCAL track_functions = 'pl'")
         .await
@@ -442,14 +444,7 @@ async fn only_a_statement_that_decides_runs_the_decision_trigger_once_per_row_it
     .unwrap();
     assert_eq!(calls().await, 2, "the same outcome again decides nothing");
     t.commit().await.unwrap();
-    let mut notes = Vec::new();
-    for _ in 0..2 {
-        let note = tokio::time::timeout(Duration::from_secs(10), heard.recv())
-            .await
-            .expect("a notification")
-            .expect("listening");
-        notes.push(note);
-    }
+    let mut notes = vec![next_note(&mut heard).await, next_note(&mut heard).await];
     notes.sort();
     let note = |r: &str| ("ccr_decided".to_owned(), format!(r#"[["s1", "{r}"]]"#));
     assert_eq!(notes, [note("r1"), note("r2")]);
