@@ -164,7 +164,8 @@ fn a_prompt_is_inserted_with_the_decision_right_after_it_on_the_same_prompt_only
     assert_eq!(with(8), None);
 }
 
-/// With the writer's planner settings, a batch's decisions look their rows up by key even
+/// With the writer's planner settings, a batch's decisions (and the decisions its prompts'
+/// insert applies) look their rows up by key even
 /// in a table never analyzed (a new database): no scan of the whole table, nor of the
 /// whole partial index of unfinished prompts, per statement (before the settings: a hash
 /// join over a sequential scan, twice).
@@ -199,4 +200,23 @@ async fn the_writer_s_decisions_look_their_rows_up_by_key() {
     assert!(!plan.contains("Seq Scan on ccr_prompts"), "{plan}");
     assert!(!plan.contains("ccr_prompts_unfinished"), "{plan}");
     assert!(plan.contains("Nested Loop"), "{plan}");
+    // The prompts' insert, which decides the prompts it does not write and reads them back.
+    let nums: Vec<Option<i64>> = vec![Some(1); n];
+    let plan: Vec<String> = db
+        .query(
+            &format!("EXPLAIN {}", insert_prompts()),
+            &[
+                &keys, &keys, &none, &text, &text, &text, &at, &none, &nums, &text, &text, &nums,
+                &none, &none, &none,
+            ],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan on ccr_prompts"), "{plan}");
+    assert!(!plan.contains("ccr_prompts_unfinished"), "{plan}");
+    assert!(plan.contains("Index Scan using ccr_prompts_"), "{plan}");
 }
