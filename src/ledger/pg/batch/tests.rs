@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::ledger::writer::PromptRow;
+use tokio_postgres::types::ToSql;
 
 fn prompt(s: &str, r: &str) -> Write {
     Write::Prompt(PromptRow {
@@ -186,37 +187,25 @@ async fn the_writer_s_decisions_look_their_rows_up_by_key() {
     let text: Vec<Option<&str>> = vec![Some("allowed"); n];
     let none: Vec<Option<&str>> = vec![None; n];
     let at: Vec<i64> = vec![1; n];
-    let plan: Vec<String> = db
-        .query(
-            &format!("EXPLAIN {}", decide()),
-            &[&keys, &keys, &text, &text, &at, &none, &none, &none],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let plan = plan.join("\n");
-    assert!(!plan.contains("Seq Scan on ccr_prompts"), "{plan}");
-    assert!(!plan.contains("ccr_prompts_unfinished"), "{plan}");
-    assert!(plan.contains("Nested Loop"), "{plan}");
-    // The prompts' insert, which decides the prompts it does not write and reads them back.
     let nums: Vec<Option<i64>> = vec![Some(1); n];
-    let plan: Vec<String> = db
-        .query(
-            &format!("EXPLAIN {}", insert_prompts()),
-            &[
-                &keys, &keys, &none, &text, &text, &text, &at, &none, &nums, &text, &text, &nums,
-                &none, &none, &none,
-            ],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let plan = plan.join("\n");
-    assert!(!plan.contains("Seq Scan on ccr_prompts"), "{plan}");
-    assert!(!plan.contains("ccr_prompts_unfinished"), "{plan}");
-    assert!(plan.contains("Index Scan using ccr_prompts_"), "{plan}");
+    let decisions: [&(dyn ToSql + Sync); 8] =
+        [&keys, &keys, &text, &text, &at, &none, &none, &none];
+    // The prompts' insert, which decides the prompts it does not write and reads them back.
+    let prompts: [&(dyn ToSql + Sync); 15] = [
+        &keys, &keys, &none, &text, &text, &text, &at, &none, &nums, &text, &text, &nums, &none,
+        &none, &none,
+    ];
+    for (sql, params) in [(decide(), &decisions[..]), (insert_prompts(), &prompts[..])] {
+        let plan: Vec<String> = db
+            .query(&format!("EXPLAIN {sql}"), params)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan on ccr_prompts"), "{plan}");
+        assert!(!plan.contains("ccr_prompts_unfinished"), "{plan}");
+        assert!(plan.contains("Index Scan using ccr_prompts_"), "{plan}");
+    }
 }
