@@ -68,7 +68,7 @@ const HELD_AND_OK: &str = "held AS MATERIALIZED (SELECT l.session_id, l.owner, l
 /// would have, in this statement. Returns, for each row that was not simply done, its
 /// ordinal (1-based), whether its lease was held (not held: nothing written for its
 /// prompt), whether its decision changed nothing, and then what [`decide`] returns of the
-/// prompt as it was (see [`DECISION_BEFORE`]).
+/// prompt as it was (see [`decision_before`]).
 pub(super) fn insert_prompts() -> String {
     format!(
         "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
@@ -85,12 +85,13 @@ pub(super) fn insert_prompts() -> String {
          AND (session_id, request_id) NOT IN (SELECT session_id, request_id FROM ins)), \
          upd AS ({decided}) \
          SELECT w.i, w.i IN (SELECT i FROM ok), d.i IS NOT NULL AND d.i NOT IN \
-         (SELECT i FROM upd), {DECISION_BEFORE} FROM w LEFT JOIN d ON d.i = w.i \
+         (SELECT i FROM upd), {before} FROM w LEFT JOIN d ON d.i = w.i \
          LEFT JOIN ccr_prompts p ON p.session_id = w.session_id \
          AND p.request_id = w.request_id \
          WHERE w.i NOT IN (SELECT i FROM ok) OR (d.i IS NOT NULL AND d.i NOT IN \
          (SELECT i FROM upd))",
         decided = decision_update("d"),
+        before = decision_before("w.answer"),
     )
 }
 
@@ -124,24 +125,30 @@ fn decision_update(w: &str) -> String {
     )
 }
 
-/// What a statement returns of a decision (in `w`) that changed nothing, from its prompt `p`
-/// as it was before the statement: whether the prompt exists, its outcome, and decided_by
-/// only when its stored answer is this one's (the same decision again is a no-op, a
-/// different answer of the same operator is refused); see [`undecided`].
-const DECISION_BEFORE: &str = "p.session_id IS NOT NULL, p.outcome, \
-    CASE WHEN p.answer IS NOT DISTINCT FROM w.answer THEN p.decided_by END";
+/// What a statement returns of a decision that changed nothing, from its prompt `p` as it
+/// was before the statement: whether the prompt exists, its outcome, and decided_by only
+/// when its stored answer is the decision's (`answer`: its column or parameter; the same
+/// decision again is a no-op, a different answer of the same operator is refused); see
+/// [`undecided`].
+fn decision_before(answer: &str) -> String {
+    format!(
+        "p.session_id IS NOT NULL, p.outcome, \
+         CASE WHEN p.answer IS NOT DISTINCT FROM {answer} THEN p.decided_by END"
+    )
+}
 
 /// Decisions (`$1`..`$8`), applied as [`decision_update`] says. Returns, for each row that
-/// changed nothing, its ordinal and [`DECISION_BEFORE`].
+/// changed nothing, its ordinal and [`decision_before`].
 pub(super) fn decide() -> String {
     format!(
         "WITH w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
          $4::text[], $5::int8[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY \
          AS w (session_id, request_id, {DECIDED_COLUMNS}, i)), upd AS ({decided}) \
-         SELECT w.i, {DECISION_BEFORE} FROM w LEFT JOIN ccr_prompts p \
+         SELECT w.i, {before} FROM w LEFT JOIN ccr_prompts p \
          ON p.session_id = w.session_id AND p.request_id = w.request_id \
          WHERE w.i NOT IN (SELECT i FROM upd)",
         decided = decision_update("w"),
+        before = decision_before("w.answer"),
     )
 }
 
@@ -184,7 +191,7 @@ pub(super) fn insert_prompt() -> String {
          SELECT 1::int8, f.held, f.undecided, {before} FROM f LEFT JOIN ccr_prompts p \
          ON p.session_id = $1 AND p.request_id = $2 WHERE NOT f.held OR f.undecided",
         decided = decision_update_one(10),
-        before = DECISION_BEFORE.replace("w.answer", "$14"),
+        before = decision_before("$14"),
     )
 }
 
@@ -208,7 +215,7 @@ pub(super) fn decide_one() -> String {
          FROM (VALUES (1)) AS one (x) LEFT JOIN ccr_prompts p \
          ON p.session_id = $1 AND p.request_id = $2 WHERE NOT EXISTS (SELECT 1 FROM upd)",
         decided = decision_update_one(3),
-        before = DECISION_BEFORE.replace("w.answer", "$7"),
+        before = decision_before("$7"),
     )
 }
 
