@@ -17,7 +17,7 @@ use actix::prelude::*;
 use tracing::{info, info_span, warn};
 
 use super::actor::Supervisor;
-use super::slot::ExitPlan;
+use super::slot::{ExitPlan, Slot};
 use crate::cluster::{
     AnnounceStates, DecidedElsewhere, Disown, Epoch, Fences, Own, Resumed, StateElsewhere,
     StateNote, StateOutbox,
@@ -431,7 +431,7 @@ impl Handler<Resumed> for Supervisor {
         let idle = self
             .slots
             .get(&msg.session)
-            .is_some_and(|s| s.addr.is_none() && !s.cluster.is_adopting());
+            .is_some_and(Slot::starts_when_resumed);
         if idle && self.may_run(&msg.session) {
             info!("lease renewed after it lapsed: starting the session");
             self.spawn_session(&msg.session, ctx);

@@ -135,6 +135,16 @@ impl Slot {
         self.on_crash(cause, now)
     }
 
+    /// Whether a renewed lease (after it lapsed) starts this session: only one that is not
+    /// running nor being adopted, and that has not failed. Failed (its restart budget spent,
+    /// or the server refused it for good) it stays so until an operator acts, lapse or
+    /// not; one that crashed or finished its adoption while nothing could be sent starts.
+    pub(super) fn starts_when_resumed(&self) -> bool {
+        self.addr.is_none()
+            && !self.cluster.is_adopting()
+            && !matches!(self.status.state, SessionState::Failed { .. })
+    }
+
     /// Restart within the budget, or give up.
     fn on_crash(&mut self, cause: String, now: Instant) -> ExitAction {
         self.status.last_error = Some(cause.clone());

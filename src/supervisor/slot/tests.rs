@@ -1,4 +1,5 @@
-//! Unit tests of [`Slot::on_exit`]: what the supervisor does when a session actor ends.
+//! Unit tests of [`Slot`]: what the supervisor does when a session actor ends, and when a
+//! lapsed lease is renewed.
 
 use super::*;
 use crate::config::TokenSpec;
@@ -140,4 +141,34 @@ fn while_shutting_down_an_exit_is_a_disconnect_not_a_crash() {
     ));
     assert_eq!(slot.status.state, SessionState::Disconnected);
     assert_eq!(slot.restarts, 0);
+}
+
+#[test]
+fn a_renewed_lease_starts_a_session_that_crashed_or_waited_but_not_one_that_failed() {
+    let now = Instant::now();
+    // Crashed while the lease had lapsed: its restart could send nothing, so it waits.
+    let mut crashed = running(5);
+    crashed.on_exit(1, Some("boom"), false, now);
+    assert!(crashed.starts_when_resumed());
+    // Adopted while the lease had lapsed: never started.
+    let mut waiting = running(5);
+    waiting.addr = None;
+    waiting.status.state = SessionState::Connecting;
+    assert!(waiting.starts_when_resumed());
+    assert!(waiting.cluster.start_adopting());
+    assert!(!waiting.starts_when_resumed(), "its adoption starts it");
+    // Its restart budget spent, or refused by the server for good: it stays failed.
+    let mut gave_up = running(0);
+    assert!(matches!(
+        gave_up.on_exit(1, Some("boom"), false, now),
+        ExitAction::GiveUp { .. }
+    ));
+    assert!(!gave_up.starts_when_resumed());
+    let mut refused = running(5);
+    refused.status.state = SessionState::Failed {
+        reason: "unauthorized".into(),
+        detail: String::new(),
+    };
+    refused.on_exit(1, None, false, now);
+    assert!(!refused.starts_when_resumed());
 }
