@@ -3,7 +3,7 @@
 //! awc hands back an actix-codec `Framed` that keeps an 8 KiB read buffer and
 //! an 8 KiB write buffer for the life of the socket — most of what an idle
 //! session costs. After the handshake we take the socket out and split it.
-//! The write half starts with an empty buffer that grows only as frames need.
+//! The write half's buffer grows only as frames need, and is let go once written ([`WsSink`]).
 //! The read half ([`AdaptiveReader`]) holds no buffer at all while the socket
 //! is idle, and while data keeps coming doubles its read size up to 32 KiB
 //! ([`next_read_size`]), so idle sessions stay small and busy ones make one
@@ -15,10 +15,11 @@ use std::task::{Context, Poll};
 
 use actix_codec::{Decoder, Framed};
 use awc::error::WsProtocolError;
-use awc::ws::{Codec, Frame};
+use awc::ws::{Codec, Frame, Message};
 use awc::BoxedSocket;
 use bytes::BytesMut;
 use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::Sink;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio_util::codec::FramedWrite;
 
@@ -48,8 +49,43 @@ pub fn next_read_size(want: usize, n: usize, room: usize) -> usize {
 /// Inbound frames of one connection.
 pub type WsStream = Pin<Box<dyn Stream<Item = Result<Frame, WsProtocolError>>>>;
 
-/// Outbound side of one connection.
-pub type WsSink = FramedWrite<WriteHalf<BoxedSocket>, Codec>;
+/// Outbound side of one connection: WebSocket framing into a buffer that exists only
+/// while frames wait to be written. Each flush that empties the buffer lets it go (one
+/// allocation per burst of writes), so an idle session holds none: before, each kept the
+/// capacity of the largest burst it ever wrote (its `initialize`, 119 bytes, at least).
+pub struct WsSink(FramedWrite<WriteHalf<BoxedSocket>, Codec>);
+
+impl Sink<Message> for WsSink {
+    type Error = WsProtocolError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().0).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        Pin::new(&mut self.get_mut().0).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let framed = &mut self.get_mut().0;
+        let flushed = Pin::new(&mut *framed).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            release_if_empty(framed.write_buffer_mut());
+        }
+        flushed
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().0).poll_close(cx)
+    }
+}
+
+/// Let `buf`'s memory go if it holds nothing.
+fn release_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
+    }
+}
 
 /// Re-frame a connected socket with small buffers.
 pub fn rebuffer(framed: Framed<BoxedSocket, Codec>) -> (WsSink, WsStream) {
@@ -76,7 +112,7 @@ pub fn rebuffer(framed: Framed<BoxedSocket, Codec>) -> (WsSink, WsStream) {
         want: QUIET_READ,
         done: false,
     };
-    let writer = FramedWrite::with_capacity(write, codec, 0);
+    let writer = WsSink(FramedWrite::with_capacity(write, codec, 0));
     (writer, Box::pin(stream::iter(early).chain(reader)))
 }
 
@@ -166,6 +202,30 @@ mod tests {
         assert_eq!(next_read_size(16384, 100, 16384), 8192);
         assert_eq!(next_read_size(QUIET_READ, 10, 1024), QUIET_READ);
         assert_eq!(next_read_size(QUIET_READ, 0, 1024), QUIET_READ);
+    }
+
+    #[actix_rt::test]
+    async fn the_write_buffer_is_let_go_once_its_frames_are_written() {
+        use futures_util::SinkExt;
+        use tokio::io::AsyncReadExt;
+
+        let (ours, mut theirs) = tokio::io::duplex(4096);
+        let socket: BoxedSocket = Box::new(ours);
+        let (mut sink, _stream) = rebuffer(Framed::new(socket, Codec::new()));
+        assert_eq!(sink.0.write_buffer().capacity(), 0, "none before a write");
+        let text = "x".repeat(300);
+        // Queued, not yet flushed: the buffer holds the frame.
+        sink.feed(Message::Text(text.clone().into())).await.unwrap();
+        assert!(sink.0.write_buffer().capacity() >= 300);
+        sink.flush().await.unwrap();
+        assert_eq!(sink.0.write_buffer().capacity(), 0, "let go once written");
+        let mut got = vec![0u8; 4 + 300];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert_eq!(
+            &got[4..],
+            text.as_bytes(),
+            "the frame reached the peer whole"
+        );
     }
 
     #[test]
