@@ -481,7 +481,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
     let shared_bus = bus.clone();
     let shared_registry = registry.clone();
     let ccr = config.ccr.clone();
-    let reconnect = config.reconnect.clone();
+    let reconnect = Arc::new(config.reconnect.clone());
     let session_metrics = metrics.clone();
     let slots = ConnSlots::new(fds.session_slots, fds.limit);
     // The session states the supervisor announces to the cluster, sent by the lease thread.

@@ -23,7 +23,7 @@ use rand::Rng;
 use tracing::{debug, info, info_span, warn};
 
 use super::assembly::{codec_limit, Assembled, Reassembler};
-use super::client::{events_url, redact, subscribe_url};
+use super::client::{events_url, redact, subscribe_uri, subscribe_url, thread_client};
 use super::messages::*;
 use super::reconnect::{Attempt, Ended, GiveUp, Lease, Next, ReconnectPolicy};
 use super::router::{Output, Router};
@@ -41,7 +41,7 @@ use crate::telemetry::sessions::{
     ConnectionEnded, ReconnectScheduled, SessionStateChanged, WatchdogFired,
 };
 use ccr_protocol::reply::{InterruptAnswer, SentMessage};
-use ccr_protocol::session::{SessionState, SessionStatus};
+use ccr_protocol::session::{Counters, SessionState, SessionStatus};
 use ccr_protocol::PermissionPrompt;
 
 mod handlers;
@@ -56,7 +56,7 @@ pub struct SessionShared {
     /// session sets its own.
     pub base_url: String,
     /// `[reconnect]` settings.
-    pub reconnect: ReconnectConfig,
+    pub reconnect: Arc<ReconnectConfig>,
     /// The permission registry.
     pub registry: Addr<PermissionRegistry>,
     /// Where state reports go (the supervisor).
@@ -106,10 +106,18 @@ struct Live {
 pub struct SessionActor {
     spec: Arc<SessionSpec>,
     shared: Arc<SessionShared>,
-    client: awc::Client,
     incarnation: u64,
     policy: ReconnectPolicy,
-    status: SessionStatus,
+    // The status, less what the router counts ([`SessionActor::current_status`]): a whole
+    // `SessionStatus` here kept a second copy of the router's frame counters in every
+    // session's memory.
+    state: SessionState,
+    /// Last error seen (connect failure, close reason, ...), if any.
+    last_error: Option<String>,
+    /// When the current connection opened.
+    connected_since: Option<SystemTime>,
+    /// Reconnect attempts of this incarnation.
+    reconnects: u64,
     conn: Option<Live>,
     connecting: bool,
     closing: bool,
@@ -167,12 +175,7 @@ impl Output for Shell<'_> {
 
 impl SessionActor {
     /// A session actor; it connects as soon as it starts.
-    pub fn new(
-        spec: Arc<SessionSpec>,
-        shared: Arc<SessionShared>,
-        client: awc::Client,
-        incarnation: u64,
-    ) -> Self {
+    pub fn new(spec: Arc<SessionSpec>, shared: Arc<SessionShared>, incarnation: u64) -> Self {
         Self {
             policy: ReconnectPolicy::new(shared.reconnect.clone()),
             reassembler: Reassembler::new(shared.ccr.max_frame_bytes),
@@ -180,9 +183,11 @@ impl SessionActor {
             labels: spec.labels.clone().into(),
             spec,
             shared,
-            client,
             incarnation,
-            status: SessionStatus::initial(),
+            state: SessionState::Connecting,
+            last_error: None,
+            connected_since: None,
+            reconnects: 0,
             conn: None,
             connecting: false,
             closing: false,
@@ -190,12 +195,12 @@ impl SessionActor {
     }
 
     fn set_state(&mut self, state: SessionState) {
-        self.status.state = state.clone();
+        self.state = state.clone();
         self.report();
         SessionStateChanged {
             session_id: self.spec.id.clone(),
             state,
-            last_error: self.status.last_error.clone(),
+            last_error: self.last_error.clone(),
             labels: self.labels.clone(),
         }
         .emit((&self.shared.bus, &self.shared.notifier));
@@ -227,7 +232,8 @@ impl SessionActor {
         let token_timeout = ccr.token_command_timeout;
         let version = ccr.anthropic_version.clone();
         let codec_max = codec_limit(ccr.max_frame_bytes);
-        let client = self.client.clone();
+        let uri = subscribe_uri(&url);
+        let client = self.client();
         debug!(%url, "connecting");
         // A slot first: past the open-files budget, wait (in order) instead of failing on EMFILE.
         let slots = self.shared.slots.clone();
@@ -235,7 +241,7 @@ impl SessionActor {
         if free.is_none() {
             let waiting = slots.waiting_message();
             session_warning("session waits for a connection slot", &waiting);
-            self.status.last_error = Some(waiting);
+            self.last_error = Some(waiting);
             self.set_state(SessionState::Connecting);
         }
         let handshakes = self.shared.handshakes.clone();
@@ -261,7 +267,7 @@ impl SessionActor {
                 return Ok(None);
             }
             client
-                .ws(url)
+                .ws(uri?)
                 .bearer_auth(token.expose())
                 .header("anthropic-version", version)
                 .max_frame_size(codec_max)
@@ -280,6 +286,14 @@ impl SessionActor {
                 Err(error) => act.on_ended(Ended::NeverOpened, Some(error), ctx),
             }
         }));
+    }
+
+    /// This thread's client (one per thread, shared by its sessions: kept by none of them).
+    fn client(&self) -> awc::Client {
+        thread_client(
+            self.shared.ccr.connect_timeout,
+            &self.shared.source_addresses,
+        )
     }
 
     /// The session's lease as an attempt to connect finds it now.
@@ -304,7 +318,7 @@ impl SessionActor {
     /// ([`LeaseRenewed`], or seen at a heartbeat) or the session is let go.
     fn await_lease(&mut self) {
         info!("lease not held valid here now: not connecting until it is renewed");
-        self.status.last_error =
+        self.last_error =
             Some("lease lapsed: waiting for its renewal before connecting".to_owned());
         self.report();
     }
@@ -339,7 +353,7 @@ impl SessionActor {
         });
         self.reassembler.reset();
         self.policy.on_open();
-        self.status.connected_since = Some(SystemTime::now());
+        self.connected_since = Some(SystemTime::now());
         // Tell the registry before any frame of this connection is routed.
         self.shared.registry.do_send(SessionConnected {
             session_id: self.spec.id.clone(),
@@ -364,7 +378,7 @@ impl SessionActor {
         }
         // Dropping the senders tells waiting interrupts the connection is gone.
         self.router.reset();
-        self.status.connected_since = None;
+        self.connected_since = None;
         if let Some(error) = error {
             let session_id = &self.spec.id;
             ConnectionEnded {
@@ -372,7 +386,7 @@ impl SessionActor {
                 error: &error,
             }
             .emit(&self.shared.bus);
-            self.status.last_error = Some(error);
+            self.last_error = Some(error);
         }
         if self.closing {
             self.set_state(SessionState::Disconnected);
@@ -382,7 +396,7 @@ impl SessionActor {
         let unit: f64 = rand::thread_rng().gen();
         match self.policy.on_end(ended, unit) {
             Next::Retry { delay, attempt } => {
-                ReconnectScheduled.emit(&mut self.status.counters, &self.shared.metrics);
+                ReconnectScheduled.emit(&mut self.reconnects, &self.shared.metrics);
                 self.set_state(SessionState::Reconnecting {
                     attempt,
                     delay_ms: delay.as_millis() as u64,
@@ -525,12 +539,19 @@ impl SessionActor {
         }
     }
 
-    /// The status with the router's counters.
+    /// The status, with the router's counters.
     fn current_status(&self) -> SessionStatus {
-        let mut status = self.status.clone();
-        status.counters.frames_in = self.router.counters();
-        status.initialize = self.router.initialize_state();
-        status
+        SessionStatus {
+            state: self.state.clone(),
+            last_error: self.last_error.clone(),
+            connected_since: self.connected_since,
+            counters: Counters {
+                frames_in: self.router.counters(),
+                reconnects: self.reconnects,
+                ..Counters::default()
+            },
+            initialize: self.router.initialize_state(),
+        }
     }
 }
 

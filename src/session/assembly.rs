@@ -27,11 +27,27 @@ pub enum Assembled {
 #[derive(Debug)]
 pub struct Reassembler {
     limit: usize,
-    buf: Option<BytesMut>,
+    /// The fragmented message in progress (boxed: every session holds a reassembler, few
+    /// ever see a fragmented message).
+    partial: Option<Box<Partial>>,
+}
+
+/// A fragmented message in progress.
+#[derive(Debug)]
+struct Partial {
+    buf: BytesMut,
     binary: bool,
-    /// Set once the message in progress is over the limit: it is scanned, not kept
-    /// (boxed: every session holds a reassembler, few ever see such a message).
-    oversized: Option<Box<HeadScanner>>,
+    /// Set once the message is over the limit: it is scanned, not kept.
+    oversized: Option<HeadScanner>,
+}
+
+impl Partial {
+    /// The message went over the limit: scan what was kept, keep nothing from now on.
+    fn oversize(&mut self, kept: &[u8]) {
+        let mut scanner = HeadScanner::new();
+        scanner.feed(kept);
+        self.oversized = Some(scanner);
+    }
 }
 
 /// The codec's hard cap: far above the limit so that oversized frames are answered, not fatal
@@ -45,23 +61,18 @@ impl Reassembler {
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
-            buf: None,
-            binary: false,
-            oversized: None,
+            partial: None,
         }
     }
 
     /// Drop any partial message (the connection ended).
     pub fn reset(&mut self) {
-        self.buf = None;
-        self.binary = false;
-        self.oversized = None;
+        self.partial = None;
     }
 
     /// A whole, unfragmented text frame.
     pub fn whole_text(&mut self, data: Bytes) -> Assembled {
-        if self.buf.is_some() {
-            self.reset();
+        if self.partial.take().is_some() {
             return Assembled::Skip("text frame interrupted a fragmented message");
         }
         if data.len() > self.limit {
@@ -82,50 +93,42 @@ impl Reassembler {
 
     /// The first fragment of a message.
     pub fn first(&mut self, data: &[u8], binary: bool) -> Assembled {
-        self.reset();
-        self.binary = binary;
-        let mut buf = BytesMut::new();
+        let mut partial = Partial {
+            buf: BytesMut::new(),
+            binary,
+            oversized: None,
+        };
         if data.len() > self.limit {
-            self.oversize(data);
+            partial.oversize(data);
         } else {
-            buf.extend_from_slice(data);
+            partial.buf.extend_from_slice(data);
         }
-        self.buf = Some(buf);
+        self.partial = Some(Box::new(partial));
         Assembled::Partial
     }
 
     /// A middle (`last == false`) or final fragment.
     pub fn next(&mut self, data: &[u8], last: bool) -> Assembled {
-        let Some(buf) = self.buf.as_mut() else {
+        let Some(mut partial) = self.partial.take() else {
             return Assembled::Skip("continuation without a first fragment");
         };
-        if self.oversized.is_none() && buf.len() + data.len() > self.limit {
-            let kept = std::mem::take(buf);
-            self.oversize(&kept);
+        if partial.oversized.is_none() && partial.buf.len() + data.len() > self.limit {
+            let kept = std::mem::take(&mut partial.buf);
+            partial.oversize(&kept);
         }
-        match (self.oversized.as_mut(), self.buf.as_mut()) {
-            (Some(scanner), _) => scanner.feed(data),
-            (None, Some(buf)) => buf.extend_from_slice(data),
-            (None, None) => {}
+        match partial.oversized.as_mut() {
+            Some(scanner) => scanner.feed(data),
+            None => partial.buf.extend_from_slice(data),
         }
         if !last {
+            self.partial = Some(partial);
             return Assembled::Partial;
         }
-        let buf = self.buf.take().unwrap_or_default();
-        let (binary, oversized) = (self.binary, self.oversized.take());
-        self.reset();
-        match oversized {
-            _ if binary => Assembled::Skip("binary frame"),
+        match partial.oversized {
+            _ if partial.binary => Assembled::Skip("binary frame"),
             Some(scanner) => Assembled::Oversized(scanner.finish()),
-            None => Assembled::Text(buf.freeze()),
+            None => Assembled::Text(partial.buf.freeze()),
         }
-    }
-
-    /// The message went over the limit: scan what was kept, keep nothing from now on.
-    fn oversize(&mut self, kept: &[u8]) {
-        let mut scanner = Box::new(HeadScanner::new());
-        scanner.feed(kept);
-        self.oversized = Some(scanner);
     }
 }
 

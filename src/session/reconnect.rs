@@ -12,6 +12,7 @@
 //! waits, connecting nothing, until the lease is renewed ([`ReconnectPolicy::lease_renewed`])
 //! or the session is let go.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ReconnectConfig;
@@ -96,7 +97,8 @@ pub enum Attempt {
 /// Counters of the reconnect policy for one session.
 #[derive(Debug, Clone)]
 pub struct ReconnectPolicy {
-    cfg: ReconnectConfig,
+    /// Shared by every session (a copy each was 80 bytes of every session's memory).
+    cfg: Arc<ReconnectConfig>,
     /// Attempts since the last connection that opened (0 = none pending).
     attempt: u32,
     /// Consecutive 4001 closes since the last connection that received a frame.
@@ -111,9 +113,9 @@ pub struct ReconnectPolicy {
 
 impl ReconnectPolicy {
     /// A fresh policy.
-    pub fn new(cfg: ReconnectConfig) -> Self {
+    pub fn new(cfg: impl Into<Arc<ReconnectConfig>>) -> Self {
         Self {
-            cfg,
+            cfg: cfg.into(),
             attempt: 0,
             not_found: 0,
             ever_opened: false,

@@ -16,7 +16,6 @@ use super::slot::{ExitAction, Slot};
 use crate::config::{SessionSpec, SupervisorConfig};
 use crate::events::EventBus;
 use crate::registry::{PermissionRegistry, SessionDisconnected, TrackSession};
-use crate::session::client::thread_client;
 use crate::session::{
     CloseSession, GetStatus, SessionActor, SessionReport, SessionShared, SessionState,
     SessionStatus,
@@ -118,8 +117,7 @@ impl Supervisor {
         let spawned = arbiter.spawn_fn(move || {
             let span = info_span!("session", session_id = %spec.id);
             let session_id = spec.id.clone();
-            let client = thread_client(shared.ccr.connect_timeout, &shared.source_addresses);
-            let actor = SessionActor::new(spec, shared, client, incarnation);
+            let actor = SessionActor::new(spec, shared, incarnation);
             let fut = Context::with_receiver(rx).into_future(actor);
             // Combinators, not an `async` block: a block would keep the captured actor
             // future and the one it awaits side by side, doubling every session's task

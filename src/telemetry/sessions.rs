@@ -11,7 +11,7 @@ use crate::events::Event;
 use crate::limits::repeat::session_warning;
 use crate::metrics::Metrics;
 use crate::notify::Notice;
-use ccr_protocol::session::{Counters, SessionState};
+use ccr_protocol::session::SessionState;
 
 /// The log target these lines always had (for `RUST_LOG` filters and JSON logs' `target`).
 const ACTOR: &str = "ccr_supervisor::session::actor";
@@ -123,9 +123,9 @@ impl ConnectionEnded<'_> {
 pub struct ReconnectScheduled;
 
 impl ReconnectScheduled {
-    /// Count it, for the session and in `ccr_supervisor_reconnects_total`.
-    pub fn emit(self, counters: &mut Counters, metrics: &Metrics) {
-        counters.reconnects += 1;
+    /// Count it, for the session (its `reconnects`) and in `ccr_supervisor_reconnects_total`.
+    pub fn emit(self, reconnects: &mut u64, metrics: &Metrics) {
+        *reconnects += 1;
         metrics.reconnects.inc();
     }
 }

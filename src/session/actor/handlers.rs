@@ -142,7 +142,7 @@ impl Handler<SendUserMessage> for SessionActor {
             ccr.organization_uuid = org.clone();
         }
         let post = post_user_message(
-            self.client.clone(),
+            self.client(),
             ccr,
             events_url(self.spec.base_url(&self.shared.base_url), &self.spec.id),
             TokenSource::from_spec(&self.spec.token),
