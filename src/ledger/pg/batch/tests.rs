@@ -166,10 +166,10 @@ fn a_prompt_is_inserted_with_the_decision_right_after_it_on_the_same_prompt_only
 }
 
 /// With the writer's planner settings, a batch's decisions (and the decisions its prompts'
-/// insert applies) look their rows up by key even
-/// in a table never analyzed (a new database): no scan of the whole table, nor of the
-/// whole partial index of unfinished prompts, per statement (before the settings: a hash
-/// join over a sequential scan, twice).
+/// insert applies) look their rows up by key even in a table never analyzed (a new
+/// database), in the generic plan the writer's prepared statements always run: no scan of
+/// the whole table, nor of the whole partial index of unfinished prompts, per statement
+/// (before the settings: a hash join over a sequential scan, twice).
 #[tokio::test]
 async fn the_writer_s_decisions_look_their_rows_up_by_key() {
     let Some(server) = ccr_pgtest::require() else {
@@ -183,21 +183,35 @@ async fn the_writer_s_decisions_look_their_rows_up_by_key() {
     crate::ledger::pg::schema::migrate(&mut db).await.unwrap();
     db.batch_execute(WRITER_PLANNER).await.unwrap();
     let n = 30;
-    let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
-    let text: Vec<Option<&str>> = vec![Some("allowed"); n];
-    let none: Vec<Option<&str>> = vec![None; n];
-    let at: Vec<i64> = vec![1; n];
-    let nums: Vec<Option<i64>> = vec![Some(1); n];
-    let decisions: [&(dyn ToSql + Sync); 8] =
-        [&keys, &keys, &text, &text, &at, &none, &none, &none];
+    // The arguments as SQL (EXPLAIN EXECUTE takes no bound parameters): 30 keys, or 30 of
+    // one value.
+    let keys = format!(
+        "ARRAY[{}]",
+        (0..n)
+            .map(|i| format!("'k{i}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let text = format!("array_fill('allowed'::text, ARRAY[{n}])");
+    let none = format!("array_fill(NULL::text, ARRAY[{n}])");
+    let num = format!("array_fill(1::int8, ARRAY[{n}])");
+    let decisions = [&keys, &keys, &text, &text, &num, &none, &none, &none];
     // The prompts' insert, which decides the prompts it does not write and reads them back.
-    let prompts: [&(dyn ToSql + Sync); 15] = [
-        &keys, &keys, &none, &text, &text, &text, &at, &none, &nums, &text, &text, &nums, &none,
+    let prompts = [
+        &keys, &keys, &none, &text, &text, &text, &num, &none, &num, &text, &text, &num, &none,
         &none, &none,
     ];
-    for (sql, params) in [(decide(), &decisions[..]), (insert_prompts(), &prompts[..])] {
+    for (k, (sql, args)) in [(decide(), &decisions[..]), (insert_prompts(), &prompts[..])]
+        .into_iter()
+        .enumerate()
+    {
+        // Prepared and executed as the writer does: the plan it runs is the generic one.
+        db.batch_execute(&format!("PREPARE s{k} AS {sql}"))
+            .await
+            .unwrap();
+        let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
         let plan: Vec<String> = db
-            .query(&format!("EXPLAIN {sql}"), params)
+            .query(&format!("EXPLAIN EXECUTE s{k}({})", args.join(", ")), &[])
             .await
             .unwrap()
             .iter()
