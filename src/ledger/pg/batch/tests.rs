@@ -2,7 +2,6 @@ use std::sync::Arc;
 
 use super::*;
 use crate::ledger::writer::PromptRow;
-use tokio_postgres::types::ToSql;
 
 fn prompt(s: &str, r: &str) -> Write {
     Write::Prompt(PromptRow {
