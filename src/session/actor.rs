@@ -108,9 +108,9 @@ pub struct SessionActor {
     shared: Arc<SessionShared>,
     incarnation: u64,
     policy: ReconnectPolicy,
-    // The status, less what the router counts ([`SessionActor::current_status`]): a whole
-    // `SessionStatus` here kept a second copy of the router's frame counters in every
-    // session's memory.
+    /// The session's state. With the three fields after it, the status less what the
+    /// router counts ([`SessionActor::current_status`]): a whole `SessionStatus` here kept
+    /// a second copy of the router's frame counters in every session's memory.
     state: SessionState,
     /// Last error seen (connect failure, close reason, ...), if any.
     last_error: Option<String>,
