@@ -80,11 +80,13 @@ impl Sink<Message> for WsSink {
     }
 }
 
-/// Let `buf`'s memory go if it holds nothing.
-fn release_if_empty(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.capacity() > 0 {
+/// Let `buf`'s memory go if it holds nothing; whether it held nothing.
+fn release_if_empty(buf: &mut BytesMut) -> bool {
+    let empty = buf.is_empty();
+    if empty && buf.capacity() > 0 {
         *buf = BytesMut::new();
     }
+    empty
 }
 
 /// Re-frame a connected socket with small buffers.
@@ -157,9 +159,8 @@ impl Stream for AdaptiveReader {
             let room = this.buf.capacity() - this.buf.len();
             match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.buf) {
                 Poll::Pending => {
-                    if this.buf.is_empty() {
-                        // Idle: hold no memory until the socket is readable again.
-                        this.buf = BytesMut::new();
+                    // Idle: hold no memory until the socket is readable again.
+                    if release_if_empty(&mut this.buf) {
                         this.want = QUIET_READ;
                     }
                     return Poll::Pending;
