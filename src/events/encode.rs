@@ -1,11 +1,11 @@
 //! An envelope's JSON, built as text (pure: no lock, no I/O; the hub only stamps and
 //! shares what is built here, the event stream only writes it out).
 //!
-//! The pieces: `{"seq":N,` ([`seq_key`], the only part made under the hub lock, written
-//! by [`put_seq_key`] into room left for it) and the head after it ([`envelope_head`]:
-//! `"at":"..",<the event's own fields>}`, or for an SDK message everything up to
-//! `"message":`, after which the frame itself is written as received, never copied).
-//! Room and head are one allocation of their own size, kept as long as the event is.
+//! The pieces: `{"seq":N,` ([`seq_key`], formatted from the envelope's number where it is
+//! written out, so nothing is formatted under the hub lock) and the head after it
+//! ([`envelope_head`]: `"at":"..",<the event's own fields>}`, or for an SDK message
+//! everything up to `"message":`, after which the frame itself is written as received,
+//! never copied). The head is one allocation of its own size, kept as long as the event is.
 //!
 //! Maintained crates do the encoding: serde_json serializes every event but an SDK
 //! message's head and escapes any string that needs it, humantime formats the time,
@@ -30,29 +30,17 @@ use super::Event;
 
 /// `{"seq":`, and the most bytes `{"seq":N,` takes (the most digits a `u64` has).
 const SEQ_KEY: &str = "{\"seq\":";
-pub(super) const SEQ_ROOM: usize = SEQ_KEY.len() + 20 + 1;
+pub(super) const SEQ_KEY_MAX: usize = SEQ_KEY.len() + 20 + 1;
 
-/// `{"seq":N,`: cheap, so it is all that is formatted under the hub lock.
-pub(super) fn seq_key(seq: u64) -> ArrayString<SEQ_ROOM> {
+/// `{"seq":N,`: the start of every envelope's JSON, formatted where it is written out
+/// (an `itoa` of the number: cheaper than keeping it, measured in docs/benchmarks.md).
+pub(super) fn seq_key(seq: u64) -> ArrayString<SEQ_KEY_MAX> {
     let mut key = ArrayString::new();
     // `{"seq":` and at most 20 digits and a comma always fit.
     for piece in [SEQ_KEY, itoa::Buffer::new().format(seq), ","] {
         let _ = key.try_push_str(piece);
     }
     key
-}
-
-/// Write `{"seq":N,` into the room [`envelope_head`] left in front of `json`, ending
-/// where the head starts; returns where the JSON now starts. The room is ASCII
-/// spaces and the key is ASCII of no more bytes: the length (and so the allocation)
-/// stays, nothing is reallocated under the hub lock.
-pub(super) fn put_seq_key(json: Box<str>, seq: u64) -> (Box<str>, u8) {
-    let key = seq_key(seq);
-    let start = SEQ_ROOM - key.len();
-    let mut json = json.into_string();
-    json.replace_range(start..SEQ_ROOM, &key);
-    // `start` < SEQ_ROOM (29) fits a u8.
-    (json.into_boxed_str(), start as u8)
 }
 
 /// Whether `event`'s JSON will have a raw CR or LF: only what it carries as the session
@@ -67,9 +55,9 @@ pub(super) fn has_line_breaks(event: &Event) -> bool {
     memchr::memchr2(b'\r', b'\n', text).is_some()
 }
 
-/// The envelope JSON after `{"seq":N,`, behind [`SEQ_ROOM`] spaces of room for it
-/// (see [`put_seq_key`]): `"at":"..",<the event's own fields>}`, stopping at
-/// `"message":` for an SDK message. Sized to fit: it is kept as long as the event.
+/// The envelope JSON after `{"seq":N,` ([`seq_key`]): `"at":"..",<the event's own
+/// fields>}`, stopping at `"message":` for an SDK message. Sized to fit: it is kept as
+/// long as the event.
 pub(super) fn envelope_head(at: SystemTime, event: &Event) -> Box<str> {
     const AT: usize = "\"at\":\"\"".len() + "2026-01-31T09:00:00.123Z".len();
     if let Event::SdkMessage {
@@ -81,9 +69,9 @@ pub(super) fn envelope_head(at: SystemTime, event: &Event) -> Box<str> {
         // The hot path: the frame was fully parsed (validated) when it was
         // classified, so it is spliced in as is instead of being parsed again.
         const KEYS: &str = ",\"type\":\"sdk_message\",\"session_id\":,\"msg_type\":,\"message\":";
-        let cap = SEQ_ROOM + AT + KEYS.len() + session_id.len() + msg_type.len() + 4;
+        let cap = AT + KEYS.len() + session_id.len() + msg_type.len() + 4;
         let mut out = String::with_capacity(cap);
-        push_room_and_time(&mut out, at);
+        push_time(&mut out, at);
         out.push_str(",\"type\":\"sdk_message\",\"session_id\":");
         push_json_str(&mut out, session_id);
         out.push_str(",\"msg_type\":");
@@ -98,16 +86,15 @@ pub(super) fn envelope_head(at: SystemTime, event: &Event) -> Box<str> {
     });
     let rest = body.strip_prefix('{').unwrap_or("}");
     let sep = if rest.starts_with('}') { "" } else { "," };
-    let mut out = String::with_capacity(SEQ_ROOM + AT + sep.len() + rest.len());
-    push_room_and_time(&mut out, at);
+    let mut out = String::with_capacity(AT + sep.len() + rest.len());
+    push_time(&mut out, at);
     out.push_str(sep);
     out.push_str(rest);
     out.into_boxed_str()
 }
 
-/// The room for `{"seq":N,` and `"at":".."`.
-fn push_room_and_time(out: &mut String, at: SystemTime) {
-    out.extend(std::iter::repeat_n(' ', SEQ_ROOM));
+/// `"at":".."`.
+fn push_time(out: &mut String, at: SystemTime) {
     out.push_str("\"at\":\"");
     push_rfc3339_millis(out, at);
     out.push('"');
@@ -184,17 +171,16 @@ mod tests {
     }
 
     #[test]
-    fn the_seq_key_fills_the_room_in_place() {
-        for seq in [1, 42, u64::MAX] {
-            let head = envelope_head(SystemTime::UNIX_EPOCH, &ev("a", 1));
-            let (len, ptr) = (head.len(), head.as_ptr());
-            let (json, start) = put_seq_key(head, seq);
-            assert_eq!((json.len(), json.as_ptr()), (len, ptr), "not reallocated");
-            let start = usize::from(start);
-            let key = format!("{{\"seq\":{seq},\"at\":");
-            assert!(json[start..].starts_with(&key), "{json}");
-            assert!(json[..start].bytes().all(|b| b == b' '));
+    fn the_seq_key_is_the_json_s_start_for_any_number() {
+        for seq in [0, 1, 42, u64::MAX] {
+            let key = seq_key(seq);
+            assert_eq!(key.as_str(), format!("{{\"seq\":{seq},"));
         }
+        assert_eq!(
+            seq_key(u64::MAX).len(),
+            SEQ_KEY_MAX,
+            "the room fits the longest"
+        );
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //!
 //! Compact, since history keeps hundreds of thousands of these: an SDK frame is held
 //! once (shared by the event and its JSON), and the rest of the JSON is one allocation
-//! of its own size, which also has the room for `{"seq":N,` in front.
+//! of its own size; `{"seq":N,` in front of it is formatted where it is written out.
 
 use std::mem::size_of;
 use std::time::SystemTime;
 
-use super::encode;
+use arrayvec::ArrayString;
+
+use super::encode::{self, SEQ_KEY_MAX};
 use super::retained::Kept;
 use super::Event;
 
@@ -20,12 +22,10 @@ pub struct Envelope {
     pub seq: u64,
     /// The event.
     pub event: Event,
-    /// `{"seq":N,"at":..,"type":..,...` from `start` on (room before it), serialized
-    /// once for every reader. For an SDK message it stops at `"message":` and the frame
-    /// itself is shared with the event.
+    /// `"at":..,"type":..,...` (the JSON after `{"seq":N,`), serialized once for every
+    /// reader. For an SDK message it stops at `"message":` and the frame itself is
+    /// shared with the event.
     json: Box<str>,
-    /// Where the JSON starts in `json`.
-    start: u8,
     /// The JSON has a raw CR or LF (only an SDK frame can: everything else is compact serde output).
     line_breaks: bool,
 }
@@ -38,15 +38,33 @@ pub const EVENT_OVERHEAD: usize = size_of::<Envelope>()
     + size_of::<Kept>()
     + size_of::<(u64, usize)>();
 
+/// An envelope's JSON in pieces ([`Envelope::json_parts`]).
+#[derive(Debug)]
+pub struct JsonParts<'a> {
+    seq_key: ArrayString<SEQ_KEY_MAX>,
+    rest: [&'a str; 3],
+}
+
+impl JsonParts<'_> {
+    /// The pieces, to be written one after the other: `{"seq":N,`, the head, and for
+    /// an SDK message the frame exactly as received (shared, not copied) and `}`.
+    pub fn pieces(&self) -> [&str; 4] {
+        let [head, frame, end] = self.rest;
+        [&self.seq_key, head, frame, end]
+    }
+}
+
 impl Envelope {
-    /// The JSON in pieces, to be written one after the other: `{"seq":N,` and the
-    /// head, and for an SDK message the frame exactly as received (shared, not
-    /// copied) and `}`.
-    pub fn json_parts(&self) -> [&str; 3] {
-        let head = &self.json[usize::from(self.start)..];
-        match &self.event {
+    /// The JSON in pieces (see [`JsonParts::pieces`]).
+    pub fn json_parts(&self) -> JsonParts<'_> {
+        let head = &*self.json;
+        let rest = match &self.event {
             Event::SdkMessage { message, .. } => [head, message, "}"],
             _ => [head, "", ""],
+        };
+        JsonParts {
+            seq_key: encode::seq_key(self.seq),
+            rest,
         }
     }
 
@@ -58,7 +76,7 @@ impl Envelope {
 
     /// Length of the JSON in bytes.
     pub fn json_len(&self) -> usize {
-        self.json_parts().iter().map(|p| p.len()).sum()
+        self.json_parts().pieces().iter().map(|p| p.len()).sum()
     }
 
     /// Bytes a retained envelope holds: its JSON (an SDK frame shared with the event
@@ -76,7 +94,7 @@ impl Envelope {
 
     /// `{"seq":..,"at":..,"type":..,...}` in one piece (a copy).
     pub fn json(&self) -> String {
-        self.json_parts().concat()
+        self.json_parts().pieces().concat()
     }
 }
 
@@ -84,8 +102,8 @@ impl Envelope {
 #[derive(Debug)]
 pub struct Prepared {
     event: Event,
-    /// Room for `{"seq":N,`, then `"at":"..",<the event's own fields>}`; for an SDK
-    /// message it stops at `"message":`, the frame is not copied.
+    /// `"at":"..",<the event's own fields>}`; for an SDK message it stops at
+    /// `"message":`, the frame is not copied.
     json: Box<str>,
     line_breaks: bool,
 }
@@ -102,21 +120,18 @@ impl Prepared {
         }
     }
 
-    /// The envelope with sequence number `seq`. Cheap: the JSON was built by
-    /// [`Prepared::new`] up to `{"seq":N,`, which is all that is written here, into the
-    /// room left for it.
+    /// The envelope with sequence number `seq`: nothing is formatted here (under the
+    /// hub lock); `{"seq":N,` is written where the JSON is written out.
     pub(super) fn stamp(self, seq: u64) -> Envelope {
         let Prepared {
             event,
             json,
             line_breaks,
         } = self;
-        let (json, start) = encode::put_seq_key(json, seq);
         Envelope {
             seq,
             event,
             json,
-            start,
             line_breaks,
         }
     }
@@ -167,8 +182,7 @@ mod tests {
             assert_eq!(v["session_id"], id.as_str());
             assert_eq!(v["at"], "1970-01-01T00:00:00.000Z");
             assert_eq!(env.json_len(), env.json().len());
-            // The frame once, the rest of the JSON with its room, the fixed overhead.
-            assert!(usize::from(env.start) < encode::SEQ_ROOM);
+            // The frame once, the rest of the JSON, the fixed overhead.
             assert_eq!(
                 env.retained_len(),
                 env.json.len() + frame.len() + EVENT_OVERHEAD

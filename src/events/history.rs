@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::envelope::Prepared;
-use super::retained::Retained;
+use super::retained::{Evicted, Retained};
 use super::{Envelope, Event};
 
 /// History bounds: per session, and for all sessions together.
@@ -96,14 +96,14 @@ impl History {
 
     /// Stamp, serialize and retain `event`.
     pub fn push(&mut self, event: Event, at: SystemTime) -> Arc<Envelope> {
-        self.stamp(Prepared::new(event, at), &mut Vec::new())
+        self.stamp(Prepared::new(event, at), &mut Evicted::new())
     }
 
     /// Give a prepared event the next sequence number and retain it. Evicted
     /// envelopes are moved to `evicted`, so the caller can free them after
     /// releasing its lock. Cheap: the JSON was built by `Prepared::new` up to
     /// `{"seq":N,`, which is all that is formatted here.
-    pub fn stamp(&mut self, p: Prepared, evicted: &mut Vec<Arc<Envelope>>) -> Arc<Envelope> {
+    pub fn stamp(&mut self, p: Prepared, evicted: &mut Evicted) -> Arc<Envelope> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let env = Arc::new(p.stamp(seq));
@@ -157,7 +157,7 @@ impl History {
 
     /// Evict the globally oldest events until the total fits, never the one
     /// just stamped (`newest`), so a single huge event is still retained alone.
-    fn evict_oldest(&mut self, newest: u64, evicted: &mut Vec<Arc<Envelope>>) {
+    fn evict_oldest(&mut self, newest: u64, evicted: &mut Evicted) {
         while self.total_bytes > self.limits.total_bytes {
             let Some(&(seq, slot)) = self.order.front() else {
                 return;
@@ -227,7 +227,7 @@ impl History {
 }
 
 /// Move a session's oldest event to `evicted`; returns its bytes.
-fn evict_front(h: &mut SessionHistory, evicted: &mut Vec<Arc<Envelope>>) -> usize {
+fn evict_front(h: &mut SessionHistory, evicted: &mut Evicted) -> usize {
     let Some(old) = h.kept.pop_front() else {
         return 0;
     };

@@ -25,7 +25,7 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch, Notify};
 
-pub use envelope::Envelope;
+pub use envelope::{Envelope, JsonParts};
 pub use history::{Backlog, History, HistoryLimits};
 pub use recent::{Read, Recent};
 
@@ -116,7 +116,7 @@ pub struct ReaderGuard {
 
 impl Drop for ReaderGuard {
     fn drop(&mut self) {
-        let mut evicted = Vec::new();
+        let mut evicted = retained::Evicted::new();
         self.hub.log.lock().recent.leave(self.id, &mut evicted);
         self.hub.readers.fetch_sub(1, Ordering::Relaxed);
     }
@@ -163,7 +163,7 @@ impl EventBus {
     pub fn publish(&self, event: Event) {
         // Serialize before taking the lock; inside it only the sequence number is stamped.
         let prepared = envelope::Prepared::new(event, SystemTime::now());
-        let mut evicted = Vec::new();
+        let mut evicted = retained::Evicted::new();
         {
             let mut log = self.hub.log.lock();
             let env = log.history.stamp(prepared, &mut evicted);
@@ -216,7 +216,7 @@ impl EventBus {
         session: Option<&str>,
         max: usize,
     ) -> Read {
-        let mut evicted = Vec::new();
+        let mut evicted = retained::Evicted::new();
         let mut log = self.hub.log.lock();
         let read = log.recent.read(cursor, session, max);
         if let Read::Events(_, passed) = &read {

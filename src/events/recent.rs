@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::retained::Retained;
+use super::retained::{Evicted, Retained};
 use super::Envelope;
 
 /// The most recent events in publication order, for live readers that each keep
@@ -72,7 +72,7 @@ impl Recent {
 
     /// Reader `id` has looked at everything up to `cursor`: events that no
     /// reader needs any more are moved to `evicted`.
-    pub fn advance(&mut self, id: u64, cursor: u64, evicted: &mut Vec<Arc<Envelope>>) {
+    pub fn advance(&mut self, id: u64, cursor: u64, evicted: &mut Evicted) {
         let Some(old) = self.cursors.get_mut(&id) else {
             return;
         };
@@ -86,7 +86,7 @@ impl Recent {
     }
 
     /// Reader `id` is gone; with no reader left the window empties.
-    pub fn leave(&mut self, id: u64, evicted: &mut Vec<Arc<Envelope>>) {
+    pub fn leave(&mut self, id: u64, evicted: &mut Evicted) {
         if let Some(cursor) = self.cursors.remove(&id) {
             self.unmark(cursor);
         }
@@ -100,7 +100,7 @@ impl Recent {
     }
 
     /// Drop the events every reader has looked at (all of them when nobody reads).
-    fn trim(&mut self, evicted: &mut Vec<Arc<Envelope>>) {
+    fn trim(&mut self, evicted: &mut Evicted) {
         let Some(&slowest) = self.at.keys().next() else {
             return self.clear(evicted);
         };
@@ -115,7 +115,7 @@ impl Recent {
     /// look at it; what no longer fits is moved to `evicted`, to be freed after
     /// the caller's lock. After a gap (events not pushed while nobody read) the
     /// window starts over at `env`.
-    pub fn push(&mut self, env: &Arc<Envelope>, evicted: &mut Vec<Arc<Envelope>>) {
+    pub fn push(&mut self, env: &Arc<Envelope>, evicted: &mut Evicted) {
         if self.cursors.is_empty() {
             return;
         }
@@ -137,7 +137,7 @@ impl Recent {
     }
 
     /// Drop every event (moved to `evicted`).
-    fn clear(&mut self, evicted: &mut Vec<Arc<Envelope>>) {
+    fn clear(&mut self, evicted: &mut Evicted) {
         let kept = std::mem::take(&mut self.kept);
         evicted.extend(kept.events.into_iter().map(|k| k.env));
     }

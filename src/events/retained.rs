@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use super::Envelope;
 
+/// Envelopes that a publish or a read let go, to be freed by the caller after it
+/// releases the hub lock. Usually one or two, so kept inline: no allocation per event.
+pub(super) type Evicted = smallvec::SmallVec<[Arc<Envelope>; 4]>;
+
 /// A retained envelope with what eviction needs, so evicting never reads the
 /// (long cold) envelope itself under the hub lock.
 #[derive(Debug)]

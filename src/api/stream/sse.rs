@@ -31,7 +31,7 @@ fn push_sse(out: &mut String, item: &Item) {
             out.push_str("\nevent: ");
             out.push_str(env.event.kind());
             out.push('\n');
-            data(out, &env.json_parts(), env.has_line_breaks());
+            data(out, &env.json_parts().pieces(), env.has_line_breaks());
         }
         Item::Lagged(json) => {
             out.push_str("event: lagged\n");

@@ -44,7 +44,7 @@ pub async fn transcript(
         if i > 0 {
             body.push(',');
         }
-        body.extend(e.json_parts());
+        body.extend(e.json_parts().pieces());
     }
     body.push_str(&format!(
         "],\"next_after\":{next_after},\"lagged_from\":{}}}",

@@ -17,7 +17,7 @@ fn sequence_is_global_and_json_carries_it() {
 }
 
 #[test]
-fn the_room_in_front_fits_every_sequence_number() {
+fn the_json_starts_with_its_sequence_number_whatever_its_digits() {
     let mut h = History::new(limits(10, 1 << 20));
     for seq in [9, 10, 99_999, u64::MAX - 1] {
         h.next_seq = seq;

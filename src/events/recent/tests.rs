@@ -1,4 +1,3 @@
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::*;
@@ -12,7 +11,7 @@ fn recent_reads_after_a_cursor_filters_and_reports_a_lag() {
     let mut r = Recent::new(4, usize::MAX);
     // A reader that has looked at nothing after seq 1 (and never reports progress).
     r.join(1);
-    let mut evicted = Vec::new();
+    let mut evicted = Evicted::new();
     let seqs = |read: Read| match read {
         Read::Events(events, cursor) => (events.iter().map(|e| e.seq).collect::<Vec<_>>(), cursor),
         Read::Lagged(n) => panic!("lagged {n}"),
@@ -68,8 +67,8 @@ fn recent_reads_after_a_cursor_filters_and_reports_a_lag() {
 fn the_window_keeps_only_what_some_reader_has_yet_to_look_at() {
     let mut h = History::new(limits(100, 1 << 20));
     let mut r = Recent::new(100, usize::MAX);
-    let mut evicted = Vec::new();
-    let mut publish = |r: &mut Recent, evicted: &mut Vec<Arc<Envelope>>| {
+    let mut evicted = Evicted::new();
+    let mut publish = |r: &mut Recent, evicted: &mut Evicted| {
         let env = h.push(ev("a", 10), SystemTime::UNIX_EPOCH);
         r.push(&env, evicted);
         env.seq
@@ -110,7 +109,7 @@ fn the_window_keeps_only_what_some_reader_has_yet_to_look_at() {
 fn many_readers_at_one_cursor_hold_the_window_until_the_last_moves() {
     let mut h = History::new(limits(100, 1 << 20));
     let mut r = Recent::new(100, usize::MAX);
-    let mut evicted = Vec::new();
+    let mut evicted = Evicted::new();
     let ids: Vec<u64> = (0..10_000).map(|_| r.join(0)).collect();
     for _ in 0..3 {
         r.push(&h.push(ev("a", 10), SystemTime::UNIX_EPOCH), &mut evicted);
