@@ -46,3 +46,46 @@ async fn a_refused_connect_is_an_error() {
     let err = connect(addr, None).await.unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
 }
+
+#[test]
+fn the_port_range_is_read_as_the_kernel_writes_it() {
+    assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
+    assert_eq!(parse_port_range("1024 1024"), Some((1024, 1024)));
+    for bad in [
+        "",
+        "32768",
+        "60999\t32768",
+        "0\t100",
+        "1 2 3",
+        "a\tb",
+        "1\t70000",
+    ] {
+        assert_eq!(parse_port_range(bad), None, "{bad:?}");
+    }
+}
+
+/// Linux gives a `connect()` without a range of its own an even port while one is free
+/// (the odd ones are kept for `bind()`), and past half the range searches all the even
+/// ones on every call. With the system's range as the socket's own, any free port is
+/// taken: of 24 connects some get odd ports (all even has a chance of 2^-24).
+#[actix_rt::test]
+async fn connects_take_any_free_port_of_the_system_s_range() {
+    let range = system_port_range().expect("this kernel has an ip_local_port_range");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (mut ports, mut accepted) = (Vec::new(), Vec::new());
+    for _ in 0..24 {
+        let stream = connect(addr, None).await.unwrap();
+        ports.push(stream.local_addr().unwrap().port());
+        // Both ends stay open, so every connect needs a port of its own.
+        accepted.push((stream, listener.accept().unwrap()));
+    }
+    assert!(
+        ports.iter().any(|p| p % 2 == 1),
+        "only even ports: {ports:?}"
+    );
+    assert!(
+        ports.iter().all(|p| (range.0..=range.1).contains(p)),
+        "outside {range:?}: {ports:?}"
+    );
+}
