@@ -678,4 +678,6 @@ mod tests {
         let size = std::mem::size_of::<super::SessionActor>();
         assert!(size <= 496, "SessionActor is {size} bytes");
     }
+
+    mod lease;
 }
