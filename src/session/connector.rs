@@ -183,7 +183,10 @@ fn bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     return set_ip_option(socket, libc::IP_BIND_ADDRESS_NO_PORT, 1 as libc::c_int);
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    return Ok(());
+    {
+        let _ = socket;
+        Ok(())
+    }
 }
 
 /// The system's ephemeral port range (`net.ipv4.ip_local_port_range`), read once;
@@ -198,7 +201,7 @@ fn system_port_range() -> Option<(u16, u16)> {
 }
 
 /// `ip_local_port_range`'s text (`"32768\t60999\n"`) as `(low, high)`.
-pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+fn parse_port_range(text: &str) -> Option<(u16, u16)> {
     let mut ports = text.split_whitespace().map(str::parse::<u16>);
     match (ports.next(), ports.next(), ports.next()) {
         (Some(Ok(low)), Some(Ok(high)), None) if 0 < low && low <= high => Some((low, high)),
@@ -220,7 +223,10 @@ fn set_local_port_range(socket: &socket2::Socket, (low, high): (u16, u16)) -> io
         u32::from(high) << 16 | u32::from(low),
     );
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    return Ok(());
+    {
+        let _ = (socket, low, high);
+        Ok(())
+    }
 }
 
 /// `setsockopt(IPPROTO_IP, name, &value)` (options socket2 does not offer).
