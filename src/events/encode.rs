@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(
             seq_key(u64::MAX).len(),
             SEQ_KEY_MAX,
-            "the room fits the longest"
+            "the key's capacity fits the longest"
         );
     }
 

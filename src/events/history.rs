@@ -101,8 +101,8 @@ impl History {
 
     /// Give a prepared event the next sequence number and retain it. Evicted
     /// envelopes are moved to `evicted`, so the caller can free them after
-    /// releasing its lock. Cheap: the JSON was built by `Prepared::new` up to
-    /// `{"seq":N,`, which is all that is formatted here.
+    /// releasing its lock. Cheap: the JSON was built by `Prepared::new`, and
+    /// `{"seq":N,` is formatted only where it is written out.
     pub fn stamp(&mut self, p: Prepared, evicted: &mut Evicted) -> Arc<Envelope> {
         let seq = self.next_seq;
         self.next_seq += 1;
