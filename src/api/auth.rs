@@ -1,7 +1,9 @@
 //! Operator authentication and roles: bearer tokens checked against SHA-256
 //! digests in constant time, and extractors that make each handler's required
 //! role part of its signature (`Viewer`, `Approver`, `Admin`). A browser signed in to
-//! the console presents its cookie instead ([`super::cookie`]).
+//! the console presents its cookie instead ([`super::cookie`]), and a request another
+//! instance of the cluster forwards here carries its signed credential
+//! ([`super::grant`]).
 
 use std::future::{ready, Ready};
 use std::sync::Arc;
@@ -10,11 +12,11 @@ use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage as _, 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{cookie, ApiError, ApiState};
+use super::{cookie, grant, ApiError, ApiState};
 use crate::config::{ApiConfig, ApiTokenSource, Role};
 
 /// Who is calling, once authenticated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The token's configured name (recorded as who decided).
     pub name: Arc<str>,
@@ -192,6 +194,9 @@ pub fn identify(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiErr
 }
 
 fn authenticate(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiError> {
+    if let Some(value) = req.headers().get(grant::FORWARDED_AUTH) {
+        return forwarded(req, state, value);
+    }
     if req.headers().contains_key(header::AUTHORIZATION) {
         return state.auth.authenticate(req);
     }
@@ -214,6 +219,44 @@ fn authenticate(req: &HttpRequest, state: &ApiState) -> Result<Principal, ApiErr
         cookie::check_origin(req, public)?;
     }
     Ok(principal)
+}
+
+/// Who another instance of the cluster forwarded `req` for, as its credential `value`
+/// says (401 when it is not this cluster's, for this request, or out of time).
+fn forwarded(
+    req: &HttpRequest,
+    state: &ApiState,
+    value: &header::HeaderValue,
+) -> Result<Principal, ApiError> {
+    let key = state
+        .ledger
+        .as_ref()
+        .and_then(|l| l.postgres())
+        .map(|pg| pg.cluster_key())
+        .ok_or(ApiError::Unauthorized(
+            "a forwarded credential is accepted only by an instance of a cluster",
+        ))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized(grant::GrantError::Malformed.reason()))?;
+    let by = req
+        .headers()
+        .get(super::forward::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str());
+    grant::verify(
+        key.bytes(),
+        value,
+        by,
+        req.method(),
+        target,
+        grant::now_ms(),
+    )
+    .map_err(|e| ApiError::Unauthorized(e.reason()))
 }
 
 /// The principal making `req`, if it holds at least `role` (401 / 403 otherwise).

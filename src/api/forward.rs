@@ -1,7 +1,9 @@
 //! Forwarding to a session's owner, in a cluster: an interrupt or a user message posted to
 //! an instance that does not run the session goes to the instance that does (its
-//! `[cluster] advertise_url`, from the members table), with the caller's own credentials,
-//! and the owner's answer comes back as is. A forwarded request is never forwarded again.
+//! `[cluster] advertise_url`, from the members table), on the caller's behalf (a
+//! credential naming the caller and its role, signed with the cluster's key: [`grant`],
+//! so a console sign-in works too), and the owner's answer comes back as is. A forwarded
+//! request is never forwarded again.
 //!
 //! A session's event stream is forwarded the same way ([`stream_from_owner`]), its body
 //! relayed chunk by chunk for as long as the owner keeps it open.
@@ -15,7 +17,8 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{self, Stream, StreamExt};
 
-use super::{ApiError, ApiState};
+use super::auth::Principal;
+use super::{grant, ApiError, ApiState};
 use crate::limits::streams::StreamPermit;
 
 /// The header a forwarded request carries (the forwarding instance's id).
@@ -69,33 +72,54 @@ pub(super) async fn owner(state: &ApiState, session: &str) -> Result<Owner, ApiE
     }
 }
 
-/// This request's path and query at the owner's `url`.
-fn target(url: &str, req: &HttpRequest) -> String {
-    format!(
-        "{}{}",
-        url.trim_end_matches('/'),
-        req.uri()
-            .path_and_query()
-            .map_or(req.path(), |p| p.as_str())
-    )
+/// This request's path and query.
+fn path_and_query(req: &HttpRequest) -> &str {
+    req.uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str())
 }
 
-/// This instance's id (empty when not clustered).
-fn me(state: &ApiState) -> String {
-    state
+/// This request's path and query at the owner's `url`.
+fn target(url: &str, req: &HttpRequest) -> String {
+    format!("{}{}", url.trim_end_matches('/'), path_and_query(req))
+}
+
+/// The headers that make `req`, forwarded from this instance, `who`'s at the owner:
+/// `x-ccr-forwarded-by` and the signed credential ([`grant`]). Not the caller's own
+/// credential: a console sign-in is this instance's own, unknown to the owner, and a
+/// token need not be known there either (one that a reload gave this instance first).
+fn on_behalf(
+    state: &ApiState,
+    req: &HttpRequest,
+    who: &Principal,
+) -> Result<[(&'static str, String); 2], ApiError> {
+    let pg = state
         .ledger
         .as_ref()
         .and_then(|l| l.postgres())
-        .map(|pg| pg.instance_id().to_owned())
-        .unwrap_or_default()
+        .ok_or_else(|| ApiError::Unavailable("not in a cluster".into()))?;
+    let me = pg.instance_id();
+    let credential = grant::sign(
+        pg.cluster_key().bytes(),
+        who,
+        me,
+        req.method(),
+        path_and_query(req),
+        grant::now_ms(),
+    );
+    Ok([
+        (FORWARDED, me.to_owned()),
+        (grant::FORWARDED_AUTH, credential),
+    ])
 }
 
 /// When clustered and `session` is run by another instance, the owner's answer to this
-/// request; `None` when it is to be served here (not clustered, owned here, or already
-/// forwarded once).
+/// request, made on `who`'s behalf; `None` when it is to be served here (not clustered,
+/// owned here, or already forwarded once).
 pub(super) async fn to_owner(
     state: &ApiState,
     req: &HttpRequest,
+    who: &Principal,
     session: &str,
     body: web::Bytes,
 ) -> Result<Option<HttpResponse>, ApiError> {
@@ -113,15 +137,12 @@ pub(super) async fn to_owner(
         .timeout(FORWARD_TIMEOUT)
         .connector(awc::Connector::new().rustls_0_23(state.forward_tls.clone()))
         .finish();
-    let mut out = client
-        .request(req.method().clone(), target(&url, req))
-        .insert_header((FORWARDED, me(state)));
-    // The caller's token (every instance has the same tokens). Not the console's cookie:
-    // a console session is the instance's own, unknown to the owner.
-    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
-        if let Some(v) = req.headers().get(&name) {
-            out = out.insert_header((name, v.clone()));
-        }
+    let mut out = client.request(req.method().clone(), target(&url, req));
+    for h in on_behalf(state, req, who)? {
+        out = out.insert_header(h);
+    }
+    if let Some(v) = req.headers().get(header::CONTENT_TYPE) {
+        out = out.insert_header((header::CONTENT_TYPE, v.clone()));
     }
     let mut resp = out.send_body(body).await.map_err(|e| {
         ApiError::Unavailable(format!(
@@ -142,8 +163,8 @@ pub(super) async fn to_owner(
 }
 
 /// `GET /v1/events?session_id=...` (Server-Sent Events) as instance `owner` at `url` serves
-/// it: the same path and query (`after` too) and `Last-Event-ID`, with the caller's
-/// `Authorization` only, so the events and their `seq` are the owner's. The owner's body
+/// it to `who`: the same path and query (`after` too) and `Last-Event-ID`, on `who`'s
+/// behalf, so the events and their `seq` are the owner's. The owner's body
 /// is relayed chunk by chunk (read only as fast as the caller takes it), holding `permit`,
 /// until the owner ends it (it shuts down, or hands the session over: the caller then
 /// reconnects and finds the new owner), falls silent for [`STREAM_IDLE_HEARTBEATS`]
@@ -152,6 +173,7 @@ pub(super) async fn to_owner(
 pub(super) async fn stream_from_owner(
     state: &ApiState,
     req: &HttpRequest,
+    who: &Principal,
     session: &str,
     (owner, url): (&str, &str),
     permit: StreamPermit,
@@ -167,14 +189,11 @@ pub(super) async fn stream_from_owner(
                 .timeout(CONNECT_TIMEOUT),
         )
         .finish();
-    let mut out = client
-        .get(target(url, req))
-        .insert_header((FORWARDED, me(state)));
-    for name in [
-        header::AUTHORIZATION,
-        header::ACCEPT,
-        HeaderName::from_static("last-event-id"),
-    ] {
+    let mut out = client.get(target(url, req));
+    for h in on_behalf(state, req, who)? {
+        out = out.insert_header(h);
+    }
+    for name in [header::ACCEPT, HeaderName::from_static("last-event-id")] {
         if let Some(v) = req.headers().get(&name) {
             out = out.insert_header((name, v.clone()));
         }

@@ -13,6 +13,7 @@ pub mod cookie;
 mod error;
 mod fanout;
 mod forward;
+pub mod grant;
 pub mod health;
 mod ledger;
 mod lookup;

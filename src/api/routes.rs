@@ -303,14 +303,14 @@ pub(super) async fn answer_permission(
     request_body(content = Option<InterruptBody>, description = "Optional"),
     responses((status = 200, description = "The session's answer", body = InterruptAnswer)))]
 pub(super) async fn interrupt(
-    _who: Approver,
+    who: Approver,
     state: web::Data<ApiState>,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    if let Some(owners) = forward::to_owner(&state, &req, &id, body.clone()).await? {
+    if let Some(owners) = forward::to_owner(&state, &req, &who.0, &id, body.clone()).await? {
         return Ok(owners);
     }
     let body: InterruptBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -339,7 +339,7 @@ pub(super) async fn interrupt(
     request_body = SendMessageBody,
     responses((status = 200, description = "Accepted by the endpoint", body = SentMessage)))]
 pub(super) async fn send_message(
-    _who: Approver,
+    who: Approver,
     state: web::Data<ApiState>,
     req: HttpRequest,
     id: web::Path<String>,
@@ -350,7 +350,7 @@ pub(super) async fn send_message(
     let raw = web::Bytes::from(
         serde_json::to_vec(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?,
     );
-    if let Some(owners) = forward::to_owner(&state, &req, &id, raw).await? {
+    if let Some(owners) = forward::to_owner(&state, &req, &who.0, &id, raw).await? {
         return Ok(owners);
     }
     body.validate()

@@ -94,7 +94,15 @@ pub async fn events(
             Placement::Here => {}
             Placement::Owner { id: owner, url } => {
                 let permit = state.streams.enter(who.0.name.clone())?;
-                return forward::stream_from_owner(&state, &req, id, (&owner, &url), permit).await;
+                return forward::stream_from_owner(
+                    &state,
+                    &req,
+                    &who.0,
+                    id,
+                    (&owner, &url),
+                    permit,
+                )
+                .await;
             }
         }
     }
@@ -167,10 +175,8 @@ enum Placement {
 /// Where session `id`'s stream is served ([`Placement`]): here when not clustered, or
 /// while this instance holds the session; an instance asked by another as the owner but
 /// no longer holding it answers 503 (the caller asks again and finds the new owner).
-/// Otherwise a Server-Sent Events request made with a token (or with `[api] auth =
-/// "disabled"`) is relayed from the owner; a WebSocket, or a console's request (its
-/// sign-in cookie means nothing to the owner), or a session nobody holds, is served
-/// here.
+/// Otherwise a Server-Sent Events request (a token's or a console's) is relayed from the
+/// owner, on the caller's behalf; a WebSocket, or a session nobody holds, is served here.
 async fn placement(
     state: &ApiState,
     req: &HttpRequest,
@@ -192,8 +198,7 @@ async fn placement(
             pg.instance_id()
         )));
     }
-    let by_token = req.headers().contains_key(header::AUTHORIZATION) || !state.auth.enabled();
-    if upgrade || !by_token {
+    if upgrade {
         return Ok(Placement::Here);
     }
     Ok(match forward::owner(state, id).await? {

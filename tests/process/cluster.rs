@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 
 use crate::support::{self, Supervisor};
 
+#[path = "cluster/forwarded.rs"]
+mod forwarded;
 #[path = "cluster/sessions.rs"]
 mod sessions;
 

@@ -15,7 +15,7 @@ use ccr_protocol::reply::TranscriptPage;
     params(("id" = String, Path, description = "Session id"), PageQuery),
     responses((status = 200, description = "One page", body = TranscriptPage)))]
 pub async fn transcript(
-    _who: Viewer,
+    who: Viewer,
     state: web::Data<ApiState>,
     req: HttpRequest,
     id: web::Path<String>,
@@ -23,7 +23,7 @@ pub async fn transcript(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     lookup(&state, &id).await?;
-    match forward::to_owner(&state, &req, &id, web::Bytes::new()).await {
+    match forward::to_owner(&state, &req, &who.0, &id, web::Bytes::new()).await {
         Ok(Some(owners)) => return Ok(owners),
         // Held by nobody right now: this instance's history is what there is.
         Ok(None) | Err(ApiError::NotConnected(_)) => {}

@@ -19,6 +19,7 @@
 mod batch;
 mod connect;
 pub mod fence;
+pub mod key;
 mod read;
 pub mod schema;
 mod writer;
@@ -59,6 +60,8 @@ struct Shared {
     fences: Option<Arc<Fences>>,
     /// This instance's id, the owner its fenced writes name.
     me: Arc<str>,
+    /// The cluster's key for the requests it forwards to other instances.
+    key: key::ClusterKey,
     target: Arc<PgTarget>,
     /// Dropped with the last handle: the thread then lets the writer drain and stops.
     _stop: oneshot::Sender<()>,
@@ -114,12 +117,16 @@ impl PgLedger {
         // it reports once connected and migrated: a database the service cannot use is a
         // start-up error, like a SQLite file it cannot open.
         let setup_target = wt.clone();
+        let found = Arc::new(std::sync::OnceLock::new());
+        let found_key = found.clone();
         let (thread, handle) = crate::util::runtime_thread(
             "ledger-pg",
             move |runtime| {
                 runtime.block_on(async {
                     let mut client = connect(&setup_target).await?;
-                    schema::migrate(&mut client).await.map(|_| ())
+                    schema::migrate(&mut client).await?;
+                    let _ = found_key.set(key::load_or_create(&client).await?);
+                    Ok(())
                 })
             },
             move |runtime| {
@@ -135,9 +142,14 @@ impl PgLedger {
             },
         )
         .map_err(fail)?;
+        let key = found
+            .get()
+            .cloned()
+            .ok_or_else(|| fail("the cluster's forwarding key was not read".into()))?;
         Ok(PgLedger {
             shared: Arc::new(Shared {
                 runtime: handle,
+                key,
                 target,
                 writes,
                 capacity,
@@ -452,6 +464,11 @@ impl PgLedger {
     /// This instance's id in the cluster (empty when not clustered).
     pub fn instance_id(&self) -> &str {
         &self.shared.me
+    }
+
+    /// The cluster's key for requests forwarded between its instances.
+    pub fn cluster_key(&self) -> &key::ClusterKey {
+        &self.shared.key
     }
 
     /// The leases this instance holds (in a cluster).

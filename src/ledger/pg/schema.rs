@@ -212,6 +212,17 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
             FOR EACH ROW WHEN (OLD.outcome IS DISTINCT FROM NEW.outcome)
             EXECUTE FUNCTION ccr_notify_decided();",
     ),
+    (
+        8,
+        "the cluster's key for requests forwarded between instances",
+        // `key::load_or_create` stores a random key here once; an instance signs with it
+        // what it forwards to a session's owner on a caller's behalf (`api::grant`).
+        "CREATE TABLE ccr_cluster_keys (
+            name       TEXT PRIMARY KEY,
+            key        BYTEA NOT NULL CHECK (octet_length(key) = 32),
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -1,0 +1,223 @@
+//! Requests an instance forwards to a session's owner on a console sign-in's behalf: the
+//! sign-in lives in the memory of the instance that made it, so the owner learns who the
+//! caller is from the credential the forwarding instance signs with the cluster's key.
+
+use ccr_sim::SimEvent;
+use serde_json::json;
+
+use super::{owned_by, settled, Cluster};
+use crate::common::{APPROVER_TOKEN, VIEWER_TOKEN};
+use crate::support;
+
+/// A client with no credential of its own (a browser's, before it signs in).
+fn browser() -> awc::Client {
+    awc::Client::builder()
+        .disable_timeout()
+        .disable_redirects()
+        .finish()
+}
+
+/// Sign in to instance `api`'s console with `token`: the `ccr_console` cookie's value.
+async fn sign_in(api: &str, token: &str) -> String {
+    let resp = browser()
+        .post(format!("{api}/ui/sign-in"))
+        .insert_header(("origin", api))
+        .send_form(&[("token", token)])
+        .await
+        .expect("sign-in");
+    assert_eq!(resp.status().as_u16(), 303, "signed in");
+    let line = resp
+        .headers()
+        .get("set-cookie")
+        .expect("a cookie")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    line.strip_prefix("ccr_console=")
+        .and_then(|r| r.split(';').next())
+        .expect("ccr_console cookie")
+        .to_owned()
+}
+
+/// `POST api path` as the console does it: the cookie and the console's own origin.
+async fn post_as_console(
+    api: &str,
+    path: &str,
+    cookie: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut resp = browser()
+        .post(format!("{api}{path}"))
+        .insert_header(("cookie", format!("ccr_console={cookie}")))
+        .insert_header(("origin", api))
+        .send_json(&body)
+        .await
+        .expect("POST");
+    let bytes = resp.body().await.expect("body");
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or_default(),
+    )
+}
+
+/// The cluster's forwarding key, as the instances stored it.
+fn cluster_key(c: &Cluster) -> Vec<u8> {
+    let hex = c.sql("SELECT encode(key, 'hex') FROM ccr_cluster_keys WHERE name = 'forward'");
+    assert_eq!(hex.len(), 1, "one key: {hex:?}");
+    hex::decode(&hex[0]).expect("hex")
+}
+
+/// A console signed in on an instance that does not run a session interrupts it, sends it
+/// a message and follows its SDK messages live, through the owner; with the role it
+/// signed in with, no more (a viewer's interrupt is 403).
+#[actix_rt::test]
+async fn a_console_on_a_non_owner_interrupts_messages_and_follows_the_owner_s_session() {
+    let Some((c, _, owners)) = settled(2, 4).await else {
+        return;
+    };
+    let session = owned_by(&owners, "inst-0");
+    let api = c.api(1);
+    let cookie = sign_in(&api, APPROVER_TOKEN).await;
+    let mut sim_events = c.sim.subscribe();
+
+    let follower = awc::Client::builder()
+        .disable_timeout()
+        .add_default_header(("cookie", format!("ccr_console={cookie}")))
+        .finish();
+    let mut stream =
+        support::open_sse_with(&follower, &api, &format!("session_id={session}")).await;
+    assert!(c.sim.push(
+        &session,
+        json!({"type": "assistant", "marker": "to-the-console"})
+    ));
+    let mut seen = vec![];
+    stream
+        .wait_for(&mut seen, |e| {
+            e.event == "sdk_message" && e.data["message"]["marker"] == "to-the-console"
+        })
+        .await;
+
+    let path = format!("/v1/sessions/{session}/messages");
+    let (status, body) = post_as_console(&api, &path, &cookie, json!({"content": "hello"})).await;
+    assert_eq!(status, 200, "the owner's answer: {body}");
+    let posted = support::wait_sim(
+        &mut sim_events,
+        |e| matches!(e, SimEvent::Posted { session: s, .. } if *s == session),
+    )
+    .await;
+    let SimEvent::Posted { body: posted, .. } = posted else {
+        unreachable!()
+    };
+    assert_eq!(posted["events"][0]["uuid"], body["uuid"], "{posted}");
+
+    let path = format!("/v1/sessions/{session}/interrupt");
+    let (status, body) = post_as_console(&api, &path, &cookie, json!({})).await;
+    assert_eq!(status, 200, "the owner's answer: {body}");
+    support::wait_sim(&mut sim_events, |e| {
+        matches!(e, SimEvent::Received { session: s, frame } if *s == session
+            && frame["request"]["subtype"] == "interrupt")
+    })
+    .await;
+
+    let viewer = sign_in(&api, VIEWER_TOKEN).await;
+    let (status, body) = post_as_console(&api, &path, &viewer, json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+}
+
+/// The owner takes a forwarded credential only as the cluster's key signed it, for the
+/// request it was signed for, and only on a route that is forwarded: even a well-signed
+/// admin credential opens nothing else.
+#[actix_rt::test]
+async fn an_owner_takes_a_forwarded_credential_only_as_signed_and_only_where_forwarded() {
+    use ccr_supervisor::api::auth::Principal;
+    use ccr_supervisor::api::grant;
+    use ccr_supervisor::config::Role;
+
+    let Some((c, _, owners)) = settled(2, 2).await else {
+        return;
+    };
+    let session = owned_by(&owners, "inst-0");
+    let owner = c.api(0);
+    let key = cluster_key(&c);
+    let admin = Principal {
+        name: "forged".into(),
+        role: Role::Admin,
+    };
+    let send = |method: awc::http::Method, path: String, credential: String| {
+        let owner = owner.clone();
+        async move {
+            let mut resp = browser()
+                .request(method, format!("{owner}{path}"))
+                .insert_header(("x-ccr-forwarded-by", "inst-1"))
+                .insert_header(("x-ccr-forwarded-auth", credential))
+                .content_type("application/json")
+                .send_body("{}")
+                .await
+                .expect("request");
+            let bytes = resp.body().await.expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            (resp.status().as_u16(), body)
+        }
+    };
+    let post = awc::http::Method::POST;
+    let interrupt = format!("/v1/sessions/{session}/interrupt");
+    let now = grant::now_ms();
+
+    let good = grant::sign(&key, &admin, "inst-1", &post, &interrupt, now);
+    let (status, body) = send(post.clone(), interrupt.clone(), good).await;
+    assert_eq!(status, 200, "a credential of the cluster's key: {body}");
+
+    let viewer = Principal {
+        name: "watcher".into(),
+        role: Role::Viewer,
+    };
+    let as_viewer = grant::sign(&key, &viewer, "inst-1", &post, &interrupt, now);
+    let (status, body) = send(post.clone(), interrupt.clone(), as_viewer).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "the role signed, no more: {body}"
+    );
+
+    let refused = [
+        (
+            "another key",
+            interrupt.clone(),
+            grant::sign(&[0; 32], &admin, "inst-1", &post, &interrupt, now),
+        ),
+        (
+            "another request's",
+            interrupt.clone(),
+            grant::sign(
+                &key,
+                &admin,
+                "inst-1",
+                &post,
+                "/v1/sessions/other/interrupt",
+                now,
+            ),
+        ),
+        (
+            "an hour old",
+            interrupt.clone(),
+            grant::sign(&key, &admin, "inst-1", &post, &interrupt, now - 3_600_000),
+        ),
+        (
+            "a route that is never forwarded",
+            "/v1/sessions".to_owned(),
+            grant::sign(&key, &admin, "inst-1", &post, "/v1/sessions", now),
+        ),
+    ];
+    for (what, path, credential) in refused {
+        let (status, body) = send(post.clone(), path, credential).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{what}: {body}"
+        );
+    }
+}
