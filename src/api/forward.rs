@@ -164,20 +164,46 @@ pub(super) async fn to_owner(
 
 /// `GET /v1/events?session_id=...` (Server-Sent Events) as instance `owner` at `url` serves
 /// it to `who`: the same path and query (`after` too) and `Last-Event-ID`, on `who`'s
-/// behalf, so the events and their `seq` are the owner's. The owner's body
-/// is relayed chunk by chunk (read only as fast as the caller takes it), holding `permit`,
-/// until the owner ends it (it shuts down, or hands the session over: the caller then
-/// reconnects and finds the new owner), falls silent for [`STREAM_IDLE_HEARTBEATS`]
-/// heartbeats, or this instance shuts down. An answer other than 200 comes back as is;
-/// an owner that cannot be reached is 503.
+/// behalf, so the events and their `seq` are the owner's. The owner's body is relayed
+/// chunk by chunk (read only as fast as the caller takes it), holding `permit`, until the
+/// owner ends it (it shuts down, or hands the session over: the caller then reconnects and
+/// finds the new owner), falls silent for [`STREAM_IDLE_HEARTBEATS`] heartbeats, or this
+/// instance shuts down. An answer other than 200 comes back as is; an owner that cannot be
+/// reached is 503.
 pub(super) async fn stream_from_owner(
+    state: &ApiState,
+    req: &HttpRequest,
+    who: &Principal,
+    session: &str,
+    owner: (&str, &str),
+    permit: StreamPermit,
+) -> Result<HttpResponse, ApiError> {
+    let body = match owner_stream(state, req, who, session, owner, permit).await? {
+        Ok(body) => body,
+        Err(answer) => return Ok(answer),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+/// The body of the owner's Server-Sent Events stream of `session` (as
+/// [`stream_from_owner`] relays it: chunk by chunk, ending as it says), or, when the owner
+/// answers other than 200, its answer as is (`Err`); an owner that cannot be reached is
+/// 503.
+pub(super) async fn owner_stream(
     state: &ApiState,
     req: &HttpRequest,
     who: &Principal,
     session: &str,
     (owner, url): (&str, &str),
     permit: StreamPermit,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<
+    Result<impl Stream<Item = Result<web::Bytes, std::convert::Infallible>>, HttpResponse>,
+    ApiError,
+> {
     let unavailable =
         |what: String| ApiError::Unavailable(format!("session {session}'s owner {owner} {what}"));
     // No total timeout: the stream lasts as long as the owner keeps it open.
@@ -189,14 +215,17 @@ pub(super) async fn stream_from_owner(
                 .timeout(CONNECT_TIMEOUT),
         )
         .finish();
-    let mut out = client.get(target(url, req));
+    // Server-Sent Events whatever the caller asked for (a WebSocket reader's stream is
+    // relayed from them too).
+    let mut out = client
+        .get(target(url, req))
+        .insert_header((header::ACCEPT, "text/event-stream"));
     for h in on_behalf(state, req, who)? {
         out = out.insert_header(h);
     }
-    for name in [header::ACCEPT, HeaderName::from_static("last-event-id")] {
-        if let Some(v) = req.headers().get(&name) {
-            out = out.insert_header((name, v.clone()));
-        }
+    let last_event_id = HeaderName::from_static("last-event-id");
+    if let Some(v) = req.headers().get(&last_event_id) {
+        out = out.insert_header((last_event_id, v.clone()));
     }
     let mut resp = match tokio::time::timeout(STREAM_HEAD_TIMEOUT, out.send()).await {
         Ok(Ok(resp)) => resp,
@@ -217,16 +246,11 @@ pub(super) async fn stream_from_owner(
         if let Some(ct) = resp.headers().get(header::CONTENT_TYPE) {
             answer.insert_header((header::CONTENT_TYPE, ct.clone()));
         }
-        return Ok(answer.body(bytes));
+        return Ok(Err(answer.body(bytes)));
     }
     tracing::debug!(session_id = %session, owner, "relaying the owner's event stream");
     let idle = state.stream_heartbeat * STREAM_IDLE_HEARTBEATS;
-    let body = relay(resp, idle, state.bus.closed(), permit);
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+    Ok(Ok(relay(resp, idle, state.bus.closed(), permit)))
 }
 
 /// A failure to reach an owner, in words; one about its certificate says where a private

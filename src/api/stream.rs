@@ -8,6 +8,7 @@
 //! never slow a session down).
 
 mod reader;
+mod relayed;
 mod socket;
 mod sse;
 pub(super) mod transcript;
@@ -50,9 +51,10 @@ pub enum Item {
 /// max_stream_subscribers` (in total) and `max_stream_subscribers_per_token` (per token
 /// name); beyond, 503 `too_many_streams`. See events.md for the events.
 ///
-/// In a cluster, one session's Server-Sent Events stream asked of an instance that does
-/// not run it is relayed from its owner, with the owner's `seq` (503 `unavailable` when the
-/// owner cannot be found or reached); it ends when the owner stops running the session.
+/// In a cluster, one session's stream (Server-Sent Events or WebSocket) asked of an
+/// instance that does not run it is relayed from its owner, with the owner's `seq` (503
+/// `unavailable` when the owner cannot be found or reached); it ends when the owner stops
+/// running the session.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     params(EventsQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this sequence number (SSE)")),
@@ -86,45 +88,61 @@ pub async fn events(
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    // A WebSocket's handshake, or an SSE reader's `Accept`, is checked before anything
+    // is asked of an owner.
+    let handshake = if upgrade {
+        Some(ws::handshake(&req).map_err(|_| ApiError::NotAcceptable("bad websocket handshake"))?)
+    } else {
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("*/*");
+        if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
+            return Err(ApiError::NotAcceptable(
+                "use a WebSocket upgrade or Accept: text/event-stream",
+            ));
+        }
+        None
+    };
+    let heartbeat = state.stream_heartbeat;
+    let reader = EventSocket {
+        heartbeat,
+        last_pong: Instant::now(),
+    };
     // In a cluster, one session's stream is its owner's.
     let mut ends = None;
     if let Some(id) = &session_id {
-        match placement(&state, &req, id, upgrade).await? {
+        match placement(&state, &req, id).await? {
             Placement::Held(released) => ends = Some(released),
             Placement::Here => {}
             Placement::Owner { id: owner, url } => {
                 let permit = state.streams.enter(who.0.name.clone())?;
-                return forward::stream_from_owner(
-                    &state,
-                    &req,
-                    &who.0,
-                    id,
-                    (&owner, &url),
-                    permit,
-                )
-                .await;
+                let owner = (owner.as_str(), url.as_str());
+                let Some(mut resp) = handshake else {
+                    return forward::stream_from_owner(&state, &req, &who.0, id, owner, permit)
+                        .await;
+                };
+                let body =
+                    match forward::owner_stream(&state, &req, &who.0, id, owner, permit).await? {
+                        Ok(body) => body,
+                        Err(answer) => return Ok(answer),
+                    };
+                let items = relayed::items(body);
+                let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
+                    ctx.add_stream(items);
+                    reader
+                });
+                return Ok(resp.streaming(body));
             }
         }
     }
     let filter = session_id.map(|s| Arc::from(s.as_str()));
-    let heartbeat = state.stream_heartbeat;
-    if upgrade {
-        let reader = EventSocket {
-            heartbeat,
-            last_pong: Instant::now(),
-        };
-        let mut resp =
-            ws::handshake(&req).map_err(|_| ApiError::NotAcceptable("bad websocket handshake"))?;
-        let permit = state.streams.enter(who.0.name.clone())?;
-        let batches = batches(
-            &state.bus,
-            filter,
-            after,
-            heartbeat,
-            state.metrics.stream_drops.clone(),
-            permit,
-        );
-        let batches = until(only_types(batches, types), ends);
+    let permit = state.streams.enter(who.0.name.clone())?;
+    let drops = state.metrics.stream_drops.clone();
+    let batches = batches(&state.bus, filter, after, heartbeat, drops, permit);
+    let batches = until(only_types(batches, types), ends);
+    if let Some(mut resp) = handshake {
         let items = stream::StreamExt::flat_map(batches, stream::iter);
         let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
             ctx.add_stream(items);
@@ -132,20 +150,6 @@ pub async fn events(
         });
         return Ok(resp.streaming(body));
     }
-    let accept = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("*/*");
-    if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
-        return Err(ApiError::NotAcceptable(
-            "use a WebSocket upgrade or Accept: text/event-stream",
-        ));
-    }
-    let permit = state.streams.enter(who.0.name.clone())?;
-    let drops = state.metrics.stream_drops.clone();
-    let batches = batches(&state.bus, filter, after, heartbeat, drops, permit);
-    let batches = until(only_types(batches, types), ends);
     let body = stream::StreamExt::flat_map(batches, |batch| {
         stream::iter(SseChunks::new(batch).map(Ok::<_, std::convert::Infallible>))
     });
@@ -175,14 +179,9 @@ enum Placement {
 /// Where session `id`'s stream is served ([`Placement`]): here when not clustered, or
 /// while this instance holds the session; an instance asked by another as the owner but
 /// no longer holding it answers 503 (the caller asks again and finds the new owner).
-/// Otherwise a Server-Sent Events request (a token's or a console's) is relayed from the
-/// owner, on the caller's behalf; a WebSocket, or a session nobody holds, is served here.
-async fn placement(
-    state: &ApiState,
-    req: &HttpRequest,
-    id: &str,
-    upgrade: bool,
-) -> Result<Placement, ApiError> {
+/// Otherwise the stream (Server-Sent Events or a WebSocket, a token's or a console's) is
+/// relayed from the owner, on the caller's behalf; a session nobody holds is served here.
+async fn placement(state: &ApiState, req: &HttpRequest, id: &str) -> Result<Placement, ApiError> {
     let Some(pg) = state.ledger.as_ref().and_then(|l| l.postgres()) else {
         return Ok(Placement::Here);
     };
@@ -197,9 +196,6 @@ async fn placement(
             "session {id} is not held by instance {} (any more); ask again",
             pg.instance_id()
         )));
-    }
-    if upgrade {
-        return Ok(Placement::Here);
     }
     Ok(match forward::owner(state, id).await? {
         Owner::Nobody | Owner::Me => Placement::Here,

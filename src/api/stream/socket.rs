@@ -18,18 +18,23 @@ impl Actor for EventSocket {
     type Context = ws::WebsocketContext<Self>;
 }
 
+impl EventSocket {
+    /// A heartbeat: ping the reader, or stop if it has not answered two of them.
+    pub(super) fn beat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.last_pong.elapsed() > self.heartbeat * 2 {
+            ctx.stop();
+            return;
+        }
+        ctx.ping(b"");
+    }
+}
+
 impl StreamHandler<Item> for EventSocket {
     fn handle(&mut self, item: Item, ctx: &mut Self::Context) {
         match item {
             Item::Event(env) => ctx.text(env.json()),
             Item::Lagged(json) => ctx.text(json),
-            Item::Heartbeat => {
-                if self.last_pong.elapsed() > self.heartbeat * 2 {
-                    ctx.stop();
-                    return;
-                }
-                ctx.ping(b"");
-            }
+            Item::Heartbeat => self.beat(ctx),
         }
     }
 

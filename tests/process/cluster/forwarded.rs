@@ -221,3 +221,82 @@ async fn an_owner_takes_a_forwarded_credential_only_as_signed_and_only_where_for
         );
     }
 }
+
+/// The next text message of a WebSocket reader, as JSON; `None` when the socket closes.
+async fn next_text<S>(ws: &mut S) -> Option<serde_json::Value>
+where
+    S: futures_util::Stream<Item = Result<awc::ws::Frame, awc::error::WsProtocolError>> + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        match ws.next().await {
+            Some(Ok(awc::ws::Frame::Text(t))) => {
+                return Some(serde_json::from_slice(&t).expect("JSON"))
+            }
+            Some(Ok(awc::ws::Frame::Close(_))) | None => return None,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("WebSocket broke: {e}"),
+        }
+    }
+}
+
+/// One session's WebSocket stream asked of an instance that does not run the session is
+/// its owner's, relayed: its SDK messages arrive, with the owner's `seq`, and the socket
+/// closes when the owner stops running the session (here: it shuts down and hands it
+/// over), so that the reader reconnects and finds the new owner.
+#[actix_rt::test]
+async fn a_session_s_websocket_asked_of_a_non_owner_is_relayed_from_its_owner() {
+    let Some((mut c, _, owners)) = settled(2, 4).await else {
+        return;
+    };
+    let session = owned_by(&owners, "inst-0");
+    let query = format!("session_id={session}");
+    let (resp, mut relayed) = awc::Client::new()
+        .ws(format!("{}/v1/events?{query}", c.api(1)))
+        .bearer_auth(support::ADMIN_TOKEN)
+        .connect()
+        .await
+        .expect("a WebSocket from the non-owner");
+    assert_eq!(resp.status().as_u16(), 101);
+    let direct_client = awc::Client::builder()
+        .disable_timeout()
+        .add_default_header(("authorization", format!("Bearer {}", support::ADMIN_TOKEN)))
+        .finish();
+    let mut direct = support::open_sse_with(&direct_client, &c.api(0), &query).await;
+    assert!(c.sim.push(
+        &session,
+        json!({"type": "assistant", "marker": "over-the-socket"})
+    ));
+    let got = tokio::time::timeout(support::WAIT, async {
+        loop {
+            let e = next_text(&mut relayed)
+                .await
+                .expect("the socket stays open");
+            if e["message"]["marker"] == "over-the-socket" {
+                break e;
+            }
+        }
+    })
+    .await
+    .expect("the relayed SDK message");
+    let mut seen = vec![];
+    let want = direct
+        .wait_for(&mut seen, |e| {
+            e.data["message"]["marker"] == "over-the-socket"
+        })
+        .await;
+    assert_eq!(got["session_id"], session.as_str());
+    assert_eq!(got["seq"].as_u64(), want.id, "the owner's seq: {got}");
+
+    let owner = c.instances[0].take().expect("inst-0");
+    owner.signal(libc::SIGTERM);
+    let closed = tokio::time::timeout(super::SETTLE, async {
+        while next_text(&mut relayed).await.is_some() {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the relayed socket closed with the owner's stream"
+    );
+    drop(owner);
+}
