@@ -421,6 +421,9 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
             bytes: config.api.history_bytes,
             total_bytes: config.api.history_total_bytes,
         },
+        // Each run numbers its events apart from every other's, so a resume point from
+        // another instance or an earlier run is known here as foreign (events.md).
+        seq_base: crate::events::random_seq_base(),
     });
     let metrics = Metrics::new();
     // With a PostgreSQL ledger, every instance on the same database is one cluster: a

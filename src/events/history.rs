@@ -43,12 +43,18 @@ pub struct Backlog {
     /// Set when events after the requested point were already evicted:
     /// the first sequence number still available (resume from there).
     pub lagged_from: Option<u64>,
+    /// The requested point is not one this history gave (another instance's, or an
+    /// earlier run's): `events` is everything retained, and `lagged_from` says where it
+    /// starts.
+    pub unknown_point: bool,
 }
 
 /// Sequence counter plus the per-session histories.
 #[derive(Debug)]
 pub struct History {
     limits: HistoryLimits,
+    /// The first sequence number this history gives (its run's base, plus one).
+    first_seq: u64,
     next_seq: u64,
     /// Session id → its slot in `slots`.
     index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
@@ -70,11 +76,17 @@ pub struct History {
 }
 
 impl History {
-    /// Empty history with these bounds.
+    /// Empty history with these bounds, numbering its events from 1.
     pub fn new(limits: HistoryLimits) -> Self {
+        Self::numbered_after(limits, 0)
+    }
+
+    /// Empty history with these bounds, numbering its events from `base + 1`.
+    pub fn numbered_after(limits: HistoryLimits, base: u64) -> Self {
         Self {
             limits,
-            next_seq: 1,
+            first_seq: base + 1,
+            next_seq: base + 1,
             index: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -92,6 +104,12 @@ impl History {
     /// The sequence number the next event will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Whether `after` is a resume point this history could have given: 0 (everything),
+    /// the point before its first event, or one of its events' numbers.
+    pub fn gave(&self, after: u64) -> bool {
+        after == 0 || (self.first_seq - 1..self.next_seq).contains(&after)
     }
 
     /// Stamp, serialize and retain `event`.
@@ -179,6 +197,13 @@ impl History {
 
     /// Events after `after` (of one session, or of all, merged in order).
     pub fn backlog(&self, session: Option<&str>, after: u64) -> Backlog {
+        if !self.gave(after) {
+            let mut all = self.backlog(session, 0);
+            all.unknown_point = true;
+            let first = all.events.first().map_or(self.next_seq, |e| e.seq);
+            all.lagged_from = Some(all.lagged_from.map_or(first, |f| f.min(first)));
+            return all;
+        }
         let mut out = Backlog::default();
         let lag = |h: &SessionHistory, out: &mut Backlog| {
             if h.evicted_up_to > after {

@@ -39,6 +39,16 @@ pub struct BusLimits {
     pub subscriber_buffer: usize,
     /// History bounds, per session and in total (for resume and transcripts).
     pub history: HistoryLimits,
+    /// The events are numbered from `seq_base + 1` ([`random_seq_base`] in the service).
+    pub seq_base: u64,
+}
+
+/// A base for a run's sequence numbers, at random in `[2^32, 2^52)`: two runs (instances
+/// of a cluster, or one instance before and after a restart) practically never number
+/// events alike, so a resume point one of them gave is known as foreign by the others
+/// (`History::gave`), and every number stays exact in a JSON reader's 53-bit float.
+pub fn random_seq_base() -> u64 {
+    rand::random::<u64>() % ((1 << 52) - (1 << 32)) + (1 << 32)
 }
 
 impl Default for BusLimits {
@@ -50,6 +60,7 @@ impl Default for BusLimits {
                 bytes: 1 << 20,
                 total_bytes: crate::config::DEFAULT_HISTORY_TOTAL_BYTES,
             },
+            seq_base: 0,
         }
     }
 }
@@ -100,6 +111,8 @@ pub struct Subscription {
     pub backlog: Vec<Arc<Envelope>>,
     /// Set when part of the requested range was evicted: resume point available.
     pub lagged_from: Option<u64>,
+    /// The requested point was not this bus's: the backlog is everything retained.
+    pub unknown_point: bool,
     /// The cursor for live events: everything after it was published after the backlog was taken.
     pub cursor: u64,
     /// Counts this reader in [`EventBus::subscribers`] while it lives.
@@ -147,7 +160,7 @@ impl EventBus {
         Self {
             hub: Arc::new(Hub {
                 log: Mutex::new(Log {
-                    history: History::new(limits.history),
+                    history: History::numbered_after(limits.history, limits.seq_base),
                     recent,
                 }),
                 tx,
@@ -200,6 +213,7 @@ impl EventBus {
         Subscription {
             backlog: b.events,
             lagged_from: b.lagged_from,
+            unknown_point: b.unknown_point,
             cursor,
             reader,
         }

@@ -80,10 +80,24 @@ async fn evicted_history_gives_an_explicit_lagged() {
     for i in 0..10 {
         h.sim.push("s1", json!({"type":"assistant","n":i}));
     }
+    // The first message's number: a point of this stream whose successors are evicted.
+    let first_seq = tokio::time::timeout(T, async {
+        loop {
+            let env = bus.recv().await.expect("bus");
+            if matches!(&env.event, ccr_supervisor::events::Event::SdkMessage { message, .. } if message.contains("\"n\":0")) {
+                break env.seq;
+            }
+        }
+    })
+    .await
+    .expect("the first message");
     crate::common::wait_bus(&mut bus, |e| matches!(e, ccr_supervisor::events::Event::SdkMessage { message, .. } if message.contains("\"n\":9"))).await;
     let resp = h
         .http
-        .get(format!("{}/v1/events?session_id=s1&after=1", h.api))
+        .get(format!(
+            "{}/v1/events?session_id=s1&after={first_seq}",
+            h.api
+        ))
         .send()
         .await
         .unwrap();
@@ -96,6 +110,23 @@ async fn evicted_history_gives_an_explicit_lagged() {
     let page = h.get("/v1/sessions/s1/messages?after=0&limit=2").await.1;
     assert_eq!(page["messages"].as_array().unwrap().len(), 2, "{page}");
     assert!(page["lagged_from"].is_u64(), "{page}");
+    // A point this run never gave (a 1-based one, as an earlier run's could be): said so,
+    // then everything retained.
+    let resp = h
+        .http
+        .get(format!("{}/v1/events?session_id=s1&after=5", h.api))
+        .send()
+        .await
+        .unwrap();
+    let mut sse = SseReader::new(resp);
+    let lag = sse.next(T).await.unwrap();
+    assert_eq!(lag.data["reason"], "resume_point_unknown", "{lag:?}");
+    assert_eq!(
+        sse.next(T).await.unwrap().id,
+        lag.data["resume_from"].as_u64()
+    );
+    let page = h.get("/v1/sessions/s1/messages?after=5").await.1;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 3, "{page}");
     h.shutdown().await;
 }
 

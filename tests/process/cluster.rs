@@ -20,6 +20,8 @@ use crate::support::{self, Supervisor};
 
 #[path = "cluster/forwarded.rs"]
 mod forwarded;
+#[path = "cluster/resume.rs"]
+mod resume;
 #[path = "cluster/sessions.rs"]
 mod sessions;
 

@@ -291,6 +291,9 @@ pub fn render_delivered(
                     ),
                     None => format!("missed {n} events; the server ends the stream"),
                 },
+                (None, Some(seq)) if ev["reason"] == "resume_point_unknown" => format!(
+                    "--after is not this server's (it restarted, or is another instance): replaying all it kept, from {seq}; some events may repeat"
+                ),
                 (None, Some(seq)) => format!("events before {seq} are gone; continuing"),
                 (None, None) => "missed some events; continuing".into(),
             };

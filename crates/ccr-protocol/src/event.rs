@@ -234,6 +234,14 @@ pub enum Lagged {
         /// The oldest sequence number still kept.
         resume_from: u64,
     },
+    /// The reader's resume point was not given by this stream (another instance's, or
+    /// the stream's before a restart): everything retained follows, so some events may be
+    /// ones the reader already has, and what was published in between elsewhere may be
+    /// missing.
+    ResumePointUnknown {
+        /// The oldest sequence number still kept (the first event that follows).
+        resume_from: u64,
+    },
     /// The reader read too slowly and was dropped.
     SlowReader {
         /// Events it missed.
@@ -269,6 +277,10 @@ mod tests {
         assert_eq!(
             Lagged::HistoryEvicted { resume_from: 7 }.to_json(),
             r#"{"type":"lagged","reason":"history_evicted","resume_from":7}"#
+        );
+        assert_eq!(
+            Lagged::ResumePointUnknown { resume_from: 8 }.to_json(),
+            r#"{"type":"lagged","reason":"resume_point_unknown","resume_from":8}"#
         );
         assert_eq!(
             Lagged::SlowReader {

@@ -54,9 +54,14 @@ impl ReaderState {
         drops: prometheus_client::metrics::counter::Counter,
     ) -> Self {
         let sub = bus.subscribe_from(filter.as_deref(), after);
-        let pending_lag = sub
-            .lagged_from
-            .map(|from| Lagged::HistoryEvicted { resume_from: from }.to_json());
+        let pending_lag = sub.lagged_from.map(|from| {
+            if sub.unknown_point {
+                Lagged::ResumePointUnknown { resume_from: from }
+            } else {
+                Lagged::HistoryEvicted { resume_from: from }
+            }
+            .to_json()
+        });
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ReaderState {
@@ -68,7 +73,12 @@ impl ReaderState {
             drops,
             heartbeat: tick,
             closed: Box::pin(bus.closed()),
-            last_seq: after.unwrap_or(0),
+            // A foreign resume point is replaced by the point before what is replayed, so
+            // that a reader dropped before it got anything resumes here as one of ours.
+            last_seq: match (sub.unknown_point, sub.lagged_from) {
+                (true, Some(from)) => from - 1,
+                _ => after.unwrap_or(0),
+            },
             done: false,
             reader: sub.reader,
             waiter: Waiter::join(bus),

@@ -197,3 +197,36 @@ fn sse_framing_breaks_lines_at_cr_too_and_rejoins_to_the_same_json() {
     assert_eq!(whole["message"]["b"], "x");
     assert_eq!(env.json_len(), env.json().len());
 }
+
+#[actix_rt::test]
+async fn a_foreign_resume_point_gets_a_notice_then_everything_retained_then_live_events() {
+    let base = 1 << 40;
+    let bus = EventBus::new(BusLimits {
+        seq_base: base,
+        ..BusLimits::default()
+    });
+    error(&bus, "a");
+    error(&bus, "b");
+    // A point another instance gave (numbered from its own base), then a 1-based one.
+    for foreign in [crate::events::random_seq_base() | (1 << 51), 5] {
+        let mut st = reader(&bus, None, Some(foreign));
+        let first = st.next_batch().await.unwrap();
+        let [Item::Lagged(json), rest @ ..] = &first[..] else {
+            panic!("{first:?}");
+        };
+        let lag: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(lag["reason"], "resume_point_unknown", "{lag}");
+        assert_eq!(lag["resume_from"], base + 1);
+        let mut got: Vec<u64> = seqs(rest);
+        if got.is_empty() {
+            got = seqs(&st.next_batch().await.unwrap());
+        }
+        assert_eq!(got, [base + 1, base + 2], "everything retained");
+    }
+    let mut st = reader(&bus, None, Some(base + 1));
+    assert_eq!(
+        seqs(&st.next_batch().await.unwrap()),
+        [base + 2],
+        "one of ours"
+    );
+}

@@ -190,3 +190,36 @@ fn the_queue_of_retained_events_stays_bounded_and_in_step() {
     assert_eq!(h.backlog(Some("d"), 0).lagged_from, Some(6));
     assert_eq!(h.retained, 2);
 }
+
+#[test]
+fn a_resume_point_this_history_never_gave_replays_everything_with_a_mark() {
+    let base = 1 << 40;
+    let mut h = History::numbered_after(limits(10, 1 << 20), base);
+    for s in ["a", "b", "a"] {
+        h.push(ev(s, 1), SystemTime::UNIX_EPOCH);
+    }
+    let seqs = |b: &Backlog| b.events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    for ours in [0, base, base + 1, base + 3] {
+        assert!(h.gave(ours), "{ours}");
+        let b = h.backlog(None, ours);
+        assert!(!b.unknown_point && b.lagged_from.is_none(), "{ours}");
+    }
+    assert_eq!(seqs(&h.backlog(None, base + 1)), [base + 2, base + 3]);
+    // Another run's points: below this run's numbers (an earlier or another instance's,
+    // a 1-based one), or past the newest event.
+    for foreign in [1, 2, base - 1, base + 4, u64::MAX] {
+        assert!(!h.gave(foreign), "{foreign}");
+        let b = h.backlog(None, foreign);
+        assert!(b.unknown_point, "{foreign}");
+        assert_eq!(seqs(&b), [base + 1, base + 2, base + 3], "{foreign}");
+        assert_eq!(b.lagged_from, Some(base + 1));
+        let only_b = h.backlog(Some("b"), foreign);
+        assert_eq!(
+            (seqs(&only_b), only_b.lagged_from),
+            (vec![base + 2], Some(base + 2))
+        );
+    }
+    let quiet = h.backlog(Some("nobody"), 7);
+    assert!(quiet.unknown_point && quiet.events.is_empty());
+    assert_eq!(quiet.lagged_from, Some(base + 4), "the next event's number");
+}

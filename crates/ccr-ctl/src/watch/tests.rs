@@ -109,6 +109,11 @@ fn sdk_error_lagged_and_unknown_events() {
         s.ends_with("lagged events before 100 are gone; continuing"),
         "{s}"
     );
+    let s = plain(json!({"type":"lagged","reason":"resume_point_unknown","resume_from":100}));
+    assert!(
+        s.ends_with("lagged --after is not this server's (it restarted, or is another instance): replaying all it kept, from 100; some events may repeat"),
+        "{s}"
+    );
     let s = plain(json!({"seq":1,"at":AT,"type":"brand_new","session_id":"s1","x":[1,2]}));
     assert_eq!(s, r#"01:02:03.456Z s1 brand_new {"x":[1,2]}"#);
     // Nothing is required: an empty object still renders.
