@@ -248,15 +248,16 @@ fn forwarded(
         .uri()
         .path_and_query()
         .map_or(req.path(), |p| p.as_str());
-    grant::verify(
-        key.bytes(),
-        value,
+    let request = grant::Forwarded {
         by,
-        req.method(),
+        method: req.method(),
         target,
-        grant::now_ms(),
-    )
-    .map_err(|e| ApiError::Unauthorized(e.reason()))
+    };
+    let (who, body) = grant::verify(key.bytes(), value, request, grant::now_ms())
+        .map_err(|e| ApiError::Unauthorized(e.reason()))?;
+    // The handler that reads the body checks it against this.
+    req.extensions_mut().insert(body);
+    Ok(who)
 }
 
 /// The principal making `req`, if it holds at least `role` (401 / 403 otherwise).

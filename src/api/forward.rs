@@ -92,6 +92,7 @@ fn on_behalf(
     state: &ApiState,
     req: &HttpRequest,
     who: &Principal,
+    body: &[u8],
 ) -> Result<[(&'static str, String); 2], ApiError> {
     let pg = state
         .ledger
@@ -99,12 +100,16 @@ fn on_behalf(
         .and_then(|l| l.postgres())
         .ok_or_else(|| ApiError::Unavailable("not in a cluster".into()))?;
     let me = pg.instance_id();
+    let request = grant::Forwarded {
+        by: me,
+        method: req.method(),
+        target: path_and_query(req),
+    };
     let credential = grant::sign(
         pg.cluster_key().bytes(),
         who,
-        me,
-        req.method(),
-        path_and_query(req),
+        request,
+        body,
         grant::now_ms(),
     );
     Ok([
@@ -138,7 +143,7 @@ pub(super) async fn to_owner(
         .connector(awc::Connector::new().rustls_0_23(state.forward_tls.clone()))
         .finish();
     let mut out = client.request(req.method().clone(), target(&url, req));
-    for h in on_behalf(state, req, who)? {
+    for h in on_behalf(state, req, who, &body)? {
         out = out.insert_header(h);
     }
     if let Some(v) = req.headers().get(header::CONTENT_TYPE) {
@@ -220,7 +225,7 @@ pub(super) async fn owner_stream(
     let mut out = client
         .get(target(url, req))
         .insert_header((header::ACCEPT, "text/event-stream"));
-    for h in on_behalf(state, req, who)? {
+    for h in on_behalf(state, req, who, b"")? {
         out = out.insert_header(h);
     }
     let last_event_id = HeaderName::from_static("last-event-id");

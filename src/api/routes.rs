@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::auth::{Admin, Approver, Viewer};
 use super::lookup::lookup;
 use super::table::{endpoint, Endpoint};
-use super::{bulk, forward, ledger, policy, read, stored, stream, ApiError, ApiState};
+use super::{bulk, forward, grant, ledger, policy, read, stored, stream, ApiError, ApiState};
 use crate::registry::Decide;
 use crate::session::{InterruptSession, SendUserMessage};
 use crate::supervisor::{AddSession, RemoveSession, SessionSetError};
@@ -310,6 +310,7 @@ pub(super) async fn interrupt(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    grant::check_body(&req, &body)?;
     if let Some(owners) = forward::to_owner(&state, &req, &who.0, &id, body.clone()).await? {
         return Ok(owners);
     }
@@ -347,9 +348,11 @@ pub(super) async fn send_message(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let body = body.into_inner();
+    // As forwarded, and as a forwarding instance signed it (it sends this serialization).
     let raw = web::Bytes::from(
         serde_json::to_vec(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?,
     );
+    grant::check_body(&req, &raw)?;
     if let Some(owners) = forward::to_owner(&state, &req, &who.0, &id, raw).await? {
         return Ok(owners);
     }

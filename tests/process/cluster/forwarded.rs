@@ -147,11 +147,12 @@ async fn an_owner_takes_a_forwarded_credential_only_as_signed_and_only_where_for
         name: "forged".into(),
         role: Role::Admin,
     };
-    let send = |method: awc::http::Method, path: String, credential: String| {
+    // Every request here is a POST of `{}`.
+    let send = |path: String, credential: String| {
         let owner = owner.clone();
         async move {
             let mut resp = browser()
-                .request(method, format!("{owner}{path}"))
+                .post(format!("{owner}{path}"))
                 .insert_header(("x-ccr-forwarded-by", "inst-1"))
                 .insert_header(("x-ccr-forwarded-auth", credential))
                 .content_type("application/json")
@@ -164,19 +165,27 @@ async fn an_owner_takes_a_forwarded_credential_only_as_signed_and_only_where_for
         }
     };
     let post = awc::http::Method::POST;
+    let sign = |key: &[u8], who: &Principal, path: &str, body: &str, at: u64| {
+        let request = grant::Forwarded {
+            by: "inst-1",
+            method: &post,
+            target: path,
+        };
+        grant::sign(key, who, request, body.as_bytes(), at)
+    };
     let interrupt = format!("/v1/sessions/{session}/interrupt");
     let now = grant::now_ms();
 
-    let good = grant::sign(&key, &admin, "inst-1", &post, &interrupt, now);
-    let (status, body) = send(post.clone(), interrupt.clone(), good).await;
+    let good = sign(&key, &admin, &interrupt, "{}", now);
+    let (status, body) = send(interrupt.clone(), good).await;
     assert_eq!(status, 200, "a credential of the cluster's key: {body}");
 
     let viewer = Principal {
         name: "watcher".into(),
         role: Role::Viewer,
     };
-    let as_viewer = grant::sign(&key, &viewer, "inst-1", &post, &interrupt, now);
-    let (status, body) = send(post.clone(), interrupt.clone(), as_viewer).await;
+    let as_viewer = sign(&key, &viewer, &interrupt, "{}", now);
+    let (status, body) = send(interrupt.clone(), as_viewer).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("forbidden")),
@@ -187,33 +196,31 @@ async fn an_owner_takes_a_forwarded_credential_only_as_signed_and_only_where_for
         (
             "another key",
             interrupt.clone(),
-            grant::sign(&[0; 32], &admin, "inst-1", &post, &interrupt, now),
+            sign(&[0; 32], &admin, &interrupt, "{}", now),
         ),
         (
             "another request's",
             interrupt.clone(),
-            grant::sign(
-                &key,
-                &admin,
-                "inst-1",
-                &post,
-                "/v1/sessions/other/interrupt",
-                now,
-            ),
+            sign(&key, &admin, "/v1/sessions/other/interrupt", "{}", now),
+        ),
+        (
+            "another body's",
+            interrupt.clone(),
+            sign(&key, &admin, &interrupt, r#"{"cancel_queued":true}"#, now),
         ),
         (
             "an hour old",
             interrupt.clone(),
-            grant::sign(&key, &admin, "inst-1", &post, &interrupt, now - 3_600_000),
+            sign(&key, &admin, &interrupt, "{}", now - 3_600_000),
         ),
         (
             "a route that is never forwarded",
             "/v1/sessions".to_owned(),
-            grant::sign(&key, &admin, "inst-1", &post, "/v1/sessions", now),
+            sign(&key, &admin, "/v1/sessions", "{}", now),
         ),
     ];
     for (what, path, credential) in refused {
-        let (status, body) = send(post.clone(), path, credential).await;
+        let (status, body) = send(path, credential).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (401, Some("unauthorized")),
