@@ -228,11 +228,10 @@ fn forwarded(
     state: &ApiState,
     value: &header::HeaderValue,
 ) -> Result<Principal, ApiError> {
-    let key = state
+    let pg = state
         .ledger
         .as_ref()
         .and_then(|l| l.postgres())
-        .map(|pg| pg.cluster_key())
         .ok_or(ApiError::Unauthorized(
             "a forwarded credential is accepted only by an instance of a cluster",
         ))?;
@@ -250,10 +249,11 @@ fn forwarded(
         .map_or(req.path(), |p| p.as_str());
     let request = grant::Forwarded {
         by,
+        to: pg.instance_id(),
         method: req.method(),
         target,
     };
-    let (who, body) = grant::verify(key.bytes(), value, request, grant::now_ms())
+    let (who, body) = grant::verify(pg.cluster_key().bytes(), value, request, grant::now_ms())
         .map_err(|e| ApiError::Unauthorized(e.reason()))?;
     // The handler that reads the body checks it against this.
     req.extensions_mut().insert(body);

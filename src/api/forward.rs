@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use actix_web::http::header::{self, HeaderName};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{self, Stream, StreamExt};
 
@@ -85,37 +85,52 @@ fn target(url: &str, req: &HttpRequest) -> String {
 }
 
 /// The headers that make `req`, forwarded from this instance, `who`'s at the owner:
-/// `x-ccr-forwarded-by` and the signed credential ([`grant`]). Not the caller's own
-/// credential: a console sign-in is this instance's own, unknown to the owner, and a
-/// token need not be known there either (one that a reload gave this instance first).
+/// `x-ccr-forwarded-by` and the signed credential ([`grant`]), which the owner judges the
+/// request by: a console sign-in is this instance's own, unknown to the owner, and a token
+/// need not be known there either (one that a reload gave this instance first). A token's
+/// `Authorization` goes along too, for an owner of an older build that knows no
+/// forwarded credential (a rolling upgrade). With `[api] auth = "disabled"` here there is
+/// nobody to vouch for: no credential is made (an owner that checks callers refuses).
 fn on_behalf(
     state: &ApiState,
     req: &HttpRequest,
     who: &Principal,
-    body: &[u8],
-) -> Result<[(&'static str, String); 2], ApiError> {
+    (to, body): (&str, &[u8]),
+) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
     let pg = state
         .ledger
         .as_ref()
         .and_then(|l| l.postgres())
         .ok_or_else(|| ApiError::Unavailable("not in a cluster".into()))?;
     let me = pg.instance_id();
-    let request = grant::Forwarded {
-        by: me,
-        method: req.method(),
-        target: path_and_query(req),
+    let value = |v: &str| {
+        HeaderValue::from_str(v)
+            .map_err(|_| ApiError::Unavailable("cannot forward: a header is not ASCII".into()))
     };
-    let credential = grant::sign(
-        pg.cluster_key().bytes(),
-        who,
-        request,
-        body,
-        grant::now_ms(),
-    );
-    Ok([
-        (FORWARDED, me.to_owned()),
-        (grant::FORWARDED_AUTH, credential),
-    ])
+    let mut headers = vec![(HeaderName::from_static(FORWARDED), value(me)?)];
+    if state.auth.enabled() {
+        let request = grant::Forwarded {
+            by: me,
+            to,
+            method: req.method(),
+            target: path_and_query(req),
+        };
+        let credential = grant::sign(
+            pg.cluster_key().bytes(),
+            who,
+            request,
+            body,
+            grant::now_ms(),
+        );
+        headers.push((
+            HeaderName::from_static(grant::FORWARDED_AUTH),
+            value(&credential)?,
+        ));
+    }
+    if let Some(token) = req.headers().get(header::AUTHORIZATION) {
+        headers.push((header::AUTHORIZATION, token.clone()));
+    }
+    Ok(headers)
 }
 
 /// When clustered and `session` is run by another instance, the owner's answer to this
@@ -143,7 +158,7 @@ pub(super) async fn to_owner(
         .connector(awc::Connector::new().rustls_0_23(state.forward_tls.clone()))
         .finish();
     let mut out = client.request(req.method().clone(), target(&url, req));
-    for h in on_behalf(state, req, who, &body)? {
+    for h in on_behalf(state, req, who, (&owner, &body))? {
         out = out.insert_header(h);
     }
     if let Some(v) = req.headers().get(header::CONTENT_TYPE) {
@@ -225,7 +240,7 @@ pub(super) async fn owner_stream(
     let mut out = client
         .get(target(url, req))
         .insert_header((header::ACCEPT, "text/event-stream"));
-    for h in on_behalf(state, req, who, b"")? {
+    for h in on_behalf(state, req, who, (owner, b""))? {
         out = out.insert_header(h);
     }
     let last_event_id = HeaderName::from_static("last-event-id");

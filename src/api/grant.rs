@@ -1,8 +1,8 @@
 //! The credential of a request one instance forwards to a session's owner on a caller's
 //! behalf (`x-ccr-forwarded-auth`): the caller's name and role as the forwarding instance
 //! authenticated them, when, the SHA-256 of the body, and an HMAC-SHA256 under the
-//! cluster's key of those and of the request's method, path and query and the
-//! `x-ccr-forwarded-by` instance.
+//! cluster's key of those and of the request's method, path and query, the
+//! `x-ccr-forwarded-by` instance and the instance it is forwarded to.
 //!
 //! It stands in for the caller's own credential, which the owner may not know: a console
 //! sign-in lives in the memory of the instance that made it. The owner accepts it only on
@@ -88,6 +88,8 @@ pub fn forwardable(method: &Method, target: &str) -> bool {
 pub struct Forwarded<'a> {
     /// The forwarding instance (`x-ccr-forwarded-by`).
     pub by: &'a str,
+    /// The instance it is forwarded to (the session's owner).
+    pub to: &'a str,
     /// The request's method.
     pub method: &'a Method,
     /// Its path and query.
@@ -111,8 +113,23 @@ fn mac(key: &[u8], head: &str, request: Forwarded<'_>) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
     // Each field but the last is free of '\n' (a header value cannot hold one, the head is
     // digits, words, hex and dots), so the input is unambiguous.
-    let Forwarded { by, method, target } = request;
-    for part in [head, "\n", by, "\n", method.as_str(), "\n", target] {
+    let Forwarded {
+        by,
+        to,
+        method,
+        target,
+    } = request;
+    for part in [
+        head,
+        "\n",
+        by,
+        "\n",
+        to,
+        "\n",
+        method.as_str(),
+        "\n",
+        target,
+    ] {
         mac.update(part.as_bytes());
     }
     mac
@@ -210,7 +227,12 @@ mod tests {
     }
 
     fn request<'a>(by: &'a str, method: &'a Method, target: &'a str) -> Forwarded<'a> {
-        Forwarded { by, method, target }
+        Forwarded {
+            by,
+            to: "inst-9",
+            method,
+            target,
+        }
     }
 
     fn signed() -> String {

@@ -106,7 +106,8 @@ pub async fn events(
         None
     };
     let heartbeat = state.stream_heartbeat;
-    let reader = EventSocket {
+    // Made when the socket starts, so that its heartbeat counts from then.
+    let reader = move || EventSocket {
         heartbeat,
         last_pong: Instant::now(),
     };
@@ -128,10 +129,10 @@ pub async fn events(
                         Ok(body) => body,
                         Err(answer) => return Ok(answer),
                     };
-                let items = relayed::items(body);
+                let items = relayed::items(body, heartbeat);
                 let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
                     ctx.add_stream(items);
-                    reader
+                    reader()
                 });
                 return Ok(resp.streaming(body));
             }
@@ -146,7 +147,7 @@ pub async fn events(
         let items = stream::StreamExt::flat_map(batches, stream::iter);
         let body = ws::WebsocketContext::with_factory(payload, move |ctx| {
             ctx.add_stream(items);
-            reader
+            reader()
         });
         return Ok(resp.streaming(body));
     }

@@ -34,7 +34,7 @@ pub(super) fn ccr(mut t: Table, errs: &mut Errors) -> CcrConfig {
             errs,
             "max_frame_bytes",
             super::DEFAULT_MAX_FRAME_BYTES,
-            1 << 10..=64 << 20,
+            1 << 10..=super::MAX_MAX_FRAME_BYTES,
         ),
         ping_interval: t.positive_duration(errs, "ping_interval", secs(30)),
         pong_timeout: t.positive_duration(errs, "pong_timeout", secs(10)),

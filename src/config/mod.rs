@@ -50,6 +50,9 @@ pub use token::{open_confined, ConfinedError, Secret, TokenSpec, MAX_CONFINED_BY
 /// MB), and the memory is held only while such a frame is being received.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
 
+/// Largest `[ccr] max_frame_bytes` the config accepts: 64 MiB.
+pub const MAX_MAX_FRAME_BYTES: usize = 64 << 20;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -1,7 +1,7 @@
 //! One session's stream relayed from its owner onto a WebSocket: the owner's Server-Sent
 //! Events parsed back into each event's JSON ([`SseParser`], pure), each sent as one text
-//! message, as this instance's own WebSocket streams send them; the owner's heartbeats
-//! become this socket's pings.
+//! message, as this instance's own WebSocket streams send them. The socket's pings follow
+//! this instance's `stream_heartbeat` (the owner's heartbeats only keep the relay alive).
 
 use std::convert::Infallible;
 
@@ -20,9 +20,10 @@ pub(super) enum Relayed {
     Heartbeat,
 }
 
-/// Largest event held while its end has not come; a bigger one ends the relay (the
-/// owner's history keeps no event this big).
-const MAX_EVENT_BYTES: usize = 16 << 20;
+/// Largest event held while its end has not come: twice the largest SDK frame a session
+/// may send (`[ccr] max_frame_bytes` at its bound), for its SSE framing, and room for the
+/// event's own fields. A bigger one, which no owner publishes, ends the relay.
+const MAX_EVENT_BYTES: usize = 2 * crate::config::MAX_MAX_FRAME_BYTES + (1 << 20);
 
 /// The owner's stream exceeded [`MAX_EVENT_BYTES`] without ending an event.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub(super) struct TooBig;
 #[derive(Default)]
 pub(super) struct SseParser {
     buf: Vec<u8>,
+    /// How much of `buf` is known to hold no event's end (each byte is looked at once).
+    scanned: usize,
 }
 
 impl SseParser {
@@ -41,13 +44,18 @@ impl SseParser {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
         let mut start = 0;
-        while let Some(len) = memchr::memmem::find(&self.buf[start..], b"\n\n") {
-            if let Some(item) = event(&self.buf[start..start + len]) {
+        // An end ("\n\n") may straddle the last chunk's last byte.
+        let mut from = self.scanned.saturating_sub(1);
+        while let Some(at) = memchr::memmem::find(&self.buf[from..], b"\n\n") {
+            let end = from + at;
+            if let Some(item) = event(&self.buf[start..end]) {
                 out.push(item);
             }
-            start += len + 2;
+            start = end + 2;
+            from = start;
         }
         self.buf.drain(..start);
+        self.scanned = self.buf.len();
         if self.buf.len() > MAX_EVENT_BYTES {
             return Err(TooBig);
         }
@@ -82,9 +90,33 @@ fn event(block: &[u8]) -> Option<Relayed> {
         .or(comment.then_some(Relayed::Heartbeat))
 }
 
-/// The owner's stream `body` as the items of a WebSocket reader; it ends where the body
-/// ends, or at an event over [`MAX_EVENT_BYTES`].
+/// The owner's stream `body` as the items of a WebSocket reader, with a heartbeat of this
+/// instance's every `heartbeat` instead of the owner's; it ends where the body ends, or at
+/// an event over [`MAX_EVENT_BYTES`].
 pub(super) fn items(
+    body: impl Stream<Item = Result<bytes::Bytes, Infallible>> + 'static,
+    heartbeat: std::time::Duration,
+) -> impl Stream<Item = Relayed> + 'static {
+    let start = tokio::time::Instant::now() + heartbeat;
+    let mut tick = tokio::time::interval_at(start, heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let beats = stream::unfold(tick, |mut tick| async move {
+        tick.tick().await;
+        Some((Some(Relayed::Heartbeat), tick))
+    });
+    // The owner's events, then `None` once its body ends: the socket's stream ends there.
+    let events = owner_events(body)
+        .filter(|item| std::future::ready(*item != Relayed::Heartbeat))
+        .map(Some)
+        .chain(stream::once(std::future::ready(None)));
+    stream::select(events, beats)
+        .take_while(|item| std::future::ready(item.is_some()))
+        .filter_map(std::future::ready)
+}
+
+/// The owner's stream `body` as events, until it ends or sends one over
+/// [`MAX_EVENT_BYTES`].
+fn owner_events(
     body: impl Stream<Item = Result<bytes::Bytes, Infallible>> + 'static,
 ) -> impl Stream<Item = Relayed> + 'static {
     body.scan(SseParser::default(), |parser, chunk| {
@@ -162,7 +194,8 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn the_items_end_with_the_owner_s_body() {
+    async fn the_items_end_with_the_owner_s_body_and_beat_on_this_instance_s_time() {
+        let hour = std::time::Duration::from_secs(3600);
         let body = stream::iter(
             [
                 "data: {\"a\":1}\n\n: ka",
@@ -170,10 +203,21 @@ mod tests {
             ]
             .map(|c| Ok(bytes::Bytes::from(c))),
         );
-        let got: Vec<Relayed> = items(body).collect().await;
+        let got: Vec<Relayed> = items(body, hour).collect().await;
         assert_eq!(
             got,
-            vec![text("{\"a\":1}"), Relayed::Heartbeat, text("{\"b\":2}")]
+            vec![text("{\"a\":1}"), text("{\"b\":2}")],
+            "the owner's heartbeats are not this socket's"
+        );
+        let quiet =
+            stream::iter([Ok(bytes::Bytes::from("data: {\"a\":1}\n\n"))]).chain(stream::pending());
+        let got: Vec<Relayed> = items(quiet, std::time::Duration::from_millis(10))
+            .take(3)
+            .collect()
+            .await;
+        assert_eq!(
+            got,
+            vec![text("{\"a\":1}"), Relayed::Heartbeat, Relayed::Heartbeat]
         );
     }
 }

@@ -54,7 +54,11 @@ pub(super) const SSE_CHUNK_BYTES: usize = 16 * 1024;
 /// About how many bytes `push_sse` writes for `item` (exact unless the JSON has line breaks).
 fn framed_len(item: &Item) -> usize {
     match item {
-        Item::Event(env) => env.json_len() + 48,
+        // "id: ", the number, "\nevent: ", the type, "\ndata: ", the JSON, "\n\n".
+        Item::Event(env) => {
+            let digits = env.seq.checked_ilog10().map_or(1, |d| d as usize + 1);
+            21 + digits + env.event.kind().len() + env.json_len()
+        }
         Item::Lagged(json) => json.len() + 24,
         Item::Heartbeat => 16,
     }

@@ -165,13 +165,17 @@ async fn an_owner_takes_a_forwarded_credential_only_as_signed_and_only_where_for
         }
     };
     let post = awc::http::Method::POST;
-    let sign = |key: &[u8], who: &Principal, path: &str, body: &str, at: u64| {
+    let sign_for = |to: &str, key: &[u8], who: &Principal, path: &str, body: &str, at: u64| {
         let request = grant::Forwarded {
             by: "inst-1",
+            to,
             method: &post,
             target: path,
         };
         grant::sign(key, who, request, body.as_bytes(), at)
+    };
+    let sign = |key: &[u8], who: &Principal, path: &str, body: &str, at: u64| {
+        sign_for("inst-0", key, who, path, body, at)
     };
     let interrupt = format!("/v1/sessions/{session}/interrupt");
     let now = grant::now_ms();
@@ -185,11 +189,28 @@ async fn an_owner_takes_a_forwarded_credential_only_as_signed_and_only_where_for
         role: Role::Viewer,
     };
     let as_viewer = sign(&key, &viewer, &interrupt, "{}", now);
-    let (status, body) = send(interrupt.clone(), as_viewer).await;
+    let (status, body) = send(interrupt.clone(), as_viewer.clone()).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("forbidden")),
         "the role signed, no more: {body}"
+    );
+    // A forwarding instance also passes a token's Authorization on (for an owner of an
+    // older build); the credential is what counts.
+    let mut resp = browser()
+        .post(format!("{owner}{interrupt}"))
+        .insert_header(("x-ccr-forwarded-by", "inst-1"))
+        .insert_header(("x-ccr-forwarded-auth", as_viewer))
+        .insert_header(("authorization", format!("Bearer {}", support::ADMIN_TOKEN)))
+        .content_type("application/json")
+        .send_body("{}")
+        .await
+        .expect("request");
+    let _ = resp.body().await;
+    assert_eq!(
+        resp.status().as_u16(),
+        403,
+        "judged by the credential alone"
     );
 
     let refused = [
@@ -202,6 +223,11 @@ async fn an_owner_takes_a_forwarded_credential_only_as_signed_and_only_where_for
             "another request's",
             interrupt.clone(),
             sign(&key, &admin, "/v1/sessions/other/interrupt", "{}", now),
+        ),
+        (
+            "another instance's",
+            interrupt.clone(),
+            sign_for("inst-2", &key, &admin, &interrupt, "{}", now),
         ),
         (
             "another body's",
