@@ -21,9 +21,10 @@ pub struct Tuning {
     pub queue_capacity: usize,
     /// Most writes the applier commits to SQLite in one transaction (default 4,096).
     pub apply_batch: usize,
-    /// How long the applier gathers writes before a transaction (default 20 ms): larger
-    /// transactions cost less CPU per write; nobody waits for them but `flush` and audit
-    /// reads, which cut the wait short.
+    /// How long the applier gathers writes before a transaction (default 500 ms): larger
+    /// transactions cost less CPU per write (their prompts share index pages, which a
+    /// transaction writes once); nobody waits for them but `flush` and audit reads, which
+    /// cut the wait short.
     pub apply_delay: Duration,
     /// Journal segment size at which the next write starts a new file, so applied ones can be
     /// deleted (default 16 MiB).
@@ -34,7 +35,8 @@ pub struct Tuning {
     pub prune_every: Duration,
     /// Rows deleted per pruning transaction, so writes are never stalled for long (default 5,000).
     pub prune_chunk: usize,
-    /// How often the checkpointer thread copies new WAL frames into the database (default 100 ms).
+    /// How often the checkpointer thread copies new WAL frames into the database (default
+    /// 1 s: a page written again meanwhile is copied once).
     pub checkpoint_every: Duration,
     /// WAL size, in 4 KiB frames, at which the writer finishes a checkpoint so the WAL
     /// starts over (default 4,096; see `checkpoint`).
@@ -46,12 +48,12 @@ impl Default for Tuning {
         Self {
             queue_capacity: 65_536,
             apply_batch: 4096,
-            apply_delay: Duration::from_millis(20),
+            apply_delay: Duration::from_millis(500),
             journal_segment_bytes: 16 << 20,
             readers: 2,
             prune_every: Duration::from_secs(3600),
             prune_chunk: 5000,
-            checkpoint_every: Duration::from_millis(100),
+            checkpoint_every: Duration::from_secs(1),
             checkpoint_frames: 4096,
         }
     }
@@ -193,6 +195,8 @@ impl Drop for Shared {
         };
         drop(tail.jobs);
         if let Some(applier) = self.applier.lock().take() {
+            // It may be gathering writes (`apply_delay`): it commits them now.
+            applier.thread().unpark();
             if applier.join().is_err() {
                 tracing::error!(
                     "decision ledger applier panicked; the next start replays its journal"

@@ -50,6 +50,22 @@ pub(super) fn temp_ledger(tuning: Tuning) -> (TempDir, LedgerConfig, Ledger) {
     (dir, cfg, ledger)
 }
 
+/// Open the ledger at `cfg` again after its last handle was dropped. The lock is an
+/// `flock` on an open file, and a child that another test's thread forks keeps a copy of
+/// every descriptor until it executes its program (then close-on-exec closes it): on a
+/// busy machine that can outlast the drop by a moment. Retried on `InUse` for up to 10 s.
+pub(super) fn reopen(cfg: &LedgerConfig) -> Ledger {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Ledger::open(cfg) {
+            Err(LedgerError::InUse { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 /// `secs` seconds after the epoch, as a timestamp.
 pub(super) fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
@@ -151,7 +167,7 @@ fn reopen_restores_exactly_pending_prompts_and_undelivered_answers() {
     block_on(ledger.flush()).unwrap();
     drop(ledger);
 
-    let reopened = Ledger::open(&cfg).unwrap();
+    let reopened = reopen(&cfg);
     let got = reopened.load_unfinished().unwrap();
     let ids: Vec<&str> = got.iter().map(|u| u.prompt.request_id.as_str()).collect();
     // Oldest first (the later steps were received earlier). An expired prompt
@@ -188,7 +204,7 @@ fn recording_the_same_prompt_twice_is_idempotent() {
     block_on(ledger.record_prompt(prompt("s", "r", "Bash", at(20)))).unwrap();
     drop(ledger);
     // Re-sent after a restart: matched to the stored record by (session_id, request_id).
-    let ledger = Ledger::open(&cfg).unwrap();
+    let ledger = reopen(&cfg);
     block_on(ledger.record_prompt(prompt("s", "r", "Bash", at(30)))).unwrap();
     let rows = all_rows(&ledger);
     assert_eq!(rows.len(), 1);
@@ -600,8 +616,33 @@ fn dropping_the_last_handle_leaves_only_the_database_file() {
         let files = file_names(dir);
         // The lock file stays (removing it would race a next instance opening it); unlocked.
         assert_eq!(files, ["ledger.db", "ledger.db.lock"]);
-        drop(crate::ledger::InstanceLock::acquire(&cfg.path).expect("released"));
+        // Released (retried as `reopen` does, for a forked child's copy of the descriptor).
+        drop(reopen(&cfg));
     }
+}
+
+/// Dropping the ledger while its applier gathers writes (`apply_delay`) commits them at
+/// once: a shutdown does not wait out the gathering.
+#[test]
+fn dropping_the_ledger_commits_what_its_applier_is_gathering_without_waiting() {
+    let tuning = Tuning {
+        apply_delay: Duration::from_secs(60),
+        ..Tuning::default()
+    };
+    let (_dir, cfg, ledger) = temp_ledger(tuning);
+    block_on(ledger.record_prompt(prompt("s", "gathered", "Bash", at(1)))).unwrap();
+    let started = Instant::now();
+    drop(ledger);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited {:?} for the applier",
+        started.elapsed()
+    );
+    assert_eq!(
+        request_ids(&cfg.path),
+        ["gathered"],
+        "committed, not replayed later"
+    );
 }
 
 /// A ledger file as an older build left it: `sql` run on a new database, and the config
@@ -760,7 +801,7 @@ fn a_second_open_of_the_same_ledger_is_refused_until_the_first_is_dropped() {
     // The refused open replayed and rotated nothing.
     assert_eq!(journal_files(&cfg.path).unwrap(), journal);
     drop(ledger);
-    let reopened = Ledger::open(&cfg).unwrap();
+    let reopened = reopen(&cfg);
     assert_eq!(
         block_on(reopened.query(LedgerQuery::default()))
             .unwrap()
