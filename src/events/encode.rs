@@ -32,6 +32,22 @@ use super::Event;
 const SEQ_KEY: &str = "{\"seq\":";
 pub(super) const SEQ_KEY_MAX: usize = SEQ_KEY.len() + 20 + 1;
 
+/// Digits of `n` in decimal.
+pub(crate) fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// How long [`seq_key`] of `seq` is, without formatting it.
+pub(super) fn seq_key_len(seq: u64) -> usize {
+    SEQ_KEY.len() + digits(seq) + 1
+}
+
+/// The number in a [`seq_key`]: `N` of `{"seq":N,`.
+pub(super) fn seq_of_key(key: &str) -> &str {
+    key.get(SEQ_KEY.len()..key.len().saturating_sub(1))
+        .unwrap_or_default()
+}
+
 /// `{"seq":N,`: the start of every envelope's JSON, formatted where it is written out
 /// (an `itoa` of the number: cheaper than keeping it, measured in docs/benchmarks.md).
 pub(super) fn seq_key(seq: u64) -> ArrayString<SEQ_KEY_MAX> {

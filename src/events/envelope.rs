@@ -52,6 +52,11 @@ impl JsonParts<'_> {
         let [head, frame, end] = self.rest;
         [&self.seq_key, head, frame, end]
     }
+
+    /// The sequence number, in decimal (as the JSON has it).
+    pub fn seq(&self) -> &str {
+        encode::seq_of_key(&self.seq_key)
+    }
 }
 
 impl Envelope {
@@ -74,9 +79,13 @@ impl Envelope {
         self.line_breaks
     }
 
-    /// Length of the JSON in bytes.
+    /// Length of the JSON in bytes (counted, not formatted).
     pub fn json_len(&self) -> usize {
-        self.json_parts().pieces().iter().map(|p| p.len()).sum()
+        let frame = match &self.event {
+            Event::SdkMessage { message, .. } => message.len() + 1,
+            _ => 0,
+        };
+        encode::seq_key_len(self.seq) + self.json.len() + frame
     }
 
     /// Bytes a retained envelope holds: its JSON (an SDK frame shared with the event
@@ -163,6 +172,29 @@ mod tests {
         assert_eq!(v["session_id"], via_serde["session_id"]);
         assert_eq!(v["msg_type"], via_serde["msg_type"]);
         assert_eq!(v["message"], via_serde["message"]);
+    }
+
+    #[test]
+    fn the_length_and_the_number_are_the_written_json_s_whatever_the_digits() {
+        for seq in [1, 9, 10, 99, 1 << 40, u64::MAX - 2] {
+            let mut h = History::numbered_after(limits(10, 1 << 20), seq - 1);
+            for event in [
+                Event::SdkMessage {
+                    session_id: Arc::from("s"),
+                    msg_type: "assistant".into(),
+                    message: Arc::from(r#"{"type":"assistant"}"#),
+                },
+                Event::Error {
+                    session_id: "s".into(),
+                    message: "m".into(),
+                },
+            ] {
+                let env = h.push(event, SystemTime::UNIX_EPOCH);
+                assert_eq!(env.json_len(), env.json().len(), "{seq}");
+                assert_eq!(env.json_parts().seq(), env.seq.to_string());
+                assert_eq!(crate::events::digits(env.seq), env.seq.to_string().len());
+            }
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch, Notify};
 
+pub(crate) use encode::digits;
 pub use envelope::{Envelope, JsonParts};
 pub use history::{Backlog, History, HistoryLimits};
 pub use recent::{Read, Recent};

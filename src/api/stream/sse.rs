@@ -26,12 +26,14 @@ fn push_sse(out: &mut String, item: &Item) {
     }
     match item {
         Item::Event(env) => {
+            // The number is formatted once, for the `id:` line and the JSON.
+            let parts = env.json_parts();
             out.push_str("id: ");
-            out.push_str(itoa::Buffer::new().format(env.seq));
+            out.push_str(parts.seq());
             out.push_str("\nevent: ");
             out.push_str(env.event.kind());
             out.push('\n');
-            data(out, &env.json_parts().pieces(), env.has_line_breaks());
+            data(out, &parts.pieces(), env.has_line_breaks());
         }
         Item::Lagged(json) => {
             out.push_str("event: lagged\n");
@@ -56,8 +58,7 @@ fn framed_len(item: &Item) -> usize {
     match item {
         // "id: ", the number, "\nevent: ", the type, "\ndata: ", the JSON, "\n\n".
         Item::Event(env) => {
-            let digits = env.seq.checked_ilog10().map_or(1, |d| d as usize + 1);
-            21 + digits + env.event.kind().len() + env.json_len()
+            21 + crate::events::digits(env.seq) + env.event.kind().len() + env.json_len()
         }
         Item::Lagged(json) => json.len() + 24,
         Item::Heartbeat => 16,
