@@ -265,6 +265,24 @@ pub fn http() -> awc::Client {
         .finish()
 }
 
+/// Sign in to the console of the instance at `api` with `token` through `http` (a client
+/// with no credential of its own): the whole `Set-Cookie` line of the 303 answer.
+pub async fn console_sign_in(http: &awc::Client, api: &str, token: &str) -> String {
+    let resp = http
+        .post(format!("{api}/ui/sign-in"))
+        .insert_header(("origin", api))
+        .send_form(&[("token", token)])
+        .await
+        .expect("sign-in");
+    assert_eq!(resp.status().as_u16(), 303, "signed in");
+    resp.headers()
+        .get("set-cookie")
+        .expect("a cookie")
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
 /// `GET url` → (status, JSON body or Null).
 pub async fn get(http: &awc::Client, url: &str) -> (u16, Value) {
     let mut resp = http.get(url).send().await.expect("GET");

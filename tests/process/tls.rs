@@ -288,20 +288,7 @@ async fn the_console_cookie_is_secure_over_tls() {
         .disable_redirects()
         .timeout(WAIT)
         .finish();
-    let resp = browser
-        .post(format!("{}/ui/sign-in", sup.api))
-        .insert_header(("origin", sup.api.as_str()))
-        .send_form(&[("token", ADMIN_TOKEN)])
-        .await
-        .expect("sign-in over https");
-    assert_eq!(resp.status().as_u16(), 303);
-    let line = resp
-        .headers()
-        .get("set-cookie")
-        .expect("a cookie")
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let line = support::console_sign_in(&browser, &sup.api, ADMIN_TOKEN).await;
     assert!(line.starts_with("ccr_console="), "{line}");
     assert!(line.to_ascii_lowercase().contains("secure"), "{line}");
 }

@@ -19,20 +19,7 @@ fn browser() -> awc::Client {
 
 /// Sign in to instance `api`'s console with `token`: the `ccr_console` cookie's value.
 async fn sign_in(api: &str, token: &str) -> String {
-    let resp = browser()
-        .post(format!("{api}/ui/sign-in"))
-        .insert_header(("origin", api))
-        .send_form(&[("token", token)])
-        .await
-        .expect("sign-in");
-    assert_eq!(resp.status().as_u16(), 303, "signed in");
-    let line = resp
-        .headers()
-        .get("set-cookie")
-        .expect("a cookie")
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let line = support::console_sign_in(&browser(), api, token).await;
     line.strip_prefix("ccr_console=")
         .and_then(|r| r.split(';').next())
         .expect("ccr_console cookie")
