@@ -69,12 +69,16 @@ pub fn now_ms() -> u64 {
 
 /// Whether `method` on `target` (a path, with or without its query) is a request an
 /// instance forwards to a session's owner: a session's interrupt, its messages (sent or
-/// read) and the event stream.
+/// read) and one session's event stream (never the stream of all sessions).
 pub fn forwardable(method: &Method, target: &str) -> bool {
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let one_session = query.split('&').any(|pair| {
+        pair.strip_prefix("session_id=")
+            .is_some_and(|id| !id.is_empty())
+    });
     let segments: Vec<&str> = path.split('/').collect();
     match segments.as_slice() {
-        ["", "v1", "events"] => method == Method::GET,
+        ["", "v1", "events"] => method == Method::GET && one_session,
         ["", "v1", "sessions", id, "interrupt"] => !id.is_empty() && method == Method::POST,
         ["", "v1", "sessions", id, "messages"] => {
             !id.is_empty() && (method == Method::POST || method == Method::GET)
@@ -357,8 +361,8 @@ mod tests {
     #[test]
     fn only_the_forwarded_routes_take_a_credential() {
         for (method, target) in [
-            (Method::GET, "/v1/events"),
-            (Method::GET, "/v1/events?session_id=s-1&after=3"),
+            (Method::GET, "/v1/events?session_id=s-1"),
+            (Method::GET, "/v1/events?after=3&session_id=s-1"),
             (Method::POST, "/v1/sessions/s-1/interrupt"),
             (Method::POST, "/v1/sessions/s-1/messages"),
             (Method::GET, "/v1/sessions/s-1/messages?limit=5"),
@@ -366,7 +370,11 @@ mod tests {
             assert!(forwardable(&method, target), "{method} {target}");
         }
         for (method, target) in [
-            (Method::POST, "/v1/events"),
+            (Method::GET, "/v1/events"),
+            (Method::GET, "/v1/events?after=3"),
+            (Method::GET, "/v1/events?session_id="),
+            (Method::GET, "/v1/events?not_session_id=s-1"),
+            (Method::POST, "/v1/events?session_id=s-1"),
             (Method::GET, "/v1/sessions/s-1/interrupt"),
             (Method::DELETE, "/v1/sessions/s-1/messages"),
             (Method::POST, "/v1/sessions//interrupt"),
