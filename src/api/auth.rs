@@ -228,13 +228,9 @@ fn forwarded(
     state: &ApiState,
     value: &header::HeaderValue,
 ) -> Result<Principal, ApiError> {
-    let pg = state
-        .ledger
-        .as_ref()
-        .and_then(|l| l.postgres())
-        .ok_or(ApiError::Unauthorized(
-            "a forwarded credential is accepted only by an instance of a cluster",
-        ))?;
+    let pg = state.postgres().ok_or(ApiError::Unauthorized(
+        "a forwarded credential is accepted only by an instance of a cluster",
+    ))?;
     let value = value
         .to_str()
         .map_err(|_| ApiError::Unauthorized(grant::GrantError::Malformed.reason()))?;
@@ -243,15 +239,11 @@ fn forwarded(
         .get(super::forward::FORWARDED)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or(req.path(), |p| p.as_str());
     let request = grant::Forwarded {
         by,
         to: pg.instance_id(),
         method: req.method(),
-        target,
+        target: super::path_and_query(req),
     };
     let (who, body) = grant::verify(pg.cluster_key().bytes(), value, request, grant::now_ms())
         .map_err(|e| ApiError::Unauthorized(e.reason()))?;

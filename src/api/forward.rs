@@ -18,7 +18,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{self, Stream, StreamExt};
 
 use super::auth::Principal;
-use super::{grant, ApiError, ApiState};
+use super::{grant, path_and_query, ApiError, ApiState};
 use crate::limits::streams::StreamPermit;
 
 /// The header a forwarded request carries (the forwarding instance's id).
@@ -55,7 +55,7 @@ pub(super) enum Owner {
 /// Who runs `session` (clustered only): 503 when the database does not say, or when the
 /// owner has no `advertise_url` to be reached at.
 pub(super) async fn owner(state: &ApiState, session: &str) -> Result<Owner, ApiError> {
-    let Some(pg) = state.ledger.as_ref().and_then(|l| l.postgres()) else {
+    let Some(pg) = state.postgres() else {
         return Ok(Owner::Me);
     };
     let owner = pg
@@ -70,13 +70,6 @@ pub(super) async fn owner(state: &ApiState, session: &str) -> Result<Owner, ApiE
             "session {session} runs on instance {owner}, which has no [cluster] advertise_url to forward to"
         ))),
     }
-}
-
-/// This request's path and query.
-fn path_and_query(req: &HttpRequest) -> &str {
-    req.uri()
-        .path_and_query()
-        .map_or(req.path(), |p| p.as_str())
 }
 
 /// This request's path and query at the owner's `url`.
@@ -98,9 +91,7 @@ fn on_behalf(
     (to, body): (&str, &[u8]),
 ) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
     let pg = state
-        .ledger
-        .as_ref()
-        .and_then(|l| l.postgres())
+        .postgres()
         .ok_or_else(|| ApiError::Unavailable("not in a cluster".into()))?;
     let me = pg.instance_id();
     let value = |v: &str| {
@@ -143,9 +134,7 @@ pub(super) async fn to_owner(
     session: &str,
     body: web::Bytes,
 ) -> Result<Option<HttpResponse>, ApiError> {
-    if state.ledger.as_ref().and_then(|l| l.postgres()).is_none()
-        || req.headers().contains_key(FORWARDED)
-    {
+    if state.postgres().is_none() || req.headers().contains_key(FORWARDED) {
         return Ok(None);
     }
     let (owner, url) = match owner(state, session).await? {

@@ -89,6 +89,21 @@ pub struct ApiState {
     pub forward_tls: Arc<rustls::ClientConfig>,
 }
 
+impl ApiState {
+    /// The PostgreSQL ledger, when this instance is one of a cluster's (`None` with SQLite
+    /// or no ledger).
+    pub fn postgres(&self) -> Option<&crate::ledger::pg::PgLedger> {
+        self.ledger.as_ref().and_then(|l| l.postgres())
+    }
+}
+
+/// A request's path and query, as its request line has them.
+fn path_and_query(req: &HttpRequest) -> &str {
+    req.uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str())
+}
+
 /// Register every route, the JSON error handlers and the JSON 404/405 fallbacks.
 pub fn configure(state: ApiState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {

@@ -46,7 +46,7 @@ pub async fn sessions(
             merge(v, t)
         })
         .collect();
-    if let Some(pg) = state.ledger.as_ref().and_then(|l| l.postgres()) {
+    if let Some(pg) = state.postgres() {
         // Clustered: who owns each session, and the pending counts of those owned elsewhere.
         match pg.overview().await {
             Ok(overview) => {

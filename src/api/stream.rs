@@ -183,7 +183,7 @@ enum Placement {
 /// Otherwise the stream (Server-Sent Events or a WebSocket, a token's or a console's) is
 /// relayed from the owner, on the caller's behalf; a session nobody holds is served here.
 async fn placement(state: &ApiState, req: &HttpRequest, id: &str) -> Result<Placement, ApiError> {
-    let Some(pg) = state.ledger.as_ref().and_then(|l| l.postgres()) else {
+    let Some(pg) = state.postgres() else {
         return Ok(Placement::Here);
     };
     let Some(fences) = pg.fences() else {
