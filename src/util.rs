@@ -134,13 +134,13 @@ pub fn join_in_background(thread: std::thread::JoinHandle<()>, what: &'static st
 /// Start a thread named `name` running a current-thread tokio runtime (for work that must
 /// never run on, nor wait on, an actor's thread): `setup` runs on it first, then `run` with
 /// the runtime until it returns. Blocks until `setup` is done; its error, or a thread or
-/// runtime that cannot start, is returned (the thread then ends). Else the thread and a
-/// handle of its runtime.
-pub fn runtime_thread(
+/// runtime that cannot start, is returned (the thread then ends). Else the thread, a
+/// handle of its runtime and what `setup` gave.
+pub fn runtime_thread<T: Send + 'static>(
     name: &str,
-    setup: impl FnOnce(&tokio::runtime::Runtime) -> Result<(), String> + Send + 'static,
+    setup: impl FnOnce(&tokio::runtime::Runtime) -> Result<T, String> + Send + 'static,
     run: impl FnOnce(tokio::runtime::Runtime) + Send + 'static,
-) -> Result<(std::thread::JoinHandle<()>, tokio::runtime::Handle), String> {
+) -> Result<(std::thread::JoinHandle<()>, tokio::runtime::Handle, T), String> {
     let (ready, ready_rx) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name(name.to_owned())
@@ -155,16 +155,20 @@ pub fn runtime_thread(
                     return;
                 }
             };
-            if let Err(e) = setup(&runtime) {
-                let _ = ready.send(Err(e));
-                return;
+            match setup(&runtime) {
+                Ok(made) => {
+                    let _ = ready.send(Ok((runtime.handle().clone(), made)));
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
             }
-            let _ = ready.send(Ok(runtime.handle().clone()));
             run(runtime);
         })
         .map_err(|e| format!("cannot start thread {name}: {e}"))?;
     match ready_rx.recv() {
-        Ok(Ok(handle)) => Ok((thread, handle)),
+        Ok(Ok((handle, made))) => Ok((thread, handle, made)),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(format!("thread {name} stopped while starting")),
     }

@@ -203,7 +203,7 @@ impl ClusterMember {
         };
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
-        let (thread, runtime) = crate::util::runtime_thread(
+        let (thread, runtime, ()) = crate::util::runtime_thread(
             "cluster-leases",
             |_| Ok(()),
             move |runtime| {

@@ -12,7 +12,6 @@ const FORWARD: &str = "forward";
 
 /// A secret key shared by the instances of one cluster; never printed (its `Debug` says
 /// only that it is there).
-#[derive(Clone)]
 pub struct ClusterKey([u8; 32]);
 
 impl ClusterKey {

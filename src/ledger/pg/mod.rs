@@ -117,16 +117,13 @@ impl PgLedger {
         // it reports once connected and migrated: a database the service cannot use is a
         // start-up error, like a SQLite file it cannot open.
         let setup_target = wt.clone();
-        let found = Arc::new(std::sync::OnceLock::new());
-        let found_key = found.clone();
-        let (thread, handle) = crate::util::runtime_thread(
+        let (thread, handle, key) = crate::util::runtime_thread(
             "ledger-pg",
             move |runtime| {
                 runtime.block_on(async {
                     let mut client = connect(&setup_target).await?;
                     schema::migrate(&mut client).await?;
-                    let _ = found_key.set(key::load_or_create(&client).await?);
-                    Ok(())
+                    key::load_or_create(&client).await
                 })
             },
             move |runtime| {
@@ -142,10 +139,6 @@ impl PgLedger {
             },
         )
         .map_err(fail)?;
-        let key = found
-            .get()
-            .cloned()
-            .ok_or_else(|| fail("the cluster's forwarding key was not read".into()))?;
         Ok(PgLedger {
             shared: Arc::new(Shared {
                 runtime: handle,
