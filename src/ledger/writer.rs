@@ -175,6 +175,27 @@ pub(crate) struct ApplyState {
     pub retrying: AtomicBool,
     /// Set when the ledger closes: a failing commit gives up and leaves the journal for the next start.
     pub closing: AtomicBool,
+    /// Set by a barrier's sender: the applier stops gathering and commits now.
+    pub hurry: AtomicBool,
+}
+
+/// Sleep up to `delay` so that one transaction gathers the writes arriving meanwhile; end
+/// early once a barrier is queued (`hurry`) or the ledger closes.
+///
+/// The flags, not the thread's park token alone, say when to stop: the queue's own wake-up
+/// uses that token too, and two unparks before one park count as one.
+pub(crate) fn gather(delay: Duration, state: &ApplyState) {
+    let until = Instant::now() + delay;
+    loop {
+        if state.hurry.swap(false, Ordering::AcqRel) || state.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        std::thread::park_timeout(until - now);
+    }
 }
 
 /// The applier thread's body; returns once the queue's sender is gone and every job is done.
@@ -227,8 +248,8 @@ pub(crate) fn apply_loop(
         batch.push(first);
         if !barrier && !cfg.delay.is_zero() {
             // Asleep, not waiting on the queue: senders need not wake this thread per
-            // write. A barrier unparks it.
-            std::thread::park_timeout(cfg.delay);
+            // write. A barrier or the close unparks it.
+            gather(cfg.delay, state);
         }
         #[cfg(test)]
         drop(cfg.gate.lock());

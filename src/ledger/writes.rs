@@ -107,6 +107,7 @@ impl Sqlite {
         if let Err(e) = &sent {
             shared.counters.write_failed(what, e);
         }
+        shared.apply.hurry.store(true, Ordering::Release);
         if let Some(applier) = shared.applier.lock().as_ref() {
             applier.thread().unpark();
         }
