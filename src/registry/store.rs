@@ -29,7 +29,8 @@ use serde_json::Value;
 
 use ccr_protocol::api::{AnswerBody, Decider, DecisionBodyError};
 use ccr_protocol::{
-    permission_response, question_response, PermissionPrompt, PermissionResult, PromptKind,
+    permission_response, permission_response_as_asked, question_response, PermissionPrompt,
+    PermissionResult, PromptKind, RawRequest,
 };
 
 pub mod resolved;
@@ -936,18 +937,25 @@ pub fn build_answer(
             )))
         }
         AnswerBody::Permission(body) => {
+            let as_asked = body.keeps_input();
             let result =
                 body.into_result(&prompt.input, prompt.tool_use_id.as_deref(), decider)?;
             let edited = match &result {
                 PermissionResult::Allow { updated_input, .. }
-                    if *updated_input != prompt.input =>
+                    if !as_asked && *updated_input != prompt.input =>
                 {
                     Some(updated_input.clone())
                 }
                 _ => None,
             };
             let grants = matches!(result, PermissionResult::Allow { .. });
-            let frame: Arc<str> = permission_response(request_id, &result).into();
+            // The input allowed as it came goes back as the session sent it.
+            let raw_input = prompt.raw.as_ref().filter(|_| as_asked);
+            let frame: Arc<str> = match raw_input.and_then(RawRequest::input_json) {
+                Some(input) => permission_response_as_asked(request_id, &result, input),
+                None => permission_response(request_id, &result),
+            }
+            .into();
             (frame, result.behavior(), grants, edited)
         }
         AnswerBody::Question(answer) => {

@@ -144,6 +144,18 @@ pub enum Decider {
 }
 
 impl DecisionBody {
+    /// Whether this allows the prompt's input as it came (an allow without
+    /// `updated_input`); a deny keeps nothing.
+    pub fn keeps_input(&self) -> bool {
+        matches!(
+            self,
+            DecisionBody::Allow {
+                updated_input: None,
+                ..
+            }
+        )
+    }
+
     /// Validate and turn into the wire result for the prompt with `original_input` and
     /// `tool_use_id`, using the original input when not edited.
     pub fn into_result(

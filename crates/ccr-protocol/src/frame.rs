@@ -1,7 +1,6 @@
 //! Inbound frame classification: the four buckets of PROTOCOL §2 plus keep-alive.
 
 use std::borrow::Cow;
-use std::ops::Range;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -70,7 +69,9 @@ impl PartialEq for PermissionPrompt {
 #[derive(Clone)]
 pub struct RawRequest {
     text: Arc<RawValue>,
-    input: Option<Range<usize>>,
+    /// A copy of `input`'s text in `text`: a raw value of its own, so an answer writes it
+    /// out without checking it as JSON again (costs as much as serializing it).
+    input: Option<Arc<RawValue>>,
 }
 
 impl RawRequest {
@@ -81,21 +82,20 @@ impl RawRequest {
 
     /// The JSON text of the prompt's `input`, when the request carried one.
     pub fn input(&self) -> Option<&str> {
-        self.input.clone().and_then(|r| self.text.get().get(r))
+        self.input_json().map(RawValue::get)
     }
 
-    /// `request` as text, with the byte range of `input` in it (`input` must be a slice of
-    /// `request`, as serde's borrowed raw values are).
+    /// [`RawRequest::input`] as a raw JSON value, to be written out as it came (an answer
+    /// that allows the input unedited).
+    pub fn input_json(&self) -> Option<&RawValue> {
+        self.input.as_deref()
+    }
+
+    /// `request` and its `input` (read from it) as text.
     fn new(request: &RawValue, input: Option<&RawValue>) -> Self {
-        let text = request.get();
-        let range = input.and_then(|input| {
-            let start = (input.get().as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-            let range = start..start + input.get().len();
-            (text.get(range.clone()) == Some(input.get())).then_some(range)
-        });
         RawRequest {
             text: Arc::from(request.to_owned()),
-            input: range,
+            input: input.map(|input| Arc::from(input.to_owned())),
         }
     }
 }
@@ -104,7 +104,7 @@ impl std::fmt::Debug for RawRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawRequest")
             .field("bytes", &self.text.get().len())
-            .field("input", &self.input)
+            .field("input_bytes", &self.input().map(str::len))
             .finish()
     }
 }

@@ -41,11 +41,11 @@ pub mod fuzz;
 
 pub use frame::{
     classify, unreadable, ControlResponse, FrameError, Inbound, PendingLists, PermissionPrompt,
-    PromptKind, SdkMessage, Unreadable,
+    PromptKind, RawRequest, SdkMessage, Unreadable,
 };
 pub use outbound::{
-    error_response, initialize_request, interrupt_request, permission_response, question_response,
-    user_message_events, PermissionResult,
+    error_response, initialize_request, interrupt_request, permission_response,
+    permission_response_as_asked, question_response, user_message_events, PermissionResult,
 };
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! single malformed line (PROTOCOL §5).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The `PermissionResult` sent inside a `success` control response.
@@ -91,18 +92,18 @@ impl PermissionResult {
 }
 
 #[derive(Serialize)]
-struct ControlResponseFrame<'a> {
+struct ControlResponseFrame<'a, R = PermissionResult> {
     #[serde(rename = "type")]
     kind: &'static str,
-    response: ResponseBody<'a>,
+    response: ResponseBody<'a, R>,
 }
 
 #[derive(Serialize)]
 #[serde(tag = "subtype", rename_all = "lowercase")]
-enum ResponseBody<'a> {
+enum ResponseBody<'a, R = PermissionResult> {
     Success {
         request_id: &'a str,
-        response: &'a PermissionResult,
+        response: &'a R,
     },
     Error {
         request_id: &'a str,
@@ -149,6 +150,57 @@ pub fn permission_response(request_id: &str, result: &PermissionResult) -> Strin
     })
 }
 
+/// [`PermissionResult::Allow`] with its `updatedInput` as JSON text, in the same field order.
+#[derive(Serialize)]
+struct AllowAsAsked<'a> {
+    behavior: &'static str,
+    #[serde(rename = "updatedInput")]
+    updated_input: &'a RawValue,
+    #[serde(rename = "updatedPermissions", skip_serializing_if = "Option::is_none")]
+    updated_permissions: Option<&'a Vec<Value>>,
+    #[serde(rename = "toolUseID", skip_serializing_if = "Option::is_none")]
+    tool_use_id: Option<&'a str>,
+    #[serde(
+        rename = "decisionClassification",
+        skip_serializing_if = "Option::is_none"
+    )]
+    decision_classification: Option<DecisionClassification>,
+}
+
+/// [`permission_response`] for an allow of the prompt's input unedited, `input` being that
+/// input's JSON text as the session sent it: written out as it came instead of serialized
+/// again from its parsed value (the cost grows with the input: a file a `Write` carries).
+/// A deny is answered as [`permission_response`] answers it; `result`'s own
+/// `updated_input` is not read.
+pub fn permission_response_as_asked(
+    request_id: &str,
+    result: &PermissionResult,
+    input: &RawValue,
+) -> String {
+    let PermissionResult::Allow {
+        updated_permissions,
+        tool_use_id,
+        decision_classification,
+        ..
+    } = result
+    else {
+        return permission_response(request_id, result);
+    };
+    to_json(&ControlResponseFrame {
+        kind: "control_response",
+        response: ResponseBody::Success {
+            request_id,
+            response: &AllowAsAsked {
+                behavior: "allow",
+                updated_input: input,
+                updated_permissions: updated_permissions.as_ref(),
+                tool_use_id: tool_use_id.as_deref(),
+                decision_classification: *decision_classification,
+            },
+        },
+    })
+}
+
 #[derive(Serialize)]
 struct QuestionFrame<'a> {
     #[serde(rename = "type")]
@@ -178,7 +230,7 @@ pub fn question_response(request_id: &str, answer: &Value) -> String {
 
 /// The error answer to a control request this client does not handle.
 pub fn error_response(request_id: &str, error: &str) -> String {
-    to_json(&ControlResponseFrame {
+    to_json(&ControlResponseFrame::<PermissionResult> {
         kind: "control_response",
         response: ResponseBody::Error { request_id, error },
     })
@@ -282,6 +334,56 @@ mod tests {
             permission_response("req_1", &r),
             r#"{"type":"control_response","response":{"subtype":"success","request_id":"req_1","response":{"behavior":"allow","updatedInput":{"command":"npm test"},"toolUseID":"toolu_1","decisionClassification":"user_temporary"}}}"#,
             "the SDK's spelling, byte for byte"
+        );
+    }
+
+    /// The same frame as from the parsed value, byte for byte, whatever else the allow
+    /// carries; the input's text as it came (its key order, its spelling of numbers); a
+    /// deny as ever.
+    #[test]
+    fn an_allow_as_asked_writes_the_input_text_as_it_came() {
+        let rule = json!({"type":"addRules","rules":[],"behavior":"allow","destination":"session"});
+        for (permissions, tool_use_id, classification) in [
+            (None, None, None),
+            (
+                Some(vec![rule]),
+                Some("toolu_1".to_owned()),
+                Some(DecisionClassification::UserPermanent),
+            ),
+        ] {
+            let r = PermissionResult::Allow {
+                updated_input: json!({"command":"npm test","timeout":5}),
+                updated_permissions: permissions,
+                tool_use_id,
+                decision_classification: classification,
+            };
+            let text: &RawValue =
+                serde_json::from_str(r#"{"command":"npm test","timeout":5}"#).unwrap();
+            assert_eq!(
+                permission_response_as_asked("req_1", &r, text),
+                permission_response("req_1", &r)
+            );
+        }
+        let r = PermissionResult::Allow {
+            updated_input: json!({"command":"ls"}),
+            updated_permissions: None,
+            tool_use_id: None,
+            decision_classification: None,
+        };
+        let text: &RawValue = serde_json::from_str(r#"{"z":1e2, "command":"ls"}"#).unwrap();
+        assert_eq!(
+            permission_response_as_asked("r", &r, text),
+            r#"{"type":"control_response","response":{"subtype":"success","request_id":"r","response":{"behavior":"allow","updatedInput":{"z":1e2, "command":"ls"}}}}"#
+        );
+        let deny = PermissionResult::Deny {
+            message: "no".into(),
+            interrupt: true,
+            tool_use_id: None,
+            decision_classification: None,
+        };
+        assert_eq!(
+            permission_response_as_asked("r", &deny, text),
+            permission_response("r", &deny)
         );
     }
 

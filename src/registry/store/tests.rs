@@ -665,3 +665,69 @@ fn an_answer_goes_only_where_the_session_showed_it_still_waits() {
         "re-sent: now it goes out"
     );
 }
+
+/// A prompt as a session's frame carries it, `input` spelled as the session spelled it.
+fn classified(id: &str, input: &str) -> PermissionPrompt {
+    let frame = format!(
+        r#"{{"type":"control_request","request_id":"{id}","request":{{"subtype":"can_use_tool","tool_name":"Write","input":{input},"tool_use_id":"toolu_{id}"}}}}"#
+    );
+    match ccr_protocol::classify(&frame) {
+        Ok(ccr_protocol::Inbound::PermissionPrompt(p)) => p,
+        other => panic!("not a prompt: {other:?}"),
+    }
+}
+
+/// An allow without an edit answers with the input's text as the session sent it (the
+/// frame the ledger records and the session receives); an edit with the edit; the
+/// parsed input where there is no text (a prompt built here).
+#[test]
+fn an_unedited_allow_answers_with_the_input_as_it_came_and_an_edit_with_the_edit() {
+    let input = r#"{"file_path":"/tmp/a.txt", "content":"line\n\u00e9", "mode":1e2}"#;
+    let p = classified("w1", input);
+    let answer = |body: DecisionBody, p: &PermissionPrompt| {
+        build_answer(
+            p,
+            "w1",
+            AnswerBody::Permission(body),
+            Decider::Operator,
+            &[],
+        )
+        .unwrap()
+    };
+    let built = answer(allow(), &p);
+    assert!(
+        built.frame.contains(&format!(r#""updatedInput":{input},"#)),
+        "{}",
+        built.frame
+    );
+    assert_eq!(built.edited_input, None);
+    let sent: Value = serde_json::from_str(&built.frame).unwrap();
+    assert_eq!(sent["response"]["response"]["updatedInput"], p.input);
+
+    let edit = json!({"file_path":"/tmp/b.txt","content":"x"});
+    let edited = DecisionBody::Allow {
+        updated_input: Some(edit.clone()),
+        updated_permissions: None,
+    };
+    let built = answer(edited, &p);
+    let sent: Value = serde_json::from_str(&built.frame).unwrap();
+    assert_eq!(sent["response"]["response"]["updatedInput"], edit);
+    assert_eq!(built.edited_input, Some(edit));
+
+    // The same input again as an "edit" is no edit, and is sent as the parsed value.
+    let same = DecisionBody::Allow {
+        updated_input: Some(p.input.clone()),
+        updated_permissions: None,
+    };
+    let built = answer(same, &p);
+    assert_eq!(built.edited_input, None);
+    let sent: Value = serde_json::from_str(&built.frame).unwrap();
+    assert_eq!(sent["response"]["response"]["updatedInput"], p.input);
+
+    let built = answer(allow(), &prompt("w1"));
+    let sent: Value = serde_json::from_str(&built.frame).unwrap();
+    assert_eq!(
+        sent["response"]["response"]["updatedInput"],
+        json!({"command":"npm test"})
+    );
+}
