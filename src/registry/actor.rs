@@ -299,17 +299,19 @@ impl Handler<CountPending> for PermissionRegistry {
     }
 }
 
-/// A session joined the supervisor's set: operators may answer its prompts from now on
-/// (until [`ForgetSession`]).
+/// A session joined the supervisor's set, with its labels: operators may answer its
+/// prompts from now on (until [`ForgetSession`]), and the policy applies to those
+/// restored from the ledger.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct TrackSession(pub Arc<str>);
+pub struct TrackSession(pub Arc<str>, pub Arc<[String]>);
 
 impl Handler<TrackSession> for PermissionRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: TrackSession, _: &mut Context<Self>) {
-        self.core.track_session(msg.0);
+    fn handle(&mut self, msg: TrackSession, ctx: &mut Context<Self>) {
+        let effects = self.core.track_session(msg.0, msg.1, SystemTime::now());
+        self.perform(effects, ctx);
     }
 }
 

@@ -47,8 +47,13 @@ pub struct Core {
     policy: Arc<Policy>,
     /// Evaluations per rule id (dry runs included).
     hits: HashMap<String, u64>,
-    /// Sessions the supervisor runs: an operator's answer for any other is refused.
-    sessions: HashSet<Arc<str>>,
+    /// Sessions the supervisor runs, with their labels (for the policy's selectors): an
+    /// operator's answer for any other is refused.
+    sessions: HashMap<Arc<str>, Arc<[String]>>,
+    /// Sessions whose restored prompts wait for the policy: restored before the session
+    /// was tracked, so before its labels were known (a label-scoped `ask` rule must still
+    /// hold them for a person).
+    unruled: HashSet<Arc<str>>,
     /// In a cluster, new prompts whose record the session's lapsed lease refused: not
     /// shown (nobody sees a prompt before it is recorded), recorded again when the lease
     /// is renewed (`on_resumed`). One per prompt still in the store; dropped with it.
@@ -62,7 +67,8 @@ impl Core {
             store: Store::new(),
             policy,
             hits: HashMap::new(),
-            sessions: HashSet::new(),
+            sessions: HashMap::new(),
+            unruled: HashSet::new(),
             held: HashMap::new(),
         }
     }
@@ -132,7 +138,13 @@ impl Core {
                     confirmed: e.confirmed,
                 })));
             }
-            fx.extend(self.apply_policy(session, request_id, now));
+            match self.sessions.get(&session).cloned() {
+                Some(labels) => fx.extend(self.apply_policy(session, request_id, labels, now)),
+                // Until the session is tracked (`track_session`), with its labels.
+                None => {
+                    self.unruled.insert(session);
+                }
+            }
         }
         fx
     }
@@ -155,12 +167,26 @@ impl Core {
 
     /// Whether the supervisor runs `session` (in a cluster: whether it is configured).
     pub fn tracks(&self, session: &str) -> bool {
-        self.sessions.contains(session)
+        self.sessions.contains_key(session)
     }
 
-    /// The sessions the supervisor runs now include `session`.
-    pub fn track_session(&mut self, session: Arc<str>) {
-        self.sessions.insert(session);
+    /// The sessions the supervisor runs now include `session`, labelled `labels`: the
+    /// policy and timers apply now to its restored prompts that waited for them.
+    pub fn track_session(
+        &mut self,
+        session: Arc<str>,
+        labels: Arc<[String]>,
+        now: SystemTime,
+    ) -> Vec<Effect> {
+        self.sessions.insert(session.clone(), labels.clone());
+        if !self.unruled.remove(&session) {
+            return Vec::new();
+        }
+        let mut fx = Vec::new();
+        for (session, request_id) in self.store.pending_ids(Some(&session)) {
+            fx.extend(self.apply_policy(session, request_id, labels.clone(), now));
+        }
+        fx
     }
 
     /// The session withdrew one of its prompts.
@@ -221,6 +247,7 @@ impl Core {
     /// never got, are reported cancelled) and its history.
     pub fn forget_session(&mut self, session: &Arc<str>, now: SystemTime) -> Vec<Effect> {
         self.sessions.remove(session);
+        self.unruled.remove(session);
         self.held.retain(|(s, _), _| s != session);
         // Forget the history first, so the cancellations below stay resumable.
         let mut fx = vec![Effect::ForgetHistory(session.clone())];

@@ -63,7 +63,10 @@ impl Supervisor {
             let shared = Arc::new(make_shared(ctx.address().recipient()));
             // Told before anyone can answer: the registry refuses answers for other sessions.
             for spec in &sessions {
-                shared.registry.do_send(TrackSession(spec.id.clone()));
+                shared.registry.do_send(TrackSession(
+                    spec.id.clone(),
+                    Arc::from(spec.labels.clone()),
+                ));
             }
             let clustered = cluster.is_some();
             let slots = sessions

@@ -75,6 +75,7 @@ impl Supervisor {
         let arbiter = self.next_arbiter % self.arbiters.len();
         self.next_arbiter += 1;
         let id = spec.id.clone();
+        let labels: Arc<[String]> = Arc::from(spec.labels.clone());
         let mut slot = Slot::new(spec, &self.cfg, arbiter);
         if self.cluster.is_some() {
             // Not run here until this instance takes its lease.
@@ -82,7 +83,7 @@ impl Supervisor {
         }
         self.slots.insert(id.clone(), slot);
         // Before anyone hears it was added: operators may answer its prompts from now on.
-        self.registry.do_send(TrackSession(id.clone()));
+        self.registry.do_send(TrackSession(id.clone(), labels));
         info!(session_id = %id, "session added");
         if self.cluster.is_some() {
             // Started once its prompts are adopted under its lease: when this instance
@@ -141,6 +142,9 @@ impl Supervisor {
         if matches!(slot.plan, ExitPlan::Remove(_)) {
             return; // being removed: added back with its new spec once forgotten (clustered)
         }
+        // Its labels may have changed (for the policy of prompts restored later).
+        let labels: Arc<[String]> = Arc::from(spec.labels.clone());
+        self.registry.do_send(TrackSession(id.clone(), labels));
         slot.spec = spec;
         match &slot.addr {
             Some(addr) => {

@@ -162,7 +162,7 @@ impl Core {
     /// An answer someone waits for (an operator's): its receipt or refusal goes to
     /// `ticket`. Sessions the supervisor does not run are refused first, as unknown.
     pub fn decide(&mut self, answer: Answer, ticket: Ticket, now: SystemTime) -> Vec<Effect> {
-        if !self.sessions.contains(&answer.session) {
+        if !self.sessions.contains_key(&answer.session) {
             let unknown = DecideError::UnknownSession(answer.session.to_string());
             return vec![Effect::Reply(ticket, Err(unknown))];
         }

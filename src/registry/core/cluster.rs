@@ -23,7 +23,10 @@ impl Core {
         resolved: ResolvedRows,
         now: SystemTime,
     ) -> Vec<Effect> {
-        self.sessions.insert(session.clone());
+        // Tracked already with its labels (every configured session is); kept as they are.
+        self.sessions
+            .entry(session.clone())
+            .or_insert_with(|| Arc::from([]));
         // What the last owner finished: a replay of it is matched to its record (its answer
         // re-sent), never shown as new; beyond what was loaded, it is looked up.
         self.restore_resolved(ResolvedRows {

@@ -74,23 +74,23 @@ impl Core {
         }))
     }
 
-    /// Let the policy answer a pending, shown prompt (a restored one), or start its timers.
+    /// Let the policy answer a pending, shown prompt (a restored one) of a session
+    /// labelled `labels`, or start its timers.
     pub(super) fn apply_policy(
         &mut self,
         session: Arc<str>,
         request_id: String,
+        labels: Arc<[String]>,
         now: SystemTime,
     ) -> Vec<Effect> {
         let mut fx = Vec::new();
-        match self.rule(&session, &request_id, &[], &mut fx) {
+        match self.rule(&session, &request_id, &labels, &mut fx) {
             None => {}
             Some(Ruling::Ask(eval)) => {
                 let received_at = self
                     .store
                     .get(&session, &request_id)
                     .map_or(now, |e| e.received_at);
-                // Restored after a restart: the session's labels are not known here.
-                let labels = Arc::from([]);
                 fx.extend(self.timers(&eval, session, request_id, labels, received_at, now));
             }
             Some(Ruling::Answer(answer)) => match self.answer(answer, None, false, now) {

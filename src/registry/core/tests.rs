@@ -40,7 +40,8 @@ fn rule(action: RuleAction) -> RuleConfig {
 fn core_with(policy: PolicyConfig) -> Core {
     let policy = Policy::compile(&policy).expect("valid rules");
     let mut core = Core::new(Arc::new(policy));
-    core.track_session(sid());
+    let fx = core.track_session(sid(), Arc::from([]), at(0));
+    assert!(fx.is_empty(), "nothing restored");
     core
 }
 
@@ -1039,4 +1040,87 @@ fn a_held_prompt_withdrawn_or_released_meanwhile_is_not_recorded_when_the_lease_
     core.release_session(&sid());
     assert!(core.on_resumed(&sid()).is_empty());
     assert!(core.pending(None, false, at(4)).is_empty());
+}
+
+/// A pending prompt of session `s1` as the ledger restores it.
+fn unfinished_bash(id: &str) -> Unfinished {
+    Unfinished {
+        prompt: crate::ledger::PromptRecord {
+            session_id: "s1".into(),
+            request_id: id.into(),
+            tool_use_id: None,
+            tool_name: "Bash".into(),
+            input: json!({"command":"ls"}),
+            request: json!({"subtype":"can_use_tool","tool_name":"Bash","input":{"command":"ls"}}),
+            received_at: at(100),
+        },
+        decision: None,
+    }
+}
+
+/// A prompt a label-scoped `ask` rule held for a person stays held after a restart: the
+/// registry restores it before the supervisor tracks its session, so the policy waits
+/// for the session's labels instead of judging it without them (once, the later `allow`
+/// answered it as `rule:bash`).
+#[test]
+fn a_restored_prompt_is_judged_with_its_sessions_labels() {
+    let mut ask = RuleConfig::new("prod-ask", RuleAction::Ask, "Bash");
+    ask.sessions = Some(vec!["prod".into()]);
+    ask.ask_timeout = Some(Duration::from_secs(30));
+    let policy = PolicyConfig {
+        rules: vec![ask, rule(RuleAction::Allow)],
+        ..PolicyConfig::default()
+    };
+    let policy = Arc::new(Policy::compile(&policy).expect("valid rules"));
+    let prod: Arc<[String]> = Arc::from(vec!["prod".to_owned()]);
+
+    // As at a start: restored and shown, then the session is tracked with its labels.
+    let mut core = Core::new(policy.clone());
+    assert_eq!(core.restore(vec![unfinished_bash("p1")]), 1);
+    let fx = core.on_started(at(120));
+    assert_eq!(
+        kinds(&fx),
+        ["emit:prompt_restored"],
+        "no ruling without labels"
+    );
+    let fx = core.track_session(sid(), prod.clone(), at(121));
+    assert_eq!(
+        kinds(&fx),
+        ["timer"],
+        "asked, under the ask rule's deadline"
+    );
+    let after = one(fx, |e| match e {
+        Effect::StartTimer { after, .. } => Some(after),
+        _ => None,
+    });
+    assert_eq!(
+        after,
+        Duration::from_secs(9),
+        "30 s from its arrival at 100"
+    );
+    assert!(core.is_pending("s1", "p1"));
+    // Tracked again (a changed spec): nothing is judged twice.
+    assert!(core.track_session(sid(), prod.clone(), at(122)).is_empty());
+
+    // Adopted in a cluster: tracked first, so judged at once, with the labels.
+    let mut core = Core::new(policy.clone());
+    assert!(core.track_session(sid(), prod, at(0)).is_empty());
+    let fx = core.adopt_session(
+        &sid(),
+        vec![unfinished_bash("p1")],
+        ResolvedRows::default(),
+        at(120),
+    );
+    assert!(kinds(&fx).contains(&"timer".to_owned()), "{:?}", kinds(&fx));
+    assert!(core.is_pending("s1", "p1"));
+
+    // Without the label the allow rule answers it, as before.
+    let mut core = Core::new(policy);
+    core.restore(vec![unfinished_bash("p1")]);
+    core.on_started(at(120));
+    let w = decision_write(core.track_session(sid(), Arc::from([]), at(121)));
+    assert_eq!(
+        (w.row.outcome, w.row.decided_by.as_str()),
+        (Outcome::Allowed, "rule:bash")
+    );
 }
