@@ -14,7 +14,12 @@ use super::{ApiError, ApiState};
 use crate::cluster::ClusterApi;
 use crate::config::SessionSpec;
 use crate::ledger::{DecisionRecord, LedgerError};
+use crate::registry::store::{
+    build_answer, removal_answer, removal_decision, REMOVED_MESSAGE, SESSION_REMOVED,
+};
 use crate::session::{SessionState, SessionStatus};
+use ccr_protocol::api::Decider;
+use ccr_protocol::PermissionPrompt;
 
 /// How long a removal waits for the session's owner to hand it over (a single instance's
 /// `DELETE` waits as long for the session to close), or a lease period and
@@ -128,17 +133,32 @@ pub(super) async fn remove(
         tokio::time::sleep(REMOVE_POLL).await;
     };
     for (row, _) in pending {
-        let cancel = DecisionRecord {
-            session_id: id.to_owned(),
-            request_id: row.request_id,
-            outcome: Outcome::Cancelled,
-            decided_by: "session_removed".into(),
-            decided_at: SystemTime::now(),
-            updated_input: None,
-            answer: None,
-            reason: None,
+        // Answered as its owner would have (`Core::forget_session`): the session may still
+        // wait on it, and gets that answer if it is added back and replays it.
+        let prompt = PermissionPrompt {
+            raw: None,
+            request_id: row.request_id.clone(),
+            tool_name: row.tool_name,
+            tool_use_id: row.tool_use_id,
+            input: row.input,
+            request: row.request,
         };
-        match ledger.record_decision(cancel).await {
+        let body = removal_answer(prompt.kind(), REMOVED_MESSAGE);
+        let now = SystemTime::now();
+        let ending = match build_answer(&prompt, &row.request_id, body, Decider::Automatic, &[]) {
+            Ok(built) => removal_decision(id, &row.request_id, &built, now),
+            Err(_) => DecisionRecord {
+                session_id: id.to_owned(),
+                request_id: row.request_id,
+                outcome: Outcome::Cancelled,
+                decided_by: SESSION_REMOVED.into(),
+                decided_at: now,
+                updated_input: None,
+                answer: None,
+                reason: None,
+            },
+        };
+        match ledger.record_decision(ending).await {
             Ok(()) | Err(LedgerError::AlreadyDecided { .. }) => {}
             Err(e) => {
                 tracing::warn!(session_id = %id, error = %e, "removed; cannot cancel one of its pending prompts")

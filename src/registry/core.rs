@@ -29,14 +29,19 @@ pub use answer::{Answer, Refusal, LIMIT_FRAME_BYTES, LIMIT_JSON_DEPTH, LIMIT_UNP
 use effect::Arrived;
 pub use effect::{DecisionWrite, Effect, Lookup, Record, Ticket, Write};
 
-use super::store::{ConnId, Known, SessionTally, Store};
+use super::store::{
+    removal_decision, ConnId, Known, Removed, SessionTally, Store, REMOVED_MESSAGE, REMOVED_REASON,
+    SESSION_REMOVED,
+};
 use crate::ledger::{DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
 use crate::policy::Policy;
 use crate::telemetry::diagnostics::CancelIgnored;
 use crate::telemetry::permissions::{
-    Canceller, Happening, PromptCancelled, PromptRecordFailed, PromptRestored, PromptsUnconfirmed,
+    Canceller, Happening, PromptAnswered, PromptCancelled, PromptRecordFailed, PromptRestored,
+    PromptsUnconfirmed,
 };
 use crate::telemetry::prompts::ResolvedMemorySized;
+use ccr_protocol::api::Delivery;
 use ccr_protocol::policy::PolicyReport;
 use ccr_protocol::reply::{Outcome, PendingPrompt};
 use ccr_protocol::PromptKind;
@@ -243,23 +248,40 @@ impl Core {
         }))]
     }
 
-    /// The supervisor removed `session`: drop its prompts (pending ones, and answers it
-    /// never got, are reported cancelled) and its history.
+    /// The supervisor removed `session`: drop its history, and answer its pending prompts
+    /// for the session's sake, which may still wait on them (denied, recorded as decided
+    /// by `session_removed`, written should it replay them once added back); answers it
+    /// never got stay as they were, for that replay too.
     pub fn forget_session(&mut self, session: &Arc<str>, now: SystemTime) -> Vec<Effect> {
         self.sessions.remove(session);
         self.unruled.remove(session);
         self.held.retain(|(s, _), _| s != session);
-        // Forget the history first, so the cancellations below stay resumable.
+        // Forget the history first, so the events below stay resumable.
         let mut fx = vec![Effect::ForgetHistory(session.clone())];
-        for prompt in self.store.forget_session(session) {
+        for Removed { prompt, answer } in self.store.remove_session(session, REMOVED_MESSAGE) {
             let request_id = &prompt.request_id;
-            let row = cancelled(session, request_id, "session_removed", now);
+            let Some(built) = answer else {
+                let row = cancelled(session, request_id, SESSION_REMOVED, now);
+                fx.push(Effect::Record(Record::Ending(row)));
+                fx.push(Effect::Emit(Happening::Cancelled(PromptCancelled {
+                    session: session.clone(),
+                    request_id: request_id.clone(),
+                    tool_use_id: prompt.tool_use_id.clone(),
+                    by: Canceller::SessionRemoved,
+                })));
+                continue;
+            };
+            let row = removal_decision(session, request_id, &built, now);
             fx.push(Effect::Record(Record::Ending(row)));
-            fx.push(Effect::Emit(Happening::Cancelled(PromptCancelled {
+            fx.push(Effect::Emit(Happening::Answered(PromptAnswered {
                 session: session.clone(),
                 request_id: request_id.clone(),
-                tool_use_id: prompt.tool_use_id.clone(),
-                by: Canceller::SessionRemoved,
+                behavior: built.behavior,
+                decided_by: SESSION_REMOVED.to_owned(),
+                delivery: Delivery::Queued,
+                reason: Some(REMOVED_REASON.to_owned()),
+                outcome: Outcome::Denied,
+                source: SESSION_REMOVED,
             })));
         }
         fx.push(Effect::Emit(self.resolved_gauge()));

@@ -27,7 +27,9 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use ccr_protocol::api::{AnswerBody, Decider, DecisionBodyError};
+use crate::ledger::DecisionRecord;
+use ccr_protocol::api::{AnswerBody, Decider, DecisionBody, DecisionBodyError, QuestionAnswer};
+use ccr_protocol::reply::Outcome;
 use ccr_protocol::{
     permission_response, permission_response_as_asked, question_response, PermissionPrompt,
     PermissionResult, PromptKind, RawRequest,
@@ -868,6 +870,57 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// The supervisor removed `session`, which may still wait on its prompts (and may be
+    /// added back): each prompt still pending is answered `message` (a deny; a question
+    /// declined, a dialog dismissed), each decided one keeps its answer, and both are
+    /// remembered, so that a replay after the session is added back gets that answer
+    /// instead of being shown anew or ignored. What is remembered of its finished prompts
+    /// stays (unlike [`Store::forget_session`]). Returns the pending prompts with the
+    /// answers to record for them (`None`: no answer fits, as for a dialog this supervisor
+    /// does not render; it is cancelled).
+    pub fn remove_session(&mut self, session: &Arc<str>, message: &str) -> Vec<Removed> {
+        let Some(s) = self.sessions.remove(&**session) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for (id, e) in s.by_id {
+            let ending = match e.status {
+                Status::Pending => {
+                    let body = removal_answer(e.prompt.kind(), message);
+                    let answer =
+                        build_answer(&e.prompt, &id, body, Decider::Automatic, &self.dialog_kinds)
+                            .ok();
+                    let ending = match &answer {
+                        Some(built) => Ending::Answered {
+                            frame: Some(built.frame.clone()),
+                        },
+                        None => Ending::Cancelled,
+                    };
+                    removed.push(Removed {
+                        prompt: e.prompt,
+                        answer,
+                    });
+                    ending
+                }
+                // Its record may yet fail: what the ledger says is looked up at the replay.
+                Status::Decided {
+                    delivery: DeliveryState::Recording,
+                    ..
+                } => {
+                    self.resolved.mark_incomplete(session);
+                    continue;
+                }
+                Status::Decided { frame, .. } => Ending::Answered { frame: Some(frame) },
+            };
+            let resolved = Resolved {
+                ending,
+                written_on: None,
+            };
+            self.resolved.insert(session, &id, resolved);
+        }
+        removed
+    }
+
     /// Another instance of the cluster recorded this answer for a prompt pending here:
     /// take it as this store's decision, being recorded (it is: the caller read it from the
     /// ledger). False when the prompt is not pending here (unknown, or decided already).
@@ -904,6 +957,55 @@ impl Store {
             .into_iter()
             .map(|(s, e)| (s, e.prompt.request_id.clone()))
             .collect()
+    }
+}
+
+/// A prompt still pending when its session was removed ([`Store::remove_session`]).
+pub struct Removed {
+    /// The prompt.
+    pub prompt: Arc<PermissionPrompt>,
+    /// The answer to record for it, if one fits its kind.
+    pub answer: Option<Built>,
+}
+
+/// How the supervisor answers a prompt of `kind` when it stops supervising its session:
+/// a tool is denied with `message`, an elicitation declined, a dialog dismissed (the CLI
+/// applies its default).
+pub fn removal_answer(kind: PromptKind, message: &str) -> AnswerBody {
+    match kind {
+        PromptKind::CanUseTool => AnswerBody::Permission(DecisionBody::Deny {
+            message: Some(message.to_owned()),
+            interrupt: None,
+        }),
+        PromptKind::Elicitation => AnswerBody::Question(QuestionAnswer::Decline),
+        PromptKind::RequestUserDialog => AnswerBody::Question(QuestionAnswer::Dismissed),
+    }
+}
+
+/// Who decides, and why, for the prompts of a removed session (`Core::forget_session`).
+pub const SESSION_REMOVED: &str = "session_removed";
+/// The reason recorded for them.
+pub const REMOVED_REASON: &str = "the session was removed from the supervisor";
+/// What the model reads for a tool use the supervisor denied as its session was removed.
+pub const REMOVED_MESSAGE: &str =
+    "Denied: this session was removed from ccr-supervisor while the permission prompt waited.";
+
+/// The ledger row of a removed session's pending prompt, answered `built`.
+pub fn removal_decision(
+    session: &str,
+    request_id: &str,
+    built: &Built,
+    now: SystemTime,
+) -> DecisionRecord {
+    DecisionRecord {
+        session_id: session.to_owned(),
+        request_id: request_id.to_owned(),
+        outcome: Outcome::Denied,
+        decided_by: SESSION_REMOVED.to_owned(),
+        decided_at: now,
+        updated_input: None,
+        answer: Some(built.frame.to_string()),
+        reason: Some(REMOVED_REASON.to_owned()),
     }
 }
 

@@ -46,8 +46,11 @@ async fn add_session_at_run_time() {
     h.shutdown().await;
 }
 
+/// DELETE closes the session and denies its pending prompt for it (the session itself
+/// still waits on it): added back, the session replays the prompt and gets that deny,
+/// once, instead of the prompt being ignored or shown anew.
 #[actix_rt::test]
-async fn delete_closes_cleanly_and_cancels_pending_prompts() {
+async fn delete_closes_cleanly_and_denies_pending_prompts_for_a_session_added_back() {
     let mut h = Harness::start(vec![Sess::new("s1"), Sess::new("s2")], &[]).await;
     h.wait_sim_connected("s1").await;
     h.prompt("s1", "gone", "Bash", json!({"command":"make"}))
@@ -62,14 +65,18 @@ async fn delete_closes_cleanly_and_cancels_pending_prompts() {
     assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.body().await);
     h.wait_sim(|e| matches!(e, SimEvent::Disconnected { session, .. } if session == "s1"))
         .await;
-    wait_bus(
-        &mut bus,
-        |e| matches!(e, Event::PermissionCancelled { request_id, .. } if request_id == "gone"),
-    )
+    wait_bus(&mut bus, |e| {
+        matches!(e, Event::PermissionAnswered { request_id, behavior, decided_by, .. }
+            if request_id == "gone" && *behavior == "deny" && decided_by == "session_removed")
+    })
     .await;
     assert_eq!(h.get("/v1/sessions/s1").await.0, 404);
     assert_eq!(h.get("/v1/permissions").await.1["permissions"], json!([]));
     assert_eq!(h.sim.connections("s1"), 1, "not reconnected");
+    assert!(
+        h.sim.answers("s1", "gone").is_empty(),
+        "nobody to write it to"
+    );
     assert_eq!(
         h.session("s2").await["state"],
         "connected",
@@ -82,6 +89,33 @@ async fn delete_closes_cleanly_and_cancels_pending_prompts() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404, "{:?}", resp.body().await);
+
+    // Added back: its replay of the prompt gets the removal's deny.
+    h.sim.set_token("s1", "ccr-supervisor");
+    let (status, added) = h
+        .post(
+            "/v1/sessions",
+            json!({"id":"s1","token_env":"CARGO_PKG_NAME"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    h.wait_sim(|e| matches!(e, SimEvent::Answered { session, request_id, .. } if session == "s1" && request_id == "gone"))
+        .await;
+    let answers = h.sim.answers("s1", "gone");
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let answer = &answers[0]["response"]["response"];
+    assert_eq!(answer["behavior"], "deny", "{answers:?}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("removed")),
+        "{answers:?}"
+    );
+    assert_eq!(
+        h.get("/v1/permissions").await.1["permissions"],
+        json!([]),
+        "not shown anew"
+    );
     h.shutdown().await;
 }
 

@@ -582,8 +582,11 @@ fn a_restored_prompt_keeps_its_clock_for_its_deadline() {
     );
 }
 
+/// The session of a removed session's prompt may still wait on it: the prompt is denied
+/// for it (recorded, after its history is dropped), not cancelled, so that the session
+/// gets that answer when it is added back.
 #[test]
-fn forgetting_a_session_cancels_its_prompts_after_dropping_its_history() {
+fn removing_a_session_denies_its_pending_prompts_after_dropping_its_history() {
     let mut core = core();
     shown(&mut core, 1, "p1");
     let fx = core.forget_session(&sid(), at(2));
@@ -592,17 +595,115 @@ fn forgetting_a_session_cancels_its_prompts_after_dropping_its_history() {
         [
             "forget_history",
             "record:ending",
-            "emit:prompt_cancelled",
+            "emit:prompt_answered",
             "emit:resolved_memory_sized"
         ]
     );
-    assert_eq!(cancelled_by(&fx), Some(Canceller::SessionRemoved));
+    assert_eq!(
+        answered_counted(&fx),
+        Some((Outcome::Denied, "session_removed"))
+    );
     let ending = one(fx, |e| match e {
         Effect::Record(Record::Ending(row)) => Some(row),
         _ => None,
     });
-    assert_eq!(ending.decided_by, "session_removed");
+    assert_eq!(
+        (ending.outcome, ending.decided_by.as_str()),
+        (Outcome::Denied, "session_removed")
+    );
+    let answer: serde_json::Value =
+        serde_json::from_str(ending.answer.as_deref().unwrap()).unwrap();
+    assert_eq!(answer["response"]["response"]["behavior"], "deny");
+    assert_eq!(
+        answer["response"]["response"]["message"],
+        crate::registry::store::REMOVED_MESSAGE
+    );
     assert!(core.pending(None, false, at(3)).is_empty());
+}
+
+/// Added back in the same process, the session replays what it still waits on: the
+/// removal's answer for a prompt pending then, the operator's queued answer for one
+/// decided then; neither is shown or answered anew (once, the replay was new again and
+/// a second answer was written while the ledger kept the first).
+#[test]
+fn a_session_added_back_gets_the_answers_of_its_removal_for_its_replays() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    shown(&mut core, 1, "p2");
+    core.on_disconnected(&sid(), Some(1));
+    let queued = allowed(&mut core, "p2", 7);
+    assert!(
+        !kinds(&queued).iter().any(|k| k.starts_with("write")),
+        "queued"
+    );
+    let fx = core.forget_session(&sid(), at(2));
+    let denial = one(fx, |e| match e {
+        Effect::Record(Record::Ending(row)) => Some(row),
+        _ => None,
+    });
+    assert_eq!(
+        denial.request_id, "p1",
+        "the decided one is kept, not voided"
+    );
+
+    assert!(core.track_session(sid(), Arc::from([]), at(3)).is_empty());
+    core.on_connected(&sid(), 2);
+    for (id, behavior) in [("p1", "deny"), ("p2", "allow")] {
+        let fx = core.on_prompt(sid(), 2, prompt(id), Arc::from([]), None, at(4));
+        let frame = one(fx, |e| match e {
+            Effect::Write(w) => Some(w.frame),
+            _ => None,
+        });
+        let sent: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(sent["response"]["response"]["behavior"], behavior, "{id}");
+        assert_eq!(sent["response"]["request_id"], id);
+    }
+    assert!(
+        core.pending(None, false, at(5)).is_empty(),
+        "nothing shown anew"
+    );
+    let (_, refused) = reply(core.decide(allow("p1"), Ticket(9), at(5)));
+    assert!(
+        matches!(refused, Err(DecideError::AlreadyAnswered(_))),
+        "{refused:?}"
+    );
+}
+
+/// After a restart the removal's answer is an undelivered decision in the ledger: the
+/// replay of a session added back gets it (once, the row said cancelled and the replay
+/// was ignored: the session hung).
+#[test]
+fn after_a_restart_the_replay_of_a_removed_sessions_prompt_gets_the_removal_answer() {
+    let mut before = core();
+    shown(&mut before, 1, "p1");
+    let row = one(before.forget_session(&sid(), at(2)), |e| match e {
+        Effect::Record(Record::Ending(row)) => Some(row),
+        _ => None,
+    });
+    let p = prompt("p1");
+    let unfinished = Unfinished {
+        prompt: crate::ledger::PromptRecord {
+            session_id: "s1".into(),
+            request_id: "p1".into(),
+            tool_use_id: p.tool_use_id,
+            tool_name: p.tool_name,
+            input: p.input,
+            request: p.request,
+            received_at: at(0),
+        },
+        decision: Some(row.clone()),
+    };
+    let mut restarted = core();
+    assert_eq!(restarted.restore(vec![unfinished]), 1);
+    restarted.on_started(at(10));
+    restarted.on_connected(&sid(), 1);
+    let fx = restarted.on_prompt(sid(), 1, prompt("p1"), Arc::from([]), None, at(11));
+    let frame = one(fx, |e| match e {
+        Effect::Write(w) => Some(w.frame),
+        _ => None,
+    });
+    assert_eq!(Some(&*frame), row.answer.as_deref());
 }
 
 #[test]

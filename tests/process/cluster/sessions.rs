@@ -147,7 +147,8 @@ async fn a_session_added_at_run_time_is_run_by_one_instance_taken_over_and_remov
         |l| l.get(RT) == Some(&json!(survivor)),
     )
     .await;
-    // A prompt pending as it is removed: cancelled, as a single instance's DELETE does.
+    // A prompt pending as it is removed: denied for the session, as a single instance's
+    // DELETE does.
     ask(&c.sim, RT, "rt-pending").await;
     listed(&http, &c.api(mine), "rt-pending").await;
     let before = c.sim.connections(RT);
@@ -168,7 +169,7 @@ async fn a_session_added_at_run_time_is_run_by_one_instance_taken_over_and_remov
         c.sql(&format!(
             "SELECT outcome, decided_by FROM ccr_prompts WHERE session_id = '{RT}' AND request_id = 'rt-pending'"
         )),
-        ["cancelled|session_removed"]
+        ["denied|session_removed"]
     );
     for i in [0, 1] {
         sessions_until(&http, &c.api(i), "gone from every list", |l| {
@@ -199,7 +200,8 @@ async fn a_session_added_at_run_time_is_run_by_one_instance_taken_over_and_remov
     assert!(!c.sim.is_connected(RT));
     assert_eq!(c.sim.connections(RT), before, "nobody connected it again");
 
-    // Removed right after its owner died, a prompt pending: cancelled all the same.
+    // Removed right after its owner died, a prompt pending: denied all the same, by the
+    // instance that took the DELETE, with the deny the session gets should it be added back.
     let owners = c.owners();
     let dead = if owners[NEXT] == "inst-0" { 0 } else { 1 };
     ask(&c.sim, NEXT, "next-pending").await;
@@ -212,9 +214,9 @@ async fn a_session_added_at_run_time_is_run_by_one_instance_taken_over_and_remov
     assert_eq!(status, 200, "{removed}");
     assert_eq!(
         c.sql(&format!(
-            "SELECT outcome, decided_by FROM ccr_prompts WHERE session_id = '{NEXT}' AND request_id = 'next-pending'"
+            "SELECT outcome, decided_by, answer LIKE '%\"behavior\":\"deny\"%' FROM ccr_prompts WHERE session_id = '{NEXT}' AND request_id = 'next-pending'"
         )),
-        ["cancelled|session_removed"]
+        ["denied|session_removed|t"]
     );
     assert!(!c.owners().contains_key(NEXT), "nobody took it over");
 }
