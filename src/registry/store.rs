@@ -641,6 +641,14 @@ impl Store {
         })
     }
 
+    /// Whether the session withdrew `request_id` (or an answer of it was voided) and the
+    /// store still remembers so.
+    pub fn was_cancelled(&self, session: &str, request_id: &str) -> bool {
+        self.resolved
+            .get(session, request_id)
+            .is_some_and(|r| r.ending == Ending::Cancelled)
+    }
+
     /// A connection opened. Nothing is written on it before the session shows, there,
     /// which prompts it still waits on (see the module docs).
     pub fn on_connected(&mut self, session: &Arc<str>, conn: ConnId) {

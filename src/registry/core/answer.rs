@@ -341,7 +341,9 @@ impl Core {
         }
     }
 
-    /// The decision is durable: write it where the session waits for it, or queue it.
+    /// The decision is durable: write it where the session waits for it, or queue it. If
+    /// the session withdrew the prompt while it was being recorded, the cancel (recorded
+    /// after it) voids it: nothing is written, and whoever answered hears 409.
     pub fn on_decision_durable(&mut self, d: Decision) -> Vec<Effect> {
         match self.store.recorded(&d.session, &d.request_id) {
             Some((conn, frame)) => vec![Effect::Write(Write {
@@ -351,6 +353,14 @@ impl Core {
                 frame,
                 decision: Some(d),
             })],
+            None if self.store.was_cancelled(&d.session, &d.request_id) => {
+                let cancelled = DecideError::Cancelled(d.request_id.clone());
+                let mut fx = vec![refused(&cancelled)];
+                if let Some(ticket) = d.reply {
+                    fx.push(Effect::Reply(ticket, Err(cancelled)));
+                }
+                fx
+            }
             None => answered(d, Delivery::Queued),
         }
     }

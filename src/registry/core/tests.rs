@@ -1225,3 +1225,26 @@ fn a_restored_prompt_is_judged_with_its_sessions_labels() {
         (Outcome::Allowed, "rule:bash")
     );
 }
+
+/// The session withdraws a prompt while an operator's answer is being recorded: the
+/// cancel, recorded after it, voids it; the operator hears 409 `prompt_cancelled`, not a
+/// receipt of an answer nobody will get, and nothing is written or announced as answered.
+#[test]
+fn an_answer_the_session_withdrew_its_prompt_from_while_recording_is_refused() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    let w = decision_write(core.decide(allow("p1"), Ticket(1), at(1)));
+    let fx = core.on_cancelled(sid(), "p1".into(), at(1));
+    assert!(
+        kinds(&fx).contains(&"record:ending".to_owned()),
+        "{:?}",
+        kinds(&fx)
+    );
+    let fx = core.on_decision_recorded(w, Ok(()), at(2));
+    assert!(answered_counted(&fx).is_none(), "{:?}", kinds(&fx));
+    assert!(!kinds(&fx).iter().any(|k| k.starts_with("write")));
+    let (ticket, r) = reply(fx);
+    assert_eq!(ticket, Ticket(1));
+    assert!(matches!(r, Err(DecideError::Cancelled(_))), "{r:?}");
+}
