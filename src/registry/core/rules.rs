@@ -8,11 +8,14 @@ use super::answer::{deny, refused, Answer, Source};
 use super::effect::{Effect, Timer, TimerKind};
 use super::Core;
 use crate::policy::{self, Evaluation, PromptContext};
-use crate::registry::store::Status;
+use crate::registry::store::{DeliveryState, Status};
 use crate::telemetry::diagnostics::{DryRunMatched, PolicyAnswerRefused};
 use crate::telemetry::permissions::{Happening, PromptExpired, PromptOrigin, PromptOverdue};
 use ccr_protocol::api::{AnswerBody, DecisionBody};
 use ccr_protocol::PromptKind;
+
+/// How soon a timer that fired while its prompt's answer was being recorded fires again.
+const RECORDING_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What happens to a prompt on arrival, by the policy (or a refusal).
 #[derive(Debug)]
@@ -148,13 +151,25 @@ impl Core {
             labels,
             kind,
         } = timer;
-        let Some(entry) = self
-            .store
-            .get(&session, &request_id)
-            .filter(|e| e.status == Status::Pending)
-        else {
+        let Some(entry) = self.store.get(&session, &request_id) else {
             return Vec::new();
         };
+        if let Status::Decided { delivery, .. } = &entry.status {
+            // An answer still being recorded may yet fail, and the prompt be pending
+            // again: the timer is tried again once that is known.
+            if *delivery != DeliveryState::Recording {
+                return Vec::new();
+            }
+            return vec![Effect::StartTimer {
+                after: RECORDING_RETRY,
+                timer: Timer {
+                    session,
+                    request_id,
+                    labels,
+                    kind,
+                },
+            }];
+        }
         let origin = PromptOrigin {
             labels,
             received_at: entry.received_at,

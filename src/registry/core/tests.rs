@@ -1248,3 +1248,53 @@ fn an_answer_the_session_withdrew_its_prompt_from_while_recording_is_refused() {
     assert_eq!(ticket, Ticket(1));
     assert!(matches!(r, Err(DecideError::Cancelled(_))), "{r:?}");
 }
+
+/// The ask deadline fires while an operator's answer is being recorded, and the ledger
+/// then refuses that answer: the prompt is pending again and still expires (once, the
+/// deadline was dropped for good and the prompt waited with none).
+#[test]
+fn a_deadline_that_fires_while_an_answer_is_recorded_is_kept_should_that_answer_fail() {
+    let mut core = core_with(PolicyConfig {
+        ask_timeout: Duration::from_secs(30),
+        ..PolicyConfig::default()
+    });
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p1");
+    let w = decision_write(core.decide(allow("p1"), Ticket(1), at(29)));
+    let deadline = Timer {
+        session: sid(),
+        request_id: "p1".into(),
+        labels: Arc::from([]),
+        kind: TimerKind::AskDeadline,
+    };
+    let again = one(core.on_timer(deadline, at(30)), |e| match e {
+        Effect::StartTimer { after, timer } => Some((after, timer)),
+        _ => None,
+    });
+    assert_eq!(again.0, Duration::from_secs(1), "tried again soon");
+    let fx = core.on_decision_recorded(w, Err(ledger_down()), at(31));
+    assert!(matches!(
+        reply(fx).1,
+        Err(DecideError::LedgerUnavailable(_))
+    ));
+    assert!(core.is_pending("s1", "p1"));
+    let w = decision_write(core.on_timer(again.1.clone(), at(31)));
+    assert_eq!(
+        (w.row.outcome, w.row.decided_by.as_str()),
+        (Outcome::Expired, "timeout")
+    );
+
+    // Recorded after all: the timer tried again finds it answered and does nothing.
+    let mut core = core_with(PolicyConfig {
+        ask_timeout: Duration::from_secs(30),
+        ..PolicyConfig::default()
+    });
+    core.on_connected(&sid(), 1);
+    shown(&mut core, 1, "p2");
+    let w = decision_write(core.decide(allow("p2"), Ticket(2), at(29)));
+    let mut timer = again.1;
+    timer.request_id = "p2".into();
+    assert_eq!(kinds(&core.on_timer(timer.clone(), at(30))), ["timer"]);
+    core.on_decision_recorded(w, Ok(()), at(30));
+    assert!(core.on_timer(timer, at(31)).is_empty());
+}
