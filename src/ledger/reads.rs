@@ -38,7 +38,9 @@ impl Sqlite {
         request_id: &str,
     ) -> impl Future<Output = Result<Stored, LedgerError>> + Send + 'static {
         let (s, r) = (session_id.to_owned(), request_id.to_owned());
-        self.read(move |conn| query::stored(conn, &s, &r))
+        // Only after every earlier write: a row read before its decision is applied would
+        // show an answered prompt as new.
+        self.read_with(Flushed::Required, move |conn| query::stored(conn, &s, &r))
     }
 
     /// One session's pending prompts and undelivered answers, oldest first.
@@ -62,16 +64,28 @@ impl Sqlite {
         self.read(move |conn| query::entry(conn, &s, &r))
     }
 
-    /// Run `f` on a reader thread once every write queued before the call is committed.
+    /// Run `f` on a reader thread once every write queued before the call is committed (a
+    /// failed flush still leaves what is committed worth reading).
     fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, LedgerError> + Send + 'static,
     ) -> impl Future<Output = Result<T, LedgerError>> + Send + 'static {
-        let flushed = self.flush();
+        self.read_with(Flushed::Preferred, f)
+    }
+
+    /// [`Sqlite::read`], failing instead when the flush before it fails and `flushed` says
+    /// the read needs it.
+    fn read_with<T: Send + 'static>(
+        &self,
+        flushed: Flushed,
+        f: impl FnOnce(&Connection) -> Result<T, LedgerError> + Send + 'static,
+    ) -> impl Future<Output = Result<T, LedgerError>> + Send + 'static {
+        let flush = self.flush();
         let reads = self.shared.reads.clone();
         async move {
-            // A failed flush (full queue) still leaves what is committed worth reading.
-            let _ = flushed.await;
+            if let (Err(e), Flushed::Required) = (flush.await, flushed) {
+                return Err(e);
+            }
             let (tx, rx) = oneshot::channel();
             let sent = reads.try_send(Some(Box::new(move |conn: &Connection| {
                 let _ = tx.send(f(conn));
@@ -98,4 +112,13 @@ impl Sqlite {
     ) -> Result<u64, LedgerError> {
         query::export(&schema::open_reader(&self.shared.path)?, q, 500, out)
     }
+}
+
+/// Whether a read needs every earlier write committed before it.
+#[derive(Clone, Copy)]
+enum Flushed {
+    /// Read what is committed even if the flush failed (audit pages).
+    Preferred,
+    /// Fail with the flush's error (a lookup that decides whether a prompt is new).
+    Required,
 }

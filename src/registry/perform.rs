@@ -187,15 +187,29 @@ impl PermissionRegistry {
         }));
     }
 
-    /// Read a prompt back from the ledger. Without a ledger there is nothing to read.
+    /// Read a prompt back from the ledger. Without a ledger there is nothing to read. A
+    /// read that fails (the readers' queue full, storage failing) is tried again for a
+    /// while ([`LOOKUP_RETRIES`]) before the core hears of the failure: a prompt whose
+    /// record cannot be read is shown as new, which is only right when it is.
     fn look_up(&mut self, lookup: Lookup, ctx: &mut Context<Self>) {
         let (session, request_id) = lookup.key();
         let span = permission_span(session, request_id);
-        let read = self.ledger.as_ref().map(|l| l.lookup(session, request_id));
+        let ledger = self.ledger.clone();
+        let (s, r) = (session.to_owned(), request_id.to_owned());
         let read = async move {
-            match read {
-                Some(read) => read.await,
-                None => Ok(Stored::Nothing),
+            let Some(ledger) = ledger else {
+                return Ok(Stored::Nothing);
+            };
+            let mut failures = 0;
+            loop {
+                match ledger.lookup(&s, &r).await {
+                    Err(e) if failures < LOOKUP_RETRIES && !e.is_refusal() => {
+                        failures += 1;
+                        tracing::debug!(error = %e, failures, "ledger lookup failed; trying again");
+                        tokio::time::sleep(crate::ledger::retry_delay(failures)).await;
+                    }
+                    read => return read,
+                }
             }
         };
         ctx.spawn(read.into_actor(self).map(move |stored, act, ctx| {
@@ -336,6 +350,10 @@ fn ledger_span(session: &str, request_id: &str) -> tracing::Span {
 }
 
 /// Run `append` now, and if it fails keep retrying it in the background until it succeeds.
+/// How often a failed ledger lookup is tried again before the core hears of the failure
+/// (with [`retry_delay`](crate::ledger::retry_delay) between: about 20 s in all).
+const LOOKUP_RETRIES: u32 = 14;
+
 fn retry_in_background(
     span: tracing::Span,
     what: &'static str,
