@@ -616,6 +616,22 @@ impl Store {
     /// The session withdrew a prompt. `None` when it was unknown or already resolved.
     pub fn on_cancel(&mut self, session: &Arc<str>, request_id: &str) -> Option<Withdrawn> {
         let s = self.sessions.get_mut(session)?;
+        if s.checking.remove(request_id) {
+            // Withdrawn while the ledger is asked about it: remembered so, and the
+            // answer to that question (`on_checked`) finds it settled.
+            self.resolved.insert(
+                session,
+                request_id,
+                Resolved {
+                    ending: Ending::Cancelled,
+                    written_on: None,
+                },
+            );
+            return Some(Withdrawn {
+                tool_use_id: None,
+                was_pending: true,
+            });
+        }
         let entry = s.by_id.get(request_id)?;
         let was_pending = match &entry.status {
             Status::Pending => true,

@@ -1298,3 +1298,37 @@ fn a_deadline_that_fires_while_an_answer_is_recorded_is_kept_should_that_answer_
     core.on_decision_recorded(w, Ok(()), at(30));
     assert!(core.on_timer(timer, at(31)).is_empty());
 }
+
+/// The session withdraws a prompt while the ledger is asked about it (a replay of an
+/// incomplete session): the cancel is recorded and the ledger's answer, when it comes,
+/// finds it settled (once, the cancel was ignored and the withdrawn prompt then shown).
+#[test]
+fn a_prompt_withdrawn_while_it_is_looked_up_is_not_shown_after_the_lookup() {
+    let mut core = core();
+    core.restore_resolved(ResolvedRows {
+        rows: Vec::new(),
+        incomplete: vec!["s1".into()],
+    });
+    core.on_connected(&sid(), 1);
+    let check = one(
+        core.on_prompt(sid(), 1, prompt("p1"), Arc::from([]), None, at(0)),
+        |e| match e {
+            Effect::Lookup(l) => Some(l),
+            _ => None,
+        },
+    );
+    let fx = core.on_cancelled(sid(), "p1".into(), at(1));
+    assert!(
+        kinds(&fx).contains(&"record:ending".to_owned()),
+        "{:?}",
+        kinds(&fx)
+    );
+    assert!(cancelled_by(&fx).is_some());
+    let fx = core.on_looked_up(check, Ok(Stored::Pending), at(2));
+    assert!(
+        !kinds(&fx).contains(&"record:prompt".to_owned()),
+        "{:?}",
+        kinds(&fx)
+    );
+    assert!(core.pending(None, false, at(3)).is_empty());
+}
