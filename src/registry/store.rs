@@ -616,22 +616,30 @@ impl Store {
     /// The session withdrew a prompt. `None` when it was unknown or already resolved.
     pub fn on_cancel(&mut self, session: &Arc<str>, request_id: &str) -> Option<Withdrawn> {
         let s = self.sessions.get_mut(session)?;
-        if s.checking.remove(request_id) {
+        let checking = s.checking.remove(request_id);
+        let withdrawn = if checking {
             // Withdrawn while the ledger is asked about it: remembered so, and the
             // answer to that question (`on_checked`) finds it settled.
-            self.resolved.insert(
-                session,
-                request_id,
-                Resolved {
-                    ending: Ending::Cancelled,
-                    written_on: None,
-                },
-            );
-            return Some(Withdrawn {
+            Withdrawn {
                 tool_use_id: None,
                 was_pending: true,
-            });
-        }
+            }
+        } else {
+            Self::withdraw(s, request_id)?
+        };
+        self.resolved.insert(
+            session,
+            request_id,
+            Resolved {
+                ending: Ending::Cancelled,
+                written_on: None,
+            },
+        );
+        Some(withdrawn)
+    }
+
+    /// Take `request_id` out of `s` as withdrawn, unless an answer was written for it.
+    fn withdraw(s: &mut SessionEntries, request_id: &str) -> Option<Withdrawn> {
         let entry = s.by_id.get(request_id)?;
         let was_pending = match &entry.status {
             Status::Pending => true,
@@ -643,14 +651,6 @@ impl Store {
             Status::Decided { .. } => return None,
         };
         let entry = s.by_id.remove(request_id)?;
-        self.resolved.insert(
-            session,
-            request_id,
-            Resolved {
-                ending: Ending::Cancelled,
-                written_on: None,
-            },
-        );
         Some(Withdrawn {
             tool_use_id: entry.prompt.tool_use_id.clone(),
             was_pending,

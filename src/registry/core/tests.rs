@@ -546,20 +546,7 @@ fn a_restored_prompt_keeps_its_clock_for_its_deadline() {
         ask_timeout: Duration::from_secs(30),
         ..PolicyConfig::default()
     });
-    let row = crate::ledger::PromptRecord {
-        session_id: "s1".into(),
-        request_id: "p1".into(),
-        tool_use_id: None,
-        tool_name: "Bash".into(),
-        input: json!({"command":"ls"}),
-        request: json!({"subtype":"can_use_tool"}),
-        received_at: at(100),
-    };
-    let unfinished = Unfinished {
-        prompt: row,
-        decision: None,
-    };
-    assert_eq!(core.restore(vec![unfinished]), 1);
+    assert_eq!(core.restore(vec![unfinished_bash("p1")]), 1);
     let fx = core.on_started(at(120));
     assert_eq!(kinds(&fx), ["emit:prompt_restored", "timer"]);
     let confirmed = fx.iter().find_map(|e| match e {
