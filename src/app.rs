@@ -583,6 +583,7 @@ async fn start_inner(config: Config, path: Option<PathBuf>) -> anyhow::Result<Ru
             .clone()
             .map(|r| r as Arc<dyn crate::api::admin::Reload>),
         cluster: cluster.as_ref().map(ClusterMember::api),
+        dialog_kinds: config.ccr.supported_dialog_kinds.clone().into(),
         forward_tls: Arc::new(config::client_config(
             config.cluster.ca_file.as_ref(),
             &[b"h2", b"http/1.1"],

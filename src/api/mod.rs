@@ -84,6 +84,9 @@ pub struct ApiState {
     pub reloader: Option<Arc<dyn admin::Reload>>,
     /// The cluster's lease loop (`GET /v1/cluster`); `None` when not in a cluster.
     pub cluster: Option<crate::cluster::ClusterApi>,
+    /// The dialog kinds this supervisor answers (`[ccr] supported_dialog_kinds`), for the
+    /// answers it gives a removed session's prompts that no owner ended.
+    pub dialog_kinds: Arc<[String]>,
     /// The TLS of requests forwarded to another instance (`https://` owners): trusting
     /// `[cluster] ca_file`'s CAs, or the public roots.
     pub forward_tls: Arc<rustls::ClientConfig>,

@@ -434,7 +434,7 @@ pub(super) async fn remove_session(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     match &state.cluster {
-        // Removed for every instance; its owner cancels its prompts and closes it.
+        // Removed for every instance; its owner denies its pending prompts and closes it.
         Some(cluster) => stored::remove(&state, cluster, &id, &who.name).await?,
         None => state
             .supervisor

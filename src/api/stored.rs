@@ -27,8 +27,8 @@ use ccr_protocol::PermissionPrompt;
 const REMOVE_WAIT: Duration = Duration::from_secs(10);
 /// See [`REMOVE_WAIT`].
 const REMOVE_SLACK: Duration = Duration::from_secs(1);
-/// How long, once its owner let go, its prompts may take to show cancelled before the
-/// removing instance cancels them itself (its owner died instead of letting go).
+/// How long, once its owner let go, its prompts may take to show answered before the
+/// removing instance answers them itself (its owner died instead of letting go).
 const CANCEL_WAIT: Duration = Duration::from_secs(2);
 /// How often the owner (then the prompts) is looked up meanwhile.
 const REMOVE_POLL: Duration = Duration::from_millis(50);
@@ -78,8 +78,8 @@ pub(super) fn not_yet_listed(spec: &SessionSpec) -> SessionBody {
 
 /// Remove session `id` from the cluster (by operator `by`), then wait (see
 /// [`REMOVE_WAIT`]) until no instance holds its lease: its owner, told by `NOTIFY`, has
-/// cancelled its pending prompts, handed the lease over and closed it with 1000. When no
-/// instance held it, its undecided prompts are cancelled here.
+/// denied its pending prompts (`session_removed`), handed the lease over and closed it
+/// with 1000. When no instance held it, its undecided prompts are denied here.
 pub(super) async fn remove(
     state: &ApiState,
     cluster: &ClusterApi,
@@ -96,7 +96,7 @@ pub(super) async fn remove(
         return Ok(());
     };
     // A dead owner's lease runs out within a lease period: then the prompts it held are
-    // cancelled below.
+    // denied below.
     let wait = REMOVE_WAIT.max(cluster.lease_period() + REMOVE_SLACK);
     let deadline = Instant::now() + wait;
     loop {
@@ -115,9 +115,9 @@ pub(super) async fn remove(
         }
         tokio::time::sleep(REMOVE_POLL).await;
     }
-    // Its owner, if alive, cancels what it held (every unfinished prompt of the session,
+    // Its owner, if alive, denies what it held (every unfinished prompt of the session,
     // adopted with the lease) as it lets go; what is still undecided a moment later, or
-    // when no instance held it, had no owner to do so (it had just died): cancelled here,
+    // when no instance held it, had no owner to do so (it had just died): denied here,
     // as its owner would have (the first decision recorded wins).
     let settle = Instant::now() + if held { CANCEL_WAIT } else { Duration::ZERO };
     let pending = loop {
@@ -126,7 +126,7 @@ pub(super) async fn remove(
             Ok(_) if Instant::now() < settle => {}
             Ok(rows) => break rows,
             Err(e) => {
-                tracing::warn!(session_id = %id, error = %e, "removed; cannot read its pending prompts to cancel them");
+                tracing::warn!(session_id = %id, error = %e, "removed; cannot read its pending prompts to answer them");
                 return Ok(());
             }
         }
@@ -145,7 +145,8 @@ pub(super) async fn remove(
         };
         let body = removal_answer(prompt.kind(), REMOVED_MESSAGE);
         let now = SystemTime::now();
-        let ending = match build_answer(&prompt, &row.request_id, body, Decider::Automatic, &[]) {
+        let kinds = &state.dialog_kinds;
+        let ending = match build_answer(&prompt, &row.request_id, body, Decider::Automatic, kinds) {
             Ok(built) => removal_decision(id, &row.request_id, &built, now),
             Err(_) => DecisionRecord {
                 session_id: id.to_owned(),
@@ -161,7 +162,7 @@ pub(super) async fn remove(
         match ledger.record_decision(ending).await {
             Ok(()) | Err(LedgerError::AlreadyDecided { .. }) => {}
             Err(e) => {
-                tracing::warn!(session_id = %id, error = %e, "removed; cannot cancel one of its pending prompts")
+                tracing::warn!(session_id = %id, error = %e, "removed; cannot answer one of its pending prompts")
             }
         }
     }

@@ -149,9 +149,11 @@ fn upgrade_constraints(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The `WHERE` clause of rows retention may delete (finished; older-than is added by the caller).
-pub(crate) const FINISHED: &str =
-    "outcome IS NOT NULL AND (delivered_at IS NOT NULL OR outcome = 'cancelled')";
+/// The `WHERE` clause of rows retention may delete (finished; older-than is added by the
+/// caller): delivered or cancelled, or answered because the session was removed (written
+/// only if it is added back: past retention it is pruned, as a cancel used to be).
+pub(crate) const FINISHED: &str = "outcome IS NOT NULL AND (delivered_at IS NOT NULL \
+    OR outcome = 'cancelled' OR decided_by = 'session_removed')";
 
 /// Open (creating if needed) the database for writing, apply the schema and prove it is writable.
 ///

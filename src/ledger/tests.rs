@@ -417,12 +417,20 @@ fn pruning_deletes_only_old_finished_rows() {
         ("old-expired", old, Some(Outcome::Expired), false),
         ("old-pending", old, None, false),
         ("old-undelivered", old, Some(Outcome::Denied), false),
+        ("old-removed", old, Some(Outcome::Denied), false),
+        ("new-removed", new, Some(Outcome::Denied), false),
         ("new-delivered", new, Some(Outcome::Allowed), true),
     ];
     for (id, received, outcome, delivered) in cases {
         drop(ledger.record_prompt(prompt("s", id, "Bash", received)));
+        // Denied as its session was removed: kept for a replay, until retention.
+        let by = if id.ends_with("removed") {
+            "session_removed"
+        } else {
+            "op"
+        };
         if let Some(o) = outcome {
-            drop(ledger.record_decision(decision("s", id, o, "op")));
+            drop(ledger.record_decision(decision("s", id, o, by)));
         }
         if delivered {
             drop(ledger.mark_delivered("s", id, now));
@@ -430,7 +438,7 @@ fn pruning_deletes_only_old_finished_rows() {
     }
     let cutoff = now - Duration::from_secs(30 * 86_400);
     // An expired prompt's deny still has to reach the session: not finished yet.
-    assert_eq!(block_on(ledger.prune(cutoff)).unwrap(), 2);
+    assert_eq!(block_on(ledger.prune(cutoff)).unwrap(), 3);
     let mut left: Vec<String> = all_rows(&ledger)
         .into_iter()
         .map(|r| r.request_id)
@@ -440,6 +448,7 @@ fn pruning_deletes_only_old_finished_rows() {
         left,
         [
             "new-delivered",
+            "new-removed",
             "old-expired",
             "old-pending",
             "old-undelivered"

@@ -315,7 +315,8 @@ impl Handler<TrackSession> for PermissionRegistry {
     }
 }
 
-/// A session was removed: drop its prompts (pending ones are reported cancelled) and history.
+/// A session was removed: drop its history and answer its pending prompts for the session
+/// (denied, `session_removed`; written should it be added back and replay them).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ForgetSession(pub Arc<str>);

@@ -349,11 +349,11 @@ fn ledger_span(session: &str, request_id: &str) -> tracing::Span {
     info_span!("ledger", session_id = %session, request_id = %request_id)
 }
 
-/// Run `append` now, and if it fails keep retrying it in the background until it succeeds.
 /// How often a failed ledger lookup is tried again before the core hears of the failure
 /// (with [`retry_delay`](crate::ledger::retry_delay) between: about 20 s in all).
 const LOOKUP_RETRIES: u32 = 14;
 
+/// Run `append` now, and if it fails keep retrying it in the background until it succeeds.
 fn retry_in_background(
     span: tracing::Span,
     what: &'static str,

@@ -898,8 +898,10 @@ impl Store {
     /// added back): each prompt still pending is answered `message` (a deny; a question
     /// declined, a dialog dismissed), each decided one keeps its answer, and both are
     /// remembered, so that a replay after the session is added back gets that answer
-    /// instead of being shown anew or ignored. What is remembered of its finished prompts
-    /// stays (unlike [`Store::forget_session`]). Returns the pending prompts with the
+    /// instead of being shown anew or ignored. A prompt whose own record is not yet
+    /// durable, or whose answer is still being recorded, is left as the ledger will have
+    /// it: the session's replays are looked up there. What is remembered of its finished
+    /// prompts stays (unlike [`Store::forget_session`]). Returns the pending prompts with the
     /// answers to record for them (`None`: no answer fits, as for a dialog this supervisor
     /// does not render; it is cancelled).
     pub fn remove_session(&mut self, session: &Arc<str>, message: &str) -> Vec<Removed> {
@@ -909,6 +911,13 @@ impl Store {
         let mut removed = Vec::new();
         for (id, e) in s.by_id {
             let ending = match e.status {
+                // Its own record is still being retried (the ledger was unavailable, or a
+                // cluster lease had lapsed): an answer recorded now could land before it
+                // and be refused. Left pending in the ledger; a replay is looked up.
+                Status::Pending if !e.recorded => {
+                    self.resolved.mark_incomplete(session);
+                    continue;
+                }
                 Status::Pending => {
                     let body = removal_answer(e.prompt.kind(), message);
                     let answer =

@@ -451,7 +451,7 @@ impl Handler<Disown> for Supervisor {
             slot.cluster.disowned();
             if matches!(slot.plan, ExitPlan::Remove(_)) {
                 // Removed (its lease is handed over after, by the same round): it closes
-                // and is forgotten as a removal; its prompts were cancelled already.
+                // and is forgotten as a removal; its prompts were answered already.
                 if let Some(addr) = slot.addr.as_ref().filter(|_| msg.lost) {
                     warn!("lease lost: dropping the session without sending anything more");
                     addr.do_send(AbandonSession);

@@ -109,7 +109,7 @@ impl Supervisor {
             .ok_or_else(|| SessionSetError::Unknown(id.to_owned()))?;
         info!(session_id = %id, "removing session");
         if self.cluster.is_some() {
-            // Its prompts are cancelled now, while this registry still holds them: the
+            // Its prompts are answered now, while this registry still holds them: the
             // lease loop hands the lease over right after (which releases them).
             self.registry.do_send(ForgetSession(Arc::from(id)));
         }
@@ -155,7 +155,8 @@ impl Supervisor {
         }
     }
 
-    /// Drop every trace of a removed session; its pending prompts are reported cancelled.
+    /// Drop every trace of a removed session; its pending prompts are denied for it
+    /// (`session_removed`).
     /// Clustered, a session the lease loop wants again meanwhile is added back.
     pub(super) fn forget(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) {
         self.slots.remove(id);

@@ -45,7 +45,7 @@ pub struct PermissionPrompt {
     pub input: Value,
     /// The whole `request` object as received, unknown fields included.
     pub request: Value,
-    /// `request`'s JSON text exactly as the frame carried it (and where `input` is in it),
+    /// `request`'s JSON text exactly as the frame carried it (and its `input`'s text),
     /// when the prompt was read from a frame: the event, the ledger row and the answer
     /// copy it instead of serializing the values again. `None` for a prompt built here;
     /// then they serialize `request` and `input`.

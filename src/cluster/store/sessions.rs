@@ -91,7 +91,7 @@ pub async fn add(
 /// so its row becomes a removal mark (the instances whose config lists it leave it out
 /// too); otherwise its row is deleted. `None`: nothing to remove (no stored session of
 /// that id, or already marked removed); else whether an instance held its lease as the
-/// removal committed (that owner cancels its prompts as it lets go).
+/// removal committed (that owner denies its pending prompts as it lets go).
 pub async fn remove(
     client: &impl GenericClient,
     id: &str,

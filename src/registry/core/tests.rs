@@ -1319,3 +1319,34 @@ fn a_prompt_withdrawn_while_it_is_looked_up_is_not_shown_after_the_lookup() {
     );
     assert!(core.pending(None, false, at(3)).is_empty());
 }
+
+/// A prompt whose own record is still being retried when its session is removed gets
+/// no removal answer (it could reach the ledger before the prompt and be refused, while
+/// the session got it): the ledger will have it pending, and a replay after the session
+/// is added back is looked up there.
+#[test]
+fn removing_a_session_leaves_a_prompt_whose_record_is_retried_to_the_ledger() {
+    let mut core = core();
+    core.on_connected(&sid(), 1);
+    let fx = core.on_prompt(sid(), 1, prompt("p1"), Arc::from([]), None, at(0));
+    let fx = core.on_prompt_recorded(prompt_record(fx), Err(ledger_down()), at(0));
+    assert!(
+        kinds(&fx).contains(&"record:prompt_later".to_owned()),
+        "{:?}",
+        kinds(&fx)
+    );
+    let fx = core.forget_session(&sid(), at(1));
+    assert!(
+        !kinds(&fx).contains(&"record:ending".to_owned()),
+        "{:?}",
+        kinds(&fx)
+    );
+    assert!(answered_counted(&fx).is_none());
+    core.track_session(sid(), Arc::from([]), at(2));
+    core.on_connected(&sid(), 2);
+    let fx = core.on_prompt(sid(), 2, prompt("p1"), Arc::from([]), None, at(3));
+    assert_eq!(
+        kinds(&fx),
+        ["emit:unknown_prompt_looked_up", "lookup:check"]
+    );
+}
