@@ -70,6 +70,7 @@ impl Running {
         info!("shutting down");
         crate::systemd::stopping();
         let started = std::time::Instant::now();
+        let closing = self.ledger.as_ref().and_then(Ledger::closing);
         // Stop accepting first; the graceful stop finishes once the streams end.
         let server = self.server.clone();
         let stopping = actix_rt::spawn(async move { server.stop(true).await });
@@ -119,6 +120,21 @@ impl Running {
             .is_err()
         {
             warn!("session arbiters did not stop in time");
+        }
+        // The ledger closes (journal and WAL folded into the file) once its last handle is
+        // gone: this one, and the API workers' as their threads wind down. Waited for, so
+        // the process never exits with the close half done.
+        drop(self.ledger);
+        if let Some(closing) = closing {
+            let left = deadline
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1));
+            let closed = tokio::task::spawn_blocking(move || closing.wait(left))
+                .await
+                .unwrap_or(false);
+            if !closed {
+                warn!("decision ledger did not close in time; the next start replays its journal");
+            }
         }
         info!("stopped");
     }

@@ -191,6 +191,17 @@ impl Ledger {
         }
     }
 
+    /// What tells when the ledger is closed: its threads stopped and, for SQLite, its
+    /// journal and WAL folded into the database file, once every handle is gone (some may
+    /// be dropped on other threads, an API worker's). `None` for PostgreSQL, which has
+    /// nothing to fold, or when taken already. Taken by the one who waits (the shutdown).
+    pub fn closing(&self) -> Option<Closing> {
+        match &self.backend {
+            Backend::Sqlite(l) => l.closing(),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// The PostgreSQL backend, when that is the one.
     pub fn postgres(&self) -> Option<&PgLedger> {
         match &self.backend {
@@ -463,5 +474,18 @@ impl From<DecisionRecord> for DecisionRow {
             request_id: r.request_id,
             decided_by: r.decided_by,
         }
+    }
+}
+
+/// Hears that a ledger closed ([`Ledger::closing`]).
+pub struct Closing(pub(super) std::sync::mpsc::Receiver<()>);
+
+impl Closing {
+    /// Block until the ledger is closed, or `timeout` passed (false).
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        matches!(
+            self.0.recv_timeout(timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) | Ok(())
+        )
     }
 }

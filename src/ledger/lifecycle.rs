@@ -136,6 +136,7 @@ impl Sqlite {
                 }
             })?);
         }
+        let (closed_tx, closed_rx) = std::sync::mpsc::sync_channel(0);
         Ok(Sqlite {
             shared: Arc::new(Shared {
                 path: cfg.path.clone(),
@@ -154,6 +155,8 @@ impl Sqlite {
                 reads,
                 #[cfg(test)]
                 gate,
+                _closed: closed_tx,
+                closed: Mutex::new(Some(closed_rx)),
                 _lock: lock,
             }),
         })

@@ -47,7 +47,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 pub use backup::{backup, BackupError, BackupReport};
-pub use handle::{Ledger, Written};
+pub use handle::{Closing, Ledger, Written};
 pub use lifecycle::Tuning;
 pub use lock::{lock_path, InstanceLock};
 pub use query::{LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT};
@@ -87,6 +87,11 @@ struct Shared {
     reads: ReadQueue,
     #[cfg(test)]
     gate: Arc<Mutex<()>>,
+    /// Its receiver hears the ledger closed (this sender dropped, after `Drop` has stopped
+    /// every thread and closed the journal): see [`Ledger::closing`].
+    _closed: std::sync::mpsc::SyncSender<()>,
+    /// Taken by whoever waits for the close.
+    closed: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     /// Released last, after `Drop` has stopped every thread and closed the journal.
     _lock: InstanceLock,
 }
@@ -101,6 +106,11 @@ struct Tail {
 }
 
 impl Sqlite {
+    /// See [`Ledger::closing`].
+    fn closing(&self) -> Option<handle::Closing> {
+        self.shared.closed.lock().take().map(handle::Closing)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.shared.path

@@ -877,3 +877,29 @@ fn request_ids(db: &std::path::Path) -> Vec<String> {
         .collect();
     ids
 }
+
+/// The shutdown waits on [`Ledger::closing`]: it is heard only once the last handle is
+/// gone, whichever thread drops it, and then the journal and WAL are folded in.
+#[test]
+fn closing_is_heard_when_the_last_handle_is_dropped_on_any_thread() {
+    let (_dir, cfg, ledger) = temp_ledger(Tuning::default());
+    block_on(ledger.record_prompt(prompt("s", "r", "Bash", at(1)))).unwrap();
+    let closing = ledger.closing().expect("a SQLite ledger");
+    assert!(ledger.closing().is_none(), "taken once");
+    let (go, gone) = std::sync::mpsc::channel::<()>();
+    let other = ledger.clone();
+    let worker = std::thread::spawn(move || {
+        let _ = gone.recv();
+        drop(other);
+    });
+    drop(ledger);
+    assert!(
+        !closing.wait(Duration::from_millis(50)),
+        "another thread still holds it"
+    );
+    go.send(()).unwrap();
+    assert!(closing.wait(Duration::from_secs(30)), "closed");
+    worker.join().unwrap();
+    let files = file_names(cfg.path.parent().unwrap());
+    assert_eq!(files, ["ledger.db", "ledger.db.lock"]);
+}
