@@ -21,7 +21,7 @@
 //! Prompts restored from the ledger are `unconfirmed` until the session re-sends them or
 //! lists them; they stay answerable but are listed after confirmed ones.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -221,8 +221,9 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 struct SessionEntries {
     by_id: FastMap<String, Entry>,
     conn: Option<ConnId>,
-    /// Unknown prompts being looked up in the ledger.
-    checking: HashSet<String, foldhash::fast::RandomState>,
+    /// Unknown prompts being looked up in the ledger, with their `tool_use_id` (for the
+    /// event of a cancel that arrives meanwhile).
+    checking: FastMap<String, Option<String>>,
     prompts: u64,
     decisions: u64,
 }
@@ -289,7 +290,7 @@ impl Store {
         if self.resolved.incomplete(session) {
             self.session(session)
                 .checking
-                .insert(prompt.request_id.clone());
+                .insert(prompt.request_id.clone(), prompt.tool_use_id.clone());
             return Arrival::Check(Box::new(prompt));
         }
         self.insert_new(session, conn, prompt, now)
@@ -298,7 +299,7 @@ impl Store {
     /// What a prompt the store knows means when it arrives again on `conn`; `None` if unknown.
     fn replay(&mut self, session: &Arc<str>, request_id: &str, conn: ConnId) -> Option<Arrival> {
         if let Some(s) = self.sessions.get_mut(session) {
-            if s.checking.contains(request_id) {
+            if s.checking.contains_key(request_id) {
                 return Some(Arrival::Duplicate);
             }
             if let Some(entry) = s.by_id.get_mut(request_id) {
@@ -376,7 +377,7 @@ impl Store {
         now: SystemTime,
     ) -> Arrival {
         let checking = match self.sessions.get_mut(session) {
-            Some(s) => s.checking.remove(&prompt.request_id),
+            Some(s) => s.checking.remove(&prompt.request_id).is_some(),
             None => false,
         };
         if !checking {
@@ -616,16 +617,14 @@ impl Store {
     /// The session withdrew a prompt. `None` when it was unknown or already resolved.
     pub fn on_cancel(&mut self, session: &Arc<str>, request_id: &str) -> Option<Withdrawn> {
         let s = self.sessions.get_mut(session)?;
-        let checking = s.checking.remove(request_id);
-        let withdrawn = if checking {
+        let withdrawn = match s.checking.remove(request_id) {
             // Withdrawn while the ledger is asked about it: remembered so, and the
             // answer to that question (`on_checked`) finds it settled.
-            Withdrawn {
-                tool_use_id: None,
+            Some(tool_use_id) => Withdrawn {
+                tool_use_id,
                 was_pending: true,
-            }
-        } else {
-            Self::withdraw(s, request_id)?
+            },
+            None => Self::withdraw(s, request_id)?,
         };
         self.resolved.insert(
             session,

@@ -1311,6 +1311,11 @@ fn a_prompt_withdrawn_while_it_is_looked_up_is_not_shown_after_the_lookup() {
         kinds(&fx)
     );
     assert!(cancelled_by(&fx).is_some());
+    let tool_use_id = fx.iter().find_map(|e| match e {
+        Effect::Emit(Happening::Cancelled(c)) => Some(c.tool_use_id.clone()),
+        _ => None,
+    });
+    assert_eq!(tool_use_id, Some(Some("toolu_p1".to_owned())));
     let fx = core.on_looked_up(check, Ok(Stored::Pending), at(2));
     assert!(
         !kinds(&fx).contains(&"record:prompt".to_owned()),
