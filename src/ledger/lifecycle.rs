@@ -114,7 +114,7 @@ impl Sqlite {
             queued: AtomicUsize::new(0),
             retrying: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            hurry: AtomicBool::new(false),
+            barriers: AtomicUsize::new(0),
         });
         let (jobs, job_rx) = mpsc::channel();
         let (acounters, astate) = (counters.clone(), apply.clone());

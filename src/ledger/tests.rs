@@ -903,3 +903,23 @@ fn closing_is_heard_when_the_last_handle_is_dropped_on_any_thread() {
     let files = file_names(cfg.path.parent().unwrap());
     assert_eq!(files, ["ledger.db", "ledger.db.lock"]);
 }
+
+/// A barrier taken while the applier is idle is spent by it: the next write is gathered
+/// for `apply_delay` as usual, not committed alone at once (once, a flag left set by the
+/// idle flush cut the next gathering short).
+#[test]
+fn a_flush_while_idle_does_not_cut_the_next_gathering_short() {
+    let tuning = Tuning {
+        apply_delay: Duration::from_secs(20),
+        ..Tuning::default()
+    };
+    let (_dir, cfg, ledger) = temp_ledger(tuning);
+    block_on(ledger.flush()).unwrap();
+    block_on(ledger.record_prompt(prompt("s", "gathered", "Bash", at(1)))).unwrap();
+    // Not committed yet: the applier gathers (a commit would show in another connection).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(request_ids(&cfg.path).is_empty(), "committed alone at once");
+    // A flush still cuts the gathering short.
+    block_on(ledger.flush()).unwrap();
+    assert_eq!(request_ids(&cfg.path), ["gathered"]);
+}

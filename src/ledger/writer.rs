@@ -175,19 +175,20 @@ pub(crate) struct ApplyState {
     pub retrying: AtomicBool,
     /// Set when the ledger closes: a failing commit gives up and leaves the journal for the next start.
     pub closing: AtomicBool,
-    /// Set by a barrier's sender: the applier stops gathering and commits now.
-    pub hurry: AtomicBool,
+    /// Barriers queued and not yet taken by the applier: while any is, it does not gather
+    /// (it commits what it has, the barriers' writes included, at once).
+    pub barriers: AtomicUsize,
 }
 
 /// Sleep up to `delay` so that one transaction gathers the writes arriving meanwhile; end
-/// early once a barrier is queued (`hurry`) or the ledger closes.
+/// early once a barrier is queued (`barriers`) or the ledger closes.
 ///
-/// The flags, not the thread's park token alone, say when to stop: the queue's own wake-up
-/// uses that token too, and two unparks before one park count as one.
+/// The state, not the thread's park token alone, says when to stop: the queue's own
+/// wake-up uses that token too, and two unparks before one park count as one.
 pub(crate) fn gather(delay: Duration, state: &ApplyState) {
     let until = Instant::now() + delay;
     loop {
-        if state.hurry.swap(false, Ordering::AcqRel) || state.closing.load(Ordering::Acquire) {
+        if state.barriers.load(Ordering::Acquire) > 0 || state.closing.load(Ordering::Acquire) {
             return;
         }
         let now = Instant::now();
@@ -244,7 +245,7 @@ pub(crate) fn apply_loop(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let barrier = matches!(first, Job::Prune(..) | Job::Flush(_));
+        let barrier = is_barrier(&first);
         batch.push(first);
         if !barrier && !cfg.delay.is_zero() {
             // Asleep, not waiting on the queue: senders need not wake this thread per
@@ -259,6 +260,10 @@ pub(crate) fn apply_loop(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
+        let taken = batch.iter().filter(|j| is_barrier(j)).count();
+        if taken > 0 {
+            state.barriers.fetch_sub(taken, Ordering::AcqRel);
+        }
         counters
             .queue_wait
             .observe(queued_at.elapsed().as_secs_f64());
@@ -267,6 +272,11 @@ pub(crate) fn apply_loop(
         checkpoints.finish_if_asked(&conn);
     }
     debug!("decision ledger applier stopped");
+}
+
+/// Whether `job` is a barrier (someone waits for everything before it to be committed).
+fn is_barrier(job: &Job) -> bool {
+    matches!(job, Job::Prune(..) | Job::Flush(_))
 }
 
 /// How long the applier may wait for a job before it has something else to do.

@@ -96,6 +96,9 @@ impl Sqlite {
     ) -> Result<oneshot::Receiver<Result<u64, LedgerError>>, LedgerError> {
         let (reply, rx) = oneshot::channel();
         let shared = &*self.shared;
+        // Counted before it is queued, so a gathering applier that sees the count finds
+        // the barrier in the queue or on its way (taken off when the applier takes it).
+        shared.apply.barriers.fetch_add(1, Ordering::AcqRel);
         // Accepted even when writes are refused for a full queue (it carries no data, and
         // its callers are few: audit reads, shutdown), so a reader can wait for the applier.
         let sent = match shared.tail.lock().as_ref() {
@@ -105,9 +108,9 @@ impl Sqlite {
                 .ok_or(LedgerError::Closed),
         };
         if let Err(e) = &sent {
+            shared.apply.barriers.fetch_sub(1, Ordering::AcqRel);
             shared.counters.write_failed(what, e);
         }
-        shared.apply.hurry.store(true, Ordering::Release);
         if let Some(applier) = shared.applier.lock().as_ref() {
             applier.thread().unpark();
         }
