@@ -7,18 +7,15 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use ccr_protocol::reply::{Outcome, SessionBody, SessionView};
+use ccr_protocol::reply::{SessionBody, SessionView};
 
 use super::lookup::lookup;
 use super::{ApiError, ApiState};
 use crate::cluster::ClusterApi;
 use crate::config::SessionSpec;
-use crate::ledger::{DecisionRecord, LedgerError};
-use crate::registry::store::{
-    build_answer, removal_answer, removal_decision, REMOVED_MESSAGE, SESSION_REMOVED,
-};
+use crate::ledger::LedgerError;
+use crate::registry::store::removal;
 use crate::session::{SessionState, SessionStatus};
-use ccr_protocol::api::Decider;
 use ccr_protocol::PermissionPrompt;
 
 /// How long a removal waits for the session's owner to hand it over (a single instance's
@@ -137,28 +134,13 @@ pub(super) async fn remove(
         // wait on it, and gets that answer if it is added back and replays it.
         let prompt = PermissionPrompt {
             raw: None,
-            request_id: row.request_id.clone(),
+            request_id: row.request_id,
             tool_name: row.tool_name,
             tool_use_id: row.tool_use_id,
             input: row.input,
             request: row.request,
         };
-        let body = removal_answer(prompt.kind(), REMOVED_MESSAGE);
-        let now = SystemTime::now();
-        let kinds = &state.dialog_kinds;
-        let ending = match build_answer(&prompt, &row.request_id, body, Decider::Automatic, kinds) {
-            Ok(built) => removal_decision(id, &row.request_id, &built, now),
-            Err(_) => DecisionRecord {
-                session_id: id.to_owned(),
-                request_id: row.request_id,
-                outcome: Outcome::Cancelled,
-                decided_by: SESSION_REMOVED.into(),
-                decided_at: now,
-                updated_input: None,
-                answer: None,
-                reason: None,
-            },
-        };
+        let (_, ending) = removal(id, &prompt, &state.dialog_kinds, SystemTime::now());
         match ledger.record_decision(ending).await {
             Ok(()) | Err(LedgerError::AlreadyDecided { .. }) => {}
             Err(e) => {

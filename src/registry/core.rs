@@ -30,10 +30,9 @@ use effect::Arrived;
 pub use effect::{DecisionWrite, Effect, Lookup, Record, Ticket, Write};
 
 use super::store::{
-    removal_decision, ConnId, Known, Removed, SessionTally, Store, REMOVED_MESSAGE, REMOVED_REASON,
-    SESSION_REMOVED,
+    cancelled, ConnId, Known, Removed, SessionTally, Store, REMOVED_REASON, SESSION_REMOVED,
 };
-use crate::ledger::{DecisionRecord, LedgerError, ResolvedRows, Stored, Unfinished};
+use crate::ledger::{LedgerError, ResolvedRows, Stored, Unfinished};
 use crate::policy::Policy;
 use crate::telemetry::diagnostics::CancelIgnored;
 use crate::telemetry::permissions::{
@@ -258,31 +257,32 @@ impl Core {
         self.held.retain(|(s, _), _| s != session);
         // Forget the history first, so the events below stay resumable.
         let mut fx = vec![Effect::ForgetHistory(session.clone())];
-        for Removed { prompt, answer } in self.store.remove_session(session, REMOVED_MESSAGE) {
-            let request_id = &prompt.request_id;
-            let Some(built) = answer else {
-                let row = cancelled(session, request_id, SESSION_REMOVED, now);
-                fx.push(Effect::Record(Record::Ending(row)));
-                fx.push(Effect::Emit(Happening::Cancelled(PromptCancelled {
+        for Removed {
+            prompt,
+            answer,
+            row,
+        } in self.store.remove_session(session, now)
+        {
+            fx.push(Effect::Record(Record::Ending(row)));
+            let request_id = prompt.request_id.clone();
+            fx.push(Effect::Emit(match answer {
+                Some(built) => Happening::Answered(PromptAnswered {
                     session: session.clone(),
-                    request_id: request_id.clone(),
+                    request_id,
+                    behavior: built.behavior,
+                    decided_by: SESSION_REMOVED.to_owned(),
+                    delivery: Delivery::Queued,
+                    reason: Some(REMOVED_REASON.to_owned()),
+                    outcome: Outcome::Denied,
+                    source: SESSION_REMOVED,
+                }),
+                None => Happening::Cancelled(PromptCancelled {
+                    session: session.clone(),
+                    request_id,
                     tool_use_id: prompt.tool_use_id.clone(),
                     by: Canceller::SessionRemoved,
-                })));
-                continue;
-            };
-            let row = removal_decision(session, request_id, &built, now);
-            fx.push(Effect::Record(Record::Ending(row)));
-            fx.push(Effect::Emit(Happening::Answered(PromptAnswered {
-                session: session.clone(),
-                request_id: request_id.clone(),
-                behavior: built.behavior,
-                decided_by: SESSION_REMOVED.to_owned(),
-                delivery: Delivery::Queued,
-                reason: Some(REMOVED_REASON.to_owned()),
-                outcome: Outcome::Denied,
-                source: SESSION_REMOVED,
-            })));
+                }),
+            }));
         }
         fx.push(Effect::Emit(self.resolved_gauge()));
         fx
@@ -359,20 +359,6 @@ fn ledger_failed(what: &'static str, session: &Arc<str>, e: &LedgerError) -> Eff
         what,
         error: e.to_string(),
     }))
-}
-
-/// The ledger row of a prompt withdrawn (`decided_by` says by whom).
-fn cancelled(session: &str, request_id: &str, decided_by: &str, now: SystemTime) -> DecisionRecord {
-    DecisionRecord {
-        session_id: session.to_owned(),
-        request_id: request_id.to_owned(),
-        outcome: Outcome::Cancelled,
-        decided_by: decided_by.to_owned(),
-        decided_at: now,
-        updated_input: None,
-        answer: None,
-        reason: None,
-    }
 }
 
 /// The store's view of a ledger lookup.

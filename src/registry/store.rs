@@ -893,17 +893,16 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// The supervisor removed `session`, which may still wait on its prompts (and may be
-    /// added back): each prompt still pending is answered `message` (a deny; a question
-    /// declined, a dialog dismissed), each decided one keeps its answer, and both are
+    /// The supervisor removed `session` (at `now`), which may still wait on its prompts
+    /// (and may be added back): each prompt still pending is answered as [`removal`] says,
+    /// each decided one keeps its answer, and both are
     /// remembered, so that a replay after the session is added back gets that answer
     /// instead of being shown anew or ignored. A prompt whose own record is not yet
     /// durable, or whose answer is still being recorded, is left as the ledger will have
     /// it: the session's replays are looked up there. What is remembered of its finished
-    /// prompts stays (unlike [`Store::forget_session`]). Returns the pending prompts with the
-    /// answers to record for them (`None`: no answer fits, as for a dialog this supervisor
-    /// does not render; it is cancelled).
-    pub fn remove_session(&mut self, session: &Arc<str>, message: &str) -> Vec<Removed> {
+    /// prompts stays (unlike [`Store::forget_session`]). Returns the pending prompts with
+    /// their answers and the rows to record.
+    pub fn remove_session(&mut self, session: &Arc<str>, now: SystemTime) -> Vec<Removed> {
         let Some(s) = self.sessions.remove(&**session) else {
             return Vec::new();
         };
@@ -918,10 +917,7 @@ impl Store {
                     continue;
                 }
                 Status::Pending => {
-                    let body = removal_answer(e.prompt.kind(), message);
-                    let answer =
-                        build_answer(&e.prompt, &id, body, Decider::Automatic, &self.dialog_kinds)
-                            .ok();
+                    let (answer, row) = removal(session, &e.prompt, &self.dialog_kinds, now);
                     let ending = match &answer {
                         Some(built) => Ending::Answered {
                             frame: Some(built.frame.clone()),
@@ -931,6 +927,7 @@ impl Store {
                     removed.push(Removed {
                         prompt: e.prompt,
                         answer,
+                        row,
                     });
                     ending
                 }
@@ -996,25 +993,13 @@ impl Store {
 pub struct Removed {
     /// The prompt.
     pub prompt: Arc<PermissionPrompt>,
-    /// The answer to record for it, if one fits its kind.
+    /// Its answer, if one fits its kind (else it is cancelled).
     pub answer: Option<Built>,
+    /// The ledger row that records the answer (or the cancel).
+    pub row: DecisionRecord,
 }
 
-/// How the supervisor answers a prompt of `kind` when it stops supervising its session:
-/// a tool is denied with `message`, an elicitation declined, a dialog dismissed (the CLI
-/// applies its default).
-pub fn removal_answer(kind: PromptKind, message: &str) -> AnswerBody {
-    match kind {
-        PromptKind::CanUseTool => AnswerBody::Permission(DecisionBody::Deny {
-            message: Some(message.to_owned()),
-            interrupt: None,
-        }),
-        PromptKind::Elicitation => AnswerBody::Question(QuestionAnswer::Decline),
-        PromptKind::RequestUserDialog => AnswerBody::Question(QuestionAnswer::Dismissed),
-    }
-}
-
-/// Who decides, and why, for the prompts of a removed session (`Core::forget_session`).
+/// Who decides, and why, for the prompts of a removed session.
 pub const SESSION_REMOVED: &str = "session_removed";
 /// The reason recorded for them.
 pub const REMOVED_REASON: &str = "the session was removed from the supervisor";
@@ -1022,22 +1007,60 @@ pub const REMOVED_REASON: &str = "the session was removed from the supervisor";
 pub const REMOVED_MESSAGE: &str =
     "Denied: this session was removed from ccr-supervisor while the permission prompt waited.";
 
-/// The ledger row of a removed session's pending prompt, answered `built`.
-pub fn removal_decision(
+/// How the supervisor ends a pending `prompt` of `session` when it stops supervising the
+/// session (its own store's, and in a cluster those a dead owner left): a tool is denied
+/// with [`REMOVED_MESSAGE`], an elicitation declined, a dialog dismissed (the CLI applies
+/// its default), recorded as `denied` by [`SESSION_REMOVED`]; a prompt no answer fits (a
+/// dialog of a kind not in `dialog_kinds`) is cancelled. Its answer, if any, and the row.
+pub fn removal(
+    session: &str,
+    prompt: &PermissionPrompt,
+    dialog_kinds: &[String],
+    now: SystemTime,
+) -> (Option<Built>, DecisionRecord) {
+    let request_id = &prompt.request_id;
+    let body = match prompt.kind() {
+        PromptKind::CanUseTool => AnswerBody::Permission(DecisionBody::Deny {
+            message: Some(REMOVED_MESSAGE.to_owned()),
+            interrupt: None,
+        }),
+        PromptKind::Elicitation => AnswerBody::Question(QuestionAnswer::Decline),
+        PromptKind::RequestUserDialog => AnswerBody::Question(QuestionAnswer::Dismissed),
+    };
+    match build_answer(prompt, request_id, body, Decider::Automatic, dialog_kinds) {
+        Ok(built) => {
+            let row = DecisionRecord {
+                session_id: session.to_owned(),
+                request_id: request_id.to_owned(),
+                outcome: Outcome::Denied,
+                decided_by: SESSION_REMOVED.to_owned(),
+                decided_at: now,
+                updated_input: None,
+                answer: Some(built.frame.to_string()),
+                reason: Some(REMOVED_REASON.to_owned()),
+            };
+            (Some(built), row)
+        }
+        Err(_) => (None, cancelled(session, request_id, SESSION_REMOVED, now)),
+    }
+}
+
+/// The ledger row of a prompt withdrawn (`decided_by` says by whom).
+pub fn cancelled(
     session: &str,
     request_id: &str,
-    built: &Built,
+    decided_by: &str,
     now: SystemTime,
 ) -> DecisionRecord {
     DecisionRecord {
         session_id: session.to_owned(),
         request_id: request_id.to_owned(),
-        outcome: Outcome::Denied,
-        decided_by: SESSION_REMOVED.to_owned(),
+        outcome: Outcome::Cancelled,
+        decided_by: decided_by.to_owned(),
         decided_at: now,
         updated_input: None,
-        answer: Some(built.frame.to_string()),
-        reason: Some(REMOVED_REASON.to_owned()),
+        answer: None,
+        reason: None,
     }
 }
 

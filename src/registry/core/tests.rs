@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::effect::{Arrived, Decision, Timer, TimerKind};
 use super::*;
+use crate::ledger::DecisionRecord;
 use crate::policy::{PolicyConfig, RuleAction, RuleConfig};
 use crate::registry::store::DecideError;
 use crate::telemetry::permissions::Canceller;
