@@ -386,7 +386,8 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         out.push("api.tls_key".to_owned());
     }
     changed_keys!(out, "api", api.runtime_tokens, new.api.runtime_tokens;
-        sources as "runtime_token_sources", dirs as "runtime_token_dirs");
+        sources as "runtime_token_sources", dirs as "runtime_token_dirs",
+        base_urls as "runtime_base_urls");
     let crate::config::ApiLimits {
         workers: _,
         max_connections: _,

@@ -107,7 +107,7 @@ fn source_addresses(t: &mut Table, errs: &mut Errors) -> Vec<IpAddr> {
 }
 
 /// `http(s)://host...` with trailing slashes stripped.
-fn base_url(raw: &str) -> Result<String, String> {
+pub(super) fn base_url(raw: &str) -> Result<String, String> {
     let url = raw.trim_end_matches('/');
     let rest = url
         .strip_prefix("https://")

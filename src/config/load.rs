@@ -186,7 +186,7 @@ fn without_source_lines(message: &str) -> String {
 fn validate(tree: &Value, errs: &mut Errors) -> Config {
     let empty = serde_json::Map::new();
     let mut root = Table::new("", Some(tree.as_object().unwrap_or(&empty)));
-    let api = api::api(root.table(errs, "api"), errs);
+    let mut api = api::api(root.table(errs, "api"), errs);
     let ccr = ccr::ccr(root.table(errs, "ccr"), errs);
     let reconnect = ccr::reconnect(root.table(errs, "reconnect"), errs);
     let supervisor = service::supervisor(root.table(errs, "supervisor"), errs);
@@ -199,6 +199,13 @@ fn validate(tree: &Value, errs: &mut Errors) -> Config {
     let console = console::console(root.table(errs, "console"), errs);
     let cluster = cluster::cluster(root.table(errs, "cluster"), errs);
     root.finish(errs);
+    if !ccr.base_url.is_empty() {
+        // Naming the shared endpoint explicitly is no wider than leaving it out.
+        let rules = &mut api.runtime_tokens;
+        let mut base_urls = rules.base_urls.to_vec();
+        base_urls.push(ccr.base_url.clone());
+        rules.base_urls = base_urls.into();
+    }
     if !sim.embedded && ccr.base_url.is_empty() {
         errs.push("ccr.base_url", "required unless [sim] embedded = true");
     }

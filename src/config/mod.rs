@@ -199,7 +199,7 @@ pub enum RuntimeTokenSource {
     File,
 }
 
-/// What `POST /v1/sessions` may use as a session's token source.
+/// What `POST /v1/sessions` may use as a session's token source, and where it may send it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeTokenRules {
     /// `runtime_token_sources` (default `["env"]`).
@@ -207,6 +207,10 @@ pub struct RuntimeTokenRules {
     /// `runtime_token_dirs`: absolute directories a runtime `token_file` must resolve
     /// inside, symlinks followed (default none; required when `"file"` is allowed).
     pub dirs: Arc<[PathBuf]>,
+    /// The endpoints a runtime session may name as its own `base_url` (normalized):
+    /// `[api] runtime_base_urls` and `[ccr] base_url`. Any other is refused, so an admin
+    /// cannot have this host send a token it reads to a server of the admin's choosing.
+    pub base_urls: Arc<[String]>,
 }
 
 impl Default for RuntimeTokenRules {
@@ -214,6 +218,7 @@ impl Default for RuntimeTokenRules {
         Self {
             sources: vec![RuntimeTokenSource::Env],
             dirs: Arc::from(Vec::new()),
+            base_urls: Arc::from(Vec::new()),
         }
     }
 }
@@ -222,6 +227,11 @@ impl RuntimeTokenRules {
     /// Whether `source` may be used at run time.
     pub fn allows(&self, source: RuntimeTokenSource) -> bool {
         self.sources.contains(&source)
+    }
+
+    /// Whether a runtime session may name `base_url` (normalized, as a session spec holds it).
+    pub fn allows_base_url(&self, base_url: &str) -> bool {
+        self.base_urls.iter().any(|u| u == base_url)
     }
 }
 

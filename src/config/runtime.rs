@@ -19,7 +19,8 @@ use super::{
     TokenSpec,
 };
 
-/// Read `runtime_token_sources` and `runtime_token_dirs` from the `[api]` table.
+/// Read `runtime_token_sources`, `runtime_token_dirs` and `runtime_base_urls` from the
+/// `[api]` table (`[ccr] base_url` is added to the last once `[ccr]` is read).
 pub(super) fn runtime_tokens(t: &mut Table, errs: &mut Errors) -> RuntimeTokenRules {
     let mut rules = RuntimeTokenRules::default();
     let path = t.key_path("runtime_token_sources");
@@ -67,6 +68,16 @@ pub(super) fn runtime_tokens(t: &mut Table, errs: &mut Errors) -> RuntimeTokenRu
         );
     }
     rules.dirs = Arc::from(dirs);
+    let path = t.key_path("runtime_base_urls");
+    let mut base_urls = Vec::new();
+    for (item_path, item) in list(t.raw("runtime_base_urls"), &path, errs).unwrap_or_default() {
+        match super::ccr::base_url(&item) {
+            Ok(url) if !base_urls.contains(&url) => base_urls.push(url),
+            Ok(_) => {}
+            Err(e) => errs.push(item_path, e),
+        }
+    }
+    rules.base_urls = Arc::from(base_urls);
     rules
 }
 
@@ -163,6 +174,15 @@ pub fn runtime_session_from_json(
         }
     }
     let spec = match session_from_json(value) {
+        Ok(spec)
+            if spec
+                .base_url
+                .as_ref()
+                .is_some_and(|u| !rules.allows_base_url(u)) =>
+        {
+            refused.push(base_url_refused());
+            return Err(refused);
+        }
         Ok(spec) if refused.is_empty() => spec,
         Ok(_) => return Err(refused),
         Err(errors) => {
@@ -188,6 +208,17 @@ pub fn runtime_session_from_json(
         token,
         ..(*spec).clone()
     }))
+}
+
+/// Why a runtime session's own `base_url` is refused (without echoing it).
+fn base_url_refused() -> KeyError {
+    KeyError {
+        path: "base_url".into(),
+        message: "not accepted for sessions added at run time: it is neither [ccr] base_url \
+                  nor one of [api] runtime_base_urls (a session added over the API sends its \
+                  token only to an endpoint the config file names)"
+            .into(),
+    }
 }
 
 /// How a session added at run time is stored for a cluster (`ccr_sessions.spec`): the
@@ -253,6 +284,18 @@ pub fn stored_session(id: &str, json: &str, rules: &RuntimeTokenRules) -> Arc<Se
         ))
     };
     let token = match &spec.token {
+        // Checked on every instance, as the token source is: each sends the token itself.
+        _ if spec
+            .base_url
+            .as_ref()
+            .is_some_and(|u| !rules.allows_base_url(u)) =>
+        {
+            TokenSpec::Refused(
+                "its base_url is neither [ccr] base_url nor one of [api] runtime_base_urls \
+                 of this instance"
+                    .into(),
+            )
+        }
         TokenSpec::Env(var) if rules.allows(RuntimeTokenSource::Env) => TokenSpec::Env(var.clone()),
         TokenSpec::Env(_) => not_allowed("env"),
         TokenSpec::File(path) if rules.allows(RuntimeTokenSource::File) => {

@@ -198,3 +198,36 @@ async fn config_file_sessions_keep_every_token_source_at_start_and_reload() {
     h.wait_state("c2", "connected").await;
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_runtime_session_sends_its_token_only_to_an_endpoint_the_config_names() {
+    // `HOME` stands for any secret of this host's environment: without the check, an
+    // admin could have its value sent to a server of their choosing.
+    let home = std::env::var("HOME").expect("HOME is set");
+    let far = ccr_sim::SimBuilder::new()
+        .session("far", &home, Script::empty())
+        .start()
+        .await
+        .expect("second simulator starts");
+    let h = Harness::start(vec![Sess::new("s1")], &[]).await;
+    let body = json!({"id":"far","token_env":"HOME","base_url": far.base_url()});
+    let message = refused(&h, body.clone(), "base_url").await;
+    assert!(message.contains("runtime_base_urls"), "{message}");
+    assert!(!message.contains(&home), "{message}");
+    h.shutdown().await;
+    assert_eq!(
+        far.attempts("far"),
+        0,
+        "nothing was sent to the far endpoint"
+    );
+    // Listed by the operator: accepted, and it connects there.
+    let listed = [("CCR_SUPERVISOR__API__RUNTIME_BASE_URLS", far.base_url())];
+    let listed: Vec<(&str, &str)> = listed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let h = Harness::start(vec![Sess::new("s1")], &listed).await;
+    let (status, created) = h.post("/v1/sessions", body).await;
+    assert_eq!(status, 201, "{created}");
+    h.wait_state("far", "connected").await;
+    assert_eq!(h.sim.attempts("far"), 0, "never tried the shared endpoint");
+    h.shutdown().await;
+    far.stop().await;
+}

@@ -125,6 +125,7 @@ fn a_stored_spec_this_instance_may_not_use_is_kept_with_a_refused_token() {
     let file_only = RuntimeTokenRules {
         sources: vec![RuntimeTokenSource::File],
         dirs: Arc::from(vec![std::path::PathBuf::from("/run/tokens")]),
+        ..Default::default()
     };
     let mut c = Catalog::default();
     let rows = [

@@ -149,6 +149,7 @@ fn runtime_sessions_use_only_allowed_sources_and_never_echo_values() {
     let file_only = RuntimeTokenRules {
         sources: vec![RuntimeTokenSource::File],
         dirs: Arc::from(vec![PathBuf::from("/nonexistent-dir")]),
+        ..Default::default()
     };
     let m = messages(runtime_session_from_json(
         &json!({"id":"a","token_env":"SK_SECRET_VAR"}),
@@ -179,6 +180,7 @@ fn runtime_token_file_is_confined_and_checked_again_at_every_read() {
     let rules = RuntimeTokenRules {
         sources: vec![RuntimeTokenSource::File],
         dirs: Arc::from(vec![dir.clone()]),
+        ..Default::default()
     };
     let body = |p: &Path| json!({"id":"a","token_file": p.display().to_string()});
     let spec = runtime_session_from_json(&body(&dir.join("a")), &rules).unwrap();
@@ -207,8 +209,77 @@ fn runtime_token_file_is_confined_and_checked_again_at_every_read() {
 }
 
 #[test]
+fn a_runtime_session_names_only_an_endpoint_the_config_file_names() {
+    // An admin could otherwise have this host send the value of any of its environment
+    // variables (a webhook secret, another operator's token) to a server of their choosing.
+    let body = |url: &str| json!({"id":"a","token_env":"SK_SECRET_VAR","base_url": url});
+    let m = messages(runtime_session_from_json(
+        &body("http://127.0.0.1:9"),
+        &RuntimeTokenRules::default(),
+    ));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("base_url: not accepted") && m[0].contains("runtime_base_urls"),
+        "{m:?}"
+    );
+    assert!(
+        !m[0].contains("127.0.0.1") && !m[0].contains("SK_SECRET"),
+        "{m:?}"
+    );
+    // Listed (normalized like base_url), or the shared [ccr] base_url: accepted.
+    let toml = "[api]\nauth = \"disabled\"\nruntime_base_urls = [\"https://eu.example.com/\", \"https://eu.example.com\"]\n\
+                [ccr]\nbase_url = \"https://ccr.example.com\"\norganization_uuid = \"o\"\n";
+    let rules = load_from_str(toml, HashMap::new())
+        .unwrap()
+        .api
+        .runtime_tokens;
+    assert_eq!(
+        *rules.base_urls,
+        ["https://eu.example.com", "https://ccr.example.com"]
+    );
+    for url in ["https://eu.example.com", "https://ccr.example.com/"] {
+        let spec = runtime_session_from_json(&body(url), &rules).unwrap();
+        assert_eq!(spec.base_url.as_deref(), Some(url.trim_end_matches('/')));
+    }
+    let m = messages(runtime_session_from_json(
+        &body("https://evil.example.com"),
+        &rules,
+    ));
+    assert!(m[0].starts_with("base_url: not accepted"), "{m:?}");
+    // From the environment, comma-separated; each entry checked.
+    let m = problems(
+        "",
+        &[(
+            "CCR_SUPERVISOR__API__RUNTIME_BASE_URLS",
+            "https://a.example.com, ftp://b",
+        )],
+    );
+    assert!(
+        m.iter()
+            .any(|m| m.starts_with("api.runtime_base_urls: must start with http")),
+        "{m:?}"
+    );
+    // Stored by another instance: this instance's own list decides; the token is never read.
+    let json = r#"{"id":"a","token_env":"SK_SECRET_VAR","base_url":"https://evil.example.com"}"#;
+    let spec = stored_session("a", json, &rules);
+    assert!(
+        matches!(&spec.token, TokenSpec::Refused(why) if why.contains("runtime_base_urls")),
+        "{:?}",
+        spec.token
+    );
+    let json = r#"{"id":"a","token_env":"T","base_url":"https://eu.example.com"}"#;
+    assert_eq!(
+        stored_session("a", json, &rules).token,
+        TokenSpec::Env("T".into())
+    );
+}
+
+#[test]
 fn runtime_sessions_may_override_the_endpoint_and_unknown_keys_stay_errors() {
-    let rules = RuntimeTokenRules::default();
+    let rules = RuntimeTokenRules {
+        base_urls: Arc::from(vec!["https://eu.example.com".to_owned()]),
+        ..Default::default()
+    };
     let spec = runtime_session_from_json(
         &json!({"id":"a","token_env":"T","base_url":"https://eu.example.com/","organization_uuid":"org-2"}),
         &rules,
