@@ -216,3 +216,86 @@ async fn deny_with_message() {
     h.shutdown().await;
     done("deny_with_message", started);
 }
+
+/// The deny dialog opened for a second prompt while the first one's deny is still in flight:
+/// the first finishing leaves the second's dialog whole, and confirming it denies the second.
+#[actix_rt::test]
+async fn deny_opened_while_another_deny_is_in_flight() {
+    let Some((turn, mut h, started)) = start(vec![Sess::new("s1")]).await else {
+        return;
+    };
+    let input = json!({"command":"rm -rf build/"});
+    for id in ["deny-a", "deny-b"] {
+        h.prompt("s1", id, "Bash", input.clone()).await;
+    }
+    let b = Browser::open(&turn, &h.api, DESKTOP).await;
+    b.sign_in(APPROVER_TOKEN).await;
+    b.find(&row("deny-b")).await;
+    // The page's deny of deny-a waits for `releaseA()` before it is sent. `aSettled` turns
+    // true when the page has handled its answer: `settled` removes the row and then asks
+    // the lists to refresh, in the same turn that ends the confirmation.
+    b.js(r##"
+        const real = window.fetch;
+        let release;
+        const held = new Promise((r) => { release = r; });
+        window.releaseA = release;
+        window.aAnswered = false;
+        window.aSettled = false;
+        window.fetch = async (url, init) => {
+          if (!String(url).includes("/permissions/deny-a")) return real(url, init);
+          await held;
+          const resp = await real(url, init);
+          window.aAnswered = true;
+          return resp;
+        };
+        document.querySelector("#inbox").addEventListener("refresh", () => {
+          if (window.aAnswered && !document.querySelector('.prompt-row[data-request="deny-a"]')) {
+            window.aSettled = true;
+          }
+        });
+        return true;
+    "##)
+        .await;
+    b.click(&format!("{} button.deny", row("deny-a"))).await;
+    b.find("dialog#deny-dialog[open]").await;
+    b.type_into("textarea#deny-message", "not a").await;
+    b.click("button#deny-confirm").await;
+    b.until(
+        "the dialog to close",
+        "!document.querySelector('dialog#deny-dialog').open",
+    )
+    .await;
+    // deny-a is in flight: open the dialog for deny-b, then let deny-a finish.
+    b.click(&format!("{} button.deny", row("deny-b"))).await;
+    b.find("dialog#deny-dialog[open]").await;
+    b.type_into("textarea#deny-message", "not b either").await;
+    b.js("window.releaseA(); return true").await;
+    b.until("the page to handle deny-a's answer", "window.aSettled")
+        .await;
+    assert_eq!(
+        b.js("return document.querySelector('dialog#deny-dialog').open")
+            .await,
+        true,
+        "deny-b's dialog stays open"
+    );
+    b.click("button#deny-confirm").await;
+    b.until(
+        "deny-b's row to leave the inbox",
+        "!document.querySelector('.prompt-row[data-request=\"deny-b\"]')",
+    )
+    .await;
+    let a = wait_answer(&mut h, "s1", "deny-a").await;
+    assert_eq!(a["response"]["response"]["message"], "not a", "{a}");
+    let frame = wait_answer(&mut h, "s1", "deny-b").await;
+    assert_eq!(frame["response"]["response"]["behavior"], "deny", "{frame}");
+    assert_eq!(
+        frame["response"]["response"]["message"], "not b either",
+        "{frame}"
+    );
+    barrier(&mut h, "s1").await;
+    assert_eq!(h.answers("s1", "deny-a").len(), 1);
+    assert_eq!(h.answers("s1", "deny-b").len(), 1);
+    b.close().await;
+    h.shutdown().await;
+    done("deny_opened_while_another_deny_is_in_flight", started);
+}

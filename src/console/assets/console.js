@@ -62,7 +62,9 @@
   }, 1000);
 
   // ---- the deny dialog ----------------------------------------------------------------
-  // Opens for `targets` (an array of {session, request}); resolves once answered.
+  // Opens for `targets` (an array of {session, request}). A confirmation takes the targets
+  // the dialog holds at that moment and answers exactly those: the dialog may be opened
+  // again (for other prompts) while an earlier deny is still in flight.
   let denyTargets = [];
   function openDeny(targets) {
     const dlg = $("#deny-dialog");
@@ -75,12 +77,18 @@
   }
   async function confirmDeny() {
     const dlg = $("#deny-dialog");
+    const picked = denyTargets;
+    denyTargets = [];
     const message = $("#deny-message").value.trim();
     const body = { behavior: "deny" };
     if (message) body.message = message;
     if ($("#deny-interrupt").checked) body.interrupt = true;
     dlg.close();
-    for (const t of denyTargets) {
+    if (picked.length === 0) {
+      toast("Nothing was denied: open the deny dialog from a prompt again.", true);
+      return;
+    }
+    for (const t of picked) {
       try {
         await answer(t.session, t.request, body);
         settled(t, "denied");
@@ -88,7 +96,6 @@
         toast("Deny failed: " + e.message, true);
       }
     }
-    denyTargets = [];
   }
 
   // After an answer: drop the row at once (the event stream confirms it everywhere).
