@@ -5,7 +5,9 @@ use serde_json::{json, Value};
 
 use crate::common::{allow_frame, Sess, APPROVER_TOKEN};
 use crate::support::{Browser, DESKTOP};
-use crate::{api_decide, assert_same_bytes_once, barrier, done, row, start, wait_answer};
+use crate::{
+    api_decide, assert_same_bytes_once, barrier, done, raw_answers, row, start, wait_answer,
+};
 
 /// An input whose bytes are easy to get wrong: escapes, non-ASCII, an emoji, markup, a float
 /// that needs all 17 digits.
@@ -298,4 +300,47 @@ async fn deny_opened_while_another_deny_is_in_flight() {
     b.close().await;
     h.shutdown().await;
     done("deny_opened_while_another_deny_is_in_flight", started);
+}
+
+/// An edited allow sends the editor's text as it is: an integer JavaScript cannot hold
+/// exactly (above 2^53) reaches the session unchanged when the operator did not touch it.
+#[actix_rt::test]
+async fn edited_allow_keeps_integers_above_2_pow_53() {
+    let Some((turn, mut h, started)) = start(vec![Sess::new("s1")]).await else {
+        return;
+    };
+    let input: Value = serde_json::from_str(
+        r#"{"command":"kill 1","id":9007199254740993,"max":18446744073709551615,"min":-9223372036854775807}"#,
+    )
+    .expect("json");
+    h.prompt("s1", "big-ints", "Bash", input.clone()).await;
+    let b = Browser::open(&turn, &h.api, DESKTOP).await;
+    b.sign_in(APPROVER_TOKEN).await;
+    b.goto("/ui/prompts/s1/big-ints").await;
+    b.find("#prompt[data-request=big-ints]").await;
+    b.click("button#edit").await;
+    b.find("textarea#edited-input").await;
+    b.click("button#allow-edited").await;
+    b.until(
+        "the answer status",
+        "(document.querySelector('#answer-status')?.textContent || '').includes('allowed')",
+    )
+    .await;
+    let frame = wait_answer(&mut h, "s1", "big-ints").await;
+    let sent = &frame["response"]["response"]["updatedInput"];
+    assert_eq!(sent["id"].as_u64(), Some(9_007_199_254_740_993), "{frame}");
+    assert_eq!(sent["max"].as_u64(), Some(u64::MAX), "{frame}");
+    assert_eq!(
+        sent["min"].as_i64(),
+        Some(-9_223_372_036_854_775_807),
+        "{frame}"
+    );
+    assert_eq!(sent, &input);
+    barrier(&mut h, "s1").await;
+    let raw = raw_answers(&h, "s1", "big-ints");
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    assert!(raw[0].contains("\"id\":9007199254740993"), "{}", raw[0]);
+    b.close().await;
+    h.shutdown().await;
+    done("edited_allow_keeps_integers_above_2_pow_53", started);
 }
