@@ -9,18 +9,46 @@ use super::layout::{self, Nav};
 use super::render::one_line;
 use super::{html as respond, Operator, PageError};
 use crate::api::{read, ApiError, ApiState};
+use crate::ledger;
 use ccr_protocol::api::LedgerParams;
 use ccr_protocol::time::rfc3339;
 
-/// Rows an export reads per ledger query: small, so that a page of large inputs cannot
-/// carry it far past [`EXPORT_MAX_BYTES`].
+/// Rows an export reads per ledger query. The limits are checked row by row, so this
+/// bounds only what is read ahead of the body.
 const EXPORT_PAGE: &str = "50";
 /// Exports running at once; more are refused (503) until one ends.
 static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 /// Most rows one export writes; beyond, its last line says where to resume.
 const EXPORT_MAX_ROWS: usize = 50_000;
-/// Most bytes one export holds (it is built in memory); beyond, the same.
+/// Most bytes of rows one export holds (it is built in memory); beyond, the same. A row
+/// that does not fit is left for the next export, unless it is the first: one row alone
+/// larger than this is still written, or the export could never get past it.
 const EXPORT_MAX_BYTES: usize = 32 << 20;
+
+/// An export's body: whole rows, one JSON object a line, while they fit in the limits.
+#[derive(Default)]
+struct ExportBody {
+    text: String,
+    rows: usize,
+}
+
+impl ExportBody {
+    /// Append `line` (one row and its newline) if it fits; false when the export stops here.
+    fn push(&mut self, line: &str) -> bool {
+        let full = self.rows >= EXPORT_MAX_ROWS
+            || (self.rows > 0 && self.text.len() + line.len() > EXPORT_MAX_BYTES);
+        if !full {
+            self.text.push_str(line);
+            self.rows += 1;
+        }
+        !full
+    }
+
+    /// True when no further row can fit.
+    fn is_full(&self) -> bool {
+        self.rows >= EXPORT_MAX_ROWS || self.text.len() >= EXPORT_MAX_BYTES
+    }
+}
 
 /// The query string of a ledger URL with `params` (empty ones left out).
 fn query_string(params: &LedgerParams) -> String {
@@ -123,8 +151,9 @@ pub async fn page(
 
 /// `GET /ui/audit/export.jsonl?...`: every matching row, one JSON object a line, newest
 /// first (as `ctl audit --export jsonl` writes them). A very large export stops at
-/// [`EXPORT_MAX_ROWS`] rows or [`EXPORT_MAX_BYTES`], its last line then
-/// `{"truncated":true,"next_cursor":..}` (`ctl audit --export jsonl --cursor` resumes).
+/// [`EXPORT_MAX_ROWS`] rows or before the row that would take it past [`EXPORT_MAX_BYTES`],
+/// its last line then `{"truncated":true,"next_cursor":..}` (`ctl audit --export jsonl
+/// --cursor` resumes after the last row written).
 pub async fn export(
     _who: Operator,
     state: web::Data<ApiState>,
@@ -135,28 +164,37 @@ pub async fn export(
     })?;
     let mut params = without_empty(params.into_inner());
     params.limit = Some(EXPORT_PAGE.into());
-    let mut out = String::new();
-    let mut rows = 0usize;
-    loop {
+    let mut body = ExportBody::default();
+    // Set when the export stops before the last matching row: where the next one resumes.
+    let mut resume: Option<String> = None;
+    'pages: loop {
         let page = read::ledger_page(&state, params.clone()).await?;
-        for r in &page.rows {
-            out.push_str(&serde_json::to_string(r).unwrap_or_default());
-            out.push('\n');
-        }
-        rows += page.rows.len();
-        match page.next_cursor {
-            Some(c) if rows < EXPORT_MAX_ROWS && out.len() < EXPORT_MAX_BYTES => {
-                params.cursor = Some(c)
+        for (i, r) in page.rows.iter().enumerate() {
+            let mut line = serde_json::to_string(r).unwrap_or_default();
+            line.push('\n');
+            if !body.push(&line) {
+                // After the last row written: this page's previous one, else the row the
+                // page itself started after.
+                resume = match i {
+                    0 => params.cursor.clone(),
+                    _ => Some(ledger::cursor_after(&page.rows[i - 1])),
+                };
+                break 'pages;
             }
-            Some(c) => {
-                out.push_str(
-                    &serde_json::json!({ "truncated": true, "next_cursor": c }).to_string(),
-                );
-                out.push('\n');
+        }
+        match page.next_cursor {
+            Some(c) if body.is_full() => {
+                resume = Some(c);
                 break;
             }
+            Some(c) => params.cursor = Some(c),
             None => break,
         }
+    }
+    let mut out = body.text;
+    if let Some(c) = resume {
+        out.push_str(&serde_json::json!({ "truncated": true, "next_cursor": c }).to_string());
+        out.push('\n');
     }
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")

@@ -50,7 +50,9 @@ pub use backup::{backup, BackupError, BackupReport};
 pub use handle::{Closing, Ledger, Written};
 pub use lifecycle::Tuning;
 pub use lock::{lock_path, InstanceLock};
-pub use query::{LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT};
+pub use query::{
+    cursor_after, LedgerQuery, OutcomeFilter, ResolvedRows, Stored, DEFAULT_LIMIT, MAX_LIMIT,
+};
 pub use record::{DecisionRecord, LedgerError, PromptRecord, Unfinished};
 
 #[cfg(test)]

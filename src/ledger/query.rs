@@ -215,6 +215,13 @@ fn key_of(r: &LedgerRow) -> Key {
     )
 }
 
+/// The cursor that resumes a listing just after `row`, as [`LedgerPage::next_cursor`] does
+/// after a page's last row: for a reader that stops within a page (the console's export).
+/// Both backends page on the same key.
+pub fn cursor_after(row: &LedgerRow) -> String {
+    encode_cursor(&key_of(row))
+}
+
 /// One page of `q`.
 pub(crate) fn page(conn: &Connection, q: &LedgerQuery) -> Result<LedgerPage, LedgerError> {
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;

@@ -5,6 +5,8 @@
 use crate::common::{logs, Harness, Sess, APPROVER_TOKEN, VIEWER_TOKEN};
 use serde_json::json;
 
+mod export;
+
 /// A client that follows no redirects and sends no token.
 fn browser() -> awc::Client {
     awc::Client::builder()
