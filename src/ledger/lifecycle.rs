@@ -147,6 +147,7 @@ impl Sqlite {
                     next_seq,
                     jobs,
                     buf: Vec::new(),
+                    unapplied: Default::default(),
                 })),
                 apply,
                 applier: Mutex::new(Some(applier)),

@@ -105,6 +105,8 @@ struct Tail {
     jobs: mpsc::Sender<(Job, Instant)>,
     /// Reused encoding buffer.
     buf: Vec<u8>,
+    /// The last write of each prompt that may not be committed yet.
+    unapplied: writes::Unapplied,
 }
 
 impl Sqlite {

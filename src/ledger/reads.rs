@@ -37,10 +37,18 @@ impl Sqlite {
         session_id: &str,
         request_id: &str,
     ) -> impl Future<Output = Result<Stored, LedgerError>> + Send + 'static {
+        // Only after every earlier write of this prompt: a row read before its decision is
+        // applied would show an answered prompt as new. A prompt whose writes are all
+        // committed (a replay of one answered long ago, or a prompt never written: the
+        // registry looks up every new prompt of a session whose older prompts it has
+        // forgotten) is read at once, without a flush: one per lookup made the applier
+        // commit every few writes at 2,000 prompts/s (docs/benchmarks.md).
+        let flushed = match self.committed_for(session_id, request_id) {
+            true => Flushed::No,
+            false => Flushed::Required,
+        };
         let (s, r) = (session_id.to_owned(), request_id.to_owned());
-        // Only after every earlier write: a row read before its decision is applied would
-        // show an answered prompt as new.
-        self.read_with(Flushed::Required, move |conn| query::stored(conn, &s, &r))
+        self.read_with(flushed, move |conn| query::stored(conn, &s, &r))
     }
 
     /// One session's pending prompts and undelivered answers, oldest first.
@@ -80,11 +88,16 @@ impl Sqlite {
         flushed: Flushed,
         f: impl FnOnce(&Connection) -> Result<T, LedgerError> + Send + 'static,
     ) -> impl Future<Output = Result<T, LedgerError>> + Send + 'static {
-        let flush = self.flush();
+        let flush = match flushed {
+            Flushed::No => None,
+            Flushed::Preferred | Flushed::Required => Some(self.flush()),
+        };
         let reads = self.shared.reads.clone();
         async move {
-            if let (Err(e), Flushed::Required) = (flush.await, flushed) {
-                return Err(e);
+            if let Some(flush) = flush {
+                if let (Err(e), Flushed::Required) = (flush.await, flushed) {
+                    return Err(e);
+                }
             }
             let (tx, rx) = oneshot::channel();
             let sent = reads.try_send(Some(Box::new(move |conn: &Connection| {
@@ -117,6 +130,8 @@ impl Sqlite {
 /// Whether a read needs every earlier write committed before it.
 #[derive(Clone, Copy)]
 enum Flushed {
+    /// Read what is committed now (every write the read needs is).
+    No,
     /// Read what is committed even if the flush failed (audit pages).
     Preferred,
     /// Fail with the flush's error (a lookup that decides whether a prompt is new).

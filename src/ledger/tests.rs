@@ -923,3 +923,53 @@ fn a_flush_while_idle_does_not_cut_the_next_gathering_short() {
     block_on(ledger.flush()).unwrap();
     assert_eq!(request_ids(&cfg.path), ["gathered"]);
 }
+
+#[test]
+fn a_lookup_waits_for_the_applier_only_for_a_prompt_it_has_not_committed() {
+    // Every new prompt of a session whose older prompts the registry forgot is looked up;
+    // a flush per lookup made the applier commit every few writes. Only a prompt with a
+    // write still queued needs one.
+    let (_dir, _cfg, ledger) = temp_ledger(Tuning::default());
+    block_on(ledger.record_prompt(prompt("s", "old", "Bash", at(1)))).unwrap();
+    block_on(ledger.flush()).unwrap();
+    let guard = ledger.hold_applier();
+    block_on(ledger.record_prompt(prompt("s", "queued", "Bash", at(2)))).unwrap();
+    let look = |id: &'static str| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lookup = ledger.lookup("s", id);
+        std::thread::spawn(move || tx.send(block_on(lookup)));
+        rx
+    };
+    let answered = |rx: std::sync::mpsc::Receiver<Result<Stored, LedgerError>>| {
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the lookup answers")
+            .unwrap()
+    };
+    // Committed, or never written: read at once, the applier still held.
+    assert!(matches!(answered(look("old")), Stored::Pending));
+    assert!(matches!(answered(look("never")), Stored::Nothing));
+    // Queued: read only once the applier has committed it, never as new.
+    let queued = look("queued");
+    assert!(
+        queued
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err(),
+        "read before its write was committed"
+    );
+    drop(guard);
+    assert!(matches!(answered(queued), Stored::Pending));
+}
+
+#[test]
+fn the_unapplied_map_keeps_what_is_uncommitted_and_sheds_the_rest() {
+    let mut u = super::writes::Unapplied::default();
+    for seq in 1..=10_000u64 {
+        // The applier keeps up to 100 writes behind.
+        u.wrote("s", &format!("r{seq}"), seq, seq.saturating_sub(100));
+    }
+    assert!(!u.committed("s", "r10000", 9_900));
+    assert!(u.committed("s", "r10000", 10_000));
+    assert!(u.committed("s", "r1", 9_900), "committed long ago");
+    assert!(u.committed("s", "unknown", 0));
+    assert!(u.len() <= 8_192, "bounded: {}", u.len());
+}

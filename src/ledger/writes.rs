@@ -81,11 +81,25 @@ impl Sqlite {
         }
         appended.map_err(|e| LedgerError::Storage(format!("journal: {e}")))?;
         tail.next_seq += 1;
+        let (session_id, request_id) = write.key();
+        let applied = shared.apply.applied.load(Ordering::Acquire);
+        tail.unapplied.wrote(session_id, request_id, seq, applied);
         // Durable from here on: if the applier is gone, the next start replays it.
         if !enqueue(&tail.jobs, &shared.apply.queued, Job::Write(seq, write)) {
             tracing::error!(seq, "decision ledger applier stopped: the write stays in the journal until the next start");
         }
         Ok(())
+    }
+
+    /// Whether every write of this prompt journaled so far is committed to SQLite (a read
+    /// sees them without waiting for the applier). False once the ledger is closing.
+    pub(super) fn committed_for(&self, session_id: &str, request_id: &str) -> bool {
+        let shared = &*self.shared;
+        let tail = shared.tail.lock();
+        // Loaded under the lock, after the writes it guards were noted.
+        let applied = shared.apply.applied.load(Ordering::Acquire);
+        tail.as_ref()
+            .is_some_and(|t| t.unapplied.committed(session_id, request_id, applied))
     }
 
     /// Queue a barrier behind every write so far and wake the applier for it.
@@ -121,6 +135,50 @@ impl Sqlite {
     #[cfg(test)]
     pub(super) fn hold_applier(&self) -> parking_lot::MutexGuard<'_, ()> {
         self.shared.gate.lock()
+    }
+}
+
+/// The sequence number of the last write of each prompt written since its entry was last
+/// found committed: what tells a lookup whether it must wait for the applier
+/// ([`Sqlite::committed_for`]). Keyed by a hash of the prompt's key (a collision only
+/// makes a lookup wait when it need not), and bounded: entries already committed are
+/// dropped whenever the map outgrows [`Unapplied::PRUNE_AT`], and at most the applier
+/// queue's capacity of entries can be uncommitted.
+#[derive(Debug, Default)]
+pub(super) struct Unapplied(std::collections::HashMap<u64, u64>);
+
+impl Unapplied {
+    /// Size past which committed entries are dropped (amortized: each drop pass frees
+    /// at least the entries the queue's bound does not hold).
+    const PRUNE_AT: usize = 4096;
+
+    fn hash(session_id: &str, request_id: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (session_id, request_id).hash(&mut h);
+        h.finish()
+    }
+
+    /// Note write `seq` of the prompt; `applied` is the last sequence number committed.
+    pub(super) fn wrote(&mut self, session_id: &str, request_id: &str, seq: u64, applied: u64) {
+        if self.0.len() >= Self::PRUNE_AT.max(2 * self.0.capacity() / 3) {
+            self.0.retain(|_, last| *last > applied);
+        }
+        self.0.insert(Self::hash(session_id, request_id), seq);
+    }
+
+    /// Entries held (tests of the bound).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether every write of the prompt journaled so far is committed, `applied` being
+    /// the last sequence number committed.
+    pub(super) fn committed(&self, session_id: &str, request_id: &str, applied: u64) -> bool {
+        self.0
+            .get(&Self::hash(session_id, request_id))
+            .is_none_or(|last| *last <= applied)
     }
 }
 
