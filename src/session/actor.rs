@@ -160,6 +160,16 @@ impl Output for Shell<'_> {
     }
 
     fn reply(&mut self, frame: String) {
+        // Fenced like every write: a lapsed owner sends nothing (the session's next owner,
+        // or this one once renewed, is asked again when the session replays the request).
+        if let Some(f) = &self.shared.fences {
+            if !f.may_send(self.session_id) {
+                tracing::warn!(
+                    "a reply to the session was not sent: its lease has lapsed on this instance"
+                );
+                return;
+            }
+        }
         if let Some(sink) = self.sink.as_mut() {
             let _ = sink.write(WsMessage::Text(ByteString::from(frame)));
         }
@@ -263,25 +273,37 @@ impl SessionActor {
                 .fetch(token_timeout)
                 .await
                 .map_err(|e| format!("cannot read access token: {e}"))?;
-            if fences.is_some_and(|f| !f.may_send(&session)) {
+            let epoch = fences.as_ref().map(|f| f.epoch(&session));
+            if epoch == Some(None) {
                 return Ok(None);
             }
-            client
+            let opened = client
                 .ws(uri?)
                 .bearer_auth(token.expose())
                 .header("anthropic-version", version)
                 .max_frame_size(codec_max)
                 .connect()
                 .await
-                .map(|(_, framed)| Some((framed, slot)))
-                .map_err(|e| redact(format!("connect failed: {e}"), token.expose()))
+                .map_err(|e| redact(format!("connect failed: {e}"), token.expose()))?;
+            // The handshake may take up to `connect_timeout`: a lease that lapsed (or was
+            // taken and given back) meanwhile may have a new owner connected by now, so
+            // this socket is closed unused, nothing sent on it, and the attempt made again
+            // under the lease as it is now.
+            if let (Some(f), Some(before)) = (&fences, epoch) {
+                if f.epoch(&session) != before {
+                    drop(opened);
+                    return Ok(None);
+                }
+            }
+            Ok(Some((opened.1, slot)))
         };
         ctx.spawn(attempt.into_actor(self).map(|res, act, ctx| {
             act.connecting = false;
             match res {
                 Ok(opened) if act.closing => drop(opened),
                 Ok(Some((framed, slot))) => act.on_open(framed, slot, ctx),
-                // The lease lapsed while the attempt waited its turn: nothing was opened.
+                // The lease lapsed while the attempt waited its turn or shook hands: nothing
+                // was sent.
                 Ok(None) => act.connect(ctx),
                 Err(error) => act.on_ended(Ended::NeverOpened, Some(error), ctx),
             }

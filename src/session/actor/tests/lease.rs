@@ -32,14 +32,12 @@ impl Handler<SessionReport> for Reports {
     fn handle(&mut self, _: SessionReport, _: &mut Context<Self>) {}
 }
 
-#[actix_rt::test]
-async fn a_session_waiting_for_its_lease_connects_when_a_heartbeat_finds_it_renewed() {
-    let sim = SimBuilder::new()
-        .session("s1", "tok-1", Script::default())
-        .start()
-        .await
-        .unwrap();
-    let mut seen = sim.subscribe();
+/// Session `s1` of `base_url`, started under `fences` (no ledger, no policy); its spec
+/// and its event bus.
+fn start_session(
+    base_url: String,
+    fences: &Arc<Fences>,
+) -> (Arc<crate::config::SessionSpec>, EventBus) {
     let config = load_from_str(
         &format!(
             r#"
@@ -55,15 +53,12 @@ auth = "disabled"
 id = "s1"
 token = "tok-1"
 "#,
-            sim.base_url()
+            base_url
         ),
         HashMap::new(),
     )
     .unwrap();
     let spec = config.sessions[0].clone();
-    let fences = Fences::new("inst-a");
-    // Held, but lapsed by its local deadline: no attempt may be made under it.
-    fences.hold(&spec.id, 1, Instant::now());
     let bus = EventBus::new(BusLimits::default());
     let metrics = Metrics::new();
     let registry = PermissionRegistry::new(
@@ -75,19 +70,35 @@ token = "tok-1"
     .start();
     let shared = Arc::new(SessionShared {
         source_addresses: Arc::from([]),
-        base_url: sim.base_url(),
+        base_url,
         reconnect: Arc::new(config.reconnect.clone()),
         ccr: config.ccr.clone(),
         registry,
         reports: Reports.start().recipient(),
-        bus,
+        bus: bus.clone(),
         metrics,
         slots: ConnSlots::new(16, 1024),
         handshakes: Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT)),
         notifier: Notifier::none(),
         fences: Some(fences.clone()),
     });
-    let _session = SessionActor::new(spec.clone(), shared, 1).start();
+    // Runs as long as the test's system.
+    let _ = SessionActor::new(spec.clone(), shared, 1).start();
+    (spec, bus)
+}
+
+#[actix_rt::test]
+async fn a_session_waiting_for_its_lease_connects_when_a_heartbeat_finds_it_renewed() {
+    let sim = SimBuilder::new()
+        .session("s1", "tok-1", Script::default())
+        .start()
+        .await
+        .unwrap();
+    let mut seen = sim.subscribe();
+    let fences = Fences::new("inst-a");
+    // Held, but lapsed by its local deadline: no attempt may be made under it.
+    fences.hold(&Arc::from("s1"), 1, Instant::now());
+    let (spec, _) = start_session(sim.base_url(), &fences);
 
     // Several heartbeats pass while the lease is lapsed: nothing connects.
     let quiet = tokio::time::timeout(Duration::from_millis(500), seen.recv()).await;
@@ -103,5 +114,135 @@ token = "tok-1"
     assert!(
         matches!(&event, SimEvent::Connected { session, .. } if session == "s1"),
         "{event:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_lease_lost_during_the_handshake_closes_the_socket_unused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A CCR endpoint that holds its 101 until the test has taken the lease away: a new
+    // owner may have connected meanwhile, and this socket must not be kept or written to.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let fences = Fences::new("inst-a");
+    fences.hold(
+        &Arc::from("s1"),
+        1,
+        Instant::now() + Duration::from_secs(60),
+    );
+    start_session(base_url, &fences);
+    let (mut sock, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("the session connects")
+        .unwrap();
+    let mut request = Vec::new();
+    while !request.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(sock.read(&mut byte).await.unwrap(), 1, "request cut short");
+        request.push(byte[0]);
+    }
+    let request = String::from_utf8(request).unwrap();
+    let key = request
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("sec-websocket-key:")
+                .then(|| l[18..].trim().to_owned())
+        })
+        .expect("a websocket handshake");
+    // Lost, and held again at another epoch (taken over and given back) before the 101.
+    fences.drop_lease("s1");
+    fences.hold(
+        &Arc::from("s1"),
+        2,
+        Instant::now() + Duration::from_secs(60),
+    );
+    let accept = actix_http::ws::hash_key(key.as_bytes());
+    let accept = std::str::from_utf8(&accept).unwrap();
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    sock.write_all(response.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut got))
+        .await
+        .expect("the socket is closed");
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "closed without a frame, got {read:?}: {got:?}"
+    );
+    assert!(
+        got.is_empty(),
+        "sent on a socket opened under a lost lease: {got:?}"
+    );
+    // Tried again under the lease as it is now.
+    let again = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
+    assert!(again.is_ok(), "no new attempt under the new epoch");
+}
+
+/// Whether the next reply the simulator receives is the one to request `id`.
+async fn next_reply_is(seen: &mut tokio::sync::broadcast::Receiver<SimEvent>, id: &str) -> bool {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("a reply within 10 s")
+            .unwrap();
+        if let SimEvent::Received { frame, .. } = event {
+            if let Some(to) = frame["response"]["request_id"].as_str() {
+                return to == id;
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_lapsed_owner_does_not_answer_even_a_request_it_cannot_handle() {
+    let sim = SimBuilder::new()
+        .session("s1", "tok-1", Script::default())
+        .start()
+        .await
+        .unwrap();
+    let mut seen = sim.subscribe();
+    let fences = Fences::new("inst-a");
+    let s1: Arc<str> = Arc::from("s1");
+    fences.hold(&s1, 1, Instant::now() + Duration::from_secs(60));
+    let (_, bus) = start_session(sim.base_url(), &fences);
+    let mut events = bus.subscribe();
+    let unsupported = |id: &str| {
+        serde_json::json!({"type":"control_request","request_id": id,
+            "request":{"subtype":"no_such_subtype"}})
+    };
+    while !matches!(
+        tokio::time::timeout(Duration::from_secs(10), seen.recv()).await,
+        Ok(Ok(SimEvent::Connected { .. }))
+    ) {}
+    // Held: the request is answered with an error, as the protocol asks.
+    assert!(sim.push("s1", unsupported("held")));
+    assert!(next_reply_is(&mut seen, "held").await);
+    // Lapsed by its local deadline, the socket still open: nothing is sent. Frames are
+    // handled in order, so once the SDK message after it is published the lapsed request
+    // was handled too; renewed, the next request is answered, and its reply is the first
+    // since (one to the lapsed request would have come before it on the same socket).
+    fences.hold(&s1, 1, Instant::now());
+    assert!(sim.push("s1", unsupported("lapsed")));
+    assert!(sim.push(
+        "s1",
+        serde_json::json!({"type":"system","subtype":"marker"})
+    ));
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("the marker is published")
+            .unwrap();
+        if matches!(&e.event, crate::events::Event::SdkMessage { .. }) {
+            break;
+        }
+    }
+    fences.hold(&s1, 1, Instant::now() + Duration::from_secs(60));
+    assert!(sim.push("s1", unsupported("renewed")));
+    assert!(
+        next_reply_is(&mut seen, "renewed").await,
+        "the lapsed request was answered"
     );
 }
