@@ -126,7 +126,14 @@ pub struct SessionActor {
     router: Router,
     /// The spec's labels, shared with every prompt (for policy selectors).
     labels: Arc<[String]>,
+    /// Replies the router made while the lease was lapsed, written on this connection if
+    /// the lease is renewed while it lives (at most [`WITHHELD_MAX`]).
+    withheld: Vec<String>,
 }
+
+/// Replies kept while a lease is lapsed; past this many, further ones are dropped (the
+/// session's next owner is asked again when the session replays its requests).
+const WITHHELD_MAX: usize = 64;
 
 /// The WebSocket transport's side of [`Output`]: what routing a frame makes it do.
 struct Shell<'a> {
@@ -135,6 +142,7 @@ struct Shell<'a> {
     conn: ConnId,
     labels: &'a Arc<[String]>,
     sink: Option<&'a mut SinkWrite<WsMessage, WsSink>>,
+    withheld: &'a mut Vec<String>,
 }
 
 impl Output for Shell<'_> {
@@ -160,13 +168,16 @@ impl Output for Shell<'_> {
     }
 
     fn reply(&mut self, frame: String) {
-        // Fenced like every write: a lapsed owner sends nothing (the session's next owner,
-        // or this one once renewed, is asked again when the session replays the request).
+        // Fenced like every write: a lapsed owner sends nothing. Kept for this connection
+        // until the lease is renewed; a new owner is asked again by the session's replay.
         if let Some(f) = &self.shared.fences {
             if !f.may_send(self.session_id) {
-                tracing::warn!(
-                    "a reply to the session was not sent: its lease has lapsed on this instance"
-                );
+                if self.withheld.len() < WITHHELD_MAX {
+                    warn!("lease lapsed: a reply to the session waits for its renewal");
+                    self.withheld.push(frame);
+                } else {
+                    warn!("lease lapsed: a reply to the session was dropped (too many waiting)");
+                }
                 return;
             }
         }
@@ -190,6 +201,7 @@ impl SessionActor {
             policy: ReconnectPolicy::new(shared.reconnect.clone()),
             reassembler: Reassembler::new(shared.ccr.max_frame_bytes),
             router: Router::new(spec.id.clone(), shared.metrics.clone()),
+            withheld: Vec::new(),
             labels: spec.labels.clone().into(),
             spec,
             shared,
@@ -345,8 +357,22 @@ impl SessionActor {
         self.report();
     }
 
+    /// The lease is valid again with the connection alive: write the replies withheld
+    /// while it was lapsed.
+    fn write_withheld(&mut self) {
+        if self.withheld.is_empty() || !self.lease_held() {
+            return;
+        }
+        for frame in std::mem::take(&mut self.withheld) {
+            if !self.write(frame) {
+                break;
+            }
+        }
+    }
+
     /// The lease may be valid again: make the attempt that waited for it, if any.
     fn lease_maybe_renewed(&mut self, ctx: &mut Context<Self>) {
+        self.write_withheld();
         if !self.connecting && self.policy.lease_renewed(self.lease()) {
             info!("lease renewed: connecting");
             self.connect(ctx);
@@ -374,6 +400,7 @@ impl SessionActor {
             _slot: slot,
         });
         self.reassembler.reset();
+        self.withheld.clear();
         self.policy.on_open();
         self.connected_since = Some(SystemTime::now());
         // Tell the registry before any frame of this connection is routed.
@@ -388,6 +415,7 @@ impl SessionActor {
 
     /// The current connection (or attempt) ended: schedule what the policy says.
     fn on_ended(&mut self, ended: Ended, error: Option<String>, ctx: &mut Context<Self>) {
+        self.withheld.clear();
         if let Some(mut live) = self.conn.take() {
             ctx.cancel_future(live.stream);
             // SinkWrite's flush task owns the socket: close it, or an abandoned
@@ -447,6 +475,7 @@ impl SessionActor {
         {
             info!("no initialize reply in time; relying on replays");
         }
+        self.write_withheld();
         let Some(live) = self.conn.as_mut() else {
             // A renewal the lease loop did not report as one (it had not marked the lease
             // lapsed yet) is seen here.
@@ -488,6 +517,7 @@ impl SessionActor {
             conn,
             labels: &self.labels,
             sink,
+            withheld: &mut self.withheld,
         };
         f(&mut self.router, &mut shell);
     }

@@ -37,14 +37,19 @@ impl Handler<SessionReport> for Reports {
 fn start_session(
     base_url: String,
     fences: &Arc<Fences>,
-) -> (Arc<crate::config::SessionSpec>, EventBus) {
+    ping_interval: &str,
+) -> (
+    Arc<crate::config::SessionSpec>,
+    EventBus,
+    Addr<SessionActor>,
+) {
     let config = load_from_str(
         &format!(
             r#"
 [ccr]
 base_url = "{}"
 organization_uuid = "org-1"
-ping_interval = "100ms"
+ping_interval = "{ping_interval}"
 
 [api]
 auth = "disabled"
@@ -53,7 +58,7 @@ auth = "disabled"
 id = "s1"
 token = "tok-1"
 "#,
-            base_url
+            base_url,
         ),
         HashMap::new(),
     )
@@ -83,8 +88,8 @@ token = "tok-1"
         fences: Some(fences.clone()),
     });
     // Runs as long as the test's system.
-    let _ = SessionActor::new(spec.clone(), shared, 1).start();
-    (spec, bus)
+    let session = SessionActor::new(spec.clone(), shared, 1).start();
+    (spec, bus, session)
 }
 
 #[actix_rt::test]
@@ -98,7 +103,7 @@ async fn a_session_waiting_for_its_lease_connects_when_a_heartbeat_finds_it_rene
     let fences = Fences::new("inst-a");
     // Held, but lapsed by its local deadline: no attempt may be made under it.
     fences.hold(&Arc::from("s1"), 1, Instant::now());
-    let (spec, _) = start_session(sim.base_url(), &fences);
+    let (spec, _, _session) = start_session(sim.base_url(), &fences, "100ms");
 
     // Several heartbeats pass while the lease is lapsed: nothing connects.
     let quiet = tokio::time::timeout(Duration::from_millis(500), seen.recv()).await;
@@ -130,7 +135,7 @@ async fn a_lease_lost_during_the_handshake_closes_the_socket_unused() {
         1,
         Instant::now() + Duration::from_secs(60),
     );
-    start_session(base_url, &fences);
+    let _session = start_session(base_url, &fences, "100ms");
     let (mut sock, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
         .await
         .expect("the session connects")
@@ -207,7 +212,8 @@ async fn a_lapsed_owner_does_not_answer_even_a_request_it_cannot_handle() {
     let fences = Fences::new("inst-a");
     let s1: Arc<str> = Arc::from("s1");
     fences.hold(&s1, 1, Instant::now() + Duration::from_secs(60));
-    let (_, bus) = start_session(sim.base_url(), &fences);
+    // No heartbeat within the test: the renewal is seen only when reported.
+    let (_, bus, session) = start_session(sim.base_url(), &fences, "1h");
     let mut events = bus.subscribe();
     let unsupported = |id: &str| {
         serde_json::json!({"type":"control_request","request_id": id,
@@ -245,4 +251,8 @@ async fn a_lapsed_owner_does_not_answer_even_a_request_it_cannot_handle() {
         next_reply_is(&mut seen, "renewed").await,
         "the lapsed request was answered"
     );
+    // Its reply was kept, and is written once the renewal is seen (reported by the
+    // lease loop, or at a heartbeat): the session is not left waiting.
+    session.do_send(crate::session::LeaseRenewed);
+    assert!(next_reply_is(&mut seen, "lapsed").await);
 }
