@@ -143,8 +143,11 @@ impl Handler<Decide> for PermissionRegistry {
     /// Accepted, recorded in the ledger, then written (or queued): the receipt says which.
     fn handle(&mut self, msg: Decide, ctx: &mut Context<Self>) -> Self::Result {
         let _span = permission_span(&msg.session_id, &msg.request_id).entered();
-        if self.owned_elsewhere(&msg.session_id) && self.core.tracks(&msg.session_id) {
-            return self.decide_for_owner(msg);
+        // Also a session this instance does not run at all (configured only on others):
+        // every instance lists every pending prompt of the cluster, so each answers it.
+        if self.owned_elsewhere(&msg.session_id) {
+            let tracked = self.core.tracks(&msg.session_id);
+            return self.decide_for_owner(msg, tracked);
         }
         let (ticket, receipt) = self.replies.open();
         let answer = Answer::operator(msg.session_id, msg.request_id, msg.body, msg.decided_by);

@@ -49,10 +49,13 @@ impl PermissionRegistry {
 
     /// An operator's answer to a prompt of a session owned elsewhere: checked against the
     /// prompt as the ledger holds it and recorded there (the first decision in the
-    /// database wins: 409 otherwise); the owner delivers it.
+    /// database wins: 409 otherwise); the owner delivers it. `tracked`: the session is one
+    /// this instance knows; one it does not know and the ledger has no such prompt of is
+    /// an unknown session.
     pub(super) fn decide_for_owner(
         &mut self,
         msg: Decide,
+        tracked: bool,
     ) -> ResponseActFuture<Self, Result<DecisionReceipt, DecideError>> {
         let ledger = self.ledger.clone();
         let dialog_kinds = self.core.dialog_kinds().to_vec();
@@ -74,6 +77,9 @@ impl PermissionRegistry {
                 .await
                 .map_err(unavailable)?;
             let Some(Unfinished { prompt, decision }) = found else {
+                if !tracked {
+                    return Err(DecideError::UnknownSession(session_id.to_string()));
+                }
                 return Err(DecideError::UnknownPrompt {
                     session_id: session_id.to_string(),
                     request_id,

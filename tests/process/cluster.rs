@@ -60,6 +60,8 @@ struct Cluster {
     instances: Vec<Option<Supervisor>>,
     /// Environment of each instance beyond the shared one (by index; none past its end).
     env: Vec<Vec<(String, String)>>,
+    /// A config of its own for instance `i` instead of `cfg` (by index; none past its end).
+    own_cfg: Vec<Option<std::path::PathBuf>>,
 }
 
 impl Cluster {
@@ -100,6 +102,7 @@ impl Cluster {
             cfg,
             instances: Vec::new(),
             env,
+            own_cfg: Vec::new(),
         };
         let spawns: Vec<_> = (0..n).map(|i| c.spawn(i)).collect();
         c.instances = futures_util::future::join_all(spawns)
@@ -112,7 +115,10 @@ impl Cluster {
 
     /// Start instance `i` (a future, so several start at once).
     fn spawn(&self, i: usize) -> impl std::future::Future<Output = Supervisor> {
-        let cfg = self.cfg.clone();
+        let cfg = match self.own_cfg.get(i) {
+            Some(Some(own)) => own.clone(),
+            _ => self.cfg.clone(),
+        };
         let url = self.url.clone();
         let period = format!("{}s", PERIOD.as_secs());
         let own_env = self.env.get(i).cloned().unwrap_or_default();
@@ -1217,4 +1223,45 @@ async fn a_prompt_notifies_once_per_cluster_even_across_a_takeover() {
             hooks.got.lock().unwrap()
         );
     }
+}
+
+#[actix_rt::test]
+async fn a_prompt_of_a_session_another_instance_alone_runs_is_answered_on_any_instance() {
+    // Configs that differ on purpose: `only-0` is in inst-0's config alone, so inst-1 does
+    // not run it, yet lists its prompt (cluster-wide) and must answer it, not 404.
+    let sessions = vec!["only-0".to_owned()];
+    let Some(mut c) = Cluster::start(1, &sessions, "").await else {
+        return;
+    };
+    let own = support::config_toml(&c.sim.base_url(), &[], &c._dir.path().join("unused.db"), "");
+    let own = support::write_file(c._dir.path(), "inst-1.toml", &own);
+    c.own_cfg = vec![None, Some(own)];
+    let second = c.spawn(1).await;
+    c.instances.push(Some(second));
+    c.until("only-0 owned by inst-0", |o| {
+        o.get("only-0").map(String::as_str) == Some("inst-0")
+    })
+    .await;
+    let http = support::http();
+    let mut sim_events = c.sim.subscribe();
+    ask(&c.sim, "only-0", "elsewhere").await;
+    listed(&http, &c.api(1), "elsewhere").await;
+    let url = format!("{}/v1/sessions/only-0/permissions/elsewhere", c.api(1));
+    let (status, body) = support::post(&http, &url, json!({"behavior": "allow"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["delivery"], "queued", "{body}");
+    support::wait_sim(
+        &mut sim_events,
+        |e| matches!(e, SimEvent::Answered { request_id, .. } if request_id == "elsewhere"),
+    )
+    .await;
+    assert_eq!(support::answers(&c.sim, "only-0", "elsewhere").len(), 1);
+    // A session no instance knows is still unknown there.
+    let url = format!("{}/v1/sessions/nobody/permissions/r1", c.api(1));
+    let (status, body) = support::post(&http, &url, json!({"behavior": "allow"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_session")),
+        "{body}"
+    );
 }
