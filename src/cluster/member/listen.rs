@@ -16,7 +16,10 @@
 //! time too: the lease loop may have claimed sessions before) the registry is asked to
 //! re-check the ledger for decisions of every prompt pending in the sessions held here. Each time it starts
 //! listening (the first time too) it asks every member to announce the state of the
-//! sessions it holds again (a resync request on [`STATE_CHANNEL`]).
+//! sessions it holds again (a resync request on [`STATE_CHANNEL`]). And each time it
+//! listens again after a break, the prompts recorded or decided elsewhere meanwhile (from
+//! a little before the break: at least once, see [`CATCH_UP_MARGIN`]) are read from the
+//! ledger and published as if heard ([`Listener::catch_up`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +37,17 @@ use crate::cluster::{
 };
 use crate::ledger::pg::{describe, PgTarget};
 use crate::metrics::ClusterStats;
+
+/// How far before a break the catch-up after it reads: a notification is sent at its
+/// transaction's commit, some time after the prompt's `received_at` or `decided_at` was
+/// taken, and one on its way when the connection broke was not heard. What was heard in
+/// this margin is published twice (at least once, rather than at most once).
+const CATCH_UP_MARGIN: Duration = Duration::from_secs(5);
+/// Decisions made during a break are read only for prompts received this long before
+/// it (the time index bounds the read; `decided_at` has none).
+const CATCH_UP_DECIDED_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
+/// Most prompts a catch-up publishes.
+const CATCH_UP_MAX: i64 = 10_000;
 
 /// Most session states announced in one statement.
 const ANNOUNCE_BATCH: usize = 256;
@@ -65,15 +79,24 @@ impl Listener {
     pub(super) async fn run(self) {
         let mut backoff = Backoff::new(self.check_every);
         let mut listened_before = false;
+        let mut broke_at = None;
         loop {
-            let e = self.listen(&mut listened_before, &mut backoff).await;
+            let e = self
+                .listen(&mut listened_before, &mut backoff, broke_at)
+                .await;
+            broke_at = Some(std::time::SystemTime::now());
             tracing::warn!(error = %e, "cluster: the decision notifications' connection ended; reconnecting");
             tokio::time::sleep(backoff.next()).await;
         }
     }
 
     /// One connection: LISTEN, then forward notifications until it ends (the reason).
-    async fn listen(&self, listened_before: &mut bool, backoff: &mut Backoff) -> String {
+    async fn listen(
+        &self,
+        listened_before: &mut bool,
+        backoff: &mut Backoff,
+        broke_at: Option<std::time::SystemTime>,
+    ) -> String {
         let (client, mut connection) = match self.target.open().await {
             Ok(c) => c,
             Err(e) => return self.target.failure(&e),
@@ -128,6 +151,11 @@ impl Listener {
                 request_id: None,
             });
         }
+        if let Some(broke_at) = broke_at {
+            if let Err(e) = self.catch_up(&client, broke_at).await {
+                return e;
+            }
+        }
         backoff.reset();
         let mut check = tokio::time::interval(self.check_every);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -156,6 +184,69 @@ impl Listener {
             Ok(reason) => reason,
             Err(e) => e.to_string(),
         }
+    }
+
+    /// What was recorded elsewhere while this connection was down, for the event stream:
+    /// each prompt of a session not held here received since a little before the break
+    /// (`ccr_prompted`), and each decided since then (`ccr_decided`), as if heard.
+    async fn catch_up(
+        &self,
+        client: &tokio_postgres::Client,
+        broke_at: std::time::SystemTime,
+    ) -> Result<(), String> {
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        let since = ms(broke_at.checked_sub(CATCH_UP_MARGIN).unwrap_or(broke_at));
+        let lookback = since - CATCH_UP_DECIDED_LOOKBACK.as_millis() as i64;
+        let rows = tokio::time::timeout(
+            self.check_every.max(Duration::from_secs(5)),
+            client.query(
+                "SELECT session_id, request_id, received_at >= $1, decided_at >= $1 \
+                 FROM ccr_prompts WHERE received_at >= $1 \
+                 OR (received_at >= $2 AND decided_at >= $1) \
+                 ORDER BY received_at LIMIT $3",
+                &[&since, &lookback, &CATCH_UP_MAX],
+            ),
+        )
+        .await;
+        let rows = match rows {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => return Err(describe(&e)),
+            Err(_) => return Err("the database did not answer the catch-up in time".to_owned()),
+        };
+        let mut published = 0;
+        for row in rows {
+            let session: String = row.get(0);
+            if self.fences.holds_any(&session) {
+                continue; // held here: this instance recorded (or re-checks) it itself
+            }
+            let request_id: String = row.get(1);
+            let received: bool = row.get(2);
+            let decided: Option<bool> = row.get(3);
+            let session: Arc<str> = Arc::from(session);
+            if received {
+                self.seen.do_send(SeenElsewhere {
+                    session: session.clone(),
+                    request_id: request_id.clone(),
+                    decided: false,
+                });
+            }
+            if decided == Some(true) {
+                self.seen.do_send(SeenElsewhere {
+                    session,
+                    request_id,
+                    decided: true,
+                });
+            }
+            published += 1;
+        }
+        tracing::info!(
+            prompts = published,
+            "cluster: published what other instances recorded while the notifications' connection was down"
+        );
+        Ok(())
     }
 
     /// Send the oldest batch of queued states (one statement); on failure they go back to

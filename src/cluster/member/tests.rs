@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use parking_lot::Mutex;
@@ -867,6 +867,65 @@ async fn after_its_listening_connection_drops_a_member_rechecks_the_sessions_it_
         match !owned.is_empty() && owned.is_subset(&rechecked) {
             true => Ok(()),
             false => Err(format!("re-checked {rechecked:?} of {owned:?}")),
+        }
+    })
+    .await;
+    assert!(a.stats().listen_reconnects.get() > 0);
+}
+
+/// What other instances recorded while the listening connection was down was notified to
+/// nobody here: once it listens again, the member reads it from the ledger and publishes
+/// it, so its event stream carries every session's permission events.
+#[actix_rt::test]
+async fn after_its_listening_connection_drops_a_member_publishes_what_it_missed() {
+    let Some((url, admin)) = database("member_catch_up").await else {
+        return;
+    };
+    let all = sessions(2);
+    let a = Node::start(&url, "a", &all, 2 * PERIOD);
+    wait_settled(&admin, &[&a], &all, Duration::from_secs(10)).await;
+    heard_up_to_here(&admin, &[&a], "warm_up").await;
+    // Recorded elsewhere, for a session held elsewhere, and never notified (as if it
+    // committed while the connection was down): with triggers off for this insert.
+    let now_ms = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    admin
+        .batch_execute("SET session_replication_role = replica")
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO ccr_prompts (session_id, request_id, tool_name, input, request, \
+             received_at, outcome, decided_by, decided_at) \
+             VALUES ('held-by-b', 'missed', 'Bash', '{}', '{}', $1, 'allowed', 'op', $1)",
+            &[&now_ms],
+        )
+        .await
+        .expect("insert prompt");
+    admin
+        .batch_execute("SET session_replication_role = origin")
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("terminate");
+    eventually(Duration::from_secs(10), || async {
+        let told = a.log.0.lock();
+        let seen = |decided: bool| {
+            told.iter().any(|t| {
+                matches!(t, Told::Seen(s, r, d) if &**s == "held-by-b" && r == "missed" && *d == decided)
+            })
+        };
+        match seen(false) && seen(true) {
+            true => Ok(()),
+            false => Err(format!("not published: {:?}", *told)),
         }
     })
     .await;
