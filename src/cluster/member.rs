@@ -399,7 +399,18 @@ impl Lane {
                         next = Instant::now();
                     }
                     Some(Cmd::Configure(specs, done)) => {
-                        let _ = done.send(self.configure(specs).await);
+                        // Bounded like a round: a database that stopped answering (a
+                        // partition: no error, no statement timeout) must not hold the
+                        // renewals, heartbeats and drains behind a reload for minutes.
+                        let limit = self.period * 2;
+                        let result = match tokio::time::timeout(limit, self.configure(specs)).await {
+                            Ok(r) => r,
+                            Err(_) => {
+                                self.client = None;
+                                Err(format!("the database did not answer within {limit:?}; nothing changed"))
+                            }
+                        };
+                        let _ = done.send(result);
                         next = Instant::now();
                     }
                     Some(Cmd::Pause(d)) => tokio::time::sleep(d).await,

@@ -147,3 +147,31 @@ async fn a_configured_session_removed_stays_out_until_a_reload_lists_it() {
     wait_settled(&admin, &[&a, &b], &config, Duration::from_secs(10)).await;
     assert_epochs_owned_once(&[&a, &b]);
 }
+
+#[actix_rt::test]
+async fn a_reload_the_database_does_not_answer_gives_up_after_two_periods() {
+    let Some((url, mut admin)) = database("member_reload_stuck").await else {
+        return;
+    };
+    let config = sessions(2);
+    let a = Node::start(&url, "a", &config, PERIOD);
+    wait_settled(&admin, &[&a], &config, Duration::from_secs(10)).await;
+    // The reload's first statement waits on this lock past two lease periods (the test's
+    // statement timeout, 5 s, is longer): as a partition would, without any error.
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE ccr_sessions IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let specs = config.iter().map(|s| spec(s)).collect();
+    let answer = a.member().api().configure(specs).await;
+    let error = answer.expect_err("the reload gives up");
+    assert!(
+        error.contains("did not answer within"),
+        "cut by the loop, not by the statement timeout: {error}"
+    );
+    lock.rollback().await.unwrap();
+    // The loop goes on: the sessions stay held, and a reload now succeeds.
+    wait_settled(&admin, &[&a], &config, Duration::from_secs(10)).await;
+    let specs = config.iter().map(|s| spec(s)).collect();
+    a.member().api().configure(specs).await.expect("configured");
+}
