@@ -91,6 +91,15 @@ impl Write {
         }
     }
 
+    /// A hash of [`Write::key`], for the maps that tell a lookup whether this prompt has a
+    /// write not committed yet (a collision only costs a lookup a wait it did not need).
+    pub(crate) fn key_hash(session_id: &str, request_id: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (session_id, request_id).hash(&mut h);
+        h.finish()
+    }
+
     /// The API call that queued it, for logs.
     pub(crate) fn name(&self) -> &'static str {
         match self {

@@ -152,19 +152,12 @@ impl Unapplied {
     /// at least the entries the queue's bound does not hold).
     const PRUNE_AT: usize = 4096;
 
-    fn hash(session_id: &str, request_id: &str) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (session_id, request_id).hash(&mut h);
-        h.finish()
-    }
-
     /// Note write `seq` of the prompt; `applied` is the last sequence number committed.
     pub(super) fn wrote(&mut self, session_id: &str, request_id: &str, seq: u64, applied: u64) {
         if self.0.len() >= Self::PRUNE_AT.max(2 * self.0.capacity() / 3) {
             self.0.retain(|_, last| *last > applied);
         }
-        self.0.insert(Self::hash(session_id, request_id), seq);
+        self.0.insert(Write::key_hash(session_id, request_id), seq);
     }
 
     /// Entries held (tests of the bound).
@@ -177,7 +170,7 @@ impl Unapplied {
     /// the last sequence number committed.
     pub(super) fn committed(&self, session_id: &str, request_id: &str, applied: u64) -> bool {
         self.0
-            .get(&Self::hash(session_id, request_id))
+            .get(&Write::key_hash(session_id, request_id))
             .is_none_or(|last| *last <= applied)
     }
 }

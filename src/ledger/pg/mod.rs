@@ -63,6 +63,8 @@ struct Shared {
     /// The cluster's key for the requests it forwards to other instances.
     key: key::ClusterKey,
     target: Arc<PgTarget>,
+    /// Writes handed to the writer and not answered yet, by prompt.
+    in_flight: Arc<InFlight>,
     /// Dropped with the last handle: the thread then lets the writer drain and stops.
     _stop: oneshot::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -75,6 +77,44 @@ impl Drop for Shared {
         if let Some(t) = self.thread.take() {
             crate::util::join_in_background(t, "the ledger database thread");
         }
+    }
+}
+
+/// How many writes of each prompt (a hash of its key, [`Write::key_hash`]) the writer has
+/// been handed and not answered: a lookup of a prompt with none reads at once, without
+/// waiting for the writer's queue. Entries go when their count does, so the map holds at
+/// most the queue's capacity of them.
+#[derive(Debug, Default)]
+pub(super) struct InFlight(parking_lot::Mutex<std::collections::HashMap<u64, u32>>);
+
+impl InFlight {
+    fn add<'a>(&self, writes: impl Iterator<Item = &'a Write>) {
+        let mut map = self.0.lock();
+        for w in writes {
+            let (s, r) = w.key();
+            *map.entry(Write::key_hash(s, r)).or_insert(0) += 1;
+        }
+    }
+
+    /// The writer answered these writes (committed, refused or failed).
+    pub(super) fn done<'a>(&self, writes: impl Iterator<Item = &'a Write>) {
+        let mut map = self.0.lock();
+        for w in writes {
+            let (s, r) = w.key();
+            let h = Write::key_hash(s, r);
+            if let Some(n) = map.get_mut(&h) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&h);
+                }
+            }
+        }
+    }
+
+    fn any(&self, session_id: &str, request_id: &str) -> bool {
+        self.0
+            .lock()
+            .contains_key(&Write::key_hash(session_id, request_id))
     }
 }
 
@@ -110,6 +150,8 @@ impl PgLedger {
         let counters = Arc::new(Counters::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let (wc, wt) = (counters.clone(), target.clone());
+        let in_flight = Arc::new(InFlight::default());
+        let wi = in_flight.clone();
         let prune = cfg
             .retention()
             .map(|r| (r, tuning.prune_every, tuning.prune_chunk, pool.clone()));
@@ -127,7 +169,7 @@ impl PgLedger {
                 })
             },
             move |runtime| {
-                let writer = runtime.spawn(writer::run(wt, rx, wc));
+                let writer = runtime.spawn(writer::run(wt, rx, wc, wi));
                 if let Some((retain, every, chunk, pool)) = prune {
                     runtime.spawn(prune_loop(pool, retain, every, chunk));
                 }
@@ -152,6 +194,7 @@ impl PgLedger {
                     .as_ref()
                     .map_or_else(|| Arc::from(""), |f| Arc::from(f.me())),
                 fences,
+                in_flight,
                 _stop: stop,
                 thread: Some(thread),
             }),
@@ -215,7 +258,9 @@ impl PgLedger {
                 epoch: f.epoch,
             });
         let (tx, rx) = oneshot::channel();
-        let cmd = Cmd::Write(Writes { first, then }, tx, Instant::now());
+        let writes = Writes { first, then };
+        self.shared.in_flight.add(writes.iter().map(|(w, _)| w));
+        let cmd = Cmd::Write(writes, tx, Instant::now());
         match self.shared.writes.try_send(cmd) {
             Ok(()) => match lapse {
                 Some(lapse) => Written::fenced(rx, lapse),
@@ -230,6 +275,7 @@ impl PgLedger {
                     mpsc::error::TrySendError::Closed(cmd) => (LedgerError::Closed, cmd),
                 };
                 if let Cmd::Write(writes, _, _) = &cmd {
+                    self.shared.in_flight.done(writes.iter().map(|(w, _)| w));
                     for (w, _) in writes.iter() {
                         self.shared.counters.write_failed(w.name(), &err);
                     }
@@ -368,8 +414,20 @@ impl PgLedger {
         session_id: &str,
         request_id: &str,
     ) -> impl Future<Output = Result<Stored, LedgerError>> + Send + 'static {
+        // Waits for the writer only when a write of this prompt is still with it: every
+        // new prompt of a session whose older prompts the registry forgot is looked up
+        // (docs/benchmarks.md), and a flush per lookup added a commit's wait to each.
+        let pending = self.shared.in_flight.any(session_id, request_id);
         let (s, r) = (session_id.to_owned(), request_id.to_owned());
-        self.read(move |c| async move { read::stored(&c, &s, &r).await })
+        let read =
+            move |c: deadpool_postgres::Object| async move { read::stored(&c, &s, &r).await };
+        let lookup: std::pin::Pin<Box<dyn Future<Output = Result<Stored, LedgerError>> + Send>> =
+            if pending {
+                Box::pin(self.read(read))
+            } else {
+                Box::pin(self.read_now(async {}, read))
+            };
+        lookup
     }
 
     /// Delete finished rows received before `before` now.

@@ -131,6 +131,7 @@ pub(super) async fn run(
     target: Arc<PgTarget>,
     mut rx: mpsc::Receiver<Cmd>,
     counters: Arc<Counters>,
+    in_flight: Arc<super::InFlight>,
 ) {
     let mut conn: Option<Conn> = None;
     let mut failures = 0u32;
@@ -188,6 +189,7 @@ pub(super) async fn run(
                             }
                         }
                     }
+                    in_flight.done(w.iter().map(|(w, _)| w));
                     let _ = reply.send(result);
                 }
                 // Everything before it in this batch is committed (or failed) by now.

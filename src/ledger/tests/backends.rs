@@ -657,3 +657,52 @@ async fn a_cluster_member_records_prompts_and_deliveries_only_under_its_lease() 
         "nothing recorded after the takeover but the decision"
     );
 }
+
+/// As on SQLite: a lookup waits for the writer only for a prompt it still has a write of
+/// (every new prompt of a session whose older prompts the registry forgot is looked up).
+#[tokio::test]
+async fn a_postgres_lookup_waits_for_the_writer_only_for_a_prompt_it_has_not_answered() {
+    async fn within<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .expect("in time")
+    }
+    let Some(server) = ccr_pgtest::require() else {
+        return;
+    };
+    let url = server.unique_database("lookup_wait").unwrap();
+    let ledger = Ledger::open(&pg_config(&url)).unwrap();
+    ledger
+        .record_prompt(prompt("s", "old", "Bash", at(1)))
+        .await
+        .unwrap();
+    let (mut db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // Writes wait on this lock; plain reads do not.
+    let lock = db.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE ccr_prompts IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let queued = tokio::spawn(ledger.record_prompt(prompt("s", "queued", "Bash", at(2))));
+    // Committed, or never written: read at once, the writer still blocked.
+    assert_eq!(
+        within(ledger.lookup("s", "old")).await.unwrap(),
+        Stored::Pending
+    );
+    assert_eq!(
+        within(ledger.lookup("s", "never")).await.unwrap(),
+        Stored::Nothing
+    );
+    // Still with the writer: read once it is committed, never as new.
+    let mut waiting = tokio::spawn(ledger.lookup("s", "queued"));
+    let early = tokio::time::timeout(Duration::from_millis(200), &mut waiting).await;
+    assert!(
+        early.is_err(),
+        "read before its write was committed: {early:?}"
+    );
+    lock.rollback().await.unwrap();
+    within(queued).await.unwrap().unwrap();
+    assert_eq!(within(waiting).await.unwrap().unwrap(), Stored::Pending);
+}
