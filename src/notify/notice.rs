@@ -72,7 +72,7 @@ impl Notice {
                 request_id: prompt.request_id.clone(),
                 tool_name: prompt.tool_name.clone(),
                 kind: prompt.kind().as_str(),
-                input: summarize(&prompt.input, INPUT_SUMMARY_CHARS),
+                input: summarize(&prompt.tool_name, &prompt.input, INPUT_SUMMARY_CHARS),
                 received_at,
             }),
             failure: None,
@@ -120,9 +120,14 @@ impl Notice {
 /// A tool input in at most `max` characters: a `Bash` command as it is, anything else as
 /// compact JSON; longer is cut and ends with `…`. The cost is bounded by `max`, not by the
 /// input (a `Write` prompt may carry megabytes in one string).
-pub fn summarize(input: &Value, max: usize) -> String {
-    if let Some(command) = input.get("command").and_then(Value::as_str) {
-        return cut(command, max);
+///
+/// Only `Bash` is shown bare: another tool's `command` (an MCP tool's, say) is one field
+/// among others that may matter as much (`{"namespace":"prod","command":...}`).
+pub fn summarize(tool_name: &str, input: &Value, max: usize) -> String {
+    if tool_name == "Bash" {
+        if let Some(command) = input.get("command").and_then(Value::as_str) {
+            return cut(command, max);
+        }
     }
     let mut out = String::new();
     compact(input, &mut out, max.saturating_add(1), 0);

@@ -96,10 +96,13 @@ fn a_sink_hears_only_its_events_and_selected_sessions_labels_and_tools() {
 
 #[test]
 fn the_input_summary_is_bounded_whatever_the_input() {
-    assert_eq!(summarize(&json!({"command": "ls -la"}), 300), "ls -la");
+    assert_eq!(
+        summarize("Bash", &json!({"command": "ls -la"}), 300),
+        "ls -la"
+    );
     let big = json!({"file_path": "/x", "content": "y".repeat(5_000_000)});
     let started = Instant::now();
-    let s = summarize(&big, INPUT_SUMMARY_CHARS);
+    let s = summarize("Write", &big, INPUT_SUMMARY_CHARS);
     assert!(
         started.elapsed() < Duration::from_millis(200),
         "{:?}",
@@ -111,13 +114,40 @@ fn the_input_summary_is_bounded_whatever_the_input() {
         "{s}"
     );
     assert!(s.ends_with('…'));
-    assert_eq!(summarize(&json!({"command": "é".repeat(10)}), 5), "éééé…");
+    assert_eq!(
+        summarize("Bash", &json!({"command": "é".repeat(10)}), 5),
+        "éééé…"
+    );
     let small = json!({"a": [1, true, null, "x\"y"], "b": {"c": 2.5}});
-    assert_eq!(summarize(&small, 300), small.to_string());
+    assert_eq!(summarize("Edit", &small, 300), small.to_string());
     let many = json!((0..1_000_000).collect::<Vec<u32>>());
     let started = Instant::now();
-    assert_eq!(summarize(&many, 20), "[0,1,2,3,4,5,6,7,8,…");
+    assert_eq!(summarize("mcp__x__y", &many, 20), "[0,1,2,3,4,5,6,7,8,…");
     assert!(started.elapsed() < Duration::from_millis(200));
+}
+
+#[test]
+fn only_a_bash_command_is_shown_bare_any_other_input_whole() {
+    let summary = |tool: &str, input: Value| {
+        let p = prompt(tool, input);
+        let n = Notice::prompt(
+            NotifyEvent::PermissionRequested,
+            Arc::from("prod-1"),
+            Arc::from([]),
+            &p,
+            SystemTime::now(),
+        );
+        n.prompt.unwrap().input
+    };
+    assert_eq!(
+        summary("Bash", json!({"command": "ls -la", "timeout": 5})),
+        "ls -la"
+    );
+    // An MCP tool's `command` is one field among others: the namespace must show too.
+    let exec = json!({"namespace": "prod", "command": "rm -rf /data"});
+    assert_eq!(summary("mcp__k8s__exec", exec.clone()), exec.to_string());
+    let not_text = json!({"command": ["rm", "-rf", "/"]});
+    assert_eq!(summary("Bash", not_text.clone()), not_text.to_string());
 }
 
 #[test]
