@@ -95,13 +95,18 @@ fn secret_source(t: &mut Table, errs: &mut Errors) -> Option<ApiTokenSource> {
                 }
             }
         }
-        "token_env" => t
-            .string(errs, "token_env")
-            .filter(|v| !v.is_empty())
-            .map(ApiTokenSource::Env),
-        _ => t
-            .string(errs, "token_file")
-            .filter(|v| !v.is_empty())
-            .map(|p| ApiTokenSource::File(PathBuf::from(p))),
+        "token_env" => non_empty(t, errs, "token_env").map(ApiTokenSource::Env),
+        _ => non_empty(t, errs, "token_file").map(|p| ApiTokenSource::File(PathBuf::from(p))),
     }
+}
+
+/// The string at `key`; an empty one is an error at its path, never a token left out
+/// without a word (the config would load with one operator fewer).
+fn non_empty(t: &mut Table, errs: &mut Errors, key: &'static str) -> Option<String> {
+    let value = t.string(errs, key)?;
+    if value.trim().is_empty() {
+        errs.push(t.key_path(key), "must not be empty");
+        return None;
+    }
+    Some(value)
 }

@@ -62,6 +62,18 @@ fn operator_tokens_roles_and_sources() {
 }
 
 #[test]
+fn an_empty_operator_token_source_is_an_error_at_its_key() {
+    for (key, value) in [("token_env", ""), ("token_file", ""), ("token_env", "  ")] {
+        let p = problems(&format!(
+            "{CCR}[api]\nauth = \"enabled\"\n\
+             [[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken_env = \"OPS_TOKEN\"\n\
+             [[api.tokens]]\nname = \"ci\"\nrole = \"viewer\"\n{key} = \"{value}\"\n"
+        ));
+        assert_eq!(p, [format!("api.tokens[1].{key}: must not be empty")]);
+    }
+}
+
+#[test]
 fn metrics_auth_is_viewer_unless_set_to_none() {
     use crate::config::MetricsAuth;
     assert_eq!(ok(CCR).api.metrics_auth, MetricsAuth::Viewer);
