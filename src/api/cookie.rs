@@ -18,6 +18,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, Principal};
+use crate::config::MAX_CONSOLE_SESSION_LIFETIME;
 
 /// Name of the console's session cookie.
 pub const COOKIE: &str = "ccr_console";
@@ -51,10 +52,11 @@ fn digest(cookie: &str) -> [u8; 32] {
 }
 
 impl ConsoleSessions {
-    /// A store whose sign-ins last `lifetime`, at most `max` at once (at least one).
+    /// A store whose sign-ins last `lifetime` (at most [`MAX_CONSOLE_SESSION_LIFETIME`]), at
+    /// most `max` at once (at least one).
     pub fn new(lifetime: Duration, max: usize) -> Arc<Self> {
         Arc::new(Self {
-            lifetime,
+            lifetime: lifetime.min(MAX_CONSOLE_SESSION_LIFETIME),
             max: max.max(1),
             by_digest: Mutex::new(HashMap::new()),
         })
@@ -84,13 +86,10 @@ impl ConsoleSessions {
                 None => break,
             };
         }
-        map.insert(
-            digest(&cookie),
-            SignIn {
-                principal,
-                expires: now + self.lifetime,
-            },
-        );
+        // Never `now + lifetime`: that panics past what an Instant holds. A sign-in whose
+        // end cannot be told ends at once (the cookie is refused) rather than never.
+        let expires = now.checked_add(self.lifetime).unwrap_or(now);
+        map.insert(digest(&cookie), SignIn { principal, expires });
         cookie
     }
 
@@ -212,6 +211,13 @@ mod tests {
         assert_ne!(again, cookie, "every sign-in gets a fresh cookie");
         store.sign_out(&again);
         assert!(store.principal_at(&again, t0).is_none());
+    }
+
+    #[test]
+    fn a_lifetime_past_what_an_instant_holds_never_panics() {
+        let store = ConsoleSessions::new(Duration::MAX, 10);
+        let cookie = store.sign_in(alice());
+        assert!(store.principal(&cookie).is_some());
     }
 
     #[test]

@@ -7,6 +7,9 @@ use super::fields::{Errors, Table};
 
 /// Default of `[console] session_lifetime`: 12 hours.
 pub const DEFAULT_CONSOLE_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Most `[console] session_lifetime` may be: 365 days. A sign-in meant to last longer is not
+/// a sign-in, and far past this `now + lifetime` would not fit an `Instant`.
+pub const MAX_CONSOLE_SESSION_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Default of `[console] max_sessions`.
 pub const DEFAULT_CONSOLE_MAX_SESSIONS: usize = 1000;
 
@@ -17,7 +20,7 @@ pub struct ConsoleConfig {
     /// `https://ccr.example.com`); unset: `http://<[api] bind>`. Links in notifications
     /// start with it.
     pub public_url: Option<url::Url>,
-    /// How long a console sign-in lasts (`session_lifetime`, default 12 h).
+    /// How long a console sign-in lasts (`session_lifetime`, default 12 h, at most 365 days).
     pub session_lifetime: Duration,
     /// Console sign-ins held at once (`max_sessions`, default 1000).
     pub max_sessions: usize,
@@ -63,9 +66,26 @@ pub(super) fn console(mut t: Table, errs: &mut Errors) -> ConsoleConfig {
     });
     let console = ConsoleConfig {
         public_url,
-        session_lifetime: t.positive_duration(errs, "session_lifetime", d.session_lifetime),
+        session_lifetime: session_lifetime(&mut t, errs, d.session_lifetime),
         max_sessions: t.usize(errs, "max_sessions", d.max_sessions, 1..=10_000_000),
     };
     t.finish(errs);
     console
+}
+
+/// `session_lifetime`: greater than 0, at most [`MAX_CONSOLE_SESSION_LIFETIME`].
+fn session_lifetime(t: &mut Table, errs: &mut Errors, default: Duration) -> Duration {
+    let before = errs.len();
+    let lifetime = t.positive_duration(errs, "session_lifetime", default);
+    if errs.len() == before && lifetime > MAX_CONSOLE_SESSION_LIFETIME {
+        errs.push(
+            t.key_path("session_lifetime"),
+            format!(
+                "must be at most 365 days, got {}",
+                humantime::format_duration(lifetime)
+            ),
+        );
+        return default;
+    }
+    lifetime
 }

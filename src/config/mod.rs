@@ -33,7 +33,10 @@ pub use cluster::{
     default_instance_id, ClusterConfig, DEFAULT_LEASE_PERIOD, DEFAULT_OUTAGE_GRACE,
     MAX_INSTANCE_ID_LEN, MAX_LEASE_PERIOD, MAX_OUTAGE_GRACE, MIN_LEASE_PERIOD,
 };
-pub use console::{ConsoleConfig, DEFAULT_CONSOLE_MAX_SESSIONS, DEFAULT_CONSOLE_SESSION_LIFETIME};
+pub use console::{
+    ConsoleConfig, DEFAULT_CONSOLE_MAX_SESSIONS, DEFAULT_CONSOLE_SESSION_LIFETIME,
+    MAX_CONSOLE_SESSION_LIFETIME,
+};
 pub use error::{ConfigError, KeyError};
 pub use ledger::{LedgerBackend, LedgerConfig, PgUrlSource, PostgresConfig};
 pub use load::{load, load_from_str, read, read_from_str, session_from_json, Draft};

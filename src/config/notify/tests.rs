@@ -89,6 +89,22 @@ fn console_problems_have_their_paths() {
 }
 
 #[test]
+fn a_console_sign_in_lasts_at_most_a_year() {
+    let year = load("[console]\nsession_lifetime = \"365days\"\n").unwrap();
+    assert_eq!(
+        year.console.session_lifetime,
+        Duration::from_secs(365 * 86_400)
+    );
+    // Past what an Instant can hold: every sign-in would panic on `now + lifetime`.
+    for lifetime in ["366days", "500000000000years"] {
+        let p = problems(&format!("[console]\nsession_lifetime = \"{lifetime}\"\n"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "console.session_lifetime");
+        assert!(p[0].1.starts_with("must be at most 365 days"), "{p:?}");
+    }
+}
+
+#[test]
 fn every_bad_key_is_reported_with_its_path_and_no_url() {
     let p = problems(
         r#"
