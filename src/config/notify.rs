@@ -204,6 +204,34 @@ pub struct NotifySinkConfig {
     pub delivery: NotifyDelivery,
 }
 
+impl NotifySinkConfig {
+    /// Whether `other` sets this sink up the same way, wherever its entry sits in the file:
+    /// every field but `key`. A sink is known by its `name`; an earlier entry removed or
+    /// moved changes the `key` of those after it, and that is no change to them.
+    pub fn same_settings(&self, other: &Self) -> bool {
+        let Self {
+            key: _,
+            name,
+            kind,
+            url,
+            secret,
+            events,
+            selector,
+            delivery,
+        } = self;
+        (name, kind, url, secret, events, selector, delivery)
+            == (
+                &other.name,
+                &other.kind,
+                &other.url,
+                &other.secret,
+                &other.events,
+                &other.selector,
+                &other.delivery,
+            )
+    }
+}
+
 /// Validate the `notify` array; entries with problems are reported and left out.
 pub(super) fn notify(value: Option<&Value>, errs: &mut Errors) -> Vec<NotifySinkConfig> {
     let mut names: HashMap<String, usize> = HashMap::new();

@@ -64,11 +64,20 @@ struct Sink {
 }
 
 impl Sink {
-    /// Whether `next` is this sink unchanged (same entry, URL and secret).
+    /// Whether `next` is this sink unchanged (see [`Settings`]).
     fn same(&self, next: &ResolvedSink) -> bool {
-        self.resolved.config == next.config
-            && self.resolved.url == next.url
-            && self.resolved.secret == next.secret
+        Settings(&self.resolved) == Settings(next)
+    }
+}
+
+/// A sink as a reload compares it: its entry's settings wherever the entry sits in the
+/// file ([`NotifySinkConfig::same_settings`]), its URL and its secret.
+struct Settings<'a>(&'a ResolvedSink);
+
+impl PartialEq for Settings<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0, other.0);
+        a.config.same_settings(&b.config) && a.url == b.url && a.secret == b.secret
     }
 }
 
@@ -129,27 +138,28 @@ impl Notifier {
     }
 
     /// Get `next` ready to replace the running sinks without touching them: an unchanged
-    /// sink (same entry, URL and secret) keeps its queue and thread; a new or changed one
-    /// gets a thread of its own now, idle until [`Notifier::install`].
+    /// sink (same settings, URL and secret, wherever its entry sits) keeps its queue and
+    /// thread; a new or changed one gets a thread of its own now, idle until
+    /// [`Notifier::install`].
     pub fn prepare(
         &self,
         next: Vec<ResolvedSink>,
         metrics: &crate::metrics::Metrics,
     ) -> std::io::Result<PreparedSinks> {
         let running = self.shared.sinks.read().clone();
-        let key = |r: &'_ ResolvedSink| (r.config.clone(), r.url.clone(), r.secret.clone());
         let changes = crate::util::name_changes(
             running
                 .iter()
-                .map(|s| (s.config.name.as_str(), key(&s.resolved))),
-            next.iter().map(|n| (n.config.name.as_str(), key(n))),
+                .map(|s| (s.config.name.as_str(), Settings(&s.resolved))),
+            next.iter().map(|n| (n.config.name.as_str(), Settings(n))),
         );
         let mut out = Vec::with_capacity(next.len());
         for sink in next {
             if let Some(kept) = running.iter().find(|s| s.same(&sink)) {
+                // Its new `key` (the entry's place in the file) is all that may differ.
                 out.push(Sink {
-                    config: kept.config.clone(),
-                    resolved: kept.resolved.clone(),
+                    config: sink.config.clone(),
+                    resolved: sink,
                     queue: kept.queue.clone(),
                     metrics: kept.metrics.clone(),
                 });

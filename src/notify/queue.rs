@@ -76,6 +76,12 @@ impl QueueTx {
         })
     }
 
+    /// Whether `other` pushes into this same queue.
+    #[cfg(test)]
+    pub(crate) fn same_queue(&self, other: &QueueTx) -> bool {
+        Arc::ptr_eq(&self.bytes, &other.bytes)
+    }
+
     /// Bytes of the notices waiting now.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Acquire)

@@ -457,3 +457,35 @@ events = ["session_failed"]
         "{shown}"
     );
 }
+
+#[test]
+fn a_sink_unchanged_but_for_its_position_keeps_running() {
+    let named = |name: &str, index: usize| {
+        let mut s = resolved(3);
+        s.config.name = name.into();
+        s.config.key = format!("notify[{index}]");
+        s
+    };
+    let metrics = crate::metrics::Metrics::new();
+    let notifier = Notifier::start(
+        vec![named("first", 0), named("second", 1)],
+        LinkBase::fixed("http://c"),
+        &metrics,
+    )
+    .unwrap();
+    // The first entry removed: the second is now notify[0], its settings the same.
+    let prepared = notifier
+        .prepare(vec![named("second", 0)], &metrics)
+        .unwrap();
+    assert_eq!(prepared.changes.removed, ["first"]);
+    assert!(
+        prepared.changes.changed.is_empty() && prepared.changes.added.is_empty(),
+        "{:?}",
+        prepared.changes
+    );
+    let running = notifier.shared.sinks.read().clone();
+    assert!(
+        prepared.sinks[0].queue.same_queue(&running[1].queue),
+        "the running sink is kept, not restarted"
+    );
+}
