@@ -832,6 +832,19 @@ async fn a_statement_writing_many_prompts_is_heard_for_each_of_them() {
     .await;
 }
 
+/// Terminate every connection to the test's database but `admin`'s (the member's
+/// leases outlive its reconnect).
+async fn cut_every_other_connection(admin: &Client) {
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("terminate");
+}
+
 /// A decision made while the listening connection was down is never notified to it: once
 /// it listens again, the member asks for a re-check of every session it still holds.
 #[actix_rt::test]
@@ -844,14 +857,7 @@ async fn after_its_listening_connection_drops_a_member_rechecks_the_sessions_it_
     wait_settled(&admin, &[&a], &all, Duration::from_secs(10)).await;
     heard_up_to_here(&admin, &[&a], "warm_up").await;
     // Every connection of the member is cut (its leases outlive the reconnect).
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .expect("terminate");
+    cut_every_other_connection(&admin).await;
     eventually(Duration::from_secs(10), || async {
         let rechecked: HashSet<Arc<str>> = a
             .log
@@ -908,14 +914,7 @@ async fn after_its_listening_connection_drops_a_member_publishes_what_it_missed(
         .batch_execute("SET session_replication_role = origin")
         .await
         .unwrap();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .expect("terminate");
+    cut_every_other_connection(&admin).await;
     eventually(Duration::from_secs(10), || async {
         let told = a.log.0.lock();
         let seen = |decided: bool| {
