@@ -539,14 +539,25 @@ impl PgLedger {
         self.read(move |c| async move { read::resolved(&c, Some(&s), max_rows, max_bytes).await })
     }
 
-    /// One prompt's records, whatever its state.
+    /// One prompt's records, whatever its state, including this instance's writes of it
+    /// queued before the call. Most of these reads are of what another instance recorded
+    /// (each `ccr_prompted` or `ccr_decided` a member hears for a session held elsewhere),
+    /// with no write of this one queued: those read at once instead of queueing a flush
+    /// each in the writer's queue, where they took room from this instance's own writes.
     pub(crate) fn entry(
         &self,
         session: &str,
         request_id: &str,
     ) -> impl Future<Output = Result<Option<Unfinished>, LedgerError>> + Send + 'static {
+        let pending = self.shared.in_flight.any(session, request_id);
         let (s, r) = (session.to_owned(), request_id.to_owned());
-        self.read(move |c| async move { read::entry(&c, &s, &r).await })
+        let read = move |c: deadpool_postgres::Object| async move { read::entry(&c, &s, &r).await };
+        let entry: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = if pending {
+            Box::pin(self.read(read))
+        } else {
+            Box::pin(self.read_now(async {}, read))
+        };
+        entry
     }
 
     /// Finished prompts, newest first, for matching replays after a restart. Blocking.

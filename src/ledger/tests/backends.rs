@@ -686,7 +686,7 @@ async fn a_postgres_lookup_waits_for_the_writer_only_for_a_prompt_it_has_not_ans
         .await
         .unwrap();
     let queued = tokio::spawn(ledger.record_prompt(prompt("s", "queued", "Bash", at(2))));
-    // Committed, or never written: read at once, the writer still blocked.
+    // Committed, or never written: a lookup reads at once, the writer still blocked.
     assert_eq!(
         within(ledger.lookup("s", "old")).await.unwrap(),
         Stored::Pending
@@ -695,6 +695,9 @@ async fn a_postgres_lookup_waits_for_the_writer_only_for_a_prompt_it_has_not_ans
         within(ledger.lookup("s", "never")).await.unwrap(),
         Stored::Nothing
     );
+    // So is an entry (another instance's prompt, heard of by a notification).
+    let old = within(ledger.entry("s", "old")).await.unwrap();
+    assert_eq!(old.map(|e| e.prompt.request_id).as_deref(), Some("old"));
     // Still with the writer: read once it is committed, never as new.
     let mut waiting = tokio::spawn(ledger.lookup("s", "queued"));
     let early = tokio::time::timeout(Duration::from_millis(200), &mut waiting).await;
