@@ -342,6 +342,27 @@ impl PgLedger {
         )
     }
 
+    /// [`PgLedger::read`] for one prompt's rows: it waits for the writer only while a write
+    /// of that prompt is still with it ([`InFlight`]); otherwise what is committed is all
+    /// there is of it, and it reads at once.
+    fn read_of<T, F, Fut>(
+        &self,
+        session_id: &str,
+        request_id: &str,
+        f: F,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send + 'static>>
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, LedgerError>> + Send + 'static,
+    {
+        if self.shared.in_flight.any(session_id, request_id) {
+            Box::pin(self.read(f))
+        } else {
+            Box::pin(self.read_now(async {}, f))
+        }
+    }
+
     /// Run `f` with a pooled connection on the ledger's thread once `first` is done,
     /// without waiting for queued writes (leases, health: not ledger rows).
     fn read_now<T, F, Fut>(
@@ -414,20 +435,12 @@ impl PgLedger {
         session_id: &str,
         request_id: &str,
     ) -> impl Future<Output = Result<Stored, LedgerError>> + Send + 'static {
-        // Waits for the writer only when a write of this prompt is still with it: every
-        // new prompt of a session whose older prompts the registry forgot is looked up
-        // (docs/benchmarks.md), and a flush per lookup added a commit's wait to each.
-        let pending = self.shared.in_flight.any(session_id, request_id);
+        // Every new prompt of a session whose older prompts the registry forgot is looked
+        // up (docs/benchmarks.md): a flush for each added a commit's wait to each.
         let (s, r) = (session_id.to_owned(), request_id.to_owned());
-        let read =
-            move |c: deadpool_postgres::Object| async move { read::stored(&c, &s, &r).await };
-        let lookup: std::pin::Pin<Box<dyn Future<Output = Result<Stored, LedgerError>> + Send>> =
-            if pending {
-                Box::pin(self.read(read))
-            } else {
-                Box::pin(self.read_now(async {}, read))
-            };
-        lookup
+        self.read_of(session_id, request_id, move |c| async move {
+            read::stored(&c, &s, &r).await
+        })
     }
 
     /// Delete finished rows received before `before` now.
@@ -549,15 +562,10 @@ impl PgLedger {
         session: &str,
         request_id: &str,
     ) -> impl Future<Output = Result<Option<Unfinished>, LedgerError>> + Send + 'static {
-        let pending = self.shared.in_flight.any(session, request_id);
         let (s, r) = (session.to_owned(), request_id.to_owned());
-        let read = move |c: deadpool_postgres::Object| async move { read::entry(&c, &s, &r).await };
-        let entry: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = if pending {
-            Box::pin(self.read(read))
-        } else {
-            Box::pin(self.read_now(async {}, read))
-        };
-        entry
+        self.read_of(session, request_id, move |c| async move {
+            read::entry(&c, &s, &r).await
+        })
     }
 
     /// Finished prompts, newest first, for matching replays after a restart. Blocking.
